@@ -1,0 +1,37 @@
+# Two commands do all set-up: `make bench SPEC=...` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SPEC   ?= specs/lm_head.yaml
+BACKEND ?=
+STORE  ?=
+PYTEST_ARGS ?=
+# Extras installed into the venv; CI adds torch (a local CPU wheel): EXTRAS=dev,torch
+EXTRAS ?= dev
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma  := ,
+
+BENCH_FLAGS := $(if $(BACKEND),--backend $(BACKEND)) $(if $(STORE),--store $(STORE))
+
+.PHONY: venv bench test lint clean
+
+# The stamp depends on pyproject.toml, so a re-run installs nothing unless it changed.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/anemll-spec bench $(SPEC) $(BENCH_FLAGS) --report
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check anemll_spec tests benchmarks
+	$(VENV)/bin/ruff format --check anemll_spec tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

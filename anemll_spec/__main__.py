@@ -1,0 +1,3 @@
+from anemll_spec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The `anemll-spec` command line: one command per module (asv style).
+
+Each command module defines `HELP`, `add_arguments(parser)` and `run(args) -> int`,
+and imports heavy libraries (coremltools, torch, altair) only inside `run`, so
+`--help` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import warnings
+
+from anemll_spec import __version__
+from anemll_spec.errors import AnemllError
+
+# command name -> module under anemll_spec.cli
+COMMANDS: dict[str, str] = {
+    "validate": "validate",
+    "plan": "plan",
+    "info": "info",
+    "build": "build",
+    "inspect": "inspect_",
+    "cache": "cache",
+    "predict": "predict",
+    "bench": "bench",
+    "query": "query",
+    "compare": "compare",
+    "export": "export",
+    "import": "import_",
+    "chart": "chart",
+    "report": "report",
+}
+
+
+def _quiet_coremltools() -> None:
+    """Keep coremltools' 'Failed to load libcoremlpython' noise off Linux screens."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", module="coremltools")
+    import logging
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anemll-spec",
+        description="Declarative benchmarks for Core ML models on Apple's Neural Engine.",
+    )
+    parser.add_argument("--version", action="version", version=f"anemll-spec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"anemll_spec.cli.{modname}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"anemll_spec.cli.{modname}":
+                raise
+            continue  # command not implemented yet
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_coremltools()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except AnemllError as exc:
+        print(f"anemll-spec {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

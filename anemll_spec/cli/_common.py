@@ -1,0 +1,81 @@
+"""Small helpers shared by the command modules (kept import-light)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+
+
+def add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="PATH",
+        help="results store (default: $ANEMLL_SPEC_STORE or store/results.duckdb)",
+    )
+
+
+def add_max_cases(p: argparse.ArgumentParser) -> None:
+    from anemll_spec.spec import DEFAULT_MAX_CASES
+
+    p.add_argument(
+        "--max-cases",
+        type=int,
+        default=DEFAULT_MAX_CASES,
+        metavar="N",
+        help=f"allow sweeps of up to N cases (default {DEFAULT_MAX_CASES})",
+    )
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def human_flops(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if abs(n) < 1000 or unit == "P":
+            return f"{n:,.2f} {unit}FLOP"
+        n /= 1000
+    return str(n)
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    """A plain aligned text table (numbers right-aligned)."""
+    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    numeric = [
+        all(_is_num(r[i]) for r in rows if r[i] is not None) and rows != []
+        for i in range(len(header))
+    ]
+    lines = []
+    for n, r in enumerate(cells):
+        parts = [
+            c.rjust(w) if numeric[i] and n else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)

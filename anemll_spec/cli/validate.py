@@ -1,0 +1,43 @@
+"""anemll-spec validate SPEC...: check specs, report every problem of every file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from anemll_spec.cli._common import add_json, add_max_cases, print_json
+
+HELP = "check spec files and report every problem"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
+    add_max_cases(p)
+    add_json(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anemll_spec.errors import SpecError
+    from anemll_spec.spec import expand, parse
+
+    results = []
+    failed = False
+    for path in args.specs:
+        try:
+            spec = parse(path)
+            cases = expand(spec, max_cases=args.max_cases)
+        except SpecError as exc:
+            failed = True
+            results.append(
+                {"file": path, "ok": False, "problems": [p.__dict__ for p in exc.problems]}
+            )
+            if not args.json:
+                for p in exc.problems:
+                    print(f"error: {p}", file=sys.stderr)
+            continue
+        results.append({"file": path, "ok": True, "name": spec.name, "cases": len(cases)})
+        if not args.json:
+            print(f"ok: {path} ({spec.name}, {len(cases)} case{'s' * (len(cases) != 1)})")
+    if args.json:
+        print_json(results)
+    return 2 if failed else 0

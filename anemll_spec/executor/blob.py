@@ -1,0 +1,103 @@
+"""Reader of MILBlob weight files (`Data/com.apple.CoreML/weights/weight.bin`).
+
+Layout (coremltools mlmodel/src/MILBlob/Blob/StorageFormat.hpp, version 2):
+a 64-byte `storage_header` {uint32 count, uint32 version=2, 7 x uint64 reserved}, then for
+each blob a 64-byte `blob_metadata` {uint32 sentinel=0xDEADBEEF, uint32 mil_dtype,
+uint64 sizeInBytes, uint64 offset (of the data, absolute), uint64 padding_size_in_bits,
+4 x uint64 reserved} followed (64-byte aligned) by the data. A program's `blobFileValue.offset`
+points at the metadata. Sub-byte data is bit-packed LSB-first (see `dtypes.unpack_bits`).
+
+Byte-sized data is returned as a read-only view over an `mmap` of the file, so loading
+maps rather than copies; decoding of compressed data happens once, by the caller.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anemll_spec.errors import InputError
+from anemll_spec.executor.dtypes import BLOB_DTYPES, BY_NAME, bf16_to_fp32, unpack_bits
+
+SENTINEL = 0xDEADBEEF
+_HEADER = struct.Struct("<II")
+_META = struct.Struct("<IIQQQ")
+
+
+@dataclass(frozen=True)
+class BlobMeta:
+    dtype: str  # MIL type name
+    size: int  # bytes of data
+    data_offset: int
+    padding_bits: int
+
+
+class BlobFile:
+    """One weight file, memory-mapped for the lifetime of this object."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as fh:
+                self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.path}: cannot map weight file: {exc}") from exc
+        if len(self._mm) < 64:
+            raise InputError(f"{self.path}: too short for a MILBlob header")
+        self.count, self.version = _HEADER.unpack_from(self._mm, 0)
+        if self.version != 2:
+            raise InputError(f"{self.path}: MILBlob version {self.version}, expected 2")
+
+    def meta(self, offset: int) -> BlobMeta:
+        if offset < 64 or offset + 64 > len(self._mm):
+            raise InputError(f"{self.path}: blob offset {offset} outside the file")
+        sentinel, dtype, size, data_offset, padding = _META.unpack_from(self._mm, offset)
+        if sentinel != SENTINEL:
+            raise InputError(f"{self.path}: no blob metadata at offset {offset} (bad sentinel)")
+        if dtype not in BLOB_DTYPES:
+            raise InputError(f"{self.path}: unknown blob data type {dtype} at offset {offset}")
+        if data_offset + size > len(self._mm):
+            raise InputError(f"{self.path}: blob at offset {offset} runs past the end of the file")
+        return BlobMeta(BLOB_DTYPES[dtype], size, data_offset, padding)
+
+    def read(self, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The blob at `offset` as an array of MIL type `dtype` and `shape`.
+
+        Byte-sized types come back as read-only memory-mapped views; sub-byte types are
+        unpacked to int8/uint8; bf16 is widened to fp32.
+        """
+        meta = self.meta(offset)
+        if meta.dtype != dtype:
+            raise InputError(
+                f"{self.path}: blob at offset {offset} holds {meta.dtype}, program declares {dtype}"
+            )
+        count = int(np.prod(shape, dtype=np.int64))
+        t = BY_NAME[dtype]
+        raw = np.frombuffer(self._mm, dtype=np.uint8, count=meta.size, offset=meta.data_offset)
+        if t.bits:
+            if meta.size * 8 < count * t.bits:
+                raise InputError(
+                    f"{self.path}: blob at offset {offset} has {meta.size} bytes, too few for "
+                    f"{count} {dtype} values"
+                )
+            return unpack_bits(raw, t.bits, count, t.signed).reshape(shape)
+        if dtype == "bf16":
+            return bf16_to_fp32(raw.view(np.uint16)[:count]).reshape(shape)
+        if t.np_dtype is None:
+            raise InputError(f"{self.path}: blob type {dtype} is not supported by the executor")
+        if meta.size < count * t.np_dtype.itemsize:
+            raise InputError(
+                f"{self.path}: blob at offset {offset} has {meta.size} bytes, too few for "
+                f"{count} {dtype} values"
+            )
+        return raw[: count * t.np_dtype.itemsize].view(t.np_dtype).reshape(shape)
+
+    def close(self) -> None:
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # views still alive; the map goes when they do

@@ -1,0 +1,227 @@
+"""Specs: declarative YAML benchmark descriptions, validated and expanded into cases.
+
+spec = load_spec("specs/lm_head.yaml")   # raises SpecError with every problem
+cases = expand(spec)                     # one Case per sweep point
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from anemll_spec.errors import Problem, SpecError
+from anemll_spec.spec import schema
+from anemll_spec.spec.case import Case, published_model
+from anemll_spec.spec.validate import Checker, check_family, check_section, check_unknown
+from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
+
+__all__ = ["Case", "Spec", "load_spec", "expand", "published_model", "DEFAULT_MAX_CASES"]
+
+DEFAULT_MAX_CASES = 256
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass
+class Spec:
+    path: Path
+    text: str
+    doc: dict
+    positions: Positions
+    name: str = ""
+    description: str = ""
+    sweep: dict[str, list] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # top-level ones; expand() reports them
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def n_cases(self) -> int:
+        n = 1
+        for values in self.sweep.values():
+            n *= len(values)
+        return n
+
+
+def load_spec(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
+    """Read and fully validate a spec (every sweep point too); raise SpecError on any problem."""
+    spec = parse(path)
+    expand(spec, max_cases=max_cases)  # validation of every case happens here
+    return spec
+
+
+def parse(path: str | Path) -> Spec:
+    """Read a spec and check its top level; `expand` validates the cases and raises.
+
+    Only unreadable input raises here, so that `expand` can report top-level and
+    case-level problems together.
+    """
+    path = Path(path)
+    file = str(path)
+    text = read_text(path)
+    doc, positions = load_yaml(text, file)
+    ck = Checker(file, positions)
+    if not isinstance(doc, dict):
+        ck.add((), "a spec must be a mapping with name, model and run")
+        raise SpecError(ck.problems)
+    check_unknown(ck, doc, list(schema.TOP_FIELDS), ())
+    name = doc.get("name")
+    if name is None:
+        ck.add((), "missing required field 'name'")
+    elif not isinstance(name, str) or not _NAME.match(name):
+        ck.add(
+            ("name",),
+            "must be letters, digits, '_', '.', '-' (at most 128), starting with a letter or digit",
+        )
+    desc = doc.get("description", "")
+    if not isinstance(desc, str):
+        ck.add(("description",), "must be a string")
+    if "model" not in doc:
+        ck.add((), "missing required section 'model'")
+    for section in ("model", "run"):
+        if section in doc and not isinstance(doc[section], dict | None):
+            ck.add((section,), "must be a mapping")
+    sweep = _check_sweep(ck, doc)
+    name = name if isinstance(name, str) else ""
+    desc = desc if isinstance(desc, str) else ""
+    return Spec(path, text, doc, positions, name, desc, sweep, ck.problems)
+
+
+def _check_sweep(ck: Checker, doc: dict) -> dict[str, list]:
+    sweep = doc.get("sweep") or {}
+    if not isinstance(sweep, dict):
+        ck.add(("sweep",), "must map field paths (e.g. model.vocab_size) to lists of values")
+        return {}
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    families = {model.get("family")}
+    if isinstance(sweep.get("model.family"), list):
+        families |= set(sweep["model.family"])
+    known = {
+        "model": {
+            f.name
+            for fam in families
+            for f in schema.model_fields(fam if isinstance(fam, str) else None)
+        },
+        "run": {f.name for f in schema.RUN_FIELDS},
+    }
+    out: dict[str, list] = {}
+    for key, values in sweep.items():
+        path = ("sweep", key)
+        parts = str(key).split(".")
+        if len(parts) < 2 or parts[0] not in known:
+            ck.add(path, f"sweep path '{key}' must start with model. or run.", key=True)
+            continue
+        if parts[1] not in known[parts[0]]:
+            ck.add(
+                path,
+                f"sweep path '{key}' does not exist: no field '{parts[1]}' in {parts[0]}",
+                key=True,
+            )
+            continue
+        if not isinstance(values, list):
+            ck.add(path, "must be a list of values to sweep over")
+            continue
+        if not values:
+            ck.add(path, "empty sweep list: give at least one value")
+            continue
+        out[key] = values
+    return out
+
+
+def expand(spec: Spec, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
+    """The cartesian product of the sweep, each point validated and resolved."""
+    file = str(spec.path)
+    if spec.n_cases > max_cases:
+        sizes = " x ".join(str(len(v)) for v in spec.sweep.values())
+        line, col = spec.positions.get(("sweep",), (None, None))
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    "sweep",
+                    f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
+                    f"{max_cases}; pass --max-cases {spec.n_cases} to allow it",
+                    line,
+                    col,
+                )
+            ]
+        )
+    base = spec.path.parent
+    keys = list(spec.sweep)
+    problems: list[Problem] = list(spec.problems)
+    cases: list[Case] = []
+    for index, combo in enumerate(itertools.product(*(enumerate(spec.sweep[k]) for k in keys))):
+        model = _section(spec.doc, "model")
+        run = _section(spec.doc, "run")
+        overrides: dict[tuple, tuple] = {}
+        params: dict[str, Any] = {}
+        for key, (i, value) in zip(keys, combo, strict=True):
+            section, *rest = key.split(".")
+            target = model if section == "model" else run
+            _set_path(target, rest, _deepcopy(value))
+            overrides[(section, *rest)] = ("sweep", key, i)
+            params[key] = value
+        ck = Checker(file, spec.positions, overrides)
+        if not all(isinstance(spec.doc.get(s, {}) or {}, dict) for s in ("model", "run")):
+            break  # already reported: a section that is not a mapping
+        resolved_model, resolved_run = _resolve(ck, model, run, base)
+        for p in ck.problems:
+            if p not in problems:
+                problems.append(p)
+        if not ck.problems:
+            cases.append(Case(spec.name, index, resolved_model, resolved_run, params))
+    if problems:
+        raise SpecError(problems)
+    return cases
+
+
+def _resolve(ck: Checker, model: dict, run: dict, base: Path) -> tuple[dict, dict]:
+    family = model.get("family")
+    if isinstance(family, str) and family in schema.FAMILIES:
+        fields = schema.model_fields(family)
+    else:
+        # unknown family: reported by the family field; don't also flag its fields
+        fields = schema.COMMON_MODEL + tuple(
+            f
+            for fam in schema.FAMILY_FIELDS.values()
+            for f in fam
+            if f.name not in {c.name for c in schema.COMMON_MODEL}
+        )
+        fields = tuple({f.name: replace(f, required=False) for f in fields}.values())
+    resolved_model = check_section(ck, model, fields, ("model",), base) or {}
+    resolved_run = check_section(ck, run, schema.RUN_FIELDS, ("run",), base) or {}
+    if resolved_run and resolved_run.get("tolerance") is None and "tolerance" not in run:
+        resolved_run["tolerance"] = check_section(
+            ck, {}, schema.TOLERANCE_FIELDS, ("run", "tolerance"), base
+        )
+    if resolved_model.get("compute_precision") is None:
+        resolved_model["compute_precision"] = resolved_model.get("dtype")
+    if family in schema.FAMILIES:
+        check_family(ck, resolved_model)
+    return resolved_model, resolved_run
+
+
+def _section(doc: dict, name: str) -> dict:
+    value = doc.get(name)
+    return _deepcopy(value) if isinstance(value, dict) else {}
+
+
+def _set_path(target: dict, parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[parts[-1]] = value
+
+
+def _deepcopy(value):
+    import copy
+
+    return copy.deepcopy(value)
