@@ -8,8 +8,8 @@ STORE  ?=
 PYTEST_ARGS ?=
 # Extras installed into the venv; CI adds torch (a local CPU wheel): EXTRAS=dev,torch
 EXTRAS ?= dev
-STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 BENCH_FLAGS := $(if $(BACKEND),--backend $(BACKEND)) $(if $(STORE),--store $(STORE))
 
@@ -18,7 +18,8 @@ BENCH_FLAGS := $(if $(BACKEND),--backend $(BACKEND)) $(if $(STORE),--store $(STO
 # The stamp depends on pyproject.toml, so a re-run installs nothing unless it changed.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import anemll_spec, coremltools, duckdb" 2>/dev/null
 	@touch $@
 
 venv: $(STAMP)

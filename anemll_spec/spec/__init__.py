@@ -101,12 +101,10 @@ def _check_sweep(ck: Checker, doc: dict) -> dict[str, list]:
     families = {model.get("family")}
     if isinstance(sweep.get("model.family"), list):
         families |= set(sweep["model.family"])
+    if not families <= set(schema.FAMILIES):  # unknown family: reported elsewhere
+        families = set(schema.FAMILIES)
     known = {
-        "model": {
-            f.name
-            for fam in families
-            for f in schema.model_fields(fam if isinstance(fam, str) else None)
-        },
+        "model": {f.name for fam in families for f in schema.model_fields(fam)},
         "run": {f.name for f in schema.RUN_FIELDS},
     }
     out: dict[str, list] = {}
@@ -154,6 +152,7 @@ def expand(spec: Spec, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
     base = spec.path.parent
     keys = list(spec.sweep)
     problems: list[Problem] = list(spec.problems)
+    per_point: list[tuple[dict, list[Problem]]] = []
     cases: list[Case] = []
     for index, combo in enumerate(itertools.product(*(enumerate(spec.sweep[k]) for k in keys))):
         model = _section(spec.doc, "model")
@@ -170,14 +169,28 @@ def expand(spec: Spec, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
         if not all(isinstance(spec.doc.get(s, {}) or {}, dict) for s in ("model", "run")):
             break  # already reported: a section that is not a mapping
         resolved_model, resolved_run = _resolve(ck, model, run, base)
-        for p in ck.problems:
-            if p not in problems:
-                problems.append(p)
+        per_point.append((params, ck.problems))
         if not ck.problems:
             cases.append(Case(spec.name, index, resolved_model, resolved_run, params))
+    problems += _located_sweep_problems(per_point)
     if problems:
         raise SpecError(problems)
     return cases
+
+
+def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list[Problem]:
+    """A problem shared by every sweep point is the base document's: report it once.
+    One that only some points have is caused by the sweep: say at which point."""
+    out: list[Problem] = []
+    everywhere = set.intersection(*(set(ps) for _, ps in per_point)) if per_point else set()
+    for params, point_problems in per_point:
+        for p in point_problems:
+            if p not in everywhere:
+                point = ", ".join(f"{k}={v!r}" for k, v in params.items())
+                p = replace(p, message=f"{p.message} (at sweep point {point})")
+            if p not in out:
+                out.append(p)
+    return out
 
 
 def _resolve(ck: Checker, model: dict, run: dict, base: Path) -> tuple[dict, dict]:
@@ -186,13 +199,8 @@ def _resolve(ck: Checker, model: dict, run: dict, base: Path) -> tuple[dict, dic
         fields = schema.model_fields(family)
     else:
         # unknown family: reported by the family field; don't also flag its fields
-        fields = schema.COMMON_MODEL + tuple(
-            f
-            for fam in schema.FAMILY_FIELDS.values()
-            for f in fam
-            if f.name not in {c.name for c in schema.COMMON_MODEL}
-        )
-        fields = tuple({f.name: replace(f, required=False) for f in fields}.values())
+        extra = [replace(f, required=False) for fam in schema.FAMILY_FIELDS.values() for f in fam]
+        fields = tuple({f.name: f for f in (*extra, *schema.COMMON_MODEL)}.values())
     resolved_model = check_section(ck, model, fields, ("model",), base) or {}
     resolved_run = check_section(ck, run, schema.RUN_FIELDS, ("run",), base) or {}
     if resolved_run and resolved_run.get("tolerance") is None and "tolerance" not in run:

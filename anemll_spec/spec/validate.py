@@ -182,7 +182,7 @@ def check_section(
         if f.name in doc:
             out[f.name] = check_value(ck, f, doc[f.name], path + (f.name,), base)
         elif f.required:
-            ck.add(path, f"missing required field '{f.name}'")
+            ck.add(path, f"missing required field '{f.name}'", key=True)
             out[f.name] = None
         else:
             out[f.name] = _copy(f.default)

@@ -1,0 +1,218 @@
+"""The array library seam: the narrow set of primitives every kernel is written against.
+
+Kernels never call numpy directly on runtime tensors; they call `xp.<primitive>` on an
+`ArrayOps` object. `NumpyOps` is the reference implementation; a torch implementation
+(CUDA/MPS/CPU, fp16 or fp32) provides the same names with the same semantics, and the same
+prepared program runs on it. Semantics worth knowing when implementing another backend:
+
+- dtypes are named by strings: "float32", "float16", "int8", "uint8", "int16", "uint16",
+  "int32", "bool"; `xp.float_dtype` is the dtype float tensors are computed in.
+- `getitem(x, slices)` takes a tuple of Python `slice`/int with numpy semantics, including
+  negative steps (torch: flip); `setitem(x, slices, value)` returns an updated copy.
+- `mod` is floor-mod (sign of the divisor, numpy/`torch.remainder`); `floor_divide` rounds
+  to -inf; `round` rounds half to even (numpy; `torch.round` does too).
+- reductions take `axis` as a tuple (or None for all) and `keepdims`.
+- `conv(x, w, strides, pads, dilations, groups)`: N-D cross-correlation, x (N, C, *d),
+  w (O, C/groups, *k), pads = [(before, after), ...] per spatial dim (torch: F.conv*d).
+- `matmul` follows numpy broadcasting (including 1-D operands).
+- `to_numpy(x)` returns a numpy array (host copy where needed); `asarray(a, dtype)` builds a
+  backend tensor from a numpy array or Python scalar.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# Abramowitz & Stegun 7.1.26 is too coarse (2.5e-5) for an fp32 reference; this is the
+# Numerical Recipes erfc Chebyshev fit (fractional error < 1.2e-7), evaluated in float64.
+_ERFC_COEFFS = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
+
+
+class NumpyOps:
+    """numpy implementation of the kernel primitives (see the module docstring)."""
+
+    name = "numpy"
+    float_dtype = "float32"
+
+    # -- creation / conversion -------------------------------------------------------
+    @staticmethod
+    def asarray(a: Any, dtype: str | None = None) -> np.ndarray:
+        return np.asarray(a, dtype=dtype)
+
+    @staticmethod
+    def to_numpy(x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    @staticmethod
+    def astype(x: np.ndarray, dtype: str) -> np.ndarray:
+        return x.astype(dtype, copy=False)
+
+    @staticmethod
+    def dtype_name(x: Any) -> str:
+        return np.asarray(x).dtype.name
+
+    @staticmethod
+    def shape(x: Any) -> tuple[int, ...]:
+        return tuple(np.shape(x))
+
+    @staticmethod
+    def round_to_fp16(x: np.ndarray) -> np.ndarray:
+        """Round float values to fp16 precision and range (overflow gives inf), keep dtype."""
+        return x.astype(np.float16).astype(x.dtype)
+
+    full = staticmethod(lambda shape, value, dtype: np.full(tuple(shape), value, dtype=dtype))
+    arange = staticmethod(lambda start, stop, step, dtype: np.arange(start, stop, step, dtype))
+
+    # -- elementwise ------------------------------------------------------------------
+    add = staticmethod(np.add)
+    subtract = staticmethod(np.subtract)
+    multiply = staticmethod(np.multiply)
+    divide = staticmethod(np.true_divide)
+    power = staticmethod(np.power)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    floor_divide = staticmethod(np.floor_divide)
+    mod = staticmethod(np.mod)
+    equal = staticmethod(np.equal)
+    not_equal = staticmethod(np.not_equal)
+    less = staticmethod(np.less)
+    less_equal = staticmethod(np.less_equal)
+    greater = staticmethod(np.greater)
+    greater_equal = staticmethod(np.greater_equal)
+    logical_and = staticmethod(np.logical_and)
+    logical_or = staticmethod(np.logical_or)
+    logical_xor = staticmethod(np.logical_xor)
+    logical_not = staticmethod(np.logical_not)
+    where = staticmethod(np.where)
+    clip = staticmethod(lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi))
+
+    abs = staticmethod(np.abs)
+    negative = staticmethod(np.negative)
+    sign = staticmethod(np.sign)
+    floor = staticmethod(np.floor)
+    ceil = staticmethod(np.ceil)
+    round = staticmethod(np.round)
+    sin = staticmethod(np.sin)
+    cos = staticmethod(np.cos)
+    tan = staticmethod(np.tan)
+    asin = staticmethod(np.arcsin)
+    acos = staticmethod(np.arccos)
+    atan = staticmethod(np.arctan)
+    atanh = staticmethod(np.arctanh)
+    sinh = staticmethod(np.sinh)
+    cosh = staticmethod(np.cosh)
+    tanh = staticmethod(np.tanh)
+    exp = staticmethod(np.exp)
+    exp2 = staticmethod(np.exp2)
+    log = staticmethod(np.log)
+    sqrt = staticmethod(np.sqrt)
+    reciprocal = staticmethod(np.reciprocal)
+    square = staticmethod(np.square)
+
+    @staticmethod
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        # split by sign so exp never overflows
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def erf(x: np.ndarray) -> np.ndarray:
+        z = np.abs(x.astype(np.float64))
+        t = 1.0 / (1.0 + 0.5 * z)
+        poly = 0.0
+        for c in reversed(_ERFC_COEFFS):
+            poly = c + t * poly
+        erfc = t * np.exp(-z * z + poly)
+        return np.copysign(1.0 - erfc, x).astype(x.dtype, copy=False)
+
+    # -- reductions -------------------------------------------------------------------
+    sum = staticmethod(lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims))
+    mean = staticmethod(lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims))
+    max = staticmethod(lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+    min = staticmethod(lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
+    prod = staticmethod(lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims))
+    argmax = staticmethod(lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
+    argmin = staticmethod(lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
+    cumsum = staticmethod(lambda x, axis: np.cumsum(x, axis=axis))
+
+    # -- shape / indexing -------------------------------------------------------------
+    reshape = staticmethod(lambda x, shape: np.reshape(x, tuple(shape)))
+    permute_dims = staticmethod(lambda x, perm: np.transpose(x, tuple(perm)))
+    expand_dims = staticmethod(lambda x, axes: np.expand_dims(x, tuple(axes)))
+    squeeze = staticmethod(lambda x, axes: np.squeeze(x, axis=tuple(axes)))
+    concat = staticmethod(lambda xs, axis: np.concatenate(xs, axis=axis))
+    stack = staticmethod(lambda xs, axis: np.stack(xs, axis=axis))
+    broadcast_to = staticmethod(lambda x, shape: np.broadcast_to(x, tuple(shape)))
+    tile = staticmethod(lambda x, reps: np.tile(x, tuple(reps)))
+    take = staticmethod(lambda x, indices, axis: np.take(x, indices, axis=axis))
+    take_along_axis = staticmethod(lambda x, idx, axis: np.take_along_axis(x, idx, axis=axis))
+    getitem = staticmethod(lambda x, slices: x[slices])
+
+    @staticmethod
+    def setitem(x: np.ndarray, slices: tuple, value: np.ndarray) -> np.ndarray:
+        out = np.array(x, copy=True)
+        out[slices] = np.reshape(value, out[slices].shape)
+        return out
+
+    @staticmethod
+    def pad(x: np.ndarray, pads: list[tuple[int, int]], mode: str, value: float) -> np.ndarray:
+        np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[mode]
+        kw = {"constant_values": value} if mode == "constant" else {}
+        return np.pad(x, pads, mode=np_mode, **kw)
+
+    # -- linear algebra ---------------------------------------------------------------
+    matmul = staticmethod(np.matmul)
+    einsum = staticmethod(lambda eq, *xs: np.einsum(eq, *xs, optimize=True))
+
+    @staticmethod
+    def conv(
+        x: np.ndarray,
+        w: np.ndarray,
+        strides: list[int],
+        pads: list[tuple[int, int]],
+        dilations: list[int],
+        groups: int,
+    ) -> np.ndarray:
+        """N-D convolution by im2col: one (O/g, C/g*K) x (C/g*K, L) matmul per group."""
+        n, c = x.shape[:2]
+        o, cg = w.shape[:2]
+        ksize = w.shape[2:]
+        nd = len(ksize)
+        if any(b or a for b, a in pads):
+            x = np.pad(x, [(0, 0), (0, 0), *pads])
+        dims = x.shape[2:]
+        out_dims = [
+            (dims[i] - (ksize[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(nd)
+        ]
+        # gather one strided view per kernel tap: cols (N, C, K..., out...)
+        taps = []
+        for k in np.ndindex(*ksize):
+            sl = tuple(
+                slice(k[i] * dilations[i], k[i] * dilations[i] + (out_dims[i] - 1) * strides[i] + 1,
+                      strides[i])
+                for i in range(nd)
+            )
+            taps.append(x[(slice(None), slice(None), *sl)])
+        cols = np.stack(taps, axis=2)  # (N, C, K, *out)
+        length = math.prod(out_dims)
+        cols = cols.reshape(n, groups, cg * len(taps), length)
+        wg = w.reshape(groups, o // groups, cg * len(taps))
+        y = np.matmul(wg[None], cols)  # (N, g, O/g, L)
+        return y.reshape(n, o, *out_dims)
+
+
+numpy_ops = NumpyOps()

@@ -1,0 +1,267 @@
+"""The timing loop: warmup, timed samples, stop rules, interleaving, concurrency.
+
+The timed region is exactly `t0 = perf_counter_ns(); fn(); t1 = perf_counter_ns()`;
+bookkeeping (storing the sample, stop checks, Core ML's own duration) happens
+outside it, into arrays allocated once per variant. Stop rules, in order: the
+`iterations` cap; `max_time_s` of this variant's own timed calls (never before
+`min_iterations`); the adaptive stop once the 95% CI of the median is within
+`target_ci_pct` (checked on a geometric schedule, so the cost stays O(n)).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from anemll_spec.stats import order_stat_ci_pct
+
+Progress = Callable[[int, float], None]  # (samples so far, running median ms)
+_REPORT_NS = 250_000_000  # progress callbacks at most 4 times a second
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how carefully to time one variant (the spec's run fields)."""
+
+    warmup: int = 20
+    warmup_s: float = 0.0
+    iterations: int = 300
+    min_iterations: int = 10
+    max_time_s: float = 120.0
+    target_ci_pct: float | None = None
+    check_every: int = 20  # first adaptive check after min_iterations + this
+
+    @classmethod
+    def from_run(cls, run: dict) -> Budget:
+        return cls(
+            warmup=int(run.get("warmup", 20)),
+            warmup_s=float(run.get("warmup_s", 0.0)),
+            iterations=int(run.get("iterations", 300)),
+            min_iterations=int(run.get("min_iterations", 10)),
+            max_time_s=float(run.get("max_time_s", 120.0)),
+            target_ci_pct=run.get("target_ci_pct"),
+        )
+
+
+@dataclass
+class Timing:
+    """One variant's timed phase."""
+
+    samples_ns: np.ndarray  # int64, per-call wall latency
+    starts_ns: np.ndarray  # int64, perf_counter_ns at each call's start
+    runtime_ns: np.ndarray | None  # int64, the runtime's own duration (-1: not reported)
+    warmup_n: int
+    warmup_s: float
+    stop: str  # iterations | max_time | target_ci
+    timed_s: float  # wall time of this variant's timed calls (incl. bookkeeping)
+
+    @property
+    def n(self) -> int:
+        return int(self.samples_ns.size)
+
+
+class Timer:
+    """One variant's timing state; `step` runs up to k timed calls, so variants can
+    take turns (interleaving) without sharing a loop."""
+
+    def __init__(
+        self,
+        fn: Callable[[], object],
+        budget: Budget,
+        *,
+        after: Callable[[], int | None] | None = None,
+        on_progress: Progress | None = None,
+    ):
+        if budget.iterations < 1:
+            raise ValueError("iterations must be >= 1")
+        self.fn = fn
+        self.budget = budget
+        self.after = after
+        self.on_progress = on_progress
+        cap = budget.iterations
+        self._samples = np.zeros(cap, dtype=np.int64)
+        self._starts = np.zeros(cap, dtype=np.int64)
+        self._runtime = np.full(cap, -1, dtype=np.int64) if after is not None else None
+        self.n = 0
+        self.done = False
+        self.stop = ""
+        self.spent_ns = 0
+        self.warmup_n = 0
+        self.warmup_s = 0.0
+        self._next_check = (
+            max(budget.min_iterations, 6) + budget.check_every
+            if budget.target_ci_pct
+            else cap + 1
+        )
+        self._next_report = 0
+
+    def warm(self) -> None:
+        """Untimed calls: `warmup` of them, and for at least `warmup_s` seconds."""
+        fn, pc = self.fn, time.perf_counter_ns
+        t_start = pc()
+        for _ in range(self.budget.warmup):
+            fn()
+        n = self.budget.warmup
+        until = t_start + int(self.budget.warmup_s * 1e9)
+        while pc() < until:
+            fn()
+            n += 1
+        self.warmup_n = n
+        self.warmup_s = (pc() - t_start) / 1e9
+
+    def step(self, k: int | None = None) -> bool:
+        """Run up to k timed calls (all remaining if None); True once this variant is done."""
+        if self.done:
+            return True
+        b = self.budget
+        fn, after, pc = self.fn, self.after, time.perf_counter_ns
+        samples, starts, runtime = self._samples, self._starts, self._runtime
+        i = self.n
+        end = b.iterations if k is None else min(b.iterations, i + k)
+        min_it = b.min_iterations
+        block_start = pc()
+        deadline = block_start + int(b.max_time_s * 1e9) - self.spent_ns
+        next_check = self._next_check
+        next_report = self._next_report
+        stop = ""
+        while i < end:
+            t0 = pc()
+            fn()
+            t1 = pc()
+            samples[i] = t1 - t0
+            starts[i] = t0
+            if after is not None:
+                d = after()
+                if d is not None:
+                    runtime[i] = d
+            i += 1
+            if t1 >= deadline and i >= min_it:
+                stop = "max_time"
+                break
+            if i >= next_check:
+                if order_stat_ci_pct(samples[:i].astype(np.float64)) <= b.target_ci_pct:
+                    stop = "target_ci"
+                    break
+                next_check = max(i + b.check_every, int(i * 1.1))
+            if t1 >= next_report and self.on_progress is not None:
+                self.on_progress(i, float(np.median(samples[:i])) / 1e6)
+                next_report = t1 + _REPORT_NS
+        if not stop and i >= b.iterations:
+            stop = "iterations"
+        self.spent_ns += pc() - block_start
+        self.n = i
+        self._next_check = next_check
+        self._next_report = next_report
+        if stop:
+            self.done = True
+            self.stop = stop
+            if self.on_progress is not None and i:
+                self.on_progress(i, float(np.median(samples[:i])) / 1e6)
+        return self.done
+
+    def result(self) -> Timing:
+        n = self.n
+        return Timing(
+            samples_ns=self._samples[:n].copy(),
+            starts_ns=self._starts[:n].copy(),
+            runtime_ns=None if self._runtime is None else self._runtime[:n].copy(),
+            warmup_n=self.warmup_n,
+            warmup_s=self.warmup_s,
+            stop=self.stop,
+            timed_s=self.spent_ns / 1e9,
+        )
+
+
+def time_one(
+    fn: Callable[[], object],
+    budget: Budget,
+    *,
+    after: Callable[[], int | None] | None = None,
+    on_progress: Progress | None = None,
+) -> Timing:
+    """Warm up, then time `fn` until a stop rule fires."""
+    t = Timer(fn, budget, after=after, on_progress=on_progress)
+    t.warm()
+    t.step()
+    return t.result()
+
+
+def time_interleaved(timers: Sequence[Timer], *, block: int = 1) -> list[Timing]:
+    """Warm every variant, then take turns, `block` timed calls each (A B A B ...).
+
+    Slow drift (thermal, background load) then hits every variant alike instead of
+    biasing whichever ran last. Each variant keeps its own stop rules and time budget.
+    """
+    for t in timers:
+        t.warm()
+    while not all(t.done for t in timers):
+        for t in timers:
+            if not t.done:
+                t.step(block)
+    return [t.result() for t in timers]
+
+
+@dataclass
+class Concurrent:
+    """N instances timed at once, each in its own thread."""
+
+    per_instance: list[Timing]
+    wall_s: float  # first start to last finish of the timed phases
+
+    @property
+    def calls(self) -> int:
+        return sum(t.n for t in self.per_instance)
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Aggregate inferences per second over all instances."""
+        return self.calls / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+        """All instances' samples (and starts), in start order: per-call latency under load."""
+        s = np.concatenate([t.samples_ns for t in self.per_instance])
+        st = np.concatenate([t.starts_ns for t in self.per_instance])
+        order = np.argsort(st, kind="stable")
+        return s[order], st[order]
+
+
+def time_concurrent(
+    fns: Sequence[Callable[[], object]],
+    budget: Budget,
+    *,
+    on_progress: Progress | None = None,
+) -> Concurrent:
+    """Each fn (one model instance each) warms up, waits at a barrier, then all are
+    timed at once. Throughput = all calls / wall time from first start to last end."""
+    n = len(fns)
+    timers = [Timer(f, budget, on_progress=on_progress if i == 0 else None) for i, f in enumerate(fns)]
+    barrier = threading.Barrier(n)
+    bounds: list[tuple[int, int]] = [(0, 0)] * n
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            timers[i].warm()
+            barrier.wait()
+            t0 = time.perf_counter_ns()
+            timers[i].step()
+            bounds[i] = (t0, time.perf_counter_ns())
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    wall_ns = max(b[1] for b in bounds) - min(b[0] for b in bounds)
+    return Concurrent([t.result() for t in timers], wall_ns / 1e9)

@@ -1,0 +1,204 @@
+"""Statistics of one variant's latency samples, and the metrics derived from them.
+
+Every figure is computed from all samples (outliers are counted, not dropped); the
+unit is in the name. See docs/metrics.md for the exact definition of each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from anemll_spec.outliers import mad, tukey
+
+CI_LEVEL = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+THROTTLE_RATIO = 1.10  # last-decile median / first-decile median above this: throttling
+NOISY_CV = 0.10  # std / mean above this: noisy
+_Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    p5_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    iqr_ms: float
+    mad_ms: float
+    ci_low_ms: float  # bootstrap 95% CI of the median
+    ci_high_ms: float
+    outliers: int  # Tukey, beyond 1.5 IQR (mild + severe)
+    outliers_severe: int  # beyond 3 IQR
+    drift_ms_per_s: float | None  # least-squares slope of latency over run time
+    drift_ratio: float | None  # median(last decile) / median(first decile)
+    throttling: bool
+    cv: float  # std / mean
+    noisy: bool
+
+    @property
+    def ci_pct(self) -> float:
+        """Half-width of the median's CI as % of the median."""
+        if not self.median_ms:
+            return float("nan")
+        return 100.0 * (self.ci_high_ms - self.ci_low_ms) / 2.0 / self.median_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ci_pct": self.ci_pct}
+
+
+def summarize(
+    samples_ns: np.ndarray,
+    starts_ns: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> Summary:
+    """All statistics of one set of samples.
+
+    samples_ns: per-call latencies (ns). starts_ns: when each call started (ns, any
+    origin); without it, run time is approximated by the cumulative latency.
+    """
+    x = np.asarray(samples_ns, dtype=np.float64) / 1e6  # ms
+    n = int(x.size)
+    if n == 0:
+        raise ValueError("no samples to summarise")
+    p5, p25, p50, p75, p90, p95, p99 = np.percentile(x, [5, 25, 50, 75, 90, 95, 99])
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if n > 1 else 0.0
+    lo, hi = median_ci(x, seed=seed, resamples=resamples)
+    counts = tukey(x)
+    if starts_ns is None:
+        t_s = (np.cumsum(x) - x) / 1e3
+    else:
+        st = np.asarray(starts_ns, dtype=np.float64)
+        t_s = (st - st[0]) / 1e9
+    slope = drift_slope(t_s, x)
+    ratio = decile_ratio(x)
+    cv = std / mean if mean > 0 else float("nan")
+    return Summary(
+        n=n,
+        median_ms=float(p50),
+        mean_ms=mean,
+        std_ms=std,
+        min_ms=float(x.min()),
+        max_ms=float(x.max()),
+        p5_ms=float(p5),
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p95_ms=float(p95),
+        p99_ms=float(p99),
+        iqr_ms=float(p75 - p25),
+        mad_ms=mad(x),
+        ci_low_ms=lo,
+        ci_high_ms=hi,
+        outliers=counts.total,
+        outliers_severe=counts.low_severe + counts.high_severe,
+        drift_ms_per_s=slope,
+        drift_ratio=ratio,
+        throttling=ratio is not None and ratio > THROTTLE_RATIO,
+        cv=cv,
+        noisy=bool(cv > NOISY_CV),
+    )
+
+
+def median_ci(
+    x: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of the median (seeded, vectorised)."""
+    x = np.asarray(x, dtype=np.float64)
+    try:  # the store's bootstrap, when present, so stored and recomputed CIs agree
+        from anemll_spec.bootstrap import median_ci as _shared
+    except ImportError:
+        _shared = None
+    if _shared is not None:
+        lo, hi = _shared(x, seed=seed, resamples=resamples, level=level)
+        return float(lo), float(hi)
+    return bootstrap_median_ci(x, seed=seed, resamples=resamples, level=level)
+
+
+def bootstrap_median_ci(
+    x: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """Percentile bootstrap, resampled in blocks so memory stays ~32 MB at any n."""
+    n = x.size
+    if n == 1:
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    medians = np.empty(resamples)
+    rows = max(1, 4_000_000 // n)
+    for start in range(0, resamples, rows):
+        stop = min(resamples, start + rows)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        medians[start:stop] = np.median(x[idx], axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(medians, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def order_stat_ci_pct(x: np.ndarray) -> float:
+    """Cheap distribution-free 95% CI half-width of the median, as % of the median.
+
+    The binomial order-statistic interval (ranks n/2 -+ 1.96 sqrt(n)/2): one partition,
+    no resampling, so the adaptive stop can check it every few samples.
+    """
+    n = x.size
+    if n < 6:
+        return float("inf")
+    half = _Z95 * math.sqrt(n) / 2.0
+    j = max(0, int(math.floor(n / 2.0 - half)) - 1)
+    k = min(n - 1, int(math.ceil(n / 2.0 + half)) - 1)
+    mid = n // 2
+    part = np.partition(x, (j, mid, k))
+    med = float(part[mid])
+    if med <= 0:
+        return float("inf")
+    return 100.0 * float(part[k] - part[j]) / 2.0 / med
+
+
+def drift_slope(t_s: np.ndarray, y_ms: np.ndarray) -> float | None:
+    """Least-squares slope of latency (ms) against run time (s): ms per second of run."""
+    if t_s.size < 3:
+        return None
+    tc = t_s - t_s.mean()
+    denom = float(np.dot(tc, tc))
+    if denom == 0.0:
+        return None
+    return float(np.dot(tc, y_ms - y_ms.mean()) / denom)
+
+
+def decile_ratio(y_ms: np.ndarray) -> float | None:
+    """Median of the last tenth of samples over the median of the first tenth."""
+    n = y_ms.size
+    if n < 20:
+        return None
+    d = n // 10
+    first = float(np.median(y_ms[:d]))
+    last = float(np.median(y_ms[-d:]))
+    return last / first if first > 0 else None
+
+
+def bandwidth_gbs(weight_bytes: int | None, median_ms: float | None) -> float | None:
+    """Effective weight bandwidth: weight bytes / median latency, in GB/s (10^9 B/s).
+
+    anemll-bench divides by the MEAN latency; we use the median (robust to stalls).
+    """
+    if not weight_bytes or not median_ms:
+        return None
+    return weight_bytes / (median_ms / 1e3) / 1e9
+
+
+def tflops(flops: int | None, median_ms: float | None) -> float | None:
+    """Achieved TFLOPS: analytic FLOPs (2 x MACs) / median latency, in 10^12 FLOP/s."""
+    if not flops or not median_ms:
+        return None
+    return flops / (median_ms / 1e3) / 1e12

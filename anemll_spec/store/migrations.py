@@ -1,0 +1,107 @@
+"""Schema versions of the store and the steps between them.
+
+Frozen data: the v1 DDL exactly as v1 created it, and for every later version the
+statements that upgrade the one before. Never edit a shipped entry; add a new version
+(and declare its new columns at the end of their tables in schema.py with `since=`).
+A test checks that v1 + every step gives the same tables as a fresh store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+V1_DDL: tuple[str, ...] = (
+    "CREATE TABLE meta (key VARCHAR NOT NULL, value VARCHAR, PRIMARY KEY (key))",
+    """CREATE TABLE hosts (
+    host_id VARCHAR NOT NULL, hostname VARCHAR, chip VARCHAR, model_identifier VARCHAR,
+    os_name VARCHAR, os_version VARCHAR, os_build VARCHAR, kernel VARCHAR, cpu_model VARCHAR,
+    cores_total INTEGER, cores_p INTEGER, cores_e INTEGER, memory_bytes BIGINT, gpu VARCHAR,
+    power_source VARCHAR, low_power_mode BOOLEAN, thermal_state VARCHAR, translated BOOLEAN,
+    python_version VARCHAR, coremltools_version VARCHAR, numpy_version VARCHAR,
+    duckdb_version VARCHAR, torch_version VARCHAR, PRIMARY KEY (host_id))""",
+    """CREATE TABLE runs (
+    run_id VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+    status VARCHAR NOT NULL, spec_name VARCHAR, spec_sha256 VARCHAR, spec_yaml VARCHAR,
+    tool_version VARCHAR, git_commit VARCHAR, git_dirty BOOLEAN, host_id VARCHAR,
+    command VARCHAR, PRIMARY KEY (run_id))""",
+    """CREATE TABLE cases (
+    case_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, case_key VARCHAR NOT NULL,
+    case_index INTEGER, model_name VARCHAR, params JSON, model_family VARCHAR,
+    model_sha256 VARCHAR, weight_bytes BIGINT, flops BIGINT, backend VARCHAR, device VARCHAR,
+    compute_units VARCHAR, concurrency INTEGER, status VARCHAR NOT NULL, error VARCHAR,
+    n_samples INTEGER NOT NULL, median_ms DOUBLE, mean_ms DOUBLE, std_ms DOUBLE, min_ms DOUBLE,
+    max_ms DOUBLE, p5_ms DOUBLE, p50_ms DOUBLE, p90_ms DOUBLE, p95_ms DOUBLE, p99_ms DOUBLE,
+    iqr_ms DOUBLE, mad_ms DOUBLE, ci_low_ms DOUBLE, ci_high_ms DOUBLE, cv DOUBLE,
+    outliers INTEGER, drift_slope_ms_per_s DOUBLE, throttled BOOLEAN, noisy BOOLEAN,
+    bandwidth_gbps DOUBLE, tflops DOUBLE, throughput_ips DOUBLE, build_ms DOUBLE,
+    build_cached BOOLEAN, compile_ms DOUBLE, load_ms DOUBLE, first_predict_ms DOUBLE,
+    verify_status VARCHAR, verify_max_abs_error DOUBLE, verify_rel_l2_error DOUBLE,
+    verify_cosine DOUBLE, verify_note VARCHAR, finished_at TIMESTAMP, PRIMARY KEY (case_id))""",
+    "CREATE TABLE samples (case_id VARCHAR NOT NULL, idx INTEGER NOT NULL, wall_ns BIGINT NOT NULL)",
+    """CREATE TABLE reference (
+    chip VARCHAR NOT NULL, model VARCHAR NOT NULL, metric VARCHAR NOT NULL,
+    value DOUBLE NOT NULL, unit VARCHAR, source VARCHAR NOT NULL, note VARCHAR)""",
+    """CREATE VIEW results AS
+    SELECT c.*, r.spec_name, r.started_at AS run_started_at, h.chip
+    FROM cases c JOIN runs r USING (run_id) LEFT JOIN hosts h USING (host_id)""",
+    "INSERT INTO meta VALUES ('schema_version', '1')",
+)
+
+# version -> statements that upgrade a store from version - 1 to it.
+STEPS: dict[int, tuple[str, ...]] = {
+    2: (
+        # v2 adds stale-run detection, Core ML runtime samples, op placements,
+        # dispatch floor, top-1 agreement and the derived flag of reference rows.
+        "DROP VIEW IF EXISTS results",
+        "ALTER TABLE hosts ADD COLUMN gpu_driver VARCHAR",
+        "ALTER TABLE hosts ADD COLUMN cuda_version VARCHAR",
+        "ALTER TABLE runs ADD COLUMN writer_pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN writer_hostname VARCHAR",
+        "ALTER TABLE cases ADD COLUMN drift_ratio DOUBLE",
+        "ALTER TABLE cases ADD COLUMN runtime_median_ms DOUBLE",
+        "ALTER TABLE cases ADD COLUMN dispatch_floor_ms DOUBLE",
+        "ALTER TABLE cases ADD COLUMN verify_top1_agreement DOUBLE",
+        "ALTER TABLE cases ADD COLUMN variant_key VARCHAR",
+        "ALTER TABLE cases ADD COLUMN build_key VARCHAR",
+        "ALTER TABLE samples ADD COLUMN runtime_ns BIGINT",
+        """CREATE TABLE placements (
+        case_id VARCHAR NOT NULL, op_index INTEGER, op_name VARCHAR, op_type VARCHAR,
+        preferred_device VARCHAR, estimated_cost DOUBLE, compute_units VARCHAR)""",
+        # reference rows are tool data, reloaded after every upgrade
+        "DROP TABLE reference",
+        """CREATE TABLE reference (
+        chip VARCHAR NOT NULL, model VARCHAR NOT NULL, metric VARCHAR NOT NULL,
+        value DOUBLE NOT NULL, unit VARCHAR, source VARCHAR NOT NULL, note VARCHAR,
+        derived BOOLEAN NOT NULL)""",
+    ),
+}
+
+LATEST = max(STEPS)
+
+
+def create_v1(con) -> None:
+    """Create an empty v1 store, exactly as v1 of anemll-spec did (fixtures, tests)."""
+    con.execute("BEGIN")
+    for stmt in V1_DDL:
+        con.execute(stmt)
+    con.execute("COMMIT")
+
+
+def upgrade(con, from_version: int, progress: Callable[[str], None] | None = None) -> int:
+    """Apply every step after `from_version`, each in its own transaction; returns the new
+    version. The caller re-creates views and reloads reference data afterwards."""
+    version = from_version
+    for target in sorted(v for v in STEPS if v > from_version):
+        if progress:
+            progress(f"upgrading the store from schema v{version} to v{target}")
+        con.execute("BEGIN")
+        try:
+            for stmt in STEPS[target]:
+                con.execute(stmt)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(target)])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        version = target
+    return version
