@@ -190,19 +190,34 @@ def time_one(
     return t.result()
 
 
-def time_interleaved(timers: Sequence[Timer], *, block: int = 1) -> list[Timing]:
+def time_interleaved(
+    timers: Sequence[Timer], *, block: int = 1, isolate: bool = False
+) -> list[Timing | Exception]:
     """Warm every variant, then take turns, `block` timed calls each (A B A B ...).
 
     Slow drift (thermal, background load) then hits every variant alike instead of
     biasing whichever ran last. Each variant keeps its own stop rules and time budget.
+    isolate: a variant whose call raises drops out (its exception takes its place in
+    the result) and the others go on; otherwise the exception propagates.
     """
-    for t in timers:
-        t.warm()
+    errors: dict[int, Exception] = {}
+
+    def guarded(i: int, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception as exc:
+            if not isolate:
+                raise
+            errors[i] = exc
+            timers[i].done = True
+
+    for i, t in enumerate(timers):
+        guarded(i, t.warm)
     while not all(t.done for t in timers):
-        for t in timers:
+        for i, t in enumerate(timers):
             if not t.done:
-                t.step(block)
-    return [t.result() for t in timers]
+                guarded(i, lambda t=t: t.step(block))
+    return [errors[i] if i in errors else t.result() for i, t in enumerate(timers)]
 
 
 @dataclass

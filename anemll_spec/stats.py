@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from anemll_spec import bootstrap
 from anemll_spec.outliers import mad, tukey
 
 CI_LEVEL = 0.95
-BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_RESAMPLES = bootstrap.DEFAULT_N_BOOT
 THROTTLE_RATIO = 1.10  # last-decile median / first-decile median above this: throttling
 NOISY_CV = 0.10  # std / mean above this: noisy
 _Z95 = 1.959963984540054
@@ -114,35 +115,10 @@ def summarize(
 def median_ci(
     x: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL
 ) -> tuple[float, float]:
-    """Percentile-bootstrap CI of the median (seeded, vectorised)."""
-    x = np.asarray(x, dtype=np.float64)
-    try:  # the store's bootstrap, when present, so stored and recomputed CIs agree
-        from anemll_spec.bootstrap import median_ci as _shared
-    except ImportError:
-        _shared = None
-    if _shared is not None:
-        lo, hi = _shared(x, seed=seed, resamples=resamples, level=level)
-        return float(lo), float(hi)
-    return bootstrap_median_ci(x, seed=seed, resamples=resamples, level=level)
-
-
-def bootstrap_median_ci(
-    x: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL
-) -> tuple[float, float]:
-    """Percentile bootstrap, resampled in blocks so memory stays ~32 MB at any n."""
-    n = x.size
-    if n == 1:
-        return float(x[0]), float(x[0])
-    rng = np.random.default_rng(seed)
-    medians = np.empty(resamples)
-    rows = max(1, 4_000_000 // n)
-    for start in range(0, resamples, rows):
-        stop = min(resamples, start + rows)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        medians[start:stop] = np.median(x[idx], axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(medians, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    """Percentile-bootstrap CI of the median (seeded, vectorised; the store's
+    `anemll_spec.bootstrap`, so `compare` and the runner resample the same way)."""
+    ci = bootstrap.median_ci(x, level=level, n_boot=resamples, seed=seed)
+    return ci.low, ci.high
 
 
 def order_stat_ci_pct(x: np.ndarray) -> float:

@@ -202,8 +202,11 @@ class NumpyOps:
         taps = []
         for k in np.ndindex(*ksize):
             sl = tuple(
-                slice(k[i] * dilations[i], k[i] * dilations[i] + (out_dims[i] - 1) * strides[i] + 1,
-                      strides[i])
+                slice(
+                    k[i] * dilations[i],
+                    k[i] * dilations[i] + (out_dims[i] - 1) * strides[i] + 1,
+                    strides[i],
+                )
                 for i in range(nd)
             )
             taps.append(x[(slice(None), slice(None), *sl)])

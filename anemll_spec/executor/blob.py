@@ -13,6 +13,7 @@ maps rather than copies; decoding of compressed data happens once, by the caller
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class BlobFile:
         if len(self._mm) < 64:
             raise InputError(f"{self.path}: too short for a MILBlob header")
         self.count, self.version = _HEADER.unpack_from(self._mm, 0)
+        self.touched = 0  # bytes read since the last release_pages()
         if self.version != 2:
             raise InputError(f"{self.path}: MILBlob version {self.version}, expected 2")
 
@@ -77,6 +79,7 @@ class BlobFile:
             )
         count = int(np.prod(shape, dtype=np.int64))
         t = BY_NAME[dtype]
+        self.touched += meta.size
         raw = np.frombuffer(self._mm, dtype=np.uint8, count=meta.size, offset=meta.data_offset)
         if t.bits:
             if meta.size * 8 < count * t.bits:
@@ -96,8 +99,13 @@ class BlobFile:
             )
         return raw[: count * t.np_dtype.itemsize].view(t.np_dtype).reshape(shape)
 
+    def release_pages(self) -> None:
+        """Drop the file's pages from this process's resident memory (they are clean, so
+        a later read simply faults them back in from the file)."""
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            self._mm.madvise(mmap.MADV_DONTNEED)
+        self.touched = 0
+
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BufferError):  # views still alive: the map goes with them
             self._mm.close()
-        except BufferError:
-            pass  # views still alive; the map goes when they do

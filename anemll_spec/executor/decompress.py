@@ -17,7 +17,7 @@ import numpy as np
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor.dtypes import unpack_bits
-from anemll_spec.executor.graph import Op
+from anemll_spec.executor.graph import Op, materialize
 
 Resolve = Callable[[str], Any]  # param name -> constant value (None when absent)
 
@@ -31,7 +31,7 @@ def evaluate(op: Op, arg: Resolve) -> Any:
     if op.type == "const":
         if "val" not in op.attrs:
             raise InputError(f"{op.where()}: const without a value")
-        return op.attrs["val"][0]
+        return materialize(op.attrs["val"][0])
     fn = _DECOMPRESS.get(op.type)
     if fn is None:
         raise InputError(f"{op.where()}: unsupported op type '{op.type}'")
@@ -49,14 +49,18 @@ def evaluate(op: Op, arg: Resolve) -> Any:
     return out
 
 
-def _repeat_blocks(param: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Repeat each entry of a per-block parameter over its block (interleaved repeat)."""
-    for axis, (full, blocks) in enumerate(zip(shape, param.shape, strict=False)):
-        if full % blocks:
-            raise ValueError(f"dimension {full} is not a multiple of {blocks} blocks (axis {axis})")
-        if full != blocks:
-            param = np.repeat(param, full // blocks, axis=axis)
-    return param
+def _block_view(shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """Shapes that view a tensor as (b0, d0/b0, b1, d1/b1, ...) and a per-block parameter as
+    (b0, 1, b1, 1, ...), so the parameter broadcasts over its blocks without being repeated."""
+    if len(blocks) != len(shape):
+        raise ValueError(f"per-block parameter rank {len(blocks)} != data rank {len(shape)}")
+    data_view, param_view = [], []
+    for axis, (full, nb) in enumerate(zip(shape, blocks, strict=True)):
+        if nb == 0 or full % nb:
+            raise ValueError(f"dimension {full} is not a multiple of {nb} blocks (axis {axis})")
+        data_view += [nb, full // nb]
+        param_view += [nb, 1]
+    return data_view, param_view
 
 
 def _affine_dequantize(arg: Resolve) -> np.ndarray:
@@ -83,10 +87,12 @@ def _blockwise_shift_scale(arg: Resolve) -> np.ndarray:
     data = np.asarray(arg("data"))
     scale = np.asarray(arg("scale"))
     offset = arg("offset")
+    data_view, param_view = _block_view(data.shape, scale.shape)
     out = data.astype(np.float32)
+    view = out.reshape(data_view)
     if offset is not None:
-        out = out - _repeat_blocks(np.asarray(offset).astype(np.float32), data.shape)
-    out = out * _repeat_blocks(scale.astype(np.float32), data.shape)
+        view -= np.asarray(offset).astype(np.float32).reshape(param_view)
+    view *= scale.astype(np.float32).reshape(param_view)
     return out.astype(scale.dtype)
 
 
@@ -100,27 +106,29 @@ def _lut_to_dense(arg: Resolve) -> np.ndarray:
             raise ValueError(f"lut size {lut.size} is not a power of two")
         count = int(np.prod(shape, dtype=np.int64))
         return lut[unpack_bits(indices, nbits, count, False)].reshape(shape)
-    return _lut_to_dense_ios18(np.asarray(arg("indices")), np.asarray(arg("lut")),
-                               arg("vector_axis"))
+    return _lut_to_dense_ios18(
+        np.asarray(arg("indices")), np.asarray(arg("lut")), arg("vector_axis")
+    )
 
 
 def _lut_to_dense_ios18(indices: np.ndarray, lut: np.ndarray, vector_axis: Any) -> np.ndarray:
-    """lut: (g_0..g_{K-1}, 2^n, V); lut block of index position i along axis a is
-    i // (indices.shape[a] / g_a). V > 1 fills V consecutive outputs along vector_axis."""
+    """lut: (g_0..g_{K-1}, 2^n, V); the lut of index position i along axis a is number
+    i // (indices.shape[a] / g_a). V > 1 fills V consecutive outputs along vector_axis.
+    Decoded one lut block at a time, so temporaries stay the size of a block."""
     rank = indices.ndim
     if lut.ndim != rank + 2:
         raise ValueError(f"lut rank {lut.ndim} != indices rank {rank} + 2")
-    vsize = lut.shape[-1]
-    # flat lut table index per element: block index (row-major over the K group dims)
-    block = np.zeros(indices.shape, dtype=np.int64)
+    groups, (palette, vsize) = lut.shape[:rank], lut.shape[rank:]
     for a in range(rank):
-        groups = lut.shape[a]
-        if indices.shape[a] % groups:
-            raise ValueError(f"indices dim {indices.shape[a]} not divisible by {groups} luts")
-        pos = np.arange(indices.shape[a]) // (indices.shape[a] // groups)
-        block = block * groups + pos.reshape([-1 if i == a else 1 for i in range(rank)])
-    table = lut.reshape(-1, lut.shape[-2], vsize)  # (blocks, palette, V)
-    values = table[block, indices.astype(np.int64)]  # indices.shape + (V,)
+        if indices.shape[a] % groups[a]:
+            raise ValueError(f"indices dim {indices.shape[a]} not divisible by {groups[a]} luts")
+    if int(indices.max(initial=0)) >= palette:
+        raise ValueError(f"index {int(indices.max())} outside a {palette}-entry lut")
+    step = [indices.shape[a] // groups[a] for a in range(rank)]
+    values = np.empty(indices.shape + (vsize,), dtype=lut.dtype)
+    for g in np.ndindex(*groups):
+        sl = tuple(slice(g[a] * step[a], (g[a] + 1) * step[a]) for a in range(rank))
+        values[sl] = lut[g][indices[sl]]  # (palette, V) table indexed by uint indices
     if vsize == 1:
         return values[..., 0]
     if vector_axis is None:

@@ -33,6 +33,24 @@ class VarType:
 
 
 @dataclass(frozen=True)
+class BlobRef:
+    """A constant stored in a weight file, decoded only when asked for (and not kept), so
+    compressed weights are never all unpacked at once while a program is prepared."""
+
+    blob: BlobFile
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+
+    def load(self) -> np.ndarray:
+        return self.blob.read(self.offset, self.dtype, self.shape)
+
+
+def materialize(value: Any) -> Any:
+    return value.load() if isinstance(value, BlobRef) else value
+
+
+@dataclass(frozen=True)
 class Arg:
     """One argument binding: a variable reference or an inline constant value."""
 
@@ -79,6 +97,12 @@ class ValueDecoder:
             self.files[rel] = BlobFile(path)
         return self.files[rel]
 
+    def release_pages(self, min_bytes: int = 64 << 20) -> None:
+        """Release the mapped pages of files read from heavily since the last call."""
+        for blob in self.files.values():
+            if blob.touched >= min_bytes:
+                blob.release_pages()
+
     def decode(self, value, where: str) -> tuple[Any, str]:
         """(decoded value, MIL dtype name) of a proto Value."""
         vtype = value.type.WhichOneof("type")
@@ -90,7 +114,9 @@ class ValueDecoder:
         kind = value.WhichOneof("value")
         if kind == "blobFileValue":
             bf = value.blobFileValue
-            return self.blob(bf.fileName).read(bf.offset, t.name, shape), t.name  # type: ignore
+            blob = self.blob(bf.fileName)
+            blob.meta(bf.offset)  # validate now: a broken file fails at load, not mid-run
+            return BlobRef(blob, bf.offset, t.name, shape), t.name  # type: ignore[arg-type]
         if kind != "immediateValue":
             raise InputError(f"{where}: value without data")
         imm = value.immediateValue
@@ -173,7 +199,12 @@ def parse_function(fn_proto, fn_name: str, decoder: ValueDecoder) -> Function:
         outputs = [_var_type(o, where) for o in op.outputs]
         attrs = {}
         for key, val in op.attributes.items():
-            if key != "name":
-                attrs[key] = decoder.decode(val, f"{where} attribute {key}")
+            if key == "name":
+                continue
+            value, dt = decoder.decode(val, f"{where} attribute {key}")
+            if op.type == "const" or key in args:
+                attrs[key] = (value, dt)
+            else:  # iOS16 constexpr ops carry their parameters as attributes
+                args[key] = [Arg(value=value, dtype=dt)]
         ops.append(Op(index, op.type, str(name), args, outputs, attrs))
     return Function(fn_name, opset, inputs, list(block.outputs), ops)

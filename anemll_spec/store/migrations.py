@@ -18,12 +18,12 @@ V1_DDL: tuple[str, ...] = (
     cores_total INTEGER, cores_p INTEGER, cores_e INTEGER, memory_bytes BIGINT, gpu VARCHAR,
     power_source VARCHAR, low_power_mode BOOLEAN, thermal_state VARCHAR, translated BOOLEAN,
     python_version VARCHAR, coremltools_version VARCHAR, numpy_version VARCHAR,
-    duckdb_version VARCHAR, torch_version VARCHAR, PRIMARY KEY (host_id))""",
+    duckdb_version VARCHAR, torch_version VARCHAR)""",
     """CREATE TABLE runs (
     run_id VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
     status VARCHAR NOT NULL, spec_name VARCHAR, spec_sha256 VARCHAR, spec_yaml VARCHAR,
     tool_version VARCHAR, git_commit VARCHAR, git_dirty BOOLEAN, host_id VARCHAR,
-    command VARCHAR, PRIMARY KEY (run_id))""",
+    command VARCHAR)""",
     """CREATE TABLE cases (
     case_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, case_key VARCHAR NOT NULL,
     case_index INTEGER, model_name VARCHAR, params JSON, model_family VARCHAR,
@@ -36,7 +36,7 @@ V1_DDL: tuple[str, ...] = (
     bandwidth_gbps DOUBLE, tflops DOUBLE, throughput_ips DOUBLE, build_ms DOUBLE,
     build_cached BOOLEAN, compile_ms DOUBLE, load_ms DOUBLE, first_predict_ms DOUBLE,
     verify_status VARCHAR, verify_max_abs_error DOUBLE, verify_rel_l2_error DOUBLE,
-    verify_cosine DOUBLE, verify_note VARCHAR, finished_at TIMESTAMP, PRIMARY KEY (case_id))""",
+    verify_cosine DOUBLE, verify_note VARCHAR, finished_at TIMESTAMP)""",
     "CREATE TABLE samples (case_id VARCHAR NOT NULL, idx INTEGER NOT NULL, wall_ns BIGINT NOT NULL)",
     """CREATE TABLE reference (
     chip VARCHAR NOT NULL, model VARCHAR NOT NULL, metric VARCHAR NOT NULL,

@@ -12,7 +12,9 @@ import csv
 import hashlib
 from pathlib import Path
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "store" / "reference"
+STORE_DIR = Path(__file__).resolve().parents[2] / "store"  # the repo's store/ folder
+REFERENCE_DIR = STORE_DIR / "reference"
+QUERIES_DIR = STORE_DIR / "queries"
 PUBLISHED_CSV = REFERENCE_DIR / "anemll_bench_published.csv"
 
 # Weight bytes on disk of the published models (store/reference/README.md).

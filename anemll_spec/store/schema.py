@@ -42,7 +42,10 @@ class Table:
     name: str
     doc: str
     columns: tuple[Column, ...]
-    primary_key: tuple[str, ...] = ()
+    primary_key: tuple[str, ...] = ()  # enforced by DuckDB (small tables only)
+    unique: tuple[str, ...] = ()  # unique, enforced by the writer and import, not by an
+    # index: DuckDB rewrites a table's whole index at every checkpoint, which would make
+    # each append slower as the store grows
 
     @property
     def names(self) -> list[str]:
@@ -93,14 +96,19 @@ HOSTS = Table(
         C("gpu_driver", "VARCHAR", "GPU driver version", since=2),
         C("cuda_version", "VARCHAR", "CUDA version torch was built with", since=2),
     ),
-    primary_key=("host_id",),
+    unique=("host_id",),
 )
 
 RUNS = Table(
     "runs",
     "One row per `anemll-spec bench` invocation (one spec).",
     (
-        C("run_id", "VARCHAR", "'YYYYmmdd-HHMMSS-<8 hex>' (UTC start time + random)", required=True),
+        C(
+            "run_id",
+            "VARCHAR",
+            "'YYYYmmdd-HHMMSS-<8 hex>' (UTC start time + random)",
+            required=True,
+        ),
         C("started_at", "TIMESTAMP", "start time (UTC)", "UTC", required=True),
         C("finished_at", "TIMESTAMP", "end time (UTC); NULL while running", "UTC"),
         C(
@@ -121,7 +129,7 @@ RUNS = Table(
         C("writer_pid", "INTEGER", "pid of the writing process (stale-run detection)", since=2),
         C("writer_hostname", "VARCHAR", "host of the writing process", since=2),
     ),
-    primary_key=("run_id",),
+    unique=("run_id",),
 )
 
 CASES = Table(
@@ -139,7 +147,7 @@ CASES = Table(
             "published name when the model is identical ('llama_lm_head', "
             "'llama_lm_head_lut6'), else '<spec>[<params>]'",
         ),
-        C("params", "JSON", "swept values of the case, e.g. {\"model.vocab_size\": 32000}"),
+        C("params", "JSON", 'swept values of the case, e.g. {"model.vocab_size": 32000}'),
         C("model_family", "VARCHAR", "lm_head | ffn | attention | matmul | external"),
         C("model_sha256", "VARCHAR", "sha256 of the model's weights"),
         C("weight_bytes", "BIGINT", "bytes of weights on disk", "bytes", min=0),
@@ -191,7 +199,13 @@ CASES = Table(
         ),
         C("verify_max_abs_error", "DOUBLE", "max |out - ref|", min=0.0),
         C("verify_rel_l2_error", "DOUBLE", "||out - ref|| / ||ref||", min=0.0),
-        C("verify_cosine", "DOUBLE", "cosine similarity of out and ref", min=-1.000001, max=1.000001),
+        C(
+            "verify_cosine",
+            "DOUBLE",
+            "cosine similarity of out and ref",
+            min=-1.000001,
+            max=1.000001,
+        ),
         C("verify_note", "VARCHAR", "why verification was skipped or failed"),
         C("finished_at", "TIMESTAMP", "when the case was written (UTC)", "UTC"),
         # added in v2
@@ -217,7 +231,7 @@ CASES = Table(
         C("variant_key", "VARCHAR", "key of case x backend x compute units x device", since=2),
         C("build_key", "VARCHAR", "key of the build-relevant model fields", since=2),
     ),
-    primary_key=("case_id",),
+    unique=("case_id",),
 )
 
 SAMPLES = Table(
@@ -227,8 +241,16 @@ SAMPLES = Table(
         C("case_id", "VARCHAR", "-> cases.case_id", required=True),
         C("idx", "INTEGER", "0-based position in the timed loop", min=0, required=True),
         C("wall_ns", "BIGINT", "wall-clock latency of one prediction", "ns", min=0, required=True),
-        C("runtime_ns", "BIGINT", "Core ML's own predict duration (NULL if unknown)", "ns", min=0, since=2),
+        C(
+            "runtime_ns",
+            "BIGINT",
+            "Core ML's own predict duration (NULL if unknown)",
+            "ns",
+            min=0,
+            since=2,
+        ),
     ),
+    unique=("case_id", "idx"),
 )
 
 PLACEMENTS = Table(
@@ -240,7 +262,13 @@ PLACEMENTS = Table(
         C("op_name", "VARCHAR", "op output name", since=2),
         C("op_type", "VARCHAR", "MIL op type, e.g. 'conv'", since=2),
         C("preferred_device", "VARCHAR", "'NeuralEngine' | 'GPU' | 'CPU'", since=2),
-        C("estimated_cost", "DOUBLE", "Core ML's estimated relative cost (nullable)", min=0.0, since=2),
+        C(
+            "estimated_cost",
+            "DOUBLE",
+            "Core ML's estimated relative cost (nullable)",
+            min=0.0,
+            since=2,
+        ),
         C("compute_units", "VARCHAR", "compute units the plan was made for", since=2),
     ),
 )
@@ -264,7 +292,7 @@ REFERENCE = Table(
 
 META = Table(
     "meta",
-    "Store metadata: schema_version, reference_sha256.",
+    "Store metadata: schema_version, derived_sha256 (views, comments and reference data installed).",
     (
         C("key", "VARCHAR", "name", required=True),
         C("value", "VARCHAR", "value"),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.graph import Op, VarType
+from anemll_spec.executor.graph import Op, VarType, materialize
 
 Env = dict[str, Any]
 Run = Callable[[Env], Any]
@@ -39,9 +39,16 @@ def kernel(*op_types: str) -> Callable[[Factory], Factory]:
 class Prep:
     """What a kernel factory may ask about its op while the program is being prepared."""
 
-    def __init__(self, op: Op, xp: Any, consts: dict[str, Any], pool: dict[str, Any],
-                 to_backend: Callable[[Any, str | None], Any], fp16: bool,
-                 types: dict[str, VarType]):
+    def __init__(
+        self,
+        op: Op,
+        xp: Any,
+        consts: dict[str, Any],
+        pool: dict[str, Any],
+        to_backend: Callable[[Any, str | None], Any],
+        fp16: bool,
+        types: dict[str, VarType],
+    ):
         self.op = op
         self._types = types  # var name -> declared VarType, for every variable
         self.xp = xp
@@ -79,7 +86,7 @@ class Prep:
 
     def _const_of(self, param: str, arg) -> Any:
         if arg.ref is None:
-            return arg.value
+            return materialize(arg.value)
         if arg.ref in self._consts:
             return self._consts[arg.ref]
         raise self.fail(f"input '{param}' must be a constant, got runtime variable '{arg.ref}'")

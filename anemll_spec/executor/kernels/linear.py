@@ -39,7 +39,7 @@ def _conv_pads(p: Prep, pad_type: str, custom: list[int], ksize, dilations, stri
 
 @kernel("conv")
 def _conv(p: Prep) -> Run:
-    xp, x = p.xp, p.ref("x")
+    x = p.ref("x")
     groups = p.int("groups", 1)
     pad_type = p.str("pad_type", "valid")
     custom = p.ints("pad", None)
@@ -167,7 +167,7 @@ def _einsum(p: Prep) -> Run:
         a, b = env[x], env[y]
         sa, sb = list(xp.shape(a)), list(xp.shape(b))
         # the def broadcasts the batch-like dims (-2, and -4 for rank 4) before contracting
-        for d in ([-2, -4] if len(sa) == 4 else [-2]):
+        for d in [-2, -4] if len(sa) == 4 else [-2]:
             m = max(sa[d], sb[d])
             sa[d] = sb[d] = m
         return xp.einsum(equation, xp.broadcast_to(a, sa), xp.broadcast_to(b, sb))
@@ -191,10 +191,8 @@ def _sdpa(p: Prep) -> Run:
         if mask is not None:
             m = env[mask]
             is_bool = bool_mask if bool_mask is not None else xp.dtype_name(m) == "bool"
-            if is_bool:  # True: take part; False: excluded (-inf)
-                scores = xp.where(m, scores, -math.inf)
-            else:  # float masks are added to the scores
-                scores = scores + m
+            # bool: True takes part, False is excluded (-inf); float masks are added
+            scores = xp.where(m, scores, -math.inf) if is_bool else scores + m
         e = xp.exp(scores - xp.max(scores, (-1,), True))
         return xp.matmul(e / xp.sum(e, (-1,), True), vv)
 

@@ -28,7 +28,10 @@ def _reduce(p: Prep) -> Run:
 
 
 @kernel(
-    "reduce_sum_square", "reduce_l1_norm", "reduce_l2_norm", "reduce_log_sum",
+    "reduce_sum_square",
+    "reduce_l1_norm",
+    "reduce_l2_norm",
+    "reduce_log_sum",
     "reduce_log_sum_exp",
 )
 def _reduce_composite(p: Prep) -> Run:

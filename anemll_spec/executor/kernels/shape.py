@@ -52,6 +52,21 @@ def _reshape(p: Prep) -> Run:
     return reshape
 
 
+@kernel("reverse")
+def _reverse(p: Prep) -> Run:
+    xp, x, axes = p.xp, p.ref("x"), p.ints("axes", None)
+
+    def reverse(env):
+        v = env[x]
+        rank = len(xp.shape(v))
+        flip = set(range(rank)) if axes is None else {a + rank if a < 0 else a for a in axes}
+        return xp.getitem(
+            v, tuple(slice(None, None, -1) if i in flip else slice(None) for i in range(rank))
+        )
+
+    return reverse
+
+
 @kernel("transpose")
 def _transpose(p: Prep) -> Run:
     xp, x, perm = p.xp, p.ref("x"), p.ints("perm")
@@ -351,7 +366,11 @@ def _pad(p: Prep) -> Run:
 @kernel("cumsum")
 def _cumsum(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    axis, exclusive, reverse = p.int("axis", 0), p.bool("exclusive", False), p.bool("reverse", False)
+    axis, exclusive, reverse = (
+        p.int("axis", 0),
+        p.bool("exclusive", False),
+        p.bool("reverse", False),
+    )
 
     def cumsum(env):
         v = env[x]

@@ -1,0 +1,76 @@
+"""What every backend provides: prepare a model once, load instances, predict.
+
+The harness times `Session.bind(feed, state)`, a zero-argument callable made once, so
+nothing backend-specific (input casting, dict building) runs inside the timed call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class BackendError(Exception):
+    """A backend cannot do what was asked (unsupported compute unit, not available)."""
+
+
+@dataclass
+class Prepared:
+    """A model made ready for loading (Core ML: compiled to .mlmodelc)."""
+
+    path: Path  # what `load` opens
+    source: Path  # the built or external model
+    compile_s: float | None  # None where the backend compiles nothing
+    # from the model's description (model_io), filled in by the caller
+    input_dtypes: dict[str, str] = field(default_factory=dict)
+    states: tuple[str, ...] = ()
+
+
+class Session(ABC):
+    """One loaded model instance on one compute unit / device."""
+
+    #: `after` hook for the harness: the runtime's own duration of the last predict (ns)
+    runtime_probe: Callable[[], int | None] | None = None
+
+    @abstractmethod
+    def feed(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Inputs converted ONCE into what `predict` takes (outside any timed loop)."""
+
+    @abstractmethod
+    def new_state(self) -> Any:
+        """A fresh state for stateful models; None for stateless ones."""
+
+    @abstractmethod
+    def predict(self, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        """One prediction; outputs as numpy arrays."""
+
+    def bind(self, feed: dict[str, Any], state: Any = None) -> Callable[[], object]:
+        """A zero-argument call of `predict` with fixed inputs (what the harness times)."""
+        import functools
+
+        if state is None:
+            return functools.partial(self.predict, feed)
+        return functools.partial(self.predict, feed, state)
+
+    def placements(self) -> list[dict]:
+        """Per-op device placement rows (only Core ML knows them)."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the instance."""
+
+
+class Backend(ABC):
+    name: str
+    uses_compute_units: bool = False
+
+    @abstractmethod
+    def prepare(self, model_path: Path, workdir: Path) -> Prepared:
+        """Once per model: whatever load needs (compile, ...)."""
+
+    @abstractmethod
+    def load(self, prepared: Prepared, compute_units: str | None, *, fp16: bool = False) -> Session:
+        """One instance of the model; the caller times it."""

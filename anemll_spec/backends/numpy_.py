@@ -1,0 +1,53 @@
+"""The reference executor (numpy) as a backend: runs anywhere, compute units do not apply."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from anemll_spec.backends.base import Backend, Prepared, Session
+
+NAME = "numpy"
+
+
+def available() -> tuple[bool, str]:
+    return True, "reference executor (numpy), runs everywhere"
+
+
+class NumpySession(Session):
+    def __init__(self, program: Any):
+        self.program = program
+
+    def feed(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        # The executor checks and converts inputs on every call: that is part of its
+        # predict cost, as Core ML's own input handling is part of Core ML's.
+        return dict(inputs)
+
+    def new_state(self) -> Any:
+        return self.program.make_state() if self.program.states else None
+
+    def predict(self, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        return self.program.predict(feed, state)
+
+    def bind(self, feed: dict[str, Any], state: Any = None) -> Callable[[], object]:
+        # the executor's own bound method: no wrapper frame inside the timed call
+        return functools.partial(self.program.predict, feed, state)
+
+
+class NumpyBackend(Backend):
+    name = NAME
+    uses_compute_units = False
+
+    def prepare(self, model_path: Path, workdir: Path) -> Prepared:
+        return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
+
+    def load(self, prepared: Prepared, compute_units: str | None, *, fp16: bool = False) -> Session:
+        from anemll_spec.executor import load
+
+        return NumpySession(load(prepared.path, fp16=fp16))
+
+
+def backend() -> Backend:
+    return NumpyBackend()

@@ -1,0 +1,309 @@
+"""Build any model a spec declares as a Core ML ML Program (.mlpackage), cached.
+
+    built = build(case.model)            # -> Built(path, key, weight_bytes, flops, ...)
+    est = estimate(case.model)           # analytic sizes and ANE warnings, builds nothing
+
+One module per family (lm_head, ffn, attention, matmul, external) describes the
+graph; `graph` assembles it with coremltools' MIL builder; `weights` makes seeded
+weights; `compress` applies coremltools' compression per weight (with the fast,
+exact k-means of `palettize`); `cache` publishes packages atomically; `inspect`
+reads any saved model back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from anemll_spec.build.cache import BUILDER_VERSION, cache_key, default_cache_dir
+from anemll_spec.errors import InputError
+
+__all__ = [
+    "BUILDER_VERSION",
+    "Built",
+    "Estimate",
+    "build",
+    "estimate",
+    "default_cache_dir",
+    "cache_key",
+]
+
+ANE_MAX_DIM = 16384
+BUILT_FAMILIES = ("lm_head", "ffn", "attention", "matmul")
+_PAD = 64  # blob data is 64-byte aligned in weight.bin
+
+
+@dataclass
+class Built:
+    path: Path
+    key: str
+    weight_bytes: int
+    flops: int
+    build_s: float
+    cached: bool
+    weights_sha256: str
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path),
+            "key": self.key,
+            "weight_bytes": self.weight_bytes,
+            "flops": self.flops,
+            "build_s": round(self.build_s, 3),
+            "cached": self.cached,
+            "weights_sha256": self.weights_sha256,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class Estimate:
+    weight_bytes: int
+    flops: int
+    build_peak_bytes: int
+    warnings: list[str]
+
+    def to_json(self) -> dict:
+        return {
+            "weight_bytes": self.weight_bytes,
+            "flops": self.flops,
+            "build_peak_bytes": self.build_peak_bytes,
+            "warnings": self.warnings,
+        }
+
+
+def _family_module(family: str):
+    if family not in BUILT_FAMILIES:
+        raise InputError(f"model.family: cannot build family {family!r}")
+    import importlib
+
+    return importlib.import_module(f"anemll_spec.build.{family}")
+
+
+def plan_of(model: dict):
+    return _family_module(model["family"]).plan(model)
+
+
+def _pad(n: int) -> int:
+    return -(-n // _PAD) * _PAD
+
+
+def _blob_sizes(shape: tuple[int, ...], itemsize: int, compression) -> list[int]:
+    """Unpadded byte sizes of the blobs one weight becomes (stock coremltools layouts)."""
+    n = 1
+    for d in shape:
+        n *= d
+    if compression in (None, "none"):
+        return [n * itemsize]
+    if "palettize" in compression:
+        c = compression["palettize"]
+        nbits = c["nbits"]
+        groups = 1
+        if c["granularity"] == "per_grouped_channel":
+            groups = shape[0] // (c.get("group_size") or 8)
+        return [-(-n * nbits // 8), groups * (1 << nbits) * itemsize]
+    c = compression["quantize"]
+    bits = 8 if c["dtype"] == "int8" else 4
+    out_ch = shape[0]
+    scales = out_ch
+    if c["granularity"] == "per_block":
+        scales = out_ch * (shape[1] // (c.get("block_size") or 32))
+    return [-(-n * bits // 8), scales * itemsize]
+
+
+def estimate(case_model: dict) -> Estimate:
+    """Weight bytes, FLOPs, peak build memory and ANE warnings, without building."""
+    family = case_model["family"]
+    if family == "external":
+        from anemll_spec.build import external
+
+        return external.estimate(case_model)
+    plan = plan_of(case_model)
+    compute = case_model.get("compute_precision") or case_model.get("dtype", "float16")
+    itemsize = 2 if compute == "float16" else 4
+    compression = case_model.get("compression", "none")
+    weight_bytes = 64
+    largest_dense = 0
+    for w in plan.weights:
+        comp = compression if w.compressible else "none"
+        sizes = _blob_sizes(w.shape, itemsize, comp)
+        if w.bias:
+            sizes.append(w.shape[0] * itemsize)
+        for size in sizes:
+            if size >= 10 * itemsize or comp not in (None, "none"):
+                weight_bytes += 64 + _pad(size)
+        n = 1
+        for d in w.shape:
+            n *= d
+        largest_dense = max(largest_dense, n * itemsize)
+    warnings = []
+    for what, shape in plan.ane_dims + [(f"input {t.name}", t.shape) for t in plan.inputs]:
+        big = [d for d in shape if d > ANE_MAX_DIM]
+        if big:
+            warnings.append(
+                f"{what} {list(shape)}: dimension {max(big)} exceeds the ANE limit of "
+                f"{ANE_MAX_DIM}; Core ML will run it off the Neural Engine (split it, as ANEMLL "
+                "splits its LM head into chunks)"
+            )
+        if len(shape) > 4:
+            warnings.append(f"{what} {list(shape)}: rank {len(shape)} > 4 is not ANE-friendly")
+    if compute == "float32":
+        warnings.append(
+            "compute_precision float32: the Neural Engine computes in fp16 only; float32 ops run "
+            "on CPU/GPU"
+        )
+    # Compressed builds hold one dense weight (+ its indices) at a time; dense builds hold them all.
+    uncompressed = compression in (None, "none")
+    held = weight_bytes if uncompressed else weight_bytes + 2 * largest_dense
+    peak = int(held + 300e6)  # + interpreter, coremltools and the per-slice scratch
+    return Estimate(weight_bytes, plan.flops, peak, warnings)
+
+
+def _check_memory(model: dict, est: Estimate) -> None:
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    if est.build_peak_bytes > avail:
+        raise InputError(
+            f"model.{model['family']}: building needs about {est.build_peak_bytes / 1e9:.2f} GB "
+            f"(weights {est.weight_bytes / 1e9:.2f} GB) but only {avail / 1e9:.2f} GB of memory is "
+            "free; use a smaller model or free memory"
+        )
+
+
+def _check_model(model: dict) -> None:
+    from anemll_spec.build import compress
+
+    target = model.get("deployment_target", "iOS18")
+    if target not in ("iOS16", "iOS17", "iOS18"):
+        raise InputError(f"model.deployment_target: {target!r} is not iOS16, iOS17 or iOS18")
+    if model["family"] == "attention" and target != "iOS18":
+        raise InputError("model.deployment_target: attention uses a stateful KV cache, which needs iOS18")
+    compress.check(model.get("compression", "none"), target, model.get("dtype", "float16"))
+
+
+def build_package(model: dict, package: Path, progress: Callable[[str], None] | None = None) -> None:
+    """Build the model's .mlpackage at `package` (must not exist)."""
+    import coremltools as ct
+
+    from anemll_spec.build.graph import Ctx, assemble
+
+    _check_model(model)
+    plan = plan_of(model)
+    ctx = Ctx(model, progress, plan.weights)
+    try:
+        prog = assemble(plan, ctx, model.get("deployment_target", "iOS18"))
+    finally:
+        ctx.close()
+    if progress:
+        progress("convert + save")
+    precision = ct.precision.FLOAT16 if ctx.compute == "float16" else ct.precision.FLOAT32
+    captured = io.StringIO()
+    try:
+        # coremltools draws tqdm bars for its (here empty) pass pipelines on stderr.
+        with contextlib.redirect_stderr(captured):
+            ct.convert(
+                prog,
+                convert_to="mlprogram",
+                minimum_deployment_target=getattr(ct.target, model.get("deployment_target", "iOS18")),
+                compute_precision=precision,
+                pass_pipeline=ct.PassPipeline.EMPTY,  # the graph is already what we want on disk
+                skip_model_load=True,
+                package_dir=str(package),
+            )
+    finally:
+        for line in captured.getvalue().replace("\r", "\n").splitlines():
+            if line.strip() and "Running MIL" not in line:
+                sys.stderr.write(line + "\n")
+
+
+def build(
+    case_model: dict,
+    *,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Built:
+    """The case's model as a saved package: from the cache, or built and cached."""
+    from anemll_spec.build import cache
+    from anemll_spec.build.inspect import weight_files, weights_sha256
+
+    t0 = time.perf_counter()
+    if case_model["family"] == "external":
+        from anemll_spec.build import external
+
+        return external.build(case_model)
+    _check_model(case_model)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = cache_key(case_model)
+    entry, problem = cache.lookup(cache_dir, key)
+    if entry is not None:
+        m = entry.manifest
+        return Built(
+            path=entry.package,
+            key=key,
+            weight_bytes=m["weight_bytes"],
+            flops=m["flops"],
+            build_s=time.perf_counter() - t0,
+            cached=True,
+            weights_sha256=m["weights_sha256"],
+            warnings=m.get("warnings", []),
+        )
+    if problem:
+        if progress:
+            progress(f"cache entry {key} damaged ({problem}); rebuilding")
+        cache.discard(cache_dir / key)
+    est = estimate(case_model)
+    _check_memory(case_model, est)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache_dir).free
+    if est.weight_bytes * 2 > free:
+        raise InputError(
+            f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
+            f"{free / 1e9:.2f} GB free"
+        )
+    staging = cache.new_staging(cache_dir, key)
+    try:
+        package = staging / cache.PACKAGE
+        build_package(case_model, package, progress)
+        files = weight_files(package)
+        weight_bytes = sum(p.stat().st_size for p in files)
+        sha = weights_sha256(package)
+        build_s = time.perf_counter() - t0
+        import coremltools
+
+        cache.write_manifest(
+            staging,
+            key,
+            {
+                "model": cache.build_fields(case_model),
+                "coremltools": coremltools.__version__,
+                "weight_bytes": weight_bytes,
+                "flops": est.flops,
+                "weights_sha256": sha,
+                "build_s": build_s,
+                "warnings": est.warnings,
+            },
+        )
+        entry = cache.publish(cache_dir, key, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    m = entry.manifest
+    return Built(
+        path=entry.package,
+        key=key,
+        weight_bytes=m["weight_bytes"],
+        flops=m["flops"],
+        build_s=time.perf_counter() - t0,
+        cached=False,
+        weights_sha256=m["weights_sha256"],
+        warnings=est.warnings,
+    )
+

@@ -1,0 +1,196 @@
+"""The content cache of built packages.
+
+Layout: <cache>/<key>/model.mlpackage and <cache>/<key>/manifest.json. The key hashes
+the build-relevant model fields, the coremltools version and BUILDER_VERSION. An
+entry is built in <cache>/.tmp-<key>-<pid>-<random>/ and published with one
+os.rename, so a reader sees a complete entry or none, and of two processes building
+one key, one rename wins and the other adopts the winner's entry. A hit reads the
+manifest and stats the files it lists (sizes must match): no hashing of big files.
+A damaged entry (manifest missing or unreadable, a file missing or of the wrong
+size) is moved aside and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from anemll_spec.spec.case import canonical_json
+
+MANIFEST = "manifest.json"
+PACKAGE = "model.mlpackage"
+# Bump when the builder's output for the same fields changes (graph, names, weights).
+BUILDER_VERSION = 1
+NON_BUILD_FIELDS = ("input_ranges",)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("ANEMLL_SPEC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "anemll-spec"
+
+
+def build_fields(model: dict) -> dict:
+    return {k: v for k, v in model.items() if k not in NON_BUILD_FIELDS}
+
+
+def cache_key(model: dict) -> str:
+    import coremltools
+
+    payload = {
+        "model": build_fields(model),
+        "coremltools": coremltools.__version__,
+        "builder": BUILDER_VERSION,
+    }
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
+
+
+@dataclass
+class Entry:
+    key: str
+    root: Path
+    manifest: dict
+
+    @property
+    def package(self) -> Path:
+        return self.root / PACKAGE
+
+
+def _listing(pkg: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(pkg)): p.stat().st_size for p in sorted(pkg.rglob("*")) if p.is_file()
+    }
+
+
+def check_entry(root: Path) -> tuple[dict | None, str]:
+    """(manifest, "") for a sound entry, else (None, what is wrong)."""
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        return None, "manifest missing"
+    try:
+        manifest = json.loads(mpath.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError):
+        return None, "manifest unreadable"
+    pkg = root / PACKAGE
+    for rel, size in files.items():
+        p = pkg / rel
+        try:
+            actual = p.stat().st_size
+        except FileNotFoundError:
+            return None, f"{rel} missing"
+        if actual != size:
+            return None, f"{rel} is {actual} bytes, manifest says {size}"
+    return manifest, ""
+
+
+def lookup(cache_dir: Path, key: str) -> tuple[Entry | None, str]:
+    """A sound entry for key, or (None, why not): '' absent, else the damage found."""
+    root = cache_dir / key
+    if not root.exists():
+        return None, ""
+    manifest, problem = check_entry(root)
+    if manifest is None:
+        return None, problem
+    return Entry(key, root, manifest), ""
+
+
+def discard(root: Path) -> None:
+    """Move an entry out of the way atomically, then delete it (racing discards are fine)."""
+    trash = root.parent / f".trash-{root.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(root, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def new_staging(cache_dir: Path, key: str) -> Path:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def write_manifest(staging: Path, key: str, info: dict) -> dict:
+    manifest = {
+        "key": key,
+        "builder_version": BUILDER_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **info,
+        "files": _listing(staging / PACKAGE),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def publish(cache_dir: Path, key: str, staging: Path) -> Entry:
+    """Rename staging into place; if another process got there first, adopt its entry."""
+    root = cache_dir / key
+    try:
+        os.rename(staging, root)
+    except OSError:
+        # Target exists (ENOTEMPTY/EEXIST): another builder won. Use its entry if sound.
+        entry, _ = lookup(cache_dir, key)
+        if entry is None:
+            discard(root)
+            os.rename(staging, root)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+            return entry
+    manifest, problem = check_entry(root)
+    if manifest is None:  # pragma: no cover - only if the disk lies to us
+        raise OSError(f"cache entry {root} unsound right after publishing: {problem}")
+    return Entry(key, root, manifest)
+
+
+def entries(cache_dir: Path) -> list[dict]:
+    """Every entry (sound or not) for `cache list`."""
+    out = []
+    if not cache_dir.is_dir():
+        return out
+    for root in sorted(cache_dir.iterdir()):
+        if root.name.startswith(".") or not root.is_dir():
+            continue
+        manifest, problem = check_entry(root)
+        size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        m = manifest or {}
+        out.append(
+            {
+                "key": root.name,
+                "path": str(root / PACKAGE),
+                "ok": manifest is not None,
+                "problem": problem,
+                "family": (m.get("model") or {}).get("family"),
+                "model": m.get("model"),
+                "weight_bytes": m.get("weight_bytes"),
+                "disk_bytes": size,
+                "created": m.get("created"),
+                "coremltools": m.get("coremltools"),
+            }
+        )
+    return out
+
+
+def clear(cache_dir: Path) -> tuple[int, int]:
+    """Delete every entry and leftover staging folder: (entries removed, bytes freed)."""
+    n = freed = 0
+    if not cache_dir.is_dir():
+        return 0, 0
+    for root in list(cache_dir.iterdir()):
+        if not root.is_dir():
+            continue
+        freed += sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        if not root.name.startswith("."):
+            n += 1
+        discard(root)
+    return n, freed

@@ -1,0 +1,141 @@
+"""Weight compression, applied const by const while the graph is built.
+
+Each projection weight is emitted as a `const`, and as soon as its consumer (conv,
+linear, matmul) exists, coremltools' own compression pass transforms that one op
+(`palettize_weights` / `linear_quantize_weights` from `coremltools.optimize.coreml`,
+the very code `cto.palettize_weights(model, config)` runs). So the constexpr ops,
+their names (`<weight>_palettized`, `<weight>_quantized`), block sizes, channel axes
+and iOS16-vs-iOS18 forms are stock. Doing it per const keeps memory to one
+uncompressed weight at a time. k-means palettization swaps in the fast palettizer
+(`palettize.grouped_kmeans`), which returns stock's exact LUT and indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anemll_spec.errors import InputError
+
+_TARGET_ORDER = {"iOS16": 16, "iOS17": 17, "iOS18": 18}
+
+
+def check(compression: Any, deployment_target: str, dtype: str) -> None:
+    """Refuse combinations Core ML cannot express (the spec validator checks the same)."""
+    if compression in (None, "none"):
+        return
+    t = _TARGET_ORDER[deployment_target]
+    if "palettize" in compression:
+        cfg = compression["palettize"]
+        if cfg["nbits"] not in (1, 2, 3, 4, 6, 8):
+            raise InputError(f"model.compression.palettize.nbits: {cfg['nbits']} is not 1, 2, 3, 4, 6 or 8")
+        if cfg["granularity"] == "per_grouped_channel" and t < 18:
+            raise InputError(
+                "model.compression.palettize.granularity: per_grouped_channel needs deployment_target iOS18"
+            )
+        if cfg["nbits"] == 3 and t < 18:
+            raise InputError("model.compression.palettize.nbits: 3-bit LUTs need deployment_target iOS18")
+    elif "quantize" in compression:
+        cfg = compression["quantize"]
+        if (cfg["dtype"] == "int4" or cfg["granularity"] == "per_block") and t < 18:
+            raise InputError(
+                "model.compression.quantize: int4 and per_block quantization need deployment_target iOS18"
+            )
+    else:
+        raise InputError(f"model.compression: unknown form {compression!r}")
+
+
+def op_config(compression: dict):
+    """The coremltools OpPalettizerConfig / OpLinearQuantizerConfig of a spec compression."""
+    import coremltools.optimize.coreml as cto
+
+    if "palettize" in compression:
+        c = compression["palettize"]
+        kw: dict[str, Any] = {}
+        if c["granularity"] == "per_grouped_channel":
+            kw["group_size"] = int(c.get("group_size") or 8)
+        return cto.OpPalettizerConfig(
+            nbits=int(c["nbits"]),
+            mode=c.get("mode", "kmeans"),
+            granularity=c["granularity"],
+            weight_threshold=0,  # we pick the weights; every projection is compressed
+            **kw,
+        )
+    c = compression["quantize"]
+    kw = {}
+    if c["granularity"] == "per_block":
+        kw["block_size"] = int(c.get("block_size") or 32)
+    return cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric",
+        dtype=c["dtype"],
+        granularity=c["granularity"],
+        weight_threshold=0,
+        **kw,
+    )
+
+
+def _fast_palettizer_class():
+    from coremltools.optimize.coreml._quantization_passes import palettize_weights
+
+    from anemll_spec.build.palettize import grouped_kmeans
+
+    class FastPalettizer(palettize_weights):
+        """Stock palettize_weights with its k-means step replaced by the fast one."""
+
+        @staticmethod
+        def blockwise_compress(
+            original_data,
+            mode,
+            nbits,
+            block_sizes,
+            lut_function=None,
+            cluster_dim=1,
+            channel_axis=None,
+            num_kmeans_workers=1,
+        ):
+            if mode.upper() != "KMEANS" or cluster_dim != 1:
+                return palettize_weights.blockwise_compress(
+                    original_data, mode, nbits, block_sizes, lut_function, cluster_dim,
+                    channel_axis, num_kmeans_workers,
+                )
+            from coremltools.converters.mil.mil import types
+            from coremltools.optimize import _utils as optimize_utils
+
+            # Same inference of the group axis as stock blockwise_compress.
+            group_size, axis = 0, None
+            for a, b in enumerate(block_sizes):
+                if b != 0 and b != original_data.shape[a]:
+                    axis, group_size = a, b
+            if axis is None:
+                axis = 0
+            indices, lut = grouped_kmeans(original_data, int(nbits), axis, group_size)
+            np_dtype = types.nptype_from_builtin(types.string_to_builtin(f"uint{nbits}"))
+            return optimize_utils.LutParams(indices.astype(np_dtype), lut, None)
+
+    return FastPalettizer
+
+
+class Compressor:
+    """Transforms weight consts in place, inside an open MIL builder context."""
+
+    def __init__(self, compression: Any):
+        self.compression = None if compression in (None, "none") else compression
+        self._pass = None
+        if self.compression is None:
+            return
+        import coremltools.optimize.coreml as cto
+        from coremltools.optimize.coreml._quantization_passes import linear_quantize_weights
+
+        config = cto.OptimizationConfig(global_config=op_config(self.compression))
+        if "palettize" in self.compression:
+            self._pass = _fast_palettizer_class()(config=config)
+        else:
+            self._pass = linear_quantize_weights(config=config)
+
+    def apply(self, weight_var) -> None:
+        """Compress the const behind `weight_var` (call after its consumer op exists)."""
+        if self._pass is None:
+            return
+        op = weight_var.op
+        if op is None or op.op_type != "const":
+            return
+        self._pass.transform_op(op)

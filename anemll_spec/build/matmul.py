@@ -1,0 +1,23 @@
+"""A compute-bound matmul: x (m, k) input times a const weight (k, n); 2mkn FLOPs."""
+
+from __future__ import annotations
+
+from anemll_spec.build.graph import Ctx, Plan, TensorDecl, WeightDecl
+
+
+def plan(mdl: dict) -> Plan:
+    m, k, n = mdl["m"], mdl["k"], mdl["n"]
+    io = mdl["dtype"]
+
+    def emit(ctx: Ctx, inputs: dict) -> list:
+        x = ctx.to_compute(inputs["x"])
+        return [ctx.to_io(ctx.matmul_const(x, "matmul", k, n), "y")]
+
+    return Plan(
+        inputs=[TensorDecl("x", (m, k), io)],
+        outputs=[TensorDecl("y", (m, n), io)],
+        weights=[WeightDecl("matmul.weight", (k, n))],
+        flops=2 * m * k * n,
+        emit=emit,
+        ane_dims=[("x", (m, k)), ("weight", (k, n)), ("y", (m, n))],
+    )

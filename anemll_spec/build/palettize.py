@@ -1,0 +1,148 @@
+"""Fast k-means palettization with exactly the stock coremltools result.
+
+What stock coremltools does (coremltools 9, `_quantization_passes.palettize_weights`
+-> `models/neural_network/quantization_utils._get_kmeans_lookup_table_and_weight`):
+per channel group, `np.unique(w, return_inverse=True, return_counts=True)` over the
+fp16 values, then the vendored `kmeans1d` C library (an exact dynamic program for
+weighted 1-D k-means, so no initialisation or iterations are involved) with the
+counts as weights; the LUT is the centroids cast to fp16 (zero-filled when a group
+has fewer distinct values than entries), each weight's index is its value's cluster.
+It does one group at a time, in one process, through Python lists of ctypes doubles.
+
+What we do: the same C routine on the same (values, counts), so the LUT and the
+indices are identical by construction (tests/test_build_palettize.py proves it
+against the stock palettizer). The speed comes from
+- the histogram: fp16 bit patterns map to order-preserving 16-bit keys, and a
+  65,536-bin `bincount` replaces `np.unique`'s sort of fp16 values (numpy sorts
+  fp16 by converting every comparison; per tensor this was most of the time);
+- calling `cluster_with_weights` on numpy buffers instead of Python lists;
+- threads: ctypes releases the GIL, so groups run on every core.
+The exact 1-D DP itself costs ~0.1 s for a 32,768-weight group (about 10,800
+distinct fp16 values, 64 clusters) and is the floor of this path.
+
+Stock uses scikit-learn instead of kmeans1d when a group holds fewer than 10,000
+weights or the weights are not fp16; we always use the exact DP (no worse than
+scikit-learn's local k-means++ optimum: it is the global optimum).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_DOUBLE_P = ctypes.POINTER(ctypes.c_double)
+_ULONG_P = ctypes.POINTER(ctypes.c_ulong)
+_dll = None
+
+
+def _kmeans1d_dll():
+    global _dll
+    if _dll is None:
+        from coremltools._deps import kmeans1d  # the library stock coremltools uses
+
+        _dll = kmeans1d.core._DLL
+    return _dll
+
+
+def kmeans1d_weighted(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal weighted 1-D k-means: (cluster of each value, centroids); k <= len(values)."""
+    n = len(values)
+    k = min(k, n)
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    w = np.ascontiguousarray(counts, dtype=np.float64)
+    clusters = np.empty(n, dtype=np.uint64)
+    centroids = np.empty(k, dtype=np.float64)
+    _kmeans1d_dll().cluster_with_weights(
+        v.ctypes.data_as(_DOUBLE_P),
+        w.ctypes.data_as(_DOUBLE_P),
+        ctypes.c_ulong(n),
+        ctypes.c_ulong(k),
+        clusters.ctypes.data_as(_ULONG_P),
+        centroids.ctypes.data_as(_DOUBLE_P),
+    )
+    return clusters, centroids
+
+
+def fp16_keys(x: np.ndarray) -> np.ndarray:
+    """Order-preserving uint16 keys of fp16 values (-0 folded into +0, as np.unique does)."""
+    bits = x.reshape(-1).view(np.uint16)
+    bits = np.where(bits == 0x8000, np.uint16(0), bits)
+    neg = (bits & 0x8000) != 0
+    return np.where(neg, ~bits, bits | np.uint16(0x8000)).astype(np.uint16)
+
+
+def _keys_to_fp16(keys: np.ndarray) -> np.ndarray:
+    keys = keys.astype(np.uint16)
+    pos = (keys & 0x8000) != 0
+    bits = np.where(pos, keys & np.uint16(0x7FFF), ~keys).astype(np.uint16)
+    return bits.view(np.float16)
+
+
+def kmeans_group(data: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """LUT (2**nbits, data.dtype) and uint8 indices (data.size) of one channel group."""
+    lut_len = 1 << nbits
+    if data.dtype == np.float16:
+        keys = fp16_keys(data)
+        hist = np.bincount(keys, minlength=1 << 16)
+        uniq = np.flatnonzero(hist)
+        values = _keys_to_fp16(uniq).astype(np.float64)
+        clusters, centroids = kmeans1d_weighted(values, hist[uniq], lut_len)
+        table = np.zeros(1 << 16, dtype=np.uint8)
+        table[uniq] = clusters
+        indices = table[keys]
+    else:
+        values, inverse, counts = np.unique(data.reshape(-1), return_inverse=True, return_counts=True)
+        clusters, centroids = kmeans1d_weighted(values, counts, lut_len)
+        indices = clusters.astype(np.uint8)[inverse.reshape(-1)]
+    lut = np.zeros(lut_len, dtype=np.float64)
+    lut[: len(centroids)] = centroids
+    return lut.astype(data.dtype), indices
+
+
+def workers() -> int:
+    return max(1, int(os.environ.get("ANEMLL_SPEC_KMEANS_WORKERS", os.cpu_count() or 1)))
+
+
+def grouped_kmeans(
+    weight: np.ndarray, nbits: int, channel_axis: int, group_size: int, n_workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, lut) in coremltools' iOS18 LutParams layout, for one weight.
+
+    indices: same shape as `weight`, uint8 values < 2**nbits. lut: rank(weight)+2,
+    shape[channel_axis] = number of groups, then (2**nbits, 1). group_size 0 means
+    one group (per tensor).
+    """
+    rank = weight.ndim
+    channel_axis %= rank
+    channels = weight.shape[channel_axis]
+    group_size = group_size or channels
+    if channels % group_size:
+        raise ValueError(f"{channels} channels do not split into groups of {group_size}")
+    moved = np.swapaxes(weight, 0, channel_axis) if channel_axis else weight
+    n_groups = channels // group_size
+    lut_len = 1 << nbits
+    luts = np.empty((n_groups, lut_len), dtype=weight.dtype)
+    indices = np.empty(moved.shape, dtype=np.uint8)
+    flat_idx = indices.reshape(n_groups, -1)
+
+    def run(g: int) -> None:
+        part = np.ascontiguousarray(moved[g * group_size : (g + 1) * group_size])
+        luts[g], flat_idx[g] = kmeans_group(part, nbits)
+
+    n_workers = n_workers or workers()
+    if n_workers == 1 or n_groups == 1:
+        for g in range(n_groups):
+            run(g)
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            list(pool.map(run, range(n_groups)))
+    lut_shape = [1] * (rank + 2)
+    lut_shape[0], lut_shape[-2], lut_shape[-1] = n_groups, lut_len, 1
+    lut = luts.reshape(lut_shape)
+    if channel_axis:
+        lut = np.swapaxes(lut, 0, channel_axis)
+        indices = np.swapaxes(indices, 0, channel_axis)
+    return indices, lut

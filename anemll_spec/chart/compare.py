@@ -1,0 +1,123 @@
+"""Two runs compared: per measured variant, the ratio of medians B/A with its bootstrap
+95% CI and the verdict, exactly as `anemll-spec compare` computes them
+(anemll_spec.compare)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anemll_spec.chart import style
+from anemll_spec.chart.source import NoData, Options, fetch, where_sql
+from anemll_spec.errors import InputError
+
+KIND = "compare"
+TITLE = "Run comparison"
+HELP = "per-case ratio of medians (run B / run A) with its 95% CI, for two runs"
+
+VERDICT_COLORS = {"faster": style.OKABE_ITO[2], "slower": style.OKABE_ITO[5],
+                  "no change": "#888888"}
+VARIANT = ("case_key", "backend", "device", "compute_units", "concurrency")
+
+
+def compute(target, opts: Options) -> dict[str, Any]:
+    """compare_runs' result for the two runs of `opts` (opens and closes the store)."""
+    if len(opts.runs) != 2:
+        raise InputError("the compare chart needs two runs: --run A --run B (or --runs A B)")
+    from anemll_spec.compare import compare_runs
+
+    return compare_runs(target, opts.runs[0], opts.runs[1])
+
+
+def keep(con, result: dict, opts: Options) -> list[dict]:
+    """The comparisons whose cases pass --model / --where (evaluated in SQL on `results`)."""
+    rows = result["comparisons"]
+    if opts.model:
+        rows = [r for r in rows if r["model_name"] == opts.model]
+    if opts.where:
+        cols = ", ".join(VARIANT)
+        ok = {
+            tuple(r[c] for c in VARIANT)
+            for r in fetch(
+                con,
+                f"SELECT DISTINCT {cols} FROM results WHERE run_id IN (?, ?) AND {where_sql(opts)}",
+                [result["run_a"], result["run_b"]],
+            )
+        }
+        rows = [r for r in rows if tuple(r[c] for c in VARIANT) in ok]
+    for r in rows:
+        extras = " · ".join(str(r[c]) for c in ("backend", "compute_units") if r[c])
+        r["label"] = " · ".join(x for x in (r["model_name"] or r["case_key"], extras) if x)
+        r["change_pct"] = (r["ratio"] - 1.0) * 100.0
+    return rows
+
+
+def build_from(target, con_factory, opts: Options) -> dict[str, Any]:
+    """compare_runs first (it opens the store itself), then the filters on our connection."""
+    result = compute(target, opts)
+    con = con_factory()
+    try:
+        rows = keep(con, result, opts)
+    finally:
+        con.close()
+    if not rows:
+        raise NoData(
+            f"runs {result['run_a']} and {result['run_b']} have no variant in common to "
+            f"compare ({opts.describe()})"
+        )
+    return chart(rows, result, opts)
+
+
+def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
+    import altair as alt
+
+    # labels must be unique on the y axis; repeated variants get their index
+    seen: dict[str, int] = {}
+    for r in rows:
+        n = seen.get(r["label"], 0)
+        seen[r["label"]] = n + 1
+        if n:
+            r["label"] = f"{r['label']} #{n + 1}"
+    a, b = result["run_a"], result["run_b"]
+    y = alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=style.LABEL_LIMIT))
+    x_title = f"median latency ratio B/A (B = {b}; < 1 faster, > 1 slower)"
+    tip = [
+        alt.Tooltip("label:N", title="case"),
+        alt.Tooltip("ratio:Q", title="ratio B/A", format=".4f"),
+        alt.Tooltip("ci_low:Q", title="95% CI low", format=".4f"),
+        alt.Tooltip("ci_high:Q", title="95% CI high", format=".4f"),
+        alt.Tooltip("change_pct:Q", title="change (%)", format="+.2f"),
+        alt.Tooltip("median_a_ms:Q", title=f"median A (ms), run {a}", format=".4f"),
+        alt.Tooltip("median_b_ms:Q", title=f"median B (ms), run {b}", format=".4f"),
+        alt.Tooltip("n_a:Q", title="samples A"),
+        alt.Tooltip("n_b:Q", title="samples B"),
+        alt.Tooltip("verdict:N", title="verdict"),
+    ]
+    lo = min(min(r["ci_low"] for r in rows), 1.0)
+    hi = max(max(r["ci_high"] for r in rows), 1.0)
+    pad = (hi - lo) * 0.08 or 0.02
+    xscale = alt.Scale(domain=[lo - pad, hi + pad], zero=False)
+    color = alt.Color(
+        "verdict:N",
+        title="verdict",
+        scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
+    )
+    base = alt.Chart(alt.Data(values=rows), height=alt.Step(26), width=520)
+    ci = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("ci_low:Q", title=x_title, scale=xscale), x2="ci_high:Q", y=y, color=color,
+        tooltip=tip,
+    ).properties(name="ci")
+    point = base.mark_point(filled=True, size=60).encode(
+        x=alt.X("ratio:Q", scale=xscale), y=y, color=color, tooltip=tip
+    ).properties(name="ratios")
+    one = alt.Chart(alt.Data(values=[{"one": 1.0}])).mark_rule(
+        color="#000000", strokeDash=[4, 3]
+    ).encode(x="one:Q")
+    layered = alt.layer(ci, point, one).properties(
+        title=style.title(
+            f"{TITLE}: run {b} (B) against run {a} (A)",
+            "Ratio of median latencies B/A with its bootstrap 95% CI; the dashed line is no "
+            f"change. Noise floor {result['noise_floor_pct']:g}%.",
+            f"Filters: {opts.describe()}. Source: samples of both runs (anemll-spec compare).",
+        )
+    )
+    return style.finish(layered, description=f"comparison of runs {a} and {b}")

@@ -1,0 +1,105 @@
+"""Where the ops run: per case (model x compute units), the share of ops and the share
+of Core ML's estimated cost on each device (Neural Engine, GPU, CPU), from the
+`placements` table (MLComputePlan)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anemll_spec.chart import style
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
+
+KIND = "placement"
+TITLE = "Op placement"
+HELP = "share of ops and of estimated cost per device, for each compute unit"
+NEEDS = "EXISTS (SELECT 1 FROM placements p WHERE p.case_id = results.case_id)"
+
+
+def query(con, opts: Options, run_id: str) -> list[dict]:
+    """One row per (case, measure, device) with its count/cost and share."""
+    cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
+    return fetch(
+        con,
+        f"""
+        WITH sel AS ({cases_sql}),
+        g AS (SELECT sel.label || CASE WHEN p.compute_units IS DISTINCT FROM sel.compute_units
+                     THEN ' · plan for ' || coalesce(p.compute_units, '?') ELSE '' END
+                     AS row_label,
+                     sel.case_id, coalesce(p.preferred_device, 'unknown') AS device,
+                     count(*) AS ops, sum(p.estimated_cost) AS cost,
+                     count(p.estimated_cost) AS costed
+              FROM placements p JOIN sel ON p.case_id = sel.case_id
+              GROUP BY ALL),
+        long AS (
+            SELECT row_label, case_id, device, 'share of ops' AS measure, ops::DOUBLE AS amount,
+                   ops, cost FROM g
+            UNION ALL
+            SELECT row_label, case_id, device, 'share of estimated cost', cost, ops, cost
+            FROM g WHERE cost IS NOT NULL)
+        SELECT *, amount / sum(amount) OVER (PARTITION BY case_id, row_label, measure)
+                  AS share,
+               sum(ops) OVER (PARTITION BY case_id, row_label, measure) AS total_ops
+        FROM long
+        ORDER BY row_label, measure, device
+        """,
+        params,
+    )
+
+
+def build(con, opts: Options) -> dict[str, Any]:
+    run_id = pick_run(con, opts, needs=NEEDS)
+    rows = query(con, opts, run_id)
+    if not rows:
+        raise NoData(
+            f"no op placements in run {run_id} ({opts.describe()}): placements come from "
+            "Core ML's compute plan (coreml backend on macOS)"
+        )
+    return chart(rows, run_id, opts)
+
+
+def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
+    import altair as alt
+
+    devices = list(style.DEVICE_COLORS)
+    extra = sorted({r["device"] for r in rows} - set(devices))
+    domain = devices + extra
+    colors = list(style.DEVICE_COLORS.values()) + list(style.OKABE_ITO[5 : 5 + len(extra)])
+    tip = [
+        alt.Tooltip("row_label:N", title="case"),
+        alt.Tooltip("measure:N", title="measure"),
+        alt.Tooltip("device:N", title="device"),
+        alt.Tooltip("share:Q", title="share", format=".1%"),
+        alt.Tooltip("ops:Q", title="ops on this device"),
+        alt.Tooltip("total_ops:Q", title="ops in the plan"),
+        alt.Tooltip("cost:Q", title="estimated cost (relative)", format=".4g"),
+        alt.Tooltip("case_id:N", title="case (store)"),
+    ]
+    measures = [m for m in ("share of ops", "share of estimated cost")
+                if any(r["measure"] == m for r in rows)]
+    panels = []
+    for measure in measures:
+        panels.append(
+            alt.Chart(alt.Data(values=rows), height=alt.Step(style.BAR_STEP + 6), width=320)
+            .transform_filter(alt.FieldEqualPredicate(field="measure", equal=measure))
+            .mark_bar()
+            .encode(
+                x=alt.X("share:Q", title=f"{measure} (%)", axis=alt.Axis(format="%"),
+                        scale=alt.Scale(domain=[0, 1])),
+                y=alt.Y("row_label:N", title=None, axis=alt.Axis(labelLimit=style.LABEL_LIMIT)),
+                color=alt.Color("device:N", title="device",
+                                scale=alt.Scale(domain=domain, range=colors)),
+                order=alt.Order("device:N"),
+                tooltip=tip,
+            )
+            .properties(name="ops" if measure == "share of ops" else "cost",
+                        title=alt.TitleParams(measure, fontSize=13))
+        )
+    no_cost = "" if len(measures) == 2 else " Core ML gave no cost estimates for these plans."
+    top = alt.hconcat(*panels, spacing=30).properties(
+        title=style.title(
+            f"{TITLE} per device — run {run_id}",
+            "Where Core ML's compute plan puts each op, per case and compute units." + no_cost,
+            f"Filters: {opts.describe()}. Source: placements table.",
+        )
+    )
+    return style.finish(top, description=f"op placement of run {run_id}")

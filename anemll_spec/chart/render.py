@@ -1,0 +1,147 @@
+"""Writing charts: offline HTML (Vega inlined, SVG renderer), PNG, SVG, Vega-Lite JSON.
+
+The HTML inlines vl-convert's bundle of Vega, Vega-Lite and vega-embed, so a page opens
+anywhere with no network. Building that bundle costs about a second, so it is kept in
+the cache directory, keyed by the vl-convert and Vega-Lite versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from anemll_spec.chart.style import esc
+
+VL_VERSION = "6.4"  # the Vega-Lite schema Altair 6 writes; vl-convert ships it
+_bundle_memo: dict[str, str] = {}
+
+
+def cache_dir() -> Path:
+    """$ANEMLL_SPEC_CACHE or ~/.cache/anemll-spec (the build cache's directory)."""
+    env = os.environ.get("ANEMLL_SPEC_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "anemll-spec"
+
+
+def vega_bundle() -> str:
+    """The JavaScript that defines window.vegaEmbed (memoised, and cached on disk)."""
+    import vl_convert as vlc
+
+    key = f"{getattr(vlc, '__version__', 'unknown')}-vl{VL_VERSION}"
+    if key in _bundle_memo:
+        return _bundle_memo[key]
+    path = cache_dir() / "vega" / f"vega-bundle-{key}.js"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        text = vlc.javascript_bundle(vl_version=VL_VERSION)
+        try:
+            write_file(path, text)
+        except OSError:
+            pass  # a read-only home only costs the next process a second
+    _bundle_memo[key] = text
+    return text
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '</script>' or '<!--' can end it early."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def embed_script(charts: dict[str, dict]) -> str:
+    """The <script> that draws every chart into its <div id=...> with the SVG renderer.
+
+    A chart that fails to render shows its error as text in its place.
+    """
+    return (
+        "<script>\n(function () {\n"
+        f"  const charts = {script_json(charts)};\n"
+        "  for (const [id, spec] of Object.entries(charts)) {\n"
+        "    const el = document.getElementById(id);\n"
+        "    vegaEmbed(el, spec, {renderer: 'svg', actions: false})\n"
+        "      .then(() => el.setAttribute('data-rendered', 'true'))\n"
+        "      .catch((err) => { el.textContent = 'chart failed to render: ' + err;\n"
+        "                        el.setAttribute('data-rendered', 'error'); });\n"
+        "  }\n})();\n</script>"
+    )
+
+
+PAGE_CSS = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1200px;
+       color: #222; padding: 0 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px;
+  border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; }
+.note { background: #fff8e1; border-left: 4px solid #E69F00; padding: 6px 10px; margin: 8px 0; }
+.muted { color: #666; font-size: 12px; }
+.chart { margin: 12px 0 28px 0; overflow-x: auto; }
+"""
+
+
+def page(title: str, body: str, charts: dict[str, dict]) -> str:
+    """A complete offline HTML page: `body` (already escaped HTML) plus the charts.
+
+    `charts` maps element ids present in `body` to Vega-Lite specs.
+    """
+    script = ""
+    if charts:
+        bundle = vega_bundle().replace("</script", "<\\/script")
+        script = f"<script>{bundle}</script>\n{embed_script(charts)}"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{esc(title)}</title>\n"
+        # Offline by construction: nothing may be fetched, whatever the data says.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:\">\n"
+        f"<style>{PAGE_CSS}</style>\n</head>\n<body>\n{body}\n{script}\n</body>\n</html>\n"
+    )
+
+
+def chart_html(spec: dict, title: str) -> str:
+    """One chart as a page of its own."""
+    return page(title, '<div id="chart" class="chart"></div>', {"chart": spec})
+
+
+def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, Path]:
+    """Write NAME.html, NAME.png, NAME.svg and NAME.vl.json; returns format -> path."""
+    import vl_convert as vlc
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "html": out_dir / f"{name}.html",
+        "png": out_dir / f"{name}.png",
+        "svg": out_dir / f"{name}.svg",
+        "json": out_dir / f"{name}.vl.json",
+    }
+    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    png = vlc.svg_to_png(svg, scale=2)
+    write_file(files["html"], chart_html(spec, title))
+    write_file(files["svg"], svg)
+    write_file(files["png"], png)
+    write_file(files["json"], json.dumps(spec, indent=2, default=str) + "\n")
+    return files
+
+
+def write_file(path: Path, data: str | bytes) -> None:
+    """Write via a temporary file and rename, so no half-written file is ever left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

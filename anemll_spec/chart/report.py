@@ -1,0 +1,290 @@
+"""The report of one run: a single offline HTML page.
+
+Host and versions, a summary table of the run's cases, its comparison with the
+published anemll-bench results, and every chart that applies to it (a chart with
+nothing to draw becomes a visible note, never a blank space). Every label from the
+store is escaped: it is data, never markup.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from anemll_spec.chart import compare, factors, latency, placement, render, sweep, timeline
+from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect, fetch
+from anemll_spec.chart.style import esc, fmt_num
+from anemll_spec.errors import InputError
+
+HOST_FIELDS = (
+    ("hostname", "host name"),
+    ("chip_raw", "chip"),
+    ("model_identifier", "hardware model"),
+    ("os_name", "OS"),
+    ("os_version", "OS version"),
+    ("os_build", "OS build"),
+    ("cpu_model", "CPU"),
+    ("cores_total", "CPU cores"),
+    ("memory_gb", "memory (GB)"),
+    ("gpu", "GPU"),
+    ("power_source", "power source"),
+    ("low_power_mode", "low power mode"),
+    ("thermal_state", "thermal state"),
+    ("python_version", "Python"),
+    ("coremltools_version", "coremltools"),
+    ("numpy_version", "numpy"),
+    ("duckdb_version", "duckdb"),
+    ("torch_version", "torch"),
+)
+RUN_FIELDS = (
+    ("run_id", "run"),
+    ("spec_name", "spec"),
+    ("status", "status"),
+    ("started_at", "started (UTC)"),
+    ("finished_at", "finished (UTC)"),
+    ("command", "command"),
+    ("tool_version", "anemll-spec"),
+    ("git_commit", "git commit"),
+    ("git_dirty", "uncommitted changes"),
+)
+# column, header, is-number
+CASE_COLUMNS = (
+    ("case_index", "#", True),
+    ("model_name", "model", False),
+    ("backend", "backend", False),
+    ("compute_units", "compute units", False),
+    ("status", "status", False),
+    ("n_samples", "samples", True),
+    ("median_ms", "median (ms)", True),
+    ("ci", "95% CI of median (ms)", False),
+    ("p90_ms", "p90 (ms)", True),
+    ("cv", "CV", True),
+    ("bandwidth_gbps", "GB/s", True),
+    ("tflops", "TFLOP/s", True),
+    ("dispatch_floor_ms", "dispatch floor (ms)", True),
+    ("verify_status", "verify", False),
+    ("flags", "flags", False),
+)
+
+
+def default_out(run_id: str) -> Path:
+    """reports/<run_id>.html under the working directory (git-ignored)."""
+    return Path("reports") / f"{run_id}.html"
+
+
+def write_report(
+    store_target: str | Path | None,
+    run_id: str | None = None,
+    out: Path | str | None = None,
+    *,
+    baseline: str = DEFAULT_BASELINE,
+) -> Path:
+    """Write the report of `run_id` (default: the latest run) and return its path."""
+    target = None if store_target is None else str(store_target)
+    con = connect(target)
+    try:
+        from anemll_spec.store.lookup import resolve_run
+
+        if not fetch(con, "SELECT 1 FROM runs LIMIT 1"):
+            raise InputError("the store holds no runs yet: run `anemll-spec bench SPEC` first")
+        run_id = resolve_run(con, run_id or "latest")
+        run, sections, charts, previous = _sections(con, run_id, baseline)
+    finally:
+        con.close()
+    # compare reads the samples through its own connection: ours is closed by now
+    sections.append(_compare_section(target, run_id, previous, charts))
+    title = f"anemll-spec report: {run.get('spec_name') or ''} run {run_id}"
+    body = f"<h1>{esc(title)}</h1>\n" + "\n".join(sections)
+    path = Path(out) if out is not None else default_out(run_id)
+    render.write_file(path, render.page(title, body, charts))
+    return path
+
+
+def _sections(con, run_id: str, baseline: str):
+    """(run row, HTML sections, charts by element id, previous run of the same spec)."""
+    run = fetch(
+        con,
+        """SELECT h.*, r.*, h.chip AS chip_raw, round(h.memory_bytes / 1e9, 1) AS memory_gb
+           FROM runs r LEFT JOIN hosts h ON h.host_id = r.host_id WHERE r.run_id = ?""",
+        [run_id],
+    )[0]
+    cases = fetch(
+        con, "SELECT * FROM results WHERE run_id = ? ORDER BY case_index, case_id", [run_id]
+    )
+    charts: dict[str, dict] = {}
+    opts = Options(runs=(run_id,), baseline=baseline)
+    sections = [
+        _kv_table("Run", run, RUN_FIELDS),
+        _kv_table("Host and versions", run, HOST_FIELDS),
+        _cases_table(cases),
+        _published_section(con, run_id, cases, opts, charts),
+    ]
+    for mod in (latency, timeline, sweep, placement):
+        sections.append(_chart_section(mod.TITLE, mod.KIND, lambda m=mod: m.build(con, opts), charts))
+    previous = fetch(
+        con,
+        """SELECT run_id FROM runs WHERE spec_name IS NOT DISTINCT FROM ? AND run_id <> ?
+             AND started_at <= ? AND status IN ('finished', 'failed')
+           ORDER BY started_at DESC, run_id DESC LIMIT 1""",
+        [run.get("spec_name"), run_id, run["started_at"]],
+    )
+    return run, sections, charts, previous[0]["run_id"] if previous else None
+
+
+def _chart_section(heading: str, kind: str, make, charts: dict[str, dict]) -> str:
+    try:
+        spec = make()
+    except NoData as exc:
+        return f"<h2>{esc(heading)}</h2>\n<p class=\"note\">{esc(exc)}</p>"
+    charts[f"chart-{kind}"] = spec
+    return f"<h2>{esc(heading)}</h2>\n<div id=\"chart-{kind}\" class=\"chart\"></div>"
+
+
+def _published_section(con, run_id: str, cases: list[dict], opts: Options, charts) -> str:
+    """The run's own rows in chip_factors, the published figures of the same models,
+    and the factors chart of those models."""
+    head = f"<h2>Comparison with published results (baseline {esc(opts.baseline)})</h2>"
+    published_models = {
+        r["model"] for r in fetch(con, "SELECT DISTINCT model FROM reference")
+    }
+    measured = sorted({c["model_name"] for c in cases if c["model_name"] in published_models})
+    if not measured:
+        return head + (
+            "<p class=\"note\">This run measured no published model (only the shipped "
+            "specs lm_head.yaml and lm_head_lut6.yaml build anemll-bench's exact models), "
+            "so there is nothing to compare with published results.</p>"
+        )
+    own = fetch(
+        con,
+        """SELECT * FROM chip_factors_vs(?) WHERE source = 'own' AND run_id = ?
+           ORDER BY model, backend, compute_units""",
+        [opts.baseline, run_id],
+    )
+    pub = fetch(
+        con,
+        """SELECT model, metric, count(DISTINCT chip) AS chips, min(value) AS lo,
+                  max(value) AS hi, any_value(unit) AS unit,
+                  bool_or(derived) AS any_derived, bool_and(derived) AS all_derived
+           FROM reference WHERE model IN (SELECT unnest(?::VARCHAR[]))
+           GROUP BY model, metric ORDER BY model, metric""",
+        [measured],
+    )
+    rows = []
+    for r in own:
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{esc(v)}</td>"
+                for v in (r["chip"], r["model"], _join(r["backend"], r["compute_units"]))
+            )
+            + _num(r["bandwidth_gbps"])
+            + _num(r["latency_ms"])
+            + "".join(
+                f"<td class=\"num\">{esc(v)}</td>"
+                for v in (
+                    _factor(r["bandwidth_factor"]),
+                    _factor(r["inference_factor"]),
+                )
+            )
+            + f"<td>{esc(r['baseline_source'])}</td></tr>"
+        )
+    own_html = (
+        "<table><tr><th>chip</th><th>model</th><th>backend</th><th>GB/s</th>"
+        "<th>latency (ms, median)</th><th>bandwidth factor</th><th>inference factor</th>"
+        "<th>baseline from</th></tr>" + "".join(rows) + "</table>"
+        if rows
+        else "<p class=\"note\">None of this run's published-model cases is in "
+        "chip_factors (it keeps the latest ok case per chip, model, backend and compute "
+        "units; a later run may have replaced them).</p>"
+    )
+    pub_rows = "".join(
+        "<tr>"
+        + f"<td>{esc(p['model'])}</td><td>{esc(p['metric'])}</td>"
+        + _num(p["chips"])
+        + f"<td class=\"num\">{esc(fmt_num(p['lo']))} – {esc(fmt_num(p['hi']))} "
+        f"{esc(p['unit'])}</td>"
+        + f"<td>{'derived' if p['all_derived'] else 'some derived' if p['any_derived'] else 'published'}</td>"
+        + "</tr>"
+        for p in pub
+    )
+    pub_html = (
+        "<p>Published figures of the same models (range over chips):</p>"
+        "<table><tr><th>model</th><th>metric</th><th>chips</th><th>range</th>"
+        f"<th>kind</th></tr>{pub_rows}</table>"
+        "<p class=\"muted\">The published tables' GB/s belong to llama_lm_head (fp16) and "
+        "their ms to llama_lm_head_lut6; the other figure of each is derived (weight "
+        "bytes / the published one). Published latency is a mean of time.time() samples; "
+        "ours is a median. Factors: bandwidth = GB/s / baseline GB/s, inference = baseline "
+        "ms / ms.</p>"
+    )
+    fopts = Options(baseline=opts.baseline)
+    rows = [r for r in factors.query(con, fopts, run_id) if r["model"] in measured]
+    charts["chart-factors"] = factors.chart(rows, fopts, "Own rows: this run only.")
+    chart_html = "<div id=\"chart-factors\" class=\"chart\"></div>"
+    return head + own_html + pub_html + chart_html
+
+
+def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
+    head = "<h2>Against the previous run of this spec</h2>"
+    if previous is None:
+        return head + "<p class=\"note\">No earlier run of this spec in the store.</p>"
+    opts = Options(runs=(previous, run_id))
+    result = compare.compute(target, opts)
+    rows = compare.keep(None, result, opts)
+    if not rows:
+        return head + (
+            f"<p class=\"note\">Runs {esc(previous)} and {esc(run_id)} have no measured "
+            "variant in common.</p>"
+        )
+    charts["chart-compare"] = compare.chart(rows, result, opts)
+    return head + "<div id=\"chart-compare\" class=\"chart\"></div>"
+
+
+def _kv_table(heading: str, row: dict[str, Any], fields) -> str:
+    cells = "".join(
+        f"<tr><th>{esc(label)}</th><td>{esc(fmt_num(row.get(key)))}</td></tr>"
+        for key, label in fields
+        if row.get(key) is not None
+    )
+    return f"<h2>{esc(heading)}</h2>\n<table>{cells}</table>"
+
+
+def _cases_table(cases: list[dict]) -> str:
+    if not cases:
+        return "<h2>Cases</h2>\n<p class=\"note\">This run stored no cases.</p>"
+    head = "".join(f"<th>{esc(h)}</th>" for _k, h, _n in CASE_COLUMNS)
+    body = []
+    for c in cases:
+        c = dict(c)
+        c["ci"] = (
+            f"{fmt_num(c['ci_low_ms'], 4)} – {fmt_num(c['ci_high_ms'], 4)}"
+            if c.get("ci_low_ms") is not None
+            else None
+        )
+        c["flags"] = ", ".join(
+            f for f, on in (("throttled", c.get("throttled")), ("noisy", c.get("noisy"))) if on
+        ) or None
+        if c.get("status") != "ok" and c.get("error"):
+            c["flags"] = f"error: {c['error']}"
+        tds = "".join(
+            _num(c.get(k)) if is_num else f"<td>{esc(c.get(k))}</td>"
+            for k, _h, is_num in CASE_COLUMNS
+        )
+        body.append(f"<tr>{tds}</tr>")
+    return (
+        f"<h2>Cases ({len(cases)})</h2>\n<table><tr>{head}</tr>{''.join(body)}</table>"
+        "<p class=\"muted\">Latency: wall clock per predict call, median with a bootstrap "
+        "95% CI. GB/s = weight bytes / median latency (1 GB = 10^9 bytes).</p>"
+    )
+
+
+def _num(v: Any) -> str:
+    return f"<td class=\"num\">{esc(fmt_num(v, 4))}</td>"
+
+
+def _factor(v: float | None) -> str:
+    return "no baseline" if v is None else f"{v:.2f}x"
+
+
+def _join(*parts: Any) -> str:
+    return " ".join(str(p) for p in parts if p)

@@ -1,0 +1,104 @@
+"""Look and feel shared by every chart: palette, theme, titles, escaping.
+
+Import-light (no altair here): the CLI imports it to describe the kinds.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#D55E00",  # vermillion
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+PUBLISHED_COLOR = OKABE_ITO[0]
+OWN_COLOR = OKABE_ITO[1]
+NEUTRAL = "#555555"
+
+# Where an op runs: fixed colours, so every placement chart reads the same way.
+DEVICE_COLORS = {
+    "NeuralEngine": OKABE_ITO[2],
+    "GPU": OKABE_ITO[3],
+    "CPU": OKABE_ITO[4],
+    "unknown": "#BBBBBB",
+}
+
+LABEL_LIMIT = 280  # px; longer chip/case names are ellipsised (the tooltip has them whole)
+BAR_STEP = 18  # px per bar: 15+ chips stay readable without overlapping labels
+
+
+def config() -> dict[str, Any]:
+    """The Vega-Lite `config` of every chart (one theme, set once)."""
+    return {
+        "font": "Helvetica, Arial, sans-serif",
+        "background": "white",
+        "padding": 12,
+        "view": {"stroke": None, "continuousWidth": 360, "continuousHeight": 240},
+        "range": {"category": list(OKABE_ITO)},
+        "title": {"fontSize": 15, "anchor": "start", "subtitleFontSize": 11, "offset": 10},
+        "axis": {
+            "labelFontSize": 11,
+            "titleFontSize": 12,
+            "labelLimit": LABEL_LIMIT,
+            "gridColor": "#e6e6e6",
+        },
+        "axisY": {"labelOverlap": False},
+        "axisX": {"labelOverlap": "greedy", "labelFlush": True},
+        "header": {"labelFontSize": 12, "titleFontSize": 12, "labelLimit": LABEL_LIMIT * 2},
+        "legend": {"labelLimit": LABEL_LIMIT, "orient": "bottom", "direction": "horizontal"},
+        "concat": {"spacing": 40},
+    }
+
+
+def finish(chart: Any, *, description: str = "") -> dict[str, Any]:
+    """An Altair chart -> its Vega-Lite dict with the shared theme applied.
+
+    Not validated here (jsonschema over a concat spec costs ~1 s); the tests validate
+    every kind against the Vega-Lite schema.
+    """
+    spec = chart.to_dict(validate=False)
+    spec["config"] = {**config(), **spec.get("config", {})}
+    if description:
+        spec["description"] = description
+    return spec
+
+
+def title(text: str, *subtitle: str) -> dict[str, Any]:
+    """A chart title with subtitle lines (Vega draws them as SVG text, not markup)."""
+    out: dict[str, Any] = {"text": text}
+    lines = [s for s in subtitle if s]
+    if lines:
+        out["subtitle"] = lines
+    return out
+
+
+def esc(value: Any) -> str:
+    """HTML text of any value from the store: store labels are data, never markup."""
+    if value is None:
+        return "–"
+    return html.escape(str(value), quote=True)
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """A number as report text: '-' for NULL, else `digits` significant digits."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "–"
+        if abs(value) >= 10 ** digits:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    return str(value)

@@ -1,0 +1,167 @@
+"""A metric against a swept parameter (e.g. GB/s against vocab size), one line per
+backend x compute units, with the 95% CI of the median as a band.
+
+The CI is stored for the median latency; metrics inversely proportional to latency
+(GB/s, TFLOPS, predictions/s) get theirs by the same ratio: value * median / ci_high
+to value * median / ci_low.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anemll_spec.chart import style
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
+from anemll_spec.errors import InputError
+
+KIND = "sweep"
+TITLE = "Sweep"
+HELP = "a metric against a swept parameter, one line per backend/compute unit, CI bands"
+# cases of a sweep carry their swept values in `params`; others have '{}'
+NEEDS = "status = 'ok' AND median_ms > 0 AND coalesce(params::VARCHAR, '{}') <> '{}'"
+
+# metric -> (SQL of its value, axis title, inverse of latency?)
+METRICS: dict[str, tuple[str, str, bool]] = {
+    "bandwidth_gbps": (
+        "coalesce(bandwidth_gbps, weight_bytes / (median_ms * 1e6))",
+        "bandwidth (GB/s)",
+        True,
+    ),
+    "median_ms": ("median_ms", "median latency (ms)", False),
+    "tflops": ("coalesce(tflops, flops / (median_ms * 1e9))", "compute (TFLOP/s)", True),
+    "throughput_ips": (
+        "coalesce(throughput_ips, coalesce(concurrency, 1) * 1e3 / median_ms)",
+        "throughput (predictions/s)",
+        True,
+    ),
+}
+# Parameters that are already the line's identity, never the x axis by default.
+SERIES_PARAMS = ("run.compute_units", "run.backends", "run.device")
+
+
+def swept_params(con, cases_sql: str, params: list) -> dict[str, int]:
+    """Parameter -> number of distinct values among the selected cases."""
+    rows = fetch(
+        con,
+        f"""SELECT k AS param, count(DISTINCT json_extract(params, '$."' || k || '"')::VARCHAR)
+                   AS n
+            FROM (SELECT params, unnest(json_keys(params)) AS k FROM ({cases_sql}))
+            GROUP BY k ORDER BY n DESC, k""",
+        params,
+    )
+    return {r["param"]: r["n"] for r in rows}
+
+
+def pick_param(found: dict[str, int], wanted: str | None) -> str | None:
+    if wanted:
+        if wanted not in found:
+            known = ", ".join(found) or "none"
+            raise InputError(f"--param {wanted!r}: not a swept parameter here (swept: {known})")
+        return wanted
+    varying = [p for p, n in found.items() if n > 1]
+    for p in varying:
+        if p.startswith("model."):
+            return p
+    return next((p for p in varying if p not in SERIES_PARAMS), varying[0] if varying else None)
+
+
+def query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str]:
+    cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
+    found = swept_params(con, cases_sql, params)
+    param = pick_param(found, opts.param)
+    if param is None:
+        raise NoData(
+            f"run {run_id} swept no parameter ({opts.describe()}): every case has the same "
+            "params; the sweep chart needs a spec with a `sweep:`"
+        )
+    metric = opts.metric or "bandwidth_gbps"
+    if metric not in METRICS:
+        raise InputError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+    value_sql, _title, inverse = METRICS[metric]
+    if inverse:
+        lo, hi = "value * median_ms / ci_high_ms", "value * median_ms / ci_low_ms"
+    else:
+        lo, hi = "ci_low_ms", "ci_high_ms"
+    others = [p for p, n in found.items() if n > 1 and p != param and p not in SERIES_PARAMS]
+    # parameter names are data: bound as parameters, never spliced into the SQL
+    other_sql = (
+        " || ' · ' || ".join(
+            "? || '=' || coalesce(json_extract(params, ?)::VARCHAR, 'null')" for _ in others
+        )
+        if others
+        else "NULL"
+    )
+    other_params = [v for p in others for v in (p, _json_path(p))]
+    rows = fetch(
+        con,
+        f"""
+        WITH sel AS ({cases_sql}),
+        v AS (SELECT *, {value_sql} AS value, json_extract(params, ?) AS xj FROM sel)
+        SELECT label, case_id, median_ms, ci_low_ms, ci_high_ms, n_samples, backend,
+               compute_units, model_name, value, {lo} AS ci_lo, {hi} AS ci_hi,
+               TRY_CAST(xj::VARCHAR AS DOUBLE) AS x_num, trim(xj::VARCHAR, '"') AS x_text,
+               concat_ws(' · ', backend, nullif(compute_units, ''), {other_sql}) AS series
+        FROM v WHERE value IS NOT NULL AND xj IS NOT NULL
+        ORDER BY series, x_num, x_text
+        """,
+        [*params, _json_path(param), *other_params],
+    )
+    return rows, param, metric
+
+
+def build(con, opts: Options) -> dict[str, Any]:
+    run_id = pick_run(con, opts, needs=NEEDS)
+    rows, param, metric = query(con, opts, run_id)
+    if not rows:
+        raise NoData(f"no {opts.metric or 'bandwidth_gbps'} values to draw in run {run_id} "
+                     f"({opts.describe()})")
+    return chart(rows, param, metric, run_id, opts)
+
+
+def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str, Any]:
+    import altair as alt
+
+    numeric = all(r["x_num"] is not None for r in rows)
+    axis_title = f"{param} (swept)"
+    if numeric:
+        xs = [r["x_num"] for r in rows]
+        log = min(xs) > 0 and max(xs) / min(xs) >= 16
+        x = alt.X("x_num:Q", title=axis_title + (", log scale" if log else ""),
+                  scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
+    else:
+        x = alt.X("x_text:N", title=axis_title, sort=None)
+    _sql, y_title, _inv = METRICS[metric]
+    color = alt.Color("series:N", title="backend · compute units",
+                      scale=alt.Scale(range=list(style.OKABE_ITO)))
+    tip = [
+        alt.Tooltip("series:N", title="series"),
+        alt.Tooltip("x_text:N", title=param),
+        alt.Tooltip("value:Q", title=y_title, format=",.4g"),
+        alt.Tooltip("ci_lo:Q", title="95% CI low", format=",.4g"),
+        alt.Tooltip("ci_hi:Q", title="95% CI high", format=",.4g"),
+        alt.Tooltip("median_ms:Q", title="median (ms)", format=".4f"),
+        alt.Tooltip("n_samples:Q", title="samples"),
+        alt.Tooltip("label:N", title="case"),
+        alt.Tooltip("case_id:N", title="case (store)"),
+    ]
+    base = alt.Chart(alt.Data(values=rows), width=560, height=320)
+    band = base.mark_area(opacity=0.2).encode(
+        x=x, y=alt.Y("ci_lo:Q", title=y_title), y2="ci_hi:Q", color=color.legend(None)
+    ).properties(name="ci_band")
+    line = base.mark_line(point=True, strokeWidth=2).encode(
+        x=x, y=alt.Y("value:Q", title=y_title), color=color, tooltip=tip
+    ).properties(name="lines")
+    layered = alt.layer(band, line).properties(
+        title=style.title(
+            f"{TITLE}: {y_title} against {param} — run {run_id}",
+            "One line per backend and compute units; the band is the 95% CI of the median "
+            "(bootstrap), converted to this metric.",
+            f"Filters: {opts.describe()}. Source: cases table.",
+        )
+    )
+    return style.finish(layered, description=f"{metric} against {param}, run {run_id}")
+
+
+def _json_path(key: str) -> str:
+    """The JSON path of a top-level key that contains dots ('model.vocab_size')."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,78 @@
+"""anemll-spec chart KIND: draw one chart from the store (HTML, PNG, SVG, Vega-Lite JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from anemll_spec.chart import KINDS
+from anemll_spec.cli._common import add_json, add_store, print_json
+
+HELP = "draw a chart from the store (offline HTML, PNG, SVG and Vega-Lite JSON)"
+DESCRIPTION = (
+    HELP
+    + ". Kinds: "
+    + "; ".join(f"{k}: {v}" for k, v in KINDS.items())
+    + ". --where is a SQL filter over the chart's source rows (chip_factors for factors, "
+    "results for the others), run read-only."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=list(KINDS), metavar="KIND", help=", ".join(KINDS))
+    add_store(p)
+    p.add_argument("--model", metavar="M", help="only this model (model_name)")
+    p.add_argument(
+        "--baseline", metavar="CHIP", default="M1 Max", help="factors: baseline chip (M1 Max)"
+    )
+    p.add_argument(
+        "--where",
+        metavar="SQL",
+        help="filter expression over the chart's source rows, e.g. \"backend = 'coreml'\"",
+    )
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run id, unique prefix, 'latest' or 'previous' (compare: give it twice)",
+    )
+    p.add_argument("--runs", nargs=2, metavar=("A", "B"), help="compare: the two runs")
+    p.add_argument(
+        "--metric",
+        choices=["bandwidth_gbps", "median_ms", "tflops", "throughput_ips"],
+        help="sweep: the metric on y (bandwidth_gbps)",
+    )
+    p.add_argument("--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size")
+    p.add_argument("--out", metavar="DIR", required=True, help="directory to write the files to")
+    add_json(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from anemll_spec.chart import write_chart
+    from anemll_spec.chart.source import Options
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import default_target
+
+    runs = tuple(args.run) + tuple(args.runs or ())
+    if args.kind == "compare" and len(runs) != 2:
+        raise InputError("chart compare: give two runs (--run A --run B, or --runs A B)")
+    if args.kind != "compare" and len(runs) > 1:
+        raise InputError(f"chart {args.kind}: give at most one --run")
+    opts = Options(
+        model=args.model,
+        baseline=args.baseline,
+        where=args.where,
+        runs=runs,
+        metric=args.metric,
+        param=args.param,
+    )
+    files = write_chart(args.kind, default_target(args.store), opts, Path(args.out))
+    if args.json:
+        print_json({"kind": args.kind, "files": {k: str(v) for k, v in files.items()}})
+    else:
+        for fmt, path in files.items():
+            print(f"{fmt:>4}: {path}", file=sys.stdout)
+    return 0

@@ -1,0 +1,98 @@
+"""anemll-spec compare RUN_A RUN_B: per case, the ratio of medians B/A with a 95% CI."""
+
+from __future__ import annotations
+
+import argparse
+
+from anemll_spec.cli._common import add_json, add_store, print_json
+
+HELP = "compare two runs case by case (ratio of medians with bootstrap CI)"
+DESCRIPTION = (
+    "For every measured variant (case_key x backend x device x compute units x "
+    "concurrency) in both runs: median B / median A with a percentile-bootstrap CI over "
+    "the stored samples (fixed seed: the same store gives the same answer), and a "
+    "verdict: 'slower' / 'faster' when the whole CI is above / below 1.0 and the change "
+    "exceeds the noise floor, else 'no change'. Run ids may be unique prefixes, "
+    "'latest' or 'previous'."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_a", metavar="RUN_A", help="baseline run")
+    p.add_argument("run_b", metavar="RUN_B", help="run to judge")
+    p.add_argument(
+        "--fail-on-regression",
+        type=float,
+        metavar="PCT",
+        help="exit 1 when a case got slower by more than PCT percent "
+        "(judged by the CI's low end: low > 1 + PCT/100)",
+    )
+    p.add_argument(
+        "--noise-floor",
+        type=float,
+        default=1.0,
+        metavar="PCT",
+        help="changes smaller than PCT percent are 'no change' (default 1)",
+    )
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (0.95)")
+    p.add_argument("--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    add_json(p)
+    add_store(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anemll_spec.compare import compare_runs
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import default_target
+
+    if not 0 < args.level < 1:
+        raise InputError(f"--level must be between 0 and 1, got {args.level}")
+    if args.n_boot < 100:
+        raise InputError(f"--n-boot must be at least 100, got {args.n_boot}")
+    for name in ("fail_on_regression", "noise_floor"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise InputError(f"--{name.replace('_', '-')} must not be negative")
+    result = compare_runs(
+        default_target(args.store),
+        args.run_a,
+        args.run_b,
+        level=args.level,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        noise_floor_pct=args.noise_floor,
+        fail_on_regression_pct=args.fail_on_regression,
+    )
+    if args.json:
+        print_json(result)
+    else:
+        _print(result)
+    return 1 if result["regressions"] else 0
+
+
+def _print(result: dict) -> None:
+    from anemll_spec.cli.query import render_table
+
+    pct = int(round(result["level"] * 100))
+    print(f"A = {result['run_a']}\nB = {result['run_b']}")
+    columns = ["model", "backend", "units", "A ms", "B ms", "B/A", f"{pct}% CI", "verdict"]
+    rows = [
+        (
+            c["model_name"] or c["case_key"],
+            c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
+            c["compute_units"],
+            round(c["median_a_ms"], 4),
+            round(c["median_b_ms"], 4),
+            round(c["ratio"], 3),
+            f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]",
+            c["verdict"] + (" REGRESSION" if c["regression"] else ""),
+        )
+        for c in result["comparisons"]
+    ]
+    print(render_table(columns, rows), end="")
+    for side in ("a", "b"):
+        if result[f"only_in_{side}"]:
+            print(f"only in {side.upper()}: {', '.join(result[f'only_in_{side}'])}")
+    if result["regressions"]:
+        print(f"{result['regressions']} regression(s) above {result['fail_on_regression_pct']:g}%")

@@ -1,0 +1,39 @@
+"""anemll-spec export [--run ID ...] --out FILE.parquet: write runs as a results bundle."""
+
+from __future__ import annotations
+
+import argparse
+
+from anemll_spec.cli._common import add_json, add_store, print_json
+
+HELP = "write runs to a self-describing parquet bundle (for sharing)"
+DESCRIPTION = (
+    "Write runs (all, or those given with --run; ids may be unique prefixes, 'latest' "
+    "or 'previous') with their hosts, cases, samples, placements and spec text to one "
+    "parquet file that `anemll-spec import` reads and plain DuckDB SQL can query."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run", action="append", default=[], metavar="ID", help="a run to export (repeatable)"
+    )
+    p.add_argument("--out", required=True, metavar="FILE.parquet", help="bundle to write")
+    add_json(p)
+    add_store(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anemll_spec.store import default_target
+    from anemll_spec.store.bundle import export_bundle
+
+    summary = export_bundle(default_target(args.store), args.out, args.run)
+    if args.json:
+        print_json(summary)
+    else:
+        c = summary["counts"]
+        print(
+            f"wrote {summary['file']}: {c['runs']} run(s), {c['cases']} case(s), "
+            f"{c['samples']} sample(s), {c['placements']} placement(s), {c['hosts']} host(s)"
+        )
+    return 0

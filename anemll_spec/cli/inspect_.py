@@ -1,0 +1,60 @@
+"""anemll-spec inspect MODEL: what a saved Core ML model holds, read from its files."""
+
+from __future__ import annotations
+
+import argparse
+
+from anemll_spec.cli._common import add_json, human_bytes, human_flops, print_json, table
+
+HELP = "show a model's inputs, outputs, states, ops, weights, FLOPs and compression"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help=".mlpackage or .mlmodelc")
+    add_json(p)
+
+
+def _tensors(title: str, items: list[dict]) -> list[str]:
+    if not items:
+        return []
+    rows = [[t["name"], "x".join(map(str, t["shape"])) or "scalar", t["dtype"]] for t in items]
+    return [f"{title}:", table(rows, ["name", "shape", "dtype"]), ""]
+
+
+def run(args: argparse.Namespace) -> int:
+    from anemll_spec.build.inspect import inspect_model
+
+    info = inspect_model(args.model)
+    if args.json:
+        print_json(info)
+        return 0
+    out = [
+        f"{info['path']} ({info['kind']})",
+        f"deployment target {info['deployment_target'] or '?'} "
+        f"(spec version {info['spec_version']}, opset {info['opset'] or '?'})",
+        f"weights {human_bytes(info['weight_bytes'])} ({info['weight_bytes']:,} B in "
+        f"{len(info['weight_files'])} file(s), {info['blobs']} blobs), sha256 {info['weights_sha256']}",
+        f"FLOPs {human_flops(info['flops'])} ({info['flops']:,}) "
+        + ", ".join(f"{k} {human_flops(v)}" for k, v in info["flops_by_op"].items()),
+        "",
+    ]
+    out += _tensors("inputs", info["inputs"])
+    out += _tensors("outputs", info["outputs"])
+    out += _tensors("states", info["states"])
+    out.append("ops: " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
+    if info["compression"]:
+        rows = [
+            [
+                c["name"],
+                c["op"],
+                c.get("nbits"),
+                c.get("granularity"),
+                c.get("group_size") or c.get("block_size"),
+            ]
+            for c in info["compression"]
+        ]
+        out += ["", "compression:", table(rows, ["weight", "op", "nbits", "granularity", "group/block"])]
+    else:
+        out.append("compression: none")
+    print("\n".join(out))
+    return 0

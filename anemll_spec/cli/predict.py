@@ -1,0 +1,151 @@
+"""anemll-spec predict MODEL: run a saved ML Program with the reference executor."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from anemll_spec.cli._common import add_json, print_json, table
+
+HELP = "run a saved .mlpackage with the reference (numpy) executor and summarise its outputs"
+DESCRIPTION = (
+    "Run a saved ML Program op by op with numpy (no Core ML needed). Without --inputs, "
+    "inputs are synthesised from --seed the same way the benchmark runner does."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help=".mlpackage to run")
+    p.add_argument("--inputs", metavar="NPZ", help="input arrays by name (.npz)")
+    p.add_argument("--out", metavar="NPZ", help="write the outputs to this .npz")
+    p.add_argument("--fp16", action="store_true", help="round every op's output to fp16")
+    p.add_argument("--seed", type=int, default=0, help="seed of synthesised inputs (default 0)")
+    p.add_argument("--function", metavar="NAME", help="function of a multifunction model")
+    p.add_argument("-v", "--verbose", action="store_true", help="print load time and memory")
+    add_json(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from anemll_spec.errors import InputError
+    from anemll_spec.executor import load
+
+    prog = load(args.model, fp16=args.fp16, verbose=args.verbose, function=args.function)
+    if args.inputs:
+        inputs, source = _read_npz(Path(args.inputs)), "file"
+    else:
+        inputs, source = synthesise(Path(args.model), prog, args.seed), f"seed {args.seed}"
+    state = prog.make_state() if prog.states else None
+    t0 = time.perf_counter()
+    outputs = prog.predict(inputs, state=state)
+    predict_s = time.perf_counter() - t0
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".npz":
+            raise InputError(f"--out {out}: expected a .npz file name")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, **outputs)
+    stats = {name: summarise(arr) for name, arr in outputs.items()}
+    if args.json:
+        print_json(
+            {
+                "model": str(args.model),
+                "function": prog.function_name,
+                "fp16": args.fp16,
+                "inputs_from": source,
+                "load_s": prog.load_s,
+                "predict_s": predict_s,
+                "inputs": {
+                    n: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)}
+                    for n, v in inputs.items()
+                },
+                "outputs": stats,
+            }
+        )
+        return 0
+    rows = [
+        [
+            n,
+            "x".join(map(str, s["shape"])) or "scalar",
+            s["dtype"],
+            _g(s["min"]),
+            _g(s["max"]),
+            _g(s["mean"]),
+            _g(s["std"]),
+            s["nan"],
+            s["inf"],
+        ]
+        for n, s in stats.items()
+    ]
+    print(table(rows, ["output", "shape", "dtype", "min", "max", "mean", "std", "nan", "inf"]))
+    print(
+        f"\ninputs: {source}; load {prog.load_s:.2f} s, predict {predict_s * 1e3:.1f} ms"
+        + (" (fp16)" if args.fp16 else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def summarise(arr: Any) -> dict[str, Any]:
+    """Shape, dtype and statistics over the finite values, plus nan/inf counts."""
+    import numpy as np
+
+    a = np.asarray(arr)
+    stats: dict[str, Any] = {"shape": list(a.shape), "dtype": str(a.dtype), "nan": 0, "inf": 0}
+    v = a.astype(np.float64).reshape(-1)
+    if a.dtype.kind == "f":
+        stats["nan"] = int(np.isnan(v).sum())
+        stats["inf"] = int(np.isinf(v).sum())
+        v = v[np.isfinite(v)]
+    if v.size:
+        stats.update(
+            min=float(v.min()), max=float(v.max()), mean=float(v.mean()), std=float(v.std())
+        )
+    else:
+        stats.update(min=None, max=None, mean=None, std=None)
+    return stats
+
+
+def synthesise(path: Path, prog: Any, seed: int) -> dict[str, Any]:
+    """Seeded inputs: the runner's `model_io.synth_inputs` when available, else the same
+    convention from the program's own input specs (floats N(0, 1); integers in [0, 1])."""
+    try:
+        from anemll_spec import model_io
+    except ImportError:
+        model_io = None
+    if model_io is not None:
+        return model_io.synth_inputs(model_io.describe(path), seed=seed)
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for name, spec in prog.inputs.items():
+        shape = tuple(1 if d is None else d for d in spec.shape)
+        dt = np.dtype(spec.dtype)
+        if dt.kind == "f":
+            inputs[name] = rng.standard_normal(shape).astype(dt)
+        elif dt.kind == "b":
+            inputs[name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            inputs[name] = rng.integers(0, 2, shape).astype(dt)
+    return inputs
+
+
+def _read_npz(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from anemll_spec.errors import InputError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read input arrays: {exc}") from exc
+
+
+def _g(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"

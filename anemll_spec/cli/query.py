@@ -1,0 +1,152 @@
+"""anemll-spec query "SQL" | FILE.sql | NAME: run SQL on the results store, read-only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from anemll_spec.cli._common import add_json, add_store
+
+HELP = "run SQL on the results store (read-only)"
+DESCRIPTION = (
+    "Run SQL on the results store. The store is opened read-only with file access "
+    "disabled, so a query can never change it. SQL may be given inline, as a .sql file, "
+    "or as the name of a query in store/queries/ (e.g. chip_factors). "
+    "Tables: runs, hosts, cases, samples, placements, reference; views: results, "
+    "chip_factors; table macro: chip_factors_vs('M4 Max'). See docs/store.md."
+)
+FORMATS = ("table", "csv", "json")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sql", metavar="SQL|FILE.sql|NAME", help="SQL text, a .sql file or a query name")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (table)")
+    add_json(p)
+    add_store(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import default_target, open_store
+
+    text = sql_text(args.sql)
+    fmt = "json" if args.json else args.format
+    con = open_store(default_target(args.store), read_only=True, sandbox=True)
+    try:
+        try:
+            cur = con.execute(text)
+            if cur.description is None:
+                return 0
+            columns = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        except duckdb.Error as exc:
+            raise InputError(f"query failed: {exc}") from None
+    finally:
+        con.close()
+    sys.stdout.write(render(columns, rows, fmt))
+    return 0
+
+
+def sql_text(arg: str) -> str:
+    """Inline SQL, a .sql file, or a query name from store/queries/."""
+    from anemll_spec.errors import InputError
+    from anemll_spec.store.reference import QUERIES_DIR
+
+    path = Path(arg)
+    if arg.lower().endswith(".sql") or (len(arg) < 4096 and "\n" not in arg and path.is_file()):
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read {arg}: {exc.strerror}") from None
+    if arg.replace("_", "").replace("-", "").isalnum():
+        named = QUERIES_DIR / f"{arg}.sql"
+        if named.is_file():
+            return named.read_text(encoding="utf-8")
+        names = sorted(q.stem for q in QUERIES_DIR.glob("*.sql"))
+        raise InputError(f"no query named {arg!r}; store/queries/ has: {', '.join(names)}")
+    return arg
+
+
+def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    if fmt == "json":
+        import json
+
+        data = [{c: _json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
+        return json.dumps(data, indent=2, default=str) + "\n"
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows([["" if v is None else _csv_value(v) for v in r] for r in rows])
+        return buf.getvalue()
+    return render_table(columns, rows)
+
+
+def render_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
+    """Aligned columns: numbers right-aligned, NULL shown as NULL, long text cut."""
+    cells = [[_cell(v, max_width) for v in r] for r in rows]
+    numeric = [
+        bool(rows) and all(_is_num(r[i]) or r[i] is None for r in rows) for i in range(len(columns))
+    ]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def line(values: list[str], header: bool = False) -> str:
+        parts = [
+            v.rjust(w) if numeric[i] and not header else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(columns, header=True), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells]
+    out.append(f"({len(rows)} row{'s' * (len(rows) != 1)})")
+    return "\n".join(out) + "\n"
+
+
+def _is_num(v) -> bool:
+    import decimal
+
+    return isinstance(v, int | float | decimal.Decimal) and not isinstance(v, bool)
+
+
+def _cell(v, max_width: int) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = _float(v) if isinstance(v, float) else str(v).replace("\n", "\\n")
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _float(v: float) -> str:
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    if v == 0 or 1e-4 <= abs(v) < 1e15:
+        text = f"{v:.6g}" if abs(v) < 1e6 else f"{v:.0f}"
+        return text
+    return f"{v:.4e}"
+
+
+def _csv_value(v):
+    return repr(v) if isinstance(v, float) else v
+
+
+def _json_value(v):
+    import datetime as dt
+    import decimal
+
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.hex()
+    return v

@@ -1,0 +1,135 @@
+"""Compare two runs: per measured variant, the ratio of medians B/A with a bootstrap CI.
+
+A variant is (case_key, backend, device, compute_units, concurrency): the same thing
+measured the same way. Samples of repeated cases of one variant in a run are pooled.
+Verdict:
+- 'no change' when the CI contains 1.0, or |ratio - 1| is below the noise floor;
+- 'slower' when the whole CI is above 1.0 (B takes longer), 'faster' when below.
+A regression (for --fail-on-regression PCT) is a variant whose CI low end is above
+1 + PCT/100: B is slower by more than PCT percent even at the optimistic end of the CI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
+from anemll_spec.store.connection import open_store
+from anemll_spec.store.lookup import resolve_run
+
+VARIANT = ("case_key", "backend", "device", "compute_units", "concurrency")
+
+
+@dataclass
+class Comparison:
+    case_key: str
+    model_name: str | None
+    backend: str | None
+    device: str | None
+    compute_units: str | None
+    concurrency: int | None
+    n_a: int
+    n_b: int
+    median_a_ms: float
+    median_b_ms: float
+    ratio: float  # median B / median A
+    ci_low: float
+    ci_high: float
+    verdict: str  # 'faster' | 'slower' | 'no change'
+    regression: bool
+
+
+def verdict(ratio: float, low: float, high: float, noise_floor_pct: float) -> str:
+    if low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
+        return "no change"
+    return "slower" if low > 1.0 else "faster"
+
+
+def compare_runs(
+    target,
+    run_a: str,
+    run_b: str,
+    *,
+    level: float = 0.95,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    noise_floor_pct: float = 1.0,
+    fail_on_regression_pct: float | None = None,
+) -> dict:
+    """Everything `anemll-spec compare` reports, as plain data."""
+    con = open_store(target, read_only=True)
+    try:
+        a, b = resolve_run(con, run_a), resolve_run(con, run_b)
+        va, vb = _variants(con, a), _variants(con, b)
+        rows: list[Comparison] = []
+        for key in sorted(set(va) & set(vb), key=_sort_key):
+            sa, sb = _samples(con, va[key][1]), _samples(con, vb[key][1])
+            if len(sa) == 0 or len(sb) == 0:
+                continue
+            ci = ratio_of_medians_ci(sa, sb, level=level, n_boot=n_boot, seed=seed)
+            case_key, backend, device, compute_units, concurrency = key
+            rows.append(
+                Comparison(
+                    case_key=case_key,
+                    model_name=va[key][0],
+                    backend=backend,
+                    device=device,
+                    compute_units=compute_units,
+                    concurrency=concurrency,
+                    n_a=len(sa),
+                    n_b=len(sb),
+                    median_a_ms=float(np.median(sa)) / 1e6,
+                    median_b_ms=float(np.median(sb)) / 1e6,
+                    ratio=ci.estimate,
+                    ci_low=ci.low,
+                    ci_high=ci.high,
+                    verdict=verdict(ci.estimate, ci.low, ci.high, noise_floor_pct),
+                    regression=fail_on_regression_pct is not None
+                    and ci.low > 1.0 + fail_on_regression_pct / 100.0,
+                )
+            )
+    finally:
+        con.close()
+    return {
+        "run_a": a,
+        "run_b": b,
+        "level": level,
+        "noise_floor_pct": noise_floor_pct,
+        "fail_on_regression_pct": fail_on_regression_pct,
+        "comparisons": [asdict(r) for r in rows],
+        "only_in_a": sorted(_label(k, va[k][0]) for k in set(va) - set(vb)),
+        "only_in_b": sorted(_label(k, vb[k][0]) for k in set(vb) - set(va)),
+        "regressions": sum(r.regression for r in rows),
+    }
+
+
+def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str]]]:
+    """variant -> (model_name, case_ids) of the run's ok cases."""
+    out: dict[tuple, tuple[str | None, list[str]]] = {}
+    for row in con.execute(
+        f"SELECT {', '.join(VARIANT)}, model_name, case_id FROM cases "
+        "WHERE run_id = ? AND status = 'ok' ORDER BY case_id",
+        [run_id],
+    ).fetchall():
+        key, model, case_id = tuple(row[: len(VARIANT)]), row[-2], row[-1]
+        out.setdefault(key, (model, []))[1].append(case_id)
+    return out
+
+
+def _samples(con, case_ids: list[str]) -> np.ndarray:
+    res = con.execute(
+        "SELECT wall_ns FROM samples WHERE case_id IN (SELECT unnest(?::VARCHAR[]))",
+        [case_ids],
+    ).fetchnumpy()
+    return np.asarray(res["wall_ns"], dtype=np.float64)
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple("" if v is None else str(v) for v in key)
+
+
+def _label(key: tuple, model: str | None) -> str:
+    extras = "/".join(str(v) for v in key[1:] if v is not None)
+    return f"{model or key[0]} ({extras})" if extras else str(model or key[0])

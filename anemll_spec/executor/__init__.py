@@ -1,0 +1,49 @@
+"""Reference executor: runs a saved Core ML ML Program (.mlpackage) without Core ML.
+
+    from anemll_spec.executor import load
+    prog = load("model.mlpackage")            # fp16=False: fp16 tensors computed in fp32
+    prog.inputs, prog.outputs, prog.states    # name -> TensorSpec(name, shape, dtype)
+    state = prog.make_state()                 # zeros; predict() updates it in place
+    out = prog.predict({"x": x}, state=state) # name -> np.ndarray
+
+What it reads: the protobuf program (`Data/com.apple.CoreML/model.mlmodel`, found through
+Manifest.json) and the MILBlob weight files it references, memory-mapped (`blob.py`).
+Compressed weights (constexpr_* ops, iOS16 and iOS18 forms) are decoded once, at load.
+
+Numerics: by default every float tensor is computed in float32, whatever its declared
+precision; values cross into declared precision only where the program stores them:
+inputs are rounded to their declared dtype, `cast` to fp16 rounds, and states keep their
+declared dtype (an fp16 KV cache holds fp16). With `fp16=True`, every float op output and
+every float constant is additionally rounded to fp16 (fp16 range: overflow gives inf), which
+mimics fp16 execution. Float outputs are returned as float32 (float16 with fp16=True).
+
+Inputs: missing, unknown, mis-shaped or mis-typed inputs raise `InputError`. A float input
+accepts any float dtype (Core ML accepts float32 for fp16 inputs) and is rounded to the
+declared precision; an integer input accepts any integer dtype whose values fit. A stateful
+program called without a state runs on a fresh zero state.
+
+Structure (parse -> lower -> prepare -> run):
+- `graph.parse_function` turns the protobuf block into `Op` records (type, name, position,
+  arguments resolved to variable names or decoded constants, declared output types).
+- `load(..., passes=[...])` applies lowering passes `Function -> Function` (e.g. merging
+  parallel matmuls) before preparation.
+- `Program` evaluates const/constexpr ops in numpy, then calls each op's kernel factory
+  (`kernels/`, registered by op type) once; a factory precomputes from constants (a 1x1
+  conv's weight becomes a contiguous (out, in) float matrix) and returns `run(env)`.
+  An op type without a kernel is an `InputError` naming the type, the op and its index.
+- `predict` runs the prepared steps in order, enforcing each output's declared dtype and
+  static shape, and frees intermediates after their last use.
+
+Array library seam: kernels touch runtime tensors only through `xp`, an object with the
+primitives listed in `backend.py` (elementwise math, reductions, reshape/permute/getitem/
+setitem, take, matmul, conv, astype, asarray/to_numpy, round_to_fp16, float_dtype).
+`backend.NumpyOps` is the reference; a torch implementation of the same names (fp16 or
+fp32, CUDA/MPS/CPU) plugs in with `load(path, xp=TorchOps(...))` and runs the same program.
+Kernels also use Python operators (+, -, *, /, comparisons) on tensors, which numpy arrays
+and torch tensors both implement.
+"""
+
+from anemll_spec.executor.program import ExecutionError, Program, load
+from anemll_spec.executor.state import State, TensorSpec
+
+__all__ = ["ExecutionError", "Program", "State", "TensorSpec", "load"]

@@ -1,0 +1,410 @@
+"""`load()` and `Program`: a saved ML Program parsed, lowered and prepared for execution."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anemll_spec.errors import InputError
+from anemll_spec.executor.backend import numpy_ops
+from anemll_spec.executor.decompress import evaluate, is_compile_time
+from anemll_spec.executor.dtypes import BY_NAME
+from anemll_spec.executor.graph import (
+    Function,
+    Op,
+    ValueDecoder,
+    VarType,
+    materialize,
+    parse_function,
+)
+from anemll_spec.executor.kernels import KERNELS
+from anemll_spec.executor.kernels.base import STATE_KEY, Prep, Run
+from anemll_spec.executor.state import State, TensorSpec
+
+# A lowering pass rewrites a parsed function before kernels are prepared (fusions,
+# re-layouts); it must keep the function's inputs, outputs and semantics.
+Pass = Callable[[Function], Function]
+
+
+class ExecutionError(InputError):
+    """An op failed while running (bad shapes reaching it, out-of-range indices...)."""
+
+
+@dataclass
+class _Out:
+    name: str
+    is_float: bool
+    dtype: str  # numpy dtype name for non-float outputs
+    shape: tuple[int, ...] | None
+
+
+@dataclass
+class Step:
+    index: int
+    type: str
+    name: str
+    run: Run
+    outputs: list[_Out]
+    free: list[str]  # variables whose last use is this step
+
+
+def _np_name(mil_dtype: str) -> str:
+    t = BY_NAME.get(mil_dtype)
+    if t is None or t.np_dtype is None:
+        raise InputError(f"data type {mil_dtype} is not supported by the executor")
+    return "float16" if mil_dtype == "fp16" else t.np_dtype.name
+
+
+def _spec_of(v: VarType) -> TensorSpec:
+    return TensorSpec(v.name, tuple(v.shape), _np_name(v.dtype))
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def model_paths(path: Path) -> tuple[Path, Path]:
+    """(model.mlmodel, directory that @model_path refers to) of an .mlpackage."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such model")
+    if path.suffix == ".mlmodelc":
+        raise InputError(
+            f"{path}: compiled models hold no protobuf program; give the .mlpackage instead"
+        )
+    if path.is_file():
+        return path, path.parent
+    manifest = path / "Manifest.json"
+    if manifest.is_file():
+        try:
+            info = json.loads(manifest.read_text())
+            entry = info["itemInfoEntries"][info["rootModelIdentifier"]]
+            spec_file = path / "Data" / entry["path"]
+            return spec_file, spec_file.parent
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"{manifest}: unreadable manifest: {exc}") from exc
+    spec_file = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    if not spec_file.is_file():
+        raise InputError(f"{path}: not an .mlpackage (no Manifest.json, no model.mlmodel)")
+    return spec_file, spec_file.parent
+
+
+def read_spec(spec_file: Path):
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    try:
+        spec.ParseFromString(spec_file.read_bytes())
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise InputError(f"{spec_file}: not a Core ML model spec: {exc}") from exc
+    return spec
+
+
+def load(
+    path: str | Path,
+    fp16: bool = False,
+    verbose: bool = False,
+    function: str | None = None,
+    *,
+    xp: Any = None,
+    passes: Iterable[Pass] = (),
+) -> Program:
+    """Load a saved ML Program (.mlpackage) for execution; see the package docstring."""
+    t0 = time.perf_counter()
+    path = Path(path)
+    spec_file, model_dir = model_paths(path)
+    spec = read_spec(spec_file)
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise InputError(f"{path}: a {spec.WhichOneof('Type')} model, not an ML Program")
+    functions = spec.mlProgram.functions
+    name = function or spec.description.defaultFunctionName or "main"
+    if name not in functions:
+        raise InputError(f"{path}: no function '{name}' (has: {', '.join(sorted(functions))})")
+    decoder = ValueDecoder(model_dir)
+    fn = parse_function(functions[name], name, decoder)
+    for p in passes:
+        fn = p(fn)
+    order = _description_order(spec, name)
+    prog = Program(
+        fn,
+        xp=xp or numpy_ops,
+        fp16=fp16,
+        path=path,
+        input_order=order,
+        release_pages=decoder.release_pages,
+    )
+    decoder.release_pages(0)  # decoded weights are copies: the file pages can go
+    prog.load_s = time.perf_counter() - t0
+    if verbose:
+        print(
+            f"executor: loaded {path.name} function '{name}': {len(prog.steps)} kernels, "
+            f"{prog.const_count} constants, load {prog.load_s:.2f} s, "
+            f"RSS {_rss_mb():.0f} MiB",
+            file=sys.stderr,
+        )
+    return prog
+
+
+def _description_order(spec, name: str) -> list[str]:
+    desc = spec.description
+    for f in desc.functions:
+        if f.name == name:
+            return [i.name for i in f.input]
+    return [i.name for i in desc.input]
+
+
+class Program:
+    """A prepared function: `inputs`, `outputs`, `states` (name -> TensorSpec), `predict()`."""
+
+    def __init__(
+        self,
+        fn: Function,
+        *,
+        xp: Any = numpy_ops,
+        fp16: bool = False,
+        path: Path | None = None,
+        input_order: list[str] | None = None,
+        release_pages: Callable[[], None] | None = None,
+    ):
+        self.xp = xp
+        self._release_pages = release_pages
+        self.fp16 = fp16
+        self.path = path
+        self.function_name = fn.name
+        self.load_s = 0.0
+        types: dict[str, VarType] = {v.name: v for v in fn.inputs}
+        for op in fn.ops:
+            types.update({o.name: o for o in op.outputs})
+        missing = [o for o in fn.outputs if o not in types]
+        if missing:
+            raise InputError(f"function '{fn.name}': outputs {missing} are never produced")
+        by_name = {v.name: v for v in fn.inputs if not v.is_state}
+        order = [n for n in (input_order or []) if n in by_name]
+        order += [n for n in by_name if n not in order]
+        self._input_types = {n: by_name[n] for n in order}
+        self.inputs = {n: _spec_of(v) for n, v in self._input_types.items()}
+        self.outputs = {n: _spec_of(types[n]) for n in fn.outputs}
+        self.states = {v.name: _spec_of(v) for v in fn.inputs if v.is_state}
+        self.op_counts = Counter(op.type for op in fn.ops)
+        self._pool: dict[str, Any] = {}
+        self.steps: list[Step] = []
+        self.const_count = 0
+        self._prepare(fn, types)
+
+    # -- preparation --------------------------------------------------------------------
+    def _to_backend(self, value: Any, dtype: str | None = None) -> Any:
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+            if self.fp16:
+                arr = arr.astype(np.float16).astype(np.float32)
+            return self.xp.asarray(arr, self.xp.float_dtype)
+        if arr.dtype.kind in "OUS":
+            raise InputError(f"string value {value!r} used as a tensor")
+        return self.xp.asarray(arr)
+
+    def _prepare(self, fn: Function, types: dict[str, VarType]) -> None:
+        consts: dict[str, Any] = {}
+        const_names: set[str] = set()
+        uses = Counter(a.ref for op in fn.ops for args in op.inputs.values() for a in args)
+        keep = set(fn.outputs)
+        for op in fn.ops:
+            if is_compile_time(op.type):
+                consts[op.outputs[0].name] = evaluate(op, _resolver(op, consts))
+                const_names.add(op.outputs[0].name)
+            else:
+                self._prepare_op(op, fn.name, consts, types)
+            # drop decoded constants after their last consumer: one big weight at a time
+            for args in op.inputs.values():
+                for a in args:
+                    if a.ref in consts:
+                        uses[a.ref] -= 1
+                        if uses[a.ref] <= 0 and a.ref not in keep:
+                            del consts[a.ref]
+            if self._release_pages is not None:
+                self._release_pages()
+        for out in fn.outputs:
+            if out in consts:
+                self._pool[out] = self._to_backend(consts[out])
+        self.const_count = len(const_names)
+        self._plan_frees(fn, const_names)
+        consts.clear()  # kernels keep what they need; drop the decoded originals
+
+    def _prepare_op(
+        self, op: Op, fn_name: str, consts: dict[str, Any], types: dict[str, VarType]
+    ) -> None:
+        factory = KERNELS.get(op.type)
+        if factory is None:
+            raise InputError(
+                f"unsupported op type '{op.type}' (op '{op.name}', index {op.index} in "
+                f"function '{fn_name}')"
+            )
+        prep = Prep(op, self.xp, consts, self._pool, self._to_backend, self.fp16, types)
+        run = factory(prep)
+        outs = [
+            _Out(
+                o.name,
+                o.dtype in ("fp16", "fp32", "fp64", "bf16"),
+                _np_name(o.dtype) if o.dtype not in ("fp16", "fp32") else "",
+                o.static_shape,
+            )
+            for o in op.outputs
+        ]
+        self.steps.append(Step(op.index, op.type, op.name, run, outs, []))
+
+    def _plan_frees(self, fn: Function, consts: set[str]) -> None:
+        last: dict[str, int] = {}
+        kernel_ops = [op for op in fn.ops if not is_compile_time(op.type)]
+        for i, op in enumerate(kernel_ops):
+            for args in op.inputs.values():
+                for a in args:
+                    if a.ref is not None and a.ref not in consts:
+                        last[a.ref] = i
+        keep = set(fn.outputs) | set(self.states)
+        for name, i in last.items():
+            if name not in keep:
+                self.steps[i].free.append(name)
+
+    # -- execution ----------------------------------------------------------------------
+    def make_state(self) -> State:
+        """Fresh state tensors (zeros) for this program; `predict` updates them in place."""
+        return State(dict(self.states), self.xp, self)
+
+    def predict(self, inputs: dict[str, Any], state: State | None = None) -> dict[str, np.ndarray]:
+        """Run the function. Float outputs come back as float32 (float16 with fp16=True)."""
+        xp = self.xp
+        env = dict(self._pool)
+        env.update(self._convert_inputs(inputs))
+        if self.states:
+            if state is None:
+                state = self.make_state()
+            elif not isinstance(state, State) or state.specs != self.states:
+                raise InputError("state was not made by this program's make_state()")
+        env[STATE_KEY] = state
+        with np.errstate(all="ignore"):  # nan/inf are results to report, not warnings
+            self._run_steps(env)
+        out = {}
+        for name in self.outputs:
+            arr = np.asarray(xp.to_numpy(env[name]))
+            if arr.dtype.kind == "f":
+                arr = arr.astype(np.float16 if self.fp16 else np.float32, copy=False)
+            out[name] = arr
+        return out
+
+    def _run_steps(self, env: dict[str, Any]) -> None:
+        for step in self.steps:
+            try:
+                result = step.run(env)
+            except InputError:
+                raise
+            except Exception as exc:  # numpy/backends raise many kinds; name the op
+                raise ExecutionError(
+                    f"op {step.index} '{step.name}' ({step.type}) failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if len(step.outputs) == 1:
+                result = (result,)
+            for spec, value in zip(step.outputs, result, strict=True):
+                env[spec.name] = self._finish(step, spec, value)
+            for name in step.free:
+                env.pop(name, None)
+
+    def _finish(self, step: Step, spec: _Out, value: Any) -> Any:
+        xp = self.xp
+        if spec.is_float:
+            if xp.dtype_name(value) != xp.float_dtype:
+                value = xp.astype(xp.asarray(value), xp.float_dtype)
+            if self.fp16:
+                value = xp.round_to_fp16(value)
+        elif xp.dtype_name(value) != spec.dtype:
+            value = xp.astype(xp.asarray(value), spec.dtype)
+        if spec.shape is not None and tuple(xp.shape(value)) != spec.shape:
+            raise ExecutionError(
+                f"op {step.index} '{step.name}' ({step.type}): output '{spec.name}' has shape "
+                f"{tuple(xp.shape(value))}, the program declares {spec.shape}"
+            )
+        return value
+
+    def _convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(inputs, dict):
+            raise InputError("inputs must be a dict of name -> array")
+        extra = sorted(set(inputs) - set(self.inputs))
+        if extra:
+            raise InputError(
+                f"unknown input(s) {', '.join(extra)} (model inputs: {', '.join(self.inputs)})"
+            )
+        missing = [n for n in self.inputs if n not in inputs]
+        if missing:
+            raise InputError(f"missing input(s): {', '.join(missing)}")
+        return {n: self._convert_input(n, inputs[n]) for n in self.inputs}
+
+    def _convert_input(self, name: str, value: Any) -> Any:
+        """Check one input against its declaration and convert it.
+
+        Floats: any float dtype is accepted for an fp16/fp32 input (as Core ML accepts fp32
+        for fp16 inputs) and rounded to the declared precision, which is what the model sees.
+        Integers: any integer dtype whose values fit the declared type. Bool: bool only.
+        """
+        spec, vt = self.inputs[name], self._input_types[name]
+        arr = np.asarray(value)
+        if arr.ndim != len(vt.shape) or any(
+            d is not None and d != a for d, a in zip(vt.shape, arr.shape, strict=False)
+        ):
+            raise InputError(
+                f"input '{name}': shape {tuple(arr.shape)}, the model expects "
+                f"{tuple('?' if d is None else d for d in vt.shape)}"
+            )
+        target = np.dtype(spec.dtype)
+        if target.kind == "f":
+            if arr.dtype.kind != "f":
+                raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects {target}")
+            arr = arr.astype(target).astype(np.float32)
+            if self.fp16:
+                arr = arr.astype(np.float16).astype(np.float32)
+            return self.xp.asarray(arr, self.xp.float_dtype)
+        if target.kind in "iu":
+            if arr.dtype.kind not in "iu":
+                raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects {target}")
+            info = np.iinfo(target)
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise InputError(f"input '{name}': values outside the range of {target}")
+            return self.xp.asarray(arr.astype(target))
+        if target.kind == "b" and arr.dtype.kind != "b":
+            raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects bool")
+        return self.xp.asarray(arr)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "function": self.function_name,
+            "fp16": self.fp16,
+            "backend": getattr(self.xp, "name", type(self.xp).__name__),
+            "kernels": len(self.steps),
+            "constants": self.const_count,
+            "op_counts": dict(self.op_counts),
+            "load_s": self.load_s,
+        }
+
+
+def _resolver(op: Op, consts: dict[str, Any]) -> Callable[[str], Any]:
+    def resolve(param: str) -> Any:
+        args = op.inputs.get(param)
+        if not args:
+            return None
+        a = args[0]
+        if a.ref is None:
+            return materialize(a.value)
+        if a.ref not in consts:
+            raise InputError(f"{op.where()}: input '{param}' is not a compile-time constant")
+        return consts[a.ref]
+
+    return resolve

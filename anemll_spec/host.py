@@ -1,0 +1,285 @@
+"""What machine a run ran on: chip, cores, memory, OS, power, thermal state, versions.
+
+Parsers are pure functions over the text the commands print (tested on captures in
+tests/fixtures/host/); `capture()` runs the commands. Versions come from package
+metadata, so nothing heavy (coremltools, torch) is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SYSCTL_KEYS = (
+    "machdep.cpu.brand_string",
+    "hw.model",
+    "hw.physicalcpu",
+    "hw.perflevel0.physicalcpu",
+    "hw.perflevel1.physicalcpu",
+    "hw.memsize",
+    "sysctl.proc_translated",
+)
+VERSIONED = ("coremltools", "numpy", "duckdb")
+
+
+# -- parsers (pure) ----------------------------------------------------------------------
+def parse_sysctl(text: str) -> dict[str, str]:
+    """`sysctl a b c` output ('name: value' lines) -> {name: value}."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() and " " not in name.strip():
+            out[name.strip()] = value.strip()
+    return out
+
+
+def parse_sw_vers(text: str) -> dict[str, str]:
+    """`sw_vers` -> {ProductName, ProductVersion, BuildVersion}."""
+    return {
+        k.strip(): v.strip()
+        for k, sep, v in (line.partition(":") for line in text.splitlines())
+        if sep
+    }
+
+
+def parse_pmset_batt(text: str) -> dict:
+    """`pmset -g batt` -> power source ('AC Power' | 'Battery Power' | ...) and battery %."""
+    m = re.search(r"drawing from '([^']+)'", text)
+    pct = re.search(r"\t(\d+)%;\s*([a-zA-Z ]+);", text)
+    return {
+        "power_source": m.group(1) if m else None,
+        "battery_pct": int(pct.group(1)) if pct else None,
+        "battery_state": pct.group(2).strip() if pct else None,
+    }
+
+
+def parse_pmset_settings(text: str) -> dict[str, str]:
+    """`pmset -g` -> the settings 'Currently in use' (falls back to every section)."""
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Currently in use"))
+        lines = lines[start + 1 :]
+    except StopIteration:
+        pass
+    out: dict[str, str] = {}
+    for line in lines:
+        if not line.startswith(" "):
+            if out:
+                break  # the next section
+            continue
+        m = re.match(r"\s+(\S+)\s+(\S+)", line)
+        if m:
+            out.setdefault(m.group(1), m.group(2))
+    return out
+
+
+def parse_pmset_therm(text: str) -> dict:
+    """`pmset -g therm` -> thermal state: 'nominal' unless a warning level, or a CPU
+    speed limit below 100, has been recorded."""
+    warnings: list[str] = []
+    for kind in ("thermal", "performance"):
+        if re.search(rf"No {kind} warning level has been recorded", text):
+            continue
+        m = re.search(rf"{kind} warning level\D*(\d+)", text, re.IGNORECASE)
+        if m and m.group(1) != "0":
+            warnings.append(f"{kind} warning level {m.group(1)}")
+    limit = re.search(r"CPU_Speed_Limit\s*=\s*(\d+)", text)
+    speed = int(limit.group(1)) if limit else None
+    if speed is not None and speed < 100:
+        warnings.append(f"CPU_Speed_Limit {speed}")
+    if not text.strip():
+        state = None
+    else:
+        state = "nominal" if not warnings else "throttled: " + ", ".join(warnings)
+    return {"thermal_state": state, "cpu_speed_limit": speed}
+
+
+def parse_translated(text: str | None) -> bool | None:
+    """`sysctl -n sysctl.proc_translated`: '1' under Rosetta, '0' native, absent on Intel."""
+    if text is None:
+        return None
+    value = text.strip()
+    return {"1": True, "0": False}.get(value)
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """/proc/cpuinfo -> CPU model and logical/physical core counts."""
+    models = re.findall(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    if not models:  # arm64 Linux has no 'model name'
+        models = re.findall(r"^(?:Hardware|CPU part)\s*:\s*(.+)$", text, re.MULTILINE)
+    logical = len(re.findall(r"^processor\s*:", text, re.MULTILINE))
+    cores = {
+        (p, c)
+        for p, c in re.findall(
+            r"^physical id\s*:\s*(\d+)$.*?^core id\s*:\s*(\d+)$", text, re.MULTILINE | re.DOTALL
+        )
+    }
+    return {
+        "chip": models[0].strip() if models else None,
+        "cores_logical": logical or None,
+        "cores_physical": len(cores) or None,
+    }
+
+
+def parse_meminfo(text: str) -> int | None:
+    """/proc/meminfo -> total memory in bytes."""
+    m = re.search(r"^MemTotal:\s*(\d+)\s*kB", text, re.MULTILINE)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def parse_nvidia_smi(text: str) -> list[dict]:
+    """`nvidia-smi --query-gpu=name,driver_version --format=csv,noheader` -> GPUs."""
+    gpus = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2 and parts[0]:
+            gpus.append({"name": parts[0], "driver": parts[1]})
+    return gpus
+
+
+def macos_fields(
+    sysctl: dict[str, str], sw_vers: dict[str, str], batt: dict, settings: dict, therm: dict
+) -> dict:
+    """The host fields of a Mac, from the parsed command outputs."""
+
+    def num(key: str) -> int | None:
+        v = sysctl.get(key)
+        return int(v) if v and v.isdigit() else None
+
+    low_power = settings.get("lowpowermode")
+    brand = sysctl.get("machdep.cpu.brand_string")
+    return {
+        "os_name": "macOS",
+        "os_version": sw_vers.get("ProductVersion"),
+        "os_build": sw_vers.get("BuildVersion"),
+        "chip": brand,
+        "cpu_model": brand,
+        "model_identifier": sysctl.get("hw.model"),
+        "cores_p": num("hw.perflevel0.physicalcpu"),
+        "cores_e": num("hw.perflevel1.physicalcpu"),
+        "cores_total": num("hw.physicalcpu"),
+        "memory_bytes": num("hw.memsize"),
+        "power_source": power_source(batt.get("power_source")),
+        "battery_pct": batt.get("battery_pct"),
+        "low_power_mode": None if low_power is None else low_power == "1",
+        "power_mode": settings.get("powermode"),
+        "thermal_state": therm.get("thermal_state"),
+        "translated": parse_translated(sysctl.get("sysctl.proc_translated")),
+    }
+
+
+# -- capture ---------------------------------------------------------------------------
+def _cmd(*args: str, timeout: float = 5.0) -> str | None:
+    """stdout of a command, or None where it is missing or fails."""
+    if not shutil.which(args[0]):
+        return None
+    try:
+        res = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout if res.stdout else None
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def capture_macos() -> dict:
+    # one sysctl per key: an unknown oid (perflevel1 on Intel) must not hide the others
+    lines = []
+    for key in SYSCTL_KEYS:
+        value = _cmd("sysctl", "-n", key)
+        if value is not None:
+            lines.append(f"{key}: {value.strip()}")
+    return macos_fields(
+        parse_sysctl("\n".join(lines)),
+        parse_sw_vers(_cmd("sw_vers") or ""),
+        parse_pmset_batt(_cmd("pmset", "-g", "batt") or ""),
+        parse_pmset_settings(_cmd("pmset", "-g") or ""),
+        parse_pmset_therm(_cmd("pmset", "-g", "therm") or ""),
+    )
+
+
+def capture_linux() -> dict:
+    cpu = parse_cpuinfo(_read("/proc/cpuinfo") or "")
+    gpus = parse_nvidia_smi(
+        _cmd("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader") or ""
+    )
+    return {
+        "os_name": "Linux",
+        "os_version": _os_release(),
+        "chip": cpu["chip"],
+        "cpu_model": cpu["chip"],
+        "cores_total": cpu["cores_physical"] or os.cpu_count(),
+        "cores_logical": cpu["cores_logical"] or os.cpu_count(),
+        "memory_bytes": parse_meminfo(_read("/proc/meminfo") or ""),
+        "gpu": "; ".join(g["name"] for g in gpus) or None,
+        "gpu_driver": gpus[0]["driver"] if gpus else None,
+    }
+
+
+def _os_release() -> str | None:
+    text = _read("/etc/os-release") or ""
+    m = re.search(r'^PRETTY_NAME="?([^"\n]+)"?', text, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def versions() -> dict:
+    """Python and library versions from metadata (torch only if installed)."""
+    out: dict[str, str | None] = {"python_version": platform.python_version()}
+    for name in (*VERSIONED, "torch"):
+        try:
+            out[f"{name}_version"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[f"{name}_version"] = None
+    from anemll_spec import __version__
+
+    out["tool_version"] = __version__
+    return out
+
+
+def git_info(root: Path | None = None) -> dict:
+    """Commit and dirty flag of the repository the package runs from, if any."""
+    root = root or Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists() or not shutil.which("git"):
+        return {"git_commit": None, "git_dirty": None}
+    commit = _cmd("git", "-C", str(root), "rev-parse", "HEAD")
+    status = _cmd("git", "-C", str(root), "status", "--porcelain")
+    return {
+        "git_commit": commit.strip() if commit else None,
+        "git_dirty": bool(status and status.strip()) if commit else None,
+    }
+
+
+def power_source(raw: str | None) -> str | None:
+    """pmset's 'AC Power' / 'Battery Power' / 'UPS Power' -> 'AC' / 'Battery' / 'UPS'."""
+    if not raw:
+        return None
+    return raw.removesuffix(" Power").strip() or raw
+
+
+def capture() -> dict:
+    """Everything known about this host, as one flat dict.
+
+    Its keys are the store's `hosts` columns where one exists (plus tool_version and
+    git_* for `runs`, and a few extras that `info` shows).
+    """
+    base = capture_macos() if sys.platform == "darwin" else capture_linux()
+    return {
+        **base,
+        "hostname": platform.node() or None,
+        "platform": sys.platform,
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        **versions(),
+        **git_info(),
+    }

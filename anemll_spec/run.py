@@ -1,0 +1,672 @@
+"""`bench`: spec -> cases -> build -> backends -> timed runs -> store, one case at a time.
+
+Each finished case variant is appended to the store at once (the store is opened per
+write, never held across the benchmark). A variant that fails (load, predict, an
+unsupported compute unit, a verify mismatch) is recorded as failed with its error and
+the run goes on; Ctrl-C keeps what finished and marks the run 'interrupted'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anemll_spec import backends, stats
+from anemll_spec.backends.base import Prepared, Session
+from anemll_spec.errors import InputError
+from anemll_spec.harness import Budget, Timer, Timing, time_concurrent, time_interleaved, time_one
+from anemll_spec.progress import Progress
+from anemll_spec.spec import Case
+from anemll_spec.verify import SELF_COMPARISON, Verdict, compare, skipped
+
+FLOOR_BUDGET = Budget(warmup=10, iterations=200, min_iterations=10, max_time_s=1.0)
+PUBLISHED_MODELS = ("llama_lm_head", "llama_lm_head_lut6")
+
+
+@dataclass
+class VariantResult:
+    """One measured variant (backend x compute units) of one case."""
+
+    case: Case
+    backend: str
+    compute_units: str | None
+    device: str | None = None
+    status: str = "ok"  # ok | failed | skipped
+    error: str | None = None
+    summary: stats.Summary | None = None
+    timing: Timing | None = None
+    samples: np.ndarray | None = None  # (n, 2): wall_ns, runtime_ns (NaN: unknown)
+    placements: list[dict] = field(default_factory=list)
+    verdict: Verdict | None = None
+    phases_ms: dict[str, float | None] = field(default_factory=dict)
+    build: Any = None
+    throughput_ips: float | None = None
+    dispatch_floor_ms: float | None = None
+    runtime_median_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+    case_id: str | None = None
+    published: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return self.backend + (f"/{self.compute_units}" if self.compute_units else "")
+
+    @property
+    def bandwidth_gbs(self) -> float | None:
+        if self.summary is None or self.build is None:
+            return None
+        return stats.bandwidth_gbs(self.build.weight_bytes, self.summary.median_ms)
+
+    @property
+    def tflops(self) -> float | None:
+        if self.summary is None or self.build is None:
+            return None
+        return stats.tflops(self.build.flops, self.summary.median_ms)
+
+    def samples_or_empty(self) -> np.ndarray:
+        return self.samples if self.samples is not None else np.zeros(0, dtype=np.int64)
+
+    def fail(self, error: str) -> None:
+        self.status = "failed"
+        self.error = self.error or error
+
+    def store_row(self) -> dict:
+        """The `cases` row (store column names)."""
+        c, s, v, b = self.case, self.summary, self.verdict, self.build
+        row: dict[str, Any] = {
+            "case_key": c.key,
+            "case_index": c.index,
+            "model_name": c.model_name,
+            "params": c.params,
+            "model_family": c.model.get("family"),
+            "model_sha256": getattr(b, "weights_sha256", None),
+            "weight_bytes": getattr(b, "weight_bytes", None),
+            "flops": getattr(b, "flops", None),
+            "backend": self.backend,
+            "device": self.device,
+            "compute_units": self.compute_units,
+            "concurrency": c.run.get("concurrency", 1),
+            "status": self.status,
+            "error": self.error,
+            "n_samples": 0 if self.samples is None else len(self.samples),
+            "build_ms": self.phases_ms.get("build"),
+            "build_cached": getattr(b, "cached", None),
+            "compile_ms": self.phases_ms.get("compile"),
+            "load_ms": self.phases_ms.get("load"),
+            "first_predict_ms": self.phases_ms.get("first_predict"),
+            "throughput_ips": self.throughput_ips,
+            "dispatch_floor_ms": self.dispatch_floor_ms,
+            "runtime_median_ms": self.runtime_median_ms,
+            "variant_key": c.variant_key(self.backend, self.compute_units, self.device),
+            "build_key": c.build_key,
+        }
+        if s is not None:
+            row.update(
+                median_ms=s.median_ms,
+                mean_ms=s.mean_ms,
+                std_ms=s.std_ms,
+                min_ms=s.min_ms,
+                max_ms=s.max_ms,
+                p5_ms=s.p5_ms,
+                p50_ms=s.p50_ms,
+                p90_ms=s.p90_ms,
+                p95_ms=s.p95_ms,
+                p99_ms=s.p99_ms,
+                iqr_ms=s.iqr_ms,
+                mad_ms=s.mad_ms,
+                ci_low_ms=s.ci_low_ms,
+                ci_high_ms=s.ci_high_ms,
+                cv=s.cv,
+                outliers=s.outliers,
+                drift_slope_ms_per_s=s.drift_ms_per_s,
+                drift_ratio=s.drift_ratio,
+                throttled=s.throttling,
+                noisy=s.noisy,
+                bandwidth_gbps=self.bandwidth_gbs,
+                tflops=self.tflops,
+            )
+        if v is not None:
+            row.update(
+                verify_status=v.status,
+                verify_max_abs_error=v.max_abs_error,
+                verify_rel_l2_error=v.rel_l2_error,
+                verify_cosine=v.cosine,
+                verify_top1_agreement=v.top1_agreement,
+                verify_note=v.note,
+            )
+        return row
+
+    def to_json(self) -> dict:
+        t = self.timing
+        return {
+            "case_id": self.case_id,
+            "case_key": self.case.key,
+            "case_index": self.case.index,
+            "model_name": self.case.model_name,
+            "params": self.case.params,
+            "backend": self.backend,
+            "compute_units": self.compute_units,
+            "status": self.status,
+            "error": self.error,
+            "stats": self.summary.to_dict() if self.summary else None,
+            "bandwidth_gbps": self.bandwidth_gbs,
+            "tflops": self.tflops,
+            "throughput_ips": self.throughput_ips,
+            "dispatch_floor_ms": self.dispatch_floor_ms,
+            "runtime_median_ms": self.runtime_median_ms,
+            "phases_ms": self.phases_ms,
+            "warmup": None if t is None else {"n": t.warmup_n, "s": t.warmup_s},
+            "stop": None if t is None else t.stop,
+            "verify": self.verdict.to_dict() if self.verdict else None,
+            "placement_shares": _shares(self.placements),
+            "published": self.published,
+            "weight_bytes": getattr(self.build, "weight_bytes", None),
+            "flops": getattr(self.build, "flops", None),
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class BenchResult:
+    run_id: str | None
+    status: str  # finished | failed | interrupted
+    store: str
+    spec: str
+    host: dict
+    results: list[VariantResult]
+    notes: list[str]
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == "failed" for r in self.results)
+
+    def to_json(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "store": self.store,
+            "spec": self.spec,
+            "host": self.host,
+            "notes": self.notes,
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+# -- planning (no building) ----------------------------------------------------------
+def override_backend(cases: list[Case], backend: str | None) -> list[Case]:
+    """--backend replaces the spec's backends (so the case keys say what was measured)."""
+    if not backend:
+        return cases
+    return [dataclasses.replace(c, run={**c.run, "backends": [backend]}) for c in cases]
+
+
+def check_backends(cases: list[Case]) -> tuple[str | None, list[str]]:
+    """Resolve `auto` once; refuse explicitly named backends that are not available."""
+    named = {b for c in cases for b in c.run["backends"]}
+    notes: list[str] = []
+    for name in sorted(named - {"auto"}):
+        a = backends.availability(name)
+        if not a.available:
+            raise InputError(f"backend {name} is not available here: {a.reason}")
+    auto = None
+    if "auto" in named:
+        auto, why = backends.resolve_auto()
+        notes.append(f"backend {why}")
+    return auto, notes
+
+
+def resolve_variants(case: Case, auto: str | None) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """(backend, compute units) to measure; compute units collapse where they don't apply."""
+    out: list[tuple[str, str | None]] = []
+    collapsed: dict[str, int] = {}
+    for b, cu in case.variants():
+        rb = auto if b == "auto" else b
+        if rb not in backends.USES_COMPUTE_UNITS and cu is not None:
+            collapsed[rb] = collapsed.get(rb, 0) + 1
+            cu = None
+        if (rb, cu) not in out:
+            out.append((rb, cu))
+    notes = [
+        f"{b}: compute units do not apply; {n} compute-unit variants collapsed into one"
+        for b, n in collapsed.items()
+        if n > 1
+    ]
+    return out, notes
+
+
+def tiny_model(like: dict) -> dict:
+    """The dispatch-floor model: one 64 -> 64 linear op in the case's dtype and target."""
+    from anemll_spec.spec import schema
+
+    m = {f.name: f.default for f in schema.model_fields("lm_head")}
+    m.update(
+        family="lm_head",
+        hidden_size=64,
+        vocab_size=64,
+        chunks=1,
+        layout="linear",
+        dtype=like.get("dtype", "float16"),
+        compute_precision=like.get("compute_precision") or like.get("dtype", "float16"),
+        deployment_target=like.get("deployment_target", "iOS18"),
+    )
+    return m
+
+
+# -- the run ----------------------------------------------------------------------
+class Runner:
+    def __init__(
+        self,
+        spec_path: str | Path,
+        *,
+        backend: str | None = None,
+        store: str | None = None,
+        max_cases: int | None = None,
+        progress: Progress | None = None,
+        cache_dir: Path | None = None,
+        command: str | None = None,
+    ):
+        from anemll_spec.spec import DEFAULT_MAX_CASES, expand, load_spec
+        from anemll_spec.store import default_target
+
+        self.spec = load_spec(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
+        self.cases = override_backend(
+            expand(self.spec, max_cases=max_cases or DEFAULT_MAX_CASES), backend
+        )
+        self.auto, self.notes = check_backends(self.cases)
+        self.target = default_target(store)
+        self.progress = progress or Progress()
+        self.cache_dir = cache_dir
+        self.command = command or shlex.join(["anemll-spec", *sys.argv[1:]])
+        self.floors: dict[tuple[str, str | None, str], float | None] = {}
+        self._backends: dict[str, Any] = {}
+
+    # ---- top level
+    def run(self) -> BenchResult:
+        from anemll_spec import host as host_mod
+        from anemll_spec.store import append_case, begin_run, finish_run, schema
+
+        info = host_mod.capture()
+        host_row = {k: info.get(k) for k in schema.HOSTS.names if k != "host_id"}
+        run_row = {
+            "spec_name": self.spec.name,
+            "spec_sha256": self.spec.sha256,
+            "spec_yaml": self.spec.text,
+            "tool_version": info.get("tool_version"),
+            "git_commit": info.get("git_commit"),
+            "git_dirty": info.get("git_dirty"),
+            "command": self.command,
+        }
+        run_id = begin_run(self.target, run_row, host_row)
+        for n in self.notes:
+            self.progress.note(n)
+        results: list[VariantResult] = []
+        status = "finished"
+        workdir = Path(tempfile.mkdtemp(prefix="anemll-spec-"))
+        try:
+            for i, case in enumerate(self.cases):
+                if i and case.run.get("cooldown_s"):
+                    self.progress.phase("cooldown", f"{case.run['cooldown_s']:g} s")
+                    time.sleep(case.run["cooldown_s"])
+                self.progress.case(i + 1, len(self.cases), case.model_name)
+                for r in self.run_case(case, workdir):
+                    r.case_id = append_case(
+                        self.target, run_id, r.store_row(), r.samples_or_empty(), r.placements
+                    )
+                    results.append(r)
+                    self.progress.note(_one_line(r))
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.progress.note("interrupted: finished cases are kept; run marked 'interrupted'")
+        finally:
+            self.progress.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            if status != "interrupted" and any(r.status == "failed" for r in results):
+                status = "failed"
+            finish_run(self.target, run_id, status)
+        add_published(self.target, results, info)
+        return BenchResult(
+            run_id, status, str(self.target), str(self.spec.path), info, results, self.notes
+        )
+
+    # ---- one case
+    def run_case(self, case: Case, workdir: Path) -> list[VariantResult]:
+        variants, notes = resolve_variants(case, self.auto)
+        for n in notes:
+            self.progress.note(n)
+        results = [VariantResult(case, b, cu, notes=list(notes)) for b, cu in variants]
+        try:
+            built, io, inputs = self._build(case)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            for r in results:
+                r.fail(f"build failed: {_err(exc)}")
+            return results
+        build_ms = 0.0 if built.cached else built.build_s * 1e3
+        for r in results:
+            r.build = built
+            r.phases_ms["build"] = build_ms
+        reference = self._reference(case, built, inputs, results)
+        opened: list[tuple[VariantResult, list[Session], Any, Any]] = []
+        prepared: dict[str, Prepared] = {}  # per backend: compile once per case
+        try:
+            for r in results:
+                got = self._open(r, case, built, io, inputs, reference, workdir, prepared)
+                if got is not None:
+                    opened.append((r, *got))
+            self._time(case, opened)
+        finally:
+            for _, sessions, _, _ in opened:
+                for s in sessions:
+                    s.close()
+        for r in results:
+            if r.status == "ok" and case.run.get("dispatch_floor", True):
+                r.dispatch_floor_ms = self._floor(r, case, workdir)
+        return results
+
+    def _build(self, case: Case):
+        from anemll_spec.build import build
+        from anemll_spec.model_io import describe, synth_inputs
+
+        self.progress.phase("build")
+        built = build(case.model, cache_dir=self.cache_dir)
+        self.progress.phase("build", "cache hit" if built.cached else f"{built.build_s:.1f} s")
+        io = describe(built.path)
+        inputs = synth_inputs(io, seed=case.model.get("seed", 0), int_ranges=case.model.get("input_ranges"))
+        return built, io, inputs
+
+    def _reference(self, case, built, inputs, results) -> dict | None:
+        """The reference executor's output from a fresh state, when some variant needs it."""
+        for r in results:
+            if not case.run.get("verify", True):
+                r.verdict = skipped("verify is off in the spec (run.verify: false)")
+            elif r.backend == "numpy":
+                r.verdict = skipped(SELF_COMPARISON)
+        if all(r.verdict is not None for r in results):
+            return None
+        from anemll_spec.executor import load
+
+        self.progress.phase("reference")
+        try:
+            prog = load(built.path, fp16=bool(case.run.get("fp16_reference", False)))
+            return prog.predict(inputs, prog.make_state() if prog.states else None)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            for r in results:
+                if r.verdict is None:
+                    r.verdict = skipped(f"the reference executor failed: {_err(exc)}")
+            return None
+
+    def _backend(self, name: str):
+        if name not in self._backends:
+            self._backends[name] = backends.get(name)
+        return self._backends[name]
+
+    def _prepared(self, backend, built, io, workdir: Path, cache: dict) -> Prepared:
+        if backend.name not in cache:
+            self.progress.phase("compile" if backend.uses_compute_units else "prepare")
+            p = backend.prepare(built.path, workdir)
+            p.input_dtypes = {t.name: t.dtype for t in io.inputs}
+            p.states = tuple(t.name for t in io.states)
+            cache[backend.name] = p
+        return cache[backend.name]
+
+    def _open(self, r: VariantResult, case, built, io, inputs, reference, workdir, cache):
+        """Prepare, load (x concurrency), first prediction and verify; None if it failed."""
+        sessions: list[Session] = []
+        try:
+            backend = self._backend(r.backend)
+            prepared = self._prepared(backend, built, io, workdir, cache)
+            r.phases_ms["compile"] = None if prepared.compile_s is None else prepared.compile_s * 1e3
+            fp16 = bool(case.run.get("fp16_reference", False))
+            self.progress.phase("load", r.label)
+            for k in range(int(case.run.get("concurrency", 1))):
+                t0 = time.perf_counter()
+                sessions.append(backend.load(prepared, r.compute_units, fp16=fp16))
+                if k == 0:
+                    r.phases_ms["load"] = (time.perf_counter() - t0) * 1e3
+            feed = sessions[0].feed(inputs)
+            state = sessions[0].new_state()
+            self.progress.phase("first predict", r.label)
+            t0 = time.perf_counter_ns()
+            first = sessions[0].predict(feed, state)
+            r.phases_ms["first_predict"] = (time.perf_counter_ns() - t0) / 1e6
+            if r.verdict is None:
+                r.verdict = compare(first, reference, case.run["tolerance"], vocab_chunk=_vocab_chunk(case))
+                if r.verdict.status == "fail":
+                    r.fail(f"verify failed: {r.verdict.note}")
+            try:
+                r.placements = sessions[0].placements()
+            except Exception as exc:  # a missing plan costs the placements, not the case
+                r.notes.append(f"compute plan unavailable: {_err(exc)}")
+            return sessions, feed, state
+        except KeyboardInterrupt:
+            for s in sessions:
+                s.close()
+            raise
+        except Exception as exc:
+            for s in sessions:
+                s.close()
+            r.fail(_err(exc))
+            return None
+
+    def _time(self, case: Case, opened: list) -> None:
+        budget = Budget.from_run(case.run)
+        conc = int(case.run.get("concurrency", 1))
+        if not opened:
+            return
+        if conc > 1:
+            for r, sessions, feed, state in opened:
+                self.progress.phase("timing", f"{r.label} x{conc} concurrent")
+                fns = [sessions[0].bind(feed, state)]
+                for s in sessions[1:]:
+                    fns.append(s.bind(s.feed(feed), s.new_state()))
+                try:
+                    res = time_concurrent(fns, budget, on_progress=self._on_progress(r))
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    r.fail(f"predict failed while timing: {_err(exc)}")
+                    continue
+                wall, starts = res.pooled()
+                self._finish(r, res.per_instance[0], wall, starts, None)
+                r.throughput_ips = res.throughput_per_s
+                r.notes.append(
+                    f"concurrency {conc}: {res.throughput_per_s:.1f} inferences/s aggregate; "
+                    "latency statistics pool all instances' calls"
+                )
+            return
+        timers = []
+        for r, sessions, feed, state in opened:
+            s = sessions[0]
+            timers.append(
+                Timer(s.bind(feed, state), budget, after=s.runtime_probe, on_progress=self._on_progress(r))
+            )
+        if case.run.get("interleave", True) and len(timers) > 1:
+            self.progress.phase("timing", "interleaved: " + " ".join(r.label for r, *_ in opened))
+            outcomes = time_interleaved(timers, block=1, isolate=True)
+        else:
+            outcomes = []
+            for (r, *_), t in zip(opened, timers, strict=True):
+                self.progress.phase("warmup", r.label)
+                try:
+                    t.warm()
+                    self.progress.phase("timing", r.label)
+                    t.step()
+                    outcomes.append(t.result())
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    outcomes.append(exc)
+        for (r, *_), out in zip(opened, outcomes, strict=True):
+            if isinstance(out, BaseException):
+                r.fail(f"predict failed while timing: {_err(out)}")
+                continue
+            self._finish(r, out, out.samples_ns, out.starts_ns, out.runtime_ns)
+            r.throughput_ips = 1e3 / r.summary.mean_ms if r.summary and r.summary.mean_ms else None
+
+    def _finish(self, r: VariantResult, timing: Timing, wall, starts, runtime) -> None:
+        r.timing = timing
+        r.summary = stats.summarize(wall, starts, seed=0)
+        rt = np.full(len(wall), np.nan)
+        if runtime is not None:
+            known = runtime >= 0
+            rt[known] = runtime[known]
+            if known.any():
+                r.runtime_median_ms = float(np.median(runtime[known])) / 1e6
+        r.samples = np.column_stack([np.asarray(wall, np.float64), rt])
+        if r.summary.noisy:
+            r.notes.append(f"noisy: CV {r.summary.cv:.1%} > {stats.NOISY_CV:.0%}")
+        if r.summary.throttling:
+            r.notes.append(
+                f"throttling? last-decile median is {r.summary.drift_ratio:.2f}x the first"
+            )
+
+    def _on_progress(self, r: VariantResult) -> Callable[[int, float], None]:
+        return lambda n, med: self.progress.samples(r.label, n, med)
+
+    def _floor(self, r: VariantResult, case: Case, workdir: Path) -> float | None:
+        """Median latency of a tiny model on the same backend and compute units."""
+        key = (r.backend, r.compute_units, case.model.get("dtype", "float16"))
+        if key in self.floors:
+            return self.floors[key]
+        self.progress.phase("dispatch floor", r.label)
+        from anemll_spec.build import build
+        from anemll_spec.model_io import describe, synth_inputs
+
+        floor = None
+        try:
+            built = build(tiny_model(case.model), cache_dir=self.cache_dir)
+            io = describe(built.path)
+            backend = self._backend(r.backend)
+            prepared = backend.prepare(built.path, workdir / "floor")
+            prepared.input_dtypes = {t.name: t.dtype for t in io.inputs}
+            sess = backend.load(prepared, r.compute_units)
+            try:
+                feed = sess.feed(synth_inputs(io, seed=0))
+                t = time_one(sess.bind(feed, sess.new_state()), FLOOR_BUDGET)
+                floor = float(np.median(t.samples_ns)) / 1e6
+            finally:
+                sess.close()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            r.notes.append(f"dispatch floor not measured: {_err(exc)}")
+        self.floors[key] = floor
+        return floor
+
+
+def _vocab_chunk(case: Case) -> int | None:
+    m = case.model
+    if m.get("family") == "lm_head":
+        return int(m["vocab_size"]) // int(m["chunks"])
+    return None
+
+
+def _err(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    if not isinstance(exc, InputError | backends.base.BackendError):
+        tb = traceback.extract_tb(exc.__traceback__)
+        if tb:
+            f = tb[-1]
+            text += f" (at {Path(f.filename).name}:{f.lineno})"
+    return text
+
+
+def _shares(placements: list[dict]) -> dict[str, float] | None:
+    if not placements:
+        return None
+    from anemll_spec.backends.coreml import placement_shares
+
+    return placement_shares(placements)
+
+
+def _one_line(r: VariantResult) -> str:
+    if r.status != "ok" or r.summary is None:
+        return f"  {r.label}: FAILED: {r.error}"
+    s = r.summary
+    text = f"  {r.label}: median {s.median_ms:.3f} ms [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}] n={s.n}"
+    if r.bandwidth_gbs:
+        text += f", {r.bandwidth_gbs:.2f} GB/s"
+    return text
+
+
+# -- published comparison ------------------------------------------------------------
+def chip_name(chip: str | None) -> str | None:
+    """'Apple M4 Max' -> 'M4 Max' (the published tables' names)."""
+    if not chip:
+        return None
+    return chip.removeprefix("Apple ").strip()
+
+
+def published_factor(
+    model_name: str, bandwidth_gbs: float | None, median_ms: float | None, rows: list[tuple], chip: str | None
+) -> dict | None:
+    """Speed of this result relative to a published one (>1: faster than published).
+
+    llama_lm_head was published as GB/s (factor = ours / theirs), llama_lm_head_lut6 as
+    ms (factor = theirs / ours). rows: (chip, metric, value, source) of that model,
+    non-derived. Compared with the same chip where published, else the fastest one.
+    """
+    metric = "bandwidth_gbps" if model_name == "llama_lm_head" else "latency_ms"
+    ours = bandwidth_gbs if metric == "bandwidth_gbps" else median_ms
+    cands = [r for r in rows if r[1] == metric]
+    if not ours or not cands:
+        return None
+    same = [r for r in cands if chip and r[0] == chip]
+    if same:
+        ref, which = same[0], "same chip"
+    else:
+        best = max if metric == "bandwidth_gbps" else min
+        ref, which = best(cands, key=lambda r: r[2]), "fastest published"
+    factor = ours / ref[2] if metric == "bandwidth_gbps" else ref[2] / ours
+    return {
+        "factor": factor,
+        "chip": ref[0],
+        "metric": metric,
+        "published_value": ref[2],
+        "source": ref[3],
+        "basis": which,
+        "text": f"{factor:.2f}x {ref[0]}, "
+        + ("published" if which == "same chip" else "fastest published"),
+    }
+
+
+def add_published(target: str, results: list[VariantResult], host: dict) -> None:
+    wanted = {r.case.model_name for r in results if r.status == "ok"} & set(PUBLISHED_MODELS)
+    if not wanted:
+        return
+    try:
+        from anemll_spec.store import open_store
+
+        con = open_store(target, read_only=True)
+        try:
+            rows = con.execute(
+                "SELECT model, chip, metric, value, source FROM reference "
+                "WHERE NOT derived ORDER BY source, chip"
+            ).fetchall()
+        finally:
+            con.close()
+    except Exception:  # the comparison is a courtesy; never fail a run over it
+        return
+    chip = chip_name(host.get("chip"))
+    for r in results:
+        if r.status != "ok" or r.case.model_name not in wanted or r.summary is None:
+            continue
+        mine = [(c, m, v, s) for model, c, m, v, s in rows if model == r.case.model_name]
+        r.published = published_factor(
+            r.case.model_name, r.bandwidth_gbs, r.summary.median_ms, mine, chip
+        )
+

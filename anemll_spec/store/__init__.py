@@ -1,0 +1,27 @@
+"""The results store: one DuckDB file that users query with SQL and charts read.
+
+Schema declared once as data (`schema`), migrations (`migrations`), the write API the
+runner calls (`writer`), export/import bundles (`bundle`). Open it only through
+`open_store` (the one seam between anemll-spec and the storage engine).
+"""
+
+from anemll_spec.store.connection import (
+    StoreLocked,
+    default_target,
+    open_store,
+    store_path,
+)
+from anemll_spec.store.schema import SCHEMA_VERSION
+from anemll_spec.store.writer import append_case, begin_run, finish_run, mark_interrupted
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "StoreLocked",
+    "append_case",
+    "begin_run",
+    "default_target",
+    "finish_run",
+    "mark_interrupted",
+    "open_store",
+    "store_path",
+]

@@ -1,0 +1,220 @@
+"""The write API the runner calls. Each call opens the store, writes in ONE transaction
+and closes it, so the file is never held across a benchmark (and other processes can
+write between two cases)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from anemll_spec import __version__
+from anemll_spec.errors import InputError
+from anemll_spec.store import schema
+from anemll_spec.store.connection import open_store
+from anemll_spec.store.rows import check_row, sample_columns, utc_now
+
+RUN_MANAGED = ("run_id", "status", "finished_at", "host_id", "writer_pid", "writer_hostname")
+FINAL_STATUSES = ("finished", "failed", "interrupted")
+
+
+@contextlib.contextmanager
+def transaction(target, **open_kw) -> Iterator:
+    """An open writable connection inside BEGIN ... COMMIT (ROLLBACK on error), then closed."""
+    con = open_store(target, **open_kw)
+    try:
+        con.execute("BEGIN")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+
+
+def host_id(host: Mapping) -> str:
+    """Content hash of a host snapshot: identical snapshots share one `hosts` row."""
+    canon = json.dumps(dict(host), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def new_run_id(now=None) -> str:
+    now = now or utc_now()
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+
+
+def begin_run(target, run: Mapping, host: Mapping, *, lock_timeout_s: float | None = None) -> str:
+    """Record a new run (status 'running') and its host; returns the run_id.
+
+    `run` takes the columns of `runs` except the managed ones (run_id, status,
+    finished_at, host_id, writer_*); started_at defaults to now, tool_version to this
+    anemll-spec's. `host` takes the columns of `hosts` except host_id.
+    Also marks this host's earlier runs whose process died as 'interrupted'.
+    """
+    host_row = check_row(schema.HOSTS, host, managed=("host_id",), what="host")
+    hid = host_id(host_row)
+    values = dict(run)
+    values.setdefault("started_at", utc_now())
+    values.setdefault("tool_version", __version__)
+    run_row = check_row(schema.RUNS, values, managed=RUN_MANAGED, what="run")
+    run_id = new_run_id(run_row["started_at"])
+    run_row.update(
+        run_id=run_id,
+        status="running",
+        finished_at=None,
+        host_id=hid,
+        writer_pid=os.getpid(),
+        writer_hostname=socket.gethostname(),
+    )
+    with transaction(target, lock_timeout_s=lock_timeout_s) as con:
+        mark_interrupted(con)
+        if con.execute("SELECT 1 FROM hosts WHERE host_id = ?", [hid]).fetchone() is None:
+            _insert(con, "hosts", {"host_id": hid, **host_row})
+        _insert(con, "runs", run_row)
+    return run_id
+
+
+def append_case(
+    target,
+    run_id: str,
+    case: Mapping,
+    samples,
+    placements: Iterable[Mapping] = (),
+    *,
+    lock_timeout_s: float | None = None,
+) -> str:
+    """Store one finished case with its samples and placements in ONE transaction.
+
+    `case` takes exactly the columns of `cases` except case_id and run_id (unknown key:
+    InputError; missing: NULL); n_samples defaults to len(samples) and must match it.
+    `samples`: a 1-D sequence of wall_ns (ints), or an (n, 2) array of
+    (wall_ns, runtime_ns) with NaN/None for a missing runtime_ns. numpy arrays are
+    inserted in bulk (no per-row Python work).
+    `placements`: dicts with the columns of `placements` except case_id; op_index
+    defaults to the position in the sequence.
+    Returns the case_id.
+    """
+    wall, runtime, runtime_ok = sample_columns(samples)
+    values = dict(case)
+    if values.get("n_samples") is None:
+        values["n_samples"] = len(wall)
+    values.setdefault("finished_at", utc_now())
+    row = check_row(schema.CASES, values, managed=("case_id", "run_id"), what="case")
+    if row["n_samples"] != len(wall):
+        raise InputError(f"case: n_samples = {row['n_samples']} but {len(wall)} samples given")
+    plc = [
+        check_row(
+            schema.PLACEMENTS,
+            {"op_index": i, **p},
+            managed=("case_id",),
+            what=f"placement {i}",
+        )
+        for i, p in enumerate(placements)
+    ]
+    case_id = f"{run_id}-{secrets.token_hex(4)}"
+    with transaction(target, lock_timeout_s=lock_timeout_s) as con:
+        _require_run(con, run_id)
+        _insert(con, "cases", {"case_id": case_id, "run_id": run_id, **row})
+        if len(wall):
+            con.register(
+                "_anemll_samples",
+                {
+                    "idx": np.arange(len(wall), dtype=np.int32),
+                    "wall_ns": wall,
+                    "runtime_ns": runtime,
+                    "runtime_ok": runtime_ok,
+                },
+            )
+            try:
+                con.execute(
+                    "INSERT INTO samples (case_id, idx, wall_ns, runtime_ns) "
+                    "SELECT ?, idx, wall_ns, CASE WHEN runtime_ok THEN runtime_ns END "
+                    "FROM _anemll_samples",
+                    [case_id],
+                )
+            finally:
+                con.unregister("_anemll_samples")
+        if plc:
+            cols = list(plc[0])
+            con.register(
+                "_anemll_placements",
+                {c: np.array([p[c] for p in plc], dtype=object) for c in cols},
+            )
+            try:
+                casts = ", ".join(f"CAST({c} AS {schema.PLACEMENTS.column(c).type})" for c in cols)
+                con.execute(
+                    f"INSERT INTO placements (case_id, {', '.join(cols)}) "
+                    f"SELECT ?, {casts} FROM _anemll_placements",
+                    [case_id],
+                )
+            finally:
+                con.unregister("_anemll_placements")
+    return case_id
+
+
+def finish_run(target, run_id: str, status: str, *, lock_timeout_s: float | None = None) -> None:
+    """Close a run: 'finished' | 'failed' | 'interrupted'."""
+    if status not in FINAL_STATUSES:
+        raise InputError(f"finish_run: status {status!r} is not one of {', '.join(FINAL_STATUSES)}")
+    with transaction(target, lock_timeout_s=lock_timeout_s) as con:
+        _require_run(con, run_id)
+        con.execute(
+            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+            [status, utc_now(), run_id],
+        )
+
+
+def mark_interrupted(con) -> list[str]:
+    """Runs of this host still 'running' whose writer process is gone -> 'interrupted'.
+
+    A process counts as gone when its pid does not exist or was started after the run
+    (pid reuse). Runs written elsewhere are left alone (their pids mean nothing here).
+    finished_at becomes the time of the run's last case (or its start).
+    """
+    import psutil
+
+    rows = con.execute(
+        "SELECT run_id, writer_pid, epoch(started_at) FROM runs "
+        "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL",
+        [socket.gethostname()],
+    ).fetchall()
+    dead = [run_id for run_id, pid, started in rows if not _alive(pid, started, psutil)]
+    for run_id in dead:
+        con.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = coalesce("
+            "(SELECT max(finished_at) FROM cases WHERE run_id = ?), started_at) "
+            "WHERE run_id = ?",
+            [run_id, run_id],
+        )
+    return dead
+
+
+def _alive(pid: int, started_epoch: float, psutil) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() <= started_epoch + 1.0 and proc.status() != "zombie"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:  # exists, someone else's: assume it is the writer
+        return True
+
+
+def _require_run(con, run_id: str) -> None:
+    if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is None:
+        raise InputError(f"no run {run_id!r} in the store")
+
+
+def _insert(con, table: str, row: Mapping) -> None:
+    cols = list(row)
+    con.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [row[c] for c in cols],
+    )

@@ -1,0 +1,116 @@
+"""Outputs of a backend against the reference executor's, with the spec's tolerances.
+
+All outputs are compared together, flattened and concatenated in the reference's
+output order, in float64: max |out - ref|, ||out - ref||_2 / ||ref||_2, cosine
+similarity; for LM heads also top-1 agreement (argmax over the concatenated logits
+chunks, per position). A result beyond tolerance is a FAILED case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SELF_COMPARISON = (
+    "the numpy backend is the reference executor: verifying it would compare the "
+    "reference with itself"
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # pass | fail | skipped
+    max_abs_error: float | None = None
+    rel_l2_error: float | None = None
+    cosine: float | None = None
+    top1_agreement: float | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def skipped(note: str) -> Verdict:
+    return Verdict("skipped", note=note)
+
+
+def compare(
+    outputs: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray],
+    tolerance: Mapping[str, float],
+    *,
+    vocab_chunk: int | None = None,
+) -> Verdict:
+    """Compare every reference output; vocab_chunk (logits per chunk) enables top-1."""
+    missing = [k for k in reference if k not in outputs]
+    if missing:
+        return Verdict("fail", note=f"outputs missing: {', '.join(missing)}")
+    bad_shape = [
+        f"{k} {np.shape(outputs[k])} vs {np.shape(v)}"
+        for k, v in reference.items()
+        if np.size(outputs[k]) != np.size(v)
+    ]
+    if bad_shape:
+        return Verdict("fail", note="output sizes differ from the reference: " + "; ".join(bad_shape))
+    out = np.concatenate([np.asarray(outputs[k], np.float64).ravel() for k in reference])
+    ref = np.concatenate([np.asarray(v, np.float64).ravel() for v in reference.values()])
+    if not np.all(np.isfinite(out)):
+        n = int(np.count_nonzero(~np.isfinite(out)))
+        return Verdict("fail", note=f"{n} non-finite output values (inf/nan)")
+    diff = out - ref
+    max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
+    ref_norm = float(np.linalg.norm(ref))
+    rel_l2 = float(np.linalg.norm(diff) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(diff))
+    denom = float(np.linalg.norm(out)) * ref_norm
+    cosine = float(np.dot(out, ref) / denom) if denom > 0 else (1.0 if not diff.any() else 0.0)
+    top1 = None
+    if vocab_chunk:
+        top1 = top1_agreement(
+            [np.asarray(outputs[k]) for k in reference],
+            [np.asarray(v) for v in reference.values()],
+            vocab_chunk,
+        )
+    failed = []
+    if max_abs > tolerance["max_abs_error"]:
+        failed.append(f"max_abs_error {max_abs:.4g} > {tolerance['max_abs_error']:g}")
+    if rel_l2 > tolerance["rel_l2_error"]:
+        failed.append(f"rel_l2_error {rel_l2:.4g} > {tolerance['rel_l2_error']:g}")
+    if cosine < tolerance["min_cosine"]:
+        failed.append(f"cosine {cosine:.6f} < {tolerance['min_cosine']:g}")
+    if top1 is not None and top1 < tolerance["min_top1_agreement"]:
+        failed.append(f"top1_agreement {top1:.4f} < {tolerance['min_top1_agreement']:g}")
+    return Verdict(
+        "fail" if failed else "pass",
+        max_abs_error=max_abs,
+        rel_l2_error=rel_l2,
+        cosine=min(1.0, max(-1.0, cosine)),
+        top1_agreement=top1,
+        note="beyond tolerance: " + "; ".join(failed) if failed else None,
+    )
+
+
+def vocab_axis(shape: tuple[int, ...], vocab_chunk: int) -> int:
+    """The axis holding the logits of one chunk: the last axis of that size."""
+    for ax in range(len(shape) - 1, -1, -1):
+        if shape[ax] == vocab_chunk:
+            return ax
+    raise ValueError(f"no axis of size {vocab_chunk} in output shape {shape}")
+
+
+def top1_agreement(outs: list[np.ndarray], refs: list[np.ndarray], vocab_chunk: int) -> float:
+    """Share of positions whose argmax over the concatenated chunks matches the reference."""
+
+    def logits(chunks: list[np.ndarray], shapes: list[tuple[int, ...]]) -> np.ndarray:
+        parts = []
+        for c, shape in zip(chunks, shapes, strict=True):
+            c = np.asarray(c).reshape(shape)
+            parts.append(np.moveaxis(c, vocab_axis(shape, vocab_chunk), -1))
+        full = np.concatenate(parts, axis=-1)
+        return full.reshape(-1, full.shape[-1])
+
+    shapes = [tuple(r.shape) for r in refs]
+    a = logits(outs, shapes).argmax(axis=-1)
+    b = logits(refs, shapes).argmax(axis=-1)
+    return float(np.mean(a == b))

@@ -1,0 +1,101 @@
+"""Peak memory and time of building the full fp16 LLaMA LM head (4096 -> 128256, 8 chunks).
+
+Ours: anemll_spec.build.build() into a fresh cache. Baseline: the plain way, in the
+same script: draw all weights as float32 with numpy, cast to fp16, mb.program, and
+ct.convert with coremltools' default pass pipeline, then save. Each build runs in
+its own subprocess so one's peak RSS cannot hide the other's. Target: peak <=
+1.5 x weight bytes + 0.5 GB. Prints one JSON line.
+
+    .venv/bin/python benchmarks/build_memory.py [--skip-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+OURS = """
+import json, resource, sys, time
+from pathlib import Path
+from anemll_spec.build import build
+m = dict(family="lm_head", hidden_size=4096, vocab_size=128256, chunks=8, layout="conv",
+         seq_len=1, batch=1, dtype="float16", compute_precision="float16",
+         deployment_target="iOS18", compression="none", seed=0, weight_std=0.02)
+t = time.perf_counter()
+b = build(m, cache_dir=Path(sys.argv[1]))
+dt = time.perf_counter() - t
+print(json.dumps({"s": dt, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "weight_bytes": b.weight_bytes}))
+"""
+
+BASELINE = """
+import json, os, resource, sys, time
+import numpy as np
+import coremltools as ct
+from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import types
+t = time.perf_counter()
+rng = np.random.default_rng(0)
+W = [(rng.standard_normal((16032, 4096, 1, 1), dtype=np.float32) * 0.02).astype(np.float16)
+     for _ in range(8)]
+@mb.program(input_specs=[mb.TensorSpec((1, 1, 4096), dtype=types.fp16)], opset_version=ct.target.iOS18)
+def prog(x):
+    h = mb.expand_dims(x=mb.transpose(x=x, perm=[0, 2, 1]), axes=[2])
+    return tuple(mb.transpose(x=mb.squeeze(x=mb.conv(x=h, weight=w), axes=[2]), perm=[0, 2, 1],
+                              name=f"logits{i + 1}") for i, w in enumerate(W))
+del W
+m = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
+               compute_precision=ct.precision.FLOAT16, skip_model_load=True)
+m.save(os.path.join(sys.argv[1], "plain.mlpackage"))
+dt = time.perf_counter() - t
+wb = os.path.getsize(os.path.join(sys.argv[1], "plain.mlpackage/Data/com.apple.CoreML/weights/weight.bin"))
+print(json.dumps({"s": dt, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "weight_bytes": wb}))
+"""
+
+
+def _run(code: str, workdir: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), workdir],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d1:
+        ours = _run(OURS, d1)
+    base = None
+    if not args.skip_baseline:
+        with tempfile.TemporaryDirectory() as d2:
+            base = _run(BASELINE, d2)
+    wb = ours["weight_bytes"]
+    limit = 1.5 * wb + 0.5e9
+    result = {
+        "benchmark": "build_memory",
+        "model": "llama_lm_head fp16",
+        "weight_bytes": wb,
+        "peak_rss_bytes": ours["peak"],
+        "limit_bytes": int(limit),
+        "within_limit": ours["peak"] <= limit,
+        "build_s": round(ours["s"], 2),
+    }
+    if base:
+        result.update(
+            baseline_peak_rss_bytes=base["peak"],
+            baseline_build_s=round(base["s"], 2),
+            peak_ratio_vs_baseline=round(ours["peak"] / base["peak"], 3),
+            speedup_vs_baseline=round(base["s"] / ours["s"], 2),
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

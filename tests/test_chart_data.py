@@ -1,0 +1,261 @@
+"""What each chart draws, checked against figures computed independently (numpy, the
+published CSV, anemll_spec.compare) from a store written through the real write API.
+
+The stores hold SYNTHETIC samples for chart rendering (tests/fixtures/chart), not
+measurements; the published rows are the real reference table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_synthetic as syn  # noqa: E402
+
+from anemll_spec.chart import (  # noqa: E402
+    build_chart,
+    compare,
+    factors,
+    latency,
+    placement,
+    sweep,
+    timeline,
+)
+from anemll_spec.chart.source import NoData, Options, connect  # noqa: E402
+from anemll_spec.store.reference import PUBLISHED_CSV  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("chart") / "results.duckdb"
+    ids = {
+        "lm_a": syn.lm_head_run(path, seed=1),
+        "lm_b": syn.lm_head_run(path, seed=2, scale=1.05),
+        "linux": syn.linux_run(path),
+        "sweep": syn.sweep_run(path),
+    }
+    return {"path": path, **ids}
+
+
+def samples_ms(path: Path, run_id: str) -> dict[str, np.ndarray]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT c.model_name, s.wall_ns FROM samples s JOIN cases c USING (case_id) "
+            "WHERE c.run_id = ? ORDER BY s.idx",
+            [run_id],
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, list] = {}
+    for model, ns in rows:
+        out.setdefault(model, []).append(ns / 1e6)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def published() -> list[dict]:
+    with open(PUBLISHED_CSV, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_factors_rows_match_published_csv_and_own_medians(store):
+    con = connect(str(store["path"]))
+    try:
+        rows = factors.query(con, Options())
+    finally:
+        con.close()
+    pub = published()
+    # every published bandwidth of llama_lm_head appears, with factor = value / M1 Max
+    m1max = {
+        r["source"]: float(r["value"])
+        for r in pub
+        if r["chip"] == "M1 Max" and r["model"] == "llama_lm_head"
+        and r["metric"] == "bandwidth_gbps"
+    }
+    table6 = "ANEMLL-Bench results table (6 chips)"
+    for r in pub:
+        if r["model"] != "llama_lm_head" or r["metric"] != "bandwidth_gbps":
+            continue
+        got = [
+            x for x in rows
+            if x["source"] == "published: " + r["source"] and x["chip"] == r["chip"]
+            and x["model"] == "llama_lm_head" and x["metric"] == "bandwidth"
+        ]
+        assert len(got) == 1, r
+        assert got[0]["value"] == pytest.approx(float(r["value"]))
+        assert got[0]["derived"] is False
+        if r["source"] == table6:
+            assert got[0]["factor"] == pytest.approx(float(r["value"]) / m1max[table6])
+    # the published table's rounded factors (README): M4 Pro 2.3x, M4 Max 2.2x bandwidth
+    by_chip = {x["chip"]: x for x in rows if x["source"] == "published: " + table6
+               and x["model"] == "llama_lm_head" and x["metric"] == "bandwidth"}
+    assert by_chip["M4 Pro"]["factor_label"] == "2.3x"
+    assert by_chip["M4 Max"]["factor_label"] == "2.2x"
+    # fp16 latency of the published tables is derived, and labelled so
+    lat = [x for x in rows if x["source"] == "published: " + table6
+           and x["model"] == "llama_lm_head" and x["metric"] == "latency"]
+    assert lat and all(x["derived"] and x["factor_label"].endswith("(derived)") for x in lat)
+    # own rows: the LATEST run's median per chip x model x backend x compute units
+    ms = samples_ms(store["path"], store["lm_b"])
+    own = [x for x in rows if x["own"] and x["backend"] == "coreml"]
+    lut6 = [x for x in own if x["model"] == "llama_lm_head_lut6" and x["metric"] == "latency"]
+    assert len(lut6) == 1
+    assert lut6[0]["value"] == pytest.approx(float(np.median(ms["llama_lm_head_lut6"])))
+    assert lut6[0]["label"].startswith("own: M4 Max")
+    # inference factor = baseline ms / our ms, baseline from the same model's M1 Max row
+    m1_lut6 = next(float(r["value"]) for r in pub if r["chip"] == "M1 Max"
+                   and r["model"] == "llama_lm_head_lut6" and r["source"] == table6)
+    assert lut6[0]["factor"] == pytest.approx(m1_lut6 / lut6[0]["value"])
+    # the Linux numpy row has no baseline of its backend: said, not invented
+    linux = [x for x in rows if x["own"] and x["backend"] == "numpy"]
+    assert linux and all(x["factor"] is None and x["factor_label"] == "no baseline"
+                         for x in linux)
+
+
+def test_factors_never_mix_models_in_a_panel(store):
+    spec = build_chart("factors", str(store["path"]), Options())
+    panels = [p for row in spec["vconcat"] for p in row["hconcat"]]
+    assert len(panels) == 4  # 2 published models x (bandwidth, latency)
+    titles = []
+    for p in panels:
+        pred = p["layer"][0]["transform"][0]["filter"]["and"]
+        models = [c["equal"] for c in pred if c["field"] == "model"]
+        assert len(models) == 1
+        titles.append(p["layer"][0]["title"]["text"])
+        assert models[0] in titles[-1]
+    assert sorted(titles) == sorted(
+        f"{m} — {k}" for m in ("llama_lm_head", "llama_lm_head_lut6")
+        for k in ("bandwidth", "latency")
+    )
+    # the sweep's own-only models are left out by default, and the subtitle says so
+    assert any("Not shown" in s for s in spec["title"]["subtitle"])
+
+
+def test_latency_boxes_are_tukey_over_all_samples(store):
+    con = connect(str(store["path"]))
+    try:
+        boxes, points = latency.query(con, Options(max_points=100), store["lm_a"])
+    finally:
+        con.close()
+    ms = samples_ms(store["path"], store["lm_a"])
+    assert {b["model_name"] for b in boxes} == set(ms)
+    for b in boxes:
+        x = ms[b["model_name"]]
+        q1, med, q3 = np.percentile(x, [25, 50, 75])
+        assert (b["q1"], b["median"], b["q3"]) == pytest.approx((q1, med, q3))
+        iqr = q3 - q1
+        assert b["whisker_lo"] == pytest.approx(x[x >= q1 - 1.5 * iqr].min())
+        assert b["whisker_hi"] == pytest.approx(x[x <= q3 + 1.5 * iqr].max())
+        assert b["n"] == len(x)
+    # points are subsampled: 100 // 2 cases = 50 per case, each a real sample
+    assert len(points) == 100
+    allv = np.concatenate(list(ms.values()))
+    assert all(np.isclose(allv, p["ms"]).any() for p in points)
+
+
+def test_timeline_bins_are_medians_of_consecutive_samples(store):
+    con = connect(str(store["path"]))
+    try:
+        points, bins, n_cases = timeline.query(con, Options(), store["lm_a"])
+    finally:
+        con.close()
+    ms = samples_ms(store["path"], store["lm_a"])
+    assert n_cases == 2
+    x = ms["llama_lm_head"]
+    width = max(timeline.MIN_BIN, int(np.ceil(len(x) / timeline.BINS)))
+    mine = [b for b in bins if b["label"].startswith("llama_lm_head ·")]
+    assert len(mine) == int(np.ceil(len(x) / width))
+    for b in mine:
+        k = b["idx_from"] // width
+        assert b["median_ms"] == pytest.approx(float(np.median(x[k * width:(k + 1) * width])))
+    # the warm-up the synthetic data has shows: first bin slower than the last
+    assert mine[0]["median_ms"] > mine[-1]["median_ms"]
+
+
+def test_sweep_picks_the_swept_field_and_converts_the_ci(store):
+    con = connect(str(store["path"]))
+    try:
+        rows, param, metric = sweep.query(con, Options(), store["sweep"])
+        rows_ms, _, _ = sweep.query(con, Options(metric="median_ms"), store["sweep"])
+    finally:
+        con.close()
+    assert (param, metric) == ("model.vocab_size", "bandwidth_gbps")
+    assert {r["series"] for r in rows} == {"coreml · CPU_ONLY", "coreml · CPU_AND_NE"}
+    assert sorted({r["x_num"] for r in rows}) == [16000, 32000, 64000, 128256]
+    for r in rows:
+        nbytes = 4096 * int(r["x_num"]) * 2
+        assert r["value"] == pytest.approx(nbytes / (r["median_ms"] * 1e6))
+        assert r["ci_lo"] == pytest.approx(nbytes / (r["ci_high_ms"] * 1e6))
+        assert r["ci_hi"] == pytest.approx(nbytes / (r["ci_low_ms"] * 1e6))
+        assert r["ci_lo"] <= r["value"] <= r["ci_hi"]
+    for r in rows_ms:
+        assert (r["ci_lo"], r["value"], r["ci_hi"]) == (
+            r["ci_low_ms"], r["median_ms"], r["ci_high_ms"])
+
+
+def test_placement_shares_count_ops_per_device(store):
+    con = connect(str(store["path"]))
+    try:
+        rows = placement.query(con, Options(), store["sweep"])
+    finally:
+        con.close()
+    for cu in ("CPU_ONLY", "CPU_AND_NE"):
+        plan = syn.placements(cu)
+        mine = [r for r in rows if "vocab_size=16000" in r["row_label"]
+                and f"· {cu}" in r["row_label"]]
+        for measure, weight in (("share of ops", lambda p: 1.0),
+                                ("share of estimated cost", lambda p: p["estimated_cost"])):
+            got = {r["device"]: r["share"] for r in mine if r["measure"] == measure}
+            total = sum(weight(p) for p in plan)
+            want = {}
+            for p in plan:
+                want[p["preferred_device"]] = want.get(p["preferred_device"], 0) + weight(p)
+            assert got == pytest.approx({k: v / total for k, v in want.items()})
+
+
+def test_compare_chart_draws_what_compare_runs_computes(store):
+    from anemll_spec.compare import compare_runs
+
+    want = compare_runs(str(store["path"]), store["lm_a"], store["lm_b"])
+    spec = build_chart("compare", str(store["path"]),
+                       Options(runs=(store["lm_a"], store["lm_b"])))
+    drawn = spec["layer"][0]["data"]["values"]
+    assert len(drawn) == len(want["comparisons"]) == 2
+    for d, w in zip(drawn, want["comparisons"], strict=True):
+        assert (d["ratio"], d["ci_low"], d["ci_high"]) == (w["ratio"], w["ci_low"], w["ci_high"])
+    # B is 5% slower by construction of the synthetic data
+    assert all(d["verdict"] == "slower" and d["ratio"] > 1.02 for d in drawn)
+
+
+@pytest.mark.parametrize("kind", ["factors", "latency", "timeline", "sweep", "placement"])
+def test_every_kind_is_valid_vega_lite_with_a_title(store, kind):
+    import altair as alt
+    import jsonschema
+
+    opts = Options(runs=(store["sweep"],)) if kind in ("sweep", "placement") else Options()
+    spec = build_chart(kind, str(store["path"]), opts)
+    jsonschema.validate(spec, alt.load_schema())
+    assert spec["title"]["text"]
+    # units in the axis titles
+    text = json.dumps(spec)
+    assert any(u in text for u in ("(ms", "(GB/s", "(%)"))
+
+
+def test_nothing_to_draw_names_the_filter(store, tmp_path):
+    with pytest.raises(NoData, match="no-such-model"):
+        build_chart("latency", str(store["path"]), Options(model="no-such-model"))
+    with pytest.raises(NoData, match="backend = 'tpu'"):
+        build_chart("factors", str(store["path"]), Options(where="backend = 'tpu'"))
+    with pytest.raises(NoData, match="swept no parameter"):
+        build_chart("sweep", str(store["path"]), Options(runs=(store["lm_a"],)))
+    with pytest.raises(NoData, match="no op placements"):
+        build_chart("placement", str(store["path"]), Options(runs=(store["linux"],)))
+    with pytest.raises(compare.InputError, match="two runs"):
+        build_chart("compare", str(store["path"]), Options(runs=(store["lm_a"],)))

@@ -1,0 +1,103 @@
+"""`plan` and `info` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import SPECS
+
+
+def test_plan_lm_head_estimates_the_published_weights(cli):
+    res = cli("plan", SPECS / "lm_head.yaml", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    (case,) = doc["cases"]
+    assert case["model_name"] == "llama_lm_head"
+    assert case["family"] == "lm_head" and case["compression"] == "none"
+    # store/reference/README.md: 4096 x 128256 x 2 bytes + 576 bytes of blob headers
+    assert case["estimate"]["weight_bytes"] == 4096 * 128256 * 2 + 576 == 1_050_673_728
+    assert case["estimate"]["flops"] == 2 * 4096 * 128256
+    assert "8 x 16032" in case["shapes"]
+    assert case["budget"]["iterations"] == 300 and case["budget"]["max_time_s"] == 60
+    assert case["variants"] and all(v["backend"] != "auto" for v in case["variants"])
+    if sys.platform != "darwin":
+        assert case["variants"] == [{"backend": "numpy", "compute_units": None}]
+        assert any("auto -> numpy" in n for n in doc["notes"])
+
+
+def test_plan_sweep_lists_every_case_and_collapses_compute_units(cli):
+    res = cli("plan", SPECS / "sweep_vocab.yaml", "--json")
+    doc = json.loads(res.stdout)
+    assert [c["params"]["model.vocab_size"] for c in doc["cases"]] == [
+        16000, 32000, 64000, 96000, 128256,
+    ]
+    assert len({c["key"] for c in doc["cases"]}) == 5
+    res = cli("plan", SPECS / "compute_units.yaml", "--backend", "numpy", "--json")
+    (case,) = json.loads(res.stdout)["cases"]
+    assert case["variants"] == [{"backend": "numpy", "compute_units": None}]
+    res = cli("plan", SPECS / "compute_units.yaml", "--json")
+    (case,) = json.loads(res.stdout)["cases"]
+    if sys.platform != "darwin":  # auto -> numpy: the four compute units collapse
+        assert case["variants"] == [{"backend": "numpy", "compute_units": None}]
+        assert "4 compute-unit variants collapsed into one" in case["notes"][0]
+    else:
+        assert [v["compute_units"] for v in case["variants"]] == [
+            "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL",
+        ]
+
+
+def test_plan_text_and_warnings(cli, tmp_path):
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\nmodel: {family: lm_head, vocab_size: 128256, chunks: 4}\n")
+    res = cli("plan", spec)
+    assert res.returncode == 0, res.stderr
+    assert "big" in res.stdout and "32064" in res.stdout
+    assert "warning:" in res.stdout and "16384" in res.stdout  # rows above the ANE limit
+
+
+def test_plan_builds_nothing_and_imports_no_coremltools(tmp_path):
+    import subprocess
+
+    code = (
+        "import sys; from anemll_spec.cli import main; "
+        f"main(['plan', {str(SPECS / 'ffn.yaml')!r}, '--json']); "
+        "print([m for m in ('coremltools', 'torch', 'duckdb') if m in sys.modules], "
+        "file=sys.stderr)"
+    )
+    env = {"ANEMLL_SPEC_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "[]"
+    assert not (tmp_path / "cache").exists()
+    assert len(json.loads(res.stdout)["cases"]) == 2
+
+
+def test_plan_bad_spec_is_exit_2(cli, tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: bad\nmodel: {family: lm_head, vocab_size: 1000, chunks: 3}\n")
+    res = cli("plan", spec)
+    assert res.returncode == 2 and "chunks" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_info_json_names_every_backend_with_its_reason(cli):
+    res = cli("info", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    got = {b["name"]: b for b in doc["backends"]}
+    assert set(got) == {"coreml", "numpy", "torch"}
+    assert got["numpy"]["available"] is True
+    assert doc["host"]["python_version"] == ".".join(map(str, sys.version_info[:3]))
+    if sys.platform != "darwin":
+        assert got["coreml"] == {
+            "name": "coreml",
+            "available": False,
+            "reason": "not macOS (Core ML runs only on macOS)",
+        }
+        assert doc["auto"]["backend"] == "numpy"
+
+
+def test_info_text(cli):
+    res = cli("info")
+    assert res.returncode == 0
+    assert "numpy" in res.stdout and "available" in res.stdout and "Python:" in res.stdout

@@ -1,0 +1,222 @@
+"""Executor vs numpy: elementwise unary/binary ops, activations, select, cast, clip."""
+
+from __future__ import annotations
+
+import math
+
+import coremltools as ct
+import numpy as np
+import pytest
+from coremltools.converters.mil.mil import types
+from fixtures.executor.mil_models import mb, save_program, saved_op_types
+
+from anemll_spec.executor import load
+
+RNG = np.random.default_rng(0)
+POS = RNG.uniform(0.1, 0.9, (3, 4)).astype(np.float32)  # domain of log/sqrt/asin/acos/atanh
+SIG = (RNG.standard_normal((3, 4)) * 2).astype(np.float32)
+SIG[0, :3] = [-2.5, 0.5, 1.5]  # round half to even corners
+ROW = RNG.standard_normal((4,)).astype(np.float32)  # broadcasts against (3, 4)
+
+erf = np.vectorize(math.erf)
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v.astype(np.float64)))
+
+
+# op name -> (builder call, numpy expectation); p = POS input, s = SIG input
+UNARY = {
+    "abs": (lambda p, s: mb.abs(x=s), lambda p, s: np.abs(s)),
+    "acos": (lambda p, s: mb.acos(x=p), lambda p, s: np.arccos(p)),
+    "asin": (lambda p, s: mb.asin(x=p), lambda p, s: np.arcsin(p)),
+    "atan": (lambda p, s: mb.atan(x=s), lambda p, s: np.arctan(s)),
+    "atanh": (lambda p, s: mb.atanh(x=p), lambda p, s: np.arctanh(p)),
+    "ceil": (lambda p, s: mb.ceil(x=s), lambda p, s: np.ceil(s)),
+    "cos": (lambda p, s: mb.cos(x=s), lambda p, s: np.cos(s)),
+    "cosh": (lambda p, s: mb.cosh(x=s), lambda p, s: np.cosh(s)),
+    "erf": (lambda p, s: mb.erf(x=s), lambda p, s: erf(s)),
+    "exp": (lambda p, s: mb.exp(x=s), lambda p, s: np.exp(s)),
+    "exp2": (lambda p, s: mb.exp2(x=s), lambda p, s: np.exp2(s)),
+    "floor": (lambda p, s: mb.floor(x=s), lambda p, s: np.floor(s)),
+    "round": (lambda p, s: mb.round(x=s), lambda p, s: np.round(s)),
+    "sign": (lambda p, s: mb.sign(x=s), lambda p, s: np.sign(s)),
+    "sin": (lambda p, s: mb.sin(x=s), lambda p, s: np.sin(s)),
+    "sinh": (lambda p, s: mb.sinh(x=s), lambda p, s: np.sinh(s)),
+    "sqrt": (lambda p, s: mb.sqrt(x=p), lambda p, s: np.sqrt(p)),
+    "square": (lambda p, s: mb.square(x=s), lambda p, s: s * s),
+    "tan": (lambda p, s: mb.tan(x=p), lambda p, s: np.tan(p)),
+    "tanh": (lambda p, s: mb.tanh(x=s), lambda p, s: np.tanh(s)),
+    "rsqrt": (lambda p, s: mb.rsqrt(x=p), lambda p, s: 1 / np.sqrt(p + 1e-12)),
+    "rsqrt_eps": (lambda p, s: mb.rsqrt(x=p, epsilon=0.5), lambda p, s: 1 / np.sqrt(p + 0.5)),
+    "log": (lambda p, s: mb.log(x=p), lambda p, s: np.log(p)),
+    "log_eps": (lambda p, s: mb.log(x=p, epsilon=2.0), lambda p, s: np.log(p + 2.0)),
+    "inverse": (lambda p, s: mb.inverse(x=p), lambda p, s: 1 / (p + 1e-4)),
+    "inverse_eps": (lambda p, s: mb.inverse(x=p, epsilon=1.0), lambda p, s: 1 / (p + 1.0)),
+    "clip": (lambda p, s: mb.clip(x=s, alpha=-1.0, beta=0.5), lambda p, s: np.clip(s, -1, 0.5)),
+    "threshold": (lambda p, s: mb.threshold(x=s, alpha=0.3), lambda p, s: np.maximum(s, 0.3)),
+    "relu": (lambda p, s: mb.relu(x=s), lambda p, s: np.maximum(s, 0)),
+    "relu6": (lambda p, s: mb.relu6(x=mb.mul(x=s, y=4.0)), lambda p, s: np.clip(s * 4, 0, 6)),
+    "sigmoid": (lambda p, s: mb.sigmoid(x=s), lambda p, s: _sigmoid(s)),
+    "silu": (lambda p, s: mb.silu(x=s), lambda p, s: s * _sigmoid(s)),
+    "gelu_exact": (lambda p, s: mb.gelu(x=s), lambda p, s: 0.5 * s * (1 + erf(s / np.sqrt(2)))),
+    "gelu_tanh": (
+        lambda p, s: mb.gelu(x=s, mode="TANH_APPROXIMATION"),
+        lambda p, s: 0.5 * s * (1 + np.tanh(np.sqrt(2 / np.pi) * (s + 0.044715 * s**3))),
+    ),
+    "gelu_sigmoid": (
+        lambda p, s: mb.gelu(x=s, mode="SIGMOID_APPROXIMATION"),
+        lambda p, s: s * _sigmoid(1.702 * s),
+    ),
+    "softplus": (lambda p, s: mb.softplus(x=s), lambda p, s: np.log1p(np.exp(s))),
+    "softsign": (lambda p, s: mb.softsign(x=s), lambda p, s: s / (1 + np.abs(s))),
+    "leaky_relu": (
+        lambda p, s: mb.leaky_relu(x=s, alpha=0.1),
+        lambda p, s: np.where(s >= 0, s, 0.1 * s),
+    ),
+    "elu": (
+        lambda p, s: mb.elu(x=s, alpha=0.7),
+        lambda p, s: np.where(s > 0, s, 0.7 * np.expm1(s)),
+    ),
+    "scaled_tanh": (
+        lambda p, s: mb.scaled_tanh(x=s, alpha=2.0, beta=0.5),
+        lambda p, s: 2 * np.tanh(0.5 * s),
+    ),
+    "sigmoid_hard": (
+        lambda p, s: mb.sigmoid_hard(x=s, alpha=0.2, beta=0.5),
+        lambda p, s: np.clip(0.2 * s + 0.5, 0, 1),
+    ),
+    "linear_activation": (
+        lambda p, s: mb.linear_activation(x=s, alpha=3.0, beta=-1.0),
+        lambda p, s: 3 * s - 1,
+    ),
+}
+
+BINARY = {
+    "add": (mb.add, np.add),
+    "sub": (mb.sub, np.subtract),
+    "mul": (mb.mul, np.multiply),
+    "real_div": (mb.real_div, np.divide),
+    "pow": (mb.pow, np.power),
+    "maximum": (mb.maximum, np.maximum),
+    "minimum": (mb.minimum, np.minimum),
+    "floor_div": (mb.floor_div, np.floor_divide),
+    "mod": (mb.mod, np.mod),
+}
+
+COMPARE = {
+    "equal": (mb.equal, np.equal),
+    "not_equal": (mb.not_equal, np.not_equal),
+    "less": (mb.less, np.less),
+    "less_equal": (mb.less_equal, np.less_equal),
+    "greater": (mb.greater, np.greater),
+    "greater_equal": (mb.greater_equal, np.greater_equal),
+}
+
+
+@pytest.fixture(scope="module")
+def unary_model(tmp_path_factory):
+    names = list(UNARY)
+
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((3, 4), dtype=types.fp32),
+            mb.TensorSpec((3, 4), dtype=types.fp32),
+        ],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(p, s):
+        return tuple(mb.identity(x=UNARY[n][0](p, s), name=n) for n in names)
+
+    path = save_program(prog, tmp_path_factory.mktemp("ew") / "unary.mlpackage")
+    return path, names
+
+
+@pytest.fixture(scope="module")
+def binary_model(tmp_path_factory):
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((3, 4), dtype=types.fp32),
+            mb.TensorSpec((4,), dtype=types.fp32),
+        ],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(a, b):
+        outs = [mb.identity(x=f(x=a, y=b), name=n) for n, (f, _) in BINARY.items()]
+        outs += [mb.cast(x=f(x=a, y=b), dtype="int32", name=n) for n, (f, _) in COMPARE.items()]
+        ga, gb = mb.greater(x=a, y=0.0), mb.less(x=b, y=0.5)
+        outs += [
+            mb.cast(x=mb.logical_and(x=ga, y=gb), dtype="int32", name="logical_and"),
+            mb.cast(x=mb.logical_or(x=ga, y=gb), dtype="int32", name="logical_or"),
+            mb.cast(x=mb.logical_xor(x=ga, y=gb), dtype="int32", name="logical_xor"),
+            mb.cast(x=mb.logical_not(x=ga), dtype="int32", name="logical_not"),
+            mb.select(cond=ga, a=a, b=b, name="select"),
+            mb.cast(x=a, dtype="int32", name="cast_int"),
+            mb.cast(x=mb.cast(x=a, dtype="int32"), dtype="fp32", name="cast_roundtrip"),
+        ]
+        return tuple(outs)
+
+    return save_program(prog, tmp_path_factory.mktemp("ew") / "binary.mlpackage")
+
+
+def test_unary_ops_are_in_the_saved_program(unary_model):
+    path, names = unary_model
+    saved = set(saved_op_types(path))
+    mil_types = {n.split("_eps")[0] for n in names} - {"gelu_exact", "gelu_tanh", "gelu_sigmoid"}
+    assert mil_types <= saved
+    assert "gelu" in saved
+
+
+def test_unary_ops_match_numpy(unary_model):
+    path, names = unary_model
+    out = load(path).predict({"p": POS, "s": SIG})
+    for n in names:
+        expected = UNARY[n][1](POS.astype(np.float64), SIG.astype(np.float64))
+        np.testing.assert_allclose(out[n], expected, rtol=2e-6, atol=2e-6, err_msg=n)
+        assert out[n].dtype == np.float32
+
+
+def test_binary_ops_broadcast_and_match_numpy(binary_model):
+    a = (RNG.standard_normal((3, 4)) * 3).astype(np.float32)
+    b = ROW.copy()
+    b[b == 0] = 1
+    a_pos = np.abs(a) + 0.5  # pow needs a positive base for fractional exponents
+    out = load(binary_model).predict({"a": a, "b": b})
+    for n, (_, f) in BINARY.items():
+        if n == "pow":
+            continue
+        np.testing.assert_allclose(out[n], f(a, b), rtol=1e-6, atol=1e-6, err_msg=n)
+    pow_out = load(binary_model).predict({"a": a_pos, "b": b})["pow"]
+    np.testing.assert_allclose(pow_out, np.power(a_pos, b), rtol=1e-5)
+    for n, (_, f) in COMPARE.items():
+        np.testing.assert_array_equal(out[n], f(a, b).astype(np.int32), err_msg=n)
+        assert out[n].dtype == np.int32
+    ga, gb = a > 0, b < 0.5
+    np.testing.assert_array_equal(out["logical_and"], ga & gb)
+    np.testing.assert_array_equal(out["logical_or"], ga | gb)
+    np.testing.assert_array_equal(out["logical_xor"], ga ^ gb)
+    np.testing.assert_array_equal(out["logical_not"], ~ga)
+    np.testing.assert_array_equal(out["select"], np.where(ga, a, np.broadcast_to(b, a.shape)))
+    np.testing.assert_array_equal(out["cast_int"], a.astype(np.int32))  # toward zero
+    np.testing.assert_array_equal(out["cast_roundtrip"], np.trunc(a))
+
+
+def test_fp16_mode_rounds_every_op_and_overflows_like_fp16(tmp_path):
+    @mb.program(input_specs=[mb.TensorSpec((4,), dtype=types.fp32)], opset_version=ct.target.iOS18)
+    def prog(x):
+        big = mb.mul(x=x, y=1000.0, name="big")  # 100 * 1000 = 1e5 > fp16 max (65504)
+        return big, mb.mul(x=mb.mul(x=x, y=1000.0), y=0.001, name="back")
+
+    path = save_program(prog, tmp_path / "ovf.mlpackage")
+    x = np.array([100.0, 1.0, 0.1, -70.0], np.float32)
+    ref = load(path).predict({"x": x})
+    np.testing.assert_allclose(ref["big"], x * 1000, rtol=1e-6)
+    np.testing.assert_allclose(ref["back"], x, rtol=1e-6)
+    half = load(path, fp16=True).predict({"x": x})
+    assert half["big"].dtype == np.float16
+    assert np.isposinf(half["big"][0]) and np.isneginf(half["big"][3])
+    assert np.isposinf(half["back"][0])  # the overflow propagates, as on fp16 hardware
+    # finite values are the fp16 roundings of each op's result
+    x16 = x.astype(np.float16).astype(np.float32)
+    expected = (x16[1:3] * np.float32(1000)).astype(np.float16)
+    np.testing.assert_array_equal(half["big"][1:3], expected)

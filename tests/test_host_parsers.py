@@ -1,0 +1,137 @@
+"""Host capture parsers on saved command outputs (tests/fixtures/host/README.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from anemll_spec import host
+
+FIX = Path(__file__).parent / "fixtures" / "host"
+
+
+def _read(name: str) -> str:
+    return (FIX / name).read_text()
+
+
+def _mac(prefix: str) -> dict:
+    return host.macos_fields(
+        host.parse_sysctl(_read(f"{prefix}_sysctl.txt")),
+        host.parse_sw_vers(_read(f"{prefix}_sw_vers.txt")),
+        host.parse_pmset_batt(_read(f"{prefix}_pmset_batt.txt")),
+        host.parse_pmset_settings(_read(f"{prefix}_pmset_g.txt")),
+        host.parse_pmset_therm(_read(f"{prefix}_pmset_therm.txt")),
+    )
+
+
+def test_m4_max_capture():
+    h = _mac("m4max")
+    assert h["chip"] == "Apple M4 Max" and h["model_identifier"] == "Mac16,5"
+    assert (h["cores_p"], h["cores_e"], h["cores_total"]) == (12, 4, 16)
+    assert h["memory_bytes"] == 128 * 1024**3
+    assert (h["os_name"], h["os_version"], h["os_build"]) == ("macOS", "15.1.1", "24B91")
+    assert h["power_source"] == "AC" and h["battery_pct"] == 100
+    assert h["low_power_mode"] is False and h["power_mode"] == "2"
+    assert h["thermal_state"] == "nominal"
+    assert h["translated"] is False
+
+
+def test_m1_on_battery_in_low_power_under_rosetta():
+    h = _mac("m1")
+    assert h["chip"] == "Apple M1" and h["model_identifier"] == "MacBookAir10,1"
+    assert (h["cores_p"], h["cores_e"]) == (4, 4)
+    assert h["memory_bytes"] == 16 * 1024**3
+    assert h["os_version"] == "14.6.1" and h["os_build"] == "23G93"
+    assert h["power_source"] == "Battery" and h["battery_pct"] == 76
+    assert h["low_power_mode"] is True
+    assert h["thermal_state"] == "throttled: CPU_Speed_Limit 80"
+    assert h["translated"] is True
+
+
+def test_pmset_settings_prefers_currently_in_use():
+    text = "Battery Power:\n lowpowermode 1\nAC Power:\n lowpowermode 0\n"
+    assert host.parse_pmset_settings(text)["lowpowermode"] == "1"  # no 'in use': first
+    text += "Currently in use:\n lowpowermode 0\n standby 1\n"
+    assert host.parse_pmset_settings(text) == {"lowpowermode": "0", "standby": "1"}
+
+
+def test_thermal_warning_levels():
+    assert host.parse_pmset_therm("")["thermal_state"] is None
+    assert host.parse_pmset_therm("Thermal warning level: 2\n")["thermal_state"] == (
+        "throttled: thermal warning level 2"
+    )
+    assert host.parse_pmset_therm("CPU_Speed_Limit \t= 100\n")["thermal_state"] == "nominal"
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"), [("1\n", True), ("0\n", False), ("", None), (None, None)]
+)
+def test_translated(text, expect):
+    assert host.parse_translated(text) is expect
+
+
+def test_linux_cpuinfo_and_meminfo():
+    cpu = host.parse_cpuinfo(_read("linux_epyc_cpuinfo.txt"))
+    assert cpu == {"chip": "AMD EPYC", "cores_logical": 2, "cores_physical": 2}
+    assert host.parse_meminfo(_read("linux_epyc_meminfo.txt")) == 24684092 * 1024
+
+
+def test_nvidia_smi():
+    assert host.parse_nvidia_smi(_read("linux_nvidia_smi.txt")) == [
+        {"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15"}
+    ]
+    assert host.parse_nvidia_smi("") == []
+
+
+def test_power_source_names():
+    assert host.power_source("AC Power") == "AC"
+    assert host.power_source("Battery Power") == "Battery"
+    assert host.power_source(None) is None
+
+
+def test_capture_here_has_versions_and_store_columns():
+    from anemll_spec.store import schema
+
+    h = host.capture()
+    assert h["python_version"] == ".".join(map(str, sys.version_info[:3]))
+    assert h["numpy_version"] and h["duckdb_version"] and h["coremltools_version"]
+    common = {
+        "hostname", "chip", "cpu_model", "os_name", "os_version", "kernel", "cores_total",
+        "memory_bytes", "python_version", "coremltools_version", "numpy_version",
+        "duckdb_version", "torch_version",
+    }
+    assert common <= set(h) and common <= set(schema.HOSTS.names)
+    if sys.platform.startswith("linux"):
+        assert h["os_name"] == "Linux" and h["memory_bytes"] > 0 and h["cores_total"] >= 1
+
+
+def test_capture_imports_nothing_heavy():
+    import subprocess
+
+    code = (
+        "import sys; from anemll_spec import host; host.capture(); "
+        "print(sorted(m for m in ('coremltools', 'torch', 'numpy', 'duckdb') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_git_info_of_a_checkout(tmp_path):
+    import subprocess
+
+    info = host.git_info(tmp_path)
+    assert info == {"git_commit": None, "git_dirty": None}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    env = ["-c", "user.email=a@b", "-c", "user.name=t"]
+    (tmp_path / "f.txt").write_text("1")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
+    subprocess.run(["git", *env, "-C", str(tmp_path), "commit", "-qm", "x"], check=True)
+    clean = host.git_info(tmp_path)
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert clean == {"git_commit": head, "git_dirty": False}
+    (tmp_path / "f.txt").write_text("2")
+    assert host.git_info(tmp_path)["git_dirty"] is True

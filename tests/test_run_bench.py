@@ -1,0 +1,286 @@
+"""The whole bench flow on the numpy backend: real small models, a real DuckDB store.
+
+Stored statistics are recomputed here from the stored samples with plain numpy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from anemll_spec.progress import Progress
+from anemll_spec.run import Runner
+
+LM_HEAD = """
+name: tiny_head
+model: {family: lm_head, hidden_size: 64, vocab_size: 256, chunks: 2}
+run: {backends: [numpy], warmup: 3, iterations: 40, max_time_s: 10}
+sweep:
+  model.layout: [conv, linear]
+"""
+FFN = """
+name: tiny_ffn
+model: {family: ffn, hidden_size: 64, intermediate_size: 128, seq_len: 4}
+run: {backends: [auto], compute_units: [CPU_AND_NE, ALL], warmup: 2, iterations: 30}
+"""
+ATTENTION = """
+name: tiny_attention
+model: {family: attention, hidden_size: 64, heads: 4, kv_heads: 2, head_dim: 16,
+        context_length: 32}
+run: {backends: [numpy], warmup: 2, iterations: 25}
+"""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def _spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _run(spec: Path, store: Path, cache: Path, **kw):
+    runner = Runner(
+        spec, store=str(store), cache_dir=cache, progress=Progress(io.StringIO(), live=False), **kw
+    )
+    return runner.run()
+
+
+def _cases(store: Path) -> list[dict]:
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        cur = con.execute("SELECT * FROM cases ORDER BY case_index, finished_at")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def _samples(store: Path, case_id: str) -> tuple[np.ndarray, list]:
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT wall_ns, runtime_ns FROM samples WHERE case_id = ? ORDER BY idx", [case_id]
+        ).fetchall()
+    finally:
+        con.close()
+    return np.array([r[0] for r in rows], dtype=np.float64), [r[1] for r in rows]
+
+
+def _check_stats(store: Path, row: dict) -> None:
+    """Every stored statistic, recomputed from the stored samples."""
+    wall_ns, runtime = _samples(store, row["case_id"])
+    ms = wall_ns / 1e6
+    n = len(ms)
+    assert n == row["n_samples"] > 0
+    approx = lambda v: pytest.approx(v, rel=1e-9, abs=1e-12)  # noqa: E731
+    assert row["median_ms"] == approx(np.median(ms)) == row["p50_ms"]
+    assert row["mean_ms"] == approx(ms.mean())
+    assert row["std_ms"] == approx(ms.std(ddof=1))
+    assert row["min_ms"] == approx(ms.min()) and row["max_ms"] == approx(ms.max())
+    for q in (5, 90, 95, 99):
+        assert row[f"p{q}_ms"] == approx(np.percentile(ms, q))
+    q1, q3 = np.percentile(ms, [25, 75])
+    assert row["iqr_ms"] == approx(q3 - q1)
+    assert row["mad_ms"] == approx(np.median(np.abs(ms - np.median(ms))))
+    iqr = q3 - q1
+    assert row["outliers"] == np.sum((ms < q1 - 1.5 * iqr) | (ms > q3 + 1.5 * iqr))
+    assert row["cv"] == approx(ms.std(ddof=1) / ms.mean())
+    assert row["ci_low_ms"] <= row["median_ms"] <= row["ci_high_ms"]
+    srt = np.sort(ms)  # the bootstrap CI of a median sits within ~3 sigma of the middle ranks
+    k = int(np.ceil(1.5 * np.sqrt(n)))
+    assert srt[max(0, n // 2 - k)] <= row["ci_low_ms"] and row["ci_high_ms"] <= srt[min(n - 1, n // 2 + k)]
+    d = n // 10
+    if d >= 2:
+        assert row["drift_ratio"] == approx(np.median(ms[-d:]) / np.median(ms[:d]))
+    assert row["bandwidth_gbps"] == approx(row["weight_bytes"] / (np.median(ms) / 1e3) / 1e9)
+    assert row["tflops"] == approx(row["flops"] / (np.median(ms) / 1e3) / 1e12)
+    if row["backend"] == "numpy":
+        assert all(r is None for r in runtime)  # the executor has no duration of its own
+        assert row["runtime_median_ms"] is None
+
+
+def test_bench_cli_end_to_end(cli, tmp_path):
+    spec = _spec(tmp_path, LM_HEAD)
+    store = tmp_path / "store.duckdb"
+    res = cli("bench", spec, "--store", store, "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "finished" and len(doc["results"]) == 2
+    rows = _cases(store)
+    assert [r["params"] for r in rows] == ['{"model.layout": "conv"}', '{"model.layout": "linear"}']
+    for row, got in zip(rows, doc["results"], strict=True):
+        assert row["status"] == "ok" and row["backend"] == "numpy"
+        assert row["compute_units"] is None and row["n_samples"] == 40
+        assert row["case_id"] == got["case_id"] and row["median_ms"] == got["stats"]["median_ms"]
+        assert row["verify_status"] == "skipped" and "itself" in row["verify_note"]
+        assert row["load_ms"] > 0 and row["first_predict_ms"] > 0 and row["compile_ms"] is None
+        assert row["dispatch_floor_ms"] > 0
+        assert row["weight_bytes"] > 64 * 256 * 2 and row["flops"] == 2 * 64 * 256
+        _check_stats(store, row)
+    con = duckdb.connect(str(store), read_only=True)
+    run = con.execute("SELECT status, spec_name, spec_yaml, command FROM runs").fetchone()
+    host = con.execute("SELECT python_version, numpy_version FROM hosts").fetchone()
+    con.close()
+    assert run[0] == "finished" and run[1] == "tiny_head" and run[2] == spec.read_text()
+    assert "bench" in run[3]
+    assert host == (
+        ".".join(map(str, sys.version_info[:3])),
+        __import__("numpy").__version__,
+    )
+    # the text summary
+    res = cli("bench", spec, "--store", store)
+    assert res.returncode == 0, res.stderr
+    assert "median ms [95% CI]" in res.stdout and "tiny_head[layout=linear]" in res.stdout
+    assert "MEDIAN latency (anemll-bench divides by the mean)" in res.stdout
+
+
+def test_ffn_and_attention_on_auto(tmp_path, cache):
+    store = tmp_path / "s.duckdb"
+    r1 = _run(_spec(tmp_path, FFN, "ffn.yaml"), store, cache)
+    r2 = _run(_spec(tmp_path, ATTENTION, "att.yaml"), store, cache)
+    assert r1.status == r2.status == "finished"
+    rows = _cases(store)
+    assert [r["model_family"] for r in rows] == ["ffn", "attention"]
+    if sys.platform != "darwin":  # auto -> numpy; its two compute units collapse into one
+        assert rows[0]["backend"] == "numpy" and rows[0]["compute_units"] is None
+        assert any("collapsed into one" in n for n in r1.results[0].notes)
+    for row in rows:
+        assert row["status"] == "ok"
+        _check_stats(store, row)
+    assert rows[1]["n_samples"] == 25  # a stateful model (KV cache) timed like any other
+
+
+def test_failed_case_is_recorded_and_the_run_goes_on(cli, tmp_path, cache):
+    from anemll_spec.build import build
+
+    good = build(
+        {
+            **{"family": "lm_head", "hidden_size": 64, "vocab_size": 128, "chunks": 1},
+            **{"layout": "linear", "seq_len": 1, "batch": 1, "dtype": "float16"},
+            **{"compute_precision": "float16", "deployment_target": "iOS18"},
+            **{"compression": "none", "seed": 0, "weight_std": 0.02},
+        },
+        cache_dir=cache,
+    )
+    shutil.copytree(good.path, tmp_path / "good.mlpackage")
+    broken = tmp_path / "broken.mlpackage"
+    shutil.copytree(good.path, broken)
+    for f in broken.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")  # every file of the package corrupted
+    spec = _spec(
+        tmp_path,
+        "name: ext\nmodel: {family: external, path: broken.mlpackage}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 10}\n"
+        "sweep: {model.path: [broken.mlpackage, good.mlpackage]}\n",
+    )
+    store = tmp_path / "s.duckdb"
+    res = cli("bench", spec, "--store", store)
+    assert res.returncode == 1, res.stderr
+    assert "FAILED #0" in res.stdout
+    rows = _cases(store)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["error"] and "broken.mlpackage" in rows[0]["error"]
+    assert rows[0]["n_samples"] == 0 and rows[0]["median_ms"] is None
+    assert rows[1]["n_samples"] == 10
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchone() == ("failed",)
+    con.close()
+
+
+def test_max_time_stops_a_long_run(tmp_path, cache):
+    spec = _spec(
+        tmp_path,
+        "name: mt\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 1000000, max_time_s: 0.3}\n",
+    )
+    t0 = time.perf_counter()
+    res = _run(spec, tmp_path / "s.duckdb", cache)
+    (r,) = res.results
+    assert r.timing.stop == "max_time" and 10 < r.summary.n < 1_000_000
+    assert r.timing.timed_s == pytest.approx(0.3, abs=0.1)
+    assert time.perf_counter() - t0 < 15
+    (row,) = _cases(tmp_path / "s.duckdb")
+    _check_stats(tmp_path / "s.duckdb", row)
+
+
+def test_adaptive_stop_at_target_ci(tmp_path, cache):
+    spec = _spec(
+        tmp_path,
+        "name: ci\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], warmup: 5, iterations: 1000000, max_time_s: 30,\n"
+        "      target_ci_pct: 2.0}\n",
+    )
+    res = _run(spec, tmp_path / "s.duckdb", cache)
+    (r,) = res.results
+    assert r.timing.stop == "target_ci" and r.summary.n < 1_000_000
+    # the 95% CI the run stored is close to the target (bootstrap vs order-statistic CI)
+    assert r.summary.ci_pct < 4.0
+
+
+def test_concurrency_reports_aggregate_throughput(tmp_path, cache):
+    spec = _spec(
+        tmp_path,
+        "name: conc\nmodel: {family: lm_head, hidden_size: 256, vocab_size: 2048, chunks: 2}\n"
+        "run: {backends: [numpy], warmup: 2, iterations: 30, concurrency: 2}\n",
+    )
+    res = _run(spec, tmp_path / "s.duckdb", cache)
+    (r,) = res.results
+    (row,) = _cases(tmp_path / "s.duckdb")
+    assert row["concurrency"] == 2 and row["n_samples"] == 60  # both instances' calls
+    # aggregate rate: at least one instance's rate, at most two instances at full speed
+    one = 1e3 / row["mean_ms"]
+    assert 0.5 * one < row["throughput_ips"] <= 2 * 1e3 / row["min_ms"]
+    assert any("concurrency 2" in n for n in r.notes)
+    _check_stats(tmp_path / "s.duckdb", row)
+
+
+def test_ctrl_c_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, cache):
+    spec = _spec(
+        tmp_path,
+        "name: intr\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 100000000, max_time_s: 1}\n"
+        "sweep: {run.max_time_s: [0.2, 120]}\n",
+    )
+    store = tmp_path / "s.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "ANEMLL_SPEC_CACHE": str(cache)},
+    )
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "[2/2]" in line and "timing" in line:
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(seen) + err
+    rows = _cases(store)
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
+    con.close()

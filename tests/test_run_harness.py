@@ -1,0 +1,147 @@
+"""The timing loop: stop rules, warmup, interleaving, isolation, concurrency."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from anemll_spec.harness import Budget, Timer, time_concurrent, time_interleaved, time_one
+from anemll_spec.stats import order_stat_ci_pct
+
+
+def _counter():
+    calls = []
+    return calls, lambda: calls.append(time.perf_counter_ns())
+
+
+def test_iterations_cap_and_warmup_count():
+    calls, fn = _counter()
+    t = time_one(fn, Budget(warmup=7, iterations=25, min_iterations=1, max_time_s=60))
+    assert t.n == 25 and t.stop == "iterations" and t.warmup_n == 7
+    assert len(calls) == 32
+    assert t.samples_ns.dtype == np.int64 and (t.samples_ns > 0).all()
+    # starts are the timed calls' own clock readings, in order
+    assert (np.diff(t.starts_ns) > 0).all()
+    assert np.all(t.starts_ns <= np.array(calls[7:]))
+
+
+def test_samples_measure_the_call():
+    t = time_one(lambda: time.sleep(0.002), Budget(warmup=0, iterations=5, min_iterations=1))
+    assert (t.samples_ns >= 2_000_000).all()
+    assert (t.samples_ns < 200_000_000).all()
+
+
+def test_max_time_stops_early():
+    budget = Budget(warmup=0, iterations=100_000, min_iterations=1, max_time_s=0.1)
+    t0 = time.perf_counter()
+    t = time_one(lambda: time.sleep(0.002), budget)
+    elapsed = time.perf_counter() - t0
+    assert t.stop == "max_time"
+    assert 10 <= t.n <= 60  # ~0.1 s / 2+ ms per call
+    assert elapsed < 0.5
+    assert t.timed_s == pytest.approx(elapsed, abs=0.05)
+
+
+def test_min_iterations_outlasts_max_time():
+    budget = Budget(warmup=0, iterations=1000, min_iterations=12, max_time_s=1e-6)
+    t = time_one(lambda: time.sleep(0.001), budget)
+    assert t.n == 12 and t.stop == "max_time"
+
+
+def test_warmup_by_time():
+    calls, fn = _counter()
+
+    def slow():
+        fn()
+        time.sleep(0.001)
+
+    t = time_one(slow, Budget(warmup=2, warmup_s=0.05, iterations=3, min_iterations=1))
+    assert t.warmup_s >= 0.05
+    assert t.warmup_n >= 10 and len(calls) == t.warmup_n + 3
+
+
+def test_adaptive_stop_at_target_ci():
+    budget = Budget(
+        warmup=0, iterations=100_000, min_iterations=10, max_time_s=30, target_ci_pct=5.0
+    )
+    t = time_one(lambda: time.sleep(0.001), budget)
+    assert t.stop == "target_ci"
+    assert t.n < 2000
+    # independently: the stored samples meet the target
+    assert order_stat_ci_pct(t.samples_ns.astype(float)) <= 5.0
+
+
+def test_adaptive_stop_not_before_min_iterations():
+    budget = Budget(warmup=0, iterations=1000, min_iterations=200, target_ci_pct=50.0)
+    t = time_one(lambda: None, budget)
+    assert t.n >= 200
+
+
+def test_runtime_probe_is_recorded_outside_the_timed_call():
+    seq = iter(range(100, 200))
+    t = time_one(lambda: None, Budget(warmup=0, iterations=5), after=lambda: next(seq))
+    assert t.runtime_ns.tolist() == [100, 101, 102, 103, 104]
+    t = time_one(lambda: None, Budget(warmup=0, iterations=3), after=lambda: None)
+    assert t.runtime_ns.tolist() == [-1, -1, -1]
+
+
+def test_interleaving_alternates_variants():
+    order: list[str] = []
+    budget = Budget(warmup=2, iterations=4, min_iterations=1, max_time_s=60)
+    timers = [Timer(lambda k=k: order.append(k), budget) for k in "ABC"]
+    res = time_interleaved(timers)
+    assert order[:6] == list("AABBCC")  # each variant warms up first
+    assert order[6:] == list("ABC") * 4  # then A B C A B C ...
+    assert [r.n for r in res] == [4, 4, 4]
+
+
+def test_interleaving_keeps_each_variants_budget():
+    order: list[str] = []
+    short = Budget(warmup=0, iterations=2, min_iterations=1)
+    long = Budget(warmup=0, iterations=5, min_iterations=1)
+    res = time_interleaved(
+        [Timer(lambda: order.append("A"), short), Timer(lambda: order.append("B"), long)]
+    )
+    assert order == list("ABAB") + list("BBB")
+    assert [r.n for r in res] == [2, 5]
+
+
+def test_interleaving_isolates_a_failing_variant():
+    n = {"B": 0}
+
+    def b():
+        n["B"] += 1
+        if n["B"] > 3:
+            raise RuntimeError("device lost")
+
+    budget = Budget(warmup=1, iterations=6, min_iterations=1)
+    res = time_interleaved([Timer(lambda: None, budget), Timer(b, budget)], isolate=True)
+    assert res[0].n == 6
+    assert isinstance(res[1], RuntimeError)
+    with pytest.raises(RuntimeError):
+        n["B"] = 0
+        time_interleaved([Timer(lambda: None, budget), Timer(b, budget)])
+
+
+def test_concurrency_aggregate_throughput():
+    # time.sleep releases the GIL, like Core ML's and BLAS's native work
+    budget = Budget(warmup=1, iterations=15, min_iterations=1, max_time_s=60)
+    single = time_one(lambda: time.sleep(0.01), budget)
+    single_ips = single.n / (single.samples_ns.sum() / 1e9)
+    res = time_concurrent([lambda: time.sleep(0.01)] * 4, budget)
+    assert res.calls == 60 and len(res.per_instance) == 4
+    assert res.throughput_per_s == pytest.approx(60 / res.wall_s)
+    assert res.throughput_per_s > 2.5 * single_ips  # 4 instances overlap
+    wall, starts = res.pooled()
+    assert len(wall) == 60 and (np.diff(starts) >= 0).all()
+    assert (wall >= 10_000_000).all()  # per-instance latency stays ~ one call
+
+
+def test_concurrency_propagates_errors():
+    def boom():
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        time_concurrent([lambda: None, boom], Budget(warmup=1, iterations=3))

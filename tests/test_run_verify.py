@@ -1,0 +1,74 @@
+"""verify.compare on real executor outputs: fp16-rounded execution against the fp32 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anemll_spec.verify import compare, top1_agreement, vocab_axis
+
+DEFAULT_TOL = {"max_abs_error": 0.05, "rel_l2_error": 0.01, "min_cosine": 0.999,
+               "min_top1_agreement": 1.0}
+HEAD = {
+    "family": "lm_head", "hidden_size": 256, "vocab_size": 1024, "chunks": 4, "layout": "conv",
+    "seq_len": 3, "batch": 1, "dtype": "float16", "compute_precision": "float16",
+    "deployment_target": "iOS18", "compression": "none", "seed": 0, "weight_std": 0.02,
+}
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """(fp16-rounded outputs, fp32 reference) of a real LM head on the same inputs."""
+    from anemll_spec.build import build
+    from anemll_spec.executor import load
+    from anemll_spec.model_io import describe, synth_inputs
+
+    built = build(HEAD, cache_dir=tmp_path_factory.mktemp("cache"))
+    inputs = synth_inputs(describe(built.path), seed=1)
+    ref = load(built.path).predict(inputs)
+    half = load(built.path, fp16=True).predict(inputs)
+    return half, ref
+
+
+def test_fp16_execution_passes_default_tolerances(outputs):
+    half, ref = outputs
+    v = compare(half, ref, DEFAULT_TOL, vocab_chunk=256)
+    a = np.concatenate([np.asarray(half[k], np.float64).ravel() for k in ref])
+    b = np.concatenate([np.asarray(r, np.float64).ravel() for r in ref.values()])
+    assert v.max_abs_error == pytest.approx(np.abs(a - b).max())
+    assert v.rel_l2_error == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b))
+    assert v.cosine == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert 0 < v.max_abs_error < 0.05
+    # top-1 over the concatenated chunks, per position (3 positions), computed by hand
+    full_a = np.concatenate([half[k] for k in ref], axis=-1).reshape(-1, 1024)
+    full_b = np.concatenate(list(ref.values()), axis=-1).reshape(-1, 1024)
+    assert v.top1_agreement == pytest.approx(np.mean(full_a.argmax(1) == full_b.argmax(1)))
+    assert v.status == "pass" and v.note is None
+
+
+def test_tight_tolerance_fails_with_the_reason(outputs):
+    half, ref = outputs
+    tight = {**DEFAULT_TOL, "max_abs_error": 1e-6}
+    v = compare(half, ref, tight, vocab_chunk=256)
+    assert v.status == "fail" and "max_abs_error" in v.note and "> 1e-06" in v.note
+
+
+def test_wrong_outputs_fail(outputs):
+    _, ref = outputs
+    shuffled = {k: np.asarray(v)[..., ::-1].copy() for k, v in ref.items()}
+    v = compare(shuffled, ref, DEFAULT_TOL, vocab_chunk=256)
+    assert v.status == "fail" and v.top1_agreement < 1.0 and v.cosine < 0.5
+    missing = dict(list(ref.items())[1:])
+    assert compare(missing, ref, DEFAULT_TOL).status == "fail"
+    nan = {k: np.full_like(np.asarray(v), np.nan) for k, v in ref.items()}
+    v = compare(nan, ref, DEFAULT_TOL)
+    assert v.status == "fail" and "non-finite" in v.note
+
+
+def test_vocab_axis_in_both_layouts():
+    assert vocab_axis((1, 1, 16032), 16032) == 2
+    assert vocab_axis((1, 16032, 1, 4), 16032) == 1
+    a = [np.eye(3, 4)[None], np.zeros((1, 3, 4))]  # two chunks of 4 logits, 3 positions
+    b = [np.zeros((1, 3, 4)), np.eye(3, 4)[None]]
+    assert top1_agreement(a, a, 4) == 1.0
+    assert top1_agreement(a, b, 4) == 0.0

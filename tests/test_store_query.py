@@ -1,0 +1,186 @@
+"""`anemll-spec query` (read-only, formats) and the stock duckdb CLI on the store."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.store.synth import case, new_run, samples_ns
+
+from anemll_spec.store import append_case, finish_run
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERIES = sorted((ROOT / "store" / "queries").glob("*.sql"))
+DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two chips, both published models, two compute units, dispatch floors and drift."""
+    path = tmp_path_factory.mktemp("q") / "results.duckdb"
+    rng = np.random.default_rng(5)
+    for chip, scale in (("Apple M1 Max", 2.0), ("Apple M4 Max", 1.0)):
+        run_id = new_run(path, chip=chip)
+        for model, ms in (("llama_lm_head", 8.8), ("llama_lm_head_lut6", 3.9)):
+            for cu, f in (("CPU_AND_NE", 1.0), ("CPU_ONLY", 4.0)):
+                wall = samples_ns(rng, 100, ms * scale * f)
+                append_case(
+                    path,
+                    run_id,
+                    case(
+                        model,
+                        model,
+                        wall=wall,
+                        compute_units=cu,
+                        dispatch_floor_ms=0.25,
+                        drift_ratio=1.2 if cu == "CPU_ONLY" else 1.0,
+                        throttled=cu == "CPU_ONLY",
+                    ),
+                    wall,
+                )
+        finish_run(path, run_id, "finished")
+    return path
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256(path.read_bytes())
+    wal = Path(str(path) + ".wal")
+    if wal.exists():
+        h.update(wal.read_bytes())
+    return h.hexdigest()
+
+
+def test_table_csv_json_formats(cli, store):
+    sql = "SELECT chip, model_name, compute_units, median_ms FROM results ORDER BY 1, 2, 3"
+    table = cli("query", sql, "--store", store)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["chip", "model_name", "compute_units", "median_ms"]
+    assert set(lines[1]) <= {"-", " "} and lines[-1] == "(8 rows)"
+    # numbers right-aligned in their column
+    ends = {len(line) for line in lines[2:-1]}
+    assert len(ends) == 1
+
+    as_json = json.loads(cli("query", sql, "--store", store, "--json").stdout)
+    as_csv = list(csv.DictReader(io.StringIO(cli("query", sql, "--store", store, "--format", "csv").stdout)))
+    assert len(as_json) == len(as_csv) == 8
+    assert [r["chip"] for r in as_json][:4] == ["M1 Max"] * 4
+    for j, c in zip(as_json, as_csv, strict=True):
+        assert float(c["median_ms"]) == j["median_ms"]
+
+
+def test_query_files_and_names(cli, store, tmp_path):
+    f = tmp_path / "mine.sql"
+    f.write_text("-- count\nSELECT count(*) AS n FROM cases;\n")
+    out = cli("query", f, "--store", store, "--json")
+    assert json.loads(out.stdout) == [{"n": 8}]
+    named = cli("query", "dispatch_floor_share", "--store", store, "--json")
+    rows = json.loads(named.stdout)
+    assert len(rows) == 8
+    for r in rows:
+        assert r["floor_share"] == pytest.approx(0.25 / r["median_ms"], abs=1e-3)
+    missing = cli("query", "no_such_query", "--store", store)
+    assert missing.returncode == 2 and "chip_factors" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO runs (run_id, started_at, status) VALUES ('x', now(), 'running')",
+        "DELETE FROM samples",
+        "DROP TABLE cases",
+        "UPDATE cases SET median_ms = 0",
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE OR REPLACE VIEW results AS SELECT 1",
+        "ATTACH '{other}' AS o; CREATE TABLE o.t AS SELECT * FROM cases",
+        "ATTACH '{store}' AS w; DROP TABLE w.cases",
+        "COPY cases TO '{out}'",
+        "COPY (SELECT 1) TO '{store}'",
+        "SET enable_external_access = true; COPY cases TO '{out}'",
+        "INSTALL httpfs",
+        "SELECT * FROM read_csv('/etc/passwd')",
+    ],
+)
+def test_query_cannot_change_the_store(cli, store, tmp_path, sql):
+    before = digest(store)
+    out = tmp_path / "leak.csv"
+    other = tmp_path / "other.duckdb"
+    result = cli("query", sql.format(store=store, out=out, other=other), "--store", store)
+    assert result.returncode == 2
+    assert "query failed" in result.stderr and "Traceback" not in result.stderr
+    assert digest(store) == before
+    assert not out.exists() and not other.exists()
+
+
+def test_missing_store_is_a_clear_error(cli, tmp_path):
+    result = cli("query", "SELECT 1", "--store", tmp_path / "none.duckdb")
+    assert result.returncode == 2
+    assert "no results store at" in result.stderr
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+@pytest.mark.parametrize("query_file", QUERIES, ids=[q.stem for q in QUERIES])
+def test_the_duckdb_cli_runs_every_query_file(store, query_file):
+    text = query_file.read_text()
+    assert text.startswith("--"), "each query starts with a comment saying what it measures"
+    result = subprocess.run(
+        [str(DUCKDB_CLI), "-readonly", "-bail", "-csv", str(store)],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows, f"{query_file.name} returned no rows"
+
+
+def test_the_duckdb_cli_runs_the_factor_macro(store):
+    result = subprocess.run(
+        [
+            str(DUCKDB_CLI),
+            "-readonly",
+            "-bail",
+            "-json",
+            str(store),
+            "-c",
+            "SELECT chip, model, bandwidth_factor FROM chip_factors_vs('M4 Max') "
+            "WHERE source = 'own' AND compute_units = 'CPU_AND_NE' ORDER BY chip, model",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["chip"], r["model"]) for r in rows] == [
+        ("M1 Max", "llama_lm_head"),
+        ("M1 Max", "llama_lm_head_lut6"),
+        ("M4 Max", "llama_lm_head"),
+        ("M4 Max", "llama_lm_head_lut6"),
+    ]
+    by = {(r["chip"], r["model"]): r["bandwidth_factor"] for r in rows}
+    assert by[("M4 Max", "llama_lm_head")] == pytest.approx(1.0)
+    assert by[("M1 Max", "llama_lm_head")] == pytest.approx(0.5, rel=0.05)
+
+
+def test_compute_unit_query_speedups(cli, store):
+    rows = json.loads(cli("query", "compute_units", "--store", store, "--json").stdout)
+    ne = [r for r in rows if r["compute_units"] == "CPU_AND_NE"]
+    assert len(ne) == 4
+    for r in ne:
+        assert r["speedup_vs_cpu_only"] == pytest.approx(4.0, rel=0.02)
+        assert r["relative_to_fastest"] == 1.0
+
+
+def test_throttling_query_puts_drifting_cases_first(cli, store):
+    rows = json.loads(cli("query", "throttling", "--store", store, "--json").stdout)
+    flags = [r["throttled"] for r in rows]
+    assert flags == [True] * 4 + [False] * 4

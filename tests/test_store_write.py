@@ -1,0 +1,290 @@
+"""The write API against real DuckDB files: rows, samples, placements, validation, locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+
+import duckdb
+import numpy as np
+import pytest
+from fixtures.store.synth import case, host, new_run, run, samples_ns
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import (
+    StoreLocked,
+    append_case,
+    begin_run,
+    default_target,
+    finish_run,
+    open_store,
+    schema,
+)
+
+
+def read(store, sql, params=()):
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def test_default_target_precedence(monkeypatch):
+    monkeypatch.delenv("ANEMLL_SPEC_STORE", raising=False)
+    assert default_target() == "store/results.duckdb"
+    monkeypatch.setenv("ANEMLL_SPEC_STORE", "/x/env.duckdb")
+    assert default_target() == "/x/env.duckdb"
+    assert default_target("cli.duckdb") == "cli.duckdb"
+
+
+def test_run_case_samples_round_trip(tmp_path):
+    store = tmp_path / "s" / "results.duckdb"  # parent folder is created
+    rng = np.random.default_rng(0)
+    started = dt.datetime(2025, 5, 1, 10, 0, 0)
+    run_id = begin_run(store, run(started_at=started, git_dirty=True), host())
+    wall = samples_ns(rng, 500, 7.5)
+    cid = append_case(store, run_id, case("k1", wall=wall, params={"model.vocab_size": 32000}), wall)
+    finish_run(store, run_id, "finished")
+
+    got = np.array([r[0] for r in read(store, "SELECT wall_ns FROM samples ORDER BY idx")])
+    np.testing.assert_array_equal(got, wall)
+    (status, fin, st, dirty, pid), = read(
+        store, "SELECT status, finished_at, started_at, git_dirty, writer_pid FROM runs"
+    )
+    assert status == "finished" and fin is not None and st == started and dirty is True
+    assert pid == os.getpid()
+    (n, median, params, key), = read(
+        store, "SELECT n_samples, median_ms, params, case_key FROM cases WHERE case_id = ?", [cid]
+    )
+    assert n == 500 and key == "k1"
+    assert median == pytest.approx(np.median(wall) / 1e6)
+    assert json.loads(params) == {"model.vocab_size": 32000}
+    # the results view joins run and host and normalises the chip name
+    (chip, raw, run_status, source), = read(
+        store, "SELECT chip, chip_raw, run_status, source FROM results"
+    )
+    assert (chip, raw, run_status, source) == ("M4 Max", "Apple M4 Max", "finished", "own")
+
+
+def test_identical_hosts_share_a_row(tmp_path):
+    store = tmp_path / "r.duckdb"
+    begin_run(store, run(), host())
+    begin_run(store, run(), host())
+    begin_run(store, run(), host(thermal_state="serious"))
+    assert read(store, "SELECT count(*) FROM hosts") == [(2,)]
+    assert read(store, "SELECT count(DISTINCT host_id) FROM runs") == [(2,)]
+
+
+@pytest.mark.parametrize(
+    "samples, wall, runtime",
+    [
+        ([3, 1, 2], [3, 1, 2], [None, None, None]),
+        (np.array([5, 6], dtype=np.int32), [5, 6], [None, None]),
+        (np.array([5.0, 6.0]), [5, 6], [None, None]),
+        (np.array([[10, 7], [11, 8]], dtype=np.int64), [10, 11], [7, 8]),
+        (np.array([[10, np.nan], [11, 8.0]]), [10, 11], [None, 8]),
+        ([(10, None), (11, 9)], [10, 11], [None, 9]),
+        ([], [], []),
+    ],
+)
+def test_sample_forms(tmp_path, samples, wall, runtime):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    cid = append_case(store, run_id, case(), samples)
+    rows = read(store, "SELECT idx, wall_ns, runtime_ns FROM samples WHERE case_id = ? ORDER BY idx", [cid])
+    assert [r[0] for r in rows] == list(range(len(wall)))
+    assert [r[1] for r in rows] == wall
+    assert [r[2] for r in rows] == runtime
+    assert read(store, "SELECT n_samples FROM cases") == [(len(wall),)]
+
+
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        ([1, -2], "negative"),
+        (np.array([1.5, 2.0]), "whole nanoseconds"),
+        (np.array([1.0, np.inf]), "finite"),
+        (np.zeros((2, 3)), "shape"),
+        (["a", "b"], "integers"),
+    ],
+)
+def test_bad_samples_write_nothing(tmp_path, samples, message):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    with pytest.raises(InputError, match=message):
+        append_case(store, run_id, case(), samples)
+    assert read(store, "SELECT count(*) FROM cases") == [(0,)]
+
+
+def test_case_dict_takes_exactly_the_declared_columns(tmp_path):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    with pytest.raises(InputError, match="unknown field.*'median_msec'"):
+        append_case(store, run_id, case(median_msec=1.0), [1])
+    with pytest.raises(InputError, match="unknown field.*'case_id'"):
+        append_case(store, run_id, case(case_id="mine"), [1])
+    # missing -> NULL; NaN -> NULL
+    cid = append_case(store, run_id, {"case_key": "k", "status": "ok", "mean_ms": float("nan")}, [1])
+    row = read(store, "SELECT * FROM cases WHERE case_id = ?", [cid])[0]
+    names = schema.CASES.names
+    values = dict(zip(names, row, strict=True))
+    filled = {"case_id", "run_id", "case_key", "status", "n_samples", "finished_at"}
+    assert all(values[n] is None for n in names if n not in filled)
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"status": "great"}, "status = 'great' is not one of ok, failed, skipped"),
+        ({"median_ms": -1.0}, "median_ms = -1.0 is below its minimum 0"),
+        ({"median_ms": "7"}, "median_ms must be a number"),
+        ({"throttled": 1}, "throttled must be a bool"),
+        ({"weight_bytes": 1.5}, "weight_bytes = 1.5 must be an integer"),
+        ({"case_index": 2**40}, "does not fit INTEGER"),
+        ({"verify_cosine": 1.5}, "above its maximum"),
+        ({"case_key": None}, "case_key is required"),
+        ({"n_samples": 3}, "n_samples = 3 but 1 samples given"),
+        ({"params": "{not json"}, "not valid JSON"),
+    ],
+)
+def test_case_values_are_checked(tmp_path, over, message):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        append_case(store, run_id, case(**over), [1])
+    assert read(store, "SELECT count(*) FROM cases") == [(0,)]
+
+
+def test_run_and_host_dicts_are_checked(tmp_path):
+    store = tmp_path / "r.duckdb"
+    with pytest.raises(InputError, match="unknown field.*'status'"):
+        begin_run(store, run(status="finished"), host())
+    with pytest.raises(InputError, match="unknown field.*'gpu_name'"):
+        begin_run(store, run(), host(gpu_name="x"))
+    with pytest.raises(InputError, match="no run 'nope'"):
+        append_case(store, "nope", case(), [1])
+    run_id = new_run(store)
+    with pytest.raises(InputError, match="status 'done'"):
+        finish_run(store, run_id, "done")
+
+
+def test_placements_and_numpy_scalars(tmp_path):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    plc = [
+        {"op_name": "x", "op_type": "conv", "preferred_device": "NeuralEngine", "estimated_cost": None},
+        {"op_name": "y", "op_type": "add", "preferred_device": "CPU", "estimated_cost": np.float32(0.25)},
+    ]
+    cid = append_case(
+        store, run_id, case(median_ms=np.float64(1.5), weight_bytes=np.int64(7)), [1, 2], plc
+    )
+    rows = read(
+        store,
+        "SELECT op_index, op_name, op_type, preferred_device, estimated_cost FROM placements "
+        "WHERE case_id = ? ORDER BY op_index",
+        [cid],
+    )
+    assert rows == [(0, "x", "conv", "NeuralEngine", None), (1, "y", "add", "CPU", 0.25)]
+    assert read(store, "SELECT median_ms, weight_bytes FROM cases") == [(1.5, 7)]
+    with pytest.raises(InputError, match="placement 0: unknown field"):
+        append_case(store, run_id, case(), [1], [{"device": "CPU"}])
+
+
+def test_newer_store_is_refused(tmp_path):
+    store = tmp_path / "r.duckdb"
+    open_store(store).close()
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    for read_only in (False, True):
+        with pytest.raises(InputError, match="schema v99, written by a newer anemll-spec"):
+            open_store(store, read_only=read_only)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    other = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(other))
+    con.execute("CREATE TABLE t (a INTEGER)")
+    con.close()
+    with pytest.raises(InputError, match="not an anemll-spec results store"):
+        open_store(other)
+    text = tmp_path / "notes.duckdb"
+    text.write_text("hello")
+    with pytest.raises(InputError, match="cannot open the store"):
+        open_store(text)
+    with pytest.raises(InputError, match="no results store at"):
+        open_store(tmp_path / "missing.duckdb", read_only=True)
+    with pytest.raises(InputError, match="only DuckDB files"):
+        open_store("ducklake:postgres:dbname=lab")
+
+
+HOLD_LOCK = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def test_waits_for_a_locked_store_then_fails_clearly(tmp_path, capfd):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(store), "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        with pytest.raises(StoreLocked, match="stayed locked by another process for 0.5 s"):
+            append_case(store, run_id, case(), [1], lock_timeout_s=0.5)
+        assert 0.4 < time.monotonic() - t0 < 5
+        err = capfd.readouterr().err
+        assert err.count(f"waiting for the store {store} (locked by another process)...") == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_waits_until_the_lock_is_released(tmp_path):
+    store = tmp_path / "r.duckdb"
+    run_id = new_run(store)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(store), "1.0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        append_case(store, run_id, case(), [1, 2, 3], lock_timeout_s=30)
+        assert time.monotonic() - t0 > 0.5  # it did wait
+    finally:
+        holder.wait(timeout=30)
+    assert read(store, "SELECT count(*) FROM samples") == [(3,)]
+
+
+def test_stale_running_runs_become_interrupted(tmp_path):
+    store = tmp_path / "r.duckdb"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from fixtures.store.synth import new_run; print(new_run(sys.argv[1]))",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(__file__),
+    )
+    dead_run = child.stdout.strip()
+    mine = new_run(store)  # begin_run notices the dead writer of the first run
+    status = dict(read(store, "SELECT run_id, status FROM runs"))
+    assert status == {dead_run: "interrupted", mine: "running"}
+    # a live writer's run is left alone
+    new_run(store)
+    assert dict(read(store, "SELECT run_id, status FROM runs"))[mine] == "running"
