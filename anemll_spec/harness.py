@@ -93,9 +93,7 @@ class Timer:
         self.warmup_n = 0
         self.warmup_s = 0.0
         self._next_check = (
-            max(budget.min_iterations, 6) + budget.check_every
-            if budget.target_ci_pct
-            else cap + 1
+            max(budget.min_iterations, 6) + budget.check_every if budget.target_ci_pct else cap + 1
         )
         self._next_report = 0
 
@@ -253,7 +251,9 @@ def time_concurrent(
     """Each fn (one model instance each) warms up, waits at a barrier, then all are
     timed at once. Throughput = all calls / wall time from first start to last end."""
     n = len(fns)
-    timers = [Timer(f, budget, on_progress=on_progress if i == 0 else None) for i, f in enumerate(fns)]
+    timers = [
+        Timer(f, budget, on_progress=on_progress if i == 0 else None) for i, f in enumerate(fns)
+    ]
     barrier = threading.Barrier(n)
     bounds: list[tuple[int, int]] = [(0, 0)] * n
     errors: list[BaseException] = []

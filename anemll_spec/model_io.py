@@ -23,7 +23,13 @@ from pathlib import Path
 from anemll_spec.errors import InputError
 
 # Core ML array data types -> numpy dtype names
-_PROTO_DTYPES = {65552: "float16", 65568: "float32", 65600: "float64", 131104: "int32", 131080: "int8"}
+_PROTO_DTYPES = {
+    65552: "float16",
+    65568: "float32",
+    65600: "float64",
+    131104: "int32",
+    131080: "int8",
+}
 _SCHEMA_DTYPES = {
     "float16": "float16",
     "float32": "float32",
@@ -33,7 +39,13 @@ _SCHEMA_DTYPES = {
     "int32": "int32",
     "int8": "int8",
 }
-_MIL_DTYPES = {"fp16": "float16", "fp32": "float32", "fp64": "float64", "int32": "int32", "int8": "int8"}
+_MIL_DTYPES = {
+    "fp16": "float16",
+    "fp32": "float32",
+    "fp64": "float64",
+    "int32": "int32",
+    "int8": "int8",
+}
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,9 @@ def package_model_path(pkg: Path) -> Path:
         entry = doc["itemInfoEntries"][root]
         rel = entry["path"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{pkg}: Manifest.json is damaged ({exc.__class__.__name__}: {exc})") from None
+        raise InputError(
+            f"{pkg}: Manifest.json is damaged ({exc.__class__.__name__}: {exc})"
+        ) from None
     model = pkg / "Data" / rel
     if not model.is_file():
         raise InputError(f"{pkg}: the model file Data/{rel} named in Manifest.json is missing")
@@ -120,9 +134,8 @@ def load_spec_proto(pkg: Path):
 
 
 def _parse_model_proto(data: bytes, where: Path):
-    from google.protobuf.message import DecodeError
-
     from coremltools.proto import Model_pb2
+    from google.protobuf.message import DecodeError
 
     spec = Model_pb2.Model()
     try:
@@ -199,7 +212,9 @@ def _schema_shape(entry: dict, where: Path) -> tuple[int, ...]:
         dims = json.loads(raw) if isinstance(raw, str) else raw
         return tuple(int(d) for d in dims)
     except (ValueError, TypeError):
-        raise InputError(f"{where}: feature {entry.get('name')!r} has a bad shape {raw!r}") from None
+        raise InputError(
+            f"{where}: feature {entry.get('name')!r} has a bad shape {raw!r}"
+        ) from None
 
 
 def _schema_feature(entry: dict, where: Path) -> TensorInfo:
@@ -209,7 +224,9 @@ def _schema_feature(entry: dict, where: Path) -> TensorInfo:
     dt = str(entry.get("dataType", "")).lower()
     dtype = _SCHEMA_DTYPES.get(dt)
     if dtype is None:
-        raise InputError(f"{where}: feature {name!r} has unsupported data type {entry.get('dataType')!r}")
+        raise InputError(
+            f"{where}: feature {name!r} has unsupported data type {entry.get('dataType')!r}"
+        )
     return TensorInfo(name, _schema_shape(entry, where), dtype)
 
 

@@ -226,7 +226,9 @@ def check_backends(cases: list[Case]) -> tuple[str | None, list[str]]:
     return auto, notes
 
 
-def resolve_variants(case: Case, auto: str | None) -> tuple[list[tuple[str, str | None]], list[str]]:
+def resolve_variants(
+    case: Case, auto: str | None
+) -> tuple[list[tuple[str, str | None]], list[str]]:
     """(backend, compute units) to measure; compute units collapse where they don't apply."""
     out: list[tuple[str, str | None]] = []
     collapsed: dict[str, int] = {}
@@ -319,7 +321,7 @@ class Runner:
                     self.progress.phase("cooldown", f"{case.run['cooldown_s']:g} s")
                     time.sleep(case.run["cooldown_s"])
                 self.progress.case(i + 1, len(self.cases), case.model_name)
-                for r in self.run_case(case, workdir):
+                for r in self._run_case_guarded(case, workdir):
                     r.case_id = append_case(
                         self.target, run_id, r.store_row(), r.samples_or_empty(), r.placements
                     )
@@ -328,6 +330,9 @@ class Runner:
         except KeyboardInterrupt:
             status = "interrupted"
             self.progress.note("interrupted: finished cases are kept; run marked 'interrupted'")
+        except BaseException:
+            status = "failed"  # e.g. the store stayed locked: close the run, then report
+            raise
         finally:
             self.progress.close()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -340,6 +345,17 @@ class Runner:
         )
 
     # ---- one case
+    def _run_case_guarded(self, case: Case, workdir: Path) -> list[VariantResult]:
+        """run_case, with an unexpected error failing the case instead of the run."""
+        try:
+            return self.run_case(case, workdir)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            variants, _ = resolve_variants(case, self.auto)
+            error = f"internal error: {_err(exc)}"
+            return [VariantResult(case, b, cu, status="failed", error=error) for b, cu in variants]
+
     def run_case(self, case: Case, workdir: Path) -> list[VariantResult]:
         variants, notes = resolve_variants(case, self.auto)
         for n in notes:
@@ -370,6 +386,9 @@ class Runner:
             for _, sessions, _, _ in opened:
                 for s in sessions:
                     s.close()
+            for p in prepared.values():  # compiled copies can be GBs: drop them per case
+                if p.path != p.source and workdir in p.path.parents:
+                    shutil.rmtree(p.path.parent, ignore_errors=True)
         for r in results:
             if r.status == "ok" and case.run.get("dispatch_floor", True):
                 r.dispatch_floor_ms = self._floor(r, case, workdir)
@@ -383,7 +402,9 @@ class Runner:
         built = build(case.model, cache_dir=self.cache_dir)
         self.progress.phase("build", "cache hit" if built.cached else f"{built.build_s:.1f} s")
         io = describe(built.path)
-        inputs = synth_inputs(io, seed=case.model.get("seed", 0), int_ranges=case.model.get("input_ranges"))
+        inputs = synth_inputs(
+            io, seed=case.model.get("seed", 0), int_ranges=case.model.get("input_ranges")
+        )
         return built, io, inputs
 
     def _reference(self, case, built, inputs, results) -> dict | None:
@@ -429,7 +450,9 @@ class Runner:
         try:
             backend = self._backend(r.backend)
             prepared = self._prepared(backend, built, io, workdir, cache)
-            r.phases_ms["compile"] = None if prepared.compile_s is None else prepared.compile_s * 1e3
+            r.phases_ms["compile"] = (
+                None if prepared.compile_s is None else prepared.compile_s * 1e3
+            )
             fp16 = bool(case.run.get("fp16_reference", False))
             self.progress.phase("load", r.label)
             for k in range(int(case.run.get("concurrency", 1))):
@@ -444,7 +467,9 @@ class Runner:
             first = sessions[0].predict(feed, state)
             r.phases_ms["first_predict"] = (time.perf_counter_ns() - t0) / 1e6
             if r.verdict is None:
-                r.verdict = compare(first, reference, case.run["tolerance"], vocab_chunk=_vocab_chunk(case))
+                r.verdict = compare(
+                    first, reference, case.run["tolerance"], vocab_chunk=_vocab_chunk(case)
+                )
                 if r.verdict.status == "fail":
                     r.fail(f"verify failed: {r.verdict.note}")
             try:
@@ -483,16 +508,24 @@ class Runner:
                 wall, starts = res.pooled()
                 self._finish(r, res.per_instance[0], wall, starts, None)
                 r.throughput_ips = res.throughput_per_s
+                per = ", ".join(
+                    f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance
+                )
                 r.notes.append(
                     f"concurrency {conc}: {res.throughput_per_s:.1f} inferences/s aggregate; "
-                    "latency statistics pool all instances' calls"
+                    f"per-instance median ms: {per}; latency statistics pool all instances"
                 )
             return
         timers = []
         for r, sessions, feed, state in opened:
             s = sessions[0]
             timers.append(
-                Timer(s.bind(feed, state), budget, after=s.runtime_probe, on_progress=self._on_progress(r))
+                Timer(
+                    s.bind(feed, state),
+                    budget,
+                    after=s.runtime_probe,
+                    on_progress=self._on_progress(r),
+                )
             )
         if case.run.get("interleave", True) and len(timers) > 1:
             self.progress.phase("timing", "interleaved: " + " ".join(r.label for r, *_ in opened))
@@ -597,7 +630,9 @@ def _one_line(r: VariantResult) -> str:
     if r.status != "ok" or r.summary is None:
         return f"  {r.label}: FAILED: {r.error}"
     s = r.summary
-    text = f"  {r.label}: median {s.median_ms:.3f} ms [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}] n={s.n}"
+    text = (
+        f"  {r.label}: median {s.median_ms:.3f} ms [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}] n={s.n}"
+    )
     if r.bandwidth_gbs:
         text += f", {r.bandwidth_gbs:.2f} GB/s"
     return text
@@ -612,7 +647,11 @@ def chip_name(chip: str | None) -> str | None:
 
 
 def published_factor(
-    model_name: str, bandwidth_gbs: float | None, median_ms: float | None, rows: list[tuple], chip: str | None
+    model_name: str,
+    bandwidth_gbs: float | None,
+    median_ms: float | None,
+    rows: list[tuple],
+    chip: str | None,
 ) -> dict | None:
     """Speed of this result relative to a published one (>1: faster than published).
 
@@ -669,4 +708,3 @@ def add_published(target: str, results: list[VariantResult], host: dict) -> None
         r.published = published_factor(
             r.case.model_name, r.bandwidth_gbs, r.summary.median_ms, mine, chip
         )
-

@@ -53,7 +53,9 @@ def compare(
         if np.size(outputs[k]) != np.size(v)
     ]
     if bad_shape:
-        return Verdict("fail", note="output sizes differ from the reference: " + "; ".join(bad_shape))
+        return Verdict(
+            "fail", note="output sizes differ from the reference: " + "; ".join(bad_shape)
+        )
     out = np.concatenate([np.asarray(outputs[k], np.float64).ravel() for k in reference])
     ref = np.concatenate([np.asarray(v, np.float64).ravel() for v in reference.values()])
     if not np.all(np.isfinite(out)):

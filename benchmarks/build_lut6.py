@@ -21,11 +21,28 @@ import sys
 import tempfile
 import textwrap
 
-HEAD = dict(family="lm_head", hidden_size=4096, vocab_size=128256, chunks=8, layout="conv",
-            seq_len=1, batch=1, dtype="float16", compute_precision="float16",
-            deployment_target="iOS18", seed=0, weight_std=0.02)
-LUT6 = {"palettize": {"nbits": 6, "granularity": "per_grouped_channel", "group_size": 8,
-                      "mode": "kmeans"}}
+HEAD = dict(
+    family="lm_head",
+    hidden_size=4096,
+    vocab_size=128256,
+    chunks=8,
+    layout="conv",
+    seq_len=1,
+    batch=1,
+    dtype="float16",
+    compute_precision="float16",
+    deployment_target="iOS18",
+    seed=0,
+    weight_std=0.02,
+)
+LUT6 = {
+    "palettize": {
+        "nbits": 6,
+        "granularity": "per_grouped_channel",
+        "group_size": 8,
+        "mode": "kmeans",
+    }
+}
 
 OURS = """
 import json, resource, sys, time
@@ -59,8 +76,12 @@ print(json.dumps({"dense_s": t_dense, "palettize_s": time.perf_counter() - t}))
 
 
 def _run(code: str, workdir: str, model: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), workdir, json.dumps(model)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), workdir, json.dumps(model)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -88,20 +109,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         dense_full = _run(OURS, d, dict(HEAD, compression="none"))
     stock_full_s = dense_full["s"] + stock["palettize_s"] * scale
-    print(json.dumps({
-        "benchmark": "build_lut6",
-        "weight_bytes": ours["weight_bytes"],
-        "expected_weight_bytes": 396055616,
-        "ours_full_s": round(ours["s"], 1),
-        "ours_peak_rss_bytes": ours["peak"],
-        "stock_full_s": round(stock_full_s, 1),
-        "stock_full_measured": bool(args.stock_full),
-        "stock_sample_groups": groups_sample,
-        "stock_sample_palettize_s": round(stock["palettize_s"], 2),
-        "ours_sample_s": round(ours_sample["s"], 2),
-        "sample_speedup": round(stock["palettize_s"] / ours_sample["s"], 2),
-        "speedup": round(stock_full_s / ours["s"], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "build_lut6",
+                "weight_bytes": ours["weight_bytes"],
+                "expected_weight_bytes": 396055616,
+                "ours_full_s": round(ours["s"], 1),
+                "ours_peak_rss_bytes": ours["peak"],
+                "stock_full_s": round(stock_full_s, 1),
+                "stock_full_measured": bool(args.stock_full),
+                "stock_sample_groups": groups_sample,
+                "stock_sample_palettize_s": round(stock["palettize_s"], 2),
+                "ours_sample_s": round(ours_sample["s"], 2),
+                "sample_speedup": round(stock["palettize_s"] / ours_sample["s"], 2),
+                "speedup": round(stock_full_s / ours["s"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ print(json.dumps({"s": dt, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_m
 def _run(code: str, workdir: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), workdir],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

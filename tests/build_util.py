@@ -17,19 +17,45 @@ COMMON = {
 
 
 def lm_head(**kw) -> dict:
-    return {**COMMON, "family": "lm_head", "hidden_size": 256, "vocab_size": 512, "chunks": 2,
-            "layout": "conv", "seq_len": 1, **kw}
+    return {
+        **COMMON,
+        "family": "lm_head",
+        "hidden_size": 256,
+        "vocab_size": 512,
+        "chunks": 2,
+        "layout": "conv",
+        "seq_len": 1,
+        **kw,
+    }
 
 
 def ffn(**kw) -> dict:
-    return {**COMMON, "family": "ffn", "hidden_size": 128, "intermediate_size": 384, "seq_len": 4,
-            "rms_norm_eps": 1e-5, "layout": "conv", **kw}
+    return {
+        **COMMON,
+        "family": "ffn",
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "seq_len": 4,
+        "rms_norm_eps": 1e-5,
+        "layout": "conv",
+        **kw,
+    }
 
 
 def attention(**kw) -> dict:
-    return {**COMMON, "family": "attention", "hidden_size": 256, "heads": 4, "kv_heads": 2,
-            "head_dim": 64, "context_length": 64, "impl": "sdpa", "rope_theta": 500000.0,
-            "seq_len": 1, **kw}
+    return {
+        **COMMON,
+        "family": "attention",
+        "hidden_size": 256,
+        "heads": 4,
+        "kv_heads": 2,
+        "head_dim": 64,
+        "context_length": 64,
+        "impl": "sdpa",
+        "rope_theta": 500000.0,
+        "seq_len": 1,
+        **kw,
+    }
 
 
 def matmul(**kw) -> dict:
@@ -41,8 +67,11 @@ def weight_bin(pkg: Path) -> Path:
 
 
 def expected_weight_bin_size(blob_nbytes: list[int]) -> int:
-    """MIL blob storage: 64-byte file header + per blob (64-byte record + data padded to 64)."""
-    return 64 + sum(64 + -(-n // 64) * 64 for n in blob_nbytes)
+    """MIL blob storage: 64-byte file header + per blob (64-byte record + data padded to 64),
+    in file order; the file ends right after the last blob's data (no padding there)."""
+    if not blob_nbytes:
+        return 64
+    return 64 + sum(64 + -(-n // 64) * 64 for n in blob_nbytes[:-1]) + 64 + blob_nbytes[-1]
 
 
 def blob_records(path: Path) -> list[tuple[int, int, int]]:

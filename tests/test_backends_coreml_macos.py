@@ -63,8 +63,12 @@ def test_predict_matches_the_reference_executor(built, prepared, cu):
     v = compare(
         out,
         ref,
-        {"max_abs_error": 0.05, "rel_l2_error": 0.01, "min_cosine": 0.999,
-         "min_top1_agreement": 1.0},
+        {
+            "max_abs_error": 0.05,
+            "rel_l2_error": 0.01,
+            "min_cosine": 0.999,
+            "min_top1_agreement": 1.0,
+        },
         vocab_chunk=256,
     )
     assert v.status == "pass", v.note

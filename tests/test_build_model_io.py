@@ -43,7 +43,9 @@ def test_describe_compiled_reads_metadata_and_model_mil(tmp_path):
     meta = json.loads((src / "metadata.json").read_text())[0]
     io = describe(src)
     assert [t.name for t in io.inputs] == [e["name"] for e in meta["inputSchema"]]
-    assert [list(t.shape) for t in io.states] == [json.loads(e["shape"]) for e in meta["stateSchema"]]
+    assert [list(t.shape) for t in io.states] == [
+        json.loads(e["shape"]) for e in meta["stateSchema"]
+    ]
     # Without metadata.json the model.mil signature gives the same answer.
     bare = tmp_path / "bare.mlmodelc"
     shutil.copytree(src, bare)
@@ -54,7 +56,10 @@ def test_describe_compiled_reads_metadata_and_model_mil(tmp_path):
 
 def test_describe_lm_head_compiled_outputs():
     io = describe(FIX / "lm_head_tiny.mlmodelc")
-    assert [(t.name, t.shape) for t in io.outputs] == [("logits1", (1, 1, 32)), ("logits2", (1, 1, 32))]
+    assert [(t.name, t.shape) for t in io.outputs] == [
+        ("logits1", (1, 1, 32)),
+        ("logits2", (1, 1, 32)),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +104,11 @@ def test_synth_inputs_dtypes_and_determinism():
     b = synth_inputs(_io(), seed=7, int_ranges={"position": [3, 5]})
     c = synth_inputs(_io(), seed=8, int_ranges={"position": [3, 5]})
     assert {k: v.dtype.name for k, v in a.items()} == {
-        "hidden_states": "float16", "position": "int32", "causal_mask": "float16", "x32": "float32"}
+        "hidden_states": "float16",
+        "position": "int32",
+        "causal_mask": "float16",
+        "x32": "float32",
+    }
     for k in a:
         assert np.array_equal(a[k], b[k])
     assert not np.array_equal(a["hidden_states"], c["hidden_states"])

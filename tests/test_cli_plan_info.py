@@ -30,7 +30,11 @@ def test_plan_sweep_lists_every_case_and_collapses_compute_units(cli):
     res = cli("plan", SPECS / "sweep_vocab.yaml", "--json")
     doc = json.loads(res.stdout)
     assert [c["params"]["model.vocab_size"] for c in doc["cases"]] == [
-        16000, 32000, 64000, 96000, 128256,
+        16000,
+        32000,
+        64000,
+        96000,
+        128256,
     ]
     assert len({c["key"] for c in doc["cases"]}) == 5
     res = cli("plan", SPECS / "compute_units.yaml", "--backend", "numpy", "--json")
@@ -43,7 +47,10 @@ def test_plan_sweep_lists_every_case_and_collapses_compute_units(cli):
         assert "4 compute-unit variants collapsed into one" in case["notes"][0]
     else:
         assert [v["compute_units"] for v in case["variants"]] == [
-            "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL",
+            "CPU_ONLY",
+            "CPU_AND_GPU",
+            "CPU_AND_NE",
+            "ALL",
         ]
 
 

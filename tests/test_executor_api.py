@@ -13,6 +13,7 @@ from fixtures.executor.mil_models import mb, save_program
 from anemll_spec.cli import main as cli_main
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
+from anemll_spec.executor.graph import Arg
 
 RNG = np.random.default_rng(5)
 W = RNG.standard_normal((3, 4)).astype(np.float32)
@@ -180,3 +181,27 @@ def test_cli_predict_bad_input_file_exits_2(model, tmp_path, capsys):
     np.savez(inputs, x=np.zeros((2, 4), np.float32))  # ids missing
     assert cli_main(["predict", str(model), "--inputs", str(inputs)]) == 2
     assert "missing input(s): ids" in capsys.readouterr().err
+
+
+def test_verbose_load_reports_time_and_memory(model, capsys):
+    load(model, verbose=True)
+    err = capsys.readouterr().err
+    assert "load" in err and " s," in err and "RSS" in err and "MiB" in err
+
+
+def test_lowering_passes_rewrite_the_function_before_preparation(model):
+    """The hook a torch backend uses (fusing, re-layout): what a pass returns is what runs."""
+    seen = []
+
+    def relabel_gather_rows(fn):
+        seen.append([op.type for op in fn.ops])
+        for op in fn.ops:
+            if op.type == "gather":
+                op.inputs["indices"] = [Arg(value=np.array([0, 0], np.int32), dtype="int32")]
+        return fn
+
+    feed = _feed(ids=np.array([1, 0], np.int32))
+    out = load(model, passes=[relabel_gather_rows]).predict(feed)
+    assert "gather" in seen[0]
+    x16 = feed["x"].astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(out["rows"], x16[[0, 0]])

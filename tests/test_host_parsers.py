@@ -98,9 +98,19 @@ def test_capture_here_has_versions_and_store_columns():
     assert h["python_version"] == ".".join(map(str, sys.version_info[:3]))
     assert h["numpy_version"] and h["duckdb_version"] and h["coremltools_version"]
     common = {
-        "hostname", "chip", "cpu_model", "os_name", "os_version", "kernel", "cores_total",
-        "memory_bytes", "python_version", "coremltools_version", "numpy_version",
-        "duckdb_version", "torch_version",
+        "hostname",
+        "chip",
+        "cpu_model",
+        "os_name",
+        "os_version",
+        "kernel",
+        "cores_total",
+        "memory_bytes",
+        "python_version",
+        "coremltools_version",
+        "numpy_version",
+        "duckdb_version",
+        "torch_version",
     }
     assert common <= set(h) and common <= set(schema.HOSTS.names)
     if sys.platform.startswith("linux"):

@@ -103,7 +103,10 @@ def _check_stats(store: Path, row: dict) -> None:
     assert row["ci_low_ms"] <= row["median_ms"] <= row["ci_high_ms"]
     srt = np.sort(ms)  # the bootstrap CI of a median sits within ~3 sigma of the middle ranks
     k = int(np.ceil(1.5 * np.sqrt(n)))
-    assert srt[max(0, n // 2 - k)] <= row["ci_low_ms"] and row["ci_high_ms"] <= srt[min(n - 1, n // 2 + k)]
+    assert (
+        srt[max(0, n // 2 - k)] <= row["ci_low_ms"]
+        and row["ci_high_ms"] <= srt[min(n - 1, n // 2 + k)]
+    )
     d = n // 10
     if d >= 2:
         assert row["drift_ratio"] == approx(np.median(ms[-d:]) / np.median(ms[:d]))

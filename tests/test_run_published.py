@@ -27,8 +27,9 @@ def _result(spec: str, median_ms: float) -> VariantResult:
     r = VariantResult(case, "coreml", "CPU_AND_NE")
     # a summary of samples all at median_ms: the factor is plain arithmetic on the median
     r.summary = stats.summarize(np.full(50, int(median_ms * 1e6)))
-    r.build = SimpleNamespace(weight_bytes=1_050_673_728 if "lut6" not in spec else 396_055_616,
-                              flops=2 * 4096 * 128256)
+    r.build = SimpleNamespace(
+        weight_bytes=1_050_673_728 if "lut6" not in spec else 396_055_616, flops=2 * 4096 * 128256
+    )
     return r
 
 
@@ -70,8 +71,9 @@ def test_unknown_chip_compares_with_the_fastest_published(store):
 
 def test_other_models_get_no_factor(store, tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("name: small\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 64, "
-                    "chunks: 1}\n")
+    spec.write_text(
+        "name: small\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 64, chunks: 1}\n"
+    )
     (case,) = expand(load_spec(spec))
     r = VariantResult(case, "numpy", None)
     r.summary = stats.summarize(np.full(5, 1_000_000))

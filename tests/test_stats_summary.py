@@ -116,9 +116,7 @@ def test_noisy_flag_follows_cv():
 
 
 def test_bandwidth_and_tflops_use_the_median():
-    assert stats.bandwidth_gbs(1_050_673_728, 8.74) == pytest.approx(
-        1_050_673_728 / 8.74e-3 / 1e9
-    )
+    assert stats.bandwidth_gbs(1_050_673_728, 8.74) == pytest.approx(1_050_673_728 / 8.74e-3 / 1e9)
     assert stats.tflops(137_438_953_472, 100.0) == pytest.approx(137_438_953_472 / 0.1 / 1e12)
     assert stats.bandwidth_gbs(None, 1.0) is None and stats.tflops(10, 0.0) is None
 

@@ -23,6 +23,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,9 +51,7 @@ DEVICE_NAMES = {
 def to_compute_unit(name: str, ct_compute_unit: Any = None) -> Any:
     """Spec name ('CPU_AND_NE') -> coremltools.ComputeUnit member."""
     if name not in COMPUTE_UNITS:
-        raise BackendError(
-            f"unknown compute unit {name!r} (one of {', '.join(COMPUTE_UNITS)})"
-        )
+        raise BackendError(f"unknown compute unit {name!r} (one of {', '.join(COMPUTE_UNITS)})")
     if ct_compute_unit is None:
         from coremltools import ComputeUnit as ct_compute_unit
     return ct_compute_unit[name]
@@ -188,9 +187,7 @@ def _has_libcoremlpython() -> bool:
     spec = importlib.util.find_spec("coremltools")
     if spec is None or not spec.submodule_search_locations:
         return False
-    return any(
-        any(Path(loc).glob("libcoremlpython*")) for loc in spec.submodule_search_locations
-    )
+    return any(any(Path(loc).glob("libcoremlpython*")) for loc in spec.submodule_search_locations)
 
 
 def macos_version() -> tuple[int, ...]:
@@ -297,8 +294,9 @@ class CoreMLSession(Session):
     def placements(self) -> list[dict]:
         if macos_version() < COMPUTE_PLAN_MACOS:
             return []  # MLComputePlan needs macOS 14.4
-        return placement_rows(read_compute_plan(self.prepared.path, self.compute_units),
-                              self.compute_units)
+        return placement_rows(
+            read_compute_plan(self.prepared.path, self.compute_units), self.compute_units
+        )
 
     def close(self) -> None:
         self.model = None
@@ -318,9 +316,8 @@ class CoreMLBackend(Backend):
             return Prepared(path=src, source=src, compile_s=None)
         from coremltools.models.utils import compile_model
 
-        dest = Path(workdir) / (src.stem + ".mlmodelc")
-        if dest.exists():
-            shutil.rmtree(dest)
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(dir=workdir)) / (src.stem + ".mlmodelc")
         t0 = time.perf_counter()
         compiled = compile_model(str(src), str(dest))
         return Prepared(path=Path(compiled), source=src, compile_s=time.perf_counter() - t0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import shutil
 import sys
 import time
@@ -95,27 +96,35 @@ def _pad(n: int) -> int:
     return -(-n // _PAD) * _PAD
 
 
-def _blob_sizes(shape: tuple[int, ...], itemsize: int, compression) -> list[int]:
-    """Unpadded byte sizes of the blobs one weight becomes (stock coremltools layouts)."""
-    n = 1
-    for d in shape:
-        n *= d
+def _blob_sizes(
+    shape: tuple[int, ...], itemsize: int, compression, out_axis: int = 0
+) -> list[tuple[int, int]]:
+    """(bytes, elements) of each value one weight becomes, in stock coremltools layouts.
+
+    Values of fewer than 10 elements are stored inline in the proto, not in weight.bin.
+    """
+    n = math.prod(shape)
+    out_ch, in_ch = shape[out_axis], shape[1 - out_axis] if len(shape) > 1 else 1
     if compression in (None, "none"):
-        return [n * itemsize]
+        return [(n * itemsize, n)]
     if "palettize" in compression:
         c = compression["palettize"]
         nbits = c["nbits"]
         groups = 1
         if c["granularity"] == "per_grouped_channel":
-            groups = shape[0] // (c.get("group_size") or 8)
-        return [-(-n * nbits // 8), groups * (1 << nbits) * itemsize]
+            groups = out_ch // (c.get("group_size") or 8)
+        lut = groups * (1 << nbits)
+        return [(-(-n * nbits // 8), n), (lut * itemsize, lut)]
     c = compression["quantize"]
     bits = 8 if c["dtype"] == "int8" else 4
-    out_ch = shape[0]
     scales = out_ch
     if c["granularity"] == "per_block":
-        scales = out_ch * (shape[1] // (c.get("block_size") or 32))
-    return [-(-n * bits // 8), scales * itemsize]
+        scales = out_ch * (in_ch // (c.get("block_size") or 32))
+    return [(-(-n * bits // 8), n), (scales * itemsize, scales)]
+
+
+def target_of(model: dict) -> int:
+    return int(model.get("deployment_target", "iOS18").removeprefix("iOS"))
 
 
 def estimate(case_model: dict) -> Estimate:
@@ -130,19 +139,25 @@ def estimate(case_model: dict) -> Estimate:
     itemsize = 2 if compute == "float16" else 4
     compression = case_model.get("compression", "none")
     weight_bytes = 64
+    last_pad = 0  # the file ends right after the last blob: no padding there
     largest_dense = 0
     for w in plan.weights:
         comp = compression if w.compressible else "none"
-        sizes = _blob_sizes(w.shape, itemsize, comp)
+        sizes = _blob_sizes(w.shape, itemsize, comp, w.out_axis)
+        out_ch = w.shape[w.out_axis]
         if w.bias:
-            sizes.append(w.shape[0] * itemsize)
-        for size in sizes:
-            if size >= 10 * itemsize or comp not in (None, "none"):
+            sizes.append((out_ch * itemsize, out_ch))
+        if comp not in (None, "none") and "quantize" in comp and target_of(case_model) < 18:
+            sizes.insert(1, (out_ch, out_ch))  # iOS16 affine form: data, zero point, scale
+        for size, elements in sizes:
+            if elements >= 10:
                 weight_bytes += 64 + _pad(size)
+                last_pad = _pad(size) - size
         n = 1
         for d in w.shape:
             n *= d
         largest_dense = max(largest_dense, n * itemsize)
+    weight_bytes -= last_pad
     warnings = []
     for what, shape in plan.ane_dims + [(f"input {t.name}", t.shape) for t in plan.inputs]:
         big = [d for d in shape if d > ANE_MAX_DIM]
@@ -185,17 +200,23 @@ def _check_model(model: dict) -> None:
     if target not in ("iOS16", "iOS17", "iOS18"):
         raise InputError(f"model.deployment_target: {target!r} is not iOS16, iOS17 or iOS18")
     if model["family"] == "attention" and target != "iOS18":
-        raise InputError("model.deployment_target: attention uses a stateful KV cache, which needs iOS18")
+        raise InputError(
+            "model.deployment_target: attention uses a stateful KV cache, which needs iOS18"
+        )
     compress.check(model.get("compression", "none"), target, model.get("dtype", "float16"))
 
 
-def build_package(model: dict, package: Path, progress: Callable[[str], None] | None = None) -> None:
+def build_package(
+    model: dict, package: Path, progress: Callable[[str], None] | None = None
+) -> None:
     """Build the model's .mlpackage at `package` (must not exist)."""
     import coremltools as ct
 
     from anemll_spec.build.graph import Ctx, assemble
 
     _check_model(model)
+    package = Path(package)
+    package.parent.mkdir(parents=True, exist_ok=True)
     plan = plan_of(model)
     ctx = Ctx(model, progress, plan.weights)
     try:
@@ -212,7 +233,9 @@ def build_package(model: dict, package: Path, progress: Callable[[str], None] | 
             ct.convert(
                 prog,
                 convert_to="mlprogram",
-                minimum_deployment_target=getattr(ct.target, model.get("deployment_target", "iOS18")),
+                minimum_deployment_target=getattr(
+                    ct.target, model.get("deployment_target", "iOS18")
+                ),
                 compute_precision=precision,
                 pass_pipeline=ct.PassPipeline.EMPTY,  # the graph is already what we want on disk
                 skip_model_load=True,
@@ -306,4 +329,3 @@ def build(
         weights_sha256=m["weights_sha256"],
         warnings=est.warnings,
     )
-

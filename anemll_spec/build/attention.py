@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from anemll_spec.build.graph import Ctx, Plan, TensorDecl, WeightDecl, from_conv_layout, to_conv_layout
+from anemll_spec.build.graph import (
+    Ctx,
+    Plan,
+    TensorDecl,
+    WeightDecl,
+    from_conv_layout,
+    to_conv_layout,
+)
 
 
 def rope_tables(context: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +76,11 @@ def plan(m: dict) -> Plan:
         zero3 = np.zeros(3, dtype=np.int32)
         begin = mb.concat(values=[zero3[:2], pos, zero3[:1]], axis=0)
         end = mb.concat(
-            values=[np.array([b, kv], np.int32), mb.add(x=pos, y=np.int32(s)), np.array([hd], np.int32)],
+            values=[
+                np.array([b, kv], np.int32),
+                mb.add(x=pos, y=np.int32(s)),
+                np.array([hd], np.int32),
+            ],
             axis=0,
         )
 
@@ -120,9 +131,9 @@ def plan(m: dict) -> Plan:
             WeightDecl("self_attn.q_proj.weight", (heads * hd, hid)),
             WeightDecl("self_attn.k_proj.weight", (kv * hd, hid)),
             WeightDecl("self_attn.v_proj.weight", (kv * hd, hid)),
-            WeightDecl("self_attn.o_proj.weight", (hid, heads * hd)),
             WeightDecl("rope.cos", (ctx_len, hd), compressible=False),
             WeightDecl("rope.sin", (ctx_len, hd), compressible=False),
+            WeightDecl("self_attn.o_proj.weight", (hid, heads * hd)),
         ],
         flops=proj + attn,
         emit=emit,

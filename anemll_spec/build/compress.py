@@ -27,13 +27,17 @@ def check(compression: Any, deployment_target: str, dtype: str) -> None:
     if "palettize" in compression:
         cfg = compression["palettize"]
         if cfg["nbits"] not in (1, 2, 3, 4, 6, 8):
-            raise InputError(f"model.compression.palettize.nbits: {cfg['nbits']} is not 1, 2, 3, 4, 6 or 8")
+            raise InputError(
+                f"model.compression.palettize.nbits: {cfg['nbits']} is not 1, 2, 3, 4, 6 or 8"
+            )
         if cfg["granularity"] == "per_grouped_channel" and t < 18:
             raise InputError(
                 "model.compression.palettize.granularity: per_grouped_channel needs deployment_target iOS18"
             )
         if cfg["nbits"] == 3 and t < 18:
-            raise InputError("model.compression.palettize.nbits: 3-bit LUTs need deployment_target iOS18")
+            raise InputError(
+                "model.compression.palettize.nbits: 3-bit LUTs need deployment_target iOS18"
+            )
     elif "quantize" in compression:
         cfg = compression["quantize"]
         if (cfg["dtype"] == "int4" or cfg["granularity"] == "per_block") and t < 18:
@@ -94,8 +98,14 @@ def _fast_palettizer_class():
         ):
             if mode.upper() != "KMEANS" or cluster_dim != 1:
                 return palettize_weights.blockwise_compress(
-                    original_data, mode, nbits, block_sizes, lut_function, cluster_dim,
-                    channel_axis, num_kmeans_workers,
+                    original_data,
+                    mode,
+                    nbits,
+                    block_sizes,
+                    lut_function,
+                    cluster_dim,
+                    channel_axis,
+                    num_kmeans_workers,
                 )
             from coremltools.converters.mil.mil import types
             from coremltools.optimize import _utils as optimize_utils

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from anemll_spec.build.graph import Ctx, Plan, TensorDecl, WeightDecl, from_conv_layout, to_conv_layout
+from anemll_spec.build.graph import (
+    Ctx,
+    Plan,
+    TensorDecl,
+    WeightDecl,
+    from_conv_layout,
+    to_conv_layout,
+)
 
 
 def rms_norm(ctx: Ctx, x, hidden: int, eps: float, name: str):

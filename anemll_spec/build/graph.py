@@ -33,6 +33,7 @@ class WeightDecl:
     shape: tuple[int, ...]
     compressible: bool = True  # projections; norm weights and RoPE tables stay dense
     bias: bool = False  # mb.linear always stores a bias (zeros) next to its weight
+    out_axis: int = 0  # output-channel axis (matmul's const y is (k, n): axis 1)
 
 
 @dataclass
@@ -85,9 +86,8 @@ class Ctx:
         if not self._order:
             return
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             import os
+            from concurrent.futures import ThreadPoolExecutor
 
             n = 1 if self.compressor.compression is not None else min(4, os.cpu_count() or 1)
             self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="weights")
@@ -191,10 +191,9 @@ def from_conv_layout(y, name: str | None = None):
 def assemble(plan: Plan, ctx: Ctx, target: str):
     """The pymil Program of a plan: inputs, states, emitted body, named outputs."""
     import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import Function, Program
     from coremltools.converters.mil.mil import types as mtypes
-    from coremltools.converters.mil.mil.program import Placeholder  # noqa: F401
-    from coremltools.converters.mil import Builder as mb
 
     specs = {t.name: mb.TensorSpec(t.shape, dtype=mil_dtype(t.dtype)) for t in plan.inputs}
     for s in plan.states:

@@ -24,7 +24,15 @@ from anemll_spec.build.program_info import OpInfo, ProgramInfo, read_package
 from anemll_spec.errors import InputError
 
 SENTINEL = 0xDEADBEEF
-TARGET_OF_SPEC = {4: "iOS13", 5: "iOS14", 6: "iOS15", 7: "iOS16", 8: "iOS17", 9: "iOS18", 10: "iOS26"}
+TARGET_OF_SPEC = {
+    4: "iOS13",
+    5: "iOS14",
+    6: "iOS15",
+    7: "iOS16",
+    8: "iOS17",
+    9: "iOS18",
+    10: "iOS26",
+}
 _OPSET_TARGET = {"CoreML5": "iOS15", "CoreML6": "iOS16", "CoreML7": "iOS17", "CoreML8": "iOS18"}
 
 
@@ -66,12 +74,18 @@ def read_blob_index(weight_bin: Path) -> list[dict]:
             f.seek(pos)
             rec = f.read(64)
             if len(rec) < 32:
-                raise InputError(f"{weight_bin}: truncated at blob record {len(out)} (offset {pos})")
+                raise InputError(
+                    f"{weight_bin}: truncated at blob record {len(out)} (offset {pos})"
+                )
             sentinel, dtype, nbytes, offset = struct.unpack_from("<IIQQ", rec)
             if sentinel != SENTINEL:
-                raise InputError(f"{weight_bin}: bad blob record at offset {pos} (weight file corrupt)")
+                raise InputError(
+                    f"{weight_bin}: bad blob record at offset {pos} (weight file corrupt)"
+                )
             if offset + nbytes > size:
-                raise InputError(f"{weight_bin}: blob at {offset} runs past the end (file truncated)")
+                raise InputError(
+                    f"{weight_bin}: blob at {offset} runs past the end (file truncated)"
+                )
             out.append({"record": pos, "dtype": dtype, "size": nbytes, "offset": offset})
             pos = -(-(offset + nbytes) // 64) * 64
     return out
@@ -82,7 +96,11 @@ def _prod(shape) -> int:
 
 
 def _const_values(info: ProgramInfo) -> dict[str, object]:
-    return {op.outputs[0][0]: op.values.get("val") for op in info.ops if op.type == "const" and op.outputs}
+    return {
+        op.outputs[0][0]: op.values.get("val")
+        for op in info.ops
+        if op.type == "const" and op.outputs
+    }
 
 
 def _truthy(v) -> bool:
@@ -112,7 +130,9 @@ def op_flops(op: OpInfo, shapes: dict, consts: dict) -> int:
         x = shape_of("x")
         if not x:
             return 0
-        tx = _truthy(consts.get((op.inputs.get("transpose_x") or [""])[0], op.values.get("transpose_x")))
+        tx = _truthy(
+            consts.get((op.inputs.get("transpose_x") or [""])[0], op.values.get("transpose_x"))
+        )
         k = x[-2] if tx and len(x) > 1 else x[-1]
         return 2 * _prod(out) * k
     if t == "scaled_dot_product_attention":
@@ -150,34 +170,38 @@ def op_compression(op: OpInfo) -> dict | None:
     """Which constexpr op stores a weight, and how (nbits, granularity, group/block)."""
     if not op.type.startswith("constexpr_"):
         return None
-    blobs = {b.param: b for b in op.blobs}
+    vt = op.vtypes  # param -> (dtype, shape), for blobs and inline values alike
     out_shape = op.outputs[0][1] if op.outputs else None
     info: dict = {"op": op.type, "name": op.outputs[0][0] if op.outputs else op.name}
     if op.type == "constexpr_lut_to_dense":
-        lut, idx = blobs.get("lut"), blobs.get("indices")
-        if lut and len(lut.shape) == 1:  # iOS16 form: one LUT, packed uint8 indices
-            info.update(kind="palettize", nbits=int(math.log2(lut.shape[0])), granularity="per_tensor")
+        lut, idx = vt.get("lut"), vt.get("indices")
+        if lut and len(lut[1]) == 1:  # iOS16 form: one LUT, packed uint8 indices
+            info.update(kind="palettize", nbits=int(math.log2(lut[1][0])), granularity="per_tensor")
         elif lut and out_shape:
-            info.update(kind="palettize", nbits=_nbits(idx.dtype) if idx else None)
-            axes = [a for a in range(len(out_shape)) if lut.shape[a] > 1]
+            info.update(kind="palettize", nbits=_nbits(idx[0]) if idx else None)
+            axes = [a for a in range(len(out_shape)) if lut[1][a] > 1]
             if not axes:
                 info["granularity"] = "per_tensor"
             else:
                 a = axes[0]
-                info.update(granularity="per_grouped_channel", axis=a,
-                            group_size=out_shape[a] // lut.shape[a])
+                info.update(
+                    granularity="per_grouped_channel", axis=a, group_size=out_shape[a] // lut[1][a]
+                )
         return info
     if op.type in ("constexpr_blockwise_shift_scale", "constexpr_affine_dequantize"):
-        data = blobs.get("data") or blobs.get("quantized_data")
-        scale = blobs.get("scale")
-        info.update(kind="quantize", dtype=data.dtype if data else None,
-                    nbits=_nbits(data.dtype) if data else None)
-        if scale is None or not out_shape or _prod(scale.shape) == 1:
+        data = vt.get("data") or vt.get("quantized_data")
+        scale = vt.get("scale")
+        info.update(
+            kind="quantize",
+            dtype=data[0] if data else None,
+            nbits=_nbits(data[0]) if data else None,
+        )
+        if scale is None or not out_shape or _prod(scale[1]) == 1:
             info["granularity"] = "per_tensor"
         elif op.type == "constexpr_affine_dequantize":
             info["granularity"] = "per_channel"
         else:
-            blocks = [o // s for o, s in zip(out_shape, scale.shape, strict=False)]
+            blocks = [o // s for o, s in zip(out_shape, scale[1], strict=False)]
             partial = [b for b, o in zip(blocks, out_shape, strict=False) if 1 < b < o]
             if partial:
                 info.update(granularity="per_block", block_size=partial[0])
@@ -226,10 +250,14 @@ def check_blobs(path: Path, info: ProgramInfo) -> None:
             if rel not in index_cache:
                 f = base / rel
                 if not f.is_file():
-                    raise InputError(f"{path}: weight file {rel} referenced by {op.type} is missing")
+                    raise InputError(
+                        f"{path}: weight file {rel} referenced by {op.type} is missing"
+                    )
                 index_cache[rel] = {r["record"] for r in read_blob_index(f)}
             if b.offset not in index_cache[rel]:
-                raise InputError(f"{path}: {op.type} {op.name!r} points to no blob at offset {b.offset}")
+                raise InputError(
+                    f"{path}: {op.type} {op.name!r} points to no blob at offset {b.offset}"
+                )
 
 
 def inspect_model(path: str | Path, *, sha: bool = True) -> dict:

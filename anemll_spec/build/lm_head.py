@@ -9,7 +9,14 @@ takes input [1, 1, 4096] exactly so. linear layout: `chunks` linear ops on
 
 from __future__ import annotations
 
-from anemll_spec.build.graph import Ctx, Plan, TensorDecl, WeightDecl, from_conv_layout, to_conv_layout
+from anemll_spec.build.graph import (
+    Ctx,
+    Plan,
+    TensorDecl,
+    WeightDecl,
+    from_conv_layout,
+    to_conv_layout,
+)
 
 
 def plan(m: dict) -> Plan:
@@ -34,7 +41,9 @@ def plan(m: dict) -> Plan:
     return Plan(
         inputs=[TensorDecl("hidden_states", (b, s, h), io)],
         outputs=[TensorDecl(f"logits{i}", (b, s, rows), io) for i in range(1, c + 1)],
-        weights=[WeightDecl(f"lm_head{c}_{i}.weight", (rows, h), bias=not conv) for i in range(1, c + 1)],
+        weights=[
+            WeightDecl(f"lm_head{c}_{i}.weight", (rows, h), bias=not conv) for i in range(1, c + 1)
+        ],
         flops=2 * b * s * h * v,
         emit=emit,
         ane_dims=[("lm_head chunk rows", (rows, h))],

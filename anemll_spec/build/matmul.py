@@ -16,7 +16,7 @@ def plan(mdl: dict) -> Plan:
     return Plan(
         inputs=[TensorDecl("x", (m, k), io)],
         outputs=[TensorDecl("y", (m, n), io)],
-        weights=[WeightDecl("matmul.weight", (k, n))],
+        weights=[WeightDecl("matmul.weight", (k, n), out_axis=1)],
         flops=2 * m * k * n,
         emit=emit,
         ane_dims=[("x", (m, k)), ("weight", (k, n)), ("y", (m, n))],

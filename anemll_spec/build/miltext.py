@@ -33,7 +33,13 @@ _BLOB = re.compile(
     r"\s*offset\s*=\s*uint64\((\d+)\)\s*\)\s*\)"
 )
 _RETURN = re.compile(r"\}\s*->\s*\(([^)]*)\)\s*;")
-_NPTYPE = {"fp16": "float16", "fp32": "float32", "fp64": "float64", "int32": "int32", "int8": "int8"}
+_NPTYPE = {
+    "fp16": "float16",
+    "fp32": "float32",
+    "fp64": "float64",
+    "int32": "int32",
+    "int8": "int8",
+}
 
 
 def _shape(dims: str) -> tuple[int, ...] | None:
@@ -85,7 +91,7 @@ def parse_mil_text(text: str, where: Path) -> ProgramInfo:
     for p in _split_top(fm.group(3)):
         kind, t = _param(p, where)
         (states if kind == "state" else inputs).append(t)
-    body = text[fm.end():]
+    body = text[fm.end() :]
     ret = _RETURN.search(body)
     if not ret:
         raise InputError(f"{where}: model.mil has no return statement for {fm.group(1)}")
@@ -106,14 +112,20 @@ def parse_mil_text(text: str, where: Path) -> ProgramInfo:
         inputs_map: dict[str, list[str]] = {}
         blobs: list[BlobRef] = []
         values: dict[str, object] = {}
+        vtypes: dict[str, tuple[str, tuple[int, ...]]] = {}
         for arg in _split_top(m.group("args")) + _split_top(m.group("attrs")):
             if "=" not in arg:
                 continue
             key, val = (s.strip() for s in arg.split("=", 1))
             bm = _BLOB.search(val)
+            tm = _TYPE.match(val)
+            if tm:
+                vtypes[key] = (tm.group(1), _shape(tm.group(2)) or ())
             if bm:
                 blobs.append(
-                    BlobRef(key, bm.group(1), _shape(bm.group(2)) or (), int(bm.group(4)), bm.group(3))
+                    BlobRef(
+                        key, bm.group(1), _shape(bm.group(2)) or (), int(bm.group(4)), bm.group(3)
+                    )
                 )
             elif re.fullmatch(r"[A-Za-z_]\w*", val):
                 inputs_map[key] = [val]
@@ -122,7 +134,7 @@ def parse_mil_text(text: str, where: Path) -> ProgramInfo:
             else:
                 values[key] = val
         name = str(values.get("name", "")).removeprefix('string("').removesuffix('")')
-        ops.append(OpInfo(m.group("op"), name, inputs_map, outs, blobs, values))
+        ops.append(OpInfo(m.group("op"), name, inputs_map, outs, blobs, values, vtypes))
     shapes = {t.name: t for t in inputs}
     for op in ops:
         for n, s, dt in op.outputs:

@@ -47,7 +47,9 @@ def _kmeans1d_dll():
     return _dll
 
 
-def kmeans1d_weighted(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def kmeans1d_weighted(
+    values: np.ndarray, counts: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Optimal weighted 1-D k-means: (cluster of each value, centroids); k <= len(values)."""
     n = len(values)
     k = min(k, n)
@@ -94,7 +96,9 @@ def kmeans_group(data: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
         table[uniq] = clusters
         indices = table[keys]
     else:
-        values, inverse, counts = np.unique(data.reshape(-1), return_inverse=True, return_counts=True)
+        values, inverse, counts = np.unique(
+            data.reshape(-1), return_inverse=True, return_counts=True
+        )
         clusters, centroids = kmeans1d_weighted(values, counts, lut_len)
         indices = clusters.astype(np.uint8)[inverse.reshape(-1)]
     lut = np.zeros(lut_len, dtype=np.float64)

@@ -13,17 +13,6 @@ from pathlib import Path
 from anemll_spec.errors import InputError
 from anemll_spec.model_io import TensorInfo
 
-# MIL proto DataType enum -> dtype names (MIL spelling, sub-byte types kept)
-PROTO_DTYPE = {
-    1: "bool", 2: "string", 4: "fp16", 5: "fp32", 6: "fp64", 7: "bf16", 8: "int8", 9: "int16",
-    10: "int32", 11: "int64", 12: "uint8", 13: "uint16", 14: "uint32", 15: "uint64",
-    21: "int8", 23: "int32", 31: "uint4", 33: "uint32",
-}
-# coremltools' MIL_pb2.DataType values (read from the enum at runtime where possible)
-MIL_TO_NUMPY = {"fp16": "float16", "fp32": "float32", "fp64": "float64", "int32": "int32",
-                "int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16",
-                "bool": "bool", "int64": "int64"}
-
 
 @dataclass
 class BlobRef:
@@ -42,6 +31,7 @@ class OpInfo:
     outputs: list[tuple[str, tuple[int, ...] | None, str]]  # (name, shape, dtype)
     blobs: list[BlobRef] = field(default_factory=list)
     values: dict[str, object] = field(default_factory=dict)  # small immediate values
+    vtypes: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # param -> type
 
 
 @dataclass
@@ -123,13 +113,19 @@ def from_proto(spec) -> ProgramInfo:
 
     def walk(blk) -> None:
         for op in blk.operations:
-            inputs, blobs, values = {}, [], {}
+            inputs, blobs, values, vtypes = {}, [], {}, {}
             for param, arg in op.inputs.items():
                 names = []
                 for a in arg.arguments:
                     if a.WhichOneof("binding") == "name":
                         names.append(a.name)
                     else:
+                        vt = a.value.type
+                        if vt.WhichOneof("type") == "tensorType":
+                            vtypes[param] = (
+                                _dtype_name(vt.tensorType.dataType),
+                                _tensor_shape(vt) or (),
+                            )
                         b = _blob(param, a.value)
                         if b:
                             blobs.append(b)
@@ -142,6 +138,11 @@ def from_proto(spec) -> ProgramInfo:
                     name = (_immediate(val) or [b""])[0]
                     name = name.decode() if isinstance(name, bytes) else str(name)
                     continue
+                if val.type.WhichOneof("type") == "tensorType":
+                    vtypes[key] = (
+                        _dtype_name(val.type.tensorType.dataType),
+                        _tensor_shape(val.type) or (),
+                    )
                 b = _blob(key, val)
                 if b:
                     blobs.append(b)
@@ -152,7 +153,7 @@ def from_proto(spec) -> ProgramInfo:
                 shape = _tensor_shape(o.type)
                 dt = o.type.tensorType.dataType if o.type.WhichOneof("type") == "tensorType" else 0
                 outs.append((o.name, shape, _dtype_name(dt) if dt else ""))
-            ops.append(OpInfo(op.type, name, inputs, outs, blobs, values))
+            ops.append(OpInfo(op.type, name, inputs, outs, blobs, values, vtypes))
             for b in op.blocks:
                 walk(b)
 

@@ -69,8 +69,18 @@ def summary(result) -> str:
     out = [
         table(
             rows,
-            ["#", "case", "backend", "units", "median ms [95% CI]", "p99 ms", "GB/s", "TFLOPS",
-             "verify", "vs published"],
+            [
+                "#",
+                "case",
+                "backend",
+                "units",
+                "median ms [95% CI]",
+                "p99 ms",
+                "GB/s",
+                "TFLOPS",
+                "verify",
+                "vs published",
+            ],
         )
     ]
     for r in result.results:

@@ -53,7 +53,11 @@ def run(args: argparse.Namespace) -> int:
             ]
             for c in info["compression"]
         ]
-        out += ["", "compression:", table(rows, ["weight", "op", "nbits", "granularity", "group/block"])]
+        out += [
+            "",
+            "compression:",
+            table(rows, ["weight", "op", "nbits", "granularity", "group/block"]),
+        ]
     else:
         out.append("compression: none")
     print("\n".join(out))

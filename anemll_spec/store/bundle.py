@@ -10,7 +10,7 @@ other tables are NULL. Parquet key-value metadata makes it self-describing:
 `anemll_spec.bundle` ('results'), `anemll_spec.schema_version`,
 `anemll_spec.tool_version`, `anemll_spec.created_at`, `anemll_spec.counts` (rows per
 table, JSON) and `anemll_spec.columns` (table -> [[name, type, unit], ...], JSON).
-Read it with `SELECT * FROM parquet_kv_metadata('bundle.parquet')`.
+Read it with `SELECT decode(key), decode(value) FROM parquet_kv_metadata('bundle.parquet')`.
 
 Import validates every bundle completely (header, columns, types, values, references,
 sample counts) before writing anything, and writes all of them in one transaction.

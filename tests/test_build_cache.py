@@ -1,0 +1,153 @@
+"""The build cache: hits, keys, atomic publishing under concurrency, damage recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from build_util import lm_head, matmul, weight_bin
+
+from anemll_spec.build import build, cache_key, default_cache_dir
+from anemll_spec.build import cache as cache_mod
+from anemll_spec.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_miss_then_hit(tmp_path):
+    m = lm_head()
+    first = build(m, cache_dir=tmp_path)
+    assert not first.cached and first.path.is_dir()
+    t = time.perf_counter()
+    second = build(m, cache_dir=tmp_path)
+    assert time.perf_counter() - t < 1.0
+    assert second.cached and second.path == first.path
+    assert (second.weight_bytes, second.weights_sha256, second.flops) == (
+        first.weight_bytes,
+        first.weights_sha256,
+        first.flops,
+    )
+    assert first.weight_bytes == weight_bin(first.path).stat().st_size
+    manifest = json.loads((first.path.parent / "manifest.json").read_text())
+    assert manifest["files"]["Data/com.apple.CoreML/weights/weight.bin"] == first.weight_bytes
+    assert [p.name for p in tmp_path.iterdir()] == [first.key]  # no staging left behind
+
+
+def test_key_covers_build_fields_only():
+    m = lm_head()
+    assert cache_key(m) == cache_key(dict(m))
+    assert cache_key(m) != cache_key(lm_head(seed=1))
+    assert cache_key(m) != cache_key(lm_head(layout="linear"))
+    ext = {"family": "external", "path": "/x.mlpackage"}
+    assert cache_key({**ext, "input_ranges": {"p": [0, 5]}}) == cache_key(ext)
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("ANEMLL_SPEC_CACHE", str(tmp_path / "a"))
+    assert default_cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("ANEMLL_SPEC_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x" / "anemll-spec"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    assert default_cache_dir() == tmp_path / "h" / ".cache" / "anemll-spec"
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncate", "delete_weights", "delete_manifest", "bad_manifest"]
+)
+def test_damaged_entry_is_rebuilt(tmp_path, damage):
+    m = matmul()
+    first = build(m, cache_dir=tmp_path)
+    good = weight_bin(first.path).read_bytes()
+    wb, manifest = weight_bin(first.path), first.path.parent / "manifest.json"
+    if damage == "truncate":
+        wb.write_bytes(good[: len(good) // 2])
+    elif damage == "delete_weights":
+        wb.unlink()
+    elif damage == "delete_manifest":
+        manifest.unlink()
+    else:
+        manifest.write_text("{not json")
+    again = build(m, cache_dir=tmp_path)
+    assert not again.cached
+    assert weight_bin(again.path).read_bytes() == good
+    assert cache_mod.lookup(tmp_path, again.key)[0] is not None
+
+
+_WORKER = """
+import json, sys
+from pathlib import Path
+from anemll_spec.build import build
+m = json.loads(sys.argv[2])
+b = build(m, cache_dir=Path(sys.argv[1]))
+print(json.dumps({"path": str(b.path), "sha": b.weights_sha256, "cached": b.cached}))
+"""
+
+
+def test_two_processes_building_one_key(tmp_path):
+    m = lm_head(hidden_size=512, vocab_size=4096, chunks=4)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(tmp_path), json.dumps(m)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert outs[0]["path"] == outs[1]["path"] and outs[0]["sha"] == outs[1]["sha"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cache_key(m)]
+    entry, problem = cache_mod.lookup(tmp_path, cache_key(m))
+    assert entry is not None, problem
+    from anemll_spec.build.inspect import weights_sha256
+
+    assert weights_sha256(entry.package) == outs[0]["sha"]
+
+
+def test_publish_adopts_the_winner(tmp_path):
+    """The loser of the rename keeps nothing of its own and returns the winner's entry."""
+    m = matmul()
+    won = build(m, cache_dir=tmp_path)
+    staging = cache_mod.new_staging(tmp_path, won.key)
+    (staging / "junk").write_text("x")
+    entry = cache_mod.publish(tmp_path, won.key, staging)
+    assert entry.package == won.path and not staging.exists()
+
+
+def test_refuses_model_larger_than_free_memory(tmp_path, monkeypatch):
+    import psutil
+
+    class Tiny:
+        available = 10_000_000
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+    with pytest.raises(InputError, match=r"needs about .* GB .* only 0\.01 GB"):
+        build(lm_head(), cache_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cache_cli_list_and_clear(tmp_path, cli):
+    build(matmul(), cache_dir=tmp_path)
+    r = cli("cache", "list", "--json", "--cache-dir", tmp_path)
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert [e["key"] for e in listed["entries"]] == [cache_key(matmul())]
+    assert listed["entries"][0]["ok"] and listed["entries"][0]["family"] == "matmul"
+    r = cli("cache", "clear", "--json", "--cache-dir", tmp_path)
+    assert json.loads(r.stdout)["removed"] == 1
+    assert not any(tmp_path.iterdir())
+    r = cli("cache", "list", "--cache-dir", tmp_path)
+    assert "(empty)" in r.stdout

@@ -1,0 +1,122 @@
+"""inspect: everything read back from the saved files, for packages and compiled models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from build_util import attention, ffn, lm_head, matmul, op_counts, proto, weight_bin
+
+from anemll_spec.build import build, build_package
+from anemll_spec.build.inspect import inspect_model
+from anemll_spec.errors import InputError
+
+FIX = Path(__file__).parent / "fixtures" / "build"
+
+
+def _sha(pkg: Path) -> str:
+    h = hashlib.sha256()
+    wdir = pkg / "Data" / "com.apple.CoreML" / "weights"
+    for p in sorted(wdir.rglob("*")):
+        h.update(str(p.relative_to(wdir)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(
+    "model, flops",
+    [
+        (lm_head(), 2 * 256 * 512),
+        (lm_head(layout="linear", seq_len=2), 2 * 2 * 256 * 512),
+        (ffn(), 2 * 4 * 3 * 128 * 384),
+        # projections 2*s*h*(2*heads*hd + 2*kv*hd) + attention 4*heads*s*ctx*hd
+        (attention(), 2 * 256 * (2 * 256 + 2 * 128) + 4 * 4 * 64 * 64),
+        (
+            attention(impl="matmul", seq_len=2),
+            2 * 2 * 256 * (2 * 256 + 2 * 128) + 4 * 4 * 2 * 64 * 64,
+        ),
+        (matmul(), 2 * 64 * 128 * 96),
+    ],
+)
+def test_inspect_package(tmp_path, model, flops):
+    pkg = tmp_path / "m.mlpackage"
+    build_package(model, pkg)
+    info = inspect_model(pkg)
+    assert info["flops"] == flops
+    assert info["weight_bytes"] == weight_bin(pkg).stat().st_size
+    assert info["weights_sha256"] == _sha(pkg)
+    assert info["ops"] == dict(sorted(op_counts(proto(pkg)).items()))
+    assert info["deployment_target"] == "iOS18" and info["spec_version"] == 9
+    assert info["compression"] == []
+
+
+def test_inspect_reports_compression_and_targets(tmp_path):
+    pkg = tmp_path / "q.mlpackage"
+    build_package(
+        lm_head(
+            deployment_target="iOS17",
+            compression={"quantize": {"dtype": "int8", "granularity": "per_channel"}},
+        ),
+        pkg,
+    )
+    info = inspect_model(pkg, sha=False)
+    assert info["deployment_target"] == "iOS17" and info["spec_version"] == 8
+    assert [(c["op"], c["nbits"], c["granularity"]) for c in info["compression"]] == [
+        ("constexpr_affine_dequantize", 8, "per_channel")
+    ] * 2
+    assert info["flops"] == 2 * 256 * 512  # conv FLOPs through the constexpr weight's shape
+
+
+def test_inspect_compiled_fixture_agrees_with_its_metadata():
+    for name, flops in [
+        ("lm_head_tiny", 2 * 64 * 64),
+        ("attention_tiny", 2 * 64 * (2 * 64 + 2 * 32) + 4 * 2 * 16 * 32),
+    ]:
+        path = FIX / f"{name}.mlmodelc"
+        info = inspect_model(path)
+        meta = json.loads((path / "metadata.json").read_text())[0]
+        hist = {k.split(".", 1)[1]: v for k, v in meta["mlProgramOperationTypeHistogram"].items()}
+        assert {k: v for k, v in info["ops"].items() if k != "const"} == hist
+        assert info["flops"] == flops
+        assert info["weight_bytes"] == (path / "weights" / "weight.bin").stat().st_size
+        assert info["deployment_target"] == "iOS18"
+
+
+def test_inspect_rejects_corrupt_models(tmp_path):
+    pkg = tmp_path / "m.mlpackage"
+    build_package(matmul(), pkg)
+    wb = weight_bin(pkg)
+    wb.write_bytes(wb.read_bytes()[:200])
+    with pytest.raises(InputError, match="truncated|past the end"):
+        inspect_model(pkg)
+    bad = tmp_path / "c.mlmodelc"
+    shutil.copytree(FIX / "lm_head_tiny.mlmodelc", bad)
+    (bad / "weights" / "weight.bin").unlink()
+    with pytest.raises(InputError, match="missing"):
+        inspect_model(bad)
+
+
+def test_inspect_cli_json_and_text(tmp_path, cli):
+    b = build(attention(), cache_dir=tmp_path / "c")
+    r = cli("inspect", b.path, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert [s["name"] for s in info["states"]] == ["key_cache", "value_cache"]
+    assert info["weights_sha256"] == b.weights_sha256 and info["flops"] == b.flops
+    r = cli("inspect", FIX / "attention_tiny.mlmodelc")
+    assert (
+        r.returncode == 0
+        and "key_cache" in r.stdout
+        and "scaled_dot_product_attention 1" in r.stdout
+    )
+    r = cli("inspect", tmp_path / "nope.mlpackage")
+    assert r.returncode == 2 and "nope.mlpackage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compiled_histogram_counts_are_proto_counts():
+    """The fixture's histogram was written from the package proto it was made from."""
+    info = inspect_model(FIX / "attention_tiny.mlmodelc", sha=False)
+    assert Counter(info["ops"])["write_state"] == 2

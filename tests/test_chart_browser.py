@@ -1,0 +1,152 @@
+"""Charts and the report opened in headless Chromium, from disk, offline: what Vega drew,
+read back from the DOM (marks, axis titles, labels), and that markup in store labels
+stays text.
+
+SYNTHETIC samples for chart rendering (tests/fixtures/chart), not measurements; the
+published rows are the store's real reference table.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_dom as dom  # noqa: E402
+import chart_synthetic as syn  # noqa: E402
+
+from anemll_spec.chart import write_chart  # noqa: E402
+from anemll_spec.chart.report import write_report  # noqa: E402
+from anemll_spec.chart.source import Options  # noqa: E402
+from anemll_spec.store.reference import PUBLISHED_CSV  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("chartbrowser") / "results.duckdb"
+    ids = {
+        "lm_a": syn.lm_head_run(path, seed=7),
+        "lm_b": syn.lm_head_run(path, seed=8, scale=1.02),
+        "linux": syn.linux_run(path),
+        "sweep": syn.sweep_run(path),
+        "xss": syn.xss_run(path),
+    }
+    return {"path": str(path), **ids}
+
+
+def published_chips(model: str) -> set[tuple[str, str]]:
+    """(source, chip) pairs of the published CSV with a row for `model`."""
+    with open(PUBLISHED_CSV, newline="", encoding="utf-8") as f:
+        return {(r["source"], r["chip"]) for r in csv.DictReader(f) if r["model"] == model}
+
+
+def xy(node: dom.Node) -> tuple[float, float]:
+    """Position of an SVG element drawn by Vega (transform="translate(x,y)")."""
+    x, y = node.attrs["transform"].removeprefix("translate(").rstrip(")").split(",")
+    return float(x), float(y)
+
+
+def rendered(root: dom.Node, n: int) -> None:
+    states = [d.attrs.get("data-rendered") for d in root.find("div", class_="chart")]
+    assert states == ["true"] * n, states
+
+
+def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store, tmp_path):
+    files = write_chart("factors", store["path"], Options(), tmp_path / "out")
+    root = dom.dump_dom(chromium, files["html"], tmp_path)
+    rendered(root, 1)
+    texts = dom.svg_texts(root)
+    for model in ("llama_lm_head", "llama_lm_head_lut6"):
+        # own rows: the Mac (coreml) for both models, the Linux numpy run for the fp16 head
+        own = 2 if model == "llama_lm_head" else 1
+        expected = len(published_chips(model)) + own
+        for metric in ("bandwidth", "latency"):
+            bars = dom.marks(root, f"bars_{metric}_{model}")
+            assert len(bars) == expected, (model, metric)
+            assert all(b.attrs.get("aria-roledescription") == "bar" for b in bars)
+            labels = dom.marks(root, f"factors_{metric}_{model}")
+            assert len(labels) == expected
+            assert f"{model} — {metric}" in texts
+    for title in ("bandwidth (GB/s, higher is better)", "latency (ms, lower is better)"):
+        assert title in texts
+    for _source, chip in published_chips("llama_lm_head"):
+        assert any(t == chip or t.startswith(chip + " · ") for t in texts), chip
+    assert "own: M4 Max (coreml CPU_AND_NE)" in texts
+    assert any(t.endswith("(derived)") for t in texts)
+    # 15+ chips on a band axis: every label drawn, each on its own row, none overlapping
+    y_axes = [
+        [t for t in g.children if t.tag == "text" and xy(t)[0] < 0]  # left of the view
+        for g in root.find("g", cls_prefix="role-axis-label")
+    ]
+    y_axes = [labels for labels in y_axes if labels]
+    assert len(y_axes) == 4
+    for labels in y_axes:
+        assert len(labels) >= 15
+        assert all(t.attrs.get("opacity", "1") == "1" for t in labels)
+        ys = sorted(xy(t)[1] for t in labels)
+        assert min(b - a for a, b in zip(ys, ys[1:])) >= 12  # 11 px font
+
+
+def test_every_kind_renders_in_the_browser(chromium, store, tmp_path):
+    cases = {
+        "latency": (Options(runs=(store["lm_a"],)), "latency (ms, wall clock per predict call)"),
+        "timeline": (Options(runs=(store["lm_a"],)), "iteration (timed call index)"),
+        "sweep": (Options(runs=(store["sweep"],)), "bandwidth (GB/s)"),
+        "placement": (Options(runs=(store["sweep"],)), "share of ops (%)"),
+        "compare": (Options(runs=(store["lm_a"], store["lm_b"])), None),
+    }
+    for kind, (opts, axis) in cases.items():
+        files = write_chart(kind, store["path"], opts, tmp_path / kind)
+        root = dom.dump_dom(chromium, files["html"], tmp_path)
+        rendered(root, 1)
+        texts = dom.svg_texts(root)
+        assert any(t.startswith(("Latency", "Sweep", "Op placement", "Run comparison"))
+                   for t in texts), kind
+        if axis:
+            assert axis in texts, (kind, texts[:40])
+    # latency: one box per case of the run (2 models)
+    root = dom.dump_dom(chromium, tmp_path / "latency" / "latency.html", tmp_path)
+    assert len(dom.marks(root, "boxes")) == 2
+    assert len(dom.marks(root, "medians")) == 2
+    # sweep: 2 series x 4 vocab sizes as points on the lines
+    root = dom.dump_dom(chromium, tmp_path / "sweep" / "sweep.html", tmp_path)
+    assert len(dom.marks(root, "lines")) == 2  # one path per series
+
+
+def test_markup_in_labels_renders_as_text_and_never_runs(chromium, store, tmp_path):
+    files = write_chart("latency", store["path"], Options(runs=(store["xss"],)), tmp_path / "x")
+    report = write_report(store["path"], store["xss"], tmp_path / "r.html")
+    titles = {
+        files["html"]: "anemll-spec latency",
+        report: f"anemll-spec report: {syn.XSS} run {store['xss']}",  # as text
+    }
+    for page, want in titles.items():
+        root = dom.dump_dom(chromium, page, tmp_path)
+        # the payload, if it ran, would set document.title to 'pwned'
+        assert root.find("title")[0].all_text() == want
+        assert not root.find("img", src="x")  # no element was created from a label
+        texts = dom.svg_texts(root)
+        assert any(t.startswith("<script>document.title='pwned'</script>") for t in texts)
+    # in the report's HTML tables too: shown literally as text
+    assert syn.XSS in root.all_text()
+    rendered(root, 3)  # latency, timeline, placement (no published model, no sweep)
+
+
+def test_report_renders_every_chart_and_reads_well(chromium, store, tmp_path):
+    page = write_report(store["path"], store["lm_b"], tmp_path / "report.html")
+    root = dom.dump_dom(chromium, page, tmp_path)
+    ids = [d.attrs["id"] for d in root.find("div", class_="chart")]
+    assert ids == ["chart-factors", "chart-latency", "chart-timeline", "chart-placement",
+                   "chart-compare"]
+    rendered(root, 5)
+    headings = [h.all_text() for h in root.find("h2")]
+    assert "Host and versions" in headings and "Cases (2)" in headings
+    note = [p.all_text() for p in root.find("p", class_="note")]
+    assert any("swept no parameter" in n for n in note)
+    png = dom.screenshot(chromium, page, tmp_path / "report.png", tmp_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,184 @@
+"""`anemll-spec chart` and `anemll-spec report` through the real CLI: files written,
+filters refused, empty stores explained, the store never written.
+
+SYNTHETIC samples for chart rendering (tests/fixtures/chart), not measurements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_synthetic as syn  # noqa: E402
+
+from anemll_spec.chart.source import check_filter  # noqa: E402
+from anemll_spec.errors import InputError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("chartcli") / "results.duckdb"
+    return {
+        "path": path,
+        "lm_a": syn.lm_head_run(path, seed=3),
+        "lm_b": syn.lm_head_run(path, seed=4, scale=0.97),
+        "sweep": syn.sweep_run(path),
+    }
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_chart_writes_html_png_svg_and_json(cli, store, tmp_path):
+    out = tmp_path / "out"
+    r = cli("chart", "factors", "--store", store["path"], "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    files = {k: Path(v) for k, v in json.loads(r.stdout)["files"].items()}
+    assert set(files) == {"html", "png", "svg", "json"}
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = ET.parse(files["svg"]).getroot()
+    texts = " ".join(t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text"))
+    assert "bandwidth (GB/s, higher is better)" in texts and "M1 Max" in texts
+    spec = json.loads(files["json"].read_text())
+    assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
+    html = files["html"].read_text()
+    # offline: Vega is inlined, nothing is loaded from anywhere
+    assert "<script src" not in html and "vegaEmbed" in html
+    assert "default-src 'none'" in html
+
+
+def test_compare_takes_two_runs_either_way(cli, store, tmp_path):
+    a, b = store["lm_a"], store["lm_b"]
+    for args in (["--run", a, "--run", b], ["--runs", a, b]):
+        r = cli("chart", "compare", "--store", store["path"], "--out", tmp_path, *args)
+        assert r.returncode == 0, r.stderr
+        spec = json.loads((tmp_path / "compare.vl.json").read_text())
+        assert {d["verdict"] for d in spec["layer"][0]["data"]["values"]} == {"faster"}
+    r = cli("chart", "compare", "--store", store["path"], "--out", tmp_path, "--run", a)
+    assert r.returncode == 2 and "two runs" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "1=1; DROP TABLE runs",
+        "chip = 'x' -- comment",
+        "1=1) OR (1=1",
+        "(DELETE FROM runs)",
+        "chip IN (SELECT 1); ATTACH 'x.db'",
+    ],
+)
+def test_unsafe_where_is_refused_and_nothing_written(cli, store, tmp_path, where):
+    before = digest(store["path"])
+    out = tmp_path / "out"
+    r = cli("chart", "latency", "--store", store["path"], "--out", out, "--where", where)
+    assert r.returncode == 2
+    assert "--where" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    assert digest(store["path"]) == before
+
+
+def test_where_cannot_reach_files_or_write(cli, store, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    before = digest(store["path"])
+    for where in (
+        f"(SELECT count(*) FROM read_csv('{secret}')) > 0",
+        "nextval('nope') > 0",
+    ):
+        r = cli("chart", "latency", "--store", store["path"], "--out", tmp_path / "o",
+                "--where", where)
+        assert r.returncode == 2, where
+        assert "Traceback" not in r.stderr
+    assert digest(store["path"]) == before
+
+
+def test_filter_check_accepts_expressions_with_keywords_in_strings():
+    assert check_filter("spec_name = 'update; drop'") == "spec_name = 'update; drop'"
+    assert check_filter("  ") is None
+    with pytest.raises(InputError, match="not allowed"):
+        check_filter("copy_to = 1 OR COPY")
+
+
+def test_good_where_filters_the_chart(cli, store, tmp_path):
+    r = cli("chart", "sweep", "--store", store["path"], "--out", tmp_path, "--json",
+            "--where", "compute_units = 'CPU_AND_NE'")
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((tmp_path / "sweep.vl.json").read_text())
+    values = spec["data"]["values"]  # both layers share it: Altair hoists it to the top
+    assert {v["series"] for v in values} == {"coreml · CPU_AND_NE"}
+    assert any("compute_units = 'CPU_AND_NE'" in s for s in spec["title"]["subtitle"])
+
+
+def test_empty_or_missing_store_is_a_clear_input_error(cli, tmp_path):
+    from anemll_spec.store import open_store
+
+    missing = tmp_path / "none.duckdb"
+    r = cli("chart", "latency", "--store", missing, "--out", tmp_path / "o")
+    assert r.returncode == 2 and "no results store" in r.stderr
+    assert not missing.exists()
+    empty = tmp_path / "empty.duckdb"
+    open_store(empty).close()  # a fresh store: reference rows, no runs
+    r = cli("chart", "latency", "--store", empty, "--out", tmp_path / "o")
+    assert r.returncode == 2 and "no cases to draw" in r.stderr
+    r = cli("chart", "factors", "--store", empty, "--out", tmp_path / "o",
+            "--model", "nope")
+    assert r.returncode == 2 and "model = 'nope'" in r.stderr
+    r = cli("report", "--store", empty, "--out", tmp_path / "r.html")
+    assert r.returncode == 2 and "no runs" in r.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r.html").exists()
+    # the published rows alone still make a factors chart
+    r = cli("chart", "factors", "--store", empty, "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+
+
+def test_unknown_baseline_lists_the_chips(cli, store, tmp_path):
+    r = cli("chart", "factors", "--store", store["path"], "--out", tmp_path,
+            "--baseline", "M9 Ultra")
+    assert r.returncode == 2 and "'M1 Max'" in r.stderr
+
+
+def test_report_page_has_every_section_and_escapes_labels(cli, store, tmp_path):
+    xss = syn.xss_run(store["path"])
+    out = tmp_path / "report.html"
+    r = cli("report", "--store", store["path"], "--run", xss, "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert json.loads(r.stdout) == {"report": str(out)}
+    assert syn.XSS not in html  # neither in the tables nor inside the charts' JSON
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in html
+    for heading in ("Host and versions", "Cases (1)", "Comparison with published results",
+                    "Latency distribution", "Sweep"):
+        assert heading in html
+    # a chart that does not apply is a visible note, not a blank
+    assert "swept no parameter" in html
+
+
+def test_report_of_a_published_model_run(cli, store, tmp_path):
+    out = tmp_path / "r.html"
+    r = cli("report", "--store", store["path"], "--run", store["lm_b"], "--out", out)
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    for div in ("chart-factors", "chart-latency", "chart-timeline", "chart-placement",
+                "chart-compare"):
+        assert f'id="{div}"' in html
+    assert "llama_lm_head_lut6" in html and "inference factor" in html
+
+
+def test_commands_import_nothing_heavy():
+    code = (
+        "import sys, anemll_spec.cli.chart, anemll_spec.cli.report, anemll_spec.chart;"
+        "heavy = [m for m in ('altair', 'duckdb', 'vl_convert', 'numpy', 'coremltools')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,264 @@
+"""Export / import bundles: round trip, idempotence, and every kind of bad bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from fixtures.store.synth import case, new_run, samples_ns
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import append_case, finish_run, open_store, schema
+from anemll_spec.store.bundle import export_bundle, import_bundles
+from anemll_spec.store.schema import sql_literal
+
+DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
+HOSTILE = "x'); DROP TABLE runs; --"
+
+
+def content(store: Path) -> dict:
+    """Every bundled table, fully, in a canonical order."""
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return {
+            t.name: con.execute(
+                f"SELECT {', '.join(t.names)} FROM {t.name} ORDER BY ALL"
+            ).fetchall()
+            for t in schema.BUNDLE_TABLES
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "src.duckdb"
+    rng = np.random.default_rng(11)
+    for chip in ("Apple M1 Max", "Apple M4 Max"):
+        run_id = new_run(path, chip=chip, spec_yaml=f"name: s\n# {HOSTILE}\n")
+        wall = samples_ns(rng, 50, 7.0)
+        both = np.column_stack([wall, wall - 1000]).astype(np.float64)
+        both[::7, 1] = np.nan
+        append_case(
+            path,
+            run_id,
+            case("a", wall=wall, params={"model.vocab_size": 32000, "q": HOSTILE}),
+            both,
+            [{"op_name": "conv_0", "op_type": "conv", "preferred_device": "NeuralEngine",
+              "estimated_cost": 0.9}],  # fmt: skip
+        )
+        append_case(path, run_id, case("b", status="failed", error=HOSTILE), [])
+        finish_run(path, run_id, "finished")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(source, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("b") / "all.parquet"
+    export_bundle(source, out)
+    return out
+
+
+def test_round_trip_and_duplicate_import(source, bundle, tmp_path):
+    dest = tmp_path / "dest.duckdb"
+    (summary,) = import_bundles(dest, [bundle])
+    assert summary["runs_added"] == 2 and summary["runs_skipped"] == 0
+    assert content(dest) == content(source)
+    # SQL-ish strings arrived as data
+    con = duckdb.connect(str(dest), read_only=True)
+    assert con.execute("SELECT count(*) FROM cases WHERE error = ?", [HOSTILE]).fetchone() == (2,)
+    con.close()
+
+    before = content(dest)
+    (again,) = import_bundles(dest, [bundle])
+    assert again["runs_added"] == 0 and again["runs_skipped"] == 2
+    assert sum(again["rows"].values()) == 0
+    assert content(dest) == before
+
+
+def test_export_some_runs_by_prefix_and_shortcut(source, tmp_path):
+    con = open_store(source, read_only=True)
+    ids = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started_at").fetchall()]
+    con.close()
+    out = tmp_path / "latest.parquet"
+    summary = export_bundle(source, out, ["latest"])
+    assert summary["runs"] == [ids[-1]]
+    assert summary["counts"] == {"hosts": 1, "runs": 1, "cases": 2, "samples": 50, "placements": 1}
+    out2 = tmp_path / "prefix.parquet"
+    assert export_bundle(source, out2, [ids[0][:-3]])["runs"] == [ids[0]]
+    dest = tmp_path / "d.duckdb"
+    import_bundles(dest, [out, out2, out])  # several at once; duplicates within one call too
+    assert content(dest) == content(source)
+
+
+def duckdb_json(sql: str) -> list[dict]:
+    result = subprocess.run(
+        [str(DUCKDB_CLI), "-json", "-c", sql], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_bundle_is_plain_duckdb_readable(bundle):
+    path = sql_literal(str(bundle))
+    rows = duckdb_json(f'SELECT "table", count(*) AS n FROM {path} GROUP BY 1 ORDER BY 1')
+    counts = {r["table"]: r["n"] for r in rows}
+    assert counts == {"hosts": 2, "runs": 2, "cases": 4, "samples": 100, "placements": 2}
+    second = duckdb_json(
+        f"SELECT decode(key) AS k, decode(value) AS v FROM parquet_kv_metadata({path})"
+    )
+    meta = {r["k"]: r["v"] for r in second}
+    assert meta["anemll_spec.schema_version"] == str(schema.SCHEMA_VERSION)
+    assert json.loads(meta["anemll_spec.counts"]) == counts
+    cols = json.loads(meta["anemll_spec.columns"])
+    assert [c[0] for c in cols["cases"]] == schema.CASES.names
+
+
+# ---------------------------------------------------------------- bad bundles
+
+
+def kv_of(path: Path) -> dict[str, str]:
+    con = duckdb.connect()
+    rows = con.execute("SELECT key, value FROM parquet_kv_metadata(?)", [str(path)]).fetchall()
+    con.close()
+    return {bytes(k).decode(): bytes(v).decode() for k, v in rows}
+
+
+def rewrite(good: Path, bad: Path, select: str = "SELECT * FROM b", **kv_over) -> Path:
+    """A copy of `good` with rows from `select` (over `b`) and changed metadata."""
+    kv = {**kv_of(good), **{f"anemll_spec.{k}": v for k, v in kv_over.items()}}
+    kv = {k: v for k, v in kv.items() if v is not None}
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({sql_literal(str(good))})")
+    meta = ", ".join(f"{sql_literal(k)}: {sql_literal(v)}" for k, v in kv.items())
+    opts = f", KV_METADATA {{{meta}}}" if kv else ""
+    con.execute(f"COPY ({select}) TO {sql_literal(str(bad))} (FORMAT parquet{opts})")
+    con.close()
+    return bad
+
+
+def count_minus(bundle: Path, table: str, n: int) -> str:
+    counts = json.loads(kv_of(bundle)["anemll_spec.counts"])
+    counts[table] -= n
+    return json.dumps(counts)
+
+
+BAD = {
+    "text file": (None, "not a readable parquet file"),
+    "truncated": (None, "not a readable parquet file"),
+    "no metadata": ("plain", "not an anemll-spec results bundle"),
+    "newer version": ({"schema_version": "99"}, "newer anemll-spec"),
+    "older version": ({"schema_version": "1"}, "imports v2 bundles"),
+    "garbled version": ({"schema_version": "2; DROP TABLE runs"}, "unreadable schema_version"),
+    "missing column": ("SELECT * EXCLUDE (median_ms) FROM b", "missing columns median_ms"),
+    "extra column": ("SELECT *, 1 AS \"x; DROP TABLE runs\" FROM b", "unknown columns"),
+    "wrong type": ("SELECT * REPLACE (median_ms::VARCHAR AS median_ms) FROM b", "median_ms is VARCHAR"),
+    "negative latency": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='cases' THEN -1.0::DOUBLE END AS median_ms) FROM b",
+        "median_ms below 0",
+    ),
+    "NaN latency": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='cases' THEN 'nan'::DOUBLE END AS p99_ms) FROM b",
+        "p99_ms is not finite",
+    ),
+    "bad status": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='runs' THEN 'done' ELSE status END AS status) FROM b",
+        "status not in",
+    ),
+    "negative sample": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='samples' THEN -wall_ns END AS wall_ns) FROM b",
+        "wall_ns below 0",
+    ),
+    "case of a missing run": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='cases' THEN 'nope' ELSE run_id END AS run_id) FROM b",
+        "refers to run 'nope'",
+    ),
+    "unknown table": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='placements' THEN 'evil' ELSE \"table\" END AS \"table\") FROM b",
+        "rows of unknown tables: 'evil'",
+    ),
+    "missing required": (
+        "SELECT * REPLACE (CASE WHEN \"table\"='cases' THEN NULL ELSE case_key END AS case_key) FROM b",
+        "case_key is NULL",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD) + ["samples dropped", "counts lie", "duplicate run"])
+def test_bad_bundles_are_rejected_and_change_nothing(bundle, source, tmp_path, kind):
+    dest = tmp_path / "dest.duckdb"
+    # the store already holds one of the runs: it must stay exactly as it is
+    seed = tmp_path / "seed.parquet"
+    export_bundle(source, seed, ["previous"])
+    import_bundles(dest, [seed])
+    before = content(dest)
+    bad = tmp_path / "bad.parquet"
+    if kind == "text file":
+        bad.write_text("run_id,median_ms\nx,1\n")
+        message = BAD[kind][1]
+    elif kind == "truncated":
+        data = bundle.read_bytes()
+        bad.write_bytes(data[: len(data) * 2 // 3])
+        message = BAD[kind][1]
+    elif kind == "samples dropped":
+        # one sample fewer, counts adjusted so only n_samples can tell
+        rewrite(
+            bundle,
+            bad,
+            "SELECT * FROM b WHERE NOT (\"table\" = 'samples' AND idx = 3 AND "
+            "case_id = (SELECT min(case_id) FROM b WHERE \"table\" = 'samples'))",
+            counts=count_minus(bundle, "samples", 1),
+        )
+        message = "n_samples does not match its samples"
+    elif kind == "duplicate run":
+        rewrite(
+            bundle,
+            bad,
+            "SELECT * FROM b UNION ALL SELECT * FROM b WHERE \"table\" = 'runs'",
+            counts=count_minus(bundle, "runs", -2),
+        )
+        message = "duplicate runs key"
+    elif kind == "counts lie":
+        rewrite(bundle, bad, "SELECT * FROM b WHERE \"table\" <> 'placements' OR op_index > 0",
+                counts=count_minus(bundle, "placements", 0))  # fmt: skip
+        message = "placements has 0 rows but the bundle says 2"
+    else:
+        change, message = BAD[kind]
+        if change == "plain":
+            con = duckdb.connect()
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({sql_literal(str(bundle))})) "
+                f"TO {sql_literal(str(bad))} (FORMAT parquet)"
+            )
+            con.close()
+        elif isinstance(change, dict):
+            rewrite(bundle, bad, **change)
+        else:
+            rewrite(bundle, bad, change)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        import_bundles(dest, [bundle, bad])  # the good bundle is not written either
+    assert content(dest) == before
+
+
+def test_cli_export_import(cli, source, tmp_path):
+    out = tmp_path / "cli.parquet"
+    exp = cli("export", "--store", source, "--out", out, "--json")
+    assert exp.returncode == 0, exp.stderr
+    assert json.loads(exp.stdout)["counts"]["runs"] == 2
+    dest = tmp_path / "dest.duckdb"
+    imp = cli("import", out, "--store", dest)
+    assert imp.returncode == 0 and "2 run(s) added, 0 already present" in imp.stdout
+    imp2 = cli("import", out, "--store", dest, "--json")
+    assert json.loads(imp2.stdout)[0]["runs_skipped"] == 2
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("nope")
+    res = cli("import", bad, "--store", dest)
+    assert res.returncode == 2 and "not a readable parquet file" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = cli("export", "--store", source, "--run", "zzz", "--out", tmp_path / "x.parquet")
+    assert res.returncode == 2 and "no run 'zzz'" in res.stderr

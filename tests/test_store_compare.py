@@ -1,0 +1,124 @@
+"""Bootstrap CIs and `compare` on synthetic samples with known shifts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fixtures.store.synth import case, new_run, samples_ns
+
+from anemll_spec.bootstrap import bootstrap_medians, median_ci, ratio_of_medians_ci
+from anemll_spec.compare import compare_runs, verdict
+from anemll_spec.errors import InputError
+from anemll_spec.store import append_case, finish_run
+
+
+@pytest.mark.parametrize("n", [1, 2, 101, 1000])
+def test_rank_resampling_equals_naive_bootstrap(n):
+    """The partition-of-ranks shortcut gives exactly the medians of real resamples."""
+    x = np.random.default_rng(1).lognormal(size=n)
+    fast = bootstrap_medians(x, 300, np.random.default_rng(42))
+    rng = np.random.default_rng(42)
+    idx = rng.integers(0, n, size=(300, n), dtype=np.int32)
+    naive = np.median(np.sort(x)[idx], axis=1)
+    np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-12)
+
+
+def test_median_ci_is_deterministic_and_covers():
+    x = np.random.default_rng(2).normal(10, 1, 301)
+    a, b = median_ci(x, seed=7), median_ci(x, seed=7)
+    assert a == b and a.low < a.estimate < a.high
+    assert a.estimate == np.median(x)
+    assert median_ci(x, seed=8) != a
+    # coverage of the true median (10) over repeated samples: ~95%
+    rng = np.random.default_rng(3)
+    hits = sum(
+        (ci := median_ci(rng.normal(10, 1, 101), n_boot=500, seed=i)).low <= 10 <= ci.high
+        for i in range(200)
+    )
+    assert 0.88 <= hits / 200 <= 0.995
+    with pytest.raises(ValueError):
+        median_ci([])
+
+
+def test_ratio_ci_finds_a_known_shift():
+    rng = np.random.default_rng(4)
+    a = rng.normal(10, 0.3, 400)
+    b = 1.2 * rng.normal(10, 0.3, 400)
+    ci = ratio_of_medians_ci(a, b)
+    assert ci.low < 1.2 < ci.high and ci.low > 1.15
+    assert ci.estimate == pytest.approx(np.median(b) / np.median(a))
+    same = ratio_of_medians_ci(a, rng.normal(10, 0.3, 400))
+    assert same.low < 1.0 < same.high
+
+
+@pytest.mark.parametrize(
+    "ratio, low, high, floor, expected",
+    [
+        (1.2, 1.15, 1.25, 1.0, "slower"),
+        (0.8, 0.75, 0.85, 1.0, "faster"),
+        (1.01, 0.99, 1.03, 1.0, "no change"),
+        (1.005, 1.002, 1.008, 1.0, "no change"),  # significant but under the noise floor
+        (1.005, 1.002, 1.008, 0.1, "slower"),
+    ],
+)
+def test_verdicts(ratio, low, high, floor, expected):
+    assert verdict(ratio, low, high, floor) == expected
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run A; B = 1.2 x A + noise on case 'shift', 0.8 x on 'gain', unchanged on 'same'."""
+    store = tmp_path_factory.mktemp("cmp") / "r.duckdb"
+    rng = np.random.default_rng(9)
+    ids = []
+    for factors in ({"shift": 1.0, "gain": 1.0, "same": 1.0, "gone": 1.0},
+                    {"shift": 1.2, "gain": 0.8, "same": 1.0, "new": 1.0}):  # fmt: skip
+        run_id = new_run(store)
+        for key, f in factors.items():
+            wall = samples_ns(rng, 300, 10.0 * f, noise=0.03)
+            append_case(store, run_id, case(key, f"model_{key}", wall=wall), wall)
+        append_case(store, run_id, case("broken", status="failed", error="x"), [])
+        finish_run(store, run_id, "finished")
+        ids.append(run_id)
+    return store, ids
+
+
+def test_compare_runs_known_shifts(runs):
+    store, (a, b) = runs
+    result = compare_runs(store, a, b, fail_on_regression_pct=10)
+    by = {c["case_key"]: c for c in result["comparisons"]}
+    assert set(by) == {"shift", "gain", "same"}
+    assert by["shift"]["verdict"] == "slower" and by["shift"]["ci_low"] < 1.2 < by["shift"]["ci_high"]
+    assert by["shift"]["regression"] is True and result["regressions"] == 1
+    assert by["gain"]["verdict"] == "faster" and by["gain"]["ci_low"] < 0.8 < by["gain"]["ci_high"]
+    assert by["same"]["verdict"] == "no change"
+    assert result["only_in_a"] == ["model_gone (coreml/CPU_AND_NE/1)"]
+    assert result["only_in_b"] == ["model_new (coreml/CPU_AND_NE/1)"]
+    assert by["shift"]["n_a"] == by["shift"]["n_b"] == 300
+    # same inputs, same answer
+    assert compare_runs(store, a, b, fail_on_regression_pct=10) == result
+
+
+def test_compare_cli(cli, runs):
+    store, (a, b) = runs
+    out = cli("compare", "previous", "latest", "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert "slower" in out.stdout and "faster" in out.stdout and "no change" in out.stdout
+    js = cli("compare", a[:-2], b, "--store", store, "--json", "--fail-on-regression", "10")
+    assert js.returncode == 1
+    data = json.loads(js.stdout)
+    assert data["run_a"] == a and data["run_b"] == b and data["regressions"] == 1
+    # a 1.2x slowdown is not a regression beyond 30%
+    assert cli("compare", a, b, "--store", store, "--fail-on-regression", "30").returncode == 0
+    bad = cli("compare", "nope", b, "--store", store)
+    assert bad.returncode == 2 and "no run 'nope'" in bad.stderr
+
+
+def test_ambiguous_prefix_is_refused(runs):
+    store, (a, b) = runs
+    common = a[:9]  # 'YYYYmmdd-' is shared by both runs
+    assert b.startswith(common)
+    with pytest.raises(InputError, match="ambiguous"):
+        compare_runs(store, common, b)
