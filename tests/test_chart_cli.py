@@ -61,7 +61,7 @@ def test_compare_takes_two_runs_either_way(cli, store, tmp_path):
         r = cli("chart", "compare", "--store", store["path"], "--out", tmp_path, *args)
         assert r.returncode == 0, r.stderr
         spec = json.loads((tmp_path / "compare.vl.json").read_text())
-        assert {d["verdict"] for d in spec["layer"][0]["data"]["values"]} == {"faster"}
+        assert {d["verdict"] for d in spec["datasets"]["comparisons"]} == {"faster"}
     r = cli("chart", "compare", "--store", store["path"], "--out", tmp_path, "--run", a)
     assert r.returncode == 2 and "two runs" in r.stderr
 
@@ -113,7 +113,7 @@ def test_good_where_filters_the_chart(cli, store, tmp_path):
             "--where", "compute_units = 'CPU_AND_NE'")
     assert r.returncode == 0, r.stderr
     spec = json.loads((tmp_path / "sweep.vl.json").read_text())
-    values = spec["data"]["values"]  # both layers share it: Altair hoists it to the top
+    values = spec["datasets"]["sweep"]
     assert {v["series"] for v in values} == {"coreml · CPU_AND_NE"}
     assert any("compute_units = 'CPU_AND_NE'" in s for s in spec["title"]["subtitle"])
 

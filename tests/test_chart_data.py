@@ -226,7 +226,7 @@ def test_compare_chart_draws_what_compare_runs_computes(store):
     want = compare_runs(str(store["path"]), store["lm_a"], store["lm_b"])
     spec = build_chart("compare", str(store["path"]),
                        Options(runs=(store["lm_a"], store["lm_b"])))
-    drawn = spec["layer"][0]["data"]["values"]
+    drawn = spec["datasets"]["comparisons"]
     assert len(drawn) == len(want["comparisons"]) == 2
     for d, w in zip(drawn, want["comparisons"], strict=True):
         assert (d["ratio"], d["ci_low"], d["ci_high"]) == (w["ratio"], w["ci_low"], w["ci_high"])

@@ -49,8 +49,14 @@ def source(tmp_path_factory) -> Path:
             run_id,
             case("a", wall=wall, params={"model.vocab_size": 32000, "q": HOSTILE}),
             both,
-            [{"op_name": "conv_0", "op_type": "conv", "preferred_device": "NeuralEngine",
-              "estimated_cost": 0.9}],  # fmt: skip
+            [
+                {
+                    "op_name": "conv_0",
+                    "op_type": "conv",
+                    "preferred_device": "NeuralEngine",
+                    "estimated_cost": 0.9,
+                }
+            ],  # fmt: skip
         )
         append_case(path, run_id, case("b", status="failed", error=HOSTILE), [])
         finish_run(path, run_id, "finished")
@@ -156,8 +162,11 @@ BAD = {
     "older version": ({"schema_version": "1"}, "imports v2 bundles"),
     "garbled version": ({"schema_version": "2; DROP TABLE runs"}, "unreadable schema_version"),
     "missing column": ("SELECT * EXCLUDE (median_ms) FROM b", "missing columns median_ms"),
-    "extra column": ("SELECT *, 1 AS \"x; DROP TABLE runs\" FROM b", "unknown columns"),
-    "wrong type": ("SELECT * REPLACE (median_ms::VARCHAR AS median_ms) FROM b", "median_ms is VARCHAR"),
+    "extra column": ('SELECT *, 1 AS "x; DROP TABLE runs" FROM b', "unknown columns"),
+    "wrong type": (
+        "SELECT * REPLACE (median_ms::VARCHAR AS median_ms) FROM b",
+        "median_ms is VARCHAR",
+    ),
     "negative latency": (
         "SELECT * REPLACE (CASE WHEN \"table\"='cases' THEN -1.0::DOUBLE END AS median_ms) FROM b",
         "median_ms below 0",
@@ -179,7 +188,7 @@ BAD = {
         "refers to run 'nope'",
     ),
     "unknown table": (
-        "SELECT * REPLACE (CASE WHEN \"table\"='placements' THEN 'evil' ELSE \"table\" END AS \"table\") FROM b",
+        'SELECT * REPLACE (CASE WHEN "table"=\'placements\' THEN \'evil\' ELSE "table" END AS "table") FROM b',
         "rows of unknown tables: 'evil'",
     ),
     "missing required": (

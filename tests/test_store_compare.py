@@ -90,7 +90,9 @@ def test_compare_runs_known_shifts(runs):
     result = compare_runs(store, a, b, fail_on_regression_pct=10)
     by = {c["case_key"]: c for c in result["comparisons"]}
     assert set(by) == {"shift", "gain", "same"}
-    assert by["shift"]["verdict"] == "slower" and by["shift"]["ci_low"] < 1.2 < by["shift"]["ci_high"]
+    assert (
+        by["shift"]["verdict"] == "slower" and by["shift"]["ci_low"] < 1.2 < by["shift"]["ci_high"]
+    )
     assert by["shift"]["regression"] is True and result["regressions"] == 1
     assert by["gain"]["verdict"] == "faster" and by["gain"]["ci_low"] < 0.8 < by["gain"]["ci_high"]
     assert by["same"]["verdict"] == "no change"

@@ -69,7 +69,9 @@ def test_table_csv_json_formats(cli, store):
     assert len(ends) == 1
 
     as_json = json.loads(cli("query", sql, "--store", store, "--json").stdout)
-    as_csv = list(csv.DictReader(io.StringIO(cli("query", sql, "--store", store, "--format", "csv").stdout)))
+    as_csv = list(
+        csv.DictReader(io.StringIO(cli("query", sql, "--store", store, "--format", "csv").stdout))
+    )
     assert len(as_json) == len(as_csv) == 8
     assert [r["chip"] for r in as_json][:4] == ["M1 Max"] * 4
     for j, c in zip(as_json, as_csv, strict=True):

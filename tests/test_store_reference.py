@@ -149,7 +149,7 @@ def test_sources_without_the_baseline_borrow_the_published_one(store):
     thirteen = "anemll-bench Results.MD (13 chips; commit 5c434f2)"
     bw13 = published(thirteen, "llama_lm_head", "bandwidth_gbps")
     bw6 = published(SIX, "llama_lm_head", "bandwidth_gbps")
-    (factor, base_source), = query(
+    ((factor, base_source),) = query(
         store,
         "SELECT bandwidth_factor, baseline_source FROM chip_factors "
         "WHERE source = ? AND chip = 'M5' AND model = 'llama_lm_head'",
@@ -183,7 +183,7 @@ def test_own_runs_side_by_side_with_published(store):
     run_m1 = new_run(store, chip="Apple M1 Max")
     wall_m1 = samples_ns(rng, 200, 19.0)
     append_case(store, run_m1, case("fp16", "llama_lm_head", wall=wall_m1), wall_m1)
-    (bf, base_source), = query(
+    ((bf, base_source),) = query(
         store,
         "SELECT bandwidth_factor, baseline_source FROM chip_factors "
         "WHERE source = 'own' AND chip = 'M4 Max'",
@@ -195,7 +195,8 @@ def test_own_runs_side_by_side_with_published(store):
     run2 = new_run(store, chip="Apple M4 Max")
     wall2 = samples_ns(rng, 200, 9.5)
     append_case(store, run2, case("fp16", "llama_lm_head", wall=wall2), wall2)
-    (lat, rid), = query(
-        store, "SELECT latency_ms, run_id FROM chip_factors WHERE source = 'own' AND chip = 'M4 Max'"
+    ((lat, rid),) = query(
+        store,
+        "SELECT latency_ms, run_id FROM chip_factors WHERE source = 'own' AND chip = 'M4 Max'",
     )
     assert rid == run2 and lat == pytest.approx(float(np.median(wall2)) / 1e6)

@@ -39,11 +39,15 @@ def snapshot(path: Path) -> dict:
     con = duckdb.connect(str(path), read_only=True)
     try:
         return {
-            "runs": con.execute("SELECT run_id, status, spec_yaml, started_at FROM runs ORDER BY 1").fetchall(),
+            "runs": con.execute(
+                "SELECT run_id, status, spec_yaml, started_at FROM runs ORDER BY 1"
+            ).fetchall(),
             "cases": con.execute(
                 "SELECT case_id, run_id, model_name, n_samples, median_ms, status FROM cases ORDER BY 1"
             ).fetchall(),
-            "samples": con.execute("SELECT case_id, idx, wall_ns FROM samples ORDER BY 1, 2").fetchall(),
+            "samples": con.execute(
+                "SELECT case_id, idx, wall_ns FROM samples ORDER BY 1, 2"
+            ).fetchall(),
             "hosts": con.execute("SELECT host_id, chip FROM hosts").fetchall(),
         }
     finally:
@@ -123,7 +127,7 @@ def test_v1_store_upgrades_in_place(tmp_path):
     assert snapshot(store) == before
     run_id = new_run(store)
     append_case(store, run_id, case(), np.array([[1, 2]]))
-    assert snapshot(store)["samples"][:len(before["samples"])] == before["samples"]
+    assert snapshot(store)["samples"][: len(before["samples"])] == before["samples"]
 
 
 def test_read_only_open_of_a_v1_store_upgrades_it(tmp_path):

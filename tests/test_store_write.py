@@ -48,24 +48,26 @@ def test_run_case_samples_round_trip(tmp_path):
     started = dt.datetime(2025, 5, 1, 10, 0, 0)
     run_id = begin_run(store, run(started_at=started, git_dirty=True), host())
     wall = samples_ns(rng, 500, 7.5)
-    cid = append_case(store, run_id, case("k1", wall=wall, params={"model.vocab_size": 32000}), wall)
+    cid = append_case(
+        store, run_id, case("k1", wall=wall, params={"model.vocab_size": 32000}), wall
+    )
     finish_run(store, run_id, "finished")
 
     got = np.array([r[0] for r in read(store, "SELECT wall_ns FROM samples ORDER BY idx")])
     np.testing.assert_array_equal(got, wall)
-    (status, fin, st, dirty, pid), = read(
+    ((status, fin, st, dirty, pid),) = read(
         store, "SELECT status, finished_at, started_at, git_dirty, writer_pid FROM runs"
     )
     assert status == "finished" and fin is not None and st == started and dirty is True
     assert pid == os.getpid()
-    (n, median, params, key), = read(
+    ((n, median, params, key),) = read(
         store, "SELECT n_samples, median_ms, params, case_key FROM cases WHERE case_id = ?", [cid]
     )
     assert n == 500 and key == "k1"
     assert median == pytest.approx(np.median(wall) / 1e6)
     assert json.loads(params) == {"model.vocab_size": 32000}
     # the results view joins run and host and normalises the chip name
-    (chip, raw, run_status, source), = read(
+    ((chip, raw, run_status, source),) = read(
         store, "SELECT chip, chip_raw, run_status, source FROM results"
     )
     assert (chip, raw, run_status, source) == ("M4 Max", "Apple M4 Max", "finished", "own")
@@ -96,7 +98,9 @@ def test_sample_forms(tmp_path, samples, wall, runtime):
     store = tmp_path / "r.duckdb"
     run_id = new_run(store)
     cid = append_case(store, run_id, case(), samples)
-    rows = read(store, "SELECT idx, wall_ns, runtime_ns FROM samples WHERE case_id = ? ORDER BY idx", [cid])
+    rows = read(
+        store, "SELECT idx, wall_ns, runtime_ns FROM samples WHERE case_id = ? ORDER BY idx", [cid]
+    )
     assert [r[0] for r in rows] == list(range(len(wall)))
     assert [r[1] for r in rows] == wall
     assert [r[2] for r in rows] == runtime
@@ -129,7 +133,9 @@ def test_case_dict_takes_exactly_the_declared_columns(tmp_path):
     with pytest.raises(InputError, match="unknown field.*'case_id'"):
         append_case(store, run_id, case(case_id="mine"), [1])
     # missing -> NULL; NaN -> NULL
-    cid = append_case(store, run_id, {"case_key": "k", "status": "ok", "mean_ms": float("nan")}, [1])
+    cid = append_case(
+        store, run_id, {"case_key": "k", "status": "ok", "mean_ms": float("nan")}, [1]
+    )
     row = read(store, "SELECT * FROM cases WHERE case_id = ?", [cid])[0]
     names = schema.CASES.names
     values = dict(zip(names, row, strict=True))
@@ -177,8 +183,18 @@ def test_placements_and_numpy_scalars(tmp_path):
     store = tmp_path / "r.duckdb"
     run_id = new_run(store)
     plc = [
-        {"op_name": "x", "op_type": "conv", "preferred_device": "NeuralEngine", "estimated_cost": None},
-        {"op_name": "y", "op_type": "add", "preferred_device": "CPU", "estimated_cost": np.float32(0.25)},
+        {
+            "op_name": "x",
+            "op_type": "conv",
+            "preferred_device": "NeuralEngine",
+            "estimated_cost": None,
+        },
+        {
+            "op_name": "y",
+            "op_type": "add",
+            "preferred_device": "CPU",
+            "estimated_cost": np.float32(0.25),
+        },
     ]
     cid = append_case(
         store, run_id, case(median_ms=np.float64(1.5), weight_bytes=np.int64(7)), [1, 2], plc

@@ -174,10 +174,15 @@ def estimate(case_model: dict) -> Estimate:
             "compute_precision float32: the Neural Engine computes in fp16 only; float32 ops run "
             "on CPU/GPU"
         )
-    # Compressed builds hold one dense weight (+ its indices) at a time; dense builds hold them all.
-    uncompressed = compression in (None, "none")
-    held = weight_bytes if uncompressed else weight_bytes + 2 * largest_dense
-    peak = int(held + 300e6)  # + interpreter, coremltools and the per-slice scratch
+    # Dense builds hold every weight until saved. Compressed builds hold every compressed
+    # weight as one byte per index (pymil keeps sub-byte values unpacked) plus two dense
+    # weights at a time (the one being palettized and the one drawn ahead).
+    if compression in (None, "none"):
+        held = weight_bytes
+    else:
+        held = sum(math.prod(w.shape) for w in plan.weights if w.compressible)
+        held += weight_bytes + 2 * largest_dense
+    peak = int(held + 300e6)  # + interpreter, coremltools and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
 
 

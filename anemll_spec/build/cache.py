@@ -181,13 +181,22 @@ def entries(cache_dir: Path) -> list[dict]:
     return out
 
 
+STALE_STAGING_S = 3600  # a staging folder this old belongs to a build that died
+
+
 def clear(cache_dir: Path) -> tuple[int, int]:
-    """Delete every entry and leftover staging folder: (entries removed, bytes freed)."""
+    """Delete every entry and stale staging folder: (entries removed, bytes freed).
+
+    Staging folders of builds running now (younger than STALE_STAGING_S) are left alone.
+    """
     n = freed = 0
     if not cache_dir.is_dir():
         return 0, 0
+    now = time.time()
     for root in list(cache_dir.iterdir()):
         if not root.is_dir():
+            continue
+        if root.name.startswith(".tmp-") and now - root.stat().st_mtime < STALE_STAGING_S:
             continue
         freed += sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
         if not root.name.startswith("."):

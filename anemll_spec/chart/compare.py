@@ -101,7 +101,7 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
         title="verdict",
         scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
     )
-    base = alt.Chart(alt.Data(values=rows), height=alt.Step(26), width=520)
+    base = alt.Chart(style.named("comparisons"), height=alt.Step(26), width=520)
     ci = base.mark_rule(strokeWidth=2).encode(
         x=alt.X("ci_low:Q", title=x_title, scale=xscale), x2="ci_high:Q", y=y, color=color,
         tooltip=tip,
@@ -120,4 +120,4 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
             f"Filters: {opts.describe()}. Source: samples of both runs (anemll-spec compare).",
         )
     )
-    return style.finish(layered, description=f"comparison of runs {a} and {b}")
+    return style.finish(layered, datasets={"comparisons": rows}, description=f"comparison of runs {a} and {b}")

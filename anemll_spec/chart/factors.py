@@ -92,23 +92,33 @@ def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
     """The Vega-Lite spec (a grid: one row per model, bandwidth | latency)."""
     check_baseline(con, opts.baseline)
     rows = query(con, opts, run_id or (opts.runs[0] if opts.runs else None))
-    note = ""
+    notes = []
     if not opts.model:
         # By default, the models there is something to compare with (published ones).
         published = {r["model"] for r in rows if not r["own"]}
         hidden = sorted({r["model"] for r in rows} - published)
         if published and hidden:
             rows = [r for r in rows if r["model"] in published]
-            note = (
+            notes.append(
                 f"Not shown: {len(hidden)} model(s) without published results "
                 f"(e.g. {hidden[0]}); pick one with --model."
+            )
+    if not opts.where and not opts.runs and run_id is None:
+        # By default, own rows measured the way the published ones were (Core ML on the
+        # Neural Engine); --where replaces this default.
+        other = [r for r in rows if r["own"] and not _like_published(r)]
+        if other:
+            rows = [r for r in rows if not r["own"] or _like_published(r)]
+            notes.append(
+                f"Not shown: {len({_own_key(r) for r in other})} own result(s) of other "
+                "backends/compute units (choose rows with --where, e.g. \"source = 'own'\")."
             )
     if not rows:
         raise NoData(
             f"no chip results to compare ({opts.describe()}): the store has no published "
             "or own rows of that model"
         )
-    return chart(rows, opts, note)
+    return chart(rows, opts, " ".join(notes))
 
 
 def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str, Any]:
@@ -116,7 +126,7 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
 
     present = {r["model"] for r in rows}
     models = [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
-    data = alt.Data(values=rows)
+    data = style.named("factors")
     tooltip = [
         alt.Tooltip("chip:N", title="chip"),
         alt.Tooltip("model:N", title="model"),
@@ -199,8 +209,17 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
     )
     return style.finish(
         top.resolve_scale(color="shared", opacity="shared"),
+        datasets={"factors": rows},
         description=f"chip comparison vs {opts.baseline}",
     )
+
+
+def _like_published(row: dict[str, Any]) -> bool:
+    return row["backend"] == "coreml" and row["compute_units"] == "CPU_AND_NE"
+
+
+def _own_key(row: dict[str, Any]) -> tuple:
+    return (row["chip"], row["model"], row["backend"], row["compute_units"])
 
 
 def _slug(text: str) -> str:

@@ -88,7 +88,7 @@ def chart(boxes: list[dict], points: list[dict], run_id: str, opts: Options) -> 
         alt.Tooltip("max_ms:Q", title="max (ms)", format=".4f"),
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
-    base = alt.Chart(alt.Data(values=boxes), height=alt.Step(34), width=560)
+    base = alt.Chart(style.named("boxes"), height=alt.Step(34), width=560)
     whiskers = base.mark_rule(color=style.NEUTRAL).encode(
         x=alt.X("whisker_lo:Q", title=x_title, scale=alt.Scale(zero=False)),
         x2="whisker_hi:Q",
@@ -102,7 +102,7 @@ def chart(boxes: list[dict], points: list[dict], run_id: str, opts: Options) -> 
         x="median:Q", y=y, tooltip=tip
     ).properties(name="medians")
     dots = (
-        alt.Chart(alt.Data(values=points))
+        alt.Chart(style.named("points"))
         .mark_circle(size=9, opacity=0.35, color=style.OKABE_ITO[5])
         .encode(
             x="ms:Q",
@@ -131,4 +131,5 @@ def chart(boxes: list[dict], points: list[dict], run_id: str, opts: Options) -> 
             f"Filters: {opts.describe()}. Source: samples table (wall_ns).",
         )
     )
-    return style.finish(layered, description=f"latency distribution of run {run_id}")
+    return style.finish(
+        layered, datasets={"boxes": boxes, "points": points}, description=f"latency distribution of run {run_id}")

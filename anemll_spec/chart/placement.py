@@ -79,7 +79,7 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
     panels = []
     for measure in measures:
         panels.append(
-            alt.Chart(alt.Data(values=rows), height=alt.Step(style.BAR_STEP + 6), width=320)
+            alt.Chart(style.named("placements"), height=alt.Step(style.BAR_STEP + 6), width=320)
             .transform_filter(alt.FieldEqualPredicate(field="measure", equal=measure))
             .mark_bar()
             .encode(
@@ -102,4 +102,4 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
             f"Filters: {opts.describe()}. Source: placements table.",
         )
     )
-    return style.finish(top, description=f"op placement of run {run_id}")
+    return style.finish(top, datasets={"placements": rows}, description=f"op placement of run {run_id}")

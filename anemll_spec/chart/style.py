@@ -58,17 +58,29 @@ def config() -> dict[str, Any]:
     }
 
 
-def finish(chart: Any, *, description: str = "") -> dict[str, Any]:
+def finish(
+    chart: Any, *, datasets: dict[str, list] | None = None, description: str = ""
+) -> dict[str, Any]:
     """An Altair chart -> its Vega-Lite dict with the shared theme applied.
 
-    Not validated here (jsonschema over a concat spec costs ~1 s); the tests validate
-    every kind against the Vega-Lite schema.
+    The rows go in as top-level `datasets` (the chart refers to them by name), so
+    Altair never walks them. Not validated here (jsonschema over a concat spec costs
+    ~1 s); the tests validate every kind against the Vega-Lite schema.
     """
     spec = chart.to_dict(validate=False)
     spec["config"] = {**config(), **spec.get("config", {})}
+    if datasets:
+        spec["datasets"] = {**spec.get("datasets", {}), **datasets}
     if description:
         spec["description"] = description
     return spec
+
+
+def named(name: str) -> Any:
+    """A reference to the dataset `name` given to `finish(datasets=...)`."""
+    import altair as alt
+
+    return alt.Data(name=name)
 
 
 def title(text: str, *subtitle: str) -> dict[str, Any]:

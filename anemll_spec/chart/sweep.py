@@ -144,7 +144,7 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
         alt.Tooltip("label:N", title="case"),
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
-    base = alt.Chart(alt.Data(values=rows), width=560, height=320)
+    base = alt.Chart(style.named("sweep"), width=560, height=320)
     band = base.mark_area(opacity=0.2).encode(
         x=x, y=alt.Y("ci_lo:Q", title=y_title), y2="ci_hi:Q", color=color.legend(None)
     ).properties(name="ci_band")
@@ -159,7 +159,7 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )
-    return style.finish(layered, description=f"{metric} against {param}, run {run_id}")
+    return style.finish(layered, datasets={"sweep": rows}, description=f"{metric} against {param}, run {run_id}")
 
 
 def _json_path(key: str) -> str:

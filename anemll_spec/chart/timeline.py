@@ -68,7 +68,7 @@ def chart(points, bins, n_cases: int, run_id: str, opts: Options) -> dict[str, A
 
     x = alt.X("idx:Q", title="iteration (timed call index)")
     dots = (
-        alt.Chart(alt.Data(values=points))
+        alt.Chart(style.named("samples"))
         .mark_circle(size=10, opacity=0.4, color=style.OKABE_ITO[0])
         .encode(
             x=x,
@@ -82,7 +82,7 @@ def chart(points, bins, n_cases: int, run_id: str, opts: Options) -> dict[str, A
         .properties(name="samples")
     )
     line = (
-        alt.Chart(alt.Data(values=bins))
+        alt.Chart(style.named("bins"))
         .mark_line(color=style.OKABE_ITO[5], strokeWidth=2)
         .encode(
             x=alt.X("idx_mid:Q"),
@@ -121,4 +121,4 @@ def chart(points, bins, n_cases: int, run_id: str, opts: Options) -> dict[str, A
             f"Filters: {opts.describe()}.{more}",
         )
     )
-    return style.finish(top, description=f"latency timeline of run {run_id}")
+    return style.finish(top, datasets={"samples": points, "bins": bins}, description=f"latency timeline of run {run_id}")

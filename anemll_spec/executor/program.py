@@ -204,6 +204,8 @@ class Program:
     # -- preparation --------------------------------------------------------------------
     def _to_backend(self, value: Any, dtype: str | None = None) -> Any:
         arr = np.asarray(value)
+        if arr.dtype == np.float16 and self.xp.float_dtype == "float16":
+            return self.xp.asarray(arr, "float16")  # exact: no fp32 round trip of big weights
         if arr.dtype.kind == "f":
             arr = arr.astype(np.float32)
             if self.fp16:
@@ -283,8 +285,24 @@ class Program:
     def predict(self, inputs: dict[str, Any], state: State | None = None) -> dict[str, np.ndarray]:
         """Run the function. Float outputs come back as float32 (float16 with fp16=True)."""
         xp = self.xp
+        tensors = self.run(self._convert_inputs(inputs), state)
+        out = {}
+        for name in self.outputs:
+            arr = np.asarray(xp.to_numpy(tensors[name]))
+            if arr.dtype.kind == "f":
+                arr = arr.astype(np.float16 if self.fp16 else np.float32, copy=False)
+            out[name] = arr
+        return out
+
+    def convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Check host inputs and convert them to backend tensors (what `run` takes)."""
+        return self._convert_inputs(inputs)
+
+    def run(self, tensors: dict[str, Any], state: State | None = None) -> dict[str, Any]:
+        """Run on inputs already converted by `convert_inputs`; outputs stay backend tensors
+        (on a GPU backend nothing is copied to the host and nothing waits for the device)."""
         env = dict(self._pool)
-        env.update(self._convert_inputs(inputs))
+        env.update(tensors)
         if self.states:
             if state is None:
                 state = self.make_state()
@@ -293,13 +311,7 @@ class Program:
         env[STATE_KEY] = state
         with np.errstate(all="ignore"):  # nan/inf are results to report, not warnings
             self._run_steps(env)
-        out = {}
-        for name in self.outputs:
-            arr = np.asarray(xp.to_numpy(env[name]))
-            if arr.dtype.kind == "f":
-                arr = arr.astype(np.float16 if self.fp16 else np.float32, copy=False)
-            out[name] = arr
-        return out
+        return {name: env[name] for name in self.outputs}
 
     def _run_steps(self, env: dict[str, Any]) -> None:
         for step in self.steps:

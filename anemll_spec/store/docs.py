@@ -1,7 +1,7 @@
 """The column reference of docs/store.md, generated from the schema declarations.
 
-    python -m anemll_spec.store.docs          # rewrite the block in docs/store.md
-    python -m anemll_spec.store.docs --check  # exit 1 when it is out of date
+python -m anemll_spec.store.docs          # rewrite the block in docs/store.md
+python -m anemll_spec.store.docs --check  # exit 1 when it is out of date
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ def schema_markdown() -> str:
         if key:
             out += [f"Unique: ({', '.join(key)}).", ""]
         out += ["| column | type | unit | description |", "|---|---|---|---|"]
-        out += [
-            f"| `{c.name}` | {c.type} | {c.unit} | {_describe(c)} |" for c in t.columns
-        ]
+        out += [f"| `{c.name}` | {c.type} | {c.unit} | {_describe(c)} |" for c in t.columns]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

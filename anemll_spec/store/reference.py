@@ -12,7 +12,10 @@ import csv
 import hashlib
 from pathlib import Path
 
-STORE_DIR = Path(__file__).resolve().parents[2] / "store"  # the repo's store/ folder
+# The repo's store/ folder in a checkout; a wheel carries it as anemll_spec/_data/.
+_CHECKOUT_STORE = Path(__file__).resolve().parents[2] / "store"
+_WHEEL_STORE = Path(__file__).resolve().parents[1] / "_data"
+STORE_DIR = _CHECKOUT_STORE if (_CHECKOUT_STORE / "reference").is_dir() else _WHEEL_STORE
 REFERENCE_DIR = STORE_DIR / "reference"
 QUERIES_DIR = STORE_DIR / "queries"
 PUBLISHED_CSV = REFERENCE_DIR / "anemll_bench_published.csv"

@@ -1,0 +1,165 @@
+"""The torch backend: the reference executor's program on PyTorch (CUDA, MPS or CPU).
+
+The saved .mlpackage runs through `executor.torch_backend`: the same parsed program and
+kernels as the numpy executor, lowered at load (1x1 convs as matmuls, parallel matmuls
+merged into one, weights decoded once) and computed in the model's dtype (fp16). On CUDA
+the forward pass is replayed as a CUDA graph where it can be captured (otherwise eager,
+and `notes` says why).
+
+What the harness times (`bind`): copy the (already device-resident) inputs into the
+graph's input buffers, replay (or run eagerly), and wait for the device
+(`torch.cuda.synchronize()` / `torch.mps.synchronize()`), so wall time covers the whole
+device work, never an asynchronous launch alone. Outputs stay on the device (a consumer
+of logits on the GPU reads them there); `predict` copies them to the host for verify.
+On CUDA, `runtime_probe` reports the CUDA-event time of the same region.
+
+torch is imported only when a session is loaded; `available()` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from anemll_spec.backends.base import Backend, BackendError, Prepared, Session
+
+NAME = "torch"
+
+
+def available() -> tuple[bool, str]:
+    if importlib.util.find_spec("torch") is None:
+        return False, "torch not installed (pip install 'anemll-spec[torch]')"
+    return True, "PyTorch installed; device from run.device (auto: cuda > mps > cpu)"
+
+
+def torch_info(device: str | None = "auto") -> dict[str, Any]:
+    """GPU name, driver, torch/CUDA/triton versions, for the run's host record."""
+    from anemll_spec.executor.torch_backend import torch_info as info
+
+    return info(device)
+
+
+class TorchSession(Session):
+    def __init__(self, runner: Any):
+        import torch
+
+        self._torch = torch
+        self.runner = runner
+        self.device = runner.device.type  # store column `device`: cuda | mps | cpu
+        self.notes: list[str] = []
+        self._events = None
+        if runner.device.type == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            self._events = (start, end)
+            self.runtime_probe = self._event_ns
+
+    @property
+    def device_name(self) -> str:
+        dev = self.runner.device
+        if dev.type == "cuda":
+            return self._torch.cuda.get_device_name(dev)
+        return dev.type
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "device_name": self.device_name,
+            "dtype": self.runner.float_dtype,
+            "gemv": self.runner.ops.gemv_impl,
+            "execution": self.runner.graph_note,
+            "op_counts": dict(self.runner.program.op_counts),
+        }
+
+    def feed(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Host arrays -> checked device tensors, once (outside any timed loop)."""
+        return self.runner.convert(inputs)
+
+    def new_state(self) -> Any:
+        return self.runner.make_state()
+
+    def predict(self, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        outs = self.runner.predict(feed, state)
+        self._note_execution()
+        return outs
+
+    def bind(self, feed: dict[str, Any], state: Any = None) -> Callable[[], object]:
+        runner, sync = self.runner, self.runner.synchronize
+        if self.runner.states and state is None:
+            state = runner.make_state()
+        runner.run(feed, state)  # capture (or learn that it cannot) before timing
+        sync()
+        self._note_execution()
+        if self._events is None:
+
+            def call() -> None:
+                runner.run(feed, state)
+                sync()
+
+            return call
+        start, end = self._events
+
+        def timed_call() -> None:
+            start.record()
+            runner.run(feed, state)
+            end.record()
+            sync()
+
+        return timed_call
+
+    def _event_ns(self) -> int | None:
+        start, end = self._events  # type: ignore[misc]
+        try:
+            return int(start.elapsed_time(end) * 1e6)
+        except RuntimeError:  # no call recorded yet
+            return None
+
+    def _note_execution(self) -> None:
+        note = f"torch {self.device} {self.runner.float_dtype}: {self.runner.graph_note}"
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def close(self) -> None:
+        self.runner = None  # type: ignore[assignment]
+        if self.device == "cuda":
+            self._torch.cuda.empty_cache()
+
+
+class TorchBackend(Backend):
+    name = NAME
+    uses_compute_units = False
+
+    def __init__(self, device: str = "auto", *, graphs: bool = True, gemv: str = "auto"):
+        self.device = device
+        self.graphs = graphs
+        self.gemv = gemv
+
+    def prepare(self, model_path: Path, workdir: Path) -> Prepared:
+        return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
+
+    def load(
+        self,
+        prepared: Prepared,
+        compute_units: str | None,
+        *,
+        fp16: bool = False,
+        device: str | None = None,
+    ) -> Session:
+        if compute_units is not None:
+            raise BackendError("compute units do not apply to the torch backend")
+        from anemll_spec.executor.torch_backend import load_torch
+
+        runner = load_torch(
+            prepared.path,
+            device=device or self.device,
+            graphs=self.graphs,
+            gemv=self.gemv,
+            fp16=fp16,
+        )
+        return TorchSession(runner)
+
+
+def backend(device: str = "auto", **options: Any) -> Backend:
+    return TorchBackend(device, **options)
