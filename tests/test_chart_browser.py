@@ -90,7 +90,7 @@ def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store
         assert len(labels) >= 15
         assert all(t.attrs.get("opacity", "1") == "1" for t in labels)
         ys = sorted(xy(t)[1] for t in labels)
-        assert min(b - a for a, b in zip(ys, ys[1:])) >= 12  # 11 px font
+        assert min(b - a for a, b in zip(ys, ys[1:], strict=False)) >= 12  # 11 px font
 
 
 def test_every_kind_renders_in_the_browser(chromium, store, tmp_path):
@@ -106,8 +106,9 @@ def test_every_kind_renders_in_the_browser(chromium, store, tmp_path):
         root = dom.dump_dom(chromium, files["html"], tmp_path)
         rendered(root, 1)
         texts = dom.svg_texts(root)
-        assert any(t.startswith(("Latency", "Sweep", "Op placement", "Run comparison"))
-                   for t in texts), kind
+        assert any(
+            t.startswith(("Latency", "Sweep", "Op placement", "Run comparison")) for t in texts
+        ), kind
         if axis:
             assert axis in texts, (kind, texts[:40])
     # latency: one box per case of the run (2 models)
@@ -142,8 +143,13 @@ def test_report_renders_every_chart_and_reads_well(chromium, store, tmp_path):
     page = write_report(store["path"], store["lm_b"], tmp_path / "report.html")
     root = dom.dump_dom(chromium, page, tmp_path)
     ids = [d.attrs["id"] for d in root.find("div", class_="chart")]
-    assert ids == ["chart-factors", "chart-latency", "chart-timeline", "chart-placement",
-                   "chart-compare"]
+    assert ids == [
+        "chart-factors",
+        "chart-latency",
+        "chart-timeline",
+        "chart-placement",
+        "chart-compare",
+    ]
     rendered(root, 5)
     headings = [h.all_text() for h in root.find("h2")]
     assert "Host and versions" in headings and "Cases (2)" in headings

@@ -94,8 +94,9 @@ def test_where_cannot_reach_files_or_write(cli, store, tmp_path):
         f"(SELECT count(*) FROM read_csv('{secret}')) > 0",
         "nextval('nope') > 0",
     ):
-        r = cli("chart", "latency", "--store", store["path"], "--out", tmp_path / "o",
-                "--where", where)
+        r = cli(
+            "chart", "latency", "--store", store["path"], "--out", tmp_path / "o", "--where", where
+        )
         assert r.returncode == 2, where
         assert "Traceback" not in r.stderr
     assert digest(store["path"]) == before
@@ -109,8 +110,17 @@ def test_filter_check_accepts_expressions_with_keywords_in_strings():
 
 
 def test_good_where_filters_the_chart(cli, store, tmp_path):
-    r = cli("chart", "sweep", "--store", store["path"], "--out", tmp_path, "--json",
-            "--where", "compute_units = 'CPU_AND_NE'")
+    r = cli(
+        "chart",
+        "sweep",
+        "--store",
+        store["path"],
+        "--out",
+        tmp_path,
+        "--json",
+        "--where",
+        "compute_units = 'CPU_AND_NE'",
+    )
     assert r.returncode == 0, r.stderr
     spec = json.loads((tmp_path / "sweep.vl.json").read_text())
     values = spec["datasets"]["sweep"]
@@ -129,8 +139,7 @@ def test_empty_or_missing_store_is_a_clear_input_error(cli, tmp_path):
     open_store(empty).close()  # a fresh store: reference rows, no runs
     r = cli("chart", "latency", "--store", empty, "--out", tmp_path / "o")
     assert r.returncode == 2 and "no cases to draw" in r.stderr
-    r = cli("chart", "factors", "--store", empty, "--out", tmp_path / "o",
-            "--model", "nope")
+    r = cli("chart", "factors", "--store", empty, "--out", tmp_path / "o", "--model", "nope")
     assert r.returncode == 2 and "model = 'nope'" in r.stderr
     r = cli("report", "--store", empty, "--out", tmp_path / "r.html")
     assert r.returncode == 2 and "no runs" in r.stderr
@@ -141,8 +150,9 @@ def test_empty_or_missing_store_is_a_clear_input_error(cli, tmp_path):
 
 
 def test_unknown_baseline_lists_the_chips(cli, store, tmp_path):
-    r = cli("chart", "factors", "--store", store["path"], "--out", tmp_path,
-            "--baseline", "M9 Ultra")
+    r = cli(
+        "chart", "factors", "--store", store["path"], "--out", tmp_path, "--baseline", "M9 Ultra"
+    )
     assert r.returncode == 2 and "'M1 Max'" in r.stderr
 
 
@@ -155,8 +165,13 @@ def test_report_page_has_every_section_and_escapes_labels(cli, store, tmp_path):
     assert json.loads(r.stdout) == {"report": str(out)}
     assert syn.XSS not in html  # neither in the tables nor inside the charts' JSON
     assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in html
-    for heading in ("Host and versions", "Cases (1)", "Comparison with published results",
-                    "Latency distribution", "Sweep"):
+    for heading in (
+        "Host and versions",
+        "Cases (1)",
+        "Comparison with published results",
+        "Latency distribution",
+        "Sweep",
+    ):
         assert heading in html
     # a chart that does not apply is a visible note, not a blank
     assert "swept no parameter" in html
@@ -167,8 +182,13 @@ def test_report_of_a_published_model_run(cli, store, tmp_path):
     r = cli("report", "--store", store["path"], "--run", store["lm_b"], "--out", out)
     assert r.returncode == 0, r.stderr
     html = out.read_text()
-    for div in ("chart-factors", "chart-latency", "chart-timeline", "chart-placement",
-                "chart-compare"):
+    for div in (
+        "chart-factors",
+        "chart-latency",
+        "chart-timeline",
+        "chart-placement",
+        "chart-compare",
+    ):
         assert f'id="{div}"' in html
     assert "llama_lm_head_lut6" in html and "inference factor" in html
 
@@ -179,6 +199,5 @@ def test_commands_import_nothing_heavy():
         "heavy = [m for m in ('altair', 'duckdb', 'vl_convert', 'numpy', 'coremltools')"
         " if m in sys.modules]; print(heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -76,7 +76,8 @@ def test_factors_rows_match_published_csv_and_own_medians(store):
     m1max = {
         r["source"]: float(r["value"])
         for r in pub
-        if r["chip"] == "M1 Max" and r["model"] == "llama_lm_head"
+        if r["chip"] == "M1 Max"
+        and r["model"] == "llama_lm_head"
         and r["metric"] == "bandwidth_gbps"
     }
     table6 = "ANEMLL-Bench results table (6 chips)"
@@ -84,9 +85,12 @@ def test_factors_rows_match_published_csv_and_own_medians(store):
         if r["model"] != "llama_lm_head" or r["metric"] != "bandwidth_gbps":
             continue
         got = [
-            x for x in rows
-            if x["source"] == "published: " + r["source"] and x["chip"] == r["chip"]
-            and x["model"] == "llama_lm_head" and x["metric"] == "bandwidth"
+            x
+            for x in rows
+            if x["source"] == "published: " + r["source"]
+            and x["chip"] == r["chip"]
+            and x["model"] == "llama_lm_head"
+            and x["metric"] == "bandwidth"
         ]
         assert len(got) == 1, r
         assert got[0]["value"] == pytest.approx(float(r["value"]))
@@ -94,13 +98,23 @@ def test_factors_rows_match_published_csv_and_own_medians(store):
         if r["source"] == table6:
             assert got[0]["factor"] == pytest.approx(float(r["value"]) / m1max[table6])
     # the published table's rounded factors (README): M4 Pro 2.3x, M4 Max 2.2x bandwidth
-    by_chip = {x["chip"]: x for x in rows if x["source"] == "published: " + table6
-               and x["model"] == "llama_lm_head" and x["metric"] == "bandwidth"}
+    by_chip = {
+        x["chip"]: x
+        for x in rows
+        if x["source"] == "published: " + table6
+        and x["model"] == "llama_lm_head"
+        and x["metric"] == "bandwidth"
+    }
     assert by_chip["M4 Pro"]["factor_label"] == "2.3x"
     assert by_chip["M4 Max"]["factor_label"] == "2.2x"
     # fp16 latency of the published tables is derived, and labelled so
-    lat = [x for x in rows if x["source"] == "published: " + table6
-           and x["model"] == "llama_lm_head" and x["metric"] == "latency"]
+    lat = [
+        x
+        for x in rows
+        if x["source"] == "published: " + table6
+        and x["model"] == "llama_lm_head"
+        and x["metric"] == "latency"
+    ]
     assert lat and all(x["derived"] and x["factor_label"].endswith("(derived)") for x in lat)
     # own rows: the LATEST run's median per chip x model x backend x compute units
     ms = samples_ms(store["path"], store["lm_b"])
@@ -110,13 +124,15 @@ def test_factors_rows_match_published_csv_and_own_medians(store):
     assert lut6[0]["value"] == pytest.approx(float(np.median(ms["llama_lm_head_lut6"])))
     assert lut6[0]["label"].startswith("own: M4 Max")
     # inference factor = baseline ms / our ms, baseline from the same model's M1 Max row
-    m1_lut6 = next(float(r["value"]) for r in pub if r["chip"] == "M1 Max"
-                   and r["model"] == "llama_lm_head_lut6" and r["source"] == table6)
+    m1_lut6 = next(
+        float(r["value"])
+        for r in pub
+        if r["chip"] == "M1 Max" and r["model"] == "llama_lm_head_lut6" and r["source"] == table6
+    )
     assert lut6[0]["factor"] == pytest.approx(m1_lut6 / lut6[0]["value"])
     # the Linux numpy row has no baseline of its backend: said, not invented
     linux = [x for x in rows if x["own"] and x["backend"] == "numpy"]
-    assert linux and all(x["factor"] is None and x["factor_label"] == "no baseline"
-                         for x in linux)
+    assert linux and all(x["factor"] is None and x["factor_label"] == "no baseline" for x in linux)
 
 
 def test_factors_never_mix_models_in_a_panel(store):
@@ -131,7 +147,8 @@ def test_factors_never_mix_models_in_a_panel(store):
         titles.append(p["layer"][0]["title"]["text"])
         assert models[0] in titles[-1]
     assert sorted(titles) == sorted(
-        f"{m} — {k}" for m in ("llama_lm_head", "llama_lm_head_lut6")
+        f"{m} — {k}"
+        for m in ("llama_lm_head", "llama_lm_head_lut6")
         for k in ("bandwidth", "latency")
     )
     # the sweep's own-only models are left out by default, and the subtitle says so
@@ -174,7 +191,7 @@ def test_timeline_bins_are_medians_of_consecutive_samples(store):
     assert len(mine) == int(np.ceil(len(x) / width))
     for b in mine:
         k = b["idx_from"] // width
-        assert b["median_ms"] == pytest.approx(float(np.median(x[k * width:(k + 1) * width])))
+        assert b["median_ms"] == pytest.approx(float(np.median(x[k * width : (k + 1) * width])))
     # the warm-up the synthetic data has shows: first bin slower than the last
     assert mine[0]["median_ms"] > mine[-1]["median_ms"]
 
@@ -197,7 +214,10 @@ def test_sweep_picks_the_swept_field_and_converts_the_ci(store):
         assert r["ci_lo"] <= r["value"] <= r["ci_hi"]
     for r in rows_ms:
         assert (r["ci_lo"], r["value"], r["ci_hi"]) == (
-            r["ci_low_ms"], r["median_ms"], r["ci_high_ms"])
+            r["ci_low_ms"],
+            r["median_ms"],
+            r["ci_high_ms"],
+        )
 
 
 def test_placement_shares_count_ops_per_device(store):
@@ -208,10 +228,13 @@ def test_placement_shares_count_ops_per_device(store):
         con.close()
     for cu in ("CPU_ONLY", "CPU_AND_NE"):
         plan = syn.placements(cu)
-        mine = [r for r in rows if "vocab_size=16000" in r["row_label"]
-                and f"· {cu}" in r["row_label"]]
-        for measure, weight in (("share of ops", lambda p: 1.0),
-                                ("share of estimated cost", lambda p: p["estimated_cost"])):
+        mine = [
+            r for r in rows if "vocab_size=16000" in r["row_label"] and f"· {cu}" in r["row_label"]
+        ]
+        for measure, weight in (
+            ("share of ops", lambda p: 1.0),
+            ("share of estimated cost", lambda p: p["estimated_cost"]),
+        ):
             got = {r["device"]: r["share"] for r in mine if r["measure"] == measure}
             total = sum(weight(p) for p in plan)
             want = {}
@@ -224,8 +247,7 @@ def test_compare_chart_draws_what_compare_runs_computes(store):
     from anemll_spec.compare import compare_runs
 
     want = compare_runs(str(store["path"]), store["lm_a"], store["lm_b"])
-    spec = build_chart("compare", str(store["path"]),
-                       Options(runs=(store["lm_a"], store["lm_b"])))
+    spec = build_chart("compare", str(store["path"]), Options(runs=(store["lm_a"], store["lm_b"])))
     drawn = spec["datasets"]["comparisons"]
     assert len(drawn) == len(want["comparisons"]) == 2
     for d, w in zip(drawn, want["comparisons"], strict=True):

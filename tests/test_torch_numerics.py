@@ -90,8 +90,10 @@ def test_family_matches_numpy_reference(cache, family, dtype):
 def test_auto_dtype_is_the_models_precision(cache):
     from anemll_spec.executor.torch_backend import load_torch
 
-    for m, want in ((FAMILIES["lm_head_conv"], "float16"),
-                    (FAMILIES["lm_head_fp32_model"], "float32")):
+    for m, want in (
+        (FAMILIES["lm_head_conv"], "float16"),
+        (FAMILIES["lm_head_fp32_model"], "float32"),
+    ):
         assert load_torch(build(m, cache_dir=cache).path, device="cpu").float_dtype == want
 
 
@@ -136,8 +138,9 @@ def test_attention_with_kv_cache_across_steps(cache, impl, dtype):
     from anemll_spec.executor.torch_backend import load_torch
 
     ctx, s = 6, 2
-    m = attention(hidden_size=32, heads=4, kv_heads=2, head_dim=8, context_length=ctx,
-                  seq_len=s, impl=impl)
+    m = attention(
+        hidden_size=32, heads=4, kv_heads=2, head_dim=8, context_length=ctx, seq_len=s, impl=impl
+    )
     path = build(m, cache_dir=cache).path
     ref_prog = load(path)
     runner = load_torch(path, device=device(), dtype=dtype)

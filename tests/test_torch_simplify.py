@@ -68,8 +68,9 @@ def test_merged_matmul_equals_the_unmerged_ones(cache, layout):
 
 
 def test_parallel_projections_merge_and_the_rest_stay(cache):
-    f = load(build(ffn(hidden_size=32, intermediate_size=48), cache_dir=cache).path,
-             passes=[simplify])
+    f = load(
+        build(ffn(hidden_size=32, intermediate_size=48), cache_dir=cache).path, passes=[simplify]
+    )
     assert f.op_counts["matmul"] == 2  # gate+up merged (2 x 48 rows), down alone
     assert (96, 32) in pooled_shapes(f) and (32, 48) in pooled_shapes(f)
     m = attention(hidden_size=32, heads=4, kv_heads=2, head_dim=8, context_length=6)
@@ -91,8 +92,9 @@ def test_ffn_and_attention_compute_the_same_after_lowering(cache):
         feed = feed_for(ref)
         feed["position"] = np.array([pos], np.int32)
         feed["causal_mask"] = np.zeros((1, 1, 2, 6), np.float32)
-        np.testing.assert_allclose(low.predict(feed, ls)["output"],
-                                   ref.predict(feed, rs)["output"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            low.predict(feed, ls)["output"], ref.predict(feed, rs)["output"], rtol=1e-5, atol=1e-7
+        )
         np.testing.assert_array_equal(ls.read("key_cache"), rs.read("key_cache"))
 
 
@@ -101,8 +103,9 @@ def test_compressed_weights_are_decoded_once(cache, monkeypatch):
     path = build(lm_head(**HEAD, compression=comp), cache_dir=cache).path
     calls = []
     real = decompress._DECOMPRESS["constexpr_lut_to_dense"]
-    monkeypatch.setitem(decompress._DECOMPRESS, "constexpr_lut_to_dense",
-                        lambda arg: calls.append(1) or real(arg))
+    monkeypatch.setitem(
+        decompress._DECOMPRESS, "constexpr_lut_to_dense", lambda arg: calls.append(1) or real(arg)
+    )
     prog = load(path, passes=[simplify])
     assert len(calls) == 8  # one decode per chunk, none again when the program is prepared
     assert not any(t.startswith("constexpr_") for t in prog.op_counts)
@@ -110,8 +113,9 @@ def test_compressed_weights_are_decoded_once(cache, monkeypatch):
     calls.clear()
     ref = load(path)
     feed = feed_for(ref)
-    np.testing.assert_allclose(prog.predict(feed)["logits1"], ref.predict(feed)["logits1"],
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        prog.predict(feed)["logits1"], ref.predict(feed)["logits1"], rtol=1e-6, atol=1e-7
+    )
 
 
 def test_single_matmuls_are_left_alone(cache):

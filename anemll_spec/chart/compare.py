@@ -12,10 +12,12 @@ from anemll_spec.errors import InputError
 
 KIND = "compare"
 TITLE = "Run comparison"
-HELP = "per-case ratio of medians (run B / run A) with its 95% CI, for two runs"
 
-VERDICT_COLORS = {"faster": style.OKABE_ITO[2], "slower": style.OKABE_ITO[5],
-                  "no change": "#888888"}
+VERDICT_COLORS = {
+    "faster": style.OKABE_ITO[2],
+    "slower": style.OKABE_ITO[5],
+    "no change": "#888888",
+}
 VARIANT = ("case_key", "backend", "device", "compute_units", "concurrency")
 
 
@@ -102,16 +104,27 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
         scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
     )
     base = alt.Chart(style.named("comparisons"), height=alt.Step(26), width=520)
-    ci = base.mark_rule(strokeWidth=2).encode(
-        x=alt.X("ci_low:Q", title=x_title, scale=xscale), x2="ci_high:Q", y=y, color=color,
-        tooltip=tip,
-    ).properties(name="ci")
-    point = base.mark_point(filled=True, size=60).encode(
-        x=alt.X("ratio:Q", scale=xscale), y=y, color=color, tooltip=tip
-    ).properties(name="ratios")
-    one = alt.Chart(alt.Data(values=[{"one": 1.0}])).mark_rule(
-        color="#000000", strokeDash=[4, 3]
-    ).encode(x="one:Q")
+    ci = (
+        base.mark_rule(strokeWidth=2)
+        .encode(
+            x=alt.X("ci_low:Q", title=x_title, scale=xscale),
+            x2="ci_high:Q",
+            y=y,
+            color=color,
+            tooltip=tip,
+        )
+        .properties(name="ci")
+    )
+    point = (
+        base.mark_point(filled=True, size=60)
+        .encode(x=alt.X("ratio:Q", scale=xscale), y=y, color=color, tooltip=tip)
+        .properties(name="ratios")
+    )
+    one = (
+        alt.Chart(alt.Data(values=[{"one": 1.0}]))
+        .mark_rule(color="#000000", strokeDash=[4, 3])
+        .encode(x="one:Q")
+    )
     layered = alt.layer(ci, point, one).properties(
         title=style.title(
             f"{TITLE}: run {b} (B) against run {a} (A)",
@@ -120,4 +133,6 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
             f"Filters: {opts.describe()}. Source: samples of both runs (anemll-spec compare).",
         )
     )
-    return style.finish(layered, datasets={"comparisons": rows}, description=f"comparison of runs {a} and {b}")
+    return style.finish(
+        layered, datasets={"comparisons": rows}, description=f"comparison of runs {a} and {b}"
+    )

@@ -17,17 +17,28 @@ from anemll_spec.errors import InputError
 
 KIND = "factors"
 TITLE = "Chip comparison"
-HELP = "bandwidth (GB/s) and latency (ms) per chip, with factors vs a baseline chip"
 
 # Published models first, in the order of anemll-bench's tables.
 MODEL_ORDER = ("llama_lm_head", "llama_lm_head_lut6")
 
 METRICS = (
     # metric, value column, derived column, factor column, axis title, better
-    ("bandwidth", "bandwidth_gbps", "bandwidth_derived", "bandwidth_factor",
-     "bandwidth (GB/s, higher is better)", "descending"),
-    ("latency", "latency_ms", "latency_derived", "inference_factor",
-     "latency (ms, lower is better)", "ascending"),
+    (
+        "bandwidth",
+        "bandwidth_gbps",
+        "bandwidth_derived",
+        "bandwidth_factor",
+        "bandwidth (GB/s, higher is better)",
+        "descending",
+    ),
+    (
+        "latency",
+        "latency_ms",
+        "latency_derived",
+        "inference_factor",
+        "latency (ms, lower is better)",
+        "ascending",
+    ),
 )
 
 
@@ -90,8 +101,9 @@ def check_baseline(con, baseline: str) -> None:
 
 def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
     """The Vega-Lite spec (a grid: one row per model, bandwidth | latency)."""
-    check_baseline(con, opts.baseline)
     rows = query(con, opts, run_id or (opts.runs[0] if opts.runs else None))
+    if not any(r["baseline_source"] for r in rows):
+        check_baseline(con, opts.baseline)  # no factor at all: maybe a misspelt chip
     notes = []
     if not opts.model:
         # By default, the models there is something to compare with (published ones).
@@ -164,7 +176,7 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
                 data,
                 title=alt.TitleParams(f"{model} — {metric}", fontSize=13),
                 height=alt.Step(style.BAR_STEP),
-                width=340,
+                width=300,
             ).transform_filter(
                 # field predicates, not expressions: a model name is data, never code
                 alt.LogicalAndPredicate(
@@ -180,24 +192,33 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
                 "label:N",
                 title=None,
                 sort=alt.EncodingSortField("value", op="max", order=order),
-                axis=alt.Axis(labelLimit=style.LABEL_LIMIT),
+                axis=alt.Axis(labelLimit=220),  # fits two panels in a 1200 px page
             )
             x = alt.X("value:Q", title=axis_title, scale=alt.Scale(zero=True, nice=True))
-            bars = base.mark_bar(strokeWidth=1.5).encode(
-                x=x,
-                y=y,
-                color=color,
-                opacity=opacity,
-                stroke=alt.condition(alt.datum.own, alt.value("#000000"), alt.value(None)),
-                tooltip=tooltip,
-            ).properties(name=f"bars_{metric}_{_slug(model)}")
-            labels = base.mark_text(align="left", dx=4, fontSize=10, color=style.NEUTRAL).encode(
-                x=x, y=y, text="factor_label:N", tooltip=tooltip
-            ).properties(name=f"factors_{metric}_{_slug(model)}")
-            panels.append(alt.layer(bars, labels))
+            bars = (
+                base.mark_bar(strokeWidth=1.5)
+                .encode(
+                    x=x,
+                    y=y,
+                    color=color,
+                    opacity=opacity,
+                    stroke=alt.condition(alt.datum.own, alt.value("#000000"), alt.value(None)),
+                    tooltip=tooltip,
+                )
+                .properties(name=f"bars_{metric}_{_slug(model)}")
+            )
+            labels = (
+                base.mark_text(align="left", dx=4, fontSize=10, color=style.NEUTRAL)
+                .encode(x=x, y=y, text="factor_label:N", tooltip=tooltip)
+                .properties(name=f"factors_{metric}_{_slug(model)}")
+            )
+            panels.append(style.part(alt.layer(bars, labels)))
         if panels:
-            grid.append(alt.hconcat(*panels, spacing=90))
-    top = alt.vconcat(*grid, spacing=36).properties(
+            grid.append({"hconcat": panels, "spacing": 90})
+    return style.concat(
+        "vconcat",
+        grid,
+        spacing=36,
         title=style.title(
             f"{TITLE}: bandwidth and latency per chip, factors vs {opts.baseline}",
             "Published anemll-bench results and your own runs (orange, outlined, 'own: …'). "
@@ -205,10 +226,8 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
             "Published tables: GB/s belong to llama_lm_head (fp16), ms to llama_lm_head_lut6;"
             " each panel shows one model. Published latency is a mean, own latency a median.",
             f"Filters: {opts.describe()}. {note}",
-        )
-    )
-    return style.finish(
-        top.resolve_scale(color="shared", opacity="shared"),
+        ),
+        resolve={"scale": {"color": "shared", "opacity": "shared"}},
         datasets={"factors": rows},
         description=f"chip comparison vs {opts.baseline}",
     )

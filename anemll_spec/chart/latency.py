@@ -14,7 +14,6 @@ from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_
 
 KIND = "latency"
 TITLE = "Latency distribution"
-HELP = "distribution of the latency samples of each case (box plus points)"
 NEEDS = "n_samples > 0"
 
 
@@ -95,12 +94,18 @@ def chart(boxes: list[dict], points: list[dict], run_id: str, opts: Options) -> 
         y=y,
         tooltip=tip,
     )
-    box = base.mark_bar(size=20, color=style.OKABE_ITO[4], opacity=0.55).encode(
-        x="q1:Q", x2="q3:Q", y=y, tooltip=tip
-    ).properties(name="boxes")
-    median = base.mark_tick(size=20, thickness=2.5, color="#000000").encode(
-        x="median:Q", y=y, tooltip=tip
-    ).properties(name="medians")
+    box = (
+        base.mark_bar(
+            size=20, color=style.OKABE_ITO[4], opacity=0.6, stroke="#000000", strokeWidth=1
+        )
+        .encode(x="q1:Q", x2="q3:Q", y=y, tooltip=tip)
+        .properties(name="boxes")
+    )
+    median = (
+        base.mark_tick(size=20, thickness=2.5, color="#000000")
+        .encode(x="median:Q", y=y, tooltip=tip)
+        .properties(name="medians")
+    )
     dots = (
         alt.Chart(style.named("points"))
         .mark_circle(size=9, opacity=0.35, color=style.OKABE_ITO[5])
@@ -124,7 +129,8 @@ def chart(boxes: list[dict], points: list[dict], run_id: str, opts: Options) -> 
         if shown < n_total
         else f"Points: all {n_total:,} samples."
     )
-    layered = alt.layer(whiskers, box, median, dots).properties(
+    # points first, so the box, whiskers and median are drawn over them
+    layered = alt.layer(dots, whiskers, box, median).properties(
         title=style.title(
             f"{TITLE} per case — run {run_id}",
             "Box: quartiles; black tick: median; whiskers: 1.5 IQR (Tukey). " + sub,
@@ -132,4 +138,7 @@ def chart(boxes: list[dict], points: list[dict], run_id: str, opts: Options) -> 
         )
     )
     return style.finish(
-        layered, datasets={"boxes": boxes, "points": points}, description=f"latency distribution of run {run_id}")
+        layered,
+        datasets={"boxes": boxes, "points": points},
+        description=f"latency distribution of run {run_id}",
+    )

@@ -11,7 +11,6 @@ from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_
 
 KIND = "placement"
 TITLE = "Op placement"
-HELP = "share of ops and of estimated cost per device, for each compute unit"
 NEEDS = "EXISTS (SELECT 1 FROM placements p WHERE p.case_id = results.case_id)"
 
 
@@ -74,8 +73,11 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
         alt.Tooltip("cost:Q", title="estimated cost (relative)", format=".4g"),
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
-    measures = [m for m in ("share of ops", "share of estimated cost")
-                if any(r["measure"] == m for r in rows)]
+    measures = [
+        m
+        for m in ("share of ops", "share of estimated cost")
+        if any(r["measure"] == m for r in rows)
+    ]
     panels = []
     for measure in measures:
         panels.append(
@@ -83,16 +85,23 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
             .transform_filter(alt.FieldEqualPredicate(field="measure", equal=measure))
             .mark_bar()
             .encode(
-                x=alt.X("share:Q", title=f"{measure} (%)", axis=alt.Axis(format="%"),
-                        scale=alt.Scale(domain=[0, 1])),
+                x=alt.X(
+                    "share:Q",
+                    title=f"{measure} (%)",
+                    axis=alt.Axis(format="%"),
+                    scale=alt.Scale(domain=[0, 1]),
+                ),
                 y=alt.Y("row_label:N", title=None, axis=alt.Axis(labelLimit=style.LABEL_LIMIT)),
-                color=alt.Color("device:N", title="device",
-                                scale=alt.Scale(domain=domain, range=colors)),
+                color=alt.Color(
+                    "device:N", title="device", scale=alt.Scale(domain=domain, range=colors)
+                ),
                 order=alt.Order("device:N"),
                 tooltip=tip,
             )
-            .properties(name="ops" if measure == "share of ops" else "cost",
-                        title=alt.TitleParams(measure, fontSize=13))
+            .properties(
+                name="ops" if measure == "share of ops" else "cost",
+                title=alt.TitleParams(measure, fontSize=13),
+            )
         )
     no_cost = "" if len(measures) == 2 else " Core ML gave no cost estimates for these plans."
     top = alt.hconcat(*panels, spacing=30).properties(
@@ -102,4 +111,6 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
             f"Filters: {opts.describe()}. Source: placements table.",
         )
     )
-    return style.finish(top, datasets={"placements": rows}, description=f"op placement of run {run_id}")
+    return style.finish(
+        top, datasets={"placements": rows}, description=f"op placement of run {run_id}"
+    )

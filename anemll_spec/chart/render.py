@@ -7,6 +7,7 @@ the cache directory, keyed by the vl-convert and Vega-Lite versions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -37,10 +38,9 @@ def vega_bundle() -> str:
         text = path.read_text(encoding="utf-8")
     except OSError:
         text = vlc.javascript_bundle(vl_version=VL_VERSION)
-        try:
+        # a read-only home only costs the next process a second
+        with contextlib.suppress(OSError):
             write_file(path, text)
-        except OSError:
-            pass  # a read-only home only costs the next process a second
     _bundle_memo[key] = text
     return text
 
@@ -100,10 +100,10 @@ def page(title: str, body: str, charts: dict[str, dict]) -> str:
         bundle = vega_bundle().replace("</script", "<\\/script")
         script = f"<script>{bundle}</script>\n{embed_script(charts)}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n"
         # Offline by construction: nothing may be fetched, whatever the data says.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:\">\n"
         f"<style>{PAGE_CSS}</style>\n</head>\n<body>\n{body}\n{script}\n</body>\n</html>\n"
     )

@@ -120,7 +120,9 @@ def _sections(con, run_id: str, baseline: str):
         _published_section(con, run_id, cases, opts, charts),
     ]
     for mod in (latency, timeline, sweep, placement):
-        sections.append(_chart_section(mod.TITLE, mod.KIND, lambda m=mod: m.build(con, opts), charts))
+        sections.append(
+            _chart_section(mod.TITLE, mod.KIND, lambda m=mod: m.build(con, opts), charts)
+        )
     previous = fetch(
         con,
         """SELECT run_id FROM runs WHERE spec_name IS NOT DISTINCT FROM ? AND run_id <> ?
@@ -135,22 +137,20 @@ def _chart_section(heading: str, kind: str, make, charts: dict[str, dict]) -> st
     try:
         spec = make()
     except NoData as exc:
-        return f"<h2>{esc(heading)}</h2>\n<p class=\"note\">{esc(exc)}</p>"
+        return f'<h2>{esc(heading)}</h2>\n<p class="note">{esc(exc)}</p>'
     charts[f"chart-{kind}"] = spec
-    return f"<h2>{esc(heading)}</h2>\n<div id=\"chart-{kind}\" class=\"chart\"></div>"
+    return f'<h2>{esc(heading)}</h2>\n<div id="chart-{kind}" class="chart"></div>'
 
 
 def _published_section(con, run_id: str, cases: list[dict], opts: Options, charts) -> str:
     """The run's own rows in chip_factors, the published figures of the same models,
     and the factors chart of those models."""
     head = f"<h2>Comparison with published results (baseline {esc(opts.baseline)})</h2>"
-    published_models = {
-        r["model"] for r in fetch(con, "SELECT DISTINCT model FROM reference")
-    }
+    published_models = {r["model"] for r in fetch(con, "SELECT DISTINCT model FROM reference")}
     measured = sorted({c["model_name"] for c in cases if c["model_name"] in published_models})
     if not measured:
         return head + (
-            "<p class=\"note\">This run measured no published model (only the shipped "
+            '<p class="note">This run measured no published model (only the shipped '
             "specs lm_head.yaml and lm_head_lut6.yaml build anemll-bench's exact models), "
             "so there is nothing to compare with published results.</p>"
         )
@@ -180,7 +180,7 @@ def _published_section(con, run_id: str, cases: list[dict], opts: Options, chart
             + _num(r["bandwidth_gbps"])
             + _num(r["latency_ms"])
             + "".join(
-                f"<td class=\"num\">{esc(v)}</td>"
+                f'<td class="num">{esc(v)}</td>'
                 for v in (
                     _factor(r["bandwidth_factor"]),
                     _factor(r["inference_factor"]),
@@ -193,7 +193,7 @@ def _published_section(con, run_id: str, cases: list[dict], opts: Options, chart
         "<th>latency (ms, median)</th><th>bandwidth factor</th><th>inference factor</th>"
         "<th>baseline from</th></tr>" + "".join(rows) + "</table>"
         if rows
-        else "<p class=\"note\">None of this run's published-model cases is in "
+        else '<p class="note">None of this run\'s published-model cases is in '
         "chip_factors (it keeps the latest ok case per chip, model, backend and compute "
         "units; a later run may have replaced them).</p>"
     )
@@ -201,7 +201,7 @@ def _published_section(con, run_id: str, cases: list[dict], opts: Options, chart
         "<tr>"
         + f"<td>{esc(p['model'])}</td><td>{esc(p['metric'])}</td>"
         + _num(p["chips"])
-        + f"<td class=\"num\">{esc(fmt_num(p['lo']))} – {esc(fmt_num(p['hi']))} "
+        + f'<td class="num">{esc(fmt_num(p["lo"]))} – {esc(fmt_num(p["hi"]))} '
         f"{esc(p['unit'])}</td>"
         + f"<td>{'derived' if p['all_derived'] else 'some derived' if p['any_derived'] else 'published'}</td>"
         + "</tr>"
@@ -211,7 +211,7 @@ def _published_section(con, run_id: str, cases: list[dict], opts: Options, chart
         "<p>Published figures of the same models (range over chips):</p>"
         "<table><tr><th>model</th><th>metric</th><th>chips</th><th>range</th>"
         f"<th>kind</th></tr>{pub_rows}</table>"
-        "<p class=\"muted\">The published tables' GB/s belong to llama_lm_head (fp16) and "
+        '<p class="muted">The published tables\' GB/s belong to llama_lm_head (fp16) and '
         "their ms to llama_lm_head_lut6; the other figure of each is derived (weight "
         "bytes / the published one). Published latency is a mean of time.time() samples; "
         "ours is a median. Factors: bandwidth = GB/s / baseline GB/s, inference = baseline "
@@ -220,24 +220,24 @@ def _published_section(con, run_id: str, cases: list[dict], opts: Options, chart
     fopts = Options(baseline=opts.baseline)
     rows = [r for r in factors.query(con, fopts, run_id) if r["model"] in measured]
     charts["chart-factors"] = factors.chart(rows, fopts, "Own rows: this run only.")
-    chart_html = "<div id=\"chart-factors\" class=\"chart\"></div>"
+    chart_html = '<div id="chart-factors" class="chart"></div>'
     return head + own_html + pub_html + chart_html
 
 
 def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
     head = "<h2>Against the previous run of this spec</h2>"
     if previous is None:
-        return head + "<p class=\"note\">No earlier run of this spec in the store.</p>"
+        return head + '<p class="note">No earlier run of this spec in the store.</p>'
     opts = Options(runs=(previous, run_id))
     result = compare.compute(target, opts)
     rows = compare.keep(None, result, opts)
     if not rows:
         return head + (
-            f"<p class=\"note\">Runs {esc(previous)} and {esc(run_id)} have no measured "
+            f'<p class="note">Runs {esc(previous)} and {esc(run_id)} have no measured '
             "variant in common.</p>"
         )
     charts["chart-compare"] = compare.chart(rows, result, opts)
-    return head + "<div id=\"chart-compare\" class=\"chart\"></div>"
+    return head + '<div id="chart-compare" class="chart"></div>'
 
 
 def _kv_table(heading: str, row: dict[str, Any], fields) -> str:
@@ -251,7 +251,7 @@ def _kv_table(heading: str, row: dict[str, Any], fields) -> str:
 
 def _cases_table(cases: list[dict]) -> str:
     if not cases:
-        return "<h2>Cases</h2>\n<p class=\"note\">This run stored no cases.</p>"
+        return '<h2>Cases</h2>\n<p class="note">This run stored no cases.</p>'
     head = "".join(f"<th>{esc(h)}</th>" for _k, h, _n in CASE_COLUMNS)
     body = []
     for c in cases:
@@ -261,9 +261,12 @@ def _cases_table(cases: list[dict]) -> str:
             if c.get("ci_low_ms") is not None
             else None
         )
-        c["flags"] = ", ".join(
-            f for f, on in (("throttled", c.get("throttled")), ("noisy", c.get("noisy"))) if on
-        ) or None
+        c["flags"] = (
+            ", ".join(
+                f for f, on in (("throttled", c.get("throttled")), ("noisy", c.get("noisy"))) if on
+            )
+            or None
+        )
         if c.get("status") != "ok" and c.get("error"):
             c["flags"] = f"error: {c['error']}"
         tds = "".join(
@@ -273,13 +276,13 @@ def _cases_table(cases: list[dict]) -> str:
         body.append(f"<tr>{tds}</tr>")
     return (
         f"<h2>Cases ({len(cases)})</h2>\n<table><tr>{head}</tr>{''.join(body)}</table>"
-        "<p class=\"muted\">Latency: wall clock per predict call, median with a bootstrap "
+        '<p class="muted">Latency: wall clock per predict call, median with a bootstrap '
         "95% CI. GB/s = weight bytes / median latency (1 GB = 10^9 bytes).</p>"
     )
 
 
 def _num(v: Any) -> str:
-    return f"<td class=\"num\">{esc(fmt_num(v, 4))}</td>"
+    return f'<td class="num">{esc(fmt_num(v, 4))}</td>'
 
 
 def _factor(v: float | None) -> str:

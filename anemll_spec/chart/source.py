@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from anemll_spec.errors import InputError
@@ -21,10 +21,13 @@ DEFAULT_BASELINE = "M1 Max"  # the published tables' baseline (store.views.DEFAU
 
 # Words that start or smuggle a statement; a filter is an expression, never one of these.
 _STATEMENT_WORDS = frozenset(
-    """alter analyze attach begin call checkpoint commit copy create deallocate delete
-    describe detach drop execute explain export force grant import insert install load
-    pivot_wider pragma prepare reset revoke rollback set show summarize transaction
-    truncate unpivot_wider update use vacuum""".split()
+    {
+        *("alter", "analyze", "attach", "begin", "call", "checkpoint", "commit", "copy"),
+        *("create", "deallocate", "delete", "describe", "detach", "drop", "execute"),
+        *("explain", "export", "force", "grant", "import", "insert", "install", "load"),
+        *("pivot_wider", "pragma", "prepare", "reset", "revoke", "rollback", "set", "show"),
+        *("summarize", "transaction", "truncate", "unpivot_wider", "update", "use", "vacuum"),
+    }
 )
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--|/\*|\*/|[A-Za-z_][A-Za-z0-9_]*|.", re.S)
 
@@ -44,7 +47,6 @@ class Options:
     metric: str | None = None  # sweep: what to plot
     param: str | None = None  # sweep: the swept parameter on x
     max_points: int = 4000  # raw sample points drawn per chart, at most
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         """The filters in words, for 'nothing to draw' messages and subtitles."""

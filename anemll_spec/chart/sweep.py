@@ -16,7 +16,6 @@ from anemll_spec.errors import InputError
 
 KIND = "sweep"
 TITLE = "Sweep"
-HELP = "a metric against a swept parameter, one line per backend/compute unit, CI bands"
 # cases of a sweep carry their swept values in `params`; others have '{}'
 NEEDS = "status = 'ok' AND median_ms > 0 AND coalesce(params::VARCHAR, '{}') <> '{}'"
 
@@ -113,8 +112,10 @@ def build(con, opts: Options) -> dict[str, Any]:
     run_id = pick_run(con, opts, needs=NEEDS)
     rows, param, metric = query(con, opts, run_id)
     if not rows:
-        raise NoData(f"no {opts.metric or 'bandwidth_gbps'} values to draw in run {run_id} "
-                     f"({opts.describe()})")
+        raise NoData(
+            f"no {opts.metric or 'bandwidth_gbps'} values to draw in run {run_id} "
+            f"({opts.describe()})"
+        )
     return chart(rows, param, metric, run_id, opts)
 
 
@@ -126,13 +127,17 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
     if numeric:
         xs = [r["x_num"] for r in rows]
         log = min(xs) > 0 and max(xs) / min(xs) >= 16
-        x = alt.X("x_num:Q", title=axis_title + (", log scale" if log else ""),
-                  scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
+        x = alt.X(
+            "x_num:Q",
+            title=axis_title + (", log scale" if log else ""),
+            scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
+        )
     else:
         x = alt.X("x_text:N", title=axis_title, sort=None)
     _sql, y_title, _inv = METRICS[metric]
-    color = alt.Color("series:N", title="backend · compute units",
-                      scale=alt.Scale(range=list(style.OKABE_ITO)))
+    color = alt.Color(
+        "series:N", title="backend · compute units", scale=alt.Scale(range=list(style.OKABE_ITO))
+    )
     tip = [
         alt.Tooltip("series:N", title="series"),
         alt.Tooltip("x_text:N", title=param),
@@ -145,12 +150,16 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
     base = alt.Chart(style.named("sweep"), width=560, height=320)
-    band = base.mark_area(opacity=0.2).encode(
-        x=x, y=alt.Y("ci_lo:Q", title=y_title), y2="ci_hi:Q", color=color.legend(None)
-    ).properties(name="ci_band")
-    line = base.mark_line(point=True, strokeWidth=2).encode(
-        x=x, y=alt.Y("value:Q", title=y_title), color=color, tooltip=tip
-    ).properties(name="lines")
+    band = (
+        base.mark_area(opacity=0.2)
+        .encode(x=x, y=alt.Y("ci_lo:Q", title=y_title), y2="ci_hi:Q", color=color.legend(None))
+        .properties(name="ci_band")
+    )
+    line = (
+        base.mark_line(point=True, strokeWidth=2)
+        .encode(x=x, y=alt.Y("value:Q", title=y_title), color=color, tooltip=tip)
+        .properties(name="lines")
+    )
     layered = alt.layer(band, line).properties(
         title=style.title(
             f"{TITLE}: {y_title} against {param} — run {run_id}",
@@ -159,7 +168,9 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )
-    return style.finish(layered, datasets={"sweep": rows}, description=f"{metric} against {param}, run {run_id}")
+    return style.finish(
+        layered, datasets={"sweep": rows}, description=f"{metric} against {param}, run {run_id}"
+    )
 
 
 def _json_path(key: str) -> str:

@@ -11,7 +11,6 @@ from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_
 
 KIND = "timeline"
 TITLE = "Latency over the run"
-HELP = "latency against iteration index per case (warm-up, throttling)"
 NEEDS = "n_samples > 0"
 MAX_PANELS = 12
 BINS = 60  # at most this many bins per case...
@@ -107,18 +106,25 @@ def chart(points, bins, n_cases: int, run_id: str, opts: Options) -> dict[str, A
     for label in sorted({p["label"] for p in points}):
         keep = alt.FieldEqualPredicate(field="label", equal=label)
         panels.append(
-            alt.layer(dots.transform_filter(keep), line.transform_filter(keep)).properties(
-                title=alt.TitleParams(label, fontSize=12, limit=560),
-                width=560,
-                height=150,
+            style.part(
+                alt.layer(dots.transform_filter(keep), line.transform_filter(keep)).properties(
+                    title=alt.TitleParams(label, fontSize=12, limit=560),
+                    width=560,
+                    height=150,
+                )
             )
         )
-    top = alt.vconcat(*panels, spacing=24).properties(
+    return style.concat(
+        "vconcat",
+        panels,
+        spacing=24,
         title=style.title(
             f"{TITLE}: latency against iteration — run {run_id}",
             "Dots: samples (thinned evenly by index for long runs); orange line: median of "
-            f"consecutive bins (up to {BINS}). A rising line is throttling, a falling start warm-up.",
+            f"consecutive bins (up to {BINS}). A rising line is throttling, a falling start "
+            "warm-up.",
             f"Filters: {opts.describe()}.{more}",
-        )
+        ),
+        datasets={"samples": points, "bins": bins},
+        description=f"latency timeline of run {run_id}",
     )
-    return style.finish(top, datasets={"samples": points, "bins": bins}, description=f"latency timeline of run {run_id}")

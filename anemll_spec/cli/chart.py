@@ -43,7 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["bandwidth_gbps", "median_ms", "tflops", "throughput_ips"],
         help="sweep: the metric on y (bandwidth_gbps)",
     )
-    p.add_argument("--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size")
+    p.add_argument(
+        "--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size"
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write the files to")
     add_json(p)
 

@@ -154,7 +154,8 @@ class TorchOps:
         self.host_writes += 1
         arr = np.asarray(a)
         if dtype is not None and np.dtype(dtype) != arr.dtype:
-            arr = arr.astype(dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # fp16 overflow gives inf
+                arr = arr.astype(dtype)
         if arr.dtype.kind not in "biuf":
             raise InputError(f"values of dtype {arr.dtype} cannot become torch tensors")
         if not arr.flags.writeable or not arr.flags.c_contiguous:
@@ -348,7 +349,7 @@ class TorchOps:
             if isinstance(s, slice) and s.step is not None and s.step < 0:
                 n = x.shape[dim]
                 start, stop, step = s.indices(n)
-                out.append(slice(n - 1 - start, n - stop, -step))
+                out.append(slice(n - 1 - start, n - 1 - stop, -step))
                 flips.append(dim)
             elif isinstance(s, torch.Tensor) and s.dtype != torch.bool:
                 out.append(s.to(torch.long))
@@ -540,52 +541,54 @@ class TorchRunner:
             self.graph_note = "eager: the state was not made by this runner (in-place buffers)"
             return None
         g = self._graphs.get(id(state))
-        if g is None:
-            try:
-                g = self._capture(feed, state)
-            except Exception as exc:  # capture refused: report, run eagerly from now on
-                self._capturable = False
-                self.graph_note = f"eager: CUDA graph capture failed: {type(exc).__name__}: {exc}"
+        if g is not None:
+            return g
+        snap = state.snapshot() if state is not None else None
+        try:
+            g = self._capture(feed, state)
+        except Exception as exc:  # capture refused: report it, run eagerly from now on
+            self._capturable = False
+            self.graph_note = f"eager: CUDA graph capture failed: {type(exc).__name__}: {exc}"
+        finally:  # the warm-up runs must not count as steps of the state
+            with contextlib.suppress(RuntimeError):
                 torch.cuda.synchronize(self.device)
-                return None
-            if g is None:
-                return None
-            if len(self._graphs) >= 4:  # states come and go (floors, repeats): keep a few
-                self._graphs.pop(next(iter(self._graphs)))
-            self._graphs[id(state)] = g
+                if snap is not None:
+                    state.restore(snap)
+                    torch.cuda.synchronize(self.device)
+        if g is None:
+            return None
+        if len(self._graphs) >= 4:  # states come and go (floors, repeats): keep a few
+            self._graphs.pop(next(iter(self._graphs)))
+        self._graphs[id(state)] = g
+        self._capturable = True
+        self.graph_note = "CUDA graph: the whole forward pass is captured and replayed"
         return g
 
     def _capture(self, feed: dict[str, torch.Tensor], state: Any) -> _Graph | None:
-        snap = state.snapshot() if state is not None else None
+        """Warm up on a side stream (kernels chosen, Triton autotuned), check that a call
+        never touches the host, then capture; None (and the reason noted) if it does."""
         static = {n: t.clone() for n, t in feed.items()}
+        current = torch.cuda.current_stream(self.device)
         stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):  # warm-up: kernels chosen, autotuned, compiled
-            before = (self.ops.host_reads, self.ops.host_writes)
+        stream.wait_stream(current)
+        with torch.cuda.stream(stream):
+            reads, writes = self.ops.host_reads, self.ops.host_writes
             self.program.run(static, state)
-            reads = self.ops.host_reads - before[0]
-            writes = self.ops.host_writes - before[1]
-            if reads or writes:
-                torch.cuda.current_stream(self.device).wait_stream(stream)
-                if snap is not None:
-                    state.restore(snap)
-                self._capturable = False
-                self.graph_note = (
-                    f"eager: the program reads device values on the host while it runs "
-                    f"({reads} reads, {writes} uploads per call: runtime shapes, slice "
-                    f"bounds or indices), so it cannot be captured as a CUDA graph"
-                )
-                return None
-            self.program.run(static, state)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
+            reads, writes = self.ops.host_reads - reads, self.ops.host_writes - writes
+            if not (reads or writes):
+                self.program.run(static, state)
+        current.wait_stream(stream)
+        if reads or writes:
+            self._capturable = False
+            self.graph_note = (
+                f"eager: the program moves data between host and device while it runs "
+                f"({reads} reads, {writes} uploads per call: runtime shapes, slice bounds or "
+                f"indices), so it cannot be captured as a CUDA graph"
+            )
+            return None
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             outputs = self.program.run(static, state)
-        torch.cuda.synchronize(self.device)
-        if snap is not None:
-            state.restore(snap)  # the warm-up runs must not count as steps
-        self._capturable = True
-        self.graph_note = "CUDA graph: the whole forward pass is captured and replayed"
         return _Graph(graph, static, outputs, state)
 
 

@@ -14,6 +14,18 @@ import importlib.util
 
 import torch
 
+# (BLOCK_O, BLOCK_C, num_warps, num_stages) tried by the autotuner
+CONFIGS = (
+    (4, 1024, 4, 3),
+    (8, 512, 4, 3),
+    (8, 1024, 8, 2),
+    (16, 256, 4, 4),
+    (16, 512, 4, 3),
+    (16, 512, 8, 3),
+    (32, 256, 8, 3),
+    (32, 512, 8, 2),
+)
+
 
 def available() -> bool:
     return importlib.util.find_spec("triton") is not None
@@ -26,16 +38,7 @@ def _kernel():
 
     configs = [
         triton.Config({"BLOCK_O": bo, "BLOCK_C": bc}, num_warps=nw, num_stages=ns)
-        for bo, bc, nw, ns in (
-            (4, 1024, 4, 3),
-            (8, 512, 4, 3),
-            (8, 1024, 8, 2),
-            (16, 256, 4, 4),
-            (16, 512, 4, 3),
-            (16, 512, 8, 3),
-            (32, 256, 8, 3),
-            (32, 512, 8, 2),
-        )
+        for bo, bc, nw, ns in CONFIGS
     ]
 
     @triton.autotune(configs=configs, key=["R", "C"])
@@ -77,3 +80,36 @@ def gemv(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     kernel = _kernel()
     kernel[lambda meta: (triton.cdiv(out_rows, meta["BLOCK_O"]),)](w, x, y, out_rows, width)
     return y
+
+
+def gemv_config(
+    w: torch.Tensor, x: torch.Tensor, config: tuple[int, int, int, int]
+) -> torch.Tensor:
+    """gemv with one fixed configuration (no autotuning): for sweeps and tests."""
+    import triton
+
+    out_rows, width = w.shape
+    block_o, block_c, warps, stages = config
+    y = torch.empty(out_rows, dtype=w.dtype, device=w.device)
+    kernel = _kernel().fn  # the heuristics-wrapped jit function, below the autotuner
+    kernel[(triton.cdiv(out_rows, block_o),)](
+        w,
+        x.contiguous(),
+        y,
+        out_rows,
+        width,
+        BLOCK_O=block_o,
+        BLOCK_C=block_c,
+        num_warps=warps,
+        num_stages=stages,
+    )
+    return y
+
+
+def best_config(rows: int, width: int) -> str | None:
+    """The autotuner's choice for a (rows, width) weight, once it has run."""
+    cache = getattr(_kernel(), "cache", {})
+    for key, cfg in cache.items():
+        if tuple(key[:2]) == (rows, width):
+            return str(cfg)
+    return None

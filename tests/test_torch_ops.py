@@ -1,0 +1,143 @@
+"""TorchOps primitive by primitive against NumpyOps (the reference semantics), fp32 on CPU,
+on random data: the parts of the seam the built families do not reach (negative steps,
+pads, gathers, reductions over several axes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anemll_spec.executor.backend import numpy_ops as npx
+
+pytestmark = pytest.mark.torch
+RNG = np.random.default_rng(10)
+
+
+@pytest.fixture(scope="module")
+def tx():
+    from anemll_spec.executor.torch_backend import TorchOps
+
+    return TorchOps("cpu", "float32")
+
+
+def same(tx, got, want, **kw):
+    got = tx.to_numpy(got)
+    assert got.shape == np.shape(want)
+    np.testing.assert_allclose(got, want, rtol=kw.get("rtol", 1e-6), atol=kw.get("atol", 1e-6))
+
+
+X = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+INDEXES = [
+    (slice(None, None, -1), slice(1, 3), slice(None)),
+    (slice(2, 0, -1), 1, slice(None, None, -2)),
+    (Ellipsis, slice(4, None, -3)),
+    (slice(None), slice(-1, -5, -1), 0),
+]
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_getitem_and_setitem_with_negative_steps(tx, index):
+    t = tx.asarray(X, "float32")
+    same(tx, tx.getitem(t, index), X[index])
+    value = RNG.standard_normal(X[index].shape).astype(np.float32)
+    same(tx, tx.setitem(t, index, tx.asarray(value, "float32")), npx.setitem(X, index, value))
+    same(tx, t, X)  # setitem returns a copy
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate"])
+def test_pad(tx, mode):
+    pads = [(0, 0), (2, 1), (3, 4)]
+    same(tx, tx.pad(tx.asarray(X, "float32"), pads, mode, 1.5), npx.pad(X, pads, mode, 1.5))
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "prod"])
+@pytest.mark.parametrize(
+    ("axis", "keep"), [((0, 2), True), ((1,), False), (None, False), (None, True), ((-1,), True)]
+)
+def test_reductions(tx, name, axis, keep):
+    t = tx.asarray(X, "float32")
+    same(tx, getattr(tx, name)(t, axis, keep), getattr(npx, name)(X, axis, keep), rtol=1e-5)
+
+
+def test_arg_reductions_and_cumsum(tx):
+    t = tx.asarray(X, "float32")
+    for name in ("argmax", "argmin"):
+        for axis, keep in ((1, True), (-1, False), (None, False)):
+            np.testing.assert_array_equal(
+                tx.to_numpy(getattr(tx, name)(t, axis, keep)), getattr(npx, name)(X, axis, keep)
+            )
+    same(tx, tx.cumsum(t, 1), npx.cumsum(X, 1), rtol=1e-5)
+
+
+def test_gathers(tx):
+    t = tx.asarray(X, "float32")
+    idx = np.array([[2, 0], [1, 1]], np.int32)
+    same(tx, tx.take(t, tx.asarray(idx), 1), npx.take(X, idx, 1))
+    same(tx, tx.take(t, tx.asarray(np.int32(3)), 2), npx.take(X, np.int32(3), 2))
+    along = RNG.integers(0, 5, (3, 4, 2)).astype(np.int32)
+    same(tx, tx.take_along_axis(t, tx.asarray(along), 2), npx.take_along_axis(X, along, 2))
+
+
+def test_shapes(tx):
+    t = tx.asarray(X, "float32")
+    same(tx, tx.expand_dims(t, [0, -1]), npx.expand_dims(X, [0, -1]))
+    same(tx, tx.squeeze(tx.expand_dims(t, [1]), [1]), X)
+    same(tx, tx.permute_dims(t, [2, 0, 1]), npx.permute_dims(X, [2, 0, 1]))
+    same(tx, tx.tile(t, [2, 1, 1]), npx.tile(X, [2, 1, 1]))
+    same(
+        tx,
+        tx.broadcast_to(tx.asarray(X[:, :1], "float32"), [3, 4, 5]),
+        npx.broadcast_to(X[:, :1], [3, 4, 5]),
+    )
+    same(tx, tx.concat([t, t], 1), npx.concat([X, X], 1))
+    same(tx, tx.stack([t, t], -1), npx.stack([X, X], -1))
+
+
+def test_elementwise_semantics(tx):
+    a = RNG.integers(-7, 8, 20).astype(np.int32)
+    b = (RNG.integers(1, 5, 20) * RNG.choice([-1, 1], 20)).astype(np.int32)  # no zeros
+    ta, tb = tx.asarray(a), tx.asarray(b)
+    for name in ("floor_divide", "mod", "maximum", "minimum", "equal", "less_equal"):
+        np.testing.assert_array_equal(
+            tx.to_numpy(getattr(tx, name)(ta, tb)), getattr(npx, name)(a, b), err_msg=name
+        )
+    f = RNG.standard_normal(50).astype(np.float32) * 3
+    tf = tx.asarray(f, "float32")
+    for name in ("erf", "sigmoid", "tanh", "exp", "sin", "round", "sign", "floor"):
+        same(tx, getattr(tx, name)(tf), getattr(npx, name)(f), rtol=1e-5, atol=1e-6)
+    same(tx, tx.where(tf > 0, tf, -np.inf), npx.where(f > 0, f, -np.inf))
+    same(tx, tx.maximum(tf, 0.0), npx.maximum(f, 0.0))
+    same(tx, tx.clip(tf, -1.0, 2.0), npx.clip(f, -1.0, 2.0))
+
+
+def test_conv_and_matmul(tx):
+    x = RNG.standard_normal((2, 4, 7, 6)).astype(np.float32)
+    w = RNG.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    args = ([2, 1], [(1, 2), (0, 1)], [1, 2], 2)
+    same(
+        tx,
+        tx.conv(tx.asarray(x, "float32"), tx.asarray(w, "float32"), *args),
+        npx.conv(x, w, *args),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    m = RNG.standard_normal((5, 4)).astype(np.float32)
+    v = RNG.standard_normal((2, 4, 3)).astype(np.float32)
+    same(
+        tx,
+        tx.matmul(tx.asarray(m, "float32"), tx.asarray(v, "float32")),
+        npx.matmul(m, v),
+        rtol=1e-5,
+    )
+
+
+def test_fp16_rounding_and_dtypes(tx):
+    from anemll_spec.executor.torch_backend import TorchOps
+
+    h = TorchOps("cpu", "float16")
+    f = np.array([1 / 3, 70000.0, 1e-8], np.float32)  # rounds, overflows to inf, underflows
+    with np.errstate(over="ignore"):
+        same(tx, tx.round_to_fp16(tx.asarray(f, "float32")), npx.round_to_fp16(f))
+        assert h.dtype_name(h.asarray(f, "float16")) == "float16"
+    assert tx.dtype_name(tx.asarray(np.array([1, 2], np.int32))) == "int32"
+    assert tx.dtype_name(tx.full([2, 3], 0, "bool")) == "bool"
