@@ -25,8 +25,9 @@ program called without a state runs on a fresh zero state.
 Structure (parse -> lower -> prepare -> run):
 - `graph.parse_function` turns the protobuf block into `Op` records (type, name, position,
   arguments resolved to variable names or decoded constants, declared output types).
-- `load(..., passes=[...])` applies lowering passes `Function -> Function` (e.g. merging
-  parallel matmuls) before preparation.
+- `load(..., passes=[...])` applies lowering passes `Function -> Function` before
+  preparation; `simplify.simplify` lowers 1x1 convs/linears to matmuls, merges parallel
+  matmuls over one input into one, and drops dead (compressed) constants.
 - `Program` evaluates const/constexpr ops in numpy, then calls each op's kernel factory
   (`kernels/`, registered by op type) once; a factory precomputes from constants (a 1x1
   conv's weight becomes a contiguous (out, in) float matrix) and returns `run(env)`.
@@ -38,7 +39,9 @@ Array library seam: kernels touch runtime tensors only through `xp`, an object w
 primitives listed in `backend.py` (elementwise math, reductions, reshape/permute/getitem/
 setitem, take, matmul, conv, astype, asarray/to_numpy, round_to_fp16, float_dtype).
 `backend.NumpyOps` is the reference; a torch implementation of the same names (fp16 or
-fp32, CUDA/MPS/CPU) plugs in with `load(path, xp=TorchOps(...))` and runs the same program.
+fp32, CUDA/MPS/CPU) plugs in with `load(path, xp=TorchOps(...))` and runs the same program;
+`torch_backend.load_torch` does that with the simplifications and CUDA-graph replay
+(`torch_backend` imports torch: import it only where torch is wanted).
 Kernels also use Python operators (+, -, *, /, comparisons) on tensors, which numpy arrays
 and torch tensors both implement.
 """

@@ -99,8 +99,9 @@ def synchronize(device: torch.device) -> None:
 class TorchOps:
     """torch implementation of the kernel primitives (see `backend.py` for the contract).
 
-    `float_dtype` None means "adopt the model's": the `adopt_dtype` pass sets it from the
-    parsed function before kernels are prepared. `host_reads` / `host_writes` count
+    `float_dtype`: "float32" or "float16"; None means "adopt the model's": then the
+    `adopt_dtype` pass (which `load_torch` runs first) sets it from the parsed function
+    before kernels are prepared. `host_reads` / `host_writes` count
     device->host and host->device transfers (a program that makes them while it runs
     cannot be captured as a CUDA graph). `gemv`: how a matrix-vector product runs on
     CUDA: "triton" (our kernel), "cublas" (torch.mv) or "auto" (triton where importable).
@@ -109,7 +110,10 @@ class TorchOps:
     name = "torch"
 
     def __init__(
-        self, device: torch.device | str = "cpu", float_dtype: str | None = None, gemv: str = "auto"
+        self,
+        device: torch.device | str = "cpu",
+        float_dtype: str | None = "float32",
+        gemv: str = "auto",
     ):
         self.device = torch.device(device)
         self.float_dtype = float_dtype  # type: ignore[assignment]
@@ -508,9 +512,6 @@ class TorchRunner:
 
     def synchronize(self) -> None:
         synchronize(self.device)
-
-    def run_eager(self, feed: dict[str, torch.Tensor], state: Any = None) -> dict[str, Any]:
-        return self.program.run(feed, state)
 
     def run(self, feed: dict[str, torch.Tensor], state: Any = None) -> dict[str, Any]:
         """One forward pass on device tensors; returns device outputs without waiting."""
