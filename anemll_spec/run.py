@@ -293,12 +293,31 @@ class Runner:
         self.floors: dict[tuple[str, str | None, str], float | None] = {}
         self._backends: dict[str, Any] = {}
 
+    def _accelerator_info(self) -> dict:
+        """GPU name, driver, torch and CUDA versions when a case runs on torch.
+
+        Kept out of host.capture(), which must never import torch."""
+        devices = {
+            c.run.get("device", "auto") for c in self.cases for b, _ in c.variants() if b == "torch"
+        }
+        if not devices:
+            return {}
+        from anemll_spec.backends.torch_ import torch_info
+
+        try:
+            found = torch_info(sorted(devices)[0])
+        except Exception as exc:  # host facts are provenance, not a reason to fail the run
+            self.notes.append(f"torch host info unavailable: {_err(exc)}")
+            return {}
+        return {k: v for k, v in found.items() if v is not None}
+
     # ---- top level
     def run(self) -> BenchResult:
         from anemll_spec import host as host_mod
         from anemll_spec.store import append_case, begin_run, finish_run, schema
 
         info = host_mod.capture()
+        info.update(self._accelerator_info())
         host_row = {k: info.get(k) for k in schema.HOSTS.names if k != "host_id"}
         run_row = {
             "spec_name": self.spec.name,
@@ -457,15 +476,22 @@ class Runner:
             self.progress.phase("load", r.label)
             for k in range(int(case.run.get("concurrency", 1))):
                 t0 = time.perf_counter()
-                sessions.append(backend.load(prepared, r.compute_units, fp16=fp16))
+                sessions.append(
+                    backend.load(
+                        prepared, r.compute_units, fp16=fp16, device=case.run.get("device")
+                    )
+                )
                 if k == 0:
                     r.phases_ms["load"] = (time.perf_counter() - t0) * 1e3
+                    r.device = getattr(sessions[0], "device", None)
             feed = sessions[0].feed(inputs)
             state = sessions[0].new_state()
             self.progress.phase("first predict", r.label)
             t0 = time.perf_counter_ns()
             first = sessions[0].predict(feed, state)
             r.phases_ms["first_predict"] = (time.perf_counter_ns() - t0) / 1e6
+            # backend notes (e.g. why a CUDA graph fell back to eager) reach the results
+            r.notes += [n for n in getattr(sessions[0], "notes", []) if n not in r.notes]
             if r.verdict is None:
                 r.verdict = compare(
                     first, reference, case.run["tolerance"], vocab_chunk=_vocab_chunk(case)
@@ -586,7 +612,7 @@ class Runner:
             backend = self._backend(r.backend)
             prepared = backend.prepare(built.path, workdir / "floor")
             prepared.input_dtypes = {t.name: t.dtype for t in io.inputs}
-            sess = backend.load(prepared, r.compute_units)
+            sess = backend.load(prepared, r.compute_units, device=case.run.get("device"))
             try:
                 feed = sess.feed(synth_inputs(io, seed=0))
                 t = time_one(sess.bind(feed, sess.new_state()), FLOOR_BUDGET)

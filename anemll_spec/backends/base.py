@@ -72,5 +72,13 @@ class Backend(ABC):
         """Once per model: whatever load needs (compile, ...)."""
 
     @abstractmethod
-    def load(self, prepared: Prepared, compute_units: str | None, *, fp16: bool = False) -> Session:
-        """One instance of the model; the caller times it."""
+    def load(
+        self,
+        prepared: Prepared,
+        compute_units: str | None,
+        *,
+        fp16: bool = False,
+        device: str | None = None,
+    ) -> Session:
+        """One instance of the model; the caller times it. `device` is the spec's
+        `run.device` (torch only; the other backends ignore it)."""

@@ -322,7 +322,14 @@ class CoreMLBackend(Backend):
         compiled = compile_model(str(src), str(dest))
         return Prepared(path=Path(compiled), source=src, compile_s=time.perf_counter() - t0)
 
-    def load(self, prepared: Prepared, compute_units: str | None, *, fp16: bool = False) -> Session:
+    def load(
+        self,
+        prepared: Prepared,
+        compute_units: str | None,
+        *,
+        fp16: bool = False,
+        device: str | None = None,
+    ) -> Session:
         from coremltools.models import CompiledMLModel
 
         cu = compute_units or "ALL"

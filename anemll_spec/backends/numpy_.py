@@ -43,7 +43,14 @@ class NumpyBackend(Backend):
     def prepare(self, model_path: Path, workdir: Path) -> Prepared:
         return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
 
-    def load(self, prepared: Prepared, compute_units: str | None, *, fp16: bool = False) -> Session:
+    def load(
+        self,
+        prepared: Prepared,
+        compute_units: str | None,
+        *,
+        fp16: bool = False,
+        device: str | None = None,
+    ) -> Session:
         from anemll_spec.executor import load
 
         return NumpySession(load(prepared.path, fp16=fp16))
