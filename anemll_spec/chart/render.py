@@ -134,6 +134,12 @@ def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, P
     return files
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_file(path: Path, data: str | bytes) -> None:
     """Write via a temporary file and rename, so no half-written file is ever left."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +147,7 @@ def write_file(path: Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

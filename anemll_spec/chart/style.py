@@ -96,6 +96,7 @@ def concat(
     """A top-level hconcat/vconcat of `part()` dicts, with the theme and the datasets."""
     import altair as alt
 
+    _unique_view_names(parts, {})
     return {
         "$schema": alt.SCHEMA_URL,
         **props,
@@ -104,6 +105,28 @@ def concat(
         "datasets": datasets,
         **({"description": description} if description else {}),
     }
+
+
+def _unique_view_names(node: Any, seen: dict[str, int]) -> None:
+    """Suffix repeated view names (panels built from one template share them).
+
+    Vega builds one dataflow per view name: two panels with the same name draw the
+    same data, whatever their filters say. Data references ({"name": ...} without a
+    mark) are left alone."""
+    if isinstance(node, list):
+        for item in node:
+            _unique_view_names(item, seen)
+        return
+    if not isinstance(node, dict):
+        return
+    if "name" in node and ("mark" in node or "layer" in node):
+        n = seen.get(node["name"], 0)
+        seen[node["name"]] = n + 1
+        if n:
+            node["name"] = f"{node['name']}_{n}"
+    for key, value in node.items():
+        if key != "data":
+            _unique_view_names(value, seen)
 
 
 def named(name: str) -> Any:
