@@ -158,6 +158,15 @@ def test_projections_only_are_compressed(tmp_path):
         ),
         (attention(deployment_target="iOS17"), "iOS18"),
         (lm_head(deployment_target="iOS15"), "iOS15"),
+        (lm_head(vocab_size=2 * 252, compression=_pal(6)), "252 output channels"),
+        (
+            matmul(
+                compression={
+                    "quantize": {"dtype": "int4", "granularity": "per_block", "block_size": 48}
+                }
+            ),
+            "block_size 48",
+        ),
     ],
 )
 def test_impossible_combinations_are_refused(tmp_path, model, match):

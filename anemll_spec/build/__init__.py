@@ -174,14 +174,17 @@ def estimate(case_model: dict) -> Estimate:
             "compute_precision float32: the Neural Engine computes in fp16 only; float32 ops run "
             "on CPU/GPU"
         )
-    # Dense builds hold every weight until saved. Compressed builds hold every compressed
-    # weight as one byte per index (pymil keeps sub-byte values unpacked) plus two dense
-    # weights at a time (the one being palettized and the one drawn ahead).
+    # Dense builds hold every weight until saved. Compressed builds hold each compressed
+    # weight at one byte per element (pymil keeps sub-byte values unpacked); grouped,
+    # per-channel and per-block forms are drawn a slice at a time, per-tensor ones need
+    # the dense weight (and a working copy) while compressing.
     if compression in (None, "none"):
         held = weight_bytes
     else:
-        held = sum(math.prod(w.shape) for w in plan.weights if w.compressible)
-        held += weight_bytes + 2 * largest_dense
+        held = weight_bytes + sum(math.prod(w.shape) for w in plan.weights if w.compressible)
+        granularity = next(iter(compression.values()))["granularity"]
+        if granularity == "per_tensor":
+            held += 2 * largest_dense
     peak = int(held + 300e6)  # + interpreter, coremltools and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
 
@@ -208,7 +211,26 @@ def _check_model(model: dict) -> None:
         raise InputError(
             "model.deployment_target: attention uses a stateful KV cache, which needs iOS18"
         )
-    compress.check(model.get("compression", "none"), target, model.get("dtype", "float16"))
+    comp = model.get("compression", "none")
+    compress.check(comp, target, model.get("dtype", "float16"))
+    if isinstance(comp, dict) and model["family"] in BUILT_FAMILIES:
+        c = next(iter(comp.values()))
+        gs = c.get("group_size") if c.get("granularity") == "per_grouped_channel" else None
+        bs = c.get("block_size") if c.get("granularity") == "per_block" else None
+        for w in plan_of(model).weights:
+            if not w.compressible:
+                continue
+            out_ch, in_ch = w.shape[w.out_axis], w.shape[1 - w.out_axis]
+            if gs and out_ch % gs:
+                raise InputError(
+                    f"model.compression.palettize.group_size: {w.name} has {out_ch} output "
+                    f"channels, not a multiple of group_size {gs}"
+                )
+            if bs and in_ch % bs:
+                raise InputError(
+                    f"model.compression.quantize.block_size: {w.name} has {in_ch} input "
+                    f"channels, not a multiple of block_size {bs}"
+                )
 
 
 def build_package(

@@ -1,6 +1,9 @@
 """Weight compression, applied const by const while the graph is built.
 
-Each projection weight is emitted as a `const`, and as soon as its consumer (conv,
+Grouped, per-channel and per-block compression of conv/linear weights is streamed
+(graph.Ctx.streamed: rows drawn and compressed a slice at a time, through the same
+functions). Everything else goes the const way: each weight is emitted as a `const`,
+and as soon as its consumer (conv,
 linear, matmul) exists, coremltools' own compression pass transforms that one op
 (`palettize_weights` / `linear_quantize_weights` from `coremltools.optimize.coreml`,
 the very code `cto.palettize_weights(model, config)` runs). So the constexpr ops,
@@ -119,7 +122,7 @@ def _fast_palettizer_class():
                 axis = 0
             indices, lut = grouped_kmeans(original_data, int(nbits), axis, group_size)
             np_dtype = types.nptype_from_builtin(types.string_to_builtin(f"uint{nbits}"))
-            return optimize_utils.LutParams(indices.astype(np_dtype), lut, None)
+            return optimize_utils.LutParams(indices.view(np_dtype), lut, None)
 
     return FastPalettizer
 

@@ -8,6 +8,8 @@ uncompressed weight is alive at a time.
 
 from __future__ import annotations
 
+import gc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -70,12 +72,13 @@ class Ctx:
         self.std = float(model.get("weight_std", 0.02))
         self.compressor = Compressor(model.get("compression", "none"))
         self.progress = progress or (lambda msg: None)
-        # Weights are drawn on a background thread ahead of use: all of them for a dense
-        # build (all are held until saving anyway), one ahead for a compressed build (so
-        # only one uncompressed weight waits in memory).
-        self._order = [w.name for w in (declared or []) if w.compressible]
+        # A dense build draws its weights on background threads ahead of use (all are held
+        # until saving anyway). A compressed build draws each weight when needed, so only
+        # one uncompressed weight is ever in memory.
+        dense = self.compressor.compression is None
+        self._order = [w.name for w in (declared or []) if w.compressible] if dense else []
         self._shapes = {w.name: w.shape for w in (declared or [])}
-        self._ahead = len(self._order) if self.compressor.compression is None else 1
+        self._ahead = len(self._order)
         self._futures: dict = {}
         self._pool = None
 
@@ -89,7 +92,7 @@ class Ctx:
             import os
             from concurrent.futures import ThreadPoolExecutor
 
-            n = 1 if self.compressor.compression is not None else min(4, os.cpu_count() or 1)
+            n = min(4, os.cpu_count() or 1)
             self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="weights")
         start = self._order.index(after) + 1 if after in self._order else 0
         for name in self._order[start : start + self._ahead]:
@@ -124,24 +127,141 @@ class Ctx:
         if self.compressor.compression is not None:
             self.progress(f"compress {w.name}")
             self.compressor.apply(w)
+            # The replaced const op and its output Var reference each other: only the cycle
+            # collector frees the dense weight. Collect now, not chunks later.
+            gc.collect()
+
+    def streamed(self, name: str, shape: tuple[int, ...]):
+        """A compressed projection weight drawn and compressed a slice of rows at a time.
+
+        The dense weight never exists whole: rows come from the weight's seeded stream in
+        slices of whole groups (the same values as drawing it at once), each slice goes
+        through the compressor (our exact k-means, or stock coremltools' own uniform-LUT /
+        linear-quantization functions, which work row by row for these granularities), and
+        only indices/LUTs or integers/scales are kept. The constexpr op and its name are
+        what stock compression makes of the const. Returns None where compression needs the
+        whole tensor (per_tensor), or there is none; the const path handles those.
+        Output-channel axis 0 (conv and linear weights) only.
+        """
+        comp = self.compressor.compression
+        if not comp:
+            return None
+        kind, c = next(iter(comp.items()))
+        if kind == "palettize" and c["granularity"] == "per_grouped_channel":
+            rows_unit = int(c.get("group_size") or 8)
+        elif kind == "quantize":
+            rows_unit = 1
+        else:
+            return None
+        if shape[0] % rows_unit:
+            return None
+        self.progress(f"weights+{kind} {name} {'x'.join(map(str, shape))}")
+        out, row = shape[0], math.prod(shape[1:])
+        gen = wgen.stream(self.seed, name)
+        rows_per = rows_unit * max(1, (1 << 22) // (rows_unit * row))
+        scratch = np.empty(min(rows_per, out) * row, dtype=np.float32)
+        parts = []
+        for r0 in range(0, out, rows_per):
+            r = min(rows_per, out - r0)
+            buf = scratch[: r * row]
+            gen.standard_normal(out=buf, dtype=np.float32)
+            buf *= np.float32(self.std)
+            part = buf.astype(self.np_compute).reshape((r,) + tuple(shape[1:]))
+            parts.append(self._compress_rows(kind, c, part))
+        if kind == "palettize":
+            return self._emit_lut(name, shape, c, parts)
+        return self._emit_quant(name, shape, parts)
+
+    def _compress_rows(self, kind: str, c: dict, part: np.ndarray):
+        if kind == "palettize":
+            nbits, gs = int(c["nbits"]), int(c.get("group_size") or 8)
+            if c.get("mode", "kmeans") == "kmeans":
+                from anemll_spec.build.palettize import grouped_kmeans
+
+                idx, lut = grouped_kmeans(part, nbits, 0, gs)
+                return idx, lut
+            from coremltools.optimize.coreml._quantization_passes import palettize_weights
+
+            params = palettize_weights.grouped_channelwise_compress(part, "UNIFORM", nbits, 0, gs)
+            return np.asarray(params.indices, dtype=np.uint8), params.lut
+        from coremltools.optimize.coreml._quantization_passes import linear_quantize_weights
+
+        from anemll_spec.build.compress import op_config
+
+        cfg = op_config(self.compressor.compression)
+        block = [1] + [0] * (part.ndim - 1)
+        if c["granularity"] == "per_block":
+            block[1] = int(c.get("block_size") or 32)
+        q = linear_quantize_weights.blockwise_compress_by_dtype(part, cfg.dtype, cfg.mode, block)
+        return q
+
+    def _emit_lut(self, name: str, shape, c: dict, parts: list):
+        from coremltools.converters.mil import Builder as mb
+        from coremltools.converters.mil.mil import types
+
+        nbits = int(c["nbits"])
+        indices = np.empty(shape, dtype=np.uint8)
+        r0 = 0
+        for idx, _ in parts:
+            indices[r0 : r0 + idx.shape[0]] = idx
+            r0 += idx.shape[0]
+        lut = np.concatenate([lut for _, lut in parts], axis=0)
+        del parts[:]
+        uint_n = types.nptype_from_builtin(types.string_to_builtin(f"uint{nbits}"))
+        return mb.constexpr_lut_to_dense(
+            indices=indices.view(uint_n), lut=lut, name=f"{name}_palettized"
+        )
+
+    def _emit_quant(self, name: str, shape, parts: list):
+        from coremltools.converters.mil import Builder as mb
+        from coremltools.optimize import _utils as optimize_utils
+
+        data = np.concatenate([q.data for q in parts], axis=0)
+        scale = np.concatenate([q.scale for q in parts], axis=0)
+        offset = None if parts[0].offset is None else np.concatenate([q.offset for q in parts])
+        params = optimize_utils.QuantParams(
+            data=data, scale=scale, offset=offset, nbits=parts[0].nbits
+        )
+        del parts[:]
+        if int(self.model.get("deployment_target", "iOS18").removeprefix("iOS")) < 18:
+            p16 = optimize_utils.ios18_quant_params_to_ios16(params)
+            return mb.constexpr_affine_dequantize(
+                quantized_data=p16.quantized_data,
+                zero_point=p16.zero_point,
+                scale=p16.scale,
+                axis=p16.axis,
+                name=f"{name}_quantized",
+            )
+        return mb.constexpr_blockwise_shift_scale(
+            data=params.data, scale=params.scale, offset=params.offset, name=f"{name}_quantized"
+        )
+
+    def _projection_weight(self, name: str, shape: tuple[int, ...]):
+        """(weight var, needs const compression) of a projection with output axis 0."""
+        streamed = self.streamed(name, shape)
+        if streamed is not None:
+            return streamed, False
+        return self.const(name, self.weight(name, shape)), True
 
     def conv1x1(self, x, name: str, out_ch: int, in_ch: int, out_name: str | None = None):
         """1x1 conv on (b, in_ch, 1, s): ANEMLL's ANE-friendly projection."""
         from coremltools.converters.mil import Builder as mb
 
-        w = self.const(f"{name}.weight", self.weight(f"{name}.weight", (out_ch, in_ch, 1, 1)))
+        w, pending = self._projection_weight(f"{name}.weight", (out_ch, in_ch, 1, 1))
         kw = {"name": out_name} if out_name else {}
         y = mb.conv(x=x, weight=w, **kw)
-        self._compress(w)
+        if pending:
+            self._compress(w)
         return y
 
     def linear(self, x, name: str, out_f: int, in_f: int, out_name: str | None = None):
         from coremltools.converters.mil import Builder as mb
 
-        w = self.const(f"{name}.weight", self.weight(f"{name}.weight", (out_f, in_f)))
+        w, pending = self._projection_weight(f"{name}.weight", (out_f, in_f))
         kw = {"name": out_name} if out_name else {}
         y = mb.linear(x=x, weight=w, **kw)
-        self._compress(w)
+        if pending:
+            self._compress(w)
         return y
 
     def matmul_const(self, x, name: str, k: int, n: int, out_name: str | None = None):
