@@ -46,6 +46,24 @@ def line_of(text: str, needle: str) -> int:
 
 
 CASES = {
+    "group_size": (
+        GOOD.replace(
+            "chunks: 2",
+            "chunks: 2\n  compression: {palettize: {nbits: 4, granularity: per_grouped_channel, group_size: 48}}",
+        ),
+        "model.compression.palettize.group_size",
+        "compression",
+        r"group_size 48 does not divide the output channels of every weight \(128\)",
+    ),
+    "block_size": (
+        GOOD.replace(
+            "chunks: 2",
+            "chunks: 2\n  compression: {quantize: {dtype: int4, granularity: per_block, block_size: 48}}",
+        ),
+        "model.compression.quantize.block_size",
+        "compression",
+        r"block_size 48 does not divide the input channels of every weight \(64\)",
+    ),
     # id: (yaml text, field path, line needle or None, message regex)
     "syntax": (GOOD.replace("chunks: 2", "chunks: 2: 3"), "", "chunks", r"YAML syntax error"),
     "wrong_type": (

@@ -260,9 +260,42 @@ def check_compression_target(ck: Checker, model: dict, comp: dict) -> None:
             )
         if cfg["nbits"] == 3 and target != "iOS18":
             ck.add(path + ("palettize", "nbits"), "3-bit LUTs need deployment_target iOS18")
+    shapes = _weight_shapes(model)
+    for kind, size_field, axis in (
+        ("palettize", "group_size", 0),  # LUTs are shared by groups of output channels
+        ("quantize", "block_size", 1),  # scales by blocks of input channels
+    ):
+        cfg = comp.get(kind)
+        uses = cfg and cfg["granularity"] in ("per_grouped_channel", "per_block")
+        bad = sorted({shape[axis] for shape in shapes if uses and shape[axis] % cfg[size_field]})
+        if bad:
+            what = "output" if axis == 0 else "input"
+            ck.add(
+                path + (kind, size_field),
+                f"{size_field} {cfg[size_field]} does not divide the {what} channels "
+                f"of every weight ({', '.join(map(str, bad))})",
+            )
     if "quantize" in comp:
         cfg = comp["quantize"]
         if (cfg["dtype"] == "int4" or cfg["granularity"] == "per_block") and target != "iOS18":
             ck.add(
                 path + ("quantize",), "int4 and per_block quantization need deployment_target iOS18"
             )
+
+
+def _weight_shapes(model: dict) -> list[tuple[int, int]]:
+    """(output channels, input channels) of each compressible weight of a family."""
+    fam, m = model["family"], model
+    if fam == "lm_head":
+        return [(m["vocab_size"] // m["chunks"], m["hidden_size"])]
+    if fam == "ffn":
+        return [
+            (m["intermediate_size"], m["hidden_size"]),
+            (m["hidden_size"], m["intermediate_size"]),
+        ]
+    if fam == "attention":
+        q, kv = m["heads"] * m["head_dim"], m["kv_heads"] * m["head_dim"]
+        return [(q, m["hidden_size"]), (kv, m["hidden_size"]), (m["hidden_size"], q)]
+    if fam == "matmul":
+        return [(m["n"], m["k"])]
+    return []
