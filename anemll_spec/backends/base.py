@@ -67,9 +67,10 @@ class Backend(ABC):
     name: str
     uses_compute_units: bool = False
 
-    @abstractmethod
     def prepare(self, model_path: Path, workdir: Path) -> Prepared:
-        """Once per model: whatever load needs (compile, ...)."""
+        """Once per model: whatever load needs. The executor-based backends load the
+        package itself (nothing to compile); Core ML overrides this to compile."""
+        return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
 
     @abstractmethod
     def load(

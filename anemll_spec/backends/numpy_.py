@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from anemll_spec.backends.base import Backend, Prepared, Session
@@ -39,9 +38,6 @@ class NumpySession(Session):
 class NumpyBackend(Backend):
     name = NAME
     uses_compute_units = False
-
-    def prepare(self, model_path: Path, workdir: Path) -> Prepared:
-        return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
 
     def load(
         self,

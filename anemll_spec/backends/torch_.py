@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from anemll_spec.backends.base import Backend, BackendError, Prepared, Session
@@ -135,9 +134,6 @@ class TorchBackend(Backend):
         self.device = device
         self.graphs = graphs
         self.gemv = gemv
-
-    def prepare(self, model_path: Path, workdir: Path) -> Prepared:
-        return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
 
     def load(
         self,

@@ -294,17 +294,7 @@ def build(
     key = cache_key(case_model)
     entry, problem = cache.lookup(cache_dir, key)
     if entry is not None:
-        m = entry.manifest
-        return Built(
-            path=entry.package,
-            key=key,
-            weight_bytes=m["weight_bytes"],
-            flops=m["flops"],
-            build_s=time.perf_counter() - t0,
-            cached=True,
-            weights_sha256=m["weights_sha256"],
-            warnings=m.get("warnings", []),
-        )
+        return _built(entry, key, t0, cached=True)
     if problem:
         if progress:
             progress(f"cache entry {key} damaged ({problem}); rebuilding")
@@ -345,6 +335,11 @@ def build(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return _built(entry, key, t0, cached=False)
+
+
+def _built(entry, key: str, t0: float, *, cached: bool) -> Built:
+    """A cache entry as a Built, from its manifest (what was read back, not remembered)."""
     m = entry.manifest
     return Built(
         path=entry.package,
@@ -352,7 +347,7 @@ def build(
         weight_bytes=m["weight_bytes"],
         flops=m["flops"],
         build_s=time.perf_counter() - t0,
-        cached=False,
+        cached=cached,
         weights_sha256=m["weights_sha256"],
-        warnings=est.warnings,
+        warnings=m.get("warnings", []),
     )
