@@ -18,8 +18,9 @@ BENCH_FLAGS := $(if $(BACKEND),--backend $(BACKEND)) $(if $(STORE),--store $(STO
 # The stamp depends on pyproject.toml, so a re-run installs nothing unless it changed.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c "import anemll_spec, coremltools, duckdb" 2>/dev/null
+	@echo "installing anemll-spec[$(EXTRAS)] into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" 2>$(VENV)/pip.log; \
+	  status=$$?; grep -v "is ignored: it is neither" $(VENV)/pip.log >&2; exit $$status
 	@touch $@
 
 venv: $(STAMP)
