@@ -4,16 +4,12 @@ llama_lm_head: 4096 x 128256 x 2 + 64-byte file header + 8 x 64-byte blob record
 1,050,673,728 bytes. llama_lm_head_lut6: 6-bit indices (8 x 16032 x 4096 x 6 / 8) +
 16,032 LUTs of 64 fp16 entries + 64 + 16 x 64 = 396,055,616 bytes.
 
-The LUT6 size check palettizes in `uniform` mode by default: k-means and uniform LUTs
-have the same layout (same indices and LUT shapes; tests/test_build_compress.py builds
-both at small size), while exact k-means over the 16,032 groups takes ~0.1 s per group
-per core (about 13 minutes on 2 cores). ANEMLL_SPEC_FULL_KMEANS=1 builds the real
-k-means head from specs/lm_head_lut6.yaml instead.
+The LUT6 head is built from specs/lm_head_lut6.yaml itself, with real k-means (the
+exact DP over 16,032 groups: about 2.5 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -47,12 +43,8 @@ def test_llama_lm_head_fp16_exact_size(tmp_path):
 def test_llama_lm_head_lut6_exact_size(tmp_path):
     case = _case("lm_head_lut6.yaml")
     assert case.model_name == "llama_lm_head_lut6"
-    model = dict(case.model)
-    if not os.environ.get("ANEMLL_SPEC_FULL_KMEANS"):
-        model["compression"] = {
-            "palettize": {**model["compression"]["palettize"], "mode": "uniform"}
-        }
-    b = build(model, cache_dir=tmp_path)
+    assert case.model["compression"]["palettize"]["mode"] == "kmeans"
+    b = build(case.model, cache_dir=tmp_path)
     indices = 8 * 16032 * 4096 * 6 // 8
     luts = 16032 * 64 * 2
     assert weight_bin(b.path).stat().st_size == 396_055_616 == indices + luts + 64 + 16 * 64
