@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from anemll_spec.cli._common import add_json, add_max_cases, add_store, print_json, table
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary(result))
         if args.report:
-            print(f"report: {report}" if report else "report: not available yet")
+            print(f"report: {report}" if report else "report: not written (see the error above)")
     if result.status == "interrupted":
         return 130
     return 1 if result.failed else 0
@@ -112,15 +113,12 @@ def _verify(r) -> str:
 
 
 def write_report(result) -> str | None:
-    """The charts engineer's report page, if that module exists yet."""
-    try:
-        from anemll_spec.chart.report import write_report as _write
-    except ImportError:
-        print("report: anemll_spec.chart.report is not available yet", file=sys.stderr)
-        return None
+    """The run's HTML report; its absolute path (None if it could not be written)."""
+    from anemll_spec.chart.report import write_report as _write
+
     try:
         path = _write(result.store, run_id=result.run_id)
     except Exception as exc:  # the results are stored; a report problem must not hide them
         print(f"report: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
-    return str(path) if path else None
+    return str(Path(path).resolve())
