@@ -31,8 +31,11 @@ def case_model(tmp: Path, **model) -> dict:
 def saved_weights(path: Path) -> dict[str, np.ndarray]:
     """const and (decompressed) constexpr values by var name, compression suffix removed."""
     spec = ct.utils.load_spec(str(path))
-    prog = milproto_load(spec, spec.specificationVersion,
-                         file_weights_dir=str(Path(path) / "Data/com.apple.CoreML/weights"))
+    prog = milproto_load(
+        spec,
+        spec.specificationVersion,
+        file_weights_dir=str(Path(path) / "Data/com.apple.CoreML/weights"),
+    )
     out = {}
     for op in prog.functions["main"].operations:
         if op.op_type == "const":
@@ -68,25 +71,35 @@ def cache(tmp):
 LM_HEAD = {
     "conv_none": dict(layout="conv"),
     "linear_seq2_batch2": dict(layout="linear", seq_len=2, batch=2),
-    "pal4_grouped_ios18": dict(compression={"palettize": {
-        "nbits": 4, "granularity": "per_grouped_channel", "group_size": 4}}),
-    "pal2_tensor_ios16": dict(deployment_target="iOS16", compression={"palettize": {
-        "nbits": 2, "granularity": "per_tensor"}}),
-    "pal6_uniform": dict(compression={"palettize": {
-        "nbits": 6, "granularity": "per_tensor", "mode": "uniform"}}),
+    "pal4_grouped_ios18": dict(
+        compression={
+            "palettize": {"nbits": 4, "granularity": "per_grouped_channel", "group_size": 4}
+        }
+    ),
+    "pal2_tensor_ios16": dict(
+        deployment_target="iOS16",
+        compression={"palettize": {"nbits": 2, "granularity": "per_tensor"}},
+    ),
+    "pal6_uniform": dict(
+        compression={"palettize": {"nbits": 6, "granularity": "per_tensor", "mode": "uniform"}}
+    ),
     "pal3": dict(compression={"palettize": {"nbits": 3, "granularity": "per_tensor"}}),
-    "int8_channel_ios16": dict(deployment_target="iOS16", compression={"quantize": {
-        "dtype": "int8", "granularity": "per_channel"}}),
-    "int4_block": dict(compression={"quantize": {
-        "dtype": "int4", "granularity": "per_block", "block_size": 16}}),
+    "int8_channel_ios16": dict(
+        deployment_target="iOS16",
+        compression={"quantize": {"dtype": "int8", "granularity": "per_channel"}},
+    ),
+    "int4_block": dict(
+        compression={"quantize": {"dtype": "int4", "granularity": "per_block", "block_size": 16}}
+    ),
     "fp32": dict(dtype="float32"),
 }
 
 
 @pytest.mark.parametrize("variant", list(LM_HEAD))
 def test_lm_head(tmp, cache, variant):
-    m = case_model(tmp, family="lm_head", hidden_size=64, vocab_size=96, chunks=3,
-                   **LM_HEAD[variant])
+    m = case_model(
+        tmp, family="lm_head", hidden_size=64, vocab_size=96, chunks=3, **LM_HEAD[variant]
+    )
     path = build(m, cache_dir=cache).path
     w = saved_weights(path)
     prog = load(path)
@@ -98,8 +111,9 @@ def test_lm_head(tmp, cache, variant):
     xs = as_io(x, m["dtype"])
     for i in (1, 2, 3):
         wi = w[f"lm_head3_{i}_weight"].reshape(32, h)
-        np.testing.assert_allclose(out[f"logits{i}"], xs @ wi.T, rtol=1e-5, atol=1e-5,
-                                   err_msg=f"{variant} logits{i}")
+        np.testing.assert_allclose(
+            out[f"logits{i}"], xs @ wi.T, rtol=1e-5, atol=1e-5, err_msg=f"{variant} logits{i}"
+        )
 
 
 def ffn_reference(x, w, eps):
@@ -162,8 +176,8 @@ def attention_reference(x, pos, mask, w, cache_k, cache_v, m):
         return t * cos + rotated * sin
 
     q, k = rope(q), rope(k)
-    cache_k[:, :, pos:pos + s] = k.astype(np.float16)
-    cache_v[:, :, pos:pos + s] = v.astype(np.float16)
+    cache_k[:, :, pos : pos + s] = k.astype(np.float16)
+    cache_v[:, :, pos : pos + s] = v.astype(np.float16)
     keys, values = cache_k.astype(np.float64), cache_v.astype(np.float64)
     out = np.zeros((b, heads, s, hd))
     for h in range(heads):
@@ -177,8 +191,17 @@ def attention_reference(x, pos, mask, w, cache_k, cache_v, m):
 
 @pytest.mark.parametrize("impl", ["sdpa", "matmul"])
 def test_attention_with_kv_cache_across_steps(tmp, cache, impl):
-    m = case_model(tmp, family="attention", hidden_size=32, heads=4, kv_heads=2, head_dim=8,
-                   context_length=6, seq_len=2, impl=impl)
+    m = case_model(
+        tmp,
+        family="attention",
+        hidden_size=32,
+        heads=4,
+        kv_heads=2,
+        head_dim=8,
+        context_length=6,
+        seq_len=2,
+        impl=impl,
+    )
     path = build(m, cache_dir=cache).path
     w = saved_weights(path)
     prog = load(path)
@@ -193,8 +216,9 @@ def test_attention_with_kv_cache_across_steps(tmp, cache, impl):
         mask = np.where(cols <= rows, 0.0, -1e4).astype(np.float16).reshape(1, 1, 2, ctx_len)
         feed = {"hidden_states": x, "position": np.array([pos], np.int32), "causal_mask": mask}
         out = prog.predict(feed, state=state)["output"]
-        expected = attention_reference(as_io(x, "float16"), pos, mask.astype(np.float64), w,
-                                       cache_k, cache_v, m)
+        expected = attention_reference(
+            as_io(x, "float16"), pos, mask.astype(np.float64), w, cache_k, cache_v, m
+        )
         np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-4, err_msg=f"pos {pos}")
         # fp16 caches: fp32 (executor) and fp64 (here) may round a near-tie differently
         for name, ref in (("key_cache", cache_k), ("value_cache", cache_v)):
