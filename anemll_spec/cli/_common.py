@@ -20,6 +20,12 @@ def add_store(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_backend(p: argparse.ArgumentParser, help: str) -> None:
+    from anemll_spec.spec.schema import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, help=help)
+
+
 def add_max_cases(p: argparse.ArgumentParser) -> None:
     from anemll_spec.spec import DEFAULT_MAX_CASES
 

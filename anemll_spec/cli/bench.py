@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from anemll_spec.cli._common import add_json, add_max_cases, add_store, print_json, table
+from anemll_spec.cli._common import (
+    add_backend,
+    add_json,
+    add_max_cases,
+    add_store,
+    print_json,
+    table,
+)
 
 HELP = "run a spec's benchmarks, record them in the store and print a summary"
 DESCRIPTION = (
@@ -18,11 +25,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="YAML spec file")
-    p.add_argument(
-        "--backend",
-        choices=("auto", "coreml", "numpy", "torch"),
-        help="run every case on this backend instead of the spec's run.backends",
-    )
+    add_backend(p, "run every case on this backend instead of the spec's run.backends")
     add_store(p)
     add_max_cases(p)
     p.add_argument("--report", action="store_true", help="also write the run's HTML report")

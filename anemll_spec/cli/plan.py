@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from anemll_spec.cli._common import (
+    add_backend,
     add_json,
     add_max_cases,
     human_bytes,
@@ -19,11 +20,7 @@ HELP = "list a spec's cases: shapes, estimated size and FLOPs, variants, time bu
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="YAML spec file")
-    p.add_argument(
-        "--backend",
-        choices=("auto", "coreml", "numpy", "torch"),
-        help="plan as if run with bench --backend B",
-    )
+    add_backend(p, "plan as if run with bench --backend B")
     add_max_cases(p)
     add_json(p)
 
