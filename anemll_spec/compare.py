@@ -1,7 +1,9 @@
 """Compare two runs: per measured variant, the ratio of medians B/A with a bootstrap CI.
 
-A variant is (case_key, backend, device, compute_units, concurrency): the same thing
-measured the same way. Samples of repeated cases of one variant in a run are pooled.
+A variant is (variant_key, backend, device, compute_units, concurrency): the same
+model measured the same way, whatever else the spec listed (the variant key hashes the
+model and the resolved backend, compute unit, device and concurrency; rows written
+before variant keys existed fall back to their case key). Samples of repeated cases of one variant in a run are pooled.
 Verdict:
 - 'no change' when the CI contains 1.0, or |ratio - 1| is below the noise floor;
 - 'slower' when the whole CI is above 1.0 (B takes longer), 'faster' when below.
@@ -19,7 +21,7 @@ from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_run
 
-VARIANT = ("case_key", "backend", "device", "compute_units", "concurrency")
+VARIANT = ("coalesce(variant_key, case_key)", "backend", "device", "compute_units", "concurrency")
 
 
 @dataclass

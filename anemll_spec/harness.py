@@ -10,6 +10,7 @@ outside it, into arrays allocated once per variant. Stop rules, in order: the
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -112,9 +113,21 @@ class Timer:
         self.warmup_s = (pc() - t_start) / 1e9
 
     def step(self, k: int | None = None) -> bool:
-        """Run up to k timed calls (all remaining if None); True once this variant is done."""
+        """Run up to k timed calls (all remaining if None); True once this variant is done.
+
+        Python's garbage collector is off while timing (as in timeit), so a collection
+        set off by the model's allocations is not charged to one unlucky call."""
         if self.done:
             return True
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._step(k)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _step(self, k: int | None) -> bool:
         b = self.budget
         fn, after, pc = self.fn, self.after, time.perf_counter_ns
         samples, starts, runtime = self._samples, self._starts, self._runtime

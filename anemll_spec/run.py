@@ -293,6 +293,19 @@ class Runner:
         self.floors: dict[tuple[str, str | None, str], float | None] = {}
         self._backends: dict[str, Any] = {}
 
+    def _store(self, append_case: Callable, run_id: str, r: VariantResult) -> str:
+        """Append one finished variant; a value the store refuses (say an infinite error)
+        fails that case, with the reason, and never the rest of the run."""
+        try:
+            return append_case(
+                self.target, run_id, r.store_row(), r.samples_or_empty(), r.placements
+            )
+        except InputError as exc:
+            r.fail(f"could not be stored as measured: {exc}")
+            r.summary = r.verdict = r.samples = None
+            r.placements = []
+            return append_case(self.target, run_id, r.store_row(), r.samples_or_empty(), [])
+
     def _accelerator_info(self) -> dict:
         """GPU name, driver, torch and CUDA versions when a case runs on torch.
 
@@ -341,9 +354,7 @@ class Runner:
                     time.sleep(case.run["cooldown_s"])
                 self.progress.case(i + 1, len(self.cases), case.model_name)
                 for r in self._run_case_guarded(case, workdir):
-                    r.case_id = append_case(
-                        self.target, run_id, r.store_row(), r.samples_or_empty(), r.placements
-                    )
+                    r.case_id = self._store(append_case, run_id, r)
                     results.append(r)
                     self.progress.note(_one_line(r))
         except KeyboardInterrupt:
@@ -598,7 +609,7 @@ class Runner:
 
     def _floor(self, r: VariantResult, case: Case, workdir: Path) -> float | None:
         """Median latency of a tiny model on the same backend and compute units."""
-        key = (r.backend, r.compute_units, case.model.get("dtype", "float16"))
+        key = (r.backend, r.compute_units, r.device, case.model.get("dtype", "float16"))
         if key in self.floors:
             return self.floors[key]
         self.progress.phase("dispatch floor", r.label)

@@ -131,11 +131,12 @@ def order_stat_ci_pct(x: np.ndarray) -> float:
     if n < 6:
         return float("inf")
     half = _Z95 * math.sqrt(n) / 2.0
+    # 1-based ranks floor(n/2 - half) and ceil(1 + n/2 + half), as 0-based indices
     j = max(0, int(math.floor(n / 2.0 - half)) - 1)
-    k = min(n - 1, int(math.ceil(n / 2.0 + half)) - 1)
-    mid = n // 2
-    part = np.partition(x, (j, mid, k))
-    med = float(part[mid])
+    k = min(n - 1, int(math.ceil(1.0 + n / 2.0 + half)) - 1)
+    lo_mid, hi_mid = (n - 1) // 2, n // 2
+    part = np.partition(x, sorted({j, lo_mid, hi_mid, k}))
+    med = float(part[lo_mid] + part[hi_mid]) / 2.0
     if med <= 0:
         return float("inf")
     return 100.0 * float(part[k] - part[j]) / 2.0 / med

@@ -61,6 +61,13 @@ def compare(
     if not np.all(np.isfinite(out)):
         n = int(np.count_nonzero(~np.isfinite(out)))
         return Verdict("fail", note=f"{n} non-finite output values (inf/nan)")
+    if not np.all(np.isfinite(ref)):
+        n = int(np.count_nonzero(~np.isfinite(ref)))
+        return Verdict(
+            "fail",
+            note=f"the reference has {n} non-finite values (fp16 overflow in the reference?): "
+            "nothing trustworthy to verify against",
+        )
     diff = out - ref
     max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
     ref_norm = float(np.linalg.norm(ref))

@@ -287,3 +287,18 @@ def test_ctrl_c_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, cac
     con = duckdb.connect(str(store), read_only=True)
     assert con.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
     con.close()
+
+
+def test_compare_pairs_the_same_variant_across_spec_lists_and_backend_override(tmp_path, cache):
+    """Run A lists auto with two compute units (one numpy variant on Linux); run B is the
+    same model forced with --backend numpy. They measured the same thing: compare pairs them."""
+    from anemll_spec.compare import compare_runs
+
+    store = tmp_path / "r.duckdb"
+    a = _run(_spec(tmp_path, FFN, "a.yaml"), store, cache)
+    b = _run(_spec(tmp_path, FFN, "b.yaml"), store, cache, backend="numpy")
+    result = compare_runs(store, a.run_id, b.run_id, n_boot=200)
+    assert len(result["comparisons"]) == 1
+    assert result["only_in_a"] == result["only_in_b"] == []
+    (c,) = result["comparisons"]
+    assert c["backend"] == "numpy" and c["n_a"] == c["n_b"] == 30

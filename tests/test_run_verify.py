@@ -86,3 +86,12 @@ def test_vocab_axis_in_both_layouts():
     b = [np.zeros((1, 3, 4)), np.eye(3, 4)[None]]
     assert top1_agreement(a, a, 4) == 1.0
     assert top1_agreement(a, b, 4) == 0.0
+
+
+def test_a_non_finite_reference_fails_with_the_reason():
+    out = {"y": np.ones(8, np.float32)}
+    ref = {"y": np.array([1, 1, np.inf, 1, 1, 1, 1, 1], np.float32)}
+    tol = {"max_abs_error": 0.1, "rel_l2_error": 0.1, "min_cosine": 0.9, "min_top1_agreement": 1.0}
+    v = compare(out, ref, tol)
+    assert v.status == "fail" and "reference has 1 non-finite" in v.note
+    assert v.max_abs_error is None  # nothing infinite reaches the store

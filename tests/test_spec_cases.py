@@ -174,3 +174,27 @@ def test_python_dash_m_and_console_script_agree():
     b = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout and "validate" in a.stdout
+
+
+def test_an_fp32_compute_head_is_not_the_published_model():
+    (fp16,) = expand(load_spec(ROOT / "specs" / "lm_head.yaml"))
+    assert published_model({**fp16.model, "compute_precision": "float32"}) is None
+
+
+def test_variant_keys_ignore_what_else_the_spec_lists(tmp_path):
+    base = SWEEP.split("sweep:")[0]
+    (one,) = expand(_spec(tmp_path, base.replace("backends: [numpy]", "backends: [coreml]")))
+    (two,) = expand(
+        _spec(
+            tmp_path,
+            base.replace(
+                "backends: [numpy]", "backends: [coreml, numpy]\n  compute_units: [CPU_AND_NE, ALL]"
+            ),
+        )
+    )
+    assert one.key != two.key  # the specs differ...
+    # ...but the coreml/CPU_AND_NE variant measured by both is the same measurement
+    assert one.variant_key("coreml", "CPU_AND_NE", None) == two.variant_key(
+        "coreml", "CPU_AND_NE", None
+    )
+    assert one.variant_key("coreml", "CPU_AND_NE", None) != one.variant_key("coreml", "ALL", None)

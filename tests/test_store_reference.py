@@ -200,3 +200,31 @@ def test_own_runs_side_by_side_with_published(store):
         "SELECT latency_ms, run_id FROM chip_factors WHERE source = 'own' AND chip = 'M4 Max'",
     )
     assert rid == run2 and lat == pytest.approx(float(np.median(wall2)) / 1e6)
+
+
+def test_concurrent_runs_and_other_devices_do_not_replace_a_chip_figure(store):
+    """A later concurrency-4 run (median per call while four run at once) must not become
+    the chip's figure, and a torch/cuda row must not replace a torch/cpu one."""
+    rng = np.random.default_rng(5)
+    single = new_run(store, chip="Apple M4 Max")
+    wall = samples_ns(rng, 200, 8.9)
+    append_case(store, single, case("fp16", "llama_lm_head", wall=wall), wall)
+    busy = new_run(store, chip="Apple M4 Max")
+    wall4 = samples_ns(rng, 200, 30.0)
+    append_case(store, busy, case("fp16", "llama_lm_head", wall=wall4, concurrency=4), wall4)
+    ((lat,),) = query(store, "SELECT latency_ms FROM chip_factors WHERE source = 'own'")
+    assert lat == pytest.approx(float(np.median(wall)) / 1e6)
+
+    for device, ms in (("cpu", 50.0), ("cuda", 0.4)):
+        rid = new_run(store, chip="Apple M4 Max")
+        w = samples_ns(rng, 100, ms)
+        row = case(
+            "fp16", "llama_lm_head", wall=w, backend="torch", compute_units=None, device=device
+        )
+        append_case(store, rid, row, w)
+    rows = query(
+        store,
+        "SELECT device, round(latency_ms) FROM chip_factors WHERE source = 'own' AND backend = 'torch' "
+        "ORDER BY device",
+    )
+    assert rows == [("cpu", 50.0), ("cuda", 0.0)]

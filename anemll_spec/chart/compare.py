@@ -36,7 +36,8 @@ def keep(con, result: dict, opts: Options) -> list[dict]:
     if opts.model:
         rows = [r for r in rows if r["model_name"] == opts.model]
     if opts.where:
-        cols = ", ".join(VARIANT)
+        # compare_runs keys variants by variant key (case key for older rows)
+        cols = ", ".join(("coalesce(variant_key, case_key) AS case_key", *VARIANT[1:]))
         ok = {
             tuple(r[c] for c in VARIANT)
             for r in fetch(

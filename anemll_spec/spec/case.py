@@ -19,6 +19,7 @@ _LLAMA_LM_HEAD = {
     "seq_len": 1,
     "batch": 1,
     "dtype": "float16",
+    "compute_precision": "float16",
     "deployment_target": "iOS18",
     "compression": "none",
 }
@@ -79,8 +80,12 @@ class Case:
         return digest(self.build_fields)
 
     def variant_key(self, backend: str, compute_units: str | None, device: str | None) -> str:
-        """Key of one measured variant (a resolved backend x compute unit) of this case."""
-        return digest({"case": self.key, "backend": backend, "cu": compute_units, "device": device})
+        """Key of one measured variant: the model, the resolved backend, compute unit and
+        device, and how it runs. Not the spec's backend/compute-unit lists: the same
+        variant measured by a spec that lists more (or by `--backend`) stays comparable."""
+        how = {k: self.run[k] for k in ("concurrency", "fp16_reference")}
+        variant = {"backend": backend, "cu": compute_units, "device": device, **how}
+        return digest({"model": self.model, "variant": variant})
 
     @property
     def model_name(self) -> str:

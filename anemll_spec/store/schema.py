@@ -228,7 +228,13 @@ CASES = Table(
             max=1.0,
             since=2,
         ),
-        C("variant_key", "VARCHAR", "key of case x backend x compute units x device", since=2),
+        C(
+            "variant_key",
+            "VARCHAR",
+            "key of what was measured: model x resolved backend, compute units, device, "
+            "concurrency (compare pairs runs on it)",
+            since=2,
+        ),
         C("build_key", "VARCHAR", "key of the build-relevant model fields", since=2),
     ),
     unique=("case_id",),

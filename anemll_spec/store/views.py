@@ -64,6 +64,7 @@ WITH own AS (
         chip,
         model_name AS model,
         backend,
+        device,
         compute_units,
         coalesce(bandwidth_gbps, weight_bytes / (median_ms * 1e6)) AS bandwidth_gbps,
         median_ms AS latency_ms,
@@ -72,9 +73,11 @@ WITH own AS (
         'median' AS latency_stat,
         run_id
     FROM results
+    -- one instance at a time: a concurrent run's median is per call while N run at once
     WHERE status = 'ok' AND median_ms > 0 AND chip IS NOT NULL AND model_name IS NOT NULL
+        AND coalesce(concurrency, 1) = 1
     QUALIFY row_number() OVER (
-        PARTITION BY chip, model_name, backend, compute_units
+        PARTITION BY chip, model_name, backend, device, compute_units
         ORDER BY run_started_at DESC, finished_at DESC NULLS LAST, case_id DESC
     ) = 1
 ),
@@ -84,6 +87,7 @@ published AS (
         chip,
         model,
         'coreml' AS backend,
+        NULL::VARCHAR AS device,
         'CPU_AND_NE' AS compute_units,
         max(value) FILTER (WHERE metric = 'bandwidth_gbps') AS bandwidth_gbps,
         max(value) FILTER (WHERE metric = 'latency_ms') AS latency_ms,
@@ -107,6 +111,7 @@ SELECT
     p.chip,
     p.model,
     p.backend,
+    p.device,
     p.compute_units,
     p.bandwidth_gbps,
     p.latency_ms,
@@ -126,9 +131,10 @@ FROM points p
 LEFT JOIN base b
     ON b.model = p.model
     AND b.backend IS NOT DISTINCT FROM p.backend
+    AND b.device IS NOT DISTINCT FROM p.device
     AND b.compute_units IS NOT DISTINCT FROM p.compute_units
 QUALIFY row_number() OVER (
-    PARTITION BY p.source, p.chip, p.model, p.backend, p.compute_units
+    PARTITION BY p.source, p.chip, p.model, p.backend, p.device, p.compute_units
     ORDER BY (b.source = p.source) DESC NULLS LAST,
              starts_with(b.source, 'published: ') DESC NULLS LAST,
              b.source

@@ -5,9 +5,9 @@
 WITH latest AS (
     SELECT *
     FROM results
-    WHERE status = 'ok'
+    WHERE status = 'ok' AND coalesce(concurrency, 1) = 1  -- concurrent medians are per call under load
     QUALIFY row_number() OVER (
-        PARTITION BY chip, model_name, backend, compute_units
+        PARTITION BY chip, model_name, backend, device, compute_units
         ORDER BY run_started_at DESC, finished_at DESC NULLS LAST
     ) = 1
 ),
