@@ -271,3 +271,20 @@ def test_cli_export_import(cli, source, tmp_path):
     assert "Traceback" not in res.stderr
     res = cli("export", "--store", source, "--run", "zzz", "--out", tmp_path / "x.parquet")
     assert res.returncode == 2 and "no run 'zzz'" in res.stderr
+
+
+def test_two_bundles_of_one_import_cannot_share_a_case_id(bundle, tmp_path):
+    """Each bundle is checked against the store before anything is written; a case id
+    that two bundles of the same import both bring (under different runs) is refused."""
+    clone = rewrite(
+        bundle,
+        tmp_path / "clone.parquet",
+        "SELECT * REPLACE (CASE WHEN run_id IS NULL THEN NULL ELSE run_id || '-other' END "
+        "AS run_id) FROM b",
+    )
+    dest = tmp_path / "dest.duckdb"
+    open_store(dest).close()
+    before = content(dest)
+    with pytest.raises(InputError, match="already in another bundle of this import"):
+        import_bundles(dest, [bundle, clone])
+    assert content(dest) == before

@@ -327,6 +327,14 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     case_filter = (
         f"WHERE case_id IN (SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}))"
     )
+    # _stage checked against the store as it was; an earlier bundle of this same import
+    # may have added a case id since (the schema's uniqueness is the writers' to keep)
+    clash = con.execute(
+        f"SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}) "
+        f"AND case_id IN (SELECT case_id FROM cases) LIMIT 1"
+    ).fetchone()
+    if clash is not None:
+        raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
     counts = {
         "hosts": copy(
             schema.HOSTS,
