@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from build_util import lm_head
 
 pytestmark = pytest.mark.macos
 
-TINY = {
-    "family": "lm_head",
-    "hidden_size": 128,
-    "vocab_size": 512,
-    "chunks": 2,
-    "layout": "conv",
-    "seq_len": 1,
-    "batch": 1,
-    "dtype": "float16",
-    "compute_precision": "float16",
-    "deployment_target": "iOS18",
-    "compression": "none",
-    "seed": 0,
-    "weight_std": 0.02,
-}
+TINY = lm_head(hidden_size=128)
 
 
 @pytest.fixture(scope="module")

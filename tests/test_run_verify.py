@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from build_util import lm_head
 
+from anemll_spec.spec.schema import TOLERANCE_FIELDS
 from anemll_spec.verify import compare, top1_agreement, vocab_axis
 
-DEFAULT_TOL = {
-    "max_abs_error": 0.05,
-    "rel_l2_error": 0.01,
-    "min_cosine": 0.999,
-    "min_top1_agreement": 1.0,
-}
-HEAD = {
-    "family": "lm_head",
-    "hidden_size": 256,
-    "vocab_size": 1024,
-    "chunks": 4,
-    "layout": "conv",
-    "seq_len": 3,
-    "batch": 1,
-    "dtype": "float16",
-    "compute_precision": "float16",
-    "deployment_target": "iOS18",
-    "compression": "none",
-    "seed": 0,
-    "weight_std": 0.02,
-}
+# the spec's own fp16 defaults, so this tests what users get
+DEFAULT_TOL = {f.name: f.default for f in TOLERANCE_FIELDS}
+HEAD = lm_head(hidden_size=256, vocab_size=1024, chunks=4, seq_len=3)
 
 
 @pytest.fixture(scope="module")
