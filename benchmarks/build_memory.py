@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import textwrap
+
+from _subprocess import run_python
 
 OURS = """
 import json, resource, sys, time
@@ -61,22 +60,12 @@ print(json.dumps({"s": dt, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_m
 """
 
 
-def _run(code: str, workdir: str, *extra: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), workdir, *extra],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d1:
-        ours = _run(OURS, d1)
+        ours = run_python(OURS, d1)
     # The 6-bit grouped LUT head, uniform LUTs: the same memory profile as k-means (the
     # same streamed path and layout) without its ~15 minutes of exact 1-D k-means.
     lut6 = json.dumps(
@@ -90,11 +79,11 @@ def main() -> None:
         }
     )
     with tempfile.TemporaryDirectory() as d3:
-        ours_lut6 = _run(OURS, d3, lut6)
+        ours_lut6 = run_python(OURS, d3, lut6)
     base = None
     if not args.skip_baseline:
         with tempfile.TemporaryDirectory() as d2:
-            base = _run(BASELINE, d2)
+            base = run_python(BASELINE, d2)
     wb = ours["weight_bytes"]
     limit = 1.5 * wb + 0.5e9
     result = {
