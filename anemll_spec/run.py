@@ -278,19 +278,17 @@ class Runner:
         cache_dir: Path | None = None,
         command: str | None = None,
     ):
-        from anemll_spec.spec import DEFAULT_MAX_CASES, expand, load_spec
+        from anemll_spec.spec import DEFAULT_MAX_CASES, load_cases
         from anemll_spec.store import default_target
 
-        self.spec = load_spec(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
-        self.cases = override_backend(
-            expand(self.spec, max_cases=max_cases or DEFAULT_MAX_CASES), backend
-        )
+        self.spec, cases = load_cases(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
+        self.cases = override_backend(cases, backend)
         self.auto, self.notes = check_backends(self.cases)
         self.target = default_target(store)
         self.progress = progress or Progress()
         self.cache_dir = cache_dir
         self.command = command or shlex.join(["anemll-spec", *sys.argv[1:]])
-        self.floors: dict[tuple[str, str | None, str], float | None] = {}
+        self.floors: dict[tuple[str, str | None, str | None, str], float | None] = {}
         self._backends: dict[str, Any] = {}
 
     def _store(self, append_case: Callable, run_id: str, r: VariantResult) -> str:

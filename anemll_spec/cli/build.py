@@ -47,12 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from anemll_spec.build import build, estimate
-    from anemll_spec.spec import load_spec
+    from anemll_spec.spec import load_cases
 
-    spec = load_spec(args.spec, max_cases=args.max_cases)
-    from anemll_spec.spec import expand
-
-    cases = expand(spec, max_cases=args.max_cases)
+    spec, cases = load_cases(args.spec, max_cases=args.max_cases)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     tty = sys.stderr.isatty() and not args.json
     results = []

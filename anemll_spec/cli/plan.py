@@ -108,10 +108,10 @@ def estimate(model: dict) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.run import check_backends, override_backend, resolve_variants
-    from anemll_spec.spec import expand, load_spec
+    from anemll_spec.spec import load_cases
 
-    spec = load_spec(args.spec, max_cases=args.max_cases)
-    cases = override_backend(expand(spec, max_cases=args.max_cases), args.backend)
+    spec, cases = load_cases(args.spec, max_cases=args.max_cases)
+    cases = override_backend(cases, args.backend)
     auto, notes = check_backends(cases)
     items = []
     for case in cases:

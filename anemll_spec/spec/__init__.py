@@ -19,7 +19,15 @@ from anemll_spec.spec.case import Case, published_model
 from anemll_spec.spec.validate import Checker, check_family, check_section, check_unknown
 from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
 
-__all__ = ["Case", "Spec", "load_spec", "expand", "published_model", "DEFAULT_MAX_CASES"]
+__all__ = [
+    "Case",
+    "Spec",
+    "load_spec",
+    "load_cases",
+    "expand",
+    "published_model",
+    "DEFAULT_MAX_CASES",
+]
 
 DEFAULT_MAX_CASES = 256
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -50,9 +58,13 @@ class Spec:
 
 def load_spec(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
     """Read and fully validate a spec (every sweep point too); raise SpecError on any problem."""
+    return load_cases(path, max_cases=max_cases)[0]
+
+
+def load_cases(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> tuple[Spec, list[Case]]:
+    """The validated spec and its cases, expanded once."""
     spec = parse(path)
-    expand(spec, max_cases=max_cases)  # validation of every case happens here
-    return spec
+    return spec, expand(spec, max_cases=max_cases)
 
 
 def parse(path: str | Path) -> Spec:
