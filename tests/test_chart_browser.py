@@ -51,6 +51,19 @@ def xy(node: dom.Node) -> tuple[float, float]:
     return float(x), float(y)
 
 
+def bar_rows(root: dom.Node, name: str) -> dict[str, tuple[float, float]]:
+    """label -> (y of the bar's top edge, its value) for the bars of mark `name`."""
+    out = {}
+    for bar in dom.marks(root, name):
+        aria = dict(
+            part.split(": ", 1) for part in bar.attrs["aria-label"].split("; ") if ": " in part
+        )
+        y = float(bar.attrs["d"].removeprefix("M").split("h")[0].split(",")[1])
+        value = float(next(v for k, v in aria.items() if k.startswith(("bandwidth", "latency"))))
+        out[aria["label"]] = (y, value)
+    return out
+
+
 def rendered(root: dom.Node, n: int) -> None:
     states = [d.attrs.get("data-rendered") for d in root.find("div", class_="chart")]
     assert states == ["true"] * n, states
@@ -76,16 +89,29 @@ def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store
         assert title in texts
     for _source, chip in published_chips("llama_lm_head"):
         assert any(t == chip or t.startswith(chip + " · ") for t in texts), chip
-    assert "own: M4 Max (coreml CPU_AND_NE)" in texts
+    # the only own kind shown is named once, in the subtitle, not on every label
+    assert "own: M4 Max" in texts
+    assert any("Own runs: coreml CPU_AND_NE." in t for t in texts)
     assert any(t.endswith("(derived)") for t in texts)
     assert any("Not shown: 1 own result(s) of other backends" in t for t in texts)
-    # 15+ chips on a band axis: every label drawn, each on its own row, none overlapping
+    # a chip's two bars share its row: same label, same y, in both panels of a model;
+    # rows go from the highest bandwidth down
+    for model in ("llama_lm_head", "llama_lm_head_lut6"):
+        rows = {m: bar_rows(root, f"bars_{m}_{model}") for m in ("bandwidth", "latency")}
+        assert rows["bandwidth"] and rows["bandwidth"].keys() == rows["latency"].keys()
+        assert {k: y for k, (y, _) in rows["bandwidth"].items()} == {
+            k: y for k, (y, _) in rows["latency"].items()
+        }
+        by_y = sorted(rows["bandwidth"].values())
+        assert [v for _, v in by_y] == sorted((v for _, v in by_y), reverse=True)
+    # 15+ chips on a band axis: every label drawn, each on its own row, none overlapping;
+    # one y axis per model (the latency panel reads its rows from the bandwidth one's)
     y_axes = [
         [t for t in g.children if t.tag == "text" and xy(t)[0] < 0]  # left of the view
         for g in root.find("g", cls_prefix="role-axis-label")
     ]
     y_axes = [labels for labels in y_axes if labels]
-    assert len(y_axes) == 4
+    assert len(y_axes) == 2
     for labels in y_axes:
         assert len(labels) >= 15
         assert all(t.attrs.get("opacity", "1") == "1" for t in labels)

@@ -155,6 +155,54 @@ def test_factors_never_mix_models_in_a_panel(store):
     assert any("Not shown" in s for s in spec["title"]["subtitle"])
 
 
+def _row(model, label, metric, value, *, own=False, backend="coreml", cu="CPU_AND_NE"):
+    return {
+        "model": model,
+        "label": label,
+        "metric": metric,
+        "value": value,
+        "own": own,
+        "backend": backend,
+        "compute_units": cu,
+    }
+
+
+def test_factor_labels_name_own_kinds_only_when_they_differ_and_share_one_order():
+    long = "M4 Max · a published source with a really long and wordy name"
+    rows = [
+        _row("m", "own: M4 Max", "bandwidth", 100.0, own=True),
+        _row("m", "own: M4 Max", "latency", 10.0, own=True),
+        _row("m", long, "bandwidth", 300.0),
+        _row("m", long + " 2", "bandwidth", 200.0),
+        _row("m", "M1", "latency", 50.0),  # no bandwidth: after every chip that has one
+        _row("m", "M2", "latency", 40.0),
+    ]
+    notes = factors.label_rows(rows)
+    assert notes == ["Own runs: coreml CPU_AND_NE."]
+    labels = {r["label"] for r in rows}
+    assert "own: M4 Max" in labels
+    cut = [lab for lab in labels if lab.startswith("M4 Max")]
+    assert len(cut) == 2  # cut to length, yet still two rows
+    assert all(len(lab) <= factors.LABEL_CHARS and "…" in lab for lab in cut)
+    order = {r["label"]: r["order"] for r in rows}
+    by_order = sorted(order, key=order.get)
+    assert by_order[:3] == [
+        next(c for c in cut if "#" not in c),
+        next(c for c in cut if "#" in c),
+        "own: M4 Max",
+    ]
+    assert by_order[3:] == ["M2", "M1"]  # lower latency first
+    # the two metrics of one row keep one order
+    assert len({r["order"] for r in rows if r["label"] == "own: M4 Max"}) == 1
+
+    mixed = [
+        _row("m", "own: M4 Max", "bandwidth", 100.0, own=True),
+        _row("m", "own: M4 Max", "bandwidth", 90.0, own=True, backend="numpy", cu=""),
+    ]
+    assert factors.label_rows(mixed) == []
+    assert [r["label"] for r in mixed] == ["own: M4 Max (coreml CPU_AND_NE)", "own: M4 Max (numpy)"]
+
+
 def test_latency_boxes_are_tukey_over_all_samples(store):
     con = connect(str(store["path"]))
     try:

@@ -9,6 +9,7 @@ and labelled so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from anemll_spec.chart import style
@@ -17,6 +18,8 @@ from anemll_spec.errors import InputError
 
 KIND = "factors"
 TITLE = "Chip comparison"
+
+LABEL_CHARS = 40  # longer y labels are cut (the tooltip has them whole)
 
 # Published models first, in the order of anemll-bench's tables.
 MODEL_ORDER = ("llama_lm_head", "llama_lm_head_lut6")
@@ -71,10 +74,10 @@ def query(con, opts: Options, run_id: str | None = None) -> list[dict[str, Any]]
         CASE WHEN source = 'own' THEN 'own run' ELSE 'published' END AS origin,
         CASE WHEN derived THEN 'derived' ELSE 'measured' END AS kind,
         CASE
-            WHEN source = 'own' THEN 'own: ' || chip || ' ('
-                || concat_ws(' ', backend, nullif(compute_units, '')) || ')'
-            WHEN count(*) OVER (PARTITION BY model, metric, chip,
-                                source = 'own') > 1
+            WHEN source = 'own' THEN 'own: ' || chip
+            -- one label per row of the panel pair: a chip with several published
+            -- sources names its source, in both metrics alike
+            WHEN count(DISTINCT source) OVER (PARTITION BY model, chip, source = 'own') > 1
             THEN chip || ' · '
                 || regexp_replace(replace(source, 'published: ', ''), '\\s*\\(.*$', '')
             ELSE chip
@@ -130,11 +133,74 @@ def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
             f"no chip results to compare ({opts.describe()}): the store has no published "
             "or own rows of that model"
         )
-    return chart(rows, opts, " ".join(notes))
+    return chart(rows, opts, notes)
 
 
-def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str, Any]:
+def label_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Finish each row's y label and its `order`, in place; returns subtitle notes.
+
+    Own labels name their backend and compute units only when the chart shows more than
+    one kind (else the subtitle says it once). Labels longer than LABEL_CHARS are cut
+    here, so Vega need not measure them (its label truncation measures text repeatedly,
+    which costs most of a large chart's drawing time). Within a model, rows go by
+    bandwidth (highest first), then latency (lowest first), the same in both panels.
+    """
+    notes = []
+    kinds = {_how(r) for r in rows if r["own"]}
+    for r in rows:
+        if r["own"] and len(kinds) > 1:
+            r["label"] += f" ({_how(r)})"
+    if len(kinds) == 1:
+        notes.append(f"Own runs: {next(iter(kinds))}.")
+    short: dict[tuple[str, str], str] = {}
+    for r in rows:
+        key = (r["model"], r["label"])
+        if key not in short:
+            taken = {v for (m, _), v in short.items() if m == r["model"]}
+            short[key] = _shorten(r["label"], taken)
+    best: dict[tuple[str, str], tuple] = {}
+    for r in rows:
+        key = (r["model"], r["label"])
+        bw, ms = best.get(key, (None, None))
+        if r["metric"] == "bandwidth":
+            bw = r["value"]
+        else:
+            ms = r["value"]
+        best[key] = (bw, ms)
+    ranked = sorted(
+        best,
+        key=lambda k: (k[0], best[k][0] is None, -(best[k][0] or 0.0), best[k][1] or 0.0, k[1]),
+    )
+    order = {k: i for i, k in enumerate(ranked)}
+    for r in rows:
+        key = (r["model"], r["label"])
+        r["order"] = order[key]
+        r["label"] = short[key]
+    return notes
+
+
+def _how(row: dict[str, Any]) -> str:
+    return " ".join(x for x in (row["backend"], row["compute_units"]) if x)
+
+
+def _shorten(label: str, taken: set[str]) -> str:
+    """`label` cut to LABEL_CHARS with an ellipsis, kept distinct from `taken`."""
+    if len(label) <= LABEL_CHARS and label not in taken:
+        return label
+    cut = label[: LABEL_CHARS - 1] + "…"
+    n = 2
+    while cut in taken:
+        suffix = f"… #{n}"
+        cut = label[: LABEL_CHARS - len(suffix)] + suffix
+        n += 1
+    return cut
+
+
+def chart(rows: list[dict[str, Any]], opts: Options, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The grid of panels over `rows` (from `query`, filtered); `notes` go in the subtitle."""
     import altair as alt
+
+    notes = [*notes, *label_rows(rows)]
 
     present = {r["model"] for r in rows}
     models = [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
@@ -169,7 +235,7 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
     grid = []
     for model in models:
         panels = []
-        for metric, _col, _d, _f, axis_title, order in METRICS:
+        for metric, _col, _d, _f, axis_title, _better in METRICS:
             if not any(r["model"] == model and r["metric"] == metric for r in rows):
                 continue
             base = alt.Chart(
@@ -188,11 +254,14 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
                     }
                 )
             )
+            # One y scale per model row: a chip's bars line up across the two panels,
+            # so its labels are drawn once, on the left. Labels arrive cut to length
+            # (label_rows), so Vega need not truncate (measure) them: labelLimit 0.
             y = alt.Y(
                 "label:N",
                 title=None,
-                sort=alt.EncodingSortField("value", op="max", order=order),
-                axis=alt.Axis(labelLimit=220),  # fits two panels in a 1200 px page
+                sort=alt.EncodingSortField("order", op="min"),
+                axis=alt.Axis(labelLimit=0) if not panels else None,
             )
             x = alt.X("value:Q", title=axis_title, scale=alt.Scale(zero=True, nice=True))
             bars = (
@@ -214,7 +283,7 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
             )
             panels.append(style.part(alt.layer(bars, labels)))
         if panels:
-            grid.append({"hconcat": panels, "spacing": 90})
+            grid.append({"hconcat": panels, "spacing": 70, "resolve": {"scale": {"y": "shared"}}})
     return style.concat(
         "vconcat",
         grid,
@@ -225,7 +294,8 @@ def chart(rows: list[dict[str, Any]], opts: Options, note: str = "") -> dict[str
             "Faded bars are derived from the other published figure, not measured.",
             "Published tables: GB/s belong to llama_lm_head (fp16), ms to llama_lm_head_lut6;"
             " each panel shows one model. Published latency is a mean, own latency a median.",
-            f"Filters: {opts.describe()}. {note}",
+            f"Filters: {opts.describe()}.",
+            *notes,
         ),
         resolve={"scale": {"color": "shared", "opacity": "shared"}},
         datasets={"factors": rows},

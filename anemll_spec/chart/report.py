@@ -219,7 +219,7 @@ def _published_section(con, run_id: str, cases: list[dict], opts: Options, chart
     )
     fopts = Options(baseline=opts.baseline)
     rows = [r for r in factors.query(con, fopts, run_id) if r["model"] in measured]
-    charts["chart-factors"] = factors.chart(rows, fopts, "Own rows: this run only.")
+    charts["chart-factors"] = factors.chart(rows, fopts, ["Own rows: this run only."])
     chart_html = '<div id="chart-factors" class="chart"></div>'
     return head + own_html + pub_html + chart_html
 
