@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from build_util import attention, ffn, lm_head
+from coremltools.converters.mil.mil import types
 
 from anemll_spec import backends
 from anemll_spec.build import build
@@ -142,6 +143,67 @@ def test_nothing_imports_torch_at_module_level():
     assert res.returncode == 0, res.stderr
 
 
+# -- runtime positions checked on the device (what lets CUDA capture an attention step) -
+ATT = dict(hidden_size=32, heads=4, kv_heads=2, head_dim=8, context_length=6, seq_len=2)
+
+
+def attention_feed(pos: int, seed: int) -> dict:
+    ctx, s = ATT["context_length"], ATT["seq_len"]
+    cols, rows = np.arange(ctx)[None, :], pos + np.arange(s)[:, None]
+    mask = np.where(cols <= rows, 0.0, -1e4).astype(np.float16).reshape(1, 1, s, ctx)
+    rng = np.random.default_rng(seed)
+    return {
+        "hidden_states": rng.standard_normal((1, s, ATT["hidden_size"])).astype(np.float32),
+        "position": np.array([pos], np.int32),
+        "causal_mask": mask,
+    }
+
+
+def test_device_checks_keep_attention_positions_on_the_device(cache):
+    """The KV write and the RoPE gather at a runtime position: with device checks, a call
+    reads nothing back to the host, and gives what the host-checked path gives."""
+    from anemll_spec.executor.torch_backend import load_torch
+
+    path = build(attention(**ATT), cache_dir=cache).path
+    host = load_torch(path, device="cpu", dtype="float32", device_checks=False)
+    dev = load_torch(path, device="cpu", dtype="float32", device_checks=True)
+    ref_prog = load(path)
+    states = {"host": host.make_state(), "dev": dev.make_state(), "ref": ref_prog.make_state()}
+    for step, pos in enumerate((0, 2, 4)):
+        feed = attention_feed(pos, seed=step)
+        for name, runner in (("host", host), ("dev", dev)):
+            converted = runner.convert(feed)
+            before = runner.ops.host_reads
+            runner.run(converted, runner.make_state())  # a scratch state: counts only
+            reads = runner.ops.host_reads - before
+            assert (reads == 0) if name == "dev" else (reads > 0), (name, reads)
+        want = ref_prog.predict(feed, states["ref"])
+        a, b = host.predict(feed, states["host"]), dev.predict(feed, states["dev"])
+        for k in a:
+            np.testing.assert_array_equal(b[k], a[k])
+        assert compare(b, want, TOL).status == "pass"
+        for cache_name in ("key_cache", "value_cache"):
+            got = states["dev"].read(cache_name)
+            np.testing.assert_array_equal(got, states["host"].read(cache_name))
+            assert np.any(got[:, :, pos : pos + 2]) and not np.any(got[:, :, pos + 2 :])
+
+
+@pytest.mark.parametrize("pos", [5, 6])  # the 2-token write runs past the 6-slot cache
+def test_bad_runtime_position_is_an_error_on_either_path(cache, pos):
+    from anemll_spec.executor.torch_backend import load_torch
+
+    path = build(attention(**ATT), cache_dir=cache).path
+    for checks in (False, True):
+        runner = load_torch(path, device="cpu", dtype="float32", device_checks=checks)
+        state = runner.make_state()
+        with pytest.raises(InputError, match="out of range") as err:
+            runner.predict(attention_feed(pos, seed=1), state)
+        assert ("checked on the device" in str(err.value)) == checks
+        # the flags were cleared: a good call afterwards succeeds
+        out = runner.predict(attention_feed(0, seed=1), runner.make_state())
+        assert all(np.isfinite(v).all() for v in out.values())
+
+
 # -- CUDA -----------------------------------------------------------------------------
 @cuda_only
 @pytest.mark.parametrize("family", ["lm_head", "ffn"])
@@ -169,18 +231,57 @@ def test_cuda_graph_replay_equals_eager(cache, family):
 
 
 @cuda_only
-def test_uncapturable_program_falls_back_to_eager_and_says_why(cache):
+def test_attention_step_is_captured_and_matches_eager(cache):
+    """A KV-cache write at a runtime position replays as a CUDA graph: each step lands at
+    its position, like the eager path and the numpy reference; a bad position still
+    raises (after the replay), and the graph goes on working."""
     from anemll_spec.executor.torch_backend import load_torch
 
-    m = attention(hidden_size=64, heads=4, kv_heads=2, head_dim=16, context_length=8)
-    path = build(m, cache_dir=cache).path
+    path = build(attention(**ATT), cache_dir=cache).path
     runner = load_torch(path, device="cuda")
-    state = runner.make_state()
-    inputs = synth_inputs(describe(path), seed=2)
-    out = runner.predict(inputs, state)
-    assert not runner.graphed and "cannot be captured" in runner.graph_note, runner.graph_note
+    eager = load_torch(path, device="cuda", graphs=False)
     ref_prog = load(path)
-    assert compare(out, ref_prog.predict(inputs, ref_prog.make_state()), TOL).status == "pass"
+    states = (runner.make_state(), eager.make_state(), ref_prog.make_state())
+    for step, pos in enumerate((0, 2, 4)):
+        feed = attention_feed(pos, seed=step)
+        g = runner.predict(feed, states[0])
+        e = eager.predict(feed, states[1])
+        want = ref_prog.predict(feed, states[2])
+        assert runner.graphed and "CUDA graph" in runner.graph_note, runner.graph_note
+        for k in e:
+            np.testing.assert_array_equal(g[k], e[k])
+        assert compare(g, want, TOL).status == "pass"
+        for name in ("key_cache", "value_cache"):
+            np.testing.assert_array_equal(states[0].read(name), states[1].read(name))
+    with pytest.raises(InputError, match="checked on the device"):
+        runner.predict(attention_feed(5, seed=9), states[0])
+    fresh = runner.make_state()
+    out = runner.predict(attention_feed(0, seed=0), fresh)
+    want = ref_prog.predict(attention_feed(0, seed=0), ref_prog.make_state())
+    assert compare(out, want, TOL).status == "pass"
+
+
+@cuda_only
+def test_uncapturable_program_falls_back_to_eager_and_says_why(tmp_path):
+    """A slice whose bounds come from an input is read on the host: no graph, and why."""
+    from fixtures.executor.mil_models import mb, save_program
+
+    from anemll_spec.executor.torch_backend import load_torch
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(4, 8)), mb.TensorSpec(shape=(2,), dtype=types.int32)]
+    )
+    def prog(x, bounds):
+        begin = mb.concat(values=[mb.slice_by_size(x=bounds, begin=[0], size=[1]), [0]], axis=0)
+        end = mb.concat(values=[mb.slice_by_size(x=bounds, begin=[1], size=[1]), [8]], axis=0)
+        return mb.slice_by_index(x=x, begin=begin, end=end)
+
+    path = save_program(prog, tmp_path / "dyn.mlpackage")
+    runner = load_torch(path, device="cuda")
+    x = np.arange(32, dtype=np.float32).reshape(4, 8)
+    out = runner.predict({"x": x, "bounds": np.array([1, 3], np.int32)})
+    assert not runner.graphed and "cannot be captured" in runner.graph_note, runner.graph_note
+    np.testing.assert_array_equal(next(iter(out.values())), x[1:3])
 
 
 @cuda_only

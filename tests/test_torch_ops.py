@@ -141,3 +141,73 @@ def test_fp16_rounding_and_dtypes(tx):
         assert h.dtype_name(h.asarray(f, "float16")) == "float16"
     assert tx.dtype_name(tx.asarray(np.array([1, 2], np.int32))) == "int32"
     assert tx.dtype_name(tx.full([2, 3], 0, "bool")) == "bool"
+
+
+def _fail(message: str) -> Exception:
+    return ValueError(message)
+
+
+UPDATE = RNG.standard_normal((2, 1, 5)).astype(np.float32)  # into X (3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    "begin, end",
+    [
+        ([0, 0, 0], [2, 1, 5]),
+        ([1, 3, 0], [3, 4, 5]),
+        ([-2, -1, 0], [3, 4, 5]),
+        ([1, 2, 0], [3, 3, 5]),
+    ],
+)
+def test_update_slice_on_the_device_matches_numpy(begin, end):
+    """Runtime bounds as tensors, checked on the device: no host read, numpy's result."""
+    from anemll_spec.executor.torch_backend import TorchOps
+
+    dx = TorchOps("cpu", "float32", device_checks=True)
+    b, e = dx.asarray(np.array(begin, np.int32)), dx.asarray(np.array(end, np.int32))
+    x, u = dx.asarray(X, "float32"), dx.asarray(UPDATE, "float32")
+    dx.update_slice(x, b, e, u, _fail)  # first call makes the per-shape constants
+    reads = dx.host_reads
+    got = dx.update_slice(x, b, e, u, _fail)
+    assert dx.host_reads == reads
+    dx.raise_device_errors()
+    same(dx, got, npx.update_slice(X, np.array(begin), np.array(end), UPDATE, _fail))
+    same(dx, x, X)  # a copy, like setitem
+
+
+@pytest.mark.parametrize(
+    "begin, end",
+    [
+        ([2, 0, 0], [4, 1, 5]),
+        ([0, 4, 0], [2, 5, 5]),
+        ([0, 0, 0], [2, 2, 5]),
+        ([0, 2, 0], [2, 1, 5]),
+    ],
+)
+def test_update_slice_out_of_range_or_wrong_size_is_an_error(begin, end):
+    from anemll_spec.executor.torch_backend import TorchOps
+
+    with pytest.raises(ValueError, match="does not fill the slice"):
+        npx.update_slice(X, np.array(begin), np.array(end), UPDATE, _fail)
+    dx = TorchOps("cpu", "float32", device_checks=True)
+    b, e = dx.asarray(np.array(begin, np.int32)), dx.asarray(np.array(end, np.int32))
+    dx.update_slice(dx.asarray(X, "float32"), b, e, dx.asarray(UPDATE, "float32"), _fail)
+    with pytest.raises(ValueError, match="does not fill the slice.*checked on the device"):
+        dx.raise_device_errors()
+    dx.raise_device_errors()  # cleared once raised
+
+
+def test_checked_indices_on_the_device_wrap_and_flag():
+    from anemll_spec.executor.torch_backend import TorchOps
+
+    dx = TorchOps("cpu", "float32", device_checks=True)
+    idx = np.array([0, -1, 3, -4], np.int32)
+    got = dx.checked_indices(dx.asarray(idx), 4, _fail)
+    dx.raise_device_errors()
+    same(dx, got, npx.checked_indices(idx, 4, _fail))
+    for bad in ([4], [-5]):
+        with pytest.raises(ValueError, match="out of range"):
+            npx.checked_indices(np.array(bad), 4, _fail)
+        dx.checked_indices(dx.asarray(np.array(bad, np.int32)), 4, _fail)
+        with pytest.raises(ValueError, match=r"out of range \[-4, 4\) \(checked on the device"):
+            dx.raise_device_errors()

@@ -90,6 +90,7 @@ class TorchSession(Session):
             state = runner.make_state()
         runner.run(feed, state)  # capture (or learn that it cannot) before timing
         sync()
+        runner.check()  # device-side index checks: the timed calls repeat this feed
         self._note_execution()
         if self._events is None:
 

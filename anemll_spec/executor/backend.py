@@ -17,11 +17,17 @@ prepared program runs on it. Semantics worth knowing when implementing another b
 - `matmul` follows numpy broadcasting (including 1-D operands).
 - `to_numpy(x)` returns a numpy array (host copy where needed); `asarray(a, dtype)` builds a
   backend tensor from a numpy array or Python scalar.
+- Runtime indices and bounds: `checked_indices(indices, dim, fail)` wraps negative indices
+  and rejects out-of-range ones with `fail(message)` (an exception); `update_slice(x, begin,
+  end, update, fail)` is slice_update with runtime bounds and unit strides. numpy checks on
+  the host; a device backend may check on the device and raise after the call (torch on
+  CUDA does, so that such a program can be captured as a CUDA graph).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -169,6 +175,14 @@ class NumpyOps:
         return out
 
     @staticmethod
+    def checked_indices(indices: Any, dim: int, fail: Callable[[str], Exception]) -> Any:
+        return host_checked_indices(numpy_ops, indices, dim, fail)
+
+    @staticmethod
+    def update_slice(x: Any, begin: Any, end: Any, update: Any, fail) -> Any:
+        return host_update_slice(numpy_ops, x, begin, end, update, fail)
+
+    @staticmethod
     def pad(x: np.ndarray, pads: list[tuple[int, int]], mode: str, value: float) -> np.ndarray:
         np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[mode]
         kw = {"constant_values": value} if mode == "constant" else {}
@@ -219,3 +233,28 @@ class NumpyOps:
 
 
 numpy_ops = NumpyOps()
+
+
+def host_checked_indices(xp, indices: Any, dim: int, fail: Callable[[str], Exception]) -> Any:
+    """Wrap negative indices (iOS15/16 semantics); out-of-range ones are an error, never
+    silently clamped (iOS17+ leaves them undefined). Reads the indices on the host."""
+    idx = xp.to_numpy(indices)
+    if idx.size and (idx.min() < -dim or idx.max() >= dim):
+        raise fail(f"index out of range [{-dim}, {dim}): min {idx.min()}, max {idx.max()}")
+    if idx.size and idx.min() < 0:
+        indices = xp.where(indices < 0, indices + dim, indices)
+    return indices
+
+
+def host_update_slice(xp, x: Any, begin: Any, end: Any, update: Any, fail) -> Any:
+    """slice_update with unit strides, the bounds read on the host (numpy semantics)."""
+    b = [int(v) for v in xp.to_numpy(begin).reshape(-1)]
+    e = [int(v) for v in xp.to_numpy(end).reshape(-1)]
+    index = tuple(slice(bi, ei) for bi, ei in zip(b, e, strict=True))
+    target = np.empty(xp.shape(x), dtype=bool)[index].shape
+    if math.prod(target) != math.prod(xp.shape(update)):
+        raise fail(
+            f"update of shape {tuple(xp.shape(update))} does not fill the slice "
+            f"begin={b} end={e} of shape {target}"
+        )
+    return xp.setitem(x, index, update)

@@ -17,8 +17,10 @@ model's compute dtype (fp16 for an fp16 model; `dtype=` overrides).
 CUDA graphs: the first `run` for a given state captures the whole forward pass (static
 input buffers, in-place state buffers, outputs in the graph's own memory); later calls copy
 the inputs in and replay. A program that reads device values on the host while it runs
-(runtime shapes, slice bounds or indices: e.g. a KV-cache write at a runtime position)
-cannot be captured; it then runs eagerly, and `graph_note` says why.
+(runtime shapes, or slice sizes) cannot be captured; it then runs eagerly, and
+`graph_note` says why. Runtime indices and slice positions (gather at a runtime position,
+a KV-cache write with slice_update) stay on the device: on CUDA they are checked there,
+and a bad one raises after the call (`check`, which `predict` runs), never a device assert.
 
 This module imports torch at module level: import it only where torch is wanted.
 """
@@ -34,6 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
+from anemll_spec.executor.backend import host_checked_indices, host_update_slice
 from anemll_spec.executor.graph import Function
 from anemll_spec.executor.program import Program, load
 from anemll_spec.executor.simplify import simplify
@@ -105,6 +108,8 @@ class TorchOps:
     device->host and host->device transfers (a program that makes them while it runs
     cannot be captured as a CUDA graph). `gemv`: how a matrix-vector product runs on
     CUDA: "triton" (our kernel), "cublas" (torch.mv) or "auto" (triton where importable).
+    `device_checks` (default: on CUDA): check runtime indices and slice bounds on the
+    device, deferring the error to `raise_device_errors`, so no call reads the host.
     """
 
     name = "torch"
@@ -114,12 +119,17 @@ class TorchOps:
         device: torch.device | str = "cpu",
         float_dtype: str | None = "float32",
         gemv: str = "auto",
+        device_checks: bool | None = None,
     ):
         self.device = torch.device(device)
         self.float_dtype = float_dtype  # type: ignore[assignment]
         self.host_reads = 0
         self.host_writes = 0
         self.gemv_impl = self._pick_gemv(gemv)
+        self.device_checks = self.device.type == "cuda" if device_checks is None else device_checks
+        # message -> (device flag, exception factory); flags persist, so graphs can set them
+        self._pending: dict[str, tuple[torch.Tensor, Any]] = {}
+        self._consts: dict[tuple, torch.Tensor] = {}
 
     def _pick_gemv(self, gemv: str) -> str:
         if gemv not in ("auto", "triton", "cublas"):
@@ -375,6 +385,81 @@ class TorchOps:
         out[index] = value
         return out.flip(flips) if flips else out
 
+    # -- runtime indices and bounds, checked on the device ----------------------------
+    def checked_indices(self, indices: torch.Tensor, dim: int, fail) -> torch.Tensor:
+        if not self.device_checks:
+            return host_checked_indices(self, indices, dim, fail)
+        self._defer(
+            (indices < -dim) | (indices >= dim), f"index out of range [{-dim}, {dim})", fail
+        )
+        wrapped = torch.where(indices < 0, indices + dim, indices)
+        return wrapped.clamp(0, dim - 1)  # a bad index reads a valid row, then raises
+
+    def update_slice(self, x: torch.Tensor, begin, end, update: torch.Tensor, fail):
+        """slice_update with unit strides at runtime bounds, on the device: the update
+        lands at flat offsets base + sum(begin * strides), `base` a per-shape constant."""
+        shape, size = tuple(x.shape), tuple(update.shape)
+        if not self.device_checks or len(size) != len(shape):
+            return host_update_slice(self, x, begin, end, update, fail)
+        dims, n = self._const(shape), self._const(size)
+        b, e = begin.reshape(-1).to(torch.long), end.reshape(-1).to(torch.long)
+        # numpy's slice bounds: negative counts from the end, then clamped to [0, dim]
+        b = torch.minimum(torch.where(b < 0, b + dims, b).clamp_min(0), dims)
+        e = torch.minimum(torch.where(e < 0, e + dims, e).clamp_min(0), dims)
+        self._defer(
+            e - b != n,
+            f"update of shape {size} does not fill the slice begin:end of x {shape}",
+            fail,
+        )
+        b = torch.minimum(b, dims - n)  # a bad slice writes in bounds, then raises
+        strides = self._const(_strides(shape))  # of `out`, a contiguous copy
+        offsets = self._offsets(shape, size) + (b * strides).sum()
+        out = x.clone(memory_format=torch.contiguous_format)
+        out.view(-1).index_copy_(0, offsets, update.reshape(-1).to(x.dtype))
+        return out
+
+    def _const(self, values: tuple[int, ...]) -> torch.Tensor:
+        """A small int64 device constant, uploaded once (not per call)."""
+        key = ("ints", values)
+        if key not in self._consts:
+            self._consts[key] = torch.tensor(values, dtype=torch.long, device=self.device)
+        return self._consts[key]
+
+    def _offsets(self, shape: tuple[int, ...], size: tuple[int, ...]) -> torch.Tensor:
+        """Flat offsets of a block of `size` at the origin of a contiguous `shape`."""
+        key = ("block", shape, size)
+        if key not in self._consts:
+            strides = _strides(shape)
+            grids = np.meshgrid(
+                *[np.arange(k) * st for k, st in zip(size, strides, strict=True)], indexing="ij"
+            )
+            flat = np.sum(grids, axis=0).reshape(-1) if grids else np.zeros(1, np.int64)
+            self._consts[key] = torch.as_tensor(flat, dtype=torch.long).to(self.device)
+        return self._consts[key]
+
+    def _defer(self, bad: torch.Tensor, message: str, fail) -> None:
+        """OR `bad.any()` into a persistent device flag for `message` (no host read)."""
+        entry = self._pending.get(message)
+        if entry is None:
+            flag = torch.zeros((), dtype=torch.bool, device=self.device)
+            entry = self._pending[message] = (flag, fail)
+        entry[0].logical_or_(bad.any())
+
+    def raise_device_errors(self) -> None:
+        """Raise the first failed device-side check since the last call (one sync), and
+        clear the flags; a no-op for a program without such checks."""
+        if not self._pending:
+            return
+        hits = torch.stack([flag for flag, _ in self._pending.values()]).cpu().tolist()
+        if not any(hits):
+            return
+        for flag, _ in self._pending.values():
+            flag.zero_()
+        message, (_, fail) = next(
+            item for item, hit in zip(self._pending.items(), hits, strict=True) if hit
+        )
+        raise fail(message + " (checked on the device)")
+
     def pad(self, x: torch.Tensor, pads, mode: str, value: float) -> torch.Tensor:
         if mode == "constant":
             flat = [int(v) for b, a in reversed(pads) for v in (b, a)]
@@ -528,7 +613,13 @@ class TorchRunner:
         feed = inputs if _on_device(inputs, self.device) else self.convert(inputs)
         outs = self.run(feed, state)
         self.synchronize()
+        self.check()
         return {n: _host(v) for n, v in outs.items()}
+
+    def check(self) -> None:
+        """Raise what the device-side checks of earlier calls found (bad runtime indices
+        or slice bounds); one device read, so call it outside timed loops."""
+        self.ops.raise_device_errors()
 
     # -- CUDA graphs ----------------------------------------------------------------------
     @property
@@ -566,18 +657,18 @@ class TorchRunner:
         return g
 
     def _capture(self, feed: dict[str, torch.Tensor], state: Any) -> _Graph | None:
-        """Warm up on a side stream (kernels chosen, Triton autotuned), check that a call
-        never touches the host, then capture; None (and the reason noted) if it does."""
+        """Warm up on a side stream (kernels chosen, Triton autotuned, once-only device
+        constants made), check that a second call never touches the host, then capture;
+        None (and the reason noted) if it does."""
         static = {n: t.clone() for n, t in feed.items()}
         current = torch.cuda.current_stream(self.device)
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(current)
         with torch.cuda.stream(stream):
+            self.program.run(static, state)
             reads, writes = self.ops.host_reads, self.ops.host_writes
             self.program.run(static, state)
             reads, writes = self.ops.host_reads - reads, self.ops.host_writes - writes
-            if not (reads or writes):
-                self.program.run(static, state)
         current.wait_stream(stream)
         if reads or writes:
             self._capturable = False
@@ -591,6 +682,15 @@ class TorchRunner:
         with torch.cuda.graph(graph):
             outputs = self.program.run(static, state)
         return _Graph(graph, static, outputs, state)
+
+
+def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a contiguous tensor of `shape`."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return tuple(reversed(out))
 
 
 def _on_device(inputs: dict[str, Any], device: torch.device) -> bool:
@@ -614,15 +714,17 @@ def load_torch(
     gemv: str = "auto",
     fp16: bool = False,
     verbose: bool = False,
+    device_checks: bool | None = None,
 ) -> TorchRunner:
     """Load a saved ML Program onto a torch device (see the module docstring).
 
     dtype: "auto" (the model's compute precision), "float16" or "float32".
+    device_checks: check runtime indices and slice bounds on the device (default: on CUDA).
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     if dtype not in ("auto", "float16", "float32"):
         raise InputError(f"torch dtype {dtype!r}: one of auto, float16, float32")
-    ops = TorchOps(dev, None if dtype == "auto" else dtype, gemv=gemv)
+    ops = TorchOps(dev, None if dtype == "auto" else dtype, gemv=gemv, device_checks=device_checks)
     passes = [ops.adopt_dtype, *([simplify] if simplify_graph else [])]
     program = load(path, fp16=fp16, verbose=verbose, xp=ops, passes=passes)
     return TorchRunner(program, ops, graphs=graphs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -182,8 +184,25 @@ def _slice_by_index(p: Prep) -> Run:
 @kernel("slice_update")
 def _slice_update(p: Prep) -> Run:
     xp, x, upd = p.xp, p.ref("x"), p.ref("update")
+    stride = p.ints("stride", None)
+    masks = (p.bools("begin_mask"), p.bools("end_mask"), p.bools("squeeze_mask"))
+    runtime = not (p.is_const("begin") and p.is_const("end"))
+    if runtime and all(s == 1 for s in stride or ()) and not any(any(m or ()) for m in masks):
+        # A KV-cache write at a runtime position: bounds stay with the backend (on the
+        # device, for torch on CUDA), so no host read interrupts the call.
+        begin, end = _bound(p, "begin"), _bound(p, "end")
+        return lambda env: xp.update_slice(env[x], begin(env), end(env), env[upd], p.fail)
     slices = _slice_params(p)
     return lambda env: xp.setitem(env[x], slices(xp, env, xp.shape(env[x])), env[upd])
+
+
+def _bound(p: Prep, param: str) -> Callable[[dict], Any]:
+    """A slice bound as a backend int32 tensor: a constant is uploaded once, at load."""
+    if p.is_const(param):
+        const = p.xp.asarray(np.asarray(p.ints(param), np.int32))
+        return lambda env: const
+    key = p.ref(param)
+    return lambda env: env[key]
 
 
 @kernel("slice_by_size")
@@ -206,17 +225,6 @@ def _slice_by_size(p: Prep) -> Run:
     return slice_by_size
 
 
-def _checked_indices(p: Prep, xp, indices, dim: int):
-    """Wrap negative indices (iOS15/16 semantics); out-of-range ones are an error, never
-    silently clamped (iOS17+ leaves them undefined)."""
-    idx = xp.to_numpy(indices)
-    if idx.size and (idx.min() < -dim or idx.max() >= dim):
-        raise p.fail(f"index out of range [{-dim}, {dim}): min {idx.min()}, max {idx.max()}")
-    if idx.size and idx.min() < 0:
-        indices = xp.where(indices < 0, indices + dim, indices)
-    return indices
-
-
 @kernel("gather")
 def _gather(p: Prep) -> Run:
     xp, x, ind = p.xp, p.ref("x"), p.ref("indices")
@@ -226,7 +234,7 @@ def _gather(p: Prep) -> Run:
         v = env[x]
         shape = xp.shape(v)
         a = axis + len(shape) if axis < 0 else axis
-        idx = xp.astype(_checked_indices(p, xp, env[ind], shape[a]), "int32")
+        idx = xp.astype(xp.checked_indices(env[ind], shape[a], p.fail), "int32")
         if batch_dims == 0:
             return xp.take(v, idx, a)
         bshape = shape[:batch_dims]
@@ -249,7 +257,7 @@ def _gather_along_axis(p: Prep) -> Run:
         v = env[x]
         shape = xp.shape(v)
         a = axis + len(shape) if axis < 0 else axis
-        idx = xp.astype(_checked_indices(p, xp, env[ind], shape[a]), "int32")
+        idx = xp.astype(xp.checked_indices(env[ind], shape[a], p.fail), "int32")
         return xp.take_along_axis(v, idx, a)
 
     return gather_along_axis
@@ -266,7 +274,7 @@ def _gather_nd(p: Prep) -> Run:
         k = xp.shape(idx)[-1]
         shape = xp.shape(v)
         cols = tuple(
-            _checked_indices(p, xp, xp.getitem(idx, (Ellipsis, i)), shape[i]) for i in range(k)
+            xp.checked_indices(xp.getitem(idx, (Ellipsis, i)), shape[i], p.fail) for i in range(k)
         )
         return xp.getitem(v, cols)
 
