@@ -386,14 +386,16 @@ class TorchOps:
         return out.flip(flips) if flips else out
 
     # -- runtime indices and bounds, checked on the device ----------------------------
+    # Few kernels on purpose: in a captured decode step these small launches are a good
+    # share of the time.
     def checked_indices(self, indices: torch.Tensor, dim: int, fail) -> torch.Tensor:
         if not self.device_checks:
             return host_checked_indices(self, indices, dim, fail)
         self._defer(
             (indices < -dim) | (indices >= dim), f"index out of range [{-dim}, {dim})", fail
         )
-        wrapped = torch.where(indices < 0, indices + dim, indices)
-        return wrapped.clamp(0, dim - 1)  # a bad index reads a valid row, then raises
+        # floor-mod wraps a negative index; a bad one lands in range too (then raises)
+        return torch.remainder(indices, dim)
 
     def update_slice(self, x: torch.Tensor, begin, end, update: torch.Tensor, fail):
         """slice_update with unit strides at runtime bounds, on the device: the update
@@ -401,17 +403,18 @@ class TorchOps:
         shape, size = tuple(x.shape), tuple(update.shape)
         if not self.device_checks or len(size) != len(shape):
             return host_update_slice(self, x, begin, end, update, fail)
-        dims, n = self._const(shape), self._const(size)
-        b, e = begin.reshape(-1).to(torch.long), end.reshape(-1).to(torch.long)
+        dims = self._const(shape)
+        be = torch.stack((begin.reshape(-1), end.reshape(-1))).to(torch.long)
         # numpy's slice bounds: negative counts from the end, then clamped to [0, dim]
-        b = torch.minimum(torch.where(b < 0, b + dims, b).clamp_min(0), dims)
-        e = torch.minimum(torch.where(e < 0, e + dims, e).clamp_min(0), dims)
+        be = torch.clamp(torch.where(be < 0, be + dims, be), self._const((0,) * len(shape)), dims)
+        b, e = be[0], be[1]
         self._defer(
-            e - b != n,
+            e - b != self._const(size),
             f"update of shape {size} does not fill the slice begin:end of x {shape}",
             fail,
         )
-        b = torch.minimum(b, dims - n)  # a bad slice writes in bounds, then raises
+        # a bad slice still writes in bounds (then raises)
+        b = torch.minimum(b, self._const(tuple(d - k for d, k in zip(shape, size, strict=True))))
         strides = self._const(_strides(shape))  # of `out`, a contiguous copy
         offsets = self._offsets(shape, size) + (b * strides).sum()
         out = x.clone(memory_format=torch.contiguous_format)
