@@ -201,3 +201,35 @@ def test_commands_import_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_readme_chart_examples_run_as_written(cli, tmp_path):
+    """Every `anemll-spec chart` / `report` line of the README's charts section runs, on a
+    store with a sweep run and then two head runs (the order its examples assume)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Charts and the report", 1)[1].split("```sh", 1)[1]
+    lines = [
+        line.split("#", 1)[0].strip()
+        for line in section.split("```", 1)[0].splitlines()
+        if line.startswith("anemll-spec ")
+    ]
+    assert len(lines) >= 5
+    path = tmp_path / "results.duckdb"
+    syn.sweep_run(path)
+    syn.lm_head_run(path, seed=5)
+    syn.lm_head_run(path, seed=6, scale=1.03)
+    import shlex
+
+    for i, line in enumerate(lines):
+        args = shlex.split(line)[1:]
+        args = [
+            str(tmp_path / f"out{i}")
+            if a == "charts/"
+            else a.replace("report.html", str(tmp_path / "r.html"))
+            for a in args
+        ]
+        r = cli(*args, "--store", path, "--json")
+        assert r.returncode == 0, (line, r.stderr)
+        written = json.loads(r.stdout)
+        paths = written["files"].values() if "files" in written else [written["report"]]
+        assert all(Path(p).stat().st_size > 0 for p in paths), (line, written)
