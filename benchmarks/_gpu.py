@@ -50,3 +50,34 @@ def synced(torch, device, fn, events: bool):
         sync()
 
     return timed, lambda: int(start.elapsed_time(end) * 1e6)
+
+
+def run_interleaved(variants: list[Variant], warmup: int, iters: int, rounds: int) -> None:
+    """Warm every variant up, then time them in `rounds` interleaved blocks, so that drift
+    (clocks, temperature) hits all alike."""
+    for v in variants:
+        v.run(warmup)
+        v.wall.clear()
+        v.device.clear()
+    per_round = max(1, iters // rounds)
+    for _ in range(rounds):
+        for v in variants:
+            v.run(per_round)
+
+
+def provenance(benchmark: str, device: str) -> dict:
+    """The head of a GPU benchmark's JSON line: what ran where, and when."""
+    import datetime
+
+    from anemll_spec.backends.torch_ import torch_info
+
+    info = torch_info(device)
+    return {
+        "benchmark": benchmark,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "device": info.get("gpu") or device,
+        "gpu_driver": info.get("gpu_driver"),
+        "torch": info["torch_version"],
+        "cuda": info["cuda_version"],
+        "triton": info.get("triton_version"),
+    }

@@ -25,13 +25,12 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from _gpu import Variant
+from _gpu import Variant, provenance, run_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITION = 256
@@ -48,7 +47,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
 
-    from anemll_spec.backends.torch_ import TorchBackend, torch_info
+    from anemll_spec.backends.torch_ import TorchBackend
     from anemll_spec.build import build
     from anemll_spec.executor import load
     from anemll_spec.model_io import describe, synth_inputs
@@ -74,14 +73,7 @@ def main() -> None:
         variants.append(Variant(name, s.bind(feed, s.new_state()), s.runtime_probe))
         info[name] = {"execution": s.describe()["execution"], "verify": verdict}
 
-    for v in variants:
-        v.run(args.warmup)
-        v.wall.clear()
-        v.device.clear()
-    per_round = max(1, args.iters // args.rounds)
-    for _ in range(args.rounds):
-        for v in variants:
-            v.run(per_round)
+    run_interleaved(variants, args.warmup, args.iters, args.rounds)
 
     wbytes = built.weight_bytes
     res = {}
@@ -95,16 +87,10 @@ def main() -> None:
             **info[v.name],
         }
     speedup = res["eager"]["median_us"] / res["graph"]["median_us"]
-    host = torch_info(args.device)
     print(
         json.dumps(
             {
-                "benchmark": "gpu_attention",
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "device": host.get("gpu") or args.device,
-                "gpu_driver": host.get("gpu_driver"),
-                "torch": host["torch_version"],
-                "cuda": host["cuda_version"],
+                **provenance("gpu_attention", args.device),
                 "model": {
                     k: m[k]
                     for k in ("hidden_size", "heads", "kv_heads", "head_dim", "context_length")

@@ -23,14 +23,13 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from _gpu import Variant, synced
+from _gpu import Variant, provenance, run_interleaved, synced
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +94,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from anemll_spec.backends.torch_ import TorchBackend, torch_info
+    from anemll_spec.backends.torch_ import TorchBackend
     from anemll_spec.build import build
     from anemll_spec.executor import load
     from anemll_spec.model_io import describe, synth_inputs
@@ -167,14 +166,7 @@ def main() -> None:
     plain_out = torch.cat([x @ w.T for w in weights], dim=1).float().cpu().numpy()
     plain_rel = float(np.linalg.norm(plain_out - plain_ref) / np.linalg.norm(plain_ref))
 
-    for v in variants:
-        v.run(args.warmup)
-        v.wall.clear()
-        v.device.clear()
-    per_round = max(1, args.iters // args.rounds)
-    for _ in range(args.rounds):
-        for v in variants:
-            v.run(per_round)
+    run_interleaved(variants, args.warmup, args.iters, args.rounds)
 
     wbytes = built.weight_bytes
     res: dict = {}
@@ -201,17 +193,10 @@ def main() -> None:
     res["plain"]["rel_l2_vs_numpy"] = plain_rel
     vs_copy = res["ours"]["tbps"] / res["copy"]["tbps"]
     vs_plain = res["plain"]["median_us"] / res["ours"]["median_us"]
-    info = torch_info(args.device)
     print(
         json.dumps(
             {
-                "benchmark": "gpu_lm_head",
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "device": info.get("gpu") or dev.type,
-                "gpu_driver": info.get("gpu_driver"),
-                "torch": info["torch_version"],
-                "cuda": info["cuda_version"],
-                "triton": info.get("triton_version"),
+                **provenance("gpu_lm_head", args.device),
                 "model": {
                     "hidden": hidden,
                     "vocab": vocab,
