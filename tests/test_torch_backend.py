@@ -193,15 +193,18 @@ def test_bad_runtime_position_is_an_error_on_either_path(cache, pos):
     from anemll_spec.executor.torch_backend import load_torch
 
     path = build(attention(**ATT), cache_dir=cache).path
+    where = set()
     for checks in (False, True):
         runner = load_torch(path, device="cpu", dtype="float32", device_checks=checks)
         state = runner.make_state()
         with pytest.raises(InputError, match="out of range") as err:
             runner.predict(attention_feed(pos, seed=1), state)
         assert ("checked on the device" in str(err.value)) == checks
+        where.add(str(err.value).split(":", 1)[0])  # the op that saw it
         # the flags were cleared: a good call afterwards succeeds
         out = runner.predict(attention_feed(0, seed=1), runner.make_state())
         assert all(np.isfinite(v).all() for v in out.values())
+    assert len(where) == 1 and "gather" in where.pop()  # both paths name the same op
 
 
 # -- CUDA -----------------------------------------------------------------------------

@@ -251,7 +251,7 @@ def host_update_slice(xp, x: Any, begin: Any, end: Any, update: Any, fail) -> An
     b = [int(v) for v in xp.to_numpy(begin).reshape(-1)]
     e = [int(v) for v in xp.to_numpy(end).reshape(-1)]
     index = tuple(slice(bi, ei) for bi, ei in zip(b, e, strict=True))
-    target = np.empty(xp.shape(x), dtype=bool)[index].shape
+    target = tuple(len(range(*s.indices(d))) for s, d in zip(index, xp.shape(x), strict=True))
     if math.prod(target) != math.prod(xp.shape(update)):
         raise fail(
             f"update of shape {tuple(xp.shape(update))} does not fill the slice "

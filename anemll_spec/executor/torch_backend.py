@@ -127,8 +127,9 @@ class TorchOps:
         self.host_writes = 0
         self.gemv_impl = self._pick_gemv(gemv)
         self.device_checks = self.device.type == "cuda" if device_checks is None else device_checks
-        # message -> (device flag, exception factory); flags persist, so graphs can set them
-        self._pending: dict[str, tuple[torch.Tensor, Any]] = {}
+        # (op, message) -> (device flag, exception factory); flags persist, so a
+        # captured graph sets the same ones
+        self._pending: dict[tuple[int, str], tuple[torch.Tensor, Any]] = {}
         self._consts: dict[tuple, torch.Tensor] = {}
 
     def _pick_gemv(self, gemv: str) -> str:
@@ -441,11 +442,15 @@ class TorchOps:
         return self._consts[key]
 
     def _defer(self, bad: torch.Tensor, message: str, fail) -> None:
-        """OR `bad.any()` into a persistent device flag for `message` (no host read)."""
-        entry = self._pending.get(message)
+        """OR `bad.any()` into a persistent device flag of this check (no host read).
+
+        A check is its op (the `fail` of its Prep) and its message, so an error names
+        the op that saw it."""
+        key = (id(getattr(fail, "__self__", fail)), message)
+        entry = self._pending.get(key)
         if entry is None:
             flag = torch.zeros((), dtype=torch.bool, device=self.device)
-            entry = self._pending[message] = (flag, fail)
+            entry = self._pending[key] = (flag, fail)
         entry[0].logical_or_(bad.any())
 
     def raise_device_errors(self) -> None:
@@ -458,7 +463,7 @@ class TorchOps:
             return
         for flag, _ in self._pending.values():
             flag.zero_()
-        message, (_, fail) = next(
+        (_, message), (_, fail) = next(
             item for item, hit in zip(self._pending.items(), hits, strict=True) if hit
         )
         raise fail(message + " (checked on the device)")
