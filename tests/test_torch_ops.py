@@ -166,12 +166,13 @@ def test_update_slice_on_the_device_matches_numpy(begin, end):
     dx = TorchOps("cpu", "float32", device_checks=True)
     b, e = dx.asarray(np.array(begin, np.int32)), dx.asarray(np.array(end, np.int32))
     x, u = dx.asarray(X, "float32"), dx.asarray(UPDATE, "float32")
-    dx.update_slice(x, b, e, u, _fail)  # first call makes the per-shape constants
+    dx.slice_where(b, e, X.shape, UPDATE.shape, _fail)  # makes the per-shape constants
     reads = dx.host_reads
-    got = dx.update_slice(x, b, e, u, _fail)
+    got = dx.write_slice(x, dx.slice_where(b, e, X.shape, UPDATE.shape, _fail), u)
     assert dx.host_reads == reads
     dx.raise_device_errors()
-    same(dx, got, npx.update_slice(X, np.array(begin), np.array(end), UPDATE, _fail))
+    where = npx.slice_where(np.array(begin), np.array(end), X.shape, UPDATE.shape, _fail)
+    same(dx, got, npx.write_slice(X, where, UPDATE))
     same(dx, x, X)  # a copy, like setitem
 
 
@@ -188,10 +189,10 @@ def test_update_slice_out_of_range_or_wrong_size_is_an_error(begin, end):
     from anemll_spec.executor.torch_backend import TorchOps
 
     with pytest.raises(ValueError, match="does not fill the slice"):
-        npx.update_slice(X, np.array(begin), np.array(end), UPDATE, _fail)
+        npx.slice_where(np.array(begin), np.array(end), X.shape, UPDATE.shape, _fail)
     dx = TorchOps("cpu", "float32", device_checks=True)
     b, e = dx.asarray(np.array(begin, np.int32)), dx.asarray(np.array(end, np.int32))
-    dx.update_slice(dx.asarray(X, "float32"), b, e, dx.asarray(UPDATE, "float32"), _fail)
+    dx.slice_where(b, e, X.shape, UPDATE.shape, _fail)
     with pytest.raises(ValueError, match="does not fill the slice.*checked on the device"):
         dx.raise_device_errors()
     dx.raise_device_errors()  # cleared once raised

@@ -18,10 +18,11 @@ prepared program runs on it. Semantics worth knowing when implementing another b
 - `to_numpy(x)` returns a numpy array (host copy where needed); `asarray(a, dtype)` builds a
   backend tensor from a numpy array or Python scalar.
 - Runtime indices and bounds: `checked_indices(indices, dim, fail)` wraps negative indices
-  and rejects out-of-range ones with `fail(message)` (an exception); `update_slice(x, begin,
-  end, update, fail)` is slice_update with runtime bounds and unit strides. numpy checks on
-  the host; a device backend may check on the device and raise after the call (torch on
-  CUDA does, so that such a program can be captured as a CUDA graph).
+  and rejects out-of-range ones with `fail(message)` (an exception); slice_update with
+  runtime bounds and unit strides is `write_slice(x, slice_where(begin, end, x_shape,
+  update_shape, fail), update)`, `slice_where`'s result being opaque (numpy: slices). numpy
+  checks on the host; a device backend may check on the device and raise after the call
+  (torch on CUDA does, so that such a program can be captured as a CUDA graph).
 """
 
 from __future__ import annotations
@@ -179,8 +180,12 @@ class NumpyOps:
         return host_checked_indices(numpy_ops, indices, dim, fail)
 
     @staticmethod
-    def update_slice(x: Any, begin: Any, end: Any, update: Any, fail) -> Any:
-        return host_update_slice(numpy_ops, x, begin, end, update, fail)
+    def slice_where(begin: Any, end: Any, shape: tuple, size: tuple, fail) -> tuple:
+        return host_slice_where(numpy_ops, begin, end, shape, size, fail)
+
+    @staticmethod
+    def write_slice(x: np.ndarray, where: tuple, update: np.ndarray) -> np.ndarray:
+        return NumpyOps.setitem(x, where, update)
 
     @staticmethod
     def pad(x: np.ndarray, pads: list[tuple[int, int]], mode: str, value: float) -> np.ndarray:
@@ -246,15 +251,16 @@ def host_checked_indices(xp, indices: Any, dim: int, fail: Callable[[str], Excep
     return indices
 
 
-def host_update_slice(xp, x: Any, begin: Any, end: Any, update: Any, fail) -> Any:
-    """slice_update with unit strides, the bounds read on the host (numpy semantics)."""
+def host_slice_where(xp, begin: Any, end: Any, shape: tuple, size: tuple, fail) -> tuple:
+    """The slices of slice_update with unit strides, the bounds read on the host (numpy
+    semantics: negative counts from the end, then clamped); the update must fill them."""
     b = [int(v) for v in xp.to_numpy(begin).reshape(-1)]
     e = [int(v) for v in xp.to_numpy(end).reshape(-1)]
     index = tuple(slice(bi, ei) for bi, ei in zip(b, e, strict=True))
-    target = tuple(len(range(*s.indices(d))) for s, d in zip(index, xp.shape(x), strict=True))
-    if math.prod(target) != math.prod(xp.shape(update)):
+    target = tuple(len(range(*s.indices(d))) for s, d in zip(index, shape, strict=True))
+    if math.prod(target) != math.prod(size):
         raise fail(
-            f"update of shape {tuple(xp.shape(update))} does not fill the slice "
+            f"update of shape {tuple(size)} does not fill the slice "
             f"begin={b} end={e} of shape {target}"
         )
-    return xp.setitem(x, index, update)
+    return index

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.backend import host_checked_indices, host_update_slice
+from anemll_spec.executor.backend import host_checked_indices, host_slice_where
 from anemll_spec.executor.graph import Function
 from anemll_spec.executor.program import Program, load
 from anemll_spec.executor.simplify import simplify
@@ -398,12 +398,12 @@ class TorchOps:
         # floor-mod wraps a negative index; a bad one lands in range too (then raises)
         return torch.remainder(indices, dim)
 
-    def update_slice(self, x: torch.Tensor, begin, end, update: torch.Tensor, fail):
-        """slice_update with unit strides at runtime bounds, on the device: the update
-        lands at flat offsets base + sum(begin * strides), `base` a per-shape constant."""
-        shape, size = tuple(x.shape), tuple(update.shape)
+    def slice_where(self, begin, end, shape: tuple, size: tuple, fail):
+        """Where slice_update with unit strides at runtime bounds writes, on the device:
+        the flat offsets base + sum(begin * strides), `base` a per-shape constant."""
+        shape, size = tuple(shape), tuple(size)
         if not self.device_checks or len(size) != len(shape):
-            return host_update_slice(self, x, begin, end, update, fail)
+            return host_slice_where(self, begin, end, shape, size, fail)
         dims = self._const(shape)
         be = torch.stack((begin.reshape(-1), end.reshape(-1))).to(torch.long)
         # numpy's slice bounds: negative counts from the end, then clamped to [0, dim]
@@ -416,10 +416,13 @@ class TorchOps:
         )
         # a bad slice still writes in bounds (then raises)
         b = torch.minimum(b, self._const(tuple(d - k for d, k in zip(shape, size, strict=True))))
-        strides = self._const(_strides(shape))  # of `out`, a contiguous copy
-        offsets = self._offsets(shape, size) + (b * strides).sum()
-        out = x.clone(memory_format=torch.contiguous_format)
-        out.view(-1).index_copy_(0, offsets, update.reshape(-1).to(x.dtype))
+        return self._offsets(shape, size) + (b * self._const(_strides(shape))).sum()
+
+    def write_slice(self, x: torch.Tensor, where, update: torch.Tensor) -> torch.Tensor:
+        if isinstance(where, tuple):  # slices, from the host path
+            return self.setitem(x, where, update)
+        out = x.clone(memory_format=torch.contiguous_format)  # `where` is for this layout
+        out.view(-1).index_copy_(0, where, update.reshape(-1).to(x.dtype))
         return out
 
     def _const(self, values: tuple[int, ...]) -> torch.Tensor:

@@ -188,21 +188,43 @@ def _slice_update(p: Prep) -> Run:
     masks = (p.bools("begin_mask"), p.bools("end_mask"), p.bools("squeeze_mask"))
     runtime = not (p.is_const("begin") and p.is_const("end"))
     if runtime and all(s == 1 for s in stride or ()) and not any(any(m or ()) for m in masks):
-        # A KV-cache write at a runtime position: bounds stay with the backend (on the
-        # device, for torch on CUDA), so no host read interrupts the call.
-        begin, end = _bound(p, "begin"), _bound(p, "end")
-        return lambda env: xp.update_slice(env[x], begin(env), end(env), env[upd], p.fail)
+        # A KV-cache write at a runtime position: where it lands is the backend's to work
+        # out (on the device, for torch on CUDA), so no host read interrupts the call;
+        # the K and V writes of one step share it.
+        begin, end = p.ref("begin"), p.ref("end")
+
+        def slice_update(env):
+            v, u = env[x], env[upd]
+            shape, size = xp.shape(v), xp.shape(u)
+            where = per_call(
+                env,
+                ("slice_where", begin, end, shape, size),
+                lambda: xp.slice_where(env[begin], env[end], shape, size, p.fail),
+            )
+            return xp.write_slice(v, where, u)
+
+        return slice_update
     slices = _slice_params(p)
     return lambda env: xp.setitem(env[x], slices(xp, env, xp.shape(env[x])), env[upd])
 
 
-def _bound(p: Prep, param: str) -> Callable[[dict], Any]:
-    """A slice bound as a backend int32 tensor: a constant is uploaded once, at load."""
-    if p.is_const(param):
-        const = p.xp.asarray(np.asarray(p.ints(param), np.int32))
-        return lambda env: const
-    key = p.ref(param)
-    return lambda env: env[key]
+def per_call(env: dict, key: tuple, make: Callable[[], Any]) -> Any:
+    """A value derived from this call's tensors, made once per call: ops that read the
+    same runtime indices or bounds (a step's K and V cache writes, RoPE's cos and sin
+    gathers) share it. `env` lives for one call, so nothing carries over to the next."""
+    value = env.get(key)
+    if value is None:
+        value = env[key] = make()
+    return value
+
+
+def _checked(p: Prep, env: dict, ind: str, dim: int) -> Any:
+    """The gather indices bound to `ind`, checked and wrapped for a dimension `dim`."""
+    return per_call(
+        env,
+        ("checked_indices", ind, dim),
+        lambda: p.xp.astype(p.xp.checked_indices(env[ind], dim, p.fail), "int32"),
+    )
 
 
 @kernel("slice_by_size")
@@ -234,7 +256,7 @@ def _gather(p: Prep) -> Run:
         v = env[x]
         shape = xp.shape(v)
         a = axis + len(shape) if axis < 0 else axis
-        idx = xp.astype(xp.checked_indices(env[ind], shape[a], p.fail), "int32")
+        idx = _checked(p, env, ind, shape[a])
         if batch_dims == 0:
             return xp.take(v, idx, a)
         bshape = shape[:batch_dims]
@@ -257,7 +279,7 @@ def _gather_along_axis(p: Prep) -> Run:
         v = env[x]
         shape = xp.shape(v)
         a = axis + len(shape) if axis < 0 else axis
-        idx = xp.astype(xp.checked_indices(env[ind], shape[a], p.fail), "int32")
+        idx = _checked(p, env, ind, shape[a])
         return xp.take_along_axis(v, idx, a)
 
     return gather_along_axis
