@@ -151,6 +151,24 @@ CASES = {
         "compression",
         r"unknown key 'zip'",
     ),
+    "yaml_tag": (
+        GOOD.replace("chunks: 2", "chunks: 2\n  layout: !foo conv"),
+        "model.layout",
+        "layout",
+        r"unsupported YAML tag '!foo'",
+    ),
+    "yaml_python_tag": (
+        GOOD.replace("name: t", "name: !!python/name:os.system t"),
+        "name",
+        "name:",
+        r"unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system'",
+    ),
+    "yaml_tagged_mapping": (
+        GOOD.replace("run:", "run: !!omap"),
+        "run",
+        "run:",
+        r"unsupported YAML tag",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

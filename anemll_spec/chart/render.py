@@ -21,9 +21,10 @@ _bundle_memo: dict[str, str] = {}
 
 
 def cache_dir() -> Path:
-    """$ANEMLL_SPEC_CACHE or ~/.cache/anemll-spec (the build cache's directory)."""
-    env = os.environ.get("ANEMLL_SPEC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "anemll-spec"
+    """The build cache's directory ($ANEMLL_SPEC_CACHE, else the XDG cache)."""
+    from anemll_spec.build.cache import default_cache_dir
+
+    return default_cache_dir()
 
 
 def vega_bundle() -> str:

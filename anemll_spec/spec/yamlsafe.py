@@ -68,6 +68,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     return value, positions
 
 
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")
+)
+
+
 def _pos(node) -> Pos:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -91,6 +96,13 @@ def _convert(node, path: tuple, positions: Positions, counter: list[int], file: 
             ]
         )
     positions.setdefault(path, _pos(node))
+    if node.tag not in _PLAIN_TAGS:
+        # A tag asks for a type the spec does not have (or for Python objects): refuse
+        # it, with where it is; untagged nodes resolve to the plain tags below.
+        line, col = _pos(node)
+        raise SpecError(
+            [Problem(file, _dotted(path), f"unsupported YAML tag {node.tag!r}", line, col)]
+        )
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
         for key_node, value_node in node.value:
