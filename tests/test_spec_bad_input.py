@@ -169,6 +169,24 @@ CASES = {
         "run:",
         r"unsupported YAML tag",
     ),
+    "cosine_above_one": (
+        GOOD + "  tolerance: {min_cosine: 1.5}\n",
+        "run.tolerance.min_cosine",
+        "tolerance",
+        r"must be <= 1, got 1.5",
+    ),
+    "top1_above_one": (
+        GOOD + "  tolerance: {min_top1_agreement: 3}\n",
+        "run.tolerance.min_top1_agreement",
+        "tolerance",
+        r"must be <= 1, got 3",
+    ),
+    "min_iterations_over_iterations": (
+        GOOD + "  min_iterations: 50\n",
+        "run.min_iterations",
+        "min_iterations",
+        r"min_iterations \(50\) exceeds iterations \(5\)",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

@@ -219,6 +219,10 @@ def _resolve(ck: Checker, model: dict, run: dict, base: Path) -> tuple[dict, dic
         resolved_run["tolerance"] = check_section(
             ck, {}, schema.TOLERANCE_FIELDS, ("run", "tolerance"), base
         )
+    lo, hi = resolved_run.get("min_iterations"), resolved_run.get("iterations")
+    if "min_iterations" in run and lo is not None and hi is not None and lo > hi:
+        # given both, the user expects both to hold; alone, the default is capped
+        ck.add(("run", "min_iterations"), f"min_iterations ({lo}) exceeds iterations ({hi})")
     if resolved_model.get("compute_precision") is None:
         resolved_model["compute_precision"] = resolved_model.get("dtype")
     if family in schema.FAMILIES:

@@ -27,6 +27,7 @@ class Field:
     help: str
     choices: tuple = ()
     min: float | None = None  # inclusive lower bound
+    max: float | None = None  # inclusive upper bound
     positive: bool = False  # strictly > 0
     nullable: bool = False
     required: bool = False
@@ -142,13 +143,14 @@ QUANTIZE_FIELDS = (
 TOLERANCE_FIELDS = (
     Field("max_abs_error", "float", 0.05, "max |out - ref| over all outputs", min=0),
     Field("rel_l2_error", "float", 0.01, "||out - ref|| / ||ref||", min=0),
-    Field("min_cosine", "float", 0.999, "cosine similarity of flattened outputs", min=0),
+    Field("min_cosine", "float", 0.999, "cosine similarity of flattened outputs", min=0, max=1),
     Field(
         "min_top1_agreement",
         "float",
         1.0,
         "share of positions with the same argmax (LM heads)",
         min=0,
+        max=1,
     ),
 )
 
@@ -172,7 +174,11 @@ RUN_FIELDS = (
     Field("warmup_s", "float", 0.0, "and warm up for at least this long (seconds)", min=0),
     Field("iterations", "int", 300, "timed calls (at most)", positive=True),
     Field(
-        "min_iterations", "int", 10, "timed calls (at least, even past max_time_s)", positive=True
+        "min_iterations",
+        "int",
+        10,
+        "timed calls (at least, even past max_time_s; capped at iterations)",
+        positive=True,
     ),
     Field("max_time_s", "float", 120.0, "stop timing after this long (seconds)", positive=True),
     Field(

@@ -163,6 +163,9 @@ def _check_bounds(ck: Checker, f: Field, value, path: tuple):
     if f.min is not None and value < f.min:
         ck.add(path, f"must be >= {f.min:g}, got {value}")
         return None
+    if f.max is not None and value > f.max:
+        ck.add(path, f"must be <= {f.max:g}, got {value}")
+        return None
     return value
 
 
