@@ -607,7 +607,9 @@ class Runner:
 
     def _floor(self, r: VariantResult, case: Case, workdir: Path) -> float | None:
         """Median latency of a tiny model on the same backend and compute units."""
-        key = (r.backend, r.compute_units, r.device, case.model.get("dtype", "float16"))
+        tiny = tiny_model(case.model)
+        what = tuple(tiny[k] for k in ("dtype", "compute_precision", "deployment_target"))
+        key = (r.backend, r.compute_units, r.device, *what)  # all that makes the floor differ
         if key in self.floors:
             return self.floors[key]
         self.progress.phase("dispatch floor", r.label)
@@ -616,7 +618,7 @@ class Runner:
 
         floor = None
         try:
-            built = build(tiny_model(case.model), cache_dir=self.cache_dir)
+            built = build(tiny, cache_dir=self.cache_dir)
             io = describe(built.path)
             backend = self._backend(r.backend)
             prepared = backend.prepare(built.path, workdir / "floor")

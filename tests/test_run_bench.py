@@ -302,3 +302,24 @@ def test_compare_pairs_the_same_variant_across_spec_lists_and_backend_override(t
     assert result["only_in_a"] == result["only_in_b"] == []
     (c,) = result["comparisons"]
     assert c["backend"] == "numpy" and c["n_a"] == c["n_b"] == 30
+
+
+def test_dispatch_floor_is_measured_once_per_kind_of_tiny_model(cli, tmp_path):
+    """The floor model follows the case's dtype, precision and target: a sweep over the
+    target measures one floor per target (built into the cache), not the first one's."""
+    spec = _spec(
+        tmp_path,
+        LM_HEAD.replace("sweep:\n  model.layout: [conv, linear]", "")
+        + "sweep:\n  model.deployment_target: [iOS17, iOS18]\n  model.layout: [conv, linear]\n",
+    )
+    res = cli("bench", spec, "--store", tmp_path / "s.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    listing = json.loads(cli("cache", "list", "--json").stdout)
+    tiny = [
+        e["model"]
+        for e in listing["entries"]
+        if e["model"].get("hidden_size") == 64 and e["model"].get("vocab_size") == 64
+    ]
+    assert sorted(m["deployment_target"] for m in tiny) == ["iOS17", "iOS18"]
+    floors = {(r["params"], r["dispatch_floor_ms"]) for r in _cases(tmp_path / "s.duckdb")}
+    assert len(floors) == 4 and all(f > 0 for _, f in floors)
