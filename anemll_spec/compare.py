@@ -26,7 +26,7 @@ VARIANT = ("coalesce(variant_key, case_key)", "backend", "device", "compute_unit
 
 @dataclass
 class Comparison:
-    case_key: str
+    variant_key: str  # what was measured (the case key for rows stored before v2)
     model_name: str | None
     backend: str | None
     device: str | None
@@ -71,10 +71,10 @@ def compare_runs(
             if len(sa) == 0 or len(sb) == 0:
                 continue
             ci = ratio_of_medians_ci(sa, sb, level=level, n_boot=n_boot, seed=seed)
-            case_key, backend, device, compute_units, concurrency = key
+            variant_key, backend, device, compute_units, concurrency = key
             rows.append(
                 Comparison(
-                    case_key=case_key,
+                    variant_key=variant_key,
                     model_name=va[key][0],
                     backend=backend,
                     device=device,

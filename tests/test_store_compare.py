@@ -88,7 +88,7 @@ def runs(tmp_path_factory):
 def test_compare_runs_known_shifts(runs):
     store, (a, b) = runs
     result = compare_runs(store, a, b, fail_on_regression_pct=10)
-    by = {c["case_key"]: c for c in result["comparisons"]}
+    by = {c["variant_key"]: c for c in result["comparisons"]}
     assert set(by) == {"shift", "gain", "same"}
     assert (
         by["shift"]["verdict"] == "slower" and by["shift"]["ci_low"] < 1.2 < by["shift"]["ci_high"]

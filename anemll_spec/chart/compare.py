@@ -18,7 +18,7 @@ VERDICT_COLORS = {
     "slower": style.OKABE_ITO[5],
     "no change": "#888888",
 }
-VARIANT = ("case_key", "backend", "device", "compute_units", "concurrency")
+VARIANT = ("variant_key", "backend", "device", "compute_units", "concurrency")
 
 
 def compute(target, opts: Options) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def keep(con, result: dict, opts: Options) -> list[dict]:
         rows = [r for r in rows if r["model_name"] == opts.model]
     if opts.where:
         # compare_runs keys variants by variant key (case key for older rows)
-        cols = ", ".join(("coalesce(variant_key, case_key) AS case_key", *VARIANT[1:]))
+        cols = ", ".join(("coalesce(variant_key, case_key) AS variant_key", *VARIANT[1:]))
         ok = {
             tuple(r[c] for c in VARIANT)
             for r in fetch(
@@ -49,7 +49,7 @@ def keep(con, result: dict, opts: Options) -> list[dict]:
         rows = [r for r in rows if tuple(r[c] for c in VARIANT) in ok]
     for r in rows:
         extras = " · ".join(str(r[c]) for c in ("backend", "compute_units") if r[c])
-        r["label"] = " · ".join(x for x in (r["model_name"] or r["case_key"], extras) if x)
+        r["label"] = " · ".join(x for x in (r["model_name"] or r["variant_key"], extras) if x)
         r["change_pct"] = (r["ratio"] - 1.0) * 100.0
     return rows
 

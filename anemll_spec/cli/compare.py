@@ -8,9 +8,10 @@ from anemll_spec.cli._common import add_json, add_store, print_json
 
 HELP = "compare two runs case by case (ratio of medians with bootstrap CI)"
 DESCRIPTION = (
-    "For every measured variant (case_key x backend x device x compute units x "
-    "concurrency) in both runs: median B / median A with a percentile-bootstrap CI over "
-    "the stored samples (fixed seed: the same store gives the same answer), and a "
+    "For every measured variant (variant_key, i.e. the model and what was measured, x "
+    "backend x device x compute units x concurrency) in both runs: median B / median A "
+    "with a percentile-bootstrap CI over the stored samples, pooled over the run's repeats "
+    "of that variant (fixed seed: the same store gives the same answer), and a "
     "verdict: 'slower' / 'faster' when the whole CI is above / below 1.0 and the change "
     "exceeds the noise floor, else 'no change'. Run ids may be unique prefixes, "
     "'latest' or 'previous'."
@@ -79,7 +80,7 @@ def _print(result: dict) -> None:
     columns = ["model", "backend", "units", "A ms", "B ms", "B/A", f"{pct}% CI", "verdict"]
     rows = [
         (
-            c["model_name"] or c["case_key"],
+            c["model_name"] or c["variant_key"],
             c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
             c["compute_units"],
             round(c["median_a_ms"], 4),

@@ -20,9 +20,14 @@ def schema_markdown() -> str:
     out = [f"Schema version {SCHEMA_VERSION}.", ""]
     for t in TABLES:
         out += [f"### `{t.name}`", "", t.doc, ""]
-        key = t.primary_key or t.unique
-        if key:
-            out += [f"Unique: ({', '.join(key)}).", ""]
+        if t.primary_key:
+            out += [f"Primary key: ({', '.join(t.primary_key)}).", ""]
+        elif t.unique:
+            out += [
+                f"Unique: ({', '.join(t.unique)}), checked by the writer and by import "
+                "(not a DuckDB constraint).",
+                "",
+            ]
         out += ["| column | type | unit | description |", "|---|---|---|---|"]
         out += [f"| `{c.name}` | {c.type} | {c.unit} | {_describe(c)} |" for c in t.columns]
         out.append("")

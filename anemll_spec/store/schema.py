@@ -217,7 +217,11 @@ CASES = Table(
             min=0.0,
             since=2,
         ),
-        _ms("runtime_median_ms", "median of Core ML's own predict duration", since=2),
+        _ms(
+            "runtime_median_ms",
+            "median of the runtime's own duration (Core ML predict; CUDA events on torch/cuda)",
+            since=2,
+        ),
         _ms("dispatch_floor_ms", "median latency of a tiny model on the same backend/unit", 2),
         C(
             "verify_top1_agreement",
@@ -250,7 +254,8 @@ SAMPLES = Table(
         C(
             "runtime_ns",
             "BIGINT",
-            "Core ML's own predict duration (NULL if unknown)",
+            "the runtime's own duration of the call: Core ML's predict, or CUDA events "
+            "around it on torch/cuda (NULL if unknown)",
             "ns",
             min=0,
             since=2,
