@@ -113,7 +113,7 @@ FAMILY_FIELDS: dict[str, tuple[Field, ...]] = {
             "path",
             "path",
             None,
-            ".mlpackage or .mlmodelc, relative to the spec file",
+            ".mlpackage (or .mlmodelc: coreml backend only), relative to the spec file",
             required=True,
         ),
         Field(
