@@ -181,3 +181,16 @@ def test_docs_embed_the_current_schema():
     for t in schema.TABLES:
         for c in t.columns:
             assert f"| `{c.name}` | {c.type} |" in doc
+
+
+def test_results_view_carries_every_host_column(tmp_path):
+    """Provenance on every row: a GPU run's driver and CUDA version, the Python and numpy
+    versions, reach `results` like the chip does."""
+    path = tmp_path / "s.duckdb"
+    open_store(path).close()
+    con = duckdb.connect(str(path), read_only=True)
+    got = {r[0] for r in con.execute("DESCRIBE results").fetchall()}
+    con.close()
+    hosts = next(t for t in schema.TABLES if t.name == "hosts")
+    want = {c.name for c in hosts.columns} | {"chip_raw", "run_started_at", "spec_sha256"}
+    assert want <= got, sorted(want - got)
