@@ -141,6 +141,12 @@ def test_refuses_model_larger_than_free_memory(tmp_path, monkeypatch):
 
 def test_cache_cli_list_and_clear(tmp_path, cli):
     build(matmul(), cache_dir=tmp_path)
+    # what the cache did not make is neither listed nor deleted (a wrong --cache-dir
+    # must not cost anyone their files): a user's folder, the charts' Vega bundle
+    (tmp_path / "important").mkdir()
+    (tmp_path / "important" / "file.txt").write_text("keep")
+    (tmp_path / "vega").mkdir()
+    (tmp_path / "vega" / "vega-bundle.js").write_text("//")
     r = cli("cache", "list", "--json", "--cache-dir", tmp_path)
     assert r.returncode == 0, r.stderr
     listed = json.loads(r.stdout)
@@ -148,6 +154,7 @@ def test_cache_cli_list_and_clear(tmp_path, cli):
     assert listed["entries"][0]["ok"] and listed["entries"][0]["family"] == "matmul"
     r = cli("cache", "clear", "--json", "--cache-dir", tmp_path)
     assert json.loads(r.stdout)["removed"] == 1
-    assert not any(tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["important", "vega"]
+    assert (tmp_path / "important" / "file.txt").read_text() == "keep"
     r = cli("cache", "list", "--cache-dir", tmp_path)
     assert "(empty)" in r.stdout

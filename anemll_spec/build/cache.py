@@ -159,7 +159,7 @@ def entries(cache_dir: Path) -> list[dict]:
     if not cache_dir.is_dir():
         return out
     for root in sorted(cache_dir.iterdir()):
-        if root.name.startswith(".") or not root.is_dir():
+        if not is_entry_name(root.name) or not root.is_dir():
             continue
         manifest, problem = check_entry(root)
         size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
@@ -184,22 +184,32 @@ def entries(cache_dir: Path) -> list[dict]:
 STALE_STAGING_S = 3600  # a staging folder this old belongs to a build that died
 
 
+def is_entry_name(name: str) -> bool:
+    """A folder the cache made for a model: named by its 24-hex-digit key."""
+    return len(name) == 24 and all(c in "0123456789abcdef" for c in name)
+
+
 def clear(cache_dir: Path) -> tuple[int, int]:
     """Delete every entry and stale staging folder: (entries removed, bytes freed).
 
-    Staging folders of builds running now (younger than STALE_STAGING_S) are left alone.
+    Only folders the cache made are touched (key-named entries, `.tmp-` staging): a
+    wrong --cache-dir or $ANEMLL_SPEC_CACHE must never cost anyone their files. Staging
+    folders of builds running now (younger than STALE_STAGING_S) are left alone.
     """
     n = freed = 0
     if not cache_dir.is_dir():
         return 0, 0
     now = time.time()
     for root in list(cache_dir.iterdir()):
-        if not root.is_dir():
+        if not root.is_dir() or root.is_symlink():
             continue
-        if root.name.startswith(".tmp-") and now - root.stat().st_mtime < STALE_STAGING_S:
+        staging = root.name.startswith(".tmp-")
+        if not (staging or is_entry_name(root.name)):
+            continue
+        if staging and now - root.stat().st_mtime < STALE_STAGING_S:
             continue
         freed += sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        if not root.name.startswith("."):
+        if not staging:
             n += 1
         discard(root)
     return n, freed
