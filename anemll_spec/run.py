@@ -327,6 +327,7 @@ class Runner:
         from anemll_spec import host as host_mod
         from anemll_spec.store import append_case, begin_run, finish_run, schema
 
+        self._preflight()
         info = host_mod.capture()
         info.update(self._accelerator_info())
         host_row = {k: info.get(k) for k in schema.HOSTS.names if k != "host_id"}
@@ -601,6 +602,18 @@ class Runner:
             r.notes.append(
                 f"throttling? last-decile median is {r.summary.drift_ratio:.2f}x the first"
             )
+
+    def _preflight(self) -> None:
+        """Every case's build checks before the run begins: bad input (a model too big
+        for this machine, a cache path that is a file, an external model's unknown
+        inputs) stops here with exit 2 and nothing stored, not as failed cases."""
+        from anemll_spec.build import preflight
+
+        seen: set[str] = set()
+        for case in self.cases:
+            if case.build_key not in seen:
+                seen.add(case.build_key)
+                preflight(case.model, self.cache_dir)
 
     def _on_progress(self, r: VariantResult) -> Callable[[int, float], None]:
         return lambda n, med: self.progress.samples(r.label, n, med)

@@ -274,6 +274,38 @@ def build_package(
                 sys.stderr.write(line + "\n")
 
 
+def preflight(case_model: dict, cache_dir: Path | None = None) -> None:
+    """The checks `build` makes before any work, without the work: the model's own
+    rules, the cache folder, and (when it would be built) the memory it needs. `bench`
+    runs this for every case first, so bad input stops the run before anything is
+    written (exit 2), not as a failed case."""
+    from anemll_spec.build import cache
+
+    if case_model["family"] == "external":
+        from anemll_spec.model_io import describe, synth_inputs
+
+        try:
+            io = describe(case_model["path"])
+        except Exception:  # an unreadable package fails its case, recorded with the error
+            return
+        # input_ranges naming inputs the model does not have: the spec's mistake
+        synth_inputs(io, int_ranges=case_model.get("input_ranges"))
+        return
+    _check_model(case_model)
+    cache_dir = _cache_folder(cache_dir)
+    if cache.lookup(cache_dir, cache_key(case_model))[0] is None:
+        _check_memory(case_model, estimate(case_model))
+
+
+def _cache_folder(cache_dir: Path | None) -> Path:
+    path = Path(cache_dir) if cache_dir else default_cache_dir()
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"build cache {path}: is a file, not a folder (--cache-dir or $ANEMLL_SPEC_CACHE)"
+        )
+    return path
+
+
 def build(
     case_model: dict,
     *,
@@ -290,7 +322,7 @@ def build(
 
         return external.build(case_model)
     _check_model(case_model)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir = _cache_folder(cache_dir)
     key = cache_key(case_model)
     entry, problem = cache.lookup(cache_dir, key)
     if entry is not None:

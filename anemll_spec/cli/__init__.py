@@ -79,5 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the user gave that the system refuses: their input
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"anemll-spec {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0

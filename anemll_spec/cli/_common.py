@@ -12,12 +12,91 @@ def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
 
 
+def nonempty(value: str) -> str:
+    """argparse type: a path or id given as '' is a mistake, not 'use the default'."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def nonnegative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def positive_int(value: str) -> int:
+    n = nonnegative_int(value)
+    if n == 0:
+        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    return n
+
+
 def add_store(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         metavar="PATH",
+        type=nonempty,
         help="results store (default: $ANEMLL_SPEC_STORE or store/results.duckdb)",
     )
+
+
+def out_file(
+    value: str,
+    flag: str = "--out",
+    *,
+    store: str | None = None,
+    force: bool = False,
+    replaceable=None,
+):
+    """Check a file to write before any work: not a folder, its folder writable, never
+    the store (or its log), and an existing file only with `force` or when
+    `replaceable(path)` says it is ours to replace. Returns the Path."""
+    import os
+    from pathlib import Path
+
+    from anemll_spec.errors import InputError
+
+    path = Path(value)
+    if path.is_dir():
+        raise InputError(f"{flag} {value}: is a folder; give a file name")
+    if store is not None and "://" not in str(store):
+        try:
+            same = path.resolve() in (Path(store).resolve(), Path(f"{store}.wal").resolve())
+        except OSError:
+            same = False
+        if same:
+            raise InputError(f"{flag} {value}: that is the results store; give another file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {value}: cannot write in {parent}")
+    if path.exists() and not force and not (replaceable and replaceable(path)):
+        raise InputError(f"{flag} {value}: the file exists; give --force to replace it")
+    return path
+
+
+def out_dir(value: str, flag: str = "--out"):
+    """Check a folder to write into before any work (created when missing)."""
+    import os
+    from pathlib import Path
+
+    from anemll_spec.errors import InputError
+
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {value}: is a file; give a folder")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {value}: cannot write in {parent}")
+    return path
 
 
 def add_backend(p: argparse.ArgumentParser, help: str) -> None:

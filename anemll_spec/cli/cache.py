@@ -10,7 +10,11 @@ HELP = "list or clear the cache of built models"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "clear"], help="list entries, or delete them all (only the folders the cache made)")
+    p.add_argument(
+        "action",
+        choices=["list", "clear"],
+        help="list entries, or delete them all (only the folders the cache made)",
+    )
     p.add_argument(
         "--cache-dir",
         metavar="DIR",

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from anemll_spec.chart import KINDS
-from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.cli._common import add_json, add_store, nonempty, out_dir, print_json
 
 HELP = "draw a chart from the store (offline HTML, PNG, SVG and Vega-Lite JSON)"
 DESCRIPTION = (
@@ -46,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size"
     )
-    p.add_argument("--out", metavar="DIR", required=True, help="directory to write the files to")
+    p.add_argument(
+        "--out", metavar="DIR", required=True, type=nonempty, help="directory to write the files to"
+    )
     add_json(p)
 
 
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         metric=args.metric,
         param=args.param,
     )
+    out_dir(args.out)
     files = write_chart(args.kind, default_target(args.store), opts, Path(args.out))
     if args.json:
         print_json({"kind": args.kind, "files": {k: str(v) for k, v in files.items()}})

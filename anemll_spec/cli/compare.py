@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.cli._common import add_json, add_store, nonnegative_int, print_json
 
 HELP = "compare two runs case by case (ratio of medians with bootstrap CI)"
 DESCRIPTION = (
@@ -16,6 +16,9 @@ DESCRIPTION = (
     "exceeds the noise floor, else 'no change'. Run ids may be unique prefixes, "
     "'latest' or 'previous'."
 )
+
+
+MAX_N_BOOT = 100_000  # more resamples change nothing but the memory used
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--level", type=float, default=0.95, help="confidence level (0.95)")
     p.add_argument("--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (0)")
     add_json(p)
     add_store(p)
 
@@ -49,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.level < 1:
         raise InputError(f"--level must be between 0 and 1, got {args.level}")
-    if args.n_boot < 100:
-        raise InputError(f"--n-boot must be at least 100, got {args.n_boot}")
+    if not 100 <= args.n_boot <= MAX_N_BOOT:
+        raise InputError(f"--n-boot must be 100 to {MAX_N_BOOT:,}, got {args.n_boot}")
     for name in ("fail_on_regression", "noise_floor"):
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -65,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
         noise_floor_pct=args.noise_floor,
         fail_on_regression_pct=args.fail_on_regression,
     )
+    if result["run_a"] == result["run_b"]:
+        raise InputError(f"RUN_A and RUN_B are the same run ({result['run_a']})")
+    if not result["comparisons"]:
+        # nothing in common: a gate (--fail-on-regression) must not pass on nothing
+        raise InputError(
+            f"runs {result['run_a']} and {result['run_b']} have no measured variant in common "
+            f"(only in A: {len(result['only_in_a'])}, only in B: {len(result['only_in_b'])})"
+        )
     if args.json:
         print_json(result)
     else:

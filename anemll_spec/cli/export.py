@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.cli._common import add_json, add_store, nonempty, out_file, print_json
 
 HELP = "write runs to a self-describing parquet bundle (for sharing)"
 DESCRIPTION = (
@@ -18,7 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--run", action="append", default=[], metavar="ID", help="a run to export (repeatable)"
     )
-    p.add_argument("--out", required=True, metavar="FILE.parquet", help="bundle to write")
+    p.add_argument(
+        "--out", required=True, type=nonempty, metavar="FILE.parquet", help="bundle to write"
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     add_json(p)
     add_store(p)
 
@@ -27,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.bundle import export_bundle
 
-    summary = export_bundle(default_target(args.store), args.out, args.run)
+    store = default_target(args.store)
+    out_file(args.out, store=store, force=args.force)
+    summary = export_bundle(store, args.out, args.run)
     if args.json:
         print_json(summary)
     else:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anemll_spec.cli._common import add_json, print_json, table
+from anemll_spec.cli._common import add_json, nonempty, nonnegative_int, out_file, print_json, table
 
 HELP = "run a saved .mlpackage with the reference (numpy) executor and summarise its outputs"
 DESCRIPTION = (
@@ -19,10 +19,14 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=".mlpackage to run")
-    p.add_argument("--inputs", metavar="NPZ", help="input arrays by name (.npz)")
-    p.add_argument("--out", metavar="NPZ", help="write the outputs to this .npz")
+    p.add_argument("--inputs", metavar="NPZ", type=nonempty, help="input arrays by name (.npz)")
+    p.add_argument(
+        "--out", metavar="NPZ", type=nonempty, help="write the outputs to this .npz (replaced)"
+    )
     p.add_argument("--fp16", action="store_true", help="round every op's output to fp16")
-    p.add_argument("--seed", type=int, default=0, help="seed of synthesised inputs (default 0)")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of synthesised inputs (default 0)"
+    )
     p.add_argument("--function", metavar="NAME", help="function of a multifunction model")
     p.add_argument("-v", "--verbose", action="store_true", help="print load time and memory")
     add_json(p)
@@ -34,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.errors import InputError
     from anemll_spec.executor import load
 
+    if args.out:  # checked before the work, not after it
+        if Path(args.out).suffix != ".npz":
+            raise InputError(f"--out {args.out}: expected a .npz file name")
+        out_file(args.out, force=True)
     prog = load(args.model, fp16=args.fp16, verbose=args.verbose, function=args.function)
     if args.inputs:
         inputs, source = _read_npz(Path(args.inputs)), "file"
@@ -45,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     predict_s = time.perf_counter() - t0
     if args.out:
         out = Path(args.out)
-        if out.suffix != ".npz":
-            raise InputError(f"--out {out}: expected a .npz file name")
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, **outputs)
     stats = {name: summarise(arr) for name, arr in outputs.items()}
@@ -141,10 +147,16 @@ def _read_npz(path: Path) -> dict[str, Any]:
     from anemll_spec.errors import InputError
 
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read input arrays: {exc}") from exc
+        raise InputError(
+            f"{path}: cannot read input arrays ({type(exc).__name__}); give an .npz of "
+            "named arrays (numpy.savez)"
+        ) from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise InputError(f"{path}: one unnamed array (.npy); give an .npz of named arrays")
+    with data:
+        return {k: data[k] for k in data.files}
 
 
 def _g(v: float | None) -> str:

@@ -33,10 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target, open_store
 
     text = sql_text(args.sql)
+    if args.json and args.format not in ("table", "json"):
+        raise InputError(f"give --json or --format {args.format}, not both")
     fmt = "json" if args.json else args.format
     con = open_store(default_target(args.store), read_only=True, sandbox=True)
     try:
         try:
+            if not _has_statement(con, text):
+                raise InputError("the query is empty (no SQL statement, only blanks or comments)")
             cur = con.execute(text)
             if cur.description is None:
                 return 0
@@ -48,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
         con.close()
     sys.stdout.write(render(columns, rows, fmt))
     return 0
+
+
+def _has_statement(con, text: str) -> bool:
+    import duckdb
+
+    try:
+        return bool(con.extract_statements(text))
+    except duckdb.Error:
+        return True  # let execute report the syntax error
 
 
 def sql_text(arg: str) -> str:
@@ -75,7 +88,7 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
         import json
 
         data = [{c: _json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
-        return json.dumps(data, indent=2, default=str) + "\n"
+        return json.dumps(data, indent=2, default=str, allow_nan=False) + "\n"
     if fmt == "csv":
         import csv
         import io
@@ -120,8 +133,16 @@ def _cell(v, max_width: int) -> str:
         return "NULL"
     if isinstance(v, bool):
         return "true" if v else "false"
-    text = _float(v) if isinstance(v, float) else str(v).replace("\n", "\\n")
+    text = _float(v) if isinstance(v, float) else _printable(str(v))
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """Store labels are data: control characters (a newline, a tab, an ESC that would
+    recolour the terminal) are shown escaped, never sent raw."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _float(v: float) -> str:
@@ -138,15 +159,21 @@ def _csv_value(v):
 
 
 def _json_value(v):
+    """A value JSON can hold, however deep: lists and structs (dicts) are walked, so a NaN
+    inside a list becomes null too (bare NaN/Infinity are not JSON)."""
     import datetime as dt
     import decimal
 
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return None
     if isinstance(v, decimal.Decimal):
-        return float(v)
+        return _json_value(float(v))
     if isinstance(v, dt.datetime | dt.date | dt.time):
         return v.isoformat()
     if isinstance(v, bytes):
         return v.hex()
+    if isinstance(v, list | tuple):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
     return v

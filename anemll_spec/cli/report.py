@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.cli._common import add_json, add_store, nonempty, out_file, print_json
 
 HELP = "write the HTML report of a run (offline, one self-contained file)"
 
@@ -18,16 +18,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--baseline", metavar="CHIP", default="M1 Max", help="baseline chip of the factors (M1 Max)"
     )
     p.add_argument(
-        "--out", metavar="FILE.html", help="where to write it (default: reports/<run>.html)"
+        "--out",
+        metavar="FILE.html",
+        type=nonempty,
+        help="where to write it (default: reports/<run>.html); an earlier report there is "
+        "replaced, any other file only with --force",
     )
+    p.add_argument("--force", action="store_true", help="replace --out whatever it holds")
     add_json(p)
+
+
+def _a_report(path) -> bool:
+    """A file this command wrote before (an HTML page), which it may replace."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(15).lower() == b"<!doctype html>"
+    except OSError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.chart.report import write_report
     from anemll_spec.store import default_target
 
-    path = write_report(default_target(args.store), args.run, args.out, baseline=args.baseline)
+    store = default_target(args.store)
+    if args.out:
+        out_file(args.out, store=store, force=args.force, replaceable=_a_report)
+    path = write_report(store, args.run, args.out, baseline=args.baseline)
     if args.json:
         print_json({"report": str(path)})
     else:

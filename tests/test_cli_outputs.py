@@ -1,0 +1,167 @@
+"""Files the CLI writes, and what it refuses to write over: through the real CLI, each bad
+path is exit 2 with a one-line error (no traceback), and nothing the user had is lost.
+
+SYNTHETIC runs for the store (tests/fixtures/chart), not measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_synthetic as syn  # noqa: E402
+
+from anemll_spec.store import open_store  # noqa: E402
+
+
+def refused(r, *needles: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def runs_in(store: Path) -> int:
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def store(tmp_path) -> Path:
+    path = tmp_path / "results.duckdb"
+    syn.lm_head_run(path, seed=1)
+    syn.lm_head_run(path, seed=2, scale=1.02)
+    return path
+
+
+def test_export_never_writes_over_the_store_or_another_file(cli, store, tmp_path):
+    refused(cli("export", "--store", store, "--out", store), "that is the results store")
+    assert runs_in(store) == 2  # still a store, still whole
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    refused(cli("export", "--store", store, "--out", other), "exists", "--force")
+    assert other.read_text() == "mine"
+    refused(cli("export", "--store", store, "--out", tmp_path), "is a folder")
+    refused(cli("export", "--store", store, "--out", ""), "must not be empty")
+    ok = cli("export", "--store", store, "--out", other, "--force")
+    assert ok.returncode == 0, ok.stderr
+    assert other.read_bytes()[:4] == b"PAR1"
+
+
+def test_report_replaces_its_own_page_only(cli, store, tmp_path):
+    refused(cli("report", "--store", store, "--out", store), "that is the results store")
+    assert runs_in(store) == 2
+    page = tmp_path / "r.html"
+    assert cli("report", "--store", store, "--out", page).returncode == 0
+    again = cli("report", "--store", store, "--out", page, "--run", "previous")
+    assert again.returncode == 0, again.stderr  # an earlier report is replaced
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n")
+    refused(cli("report", "--store", store, "--out", data), "exists", "--force")
+    assert data.read_text() == "a,b\n"
+    refused(cli("report", "--store", store, "--out", tmp_path), "is a folder")
+    refused(cli("report", "--store", store, "--out", "/proc/nope/r.html"), "/proc/nope")
+
+
+def test_chart_out_must_be_a_folder(cli, store, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    refused(cli("chart", "latency", "--store", store, "--out", f), "is a file")
+    refused(cli("chart", "latency", "--store", store, "--out", ""), "must not be empty")
+    assert f.read_text() == "x"
+
+
+def test_predict_checks_its_paths_and_seed_first(cli, tmp_path):
+    from build_util import matmul
+
+    from anemll_spec.build import build
+
+    model = build(matmul(), cache_dir=tmp_path / "cache").path
+    (tmp_path / "out.npz").mkdir()
+    refused(cli("predict", model, "--out", tmp_path / "out.npz"), "is a folder")
+    refused(cli("predict", model, "--seed", "-1"), "must be >= 0")
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros(3, np.float32))
+    refused(cli("predict", model, "--inputs", npy), "one unnamed array (.npy)")
+    assert [p.name for p in tmp_path.glob("*.npz")] == ["out.npz"]  # the folder, untouched
+
+
+def test_query_refuses_empty_sql_and_mixed_formats_and_keeps_json_valid(cli, tmp_path):
+    path = tmp_path / "q.duckdb"
+    open_store(path).close()
+    refused(cli("query", "", "--store", path), "the query is empty")
+    refused(cli("query", "-- only a comment", "--store", path), "the query is empty")
+    refused(cli("query", "select 1", "--format", "csv", "--json", "--store", path), "not both")
+    r = cli(
+        "query", "select [1.0, 'nan'::double] l, {'x': 'inf'::double} s", "--json", "--store", path
+    )
+    assert r.returncode == 0, r.stderr
+    strict = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert strict == [{"l": [1.0, None], "s": {"x": None}}]
+    r = cli("query", "select now() as t", "--json", "--store", path)  # TIMESTAMPTZ (pytz)
+    assert r.returncode == 0, r.stderr
+    r = cli("query", "select chr(27) || '[31mred' || chr(9) as x", "--store", path)
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "\\x1b[31mred\\t" in r.stdout
+
+
+def test_compare_refuses_nothing_to_compare(cli, store):
+    refused(cli("compare", "latest", "latest", "--store", store), "the same run")
+    refused(cli("compare", "previous", "latest", "--store", store, "--seed", "-1"), "must be >= 0")
+    refused(
+        cli("compare", "previous", "latest", "--store", store, "--n-boot", "1000000000"),
+        "--n-boot must be",
+    )
+
+
+def test_compare_with_no_variant_in_common_is_an_error(cli, tmp_path):
+    path = tmp_path / "s.duckdb"
+    syn.lm_head_run(path, seed=1)
+    syn.sweep_run(path)
+    r = cli("compare", "previous", "latest", "--store", path, "--fail-on-regression", "5")
+    refused(r, "no measured variant in common")
+
+
+def test_bench_stops_before_writing_on_a_model_it_cannot_build(cli, tmp_path):
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(
+        "name: huge\nmodel: {family: lm_head, hidden_size: 99999999999, vocab_size: 256, "
+        "chunks: 2}\nrun: {backends: [numpy], iterations: 5}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    refused(cli("bench", spec, "--store", store), "building needs about")
+    assert not store.exists()
+    afile = tmp_path / "cachefile"
+    afile.write_text("x")
+    small = tmp_path / "small.yaml"
+    small.write_text(spec.read_text().replace("99999999999", "64"))
+    r = cli("bench", small, "--store", store, env={"ANEMLL_SPEC_CACHE": str(afile)})
+    refused(r, "is a file, not a folder")
+    assert not store.exists() and afile.read_text() == "x"
+    refused(cli("build", small, "--cache-dir", afile), "is a file, not a folder")
+
+
+def test_bench_stops_before_writing_on_unknown_external_inputs(cli, tmp_path):
+    import shutil
+
+    from build_util import matmul
+
+    from anemll_spec.build import build
+
+    shutil.copytree(build(matmul(), cache_dir=tmp_path / "cache").path, tmp_path / "m.mlpackage")
+    spec = tmp_path / "ext.yaml"
+    spec.write_text(
+        "name: ext\nmodel: {family: external, path: m.mlpackage, input_ranges: {nope: [0, 5]}}\n"
+        "run: {backends: [numpy], iterations: 5}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    refused(cli("bench", spec, "--store", store), "input_ranges names inputs", "nope")
+    assert not store.exists()
