@@ -233,3 +233,110 @@ def test_readme_chart_examples_run_as_written(cli, tmp_path):
         written = json.loads(r.stdout)
         paths = written["files"].values() if "files" in written else [written["report"]]
         assert all(Path(p).stat().st_size > 0 for p in paths), (line, written)
+
+
+def two_param_sweep(store: Path, chunks=(1, 2), vocabs=(16000, 32000, 64000)) -> str:
+    """A numpy run sweeping model.vocab_size x model.chunks (synthetic samples)."""
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    run_id = begin_run(store, {"spec_name": "sweep2", "command": "synthetic"}, syn.LINUX_HOST)
+    idx = 0
+    for c in chunks:
+        for vocab in vocabs:
+            nbytes = 4096 * vocab * 2
+            wall = syn.samples_ns(nbytes / (5e6 * c), 40, 30 + idx)
+            params = {"model.vocab_size": vocab, "model.chunks": c}
+            row = syn.case_row(
+                f"sweep2[vocab_size={vocab},chunks={c}]",
+                wall,
+                weight_bytes=nbytes,
+                backend="numpy",
+                compute_units=None,
+                index=idx,
+                params=params,
+            )
+            append_case(store, run_id, row, wall)
+            idx += 1
+    finish_run(store, run_id, "finished")
+    return run_id
+
+
+def svg_legend_and_lines(svg_text: str) -> tuple[dict, dict, str]:
+    """(legend label -> (stroke, dash) of its symbol, drawn series -> (stroke, dash) of
+    its line, the title's subtitle) as vl-convert drew them."""
+    import chart_dom as dom
+
+    root = dom.parse(svg_text)
+    legend = {}
+    for g in root.find("g"):
+        syms = [c for c in g.children if "role-legend-symbol" in c.classes]
+        labels = [c for c in g.children if "role-legend-label" in c.classes]
+        if syms and labels:
+            sym = syms[0].find("path")[0].attrs
+            label = labels[0].all_text()
+            assert label not in legend, label
+            legend[label] = (sym.get("stroke"), sym.get("stroke-dasharray", "solid"))
+    lines = {}
+    for g in root.find("g"):
+        if "role-mark" in g.classes and "lines_marks" in g.classes:
+            for path in g.find("path"):
+                aria = dict(
+                    p.split(": ", 1) for p in path.attrs["aria-label"].split("; ") if ": " in p
+                )
+                lines[aria["series"]] = (
+                    path.attrs["stroke"],
+                    path.attrs.get("stroke-dasharray", "solid"),
+                )
+    subtitle = " ".join(
+        g.attrs.get("aria-label", "") for g in root.find("g") if "role-title-subtitle" in g.classes
+    )
+    return legend, lines, subtitle
+
+
+def test_sweep_over_two_params_has_a_legend_of_every_series(cli, tmp_path):
+    from anemll_spec.chart.style import OKABE_ITO
+
+    path = tmp_path / "results.duckdb"
+    two_param_sweep(path)
+    out = tmp_path / "out"
+    r = cli("chart", "sweep", "--store", path, "--out", out, "--param", "model.vocab_size")
+    assert r.returncode == 0, r.stderr
+    legend, lines, subtitle = svg_legend_and_lines((out / "sweep.svg").read_text())
+    want = {"numpy · model.chunks=1", "numpy · model.chunks=2"}
+    assert set(lines) == want
+    assert set(legend) == want  # every series, labelled
+    for series, drawn in lines.items():
+        assert legend[series] == drawn  # the legend's colour is the line's
+    assert len({s for s, _d in legend.values()}) == 2
+    assert {s.upper() for s, _d in legend.values()} <= {c.upper() for c in OKABE_ITO}
+    # the caption names what a series is: backend and the other swept parameter
+    assert "model.chunks" in subtitle and "compute units" not in subtitle
+
+
+def test_placement_without_placements_says_so(cli, tmp_path):
+    path = tmp_path / "results.duckdb"
+    syn.linux_run(path)  # numpy only: no compute plan, so no placements
+    r = cli("chart", "placement", "--store", path, "--out", tmp_path / "o")
+    assert r.returncode == 2, r.stderr
+    assert "no case has op placements" in r.stderr and "coreml backend on macOS" in r.stderr
+    assert "no cases to draw" not in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_refuses_an_unknown_baseline_chip(cli, store, tmp_path):
+    from anemll_spec.store import open_store
+
+    out = tmp_path / "r.html"
+    r = cli("report", "--store", store["path"], "--out", out, "--baseline", "Nope")
+    assert r.returncode == 2
+    assert "--baseline 'Nope'" in r.stderr and "'M1 Max'" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+    # an empty store: still the report's own answer, not the baseline's
+    empty = tmp_path / "empty.duckdb"
+    open_store(empty).close()
+    r = cli("report", "--store", empty, "--out", out, "--baseline", "Nope")
+    assert r.returncode == 2 and "no runs" in r.stderr and "--baseline" not in r.stderr
+    # a chip the store has is taken
+    r = cli("report", "--store", store["path"], "--out", out, "--baseline", "M4 Pro")
+    assert r.returncode == 0, r.stderr
+    assert "baseline M4 Pro" in out.read_text()

@@ -329,3 +329,85 @@ def test_nothing_to_draw_names_the_filter(store, tmp_path):
         build_chart("placement", str(store["path"]), Options(runs=(store["linux"],)))
     with pytest.raises(compare.InputError, match="two runs"):
         build_chart("compare", str(store["path"]), Options(runs=(store["lm_a"],)))
+
+
+def _chunks_sweep(path: Path, chunks, vocabs=(16000, 64000)) -> str:
+    """A numpy run sweeping model.vocab_size x model.chunks (synthetic samples)."""
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    run_id = begin_run(path, {"spec_name": "sweep2", "command": "synthetic"}, syn.LINUX_HOST)
+    for idx, (c, vocab) in enumerate((c, v) for c in chunks for v in vocabs):
+        nbytes = 4096 * vocab * 2
+        wall = syn.samples_ns(nbytes / (5e6 * c), 30, 50 + idx)
+        row = syn.case_row(
+            f"sweep2[vocab_size={vocab},chunks={c}]",
+            wall,
+            weight_bytes=nbytes,
+            backend="numpy",
+            compute_units=None,
+            index=idx,
+            params={"model.vocab_size": vocab, "model.chunks": c},
+        )
+        append_case(path, run_id, row, wall)
+    finish_run(path, run_id, "finished")
+    return run_id
+
+
+def test_sweep_legend_tells_apart_more_series_than_colours(tmp_path):
+    import chart_dom as dom
+    import vl_convert
+
+    from anemll_spec.chart.style import OKABE_ITO
+
+    path = tmp_path / "results.duckdb"
+    chunks = range(1, len(OKABE_ITO) + 3)  # more series than the palette has colours
+    run_id = _chunks_sweep(path, chunks)
+    spec = build_chart("sweep", str(path), Options(runs=(run_id,), param="model.vocab_size"))
+    root = dom.parse(vl_convert.vegalite_to_svg(spec, vl_version="6.4"))
+    legend = {}
+    for g in root.find("g"):
+        sym = [c for c in g.children if "role-legend-symbol" in c.classes]
+        lab = [c for c in g.children if "role-legend-label" in c.classes]
+        if sym and lab:
+            a = sym[0].find("path")[0].attrs
+            legend[lab[0].all_text()] = (a["stroke"].upper(), a.get("stroke-dasharray", ""))
+    lines = {}
+    for path_el in dom.marks(root, "lines"):
+        series = path_el.attrs["aria-label"].split("series: ", 1)[1].split("; ", 1)[0]
+        a = path_el.attrs
+        lines[series] = (a["stroke"].upper(), a.get("stroke-dasharray", ""))
+    # one CI band per series, in its line's colour
+    bands = [
+        (b.attrs["aria-label"].split("series: ", 1)[1].split("; ", 1)[0], b.attrs["fill"].upper())
+        for b in dom.marks(root, "ci_band")
+    ]
+    assert sorted(bands) == sorted((s, stroke) for s, (stroke, _d) in lines.items())
+    want = {f"numpy · model.chunks={c}" for c in chunks}
+    assert set(lines) == want and set(legend) == want
+    assert legend == lines  # each entry looks like its line
+    assert len(set(legend.values())) == len(want)  # no two series look alike
+    assert {s for s, _d in legend.values()} <= {c.upper() for c in OKABE_ITO}
+    # listed in the order of the numbers, not of the strings ("10" after "9")
+    order = [
+        t.all_text()
+        for g in root.find("g")
+        if "role-legend-label" in g.classes
+        for t in g.find("text")
+    ]
+    assert order == [f"numpy · model.chunks={c}" for c in chunks]
+
+
+def test_placement_of_cases_without_placements_says_why(store, tmp_path):
+    path = tmp_path / "numpy_only.duckdb"
+    syn.linux_run(path)
+    for where_path, opts in (
+        (path, Options()),
+        (store["path"], Options(where="backend = 'numpy'")),
+    ):
+        with pytest.raises(NoData, match="no case has op placements") as err:
+            build_chart("placement", str(where_path), opts)
+        assert "coreml backend on macOS" in str(err.value)
+        assert "no cases to draw" not in str(err.value)
+    # no case at all passes the filter: that is what it says
+    with pytest.raises(NoData, match="no cases to draw"):
+        build_chart("placement", str(path), Options(model="no-such-model"))

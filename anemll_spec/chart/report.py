@@ -87,6 +87,8 @@ def write_report(
 
         if not fetch(con, "SELECT 1 FROM runs LIMIT 1"):
             raise InputError("the store holds no runs yet: run `anemll-spec bench SPEC` first")
+        # a chip no row has would silently give 'no baseline' everywhere (as in factors)
+        factors.check_baseline(con, baseline)
         run_id = resolve_run(con, run_id or "latest")
         run, sections, charts, previous = _sections(con, run_id, baseline)
     finally:

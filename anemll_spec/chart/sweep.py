@@ -1,5 +1,6 @@
 """A metric against a swept parameter (e.g. GB/s against vocab size), one line per
-backend x compute units, with the 95% CI of the median as a band.
+series (backend, compute units and every other swept parameter, e.g.
+`numpy · model.chunks=1`), with the 95% CI of the median as a band.
 
 The CI is stored for the median latency; metrics inversely proportional to latency
 (GB/s, TFLOPS, predictions/s) get theirs by the same ratio: value * median / ci_high
@@ -8,6 +9,8 @@ to value * median / ci_low.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from anemll_spec.chart import style
@@ -36,6 +39,9 @@ METRICS: dict[str, tuple[str, str, bool]] = {
 }
 # Parameters that are already the line's identity, never the x axis by default.
 SERIES_PARAMS = ("run.compute_units", "run.backends", "run.device")
+# Line dashes, one per round of the palette: with more series than colours, the
+# (colour, dash) pair still tells every series apart (and stays colour-blind safe).
+DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3])
 
 
 def swept_params(con, cases_sql: str, params: list) -> dict[str, int]:
@@ -65,6 +71,13 @@ def pick_param(found: dict[str, int], wanted: str | None) -> str | None:
 
 
 def query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str]:
+    """(rows, swept parameter on x, metric); each row's `series` names its line."""
+    rows, param, metric, _others = _query(con, opts, run_id)
+    return rows, param, metric
+
+
+def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[str]]:
+    """query(), plus the other swept parameters that are part of each series' name."""
     cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
     found = swept_params(con, cases_sql, params)
     param = pick_param(found, opts.param)
@@ -105,21 +118,24 @@ def query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str]:
         """,
         [*params, _json_path(param), *other_params],
     )
-    return rows, param, metric
+    return rows, param, metric, others
 
 
 def build(con, opts: Options) -> dict[str, Any]:
     run_id = pick_run(con, opts, needs=NEEDS)
-    rows, param, metric = query(con, opts, run_id)
+    rows, param, metric, others = _query(con, opts, run_id)
     if not rows:
         raise NoData(
             f"no {opts.metric or 'bandwidth_gbps'} values to draw in run {run_id} "
             f"({opts.describe()})"
         )
-    return chart(rows, param, metric, run_id, opts)
+    return chart(rows, param, metric, run_id, opts, others)
 
 
-def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str, Any]:
+def chart(
+    rows, param: str, metric: str, run_id: str, opts: Options, others: Sequence[str] = ()
+) -> dict[str, Any]:
+    """`others`: the swept parameters besides `param` that name the series."""
     import altair as alt
 
     numeric = all(r["x_num"] is not None for r in rows)
@@ -135,8 +151,37 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
     else:
         x = alt.X("x_text:N", title=axis_title, sort=None)
     _sql, y_title, _inv = METRICS[metric]
+    # What a series is, as the SQL names it: backend · compute units · other params.
+    parts = ["backend", *(["compute units"] if any(r["compute_units"] for r in rows) else [])]
+    parts += list(others)
+    series_title = " · ".join(parts)
+    series = sorted({r["series"] for r in rows}, key=_natural)
+    n_col = len(style.OKABE_ITO)
+    colors = [style.OKABE_ITO[i % n_col] for i in range(len(series))]
+    # each row carries its line's colour, for the band (see below)
+    band_color = dict(zip(series, colors, strict=True))
+    rows = [{**r, "band_color": band_color[r["series"]]} for r in rows]
+    legend = alt.Legend(
+        title=series_title, columns=_legend_columns(series), symbolType="stroke", symbolSize=200
+    )
+    # An explicit domain: series in natural order, colour i is the palette's i mod 8.
     color = alt.Color(
-        "series:N", title="backend · compute units", scale=alt.Scale(range=list(style.OKABE_ITO))
+        "series:N", title=series_title, scale=alt.Scale(domain=series, range=colors), legend=legend
+    )
+    dash = (
+        {
+            "strokeDash": alt.StrokeDash(
+                "series:N",
+                title=series_title,
+                scale=alt.Scale(
+                    domain=series,
+                    range=[DASHES[i // n_col % len(DASHES)] for i in range(len(series))],
+                ),
+                legend=legend,
+            )
+        }
+        if len(series) > n_col
+        else {}
     )
     tip = [
         alt.Tooltip("series:N", title="series"),
@@ -150,27 +195,51 @@ def chart(rows, param: str, metric: str, run_id: str, opts: Options) -> dict[str
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
     base = alt.Chart(style.named("sweep"), width=560, height=320)
+    # The band takes its line's colour as a literal (no scale, so no legend of its own).
+    # Not `legend(None)` on a colour scale: Vega-Lite merges the legends of a layer that
+    # share a field, and one null then hides the lines' legend too.
     band = (
         base.mark_area(opacity=0.2)
-        .encode(x=x, y=alt.Y("ci_lo:Q", title=y_title), y2="ci_hi:Q", color=color.legend(None))
+        .encode(
+            x=x,
+            y=alt.Y("ci_lo:Q", title=y_title),
+            y2="ci_hi:Q",
+            fill=alt.Fill("band_color:N", scale=None, title="series colour"),
+            detail="series:N",  # one band per series, even where two share a colour
+        )
         .properties(name="ci_band")
     )
     line = (
         base.mark_line(point=True, strokeWidth=2)
-        .encode(x=x, y=alt.Y("value:Q", title=y_title), color=color, tooltip=tip)
+        .encode(x=x, y=alt.Y("value:Q", title=y_title), color=color, tooltip=tip, **dash)
         .properties(name="lines")
     )
     layered = alt.layer(band, line).properties(
         title=style.title(
             f"{TITLE}: {y_title} against {param} — run {run_id}",
-            "One line per backend and compute units; the band is the 95% CI of the median "
-            "(bootstrap), converted to this metric.",
+            f"One line per {series_title} (e.g. {series[0]}); the band is the 95% CI of "
+            "the median (bootstrap), converted to this metric.",
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )
     return style.finish(
         layered, datasets={"sweep": rows}, description=f"{metric} against {param}, run {run_id}"
     )
+
+
+def _natural(text: str) -> list[tuple[int, float, str]]:
+    """Sort key that orders the numbers in a label by value ('chunks=2' < 'chunks=10')."""
+    return [
+        (0, float(t), "") if t[0].isdigit() else (1, 0.0, t)
+        for t in re.split(r"(\d+(?:\.\d+)?)", text)
+        if t
+    ]
+
+
+def _legend_columns(series: list[str]) -> int:
+    """Legend columns that fit the chart's width (labels ~6 px a character)."""
+    widest = min(style.LABEL_LIMIT, 6 * max(len(s) for s in series)) + 40
+    return max(1, min(len(series), 600 // widest))
 
 
 def _json_path(key: str) -> str:
