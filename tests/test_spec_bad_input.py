@@ -187,6 +187,18 @@ CASES = {
         "min_iterations",
         r"min_iterations \(50\) exceeds iterations \(5\)",
     ),
+    "sweep_not_a_mapping": (
+        GOOD + "sweep: []\n",
+        "sweep",
+        "sweep:",
+        r"must map field paths",
+    ),
+    "sweep_value_twice": (
+        GOOD + "sweep:\n  model.chunks: [1, 2, 2]\n",
+        "sweep.model.chunks",
+        "model.chunks: [1",
+        r"2 is listed twice",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",
@@ -291,3 +303,12 @@ def test_shipped_specs_are_valid(cli):
         "smoke",
     }
     assert {Path(s).stem for s in specs} >= names
+
+
+def test_a_sweep_problem_is_reported_once_in_file_order(cli, tmp_path):
+    text = GOOD.replace("hidden_size: 64", "hidden_size: 64\n  colour: red")
+    text += "sweep:\n  model.chunks: [1, 2]\n  model.vocab_size: [256, -5]\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2, err  # -5 fails at 2 sweep points: one line, saying so
+    assert "model.colour" in errors[0] and "at 2 sweep points" in errors[1], err

@@ -198,3 +198,20 @@ def test_variant_keys_ignore_what_else_the_spec_lists(tmp_path):
         "coreml", "CPU_AND_NE", None
     )
     assert one.variant_key("coreml", "CPU_AND_NE", None) != one.variant_key("coreml", "ALL", None)
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """1e-05 is a float in YAML 1.2 (and in the README's own table); PyYAML's 1.1 rules
+    read it as a string. A quoted one stays a string."""
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        'name: "1e5"\nmodel: {family: ffn, hidden_size: 64, intermediate_size: 128, '
+        "rms_norm_eps: 1e-05}\nrun: {backends: [numpy], max_time_s: 1E2, "
+        "tolerance: {max_abs_error: 5e-2}}\n",
+    )
+    spec = parse(path)
+    (case,) = expand(spec)
+    assert spec.name == "1e5"
+    assert case.model["rms_norm_eps"] == 1e-05 and isinstance(case.model["rms_norm_eps"], float)
+    assert case.run["max_time_s"] == 100.0
+    assert case.run["tolerance"]["max_abs_error"] == 0.05

@@ -105,7 +105,9 @@ def parse(path: str | Path) -> Spec:
 
 
 def _check_sweep(ck: Checker, doc: dict) -> dict[str, list]:
-    sweep = doc.get("sweep") or {}
+    sweep = doc.get("sweep")
+    if sweep is None:
+        return {}
     if not isinstance(sweep, dict):
         ck.add(("sweep",), "must map field paths (e.g. model.vocab_size) to lists of values")
         return {}
@@ -139,6 +141,12 @@ def _check_sweep(ck: Checker, doc: dict) -> dict[str, list]:
         if not values:
             ck.add(path, "empty sweep list: give at least one value")
             continue
+        seen: list = []
+        for v in values:
+            if any(v == w and type(v) is type(w) for w in seen):
+                ck.add(path, f"{v!r} is listed twice: each value makes its cases once")
+                break
+            seen.append(v)
         out[key] = values
     return out
 
@@ -185,23 +193,31 @@ def expand(spec: Spec, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
         if not ck.problems:
             cases.append(Case(spec.name, index, resolved_model, resolved_run, params))
     problems += _located_sweep_problems(per_point)
-    if problems:
-        raise SpecError(problems)
+    if problems:  # in the file's order
+        raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     return cases
 
 
 def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list[Problem]:
     """A problem shared by every sweep point is the base document's: report it once.
-    One that only some points have is caused by the sweep: say at which point."""
-    out: list[Problem] = []
+    One that only some points have is caused by the sweep: report it once too, saying at
+    which point (or how many, with the first)."""
     everywhere = set.intersection(*(set(ps) for _, ps in per_point)) if per_point else set()
+    points: dict[Problem, list[dict]] = {}
     for params, point_problems in per_point:
         for p in point_problems:
-            if p not in everywhere:
-                point = ", ".join(f"{k}={v!r}" for k, v in params.items())
-                p = replace(p, message=f"{p.message} (at sweep point {point})")
-            if p not in out:
-                out.append(p)
+            points.setdefault(p, []).append(params)
+    out: list[Problem] = []
+    for p, where in points.items():
+        if p not in everywhere:
+            first = ", ".join(f"{k}={v!r}" for k, v in where[0].items())
+            at = (
+                f"sweep point {first}"
+                if len(where) == 1
+                else f"{len(where)} sweep points, e.g. {first}"
+            )
+            p = replace(p, message=f"{p.message} (at {at})")
+        out.append(p)
     return out
 
 

@@ -10,6 +10,7 @@ PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     return value, positions
 
 
+# unquoted exponent floats without a dot (1e-05, 5E3), which YAML 1.1 reads as strings
+_EXP_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+\Z")
+
 _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")
 )
@@ -124,6 +128,8 @@ def _convert(node, path: tuple, positions: Positions, counter: list[int], file: 
             for i, item in enumerate(node.value)
         ]
     # scalars: resolve with the safe constructor (ints, floats, bools, null, strings)
+    if node.tag == "tag:yaml.org,2002:str" and node.style is None and _EXP_FLOAT.match(node.value):
+        return float(node.value)  # 1e-05: a float in YAML 1.2, a string to PyYAML's 1.1
     loader = yaml.SafeLoader("")
     return loader.construct_object(node, deep=True)
 
