@@ -211,14 +211,17 @@ def override_backend(cases: list[Case], backend: str | None) -> list[Case]:
     return [dataclasses.replace(c, run={**c.run, "backends": [backend]}) for c in cases]
 
 
-def check_backends(cases: list[Case]) -> tuple[str | None, list[str]]:
-    """Resolve `auto` once; refuse explicitly named backends that are not available."""
+def check_backends(cases: list[Case], *, preview: bool = False) -> tuple[str | None, list[str]]:
+    """Resolve `auto` once; refuse explicitly named backends that are not available
+    (a `preview`, such as `plan`, notes them instead: it runs nothing)."""
     named = {b for c in cases for b in c.run["backends"]}
     notes: list[str] = []
     for name in sorted(named - {"auto"}):
         a = backends.availability(name)
         if not a.available:
-            raise InputError(f"backend {name} is not available here: {a.reason}")
+            if not preview:
+                raise InputError(f"backend {name} is not available here: {a.reason}")
+            notes.append(f"backend {name} is not available here ({a.reason}): bench would refuse")
     auto = None
     if "auto" in named:
         auto, why = backends.resolve_auto()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from conftest import SPECS
 
 
@@ -108,3 +109,19 @@ def test_info_text(cli):
     res = cli("info")
     assert res.returncode == 0
     assert "numpy" in res.stdout and "available" in res.stdout and "Python:" in res.stdout
+
+
+def test_plan_previews_a_backend_this_machine_lacks(cli):
+    """plan runs nothing: an unavailable backend is a note, not an error (bench refuses)."""
+    from anemll_spec import backends
+
+    missing = [n for n in ("coreml", "torch") if not backends.availability(n).available]
+    if not missing:
+        pytest.skip("every backend is available here")
+    res = cli("plan", SPECS / "smoke.yaml", "--backend", missing[0], "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert any(f"backend {missing[0]} is not available here" in n for n in doc["notes"]), doc
+    assert all(v["backend"] == missing[0] for c in doc["cases"] for v in c["variants"])
+    bench = cli("bench", SPECS / "smoke.yaml", "--backend", missing[0], "--store", "/nonexistent/x")
+    assert bench.returncode == 2 and "not available here" in bench.stderr

@@ -252,6 +252,11 @@ def test_bad_bundles_are_rejected_and_change_nothing(bundle, source, tmp_path, k
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         import_bundles(dest, [bundle, bad])  # the good bundle is not written either
     assert content(dest) == before
+    # into no store yet: the store the import would have made is not left behind
+    fresh = tmp_path / "fresh.duckdb"
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        import_bundles(fresh, [bundle, bad])
+    assert not fresh.exists() and not (tmp_path / "fresh.duckdb.wal").exists()
 
 
 def test_cli_export_import(cli, source, tmp_path):

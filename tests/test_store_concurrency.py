@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 from fixtures.store.synth import new_run
 
 TESTS = Path(__file__).resolve().parent
@@ -132,3 +133,15 @@ def test_kill_9_mid_write_leaves_a_consistent_store(tmp_path):
     status = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
     con.close()
     assert all(status[r] == "interrupted" for r in killed_runs)
+
+
+@pytest.mark.parametrize("value", ["-5", "abc", "nan"])
+def test_lock_timeout_from_the_environment_must_be_seconds(monkeypatch, value):
+    from anemll_spec.errors import InputError
+    from anemll_spec.store.connection import ENV_LOCK_TIMEOUT, lock_timeout
+
+    monkeypatch.setenv(ENV_LOCK_TIMEOUT, value)
+    with pytest.raises(InputError, match="seconds >= 0"):
+        lock_timeout()
+    monkeypatch.setenv(ENV_LOCK_TIMEOUT, "2.5")
+    assert lock_timeout() == 2.5

@@ -110,7 +110,7 @@ def add_max_cases(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--max-cases",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_CASES,
         metavar="N",
         help=f"allow sweeps of up to N cases (default {DEFAULT_MAX_CASES})",

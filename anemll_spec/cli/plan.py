@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec, cases = load_cases(args.spec, max_cases=args.max_cases)
     cases = override_backend(cases, args.backend)
-    auto, notes = check_backends(cases)
+    auto, notes = check_backends(cases, preview=True)
     items = []
     for case in cases:
         variants, vnotes = resolve_variants(case, auto)

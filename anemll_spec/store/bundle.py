@@ -175,6 +175,10 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     """Import bundles (all or nothing); returns per-file summaries."""
     files = [Path(p) for p in paths]
     headers = [read_header(p) for p in files]  # every file, before the store is touched
+    from anemll_spec.store.connection import store_path
+
+    path = store_path(target)
+    created = not path.exists()
     con = open_store(target)
     try:
         con.execute("BEGIN")
@@ -188,6 +192,10 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
             con.execute("COMMIT")
         except BaseException as exc:
             con.execute("ROLLBACK")
+            if created:  # a store made only for this import goes with it: nothing written
+                con.close()
+                for f in (path, path.with_name(path.name + ".wal")):
+                    f.unlink(missing_ok=True)
             if isinstance(exc, duckdb.Error):
                 raise InputError(f"import failed, nothing written: {_first_line(exc)}") from None
             raise

@@ -57,9 +57,12 @@ def lock_timeout(value: float | None = None) -> float:
         return float(value)
     env = os.environ.get(ENV_LOCK_TIMEOUT)
     try:
-        return float(env) if env else DEFAULT_LOCK_TIMEOUT_S
+        seconds = float(env) if env else DEFAULT_LOCK_TIMEOUT_S
     except ValueError:
-        raise InputError(f"${ENV_LOCK_TIMEOUT}={env!r} is not a number of seconds") from None
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise InputError(f"${ENV_LOCK_TIMEOUT}={env!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def open_store(
