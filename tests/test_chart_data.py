@@ -411,3 +411,26 @@ def test_placement_of_cases_without_placements_says_why(store, tmp_path):
     # no case at all passes the filter: that is what it says
     with pytest.raises(NoData, match="no cases to draw"):
         build_chart("placement", str(path), Options(model="no-such-model"))
+
+
+def test_sweep_series_of_torch_tell_devices_apart(tmp_path):
+    """Two torch devices in one sweep are two lines (two legend entries), not one."""
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "s.duckdb"
+    run_id = begin_run(path, {"spec_name": "sw", "command": "synthetic"}, syn.MAC_HOST)
+    idx = 0
+    for device, speed in (("cuda", 2000.0), ("cpu", 20.0)):
+        for vocab in (16000, 32000):
+            nbytes = 4096 * vocab * 2
+            wall = syn.samples_ns(nbytes / (speed * 1e6), 60, idx)
+            row = syn.case_row(
+                f"sw[vocab_size={vocab}]", wall, weight_bytes=nbytes, backend="torch",
+                compute_units=None, index=idx, params={"model.vocab_size": vocab},
+            )  # fmt: skip
+            append_case(path, run_id, {**row, "device": device}, wall)
+            idx += 1
+    finish_run(path, run_id, "finished")
+    spec = build_chart("sweep", str(path), Options(runs=(run_id,)))
+    rows = spec["datasets"][next(iter(spec["datasets"]))]
+    assert sorted({r["series"] for r in rows}) == ["torch · cpu", "torch · cuda"]

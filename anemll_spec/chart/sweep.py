@@ -110,9 +110,10 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
         WITH sel AS ({cases_sql}),
         v AS (SELECT *, {value_sql} AS value, json_extract(params, ?) AS xj FROM sel)
         SELECT label, case_id, median_ms, ci_low_ms, ci_high_ms, n_samples, backend,
-               compute_units, model_name, value, {lo} AS ci_lo, {hi} AS ci_hi,
+               compute_units, device, model_name, value, {lo} AS ci_lo, {hi} AS ci_hi,
                TRY_CAST(xj::VARCHAR AS DOUBLE) AS x_num, trim(xj::VARCHAR, '"') AS x_text,
-               concat_ws(' · ', backend, nullif(compute_units, ''), {other_sql}) AS series
+               concat_ws(' · ', backend, nullif(compute_units, ''),
+                         CASE WHEN backend = 'torch' THEN device END, {other_sql}) AS series
         FROM v WHERE value IS NOT NULL AND xj IS NOT NULL
         ORDER BY series, x_num, x_text
         """,
@@ -153,6 +154,7 @@ def chart(
     _sql, y_title, _inv = METRICS[metric]
     # What a series is, as the SQL names it: backend · compute units · other params.
     parts = ["backend", *(["compute units"] if any(r["compute_units"] for r in rows) else [])]
+    parts += ["device"] if any(r["backend"] == "torch" for r in rows) else []
     parts += list(others)
     series_title = " · ".join(parts)
     series = sorted({r["series"] for r in rows}, key=_natural)
