@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -51,13 +53,12 @@ def out_file(
     *,
     store: str | None = None,
     force: bool = False,
-    replaceable=None,
-):
+    replaceable: Callable[[Path], bool] | None = None,
+) -> Path:
     """Check a file to write before any work: not a folder, its folder writable, never
     the store (or its log), and an existing file only with `force` or when
     `replaceable(path)` says it is ours to replace. Returns the Path."""
     import os
-    from pathlib import Path
 
     from anemll_spec.errors import InputError
 
@@ -81,10 +82,9 @@ def out_file(
     return path
 
 
-def out_dir(value: str, flag: str = "--out"):
+def out_dir(value: str, flag: str = "--out") -> Path:
     """Check a folder to write into before any work (created when missing)."""
     import os
-    from pathlib import Path
 
     from anemll_spec.errors import InputError
 
