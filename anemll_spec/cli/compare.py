@@ -93,7 +93,7 @@ def _print(result: dict) -> None:
         (
             c["model_name"] or c["variant_key"],
             c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
-            c["compute_units"],
+            c["compute_units"] or "-",  # as bench's summary shows it
             round(c["median_a_ms"], 4),
             round(c["median_b_ms"], 4),
             round(c["ratio"], 3),
