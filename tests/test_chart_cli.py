@@ -235,32 +235,6 @@ def test_readme_chart_examples_run_as_written(cli, tmp_path):
         assert all(Path(p).stat().st_size > 0 for p in paths), (line, written)
 
 
-def two_param_sweep(store: Path, chunks=(1, 2), vocabs=(16000, 32000, 64000)) -> str:
-    """A numpy run sweeping model.vocab_size x model.chunks (synthetic samples)."""
-    from anemll_spec.store import append_case, begin_run, finish_run
-
-    run_id = begin_run(store, {"spec_name": "sweep2", "command": "synthetic"}, syn.LINUX_HOST)
-    idx = 0
-    for c in chunks:
-        for vocab in vocabs:
-            nbytes = 4096 * vocab * 2
-            wall = syn.samples_ns(nbytes / (5e6 * c), 40, 30 + idx)
-            params = {"model.vocab_size": vocab, "model.chunks": c}
-            row = syn.case_row(
-                f"sweep2[vocab_size={vocab},chunks={c}]",
-                wall,
-                weight_bytes=nbytes,
-                backend="numpy",
-                compute_units=None,
-                index=idx,
-                params=params,
-            )
-            append_case(store, run_id, row, wall)
-            idx += 1
-    finish_run(store, run_id, "finished")
-    return run_id
-
-
 def svg_legend_and_lines(svg_text: str) -> tuple[dict, dict, str]:
     """(legend label -> (stroke, dash) of its symbol, drawn series -> (stroke, dash) of
     its line, the title's subtitle) as vl-convert drew them."""
@@ -297,7 +271,7 @@ def test_sweep_over_two_params_has_a_legend_of_every_series(cli, tmp_path):
     from anemll_spec.chart.style import OKABE_ITO
 
     path = tmp_path / "results.duckdb"
-    two_param_sweep(path)
+    syn.chunks_sweep_run(path)
     out = tmp_path / "out"
     r = cli("chart", "sweep", "--store", path, "--out", out, "--param", "model.vocab_size")
     assert r.returncode == 0, r.stderr

@@ -331,28 +331,6 @@ def test_nothing_to_draw_names_the_filter(store, tmp_path):
         build_chart("compare", str(store["path"]), Options(runs=(store["lm_a"],)))
 
 
-def _chunks_sweep(path: Path, chunks, vocabs=(16000, 64000)) -> str:
-    """A numpy run sweeping model.vocab_size x model.chunks (synthetic samples)."""
-    from anemll_spec.store import append_case, begin_run, finish_run
-
-    run_id = begin_run(path, {"spec_name": "sweep2", "command": "synthetic"}, syn.LINUX_HOST)
-    for idx, (c, vocab) in enumerate((c, v) for c in chunks for v in vocabs):
-        nbytes = 4096 * vocab * 2
-        wall = syn.samples_ns(nbytes / (5e6 * c), 30, 50 + idx)
-        row = syn.case_row(
-            f"sweep2[vocab_size={vocab},chunks={c}]",
-            wall,
-            weight_bytes=nbytes,
-            backend="numpy",
-            compute_units=None,
-            index=idx,
-            params={"model.vocab_size": vocab, "model.chunks": c},
-        )
-        append_case(path, run_id, row, wall)
-    finish_run(path, run_id, "finished")
-    return run_id
-
-
 def test_sweep_legend_tells_apart_more_series_than_colours(tmp_path):
     import chart_dom as dom
     import vl_convert
@@ -361,7 +339,7 @@ def test_sweep_legend_tells_apart_more_series_than_colours(tmp_path):
 
     path = tmp_path / "results.duckdb"
     chunks = range(1, len(OKABE_ITO) + 3)  # more series than the palette has colours
-    run_id = _chunks_sweep(path, chunks)
+    run_id = syn.chunks_sweep_run(path, chunks, (16000, 64000))
     spec = build_chart("sweep", str(path), Options(runs=(run_id,), param="model.vocab_size"))
     root = dom.parse(vl_convert.vegalite_to_svg(spec, vl_version="6.4"))
     legend = {}
