@@ -323,3 +323,17 @@ def test_dispatch_floor_is_measured_once_per_kind_of_tiny_model(cli, tmp_path):
     assert sorted(m["deployment_target"] for m in tiny) == ["iOS17", "iOS18"]
     floors = {(r["params"], r["dispatch_floor_ms"]) for r in _cases(tmp_path / "s.duckdb")}
     assert len(floors) == 4 and all(f > 0 for _, f in floors)
+
+
+def test_compressed_weights_on_the_executor_say_what_gbps_counts(tmp_path, cache):
+    text = LM_HEAD.replace(
+        "chunks: 2}",
+        "chunks: 2, compression: {palettize: {nbits: 4, mode: uniform}}}",
+    ).replace("sweep:\n  model.layout: [conv, linear]\n", "")
+    r = _run(_spec(tmp_path, text), tmp_path / "s.duckdb", cache)
+    assert r.status == "finished"
+    (res,) = r.results
+    assert res.status == "ok"
+    assert any("GB/s counts the stored (compressed) bytes" in n for n in res.notes), res.notes
+    plain = _run(_spec(tmp_path, LM_HEAD, "plain.yaml"), tmp_path / "s.duckdb", cache)
+    assert not any("compressed" in n for x in plain.results for n in x.notes)
