@@ -147,6 +147,7 @@ def test_cache_cli_list_and_clear(tmp_path, cli):
     (tmp_path / "important" / "file.txt").write_text("keep")
     (tmp_path / "vega").mkdir()
     (tmp_path / "vega" / "vega-bundle.js").write_text("//")
+    (tmp_path / ".trash-0123-abcd").mkdir()  # an interrupted discard's leftovers: the cache's
     r = cli("cache", "list", "--json", "--cache-dir", tmp_path)
     assert r.returncode == 0, r.stderr
     listed = json.loads(r.stdout)

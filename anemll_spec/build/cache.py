@@ -192,7 +192,7 @@ def is_entry_name(name: str) -> bool:
 def clear(cache_dir: Path) -> tuple[int, int]:
     """Delete every entry and stale staging folder: (entries removed, bytes freed).
 
-    Only folders the cache made are touched (key-named entries, `.tmp-` staging): a
+    Only folders the cache made are touched (key-named entries, `.tmp-` staging, `.trash-`): a
     wrong --cache-dir or $ANEMLL_SPEC_CACHE must never cost anyone their files. Staging
     folders of builds running now (younger than STALE_STAGING_S) are left alone.
     """
@@ -204,12 +204,13 @@ def clear(cache_dir: Path) -> tuple[int, int]:
         if not root.is_dir() or root.is_symlink():
             continue
         staging = root.name.startswith(".tmp-")
-        if not (staging or is_entry_name(root.name)):
+        trash = root.name.startswith(".trash-")  # left by an interrupted discard
+        if not (staging or trash or is_entry_name(root.name)):
             continue
         if staging and now - root.stat().st_mtime < STALE_STAGING_S:
             continue
         freed += sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        if not staging:
+        if not (staging or trash):
             n += 1
         discard(root)
     return n, freed
