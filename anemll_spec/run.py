@@ -112,30 +112,7 @@ class VariantResult:
             "build_key": c.build_key,
         }
         if s is not None:
-            row.update(
-                median_ms=s.median_ms,
-                mean_ms=s.mean_ms,
-                std_ms=s.std_ms,
-                min_ms=s.min_ms,
-                max_ms=s.max_ms,
-                p5_ms=s.p5_ms,
-                p50_ms=s.p50_ms,
-                p90_ms=s.p90_ms,
-                p95_ms=s.p95_ms,
-                p99_ms=s.p99_ms,
-                iqr_ms=s.iqr_ms,
-                mad_ms=s.mad_ms,
-                ci_low_ms=s.ci_low_ms,
-                ci_high_ms=s.ci_high_ms,
-                cv=s.cv,
-                outliers=s.outliers,
-                drift_slope_ms_per_s=s.drift_ms_per_s,
-                drift_ratio=s.drift_ratio,
-                throttled=s.throttling,
-                noisy=s.noisy,
-                bandwidth_gbps=self.bandwidth_gbs,
-                tflops=self.tflops,
-            )
+            row.update(s.case_columns(), bandwidth_gbps=self.bandwidth_gbs, tflops=self.tflops)
         if v is not None:
             row.update(
                 verify_status=v.status,

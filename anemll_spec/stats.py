@@ -56,6 +56,17 @@ class Summary:
     def to_dict(self) -> dict:
         return {**asdict(self), "ci_pct": self.ci_pct}
 
+    def case_columns(self) -> dict:
+        """The statistics as the store's `cases` columns (names as stored)."""
+        names = ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p5_ms", "p50_ms")
+        names += ("p90_ms", "p95_ms", "p99_ms", "iqr_ms", "mad_ms", "ci_low_ms", "ci_high_ms")
+        names += ("cv", "outliers", "drift_ratio", "noisy")
+        return {
+            **{n: getattr(self, n) for n in names},
+            "drift_slope_ms_per_s": self.drift_ms_per_s,
+            "throttled": self.throttling,
+        }
+
 
 def summarize(
     samples_ns: np.ndarray,
