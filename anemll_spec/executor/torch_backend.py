@@ -303,18 +303,15 @@ class TorchOps:
         return x if keepdims or not dims else x.squeeze(tuple(dims))
 
     @staticmethod
-    def argmax(x, axis, keepdims):
+    def _arg(fn, x, axis, keepdims):
+        """argmax/argmin with numpy's axis=None (flat index, kept as all-ones dims)."""
         if axis is None:
-            out = torch.argmax(x)
+            out = fn(x)
             return out.reshape([1] * x.dim()) if keepdims else out
-        return torch.argmax(x, dim=int(axis), keepdim=keepdims)
+        return fn(x, dim=int(axis), keepdim=keepdims)
 
-    @staticmethod
-    def argmin(x, axis, keepdims):
-        if axis is None:
-            out = torch.argmin(x)
-            return out.reshape([1] * x.dim()) if keepdims else out
-        return torch.argmin(x, dim=int(axis), keepdim=keepdims)
+    argmax = staticmethod(lambda x, axis, keepdims: TorchOps._arg(torch.argmax, x, axis, keepdims))
+    argmin = staticmethod(lambda x, axis, keepdims: TorchOps._arg(torch.argmin, x, axis, keepdims))
 
     cumsum = staticmethod(lambda x, axis: torch.cumsum(x, dim=int(axis)))
 
