@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
+from anemll_spec.errors import InputError
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_run
 
@@ -64,6 +65,8 @@ def compare_runs(
     con = open_store(target, read_only=True)
     try:
         a, b = resolve_run(con, run_a), resolve_run(con, run_b)
+        if a == b:
+            raise InputError(f"run A and run B are the same run ({a})")
         va, vb = _variants(con, a), _variants(con, b)
         rows: list[Comparison] = []
         for key in sorted(set(va) & set(vb), key=_sort_key):

@@ -390,7 +390,7 @@ class Runner:
                 got = self._open(r, case, built, io, inputs, reference, workdir, prepared)
                 if got is not None:
                     opened.append((r, *got))
-            self._time(case, opened)
+            self._time(case, opened, inputs)
         finally:
             for _, sessions, _, _ in opened:
                 for s in sessions:
@@ -508,7 +508,7 @@ class Runner:
             r.fail(_err(exc))
             return None
 
-    def _time(self, case: Case, opened: list) -> None:
+    def _time(self, case: Case, opened: list, host_inputs: dict) -> None:
         budget = Budget.from_run(case.run)
         conc = int(case.run.get("concurrency", 1))
         if not opened:
@@ -517,8 +517,8 @@ class Runner:
             for r, sessions, feed, state in opened:
                 self.progress.phase("timing", f"{r.label} x{conc} concurrent")
                 fns = [sessions[0].bind(feed, state)]
-                for s in sessions[1:]:
-                    fns.append(s.bind(s.feed(feed), s.new_state()))
+                for s in sessions[1:]:  # from the host inputs: `feed` is session 0's tensors
+                    fns.append(s.bind(s.feed(host_inputs), s.new_state()))
                 try:
                     res = time_concurrent(fns, budget, on_progress=self._on_progress(r))
                 except KeyboardInterrupt:

@@ -165,3 +165,13 @@ def test_bench_stops_before_writing_on_unknown_external_inputs(cli, tmp_path):
     store = tmp_path / "s.duckdb"
     refused(cli("bench", spec, "--store", store), "input_ranges names inputs", "nope")
     assert not store.exists()
+
+
+def test_export_knows_the_store_however_it_is_named(cli, store, tmp_path):
+    """The store given as ~/... (here through $ANEMLL_SPEC_STORE and HOME) is the store,
+    even with --force."""
+    home = store.parent
+    r = cli("export", "--out", store, "--force",
+            env={"HOME": str(home), "ANEMLL_SPEC_STORE": "~/" + store.name})  # fmt: skip
+    refused(r, "that is the results store")
+    assert runs_in(store) == 2

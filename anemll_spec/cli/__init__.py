@@ -52,12 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"anemll-spec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"anemll_spec.cli.{modname}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"anemll_spec.cli.{modname}":
-                raise
-            continue  # command not implemented yet
+        mod = importlib.import_module(f"anemll_spec.cli.{modname}")
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -85,5 +80,3 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"anemll-spec {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0

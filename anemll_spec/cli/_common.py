@@ -58,25 +58,19 @@ def out_file(
     """Check a file to write before any work: not a folder, its folder writable, never
     the store (or its log), and an existing file only with `force` or when
     `replaceable(path)` says it is ours to replace. Returns the Path."""
-    import os
 
     from anemll_spec.errors import InputError
 
     path = Path(value)
     if path.is_dir():
         raise InputError(f"{flag} {value}: is a folder; give a file name")
-    if store is not None and "://" not in str(store):
-        try:
-            same = path.resolve() in (Path(store).resolve(), Path(f"{store}.wal").resolve())
-        except OSError:
-            same = False
-        if same:
+    if store is not None:
+        from anemll_spec.store.connection import store_path
+
+        db = store_path(store)  # as the store itself resolves it (~, $ANEMLL_SPEC_STORE)
+        if path.resolve() in (db.resolve(), db.with_name(db.name + ".wal").resolve()):
             raise InputError(f"{flag} {value}: that is the results store; give another file")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {value}: cannot write in {parent}")
+    _writable(path, flag, value)
     if path.exists() and not force and not (replaceable and replaceable(path)):
         raise InputError(f"{flag} {value}: the file exists; give --force to replace it")
     return path
@@ -84,19 +78,27 @@ def out_file(
 
 def out_dir(value: str, flag: str = "--out") -> Path:
     """Check a folder to write into before any work (created when missing)."""
-    import os
 
     from anemll_spec.errors import InputError
 
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {value}: is a file; give a folder")
-    parent = path
+    _writable(path / "_", flag, value)
+    return path
+
+
+def _writable(path: Path, flag: str, value: str) -> None:
+    """The nearest existing folder above `path` must be writable (the rest is made)."""
+    import os
+
+    from anemll_spec.errors import InputError
+
+    parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{flag} {value}: cannot write in {parent}")
-    return path
 
 
 def add_backend(p: argparse.ArgumentParser, help: str) -> None:
