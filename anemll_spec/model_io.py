@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,11 +255,11 @@ def _describe_compiled(path: Path) -> ModelIO:
 
 
 def _rng(seed: int, name: str):
-    import numpy as np
+    # Keyed by name (the weights' stream), so an input's values do not depend on the
+    # order of the others.
+    from anemll_spec.build.weights import stream
 
-    # Keyed by name, so an input's values do not depend on the order of the others.
-    ss = np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(name.encode()),))
-    return np.random.Generator(np.random.PCG64(ss))
+    return stream(seed, name)
 
 
 def synth_inputs(

@@ -113,15 +113,8 @@ class VariantResult:
         }
         if s is not None:
             row.update(s.case_columns(), bandwidth_gbps=self.bandwidth_gbs, tflops=self.tflops)
-        if v is not None:
-            row.update(
-                verify_status=v.status,
-                verify_max_abs_error=v.max_abs_error,
-                verify_rel_l2_error=v.rel_l2_error,
-                verify_cosine=v.cosine,
-                verify_top1_agreement=v.top1_agreement,
-                verify_note=v.note,
-            )
+        if v is not None:  # the Verdict's fields, stored as verify_<field>
+            row.update({f"verify_{k}": x for k, x in v.to_dict().items()})
         return row
 
     def to_json(self) -> dict:

@@ -194,3 +194,7 @@ def test_results_view_carries_every_host_column(tmp_path):
     hosts = next(t for t in schema.TABLES if t.name == "hosts")
     want = {c.name for c in hosts.columns} | {"chip_raw", "run_started_at", "spec_sha256"}
     assert want <= got, sorted(want - got)
+
+
+def test_schema_version_is_the_last_migration_step():
+    assert schema.SCHEMA_VERSION == max(migrations.STEPS)

@@ -27,7 +27,6 @@ MANIFEST = "manifest.json"
 PACKAGE = "model.mlpackage"
 # Bump when the builder's output for the same fields changes (graph, names, weights).
 BUILDER_VERSION = 1
-NON_BUILD_FIELDS = ("input_ranges",)
 
 
 def default_cache_dir() -> Path:
@@ -40,7 +39,10 @@ def default_cache_dir() -> Path:
 
 
 def build_fields(model: dict) -> dict:
-    return {k: v for k, v in model.items() if k not in NON_BUILD_FIELDS}
+    """The model fields that make the package (the schema says which do not)."""
+    from anemll_spec.spec.schema import NON_BUILD_MODEL_FIELDS
+
+    return {k: v for k, v in model.items() if k not in NON_BUILD_MODEL_FIELDS}
 
 
 def cache_key(model: dict) -> str:

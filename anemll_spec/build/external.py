@@ -19,7 +19,7 @@ def _path(model: dict) -> Path:
     return Path(raw)
 
 
-def validate(model: dict) -> dict:
+def validate(model: dict, *, sha: bool = True) -> dict:
     """Inspect the user's model; InputError naming the path and what is wrong."""
     from anemll_spec.build.inspect import inspect_model
     from anemll_spec.model_io import describe
@@ -30,13 +30,13 @@ def validate(model: dict) -> dict:
     if p.suffix.lower() not in (".mlpackage", ".mlmodelc"):
         raise InputError(f"model.path: {p} is not a .mlpackage or .mlmodelc")
     describe(p)  # inputs/outputs must be readable
-    return inspect_model(p)
+    return inspect_model(p, sha=sha)
 
 
 def estimate(model: dict):
     from anemll_spec.build import Estimate
 
-    info = validate(model)
+    info = validate(model, sha=False)  # sizes and FLOPs; hashing GBs is for build()
     warnings = []
     if info["deployment_target"] and info["deployment_target"] < "iOS16":
         warnings.append(f"{model['path']}: deployment target {info['deployment_target']}")

@@ -18,9 +18,6 @@ import numpy as np
 from anemll_spec.build import weights as wgen
 from anemll_spec.build.compress import Compressor
 
-TARGETS = ("iOS16", "iOS17", "iOS18")
-SPEC_VERSION = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
-
 
 @dataclass
 class TensorDecl:

@@ -25,14 +25,13 @@ LABEL_CHARS = 40  # longer y labels are cut (the tooltip has them whole)
 MODEL_ORDER = ("llama_lm_head", "llama_lm_head_lut6")
 
 METRICS = (
-    # metric, value column, derived column, factor column, axis title, better
+    # metric, value column, derived column, factor column, axis title
     (
         "bandwidth",
         "bandwidth_gbps",
         "bandwidth_derived",
         "bandwidth_factor",
         "bandwidth (GB/s, higher is better)",
-        "descending",
     ),
     (
         "latency",
@@ -40,7 +39,6 @@ METRICS = (
         "latency_derived",
         "inference_factor",
         "latency (ms, lower is better)",
-        "ascending",
     ),
 )
 
@@ -52,7 +50,7 @@ def query(con, opts: Options, run_id: str | None = None) -> list[dict[str, Any]]
     the columns of chip_factors.
     """
     parts = []
-    for metric, col, derived, factor, _title, _order in METRICS:
+    for metric, col, derived, factor, _title in METRICS:
         parts.append(
             f"""SELECT *, '{metric}' AS metric, {col} AS value, coalesce({derived}, false)
                    AS derived, {factor} AS factor
@@ -235,7 +233,7 @@ def chart(rows: list[dict[str, Any]], opts: Options, notes: Sequence[str] = ()) 
     grid = []
     for model in models:
         panels = []
-        for metric, _col, _d, _f, axis_title, _better in METRICS:
+        for metric, _col, _d, _f, axis_title in METRICS:
             if not any(r["model"] == model and r["metric"] == metric for r in rows):
                 continue
             base = alt.Chart(

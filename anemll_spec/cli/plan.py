@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from anemll_spec.cli._common import (
     add_backend,
@@ -84,12 +83,6 @@ def budget(run: dict) -> str:
     return text
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 def estimate(model: dict) -> dict:
     """The builder's analytic estimate (weights, FLOPs, ANE warnings); never builds."""
     from anemll_spec.build import estimate as build_estimate
@@ -98,11 +91,10 @@ def estimate(model: dict) -> dict:
         est = build_estimate(model)
     except Exception as exc:  # an external model that is missing, say: show, don't stop
         return {"weight_bytes": None, "flops": None, "warnings": [f"no estimate: {exc}"]}
-    warnings = _get(est, "warnings") or _get(est, "ane_warnings") or []
     return {
-        "weight_bytes": _get(est, "weight_bytes"),
-        "flops": _get(est, "flops"),
-        "warnings": [str(w) for w in warnings],
+        "weight_bytes": est.weight_bytes,
+        "flops": est.flops,
+        "warnings": [str(w) for w in est.warnings],
     }
 
 

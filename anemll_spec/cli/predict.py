@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.inputs:
         inputs, source = _read_npz(Path(args.inputs)), "file"
     else:
-        inputs, source = synthesise(Path(args.model), prog, args.seed), f"seed {args.seed}"
+        inputs, source = synthesise(Path(args.model), args.seed), f"seed {args.seed}"
     state = prog.make_state() if prog.states else None
     t0 = time.perf_counter()
     outputs = prog.predict(inputs, state=state)
@@ -116,29 +116,11 @@ def summarise(arr: Any) -> dict[str, Any]:
     return stats
 
 
-def synthesise(path: Path, prog: Any, seed: int) -> dict[str, Any]:
-    """Seeded inputs: the runner's `model_io.synth_inputs` when available, else the same
-    convention from the program's own input specs (floats N(0, 1); integers in [0, 1])."""
-    try:
-        from anemll_spec import model_io
-    except ImportError:
-        model_io = None
-    if model_io is not None:
-        return model_io.synth_inputs(model_io.describe(path), seed=seed)
-    import numpy as np
+def synthesise(path: Path, seed: int) -> dict[str, Any]:
+    """Seeded inputs, made exactly as the runner makes them (`model_io.synth_inputs`)."""
+    from anemll_spec import model_io
 
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for name, spec in prog.inputs.items():
-        shape = tuple(1 if d is None else d for d in spec.shape)
-        dt = np.dtype(spec.dtype)
-        if dt.kind == "f":
-            inputs[name] = rng.standard_normal(shape).astype(dt)
-        elif dt.kind == "b":
-            inputs[name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            inputs[name] = rng.integers(0, 2, shape).astype(dt)
-    return inputs
+    return model_io.synth_inputs(model_io.describe(path), seed=seed)
 
 
 def _read_npz(path: Path) -> dict[str, Any]:

@@ -196,10 +196,11 @@ def _prepare(con, path: Path) -> None:
         con.execute("COMMIT")
         return
     _check_not_newer(version, path)
-    if version < schema.SCHEMA_VERSION:
+    upgraded = version < schema.SCHEMA_VERSION
+    if upgraded:  # steps may drop views and reference data: install them whatever the hash
         migrations.upgrade(con, version)
     row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
-    if row is None or row[0] != fingerprint:
+    if upgraded or row is None or row[0] != fingerprint:
         con.execute("BEGIN")
         _install_derived(con, fingerprint)
         con.execute("COMMIT")

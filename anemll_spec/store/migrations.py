@@ -8,8 +8,6 @@ A test checks that v1 + every step gives the same tables as a fresh store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 V1_DDL: tuple[str, ...] = (
     "CREATE TABLE meta (key VARCHAR NOT NULL, value VARCHAR, PRIMARY KEY (key))",
     """CREATE TABLE hosts (
@@ -76,8 +74,6 @@ STEPS: dict[int, tuple[str, ...]] = {
     ),
 }
 
-LATEST = max(STEPS)
-
 
 def create_v1(con) -> None:
     """Create an empty v1 store, exactly as v1 of anemll-spec did (fixtures, tests)."""
@@ -87,13 +83,11 @@ def create_v1(con) -> None:
     con.execute("COMMIT")
 
 
-def upgrade(con, from_version: int, progress: Callable[[str], None] | None = None) -> int:
+def upgrade(con, from_version: int) -> int:
     """Apply every step after `from_version`, each in its own transaction; returns the new
     version. The caller re-creates views and reloads reference data afterwards."""
     version = from_version
     for target in sorted(v for v in STEPS if v > from_version):
-        if progress:
-            progress(f"upgrading the store from schema v{version} to v{target}")
         con.execute("BEGIN")
         try:
             for stmt in STEPS[target]:

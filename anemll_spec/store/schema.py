@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# = max(migrations.STEPS): a test keeps the two in step
 SCHEMA_VERSION = 2
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
