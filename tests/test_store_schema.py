@@ -197,4 +197,4 @@ def test_results_view_carries_every_host_column(tmp_path):
 
 
 def test_schema_version_is_the_last_migration_step():
-    assert schema.SCHEMA_VERSION == max(migrations.STEPS)
+    assert max(migrations.STEPS) == schema.SCHEMA_VERSION

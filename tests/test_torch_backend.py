@@ -301,3 +301,20 @@ def test_triton_gemv_matches_cublas():
         got = triton_gemv.gemv(w, x).float()
         assert got.shape == (rows,) and got.dtype == torch.float32
         torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3 * want.abs().max().item())
+
+
+@cuda_only
+def test_python_number_operands_can_be_captured():
+    """relu, threshold, elu... pass Python numbers to maximum/divide: a number must not
+    become a host->device copy, which a CUDA graph cannot capture."""
+    from anemll_spec.executor.torch_backend import TorchOps
+
+    ops = TorchOps("cuda", "float32")
+    x = torch.randn(64, device="cuda")
+    ops.maximum(x, 0.0)  # warm up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = ops.divide(ops.maximum(x, 0.0), 2.0)
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, torch.clamp(x, min=0.0) / 2.0)

@@ -214,10 +214,12 @@ class TorchOps:
     @staticmethod
     def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Both operands as tensors (a Python scalar takes the other operand's dtype)."""
+        # torch.full fills on the device; as_tensor would copy from the host each call,
+        # which a CUDA graph cannot capture
         if not isinstance(a, torch.Tensor):
-            a = torch.as_tensor(a, dtype=b.dtype, device=b.device)
+            a = torch.full((), a, dtype=b.dtype, device=b.device)
         if not isinstance(b, torch.Tensor):
-            b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+            b = torch.full((), b, dtype=a.dtype, device=a.device)
         return a, b
 
     add = staticmethod(lambda a, b: a + b)
