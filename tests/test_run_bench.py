@@ -321,8 +321,13 @@ def test_dispatch_floor_is_measured_once_per_kind_of_tiny_model(cli, tmp_path):
         if e["model"].get("hidden_size") == 64 and e["model"].get("vocab_size") == 64
     ]
     assert sorted(m["deployment_target"] for m in tiny) == ["iOS17", "iOS18"]
-    floors = {(r["params"], r["dispatch_floor_ms"]) for r in _cases(tmp_path / "s.duckdb")}
-    assert len(floors) == 4 and all(f > 0 for _, f in floors)
+    by_target: dict[str, set] = {}
+    for r in _cases(tmp_path / "s.duckdb"):
+        target = json.loads(r["params"])["model.deployment_target"]
+        by_target.setdefault(target, set()).add(r["dispatch_floor_ms"])
+    # one floor per target, shared by its two layouts (measured once, then reused)
+    assert sorted(by_target) == ["iOS17", "iOS18"]
+    assert all(len(f) == 1 and next(iter(f)) > 0 for f in by_target.values()), by_target
 
 
 def test_compressed_weights_on_the_executor_say_what_gbps_counts(tmp_path, cache):

@@ -112,6 +112,7 @@ def test_compressed_weights_are_decoded_once(cache, monkeypatch):
     assert prog.op_counts["matmul"] == 1
     calls.clear()
     ref = load(path)
+    assert len(calls) == 8  # a plain load (no passes) decodes each chunk once too
     feed = feed_for(ref)
     np.testing.assert_allclose(
         prog.predict(feed)["logits1"], ref.predict(feed)["logits1"], rtol=1e-6, atol=1e-7
