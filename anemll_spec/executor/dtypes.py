@@ -19,10 +19,6 @@ class MilType:
     def is_float(self) -> bool:
         return self.name in ("fp16", "fp32", "fp64", "bf16")
 
-    @property
-    def is_int(self) -> bool:
-        return self.name.startswith(("int", "uint"))
-
 
 def _t(name: str, dt, bits: int = 0, signed: bool = False) -> MilType:
     return MilType(name, None if dt is None else np.dtype(dt), bits, signed)
@@ -77,15 +73,6 @@ BLOB_DTYPES: dict[int, str] = {
     15: "uint32",
     16: "fp8e4m3fn",
     17: "fp8e5m2",
-}
-
-# Core ML feature (model description) ArrayDataType -> numpy
-FEATURE_DTYPES: dict[int, np.dtype] = {
-    65568: np.dtype(np.float32),
-    65600: np.dtype(np.float64),
-    131104: np.dtype(np.int32),
-    131080: np.dtype(np.int8),
-    65552: np.dtype(np.float16),
 }
 
 

@@ -395,17 +395,6 @@ class Program:
             raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects bool")
         return self.xp.asarray(arr)
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "function": self.function_name,
-            "fp16": self.fp16,
-            "backend": getattr(self.xp, "name", type(self.xp).__name__),
-            "kernels": len(self.steps),
-            "constants": self.const_count,
-            "op_counts": dict(self.op_counts),
-            "load_s": self.load_s,
-        }
-
 
 def _resolver(op: Op, consts: dict[str, Any]) -> Callable[[str], Any]:
     def resolve(param: str) -> Any:

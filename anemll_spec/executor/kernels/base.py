@@ -139,7 +139,3 @@ class Prep:
 
     def out(self, i: int = 0) -> VarType:
         return self.op.outputs[i]
-
-
-def axes_tuple(axes: list[int] | None, rank: int) -> tuple[int, ...] | None:
-    return None if axes is None else tuple(a + rank if a < 0 else a for a in axes)
