@@ -17,7 +17,10 @@ class MilType:
 
     @property
     def is_float(self) -> bool:
-        return self.name in ("fp16", "fp32", "fp64", "bf16")
+        return self.name in FLOAT_NAMES
+
+
+FLOAT_NAMES = frozenset(("fp16", "fp32", "fp64", "bf16"))  # MIL float type names
 
 
 def _t(name: str, dt, bits: int = 0, signed: bool = False) -> MilType:

@@ -16,7 +16,7 @@ import numpy as np
 from anemll_spec.errors import InputError
 from anemll_spec.executor.backend import numpy_ops
 from anemll_spec.executor.decompress import evaluate, is_compile_time
-from anemll_spec.executor.dtypes import BY_NAME
+from anemll_spec.executor.dtypes import BY_NAME, FLOAT_NAMES
 from anemll_spec.executor.graph import (
     Function,
     Op,
@@ -256,7 +256,7 @@ class Program:
         outs = [
             _Out(
                 o.name,
-                o.dtype in ("fp16", "fp32", "fp64", "bf16"),
+                o.dtype in FLOAT_NAMES,
                 _np_name(o.dtype) if o.dtype not in ("fp16", "fp32") else "",
                 o.static_shape,
             )

@@ -37,6 +37,8 @@ import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor.backend import host_checked_indices, host_slice_where
+from anemll_spec.executor.decompress import is_compile_time
+from anemll_spec.executor.dtypes import FLOAT_NAMES
 from anemll_spec.executor.graph import Function
 from anemll_spec.executor.program import Program, load
 from anemll_spec.executor.simplify import simplify
@@ -80,14 +82,12 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
 def compute_dtype(fn: Function) -> str:
     """The model's compute precision: float16 when every float op output is fp16 (casts
     at the I/O boundary aside), else float32."""
-    from anemll_spec.executor.decompress import is_compile_time
-
     seen = {
         o.dtype
         for op in fn.ops
         if not is_compile_time(op.type) and op.type != "cast"
         for o in op.outputs
-        if o.dtype in ("fp16", "fp32", "fp64", "bf16")
+        if o.dtype in FLOAT_NAMES
     }
     return "float16" if seen == {"fp16"} else "float32"
 
