@@ -475,7 +475,8 @@ class Runner:
             r.phases_ms["first_predict"] = (time.perf_counter_ns() - t0) / 1e6
             # backend notes (e.g. why a CUDA graph fell back to eager) reach the results
             r.notes += [n for n in getattr(sessions[0], "notes", []) if n not in r.notes]
-            if r.backend != "coreml" and case.model.get("compression", "none") != "none":
+            compressed = case.model.get("compression", "none") != "none"
+            if compressed and self._backend(r.backend).decodes_weights:
                 r.notes.append(
                     f"{r.backend} decodes the compressed weights once, at load: each call "
                     "reads them dense, while GB/s counts the stored (compressed) bytes"

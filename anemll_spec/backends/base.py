@@ -66,6 +66,9 @@ class Session(ABC):
 class Backend(ABC):
     name: str
     uses_compute_units: bool = False
+    # Compressed weights decoded to dense once, at load (the executor-based backends):
+    # each call then reads dense weights, not the stored bytes GB/s counts.
+    decodes_weights: bool = True
 
     def prepare(self, model_path: Path, workdir: Path) -> Prepared:
         """Once per model: whatever load needs. The executor-based backends load the

@@ -305,6 +305,7 @@ class CoreMLSession(Session):
 class CoreMLBackend(Backend):
     name = NAME
     uses_compute_units = True
+    decodes_weights = False  # Core ML keeps palettized/quantized weights as stored
 
     def __init__(self) -> None:
         self._translated = translated()
