@@ -175,3 +175,13 @@ def test_export_knows_the_store_however_it_is_named(cli, store, tmp_path):
             env={"HOME": str(home), "ANEMLL_SPEC_STORE": "~/" + store.name})  # fmt: skip
     refused(r, "that is the results store")
     assert runs_in(store) == 2
+
+
+def test_every_json_output_is_strict(capsys):
+    """print_json (every command's --json) writes null for NaN/inf at any depth."""
+    from anemll_spec.cli._common import print_json
+
+    print_json({"ci_pct": float("nan"), "x": [1.0, float("inf")], "s": {"y": float("-inf")}})
+    out = capsys.readouterr().out
+    doc = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert doc == {"ci_pct": None, "x": [1.0, None], "s": {"y": None}}

@@ -120,8 +120,30 @@ def add_max_cases(p: argparse.ArgumentParser) -> None:
 
 
 def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, default=str)
+    """Strict JSON on stdout: NaN and infinities, however deep, become null."""
+    json.dump(json_value(value), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def json_value(v: Any) -> Any:
+    """A value JSON can hold, however deep: lists and structs (dicts) are walked, so a NaN
+    inside a list becomes null too (bare NaN/Infinity are not JSON)."""
+    import datetime as dt
+    import decimal
+
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(v, decimal.Decimal):
+        return json_value(float(v))
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, list | tuple):
+        return [json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): json_value(x) for k, x in v.items()}
+    return v
 
 
 def human_bytes(n: float | None) -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anemll_spec.cli._common import add_json, add_store
+from anemll_spec.cli._common import add_json, add_store, json_value
 
 HELP = "run SQL on the results store (read-only)"
 DESCRIPTION = (
@@ -87,7 +87,7 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     if fmt == "json":
         import json
 
-        data = [{c: _json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
+        data = [{c: json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
         return json.dumps(data, indent=2, default=str, allow_nan=False) + "\n"
     if fmt == "csv":
         import csv
@@ -156,24 +156,3 @@ def _float(v: float) -> str:
 
 def _csv_value(v):
     return repr(v) if isinstance(v, float) else v
-
-
-def _json_value(v):
-    """A value JSON can hold, however deep: lists and structs (dicts) are walked, so a NaN
-    inside a list becomes null too (bare NaN/Infinity are not JSON)."""
-    import datetime as dt
-    import decimal
-
-    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(v, decimal.Decimal):
-        return _json_value(float(v))
-    if isinstance(v, dt.datetime | dt.date | dt.time):
-        return v.isoformat()
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, list | tuple):
-        return [_json_value(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    return v
