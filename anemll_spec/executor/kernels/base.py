@@ -57,6 +57,12 @@ class Prep:
         self._pool = pool  # env key -> backend tensor for constants read at runtime
         self._to_backend = to_backend
 
+    def tensor(self, value: Any) -> Any:
+        """A load-time constant as a backend tensor, made the way every constant is: float
+        values in the compute dtype, rounded to fp16 in fp16 mode, fp16 weights without an
+        fp32 round trip."""
+        return self._to_backend(value)
+
     # -- errors -----------------------------------------------------------------------
     def fail(self, message: str) -> InputError:
         return InputError(f"{self.op.where()}: {message}")

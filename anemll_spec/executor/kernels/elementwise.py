@@ -220,5 +220,5 @@ def _prelu(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     alpha = np.asarray(p.const("alpha"), dtype=np.float32)
     rank = len(p.input_type("x").shape)  # type: ignore[union-attr]
-    a = xp.asarray(alpha.reshape((1, -1) + (1,) * (rank - 2)), xp.float_dtype)
+    a = p.tensor(alpha.reshape((1, -1) + (1,) * (rank - 2)))
     return lambda env: xp.where(env[x] > 0, env[x], a * env[x])

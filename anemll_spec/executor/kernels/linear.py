@@ -14,10 +14,9 @@ from anemll_spec.executor.kernels.base import Prep, Run, kernel
 
 
 def _float_const(p: Prep, param: str) -> np.ndarray:
-    w = np.asarray(p.const(param), dtype=np.float32)
-    if p.fp16:
-        w = w.astype(np.float16).astype(np.float32)
-    return w
+    """A float constant as stored (fp16 stays fp16); `p.tensor` makes it a tensor."""
+    w = np.asarray(p.const(param))
+    return w if w.dtype.kind == "f" else w.astype(np.float32)
 
 
 def _conv_pads(p: Prep, pad_type: str, custom: list[int], ksize, dilations, strides, dims):
@@ -65,8 +64,8 @@ def _pointwise_conv(p: Prep, x: str, w: np.ndarray, bias: np.ndarray | None) -> 
     """1x1 conv as W @ x with W a contiguous (out, in) matrix."""
     xp = p.xp
     out_ch, in_ch = w.shape[:2]
-    wm = xp.asarray(np.ascontiguousarray(w.reshape(out_ch, in_ch)), xp.float_dtype)
-    b = None if bias is None else xp.asarray(bias.reshape(out_ch, 1), xp.float_dtype)
+    wm = p.tensor(np.ascontiguousarray(w.reshape(out_ch, in_ch)))
+    b = None if bias is None else p.tensor(bias.reshape(out_ch, 1))
 
     def pointwise(env):
         v = env[x]
@@ -86,14 +85,14 @@ def _pointwise_conv(p: Prep, x: str, w: np.ndarray, bias: np.ndarray | None) -> 
 
 def _general_conv(p, x, w, wkey, bias, groups, pad_type, custom) -> Run:
     xp = p.xp
-    wt = None if w is None else xp.asarray(w, xp.float_dtype)
+    wt = None if w is None else p.tensor(w)
     xtype = p.input_type("x")
     nd = (w.ndim - 2) if w is not None else (len(xtype.shape) - 2 if xtype else None)
     if nd is None:
         raise p.fail("conv with a runtime weight needs an input of known rank")
     strides = p.ints("strides", [1] * nd)
     dilations = p.ints("dilations", [1] * nd)
-    b = None if bias is None else xp.asarray(bias.reshape((1, -1) + (1,) * nd), xp.float_dtype)
+    b = None if bias is None else p.tensor(bias.reshape((1, -1) + (1,) * nd))
 
     def conv(env):
         v = env[x]
@@ -112,10 +111,10 @@ def _linear(p: Prep) -> Run:
     bias = None
     if p.has("bias") and p.is_const("bias"):
         b = _float_const(p, "bias")
-        bias = xp.asarray(b, xp.float_dtype) if np.any(b) else None
+        bias = p.tensor(b) if np.any(b) else None
     if p.is_const("weight"):
         w = _float_const(p, "weight")
-        wt = xp.asarray(np.ascontiguousarray(w.T), xp.float_dtype)  # (in, out): x @ wt
+        wt = p.tensor(np.ascontiguousarray(w.T))  # (in, out): x @ wt
 
         def linear(env):
             y = xp.matmul(env[x], wt)

@@ -116,12 +116,12 @@ def _affine(p: Prep, param: str, axes: list[int], rank: int | None):
     shape = [1] * rank
     for a, d in zip(norm, value.shape, strict=True):
         shape[a] = d
-    return p.xp.asarray(value.reshape(shape), p.xp.float_dtype)
+    return p.tensor(value.reshape(shape))
 
 
 @kernel("batch_norm")
 def _batch_norm(p: Prep) -> Run:
-    xp, x = p.xp, p.ref("x")
+    x = p.ref("x")
     rank = len(p.input_type("x").shape)  # type: ignore[union-attr]
     shape = (1, -1) + (1,) * (rank - 2)
 
@@ -133,6 +133,6 @@ def _batch_norm(p: Prep) -> Run:
     mean, var = vec("mean"), vec("variance")
     gamma, beta = vec("gamma", 1.0), vec("beta", 0.0)
     scale = gamma / np.sqrt(var + p.float("epsilon", 1e-5))
-    a = xp.asarray(np.asarray(scale, np.float32), xp.float_dtype)
-    b = xp.asarray(np.asarray(beta - mean * scale, np.float32), xp.float_dtype)
+    a = p.tensor(np.asarray(scale, np.float32))
+    b = p.tensor(np.asarray(beta - mean * scale, np.float32))
     return lambda env: env[x] * a + b
