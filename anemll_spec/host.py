@@ -3,10 +3,19 @@
 Parsers are pure functions over the text the commands print (tested on captures in
 tests/fixtures/host/); `capture()` runs the commands. Versions come from package
 metadata, so nothing heavy (coremltools, torch) is imported.
+
+Whether THIS process runs under Rosetta is asked in-process (`sysctlbyname` through
+ctypes): a `sysctl` child process would report its own (native) translation state.
+`git_dirty` means changes to tracked files only: files the tool itself writes into the
+checkout (charts/, report.html, reports/) are untracked and must not make every later
+run claim a dirty tree.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import importlib.metadata
 import os
 import platform
@@ -23,7 +32,6 @@ SYSCTL_KEYS = (
     "hw.perflevel0.physicalcpu",
     "hw.perflevel1.physicalcpu",
     "hw.memsize",
-    "sysctl.proc_translated",
 )
 VERSIONED = ("coremltools", "numpy", "duckdb")
 
@@ -100,12 +108,16 @@ def parse_pmset_therm(text: str) -> dict:
     return {"thermal_state": state, "cpu_speed_limit": speed}
 
 
-def parse_translated(text: str | None) -> bool | None:
-    """`sysctl -n sysctl.proc_translated`: '1' under Rosetta, '0' native, absent on Intel."""
-    if text is None:
-        return None
-    value = text.strip()
-    return {"1": True, "0": False}.get(value)
+def translated_from(rc: int, value: int, err: int) -> bool | None:
+    """The result of sysctlbyname("sysctl.proc_translated") -> translated?
+
+    Apple's rule ("About the Rosetta translation environment"): 1 translated, 0 native;
+    a failure with ENOENT means the oid does not exist (an Intel Mac): native. Any other
+    failure: unknown (None).
+    """
+    if rc == 0:
+        return value == 1
+    return False if err == errno.ENOENT else None
 
 
 def parse_cpuinfo(text: str) -> dict:
@@ -144,9 +156,15 @@ def parse_nvidia_smi(text: str) -> list[dict]:
 
 
 def macos_fields(
-    sysctl: dict[str, str], sw_vers: dict[str, str], batt: dict, settings: dict, therm: dict
+    sysctl: dict[str, str],
+    sw_vers: dict[str, str],
+    batt: dict,
+    settings: dict,
+    therm: dict,
+    translated: bool | None = None,
 ) -> dict:
-    """The host fields of a Mac, from the parsed command outputs."""
+    """The host fields of a Mac, from the parsed command outputs; `translated` is this
+    process's own Rosetta state (proc_translated()), not a command's."""
 
     def num(key: str) -> int | None:
         v = sysctl.get(key)
@@ -170,8 +188,60 @@ def macos_fields(
         "low_power_mode": None if low_power is None else low_power == "1",
         "power_mode": settings.get("powermode"),
         "thermal_state": therm.get("thermal_state"),
-        "translated": parse_translated(sysctl.get("sysctl.proc_translated")),
+        "translated": translated,
     }
+
+
+# -- in-process sysctl (macOS) ---------------------------------------------------------
+def _sysctlbyname():
+    """libc's sysctlbyname as a ctypes function, or None where there is none (Linux)."""
+    name = ctypes.util.find_library("c")
+    try:
+        fn = ctypes.CDLL(name, use_errno=True).sysctlbyname
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    ]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def sysctl_int(name: str) -> tuple[int, int, int] | None:
+    """(rc, value, errno) of an int-valued sysctlbyname in THIS process; None without one."""
+    fn = _sysctlbyname()
+    if fn is None:
+        return None
+    value = ctypes.c_int(0)
+    size = ctypes.c_size_t(ctypes.sizeof(value))
+    rc = fn(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0)
+    return rc, value.value, ctypes.get_errno() if rc != 0 else 0
+
+
+def sysctl_str(name: str) -> str | None:
+    """A string-valued sysctl (e.g. kern.osversion) read in-process; None if unavailable."""
+    fn = _sysctlbyname()
+    if fn is None:
+        return None
+    size = ctypes.c_size_t(0)
+    if fn(name.encode(), None, ctypes.byref(size), None, 0) != 0 or size.value == 0:
+        return None
+    buf = ctypes.create_string_buffer(size.value)
+    if fn(name.encode(), buf, ctypes.byref(size), None, 0) != 0:
+        return None
+    return buf.value.decode(errors="replace") or None
+
+
+def proc_translated() -> bool | None:
+    """True when this Python runs translated by Rosetta; None off macOS or if unknown."""
+    if sys.platform != "darwin":
+        return None
+    got = sysctl_int("sysctl.proc_translated")
+    return None if got is None else translated_from(*got)
 
 
 # -- capture ---------------------------------------------------------------------------
@@ -206,6 +276,7 @@ def capture_macos() -> dict:
         parse_pmset_batt(_cmd("pmset", "-g", "batt") or ""),
         parse_pmset_settings(_cmd("pmset", "-g") or ""),
         parse_pmset_therm(_cmd("pmset", "-g", "therm") or ""),
+        translated=proc_translated(),
     )
 
 
@@ -248,12 +319,15 @@ def versions() -> dict:
 
 
 def git_info(root: Path | None = None) -> dict:
-    """Commit and dirty flag of the repository the package runs from, if any."""
+    """Commit and dirty flag of the repository the package runs from, if any.
+
+    Dirty = a tracked file differs from HEAD (staged or not); untracked files do not
+    count (charts and reports this tool writes into the checkout are untracked)."""
     root = root or Path(__file__).resolve().parents[1]
     if not (root / ".git").exists() or not shutil.which("git"):
         return {"git_commit": None, "git_dirty": None}
     commit = _cmd("git", "-C", str(root), "rev-parse", "HEAD")
-    status = _cmd("git", "-C", str(root), "status", "--porcelain")
+    status = _cmd("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
     return {
         "git_commit": commit.strip() if commit else None,
         "git_dirty": bool(status and status.strip()) if commit else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -16,18 +17,19 @@ def _read(name: str) -> str:
     return (FIX / name).read_text()
 
 
-def _mac(prefix: str) -> dict:
+def _mac(prefix: str, translated: bool | None = None) -> dict:
     return host.macos_fields(
         host.parse_sysctl(_read(f"{prefix}_sysctl.txt")),
         host.parse_sw_vers(_read(f"{prefix}_sw_vers.txt")),
         host.parse_pmset_batt(_read(f"{prefix}_pmset_batt.txt")),
         host.parse_pmset_settings(_read(f"{prefix}_pmset_g.txt")),
         host.parse_pmset_therm(_read(f"{prefix}_pmset_therm.txt")),
+        translated=translated,
     )
 
 
 def test_m4_max_capture():
-    h = _mac("m4max")
+    h = _mac("m4max", translated=False)
     assert h["chip"] == "Apple M4 Max" and h["model_identifier"] == "Mac16,5"
     assert (h["cores_p"], h["cores_e"], h["cores_total"]) == (12, 4, 16)
     assert h["memory_bytes"] == 128 * 1024**3
@@ -39,7 +41,7 @@ def test_m4_max_capture():
 
 
 def test_m1_on_battery_in_low_power_under_rosetta():
-    h = _mac("m1")
+    h = _mac("m1", translated=True)
     assert h["chip"] == "Apple M1" and h["model_identifier"] == "MacBookAir10,1"
     assert (h["cores_p"], h["cores_e"]) == (4, 4)
     assert h["memory_bytes"] == 16 * 1024**3
@@ -65,11 +67,47 @@ def test_thermal_warning_levels():
     assert host.parse_pmset_therm("CPU_Speed_Limit \t= 100\n")["thermal_state"] == "nominal"
 
 
+def test_translation_state_is_the_processs_own_not_a_sysctl_childs():
+    """The captured sysctl text may hold `sysctl.proc_translated: 1` (the m1 fixture was
+    taken by a translated shell); the host row must take only the in-process answer."""
+    assert "sysctl.proc_translated" not in host.SYSCTL_KEYS
+    assert _read("m1_sysctl.txt").count("sysctl.proc_translated: 1") == 1
+    assert _mac("m1")["translated"] is None  # not read from the text
+    assert _mac("m1", translated=False)["translated"] is False
+
+
 @pytest.mark.parametrize(
-    ("text", "expect"), [("1\n", True), ("0\n", False), ("", None), (None, None)]
+    ("rc", "value", "err", "expect"),
+    [
+        (0, 1, 0, True),  # translated
+        (0, 0, 0, False),  # native Apple silicon
+        (-1, 0, errno.ENOENT, False),  # no such oid: an Intel Mac, native
+        (-1, 0, errno.EPERM, None),  # any other failure: unknown
+    ],
 )
-def test_translated(text, expect):
-    assert host.parse_translated(text) is expect
+def test_translated_from_sysctlbyname(rc, value, err, expect):
+    assert host.translated_from(rc, value, err) is expect
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="the Linux answer")
+def test_no_sysctlbyname_off_macos():
+    assert host.proc_translated() is None
+    assert host.sysctl_int("sysctl.proc_translated") is None  # glibc has no sysctlbyname
+    assert host.sysctl_str("kern.osversion") is None
+
+
+@pytest.mark.macos
+def test_proc_translated_in_process_on_a_mac():
+    """The in-process answer agrees with the kernel's per-process flag as `arch` sees it."""
+    import platform
+
+    got = host.sysctl_int("sysctl.proc_translated")
+    assert got is not None
+    t = host.proc_translated()
+    # a translated process reports an x86_64 machine; a native arm64 one is never translated
+    if platform.machine() == "arm64":
+        assert t is False
+    assert host.sysctl_str("kern.osversion")  # e.g. 24B91
 
 
 def test_linux_cpuinfo_and_meminfo():
@@ -143,5 +181,12 @@ def test_git_info_of_a_checkout(tmp_path):
         ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     assert clean == {"git_commit": head, "git_dirty": False}
-    (tmp_path / "f.txt").write_text("2")
+    # untracked files (charts/, report.html written by the tool) do not make it dirty
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "charts" / "factors.html").write_text("<html>")
+    (tmp_path / "report.html").write_text("<html>")
+    assert host.git_info(tmp_path)["git_dirty"] is False
+    (tmp_path / "f.txt").write_text("2")  # a tracked file changed
     assert host.git_info(tmp_path)["git_dirty"] is True
+    subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
+    assert host.git_info(tmp_path)["git_dirty"] is True  # staged, not committed
