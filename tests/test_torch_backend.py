@@ -100,7 +100,7 @@ def test_stateful_session_keeps_state_across_calls(cache, tmp_path):
 
 
 def test_device_resolution():
-    from anemll_spec.executor.torch_backend import resolve_device
+    from anemll_spec.executor.torch_host import resolve_device
 
     want = "cuda" if HAS_CUDA else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device("auto").type == want
@@ -162,7 +162,7 @@ def attention_feed(pos: int, seed: int) -> dict:
 def test_device_checks_keep_attention_positions_on_the_device(cache):
     """The KV write and the RoPE gather at a runtime position: with device checks, a call
     reads nothing back to the host, and gives what the host-checked path gives."""
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     path = build(attention(**ATT), cache_dir=cache).path
     host = load_torch(path, device="cpu", dtype="float32", device_checks=False)
@@ -190,7 +190,7 @@ def test_device_checks_keep_attention_positions_on_the_device(cache):
 
 @pytest.mark.parametrize("pos", [5, 6])  # the 2-token write runs past the 6-slot cache
 def test_bad_runtime_position_is_an_error_on_either_path(cache, pos):
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     path = build(attention(**ATT), cache_dir=cache).path
     where = set()
@@ -211,7 +211,7 @@ def test_bad_runtime_position_is_an_error_on_either_path(cache, pos):
 @cuda_only
 @pytest.mark.parametrize("family", ["lm_head", "ffn"])
 def test_cuda_graph_replay_equals_eager(cache, family):
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     m = (
         lm_head(**HEAD)
@@ -238,7 +238,7 @@ def test_attention_step_is_captured_and_matches_eager(cache):
     """A KV-cache write at a runtime position replays as a CUDA graph: each step lands at
     its position, like the eager path and the numpy reference; a bad position still
     raises (after the replay), and the graph goes on working."""
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     path = build(attention(**ATT), cache_dir=cache).path
     runner = load_torch(path, device="cuda")
@@ -269,7 +269,7 @@ def test_uncapturable_program_falls_back_to_eager_and_says_why(tmp_path):
     """A slice whose bounds come from an input is read on the host: no graph, and why."""
     from fixtures.executor.mil_models import mb, save_program
 
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     @mb.program(
         input_specs=[mb.TensorSpec(shape=(4, 8)), mb.TensorSpec(shape=(2,), dtype=types.int32)]
@@ -307,7 +307,7 @@ def test_triton_gemv_matches_cublas():
 def test_python_number_operands_can_be_captured():
     """relu, threshold, elu... pass Python numbers to maximum/divide: a number must not
     become a host->device copy, which a CUDA graph cannot capture."""
-    from anemll_spec.executor.torch_backend import TorchOps
+    from anemll_spec.executor.torch_arrays import TorchOps
 
     ops = TorchOps("cuda", "float32")
     x = torch.randn(64, device="cuda")

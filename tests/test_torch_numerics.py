@@ -55,7 +55,7 @@ def check(out: dict, ref: dict, dtype: str, *, top1_chunks: bool = False) -> Non
 def run_both(path, feed: dict, dtype: str):
     import torch
 
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     runner = load_torch(path, device=device(), dtype=dtype)
     assert runner.float_dtype == dtype
@@ -88,7 +88,7 @@ def test_family_matches_numpy_reference(cache, family, dtype):
 
 
 def test_auto_dtype_is_the_models_precision(cache):
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     for m, want in (
         (FAMILIES["lm_head_conv"], "float16"),
@@ -135,7 +135,7 @@ def test_compressed_weights_match_numpy_reference(cache, mode, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", ["sdpa", "matmul"])
 def test_attention_with_kv_cache_across_steps(cache, impl, dtype):
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     ctx, s = 6, 2
     m = attention(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anemll_spec.executor.backend import numpy_ops as npx
+from anemll_spec.executor.arrays import numpy_ops as npx
 
 pytestmark = pytest.mark.torch
 RNG = np.random.default_rng(10)
@@ -15,7 +15,7 @@ RNG = np.random.default_rng(10)
 
 @pytest.fixture(scope="module")
 def tx():
-    from anemll_spec.executor.torch_backend import TorchOps
+    from anemll_spec.executor.torch_arrays import TorchOps
 
     return TorchOps("cpu", "float32")
 
@@ -132,7 +132,7 @@ def test_conv_and_matmul(tx):
 
 
 def test_fp16_rounding_and_dtypes(tx):
-    from anemll_spec.executor.torch_backend import TorchOps
+    from anemll_spec.executor.torch_arrays import TorchOps
 
     h = TorchOps("cpu", "float16")
     f = np.array([1 / 3, 70000.0, 1e-8], np.float32)  # rounds, overflows to inf, underflows
@@ -161,7 +161,7 @@ UPDATE = RNG.standard_normal((2, 1, 5)).astype(np.float32)  # into X (3, 4, 5)
 )
 def test_update_slice_on_the_device_matches_numpy(begin, end):
     """Runtime bounds as tensors, checked on the device: no host read, numpy's result."""
-    from anemll_spec.executor.torch_backend import TorchOps
+    from anemll_spec.executor.torch_arrays import TorchOps
 
     dx = TorchOps("cpu", "float32", device_checks=True)
     b, e = dx.asarray(np.array(begin, np.int32)), dx.asarray(np.array(end, np.int32))
@@ -187,7 +187,7 @@ def test_update_slice_on_the_device_matches_numpy(begin, end):
     ],
 )
 def test_update_slice_out_of_range_or_wrong_size_is_an_error(begin, end):
-    from anemll_spec.executor.torch_backend import TorchOps
+    from anemll_spec.executor.torch_arrays import TorchOps
 
     with pytest.raises(ValueError, match="does not fill the slice"):
         npx.slice_where(np.array(begin), np.array(end), X.shape, UPDATE.shape, _fail)
@@ -200,7 +200,7 @@ def test_update_slice_out_of_range_or_wrong_size_is_an_error(begin, end):
 
 
 def test_checked_indices_on_the_device_wrap_and_flag():
-    from anemll_spec.executor.torch_backend import TorchOps
+    from anemll_spec.executor.torch_arrays import TorchOps
 
     dx = TorchOps("cpu", "float32", device_checks=True)
     idx = np.array([0, -1, 3, -4], np.int32)

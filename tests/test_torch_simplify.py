@@ -127,7 +127,7 @@ def test_single_matmuls_are_left_alone(cache):
 
 @pytest.mark.torch
 def test_torch_merged_equals_unmerged(cache):
-    from anemll_spec.executor.torch_backend import load_torch
+    from anemll_spec.executor.torch_runner import load_torch
 
     path = build(lm_head(**HEAD), cache_dir=cache).path
     feed = feed_for(load(path))

@@ -1,6 +1,6 @@
 """The torch backend: the reference executor's program on PyTorch (CUDA, MPS or CPU).
 
-The saved .mlpackage runs through `executor.torch_backend`: the same parsed program and
+The saved .mlpackage runs through `executor.torch_runner`: the same parsed program and
 kernels as the numpy executor, lowered at load (1x1 convs as matmuls, parallel matmuls
 merged into one, weights decoded once) and computed in the model's dtype (fp16). On CUDA
 the forward pass is replayed as a CUDA graph where it can be captured (otherwise eager,
@@ -35,7 +35,7 @@ def available() -> tuple[bool, str]:
 
 def torch_info(device: str | None = "auto") -> dict[str, Any]:
     """GPU name, driver, torch/CUDA/triton versions, for the run's host record."""
-    from anemll_spec.executor.torch_backend import torch_info as info
+    from anemll_spec.executor.torch_host import torch_info as info
 
     return info(device)
 
@@ -146,7 +146,7 @@ class TorchBackend(Backend):
     ) -> Session:
         if compute_units is not None:
             raise BackendError("compute units do not apply to the torch backend")
-        from anemll_spec.executor.torch_backend import load_torch
+        from anemll_spec.executor.torch_runner import load_torch
 
         runner = load_torch(
             prepared.path,

@@ -36,12 +36,12 @@ Structure (parse -> lower -> prepare -> run):
   static shape, and frees intermediates after their last use.
 
 Array library seam: kernels touch runtime tensors only through `xp`, an object with the
-primitives listed in `backend.py` (elementwise math, reductions, reshape/permute/getitem/
+primitives listed in `arrays.py` (elementwise math, reductions, reshape/permute/getitem/
 setitem, take, matmul, conv, astype, asarray/to_numpy, round_to_fp16, float_dtype).
-`backend.NumpyOps` is the reference; a torch implementation of the same names (fp16 or
+`arrays.NumpyOps` is the reference; a torch implementation of the same names (fp16 or
 fp32, CUDA/MPS/CPU) plugs in with `load(path, xp=TorchOps(...))` and runs the same program;
-`torch_backend.load_torch` does that with the simplifications and CUDA-graph replay
-(`torch_backend` imports torch: import it only where torch is wanted).
+`torch_runner.load_torch` does that with the simplifications and CUDA-graph replay
+(`torch_runner` imports torch: import it only where torch is wanted).
 Kernels also use Python operators (+, -, *, /, comparisons) on tensors, which numpy arrays
 and torch tensors both implement.
 """

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.backend import numpy_ops
+from anemll_spec.executor.arrays import numpy_ops
 from anemll_spec.executor.decompress import evaluate, is_compile_time
 from anemll_spec.executor.dtypes import BY_NAME, FLOAT_NAMES
 from anemll_spec.executor.graph import (

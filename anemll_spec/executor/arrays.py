@@ -1,9 +1,9 @@
-"""The array library seam: the narrow set of primitives every kernel is written against.
+"""The array seam: the narrow set of primitives every kernel is written against.
 
 Kernels never call numpy directly on runtime tensors; they call `xp.<primitive>` on an
 `ArrayOps` object. `NumpyOps` is the reference implementation; a torch implementation
 (CUDA/MPS/CPU, fp16 or fp32) provides the same names with the same semantics, and the same
-prepared program runs on it. Semantics worth knowing when implementing another backend:
+prepared program runs on it. Semantics worth knowing when implementing another array library:
 
 - dtypes are named by strings: "float32", "float16", "int8", "uint8", "int16", "uint16",
   "int32", "bool"; `xp.float_dtype` is the dtype float tensors are computed in.
@@ -16,12 +16,12 @@ prepared program runs on it. Semantics worth knowing when implementing another b
   w (O, C/groups, *k), pads = [(before, after), ...] per spatial dim (torch: F.conv*d).
 - `matmul` follows numpy broadcasting (including 1-D operands).
 - `to_numpy(x)` returns a numpy array (host copy where needed); `asarray(a, dtype)` builds a
-  backend tensor from a numpy array or Python scalar.
+  tensor of the library from a numpy array or Python scalar.
 - Runtime indices and bounds: `checked_indices(indices, dim, fail)` wraps negative indices
   and rejects out-of-range ones with `fail(message)` (an exception); slice_update with
   runtime bounds and unit strides is `write_slice(x, slice_where(begin, end, x_shape,
   update_shape, fail), update)`, `slice_where`'s result being opaque (numpy: slices). numpy
-  checks on the host; a device backend may check on the device and raise after the call
+  checks on the host; a device library may check on the device and raise after the call
   (torch on CUDA does, so that such a program can be captured as a CUDA graph).
 """
 
