@@ -1,0 +1,63 @@
+"""Energy per inference: one power reader per platform behind one small interface.
+
+    reader = open_reader(backend, device)       # a Reader, or Unavailable(reason)
+    reader.start(); ...timed calls...; e = reader.stop()   # Energy, or Unavailable
+    e.per_inference_mj(calls)["total"], e.mean_power_w(), e.method, e.samples
+
+Which reader runs where:
+- macOS (coreml; numpy / torch on CPU or MPS): IOReport "Energy Model" counters, no
+  root; else `sudo -n powermetrics` where allowed; else Unavailable with both reasons.
+- torch on CUDA: NVML's board energy counter.
+- Linux CPU (numpy, torch on CPU): RAPL under /sys/class/powercap where readable.
+Every figure is the hardware's own energy estimate (SoC model, GPU board counter,
+RAPL), not wall power. Heavy or platform-specific modules load only when chosen.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from anemll_spec.power.base import Energy, PowerSample, Reader, Unavailable
+
+__all__ = ["Energy", "PowerSample", "Reader", "Unavailable", "open_reader"]
+
+
+def open_reader(backend: str, device: str = "auto", *, period_s: float | None = 0.1):
+    """The reader for a backend/device here, or Unavailable saying exactly why not.
+
+    period_s: the timeline's sampling period (None: no sampler thread, energy only).
+    Never raises for an ordinary "not here"."""
+    device = (device or "auto").lower()
+    if backend == "torch" and device.startswith("cuda"):
+        from anemll_spec.power.nvml import open_nvml
+
+        return open_nvml(device, period_s)
+    if backend == "torch" and device == "auto" and sys.platform != "darwin":
+        # 'auto' is CUDA where torch sees a GPU; the runner should pass the resolved device
+        from anemll_spec.power.nvml import open_nvml
+
+        reader = open_nvml("cuda", period_s)
+        if not isinstance(reader, Unavailable):
+            return reader
+    if backend not in ("coreml", "numpy", "torch"):
+        return Unavailable(f"no power reader for backend {backend!r}")
+    if sys.platform == "darwin":
+        return _open_macos(period_s)
+    if sys.platform.startswith("linux"):
+        from anemll_spec.power.rapl import open_rapl
+
+        return open_rapl(period_s=period_s)
+    return Unavailable(f"no power reader on {sys.platform}")
+
+
+def _open_macos(period_s: float | None):
+    from anemll_spec.power.ioreport import open_ioreport
+    from anemll_spec.power.powermetrics import open_powermetrics
+
+    first = open_ioreport(period_s)
+    if not isinstance(first, Unavailable):
+        return first
+    second = open_powermetrics(period_s or 0.1)
+    if not isinstance(second, Unavailable):
+        return second
+    return Unavailable(f"{first.reason}; {second.reason}")

@@ -1,0 +1,129 @@
+"""What every power reader returns, and the sampler thread the timeline readers share.
+
+A reading is the energy each rail used between `start()` and `stop()`, taken from the
+hardware's own energy counters (SoC energy model, GPU board counter, RAPL), never from
+wall power. Readers that cannot measure say why (`Unavailable`) instead of returning a
+number: a benchmark row with NULL energy and a reason beats an invented one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+UNITS_TO_MJ = {"J": 1e3, "mJ": 1.0, "uJ": 1e-3, "µJ": 1e-3, "nJ": 1e-6}
+
+
+def to_mj(value: float, unit: str) -> float:
+    """An energy counter value in `unit` (J/mJ/uJ/nJ) -> millijoules."""
+    try:
+        return float(value) * UNITS_TO_MJ[unit.strip()]
+    except KeyError:
+        raise ValueError(f"not an energy unit: {unit!r}") from None
+
+
+@dataclass(frozen=True)
+class PowerSample:
+    """One point of a power timeline: mean power of `rail` over the period ending at t_ns.
+
+    t_ns is `time.perf_counter_ns()`, the clock of the harness's `starts_ns`, so the
+    timeline lines up with the per-call latencies."""
+
+    t_ns: int
+    rail: str
+    watts: float
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy per rail over one interval, from the hardware's own counters."""
+
+    rails_mj: Mapping[str, float]  # energy of each rail over the interval, mJ
+    total_rails: tuple[str, ...]  # the rails that add up to the total without overlap
+    interval_s: float  # wall time the counters cover
+    method: str  # ioreport | powermetrics | nvml | rapl
+    samples: int  # counter reads (or powermetrics samples) the figure came from
+    timed_only: bool  # True: the interval is the timed region and nothing else
+    timeline: tuple[PowerSample, ...] = ()
+    notes: tuple[str, ...] = ()  # caveats a reader of the figure must see
+    extra: Mapping[str, float | str | None] = field(default_factory=dict)  # e.g. power limit
+
+    @property
+    def total_mj(self) -> float:
+        return float(sum(self.rails_mj[r] for r in self.total_rails if r in self.rails_mj))
+
+    def mean_power_w(self) -> dict[str, float]:
+        """Mean power of each rail (and 'total') over the interval, W (= mJ / ms)."""
+        if self.interval_s <= 0:
+            return {}
+        out = {r: mj / self.interval_s / 1e3 for r, mj in self.rails_mj.items()}
+        out["total"] = self.total_mj / self.interval_s / 1e3
+        return out
+
+    def per_inference_mj(self, calls: int) -> dict[str, float]:
+        """Energy per inference of each rail (and 'total'), mJ: the interval's energy
+        divided by the calls made in it. Meaningful when the interval held only those
+        calls (timed_only); otherwise idle time between them is charged to them too."""
+        if calls <= 0:
+            return {}
+        out = {r: mj / calls for r, mj in self.rails_mj.items()}
+        out["total"] = self.total_mj / calls
+        return out
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """No reading here, and exactly why (stored as the reason beside NULL energy)."""
+
+    reason: str
+    method: str | None = None
+
+
+class Reader(Protocol):
+    """start() just before the timed region, stop() just after it."""
+
+    method: str
+
+    def start(self) -> None: ...
+
+    def stop(self, *, timed_only: bool = True) -> Energy | Unavailable: ...
+
+
+class Sampler:
+    """A daemon thread that calls `read()` every `period_s` and keeps (t_ns, value).
+
+    The first and last reads are made by start()/stop() in the caller's thread, so the
+    interval is exact even when the period is long; the thread only fills the timeline
+    in between. It sleeps on an Event, so stop() does not wait for a period to end.
+    """
+
+    def __init__(self, read: Callable[[], object], period_s: float | None):
+        self._read = read
+        self.period_s = period_s
+        self.points: list[tuple[int, object]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.points = [(time.perf_counter_ns(), self._read())]
+        self._stop.clear()
+        if self.period_s:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="power-sampler")
+            self._thread.start()
+
+    def _run(self) -> None:
+        period = self.period_s or 0.0
+        while not self._stop.wait(period):
+            value = self._read()
+            self.points.append((time.perf_counter_ns(), value))
+
+    def stop(self) -> list[tuple[int, object]]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.points.append((time.perf_counter_ns(), self._read()))
+        return self.points

@@ -1,0 +1,77 @@
+"""The shared parts of the power readers: Energy arithmetic, the sampler thread, and
+which reader open_reader picks (or why none)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from anemll_spec.power import open_reader
+from anemll_spec.power.base import Energy, Sampler, Unavailable, to_mj
+
+
+def test_energy_arithmetic_hand_computed():
+    e = Energy(
+        {"cpu": 1200.0, "dram": 300.0, "package": 1700.0}, ("cpu", "dram"), 2.5, "x", 3, True
+    )
+    assert e.total_mj == 1500.0  # 'package' is not in the total
+    w = e.mean_power_w()
+    assert w == pytest.approx({"cpu": 0.48, "dram": 0.12, "package": 0.68, "total": 0.6})
+    per = e.per_inference_mj(300)
+    assert per == pytest.approx({"cpu": 4.0, "dram": 1.0, "package": 1700 / 300, "total": 5.0})
+    assert e.per_inference_mj(0) == {}
+    assert Energy({}, (), 0.0, "x", 1, True).mean_power_w() == {}
+    assert to_mj(2, "J") == 2000.0 and to_mj(3, " mJ ") == 3.0
+
+
+def test_sampler_reads_at_both_ends_and_in_between():
+    count = iter(range(10_000))
+    s = Sampler(lambda: next(count), period_s=0.005)
+    s.start()
+    time.sleep(0.1)
+    points = s.stop()
+    values = [v for _, v in points]
+    assert values == list(range(len(values)))  # every read kept, in order
+    assert len(points) >= 4  # first, >= 2 by the thread, last
+    times = [t for t, _ in points]
+    assert times == sorted(times)
+
+
+def test_sampler_stop_does_not_wait_for_a_long_period():
+    s = Sampler(lambda: 0, period_s=30.0)
+    s.start()
+    t0 = time.perf_counter()
+    points = s.stop()
+    assert time.perf_counter() - t0 < 1.0
+    assert len(points) == 2
+
+
+def test_sampler_without_period_has_no_thread():
+    s = Sampler(lambda: 1, period_s=None)
+    s.start()
+    assert s._thread is None
+    assert [v for _, v in s.stop()] == [1, 1]
+
+
+def test_open_reader_never_raises_for_not_here():
+    out = open_reader("onnx", "cpu")
+    assert isinstance(out, Unavailable) and "onnx" in out.reason
+    for backend, device in (
+        ("numpy", "cpu"),
+        ("torch", "cpu"),
+        ("torch", "cuda"),
+        ("coreml", "auto"),
+    ):
+        out = open_reader(backend, device)
+        assert isinstance(out, Unavailable) or hasattr(out, "start")
+        if isinstance(out, Unavailable):
+            assert out.reason  # always says why
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux dispatch")
+def test_linux_cpu_backends_use_rapl_and_cuda_uses_nvml():
+    assert open_reader("numpy", "cpu").method == "rapl"
+    assert open_reader("torch", "cpu").method == "rapl"
+    assert open_reader("torch", "cuda:0").method == "nvml"

@@ -1,0 +1,113 @@
+"""powermetrics parsing on a real M1 capture (and its plist re-serialisation), plus the
+live reader where sudo allows it (tests/fixtures/power/README.md)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from anemll_spec.power.base import Unavailable
+from anemll_spec.power.powermetrics import (
+    energy_from_samples,
+    open_powermetrics,
+    parse,
+    parse_text,
+)
+
+FIX = Path(__file__).parent / "fixtures" / "power"
+# typed by hand from powermetrics_m1_macbookair10_1.txt: elapsed ms, CPU, GPU, ANE, DRAM,
+# Package Power (mW) of each of its ten samples
+ROWS = [
+    (104.51, 947, 153, 0, 220, 1473),
+    (104.81, 420, 67, 0, 162, 773),
+    (105.93, 208, 28, 0, 66, 396),
+    (108.22, 102, 9, 0, 37, 120),
+    (109.24, 156, 9, 0, 64, 284),
+    (108.45, 369, 46, 0, 148, 618),
+    (108.38, 231, 28, 0, 83, 434),
+    (106.72, 272, 19, 0, 94, 450),
+    (108.88, 202, 18, 0, 64, 303),
+    (108.92, 239, 9, 0, 83, 321),
+]
+
+
+def test_text_capture_samples_hand_checked():
+    samples = parse_text((FIX / "powermetrics_m1_macbookair10_1.txt").read_text())
+    assert len(samples) == len(ROWS)
+    for s, (ms, cpu, gpu, ane, dram, pkg) in zip(samples, ROWS, strict=True):
+        assert s.elapsed_s == pytest.approx(ms / 1e3)
+        # mW x s = mJ
+        assert s.rails_mj == pytest.approx(
+            {"cpu": cpu * ms / 1e3, "gpu": gpu * ms / 1e3, "ane": ane * ms / 1e3,
+             "dram": dram * ms / 1e3, "package": pkg * ms / 1e3}
+        )  # fmt: skip
+    assert samples[0].rails_mj["cpu"] == pytest.approx(98.97097)  # 947 mW x 0.10451 s
+
+
+def test_energy_over_the_capture():
+    e = energy_from_samples(parse((FIX / "powermetrics_m1_macbookair10_1.txt").read_bytes()))
+    assert not isinstance(e, Unavailable)
+    assert e.samples == 10 and e.method == "powermetrics"
+    assert e.interval_s == pytest.approx(sum(r[0] for r in ROWS) / 1e3)  # 1.07406 s
+    cpu = sum(r[0] * r[1] for r in ROWS) / 1e3
+    dram = sum(r[0] * r[4] for r in ROWS) / 1e3
+    gpu = sum(r[0] * r[2] for r in ROWS) / 1e3
+    assert e.rails_mj["cpu"] == pytest.approx(cpu)
+    # the total is CPU + GPU + ANE + DRAM; 'package' overlaps them and stays out
+    assert e.total_rails == ("cpu", "gpu", "ane", "dram")
+    assert e.total_mj == pytest.approx(cpu + gpu + dram)
+    assert e.timed_only is False  # its windows never line up with the timed region
+    assert any("not be used to compare devices" in n for n in e.notes)
+    # 10 samples x 5 rails on the timeline, each the sample's mean power
+    assert len(e.timeline) == 50
+    assert next(p for p in e.timeline if p.rail == "cpu").watts == pytest.approx(0.947)
+
+
+def test_plist_stream_gives_the_same_energies_and_drops_a_cut_off_document():
+    plist = parse((FIX / "powermetrics_m1_derived.plist").read_bytes())
+    text = parse_text((FIX / "powermetrics_m1_macbookair10_1.txt").read_text())
+    assert len(plist) == 3  # the fourth document is cut off mid-way
+    for p, t in zip(plist, text, strict=False):
+        assert p.elapsed_s == pytest.approx(t.elapsed_s)
+        for rail in ("cpu", "gpu", "ane"):
+            assert p.rails_mj[rail] == pytest.approx(t.rails_mj[rail])
+
+
+def test_only_samples_inside_the_timed_region_count():
+    samples = parse_text((FIX / "powermetrics_m1_macbookair10_1.txt").read_text())
+    t = 0
+    for s in samples:  # arrival times: back to back, each at the end of its window
+        t += int(s.elapsed_s * 1e9)
+        s.t_ns = t
+    # a region from the middle of sample 2 to the middle of sample 5 (0-based) holds the
+    # midpoints of samples 2, 3, 4 and 5
+    start = samples[2].t_ns - int(samples[2].elapsed_s * 6e8)
+    stop = samples[5].t_ns - int(samples[5].elapsed_s * 4e8)
+    e = energy_from_samples(samples, start, stop)
+    assert e.samples == 4
+    assert e.rails_mj["cpu"] == pytest.approx(sum(r[0] * r[1] for r in ROWS[2:6]) / 1e3)
+    none = energy_from_samples(samples, 0, 10)
+    assert isinstance(none, Unavailable) and "no sample" in none.reason
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS: the live test below")
+def test_off_macos_it_says_why():
+    out = open_powermetrics()
+    assert isinstance(out, Unavailable) and "macOS only" in out.reason
+
+
+@pytest.mark.macos
+def test_live_powermetrics_where_sudo_allows_it():
+    reader = open_powermetrics(0.1)
+    if isinstance(reader, Unavailable):
+        pytest.skip(reader.reason)
+    reader.start()
+    until = time.perf_counter() + 1.5
+    while time.perf_counter() < until:
+        pass
+    e = reader.stop()
+    assert not isinstance(e, Unavailable), e.reason
+    assert e.samples >= 5 and e.rails_mj["cpu"] > 0
