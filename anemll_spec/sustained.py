@@ -1,0 +1,170 @@
+"""Sustained runs: time one callable for `duration_s` in fixed windows, then judge whether
+throughput held up.
+
+Per window: every call's latency (the harness's timed region, t0; fn(); t1), its median,
+the energy the power reader measured over the window, and the thermal state read at its
+end. The verdict compares the last window with the first: the throughput ratio
+median(first) / median(last) (> 1: faster at the end) with a seeded percentile-bootstrap
+CI of that ratio from the two windows' samples, and whether any window reported
+throttling. A callback sees each window as it ends (progress shows window medians live).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
+
+NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
+
+
+@dataclass
+class Window:
+    index: int
+    start_ns: int  # perf_counter_ns at the window's first call
+    end_ns: int  # ... after its last call
+    samples_ns: np.ndarray  # int64, per-call latency
+    energy: object = None  # power.Energy | power.Unavailable | None (no reader)
+    thermal: object = None  # power.thermal.Thermal | Unavailable | None
+
+    @property
+    def calls(self) -> int:
+        return int(self.samples_ns.size)
+
+    @property
+    def wall_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.samples_ns)) / 1e6 if self.calls else math.nan
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Calls per second of window wall time (includes the loop's own bookkeeping)."""
+        return self.calls / self.wall_s if self.wall_s > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Verdict:
+    first_median_ms: float
+    last_median_ms: float
+    throughput_ratio: float  # median(first) / median(last): < 1 means slower at the end
+    ci_low: float
+    ci_high: float
+    level: float
+    throttled: bool | None  # None: no window had a thermal reading
+    verdict: str  # 'sustained' | 'degraded' | 'improved'
+
+
+@dataclass
+class Sustained:
+    windows: list[Window]
+    verdict: Verdict
+    window_s: float
+    duration_s: float
+
+
+def judge(
+    first_ns: np.ndarray,
+    last_ns: np.ndarray,
+    thermals: list[object] | None = None,
+    *,
+    level: float = 0.95,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    noise_floor_pct: float = NOISE_FLOOR_PCT,
+) -> Verdict:
+    """Throughput of the last window relative to the first, with its bootstrap CI.
+
+    ratio_of_medians_ci(first, last) gives median(last)/median(first) (latency); the
+    throughput ratio is its reciprocal, and so is each end of the CI (swapped)."""
+    ci = ratio_of_medians_ci(first_ns, last_ns, level=level, n_boot=n_boot, seed=seed)
+    ratio = 1.0 / ci.estimate
+    low, high = 1.0 / ci.high, 1.0 / ci.low
+    if low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
+        word = "sustained"
+    else:
+        word = "degraded" if high < 1.0 else "improved"
+    flags = [t.throttled for t in thermals or [] if hasattr(t, "throttled")]
+    return Verdict(
+        first_median_ms=float(np.median(first_ns)) / 1e6,
+        last_median_ms=float(np.median(last_ns)) / 1e6,
+        throughput_ratio=ratio,
+        ci_low=low,
+        ci_high=high,
+        level=level,
+        throttled=any(flags) if flags else None,
+        verdict=word,
+    )
+
+
+def run_sustained(
+    fn: Callable[[], object],
+    duration_s: float,
+    window_s: float,
+    *,
+    warmup: int = 10,
+    reader: object | None = None,
+    thermal: Callable[[], object] | None = None,
+    on_window: Callable[[Window], None] | None = None,
+    seed: int = 0,
+) -> Sustained:
+    """Warm up, then time `fn` for `duration_s` in windows of `window_s` (at least two
+    windows, so there is a first and a last to compare).
+
+    reader: a power reader (anemll_spec.power.open_reader), started and stopped around
+    each window. thermal: a callable read at each window's end (power.thermal)."""
+    if window_s <= 0 or duration_s < 2 * window_s:
+        raise ValueError(
+            f"duration_s ({duration_s}) must hold at least two windows of {window_s} s"
+        )
+    n_windows = int(duration_s // window_s)
+    for _ in range(warmup):
+        fn()
+    windows: list[Window] = []
+    for i in range(n_windows):
+        if reader is not None:
+            reader.start()  # type: ignore[attr-defined]
+        samples, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
+        energy = reader.stop() if reader is not None else None  # type: ignore[attr-defined]
+        w = Window(i, start_ns, end_ns, samples, energy, thermal() if thermal else None)
+        windows.append(w)
+        if on_window is not None:
+            on_window(w)
+    verdict = judge(
+        windows[0].samples_ns, windows[-1].samples_ns, [w.thermal for w in windows], seed=seed
+    )
+    return Sustained(windows, verdict, window_s, duration_s)
+
+
+def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, int, int]:
+    """Time calls until `span_ns` of wall time has passed since the first one.
+
+    Same timed region as the harness, GC off while timing; samples go into an
+    array('q') (amortised O(1) append, no float boxing)."""
+    pc = time.perf_counter_ns
+    samples = array("q")
+    append = samples.append
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = pc()
+        until = start + span_ns
+        t1 = start
+        while t1 < until:
+            t0 = pc()
+            fn()
+            t1 = pc()
+            append(t1 - t0)
+    finally:
+        if enabled:
+            gc.enable()
+    return np.frombuffer(samples, dtype=np.int64).copy(), start, t1
