@@ -126,9 +126,9 @@ def test_zeroed_counters_are_not_a_reading():
     out = check_reading({"cpu": 0.0, "dram": 0.0, "ane": 0.0, "gpu": 3.1}, 2.0)
     assert isinstance(out, Unavailable) and "read 0 mJ" in out.reason
     assert isinstance(check_reading({}, 2.0), Unavailable)
-    assert check_reading({"cpu": 10.0, "dram": 2.0}, 5.0) == []
-    notes = check_reading({"cpu": 10.0, "dram": 2.0}, 0.5)
-    assert isinstance(notes, list) and "short" in notes[0]
+    assert check_reading({"cpu": 10.0, "dram": 2.0}, 12.0) == []
+    notes = check_reading({"cpu": 10.0, "dram": 2.0}, 3.4)
+    assert isinstance(notes, list) and "short" in notes[0] and "~50%" in notes[0]  # 1.7 / 3.4
     assert set(TOTAL_RAILS) == {"cpu", "gpu", "ane", "dram"}
 
 

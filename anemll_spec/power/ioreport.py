@@ -24,7 +24,8 @@ from anemll_spec.power.base import Energy, PowerSample, Sampler, Unavailable, to
 GROUP = "Energy Model"
 RAILS = ("cpu", "gpu", "ane", "dram", "gpu_sram")
 TOTAL_RAILS = ("cpu", "gpu", "ane", "dram")  # GPU SRAM: macmon keeps it apart; not summed
-SHORT_INTERVAL_S = 2.0  # below this, the counters' publication cadence dominates the error
+PUBLICATION_GAP_S = 1.7  # longest gap between counter updates seen (M1 Ultra, all-smi #424)
+SHORT_INTERVAL_S = 10.0  # below this, that gap can be over ~17% of the interval
 ZEROED_MIN_S = 1.0
 _CF = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
 _IOREPORT = "/usr/lib/libIOReport.dylib"
@@ -86,8 +87,9 @@ def check_reading(rails: dict[str, float], interval_s: float) -> Unavailable | l
     notes: list[str] = []
     if interval_s < SHORT_INTERVAL_S:
         notes.append(
-            f"interval {interval_s:.3f} s is short: IOReport publishes the mJ counters at "
-            "irregular steps (up to ~1.7 s apart on an M1 Ultra), so this figure is coarse"
+            f"interval {interval_s:.2f} s is short: IOReport updates the mJ counters at "
+            f"irregular steps (up to {PUBLICATION_GAP_S} s apart on an M1 Ultra), so the "
+            f"error can reach ~{min(1.0, PUBLICATION_GAP_S / interval_s):.0%} of the figure"
         )
     return notes
 
