@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,19 +22,13 @@ def test_compute_unit_mapping_to_coremltools():
         coreml.to_compute_unit("NE_ONLY")
 
 
-@pytest.mark.parametrize(
-    ("out", "expect"), [("1\n", True), ("0\n", False), ("", False), (None, False)]
-)
-def test_rosetta_detection(out, expect):
-    assert coreml.is_translated(out) is expect
-
-
-def test_cpu_and_ne_refused_under_rosetta():
-    with pytest.raises(BackendError, match="CPU_AND_NE under Rosetta"):
-        coreml.check_compute_unit("CPU_AND_NE", translated=True)
-    for cu in ("CPU_ONLY", "CPU_AND_GPU", "ALL"):
-        coreml.check_compute_unit(cu, translated=True)
-    coreml.check_compute_unit("CPU_AND_NE", translated=False)
+def test_rosetta_is_said_not_refused():
+    """Apple documents no rule about the Neural Engine under Rosetta: no refusal, a note."""
+    assert coreml.rosetta_note(False, "CPU_AND_NE") is None
+    assert coreml.rosetta_note(None, "CPU_AND_NE") is None
+    note = coreml.rosetta_note(True, "CPU_AND_NE")
+    assert "translated by Rosetta" in note and "undocumented" in note
+    assert "CPU_AND_NE" in note and "placements" in note
 
 
 def test_feed_casts_once_to_what_core_ml_takes():
@@ -63,6 +58,68 @@ def test_feed_casts_once_to_what_core_ml_takes():
     view = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
     out = coreml.coreml_feed({"x": view}, {"x": "float32"})["x"]
     assert out.flags.c_contiguous and np.array_equal(out, view)
+
+
+def test_feed_follows_the_declared_type_before_the_arrays():
+    """Issue 19.8: a float array for a declared int32 input goes in as int32 (it used to
+    become float32, which Core ML then refuses or misreads)."""
+    pos = np.array([[0.0, 3.0, 7.0]], np.float32)  # the old code made this float32
+    feed = coreml.coreml_feed(
+        {"ids": pos, "x": np.array([1, 2], np.int64)}, {"ids": "int32", "x": "float16"}
+    )
+    assert feed["ids"].dtype == np.int32 and feed["ids"].tolist() == [[0, 3, 7]]
+    assert feed["x"].dtype == np.float32 and feed["x"].tolist() == [1.0, 2.0]
+    f32 = coreml.coreml_feed({"m": np.ones(3, np.float16)}, {"m": "float32"})["m"]
+    assert f32.dtype == np.float32
+    f64 = coreml.coreml_feed({"d": np.ones(2, np.float32)}, {"d": "float64"})["d"]
+    assert f64.dtype == np.float64  # Core ML's Double
+    # undeclared inputs fall back to their array: small floats -> float32, ints -> int32
+    und = coreml.coreml_feed({"a": np.ones(2, np.float16), "b": np.ones(2, np.int64)}, {})
+    assert und["a"].dtype == np.float32 and und["b"].dtype == np.int32
+    with pytest.raises(BackendError, match="cannot pass int8"):
+        coreml.coreml_feed({"q": np.zeros(2, np.int8)}, {"q": "int8"})
+
+
+def test_int8_io_refused_by_name():
+    with pytest.raises(BackendError, match=r"output logits \(int8\).*compiled out"):
+        coreml.check_dtypes({"logits": "int8", "y": "float16"}, "output", "9.0")
+    coreml.check_dtypes({"x": "float16", "ids": "int32"}, "input", "9.0")
+
+
+class _Proxy:
+    """Stands in for coremltools' native _MLModelProxy (which needs macOS)."""
+
+    def get_last_predict_duration_in_nano_seconds(self) -> int:
+        return 1
+
+
+class _Model:
+    def __init__(self) -> None:
+        self._proxy = _Proxy()
+
+
+def test_close_releases_the_model_and_its_proxy():
+    """Issue 19.4: runtime_probe is a bound method of the proxy (the native MLModel): it
+    kept the model alive after close(). Both must be collectable once closed."""
+    import gc
+    import weakref
+
+    from anemll_spec.backends.base import Prepared
+
+    model = _Model()
+    model_ref, proxy_ref = weakref.ref(model), weakref.ref(model._proxy)
+    prepared = Prepared(path=Path("m.mlmodelc"), source=Path("m.mlpackage"), compile_s=None)
+    sess = coreml.CoreMLSession(model, prepared, "ALL")
+    assert sess.runtime_probe() == 1
+    del model
+    gc.collect()
+    assert model_ref() is not None  # the open session holds it
+    sess.close()
+    gc.collect()
+    assert model_ref() is None and proxy_ref() is None
+    assert sess.runtime_probe is None
+    with pytest.raises(BackendError, match="closed"):
+        sess.bind({})
 
 
 def _plan():

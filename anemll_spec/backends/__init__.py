@@ -1,7 +1,9 @@
 """Backends: where a model runs. A registry with availability and its reason.
 
 Each backend is one module exposing `NAME`, `available() -> (bool, reason)` (cheap: no
-heavy import) and `backend() -> Backend`. Adding one (the torch backend) is one file,
+heavy import) and `backend() -> Backend`, and optionally `why_not(model) -> str | None`:
+why it cannot run a case with these resolved model fields on this host (Core ML: the
+deployment target needs a newer macOS). Adding one (the torch backend) is one file,
 `anemll_spec/backends/torch_.py`, and its line below.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import Any
 
 from anemll_spec.errors import InputError
 
@@ -58,17 +61,39 @@ def all_availability() -> list[Availability]:
     return [availability(n) for n in REGISTRY]
 
 
-def resolve_auto() -> tuple[str, str]:
-    """`auto` -> (backend, why): coreml where available, otherwise numpy."""
+def why_not(name: str, model: Any) -> str | None:
+    """Why an AVAILABLE backend cannot run a case with these resolved model fields (a
+    dict, or a model object with to_json()) here; None if it can (or cannot tell)."""
+    check = getattr(_module(name), "why_not", None)
+    return check(model) if check is not None else None
+
+
+def check_runs(name: str, model: Any, what: str = "this case") -> None:
+    """InputError (one line, before anything is built) if backend `name` cannot run
+    `what` here; call it for explicitly named backends (auto resolves around it)."""
+    a = availability(name)
+    if not a.available:
+        raise InputError(f"backend {name} is not available here: {a.reason}")
+    reason = why_not(name, model)
+    if reason:
+        raise InputError(f"backend {name} cannot run {what} here: {reason}")
+
+
+def resolve_auto(model: Any = None) -> tuple[str, str]:
+    """`auto` -> (backend, why): coreml where available and able to run the case,
+    otherwise numpy. model: the case's resolved model fields (None: availability only)."""
     skipped = []
     for name in AUTO_ORDER:
         a = availability(name)
-        if a.available:
+        reason = a.reason if not a.available else None
+        if reason is None and model is not None:
+            reason = why_not(name, model)
+        if reason is None:
             why = f"auto -> {name}"
             if skipped:
                 why += " (" + "; ".join(skipped) + ")"
             return name, why
-        skipped.append(f"{name}: {a.reason}")
+        skipped.append(f"{name}: {reason}")
     raise InputError("no backend available: " + "; ".join(skipped))
 
 

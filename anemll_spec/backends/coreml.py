@@ -1,50 +1,53 @@
 """Core ML (macOS only): compile once, load per compute unit, predict, compute plan.
 
-Kept thin on purpose. What needs no Core ML (compute-unit names, input casting,
-shaping compute-plan results, Rosetta detection, availability) is plain functions,
-tested on Linux; the rest calls coremltools 9's real API:
-- `coremltools.models.utils.compile_model(src, dst) -> str` (.mlpackage -> .mlmodelc);
+Kept thin on purpose, and read against coremltools 9.0's own source (the Python side in
+coremltools/models/, the native binding coremlpython/CoreMLPython.mm and
+CoreMLPythonUtils.mm at tag 9.0). What needs no Core ML (compute-unit names, input
+casting, refusals, compute-plan shaping, deployment targets, the compile cache) is plain
+code tested on Linux; the rest calls coremltools 9's real API:
+- `coremltools.models.utils.compile_model(src, dst) -> str` (coreml_compile: once per
+  package and macOS build, kept in the build cache);
 - `coremltools.models.CompiledMLModel(path, compute_units)`, `.predict(data, state=None)`,
-  `.make_state()`;
-- Core ML's own predict duration: `CompiledMLModel` has no public property for it (only
-  `MLModel.last_predict_duration_in_nano_seconds` does), but its `_proxy` is the same
-  `_MLModelProxy`, whose `get_last_predict_duration_in_nano_seconds()` times
-  `[MLModel predictionFromFeatures:error:]` natively. We read it when present, else NULL;
-- `coremltools.models.compute_plan.MLComputePlan.load_from_path(path, compute_units)`
-  (macOS 14.4+): `model_structure.program.functions[name].block.operations`, and per op
-  `get_compute_device_usage_for_mlprogram_operation(op).preferred_compute_device` and
-  `get_estimated_cost_for_mlprogram_operation(op).weight`.
+  `.make_state()`; no function name: Core ML runs the model's default function;
+- Core ML's own predict duration: `CompiledMLModel` has no public property for it, but
+  its `_proxy` (`_MLModelProxy`) has `get_last_predict_duration_in_nano_seconds()`: the
+  mach_absolute_time() difference around `[MLModel predictionFromFeatures:error:]` only
+  (docs/coreml.md says what the wall time adds around it);
+- the compute plan (coreml_plan): macOS 14.4+.
+
+The binding's `predict` holds the GIL for the whole call (no gil_scoped_release anywhere
+in coremlpython/): instances timed at once must be processes (anemll_spec.concurrency).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from anemll_spec.backends import coreml_compile
 from anemll_spec.backends.base import Backend, BackendError, Prepared, Session
+from anemll_spec.backends.coreml_plan import (  # noqa: F401 - re-exported (run.py, tests)
+    DEVICE_NAMES,
+    OpPlan,
+    device_name,
+    placement_rows,
+    placement_shares,
+)
+from anemll_spec.backends.coreml_target import macos_version, parse_macos_version  # noqa: F401
 
 NAME = "coreml"
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 MIN_MACOS = (13, 0)  # CPU_AND_NE and ML Programs with iOS16+ targets
 COMPUTE_PLAN_MACOS = (14, 4)
-
-# coremltools' device classes -> the store's names ('NeuralEngine' | 'GPU' | 'CPU')
-DEVICE_NAMES = {
-    "MLCPUComputeDevice": "CPU",
-    "MLGPUComputeDevice": "GPU",
-    "MLNeuralEngineComputeDevice": "NeuralEngine",
-}
+# dtypes coremltools 9.0's binding cannot pass: MLMultiArrayDataTypeInt8 is compiled out
+# (BUILT_WITH_MACOS26_SDK is defined only in CoreMLPython.mm, and tested in
+# CoreMLPythonArray.mm / CoreMLPythonUtils.mm, where it is undefined, so 0).
+UNSUPPORTED_DTYPES = {"int8": "int8"}
 
 
 # -- pure logic (tested on Linux) ------------------------------------------------------
@@ -57,29 +60,30 @@ def to_compute_unit(name: str, ct_compute_unit: Any = None) -> Any:
     return ct_compute_unit[name]
 
 
-def parse_macos_version(text: str) -> tuple[int, ...]:
-    """'14.4.1' -> (14, 4, 1); '' (not macOS) -> ()."""
-    parts = []
-    for p in text.strip().split("."):
-        if not p.isdigit():
-            break
-        parts.append(int(p))
-    return tuple(parts)
+def rosetta_note(translated: bool | None, compute_units: str) -> str | None:
+    """What a run under Rosetta must say. Whether Core ML gives a translated (x86_64)
+    process the Neural Engine is not documented by Apple (docs/coreml.md): not refused,
+    but said, with the compute plan's placements as the evidence."""
+    if not translated:
+        return None
+    return (
+        f"this Python runs translated by Rosetta (x86_64): whether Core ML uses the Neural "
+        f"Engine for a translated process is undocumented, so {compute_units} here may not "
+        "measure what a native arm64 Python would (see the placements); prefer an arm64 "
+        "Python (`arch -arm64 python3 -m venv .venv`)"
+    )
 
 
-def is_translated(sysctl_output: str | None) -> bool:
-    """`sysctl -n sysctl.proc_translated` prints 1 under Rosetta (absent on Intel Macs)."""
-    return (sysctl_output or "").strip() == "1"
-
-
-def check_compute_unit(name: str, translated: bool) -> None:
-    """Refuse what cannot work; raise BackendError with the reason."""
-    to_compute_unit(name, ct_compute_unit={n: n for n in COMPUTE_UNITS})
-    if translated and name == "CPU_AND_NE":
+def check_dtypes(io_dtypes: Mapping[str, str], what: str, ct_version: str | None) -> None:
+    """Refuse inputs/outputs the binding cannot convert, before anything is loaded."""
+    bad = {n: d for n, d in io_dtypes.items() if d in UNSUPPORTED_DTYPES}
+    if bad:
+        names = ", ".join(f"{n} ({d})" for n, d in bad.items())
         raise BackendError(
-            "CPU_AND_NE under Rosetta: this Python is an x86_64 process translated by "
-            "Rosetta, and Core ML gives translated processes no Neural Engine; run an arm64 "
-            "Python (e.g. `arch -arm64 python3 -m venv .venv`) to benchmark the ANE"
+            f"{what} {names}: coremltools {ct_version or '?'}'s Python binding cannot pass "
+            "int8 arrays (its int8 support is compiled out: an int8 input fails with 'value "
+            "type not convertible', an int8 output hits assert(false)); use an int32 or "
+            "float16 model I/O, or another backend"
         )
 
 
@@ -101,75 +105,38 @@ def availability_of(
 
 
 def coreml_feed(inputs: Mapping[str, Any], dtypes: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """Inputs as Core ML takes them, converted once.
+    """Inputs as Core ML takes them, converted once, by the DECLARED type first.
 
     coremltools casts every float16 array to float32 inside `predict` (on each call, see
     `MLModel._update_float16_multiarray_input_to_float32`); doing it here keeps that copy
-    out of the timed loop. Integer inputs go in as int32 (Core ML's multi-array int type).
+    out of the timed loop. The binding maps int32 arrays to MLMultiArray Int32, float32 to
+    Float32 and float64 to Double (CoreMLPythonArray.mm): a declared integer input goes in
+    as int32 whatever array it is given, a declared float16/float32 one as float32. Only
+    an undeclared input falls back to its array's own dtype.
     """
     out: dict[str, np.ndarray] = {}
     for name, value in inputs.items():
         arr = np.asarray(value)
-        declared = dtypes.get(name, arr.dtype.name)
-        if declared in ("float16", "float32") or (arr.dtype.kind == "f" and arr.itemsize <= 4):
+        declared = dtypes.get(name) or _by_array(arr)
+        if declared in UNSUPPORTED_DTYPES:
+            check_dtypes({name: declared}, "input", _ct_version())
+        if declared in ("float16", "float32"):
             arr = arr.astype(np.float32, copy=False)
-        elif declared.startswith(("int", "uint")) and declared not in ("int8", "uint8"):
+        elif declared == "float64":
+            arr = arr.astype(np.float64, copy=False)
+        elif declared.startswith(("int", "uint")):
             arr = arr.astype(np.int32, copy=False)
         out[name] = np.ascontiguousarray(arr)
     return out
 
 
-@dataclass(frozen=True)
-class OpPlan:
-    """One op of a compute plan, as plain data."""
-
-    op_type: str
-    outputs: tuple[str, ...]
-    preferred: str | None  # 'NeuralEngine' | 'GPU' | 'CPU' | None (unknown)
-    supported: tuple[str, ...]
-    cost: float | None  # Core ML's estimated share of the model's work, 0..1
-
-
-def device_name(device: Any) -> str | None:
-    if device is None:
-        return None
-    return DEVICE_NAMES.get(type(device).__name__, type(device).__name__)
-
-
-def placement_rows(ops: Iterable[OpPlan], compute_units: str) -> list[dict]:
-    """Compute-plan ops -> rows of the store's `placements` table.
-
-    Constants are left out: Core ML gives them no device and no cost.
-    """
-    rows = []
-    for op in ops:
-        if op.op_type == "const" and op.preferred is None:
-            continue
-        rows.append(
-            {
-                "op_index": len(rows),
-                "op_name": op.outputs[0] if op.outputs else None,
-                "op_type": op.op_type,
-                "preferred_device": op.preferred,
-                "estimated_cost": op.cost,
-                "compute_units": compute_units,
-            }
-        )
-    return rows
-
-
-def placement_shares(rows: Iterable[Mapping]) -> dict[str, float]:
-    """Share of the estimated cost per preferred device (by op count where no costs)."""
-    rows = list(rows)
-    costed = [r for r in rows if r.get("estimated_cost") is not None]
-    use = costed if costed else rows
-    weights: dict[str, float] = {}
-    for r in use:
-        dev = r.get("preferred_device") or "unknown"
-        w = r["estimated_cost"] if costed else 1.0
-        weights[dev] = weights.get(dev, 0.0) + float(w)
-    total = sum(weights.values())
-    return {k: v / total for k, v in sorted(weights.items())} if total > 0 else {}
+def _by_array(arr: np.ndarray) -> str:
+    """The type of an undeclared input, from its array: floats up to 32 bits -> float32."""
+    if arr.dtype.kind == "f":
+        return "float32" if arr.itemsize <= 4 else "float64"
+    if arr.dtype.kind in "iu":
+        return "int32"
+    return arr.dtype.name
 
 
 # -- environment -----------------------------------------------------------------------
@@ -190,116 +157,86 @@ def _has_libcoremlpython() -> bool:
     return any(any(Path(loc).glob("libcoremlpython*")) for loc in spec.submodule_search_locations)
 
 
-def macos_version() -> tuple[int, ...]:
-    return parse_macos_version(platform.mac_ver()[0]) if sys.platform == "darwin" else ()
-
-
 def translated() -> bool:
-    if sys.platform != "darwin" or not shutil.which("sysctl"):
-        return False
-    try:
-        res = subprocess.run(
-            ["sysctl", "-n", "sysctl.proc_translated"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return is_translated(res.stdout)
+    """This process runs under Rosetta (asked in-process: anemll_spec.host)."""
+    from anemll_spec.host import proc_translated
+
+    return bool(proc_translated())
 
 
 def available() -> tuple[bool, str]:
     return availability_of(sys.platform, _has_libcoremlpython(), macos_version(), _ct_version())
 
 
+def why_not(model: Any) -> str | None:
+    """Why Core ML on this Mac cannot run a case with these model fields (None: it can)."""
+    from anemll_spec.backends.coreml_target import why_not as _why_not
+
+    return _why_not(model)
+
+
 # -- Core ML (macOS only) ----------------------------------------------------------------
-def read_compute_plan(mlmodelc: Path, compute_units: str) -> list[OpPlan]:
-    """Every op of the main function with its preferred device and estimated cost."""
-    from coremltools.models.compute_plan import MLComputePlan
-
-    plan = MLComputePlan.load_from_path(
-        path=str(mlmodelc), compute_units=to_compute_unit(compute_units)
-    )
-    structure = plan.model_structure
-    out: list[OpPlan] = []
-    if structure.program is not None:
-        functions = structure.program.functions
-        fn = functions.get("main") or next(iter(functions.values()))
-
-        def walk(operations) -> None:
-            for op in operations:
-                usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
-                cost = plan.get_estimated_cost_for_mlprogram_operation(op)
-                out.append(
-                    OpPlan(
-                        op_type=op.operator_name,
-                        outputs=tuple(o.name for o in op.outputs),
-                        preferred=device_name(usage.preferred_compute_device) if usage else None,
-                        supported=tuple(
-                            d for d in map(device_name, usage.supported_compute_devices) if d
-                        )
-                        if usage
-                        else (),
-                        cost=float(cost.weight) if cost is not None else None,
-                    )
-                )
-                for block in op.blocks:
-                    walk(block.operations)
-
-        walk(fn.block.operations)
-    elif structure.neuralnetwork is not None:
-        for layer in structure.neuralnetwork.layers:
-            usage = plan.get_compute_device_usage_for_neuralnetwork_layer(layer)
-            out.append(
-                OpPlan(
-                    op_type=layer.type,
-                    outputs=tuple(layer.output_names),
-                    preferred=device_name(usage.preferred_compute_device) if usage else None,
-                    supported=tuple(
-                        d for d in map(device_name, usage.supported_compute_devices) if d
-                    )
-                    if usage
-                    else (),
-                    cost=None,
-                )
-            )
-    return out
-
-
 class CoreMLSession(Session):
-    def __init__(self, model: Any, prepared: Prepared, compute_units: str):
+    def __init__(
+        self,
+        model: Any,
+        prepared: Prepared,
+        compute_units: str,
+        notes: list[str] | None = None,
+    ):
         self.model = model
         self.prepared = prepared
         self.compute_units = compute_units
+        self.notes = list(notes or [])
         proxy = getattr(model, "_proxy", None)
+        # a bound method of the native proxy: it keeps the native MLModel alive until
+        # close() drops it
         self.runtime_probe: Callable[[], int | None] | None = getattr(
             proxy, "get_last_predict_duration_in_nano_seconds", None
         )
+
+    def _model(self) -> Any:
+        if self.model is None:
+            raise BackendError("this Core ML session is closed")
+        return self.model
 
     def feed(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return coreml_feed(inputs, self.prepared.input_dtypes)
 
     def new_state(self) -> Any:
-        return self.model.make_state() if self.prepared.states else None
+        return self._model().make_state() if self.prepared.states else None
 
     def predict(self, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
-        out = self.model.predict(feed, state) if state is not None else self.model.predict(feed)
+        m = self._model()
+        out = m.predict(feed, state) if state is not None else m.predict(feed)
         return {k: np.asarray(v) for k, v in out.items()}
 
     def bind(self, feed: dict[str, Any], state: Any = None) -> Callable[[], object]:
         import functools
 
+        m = self._model()
         if state is None:
-            return functools.partial(self.model.predict, feed)
-        return functools.partial(self.model.predict, feed, state)
+            return functools.partial(m.predict, feed)
+        return functools.partial(m.predict, feed, state)
 
     def placements(self) -> list[dict]:
         if macos_version() < COMPUTE_PLAN_MACOS:
             return []  # MLComputePlan needs macOS 14.4
-        return placement_rows(
-            read_compute_plan(self.prepared.path, self.compute_units), self.compute_units
+        from anemll_spec.backends.coreml_plan import default_function, read_compute_plan
+
+        ops = read_compute_plan(
+            self.prepared.path,
+            to_compute_unit(self.compute_units),
+            default_function(self.prepared.source),
         )
+        return placement_rows(ops, self.compute_units)
 
     def close(self) -> None:
+        """Drop every reference this session holds to the native model: the model and
+        the probe (a bound method of its proxy). Bound calls (bind) and states made from
+        it are the caller's to drop."""
         self.model = None
+        self.runtime_probe = None
 
 
 class CoreMLBackend(Backend):
@@ -309,19 +246,22 @@ class CoreMLBackend(Backend):
 
     def __init__(self) -> None:
         self._translated = translated()
+        self._compiled: dict[Path, str] = {}  # compiled path -> how it was got
 
     def prepare(self, model_path: Path, workdir: Path) -> Prepared:
-        """Compile .mlpackage -> .mlmodelc once (timed on its own); .mlmodelc as is."""
+        """Refuse I/O the binding cannot pass (before compiling), then compile
+        .mlpackage -> .mlmodelc once (coreml_compile); a .mlmodelc is used as is."""
+        from anemll_spec.model_io import describe
+
         src = Path(model_path)
+        io = describe(src)
+        check_dtypes({t.name: t.dtype for t in io.inputs}, "input", _ct_version())
+        check_dtypes({t.name: t.dtype for t in io.outputs}, "output", _ct_version())
         if src.suffix == ".mlmodelc":
             return Prepared(path=src, source=src, compile_s=None)
-        from coremltools.models.utils import compile_model
-
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        dest = Path(tempfile.mkdtemp(dir=workdir)) / (src.stem + ".mlmodelc")
-        t0 = time.perf_counter()
-        compiled = compile_model(str(src), str(dest))
-        return Prepared(path=Path(compiled), source=src, compile_s=time.perf_counter() - t0)
+        path, spent, how = coreml_compile.compiled(src, Path(workdir))
+        self._compiled[path] = how
+        return Prepared(path=path, source=src, compile_s=spent)
 
     def load(
         self,
@@ -334,9 +274,14 @@ class CoreMLBackend(Backend):
         from coremltools.models import CompiledMLModel
 
         cu = compute_units or "ALL"
-        check_compute_unit(cu, self._translated)
+        to_compute_unit(cu, ct_compute_unit={n: n for n in COMPUTE_UNITS})
+        check_dtypes(prepared.input_dtypes, "input", _ct_version())
+        notes = [n for n in (rosetta_note(self._translated, cu),) if n]
+        how = self._compiled.get(Path(prepared.path))
+        if how:
+            notes.append(coreml_compile.NOTES[how].format(path=prepared.path))
         model = CompiledMLModel(str(prepared.path), to_compute_unit(cu))
-        return CoreMLSession(model, prepared, cu)
+        return CoreMLSession(model, prepared, cu, notes)
 
 
 def backend() -> Backend:

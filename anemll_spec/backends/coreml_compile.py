@@ -1,0 +1,131 @@
+"""Compile .mlpackage -> .mlmodelc once, and keep it where the next run finds it.
+
+Why keep it: Core ML specialises a compiled model for the device at its first load and
+caches that work for later loads of the same compiled model; a model compiled afresh
+each time (what `coremltools.models.MLModel(".mlpackage")` does) pays it on every load.
+Apple says so for Stable Diffusion ("coremltools does not cache the compiled model for
+later loads so each load takes equally long"; compiled `.mlmodelc` models are
+"compiled down for the requested compute unit upon first load but then the cache will be
+reused on subsequent loads until it is purged due to lack of use": apple/
+ml-stable-diffusion README, FAQ Q5). What Core ML keys that cache on is not documented.
+Compiling every case into a new random temp folder (as this backend did) makes it a new
+compiled model each run, so `load_ms` was always a first load.
+
+So a package from the build cache (<cache>/<key>/model.mlpackage) is compiled once per
+macOS build and CPU architecture (the compiler is the OS's Core ML, not coremltools) into
+<cache>/<key>/compiled-<os build>-<arch>/model.mlmodelc, published with one rename (a
+reader sees a complete copy or none; of two racing compilers one wins). Other models
+(external .mlpackage files) are compiled into the run's temp folder, as before: their
+loads stay first loads, and the session says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+COMPILED = "model.mlmodelc"
+STALE_S = 3600  # a staging folder this old belongs to a compile that died
+
+
+def cache_home(src: Path) -> Path | None:
+    """The build-cache entry holding `src`, if `src` is one's package; else None."""
+    from anemll_spec.build.cache import MANIFEST, PACKAGE
+
+    if src.name != PACKAGE:
+        return None
+    try:
+        manifest = json.loads((src.parent / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("key") != src.parent.name:
+        return None
+    return src.parent
+
+
+def tag(os_build: str | None, machine: str | None = None) -> str:
+    """Folder name of a compiled copy: one per macOS build and CPU architecture."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in (os_build or "unknown"))
+    return f"compiled-{safe}-{machine or platform.machine() or 'unknown'}"
+
+
+def os_build() -> str | None:
+    """This Mac's OS build (kern.osversion, e.g. 24B91), read in-process."""
+    from anemll_spec.host import sysctl_str
+
+    return sysctl_str("kern.osversion")
+
+
+def _core_ml_compile(src: Path, dest: Path) -> Path:
+    from coremltools.models.utils import compile_model
+
+    return Path(compile_model(str(src), str(dest)))
+
+
+def _drop_stale(home: Path) -> None:
+    now = time.time()
+    for p in home.glob(".tmp-compiled-*"):
+        try:
+            if now - p.stat().st_mtime > STALE_S:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def compiled(
+    src: Path,
+    workdir: Path,
+    *,
+    compile_fn: Callable[[Path, Path], Path] = _core_ml_compile,
+    build: str | None = None,
+) -> tuple[Path, float, str]:
+    """(the .mlmodelc, seconds spent compiling now, how it was got).
+
+    how: 'reused' (an earlier run's compiled copy in the build cache; 0 s), 'cached'
+    (compiled now into the build cache), 'temp' (compiled now into workdir: not a build-
+    cache package). compile_fn(src, dest) writes dest and returns it (Core ML's compiler;
+    replaceable so the publishing logic is testable without a Mac)."""
+    src = Path(src)
+    home = cache_home(src)
+    if home is None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(dir=workdir)) / (src.stem + ".mlmodelc")
+        t0 = time.perf_counter()
+        path = compile_fn(src, dest)
+        return Path(path), time.perf_counter() - t0, "temp"
+    final = home / tag(build if build is not None else os_build()) / COMPILED
+    if final.is_dir():
+        return final, 0.0, "reused"
+    _drop_stale(home)
+    staging = home / f".tmp-compiled-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        t0 = time.perf_counter()
+        compile_fn(src, staging / COMPILED)
+        spent = time.perf_counter() - t0
+        try:
+            os.rename(staging, final.parent)
+        except OSError:
+            if not final.is_dir():  # not a lost race: something else is in the way
+                raise
+            return final, spent, "cached"  # another process published first: use its copy
+        return final, spent, "cached"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+NOTES = {
+    "reused": "compiled model reused from the build cache ({path}): Core ML may also "
+    "reuse its device-specialised copy from an earlier load, so load_ms can be a warm load",
+    "cached": "compiled now into the build cache ({path}): load_ms is this compiled "
+    "copy's first load; later runs reuse it",
+    "temp": "compiled into a temporary folder (not a build-cache package): load_ms is "
+    "this compiled copy's first load, on every run",
+}

@@ -1,0 +1,118 @@
+"""Can this Mac run a case on Core ML? Deployment target -> minimum macOS.
+
+A package's deployment target is the oldest OS whose Core ML can load it: ML Program
+specification version 7 is iOS16 / macOS 13, 8 is iOS17 / macOS 14, 9 is iOS18 / macOS 15
+(coremltools/__init__.py, `_SPECIFICATION_VERSION_IOS_*`), and state (a KV cache) needs
+macOS 15 on its own: `MLModel.make_state` checks the OS, `CompiledMLModel.make_state`
+does not, so without this check a stateful case on macOS 14 fails deep in the binding
+("Stateful predictions using MLState are only supported on macOS >= 15.0"). Since the
+default target is iOS18, macOS 13-14 would report coreml available and then fail every
+default case: `why_not(model)` says so before anything is built.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MacOS = tuple[int, ...]
+
+# deployment target -> the first macOS whose Core ML loads it
+TARGET_MACOS: dict[str, MacOS] = {
+    "iOS15": (12, 0),
+    "iOS16": (13, 0),
+    "iOS17": (14, 0),
+    "iOS18": (15, 0),
+    "iOS26": (26, 0),
+}
+# Model proto specificationVersion -> deployment target (coremltools' own constants)
+SPEC_VERSION_TARGET = {6: "iOS15", 7: "iOS16", 8: "iOS17", 9: "iOS18", 10: "iOS26"}
+STATE_MACOS: MacOS = (15, 0)
+
+
+def fmt(v: MacOS) -> str:
+    return ".".join(map(str, v)) if v else "unknown"
+
+
+def parse_macos_version(text: str) -> MacOS:
+    """'14.4.1' -> (14, 4, 1); '' (not macOS) -> ()."""
+    parts = []
+    for p in text.strip().split("."):
+        if not p.isdigit():
+            break
+        parts.append(int(p))
+    return tuple(parts)
+
+
+def macos_version() -> MacOS:
+    """This Mac's macOS version; () elsewhere.
+
+    platform.mac_ver() reads SystemVersion.plist, which answers 10.16 to a Python built
+    against an old SDK (macOS 11+ compatibility mode); kern.osproductversion, read
+    in-process, has the real version then.
+    """
+    if sys.platform != "darwin":
+        return ()
+    v = parse_macos_version(platform.mac_ver()[0])
+    if not v or v[:2] == (10, 16):
+        from anemll_spec.host import sysctl_str
+
+        v = parse_macos_version(sysctl_str("kern.osproductversion") or "") or v
+    return v
+
+
+def required(target: str | None, has_state: bool) -> tuple[MacOS, str]:
+    """(minimum macOS, why) for a model of this target, with or without state."""
+    need, why = (0,), "no deployment target known"
+    if target in TARGET_MACOS:
+        need, why = TARGET_MACOS[target], f"deployment target {target}"
+    if has_state and need < STATE_MACOS:
+        need, why = STATE_MACOS, "state (MLState)"
+    return need, why
+
+
+def why_not_on(target: str | None, has_state: bool, macos: MacOS) -> str | None:
+    """One line why this macOS cannot run such a model on Core ML; None if it can.
+
+    An unknown macOS (empty tuple) is not refused here: availability() covers it."""
+    if target is not None and target not in TARGET_MACOS:
+        return f"deployment target {target} is not one Core ML knows ({', '.join(TARGET_MACOS)})"
+    need, why = required(target, has_state)
+    if macos and macos < need:
+        return f"{why} needs macOS {fmt(need)} or later; this Mac runs macOS {fmt(macos)}"
+    return None
+
+
+def model_target(model: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """(deployment target, has state) of a case's resolved model fields.
+
+    Built families: the spec's `deployment_target` (attention is stateful). External
+    models: read from the model itself (the proto's specificationVersion, or a compiled
+    model's metadata.json), since their spec field does not describe the file."""
+    if model.get("family") != "external":
+        return model.get("deployment_target"), model.get("family") == "attention"
+    from anemll_spec.model_io import describe, load_spec_proto, read_compiled_metadata
+
+    path = Path(model["path"])
+    has_state = bool(describe(path).states)
+    if path.suffix.lower() == ".mlpackage":
+        version = load_spec_proto(path).specificationVersion
+    else:
+        version = (read_compiled_metadata(path) or {}).get("specificationVersion")
+    try:
+        version = int(version) if version is not None else None
+    except (TypeError, ValueError):
+        version = None
+    return SPEC_VERSION_TARGET.get(version) if version is not None else None, has_state
+
+
+def why_not(model: Mapping[str, Any] | Any, macos: MacOS | None = None) -> str | None:
+    """One line why Core ML on this Mac (or on `macos`) cannot run the case; None if it can.
+
+    `model`: the case's resolved model fields (a dict, or a model object with to_json())."""
+    fields = model.to_json() if hasattr(model, "to_json") else model
+    target, has_state = model_target(fields)
+    return why_not_on(target, has_state, macos_version() if macos is None else macos)

@@ -1,0 +1,242 @@
+"""The Core ML backend's decisions that need no Core ML, on real packages built here
+(issue 19: deployment targets, int8 I/O, the default function, the compile cache)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import pytest
+from build_util import attention, lm_head
+
+from anemll_spec import backends
+from anemll_spec.backends import coreml, coreml_compile, coreml_plan, coreml_target
+from anemll_spec.backends.base import BackendError
+from anemll_spec.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def built(cache):
+    from anemll_spec.build import build
+
+    return build(
+        lm_head(hidden_size=64, vocab_size=128, chunks=1, layout="linear"), cache_dir=cache
+    )
+
+
+def _mil_package(path: Path, *, int8: bool) -> Path:
+    """A real iOS26 ML Program: int8 in and out when int8 (iOS26 allows int8 I/O)."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    dtype = types.int8 if int8 else types.fp32
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(1, 4), dtype=dtype)], opset_version=ct.target.iOS26
+    )
+    def prog(x):
+        return mb.identity(x=x)
+
+    ct.convert(prog, minimum_deployment_target=ct.target.iOS26, skip_model_load=True).save(
+        str(path)
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_package(tmp_path_factory) -> Path:
+    return _mil_package(tmp_path_factory.mktemp("int8") / "int8io.mlpackage", int8=True)
+
+
+# -- 19.3 deployment target -> macOS ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("target", "state", "macos", "refused"),
+    [
+        ("iOS18", False, (15, 0), None),
+        ("iOS18", False, (14, 6, 1), "deployment target iOS18 needs macOS 15.0"),
+        ("iOS17", False, (14, 0), None),
+        ("iOS17", False, (13, 5), "deployment target iOS17 needs macOS 14.0"),
+        ("iOS16", False, (13, 0), None),
+        ("iOS16", True, (14, 6), "state (MLState) needs macOS 15.0"),
+        ("iOS26", False, (15, 5), "deployment target iOS26 needs macOS 26.0"),
+        ("iOS16", False, (), None),  # unknown macOS: availability's business
+    ],
+)
+def test_target_to_minimum_macos(target, state, macos, refused):
+    why = coreml_target.why_not_on(target, state, macos)
+    if refused is None:
+        assert why is None
+    else:
+        assert why.startswith(refused) and "this Mac runs macOS" in why
+
+
+def test_targets_of_built_and_external_models(int8_package):
+    assert coreml_target.model_target(lm_head(deployment_target="iOS17").to_json()) == (
+        "iOS17",
+        False,
+    )
+    assert coreml_target.model_target(attention().to_json()) == ("iOS18", True)
+    # external: from the file (specificationVersion 10), not the spec's default field
+    ext = {"family": "external", "path": str(int8_package), "deployment_target": "iOS18"}
+    assert coreml_target.model_target(ext) == ("iOS26", False)
+    assert coreml_target.why_not(ext, macos=(15, 4)).startswith("deployment target iOS26")
+    assert coreml_target.why_not(lm_head(deployment_target="iOS16"), macos=(13, 1)) is None
+
+
+def test_auto_never_picks_a_backend_that_cannot_run_the_case(monkeypatch):
+    """Availability on a macOS 14 Mac, simulated: coreml is available but cannot run an
+    iOS18 case, so auto takes numpy for it (and coreml for an iOS17 one)."""
+    real = backends.availability
+
+    def on_a_mac(name):
+        if name == "coreml":
+            return backends.Availability("coreml", True, "Core ML on macOS 14.6")
+        return real(name)
+
+    monkeypatch.setattr(backends, "availability", on_a_mac)
+    monkeypatch.setattr(coreml_target, "macos_version", lambda: (14, 6))
+    name, why = backends.resolve_auto(lm_head(deployment_target="iOS18"))
+    assert name == "numpy"
+    assert "coreml: deployment target iOS18 needs macOS 15.0 or later" in why
+    assert backends.resolve_auto(lm_head(deployment_target="iOS17"))[0] == "coreml"
+    assert backends.resolve_auto()[0] == "coreml"  # no case given: availability only
+    with pytest.raises(InputError, match=r"backend coreml cannot run case 3 here: deployment"):
+        backends.check_runs("coreml", lm_head().to_json(), "case 3")
+    backends.check_runs("coreml", lm_head(deployment_target="iOS16"))
+    backends.check_runs("numpy", lm_head())  # numpy has no such limit
+
+
+def test_check_runs_refuses_an_unavailable_backend_here():
+    import sys
+
+    if sys.platform == "darwin":
+        pytest.skip("coreml is available on a Mac")
+    with pytest.raises(InputError, match="backend coreml is not available here: not macOS"):
+        backends.check_runs("coreml", lm_head())
+
+
+# -- 19.6 int8 I/O ---------------------------------------------------------------------
+def test_int8_package_refused_before_compiling(int8_package, tmp_path):
+    from anemll_spec.model_io import describe
+
+    io = describe(int8_package)
+    assert [t.dtype for t in io.inputs + io.outputs] == ["int8", "int8"]
+    with pytest.raises(BackendError, match=r"input x \(int8\).*Python binding cannot pass"):
+        coreml.backend().prepare(int8_package, tmp_path / "work")
+    assert not (tmp_path / "work").exists()  # nothing compiled, nothing written
+
+
+# -- 19.9 the default function -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def multifunction(cache, tmp_path_factory) -> Path:
+    """A real two-function package whose default is the SECOND function added."""
+    from coremltools.models.utils import MultiFunctionDescriptor, save_multifunction
+
+    from anemll_spec.build import build
+
+    a = build(
+        lm_head(hidden_size=64, vocab_size=128, chunks=1, layout="linear", seed=1), cache_dir=cache
+    )
+    b = build(
+        lm_head(hidden_size=64, vocab_size=256, chunks=1, layout="linear", seed=2), cache_dir=cache
+    )
+    desc = MultiFunctionDescriptor()
+    desc.add_function(str(a.path), "main", "first")
+    desc.add_function(str(b.path), "main", "second")
+    desc.default_function_name = "second"
+    out = tmp_path_factory.mktemp("mf") / "two.mlpackage"
+    save_multifunction(desc, str(out))
+    return out
+
+
+def test_plan_reads_the_default_function_not_main_or_the_first(multifunction, built):
+    from anemll_spec.model_io import load_spec_proto
+
+    names = list(load_spec_proto(multifunction).mlProgram.functions)
+    assert sorted(names) == ["first", "second"]
+    default = coreml_plan.default_function(multifunction)
+    assert default == "second"
+    assert coreml_plan.pick_function(names, default) == "second"
+    # a single-function package: no default recorded, its one function ('main')
+    single = list(load_spec_proto(built.path).mlProgram.functions)
+    assert coreml_plan.default_function(built.path) is None
+    assert coreml_plan.pick_function(single, None) == "main"
+    assert coreml_plan.default_function(Path("x.mlmodelc")) is None
+    with pytest.raises(BackendError, match="default function is unknown"):
+        coreml_plan.pick_function(names, None)
+    with pytest.raises(BackendError, match="'third' is not in its program"):
+        coreml_plan.pick_function(names, "third")
+
+
+# -- compiling once, into the build cache -----------------------------------------------
+class _Compiler:
+    """Stands in for Core ML's compiler (macOS only): writes a folder, counts calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, src: Path, dest: Path) -> Path:
+        self.calls += 1
+        dest.mkdir(parents=True)
+        (dest / "model.mil").write_text(f"compiled from {src.name}")
+        return dest
+
+
+def test_build_cache_package_compiled_once_and_reused(built, tmp_path):
+    home = coreml_compile.cache_home(built.path)
+    assert home == built.path.parent
+    compiler = _Compiler()
+    path, spent, how = coreml_compile.compiled(
+        built.path, tmp_path, compile_fn=compiler, build="24B91"
+    )
+    assert how == "cached" and compiler.calls == 1 and spent >= 0
+    assert path == home / f"compiled-24B91-{platform.machine()}" / "model.mlmodelc"
+    assert path.is_dir() and not list(home.glob(".tmp-compiled-*"))
+    again = coreml_compile.compiled(built.path, tmp_path, compile_fn=compiler, build="24B91")
+    assert again == (path, 0.0, "reused") and compiler.calls == 1
+    # another macOS build compiles its own copy
+    other, _, how = coreml_compile.compiled(built.path, tmp_path, compile_fn=compiler, build="25A1")
+    assert how == "cached" and other != path and compiler.calls == 2
+
+
+def test_a_lost_publishing_race_adopts_the_winner(built, tmp_path):
+    home = coreml_compile.cache_home(built.path)
+    final = home / coreml_compile.tag("RACE1") / coreml_compile.COMPILED
+
+    def racing(src: Path, dest: Path) -> Path:
+        _Compiler()(src, final)  # another process publishes while we compile
+        return _Compiler()(src, dest)
+
+    path, _, how = coreml_compile.compiled(built.path, tmp_path, compile_fn=racing, build="RACE1")
+    assert (path, how) == (final, "cached")
+    assert not list(home.glob(".tmp-compiled-*"))
+
+
+def test_other_packages_compile_into_the_run_folder_each_time(built, tmp_path):
+    outside = tmp_path / "user" / "model.mlpackage"
+    shutil.copytree(built.path, outside)  # an external model: no build-cache manifest
+    assert coreml_compile.cache_home(outside) is None
+    compiler = _Compiler()
+    a = coreml_compile.compiled(outside, tmp_path / "work", compile_fn=compiler)
+    b = coreml_compile.compiled(outside, tmp_path / "work", compile_fn=compiler)
+    assert a[2] == b[2] == "temp" and a[0] != b[0] and compiler.calls == 2
+    assert (tmp_path / "work") in a[0].parents
+    # a manifest naming another key is not this entry's
+    fake = tmp_path / "0123" / "model.mlpackage"
+    shutil.copytree(built.path, fake)
+    (fake.parent / "manifest.json").write_text(json.dumps({"key": "abcd"}))
+    assert coreml_compile.cache_home(fake) is None
+
+
+def test_compile_notes_say_whether_load_ms_is_a_first_load():
+    assert "first load" in coreml_compile.NOTES["temp"]
+    assert "warm" in coreml_compile.NOTES["reused"]
+    assert all(("{path}" in n) == (k != "temp") for k, n in coreml_compile.NOTES.items())
