@@ -14,6 +14,13 @@ prepared program runs on it. Semantics worth knowing when implementing another a
 - reductions take `axis` as a tuple (or None for all) and `keepdims`.
 - `conv(x, w, strides, pads, dilations, groups)`: N-D cross-correlation, x (N, C, *d),
   w (O, C/groups, *k), pads = [(before, after), ...] per spatial dim (torch: F.conv*d).
+- `conv_transpose(x, w, strides, dilations, groups)`: the full transposed convolution,
+  x (N, C, *d), w (C, O/groups, *k) -> (N, O, *((d-1)*s + (k-1)*dil + 1)); kernels crop
+  or pad it to the op's output size.
+- `argsort(x, axis, descending)` is stable: equal values keep their index order.
+- `scatter_rows(data, rows, updates, mode)`: rows `rows` (1-D ints, in range) of a 2-D
+  `data` combined with the rows of `updates` by `mode` (update, add, sub, mul, div, max,
+  min); repeated rows accumulate (update: one of them wins).
 - `matmul` follows numpy broadcasting (including 1-D operands).
 - `to_numpy(x)` returns a numpy array (host copy where needed); `asarray(a, dtype)` builds a
   tensor of the library from a numpy array or Python scalar.
@@ -188,6 +195,26 @@ class NumpyOps:
         return NumpyOps.setitem(x, where, update)
 
     @staticmethod
+    def argsort(x: np.ndarray, axis: int, descending: bool) -> np.ndarray:
+        if descending:  # negate in a type that holds every value (unsigned, int min)
+            x = ~x if x.dtype.kind == "b" else -x.astype(np.float64)
+        return np.argsort(x, axis=axis, kind="stable")
+
+    @staticmethod
+    def scatter_rows(data: np.ndarray, rows: Any, updates: np.ndarray, mode: str) -> np.ndarray:
+        out = np.array(data, copy=True)
+        rows = np.asarray(rows).astype(np.intp)
+        updates = np.asarray(updates).astype(out.dtype, copy=False)
+        if mode == "update":
+            out[rows] = updates
+            return out
+        if mode == "div" and out.dtype.kind in "iu":
+            np.floor_divide.at(out, rows, updates)
+            return out
+        _SCATTER_UFUNCS[mode].at(out, rows, updates)
+        return out
+
+    @staticmethod
     def pad(x: np.ndarray, pads: list[tuple[int, int]], mode: str, value: float) -> np.ndarray:
         np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[mode]
         kw = {"constant_values": value} if mode == "constant" else {}
@@ -236,8 +263,45 @@ class NumpyOps:
         y = np.matmul(wg[None], cols)  # (N, g, O/g, L)
         return y.reshape(n, o, *out_dims)
 
+    @staticmethod
+    def conv_transpose(
+        x: np.ndarray, w: np.ndarray, strides: list[int], dilations: list[int], groups: int
+    ) -> np.ndarray:
+        """Each kernel tap adds W_tap^T x into a strided view of the output (col2im)."""
+        n, c = x.shape[:2]
+        og, ksize, dims = w.shape[1], w.shape[2:], x.shape[2:]
+        nd = len(ksize)
+        out_dims = [
+            (dims[i] - 1) * strides[i] + (ksize[i] - 1) * dilations[i] + 1 for i in range(nd)
+        ]
+        dtype = np.result_type(x, w)
+        y = np.zeros((n, groups, og, *out_dims), dtype=dtype)
+        xg = x.reshape(n, groups, c // groups, -1)  # (N, g, C/g, L)
+        wg = w.reshape(groups, c // groups, og, -1)  # (g, C/g, O/g, taps)
+        for t, k in enumerate(np.ndindex(*ksize)):
+            part = np.matmul(np.swapaxes(wg[..., t], 1, 2)[None], xg)  # (N, g, O/g, L)
+            view = tuple(
+                slice(
+                    k[i] * dilations[i],
+                    k[i] * dilations[i] + (dims[i] - 1) * strides[i] + 1,
+                    strides[i],
+                )
+                for i in range(nd)
+            )
+            y[(slice(None), slice(None), slice(None), *view)] += part.reshape(n, groups, og, *dims)
+        return y.reshape(n, groups * og, *out_dims)
+
 
 numpy_ops = NumpyOps()
+
+_SCATTER_UFUNCS = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.true_divide,
+    "max": np.maximum,
+    "min": np.minimum,
+}
 
 
 def host_checked_indices(xp, indices: Any, dim: int, fail: Callable[[str], Exception]) -> Any:

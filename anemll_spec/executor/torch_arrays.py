@@ -20,6 +20,7 @@ from anemll_spec.executor.decompress import is_compile_time
 from anemll_spec.executor.dtypes import FLOAT_NAMES
 from anemll_spec.executor.graph import Function
 from anemll_spec.executor.torch_checks import DeviceChecks
+from anemll_spec.executor.torch_linalg import TorchLinalg
 
 _DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
@@ -50,7 +51,7 @@ def compute_dtype(fn: Function) -> str:
     return "float16" if seen == {"fp16"} else "float32"
 
 
-class TorchOps(DeviceChecks):
+class TorchOps(DeviceChecks, TorchLinalg):
     """torch implementation of the kernel primitives (see `arrays.py` for the contract).
 
     `float_dtype`: "float32" or "float16"; None means "adopt the model's": then the
@@ -336,6 +337,28 @@ class TorchOps(DeviceChecks):
         out[index] = value
         return out.flip(flips) if flips else out
 
+    @staticmethod
+    def argsort(x: torch.Tensor, axis: int, descending: bool) -> torch.Tensor:
+        return torch.sort(x, dim=int(axis), descending=descending, stable=True).indices
+
+    def scatter_rows(self, data: torch.Tensor, rows, updates, mode: str) -> torch.Tensor:
+        rows = self.asarray(rows).to(torch.long)
+        upd = self.asarray(updates).to(data.dtype)
+        out = data.clone()
+        if mode == "update":
+            return out.index_copy_(0, rows, upd)
+        if mode in ("add", "sub"):
+            return out.index_add_(0, rows, upd if mode == "add" else -upd)
+        if mode == "div" and not data.is_floating_point():  # floor division, one at a time
+            from anemll_spec.executor.arrays import NumpyOps
+
+            host = NumpyOps.scatter_rows(*map(self.to_numpy, (data, rows, upd)), mode)
+            return self.asarray(host)
+        if mode == "div":  # x / u1 / u2 as x * (1/u1) * (1/u2)
+            upd, mode = torch.reciprocal(upd), "mul"
+        reduce = {"mul": "prod", "max": "amax", "min": "amin"}[mode]
+        return out.index_reduce_(0, rows, upd, reduce, include_self=True)
+
     def pad(self, x: torch.Tensor, pads, mode: str, value: float) -> torch.Tensor:
         if mode == "constant":
             flat = [int(v) for b, a in reversed(pads) for v in (b, a)]
@@ -353,46 +376,3 @@ class TorchOps(DeviceChecks):
                 idx = np.where(idx > n - 1, period - idx, idx)
             x = torch.index_select(x, axis, self.asarray(idx.astype(np.int64)))
         return x
-
-    # -- linear algebra ---------------------------------------------------------------
-    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """numpy matmul; a matrix-vector product goes to the GEMV kernel on CUDA."""
-        if self.gemv_impl != "torch" and a.dim() >= 1 and b.dim() >= 2:
-            # weight on the left: W (O, C) @ y (..., C, 1), one vector in all
-            if (
-                a.dim() == 2
-                and b.shape[-1] == 1
-                and b.numel() == b.shape[-2] == a.shape[1]
-                and a.is_contiguous()
-            ):
-                y = self._gemv(a, b.reshape(-1))
-                return y.reshape(*b.shape[:-2], a.shape[0], 1)
-            # weight on the right, transposed: x (..., C) @ W.T (C, O), one vector in all
-            if b.dim() == 2 and a.numel() == a.shape[-1] == b.shape[0] and b.t().is_contiguous():
-                y = self._gemv(b.t(), a.reshape(-1))
-                return y.reshape(*a.shape[:-1], b.shape[1])
-        return torch.matmul(a, b)
-
-    def _gemv(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != w.dtype:
-            x = x.to(w.dtype)
-        if self.gemv_impl == "triton":
-            from anemll_spec.executor.triton_gemv import gemv
-
-            return gemv(w, x)
-        return torch.mv(w, x)
-
-    einsum = staticmethod(lambda eq, *xs: torch.einsum(eq, *xs))
-
-    @staticmethod
-    def conv(x, w, strides, pads, dilations, groups) -> torch.Tensor:
-        nd = w.dim() - 2
-        fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(nd)
-        if fn is None:
-            raise InputError(f"conv with {nd} spatial dimensions is not supported by torch")
-        if all(b == a for b, a in pads):
-            padding = [int(b) for b, _ in pads]
-        else:
-            x = F.pad(x, [int(v) for b, a in reversed(pads) for v in (b, a)])
-            padding = [0] * nd
-        return fn(x, w, None, list(strides), padding, list(dilations), int(groups))

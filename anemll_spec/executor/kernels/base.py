@@ -22,18 +22,58 @@ Run = Callable[[Env], Any]
 Factory = Callable[["Prep"], Run]
 
 KERNELS: dict[str, Factory] = {}
+# op type -> why it computes on the host (numpy) when the arrays live on a device (torch):
+# such an op reads its inputs back, so a program holding it runs eagerly (no CUDA graph)
+HOST_OPS: dict[str, str] = {}
+# op type -> why a program holding it is refused at load (`anemll-spec ops` shows it)
+REFUSED: dict[str, str] = {}
 STATE_KEY = "@state"  # env key of the State object during a predict call
 
 _MISSING = object()
 
 
-def kernel(*op_types: str) -> Callable[[Factory], Factory]:
+def kernel(*op_types: str, host: str | None = None) -> Callable[[Factory], Factory]:
+    """Register `fn` as the kernel factory of `op_types`; `host` says why the kernel reads
+    its inputs back to the host (numpy) on a device array library."""
+
     def register(fn: Factory) -> Factory:
         for t in op_types:
             KERNELS[t] = fn
+            if host:
+                HOST_OPS[t] = host
         return fn
 
     return register
+
+
+def refuse(reason: str, *op_types: str) -> None:
+    """Register `op_types` as refused: loading a program that holds one fails, naming the
+    op and `reason`."""
+
+    def refused(p: Prep) -> Run:
+        raise p.fail(f"not supported: {reason}")
+
+    for t in op_types:
+        KERNELS[t] = refused
+        REFUSED[t] = reason
+
+
+def maybe_static(p: Prep, param: str):
+    """(static list of ints, None) if `param` is constant, else (None, env key)."""
+    if p.is_const(param):
+        return p.ints(param), None
+    return None, p.ref(param)
+
+
+def runtime_ints(xp, env, static, key) -> list[int]:
+    if static is not None:
+        return static
+    return [int(v) for v in xp.to_numpy(env[key]).reshape(-1)]
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    """A possibly negative axis as an index into a shape of `rank` dimensions."""
+    return axis + rank if axis < 0 else axis
 
 
 class Prep:
@@ -56,6 +96,15 @@ class Prep:
         self._consts = consts  # var name -> decoded numpy value, for const / constexpr outputs
         self._pool = pool  # env key -> backend tensor for constants read at runtime
         self._to_backend = to_backend
+        self._derived: dict[Any, Any] = {}
+
+    def derived(self, key: Any, make: Callable[[], Any]) -> Any:
+        """A constant derived from runtime shapes (index grids, offsets), made as a tensor on
+        the first call that needs it and kept: later calls upload nothing."""
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = self.xp.asarray(make())
+        return value
 
     def tensor(self, value: Any) -> Any:
         """A load-time constant as a backend tensor, made the way every constant is: float
@@ -66,6 +115,31 @@ class Prep:
     # -- errors -----------------------------------------------------------------------
     def fail(self, message: str) -> InputError:
         return InputError(f"{self.op.where()}: {message}")
+
+    def check(self, ok: bool, message: str) -> None:
+        """Refuse the op at load unless `ok` (an attribute outside its documented range)."""
+        if not ok:
+            raise self.fail(message)
+
+    def choice(self, param: str, allowed: tuple[str, ...], default: Any = _MISSING) -> str:
+        """A string attribute that must be one of `allowed` (checked at load)."""
+        value = self.str(param, default)
+        if value not in allowed:
+            raise self.fail(f"{param} '{value}' is not one of {', '.join(allowed)}")
+        return value
+
+    def round(self, x: Any) -> Any:
+        """`x` rounded to fp16 in fp16 mode (where Core ML holds an fp16 intermediate, e.g. a
+        recurrent state between steps), unchanged otherwise."""
+        return self.xp.round_to_fp16(x) if self.fp16 else x
+
+    def rank(self, param: str) -> int:
+        """Declared rank of the tensor bound to `param` (shapes may be unknown, ranks not)."""
+        t = self.input_type(param)
+        if t is not None:
+            return len(t.shape)
+        value = self.const(param)
+        return np.ndim(value)
 
     # -- arguments --------------------------------------------------------------------
     def has(self, param: str) -> bool:

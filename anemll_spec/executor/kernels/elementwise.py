@@ -88,6 +88,7 @@ def _unary_eps(p: Prep) -> Run:
 def _clip(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     lo, hi = p.float("alpha"), p.float("beta")
+    p.check(lo <= hi, f"alpha {lo} must not exceed beta {hi}")
     return lambda env: xp.clip(env[x], lo, hi)
 
 
@@ -213,6 +214,23 @@ def _softplus(p: Prep) -> Run:
 def _softsign(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     return lambda env: env[x] / (1.0 + xp.abs(env[x]))
+
+
+@kernel("softplus_parametric")
+def _softplus_parametric(p: Prep) -> Run:
+    """alpha_c * log(1 + e^(beta_c * x)) per channel (axis 1), without overflow."""
+    xp, x = p.xp, p.ref("x")
+    rank = p.rank("x")
+    p.check(rank >= 3, f"x must have rank >= 3 (b, C, ...), got rank {rank}")
+    shape = (1, -1) + (1,) * (rank - 2)
+    alpha = p.tensor(np.asarray(p.const("alpha"), dtype=np.float32).reshape(shape))
+    beta = p.tensor(np.asarray(p.const("beta"), dtype=np.float32).reshape(shape))
+
+    def softplus_parametric(env):
+        z = env[x] * beta
+        return alpha * (xp.maximum(z, 0.0) + xp.log(1.0 + xp.exp(-xp.abs(z))))
+
+    return softplus_parametric
 
 
 @kernel("prelu")

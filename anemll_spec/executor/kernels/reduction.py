@@ -1,8 +1,6 @@
-"""Reductions, softmax and normalizations."""
+"""Reductions and softmax (normalizations are in `normalization.py`)."""
 
 from __future__ import annotations
-
-import numpy as np
 
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
 
@@ -75,64 +73,3 @@ def _softmax(p: Prep) -> Run:
         return e / xp.sum(e, (axis,), True)
 
     return softmax
-
-
-@kernel("layer_norm")
-def _layer_norm(p: Prep) -> Run:
-    xp, x = p.xp, p.ref("x")
-    rank = len(p.input_type("x").shape) if p.input_type("x") else None  # type: ignore[union-attr]
-    axes_list = p.ints("axes", None)
-    if axes_list is None:
-        if rank is None:
-            raise p.fail("layer_norm without axes needs an input of known rank")
-        axes_list = list(range(rank))
-    eps = p.float("epsilon", 1e-5)
-    gamma = _affine(p, "gamma", axes_list, rank)
-    beta = _affine(p, "beta", axes_list, rank)
-
-    def layer_norm(env):
-        v = env[x]
-        r = len(xp.shape(v))
-        axes = tuple(sorted(a + r if a < 0 else a for a in axes_list))
-        centered = v - xp.mean(v, axes, True)
-        out = centered / xp.sqrt(xp.mean(centered * centered, axes, True) + eps)
-        if gamma is not None:
-            out = out * gamma
-        if beta is not None:
-            out = out + beta
-        return out
-
-    return layer_norm
-
-
-def _affine(p: Prep, param: str, axes: list[int], rank: int | None):
-    """gamma/beta (shape x.shape[axes]) reshaped to broadcast against x."""
-    if not p.has(param):
-        return None
-    if rank is None:
-        raise p.fail(f"layer_norm with {param} needs an input of known rank")
-    value = np.asarray(p.const(param), dtype=np.float32)
-    norm = sorted(a + rank if a < 0 else a for a in axes)
-    shape = [1] * rank
-    for a, d in zip(norm, value.shape, strict=True):
-        shape[a] = d
-    return p.tensor(value.reshape(shape))
-
-
-@kernel("batch_norm")
-def _batch_norm(p: Prep) -> Run:
-    x = p.ref("x")
-    rank = len(p.input_type("x").shape)  # type: ignore[union-attr]
-    shape = (1, -1) + (1,) * (rank - 2)
-
-    def vec(name, default=None):
-        if not p.has(name):
-            return default
-        return np.asarray(p.const(name), dtype=np.float64).reshape(shape)
-
-    mean, var = vec("mean"), vec("variance")
-    gamma, beta = vec("gamma", 1.0), vec("beta", 0.0)
-    scale = gamma / np.sqrt(var + p.float("epsilon", 1e-5))
-    a = p.tensor(np.asarray(scale, np.float32))
-    b = p.tensor(np.asarray(beta - mean * scale, np.float32))
-    return lambda env: env[x] * a + b

@@ -1,29 +1,20 @@
-"""Shape, slicing, indexing and tensor-construction kernels."""
+"""Shape and tensor-construction kernels: reshape (and _like, flatten2d), transpose, squeeze,
+concat/stack/split, tile, fill, band_part, range_1d, pad, cumsum..."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from anemll_spec.executor.kernels.base import Prep, Run, kernel
-
-INT32_MAX = np.iinfo(np.int32).max
-
-
-def _maybe_static(p: Prep, param: str):
-    """(static list of ints, None) if `param` is constant, else (None, env key)."""
-    if p.is_const(param):
-        return p.ints(param), None
-    return None, p.ref(param)
-
-
-def _runtime_ints(xp, env, static, key) -> list[int]:
-    if static is not None:
-        return static
-    return [int(v) for v in xp.to_numpy(env[key]).reshape(-1)]
+from anemll_spec.executor.kernels.base import (
+    Prep,
+    Run,
+    kernel,
+    maybe_static,
+    norm_axis,
+    runtime_ints,
+)
 
 
 @kernel("identity")
@@ -35,12 +26,12 @@ def _identity(p: Prep) -> Run:
 @kernel("reshape")
 def _reshape(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    static, key = _maybe_static(p, "shape")
+    static, key = maybe_static(p, "shape")
 
     def reshape(env):
         v = env[x]
         src = xp.shape(v)
-        shape = _runtime_ints(xp, env, static, key)
+        shape = runtime_ints(xp, env, static, key)
         # iOS17 semantics (identical to iOS15 when len(shape) == rank): a 0 copies the
         # input dimension aligned from the right, or is 1 where there is none
         out = []
@@ -52,6 +43,41 @@ def _reshape(p: Prep) -> Run:
         return xp.reshape(v, out)
 
     return reshape
+
+
+@kernel("reshape_like")
+def _reshape_like(p: Prep) -> Run:
+    xp, x, refs = p.xp, p.ref("x"), p.refs("ref_tensors")
+    begins, ends = p.ints("begins"), p.ints("ends")
+    masks = p.bools("end_masks") or []
+    p.check(
+        len(refs) == len(begins) == len(ends) == len(masks),
+        f"{len(refs)} ref_tensors need as many begins, ends and end_masks "
+        f"(got {len(begins)}, {len(ends)}, {len(masks)})",
+    )
+
+    def reshape_like(env):
+        shape: list[int] = []
+        for ref, b, e, m in zip(refs, begins, ends, masks, strict=True):
+            dims = xp.shape(env[ref])
+            shape += dims[b:] if m else dims[b:e]
+        return xp.reshape(env[x], shape)
+
+    return reshape_like
+
+
+@kernel("flatten2d")
+def _flatten2d(p: Prep) -> Run:
+    xp, x, axis = p.xp, p.ref("x"), p.int("axis", 1)
+    rank = p.rank("x")
+    p.check(-rank <= axis <= rank, f"axis {axis} is outside [-{rank}, {rank}]")
+
+    def flatten2d(env):
+        shape = xp.shape(env[x])
+        a = norm_axis(axis, len(shape))
+        return xp.reshape(env[x], [math.prod(shape[:a]), math.prod(shape[a:])])
+
+    return flatten2d
 
 
 @kernel("reverse")
@@ -87,10 +113,10 @@ def _squeeze(p: Prep) -> Run:
 
     def squeeze(env):
         v = env[x]
-        ax = axes
-        if ax is None:
-            ax = [i for i, d in enumerate(xp.shape(v)) if d == 1]
-        return xp.squeeze(v, ax)
+        shape = xp.shape(v)
+        ax = range(len(shape)) if axes is None else [norm_axis(a, len(shape)) for a in axes]
+        # axes of size other than 1 are left alone (PyTorch's rule, as the def says)
+        return xp.squeeze(v, [a for a in ax if shape[a] == 1])
 
     return squeeze
 
@@ -144,170 +170,11 @@ def _split(p: Prep) -> Run:
     return split
 
 
-def _index_slices(shape, begin, end, stride, begin_mask, end_mask, squeeze_mask):
-    """numpy index tuple of slice_by_index / slice_update (iOS15 defs, _utils.py)."""
-    rank = len(shape)
-    stride = stride or [1] * rank
-    out = []
-    for i in range(rank):
-        if squeeze_mask and squeeze_mask[i]:
-            b = begin[i] + shape[i] if begin[i] < 0 else begin[i]
-            out.append(b)  # pure index: this axis disappears
-            continue
-        b = None if begin_mask and begin_mask[i] else begin[i]
-        e = None if end_mask and end_mask[i] else end[i]
-        out.append(slice(b, e, stride[i]))
-    return tuple(out)
-
-
-def _slice_params(p: Prep):
-    begin, bkey = _maybe_static(p, "begin")
-    end, ekey = _maybe_static(p, "end")
-    stride = p.ints("stride", None)
-    masks = p.bools("begin_mask"), p.bools("end_mask"), p.bools("squeeze_mask")
-
-    def slices(xp, env, shape):
-        b = _runtime_ints(xp, env, begin, bkey)
-        e = _runtime_ints(xp, env, end, ekey)
-        return _index_slices(shape, b, e, stride, *masks)
-
-    return slices
-
-
-@kernel("slice_by_index")
-def _slice_by_index(p: Prep) -> Run:
-    xp, x = p.xp, p.ref("x")
-    slices = _slice_params(p)
-    return lambda env: xp.getitem(env[x], slices(xp, env, xp.shape(env[x])))
-
-
-@kernel("slice_update")
-def _slice_update(p: Prep) -> Run:
-    xp, x, upd = p.xp, p.ref("x"), p.ref("update")
-    stride = p.ints("stride", None)
-    masks = (p.bools("begin_mask"), p.bools("end_mask"), p.bools("squeeze_mask"))
-    runtime = not (p.is_const("begin") and p.is_const("end"))
-    if runtime and all(s == 1 for s in stride or ()) and not any(any(m or ()) for m in masks):
-        # A KV-cache write at a runtime position: where it lands is the backend's to work
-        # out (on the device, for torch on CUDA), so no host read interrupts the call;
-        # the K and V writes of one step share it.
-        begin, end = p.ref("begin"), p.ref("end")
-
-        def slice_update(env):
-            v, u = env[x], env[upd]
-            shape, size = xp.shape(v), xp.shape(u)
-            where = per_call(
-                env,
-                ("slice_where", begin, end, shape, size),
-                lambda: xp.slice_where(env[begin], env[end], shape, size, p.fail),
-            )
-            return xp.write_slice(v, where, u)
-
-        return slice_update
-    slices = _slice_params(p)
-    return lambda env: xp.setitem(env[x], slices(xp, env, xp.shape(env[x])), env[upd])
-
-
-def per_call(env: dict, key: tuple, make: Callable[[], Any]) -> Any:
-    """A value derived from this call's tensors, made once per call: ops that read the
-    same runtime indices or bounds (a step's K and V cache writes, RoPE's cos and sin
-    gathers) share it. `env` lives for one call, so nothing carries over to the next."""
-    value = env.get(key)
-    if value is None:
-        value = env[key] = make()
-    return value
-
-
-def _checked(p: Prep, env: dict, ind: str, dim: int) -> Any:
-    """The gather indices bound to `ind`, checked and wrapped for a dimension `dim`."""
-    return per_call(
-        env,
-        ("checked_indices", ind, dim),
-        lambda: p.xp.astype(p.xp.checked_indices(env[ind], dim, p.fail), "int32"),
-    )
-
-
-@kernel("slice_by_size")
-def _slice_by_size(p: Prep) -> Run:
-    xp, x = p.xp, p.ref("x")
-    begin, bkey = _maybe_static(p, "begin")
-    size, skey = _maybe_static(p, "size")
-
-    def slice_by_size(env):
-        v = env[x]
-        shape = xp.shape(v)
-        b = _runtime_ints(xp, env, begin, bkey)
-        s = _runtime_ints(xp, env, size, skey)
-        idx = []
-        for i, (bi, si) in enumerate(zip(b, s, strict=True)):
-            bi = bi + shape[i] if bi < 0 else bi
-            idx.append(slice(bi, None if si == -1 else bi + si))
-        return xp.getitem(v, tuple(idx))
-
-    return slice_by_size
-
-
-@kernel("gather")
-def _gather(p: Prep) -> Run:
-    xp, x, ind = p.xp, p.ref("x"), p.ref("indices")
-    axis, batch_dims = p.int("axis", 0), p.int("batch_dims", 0)
-
-    def gather(env):
-        v = env[x]
-        shape = xp.shape(v)
-        a = axis + len(shape) if axis < 0 else axis
-        idx = _checked(p, env, ind, shape[a])
-        if batch_dims == 0:
-            return xp.take(v, idx, a)
-        bshape = shape[:batch_dims]
-        nb = math.prod(bshape)
-        vb = xp.reshape(v, [nb, *shape[batch_dims:]])
-        ishape = xp.shape(idx)
-        ib = xp.reshape(idx, [nb, *ishape[batch_dims:]])
-        parts = [xp.take(vb[i], ib[i], a - batch_dims) for i in range(nb)]
-        out = xp.stack(parts, 0)
-        return xp.reshape(out, [*bshape, *xp.shape(out)[1:]])
-
-    return gather
-
-
-@kernel("gather_along_axis")
-def _gather_along_axis(p: Prep) -> Run:
-    xp, x, ind, axis = p.xp, p.ref("x"), p.ref("indices"), p.int("axis", 0)
-
-    def gather_along_axis(env):
-        v = env[x]
-        shape = xp.shape(v)
-        a = axis + len(shape) if axis < 0 else axis
-        idx = _checked(p, env, ind, shape[a])
-        return xp.take_along_axis(v, idx, a)
-
-    return gather_along_axis
-
-
-@kernel("gather_nd")
-def _gather_nd(p: Prep) -> Run:
-    xp, x, ind = p.xp, p.ref("x"), p.ref("indices")
-    if p.int("batch_dims", 0) != 0:
-        raise p.fail("gather_nd with batch_dims != 0 is not supported")
-
-    def gather_nd(env):
-        v, idx = env[x], xp.astype(env[ind], "int32")
-        k = xp.shape(idx)[-1]
-        shape = xp.shape(v)
-        cols = tuple(
-            xp.checked_indices(xp.getitem(idx, (Ellipsis, i)), shape[i], p.fail) for i in range(k)
-        )
-        return xp.getitem(v, cols)
-
-    return gather_nd
-
-
 @kernel("tile")
 def _tile(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    reps, key = _maybe_static(p, "reps")
-    return lambda env: xp.tile(env[x], _runtime_ints(xp, env, reps, key))
+    reps, key = maybe_static(p, "reps")
+    return lambda env: xp.tile(env[x], runtime_ints(xp, env, reps, key))
 
 
 def _fill_dtype(p: Prep, value) -> str:
@@ -320,11 +187,11 @@ def _fill_dtype(p: Prep, value) -> str:
 @kernel("fill")
 def _fill(p: Prep) -> Run:
     xp = p.xp
-    shape, key = _maybe_static(p, "shape")
+    shape, key = maybe_static(p, "shape")
     value = p.const("value", 0.0)
     dtype = _fill_dtype(p, value)
     v = np.asarray(value).item()
-    return lambda env: xp.full(_runtime_ints(xp, env, shape, key), v, dtype)
+    return lambda env: xp.full(runtime_ints(xp, env, shape, key), v, dtype)
 
 
 @kernel("fill_like")
@@ -340,17 +207,21 @@ def _band_part(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     lower, upper = p.int("lower", -1), p.int("upper", -1)
 
-    def band_part(env):
-        v = env[x]
-        m, n = xp.shape(v)[-2:]
-        rows = np.arange(m)[:, None]
-        cols = np.arange(n)[None, :]
+    def band(m: int, n: int) -> np.ndarray:
+        rows, cols = np.arange(m)[:, None], np.arange(n)[None, :]
         keep = np.ones((m, n), dtype=bool)
         if lower >= 0:
             keep &= (rows - cols) <= lower
         if upper >= 0:
             keep &= (cols - rows) <= upper
-        return xp.where(xp.asarray(keep), v, xp.astype(xp.asarray(0), xp.dtype_name(v)))
+        return keep
+
+    def band_part(env):
+        v = env[x]
+        m, n = xp.shape(v)[-2:]
+        dtype = xp.dtype_name(v)
+        keep = p.derived(("band", m, n), lambda: band(m, n))
+        return xp.where(keep, v, p.derived(("zero", dtype), lambda: np.zeros((), dtype)))
 
     return band_part
 
@@ -401,19 +272,23 @@ def _cumsum(p: Prep) -> Run:
         p.bool("exclusive", False),
         p.bool("reverse", False),
     )
+    rank = p.rank("x")
+    p.check(-rank <= axis < rank, f"axis {axis} is outside [-{rank}, {rank - 1}]")
+    a = norm_axis(axis, rank)
+
+    def along(index) -> tuple:
+        return tuple(index if i == a else slice(None) for i in range(rank))
 
     def cumsum(env):
         v = env[x]
-        rank = len(xp.shape(v))
-        a = axis + rank if axis < 0 else axis
-        flip = tuple(slice(None, None, -1) if i == a else slice(None) for i in range(rank))
         if reverse:
-            v = xp.getitem(v, flip)
+            v = xp.getitem(v, along(slice(None, None, -1)))
         out = xp.cumsum(v, a)
-        if exclusive:
-            out = out - v
+        if exclusive:  # shifted by one, 0 first: exact, unlike cumsum - x
+            pads = [(1, 0) if i == a else (0, 0) for i in range(rank)]
+            out = xp.pad(xp.getitem(out, along(slice(None, -1))), pads, "constant", 0)
         if reverse:
-            out = xp.getitem(out, flip)
+            out = xp.getitem(out, along(slice(None, None, -1)))
         return out
 
     return cumsum

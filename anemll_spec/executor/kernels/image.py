@@ -1,0 +1,275 @@
+"""Resizing kernels: upsample_nearest_neighbor, resize_nearest_neighbor, upsample_bilinear,
+resize_bilinear, resize (iOS17), crop_resize.
+
+Every resize is separable: along each resized axis, output i reads the input at a grid
+coordinate g(i) (the sampling modes of the resize_bilinear def, clamped to [0, in - 1]);
+linear modes mix the two neighbours, nearest ones read one. Grids depend on shapes only, so
+their indices and weights are made once per shape. crop_resize's grids depend on runtime
+boxes and are computed with the array library.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from anemll_spec.executor.kernels.base import Prep, Run, kernel
+
+SAMPLING = ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS", "DEFAULT", "OFFSET_CORNERS", "UNALIGN_CORNERS")
+BOX_MODES = (
+    "CORNERS_HEIGHT_FIRST",
+    "CORNERS_WIDTH_FIRST",
+    "CENTER_SIZE_HEIGHT_FIRST",
+    "CENTER_SIZE_WIDTH_FIRST",
+)
+
+
+def grid(mode: str, xin: int, xout: int) -> np.ndarray:
+    """Input coordinates of the xout output positions (resize_bilinear's Notes)."""
+    i = np.arange(xout, dtype=np.float64)
+    if mode in ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS"):
+        if xout == 1:
+            g = np.full(1, (xin - 1) / 2 if mode == "ALIGN_CORNERS" else 0.0)
+        else:
+            g = i * (xin - 1) / (xout - 1)
+    elif mode == "DEFAULT":
+        g = i * ((xin - xin / xout) / (xout - 1) if xout > 1 else 0.0)
+    elif mode == "OFFSET_CORNERS":
+        delta = max(1, xin - 1) / xout
+        g = 0.5 * delta + i * delta
+    elif mode == "UNALIGN_CORNERS":
+        spacing = xin / xout
+        g = i * spacing + 0.5 * spacing - 0.5
+    else:  # "ASYMMETRIC": upsample_bilinear without align_corners or half-pixel centres
+        g = i * xin / xout
+    return np.clip(g, 0, xin - 1)
+
+
+def _linear_along(p: Prep, v: Any, axis: int, coords: np.ndarray) -> Any:
+    """v resampled along `axis` at the (shape-derived) coordinates, linearly."""
+    xp = p.xp
+    size, rank = xp.shape(v)[axis], len(xp.shape(v))
+    key = ("linear", axis, size, coords.tobytes())
+
+    def tables():
+        lo = np.floor(coords).astype(np.int32)
+        hi = np.minimum(lo + 1, size - 1).astype(np.int32)
+        w = (coords - lo).astype(np.float32).reshape([-1] + [1] * (rank - 1 - axis))
+        return lo, hi, w
+
+    lo, hi, w = (p.derived(key + (i,), lambda i=i: tables()[i]) for i in range(3))
+    a, b = xp.take(v, lo, axis), xp.take(v, hi, axis)
+    return a + (b - a) * w
+
+
+def _nearest_along(p: Prep, v: Any, axis: int, index: np.ndarray) -> Any:
+    key = ("nearest", axis, index.tobytes())
+    return p.xp.take(v, p.derived(key, lambda: index.astype(np.int32)), axis)
+
+
+def _nearest_index(xin: int, xout: int) -> np.ndarray:
+    """floor(i * in / out): what upsample with a recomputed scale and TensorFlow's legacy
+    resize_nearest_neighbor read (coremltools' reference values agree)."""
+    return np.minimum((np.arange(xout) * xin) // xout, xin - 1)
+
+
+def _rank3(p: Prep) -> int:
+    rank = p.rank("x")
+    p.check(rank >= 3, f"x must have rank >= 3, got rank {rank}")
+    return rank
+
+
+@kernel("upsample_nearest_neighbor", "resize_nearest_neighbor")
+def _nearest(p: Prep) -> Run:
+    xp, x = p.xp, p.ref("x")
+    rank = _rank3(p)
+    if p.op.type == "resize_nearest_neighbor":
+        sizes = (p.int("target_size_height"), p.int("target_size_width"))
+        scales = None
+    else:
+        scales = (p.float("scale_factor_height", 1), p.float("scale_factor_width", 1))
+        p.check(min(scales) > 0, f"scale factors must be > 0, got {scales}")
+
+    def nearest(env):
+        v = env[x]
+        dims = xp.shape(v)[-2:]
+        outs = (
+            sizes
+            if scales is None
+            else [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
+        )
+        for axis, din, dout in zip((rank - 2, rank - 1), dims, outs, strict=True):
+            if dout < 1:
+                raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
+            v = _nearest_along(p, v, axis, _nearest_index(din, dout))
+        return v
+
+    return nearest
+
+
+@kernel("upsample_bilinear", "resize_bilinear")
+def _bilinear(p: Prep) -> Run:
+    xp, x = p.xp, p.ref("x")
+    rank = _rank3(p)
+    if p.op.type == "resize_bilinear":
+        sizes = (p.int("target_size_height", 1), p.int("target_size_width", 1))
+        scales, mode = None, p.choice("sampling_mode", SAMPLING, "DEFAULT")
+    else:
+        sizes = None
+        scales = (p.float("scale_factor_height", 1), p.float("scale_factor_width", 1))
+        p.check(min(scales) > 0, f"scale factors must be > 0, got {scales}")
+        align = p.bool("align_corners", True)
+        half = p.bool("half_pixel_centers", not align)  # iOS16; iOS15 behaves as the default
+        p.check(not (align and half), "align_corners and half_pixel_centers are both set")
+        mode = "STRICT_ALIGN_CORNERS" if align else "UNALIGN_CORNERS" if half else "ASYMMETRIC"
+
+    def bilinear(env):
+        v = env[x]
+        dims = xp.shape(v)[-2:]
+        outs = (
+            sizes
+            if scales is None
+            else [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
+        )
+        for axis, din, dout in zip((rank - 2, rank - 1), dims, outs, strict=True):
+            if dout < 1:
+                raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
+            v = _linear_along(p, v, axis, grid(mode, din, dout))
+        return v
+
+    return bilinear
+
+
+@kernel("resize")
+def _resize(p: Prep) -> Run:
+    """The last `resized_dims` dims of x take the last `resized_dims` values of `shape`
+    (0: keep); NEAREST_NEIGHBOR reads the input at the grid point rounded (half up)."""
+    xp, x = p.xp, p.ref("x")
+    rank = p.rank("x")
+    count = p.int("resized_dims")
+    linear = p.choice("interpolation_mode", ("LINEAR", "NEAREST_NEIGHBOR"), "LINEAR") == "LINEAR"
+    mode = p.choice("sampling_mode", SAMPLING, "DEFAULT")
+    p.check(0 <= count <= rank, f"resized_dims {count} is outside [0, {rank}]")
+    static = p.ints("shape") if p.is_const("shape") else None
+    key = None if static is not None else p.ref("shape")
+
+    def resize(env):
+        v = env[x]
+        target = (
+            static if static is not None else [int(t) for t in xp.to_numpy(env[key]).reshape(-1)]
+        )
+        if not count <= len(target) <= rank:
+            raise p.fail(f"shape {target} must hold resized_dims {count} to {rank} values")
+        for j in range(count):
+            axis = rank - count + j
+            din, dout = xp.shape(v)[axis], target[len(target) - count + j] or xp.shape(v)[axis]
+            g = grid(mode, din, dout)
+            if linear:
+                v = _linear_along(p, v, axis, g)
+            else:
+                v = _nearest_along(p, v, axis, np.minimum(np.floor(g + 0.5), din - 1))
+        return v
+
+    return resize
+
+
+@kernel("crop_resize")
+def _crop_resize(p: Prep) -> Run:
+    """Boxes resampled bilinearly to target_height x target_width: within a box of extent
+    [start, end] output i reads start + a * i + b, the sampling mode's grid with in - 1 =
+    end - start; a point outside the image reads pad_value (iOS16+, 0 before)."""
+    xp, x = p.xp, p.ref("x")
+    p.check(p.rank("x") == 4, f"x must have rank 4, got rank {p.rank('x')}")
+    ios17 = p.has("boxes")
+    th, tw = p.int("target_height", 1), p.int("target_width", 1)
+    p.check(th >= 1 and tw >= 1, f"target size {th} x {tw} must be >= 1")
+    normalized = p.bool("normalized_coordinates", False)
+    scale = p.float("spatial_scale", 1.0)
+    box_mode = p.choice("box_coordinate_mode", BOX_MODES, "CORNERS_HEIGHT_FIRST")
+    mode = p.choice("sampling_mode", SAMPLING, "DEFAULT")
+    pad_value = p.float("pad_value", 0.0)
+    boxes_key = p.ref("boxes" if ios17 else "roi")
+    index_key = p.opt_ref("box_indices") if ios17 else None
+
+    def crop_resize(env):
+        v = env[x]
+        batch, channels, height, width = xp.shape(v)
+        boxes = xp.astype(env[boxes_key], xp.float_dtype)
+        if ios17:
+            n = xp.shape(boxes)[0]
+            index = env[index_key] if index_key else p.derived(("arange", n), lambda: np.arange(n))
+            images = xp.expand_dims(xp.take(v, xp.checked_indices(index, batch, p.fail), 0), [1])
+        else:
+            n, width4 = xp.shape(boxes)[0], xp.shape(boxes)[2]
+            boxes = xp.reshape(boxes, [n, width4])
+            if width4 == 5:  # the first value picks the image
+                index = xp.astype(xp.getitem(boxes, (slice(None), 0)), "int32")
+                images = xp.expand_dims(
+                    xp.take(v, xp.checked_indices(index, batch, p.fail), 0), [1]
+                )
+                boxes = xp.getitem(boxes, (slice(None), slice(1, 5)))
+            else:
+                images = xp.broadcast_to(
+                    xp.expand_dims(v, [0]), [n, batch, channels, height, width]
+                )
+        h0, w0, h1, w1 = _corners(xp, boxes, box_mode)
+        hs = (height - 1) if normalized else 1
+        ws = (width - 1) if normalized else 1
+        ys = _box_grid(p, h0 * (scale * hs), h1 * (scale * hs), th, mode)  # (N, th)
+        xs = _box_grid(p, w0 * (scale * ws), w1 * (scale * ws), tw, mode)  # (N, tw)
+        out = _sample_boxes(xp, images, ys, xs, pad_value)
+        return xp.reshape(out, [n, channels, th, tw]) if ios17 else out
+
+    return crop_resize
+
+
+def _sample_boxes(xp, images: Any, ys: Any, xs: Any, pad_value: float) -> Any:
+    """images (N, B, C, H, W) read at rows ys (N, th) and columns xs (N, tw), bilinearly;
+    a coordinate outside [0, size - 1] reads pad_value."""
+    n, lead = xp.shape(images)[0], list(xp.shape(images)[:3])
+    out = images
+    for axis, coords in ((3, ys), (4, xs)):
+        size, k = xp.shape(images)[axis], xp.shape(coords)[1]
+        c = xp.reshape(coords, [n, 1, 1, k, 1] if axis == 3 else [n, 1, 1, 1, k])
+        valid = (c >= 0) & (c <= size - 1)
+        lo = xp.clip(xp.floor(c), 0, size - 1)
+        lo_i = xp.astype(lo, "int32")
+        hi_i = xp.minimum(lo_i + 1, size - 1)
+        target = lead + ([k, xp.shape(out)[4]] if axis == 3 else [xp.shape(out)[3], k])
+        a = xp.take_along_axis(out, xp.broadcast_to(lo_i, target), axis)
+        b = xp.take_along_axis(out, xp.broadcast_to(hi_i, target), axis)
+        out = xp.where(xp.broadcast_to(valid, target), a + (b - a) * (c - lo), pad_value)
+    return out
+
+
+def _corners(xp, boxes: Any, mode: str) -> tuple:
+    """(h_start, w_start, h_end, w_end), each of shape (N, 1), from the box convention."""
+    cols = [xp.getitem(boxes, (slice(None), slice(i, i + 1))) for i in range(4)]
+    if mode == "CORNERS_HEIGHT_FIRST":
+        return tuple(cols)
+    if mode == "CORNERS_WIDTH_FIRST":
+        return cols[1], cols[0], cols[3], cols[2]
+    hc, wc, bh, bw = (
+        cols if mode == "CENTER_SIZE_HEIGHT_FIRST" else (cols[1], cols[0], cols[3], cols[2])
+    )
+    return hc - bh * 0.5, wc - bw * 0.5, hc + bh * 0.5, wc + bw * 0.5
+
+
+def _box_grid(p: Prep, start: Any, end: Any, xout: int, mode: str) -> Any:
+    """start + a * i + b for i < xout: `grid` with in - 1 = end - start (negative: the box
+    read backwards), not clamped (outside the image reads the pad value); (N, xout)."""
+    xp, span = p.xp, end - start
+    i = p.derived(("i", xout), lambda: np.arange(xout, dtype=np.float32).reshape(1, -1))
+    if mode in ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS"):
+        if xout == 1:
+            return start + span * (0.5 if mode == "ALIGN_CORNERS" else 0.0) + i
+        return start + span * (i / (xout - 1))
+    xin = span + 1
+    if mode == "DEFAULT":
+        step = (xin - xin / xout) / (xout - 1) if xout > 1 else span * 0
+        return start + step * i
+    if mode == "OFFSET_CORNERS":
+        return start + xp.maximum(span, 1.0) / xout * (i + 0.5)
+    return start + xin / xout * (i + 0.5) - 0.5  # UNALIGN_CORNERS
