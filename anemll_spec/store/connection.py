@@ -3,11 +3,18 @@
 Everything opens the store through `open_store`, which resolves the target, waits
 (with exponential backoff) while another process holds DuckDB's single-writer lock,
 creates a fresh store, upgrades an older one in place, and refuses a newer one.
-A later store kind (DuckLake with a PostgreSQL catalog) plugs in here only.
+A `ducklake:` target opens the shared store (store/lake.py) through the same steps:
+what differs is only how the connection is made.
+
+Read-only opens never change a store: an older one is refused with what to run to
+upgrade it (a damaged old store made `query` crash halfway through an upgrade), and a
+file that cannot be opened is reported as locked only when another process really
+holds its lock; otherwise it is damaged, and the message says so.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -18,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import migrations, reference, schema, views
+from anemll_spec.store import lake, migrations, reference, schema, views
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -40,12 +47,25 @@ def default_target(cli_value: str | None = None) -> str:
     return cli_value or os.environ.get(ENV_STORE) or DEFAULT_PATH
 
 
+def describe_target(target: str | os.PathLike | None = None) -> str:
+    """The store as messages name it: a file's path, or a shared store's target with
+    any password redacted."""
+    text = default_target(None if target is None else str(target))
+    return lake.redact(text) if lake.is_lake(text) else str(Path(text).expanduser())
+
+
 def store_path(target: str | os.PathLike | None = None) -> Path:
-    """The file behind a target; URLs are refused until their store kind exists."""
+    """The file behind a target (InputError for a shared `ducklake:` store: it has none)."""
     text = str(default_target(None if target is None else str(target)))
-    if "://" in text or text.startswith(("ducklake:", "postgres:", "md:", "s3:")):
+    if lake.is_lake(text):
         raise InputError(
-            f"store {text!r}: only DuckDB files are supported as stores for now (give a file path)"
+            f"store {lake.redact(text)!r} is a shared store, not a file; this needs a local "
+            "DuckDB file (--store PATH)"
+        )
+    if "://" in text or text.startswith(("postgres:", "md:", "s3:")):
+        raise InputError(
+            f"store {lake.redact(text)!r}: give a DuckDB file path, or a shared store as "
+            "ducklake:postgres:<connection> data_path=<folder> (docs/store.md)"
         )
     if text == ":memory:":
         raise InputError("store ':memory:': the store must be a file (each write reopens it)")
@@ -74,13 +94,17 @@ def open_store(
 ) -> duckdb.DuckDBPyConnection:
     """Open the store, ready to use at the current schema version.
 
-    read_only: the connection cannot change the store (a missing store is an error).
+    read_only: the connection cannot change the store (a missing store is an error; an
+    older store is refused, never upgraded: only a writing open upgrades).
     sandbox: also deny the SQL any file or network access (for users' SQL: no ATTACH of
     other files, no COPY TO, no extension installs).
-    Close the connection soon: while it is open, no other process can write.
+    Close the connection soon: while it is open, no other process can write a file store.
     """
-    path = store_path(target)
+    text = default_target(None if target is None else str(target))
     timeout = lock_timeout(lock_timeout_s)
+    if lake.is_lake(text):
+        return _open_lake(lake.parse_target(text), read_only, sandbox, timeout)
+    path = store_path(text)
     if read_only:
         if not path.is_file():
             raise InputError(
@@ -89,20 +113,76 @@ def open_store(
             )
         con = _connect(path, read_only=True, timeout=timeout, sandbox=sandbox)
         try:
-            version = _version(con, path)
+            _check_readable(con, path)
         except BaseException:
             con.close()
             raise
-        if version is not None and version == schema.SCHEMA_VERSION:
-            return con
-        con.close()
-        if version is None:
-            raise InputError(f"{path} is an empty DuckDB file, not a results store yet")
-        _check_not_newer(version, path)
-        # An older store: upgrade it in place once, then open it read-only.
-        _connect_prepared(path, timeout).close()
-        return _connect(path, read_only=True, timeout=timeout, sandbox=sandbox)
+        return con
     return _connect_prepared(path, timeout)
+
+
+def _check_readable(con, where, *, shared: bool = False) -> None:
+    """The store at `where` is at the current version (read-only opens change nothing)."""
+    try:
+        version = _version(con, where)
+    except duckdb.Error as exc:
+        if shared:  # a catalog error, not a damaged file: _open_lake words it
+            raise
+        raise _damaged(where, exc) from None
+    if version is None:
+        raise InputError(f"{where} is an empty database, not a results store yet")
+    _check_not_newer(version, where)
+    if version < schema.SCHEMA_VERSION:
+        raise InputError(
+            f"the store {where} has schema v{version}, older than this anemll-spec's "
+            f"v{schema.SCHEMA_VERSION}; read-only commands never change a store: the next "
+            "bench, import or push into it upgrades it in place"
+        )
+
+
+# Shared stores this process has checked (version) and prepared: done once per process,
+# as its pooled connection stays attached (store/lake.py).
+_READY: set[tuple[str, bool]] = set()
+
+
+def _open_lake(target: lake.LakeTarget, read_only: bool, sandbox: bool, timeout: float):
+    con = lake.connect(target, read_only=read_only, sandbox=sandbox, timeout=timeout)
+    key = (target.text, read_only)
+    try:
+        if key in _READY and not sandbox:
+            return con
+        if read_only:
+            _check_readable(con, target.shown, shared=True)
+        else:
+            _prepare_lake(con, target)
+        _READY.add(key)
+    except duckdb.Error as exc:
+        con.close()
+        if lake.transient(exc):
+            raise lake.StoreUnreachable(
+                f"the shared store {target.shown} failed: {lake._message(exc, target)}"
+            ) from None
+        raise InputError(
+            f"cannot open the store {target.shown}: {lake._message(exc, target)}"
+        ) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _prepare_lake(con, target: lake.LakeTarget, attempts: int = 30) -> None:
+    """_prepare, retried: writers that create, upgrade or refresh the same lake at once
+    conflict in DuckLake; the loser re-reads and finds the work done."""
+    for attempt in range(attempts):
+        try:
+            _prepare(con, target.shown, shared=True)
+            return
+        except duckdb.TransactionException:
+            lake._rollback(con)
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
 
 
 def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
@@ -111,11 +191,51 @@ def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     try:
         con.execute("PRAGMA disable_checkpoint_on_shutdown")
         con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
-        _prepare(con, path)
+        try:
+            _prepare(con, path)
+        except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+            raise _damaged(path, exc) from None
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _damaged(where, exc: BaseException) -> InputError:
+    first = lake.redact(str(exc)).strip().splitlines()
+    reason = first[0] if first else type(exc).__name__
+    if "not a valid DuckDB database file" in reason:
+        return InputError(f"{where} is not a DuckDB database ({reason}); give a results store")
+    return InputError(
+        f"the store {where} is damaged ({reason}); it was not changed. Move it aside "
+        "(keep it for recovery) and restore a copy, or start a new store and import your "
+        "exported bundles or pull from a shared store"
+    )
+
+
+def locked_by_another(path: Path, *, write: bool) -> bool:
+    """Whether another process holds a lock on `path` that a connection in this mode
+    would conflict with. DuckDB reports a lock conflict and a damaged block with the same
+    exception type (and "block" contains "lock"), so ask the OS instead of the message.
+    DuckDB takes POSIX record locks (fcntl), the kind lockf tests."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR if write else os.O_RDONLY)
+    except OSError:
+        try:
+            fd, write = os.open(path, os.O_RDONLY), False
+        except OSError:
+            return False
+    try:
+        fcntl.lockf(fd, (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EACCES, errno.EAGAIN)
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
@@ -123,13 +243,17 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
     deadline = time.monotonic() + timeout
     delay = 0.01
     warned = False
+    retried = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             msg = str(exc)
-            if "lock" not in msg.lower():
-                raise InputError(f"cannot open the store {path}: {msg}") from None
+            if not locked_by_another(path, write=not read_only):
+                if not retried:  # the holder may have let go just now: look once more
+                    retried = True
+                    continue
+                raise _damaged(path, exc) from None
             now = time.monotonic()
             if now >= deadline:
                 raise StoreLocked(
@@ -149,7 +273,7 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
             raise InputError(f"cannot open the store {path}: {exc}") from None
 
 
-def _version(con, path: Path) -> int | None:
+def _version(con, path) -> int | None:
     """Schema version; None for an empty file; InputError for a foreign database."""
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -168,7 +292,7 @@ def _version(con, path: Path) -> int | None:
         raise InputError(f"{path}: the store's schema_version is missing or unreadable") from None
 
 
-def _check_not_newer(version: int, path: Path) -> None:
+def _check_not_newer(version: int, path) -> None:
     if version > schema.SCHEMA_VERSION:
         raise InputError(
             f"the store {path} has schema v{version}, written by a newer anemll-spec; "
@@ -183,15 +307,19 @@ def _derived_fingerprint() -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _prepare(con, path: Path) -> None:
-    """Create, upgrade, or refresh the derived objects of a writable store."""
+def _prepare(con, path, *, shared: bool = False) -> None:
+    """Create, upgrade, or refresh the derived objects of a writable store.
+
+    shared: a DuckLake (no primary keys; the row that `lake.claim` deletes is made)."""
     version = _version(con, path)
     fingerprint = _derived_fingerprint()
     if version is None:
         con.execute("BEGIN")
         for table in schema.TABLES:
-            con.execute(schema.create_table_sql(table))
+            con.execute(lake.create_table_sql(table) if shared else schema.create_table_sql(table))
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
+        if shared:
+            lake.ensure_claim_row(con)
         _install_derived(con, fingerprint)
         con.execute("COMMIT")
         return
@@ -199,6 +327,13 @@ def _prepare(con, path: Path) -> None:
     upgraded = version < schema.SCHEMA_VERSION
     if upgraded:  # steps may drop views and reference data: install them whatever the hash
         migrations.upgrade(con, version)
+    if (
+        shared
+        and con.execute("SELECT 1 FROM meta WHERE key = ?", [lake.CLAIM_KEY]).fetchone() is None
+    ):
+        con.execute("BEGIN")
+        lake.ensure_claim_row(con)
+        con.execute("COMMIT")
     row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
     if upgraded or row is None or row[0] != fingerprint:
         con.execute("BEGIN")
@@ -218,4 +353,6 @@ def _install_derived(con, fingerprint: str) -> None:
             f"warning: {reference.PUBLISHED_CSV} not found; the reference table stays empty",
             file=sys.stderr,
         )
-    con.execute("INSERT OR REPLACE INTO meta VALUES ('derived_sha256', ?)", [fingerprint])
+    # DELETE + INSERT, not INSERT OR REPLACE: a DuckLake table has no primary key
+    con.execute("DELETE FROM meta WHERE key = 'derived_sha256'")
+    con.execute("INSERT INTO meta VALUES ('derived_sha256', ?)", [fingerprint])

@@ -1,0 +1,44 @@
+"""anemll-spec push [RUN_ID...] --to TARGET: copy runs from the local store to a shared one."""
+
+from __future__ import annotations
+
+import argparse
+
+from anemll_spec.cli._common import add_json, add_store, nonempty, print_json
+
+HELP = "copy runs from the local store into a shared store (idempotent)"
+DESCRIPTION = (
+    "Copy runs (all, or the RUN_IDs given: full ids, unique prefixes, 'latest', 'previous') "
+    "from the local store (--store) into another store, usually a shared one "
+    "(ducklake:postgres:<connection> data_path=<folder>). The runs are checked exactly as "
+    "`import` checks a bundle and written in one transaction: all or nothing. Runs, cases "
+    "and hosts keep their ids, so pushing twice adds nothing; a run already there gains "
+    "the cases it lacks (e.g. those a bench wrote locally while the shared store was down)."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="*", metavar="RUN_ID", help="runs to push (default: all)")
+    p.add_argument(
+        "--to", required=True, type=nonempty, metavar="TARGET", help="the store to copy into"
+    )
+    add_json(p)
+    add_store(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anemll_spec.store.sync import copy_runs
+
+    return report(copy_runs(args.store, args.to, args.runs), args.json, "pushed")
+
+
+def report(summary: dict, as_json: bool, verb: str) -> int:
+    if as_json:
+        print_json(summary)
+        return 0
+    print(
+        f"{verb} {len(summary['runs'])} run(s): {summary['runs_added']} added, "
+        f"{summary['runs_updated']} updated, {summary['cases_added']} case(s) and "
+        f"{summary['samples_added']} sample(s) added (the rest were already there)"
+    )
+    return 0

@@ -1,0 +1,225 @@
+"""The runner's writes to a shared store, which must never lose a measured case.
+
+`BenchStore(target)` offers the write API's three calls with the same signatures
+(begin_run, append_case, finish_run: the `target` argument is ignored). On a DuckDB
+file they are the write API itself. On a shared store (ducklake:...) each call is
+retried while the catalog is unreachable or a commit conflicts, for the store timeout
+($ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S, 60 s); a retry first looks whether the failed
+attempt did commit (a lost acknowledgement), so a case lands once. When the shared
+store stays unreachable, the run moves to the local store (same run id, same host) and
+every later case goes there; `message` then says how to push the run when the shared
+store is back (`anemll-spec push`, which adds the missing cases to the run already
+there). Passwords in the target or the command line are never stored or shown.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from anemll_spec.errors import AnemllError, InputError
+from anemll_spec.store import lake, schema, writer
+from anemll_spec.store.connection import DEFAULT_PATH, default_target, lock_timeout, open_store
+from anemll_spec.store.rows import check_row, utc_now
+
+ENV_FALLBACK = "ANEMLL_SPEC_FALLBACK_STORE"
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class BenchStore:
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        local: str | None = None,
+        note: Callable[[str], None] = _stderr,
+        timeout_s: float | None = None,
+    ):
+        self.target = default_target(target)
+        self.shared = lake.is_lake(self.target)
+        self.local = local or os.environ.get(ENV_FALLBACK) or DEFAULT_PATH
+        self.note = note
+        self.timeout = lock_timeout(timeout_s)
+        self.fell_back: str | None = None  # why the run moved to the local store
+        self._run: dict | None = None
+        self._host: dict | None = None
+        self._moved: set[str] = set()
+
+    # ---- where the run is
+    @property
+    def where(self) -> str:
+        """The store the run is in, as it may be printed (password redacted)."""
+        return self.local if self.fell_back else lake.redact(self.target)
+
+    @property
+    def message(self) -> str | None:
+        """What to do about a run that fell back to the local store (None if it did not)."""
+        if not self.fell_back:
+            return None
+        return (
+            f"the shared store {lake.redact(self.target)} was unreachable ({self.fell_back}); "
+            f"this run is in the local store {self.local}. When the shared store is back, "
+            f"push it: anemll-spec push {' '.join(sorted(self._moved))} --store {self.local} "
+            f"--to '{lake.redact(self.target)}'"
+        )
+
+    # ---- the write API
+    def begin_run(self, target, run: Mapping, host: Mapping, **kw) -> str:
+        run = dict(run)
+        if run.get("command"):
+            run["command"] = lake.redact(run["command"])
+        run.setdefault("started_at", utc_now())  # fixed now: a retry can find its own run
+        self._host = dict(host)
+        if not self.shared:
+            run_id = writer.begin_run(self.target, run, host, **kw)
+        else:
+            try:
+                run_id = self._retry(
+                    lambda: writer.begin_run(self.target, run, host, **kw),
+                    lambda con: _own_run(con, run["started_at"]),
+                )
+                with _closing(open_store(self.target)) as con:
+                    lake.dedupe_hosts(con)
+            except _Unreachable as exc:
+                self._fall_back(str(exc))
+                run_id = writer.begin_run(self.local, run, host, **kw)
+                self._moved.add(run_id)
+                self._announce()
+        self._run = run
+        return run_id
+
+    def append_case(
+        self, target, run_id: str, case: Mapping, samples, placements: Iterable[Mapping] = (), **kw
+    ) -> str:
+        case = dict(case)
+        case.setdefault("finished_at", utc_now())  # fixed now: how a retry finds its case
+        placements = list(placements)
+        if self.shared and not self.fell_back:
+            try:
+                return self._retry(
+                    lambda: writer.append_case(
+                        self.target, run_id, case, samples, placements, **kw
+                    ),
+                    lambda con: _own_case(con, run_id, case),
+                )
+            except _Unreachable as exc:
+                self._fall_back(str(exc))
+        if self.fell_back:
+            self._move(run_id)
+            return writer.append_case(self.local, run_id, case, samples, placements, **kw)
+        return writer.append_case(self.target, run_id, case, samples, placements, **kw)
+
+    def finish_run(self, target, run_id: str, status: str, **kw) -> None:
+        if self.shared and not self.fell_back:
+            try:
+                self._retry(lambda: writer.finish_run(self.target, run_id, status, **kw), None)
+                return
+            except _Unreachable as exc:
+                self._fall_back(str(exc))
+        if self.fell_back:
+            self._move(run_id)
+            writer.finish_run(self.local, run_id, status, **kw)
+            self._announce()
+            return
+        writer.finish_run(self.target, run_id, status, **kw)
+
+    # ---- internals
+    def _retry(self, call: Callable, landed: Callable | None):
+        """call() until it succeeds; between attempts ask `landed(con)` whether the last
+        one committed after all. _Unreachable once the timeout has passed."""
+        import duckdb
+
+        deadline = time.monotonic() + self.timeout
+        delay, last = 0.1, None
+        while True:
+            try:
+                if last is not None and landed is not None:
+                    with _closing(open_store(self.target, lock_timeout_s=1.0)) as con:
+                        found = landed(con)
+                    if found is not None:
+                        return found
+                return call()
+            except (duckdb.Error, lake.StoreUnreachable, writer.StoreWriteFailed) as exc:
+                last = exc
+            except InputError as exc:  # a refused value is the caller's; but writer's
+                if "is a shared store, not a file" not in str(exc):  # failed-write line
+                    raise  # names the store by its file, which a shared store has not
+                last = exc
+            lake.forget(lake.parse_target(self.target))
+            if time.monotonic() + delay > deadline:
+                raise _Unreachable(lake._message(last)) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _fall_back(self, why: str) -> None:
+        if not self.fell_back:
+            self.fell_back = why
+            self.note(
+                f"shared store {lake.redact(self.target)} unreachable ({why}): writing the "
+                f"rest of this run to the local store {self.local}"
+            )
+
+    def _move(self, run_id: str) -> None:
+        """The run's host and run rows in the local store, under the same ids."""
+        if run_id in self._moved or self._run is None or self._host is None:
+            return
+        host = check_row(schema.HOSTS, self._host, managed=("host_id",), what="host")
+        hid = writer.host_id(host)
+        run = check_row(schema.RUNS, self._run, managed=writer.RUN_MANAGED, what="run")
+        run.update(
+            run_id=run_id,
+            status="running",
+            finished_at=None,
+            host_id=hid,
+            writer_pid=os.getpid(),
+            writer_hostname=socket.gethostname(),
+        )
+        if "origin" in schema.RUNS.names:
+            run.update(origin="measured", origin_at=utc_now())
+        with writer.transaction(self.local) as con:
+            if con.execute("SELECT 1 FROM hosts WHERE host_id = ?", [hid]).fetchone() is None:
+                writer._insert(con, "hosts", {"host_id": hid, **host})
+            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is None:
+                writer._insert(con, "runs", run)
+        self._moved.add(run_id)
+
+    def _announce(self) -> None:
+        if self.message:
+            self.note(self.message)
+
+
+class _Unreachable(AnemllError):
+    pass
+
+
+def _own_run(con, started_at) -> str | None:
+    row = con.execute(
+        "SELECT run_id FROM runs WHERE started_at = ? AND writer_pid = ? AND writer_hostname = ?",
+        [started_at, os.getpid(), socket.gethostname()],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def _own_case(con, run_id: str, case: Mapping) -> str | None:
+    row = con.execute(
+        "SELECT case_id FROM cases WHERE run_id = ? AND case_key = ? AND finished_at = ?",
+        [run_id, case.get("case_key"), case["finished_at"]],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+class _closing:
+    def __init__(self, con):
+        self.con = con
+
+    def __enter__(self):
+        return self.con
+
+    def __exit__(self, *exc) -> None:
+        self.con.close()

@@ -1,0 +1,108 @@
+"""Users' SQL on a shared store: read, never change.
+
+A DuckDB file store is sandboxed by turning file access off. A DuckLake must read its
+Parquet files, so its data folder stays reachable, and with it COPY ... TO that folder
+and DuckLake's maintenance functions (which delete or rewrite data files; one of them,
+set_option, crashes DuckDB on a read-only attach). So on a shared store `query` and the
+charts run only statements that read (SELECT, and EXPLAIN without ANALYZE), and none
+that calls a maintenance function. The catalog is attached READ_ONLY besides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from anemll_spec.errors import InputError
+
+READING = {"SELECT", "EXPLAIN"}
+# DuckLake functions that write: they appear as ducklake_<name>(...) or lake.<name>(...)
+WRITING_FUNCTIONS = (
+    "set_option",
+    "add_data_files",
+    "cleanup_old_files",
+    "delete_orphaned_files",
+    "merge_adjacent_files",
+    "rewrite_data_files",
+    "flush_inlined_data",
+    "expire_snapshots",
+    "ducklake_commit",
+    "set_commit_message",
+)
+
+
+class SandboxedConnection:
+    """A DuckDB connection whose execute/sql/query refuse statements that could write."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def execute(self, sql, parameters=None):
+        check(self._con, sql)
+        return (
+            self._con.execute(sql, parameters) if parameters is not None else self._con.execute(sql)
+        )
+
+    def sql(self, sql, *args, **kwargs):
+        check(self._con, sql)
+        return self._con.sql(sql, *args, **kwargs)
+
+    query = sql
+
+    def cursor(self):
+        return SandboxedConnection(self._con.cursor())
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._con.close()
+
+
+def check(con, sql: str) -> None:
+    """InputError unless every statement of `sql` only reads."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error:
+        return  # a syntax error: executing it reports the error, and runs nothing
+    for st in statements:
+        kind = st.type.name
+        text = st.query.strip()
+        if kind not in READING or re.match(r"EXPLAIN\s+(ANALY[SZ]E|\()", text, re.I):
+            raise InputError(
+                f"the shared store is read-only here: {kind} statements are not allowed "
+                "(only SELECT and EXPLAIN)"
+            )
+        inner = re.sub(r"^\s*EXPLAIN\s+", "", text, flags=re.I) if kind == "EXPLAIN" else text
+        for name in _functions(con, inner):
+            low = name.lower()
+            if any(w in low for w in WRITING_FUNCTIONS):
+                raise InputError(f"the shared store is read-only here: {name}() is not allowed")
+
+
+def _functions(con, sql: str) -> set[str]:
+    """Every function name in a SELECT, from DuckDB's own parse tree."""
+    (tree,) = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    doc = json.loads(tree)
+    if doc.get("error"):  # DESCRIBE, SHOW...: no tree; look at the words instead
+        return set(re.findall(r"[A-Za-z_][\w.]*(?=\s*\()", sql))
+    names: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "function_name" and isinstance(value, str):
+                    names.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    return names

@@ -1,0 +1,146 @@
+"""push / pull: copy runs between two stores (a local file and a shared DuckLake, or any
+two), checked exactly like `import`, all or nothing, and idempotent.
+
+The runs travel as a results bundle (export), so they pass the very checks an imported
+bundle passes (`_validate`, the one call into bundle.py's checks). Then they are merged
+by id: a run, case or host already in the destination is never added twice, and a run
+present on both sides gains the cases it lacks, and its newer status ('running' <
+'interrupted' < 'finished'/'failed'). So a bench that fell back to the local store in
+mid-run (its shared store unreachable) is completed by a later push, and pushing twice
+adds nothing. On a shared store the merge `claim`s the lake: two pushes of the same run
+at once conflict in DuckLake, and the loser is retried and then finds the run there.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import lake, schema
+from anemll_spec.store.connection import default_target, open_store
+
+ATTEMPTS = 30
+_RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
+
+
+def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
+    """Copy the runs `run_refs` (all when empty) from `source` into `dest`.
+
+    Runs entering a shared store are stamped origin 'pushed' (by this host); runs
+    entering a local store from a shared one, 'imported' from it (its redacted name)."""
+    import socket
+
+    from anemll_spec.store.bundle import export_bundle, read_header
+    from anemll_spec.store.trust import Origin
+
+    src, dst = default_target(source), default_target(dest)
+    if src == dst:
+        raise InputError("the source and destination are the same store")
+    if lake.is_lake(dst):
+        origin = Origin("pushed", ref=socket.gethostname())
+    else:
+        origin = Origin("imported", ref=lake.redact(src)[-200:])
+    with tempfile.TemporaryDirectory(prefix="anemll-sync-") as tmp:
+        path = Path(tmp) / "runs.parquet"
+        exported = export_bundle(src, path, run_refs)
+        header = read_header(path)
+        counts = _merge(dst, path, header, origin, label=lake.redact(src))
+    return {"runs": exported["runs"], **counts}
+
+
+def _validate(con, path: Path, header: dict, origin, label: str) -> None:
+    """Stage the bundle's rows as temp tables (_imp0_<table>) and hold them to the
+    store's trust boundary, `trust.check_staged`: the very checks of `import`."""
+    from anemll_spec.store.bundle import _check_text_lengths
+    from anemll_spec.store.schema import BUNDLE_TABLES
+    from anemll_spec.store.trust import check_staged
+
+    _check_text_lengths(con, path, header["columns"])
+    staged = {}
+    for t in BUNDLE_TABLES:
+        cols = ", ".join(
+            c.name if c.name in header["columns"] else f"NULL::{c.type} AS {c.name}"
+            for c in t.columns
+        )
+        staged[t.name] = f"_imp0_{t.name}"
+        con.execute(
+            f"CREATE TEMP TABLE {staged[t.name]} AS "
+            f'SELECT {cols} FROM read_parquet(?) WHERE "table" = ?',
+            [str(path), t.name],
+        )
+    check_staged(con, staged, label=label, origin=origin)
+
+
+def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
+    import duckdb
+
+    shared = lake.is_lake(dest)
+    shown = lake.redact(dest)
+    for attempt in range(ATTEMPTS):
+        con = open_store(dest)
+        try:
+            con.execute("BEGIN")
+            if shared:
+                lake.claim(con)
+            _validate(con, path, header, origin, label)
+            counts = _insert(con)
+            con.execute("COMMIT")
+            if shared and counts["hosts_added"]:
+                lake.dedupe_hosts(con)
+            return counts
+        except duckdb.TransactionException:
+            lake._rollback(con)
+            if not shared or attempt == ATTEMPTS - 1:
+                raise InputError(
+                    f"could not write to {shown}: other writers kept conflicting; nothing written"
+                ) from None
+            time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
+        except duckdb.Error as exc:
+            lake._rollback(con)
+            msg = lake._message(exc)
+            if lake.transient(exc):
+                raise lake.StoreUnreachable(
+                    f"the store {shown} failed during the copy; nothing written ({msg})"
+                ) from None
+            raise InputError(f"copy into {shown} failed, nothing written: {msg}") from None
+        except BaseException:
+            lake._rollback(con)
+            raise
+        finally:
+            con.close()
+    raise AssertionError("unreachable")
+
+
+def _insert(con) -> dict:
+    """Merge the staged tables (_imp0_*) into the store; returns rows added per table."""
+    h, r, c, s, p = (f"_imp0_{t}" for t in ("hosts", "runs", "cases", "samples", "placements"))
+
+    def copy(table: schema.Table, src: str, where: str) -> int:
+        cols = ", ".join(table.names)
+        (n,) = con.execute(
+            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
+        ).fetchone()
+        return int(n)
+
+    con.execute(
+        f"CREATE TEMP TABLE _new_cases AS SELECT case_id FROM {c} "
+        f"WHERE case_id NOT IN (SELECT case_id FROM cases)"
+    )
+    new_cases = "WHERE case_id IN (SELECT case_id FROM _new_cases)"
+    (updated,) = con.execute(
+        f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {r} x "
+        f"WHERE runs.run_id = x.run_id AND {_RANK.format('x.status')} > "
+        f"{_RANK.format('runs.status')}"
+    ).fetchone()
+    return {
+        "hosts_added": copy(schema.HOSTS, h, "WHERE host_id NOT IN (SELECT host_id FROM hosts)"),
+        "runs_added": copy(schema.RUNS, r, "WHERE run_id NOT IN (SELECT run_id FROM runs)"),
+        "runs_updated": int(updated),
+        "cases_added": copy(schema.CASES, c, new_cases),
+        "samples_added": copy(schema.SAMPLES, s, new_cases),
+        "placements_added": copy(schema.PLACEMENTS, p, new_cases),
+    }
