@@ -92,11 +92,19 @@ def _trace_line() -> tuple[list[Channel], dict[str, float], float]:
 def test_trace_deltas_sum_per_rail_hand_computed():
     chans, _, _ = _trace_line()
     assert len(chans) == 8
-    rails, used = rails_from_channels(chans)
+    rails, parts = rails_from_channels(chans)
     # by hand from the trace: 4606 + 573, 46 + 11, 646 + 638 mJ; 32912460 nJ = 32.91246 mJ
     assert rails == pytest.approx({"cpu": 5179.0, "ane": 57.0, "dram": 1284.0, "gpu": 32.91246})
-    assert "cpu: DIE_0_CPU Energy, DIE_1_CPU Energy" in used
-    assert not any("GPU0_0" in u for u in used)  # 17 mJ of GPU0_0 left out, as macmon does
+    # each die's ANE and DRAM kept apart: the evidence for whether the second ANE ran
+    assert parts == {
+        "cpu/DIE_0_CPU Energy": 4606.0,
+        "cpu/DIE_1_CPU Energy": 573.0,
+        "ane/ANE0_0": 46.0,
+        "ane/ANE0_1": 11.0,
+        "dram/DRAM0_0": 646.0,
+        "dram/DRAM0_1": 638.0,
+        "gpu/GPU Energy": pytest.approx(32.91246),
+    }  # GPU0_0's 17 mJ left out, as macmon does
 
 
 def test_trace_mean_power_matches_the_watts_all_smi_printed():

@@ -50,6 +50,8 @@ class Energy:
     timeline: tuple[PowerSample, ...] = ()
     notes: tuple[str, ...] = ()  # caveats a reader of the figure must see
     extra: Mapping[str, float | str | None] = field(default_factory=dict)  # e.g. power limit
+    # what each rail was summed from, mJ: "ane/ANE0_0", "ane/ANE0_1" (an Ultra's two dies)
+    parts_mj: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def total_mj(self) -> float:

@@ -59,18 +59,23 @@ def rail_of(group: str, channel: str) -> str | None:
     return None
 
 
-def rails_from_channels(channels: Iterable[Channel]) -> tuple[dict[str, float], list[str]]:
-    """Energy per rail (mJ) from the channels of one delta sample, and the channel names
-    that went into each rail ("rail: a, b"), so a reading says what it summed."""
+def rails_from_channels(
+    channels: Iterable[Channel],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Energy per rail (mJ) from the channels of one delta sample, and the energy of each
+    channel that went into a rail ("ane/ANE0_1": mJ), so a reading says what it summed
+    and an Ultra's two dies' ANEs stay apart."""
     rails: dict[str, float] = {}
-    used: dict[str, list[str]] = {}
+    parts: dict[str, float] = {}
     for ch in channels:
         rail = rail_of(ch.group, ch.channel)
         if rail is None:
             continue
-        rails[rail] = rails.get(rail, 0.0) + to_mj(ch.value, ch.unit)
-        used.setdefault(rail, []).append(ch.channel)
-    return rails, [f"{r}: {', '.join(names)}" for r, names in used.items()]
+        mj = to_mj(ch.value, ch.unit)
+        rails[rail] = rails.get(rail, 0.0) + mj
+        key = f"{rail}/{ch.channel}"
+        parts[key] = parts.get(key, 0.0) + mj
+    return rails, parts
 
 
 def check_reading(rails: dict[str, float], interval_s: float) -> Unavailable | list[str]:
@@ -201,7 +206,7 @@ class IOReportReader:
         points = self._sampler.stop()
         try:
             interval_s = (points[-1][0] - points[0][0]) / 1e9
-            rails, used = rails_from_channels(self._delta(points[0][1], points[-1][1]))
+            rails, parts = rails_from_channels(self._delta(points[0][1], points[-1][1]))
             timeline: list[PowerSample] = []
             for (t0, a), (t1, b) in zip(points, points[1:], strict=False):
                 dt = (t1 - t0) / 1e9
@@ -226,8 +231,9 @@ class IOReportReader:
             notes=(
                 "IOReport Energy Model: the SoC's own estimate, not wall power",
                 *checked,
-                *used,
+                "summed channels: " + ", ".join(parts),
             ),
+            parts_mj=parts,
         )
 
     def close(self) -> None:
