@@ -1,0 +1,335 @@
+"""N model instances timed at once: in threads where that runs them at once, else in
+processes.
+
+Why processes: coremltools 9.0 binds `predict` without releasing the GIL (no
+gil_scoped_release anywhere in coremlpython/), so Core ML instances in threads of one
+process run one prediction at a time: throughput cannot exceed serial, and a thread's
+timed call can include another thread's whole prediction. Each instance here is a
+spawned process that loads its own model, warms up, waits at a shared start barrier,
+times its calls with the harness's Timer, and sends its samples back over a pipe.
+Start times come from perf_counter_ns, a system-wide monotonic clock (CLOCK_MONOTONIC on
+Linux, mach_absolute_time on macOS), so instances' samples pool and their wall time
+(first start to last end) spans processes.
+
+Shared or distinct instances (issue 18 item 5): `shared` gives every instance the same
+prepared model (for Core ML: the same compiled .mlmodelc, each process loading it);
+`distinct` gives each its own weights (plan_instances: seed + k), so each is a separate
+package, compiled separately, and nothing weight-bearing can be shared between them.
+What Core ML shares between processes that load the same compiled model is not
+documented (docs/coreml.md).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from anemll_spec.backends.base import Prepared
+from anemll_spec.harness import Budget, Concurrent, Timer, time_concurrent
+
+Instances = Literal["shared", "distinct"]
+Mode = Literal["threads", "processes"]
+Progress = Callable[[int, float], None]
+
+# Whether a backend's instances run at once in threads of one process. Core ML: no (the
+# binding holds the GIL). numpy and torch: measured by benchmarks/concurrency_scaling.py
+# (docs/coreml.md has the figures); processes wherever threads did not scale.
+THREADS_RUN_AT_ONCE: dict[str, bool] = {"coreml": False, "numpy": False, "torch": False}
+
+
+class ConcurrencyError(RuntimeError):
+    """An instance failed to load, warm up or time (its message names which and why)."""
+
+
+def default_mode(backend: str) -> Mode:
+    return "threads" if THREADS_RUN_AT_ONCE.get(backend, False) else "processes"
+
+
+@dataclass(frozen=True)
+class InstancePlan:
+    """What each instance loads: `models[k]` is instance k's model (0 is the case's)."""
+
+    instances: Instances
+    models: list[Any]
+    distinct_weights: bool
+    note: str
+
+
+def _with_seed(model: Any, seed: int) -> Any:
+    if isinstance(model, Mapping):
+        return {**model, "seed": seed}
+    return model.model_copy(update={"seed": seed})
+
+
+def _get(model: Any, name: str, default: Any = None) -> Any:
+    if isinstance(model, Mapping):
+        return model.get(name, default)
+    return getattr(model, name, default)
+
+
+def plan_instances(model: Any, n: int, instances: Instances) -> InstancePlan:
+    """The model of each of n instances. shared: the case's model n times (one package,
+    one compiled model). distinct: instance k gets seed + k: n packages whose weights all
+    differ, so no instance can reuse another's weights. An external model cannot be
+    re-seeded: refused for distinct (ValueError)."""
+    if n < 1:
+        raise ValueError("instances must be >= 1")
+    if instances == "shared":
+        return InstancePlan(
+            "shared", [model] * n, False, f"{n} instances of one model (same compiled model)"
+        )
+    if instances != "distinct":
+        raise ValueError(f"instances must be 'shared' or 'distinct', not {instances!r}")
+    if _get(model, "family") == "external":
+        raise ValueError(
+            "distinct instances need a built family (each gets its own seeded weights); an "
+            "external model can only run shared"
+        )
+    seed = int(_get(model, "seed", 0))
+    models = [_with_seed(model, seed + k) for k in range(n)]
+    return InstancePlan(
+        "distinct", models, True, f"{n} instances with distinct weights (seeds {seed}..)"
+    )
+
+
+@dataclass
+class InstancesResult(Concurrent):
+    """Concurrent, plus how the instances ran and what each spent loading its model."""
+
+    mode: str = "processes"
+    load_s: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Job:
+    backend: str
+    prepared: Prepared
+    compute_units: str | None
+    fp16: bool
+    device: str | None
+    inputs: dict[str, Any]
+    budget: Budget
+    progress: bool
+    start_timeout_s: float
+
+
+def _load(job: _Job):
+    """One instance's session (the one place that calls Backend.load)."""
+    from anemll_spec import backends
+
+    b = backends.get(job.backend)
+    return b.load(job.prepared, job.compute_units, fp16=job.fp16, device=job.device)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+
+
+def _instance_main(k: int, conn, barrier, job: _Job) -> None:
+    """A spawned instance: load, warm, wait for all, time, send the samples back."""
+    session = None
+    try:
+        t0 = time.perf_counter()
+        session = _load(job)
+        load_s = time.perf_counter() - t0
+        feed = session.feed(job.inputs)
+        fn = session.bind(feed, session.new_state())
+        report = (lambda i, med: conn.send(("progress", i, med))) if job.progress else None
+        timer = Timer(fn, job.budget, after=session.runtime_probe, on_progress=report)
+        timer.warm()
+    except BaseException as exc:
+        barrier.abort()
+        conn.send(("error", _one_line(exc), traceback.format_exc()))
+        return
+    try:
+        barrier.wait(job.start_timeout_s)
+    except Exception:  # BrokenBarrierError: another instance failed (or the wait timed out)
+        conn.send(("aborted",))
+        return
+    try:
+        start = time.perf_counter_ns()
+        timer.step()
+        end = time.perf_counter_ns()
+        conn.send(("done", timer.result(), start, end, load_s))
+    except BaseException as exc:
+        conn.send(("error", _one_line(exc), traceback.format_exc()))
+    finally:
+        session.close()
+        conn.close()
+
+
+def time_processes(
+    backend: str,
+    prepared: Prepared | Sequence[Prepared],
+    compute_units: str | None,
+    inputs: dict[str, Any],
+    budget: Budget,
+    *,
+    instances: int | None = None,
+    fp16: bool = False,
+    device: str | None = None,
+    on_progress: Progress | None = None,
+    start_timeout_s: float = 900.0,
+) -> InstancesResult:
+    """Time instances at once, each in its own spawned process.
+
+    prepared: one Prepared shared by `instances` processes, or one per instance (distinct
+    models); inputs: the host inputs (each instance converts them with its own feed()).
+    Raises ConcurrencyError naming the instance that failed."""
+    preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
+    n = len(preps)
+    if n < 1:
+        raise ValueError("at least one instance")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n)
+    conns, procs = [], []
+    try:
+        for k, p in enumerate(preps):
+            job = _Job(
+                backend, p, compute_units, fp16, device, dict(inputs), budget,
+                progress=(k == 0 and on_progress is not None), start_timeout_s=start_timeout_s,
+            )  # fmt: skip
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_instance_main, args=(k, send, barrier, job), name=f"instance-{k}"
+            )
+            proc.start()
+            send.close()  # the child holds its end; EOF here once it exits
+            conns.append(recv)
+            procs.append(proc)
+        done = _collect(conns, procs, barrier, on_progress)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        for c in conns:
+            c.close()
+    timings = [done[k][0] for k in range(n)]
+    wall_ns = max(done[k][2] for k in range(n)) - min(done[k][1] for k in range(n))
+    return InstancesResult(
+        timings, wall_ns / 1e9, mode="processes", load_s=[done[k][3] for k in range(n)]
+    )
+
+
+def _collect(conns, procs, barrier, on_progress) -> dict[int, tuple]:
+    """Every instance's ("done", ...) message; ConcurrencyError on any failure."""
+    done: dict[int, tuple] = {}
+    errors: list[str] = []
+    open_ = set(range(len(conns)))
+    while open_:
+        multiprocessing.connection.wait(
+            [conns[k] for k in open_] + [procs[k].sentinel for k in open_], timeout=1.0
+        )
+        for k in sorted(open_):
+            msg = _next_message(conns[k], on_progress)
+            if msg is None:
+                if procs[k].is_alive():
+                    continue
+                msg = ("eof",)  # exited, and nothing left in its pipe
+            open_.discard(k)
+            if msg[0] == "done":
+                done[k] = msg[1:]
+            elif msg[0] == "error":
+                errors.append(f"instance {k}: {msg[1]}")
+            elif msg[0] == "eof":
+                procs[k].join(timeout=5)
+                errors.append(f"instance {k} exited (code {procs[k].exitcode}) without a result")
+                barrier.abort()
+    if not errors and len(done) < len(conns):
+        errors.append("not every instance reached the start barrier in time")
+    if errors:
+        raise ConcurrencyError("; ".join(errors))
+    return done
+
+
+def _next_message(conn, on_progress) -> tuple | None:
+    """The next final message of one instance (progress is handed on); None: none yet."""
+    try:
+        while conn.poll():
+            msg = conn.recv()
+            if msg[0] != "progress":
+                return msg
+            if on_progress is not None:
+                on_progress(msg[1], msg[2])
+    except EOFError:
+        return ("eof",)
+    return None
+
+
+def time_threads(
+    backend: str,
+    prepared: Prepared | Sequence[Prepared],
+    compute_units: str | None,
+    inputs: dict[str, Any],
+    budget: Budget,
+    *,
+    instances: int | None = None,
+    fp16: bool = False,
+    device: str | None = None,
+    on_progress: Progress | None = None,
+) -> InstancesResult:
+    """Time instances at once in threads of this process (harness.time_concurrent):
+    only for backends whose predict releases the GIL."""
+    preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
+    sessions, fns, load_s = [], [], []
+    try:
+        for p in preps:
+            job = _Job(backend, p, compute_units, fp16, device, inputs, budget, False, 0.0)
+            t0 = time.perf_counter()
+            s = _load(job)
+            load_s.append(time.perf_counter() - t0)
+            sessions.append(s)
+            fns.append(s.bind(s.feed(inputs), s.new_state()))
+        res = time_concurrent(fns, budget, on_progress=on_progress)
+    finally:
+        fns.clear()
+        for s in sessions:
+            s.close()
+    return InstancesResult(res.per_instance, res.wall_s, mode="threads", load_s=load_s)
+
+
+def time_instances(
+    backend: str,
+    prepared: Prepared | Sequence[Prepared],
+    compute_units: str | None,
+    inputs: dict[str, Any],
+    budget: Budget,
+    *,
+    instances: int | None = None,
+    mode: Mode | None = None,
+    fp16: bool = False,
+    device: str | None = None,
+    on_progress: Progress | None = None,
+) -> InstancesResult:
+    """Time instances at once: threads where the backend's predict runs in parallel in
+    threads (default_mode), processes otherwise. `mode` overrides (benchmarks)."""
+    how = mode or default_mode(backend)
+    if how == "threads":
+        run = time_threads
+    elif how == "processes":
+        run = time_processes
+    else:
+        raise ValueError(f"mode must be 'threads' or 'processes', not {how!r}")
+    return run(
+        backend, prepared, compute_units, inputs, budget,
+        instances=instances, fp16=fp16, device=device, on_progress=on_progress,
+    )  # fmt: skip
+
+
+__all__ = [
+    "ConcurrencyError",
+    "InstancePlan",
+    "InstancesResult",
+    "default_mode",
+    "plan_instances",
+    "time_instances",
+    "time_processes",
+    "time_threads",
+]

@@ -1,0 +1,110 @@
+"""Do N instances of one backend run at once in threads, or only in processes?
+
+For each backend given (numpy; torch on CPU or CUDA when installed): aggregate
+throughput (all calls / wall time from the first start to the last end) of
+- 1 instance (the baseline, same process, same model),
+- N instances in threads of this process (harness.time_concurrent),
+- N instances in spawned processes (concurrency.time_processes),
+and each one's ratio to the baseline. N instances that run at once give a ratio near N
+(when the machine has the cores); a ratio near 1 means they took turns (the GIL, or one
+resource all share). concurrency.THREADS_RUN_AT_ONCE records the verdict.
+Prints one JSON line.
+
+    python benchmarks/concurrency_scaling.py [--instances 2] [--backends numpy,torch]
+        [--device cpu] [--dtype float16] [--hidden 2048] [--vocab 16384]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def _budget():
+    from anemll_spec.harness import Budget
+
+    return Budget(warmup=5, warmup_s=0.5, iterations=400, min_iterations=20, max_time_s=8.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--instances", type=int, default=2)
+    ap.add_argument("--backends", default="numpy,torch")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu | cuda)")
+    ap.add_argument("--dtype", default="float16")
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--vocab", type=int, default=16384)
+    ap.add_argument("--cache", default=None, help="build cache (default: a temp folder)")
+    a = ap.parse_args()
+
+    import importlib.util
+
+    from anemll_spec import concurrency
+    from anemll_spec.backends.base import Prepared
+    from anemll_spec.build import build
+    from anemll_spec.model_io import describe, synth_inputs
+    from anemll_spec.spec.families import FAMILIES
+
+    fields = {
+        "family": "lm_head",
+        "hidden_size": a.hidden,
+        "vocab_size": a.vocab,
+        "chunks": 2,
+        "layout": "conv",
+        "dtype": a.dtype,
+    }
+    model = FAMILIES["lm_head"].model_validate(fields)
+    cache = Path(a.cache or tempfile.mkdtemp(prefix="conc-"))
+    built = build(model, cache_dir=cache)
+    io = describe(built.path)
+    inputs = synth_inputs(io, seed=0)
+    prepared = Prepared(path=built.path, source=built.path, compile_s=None)
+    prepared.input_dtypes = {t.name: t.dtype for t in io.inputs}
+    results = []
+    for backend in a.backends.split(","):
+        if backend == "torch" and importlib.util.find_spec("torch") is None:
+            continue
+        device = a.device if backend == "torch" else None
+        kw = {"device": device}
+        row: dict = {"backend": backend, "device": device}
+        for label, n, mode in (
+            ("serial", 1, "threads"),
+            ("threads", a.instances, "threads"),
+            ("processes", a.instances, "processes"),
+            ("serial_again", 1, "threads"),
+        ):
+            t0 = time.perf_counter()
+            r = concurrency.time_instances(
+                backend, prepared, None, inputs, _budget(), instances=n, mode=mode, **kw
+            )
+            row[f"{label}_ips"] = round(r.throughput_per_s, 2)
+            row[f"{label}_s"] = round(time.perf_counter() - t0, 1)
+        base = (row["serial_ips"] + row["serial_again_ips"]) / 2
+        row["threads_ratio"] = round(row["threads_ips"] / base, 3)
+        row["processes_ratio"] = round(row["processes_ips"] / base, 3)
+        results.append(row)
+    print(
+        json.dumps(
+            {
+                "benchmark": "concurrency_scaling",
+                "instances": a.instances,
+                "model": fields,
+                "weight_bytes": built.weight_bytes,
+                "cpu_count": os.cpu_count(),
+                "blas_env": {
+                    k: os.environ.get(k)
+                    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                },
+                "baseline": "mean throughput of 1 instance, timed before and after",
+                "results": results,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Concurrent instances in real spawned processes, on the numpy backend (issue 19.1).
+
+Each test starts real processes that load a real package built here; the results are
+checked against what the processes must have done (sample counts, overlapping timed
+windows, throughput = calls / wall), never against fixed numbers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import pytest
+from build_util import lm_head
+
+from anemll_spec import concurrency
+from anemll_spec.backends.base import Prepared
+from anemll_spec.harness import Budget
+
+ITER = 30
+BUDGET = Budget(warmup=2, warmup_s=0.0, iterations=ITER, min_iterations=5, max_time_s=300.0)
+# long enough (1 s each) that the instances' timed phases must overlap if they start together
+TIMED = Budget(warmup=2, warmup_s=0.0, iterations=10**7, min_iterations=5, max_time_s=1.0)
+
+
+def _prepared(built) -> Prepared:
+    from anemll_spec.model_io import describe
+
+    io = describe(built.path)
+    p = Prepared(path=built.path, source=built.path, compile_s=None)
+    p.input_dtypes = {t.name: t.dtype for t in io.inputs}
+    return p
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The case's model and a distinct-weights twin (plan_instances), both built."""
+    from anemll_spec.build import build
+
+    cache = tmp_path_factory.mktemp("cache")
+    plan = concurrency.plan_instances(
+        lm_head(hidden_size=64, vocab_size=256, chunks=2), 2, "distinct"
+    )
+    return plan, [build(m, cache_dir=cache) for m in plan.models]
+
+
+@pytest.fixture(scope="module")
+def inputs(models):
+    from anemll_spec.model_io import describe, synth_inputs
+
+    return synth_inputs(describe(models[1][0].path), seed=0)
+
+
+@pytest.fixture(scope="module")
+def shared_run(models, inputs):
+    progress: list[tuple[int, float]] = []
+    res = concurrency.time_processes(
+        "numpy",
+        _prepared(models[1][0]),
+        None,
+        inputs,
+        TIMED,
+        instances=2,
+        on_progress=lambda n, med: progress.append((n, med)),
+    )
+    return res, progress
+
+
+def test_processes_time_every_instance_and_start_them_together(shared_run):
+    res, _ = shared_run
+    assert isinstance(res, concurrency.InstancesResult) and res.mode == "processes"
+    n = [t.n for t in res.per_instance]
+    assert all(t.stop == "max_time" and t.warmup_n == 2 for t in res.per_instance)
+    assert all(0.9 < t.timed_s < 5 and t.n >= 5 for t in res.per_instance)
+    assert res.calls == sum(n)
+    assert res.throughput_per_s == pytest.approx(res.calls / res.wall_s)
+    # the shared barrier: each instance's first timed call starts before the other's
+    # last one ends (the timed phases overlap), and the wall spans both
+    first = [int(t.starts_ns[0]) for t in res.per_instance]
+    last_end = [int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance]
+    assert first[0] < last_end[1] and first[1] < last_end[0]
+    assert res.wall_s * 1e9 >= max(last_end) - min(first)
+    # pooled samples are every instance's, in start order
+    wall, starts = res.pooled()
+    assert len(wall) == sum(n) and (starts[1:] >= starts[:-1]).all()
+    assert len(res.load_s) == 2 and all(s > 0 for s in res.load_s)
+    assert all(t.runtime_ns is None for t in res.per_instance)  # numpy has no probe
+
+
+def test_progress_comes_back_from_instance_zero(shared_run):
+    res, progress = shared_run
+    assert progress and progress[-1][0] == res.per_instance[0].n
+    assert all(0 < n <= res.per_instance[0].n and med > 0 for n, med in progress)
+
+
+def test_distinct_instances_load_distinct_weights(models, inputs):
+    plan, built = models
+    assert plan.distinct_weights and [m.seed for m in plan.models] == [0, 1]
+    assert built[0].weights_sha256 != built[1].weights_sha256
+    assert built[0].path != built[1].path
+    res = concurrency.time_processes("numpy", [_prepared(b) for b in built], None, inputs, BUDGET)
+    assert [t.n for t in res.per_instance] == [ITER, ITER]
+
+
+def test_plan_instances():
+    m = lm_head(seed=7)
+    shared = concurrency.plan_instances(m, 3, "shared")
+    assert shared.models == [m, m, m] and not shared.distinct_weights
+    distinct = concurrency.plan_instances(m, 3, "distinct")
+    assert [x.seed for x in distinct.models] == [7, 8, 9]
+    assert distinct.models[0] == m  # instance 0 is the case itself
+    d = concurrency.plan_instances({"family": "lm_head", "seed": 2}, 2, "distinct")
+    assert [x["seed"] for x in d.models] == [2, 3]
+    with pytest.raises(ValueError, match="external model can only run shared"):
+        concurrency.plan_instances({"family": "external", "path": "x"}, 2, "distinct")
+    with pytest.raises(ValueError, match="'shared' or 'distinct'"):
+        concurrency.plan_instances(m, 2, "both")
+
+
+def test_a_failing_instance_fails_the_run_without_hanging(models, inputs, tmp_path):
+    good = _prepared(models[1][0])
+    bad = Prepared(path=tmp_path / "missing.mlpackage", source=tmp_path, compile_s=None)
+    t0 = time.monotonic()
+    with pytest.raises(concurrency.ConcurrencyError, match=r"^instance 1: .*missing"):
+        concurrency.time_processes("numpy", [good, bad], None, inputs, BUDGET)
+    assert time.monotonic() - t0 < 120  # the good instance was released from the barrier
+
+
+def test_an_instance_that_dies_silently_is_reported():
+    """A process that exits without a word (a crash in native code) is named."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(1)
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=os._exit, args=(3,))
+    proc.start()
+    send.close()
+    with pytest.raises(concurrency.ConcurrencyError, match=r"instance 0 exited \(code 3\)"):
+        concurrency._collect([recv], [proc], barrier, None)
+    proc.join()
+    assert barrier.broken  # the others waiting at the barrier are released
+
+
+def test_threads_mode_and_defaults(models, inputs):
+    assert concurrency.default_mode("coreml") == "processes"  # the binding holds the GIL
+    res = concurrency.time_instances(
+        "numpy", _prepared(models[1][0]), None, inputs, BUDGET, instances=2, mode="threads"
+    )
+    assert res.mode == "threads" and [t.n for t in res.per_instance] == [ITER, ITER]
+    with pytest.raises(ValueError, match="'threads' or 'processes'"):
+        concurrency.time_instances("numpy", _prepared(models[1][0]), None, inputs, BUDGET, mode="x")
