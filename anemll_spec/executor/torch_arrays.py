@@ -357,6 +357,9 @@ class TorchOps(DeviceChecks, TorchLinalg):
         if mode == "div":  # x / u1 / u2 as x * (1/u1) * (1/u2)
             upd, mode = torch.reciprocal(upd), "mul"
         reduce = {"mul": "prod", "max": "amax", "min": "amin"}[mode]
+        if out.dtype == torch.float16 and out.device.type == "cpu":  # no fp16 kernel there
+            work = out.float().index_reduce_(0, rows, upd.float(), reduce, include_self=True)
+            return work.to(torch.float16)
         return out.index_reduce_(0, rows, upd, reduce, include_self=True)
 
     def pad(self, x: torch.Tensor, pads, mode: str, value: float) -> torch.Tensor:
