@@ -81,3 +81,20 @@ def cli(tmp_path):
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL cluster for the shared-store tests (tests/pg.py), stopped at the
+    end. Missing PostgreSQL: skip, or fail where CI demands it (ANEMLL_SPEC_REQUIRE_POSTGRES)."""
+    import pg
+
+    if pg.bindir() is None:
+        if os.environ.get("ANEMLL_SPEC_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL (initdb) is required here but not installed")
+        pytest.skip("PostgreSQL (initdb) not installed")
+    cluster = pg.start_cluster()
+    try:
+        yield cluster
+    finally:
+        pg.remove(cluster)

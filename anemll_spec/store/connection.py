@@ -55,13 +55,14 @@ def describe_target(target: str | os.PathLike | None = None) -> str:
 
 
 def store_path(target: str | os.PathLike | None = None) -> Path:
-    """The file behind a target (InputError for a shared `ducklake:` store: it has none)."""
+    """The file behind a target. A shared store has no file of its own: for one with a
+    DuckDB catalog file, that file; otherwise its redacted target as a name that exists
+    nowhere, so callers that only compare with it or name it in a message (out_file,
+    import's clean-up, write errors) work unchanged and never see a password."""
     text = str(default_target(None if target is None else str(target)))
     if lake.is_lake(text):
-        raise InputError(
-            f"store {lake.redact(text)!r} is a shared store, not a file; this needs a local "
-            "DuckDB file (--store PATH)"
-        )
+        t = lake.parse_target(text)
+        return Path(t.conninfo) if t.catalog == "duckdb" else Path(t.shown)
     if "://" in text or text.startswith(("postgres:", "md:", "s3:")):
         raise InputError(
             f"store {lake.redact(text)!r}: give a DuckDB file path, or a shared store as "

@@ -1,0 +1,401 @@
+"""The shared store (DuckLake, catalog in a real PostgreSQL started by the tests): the
+target string, everything a file store does, migrations, push/pull, credentials and
+extensions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pg
+import pytest
+from fixtures.store.synth import case, host, run, samples_ns
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import append_case, begin_run, finish_run, lake, migrations, open_store
+from anemll_spec.store.connection import default_target
+from anemll_spec.store.fallback import BenchStore
+from anemll_spec.store.sync import copy_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def shared(postgres, tmp_path, monkeypatch):
+    """A fresh shared-store target (its own database and data folder); password from
+    $PGPASSWORD, as a user would set it."""
+    monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
+    db = postgres.new_db("t_" + uuid.uuid4().hex[:12])
+    return postgres.target(db, tmp_path / "lake-data")
+
+
+def fill(target, n_runs=2, chips=("Apple M1 Max", "Apple M4 Max"), seed=0) -> list[str]:
+    """Per chip, a run of each published model's shipped spec with real samples, through
+    the write API (rows an import accepts); returns the run ids (lm_head, lut6, ...)."""
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in range(n_runs):
+        for model, ms in (("llama_lm_head", 8.0 + i), ("llama_lm_head_lut6", 4.0 + i)):
+            rid = begin_run(target, run(model), host(chip=chips[i % len(chips)]))
+            wall = samples_ns(rng, 200, ms)
+            append_case(target, rid, case(model=model, wall=wall), wall)
+            finish_run(target, rid, "finished")
+            ids.append(rid)
+    return ids
+
+
+def rows(target, sql: str) -> list[tuple]:
+    con = open_store(target, read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------- target strings
+
+
+def test_target_forms_parse_and_redact(tmp_path):
+    t = lake.parse_target(
+        "ducklake:postgres:host=db.lab dbname=anemll user=bench password='p w\\'x' "
+        "data_path=/Volumes/lab/data"
+    )
+    assert (t.catalog, t.data_path) == ("postgres", "/Volumes/lab/data")
+    assert "data_path" not in t.conninfo and "password='p w\\'x'" in t.conninfo
+    assert "p w" not in t.shown and "password=***" in t.shown
+
+    u = lake.parse_target(
+        "ducklake:postgres://bench:hunter2@db.lab:5432/anemll?data_path=rel&sslmode=require"
+    )
+    assert u.conninfo == "postgresql://bench:hunter2@db.lab:5432/anemll?sslmode=require"
+    assert u.data_path == str(Path("rel").absolute())  # every machine: one absolute path
+    assert "hunter2" not in u.shown and "bench:***@db.lab" in u.shown
+
+    f = lake.parse_target(f"ducklake:{tmp_path}/cat.ducklake")
+    assert (f.catalog, f.conninfo) == ("duckdb", f"{tmp_path}/cat.ducklake")
+    with pytest.raises(InputError, match="catalog 'mysql' is not supported") as e:
+        lake.parse_target("ducklake:mysql:host=x password=topsecret")
+    assert "topsecret" not in str(e.value)
+    cmd = lake.redact_command(["anemll-spec", "bench", "--store", u.text])
+    assert "hunter2" not in cmd and "bench:***@" in cmd
+
+
+def test_a_plain_path_is_still_a_file_store(tmp_path):
+    from anemll_spec.store import store_path
+
+    assert not lake.is_lake(str(tmp_path / "x.duckdb"))
+    assert store_path(tmp_path / "x.duckdb") == tmp_path / "x.duckdb"
+    # a shared store names no file of its own (and never its password)
+    named = store_path("ducklake:postgres:host=x password=zzz")
+    assert "zzz" not in str(named) and not named.exists()
+    assert store_path(f"ducklake:{tmp_path}/c.ducklake") == tmp_path / "c.ducklake"
+
+
+# ---------------------------------------------------------------- everything works on it
+
+
+def test_writes_views_and_factors_match_a_file_store(shared, tmp_path):
+    file = tmp_path / "local.duckdb"
+    fill(file)
+    fill(shared)
+    q = (
+        "SELECT chip, model, round(bandwidth_gbps, 6), round(latency_ms, 6), "
+        "round(bandwidth_factor, 6), round(inference_factor, 6), baseline_source "
+        "FROM chip_factors WHERE source = 'own' ORDER BY 1, 2"
+    )
+    own = rows(shared, q)
+    assert own == rows(file, q) and len(own) == 4
+    # the figures are those of the stored samples, recomputed here with numpy
+    (m1,) = rows(
+        shared,
+        "SELECT median_ms FROM results WHERE chip = 'M1 Max' AND model_name = 'llama_lm_head'",
+    )
+    ns = rows(
+        shared,
+        "SELECT s.wall_ns FROM samples s JOIN results r USING (case_id) "
+        "WHERE r.chip = 'M1 Max' AND r.model_name = 'llama_lm_head' ORDER BY idx",
+    )
+    assert m1[0] == pytest.approx(np.median(np.array(ns)[:, 0] / 1e6))
+    # the published rows came with the store, as in a file store
+    assert rows(shared, "SELECT count(*) FROM reference") == rows(
+        file, "SELECT count(*) FROM reference"
+    )
+    # DuckLake has no primary key: the DDL dropped it, and meta keys stay unique
+    assert rows(shared, "SELECT key, count(*) FROM meta GROUP BY 1 HAVING count(*) > 1") == []
+
+
+def test_cli_commands_on_the_shared_store(shared, tmp_path, cli):
+    ids = fill(shared, n_runs=3, chips=("Apple M1 Max", "Apple M4 Max", "Apple M4 Max"))
+    env = {"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD}
+    q = cli("query", "SELECT count(*) AS n FROM cases", "--json", env=env)
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout) == [{"n": 6}]  # 3 chips x 2 models
+    f = cli("query", "chip_factors", "--format", "csv", env=env)
+    assert f.returncode == 0 and "M4 Max" in f.stdout
+    c = cli("compare", ids[2], ids[4], "--json", env=env)  # lm_head on two M4 Max runs
+    assert c.returncode == 0, c.stderr
+    out = tmp_path / "b.parquet"
+    e = cli("export", "--out", out, env=env)
+    assert e.returncode == 0, e.stderr
+    local = tmp_path / "imported.duckdb"
+    i = cli("import", out, "--store", local)
+    assert i.returncode == 0, i.stderr
+    assert rows(local, "SELECT count(*) FROM samples") == rows(
+        shared, "SELECT count(*) FROM samples"
+    )
+    ch = cli("chart", "factors", "--out", tmp_path / "charts", env=env)
+    assert ch.returncode == 0, ch.stderr
+    r = cli("report", "--out", tmp_path / "r.html", env=env)
+    assert r.returncode == 0, r.stderr
+    assert ids[-1] in (tmp_path / "r.html").read_text()
+
+
+def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
+    fill(shared, n_runs=1)
+    env = {"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD}
+    before = rows(shared, "SELECT count(*), sum(wall_ns) FROM samples")
+    data = Path(shared.split("data_path=")[1])
+    victim = next(data.rglob("*.parquet"))
+    for sql in (
+        "INSERT INTO meta VALUES ('x', 'y')",
+        "DELETE FROM samples",
+        f"COPY (SELECT 1) TO '{victim}'",
+        f"COPY (SELECT 1) TO '{tmp_path / 'out.csv'}'",
+        "SELECT * FROM ducklake_set_option('lake', 'data_inlining_row_limit', 5)",
+        "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)",
+        "ATTACH '/tmp/other.duckdb' AS o",
+        "CALL lake.merge_adjacent_files()",
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'",
+    ):
+        out = cli("query", sql, env=env)
+        assert out.returncode == 2, (sql, out.stdout, out.stderr)
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert rows(shared, "SELECT count(*), sum(wall_ns) FROM samples") == before
+    assert not (tmp_path / "out.csv").exists()
+    ok = cli("query", "SELECT count(*) FROM samples", env=env)
+    assert ok.returncode == 0 and str(before[0][0]) in ok.stdout
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _v1_lake(target: str) -> None:
+    t = lake.parse_target(target)
+    con = lake._attach(t, read_only=False)
+    try:
+        con.execute("BEGIN")
+        for stmt in migrations.V1_DDL:
+            con.execute(lake.without_primary_key(stmt))
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def test_an_older_shared_store_upgrades_on_a_write_and_is_refused_read_only(shared):
+    from anemll_spec.store.schema import SCHEMA_VERSION
+
+    _v1_lake(shared)
+    with pytest.raises(InputError, match="read-only commands never change a store"):
+        open_store(shared, read_only=True)
+    assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    fill(shared, n_runs=1)  # a writing open upgrades it
+    assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+    assert rows(shared, "SELECT count(*) FROM placements") == [(0,)]
+
+
+def test_a_newer_shared_store_is_refused(shared):
+    fill(shared, n_runs=1)
+    con = lake._attach(lake.parse_target(shared), read_only=False)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    lake.forget(lake.parse_target(shared))
+    from anemll_spec.store import connection
+
+    connection._READY.clear()
+    for ro in (True, False):
+        with pytest.raises(InputError, match="schema v99, written by a newer anemll-spec"):
+            open_store(shared, read_only=ro)
+
+
+def rows_raw(target: str, sql: str) -> list[tuple]:
+    con = lake._attach(lake.parse_target(target), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------- push / pull
+
+
+def _tables(target) -> dict:
+    q = {
+        "runs": "SELECT run_id, status, host_id FROM runs ORDER BY 1",
+        "cases": "SELECT case_id, run_id, median_ms, n_samples FROM cases ORDER BY 1",
+        "samples": "SELECT count(*), sum(wall_ns) FROM samples",
+        "hosts": "SELECT host_id, count(*) FROM hosts GROUP BY 1 ORDER BY 1",
+    }
+    return {k: rows(target, v) for k, v in q.items()}
+
+
+def test_push_then_pull_keeps_ids_and_is_idempotent(shared, tmp_path, cli):
+    local = tmp_path / "mine.duckdb"
+    ids = fill(local, n_runs=3)
+    env = {"PGPASSWORD": pg.PASSWORD}
+    first = cli("push", ids[0], "--store", local, "--to", shared, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["runs_added"] == 1
+    assert cli("push", "--store", local, "--to", shared, env=env).returncode == 0
+    again = cli("push", "--store", local, "--to", shared, "--json", env=env)
+    summary = json.loads(again.stdout)
+    assert (summary["runs_added"], summary["cases_added"], summary["samples_added"]) == (0, 0, 0)
+    want = _tables(local)
+    assert _tables(shared) == want
+    assert rows(shared, "SELECT DISTINCT origin FROM runs") == [("pushed",)]
+    other = tmp_path / "other.duckdb"
+    pulled = cli("pull", "--from", shared, "--store", other, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert _tables(other) == want
+    assert cli("pull", "--from", shared, "--store", other, env=env).returncode == 0
+    assert _tables(other) == want
+
+
+def test_a_push_is_checked_like_import_and_all_or_nothing(shared, tmp_path, cli):
+    local = tmp_path / "mine.duckdb"
+    ids = fill(local, n_runs=2)
+    con = duckdb.connect(str(local))
+    con.execute("UPDATE cases SET median_ms = 9999 WHERE run_id = ?", [ids[-1]])  # a claim
+    con.close()
+    out = cli("push", "--store", local, "--to", shared, env={"PGPASSWORD": pg.PASSWORD})
+    assert out.returncode == 2 and "median" in out.stderr, out.stderr
+    assert rows(shared, "SELECT count(*) FROM runs") == [(0,)]  # not even the good run
+
+
+def test_push_adds_the_cases_a_run_lacks_and_its_final_status(shared, tmp_path):
+    local = tmp_path / "mine.duckdb"
+    rng = np.random.default_rng(3)
+    rid = begin_run(local, run(), host())
+    w = [samples_ns(rng, 50, 5.0) for _ in range(3)]
+    cid0 = append_case(local, rid, case(wall=w[0]), w[0])
+    copy_runs(local, shared)  # the shared store has the run 'running' with one case
+    append_case(local, rid, case(wall=w[1]), w[1])
+    append_case(local, rid, case(wall=w[2]), w[2])
+    finish_run(local, rid, "finished")
+    got = copy_runs(local, shared)
+    assert (got["runs_added"], got["runs_updated"], got["cases_added"]) == (0, 1, 2)
+    assert _tables(shared) == _tables(local)
+    assert cid0 in {c for c, *_ in rows(shared, "SELECT case_id FROM cases")}
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def test_a_password_in_the_target_is_never_shown_or_stored(postgres, tmp_path, monkeypatch, cli):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    db = postgres.new_db("t_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "d", password=True)
+    wrong = target.replace(pg.PASSWORD, "wrong-" + pg.PASSWORD[:5] + "Z")
+    bad = cli("query", "SELECT 1", "--store", wrong)
+    assert bad.returncode == 2 and "password authentication failed" in bad.stderr
+    assert "wrong-" not in bad.stderr and "password=***" in bad.stderr
+    store = BenchStore(target, local=str(tmp_path / "fallback.duckdb"))
+    rid = store.begin_run(None, run(command=f"anemll-spec bench x.yaml --store '{target}'"), host())
+    store.finish_run(None, rid, "finished")
+    assert pg.PASSWORD not in store.where
+    (command,) = rows(target, "SELECT command FROM runs")[0]
+    assert pg.PASSWORD not in command and "password=***" in command
+    out = tmp_path / "b.parquet"
+    assert cli("export", "--store", target, "--out", out).returncode == 0
+    assert pg.PASSWORD.encode() not in out.read_bytes()
+
+
+def test_pgpassword_pgpass_and_a_service_file_work(postgres, tmp_path, monkeypatch):
+    db = postgres.new_db("t_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "d")
+    monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
+    fill(target, n_runs=1)
+    monkeypatch.delenv("PGPASSWORD")
+    lake.forget(lake.parse_target(target))
+    service = tmp_path / "pg_service.conf"
+    service.write_text(
+        f"[anemll]\nhost=127.0.0.1\nport={postgres.port}\nuser={pg.USER}\ndbname={db}\n"
+    )
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{postgres.port}:*:{pg.USER}:{pg.PASSWORD}\n")
+    passfile.chmod(0o600)
+    code = (
+        "from anemll_spec.store import open_store\n"
+        "con = open_store('ducklake:postgres:service=anemll', read_only=True)\n"
+        "print(con.execute('SELECT count(*) FROM runs').fetchone()[0])\n"
+    )
+    env = {**os.environ, "PGSERVICEFILE": str(service), "PGPASSFILE": str(passfile)}
+    env.pop("PGPASSWORD", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "2", out.stderr  # one per model
+    env.pop("PGPASSFILE")
+    env["PGPASSFILE"] = str(tmp_path / "none")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anemll_spec",
+            "query",
+            "SELECT 1",
+            "--store",
+            "ducklake:postgres:service=anemll",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2 and "no password supplied" in out.stderr
+
+
+# ---------------------------------------------------------------- extensions
+
+
+def test_an_extension_built_for_another_duckdb_gives_one_line(tmp_path):
+    import duckdb_extension_ducklake  # the PyPI package this workplace and CI install
+
+    real = next(
+        Path(duckdb_extension_ducklake.__file__).parent.glob(
+            "extensions/*/ducklake.duckdb_extension"
+        )
+    )
+    fake = tmp_path / "pkgs" / "duckdb_extension_ducklake"
+    (fake / "extensions" / "v1.4.0").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "extensions" / "v1.4.0" / "ducklake.duckdb_extension").symlink_to(real)
+    code = (
+        "import duckdb\nfrom anemll_spec.store import lake\n"
+        "con = duckdb.connect(config={'autoinstall_known_extensions': False})\n"
+        "con.execute(\"SET extension_directory = '" + str(tmp_path / "ext") + "'\")\n"
+        "con.execute(\"SET custom_extension_repository = 'http://127.0.0.1:9/'\")\n"
+        "lake.load_extensions(con, ('ducklake',))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'pkgs'}:{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"built for DuckDB 1.4.0, but this is DuckDB {duckdb.__version__}" in last
+    assert "pip install 'duckdb==1.4.0'" in last
+    (fake / "extensions" / "v1.4.0" / "ducklake.duckdb_extension").unlink()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    last = out.stderr.strip().splitlines()[-1]
+    assert "extension 'ducklake' is not available" in last and "anemll-spec[lake]" in last
+
+
+def test_default_target_may_be_a_shared_store(monkeypatch, shared):
+    monkeypatch.setenv("ANEMLL_SPEC_STORE", shared)
+    assert default_target() == shared
