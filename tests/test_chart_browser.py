@@ -21,7 +21,8 @@ import chart_synthetic as syn  # noqa: E402
 from anemll_spec.chart import write_chart  # noqa: E402
 from anemll_spec.chart.report import write_report  # noqa: E402
 from anemll_spec.chart.source import Options  # noqa: E402
-from anemll_spec.store.reference import PUBLISHED_CSV  # noqa: E402
+
+PUBLISHED_CSV = next((Path(__file__).parents[1] / "store").glob("*/anemll_bench_published.csv"))
 
 pytestmark = pytest.mark.browser
 
@@ -69,15 +70,19 @@ def rendered(root: dom.Node, n: int) -> None:
     assert states == ["true"] * n, states
 
 
+def aria(node: dom.Node) -> dict[str, str]:
+    return dict(p.split(": ", 1) for p in node.attrs["aria-label"].split("; ") if ": " in p)
+
+
 def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store, tmp_path):
     files = write_chart("factors", store["path"], Options(), tmp_path / "out")
     root = dom.dump_dom(chromium, files["html"], tmp_path)
     rendered(root, 1)
     texts = dom.svg_texts(root)
+    own_models = {"llama_lm_head": 2, "llama_lm_head_lut6": 1}  # the Mac's; Linux: fp16 only
     for model in ("llama_lm_head", "llama_lm_head_lut6"):
-        # own rows: the Mac's (coreml, CPU_AND_NE, like the published ones); the Linux
-        # numpy row is left out by default, and the subtitle says so
-        expected = len(published_chips(model)) + 1
+        # own rows of every backend are drawn by default (as in the report)
+        expected = len(published_chips(model)) + own_models[model]
         for metric in ("bandwidth", "latency"):
             bars = dom.marks(root, f"bars_{metric}_{model}")
             assert len(bars) == expected, (model, metric)
@@ -85,15 +90,40 @@ def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store
             labels = dom.marks(root, f"factors_{metric}_{model}")
             assert len(labels) == expected
             assert f"{model} — {metric}" in texts
-    for title in ("bandwidth (GB/s, higher is better)", "latency (ms, lower is better)"):
-        assert title in texts
+            # a panel whose values span more than 20x has a log axis, and says so
+            values = [float(next(v for k, v in aria(b).items() if k.startswith(metric)))
+                      for b in bars]  # fmt: skip
+            log = max(values) / min(values) > 20
+            unit = "GB/s, higher" if metric == "bandwidth" else "ms, lower"
+            title = f"{metric} ({unit} is better)" + (", log scale" if log else "")
+            assert title in texts, (model, metric, max(values) / min(values))
     for _source, chip in published_chips("llama_lm_head"):
         assert any(t == chip or t.startswith(chip + " · ") for t in texts), chip
-    # the only own kind shown is named once, in the subtitle, not on every label
-    assert "own: M4 Max" in texts
-    assert any("Own runs: coreml CPU_AND_NE." in t for t in texts)
+    # two OSes and two own kinds shown: each own label names its OS and backend, and the
+    # cut of a long chip name keeps them
+    assert "own: M4 Max · macOS 15.3.1 (coreml CPU_AND_NE)" in texts
+    assert any(
+        t.startswith("own: Intel(R) Xeon(R)") and t.endswith("… · Linux 6.1.0 (numpy)")
+        for t in texts
+    )
     assert any(t.endswith("(derived)") for t in texts)
-    assert any("Not shown: 1 own result(s) of other backends" in t for t in texts)
+    assert not any("Not shown" in t and "own result" in t for t in texts)
+    # the legend lists exactly the series drawn, each swatch the colour of its bars
+    legend = {}
+    for g in root.find("g"):
+        sym = [c for c in g.children if "role-legend-symbol" in c.classes]
+        lab = [c for c in g.children if "role-legend-label" in c.classes]
+        if sym and lab:
+            path = sym[0].find("path")[0].attrs
+            legend[lab[0].all_text()] = (path["fill"].upper(), path.get("stroke", "").upper())
+    drawn = {}
+    for model in ("llama_lm_head", "llama_lm_head_lut6"):
+        for metric in ("bandwidth", "latency"):
+            for b in dom.marks(root, f"bars_{metric}_{model}"):
+                look = (b.attrs["fill"].upper(), b.attrs.get("stroke", "").upper())
+                assert drawn.setdefault(aria(b)["series"], look) == look
+    assert set(legend) == set(drawn) == {"published", "published, derived", "own run"}
+    assert legend == drawn
     # a chip's two bars share its row: same label, same y, in both panels of a model;
     # rows go from the highest bandwidth down
     for model in ("llama_lm_head", "llama_lm_head_lut6"):

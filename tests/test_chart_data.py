@@ -29,7 +29,8 @@ from anemll_spec.chart import (  # noqa: E402
     timeline,
 )
 from anemll_spec.chart.source import NoData, Options, connect  # noqa: E402
-from anemll_spec.store.reference import PUBLISHED_CSV  # noqa: E402
+
+PUBLISHED_CSV = next((Path(__file__).parents[1] / "store").glob("*/anemll_bench_published.csv"))
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +131,16 @@ def test_factors_rows_match_published_csv_and_own_medians(store):
         if r["chip"] == "M1 Max" and r["model"] == "llama_lm_head_lut6" and r["source"] == table6
     )
     assert lut6[0]["factor"] == pytest.approx(m1_lut6 / lut6[0]["value"])
-    # the Linux numpy row has no baseline of its backend: said, not invented
+    # the Linux numpy row is drawn by default, with the view's factor and what it is
+    # against (the store's rule: a published M1 Max figure), or 'no baseline'
     linux = [x for x in rows if x["own"] and x["backend"] == "numpy"]
-    assert linux and all(x["factor"] is None and x["factor_label"] == "no baseline" for x in linux)
+    assert {x["metric"] for x in linux} == {"bandwidth", "latency"}
+    for x in linux:
+        if x["factor"] is None:
+            assert x["factor_label"] == "no baseline"
+        else:
+            assert x["factor_label"].endswith(f"vs {x['against']}")
+            assert x["against"] == f"M1 Max ({'published, Core ML ANE'})"
 
 
 def test_factors_never_mix_models_in_a_panel(store):
@@ -228,7 +236,7 @@ def test_latency_boxes_are_tukey_over_all_samples(store):
 def test_timeline_bins_are_medians_of_consecutive_samples(store):
     con = connect(str(store["path"]))
     try:
-        points, bins, n_cases = timeline.query(con, Options(), store["lm_a"])
+        points, bins, n_cases, _clips = timeline.query(con, Options(), store["lm_a"])
     finally:
         con.close()
     ms = samples_ms(store["path"], store["lm_a"])

@@ -91,10 +91,11 @@ th { background: #f3f3f3; }
 """
 
 
-def page(title: str, body: str, charts: dict[str, dict]) -> str:
+def page(title: str, body: str, charts: dict[str, dict], head: str = "") -> str:
     """A complete offline HTML page: `body` (already escaped HTML) plus the charts.
 
-    `charts` maps element ids present in `body` to Vega-Lite specs.
+    `charts` maps element ids present in `body` to Vega-Lite specs; `head` is extra
+    (already escaped) HTML for <head>, placed first so it is found near the start.
     """
     script = ""
     if charts:
@@ -102,6 +103,7 @@ def page(title: str, body: str, charts: dict[str, dict]) -> str:
         script = f"<script>{bundle}</script>\n{embed_script(charts)}"
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"{head}"
         f"<title>{esc(title)}</title>\n"
         # Offline by construction: nothing may be fetched, whatever the data says.
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '

@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.chart import compare, factors, latency, placement, render, sweep, timeline
+from anemll_spec.chart.report_out import default_out, is_report_of, meta
+from anemll_spec.chart.report_published import num, os_section, published_section
 from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect, fetch
-from anemll_spec.chart.style import esc, fmt_num
+from anemll_spec.chart.style import esc, fmt_num, printable
 from anemll_spec.errors import InputError
+
+__all__ = ["default_out", "is_report_of", "resolve", "write_report"]
 
 HOST_FIELDS = (
     ("hostname", "host name"),
@@ -58,6 +62,7 @@ CASE_COLUMNS = (
     ("median_ms", "median (ms)", True),
     ("ci", "95% CI of median (ms)", False),
     ("p90_ms", "p90 (ms)", True),
+    ("p99_ms", "p99 (ms)", True),
     ("cv", "CV", True),
     ("bandwidth_gbps", "GB/s", True),
     ("tflops", "TFLOP/s", True),
@@ -67,9 +72,24 @@ CASE_COLUMNS = (
 )
 
 
-def default_out(run_id: str) -> Path:
-    """reports/<run_id>.html under the working directory (git-ignored)."""
-    return Path("reports") / f"{run_id}.html"
+def resolve(store_target: str | Path | None, ref: str | None, baseline: str) -> str:
+    """The run id a report of `ref` (default 'latest') is about; InputError when the
+    store has no runs, `baseline` is no chip of it, or `ref` matches no single run."""
+    con = connect(None if store_target is None else str(store_target))
+    try:
+        return _resolve(con, ref, baseline)
+    finally:
+        con.close()
+
+
+def _resolve(con, ref: str | None, baseline: str) -> str:
+    from anemll_spec.store.lookup import resolve_run
+
+    if not fetch(con, "SELECT 1 FROM runs LIMIT 1"):
+        raise InputError("the store holds no runs yet: run `anemll-spec bench SPEC` first")
+    # a chip no row has would silently give 'no baseline' everywhere (as in factors)
+    factors.check_baseline(con, baseline)
+    return resolve_run(con, ref or "latest")
 
 
 def write_report(
@@ -78,18 +98,23 @@ def write_report(
     out: Path | str | None = None,
     *,
     baseline: str = DEFAULT_BASELINE,
+    force: bool = False,
 ) -> Path:
-    """Write the report of `run_id` (default: the latest run) and return its path."""
+    """Write the report of `run_id` (default: the latest run) and return its path.
+
+    Default path: reports/<safe name of the run id>.html. An existing file is replaced
+    only when it is this run's report, or with `force`; else InputError, nothing written.
+    """
     target = None if store_target is None else str(store_target)
     con = connect(target)
     try:
-        from anemll_spec.store.lookup import resolve_run
-
-        if not fetch(con, "SELECT 1 FROM runs LIMIT 1"):
-            raise InputError("the store holds no runs yet: run `anemll-spec bench SPEC` first")
-        # a chip no row has would silently give 'no baseline' everywhere (as in factors)
-        factors.check_baseline(con, baseline)
-        run_id = resolve_run(con, run_id or "latest")
+        run_id = _resolve(con, run_id, baseline)
+        path = Path(out) if out is not None else default_out(run_id)
+        if path.exists() and not force and not is_report_of(path, run_id):
+            raise InputError(
+                f"{printable(path)}: the file exists and is not this run's report; give "
+                "--force (or another --out) to replace it"
+            )
         run, sections, charts, previous = _sections(con, run_id, baseline)
     finally:
         con.close()
@@ -97,8 +122,7 @@ def write_report(
     sections.append(_compare_section(target, run_id, previous, charts))
     title = f"anemll-spec report: {run.get('spec_name') or ''} run {run_id}"
     body = f"<h1>{esc(title)}</h1>\n" + "\n".join(sections)
-    path = Path(out) if out is not None else default_out(run_id)
-    render.write_file(path, render.page(title, body, charts))
+    render.write_file(path, render.page(title, body, charts, head=meta(run_id)))
     return path
 
 
@@ -119,7 +143,8 @@ def _sections(con, run_id: str, baseline: str):
         _kv_table("Run", run, RUN_FIELDS),
         _kv_table("Host and versions", run, HOST_FIELDS),
         _cases_table(cases),
-        _published_section(con, run_id, cases, opts, charts),
+        published_section(con, run_id, cases, opts, charts),
+        os_section(con, run, cases, opts, charts),
     ]
     for mod in (latency, timeline, sweep, placement):
         sections.append(
@@ -142,88 +167,6 @@ def _chart_section(heading: str, kind: str, make, charts: dict[str, dict]) -> st
         return f'<h2>{esc(heading)}</h2>\n<p class="note">{esc(exc)}</p>'
     charts[f"chart-{kind}"] = spec
     return f'<h2>{esc(heading)}</h2>\n<div id="chart-{kind}" class="chart"></div>'
-
-
-def _published_section(con, run_id: str, cases: list[dict], opts: Options, charts) -> str:
-    """The run's own rows in chip_factors, the published figures of the same models,
-    and the factors chart of those models."""
-    head = f"<h2>Comparison with published results (baseline {esc(opts.baseline)})</h2>"
-    published_models = {r["model"] for r in fetch(con, "SELECT DISTINCT model FROM reference")}
-    measured = sorted({c["model_name"] for c in cases if c["model_name"] in published_models})
-    if not measured:
-        return head + (
-            '<p class="note">This run measured no published model (only the shipped '
-            "specs lm_head.yaml and lm_head_lut6.yaml build anemll-bench's exact models), "
-            "so there is nothing to compare with published results.</p>"
-        )
-    own = fetch(
-        con,
-        """SELECT * FROM chip_factors_vs(?) WHERE source = 'own' AND run_id = ?
-           ORDER BY model, backend, compute_units""",
-        [opts.baseline, run_id],
-    )
-    pub = fetch(
-        con,
-        """SELECT model, metric, count(DISTINCT chip) AS chips, min(value) AS lo,
-                  max(value) AS hi, any_value(unit) AS unit,
-                  bool_or(derived) AS any_derived, bool_and(derived) AS all_derived
-           FROM reference WHERE model IN (SELECT unnest(?::VARCHAR[]))
-           GROUP BY model, metric ORDER BY model, metric""",
-        [measured],
-    )
-    rows = []
-    for r in own:
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{esc(v)}</td>"
-                for v in (r["chip"], r["model"], _join(r["backend"], r["compute_units"]))
-            )
-            + _num(r["bandwidth_gbps"])
-            + _num(r["latency_ms"])
-            + "".join(
-                f'<td class="num">{esc(v)}</td>'
-                for v in (
-                    _factor(r["bandwidth_factor"]),
-                    _factor(r["inference_factor"]),
-                )
-            )
-            + f"<td>{esc(r['baseline_source'])}</td></tr>"
-        )
-    own_html = (
-        "<table><tr><th>chip</th><th>model</th><th>backend</th><th>GB/s</th>"
-        "<th>latency (ms, median)</th><th>bandwidth factor</th><th>inference factor</th>"
-        "<th>baseline from</th></tr>" + "".join(rows) + "</table>"
-        if rows
-        else '<p class="note">None of this run\'s published-model cases is in '
-        "chip_factors (it keeps the latest ok case per chip, model, backend and compute "
-        "units; a later run may have replaced them).</p>"
-    )
-    pub_rows = "".join(
-        "<tr>"
-        + f"<td>{esc(p['model'])}</td><td>{esc(p['metric'])}</td>"
-        + _num(p["chips"])
-        + f'<td class="num">{esc(fmt_num(p["lo"]))} – {esc(fmt_num(p["hi"]))} '
-        f"{esc(p['unit'])}</td>"
-        + f"<td>{'derived' if p['all_derived'] else 'some derived' if p['any_derived'] else 'published'}</td>"
-        + "</tr>"
-        for p in pub
-    )
-    pub_html = (
-        "<p>Published figures of the same models (range over chips):</p>"
-        "<table><tr><th>model</th><th>metric</th><th>chips</th><th>range</th>"
-        f"<th>kind</th></tr>{pub_rows}</table>"
-        '<p class="muted">The published tables\' GB/s belong to llama_lm_head (fp16) and '
-        "their ms to llama_lm_head_lut6; the other figure of each is derived (weight "
-        "bytes / the published one). Published latency is a mean of time.time() samples; "
-        "ours is a median. Factors: bandwidth = GB/s / baseline GB/s, inference = baseline "
-        "ms / ms.</p>"
-    )
-    fopts = Options(baseline=opts.baseline)
-    rows = [r for r in factors.query(con, fopts, run_id) if r["model"] in measured]
-    charts["chart-factors"] = factors.chart(rows, fopts, ["Own rows: this run only."])
-    chart_html = '<div id="chart-factors" class="chart"></div>'
-    return head + own_html + pub_html + chart_html
 
 
 def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
@@ -272,7 +215,7 @@ def _cases_table(cases: list[dict]) -> str:
         if c.get("status") != "ok" and c.get("error"):
             c["flags"] = f"error: {c['error']}"
         tds = "".join(
-            _num(c.get(k)) if is_num else f"<td>{esc(c.get(k))}</td>"
+            num(c.get(k)) if is_num else f"<td>{esc(c.get(k))}</td>"
             for k, _h, is_num in CASE_COLUMNS
         )
         body.append(f"<tr>{tds}</tr>")
@@ -281,15 +224,3 @@ def _cases_table(cases: list[dict]) -> str:
         '<p class="muted">Latency: wall clock per predict call, median with a bootstrap '
         "95% CI. GB/s = weight bytes / median latency (1 GB = 10^9 bytes).</p>"
     )
-
-
-def _num(v: Any) -> str:
-    return f'<td class="num">{esc(fmt_num(v, 4))}</td>'
-
-
-def _factor(v: float | None) -> str:
-    return "no baseline" if v is None else f"{v:.2f}x"
-
-
-def _join(*parts: Any) -> str:
-    return " ".join(str(p) for p in parts if p)

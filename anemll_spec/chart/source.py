@@ -46,6 +46,7 @@ class Options:
     runs: tuple[str, ...] = ()
     metric: str | None = None  # sweep: what to plot
     param: str | None = None  # sweep: the swept parameter on x
+    by: str = "chip"  # factors: one row per chip (and OS where several), or by OS version
     max_points: int = 4000  # raw sample points drawn per chart, at most
 
     def describe(self) -> str:
@@ -57,6 +58,8 @@ class Options:
             parts.append(f"model = {self.model!r}")
         if self.where:
             parts.append(f"--where {self.where!r}")
+        if self.by != "chip":
+            parts.append(f"--by {self.by}")
         return ", ".join(parts) if parts else "no filter"
 
 

@@ -22,6 +22,8 @@ OKABE_ITO = (
 PUBLISHED_COLOR = OKABE_ITO[0]
 OWN_COLOR = OKABE_ITO[1]
 NEUTRAL = "#555555"
+CLIPPED_COLOR = OKABE_ITO[5]  # points drawn at the edge of a clipped axis
+LOG_SPAN = 20.0  # values spanning more than this factor get a log axis
 
 # Where an op runs: fixed colours, so every placement chart reads the same way.
 DEVICE_COLORS = {
@@ -150,6 +152,37 @@ def esc(value: Any) -> str:
     if value is None:
         return "–"
     return html.escape(str(value), quote=True)
+
+
+def tint(color: str, amount: float = 0.55) -> str:
+    """`color` mixed with white: the fill of a derived (not measured) figure. A solid
+    colour, not opacity, so its legend swatch looks exactly like its bars."""
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
+
+
+def needs_log(values) -> bool:
+    """A log axis when positive values span more than LOG_SPAN (else the small ones
+    become slivers next to the large ones)."""
+    pos = [v for v in values if v is not None and v > 0]
+    return bool(pos) and max(pos) / min(pos) > LOG_SPAN
+
+
+def printable(text: object) -> str:
+    """Store text for a terminal: control characters (newline, ESC, ...) escaped, never
+    sent raw, so a hostile label cannot move the cursor or recolour the screen."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def fmt_factor(value: float | None) -> str:
+    """A factor as a label: one decimal from 1x up (the published tables' '2.3x'), two
+    significant digits below (0.02x, not 0.0x)."""
+    if value is None or value != value:
+        return "no baseline"
+    return f"{value:.1f}x" if value >= 1 else f"{value:.2g}x"
 
 
 def fmt_num(value: Any, digits: int = 3) -> str:

@@ -42,16 +42,18 @@ SERIES_PARAMS = ("run.compute_units", "run.backends", "run.device")
 # Line dashes, one per round of the palette: with more series than colours, the
 # (colour, dash) pair still tells every series apart (and stays colour-blind safe).
 DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3])
+SHAPES = ("circle", "square", "triangle-up", "diamond")  # the same, for points
 
 
 def swept_params(con, cases_sql: str, params: list) -> dict[str, int]:
     """Parameter -> number of distinct values among the selected cases."""
     rows = fetch(
         con,
-        f"""SELECT k AS param, count(DISTINCT json_extract(params, '$."' || k || '"')::VARCHAR)
-                   AS n
-            FROM (SELECT params, unnest(json_keys(params)) AS k FROM ({cases_sql}))
-            GROUP BY k ORDER BY n DESC, k""",
+        # keys are data (a key may hold '"' or '.'): read with json_each, never spliced
+        # into a JSON path
+        f"""SELECT e.key AS param, count(DISTINCT e.value::VARCHAR) AS n
+            FROM ({cases_sql}) AS c, json_each(c.params) AS e
+            GROUP BY e.key ORDER BY n DESC, e.key""",
         params,
     )
     return {r["param"]: r["n"] for r in rows}
@@ -150,7 +152,7 @@ def chart(
             scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
         )
     else:
-        x = alt.X("x_text:N", title=axis_title, sort=None)
+        x = alt.X("x_text:N", title=axis_title, sort=None, axis=alt.Axis(labelAngle=0))
     _sql, y_title, _inv = METRICS[metric]
     # What a series is, as the SQL names it: backend · compute units · other params.
     parts = ["backend", *(["compute units"] if any(r["compute_units"] for r in rows) else [])]
@@ -163,28 +165,29 @@ def chart(
     # each row carries its line's colour, for the band (see below)
     band_color = dict(zip(series, colors, strict=True))
     rows = [{**r, "band_color": band_color[r["series"]]} for r in rows]
+    # A categorical x (e.g. model.layout) has no "between": points with CI bars, side by
+    # side per series, never a line through the categories.
     legend = alt.Legend(
-        title=series_title, columns=_legend_columns(series), symbolType="stroke", symbolSize=200
+        title=series_title,
+        columns=_legend_columns(series),
+        symbolType="stroke" if numeric else "circle",
+        symbolSize=200 if numeric else 80,
     )
     # An explicit domain: series in natural order, colour i is the palette's i mod 8.
     color = alt.Color(
         "series:N", title=series_title, scale=alt.Scale(domain=series, range=colors), legend=legend
     )
-    dash = (
-        {
-            "strokeDash": alt.StrokeDash(
-                "series:N",
-                title=series_title,
-                scale=alt.Scale(
-                    domain=series,
-                    range=[DASHES[i // n_col % len(DASHES)] for i in range(len(series))],
-                ),
-                legend=legend,
-            )
-        }
-        if len(series) > n_col
-        else {}
-    )
+    # past 8 series the (colour, dash) or (colour, shape) pair tells every series apart
+    rounds = [i // n_col for i in range(len(series))]
+    extra: dict[str, Any] = {}
+    if len(series) > n_col:
+        channel, styles = (alt.StrokeDash, DASHES) if numeric else (alt.Shape, SHAPES)
+        extra[channel.__name__[0].lower() + channel.__name__[1:]] = channel(
+            "series:N",
+            title=series_title,
+            scale=alt.Scale(domain=series, range=[styles[k % len(styles)] for k in rounds]),
+            legend=legend,
+        )
     tip = [
         alt.Tooltip("series:N", title="series"),
         alt.Tooltip("x_text:N", title=param),
@@ -196,31 +199,67 @@ def chart(
         alt.Tooltip("label:N", title="case"),
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
+    y_log = style.needs_log(v for r in rows for v in (r["ci_lo"], r["value"], r["ci_hi"]))
+    y_scale = alt.Scale(type="log") if y_log else alt.Scale(zero=False)
+    y_axis = y_title + (", log scale" if y_log else "")
     base = alt.Chart(style.named("sweep"), width=560, height=320)
-    # The band takes its line's colour as a literal (no scale, so no legend of its own).
+    # The CI takes its series' colour as a literal (no scale, so no legend of its own).
     # Not `legend(None)` on a colour scale: Vega-Lite merges the legends of a layer that
-    # share a field, and one null then hides the lines' legend too.
-    band = (
-        base.mark_area(opacity=0.2)
-        .encode(
-            x=x,
-            y=alt.Y("ci_lo:Q", title=y_title),
-            y2="ci_hi:Q",
-            fill=alt.Fill("band_color:N", scale=None, title="series colour"),
-            detail="series:N",  # one band per series, even where two share a colour
+    # share a field, and one null then hides the series' legend too.
+    literal = alt.Fill("band_color:N", scale=None, title="series colour")
+    y_ci = {"y": alt.Y("ci_lo:Q", title=y_axis, scale=y_scale), "y2": "ci_hi:Q"}
+    if numeric:
+        ci = (
+            base.mark_area(opacity=0.2)
+            # one band per series, even where two share a colour
+            .encode(x=x, fill=literal, detail="series:N", **y_ci)
+            .properties(name="ci_band")
         )
-        .properties(name="ci_band")
-    )
-    line = (
-        base.mark_line(point=True, strokeWidth=2)
-        .encode(x=x, y=alt.Y("value:Q", title=y_title), color=color, tooltip=tip, **dash)
-        .properties(name="lines")
-    )
-    layered = alt.layer(band, line).properties(
+        marks = (
+            base.mark_line(point=True, strokeWidth=2)
+            .encode(
+                x=x,
+                y=alt.Y("value:Q", title=y_axis, scale=y_scale),
+                color=color,
+                tooltip=tip,
+                **extra,
+            )  # fmt: skip
+            .properties(name="lines")
+        )
+        shape_words = f"One line per {series_title} (e.g. {series[0]}); the band is"
+    else:
+        offset = alt.XOffset("series:N", scale=alt.Scale(domain=series))
+        ci = (
+            base.mark_rule(strokeWidth=2)
+            .encode(
+                x=x,
+                xOffset=offset,
+                stroke=alt.Stroke("band_color:N", scale=None),
+                tooltip=tip,
+                **y_ci,
+            )  # fmt: skip
+            .properties(name="ci_bars")
+        )
+        marks = (
+            base.mark_point(filled=True, size=80, opacity=1)
+            .encode(
+                x=x,
+                xOffset=offset,
+                y=alt.Y("value:Q", title=y_axis, scale=y_scale),
+                color=color,
+                tooltip=tip,
+                **extra,
+            )  # fmt: skip
+            .properties(name="points")
+        )
+        shape_words = (
+            f"{param} is categorical: one point per {series_title} (e.g. {series[0]}) and "
+            "value; the bar is"
+        )
+    layered = alt.layer(ci, marks).properties(
         title=style.title(
             f"{TITLE}: {y_title} against {param} — run {run_id}",
-            f"One line per {series_title} (e.g. {series[0]}); the band is the 95% CI of "
-            "the median (bootstrap), converted to this metric.",
+            f"{shape_words} the 95% CI of the median (bootstrap), converted to this metric.",
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )

@@ -39,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs", nargs=2, metavar=("A", "B"), help="compare: the two runs")
     p.add_argument(
+        "--by",
+        choices=["chip", "os"],
+        default="chip",
+        help="factors: one row per chip (chip, the default: OS versions apart where a chip "
+        "has several) or compare each chip's OS versions (os: own runs only)",
+    )
+    p.add_argument(
         "--metric",
         choices=["bandwidth_gbps", "median_ms", "tflops", "throughput_ips"],
         help="sweep: the metric on y (bandwidth_gbps)",
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     from anemll_spec.chart import write_chart
     from anemll_spec.chart.source import Options
+    from anemll_spec.chart.style import printable
     from anemll_spec.errors import InputError
     from anemll_spec.store import default_target
 
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("chart compare: give two runs (--run A --run B, or --runs A B)")
     if args.kind != "compare" and len(runs) > 1:
         raise InputError(f"chart {args.kind}: give at most one --run")
+    if args.by != "chip" and args.kind != "factors":
+        raise InputError(f"chart {args.kind}: --by applies to the factors chart only")
     opts = Options(
         model=args.model,
         baseline=args.baseline,
@@ -72,12 +82,16 @@ def run(args: argparse.Namespace) -> int:
         runs=runs,
         metric=args.metric,
         param=args.param,
+        by=args.by,
     )
     out_dir(args.out)
-    files = write_chart(args.kind, default_target(args.store), opts, Path(args.out))
+    try:
+        files = write_chart(args.kind, default_target(args.store), opts, Path(args.out))
+    except InputError as exc:  # its text may quote stored text: no control characters raw
+        raise InputError(printable(exc)) from None
     if args.json:
         print_json({"kind": args.kind, "files": {k: str(v) for k, v in files.items()}})
     else:
         for fmt, path in files.items():
-            print(f"{fmt:>4}: {path}", file=sys.stdout)
+            print(f"{fmt:>4}: {printable(path)}", file=sys.stdout)
     return 0

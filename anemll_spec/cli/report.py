@@ -21,32 +21,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         metavar="FILE.html",
         type=nonempty,
-        help="where to write it (default: reports/<run>.html); an earlier report there is "
-        "replaced, any other file only with --force",
+        help="where to write it (default: reports/<run>.html, the run id mapped to a safe "
+        "file name); an earlier report of the same run there is replaced, any other file "
+        "only with --force",
     )
     p.add_argument("--force", action="store_true", help="replace --out whatever it holds")
     add_json(p)
 
 
-def _a_report(path) -> bool:
-    """A file this command wrote before (an HTML page), which it may replace."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(15).lower() == b"<!doctype html>"
-    except OSError:
-        return False
-
-
 def run(args: argparse.Namespace) -> int:
-    from anemll_spec.chart.report import write_report
+    from pathlib import Path
+
+    from anemll_spec.chart.report import default_out, is_report_of, resolve, write_report
+    from anemll_spec.chart.style import printable
+    from anemll_spec.errors import InputError
     from anemll_spec.store import default_target
 
     store = default_target(args.store)
-    if args.out:
-        out_file(args.out, store=store, force=args.force, replaceable=_a_report)
-    path = write_report(store, args.run, args.out, baseline=args.baseline)
+    try:
+        run_id = resolve(store, args.run, args.baseline)
+        # the path comes from the user, or from stored text through a safe-name mapping
+        target = args.out or str(default_out(run_id))
+        out_file(
+            target,
+            store=store,
+            force=args.force,
+            replaceable=lambda p: is_report_of(p, run_id),
+        )
+        path = write_report(store, run_id, Path(target), baseline=args.baseline, force=args.force)
+    except InputError as exc:  # its text may quote stored text: no control characters raw
+        raise InputError(printable(exc)) from None
     if args.json:
         print_json({"report": str(path)})
     else:
-        print(f"report: {path}")
+        print(f"report: {printable(path)}")
     return 0
