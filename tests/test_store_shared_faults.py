@@ -1,0 +1,226 @@
+"""Faults of a shared store, in real processes against a real PostgreSQL: many writers
+at once, writers killed mid-case, the catalog server restarted or gone mid-bench."""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pg
+import pytest
+
+from anemll_spec.store import lake, open_store
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+# What the runner does (begin, one append per finished case, finish) through BenchStore.
+WRITER = """
+import sys, time
+import numpy as np
+from fixtures.store.synth import case, host, run, samples_ns
+from anemll_spec.store.fallback import BenchStore
+
+target, local, worker, n, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+store = BenchStore(target, local=local)
+rng = np.random.default_rng(worker)
+rid = store.begin_run(None, run(), host())
+print("run", rid, flush=True)
+for i in range(n):
+    wall = samples_ns(rng, int(rng.integers(100, 2000)), 5.0)
+    cid = store.append_case(None, rid, case(wall=wall), wall)
+    print("case", cid, len(wall), int(wall.sum()), flush=True)
+    time.sleep(pause)
+store.finish_run(None, rid, "finished")
+print("where", store.where, flush=True)
+if store.message:
+    print("message", store.message, flush=True)
+"""
+
+
+def spawn(target: str, local: Path, worker: int, n: int, pause: float = 0.0, timeout_s=60):
+    env = {
+        **os.environ,
+        "PGPASSWORD": pg.PASSWORD,
+        "ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S": str(timeout_s),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, target, str(local), str(worker), str(n), str(pause)],
+        cwd=TESTS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def reported(lines: list[str]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] == "case":
+            out[parts[1]] = (int(parts[2]), int(parts[3]))
+    return out
+
+
+def stored(target) -> dict[str, tuple[int, int]]:
+    """case_id -> (n_samples, sum of wall_ns), checking every case is complete and once."""
+    con = open_store(target, read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT c.case_id, c.n_samples, count(s.idx), count(DISTINCT s.idx), "
+            "coalesce(min(s.idx), 0), coalesce(max(s.idx), -1), coalesce(sum(s.wall_ns), 0) "
+            "FROM cases c LEFT JOIN samples s USING (case_id) GROUP BY ALL"
+        ).fetchall()
+        (orphans,) = con.execute(
+            "SELECT count(*) FROM samples WHERE case_id NOT IN (SELECT case_id FROM cases)"
+        ).fetchone()
+        (twice,) = con.execute(
+            "SELECT count(*) FROM (SELECT case_id FROM cases GROUP BY 1 HAVING count(*) > 1)"
+        ).fetchone()
+    finally:
+        con.close()
+    assert orphans == 0, "samples without their case: a half-written case"
+    assert twice == 0, "a case stored twice"
+    out = {}
+    for cid, n, count, distinct, lo, hi, total in rows:
+        assert n == count == distinct and lo == 0 and hi == n - 1, f"case {cid} is incomplete"
+        out[cid] = (n, int(total))
+    return out
+
+
+@pytest.fixture
+def shared(postgres, tmp_path, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
+    db = postgres.new_db("f_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "lake-data")
+    open_store(target).close()  # created once, before the writers race
+    return target
+
+
+def test_eight_concurrent_writers_lose_nothing_and_store_each_case_once(shared, tmp_path):
+    procs = [spawn(shared, tmp_path / f"local{w}.duckdb", w, 10) for w in range(8)]
+    lines = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        lines += out.splitlines()
+    expected = reported(lines)
+    assert len(expected) == 80
+    assert stored(shared) == expected
+    con = open_store(shared, read_only=True)
+    try:
+        assert con.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall() == [
+            ("finished", 8)
+        ]
+        # one host, eight runs started at once: its row is there once
+        assert con.execute("SELECT count(*), count(DISTINCT host_id) FROM hosts").fetchone() == (
+            1,
+            1,
+        )
+        assert con.execute("SELECT count(*) FROM results").fetchone() == (80,)
+    finally:
+        con.close()
+    assert not any((tmp_path / f"local{w}.duckdb").exists() for w in range(8))
+
+
+def test_a_writer_killed_mid_case_leaves_no_partial_case(shared, tmp_path):
+    rnd = random.Random(7)
+    survivors: dict[str, tuple[int, int]] = {}
+    for round_ in range(3):
+        proc = spawn(shared, tmp_path / "local.duckdb", 100 + round_, 10_000)
+        time.sleep(rnd.uniform(2.0, 3.5))  # start-up (extensions) is ~1.5 s of that
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        done = reported(out.splitlines())
+        now = stored(shared)  # readable, every case complete, none twice
+        assert {k: now[k] for k in done} == done
+        assert {k: now[k] for k in survivors} == survivors
+        assert len(set(now) - set(survivors) - set(done)) <= 1  # the one in flight, whole
+        survivors = now
+    assert survivors
+
+
+def test_the_catalog_restarted_mid_bench_is_waited_for(shared, postgres, tmp_path):
+    proc = spawn(shared, tmp_path / "local.duckdb", 1, 12, pause=0.3)
+    seen = []
+    while len(reported(seen)) < 3:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        seen.append(line)
+    postgres.restart()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    lines = seen + out.splitlines()
+    assert not any(line.startswith("message") for line in lines)  # never fell back
+    expected = reported(lines)
+    assert len(expected) == 12 and stored(shared) == expected
+
+
+def test_an_unreachable_shared_store_loses_no_results(shared, postgres, tmp_path):
+    local = tmp_path / "local.duckdb"
+    proc = spawn(shared, local, 2, 8, pause=0.3, timeout_s=3)
+    seen = []
+    while len(reported(seen)) < 3:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        seen.append(line)
+    postgres.stop()
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        postgres.start()
+    assert proc.returncode == 0, err
+    lines = seen + out.splitlines()
+    expected = reported(lines)
+    assert len(expected) == 8
+    (message,) = [line for line in lines if line.startswith("message")]
+    assert "anemll-spec push" in message and str(local) in message
+    assert "unreachable" in err and pg.PASSWORD not in err + out
+    in_shared = stored(shared)
+    in_local = stored(local)
+    assert set(in_shared) | set(in_local) == set(expected) and len(in_shared) >= 3
+    # the message's own command completes the run in the shared store
+    cmd = shlex.split(message.split(": ", 1)[1].split("push it: ", 1)[1])
+    assert cmd[:2] == ["anemll-spec", "push"]
+    env = {**os.environ, "PGPASSWORD": pg.PASSWORD}
+    done = subprocess.run(
+        [sys.executable, "-m", "anemll_spec", *cmd[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stored(shared) == expected
+    con = open_store(shared, read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("finished",)]
+    con.close()
+
+
+def test_a_store_unreachable_from_the_start_runs_locally(tmp_path):
+    target = (
+        f"ducklake:postgres:host=127.0.0.1 port={_closed_port()} user=x dbname=y "
+        f"password=hunter2 data_path={tmp_path / 'd'}"
+    )
+    proc = spawn(target, tmp_path / "local.duckdb", 3, 2, timeout_s=1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert len(stored(tmp_path / "local.duckdb")) == 2
+    assert "hunter2" not in out + err and "anemll-spec push" in out
+    lake.redact(target)  # (the same redaction the message used)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
