@@ -145,3 +145,81 @@ def test_lock_timeout_from_the_environment_must_be_seconds(monkeypatch, value):
         lock_timeout()
     monkeypatch.setenv(ENV_LOCK_TIMEOUT, "2.5")
     assert lock_timeout() == 2.5
+
+
+def _damage(path: Path) -> None:
+    """A real store whose header block no longer matches its checksum."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t AS SELECT range AS a FROM range(100000)")
+    con.close()
+    with open(path, "r+b") as f:
+        f.seek(4096 + 8)
+        f.write(b"\x00" * 32)
+        f.seek(8192 + 8)
+        f.write(b"\x00" * 32)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_damaged_store_is_reported_as_damaged_at_once_not_as_locked(tmp_path, read_only, cli):
+    """DuckDB's checksum message says 'block', which holds 'lock': the store must say the
+    file is damaged, at once (no 60 s wait), in one line, and leave the file as it was."""
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import open_store
+
+    store = tmp_path / "damaged.duckdb"
+    _damage(store)
+    before = store.read_bytes()
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="is damaged .*Corrupt database file") as exc:
+        open_store(store, read_only=read_only, lock_timeout_s=30)
+    assert time.monotonic() - t0 < 5
+    assert "\n" not in str(exc.value) and "locked" not in str(exc.value)
+    assert store.read_bytes() == before
+    out = cli("query", "SELECT 1", "--store", store)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "damaged" in out.stderr
+
+
+def test_a_locked_store_is_still_waited_for(tmp_path):
+    """The OS says who holds the lock: a real holder is waited for, then StoreLocked."""
+    from anemll_spec.store import StoreLocked, open_store
+    from anemll_spec.store.connection import locked_by_another
+
+    store = tmp_path / "held.duckdb"
+    new_run(store)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(store)!r}); "
+            "print('held', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert locked_by_another(store, write=True)
+        with pytest.raises(StoreLocked, match="stayed locked"):
+            open_store(store, lock_timeout_s=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not locked_by_another(store, write=True)
+
+
+def test_a_read_only_open_never_upgrades_an_older_store(tmp_path):
+    """A read-only command refuses an older store and leaves it byte for byte as it was
+    (issue 15.6: an upgrade from `query` crashed on a partial old store)."""
+    import shutil
+
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import open_store
+
+    store = tmp_path / "old.duckdb"
+    shutil.copy(TESTS / "fixtures" / "store" / "v1.duckdb", store)
+    before = store.read_bytes()
+    with pytest.raises(InputError, match="has schema v1, older .* the next bench, import or push"):
+        open_store(store, read_only=True)
+    assert store.read_bytes() == before and not Path(str(store) + ".wal").exists()
+    open_store(store).close()  # a writing open upgrades it
+    open_store(store, read_only=True).close()
