@@ -6,8 +6,9 @@ SPEC   ?= specs/lm_head.yaml
 BACKEND ?=
 STORE  ?=
 PYTEST_ARGS ?=
-# Extras installed into the venv; CI adds torch (a local CPU wheel): EXTRAS=dev,torch
-EXTRAS ?= dev
+# Extras installed into the venv; CI adds torch (a local CPU wheel): EXTRAS=dev,torch.
+# lake: the DuckLake/PostgreSQL extensions the shared-store tests load offline.
+EXTRAS ?= dev,lake
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
