@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "export": "export",
     "import": "import_",
+    "push": "push",
+    "pull": "pull",
     "chart": "chart",
     "report": "report",
 }
