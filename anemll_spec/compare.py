@@ -20,7 +20,7 @@ import numpy as np
 from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
 from anemll_spec.errors import InputError
 from anemll_spec.store.connection import open_store
-from anemll_spec.store.lookup import resolve_run
+from anemll_spec.store.lookup import resolve_pair
 
 VARIANT = ("coalesce(variant_key, case_key)", "backend", "device", "compute_units", "concurrency")
 
@@ -64,7 +64,7 @@ def compare_runs(
     """Everything `anemll-spec compare` reports, as plain data."""
     con = open_store(target, read_only=True)
     try:
-        a, b = resolve_run(con, run_a), resolve_run(con, run_b)
+        a, b = resolve_pair(con, run_a, run_b)
         if a == b:
             raise InputError(f"run A and run B are the same run ({a})")
         va, vb = _variants(con, a), _variants(con, b)

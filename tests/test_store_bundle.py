@@ -21,13 +21,18 @@ DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 HOSTILE = "x'); DROP TABLE runs; --"
 
 
+ORIGIN = ("origin", "origin_ref", "origin_sha256", "origin_at")  # where a run came from
+
+
 def content(store: Path) -> dict:
-    """Every bundled table, fully, in a canonical order."""
+    """Every bundled table, fully, in a canonical order (but the runs' provenance, which
+    says where each store got a run from)."""
     con = duckdb.connect(str(store), read_only=True)
     try:
         return {
             t.name: con.execute(
-                f"SELECT {', '.join(t.names)} FROM {t.name} ORDER BY ALL"
+                f"SELECT {', '.join(n for n in t.names if n not in ORIGIN)} FROM {t.name} "
+                "ORDER BY ALL"
             ).fetchall()
             for t in schema.BUNDLE_TABLES
         }
@@ -40,14 +45,20 @@ def source(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("src") / "src.duckdb"
     rng = np.random.default_rng(11)
     for chip in ("Apple M1 Max", "Apple M4 Max"):
-        run_id = new_run(path, chip=chip, spec_yaml=f"name: s\n# {HOSTILE}\n")
+        run_id = new_run(path, chip=chip, command=f"anemll-spec bench x.yaml # {HOSTILE}")
         wall = samples_ns(rng, 50, 7.0)
+        starts = np.cumsum(wall) + 10**12
         both = np.column_stack([wall, wall - 1000]).astype(np.float64)
         both[::7, 1] = np.nan
         append_case(
             path,
             run_id,
-            case("a", wall=wall, params={"model.vocab_size": 32000, "q": HOSTILE}),
+            case(
+                wall=wall,
+                starts=starts,
+                params={"model.vocab_size": 32000, "model.note": HOSTILE},
+                runtime_median_ms=float(np.median(wall[np.arange(50) % 7 != 0] - 1000)) / 1e6,
+            ),
             both,
             [
                 {
@@ -57,8 +68,9 @@ def source(tmp_path_factory) -> Path:
                     "estimated_cost": 0.9,
                 }
             ],  # fmt: skip
+            starts_ns=starts,
         )
-        append_case(path, run_id, case("b", status="failed", error=HOSTILE), [])
+        append_case(path, run_id, case(status="failed", error=HOSTILE), [])
         finish_run(path, run_id, "finished")
     return path
 
@@ -159,7 +171,7 @@ BAD = {
     "truncated": (None, "not a readable parquet file"),
     "no metadata": ("plain", "not an anemll-spec results bundle"),
     "newer version": ({"schema_version": "99"}, "newer anemll-spec"),
-    "older version": ({"schema_version": "1"}, "imports v2 bundles"),
+    "older version": ({"schema_version": "1"}, "imports bundles of v2 to v3"),
     "garbled version": ({"schema_version": "2; DROP TABLE runs"}, "unreadable schema_version"),
     "missing column": ("SELECT * EXCLUDE (median_ms) FROM b", "missing columns median_ms"),
     "extra column": ('SELECT *, 1 AS "x; DROP TABLE runs" FROM b', "unknown columns"),
@@ -173,7 +185,7 @@ BAD = {
     ),
     "NaN latency": (
         "SELECT * REPLACE (CASE WHEN \"table\"='cases' THEN 'nan'::DOUBLE END AS p99_ms) FROM b",
-        "p99_ms is not finite",
+        "p99_ms not finite",
     ),
     "bad status": (
         "SELECT * REPLACE (CASE WHEN \"table\"='runs' THEN 'done' ELSE status END AS status) FROM b",
@@ -278,18 +290,18 @@ def test_cli_export_import(cli, source, tmp_path):
     assert res.returncode == 2 and "no run 'zzz'" in res.stderr
 
 
-def test_two_bundles_of_one_import_cannot_share_a_case_id(bundle, tmp_path):
-    """Each bundle is checked against the store before anything is written; a case id
-    that two bundles of the same import both bring (under different runs) is refused."""
+def test_a_case_cannot_move_to_another_run(bundle, tmp_path):
+    """A case id names its run ('<run_id>-<8 hex>'): a bundle that moves cases under a
+    run of another id (which could then clash with the store's) is refused."""
     clone = rewrite(
         bundle,
         tmp_path / "clone.parquet",
-        "SELECT * REPLACE (CASE WHEN run_id IS NULL THEN NULL ELSE run_id || '-other' END "
-        "AS run_id) FROM b",
+        "SELECT * REPLACE (CASE WHEN run_id IS NULL THEN NULL ELSE "
+        "left(run_id, 16) || 'ffffffff' END AS run_id) FROM b",
     )
     dest = tmp_path / "dest.duckdb"
     open_store(dest).close()
     before = content(dest)
-    with pytest.raises(InputError, match="already in another bundle of this import"):
+    with pytest.raises(InputError, match="its id does not start with its run's id"):
         import_bundles(dest, [bundle, clone])
     assert content(dest) == before

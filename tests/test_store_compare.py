@@ -11,6 +11,7 @@ from fixtures.store.synth import case, new_run, samples_ns
 from anemll_spec.bootstrap import bootstrap_medians, median_ci, ratio_of_medians_ci
 from anemll_spec.compare import compare_runs, verdict
 from anemll_spec.errors import InputError
+from anemll_spec.hashing import digest
 from anemll_spec.store import append_case, finish_run
 
 
@@ -88,8 +89,12 @@ def runs(tmp_path_factory):
 def test_compare_runs_known_shifts(runs):
     store, (a, b) = runs
     result = compare_runs(store, a, b, fail_on_regression_pct=10)
-    by = {c["variant_key"]: c for c in result["comparisons"]}
+    by = {c["model_name"].removeprefix("model_"): c for c in result["comparisons"]}
     assert set(by) == {"shift", "gain", "same"}
+    assert {c["variant_key"] for c in result["comparisons"]} == {
+        digest(k)
+        for k in ("shift", "gain", "same")  # no variant key: the case key
+    }
     assert (
         by["shift"]["verdict"] == "slower" and by["shift"]["ci_low"] < 1.2 < by["shift"]["ci_high"]
     )

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pytest
 from fixtures.store.synth import case, new_run
 
+from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, migrations, open_store, schema
 from anemll_spec.store.docs import render
-from anemll_spec.store.reference import reference_rows
+from anemll_spec.store.published import published_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "tests" / "fixtures" / "store" / "v1.duckdb"
@@ -99,20 +101,30 @@ def test_v1_store_upgrades_in_place(tmp_path):
 
     open_store(store).close()
 
-    # every table now equals a fresh store's, data intact, v2 columns NULL
+    # every table now equals a fresh store's, data intact, v2 and v3 columns NULL
     fresh = tmp_path / "fresh.duckdb"
     open_store(fresh).close()
     assert columns(store) == columns(fresh)
     assert snapshot(store) == before
     con = duckdb.connect(str(store), read_only=True)
     try:
-        assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
-        assert con.execute("SELECT count(runtime_ns) FROM samples").fetchone() == (0,)
+        version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        assert version == (str(schema.SCHEMA_VERSION),) == ("3",)
+        assert con.execute("SELECT count(runtime_ns), count(start_ns) FROM samples").fetchone() == (
+            0,
+            0,
+        )
+        # provenance of a run stored before v3 is not known, and says so
+        assert con.execute(
+            "SELECT DISTINCT origin, source, provenance FROM results"
+        ).fetchall() == [
+            (None, "own", "stored before v3 (measured here or imported: not recorded)")
+        ]
         # reference reloaded with the derived rows v1 did not have
         n_ref, n_derived = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE derived) FROM reference"
         ).fetchone()
-        rows = reference_rows()
+        rows = published_rows()
         assert (n_ref, n_derived) == (len(rows), sum(r["derived"] for r in rows))
         # the v2 views work on migrated data: the v1 M1 Max cases are their own baseline
         own = con.execute(
@@ -130,9 +142,15 @@ def test_v1_store_upgrades_in_place(tmp_path):
     assert snapshot(store)["samples"][: len(before["samples"])] == before["samples"]
 
 
-def test_read_only_open_of_a_v1_store_upgrades_it(tmp_path):
+def test_read_only_open_of_a_v1_store_never_upgrades_it(tmp_path):
+    """A read-only command never changes a store (the next writer upgrades it)."""
     store = tmp_path / "old.duckdb"
     shutil.copy(V1, store)
+    before = store.read_bytes()
+    with pytest.raises(InputError, match="has schema v1, older than"):
+        open_store(store, read_only=True)
+    assert store.read_bytes() == before
+    open_store(store).close()  # a writer upgrades it; then read-only opens work
     con = open_store(store, read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM placements").fetchone() == (0,)

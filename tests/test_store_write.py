@@ -15,6 +15,7 @@ import pytest
 from fixtures.store.synth import case, host, new_run, run, samples_ns
 
 from anemll_spec.errors import InputError
+from anemll_spec.hashing import digest
 from anemll_spec.store import (
     StoreLocked,
     append_case,
@@ -63,7 +64,7 @@ def test_run_case_samples_round_trip(tmp_path):
     ((n, median, params, key),) = read(
         store, "SELECT n_samples, median_ms, params, case_key FROM cases WHERE case_id = ?", [cid]
     )
-    assert n == 500 and key == "k1"
+    assert n == 500 and key == digest("k1")  # a label becomes a key of the documented form
     assert median == pytest.approx(np.median(wall) / 1e6)
     assert json.loads(params) == {"model.vocab_size": 32000}
     # the results view joins run and host and normalises the chip name
@@ -231,12 +232,10 @@ def test_foreign_files_are_refused(tmp_path):
         open_store(other)
     text = tmp_path / "notes.duckdb"
     text.write_text("hello")
-    with pytest.raises(InputError, match="cannot open the store"):
+    with pytest.raises(InputError, match="is not a DuckDB database"):
         open_store(text)
     with pytest.raises(InputError, match="no results store at"):
         open_store(tmp_path / "missing.duckdb", read_only=True)
-    with pytest.raises(InputError, match="only DuckDB files"):
-        open_store("ducklake:postgres:dbname=lab")
 
 
 HOLD_LOCK = """

@@ -14,7 +14,9 @@ DESCRIPTION = (
     "of that variant (fixed seed: the same store gives the same answer), and a "
     "verdict: 'slower' / 'faster' when the whole CI is above / below 1.0 and the change "
     "exceeds the noise floor, else 'no change'. Run ids may be unique prefixes, "
-    "'latest' or 'previous'."
+    "'latest' (the run started last) or 'previous': the previous run of the SAME spec as "
+    "the other run (so `compare previous latest` compares the latest run with the run of "
+    "its spec before it, whatever else ran in between)."
 )
 
 
@@ -22,8 +24,10 @@ MAX_N_BOOT = 100_000  # more resamples change nothing but the memory used
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_a", metavar="RUN_A", help="baseline run")
-    p.add_argument("run_b", metavar="RUN_B", help="run to judge")
+    p.add_argument(
+        "run_a", metavar="RUN_A", help="baseline run ('previous': of RUN_B's spec, before it)"
+    )
+    p.add_argument("run_b", metavar="RUN_B", help="run to judge (e.g. latest)")
     p.add_argument(
         "--fail-on-regression",
         type=float,
@@ -82,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(result: dict) -> None:
-    from anemll_spec.cli.query import render_table
+    """The text report; store text (model names, ids) is data: control characters are
+    shown escaped (render_table escapes its cells)."""
+    from anemll_spec.cli.query import printable, render_table
 
     pct = int(round(result["level"] * 100))
-    print(f"A = {result['run_a']}\nB = {result['run_b']}")
+    print(f"A = {printable(result['run_a'])}\nB = {printable(result['run_b'])}")
     columns = ["model", "backend", "units", "A ms", "B ms", "B/A", f"{pct}% CI", "verdict"]
     rows = [
         (
@@ -103,6 +109,7 @@ def _print(result: dict) -> None:
     print(render_table(columns, rows), end="")
     for side in ("a", "b"):
         if result[f"only_in_{side}"]:
-            print(f"only in {side.upper()}: {', '.join(result[f'only_in_{side}'])}")
+            only = ", ".join(printable(x) for x in result[f"only_in_{side}"])
+            print(f"only in {side.upper()}: {only}")
     if result["regressions"]:
         print(f"{result['regressions']} regression(s) above {result['fail_on_regression_pct']:g}%")

@@ -29,8 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.markdown import printable
 
     store = default_target(args.store)
+    if not args.out.lower().endswith(".parquet"):
+        from anemll_spec.errors import InputError
+
+        raise InputError(
+            f"--out {printable(args.out)}: a bundle is a parquet file; give a name ending in "
+            ".parquet (it is not CSV: `anemll-spec query ... --format csv` writes CSV)"
+        )
     out_file(args.out, store=store, force=args.force)
     summary = export_bundle(store, args.out, args.run)
     if args.json:
@@ -38,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         c = summary["counts"]
         print(
-            f"wrote {summary['file']}: {c['runs']} run(s), {c['cases']} case(s), "
+            f"wrote {printable(summary['file'])}: {c['runs']} run(s), {c['cases']} case(s), "
             f"{c['samples']} sample(s), {c['placements']} placement(s), {c['hosts']} host(s)"
         )
     return 0

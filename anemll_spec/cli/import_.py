@@ -8,10 +8,13 @@ from anemll_spec.cli._common import add_json, add_store, print_json
 
 HELP = "add results bundles to the store (runs already present are skipped)"
 DESCRIPTION = (
-    "Import parquet bundles written by `anemll-spec export`. Every bundle is checked "
-    "completely (schema version, columns, types, value ranges, references, sample "
-    "counts) before anything is written; all of them are written in one transaction. "
-    "Runs already in the store are skipped, so importing twice changes nothing."
+    "Import parquet bundles written by `anemll-spec export` (schema v2 and later). A "
+    "bundle is untrusted: its size and text lengths are checked from the file first, "
+    "then every value, id and hash, and every statistic is recomputed from its samples; "
+    "a bundle whose figures disagree is refused. All bundles are written in one "
+    "transaction, or none; runs already in the store are skipped, so importing twice "
+    "changes nothing. Imported runs are marked with the bundle's name and sha256 "
+    "(results.source = 'imported'). See docs/store.md, 'The trust boundary'."
 )
 
 
@@ -24,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.bundle import import_bundles
+    from anemll_spec.store.markdown import printable
 
     summaries = import_bundles(default_target(args.store), args.files)
     if args.json:
@@ -31,8 +35,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         for s in summaries:
             r = s["rows"]
-            print(
-                f"{s['file']}: {s['runs_added']} run(s) added, {s['runs_skipped']} already "
-                f"present; {r['cases']} case(s), {r['samples']} sample(s)"
+            line = (
+                f"{printable(s['file'])}: {s['runs_added']} run(s) added, "
+                f"{s['runs_skipped']} already present; {r['cases']} case(s), "
+                f"{r['samples']} sample(s)"
             )
+            if s["drift_slope_dropped"]:
+                line += (
+                    f"; drift slope of {s['drift_slope_dropped']} case(s) dropped "
+                    f"(a v{s['schema_version']} bundle has no start times to check it)"
+                )
+            print(line)
     return 0

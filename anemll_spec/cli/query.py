@@ -13,15 +13,23 @@ DESCRIPTION = (
     "Run SQL on the results store. The store is opened read-only with file access "
     "disabled, so a query can never change it. SQL may be given inline, as a .sql file, "
     "or as the name of a query in store/queries/ (e.g. chip_factors). "
-    "Tables: runs, hosts, cases, samples, placements, reference; views: results, "
-    "chip_factors; table macro: chip_factors_vs('M4 Max'). See docs/store.md."
+    "Tables: runs, hosts, cases, samples, placements, reference (the published "
+    "results); views: results, chip_factors; table macros: chip_factors_vs('M4 Max'), "
+    "case_factors_vs('M4 Max'). Text SQL longer than a file name is never read as a "
+    "path; a single word is a query name, or SQL (CHECKPOINT) when no query has that "
+    "name. See docs/store.md."
 )
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "markdown")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sql", metavar="SQL|FILE.sql|NAME", help="SQL text, a .sql file or a query name")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (table)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="output format (table); markdown: a GitHub table, ready to paste",
+    )
     add_json(p)
     add_store(p)
 
@@ -46,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             columns = [d[0] for d in cur.description]
             rows = cur.fetchall()
-        except duckdb.Error as exc:
-            raise InputError(f"query failed: {exc}") from None
+        except duckdb.Error as exc:  # its text may quote store data: escaped
+            raise InputError(f"query failed: {printable(str(exc))}") from None
     finally:
         con.close()
     sys.stdout.write(render(columns, rows, fmt))
@@ -64,23 +72,51 @@ def _has_statement(con, text: str) -> bool:
 
 
 def sql_text(arg: str) -> str:
-    """Inline SQL, a .sql file, or a query name from store/queries/."""
+    """Inline SQL, a .sql file, or a query name from store/queries/.
+
+    A file is an argument ending in .sql or naming an existing file (never a text too
+    long or multi-line to be a path); a single word is a query name when store/queries/
+    has it, else SQL when it parses as SQL (CHECKPOINT), else an unknown query name."""
     from anemll_spec.errors import InputError
-    from anemll_spec.store.reference import QUERIES_DIR
+    from anemll_spec.store.published import QUERIES_DIR
 
     path = Path(arg)
-    if arg.lower().endswith(".sql") or (len(arg) < 4096 and "\n" not in arg and path.is_file()):
+    if arg.lower().endswith(".sql") or _is_file(path, arg):
         try:
             return path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise InputError(f"cannot read {arg}: {exc.strerror}") from None
+            raise InputError(f"cannot read {printable(arg)}: {exc.strerror}") from None
     if arg.replace("_", "").replace("-", "").isalnum():
         named = QUERIES_DIR / f"{arg}.sql"
         if named.is_file():
             return named.read_text(encoding="utf-8")
-        names = sorted(q.stem for q in QUERIES_DIR.glob("*.sql"))
-        raise InputError(f"no query named {arg!r}; store/queries/ has: {', '.join(names)}")
+        if not _parses(arg):
+            names = sorted(q.stem for q in QUERIES_DIR.glob("*.sql"))
+            raise InputError(f"no query named {arg!r}; store/queries/ has: {', '.join(names)}")
     return arg
+
+
+def _is_file(path: Path, arg: str) -> bool:
+    """An existing file, asked only of text that can be a path (a name of at most 255
+    bytes per component, one line); OS errors (name too long) mean 'not a file'."""
+    if "\n" in arg or any(len(p.encode()) > 255 for p in path.parts):
+        return False
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _parses(text: str) -> bool:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return bool(con.extract_statements(text))
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
@@ -95,9 +131,13 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
 
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
+        w.writerow([printable(c) for c in columns])
         w.writerows([["" if v is None else _csv_value(v) for v in r] for r in rows])
         return buf.getvalue()
+    if fmt == "markdown":
+        from anemll_spec.store import markdown
+
+        return markdown.table(columns, rows)
     return render_table(columns, rows)
 
 
@@ -116,6 +156,8 @@ def render_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> 
         ]
         return "  ".join(parts).rstrip()
 
+    columns = [printable(c) for c in columns]
+    widths = [max(len(c), w) for c, w in zip(columns, widths, strict=True)]
     out = [line(columns, header=True), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]
     out.append(f"({len(rows)} row{'s' * (len(rows) != 1)})")
@@ -133,11 +175,11 @@ def _cell(v, max_width: int) -> str:
         return "NULL"
     if isinstance(v, bool):
         return "true" if v else "false"
-    text = _float(v) if isinstance(v, float) else _printable(str(v))
+    text = _float(v) if isinstance(v, float) else printable(str(v))
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Store labels are data: control characters (a newline, a tab, an ESC that would
     recolour the terminal) are shown escaped, never sent raw."""
     if text.isprintable():
@@ -155,4 +197,10 @@ def _float(v: float) -> str:
 
 
 def _csv_value(v):
-    return repr(v) if isinstance(v, float) else v
+    """Floats exactly (repr); text with control characters escaped (a CSV is read in
+    terminals too; a newline inside a field is kept quoted by csv, an ESC is not)."""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return printable(v)
+    return v

@@ -1,7 +1,9 @@
 """The results store: one DuckDB file that users query with SQL and charts read.
 
 Schema declared once as data (`schema`), migrations (`migrations`), the write API the
-runner calls (`writer`), export/import bundles (`bundle`). Open it only through
+runner calls (`writer`), export/import bundles (`bundle`), the checks every row from
+elsewhere passes (`trust.check_staged`), the one factor rule (`factors.for_run`, the
+`case_factors_vs` macro of `views`). Open it only through
 `open_store` (the one seam between anemll-spec and the storage engine).
 """
 
@@ -12,11 +14,18 @@ from anemll_spec.store.connection import (
     store_path,
 )
 from anemll_spec.store.schema import SCHEMA_VERSION
-from anemll_spec.store.writer import append_case, begin_run, finish_run, mark_interrupted
+from anemll_spec.store.writer import (
+    StoreWriteFailed,
+    append_case,
+    begin_run,
+    finish_run,
+    mark_interrupted,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "StoreLocked",
+    "StoreWriteFailed",
     "append_case",
     "begin_run",
     "default_target",

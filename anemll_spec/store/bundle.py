@@ -12,15 +12,19 @@ other tables are NULL. Parquet key-value metadata makes it self-describing:
 table, JSON) and `anemll_spec.columns` (table -> [[name, type, unit], ...], JSON).
 Read it with `SELECT decode(key), decode(value) FROM parquet_kv_metadata('bundle.parquet')`.
 
-Import validates every bundle completely (header, columns, types, values, references,
-sample counts) before writing anything, and writes all of them in one transaction.
-Runs already in the store are skipped, so importing twice changes nothing. Values only
-ever travel as data (INSERT ... SELECT); nothing from a file is put into SQL text.
+Import is the store's trust boundary: a bundle's size and text lengths are checked from
+the file before anything is staged, then its rows are staged in temp tables and held to
+`trust.check_staged` (ids, hashes and every statistic recomputed), and only then are all
+bundles written in one transaction. Runs already in the store are skipped, so importing
+twice changes nothing. Values only ever travel as data (INSERT ... SELECT); nothing
+from a file is put into SQL text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -34,7 +38,9 @@ from anemll_spec.errors import InputError
 from anemll_spec.store import schema
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_run
-from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
+from anemll_spec.store.rows import escape_controls
+from anemll_spec.store.schema import BUNDLE_TABLES, LONG_NAME, Table, sql_literal
+from anemll_spec.store.trust import Origin, check_staged, show
 
 BUNDLE_KIND = "results"
 KEY = "anemll_spec."
@@ -96,6 +102,10 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
                 f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{kv}}})"
             )
             os.replace(tmp, out)
+        except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
+            raise InputError(
+                f"cannot write {out}: {escape_controls(_first_line(exc))}; nothing written"
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
     finally:
@@ -105,11 +115,16 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
 
 # ---------------------------------------------------------------- import
 
+MIN_VERSION = 2  # bundles of schema v2 and later import (older columns upgraded)
+# Limits checked from the file's own metadata before any of its data is read.
+MAX_BUNDLE_BYTES = 512 * 2**20  # uncompressed (sum of the parquet column chunks)
+MAX_FILE_BYTES = MAX_BUNDLE_BYTES  # on disk
+
 
 def read_header(path: Path) -> dict:
-    """The bundle's key-value metadata and columns, checked; InputError if it is no bundle."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    """The bundle's key-value metadata and columns, checked; InputError if it is no bundle
+    or over the size limits. Reads the parquet footer only (no row data)."""
+    _check_file(path)
     con = duckdb.connect()
     try:
         try:
@@ -119,10 +134,19 @@ def read_header(path: Path) -> dict:
             described = con.execute(
                 "DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]
             ).fetchall()
+            (uncompressed,) = con.execute(
+                "SELECT coalesce(sum(total_uncompressed_size), 0) FROM parquet_metadata(?)",
+                [str(path)],
+            ).fetchone()  # type: ignore[misc]
         except duckdb.Error as exc:
             raise InputError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
     finally:
         con.close()
+    if uncompressed > MAX_BUNDLE_BYTES:
+        raise InputError(
+            f"{path}: {uncompressed:,} bytes uncompressed, over the limit of "
+            f"{MAX_BUNDLE_BYTES:,} for one bundle (export fewer runs per bundle)"
+        )
     kv = {}
     for k, v in kv_rows:
         k = bytes(k).decode("utf-8", "replace")
@@ -134,17 +158,17 @@ def read_header(path: Path) -> dict:
         version = int(kv.get("schema_version", ""))
     except ValueError:
         raise InputError(
-            f"{path}: unreadable schema_version {kv.get('schema_version')!r}"
+            f"{path}: unreadable schema_version {show(kv.get('schema_version'))}"
         ) from None
     if version > schema.SCHEMA_VERSION:
         raise InputError(
             f"{path}: bundle of schema v{version}, written by a newer anemll-spec "
             f"(this one reads v{schema.SCHEMA_VERSION}): upgrade anemll-spec"
         )
-    if version != schema.SCHEMA_VERSION:
+    if version < MIN_VERSION:
         raise InputError(
-            f"{path}: bundle of schema v{version}; this anemll-spec imports "
-            f"v{schema.SCHEMA_VERSION} bundles"
+            f"{path}: bundle of schema v{version}; this anemll-spec imports bundles of "
+            f"v{MIN_VERSION} to v{schema.SCHEMA_VERSION}"
         )
     try:
         counts = json.loads(kv["counts"])
@@ -154,7 +178,7 @@ def read_header(path: Path) -> dict:
             raise ValueError
     except (KeyError, ValueError, TypeError, AttributeError):
         raise InputError(f"{path}: missing or malformed {KEY}counts metadata") from None
-    expected = schema.bundle_columns()
+    expected = schema.bundle_columns(version)
     found = {str(r[0]): str(r[1]) for r in described}
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
@@ -163,24 +187,78 @@ def read_header(path: Path) -> dict:
         if missing:
             parts.append(f"missing columns {', '.join(missing)}")
         if extra:
-            parts.append(f"unknown columns {', '.join(map(repr, extra[:10]))}")
+            parts.append(f"unknown columns {', '.join(show(e) for e in extra[:10])}")
         raise InputError(f"{path}: {'; '.join(parts)}")
     wrong = [f"{n} is {found[n]}, expected {t}" for n, t in expected.items() if found[n] != t]
     if wrong:
         raise InputError(f"{path}: wrong column types: {'; '.join(wrong)}")
-    return {"version": version, "counts": counts, "meta": kv}
+    return {"version": version, "counts": counts, "meta": kv, "columns": set(expected)}
+
+
+def _check_file(path: Path) -> None:
+    """A bundle is a regular file of bounded size (never opened otherwise: a FIFO
+    would block, a folder is no bundle)."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not a bundle file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: is not a regular file (a FIFO, socket or device), not a bundle")
+    if st.st_size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: {st.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+
+
+def _check_text_lengths(con, path: Path, columns: set[str]) -> None:
+    """Every text column within its limit, measured on the file (streamed, nothing kept)
+    before anything is staged."""
+    limits: dict[str, int] = {}
+    for t in BUNDLE_TABLES:
+        for c in t.columns:
+            if c.name in columns and c.text_limit is not None:
+                limits[c.name] = max(limits.get(c.name, 0), c.text_limit)
+    names = sorted(limits)
+    sql = ", ".join(f"coalesce(max(length({n})), 0)" for n in names)
+    try:
+        longest = con.execute(f"SELECT {sql} FROM read_parquet(?)", [str(path)]).fetchone()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
+    for n, got in zip(names, longest, strict=True):
+        if got > limits[n]:
+            raise InputError(
+                f"{path}: a value of {n} is {got:,} characters long; the limit is {limits[n]:,}"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
-    """Import bundles (all or nothing); returns per-file summaries."""
-    files = [Path(p) for p in paths]
-    headers = [read_header(p) for p in files]  # every file, before the store is touched
+    """Import bundles (all or nothing); returns per-file summaries.
+
+    Every file is checked from its metadata first (kind, version, columns, size), then
+    each one's text lengths on the file, then its rows are staged in temp tables and
+    held to `trust.check_staged` (the trust boundary), and only then written, all
+    bundles in one transaction."""
     from anemll_spec.store.connection import store_path
 
+    files = [Path(p) for p in paths]
+    headers = [read_header(p) for p in files]  # every file, before the store is touched
     path = store_path(target)
     created = not path.exists()
     con = open_store(target)
     try:
+        con.execute("SET enable_progress_bar = false")  # long scans must not draw on stderr
         con.execute("BEGIN")
         try:
             staged = [
@@ -191,16 +269,21 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
             ]
             con.execute("COMMIT")
         except BaseException as exc:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
             if created:  # a store made only for this import goes with it: nothing written
-                con.close()
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
                 for f in (path, path.with_name(path.name + ".wal")):
                     f.unlink(missing_ok=True)
             if isinstance(exc, duckdb.Error):
-                raise InputError(f"import failed, nothing written: {_first_line(exc)}") from None
+                raise InputError(
+                    f"import failed, nothing written: {escape_controls(_first_line(exc))}"
+                ) from None
             raise
     finally:
-        con.close()
+        with contextlib.suppress(duckdb.Error):
+            con.close()
     return summaries
 
 
@@ -209,19 +292,25 @@ def _tmp(i: int, table: str) -> str:
 
 
 def _stage(con, i: int, path: Path, header: dict) -> dict:
-    """Load one bundle into temp tables and check all of it; InputError on any problem."""
+    """Load one bundle into temp tables (upgraded to the current columns) and hold it to
+    the trust boundary's checks; InputError on any problem."""
+    _check_text_lengths(con, path, header["columns"])
     try:
         kinds = con.execute('SELECT DISTINCT "table" FROM read_parquet(?)', [str(path)]).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
     bad = sorted(str(k[0]) for k in kinds if k[0] not in {t.name for t in BUNDLE_TABLES})
     if bad:
-        raise InputError(f"{path}: rows of unknown tables: {', '.join(map(repr, bad[:5]))}")
+        raise InputError(f"{path}: rows of unknown tables: {', '.join(show(b) for b in bad[:5])}")
     for t in BUNDLE_TABLES:
+        cols = ", ".join(
+            c.name if c.name in header["columns"] else f"NULL::{c.type} AS {c.name}"
+            for c in t.columns
+        )
         try:
             con.execute(
                 f"CREATE TEMP TABLE {_tmp(i, t.name)} AS "
-                f'SELECT {", ".join(t.names)} FROM read_parquet(?) WHERE "table" = ?',
+                f'SELECT {cols} FROM read_parquet(?) WHERE "table" = ?',
                 [str(path), t.name],
             )
         except duckdb.Error as exc:
@@ -231,88 +320,12 @@ def _stage(con, i: int, path: Path, header: dict) -> dict:
             raise InputError(
                 f"{path}: {t.name} has {n} rows but the bundle says {header['counts'][t.name]}"
             )
-        _check_values(con, path, t, _tmp(i, t.name))
-        _check_unique(con, path, t, _tmp(i, t.name))
-    _check_references(con, path, i)
-    return {"counts": header["counts"]}
-
-
-def _check_values(con, path: Path, t: Table, tmp: str) -> None:
-    checks: list[tuple[str, str]] = []
-    for c in t.columns:
-        if c.required:
-            checks.append((f"{c.name} IS NULL", f"{c.name} is NULL"))
-        if c.choices:
-            allowed = ", ".join(sql_literal(v) for v in c.choices)
-            checks.append(
-                (f"{c.name} NOT IN ({allowed})", f"{c.name} not in {{{', '.join(c.choices)}}}")
-            )
-        if c.type == "DOUBLE":
-            checks.append((f"NOT isfinite({c.name})", f"{c.name} is not finite"))
-        if c.type == "JSON":
-            checks.append((f"NOT json_valid({c.name})", f"{c.name} is not valid JSON"))
-        if c.min is not None:
-            checks.append((f"{c.name} < {c.min!r}", f"{c.name} below {c.min:g}"))
-        if c.max is not None:
-            checks.append((f"{c.name} > {c.max!r}", f"{c.name} above {c.max:g}"))
-    if not checks:
-        return
-    sql = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond, _ in checks)
-    counts = con.execute(f"SELECT {sql} FROM {tmp}").fetchone()
-    problems = [f"{n} row(s) with {what}" for (_, what), n in zip(checks, counts, strict=True) if n]
-    if problems:
-        raise InputError(f"{path}: bad values in {t.name}: {'; '.join(problems[:8])}")
-
-
-def _check_unique(con, path: Path, t: Table, tmp: str) -> None:
-    key = t.unique or t.primary_key
-    if not key:
-        return
-    cols = ", ".join(key)
-    row = con.execute(
-        f"SELECT {cols}, count(*) FROM {tmp} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        raise InputError(f"{path}: duplicate {t.name} key ({cols}) = {row[:-1]!r}")
-
-
-def _check_references(con, path: Path, i: int) -> None:
-    h, r, c, s, p = (_tmp(i, n) for n in ("hosts", "runs", "cases", "samples", "placements"))
-    checks = [
-        (
-            f"SELECT host_id FROM {r} WHERE host_id IS NOT NULL "
-            f"AND host_id NOT IN (SELECT host_id FROM {h}) LIMIT 1",
-            "a run refers to host {!r}, which is not in the bundle",
-        ),
-        (
-            f"SELECT run_id FROM {c} WHERE run_id NOT IN (SELECT run_id FROM {r}) LIMIT 1",
-            "a case refers to run {!r}, which is not in the bundle",
-        ),
-        (
-            f"SELECT case_id FROM {s} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
-            "a sample refers to case {!r}, which is not in the bundle",
-        ),
-        (
-            f"SELECT case_id FROM {p} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
-            "a placement refers to case {!r}, which is not in the bundle",
-        ),
-        (
-            f"SELECT c.case_id FROM {c} c LEFT JOIN (SELECT case_id, count(*) AS n, "
-            f"max(idx) AS hi FROM {s} GROUP BY case_id) k USING (case_id) "
-            f"WHERE coalesce(k.n, 0) <> c.n_samples OR coalesce(k.hi, -1) <> c.n_samples - 1 "
-            f"LIMIT 1",
-            "case {!r}: n_samples does not match its samples (count or idx 0..n-1)",
-        ),
-        (
-            f"SELECT case_id FROM {c} WHERE case_id IN (SELECT case_id FROM cases) "
-            f"AND run_id NOT IN (SELECT run_id FROM runs) LIMIT 1",
-            "case {!r} is already in the store under another run",
-        ),
-    ]
-    for sql, message in checks:
-        row = con.execute(sql).fetchone()
-        if row is not None:
-            raise InputError(f"{path}: {message.format(row[0])}")
+    origin = Origin(
+        "imported", ref=escape_controls(path.name)[:LONG_NAME], sha256=file_sha256(path)
+    )
+    staged = {t.name: _tmp(i, t.name) for t in BUNDLE_TABLES}
+    checked = check_staged(con, staged, label=str(path), origin=origin)
+    return {"counts": header["counts"], "version": header["version"], **checked}
 
 
 def _insert(con, i: int, path: Path, staged: dict) -> dict:
@@ -357,9 +370,11 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     }
     return {
         "file": str(path),
+        "schema_version": staged["version"],
         "runs_added": int(added),
         "runs_skipped": int(total - added),
         "rows": counts,
+        "drift_slope_dropped": staged["drift_slope_dropped"],
     }
 
 

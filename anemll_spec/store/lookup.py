@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from anemll_spec.errors import InputError
+from anemll_spec.store.rows import escape_controls
 
 SHORTCUTS = {"latest": 0, "previous": 1}
 
 
-def resolve_run(con, ref: str) -> str:
-    """The run_id meant by `ref` (InputError when none or several match)."""
+def resolve_run(con, ref: str, *, previous_of: str | None = None) -> str:
+    """The run_id meant by `ref` (InputError when none or several match).
+
+    'latest' is the run started last; 'previous' is the one before it, or, with
+    `previous_of` (a run id), the run of the same spec started last before that run."""
     ref = ref.strip()
+    if ref.lower() == "previous" and previous_of is not None:
+        return _previous_of(con, previous_of)
     if ref.lower() in SHORTCUTS:
         rows = con.execute(
             "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?",
@@ -20,6 +26,7 @@ def resolve_run(con, ref: str) -> str:
         return rows[0][0]
     if not ref:
         raise InputError("an empty run id")
+    shown = escape_controls(ref)
     rows = con.execute(
         "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 6", [ref]
     ).fetchall()
@@ -28,9 +35,39 @@ def resolve_run(con, ref: str) -> str:
         return ref
     if not ids:
         raise InputError(
-            f'no run {ref!r} in the store (see: anemll-spec query "SELECT * FROM runs")'
+            f'no run {shown!r} in the store (see: anemll-spec query "SELECT * FROM runs")'
         )
     if len(ids) > 1:
         more = ", ..." if len(ids) > 5 else ""
-        raise InputError(f"run {ref!r} is ambiguous: {', '.join(ids[:5])}{more}")
+        raise InputError(f"run {shown!r} is ambiguous: {', '.join(ids[:5])}{more}")
     return ids[0]
+
+
+def resolve_pair(con, ref_a: str, ref_b: str) -> tuple[str, str]:
+    """Two runs to compare. 'previous' on one side means the previous run of the SAME
+    spec as the other side's run (so `previous latest` still pairs two runs of one spec
+    after an unrelated bench); 'previous' on both sides is the overall previous run."""
+    a_prev = ref_a.strip().lower() == "previous"
+    b_prev = ref_b.strip().lower() == "previous"
+    if a_prev and not b_prev:
+        b = resolve_run(con, ref_b)
+        return resolve_run(con, ref_a, previous_of=b), b
+    if b_prev and not a_prev:
+        a = resolve_run(con, ref_a)
+        return a, resolve_run(con, ref_b, previous_of=a)
+    return resolve_run(con, ref_a), resolve_run(con, ref_b)
+
+
+def _previous_of(con, run_id: str) -> str:
+    row = con.execute(
+        "SELECT p.run_id FROM runs r JOIN runs p ON p.spec_name IS NOT DISTINCT FROM r.spec_name "
+        "AND (p.started_at, p.run_id) < (r.started_at, r.run_id) WHERE r.run_id = ? "
+        "ORDER BY p.started_at DESC, p.run_id DESC LIMIT 1",
+        [run_id],
+    ).fetchone()
+    if row is None:
+        (spec,) = con.execute("SELECT spec_name FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        raise InputError(
+            f"run 'previous': no run of spec {escape_controls(str(spec))!r} before {run_id}"
+        )
+    return row[0]

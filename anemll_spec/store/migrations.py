@@ -72,6 +72,25 @@ STEPS: dict[int, tuple[str, ...]] = {
         value DOUBLE NOT NULL, unit VARCHAR, source VARCHAR NOT NULL, note VARCHAR,
         derived BOOLEAN NOT NULL)""",
     ),
+    3: (
+        # v3 adds provenance (origin of each run), the GPU facts torch collects, the
+        # runner's per-case notes and each sample's start time (drift, recomputed on
+        # import). Views are re-created after every upgrade.
+        "DROP VIEW IF EXISTS chip_factors",
+        "DROP MACRO TABLE IF EXISTS chip_factors_vs",
+        "DROP VIEW IF EXISTS results",
+        "ALTER TABLE hosts ADD COLUMN triton_version VARCHAR",
+        "ALTER TABLE hosts ADD COLUMN gpu_memory_bytes BIGINT",
+        "ALTER TABLE hosts ADD COLUMN gpu_sm_count INTEGER",
+        "ALTER TABLE hosts ADD COLUMN gpu_capability VARCHAR",
+        "ALTER TABLE hosts ADD COLUMN cudnn_version INTEGER",
+        "ALTER TABLE runs ADD COLUMN origin VARCHAR",
+        "ALTER TABLE runs ADD COLUMN origin_ref VARCHAR",
+        "ALTER TABLE runs ADD COLUMN origin_sha256 VARCHAR",
+        "ALTER TABLE runs ADD COLUMN origin_at TIMESTAMP",
+        "ALTER TABLE cases ADD COLUMN notes JSON",
+        "ALTER TABLE samples ADD COLUMN start_ns BIGINT",
+    ),
 }
 
 

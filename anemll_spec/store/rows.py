@@ -6,12 +6,13 @@ import datetime as dt
 import json
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from anemll_spec.errors import InputError
-from anemll_spec.store.schema import Column, Table
+from anemll_spec.store.schema import MAX_CALL_NS, Column, Table
 
 _INT_RANGE = {"INTEGER": (-(2**31), 2**31 - 1), "BIGINT": (-(2**63), 2**63 - 1)}
 
@@ -59,15 +60,18 @@ def _by_type(col: Column, value, where: str):
     if t == "VARCHAR":
         if not isinstance(value, str):
             raise InputError(f"{where} must be a string, not {type(value).__name__}")
-        return value
+        return _text(col, value, where)
     if t == "JSON":
         if isinstance(value, str):
             try:
                 json.loads(value)
             except ValueError:
                 raise InputError(f"{where} is not valid JSON text") from None
-            return value
-        return json.dumps(value, sort_keys=True, default=str)
+        else:
+            value = json.dumps(value, sort_keys=True, default=str)
+        if col.name == "notes":
+            check_notes(json.loads(value), where)
+        return _text(col, value, where)
     if t == "BOOLEAN":
         if not isinstance(value, bool | np.bool_):
             raise InputError(f"{where} must be a bool, not {type(value).__name__}")
@@ -101,6 +105,41 @@ def _by_type(col: Column, value, where: str):
             raise InputError(f"{where} must be a datetime, not {type(value).__name__}")
         return to_utc_naive(value)
     raise AssertionError(f"no conversion for SQL type {t}")
+
+
+# Control characters a single-line field refuses; multi-line text allows \t \n \r.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+TRUNCATED = " [... truncated]"
+
+
+def _text(col: Column, value: str, where: str) -> str:
+    """The write path's text rules (import refuses what they would change): a name with
+    a control character or over its limit is an error; free text (multi-line) has its
+    other control characters escaped and is cut to its limit, marked."""
+    limit = col.text_limit or len(value)
+    if not col.multiline:
+        if CONTROL.search(value):
+            raise InputError(f"{where} contains a control character: {escape_controls(value)[:80]}")
+        if len(value) > limit:
+            raise InputError(f"{where} is {len(value):,} characters long; the limit is {limit:,}")
+        return value
+    value = CONTROL_MULTILINE.sub(lambda m: repr(m.group())[1:-1], value)
+    if len(value) > limit:
+        value = value[: limit - len(TRUNCATED)] + TRUNCATED
+    return value
+
+
+def escape_controls(text: str) -> str:
+    """Control characters shown as escapes (\\x1b, \\n): store text is data, never sent
+    raw to a terminal."""
+    return CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def check_notes(notes, where: str) -> None:
+    """`cases.notes` is a JSON list of strings."""
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise InputError(f"{where} must be a list of strings")
 
 
 def to_utc_naive(value: dt.datetime) -> dt.datetime:
@@ -167,4 +206,18 @@ def _as_ns(col: np.ndarray, name: str) -> np.ndarray:
         raise InputError(f"samples: {name} must be integers (ns), not {col.dtype}")
     if out.size and out.min() < 0:
         raise InputError(f"samples: {name} must not be negative")
+    if name != "start_ns" and out.size and out.max() > MAX_CALL_NS:
+        raise InputError(f"samples: {name} {int(out.max()):,} ns is longer than any real call")
     return out
+
+
+def start_column(starts_ns, n: int) -> np.ndarray | None:
+    """Each call's start (ns, any origin, e.g. perf_counter_ns) -> ns after the case's
+    earliest start, as stored in `samples.start_ns`; None when not given."""
+    if starts_ns is None:
+        return None
+    st = np.asarray(starts_ns)
+    if st.ndim != 1 or len(st) != n:
+        raise InputError(f"samples: {len(st)} start times for {n} samples")
+    st = _as_ns(st - st.min() if st.size else st, "start_ns")
+    return st

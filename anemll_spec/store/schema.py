@@ -17,12 +17,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # = max(migrations.STEPS): a test keeps the two in step
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 CASE_STATUSES = ("ok", "failed", "skipped")
 VERIFY_STATUSES = ("pass", "fail", "skipped")
 REFERENCE_METRICS = ("bandwidth_gbps", "latency_ms")
+BACKENDS = ("coreml", "numpy", "torch")  # resolved backends ('auto' is never stored)
+DEVICES = ("cuda", "mps", "cpu")
+COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
+PLACEMENT_DEVICES = ("NeuralEngine", "GPU", "CPU")
+ORIGINS = ("measured", "imported", "pushed")  # how a run entered this store
+
+# The documented forms of ids and hashes (checked on import: the trust boundary).
+HEX16 = r"[0-9a-f]{16}"
+HEX64 = r"[0-9a-f]{64}"
+RUN_ID = r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}"
+CASE_ID = RUN_ID + r"-[0-9a-f]{8}"
+
+# Text limits in characters (checked on write and on import). A single-line field
+# refuses control characters; a multi-line one allows tab, newline and CR only.
+NAME = 256  # names, versions, labels
+LONG_NAME = 1024  # model names of sweeps, op names, where a bundle came from
+TEXT = 16_384  # error messages, command lines, params
+SPEC_TEXT = 262_144  # a spec file (shipped specs are ~2 KB)
+NOTES_TEXT = 65_536
+MAX_CALL_NS = 3_600_000_000_000  # one hour: a longer "sample" is no real call
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,16 @@ class Column:
     min: float | None = None  # inclusive bounds, checked on write and import
     max: float | None = None
     since: int = 1  # schema version that added it
+    max_len: int | None = None  # characters (VARCHAR, JSON); None: the type's default
+    pattern: str | None = None  # the documented form of an id (regex), checked on import
+    multiline: bool = False  # free text: tab, newline and CR allowed
+
+    @property
+    def text_limit(self) -> int | None:
+        """The length limit of a text column (every text column has one)."""
+        if self.type not in ("VARCHAR", "JSON"):
+            return None
+        return self.max_len or (TEXT if self.type == "JSON" else NAME)
 
 
 @dataclass(frozen=True)
@@ -71,7 +101,13 @@ HOSTS = Table(
     "One row per distinct host snapshot (hardware, OS, power state, library versions). "
     "host_id is a hash of all the other fields, so identical snapshots share a row.",
     (
-        C("host_id", "VARCHAR", "sha256 (first 16 hex) of the other fields", required=True),
+        C(
+            "host_id",
+            "VARCHAR",
+            "sha256 (first 16 hex) of the other fields",
+            required=True,
+            pattern=HEX16,
+        ),
         C("hostname", "VARCHAR", "host name"),
         C("chip", "VARCHAR", "SoC as the OS names it, e.g. 'Apple M4 Max' (raw)"),
         C("model_identifier", "VARCHAR", "hardware model, e.g. 'Mac16,5'"),
@@ -96,6 +132,18 @@ HOSTS = Table(
         C("torch_version", "VARCHAR", "PyTorch version (NULL when not installed)"),
         C("gpu_driver", "VARCHAR", "GPU driver version", since=2),
         C("cuda_version", "VARCHAR", "CUDA version torch was built with", since=2),
+        # added in v3: what torch learns about the GPU (part of host_id's hash)
+        C("triton_version", "VARCHAR", "Triton version (NULL when not installed)", since=3),
+        C("gpu_memory_bytes", "BIGINT", "GPU memory (torch/cuda)", "bytes", min=0, since=3),
+        C("gpu_sm_count", "INTEGER", "streaming multiprocessors (torch/cuda)", min=0, since=3),
+        C("gpu_capability", "VARCHAR", "CUDA compute capability, e.g. '9.0'", since=3),
+        C(
+            "cudnn_version",
+            "INTEGER",
+            "cuDNN version as torch reports it (e.g. 91002 = 9.10.2)",
+            min=0,
+            since=3,
+        ),
     ),
     unique=("host_id",),
 )
@@ -109,6 +157,7 @@ RUNS = Table(
             "VARCHAR",
             "'YYYYmmdd-HHMMSS-<8 hex>' (UTC start time + random)",
             required=True,
+            pattern=RUN_ID,
         ),
         C("started_at", "TIMESTAMP", "start time (UTC)", "UTC", required=True),
         C("finished_at", "TIMESTAMP", "end time (UTC); NULL while running", "UTC"),
@@ -120,15 +169,39 @@ RUNS = Table(
             choices=RUN_STATUSES,
         ),
         C("spec_name", "VARCHAR", "spec `name`"),
-        C("spec_sha256", "VARCHAR", "sha256 of the spec file's text"),
-        C("spec_yaml", "VARCHAR", "full text of the spec file"),
+        C("spec_sha256", "VARCHAR", "sha256 of the spec file's text", pattern=HEX64),
+        C("spec_yaml", "VARCHAR", "full text of the spec file", max_len=SPEC_TEXT, multiline=True),
         C("tool_version", "VARCHAR", "anemll-spec version"),
         C("git_commit", "VARCHAR", "commit of the anemll-spec checkout, if any"),
         C("git_dirty", "BOOLEAN", "the checkout had uncommitted changes"),
-        C("host_id", "VARCHAR", "-> hosts.host_id"),
-        C("command", "VARCHAR", "command line"),
+        C("host_id", "VARCHAR", "-> hosts.host_id", pattern=HEX16),
+        C("command", "VARCHAR", "command line", max_len=TEXT, multiline=True),
         C("writer_pid", "INTEGER", "pid of the writing process (stale-run detection)", since=2),
         C("writer_hostname", "VARCHAR", "host of the writing process", since=2),
+        # added in v3: provenance
+        C(
+            "origin",
+            "VARCHAR",
+            "how the run entered this store: measured (here), imported (a bundle), pushed "
+            "(into a shared store); NULL: stored before v3",
+            choices=ORIGINS,
+            since=3,
+        ),
+        C(
+            "origin_ref",
+            "VARCHAR",
+            "imported: the bundle's file name; pushed: the pushing host",
+            max_len=LONG_NAME,
+            since=3,
+        ),
+        C(
+            "origin_sha256",
+            "VARCHAR",
+            "imported: sha256 of the bundle file",
+            pattern=HEX64,
+            since=3,
+        ),
+        C("origin_at", "TIMESTAMP", "when the run entered this store (UTC)", "UTC", since=3),
     ),
     unique=("run_id",),
 )
@@ -138,27 +211,50 @@ CASES = Table(
     "One row per measured variant of a case (backend x compute units x device), "
     "with its statistics. Latency statistics are over the wall-clock samples.",
     (
-        C("case_id", "VARCHAR", "'<run_id>-<8 hex>'", required=True),
-        C("run_id", "VARCHAR", "-> runs.run_id", required=True),
-        C("case_key", "VARCHAR", "stable key of what is measured (spec Case.key)", required=True),
+        C("case_id", "VARCHAR", "'<run_id>-<8 hex>'", required=True, pattern=CASE_ID),
+        C("run_id", "VARCHAR", "-> runs.run_id", required=True, pattern=RUN_ID),
+        C(
+            "case_key",
+            "VARCHAR",
+            "stable key of what is measured (spec Case.key)",
+            required=True,
+            pattern=HEX16,
+        ),
         C("case_index", "INTEGER", "position in the spec's expansion", min=0),
         C(
             "model_name",
             "VARCHAR",
             "published name when the model is identical ('llama_lm_head', "
             "'llama_lm_head_lut6'), else '<spec>[<params>]'",
+            max_len=LONG_NAME,
         ),
         C("params", "JSON", 'swept values of the case, e.g. {"model.vocab_size": 32000}'),
-        C("model_family", "VARCHAR", "lm_head | ffn | attention | matmul | external"),
-        C("model_sha256", "VARCHAR", "sha256 of the model's weights"),
+        C(
+            "model_family",
+            "VARCHAR",
+            "lm_head | ffn | attention | matmul | external",
+            pattern=r"[a-z][a-z0-9_]*",
+        ),
+        C("model_sha256", "VARCHAR", "sha256 of the model's weights", pattern=HEX64),
         C("weight_bytes", "BIGINT", "bytes of weights on disk", "bytes", min=0),
         C("flops", "BIGINT", "analytic FLOPs per prediction (2 x MACs)", "FLOP", min=0),
-        C("backend", "VARCHAR", "coreml | numpy | torch"),
-        C("device", "VARCHAR", "torch device (cuda | mps | cpu); NULL otherwise"),
-        C("compute_units", "VARCHAR", "Core ML compute units; NULL for other backends"),
+        C("backend", "VARCHAR", "where it ran", choices=BACKENDS),
+        C("device", "VARCHAR", "torch device; NULL otherwise", choices=DEVICES),
+        C(
+            "compute_units",
+            "VARCHAR",
+            "Core ML compute units; NULL for other backends",
+            choices=COMPUTE_UNITS,
+        ),
         C("concurrency", "INTEGER", "concurrent predictions", min=1),
         C("status", "VARCHAR", "outcome of the case", required=True, choices=CASE_STATUSES),
-        C("error", "VARCHAR", "error message when status is not 'ok'"),
+        C(
+            "error",
+            "VARCHAR",
+            "error message when status is not 'ok'",
+            max_len=TEXT,
+            multiline=True,
+        ),
         C("n_samples", "INTEGER", "timed samples stored in `samples`", min=0, required=True),
         _ms("median_ms", "median wall-clock latency (the headline figure)"),
         _ms("mean_ms", "mean latency"),
@@ -207,7 +303,13 @@ CASES = Table(
             min=-1.000001,
             max=1.000001,
         ),
-        C("verify_note", "VARCHAR", "why verification was skipped or failed"),
+        C(
+            "verify_note",
+            "VARCHAR",
+            "why verification was skipped or failed",
+            max_len=TEXT,
+            multiline=True,
+        ),
         C("finished_at", "TIMESTAMP", "when the case was written (UTC)", "UTC"),
         # added in v2
         C(
@@ -239,8 +341,24 @@ CASES = Table(
             "key of what was measured: model x resolved backend, compute units, device, "
             "concurrency (compare pairs runs on it)",
             since=2,
+            pattern=HEX16,
         ),
-        C("build_key", "VARCHAR", "key of the build-relevant model fields", since=2),
+        C(
+            "build_key",
+            "VARCHAR",
+            "key of the build-relevant model fields",
+            since=2,
+            pattern=HEX16,
+        ),
+        # added in v3
+        C(
+            "notes",
+            "JSON",
+            "what the runner noted about the case (a list of strings), e.g. noisy, "
+            "throttling, weights decoded at load",
+            max_len=NOTES_TEXT,
+            since=3,
+        ),
     ),
     unique=("case_id",),
 )
@@ -249,9 +367,17 @@ SAMPLES = Table(
     "samples",
     "Every timed sample of every case, in the order they were taken.",
     (
-        C("case_id", "VARCHAR", "-> cases.case_id", required=True),
+        C("case_id", "VARCHAR", "-> cases.case_id", required=True, pattern=CASE_ID),
         C("idx", "INTEGER", "0-based position in the timed loop", min=0, required=True),
-        C("wall_ns", "BIGINT", "wall-clock latency of one prediction", "ns", min=0, required=True),
+        C(
+            "wall_ns",
+            "BIGINT",
+            "wall-clock latency of one prediction (at most an hour: no real call is longer)",
+            "ns",
+            min=0,
+            max=MAX_CALL_NS,
+            required=True,
+        ),
         C(
             "runtime_ns",
             "BIGINT",
@@ -259,7 +385,17 @@ SAMPLES = Table(
             "around it on torch/cuda (NULL if unknown)",
             "ns",
             min=0,
+            max=MAX_CALL_NS,
             since=2,
+        ),
+        C(
+            "start_ns",
+            "BIGINT",
+            "when the call started, after the case's earliest start (drift uses it; NULL "
+            "before v3)",
+            "ns",
+            min=0,
+            since=3,
         ),
     ),
     unique=("case_id", "idx"),
@@ -269,11 +405,17 @@ PLACEMENTS = Table(
     "placements",
     "Per-op device placement of a Core ML model (MLComputePlan), per case.",
     (
-        C("case_id", "VARCHAR", "-> cases.case_id", required=True, since=2),
+        C("case_id", "VARCHAR", "-> cases.case_id", required=True, since=2, pattern=CASE_ID),
         C("op_index", "INTEGER", "position of the op in the program", min=0, since=2),
-        C("op_name", "VARCHAR", "op output name", since=2),
+        C("op_name", "VARCHAR", "op output name", since=2, max_len=LONG_NAME),
         C("op_type", "VARCHAR", "MIL op type, e.g. 'conv'", since=2),
-        C("preferred_device", "VARCHAR", "'NeuralEngine' | 'GPU' | 'CPU'", since=2),
+        C(
+            "preferred_device",
+            "VARCHAR",
+            "where Core ML prefers to run the op (NULL: unknown)",
+            choices=PLACEMENT_DEVICES,
+            since=2,
+        ),
         C(
             "estimated_cost",
             "DOUBLE",
@@ -281,7 +423,13 @@ PLACEMENTS = Table(
             min=0.0,
             since=2,
         ),
-        C("compute_units", "VARCHAR", "compute units the plan was made for", since=2),
+        C(
+            "compute_units",
+            "VARCHAR",
+            "compute units the plan was made for",
+            choices=COMPUTE_UNITS,
+            since=2,
+        ),
     ),
 )
 
@@ -297,7 +445,12 @@ REFERENCE = Table(
         C("value", "DOUBLE", "the number", min=0.0, required=True),
         C("unit", "VARCHAR", "'GB/s' or 'ms'"),
         C("source", "VARCHAR", "where it was published", required=True),
-        C("note", "VARCHAR", "provenance; for derived rows, how it was derived"),
+        C(
+            "note",
+            "VARCHAR",
+            "provenance; for derived rows, how it was derived",
+            max_len=TEXT,
+        ),
         C("derived", "BOOLEAN", "computed by us from a published number", required=True, since=2),
     ),
 )
@@ -340,11 +493,14 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def bundle_columns() -> dict[str, str]:
-    """Column name -> SQL type of the bundle's single parquet table (union by name)."""
+def bundle_columns(version: int = SCHEMA_VERSION) -> dict[str, str]:
+    """Column name -> SQL type of the single parquet table of a bundle of `version`
+    (the union by name of the bundled tables' columns of that version)."""
     out: dict[str, str] = {"table": "VARCHAR"}
     for t in BUNDLE_TABLES:
         for c in t.columns:
+            if c.since > version:
+                continue
             if out.setdefault(c.name, c.type) != c.type:
                 raise AssertionError(f"column {c.name} has two types in the schema")
     return out

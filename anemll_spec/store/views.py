@@ -2,16 +2,21 @@
 
 - `results`: one row per case with its run and host; `chip` normalised like the
   published names ('Apple M4 Max' -> 'M4 Max'; the host's CPU model where the OS
-  names no chip), `chip_raw` as captured, `source` = 'own'.
-- `chip_factors_vs(baseline)`: table macro. Per source, chip, model (and backend and
-  compute units): bandwidth and latency, and the factors against `baseline`:
-  bandwidth_factor = GB/s / baseline GB/s; inference_factor = baseline ms / ms.
-  Own rows are the latest ok case per chip x model x backend x compute units
-  (latency = its median); published rows come from `reference` (latency = their mean),
-  with `*_derived` telling which number was computed from the other. The baseline of a
-  row is the baseline chip's row of the same model/backend/compute units from the same
-  source when that source has one, otherwise from a published source (baseline_source
-  says which).
+  names no chip), `chip_raw` as captured; provenance: `source` ('own' for runs
+  measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
+  file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
+  overhead (wall - runtime).
+- `case_factors_vs(baseline)`: table macro, THE factor rule, for every measured case
+  (ok, one instance at a time) and every published row: bandwidth_factor = GB/s /
+  baseline GB/s, inference_factor = baseline ms / ms. The baseline of a row is the
+  baseline chip's latest row of the same model from the same source with the same
+  backend, device and compute units (preferring the same OS version) when there is
+  one, otherwise the baseline chip's PUBLISHED figure of that model (published rows
+  are Core ML / CPU_AND_NE): `baseline_source` and `baseline_label` say which.
+  `anemll_spec.store.factors.for_run` reads it for one run (the bench summary).
+- `chip_factors_vs(baseline)`: the same rows, only the latest of each source x chip x
+  OS version x model x backend x device x compute units (two macOS versions of one
+  chip are two rows), plus the published rows.
 - `chip_factors`: chip_factors_vs('M1 Max'), the published tables' baseline.
 """
 
@@ -58,18 +63,55 @@ SELECT
     h.duckdb_version,
     h.torch_version,
     h.cuda_version,
-    'own' AS source
+    h.triton_version,
+    h.gpu_memory_bytes,
+    h.gpu_sm_count,
+    h.gpu_capability,
+    h.cudnn_version,
+    CASE WHEN coalesce(r.origin, 'measured') = 'measured' THEN 'own' ELSE r.origin END
+        AS source,
+    CASE r.origin
+        WHEN 'measured' THEN 'measured here'
+        WHEN 'imported' THEN 'imported from ' || coalesce(r.origin_ref, 'a bundle')
+            || coalesce(' (sha256 ' || left(r.origin_sha256, 12) || ')', '')
+        WHEN 'pushed' THEN 'pushed by ' || coalesce(r.origin_ref, 'another host')
+        ELSE 'stored before v3 (measured here or imported: not recorded)'
+    END AS provenance,
+    r.origin,
+    r.origin_ref,
+    r.origin_sha256,
+    r.origin_at,
+    c.weight_bytes / (c.runtime_median_ms * 1e6) AS runtime_bandwidth_gbps,
+    c.median_ms - c.runtime_median_ms AS binding_overhead_ms
 FROM cases c
 JOIN runs r ON r.run_id = c.run_id
 LEFT JOIN hosts h ON h.host_id = r.host_id
 """
 
-CHIP_FACTORS_VS = r"""
-CREATE OR REPLACE MACRO chip_factors_vs(baseline) AS TABLE
-WITH own AS (
+# What a factor is against, in words: 'M1 Max (published, Core ML ANE)'.
+_WHAT = r"""
+CASE WHEN {p}backend = 'coreml' THEN 'Core ML ' || CASE {p}compute_units
+        WHEN 'CPU_AND_NE' THEN 'ANE' WHEN 'CPU_ONLY' THEN 'CPU' WHEN 'CPU_AND_GPU' THEN 'GPU'
+        WHEN 'ALL' THEN 'all units' ELSE coalesce({p}compute_units, '') END
+    ELSE {p}backend || coalesce(' ' || {p}device, '') END
+"""
+
+
+def _label(expr: str) -> str:
+    """'2.3x' as published from 1x up; two significant digits below ('0.88x', '0.023x',
+    where one decimal would print '0.0x'), as the charts' fmt_factor."""
+    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) ELSE printf('%.2gx', {expr}) END"
+
+
+CASE_FACTORS_VS = rf"""
+CREATE OR REPLACE MACRO case_factors_vs(baseline) AS TABLE
+WITH measured AS (
     SELECT
-        'own' AS source,
+        source,
+        provenance,
         chip,
+        os_name,
+        os_version,
         model_name AS model,
         backend,
         device,
@@ -79,20 +121,22 @@ WITH own AS (
         bandwidth_gbps IS NULL AS bandwidth_derived,
         false AS latency_derived,
         'median' AS latency_stat,
-        run_id
+        run_id,
+        case_id,
+        run_started_at,
+        finished_at
     FROM results
     -- one instance at a time: a concurrent run's median is per call while N run at once
     WHERE status = 'ok' AND median_ms > 0 AND chip IS NOT NULL AND model_name IS NOT NULL
         AND coalesce(concurrency, 1) = 1
-    QUALIFY row_number() OVER (
-        PARTITION BY chip, model_name, backend, device, compute_units
-        ORDER BY run_started_at DESC, finished_at DESC NULLS LAST, case_id DESC
-    ) = 1
 ),
 published AS (
     SELECT
         'published: ' || source AS source,
+        'published: ' || source AS provenance,
         chip,
+        NULL::VARCHAR AS os_name,
+        NULL::VARCHAR AS os_version,
         model,
         'coreml' AS backend,
         NULL::VARCHAR AS device,
@@ -102,21 +146,33 @@ published AS (
         bool_or(derived) FILTER (WHERE metric = 'bandwidth_gbps') AS bandwidth_derived,
         bool_or(derived) FILTER (WHERE metric = 'latency_ms') AS latency_derived,
         'mean' AS latency_stat,
-        NULL::VARCHAR AS run_id
+        NULL::VARCHAR AS run_id,
+        NULL::VARCHAR AS case_id,
+        NULL::TIMESTAMP AS run_started_at,
+        NULL::TIMESTAMP AS finished_at
     FROM reference
     GROUP BY source, chip, model
 ),
 points AS (
-    SELECT * FROM own
-    UNION ALL BY NAME
-    SELECT * FROM published
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY source, chip, os_name, os_version, model, backend, device,
+                compute_units
+            ORDER BY run_started_at DESC NULLS LAST, finished_at DESC NULLS LAST,
+                case_id DESC NULLS LAST
+        ) = 1 AS latest
+    FROM (SELECT * FROM measured UNION ALL BY NAME SELECT * FROM published)
 ),
 base AS (
-    SELECT * FROM points WHERE chip = baseline
+    SELECT * FROM points WHERE chip = baseline AND latest
 )
 SELECT
     p.source,
+    p.provenance,
     p.chip,
+    p.os_name,
+    p.os_version,
     p.model,
     p.backend,
     p.device,
@@ -128,25 +184,44 @@ SELECT
     p.latency_derived,
     baseline AS baseline_chip,
     b.source AS baseline_source,
+    b.os_version AS baseline_os_version,
+    CASE WHEN b.source IS NOT NULL THEN baseline || ' ('
+        || CASE WHEN starts_with(b.source, 'published: ') THEN 'published' ELSE b.source END
+        || ', ' || {_WHAT.format(p="b.")} || ')' END AS baseline_label,
     b.bandwidth_gbps AS baseline_bandwidth_gbps,
     b.latency_ms AS baseline_latency_ms,
     p.bandwidth_gbps / b.bandwidth_gbps AS bandwidth_factor,
     b.latency_ms / p.latency_ms AS inference_factor,
-    printf('%.1fx', p.bandwidth_gbps / b.bandwidth_gbps) AS bandwidth_factor_label,
-    printf('%.1fx', b.latency_ms / p.latency_ms) AS inference_factor_label,
-    p.run_id
+    {_label("p.bandwidth_gbps / b.bandwidth_gbps")} AS bandwidth_factor_label,
+    {_label("b.latency_ms / p.latency_ms")} AS inference_factor_label,
+    p.run_id,
+    p.case_id,
+    p.run_started_at,
+    p.latest
 FROM points p
 LEFT JOIN base b
     ON b.model = p.model
-    AND b.backend IS NOT DISTINCT FROM p.backend
-    AND b.device IS NOT DISTINCT FROM p.device
-    AND b.compute_units IS NOT DISTINCT FROM p.compute_units
+    AND (
+        (b.source = p.source
+            AND b.backend IS NOT DISTINCT FROM p.backend
+            AND b.device IS NOT DISTINCT FROM p.device
+            AND b.compute_units IS NOT DISTINCT FROM p.compute_units)
+        OR starts_with(b.source, 'published: ')
+    )
 QUALIFY row_number() OVER (
-    PARTITION BY p.source, p.chip, p.model, p.backend, p.device, p.compute_units
+    PARTITION BY p.source, p.chip, p.model, p.case_id
     ORDER BY (b.source = p.source) DESC NULLS LAST,
-             starts_with(b.source, 'published: ') DESC NULLS LAST,
+             (b.os_version IS NOT DISTINCT FROM p.os_version) DESC,
+             b.run_started_at DESC NULLS LAST,
              b.source
 ) = 1
+"""
+
+CHIP_FACTORS_VS = r"""
+CREATE OR REPLACE MACRO chip_factors_vs(baseline) AS TABLE
+SELECT * EXCLUDE (latest, case_id, run_started_at), case_id
+FROM case_factors_vs(baseline)
+WHERE latest
 """
 
 CHIP_FACTORS = f"""
@@ -154,8 +229,8 @@ CREATE OR REPLACE VIEW chip_factors AS
 SELECT * FROM chip_factors_vs('{DEFAULT_BASELINE}')
 """
 
-# In creation order (chip_factors_vs reads results; chip_factors calls the macro).
-ALL: tuple[str, ...] = (RESULTS, CHIP_FACTORS_VS, CHIP_FACTORS)
+# In creation order (the macros read results; chip_factors calls chip_factors_vs).
+ALL: tuple[str, ...] = (RESULTS, CASE_FACTORS_VS, CHIP_FACTORS_VS, CHIP_FACTORS)
 
 
 def install(con) -> None:

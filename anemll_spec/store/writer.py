@@ -15,33 +15,81 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 
 from anemll_spec import __version__
-from anemll_spec.errors import InputError
+from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import schema
-from anemll_spec.store.connection import open_store
-from anemll_spec.store.rows import check_row, sample_columns, utc_now
+from anemll_spec.store.connection import open_store, store_path
+from anemll_spec.store.rows import (
+    check_row,
+    escape_controls,
+    sample_columns,
+    start_column,
+    utc_now,
+)
 
-RUN_MANAGED = ("run_id", "status", "finished_at", "host_id", "writer_pid", "writer_hostname")
+RUN_MANAGED = (
+    "run_id",
+    "status",
+    "finished_at",
+    "host_id",
+    "writer_pid",
+    "writer_hostname",
+    "origin",
+    "origin_ref",
+    "origin_sha256",
+    "origin_at",
+)
 FINAL_STATUSES = ("finished", "failed", "interrupted")
+
+
+class StoreWriteFailed(RunFailed):
+    """The store could not be written (disk full, a file size limit, an I/O error).
+
+    The transaction is rolled back: nothing of that write is kept, and what earlier
+    transactions committed stays (a bench keeps its finished cases). Exit status 1;
+    import and export report it as bad input instead (exit 2)."""
 
 
 @contextlib.contextmanager
 def transaction(target, **open_kw) -> Iterator:
-    """An open writable connection inside BEGIN ... COMMIT (ROLLBACK on error), then closed."""
+    """An open writable connection inside BEGIN ... COMMIT (ROLLBACK on error), then closed.
+
+    A failed write (duckdb.IOException: disk full, file too large) becomes ONE line,
+    StoreWriteFailed; a rollback that fails because DuckDB already ended the transaction
+    does not hide the first error."""
+    import duckdb
+
     con = open_store(target, **open_kw)
     try:
         con.execute("BEGIN")
         try:
             yield con
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if isinstance(exc, duckdb.IOException):
+                raise StoreWriteFailed(write_failure(target, exc)) from None
             raise
     finally:
-        con.close()
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+
+
+def write_failure(target, exc: BaseException) -> str:
+    """One line for a failed write: which file, DuckDB's reason, what was kept."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = reason.removeprefix("IO Error: ")
+    return (
+        f"could not write the store {store_path(target)}: {escape_controls(reason)} "
+        "(disk full?); this write was rolled back, earlier ones are kept"
+    )
 
 
 def host_id(host: Mapping) -> str:
-    """Content hash of a host snapshot: identical snapshots share one `hosts` row."""
+    """Content hash of a host snapshot: identical snapshots share one `hosts` row.
+
+    `host` holds every `hosts` column but host_id (None where unknown), as check_row
+    gives it; import recomputes it (store.trust.host_ids)."""
     canon = json.dumps(dict(host), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
@@ -55,8 +103,9 @@ def begin_run(target, run: Mapping, host: Mapping, *, lock_timeout_s: float | No
     """Record a new run (status 'running') and its host; returns the run_id.
 
     `run` takes the columns of `runs` except the managed ones (run_id, status,
-    finished_at, host_id, writer_*); started_at defaults to now, tool_version to this
-    anemll-spec's. `host` takes the columns of `hosts` except host_id.
+    finished_at, host_id, writer_*, origin*); started_at defaults to now, tool_version to
+    this anemll-spec's. `host` takes the columns of `hosts` except host_id. The run's
+    origin is 'measured' (here).
     Also marks this host's earlier runs whose process died as 'interrupted'.
     """
     host_row = check_row(schema.HOSTS, host, managed=("host_id",), what="host")
@@ -73,6 +122,10 @@ def begin_run(target, run: Mapping, host: Mapping, *, lock_timeout_s: float | No
         host_id=hid,
         writer_pid=os.getpid(),
         writer_hostname=socket.gethostname(),
+        origin="measured",
+        origin_ref=None,
+        origin_sha256=None,
+        origin_at=utc_now(),
     )
     with transaction(target, lock_timeout_s=lock_timeout_s) as con:
         mark_interrupted(con)
@@ -89,6 +142,7 @@ def append_case(
     samples,
     placements: Iterable[Mapping] = (),
     *,
+    starts_ns=None,
     lock_timeout_s: float | None = None,
 ) -> str:
     """Store one finished case with its samples and placements in ONE transaction.
@@ -100,9 +154,12 @@ def append_case(
     inserted in bulk (no per-row Python work).
     `placements`: dicts with the columns of `placements` except case_id; op_index
     defaults to the position in the sequence.
+    `starts_ns`: when each call started (ns, any origin; the harness's starts_ns), so
+    that drift, like every statistic, can be recomputed from the stored samples.
     Returns the case_id.
     """
     wall, runtime, runtime_ok = sample_columns(samples)
+    starts = start_column(starts_ns, len(wall))
     values = dict(case)
     if values.get("n_samples") is None:
         values["n_samples"] = len(wall)
@@ -131,13 +188,15 @@ def append_case(
                     "wall_ns": wall,
                     "runtime_ns": runtime,
                     "runtime_ok": runtime_ok,
+                    "start_ns": starts if starts is not None else np.zeros(len(wall), np.int64),
                 },
             )
+            start = "start_ns" if starts is not None else "NULL"
             try:
                 con.execute(
-                    "INSERT INTO samples (case_id, idx, wall_ns, runtime_ns) "
-                    "SELECT ?, idx, wall_ns, CASE WHEN runtime_ok THEN runtime_ns END "
-                    "FROM _anemll_samples",
+                    "INSERT INTO samples (case_id, idx, wall_ns, runtime_ns, start_ns) "
+                    "SELECT ?, idx, wall_ns, CASE WHEN runtime_ok THEN runtime_ns END, "
+                    f"{start} FROM _anemll_samples",
                     [case_id],
                 )
             finally:

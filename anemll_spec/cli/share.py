@@ -1,0 +1,51 @@
+"""anemll-spec share [RUN]: a Markdown block to paste into a GitHub issue."""
+
+from __future__ import annotations
+
+import argparse
+
+from anemll_spec.cli._common import add_store
+
+HELP = "print a run as Markdown to paste into a GitHub issue (table, host, factors)"
+DESCRIPTION = (
+    "Print one run (default: the latest) as a Markdown block ready to paste into a GitHub "
+    "issue: the summary table (median with its 95% CI, p90, p99, GB/s, TFLOPS, verify), "
+    "the host (chip, OS, versions), the comparison with published results (factors "
+    "against --baseline, by the store's one factor rule) and the exact command that "
+    "exports the run's bundle to attach. Text from the store is escaped: a name cannot "
+    "break the table."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "run",
+        nargs="?",
+        default="latest",
+        metavar="RUN",
+        help="run id, unique prefix, 'latest' (default) or 'previous'",
+    )
+    p.add_argument(
+        "--baseline",
+        default="M1 Max",
+        metavar="CHIP",
+        help="chip the factors are against (default M1 Max, as published)",
+    )
+    add_store(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from anemll_spec.store import default_target, open_store
+    from anemll_spec.store.lookup import resolve_run
+    from anemll_spec.store.share import share_markdown
+
+    con = open_store(default_target(args.store), read_only=True)
+    try:
+        run_id = resolve_run(con, args.run)
+        text = share_markdown(con, run_id, baseline=args.baseline, store_arg=args.store)
+    finally:
+        con.close()
+    sys.stdout.write(text)
+    return 0

@@ -1,0 +1,139 @@
+"""Ids and hashes a bundle claims, derived again from what it carries (import's check).
+
+- host_id: the hash of the host's fields (writer.host_id) under the columns of any
+  schema version up to this one (a v1 host was hashed without the v2 and v3 columns);
+- spec_sha256: sha256 of spec_yaml;
+- case_key, variant_key, build_key and the published model name: re-expanded from the
+  run's spec text, where it expands here (not for external models, whose files are not
+  in the bundle, nor for specs this version cannot read: those keys are not derivable
+  and are taken as data). A case that calls itself a published model must carry a spec
+  that builds exactly that model, with its documented weight bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from anemll_spec.store import schema
+from anemll_spec.store.published import MODEL_WEIGHT_BYTES
+from anemll_spec.store.writer import host_id
+
+MAX_DERIVED_CASES = 4096  # a spec that expands further is not re-expanded on import
+
+
+def host_id_matches(row: Mapping) -> bool:
+    """Does row['host_id'] hash the row's other fields (under some schema version)?"""
+    for version in range(1, schema.SCHEMA_VERSION + 1):
+        cols = [c.name for c in schema.HOSTS.columns if c.name != "host_id"]
+        if any(row.get(c) is not None for c in cols if schema.HOSTS.column(c).since > version):
+            continue
+        fields = {c: row.get(c) for c in cols if schema.HOSTS.column(c).since <= version}
+        if host_id(fields) == row["host_id"]:
+            return True
+    return False
+
+
+def spec_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def expand_spec(text: str) -> list | None:
+    """The spec's cases, or None when this anemll-spec cannot expand it here."""
+    from anemll_spec.spec import load_cases
+
+    with tempfile.TemporaryDirectory(prefix="anemll-spec-import-") as d:
+        path = Path(d) / "spec.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            _, cases = load_cases(path, max_cases=MAX_DERIVED_CASES)
+        except Exception:  # noqa: BLE001  (RecursionError too) a spec this version cannot read
+            return None
+    if any(getattr(c.model, "family", None) == "external" for c in cases):
+        return None
+    return cases
+
+
+class SpecChecker:
+    """Checks the cases of runs against their specs, expanding each distinct spec text
+    once and hashing each (case, variant) once: a 100,000-case bundle of one spec costs
+    one expansion."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, list | None] = {}
+        self._keys: dict[tuple, object] = {}
+
+    def cases(self, text: str | None) -> list | None:
+        if text is None:
+            return None
+        sha = spec_sha256(text)
+        if sha not in self._specs:
+            self._specs[sha] = expand_spec(text)
+        return self._specs[sha]
+
+    def _memo(self, key: tuple, make):
+        if key not in self._keys:
+            self._keys[key] = make()
+        return self._keys[key]
+
+    def check_run(self, spec_text: str | None, cases: Iterable[Mapping]) -> str | None:
+        """What is wrong with the keys and names of one run's cases, or None.
+
+        cases: rows with case_id, case_index, case_key, variant_key, build_key,
+        model_name, backend, compute_units, device, weight_bytes."""
+        expanded = self.cases(spec_text)
+        sha = spec_sha256(spec_text) if spec_text is not None else None
+        for c in cases:
+            problem = self._check_case(sha, expanded, c)
+            if problem:
+                return problem
+        return None
+
+    def _check_case(self, sha: str | None, expanded: list | None, c: Mapping) -> str | None:
+        claimed, cid = c["model_name"], c["case_id"]
+        if claimed in MODEL_WEIGHT_BYTES and c["weight_bytes"] not in (
+            None,
+            MODEL_WEIGHT_BYTES[claimed],
+        ):
+            return (
+                f"case {cid}: {claimed} has {MODEL_WEIGHT_BYTES[claimed]:,} weight bytes, "
+                f"not {c['weight_bytes']:,}"
+            )
+        if expanded is None:
+            if claimed in MODEL_WEIGHT_BYTES:
+                return (
+                    f"case {cid} calls itself {claimed} but its run carries no spec that builds it"
+                )
+            return None
+        i = c["case_index"]
+        if i is None or not 0 <= i < len(expanded):
+            return f"case {cid}: case_index {i} is not a case of its run's spec"
+        case = expanded[i]
+        name = self._memo((sha, i, "name"), lambda: case.model_name)
+        published = name if name in MODEL_WEIGHT_BYTES else None
+        if (claimed in MODEL_WEIGHT_BYTES or published) and claimed != published:
+            return f"case {cid} calls itself {claimed!r}, but its spec builds {name!r}"
+        build_key = self._memo((sha, i, "build"), lambda: case.build_key)
+        if c["build_key"] is not None and c["build_key"] != build_key:
+            return f"case {cid}: build_key is not the hash of its spec's model"
+        how = (c["backend"], c["compute_units"], c["device"])
+        variant_key = self._memo((sha, i, "variant", how), lambda: case.variant_key(*how))
+        if c["variant_key"] is not None and c["variant_key"] != variant_key:
+            return f"case {cid}: variant_key is not the hash of what it measured"
+        keys = self._memo((sha, i, "keys", c["backend"]), lambda: _case_keys(case, c["backend"]))
+        if c["case_key"] not in keys:
+            return f"case {cid}: case_key is not the hash of its spec's case"
+        return None
+
+
+def _case_keys(case, backend: str | None) -> set[str]:
+    """The case keys a bench of this case may have stored: the spec's own, or with its
+    backends replaced by `--backend X` (which the key records)."""
+    from anemll_spec.run import override_backend
+
+    keys = {case.key}
+    for b in {backend, "auto"} - {None}:
+        keys.add(override_backend([case], b)[0].key)
+    return keys

@@ -1,0 +1,47 @@
+"""One run's factors against a baseline chip: the store's one factor rule, for callers.
+
+The rule lives in SQL, once (`case_factors_vs` in views.py): an own row is compared
+with the baseline chip's row of the same model from the same source (same backend,
+device and compute units) when there is one, else with the baseline chip's published
+figure. The bench summary, `share`, the chip_factors view, `chart factors` and the
+report all read it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from anemll_spec.store.views import DEFAULT_BASELINE
+
+COLUMNS = (
+    "case_id",
+    "model",
+    "backend",
+    "device",
+    "compute_units",
+    "chip",
+    "os_version",
+    "bandwidth_gbps",
+    "latency_ms",
+    "bandwidth_factor",
+    "inference_factor",
+    "bandwidth_factor_label",
+    "inference_factor_label",
+    "baseline_chip",
+    "baseline_source",
+    "baseline_label",
+    "baseline_bandwidth_gbps",
+    "baseline_latency_ms",
+)
+
+
+def for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
+    """Factors of each ok case of `run_id` (one instance at a time, with a model name
+    and a chip) against `baseline`, as dicts with COLUMNS. A case with no baseline
+    figure at all (a model the baseline chip has no row for) has NULL factors and
+    baseline_source; cases that are not comparable (failed, concurrency > 1) are
+    absent. `con`: an open store connection (read-only is enough)."""
+    cols = ", ".join(COLUMNS)
+    cur = con.execute(
+        f"SELECT {cols} FROM case_factors_vs(?) WHERE run_id = ? ORDER BY case_id",
+        [baseline, run_id],
+    )
+    return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]

@@ -1,0 +1,60 @@
+"""Store rows as GitHub-flavoured Markdown (`query --format markdown`, `share`).
+
+Store text is data: in a cell, control characters are shown escaped, Markdown's
+special characters are backslash-escaped, `|` cannot end a cell and `<` `>` `&` are
+HTML entities, so a hostile model name renders as text and cannot break the table,
+add a link or an image, or mention someone.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"}
+
+
+def printable(text: str) -> str:
+    """Control characters (newline, ESC, ...) as escapes, never raw."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def escape(text: object) -> str:
+    """One line of Markdown text that shows `text` literally."""
+    s = _SPECIAL.sub(r"\\\1", printable(str(text)))
+    return "".join(_HTML.get(c, c) for c in s)
+
+
+def is_number(v) -> bool:
+    return isinstance(v, int | float | decimal.Decimal) and not isinstance(v, bool)
+
+
+def cell(v, digits: int = 6) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return str(v)
+        return f"{v:.{digits}g}"
+    if is_number(v):
+        return str(v)
+    return escape(v)
+
+
+def table(columns: list[str], rows: list[tuple], digits: int = 6) -> str:
+    """A Markdown table; numeric columns right-aligned."""
+    numeric = [
+        bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows)
+        for i in range(len(columns))
+    ]
+    out = [
+        "| " + " | ".join(escape(c) for c in columns) + " |",
+        "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
+    ]
+    out += ["| " + " | ".join(cell(v, digits) for v in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,181 @@
+"""A run as a Markdown block to paste into a GitHub issue (`anemll-spec share`).
+
+anemll-bench users submit results by pasting into an issue; this gives them the same
+habit with the numbers that matter and where they came from: the summary table, the
+host, the comparison with published results (the store's one factor rule), and the
+command that exports the bundle to attach. Every piece of store text goes through
+`markdown.escape`, so a hostile name renders as text.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from anemll_spec.store import factors, markdown
+from anemll_spec.store.markdown import escape
+
+_SUMMARY = (
+    "model_name",
+    "backend",
+    "device",
+    "compute_units",
+    "status",
+    "n_samples",
+    "median_ms",
+    "ci_low_ms",
+    "ci_high_ms",
+    "p90_ms",
+    "p99_ms",
+    "bandwidth_gbps",
+    "tflops",
+    "verify_status",
+)
+_HOST = (
+    ("chip", "chip"),
+    ("model_identifier", "model"),
+    ("os", "OS"),
+    ("cpu_model", "CPU"),
+    ("cores_total", "cores"),
+    ("memory_bytes", "memory (bytes)"),
+    ("gpu", "GPU"),
+    ("power_source", "power"),
+    ("low_power_mode", "Low Power Mode"),
+    ("thermal_state", "thermal state"),
+    ("python_version", "Python"),
+    ("coremltools_version", "coremltools"),
+    ("numpy_version", "numpy"),
+    ("duckdb_version", "DuckDB"),
+    ("torch_version", "torch"),
+    ("cuda_version", "CUDA"),
+    ("gpu_driver", "GPU driver"),
+)
+
+
+def share_markdown(con, run_id: str, *, baseline: str, store_arg: str | None = None) -> str:
+    """The Markdown block of one run. store_arg: the --store the user gave (repeated in
+    the export command), or None for the default store."""
+    run = _one(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])
+    host = _one(
+        con,
+        "SELECT *, concat_ws(' ', os_name, os_version, '(' || os_build || ')') AS os "
+        "FROM hosts WHERE host_id = ?",
+        [run["host_id"]],
+    )
+    chip = (host.get("chip") or host.get("cpu_model") or "unknown chip").removeprefix("Apple ")
+    out = [
+        f"### anemll-spec: {escape(run['spec_name'] or 'unnamed spec')} on {escape(chip)}",
+        "",
+        _summary(con, run_id),
+        "**Host**: "
+        + "; ".join(
+            f"{label} {escape(_fmt(host.get(key)))}"
+            for key, label in _HOST
+            if host.get(key) not in (None, "")
+        ),
+        "",
+        "**Run**: "
+        + "; ".join(
+            [
+                f"id {escape(run_id)}",
+                f"status {escape(run['status'])}",
+                f"started {escape(_fmt(run['started_at']))} UTC",
+                f"anemll-spec {escape(run['tool_version'] or '?')}",
+                f"commit {escape((run['git_commit'] or '?')[:12])}"
+                + (" (uncommitted changes)" if run["git_dirty"] else ""),
+                f"spec sha256 {escape((run['spec_sha256'] or '?')[:12])}",
+                _provenance(con, run_id),
+            ]
+        ),
+        "",
+        _factors(con, run_id, baseline),
+        "To attach the full data (every sample, the spec, the host), export the run and "
+        "attach the file:",
+        "",
+        "```sh",
+        export_command(run_id, store_arg),
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def export_command(run_id: str, store_arg: str | None) -> str:
+    """The exact command, quoted for a POSIX shell (ids and paths are data)."""
+    words = ["anemll-spec", "export", "--run", run_id, "--out", f"{run_id}.parquet"]
+    if store_arg:
+        words += ["--store", store_arg]
+    return markdown.printable(shlex.join(words))
+
+
+def _summary(con, run_id: str) -> str:
+    cols = ", ".join(_SUMMARY)
+    cur = con.execute(
+        f"SELECT {cols} FROM cases WHERE run_id = ? ORDER BY case_index, case_id", [run_id]
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return "No cases were stored for this run.\n"
+    names = ["model", "backend", "device", "units", "status", "n", "median ms"]
+    names += ["95% CI ms", "p90 ms", "p99 ms", "GB/s", "TFLOPS", "verify"]
+    shown = [
+        (
+            *r[:6],
+            r[6],
+            None if r[7] is None else f"{r[7]:.4g} to {r[8]:.4g}",
+            *r[9:],
+        )
+        for r in rows
+    ]
+    return markdown.table(names, shown, digits=4)
+
+
+def _factors(con, run_id: str, baseline: str) -> str:
+    rows = factors.for_run(con, run_id, baseline)
+    if not rows:
+        return (
+            f"**Compared with published results**: no case of this run has a model with "
+            f"a figure for {escape(baseline)} (published models: llama_lm_head, "
+            "llama_lm_head_lut6).\n"
+        )
+    table = markdown.table(
+        ["model", "backend", "units", "GB/s", "ms", "bandwidth factor", "inference factor", "vs"],
+        [
+            (
+                r["model"],
+                r["backend"] + (f" {r['device']}" if r["device"] else ""),
+                r["compute_units"],
+                r["bandwidth_gbps"],
+                r["latency_ms"],
+                r["bandwidth_factor_label"] or "no baseline",
+                r["inference_factor_label"] or "no baseline",
+                r["baseline_label"] or "no baseline",
+            )
+            for r in rows
+        ],
+        digits=4,
+    )
+    return (
+        f"**Compared with published results** (bandwidth factor = GB/s / the baseline's; "
+        f"inference factor = the baseline's ms / ms; baseline {escape(baseline)}):\n\n" + table
+    )
+
+
+def _provenance(con, run_id: str) -> str:
+    (text,) = con.execute(
+        "SELECT any_value(provenance) FROM results WHERE run_id = ?", [run_id]
+    ).fetchone() or (None,)
+    return f"provenance: {escape(text)}" if text else "provenance: no cases"
+
+
+def _one(con, sql: str, params: list) -> dict:
+    cur = con.execute(sql, params)
+    row = cur.fetchone()
+    return {} if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if hasattr(v, "strftime"):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    return str(v)

@@ -1,0 +1,385 @@
+"""The store's trust boundary: rows that come from elsewhere (import, push) are claims.
+
+`check_staged` is THE check. Import (bundle.py) and push/pull into a shared store call
+it on staged tables before anything reaches the store, so a stranger's rows are held to
+the same rules whichever way they arrive. What it checks and what it recomputes is
+listed in docs/store.md ("The trust boundary").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import derive, recompute
+from anemll_spec.store.published import MODEL_WEIGHT_BYTES
+from anemll_spec.store.rows import escape_controls, utc_now
+from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
+
+CLOCK_SKEW = dt.timedelta(minutes=5)  # a timestamp later than now + this is refused
+# RE2 classes of the control characters a field refuses (C0, DEL, C1)
+_CONTROL = r"[\x00-\x1f\x7f-\x{9f}]"
+_CONTROL_MULTILINE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}]"
+PARAM_KEY = r"(model|run)(\.[A-Za-z_][A-Za-z0-9_]*)+"  # a sweep field path
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where staged runs come from, recorded in runs.origin*."""
+
+    kind: str  # 'imported' | 'pushed'
+    ref: str | None = None  # the bundle's file name | the pushing host
+    sha256: str | None = None  # the bundle file's sha256
+
+
+def check_staged(
+    con,
+    staged: Mapping[str, str],
+    *,
+    label: str,
+    origin: Origin,
+    now: dt.datetime | None = None,
+) -> dict:
+    """Check rows staged for the store, recompute what can be recomputed, stamp origin.
+
+    con: a connection that sees the store's tables (for clashes with rows already
+    there) and the staged relations. staged: bundle table name ('hosts', 'runs',
+    'cases', 'samples', 'placements') -> a TEMP table holding that table's columns at
+    the current schema version (older rows upgraded: new columns NULL). label: what
+    to name in messages (a bundle's path, a remote store).
+
+    Raises InputError (one line, `label: what`) on the first problem: a value outside
+    its column's type, range, allowed set or length limit; a control character in a
+    name; an id not in its documented form or not derived from what it names
+    (host_id = hash of the host, case_id = run_id + '-<8 hex>', run_id = start time +
+    random, spec_sha256, case/variant/build keys re-expanded from the spec); a
+    timestamp in the future; a broken reference; a statistic that the samples do not
+    give (median, CI, percentiles, GB/s, TFLOPS, ...); a published model with other
+    weight bytes. Then normalises the staged tables in place: drift_slope_ms_per_s
+    becomes NULL where samples carry no start times (it cannot be recomputed), and
+    every run gets origin = origin.kind, origin_ref, origin_sha256, origin_at = now.
+    Returns counts of what was checked and normalised."""
+    now = now or utc_now()
+    for t in BUNDLE_TABLES:
+        _check_values(con, label, t, staged[t.name])
+        _check_unique(con, label, t, staged[t.name])
+    _check_references(con, label, staged)
+    _check_ids_and_times(con, label, staged, now)
+    _check_hosts(con, label, staged["hosts"])
+    _check_json_shapes(con, label, staged["cases"])
+    _check_specs(con, label, staged)
+    dropped = _check_statistics(con, label, staged)
+    con.execute(
+        f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
+        [origin.kind, origin.ref, origin.sha256, now],
+    )
+    (n_runs,) = con.execute(f"SELECT count(*) FROM {staged['runs']}").fetchone()  # type: ignore[misc]
+    return {"runs": int(n_runs), "drift_slope_dropped": dropped}
+
+
+def show(value, limit: int = 60) -> str:
+    """A staged value for a message: control characters escaped, cut short."""
+    text = escape_controls(str(value))
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _fail(label: str, what: str) -> None:
+    raise InputError(f"{label}: {what}")
+
+
+# Columns that must equal an id of another staged table (checked by _check_references):
+# their form, length and characters are that id's, so they are not scanned again.
+_REFERENCES = {("samples", "case_id"), ("placements", "case_id"), ("cases", "run_id")}
+
+
+def _check_values(con, label: str, t: Table, rel: str) -> None:
+    checks: list[tuple[str, str]] = []
+    for c in t.columns:
+        n = c.name
+        if (t.name, n) in _REFERENCES:
+            if c.required:
+                checks.append((f"{n} IS NULL", f"{n} is NULL"))
+            continue
+        if c.required:
+            checks.append((f"{n} IS NULL", f"{n} is NULL"))
+        if c.choices:
+            allowed = ", ".join(sql_literal(v) for v in c.choices)
+            checks.append((f"{n} NOT IN ({allowed})", f"{n} not in {{{', '.join(c.choices)}}}"))
+        if c.type == "DOUBLE":
+            checks.append((f"NOT isfinite({n})", f"{n} not finite"))
+        if c.type == "JSON":
+            checks.append((f"NOT json_valid({n})", f"{n} not valid JSON"))
+        if c.min is not None:
+            checks.append((f"{n} < {c.min!r}", f"{n} below {c.min:g}"))
+        if c.max is not None:
+            checks.append((f"{n} > {c.max!r}", f"{n} above {c.max:g}"))
+        if c.text_limit is not None:
+            checks.append((f"length({n}) > {c.text_limit}", f"{n} over {c.text_limit:,} chars"))
+            ctl = _CONTROL_MULTILINE if c.multiline or c.type == "JSON" else _CONTROL
+            checks.append((f"regexp_matches({n}, '{ctl}')", f"a control character in {n}"))
+        if c.pattern is not None:
+            checks.append(
+                (
+                    f"NOT regexp_full_match({n}, {sql_literal(c.pattern)})",
+                    f"{n} not of the form {c.pattern}",
+                )
+            )
+    sql = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond, _ in checks)
+    counts = con.execute(f"SELECT {sql} FROM {rel}").fetchone()
+    problems = [f"{n} row(s) with {what}" for (_, what), n in zip(checks, counts, strict=True) if n]
+    if problems:
+        _fail(label, f"bad values in {t.name}: {'; '.join(problems[:6])}")
+
+
+def _check_unique(con, label: str, t: Table, rel: str) -> None:
+    key = t.unique or t.primary_key
+    if not key or t.name == "samples":  # (case_id, idx): in _check_references' count
+        return
+    cols = ", ".join(key)
+    row = con.execute(
+        f"SELECT {cols} FROM {rel} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        _fail(label, f"duplicate {t.name} key ({cols}) = {show(row)}")
+
+
+def _first(con, sql: str) -> tuple | None:
+    return con.execute(sql).fetchone()
+
+
+def _check_references(con, label: str, s: Mapping[str, str]) -> None:
+    h, r, c, smp, p = (s[n] for n in ("hosts", "runs", "cases", "samples", "placements"))
+    checks = [
+        (
+            f"SELECT host_id FROM {r} WHERE host_id IS NOT NULL "
+            f"AND host_id NOT IN (SELECT host_id FROM {h}) LIMIT 1",
+            "a run refers to host {}, which is not in the bundle",
+        ),
+        (
+            f"SELECT run_id FROM {c} WHERE run_id NOT IN (SELECT run_id FROM {r}) LIMIT 1",
+            "a case refers to run {}, which is not in the bundle",
+        ),
+        (
+            f"SELECT case_id FROM {smp} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
+            "a sample refers to case {}, which is not in the bundle",
+        ),
+        (
+            f"SELECT case_id FROM {p} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
+            "a placement refers to case {}, which is not in the bundle",
+        ),
+        (
+            f"SELECT c.case_id FROM {c} c LEFT JOIN (SELECT case_id, count(*) AS n, "
+            f"count(DISTINCT idx) AS d, min(idx) AS lo, max(idx) AS hi FROM {smp} "
+            f"GROUP BY case_id) k USING (case_id) "
+            f"WHERE coalesce(k.n, 0) <> c.n_samples OR coalesce(k.d, 0) <> c.n_samples "
+            f"OR coalesce(k.lo, 0) <> 0 OR coalesce(k.hi, -1) <> c.n_samples - 1 LIMIT 1",
+            "case {}: n_samples does not match its samples (count or idx 0..n-1, each once)",
+        ),
+        (
+            f"SELECT case_id FROM {c} WHERE case_id IN (SELECT case_id FROM cases) "
+            f"AND run_id NOT IN (SELECT run_id FROM runs) LIMIT 1",
+            "case {} is already in the store under another run",
+        ),
+    ]
+    for sql, message in checks:
+        row = _first(con, sql)
+        if row is not None:
+            _fail(label, message.format(show(row[0])))
+
+
+def _check_ids_and_times(con, label: str, s: Mapping[str, str], now: dt.datetime) -> None:
+    r, c = s["runs"], s["cases"]
+    latest = now + CLOCK_SKEW
+    checks = [
+        (
+            f"SELECT run_id FROM {r} WHERE left(run_id, 15) <> "
+            f"strftime(started_at, '%Y%m%d-%H%M%S') LIMIT 1",
+            "run {}: its id does not start with its start time (YYYYmmdd-HHMMSS)",
+        ),
+        (
+            f"SELECT case_id FROM {c} WHERE NOT starts_with(case_id, run_id || '-') LIMIT 1",
+            "case {}: its id does not start with its run's id",
+        ),
+        (
+            f"SELECT run_id FROM {r} WHERE started_at > ?::TIMESTAMP "
+            f"OR finished_at > ?::TIMESTAMP LIMIT 1",
+            "run {} is dated in the future (later than now + the clock skew allowed)",
+        ),
+        (
+            f"SELECT case_id FROM {c} WHERE finished_at > ?::TIMESTAMP LIMIT 1",
+            "case {} is dated in the future (later than now + the clock skew allowed)",
+        ),
+        (
+            f"SELECT run_id FROM {r} WHERE finished_at < started_at - INTERVAL 5 MINUTE LIMIT 1",
+            "run {} finished before it started",
+        ),
+    ]
+    for sql, message in checks:
+        row = con.execute(sql, [latest] * sql.count("?")).fetchone()
+        if row is not None:
+            _fail(label, message.format(show(row[0])))
+
+
+def _check_hosts(con, label: str, rel: str) -> None:
+    cur = con.execute(f"SELECT * FROM {rel}")
+    names = [d[0] for d in cur.description]
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        if not derive.host_id_matches(row):
+            _fail(
+                label,
+                f"host {show(row['host_id'])}: host_id is not the hash of the host's fields "
+                "(a bundle cannot re-attribute runs to another host)",
+            )
+
+
+def _check_json_shapes(con, label: str, rel: str) -> None:
+    row = _first(
+        con,
+        f"SELECT case_id FROM {rel} WHERE params IS NOT NULL AND (json_type(params) <> 'OBJECT' "
+        f"OR len(list_filter(json_keys(params), "
+        f"k -> NOT regexp_full_match(k, {sql_literal(PARAM_KEY)}))) > 0) LIMIT 1",
+    )
+    if row is not None:
+        _fail(label, f"case {show(row[0])}: params must map field paths (model.x, run.x) to values")
+    row = _first(
+        con,
+        f"SELECT case_id FROM {rel} WHERE notes IS NOT NULL AND (json_type(notes) <> 'ARRAY' "
+        f"OR len(list_filter(json_type(notes, '$[*]'), t -> t <> 'VARCHAR')) > 0) LIMIT 1",
+    )
+    if row is not None:
+        _fail(label, f"case {show(row[0])}: notes must be a list of strings")
+
+
+def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
+    """spec_sha256, and the keys and published names derived from each run's spec: in
+    SQL down to the distinct (spec, case, variant) claims, each checked once."""
+    r, c = s["runs"], s["cases"]
+    row = _first(
+        con,
+        f"SELECT run_id FROM {r} WHERE spec_yaml IS NOT NULL AND spec_sha256 IS NOT NULL "
+        f"AND sha256(spec_yaml) <> spec_sha256 LIMIT 1",
+    )
+    if row is not None:
+        _fail(label, f"run {show(row[0])}: spec_sha256 is not the hash of its spec text")
+    published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)
+    cur = con.execute(
+        f"SELECT any_value(r.spec_yaml), min(c.case_id), c.case_index, c.case_key, "
+        f"c.variant_key, c.build_key, c.model_name, c.backend, c.compute_units, c.device, "
+        f"c.weight_bytes FROM {c} c JOIN {r} r USING (run_id) "
+        f"WHERE r.spec_yaml IS NOT NULL OR c.model_name IN ({published}) "
+        f"GROUP BY sha256(r.spec_yaml), c.case_index, c.case_key, c.variant_key, c.build_key, "
+        f"c.model_name, c.backend, c.compute_units, c.device, c.weight_bytes"
+    )
+    names = ["spec", "case_id", "case_index", "case_key", "variant_key", "build_key"]
+    names += ["model_name", "backend", "compute_units", "device", "weight_bytes"]
+    checker = derive.SpecChecker()
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        problem = checker.check_run(row["spec"], [row])
+        if problem:
+            _fail(label, escape_controls(problem))
+
+
+STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
+
+
+def _check_statistics(con, label: str, s: Mapping[str, str]) -> int:
+    """Every statistic against the one its samples give; returns the number of cases
+    whose drift slope was dropped (no start times)."""
+    c, smp = s["cases"], s["samples"]
+    row = _first(
+        con,
+        f"SELECT case_id FROM {c} WHERE n_samples = 0 AND ("
+        + " OR ".join(f"{n} IS NOT NULL" for n in (*STAT_COLUMNS, "runtime_median_ms"))
+        + ") LIMIT 1",
+    )
+    if row is not None:
+        _fail(label, f"case {show(row[0])}: statistics without samples")
+    row = _first(
+        con,
+        f"SELECT case_id FROM {smp} GROUP BY case_id "
+        f"HAVING count(start_ns) NOT IN (0, count(*)) LIMIT 1",
+    )
+    if row is not None:
+        _fail(label, f"case {show(row[0])}: start_ns is missing for some of its samples")
+    row = _first(
+        con,
+        f"SELECT c.case_id FROM {c} c JOIN (SELECT case_id, median(runtime_ns) / 1e6 AS m "
+        f"FROM {smp} GROUP BY case_id) k USING (case_id) "
+        f"WHERE c.runtime_median_ms IS NOT NULL AND (k.m IS NULL OR abs(c.runtime_median_ms - "
+        f"k.m) > greatest({recompute.REL_TOL} * abs(k.m), {recompute.ABS_TOL_MS})) LIMIT 1",
+    )
+    if row is not None:
+        _fail(label, f"case {show(row[0])}: runtime_median_ms is not the median of its runtime_ns")
+    cases = con.execute(
+        f"SELECT case_id, n_samples, weight_bytes::DOUBLE AS wb, flops::DOUBLE AS fl, "
+        f"coalesce(concurrency, 1) AS conc, {', '.join(STAT_COLUMNS)} "
+        f"FROM {c} WHERE n_samples > 0 ORDER BY case_id"
+    ).fetchnumpy()
+    if not len(cases["case_id"]):
+        return 0
+    smp_np = con.execute(f"SELECT wall_ns, start_ns FROM {smp} ORDER BY case_id, idx").fetchnumpy()
+    wall = np.asarray(smp_np["wall_ns"], dtype=np.int64)
+    start_col = smp_np["start_ns"]
+    start_mask = np.ma.getmaskarray(start_col)
+    starts = np.asarray(np.ma.filled(start_col, 0), dtype=np.int64)
+    n = np.asarray(cases["n_samples"], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n)])
+    no_starts = np.zeros(len(n), dtype=bool)
+    for k, idx in recompute.groups(n):
+        rows = offsets[idx][:, None] + np.arange(k)[None, :]
+        w = wall[rows]
+        has_start = ~start_mask[rows].any(axis=1)
+        no_starts[idx] = ~has_start
+        got = recompute.recompute(
+            w, starts[rows], _floats(cases["wb"], idx), _floats(cases["fl"], idx)
+        )
+        st = starts[rows]
+        seconds = (st.max(axis=1) - st.min(axis=1)) / 1e9
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(seconds > 0, (w.max(axis=1) - w.min(axis=1)) / 1e6 / seconds, 0.0)
+        for col in STAT_COLUMNS:
+            claimed = ~np.ma.getmaskarray(cases[col])[idx]
+            if col == "drift_slope_ms_per_s":
+                claimed &= has_start
+            if col == "throughput_ips":
+                claimed &= np.asarray(cases["conc"])[idx] == 1
+            stored = np.ma.filled(np.ma.asarray(cases[col])[idx].astype(np.float64), np.nan)
+            bad = claimed & ~recompute.agree(
+                stored, got[col], col, scale if col == "drift_slope_ms_per_s" else None
+            )
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                i = idx[j]
+                _fail(
+                    label,
+                    f"case {show(cases['case_id'][i])}: {col} = {_num(stored[j])} but its "
+                    f"{k} samples give {_num(float(got[col][j]))}",
+                )
+    dropped = no_starts & ~np.ma.getmaskarray(cases["drift_slope_ms_per_s"])
+    if dropped.any():
+        ids = np.asarray(cases["case_id"], dtype=object)[dropped]
+        con.register("_trust_dropped", {"case_id": ids})
+        try:
+            con.execute(
+                f"UPDATE {c} SET drift_slope_ms_per_s = NULL "
+                f"WHERE case_id IN (SELECT case_id FROM _trust_dropped)"
+            )
+        finally:
+            con.unregister("_trust_dropped")
+    return int(dropped.sum())
+
+
+def _floats(col, idx: np.ndarray) -> np.ndarray:
+    return np.ma.filled(np.ma.asarray(col, dtype=np.float64)[idx], np.nan)
+
+
+def _num(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "no value (NULL)"
+    return f"{float(v)!r}"
