@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "pull": "pull",
     "chart": "chart",
     "report": "report",
+    "share": "share",
 }
 
 
