@@ -116,7 +116,8 @@ def _affine(p: Prep) -> Run:
         m = xp.reshape(xp.astype(env[matrix], xp.float_dtype), [-1, 2, 3])
         if xp.shape(m)[0] not in (1, b):
             raise p.fail(f"transform_matrix has {xp.shape(m)[0]} rows for a batch of {b}")
-        src = xp.matmul(m, p.derived(("base", oh, ow), base))  # (D, 2, oh * ow)
+        grid = p.derived(("base", oh, ow), lambda: base().astype(xp.float_dtype))
+        src = xp.matmul(m, grid)  # (D, 2, oh * ow)
         src = xp.broadcast_to(src, [b, 2, oh * ow])
         cx = xp.reshape(xp.getitem(src, (slice(None), 0)), [b, oh, ow])
         cy = xp.reshape(xp.getitem(src, (slice(None), 1)), [b, oh, ow])
