@@ -213,3 +213,28 @@ def test_report_renders_every_chart_and_reads_well(chromium, store, tmp_path):
     assert any("swept no parameter" in n for n in note)
     png = dom.screenshot(chromium, page, tmp_path / "report.png", tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_compares_os_versions_and_marks_clipped_samples(chromium, tmp_path):
+    """Two macOS versions of one chip, and a smoke-like layout sweep with far outliers:
+    the report draws the OS comparison, the categorical sweep as points, and the
+    clipped samples as their own marks, in Chromium."""
+    path = tmp_path / "results.duckdb"
+    syn.lm_head_run(path, seed=1, host={**syn.MAC_HOST, "os_version": "14.7"})
+    mac = syn.lm_head_run(path, seed=2)
+    layout = syn.layout_run(path)
+    root = dom.dump_dom(chromium, write_report(path, mac, tmp_path / "mac.html"), tmp_path)
+    ids = [d.attrs["id"] for d in root.find("div", class_="chart")]
+    assert "chart-factors-os" in ids
+    rendered(root, len(ids))
+    texts = dom.svg_texts(root)
+    assert {"macOS 14.7", "macOS 15.3.1"} <= set(texts)  # the OS legend
+    assert any(t.startswith("M4 Max · macOS 14.7") for t in texts)
+    root = dom.dump_dom(chromium, write_report(path, layout, tmp_path / "l.html"), tmp_path)
+    ids = [d.attrs["id"] for d in root.find("div", class_="chart")]
+    rendered(root, len(ids))
+    assert len(dom.marks(root, "sweep_points")) == 4 and not dom.marks(root, "lines")
+    clipped = dom.marks(root, "clipped")  # latency and timeline: triangles at the edges
+    assert clipped and all("latency (ms): " in c.attrs.get("aria-label", "") for c in clipped)
+    texts = dom.svg_texts(root)
+    assert any("drawn as triangles at the edge" in t for t in texts)

@@ -314,3 +314,23 @@ def test_report_refuses_an_unknown_baseline_chip(cli, store, tmp_path):
     r = cli("report", "--store", store["path"], "--out", out, "--baseline", "M4 Pro")
     assert r.returncode == 0, r.stderr
     assert "baseline M4 Pro" in out.read_text()
+
+
+def test_by_os_through_the_cli(cli, tmp_path):
+    path = tmp_path / "results.duckdb"
+    syn.lm_head_run(path, seed=1, host={**syn.MAC_HOST, "os_version": "14.7"})
+    syn.lm_head_run(path, seed=2)
+    out = tmp_path / "o"
+    r = cli("chart", "factors", "--by", "os", "--store", path, "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((out / "factors.vl.json").read_text())
+    assert {d["series"] for d in spec["datasets"]["factors"]} == {"macOS 14.7", "macOS 15.3.1"}
+    r = cli("chart", "latency", "--by", "os", "--store", path, "--out", out)
+    assert r.returncode == 2 and "--by applies to the factors chart only" in r.stderr
+    # only published rows (a fresh store): nothing to compare across OS versions, said so
+    from anemll_spec.store import open_store
+
+    empty = tmp_path / "empty.duckdb"
+    open_store(empty).close()
+    r = cli("chart", "factors", "--by", "os", "--store", empty, "--out", tmp_path / "e")
+    assert r.returncode == 2 and "no own runs to compare across OS versions" in r.stderr

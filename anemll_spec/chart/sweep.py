@@ -250,7 +250,7 @@ def chart(
                 tooltip=tip,
                 **extra,
             )  # fmt: skip
-            .properties(name="points")
+            .properties(name="sweep_points")
         )
         shape_words = (
             f"{param} is categorical: one point per {series_title} (e.g. {series[0]}) and "
