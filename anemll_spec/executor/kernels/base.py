@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.graph import Op, VarType, materialize
+from anemll_spec.mlmodel.ir import Op, VarType, materialize
 
 Env = dict[str, Any]
 Run = Callable[[Env], Any]
@@ -88,8 +88,10 @@ class Prep:
         to_backend: Callable[[Any, str | None], Any],
         fp16: bool,
         types: dict[str, VarType],
+        function: str = "",
     ):
         self.op = op
+        self.function = function  # the function being prepared, named in errors
         self._types = types  # var name -> declared VarType, for every variable
         self.xp = xp
         self.fp16 = fp16
@@ -114,7 +116,8 @@ class Prep:
 
     # -- errors -----------------------------------------------------------------------
     def fail(self, message: str) -> InputError:
-        return InputError(f"{self.op.where()}: {message}")
+        where = f" in function '{self.function}'" if self.function else ""
+        return InputError(f"{self.op.where()}{where}: {message}")
 
     def check(self, ok: bool, message: str) -> None:
         """Refuse the op at load unless `ok` (an attribute outside its documented range)."""

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from anemll_spec.executor.dtypes import BY_NAME
 from anemll_spec.executor.kernels.base import Prep, Run, kernel, norm_axis, refuse
+from anemll_spec.mlmodel.dtypes import BY_NAME
 
 refuse(
     "random ops draw from Core ML's own generator, which cannot be reproduced off a Mac",
@@ -22,6 +22,15 @@ refuse(
     "random_normal",
     "random_uniform",
 )
+
+# ops whose kernels are here but whose values the program IR cannot carry yet: list values
+# (make_list...) and classify's label and dictionary outputs. The program refuses them at
+# load (tests/test_ops_misc.py checks that it still does, so this list stays true).
+PENDING = {
+    op: "the program cannot hold list values yet (parsing and outputs of listType)"
+    for op in ("make_list", "list_length", "list_write", "list_read", "list_gather", "list_scatter")
+}
+PENDING["classify"] = "the program cannot hold its list input and str/dict outputs yet"
 
 QUANT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 

@@ -1,0 +1,77 @@
+"""`anemll-spec ops` and the data behind it stay in step with coremltools' op registry and
+with the kernel registry; every op not supported says why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from anemll_spec.executor.kernels import KERNELS
+from anemll_spec.executor.kernels.coverage import NO_KERNEL, coverage, op_coverage, totals
+from anemll_spec.executor.kernels.misc import PENDING
+from anemll_spec.executor.kernels.opsets import OPSETS, generate
+
+
+def test_opset_table_matches_coremltools_registry():
+    assert generate() == OPSETS
+    assert len(OPSETS) >= 169  # coremltools 9: 168 core ops + the coreml dialect's state op
+    assert OPSETS["gather"] == ("iOS15", "iOS16", "iOS17")
+    assert OPSETS["read_state"] == ("iOS18",)
+
+
+def test_every_kernel_is_an_op_of_the_opsets():
+    assert set(KERNELS) <= set(OPSETS)
+
+
+def test_every_op_is_supported_refused_or_says_why():
+    rows = coverage()
+    assert [r.op for r in rows] == list(OPSETS)
+    for r in rows:
+        for side in (r.numpy, r.torch):
+            assert side.status in ("supported", "refused", "not supported")
+            if side.status != "supported":
+                assert side.note, f"{r.op}: {side.status} without a reason"
+    missing = {r.op for r in rows if r.numpy.status == "not supported"}
+    known = set(PENDING) | set(NO_KERNEL) | {op for op in OPSETS if op.startswith("constexpr_")}
+    assert missing <= known, f"ops with no kernel and no stated reason: {sorted(missing - known)}"
+    refused = {r.op for r in rows if r.numpy.status == "refused"}
+    assert refused == {"random_bernoulli", "random_categorical", "random_normal", "random_uniform"}
+
+
+def test_host_ops_say_so_on_torch():
+    row = op_coverage("non_maximum_suppression")
+    assert row.numpy.status == row.torch.status == "supported"
+    assert "host" in row.torch.note and "CUDA graph" in row.torch.note
+    assert op_coverage("conv_transpose").torch.note == ""
+
+
+def test_ops_cli_json_without_coremltools():
+    code = (
+        "import json, sys\n"
+        "from anemll_spec.cli import main\n"
+        "rc = main(['ops', '--json'])\n"
+        "assert rc == 0, rc\n"
+        "assert 'coremltools' not in sys.modules, 'ops imported coremltools'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert [o["op"] for o in data["ops"]] == list(OPSETS)
+    assert data["totals"] == totals(coverage())
+    by_op = {o["op"]: o for o in data["ops"]}
+    assert by_op["conv"]["opsets"] == ["iOS15", "iOS17"]
+    assert by_op["random_normal"]["numpy"]["status"] == "refused"
+
+
+def test_ops_cli_text_and_missing(capsys):
+    from anemll_spec.cli import main
+
+    assert main(["ops", "--missing"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["op", "opsets", "numpy", "torch", "note"]
+    listed = {line.split()[0] for line in lines[2:] if not line.startswith(("numpy:", "torch:"))}
+    assert listed == {r.op for r in coverage() if r.numpy.status != "supported"}
+    counts = totals(coverage())["numpy"]
+    assert f"numpy: {counts['supported']} of {len(OPSETS)} ops supported" in out
