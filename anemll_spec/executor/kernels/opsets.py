@@ -10,6 +10,10 @@ from __future__ import annotations
 
 OPSETS_NAMES = ("iOS15", "iOS16", "iOS17", "iOS18")
 
+# ops saved programs hold that the registry does not define: coremltools saves the coreml
+# dialect's coreml_update_state as write_state + read_state
+SAVED_ONLY = {"write_state": "coreml_update_state as saved (write_state, then read_state)"}
+
 OPSETS: dict[str, tuple[str, ...]] = {
     "_const_symbolic": ("iOS15",),
     "abs": ("iOS15",),
