@@ -32,15 +32,15 @@ def test_rosetta_is_said_not_refused():
 
 
 def test_feed_casts_once_to_what_core_ml_takes():
-    from anemll_spec.model_io import ModelIO, TensorInfo, synth_inputs
+    from anemll_spec.model_io import ModelIO, TensorSpec, synth_inputs
 
     io = ModelIO(
         inputs=[
-            TensorInfo("hidden_states", (1, 1, 64), "float16"),
-            TensorInfo("position_ids", (1,), "int32"),
-            TensorInfo("causal_mask", (1, 1, 1, 8), "float16"),
+            TensorSpec("hidden_states", (1, 1, 64), "float16"),
+            TensorSpec("position_ids", (1,), "int32"),
+            TensorSpec("causal_mask", (1, 1, 1, 8), "float16"),
         ],
-        outputs=[TensorInfo("y", (1, 1, 64), "float16")],
+        outputs=[TensorSpec("y", (1, 1, 64), "float16")],
     )
     inputs = synth_inputs(io, seed=3, int_ranges={"position_ids": [0, 7]})
     feed = coreml.coreml_feed(inputs, {t.name: t.dtype for t in io.inputs})

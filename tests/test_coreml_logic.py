@@ -158,15 +158,15 @@ def multifunction(cache, tmp_path_factory) -> Path:
 
 
 def test_plan_reads_the_default_function_not_main_or_the_first(multifunction, built):
-    from anemll_spec.model_io import load_spec_proto
+    from anemll_spec.mlmodel import open_model
 
-    names = list(load_spec_proto(multifunction).mlProgram.functions)
+    names = list(open_model(multifunction).spec.mlProgram.functions)
     assert sorted(names) == ["first", "second"]
     default = coreml_plan.default_function(multifunction)
     assert default == "second"
     assert coreml_plan.pick_function(names, default) == "second"
     # a single-function package: no default recorded, its one function ('main')
-    single = list(load_spec_proto(built.path).mlProgram.functions)
+    single = list(open_model(built.path).spec.mlProgram.functions)
     assert coreml_plan.default_function(built.path) is None
     assert coreml_plan.pick_function(single, None) == "main"
     assert coreml_plan.default_function(Path("x.mlmodelc")) is None

@@ -49,11 +49,11 @@ def default_function(source: Path) -> str | None:
     """The function Core ML runs when none is named: the description's
     defaultFunctionName of an .mlpackage ('' in single-function models -> None).
     A compiled .mlmodelc does not say (None)."""
-    from anemll_spec.model_io import load_spec_proto
+    from anemll_spec.mlmodel import open_model
 
     if source.suffix.lower() != ".mlpackage":
         return None
-    return load_spec_proto(source).description.defaultFunctionName or None
+    return open_model(source).spec.description.defaultFunctionName or None
 
 
 def pick_function(names: Iterable[str], default: str | None) -> str:

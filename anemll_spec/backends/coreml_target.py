@@ -94,19 +94,12 @@ def model_target(model: Mapping[str, Any]) -> tuple[str | None, bool]:
     model's metadata.json), since their spec field does not describe the file."""
     if model.get("family") != "external":
         return model.get("deployment_target"), model.get("family") == "attention"
-    from anemll_spec.model_io import describe, load_spec_proto, read_compiled_metadata
+    from anemll_spec.mlmodel import open_model
 
-    path = Path(model["path"])
-    has_state = bool(describe(path).states)
-    if path.suffix.lower() == ".mlpackage":
-        version = load_spec_proto(path).specificationVersion
-    else:
-        version = (read_compiled_metadata(path) or {}).get("specificationVersion")
-    try:
-        version = int(version) if version is not None else None
-    except (TypeError, ValueError):
-        version = None
-    return SPEC_VERSION_TARGET.get(version) if version is not None else None, has_state
+    saved = open_model(Path(model["path"]))
+    version = saved.spec_version  # the proto's, or a compiled model's metadata.json
+    target = SPEC_VERSION_TARGET.get(version) if version is not None else None
+    return target, bool(saved.io().states)
 
 
 def why_not(model: Mapping[str, Any] | Any, macos: MacOS | None = None) -> str | None:
