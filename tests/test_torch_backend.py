@@ -130,6 +130,34 @@ def test_torch_info_names_versions_and_gpu():
         assert info["gpu_driver"] and info["gpu_sm_count"] > 0
 
 
+def test_nvidia_smi_runs_once_per_process(tmp_path, monkeypatch):
+    """GPU facts are collected once: host capture and torch_info share one nvidia-smi
+    answer (a stand-in nvidia-smi on PATH counts its runs)."""
+    from anemll_spec.executor import torch_host
+
+    calls = tmp_path / "calls"
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\necho run >> {calls}\necho 'NVIDIA H100 80GB HBM3, 550.54.15'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    torch_host.nvidia_gpus.cache_clear()
+    try:
+        first, second = torch_host.nvidia_gpus(), torch_host.nvidia_gpus()
+    finally:
+        torch_host.nvidia_gpus.cache_clear()
+    assert first == second == ({"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15"},)
+    assert calls.read_text().splitlines() == ["run"]
+
+
+def test_torch_info_is_collected_once_per_device():
+    from anemll_spec.executor.torch_host import torch_info
+
+    first = torch_info("cpu")
+    first["torch_version"] = "changed by the caller"
+    assert torch_info("cpu")["torch_version"] == torch.__version__  # a fresh copy each call
+    assert torch_info("cpu") == torch_info(torch.device("cpu"))
+
+
 def test_nothing_imports_torch_at_module_level():
     code = (
         "import sys\n"
