@@ -112,7 +112,7 @@ def test_two_processes_building_one_key(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [cache_key(m)]
     entry, problem = cache_mod.lookup(tmp_path, cache_key(m))
     assert entry is not None, problem
-    from anemll_spec.build.inspect import weights_sha256
+    from anemll_spec.mlmodel.inspect import weights_sha256
 
     assert weights_sha256(entry.package) == outs[0]["sha"]
 

@@ -19,7 +19,7 @@ from build_util import (
 )
 
 from anemll_spec.build import build_package, estimate
-from anemll_spec.build.inspect import inspect_model
+from anemll_spec.mlmodel.inspect import inspect_model
 from anemll_spec.errors import InputError
 
 H, ROWS = 256, 256  # each lm_head chunk weight: (256, 256, 1, 1)

@@ -16,7 +16,7 @@ import pytest
 from build_util import weight_bin
 
 from anemll_spec.build import build
-from anemll_spec.build.inspect import inspect_model
+from anemll_spec.mlmodel.inspect import inspect_model
 from anemll_spec.spec import expand, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 from build_util import attention, ffn, lm_head, matmul, op_counts, proto, weight_bin
 
 from anemll_spec.build import build, build_package
-from anemll_spec.build.inspect import inspect_model
+from anemll_spec.mlmodel.inspect import inspect_model
 from anemll_spec.errors import InputError
 
 FIX = Path(__file__).parent / "fixtures" / "build"

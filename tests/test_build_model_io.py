@@ -12,7 +12,7 @@ from build_util import attention, lm_head, proto
 
 from anemll_spec.build import build_package
 from anemll_spec.errors import InputError
-from anemll_spec.model_io import ModelIO, TensorInfo, describe, synth_inputs
+from anemll_spec.model_io import ModelIO, TensorSpec, describe, synth_inputs
 
 FIX = Path(__file__).parent / "fixtures" / "build"
 
@@ -90,10 +90,10 @@ def test_describe_corrupt_proto(tmp_path):
 def _io() -> ModelIO:
     return ModelIO(
         inputs=[
-            TensorInfo("hidden_states", (1, 4, 8), "float16"),
-            TensorInfo("position", (2000,), "int32"),
-            TensorInfo("causal_mask", (1, 1, 4, 16), "float16"),
-            TensorInfo("x32", (3, 3), "float32"),
+            TensorSpec("hidden_states", (1, 4, 8), "float16"),
+            TensorSpec("position", (2000,), "int32"),
+            TensorSpec("causal_mask", (1, 1, 4, 16), "float16"),
+            TensorSpec("x32", (3, 3), "float32"),
         ],
         outputs=[],
     )

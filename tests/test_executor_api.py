@@ -13,7 +13,7 @@ from fixtures.executor.mil_models import mb, save_program
 from anemll_spec.cli import main as cli_main
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
-from anemll_spec.executor.graph import Arg
+from anemll_spec.mlmodel.ir import Arg
 
 RNG = np.random.default_rng(5)
 W = RNG.standard_normal((3, 4)).astype(np.float32)
@@ -84,20 +84,25 @@ def test_bad_inputs_are_input_errors(model, change, message):
 
 
 def test_unsupported_op_names_type_name_and_position(tmp_path):
+    """An op type no kernel knows (renamed in the saved proto) fails at load, named."""
+    from coremltools.proto import Model_pb2
+
     @mb.program(input_specs=[mb.TensorSpec((4, 3))], opset_version=ct.target.iOS18)
     def prog(x):
         y = mb.relu(x=x)
-        return mb.scatter(
-            data=y,
-            indices=np.array([1], np.int32),
-            updates=np.ones((1, 3), np.float32),
-            axis=0,
-            name="my_scatter",
-        )
+        return mb.sigmoid(x=y, name="my_op")
 
     path = save_program(prog, tmp_path / "sc.mlpackage")
+    model_file = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    spec = Model_pb2.Model()
+    spec.ParseFromString(model_file.read_bytes())
+    block = spec.mlProgram.functions["main"].block_specializations["CoreML8"]
+    index = [op.type for op in block.operations].index("sigmoid")
+    block.operations[index].type = "made_up_op"
+    model_file.write_bytes(spec.SerializeToString())
     with pytest.raises(
-        InputError, match=r"unsupported op type 'scatter' \(op 'my_scatter', index \d+"
+        InputError,
+        match=rf"unsupported op type 'made_up_op' \(op 'my_op', index {index} in function 'main'\)",
     ):
         load(path)
 
@@ -106,7 +111,7 @@ def test_not_a_model(tmp_path):
     with pytest.raises(InputError, match="no such model"):
         load(tmp_path / "missing.mlpackage")
     (tmp_path / "m.mlmodelc").mkdir()
-    with pytest.raises(InputError, match="compiled models"):
+    with pytest.raises(InputError, match="not a compiled Core ML model"):
         load(tmp_path / "m.mlmodelc")
     (tmp_path / "empty.mlpackage").mkdir()
     with pytest.raises(InputError, match="not an .mlpackage"):

@@ -13,7 +13,7 @@ from fixtures.executor.mil_models import mb, save_program, saved_op_types
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
-from anemll_spec.executor.blob import BlobFile
+from anemll_spec.mlmodel.blob import BlobFile
 
 RNG = np.random.default_rng(3)
 

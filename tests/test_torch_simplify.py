@@ -104,7 +104,9 @@ def test_compressed_weights_are_decoded_once(cache, monkeypatch):
     calls = []
     real = decompress._DECOMPRESS["constexpr_lut_to_dense"]
     monkeypatch.setitem(
-        decompress._DECOMPRESS, "constexpr_lut_to_dense", lambda arg: calls.append(1) or real(arg)
+        decompress._DECOMPRESS,
+        "constexpr_lut_to_dense",
+        lambda arg, fp16: calls.append(1) or real(arg, fp16),
     )
     prog = load(path, passes=[simplify])
     assert len(calls) == 8  # one decode per chunk, none again when the program is prepared

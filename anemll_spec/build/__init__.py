@@ -314,7 +314,7 @@ def build(
 ) -> Built:
     """The case's model as a saved package: from the cache, or built and cached."""
     from anemll_spec.build import cache
-    from anemll_spec.build.inspect import weight_files, weights_sha256
+    from anemll_spec.mlmodel.inspect import weight_files, weights_sha256
 
     t0 = time.perf_counter()
     if case_model["family"] == "external":

@@ -21,7 +21,7 @@ def _path(model: dict) -> Path:
 
 def validate(model: dict, *, sha: bool = True) -> dict:
     """Inspect the user's model; InputError naming the path and what is wrong."""
-    from anemll_spec.build.inspect import inspect_model
+    from anemll_spec.mlmodel.inspect import inspect_model
     from anemll_spec.model_io import describe
 
     p = _path(model)

@@ -22,7 +22,7 @@ def _tensors(title: str, items: list[dict]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anemll_spec.build.inspect import inspect_model
+    from anemll_spec.mlmodel.inspect import inspect_model
 
     info = inspect_model(args.model)
     if args.json:

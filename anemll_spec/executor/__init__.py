@@ -47,6 +47,7 @@ and torch tensors both implement.
 """
 
 from anemll_spec.executor.program import ExecutionError, Program, load
-from anemll_spec.executor.state import State, TensorSpec
+from anemll_spec.executor.state import State
+from anemll_spec.mlmodel.features import TensorSpec
 
 __all__ = ["ExecutionError", "Program", "State", "TensorSpec", "load"]

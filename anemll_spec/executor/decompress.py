@@ -6,6 +6,16 @@ their parameters, as the defs define them:
   iOS18 `constexpr_lut_to_dense(indices: uintN[shape], lut: T[g..., 2^n, V], vector_axis?)`.
 - iOS16 `constexpr_sparse_to_dense(nonzero_data, mask: uint8 packed bits, shape)`;
   iOS18 `constexpr_sparse_to_dense(nonzero_data, mask: uint1[shape])`.
+iOS18's sparse-to-sparse ops (`constexpr_lut_to_sparse`,
+`constexpr_sparse_blockwise_shift_scale`) have two outputs, (mask, nonzero_data), which a
+`constexpr_sparse_to_dense` makes dense; chained, they give the joint sparse + palettized
+and sparse + quantized forms (a quantized LUT is a `constexpr_blockwise_shift_scale`
+feeding `lut`).
+
+Numerics: the result has the op's declared dtype. Shift-scale is `scale * (data - offset)`;
+the fp32 reference computes it in fp32 and rounds once to the declared dtype; with
+`fp16=True` an fp16 result is computed as Core ML computes fp16 (coremltools' own
+`decompress`): every step (the subtraction, the product) is rounded to fp16.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.dtypes import unpack_bits
-from anemll_spec.executor.graph import Op, materialize
+from anemll_spec.mlmodel.dtypes import BY_NAME, unpack_bits
+from anemll_spec.mlmodel.ir import Op, materialize
+from anemll_spec.mlmodel.limits import check_alloc, element_count
 
 Resolve = Callable[[str], Any]  # param name -> constant value (None when absent)
 
@@ -26,8 +37,8 @@ def is_compile_time(op_type: str) -> bool:
     return op_type == "const" or op_type.startswith("constexpr_")
 
 
-def evaluate(op: Op, arg: Resolve) -> Any:
-    """Value of a const/constexpr op's (first) output."""
+def evaluate(op: Op, arg: Resolve, fp16: bool = False) -> Any:
+    """Value of a const/constexpr op: one array, or a tuple for an op of several outputs."""
     if op.type == "const":
         if "val" not in op.attrs:
             raise InputError(f"{op.where()}: const without a value")
@@ -35,18 +46,34 @@ def evaluate(op: Op, arg: Resolve) -> Any:
     fn = _DECOMPRESS.get(op.type)
     if fn is None:
         raise InputError(f"{op.where()}: unsupported op type '{op.type}'")
+    _check_outputs(op)
     try:
-        out = fn(arg)
+        out = fn(arg, fp16)
     except InputError:
         raise
     except (ValueError, IndexError, TypeError) as exc:
         raise InputError(f"{op.where()}: cannot decompress: {exc}") from exc
-    declared = op.outputs[0].static_shape
-    if declared is not None and tuple(out.shape) != declared:
-        raise InputError(
-            f"{op.where()}: decompressed shape {tuple(out.shape)} != declared {declared}"
-        )
+    outs = out if isinstance(out, tuple) else (out,)
+    if len(outs) != len(op.outputs):
+        raise InputError(f"{op.where()}: {len(outs)} results for {len(op.outputs)} outputs")
+    for value, var in zip(outs, op.outputs, strict=True):
+        declared = var.static_shape
+        if declared is not None and tuple(value.shape) != declared:
+            raise InputError(
+                f"{op.where()}: decompressed shape {tuple(value.shape)} != declared {declared}"
+            )
     return out
+
+
+def _check_outputs(op: Op) -> None:
+    """The memory the declared outputs need, before anything is decoded."""
+    total = 0
+    for var in op.outputs:
+        t = BY_NAME.get(var.dtype)
+        if var.static_shape is None or t is None or t.np_dtype is None:
+            continue
+        total += element_count(var.static_shape, op.where()) * max(t.np_dtype.itemsize, 4)
+    check_alloc(total, op.where(), "decompressing needs")
 
 
 def _block_view(shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[list[int], list[int]]:
@@ -63,48 +90,61 @@ def _block_view(shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[list[i
     return data_view, param_view
 
 
-def _affine_dequantize(arg: Resolve) -> np.ndarray:
+def _shift_scale(data: np.ndarray, scale: np.ndarray, offset: Any, fp16: bool) -> np.ndarray:
+    """scale * (data - offset); scale and offset already broadcast against data."""
+    scale = np.asarray(scale)
+    if scale.dtype.kind != "f":
+        raise ValueError(f"scale must be a float tensor, got {scale.dtype}")
+    step = np.float16 if fp16 and scale.dtype == np.float16 else np.float32
+    out = data.astype(step)
+    if offset is not None:
+        out -= np.asarray(offset).astype(step)
+    out *= scale.astype(step)
+    return out.astype(scale.dtype, copy=False)
+
+
+def _affine_dequantize(arg: Resolve, fp16: bool) -> np.ndarray:
     """iOS16: scale * (quantized_data - zero_point), scale/zero_point scalar or along axis."""
     data = np.asarray(arg("quantized_data"))
     scale = np.asarray(arg("scale"))
     zero = np.asarray(arg("zero_point"))
     axis = int(arg("axis"))
     axis = axis + data.ndim if axis < 0 else axis
+    if not 0 <= axis < data.ndim:
+        raise ValueError(f"axis {axis} outside rank {data.ndim}")
 
     def along(v: np.ndarray) -> np.ndarray:
         if v.ndim == 0:
-            return v.astype(np.float32)
+            return v
         shape = [1] * data.ndim
         shape[axis] = v.shape[0]
-        return v.astype(np.float32).reshape(shape)
+        return v.reshape(shape)
 
-    out = (data.astype(np.float32) - along(zero)) * along(scale)
-    return out.astype(scale.dtype)
+    return _shift_scale(data, along(scale), along(zero), fp16)
 
 
-def _blockwise_shift_scale(arg: Resolve) -> np.ndarray:
+def _blockwise_shift_scale(arg: Resolve, fp16: bool) -> np.ndarray:
     """iOS18: scale[block] * (data - offset[block]); block = data.shape / scale.shape."""
-    data = np.asarray(arg("data"))
-    scale = np.asarray(arg("scale"))
-    offset = arg("offset")
+    return _blockwise(np.asarray(arg("data")), np.asarray(arg("scale")), arg("offset"), fp16)
+
+
+def _blockwise(data: np.ndarray, scale: np.ndarray, offset: Any, fp16: bool) -> np.ndarray:
     data_view, param_view = _block_view(data.shape, scale.shape)
-    out = data.astype(np.float32)
-    view = out.reshape(data_view)
     if offset is not None:
-        view -= np.asarray(offset).astype(np.float32).reshape(param_view)
-    view *= scale.astype(np.float32).reshape(param_view)
-    return out.astype(scale.dtype)
+        offset = np.asarray(offset).reshape(param_view)
+    out = _shift_scale(data.reshape(data_view), scale.reshape(param_view), offset, fp16)
+    return out.reshape(data.shape)
 
 
-def _lut_to_dense(arg: Resolve) -> np.ndarray:
+def _lut_to_dense(arg: Resolve, fp16: bool) -> np.ndarray:
     if arg("shape") is not None:  # iOS16 form
         indices = np.asarray(arg("indices"), dtype=np.uint8).reshape(-1)
         lut = np.asarray(arg("lut")).reshape(-1)
         shape = tuple(int(s) for s in np.asarray(arg("shape")).reshape(-1))
-        nbits = int(np.log2(lut.size))
-        if 2**nbits != lut.size:
+        nbits = int(np.log2(lut.size)) if lut.size else 0
+        if lut.size == 0 or 2**nbits != lut.size:
             raise ValueError(f"lut size {lut.size} is not a power of two")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = element_count(shape, "constexpr_lut_to_dense shape")
         return lut[unpack_bits(indices, nbits, count, False)].reshape(shape)
     return _lut_to_dense_ios18(
         np.asarray(arg("indices")), np.asarray(arg("lut")), arg("vector_axis")
@@ -120,7 +160,7 @@ def _lut_to_dense_ios18(indices: np.ndarray, lut: np.ndarray, vector_axis: Any) 
         raise ValueError(f"lut rank {lut.ndim} != indices rank {rank} + 2")
     groups, (palette, vsize) = lut.shape[:rank], lut.shape[rank:]
     for a in range(rank):
-        if indices.shape[a] % groups[a]:
+        if groups[a] == 0 or indices.shape[a] % groups[a]:
             raise ValueError(f"indices dim {indices.shape[a]} not divisible by {groups[a]} luts")
     if int(indices.max(initial=0)) >= palette:
         raise ValueError(f"index {int(indices.max())} outside a {palette}-entry lut")
@@ -131,10 +171,7 @@ def _lut_to_dense_ios18(indices: np.ndarray, lut: np.ndarray, vector_axis: Any) 
         values[sl] = lut[g][indices[sl]]  # (palette, V) table indexed by uint indices
     if vsize == 1:
         return values[..., 0]
-    if vector_axis is None:
-        raise ValueError("vector palettization (V > 1) needs vector_axis")
-    axis = int(vector_axis)
-    axis = axis + rank if axis < 0 else axis
+    axis = _vector_axis(vector_axis, rank)
     # (..., d_axis, ..., V) -> put V right after the axis, then merge the two
     values = np.moveaxis(values, -1, axis + 1)
     shape = list(indices.shape)
@@ -142,24 +179,56 @@ def _lut_to_dense_ios18(indices: np.ndarray, lut: np.ndarray, vector_axis: Any) 
     return values.reshape(shape)
 
 
-def _sparse_to_dense(arg: Resolve) -> np.ndarray:
+def _vector_axis(vector_axis: Any, rank: int) -> int:
+    if vector_axis is None:
+        raise ValueError("vector palettization (V > 1) needs vector_axis")
+    axis = int(vector_axis)
+    if not -rank <= axis < rank:
+        raise ValueError(f"vector_axis {axis} outside rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def _dense(nonzero: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Scatter nonzero values (in C order) into the set positions of a mask."""
+    nz = mask != 0
+    if int(nz.sum()) != nonzero.size:
+        raise ValueError(f"mask has {int(nz.sum())} set bits for {nonzero.size} values")
+    out = np.zeros(mask.shape, dtype=nonzero.dtype)
+    out[nz] = nonzero.reshape(-1)
+    return out
+
+
+def _sparse_to_dense(arg: Resolve, fp16: bool) -> np.ndarray:
     data = np.asarray(arg("nonzero_data"))
     mask = np.asarray(arg("mask"))
     if arg("shape") is not None:  # iOS16: mask is packed bits, LSB first
         shape = tuple(int(s) for s in np.asarray(arg("shape")).reshape(-1))
-        count = int(np.prod(shape, dtype=np.int64))
-        bits = unpack_bits(mask.astype(np.uint8), 1, count, False).reshape(shape)
-    else:  # iOS18: mask is a uint1 tensor of the output shape
-        shape, bits = mask.shape, mask
-    out = np.zeros(shape, dtype=data.dtype)
-    nz = bits != 0
-    if int(nz.sum()) != data.size:
-        raise ValueError(f"mask has {int(nz.sum())} set bits for {data.size} values")
-    out[nz] = data.reshape(-1)
-    return out
+        count = element_count(shape, "constexpr_sparse_to_dense shape")
+        mask = unpack_bits(mask.astype(np.uint8), 1, count, False).reshape(shape)
+    return _dense(data, mask)
 
 
-def _cast(arg: Resolve) -> np.ndarray:
+def _lut_to_sparse(arg: Resolve, fp16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """iOS18: (mask, values): the lut applied to the nonzero indices only; with vector
+    palettization every mask bit becomes V bits along vector_axis."""
+    mask = np.asarray(arg("indices_mask"))
+    lut = np.asarray(arg("lut"))
+    indices = _dense(np.asarray(arg("indices_nonzero_data")), mask)
+    dense = _lut_to_dense_ios18(indices, lut, arg("vector_axis"))
+    if lut.shape[-1] > 1:
+        mask = np.repeat(mask, lut.shape[-1], axis=_vector_axis(arg("vector_axis"), mask.ndim))
+    return mask, dense[mask != 0].reshape(-1)
+
+
+def _sparse_shift_scale(arg: Resolve, fp16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """iOS18: (mask, scale * (nonzero_data - offset)), blocks taken in the dense layout."""
+    mask = np.asarray(arg("data_mask"))
+    data = _dense(np.asarray(arg("nonzero_data")), mask)
+    dense = _blockwise(data, np.asarray(arg("scale")), arg("offset"), fp16)
+    return mask, dense[mask != 0].reshape(-1)
+
+
+def _cast(arg: Resolve, fp16: bool) -> np.ndarray:
     dtype = str(arg("output_dtype"))
     np_dtype = {"fp32": np.float32, "fp16": np.float16}.get(dtype)
     if np_dtype is None:
@@ -167,10 +236,12 @@ def _cast(arg: Resolve) -> np.ndarray:
     return np.asarray(arg("source_val")).astype(np_dtype)
 
 
-_DECOMPRESS: dict[str, Callable[[Resolve], np.ndarray]] = {
+_DECOMPRESS: dict[str, Callable[[Resolve, bool], Any]] = {
     "constexpr_affine_dequantize": _affine_dequantize,
     "constexpr_blockwise_shift_scale": _blockwise_shift_scale,
     "constexpr_lut_to_dense": _lut_to_dense,
     "constexpr_sparse_to_dense": _sparse_to_dense,
+    "constexpr_lut_to_sparse": _lut_to_sparse,
+    "constexpr_sparse_blockwise_shift_scale": _sparse_shift_scale,
     "constexpr_cast": _cast,
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -15,19 +14,16 @@ import numpy as np
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor.arrays import numpy_ops
+from anemll_spec.executor.control import CONTROL_OPS, BlockPlan, make_cond, make_while
 from anemll_spec.executor.decompress import evaluate, is_compile_time
-from anemll_spec.executor.dtypes import BY_NAME, FLOAT_NAMES
-from anemll_spec.executor.graph import (
-    Function,
-    Op,
-    ValueDecoder,
-    VarType,
-    materialize,
-    parse_function,
-)
 from anemll_spec.executor.kernels import KERNELS
 from anemll_spec.executor.kernels.base import STATE_KEY, Prep, Run
-from anemll_spec.executor.state import State, TensorSpec
+from anemll_spec.executor.state import State
+from anemll_spec.mlmodel.dtypes import BY_NAME, FLOAT_NAMES, np_name
+from anemll_spec.mlmodel.features import TensorSpec
+from anemll_spec.mlmodel.ir import Function, Op, VarType, materialize, walk
+from anemll_spec.mlmodel.limits import available_bytes, element_count
+from anemll_spec.mlmodel.model import open_model
 
 # A lowering pass rewrites a parsed function before kernels are prepared (fusions,
 # re-layouts); it must keep the function's inputs, outputs and semantics.
@@ -41,8 +37,8 @@ class ExecutionError(InputError):
 @dataclass
 class _Out:
     name: str
-    is_float: bool
-    dtype: str  # numpy dtype name for non-float outputs
+    kind: str  # "float", "tensor" (dtype enforced), "value" (lists...: passed as is)
+    dtype: str  # numpy dtype name for non-float tensors
     shape: tuple[int, ...] | None
 
 
@@ -56,58 +52,26 @@ class Step:
     free: list[str]  # variables whose last use is this step
 
 
-def _np_name(mil_dtype: str) -> str:
-    t = BY_NAME.get(mil_dtype)
-    if t is None or t.np_dtype is None:
-        raise InputError(f"data type {mil_dtype} is not supported by the executor")
-    return "float16" if mil_dtype == "fp16" else t.np_dtype.name
-
-
 def _spec_of(v: VarType) -> TensorSpec:
-    return TensorSpec(v.name, tuple(v.shape), _np_name(v.dtype))
+    name = np_name(v.dtype)
+    if name is None:
+        raise InputError(f"'{v.name}': data type {v.dtype} is not supported by the executor")
+    return TensorSpec(v.name, tuple(v.shape), name)
+
+
+def _out_of(v: VarType) -> _Out:
+    if v.dtype in FLOAT_NAMES:
+        return _Out(v.name, "float", "", v.static_shape)
+    name = np_name(v.dtype)
+    if name is None:  # list values, strings...: kernels own them
+        return _Out(v.name, "value", "", None)
+    return _Out(v.name, "tensor", name, v.static_shape)
 
 
 def _rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
-
-
-def model_paths(path: Path) -> tuple[Path, Path]:
-    """(model.mlmodel, directory that @model_path refers to) of an .mlpackage."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such model")
-    if path.suffix == ".mlmodelc":
-        raise InputError(
-            f"{path}: compiled models hold no protobuf program; give the .mlpackage instead"
-        )
-    if path.is_file():
-        return path, path.parent
-    manifest = path / "Manifest.json"
-    if manifest.is_file():
-        try:
-            info = json.loads(manifest.read_text())
-            entry = info["itemInfoEntries"][info["rootModelIdentifier"]]
-            spec_file = path / "Data" / entry["path"]
-            return spec_file, spec_file.parent
-        except (KeyError, ValueError) as exc:
-            raise InputError(f"{manifest}: unreadable manifest: {exc}") from exc
-    spec_file = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
-    if not spec_file.is_file():
-        raise InputError(f"{path}: not an .mlpackage (no Manifest.json, no model.mlmodel)")
-    return spec_file, spec_file.parent
-
-
-def read_spec(spec_file: Path):
-    from coremltools.proto import Model_pb2
-
-    spec = Model_pb2.Model()
-    try:
-        spec.ParseFromString(spec_file.read_bytes())
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise InputError(f"{spec_file}: not a Core ML model spec: {exc}") from exc
-    return spec
 
 
 def load(
@@ -119,35 +83,29 @@ def load(
     xp: Any = None,
     passes: Iterable[Pass] = (),
 ) -> Program:
-    """Load a saved ML Program (.mlpackage) for execution; see the package docstring."""
+    """Load a saved ML Program (.mlpackage, .mlmodel or compiled .mlmodelc) for execution;
+    see the package docstring."""
     t0 = time.perf_counter()
     path = Path(path)
-    spec_file, model_dir = model_paths(path)
-    spec = read_spec(spec_file)
-    if spec.WhichOneof("Type") != "mlProgram":
-        raise InputError(f"{path}: a {spec.WhichOneof('Type')} model, not an ML Program")
-    functions = spec.mlProgram.functions
-    name = function or spec.description.defaultFunctionName or "main"
-    if name not in functions:
-        raise InputError(f"{path}: no function '{name}' (has: {', '.join(sorted(functions))})")
-    decoder = ValueDecoder(model_dir)
-    fn = parse_function(functions[name], name, decoder)
+    model = open_model(path)
+    parsed = model.program(function)
+    fn = parsed.function(function, str(path))
+    order = parsed.input_order.get(fn.name)
     for p in passes:
         fn = p(fn)
-    order = _description_order(spec, name)
     prog = Program(
         fn,
         xp=xp or numpy_ops,
         fp16=fp16,
         path=path,
         input_order=order,
-        release_pages=decoder.release_pages,
+        release_pages=model.weights.release_pages,
     )
-    decoder.release_pages(0)  # decoded weights are copies: the file pages can go
+    model.weights.release_pages(0)  # decoded weights are copies: the file pages can go
     prog.load_s = time.perf_counter() - t0
     if verbose:
         print(
-            f"executor: loaded {path.name} function '{name}': {len(prog.steps)} kernels, "
+            f"executor: loaded {path.name} function '{fn.name}': {len(prog.steps)} kernels, "
             f"{prog.const_count} constants, load {prog.load_s:.2f} s, "
             f"RSS {_rss_mb():.0f} MiB",
             file=sys.stderr,
@@ -155,12 +113,21 @@ def load(
     return prog
 
 
-def _description_order(spec, name: str) -> list[str]:
-    desc = spec.description
-    for f in desc.functions:
-        if f.name == name:
-            return [i.name for i in f.input]
-    return [i.name for i in desc.input]
+def _check_sizes(types: dict[str, VarType], fn_name: str) -> None:
+    """Every declared tensor must fit in memory on its own, checked before anything is
+    allocated (a model may declare an input of [1, 1e6, 1e6])."""
+    avail = available_bytes()
+    for v in types.values():
+        t = BY_NAME.get(v.dtype)
+        if v.static_shape is None or t is None or t.np_dtype is None:
+            continue
+        where = f"function '{fn_name}': '{v.name}'"
+        nbytes = element_count(v.static_shape, where) * max(t.np_dtype.itemsize, 4)
+        if nbytes > avail:
+            raise InputError(
+                f"{where} of shape {list(v.static_shape)} needs {nbytes / 2**30:,.1f} GiB, "
+                f"{avail / 2**30:,.1f} GiB of memory is available"
+            )
 
 
 class Program:
@@ -183,8 +150,10 @@ class Program:
         self.function_name = fn.name
         self.load_s = 0.0
         types: dict[str, VarType] = {v.name: v for v in fn.inputs}
-        for op in fn.ops:
+        for op in walk(fn.ops):
             types.update({o.name: o for o in op.outputs})
+            for block in op.blocks:
+                types.update({v.name: v for v in block.inputs})
         missing = [o for o in fn.outputs if o not in types]
         if missing:
             raise InputError(f"function '{fn.name}': outputs {missing} are never produced")
@@ -195,11 +164,27 @@ class Program:
         self.inputs = {n: _spec_of(v) for n, v in self._input_types.items()}
         self.outputs = {n: _spec_of(types[n]) for n in fn.outputs}
         self.states = {v.name: _spec_of(v) for v in fn.inputs if v.is_state}
-        self.op_counts = Counter(op.type for op in fn.ops)
+        self.op_counts = Counter(op.type for op in walk(fn.ops))
+        _check_sizes(types, fn.name)
         self._pool: dict[str, Any] = {}
-        self.steps: list[Step] = []
-        self.const_count = 0
-        self._prepare(fn, types)
+        self._const_names: set[str] = set()
+        # uses of each variable as an argument anywhere (decoded constants are dropped
+        # after their last consumer is prepared: one big weight at a time)
+        self._uses = Counter(
+            a.ref for op in walk(fn.ops) for args in op.inputs.values() for a in args
+        )
+        self._keep = set(fn.outputs) | {
+            n for op in walk(fn.ops) for b in op.blocks for n in b.outputs
+        }
+        consts: dict[str, Any] = {}
+        self.steps: list[Step] = self._prepare_ops(
+            fn.ops, consts, types, set(fn.outputs) | set(self.states), fn.name
+        )
+        for out in fn.outputs:
+            if out in consts:
+                self._pool[out] = self._to_backend(consts[out])
+        self.const_count = len(self._const_names)
+        consts.clear()  # kernels keep what they need; drop the decoded originals
 
     # -- preparation --------------------------------------------------------------------
     def _to_backend(self, value: Any, dtype: str | None = None) -> Any:
@@ -215,67 +200,89 @@ class Program:
             raise InputError(f"string value {value!r} used as a tensor")
         return self.xp.asarray(arr)
 
-    def _prepare(self, fn: Function, types: dict[str, VarType]) -> None:
-        consts: dict[str, Any] = {}
-        const_names: set[str] = set()
-        uses = Counter(a.ref for op in fn.ops for args in op.inputs.values() for a in args)
-        keep = set(fn.outputs)
-        for op in fn.ops:
+    def _prepare_ops(
+        self,
+        ops: list[Op],
+        consts: dict[str, Any],
+        types: dict[str, VarType],
+        keep: set[str],
+        fn_name: str,
+    ) -> list[Step]:
+        """Steps of one block: constants evaluated, kernels (and nested blocks) prepared."""
+        steps: list[Step] = []
+        step_ops: list[Op] = []
+        for op in ops:
             if is_compile_time(op.type):
-                consts[op.outputs[0].name] = evaluate(op, _resolver(op, consts))
-                const_names.add(op.outputs[0].name)
+                value = evaluate(op, _resolver(op, consts), self.fp16)
+                values = value if len(op.outputs) > 1 else (value,)
+                for var, v in zip(op.outputs, values, strict=True):
+                    consts[var.name] = v
+                    self._const_names.add(var.name)
             else:
-                self._prepare_op(op, fn.name, consts, types)
-            # drop decoded constants after their last consumer: one big weight at a time
+                if op.blocks or op.type in CONTROL_OPS:
+                    steps.append(self._prepare_control(op, consts, types, fn_name))
+                else:
+                    steps.append(self._prepare_op(op, fn_name, consts, types))
+                step_ops.append(op)
             for args in op.inputs.values():
                 for a in args:
                     if a.ref in consts:
-                        uses[a.ref] -= 1
-                        if uses[a.ref] <= 0 and a.ref not in keep:
+                        self._uses[a.ref] -= 1
+                        if self._uses[a.ref] <= 0 and a.ref not in self._keep:
                             del consts[a.ref]
             if self._release_pages is not None:
                 self._release_pages()
-        for out in fn.outputs:
-            if out in consts:
-                self._pool[out] = self._to_backend(consts[out])
-        self.const_count = len(const_names)
-        self._plan_frees(fn, const_names)
-        consts.clear()  # kernels keep what they need; drop the decoded originals
+        self._plan_frees(steps, step_ops, keep)
+        return steps
+
+    def _prep(self, op: Op, fn_name: str, consts: dict, types: dict) -> Prep:
+        return Prep(
+            op, self.xp, consts, self._pool, self._to_backend, self.fp16, types, function=fn_name
+        )
 
     def _prepare_op(
         self, op: Op, fn_name: str, consts: dict[str, Any], types: dict[str, VarType]
-    ) -> None:
+    ) -> Step:
         factory = KERNELS.get(op.type)
         if factory is None:
             raise InputError(
                 f"unsupported op type '{op.type}' (op '{op.name}', index {op.index} in "
                 f"function '{fn_name}')"
             )
-        prep = Prep(op, self.xp, consts, self._pool, self._to_backend, self.fp16, types)
-        run = factory(prep)
-        outs = [
-            _Out(
-                o.name,
-                o.dtype in FLOAT_NAMES,
-                _np_name(o.dtype) if o.dtype not in ("fp16", "fp32") else "",
-                o.static_shape,
-            )
-            for o in op.outputs
-        ]
-        self.steps.append(Step(op.index, op.type, op.name, run, outs, []))
+        run = factory(self._prep(op, fn_name, consts, types))
+        return Step(op.index, op.type, op.name, run, [_out_of(o) for o in op.outputs], [])
 
-    def _plan_frees(self, fn: Function, consts: set[str]) -> None:
+    def _prepare_control(
+        self, op: Op, consts: dict[str, Any], types: dict[str, VarType], fn_name: str
+    ) -> Step:
+        if op.type not in CONTROL_OPS:
+            raise InputError(
+                f"{op.where()} in function '{fn_name}': an op with nested blocks that is "
+                f"not control flow ({', '.join(CONTROL_OPS)}) is not supported"
+            )
+        plans = []
+        for block in op.blocks:
+            steps = self._prepare_ops(block.ops, consts, types, set(block.outputs), fn_name)
+            for name in block.outputs:
+                if name in consts and name not in self._pool:
+                    self._pool[name] = self._to_backend(consts[name])
+            plans.append(BlockPlan([v.name for v in block.inputs], steps, list(block.outputs)))
+        prep = self._prep(op, fn_name, consts, types)
+        if op.type == "cond":
+            run = make_cond(op, prep.ref("pred"), plans, self.xp, self._run_steps)
+        else:
+            run = make_while(op, prep.refs("loop_vars"), plans, self.xp, self._run_steps)
+        return Step(op.index, op.type, op.name, run, [_out_of(o) for o in op.outputs], [])
+
+    def _plan_frees(self, steps: list[Step], ops: list[Op], keep: set[str]) -> None:
         last: dict[str, int] = {}
-        kernel_ops = [op for op in fn.ops if not is_compile_time(op.type)]
-        for i, op in enumerate(kernel_ops):
-            for args in op.inputs.values():
-                for a in args:
-                    if a.ref is not None and a.ref not in consts:
-                        last[a.ref] = i
-        keep = set(fn.outputs) | set(self.states)
+        for i, op in enumerate(ops):
+            for name in op.refs():
+                if name not in self._const_names:
+                    last[name] = i
         for name, i in last.items():
             if name not in keep:
-                self.steps[i].free.append(name)
+                steps[i].free.append(name)
 
     # -- execution ----------------------------------------------------------------------
     def make_state(self) -> State:
@@ -310,11 +317,11 @@ class Program:
                 raise InputError("state was not made by this program's make_state()")
         env[STATE_KEY] = state
         with np.errstate(all="ignore"):  # nan/inf are results to report, not warnings
-            self._run_steps(env)
+            self._run_steps(self.steps, env)
         return {name: env[name] for name in self.outputs}
 
-    def _run_steps(self, env: dict[str, Any]) -> None:
-        for step in self.steps:
+    def _run_steps(self, steps: list[Step], env: Any) -> None:
+        for step in steps:
             try:
                 result = step.run(env)
             except InputError:
@@ -333,7 +340,9 @@ class Program:
 
     def _finish(self, step: Step, spec: _Out, value: Any) -> Any:
         xp = self.xp
-        if spec.is_float:
+        if spec.kind == "value":
+            return value
+        if spec.kind == "float":
             if xp.dtype_name(value) != xp.float_dtype:
                 value = xp.astype(xp.asarray(value), xp.float_dtype)
             if self.fp16:

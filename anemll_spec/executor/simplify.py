@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.executor.decompress import evaluate, is_compile_time
-from anemll_spec.executor.graph import Arg, Function, Op, VarType, materialize
+from anemll_spec.mlmodel.ir import Arg, Function, Op, VarType, materialize
 
 
 class Constants:
@@ -35,7 +35,7 @@ class Constants:
 
     def __init__(self, fn: Function):
         self.producers = {
-            o.name: op for op in fn.ops if is_compile_time(op.type) for o in op.outputs[:1]
+            o.name: op for op in fn.ops if is_compile_time(op.type) for o in op.outputs
         }
 
     def is_const(self, op: Op, param: str) -> bool:
@@ -61,7 +61,10 @@ class Constants:
             args = op.inputs.get(param)
             return self._arg(args[0]) if args else None
 
-        return evaluate(op, resolve)
+        value = evaluate(op, resolve)
+        if len(op.outputs) > 1:  # sparse constexprs give (mask, values)
+            return value[[o.name for o in op.outputs].index(name)]
+        return value
 
 
 def _static(v: VarType | None) -> tuple[int, ...] | None:
@@ -346,7 +349,7 @@ def drop_dead_constants(fn: Function) -> Function:
     """Remove const/constexpr ops whose outputs nothing reads (repeated to a fixed point)."""
     ops = list(fn.ops)
     while True:
-        used = {a.ref for op in ops for args in op.inputs.values() for a in args if a.ref}
+        used = {r for op in ops for r in op.refs()}  # nested blocks' reads included
         used |= set(fn.outputs)
         kept = [
             op

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from anemll_spec.errors import InputError
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A model input, output or state: name, shape (None where not fixed), numpy dtype name."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+from anemll_spec.mlmodel.features import TensorSpec
 
 
 class State(Mapping):

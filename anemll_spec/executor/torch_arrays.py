@@ -17,8 +17,8 @@ import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor.decompress import is_compile_time
-from anemll_spec.executor.dtypes import FLOAT_NAMES
-from anemll_spec.executor.graph import Function
+from anemll_spec.mlmodel.dtypes import FLOAT_NAMES
+from anemll_spec.mlmodel.ir import Function
 from anemll_spec.executor.torch_checks import DeviceChecks
 from anemll_spec.executor.torch_linalg import TorchLinalg
 

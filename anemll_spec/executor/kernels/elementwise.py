@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from anemll_spec.executor.dtypes import BY_NAME
+from anemll_spec.mlmodel.dtypes import BY_NAME
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
 
 BINARY = {

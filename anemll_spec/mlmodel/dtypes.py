@@ -1,4 +1,11 @@
-"""MIL data types: proto enum values, names, numpy storage types and sub-byte widths."""
+"""The one table of Core ML data types: MIL program types, weight-blob types, feature types.
+
+A saved model names a data type in four vocabularies: the MIL program's `DataType` enum
+(proto) or its text spelling (`fp16`, `uint6`, ...) in model.mil, the weight file's
+`BlobDataType`, the model description's `ArrayFeatureType` (inputs and outputs), and a
+compiled model's metadata.json (`Float16`). Each maps here to one `MilType` and to one numpy
+dtype name, so every reader agrees.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,22 @@ import numpy as np
 @dataclass(frozen=True)
 class MilType:
     name: str  # MIL spelling: "fp16", "int4", ...
-    np_dtype: np.dtype | None  # numpy storage dtype of a decoded value (None: string)
+    np_dtype: np.dtype | None  # numpy storage dtype of a decoded value (None: not decodable)
     bits: int = 0  # sub-byte width (1, 2, 3, 4, 6), 0 for byte-sized types
     signed: bool = False
 
     @property
     def is_float(self) -> bool:
         return self.name in FLOAT_NAMES
+
+    @property
+    def storage_bits(self) -> int:
+        """Bits one element takes in a weight file or immediate value."""
+        if self.bits:
+            return self.bits
+        if self.name == "bf16":
+            return 16
+        return 8 * self.np_dtype.itemsize if self.np_dtype is not None else 0
 
 
 FLOAT_NAMES = frozenset(("fp16", "fp32", "fp64", "bf16"))  # MIL float type names
@@ -27,7 +43,7 @@ def _t(name: str, dt, bits: int = 0, signed: bool = False) -> MilType:
     return MilType(name, None if dt is None else np.dtype(dt), bits, signed)
 
 
-# coremltools.proto.MIL_pb2.DataType values
+# MIL_pb2.DataType values
 BY_PROTO: dict[int, MilType] = {
     1: _t("bool", np.bool_),
     2: _t("string", None),
@@ -77,6 +93,34 @@ BLOB_DTYPES: dict[int, str] = {
     16: "fp8e4m3fn",
     17: "fp8e5m2",
 }
+
+# FeatureTypes_pb2.ArrayFeatureType.ArrayDataType (model inputs/outputs) -> numpy name
+FEATURE_ARRAY_DTYPES: dict[int, str] = {
+    65552: "float16",
+    65568: "float32",
+    65600: "float64",
+    131104: "int32",
+    131080: "int8",
+}
+
+# metadata.json "dataType" of a compiled model's features (lower-cased) -> numpy name
+SCHEMA_DTYPES: dict[str, str] = {
+    "float16": "float16",
+    "float32": "float32",
+    "float": "float32",
+    "double": "float64",
+    "float64": "float64",
+    "int32": "int32",
+    "int8": "int8",
+}
+
+
+def np_name(mil_name: str) -> str | None:
+    """numpy dtype name of a MIL type's values as a model's caller sees them (None: none)."""
+    t = BY_NAME.get(mil_name)
+    if t is None or t.np_dtype is None:
+        return None
+    return "float16" if t.name == "fp16" else t.np_dtype.name
 
 
 def unpack_bits(packed: np.ndarray, bits: int, count: int, signed: bool) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""Size checks for declared shapes, made before anything is allocated.
+
+A saved model is untrusted input: a shape of [2**32, 2**32] wraps to 0 in int64 (so a
+size check passes), an empty constant of [1e6, 1e6] asks for 8 TB. Element counts here
+are Python integers (exact at any size), and every allocation a declared shape implies is
+checked against the memory this machine has available, with one line naming what and where.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from anemll_spec.errors import InputError
+
+# A declared shape may not imply more than this many elements even where memory would
+# allow it (e.g. a sparse or palettized weight): 2**40 covers any model a phone could run.
+MAX_ELEMENTS = 1 << 40
+
+
+def element_count(shape: Iterable[int | None], where: str) -> int:
+    """Exact number of elements of a static shape (InputError for negative dimensions)."""
+    dims = list(shape)
+    for d in dims:
+        if d is None:
+            raise InputError(f"{where}: shape {dims} is not fixed")
+        if int(d) < 0:
+            raise InputError(f"{where}: negative dimension in shape {dims}")
+    n = math.prod(int(d) for d in dims)
+    if n > MAX_ELEMENTS:
+        raise InputError(f"{where}: shape {dims} declares {n:,} elements (limit {MAX_ELEMENTS:,})")
+    return n
+
+
+def available_bytes() -> int:
+    """Memory this process may still allocate: MemAvailable (Linux), else psutil's figure."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - no way to ask: do not block the work
+        return 1 << 62
+
+
+def check_alloc(nbytes: int, where: str, what: str = "needs") -> None:
+    """InputError when `nbytes` exceed the memory available now."""
+    avail = available_bytes()
+    if nbytes > avail:
+        raise InputError(f"{where}: {what} {_gib(nbytes)} of memory, {_gib(avail)} is available")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
