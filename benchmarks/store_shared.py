@@ -49,7 +49,7 @@ rng = np.random.default_rng(worker)
 rid = store.begin_run(None, run(), host())
 for i in range(n):
     wall = samples_ns(rng, 1000, 5.0)
-    print(store.append_case(None, rid, case(wall=wall), wall), flush=True)
+    print("case", store.append_case(None, rid, case(wall=wall), wall), flush=True)
 store.finish_run(None, rid, "finished")
 assert store.fell_back is None, store.message
 """
@@ -114,7 +114,11 @@ def writers(target: str, tmp: Path, n_procs: int, each: int) -> tuple[float, lis
         out, _ = p.communicate(timeout=600)
         if p.returncode:
             raise SystemExit(f"writer failed ({p.returncode})")
-        ids += out.split()
+        for line in out.splitlines():  # anything else a library printed is not an id
+            if line.startswith("case "):
+                ids.append(line.split()[1])
+            else:
+                print(f"writer {p.args[3]} printed: {line[:200]}", file=sys.stderr)
     return time.perf_counter() - t0, ids
 
 
