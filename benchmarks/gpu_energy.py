@@ -29,12 +29,24 @@ VOCAB, HIDDEN = 128256, 4096
 IDLE_S, BUSY_S = 3.0, 10.0
 
 
-def cadence(nv, handle, work, seconds: float = 2.0) -> dict:
+def read_cost_us(nv, handle, n: int = 200) -> float:
+    """Median cost of one energy + one power read, main thread alone (no GIL waits)."""
+    cost = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        nv.nvmlDeviceGetTotalEnergyConsumption(handle)
+        nv.nvmlDeviceGetPowerUsage(handle)
+        cost.append(time.perf_counter() - t0)
+    return round(statistics.median(cost) * 1e6, 1)
+
+
+def cadence(nv, handle, work, setup, seconds: float = 2.0) -> dict:
     """Median time between changes of the energy counter and of the power reading,
-    polled as fast as the main thread can while `work` runs in another thread."""
+    polled by the main thread while `work` runs in another thread."""
     stop = threading.Event()
 
     def load():
+        setup()
         while not stop.is_set():
             work()
 
@@ -44,17 +56,15 @@ def cadence(nv, handle, work, seconds: float = 2.0) -> dict:
     gaps: dict[str, list[float]] = {"energy": [], "power": []}
     last = {"energy": None, "power": None}
     when = {"energy": time.perf_counter(), "power": time.perf_counter()}
-    reads, read_s = 0, []
+    polls = 0
     until = time.perf_counter() + seconds
     while time.perf_counter() < until:
-        t0 = time.perf_counter()
         value = {
             "energy": nv.nvmlDeviceGetTotalEnergyConsumption(handle),
             "power": nv.nvmlDeviceGetPowerUsage(handle),
         }
         now = time.perf_counter()
-        read_s.append(now - t0)
-        reads += 1
+        polls += 1
         for k, v in value.items():
             if last[k] is not None and v != last[k]:
                 gaps[k].append(now - when[k])
@@ -64,13 +74,12 @@ def cadence(nv, handle, work, seconds: float = 2.0) -> dict:
     th.join()
 
     def med_ms(x: list[float]) -> float | None:
-        return round(statistics.median(x[1:]) * 1e3, 2) if len(x) > 2 else None
+        return round(statistics.median(x[1:]) * 1e3, 1) if len(x) > 2 else None
 
     return {
         "energy_counter_update_ms_median": med_ms(gaps["energy"]),
         "power_reading_update_ms_median": med_ms(gaps["power"]),
-        "nvml_read_us_median": round(statistics.median(read_s) * 1e6, 1),
-        "polls": reads,
+        "cadence_polls": polls,
     }
 
 
@@ -111,7 +120,8 @@ def main() -> None:
         w @ x
         torch.cuda.synchronize(dev)
 
-    updates = cadence(reader.nv, reader.handle, work)
+    read_us = read_cost_us(reader.nv, reader.handle)
+    updates = cadence(reader.nv, reader.handle, work, lambda: torch.cuda.set_device(dev))
     calls = len(samples)
     median_ms = statistics.median(samples) / 1e6
     per_mj = busy.per_inference_mj(calls)["total"]
@@ -137,6 +147,7 @@ def main() -> None:
                 "temperature_c_end": busy.extra["temperature_c"],
                 "clock_event_reasons_end": busy.extra["clock_event_reasons"],
                 "counter_reads": busy.samples,
+                "nvml_read_us_median": read_us,
                 **updates,
             }
         )

@@ -6,6 +6,9 @@ The reader is the one open_reader picks here; where there is none (this Linux VM
 RAPL), a RaplReader over a sysfs-shaped tree in a temp directory stands in: it reads
 real files from its thread exactly as it reads /sys/class/powercap, which is the cost
 being measured (the JSON says which reader ran). Target: < 1% on the median.
+
+`python benchmarks/power_overhead.py cuda` measures the NVML reader instead, on a ~1 ms
+CUDA call (LM-head-sized fp16 GEMVs, then a device sync, as the harness times torch).
 BLAS runs on one thread (set before numpy loads): a multi-threaded 1 ms matmul on a
 shared 2-core machine has 30 ms outliers that would drown the figure.
 Prints one JSON line.
@@ -46,6 +49,29 @@ def one_ms_call():
             break
         n = max(16, int(round(n * (1e-3 / per) ** (1 / 3))))
     return (lambda: a @ a), n
+
+
+def cuda_call():
+    """k fp16 GEMVs of 128256 x 4096 then a sync, k chosen for about 1 ms."""
+    import torch
+
+    dev = torch.device("cuda:0")
+    w = torch.randn(128256, 4096, device=dev, dtype=torch.float16)
+    x = torch.randn(4096, device=dev, dtype=torch.float16)
+
+    def gemvs(k: int):
+        def call():
+            for _ in range(k):
+                w @ x
+            torch.cuda.synchronize(dev)
+
+        return call
+
+    one = gemvs(1)
+    for _ in range(20):
+        one()
+    k = max(1, round(1e6 / statistics.median(block(one, 50))))
+    return gemvs(k), f"{k} x fp16 GEMV 128256x4096 + cuda sync"
 
 
 def block(fn, n: int) -> list[int]:
@@ -98,10 +124,17 @@ def measure(fn, make_reader) -> dict:
     }
 
 
-def main() -> None:
-    fn, n = one_ms_call()
+def main(argv: list[str]) -> None:
+    if "cuda" in argv:
+        fn, what = cuda_call()
+        here = open_reader("torch", "cuda:0")
+        if isinstance(here, Unavailable):
+            raise SystemExit(f"power_overhead cuda: {here.reason}")
+    else:
+        fn, n = one_ms_call()
+        what = f"numpy float32 matmul {n}x{n}, one BLAS thread"
+        here = open_reader("numpy", "cpu")
     block(fn, 200)  # warm
-    here = open_reader("numpy", "cpu")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for period in PERIODS:
@@ -112,9 +145,10 @@ def main() -> None:
                     return stand_in(Path(tmp), p)
             else:
                 reader_name = here.method
+                backend, device = ("torch", "cuda:0") if "cuda" in argv else ("numpy", "cpu")
 
-                def make(p=period):
-                    return open_reader("numpy", "cpu", period_s=p)
+                def make(p=period, b=backend, d=device):
+                    return open_reader(b, d, period_s=p)
 
             results[f"period_{period}s"] = measure(fn, make)
     default = results[f"period_{PERIODS[0]}s"]
@@ -123,10 +157,10 @@ def main() -> None:
             {
                 "benchmark": "power_overhead",
                 "reader": reader_name,
-                "call": f"numpy float32 matmul {n}x{n}",
+                "call": what,
                 "rounds": ROUNDS,
                 "calls_per_block": CALLS,
-                **{k: v for k, v in results.items()},
+                **results,
                 "overhead_pct_default_period": default["overhead_pct"],
                 "target_overhead_pct": 1.0,
             }
@@ -135,4 +169,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

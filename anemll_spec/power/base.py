@@ -119,8 +119,8 @@ class Sampler:
     def _run(self) -> None:
         period = self.period_s or 0.0
         while not self._stop.wait(period):
-            value = self._read()
-            self.points.append((time.perf_counter_ns(), value))
+            t = time.perf_counter_ns()  # stamped before the read, as in start() and stop()
+            self.points.append((t, self._read()))
 
     def stop(self) -> list[tuple[int, object]]:
         self._stop.set()
