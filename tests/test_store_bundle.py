@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from fixtures.store.bundles import content, kv_of, rewrite
 from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.errors import InputError
@@ -19,25 +20,6 @@ from anemll_spec.store.schema import sql_literal
 
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 HOSTILE = "x'); DROP TABLE runs; --"
-
-
-ORIGIN = ("origin", "origin_ref", "origin_sha256", "origin_at")  # where a run came from
-
-
-def content(store: Path) -> dict:
-    """Every bundled table, fully, in a canonical order (but the runs' provenance, which
-    says where each store got a run from)."""
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return {
-            t.name: con.execute(
-                f"SELECT {', '.join(n for n in t.names if n not in ORIGIN)} FROM {t.name} "
-                "ORDER BY ALL"
-            ).fetchall()
-            for t in schema.BUNDLE_TABLES
-        }
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,26 +120,6 @@ def test_bundle_is_plain_duckdb_readable(bundle):
 
 
 # ---------------------------------------------------------------- bad bundles
-
-
-def kv_of(path: Path) -> dict[str, str]:
-    con = duckdb.connect()
-    rows = con.execute("SELECT key, value FROM parquet_kv_metadata(?)", [str(path)]).fetchall()
-    con.close()
-    return {bytes(k).decode(): bytes(v).decode() for k, v in rows}
-
-
-def rewrite(good: Path, bad: Path, select: str = "SELECT * FROM b", **kv_over) -> Path:
-    """A copy of `good` with rows from `select` (over `b`) and changed metadata."""
-    kv = {**kv_of(good), **{f"anemll_spec.{k}": v for k, v in kv_over.items()}}
-    kv = {k: v for k, v in kv.items() if v is not None}
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({sql_literal(str(good))})")
-    meta = ", ".join(f"{sql_literal(k)}: {sql_literal(v)}" for k, v in kv.items())
-    opts = f", KV_METADATA {{{meta}}}" if kv else ""
-    con.execute(f"COPY ({select}) TO {sql_literal(str(bad))} (FORMAT parquet{opts})")
-    con.close()
-    return bad
 
 
 def count_minus(bundle: Path, table: str, n: int) -> str:
@@ -288,6 +250,10 @@ def test_cli_export_import(cli, source, tmp_path):
     assert "Traceback" not in res.stderr
     res = cli("export", "--store", source, "--run", "zzz", "--out", tmp_path / "x.parquet")
     assert res.returncode == 2 and "no run 'zzz'" in res.stderr
+    # issue 14.12: a bundle is parquet; a .csv name is refused, nothing written
+    res = cli("export", "--store", source, "--out", tmp_path / "x.csv")
+    assert res.returncode == 2 and "give a name ending in .parquet" in res.stderr
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_a_case_cannot_move_to_another_run(bundle, tmp_path):

@@ -129,3 +129,56 @@ def test_ambiguous_prefix_is_refused(runs):
     assert b.startswith(common)
     with pytest.raises(InputError, match="ambiguous"):
         compare_runs(store, common, b)
+
+
+def test_previous_is_the_previous_run_of_the_same_spec(cli, tmp_path):
+    """Issue 14.7: `compare previous latest` after an unrelated bench still pairs the
+    latest run with the run of ITS spec before it; the help says so."""
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(4)
+    ids = {}
+    for name, spec, ms in (
+        ("a1", "lm_head", 10.0),
+        ("other", "smoke", 1.0),
+        ("a2", "lm_head", 12.0),
+    ):
+        run_id = new_run(store, spec_name=spec)
+        wall = samples_ns(rng, 200, ms)
+        append_case(store, run_id, case("k", "m", wall=wall), wall)
+        finish_run(store, run_id, "finished")
+        ids[name] = run_id
+    result = compare_runs(store, "previous", "latest")
+    assert (result["run_a"], result["run_b"]) == (ids["a1"], ids["a2"])
+    # relative to an explicit run, on either side
+    assert compare_runs(store, ids["a2"], "previous")["run_b"] == ids["a1"]
+    with pytest.raises(InputError, match="no run of spec 'smoke' before"):
+        compare_runs(store, "previous", ids["other"])
+    out = cli("compare", "previous", "latest", "--store", store, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["run_a"] == ids["a1"]
+    assert "previous run of the SAME spec" in cli("compare", "--help").stdout.replace("\n", " ")
+
+
+def test_compare_text_escapes_store_text(cli, tmp_path):
+    """Issue 15.8: names from the store (here written straight into the file, as an
+    older import could have) reach the terminal with control characters escaped."""
+    import duckdb
+
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        run_id = new_run(store)
+        for key in ("k", "only"):
+            wall = samples_ns(rng, 50, 5.0)
+            append_case(store, run_id, case(key, "m", wall=wall), wall)
+        finish_run(store, run_id, "finished")
+    con = duckdb.connect(str(store))
+    con.execute(
+        "UPDATE cases SET model_name = 'evil' || chr(27) || '[2J', case_key = 'x' || case_id "
+        "WHERE case_key = ?",
+        [digest("only")],
+    )
+    con.close()
+    out = cli("compare", "previous", "latest", "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "only in A: evil\\x1b[2J" in out.stdout

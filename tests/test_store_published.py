@@ -229,3 +229,99 @@ def test_concurrent_runs_and_other_devices_do_not_replace_a_chip_figure(store):
         "ORDER BY device",
     )
     assert rows == [("cpu", 50.0), ("cuda", 0.0)]
+
+
+def own_case(store, chip: str, ms: float, seed: int, os_version: str = "15.3", **over) -> str:
+    """One own run on `chip` (macOS `os_version`) with one llama_lm_head case."""
+    from fixtures.store.synth import host, run
+
+    from anemll_spec.store import begin_run
+
+    run_id = begin_run(store, run(), host(chip=chip, os_version=os_version))
+    wall = samples_ns(np.random.default_rng(seed), 100, ms)
+    append_case(store, run_id, case(wall=wall, **over), wall)
+    return run_id
+
+
+def test_one_factor_rule_own_numpy_against_the_published_baseline(store):
+    """Issue 14.6: an own row is compared with the baseline chip's own row of the same
+    backend when there is one, else with its PUBLISHED figure (so a numpy run gets a
+    factor, not NULL); for_run (the bench summary) and chip_factors give the same."""
+    from anemll_spec.store.factors import for_run
+
+    own_case(store, "Apple M1 Max", 19.0, 1)
+    run_id = own_case(store, "Apple M4 Max", 9.0, 2)
+    wall = samples_ns(np.random.default_rng(3), 100, 420.0)
+    append_case(store, run_id, case(wall=wall, backend="numpy", compute_units=None), wall)
+    m1_published = published(SIX, "llama_lm_head", "bandwidth_gbps")["M1 Max"]
+    numpy_gbps = FP16_BYTES / (float(np.median(wall)) / 1e9) / 1e9  # ns -> s -> GB/s
+    rows = query(
+        store,
+        "SELECT backend, bandwidth_factor, bandwidth_factor_label, baseline_source, "
+        "baseline_label FROM chip_factors WHERE source = 'own' AND chip = 'M4 Max' ORDER BY 1",
+    )
+    (cm, cm_f, _, cm_src, cm_label), (np_, np_f, np_label, np_src, np_blabel) = rows
+    assert (cm, cm_src, cm_label) == ("coreml", "own", "M1 Max (own, Core ML ANE)")
+    assert np_ == "numpy" and np_src == f"published: {SIX}"
+    assert np_blabel == "M1 Max (published, Core ML ANE)"
+    assert np_f == pytest.approx(numpy_gbps / m1_published)
+    assert np_label == f"{numpy_gbps / m1_published:.2g}x" and np_label.startswith("0.0")
+    con = open_store(store, read_only=True)
+    try:
+        mine = {r["backend"]: r for r in for_run(con, run_id)}
+    finally:
+        con.close()
+    assert mine["numpy"]["bandwidth_factor"] == np_f
+    assert mine["coreml"]["bandwidth_factor"] == cm_f
+    assert mine["numpy"]["baseline_label"] == np_blabel
+
+
+def test_two_macos_versions_of_one_chip_are_two_rows(store):
+    """Issue 14.4: own rows per chip x OS version; a baseline of the same OS first."""
+    own_case(store, "Apple M1 Max", 20.0, 1, os_version="14.6")
+    own_case(store, "Apple M1 Max", 19.0, 2, os_version="15.3")
+    own_case(store, "Apple M4 Max", 10.0, 3, os_version="14.6")
+    own_case(store, "Apple M4 Max", 9.0, 4, os_version="15.3")
+    rows = query(
+        store,
+        "SELECT chip, os_name, os_version, baseline_os_version, latency_ms, "
+        "baseline_latency_ms, inference_factor FROM chip_factors WHERE source = 'own' "
+        "ORDER BY chip, os_version",
+    )
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("M1 Max", "macOS", "14.6", "14.6"),
+        ("M1 Max", "macOS", "15.3", "15.3"),
+        ("M4 Max", "macOS", "14.6", "14.6"),
+        ("M4 Max", "macOS", "15.3", "15.3"),
+    ]
+    for *_, lat, base, factor in rows:
+        assert factor == pytest.approx(base / lat)
+    assert query(
+        store, "SELECT DISTINCT os_name, os_version FROM chip_factors WHERE source <> 'own'"
+    ) == [(None, None)]
+
+
+def test_results_show_runtime_bandwidth_and_binding_overhead(store):
+    """Issue 19.2: GB/s from Core ML's own runtime, and wall - runtime, per case."""
+    run_id = own_case(store, "Apple M4 Max", 9.0, 1)
+    ((median, runtime, gbps, overhead),) = query(
+        store,
+        "SELECT median_ms, runtime_median_ms, runtime_bandwidth_gbps, binding_overhead_ms "
+        "FROM results WHERE run_id = ?",
+        [run_id],
+    )
+    assert runtime is None and gbps is None and overhead is None  # unknown: NULL
+    wall = samples_ns(np.random.default_rng(9), 100, 9.0)
+    rt = wall - 400_000
+    append_case(
+        store, run_id, case(wall=wall, runtime_median_ms=float(np.median(rt)) / 1e6),
+        np.column_stack([wall, rt]),
+    )  # fmt: skip
+    ((median, runtime, gbps, overhead),) = query(
+        store,
+        "SELECT median_ms, runtime_median_ms, runtime_bandwidth_gbps, binding_overhead_ms "
+        "FROM results WHERE run_id = ? AND runtime_median_ms IS NOT NULL",
+        [run_id],
+    )
+    assert gbps == pytest.approx(FP16_BYTES / (float(np.median(rt)) / 1e9) / 1e9)
+    assert overhead == pytest.approx((float(np.median(wall)) - float(np.median(rt))) / 1e6)

@@ -186,3 +186,59 @@ def test_throttling_query_puts_drifting_cases_first(cli, store):
     rows = json.loads(cli("query", "throttling", "--store", store, "--json").stdout)
     flags = [r["throttled"] for r in rows]
     assert flags == [True] * 4 + [False] * 4
+
+
+def cells(md_line: str) -> list[str]:
+    """The cells of a Markdown table row, split on the pipes that are not escaped."""
+    import re
+
+    return [c.strip() for c in re.split(r"(?<!\\)\|", md_line.strip())[1:-1]]
+
+
+def test_markdown_format_is_a_table_a_hostile_name_cannot_break(cli, store):
+    hostile = "a|b' || chr(10) || '[x](http://e) <b>@you</b> `c` *d*"
+    sql = (
+        f"SELECT '{hostile}' AS name, 1.5::DOUBLE AS v, NULL::INT AS n UNION ALL "
+        "SELECT 'llama_lm_head', 22.25::DOUBLE, 3"
+    )
+    r = cli("query", sql, "--store", store, "--format", "markdown")
+    assert r.returncode == 0, r.stderr
+    header, sep, row1, row2 = r.stdout.splitlines()
+    assert cells(header) == ["name", "v", "n"] and sep == "|---|---:|---:|"
+    name, v, n = cells(row1)
+    assert (v, n) == ("1.5", "NULL")
+    assert name == (
+        r"a\|b\\n\[x\](http://e) &lt;b&gt;&#64;you&lt;/b&gt; \`c\` \*d\*"
+    )  # no link, HTML, mention, code or emphasis; the newline renders as the text \n
+    assert cells(row2) == [r"llama\_lm\_head", "22.25", "3"]
+
+
+def test_long_inline_sql_and_single_words(cli, store):
+    """Issue 15.10: SQL over 255 characters is SQL, not a file name; a single word is a
+    query name when one has it, else SQL (CHECKPOINT), else an unknown query name."""
+    long_sql = "SELECT 42 AS answer -- " + "x" * 400
+    r = cli("query", long_sql, "--store", store, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [{"answer": 42}]
+    before = digest(store)
+    r = cli("query", "CHECKPOINT", "--store", store)
+    assert r.returncode == 0 and r.stdout.startswith("Success"), r.stderr  # run as SQL
+    assert digest(store) == before  # read-only: nothing to fold in, nothing changed
+    r = cli("query", "chip_factor", "--store", store)
+    assert r.returncode == 2 and "no query named 'chip_factor'" in r.stderr
+
+
+def test_csv_and_errors_never_send_control_characters(cli, store):
+    r = cli(
+        "query",
+        "SELECT chr(27) || '[2J' || chr(10) || 'x' AS \"h" + "\x1b" + '[31m"',
+        "--store",
+        store,
+        "--format",
+        "csv",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout
+    assert r.stdout.splitlines() == ["h\\x1b[31m", "\\x1b[2J\\nx"]
+    r = cli("query", 'SELECT * FROM "evil' + "\x1b" + '[2Jtable"', "--store", store)
+    assert r.returncode == 2 and "\x1b" not in r.stderr and "evil\\x1b[2Jtable" in r.stderr

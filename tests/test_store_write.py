@@ -303,3 +303,47 @@ def test_stale_running_runs_become_interrupted(tmp_path):
     # a live writer's run is left alone
     new_run(store)
     assert dict(read(store, "SELECT run_id, status FROM runs"))[mine] == "running"
+
+
+def test_v3_gpu_facts_are_stored_and_part_of_the_host_id(tmp_path):
+    """Issue 13.4: the facts torch collects reach `hosts`, and host_id hashes them."""
+    import hashlib
+
+    from anemll_spec.store import schema
+
+    store = tmp_path / "s.duckdb"
+    gpu = {"gpu": "NVIDIA H100", "triton_version": "3.4.0", "gpu_memory_bytes": 85 * 10**9,
+           "gpu_capability": "9.0", "cudnn_version": 91002}  # fmt: skip
+    ids = []
+    for sms in (132, 114):
+        h = host(**gpu, gpu_sm_count=sms)
+        begin_run(store, run(), h)
+        full = {c: h.get(c) for c in schema.HOSTS.names if c != "host_id"}
+        canon = json.dumps(full, sort_keys=True, separators=(",", ":"))
+        ids.append(hashlib.sha256(canon.encode()).hexdigest()[:16])
+    rows = read(
+        store,
+        "SELECT host_id, gpu_sm_count, triton_version, gpu_memory_bytes, gpu_capability, "
+        "cudnn_version FROM hosts ORDER BY gpu_sm_count DESC",
+    )
+    assert [r[0] for r in rows] == ids and len(set(ids)) == 2
+    assert rows[0][1:] == (132, "3.4.0", 85 * 10**9, "9.0", 91002)
+
+
+def test_notes_and_start_times_are_stored(tmp_path):
+    store = tmp_path / "s.duckdb"
+    run_id = new_run(store)
+    wall = np.array([5_000_000, 5_200_000, 4_900_000])
+    starts = np.array([10**15 + 7, 10**15 + 5_300_000, 10**15 + 10_800_000])
+    cid = append_case(
+        store, run_id, case(notes=["noisy: CV 12%", "weights decoded at load"]), wall,
+        starts_ns=starts,
+    )  # fmt: skip
+    ((notes,),) = read(store, "SELECT notes FROM cases WHERE case_id = ?", [cid])
+    assert json.loads(notes) == ["noisy: CV 12%", "weights decoded at load"]
+    got = [r[0] for r in read(store, "SELECT start_ns FROM samples ORDER BY idx")]
+    assert got == [0, 5_299_993, 10_799_993]  # after the earliest start
+    with pytest.raises(InputError, match="2 start times for 3 samples"):
+        append_case(store, run_id, case(), wall, starts_ns=starts[:2])
+    with pytest.raises(InputError, match="longer than any real call"):
+        append_case(store, run_id, case(), [2**62])

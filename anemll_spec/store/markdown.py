@@ -1,9 +1,11 @@
 """Store rows as GitHub-flavoured Markdown (`query --format markdown`, `share`).
 
-Store text is data: in a cell, control characters are shown escaped, Markdown's
-special characters are backslash-escaped, `|` cannot end a cell and `<` `>` `&` are
-HTML entities, so a hostile model name renders as text and cannot break the table,
-add a link or an image, or mention someone.
+Store text is data: in a cell, control characters are shown escaped, the characters
+that open Markdown inline syntax mid-line (`\\ ` * _ [ ] | ~`) are backslash-escaped
+(so `|` cannot end a cell, `[` cannot start a link or an image), and `<` `>` `&` `@`
+are HTML entities (no raw HTML, no @mention), so a hostile model name renders as text
+and cannot break the table. Text here never starts a line, so the line-start syntax
+(`#`, `-`, `1.`) needs no escape.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import decimal
 import re
 
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"}
 
 
@@ -32,9 +34,9 @@ def is_number(v) -> bool:
     return isinstance(v, int | float | decimal.Decimal) and not isinstance(v, bool)
 
 
-def cell(v, digits: int = 6) -> str:
+def cell(v, digits: int = 6, null: str = "NULL") -> str:
     if v is None:
-        return "NULL"
+        return null
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
@@ -46,15 +48,15 @@ def cell(v, digits: int = 6) -> str:
     return escape(v)
 
 
-def table(columns: list[str], rows: list[tuple], digits: int = 6) -> str:
-    """A Markdown table; numeric columns right-aligned."""
+def table(columns: list[str], rows: list[tuple], digits: int = 6, null: str = "NULL") -> str:
+    """A Markdown table; numeric columns (some number, else NULL) right-aligned."""
     numeric = [
-        bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows)
+        any(is_number(r[i]) for r in rows) and all(is_number(r[i]) or r[i] is None for r in rows)
         for i in range(len(columns))
     ]
     out = [
         "| " + " | ".join(escape(c) for c in columns) + " |",
         "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
     ]
-    out += ["| " + " | ".join(cell(v, digits) for v in r) + " |" for r in rows]
+    out += ["| " + " | ".join(cell(v, digits, null) for v in r) + " |" for r in rows]
     return "\n".join(out) + "\n"

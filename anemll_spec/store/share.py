@@ -110,7 +110,8 @@ def export_command(run_id: str, store_arg: str | None) -> str:
 def _summary(con, run_id: str) -> str:
     cols = ", ".join(_SUMMARY)
     cur = con.execute(
-        f"SELECT {cols} FROM cases WHERE run_id = ? ORDER BY case_index, case_id", [run_id]
+        f"SELECT {cols} FROM cases WHERE run_id = ? ORDER BY case_index, finished_at, case_id",
+        [run_id],
     )
     rows = cur.fetchall()
     if not rows:
@@ -126,7 +127,7 @@ def _summary(con, run_id: str) -> str:
         )
         for r in rows
     ]
-    return markdown.table(names, shown, digits=4)
+    return markdown.table(names, shown, digits=4, null="-")
 
 
 def _factors(con, run_id: str, baseline: str) -> str:
@@ -153,6 +154,7 @@ def _factors(con, run_id: str, baseline: str) -> str:
             for r in rows
         ],
         digits=4,
+        null="-",
     )
     return (
         f"**Compared with published results** (bandwidth factor = GB/s / the baseline's; "

@@ -1,0 +1,74 @@
+"""`anemll-spec share`: a run as Markdown for a GitHub issue (issue 14.10)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import numpy as np
+import pytest
+from fixtures.store.synth import case, new_run, samples_ns
+
+from anemll_spec.store import append_case, finish_run
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(8)
+    run_id = new_run(path, chip="Apple M4 Max")
+    wall = samples_ns(rng, 100, 9.0)
+    append_case(path, run_id, case(wall=wall), wall)
+    wall = samples_ns(rng, 100, 450.0)
+    append_case(path, run_id, case(wall=wall, backend="numpy", compute_units=None), wall)
+    hostile = "evil | name [x](http://e) <img src=x> @you"
+    append_case(path, run_id, case("h", hostile, wall=wall, model_family="matmul"), wall)
+    finish_run(path, run_id, "finished")
+    return path, run_id
+
+
+def test_share_prints_a_pasteable_block(cli, store, tmp_path):
+    path, run_id = store
+    r = cli("share", "--store", path)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    lines = text.splitlines()
+    assert lines[0] == r"### anemll-spec: lm\_head on M4 Max"
+    tables = [ln for ln in lines if ln.startswith("|")]
+    # every row of a table has its header's number of cells: no name breaks one
+    summary = [ln for ln in tables if len(cells(ln)) == 13]
+    assert len(summary) == 2 + 3  # header, separator, three cases
+    assert cells(summary[2])[:4] == [r"llama\_lm\_head", "coreml", "-", r"CPU\_AND\_NE"]
+    evil = cells(summary[4])[0]
+    assert evil == r"evil \| name \[x\](http://e) &lt;img src=x&gt; &#64;you"
+    # the comparison: the store's one factor rule, labelled with its baseline
+    factors = [ln for ln in tables if len(cells(ln)) == 8]
+    assert len(factors) == 2 + 3
+    evil_row = next(cells(ln) for ln in factors if ln.startswith("| evil"))
+    assert evil_row[-3:] == ["no baseline"] * 3  # no published figure for its model
+    numpy_row = next(cells(ln) for ln in factors if "numpy" in ln)
+    assert numpy_row[-1] == "M1 Max (published, Core ML ANE)"
+    assert re.fullmatch(r"0\.0\d+x", numpy_row[5])
+    assert "**Host**: chip Apple M4 Max; OS macOS 15.3;" in text
+    assert f"id {run_id}; status finished" in text
+    # the exact export command, and it works
+    block = text[text.index("```sh\n") + 6 : text.rindex("\n```")]
+    words = shlex.split(block)
+    assert words == ["anemll-spec", "export", "--run", run_id, "--out", f"{run_id}.parquet",
+                     "--store", str(path)]  # fmt: skip
+    out = cli(*words[1:], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / f"{run_id}.parquet").is_file()
+
+
+def test_share_names_a_run_and_refuses_an_unknown_one(cli, store):
+    path, run_id = store
+    r = cli("share", run_id[:-2], "--store", path, "--baseline", "M4 Pro")
+    assert r.returncode == 0 and "baseline M4 Pro" in r.stdout
+    assert "M4 Pro (published, Core ML ANE)" in r.stdout
+    bad = cli("share", "nope", "--store", path)
+    assert bad.returncode == 2 and "no run 'nope'" in bad.stderr
