@@ -199,5 +199,7 @@ def test_out_of_range_scatter_index_is_an_error(group):
 
     inputs = feeds(list(group.cases.values()), "fp32")
     inputs["scatter_add__i"] = np.array([4, 1], np.int32)  # data has 4 rows
-    with pytest.raises(InputError, match=r"\(scatter\): index out of range \[-4, 4\)"):
+    with pytest.raises(
+        InputError, match=r"\(scatter\) in function 'main': index out of range \[-4, 4\)"
+    ):
         load(group.path("fp32")).predict(inputs)

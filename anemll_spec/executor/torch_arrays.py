@@ -17,10 +17,10 @@ import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor.decompress import is_compile_time
-from anemll_spec.mlmodel.dtypes import FLOAT_NAMES
-from anemll_spec.mlmodel.ir import Function
 from anemll_spec.executor.torch_checks import DeviceChecks
 from anemll_spec.executor.torch_linalg import TorchLinalg
+from anemll_spec.mlmodel.dtypes import FLOAT_NAMES
+from anemll_spec.mlmodel.ir import Function
 
 _DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,

@@ -184,6 +184,12 @@ class Prep:
     def float(self, param: str, default: Any = _MISSING) -> float:
         return float(np.asarray(self.const(param, default), dtype=np.float64).reshape(()))
 
+    def scalar(self, param: str, default: Any = _MISSING) -> float:
+        """A float attribute the op computes with (alpha, epsilon, a padding value): in fp16
+        mode rounded to fp16, as every constant tensor is (`tensor`)."""
+        value = self.float(param, default)
+        return float(np.float16(value)) if self.fp16 else value
+
     def bool(self, param: str, default: Any = _MISSING) -> bool:
         return bool(np.asarray(self.const(param, default)).reshape(()))
 

@@ -11,11 +11,8 @@ from anemll_spec.executor.kernels.opsets import OPSETS
 
 SUPPORTED, REFUSED_STATUS, MISSING = "supported", "refused", "not supported"
 
-# ops without a kernel, and why (the program's own work: helper R's part of issue 16)
-NO_KERNEL = {
-    "cond": "control flow (nested blocks) is not run by the program yet",
-    "while_loop": "control flow (nested blocks) is not run by the program yet",
-}
+# ops without a kernel or a program-side implementation, and why
+NO_KERNEL: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -36,15 +33,16 @@ class OpCoverage:
 
 
 def op_coverage(op: str) -> OpCoverage:
-    from anemll_spec.executor import decompress, program
+    from anemll_spec.executor import control, decompress
 
     defs = OPSETS.get(op, ())
     if op == "const" or op in getattr(decompress, "_DECOMPRESS", {}):
         note = "evaluated at load (numpy)"
         return OpCoverage(op, defs, Support(SUPPORTED, note), Support(SUPPORTED, note))
-    if op in getattr(program, "BLOCK_OPS", ()):
+    if op in control.CONTROL_OPS:
         note = "run by the program (nested blocks)"
-        return OpCoverage(op, defs, Support(SUPPORTED, note), Support(SUPPORTED, note))
+        on_host = f"{note}; its condition is read on the host: no CUDA graph"
+        return OpCoverage(op, defs, Support(SUPPORTED, note), Support(SUPPORTED, on_host))
     if op in REFUSED:
         refused = Support(REFUSED_STATUS, REFUSED[op])
         return OpCoverage(op, defs, refused, refused)

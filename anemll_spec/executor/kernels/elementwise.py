@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from anemll_spec.mlmodel.dtypes import BY_NAME
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
+from anemll_spec.mlmodel.dtypes import BY_NAME
 
 BINARY = {
     "add": "add",
@@ -76,7 +76,7 @@ def _unary(p: Prep) -> Run:
 @kernel("rsqrt", "log", "inverse")
 def _unary_eps(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    eps = p.float("epsilon", EPSILON_DEFAULTS[p.op.type])
+    eps = p.scalar("epsilon", EPSILON_DEFAULTS[p.op.type])
     if p.op.type == "rsqrt":
         return lambda env: xp.reciprocal(xp.sqrt(env[x] + eps))
     if p.op.type == "log":
@@ -87,14 +87,14 @@ def _unary_eps(p: Prep) -> Run:
 @kernel("clip")
 def _clip(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    lo, hi = p.float("alpha"), p.float("beta")
+    lo, hi = p.scalar("alpha"), p.scalar("beta")
     p.check(lo <= hi, f"alpha {lo} must not exceed beta {hi}")
     return lambda env: xp.clip(env[x], lo, hi)
 
 
 @kernel("threshold")
 def _threshold(p: Prep) -> Run:
-    xp, x, alpha = p.xp, p.ref("x"), p.float("alpha")
+    xp, x, alpha = p.xp, p.ref("x"), p.scalar("alpha")
     return lambda env: xp.maximum(env[x], alpha)
 
 
@@ -162,44 +162,44 @@ def _gelu(p: Prep) -> Run:
 
 @kernel("leaky_relu")
 def _leaky_relu(p: Prep) -> Run:
-    xp, x, alpha = p.xp, p.ref("x"), p.float("alpha", 0.01)
+    xp, x, alpha = p.xp, p.ref("x"), p.scalar("alpha", 0.01)
     return lambda env: xp.where(env[x] >= 0, env[x], alpha * env[x])
 
 
 @kernel("elu")
 def _elu(p: Prep) -> Run:
-    xp, x, alpha = p.xp, p.ref("x"), p.float("alpha", 1.0)
+    xp, x, alpha = p.xp, p.ref("x"), p.scalar("alpha", 1.0)
     return lambda env: xp.where(env[x] > 0, env[x], alpha * (xp.exp(xp.minimum(env[x], 0.0)) - 1))
 
 
 @kernel("thresholded_relu")
 def _thresholded_relu(p: Prep) -> Run:
-    xp, x, alpha = p.xp, p.ref("x"), p.float("alpha", 1.0)
+    xp, x, alpha = p.xp, p.ref("x"), p.scalar("alpha", 1.0)
     return lambda env: xp.where(env[x] >= alpha, env[x], 0.0 * env[x])
 
 
 @kernel("clamped_relu")
 def _clamped_relu(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    alpha, beta = p.float("alpha"), p.float("beta")
+    alpha, beta = p.scalar("alpha"), p.scalar("beta")
     return lambda env: xp.minimum(xp.where(env[x] >= 0, env[x], alpha * env[x]), beta)
 
 
 @kernel("linear_activation")
 def _linear_activation(p: Prep) -> Run:
-    x, alpha, beta = p.ref("x"), p.float("alpha"), p.float("beta", 0.0)
+    x, alpha, beta = p.ref("x"), p.scalar("alpha"), p.scalar("beta", 0.0)
     return lambda env: env[x] * alpha + beta
 
 
 @kernel("scaled_tanh")
 def _scaled_tanh(p: Prep) -> Run:
-    xp, x, alpha, beta = p.xp, p.ref("x"), p.float("alpha", 1.0), p.float("beta", 1.0)
+    xp, x, alpha, beta = p.xp, p.ref("x"), p.scalar("alpha", 1.0), p.scalar("beta", 1.0)
     return lambda env: alpha * xp.tanh(beta * env[x])
 
 
 @kernel("sigmoid_hard")
 def _sigmoid_hard(p: Prep) -> Run:
-    xp, x, alpha, beta = p.xp, p.ref("x"), p.float("alpha", 0.2), p.float("beta", 0.5)
+    xp, x, alpha, beta = p.xp, p.ref("x"), p.scalar("alpha", 0.2), p.scalar("beta", 0.5)
     return lambda env: xp.clip(alpha * env[x] + beta, 0.0, 1.0)
 
 

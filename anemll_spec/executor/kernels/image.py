@@ -189,7 +189,7 @@ def _crop_resize(p: Prep) -> Run:
     scale = p.float("spatial_scale", 1.0)
     box_mode = p.choice("box_coordinate_mode", BOX_MODES, "CORNERS_HEIGHT_FIRST")
     mode = p.choice("sampling_mode", SAMPLING, "DEFAULT")
-    pad_value = p.float("pad_value", 0.0)
+    pad_value = p.scalar("pad_value", 0.0)
     boxes_key = p.ref("boxes" if ios17 else "roi")
     index_key = p.opt_ref("box_indices") if ios17 else None
 

@@ -23,14 +23,10 @@ refuse(
     "random_uniform",
 )
 
-# ops whose kernels are here but whose values the program IR cannot carry yet: list values
-# (make_list...) and classify's label and dictionary outputs. The program refuses them at
-# load (tests/test_ops_misc.py checks that it still does, so this list stays true).
-PENDING = {
-    op: "the program cannot hold list values yet (parsing and outputs of listType)"
-    for op in ("make_list", "list_length", "list_write", "list_read", "list_gather", "list_scatter")
-}
-PENDING["classify"] = "the program cannot hold its list input and str/dict outputs yet"
+# ops whose kernels are here but whose values the program IR cannot carry yet: classify's
+# list of labels and its str and dictionary outputs. The program refuses it at load
+# (tests/test_ops_misc.py checks that it still does, so this stays true).
+PENDING = {"classify": "the program cannot hold its list input and str/dict outputs yet"}
 
 QUANT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
@@ -40,8 +36,8 @@ def _per_axis(p: Prep, name: str, rank: int, axis: int | None, default: float) -
     if not p.has(name):
         return default
     value = np.asarray(p.const(name), dtype=np.float32)
-    if value.ndim == 0:
-        return float(value)
+    if value.ndim == 0:  # rounded in fp16 mode, as a tensor constant would be
+        return float(np.float16(value)) if p.fp16 else float(value)
     p.check(value.ndim == 1 and axis is not None, f"{name} of shape {value.shape} needs an axis")
     shape = [1] * rank
     shape[norm_axis(axis, rank)] = -1

@@ -17,7 +17,7 @@ def _layer_norm(p: Prep) -> Run:
         if rank is None:
             raise p.fail("layer_norm without axes needs an input of known rank")
         axes_list = list(range(rank))
-    eps = p.float("epsilon", 1e-5)
+    eps = p.scalar("epsilon", 1e-5)
     gamma = _affine(p, "gamma", axes_list, rank)
     beta = _affine(p, "beta", axes_list, rank)
 
@@ -85,7 +85,7 @@ def _instance_norm(p: Prep) -> Run:
     rank = p.rank("x")
     p.check(rank >= 3, f"x must have rank >= 3 (n, C, *D), got rank {rank}")
     axes = tuple(range(2, rank))
-    eps = p.float("epsilon", 1e-5)
+    eps = p.scalar("epsilon", 1e-5)
     gamma, beta = _channel_vec(p, "gamma", rank), _channel_vec(p, "beta", rank)
 
     def instance_norm(env):
@@ -105,7 +105,7 @@ def _l2_norm(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     rank = p.rank("x")
     p.check(rank >= 3, f"x must have rank >= 3, got rank {rank}")
-    eps = p.float("epsilon", 1e-6)
+    eps = p.scalar("epsilon", 1e-6)
     axes = (rank - 3, rank - 2, rank - 1)
     return lambda env: env[x] / xp.sqrt(xp.sum(env[x] * env[x], axes, True) + eps)
 
@@ -120,7 +120,7 @@ def _local_response_norm(p: Prep) -> Run:
     p.check(rank >= 3, f"x must have rank >= 3 (n, C, *D), got rank {rank}")
     size = p.int("size")
     p.check(size >= 1, f"size {size} must be >= 1")
-    alpha, beta, k = p.float("alpha", 1e-4), p.float("beta", 0.75), p.float("k", 1.0)
+    alpha, beta, k = p.scalar("alpha", 1e-4), p.scalar("beta", 0.75), p.scalar("k", 1.0)
     pads = [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (rank - 2)
 
     def local_response_norm(env):

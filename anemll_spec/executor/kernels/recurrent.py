@@ -140,7 +140,7 @@ def _lstm(p: Prep) -> Run:
     gate = _activation(p, "recurrent_activation", "sigmoid")
     cell = _activation(p, "cell_activation", "tanh")
     act = _activation(p, "activation", "tanh")
-    clip = p.float("clip", None) if p.has("clip") else None
+    clip = p.scalar("clip") if p.has("clip") else None
     fwd = _lstm_weights(p, "")
     if direction == "bidirectional":
         p.check(

@@ -73,7 +73,7 @@ def _resample(p: Prep) -> Run:
     p.check(p.rank("coordinates") == 4, "coordinates must have rank 4 (B, H2, W2, 2)")
     nearest = p.choice("sampling_mode", ("bilinear", "nearest")) == "nearest"
     padding = p.choice("padding_mode", PADDING)
-    pad_value = p.float("padding_value")
+    pad_value = p.scalar("padding_value")
     mode = p.choice("coordinates_mode", COORDS)
     align = p.bool("align_corners")
 

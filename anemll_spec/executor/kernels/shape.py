@@ -250,7 +250,7 @@ def _pad(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     flat = p.ints("pad")
     mode = p.str("mode", "constant")
-    value = p.float("constant_val", 0.0)
+    value = p.scalar("constant_val", 0.0)
     if mode not in ("constant", "reflect", "replicate"):
         raise p.fail(f"pad mode '{mode}' is not supported")
 

@@ -134,8 +134,8 @@ def _nms(p: Prep) -> Run:
     boxes are zeros, indices -1."""
     xp, bkey, skey = p.xp, p.ref("boxes"), p.ref("scores")
     ios17 = len(p.op.outputs) == 3
-    iou_max = p.float("iou_threshold")
-    score_min = None if ios17 else p.float("score_threshold")
+    iou_max = p.scalar("iou_threshold")
+    score_min = None if ios17 else p.scalar("score_threshold")
     max_boxes = p.int("max_boxes")
     per_class = p.bool("per_class_suppression", False)
     p.check(max_boxes >= 1, f"max_boxes {max_boxes} must be >= 1")
