@@ -24,7 +24,18 @@ from __future__ import annotations
 
 DEFAULT_BASELINE = "M1 Max"
 
-RESULTS = r"""
+# Where a run came from: `source` for filters, `provenance` in words (one definition,
+# used by `results` and by the factor rows).
+_SOURCE = "CASE WHEN coalesce({r}origin, 'measured') = 'measured' THEN 'own' ELSE {r}origin END"
+_PROVENANCE = """CASE {r}origin
+        WHEN 'measured' THEN 'measured here'
+        WHEN 'imported' THEN 'imported from ' || coalesce({r}origin_ref, 'a bundle')
+            || coalesce(' (sha256 ' || left({r}origin_sha256, 12) || ')', '')
+        WHEN 'pushed' THEN 'pushed by ' || coalesce({r}origin_ref, 'another host')
+        ELSE 'stored before v3 (measured here or imported: not recorded)'
+    END"""
+
+RESULTS = rf"""
 CREATE OR REPLACE VIEW results AS
 SELECT
     c.*,
@@ -39,7 +50,7 @@ SELECT
     r.command,
     r.host_id,
     h.hostname,
-    regexp_replace(trim(coalesce(h.chip, h.cpu_model)), '^Apple\s+', '') AS chip,
+    h.chip_name AS chip,
     h.chip AS chip_raw,
     h.model_identifier,
     h.os_name,
@@ -68,15 +79,8 @@ SELECT
     h.gpu_sm_count,
     h.gpu_capability,
     h.cudnn_version,
-    CASE WHEN coalesce(r.origin, 'measured') = 'measured' THEN 'own' ELSE r.origin END
-        AS source,
-    CASE r.origin
-        WHEN 'measured' THEN 'measured here'
-        WHEN 'imported' THEN 'imported from ' || coalesce(r.origin_ref, 'a bundle')
-            || coalesce(' (sha256 ' || left(r.origin_sha256, 12) || ')', '')
-        WHEN 'pushed' THEN 'pushed by ' || coalesce(r.origin_ref, 'another host')
-        ELSE 'stored before v3 (measured here or imported: not recorded)'
-    END AS provenance,
+    {_SOURCE.format(r="r.")} AS source,
+    {_PROVENANCE.format(r="r.")} AS provenance,
     r.origin,
     r.origin_ref,
     r.origin_sha256,
@@ -85,7 +89,10 @@ SELECT
     c.median_ms - c.runtime_median_ms AS binding_overhead_ms
 FROM cases c
 JOIN runs r ON r.run_id = c.run_id
-LEFT JOIN hosts h ON h.host_id = r.host_id
+LEFT JOIN (  -- the chip's name computed once per host, not once per case
+    SELECT *, regexp_replace(trim(coalesce(chip, cpu_model)), '^Apple\s+', '') AS chip_name
+    FROM hosts
+) h ON h.host_id = r.host_id
 """
 
 # What a factor is against, in words: 'M1 Max (published, Core ML ANE)'.
@@ -104,11 +111,13 @@ def _label(expr: str) -> str:
 
 
 CASE_FACTORS_VS = rf"""
-CREATE OR REPLACE MACRO case_factors_vs(baseline) AS TABLE
+CREATE OR REPLACE MACRO case_factors_vs(baseline, run := NULL, latest_only := false) AS TABLE
 WITH measured AS (
     SELECT
         source,
-        provenance,
+        origin,
+        origin_ref,
+        origin_sha256,
         chip,
         os_name,
         os_version,
@@ -130,46 +139,43 @@ WITH measured AS (
     WHERE status = 'ok' AND median_ms > 0 AND chip IS NOT NULL AND model_name IS NOT NULL
         AND coalesce(concurrency, 1) = 1
 ),
+latest_ids AS (  -- the latest case of each source x chip x OS x model x variant
+    SELECT arg_max(case_id, (run_started_at, finished_at, case_id)) AS case_id
+    FROM measured
+    GROUP BY source, chip, os_name, os_version, model, backend, device, compute_units
+),
 published AS (
     SELECT
         'published: ' || source AS source,
-        'published: ' || source AS provenance,
         chip,
-        NULL::VARCHAR AS os_name,
-        NULL::VARCHAR AS os_version,
         model,
         'coreml' AS backend,
-        NULL::VARCHAR AS device,
         'CPU_AND_NE' AS compute_units,
         max(value) FILTER (WHERE metric = 'bandwidth_gbps') AS bandwidth_gbps,
         max(value) FILTER (WHERE metric = 'latency_ms') AS latency_ms,
         bool_or(derived) FILTER (WHERE metric = 'bandwidth_gbps') AS bandwidth_derived,
         bool_or(derived) FILTER (WHERE metric = 'latency_ms') AS latency_derived,
         'mean' AS latency_stat,
-        NULL::VARCHAR AS run_id,
-        NULL::VARCHAR AS case_id,
-        NULL::TIMESTAMP AS run_started_at,
-        NULL::TIMESTAMP AS finished_at
+        true AS latest
     FROM reference
     GROUP BY source, chip, model
 ),
 points AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY source, chip, os_name, os_version, model, backend, device,
-                compute_units
-            ORDER BY run_started_at DESC NULLS LAST, finished_at DESC NULLS LAST,
-                case_id DESC NULLS LAST
-        ) = 1 AS latest
-    FROM (SELECT * FROM measured UNION ALL BY NAME SELECT * FROM published)
+    SELECT m.*, m.case_id IN (SELECT case_id FROM latest_ids) AS latest FROM measured m
+    UNION ALL BY NAME
+    SELECT * FROM published
 ),
 base AS (
     SELECT * FROM points WHERE chip = baseline AND latest
+),
+picked AS (  -- the rows asked for: one run's, or each chip's latest (chip_factors)
+    SELECT * FROM points
+    WHERE (run IS NULL OR run_id = run) AND (NOT latest_only OR latest)
 )
 SELECT
     p.source,
-    p.provenance,
+    CASE WHEN starts_with(p.source, 'published: ') THEN p.source
+        ELSE {_PROVENANCE.format(r="p.")} END AS provenance,
     p.chip,
     p.os_name,
     p.os_version,
@@ -198,7 +204,7 @@ SELECT
     p.case_id,
     p.run_started_at,
     p.latest
-FROM points p
+FROM picked p
 LEFT JOIN base b
     ON b.model = p.model
     AND (
@@ -220,8 +226,7 @@ QUALIFY row_number() OVER (
 CHIP_FACTORS_VS = r"""
 CREATE OR REPLACE MACRO chip_factors_vs(baseline) AS TABLE
 SELECT * EXCLUDE (latest, case_id, run_started_at), case_id
-FROM case_factors_vs(baseline)
-WHERE latest
+FROM case_factors_vs(baseline, latest_only := true)
 """
 
 CHIP_FACTORS = f"""
