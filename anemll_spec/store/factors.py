@@ -41,7 +41,7 @@ def for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
     absent. `con`: an open store connection (read-only is enough)."""
     cols = ", ".join(COLUMNS)
     cur = con.execute(
-        f"SELECT {cols} FROM case_factors_vs(?) WHERE run_id = ? ORDER BY case_id",
+        f"SELECT {cols} FROM case_factors_vs(?, run := ?) ORDER BY case_id",
         [baseline, run_id],
     )
     return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
