@@ -37,14 +37,16 @@ def _l2_norm(x, eps):
 
 
 def _lrn(x, size, alpha, beta, k):
-    """Channel c sums the squares of channels c - size // 2 ... c + (size - 1) // 2."""
+    """Channel c (the third dimension from the end) sums the squares of channels
+    c - size // 2 ... c + (size - 1) // 2."""
+    x = np.moveaxis(x, x.ndim - 3, 0)
     out = np.empty_like(x)
-    channels = x.shape[1]
+    channels = x.shape[0]
     for c in range(channels):
         lo, hi = max(0, c - size // 2), min(channels - 1, c + (size - 1) // 2)
-        total = np.sum(x[:, lo : hi + 1] ** 2, axis=1)
-        out[:, c] = x[:, c] / (k + alpha / size * total) ** beta
-    return out
+        total = np.sum(x[lo : hi + 1] ** 2, axis=0)
+        out[c] = x[c] / (k + alpha / size * total) ** beta
+    return np.moveaxis(out, 0, out.ndim - 3)
 
 
 def _softplus_parametric(x, alpha, beta):
@@ -52,12 +54,13 @@ def _softplus_parametric(x, alpha, beta):
     return alpha.reshape(shape) * np.log1p(np.exp(beta.reshape(shape) * x))
 
 
-def _quantize(x, scale, zero, lo, hi, axis=None):
+def _quantize(x, scale, zero, lo, hi, f, axis=None):
+    """clip(round(x / scale) + zero_point), x / scale held in the program's float type."""
     if axis is not None:
         shape = [1] * x.ndim
         shape[axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return np.clip(np.round(x / scale) + zero, lo, hi)
+    return np.clip(np.round((x / scale).astype(f)) + zero, lo, hi)
 
 
 X4 = rand(2, 3, 4, 5)
@@ -106,8 +109,8 @@ CASES = [
         for n in (1, 3, 4)
     ],
     Case(
-        "local_response_norm_defaults",
-        {"x": rand(1, 5, 3)},
+        "local_response_norm_defaults_rank3",
+        {"x": rand(5, 3, 2)},
         lambda v, f: mb.local_response_norm(x=v["x"], size=5),
         lambda v, f: _lrn(v["x"], 5, 1e-4, 0.75, 1.0),
     ),
@@ -125,7 +128,7 @@ CASES = [
         lambda v, f: mb.quantize(
             input=v["x"], scale=f(0.05), zero_point=np.int8(3), output_dtype="int8"
         ),
-        lambda v, f: _quantize(v["x"], float(f(0.05)), 3, -128, 127).astype(np.int8),
+        lambda v, f: _quantize(v["x"], float(f(0.05)), 3, -128, 127, f).astype(np.int8),
     ),
     Case(
         "quantize_uint8_per_channel",
@@ -138,7 +141,7 @@ CASES = [
             output_dtype="uint8",
         ),
         lambda v, f: _quantize(
-            v["x"], SCALE.astype(f).astype(float), np.array([128, 100, 0]), 0, 255, 1
+            v["x"], SCALE.astype(f).astype(float), np.array([128, 100, 0]), 0, 255, f, 1
         ).astype(np.uint8),
     ),
     Case(

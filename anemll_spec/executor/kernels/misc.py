@@ -61,7 +61,8 @@ def _quantize(p: Prep) -> Run:
     p.check(np.all(np.asarray(p.const("scale")) != 0), "scale must not be 0")
     zero = _per_axis(p, "zero_point", rank, axis, 0.0)
     lo, hi = QUANT_RANGE[dtype]
-    return lambda env: xp.astype(xp.clip(xp.round(env[x] / scale) + zero, lo, hi), dtype)
+    # x / scale is held in fp16 in fp16 mode (as fp16 hardware computes it) before rounding
+    return lambda env: xp.astype(xp.clip(xp.round(p.round(env[x] / scale)) + zero, lo, hi), dtype)
 
 
 @kernel("dequantize")

@@ -113,23 +113,29 @@ def _l2_norm(p: Prep) -> Run:
 @kernel("local_response_norm")
 def _local_response_norm(p: Prep) -> Run:
     """x / (k + alpha / size * sum of x^2 over a window of `size` channels)^beta. The
-    window of channel c is [c - size // 2, c + (size - 1) // 2] (centred for odd sizes,
-    as TensorFlow's depth_radius; PyTorch's split for even ones)."""
+    channels are the third dimension from the end: axis 1 of (n, C, H, W) as the def says;
+    of a rank-3 input, axis 0 (the def says (n, C, D), but coremltools' own expected values
+    for Core ML normalize each element of a (1, 3, 2) input by itself alone). The window
+    of channel c is [c - size // 2, c + (size - 1) // 2]: centred for odd sizes (as
+    TensorFlow's depth_radius), PyTorch's split for even ones."""
     xp, x = p.xp, p.ref("x")
     rank = p.rank("x")
     p.check(rank >= 3, f"x must have rank >= 3 (n, C, *D), got rank {rank}")
     size = p.int("size")
     p.check(size >= 1, f"size {size} must be >= 1")
     alpha, beta, k = p.scalar("alpha", 1e-4), p.scalar("beta", 0.75), p.scalar("k", 1.0)
-    pads = [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (rank - 2)
+    axis = rank - 3
+    pads = [(0, 0)] * rank
+    pads[axis] = (size // 2, (size - 1) // 2)
 
     def local_response_norm(env):
         v = env[x]
-        channels = xp.shape(v)[1]
+        channels = xp.shape(v)[axis]
         sq = xp.pad(v * v, pads, "constant", 0.0)
         total = None
         for j in range(size):
-            part = xp.getitem(sq, (slice(None), slice(j, j + channels)))
+            index = tuple(slice(j, j + channels) if i == axis else slice(None) for i in range(rank))
+            part = xp.getitem(sq, index)
             total = part if total is None else total + part
         return v / xp.power(total * (alpha / size) + k, beta)
 
