@@ -36,11 +36,13 @@ def _combine(mode, old, new):
 
 
 def _scatter(data, idx, upd, axis, mode):
-    """output[..., idx[i], ...] = mode(output[..., idx[i], ...], updates[..., i, ...])."""
+    """output[..., idx[i...], ...] = mode(output[..., idx[i...], ...], updates[..., i..., ...])
+    (updates: data.shape[:axis] + indices.shape + data.shape[axis + 1:])."""
     out = np.moveaxis(data.copy(), axis, 0)
-    u = np.moveaxis(upd, axis, 0)
-    for i, j in enumerate(idx):
-        out[j] = _combine(mode, out[j], u[i])
+    u = np.moveaxis(upd, list(range(axis, axis + idx.ndim)), list(range(idx.ndim)))
+    for pos in np.ndindex(*idx.shape):
+        j = idx[pos]
+        out[j] = _combine(mode, out[j], u[pos])
     return np.moveaxis(out, 0, axis)
 
 
@@ -122,6 +124,22 @@ CASES = [
         {"d": rand(2, 4), "i": np.array([1, 1, 3], np.int32), "u": rand(2, 3)},
         lambda v, f: mb.scatter(data=v["d"], indices=v["i"], updates=v["u"], axis=-1, mode="add"),
         lambda v, f: _scatter(v["d"], v["i"], v["u"], 1, "add"),
+    ),
+    Case(
+        "scatter_reference",  # coremltools' expected values (default mode: add)
+        {
+            "d": np.array([[1, 2, 3], [4, 5, 6]], np.float32),
+            "i": np.array([1, 0], np.int32),
+            "u": np.array([[5, 6, 7], [8, 9, 10]], np.float32),
+        },
+        lambda v, f: mb.scatter(data=v["d"], indices=v["i"], updates=v["u"]),
+        lambda v, f: np.array([[9, 11, 13], [9, 11, 13]]),
+    ),
+    Case(
+        "scatter_2d_indices_axis1_sub",
+        {"d": rand(2, 5, 3), "i": np.array([[4, 0], [2, 4]], np.int32), "u": rand(2, 2, 2, 3)},
+        lambda v, f: mb.scatter(data=v["d"], indices=v["i"], updates=v["u"], axis=1, mode="sub"),
+        lambda v, f: _scatter(v["d"], v["i"], v["u"], 1, "sub"),
     ),
     Case(
         "scatter_int32_max",

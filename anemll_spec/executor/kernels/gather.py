@@ -127,6 +127,8 @@ def _updates(xp, u, dtype: str):
 
 @kernel("scatter")
 def _scatter(p: Prep) -> Run:
+    """updates has shape data.shape[:axis] + indices.shape + data.shape[axis + 1:] (indices
+    may have any rank, as TensorFlow's scatter ops)."""
     xp, data, ind, upd = p.xp, p.ref("data"), p.ref("indices"), p.ref("updates")
     axis, mode = p.int("axis", 0), _mode(p)
 
@@ -134,11 +136,14 @@ def _scatter(p: Prep) -> Run:
         d, u = env[data], env[upd]
         shape = xp.shape(d)
         a = norm_axis(axis, len(shape))
-        rows = xp.reshape(_checked(p, env, ind, shape[a]), [-1])
+        idx = _checked(p, env, ind, shape[a])
+        k = len(xp.shape(idx))
+        rows = xp.reshape(idx, [-1])
         perm = [a, *(i for i in range(len(shape)) if i != a)]
         back = [perm.index(i) for i in range(len(shape))]
         d2 = xp.reshape(xp.permute_dims(d, perm), [shape[a], -1])
-        u2 = xp.reshape(xp.permute_dims(u, perm), [xp.shape(rows)[0], -1])
+        u_perm = [*range(a, a + k), *range(a), *range(a + k, len(xp.shape(u)))]
+        u2 = xp.reshape(xp.permute_dims(u, u_perm), [xp.shape(rows)[0], -1])
         out = xp.scatter_rows(d2, rows, _updates(xp, u2, xp.dtype_name(d)), mode)
         moved = [shape[i] for i in perm]
         return xp.permute_dims(xp.reshape(out, moved), back)
