@@ -331,3 +331,58 @@ def test_clip_range_rules():
                                      "median": 30.5, "q3": 30.8}]) is None  # fmt: skip
     log = robust.clip_range([far], log=True)
     assert log.lo_edge < 8.0 and log.hi_edge > 17.0 and log.lo_edge > 0
+
+
+def test_default_rows_prefer_the_published_kind_in_chart_and_report(tmp_path):
+    """One default for `chart factors` and the report: of a chip's measured rows, the
+    Core ML ANE one where there is one (the other compute units are named as hidden);
+    a chip without one (Linux numpy) keeps its rows; any --where shows every row."""
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "results.duckdb"
+    run_id = begin_run(path, {"spec_name": "compute_units", "command": "synthetic"}, syn.MAC_HOST)
+    for i, (cu, ms) in enumerate((("CPU_AND_NE", 8.8), ("CPU_ONLY", 60.0))):
+        wall = syn.samples_ns(ms, 60, i)
+        row = syn.case_row("llama_lm_head", wall, weight_bytes=syn.LM_HEAD_BYTES,
+                           compute_units=cu, index=i)  # fmt: skip
+        append_case(path, run_id, row, wall)
+    finish_run(path, run_id, "finished")
+    linux = syn.linux_run(path)
+    spec = build_chart("factors", str(path), Options())
+    own = {(r["chip"], r["compute_units"]) for r in spec["datasets"]["factors"] if r["own"]}
+    assert own == {("M4 Max", "CPU_AND_NE"), (syn.LINUX_HOST["cpu_model"], None)}
+    note = "Not shown: 1 measured row(s) of other backends or compute units"
+    assert any(s.startswith(note) for s in spec["title"]["subtitle"])
+    spec = build_chart("factors", str(path), Options(where="TRUE"))
+    own = {(r["chip"], r["compute_units"]) for r in spec["datasets"]["factors"] if r["own"]}
+    assert ("M4 Max", "CPU_ONLY") in own and len(own) == 3
+    page = write_report(path, run_id, tmp_path / "r.html").read_text()
+    assert note in page  # the report's chart: the same default, said the same way
+    assert page.count("<td>coreml CPU_ONLY</td>") == 1  # its table lists every row
+    page = write_report(path, linux, tmp_path / "l.html").read_text()
+    assert note not in page
+
+
+def test_many_measured_rows_name_their_baseline_by_a_key():
+    from anemll_spec.chart import factors_draw
+
+    def rows(n, against=("M1 Max (published, Core ML ANE)", "M1 Max (own, numpy)")):
+        out = []
+        for i in range(n):
+            a = against[i % len(against)]
+            out.append({"model": "m", "label": f"own: chip{i}", "own": True, "factor": 0.5,
+                        "against": a, "factor_label": f"0.5x vs {a}"})  # fmt: skip
+        out.append({"model": "m", "label": "M1 Max", "own": False, "factor": 1.0,
+                    "against": "x", "factor_label": "1.0x"})  # fmt: skip
+        return out
+
+    few = rows(factors_draw.FULL_LABELS)
+    assert factors_draw.key_factor_labels(few) == []
+    assert all(" vs " in r["factor_label"] for r in few if r["own"])
+    many = rows(factors_draw.FULL_LABELS + 1)
+    (note,) = factors_draw.key_factor_labels(many)
+    assert note == (
+        "Factors of measured rows: [1] vs M1 Max (published, Core ML ANE); "
+        "[2] vs M1 Max (own, numpy)."
+    )
+    assert {r["factor_label"] for r in many} == {"0.5x [1]", "0.5x [2]", "1.0x"}

@@ -46,6 +46,7 @@ METRICS = (
 OPTIONAL = ("os_name", "os_version", "provenance", "baseline_label")
 OPTIONAL += tuple(m[4] for m in METRICS)
 MEASURED = "NOT starts_with(source, 'published: ')"  # own, imported or pushed runs
+LIKE_PUBLISHED = ("coreml", "CPU_AND_NE")  # how the published figures were measured
 
 
 def view_columns(con, baseline: str) -> set[str]:
@@ -171,6 +172,30 @@ def no_rows(con, opts: Options) -> NoData:
     return NoData(f"{msg}: the store has no published or own rows that pass the filters")
 
 
+def like_published_first(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """The default rows of the chart (and of the report's): of a chip's measured rows
+    (per source, OS version and model), the one measured like the published figures
+    (Core ML on the Neural Engine) where there is one; a chip without one keeps every
+    row it has (a Linux numpy run is shown). Returns (rows, a note of what is hidden)."""
+
+    def key(r):
+        return (r["source"], r["chip"], r.get("os"), r["model"])
+
+    def like(r):
+        return (r["backend"], r["compute_units"]) == LIKE_PUBLISHED
+
+    has_like = {key(r) for r in rows if r["own"] and like(r)}
+    hidden = {(*key(r), how(r)) for r in rows if r["own"] and not like(r) and key(r) in has_like}
+    if not hidden:
+        return rows, None
+    kept = [r for r in rows if not (r["own"] and not like(r) and key(r) in has_like)]
+    return kept, (
+        f"Not shown: {len(hidden)} measured row(s) of other backends or compute units of "
+        "chips that have a Core ML ANE row (the published figures' kind); any --where "
+        "replaces this default, e.g. --where \"compute_units <> 'CPU_AND_NE'\"."
+    )
+
+
 def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
     """The Vega-Lite spec (a grid: one row per model, bandwidth | latency)."""
     if opts.by not in BY:
@@ -190,7 +215,10 @@ def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
                 f"no own runs to compare across OS versions ({opts.describe()}): run "
                 "`anemll-spec bench` on each OS version first"
             )
-    elif not opts.model:
+    if not opts.where:  # any --where replaces this default
+        rows, note = like_published_first(rows)
+        notes += [note] if note else []
+    if opts.by != "os" and not opts.model:
         # By default, the models there is something to compare with (published ones).
         published = {r["model"] for r in rows if not r["own"]}
         hidden = sorted({r["model"] for r in rows} - published)

@@ -18,6 +18,7 @@ from typing import Any
 from anemll_spec.chart import style
 
 TITLE = "Chip comparison"
+FULL_LABELS = 24  # measured rows whose bar labels spell out their baseline; past it, a key
 LABEL_CHARS = 48  # longer y labels are cut (the tooltip has them whole)
 # Published models first, in the order of anemll-bench's tables.
 MODEL_ORDER = ("llama_lm_head", "llama_lm_head_lut6")
@@ -131,6 +132,23 @@ def _shorten(label: str, taken: set[str], tail: str = "") -> str:
         n += 1
 
 
+def key_factor_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """Past FULL_LABELS measured rows, their bar labels name what the factor is against
+    by a key ('0.11x [1]') that the subtitle spells out once ('[1] vs M1 Max (published,
+    Core ML ANE)'): a long label on every bar of a big store costs most of the drawing
+    time (each is measured) and says the same thing a hundred times. Returns the key."""
+    measured = [r for r in rows if r["own"] and r.get("against") and r.get("factor") is not None]
+    if len({(r["model"], r["label"]) for r in measured}) <= FULL_LABELS:
+        return []
+    keys: dict[str, int] = {}
+    for r in measured:
+        k = keys.setdefault(r["against"], len(keys) + 1)
+        r["factor_label"] = r["factor_label"].replace(f" vs {r['against']}", f" [{k}]", 1)
+    return [
+        "Factors of measured rows: " + "; ".join(f"[{k}] vs {a}" for a, k in keys.items()) + "."
+    ]
+
+
 def series_scales(rows: list[dict[str, Any]], by: str) -> tuple[list[str], list[str], list]:
     """(series in legend order, their fill colours, their outline colours)."""
     present = {r["series"] for r in rows}
@@ -165,7 +183,7 @@ def chart(rows: list[dict[str, Any]], opts, notes: Sequence[str] = ()) -> dict[s
     import altair as alt
 
     by = getattr(opts, "by", "chip")
-    notes = [*notes, *label_rows(rows, by)]
+    notes = [*notes, *label_rows(rows, by), *key_factor_labels(rows)]
     present = {r["model"] for r in rows}
     models = [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
     domain, fills, strokes = series_scales(rows, by)
@@ -262,7 +280,7 @@ def _panel(model, metric, axis_title, mine, fill, stroke, tooltip, first) -> dic
     )
     labels = (
         base.mark_text(align="left", dx=4, fontSize=10, color=style.NEUTRAL)
-        .encode(x=x, y=y, text="factor_label:N", tooltip=tooltip)
+        .encode(x=x, y=y, text="factor_label:N")  # the bar beside it has the tooltip
         .properties(name=f"factors_{name}")
     )
     return style.part(alt.layer(bars, labels))

@@ -104,7 +104,9 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
     # the chart shows this run's own rows by the chart's default: every backend
     fopts = Options(baseline=opts.baseline)
     frows = [r for r in factors.query(con, fopts, run_id) if r["model"] in measured]
-    charts["chart-factors"] = factors.chart(frows, fopts, ["Own rows: this run only."])
+    frows, note = factors.like_published_first(frows)  # the chart's default, as `chart`
+    notes = ["Own rows: this run only.", *([note] if note else [])]
+    charts["chart-factors"] = factors.chart(frows, fopts, notes)
     return head + own_html + pub_html + '<div id="chart-factors" class="chart"></div>'
 
 
@@ -165,7 +167,9 @@ def os_section(con, run: dict, cases: list[dict], opts: Options, charts) -> str:
         for r in factors.query(con, fopts)
         if r["own"] and r["chip"] in chips and r["model"] in {k[0] for k in kinds}
     ]
-    charts["chart-factors-os"] = factors.chart(frows, fopts, [f"Chip: {', '.join(chips)}."])
+    frows, note = factors.like_published_first(frows)
+    notes = [f"Chip: {', '.join(sorted(chips))}.", *([note] if note else [])]
+    charts["chart-factors-os"] = factors.chart(frows, fopts, notes)
     return (
         head
         + "<table><tr><th>OS</th><th>source</th><th>chip</th><th>model</th><th>backend</th>"
