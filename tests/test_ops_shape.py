@@ -140,6 +140,15 @@ CASES = [
         for a in (1, -1, 0, 3)
     ],
     Case(
+        "range_1d_constant_and_runtime",
+        {"n": np.array([7], np.int32)},
+        lambda v, f: (
+            mb.range_1d(start=f(0.5), end=f(3.0), step=f(0.75)),
+            mb.range_1d(start=np.int32(-2), end=mb.squeeze(x=v["n"]), step=np.int32(3)),
+        ),
+        lambda v, f: (np.arange(0.5, 3.0, 0.75), np.arange(-2, 7, 3).astype(np.int32)),
+    ),
+    Case(
         "squeeze_ignores_non_single_axes",
         {"x": rand(2, 1, 3)},
         lambda v, f: mb.squeeze(x=v["x"], axes=[0, 1]),

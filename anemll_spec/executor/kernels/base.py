@@ -25,6 +25,9 @@ KERNELS: dict[str, Factory] = {}
 # op type -> why it computes on the host (numpy) when the arrays live on a device (torch):
 # such an op reads its inputs back, so a program holding it runs eagerly (no CUDA graph)
 HOST_OPS: dict[str, str] = {}
+# op type -> what it reads on the host only when an input is a runtime value, not a
+# constant (a shape, a size, slice bounds): such a program runs eagerly on a device
+HOST_READS: dict[str, str] = {}
 # op type -> why a program holding it is refused at load (`anemll-spec ops` shows it)
 REFUSED: dict[str, str] = {}
 STATE_KEY = "@state"  # env key of the State object during a predict call
@@ -32,15 +35,20 @@ STATE_KEY = "@state"  # env key of the State object during a predict call
 _MISSING = object()
 
 
-def kernel(*op_types: str, host: str | None = None) -> Callable[[Factory], Factory]:
-    """Register `fn` as the kernel factory of `op_types`; `host` says why the kernel reads
-    its inputs back to the host (numpy) on a device array library."""
+def kernel(
+    *op_types: str, host: str | None = None, reads: str | None = None
+) -> Callable[[Factory], Factory]:
+    """Register `fn` as the kernel factory of `op_types`; `host` says why the kernel
+    computes on the host (numpy) on a device array library, `reads` what it reads on the
+    host when that input is not a constant."""
 
     def register(fn: Factory) -> Factory:
         for t in op_types:
             KERNELS[t] = fn
             if host:
                 HOST_OPS[t] = host
+            if reads:
+                HOST_READS[t] = reads
         return fn
 
     return register

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from anemll_spec.executor.kernels.base import HOST_OPS, KERNELS, REFUSED
+from anemll_spec.executor.kernels.base import HOST_OPS, HOST_READS, KERNELS, REFUSED
 from anemll_spec.executor.kernels.misc import PENDING
 from anemll_spec.executor.kernels.opsets import OPSETS
 
@@ -41,7 +41,7 @@ def op_coverage(op: str) -> OpCoverage:
         return OpCoverage(op, defs, Support(SUPPORTED, note), Support(SUPPORTED, note))
     if op in control.CONTROL_OPS:
         note = "run by the program (nested blocks)"
-        on_host = f"{note}; its condition is read on the host: no CUDA graph"
+        on_host = "its condition is read on the host: no CUDA graph"
         return OpCoverage(op, defs, Support(SUPPORTED, note), Support(SUPPORTED, on_host))
     if op in REFUSED:
         refused = Support(REFUSED_STATUS, REFUSED[op])
@@ -54,8 +54,12 @@ def op_coverage(op: str) -> OpCoverage:
         )
         missing = Support(MISSING, why)
         return OpCoverage(op, defs, missing, missing)
-    host = HOST_OPS.get(op)
-    torch_note = f"computed on the host (numpy): {host}; no CUDA graph" if host else ""
+    host, reads = HOST_OPS.get(op), HOST_READS.get(op)
+    torch_note = ""
+    if host:
+        torch_note = f"computed on the host (numpy): {host}; no CUDA graph"
+    elif reads:
+        torch_note = f"reads {reads} on the host (no CUDA graph then)"
     return OpCoverage(op, defs, Support(SUPPORTED), Support(SUPPORTED, torch_note))
 
 

@@ -142,7 +142,7 @@ def _bilinear(p: Prep) -> Run:
     return bilinear
 
 
-@kernel("resize")
+@kernel("resize", reads="a runtime target shape")
 def _resize(p: Prep) -> Run:
     """The last `resized_dims` dims of x take the last `resized_dims` values of `shape`
     (0: keep); NEAREST_NEIGHBOR reads the input at the grid point rounded (half up)."""

@@ -23,7 +23,7 @@ def _identity(p: Prep) -> Run:
     return lambda env: env[x]
 
 
-@kernel("reshape")
+@kernel("reshape", reads="a runtime target shape")
 def _reshape(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     static, key = maybe_static(p, "shape")
@@ -170,7 +170,7 @@ def _split(p: Prep) -> Run:
     return split
 
 
-@kernel("tile")
+@kernel("tile", reads="runtime reps")
 def _tile(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     reps, key = maybe_static(p, "reps")
@@ -184,7 +184,7 @@ def _fill_dtype(p: Prep, value) -> str:
     return {"int32": "int32", "bool": "bool"}.get(out, np.asarray(value).dtype.name)
 
 
-@kernel("fill")
+@kernel("fill", reads="a runtime shape")
 def _fill(p: Prep) -> Run:
     xp = p.xp
     shape, key = maybe_static(p, "shape")
@@ -232,14 +232,19 @@ def _shape(p: Prep) -> Run:
     return lambda env: xp.asarray(np.asarray(xp.shape(env[x]), dtype=np.int32))
 
 
-@kernel("range_1d")
+@kernel("range_1d", reads="start, end and step (the output length depends on them)")
 def _range_1d(p: Prep) -> Run:
     xp = p.xp
-    keys = {k: p.ref(k) for k in ("start", "end", "step")}
+    names = ("start", "end", "step")
     dtype = xp.float_dtype if p.out().dtype in ("fp16", "fp32") else "int32"
+    if all(p.is_const(k) for k in names):  # a constant range: made once
+        s, e, st = (np.asarray(p.const(k)).item() for k in names)
+        value = p.tensor(np.arange(s, e, st)) if dtype != "int32" else xp.arange(s, e, st, dtype)
+        return lambda env: value
+    keys = {k: p.ref(k) for k in names}
 
     def range_1d(env):
-        s, e, st = (xp.to_numpy(env[keys[k]]).item() for k in ("start", "end", "step"))
+        s, e, st = (xp.to_numpy(env[keys[k]]).item() for k in names)
         return xp.arange(s, e, st, dtype)
 
     return range_1d

@@ -48,7 +48,7 @@ def _slice_params(p: Prep):
     return slices
 
 
-@kernel("slice_by_index")
+@kernel("slice_by_index", reads="runtime begin and end")
 def _slice_by_index(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     slices = _slice_params(p)
@@ -92,7 +92,7 @@ def per_call(env: dict, key: tuple, make: Callable[[], Any]) -> Any:
     return value
 
 
-@kernel("slice_by_size")
+@kernel("slice_by_size", reads="runtime begin and size")
 def _slice_by_size(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     begin, bkey = maybe_static(p, "begin")

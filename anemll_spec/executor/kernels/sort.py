@@ -52,7 +52,7 @@ def _argsort(p: Prep) -> Run:
     return lambda env: xp.astype(xp.argsort(env[x], a, descending), "int32")
 
 
-@kernel("one_hot")
+@kernel("one_hot", reads="a runtime one_hot_vector_size")
 def _one_hot(p: Prep) -> Run:
     """out[..., j, ...] = on_value where indices == j (j on the new axis), else off_value;
     an index outside [0, depth) gives an all-off vector."""
