@@ -210,3 +210,14 @@ def test_lowering_passes_rewrite_the_function_before_preparation(model):
     assert "gather" in seen[0]
     x16 = feed["x"].astype(np.float16).astype(np.float32)
     np.testing.assert_array_equal(out["rows"], x16[[0, 0]])
+
+
+def test_cli_predict_on_a_spec_or_a_non_model_says_so_in_one_line(tmp_path, capsys):
+    spec = tmp_path / "smoke.yaml"
+    spec.write_text("name: smoke\nmodel: {family: matmul}\n")
+    fake = tmp_path / "fake.mlmodel"
+    fake.write_bytes(spec.read_bytes())  # a YAML file under a model's name
+    for path, match in [(spec, "a spec, not a model"), (fake, "the model proto is corrupt")]:
+        assert cli_main(["predict", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1 and "Traceback" not in err

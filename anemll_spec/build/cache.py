@@ -46,11 +46,11 @@ def build_fields(model: dict) -> dict:
 
 
 def cache_key(model: dict) -> str:
-    import coremltools
+    from importlib.metadata import version  # importing coremltools takes seconds
 
     payload = {
         "model": build_fields(model),
-        "coremltools": coremltools.__version__,
+        "coremltools": version("coremltools"),
         "builder": BUILDER_VERSION,
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
@@ -173,6 +173,7 @@ def entries(cache_dir: Path) -> list[dict]:
                 "ok": manifest is not None,
                 "problem": problem,
                 "family": (m.get("model") or {}).get("family"),
+                "spec": m.get("spec"),  # which spec built it (None: not recorded)
                 "model": m.get("model"),
                 "weight_bytes": m.get("weight_bytes"),
                 "disk_bytes": size,
@@ -191,28 +192,25 @@ def is_entry_name(name: str) -> bool:
     return len(name) == 24 and all(c in "0123456789abcdef" for c in name)
 
 
-def clear(cache_dir: Path) -> tuple[int, int]:
-    """Delete every entry and stale staging folder: (entries removed, bytes freed).
+def _created(root: Path, manifest: dict | None) -> float:
+    """When an entry was made: its manifest's "created" (UTC), else the folder's mtime."""
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ")))
+    except (TypeError, KeyError, ValueError):
+        return root.stat().st_mtime
+
+
+def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
+    """Delete entries (all, or those made more than `older_than_s` seconds ago) and stale
+    staging folders; returns what was removed, one dict each: key, kind (entry | staging |
+    trash), spec and family (entries), bytes.
 
     Only folders the cache made are touched (key-named entries, `.tmp-` staging, `.trash-`): a
     wrong --cache-dir or $ANEMLL_SPEC_CACHE must never cost anyone their files. Staging
     folders of builds running now (younger than STALE_STAGING_S) are left alone.
     """
-    n = freed = 0
+    removed: list[dict] = []
     if not cache_dir.is_dir():
-        return 0, 0
-    now = time.time()
-    for root in list(cache_dir.iterdir()):
-        if not root.is_dir() or root.is_symlink():
-            continue
-        staging = root.name.startswith(".tmp-")
-        trash = root.name.startswith(".trash-")  # left by an interrupted discard
-        if not (staging or trash or is_entry_name(root.name)):
-            continue
-        if staging and now - root.stat().st_mtime < STALE_STAGING_S:
-            continue
-        freed += sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        if not (staging or trash):
-            n += 1
-        discard(root)
-    return n, freed
+        return removed

@@ -3,24 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from anemll_spec.cli._common import add_json, human_bytes, print_json, table
 
 HELP = "list or clear the cache of built models"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str) -> float:
+    """'7d', '12h', '30m', '90s', '2w' -> seconds (argparse type)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a number and a unit, e.g. 7d, 12h, 30m (s m h d w)"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "action",
         choices=["list", "clear"],
-        help="list entries, or delete them all (only the folders the cache made)",
+        help="list entries, or delete them (only the folders the cache made)",
     )
     p.add_argument(
         "--cache-dir",
         metavar="DIR",
         help="cache folder (default: $ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME/anemll-spec)",
     )
+    p.add_argument(
+        "--older-than",
+        metavar="AGE",
+        type=duration,
+        help="clear: only entries built more than AGE ago (e.g. 7d, 12h, 30m)",
+    )
     add_json(p)
+
+
+def _what(e: dict) -> str:
+    return e.get("spec") or e.get("family") or e["kind"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,22 +53,40 @@ def run(args: argparse.Namespace) -> int:
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else cache.default_cache_dir()
     if args.action == "clear":
-        n, freed = cache.clear(cache_dir)
+        removed = cache.clear(cache_dir, older_than_s=args.older_than)
+        entries = [e for e in removed if e["kind"] == "entry"]
+        freed = sum(e["bytes"] for e in removed)
         if args.json:
-            print_json({"cache_dir": str(cache_dir), "removed": n, "freed_bytes": freed})
-        else:
-            print(
-                f"removed {n} entr{'y' if n == 1 else 'ies'} from {cache_dir}, freed {human_bytes(freed)}"
+            print_json(
+                {
+                    "cache_dir": str(cache_dir),
+                    "removed": len(entries),
+                    "freed_bytes": freed,
+                    "items": removed,
+                }
             )
+            return 0
+        for e in removed:
+            print(f"removed {e['key']} ({_what(e)}, {human_bytes(e['bytes'])})")
+        n = len(entries)
+        print(
+            f"removed {n} entr{'y' if n == 1 else 'ies'} from {cache_dir}, freed {human_bytes(freed)}"
+        )
         return 0
+    if args.older_than is not None:
+        from anemll_spec.errors import InputError
+
+        raise InputError("--older-than applies to `cache clear` only")
     items = cache.entries(cache_dir)
+    total = sum(e["disk_bytes"] for e in items)
     if args.json:
-        print_json({"cache_dir": str(cache_dir), "entries": items})
+        print_json({"cache_dir": str(cache_dir), "total_bytes": total, "entries": items})
         return 0
     print(f"cache: {cache_dir}")
     rows = [
         [
             e["key"],
+            e.get("spec") or "-",
             e["family"],
             human_bytes(e["weight_bytes"]),
             human_bytes(e["disk_bytes"]),
@@ -55,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         for e in items
     ]
     print(
-        table(rows, ["key", "family", "weights", "on disk", "created", "state"])
+        table(rows, ["key", "spec", "family", "weights", "on disk", "created", "state"])
         if rows
         else "(empty)"
     )
+    if rows:
+        print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {human_bytes(total)} on disk")
     return 0

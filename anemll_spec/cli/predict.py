@@ -10,15 +10,16 @@ from typing import Any
 
 from anemll_spec.cli._common import add_json, nonempty, nonnegative_int, out_file, print_json, table
 
-HELP = "run a saved .mlpackage with the reference (numpy) executor and summarise its outputs"
+HELP = "run a saved model with the reference (numpy) executor and summarise its outputs"
 DESCRIPTION = (
-    "Run a saved ML Program op by op with numpy (no Core ML needed). Without --inputs, "
+    "Run a saved ML Program (.mlpackage, or compiled .mlmodelc) op by op with numpy (no Core "
+    "ML needed). Without --inputs, "
     "inputs are synthesised from --seed the same way the benchmark runner does."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help=".mlpackage to run")
+    p.add_argument("model", metavar="MODEL", help=".mlpackage or .mlmodelc to run")
     p.add_argument("--inputs", metavar="NPZ", type=nonempty, help="input arrays by name (.npz)")
     p.add_argument(
         "--out", metavar="NPZ", type=nonempty, help="write the outputs to this .npz (replaced)"
@@ -38,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.errors import InputError
     from anemll_spec.executor import load
 
+    if Path(args.model).suffix.lower() in (".yaml", ".yml"):
+        raise InputError(
+            f"{args.model}: a spec, not a model; `anemll-spec build {args.model}` builds its "
+            "models and prints their paths, which predict takes"
+        )
     if args.out:  # checked before the work, not after it
         if Path(args.out).suffix != ".npz":
             raise InputError(f"--out {args.out}: expected a .npz file name")

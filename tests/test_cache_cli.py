@@ -1,0 +1,77 @@
+"""`cache list` shows the spec that built each entry and the total size; `cache clear`
+says what it removed and takes --older-than (issue 14 item 12)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from build_util import matmul
+
+from anemll_spec.build import build
+from anemll_spec.cli import main as cli_main
+
+
+def _disk(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def two_entries(tmp_path) -> tuple[Path, str, str]:
+    """A real entry built now (recorded as built by spec 'myspec'), and a copy of it under
+    another key whose manifest says it was built ten days ago."""
+    fresh = build(matmul(), cache_dir=tmp_path).key
+    manifest = tmp_path / fresh / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["spec"] = "myspec"
+    manifest.write_text(json.dumps(doc))
+    old = "0" * 23 + "1"
+    shutil.copytree(tmp_path / fresh, tmp_path / old)
+    doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 10 * 86400))
+    doc["spec"] = None
+    (tmp_path / old / "manifest.json").write_text(json.dumps(doc))
+    return tmp_path, fresh, old
+
+
+def test_list_shows_spec_and_total(two_entries, capsys):
+    cache, fresh, old = two_entries
+    assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    by_key = {e["key"]: e for e in listed["entries"]}
+    assert by_key[fresh]["spec"] == "myspec" and by_key[old]["spec"] is None
+    assert listed["total_bytes"] == _disk(cache / fresh) + _disk(cache / old)
+    assert cli_main(["cache", "list", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "myspec" in out and "2 entries" in out and "on disk" in out
+
+
+def test_clear_older_than_removes_only_old_entries_and_says_what(two_entries, capsys):
+    cache, fresh, old = two_entries
+    size = _disk(cache / old)
+    assert cli_main(["cache", "clear", "--older-than", "7d", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {old} (matmul, " in out and "removed 1 entry" in out
+    assert (cache / fresh).is_dir() and not (cache / old).exists()
+    assert cli_main(["cache", "clear", "--json", "--cache-dir", str(cache)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["removed"] == 1 and [i["spec"] for i in report["items"]] == ["myspec"]
+    assert report["freed_bytes"] > 0 and size > 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cache", "clear", "--older-than", "7 days"],
+        ["cache", "clear", "--older-than", "-1d"],
+        ["cache", "list", "--older-than", "1d"],
+    ],
+)
+def test_bad_older_than_exits_2(tmp_path, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        code = cli_main([*argv, "--cache-dir", str(tmp_path)])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    assert "older-than" in capsys.readouterr().err
