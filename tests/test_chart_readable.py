@@ -257,6 +257,15 @@ def test_categorical_sweep_is_points_with_ci_bars(store):
     run_id = syn.sweep_run(path, n=30)
     spec = build_chart("sweep", str(path), Options(runs=(run_id,)))
     assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]
+    # y: a log axis when the values (CIs included) span more than 20x, as in factors
+    for metric in ("bandwidth_gbps", "median_ms"):
+        spec = build_chart("sweep", str(path), Options(runs=(run_id,), metric=metric))
+        rows = spec["datasets"]["sweep"]
+        values = [v for r in rows for v in (r["ci_lo"], r["value"], r["ci_hi"])]
+        y = spec["layer"][1]["encoding"]["y"]
+        log = max(values) / min(values) > 20
+        assert (y["scale"].get("type") == "log") == log and y["title"].endswith("log scale") == log
+        assert log == (metric == "median_ms")  # 8x vocab x 5x speed; GB/s only 5x
 
 
 def fenced(x: np.ndarray) -> tuple[float, float]:
