@@ -106,6 +106,28 @@ HOSTILE = [
         "same_lower",
         r"pad_type 'same_lower' is not one of valid, same, custom",
     ),
+    (lambda x: mb.topk(x=x, k=2), "topk", "k", np.int32(9), r"k 9 exceeds the 5 elements"),
+    (
+        lambda x: mb.crop(x=x, crop_height=[0, 1], crop_width=[1, 1]),
+        "crop",
+        "crop_height",
+        np.array([2, 2], np.int32),
+        r"leave nothing of \(4, 5\)",
+    ),
+    (
+        lambda x: mb.pixel_shuffle(x=x, upscale_factor=1),
+        "pixel_shuffle",
+        "upscale_factor",
+        np.int32(2),
+        r"channels 3 is not divisible by 4",
+    ),
+    (
+        lambda x: mb.avg_pool(x=x, kernel_sizes=[2, 2], pad_type="valid"),
+        "avg_pool",
+        "kernel_sizes",
+        np.array([5, 2], np.int32),
+        r"kernel 5 does not fit a padded dimension of 4",
+    ),
     (
         lambda x: mb.cumsum(x=x, axis=1),
         "cumsum",

@@ -144,6 +144,15 @@ class Prep:
         recurrent state between steps), unchanged otherwise."""
         return self.xp.round_to_fp16(x) if self.fp16 else x
 
+    def dims(self, param: str) -> tuple[int, ...] | None:
+        """Declared shape of the tensor bound to `param` when fully known at load (shape
+        checks then fail at load, not at run)."""
+        t = self.input_type(param)
+        if t is None:
+            value = self.const(param) if self.is_const(param) else None
+            return None if value is None else tuple(np.shape(value))
+        return t.static_shape
+
     def rank(self, param: str) -> int:
         """Declared rank of the tensor bound to `param` (shapes may be unknown, ranks not)."""
         t = self.input_type(param)

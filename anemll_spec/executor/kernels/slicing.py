@@ -118,13 +118,20 @@ def _sliding_windows(p: Prep) -> Run:
     axis, size, stride = p.int("axis"), p.int("size"), p.int("stride", 1)
     p.check(size >= 1 and stride >= 1, f"size {size} and stride {stride} must be >= 1")
 
-    def sliding_windows(env):
-        v = env[x]
-        shape = xp.shape(v)
+    def windows(shape) -> tuple[int, int]:
         a = norm_axis(axis, len(shape))
         count = (shape[a] - size) // stride + 1
         if count < 1:
             raise p.fail(f"window of {size} does not fit a dimension of {shape[a]}")
+        return a, count
+
+    if p.dims("x") is not None:
+        windows(p.dims("x"))
+
+    def sliding_windows(env):
+        v = env[x]
+        shape = xp.shape(v)
+        a, count = windows(shape)
         # out[..., w, s, ...] = x[..., w * stride + s, ...]: one strided view per offset s
         views = []
         for s in range(size):
@@ -172,11 +179,17 @@ def _crop(p: Prep) -> Run:
     p.check(len(h) == 2 and len(w) == 2, "crop_height and crop_width take two values each")
     p.check(min(h + w) >= 0, f"crop amounts must be >= 0, got {h} and {w}")
 
+    def fits(shape) -> None:
+        if h[0] + h[1] >= shape[-2] or w[0] + w[1] >= shape[-1]:
+            raise p.fail(f"crops {h}, {w} leave nothing of {tuple(shape[-2:])}")
+
+    if p.dims("x") is not None:
+        fits(p.dims("x"))
+
     def crop(env):
         v = env[x]
         shape = xp.shape(v)
-        if h[0] + h[1] >= shape[-2] or w[0] + w[1] >= shape[-1]:
-            raise p.fail(f"crops {h}, {w} leave nothing of {shape[-2:]}")
+        fits(shape)
         index = (Ellipsis, slice(h[0], shape[-2] - h[1]), slice(w[0], shape[-1] - w[1]))
         return xp.getitem(v, index)
 

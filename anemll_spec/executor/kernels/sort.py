@@ -27,12 +27,17 @@ def _topk(p: Prep) -> Run:
     p.check(-rank <= axis < rank, f"axis {axis} is outside [-{rank}, {rank - 1}]")
     a = norm_axis(axis, rank)
 
+    def count(size: int) -> int:
+        if k > size:
+            raise p.fail(f"k {k} exceeds the {size} elements along axis {axis}")
+        return size if k == -1 else k
+
+    if p.dims("x") is not None:
+        count(p.dims("x")[a])
+
     def topk(env):
         v = env[x]
-        size = xp.shape(v)[a]
-        n = size if k == -1 else k
-        if n > size:
-            raise p.fail(f"k {n} exceeds the {size} elements along axis {axis}")
+        n = count(xp.shape(v)[a])
         order = xp.argsort(v, a, descending)  # sorted: the def's `sort` allows any order
         index = tuple(slice(0, n) if i == a else slice(None) for i in range(rank))
         idx = xp.astype(xp.getitem(order, index), "int32")
