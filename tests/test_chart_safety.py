@@ -178,3 +178,21 @@ def test_params_key_with_a_quote_draws_the_sweep_and_the_report(tmp_path):
     page = write_report(path, run_id, tmp_path / "r.html")
     html = page.read_text()
     assert 'id="chart-sweep"' in html and "swept no parameter" not in html
+
+
+def test_a_huge_stored_name_does_not_make_a_huge_report(tmp_path):
+    """A label is repeated in every sample point a chart draws: a 200 kB model name
+    (before the store limited text on import) must not multiply into the page."""
+    from anemll_spec.chart.report import write_report
+
+    store = tmp_path / "results.duckdb"
+    good = syn.lm_head_run(store, seed=1)
+    name = "m" * 200_000
+    big = syn.hostile_copy(store, good, "big-run", model_name=name)
+    page = write_report(store, big, tmp_path / "r.html")
+    plain = write_report(store, good, tmp_path / "p.html")
+    html_text = page.read_text()
+    # whole once per case in the table and in the latency boxes' rows (2 cases), never
+    # once per sample point (600 samples): labels are cut
+    assert html_text.count(name) == 4
+    assert page.stat().st_size < plain.stat().st_size + 5 * len(name)

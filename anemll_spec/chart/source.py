@@ -138,8 +138,14 @@ def pick_run(con, opts: Options, *, needs: str = "TRUE") -> str:
 
 
 # A readable, unique label for a case inside one run (labels are data, never markup).
-CASE_LABEL = """concat_ws(' · ', coalesce(model_name, spec_name), backend,
-    nullif(compute_units, ''), CASE WHEN backend = 'torch' THEN device END)"""
+# The name is cut to LABEL_MAX characters: a label is repeated in every sample point a
+# chart draws, so a huge stored name must not make a huge page.
+LABEL_MAX = 120
+CASE_LABEL = f"""concat_ws(' · ',
+    CASE WHEN length(coalesce(model_name, spec_name)) > {LABEL_MAX}
+         THEN left(coalesce(model_name, spec_name), {LABEL_MAX - 1}) || '…'
+         ELSE coalesce(model_name, spec_name) END,
+    backend, nullif(compute_units, ''), CASE WHEN backend = 'torch' THEN device END)"""
 
 
 def selected_cases_sql(opts: Options, run_id: str, *, needs: str = "TRUE") -> tuple[str, list]:
