@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "info": "info",
     "build": "build",
     "inspect": "inspect_",
+    "ops": "ops",
     "cache": "cache",
     "predict": "predict",
     "bench": "bench",
