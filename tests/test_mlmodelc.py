@@ -153,3 +153,52 @@ def test_predict_cli_on_a_compiled_model(pair, capsys):
     assert cli_main(["predict", str(mlc), "--json", "--seed", "5"]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a["outputs"] == b["outputs"] and a["inputs"] == b["inputs"]
+
+
+def test_external_compiled_model_benches_on_numpy(tmp_path, capsys):
+    """`family: external` with a .mlmodelc runs on the reference executor end to end
+    (build -> numpy timing -> verify -> store)."""
+    import shutil
+
+    from fixtures.build.make_compiled import HERE
+
+    shutil.copytree(HERE / "attention_tiny.mlmodelc", tmp_path / "att.mlmodelc")
+    spec = tmp_path / "ext.yaml"
+    spec.write_text(
+        "name: ext\n"
+        "model:\n  family: external\n  path: att.mlmodelc\n"
+        "  input_ranges: {position: [0, 15]}\n"
+        "run:\n  backends: [numpy]\n  warmup: 0\n  iterations: 3\n  min_iterations: 3\n"
+        "  max_time_s: 5\n  dispatch_floor: false\n"
+    )
+    store = tmp_path / "s.duckdb"
+    assert cli_main(["bench", str(spec), "--store", str(store), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "finished"
+    (case,) = report["results"]
+    assert case["backend"] == "numpy" and case["status"] == "ok" and case["stats"]["n"] == 3
+    weights = tmp_path / "att.mlmodelc" / "weights" / "weight.bin"
+    assert case["weight_bytes"] == weights.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m: m["inputSchema"][0].update(shape="[1, 1, 65]"), "'hidden_states' is float16"),
+        (lambda m: m["outputSchema"][0].update(name="renamed"), "lists outputs"),
+        (lambda m: m["inputSchema"][0].update(dataType="Float32"), "float32 \\[1, 1, 64\\]"),
+    ],
+)
+def test_metadata_that_disagrees_with_model_mil_is_refused(tmp_path, edit, match):
+    import shutil
+
+    from fixtures.build.make_compiled import HERE
+
+    from anemll_spec.errors import InputError
+
+    mlc = shutil.copytree(HERE / "lm_head_tiny.mlmodelc", tmp_path / "m.mlmodelc")
+    doc = json.loads((mlc / "metadata.json").read_text())
+    edit(doc[0])
+    (mlc / "metadata.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=match):
+        load(mlc)

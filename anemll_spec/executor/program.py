@@ -16,13 +16,13 @@ from anemll_spec.errors import InputError
 from anemll_spec.executor.arrays import numpy_ops
 from anemll_spec.executor.control import CONTROL_OPS, BlockPlan, make_cond, make_while
 from anemll_spec.executor.decompress import evaluate, is_compile_time
+from anemll_spec.executor.inputs import check_sizes, convert_inputs, match_description
 from anemll_spec.executor.kernels import KERNELS
 from anemll_spec.executor.kernels.base import STATE_KEY, Prep, Run
 from anemll_spec.executor.state import State
-from anemll_spec.mlmodel.dtypes import BY_NAME, FLOAT_NAMES, np_name
+from anemll_spec.mlmodel.dtypes import FLOAT_NAMES, np_name
 from anemll_spec.mlmodel.features import TensorSpec
 from anemll_spec.mlmodel.ir import Function, Op, VarType, materialize, walk
-from anemll_spec.mlmodel.limits import available_bytes, element_count
 from anemll_spec.mlmodel.model import open_model
 
 # A lowering pass rewrites a parsed function before kernels are prepared (fusions,
@@ -101,6 +101,12 @@ def load(
         input_order=order,
         release_pages=model.weights.release_pages,
     )
+    if (
+        model.kind == "mlmodelc"
+        and model.metadata is not None
+        and fn.name == parsed.default_function
+    ):
+        match_description(prog, model.io(), path)
     model.weights.release_pages(0)  # decoded weights are copies: the file pages can go
     prog.load_s = time.perf_counter() - t0
     if verbose:
@@ -111,23 +117,6 @@ def load(
             file=sys.stderr,
         )
     return prog
-
-
-def _check_sizes(types: dict[str, VarType], fn_name: str) -> None:
-    """Every declared tensor must fit in memory on its own, checked before anything is
-    allocated (a model may declare an input of [1, 1e6, 1e6])."""
-    avail = available_bytes()
-    for v in types.values():
-        t = BY_NAME.get(v.dtype)
-        if v.static_shape is None or t is None or t.np_dtype is None:
-            continue
-        where = f"function '{fn_name}': '{v.name}'"
-        nbytes = element_count(v.static_shape, where) * max(t.np_dtype.itemsize, 4)
-        if nbytes > avail:
-            raise InputError(
-                f"{where} of shape {list(v.static_shape)} needs {nbytes / 2**30:,.1f} GiB, "
-                f"{avail / 2**30:,.1f} GiB of memory is available"
-            )
 
 
 class Program:
@@ -160,12 +149,11 @@ class Program:
         by_name = {v.name: v for v in fn.inputs if not v.is_state}
         order = [n for n in (input_order or []) if n in by_name]
         order += [n for n in by_name if n not in order]
-        self._input_types = {n: by_name[n] for n in order}
-        self.inputs = {n: _spec_of(v) for n, v in self._input_types.items()}
+        self.inputs = {n: _spec_of(by_name[n]) for n in order}
         self.outputs = {n: _spec_of(types[n]) for n in fn.outputs}
         self.states = {v.name: _spec_of(v) for v in fn.inputs if v.is_state}
         self.op_counts = Counter(op.type for op in walk(fn.ops))
-        _check_sizes(types, fn.name)
+        check_sizes(types, fn.name)
         self._pool: dict[str, Any] = {}
         self._const_names: set[str] = set()
         # uses of each variable as an argument anywhere (decoded constants are dropped
@@ -292,7 +280,7 @@ class Program:
     def predict(self, inputs: dict[str, Any], state: State | None = None) -> dict[str, np.ndarray]:
         """Run the function. Float outputs come back as float32 (float16 with fp16=True)."""
         xp = self.xp
-        tensors = self.run(self._convert_inputs(inputs), state)
+        tensors = self.run(convert_inputs(self, inputs), state)
         out = {}
         for name in self.outputs:
             arr = np.asarray(xp.to_numpy(tensors[name]))
@@ -303,7 +291,7 @@ class Program:
 
     def convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Check host inputs and convert them to backend tensors (what `run` takes)."""
-        return self._convert_inputs(inputs)
+        return convert_inputs(self, inputs)
 
     def run(self, tensors: dict[str, Any], state: State | None = None) -> dict[str, Any]:
         """Run on inputs already converted by `convert_inputs`; outputs stay backend tensors
@@ -355,54 +343,6 @@ class Program:
                 f"{tuple(xp.shape(value))}, the program declares {spec.shape}"
             )
         return value
-
-    def _convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(inputs, dict):
-            raise InputError("inputs must be a dict of name -> array")
-        extra = sorted(set(inputs) - set(self.inputs))
-        if extra:
-            raise InputError(
-                f"unknown input(s) {', '.join(extra)} (model inputs: {', '.join(self.inputs)})"
-            )
-        missing = [n for n in self.inputs if n not in inputs]
-        if missing:
-            raise InputError(f"missing input(s): {', '.join(missing)}")
-        return {n: self._convert_input(n, inputs[n]) for n in self.inputs}
-
-    def _convert_input(self, name: str, value: Any) -> Any:
-        """Check one input against its declaration and convert it.
-
-        Floats: any float dtype is accepted for an fp16/fp32 input (as Core ML accepts fp32
-        for fp16 inputs) and rounded to the declared precision, which is what the model sees.
-        Integers: any integer dtype whose values fit the declared type. Bool: bool only.
-        """
-        spec, vt = self.inputs[name], self._input_types[name]
-        arr = np.asarray(value)
-        if arr.ndim != len(vt.shape) or any(
-            d is not None and d != a for d, a in zip(vt.shape, arr.shape, strict=False)
-        ):
-            raise InputError(
-                f"input '{name}': shape {tuple(arr.shape)}, the model expects "
-                f"{tuple('?' if d is None else d for d in vt.shape)}"
-            )
-        target = np.dtype(spec.dtype)
-        if target.kind == "f":
-            if arr.dtype.kind != "f":
-                raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects {target}")
-            arr = arr.astype(target).astype(np.float32)
-            if self.fp16:
-                arr = arr.astype(np.float16).astype(np.float32)
-            return self.xp.asarray(arr, self.xp.float_dtype)
-        if target.kind in "iu":
-            if arr.dtype.kind not in "iu":
-                raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects {target}")
-            info = np.iinfo(target)
-            if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                raise InputError(f"input '{name}': values outside the range of {target}")
-            return self.xp.asarray(arr.astype(target))
-        if target.kind == "b" and arr.dtype.kind != "b":
-            raise InputError(f"input '{name}': dtype {arr.dtype}, the model expects bool")
-        return self.xp.asarray(arr)
 
 
 def _resolver(op: Op, consts: dict[str, Any]) -> Callable[[str], Any]:
