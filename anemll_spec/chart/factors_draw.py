@@ -37,8 +37,9 @@ MEASURED_COLORS = {
 def label_rows(rows: list[dict[str, Any]], by: str = "chip") -> list[str]:
     """Finish each row's y label, `order` and `series`, in place; returns subtitle notes.
 
-    Own labels name their OS version and their backend and compute units only when the
-    chart shows more than one of them (else the subtitle says it once). Labels longer
+    Own labels name their backend and compute units when the chart shows more than one
+    kind (else the subtitle says it once), and their OS version where their chip is
+    drawn on more than one (the tooltip always has it); by os, always. Labels longer
     than LABEL_CHARS are cut here, so Vega need not measure them (its truncation measures
     text repeatedly, the most of a large chart's drawing time). By chip, rows go by
     bandwidth (highest first), then latency (lowest first), the same in both panels; by
@@ -48,12 +49,16 @@ def label_rows(rows: list[dict[str, Any]], by: str = "chip") -> list[str]:
     own = [r for r in rows if r["own"]]
     kinds = {how(r) for r in own}
     systems = {r.get("os") for r in own}
+    per_chip: dict[tuple, set] = {}
+    for r in own:
+        per_chip.setdefault((r["model"], r["label"]), set()).add(r.get("os"))
     tails: dict[str, str] = {}  # label -> the part a cut must keep
     for r in own:
+        several = len(per_chip[(r["model"], r["label"])]) > 1
         if by == "os" and r.get("source", "own") == "own":
             r["label"] = r["label"].removeprefix("own: ")  # own rows are the rule here
         tail = ""
-        if len(systems) > 1 or by == "os":
+        if several or by == "os":
             tail += f" · {r.get('os') or 'OS not recorded'}"
         if len(kinds) > 1:
             tail += f" ({how(r)})"
