@@ -1,6 +1,7 @@
 """The package's import graph has no cycle (issue 13): every `import` of an anemll_spec
 module, at module level or inside a function, is an edge, read from the source with ast
-(`from pkg import name` is an edge to pkg.name when that is a module, else to pkg)."""
+(`from pkg import name` is an edge to pkg.name when that is a module, else to pkg).
+Imports under `if TYPE_CHECKING:` never run and are not edges."""
 
 from __future__ import annotations
 
@@ -40,7 +41,17 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, path in mods.items():
         pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
