@@ -16,10 +16,10 @@ from typing import Any
 
 # kind -> one-line description (kept here so the CLI can list kinds without imports)
 KINDS: dict[str, str] = {
-    "factors": "bandwidth (GB/s) and latency (ms) per chip, factors vs a baseline chip",
+    "factors": "bandwidth (GB/s) and latency (ms) per chip (--by os: per OS version), factors vs a baseline chip",
     "latency": "distribution of the latency samples of each case (box plus points)",
     "timeline": "latency against iteration index per case (warm-up, throttling)",
-    "sweep": "a metric against a swept parameter, one line per backend/compute unit",
+    "sweep": "a metric against a swept parameter, one line (or points, if categorical) per series",
     "placement": "share of ops and of estimated cost per device, per compute unit",
     "compare": "per-case ratio of medians (run B / run A) with its 95% CI",
 }
