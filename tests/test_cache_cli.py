@@ -75,3 +75,29 @@ def test_bad_older_than_exits_2(tmp_path, argv, capsys):
         raise SystemExit(code)
     assert exc.value.code == 2
     assert "older-than" in capsys.readouterr().err
+
+
+def test_a_cache_hit_never_imports_coremltools(tmp_path):
+    """issue 20: the key reads coremltools' version from package metadata; a hit (and
+    `cache list`) works even where `import coremltools` would fail."""
+    import subprocess
+    import sys
+    import textwrap
+
+    built = build(matmul(), cache_dir=tmp_path)
+    code = f"""
+        import sys
+        sys.modules["coremltools"] = None  # any import of it now fails
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from build_util import matmul
+        from anemll_spec.build import build
+        from anemll_spec.cli import main
+        b = build(matmul(), cache_dir={str(tmp_path)!r})
+        assert b.cached and str(b.path) == {str(built.path)!r}, b
+        raise SystemExit(main(["cache", "list", "--cache-dir", {str(tmp_path)!r}]))
+    """
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert built.key in r.stdout
