@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
 from fixtures.executor.mil_models import mb, save_program, saved_op_types
+from test_executor_compression import lut_reference as lut_at  # the lut doc, element-wise
 
 from anemll_spec.executor import load
 
@@ -30,24 +31,6 @@ def dense(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if mask[pos]:
             out[pos] = values[k]
             k += 1
-    return out
-
-
-def lut_at(idx: np.ndarray, lut: np.ndarray, vector_axis) -> np.ndarray:
-    """constexpr_lut_to_dense's doc, element by element (V > 1 fills along vector_axis)."""
-    rank, vsize = idx.ndim, lut.shape[-1]
-    block = [idx.shape[a] // lut.shape[a] for a in range(rank)]
-    shape = list(idx.shape)
-    if vsize > 1:
-        shape[vector_axis] *= vsize
-    out = np.zeros(shape, np.float64)
-    for pos in np.ndindex(*idx.shape):
-        vec = lut[tuple(pos[a] // block[a] for a in range(rank))][int(idx[pos])]
-        for v in range(vsize):
-            dst = list(pos)
-            if vsize > 1:
-                dst[vector_axis] = pos[vector_axis] * vsize + v
-            out[tuple(dst)] = vec[v]
     return out
 
 

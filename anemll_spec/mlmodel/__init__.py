@@ -9,9 +9,9 @@ Modules, bottom up: `dtypes` (the one table of data types), `limits` (sizes chec
 allocating), `files` (where the parts lie; no path may leave the model), `proto`
 (coremltools' protobuf classes without importing coremltools), `blob` (the weight-file
 reader), `ir` (the program IR), `protoread` / `miltext` (protobuf and model.mil text ->
-IR), `features` (ModelIO), `model` (`open_model`), `inspect` (ops, FLOPs, weight bytes,
-compression). Reading never imports coremltools' converters (or torch); writing models is
-`anemll_spec.build`'s job.
+IR; `miltokens` splits the text), `features` (ModelIO), `model` (`open_model`),
+`inspect` (ops, FLOPs, weight bytes, compression). Reading never imports coremltools'
+converters (or torch); writing models is `anemll_spec.build`'s job.
 """
 
 from anemll_spec.mlmodel.features import ModelIO, TensorSpec

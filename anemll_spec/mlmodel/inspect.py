@@ -66,14 +66,9 @@ class _View:
                     self.consts[op.outputs[0].name] = value
 
     def shape(self, op: Op, param: str) -> tuple | None:
-        args = op.inputs.get(param) or []
-        if not args:
-            return None
-        a = args[0]
-        if a.ref is not None:
-            v = self.types.get(a.ref)
-            return None if v is None or v.static_shape is None else v.static_shape
-        return a.type_of()[1]
+        """Static shape of an argument (None: absent or not fixed)."""
+        ds = self.dtype_shape(op, param)
+        return None if ds is None or any(d is None for d in ds[1]) else ds[1]
 
     def dtype_shape(self, op: Op, param: str) -> tuple[str, tuple] | None:
         args = op.inputs.get(param) or []

@@ -35,84 +35,10 @@ from anemll_spec.errors import InputError
 from anemll_spec.mlmodel.dtypes import BY_NAME, MilType
 from anemll_spec.mlmodel.ir import Arg, Function, Op, Program, VarType
 from anemll_spec.mlmodel.limits import check_alloc, element_count
+from anemll_spec.mlmodel.miltokens import Tokens
 from anemll_spec.mlmodel.protoread import WeightFiles
 
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>\s+|//[^\n]*)
-  | (?P<str>"(?:[^"\\]|\\.)*")
-  | (?P<num>[-+]?(?:0[xX][0-9a-fA-F]*\.?[0-9a-fA-F]*(?:[pP][-+]?\d+)?
-        |\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf\b|nan\b))
-  | (?P<arrow>->)
-  | (?P<id>[A-Za-z_][\w.]*)
-  | (?P<punct>[()\[\]{}<>,=;?])
-    """,
-    re.X,
-)
 _SCALARS = frozenset(BY_NAME) | {"string"}
-
-
-class _Tokens:
-    def __init__(self, text: str, where: Path):
-        self.where = where
-        self.toks: list[tuple[str, str, int]] = []  # (kind, text, line)
-        line, pos = 1, 0
-        for m in _TOKEN.finditer(text):
-            if m.start() != pos:
-                self._fail(line, f"unexpected character {text[pos]!r}")
-            pos = m.end()
-            kind = m.lastgroup or ""
-            tok = m.group()
-            if kind != "ws":
-                self.toks.append((kind, tok, line))
-            line += tok.count("\n")
-        if pos != len(text):
-            self._fail(line, f"unexpected character {text[pos]!r}")
-        self.i = 0
-
-    def _fail(self, line: int, what: str) -> None:
-        raise InputError(f"{self.where}:{line}: {what}")
-
-    def fail(self, what: str) -> InputError:
-        line = self.toks[min(self.i, len(self.toks) - 1)][2] if self.toks else 1
-        return InputError(f"{self.where}:{line}: {what}")
-
-    def peek(self, k: int = 0) -> str:
-        j = self.i + k
-        return self.toks[j][1] if j < len(self.toks) else ""
-
-    def kind(self, k: int = 0) -> str:
-        j = self.i + k
-        return self.toks[j][0] if j < len(self.toks) else ""
-
-    def next(self) -> str:
-        if self.i >= len(self.toks):
-            raise self.fail("unexpected end of model.mil")
-        tok = self.toks[self.i][1]
-        self.i += 1
-        return tok
-
-    def expect(self, tok: str) -> None:
-        got = self.next()
-        if got != tok:
-            self.i -= 1
-            raise self.fail(f"expected {tok!r}, found {got!r}")
-
-    def name(self) -> str:
-        if self.kind() != "id":
-            raise self.fail(f"expected a name, found {self.peek()!r}")
-        return self.next()
-
-    def skip_balanced(self) -> None:
-        """Skip one bracketed group starting at the current token."""
-        pairs = {"(": ")", "[": "]", "{": "}", "<": ">"}
-        stack = [pairs[self.next()]]
-        while stack:
-            tok = self.next()
-            if tok in pairs:
-                stack.append(pairs[tok])
-            elif tok == stack[-1]:
-                stack.pop()
 
 
 class _Type:
@@ -124,7 +50,7 @@ class _Type:
 
 class _Parser:
     def __init__(self, text: str, where: Path, weights: WeightFiles):
-        self.t = _Tokens(text, where)
+        self.t = Tokens(text, where)
         self.where = where
         self.weights = weights
 
@@ -167,13 +93,7 @@ class _Parser:
         t = self.t
         if t.peek() == "[":
             t.next()
-            items = []
-            while t.peek() != "]":
-                items.append(self.literal())
-                if t.peek() == ",":
-                    t.next()
-            t.next()
-            return items
+            return t.items("]", self.literal)
         kind, tok = t.kind(), t.next()
         if kind == "str":
             return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
@@ -211,15 +131,13 @@ class _Parser:
     def _fields(self) -> dict[str, Any]:
         t = self.t
         t.expect("(")
-        out = {}
-        while t.peek() != ")":
+
+        def field() -> tuple[str, Any]:
             key = t.name()
             t.expect("=")
-            out[key] = self.typed_value()[0]
-            if t.peek() == ",":
-                t.next()
-        t.expect(")")
-        return out
+            return key, self.typed_value()[0]
+
+        return dict(t.items(")", field))
 
     def _blob(self, ty: _Type, fields: dict[str, Any]) -> Any:
         where = f"{self.where}:{self.t.toks[self.t.i - 1][2]}"
@@ -257,13 +175,7 @@ class _Parser:
         t = self.t
         if t.peek() == "(":
             t.next()
-            out: list[Arg] = []
-            while t.peek() != ")":
-                out += self.arg()
-                if t.peek() == ",":
-                    t.next()
-            t.next()
-            return out
+            return [a for group in t.items(")", self.arg) for a in group]
         if t.kind() == "id" and t.peek(1) not in ("(", "<"):
             return [Arg(ref=t.next())]
         value, dtype = self.typed_value()
@@ -271,15 +183,13 @@ class _Parser:
 
     def bindings(self, close: str) -> dict[str, list[Arg]]:
         t = self.t
-        out: dict[str, list[Arg]] = {}
-        while t.peek() != close:
+
+        def binding() -> tuple[str, list[Arg]]:
             key = t.name()
             t.expect("=")
-            out[key] = self.arg()
-            if t.peek() == ",":
-                t.next()
-        t.expect(close)
-        return out
+            return key, self.arg()
+
+        return dict(t.items(close, binding))
 
     # -- statements --------------------------------------------------------------------
     def decl(self) -> VarType:
@@ -292,11 +202,7 @@ class _Parser:
         outs: list[VarType] = []
         if t.peek() == "(":
             t.next()
-            while t.peek() != ")":
-                outs.append(self.decl())
-                if t.peek() == ",":
-                    t.next()
-            t.next()
+            outs = t.items(")", self.decl)
             t.expect("=")
         elif not (t.kind() == "id" and t.peek(1) == "("):
             outs.append(self.decl())
@@ -341,12 +247,7 @@ class _Parser:
             opset = t.name()
             t.expect(">")
         t.expect("(")
-        inputs = []
-        while t.peek() != ")":
-            inputs.append(self.decl())
-            if t.peek() == ",":
-                t.next()
-        t.next()
+        inputs = t.items(")", self.decl)
         if t.peek() == "[":  # function attributes (flexible shapes...): not needed to run
             t.skip_balanced()
         t.expect("{")
@@ -356,12 +257,7 @@ class _Parser:
         t.next()
         t.expect("->")
         t.expect("(")
-        outputs = []
-        while t.peek() != ")":
-            outputs.append(t.name())
-            if t.peek() == ",":
-                t.next()
-        t.next()
+        outputs = t.items(")", t.name)
         t.expect(";")
         return Function(name, opset, inputs, outputs, ops)
 
