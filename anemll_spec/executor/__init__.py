@@ -1,4 +1,4 @@
-"""Reference executor: runs a saved Core ML ML Program (.mlpackage) without Core ML.
+"""Reference executor: runs a saved Core ML ML Program (.mlpackage, .mlmodelc) without Core ML.
 
     from anemll_spec.executor import load
     prog = load("model.mlpackage")            # fp16=False: fp16 tensors computed in fp32
@@ -6,9 +6,12 @@
     state = prog.make_state()                 # zeros; predict() updates it in place
     out = prog.predict({"x": x}, state=state) # name -> np.ndarray
 
-What it reads: the protobuf program (`Data/com.apple.CoreML/model.mlmodel`, found through
-Manifest.json) and the MILBlob weight files it references, memory-mapped (`blob.py`).
-Compressed weights (constexpr_* ops, iOS16 and iOS18 forms) are decoded once, at load.
+What it reads: the program as `anemll_spec.mlmodel` parses it (the protobuf of an
+.mlpackage, found through Manifest.json, or the model.mil text of a compiled .mlmodelc,
+whose metadata.json must agree with it) and the MILBlob weight files it references,
+memory-mapped. Compressed weights (constexpr_* ops, iOS16 and iOS18 forms, sparse and
+joint ones) are decoded once, at load. Every declared size is checked before anything is
+allocated (`mlmodel.limits`).
 
 Numerics: by default every float tensor is computed in float32, whatever its declared
 precision; values cross into declared precision only where the program stores them:
@@ -23,8 +26,9 @@ declared precision; an integer input accepts any integer dtype whose values fit.
 program called without a state runs on a fresh zero state.
 
 Structure (parse -> lower -> prepare -> run):
-- `graph.parse_function` turns the protobuf block into `Op` records (type, name, position,
-  arguments resolved to variable names or decoded constants, declared output types).
+- `mlmodel` turns the program into IR records (`mlmodel.ir`: Function, Op with its type,
+  name, position, arguments resolved to variable names or constants, declared output
+  types, and nested blocks for control flow).
 - `load(..., passes=[...])` applies lowering passes `Function -> Function` before
   preparation; `simplify.simplify` lowers 1x1 convs/linears to matmuls, merges parallel
   matmuls over one input into one, and drops dead (compressed) constants.
@@ -33,7 +37,8 @@ Structure (parse -> lower -> prepare -> run):
   conv's weight becomes a contiguous (out, in) float matrix) and returns `run(env)`.
   An op type without a kernel is an `InputError` naming the type, the op and its index.
 - `predict` runs the prepared steps in order, enforcing each output's declared dtype and
-  static shape, and frees intermediates after their last use.
+  static shape, and frees intermediates after their last use. `cond` and `while_loop` run
+  their nested blocks, prepared once like the function body (`control.py`).
 
 Array library seam: kernels touch runtime tensors only through `xp`, an object with the
 primitives listed in `arrays.py` (elementwise math, reductions, reshape/permute/getitem/
