@@ -263,7 +263,7 @@ def test_a_case_cannot_move_to_another_run(bundle, tmp_path):
         bundle,
         tmp_path / "clone.parquet",
         "SELECT * REPLACE (CASE WHEN run_id IS NULL THEN NULL ELSE "
-        "left(run_id, 16) || 'ffffffff' END AS run_id) FROM b",
+        "left(run_id, 16) || left(md5(run_id), 8) END AS run_id) FROM b",  # a valid new id
     )
     dest = tmp_path / "dest.duckdb"
     open_store(dest).close()

@@ -1,6 +1,6 @@
 """One run's factors against a baseline chip: the store's one factor rule, for callers.
 
-The rule lives in SQL, once (`case_factors_vs` in views.py): an own row is compared
+The rule lives in SQL, once (`factors_of` in views.py, read by `case_factors_vs`): an own row is compared
 with the baseline chip's row of the same model from the same source (same backend,
 device and compute units) when there is one, else with the baseline chip's published
 figure. The bench summary, `share`, the chip_factors view, `chart factors` and the
@@ -41,7 +41,7 @@ def for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
     absent. `con`: an open store connection (read-only is enough)."""
     cols = ", ".join(COLUMNS)
     cur = con.execute(
-        f"SELECT {cols} FROM case_factors_vs(?, run := ?) ORDER BY case_id",
+        f"SELECT {cols} FROM factors_of(?, ?, false) ORDER BY case_id",
         [baseline, run_id],
     )
     return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]

@@ -6,7 +6,8 @@
   measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
   file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
   overhead (wall - runtime).
-- `case_factors_vs(baseline)`: table macro, THE factor rule, for every measured case
+- `factors_of(baseline, run, latest_only)` / `case_factors_vs(baseline)`: table
+  macros, THE factor rule, for every measured case
   (ok, one instance at a time) and every published row: bandwidth_factor = GB/s /
   baseline GB/s, inference_factor = baseline ms / ms. The baseline of a row is the
   baseline chip's latest row of the same model from the same source with the same
@@ -110,8 +111,8 @@ def _label(expr: str) -> str:
     return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) ELSE printf('%.2gx', {expr}) END"
 
 
-CASE_FACTORS_VS = rf"""
-CREATE OR REPLACE MACRO case_factors_vs(baseline, run := NULL, latest_only := false) AS TABLE
+FACTORS_OF = rf"""
+CREATE OR REPLACE MACRO factors_of(baseline, run, latest_only) AS TABLE
 WITH measured AS (
     SELECT
         source,
@@ -223,10 +224,17 @@ QUALIFY row_number() OVER (
 ) = 1
 """
 
+# The public macros are one-argument calls of factors_of (no default parameters: a
+# DuckLake catalog does not keep them).
+CASE_FACTORS = r"""
+CREATE OR REPLACE MACRO case_factors_vs(baseline) AS TABLE
+SELECT * FROM factors_of(baseline, NULL::VARCHAR, false)
+"""
+
 CHIP_FACTORS_VS = r"""
 CREATE OR REPLACE MACRO chip_factors_vs(baseline) AS TABLE
 SELECT * EXCLUDE (latest, case_id, run_started_at), case_id
-FROM case_factors_vs(baseline, latest_only := true)
+FROM factors_of(baseline, NULL::VARCHAR, true)
 """
 
 CHIP_FACTORS = f"""
@@ -235,7 +243,7 @@ SELECT * FROM chip_factors_vs('{DEFAULT_BASELINE}')
 """
 
 # In creation order (the macros read results; chip_factors calls chip_factors_vs).
-ALL: tuple[str, ...] = (RESULTS, CASE_FACTORS_VS, CHIP_FACTORS_VS, CHIP_FACTORS)
+ALL: tuple[str, ...] = (RESULTS, FACTORS_OF, CASE_FACTORS, CHIP_FACTORS_VS, CHIP_FACTORS)
 
 
 def install(con) -> None:
