@@ -21,11 +21,13 @@ documented (docs/coreml.md).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
+import os
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,18 +38,67 @@ Instances = Literal["shared", "distinct"]
 Mode = Literal["threads", "processes"]
 Progress = Callable[[int, float], None]
 
-# Whether a backend's instances run at once in threads of one process. Core ML: no (the
-# binding holds the GIL). numpy and torch: measured by benchmarks/concurrency_scaling.py
-# (docs/coreml.md has the figures); processes wherever threads did not scale.
-THREADS_RUN_AT_ONCE: dict[str, bool] = {"coreml": False, "numpy": False, "torch": False}
+# Where N instances of a backend scale better: threads of one process, or processes.
+# Core ML: processes (the binding holds the GIL). numpy, torch on CPU: processes, each
+# with cpus // N math-library threads; torch on CUDA: threads (one GPU; processes
+# time-slice it). Measured by benchmarks/concurrency_scaling.py on a 16-core host
+# (docs/coreml.md has the figures).
+THREADS_RUN_AT_ONCE: dict[tuple[str, str | None], bool] = {
+    ("coreml", None): False,
+    ("numpy", None): False,
+    ("torch", "cpu"): False,
+    ("torch", "cuda"): True,
+}
+
+
+# Thread-pool sizes of the math libraries, read when they load (at import, in the child).
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 class ConcurrencyError(RuntimeError):
     """An instance failed to load, warm up or time (its message names which and why)."""
 
 
-def default_mode(backend: str) -> Mode:
-    return "threads" if THREADS_RUN_AT_ONCE.get(backend, False) else "processes"
+def default_mode(backend: str, device: str | None = None) -> Mode:
+    """threads or processes for N instances of `backend` on `device` (torch: the
+    resolved device, 'cuda' or 'cpu'; a device kind such as 'cuda:1' counts as 'cuda')."""
+    kind = device.split(":")[0] if device else None
+    if backend != "torch":
+        kind = None
+    return "threads" if THREADS_RUN_AT_ONCE.get((backend, kind), False) else "processes"
+
+
+def default_threads(backend: str, instances: int, cpus: int | None = None) -> int | None:
+    """Math-library threads per instance process: the CPUs split between the instances
+    for the CPU backends (N processes each with a pool as large as the machine spin
+    against each other: 2-45x less throughput than one instance, docs/coreml.md); None
+    for Core ML, whose work is not on these pools."""
+    if backend == "coreml":
+        return None
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, instances))
+
+
+@contextlib.contextmanager
+def _child_env(threads: int | None) -> Iterator[None]:
+    """The environment a child is spawned with: thread-pool sizes set, then restored."""
+    if threads is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: str(threads) for k in THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -175,16 +226,20 @@ def time_processes(
     device: str | None = None,
     on_progress: Progress | None = None,
     start_timeout_s: float = 900.0,
+    threads: int | None | Literal["auto"] = "auto",
 ) -> InstancesResult:
     """Time instances at once, each in its own spawned process.
 
     prepared: one Prepared shared by `instances` processes, or one per instance (distinct
-    models); inputs: the host inputs (each instance converts them with its own feed()).
-    Raises ConcurrencyError naming the instance that failed."""
+    models); inputs: the host inputs (each instance converts them with its own feed());
+    threads: math-library threads per process ("auto": default_threads; None: the
+    libraries' own default). Raises ConcurrencyError naming the instance that failed."""
     preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
     n = len(preps)
     if n < 1:
         raise ValueError("at least one instance")
+    if threads == "auto":
+        threads = default_threads(backend, n)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(n)
     conns, procs = [], []
@@ -198,7 +253,8 @@ def time_processes(
             proc = ctx.Process(
                 target=_instance_main, args=(k, send, barrier, job), name=f"instance-{k}"
             )
-            proc.start()
+            with _child_env(threads):
+                proc.start()
             send.close()  # the child holds its end; EOF here once it exits
             conns.append(recv)
             procs.append(proc)
@@ -308,9 +364,9 @@ def time_instances(
     device: str | None = None,
     on_progress: Progress | None = None,
 ) -> InstancesResult:
-    """Time instances at once: threads where the backend's predict runs in parallel in
-    threads (default_mode), processes otherwise. `mode` overrides (benchmarks)."""
-    how = mode or default_mode(backend)
+    """Time instances at once, in threads or processes as default_mode(backend, device)
+    says (measured: where N instances gave more throughput). `mode` overrides."""
+    how = mode or default_mode(backend, device)
     if how == "threads":
         run = time_threads
     elif how == "processes":
@@ -328,6 +384,7 @@ __all__ = [
     "InstancePlan",
     "InstancesResult",
     "default_mode",
+    "default_threads",
     "plan_instances",
     "time_instances",
     "time_processes",

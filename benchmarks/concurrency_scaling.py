@@ -4,7 +4,8 @@ For each backend given (numpy; torch on CPU or CUDA when installed): aggregate
 throughput (all calls / wall time from the first start to the last end) of
 - 1 instance (the baseline, same process, same model),
 - N instances in threads of this process (harness.time_concurrent),
-- N instances in spawned processes (concurrency.time_processes),
+- N instances in spawned processes (concurrency.time_processes), each process's math
+  library pools split (default_threads: cpus // N) and, for contrast, full-size,
 and each one's ratio to the baseline. N instances that run at once give a ratio near N
 (when the machine has the cores); a ratio near 1 means they took turns (the GIL, or one
 resource all share). concurrency.THREADS_RUN_AT_ONCE records the verdict.
@@ -39,30 +40,39 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--vocab", type=int, default=16384)
     ap.add_argument("--cache", default=None, help="build cache (default: a temp folder)")
+    ap.add_argument(
+        "--package", default=None, help="time this saved .mlpackage instead of building one"
+    )
     a = ap.parse_args()
 
     import importlib.util
 
     from anemll_spec import concurrency
     from anemll_spec.backends.base import Prepared
-    from anemll_spec.build import build
     from anemll_spec.model_io import describe, synth_inputs
-    from anemll_spec.spec.families import FAMILIES
 
-    fields = {
-        "family": "lm_head",
-        "hidden_size": a.hidden,
-        "vocab_size": a.vocab,
-        "chunks": 2,
-        "layout": "conv",
-        "dtype": a.dtype,
-    }
-    model = FAMILIES["lm_head"].model_validate(fields)
-    cache = Path(a.cache or tempfile.mkdtemp(prefix="conc-"))
-    built = build(model, cache_dir=cache)
-    io = describe(built.path)
+    if a.package:  # a package built elsewhere (a machine without the builder's deps)
+        path = Path(a.package)
+        fields = {"package": path.name}
+        weight_bytes = sum(f.stat().st_size for f in path.rglob("*.bin"))
+    else:
+        from anemll_spec.build import build
+        from anemll_spec.spec.families import FAMILIES
+
+        fields = {
+            "family": "lm_head",
+            "hidden_size": a.hidden,
+            "vocab_size": a.vocab,
+            "chunks": 2,
+            "layout": "conv",
+            "dtype": a.dtype,
+        }
+        model = FAMILIES["lm_head"].model_validate(fields)
+        built = build(model, cache_dir=Path(a.cache or tempfile.mkdtemp(prefix="conc-")))
+        path, weight_bytes = built.path, built.weight_bytes
+    io = describe(path)
     inputs = synth_inputs(io, seed=0)
-    prepared = Prepared(path=built.path, source=built.path, compile_s=None)
+    prepared = Prepared(path=path, source=path, compile_s=None)
     prepared.input_dtypes = {t.name: t.dtype for t in io.inputs}
     results = []
     for backend in a.backends.split(","):
@@ -74,18 +84,26 @@ def main() -> None:
         for label, n, mode in (
             ("serial", 1, "threads"),
             ("threads", a.instances, "threads"),
-            ("processes", a.instances, "processes"),
+            ("processes", a.instances, "processes"),  # pools split: default_threads
+            ("processes_full_pools", a.instances, None),  # every process a full pool
             ("serial_again", 1, "threads"),
         ):
             t0 = time.perf_counter()
-            r = concurrency.time_instances(
-                backend, prepared, None, inputs, _budget(), instances=n, mode=mode, **kw
-            )
+            if mode is None:
+                r = concurrency.time_processes(
+                    backend, prepared, None, inputs, _budget(), instances=n, threads=None, **kw
+                )
+            else:
+                r = concurrency.time_instances(
+                    backend, prepared, None, inputs, _budget(), instances=n, mode=mode, **kw
+                )
             row[f"{label}_ips"] = round(r.throughput_per_s, 2)
             row[f"{label}_s"] = round(time.perf_counter() - t0, 1)
         base = (row["serial_ips"] + row["serial_again_ips"]) / 2
         row["threads_ratio"] = round(row["threads_ips"] / base, 3)
         row["processes_ratio"] = round(row["processes_ips"] / base, 3)
+        row["processes_full_pools_ratio"] = round(row["processes_full_pools_ips"] / base, 3)
+        row["threads_per_process"] = concurrency.default_threads(backend, a.instances)
         results.append(row)
     print(
         json.dumps(
@@ -93,7 +111,7 @@ def main() -> None:
                 "benchmark": "concurrency_scaling",
                 "instances": a.instances,
                 "model": fields,
-                "weight_bytes": built.weight_bytes,
+                "weight_bytes": weight_bytes,
                 "cpu_count": os.cpu_count(),
                 "blas_env": {
                     k: os.environ.get(k)

@@ -143,9 +143,32 @@ def test_an_instance_that_dies_silently_is_reported():
 
 def test_threads_mode_and_defaults(models, inputs):
     assert concurrency.default_mode("coreml") == "processes"  # the binding holds the GIL
+    assert concurrency.default_mode("numpy") == "processes"
+    assert concurrency.default_mode("torch", "cpu") == "processes"
+    assert concurrency.default_mode("torch", "cuda:0") == "threads"
+    assert concurrency.default_threads("numpy", 4, cpus=16) == 4
+    assert concurrency.default_threads("numpy", 3, cpus=2) == 1
+    assert concurrency.default_threads("coreml", 2, cpus=16) is None
     res = concurrency.time_instances(
         "numpy", _prepared(models[1][0]), None, inputs, BUDGET, instances=2, mode="threads"
     )
     assert res.mode == "threads" and [t.n for t in res.per_instance] == [ITER, ITER]
     with pytest.raises(ValueError, match="'threads' or 'processes'"):
         concurrency.time_instances("numpy", _prepared(models[1][0]), None, inputs, BUDGET, mode="x")
+
+
+def test_children_get_split_math_thread_pools_and_the_parent_keeps_its_own(monkeypatch):
+    """N processes each with a machine-sized BLAS/OpenMP pool spin against each other
+    (2-45x less throughput than one instance, measured): children get the pool size."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    code = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+    with concurrency._child_env(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["3", "3"]
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
+    with concurrency._child_env(None):
+        assert os.environ["OMP_NUM_THREADS"] == "7"
