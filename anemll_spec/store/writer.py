@@ -181,16 +181,15 @@ def append_case(
         _require_run(con, run_id)
         _insert(con, "cases", {"case_id": case_id, "run_id": run_id, **row})
         if len(wall):
-            con.register(
-                "_anemll_samples",
-                {
-                    "idx": np.arange(len(wall), dtype=np.int32),
-                    "wall_ns": wall,
-                    "runtime_ns": runtime,
-                    "runtime_ok": runtime_ok,
-                    "start_ns": starts if starts is not None else np.zeros(len(wall), np.int64),
-                },
-            )
+            columns = {
+                "idx": np.arange(len(wall), dtype=np.int32),
+                "wall_ns": wall,
+                "runtime_ns": runtime,
+                "runtime_ok": runtime_ok,
+            }
+            if starts is not None:
+                columns["start_ns"] = starts
+            con.register("_anemll_samples", columns)
             start = "start_ns" if starts is not None else "NULL"
             try:
                 con.execute(
