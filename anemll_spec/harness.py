@@ -15,10 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anemll_spec.stats import order_stat_ci_pct
+
+if TYPE_CHECKING:
+    from anemll_spec.spec.run_section import Run
 
 Progress = Callable[[int, float], None]  # (samples so far, running median ms)
 _REPORT_NS = 250_000_000  # progress callbacks at most 4 times a second
@@ -26,25 +30,26 @@ _REPORT_NS = 250_000_000  # progress callbacks at most 4 times a second
 
 @dataclass(frozen=True)
 class Budget:
-    """How long and how carefully to time one variant (the spec's run fields)."""
+    """How long and how carefully to time one variant (the spec's run fields: their
+    defaults live in the spec, `spec.run_section.Run`)."""
 
-    warmup: int = 20
-    warmup_s: float = 0.0
-    iterations: int = 300
-    min_iterations: int = 10
-    max_time_s: float = 120.0
+    warmup: int
+    warmup_s: float
+    iterations: int
+    min_iterations: int
+    max_time_s: float
     target_ci_pct: float | None = None
     check_every: int = 20  # first adaptive check after min_iterations + this
 
     @classmethod
-    def from_run(cls, run: dict) -> Budget:
+    def from_run(cls, run: Run) -> Budget:
         return cls(
-            warmup=int(run.get("warmup", 20)),
-            warmup_s=float(run.get("warmup_s", 0.0)),
-            iterations=int(run.get("iterations", 300)),
-            min_iterations=int(run.get("min_iterations", 10)),
-            max_time_s=float(run.get("max_time_s", 120.0)),
-            target_ci_pct=run.get("target_ci_pct"),
+            warmup=run.warmup,
+            warmup_s=run.warmup_s,
+            iterations=run.iterations,
+            min_iterations=run.min_iterations,
+            max_time_s=run.max_time_s,
+            target_ci_pct=run.target_ci_pct,
         )
 
 
@@ -99,13 +104,18 @@ class Timer:
         self._next_report = 0
 
     def warm(self) -> None:
-        """Untimed calls: `warmup` of them, and for at least `warmup_s` seconds."""
+        """Untimed calls: `warmup` of them, and for at least `warmup_s` seconds, but never
+        longer than `max_time_s` (a huge warm-up count is not an unbounded run)."""
         fn, pc = self.fn, time.perf_counter_ns
         t_start = pc()
-        for _ in range(self.budget.warmup):
+        cap = t_start + int(self.budget.max_time_s * 1e9)
+        n = 0
+        while n < self.budget.warmup:
             fn()
-        n = self.budget.warmup
-        until = t_start + int(self.budget.warmup_s * 1e9)
+            n += 1
+            if pc() >= cap:
+                break
+        until = min(t_start + int(self.budget.warmup_s * 1e9), cap)
         while pc() < until:
             fn()
             n += 1

@@ -28,9 +28,10 @@ from anemll_spec.errors import InputError
 from anemll_spec.harness import Budget, Timer, Timing, time_concurrent, time_interleaved, time_one
 from anemll_spec.progress import Progress
 from anemll_spec.spec import Case
+from anemll_spec.spec.families import LmHead, ModelBase
 from anemll_spec.verify import SELF_COMPARISON, Verdict, compare, skipped
 
-FLOOR_BUDGET = Budget(warmup=10, iterations=200, min_iterations=10, max_time_s=1.0)
+FLOOR_BUDGET = Budget(warmup=10, warmup_s=0.0, iterations=200, min_iterations=10, max_time_s=1.0)
 PUBLISHED_MODELS = ("llama_lm_head", "llama_lm_head_lut6")
 
 
@@ -89,14 +90,14 @@ class VariantResult:
             "case_index": c.index,
             "model_name": c.model_name,
             "params": c.params,
-            "model_family": c.model.get("family"),
+            "model_family": c.model.family,
             "model_sha256": getattr(b, "weights_sha256", None),
             "weight_bytes": getattr(b, "weight_bytes", None),
             "flops": getattr(b, "flops", None),
             "backend": self.backend,
             "device": self.device,
             "compute_units": self.compute_units,
-            "concurrency": c.run.get("concurrency", 1),
+            "concurrency": c.run.concurrency,
             "status": self.status,
             "error": self.error,
             "n_samples": 0 if self.samples is None else len(self.samples),
@@ -178,13 +179,15 @@ def override_backend(cases: list[Case], backend: str | None) -> list[Case]:
     """--backend replaces the spec's backends (so the case keys say what was measured)."""
     if not backend:
         return cases
-    return [dataclasses.replace(c, run={**c.run, "backends": [backend]}) for c in cases]
+    return [
+        dataclasses.replace(c, run=c.run.model_copy(update={"backends": [backend]})) for c in cases
+    ]
 
 
 def check_backends(cases: list[Case], *, preview: bool = False) -> tuple[str | None, list[str]]:
     """Resolve `auto` once; refuse explicitly named backends that are not available
     (a `preview`, such as `plan`, notes them instead: it runs nothing)."""
-    named = {b for c in cases for b in c.run["backends"]}
+    named = {b for c in cases for b in c.run.backends}
     notes: list[str] = []
     for name in sorted(named - {"auto"}):
         a = backends.availability(name)
@@ -220,22 +223,18 @@ def resolve_variants(
     return out, notes
 
 
-def tiny_model(like: dict) -> dict:
+def tiny_model(like: ModelBase) -> LmHead:
     """The dispatch-floor model: one 64 -> 64 linear op in the case's dtype and target."""
-    from anemll_spec.spec import schema
-
-    m = {f.name: f.default for f in schema.model_fields("lm_head")}
-    m.update(
+    return LmHead(
         family="lm_head",
         hidden_size=64,
         vocab_size=64,
         chunks=1,
         layout="linear",
-        dtype=like.get("dtype", "float16"),
-        compute_precision=like.get("compute_precision") or like.get("dtype", "float16"),
-        deployment_target=like.get("deployment_target", "iOS18"),
+        dtype=like.dtype,
+        compute_precision=like.precision,
+        deployment_target=like.deployment_target,
     )
-    return m
 
 
 # -- the run ----------------------------------------------------------------------
@@ -281,9 +280,7 @@ class Runner:
         """GPU name, driver, torch and CUDA versions when a case runs on torch.
 
         Kept out of host.capture(), which must never import torch."""
-        devices = {
-            c.run.get("device", "auto") for c in self.cases for b, _ in c.variants() if b == "torch"
-        }
+        devices = {c.run.device for c in self.cases for b, _ in c.variants() if b == "torch"}
         if not devices:
             return {}
         from anemll_spec.backends.torch_ import torch_info
@@ -321,9 +318,9 @@ class Runner:
         workdir = Path(tempfile.mkdtemp(prefix="anemll-spec-"))
         try:
             for i, case in enumerate(self.cases):
-                if i and case.run.get("cooldown_s"):
-                    self.progress.phase("cooldown", f"{case.run['cooldown_s']:g} s")
-                    time.sleep(case.run["cooldown_s"])
+                if i and case.run.cooldown_s:
+                    self.progress.phase("cooldown", f"{case.run.cooldown_s:g} s")
+                    time.sleep(case.run.cooldown_s)
                 self.progress.case(i + 1, len(self.cases), case.model_name)
                 for r in self._run_case_guarded(case, workdir):
                     r.case_id = self._store(append_case, run_id, r)
@@ -392,7 +389,7 @@ class Runner:
                 if p.path != p.source and workdir in p.path.parents:
                     shutil.rmtree(p.path.parent, ignore_errors=True)
         for r in results:
-            if r.status == "ok" and case.run.get("dispatch_floor", True):
+            if r.status == "ok" and case.run.dispatch_floor:
                 r.dispatch_floor_ms = self._floor(r, case, workdir)
         return results
 
@@ -401,18 +398,18 @@ class Runner:
         from anemll_spec.model_io import describe, synth_inputs
 
         self.progress.phase("build")
-        built = build(case.model, cache_dir=self.cache_dir)
+        built = build(case.model, cache_dir=self.cache_dir, spec_name=self.spec.name)
         self.progress.phase("build", "cache hit" if built.cached else f"{built.build_s:.1f} s")
         io = describe(built.path)
         inputs = synth_inputs(
-            io, seed=case.model.get("seed", 0), int_ranges=case.model.get("input_ranges")
+            io, seed=case.model.seed, int_ranges=getattr(case.model, "input_ranges", None)
         )
         return built, io, inputs
 
     def _reference(self, case, built, inputs, results) -> dict | None:
         """The reference executor's output from a fresh state, when some variant needs it."""
         for r in results:
-            if not case.run.get("verify", True):
+            if not case.run.verify:
                 r.verdict = skipped("verify is off in the spec (run.verify: false)")
             elif r.backend == "numpy":
                 r.verdict = skipped(SELF_COMPARISON)
@@ -422,7 +419,7 @@ class Runner:
 
         self.progress.phase("reference")
         try:
-            prog = load(built.path, fp16=bool(case.run.get("fp16_reference", False)))
+            prog = load(built.path, fp16=case.run.fp16_reference)
             return prog.predict(inputs, prog.make_state() if prog.states else None)
         except KeyboardInterrupt:
             raise
@@ -455,14 +452,12 @@ class Runner:
             r.phases_ms["compile"] = (
                 None if prepared.compile_s is None else prepared.compile_s * 1e3
             )
-            fp16 = bool(case.run.get("fp16_reference", False))
+            fp16 = case.run.fp16_reference
             self.progress.phase("load", r.label)
-            for k in range(int(case.run.get("concurrency", 1))):
+            for k in range(case.run.concurrency):
                 t0 = time.perf_counter()
                 sessions.append(
-                    backend.load(
-                        prepared, r.compute_units, fp16=fp16, device=case.run.get("device")
-                    )
+                    backend.load(prepared, r.compute_units, fp16=fp16, device=case.run.device)
                 )
                 if k == 0:
                     r.phases_ms["load"] = (time.perf_counter() - t0) * 1e3
@@ -475,7 +470,7 @@ class Runner:
             r.phases_ms["first_predict"] = (time.perf_counter_ns() - t0) / 1e6
             # backend notes (e.g. why a CUDA graph fell back to eager) reach the results
             r.notes += [n for n in getattr(sessions[0], "notes", []) if n not in r.notes]
-            compressed = case.model.get("compression", "none") != "none"
+            compressed = case.model.compression != "none"
             if compressed and self._backend(r.backend).decodes_weights:
                 r.notes.append(
                     f"{r.backend} decodes the compressed weights once, at load: each call "
@@ -483,7 +478,7 @@ class Runner:
                 )
             if r.verdict is None:
                 r.verdict = compare(
-                    first, reference, case.run["tolerance"], vocab_chunk=_vocab_chunk(case)
+                    first, reference, case.run.tolerance, vocab_chunk=_vocab_chunk(case)
                 )
                 if r.verdict.status == "fail":
                     r.fail(f"verify failed: {r.verdict.note}")
@@ -504,7 +499,7 @@ class Runner:
 
     def _time(self, case: Case, opened: list, host_inputs: dict) -> None:
         budget = Budget.from_run(case.run)
-        conc = int(case.run.get("concurrency", 1))
+        conc = case.run.concurrency
         if not opened:
             return
         if conc > 1:
@@ -542,7 +537,7 @@ class Runner:
                     on_progress=self._on_progress(r),
                 )
             )
-        if case.run.get("interleave", True) and len(timers) > 1:
+        if case.run.interleave and len(timers) > 1:
             self.progress.phase("timing", "interleaved: " + " ".join(r.label for r, *_ in opened))
             outcomes = time_interleaved(timers, block=1, isolate=True)
         else:
@@ -600,7 +595,7 @@ class Runner:
     def _floor(self, r: VariantResult, case: Case, workdir: Path) -> float | None:
         """Median latency of a tiny model on the same backend and compute units."""
         tiny = tiny_model(case.model)
-        what = tuple(tiny[k] for k in ("dtype", "compute_precision", "deployment_target"))
+        what = (tiny.dtype, tiny.precision, tiny.deployment_target)
         key = (r.backend, r.compute_units, r.device, *what)  # all that makes the floor differ
         if key in self.floors:
             return self.floors[key]
@@ -615,7 +610,7 @@ class Runner:
             backend = self._backend(r.backend)
             prepared = backend.prepare(built.path, workdir / "floor")
             prepared.input_dtypes = {t.name: t.dtype for t in io.inputs}
-            sess = backend.load(prepared, r.compute_units, device=case.run.get("device"))
+            sess = backend.load(prepared, r.compute_units, device=case.run.device)
             try:
                 feed = sess.feed(synth_inputs(io, seed=0))
                 t = time_one(sess.bind(feed, sess.new_state()), FLOOR_BUDGET)
@@ -632,9 +627,7 @@ class Runner:
 
 def _vocab_chunk(case: Case) -> int | None:
     m = case.model
-    if m.get("family") == "lm_head":
-        return int(m["vocab_size"]) // int(m["chunks"])
-    return None
+    return m.vocab_size // m.chunks if isinstance(m, LmHead) else None
 
 
 def _err(exc: BaseException) -> str:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from anemll_spec.spec.run_section import Tolerance
 
 SELF_COMPARISON = (
     "the numpy backend is the reference executor: verifying it would compare the "
@@ -39,7 +43,7 @@ def skipped(note: str) -> Verdict:
 def compare(
     outputs: Mapping[str, np.ndarray],
     reference: Mapping[str, np.ndarray],
-    tolerance: Mapping[str, float],
+    tolerance: Tolerance,
     *,
     vocab_chunk: int | None = None,
 ) -> Verdict:
@@ -82,14 +86,15 @@ def compare(
             vocab_chunk,
         )
     failed = []
-    if max_abs > tolerance["max_abs_error"]:
-        failed.append(f"max_abs_error {max_abs:.4g} > {tolerance['max_abs_error']:g}")
-    if rel_l2 > tolerance["rel_l2_error"]:
-        failed.append(f"rel_l2_error {rel_l2:.4g} > {tolerance['rel_l2_error']:g}")
-    if cosine < tolerance["min_cosine"]:
-        failed.append(f"cosine {cosine:.6f} < {tolerance['min_cosine']:g}")
-    if top1 is not None and top1 < tolerance["min_top1_agreement"]:
-        failed.append(f"top1_agreement {top1:.4f} < {tolerance['min_top1_agreement']:g}")
+    tol = tolerance
+    if max_abs > tol.max_abs_error:
+        failed.append(f"max_abs_error {max_abs:.4g} > {tol.max_abs_error:g}")
+    if rel_l2 > tol.rel_l2_error:
+        failed.append(f"rel_l2_error {rel_l2:.4g} > {tol.rel_l2_error:g}")
+    if cosine < tol.min_cosine:
+        failed.append(f"cosine {cosine:.6f} < {tol.min_cosine:g}")
+    if top1 is not None and top1 < tol.min_top1_agreement:
+        failed.append(f"top1_agreement {top1:.4f} < {tol.min_top1_agreement:g}")
     return Verdict(
         "fail" if failed else "pass",
         max_abs_error=max_abs,

@@ -1,4 +1,7 @@
-"""Helpers for the build tests: small model fields, and reading packages back from disk."""
+"""Helpers for the build tests: small typed models, and reading packages back from disk.
+
+`lm_head(...)` etc. return the spec's typed model (validated like a spec's model section);
+`*_fields(...)` the plain fields, for tests that show what validation refuses."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ COMMON = {
 }
 
 
-def lm_head(**kw) -> dict:
+def lm_head_fields(**kw) -> dict:
     return {
         **COMMON,
         "family": "lm_head",
@@ -29,7 +32,7 @@ def lm_head(**kw) -> dict:
     }
 
 
-def ffn(**kw) -> dict:
+def ffn_fields(**kw) -> dict:
     return {
         **COMMON,
         "family": "ffn",
@@ -42,7 +45,7 @@ def ffn(**kw) -> dict:
     }
 
 
-def attention(**kw) -> dict:
+def attention_fields(**kw) -> dict:
     return {
         **COMMON,
         "family": "attention",
@@ -58,8 +61,47 @@ def attention(**kw) -> dict:
     }
 
 
-def matmul(**kw) -> dict:
+def matmul_fields(**kw) -> dict:
     return {**COMMON, "family": "matmul", "m": 64, "k": 128, "n": 96, **kw}
+
+
+def model(fields: dict):
+    """The typed model of these fields (pydantic's ValidationError if the spec refuses them)."""
+    from anemll_spec.spec.families import FAMILIES
+
+    return FAMILIES[fields["family"]].model_validate(fields)
+
+
+def updated(m, **changes):
+    """The model with some fields changed, validated again (as a spec would be)."""
+    return model({**m.to_json(), **changes})
+
+
+def lm_head(**kw):
+    return model(lm_head_fields(**kw))
+
+
+def ffn(**kw):
+    return model(ffn_fields(**kw))
+
+
+def attention(**kw):
+    return model(attention_fields(**kw))
+
+
+def matmul(**kw):
+    return model(matmul_fields(**kw))
+
+
+def external(path, checked: bool = True):
+    """An external model. checked=False skips the spec's own checks (the path exists, its
+    suffix), as when the file changed after the spec was validated: the builder still
+    checks what it reads."""
+    from anemll_spec.spec.families import External
+
+    if checked:
+        return model({"family": "external", "path": str(path)})
+    return External.model_construct(family="external", path=str(path))
 
 
 def weight_bin(pkg: Path) -> Path:

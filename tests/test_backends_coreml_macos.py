@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from build_util import lm_head
 
+from anemll_spec.spec.run_section import Tolerance
+
 pytestmark = pytest.mark.macos
 
 TINY = lm_head(hidden_size=128)
@@ -53,12 +55,7 @@ def test_predict_matches_the_reference_executor(built, prepared, cu):
     v = compare(
         out,
         ref,
-        {
-            "max_abs_error": 0.05,
-            "rel_l2_error": 0.01,
-            "min_cosine": 0.999,
-            "min_top1_agreement": 1.0,
-        },
+        Tolerance(),
         vocab_chunk=256,
     )
     assert v.status == "pass", v.note

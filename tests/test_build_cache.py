@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from build_util import lm_head, matmul, weight_bin
+from build_util import lm_head, matmul, model, weight_bin
 
 from anemll_spec.build import build, cache_key, default_cache_dir
 from anemll_spec.build import cache as cache_mod
@@ -38,13 +38,17 @@ def test_miss_then_hit(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [first.key]  # no staging left behind
 
 
-def test_key_covers_build_fields_only():
+def test_key_covers_build_fields_only(tmp_path):
     m = lm_head()
-    assert cache_key(m) == cache_key(dict(reversed(list(m.items()))))  # order is no field
+    reordered = dict(reversed(list(m.to_json().items())))
+    assert list(reordered) != list(m.to_json())
+    assert cache_key(model(reordered)) == cache_key(m)  # order is no field
     assert cache_key(m) != cache_key(lm_head(seed=1))
     assert cache_key(m) != cache_key(lm_head(layout="linear"))
-    ext = {"family": "external", "path": "/x.mlpackage"}
-    assert cache_key({**ext, "input_ranges": {"p": [0, 5]}}) == cache_key(ext)
+    (tmp_path / "x.mlpackage").mkdir()
+    ext = model({"family": "external", "path": str(tmp_path / "x.mlpackage")})
+    ranged = model({**ext.to_json(), "input_ranges": {"p": [0, 5]}})
+    assert cache_key(ranged) == cache_key(ext)
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
@@ -84,7 +88,8 @@ _WORKER = """
 import json, sys
 from pathlib import Path
 from anemll_spec.build import build
-m = json.loads(sys.argv[2])
+from anemll_spec.spec.families import LmHead
+m = LmHead.model_validate(json.loads(sys.argv[2]))
 b = build(m, cache_dir=Path(sys.argv[1]))
 print(json.dumps({"path": str(b.path), "sha": b.weights_sha256, "cached": b.cached}))
 """
@@ -95,7 +100,7 @@ def test_two_processes_building_one_key(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(tmp_path), json.dumps(m)],
+            [sys.executable, "-c", _WORKER, str(tmp_path), json.dumps(m.to_json())],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from build_util import lm_head, weight_bin
+from build_util import external, lm_head, weight_bin
 
 from anemll_spec.build import build, build_package, estimate
 from anemll_spec.errors import InputError
@@ -18,17 +18,17 @@ def test_external_package_is_not_copied(tmp_path):
     pkg = tmp_path / "user.mlpackage"
     build_package(lm_head(), pkg)
     cache = tmp_path / "cache"
-    b = build({"family": "external", "path": str(pkg)}, cache_dir=cache)
+    b = build(external(pkg), cache_dir=cache)
     assert b.path == pkg and b.cached
     assert b.weight_bytes == weight_bin(pkg).stat().st_size
     assert b.flops == 2 * 256 * 512
     assert not cache.exists()
-    e = estimate({"family": "external", "path": str(pkg)})
+    e = estimate(external(pkg))
     assert (e.weight_bytes, e.flops) == (b.weight_bytes, b.flops)
 
 
 def test_external_compiled_model():
-    b = build({"family": "external", "path": str(FIX / "attention_tiny.mlmodelc")})
+    b = build(external(FIX / "attention_tiny.mlmodelc"))
     assert b.weight_bytes == (FIX / "attention_tiny.mlmodelc/weights/weight.bin").stat().st_size
 
 
@@ -44,7 +44,7 @@ def test_external_compiled_model():
 def test_external_bad_paths(tmp_path, setup, match):
     path = setup(tmp_path)
     with pytest.raises(InputError, match=match) as err:
-        build({"family": "external", "path": str(path)})
+        build(external(path, checked=False))
     assert str(path) in str(err.value)
 
 
@@ -54,4 +54,4 @@ def test_external_corrupt_model_mil(tmp_path):
     (bad / "metadata.json").unlink()
     (bad / "model.mil").write_text("program(1.3)\n{ nonsense }\n")
     with pytest.raises(InputError, match="no function"):
-        build({"family": "external", "path": str(bad)})
+        build(external(bad))

@@ -12,8 +12,8 @@ import pytest
 from build_util import attention, ffn, lm_head, matmul, op_counts, proto, weight_bin
 
 from anemll_spec.build import build, build_package
-from anemll_spec.mlmodel.inspect import inspect_model
 from anemll_spec.errors import InputError
+from anemll_spec.mlmodel.inspect import inspect_model
 
 FIX = Path(__file__).parent / "fixtures" / "build"
 

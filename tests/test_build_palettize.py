@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from build_util import lm_head, matmul, weight_bin
+from build_util import lm_head, matmul, updated, weight_bin
 
 from anemll_spec.build import build_package
 from anemll_spec.build.palettize import _keys_to_fp16, fp16_keys, grouped_kmeans
@@ -41,7 +41,7 @@ def test_lut6_grouped_identical_to_stock(tmp_path):
         }
     }
     ours = tmp_path / "ours.mlpackage"
-    build_package(dict(base, compression=comp), ours)
+    build_package(updated(base, compression=comp), ours)
     stock = _stock(
         tmp_path,
         base,
@@ -58,7 +58,7 @@ def test_per_tensor_matmul_axis_identical_to_stock(tmp_path):
     base = matmul(m=8, k=256, n=128)  # one group of 32,768 weights
     comp = {"palettize": {"nbits": 4, "granularity": "per_tensor", "mode": "kmeans"}}
     ours = tmp_path / "ours.mlpackage"
-    build_package(dict(base, compression=comp), ours)
+    build_package(updated(base, compression=comp), ours)
     stock = _stock(
         tmp_path, base, cto.OpPalettizerConfig(nbits=4, mode="kmeans", granularity="per_tensor")
     )
@@ -122,16 +122,19 @@ def test_streamed_compression_identical_to_stock(tmp_path, compression, target):
     import coremltools.optimize.coreml as cto
 
     from anemll_spec.build.compress import op_config
+    from anemll_spec.spec.compression import config
 
     base = lm_head(hidden_size=512, vocab_size=512, chunks=2, deployment_target=target)
     ours = tmp_path / "ours.mlpackage"
-    build_package(dict(base, compression=compression), ours)
+    build_package(updated(base, compression=compression), ours)
     import coremltools as ct
 
     dense = tmp_path / "dense.mlpackage"
     build_package(base, dense)
     model = ct.models.MLModel(str(dense), skip_model_load=True)
-    cfg = cto.OptimizationConfig(global_config=op_config(compression))
+    cfg = cto.OptimizationConfig(
+        global_config=op_config(config(updated(base, compression=compression).compression))
+    )
     fn = cto.palettize_weights if "palettize" in compression else cto.linear_quantize_weights
     fn(model, cfg).save(str(tmp_path / "stock.mlpackage"))
     stock = weight_bin(tmp_path / "stock.mlpackage")

@@ -45,8 +45,10 @@ def store(tmp_path) -> Path:
 
 def test_export_never_writes_over_the_store_or_another_file(cli, store, tmp_path):
     refused(cli("export", "--store", store, "--out", store), "that is the results store")
+    refused(cli("export", "--store", store, "--out", tmp_path / "x.csv"), ".parquet")
+    assert not (tmp_path / "x.csv").exists()
     assert runs_in(store) == 2  # still a store, still whole
-    other = tmp_path / "notes.txt"
+    other = tmp_path / "notes.parquet"
     other.write_text("mine")
     refused(cli("export", "--store", store, "--out", other), "exists", "--force")
     assert other.read_text() == "mine"
@@ -62,8 +64,12 @@ def test_report_replaces_its_own_page_only(cli, store, tmp_path):
     assert runs_in(store) == 2
     page = tmp_path / "r.html"
     assert cli("report", "--store", store, "--out", page).returncode == 0
-    again = cli("report", "--store", store, "--out", page, "--run", "previous")
-    assert again.returncode == 0, again.stderr  # an earlier report is replaced
+    again = cli("report", "--store", store, "--out", page)
+    assert again.returncode == 0, again.stderr  # this run's earlier report is replaced
+    other_run = cli("report", "--store", store, "--out", page, "--run", "previous")
+    refused(other_run, "exists", "--force")  # another run's page is kept unless --force
+    forced = cli("report", "--store", store, "--out", page, "--run", "previous", "--force")
+    assert forced.returncode == 0, forced.stderr
     data = tmp_path / "data.csv"
     data.write_text("a,b\n")
     refused(cli("report", "--store", store, "--out", data), "exists", "--force")
@@ -124,17 +130,17 @@ def test_compare_refuses_nothing_to_compare(cli, store):
 
 def test_compare_with_no_variant_in_common_is_an_error(cli, tmp_path):
     path = tmp_path / "s.duckdb"
-    syn.lm_head_run(path, seed=1)
-    syn.sweep_run(path)
-    r = cli("compare", "previous", "latest", "--store", path, "--fail-on-regression", "5")
+    first = syn.lm_head_run(path, seed=1)
+    second = syn.sweep_run(path)
+    r = cli("compare", first, second, "--store", path, "--fail-on-regression", "5")
     refused(r, "no measured variant in common")
 
 
 def test_bench_stops_before_writing_on_a_model_it_cannot_build(cli, tmp_path):
     spec = tmp_path / "huge.yaml"
     spec.write_text(
-        "name: huge\nmodel: {family: lm_head, hidden_size: 99999999999, vocab_size: 256, "
-        "chunks: 2}\nrun: {backends: [numpy], iterations: 5}\n"
+        "name: huge\nmodel: {family: lm_head, hidden_size: 1048576, vocab_size: 1048576, "
+        "chunks: 1024}\nrun: {backends: [numpy], iterations: 5}\n"
     )
     store = tmp_path / "s.duckdb"
     refused(cli("bench", spec, "--store", store), "building needs about")
@@ -142,7 +148,7 @@ def test_bench_stops_before_writing_on_a_model_it_cannot_build(cli, tmp_path):
     afile = tmp_path / "cachefile"
     afile.write_text("x")
     small = tmp_path / "small.yaml"
-    small.write_text(spec.read_text().replace("99999999999", "64"))
+    small.write_text(spec.read_text().replace("1048576", "1024"))
     r = cli("bench", small, "--store", store, env={"ANEMLL_SPEC_CACHE": str(afile)})
     refused(r, "is a file, not a folder")
     assert not store.exists() and afile.read_text() == "x"

@@ -103,12 +103,12 @@ def test_lm_head(tmp, cache, variant):
     path = build(m, cache_dir=cache).path
     w = saved_weights(path)
     prog = load(path)
-    b, s, h = m["batch"], m["seq_len"], m["hidden_size"]
+    b, s, h = m.batch, m.seq_len, m.hidden_size
     assert prog.inputs["hidden_states"].shape == (b, s, h)
     assert list(prog.outputs) == ["logits1", "logits2", "logits3"]
     x = RNG.standard_normal((b, s, h)).astype(np.float32)
     out = prog.predict({"hidden_states": x})
-    xs = as_io(x, m["dtype"])
+    xs = as_io(x, m.dtype)
     for i in (1, 2, 3):
         wi = w[f"lm_head3_{i}_weight"].reshape(32, h)
         np.testing.assert_allclose(
@@ -137,11 +137,11 @@ def test_ffn(tmp, cache, variant):
     m = case_model(tmp, family="ffn", hidden_size=32, intermediate_size=48, **FFN[variant])
     path = build(m, cache_dir=cache).path
     w = saved_weights(path)
-    x = RNG.standard_normal((m["batch"], m["seq_len"], 32)).astype(np.float32)
-    expected = ffn_reference(as_io(x, m["dtype"]), w, m["rms_norm_eps"])
+    x = RNG.standard_normal((m.batch, m.seq_len, 32)).astype(np.float32)
+    expected = ffn_reference(as_io(x, m.dtype), w, m.rms_norm_eps)
     out = load(path).predict({"hidden_states": x})["output"]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
-    if m["dtype"] == "float16":  # fp16 mode: close, at fp16 precision, and not identical
+    if m.dtype == "float16":  # fp16 mode: close, at fp16 precision, and not identical
         half = load(path, fp16=True).predict({"hidden_states": x})["output"]
         np.testing.assert_allclose(half.astype(np.float64), expected, rtol=2e-2, atol=2e-3)
         assert not np.array_equal(half.astype(np.float32), out)
@@ -159,7 +159,7 @@ def test_matmul(tmp, cache):
 def attention_reference(x, pos, mask, w, cache_k, cache_v, m):
     """One LLaMA attention step (numpy, float64); updates the fp16 caches in place."""
     b, s, hid = x.shape
-    heads, kv, hd = m["heads"], m["kv_heads"], m["head_dim"]
+    heads, kv, hd = m.heads, m.kv_heads, m.head_dim
     rep = heads // kv
 
     def proj(name, n):

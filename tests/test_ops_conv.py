@@ -224,8 +224,12 @@ CASES = [
     Case(
         "conv_transpose_same_k4",  # half of k - s = 2 is cropped first
         {"x": rand(1, 2, 3, 3)},
-        lambda v, f: mb.conv_transpose(x=v["x"], weight=_W4.astype(f), strides=[2, 2], pad_type="same"),
-        lambda v, f: _conv_transpose(v["x"], _W4.astype(f).astype(np.float64), [2, 2], [1, 1], 1, "same"),
+        lambda v, f: mb.conv_transpose(
+            x=v["x"], weight=_W4.astype(f), strides=[2, 2], pad_type="same"
+        ),
+        lambda v, f: _conv_transpose(
+            v["x"], _W4.astype(f).astype(np.float64), [2, 2], [1, 1], 1, "same"
+        ),
     ),
     Case(
         "conv_transpose_same_kernel_below_stride",

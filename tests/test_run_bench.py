@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from build_util import lm_head
 from conftest import ROOT
 
 from anemll_spec.progress import Progress
@@ -172,13 +173,7 @@ def test_failed_case_is_recorded_and_the_run_goes_on(cli, tmp_path, cache):
     from anemll_spec.build import build
 
     good = build(
-        {
-            **{"family": "lm_head", "hidden_size": 64, "vocab_size": 128, "chunks": 1},
-            **{"layout": "linear", "seq_len": 1, "batch": 1, "dtype": "float16"},
-            **{"compute_precision": "float16", "deployment_target": "iOS18"},
-            **{"compression": "none", "seed": 0, "weight_std": 0.02},
-        },
-        cache_dir=cache,
+        lm_head(hidden_size=64, vocab_size=128, chunks=1, layout="linear"), cache_dir=cache
     )
     shutil.copytree(good.path, tmp_path / "good.mlpackage")
     broken = tmp_path / "broken.mlpackage"
@@ -257,7 +252,7 @@ def test_ctrl_c_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, cac
     spec = _spec(
         tmp_path,
         "name: intr\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
-        "run: {backends: [numpy], warmup: 1, iterations: 100000000, max_time_s: 1}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 1000000, max_time_s: 1}\n"
         "sweep: {run.max_time_s: [0.2, 120]}\n",
     )
     store = tmp_path / "s.duckdb"

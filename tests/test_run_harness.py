@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from anemll_spec.harness import Budget, Timer, time_concurrent, time_interleaved, time_one
+from anemll_spec.spec.run_section import Run
 from anemll_spec.stats import order_stat_ci_pct
+
+
+def make_budget(**fields) -> Budget:
+    """A budget as a spec's run section gives it (the spec holds the defaults)."""
+    return Budget.from_run(Run(**fields))
 
 
 def _counter():
@@ -18,7 +24,7 @@ def _counter():
 
 def test_iterations_cap_and_warmup_count():
     calls, fn = _counter()
-    t = time_one(fn, Budget(warmup=7, iterations=25, min_iterations=1, max_time_s=60))
+    t = time_one(fn, make_budget(warmup=7, iterations=25, min_iterations=1, max_time_s=60))
     assert t.n == 25 and t.stop == "iterations" and t.warmup_n == 7
     assert len(calls) == 32
     assert t.samples_ns.dtype == np.int64 and (t.samples_ns > 0).all()
@@ -28,13 +34,13 @@ def test_iterations_cap_and_warmup_count():
 
 
 def test_samples_measure_the_call():
-    t = time_one(lambda: time.sleep(0.002), Budget(warmup=0, iterations=5, min_iterations=1))
+    t = time_one(lambda: time.sleep(0.002), make_budget(warmup=0, iterations=5, min_iterations=1))
     assert (t.samples_ns >= 2_000_000).all()
     assert (t.samples_ns < 200_000_000).all()
 
 
 def test_max_time_stops_early():
-    budget = Budget(warmup=0, iterations=100_000, min_iterations=1, max_time_s=0.1)
+    budget = make_budget(warmup=0, iterations=100_000, min_iterations=1, max_time_s=0.1)
     t0 = time.perf_counter()
     t = time_one(lambda: time.sleep(0.002), budget)
     elapsed = time.perf_counter() - t0
@@ -45,7 +51,7 @@ def test_max_time_stops_early():
 
 
 def test_min_iterations_outlasts_max_time():
-    budget = Budget(warmup=0, iterations=1000, min_iterations=12, max_time_s=1e-6)
+    budget = make_budget(warmup=0, iterations=1000, min_iterations=12, max_time_s=1e-6)
     t = time_one(lambda: time.sleep(0.001), budget)
     assert t.n == 12 and t.stop == "max_time"
 
@@ -57,13 +63,13 @@ def test_warmup_by_time():
         fn()
         time.sleep(0.001)
 
-    t = time_one(slow, Budget(warmup=2, warmup_s=0.05, iterations=3, min_iterations=1))
+    t = time_one(slow, make_budget(warmup=2, warmup_s=0.05, iterations=3, min_iterations=1))
     assert t.warmup_s >= 0.05
     assert t.warmup_n >= 10 and len(calls) == t.warmup_n + 3
 
 
 def test_adaptive_stop_at_target_ci():
-    budget = Budget(
+    budget = make_budget(
         warmup=0, iterations=100_000, min_iterations=10, max_time_s=30, target_ci_pct=5.0
     )
     t = time_one(lambda: time.sleep(0.001), budget)
@@ -74,22 +80,22 @@ def test_adaptive_stop_at_target_ci():
 
 
 def test_adaptive_stop_not_before_min_iterations():
-    budget = Budget(warmup=0, iterations=1000, min_iterations=200, target_ci_pct=50.0)
+    budget = make_budget(warmup=0, iterations=1000, min_iterations=200, target_ci_pct=50.0)
     t = time_one(lambda: None, budget)
     assert t.n >= 200
 
 
 def test_runtime_probe_is_recorded_outside_the_timed_call():
     seq = iter(range(100, 200))
-    t = time_one(lambda: None, Budget(warmup=0, iterations=5), after=lambda: next(seq))
+    t = time_one(lambda: None, make_budget(warmup=0, iterations=5), after=lambda: next(seq))
     assert t.runtime_ns.tolist() == [100, 101, 102, 103, 104]
-    t = time_one(lambda: None, Budget(warmup=0, iterations=3), after=lambda: None)
+    t = time_one(lambda: None, make_budget(warmup=0, iterations=3), after=lambda: None)
     assert t.runtime_ns.tolist() == [-1, -1, -1]
 
 
 def test_interleaving_alternates_variants():
     order: list[str] = []
-    budget = Budget(warmup=2, iterations=4, min_iterations=1, max_time_s=60)
+    budget = make_budget(warmup=2, iterations=4, min_iterations=1, max_time_s=60)
     timers = [Timer(lambda k=k: order.append(k), budget) for k in "ABC"]
     res = time_interleaved(timers)
     assert order[:6] == list("AABBCC")  # each variant warms up first
@@ -99,8 +105,8 @@ def test_interleaving_alternates_variants():
 
 def test_interleaving_keeps_each_variants_budget():
     order: list[str] = []
-    short = Budget(warmup=0, iterations=2, min_iterations=1)
-    long = Budget(warmup=0, iterations=5, min_iterations=1)
+    short = make_budget(warmup=0, iterations=2, min_iterations=1)
+    long = make_budget(warmup=0, iterations=5, min_iterations=1)
     res = time_interleaved(
         [Timer(lambda: order.append("A"), short), Timer(lambda: order.append("B"), long)]
     )
@@ -116,7 +122,7 @@ def test_interleaving_isolates_a_failing_variant():
         if n["B"] > 3:
             raise RuntimeError("device lost")
 
-    budget = Budget(warmup=1, iterations=6, min_iterations=1)
+    budget = make_budget(warmup=1, iterations=6, min_iterations=1)
     res = time_interleaved([Timer(lambda: None, budget), Timer(b, budget)], isolate=True)
     assert res[0].n == 6
     assert isinstance(res[1], RuntimeError)
@@ -127,7 +133,7 @@ def test_interleaving_isolates_a_failing_variant():
 
 def test_concurrency_aggregate_throughput():
     # time.sleep releases the GIL, like Core ML's and BLAS's native work
-    budget = Budget(warmup=1, iterations=15, min_iterations=1, max_time_s=60)
+    budget = make_budget(warmup=1, iterations=15, min_iterations=1, max_time_s=60)
     single = time_one(lambda: time.sleep(0.01), budget)
     single_ips = single.n / (single.samples_ns.sum() / 1e9)
     res = time_concurrent([lambda: time.sleep(0.01)] * 4, budget)
@@ -144,4 +150,4 @@ def test_concurrency_propagates_errors():
         raise ValueError("bad input")
 
     with pytest.raises(ValueError, match="bad input"):
-        time_concurrent([lambda: None, boom], Budget(warmup=1, iterations=3))
+        time_concurrent([lambda: None, boom], make_budget(warmup=1, iterations=3))

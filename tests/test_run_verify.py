@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from build_util import lm_head
 
-from anemll_spec.spec.schema import TOLERANCE_FIELDS
+from anemll_spec.spec.run_section import Tolerance
 from anemll_spec.verify import compare, top1_agreement, vocab_axis
 
 # the spec's own fp16 defaults, so this tests what users get
-DEFAULT_TOL = {f.name: f.default for f in TOLERANCE_FIELDS}
+DEFAULT_TOL = Tolerance()
 HEAD = lm_head(hidden_size=256, vocab_size=1024, chunks=4, seq_len=3)
 
 
@@ -46,7 +46,7 @@ def test_fp16_execution_passes_default_tolerances(outputs):
 
 def test_tight_tolerance_fails_with_the_reason(outputs):
     half, ref = outputs
-    tight = {**DEFAULT_TOL, "max_abs_error": 1e-6}
+    tight = Tolerance(max_abs_error=1e-6)
     v = compare(half, ref, tight, vocab_chunk=256)
     assert v.status == "fail" and "max_abs_error" in v.note and "> 1e-06" in v.note
 
@@ -75,7 +75,7 @@ def test_vocab_axis_in_both_layouts():
 def test_a_non_finite_reference_fails_with_the_reason():
     out = {"y": np.ones(8, np.float32)}
     ref = {"y": np.array([1, 1, np.inf, 1, 1, 1, 1, 1], np.float32)}
-    tol = {"max_abs_error": 0.1, "rel_l2_error": 0.1, "min_cosine": 0.9, "min_top1_agreement": 1.0}
+    tol = Tolerance(max_abs_error=0.1, rel_l2_error=0.1, min_cosine=0.9)
     v = compare(out, ref, tol)
     assert v.status == "fail" and "reference has 1 non-finite" in v.note
     assert v.max_abs_error is None  # nothing infinite reaches the store

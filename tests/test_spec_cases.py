@@ -46,17 +46,17 @@ def test_sweep_is_the_cartesian_product_in_order(tmp_path):
         )
     )
     for case, (vocab, cus, comp) in zip(cases, expected, strict=True):
-        assert case.model["vocab_size"] == vocab
-        assert case.run["compute_units"] == cus
+        assert case.model.vocab_size == vocab
+        assert case.run.compute_units == cus
         assert case.params == {
             "model.vocab_size": vocab,
             "run.compute_units": cus,
             "model.compression": comp,
         }
         if comp == "none":
-            assert case.model["compression"] == "none"
+            assert case.model.compression == "none"
         else:  # defaults filled in
-            assert case.model["compression"] == {
+            assert case.model.to_json()["compression"] == {
                 "palettize": {
                     "nbits": 4,
                     "granularity": "per_tensor",
@@ -64,17 +64,17 @@ def test_sweep_is_the_cartesian_product_in_order(tmp_path):
                     "mode": "kmeans",
                 }
             }
-        assert case.model["hidden_size"] == 64 and case.model["chunks"] == 2
+        assert case.model.hidden_size == 64 and case.model.chunks == 2
     assert [c.index for c in cases] == list(range(12))
     assert len({c.key for c in cases}) == 12
 
 
 def test_defaults_are_resolved(tmp_path):
     (case,) = expand(_spec(tmp_path, SWEEP.split("sweep:")[0]))
-    assert case.model["dtype"] == "float16" and case.model["compute_precision"] == "float16"
-    assert case.model["deployment_target"] == "iOS18" and case.model["layout"] == "conv"
-    assert case.run["iterations"] == 300 and case.run["compute_units"] == ["CPU_AND_NE"]
-    assert case.run["tolerance"]["min_cosine"] == 0.999
+    assert case.model.dtype == "float16" and case.model.compute_precision == "float16"
+    assert case.model.deployment_target == "iOS18" and case.model.layout == "conv"
+    assert case.run.iterations == 300 and case.run.compute_units == ["CPU_AND_NE"]
+    assert case.run.tolerance.min_cosine == 0.999
 
 
 def _keys_in_subprocess(path: Path) -> list[str]:
@@ -141,11 +141,11 @@ def test_shipped_lm_head_specs_are_the_published_models():
     assert fp16.model_name == "llama_lm_head"
     assert lut6.model_name == "llama_lm_head_lut6"
     assert (
-        fp16.model["hidden_size"] * fp16.model["vocab_size"] * 2 + 64 + 64 * fp16.model["chunks"]
+        fp16.model.hidden_size * fp16.model.vocab_size * 2 + 64 + 64 * fp16.model.chunks
         == 1_050_673_728
     )
     # a different vocab is a different model: never compared with the published one
-    assert published_model({**fp16.model, "vocab_size": 32000}) is None
+    assert published_model(fp16.model.model_copy(update={"vocab_size": 32000})) is None
 
 
 def test_sweep_model_name_names_the_point(tmp_path):
@@ -178,7 +178,7 @@ def test_python_dash_m_and_console_script_agree():
 
 def test_an_fp32_compute_head_is_not_the_published_model():
     (fp16,) = expand(load_spec(ROOT / "specs" / "lm_head.yaml"))
-    assert published_model({**fp16.model, "compute_precision": "float32"}) is None
+    assert published_model(fp16.model.model_copy(update={"compute_precision": "float32"})) is None
 
 
 def test_variant_keys_ignore_what_else_the_spec_lists(tmp_path):
@@ -212,6 +212,6 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     spec = parse(path)
     (case,) = expand(spec)
     assert spec.name == "1e5"
-    assert case.model["rms_norm_eps"] == 1e-05 and isinstance(case.model["rms_norm_eps"], float)
-    assert case.run["max_time_s"] == 100.0
-    assert case.run["tolerance"]["max_abs_error"] == 0.05
+    assert case.model.rms_norm_eps == 1e-05 and isinstance(case.model.rms_norm_eps, float)
+    assert case.run.max_time_s == 100.0
+    assert case.run.tolerance.max_abs_error == 0.05

@@ -84,7 +84,7 @@ def test_family_matches_numpy_reference(cache, family, dtype):
     io = load(path)
     feed = {n: RNG.standard_normal(s.shape).astype(np.float32) for n, s in io.inputs.items()}
     out, ref = run_both(path, feed, dtype)
-    check(out, ref, dtype, top1_chunks=m["family"] == "lm_head")
+    check(out, ref, dtype, top1_chunks=m.family == "lm_head")
 
 
 def test_auto_dtype_is_the_models_precision(cache):

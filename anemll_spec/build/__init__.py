@@ -24,6 +24,9 @@ from pathlib import Path
 
 from anemll_spec.build.cache import BUILDER_VERSION, cache_key, default_cache_dir
 from anemll_spec.errors import InputError
+from anemll_spec.spec.base import TARGET_VERSION
+from anemll_spec.spec.compression import Palettize, Quantize, config
+from anemll_spec.spec.families import BUILT_FAMILIES, ModelBase
 
 __all__ = [
     "BUILDER_VERSION",
@@ -36,7 +39,6 @@ __all__ = [
 ]
 
 ANE_MAX_DIM = 16384
-BUILT_FAMILIES = ("lm_head", "ffn", "attention", "matmul")
 _PAD = 64  # blob data is 64-byte aligned in weight.bin
 
 
@@ -80,74 +82,60 @@ class Estimate:
         }
 
 
-def _family_module(family: str):
-    if family not in BUILT_FAMILIES:
-        raise InputError(f"model.family: cannot build family {family!r}")
+def plan_of(model: ModelBase):
     import importlib
 
-    return importlib.import_module(f"anemll_spec.build.{family}")
-
-
-def plan_of(model: dict):
-    return _family_module(model["family"]).plan(model)
+    family = model.family
+    if family not in BUILT_FAMILIES:
+        raise InputError(f"model.family: cannot build family {family!r}")
+    return importlib.import_module(f"anemll_spec.build.{family}").plan(model)
 
 
 def _pad(n: int) -> int:
     return -(-n // _PAD) * _PAD
 
 
-def _blob_sizes(
-    shape: tuple[int, ...], itemsize: int, compression, out_axis: int = 0
-) -> list[tuple[int, int]]:
+def _blob_sizes(w, itemsize: int, cfg: Palettize | Quantize | None) -> list[tuple[int, int]]:
     """(bytes, elements) of each value one weight becomes, in stock coremltools layouts.
 
     Values of fewer than 10 elements are stored inline in the proto, not in weight.bin.
     """
-    n = math.prod(shape)
-    out_ch, in_ch = shape[out_axis], shape[1 - out_axis] if len(shape) > 1 else 1
-    if compression in (None, "none"):
+    n = math.prod(w.shape)
+    if cfg is None:
         return [(n * itemsize, n)]
-    if "palettize" in compression:
-        c = compression["palettize"]
-        nbits = c["nbits"]
+    if isinstance(cfg, Palettize):
         groups = 1
-        if c["granularity"] == "per_grouped_channel":
-            groups = out_ch // (c.get("group_size") or 8)
-        lut = groups * (1 << nbits)
-        return [(-(-n * nbits // 8), n), (lut * itemsize, lut)]
-    c = compression["quantize"]
-    bits = 8 if c["dtype"] == "int8" else 4
-    scales = out_ch
-    if c["granularity"] == "per_block":
-        scales = out_ch * (in_ch // (c.get("block_size") or 32))
+        if cfg.granularity == "per_grouped_channel":
+            groups = w.out_channels // cfg.group_size
+        lut = groups * (1 << cfg.nbits)
+        return [(-(-n * cfg.nbits // 8), n), (lut * itemsize, lut)]
+    bits = 8 if cfg.dtype == "int8" else 4
+    scales = w.out_channels
+    if cfg.granularity == "per_block":
+        scales = w.out_channels * (w.in_channels // cfg.block_size)
     return [(-(-n * bits // 8), n), (scales * itemsize, scales)]
 
 
-def target_of(model: dict) -> int:
-    return int(model.get("deployment_target", "iOS18").removeprefix("iOS"))
-
-
-def estimate(case_model: dict) -> Estimate:
+def estimate(model: ModelBase) -> Estimate:
     """Weight bytes, FLOPs, peak build memory and ANE warnings, without building."""
-    family = case_model["family"]
-    if family == "external":
+    if model.family == "external":
         from anemll_spec.build import external
 
-        return external.estimate(case_model)
-    plan = plan_of(case_model)
-    compute = case_model.get("compute_precision") or case_model.get("dtype", "float16")
+        return external.estimate(model)
+    plan = plan_of(model)
+    compute = model.precision
     itemsize = 2 if compute == "float16" else 4
-    compression = case_model.get("compression", "none")
+    cfg = config(model.compression)
     weight_bytes = 64
     last_pad = 0  # the file ends right after the last blob: no padding there
     largest_dense = 0
     for w in plan.weights:
-        comp = compression if w.compressible else "none"
-        sizes = _blob_sizes(w.shape, itemsize, comp, w.out_axis)
-        out_ch = w.shape[w.out_axis]
+        wcfg = cfg if w.compressible else None
+        sizes = _blob_sizes(w, itemsize, wcfg)
+        out_ch = w.out_channels
         if w.bias:
             sizes.append((out_ch * itemsize, out_ch))
-        if comp not in (None, "none") and "quantize" in comp and target_of(case_model) < 18:
+        if isinstance(wcfg, Quantize) and TARGET_VERSION[model.deployment_target] < 18:
             sizes.insert(1, (out_ch, out_ch))  # iOS16 affine form: data, zero point, scale
         for size, elements in sizes:
             if elements >= 10:
@@ -178,76 +166,45 @@ def estimate(case_model: dict) -> Estimate:
     # weight at one byte per element (pymil keeps sub-byte values unpacked); grouped,
     # per-channel and per-block forms are drawn a slice at a time, per-tensor ones need
     # the dense weight (and a working copy) while compressing.
-    if compression in (None, "none"):
+    if cfg is None:
         held = weight_bytes
     else:
         held = weight_bytes + sum(math.prod(w.shape) for w in plan.weights if w.compressible)
-        granularity = next(iter(compression.values()))["granularity"]
-        if granularity == "per_tensor":
+        if cfg.granularity == "per_tensor":
             held += 2 * largest_dense
     peak = int(held + 300e6)  # + interpreter, coremltools and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
 
 
-def _check_memory(model: dict, est: Estimate) -> None:
+def _check_memory(model: ModelBase, est: Estimate) -> None:
     import psutil
 
     avail = psutil.virtual_memory().available
     if est.build_peak_bytes > avail:
         raise InputError(
-            f"model.{model['family']}: building needs about {est.build_peak_bytes / 1e9:.2f} GB "
+            f"model.{model.family}: building needs about {est.build_peak_bytes / 1e9:.2f} GB "
             f"(weights {est.weight_bytes / 1e9:.2f} GB) but only {avail / 1e9:.2f} GB of memory is "
             "free; use a smaller model or free memory"
         )
 
 
-def _check_model(model: dict) -> None:
-    from anemll_spec.build import compress
-
-    target = model.get("deployment_target", "iOS18")
-    if target not in ("iOS16", "iOS17", "iOS18"):
-        raise InputError(f"model.deployment_target: {target!r} is not iOS16, iOS17 or iOS18")
-    if model["family"] == "attention" and target != "iOS18":
-        raise InputError(
-            "model.deployment_target: attention uses a stateful KV cache, which needs iOS18"
-        )
-    comp = model.get("compression", "none")
-    compress.check(comp, target, model.get("dtype", "float16"))
-    if isinstance(comp, dict) and model["family"] in BUILT_FAMILIES:
-        c = next(iter(comp.values()))
-        gs = c.get("group_size") if c.get("granularity") == "per_grouped_channel" else None
-        bs = c.get("block_size") if c.get("granularity") == "per_block" else None
-        for w in plan_of(model).weights:
-            if not w.compressible:
-                continue
-            out_ch, in_ch = w.shape[w.out_axis], w.shape[1 - w.out_axis]
-            if gs and out_ch % gs:
-                raise InputError(
-                    f"model.compression.palettize.group_size: {w.name} has {out_ch} output "
-                    f"channels, not a multiple of group_size {gs}"
-                )
-            if bs and in_ch % bs:
-                raise InputError(
-                    f"model.compression.quantize.block_size: {w.name} has {in_ch} input "
-                    f"channels, not a multiple of block_size {bs}"
-                )
-
-
 def build_package(
-    model: dict, package: Path, progress: Callable[[str], None] | None = None
+    model: ModelBase, package: Path, progress: Callable[[str], None] | None = None
 ) -> None:
-    """Build the model's .mlpackage at `package` (must not exist)."""
+    """Build the model's .mlpackage at `package` (must not exist).
+
+    The model is a validated spec model: what Core ML can express (deployment targets,
+    compression forms, group and block sizes) was checked there, once."""
     import coremltools as ct
 
     from anemll_spec.build.graph import Ctx, assemble
 
-    _check_model(model)
     package = Path(package)
     package.parent.mkdir(parents=True, exist_ok=True)
     plan = plan_of(model)
     ctx = Ctx(model, progress, plan.weights)
     try:
-        prog = assemble(plan, ctx, model.get("deployment_target", "iOS18"))
+        prog = assemble(plan, ctx, model.deployment_target)
     finally:
         ctx.close()
     if progress:
@@ -260,9 +217,7 @@ def build_package(
             ct.convert(
                 prog,
                 convert_to="mlprogram",
-                minimum_deployment_target=getattr(
-                    ct.target, model.get("deployment_target", "iOS18")
-                ),
+                minimum_deployment_target=getattr(ct.target, model.deployment_target),
                 compute_precision=precision,
                 pass_pipeline=ct.PassPipeline.EMPTY,  # the graph is already what we want on disk
                 skip_model_load=True,
@@ -274,27 +229,26 @@ def build_package(
                 sys.stderr.write(line + "\n")
 
 
-def preflight(case_model: dict, cache_dir: Path | None = None) -> None:
+def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
     """The checks `build` makes before any work, without the work: the model's own
     rules, the cache folder, and (when it would be built) the memory it needs. `bench`
     runs this for every case first, so bad input stops the run before anything is
     written (exit 2), not as a failed case."""
     from anemll_spec.build import cache
 
-    if case_model["family"] == "external":
+    if model.family == "external":
         from anemll_spec.model_io import describe, synth_inputs
 
         try:
-            io = describe(case_model["path"])
+            io = describe(model.path)
         except Exception:  # an unreadable package fails its case, recorded with the error
             return
         # input_ranges naming inputs the model does not have: the spec's mistake
-        synth_inputs(io, int_ranges=case_model.get("input_ranges"))
+        synth_inputs(io, int_ranges=model.input_ranges)
         return
-    _check_model(case_model)
     cache_dir = _cache_folder(cache_dir)
-    if cache.lookup(cache_dir, cache_key(case_model))[0] is None:
-        _check_memory(case_model, estimate(case_model))
+    if cache.lookup(cache_dir, cache_key(model))[0] is None:
+        _check_memory(model, estimate(model))
 
 
 def _cache_folder(cache_dir: Path | None) -> Path:
@@ -307,23 +261,25 @@ def _cache_folder(cache_dir: Path | None) -> Path:
 
 
 def build(
-    case_model: dict,
+    model: ModelBase,
     *,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    spec_name: str | None = None,
 ) -> Built:
-    """The case's model as a saved package: from the cache, or built and cached."""
+    """The case's model as a saved package: from the cache, or built and cached.
+
+    spec_name: recorded in the cache manifest (`cache list` shows which spec built what)."""
     from anemll_spec.build import cache
     from anemll_spec.mlmodel.inspect import weight_files, weights_sha256
 
     t0 = time.perf_counter()
-    if case_model["family"] == "external":
+    if model.family == "external":
         from anemll_spec.build import external
 
-        return external.build(case_model)
-    _check_model(case_model)
+        return external.build(model)
     cache_dir = _cache_folder(cache_dir)
-    key = cache_key(case_model)
+    key = cache_key(model)
     entry, problem = cache.lookup(cache_dir, key)
     if entry is not None:
         return _built(entry, key, t0, cached=True)
@@ -331,8 +287,8 @@ def build(
         if progress:
             progress(f"cache entry {key} damaged ({problem}); rebuilding")
         cache.discard(cache_dir / key)
-    est = estimate(case_model)
-    _check_memory(case_model, est)
+    est = estimate(model)
+    _check_memory(model, est)
     cache_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache_dir).free
     if est.weight_bytes * 2 > free:
@@ -343,19 +299,20 @@ def build(
     staging = cache.new_staging(cache_dir, key)
     try:
         package = staging / cache.PACKAGE
-        build_package(case_model, package, progress)
+        build_package(model, package, progress)
         files = weight_files(package)
         weight_bytes = sum(p.stat().st_size for p in files)
         sha = weights_sha256(package)
         build_s = time.perf_counter() - t0
-        import coremltools
+        from importlib.metadata import version
 
         cache.write_manifest(
             staging,
             key,
             {
-                "model": cache.build_fields(case_model),
-                "coremltools": coremltools.__version__,
+                "model": model.build_fields(),
+                "spec": spec_name,
+                "coremltools": version("coremltools"),
                 "weight_bytes": weight_bytes,
                 "flops": est.flops,
                 "weights_sha256": sha,

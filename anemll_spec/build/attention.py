@@ -19,14 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anemll_spec.build.graph import (
-    Ctx,
-    Plan,
-    TensorDecl,
-    WeightDecl,
-    from_conv_layout,
-    to_conv_layout,
-)
+from anemll_spec.build.graph import Ctx, Plan, TensorDecl, from_conv_layout, to_conv_layout
+from anemll_spec.spec.families import Attention
 
 
 def rope_tables(context: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -36,11 +30,11 @@ def rope_tables(context: int, head_dim: int, theta: float) -> tuple[np.ndarray, 
     return np.cos(emb), np.sin(emb)
 
 
-def plan(m: dict) -> Plan:
-    b, s, hid = m["batch"], m["seq_len"], m["hidden_size"]
-    heads, kv, hd, ctx_len = m["heads"], m["kv_heads"], m["head_dim"], m["context_length"]
+def plan(m: Attention) -> Plan:
+    b, s, hid = m.batch, m.seq_len, m.hidden_size
+    heads, kv, hd, ctx_len = m.heads, m.kv_heads, m.head_dim, m.context_length
     rep = heads // kv
-    io = m["dtype"]
+    io = m.dtype
     cache_shape = (b, kv, ctx_len, hd)
 
     def emit(ctx: Ctx, inputs: dict) -> list:
@@ -58,7 +52,7 @@ def plan(m: dict) -> Plan:
 
         pos = inputs["position"]  # (1,) int32
         positions = mb.add(x=pos, y=np.arange(s, dtype=np.int32))
-        cos_t, sin_t = rope_tables(ctx_len, hd, float(m["rope_theta"]))
+        cos_t, sin_t = rope_tables(ctx_len, hd, m.rope_theta)
         cos = mb.gather(x=ctx.const("rope.cos", cos_t), indices=positions, axis=0)
         sin = mb.gather(x=ctx.const("rope.sin", sin_t), indices=positions, axis=0)
         cos = mb.reshape(x=cos, shape=[1, 1, s, hd])
@@ -101,7 +95,7 @@ def plan(m: dict) -> Plan:
             mask = mb.cast(x=mask, dtype="fp32")
         if rep > 1:
             mask = mb.tile(x=mask, reps=[1, 1, rep, 1])
-        if m.get("impl", "sdpa") == "sdpa":
+        if m.impl == "sdpa":
             att = mb.scaled_dot_product_attention(query=qg, key=k_all, value=v_all, attn_mask=mask)
         else:
             scores = mb.matmul(x=qg, y=k_all, transpose_y=True)
@@ -127,14 +121,7 @@ def plan(m: dict) -> Plan:
             TensorDecl("key_cache", cache_shape, "float16"),
             TensorDecl("value_cache", cache_shape, "float16"),
         ],
-        weights=[
-            WeightDecl("self_attn.q_proj.weight", (heads * hd, hid)),
-            WeightDecl("self_attn.k_proj.weight", (kv * hd, hid)),
-            WeightDecl("self_attn.v_proj.weight", (kv * hd, hid)),
-            WeightDecl("rope.cos", (ctx_len, hd), compressible=False),
-            WeightDecl("rope.sin", (ctx_len, hd), compressible=False),
-            WeightDecl("self_attn.o_proj.weight", (hid, heads * hd)),
-        ],
+        weights=m.weights(),
         flops=proj + attn,
         emit=emit,
         ane_dims=[("kv cache", cache_shape), ("scores", (b, kv, rep * s, ctx_len))],

@@ -12,7 +12,6 @@ size) is moved aside and rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,8 +19,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from anemll_spec.spec.case import canonical_json
+from anemll_spec.hashing import digest
+
+if TYPE_CHECKING:
+    from anemll_spec.spec.families import ModelBase
 
 MANIFEST = "manifest.json"
 PACKAGE = "model.mlpackage"
@@ -38,22 +41,15 @@ def default_cache_dir() -> Path:
     return base / "anemll-spec"
 
 
-def build_fields(model: dict) -> dict:
-    """The model fields that make the package (the schema says which do not)."""
-    from anemll_spec.spec.schema import NON_BUILD_MODEL_FIELDS
-
-    return {k: v for k, v in model.items() if k not in NON_BUILD_MODEL_FIELDS}
-
-
-def cache_key(model: dict) -> str:
+def cache_key(model: ModelBase) -> str:
     from importlib.metadata import version  # importing coremltools takes seconds
 
     payload = {
-        "model": build_fields(model),
+        "model": model.build_fields(),
         "coremltools": version("coremltools"),
         "builder": BUILDER_VERSION,
     }
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
+    return digest(payload, 24)
 
 
 @dataclass
@@ -214,3 +210,30 @@ def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
     removed: list[dict] = []
     if not cache_dir.is_dir():
         return removed
+    now = time.time()
+    for root in sorted(cache_dir.iterdir()):
+        if not root.is_dir() or root.is_symlink():
+            continue
+        kind = "staging" if root.name.startswith(".tmp-") else "entry"
+        if root.name.startswith(".trash-"):  # left by an interrupted discard
+            kind = "trash"
+        if kind == "entry" and not is_entry_name(root.name):
+            continue
+        if kind == "staging" and now - root.stat().st_mtime < STALE_STAGING_S:
+            continue
+        manifest = check_entry(root)[0] if kind == "entry" else None
+        young = older_than_s is not None and now - _created(root, manifest) < older_than_s
+        if kind == "entry" and young:
+            continue
+        m = manifest or {}
+        removed.append(
+            {
+                "key": root.name,
+                "kind": kind,
+                "spec": m.get("spec"),
+                "family": (m.get("model") or {}).get("family"),
+                "bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
+            }
+        )
+        discard(root)
+    return removed

@@ -10,71 +10,38 @@ the very code `cto.palettize_weights(model, config)` runs). So the constexpr ops
 their names (`<weight>_palettized`, `<weight>_quantized`), block sizes, channel axes
 and iOS16-vs-iOS18 forms are stock. Doing it per const keeps memory to one
 uncompressed weight at a time. k-means palettization swaps in the fast palettizer
-(`palettize.grouped_kmeans`), which returns stock's exact LUT and indices.
+(`palettize.grouped_kmeans`), which returns stock's exact LUT and indices. What Core ML
+can express (targets, group and block sizes) is checked by the spec
+(`anemll_spec.spec.compression`), once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from anemll_spec.errors import InputError
-
-_TARGET_ORDER = {"iOS16": 16, "iOS17": 17, "iOS18": 18}
+from anemll_spec.spec.compression import Palettize, Quantize
 
 
-def check(compression: Any, deployment_target: str, dtype: str) -> None:
-    """Refuse combinations Core ML cannot express (the spec validator checks the same)."""
-    if compression in (None, "none"):
-        return
-    t = _TARGET_ORDER[deployment_target]
-    if "palettize" in compression:
-        cfg = compression["palettize"]
-        if cfg["nbits"] not in (1, 2, 3, 4, 6, 8):
-            raise InputError(
-                f"model.compression.palettize.nbits: {cfg['nbits']} is not 1, 2, 3, 4, 6 or 8"
-            )
-        if cfg["granularity"] == "per_grouped_channel" and t < 18:
-            raise InputError(
-                "model.compression.palettize.granularity: per_grouped_channel needs deployment_target iOS18"
-            )
-        if cfg["nbits"] == 3 and t < 18:
-            raise InputError(
-                "model.compression.palettize.nbits: 3-bit LUTs need deployment_target iOS18"
-            )
-    elif "quantize" in compression:
-        cfg = compression["quantize"]
-        if (cfg["dtype"] == "int4" or cfg["granularity"] == "per_block") and t < 18:
-            raise InputError(
-                "model.compression.quantize: int4 and per_block quantization need deployment_target iOS18"
-            )
-    else:
-        raise InputError(f"model.compression: unknown form {compression!r}")
-
-
-def op_config(compression: dict):
+def op_config(cfg: Palettize | Quantize):
     """The coremltools OpPalettizerConfig / OpLinearQuantizerConfig of a spec compression."""
     import coremltools.optimize.coreml as cto
 
-    if "palettize" in compression:
-        c = compression["palettize"]
+    if isinstance(cfg, Palettize):
         kw: dict[str, Any] = {}
-        if c["granularity"] == "per_grouped_channel":
-            kw["group_size"] = int(c.get("group_size") or 8)
+        if cfg.granularity == "per_grouped_channel":
+            kw["group_size"] = cfg.group_size
         return cto.OpPalettizerConfig(
-            nbits=int(c["nbits"]),
-            mode=c.get("mode", "kmeans"),
-            granularity=c["granularity"],
+            nbits=cfg.nbits,
+            mode=cfg.mode,
+            granularity=cfg.granularity,
             weight_threshold=0,  # we pick the weights; every projection is compressed
             **kw,
         )
-    c = compression["quantize"]
-    kw = {}
-    if c["granularity"] == "per_block":
-        kw["block_size"] = int(c.get("block_size") or 32)
+    kw = {"block_size": cfg.block_size} if cfg.granularity == "per_block" else {}
     return cto.OpLinearQuantizerConfig(
         mode="linear_symmetric",
-        dtype=c["dtype"],
-        granularity=c["granularity"],
+        dtype=cfg.dtype,
+        granularity=cfg.granularity,
         weight_threshold=0,
         **kw,
     )
@@ -130,19 +97,19 @@ def _fast_palettizer_class():
 class Compressor:
     """Transforms weight consts in place, inside an open MIL builder context."""
 
-    def __init__(self, compression: Any):
-        self.compression = None if compression in (None, "none") else compression
+    def __init__(self, config: Palettize | Quantize | None):
+        self.config = config  # the spec's settings; None: no compression
         self._pass = None
-        if self.compression is None:
+        if config is None:
             return
         import coremltools.optimize.coreml as cto
         from coremltools.optimize.coreml._quantization_passes import linear_quantize_weights
 
-        config = cto.OptimizationConfig(global_config=op_config(self.compression))
-        if "palettize" in self.compression:
-            self._pass = _fast_palettizer_class()(config=config)
+        opt = cto.OptimizationConfig(global_config=op_config(config))
+        if isinstance(config, Palettize):
+            self._pass = _fast_palettizer_class()(config=opt)
         else:
-            self._pass = linear_quantize_weights(config=config)
+            self._pass = linear_quantize_weights(config=opt)
 
     def apply(self, weight_var) -> None:
         """Compress the const behind `weight_var` (call after its consumer op exists)."""

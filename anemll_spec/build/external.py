@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anemll_spec.errors import InputError
 
+if TYPE_CHECKING:
+    from anemll_spec.spec.families import External
 
-def _path(model: dict) -> Path:
-    raw = model.get("path")
+
+def _path(model: External) -> Path:
+    raw = model.path
     if not raw:
         raise InputError("model.path: an external model needs a path")
     return Path(raw)
 
 
-def validate(model: dict, *, sha: bool = True) -> dict:
+def validate(model: External, *, sha: bool = True) -> dict:
     """Inspect the user's model; InputError naming the path and what is wrong."""
     from anemll_spec.mlmodel.inspect import inspect_model
     from anemll_spec.model_io import describe
@@ -33,17 +37,17 @@ def validate(model: dict, *, sha: bool = True) -> dict:
     return inspect_model(p, sha=sha)
 
 
-def estimate(model: dict):
+def estimate(model: External):
     from anemll_spec.build import Estimate
 
     info = validate(model, sha=False)  # sizes and FLOPs; hashing GBs is for build()
     warnings = []
     if info["deployment_target"] and info["deployment_target"] < "iOS16":
-        warnings.append(f"{model['path']}: deployment target {info['deployment_target']}")
+        warnings.append(f"{model.path}: deployment target {info['deployment_target']}")
     return Estimate(info["weight_bytes"], info["flops"], 0, warnings)
 
 
-def build(model: dict):
+def build(model: External):
     from anemll_spec.build import Built
 
     t0 = time.perf_counter()

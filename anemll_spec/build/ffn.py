@@ -13,14 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anemll_spec.build.graph import (
-    Ctx,
-    Plan,
-    TensorDecl,
-    WeightDecl,
-    from_conv_layout,
-    to_conv_layout,
-)
+from anemll_spec.build.graph import Ctx, Plan, TensorDecl, from_conv_layout, to_conv_layout
+from anemll_spec.spec.families import Ffn
 
 
 def rms_norm(ctx: Ctx, x, hidden: int, eps: float, name: str):
@@ -34,16 +28,16 @@ def rms_norm(ctx: Ctx, x, hidden: int, eps: float, name: str):
     return mb.mul(x=first, y=weight)
 
 
-def plan(m: dict) -> Plan:
-    b, s, h, i = m["batch"], m["seq_len"], m["hidden_size"], m["intermediate_size"]
-    conv = m.get("layout", "conv") == "conv"
-    io = m["dtype"]
+def plan(m: Ffn) -> Plan:
+    b, s, h, i = m.batch, m.seq_len, m.hidden_size, m.intermediate_size
+    conv = m.layout == "conv"
+    io = m.dtype
 
     def emit(ctx: Ctx, inputs: dict) -> list:
         from coremltools.converters.mil import Builder as mb
 
         x = ctx.to_compute(inputs["hidden_states"])
-        x = rms_norm(ctx, x, h, float(m["rms_norm_eps"]), "post_attention_layernorm")
+        x = rms_norm(ctx, x, h, m.rms_norm_eps, "post_attention_layernorm")
         if conv:
             x = to_conv_layout(x)
             gate = ctx.conv1x1(x, "mlp.gate_proj", i, h)
@@ -59,12 +53,7 @@ def plan(m: dict) -> Plan:
     return Plan(
         inputs=[TensorDecl("hidden_states", (b, s, h), io)],
         outputs=[TensorDecl("output", (b, s, h), io)],
-        weights=[
-            WeightDecl("post_attention_layernorm.weight", (h,), compressible=False),
-            WeightDecl("mlp.gate_proj.weight", (i, h), bias=not conv),
-            WeightDecl("mlp.up_proj.weight", (i, h), bias=not conv),
-            WeightDecl("mlp.down_proj.weight", (h, i), bias=not conv),
-        ],
+        weights=m.weights(),
         flops=2 * b * s * 3 * h * i,
         emit=emit,
         ane_dims=[("norm concat", (b, s, 2 * h)), ("intermediate", (b, i, 1, s))],

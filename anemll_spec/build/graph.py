@@ -17,6 +17,9 @@ import numpy as np
 
 from anemll_spec.build import weights as wgen
 from anemll_spec.build.compress import Compressor
+from anemll_spec.spec.base import TARGET_VERSION, WeightDecl
+from anemll_spec.spec.compression import Palettize, Quantize, config
+from anemll_spec.spec.families import ModelBase
 
 
 @dataclass
@@ -24,15 +27,6 @@ class TensorDecl:
     name: str
     shape: tuple[int, ...]
     dtype: str  # numpy name
-
-
-@dataclass
-class WeightDecl:
-    name: str
-    shape: tuple[int, ...]
-    compressible: bool = True  # projections; norm weights and RoPE tables stay dense
-    bias: bool = False  # mb.linear always stores a bias (zeros) next to its weight
-    out_axis: int = 0  # output-channel axis (matmul's const y is (k, n): axis 1)
 
 
 @dataclass
@@ -57,22 +51,22 @@ class Ctx:
 
     def __init__(
         self,
-        model: dict,
+        model: ModelBase,
         progress: Callable[[str], None] | None = None,
         declared: list[WeightDecl] | None = None,
     ):
         self.model = model
-        self.io_dtype = model.get("dtype", "float16")
-        self.compute = model.get("compute_precision") or self.io_dtype
+        self.io_dtype = model.dtype
+        self.compute = model.precision
         self.np_compute = np.dtype(self.compute)
-        self.seed = int(model.get("seed", 0))
-        self.std = float(model.get("weight_std", 0.02))
-        self.compressor = Compressor(model.get("compression", "none"))
+        self.seed = model.seed
+        self.std = model.weight_std
+        self.compressor = Compressor(config(model.compression))
         self.progress = progress or (lambda msg: None)
         # A dense build draws its weights on background threads ahead of use (all are held
         # until saving anyway). A compressed build draws each weight when needed, so only
         # one uncompressed weight is ever in memory.
-        dense = self.compressor.compression is None
+        dense = self.compressor.config is None
         self._order = [w.name for w in (declared or []) if w.compressible] if dense else []
         self._shapes = {w.name: w.shape for w in (declared or [])}
         self._ahead = len(self._order)
@@ -121,7 +115,7 @@ class Ctx:
         return mb.const(val=value.astype(self.np_compute, copy=False), name=name)
 
     def _compress(self, w) -> None:
-        if self.compressor.compression is not None:
+        if self.compressor.config is not None:
             self.progress(f"compress {w.name}")
             self.compressor.apply(w)
             # The replaced const op and its output Var reference each other: only the cycle
@@ -140,16 +134,14 @@ class Ctx:
         whole tensor (per_tensor), or there is none; the const path handles those.
         Output-channel axis 0 (conv and linear weights) only.
         """
-        comp = self.compressor.compression
-        if not comp:
-            return None
-        kind, c = next(iter(comp.items()))
-        if kind == "palettize" and c["granularity"] == "per_grouped_channel":
-            rows_unit = int(c.get("group_size") or 8)
-        elif kind == "quantize":
+        c = self.compressor.config
+        if isinstance(c, Palettize) and c.granularity == "per_grouped_channel":
+            rows_unit = c.group_size
+        elif isinstance(c, Quantize):
             rows_unit = 1
         else:
             return None
+        kind = "palettize" if isinstance(c, Palettize) else "quantize"
         if shape[0] % rows_unit:
             return None
         self.progress(f"weights+{kind} {name} {'x'.join(map(str, shape))}")
@@ -164,15 +156,15 @@ class Ctx:
             gen.standard_normal(out=buf, dtype=np.float32)
             buf *= np.float32(self.std)
             part = buf.astype(self.np_compute).reshape((r,) + tuple(shape[1:]))
-            parts.append(self._compress_rows(kind, c, part))
-        if kind == "palettize":
-            return self._emit_lut(name, shape, c, parts)
+            parts.append(self._compress_rows(c, part))
+        if isinstance(c, Palettize):
+            return self._emit_lut(name, shape, c.nbits, parts)
         return self._emit_quant(name, shape, parts)
 
-    def _compress_rows(self, kind: str, c: dict, part: np.ndarray):
-        if kind == "palettize":
-            nbits, gs = int(c["nbits"]), int(c.get("group_size") or 8)
-            if c.get("mode", "kmeans") == "kmeans":
+    def _compress_rows(self, c: Palettize | Quantize, part: np.ndarray):
+        if isinstance(c, Palettize):
+            nbits, gs = c.nbits, c.group_size
+            if c.mode == "kmeans":
                 from anemll_spec.build.palettize import grouped_kmeans
 
                 idx, lut = grouped_kmeans(part, nbits, 0, gs)
@@ -185,18 +177,17 @@ class Ctx:
 
         from anemll_spec.build.compress import op_config
 
-        cfg = op_config(self.compressor.compression)
+        cfg = op_config(c)
         block = [1] + [0] * (part.ndim - 1)
-        if c["granularity"] == "per_block":
-            block[1] = int(c.get("block_size") or 32)
+        if c.granularity == "per_block":
+            block[1] = c.block_size
         q = linear_quantize_weights.blockwise_compress_by_dtype(part, cfg.dtype, cfg.mode, block)
         return q
 
-    def _emit_lut(self, name: str, shape, c: dict, parts: list):
+    def _emit_lut(self, name: str, shape, nbits: int, parts: list):
         from coremltools.converters.mil import Builder as mb
         from coremltools.converters.mil.mil import types
 
-        nbits = int(c["nbits"])
         indices = np.empty(shape, dtype=np.uint8)
         r0 = 0
         for idx, _ in parts:
@@ -220,7 +211,7 @@ class Ctx:
             data=data, scale=scale, offset=offset, nbits=parts[0].nbits
         )
         del parts[:]
-        if int(self.model.get("deployment_target", "iOS18").removeprefix("iOS")) < 18:
+        if TARGET_VERSION[self.model.deployment_target] < 18:
             p16 = optimize_utils.ios18_quant_params_to_ios16(params)
             return mb.constexpr_affine_dequantize(
                 quantized_data=p16.quantized_data,

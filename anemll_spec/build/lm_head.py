@@ -9,21 +9,15 @@ takes input [1, 1, 4096] exactly so. linear layout: `chunks` linear ops on
 
 from __future__ import annotations
 
-from anemll_spec.build.graph import (
-    Ctx,
-    Plan,
-    TensorDecl,
-    WeightDecl,
-    from_conv_layout,
-    to_conv_layout,
-)
+from anemll_spec.build.graph import Ctx, Plan, TensorDecl, from_conv_layout, to_conv_layout
+from anemll_spec.spec.families import LmHead
 
 
-def plan(m: dict) -> Plan:
-    b, s, h, v, c = m["batch"], m["seq_len"], m["hidden_size"], m["vocab_size"], m["chunks"]
+def plan(m: LmHead) -> Plan:
+    b, s, h, v, c = m.batch, m.seq_len, m.hidden_size, m.vocab_size, m.chunks
     rows = v // c
-    conv = m.get("layout", "conv") == "conv"
-    io = m["dtype"]
+    conv = m.layout == "conv"
+    io = m.dtype
 
     def emit(ctx: Ctx, inputs: dict) -> list:
         x = ctx.to_compute(inputs["hidden_states"])
@@ -41,9 +35,7 @@ def plan(m: dict) -> Plan:
     return Plan(
         inputs=[TensorDecl("hidden_states", (b, s, h), io)],
         outputs=[TensorDecl(f"logits{i}", (b, s, rows), io) for i in range(1, c + 1)],
-        weights=[
-            WeightDecl(f"lm_head{c}_{i}.weight", (rows, h), bias=not conv) for i in range(1, c + 1)
-        ],
+        weights=m.weights(),
         flops=2 * b * s * h * v,
         emit=emit,
         ane_dims=[("lm_head chunk rows", (rows, h))],

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from anemll_spec.build.graph import Ctx, Plan, TensorDecl, WeightDecl
+from anemll_spec.build.graph import Ctx, Plan, TensorDecl
+from anemll_spec.spec.families import Matmul
 
 
-def plan(mdl: dict) -> Plan:
-    m, k, n = mdl["m"], mdl["k"], mdl["n"]
-    io = mdl["dtype"]
+def plan(mdl: Matmul) -> Plan:
+    m, k, n = mdl.m, mdl.k, mdl.n
+    io = mdl.dtype
 
     def emit(ctx: Ctx, inputs: dict) -> list:
         x = ctx.to_compute(inputs["x"])
@@ -16,7 +17,7 @@ def plan(mdl: dict) -> Plan:
     return Plan(
         inputs=[TensorDecl("x", (m, k), io)],
         outputs=[TensorDecl("y", (m, n), io)],
-        weights=[WeightDecl("matmul.weight", (k, n), out_axis=1)],
+        weights=mdl.weights(),
         flops=2 * m * k * n,
         emit=emit,
         ane_dims=[("x", (m, k)), ("weight", (k, n)), ("y", (m, n))],

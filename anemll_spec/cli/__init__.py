@@ -19,6 +19,7 @@ from anemll_spec.errors import AnemllError
 # command name -> module under anemll_spec.cli
 COMMANDS: dict[str, str] = {
     "validate": "validate",
+    "schema": "schema",
     "plan": "plan",
     "info": "info",
     "build": "build",

@@ -102,9 +102,9 @@ def _writable(path: Path, flag: str, value: str) -> None:
 
 
 def add_backend(p: argparse.ArgumentParser, help: str) -> None:
-    from anemll_spec.spec.schema import BACKENDS
+    from anemll_spec.backends import REGISTRY
 
-    p.add_argument("--backend", choices=BACKENDS, help=help)
+    p.add_argument("--backend", choices=["auto", *REGISTRY], help=help)
 
 
 def add_max_cases(p: argparse.ArgumentParser) -> None:

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store.markdown import printable
 
     store = default_target(args.store)
+    # what the path is first (the store itself, a folder, a file to keep), then its name
+    out_file(args.out, store=store, force=args.force)
     if not args.out.lower().endswith(".parquet"):
         from anemll_spec.errors import InputError
 
@@ -39,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
             f"--out {printable(args.out)}: a bundle is a parquet file; give a name ending in "
             ".parquet (it is not CSV: `anemll-spec query ... --format csv` writes CSV)"
         )
-    out_file(args.out, store=store, force=args.force)
     summary = export_bundle(store, args.out, args.run)
     if args.json:
         print_json(summary)

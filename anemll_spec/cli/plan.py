@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from anemll_spec.cli._common import (
     add_backend,
@@ -14,6 +15,10 @@ from anemll_spec.cli._common import (
     table,
 )
 
+if TYPE_CHECKING:
+    from anemll_spec.spec.families import ModelBase
+    from anemll_spec.spec.run_section import Run
+
 HELP = "list a spec's cases: shapes, estimated size and FLOPs, variants, time budget"
 
 
@@ -24,66 +29,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
-def shapes(model: dict) -> str:
-    """The family's key shapes in one line."""
-    f = model.get("family")
-    if f == "lm_head":
-        rows = model["vocab_size"] // model["chunks"]
-        return (
-            f"{model['hidden_size']} -> {model['vocab_size']} as {model['chunks']} x {rows} "
-            f"({model['layout']}), seq {model['seq_len']}, batch {model['batch']}"
-        )
-    if f == "ffn":
-        return (
-            f"{model['hidden_size']} -> {model['intermediate_size']} -> {model['hidden_size']} "
-            f"({model['layout']}), seq {model['seq_len']}, batch {model['batch']}"
-        )
-    if f == "attention":
-        return (
-            f"hidden {model['hidden_size']}, {model['heads']}/{model['kv_heads']} heads x "
-            f"{model['head_dim']}, context {model['context_length']} ({model['impl']}), "
-            f"seq {model['seq_len']}"
-        )
-    if f == "matmul":
-        return f"({model['m']} x {model['k']}) @ ({model['k']} x {model['n']})"
-    if f == "external":
-        return str(model.get("path"))
-    return "-"
-
-
-def compression(model: dict) -> str:
-    c = model.get("compression", "none")
-    if not isinstance(c, dict):
-        return str(c)
-    kind, opts = next(iter(c.items()))
-    if kind == "palettize":
-        text = f"palettize {opts['nbits']}-bit {opts.get('mode', 'kmeans')}"
-        if opts.get("granularity") == "per_grouped_channel":
-            text += f" (groups of {opts.get('group_size', 8)})"
-        return text
-    if kind == "quantize":
-        text = f"quantize {opts['dtype']} {opts.get('granularity', 'per_channel')}"
-        if opts.get("granularity") == "per_block":
-            text += f" (blocks of {opts.get('block_size', 32)})"
-        return text
-    return str(c)
-
-
-def budget(run: dict) -> str:
-    text = f"warmup {run['warmup']}"
-    if run.get("warmup_s"):
-        text += f" (>= {run['warmup_s']:g} s)"
-    text += (
-        f", {run['min_iterations']}..{run['iterations']} it, <= {run['max_time_s']:g} s per variant"
-    )
-    if run.get("target_ci_pct"):
-        text += f", stop at CI +-{run['target_ci_pct']:g}%"
-    if run.get("concurrency", 1) > 1:
-        text += f", {run['concurrency']} concurrent"
+def budget(run: Run) -> str:
+    text = f"warmup {run.warmup}"
+    if run.warmup_s:
+        text += f" (>= {run.warmup_s:g} s)"
+    text += f", {run.min_iterations}..{run.iterations} it, <= {run.max_time_s:g} s per variant"
+    if run.target_ci_pct:
+        text += f", stop at CI +-{run.target_ci_pct:g}%"
+    if run.concurrency > 1:
+        text += f", {run.concurrency} concurrent"
     return text
 
 
-def estimate(model: dict) -> dict:
+def estimate(model: ModelBase) -> dict:
     """The builder's analytic estimate (weights, FLOPs, ANE warnings); never builds."""
     from anemll_spec.build import estimate as build_estimate
 
@@ -101,6 +59,7 @@ def estimate(model: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.run import check_backends, override_backend, resolve_variants
     from anemll_spec.spec import load_cases
+    from anemll_spec.spec.compression import describe
 
     spec, cases = load_cases(args.spec, max_cases=args.max_cases)
     cases = override_backend(cases, args.backend)
@@ -116,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
                 "build_key": case.build_key,
                 "model_name": case.model_name,
                 "params": case.params,
-                "family": case.model.get("family"),
-                "shapes": shapes(case.model),
-                "dtype": case.model.get("dtype"),
-                "compression": compression(case.model),
+                "family": case.model.family,
+                "shapes": case.model.shapes(),
+                "dtype": case.model.dtype,
+                "compression": describe(case.model.compression),
                 "estimate": est,
                 "variants": [{"backend": b, "compute_units": cu} for b, cu in variants],
                 "budget": {
-                    k: case.run[k]
+                    k: getattr(case.run, k)
                     for k in (
                         "warmup",
                         "warmup_s",

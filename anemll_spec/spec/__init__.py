@@ -1,48 +1,63 @@
 """Specs: declarative YAML benchmark descriptions, validated and expanded into cases.
 
-spec = load_spec("specs/lm_head.yaml")   # raises SpecError with every problem
-cases = expand(spec)                     # one Case per sweep point
+    spec = load_spec("specs/lm_head.yaml")   # raises SpecError with every problem
+    cases = expand(spec)                     # one Case per sweep point
+
+The spec is a set of pydantic models (`document.Spec`: a `families.Model`, a
+`run_section.Run`); every sweep point is validated as a whole document, and every
+problem of every point is reported at once, located in the file (`problems`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
-import re
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import Problem, SpecError
-from anemll_spec.spec import schema
 from anemll_spec.spec.case import Case, published_model
-from anemll_spec.spec.validate import Checker, check_family, check_section, check_unknown
 from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
 
 __all__ = [
     "Case",
-    "Spec",
-    "load_spec",
-    "load_cases",
-    "expand",
-    "published_model",
     "DEFAULT_MAX_CASES",
+    "MAX_CASES_LIMIT",
+    "SpecFile",
+    "expand",
+    "load_cases",
+    "load_spec",
+    "parse",
+    "published_model",
 ]
 
 DEFAULT_MAX_CASES = 256
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_CASES_LIMIT = 100_000  # --max-cases itself: expanding more would take minutes
 
 
 @dataclass
-class Spec:
+class SpecFile:
+    """A spec file as read: its text, the YAML document and where each value sits."""
+
     path: Path
     text: str
     doc: dict
     positions: Positions
-    name: str = ""
-    description: str = ""
     sweep: dict[str, list] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)  # top-level ones; expand() reports them
+    problems: list[Problem] = field(default_factory=list)  # the sweep's; expand() reports them
+
+    @property
+    def name(self) -> str:
+        name = self.doc.get("name")
+        return name if isinstance(name, str) else ""
+
+    @property
+    def description(self) -> str:
+        desc = self.doc.get("description", "")
+        return desc if isinstance(desc, str) else ""
 
     @property
     def sha256(self) -> str:
@@ -50,151 +65,85 @@ class Spec:
 
     @property
     def n_cases(self) -> int:
-        n = 1
-        for values in self.sweep.values():
-            n *= len(values)
-        return n
+        return math.prod(len(values) for values in self.sweep.values())
 
 
-def load_spec(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
+def load_spec(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> SpecFile:
     """Read and fully validate a spec (every sweep point too); raise SpecError on any problem."""
     return load_cases(path, max_cases=max_cases)[0]
 
 
-def load_cases(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> tuple[Spec, list[Case]]:
+def load_cases(
+    path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES
+) -> tuple[SpecFile, list[Case]]:
     """The validated spec and its cases, expanded once."""
     spec = parse(path)
     return spec, expand(spec, max_cases=max_cases)
 
 
-def parse(path: str | Path) -> Spec:
-    """Read a spec and check its top level; `expand` validates the cases and raises.
+def parse(path: str | Path) -> SpecFile:
+    """Read a spec and check its sweep; `expand` validates the cases and raises.
 
-    Only unreadable input raises here, so that `expand` can report top-level and
-    case-level problems together.
-    """
+    Only unreadable input raises here, so that `expand` can report the sweep's problems
+    and the cases' together."""
+    from anemll_spec.spec.problems import Locator
+    from anemll_spec.spec.sweep import check_sweep
+
     path = Path(path)
-    file = str(path)
     text = read_text(path)
-    doc, positions = load_yaml(text, file)
-    ck = Checker(file, positions)
+    doc, positions = load_yaml(text, str(path))
+    at = Locator(str(path), positions)
     if not isinstance(doc, dict):
-        ck.add((), "a spec must be a mapping with name, model and run")
-        raise SpecError(ck.problems)
-    check_unknown(ck, doc, list(schema.TOP_FIELDS), ())
-    name = doc.get("name")
-    if name is None:
-        ck.add((), "missing required field 'name'")
-    elif not isinstance(name, str) or not _NAME.match(name):
-        ck.add(
-            ("name",),
-            "must be letters, digits, '_', '.', '-' (at most 128), starting with a letter or digit",
-        )
-    desc = doc.get("description", "")
-    if not isinstance(desc, str):
-        ck.add(("description",), "must be a string")
-    if "model" not in doc:
-        ck.add((), "missing required section 'model'")
-    for section in ("model", "run"):
-        if section in doc and not isinstance(doc[section], dict | None):
-            ck.add((section,), "must be a mapping")
-    sweep = _check_sweep(ck, doc)
-    name = name if isinstance(name, str) else ""
-    desc = desc if isinstance(desc, str) else ""
-    return Spec(path, text, doc, positions, name, desc, sweep, ck.problems)
+        raise SpecError([at.problem((), "a spec must be a mapping with name, model and run")])
+    sweep, problems = check_sweep(doc, at)
+    return SpecFile(path, text, doc, positions, sweep, problems)
 
 
-def _check_sweep(ck: Checker, doc: dict) -> dict[str, list]:
-    sweep = doc.get("sweep")
-    if sweep is None:
-        return {}
-    if not isinstance(sweep, dict):
-        ck.add(("sweep",), "must map field paths (e.g. model.vocab_size) to lists of values")
-        return {}
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
-    families = {model.get("family")}
-    if isinstance(sweep.get("model.family"), list):
-        families |= set(sweep["model.family"])
-    if not families <= set(schema.FAMILIES):  # unknown family: reported elsewhere
-        families = set(schema.FAMILIES)
-    known = {
-        "model": {f.name for fam in families for f in schema.model_fields(fam)},
-        "run": {f.name for f in schema.RUN_FIELDS},
-    }
-    out: dict[str, list] = {}
-    for key, values in sweep.items():
-        path = ("sweep", key)
-        parts = str(key).split(".")
-        if len(parts) < 2 or parts[0] not in known:
-            ck.add(path, f"sweep path '{key}' must start with model. or run.", key=True)
-            continue
-        if parts[1] not in known[parts[0]]:
-            ck.add(
-                path,
-                f"sweep path '{key}' does not exist: no field '{parts[1]}' in {parts[0]}",
-                key=True,
-            )
-            continue
-        if not isinstance(values, list):
-            ck.add(path, "must be a list of values to sweep over")
-            continue
-        if not values:
-            ck.add(path, "empty sweep list: give at least one value")
-            continue
-        seen: list = []
-        for v in values:
-            if any(v == w and type(v) is type(w) for w in seen):
-                ck.add(path, f"{v!r} is listed twice: each value makes its cases once")
-                break
-            seen.append(v)
-        out[key] = values
-    return out
+def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
+    """The cartesian product of the sweep, each point validated as a whole document."""
+    from pydantic import ValidationError
 
+    from anemll_spec.spec import problems as problems_mod
+    from anemll_spec.spec.document import Spec
 
-def expand(spec: Spec, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
-    """The cartesian product of the sweep, each point validated and resolved."""
-    file = str(spec.path)
     if spec.n_cases > max_cases:
         sizes = " x ".join(str(len(v)) for v in spec.sweep.values())
-        line, col = spec.positions.get(("sweep",), (None, None))
+        at = problems_mod.Locator(str(spec.path), spec.positions)
         raise SpecError(
             [
-                Problem(
-                    file,
-                    "sweep",
+                at.problem(
+                    ("sweep",),
                     f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
                     f"{max_cases}; pass --max-cases {spec.n_cases} to allow it",
-                    line,
-                    col,
                 )
             ]
         )
-    base = spec.path.parent
+    context = {"base": str(spec.path.parent)}
+    base = {k: v for k, v in spec.doc.items() if k != "sweep"}
     keys = list(spec.sweep)
-    problems: list[Problem] = list(spec.problems)
     per_point: list[tuple[dict, list[Problem]]] = []
     cases: list[Case] = []
     for index, combo in enumerate(itertools.product(*(enumerate(spec.sweep[k]) for k in keys))):
-        model = _section(spec.doc, "model")
-        run = _section(spec.doc, "run")
+        doc = copy.deepcopy(base)
         overrides: dict[tuple, tuple] = {}
         params: dict[str, Any] = {}
         for key, (i, value) in zip(keys, combo, strict=True):
             section, *rest = key.split(".")
-            target = model if section == "model" else run
-            _set_path(target, rest, _deepcopy(value))
+            if not _set_path(doc, [section, *rest], copy.deepcopy(value)):
+                break  # a section that is not a mapping: reported by validation
             overrides[(section, *rest)] = ("sweep", key, i)
             params[key] = value
-        ck = Checker(file, spec.positions, overrides)
-        if not all(isinstance(spec.doc.get(s, {}) or {}, dict) for s in ("model", "run")):
-            break  # already reported: a section that is not a mapping
-        resolved_model, resolved_run = _resolve(ck, model, run, base)
-        per_point.append((params, ck.problems))
-        if not ck.problems:
-            cases.append(Case(spec.name, index, resolved_model, resolved_run, params))
-    problems += _located_sweep_problems(per_point)
-    if problems:  # in the file's order
-        raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
+        try:
+            valid = Spec.model_validate(doc, context=context)
+        except ValidationError as exc:
+            at = problems_mod.Locator(str(spec.path), spec.positions, overrides)
+            per_point.append((params, problems_mod.convert(exc, doc, at)))
+            continue
+        per_point.append((params, []))
+        cases.append(Case(valid.name, index, valid.model, valid.run, params))
+    found = list(spec.problems) + _located_sweep_problems(per_point)
+    if found:  # in the file's order
+        raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
     return cases
 
 
@@ -221,47 +170,17 @@ def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list
     return out
 
 
-def _resolve(ck: Checker, model: dict, run: dict, base: Path) -> tuple[dict, dict]:
-    family = model.get("family")
-    if isinstance(family, str) and family in schema.FAMILIES:
-        fields = schema.model_fields(family)
-    else:
-        # unknown family: reported by the family field; don't also flag its fields
-        extra = [replace(f, required=False) for fam in schema.FAMILY_FIELDS.values() for f in fam]
-        fields = tuple({f.name: f for f in (*extra, *schema.COMMON_MODEL)}.values())
-    resolved_model = check_section(ck, model, fields, ("model",), base) or {}
-    resolved_run = check_section(ck, run, schema.RUN_FIELDS, ("run",), base) or {}
-    if resolved_run and resolved_run.get("tolerance") is None and "tolerance" not in run:
-        resolved_run["tolerance"] = check_section(
-            ck, {}, schema.TOLERANCE_FIELDS, ("run", "tolerance"), base
-        )
-    lo, hi = resolved_run.get("min_iterations"), resolved_run.get("iterations")
-    if "min_iterations" in run and lo is not None and hi is not None and lo > hi:
-        # given both, the user expects both to hold; alone, the default is capped
-        ck.add(("run", "min_iterations"), f"min_iterations ({lo}) exceeds iterations ({hi})")
-    if resolved_model.get("compute_precision") is None:
-        resolved_model["compute_precision"] = resolved_model.get("dtype")
-    if family in schema.FAMILIES:
-        check_family(ck, resolved_model)
-    return resolved_model, resolved_run
-
-
-def _section(doc: dict, name: str) -> dict:
-    value = doc.get(name)
-    return _deepcopy(value) if isinstance(value, dict) else {}
-
-
-def _set_path(target: dict, parts: list[str], value: Any) -> None:
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
+def _set_path(target: dict, parts: list[str], value: Any) -> bool:
+    """Set a dotted path in the document; False where its section is not a mapping."""
+    section = target.setdefault(parts[0], {})
+    if section is None:
+        section = target[parts[0]] = {}
+    if not isinstance(section, dict):
+        return False
+    target = section
+    for part in parts[1:-1]:
+        if not isinstance(target.get(part), dict):
+            target[part] = {}
+        target = target[part]
     target[parts[-1]] = value
-
-
-def _deepcopy(value):
-    import copy
-
-    return copy.deepcopy(value)
+    return True

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
-from anemll_spec.spec.schema import MEASURED_RUN_FIELDS, NON_BUILD_MODEL_FIELDS
+from anemll_spec.hashing import canonical_json, digest
+from anemll_spec.spec.base import COMPUTE_UNIT_BACKENDS
+from anemll_spec.spec.compression import Palettize, config
+from anemll_spec.spec.families import ModelBase
+from anemll_spec.spec.run_section import MEASURED_RUN_FIELDS, Run
 
-# The published anemll-bench models, as resolved model fields. A case whose build
-# fields equal one of these is the same model, and only then comparable.
+# The published anemll-bench models, as resolved model fields. A case whose fields equal
+# one of these is the same model, and only then comparable.
 _LLAMA_LM_HEAD = {
     "family": "lm_head",
     "hidden_size": 4096,
@@ -37,55 +41,58 @@ PUBLISHED_MODELS = {
 }
 
 
-def canonical_json(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def digest(value, n: int = 16) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:n]
-
-
-def published_model(model: dict) -> str | None:
+def published_model(model: ModelBase) -> str | None:
     """The published model this case reproduces exactly, if any."""
-    for name, fields in PUBLISHED_MODELS.items():
-        if all(model.get(k) == v for k, v in fields.items()):
+    fields = model.to_json()
+    for name, published in PUBLISHED_MODELS.items():
+        if all(fields.get(k) == v for k, v in published.items()):
             return name
     return None
+
+
+def compression_label(model: ModelBase) -> str:
+    """A short name for a compression form: lut6/g8, lut4-uniform, int4/b32, none."""
+    cfg = config(model.compression)
+    if cfg is None:
+        return "none"
+    if isinstance(cfg, Palettize):
+        label = f"lut{cfg.nbits}"
+        label += f"/g{cfg.group_size}" if cfg.granularity == "per_grouped_channel" else ""
+        return label + ("-uniform" if cfg.mode == "uniform" else "")
+    return cfg.dtype + (f"/b{cfg.block_size}" if cfg.granularity == "per_block" else "")
 
 
 @dataclass(frozen=True)
 class Case:
     spec_name: str
-    index: int
-    model: dict
-    run: dict
-    params: dict = field(default_factory=dict)
+    index: int  # position in the spec's expansion
+    model: ModelBase
+    run: Run
+    params: dict[str, Any] = field(default_factory=dict)  # this case's swept values
 
-    @property
-    def build_fields(self) -> dict:
-        return {k: v for k, v in self.model.items() if k not in NON_BUILD_MODEL_FIELDS}
-
-    @property
+    @cached_property
     def key(self) -> str:
         """What is measured: model fields + measurement-relevant run fields.
 
         Iteration counts and time budgets are left out on purpose: a run with more
         iterations measures the same thing, and stays comparable.
         """
-        measured = {k: self.run[k] for k in MEASURED_RUN_FIELDS}
-        return digest({"model": self.model, "run": measured})
+        run = self.run.to_json()
+        return digest(
+            {"model": self.model.to_json(), "run": {k: run[k] for k in MEASURED_RUN_FIELDS}}
+        )
 
-    @property
+    @cached_property
     def build_key(self) -> str:
-        return digest(self.build_fields)
+        return digest(self.model.build_fields())
 
     def variant_key(self, backend: str, compute_units: str | None, device: str | None) -> str:
         """Key of one measured variant: the model, the resolved backend, compute unit and
         device, and how it runs. Not the spec's backend/compute-unit lists: the same
         variant measured by a spec that lists more (or by `--backend`) stays comparable."""
-        how = {k: self.run[k] for k in ("concurrency", "fp16_reference")}
+        how = {"concurrency": self.run.concurrency, "fp16_reference": self.run.fp16_reference}
         variant = {"backend": backend, "cu": compute_units, "device": device, **how}
-        return digest({"model": self.model, "variant": variant})
+        return digest({"model": self.model.to_json(), "variant": variant})
 
     @property
     def model_name(self) -> str:
@@ -94,34 +101,35 @@ class Case:
             return published
         if not self.params:
             return self.spec_name
-        inner = ",".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items())
+        inner = ",".join(f"{k.split('.')[-1]}={self._short(k, v)}" for k, v in self.params.items())
         return f"{self.spec_name}[{inner}]"
+
+    def _short(self, path: str, value: Any) -> str:
+        if path == "model.compression":
+            return compression_label(self.model)
+        if isinstance(value, list):
+            return "+".join(map(str, value))
+        if isinstance(value, dict):
+            return canonical_json(value)
+        return str(value)
 
     def variants(self) -> list[tuple[str, str | None]]:
         """(backend, compute unit) pairs; compute units apply to coreml only."""
         out: list[tuple[str, str | None]] = []
-        for backend in self.run["backends"]:
-            if backend in ("coreml", "auto"):
-                out += [(backend, cu) for cu in self.run["compute_units"]]
+        for backend in self.run.backends:
+            if backend in COMPUTE_UNIT_BACKENDS:
+                out += [(backend, cu) for cu in self.run.compute_units]
             else:
                 out.append((backend, None))
         return out
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "key": self.key,
             "build_key": self.build_key,
             "model_name": self.model_name,
             "params": self.params,
-            "model": self.model,
-            "run": self.run,
+            "model": self.model.to_json(),
+            "run": self.run.to_json(),
         }
-
-
-def _short(value) -> str:
-    if isinstance(value, list):
-        return "+".join(map(str, value))
-    if isinstance(value, dict):
-        return canonical_json(value)
-    return str(value)

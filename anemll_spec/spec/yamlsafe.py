@@ -4,7 +4,8 @@ Specs are small, declarative documents. We compose the YAML node graph with
 PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
 - record where every key and value sits (for error messages),
 - refuse duplicate keys (YAML would silently keep the last one),
-- bound the expanded size, which defeats alias bombs ("billion laughs"),
+- bound the expanded size, which defeats alias bombs ("billion laughs"), and the nesting
+  depth (PyYAML composes recursively: 500 levels would be a RecursionError),
 - refuse files that are huge, binary, or not files at all.
 """
 
@@ -18,6 +19,7 @@ from anemll_spec.errors import Problem, SpecError
 
 MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_NODES = 20_000  # nodes after alias expansion
+MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
 
 Pos = tuple[int, int]  # 1-based line, column
 Positions = dict[tuple, Pos]  # path tuple -> position of the value (keys: path + ("<key>",))
@@ -52,6 +54,10 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
 
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise SpecError(
+            [Problem(file, "", f"nested too deeply: a spec nests at most {MAX_DEPTH} levels")]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         msg = getattr(exc, "problem", None) or str(exc)
@@ -100,6 +106,19 @@ def _convert(node, path: tuple, positions: Positions, counter: list[int], file: 
             ]
         )
     positions.setdefault(path, _pos(node))
+    if len(path) > MAX_DEPTH:
+        line, col = _pos(node)
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    _dotted(path[:MAX_DEPTH]),
+                    f"nested too deeply: a spec nests at most {MAX_DEPTH} levels",
+                    line,
+                    col,
+                )
+            ]
+        )
     if node.tag not in _PLAIN_TAGS:
         # A tag asks for a type the spec does not have (or for Python objects): refuse
         # it, with where it is; untagged nodes resolve to the plain tags below.

@@ -1,0 +1,80 @@
+"""What every spec model shares: strict, frozen pydantic models; the spec's vocabulary;
+cross-field rules that report every problem at once.
+
+Strict means a YAML string "4096" or `true` is not an int and `1` is not a bool: a spec
+says what it means. Frozen means a resolved case never changes after validation, so the
+keys computed from it stay true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+
+Dtype = Literal["float16", "float32"]
+Target = Literal["iOS16", "iOS17", "iOS18"]
+BackendName = Literal["auto", "coreml", "numpy", "torch"]
+ComputeUnit = Literal["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"]
+TorchDevice = Literal["auto", "cuda", "mps", "cpu"]
+
+# Compute units choose Core ML's devices; `auto` may resolve to coreml, so it keeps them
+# until it is resolved. No other backend has compute units.
+COMPUTE_UNIT_BACKENDS = frozenset({"coreml", "auto"})
+
+TARGET_VERSION = {"iOS16": 16, "iOS17": 17, "iOS18": 18}
+
+
+class SpecModel(BaseModel):
+    """Base of every spec section: strict types, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(
+        strict=True, frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved section as plain JSON values (what keys and the store see)."""
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class WeightDecl:
+    """One weight a family builds: declared once, read by validation (compression group
+    and block sizes must divide its channels) and by the builder (what to draw)."""
+
+    name: str
+    shape: tuple[int, ...]
+    compressible: bool = True  # projections; norm weights and RoPE tables stay dense
+    bias: bool = False  # mb.linear always stores a bias (zeros) next to its weight
+    out_axis: int = 0  # output-channel axis (matmul's const y is (k, n): axis 1)
+
+    @property
+    def out_channels(self) -> int:
+        return self.shape[self.out_axis]
+
+    @property
+    def in_channels(self) -> int:
+        return self.shape[1 - self.out_axis] if len(self.shape) > 1 else 1
+
+
+class Rules:
+    """Collects a model's cross-field problems, then raises them together.
+
+    Each problem names the field it is about (a path below the model), so the error points
+    at that field's line, not at the section."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[tuple[str | int, ...], str]] = []
+
+    def add(self, field: str | tuple[str | int, ...], message: str) -> None:
+        self.problems.append(((field,) if isinstance(field, str) else field, message))
+
+    def check(self) -> None:
+        if self.problems:
+            raise PydanticCustomError(
+                "spec_rules",
+                "{detail}",
+                {"detail": "; ".join(m for _, m in self.problems), "problems": self.problems},
+            )

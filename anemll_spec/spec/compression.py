@@ -1,0 +1,131 @@
+"""Weight compression as the spec declares it: `none`, {palettize: {...}} or {quantize: {...}},
+and the rules of what Core ML can express (checked once, here; the builder trusts them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from anemll_spec.spec.base import TARGET_VERSION, Rules, SpecModel, WeightDecl
+
+PALETTE_BITS = (1, 2, 3, 4, 6, 8)
+
+
+class Palettize(SpecModel):
+    nbits: Literal[1, 2, 3, 4, 6, 8]
+    """bits per index"""
+    granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
+    """LUT sharing"""
+    group_size: Annotated[int, Field(gt=0, le=1 << 20)] = 8
+    """output channels per LUT (per_grouped_channel)"""
+    mode: Literal["kmeans", "uniform"] = "kmeans"
+    """how the LUT is found"""
+
+
+class Quantize(SpecModel):
+    dtype: Literal["int8", "int4"]
+    """weight dtype"""
+    granularity: Literal["per_channel", "per_block"] = "per_channel"
+    """scale sharing"""
+    block_size: Annotated[int, Field(gt=0, le=1 << 20)] = 32
+    """input channels per scale (per_block)"""
+
+
+class PalettizeForm(SpecModel):
+    palettize: Palettize
+
+
+class QuantizeForm(SpecModel):
+    quantize: Quantize
+
+
+FORMS = ("palettize", "quantize")
+
+
+def _form(value: Any) -> str | None:
+    """Which form a compression value is: the discriminator of the union."""
+    if value == "none":
+        return "none"
+    if isinstance(value, dict) and len(value) == 1:
+        (key,) = value
+        return key if key in FORMS else None
+    if isinstance(value, PalettizeForm | QuantizeForm):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+Compression = Annotated[
+    Annotated[Literal["none"], Tag("none")]
+    | Annotated[PalettizeForm, Tag("palettize")]
+    | Annotated[QuantizeForm, Tag("quantize")],
+    Discriminator(
+        _form,
+        custom_error_type="compression_form",
+        custom_error_message="must be 'none', {palettize: {...}} or {quantize: {...}}",
+    ),
+]
+
+
+def config(compression: Compression) -> Palettize | Quantize | None:
+    """The palettize or quantize settings, or None for `none`."""
+    if isinstance(compression, PalettizeForm):
+        return compression.palettize
+    if isinstance(compression, QuantizeForm):
+        return compression.quantize
+    return None
+
+
+def describe(compression: Compression) -> str:
+    """One line for people: 'palettize 6-bit kmeans (groups of 8)'."""
+    cfg = config(compression)
+    if isinstance(cfg, Palettize):
+        text = f"palettize {cfg.nbits}-bit {cfg.mode}"
+        grouped = cfg.granularity == "per_grouped_channel"
+        return text + (f" (groups of {cfg.group_size})" if grouped else "")
+    if isinstance(cfg, Quantize):
+        text = f"quantize {cfg.dtype} {cfg.granularity}"
+        return text + (f" (blocks of {cfg.block_size})" if cfg.granularity == "per_block" else "")
+    return "none"
+
+
+def check(
+    rules: Rules, compression: Compression, target: str, weights: Sequence[WeightDecl]
+) -> None:
+    """Compression forms exist only from certain deployment targets on, and group/block
+    sizes must divide the channels of every weight they apply to."""
+    cfg = config(compression)
+    if cfg is None:
+        return
+    old = TARGET_VERSION[target] < 18
+    if isinstance(cfg, Palettize):
+        where = ("compression", "palettize")
+        if cfg.granularity == "per_grouped_channel" and old:
+            rules.add(
+                (*where, "granularity"), "per_grouped_channel LUTs need deployment_target iOS18"
+            )
+        if cfg.nbits == 3 and old:
+            rules.add((*where, "nbits"), "3-bit LUTs need deployment_target iOS18")
+        if cfg.granularity == "per_grouped_channel":
+            _divides(rules, (*where, "group_size"), cfg.group_size, weights, "output")
+    else:
+        where = ("compression", "quantize")
+        if (cfg.dtype == "int4" or cfg.granularity == "per_block") and old:
+            rules.add(where, "int4 and per_block quantization need deployment_target iOS18")
+        if cfg.granularity == "per_block":
+            _divides(rules, (*where, "block_size"), cfg.block_size, weights, "input")
+
+
+def _divides(
+    rules: Rules, field: tuple[str, ...], size: int, weights: Sequence[WeightDecl], what: str
+) -> None:
+    """LUTs are shared by groups of output channels, scales by blocks of input channels."""
+    channels = (w.out_channels if what == "output" else w.in_channels for w in weights)
+    bad = sorted({c for c, w in zip(channels, weights, strict=True) if w.compressible and c % size})
+    if bad:
+        rules.add(
+            field,
+            f"{field[-1]} {size} does not divide the {what} channels of every weight "
+            f"({', '.join(map(str, bad))})",
+        )

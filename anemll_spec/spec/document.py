@@ -1,0 +1,56 @@
+"""The whole spec document as one model: what `anemll-spec schema` exports for editors.
+
+Sweeps are checked and expanded by `spec.expand`; each sweep point is validated as a
+complete document against `Spec`, so a swept value meets exactly the rules a written one
+does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from anemll_spec.spec.base import SpecModel
+from anemll_spec.spec.families import Model
+from anemll_spec.spec.run_section import Run
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+SWEEP_PATH_PATTERN = r"^(model|run)\.[A-Za-z_][A-Za-z0-9_.]*$"
+
+
+class Spec(SpecModel):
+    """A benchmark: the model to build, how to run and time it, and an optional sweep."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    """spec name: letters, digits, `_ . -`, starting with a letter or digit, at most 128"""
+    description: str = ""
+    """free text"""
+    model: Model
+    """what to build (one family)"""
+    run: Run = Run()
+    """where and how to time it"""
+    sweep: dict[
+        Annotated[str, Field(pattern=SWEEP_PATH_PATTERN)],
+        Annotated[list[Any], Field(min_length=1)],
+    ] = {}
+    """map of field path (`model.X`, `run.X`) to a non-empty list; cases are the
+    cartesian product"""
+
+
+def json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema for editors (yaml-language-server) and other tools.
+
+    pydantic's schema of `Spec`, plus what the validator accepts beyond the field types: a
+    single backend or compute unit may be written without a list, and list values are
+    unique. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "anemll-spec benchmark spec"
+    run = schema["$defs"]["Run"]["properties"]
+    for name in ("backends", "compute_units"):
+        field = run[name]
+        array = {k: field.pop(k) for k in ("type", "items", "minItems") if k in field}
+        array["uniqueItems"] = True
+        field["anyOf"] = [array["items"], array]
+    return schema

@@ -1,0 +1,274 @@
+"""The model a spec builds: one class per family, each owning its fields, its rules and its
+weights (declared once: validation checks compression against them, the builder draws them).
+
+`Model` is the union of the families, told apart by `family`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+
+from anemll_spec.spec import compression
+from anemll_spec.spec.base import Dtype, Rules, SpecModel, Target, WeightDecl
+from anemll_spec.spec.compression import Compression
+
+# Upper bounds keep a typo (an extra zero or three) from becoming an hour-long build or a
+# MemoryError: far above any real LLM layer, far below what would exhaust a machine.
+DIM_MAX = 1 << 20
+Dim = Annotated[int, Field(gt=0, le=DIM_MAX)]
+Tokens = Annotated[int, Field(gt=0, le=1 << 16)]
+Layout = Literal["conv", "linear"]
+CONV_HELP = "conv: conv 1x1 heads on (B,C,1,S), fed (B,S,C) like the published model | linear"
+
+
+class ModelBase(SpecModel):
+    """Fields every family has."""
+
+    # model fields that do not change the built package (they enter no build key)
+    NON_BUILD_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    family: str
+    """what to build"""
+    dtype: Dtype = "float16"
+    """weight and I/O dtype"""
+    compute_precision: Dtype | None = None
+    """precision Core ML computes in (default: same as dtype)"""
+    deployment_target: Target = "iOS18"
+    """minimum deployment target"""
+    compression: Compression = "none"
+    """none | {palettize: {...}} | {quantize: {...}} (see README)"""
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    """seed of the weights (same seed, byte-identical weights)"""
+    weight_std: Annotated[float, Field(gt=0, le=100)] = 0.02
+    """std of the N(0, std) weights"""
+    batch: Annotated[int, Field(gt=0, le=4096)] = 1
+    """batch size"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_precision(cls, data: Any) -> Any:
+        """compute_precision defaults to the dtype (resolved here, so keys see it)."""
+        if isinstance(data, dict) and data.get("compute_precision") is None:
+            dtype = data.get("dtype", "float16")
+            if dtype in ("float16", "float32"):
+                data = {**data, "compute_precision": dtype}
+        return data
+
+    @model_validator(mode="after")
+    def _rules(self) -> ModelBase:
+        rules = Rules()
+        self.check_rules(rules)
+        compression.check(rules, self.compression, self.deployment_target, self.weights())
+        rules.check()
+        return self
+
+    def check_rules(self, rules: Rules) -> None:
+        """The family's cross-field rules (run only once every field is valid)."""
+
+    def weights(self) -> list[WeightDecl]:
+        """Every weight the family builds, in build order."""
+        return []
+
+    def shapes(self) -> str:
+        """The family's key shapes in one line (what `plan` shows)."""
+        return "-"
+
+    @property
+    def precision(self) -> Dtype:
+        return self.compute_precision or self.dtype
+
+    def build_fields(self) -> dict[str, Any]:
+        """The resolved fields that make the package (what build keys hash)."""
+        return self.model_dump(mode="json", exclude=set(self.NON_BUILD_FIELDS))
+
+
+class LmHead(ModelBase):
+    family: Literal["lm_head"]  # type: ignore[assignment]
+    hidden_size: Dim = 4096
+    """input features"""
+    vocab_size: Dim = 128256
+    """output logits (split across chunks)"""
+    chunks: Annotated[int, Field(gt=0, le=1024)] = 8
+    """number of heads the vocab is split into (ANE: rows <= 16384)"""
+    layout: Annotated[Layout, Field(description=CONV_HELP)] = "conv"
+    seq_len: Tokens = 1
+    """tokens per call"""
+
+    def check_rules(self, rules: Rules) -> None:
+        v, c = self.vocab_size, self.chunks
+        if v % c:
+            rules.add(
+                "chunks",
+                f"vocab_size {v} does not split into {c} equal chunks ({v} % {c} = {v % c})",
+            )
+
+    def shapes(self) -> str:
+        rows = self.vocab_size // self.chunks
+        return (
+            f"{self.hidden_size} -> {self.vocab_size} as {self.chunks} x {rows} "
+            f"({self.layout}), seq {self.seq_len}, batch {self.batch}"
+        )
+
+    def weights(self) -> list[WeightDecl]:
+        rows, c = self.vocab_size // self.chunks, self.chunks
+        conv = self.layout == "conv"
+        return [
+            WeightDecl(f"lm_head{c}_{i}.weight", (rows, self.hidden_size), bias=not conv)
+            for i in range(1, c + 1)
+        ]
+
+
+class Ffn(ModelBase):
+    family: Literal["ffn"]  # type: ignore[assignment]
+    hidden_size: Dim = 4096
+    """model width"""
+    intermediate_size: Dim = 14336
+    """MLP width"""
+    seq_len: Tokens = 1
+    """tokens per call: 1 decode, e.g. 64 prefill"""
+    rms_norm_eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    """RMSNorm epsilon"""
+    layout: Annotated[Layout, Field(description=CONV_HELP)] = "conv"
+
+    def shapes(self) -> str:
+        h, i = self.hidden_size, self.intermediate_size
+        return f"{h} -> {i} -> {h} ({self.layout}), seq {self.seq_len}, batch {self.batch}"
+
+    def weights(self) -> list[WeightDecl]:
+        h, i, bias = self.hidden_size, self.intermediate_size, self.layout != "conv"
+        return [
+            WeightDecl("post_attention_layernorm.weight", (h,), compressible=False),
+            WeightDecl("mlp.gate_proj.weight", (i, h), bias=bias),
+            WeightDecl("mlp.up_proj.weight", (i, h), bias=bias),
+            WeightDecl("mlp.down_proj.weight", (h, i), bias=bias),
+        ]
+
+
+class Attention(ModelBase):
+    family: Literal["attention"]  # type: ignore[assignment]
+    hidden_size: Dim = 4096
+    """model width"""
+    heads: Annotated[int, Field(gt=0, le=1024)] = 32
+    """query heads"""
+    kv_heads: Annotated[int, Field(gt=0, le=1024)] = 8
+    """key/value heads (grouped-query attention)"""
+    head_dim: Annotated[int, Field(gt=0, le=4096)] = 128
+    """per-head width"""
+    context_length: Annotated[int, Field(gt=0, le=1 << 18)] = 512
+    """KV cache length (tokens)"""
+    impl: Literal["sdpa", "matmul"] = "sdpa"
+    """sdpa: scaled_dot_product_attention | matmul: matmul+softmax"""
+    rope_theta: Annotated[float, Field(gt=0, le=1e12)] = 500000.0
+    """rotary embedding base"""
+    seq_len: Tokens = 1
+    """tokens per call (a decode step is 1)"""
+
+    def check_rules(self, rules: Rules) -> None:
+        if self.heads % self.kv_heads:
+            rules.add(
+                "kv_heads", f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})"
+            )
+        if self.seq_len > self.context_length:
+            rules.add("seq_len", "seq_len must not exceed context_length")
+        if self.deployment_target != "iOS18":
+            rules.add("deployment_target", "attention uses a stateful KV cache, which needs iOS18")
+
+    def shapes(self) -> str:
+        return (
+            f"hidden {self.hidden_size}, {self.heads}/{self.kv_heads} heads x {self.head_dim}, "
+            f"context {self.context_length} ({self.impl}), seq {self.seq_len}"
+        )
+
+    def weights(self) -> list[WeightDecl]:
+        q, kv, h = self.heads * self.head_dim, self.kv_heads * self.head_dim, self.hidden_size
+        return [
+            WeightDecl("self_attn.q_proj.weight", (q, h)),
+            WeightDecl("self_attn.k_proj.weight", (kv, h)),
+            WeightDecl("self_attn.v_proj.weight", (kv, h)),
+            WeightDecl("rope.cos", (self.context_length, self.head_dim), compressible=False),
+            WeightDecl("rope.sin", (self.context_length, self.head_dim), compressible=False),
+            WeightDecl("self_attn.o_proj.weight", (h, q)),
+        ]
+
+
+class Matmul(ModelBase):
+    family: Literal["matmul"]  # type: ignore[assignment]
+    m: Dim = 4096
+    """rows of x (an input)"""
+    k: Dim = 4096
+    """shared dimension"""
+    n: Dim = 4096
+    """columns of the weight (a constant)"""
+
+    def shapes(self) -> str:
+        return f"({self.m} x {self.k}) @ ({self.k} x {self.n})"
+
+    def weights(self) -> list[WeightDecl]:
+        return [WeightDecl("matmul.weight", (self.k, self.n), out_axis=1)]
+
+
+Range = Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
+class External(ModelBase):
+    NON_BUILD_FIELDS: ClassVar[frozenset[str]] = frozenset({"input_ranges"})
+
+    family: Literal["external"]  # type: ignore[assignment]
+    path: str
+    """.mlpackage or .mlmodelc, relative to the spec file"""
+    input_ranges: dict[str, Range] = {}
+    """integer inputs: name -> [low, high] (inclusive; default [0, 1])"""
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            raise ValueError("must be a path string")
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            p = Path((info.context or {}).get("base", ".")) / p
+        if not p.exists():
+            raise ValueError(f"no such model: {p}")
+        if p.suffix not in (".mlpackage", ".mlmodelc"):
+            raise ValueError(f"must be a .mlpackage or .mlmodelc, got {p.name}")
+        return str(p.resolve())
+
+    def check_rules(self, rules: Rules) -> None:
+        if self.compression != "none":
+            rules.add(
+                "compression", "compression applies to built families, not to an external model"
+            )
+        for name, (low, high) in self.input_ranges.items():
+            if low > high:
+                rules.add(
+                    ("input_ranges", name),
+                    f"must be [low, high] with low <= high, got {[low, high]}",
+                )
+
+
+FAMILIES: dict[str, type[ModelBase]] = {
+    "lm_head": LmHead,
+    "ffn": Ffn,
+    "attention": Attention,
+    "matmul": Matmul,
+    "external": External,
+}
+BUILT_FAMILIES = ("lm_head", "ffn", "attention", "matmul")
+
+
+def _family(value: Any) -> str | None:
+    family = value.get("family") if isinstance(value, dict) else getattr(value, "family", None)
+    return family if isinstance(family, str) else None
+
+
+Model = Annotated[
+    Annotated[LmHead, Tag("lm_head")]
+    | Annotated[Ffn, Tag("ffn")]
+    | Annotated[Attention, Tag("attention")]
+    | Annotated[Matmul, Tag("matmul")]
+    | Annotated[External, Tag("external")],
+    Discriminator(_family),
+]

@@ -1,0 +1,181 @@
+"""Turn pydantic's validation errors into our problems: file:line:col, field, one plain line.
+
+pydantic locates an error by its path through the models (with union tags such as the
+family name in it); the YAML loader recorded where every key and value sits. Here the one
+is mapped onto the other, and each error type gets a message in the spec's own words (no
+error URLs, no input_type=...).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import ValidationError
+
+from anemll_spec.errors import Problem
+from anemll_spec.spec.yamlsafe import Positions, dotted
+
+Path_ = tuple[Any, ...]
+
+
+class Locator:
+    """Where a field path sits in the file; a swept field points at its sweep entry."""
+
+    def __init__(
+        self, file: str, positions: Positions, overrides: dict[Path_, Path_] | None = None
+    ):
+        self.file = file
+        self.positions = positions
+        self.overrides = overrides or {}
+
+    def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
+        for n in range(len(path), 0, -1):
+            src = self.overrides.get(path[:n])
+            if src is not None:
+                path = src + path[n:]
+                break
+        probe = path + ("<key>",) if key else path
+        pos = self.positions.get(probe) or self.positions.get(path)
+        while pos is None and path:
+            path = path[:-1]
+            pos = self.positions.get(path)
+        return pos if pos else (None, None)
+
+    def problem(self, path: Path_, message: str, key: bool = False) -> Problem:
+        line, col = self.where(path, key)
+        return Problem(self.file, dotted(path), message, line, col)
+
+
+def type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def did_you_mean(key: Any, allowed: list[str]) -> str:
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
+
+
+def _strip_tags(loc: tuple) -> Path_:
+    """pydantic's loc without the union tags (the family after `model`, the form after
+    `compression`), i.e. the path in the YAML document."""
+    from anemll_spec.spec.compression import FORMS
+    from anemll_spec.spec.families import FAMILIES
+
+    out: list = []
+    for i, part in enumerate(loc):
+        prev = loc[i - 1] if i else None
+        family_tag = i == 1 and prev == "model" and part in FAMILIES
+        if family_tag or (prev == "compression" and part in (*FORMS, "none")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def allowed_keys(path: Path_, doc: dict) -> list[str]:
+    """The keys the model at `path` accepts (for 'did you mean')."""
+    from anemll_spec.spec import compression, document, families, run_section
+
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    table: dict[Path_, Any] = {
+        (): document.Spec,
+        ("run",): run_section.Run,
+        ("run", "tolerance"): run_section.Tolerance,
+        ("model", "compression", "palettize"): compression.Palettize,
+        ("model", "compression", "quantize"): compression.Quantize,
+    }
+    if path == ("model",):
+        cls = families.FAMILIES.get(model.get("family"))
+        classes = [cls] if cls else list(families.FAMILIES.values())
+        return list(dict.fromkeys(k for c in classes for k in c.model_fields))
+    if path == ("model", "compression"):
+        return list(compression.FORMS)
+    cls = table.get(path)
+    return list(cls.model_fields) if cls else []
+
+
+def _bound(ctx: dict) -> str:
+    for k, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if k in ctx:
+            return f"{op} {ctx[k]:g}" if isinstance(ctx[k], float) else f"{op} {ctx[k]}"
+    return ""
+
+
+def _choices(expected: str) -> str:
+    return expected.replace("'", "").replace(" or ", ", ")
+
+
+def convert(exc: ValidationError, doc: dict, at: Locator) -> list[Problem]:
+    """Every error of one validation as problems located in the file."""
+    out: list[Problem] = []
+    for e in exc.errors(include_url=False):
+        path = _strip_tags(e["loc"])
+        for p in _one(e, path, doc, at):
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def _one(e: dict, path: Path_, doc: dict, at: Locator) -> list[Problem]:
+    kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
+    got = f"got {type_name(value)} {value!r}"
+    simple = {
+        "int_type": f"must be an integer, {got}",
+        "float_type": f"must be a number, {got}",
+        "finite_number": f"must be finite, got {value!r}",
+        "bool_type": f"must be true or false, got {value!r}",
+        "string_type": f"must be a string, got {type_name(value)}",
+        "list_type": f"must be a list, {got}",
+        "dict_type": f"must be a mapping, got {type_name(value)}",
+        "model_type": f"must be a mapping, got {type_name(value)}",
+        "model_attributes_type": f"must be a mapping, got {type_name(value)}",
+        "string_pattern_mismatch": "must be letters, digits, '_', '.', '-' (at most 128), "
+        "starting with a letter or digit",
+    }
+    if kind in simple:
+        return [at.problem(path, simple[kind])]
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return [at.problem(path, f"must be {_bound(ctx)}, got {value}")]
+    if kind == "literal_error":
+        return [
+            at.problem(path, f"unknown value {value!r}; choose one of {_choices(ctx['expected'])}")
+        ]
+    if kind in ("too_short", "too_long"):
+        if len(path) >= 2 and path[-2] == "input_ranges":
+            return [at.problem(path, f"must be [low, high] integers, got {value!r}")]
+        return [at.problem(path, f"must be a non-empty list, got {value!r}")]
+    if kind == "missing":
+        what = "section" if path in (("model",),) else "field"
+        return [at.problem(path[:-1], f"missing required {what} '{path[-1]}'", key=True)]
+    if kind == "extra_forbidden":
+        hint = did_you_mean(path[-1], allowed_keys(path[:-1], doc))
+        return [at.problem(path, f"unknown key '{path[-1]}'{hint}", key=True)]
+    if kind in ("union_tag_not_found", "union_tag_invalid"):  # the family
+        model = value if isinstance(value, dict) else None
+        if model is None:
+            return [at.problem(path, f"must be a mapping, got {type_name(value)}")]
+        if "family" not in model:
+            return [at.problem(path, "missing required field 'family'", key=True)]
+        from anemll_spec.spec.families import FAMILIES
+
+        msg = f"unknown value {model['family']!r}; choose one of {', '.join(FAMILIES)}"
+        return [at.problem(path + ("family",), msg)]
+    if kind == "compression_form":
+        if isinstance(value, dict) and value:
+            return [
+                at.problem(
+                    path + (k,),
+                    f"unknown key '{k}'{did_you_mean(k, ['palettize', 'quantize'])}",
+                    key=True,
+                )
+                for k in value
+                if k not in ("palettize", "quantize")
+            ] or [at.problem(path, e["msg"])]
+        return [at.problem(path, e["msg"])]
+    if kind == "spec_rules":
+        return [at.problem(path + tuple(field), message) for field, message in ctx["problems"]]
+    if kind == "value_error":
+        return [at.problem(path, str(e["msg"]).removeprefix("Value error, "))]
+    return [at.problem(path, str(e["msg"]))]

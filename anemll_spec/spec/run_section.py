@@ -1,0 +1,95 @@
+"""The spec's `run` section: where a model runs and how long and how carefully it is timed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+
+from anemll_spec.spec.base import BackendName, ComputeUnit, Rules, SpecModel, TorchDevice
+
+# Run fields that decide *what* is measured (and so enter the case key). The rest only
+# decide how long and how carefully; runs that differ only in those stay comparable.
+MEASURED_RUN_FIELDS = ("backends", "device", "compute_units", "concurrency", "fp16_reference")
+
+Seconds = Annotated[float, Field(ge=0, le=86_400)]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class Tolerance(SpecModel):
+    """How close outputs must be to the reference executor's fp32 result (fp16 defaults)."""
+
+    max_abs_error: Annotated[float, Field(ge=0)] = 0.05
+    """max |out - ref| over all outputs"""
+    rel_l2_error: Annotated[float, Field(ge=0)] = 0.01
+    """||out - ref|| / ||ref||"""
+    min_cosine: Share = 0.999
+    """cosine similarity of flattened outputs"""
+    min_top1_agreement: Share = 1.0
+    """share of positions with the same argmax (LM heads)"""
+
+
+class Run(SpecModel):
+    backends: Annotated[list[BackendName], Field(min_length=1)] = ["auto"]
+    """where to run: auto = coreml if available else numpy"""
+    device: TorchDevice = "auto"
+    """torch device"""
+    compute_units: Annotated[list[ComputeUnit], Field(min_length=1)] = ["CPU_AND_NE"]
+    """Core ML compute units (coreml backend)"""
+    warmup: Annotated[int, Field(ge=0, le=1_000_000)] = 20
+    """untimed calls before timing (warm-up never runs longer than max_time_s)"""
+    warmup_s: Seconds = 0.0
+    """and warm up for at least this long (seconds)"""
+    iterations: Annotated[int, Field(gt=0, le=1_000_000)] = 300
+    """timed calls (at most)"""
+    min_iterations: Annotated[int, Field(gt=0, le=1_000_000)] = 10
+    """timed calls (at least, even past max_time_s; capped at iterations)"""
+    max_time_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
+    """stop timing after this long (seconds)"""
+    target_ci_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    """stop once the 95% CI of the median is within +-this % (null: off)"""
+    cooldown_s: Seconds = 0.0
+    """sleep between cases (seconds)"""
+    concurrency: Annotated[int, Field(gt=0, le=64)] = 1
+    """model instances run at once"""
+    interleave: bool = True
+    """alternate repeats across backends/compute units (A B A B)"""
+    dispatch_floor: bool = True
+    """also time a tiny model on the same backend (call overhead)"""
+    verify: bool = True
+    """compare outputs with the fp32 reference executor"""
+    tolerance: Tolerance = Tolerance()
+    """verify tolerances (fp16 defaults)"""
+    fp16_reference: bool = False
+    """round each reference op to fp16"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_is_a_list(cls, data: Any) -> Any:
+        """`compute_units: CPU_ONLY` means [CPU_ONLY] (and so for backends)."""
+        if isinstance(data, dict):
+            for name in ("backends", "compute_units"):
+                if isinstance(data.get(name), str):
+                    data = {**data, name: [data[name]]}
+        return data
+
+    @field_validator("backends", "compute_units")
+    @classmethod
+    def _once_each(cls, values: list[str]) -> list[str]:
+        """A value listed twice would be measured twice under one key."""
+        twice = [v for i, v in enumerate(values) if v in values[:i]]
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return values
+
+    @model_validator(mode="after")
+    def _rules(self) -> Run:
+        rules = Rules()
+        if "min_iterations" in self.model_fields_set and self.min_iterations > self.iterations:
+            # given both, the user expects both to hold; alone, the default is capped
+            rules.add(
+                "min_iterations",
+                f"min_iterations ({self.min_iterations}) exceeds iterations ({self.iterations})",
+            )
+        rules.check()
+        return self

@@ -1,0 +1,65 @@
+"""A spec's sweep: field paths to lists of values, checked before any point is expanded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anemll_spec.errors import Problem
+from anemll_spec.spec.problems import Locator, did_you_mean
+
+
+def sweepable(doc: dict) -> dict[str, list[str]]:
+    """The fields a sweep path may name, per section (of the families the spec can be)."""
+    from anemll_spec.spec.families import FAMILIES
+    from anemll_spec.spec.run_section import Run
+
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    sweep = doc.get("sweep") if isinstance(doc.get("sweep"), dict) else {}
+    families = {model.get("family")}
+    if isinstance(sweep.get("model.family"), list):
+        families |= set(sweep["model.family"])
+    if not families <= set(FAMILIES):  # an unknown family is reported by validation
+        families = set(FAMILIES)
+    fields = [f for fam in FAMILIES if fam in families for f in FAMILIES[fam].model_fields]
+    return {"model": list(dict.fromkeys(fields)), "run": list(Run.model_fields)}
+
+
+def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]:
+    """The valid sweep entries and the problems of the others."""
+    sweep = doc.get("sweep")
+    if sweep is None:
+        return {}, []
+    if not isinstance(sweep, dict):
+        msg = "must map field paths (e.g. model.vocab_size) to lists of values"
+        return {}, [at.problem(("sweep",), msg)]
+    known = sweepable(doc)
+    out: dict[str, list] = {}
+    problems: list[Problem] = []
+    for key, values in sweep.items():
+        problem = _entry_problem(str(key), values, known)
+        if problem:
+            message, on_key = problem
+            problems.append(at.problem(("sweep", key), message, key=on_key))
+        else:
+            out[key] = values
+    return out, problems
+
+
+def _entry_problem(key: str, values: Any, known: dict[str, list[str]]) -> tuple[str, bool] | None:
+    parts = key.split(".")
+    if len(parts) < 2 or parts[0] not in known:
+        return f"sweep path '{key}' must start with model. or run.", True
+    if parts[1] not in known[parts[0]]:
+        hint = did_you_mean(parts[1], known[parts[0]])
+        hint = hint.replace("'", f"'{parts[0]}.", 1) if "did you mean" in hint else ""
+        return f"sweep path '{key}' does not exist: no field '{parts[1]}' in {parts[0]}{hint}", True
+    if not isinstance(values, list):
+        return "must be a list of values to sweep over", False
+    if not values:
+        return "empty sweep list: give at least one value", False
+    seen: list = []
+    for v in values:
+        if any(v == w and type(v) is type(w) for w in seen):
+            return f"{v!r} is listed twice: each value makes its cases once", False
+        seen.append(v)
+    return None

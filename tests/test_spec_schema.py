@@ -1,0 +1,93 @@
+"""The spec's JSON Schema (for editors) agrees with `validate`, except for what JSON Schema
+cannot say: rules across fields, the sweep's own checks, and YAML-level problems."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from test_spec_bad_input import CASES, GOOD
+
+from anemll_spec.errors import SpecError
+from anemll_spec.spec import load_cases
+from anemll_spec.spec.document import json_schema
+from anemll_spec.spec.yamlsafe import load_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "specs").glob("*.yaml"))
+
+# Bad specs JSON Schema cannot refuse: rules across fields and the sweep's own checks.
+# (What is not a YAML document at all, a syntax error or a tag, no schema tool can load.)
+KNOWN_DIFFERENCES = {
+    "group_size": "cross-field: group_size against every weight's output channels",
+    "block_size": "cross-field: block_size against every weight's input channels",
+    "chunks_split": "cross-field: vocab_size divisible by chunks",
+    "min_iterations_over_iterations": "cross-field: min_iterations <= iterations",
+    "sweep_path": "the sweep's paths name fields of the model's family",
+    "swept_value_bad": "a swept value meets the cross-field rules at one sweep point",
+    "sweep_value_twice": "a sweep value listed twice",
+}
+
+
+def schema_agrees(text: str, tmp_path: Path) -> tuple[bool, bool]:
+    """(JSON Schema accepts, validate accepts) for one spec text."""
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    try:
+        load_cases(path)
+        ours = True
+    except SpecError:
+        ours = False
+    try:
+        doc, _ = load_yaml(text, str(path))
+        jsonschema.validate(doc, json_schema())
+        theirs = True
+    except (SpecError, jsonschema.ValidationError):
+        theirs = False
+    return theirs, ours
+
+
+def test_schema_file_is_the_commands_output():
+    out = subprocess.run(
+        [sys.executable, "-m", "anemll_spec", "schema"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == json.loads((ROOT / "specs" / "spec.schema.json").read_text())
+    assert out.stdout == (ROOT / "specs" / "spec.schema.json").read_text(), (
+        "regenerate with: anemll-spec schema --out specs/spec.schema.json"
+    )
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_specs_name_the_schema_and_pass_it(path, tmp_path):
+    assert path.read_text().startswith("# yaml-language-server: $schema=spec.schema.json\n")
+    assert schema_agrees(path.read_text(), tmp_path) == (True, True)
+
+
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_bad_specs_agree_with_validate(case_id, tmp_path):
+    theirs, ours = schema_agrees(CASES[case_id][0], tmp_path)
+    assert ours is False
+    if case_id in KNOWN_DIFFERENCES:
+        assert theirs is True, (
+            f"{case_id} is listed as a known difference but the schema refuses it"
+        )
+    else:
+        assert theirs is False, f"{case_id}: JSON Schema accepts what validate refuses"
+
+
+def test_known_differences_are_bad_spec_cases():
+    assert set(KNOWN_DIFFERENCES) <= set(CASES)
+
+
+def test_schema_describes_every_field_and_a_single_compute_unit(tmp_path):
+    schema = json_schema()
+    run = schema["$defs"]["Run"]["properties"]
+    assert all(f.get("description") for f in run.values())
+    text = GOOD.replace("backends: [numpy]", "backends: numpy\n  compute_units: CPU_ONLY")
+    assert schema_agrees(text, tmp_path) == (True, True)
+    twice = GOOD.replace("backends: [numpy]", "backends: [numpy, numpy]")
+    assert schema_agrees(twice, tmp_path) == (False, False)
