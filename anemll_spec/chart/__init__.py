@@ -22,6 +22,8 @@ KINDS: dict[str, str] = {
     "sweep": "a metric against a swept parameter, one line (or points, if categorical) per series",
     "placement": "share of ops and of estimated cost per device, per compute unit",
     "compare": "per-case ratio of medians (run B / run A) with its 95% CI",
+    "energy": "inferences per joule and mJ per inference (by rail) per chip, factors vs a baseline",
+    "sustained": "a sustained run's latency and power on one time axis, windows and verdict",
 }
 
 

@@ -1,7 +1,8 @@
 """The report of one run: a single offline HTML page.
 
 Host and versions, a summary table of the run's cases, its comparison with the
-published anemll-bench results, and every chart that applies to it (a chart with
+published anemll-bench results, its energy and sustained-run figures where it has
+them, and every chart that applies to it (a chart with
 nothing to draw becomes a visible note, never a blank space). Every label from the
 store is escaped: it is data, never markup.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.chart import compare, factors, latency, placement, render, sweep, timeline
+from anemll_spec.chart.report_energy import energy_section, sustained_section
 from anemll_spec.chart.report_out import default_out, is_report_of, meta
 from anemll_spec.chart.report_published import num, os_section, published_section
 from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect, fetch
@@ -145,7 +147,11 @@ def _sections(con, run_id: str, baseline: str):
         _cases_table(cases),
         published_section(con, run_id, cases, opts, charts),
         os_section(con, run, cases, opts, charts),
+        # v4 data: a section only where the run has it
+        energy_section(con, run_id, cases, opts, charts),
+        sustained_section(con, run_id, cases, charts),
     ]
+    sections = [s for s in sections if s]
     for mod in (latency, timeline, sweep, placement):
         sections.append(
             _chart_section(mod.TITLE, mod.KIND, lambda m=mod: m.build(con, opts), charts)

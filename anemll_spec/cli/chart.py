@@ -14,7 +14,7 @@ DESCRIPTION = (
     + ". Kinds: "
     + "; ".join(f"{k}: {v}" for k, v in KINDS.items())
     + ". --where is a SQL filter over the chart's source rows (chip_factors for factors, "
-    "results for the others), run read-only."
+    "energy_factors for energy, results for the others), run read-only."
 )
 
 
@@ -23,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store(p)
     p.add_argument("--model", metavar="M", help="only this model (model_name)")
     p.add_argument(
-        "--baseline", metavar="CHIP", default="M1 Max", help="factors: baseline chip (M1 Max)"
+        "--baseline",
+        metavar="CHIP",
+        default="M1 Max",
+        help="factors, energy: baseline chip (M1 Max)",
     )
     p.add_argument(
         "--where",

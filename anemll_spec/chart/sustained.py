@@ -1,0 +1,144 @@
+"""A sustained run's timeline: latency and power on one time axis, windows shaded.
+
+Per case (a run.duration_s run timed in windows): on top, every call's latency at the
+time it started (samples.start_ns; thinned evenly for long runs) and each window's
+median (sustained_windows); below, each rail's mean power over each sampling period
+(power_samples, a rail's parts summed) and each window's mean power. Both panels have
+the same x domain, from the first timed call to the last window's end, so a step in
+latency lines up with a step in power. The verdict (last/first throughput with its CI,
+throttled or not, thermal state per window) is the case's subtitle.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from anemll_spec.chart import robust
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
+
+KIND = "sustained"
+TITLE = "Sustained run"
+NEEDS = "coalesce(sustained_windows, 0) > 0"
+MAX_CASES = 4
+POWER_POINTS = 600  # per case and rail, at most
+
+
+def has_sustained(con) -> bool:
+    rows = fetch(
+        con,
+        """SELECT 1 AS x FROM duckdb_columns()
+           WHERE table_name = 'results' AND column_name = 'sustained_windows'""",
+    )
+    return bool(rows)
+
+
+def query(con, opts: Options, run_id: str) -> dict[str, Any]:
+    """{cases, windows, samples, power, n_cases}: the rows drawn, by case label."""
+    cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
+    picked = f"(SELECT * FROM ({cases_sql}) ORDER BY case_index, label LIMIT {MAX_CASES})"
+    n_cases = fetch(con, f"SELECT count(*) AS n FROM ({cases_sql})", params)[0]["n"]
+    cases = fetch(con, f"SELECT * FROM {picked} ORDER BY case_index, label", params)
+    windows = fetch(
+        con,
+        f"""WITH sel AS {picked}
+            SELECT sel.label, w.*, w.start_s + w.wall_s AS end_s
+            FROM sustained_windows w JOIN sel ON w.case_id = sel.case_id
+            ORDER BY sel.label, w.window_index""",
+        params,
+    )
+    per_case = max(50, opts.max_points // max(1, len(cases)))
+    samples = fetch(
+        con,
+        f"""WITH sel AS {picked}
+            SELECT sel.label, x.idx, x.start_ns / 1e9 AS t_s, x.wall_ns / 1e6 AS ms,
+                   x.window_index
+            FROM samples x JOIN sel ON x.case_id = sel.case_id
+            WHERE x.start_ns IS NOT NULL
+              AND x.idx % greatest(1, CAST(ceil(sel.n_samples / ?) AS INTEGER)) = 0
+            ORDER BY sel.label, x.idx""",
+        [*params, float(per_case)],
+    )
+    power = fetch(
+        con,
+        f"""WITH sel AS {picked},
+            p AS (SELECT sel.label, p.rail, p.t_s, sum(p.watts) AS watts,
+                         any_value(p.window_index) AS window_index
+                  FROM power_samples p JOIN sel ON p.case_id = sel.case_id
+                  GROUP BY sel.label, p.rail, p.t_s),
+            n AS (SELECT *, row_number() OVER (PARTITION BY label, rail ORDER BY t_s) - 1 AS k,
+                         count(*) OVER (PARTITION BY label, rail) AS m FROM p)
+            SELECT label, rail, t_s, watts, window_index FROM n
+            WHERE k % greatest(1, CAST(ceil(m / {POWER_POINTS}) AS INTEGER)) = 0
+            ORDER BY label, rail, t_s""",
+        params,
+    )
+    spread = fetch(
+        con,
+        f"""WITH sel AS {picked}
+            SELECT sel.label, quantile_cont(x.wall_ns / 1e6, 0.25) AS q1,
+                   median(x.wall_ns / 1e6) AS median, quantile_cont(x.wall_ns / 1e6, 0.75) AS q3,
+                   min(x.wall_ns) / 1e6 AS min_ms, max(x.wall_ns) / 1e6 AS max_ms,
+                   count(*) FILTER (WHERE x.start_ns IS NULL) AS unstamped
+            FROM samples x JOIN sel ON x.case_id = sel.case_id GROUP BY sel.label""",
+        params,
+    )
+    return {"cases": cases, "windows": windows, "samples": samples, "power": power,
+            "spread": {r["label"]: r for r in spread}, "n_cases": n_cases}  # fmt: skip
+
+
+def build(con, opts: Options) -> dict[str, Any]:
+    if not has_sustained(con):
+        raise NoData(
+            "this store has no sustained-run data (its schema is older than v4: the next "
+            "bench, import or push into it upgrades it)"
+        )
+    try:
+        run_id = pick_run(con, opts, needs=NEEDS)
+    except NoData:
+        pick_run(con, opts)  # no case at all passes the filters: that NoData says so
+        raise NoData(
+            f"no sustained run in the store ({opts.describe()}): give a spec "
+            "run.duration_s (e.g. 600) to time it in windows"
+        ) from None
+    data = query(con, opts, run_id)
+    if not data["cases"]:
+        raise NoData(f"run {run_id} has no sustained case ({opts.describe()})")
+    from anemll_spec.chart import sustained_draw
+
+    for label, s in data["spread"].items():
+        s["clip"] = robust.clip_range([s])
+        data["spread"][label] = s
+    return sustained_draw.chart(data, run_id, opts)
+
+
+def thermal_runs(windows: list[dict[str, Any]]) -> str:
+    """'windows 0–2 nominal; 3–5 throttled: …' (consecutive windows of one state)."""
+    runs: list[list] = []
+    for w in windows:
+        state = w.get("thermal_state") or "not read"
+        if runs and runs[-1][2] == state:
+            runs[-1][1] = w["window_index"]
+        else:
+            runs.append([w["window_index"], w["window_index"], state])
+    parts = [f"{a}–{b} {s}" if a != b else f"{a} {s}" for a, b, s in runs]
+    return "; ".join(parts)
+
+
+def verdict_words(case: dict[str, Any]) -> str:
+    """'degraded: last-window throughput 0.885x the first (95% CI 0.881–0.890)'."""
+    ratio = case.get("sustained_throughput_ratio")
+    if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
+        return f"{case.get('sustained_verdict') or 'no verdict'}"
+    lo, hi = case.get("sustained_ci_low"), case.get("sustained_ci_high")
+    ci = f" (95% CI {lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
+    return (
+        f"{case.get('sustained_verdict') or 'no verdict'}: last-window throughput "
+        f"{ratio:.3f}x the first{ci}"
+    )
+
+
+def throttled_words(value: bool | None) -> str:
+    if value is None:
+        return "throttling not read (no thermal reading)"
+    return "throttled" if value else "not throttled"

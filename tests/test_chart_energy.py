@@ -1,0 +1,304 @@
+"""The energy and sustained charts and report sections: what they draw equals what the
+store holds, recomputed here from its raw tables (numpy, plain SQL over `cases`,
+`case_energy_rails`, `samples`, `power_samples`, `sustained_windows`).
+
+The stores hold SYNTHETIC readings and samples (tests/fixtures/chart/chart_energy.py,
+chart_sustained.py), not measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_energy as ce  # noqa: E402
+import chart_sustained as cs  # noqa: E402
+import chart_synthetic as syn  # noqa: E402
+
+from anemll_spec.chart import build_chart  # noqa: E402
+from anemll_spec.chart.report import write_report  # noqa: E402
+from anemll_spec.chart.source import NoData, Options  # noqa: E402
+from anemll_spec.chart.style import fmt_factor  # noqa: E402
+from anemll_spec.chart.sustained import thermal_runs  # noqa: E402
+from anemll_spec.errors import InputError  # noqa: E402
+
+ULTRA_RAILS = {"ane/ANE0_0": 1.5, "ane/ANE0_1": 0.4, "cpu/DIE_0_CPU Energy": 1.0,
+               "cpu/DIE_1_CPU Energy": 0.3, "dram": 2.0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("energy") / "results.duckdb"
+    out = {"path": path}
+    out["m1"], _ = ce.energy_run(path, ce.M1_MAX_HOST)
+    out["m4"], _ = ce.energy_run(path, syn.MAC_HOST, scale=0.8, cpu_only=True, seed=110)
+    out["ultra"], _ = ce.energy_run(path, ce.ULTRA_HOST, rails_w=ULTRA_RAILS, seed=120)
+    out["gpu"], _ = ce.gpu_run(path)
+    out["unsplit"], _ = ce.unsplit_run(path)
+    out["none"], _ = ce.no_energy_run(path, "RAPL: /sys/class/powercap does not exist")
+    out["sustained"], out["sustained_cases"] = cs.sustained_run(path)
+    return out
+
+
+def raw(path: Path, sql: str, params=()) -> list[dict]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        cur = con.execute(sql, list(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def latest_energy_cases(path: Path) -> dict[tuple, dict]:
+    """(chip, backend, compute units) -> the latest case with energy, from raw tables."""
+    rows = raw(
+        path,
+        """SELECT c.*, r.started_at, regexp_replace(coalesce(h.chip, h.cpu_model),
+                  '^Apple\\s+', '') AS chip
+           FROM cases c JOIN runs r USING (run_id) JOIN hosts h USING (host_id)
+           WHERE c.energy_total_mj IS NOT NULL ORDER BY r.started_at, c.finished_at""",
+    )
+    out: dict[tuple, dict] = {}
+    for r in rows:  # later rows replace earlier ones
+        out[(r["chip"], r["backend"], r["compute_units"])] = r
+    return out
+
+
+def test_energy_rows_and_factors_equal_the_store(store):
+    spec = build_chart("energy", str(store["path"]), Options())
+    drawn = spec["datasets"]["energy"]
+    want = latest_energy_cases(store["path"])
+    assert len(drawn) == len(want) == 6
+    m1 = want[("M1 Max", "coreml", "CPU_AND_NE")]
+    m1_ipj = 1000 * m1["energy_calls"] / m1["energy_total_mj"]
+    for d in drawn:
+        w = want[(d["chip"], d["backend"], d["compute_units"])]
+        assert d["case_id"] == w["case_id"]  # the latest case of the chip and variant
+        assert d["energy_mj_per_inference"] == pytest.approx(
+            w["energy_total_mj"] / w["energy_calls"]
+        )
+        assert d["inferences_per_joule"] == pytest.approx(
+            1000 * w["energy_calls"] / w["energy_total_mj"]
+        )
+        assert d["power_w_mean"] == pytest.approx(
+            w["energy_total_mj"] / 1000 / w["energy_interval_s"]
+        )
+        if (d["backend"], d["compute_units"]) == ("coreml", "CPU_AND_NE"):
+            assert d["energy_factor"] == pytest.approx(d["inferences_per_joule"] / m1_ipj)
+            assert d["baseline_label"].startswith("M1 Max (own, Core ML ANE")
+            assert d["factor_label"] == f"{fmt_factor(d['energy_factor'])} vs {d['baseline_label']}"
+        else:  # no M1 Max row of this variant: no factor, and the label says so
+            assert d["energy_factor"] is None and d["factor_label"] == "no baseline"
+    # the M4 Max ANE row is the sustained case (the latest), not the earlier energy run
+    m4 = next(d for d in drawn if d["chip"] == "M4 Max" and d["compute_units"] == "CPU_AND_NE")
+    assert m4["case_id"] == store["sustained_cases"][0]["case_id"]
+    # ordered by inferences per joule, highest first; a CUDA row is named by its GPU
+    ipj = [d["inferences_per_joule"] for d in drawn]
+    assert ipj == sorted(ipj, reverse=True)
+    assert any(d["label"] == "own: NVIDIA H100 80GB HBM3 (torch cuda)" for d in drawn)
+
+
+def test_rail_stacks_sum_the_parts_and_fill_the_total(store):
+    spec = build_chart("energy", str(store["path"]), Options())
+    drawn = {d["label"]: d for d in spec["datasets"]["energy"]}
+    segs: dict[str, dict[str, dict]] = {}
+    for s in spec["datasets"]["rails"]:
+        segs.setdefault(s["label"], {})[s["rail"]] = s
+    rails = raw(store["path"], "SELECT * FROM case_energy_rails")
+    calls = {r["case_id"]: r["energy_calls"] for r in raw(store["path"], "SELECT * FROM cases")}
+    for label, d in drawn.items():
+        want: dict[str, float] = {}
+        for r in rails:
+            if r["case_id"] == d["case_id"] and r["in_total"]:
+                want[r["rail"]] = want.get(r["rail"], 0.0) + r["energy_mj"]
+        got = {k: s["mj_per_inference"] for k, s in segs[label].items() if k != "not split by rail"}
+        assert got.keys() == want.keys(), label
+        for k, mj in want.items():
+            assert got[k] == pytest.approx(mj / calls[d["case_id"]]), (label, k)
+        # the stack is the total: rails plus the part no rail accounts for
+        total = sum(s["mj_per_inference"] for s in segs[label].values())
+        assert total == pytest.approx(d["energy_mj_per_inference"])
+        assert "gpu_sram" not in segs[label]  # outside the total: not stacked
+    # an Ultra's two ANEs are one rail, the sum of its two parts
+    ultra = next(d for d in drawn.values() if d["chip"] == "M3 Ultra")
+    parts = [r for r in rails if r["case_id"] == ultra["case_id"] and r["rail"] == "ane"]
+    assert sorted(r["part"] for r in parts) == ["ANE0_0", "ANE0_1"]
+    ane = segs[ultra["label"]]["ane"]
+    assert ane["parts"] == "ANE0_0, ANE0_1"
+    assert ane["mj_per_inference"] == pytest.approx(
+        sum(r["energy_mj"] for r in parts) / calls[ultra["case_id"]]
+    )
+    # a total stored without rails is one grey segment
+    unsplit = next(d for d in drawn.values() if d["backend"] == "numpy")
+    assert list(segs[unsplit["label"]]) == ["not split by rail"]
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert "Not stacked (they overlap the rails): gpu_sram." in subtitle
+    assert "not wall power" in subtitle
+    assert "powermetrics' manual warns against comparing its estimates across devices" in subtitle
+    assert "No published energy figures exist" in subtitle
+
+
+def test_baseline_run_and_where_choose_the_rows(store):
+    path = str(store["path"])
+    spec = build_chart("energy", path, Options(baseline="M4 Max"))
+    rows = {(d["chip"], d["compute_units"]): d for d in spec["datasets"]["energy"]}
+    m4 = rows[("M4 Max", "CPU_AND_NE")]["inferences_per_joule"]
+    m1 = rows[("M1 Max", "CPU_AND_NE")]
+    assert m1["energy_factor"] == pytest.approx(m1["inferences_per_joule"] / m4)
+    assert rows[("M4 Max", "CPU_ONLY")]["energy_factor"] == pytest.approx(1.0)  # its own
+    assert rows[("M3 Ultra", "CPU_AND_NE")]["energy_factor"] == pytest.approx(
+        rows[("M3 Ultra", "CPU_AND_NE")]["inferences_per_joule"] / m4
+    )
+    assert "M4 Max" in spec["title"]["text"]
+    spec = build_chart("energy", path, Options(runs=(store["m1"],)))
+    assert {d["chip"] for d in spec["datasets"]["energy"]} == {"M1 Max"}
+    spec = build_chart("energy", path, Options(where="backend = 'coreml'"))
+    assert {d["backend"] for d in spec["datasets"]["energy"]} == {"coreml"}
+    with pytest.raises(NoData, match="no energy rows pass the filters.*store has 6 without"):
+        build_chart("energy", path, Options(where="backend = 'tpu'"))
+    with pytest.raises(InputError, match="no chip of that name.*'M1 Max'"):
+        build_chart("energy", path, Options(baseline="M9 Nope"))
+
+
+def test_no_energy_names_the_reason_the_latest_cases_give(tmp_path):
+    path = tmp_path / "results.duckdb"
+    syn.linux_run(path)  # no reason recorded
+    with pytest.raises(NoData, match="record no reason"):
+        build_chart("energy", str(path), Options())
+    ce.no_energy_run(path, "RAPL: energy_uj is readable by root only")
+    with pytest.raises(NoData) as err:
+        build_chart("energy", str(path), Options())
+    assert "no case has an energy reading" in str(err.value)
+    assert "'RAPL: energy_uj is readable by root only' (1 case(s))" in str(err.value)
+
+
+def test_sustained_windows_samples_and_power_equal_the_store(store):
+    spec = build_chart("sustained", str(store["path"]), Options())
+    assert store["sustained"] in spec["title"]["text"]
+    ds = spec["datasets"]
+    written = {c["case_id"]: c for c in store["sustained_cases"]}
+    windows = raw(store["path"], "SELECT * FROM sustained_windows ORDER BY case_id, window_index")
+    samples = raw(
+        store["path"],
+        "SELECT case_id, idx, wall_ns, start_ns, window_index FROM samples "
+        "WHERE case_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY case_id, idx",
+        [list(written)],
+    )
+    label_of = {w["label"]: w["case_id"] for w in ds["windows"]}
+    assert set(label_of.values()) == set(written)
+    for label, cid in label_of.items():
+        mine = [s for s in samples if s["case_id"] == cid]
+        drawn = [w for w in ds["windows"] if w["label"] == label]
+        stored = [w for w in windows if w["case_id"] == cid]
+        assert len(drawn) == len(stored) == len(written[cid]["walls"])
+        for d, w in zip(drawn, stored, strict=True):
+            ns = np.array([s["wall_ns"] for s in mine if s["window_index"] == w["window_index"]])
+            # a window's median is its own samples' (numpy over the raw rows)
+            assert d["median_ms"] == pytest.approx(float(np.median(ns)) / 1e6)
+            assert d["calls"] == ns.size == w["calls"]
+            assert d["end_s"] == pytest.approx(w["start_s"] + w["wall_s"])
+        # the dots are stored samples at their start times, thinned evenly
+        dots = [p for p in ds["samples"] if p["label"] == label]
+        by_idx = {s["idx"]: s for s in mine}
+        assert 50 <= len(dots) <= len(mine)
+        for p in dots:
+            s = by_idx[p["idx"]]
+            assert p["t_s"] == pytest.approx(s["start_ns"] / 1e9)
+            assert p["ms"] == pytest.approx(s["wall_ns"] / 1e6)
+            assert p["window_index"] == s["window_index"]
+    # power: every stored reading (few enough to draw all), a rail's parts summed
+    power = raw(store["path"], "SELECT * FROM power_samples")
+    drawn_power = {(label_of[p["label"]], p["rail"], round(p["t_s"], 9)): p["watts"]
+                   for p in ds["power"]}  # fmt: skip
+    want: dict[tuple, float] = {}
+    for p in power:
+        key = (p["case_id"], p["rail"], round(p["t_s"], 9))
+        want[key] = want.get(key, 0.0) + p["watts"]
+    assert drawn_power.keys() == want.keys() and len(want) > 100
+    assert all(drawn_power[k] == pytest.approx(v) for k, v in want.items())
+
+
+def test_sustained_panels_share_one_time_axis_and_say_the_verdict(store):
+    spec = build_chart("sustained", str(store["path"]), Options())
+    windows = raw(store["path"], "SELECT * FROM sustained_windows")
+    cases = {c["case_id"]: c for c in raw(store["path"], "SELECT * FROM cases")}
+    labels = {w["label"]: w["case_id"] for w in spec["datasets"]["windows"]}
+    for part in spec["vconcat"]:
+        cid = labels[part["title"]["text"]]
+        end = max(w["start_s"] + w["wall_s"] for w in windows if w["case_id"] == cid)
+        domains = {
+            json.dumps(layer["encoding"]["x"]["scale"]["domain"])
+            for panel in part["vconcat"]
+            for layer in panel["layer"]
+            if "scale" in layer["encoding"].get("x", {})
+        }
+        assert domains == {json.dumps([0, end])}  # one x domain for every layer of both
+        c = cases[cid]
+        sub = " ".join(part["title"]["subtitle"])
+        ratio, lo, hi = (c[k] for k in ("sustained_throughput_ratio", "sustained_ci_low",
+                                        "sustained_ci_high"))  # fmt: skip
+        assert f"{c['sustained_verdict']}: last-window throughput {ratio:.3f}x the first" in sub
+        assert f"(95% CI {lo:.3f}–{hi:.3f})" in sub
+        states = [w["thermal_state"] for w in sorted(
+            (w for w in windows if w["case_id"] == cid), key=lambda w: w["window_index"])]  # fmt: skip
+        if c["sustained_throttled"]:
+            assert "; throttled." in sub
+            assert states[0] == "nominal" and states[-1].startswith("throttled")
+            assert (
+                "Thermal state per window: 0–2 nominal; 3–5 throttled: CPU_Speed_Limit 80." in sub
+            )
+            assert len(part["vconcat"]) == 2  # latency over power
+        else:
+            assert "throttling not read (no thermal reading)" in sub
+            assert "No power readings: no power reader on this host (synthetic)." in sub
+            assert len(part["vconcat"]) == 1  # nothing to draw below
+    assert "not wall power" in " ".join(spec["title"]["subtitle"])
+
+
+def test_thermal_runs_group_consecutive_windows():
+    ws = [{"window_index": i, "thermal_state": s} for i, s in
+          enumerate(["nominal", "nominal", None, "hot", "hot", "nominal"])]  # fmt: skip
+    assert thermal_runs(ws) == "0–1 nominal; 2 not read; 3–4 hot; 5 nominal"
+
+
+def test_no_sustained_run_says_how_to_make_one(store, tmp_path):
+    with pytest.raises(NoData, match="no sustained run in the store.*run.duration_s"):
+        build_chart("sustained", str(store["path"]), Options(where="backend = 'torch'"))
+    with pytest.raises(NoData, match="no cases to draw in the store .model = 'nope'"):
+        build_chart("sustained", str(store["path"]), Options(model="nope"))
+    path = tmp_path / "results.duckdb"
+    syn.linux_run(path)
+    ce.v4_shim(path)
+    with pytest.raises(NoData, match="no sustained run in the store"):
+        build_chart("sustained", str(path), Options())
+    with pytest.raises(NoData, match="has no sustained case"):
+        build_chart("sustained", str(store["path"]), Options(runs=(store["m1"],)))
+
+
+def test_report_sections_only_where_the_run_has_the_data(store, tmp_path):
+    page = write_report(store["path"], store["sustained"], tmp_path / "s.html").read_text()
+    assert "<h2>Energy per inference</h2>" in page and "<h2>Sustained run</h2>" in page
+    assert 'id="chart-energy"' in page and 'id="chart-sustained"' in page
+    c = raw(store["path"], "SELECT * FROM cases WHERE run_id = ? ORDER BY case_index",
+            [store["sustained"]])[0]  # fmt: skip
+    # the table's figures are the stored ones, as the cases table formats numbers
+    from anemll_spec.chart.style import fmt_num
+
+    for v in (c["energy_mj_per_inference"], 1000 / c["energy_mj_per_inference"],
+              c["power_w_mean"], c["sustained_throughput_ratio"]):  # fmt: skip
+        assert f'<td class="num">{fmt_num(v, 4)}</td>' in page
+    assert "not wall power" in page and "degraded" in page
+    # a run without energy or sustained cases: neither section
+    page = write_report(store["path"], store["none"], tmp_path / "n.html").read_text()
+    assert "Energy per inference" not in page and "Sustained run" not in page
+    # an energy run without sustained cases: energy only
+    page = write_report(store["path"], store["gpu"], tmp_path / "g.html").read_text()
+    assert "<h2>Energy per inference</h2>" in page and "Sustained run" not in page
+    assert f'<td class="num">{fmt_num(700.0, 4)}</td>' in page  # the GPU's power limit
