@@ -302,3 +302,41 @@ def test_report_sections_only_where_the_run_has_the_data(store, tmp_path):
     page = write_report(store["path"], store["gpu"], tmp_path / "g.html").read_text()
     assert "<h2>Energy per inference</h2>" in page and "Sustained run" not in page
     assert f'<td class="num">{fmt_num(700.0, 4)}</td>' in page  # the GPU's power limit
+
+
+def test_cli_draws_both_kinds_and_explains_an_empty_one(cli, store, tmp_path):
+    for kind in ("energy", "sustained"):
+        r = cli("chart", kind, "--store", store["path"], "--out", tmp_path / kind, "--json")
+        assert r.returncode == 0, r.stderr
+        files = {k: Path(v) for k, v in json.loads(r.stdout)["files"].items()}
+        assert set(files) == {"html", "png", "svg", "json"}
+        assert "not wall power" in files["svg"].read_text()
+        assert json.loads(files["json"].read_text())["datasets"]
+    empty = tmp_path / "plain.duckdb"
+    syn.linux_run(empty)
+    ce.v4_shim(empty)
+    for kind, why in (("sustained", "no sustained run in the store"),
+                      ("energy", "no case has an energy reading")):  # fmt: skip
+        r = cli("chart", kind, "--store", empty, "--out", tmp_path / "o")
+        assert r.returncode == 2 and why in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = cli("chart", "energy", "--store", store["path"], "--out", tmp_path / "o",
+            "--baseline", "M9 Nope")  # fmt: skip
+    assert r.returncode == 2 and "'M1 Max'" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["energy", "sustained"])
+def test_both_kinds_are_valid_vega_lite_with_units_in_their_axes(store, kind):
+    import altair as alt
+    import jsonschema
+
+    spec = build_chart(kind, str(store["path"]), Options())
+    jsonschema.validate(spec, alt.load_schema())
+    text = json.dumps(spec)
+    units = (
+        ("inferences per joule", "mJ per inference")
+        if kind == "energy"
+        else ("latency (ms)", "(W)")
+    )
+    assert all(u in text for u in units)
