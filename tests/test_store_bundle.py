@@ -15,11 +15,15 @@ from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, finish_run, open_store, schema
-from anemll_spec.store.bundle import export_bundle, import_bundles
+from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.importing import import_bundles
 from anemll_spec.store.schema import sql_literal
 
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 HOSTILE = "x'); DROP TABLE runs; --"
+
+# rows of the v4 tables of runs without energy or sustained windows: none, counted as 0
+NO_ENERGY = {"case_energy_rails": 0, "power_samples": 0, "sustained_windows": 0}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,14 @@ def test_export_some_runs_by_prefix_and_shortcut(source, tmp_path):
     out = tmp_path / "latest.parquet"
     summary = export_bundle(source, out, ["latest"])
     assert summary["runs"] == [ids[-1]]
-    assert summary["counts"] == {"hosts": 1, "runs": 1, "cases": 2, "samples": 50, "placements": 1}
+    assert summary["counts"] == {
+        "hosts": 1,
+        "runs": 1,
+        "cases": 2,
+        "samples": 50,
+        "placements": 1,
+        **NO_ENERGY,
+    }
     out2 = tmp_path / "prefix.parquet"
     assert export_bundle(source, out2, [ids[0][:-3]])["runs"] == [ids[0]]
     dest = tmp_path / "d.duckdb"
@@ -114,7 +125,7 @@ def test_bundle_is_plain_duckdb_readable(bundle):
     )
     meta = {r["k"]: r["v"] for r in second}
     assert meta["anemll_spec.schema_version"] == str(schema.SCHEMA_VERSION)
-    assert json.loads(meta["anemll_spec.counts"]) == counts
+    assert json.loads(meta["anemll_spec.counts"]) == {**counts, **NO_ENERGY}
     cols = json.loads(meta["anemll_spec.columns"])
     assert [c[0] for c in cols["cases"]] == schema.CASES.names
 
@@ -133,7 +144,7 @@ BAD = {
     "truncated": (None, "not a readable parquet file"),
     "no metadata": ("plain", "not an anemll-spec results bundle"),
     "newer version": ({"schema_version": "99"}, "newer anemll-spec"),
-    "older version": ({"schema_version": "1"}, "imports bundles of v2 to v3"),
+    "older version": ({"schema_version": "1"}, "imports bundles of v2 to v4"),
     "garbled version": ({"schema_version": "2; DROP TABLE runs"}, "unreadable schema_version"),
     "missing column": ("SELECT * EXCLUDE (median_ms) FROM b", "missing columns median_ms"),
     "extra column": ('SELECT *, 1 AS "x; DROP TABLE runs" FROM b', "unknown columns"),

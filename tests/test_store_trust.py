@@ -19,7 +19,8 @@ from fixtures.store.synth import case, new_run, samples_ns
 from anemll_spec import stats
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, bundle, finish_run, open_store
-from anemll_spec.store.bundle import export_bundle, import_bundles
+from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.importing import import_bundles
 from anemll_spec.store.schema import sql_literal
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,6 @@ from a file is put into SQL text.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -39,7 +38,7 @@ from anemll_spec.store import schema
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_run
 from anemll_spec.store.rows import escape_controls
-from anemll_spec.store.schema import BUNDLE_TABLES, LONG_NAME, Table, sql_literal
+from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
 from anemll_spec.store.trust import Origin, check_staged, show
 
 BUNDLE_KIND = "results"
@@ -58,10 +57,9 @@ _WHERE = {
     "runs": "WHERE run_id IN (SELECT run_id FROM _x)",
     "cases": "WHERE run_id IN (SELECT run_id FROM _x)",
     "samples": "WHERE case_id IN (SELECT case_id FROM cases WHERE run_id IN (SELECT run_id FROM _x))",
-    "placements": (
-        "WHERE case_id IN (SELECT case_id FROM cases WHERE run_id IN (SELECT run_id FROM _x))"
-    ),
 }
+for _t in ("placements", "case_energy_rails", "power_samples", "sustained_windows"):
+    _WHERE[_t] = _WHERE["samples"]
 
 
 def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) -> dict:
@@ -172,7 +170,7 @@ def read_header(path: Path) -> dict:
         )
     try:
         counts = json.loads(kv["counts"])
-        if set(counts) != {t.name for t in BUNDLE_TABLES} or not all(
+        if set(counts) != {t.name for t in schema.bundle_tables(version)} or not all(
             isinstance(n, int) and n >= 0 for n in counts.values()
         ):
             raise ValueError
@@ -243,65 +241,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
-    """Import bundles (all or nothing); returns per-file summaries.
-
-    Every file is checked from its metadata first (kind, version, columns, size), then
-    each one's text lengths on the file, then its rows are staged in temp tables and
-    held to `trust.check_staged` (the trust boundary), and only then written, all
-    bundles in one transaction."""
-    from anemll_spec.store.connection import store_path
-
-    files = [Path(p) for p in paths]
-    headers = [read_header(p) for p in files]  # every file, before the store is touched
-    path = store_path(target)
-    created = not path.exists()
-    con = open_store(target)
-    try:
-        con.execute("SET enable_progress_bar = false")  # long scans must not draw on stderr
-        con.execute("BEGIN")
-        try:
-            staged = [
-                _stage(con, i, p, h) for i, (p, h) in enumerate(zip(files, headers, strict=True))
-            ]
-            summaries = [
-                _insert(con, i, p, s) for i, (p, s) in enumerate(zip(files, staged, strict=True))
-            ]
-            con.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            if created:  # a store made only for this import goes with it: nothing written
-                with contextlib.suppress(duckdb.Error):
-                    con.close()
-                for f in (path, path.with_name(path.name + ".wal")):
-                    f.unlink(missing_ok=True)
-            if isinstance(exc, duckdb.Error):
-                raise InputError(
-                    f"import failed, nothing written: {escape_controls(_first_line(exc))}"
-                ) from None
-            raise
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            con.close()
-    return summaries
-
-
-def _tmp(i: int, table: str) -> str:
-    return f"_imp{i}_{table}"
-
-
-def _stage(con, i: int, path: Path, header: dict) -> dict:
-    """Load one bundle into temp tables (upgraded to the current columns) and hold it to
-    the trust boundary's checks; InputError on any problem."""
+def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Origin) -> dict:
+    """Load one bundle into temp tables `<prefix>_<table>` (upgraded to the current
+    columns: a column or table the bundle's version lacks is NULL or empty) and hold
+    them to the trust boundary, `trust.check_staged`; InputError on any problem.
+    The one way rows from elsewhere are staged: import and push/pull both call it.
+    Returns check_staged's counts and `staged` (table -> temp table)."""
     _check_text_lengths(con, path, header["columns"])
     try:
         kinds = con.execute('SELECT DISTINCT "table" FROM read_parquet(?)', [str(path)]).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
-    bad = sorted(str(k[0]) for k in kinds if k[0] not in {t.name for t in BUNDLE_TABLES})
+    carried = {t.name for t in schema.bundle_tables(header["version"])}
+    bad = sorted(str(k[0]) for k in kinds if k[0] not in carried)
     if bad:
         raise InputError(f"{path}: rows of unknown tables: {', '.join(show(b) for b in bad[:5])}")
+    staged = {t.name: f"{prefix}_{t.name}" for t in BUNDLE_TABLES}
     for t in BUNDLE_TABLES:
         cols = ", ".join(
             c.name if c.name in header["columns"] else f"NULL::{c.type} AS {c.name}"
@@ -309,73 +264,20 @@ def _stage(con, i: int, path: Path, header: dict) -> dict:
         )
         try:
             con.execute(
-                f"CREATE TEMP TABLE {_tmp(i, t.name)} AS "
+                f"CREATE TEMP TABLE {staged[t.name]} AS "
                 f'SELECT {cols} FROM read_parquet(?) WHERE "table" = ?',
                 [str(path), t.name],
             )
         except duckdb.Error as exc:
             raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
-        (n,) = con.execute(f"SELECT count(*) FROM {_tmp(i, t.name)}").fetchone()  # type: ignore[misc]
-        if n != header["counts"][t.name]:
+        (n,) = con.execute(f"SELECT count(*) FROM {staged[t.name]}").fetchone()  # type: ignore[misc]
+        if n != header["counts"].get(t.name, 0):
             raise InputError(
-                f"{path}: {t.name} has {n} rows but the bundle says {header['counts'][t.name]}"
+                f"{path}: {t.name} has {n} rows but the bundle says "
+                f"{header['counts'].get(t.name, 0)}"
             )
-    origin = Origin(
-        "imported", ref=escape_controls(path.name)[:LONG_NAME], sha256=file_sha256(path)
-    )
-    staged = {t.name: _tmp(i, t.name) for t in BUNDLE_TABLES}
-    checked = check_staged(con, staged, label=str(path), origin=origin)
-    return {"counts": header["counts"], "version": header["version"], **checked}
-
-
-def _insert(con, i: int, path: Path, staged: dict) -> dict:
-    h, r, c, s, p = (_tmp(i, n) for n in ("hosts", "runs", "cases", "samples", "placements"))
-    new = f"_imp{i}_new"
-    con.execute(
-        f"CREATE TEMP TABLE {new} AS SELECT run_id FROM {r} "
-        f"WHERE run_id NOT IN (SELECT run_id FROM runs)"
-    )
-    (added,) = con.execute(f"SELECT count(*) FROM {new}").fetchone()  # type: ignore[misc]
-    (total,) = con.execute(f"SELECT count(*) FROM {r}").fetchone()  # type: ignore[misc]
-
-    def copy(table: Table, src: str, where: str) -> int:
-        cols = ", ".join(table.names)
-        (n,) = con.execute(
-            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
-        ).fetchone()  # type: ignore[misc]
-        return int(n)
-
-    case_filter = (
-        f"WHERE case_id IN (SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}))"
-    )
-    # _stage checked against the store as it was; an earlier bundle of this same import
-    # may have added a case id since (the schema's uniqueness is the writers' to keep)
-    clash = con.execute(
-        f"SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}) "
-        f"AND case_id IN (SELECT case_id FROM cases) LIMIT 1"
-    ).fetchone()
-    if clash is not None:
-        raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
-    counts = {
-        "hosts": copy(
-            schema.HOSTS,
-            h,
-            f"WHERE host_id NOT IN (SELECT host_id FROM hosts) AND host_id IN "
-            f"(SELECT host_id FROM {r} WHERE run_id IN (SELECT run_id FROM {new}))",
-        ),
-        "runs": copy(schema.RUNS, r, f"WHERE run_id IN (SELECT run_id FROM {new})"),
-        "cases": copy(schema.CASES, c, f"WHERE run_id IN (SELECT run_id FROM {new})"),
-        "samples": copy(schema.SAMPLES, s, case_filter),
-        "placements": copy(schema.PLACEMENTS, p, case_filter),
-    }
-    return {
-        "file": str(path),
-        "schema_version": staged["version"],
-        "runs_added": int(added),
-        "runs_skipped": int(total - added),
-        "rows": counts,
-        "drift_slope_dropped": staged["drift_slope_dropped"],
-    }
+    checked = check_staged(con, staged, label=label, origin=origin)
+    return {**checked, "staged": staged}
 
 
 def _first_line(exc: BaseException) -> str:

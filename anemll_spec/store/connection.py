@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import lake, migrations, reference, schema, views
+from anemll_spec.store import lake, migrations, published, schema, views
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -304,7 +304,7 @@ def _check_not_newer(version: int, path) -> None:
 def _derived_fingerprint() -> str:
     """Views, comments and reference data: re-installed whenever this changes."""
     parts = [*views.ALL, *(s for t in schema.TABLES for s in schema.comment_sql(t))]
-    parts.append(reference.fingerprint())
+    parts.append(published.fingerprint())
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -347,11 +347,11 @@ def _install_derived(con, fingerprint: str) -> None:
     for table in schema.TABLES:
         for stmt in schema.comment_sql(table):
             con.execute(stmt)
-    if reference.PUBLISHED_CSV.is_file():
-        reference.reload(con)
+    if published.PUBLISHED_CSV.is_file():
+        published.reload(con)
     else:
         print(
-            f"warning: {reference.PUBLISHED_CSV} not found; the reference table stays empty",
+            f"warning: {published.PUBLISHED_CSV} not found; the reference table stays empty",
             file=sys.stderr,
         )
     # DELETE + INSERT, not INSERT OR REPLACE: a DuckLake table has no primary key

@@ -45,3 +45,17 @@ def for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
         [baseline, run_id],
     )
     return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
+
+
+def energy_for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
+    """Energy of each ok case of `run_id` with a measured energy, against `baseline`'s
+    same-source row (energy_factors_of: NULL energy_factor and a baseline_label saying
+    why where there is none), as dicts with views_energy.COLUMNS."""
+    from anemll_spec.store.views_energy import COLUMNS as ENERGY_COLUMNS
+
+    names = [n for n, _ in ENERGY_COLUMNS]
+    cur = con.execute(
+        f"SELECT {', '.join(names)} FROM energy_factors_of(?, ?, false) ORDER BY case_id",
+        [baseline, run_id],
+    )
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from anemll_spec.errors import AnemllError, InputError
+from anemll_spec.errors import AnemllError
 from anemll_spec.store import lake, schema, writer
 from anemll_spec.store.connection import DEFAULT_PATH, default_target, lock_timeout, open_store
 from anemll_spec.store.rows import check_row, utc_now
@@ -100,6 +100,9 @@ class BenchStore:
         case = dict(case)
         case.setdefault("finished_at", utc_now())  # fixed now: how a retry finds its case
         placements = list(placements)
+        for k in ("rails", "windows", "power_samples"):  # a retry must see them again
+            if k in kw and not isinstance(kw[k], Mapping):
+                kw[k] = list(kw[k])
         if self.shared and not self.fell_back:
             try:
                 return self._retry(
@@ -146,11 +149,7 @@ class BenchStore:
                         return found
                 return call()
             except (duckdb.Error, lake.StoreUnreachable, writer.StoreWriteFailed) as exc:
-                last = exc
-            except InputError as exc:  # a refused value is the caller's; but writer's
-                if "is a shared store, not a file" not in str(exc):  # failed-write line
-                    raise  # names the store by its file, which a shared store has not
-                last = exc
+                last = exc  # an InputError (a refused value) is the caller's: raised
             lake.forget(lake.parse_target(self.target))
             if time.monotonic() + delay > deadline:
                 raise _Unreachable(lake._message(last)) from None

@@ -91,6 +91,52 @@ STEPS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE cases ADD COLUMN notes JSON",
         "ALTER TABLE samples ADD COLUMN start_ns BIGINT",
     ),
+    4: (
+        # v4 adds energy per inference (per rail, and a power timeline), sustained runs
+        # (per window, with each sample's window), concurrent instances and the compile
+        # cache flag (issue 18). Views are re-created after every upgrade.
+        "DROP VIEW IF EXISTS chip_factors",
+        "DROP MACRO TABLE IF EXISTS chip_factors_vs",
+        "DROP MACRO TABLE IF EXISTS case_factors_vs",
+        "DROP MACRO TABLE IF EXISTS factors_of",
+        "DROP VIEW IF EXISTS results",
+        "ALTER TABLE cases ADD COLUMN energy_method VARCHAR",
+        "ALTER TABLE cases ADD COLUMN energy_note VARCHAR",
+        "ALTER TABLE cases ADD COLUMN energy_interval_s DOUBLE",
+        "ALTER TABLE cases ADD COLUMN energy_samples INTEGER",
+        "ALTER TABLE cases ADD COLUMN energy_calls INTEGER",
+        "ALTER TABLE cases ADD COLUMN energy_timed_only BOOLEAN",
+        "ALTER TABLE cases ADD COLUMN energy_total_mj DOUBLE",
+        "ALTER TABLE cases ADD COLUMN energy_mj_per_inference DOUBLE",
+        "ALTER TABLE cases ADD COLUMN power_w_mean DOUBLE",
+        "ALTER TABLE cases ADD COLUMN gpu_power_limit_w DOUBLE",
+        "ALTER TABLE cases ADD COLUMN instances VARCHAR",
+        "ALTER TABLE cases ADD COLUMN compile_cached BOOLEAN",
+        "ALTER TABLE cases ADD COLUMN sustained_duration_s DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_window_s DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_windows INTEGER",
+        "ALTER TABLE cases ADD COLUMN sustained_first_median_ms DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_last_median_ms DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_throughput_ratio DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_ci_low DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_ci_high DOUBLE",
+        "ALTER TABLE cases ADD COLUMN sustained_verdict VARCHAR",
+        "ALTER TABLE cases ADD COLUMN sustained_throttled BOOLEAN",
+        "ALTER TABLE samples ADD COLUMN window_index INTEGER",
+        """CREATE TABLE case_energy_rails (
+        case_id VARCHAR NOT NULL, rail VARCHAR NOT NULL, part VARCHAR, energy_mj DOUBLE
+        NOT NULL, mj_per_inference DOUBLE, mean_power_w DOUBLE, in_total BOOLEAN NOT
+        NULL)""",
+        """CREATE TABLE power_samples (
+        case_id VARCHAR NOT NULL, idx INTEGER NOT NULL, t_s DOUBLE NOT NULL, rail
+        VARCHAR NOT NULL, watts DOUBLE NOT NULL, window_index INTEGER, part VARCHAR)""",
+        """CREATE TABLE sustained_windows (
+        case_id VARCHAR NOT NULL, window_index INTEGER NOT NULL, start_s DOUBLE, wall_s
+        DOUBLE NOT NULL, calls INTEGER NOT NULL, median_ms DOUBLE, throughput_ips
+        DOUBLE, energy_total_mj DOUBLE, energy_mj_per_inference DOUBLE, power_w_mean
+        DOUBLE, thermal_state VARCHAR, throttled BOOLEAN, temperature_c DOUBLE,
+        clock_event_reasons VARCHAR, energy_interval_s DOUBLE)""",
+    ),
 }
 
 

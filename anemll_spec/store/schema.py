@@ -2,98 +2,109 @@
 
 Everything else is derived from these declarations: the DDL of a fresh store, the
 column comments inside the DuckDB file, the validation of the write API's dicts and
-of imported bundles, and the column reference in docs/store.md.
+of imported bundles, and the column reference in docs/store.md. This module declares
+hosts, runs, samples, placements, reference and meta, and gathers the tables declared
+in schema_cases.py (cases) and schema_energy.py (energy and sustained runs, v4); the
+machinery (Column, Table, DDL, the shared vocabulary) is in columns.py and re-exported.
 
 Rules that keep migrations and bundles simple:
 - a column added by a later schema version goes at the END of its table and carries
   `since=<version>` (ALTER TABLE ADD COLUMN appends, so a migrated store and a fresh
-  one then have identical tables; tests check it);
+  one then have identical tables; tests check it); a table added later carries `since`;
 - a column name means the same thing with the same SQL type in every table (export
   writes all tables into one parquet file whose columns are the union by name).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from anemll_spec.store.columns import (
+    BACKENDS,
+    CASE_ID,
+    CASE_STATUSES,
+    COMPUTE_UNITS,
+    DEVICES,
+    ENERGY_METHODS,
+    HEX16,
+    HEX64,
+    INSTANCES,
+    LONG_NAME,
+    MAX_CALL_NS,
+    MAX_SECONDS,
+    MAX_WATTS,
+    NAME,
+    NOTES_TEXT,
+    ORIGINS,
+    PLACEMENT_DEVICES,
+    RAIL,
+    REFERENCE_METRICS,
+    RUN_ID,
+    RUN_STATUSES,
+    SPEC_TEXT,
+    SUSTAINED_VERDICTS,
+    TEXT,
+    VERIFY_STATUSES,
+    Column,
+    Table,
+    comment_sql,
+    create_table_sql,
+    sql_literal,
+)
+from anemll_spec.store.schema_cases import CASES
+from anemll_spec.store.schema_energy import CASE_ENERGY_RAILS, POWER_SAMPLES, SUSTAINED_WINDOWS
 
 # = max(migrations.STEPS): a test keeps the two in step
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-CASE_STATUSES = ("ok", "failed", "skipped")
-VERIFY_STATUSES = ("pass", "fail", "skipped")
-REFERENCE_METRICS = ("bandwidth_gbps", "latency_ms")
-BACKENDS = ("coreml", "numpy", "torch")  # resolved backends ('auto' is never stored)
-DEVICES = ("cuda", "mps", "cpu")
-COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
-PLACEMENT_DEVICES = ("NeuralEngine", "GPU", "CPU")
-ORIGINS = ("measured", "imported", "pushed")  # how a run entered this store
-
-# The documented forms of ids and hashes (checked on import: the trust boundary).
-HEX16 = r"[0-9a-f]{16}"
-HEX64 = r"[0-9a-f]{64}"
-RUN_ID = r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}"
-CASE_ID = RUN_ID + r"-[0-9a-f]{8}"
-
-# Text limits in characters (checked on write and on import). A single-line field
-# refuses control characters; a multi-line one allows tab, newline and CR only.
-NAME = 256  # names, versions, labels
-LONG_NAME = 1024  # model names of sweeps, op names, where a bundle came from
-TEXT = 16_384  # error messages, command lines, params
-SPEC_TEXT = 262_144  # a spec file (shipped specs are ~2 KB)
-NOTES_TEXT = 65_536
-MAX_CALL_NS = 3_600_000_000_000  # one hour: a longer "sample" is no real call
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # DuckDB SQL type
-    doc: str
-    unit: str = ""
-    required: bool = False  # NOT NULL
-    choices: tuple[str, ...] = ()
-    min: float | None = None  # inclusive bounds, checked on write and import
-    max: float | None = None
-    since: int = 1  # schema version that added it
-    max_len: int | None = None  # characters (VARCHAR, JSON); None: the type's default
-    pattern: str | None = None  # the documented form of an id (regex), checked on import
-    multiline: bool = False  # free text: tab, newline and CR allowed
-
-    @property
-    def text_limit(self) -> int | None:
-        """The length limit of a text column (every text column has one)."""
-        if self.type not in ("VARCHAR", "JSON"):
-            return None
-        return self.max_len or (TEXT if self.type == "JSON" else NAME)
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    doc: str
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...] = ()  # enforced by DuckDB (small tables only)
-    unique: tuple[str, ...] = ()  # unique, enforced by the writer and import, not by an
-    # index: DuckDB rewrites a table's whole index at every checkpoint, which would make
-    # each append slower as the store grows
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
+__all__ = [  # the vocabulary of columns.py is re-exported: import it from here
+    "BACKENDS",
+    "BUNDLE_TABLES",
+    "BY_NAME",
+    "CASES",
+    "CASE_ENERGY_RAILS",
+    "CASE_ID",
+    "CASE_STATUSES",
+    "COMPUTE_UNITS",
+    "Column",
+    "DEVICES",
+    "ENERGY_METHODS",
+    "HEX16",
+    "HEX64",
+    "HOSTS",
+    "INSTANCES",
+    "LONG_NAME",
+    "MAX_CALL_NS",
+    "MAX_SECONDS",
+    "MAX_WATTS",
+    "META",
+    "NAME",
+    "NOTES_TEXT",
+    "ORIGINS",
+    "PLACEMENTS",
+    "PLACEMENT_DEVICES",
+    "POWER_SAMPLES",
+    "RAIL",
+    "REFERENCE",
+    "REFERENCE_METRICS",
+    "RUNS",
+    "RUN_ID",
+    "RUN_STATUSES",
+    "SAMPLES",
+    "SCHEMA_VERSION",
+    "SPEC_TEXT",
+    "SUSTAINED_VERDICTS",
+    "SUSTAINED_WINDOWS",
+    "TABLES",
+    "TEXT",
+    "Table",
+    "VERIFY_STATUSES",
+    "bundle_columns",
+    "bundle_tables",
+    "comment_sql",
+    "create_table_sql",
+    "sql_literal",
+]
 
 C = Column
-
-
-def _ms(name: str, doc: str, since: int = 1) -> Column:
-    return C(name, "DOUBLE", doc, "ms", min=0.0, since=since)
 
 
 HOSTS = Table(
@@ -173,7 +184,11 @@ RUNS = Table(
         C("spec_yaml", "VARCHAR", "full text of the spec file", max_len=SPEC_TEXT, multiline=True),
         C("tool_version", "VARCHAR", "anemll-spec version"),
         C("git_commit", "VARCHAR", "commit of the anemll-spec checkout, if any"),
-        C("git_dirty", "BOOLEAN", "the checkout had uncommitted changes"),
+        C(
+            "git_dirty",
+            "BOOLEAN",
+            "the checkout had uncommitted changes to tracked files (untracked files do not count)",
+        ),
         C("host_id", "VARCHAR", "-> hosts.host_id", pattern=HEX16),
         C("command", "VARCHAR", "command line", max_len=TEXT, multiline=True),
         C("writer_pid", "INTEGER", "pid of the writing process (stale-run detection)", since=2),
@@ -204,163 +219,6 @@ RUNS = Table(
         C("origin_at", "TIMESTAMP", "when the run entered this store (UTC)", "UTC", since=3),
     ),
     unique=("run_id",),
-)
-
-CASES = Table(
-    "cases",
-    "One row per measured variant of a case (backend x compute units x device), "
-    "with its statistics. Latency statistics are over the wall-clock samples.",
-    (
-        C("case_id", "VARCHAR", "'<run_id>-<8 hex>'", required=True, pattern=CASE_ID),
-        C("run_id", "VARCHAR", "-> runs.run_id", required=True, pattern=RUN_ID),
-        C(
-            "case_key",
-            "VARCHAR",
-            "stable key of what is measured (spec Case.key)",
-            required=True,
-            pattern=HEX16,
-        ),
-        C("case_index", "INTEGER", "position in the spec's expansion", min=0),
-        C(
-            "model_name",
-            "VARCHAR",
-            "published name when the model is identical ('llama_lm_head', "
-            "'llama_lm_head_lut6'), else '<spec>[<params>]'",
-            max_len=LONG_NAME,
-        ),
-        C("params", "JSON", 'swept values of the case, e.g. {"model.vocab_size": 32000}'),
-        C(
-            "model_family",
-            "VARCHAR",
-            "lm_head | ffn | attention | matmul | external",
-            pattern=r"[a-z][a-z0-9_]*",
-        ),
-        C("model_sha256", "VARCHAR", "sha256 of the model's weights", pattern=HEX64),
-        C("weight_bytes", "BIGINT", "bytes of weights on disk", "bytes", min=0),
-        C("flops", "BIGINT", "analytic FLOPs per prediction (2 x MACs)", "FLOP", min=0),
-        C("backend", "VARCHAR", "where it ran", choices=BACKENDS),
-        C("device", "VARCHAR", "torch device; NULL otherwise", choices=DEVICES),
-        C(
-            "compute_units",
-            "VARCHAR",
-            "Core ML compute units; NULL for other backends",
-            choices=COMPUTE_UNITS,
-        ),
-        C("concurrency", "INTEGER", "concurrent predictions", min=1),
-        C("status", "VARCHAR", "outcome of the case", required=True, choices=CASE_STATUSES),
-        C(
-            "error",
-            "VARCHAR",
-            "error message when status is not 'ok'",
-            max_len=TEXT,
-            multiline=True,
-        ),
-        C("n_samples", "INTEGER", "timed samples stored in `samples`", min=0, required=True),
-        _ms("median_ms", "median wall-clock latency (the headline figure)"),
-        _ms("mean_ms", "mean latency"),
-        C("std_ms", "DOUBLE", "standard deviation of latency", "ms", min=0.0),
-        _ms("min_ms", "fastest sample"),
-        _ms("max_ms", "slowest sample"),
-        _ms("p5_ms", "5th percentile"),
-        _ms("p50_ms", "50th percentile"),
-        _ms("p90_ms", "90th percentile"),
-        _ms("p95_ms", "95th percentile"),
-        _ms("p99_ms", "99th percentile"),
-        C("iqr_ms", "DOUBLE", "interquartile range", "ms", min=0.0),
-        C("mad_ms", "DOUBLE", "median absolute deviation", "ms", min=0.0),
-        _ms("ci_low_ms", "low end of the 95% bootstrap CI of the median"),
-        _ms("ci_high_ms", "high end of the 95% bootstrap CI of the median"),
-        C("cv", "DOUBLE", "coefficient of variation (std / mean)", "ratio", min=0.0),
-        C("outliers", "INTEGER", "samples flagged as outliers", "samples", min=0),
-        C(
-            "drift_slope_ms_per_s",
-            "DOUBLE",
-            "slope of latency against elapsed time of the timed loop",
-            "ms/s",
-        ),
-        C("throttled", "BOOLEAN", "latency drifted up during the run (thermal throttling)"),
-        C("noisy", "BOOLEAN", "dispersion above the noise threshold"),
-        C("bandwidth_gbps", "DOUBLE", "weight_bytes / median latency", "GB/s (1e9)", min=0.0),
-        C("tflops", "DOUBLE", "flops / median latency", "TFLOP/s", min=0.0),
-        C("throughput_ips", "DOUBLE", "predictions per second", "1/s", min=0.0),
-        C("build_ms", "DOUBLE", "time to build the model (0 when cached)", "ms", min=0.0),
-        C("build_cached", "BOOLEAN", "the model came from the build cache"),
-        C("compile_ms", "DOUBLE", "Core ML compile time", "ms", min=0.0),
-        C("load_ms", "DOUBLE", "model load time", "ms", min=0.0),
-        C("first_predict_ms", "DOUBLE", "first (cold) prediction", "ms", min=0.0),
-        C(
-            "verify_status",
-            "VARCHAR",
-            "outputs checked against the reference executor",
-            choices=VERIFY_STATUSES,
-        ),
-        C("verify_max_abs_error", "DOUBLE", "max |out - ref|", min=0.0),
-        C("verify_rel_l2_error", "DOUBLE", "||out - ref|| / ||ref||", min=0.0),
-        C(
-            "verify_cosine",
-            "DOUBLE",
-            "cosine similarity of out and ref",
-            min=-1.000001,
-            max=1.000001,
-        ),
-        C(
-            "verify_note",
-            "VARCHAR",
-            "why verification was skipped or failed",
-            max_len=TEXT,
-            multiline=True,
-        ),
-        C("finished_at", "TIMESTAMP", "when the case was written (UTC)", "UTC"),
-        # added in v2
-        C(
-            "drift_ratio",
-            "DOUBLE",
-            "median of the last decile of samples / median of the first decile",
-            "ratio",
-            min=0.0,
-            since=2,
-        ),
-        _ms(
-            "runtime_median_ms",
-            "median of the runtime's own duration (Core ML predict; CUDA events on torch/cuda)",
-            since=2,
-        ),
-        _ms("dispatch_floor_ms", "median latency of a tiny model on the same backend/unit", 2),
-        C(
-            "verify_top1_agreement",
-            "DOUBLE",
-            "share of positions whose argmax matches the reference",
-            "ratio",
-            min=0.0,
-            max=1.0,
-            since=2,
-        ),
-        C(
-            "variant_key",
-            "VARCHAR",
-            "key of what was measured: model x resolved backend, compute units, device, "
-            "concurrency (compare pairs runs on it)",
-            since=2,
-            pattern=HEX16,
-        ),
-        C(
-            "build_key",
-            "VARCHAR",
-            "key of the build-relevant model fields",
-            since=2,
-            pattern=HEX16,
-        ),
-        # added in v3
-        C(
-            "notes",
-            "JSON",
-            "what the runner noted about the case (a list of strings), e.g. noisy, "
-            "throttling, weights decoded at load",
-            max_len=NOTES_TEXT,
-            since=3,
-        ),
-    ),
-    unique=("case_id",),
 )
 
 SAMPLES = Table(
@@ -396,6 +254,14 @@ SAMPLES = Table(
             "ns",
             min=0,
             since=3,
+        ),
+        C(
+            "window_index",
+            "INTEGER",
+            "the sustained window the call belongs to (sustained_windows; NULL: not a "
+            "sustained run)",
+            min=0,
+            since=4,
         ),
     ),
     unique=("case_id", "idx"),
@@ -465,39 +331,43 @@ META = Table(
     primary_key=("key",),
 )
 
-TABLES: tuple[Table, ...] = (META, HOSTS, RUNS, CASES, SAMPLES, PLACEMENTS, REFERENCE)
+TABLES: tuple[Table, ...] = (
+    META,
+    HOSTS,
+    RUNS,
+    CASES,
+    SAMPLES,
+    PLACEMENTS,
+    REFERENCE,
+    CASE_ENERGY_RAILS,
+    POWER_SAMPLES,
+    SUSTAINED_WINDOWS,
+)
 BY_NAME = {t.name: t for t in TABLES}
 
 # What a results bundle carries (export/import), in dependency order.
-BUNDLE_TABLES: tuple[Table, ...] = (HOSTS, RUNS, CASES, SAMPLES, PLACEMENTS)
+BUNDLE_TABLES: tuple[Table, ...] = (
+    HOSTS,
+    RUNS,
+    CASES,
+    SAMPLES,
+    PLACEMENTS,
+    CASE_ENERGY_RAILS,
+    POWER_SAMPLES,
+    SUSTAINED_WINDOWS,
+)
 
 
-def create_table_sql(table: Table) -> str:
-    cols = [f"    {c.name} {c.type}{' NOT NULL' if c.required else ''}" for c in table.columns]
-    if table.primary_key:
-        cols.append(f"    PRIMARY KEY ({', '.join(table.primary_key)})")
-    return f"CREATE TABLE {table.name} (\n" + ",\n".join(cols) + "\n)"
-
-
-def comment_sql(table: Table) -> list[str]:
-    """COMMENT ON statements, so `duckdb_columns()` documents the columns in the file."""
-    out = [f"COMMENT ON TABLE {table.name} IS {sql_literal(table.doc)}"]
-    for c in table.columns:
-        text = c.doc + (f" [{c.unit}]" if c.unit else "")
-        out.append(f"COMMENT ON COLUMN {table.name}.{c.name} IS {sql_literal(text)}")
-    return out
-
-
-def sql_literal(text: str) -> str:
-    """A single-quoted SQL string literal (for the few places DuckDB takes no parameter)."""
-    return "'" + text.replace("'", "''") + "'"
+def bundle_tables(version: int = SCHEMA_VERSION) -> tuple[Table, ...]:
+    """The tables a bundle of schema `version` carries."""
+    return tuple(t for t in BUNDLE_TABLES if t.since <= version)
 
 
 def bundle_columns(version: int = SCHEMA_VERSION) -> dict[str, str]:
     """Column name -> SQL type of the single parquet table of a bundle of `version`
     (the union by name of the bundled tables' columns of that version)."""
     out: dict[str, str] = {"table": "VARCHAR"}
-    for t in BUNDLE_TABLES:
+    for t in bundle_tables(version):
         for c in t.columns:
             if c.since > version:
                 continue

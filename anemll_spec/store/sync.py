@@ -2,7 +2,7 @@
 two), checked exactly like `import`, all or nothing, and idempotent.
 
 The runs travel as a results bundle (export), so they pass the very checks an imported
-bundle passes (`_validate`, the one call into bundle.py's checks). Then they are merged
+bundle passes (`bundle.stage`, which import calls too). Then they are merged
 by id: a run, case or host already in the destination is never added twice, and a run
 present on both sides gains the cases it lacks, and its newer status ('running' <
 'interrupted' < 'finished'/'failed'). So a bench that fell back to the local store in
@@ -52,31 +52,12 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     return {"runs": exported["runs"], **counts}
 
 
-def _validate(con, path: Path, header: dict, origin, label: str) -> None:
-    """Stage the bundle's rows as temp tables (_imp0_<table>) and hold them to the
-    store's trust boundary, `trust.check_staged`: the very checks of `import`."""
-    from anemll_spec.store.bundle import _check_text_lengths
-    from anemll_spec.store.schema import BUNDLE_TABLES
-    from anemll_spec.store.trust import check_staged
-
-    _check_text_lengths(con, path, header["columns"])
-    staged = {}
-    for t in BUNDLE_TABLES:
-        cols = ", ".join(
-            c.name if c.name in header["columns"] else f"NULL::{c.type} AS {c.name}"
-            for c in t.columns
-        )
-        staged[t.name] = f"_imp0_{t.name}"
-        con.execute(
-            f"CREATE TEMP TABLE {staged[t.name]} AS "
-            f'SELECT {cols} FROM read_parquet(?) WHERE "table" = ?',
-            [str(path), t.name],
-        )
-    check_staged(con, staged, label=label, origin=origin)
-
-
 def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
+    """Stage the bundle (bundle.stage: the very checks of `import`) and merge it, in one
+    transaction; on a shared store, claimed and retried when another writer won."""
     import duckdb
+
+    from anemll_spec.store.bundle import stage
 
     shared = lake.is_lake(dest)
     shown = lake.redact(dest)
@@ -86,8 +67,8 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             con.execute("BEGIN")
             if shared:
                 lake.claim(con)
-            _validate(con, path, header, origin, label)
-            counts = _insert(con)
+            staged = stage(con, "_imp0", path, header, label=label, origin=origin)["staged"]
+            counts = _insert(con, staged)
             con.execute("COMMIT")
             if shared and counts["hosts_added"]:
                 lake.dedupe_hosts(con)
@@ -115,9 +96,9 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
     raise AssertionError("unreachable")
 
 
-def _insert(con) -> dict:
-    """Merge the staged tables (_imp0_*) into the store; returns rows added per table."""
-    h, r, c, s, p = (f"_imp0_{t}" for t in ("hosts", "runs", "cases", "samples", "placements"))
+def _insert(con, staged: dict[str, str]) -> dict:
+    """Merge the staged tables into the store; returns rows added per table."""
+    h, r, c = (staged[t] for t in ("hosts", "runs", "cases"))
 
     def copy(table: schema.Table, src: str, where: str) -> int:
         cols = ", ".join(table.names)
@@ -141,6 +122,9 @@ def _insert(con) -> dict:
         "runs_added": copy(schema.RUNS, r, "WHERE run_id NOT IN (SELECT run_id FROM runs)"),
         "runs_updated": int(updated),
         "cases_added": copy(schema.CASES, c, new_cases),
-        "samples_added": copy(schema.SAMPLES, s, new_cases),
-        "placements_added": copy(schema.PLACEMENTS, p, new_cases),
+        **{
+            f"{t.name}_added": copy(t, staged[t.name], new_cases)
+            for t in schema.BUNDLE_TABLES
+            if t.name not in ("hosts", "runs", "cases")
+        },
     }

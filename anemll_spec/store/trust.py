@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anemll_spec.errors import InputError
-from anemll_spec.store import derive, recompute
+from anemll_spec.store import derive, energy_checks, recompute
 from anemll_spec.store.published import MODEL_WEIGHT_BYTES
 from anemll_spec.store.rows import escape_controls, utc_now
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
@@ -47,10 +47,11 @@ def check_staged(
     """Check rows staged for the store, recompute what can be recomputed, stamp origin.
 
     con: a connection that sees the store's tables (for clashes with rows already
-    there) and the staged relations. staged: bundle table name ('hosts', 'runs',
-    'cases', 'samples', 'placements') -> a TEMP table holding that table's columns at
-    the current schema version (older rows upgraded: new columns NULL). label: what
-    to name in messages (a bundle's path, a remote store).
+    there) and the staged relations. staged: bundle table name (schema.BUNDLE_TABLES:
+    'hosts', 'runs', 'cases', 'samples', 'placements', 'case_energy_rails',
+    'power_samples', 'sustained_windows') -> a TEMP table holding that table's columns
+    at the current schema version (older rows upgraded: new columns NULL, new tables
+    empty). label: what to name in messages (a bundle's path, a remote store).
 
     Raises InputError (one line, `label: what`) on the first problem: a value outside
     its column's type, range, allowed set or length limit; a control character in a
@@ -59,13 +60,15 @@ def check_staged(
     random, spec_sha256, case/variant/build keys re-expanded from the spec); a
     timestamp in the future; a broken reference; a statistic that the samples do not
     give (median, CI, percentiles, GB/s, TFLOPS, ...); a published model with other
-    weight bytes. Then normalises the staged tables in place: drift_slope_ms_per_s
+    weight bytes; an energy or sustained-run figure that its inputs do not give
+    (energy_checks: per-inference energy, mean power, window medians and calls, the
+    sustained ratio, CI and verdict). Then normalises the staged tables in place: drift_slope_ms_per_s
     becomes NULL where samples carry no start times (it cannot be recomputed), and
     every run gets origin = origin.kind, origin_ref, origin_sha256, origin_at = now.
     Returns counts of what was checked and normalised."""
     now = now or utc_now()
     for t in BUNDLE_TABLES:
-        _check_values(con, label, t, staged[t.name])
+        check_values(con, label, t, staged[t.name])
         _check_unique(con, label, t, staged[t.name])
     _check_references(con, label, staged)
     _check_ids_and_times(con, label, staged, now)
@@ -73,6 +76,9 @@ def check_staged(
     _check_json_shapes(con, label, staged["cases"])
     _check_specs(con, label, staged)
     dropped = _check_statistics(con, label, staged)
+    found = energy_checks.problem(con, staged)
+    if found is not None:
+        _fail(label, escape_controls(found))
     con.execute(
         f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
         [origin.kind, origin.ref, origin.sha256, now],
@@ -93,10 +99,20 @@ def _fail(label: str, what: str) -> None:
 
 # Columns that must equal an id of another staged table (checked by _check_references):
 # their form, length and characters are that id's, so they are not scanned again.
-_REFERENCES = {("samples", "case_id"), ("placements", "case_id"), ("cases", "run_id")}
+_REFERENCES = {
+    ("samples", "case_id"),
+    ("placements", "case_id"),
+    ("cases", "run_id"),
+    ("case_energy_rails", "case_id"),
+    ("power_samples", "case_id"),
+    ("sustained_windows", "case_id"),
+}
 
 
-def _check_values(con, label: str, t: Table, rel: str) -> None:
+def check_values(con, label: str, t: Table, rel: str) -> None:
+    """Every value of `rel` (rows of table `t`) within its column's declared rules:
+    required, allowed set, finite, range, JSON, text limit, control characters, id form.
+    Also the writer's check of power samples (inserted in bulk, never row by row)."""
     checks: list[tuple[str, str]] = []
     for c in t.columns:
         n = c.name
@@ -170,6 +186,14 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
         (
             f"SELECT case_id FROM {p} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
             "a placement refers to case {}, which is not in the bundle",
+        ),
+        *(
+            (
+                f"SELECT case_id FROM {s[t]} WHERE case_id NOT IN (SELECT case_id FROM {c}) "
+                "LIMIT 1",
+                f"a row of {t} refers to case {{}}, which is not in the bundle",
+            )
+            for t in ("case_energy_rails", "power_samples", "sustained_windows")
         ),
         (
             f"SELECT c.case_id FROM {c} c LEFT JOIN (SELECT case_id, count(*) AS n, "

@@ -5,7 +5,8 @@
   names no chip), `chip_raw` as captured; provenance: `source` ('own' for runs
   measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
   file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
-  overhead (wall - runtime).
+  overhead (wall - runtime); energy: inferences_per_joule (1000 / mJ per inference) and
+  energy_{cpu,gpu,ane,dram}_mj_per_inference (case_energy_rails, each rail's parts summed).
 - `factors_of(baseline, run, latest_only)` / `case_factors_vs(baseline)`: table
   macros, THE factor rule, for every measured case
   (ok, one instance at a time) and every published row: bandwidth_factor = GB/s /
@@ -19,22 +20,16 @@
   OS version x model x backend x device x compute units (two macOS versions of one
   chip are two rows), plus the published rows.
 - `chip_factors`: chip_factors_vs('M1 Max'), the published tables' baseline.
+- `energy_factors_vs(baseline)` / `energy_factors`: inferences per joule against the
+  baseline chip's same-source row (views_energy.py).
 """
 
 from __future__ import annotations
 
-DEFAULT_BASELINE = "M1 Max"
+from anemll_spec.store import views_energy
+from anemll_spec.store.sqlparts import DEFAULT_BASELINE, PROVENANCE, SOURCE, WHAT, factor_label
 
-# Where a run came from: `source` for filters, `provenance` in words (one definition,
-# used by `results` and by the factor rows).
-_SOURCE = "CASE WHEN coalesce({r}origin, 'measured') = 'measured' THEN 'own' ELSE {r}origin END"
-_PROVENANCE = """CASE {r}origin
-        WHEN 'measured' THEN 'measured here'
-        WHEN 'imported' THEN 'imported from ' || coalesce({r}origin_ref, 'a bundle')
-            || coalesce(' (sha256 ' || left({r}origin_sha256, 12) || ')', '')
-        WHEN 'pushed' THEN 'pushed by ' || coalesce({r}origin_ref, 'another host')
-        ELSE 'stored before v3 (measured here or imported: not recorded)'
-    END"""
+__all__ = ["ALL", "DEFAULT_BASELINE", "install"]
 
 RESULTS = rf"""
 CREATE OR REPLACE VIEW results AS
@@ -80,36 +75,36 @@ SELECT
     h.gpu_sm_count,
     h.gpu_capability,
     h.cudnn_version,
-    {_SOURCE.format(r="r.")} AS source,
-    {_PROVENANCE.format(r="r.")} AS provenance,
+    {SOURCE.format(r="r.")} AS source,
+    {PROVENANCE.format(r="r.")} AS provenance,
     r.origin,
     r.origin_ref,
     r.origin_sha256,
     r.origin_at,
     c.weight_bytes / (c.runtime_median_ms * 1e6) AS runtime_bandwidth_gbps,
-    c.median_ms - c.runtime_median_ms AS binding_overhead_ms
+    c.median_ms - c.runtime_median_ms AS binding_overhead_ms,
+    1000 / nullif(c.energy_mj_per_inference, 0) AS inferences_per_joule,
+    e.energy_cpu_mj_per_inference,
+    e.energy_gpu_mj_per_inference,
+    e.energy_ane_mj_per_inference,
+    e.energy_dram_mj_per_inference
 FROM cases c
 JOIN runs r ON r.run_id = c.run_id
+LEFT JOIN (  -- per-rail energy per inference, each rail's parts summed
+    SELECT
+        case_id,
+        sum(mj_per_inference) FILTER (WHERE rail = 'cpu') AS energy_cpu_mj_per_inference,
+        sum(mj_per_inference) FILTER (WHERE rail = 'gpu') AS energy_gpu_mj_per_inference,
+        sum(mj_per_inference) FILTER (WHERE rail = 'ane') AS energy_ane_mj_per_inference,
+        sum(mj_per_inference) FILTER (WHERE rail = 'dram') AS energy_dram_mj_per_inference
+    FROM case_energy_rails
+    GROUP BY case_id
+) e ON e.case_id = c.case_id
 LEFT JOIN (  -- the chip's name computed once per host, not once per case
     SELECT *, regexp_replace(trim(coalesce(chip, cpu_model)), '^Apple\s+', '') AS chip_name
     FROM hosts
 ) h ON h.host_id = r.host_id
 """
-
-# What a factor is against, in words: 'M1 Max (published, Core ML ANE)'.
-_WHAT = r"""
-CASE WHEN {p}backend = 'coreml' THEN 'Core ML ' || CASE {p}compute_units
-        WHEN 'CPU_AND_NE' THEN 'ANE' WHEN 'CPU_ONLY' THEN 'CPU' WHEN 'CPU_AND_GPU' THEN 'GPU'
-        WHEN 'ALL' THEN 'all units' ELSE coalesce({p}compute_units, '') END
-    ELSE {p}backend || coalesce(' ' || {p}device, '') END
-"""
-
-
-def _label(expr: str) -> str:
-    """'2.3x' as published from 1x up; two significant digits below ('0.88x', '0.023x',
-    where one decimal would print '0.0x'), as the charts' fmt_factor."""
-    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) ELSE printf('%.2gx', {expr}) END"
-
 
 FACTORS_OF = rf"""
 CREATE OR REPLACE MACRO factors_of(baseline, run, latest_only) AS TABLE
@@ -176,7 +171,7 @@ picked AS (  -- the rows asked for: one run's, or each chip's latest (chip_facto
 SELECT
     p.source,
     CASE WHEN starts_with(p.source, 'published: ') THEN p.source
-        ELSE {_PROVENANCE.format(r="p.")} END AS provenance,
+        ELSE {PROVENANCE.format(r="p.")} END AS provenance,
     p.chip,
     p.os_name,
     p.os_version,
@@ -194,13 +189,13 @@ SELECT
     b.os_version AS baseline_os_version,
     CASE WHEN b.source IS NOT NULL THEN baseline || ' ('
         || CASE WHEN starts_with(b.source, 'published: ') THEN 'published' ELSE b.source END
-        || ', ' || {_WHAT.format(p="b.")} || ')' END AS baseline_label,
+        || ', ' || {WHAT.format(p="b.")} || ')' END AS baseline_label,
     b.bandwidth_gbps AS baseline_bandwidth_gbps,
     b.latency_ms AS baseline_latency_ms,
     p.bandwidth_gbps / b.bandwidth_gbps AS bandwidth_factor,
     b.latency_ms / p.latency_ms AS inference_factor,
-    {_label("p.bandwidth_gbps / b.bandwidth_gbps")} AS bandwidth_factor_label,
-    {_label("b.latency_ms / p.latency_ms")} AS inference_factor_label,
+    {factor_label("p.bandwidth_gbps / b.bandwidth_gbps")} AS bandwidth_factor_label,
+    {factor_label("b.latency_ms / p.latency_ms")} AS inference_factor_label,
     p.run_id,
     p.case_id,
     p.run_started_at,
@@ -243,7 +238,14 @@ SELECT * FROM chip_factors_vs('{DEFAULT_BASELINE}')
 """
 
 # In creation order (the macros read results; chip_factors calls chip_factors_vs).
-ALL: tuple[str, ...] = (RESULTS, FACTORS_OF, CASE_FACTORS, CHIP_FACTORS_VS, CHIP_FACTORS)
+ALL: tuple[str, ...] = (
+    RESULTS,
+    FACTORS_OF,
+    CASE_FACTORS,
+    CHIP_FACTORS_VS,
+    CHIP_FACTORS,
+    *views_energy.ALL,
+)
 
 
 def install(con) -> None:

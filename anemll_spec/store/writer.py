@@ -16,8 +16,8 @@ import numpy as np
 
 from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import schema
-from anemll_spec.store.connection import open_store, store_path
+from anemll_spec.store import extras, schema
+from anemll_spec.store.connection import describe_target, open_store
 from anemll_spec.store.rows import (
     check_row,
     escape_controls,
@@ -80,7 +80,7 @@ def write_failure(target, exc: BaseException) -> str:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     reason = reason.removeprefix("IO Error: ")
     return (
-        f"could not write the store {store_path(target)}: {escape_controls(reason)} "
+        f"could not write the store {describe_target(target)}: {escape_controls(reason)} "
         "(disk full?); this write was rolled back, earlier ones are kept"
     )
 
@@ -143,9 +143,13 @@ def append_case(
     placements: Iterable[Mapping] = (),
     *,
     starts_ns=None,
+    sample_windows=None,
+    rails: Iterable[Mapping] = (),
+    power_samples=(),
+    windows: Iterable[Mapping] = (),
     lock_timeout_s: float | None = None,
 ) -> str:
-    """Store one finished case with its samples and placements in ONE transaction.
+    """Store one finished case with all its rows in ONE transaction; returns the case_id.
 
     `case` takes exactly the columns of `cases` except case_id and run_id (unknown key:
     InputError; missing: NULL); n_samples defaults to len(samples) and must match it.
@@ -156,7 +160,15 @@ def append_case(
     defaults to the position in the sequence.
     `starts_ns`: when each call started (ns, any origin; the harness's starts_ns), so
     that drift, like every statistic, can be recomputed from the stored samples.
-    Returns the case_id.
+    Energy and sustained runs (schema v4; store/energy.py makes all of these from the
+    power readers' and sustained.py's results):
+    `sample_windows`: each sample's sustained window index (ints, one per sample).
+    `rails`: dicts with the columns of `case_energy_rails` except case_id.
+    `power_samples`: dicts (or a mapping of columns) with t_s, rail, watts, and
+    optionally part, window_index, idx (default: the position).
+    `windows`: dicts with the columns of `sustained_windows` except case_id.
+    Figures derived from others are filled when left out and checked when given
+    (store/extras.py); the rows are held to the import's checks before the commit.
     """
     wall, runtime, runtime_ok = sample_columns(samples)
     starts = start_column(starts_ns, len(wall))
@@ -164,6 +176,7 @@ def append_case(
     if values.get("n_samples") is None:
         values["n_samples"] = len(wall)
     values.setdefault("finished_at", utc_now())
+    extras.fill_case(values)
     row = check_row(schema.CASES, values, managed=("case_id", "run_id"), what="case")
     if row["n_samples"] != len(wall):
         raise InputError(f"case: n_samples = {row['n_samples']} but {len(wall)} samples given")
@@ -176,46 +189,79 @@ def append_case(
         )
         for i, p in enumerate(placements)
     ]
+    more = extras.prepare(row, wall, sample_windows, rails, power_samples, windows)
+    v4 = not more.empty or any(row[c] is not None for c in V4_CASE_COLUMNS)
     case_id = f"{run_id}-{secrets.token_hex(4)}"
     with transaction(target, lock_timeout_s=lock_timeout_s) as con:
         _require_run(con, run_id)
         _insert(con, "cases", {"case_id": case_id, "run_id": run_id, **row})
-        if len(wall):
-            columns = {
-                "idx": np.arange(len(wall), dtype=np.int32),
-                "wall_ns": wall,
-                "runtime_ns": runtime,
-                "runtime_ok": runtime_ok,
-            }
-            if starts is not None:
-                columns["start_ns"] = starts
-            con.register("_anemll_samples", columns)
-            start = "start_ns" if starts is not None else "NULL"
-            try:
-                con.execute(
-                    "INSERT INTO samples (case_id, idx, wall_ns, runtime_ns, start_ns) "
-                    "SELECT ?, idx, wall_ns, CASE WHEN runtime_ok THEN runtime_ns END, "
-                    f"{start} FROM _anemll_samples",
-                    [case_id],
+        registered: list[str] = []
+        try:
+            if len(wall):
+                registered.append("_anemll_samples")
+                _insert_samples(con, case_id, wall, runtime, runtime_ok, starts, more)
+            if plc:
+                registered.append("_anemll_placements")
+                _insert_placements(con, case_id, plc)
+            if v4:
+                samples_rel = (
+                    f"(SELECT '{case_id}' AS case_id, idx, wall_ns, "
+                    f"{'window_index' if more.sample_windows is not None else 'NULL::INTEGER'}"
+                    " AS window_index FROM _anemll_samples)"
+                    if len(wall)
+                    else "(SELECT * FROM samples WHERE false)"
                 )
-            finally:
-                con.unregister("_anemll_samples")
-        if plc:
-            cols = list(plc[0])
-            con.register(
-                "_anemll_placements",
-                {c: np.array([p[c] for p in plc], dtype=object) for c in cols},
-            )
-            try:
-                casts = ", ".join(f"CAST({c} AS {schema.PLACEMENTS.column(c).type})" for c in cols)
-                con.execute(
-                    f"INSERT INTO placements (case_id, {', '.join(cols)}) "
-                    f"SELECT ?, {casts} FROM _anemll_placements",
-                    [case_id],
-                )
-            finally:
-                con.unregister("_anemll_placements")
+                registered += extras.insert(con, case_id, more, samples_rel)
+        finally:
+            for name in registered:
+                con.unregister(name)
     return case_id
+
+
+# cases columns whose presence means the case is held to energy_checks on write
+V4_CASE_COLUMNS = tuple(
+    c.name
+    for c in schema.CASES.columns
+    if c.name.startswith(("energy_", "power_w", "sustained_")) or c.name == "instances"
+)
+
+
+def _insert_samples(con, case_id, wall, runtime, runtime_ok, starts, more) -> None:
+    """The samples from numpy, in bulk; `_anemll_samples` stays registered (the caller's
+    checks read it) until the caller unregisters it."""
+    columns = {
+        "idx": np.arange(len(wall), dtype=np.int32),
+        "wall_ns": wall,
+        "runtime_ns": runtime,
+        "runtime_ok": runtime_ok,
+    }
+    if starts is not None:
+        columns["start_ns"] = starts
+    if more.sample_windows is not None:
+        columns["window_index"] = more.sample_windows
+    con.register("_anemll_samples", columns)
+    start = "start_ns" if starts is not None else "NULL"
+    window = "window_index" if more.sample_windows is not None else "NULL"
+    con.execute(
+        "INSERT INTO samples (case_id, idx, wall_ns, runtime_ns, start_ns, window_index) "
+        "SELECT ?, idx, wall_ns, CASE WHEN runtime_ok THEN runtime_ns END, "
+        f"{start}, {window} FROM _anemll_samples",
+        [case_id],
+    )
+
+
+def _insert_placements(con, case_id: str, plc: list[dict]) -> None:
+    cols = list(plc[0])
+    con.register(
+        "_anemll_placements",
+        {c: np.array([p[c] for p in plc], dtype=object) for c in cols},
+    )
+    casts = ", ".join(f"CAST({c} AS {schema.PLACEMENTS.column(c).type})" for c in cols)
+    con.execute(
+        f"INSERT INTO placements (case_id, {', '.join(cols)}) "
+        f"SELECT ?, {casts} FROM _anemll_placements",
+        [case_id],
+    )
 
 
 def finish_run(target, run_id: str, status: str, *, lock_timeout_s: float | None = None) -> None:

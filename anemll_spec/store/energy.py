@@ -1,0 +1,201 @@
+"""The power readers' and sustained runs' results as `append_case` arguments.
+
+    kw = energy_rows(reader.stop(), calls, t0_ns=starts_ns[0])
+    kw = sustained_rows(run_sustained(...))
+    case.update(kw.pop("case")); append_case(target, run_id, case, samples, **kw)
+
+`energy_rows` turns a power.Energy (or Unavailable, or None: no reader) into the case's
+energy columns, its case_energy_rails rows (each rail's parts apart, e.g. an Ultra's
+ANE0_0 and ANE0_1) and its power_samples (seconds after `t0_ns`, the case's first timed
+call on the perf_counter_ns clock). `sustained_rows` does the same for every window of a
+sustained.Sustained, plus the windows, their samples and the verdict; the case's energy
+is then all windows' together (NULL, with the reason, when any window has none).
+Nothing here measures: it only moves figures into the store's columns. Rail names are
+normalised to the store's form (lower case); RAPL zones become rail + part
+('package-0.dram' -> rail 'dram', part 'package-0').
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+
+def rail_and_part(method: str, rail: str) -> tuple[str, str | None]:
+    """A reader's rail name -> (store rail, part)."""
+    if method == "rapl":
+        m = re.fullmatch(r"(package-\d+)(?:\.(.+))?", rail)
+        if m:
+            return _rail(m.group(2) or "package"), m.group(1)
+    return _rail(rail), None
+
+
+def _rail(name: str) -> str:
+    out = re.sub(r"[^a-z0-9_.-]", "_", name.strip().lower())
+    return out if re.match(r"[a-z]", out) else "rail_" + out
+
+
+def energy_rows(
+    energy, calls: int | None, *, t0_ns: int, window_of: Callable[[int], int | None] | None = None
+) -> dict:
+    """{'case': energy columns, 'rails': [...], 'power_samples': [...]} of one reading.
+
+    energy: power.Energy | power.Unavailable | None. calls: the calls made in the
+    reading's interval (the divisor). window_of(t_ns): the sustained window of a
+    timeline point (None: not sustained)."""
+    if energy is None:
+        return {"case": {}, "rails": [], "power_samples": []}
+    if not hasattr(energy, "rails_mj"):  # Unavailable: NULL energy, and why
+        return {"case": {"energy_note": str(energy.reason)}, "rails": [], "power_samples": []}
+    notes = list(energy.notes)
+    points, dropped = [], 0
+    for p in energy.timeline:
+        if not (math.isfinite(p.watts) and p.watts >= 0):
+            dropped += 1  # a point the counters cannot have meant: kept out, and said so
+            continue
+        rail, part = rail_and_part(energy.method, p.rail)
+        points.append(
+            {
+                "t_s": (p.t_ns - t0_ns) / 1e9,
+                "rail": rail,
+                "part": part,
+                "watts": float(p.watts),
+                "window_index": window_of(p.t_ns) if window_of else None,
+            }
+        )
+    if dropped:
+        notes.append(f"{dropped} timeline point(s) left out: negative or not finite")
+    limit = energy.extra.get("power_limit_w") if energy.extra else None
+    case = {
+        "energy_method": energy.method,
+        "energy_note": "; ".join(notes) or None,
+        "energy_interval_s": float(energy.interval_s),
+        "energy_samples": int(energy.samples),
+        "energy_calls": calls,
+        "energy_timed_only": bool(energy.timed_only),
+        "energy_total_mj": float(energy.total_mj),
+        "gpu_power_limit_w": None if limit is None else float(limit),
+    }
+    return {"case": case, "rails": rail_rows(energy), "power_samples": points}
+
+
+def rail_rows(energy) -> list[dict]:
+    """One row per rail, or per part where the reader kept what it summed."""
+    rows = []
+    for rail, mj in energy.rails_mj.items():
+        name, part = rail_and_part(energy.method, rail)
+        parts = {
+            k.split("/", 1)[1]: v for k, v in energy.parts_mj.items() if k.startswith(rail + "/")
+        }
+        for p, v in parts.items() if parts else [(part, mj)]:
+            rows.append(
+                {
+                    "rail": name,
+                    "part": p,
+                    "energy_mj": float(v),
+                    "in_total": rail in energy.total_rails,
+                }
+            )
+    return rows
+
+
+def sustained_rows(s) -> dict:
+    """append_case arguments of a sustained.Sustained: {'case', 'samples',
+    'sample_windows', 'windows', 'rails', 'power_samples'}."""
+    wins = s.windows
+    t0 = wins[0].start_ns
+    windows, points = [], []
+    for w in wins:
+        row = {
+            "window_index": w.index,
+            "start_s": (w.start_ns - t0) / 1e9,
+            "wall_s": w.wall_s,
+            "calls": w.calls,
+            "median_ms": w.median_ms,
+        }
+        if hasattr(w.energy, "rails_mj"):
+            row["energy_total_mj"] = float(w.energy.total_mj)
+            row["energy_interval_s"] = float(w.energy.interval_s)
+            of = w.index  # the window's own reader: its timeline is this window's
+            points += energy_rows(w.energy, w.calls, t0_ns=t0, window_of=lambda _t, i=of: i)[
+                "power_samples"
+            ]
+        row.update(_thermal(w.thermal))
+        windows.append(row)
+    v = s.verdict
+    case = {
+        "sustained_duration_s": float(s.duration_s),
+        "sustained_window_s": float(s.window_s),
+        "sustained_windows": len(wins),
+        "sustained_first_median_ms": v.first_median_ms,
+        "sustained_last_median_ms": v.last_median_ms,
+        "sustained_throughput_ratio": v.throughput_ratio,
+        "sustained_ci_low": v.ci_low,
+        "sustained_ci_high": v.ci_high,
+        "sustained_verdict": v.verdict,
+        "sustained_throttled": v.throttled,
+    }
+    combined = _combined(wins)
+    energy = energy_rows(combined, sum(w.calls for w in wins), t0_ns=t0)
+    case.update(energy["case"])
+    for i, w in enumerate(points):
+        w["idx"] = i
+    return {
+        "case": case,
+        "samples": np.concatenate([w.samples_ns for w in wins]),
+        "sample_windows": np.repeat(np.arange(len(wins)), [w.calls for w in wins]),
+        "windows": windows,
+        "rails": energy["rails"],
+        "power_samples": points,
+    }
+
+
+def _thermal(t) -> dict:
+    if not hasattr(t, "throttled"):
+        return {}
+    detail = getattr(t, "detail", {}) or {}
+    reasons = detail.get("clock_event_reasons")
+    temp = detail.get("temperature_c")
+    return {
+        "thermal_state": str(t.state),
+        "throttled": bool(t.throttled),
+        "temperature_c": None if temp is None else float(temp),
+        "clock_event_reasons": ",".join(reasons) if reasons else None,
+    }
+
+
+def _combined(wins):
+    """All windows' energy as one reading (None when no window had a reader; the first
+    window's Unavailable when any window had none)."""
+    from anemll_spec.power.base import Energy, Unavailable
+
+    readings = [w.energy for w in wins]
+    if all(r is None for r in readings):
+        return None
+    missing = [(i, r) for i, r in enumerate(readings) if not hasattr(r, "rails_mj")]
+    if missing:
+        i, r = missing[0]
+        why = getattr(r, "reason", "no reader")
+        return Unavailable(f"no energy for window {i} of {len(wins)}: {why}")
+    rails: dict[str, float] = {}
+    parts: dict[str, float] = {}
+    for r in readings:
+        for k, v in r.rails_mj.items():
+            rails[k] = rails.get(k, 0.0) + v
+        for k, v in r.parts_mj.items():
+            parts[k] = parts.get(k, 0.0) + v
+    notes = list(dict.fromkeys(n for r in readings for n in r.notes))
+    return Energy(
+        rails_mj=rails,
+        total_rails=tuple(dict.fromkeys(x for r in readings for x in r.total_rails)),
+        interval_s=sum(r.interval_s for r in readings),
+        method=readings[0].method,
+        samples=sum(r.samples for r in readings),
+        timed_only=all(r.timed_only for r in readings),
+        notes=(f"the {len(readings)} windows' readings summed", *notes),
+        extra=dict(readings[-1].extra),
+        parts_mj=parts,
+    )

@@ -1,0 +1,225 @@
+"""A case's energy and sustained-run rows (schema v4), for `writer.append_case`: checked
+and completed before the transaction, inserted in it, and held to the same checks as an
+import (`energy_checks.problem`) before it commits.
+
+What the writer fills when the caller leaves it out (the formulas docs/store.md gives):
+- cases: energy_mj_per_inference, power_w_mean (from energy_total_mj, calls, interval);
+- case_energy_rails: mj_per_inference, mean_power_w;
+- sustained_windows: window_index (position), calls and median_ms (from the samples
+  carrying the window's index), throughput_ips, energy_mj_per_inference, power_w_mean;
+- power_samples: idx (position).
+A figure the caller gives must equal the one computed (InputError otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import schema
+from anemll_spec.store.rows import check_row
+
+POWER_COLUMNS = ("idx", "t_s", "rail", "watts", "window_index", "part")
+
+
+@dataclass
+class Extras:
+    rails: list[dict] = field(default_factory=list)
+    windows: list[dict] = field(default_factory=list)
+    power: dict[str, np.ndarray] | None = None  # POWER_COLUMNS -> arrays (+ window_ok)
+    sample_windows: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rails or self.windows or self.power or self.sample_windows is not None)
+
+
+def fill_case(values: dict) -> None:
+    """Energy per inference and mean power of a case, when the caller left them out."""
+    total, calls, interval = (
+        values.get(k) for k in ("energy_total_mj", "energy_calls", "energy_interval_s")
+    )
+    if not _num(total):
+        return
+    if values.get("energy_mj_per_inference") is None and _pos(calls):
+        values["energy_mj_per_inference"] = float(total) / calls
+    if values.get("power_w_mean") is None and _pos(interval):
+        values["power_w_mean"] = float(total) / 1e3 / interval
+
+
+def prepare(
+    row: Mapping,
+    wall: np.ndarray,
+    sample_windows,
+    rails: Iterable[Mapping],
+    power_samples,
+    windows: Iterable[Mapping],
+) -> Extras:
+    """The extras of one case, each row checked against its table (InputError)."""
+    out = Extras(sample_windows=window_column(sample_windows, len(wall)))
+    calls, interval = row.get("energy_calls"), row.get("energy_interval_s")
+    for i, r in enumerate(rails):
+        v = dict(r)
+        if _num(v.get("energy_mj")):
+            if v.get("mj_per_inference") is None and _pos(calls):
+                v["mj_per_inference"] = float(v["energy_mj"]) / calls
+            if v.get("mean_power_w") is None and _pos(interval):
+                v["mean_power_w"] = float(v["energy_mj"]) / 1e3 / interval
+        out.rails.append(
+            check_row(schema.CASE_ENERGY_RAILS, v, managed=("case_id",), what=f"rail {i}")
+        )
+    for i, w in enumerate(windows):
+        v = {"window_index": i, **w}
+        _fill_window(v, wall, out.sample_windows)
+        out.windows.append(
+            check_row(schema.SUSTAINED_WINDOWS, v, managed=("case_id",), what=f"window {i}")
+        )
+    out.power = power_columns(power_samples)
+    return out
+
+
+def _fill_window(v: dict, wall: np.ndarray, windows: np.ndarray | None) -> None:
+    if windows is not None and v.get("window_index") is not None:
+        mine = wall[windows == v["window_index"]]
+        if v.get("calls") is None:
+            v["calls"] = int(mine.size)
+        if v.get("median_ms") is None and mine.size:
+            v["median_ms"] = float(np.median(mine)) / 1e6
+    calls, wall_s = v.get("calls"), v.get("wall_s")
+    if v.get("throughput_ips") is None and _num(calls) and _pos(wall_s):
+        v["throughput_ips"] = calls / wall_s
+    total = v.get("energy_total_mj")
+    if _num(total):
+        if v.get("energy_mj_per_inference") is None and _pos(calls):
+            v["energy_mj_per_inference"] = float(total) / calls
+        if v.get("power_w_mean") is None and _pos(v.get("energy_interval_s")):
+            v["power_w_mean"] = float(total) / 1e3 / v["energy_interval_s"]
+
+
+def _num(x) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _pos(x) -> bool:
+    return _num(x) and x > 0
+
+
+def window_column(sample_windows, n: int) -> np.ndarray | None:
+    """Each sample's sustained window (ints >= 0, one per sample), or None."""
+    if sample_windows is None:
+        return None
+    try:
+        w = np.asarray(sample_windows)
+        if w.dtype.kind == "f" and np.isfinite(w).all() and (w == np.round(w)).all():
+            w = w.astype(np.int64)
+        if w.dtype.kind not in "iu":
+            raise TypeError
+    except (TypeError, ValueError):
+        raise InputError("sample_windows: one integer window index per sample") from None
+    if w.ndim != 1 or len(w) != n:
+        raise InputError(f"sample_windows: {w.size} window indices for {n} samples")
+    if w.size and (w.min() < 0 or w.max() > 2**31 - 1):
+        raise InputError("sample_windows: window indices must be >= 0")
+    return w.astype(np.int32)
+
+
+def power_columns(power_samples) -> dict[str, np.ndarray] | None:
+    """Power samples as columns: a mapping of column -> sequence, or a sequence of dicts
+    (t_s, rail, watts; part and window_index optional, None for none; idx = position).
+    Values are checked in SQL after the insert (trust.check_values), as on import."""
+    if isinstance(power_samples, Mapping):
+        cols = dict(power_samples)
+    else:
+        rows = list(power_samples)
+        if not rows:
+            return None
+        keys = set().union(*(r.keys() for r in rows))
+        cols = {k: [r.get(k) for r in rows] for k in keys}
+    unknown = sorted(set(cols) - set(POWER_COLUMNS))
+    if unknown:
+        raise InputError(
+            f"power_samples: unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"`power_samples` takes: {', '.join(POWER_COLUMNS)}"
+        )
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise InputError("power_samples: columns of different lengths")
+    n = lengths.pop() if lengths else 0
+    if n == 0:
+        return None
+    out: dict[str, np.ndarray] = {}
+    try:
+        out["idx"] = np.asarray(cols.get("idx", np.arange(n)), dtype=np.int64)
+        for k in ("t_s", "watts"):
+            out[k] = np.asarray(
+                [np.nan if x is None else x for x in cols.get(k, [None] * n)], float
+            )
+        win = cols.get("window_index", [None] * n)
+        ok = np.array([x is not None for x in win], dtype=bool)
+        out["window_index"] = np.asarray([x if x is not None else 0 for x in win], np.int64)
+        out["window_ok"] = ok
+    except (TypeError, ValueError):
+        raise InputError(
+            "power_samples: idx, t_s, watts and window_index must be numbers"
+        ) from None
+    for k in ("rail", "part"):
+        vals = cols.get(k, [None] * n)
+        if not all(v is None or isinstance(v, str) for v in vals):
+            raise InputError(f"power_samples: {k} must be text")
+        out[k] = np.array(list(vals), dtype=object)
+    if np.abs(out["idx"]).max() > 2**31 - 1 or np.abs(out["window_index"]).max() > 2**31 - 1:
+        raise InputError("power_samples: idx or window_index does not fit INTEGER")
+    return out
+
+
+def _rows_relation(con, name: str, table: schema.Table, rows: list[dict], case_id: str) -> str:
+    """Register `rows` (checked dicts) as `name`; the relation, typed as `table`."""
+    cols = [c for c in table.names if c != "case_id"]
+    con.register(name, {c: np.array([r[c] for r in rows], dtype=object) for c in cols})
+    casts = ", ".join(f"CAST({c} AS {table.column(c).type}) AS {c}" for c in cols)
+    return f"(SELECT '{case_id}' AS case_id, {casts} FROM {name})"
+
+
+def insert(con, case_id: str, ex: Extras, samples_rel: str) -> list[str]:
+    """Insert the extras of case `case_id` (a store-made id: safe in SQL text), then hold
+    them to energy_checks; returns the names registered (the caller unregisters them).
+    `samples_rel`: the case's samples as a relation (case_id, idx, wall_ns, window_index)."""
+    from anemll_spec.store import energy_checks
+    from anemll_spec.store.trust import check_values
+
+    names: list[str] = []
+    rels = {"cases": f"(SELECT * FROM cases WHERE case_id = '{case_id}')", "samples": samples_rel}
+    for table, rows in (
+        (schema.CASE_ENERGY_RAILS, ex.rails),
+        (schema.SUSTAINED_WINDOWS, ex.windows),
+    ):
+        if rows:
+            names.append(f"_anemll_{table.name}")
+            rels[table.name] = _rows_relation(con, names[-1], table, rows, case_id)
+            con.execute(f"INSERT INTO {table.name} SELECT * FROM {rels[table.name]}")
+        else:
+            rels[table.name] = f"(SELECT * FROM {table.name} WHERE false)"
+    if ex.power is not None:
+        names.append("_anemll_power")
+        con.register(names[-1], ex.power)
+        rels["power_samples"] = (
+            f"(SELECT '{case_id}' AS case_id, CAST(idx AS INTEGER) AS idx, t_s, "
+            "CAST(rail AS VARCHAR) AS rail, watts, CAST(CASE WHEN window_ok THEN window_index "
+            "END AS INTEGER) AS window_index, CAST(part AS VARCHAR) AS part FROM _anemll_power)"
+        )
+        check_values(con, "power_samples", schema.POWER_SAMPLES, rels["power_samples"])
+        dup = con.execute(
+            f"SELECT idx FROM {rels['power_samples']} GROUP BY idx HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if dup is not None:
+            raise InputError(f"power_samples: idx {dup[0]} is given twice")
+        con.execute(f"INSERT INTO power_samples SELECT * FROM {rels['power_samples']}")
+    else:
+        rels["power_samples"] = "(SELECT * FROM power_samples WHERE false)"
+    found = energy_checks.problem(con, rels)
+    if found is not None:
+        raise InputError(found)
+    return names

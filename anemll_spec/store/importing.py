@@ -1,0 +1,152 @@
+"""Import: bundles into a store, all or nothing, held to the trust boundary first.
+
+Every file is checked from its metadata (bundle.read_header), then staged in temp tables
+and checked (bundle.stage -> trust.check_staged), and only then written, all bundles in
+one transaction. Runs already in the store are skipped, so importing twice changes
+nothing. Into a shared store (DuckLake) the transaction `claim`s the lake right after
+BEGIN, as push/pull do: two imports of one bundle at once conflict at COMMIT, and the
+loser is retried, finds the winner's runs and skips them (no run is added twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import lake, schema
+from anemll_spec.store.bundle import _first_line, file_sha256, read_header, stage
+from anemll_spec.store.connection import open_store, store_path
+from anemll_spec.store.rows import escape_controls
+from anemll_spec.store.schema import BUNDLE_TABLES, LONG_NAME, Table
+from anemll_spec.store.trust import Origin
+
+ATTEMPTS = 30  # a shared store: commits that conflict with another claiming writer
+
+
+def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """Import bundles (all or nothing); returns per-file summaries."""
+    files = [Path(p) for p in paths]
+    headers = [read_header(p) for p in files]  # every file, before the store is touched
+    shared = lake.is_lake(str(target)) if target is not None else False
+    path = store_path(target)
+    created = not shared and not path.exists()
+    for attempt in range(ATTEMPTS):
+        try:
+            return _import_once(target, files, headers, shared)
+        except duckdb.TransactionException as exc:
+            if shared and attempt < ATTEMPTS - 1:  # lost the claim: look again
+                time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
+                continue
+            _forget(path if created else None)
+            raise InputError(
+                f"import failed, nothing written: {escape_controls(_first_line(exc))}"
+            ) from None
+        except BaseException as exc:
+            _forget(path if created else None)
+            if isinstance(exc, duckdb.Error):
+                raise InputError(
+                    f"import failed, nothing written: {escape_controls(_first_line(exc))}"
+                ) from None
+            raise
+    raise AssertionError("unreachable")
+
+
+def _forget(path: Path | None) -> None:
+    """A store made only for this import goes with it: nothing written."""
+    if path is not None:
+        for f in (path, path.with_name(path.name + ".wal")):
+            f.unlink(missing_ok=True)
+
+
+def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -> list[dict]:
+    con = open_store(target)
+    try:
+        con.execute("SET enable_progress_bar = false")  # long scans must not draw on stderr
+        con.execute("BEGIN")
+        try:
+            if shared:
+                lake.claim(con)
+            staged = [
+                _stage(con, i, p, h) for i, (p, h) in enumerate(zip(files, headers, strict=True))
+            ]
+            summaries = [
+                _insert(con, i, p, s) for i, (p, s) in enumerate(zip(files, staged, strict=True))
+            ]
+            con.execute("COMMIT")
+        except BaseException:
+            lake._rollback(con)
+            raise
+        if shared and any(s["rows"]["hosts"] for s in summaries):
+            lake.dedupe_hosts(con)
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+    return summaries
+
+
+def _stage(con, i: int, path: Path, header: dict) -> dict:
+    origin = Origin(
+        "imported", ref=escape_controls(path.name)[:LONG_NAME], sha256=file_sha256(path)
+    )
+    checked = stage(con, f"_imp{i}", path, header, label=str(path), origin=origin)
+    return {"counts": header["counts"], "version": header["version"], **checked}
+
+
+def _insert(con, i: int, path: Path, staged: dict) -> dict:
+    h, r, c = (staged["staged"][n] for n in ("hosts", "runs", "cases"))
+    new = f"_imp{i}_new"
+    con.execute(
+        f"CREATE TEMP TABLE {new} AS SELECT run_id FROM {r} "
+        f"WHERE run_id NOT IN (SELECT run_id FROM runs)"
+    )
+    (added,) = con.execute(f"SELECT count(*) FROM {new}").fetchone()  # type: ignore[misc]
+    (total,) = con.execute(f"SELECT count(*) FROM {r}").fetchone()  # type: ignore[misc]
+
+    def copy(table: Table, src: str, where: str) -> int:
+        cols = ", ".join(table.names)
+        (n,) = con.execute(
+            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
+        ).fetchone()  # type: ignore[misc]
+        return int(n)
+
+    case_filter = (
+        f"WHERE case_id IN (SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}))"
+    )
+    # _stage checked against the store as it was; an earlier bundle of this same import
+    # may have added a case id since (the schema's uniqueness is the writers' to keep)
+    clash = con.execute(
+        f"SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}) "
+        f"AND case_id IN (SELECT case_id FROM cases) LIMIT 1"
+    ).fetchone()
+    if clash is not None:
+        raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
+    counts = {
+        "hosts": copy(
+            schema.HOSTS,
+            h,
+            f"WHERE host_id NOT IN (SELECT host_id FROM hosts) AND host_id IN "
+            f"(SELECT host_id FROM {r} WHERE run_id IN (SELECT run_id FROM {new}))",
+        ),
+        "runs": copy(schema.RUNS, r, f"WHERE run_id IN (SELECT run_id FROM {new})"),
+        "cases": copy(schema.CASES, c, f"WHERE run_id IN (SELECT run_id FROM {new})"),
+        **{
+            t.name: copy(t, staged["staged"][t.name], case_filter)
+            for t in BUNDLE_TABLES
+            if t.name not in ("hosts", "runs", "cases")
+        },
+    }
+    return {
+        "file": str(path),
+        "schema_version": staged["version"],
+        "runs_added": int(added),
+        "runs_skipped": int(total - added),
+        "rows": counts,
+        "drift_slope_dropped": staged["drift_slope_dropped"],
+    }

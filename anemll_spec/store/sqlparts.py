@@ -1,0 +1,31 @@
+"""SQL snippets the views share (one definition each): where a run came from, what a
+factor is against in words, and how a factor is printed."""
+
+from __future__ import annotations
+
+DEFAULT_BASELINE = "M1 Max"  # the published tables' baseline chip
+
+# Where a run came from: `source` for filters, `provenance` in words (one definition,
+# used by `results` and by the factor rows).
+SOURCE = "CASE WHEN coalesce({r}origin, 'measured') = 'measured' THEN 'own' ELSE {r}origin END"
+PROVENANCE = """CASE {r}origin
+        WHEN 'measured' THEN 'measured here'
+        WHEN 'imported' THEN 'imported from ' || coalesce({r}origin_ref, 'a bundle')
+            || coalesce(' (sha256 ' || left({r}origin_sha256, 12) || ')', '')
+        WHEN 'pushed' THEN 'pushed by ' || coalesce({r}origin_ref, 'another host')
+        ELSE 'stored before v3 (measured here or imported: not recorded)'
+    END"""
+
+# What a factor is against, in words: 'M1 Max (published, Core ML ANE)'.
+WHAT = r"""
+CASE WHEN {p}backend = 'coreml' THEN 'Core ML ' || CASE {p}compute_units
+        WHEN 'CPU_AND_NE' THEN 'ANE' WHEN 'CPU_ONLY' THEN 'CPU' WHEN 'CPU_AND_GPU' THEN 'GPU'
+        WHEN 'ALL' THEN 'all units' ELSE coalesce({p}compute_units, '') END
+    ELSE {p}backend || coalesce(' ' || {p}device, '') END
+"""
+
+
+def factor_label(expr: str) -> str:
+    """'2.3x' as published from 1x up; two significant digits below ('0.88x', '0.023x',
+    where one decimal would print '0.0x'), as the charts' fmt_factor."""
+    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) ELSE printf('%.2gx', {expr}) END"
