@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from anemll_spec.backends.base import Prepared
+from anemll_spec.backends.base import Options, Prepared
 from anemll_spec.harness import Budget, Concurrent, Timer, time_concurrent
 
 Instances = Literal["shared", "distinct"]
@@ -160,9 +160,7 @@ class InstancesResult(Concurrent):
 class _Job:
     backend: str
     prepared: Prepared
-    compute_units: str | None
-    fp16: bool
-    device: str | None
+    options: Options  # the backend's load options (picklable)
     inputs: dict[str, Any]
     budget: Budget
     progress: bool
@@ -173,8 +171,7 @@ def _load(job: _Job):
     """One instance's session (the one place that calls Backend.load)."""
     from anemll_spec import backends
 
-    b = backends.get(job.backend)
-    return b.load(job.prepared, job.compute_units, fp16=job.fp16, device=job.device)
+    return backends.get(job.backend).load(job.prepared, job.options)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -190,7 +187,7 @@ def _instance_main(k: int, conn, barrier, job: _Job) -> None:
         load_s = time.perf_counter() - t0
         feed = session.feed(job.inputs)
         fn = session.bind(feed, session.new_state())
-        report = (lambda i, med: conn.send(("progress", i, med))) if job.progress else None
+        report = (lambda i, med, s: conn.send(("progress", i, med, s))) if job.progress else None
         timer = Timer(fn, job.budget, after=session.runtime_probe, on_progress=report)
         timer.warm()
     except BaseException as exc:
@@ -217,23 +214,25 @@ def _instance_main(k: int, conn, barrier, job: _Job) -> None:
 def time_processes(
     backend: str,
     prepared: Prepared | Sequence[Prepared],
-    compute_units: str | None,
+    options: Options,
     inputs: dict[str, Any],
     budget: Budget,
     *,
     instances: int | None = None,
-    fp16: bool = False,
-    device: str | None = None,
     on_progress: Progress | None = None,
+    reader: Any = None,
     start_timeout_s: float = 900.0,
     threads: int | None | Literal["auto"] = "auto",
 ) -> InstancesResult:
     """Time instances at once, each in its own spawned process.
 
     prepared: one Prepared shared by `instances` processes, or one per instance (distinct
-    models); inputs: the host inputs (each instance converts them with its own feed());
-    threads: math-library threads per process ("auto": default_threads; None: the
-    libraries' own default). Raises ConcurrencyError naming the instance that failed."""
+    models); options: the backend's load options; inputs: the host inputs (each instance
+    converts them with its own feed()); reader: a power reader started as the instances
+    are released from the start barrier (this process is its last party) and stopped when
+    the last one finishes; threads: math-library threads per process ("auto":
+    default_threads; None: the libraries' own default). Raises ConcurrencyError naming the
+    instance that failed."""
     preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
     n = len(preps)
     if n < 1:
@@ -241,12 +240,13 @@ def time_processes(
     if threads == "auto":
         threads = default_threads(backend, n)
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(n)
+    barrier = ctx.Barrier(n + 1)  # the instances, and this process (to start the reader)
     conns, procs = [], []
+    energy = None
     try:
         for k, p in enumerate(preps):
             job = _Job(
-                backend, p, compute_units, fp16, device, dict(inputs), budget,
+                backend, p, options, dict(inputs), budget,
                 progress=(k == 0 and on_progress is not None), start_timeout_s=start_timeout_s,
             )  # fmt: skip
             recv, send = ctx.Pipe(duplex=False)
@@ -258,7 +258,13 @@ def time_processes(
             send.close()  # the child holds its end; EOF here once it exits
             conns.append(recv)
             procs.append(proc)
+        if reader is not None:
+            reader.start()
+        with contextlib.suppress(Exception):  # broken: an instance failed; _collect says which
+            barrier.wait(start_timeout_s)
         done = _collect(conns, procs, barrier, on_progress)
+        if reader is not None:
+            energy = reader.stop(timed_only=True)
     finally:
         for proc in procs:
             proc.join(timeout=10)
@@ -270,7 +276,11 @@ def time_processes(
     timings = [done[k][0] for k in range(n)]
     wall_ns = max(done[k][2] for k in range(n)) - min(done[k][1] for k in range(n))
     return InstancesResult(
-        timings, wall_ns / 1e9, mode="processes", load_s=[done[k][3] for k in range(n)]
+        timings,
+        wall_ns / 1e9,
+        mode="processes",
+        load_s=[done[k][3] for k in range(n)],
+        energy=energy,
     )
 
 
@@ -313,7 +323,7 @@ def _next_message(conn, on_progress) -> tuple | None:
             if msg[0] != "progress":
                 return msg
             if on_progress is not None:
-                on_progress(msg[1], msg[2])
+                on_progress(msg[1], msg[2], msg[3])
     except EOFError:
         return ("eof",)
     return None
@@ -322,14 +332,13 @@ def _next_message(conn, on_progress) -> tuple | None:
 def time_threads(
     backend: str,
     prepared: Prepared | Sequence[Prepared],
-    compute_units: str | None,
+    options: Options,
     inputs: dict[str, Any],
     budget: Budget,
     *,
     instances: int | None = None,
-    fp16: bool = False,
-    device: str | None = None,
     on_progress: Progress | None = None,
+    reader: Any = None,
 ) -> InstancesResult:
     """Time instances at once in threads of this process (harness.time_concurrent):
     only for backends whose predict releases the GIL."""
@@ -337,35 +346,38 @@ def time_threads(
     sessions, fns, load_s = [], [], []
     try:
         for p in preps:
-            job = _Job(backend, p, compute_units, fp16, device, inputs, budget, False, 0.0)
+            job = _Job(backend, p, options, inputs, budget, False, 0.0)
             t0 = time.perf_counter()
             s = _load(job)
             load_s.append(time.perf_counter() - t0)
             sessions.append(s)
             fns.append(s.bind(s.feed(inputs), s.new_state()))
-        res = time_concurrent(fns, budget, on_progress=on_progress)
+        res = time_concurrent(fns, budget, on_progress=on_progress, reader=reader)
     finally:
         fns.clear()
         for s in sessions:
             s.close()
-    return InstancesResult(res.per_instance, res.wall_s, mode="threads", load_s=load_s)
+    return InstancesResult(
+        res.per_instance, res.wall_s, mode="threads", load_s=load_s, energy=res.energy
+    )
 
 
 def time_instances(
     backend: str,
     prepared: Prepared | Sequence[Prepared],
-    compute_units: str | None,
+    options: Options,
     inputs: dict[str, Any],
     budget: Budget,
     *,
     instances: int | None = None,
     mode: Mode | None = None,
-    fp16: bool = False,
     device: str | None = None,
     on_progress: Progress | None = None,
+    reader: Any = None,
 ) -> InstancesResult:
     """Time instances at once, in threads or processes as default_mode(backend, device)
-    says (measured: where N instances gave more throughput). `mode` overrides."""
+    says (measured: where N instances gave more throughput). `mode` overrides; `device`:
+    torch's resolved device."""
     how = mode or default_mode(backend, device)
     if how == "threads":
         run = time_threads
@@ -374,8 +386,8 @@ def time_instances(
     else:
         raise ValueError(f"mode must be 'threads' or 'processes', not {how!r}")
     return run(
-        backend, prepared, compute_units, inputs, budget,
-        instances=instances, fp16=fp16, device=device, on_progress=on_progress,
+        backend, prepared, options, inputs, budget,
+        instances=instances, on_progress=on_progress, reader=reader,
     )  # fmt: skip
 
 

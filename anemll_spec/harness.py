@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from anemll_spec.stats import order_stat_ci_pct
 if TYPE_CHECKING:
     from anemll_spec.spec.run_section import Run
 
-Progress = Callable[[int, float], None]  # (samples so far, running median ms)
+Progress = Callable[[int, float, float], None]  # (samples so far, median ms, timed s so far)
 _REPORT_NS = 250_000_000  # progress callbacks at most 4 times a second
 
 
@@ -169,7 +169,8 @@ class Timer:
                     break
                 next_check = max(i + b.check_every, int(i * 1.1))
             if t1 >= next_report and self.on_progress is not None:
-                self.on_progress(i, float(np.median(samples[:i])) / 1e6)
+                elapsed = (self.spent_ns + t1 - block_start) / 1e9
+                self.on_progress(i, float(np.median(samples[:i])) / 1e6, elapsed)
                 next_report = t1 + _REPORT_NS
         if not stop and i >= b.iterations:
             stop = "iterations"
@@ -181,7 +182,7 @@ class Timer:
             self.done = True
             self.stop = stop
             if self.on_progress is not None and i:
-                self.on_progress(i, float(np.median(samples[:i])) / 1e6)
+                self.on_progress(i, float(np.median(samples[:i])) / 1e6, self.spent_ns / 1e9)
         return self.done
 
     def result(self) -> Timing:
@@ -247,6 +248,7 @@ class Concurrent:
 
     per_instance: list[Timing]
     wall_s: float  # first start to last finish of the timed phases
+    energy: Any = None  # power.Energy | Unavailable over the timed phases; None: not read
 
     @property
     def calls(self) -> int:
@@ -270,14 +272,16 @@ def time_concurrent(
     budget: Budget,
     *,
     on_progress: Progress | None = None,
+    reader: Any = None,
 ) -> Concurrent:
     """Each fn (one model instance each) warms up, waits at a barrier, then all are
-    timed at once. Throughput = all calls / wall time from first start to last end."""
+    timed at once. Throughput = all calls / wall time from first start to last end.
+    reader: a power reader started as the barrier releases, stopped when all are done."""
     n = len(fns)
     timers = [
         Timer(f, budget, on_progress=on_progress if i == 0 else None) for i, f in enumerate(fns)
     ]
-    barrier = threading.Barrier(n)
+    barrier = threading.Barrier(n, action=reader.start if reader is not None else None)
     bounds: list[tuple[int, int]] = [(0, 0)] * n
     errors: list[BaseException] = []
 
@@ -299,7 +303,8 @@ def time_concurrent(
         th.start()
     for th in threads:
         th.join()
+    energy = reader.stop(timed_only=True) if reader is not None and not errors else None
     if errors:
         raise errors[0]
     wall_ns = max(b[1] for b in bounds) - min(b[0] for b in bounds)
-    return Concurrent([t.result() for t in timers], wall_ns / 1e9)
+    return Concurrent([t.result() for t in timers], wall_ns / 1e9, energy)

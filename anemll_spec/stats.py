@@ -40,9 +40,9 @@ class Summary:
     ci_high_ms: float
     outliers: int  # Tukey, beyond 1.5 IQR (mild + severe)
     outliers_severe: int  # beyond 3 IQR
-    drift_ms_per_s: float | None  # least-squares slope of latency over run time
+    drift_slope_ms_per_s: float | None  # least-squares slope of latency over run time
     drift_ratio: float | None  # median(last decile) / median(first decile)
-    throttling: bool
+    throttled: bool  # drift_ratio above THROTTLE_RATIO
     cv: float  # std / mean
     noisy: bool
 
@@ -60,12 +60,8 @@ class Summary:
         """The statistics as the store's `cases` columns (names as stored)."""
         names = ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p5_ms", "p50_ms")
         names += ("p90_ms", "p95_ms", "p99_ms", "iqr_ms", "mad_ms", "ci_low_ms", "ci_high_ms")
-        names += ("cv", "outliers", "drift_ratio", "noisy")
-        return {
-            **{n: getattr(self, n) for n in names},
-            "drift_slope_ms_per_s": self.drift_ms_per_s,
-            "throttled": self.throttling,
-        }
+        names += ("cv", "outliers", "drift_ratio", "noisy", "drift_slope_ms_per_s", "throttled")
+        return {n: getattr(self, n) for n in names}
 
 
 def summarize(
@@ -115,9 +111,9 @@ def summarize(
         ci_high_ms=hi,
         outliers=counts.total,
         outliers_severe=counts.low_severe + counts.high_severe,
-        drift_ms_per_s=slope,
+        drift_slope_ms_per_s=slope,
         drift_ratio=ratio,
-        throttling=ratio is not None and ratio > THROTTLE_RATIO,
+        throttled=ratio is not None and ratio > THROTTLE_RATIO,
         cv=cv,
         noisy=bool(cv > NOISY_CV),
     )
@@ -175,7 +171,7 @@ def decile_ratio(y_ms: np.ndarray) -> float | None:
     return last / first if first > 0 else None
 
 
-def bandwidth_gbs(weight_bytes: int | None, median_ms: float | None) -> float | None:
+def bandwidth_gbps(weight_bytes: int | None, median_ms: float | None) -> float | None:
     """Effective weight bandwidth: weight bytes / median latency, in GB/s (10^9 B/s).
 
     anemll-bench divides by the MEAN latency; we use the median (robust to stalls).

@@ -47,9 +47,10 @@ def main() -> None:
 
     import importlib.util
 
-    from anemll_spec import concurrency
+    from anemll_spec import backends, concurrency
     from anemll_spec.backends.base import Prepared
     from anemll_spec.model_io import describe, synth_inputs
+    from anemll_spec.spec.run_section import Run
 
     if a.package:  # a package built elsewhere (a machine without the builder's deps)
         path = Path(a.package)
@@ -79,7 +80,7 @@ def main() -> None:
         if backend == "torch" and importlib.util.find_spec("torch") is None:
             continue
         device = a.device if backend == "torch" else None
-        kw = {"device": device}
+        options = backends.get(backend).options(Run(device=device or "auto"))
         row: dict = {"backend": backend, "device": device}
         for label, n, mode in (
             ("serial", 1, "threads"),
@@ -91,12 +92,13 @@ def main() -> None:
             t0 = time.perf_counter()
             if mode is None:
                 r = concurrency.time_processes(
-                    backend, prepared, None, inputs, _budget(), instances=n, threads=None, **kw
+                    backend, prepared, options, inputs, _budget(), instances=n, threads=None
                 )
             else:
                 r = concurrency.time_instances(
-                    backend, prepared, None, inputs, _budget(), instances=n, mode=mode, **kw
-                )
+                    backend, prepared, options, inputs, _budget(), instances=n, mode=mode,
+                    device=device,
+                )  # fmt: skip
             row[f"{label}_ips"] = round(r.throughput_per_s, 2)
             row[f"{label}_s"] = round(time.perf_counter() - t0, 1)
         base = (row["serial_ips"] + row["serial_again_ips"]) / 2

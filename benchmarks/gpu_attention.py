@@ -32,6 +32,7 @@ from pathlib import Path
 
 from _gpu import Variant, provenance, run_interleaved
 
+from anemll_spec.backends.torch_ import TorchOptions
 from anemll_spec.spec.run_section import Tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def main() -> None:
     variants, info = [], {}
     for name, opts in (("graph", {}), ("eager", {"graphs": False})):
         b = TorchBackend(args.device, **opts)
-        s = b.load(b.prepare(built.path, workdir), None)
+        s = b.load(b.prepare(built.path, workdir), TorchOptions())
         feed = s.feed(inputs)
         verdict = compare(s.predict(feed, s.new_state()), reference, TOL).to_dict()
         variants.append(Variant(name, s.bind(feed, s.new_state()), s.runtime_probe))

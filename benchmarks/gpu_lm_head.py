@@ -31,6 +31,7 @@ from pathlib import Path
 
 from _gpu import Variant, provenance, run_interleaved, synced
 
+from anemll_spec.backends.torch_ import TorchOptions
 from anemll_spec.spec.run_section import Tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ def main() -> None:
             continue
         b = TorchBackend(args.device, **opts)
         t0 = time.perf_counter()
-        s = b.load(b.prepare(built.path, workdir), None)
+        s = b.load(b.prepare(built.path, workdir), TorchOptions())
         load_s[name] = time.perf_counter() - t0
         feed = s.feed(inputs)
         sessions[name] = (s, s.predict(feed))

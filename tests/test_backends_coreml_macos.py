@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from build_util import lm_head
 
+from anemll_spec.backends.coreml import CoremlOptions
 from anemll_spec.spec.run_section import Tolerance
 
 pytestmark = pytest.mark.macos
@@ -49,7 +50,7 @@ def test_predict_matches_the_reference_executor(built, prepared, cu):
     if cu == "CPU_AND_NE" and coreml.translated():
         pytest.skip("CPU_AND_NE is refused under Rosetta")
     inputs = synth_inputs(describe(built.path), seed=0)
-    sess = coreml.backend().load(prepared, cu)
+    sess = coreml.backend().load(prepared, CoremlOptions(cu))
     out = sess.predict(sess.feed(inputs))
     ref = load(built.path).predict(inputs)
     v = compare(
@@ -65,7 +66,7 @@ def test_runtime_probe_reports_core_mls_own_duration(built, prepared):
     from anemll_spec.backends import coreml
     from anemll_spec.model_io import describe, synth_inputs
 
-    sess = coreml.backend().load(prepared, "CPU_ONLY")
+    sess = coreml.backend().load(prepared, CoremlOptions("CPU_ONLY"))
     if sess.runtime_probe is None:
         pytest.skip("this coremltools build exposes no predict duration")
     call = sess.bind(sess.feed(synth_inputs(describe(built.path), seed=0)))
@@ -79,7 +80,7 @@ def test_compute_plan_placements(prepared):
 
     if coreml.macos_version() < coreml.COMPUTE_PLAN_MACOS:
         pytest.skip("MLComputePlan needs macOS 14.4")
-    sess = coreml.backend().load(prepared, "CPU_ONLY")
+    sess = coreml.backend().load(prepared, CoremlOptions("CPU_ONLY"))
     rows = sess.placements()
     convs = [r for r in rows if r["op_type"] == "conv"]
     assert len(convs) == 2
@@ -138,7 +139,7 @@ def test_probe_is_inside_the_wall_time(built, prepared):
     from anemll_spec.harness import Budget, time_one
     from anemll_spec.model_io import describe, synth_inputs
 
-    sess = coreml.backend().load(prepared, "CPU_ONLY")
+    sess = coreml.backend().load(prepared, CoremlOptions("CPU_ONLY"))
     if sess.runtime_probe is None:
         pytest.skip("this coremltools build exposes no predict duration")
     call = sess.bind(sess.feed(synth_inputs(describe(built.path), seed=0)))
@@ -158,7 +159,7 @@ def test_close_releases_the_native_model(prepared):
 
     from anemll_spec.backends import coreml
 
-    sess = coreml.backend().load(prepared, "CPU_ONLY")
+    sess = coreml.backend().load(prepared, CoremlOptions("CPU_ONLY"))
     model_ref = weakref.ref(sess.model)
     proxy = sess.model._proxy
     sess.close()
@@ -190,7 +191,7 @@ def test_compiled_model_is_reused_from_the_build_cache(built, tmp_path):
     second = coreml.backend().prepare(built.path, tmp_path / "b")
     assert first.path == second.path and built.path.parent in first.path.parents
     assert second.compile_s == 0.0
-    sess = b.load(first, "CPU_ONLY")
+    sess = b.load(first, CoremlOptions("CPU_ONLY"))
     assert any("build cache" in n for n in sess.notes)
 
 
@@ -203,7 +204,7 @@ def test_processes_report_core_mls_own_duration_per_instance(built, prepared):
     res = concurrency.time_instances(
         "coreml",
         prepared,
-        "CPU_ONLY",
+        CoremlOptions("CPU_ONLY"),
         synth_inputs(describe(built.path), seed=0),
         Budget(warmup=3, warmup_s=0, iterations=40, min_iterations=5, max_time_s=30),
         instances=2,
@@ -231,7 +232,7 @@ def test_int32_input_fed_from_a_float_array(tmp_path_factory):
     p = backend.prepare(b.path, tmp_path_factory.mktemp("w"))
     p.input_dtypes = {t.name: t.dtype for t in io.inputs}
     p.states = tuple(t.name for t in io.states)
-    sess = backend.load(p, "CPU_ONLY")
+    sess = backend.load(p, CoremlOptions("CPU_ONLY"))
     inputs = synth_inputs(io, seed=0)
     as_float = {**inputs, "position": inputs["position"].astype(np.float32)}
     a = sess.predict(sess.feed(inputs), sess.new_state())
@@ -262,7 +263,7 @@ def test_placements_of_the_default_function(tmp_path_factory):
     backend = coreml.backend()
     p = backend.prepare(pkg, cache / "work")
     p.input_dtypes = {t.name: t.dtype for t in describe(pkg).inputs}
-    rows = backend.load(p, "CPU_ONLY").placements()
+    rows = backend.load(p, CoremlOptions("CPU_ONLY")).placements()
     types = [r["op_type"] for r in rows]
     assert types.count("conv") == 2  # 'second' has two conv heads; 'first' one linear
     assert "linear" not in types

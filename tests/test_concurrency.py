@@ -16,9 +16,11 @@ from build_util import lm_head
 
 from anemll_spec import concurrency
 from anemll_spec.backends.base import Prepared
+from anemll_spec.backends.numpy_ import ExecutorOptions
 from anemll_spec.harness import Budget
 
 ITER = 30
+OPTIONS = ExecutorOptions()
 BUDGET = Budget(warmup=2, warmup_s=0.0, iterations=ITER, min_iterations=5, max_time_s=300.0)
 # long enough (1 s each) that the instances' timed phases must overlap if they start together
 TIMED = Budget(warmup=2, warmup_s=0.0, iterations=10**7, min_iterations=5, max_time_s=1.0)
@@ -58,11 +60,11 @@ def shared_run(models, inputs):
     res = concurrency.time_processes(
         "numpy",
         _prepared(models[1][0]),
-        None,
+        OPTIONS,
         inputs,
         TIMED,
         instances=2,
-        on_progress=lambda n, med: progress.append((n, med)),
+        on_progress=lambda n, med, s: progress.append((n, med)),
     )
     return res, progress
 
@@ -99,7 +101,7 @@ def test_distinct_instances_load_distinct_weights(models, inputs):
     assert plan.distinct_weights and [m.seed for m in plan.models] == [0, 1]
     assert built[0].weights_sha256 != built[1].weights_sha256
     assert built[0].path != built[1].path
-    res = concurrency.time_processes("numpy", [_prepared(b) for b in built], None, inputs, BUDGET)
+    res = concurrency.time_processes("numpy", [_prepared(b) for b in built], OPTIONS, inputs, BUDGET)
     assert [t.n for t in res.per_instance] == [ITER, ITER]
 
 
@@ -123,7 +125,7 @@ def test_a_failing_instance_fails_the_run_without_hanging(models, inputs, tmp_pa
     bad = Prepared(path=tmp_path / "missing.mlpackage", source=tmp_path, compile_s=None)
     t0 = time.monotonic()
     with pytest.raises(concurrency.ConcurrencyError, match=r"^instance 1: .*missing"):
-        concurrency.time_processes("numpy", [good, bad], None, inputs, BUDGET)
+        concurrency.time_processes("numpy", [good, bad], OPTIONS, inputs, BUDGET)
     assert time.monotonic() - t0 < 120  # the good instance was released from the barrier
 
 
@@ -150,11 +152,11 @@ def test_threads_mode_and_defaults(models, inputs):
     assert concurrency.default_threads("numpy", 3, cpus=2) == 1
     assert concurrency.default_threads("coreml", 2, cpus=16) is None
     res = concurrency.time_instances(
-        "numpy", _prepared(models[1][0]), None, inputs, BUDGET, instances=2, mode="threads"
+        "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, instances=2, mode="threads"
     )
     assert res.mode == "threads" and [t.n for t in res.per_instance] == [ITER, ITER]
     with pytest.raises(ValueError, match="'threads' or 'processes'"):
-        concurrency.time_instances("numpy", _prepared(models[1][0]), None, inputs, BUDGET, mode="x")
+        concurrency.time_instances("numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, mode="x")
 
 
 def test_children_get_split_math_thread_pools_and_the_parent_keeps_its_own(monkeypatch):

@@ -21,7 +21,7 @@ from build_util import lm_head
 from conftest import ROOT
 
 from anemll_spec.progress import Progress
-from anemll_spec.run import Runner
+from anemll_spec.runner import Runner
 
 LM_HEAD = """
 name: tiny_head
@@ -131,7 +131,12 @@ def test_bench_cli_end_to_end(cli, tmp_path):
         assert row["status"] == "ok" and row["backend"] == "numpy"
         assert row["compute_units"] is None and row["n_samples"] == 40
         assert row["case_id"] == got["case_id"] and row["median_ms"] == got["stats"]["median_ms"]
-        assert row["verify_status"] == "skipped" and "itself" in row["verify_note"]
+        # numpy is the reference executor: it is checked against the program in fp16
+        assert row["verify_status"] == "pass", row["verify_note"]
+        assert row["verify_note"] == (
+            "compared: numpy executor fp32 vs the same program in fp16 (every op rounded)"
+        )
+        assert 0 < row["verify_max_abs_error"] <= 0.05  # fp16 rounding shows, within tolerance
         assert row["load_ms"] > 0 and row["first_predict_ms"] > 0 and row["compile_ms"] is None
         assert row["dispatch_floor_ms"] > 0
         assert row["weight_bytes"] > 64 * 256 * 2 and row["flops"] == 2 * 64 * 256

@@ -1,88 +1,82 @@
-"""The factor against published anemll-bench results, read from a real store's reference table."""
+"""The bench summary's factor is the store's one rule (store.factors.for_run), the same the
+chip_factors view gives: read back from a real store. SYNTHETIC runs (tests/fixtures/chart),
+not measurements; the published rows are the real reference table."""
 
 from __future__ import annotations
 
-import csv
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import pytest
-from conftest import ROOT, SPECS
+from conftest import SPECS
 
-from anemll_spec import stats
-from anemll_spec.run import VariantResult, add_published, chip_name, resolve_variants
-from anemll_spec.spec import expand, load_spec
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_synthetic as syn  # noqa: E402
 
-CSV = ROOT / "store" / "reference" / "anemll_bench_published.csv"
-
-
-def _published(model: str, metric: str) -> list[dict]:
-    with open(CSV, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["model"] == model and r["metric"] == metric]
-    return sorted(rows, key=lambda r: (r["source"], r["chip"]))
+from anemll_spec.cli.bench import _factor  # noqa: E402
+from anemll_spec.runner import record  # noqa: E402
+from anemll_spec.runner.plan import resolve_variants  # noqa: E402
+from anemll_spec.spec import expand, load_spec  # noqa: E402
+from anemll_spec.store import open_store  # noqa: E402
 
 
-def _result(spec: str, median_ms: float) -> VariantResult:
-    (case,) = expand(load_spec(SPECS / spec))
-    r = VariantResult(case, "coreml", "CPU_AND_NE")
-    # a summary of samples all at median_ms: the factor is plain arithmetic on the median
-    r.summary = stats.summarize(np.full(50, int(median_ms * 1e6)))
-    r.build = SimpleNamespace(
-        weight_bytes=1_050_673_728 if "lut6" not in spec else 396_055_616, flops=2 * 4096 * 128256
-    )
-    return r
+def test_the_summary_factor_is_the_chip_factors_row(tmp_path):
+    path = tmp_path / "s.duckdb"
+    run_id = syn.lm_head_run(path, seed=1)
+    con = open_store(path, read_only=True)
+    try:
+        cases = con.execute(
+            "SELECT case_id, model_name, backend, compute_units FROM cases WHERE run_id = ?",
+            [run_id],
+        ).fetchall()
+        view = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT model, bandwidth_factor, inference_factor, baseline_label "
+                "FROM chip_factors WHERE source = 'own'"
+            ).fetchall()
+        }
+        published_m1 = dict(
+            con.execute(
+                "SELECT model, value FROM reference WHERE chip = 'M1 Max' AND NOT derived "
+                "AND ((model = 'llama_lm_head' AND metric = 'bandwidth_gbps') OR "
+                "(model = 'llama_lm_head_lut6' AND metric = 'latency_ms'))"
+            ).fetchall()
+        )
+        medians = dict(
+            con.execute(
+                "SELECT model_name, median_ms FROM cases WHERE run_id = ?", [run_id]
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    results = [SimpleNamespace(case_id=c[0], status="ok", factors=None) for c in cases]
+    record.add_factors(str(path), results, run_id)
+    for m, (_, model, _backend, _cu) in zip(results, cases, strict=True):
+        f = m.factors
+        assert (f["model"], f["bandwidth_factor"], f["inference_factor"], f["baseline_label"]) == (
+            model,
+            *view[model][:3],
+        )
+        assert "M1 Max" in f["baseline_label"] and "published" in f["baseline_label"]
+        text = _factor(m)
+        assert text.endswith(f"vs {f['baseline_label']}")
+    # computed independently: the published M1 Max figure against the synthetic median
+    head = next(m.factors for m in results if m.factors["model"] == "llama_lm_head")
+    ours = syn.LM_HEAD_BYTES / (medians["llama_lm_head"] * 1e6)
+    assert abs(head["bandwidth_factor"] - ours / published_m1["llama_lm_head"]) < 1e-9
+    lut6 = next(m.factors for m in results if m.factors["model"] == "llama_lm_head_lut6")
+    want = published_m1["llama_lm_head_lut6"] / medians["llama_lm_head_lut6"]
+    assert abs(lut6["inference_factor"] - want) < 1e-9
 
 
-@pytest.fixture
-def store(tmp_path):
-    from anemll_spec.store import open_store
-
-    target = str(tmp_path / "s.duckdb")
-    open_store(target).close()  # a fresh store loads the published reference rows
-    return target
+def test_a_store_problem_costs_only_the_factor_column(tmp_path):
+    results = [SimpleNamespace(case_id="x", status="ok", factors=None)]
+    record.add_factors(str(tmp_path / "missing" / "s.duckdb"), results, "20250101-000000-00000000")
+    assert results[0].factors is None
 
 
-def test_same_chip_fp16_head_compares_bandwidth(store):
-    r = _result("lm_head.yaml", 9.0)
-    assert r.case.model_name == "llama_lm_head"
-    add_published(store, [r], {"chip": "Apple M4 Max"})
-    ref = next(p for p in _published("llama_lm_head", "bandwidth_gbps") if p["chip"] == "M4 Max")
-    ours = 1_050_673_728 / 9e-3 / 1e9
-    assert r.published["factor"] == pytest.approx(ours / float(ref["value"]))
-    assert r.published["text"] == f"{ours / float(ref['value']):.2f}x M4 Max, published"
-    assert r.published["source"] == ref["source"]
-
-
-def test_lut6_head_compares_latency(store):
-    r = _result("lm_head_lut6.yaml", 4.5)
-    assert r.case.model_name == "llama_lm_head_lut6"
-    add_published(store, [r], {"chip": "Apple M1"})
-    ref = next(p for p in _published("llama_lm_head_lut6", "latency_ms") if p["chip"] == "M1")
-    assert r.published["factor"] == pytest.approx(float(ref["value"]) / 4.5)  # > 1: faster
-
-
-def test_unknown_chip_compares_with_the_fastest_published(store):
-    r = _result("lm_head.yaml", 40.0)
-    add_published(store, [r], {"chip": "AMD EPYC"})
-    best = max(_published("llama_lm_head", "bandwidth_gbps"), key=lambda p: float(p["value"]))
-    assert r.published["chip"] == best["chip"]
-    assert r.published["text"].endswith(f"x {best['chip']}, fastest published")
-
-
-def test_other_models_get_no_factor(store, tmp_path):
-    spec = tmp_path / "s.yaml"
-    spec.write_text(
-        "name: small\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 64, chunks: 1}\n"
-    )
-    (case,) = expand(load_spec(spec))
-    r = VariantResult(case, "numpy", None)
-    r.summary = stats.summarize(np.full(5, 1_000_000))
-    add_published(store, [r], {"chip": "Apple M4 Max"})
-    assert r.published is None
-
-
-def test_chip_names_and_variant_resolution():
-    assert chip_name("Apple M4 Max") == "M4 Max" and chip_name(None) is None
+def test_variant_resolution():
     (case,) = expand(load_spec(SPECS / "compute_units.yaml"))
     on_mac, notes = resolve_variants(case, "coreml")
     assert on_mac == [("coreml", cu) for cu in ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")]

@@ -95,19 +95,19 @@ def test_drift_slope_is_ms_per_second_of_run():
     lat_ms = 2.0 + 0.5 * t_s + rng.normal(0, 0.01, n)  # +0.5 ms per second of run
     s = stats.summarize((lat_ms * 1e6).astype(np.int64), starts_ns)
     slope, _ = np.polyfit(t_s, lat_ms, 1)
-    assert s.drift_ms_per_s == pytest.approx(slope, rel=1e-3)
-    assert s.drift_ms_per_s == pytest.approx(0.5, rel=0.05)
+    assert s.drift_slope_ms_per_s == pytest.approx(slope, rel=1e-3)
+    assert s.drift_slope_ms_per_s == pytest.approx(0.5, rel=0.05)
 
 
 def test_decile_ratio_flags_throttling():
     flat = np.full(100, 5e6)
     s = stats.summarize(flat)
-    assert s.drift_ratio == pytest.approx(1.0) and not s.throttling
+    assert s.drift_ratio == pytest.approx(1.0) and not s.throttled
     ramp = np.linspace(5e6, 7e6, 100)
     s = stats.summarize(ramp)
     expect = np.median(ramp[-10:]) / np.median(ramp[:10])
     assert s.drift_ratio == pytest.approx(expect)
-    assert expect > stats.THROTTLE_RATIO and s.throttling
+    assert expect > stats.THROTTLE_RATIO and s.throttled
     assert stats.summarize(ramp[:15]).drift_ratio is None  # too few for deciles
 
 
@@ -119,9 +119,9 @@ def test_noisy_flag_follows_cv():
 
 
 def test_bandwidth_and_tflops_formulas():
-    assert stats.bandwidth_gbs(1_050_673_728, 8.74) == pytest.approx(1_050_673_728 / 8.74e-3 / 1e9)
+    assert stats.bandwidth_gbps(1_050_673_728, 8.74) == pytest.approx(1_050_673_728 / 8.74e-3 / 1e9)
     assert stats.tflops(137_438_953_472, 100.0) == pytest.approx(137_438_953_472 / 0.1 / 1e12)
-    assert stats.bandwidth_gbs(None, 1.0) is None and stats.tflops(10, 0.0) is None
+    assert stats.bandwidth_gbps(None, 1.0) is None and stats.tflops(10, 0.0) is None
 
 
 def test_single_sample_and_empty():

@@ -13,11 +13,12 @@ from build_util import attention, ffn, lm_head
 from coremltools.converters.mil.mil import types
 
 from anemll_spec import backends
+from anemll_spec.backends.torch_ import TorchOptions
 from anemll_spec.build import build
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
 from anemll_spec.model_io import describe, synth_inputs
-from anemll_spec.spec.run_section import Tolerance
+from anemll_spec.spec.run_section import Run, Tolerance
 from anemll_spec.verify import compare
 
 try:
@@ -40,7 +41,7 @@ def cache(tmp_path_factory):
 def open_session(path, tmp_path, device="auto", **options):
     b = backends.get("torch") if not options else backends._module("torch").backend(**options)
     prepared = b.prepare(path, tmp_path)
-    return b.load(prepared, None, device=device)
+    return b.load(prepared, TorchOptions(device=device))
 
 
 def test_registered_and_available():
@@ -113,11 +114,10 @@ def test_device_resolution():
             resolve_device("cuda")
 
 
-def test_compute_units_do_not_apply(cache, tmp_path):
-    path = build(lm_head(**HEAD), cache_dir=cache).path
+def test_compute_units_do_not_apply():
     b = backends.get("torch")
     with pytest.raises(backends.base.BackendError, match="compute units"):
-        b.load(b.prepare(path, tmp_path), "CPU_AND_NE")
+        b.options(Run(), "CPU_AND_NE")
 
 
 def test_torch_info_names_versions_and_gpu():
@@ -163,7 +163,7 @@ def test_nothing_imports_torch_at_module_level():
     code = (
         "import sys\n"
         "import anemll_spec.backends, anemll_spec.backends.torch_, anemll_spec.executor\n"
-        "import anemll_spec.executor.simplify, anemll_spec.run, anemll_spec.cli\n"
+        "import anemll_spec.executor.simplify, anemll_spec.runner, anemll_spec.cli\n"
         "from anemll_spec import backends\n"
         "assert backends.availability('torch').available\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"

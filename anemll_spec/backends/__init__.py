@@ -23,7 +23,6 @@ REGISTRY: dict[str, str] = {
     "torch": "anemll_spec.backends.torch_",
 }
 AUTO_ORDER = ("coreml", "numpy")
-USES_COMPUTE_UNITS = frozenset({"coreml"})
 
 
 @dataclass(frozen=True)

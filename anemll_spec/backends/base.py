@@ -1,7 +1,14 @@
 """What every backend provides: prepare a model once, load instances, predict.
 
-The harness times `Session.bind(feed, state)`, a zero-argument callable made once, so
-nothing backend-specific (input casting, dict building) runs inside the timed call.
+The harness times `Session.bind(feed, state)`, a zero-argument callable made once: the
+caller's input conversion (`feed`) is outside the timed call; the backend's own per-call
+work stays inside it (Core ML: the binding's type checks, input wrapping, the fp16->fp32
+output conversion and the copy to numpy; docs/coreml.md section 2). `runtime_probe`
+reports the runtime's own part of that call, where the runtime says.
+
+Each backend takes what it needs from the spec's run section as its own options object
+(`Backend.options(run, compute_units)`), so `load` has one signature everywhere and
+options can be pickled to an instance process.
 """
 
 from __future__ import annotations
@@ -10,7 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anemll_spec.spec.run_section import Run
 
 
 class BackendError(Exception):
@@ -63,9 +73,14 @@ class Session(ABC):
         """Release the instance."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """What a backend's `load` takes from the spec (each backend subclasses it)."""
+
+
 class Backend(ABC):
     name: str
-    uses_compute_units: bool = False
+    compiles: bool = False  # prepare() compiles the model (Core ML): a phase of its own
     # Compressed weights decoded to dense once, at load (the executor-based backends):
     # each call then reads dense weights, not the stored bytes GB/s counts.
     decodes_weights: bool = True
@@ -76,13 +91,10 @@ class Backend(ABC):
         return Prepared(path=Path(model_path), source=Path(model_path), compile_s=None)
 
     @abstractmethod
-    def load(
-        self,
-        prepared: Prepared,
-        compute_units: str | None,
-        *,
-        fp16: bool = False,
-        device: str | None = None,
-    ) -> Session:
-        """One instance of the model; the caller times it. `device` is the spec's
-        `run.device` (torch only; the other backends ignore it)."""
+    def options(self, run: Run, compute_units: str | None = None) -> Options:
+        """This backend's load options from the spec's run section (and the variant's
+        compute unit, where the backend has compute units)."""
+
+    @abstractmethod
+    def load(self, prepared: Prepared, options: Options) -> Session:
+        """One instance of the model; the caller times it."""

@@ -24,13 +24,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anemll_spec.backends import coreml_compile
-from anemll_spec.backends.base import Backend, BackendError, Prepared, Session
+from anemll_spec.backends.base import Backend, BackendError, Options, Prepared, Session
 from anemll_spec.backends.coreml_plan import (  # noqa: F401 - re-exported (run.py, tests)
     DEVICE_NAMES,
     OpPlan,
@@ -39,9 +40,10 @@ from anemll_spec.backends.coreml_plan import (  # noqa: F401 - re-exported (run.
     placement_shares,
 )
 from anemll_spec.backends.coreml_target import macos_version, parse_macos_version  # noqa: F401
+from anemll_spec.vocab import COMPUTE_UNITS
 
 NAME = "coreml"
-COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
+
 MIN_MACOS = (13, 0)  # CPU_AND_NE and ML Programs with iOS16+ targets
 COMPUTE_PLAN_MACOS = (14, 4)
 # dtypes coremltools 9.0's binding cannot pass: MLMultiArrayDataTypeInt8 is compiled out
@@ -239,9 +241,14 @@ class CoreMLSession(Session):
         self.runtime_probe = None
 
 
+@dataclass(frozen=True)
+class CoremlOptions(Options):
+    compute_units: str = "ALL"  # the variant's Core ML compute units
+
+
 class CoreMLBackend(Backend):
     name = NAME
-    uses_compute_units = True
+    compiles = True
     decodes_weights = False  # Core ML keeps palettized/quantized weights as stored
 
     def __init__(self) -> None:
@@ -263,17 +270,14 @@ class CoreMLBackend(Backend):
         self._compiled[path] = how
         return Prepared(path=path, source=src, compile_s=spent)
 
-    def load(
-        self,
-        prepared: Prepared,
-        compute_units: str | None,
-        *,
-        fp16: bool = False,
-        device: str | None = None,
-    ) -> Session:
+    def options(self, run, compute_units=None) -> CoremlOptions:
+        return CoremlOptions(compute_units or "ALL")
+
+    def load(self, prepared: Prepared, options: Options) -> Session:
         from coremltools.models import CompiledMLModel
 
-        cu = compute_units or "ALL"
+        assert isinstance(options, CoremlOptions)
+        cu = options.compute_units
         to_compute_unit(cu, ct_compute_unit={n: n for n in COMPUTE_UNITS})
         check_dtypes(prepared.input_dtypes, "input", _ct_version())
         notes = [n for n in (rosetta_note(self._translated, cu),) if n]

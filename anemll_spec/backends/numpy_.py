@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from anemll_spec.backends.base import Backend, Prepared, Session
+from anemll_spec.backends.base import Backend, BackendError, Options, Prepared, Session
 
 NAME = "numpy"
 
@@ -35,21 +36,24 @@ class NumpySession(Session):
         return functools.partial(self.program.predict, feed, state)
 
 
+@dataclass(frozen=True)
+class ExecutorOptions(Options):
+    fp16: bool = False  # round every op's result to fp16 (run.fp16_reference)
+
+
 class NumpyBackend(Backend):
     name = NAME
-    uses_compute_units = False
 
-    def load(
-        self,
-        prepared: Prepared,
-        compute_units: str | None,
-        *,
-        fp16: bool = False,
-        device: str | None = None,
-    ) -> Session:
+    def options(self, run, compute_units=None) -> ExecutorOptions:
+        if compute_units is not None:
+            raise BackendError("compute units do not apply to the numpy backend")
+        return ExecutorOptions(fp16=run.fp16_reference)
+
+    def load(self, prepared: Prepared, options: Options) -> Session:
         from anemll_spec.executor import load
 
-        return NumpySession(load(prepared.path, fp16=fp16))
+        assert isinstance(options, ExecutorOptions)
+        return NumpySession(load(prepared.path, fp16=options.fp16))
 
 
 def backend() -> Backend:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from anemll_spec.backends.base import Backend, BackendError, Prepared, Session
+from anemll_spec.backends.base import Backend, BackendError, Options, Prepared, Session
 
 NAME = "torch"
 
@@ -127,33 +128,32 @@ class TorchSession(Session):
             self._torch.cuda.empty_cache()
 
 
+@dataclass(frozen=True)
+class TorchOptions(Options):
+    fp16: bool = False  # round every op's result to fp16 (run.fp16_reference)
+    device: str = "auto"  # run.device: auto | cuda | mps | cpu
+
+
 class TorchBackend(Backend):
     name = NAME
-    uses_compute_units = False
 
     def __init__(self, device: str = "auto", *, graphs: bool = True, gemv: str = "auto"):
         self.device = device
         self.graphs = graphs
         self.gemv = gemv
 
-    def load(
-        self,
-        prepared: Prepared,
-        compute_units: str | None,
-        *,
-        fp16: bool = False,
-        device: str | None = None,
-    ) -> Session:
+    def options(self, run, compute_units=None) -> TorchOptions:
         if compute_units is not None:
             raise BackendError("compute units do not apply to the torch backend")
+        return TorchOptions(fp16=run.fp16_reference, device=run.device)
+
+    def load(self, prepared: Prepared, options: Options) -> Session:
         from anemll_spec.executor.torch_runner import load_torch
 
+        assert isinstance(options, TorchOptions)
+        device = self.device if options.device == "auto" else options.device
         runner = load_torch(
-            prepared.path,
-            device=device or self.device,
-            graphs=self.graphs,
-            gemv=self.gemv,
-            fp16=fp16,
+            prepared.path, device=device, graphs=self.graphs, gemv=self.gemv, fp16=options.fp16
         )
         return TorchSession(runner)
 

@@ -1,10 +1,11 @@
-"""anemll-spec bench SPEC: time every case on its backends, store everything, summarise."""
+"""anemll-spec bench SPEC...: time every case on its backends, store everything, summarise."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from anemll_spec.cli._common import (
     add_backend,
@@ -15,99 +16,159 @@ from anemll_spec.cli._common import (
     table,
 )
 
-HELP = "run a spec's benchmarks, record them in the store and print a summary"
+HELP = "run specs' benchmarks, record them in the store and print a summary"
 DESCRIPTION = (
     "Build each case (cached), time it on the spec's backends (Core ML compute units, "
-    "the reference executor), verify outputs, and append every case to the store as it "
-    "finishes. Exit status 1 if any case failed."
+    "the reference executor), verify outputs, read energy counters where the platform "
+    "allows, and append every case to the store as it finishes. Several specs run one "
+    "after another, each as its own run. Exit status 1 if any case failed."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help="YAML spec file")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
     add_backend(p, "run every case on this backend instead of the spec's run.backends")
     add_store(p)
     add_max_cases(p)
-    p.add_argument("--report", action="store_true", help="also write the run's HTML report")
+    p.add_argument("--report", action="store_true", help="also write each run's HTML report")
     add_json(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from anemll_spec.run import Runner
+    from anemll_spec.backends.coreml_stdout import stdout_to_stderr
+    from anemll_spec.runner import Runner
 
-    runner = Runner(args.spec, backend=args.backend, store=args.store, max_cases=args.max_cases)
-    result = runner.run()
-    report = write_report(result) if args.report else None
+    # every spec is checked before the first one runs: bad input stops all, writes nothing
+    runners = [
+        Runner(spec, backend=args.backend, store=args.store, max_cases=args.max_cases)
+        for spec in args.specs
+    ]
+    docs, status = [], 0
+    for runner in runners:
+        # in --json mode, whatever a native library prints goes to stderr, not the JSON
+        with stdout_to_stderr(args.json):
+            result = runner.run()
+            report = write_report(result) if args.report else None
+        if args.json:
+            doc = result.to_json()
+            if args.report:
+                doc["report"] = report
+            docs.append(doc)
+        else:
+            print(summary(result))
+            if args.report:
+                print(f"report: {report}" if report else "report: not written (see above)")
+        if result.status == "interrupted":
+            status = 130
+            break
+        status = max(status, 1 if result.failed else 0)
     if args.json:
-        doc = result.to_json()
-        if args.report:
-            doc["report"] = report
-        print_json(doc)
-    else:
-        print(summary(result))
-        if args.report:
-            print(f"report: {report}" if report else "report: not written (see the error above)")
-    if result.status == "interrupted":
-        return 130
-    return 1 if result.failed else 0
+        print_json(docs[0] if len(docs) == 1 else docs)
+    return status
 
 
-def summary(result) -> str:
+def _sig(x: float | None, digits: int = 3) -> str:
+    """Significant digits, not decimals: 0.000412 stays readable."""
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def pct(share: float) -> str:
+    """A share as a percentage people read: 150%, 12%, 3.4%, 0.21%."""
+    p = 100 * share
+    return f"{p:.0f}%" if p >= 10 else f"{p:.2g}%"
+
+
+def _factor(m: Any) -> str:
+    f = m.factors
+    if not f:
+        return "-"
+    label = f["bandwidth_factor_label"] or f["inference_factor_label"]
+    if not label:
+        return "-"
+    what = "GB/s" if f["bandwidth_factor_label"] else "ms"
+    return f"{label} ({what}) vs {f['baseline_label']}"
+
+
+def summary(result: Any) -> str:
     rows = []
-    for r in result.results:
-        s = r.summary
+    for m in result.results:
+        s, v = m.summary, m.variant
         rows.append(
             [
-                r.case.index,
-                r.case.model_name,
-                r.backend,
-                r.compute_units or "-",
+                v.case.index,
+                v.case.model_name,
+                v.backend + (f"/{m.device}" if m.device and v.backend == "torch" else ""),
+                v.compute_units or "-",
                 f"{s.median_ms:.3f} [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}]" if s else "-",
+                f"{s.p90_ms:.3f}" if s else "-",
                 f"{s.p99_ms:.3f}" if s else "-",
-                f"{r.bandwidth_gbs:.2f}" if r.bandwidth_gbs else "-",
-                f"{r.tflops:.3f}" if r.tflops else "-",
-                _verify(r),
-                r.published["text"] if r.published else "-",
+                f"{m.bandwidth_gbps:.2f}" if m.bandwidth_gbps else "-",
+                _sig(m.tflops),
+                _energy(m),
+                _verify(m),
+                _factor(m),
             ]
         )
-    out = [
-        table(
-            rows,
-            [
-                "#",
-                "case",
-                "backend",
-                "units",
-                "median ms [95% CI]",
-                "p99 ms",
-                "GB/s",
-                "TFLOPS",
-                "verify",
-                "vs published",
-            ],
-        )
-    ]
-    for r in result.results:
-        if r.status != "ok":
-            out.append(f"FAILED #{r.case.index} {r.case.model_name} {r.label}: {r.error}")
-        for n in r.notes:
-            out.append(f"note #{r.case.index} {r.label}: {n}")
-        if r.dispatch_floor_ms and r.summary:
-            share = r.dispatch_floor_ms / r.summary.median_ms
-            out.append(
-                f"dispatch floor #{r.case.index} {r.label}: {r.dispatch_floor_ms:.3f} ms for a "
-                f"tiny 64->64 model = {100 * share:.2g}% of this median"
-            )
+    header = ["#", "case", "backend", "units", "median ms [95% CI]", "p90 ms", "p99 ms"]
+    header += ["GB/s", "TFLOPS", "mJ/inference", "verify", "factor"]
+    out = [table(rows, header)]
+    for m in result.results:
+        out += _lines(m)
     out.append(
         "GB/s = weight bytes / MEDIAN latency (anemll-bench divides by the mean); "
-        "TFLOPS = analytic FLOPs / median latency; CI: bootstrap 95% of the median."
+        "TFLOPS = analytic FLOPs / median latency; CI: bootstrap 95% of the median; "
+        "factor: against the baseline chip (default M1 Max) as the store's chip_factors "
+        "rule defines it; mJ/inference: the SoC's or GPU's own energy counters, not wall "
+        "power."
     )
     out.append(f"run {result.run_id} ({result.status}) stored in {result.store}")
+    if result.store_message:
+        out.append(result.store_message)
     return "\n".join(out)
 
 
-def _verify(r) -> str:
-    v = r.verdict
+def _lines(m: Any) -> list[str]:
+    """What a reader of the table must also know about one result."""
+    v = m.variant
+    where = f"#{v.case.index} {v.label}"
+    out = []
+    if m.status != "ok":
+        out.append(f"FAILED #{v.case.index} {v.case.model_name} {v.label}: {m.error}")
+    if m.verdict is not None and m.verdict.status == "skipped":
+        out.append(f"verify {where}: skipped: {m.verdict.note}")
+    elif m.verdict is not None and m.verdict.note:
+        out.append(f"verify {where}: {m.verdict.note}")
+    rt = m.runtime_median_ms
+    if rt is not None and m.summary is not None:
+        gbps = m.weight_bytes / (rt * 1e6) if m.weight_bytes else None
+        out.append(
+            f"runtime {where}: {rt:.3f} ms the runtime's own"
+            + (f" ({gbps:.2f} GB/s)" if gbps else "")
+            + f"; call overhead (wall - runtime) {m.summary.median_ms - rt:.3f} ms"
+        )
+    reason = getattr(m.energy, "reason", None)
+    if reason:
+        out.append(f"energy {where}: not measured: {reason}")
+    for n in m.notes:
+        out.append(f"note {where}: {n}")
+    if m.dispatch_floor_ms and m.summary:
+        out.append(
+            f"dispatch floor {where}: {m.dispatch_floor_ms:.3f} ms for a tiny 64->64 model = "
+            f"{pct(m.dispatch_floor_ms / m.summary.median_ms)} of this median"
+        )
+    return out
+
+
+def _energy(m: Any) -> str:
+    e, calls = m.energy, m.reading_calls
+    if e is None or not hasattr(e, "per_inference_mj") or not calls:
+        return "-"
+    mj = e.per_inference_mj(calls).get("total")
+    return "-" if mj is None else f"{_sig(mj)} ({_sig(1e3 / mj)}/J)"
+
+
+def _verify(m: Any) -> str:
+    v = m.verdict
     if v is None:
         return "-"
     if v.status == "pass":
@@ -115,12 +176,12 @@ def _verify(r) -> str:
     return v.status
 
 
-def write_report(result) -> str | None:
+def write_report(result: Any) -> str | None:
     """The run's HTML report; its absolute path (None if it could not be written)."""
     from anemll_spec.chart.report import write_report as _write
 
     try:
-        path = _write(result.store, run_id=result.run_id)
+        path = _write(result.target or result.store, run_id=result.run_id)
     except Exception as exc:  # the results are stored; a report problem must not hide them
         print(f"report: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from anemll_spec.spec.families import ModelBase
     from anemll_spec.spec.run_section import Run
 
-HELP = "list a spec's cases: shapes, estimated size and FLOPs, variants, time budget"
+HELP = "list specs' cases: shapes, estimated size and FLOPs, variants, time budget"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help="YAML spec file")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
     add_backend(p, "plan as if run with bench --backend B")
     add_max_cases(p)
     add_json(p)
@@ -57,17 +57,33 @@ def estimate(model: ModelBase) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anemll_spec.run import check_backends, override_backend, resolve_variants
+    docs = [plan_one(path, args) for path in args.specs]
+    if args.json:
+        print_json(docs[0] if len(docs) == 1 else docs)
+        return 0
+    for i, doc in enumerate(docs):
+        if i:
+            print()
+        print_plan(doc)
+    return 0
+
+
+def plan_one(path: str, args: argparse.Namespace) -> dict:
+    from anemll_spec.runner.plan import (
+        check_backends,
+        override_backend,
+        resolve_variants,
+        time_bound_s,
+    )
     from anemll_spec.spec import load_cases
     from anemll_spec.spec.compression import describe
 
-    spec, cases = load_cases(args.spec, max_cases=args.max_cases)
+    spec, cases = load_cases(path, max_cases=args.max_cases)
     cases = override_backend(cases, args.backend)
-    auto, notes = check_backends(cases, preview=True)
+    notes = check_backends(cases, preview=True)
     items = []
     for case in cases:
-        variants, vnotes = resolve_variants(case, auto)
-        est = estimate(case.model)
+        variants, vnotes = resolve_variants(case)
         items.append(
             {
                 "index": case.index,
@@ -79,31 +95,43 @@ def run(args: argparse.Namespace) -> int:
                 "shapes": case.model.shapes(),
                 "dtype": case.model.dtype,
                 "compression": describe(case.model.compression),
-                "estimate": est,
+                "estimate": estimate(case.model),
                 "variants": [{"backend": b, "compute_units": cu} for b, cu in variants],
-                "budget": {
-                    k: getattr(case.run, k)
-                    for k in (
-                        "warmup",
-                        "warmup_s",
-                        "iterations",
-                        "min_iterations",
-                        "max_time_s",
-                        "target_ci_pct",
-                        "concurrency",
-                        "interleave",
-                        "verify",
-                    )
-                },
+                "budget": {k: getattr(case.run, k) for k in BUDGET_FIELDS},
                 "budget_text": budget(case.run),
-                "notes": vnotes,
+                "time_bound_s": time_bound_s(case, len(variants)),
+                "notes": [n for n in vnotes if not n.startswith("backend auto")],
             }
         )
-    if args.json:
-        print_json({"spec": str(spec.path), "name": spec.name, "notes": notes, "cases": items})
-        return 0
-    print(f"{spec.name}: {len(items)} case{'s' * (len(items) != 1)}  ({spec.path})")
-    for n in notes:
+    notes += [n for c in cases for n in resolve_variants(c)[1] if n.startswith("backend auto")]
+    return {
+        "spec": str(spec.path),
+        "name": spec.name,
+        "notes": list(dict.fromkeys(notes)),
+        "cases": items,
+        "time_bound_s": sum(it["time_bound_s"] for it in items),
+    }
+
+
+BUDGET_FIELDS = (
+    "warmup",
+    "warmup_s",
+    "iterations",
+    "min_iterations",
+    "max_time_s",
+    "target_ci_pct",
+    "concurrency",
+    "instances",
+    "duration_s",
+    "interleave",
+    "verify",
+)
+
+
+def print_plan(doc: dict) -> None:
+    items = doc["cases"]
+    print(f"{doc['name']}: {len(items)} case{'s' * (len(items) != 1)}  ({doc['spec']})")
+    for n in doc["notes"]:
         print(n)
     rows = []
     for it in items:
@@ -124,8 +152,20 @@ def run(args: argparse.Namespace) -> int:
         )
     print(table(rows, ["#", "case", "shapes", "compression", "weights", "FLOPs", "variants"]))
     for it in items:
-        extra = [*it["estimate"]["warnings"], *it["notes"]]
         print(f"#{it['index']} {it['key']}: {it['budget_text']}")
-        for w in extra:
-            print(f"    warning: {w}" if w in it["estimate"]["warnings"] else f"    note: {w}")
-    return 0
+        for w in it["estimate"]["warnings"]:
+            print(f"    warning: {w}")
+        for n in it["notes"]:
+            print(f"    note: {n}")
+    print(
+        f"timing takes at most {human_seconds(doc['time_bound_s'])} "
+        "(warm-up and timing each capped by max_time_s per variant; builds not included)"
+    )
+
+
+def human_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"

@@ -9,22 +9,20 @@ keys computed from it stay true.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
-Dtype = Literal["float16", "float32"]
-Target = Literal["iOS16", "iOS17", "iOS18"]
-BackendName = Literal["auto", "coreml", "numpy", "torch"]
-ComputeUnit = Literal["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"]
-TorchDevice = Literal["auto", "cuda", "mps", "cpu"]
-
-# Compute units choose Core ML's devices; `auto` may resolve to coreml, so it keeps them
-# until it is resolved. No other backend has compute units.
-COMPUTE_UNIT_BACKENDS = frozenset({"coreml", "auto"})
-
-TARGET_VERSION = {"iOS16": 16, "iOS17": 17, "iOS18": 18}
+from anemll_spec.vocab import (  # noqa: F401 - the spec's vocabulary, re-exported
+    COMPUTE_UNIT_BACKENDS,
+    TARGET_VERSION,
+    BackendName,
+    ComputeUnit,
+    Dtype,
+    Target,
+    TorchDevice,
+)
 
 
 class SpecModel(BaseModel):

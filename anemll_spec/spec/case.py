@@ -77,10 +77,7 @@ class Case:
         Iteration counts and time budgets are left out on purpose: a run with more
         iterations measures the same thing, and stays comparable.
         """
-        run = self.run.to_json()
-        return digest(
-            {"model": self.model.to_json(), "run": {k: run[k] for k in MEASURED_RUN_FIELDS}}
-        )
+        return digest({"model": self.model.to_json(), "run": self.run.measured()})
 
     @cached_property
     def build_key(self) -> str:
@@ -91,6 +88,7 @@ class Case:
         device, and how it runs. Not the spec's backend/compute-unit lists: the same
         variant measured by a spec that lists more (or by `--backend`) stays comparable."""
         how = {"concurrency": self.run.concurrency, "fp16_reference": self.run.fp16_reference}
+        how.update({k: v for k, v in self.run.measured().items() if k not in MEASURED_RUN_FIELDS})
         variant = {"backend": backend, "cu": compute_units, "device": device, **how}
         return digest({"model": self.model.to_json(), "variant": variant})
 

@@ -7,10 +7,14 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from anemll_spec.spec.base import BackendName, ComputeUnit, Rules, SpecModel, TorchDevice
+from anemll_spec.vocab import Instances
 
 # Run fields that decide *what* is measured (and so enter the case key). The rest only
 # decide how long and how carefully; runs that differ only in those stay comparable.
 MEASURED_RUN_FIELDS = ("backends", "device", "compute_units", "concurrency", "fp16_reference")
+# Measured too, but added later: they enter a key only when set to something other than
+# their default, so every key made before them stays what it was.
+MEASURED_IF_SET = {"instances": "shared", "duration_s": None}
 
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -62,6 +66,18 @@ class Run(SpecModel):
     """verify tolerances (fp16 defaults)"""
     fp16_reference: bool = False
     """round each reference op to fp16"""
+    instances: Instances = "shared"
+    """with concurrency > 1: shared = every instance loads the one compiled model; distinct =
+    each its own weights (seed + k), so Core ML can share nothing between them"""
+    duration_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    """sustained run: time in windows for this long (e.g. 600) instead of `iterations`"""
+    window_s: Annotated[float, Field(gt=0, le=3_600)] = 10.0
+    """a sustained run's window length (seconds; SoC energy counters want >= 10)"""
+    power: bool = True
+    """read the energy counters around the timed calls where the platform allows"""
+    energy_s: Seconds = 5.0
+    """interleaved variants: each one's energy is read over this many seconds of its own
+    calls after timing (a chip-wide counter cannot split interleaved calls); 0: skip"""
 
     @model_validator(mode="before")
     @classmethod
@@ -85,6 +101,12 @@ class Run(SpecModel):
     @model_validator(mode="after")
     def _rules(self) -> Run:
         rules = Rules()
+        if self.duration_s is not None and self.duration_s < 2 * self.window_s:
+            rules.add(
+                "duration_s",
+                f"duration_s ({self.duration_s:g}) must hold two windows of window_s "
+                f"({self.window_s:g}): a sustained run compares its first and last window",
+            )
         if "min_iterations" in self.model_fields_set and self.min_iterations > self.iterations:
             # given both, the user expects both to hold; alone, the default is capped
             rules.add(
@@ -93,3 +115,12 @@ class Run(SpecModel):
             )
         rules.check()
         return self
+
+    def measured(self) -> dict[str, Any]:
+        """The fields that decide what is measured, as the case key hashes them."""
+        values = self.to_json()
+        out = {k: values[k] for k in MEASURED_RUN_FIELDS}
+        out.update({k: values[k] for k, d in MEASURED_IF_SET.items() if values[k] != d})
+        if self.duration_s is not None:
+            out["window_s"] = self.window_s
+        return out

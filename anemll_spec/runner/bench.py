@@ -1,0 +1,200 @@
+"""`bench`: spec -> cases -> stages -> store, one case at a time.
+
+Each finished case variant is appended to the store at once (through store.fallback's
+BenchStore: a shared store that becomes unreachable moves the run to the local store and
+says how to push it later). A variant that fails is recorded as failed with its error and
+the run goes on; Ctrl-C keeps what finished and marks the run 'interrupted'.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+from anemll_spec.progress import Progress
+from anemll_spec.runner import plan, record, stages
+from anemll_spec.runner.measurement import Measurement, Variant
+from anemll_spec.spec import Case
+
+
+@dataclass
+class BenchResult:
+    run_id: str | None
+    status: str  # finished | failed | interrupted
+    store: str  # where the run is (a shared store's password redacted)
+    spec: str
+    host: dict
+    results: list[Measurement]
+    notes: list[str]
+    store_message: str | None = None  # e.g. how to push a run that fell back to local
+    target: str = ""  # the store to read the run back from (never printed: may hold a password)
+
+    @property
+    def failed(self) -> bool:
+        return any(m.status == "failed" for m in self.results)
+
+    def to_json(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "store": self.store,
+            "store_message": self.store_message,
+            "spec": self.spec,
+            "host": self.host,
+            "notes": self.notes,
+            "results": [m.to_json() for m in self.results],
+        }
+
+
+@dataclass
+class PlannedCase:
+    case: Case
+    variants: list[Variant]
+    notes: list[str] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(
+        self,
+        spec_path: str | Path,
+        *,
+        backend: str | None = None,
+        store: str | None = None,
+        max_cases: int | None = None,
+        progress: Progress | None = None,
+        cache_dir: Path | None = None,
+        command: str | None = None,
+    ):
+        from anemll_spec.spec import DEFAULT_MAX_CASES, load_cases
+        from anemll_spec.store import default_target
+
+        self.spec, cases = load_cases(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
+        cases = plan.override_backend(cases, backend)
+        self.notes = plan.check_backends(cases)
+        self.cases = []
+        for case in cases:
+            pairs, notes = plan.resolve_variants(case)
+            variants = [Variant(case, b, cu) for b, cu in pairs]
+            run_wide = [n for n in notes if n.startswith("backend auto")]  # said once
+            self.notes += [n for n in run_wide if n not in self.notes]
+            self.cases.append(PlannedCase(case, variants, [n for n in notes if n not in run_wide]))
+        self.target = default_target(store)
+        self.progress = progress or Progress()
+        self.cache_dir = cache_dir
+        self.command = command or shlex.join(["anemll-spec", *sys.argv[1:]])
+
+    def run(self) -> BenchResult:
+        from anemll_spec.store.fallback import BenchStore
+
+        self._preflight()
+        host = self._host()
+        store = BenchStore(self.target, note=self.progress.note)
+        run_id = store.begin_run(self.target, self._run_row(host), self._host_row(host))
+        for n in dict.fromkeys(self.notes + [n for p in self.cases for n in p.notes]):
+            self.progress.note(n)  # what the summary repeats per result, said up front too
+        workdir = Path(tempfile.mkdtemp(prefix="anemll-spec-"))
+        env = stages.Env(self.progress, workdir, self.cache_dir, self.spec.name)
+        results: list[Measurement] = []
+        status = "finished"
+        self.progress.begin([plan.time_bound_s(p.case, len(p.variants)) for p in self.cases])
+        try:
+            for i, p in enumerate(self.cases):
+                if i and p.case.run.cooldown_s:
+                    self.progress.phase("cooldown", f"{p.case.run.cooldown_s:g} s")
+                    time.sleep(p.case.run.cooldown_s)
+                self.progress.case(i + 1, len(self.cases), p.case.model_name)
+                for m in stages.run_case(env, p.case, p.variants, p.notes):
+                    m.case_id = record.store_measurement(store, self.target, run_id, m)
+                    results.append(m)
+                    self.progress.note(_one_line(m))
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.progress.note("interrupted: finished cases are kept; run marked 'interrupted'")
+        except BaseException:
+            status = "failed"  # e.g. the store stayed locked: close the run, then report
+            raise
+        finally:
+            self.progress.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            if status != "interrupted" and any(m.status == "failed" for m in results):
+                status = "failed"
+            store.finish_run(self.target, run_id, status)
+        where = store.local if store.fell_back else self.target
+        record.add_factors(where, results, run_id)
+        return BenchResult(
+            run_id, status, store.where, str(self.spec.path), host, results, self.notes,
+            store.message, where,
+        )  # fmt: skip
+
+    def _preflight(self) -> None:
+        """Every case's build and backend checks before the run begins: bad input (a model
+        too big for this machine, a cache path that is a file, an external model's unknown
+        inputs, a deployment target this macOS cannot run) stops here with exit 2 and
+        nothing stored, not as failed cases."""
+        from anemll_spec import backends
+        from anemll_spec.build import preflight
+
+        seen: set[str] = set()
+        for p in self.cases:
+            for v in p.variants:
+                backends.check_runs(v.backend, p.case.model, what=p.case.model_name)
+            if p.case.build_key not in seen:
+                seen.add(p.case.build_key)
+                preflight(p.case.model, self.cache_dir)
+
+    def _host(self) -> dict:
+        """Host facts (host.capture), and the GPU's and torch's where a case runs on torch
+        (collected by the torch backend: host.capture must never import torch)."""
+        from anemll_spec import host as host_mod
+
+        info = host_mod.capture()
+        devices = {
+            p.case.run.device for p in self.cases for v in p.variants if v.backend == "torch"
+        }
+        if devices:
+            from anemll_spec.backends.torch_ import torch_info
+
+            try:
+                found = torch_info(sorted(devices)[0])
+            except Exception as exc:  # provenance, not a reason to fail the run
+                self.notes.append(f"torch host info unavailable: {stages.err(exc)}")
+            else:
+                info.update({k: v for k, v in found.items() if v is not None})
+        return info
+
+    def _host_row(self, info: dict) -> dict:
+        from anemll_spec.store import schema
+        from anemll_spec.store.rowsource import row_from
+
+        return row_from(schema.HOSTS, info, managed=("host_id",))
+
+    def _run_row(self, info: dict) -> dict:
+        from anemll_spec.store import schema
+        from anemll_spec.store.rowsource import row_from
+        from anemll_spec.store.writer import RUN_MANAGED
+
+        spec = SimpleNamespace(
+            spec_name=self.spec.name,
+            spec_sha256=self.spec.sha256,
+            spec_yaml=self.spec.text,
+            command=self.command,
+        )
+        # the checkout's provenance (tool version, commit, dirty) comes with the host facts
+        return row_from(schema.RUNS, spec, info, managed=RUN_MANAGED)
+
+
+def _one_line(m: Measurement) -> str:
+    label = m.variant.label
+    if m.status != "ok" or m.summary is None:
+        return f"  {label}: FAILED: {m.error}"
+    s = m.summary
+    text = f"  {label}: median {s.median_ms:.3f} ms [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}] n={s.n}"
+    if m.bandwidth_gbps:
+        text += f", {m.bandwidth_gbps:.2f} GB/s"
+    return text
