@@ -22,3 +22,8 @@ INSTANCES: tuple[str, ...] = get_args(Instances)
 # until it is resolved. No other backend has compute units.
 COMPUTE_UNIT_BACKENDS = frozenset({"coreml", "auto"})
 TARGET_VERSION = {"iOS16": 16, "iOS17": 17, "iOS18": 18}
+
+# How many cases a sweep may expand to: DEFAULT without asking, LIMIT at most (--max-cases);
+# the product is checked before anything is expanded.
+DEFAULT_MAX_CASES = 256
+MAX_CASES_LIMIT = 100_000

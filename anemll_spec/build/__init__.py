@@ -19,10 +19,10 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from anemll_spec.build.cache import BUILDER_VERSION, cache_key, default_cache_dir
+from anemll_spec.build.records import Built, Estimate
 from anemll_spec.errors import InputError
 from anemll_spec.spec.base import TARGET_VERSION
 from anemll_spec.spec.compression import Palettize, Quantize, config
@@ -40,46 +40,6 @@ __all__ = [
 
 ANE_MAX_DIM = 16384
 _PAD = 64  # blob data is 64-byte aligned in weight.bin
-
-
-@dataclass
-class Built:
-    path: Path
-    key: str
-    weight_bytes: int
-    flops: int
-    build_s: float
-    cached: bool
-    weights_sha256: str
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {
-            "path": str(self.path),
-            "key": self.key,
-            "weight_bytes": self.weight_bytes,
-            "flops": self.flops,
-            "build_s": round(self.build_s, 3),
-            "cached": self.cached,
-            "weights_sha256": self.weights_sha256,
-            "warnings": self.warnings,
-        }
-
-
-@dataclass
-class Estimate:
-    weight_bytes: int
-    flops: int
-    build_peak_bytes: int
-    warnings: list[str]
-
-    def to_json(self) -> dict:
-        return {
-            "weight_bytes": self.weight_bytes,
-            "flops": self.flops,
-            "build_peak_bytes": self.build_peak_bytes,
-            "warnings": self.warnings,
-        }
 
 
 def plan_of(model: ModelBase):

@@ -38,7 +38,7 @@ def validate(model: External, *, sha: bool = True) -> dict:
 
 
 def estimate(model: External):
-    from anemll_spec.build import Estimate
+    from anemll_spec.build.records import Estimate
 
     info = validate(model, sha=False)  # sizes and FLOPs; hashing GBs is for build()
     warnings = []
@@ -48,7 +48,7 @@ def estimate(model: External):
 
 
 def build(model: External):
-    from anemll_spec.build import Built
+    from anemll_spec.build.records import Built
 
     t0 = time.perf_counter()
     info = validate(model)

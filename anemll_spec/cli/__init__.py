@@ -15,6 +15,7 @@ import warnings
 
 from anemll_spec import __version__
 from anemll_spec.errors import AnemllError
+from anemll_spec.text import printable
 
 # command name -> module under anemll_spec.cli
 COMMANDS: dict[str, str] = {
@@ -41,7 +42,8 @@ COMMANDS: dict[str, str] = {
 
 
 def _quiet_coremltools() -> None:
-    """Keep coremltools' 'Failed to load libcoremlpython' noise off Linux screens."""
+    """Keep coremltools' 'Failed to load libcoremlpython' noise off Linux screens (its
+    logger must be quieted before coremltools is first imported, wherever that happens)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", module="coremltools")
     import logging
@@ -74,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except AnemllError as exc:
-        print(f"anemll-spec {args.command}: error: {exc}", file=sys.stderr)
+        # one line per problem (a spec's problems are several); store text escaped in each
+        lines = str(exc).split("\n")
+        for line in lines:
+            print(f"anemll-spec {args.command}: error: {printable(line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
@@ -83,5 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, BrokenPipeError):
             return 0
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"anemll-spec {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        text = printable(f"{exc.strerror or exc}{where}")
+        print(f"anemll-spec {args.command}: error: {text}", file=sys.stderr)
         return 2

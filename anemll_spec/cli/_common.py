@@ -108,14 +108,21 @@ def add_backend(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_max_cases(p: argparse.ArgumentParser) -> None:
-    from anemll_spec.spec import DEFAULT_MAX_CASES
+    from anemll_spec.vocab import DEFAULT_MAX_CASES, MAX_CASES_LIMIT
+
+    def max_cases(value: str) -> int:
+        n = positive_int(value)
+        if n > MAX_CASES_LIMIT:
+            raise argparse.ArgumentTypeError(f"must be <= {MAX_CASES_LIMIT:,}, got {n:,}")
+        return n
 
     p.add_argument(
         "--max-cases",
-        type=positive_int,
+        type=max_cases,
         default=DEFAULT_MAX_CASES,
         metavar="N",
-        help=f"allow sweeps of up to N cases (default {DEFAULT_MAX_CASES})",
+        help=f"allow sweeps of up to N cases (default {DEFAULT_MAX_CASES}, at most "
+        f"{MAX_CASES_LIMIT:,})",
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from anemll_spec.errors import Problem, SpecError
 from anemll_spec.spec.case import Case, published_model
 from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
+from anemll_spec.vocab import DEFAULT_MAX_CASES, MAX_CASES_LIMIT
 
 __all__ = [
     "Case",
@@ -34,8 +35,6 @@ __all__ = [
     "published_model",
 ]
 
-DEFAULT_MAX_CASES = 256
-MAX_CASES_LIMIT = 100_000  # --max-cases itself: expanding more would take minutes
 
 
 @dataclass

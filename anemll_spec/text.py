@@ -1,0 +1,13 @@
+"""Text from outside (stored names, bundle fields, error messages quoting them) as it may
+be shown to a person: control characters escaped, never sent raw to a terminal."""
+
+from __future__ import annotations
+
+
+def printable(text: object) -> str:
+    """`text` with control characters (newline, tab, ESC, ...) shown as escapes, so a
+    hostile label cannot move the cursor, recolour the screen or forge a line."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
