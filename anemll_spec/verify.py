@@ -40,7 +40,7 @@ def skipped(note: str) -> Verdict:
     return Verdict("skipped", note=note)
 
 
-def compare(
+def check_outputs(
     outputs: Mapping[str, np.ndarray],
     reference: Mapping[str, np.ndarray],
     tolerance: Tolerance,

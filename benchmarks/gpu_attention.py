@@ -55,7 +55,7 @@ def main() -> None:
     from anemll_spec.executor import load
     from anemll_spec.model_io import describe, synth_inputs
     from anemll_spec.spec import expand, parse
-    from anemll_spec.verify import compare
+    from anemll_spec.verify import check_outputs
 
     (case,) = expand(parse(Path(args.spec)))
     m = dict(case.model)
@@ -72,7 +72,7 @@ def main() -> None:
         b = TorchBackend(args.device, **opts)
         s = b.load(b.prepare(built.path, workdir), TorchOptions())
         feed = s.feed(inputs)
-        verdict = compare(s.predict(feed, s.new_state()), reference, TOL).to_dict()
+        verdict = check_outputs(s.predict(feed, s.new_state()), reference, TOL).to_dict()
         variants.append(Variant(name, s.bind(feed, s.new_state()), s.runtime_probe))
         info[name] = {"execution": s.describe()["execution"], "verify": verdict}
 

@@ -101,7 +101,7 @@ def main() -> None:
     from anemll_spec.build import build
     from anemll_spec.executor import load
     from anemll_spec.model_io import describe, synth_inputs
-    from anemll_spec.verify import compare
+    from anemll_spec.verify import check_outputs
 
     m = case_model(Path(args.spec), args.vocab, args.hidden)
     t0 = time.perf_counter()
@@ -149,7 +149,7 @@ def main() -> None:
 
     reference = load(built.path).predict(inputs)
     verdicts = {
-        name: compare(
+        name: check_outputs(
             out,
             reference,
             Tolerance(),  # the spec's fp16 defaults

@@ -45,7 +45,7 @@ def test_predict_matches_the_reference_executor(built, prepared, cu):
     from anemll_spec.backends import coreml
     from anemll_spec.executor import load
     from anemll_spec.model_io import describe, synth_inputs
-    from anemll_spec.verify import compare
+    from anemll_spec.verify import check_outputs
 
     if cu == "CPU_AND_NE" and coreml.translated():
         pytest.skip("CPU_AND_NE is refused under Rosetta")
@@ -53,7 +53,7 @@ def test_predict_matches_the_reference_executor(built, prepared, cu):
     sess = coreml.backend().load(prepared, CoremlOptions(cu))
     out = sess.predict(sess.feed(inputs))
     ref = load(built.path).predict(inputs)
-    v = compare(
+    v = check_outputs(
         out,
         ref,
         Tolerance(),

@@ -1,4 +1,4 @@
-"""verify.compare on real executor outputs: fp16-rounded execution against the fp32 reference."""
+"""verify.check_outputs on real executor outputs: fp16-rounded execution against the fp32 reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from build_util import lm_head
 
 from anemll_spec.spec.run_section import Tolerance
-from anemll_spec.verify import compare, top1_agreement, vocab_axis
+from anemll_spec.verify import check_outputs, top1_agreement, vocab_axis
 
 # the spec's own fp16 defaults, so this tests what users get
 DEFAULT_TOL = Tolerance()
@@ -30,7 +30,7 @@ def outputs(tmp_path_factory):
 
 def test_fp16_execution_passes_default_tolerances(outputs):
     half, ref = outputs
-    v = compare(half, ref, DEFAULT_TOL, vocab_chunk=256)
+    v = check_outputs(half, ref, DEFAULT_TOL, vocab_chunk=256)
     a = np.concatenate([np.asarray(half[k], np.float64).ravel() for k in ref])
     b = np.concatenate([np.asarray(r, np.float64).ravel() for r in ref.values()])
     assert v.max_abs_error == pytest.approx(np.abs(a - b).max())
@@ -47,19 +47,19 @@ def test_fp16_execution_passes_default_tolerances(outputs):
 def test_tight_tolerance_fails_with_the_reason(outputs):
     half, ref = outputs
     tight = Tolerance(max_abs_error=1e-6)
-    v = compare(half, ref, tight, vocab_chunk=256)
+    v = check_outputs(half, ref, tight, vocab_chunk=256)
     assert v.status == "fail" and "max_abs_error" in v.note and "> 1e-06" in v.note
 
 
 def test_wrong_outputs_fail(outputs):
     _, ref = outputs
     shuffled = {k: np.asarray(v)[..., ::-1].copy() for k, v in ref.items()}
-    v = compare(shuffled, ref, DEFAULT_TOL, vocab_chunk=256)
+    v = check_outputs(shuffled, ref, DEFAULT_TOL, vocab_chunk=256)
     assert v.status == "fail" and v.top1_agreement < 1.0 and v.cosine < 0.5
     missing = dict(list(ref.items())[1:])
-    assert compare(missing, ref, DEFAULT_TOL).status == "fail"
+    assert check_outputs(missing, ref, DEFAULT_TOL).status == "fail"
     nan = {k: np.full_like(np.asarray(v), np.nan) for k, v in ref.items()}
-    v = compare(nan, ref, DEFAULT_TOL)
+    v = check_outputs(nan, ref, DEFAULT_TOL)
     assert v.status == "fail" and "non-finite" in v.note
 
 
@@ -76,6 +76,6 @@ def test_a_non_finite_reference_fails_with_the_reason():
     out = {"y": np.ones(8, np.float32)}
     ref = {"y": np.array([1, 1, np.inf, 1, 1, 1, 1, 1], np.float32)}
     tol = Tolerance(max_abs_error=0.1, rel_l2_error=0.1, min_cosine=0.9)
-    v = compare(out, ref, tol)
+    v = check_outputs(out, ref, tol)
     assert v.status == "fail" and "reference has 1 non-finite" in v.note
     assert v.max_abs_error is None  # nothing infinite reaches the store

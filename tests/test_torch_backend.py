@@ -19,7 +19,7 @@ from anemll_spec.errors import InputError
 from anemll_spec.executor import load
 from anemll_spec.model_io import describe, synth_inputs
 from anemll_spec.spec.run_section import Run, Tolerance
-from anemll_spec.verify import compare
+from anemll_spec.verify import check_outputs
 
 try:
     import torch
@@ -63,7 +63,7 @@ def test_session_predicts_verifies_and_times_like_the_runner(cache, tmp_path):
     assert state is None
     first = sess.predict(feed, state)
     ref = load(path).predict(inputs)
-    verdict = compare(first, ref, TOL, vocab_chunk=128)
+    verdict = check_outputs(first, ref, TOL, vocab_chunk=128)
     assert verdict.status == "pass", verdict.note
     assert 0 < verdict.rel_l2_error < 3e-3  # fp16 compute against the fp32 reference
     call = sess.bind(feed, state)
@@ -210,7 +210,7 @@ def test_device_checks_keep_attention_positions_on_the_device(cache):
         a, b = host.predict(feed, states["host"]), dev.predict(feed, states["dev"])
         for k in a:
             np.testing.assert_array_equal(b[k], a[k])
-        assert compare(b, want, TOL).status == "pass"
+        assert check_outputs(b, want, TOL).status == "pass"
         for cache_name in ("key_cache", "value_cache"):
             got = states["dev"].read(cache_name)
             np.testing.assert_array_equal(got, states["host"].read(cache_name))
@@ -259,7 +259,7 @@ def test_cuda_graph_replay_equals_eager(cache, family):
         for k in e:
             np.testing.assert_array_equal(g[k], e[k])
         ref = load(path).predict(x)
-        assert compare(g, ref, TOL).status == "pass"
+        assert check_outputs(g, ref, TOL).status == "pass"
 
 
 @cuda_only
@@ -282,7 +282,7 @@ def test_attention_step_is_captured_and_matches_eager(cache):
         assert runner.graphed and "CUDA graph" in runner.graph_note, runner.graph_note
         for k in e:
             np.testing.assert_array_equal(g[k], e[k])
-        assert compare(g, want, TOL).status == "pass"
+        assert check_outputs(g, want, TOL).status == "pass"
         for name in ("key_cache", "value_cache"):
             np.testing.assert_array_equal(states[0].read(name), states[1].read(name))
     with pytest.raises(InputError, match="checked on the device"):
@@ -290,7 +290,7 @@ def test_attention_step_is_captured_and_matches_eager(cache):
     fresh = runner.make_state()
     out = runner.predict(attention_feed(0, seed=0), fresh)
     want = ref_prog.predict(attention_feed(0, seed=0), ref_prog.make_state())
-    assert compare(out, want, TOL).status == "pass"
+    assert check_outputs(out, want, TOL).status == "pass"
 
 
 @cuda_only

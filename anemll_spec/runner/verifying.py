@@ -15,7 +15,7 @@ from typing import Any
 
 from anemll_spec.spec import Case
 from anemll_spec.spec.families import LmHead
-from anemll_spec.verify import Verdict, compare, skipped
+from anemll_spec.verify import Verdict, check_outputs, skipped
 
 OFF = "verify is off in the spec (run.verify: false)"
 
@@ -52,7 +52,7 @@ def verdict(m: Any, outputs: dict[str, Any], references: dict[bool, Any], case: 
         why = f"{type(ref).__name__}: {ref}" if ref is not None else "not computed"
         return skipped(f"the reference executor failed: {why}")
     chunk = case.model.vocab_size // case.model.chunks if isinstance(case.model, LmHead) else None
-    v = compare(outputs, ref, case.run.tolerance, vocab_chunk=chunk)
+    v = check_outputs(outputs, ref, case.run.tolerance, vocab_chunk=chunk)
     own = _mode(case.run.fp16_reference)
     what = (
         f"numpy executor {own} vs the same program in {_mode(fp16)}"
