@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import importlib.metadata
 import os
 import platform
@@ -280,11 +281,17 @@ def capture_macos() -> dict:
     )
 
 
+@functools.cache
+def nvidia_gpus() -> tuple[dict[str, str], ...]:
+    """The GPUs `nvidia-smi` lists (name, driver), asked once per process; () without it.
+    The host capture and the torch backend's facts both read this one answer."""
+    query = ("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader")
+    return tuple(parse_nvidia_smi(_cmd(*query) or ""))
+
+
 def capture_linux() -> dict:
     cpu = parse_cpuinfo(_read("/proc/cpuinfo") or "")
-    gpus = parse_nvidia_smi(
-        _cmd("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader") or ""
-    )
+    gpus = list(nvidia_gpus())
     return {
         "os_name": "Linux",
         "os_version": _os_release(),

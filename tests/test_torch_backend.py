@@ -134,6 +134,7 @@ def test_torch_info_names_versions_and_gpu():
 def test_nvidia_smi_runs_once_per_process(tmp_path, monkeypatch):
     """GPU facts are collected once: host capture and torch_info share one nvidia-smi
     answer (a stand-in nvidia-smi on PATH counts its runs)."""
+    from anemll_spec import host
     from anemll_spec.executor import torch_host
 
     calls = tmp_path / "calls"
@@ -141,13 +142,15 @@ def test_nvidia_smi_runs_once_per_process(tmp_path, monkeypatch):
     tool.write_text(f"#!/bin/sh\necho run >> {calls}\necho 'NVIDIA H100 80GB HBM3, 550.54.15'\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    torch_host.nvidia_gpus.cache_clear()
+    host.nvidia_gpus.cache_clear()
     try:
+        gpu = host.capture_linux()["gpu"]
         first, second = torch_host.nvidia_gpus(), torch_host.nvidia_gpus()
     finally:
-        torch_host.nvidia_gpus.cache_clear()
+        host.nvidia_gpus.cache_clear()
     assert first == second == ({"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15"},)
-    assert calls.read_text().splitlines() == ["run"]
+    assert gpu == "NVIDIA H100 80GB HBM3"
+    assert calls.read_text().splitlines() == ["run"]  # the host capture's answer, shared
 
 
 def test_torch_info_is_collected_once_per_device():

@@ -47,15 +47,11 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-@functools.cache
 def nvidia_gpus() -> tuple[dict[str, str], ...]:
-    """The GPUs `nvidia-smi` lists (name, driver), queried once per process; () without it.
+    """The GPUs `nvidia-smi` lists: the host capture's one answer (host.nvidia_gpus)."""
+    from anemll_spec.host import nvidia_gpus as listed
 
-    torch-free: host capture can share this answer instead of asking again."""
-    from anemll_spec.host import _cmd, parse_nvidia_smi
-
-    query = ("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader")
-    return tuple(parse_nvidia_smi(_cmd(*query) or ""))
+    return listed()
 
 
 def torch_info(device: str | torch.device | None = "auto") -> dict[str, Any]:
