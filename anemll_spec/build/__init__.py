@@ -229,7 +229,11 @@ def build(
 ) -> Built:
     """The case's model as a saved package: from the cache, or built and cached.
 
-    spec_name: recorded in the cache manifest (`cache list` shows which spec built what)."""
+    spec_name: recorded in the cache manifest (`cache list` shows which spec built what).
+    progress: called with a str per step (weights drawn, "convert + save"); while k-means
+    palettizes, with `palettize.GroupsDone` messages, str subclasses that also carry .done,
+    .total (the build's groups), .elapsed_s and .eta_s, at most once a second and always
+    for the last group."""
     from anemll_spec.build import cache
     from anemll_spec.mlmodel.inspect import weight_files, weights_sha256
 

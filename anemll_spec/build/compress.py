@@ -17,9 +17,12 @@ can express (targets, group and block sizes) is checked by the spec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anemll_spec.spec.compression import Palettize, Quantize
+
+if TYPE_CHECKING:
+    from anemll_spec.build.palettize import GroupTally
 
 
 def op_config(cfg: Palettize | Quantize):
@@ -47,7 +50,7 @@ def op_config(cfg: Palettize | Quantize):
     )
 
 
-def _fast_palettizer_class():
+def _fast_palettizer_class(tally: GroupTally | None = None):
     from coremltools.optimize.coreml._quantization_passes import palettize_weights
 
     from anemll_spec.build.palettize import grouped_kmeans
@@ -87,7 +90,7 @@ def _fast_palettizer_class():
                     axis, group_size = a, b
             if axis is None:
                 axis = 0
-            indices, lut = grouped_kmeans(original_data, int(nbits), axis, group_size)
+            indices, lut = grouped_kmeans(original_data, int(nbits), axis, group_size, tally=tally)
             np_dtype = types.nptype_from_builtin(types.string_to_builtin(f"uint{nbits}"))
             return optimize_utils.LutParams(indices.view(np_dtype), lut, None)
 
@@ -97,7 +100,7 @@ def _fast_palettizer_class():
 class Compressor:
     """Transforms weight consts in place, inside an open MIL builder context."""
 
-    def __init__(self, config: Palettize | Quantize | None):
+    def __init__(self, config: Palettize | Quantize | None, tally: GroupTally | None = None):
         self.config = config  # the spec's settings; None: no compression
         self._pass = None
         if config is None:
@@ -107,7 +110,7 @@ class Compressor:
 
         opt = cto.OptimizationConfig(global_config=op_config(config))
         if isinstance(config, Palettize):
-            self._pass = _fast_palettizer_class()(config=opt)
+            self._pass = _fast_palettizer_class(tally)(config=opt)
         else:
             self._pass = linear_quantize_weights(config=opt)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +22,9 @@ from anemll_spec.build.compress import Compressor
 from anemll_spec.spec.base import TARGET_VERSION, WeightDecl
 from anemll_spec.spec.compression import Palettize, Quantize, config
 from anemll_spec.spec.families import ModelBase
+
+if TYPE_CHECKING:
+    from anemll_spec.build.palettize import GroupTally
 
 
 @dataclass
@@ -38,6 +43,30 @@ class Plan:
     emit: Callable  # emit(ctx, inputs: dict[str, Var]) -> list[Var] (outputs, in order)
     states: list[TensorDecl] = field(default_factory=list)
     ane_dims: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # tensors to check
+
+
+def _kmeans_tally(
+    model: ModelBase, declared: list[WeightDecl], progress: Callable[[str], None]
+) -> GroupTally | None:
+    """The k-means group counter of a build, reporting to `progress` as GroupsDone messages
+    (a str with .done, .total, .elapsed_s, .eta_s); None unless k-means palettizes. Total:
+    one group per compressible weight per tensor, else its output channels / group size."""
+    c = config(model.compression)
+    if not isinstance(c, Palettize) or c.mode != "kmeans":
+        return None
+    from anemll_spec.build.palettize import GroupsDone, GroupTally
+
+    grouped = c.granularity == "per_grouped_channel"
+    total = sum(
+        w.out_channels // c.group_size if grouped else 1 for w in declared if w.compressible
+    )
+    tally: GroupTally
+
+    def report(done: int, total: int) -> None:
+        progress(GroupsDone(done, total, time.monotonic() - tally.started))
+
+    tally = GroupTally(total, report)
+    return tally
 
 
 def mil_dtype(name: str):
@@ -61,8 +90,9 @@ class Ctx:
         self.np_compute = np.dtype(self.compute)
         self.seed = model.seed
         self.std = model.weight_std
-        self.compressor = Compressor(config(model.compression))
         self.progress = progress or (lambda msg: None)
+        self.tally = _kmeans_tally(model, declared or [], self.progress)
+        self.compressor = Compressor(config(model.compression), self.tally)
         # A dense build draws its weights on background threads ahead of use (all are held
         # until saving anyway). A compressed build draws each weight when needed, so only
         # one uncompressed weight is ever in memory.
@@ -167,7 +197,7 @@ class Ctx:
             if c.mode == "kmeans":
                 from anemll_spec.build.palettize import grouped_kmeans
 
-                idx, lut = grouped_kmeans(part, nbits, 0, gs)
+                idx, lut = grouped_kmeans(part, nbits, 0, gs, tally=self.tally)
                 return idx, lut
             from coremltools.optimize.coreml._quantization_passes import palettize_weights
 

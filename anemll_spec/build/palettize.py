@@ -19,7 +19,8 @@ palettizer). The speed comes from
   values, 64 clusters), and the 6-bit per_grouped_channel LLaMA head has 16,032 such
   groups (~27 CPU-minutes). Our compiled DP (build/kmeans1d.py) prunes the split
   search with the previous row's bounds: ~5x less per group;
-- threads: the DP releases the GIL, so groups run on every core.
+- threads: the DP releases the GIL, so groups run on every core we may use
+  (`workers()`); a `GroupTally` reports groups done / total as they finish.
 Lloyd iterations over the histogram would be faster still but land in local optima
 3-50% worse in squared error on these weights (the sparse tails make many), so they are
 not used: the result must equal stock's. Without numba we fall back to kmeans1d itself.
@@ -33,6 +34,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -118,17 +122,92 @@ def kmeans_group(data: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def workers() -> int:
-    return max(1, int(os.environ.get("ANEMLL_SPEC_KMEANS_WORKERS", os.cpu_count() or 1)))
+    """Threads for the groups: $ANEMLL_SPEC_KMEANS_WORKERS, else the cores this process may
+    run on. os.cpu_count() counts the host's cores, not the ones a container or `taskset`
+    leaves us: more threads than cores only adds GIL hand-offs (docs/performance.md)."""
+    env = os.environ.get("ANEMLL_SPEC_KMEANS_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS has no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+class GroupsDone(str):
+    """A build progress message that carries its numbers: k-means groups done of the build's
+    total, seconds since the build's k-means started, and the ETA at the rate so far.
+
+    It is a str, so a consumer of plain messages (`build --progress`, the runner's line)
+    shows "k-means 1,234/16,032 groups  40 s  ETA 8 min" unchanged; one that wants the
+    numbers reads .done / .total / .elapsed_s / .eta_s."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    eta_s: float | None
+
+    def __new__(cls, done: int, total: int, elapsed_s: float) -> GroupsDone:
+        eta = elapsed_s / done * (total - done) if done else None
+        text = f"k-means {done:,}/{total:,} groups  {_secs(elapsed_s)}"
+        if eta is not None and done < total:
+            text += f"  ETA {_secs(eta)}"
+        obj = super().__new__(cls, text)
+        obj.done, obj.total, obj.elapsed_s, obj.eta_s = done, total, elapsed_s, eta
+        return obj
+
+
+def _secs(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+
+
+class GroupTally:
+    """Counts the k-means groups of one build across every grouped_kmeans call (a streamed
+    head makes ~125 calls of 128 groups) and calls `callback(done, total)` at most once per
+    `every_s` seconds, and always for the last group: the LUT6 head's 16,032 groups take
+    minutes, and a line per group would be 16,032 lines in a log.
+
+    The callback runs on the thread that called grouped_kmeans, never a worker thread.
+    `total` is what the build declared; should more groups arrive, it grows with them."""
+
+    def __init__(
+        self,
+        total: int,
+        callback: Callable[[int, int], None],
+        every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.total, self.done = total, 0
+        self._callback, self._every, self._clock = callback, every_s, clock
+        self.started = clock()
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            self.total = max(self.total, self.done)
+            now = self._clock()
+            if self.done < self.total and now - self._last < self._every:
+                return
+            self._last = now
+            done, total = self.done, self.total
+        self._callback(done, total)
 
 
 def grouped_kmeans(
-    weight: np.ndarray, nbits: int, channel_axis: int, group_size: int, n_workers: int | None = None
+    weight: np.ndarray,
+    nbits: int,
+    channel_axis: int,
+    group_size: int,
+    n_workers: int | None = None,
+    tally: GroupTally | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, lut) in coremltools' iOS18 LutParams layout, for one weight.
 
     indices: same shape as `weight`, uint8 values < 2**nbits. lut: rank(weight)+2,
     shape[channel_axis] = number of groups, then (2**nbits, 1). group_size 0 means
-    one group (per tensor).
+    one group (per tensor). `tally` counts each finished group (build progress).
     """
     rank = weight.ndim
     channel_axis %= rank
@@ -147,13 +226,19 @@ def grouped_kmeans(
         part = np.ascontiguousarray(moved[g * group_size : (g + 1) * group_size])
         luts[g], flat_idx[g] = kmeans_group(part, nbits)
 
+    def count() -> None:
+        if tally is not None:
+            tally.add(1)
+
     n_workers = n_workers or workers()
     if n_workers == 1 or n_groups == 1:
         for g in range(n_groups):
             run(g)
+            count()
     else:
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            list(pool.map(run, range(n_groups)))
+            for _ in pool.map(run, range(n_groups)):  # counted here, on the caller's thread
+                count()
     lut_shape = [1] * (rank + 2)
     lut_shape[0], lut_shape[-2], lut_shape[-1] = n_groups, lut_len, 1
     lut = luts.reshape(lut_shape)
