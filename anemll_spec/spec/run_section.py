@@ -76,8 +76,9 @@ class Run(SpecModel):
     power: bool = True
     """read the energy counters around the timed calls where the platform allows"""
     energy_s: Seconds = 5.0
-    """interleaved variants: each one's energy is read over this many seconds of its own
-    calls after timing (a chip-wide counter cannot split interleaved calls); 0: skip"""
+    """an energy reading covers at least this many seconds of calls: where the timed loop is
+    shorter, or variants were interleaved (a chip-wide counter cannot split their calls),
+    it is read over a separate pass of back-to-back calls after timing; 0: no such pass"""
 
     @model_validator(mode="before")
     @classmethod
