@@ -3,8 +3,10 @@
     result = Runner("specs/smoke.yaml", backend="numpy").run()
 
 `plan` decides which variants each case measures (and builds nothing: `anemll-spec plan`
-shows it); `stages` measures one case; `record` moves measurements into the store and
-reads the store's comparison back; `bench` is the loop over the cases.
+shows it); `case` takes one case through the stages (`stages`: build, reference, open,
+close, floor; `timing`: plain, interleaved, concurrent, sustained; `energy`, `verifying`);
+`record` moves measurements into the store and reads the store's comparison back;
+`bench` is the loop over the cases.
 """
 
 from anemll_spec.runner.bench import BenchResult, Runner

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from anemll_spec.progress import Progress
+from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
 from anemll_spec.runner.measurement import Measurement, Variant
 from anemll_spec.spec import Case
@@ -109,7 +110,7 @@ class Runner:
                     self.progress.phase("cooldown", f"{p.case.run.cooldown_s:g} s")
                     time.sleep(p.case.run.cooldown_s)
                 self.progress.case(i + 1, len(self.cases), p.case.model_name)
-                for m in stages.run_case(env, p.case, p.variants, p.notes):
+                for m in case_mod.run_case(env, p.case, p.variants, p.notes):
                     m.case_id = record.store_measurement(store, self.target, run_id, m)
                     results.append(m)
                     self.progress.note(_one_line(m))

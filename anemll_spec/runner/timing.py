@@ -1,0 +1,225 @@
+"""The timing stage of one case: sustained windows, concurrent instances, or plain timed
+loops (interleaved across variants where asked), with the energy read around them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from anemll_spec import stats
+from anemll_spec.backends.base import Prepared
+from anemll_spec.harness import Budget, Timer, time_interleaved
+from anemll_spec.runner import energy
+from anemll_spec.runner.measurement import Measurement
+from anemll_spec.runner.stages import CaseRun, Opened, attempt, err
+
+
+def time_variants(cr: CaseRun) -> None:
+    """Sustained, concurrent, or plain (interleaved across variants where asked)."""
+    run = cr.case.run
+    opened = [o for o in cr.opened if o.m.status == "ok"]
+    if not opened:
+        return
+    if run.duration_s:
+        for o in opened:
+            with attempt(o.m, "predict failed while timing: "):
+                _sustained(cr, o)
+        return
+    if run.concurrency > 1:
+        for o in opened:
+            with attempt(o.m, "concurrent instances failed: "):
+                _concurrent(cr, o)
+        return
+    _plain(cr, opened)
+
+
+def _on_progress(cr: CaseRun, m: Measurement) -> Callable[[int, float, float], None]:
+    run, label = cr.case.run, m.variant.label
+    return lambda n, med, s: cr.env.progress.samples(label, n, med, s, run)
+
+
+def _plain(cr: CaseRun, opened: list[Opened]) -> None:
+    run, progress = cr.case.run, cr.env.progress
+    budget = Budget.from_run(run)
+    timers = [
+        Timer(
+            o.session.bind(o.feed, o.state),
+            budget,
+            after=o.session.runtime_probe,
+            on_progress=_on_progress(cr, o.m),
+        )
+        for o in opened
+    ]
+    if run.interleave and len(timers) > 1:
+        progress.phase("timing", "interleaved: " + " ".join(o.m.variant.label for o in opened))
+        outcomes: list[Any] = time_interleaved(timers, block=1, isolate=True)
+        for o, out in zip(opened, outcomes, strict=True):
+            _finish_plain(o.m, out)
+            if o.m.status == "ok":  # a chip-wide counter cannot split interleaved calls
+                with attempt(o.m, "energy: "):
+                    _energy_pass(cr, o, why="the variants were interleaved")
+        return
+    for o, t in zip(opened, timers, strict=True):
+        progress.phase("warmup", o.m.variant.label)
+        reader = energy.reader(run, o.m.variant.backend, o.m.device)
+        try:
+            t.warm()
+            progress.phase("timing", o.m.variant.label)
+            if energy.is_reader(reader):
+                reader.start()
+            t.step()
+            if energy.is_reader(reader):
+                o.m.energy, o.m.reading_calls = reader.stop(timed_only=True), t.n
+            else:
+                o.m.energy = reader  # why there is none
+            _finish_plain(o.m, t.result())
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            _finish_plain(o.m, exc)
+            continue
+        short = getattr(o.m.energy, "interval_s", None)
+        if short is not None and short < run.energy_s and o.m.status == "ok":
+            with attempt(o.m, "energy: "):  # too short for the counters: read a longer pass
+                _energy_pass(cr, o, why=f"the timed loop lasted {short:.2g} s")
+
+
+def _finish_plain(m: Measurement, out: Any) -> None:
+    if isinstance(out, BaseException):
+        m.fail(f"predict failed while timing: {err(out)}")
+        return
+    runtime = None
+    if out.runtime_ns is not None:
+        runtime = np.where(out.runtime_ns >= 0, out.runtime_ns, np.nan).astype(np.float64)
+    summarize(m, out, out.samples_ns, out.starts_ns, runtime)
+    m.throughput_ips = 1e3 / m.summary.mean_ms if m.summary and m.summary.mean_ms else None
+
+
+def summarize(m: Measurement, timing: Any, wall, starts, runtime) -> None:
+    """The statistics of what was timed, and the notes they call for."""
+    m.timing = timing
+    m.wall_ns, m.starts_ns, m.runtime_ns = np.asarray(wall), starts, runtime
+    m.summary = s = stats.summarize(np.asarray(wall), starts, seed=0)
+    m.energy_t0_ns = int(starts[0]) if starts is not None and len(starts) else None
+    if s.noisy:
+        m.note(f"noisy: CV {s.cv:.1%} > {stats.NOISY_CV:.0%}")
+    if s.throttled:
+        m.note(f"throttling? last-decile median is {s.drift_ratio:.2f}x the first")
+
+
+def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
+    """Energy of one variant over `energy_s` of its own back-to-back calls, where the timed
+    loop cannot give it (interleaved variants, or a loop too short for the counters)."""
+    run = cr.case.run
+    reader = energy.reader(run, o.m.variant.backend, o.m.device)
+    if not energy.is_reader(reader):
+        o.m.energy = reader  # why there is none
+        return
+    if run.energy_s <= 0:
+        return  # not asked for
+    cr.env.progress.phase("energy", f"{o.m.variant.label} {run.energy_s:g} s")
+    fn = o.session.bind(o.feed, o.state)
+    calls = 0
+    reader.start()
+    t0 = time.perf_counter_ns()
+    until = t0 + int(run.energy_s * 1e9)
+    while time.perf_counter_ns() < until:
+        fn()
+        calls += 1
+    o.m.energy = reader.stop(timed_only=False)
+    o.m.reading_calls, o.m.energy_t0_ns = calls, t0
+    o.m.note(
+        f"energy read over {calls} back-to-back calls after timing ({run.energy_s:g} s): {why}"
+    )
+
+
+def _sustained(cr: CaseRun, o: Opened) -> None:
+    from anemll_spec.sustained import run_sustained
+
+    run, m, progress = cr.case.run, o.m, cr.env.progress
+    reader = energy.reader(run, m.variant.backend, m.device)
+    thermal = energy.thermal(m.variant.backend, m.device)
+    progress.phase("sustained", f"{m.variant.label} {run.duration_s:g} s")
+    assert run.duration_s is not None
+    result = run_sustained(
+        o.session.bind(o.feed, o.state),
+        run.duration_s,
+        run.window_s,
+        warmup=run.warmup,
+        reader=reader if energy.is_reader(reader) else None,
+        thermal=thermal,
+        on_window=lambda w: progress.window(m.variant.label, w, run),
+        seed=0,
+    )
+    m.sustained = result
+    if not energy.is_reader(reader):
+        m.energy = reader  # why there is no energy
+    wall = np.concatenate([w.samples_ns for w in result.windows])
+    m.window_of = np.repeat(np.arange(len(result.windows)), [w.calls for w in result.windows])
+    summarize(m, None, wall, None, None)
+    m.throughput_ips = sum(w.calls for w in result.windows) / sum(w.wall_s for w in result.windows)
+    v = result.verdict
+    m.note(
+        f"sustained {run.duration_s:g} s: {v.verdict}, last/first-window throughput "
+        f"{v.throughput_ratio:.3f}x [{v.ci_low:.3f}, {v.ci_high:.3f}]"
+        + ("" if v.throttled is None else f", throttled: {'yes' if v.throttled else 'no'}")
+    )
+
+
+def _concurrent(cr: CaseRun, o: Opened) -> None:
+    """N instances at once (threads or processes, as measured best per backend); the first
+    instance, which was opened and verified, is closed first so it holds no memory."""
+    from anemll_spec import concurrency
+    from anemll_spec.build import build as build_model
+
+    run, m, progress = cr.case.run, o.m, cr.env.progress
+    o.session.close()
+    backend = cr.env.backend(m.variant.backend)
+    plan = concurrency.plan_instances(cr.case.model, run.concurrency, run.instances)
+    prepared: list[Prepared] | Prepared = cr.prepared[backend.name]
+    if plan.distinct_weights:
+        preps = []
+        for k, model in enumerate(plan.models):
+            progress.phase("build", f"instance {k}: distinct weights")
+            built = build_model(model, cache_dir=cr.env.cache_dir, spec_name=cr.env.spec_name)
+            p = backend.prepare(built.path, cr.env.workdir / f"instance-{k}")
+            base = cr.prepared[backend.name]
+            p.input_dtypes, p.states = base.input_dtypes, base.states
+            preps.append(p)
+        prepared = preps
+    reader = energy.reader(run, m.variant.backend, m.device)
+    progress.phase("timing", f"{m.variant.label} x{run.concurrency} {plan.instances}")
+    res = concurrency.time_instances(
+        backend.name,
+        prepared,
+        backend.options(run, m.variant.compute_units),
+        cr.inputs,
+        Budget.from_run(run),
+        instances=run.concurrency,
+        device=m.device,
+        on_progress=_on_progress(cr, m),
+        reader=reader if energy.is_reader(reader) else None,
+    )
+    wall, starts = res.pooled()
+    summarize(m, res.per_instance[0], wall, starts, _pooled_runtime(res.per_instance))
+    m.throughput_ips = res.throughput_per_s
+    m.energy = res.energy if energy.is_reader(reader) else reader
+    m.reading_calls = res.calls
+    per = ", ".join(f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance)
+    m.note(
+        f"concurrency {run.concurrency} ({res.mode}, {plan.note}): {res.throughput_per_s:.1f} "
+        f"inferences/s aggregate; per-instance median ms: {per}; latency statistics pool all "
+        "instances"
+    )
+
+
+def _pooled_runtime(timings: list[Any]) -> np.ndarray | None:
+    """The instances' runtime durations in the pooled (start) order; None if any has none."""
+    if any(t.runtime_ns is None for t in timings):
+        return None
+    order = np.argsort(np.concatenate([t.starts_ns for t in timings]), kind="stable")
+    pooled = np.concatenate([t.runtime_ns for t in timings])[order]
+    return np.where(pooled >= 0, pooled, np.nan).astype(np.float64)
