@@ -40,7 +40,7 @@ def bare(n: int) -> float:
 
 def harness(n: int) -> float:
     """ns per iteration through the harness (no warmup, no time limit in reach)."""
-    budget = Budget(warmup=0, iterations=n, min_iterations=1, max_time_s=3600.0)
+    budget = Budget(warmup=0, warmup_s=0.0, iterations=n, min_iterations=1, max_time_s=3600.0)
     start = time.perf_counter_ns()
     timing = time_one(noop_predict, budget)
     elapsed = time.perf_counter_ns() - start
