@@ -420,3 +420,21 @@ def test_sweep_series_of_torch_tell_devices_apart(tmp_path):
     spec = build_chart("sweep", str(path), Options(runs=(run_id,)))
     rows = spec["datasets"][next(iter(spec["datasets"]))]
     assert sorted({r["series"] for r in rows}) == ["torch · cpu", "torch · cuda"]
+
+
+def test_latency_and_timeline_of_a_case_with_300k_samples(tmp_path):
+    """A long run (a 600 s sustained run of 1 ms calls; the spec allows a million
+    iterations): sample indices past 271,000 once overflowed the jitter's INT32 product."""
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "results.duckdb"
+    run_id = begin_run(path, {"spec_name": "long", "command": "synthetic"}, syn.LINUX_HOST)
+    wall = syn.samples_ns(1.0, 300_000, 3)
+    row = syn.case_row("smoke", wall, weight_bytes=2048, backend="numpy", compute_units=None)
+    append_case(path, run_id, row, wall)
+    finish_run(path, run_id, "finished")
+    for kind, name in (("latency", "points"), ("timeline", "samples")):
+        spec = build_chart(kind, str(path), Options())
+        points = spec["datasets"][name]
+        assert 50 <= len(points) <= Options().max_points + 2 * 500
+        assert max(p["idx"] for p in points) > 271_178  # 2**31 / 7919: past the old overflow

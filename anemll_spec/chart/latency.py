@@ -56,7 +56,7 @@ def query(con, opts: Options, run_id: str) -> tuple[list[dict], list[dict]]:
         f"""
         WITH sel AS ({cases_sql}),
         s AS (SELECT sel.label, x.case_id, x.idx, x.wall_ns / 1e6 AS ms,
-                     (hash(x.idx * 7919 + 13) % 1000) / 1000.0 - 0.5 AS jitter,
+                     (hash(x.idx::BIGINT * 7919 + 13) % 1000) / 1000.0 - 0.5 AS jitter,
                      row_number() OVER (PARTITION BY x.case_id ORDER BY hash(x.idx)) AS pick
               FROM samples x JOIN sel ON x.case_id = sel.case_id)
         SELECT label, idx, ms, jitter,

@@ -49,7 +49,9 @@ def query(
                      coalesce((b.lo + b.hi) / 2, 0) AS mid
               FROM samples x JOIN sel ON x.case_id = sel.case_id
               LEFT JOIN b ON b.label = sel.label),
-        m AS (SELECT *, count(*) FILTER (WHERE clipped <> 0) OVER (PARTITION BY label)
+        -- a sum, not count(*) FILTER: DuckDB 1.5 evaluates a filtered window aggregate
+        -- row by row over the partition (112 s for a case of 300,000 samples)
+        m AS (SELECT *, sum(CAST(clipped <> 0 AS INTEGER)) OVER (PARTITION BY label)
                             AS n_clipped,
                      row_number() OVER (PARTITION BY label, clipped <> 0
                                         ORDER BY abs(ms - mid) DESC) AS far
