@@ -340,3 +340,35 @@ def test_both_kinds_are_valid_vega_lite_with_units_in_their_axes(store, kind):
         else ("latency (ms)", "(W)")
     )
     assert all(u in text for u in units)
+
+
+def test_many_rows_show_each_chips_ane_row_and_name_the_baseline_by_a_key():
+    """Past MANY rows of a model: the factors chart's default (a chip's Core ML ANE row
+    where it has one), said in the subtitle; factor labels name their baseline by a key."""
+    from anemll_spec.chart import energy, energy_draw
+
+    rows = []
+    for i in range(30):
+        for cu in ("CPU_AND_NE", "CPU_ONLY"):
+            rows.append({
+                "source": "own", "chip": f"M{i} Max", "os_name": "macOS", "os_version": "15.3",
+                "model": "llama_lm_head", "backend": "coreml", "device": None,
+                "compute_units": cu, "published": False, "inferences_per_joule": 10.0 + i,
+                "energy_mj_per_inference": 1000 / (10.0 + i), "power_w_mean": 4.0,
+                "energy_factor": (10.0 + i) / 10.0, "energy_factor_label": None,
+                "baseline_label": "M0 Max (own, Core ML ANE, ioreport)", "case_id": f"c{i}{cu}",
+            })  # fmt: skip
+    kept, notes = energy.fewer([dict(r) for r in rows], Options())
+    assert len(kept) == 30 and {r["compute_units"] for r in kept} == {"CPU_AND_NE"}
+    assert notes and notes[0].startswith("Not shown: 30 measured row(s)")
+    kept, notes = energy.fewer([dict(r) for r in rows], Options(where="TRUE"))
+    assert len(kept) == 60 and not notes  # any --where shows every row
+    few = [dict(r) for r in rows[:10]]
+    assert energy.fewer(few, Options()) == (few, [])  # a few rows: every compute unit
+    spec = energy_draw.chart([dict(r) for r in rows[::2]], [], Options())
+    labels = {r["factor_label"] for r in spec["datasets"]["energy"]}
+    assert "1.5x [1]" in labels and not any(" vs " in x for x in labels)
+    assert (
+        "Factors of measured rows: [1] vs M0 Max (own, Core ML ANE, ioreport)."
+        in (spec["title"]["subtitle"])
+    )

@@ -18,6 +18,7 @@ from anemll_spec.chart.style import printable
 KIND = "energy"
 TITLE = "Energy per inference"
 PUBLISHED = "starts_with(source, 'published: ')"
+MANY = 24  # rows of one model past which a chip shows its Core ML ANE row only
 # Columns the view may lack (an older or smaller v4 view): read as NULL, words supplied.
 OPTIONAL = {
     "os_name": "VARCHAR",
@@ -147,7 +148,27 @@ def build(con, opts: Options, run_id: str | None = None, *, others: bool = False
         from anemll_spec.chart.factors import check_baseline
 
         check_baseline(con, opts.baseline)  # no factor at all: maybe a misspelt chip
+    rows, notes = fewer(rows, opts)
     from anemll_spec.chart import energy_draw
 
     segments = rails(con, [r["case_id"] for r in rows if r.get("case_id")])
-    return energy_draw.chart(rows, segments, opts)
+    return energy_draw.chart(rows, segments, opts, notes)
+
+
+def fewer(rows: list[dict[str, Any]], opts: Options) -> tuple[list[dict[str, Any]], list[str]]:
+    """Past MANY rows of one model, the factors chart's default: of each chip's measured
+    rows, the Core ML ANE one where it has one (said in the subtitle; any --where shows
+    every row). Fewer rows are all drawn: comparing a chip's compute units is the point
+    of an energy chart of one Mac."""
+    per_model: dict[str, int] = {}
+    for r in rows:
+        per_model[r["model"]] = per_model.get(r["model"], 0) + 1
+    if opts.where or max(per_model.values(), default=0) <= MANY:
+        return rows, []
+    from anemll_spec.chart.factors import like_published_first
+
+    for r in rows:
+        r["own"] = not r["published"]
+        r["os"] = " ".join(x for x in (r.get("os_name"), r.get("os_version")) if x) or None
+    kept, note = like_published_first(rows)
+    return kept, [note] if note else []

@@ -17,6 +17,7 @@ from anemll_spec.chart.factors_draw import (
     MODEL_ORDER,
     _shorten,
     how,
+    key_factor_labels,
     log_domain,
 )
 
@@ -148,6 +149,10 @@ def chart(
     """The Vega-Lite spec: one row of panels per model."""
     rows = [r for r in rows if r["inferences_per_joule"] is not None]
     notes = [*(notes or []), *label_rows(rows)]
+    for r in rows:  # what factors_draw.key_factor_labels reads
+        r["own"], r["factor"], r["against"] = (
+            not r["published"], r.get("energy_factor"), r.get("baseline_label"))  # fmt: skip
+    notes += key_factor_labels(rows)
     segments, outside = split(rows, rails)
     for r in rows:
         r["total_text"] = (
