@@ -205,7 +205,8 @@ def test_commands_import_nothing_heavy():
 
 def test_readme_chart_examples_run_as_written(cli, tmp_path):
     """Every `anemll-spec chart` / `report` line of the README's charts section runs, on a
-    store with a sweep run and then two head runs (the order its examples assume)."""
+    store with energy and sustained runs, a sweep run and then two head runs (the order
+    its examples assume)."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Charts and the report", 1)[1].split("```sh", 1)[1]
     lines = [
@@ -213,8 +214,13 @@ def test_readme_chart_examples_run_as_written(cli, tmp_path):
         for line in section.split("```", 1)[0].splitlines()
         if line.startswith("anemll-spec ")
     ]
-    assert len(lines) >= 5
+    assert len(lines) >= 8
     path = tmp_path / "results.duckdb"
+    import chart_energy
+    import chart_sustained
+
+    chart_energy.energy_run(path, chart_energy.M1_MAX_HOST)  # chart energy
+    chart_sustained.sustained_run(path)  # chart sustained
     syn.sweep_run(path)
     syn.lm_head_run(path, seed=5)
     syn.lm_head_run(path, seed=6, scale=1.03)
