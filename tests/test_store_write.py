@@ -135,7 +135,10 @@ def test_case_dict_takes_exactly_the_declared_columns(tmp_path):
         append_case(store, run_id, case(case_id="mine"), [1])
     # missing -> NULL; NaN -> NULL
     cid = append_case(
-        store, run_id, {"case_key": "k", "status": "ok", "mean_ms": float("nan")}, [1]
+        store,
+        run_id,
+        {"case_key": "0123456789abcdef", "status": "ok", "mean_ms": float("nan")},
+        [1],
     )
     row = read(store, "SELECT * FROM cases WHERE case_id = ?", [cid])[0]
     names = schema.CASES.names
@@ -155,6 +158,9 @@ def test_case_dict_takes_exactly_the_declared_columns(tmp_path):
         ({"case_index": 2**40}, "does not fit INTEGER"),
         ({"verify_cosine": 1.5}, "above its maximum"),
         ({"case_key": None}, "case_key is required"),
+        # a form an import checks is checked on write too: nothing stored is refused later
+        ({"case_key": "k"}, "case_key = 'k' is not of the form"),
+        ({"model_sha256": "../../etc/passwd"}, "model_sha256 = '../../etc/passwd' is not"),
         ({"n_samples": 3}, "n_samples = 3 but 1 samples given"),
         ({"params": "{not json"}, "not valid JSON"),
     ],
@@ -347,3 +353,19 @@ def test_notes_and_start_times_are_stored(tmp_path):
         append_case(store, run_id, case(), wall, starts_ns=starts[:2])
     with pytest.raises(InputError, match="longer than any real call"):
         append_case(store, run_id, case(), [2**62])
+
+
+def test_finish_run_leaves_no_write_ahead_log(tmp_path):
+    """Appends only log (the checkpoint waits for 2 MB of log); finish_run checkpoints,
+    so a finished run's store is one self-contained file that readers replay nothing of."""
+    store = tmp_path / "r.duckdb"
+    wal = tmp_path / "r.duckdb.wal"
+    run_id = new_run(store)
+    wall = np.random.default_rng(4).integers(1_000_000, 2_000_000, 10_000)
+    append_case(store, run_id, case(wall=wall), wall)
+    assert wal.exists() and wal.stat().st_size > 100_000  # the samples, in the log
+    finish_run(store, run_id, "finished")
+    assert not wal.exists() or wal.stat().st_size == 0
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(store.read_bytes())  # the file alone holds the run
+    assert read(copy, "SELECT count(*), sum(wall_ns) FROM samples") == [(10_000, int(wall.sum()))]

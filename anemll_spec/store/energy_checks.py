@@ -66,8 +66,8 @@ def _checks(r: Mapping[str, str]) -> list[tuple[str, str]]:
             "case {}: energy_method and energy_total_mj go together (NULL: no energy)",
         ),
         (
-            f"SELECT case_id FROM {c} WHERE energy_total_mj IS NOT NULL AND NOT ("
-            f"energy_interval_s > 0 AND energy_calls >= 1)",
+            f"SELECT case_id FROM {c} WHERE energy_total_mj IS NOT NULL AND NOT coalesce("
+            f"energy_interval_s > 0 AND energy_calls >= 1, false)",
             "case {}: an energy figure needs its interval (> 0 s) and its calls",
         ),
         (
@@ -168,7 +168,7 @@ def _checks(r: Mapping[str, str]) -> list[tuple[str, str]]:
         ),
         (
             f"SELECT case_id, window_index FROM {w} WHERE (energy_total_mj IS NOT NULL "
-            f"AND NOT energy_interval_s > 0) OR (energy_total_mj IS NULL "
+            f"AND NOT coalesce(energy_interval_s > 0, false)) OR (energy_total_mj IS NULL "
             f"AND energy_interval_s IS NOT NULL)",
             "case {}: window {} energy needs its interval (> 0 s), and an interval its energy",
         ),

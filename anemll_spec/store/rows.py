@@ -46,6 +46,10 @@ def convert(col: Column, value, what: str):
         if col.required:
             raise InputError(f"{where} is required")
         return None
+    if col.pattern is not None and not re.fullmatch(col.pattern, value):
+        raise InputError(
+            f"{where} = {escape_controls(value)[:80]!r} is not of the form {col.pattern}"
+        )
     if col.choices and value not in col.choices:
         raise InputError(f"{where} = {value!r} is not one of {', '.join(col.choices)}")
     if col.min is not None and value < col.min:

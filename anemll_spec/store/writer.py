@@ -16,8 +16,8 @@ import numpy as np
 
 from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import extras, schema
-from anemll_spec.store.connection import describe_target, open_store
+from anemll_spec.store import extras, lake, schema
+from anemll_spec.store.connection import default_target, describe_target, open_store
 from anemll_spec.store.rows import (
     check_row,
     escape_controls,
@@ -50,12 +50,14 @@ class StoreWriteFailed(RunFailed):
 
 
 @contextlib.contextmanager
-def transaction(target, **open_kw) -> Iterator:
+def transaction(target, *, checkpoint: bool = False, **open_kw) -> Iterator:
     """An open writable connection inside BEGIN ... COMMIT (ROLLBACK on error), then closed.
 
     A failed write (duckdb.IOException: disk full, file too large) becomes ONE line,
     StoreWriteFailed; a rollback that fails because DuckDB already ended the transaction
-    does not hide the first error."""
+    does not hide the first error. checkpoint: after the commit, merge the write-ahead
+    log into a file store (finish_run: readers and copies of the file then replay
+    nothing); a checkpoint that fails loses nothing (the log stays) and is not an error."""
     import duckdb
 
     con = open_store(target, **open_kw)
@@ -64,6 +66,9 @@ def transaction(target, **open_kw) -> Iterator:
         try:
             yield con
             con.execute("COMMIT")
+            if checkpoint and not lake.is_lake(default_target(target)):
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("CHECKPOINT")
         except BaseException as exc:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -268,7 +273,7 @@ def finish_run(target, run_id: str, status: str, *, lock_timeout_s: float | None
     """Close a run: 'finished' | 'failed' | 'interrupted'."""
     if status not in FINAL_STATUSES:
         raise InputError(f"finish_run: status {status!r} is not one of {', '.join(FINAL_STATUSES)}")
-    with transaction(target, lock_timeout_s=lock_timeout_s) as con:
+    with transaction(target, lock_timeout_s=lock_timeout_s, checkpoint=True) as con:
         _require_run(con, run_id)
         con.execute(
             "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
