@@ -16,6 +16,7 @@ from fixtures.store.energy import (
     TOTAL_MJ,
     energy_case,
     energy_store,
+    m1_ultra_reading,
     sustained_case,
     synthetic_sustained,
 )
@@ -269,3 +270,35 @@ def test_the_writer_refuses_bad_rows_of_the_new_tables(tmp_path):
     with pytest.raises(InputError, match="sustained_verdict = degraded but"):
         append_case(store, run_id, {**base, "sustained_verdict": "degraded"}, wall, **kw)
     assert append_case(store, run_id, base, wall, **kw)  # and the real rows are accepted
+
+
+def test_a_reading_the_store_cannot_take_is_null_with_the_reason(tmp_path):
+    """A reading with no interval or a negative rail (a counter gone wrong) must not cost
+    the case its timing: the energy is NULL and energy_note says why."""
+    from dataclasses import replace
+
+    store = tmp_path / "s.duckdb"
+    run_id = new_run(store)
+    wall = samples_ns(np.random.default_rng(3), 30, 5.0)
+    good = m1_ultra_reading(0)
+    for bad, why in (
+        (replace(good, interval_s=0.0), "its interval is 0.0 s"),
+        (replace(good, rails_mj={**good.rails_mj, "dram": -3.0}), "rail dram read -3.0 mJ"),
+    ):
+        kw = energy_rows(bad, 30, t0_ns=0)
+        cid = append_case(store, run_id, {**case(wall=wall), **kw.pop("case")}, wall, **kw)
+        assert q(
+            store, "SELECT energy_total_mj, energy_note FROM cases WHERE case_id = ?", [cid]
+        ) == [(None, f"ioreport reading not stored: {why}")]
+    assert q(store, "SELECT count(*) FROM case_energy_rails") == [(0,)]
+    # a sustained run with one window unreadable: the case's energy is NULL with why
+    s = synthetic_sustained()
+    s.windows[1].energy = replace(s.windows[1].energy, interval_s=float("nan"))
+    cid = sustained_case(store, run_id, s)
+    (note, n_energy) = q(
+        store,
+        "SELECT energy_note, (SELECT count(energy_total_mj) FROM sustained_windows w "
+        "WHERE w.case_id = c.case_id) FROM cases c WHERE case_id = ?",
+        [cid],
+    )[0]
+    assert note == "no energy for window 1 of 3: its interval is nan s" and n_energy == 2

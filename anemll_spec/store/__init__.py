@@ -1,9 +1,11 @@
 """The results store: one DuckDB file that users query with SQL and charts read.
 
 Schema declared once as data (`schema`), migrations (`migrations`), the write API the
-runner calls (`writer`), export/import bundles (`bundle`), the checks every row from
-elsewhere passes (`trust.check_staged`), the one factor rule (`factors.for_run`, the
-`case_factors_vs` macro of `views`). Open it only through
+runner calls (`writer`; `energy` turns power readings and sustained runs into its
+arguments), export bundles (`bundle`) and import them (`importing`), the checks every
+row from elsewhere passes (`trust.check_staged`, with `energy_checks`), the one factor
+rule (`factors.for_run`, the `case_factors_vs` macro of `views`; energy:
+`energy_factors_vs`, views_energy.py). Open it only through
 `open_store` (the one seam between anemll-spec and the storage engine).
 """
 

@@ -1,11 +1,12 @@
-"""Results bundles: the contribution path between stores (export, import).
+"""Results bundles: the contribution path between stores (export here; the file's checks
+and staging, which import and push/pull share; import itself is store/importing.py).
 
 A bundle is ONE parquet file, readable with plain DuckDB SQL:
 
     SELECT * FROM 'bundle.parquet' WHERE "table" = 'cases';
 
 Its columns are the union by name of the bundled tables (hosts, runs, cases, samples,
-placements) plus a `table` column naming the table of each row; a row's columns of
+placements, case_energy_rails, power_samples, sustained_windows) plus a `table` column naming the table of each row; a row's columns of
 other tables are NULL. Parquet key-value metadata makes it self-describing:
 `anemll_spec.bundle` ('results'), `anemll_spec.schema_version`,
 `anemll_spec.tool_version`, `anemll_spec.created_at`, `anemll_spec.counts` (rows per
@@ -13,11 +14,10 @@ table, JSON) and `anemll_spec.columns` (table -> [[name, type, unit], ...], JSON
 Read it with `SELECT decode(key), decode(value) FROM parquet_kv_metadata('bundle.parquet')`.
 
 Import is the store's trust boundary: a bundle's size and text lengths are checked from
-the file before anything is staged, then its rows are staged in temp tables and held to
-`trust.check_staged` (ids, hashes and every statistic recomputed), and only then are all
-bundles written in one transaction. Runs already in the store are skipped, so importing
-twice changes nothing. Values only ever travel as data (INSERT ... SELECT); nothing
-from a file is put into SQL text.
+the file before anything is staged (`read_header`), then its rows are staged in temp
+tables and held to `trust.check_staged` (ids, hashes and every statistic recomputed):
+`stage`, the one way rows from elsewhere come in. Values only ever travel as data
+(INSERT ... SELECT); nothing from a file is put into SQL text.
 """
 
 from __future__ import annotations

@@ -49,7 +49,10 @@ def energy_rows(
     if energy is None:
         return {"case": {}, "rails": [], "power_samples": []}
     if not hasattr(energy, "rails_mj"):  # Unavailable: NULL energy, and why
-        return {"case": {"energy_note": str(energy.reason)}, "rails": [], "power_samples": []}
+        return _none(str(energy.reason))
+    why = unusable(energy, calls)
+    if why:  # stored as NULL with the reason: a reading the store would refuse
+        return _none(f"{energy.method} reading not stored: {why}")  # fails no timing case
     notes = list(energy.notes)
     points, dropped = [], 0
     for p in energy.timeline:
@@ -82,14 +85,41 @@ def energy_rows(
     return {"case": case, "rails": rail_rows(energy), "power_samples": points}
 
 
+def _none(note: str) -> dict:
+    return {"case": {"energy_note": _text(note, 16_384)}, "rails": [], "power_samples": []}
+
+
+def unusable(energy, calls) -> str | None:
+    """Why a reading cannot be a figure (a reader's bug or a counter gone wrong), or None."""
+    if not (isinstance(calls, int) and calls >= 1):
+        return f"{calls!r} calls: energy per inference needs at least one"
+    if not (math.isfinite(energy.interval_s) and energy.interval_s > 0):
+        return f"its interval is {energy.interval_s!r} s"
+    bad = [r for r, mj in energy.rails_mj.items() if not (math.isfinite(mj) and mj >= 0)]
+    if bad:
+        return f"rail {bad[0]} read {energy.rails_mj[bad[0]]!r} mJ"
+    if energy.method not in ("ioreport", "powermetrics", "nvml", "rapl"):
+        return f"unknown reader {energy.method!r}"
+    return None
+
+
+def _text(value: str, limit: int = 256) -> str:
+    """Single-line text as the store takes it: control characters replaced, clipped."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", str(value))[:limit]
+
+
 def rail_rows(energy) -> list[dict]:
     """One row per rail, or per part where the reader kept what it summed."""
     rows = []
     for rail, mj in energy.rails_mj.items():
         name, part = rail_and_part(energy.method, rail)
         parts = {
-            k.split("/", 1)[1]: v for k, v in energy.parts_mj.items() if k.startswith(rail + "/")
+            _text(k.split("/", 1)[1]): v
+            for k, v in energy.parts_mj.items()
+            if k.startswith(rail + "/")
         }
+        if parts and not math.isclose(sum(parts.values()), mj, rel_tol=1e-12, abs_tol=1e-9):
+            parts = {}  # the parts do not make up the rail: the rail as one
         for p, v in parts.items() if parts else [(part, mj)]:
             rows.append(
                 {
@@ -116,7 +146,7 @@ def sustained_rows(s) -> dict:
             "calls": w.calls,
             "median_ms": w.median_ms,
         }
-        if hasattr(w.energy, "rails_mj"):
+        if hasattr(w.energy, "rails_mj") and not unusable(w.energy, w.calls):
             row["energy_total_mj"] = float(w.energy.total_mj)
             row["energy_interval_s"] = float(w.energy.interval_s)
             of = w.index  # the window's own reader: its timeline is this window's
@@ -160,7 +190,7 @@ def _thermal(t) -> dict:
     reasons = detail.get("clock_event_reasons")
     temp = detail.get("temperature_c")
     return {
-        "thermal_state": str(t.state),
+        "thermal_state": _text(t.state),
         "throttled": bool(t.throttled),
         "temperature_c": None if temp is None else float(temp),
         "clock_event_reasons": ",".join(reasons) if reasons else None,
@@ -175,10 +205,16 @@ def _combined(wins):
     readings = [w.energy for w in wins]
     if all(r is None for r in readings):
         return None
-    missing = [(i, r) for i, r in enumerate(readings) if not hasattr(r, "rails_mj")]
+    missing = [
+        (i, r)
+        for i, r in enumerate(readings)
+        if not hasattr(r, "rails_mj") or unusable(r, wins[i].calls)
+    ]
     if missing:
         i, r = missing[0]
-        why = getattr(r, "reason", "no reader")
+        why = getattr(r, "reason", None) or "no reader"
+        if hasattr(r, "rails_mj"):
+            why = unusable(r, wins[i].calls)
         return Unavailable(f"no energy for window {i} of {len(wins)}: {why}")
     rails: dict[str, float] = {}
     parts: dict[str, float] = {}
