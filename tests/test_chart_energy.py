@@ -372,3 +372,12 @@ def test_many_rows_show_each_chips_ane_row_and_name_the_baseline_by_a_key():
         "Factors of measured rows: [1] vs M0 Max (own, Core ML ANE, ioreport)."
         in (spec["title"]["subtitle"])
     )
+
+
+def test_report_of_a_replaced_energy_run_says_why_it_has_no_chart(tmp_path):
+    path = tmp_path / "results.duckdb"
+    old, _ = ce.energy_run(path, ce.M1_MAX_HOST)
+    ce.energy_run(path, ce.M1_MAX_HOST, scale=1.1, seed=101)  # the same chip and variant
+    page = write_report(path, old, tmp_path / "old.html").read_text()
+    assert "<h2>Energy per inference</h2>" in page and 'id="chart-energy"' not in page
+    assert "later runs have replaced every one of this run's" in page

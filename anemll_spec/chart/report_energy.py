@@ -52,8 +52,12 @@ def energy_section(con, run_id: str, cases: list[dict], opts: Options, charts) -
     try:
         spec = energy.build(con, Options(runs=(run_id,), baseline=opts.baseline), run_id,
                             others=True)  # fmt: skip
-    except NoData as exc:
-        return html + f'<p class="note">{esc(exc)}</p>'
+    except NoData:
+        return html + (
+            '<p class="note">No energy chart: it draws energy_factors, which keeps the '
+            "latest case of each chip, OS version, model and variant, and later runs have "
+            "replaced every one of this run's.</p>"
+        )
     charts["chart-energy"] = spec
     return html + '<div id="chart-energy" class="chart"></div>'
 
