@@ -102,7 +102,8 @@ def test_energy_rows_and_factors_equal_the_store(store):
     # ordered by inferences per joule, highest first; a CUDA row is named by its GPU
     ipj = [d["inferences_per_joule"] for d in drawn]
     assert ipj == sorted(ipj, reverse=True)
-    assert any(d["label"] == "own: NVIDIA H100 80GB HBM3 (torch cuda)" for d in drawn)
+    gpu = next(d for d in drawn if d["label"] == "own: NVIDIA H100 80GB HBM3 (torch cuda)")
+    assert gpu["total_text"] == "204 mJ · 505 W (limit 700 W)"  # the GPU's limit, for scale
 
 
 def test_rail_stacks_sum_the_parts_and_fill_the_total(store):

@@ -158,6 +158,11 @@ def chart(
         r["total_text"] = (
             f"{style.fmt_num(r['energy_mj_per_inference'], 3)} mJ"
             + (f" · {style.fmt_num(r['power_w_mean'], 3)} W" if r.get("power_w_mean") else "")
+            + (
+                f" (limit {style.fmt_num(r['gpu_power_limit_w'], 3)} W)"
+                if r.get("gpu_power_limit_w")
+                else ""
+            )  # fmt: skip
             + (" (not timed-only)" if r.get("energy_timed_only") is False else "")
         )
     present = {r["model"] for r in rows}
@@ -178,8 +183,9 @@ def chart(
             if published
             else "No published energy figures exist (anemll-bench published none): every "
             "bar is a measured run.",
-            f"Factor = inferences per joule / {opts.baseline}'s of the same source and "
-            "variant (the store's energy_factors); 'no baseline' where the store has none.",
+            f"Factor = inferences per joule / {opts.baseline}'s of the same source, variant "
+            "and power reader (the store's energy_factors); 'no baseline' where the store "
+            "has none.",
             f"Right: mJ per inference stacked by rail (each rail's parts summed); grey: {UNSPLIT}."
             + (f" Not stacked (they overlap the rails): {', '.join(outside)}." if outside else ""),
             f"Filters: {opts.describe()}.",
