@@ -382,3 +382,23 @@ def test_report_of_a_replaced_energy_run_says_why_it_has_no_chart(tmp_path):
     page = write_report(path, old, tmp_path / "old.html").read_text()
     assert "<h2>Energy per inference</h2>" in page and 'id="chart-energy"' not in page
     assert "later runs have replaced every one of this run's" in page
+
+
+def test_sustained_latency_axis_is_clipped_past_far_outliers(tmp_path):
+    import dataclasses
+
+    path = tmp_path / "results.duckdb"
+    plan = dataclasses.replace(cs.STEADY_NUMPY, spikes=5)
+    cs.sustained_run(path, (plan,))
+    spec = build_chart("sustained", str(path), Options())
+    wall = np.array([r["wall_ns"] for r in raw(path, "SELECT wall_ns FROM samples")]) / 1e6
+    q1, q3 = np.percentile(wall, [25, 75])
+    hi = min(wall.max(), q3 + 3 * (q3 - q1))  # Tukey's far fence, cut to the extent
+    (panel,) = spec["vconcat"][0]["vconcat"]  # no power reader: latency only
+    scale = panel["layer"][1]["encoding"]["y"]["scale"]
+    assert scale["clamp"] is True and scale["domain"][1] == pytest.approx(
+        hi + 0.04 * (hi - max(wall.min(), q1 - 3 * (q3 - q1))), rel=1e-6
+    )
+    assert wall.max() > scale["domain"][1]  # the spikes are beyond it, drawn at its edge
+    sub = " ".join(spec["vconcat"][0]["title"]["subtitle"])
+    assert f"Latency axis clipped to {max(wall.min(), q1 - 3 * (q3 - q1)):.4g}–{hi:.4g} ms" in sub

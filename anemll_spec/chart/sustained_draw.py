@@ -11,7 +11,6 @@ from typing import Any
 from anemll_spec.chart import robust, style
 from anemll_spec.chart.energy_draw import _rail_color, _rail_rank
 from anemll_spec.chart.sustained import (
-    MAX_CASES,
     TITLE,
     thermal_runs,
     throttled_words,
@@ -234,6 +233,3 @@ def _window_tooltip() -> list:
         alt.Tooltip("temperature_c:Q", title="temperature (°C)", format=".1f"),
         alt.Tooltip("clock_event_reasons:N", title="clock-event reasons"),
     ]
-
-
-__all__ = ["MAX_CASES", "chart"]
