@@ -276,7 +276,6 @@ def test_no_sustained_run_says_how_to_make_one(store, tmp_path):
         build_chart("sustained", str(store["path"]), Options(model="nope"))
     path = tmp_path / "results.duckdb"
     syn.linux_run(path)
-    ce.v4_shim(path)
     with pytest.raises(NoData, match="no sustained run in the store"):
         build_chart("sustained", str(path), Options())
     with pytest.raises(NoData, match="has no sustained case"):
@@ -315,7 +314,6 @@ def test_cli_draws_both_kinds_and_explains_an_empty_one(cli, store, tmp_path):
         assert json.loads(files["json"].read_text())["datasets"]
     empty = tmp_path / "plain.duckdb"
     syn.linux_run(empty)
-    ce.v4_shim(empty)
     for kind, why in (("sustained", "no sustained run in the store"),
                       ("energy", "no case has an energy reading")):  # fmt: skip
         r = cli("chart", kind, "--store", empty, "--out", tmp_path / "o")
