@@ -400,3 +400,29 @@ def test_sustained_latency_axis_is_clipped_past_far_outliers(tmp_path):
     assert wall.max() > scale["domain"][1]  # the spikes are beyond it, drawn at its edge
     sub = " ".join(spec["vconcat"][0]["title"]["subtitle"])
     assert f"Latency axis clipped to {max(wall.min(), q1 - 3 * (q3 - q1)):.4g}–{hi:.4g} ms" in sub
+
+
+def test_samples_without_start_times_are_placed_by_the_latency_before_them(tmp_path):
+    import dataclasses
+
+    path = tmp_path / "results.duckdb"
+    cs.sustained_run(path, (dataclasses.replace(cs.STEADY_NUMPY, stamped=False),))
+    spec = build_chart("sustained", str(path), Options())
+    windows = {w["window_index"]: w for w in raw(path, "SELECT * FROM sustained_windows")}
+    rows = raw(path, "SELECT idx, wall_ns, window_index, start_ns FROM samples ORDER BY idx")
+    assert all(r["start_ns"] is None for r in rows)
+    want = {}
+    for k, w in windows.items():  # numpy: window start + wall x (latency before / total)
+        mine = [r for r in rows if r["window_index"] == k]
+        ns = np.array([r["wall_ns"] for r in mine], dtype=float)
+        before = np.cumsum(ns) - ns
+        for r, b in zip(mine, before, strict=True):
+            want[r["idx"]] = w["start_s"] + w["wall_s"] * b / ns.sum()
+    drawn = spec["datasets"]["samples"]
+    assert len(drawn) >= 50 and all(p["estimated"] for p in drawn)
+    for p in drawn:
+        assert p["t_s"] == pytest.approx(want[p["idx"]], rel=1e-9)
+        w = windows[p["window_index"]]
+        assert w["start_s"] <= p["t_s"] < w["start_s"] + w["wall_s"]
+    sub = " ".join(spec["vconcat"][0]["title"]["subtitle"])
+    assert f"{len(rows):,} sample(s) stored without start times: placed in their window" in sub

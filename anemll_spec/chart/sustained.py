@@ -48,15 +48,27 @@ def query(con, opts: Options, run_id: str) -> dict[str, Any]:
         params,
     )
     per_case = max(50, opts.max_points // max(1, len(cases)))
+    # A sample stored without its start time (start_ns NULL) is placed inside its
+    # window by the latency of the calls before it: window start + window wall time x
+    # (the window's latency so far / its total latency), an estimate the chart names.
     samples = fetch(
         con,
-        f"""WITH sel AS {picked}
-            SELECT sel.label, x.idx, x.start_ns / 1e9 AS t_s, x.wall_ns / 1e6 AS ms,
-                   x.window_index
-            FROM samples x JOIN sel ON x.case_id = sel.case_id
-            WHERE x.start_ns IS NOT NULL
-              AND x.idx % greatest(1, CAST(ceil(sel.n_samples / ?) AS INTEGER)) = 0
-            ORDER BY sel.label, x.idx""",
+        f"""WITH sel AS {picked},
+            x AS (SELECT sel.label, sel.n_samples, x.idx, x.wall_ns, x.start_ns,
+                         x.window_index, w.start_s, w.wall_s,
+                         sum(x.wall_ns) OVER (PARTITION BY sel.label, x.window_index
+                             ORDER BY x.idx ROWS UNBOUNDED PRECEDING) - x.wall_ns AS before_ns,
+                         sum(x.wall_ns) OVER (PARTITION BY sel.label, x.window_index) AS all_ns
+                  FROM samples x JOIN sel ON x.case_id = sel.case_id
+                  LEFT JOIN sustained_windows w
+                    ON w.case_id = x.case_id AND w.window_index = x.window_index)
+            SELECT label, idx, wall_ns / 1e6 AS ms, window_index,
+                   coalesce(start_ns / 1e9, start_s + wall_s * before_ns / all_ns) AS t_s,
+                   start_ns IS NULL AS estimated
+            FROM x
+            WHERE (start_ns IS NOT NULL OR start_s IS NOT NULL)
+              AND idx % greatest(1, CAST(ceil(n_samples / ?) AS INTEGER)) = 0
+            ORDER BY label, idx""",
         [*params, float(per_case)],
     )
     power = fetch(
@@ -79,7 +91,9 @@ def query(con, opts: Options, run_id: str) -> dict[str, Any]:
             SELECT sel.label, quantile_cont(x.wall_ns / 1e6, 0.25) AS q1,
                    median(x.wall_ns / 1e6) AS median, quantile_cont(x.wall_ns / 1e6, 0.75) AS q3,
                    min(x.wall_ns) / 1e6 AS min_ms, max(x.wall_ns) / 1e6 AS max_ms,
-                   count(*) FILTER (WHERE x.start_ns IS NULL) AS unstamped
+                   count(*) FILTER (WHERE x.start_ns IS NULL) AS unstamped,
+                   count(*) FILTER (WHERE x.start_ns IS NULL AND x.window_index IS NULL)
+                       AS unplaced
             FROM samples x JOIN sel ON x.case_id = sel.case_id GROUP BY sel.label""",
         params,
     )

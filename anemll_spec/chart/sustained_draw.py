@@ -38,8 +38,9 @@ def chart(data: dict[str, Any], run_id: str, opts) -> dict[str, Any]:
     rails = sorted({p["rail"] for p in data["power"]}, key=_rail_rank)
     color = alt.Color("rail:N", title="power rail", sort=rails,
                       scale=alt.Scale(domain=rails, range=[_rail_color(r) for r in rails]))  # fmt: skip
+    shades = [k for k in SHADES if any(w["shade"] == k for w in windows)]  # drawn ones
     shade = alt.Fill("shade:N", title="window", scale=alt.Scale(
-        domain=list(SHADES), range=list(SHADES.values())))  # fmt: skip
+        domain=shades, range=[SHADES[k] for k in shades]))  # fmt: skip
     parts = [_case(c, data, color, shade) for c in data["cases"]]
     shown, n = len(data["cases"]), data["n_cases"]
     more = f" Showing {shown} of {n} cases; narrow with --where or --model." if n > shown else ""
@@ -104,6 +105,7 @@ def _case(case: dict[str, Any], data: dict[str, Any], color, shade) -> dict[str,
             y=y,
             tooltip=[
                 alt.Tooltip("t_s:Q", title="started (s)", format=".3f"),
+                alt.Tooltip("estimated:N", title="start time estimated"),
                 alt.Tooltip("ms:Q", title="latency (ms)", format=".4f"),
                 alt.Tooltip("window_index:Q", title="window"),
             ],
@@ -212,8 +214,16 @@ def _subtitle(case, windows, spread, clip, has_power: bool) -> list[str]:
             f"Latency axis clipped to {clip.lo:.4g}–{clip.hi:.4g} ms (quartiles ± "
             f"{robust.FENCE:g} IQR): slower or faster samples sit at its edge (tooltip: real value)."
         )
-    if spread.get("unstamped"):
-        lines.append(f"{spread['unstamped']:,} sample(s) have no start time: not drawn.")
+    placed = (spread.get("unstamped") or 0) - (spread.get("unplaced") or 0)
+    if placed:
+        lines.append(
+            f"{placed:,} sample(s) stored without start times: placed in their window by "
+            "the latency before them (an estimate)."
+        )
+    if spread.get("unplaced"):
+        lines.append(
+            f"{spread['unplaced']:,} sample(s) have neither a start time nor a window: not drawn."
+        )
     return lines
 
 
