@@ -2,11 +2,14 @@
 
 The whole call is timed: open the store, check the case, insert the case row and the
 samples in one transaction, commit, close. In the same process, interleaved round by
-round (each round runs the three in a rotating order, so load on the machine falls on
+round (each round runs the four in a rotating order, so load on the machine falls on
 all of them alike):
 - the write API with this version's settings (the figure);
 - the write API with the write-ahead log checkpointed at 1 MB, the setting before
   (connection.WAL_CHECKPOINT_THRESHOLD): what the threshold buys;
+- the same case with an energy reading (schema v4: 7 rails, 4 timeline points; the
+  M1 Ultra IOReport delta of tests/fixtures/power, charged to synthetic calls): what
+  writing and checking the energy rows adds;
 - the baseline, the floor of any such write with DuckDB: connect to a bare file, insert
   the same 10,000 samples from numpy in one transaction, close (no schema checks, no
   case row). (duckdb's executemany, the naive path, takes ~40 s for 10,000 rows here.)
@@ -25,9 +28,11 @@ import duckdb
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fixtures.store.energy import m1_ultra_reading  # noqa: E402
 from fixtures.store.synth import case, new_run  # noqa: E402
 
 from anemll_spec.store import append_case, connection  # noqa: E402
+from anemll_spec.store.energy import energy_rows  # noqa: E402
 
 N_SAMPLES = 10_000
 REPEATS = 40
@@ -41,17 +46,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         stores = {now: Path(d) / "now.duckdb", BEFORE_THRESHOLD: Path(d) / "before.duckdb"}
         runs = {k: new_run(p) for k, p in stores.items()}
+        energy_store = Path(d) / "energy.duckdb"
+        energy_run = new_run(energy_store)
         bare = Path(d) / "bare.duckdb"
         con = duckdb.connect(str(bare))
         con.execute("CREATE TABLE samples (case_id VARCHAR, idx INTEGER, wall_ns BIGINT)")
         con.close()
-        times: dict[str, list[float]] = {"now": [], "before": [], "bare": []}
+        times: dict[str, list[float]] = {"now": [], "before": [], "bare": [], "energy": []}
 
         def api(key: str, threshold: str, row: dict, wall: np.ndarray) -> None:
             connection.WAL_CHECKPOINT_THRESHOLD = threshold
             t0 = time.perf_counter()
             append_case(stores[threshold], runs[threshold], row, wall)
             times[key].append(time.perf_counter() - t0)
+
+        def energy(row: dict, wall: np.ndarray) -> None:
+            connection.WAL_CHECKPOINT_THRESHOLD = now
+            kw = energy_rows(m1_ultra_reading(0), N_SAMPLES, t0_ns=0)
+            full = {**row, **kw.pop("case")}
+            t0 = time.perf_counter()
+            append_case(energy_store, energy_run, full, wall, **kw)
+            times["energy"].append(time.perf_counter() - t0)
 
         def floor(i: int, wall: np.ndarray) -> None:
             t0 = time.perf_counter()
@@ -69,9 +84,10 @@ def main() -> None:
             steps = [
                 lambda row=row, wall=wall: api("now", now, row, wall),
                 lambda row=row, wall=wall: api("before", BEFORE_THRESHOLD, row, wall),
+                lambda row=row, wall=wall: energy(row, wall),
                 lambda i=i, wall=wall: floor(i, wall),
             ]
-            for step in steps[i % 3 :] + steps[: i % 3]:
+            for step in steps[i % 4 :] + steps[: i % 4]:
                 step()
         connection.WAL_CHECKPOINT_THRESHOLD = now
 
@@ -94,6 +110,8 @@ def main() -> None:
                 "before_median_ms": round(med("before"), 2),
                 "before_mean_ms": round(float(np.mean(times["before"])) * 1e3, 2),
                 "ratio_vs_before": round(med("now") / med("before"), 4),
+                "energy_case_median_ms": round(med("energy"), 2),
+                "energy_ratio_vs_plain": round(med("energy") / med("now"), 4),
                 "baseline": "bare DuckDB: connect, insert the samples from numpy, commit, close",
                 "baseline_median_ms": round(med("bare"), 2),
                 "ratio_vs_baseline": round(med("now") / med("bare"), 4),

@@ -247,6 +247,7 @@ def test_the_writer_refuses_bad_rows_of_the_new_tables(tmp_path):
         assert q(store, "SELECT count(*) FROM cases") == [(0,)]
 
     points = [dict(p) for p in kw["power_samples"]]
+    refused("power_samples: idx 0 is given twice", power_samples=[{**p, "idx": 0} for p in points])
     points[1]["watts"] = -5.0
     refused("watts below 0", power_samples=points)
     points[1]["watts"] = float("nan")
@@ -302,3 +303,31 @@ def test_a_reading_the_store_cannot_take_is_null_with_the_reason(tmp_path):
         [cid],
     )[0]
     assert note == "no energy for window 1 of 3: its interval is nan s" and n_energy == 2
+
+
+def test_power_samples_as_columns(tmp_path):
+    """The bulk form: a mapping of column -> sequence (what a long timeline comes as)."""
+    store = tmp_path / "s.duckdb"
+    run_id = new_run(store)
+    wall = samples_ns(np.random.default_rng(6), CALLS, 19.0)
+    kw = energy_rows(m1_ultra_reading(0), CALLS, t0_ns=0)
+    n = 5000
+    t = np.linspace(0.1, 500.0, n)
+    watts = 20.0 + np.sin(t)
+    kw["power_samples"] = {
+        "t_s": t,
+        "rail": ["cpu", "ane"] * (n // 2),
+        "part": [None, "ANE0_1"] * (n // 2),
+        "watts": watts,
+    }
+    cid = append_case(store, run_id, {**case(wall=wall), **kw.pop("case")}, wall, **kw)
+    got = q(
+        store,
+        "SELECT idx, t_s, rail, part, watts, window_index FROM power_samples WHERE case_id = ? "
+        "ORDER BY idx",
+        [cid],
+    )
+    assert [r[0] for r in got] == list(range(n))
+    assert [r[1] for r in got] == pytest.approx(t.tolist())
+    assert [r[4] for r in got] == pytest.approx(watts.tolist())
+    assert {(r[2], r[3], r[5]) for r in got} == {("cpu", None, None), ("ane", "ANE0_1", None)}

@@ -20,12 +20,13 @@ Every relation is given by name (a table, a temp table, or a parenthesised subqu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from anemll_spec.store.recompute import ABS_TOL_MS, REL_TOL
 
+GROUPS = ("case", "rails", "windows")
 # the cases columns that exist only with a measured energy (energy_total_mj)
 ENERGY_WITH_TOTAL = ("energy_interval_s", "energy_samples", "energy_calls", "energy_timed_only")
 SUSTAINED_FIELDS = (
@@ -49,8 +50,10 @@ def differs(stored: str, expected: str) -> str:
     )
 
 
-def _checks(r: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(SQL returning (case_id, detail...) of the first offending row, message)."""
+def _checks(r: Mapping[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """group -> [(SQL returning (case_id, detail...) of the first offending row, message)].
+    Groups: 'case' (a case's own energy columns), 'rails', 'windows' (sustained windows,
+    the samples and power samples that name them, and the verdict's inputs)."""
     c, s, rails, ps, w = (
         r[k]
         for k in ("cases", "samples", "case_energy_rails", "power_samples", "sustained_windows")
@@ -60,163 +63,172 @@ def _checks(r: Mapping[str, str]) -> list[tuple[str, str]]:
     no_total = " OR ".join(f"{n} IS NOT NULL" for n in ENERGY_WITH_TOTAL)
     no_sustained = " OR ".join(f"{n} IS NOT NULL" for n in SUSTAINED_FIELDS)
     ratio = "sustained_first_median_ms / nullif(sustained_last_median_ms, 0)"
-    return [
-        (
-            f"SELECT case_id FROM {c} WHERE (energy_method IS NULL) <> (energy_total_mj IS NULL)",
-            "case {}: energy_method and energy_total_mj go together (NULL: no energy)",
-        ),
-        (
-            f"SELECT case_id FROM {c} WHERE energy_total_mj IS NOT NULL AND NOT coalesce("
-            f"energy_interval_s > 0 AND energy_calls >= 1, false)",
-            "case {}: an energy figure needs its interval (> 0 s) and its calls",
-        ),
-        (
-            f"SELECT case_id FROM {c} WHERE energy_total_mj IS NULL AND ({no_total})",
-            "case {}: energy interval, samples, calls or timed_only without an energy figure",
-        ),
-        (
-            f"SELECT case_id, energy_mj_per_inference, {per_inf} FROM {c} "
-            f"WHERE {differs('energy_mj_per_inference', per_inf)}",
-            "case {}: energy_mj_per_inference = {} but energy_total_mj / energy_calls = {}",
-        ),
-        (
-            f"SELECT case_id, power_w_mean, {mean_w} FROM {c} WHERE {differs('power_w_mean', mean_w)}",
-            "case {}: power_w_mean = {} but energy_total_mj / 1000 / energy_interval_s = {}",
-        ),
-        (
-            f"SELECT case_id, concurrency FROM {c} "
-            f"WHERE instances IS NOT NULL AND coalesce(concurrency, 1) = 1",
-            "case {}: instances ('shared' | 'distinct') is for concurrency > 1, not {}",
-        ),
-        # ---- rails
-        (
-            f"SELECT x.case_id FROM {rails} x JOIN {c} k USING (case_id) "
-            f"WHERE k.energy_total_mj IS NULL",
-            "case {}: energy rails without the case's energy figure",
-        ),
-        (
-            f"SELECT case_id, rail, part FROM {rails} GROUP BY case_id, rail, part "
-            f"HAVING count(*) > 1",
-            "case {}: rail {} part {} is stored twice",
-        ),
-        (
-            f"SELECT case_id, rail FROM {rails} GROUP BY case_id, rail "
-            f"HAVING count(*) FILTER (WHERE part IS NULL) > 0 AND count(*) > 1",
-            "case {}: rail {} is stored both whole (part NULL) and in parts",
-        ),
-        (
-            f"SELECT x.case_id, x.rail, x.mj_per_inference, x.energy_mj / k.energy_calls "
-            f"FROM {rails} x JOIN {c} k USING (case_id) "
-            f"WHERE {differs('x.mj_per_inference', 'x.energy_mj / k.energy_calls')}",
-            "case {}: rail {} mj_per_inference = {} but energy_mj / energy_calls = {}",
-        ),
-        (
-            f"SELECT x.case_id, x.rail, x.mean_power_w, x.energy_mj / 1000 / k.energy_interval_s "
-            f"FROM {rails} x JOIN {c} k USING (case_id) "
-            f"WHERE {differs('x.mean_power_w', 'x.energy_mj / 1000 / k.energy_interval_s')}",
-            "case {}: rail {} mean_power_w = {} but energy_mj / 1000 / energy_interval_s = {}",
-        ),
-        (
-            f"SELECT k.case_id, k.energy_total_mj, x.total FROM {c} k JOIN (SELECT case_id, "
-            f"sum(energy_mj) FILTER (WHERE in_total) AS total FROM {rails} GROUP BY case_id) x "
-            f"USING (case_id) WHERE {differs('k.energy_total_mj', 'x.total')}",
-            "case {}: energy_total_mj = {} but its rails counted in the total add up to {}",
-        ),
-        # ---- windows and the samples / power samples that name them
-        (
-            f"SELECT case_id FROM {s} GROUP BY case_id "
-            f"HAVING count(window_index) NOT IN (0, count(*))",
-            "case {}: window_index is missing for some of its samples",
-        ),
-        (
-            f"SELECT case_id, window_index FROM (SELECT DISTINCT case_id, window_index FROM {s} "
-            f"WHERE window_index IS NOT NULL UNION SELECT DISTINCT case_id, window_index "
-            f"FROM {ps} WHERE window_index IS NOT NULL) "
-            f"EXCEPT SELECT case_id, window_index FROM {w}",
-            "case {}: a sample or power sample names window {}, which the case does not have",
-        ),
-        (
-            f"SELECT k.case_id, k.sustained_windows, coalesce(x.n, 0) FROM {c} k "
-            f"LEFT JOIN (SELECT case_id, count(*) AS n, count(DISTINCT window_index) AS d, "
-            f"min(window_index) AS lo, max(window_index) AS hi FROM {w} GROUP BY case_id) x "
-            f"USING (case_id) WHERE coalesce(x.n, 0) <> coalesce(k.sustained_windows, 0) "
-            f"OR x.d <> x.n OR x.lo <> 0 OR x.hi <> x.n - 1",
-            "case {}: sustained_windows = {} but it has {} windows (each once, 0..n-1)",
-        ),
-        (
-            f"SELECT case_id FROM {c} WHERE sustained_windows IS NULL AND ({no_sustained})",
-            "case {}: sustained figures without sustained windows",
-        ),
-        (
-            f"SELECT x.case_id, x.window_index, x.calls, coalesce(k.n, 0) FROM {w} x "
-            f"LEFT JOIN (SELECT case_id, window_index, count(*) AS n FROM {s} "
-            f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
-            f"USING (case_id, window_index) WHERE x.calls <> coalesce(k.n, 0)",
-            "case {}: window {} has calls = {} but {} samples",
-        ),
-        (
-            f"SELECT x.case_id, x.window_index, x.median_ms, k.m FROM {w} x "
-            f"JOIN (SELECT case_id, window_index, median(wall_ns) / 1e6 AS m FROM {s} "
-            f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
-            f"USING (case_id, window_index) WHERE {differs('x.median_ms', 'k.m')}",
-            "case {}: window {} median_ms = {} but its samples give {}",
-        ),
-        (
-            f"SELECT case_id, window_index, throughput_ips, calls / wall_s FROM {w} "
-            f"WHERE {differs('throughput_ips', 'CASE WHEN wall_s > 0 THEN calls / wall_s END')}",
-            "case {}: window {} throughput_ips = {} but calls / wall_s = {}",
-        ),
-        (
-            f"SELECT case_id, window_index FROM {w} WHERE (energy_total_mj IS NOT NULL "
-            f"AND NOT coalesce(energy_interval_s > 0, false)) OR (energy_total_mj IS NULL "
-            f"AND energy_interval_s IS NOT NULL)",
-            "case {}: window {} energy needs its interval (> 0 s), and an interval its energy",
-        ),
-        (
-            f"SELECT case_id, window_index, energy_mj_per_inference, energy_total_mj / calls "
-            f"FROM {w} WHERE {differs('energy_mj_per_inference', 'energy_total_mj / calls')}",
-            "case {}: window {} energy_mj_per_inference = {} but energy_total_mj / calls = {}",
-        ),
-        (
-            f"SELECT case_id, window_index, power_w_mean, {mean_w} FROM {w} "
-            f"WHERE {differs('power_w_mean', mean_w)}",
-            "case {}: window {} power_w_mean = {} but energy_total_mj / 1000 / "
-            "energy_interval_s = {}",
-        ),
-        # ---- the sustained verdict's inputs (the CI: sustained_problem)
-        (
-            f"SELECT k.case_id, k.sustained_first_median_ms, f.median_ms FROM {c} k "
-            f"JOIN {w} f ON f.case_id = k.case_id AND f.window_index = 0 "
-            f"WHERE {differs('k.sustained_first_median_ms', 'f.median_ms')}",
-            "case {}: sustained_first_median_ms = {} but window 0's median is {}",
-        ),
-        (
-            f"SELECT k.case_id, k.sustained_last_median_ms, f.median_ms FROM {c} k "
-            f"JOIN {w} f ON f.case_id = k.case_id AND f.window_index = k.sustained_windows - 1 "
-            f"WHERE {differs('k.sustained_last_median_ms', 'f.median_ms')}",
-            "case {}: sustained_last_median_ms = {} but the last window's median is {}",
-        ),
-        (
-            f"SELECT case_id, sustained_throughput_ratio, {ratio} FROM {c} "
-            f"WHERE sustained_windows IS NOT NULL AND {differs('sustained_throughput_ratio', ratio)}",
-            "case {}: sustained_throughput_ratio = {} but first / last window median = {}",
-        ),
-        (
-            f"SELECT k.case_id, k.sustained_throttled, x.t FROM {c} k JOIN (SELECT case_id, "
-            f"bool_or(throttled) AS t FROM {w} GROUP BY case_id) x USING (case_id) "
-            f"WHERE k.sustained_throttled IS DISTINCT FROM x.t",
-            "case {}: sustained_throttled = {} but its windows say {}",
-        ),
-    ]
+    return {
+        "case": [
+            (
+                f"SELECT case_id FROM {c} WHERE (energy_method IS NULL) <> (energy_total_mj IS NULL)",
+                "case {}: energy_method and energy_total_mj go together (NULL: no energy)",
+            ),
+            (
+                f"SELECT case_id FROM {c} WHERE energy_total_mj IS NOT NULL AND NOT coalesce("
+                f"energy_interval_s > 0 AND energy_calls >= 1, false)",
+                "case {}: an energy figure needs its interval (> 0 s) and its calls",
+            ),
+            (
+                f"SELECT case_id FROM {c} WHERE energy_total_mj IS NULL AND ({no_total})",
+                "case {}: energy interval, samples, calls or timed_only without an energy figure",
+            ),
+            (
+                f"SELECT case_id, energy_mj_per_inference, {per_inf} FROM {c} "
+                f"WHERE {differs('energy_mj_per_inference', per_inf)}",
+                "case {}: energy_mj_per_inference = {} but energy_total_mj / energy_calls = {}",
+            ),
+            (
+                f"SELECT case_id, power_w_mean, {mean_w} FROM {c} WHERE {differs('power_w_mean', mean_w)}",
+                "case {}: power_w_mean = {} but energy_total_mj / 1000 / energy_interval_s = {}",
+            ),
+            (
+                f"SELECT case_id, concurrency FROM {c} "
+                f"WHERE instances IS NOT NULL AND coalesce(concurrency, 1) = 1",
+                "case {}: instances ('shared' | 'distinct') is for concurrency > 1, not {}",
+            ),
+        ],
+        "rails": [
+            # ---- rails
+            (
+                f"SELECT x.case_id FROM {rails} x JOIN {c} k USING (case_id) "
+                f"WHERE k.energy_total_mj IS NULL",
+                "case {}: energy rails without the case's energy figure",
+            ),
+            (
+                f"SELECT case_id, rail, part FROM {rails} GROUP BY case_id, rail, part "
+                f"HAVING count(*) > 1",
+                "case {}: rail {} part {} is stored twice",
+            ),
+            (
+                f"SELECT case_id, rail FROM {rails} GROUP BY case_id, rail "
+                f"HAVING count(*) FILTER (WHERE part IS NULL) > 0 AND count(*) > 1",
+                "case {}: rail {} is stored both whole (part NULL) and in parts",
+            ),
+            (
+                f"SELECT x.case_id, x.rail, x.mj_per_inference, x.energy_mj / k.energy_calls "
+                f"FROM {rails} x JOIN {c} k USING (case_id) "
+                f"WHERE {differs('x.mj_per_inference', 'x.energy_mj / k.energy_calls')}",
+                "case {}: rail {} mj_per_inference = {} but energy_mj / energy_calls = {}",
+            ),
+            (
+                f"SELECT x.case_id, x.rail, x.mean_power_w, x.energy_mj / 1000 / k.energy_interval_s "
+                f"FROM {rails} x JOIN {c} k USING (case_id) "
+                f"WHERE {differs('x.mean_power_w', 'x.energy_mj / 1000 / k.energy_interval_s')}",
+                "case {}: rail {} mean_power_w = {} but energy_mj / 1000 / energy_interval_s = {}",
+            ),
+            (
+                f"SELECT k.case_id, k.energy_total_mj, x.total FROM {c} k JOIN (SELECT case_id, "
+                f"sum(energy_mj) FILTER (WHERE in_total) AS total FROM {rails} GROUP BY case_id) x "
+                f"USING (case_id) WHERE {differs('k.energy_total_mj', 'x.total')}",
+                "case {}: energy_total_mj = {} but its rails counted in the total add up to {}",
+            ),
+        ],
+        "windows": [
+            # ---- windows and the samples / power samples that name them
+            (
+                f"SELECT case_id FROM {s} GROUP BY case_id "
+                f"HAVING count(window_index) NOT IN (0, count(*))",
+                "case {}: window_index is missing for some of its samples",
+            ),
+            (
+                f"SELECT case_id, window_index FROM (SELECT DISTINCT case_id, window_index FROM {s} "
+                f"WHERE window_index IS NOT NULL UNION SELECT DISTINCT case_id, window_index "
+                f"FROM {ps} WHERE window_index IS NOT NULL) "
+                f"EXCEPT SELECT case_id, window_index FROM {w}",
+                "case {}: a sample or power sample names window {}, which the case does not have",
+            ),
+            (
+                f"SELECT k.case_id, k.sustained_windows, coalesce(x.n, 0) FROM {c} k "
+                f"LEFT JOIN (SELECT case_id, count(*) AS n, count(DISTINCT window_index) AS d, "
+                f"min(window_index) AS lo, max(window_index) AS hi FROM {w} GROUP BY case_id) x "
+                f"USING (case_id) WHERE coalesce(x.n, 0) <> coalesce(k.sustained_windows, 0) "
+                f"OR x.d <> x.n OR x.lo <> 0 OR x.hi <> x.n - 1",
+                "case {}: sustained_windows = {} but it has {} windows (each once, 0..n-1)",
+            ),
+            (
+                f"SELECT case_id FROM {c} WHERE sustained_windows IS NULL AND ({no_sustained})",
+                "case {}: sustained figures without sustained windows",
+            ),
+            (
+                f"SELECT x.case_id, x.window_index, x.calls, coalesce(k.n, 0) FROM {w} x "
+                f"LEFT JOIN (SELECT case_id, window_index, count(*) AS n FROM {s} "
+                f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
+                f"USING (case_id, window_index) WHERE x.calls <> coalesce(k.n, 0)",
+                "case {}: window {} has calls = {} but {} samples",
+            ),
+            (
+                f"SELECT x.case_id, x.window_index, x.median_ms, k.m FROM {w} x "
+                f"JOIN (SELECT case_id, window_index, median(wall_ns) / 1e6 AS m FROM {s} "
+                f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
+                f"USING (case_id, window_index) WHERE {differs('x.median_ms', 'k.m')}",
+                "case {}: window {} median_ms = {} but its samples give {}",
+            ),
+            (
+                f"SELECT case_id, window_index, throughput_ips, calls / wall_s FROM {w} "
+                f"WHERE {differs('throughput_ips', 'CASE WHEN wall_s > 0 THEN calls / wall_s END')}",
+                "case {}: window {} throughput_ips = {} but calls / wall_s = {}",
+            ),
+            (
+                f"SELECT case_id, window_index FROM {w} WHERE (energy_total_mj IS NOT NULL "
+                f"AND NOT coalesce(energy_interval_s > 0, false)) OR (energy_total_mj IS NULL "
+                f"AND energy_interval_s IS NOT NULL)",
+                "case {}: window {} energy needs its interval (> 0 s), and an interval its energy",
+            ),
+            (
+                f"SELECT case_id, window_index, energy_mj_per_inference, energy_total_mj / calls "
+                f"FROM {w} WHERE {differs('energy_mj_per_inference', 'energy_total_mj / calls')}",
+                "case {}: window {} energy_mj_per_inference = {} but energy_total_mj / calls = {}",
+            ),
+            (
+                f"SELECT case_id, window_index, power_w_mean, {mean_w} FROM {w} "
+                f"WHERE {differs('power_w_mean', mean_w)}",
+                "case {}: window {} power_w_mean = {} but energy_total_mj / 1000 / "
+                "energy_interval_s = {}",
+            ),
+            # ---- the sustained verdict's inputs (the CI: sustained_problem)
+            (
+                f"SELECT k.case_id, k.sustained_first_median_ms, f.median_ms FROM {c} k "
+                f"JOIN {w} f ON f.case_id = k.case_id AND f.window_index = 0 "
+                f"WHERE {differs('k.sustained_first_median_ms', 'f.median_ms')}",
+                "case {}: sustained_first_median_ms = {} but window 0's median is {}",
+            ),
+            (
+                f"SELECT k.case_id, k.sustained_last_median_ms, f.median_ms FROM {c} k "
+                f"JOIN {w} f ON f.case_id = k.case_id AND f.window_index = k.sustained_windows - 1 "
+                f"WHERE {differs('k.sustained_last_median_ms', 'f.median_ms')}",
+                "case {}: sustained_last_median_ms = {} but the last window's median is {}",
+            ),
+            (
+                f"SELECT case_id, sustained_throughput_ratio, {ratio} FROM {c} "
+                f"WHERE sustained_windows IS NOT NULL AND {differs('sustained_throughput_ratio', ratio)}",
+                "case {}: sustained_throughput_ratio = {} but first / last window median = {}",
+            ),
+            (
+                f"SELECT k.case_id, k.sustained_throttled, x.t FROM {c} k JOIN (SELECT case_id, "
+                f"bool_or(throttled) AS t FROM {w} GROUP BY case_id) x USING (case_id) "
+                f"WHERE k.sustained_throttled IS DISTINCT FROM x.t",
+                "case {}: sustained_throttled = {} but its windows say {}",
+            ),
+        ],
+    }
 
 
-def problem(con, rels: Mapping[str, str]) -> str | None:
+def problem(con, rels: Mapping[str, str], groups: Iterable[str] = GROUPS) -> str | None:
     """The first derived figure that is not what its inputs give, in words, or None.
 
     rels: 'cases', 'samples', 'case_energy_rails', 'power_samples', 'sustained_windows'
-    -> relation names; their columns are the current schema's. The SQL checks run as one
-    query (one round trip: a write pays it once per case)."""
-    checks = _checks(rels)
+    -> relation names; their columns are the current schema's. groups: which checks
+    (a write asks only those its rows can fail). The SQL checks run as one query (one
+    round trip: a write pays it once per case)."""
+    groups = set(groups)
+    by_group = _checks(rels)
+    checks = [c for g in GROUPS if g in groups for c in by_group[g]]
     branches = []
     for k, (sql, message) in enumerate(checks):
         n = message.count("{}")
@@ -226,11 +238,12 @@ def problem(con, rels: Mapping[str, str]) -> str | None:
             f"(SELECT {k} AS k, {', '.join(p for p in (cols, pad) if p)} "
             f"FROM ({sql} LIMIT 1) x(" + ", ".join(f"column{i}" for i in range(n)) + "))"
         )
-    row = con.execute(" UNION ALL ".join(branches) + " ORDER BY k LIMIT 1").fetchone()
-    if row is not None:
-        message = checks[row[0]][1]
-        return message.format(*(_show(v) for v in row[1 : 1 + message.count("{}")]))
-    return sustained_problem(con, rels)
+    if branches:
+        row = con.execute(" UNION ALL ".join(branches) + " ORDER BY k LIMIT 1").fetchone()
+        if row is not None:
+            message = checks[row[0]][1]
+            return message.format(*(_show(v) for v in row[1 : 1 + message.count("{}")]))
+    return sustained_problem(con, rels) if "windows" in groups else None
 
 
 MAX_DETAILS = 4

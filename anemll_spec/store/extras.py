@@ -20,6 +20,7 @@ import numpy as np
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import schema
+from anemll_spec.store.columns import sql_literal
 from anemll_spec.store.rows import check_row
 
 POWER_COLUMNS = ("idx", "t_s", "rail", "watts", "window_index", "part")
@@ -165,28 +166,44 @@ def power_columns(power_samples) -> dict[str, np.ndarray] | None:
         raise InputError(
             "power_samples: idx, t_s, watts and window_index must be numbers"
         ) from None
+    names: dict[str, int] = {}  # text as codes into one list: no Python objects to scan
     for k in ("rail", "part"):
         vals = cols.get(k, [None] * n)
         if not all(v is None or isinstance(v, str) for v in vals):
             raise InputError(f"power_samples: {k} must be text")
-        out[k] = np.array(list(vals), dtype=object)
+        out[k + "_code"] = np.array(
+            [0 if v is None else names.setdefault(v, len(names) + 1) for v in vals], np.int32
+        )
+    out["names"] = np.array(list(names), dtype=object)  # code k is names[k - 1]
     if np.abs(out["idx"]).max() > 2**31 - 1 or np.abs(out["window_index"]).max() > 2**31 - 1:
         raise InputError("power_samples: idx or window_index does not fit INTEGER")
     return out
 
 
-def _rows_relation(con, name: str, table: schema.Table, rows: list[dict], case_id: str) -> str:
-    """Register `rows` (checked dicts) as `name`; the relation, typed as `table`."""
+def insert_rows(con, table: schema.Table, case_id: str, rows: list[dict]) -> None:
+    """Checked dicts (every column of `table` but case_id) as rows of case `case_id`:
+    multi-row INSERT ... VALUES with parameters, a few hundred rows per statement.
+    (Registering Python objects with DuckDB costs ~5 ms per relation and per scan; the
+    statement costs one bind.)"""
     cols = [c for c in table.names if c != "case_id"]
-    con.register(name, {c: np.array([r[c] for r in rows], dtype=object) for c in cols})
-    casts = ", ".join(f"CAST({c} AS {table.column(c).type}) AS {c}" for c in cols)
-    return f"(SELECT '{case_id}' AS case_id, {casts} FROM {name})"
+    one = "(?, " + ", ".join("?" * len(cols)) + ")"
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        con.execute(
+            f"INSERT INTO {table.name} (case_id, {', '.join(cols)}) VALUES "
+            + ", ".join([one] * len(chunk)),
+            [v for r in chunk for v in (case_id, *(r[c] for c in cols))],
+        )
 
 
-def insert(con, case_id: str, ex: Extras, samples_rel: str) -> list[str]:
+ROWS_PER_INSERT = 256
+
+
+def insert(con, case_id: str, ex: Extras, samples_rel: str, row: Mapping) -> list[str]:
     """Insert the extras of case `case_id` (a store-made id: safe in SQL text), then hold
-    them to energy_checks; returns the names registered (the caller unregisters them).
-    `samples_rel`: the case's samples as a relation (case_id, idx, wall_ns, window_index)."""
+    them and the case `row` to energy_checks (the groups they can fail); returns the
+    names registered (the caller unregisters them). `samples_rel`: the case's samples
+    as a relation (case_id, idx, wall_ns, window_index)."""
     from anemll_spec.store import energy_checks
     from anemll_spec.store.trust import check_values
 
@@ -197,29 +214,35 @@ def insert(con, case_id: str, ex: Extras, samples_rel: str) -> list[str]:
         (schema.SUSTAINED_WINDOWS, ex.windows),
     ):
         if rows:
-            names.append(f"_anemll_{table.name}")
-            rels[table.name] = _rows_relation(con, names[-1], table, rows, case_id)
-            con.execute(f"INSERT INTO {table.name} SELECT * FROM {rels[table.name]}")
+            insert_rows(con, table, case_id, rows)
+            rels[table.name] = f"(SELECT * FROM {table.name} WHERE case_id = '{case_id}')"
         else:
             rels[table.name] = f"(SELECT * FROM {table.name} WHERE false)"
     if ex.power is not None:
         names.append("_anemll_power")
-        con.register(names[-1], ex.power)
+        con.register(names[-1], {k: v for k, v in ex.power.items() if k != "names"})
+        text = "[" + ", ".join(sql_literal(str(t)) for t in ex.power["names"]) + "]::VARCHAR[]"
         rels["power_samples"] = (
             f"(SELECT '{case_id}' AS case_id, CAST(idx AS INTEGER) AS idx, t_s, "
-            "CAST(rail AS VARCHAR) AS rail, watts, CAST(CASE WHEN window_ok THEN window_index "
-            "END AS INTEGER) AS window_index, CAST(part AS VARCHAR) AS part FROM _anemll_power)"
+            f"({text})[rail_code] AS rail, watts, CAST(CASE WHEN window_ok THEN window_index "
+            f"END AS INTEGER) AS window_index, ({text})[part_code] AS part FROM _anemll_power)"
         )
         check_values(con, "power_samples", schema.POWER_SAMPLES, rels["power_samples"])
-        dup = con.execute(
-            f"SELECT idx FROM {rels['power_samples']} GROUP BY idx HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
-        if dup is not None:
-            raise InputError(f"power_samples: idx {dup[0]} is given twice")
+        idx, counts = np.unique(ex.power["idx"], return_counts=True)
+        if (counts > 1).any():
+            raise InputError(f"power_samples: idx {int(idx[counts > 1][0])} is given twice")
         con.execute(f"INSERT INTO power_samples SELECT * FROM {rels['power_samples']}")
+        rels["power_samples"] = f"(SELECT * FROM power_samples WHERE case_id = '{case_id}')"
     else:
         rels["power_samples"] = "(SELECT * FROM power_samples WHERE false)"
-    found = energy_checks.problem(con, rels)
+    groups = ["case"]
+    if ex.rails:
+        groups.append("rails")
+    sustained = any(v is not None for k, v in row.items() if k.startswith("sustained_"))
+    timeline_windows = ex.power is not None and bool(ex.power["window_ok"].any())
+    if ex.windows or ex.sample_windows is not None or sustained or timeline_windows:
+        groups.append("windows")
+    found = energy_checks.problem(con, rels, groups)
     if found is not None:
         raise InputError(found)
     return names

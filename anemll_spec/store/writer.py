@@ -206,7 +206,6 @@ def append_case(
                 registered.append("_anemll_samples")
                 _insert_samples(con, case_id, wall, runtime, runtime_ok, starts, more)
             if plc:
-                registered.append("_anemll_placements")
                 _insert_placements(con, case_id, plc)
             if v4:
                 samples_rel = (
@@ -216,7 +215,7 @@ def append_case(
                     if len(wall)
                     else "(SELECT * FROM samples WHERE false)"
                 )
-                registered += extras.insert(con, case_id, more, samples_rel)
+                registered += extras.insert(con, case_id, more, samples_rel, row)
         finally:
             for name in registered:
                 con.unregister(name)
@@ -256,17 +255,7 @@ def _insert_samples(con, case_id, wall, runtime, runtime_ok, starts, more) -> No
 
 
 def _insert_placements(con, case_id: str, plc: list[dict]) -> None:
-    cols = list(plc[0])
-    con.register(
-        "_anemll_placements",
-        {c: np.array([p[c] for p in plc], dtype=object) for c in cols},
-    )
-    casts = ", ".join(f"CAST({c} AS {schema.PLACEMENTS.column(c).type})" for c in cols)
-    con.execute(
-        f"INSERT INTO placements (case_id, {', '.join(cols)}) "
-        f"SELECT ?, {casts} FROM _anemll_placements",
-        [case_id],
-    )
+    extras.insert_rows(con, schema.PLACEMENTS, case_id, plc)  # check_row gave every column
 
 
 def finish_run(target, run_id: str, status: str, *, lock_timeout_s: float | None = None) -> None:
