@@ -331,3 +331,16 @@ def test_power_samples_as_columns(tmp_path):
     assert [r[1] for r in got] == pytest.approx(t.tolist())
     assert [r[4] for r in got] == pytest.approx(watts.tolist())
     assert {(r[2], r[3], r[5]) for r in got} == {("cpu", None, None), ("ane", "ANE0_1", None)}
+
+
+def test_import_and_push_say_what_energy_rows_came(source, tmp_path, cli):
+    store, _ = source
+    bundle = tmp_path / "b.parquet"
+    assert cli("export", "--store", store, "--out", bundle).returncode == 0
+    out = cli("import", bundle, "--store", tmp_path / "d.duckdb")
+    assert out.returncode == 0, out.stderr
+    # 8 rail rows (7 IOReport parts + the NVML gpu rail), 4 + 3 timeline points, 3 windows
+    assert "8 energy rail row(s), 7 power sample(s), 3 sustained window(s)" in out.stdout
+    pushed = cli("push", "--store", store, "--to", tmp_path / "e.duckdb")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "; 8 energy rail row(s); 7 power sample(s); 3 sustained window(s)" in pushed.stdout

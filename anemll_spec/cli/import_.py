@@ -40,6 +40,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{s['runs_skipped']} already present; {r['cases']} case(s), "
                 f"{r['samples']} sample(s)"
             )
+            v4 = [
+                f"{r.get(t, 0)} {what}"
+                for t, what in (
+                    ("case_energy_rails", "energy rail row(s)"),
+                    ("power_samples", "power sample(s)"),
+                    ("sustained_windows", "sustained window(s)"),
+                )
+                if r.get(t)
+            ]
+            if v4:
+                line += ", " + ", ".join(v4)
             if s["drift_slope_dropped"]:
                 line += (
                     f"; drift slope of {s['drift_slope_dropped']} case(s) dropped "

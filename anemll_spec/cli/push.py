@@ -40,5 +40,14 @@ def report(summary: dict, as_json: bool, verb: str) -> int:
         f"{verb} {len(summary['runs'])} run(s): {summary['runs_added']} added, "
         f"{summary['runs_updated']} updated, {summary['cases_added']} case(s) and "
         f"{summary['samples_added']} sample(s) added (the rest were already there)"
+        + "".join(
+            f"; {summary[k]} {what}"
+            for k, what in (
+                ("case_energy_rails_added", "energy rail row(s)"),
+                ("power_samples_added", "power sample(s)"),
+                ("sustained_windows_added", "sustained window(s)"),
+            )
+            if summary.get(k)
+        )
     )
     return 0
