@@ -18,6 +18,7 @@ from fixtures.store.synth import case, new_run, samples_ns
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, migrations, open_store, schema
 from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.factors import energy_for_run
 from anemll_spec.store.importing import import_bundles
 from anemll_spec.store.schema import sql_literal
 from anemll_spec.store.views_energy import COLUMNS as ENERGY_COLUMNS
@@ -287,6 +288,10 @@ def test_energy_factors_compare_like_with_like(tmp_path):
         via_macro = con.execute(
             "SELECT chip, energy_factor FROM energy_factors_vs('M4 Max') ORDER BY 1, 2"
         ).fetchall()
+        (m4_run,) = con.execute(
+            "SELECT run_id FROM cases WHERE case_id = ?", [cids["Apple M4 Max"]]
+        ).fetchone()
+        for_run = energy_for_run(con, m4_run)
     finally:
         con.close()
     assert described == [n for n, _ in ENERGY_COLUMNS]
@@ -301,6 +306,10 @@ def test_energy_factors_compare_like_with_like(tmp_path):
     assert "powermetrics' manual warns" in m1[6]
     assert m1[5] == "M1 Max (own, Core ML ANE, ioreport)"
     assert via_macro == [("M1 Max", pytest.approx(0.4)), ("M4 Max", 1.0), ("M4 Max", 1.0)]
+    # one run's rows, as the bench summary reads them: the same figures as the view's
+    assert [(r["chip"], r["energy_factor"], r["baseline_label"]) for r in for_run] == [
+        ("M4 Max", pytest.approx(2.5), "M1 Max (own, Core ML ANE, ioreport)")
+    ]
 
 
 def test_an_imported_baseline_is_not_compared_with_own_energy(tmp_path):
