@@ -24,7 +24,8 @@ def case_row(m: Measurement) -> tuple[dict[str, Any], dict[str, Any]]:
         rows = store_energy.sustained_rows(m.sustained)
         extra = rows["case"]
         if "energy_method" not in extra and m.energy is not None:
-            extra = {**extra, **store_energy.energy_rows(m.energy, None, t0_ns=0)["case"]}
+            why = store_energy.energy_rows(m.energy, m.reading_calls, t0_ns=m.energy_t0_ns or 0)
+            extra = {**extra, **why["case"]}  # why the windows have no energy
         kw.update(
             sample_windows=rows["sample_windows"],
             windows=rows["windows"],
