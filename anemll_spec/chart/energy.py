@@ -41,10 +41,8 @@ OPTIONAL = {
 
 def has_energy(con) -> bool:
     """The store has the energy views (schema v4)."""
-    rows = fetch(
-        con,
-        "SELECT 1 AS x FROM duckdb_functions() WHERE function_name = 'energy_factors_vs'",
-    )
+    # the view is installed with the macro; listing views is cheap, functions are not
+    rows = fetch(con, "SELECT 1 AS x FROM duckdb_views() WHERE view_name = 'energy_factors'")
     return bool(rows)
 
 
@@ -64,8 +62,9 @@ def query(
     mine = "run_id = ?" if "run_id" in have else "FALSE"
     # the GPU a CUDA row ran on (NVML measures the board): from the case's host
     gpu = "NULL::VARCHAR"
-    if "case_id" in have:
-        gpu = "(SELECT any_value(gpu) FROM results r WHERE r.case_id = f0.case_id)"
+    if "case_id" in have:  # through the tables: the results view would join every case
+        gpu = """(SELECT any_value(h.gpu) FROM cases c JOIN runs r USING (run_id)
+                  JOIN hosts h USING (host_id) WHERE c.case_id = f0.case_id)"""
     beside = (
         f"""OR (NOT {PUBLISHED} AND chip NOT IN (SELECT chip FROM f0 WHERE {mine})
                 AND model IN (SELECT model FROM f0 WHERE {mine}))"""
