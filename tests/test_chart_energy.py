@@ -426,3 +426,55 @@ def test_samples_without_start_times_are_placed_by_the_latency_before_them(tmp_p
         assert w["start_s"] <= p["t_s"] < w["start_s"] + w["wall_s"]
     sub = " ".join(spec["vconcat"][0]["title"]["subtitle"])
     assert f"{len(rows):,} sample(s) stored without start times: placed in their window" in sub
+
+
+def test_concurrent_instances_are_rows_of_their_own(tmp_path):
+    """Issue 18 item 5: shared and distinct instances at N = 2, each its own row and
+    label, beside the single instance (the store pairs factors within a variant)."""
+    path = tmp_path / "results.duckdb"
+    run_id = syn.begin_run(path, {"spec_name": "lm_head", "command": "synthetic"}, ce.ULTRA_HOST)
+    for i, (n, inst, ane) in enumerate(((1, None, 2.0), (2, "shared", 2.2), (2, "distinct", 3.9))):
+        wall = syn.samples_ns(8.8, 60, 300 + i)
+        row = syn.case_row("llama_lm_head", wall, weight_bytes=syn.LM_HEAD_BYTES, index=i)
+        row.update(concurrency=n, instances=inst)
+        cols, rails = ce.energy("ioreport", {"ane/ANE0_0": ane / 2, "ane/ANE0_1": ane / 2,
+                                             "dram": 1.5 * n}, interval_s=10.0, calls=1136 * n)  # fmt: skip
+        ce.append(path, run_id, {**row, **cols}, wall, rails=rails)
+    syn.finish_run(path, run_id, "finished")
+    spec = build_chart("energy", str(path), Options())
+    labels = {d["label"]: d for d in spec["datasets"]["energy"]}
+    assert set(labels) == {
+        "own: M3 Ultra (coreml CPU_AND_NE)",
+        "own: M3 Ultra (coreml CPU_AND_NE ×2 shared)",
+        "own: M3 Ultra (coreml CPU_AND_NE ×2 distinct)",
+    }
+    for d in labels.values():  # per inference: all instances' energy / all their calls
+        n = d["concurrency"]
+        assert d["energy_mj_per_inference"] == pytest.approx(
+            ({1: 2.0, 2: 2.2}[n] if d["instances"] != "distinct" else 3.9) * 10_000 / (1136 * n)
+            + 1.5 * n * 10_000 / (1136 * n)
+        )
+
+
+def test_published_energy_rows_would_be_drawn_beside_measured_ones():
+    """None are published today (the caption says so); were a row published, it is its
+    own series, labelled by its chip, and the caption says they are drawn together."""
+    from anemll_spec.chart import energy_draw
+
+    base = {"os_name": None, "os_version": None, "model": "llama_lm_head",
+            "backend": "coreml", "device": None, "compute_units": "CPU_AND_NE",
+            "power_w_mean": 4.0, "energy_factor_label": None, "case_id": None,
+            "baseline_label": "M1 Max (published: x, Core ML ANE)"}  # fmt: skip
+    rows = [
+        {**base, "source": "published: x", "chip": "M1 Max", "published": True,
+         "inferences_per_joule": 20.0, "energy_mj_per_inference": 50.0, "energy_factor": 1.0},
+        {**base, "source": "own", "chip": "M4 Max", "published": False,
+         "inferences_per_joule": 30.0, "energy_mj_per_inference": 33.3, "energy_factor": 1.5},
+    ]  # fmt: skip
+    spec = energy_draw.chart(rows, [], Options())
+    drawn = {d["label"]: d for d in spec["datasets"]["energy"]}
+    assert drawn["M1 Max"]["series"] == "published" and drawn["M1 Max"]["factor_label"] == "1.0x"
+    assert drawn["own: M4 Max"]["factor_label"] == "1.5x vs M1 Max (published: x, Core ML ANE)"
+    sub = spec["title"]["subtitle"]
+    assert "Published energy rows are drawn beside measured ones." in sub
+    assert not any("No published energy figures exist" in s for s in sub)
