@@ -11,11 +11,12 @@ runner and `predict` both use it, so every backend sees the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from anemll_spec.errors import InputError
 from anemll_spec.mlmodel.features import ModelIO, TensorSpec
-from anemll_spec.mlmodel.limits import check_alloc, element_count
+from anemll_spec.mlmodel.limits import check_alloc, element_count, fixed_shape
 from anemll_spec.mlmodel.model import open_model
 
 __all__ = ["ModelIO", "TensorSpec", "describe", "synth_inputs"]
@@ -35,7 +36,7 @@ def _rng(seed: int, name: str):
 
 
 def synth_inputs(
-    io: ModelIO, seed: int = 0, int_ranges: dict[str, list[int] | tuple[int, int]] | None = None
+    io: ModelIO, seed: int = 0, int_ranges: Mapping[str, Sequence[int]] | None = None
 ) -> dict:
     """Deterministic inputs for every model input, in the model's dtypes.
 
@@ -63,17 +64,18 @@ def synth_inputs(
     out: dict[str, np.ndarray] = {}
     for t in io.inputs:
         dt = np.dtype(t.dtype)
+        shape = fixed_shape(t.shape, f"input {t.name!r}")
         if dt.kind == "f":
             if "mask" in t.name.lower():
-                out[t.name] = np.zeros(t.shape, dtype=dt)
+                out[t.name] = np.zeros(shape, dtype=dt)
             else:
-                x = _rng(seed, t.name).standard_normal(t.shape, dtype=np.float32)
+                x = _rng(seed, t.name).standard_normal(shape, dtype=np.float32)
                 out[t.name] = x.astype(dt)
         elif dt.kind in "iu":
             lo, hi = ranges.get(t.name, (0, 1))
             if lo > hi:
                 raise InputError(f"input_ranges.{t.name}: low {lo} is above high {hi}")
-            x = _rng(seed, t.name).integers(lo, hi, size=t.shape, endpoint=True, dtype=np.int64)
+            x = _rng(seed, t.name).integers(lo, hi, size=shape, endpoint=True, dtype=np.int64)
             out[t.name] = x.astype(dt)
         else:
             raise InputError(f"input {t.name!r}: cannot synthesise dtype {t.dtype}")

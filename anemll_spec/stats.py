@@ -58,10 +58,14 @@ class Summary:
 
     def case_columns(self) -> dict:
         """The statistics as the store's `cases` columns (names as stored)."""
-        names = ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p5_ms", "p50_ms")
-        names += ("p90_ms", "p95_ms", "p99_ms", "iqr_ms", "mad_ms", "ci_low_ms", "ci_high_ms")
-        names += ("cv", "outliers", "drift_ratio", "noisy", "drift_slope_ms_per_s", "throttled")
-        return {n: getattr(self, n) for n in names}
+        return {n: getattr(self, n) for n in _CASE_COLUMNS}
+
+
+_CASE_COLUMNS = (
+    *("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p5_ms", "p50_ms"),
+    *("p90_ms", "p95_ms", "p99_ms", "iqr_ms", "mad_ms", "ci_low_ms", "ci_high_ms"),
+    *("cv", "outliers", "drift_ratio", "noisy", "drift_slope_ms_per_s", "throttled"),
+)
 
 
 def summarize(

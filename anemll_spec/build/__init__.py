@@ -26,7 +26,7 @@ from anemll_spec.build.records import Built, Estimate
 from anemll_spec.errors import InputError
 from anemll_spec.spec.base import TARGET_VERSION
 from anemll_spec.spec.compression import Palettize, Quantize, config
-from anemll_spec.spec.families import BUILT_FAMILIES, ModelBase
+from anemll_spec.spec.families import BUILT_FAMILIES, External, ModelBase
 
 __all__ = [
     "BUILDER_VERSION",
@@ -78,7 +78,7 @@ def _blob_sizes(w, itemsize: int, cfg: Palettize | Quantize | None) -> list[tupl
 
 def estimate(model: ModelBase) -> Estimate:
     """Weight bytes, FLOPs, peak build memory and ANE warnings, without building."""
-    if model.family == "external":
+    if isinstance(model, External):
         from anemll_spec.build import external
 
         return external.estimate(model)
@@ -196,7 +196,7 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
     written (exit 2), not as a failed case."""
     from anemll_spec.build import cache
 
-    if model.family == "external":
+    if isinstance(model, External):
         from anemll_spec.model_io import describe, synth_inputs
 
         try:
@@ -238,7 +238,7 @@ def build(
     from anemll_spec.mlmodel.inspect import weight_files, weights_sha256
 
     t0 = time.perf_counter()
-    if model.family == "external":
+    if isinstance(model, External):
         from anemll_spec.build import external
 
         return external.build(model)

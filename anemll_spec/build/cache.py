@@ -153,7 +153,7 @@ def publish(cache_dir: Path, key: str, staging: Path) -> Entry:
 
 def entries(cache_dir: Path) -> list[dict]:
     """Every entry (sound or not) for `cache list`."""
-    out = []
+    out: list[dict] = []
     if not cache_dir.is_dir():
         return out
     for root in sorted(cache_dir.iterdir()):
@@ -193,6 +193,8 @@ def _created(root: Path, manifest: dict | None) -> float:
     import calendar
 
     try:
+        if manifest is None:
+            raise KeyError("created")
         return float(calendar.timegm(time.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ")))
     except (TypeError, KeyError, ValueError):
         return root.stat().st_mtime

@@ -12,6 +12,7 @@ import gc
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -100,8 +101,8 @@ class Ctx:
         self._order = [w.name for w in (declared or []) if w.compressible] if dense else []
         self._shapes = {w.name: w.shape for w in (declared or [])}
         self._ahead = len(self._order)
-        self._futures: dict = {}
-        self._pool = None
+        self._futures: dict[str, Future[np.ndarray]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def _draw(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         return wgen.normal(name, shape, seed=self.seed, std=self.std, dtype=self.compute)
@@ -111,7 +112,6 @@ class Ctx:
             return
         if self._pool is None:
             import os
-            from concurrent.futures import ThreadPoolExecutor
 
             n = min(4, os.cpu_count() or 1)
             self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="weights")

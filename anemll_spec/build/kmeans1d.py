@@ -14,11 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps imports safe
-    njit = None
-
 
 def _dp(x, w, k):
     n = x.size
@@ -73,7 +68,16 @@ def _dp(x, w, k):
     return labels, centroids
 
 
-_compiled = njit(nogil=True, cache=True)(_dp) if njit is not None else None
+def _compile():
+    """The DP compiled (lazily, on first call; cached on disk), or None without numba."""
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - numba is a dependency; this keeps imports safe
+        return None
+    return njit(nogil=True, cache=True)(_dp)
+
+
+_compiled = _compile()
 
 
 def available() -> bool:

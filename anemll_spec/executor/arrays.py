@@ -147,7 +147,7 @@ class NumpyOps:
     def erf(x: np.ndarray) -> np.ndarray:
         z = np.abs(x.astype(np.float64))
         t = 1.0 / (1.0 + 0.5 * z)
-        poly = 0.0
+        poly = np.zeros_like(t)
         for c in reversed(_ERFC_COEFFS):
             poly = c + t * poly
         erfc = t * np.exp(-z * z + poly)
@@ -216,9 +216,13 @@ class NumpyOps:
 
     @staticmethod
     def pad(x: np.ndarray, pads: list[tuple[int, int]], mode: str, value: float) -> np.ndarray:
-        np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[mode]
-        kw = {"constant_values": value} if mode == "constant" else {}
-        return np.pad(x, pads, mode=np_mode, **kw)
+        if mode == "constant":
+            return np.pad(x, pads, mode="constant", constant_values=value)
+        if mode == "reflect":
+            return np.pad(x, pads, mode="reflect")
+        if mode == "replicate":
+            return np.pad(x, pads, mode="edge")
+        raise KeyError(mode)
 
     # -- linear algebra ---------------------------------------------------------------
     matmul = staticmethod(np.matmul)

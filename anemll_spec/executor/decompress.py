@@ -96,7 +96,7 @@ def _shift_scale(data: np.ndarray, scale: np.ndarray, offset: Any, fp16: bool) -
     if scale.dtype.kind != "f":
         raise ValueError(f"scale must be a float tensor, got {scale.dtype}")
     step = np.float16 if fp16 and scale.dtype == np.float16 else np.float32
-    out = data.astype(step)
+    out: np.ndarray = data.astype(step)
     if offset is not None:
         out -= np.asarray(offset).astype(step)
     out *= scale.astype(step)

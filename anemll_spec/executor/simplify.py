@@ -91,7 +91,7 @@ def _reshape(index: int, x: str, shape: tuple[int, ...], out: str, dtype: str) -
         index,
         "reshape",
         out,
-        {"x": [Arg(ref=x)], "shape": _inline(np.int32(shape), "int32")},
+        {"x": [Arg(ref=x)], "shape": _inline(np.asarray(shape, dtype=np.int32), "int32")},
         [VarType(out, dtype, shape)],
     )
 
@@ -311,10 +311,18 @@ def merge_parallel_matmuls(fn: Function, min_group: int = 2) -> Function:
     return Function(fn.name, fn.opset, fn.inputs, fn.outputs, ops)
 
 
+def _ref(op: Op, param: str) -> str:
+    """The variable bound to `param` (merged ops read their weight from a named const)."""
+    ref = op.inputs[param][0].ref
+    if ref is None:
+        raise ValueError(f"{op.name}: {param} is an inline value, not a variable")
+    return ref
+
+
 def _merge(key: tuple, members: list[Op], consts: Constants) -> list[Op]:
     data, side, _, wdtype = key
     param = "x" if side == "left" else "y"
-    weights = [np.asarray(consts.of(op.inputs[param][0].ref)) for op in members]
+    weights = [np.asarray(consts.of(_ref(op, param))) for op in members]
     rows = [w.shape[0] for w in weights]
     first, i = members[0], members[0].index
     outs = [op.outputs[0] for op in members]
@@ -337,7 +345,7 @@ def _merge(key: tuple, members: list[Op], consts: Constants) -> list[Op]:
         {
             "x": [Arg(ref=yname)],
             "axis": _inline(np.int32(axis), "int32"),
-            "split_sizes": _inline(np.int32(rows), "int32"),
+            "split_sizes": _inline(np.asarray(rows, dtype=np.int32), "int32"),
         },
         outs,
     )

@@ -20,10 +20,7 @@ class State(Mapping):
         self.specs = specs
         self._xp = xp
         self._owner = owner  # the Program that made it
-        self._data = {
-            name: xp.full(list(s.shape), 0, s.dtype)
-            for name, s in specs.items()  # type: ignore
-        }
+        self._data = {name: xp.full(list(s.shape), 0, s.dtype) for name, s in specs.items()}
 
     # -- user side (numpy) -------------------------------------------------------------
     def read(self, name: str) -> np.ndarray:

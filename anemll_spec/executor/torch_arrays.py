@@ -74,7 +74,7 @@ class TorchOps(DeviceChecks, TorchLinalg):
         device_checks: bool | None = None,
     ):
         self.device = torch.device(device)
-        self.float_dtype = float_dtype  # type: ignore[assignment]
+        self.float_dtype = float_dtype
         self.host_reads = 0
         self.host_writes = 0
         self.gemv_impl = self._pick_gemv(gemv)
@@ -306,7 +306,9 @@ class TorchOps(DeviceChecks, TorchLinalg):
         on the flipped dimension the same elements come out in the same order."""
         if not isinstance(slices, tuple):
             slices = (slices,)
-        flips, out, dim = [], [], 0
+        flips: list[int] = []
+        out: list[Any] = []
+        dim = 0
         for s in slices:
             if s is Ellipsis:
                 dim = x.dim() - (len(slices) - 1 - len(out))
@@ -352,7 +354,8 @@ class TorchOps(DeviceChecks, TorchLinalg):
         if mode == "div" and not data.is_floating_point():  # floor division, one at a time
             from anemll_spec.executor.arrays import NumpyOps
 
-            host = NumpyOps.scatter_rows(*map(self.to_numpy, (data, rows, upd)), mode)
+            d, r, u = (self.to_numpy(t) for t in (data, rows, upd))
+            host = NumpyOps.scatter_rows(d, r, u, mode)
             return self.asarray(host)
         if mode == "div":  # x / u1 / u2 as x * (1/u1) * (1/u2)
             upd, mode = torch.reciprocal(upd), "mul"

@@ -57,6 +57,10 @@ class DeviceChecks:
         b = torch.minimum(b, self._const(tuple(d - k for d, k in zip(shape, size, strict=True))))
         return self._offsets(shape, size) + (b * self._const(_strides(shape))).sum()
 
+    def setitem(self, x: torch.Tensor, slices: Any, value: Any) -> torch.Tensor:
+        """numpy-style index assignment: TorchOps' own (declared here for write_slice)."""
+        raise NotImplementedError
+
     def write_slice(self, x: torch.Tensor, where, update: torch.Tensor) -> torch.Tensor:
         if isinstance(where, tuple):  # slices, from the host path
             return self.setitem(x, where, update)

@@ -106,7 +106,10 @@ class TorchRunner:
 
     @property
     def float_dtype(self) -> str:
-        return self.ops.float_dtype
+        dtype = self.ops.float_dtype  # None only before a program fixed it (at load)
+        if dtype is None:
+            raise RuntimeError("the program's float dtype is not fixed: load it first")
+        return dtype
 
     def convert(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Host inputs -> device tensors, checked against the model (InputError)."""
@@ -164,7 +167,7 @@ class TorchRunner:
         finally:  # the warm-up runs must not count as steps of the state
             with contextlib.suppress(RuntimeError):
                 torch.cuda.synchronize(self.device)
-                if snap is not None:
+                if state is not None and snap is not None:
                     state.restore(snap)
                     torch.cuda.synchronize(self.device)
         if g is None:

@@ -129,8 +129,8 @@ def op_flops(op: Op, view: _View) -> int:
             return 0
         sizes: dict[str, int] = {}
         for letters, a in zip(eq.split("->")[0].split(","), values, strict=False):
-            v = view.types.get(a.ref or "")
-            shp = v.static_shape if v is not None else None
+            var = view.types.get(a.ref or "")
+            shp = var.static_shape if var is not None else None
             if not shp or len(shp) != len(letters):
                 return 0
             sizes.update(zip(letters, shp, strict=True))

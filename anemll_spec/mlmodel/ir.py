@@ -35,7 +35,8 @@ class VarType:
 
     @property
     def static_shape(self) -> tuple[int, ...] | None:
-        return None if any(d is None for d in self.shape) else tuple(self.shape)  # type: ignore
+        fixed = tuple(d for d in self.shape if d is not None)
+        return fixed if len(fixed) == len(self.shape) else None
 
 
 @dataclass(frozen=True)

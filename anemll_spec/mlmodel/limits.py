@@ -18,15 +18,23 @@ from anemll_spec.errors import InputError
 MAX_ELEMENTS = 1 << 40
 
 
-def element_count(shape: Iterable[int | None], where: str) -> int:
-    """Exact number of elements of a static shape (InputError for negative dimensions)."""
+def fixed_shape(shape: Iterable[int | None], where: str) -> tuple[int, ...]:
+    """The shape's dimensions as ints (InputError for one not fixed, or negative)."""
     dims = list(shape)
+    fixed: list[int] = []
     for d in dims:
         if d is None:
             raise InputError(f"{where}: shape {dims} is not fixed")
         if int(d) < 0:
             raise InputError(f"{where}: negative dimension in shape {dims}")
-    n = math.prod(int(d) for d in dims)
+        fixed.append(int(d))
+    return tuple(fixed)
+
+
+def element_count(shape: Iterable[int | None], where: str) -> int:
+    """Exact number of elements of a static shape (InputError for negative dimensions)."""
+    dims = list(shape)
+    n = math.prod(fixed_shape(dims, where))
     if n > MAX_ELEMENTS:
         raise InputError(f"{where}: shape {dims} declares {n:,} elements (limit {MAX_ELEMENTS:,})")
     return n

@@ -159,17 +159,18 @@ class _Parser:
         mil = BY_NAME.get(ty.dtype)
         if mil is None or mil.np_dtype is None or ty.shape is None:
             raise InputError(f"{where}: values of type {ty.dtype} are not supported")
-        if any(d is None for d in ty.shape):
+        shape = tuple(d for d in ty.shape if d is not None)
+        if len(shape) != len(ty.shape):
             raise InputError(f"{where}: constant with a non-fixed shape")
-        count = element_count(ty.shape, where)  # type: ignore[arg-type]
+        count = element_count(shape, where)
         vals = [_number(v, mil, where) for v in flat]
         if len(vals) == 1 and count != 1:  # one value for the whole shape
             check_alloc(count * mil.np_dtype.itemsize, where, "this constant needs")
-            return np.full(ty.shape, vals[0]).astype(mil.np_dtype)  # type: ignore[arg-type]
+            return np.full(shape, vals[0]).astype(mil.np_dtype)
         if len(vals) != count:
             raise InputError(f"{where}: {len(vals)} values for a shape of {count} elements")
-        arr = np.array(vals).astype(mil.np_dtype).reshape(ty.shape)  # type: ignore[arg-type]
-        return arr if ty.shape else arr[()]
+        arr = np.array(vals).astype(mil.np_dtype).reshape(shape)
+        return arr if shape else arr[()]
 
     def arg(self) -> list[Arg]:
         t = self.t
@@ -251,7 +252,7 @@ class _Parser:
         if t.peek() == "[":  # function attributes (flexible shapes...): not needed to run
             t.skip_balanced()
         t.expect("{")
-        ops = []
+        ops: list[Op] = []
         while t.peek() != "}":
             ops.append(self.statement(len(ops)))
         t.next()

@@ -116,7 +116,7 @@ class SavedModel:
 
     def deployment_target(self, opset: str = "") -> str | None:
         if self.spec_version in TARGET_OF_SPEC:
-            return TARGET_OF_SPEC[self.spec_version]  # type: ignore[index]
+            return TARGET_OF_SPEC[self.spec_version]
         if opset in _OPSET_TARGET:
             return _OPSET_TARGET[opset]
         m = re.fullmatch(r"ios(\d+)", opset or "")

@@ -86,7 +86,7 @@ class ModelBase(SpecModel):
 
 
 class LmHead(ModelBase):
-    family: Literal["lm_head"]  # type: ignore[assignment]
+    family: Literal["lm_head"]
     hidden_size: Dim = 4096
     """input features"""
     vocab_size: Dim = 128256
@@ -122,7 +122,7 @@ class LmHead(ModelBase):
 
 
 class Ffn(ModelBase):
-    family: Literal["ffn"]  # type: ignore[assignment]
+    family: Literal["ffn"]
     hidden_size: Dim = 4096
     """model width"""
     intermediate_size: Dim = 14336
@@ -148,7 +148,7 @@ class Ffn(ModelBase):
 
 
 class Attention(ModelBase):
-    family: Literal["attention"]  # type: ignore[assignment]
+    family: Literal["attention"]
     hidden_size: Dim = 4096
     """model width"""
     heads: Annotated[int, Field(gt=0, le=1024)] = 32
@@ -195,7 +195,7 @@ class Attention(ModelBase):
 
 
 class Matmul(ModelBase):
-    family: Literal["matmul"]  # type: ignore[assignment]
+    family: Literal["matmul"]
     m: Dim = 4096
     """rows of x (an input)"""
     k: Dim = 4096
@@ -216,7 +216,7 @@ Range = Annotated[list[int], Field(min_length=2, max_length=2)]
 class External(ModelBase):
     NON_BUILD_FIELDS: ClassVar[frozenset[str]] = frozenset({"input_ranges"})
 
-    family: Literal["external"]  # type: ignore[assignment]
+    family: Literal["external"]
     path: str
     """.mlpackage or .mlmodelc, relative to the spec file"""
     input_ranges: dict[str, Range] = {}

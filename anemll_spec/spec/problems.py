@@ -12,6 +12,7 @@ import difflib
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from anemll_spec.errors import Problem
 from anemll_spec.spec.yamlsafe import Positions, dotted
@@ -78,7 +79,8 @@ def allowed_keys(path: Path_, doc: dict) -> list[str]:
     """The keys the model at `path` accepts (for 'did you mean')."""
     from anemll_spec.spec import compression, document, families, run_section
 
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    found = doc.get("model")
+    model: dict = found if isinstance(found, dict) else {}
     table: dict[Path_, Any] = {
         (): document.Spec,
         ("run",): run_section.Run,
@@ -87,7 +89,8 @@ def allowed_keys(path: Path_, doc: dict) -> list[str]:
         ("model", "compression", "quantize"): compression.Quantize,
     }
     if path == ("model",):
-        cls = families.FAMILIES.get(model.get("family"))
+        family = model.get("family")
+        cls = families.FAMILIES.get(family) if isinstance(family, str) else None
         classes = [cls] if cls else list(families.FAMILIES.values())
         return list(dict.fromkeys(k for c in classes for k in c.model_fields))
     if path == ("model", "compression"):
@@ -118,7 +121,7 @@ def convert(exc: ValidationError, doc: dict, at: Locator) -> list[Problem]:
     return out
 
 
-def _one(e: dict, path: Path_, doc: dict, at: Locator) -> list[Problem]:
+def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
     kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
     got = f"got {type_name(value)} {value!r}"
     simple = {

@@ -13,8 +13,9 @@ def sweepable(doc: dict) -> dict[str, list[str]]:
     from anemll_spec.spec.families import FAMILIES
     from anemll_spec.spec.run_section import Run
 
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
-    sweep = doc.get("sweep") if isinstance(doc.get("sweep"), dict) else {}
+    found_model, found_sweep = doc.get("model"), doc.get("sweep")
+    model: dict = found_model if isinstance(found_model, dict) else {}
+    sweep: dict = found_sweep if isinstance(found_sweep, dict) else {}
     families = {model.get("family")}
     if isinstance(sweep.get("model.family"), list):
         families |= set(sweep["model.family"])

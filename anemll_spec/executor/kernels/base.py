@@ -9,8 +9,9 @@ runtime tensors from `env` by the keys `p.ref(...)` handed out and returns the o
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, overload
 
 import numpy as np
 
@@ -33,6 +34,12 @@ REFUSED: dict[str, str] = {}
 STATE_KEY = "@state"  # env key of the State object during a predict call
 
 _MISSING = object()
+
+
+class ToBackend(Protocol):
+    """Makes a load-time constant a backend tensor (dtype: the MIL dtype of an inline value)."""
+
+    def __call__(self, value: Any, dtype: str | None = None) -> Any: ...
 
 
 def kernel(
@@ -93,7 +100,7 @@ class Prep:
         xp: Any,
         consts: dict[str, Any],
         pool: dict[str, Any],
-        to_backend: Callable[[Any, str | None], Any],
+        to_backend: ToBackend,
         fp16: bool,
         types: dict[str, VarType],
         function: str = "",
@@ -191,40 +198,48 @@ class Prep:
             return self._consts[arg.ref]
         raise self.fail(f"input '{param}' must be a constant, got runtime variable '{arg.ref}'")
 
+    @overload
+    def ints(self, param: str) -> list[int]: ...
+    @overload
+    def ints(self, param: str, default: list[int]) -> list[int]: ...
+    @overload
+    def ints(self, param: str, default: None) -> list[int] | None: ...
+
     def ints(self, param: str, default: Any = _MISSING) -> list[int] | None:
+        """Integer list attribute; None only where the default given is None."""
         v = self.const(param, default)
         return None if v is None else [int(i) for i in np.asarray(v).reshape(-1)]
 
-    def int(self, param: str, default: Any = _MISSING) -> int:
+    def int(self, param: builtins.str, default: Any = _MISSING) -> builtins.int:
         return int(np.asarray(self.const(param, default)).reshape(()))
 
-    def float(self, param: str, default: Any = _MISSING) -> float:
+    def float(self, param: builtins.str, default: Any = _MISSING) -> builtins.float:
         return float(np.asarray(self.const(param, default), dtype=np.float64).reshape(()))
 
-    def scalar(self, param: str, default: Any = _MISSING) -> float:
+    def scalar(self, param: builtins.str, default: Any = _MISSING) -> builtins.float:
         """A float attribute the op computes with (alpha, epsilon, a padding value): in fp16
         mode rounded to fp16, as every constant tensor is (`tensor`)."""
         value = self.float(param, default)
         return float(np.float16(value)) if self.fp16 else value
 
-    def bool(self, param: str, default: Any = _MISSING) -> bool:
+    def bool(self, param: builtins.str, default: Any = _MISSING) -> builtins.bool:
         return bool(np.asarray(self.const(param, default)).reshape(()))
 
-    def bools(self, param: str) -> list[bool] | None:
+    def bools(self, param: builtins.str) -> list[builtins.bool] | None:
         v = self.const(param, None)
         return None if v is None else [bool(b) for b in np.asarray(v).reshape(-1)]
 
-    def str(self, param: str, default: Any = _MISSING) -> str:
+    def str(self, param: builtins.str, default: Any = _MISSING) -> builtins.str:
         return str(self.const(param, default))
 
-    def ref(self, param: str) -> str:
+    def ref(self, param: builtins.str) -> builtins.str:
         """Env key of the single tensor bound to `param` (constants go into the pool)."""
         refs = self.refs(param)
         if len(refs) != 1:
             raise self.fail(f"input '{param}' expects one value, got {len(refs)}")
         return refs[0]
 
-    def refs(self, param: str) -> list[str]:
+    def refs(self, param: builtins.str) -> list[builtins.str]:
         keys = []
         for i, arg in enumerate(self._args(param)):
             if arg.ref is not None and arg.ref not in self._consts:
@@ -236,12 +251,12 @@ class Prep:
             keys.append(key)
         return keys
 
-    def opt_ref(self, param: str) -> str | None:
+    def opt_ref(self, param: builtins.str) -> builtins.str | None:
         return self.ref(param) if self.has(param) else None
 
-    def input_type(self, param: str) -> VarType | None:
+    def input_type(self, param: builtins.str) -> VarType | None:
         """Declared type of a referenced variable (None for inline values)."""
         return self._types.get(self._args(param)[0].ref or "")
 
-    def out(self, i: int = 0) -> VarType:
+    def out(self, i: builtins.int = 0) -> VarType:
         return self.op.outputs[i]

@@ -222,8 +222,9 @@ def _pool(p: Prep, kind: str) -> Run:
     if ceil_mode and pad_type == "custom":
         p.check(custom[0::2] == custom[1::2], f"ceil_mode needs symmetric pad, got {custom}")
     fill = -math.inf if kind == "max" else 0.0
-    if p.dims("x") is not None:  # a kernel that does not fit fails at load
-        _pool_geometry(p, ksize, strides, pad_type, custom, ceil_mode, p.dims("x")[2:])
+    dims = p.dims("x")
+    if dims is not None:  # a kernel that does not fit fails at load
+        _pool_geometry(p, ksize, strides, pad_type, custom, ceil_mode, dims[2:])
 
     def counts(dims, pads, out, over):
         """Window sizes of avg_pool: real elements (+ explicit padding unless excluded)."""

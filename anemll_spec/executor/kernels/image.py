@@ -11,6 +11,7 @@ boxes and are computed with the array library.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,10 @@ def _linear_along(p: Prep, v: Any, axis: int, coords: np.ndarray) -> Any:
         w = (coords - lo).astype(np.float32).reshape([-1] + [1] * (rank - 1 - axis))
         return lo, hi, w
 
-    lo, hi, w = (p.derived(key + (i,), lambda i=i: tables()[i]) for i in range(3))
+    def table(i: int) -> Callable[[], np.ndarray]:
+        return lambda: tables()[i]
+
+    lo, hi, w = (p.derived(key + (i,), table(i)) for i in range(3))
     a, b = xp.take(v, lo, axis), xp.take(v, hi, axis)
     return a + (b - a) * w
 

@@ -33,8 +33,9 @@ def _to_space(p: Prep) -> Run:
     _rank4(p)
     torch_order = p.op.type == "pixel_shuffle"
     f = _factor(p, "upscale_factor" if torch_order else "block_size")
-    if p.dims("x") is not None:
-        _divides(p, p.dims("x")[1], f * f, "channels")
+    dims = p.dims("x")
+    if dims is not None:
+        _divides(p, dims[1], f * f, "channels")
 
     def to_space(env):
         v = env[x]
@@ -56,9 +57,10 @@ def _to_depth(p: Prep) -> Run:
     _rank4(p)
     torch_order = p.op.type == "pixel_unshuffle"
     f = _factor(p, "downscale_factor" if torch_order else "block_size")
-    if p.dims("x") is not None:
-        _divides(p, p.dims("x")[2], f, "height")
-        _divides(p, p.dims("x")[3], f, "width")
+    dims = p.dims("x")
+    if dims is not None:
+        _divides(p, dims[2], f, "height")
+        _divides(p, dims[3], f, "width")
 
     def to_depth(env):
         v = env[x]
@@ -85,8 +87,9 @@ def _blocks(p: Prep, other: str) -> tuple[list[int], list[list[int]]]:
 def _space_to_batch(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     (b0, b1), pads = _blocks(p, "paddings")
-    if p.dims("x") is not None:
-        _, _, h, w = p.dims("x")
+    dims = p.dims("x")
+    if dims is not None:
+        _, _, h, w = dims
         _divides(p, h + sum(pads[0]), b0, "padded height")
         _divides(p, w + sum(pads[1]), b1, "padded width")
 
@@ -106,8 +109,9 @@ def _space_to_batch(p: Prep) -> Run:
 def _batch_to_space(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     (b0, b1), crops = _blocks(p, "crops")
-    if p.dims("x") is not None:
-        _divides(p, p.dims("x")[0], b0 * b1, "batch")
+    dims = p.dims("x")
+    if dims is not None:
+        _divides(p, dims[0], b0 * b1, "batch")
 
     def batch_to_space(env):
         v = env[x]

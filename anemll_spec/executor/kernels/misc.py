@@ -38,7 +38,8 @@ def _per_axis(p: Prep, name: str, rank: int, axis: int | None, default: float) -
     value = np.asarray(p.const(name), dtype=np.float32)
     if value.ndim == 0:  # rounded in fp16 mode, as a tensor constant would be
         return float(np.float16(value)) if p.fp16 else float(value)
-    p.check(value.ndim == 1 and axis is not None, f"{name} of shape {value.shape} needs an axis")
+    if value.ndim != 1 or axis is None:
+        raise p.fail(f"{name} of shape {value.shape} needs an axis")
     shape = [1] * rank
     shape[norm_axis(axis, rank)] = -1
     return p.tensor(value.reshape(shape))
@@ -58,7 +59,7 @@ def _quantize(p: Prep) -> Run:
     rank = p.rank("input")
     axis = _axis(p, rank)
     scale = _per_axis(p, "scale", rank, axis, 1.0)
-    p.check(np.all(np.asarray(p.const("scale")) != 0), "scale must not be 0")
+    p.check(bool(np.all(np.asarray(p.const("scale")) != 0)), "scale must not be 0")
     zero = _per_axis(p, "zero_point", rank, axis, 0.0)
     lo, hi = QUANT_RANGE[dtype]
     # x / scale is held in fp16 in fp16 mode (as fp16 hardware computes it) before rounding

@@ -32,8 +32,9 @@ def _topk(p: Prep) -> Run:
             raise p.fail(f"k {k} exceeds the {size} elements along axis {axis}")
         return size if k == -1 else k
 
-    if p.dims("x") is not None:
-        count(p.dims("x")[a])
+    dims = p.dims("x")
+    if dims is not None:
+        count(dims[a])
 
     def topk(env):
         v = env[x]
