@@ -75,6 +75,18 @@ def test_a_sustained_run_stores_its_windows_and_verdict(tmp_path):
     assert sum("window " in line and "median" in line for line in log.splitlines()) == 4
     # energy: a figure where this machine has counters, else NULL and why
     assert case["energy_method"] is not None or case["energy_note"]
+    assert _reimported_cases(store, tmp_path) == 1
+
+
+def _reimported_cases(store: Path, tmp_path: Path) -> int:
+    """What bench stored passes the import's checks (every figure recomputed from the
+    samples): exported and imported into a fresh store."""
+    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.importing import import_bundles
+
+    export_bundle(str(store), tmp_path / "b.parquet")
+    (imported,) = import_bundles(str(tmp_path / "other.duckdb"), [tmp_path / "b.parquet"])
+    return imported["rows"]["cases"]
 
 
 def test_distinct_instances_each_load_their_own_weights(tmp_path):
@@ -84,6 +96,7 @@ def test_distinct_instances_each_load_their_own_weights(tmp_path):
     (case,) = _one(store, "SELECT * FROM cases")
     assert case["instances"] == "distinct" and case["concurrency"] == 2
     assert case["n_samples"] == 40  # both instances' calls, pooled
+    assert _reimported_cases(store, tmp_path) == 1
     (m,) = res.results
     assert any("distinct weights" in n for n in m.notes)
     # distinct weights are distinct packages: instance 0 is the case's own, instance 1 seed+1
