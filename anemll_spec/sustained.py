@@ -33,6 +33,7 @@ class Window:
     samples_ns: np.ndarray  # int64, per-call latency
     energy: object = None  # power.Energy | power.Unavailable | None (no reader)
     thermal: object = None  # power.thermal.Thermal | Unavailable | None
+    starts_ns: np.ndarray | None = None  # int64, perf_counter_ns at each call's start
 
     @property
     def calls(self) -> int:
@@ -133,9 +134,11 @@ def run_sustained(
     for i in range(n_windows):
         if reader is not None:
             reader.start()  # type: ignore[attr-defined]
-        samples, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
+        samples, starts, end_ns = _time_window(fn, int(window_s * 1e9))
         energy = reader.stop() if reader is not None else None  # type: ignore[attr-defined]
-        w = Window(i, start_ns, end_ns, samples, energy, thermal() if thermal else None)
+        therm = thermal() if thermal else None
+        first = int(starts[0]) if len(starts) else end_ns
+        w = Window(i, first, end_ns, samples, energy, therm, starts_ns=starts)
         windows.append(w)
         if on_window is not None:
             on_window(w)
@@ -145,26 +148,26 @@ def run_sustained(
     return Sustained(windows, verdict, window_s, duration_s)
 
 
-def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, int, int]:
-    """Time calls until `span_ns` of wall time has passed since the first one.
-
-    Same timed region as the harness, GC off while timing; samples go into an
-    array('q') (amortised O(1) append, no float boxing)."""
+def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Time calls until `span_ns` of wall time has passed since the first one: (latencies,
+    start times, end). Same timed region as the harness, GC off while timing; samples go
+    into array('q')s (amortised O(1) append, no float boxing)."""
     pc = time.perf_counter_ns
-    samples = array("q")
-    append = samples.append
+    samples, starts = array("q"), array("q")
+    append, append_start = samples.append, starts.append
     enabled = gc.isenabled()
     gc.disable()
     try:
-        start = pc()
-        until = start + span_ns
-        t1 = start
+        until = pc() + span_ns
+        t1 = 0
         while t1 < until:
             t0 = pc()
             fn()
             t1 = pc()
             append(t1 - t0)
+            append_start(t0)
     finally:
         if enabled:
             gc.enable()
-    return np.frombuffer(samples, dtype=np.int64).copy(), start, t1
+    as_array = np.frombuffer
+    return as_array(samples, dtype=np.int64).copy(), as_array(starts, dtype=np.int64).copy(), t1

@@ -158,8 +158,9 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     if not energy.is_reader(reader):
         m.energy = reader  # why there is no energy
     wall = np.concatenate([w.samples_ns for w in result.windows])
+    starts = np.concatenate([w.starts_ns for w in result.windows if w.starts_ns is not None])
     m.window_of = np.repeat(np.arange(len(result.windows)), [w.calls for w in result.windows])
-    summarize(m, None, wall, None, None)
+    summarize(m, None, wall, starts, None)
     # one definition of a case's throughput (1000 / mean ms, as for any timed loop); each
     # window's own calls per second of wall time are in its sustained_windows row
     m.throughput_ips = 1e3 / m.summary.mean_ms if m.summary and m.summary.mean_ms else None
