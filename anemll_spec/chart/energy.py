@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from anemll_spec.chart import energy_draw
+from anemll_spec.chart.energy_draw import TITLE  # noqa: F401 - the kind's title
 from anemll_spec.chart.source import NoData, Options, fetch, where_sql
 from anemll_spec.chart.style import printable
 
 KIND = "energy"
-TITLE = "Energy per inference"
 PUBLISHED = "starts_with(source, 'published: ')"
 MANY = 24  # rows of one model past which a chip shows its Core ML ANE row only
 # Columns the view may lack (an older or smaller v4 view): read as NULL, words supplied.
@@ -148,8 +149,6 @@ def build(con, opts: Options, run_id: str | None = None, *, others: bool = False
 
         check_baseline(con, opts.baseline)  # no factor at all: maybe a misspelt chip
     rows, notes = fewer(rows, opts)
-    from anemll_spec.chart import energy_draw
-
     segments = rails(con, [r["case_id"] for r in rows if r.get("case_id")])
     return energy_draw.chart(rows, segments, opts, notes)
 

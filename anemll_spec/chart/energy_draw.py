@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from anemll_spec.chart import style
-from anemll_spec.chart.energy import TITLE
 from anemll_spec.chart.factors_draw import (
     MEASURED_COLORS,
     MODEL_ORDER,
@@ -21,6 +20,7 @@ from anemll_spec.chart.factors_draw import (
     log_domain,
 )
 
+TITLE = "Energy per inference"
 UNSPLIT = "not split by rail"
 RAIL_ORDER = ("ane", "gpu", "cpu", "dram", "package")
 RAIL_COLORS = {

@@ -11,14 +11,18 @@ throttled or not, thermal state per window) is the case's subtitle.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from anemll_spec.chart import robust
+from anemll_spec.chart import robust, sustained_draw
 from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
+from anemll_spec.chart.sustained_draw import (  # noqa: F401 - the kind's title, words
+    TITLE,
+    thermal_runs,
+    throttled_words,
+    verdict_words,
+)
 
 KIND = "sustained"
-TITLE = "Sustained run"
 NEEDS = "coalesce(sustained_windows, 0) > 0"
 MAX_CASES = 4
 POWER_POINTS = 600  # per case and rail, at most
@@ -118,40 +122,6 @@ def build(con, opts: Options) -> dict[str, Any]:
     data = query(con, opts, run_id)
     if not data["cases"]:
         raise NoData(f"run {run_id} has no sustained case ({opts.describe()})")
-    from anemll_spec.chart import sustained_draw
-
     for s in data["spread"].values():  # a few far outliers must not flatten a panel
         s["clip"] = robust.clip_range([s])
     return sustained_draw.chart(data, run_id, opts)
-
-
-def thermal_runs(windows: list[dict[str, Any]]) -> str:
-    """'windows 0–2 nominal; 3–5 throttled: …' (consecutive windows of one state)."""
-    runs: list[list] = []
-    for w in windows:
-        state = w.get("thermal_state") or "not read"
-        if runs and runs[-1][2] == state:
-            runs[-1][1] = w["window_index"]
-        else:
-            runs.append([w["window_index"], w["window_index"], state])
-    parts = [f"{a}–{b} {s}" if a != b else f"{a} {s}" for a, b, s in runs]
-    return "; ".join(parts)
-
-
-def verdict_words(case: dict[str, Any]) -> str:
-    """'degraded: last-window throughput 0.885x the first (95% CI 0.881–0.890)'."""
-    ratio = case.get("sustained_throughput_ratio")
-    if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
-        return f"{case.get('sustained_verdict') or 'no verdict'}"
-    lo, hi = case.get("sustained_ci_low"), case.get("sustained_ci_high")
-    ci = f" (95% CI {lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
-    return (
-        f"{case.get('sustained_verdict') or 'no verdict'}: last-window throughput "
-        f"{ratio:.3f}x the first{ci}"
-    )
-
-
-def throttled_words(value: bool | None) -> str:
-    if value is None:
-        return "throttling not read (no thermal reading)"
-    return "throttled" if value else "not throttled"

@@ -6,16 +6,13 @@ panels share one x domain, so they line up pixel for pixel.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anemll_spec.chart import robust, style
 from anemll_spec.chart.energy_draw import _rail_color, _rail_rank
-from anemll_spec.chart.sustained import (
-    TITLE,
-    thermal_runs,
-    throttled_words,
-    verdict_words,
-)
+
+TITLE = "Sustained run"
 
 SHADES = {"alternate window": "#ececec", "throttled window": style.tint(style.OKABE_ITO[5], 0.7)}
 WIDTH = 640
@@ -243,3 +240,35 @@ def _window_tooltip() -> list:
         alt.Tooltip("temperature_c:Q", title="temperature (°C)", format=".1f"),
         alt.Tooltip("clock_event_reasons:N", title="clock-event reasons"),
     ]
+
+
+def thermal_runs(windows: list[dict[str, Any]]) -> str:
+    """'windows 0–2 nominal; 3–5 throttled: …' (consecutive windows of one state)."""
+    runs: list[list] = []
+    for w in windows:
+        state = w.get("thermal_state") or "not read"
+        if runs and runs[-1][2] == state:
+            runs[-1][1] = w["window_index"]
+        else:
+            runs.append([w["window_index"], w["window_index"], state])
+    parts = [f"{a}–{b} {s}" if a != b else f"{a} {s}" for a, b, s in runs]
+    return "; ".join(parts)
+
+
+def verdict_words(case: dict[str, Any]) -> str:
+    """'degraded: last-window throughput 0.885x the first (95% CI 0.881–0.890)'."""
+    ratio = case.get("sustained_throughput_ratio")
+    if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
+        return f"{case.get('sustained_verdict') or 'no verdict'}"
+    lo, hi = case.get("sustained_ci_low"), case.get("sustained_ci_high")
+    ci = f" (95% CI {lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
+    return (
+        f"{case.get('sustained_verdict') or 'no verdict'}: last-window throughput "
+        f"{ratio:.3f}x the first{ci}"
+    )
+
+
+def throttled_words(value: bool | None) -> str:
+    if value is None:
+        return "throttling not read (no thermal reading)"
+    return "throttled" if value else "not throttled"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from anemll_spec.store import schema
 from anemll_spec.store.published import MODEL_WEIGHT_BYTES
-from anemll_spec.store.writer import host_id
+from anemll_spec.store.rows import host_id
 
 MAX_DERIVED_CASES = 4096  # a spec that expands further is not re-expanded on import
 

@@ -225,3 +225,13 @@ def start_column(starts_ns, n: int) -> np.ndarray | None:
         raise InputError(f"samples: {len(st)} start times for {n} samples")
     st = _as_ns(st - st.min() if st.size else st, "start_ns")
     return st
+
+
+def host_id(host: Mapping) -> str:
+    """Content hash of a host snapshot: identical snapshots share one `hosts` row.
+
+    `host` holds every `hosts` column but host_id (None where unknown), as check_row
+    gives it; import recomputes it (store.trust.host_ids)."""
+    from anemll_spec.hashing import digest
+
+    return digest(dict(host), 16)

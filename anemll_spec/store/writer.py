@@ -5,8 +5,6 @@ write between two cases)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import secrets
 import socket
@@ -18,9 +16,10 @@ from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import extras, lake, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
-from anemll_spec.store.rows import (
+from anemll_spec.store.rows import (  # noqa: I001
     check_row,
     escape_controls,
+    host_id,
     sample_columns,
     start_column,
     utc_now,
@@ -88,15 +87,6 @@ def write_failure(target, exc: BaseException) -> str:
         f"could not write the store {describe_target(target)}: {escape_controls(reason)} "
         "(disk full?); this write was rolled back, earlier ones are kept"
     )
-
-
-def host_id(host: Mapping) -> str:
-    """Content hash of a host snapshot: identical snapshots share one `hosts` row.
-
-    `host` holds every `hosts` column but host_id (None where unknown), as check_row
-    gives it; import recomputes it (store.trust.host_ids)."""
-    canon = json.dumps(dict(host), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
 def new_run_id(now=None) -> str:
