@@ -15,7 +15,7 @@ from typing import Any
 from anemll_spec.chart import energy_draw
 from anemll_spec.chart.energy_draw import TITLE  # noqa: F401 - the kind's title
 from anemll_spec.chart.source import NoData, Options, fetch, where_sql
-from anemll_spec.chart.style import printable
+from anemll_spec.text import printable
 
 KIND = "energy"
 PUBLISHED = "starts_with(source, 'published: ')"

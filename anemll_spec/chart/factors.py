@@ -17,8 +17,9 @@ from typing import Any
 
 from anemll_spec.chart.factors_draw import LABEL_CHARS, TITLE, chart, how, label_rows
 from anemll_spec.chart.source import NoData, Options, fetch, where_sql
-from anemll_spec.chart.style import fmt_factor, printable
+from anemll_spec.chart.style import fmt_factor
 from anemll_spec.errors import InputError
+from anemll_spec.text import printable
 
 KIND = "factors"
 BY = ("chip", "os")

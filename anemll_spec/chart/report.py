@@ -17,8 +17,9 @@ from anemll_spec.chart.report_energy import energy_section, sustained_section
 from anemll_spec.chart.report_out import default_out, is_report_of, meta
 from anemll_spec.chart.report_published import num, os_section, published_section
 from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect, fetch
-from anemll_spec.chart.style import esc, fmt_num, printable
+from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.errors import InputError
+from anemll_spec.text import printable
 
 __all__ = ["default_out", "is_report_of", "resolve", "write_report"]
 

@@ -168,15 +168,6 @@ def needs_log(values) -> bool:
     return bool(pos) and max(pos) / min(pos) > LOG_SPAN
 
 
-def printable(text: object) -> str:
-    """Store text for a terminal: control characters (newline, ESC, ...) escaped, never
-    sent raw, so a hostile label cannot move the cursor or recolour the screen."""
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
-
-
 def fmt_factor(value: float | None) -> str:
     """A factor as a label: one decimal from 1x up (the published tables' '2.3x'), two
     significant digits below (0.02x, not 0.0x)."""

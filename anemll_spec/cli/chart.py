@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
 
     from anemll_spec.chart import write_chart
     from anemll_spec.chart.source import Options
-    from anemll_spec.chart.style import printable
     from anemll_spec.errors import InputError
     from anemll_spec.store import default_target
+    from anemll_spec.text import printable
 
     runs = tuple(args.run) + tuple(args.runs or ())
     if args.kind == "compare" and len(runs) != 2:

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 def _print(result: dict) -> None:
     """The text report; store text (model names, ids) is data: control characters are
     shown escaped (render_table escapes its cells)."""
-    from anemll_spec.cli.query import printable, render_table
+    from anemll_spec.cli.query import render_table
+    from anemll_spec.text import printable
 
     pct = int(round(result["level"] * 100))
     print(f"A = {printable(result['run_a'])}\nB = {printable(result['run_b'])}")

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.bundle import export_bundle
-    from anemll_spec.store.markdown import printable
+    from anemll_spec.text import printable
 
     store = default_target(args.store)
     # what the path is first (the store itself, a folder, a file to keep), then its name

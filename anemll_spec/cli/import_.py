@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.importing import import_bundles
-    from anemll_spec.store.markdown import printable
+    from anemll_spec.text import printable
 
     summaries = import_bundles(default_target(args.store), args.files)
     if args.json:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from anemll_spec.cli._common import add_json, add_store, json_value
+from anemll_spec.text import printable
 
 HELP = "run SQL on the results store (read-only)"
 DESCRIPTION = (
@@ -177,14 +178,6 @@ def _cell(v, max_width: int) -> str:
         return "true" if v else "false"
     text = _float(v) if isinstance(v, float) else printable(str(v))
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
-
-
-def printable(text: str) -> str:
-    """Store labels are data: control characters (a newline, a tab, an ESC that would
-    recolour the terminal) are shown escaped, never sent raw."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _float(v: float) -> str:

@@ -33,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from anemll_spec.chart.report import default_out, is_report_of, resolve, write_report
-    from anemll_spec.chart.style import printable
     from anemll_spec.errors import InputError
     from anemll_spec.store import default_target
+    from anemll_spec.text import printable
 
     store = default_target(args.store)
     try:

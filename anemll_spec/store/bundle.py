@@ -37,9 +37,9 @@ from anemll_spec.errors import InputError
 from anemll_spec.store import schema
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_run
-from anemll_spec.store.rows import escape_controls
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
 from anemll_spec.store.trust import Origin, check_staged, show
+from anemll_spec.text import printable
 
 BUNDLE_KIND = "results"
 KEY = "anemll_spec."
@@ -102,7 +102,7 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
             os.replace(tmp, out)
         except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
             raise InputError(
-                f"cannot write {out}: {escape_controls(_first_line(exc))}; nothing written"
+                f"cannot write {out}: {printable(_first_line(exc))}; nothing written"
             ) from None
         finally:
             tmp.unlink(missing_ok=True)

@@ -291,11 +291,11 @@ def sustained_problem(con, rels: Mapping[str, str]) -> str | None:
 
 
 def _show(value) -> str:
-    from anemll_spec.store.rows import escape_controls
+    from anemll_spec.text import printable
 
     if value is None:
         return "NULL"
     if isinstance(value, float):
         return f"{value!r}"
-    text = escape_controls(str(value))
+    text = printable(str(value))
     return text if len(text) <= 60 else text[:59] + "…"

@@ -23,9 +23,9 @@ from anemll_spec.errors import InputError
 from anemll_spec.store import lake, schema
 from anemll_spec.store.bundle import _first_line, file_sha256, read_header, stage
 from anemll_spec.store.connection import open_store, store_path
-from anemll_spec.store.rows import escape_controls
 from anemll_spec.store.schema import BUNDLE_TABLES, LONG_NAME, Table
 from anemll_spec.store.trust import Origin
+from anemll_spec.text import printable
 
 ATTEMPTS = 30  # a shared store: commits that conflict with another claiming writer
 
@@ -46,13 +46,13 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
                 continue
             _forget(path if created else None)
             raise InputError(
-                f"import failed, nothing written: {escape_controls(_first_line(exc))}"
+                f"import failed, nothing written: {printable(_first_line(exc))}"
             ) from None
         except BaseException as exc:
             _forget(path if created else None)
             if isinstance(exc, duckdb.Error):
                 raise InputError(
-                    f"import failed, nothing written: {escape_controls(_first_line(exc))}"
+                    f"import failed, nothing written: {printable(_first_line(exc))}"
                 ) from None
             raise
     raise AssertionError("unreachable")
@@ -92,9 +92,7 @@ def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -
 
 
 def _stage(con, i: int, path: Path, header: dict) -> dict:
-    origin = Origin(
-        "imported", ref=escape_controls(path.name)[:LONG_NAME], sha256=file_sha256(path)
-    )
+    origin = Origin("imported", ref=printable(path.name)[:LONG_NAME], sha256=file_sha256(path))
     checked = stage(con, f"_imp{i}", path, header, label=str(path), origin=origin)
     return {"counts": header["counts"], "version": header["version"], **checked}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anemll_spec.errors import InputError
-from anemll_spec.store.rows import escape_controls
+from anemll_spec.text import printable
 
 SHORTCUTS = {"latest": 0, "previous": 1}
 
@@ -26,7 +26,7 @@ def resolve_run(con, ref: str, *, previous_of: str | None = None) -> str:
         return rows[0][0]
     if not ref:
         raise InputError("an empty run id")
-    shown = escape_controls(ref)
+    shown = printable(ref)
     rows = con.execute(
         "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 6", [ref]
     ).fetchall()
@@ -67,7 +67,5 @@ def _previous_of(con, run_id: str) -> str:
     ).fetchone()
     if row is None:
         (spec,) = con.execute("SELECT spec_name FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        raise InputError(
-            f"run 'previous': no run of spec {escape_controls(str(spec))!r} before {run_id}"
-        )
+        raise InputError(f"run 'previous': no run of spec {printable(str(spec))!r} before {run_id}")
     return row[0]

@@ -13,15 +13,10 @@ from __future__ import annotations
 import decimal
 import re
 
+from anemll_spec.text import printable
+
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"}
-
-
-def printable(text: str) -> str:
-    """Control characters (newline, ESC, ...) as escapes, never raw."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def escape(text: object) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from anemll_spec.errors import InputError
 from anemll_spec.store.schema import MAX_CALL_NS, Column, Table
+from anemll_spec.text import printable
 
 _INT_RANGE = {"INTEGER": (-(2**31), 2**31 - 1), "BIGINT": (-(2**63), 2**63 - 1)}
 
@@ -47,9 +48,7 @@ def convert(col: Column, value, what: str):
             raise InputError(f"{where} is required")
         return None
     if col.pattern is not None and not re.fullmatch(col.pattern, value):
-        raise InputError(
-            f"{where} = {escape_controls(value)[:80]!r} is not of the form {col.pattern}"
-        )
+        raise InputError(f"{where} = {printable(value)[:80]!r} is not of the form {col.pattern}")
     if col.choices and value not in col.choices:
         raise InputError(f"{where} = {value!r} is not one of {', '.join(col.choices)}")
     if col.min is not None and value < col.min:
@@ -124,7 +123,7 @@ def _text(col: Column, value: str, where: str) -> str:
     limit = col.text_limit or len(value)
     if not col.multiline:
         if CONTROL.search(value):
-            raise InputError(f"{where} contains a control character: {escape_controls(value)[:80]}")
+            raise InputError(f"{where} contains a control character: {printable(value)[:80]}")
         if len(value) > limit:
             raise InputError(f"{where} is {len(value):,} characters long; the limit is {limit:,}")
         return value
@@ -132,12 +131,6 @@ def _text(col: Column, value: str, where: str) -> str:
     if len(value) > limit:
         value = value[: limit - len(TRUNCATED)] + TRUNCATED
     return value
-
-
-def escape_controls(text: str) -> str:
-    """Control characters shown as escapes (\\x1b, \\n): store text is data, never sent
-    raw to a terminal."""
-    return CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def check_notes(notes, where: str) -> None:

@@ -17,8 +17,9 @@ import numpy as np
 from anemll_spec.errors import InputError
 from anemll_spec.store import derive, energy_checks, recompute
 from anemll_spec.store.published import MODEL_WEIGHT_BYTES
-from anemll_spec.store.rows import escape_controls, utc_now
+from anemll_spec.store.rows import utc_now
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
+from anemll_spec.text import printable
 
 CLOCK_SKEW = dt.timedelta(minutes=5)  # a timestamp later than now + this is refused
 # RE2 classes of the control characters a field refuses (C0, DEL, C1)
@@ -78,7 +79,7 @@ def check_staged(
     dropped = _check_statistics(con, label, staged)
     found = energy_checks.problem(con, staged)
     if found is not None:
-        _fail(label, escape_controls(found))
+        _fail(label, printable(found))
     con.execute(
         f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
         [origin.kind, origin.ref, origin.sha256, now],
@@ -89,7 +90,7 @@ def check_staged(
 
 def show(value, limit: int = 60) -> str:
     """A staged value for a message: control characters escaped, cut short."""
-    text = escape_controls(str(value))
+    text = printable(str(value))
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
@@ -306,7 +307,7 @@ def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
         row = dict(zip(names, values, strict=True))
         problem = checker.check_run(row["spec"], [row])
         if problem:
-            _fail(label, escape_controls(problem))
+            _fail(label, printable(problem))
 
 
 STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS

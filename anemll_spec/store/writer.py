@@ -18,12 +18,12 @@ from anemll_spec.store import extras, lake, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
 from anemll_spec.store.rows import (  # noqa: I001
     check_row,
-    escape_controls,
     host_id,
     sample_columns,
     start_column,
     utc_now,
 )
+from anemll_spec.text import printable
 
 RUN_MANAGED = (
     "run_id",
@@ -84,7 +84,7 @@ def write_failure(target, exc: BaseException) -> str:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     reason = reason.removeprefix("IO Error: ")
     return (
-        f"could not write the store {describe_target(target)}: {escape_controls(reason)} "
+        f"could not write the store {describe_target(target)}: {printable(reason)} "
         "(disk full?); this write was rolled back, earlier ones are kept"
     )
 
