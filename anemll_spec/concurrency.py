@@ -36,7 +36,7 @@ from anemll_spec.harness import Budget, Concurrent, Timer, time_concurrent
 
 Instances = Literal["shared", "distinct"]
 Mode = Literal["threads", "processes"]
-Progress = Callable[[int, float], None]
+Progress = Callable[[int, float, float], None]  # (calls, median ms, timed seconds)
 
 # Where N instances of a backend scale better: threads of one process, or processes.
 # Core ML: processes (the binding holds the GIL). numpy, torch on CPU: processes, each

@@ -10,6 +10,7 @@ outside it, into arrays allocated once per variant. Stop rules, in order: the
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import time
@@ -157,14 +158,15 @@ class Timer:
             starts[i] = t0
             if after is not None:
                 d = after()
-                if d is not None:
+                if d is not None and runtime is not None:
                     runtime[i] = d
             i += 1
             if t1 >= deadline and i >= min_it:
                 stop = "max_time"
                 break
             if i >= next_check:
-                if order_stat_ci_pct(samples[:i].astype(np.float64)) <= b.target_ci_pct:
+                target = b.target_ci_pct or 0.0  # a check is only due when it is set
+                if order_stat_ci_pct(samples[:i].astype(np.float64)) <= target:
                     stop = "target_ci"
                     break
                 next_check = max(i + b.check_every, int(i * 1.1))
@@ -238,7 +240,7 @@ def time_interleaved(
     while not all(t.done for t in timers):
         for i, t in enumerate(timers):
             if not t.done:
-                guarded(i, lambda t=t: t.step(block))
+                guarded(i, functools.partial(t.step, block))
     return [errors[i] if i in errors else t.result() for i, t in enumerate(timers)]
 
 

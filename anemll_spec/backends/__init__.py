@@ -81,7 +81,7 @@ def check_runs(name: str, model: Any, what: str = "this case") -> None:
 def resolve_auto(model: Any = None) -> tuple[str, str]:
     """`auto` -> (backend, why): coreml where available and able to run the case,
     otherwise numpy. model: the case's resolved model fields (None: availability only)."""
-    skipped = []
+    skipped: list[str] = []
     for name in AUTO_ORDER:
         a = availability(name)
         reason = a.reason if not a.available else None

@@ -58,7 +58,9 @@ def to_compute_unit(name: str, ct_compute_unit: Any = None) -> Any:
     if name not in COMPUTE_UNITS:
         raise BackendError(f"unknown compute unit {name!r} (one of {', '.join(COMPUTE_UNITS)})")
     if ct_compute_unit is None:
-        from coremltools import ComputeUnit as ct_compute_unit
+        from coremltools import ComputeUnit
+
+        return ComputeUnit[name]
     return ct_compute_unit[name]
 
 

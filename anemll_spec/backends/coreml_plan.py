@@ -79,7 +79,7 @@ def placement_rows(ops: Iterable[OpPlan], compute_units: str) -> list[dict]:
 
     Constants are left out: Core ML gives them no device and no cost.
     """
-    rows = []
+    rows: list[dict] = []
     for op in ops:
         if op.op_type == "const" and op.preferred is None:
             continue

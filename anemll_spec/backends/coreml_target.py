@@ -66,7 +66,8 @@ def macos_version() -> MacOS:
 
 def required(target: str | None, has_state: bool) -> tuple[MacOS, str]:
     """(minimum macOS, why) for a model of this target, with or without state."""
-    need, why = (0,), "no deployment target known"
+    need: tuple[int, ...] = (0,)
+    why = "no deployment target known"
     if target in TARGET_MACOS:
         need, why = TARGET_MACOS[target], f"deployment target {target}"
     if has_state and need < STATE_MACOS:

@@ -123,7 +123,7 @@ class TorchSession(Session):
             self.notes.append(note)
 
     def close(self) -> None:
-        self.runner = None  # type: ignore[assignment]
+        self.runner = None
         if self.device == "cuda":
             self._torch.cuda.empty_cache()
 
