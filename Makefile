@@ -30,12 +30,16 @@ bench: $(STAMP)
 	$(VENV)/bin/anemll-spec bench $(SPEC) $(BENCH_FLAGS) --report
 
 # The default suite leaves out the tests marked `slow` (full-size builds, the README's
-# full-size commands); `make test-slow` runs only those. CI runs both (.ci/run).
+# full-size commands); `make test-slow` runs only those. CI runs both (.ci/run). One
+# pytest-xdist worker per core (PYTEST_ARGS="-n 0": one process); worksteal keeps both
+# busy to the end.
+XDIST := -n auto --dist worksteal
+
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check anemll_spec tests benchmarks

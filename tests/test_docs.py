@@ -36,24 +36,3 @@ def test_every_field_is_documented():
 def test_readme_shows_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make bench SPEC=specs/lm_head.yaml" in readme and "make test" in readme
-
-
-def test_readme_queries_run_on_a_fresh_store(cli, tmp_path):
-    """Every `anemll-spec query` line of the README runs (columns and files exist)."""
-    import shlex
-
-    from anemll_spec.store import open_store
-
-    store = tmp_path / "results.duckdb"
-    open_store(store).close()
-    readme = (ROOT / "README.md").read_text()
-    lines = [
-        ln
-        for ln in readme.splitlines()
-        if ln.startswith("anemll-spec query ") and not ln.startswith('anemll-spec query "SQL"')
-    ]
-    assert len(lines) >= 2
-    for line in lines:
-        args = shlex.split(line.split("  #", 1)[0])[1:]
-        r = cli(*args, "--store", store)
-        assert r.returncode == 0, (line, r.stderr)
