@@ -101,7 +101,9 @@ def test_distinct_instances_load_distinct_weights(models, inputs):
     assert plan.distinct_weights and [m.seed for m in plan.models] == [0, 1]
     assert built[0].weights_sha256 != built[1].weights_sha256
     assert built[0].path != built[1].path
-    res = concurrency.time_processes("numpy", [_prepared(b) for b in built], OPTIONS, inputs, BUDGET)
+    res = concurrency.time_processes(
+        "numpy", [_prepared(b) for b in built], OPTIONS, inputs, BUDGET
+    )
     assert [t.n for t in res.per_instance] == [ITER, ITER]
 
 
@@ -156,7 +158,9 @@ def test_threads_mode_and_defaults(models, inputs):
     )
     assert res.mode == "threads" and [t.n for t in res.per_instance] == [ITER, ITER]
     with pytest.raises(ValueError, match="'threads' or 'processes'"):
-        concurrency.time_instances("numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, mode="x")
+        concurrency.time_instances(
+            "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, mode="x"
+        )
 
 
 def test_children_get_split_math_thread_pools_and_the_parent_keeps_its_own(monkeypatch):
