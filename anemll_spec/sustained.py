@@ -134,11 +134,10 @@ def run_sustained(
     for i in range(n_windows):
         if reader is not None:
             reader.start()  # type: ignore[attr-defined]
-        samples, starts, end_ns = _time_window(fn, int(window_s * 1e9))
+        samples, starts, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
         energy = reader.stop() if reader is not None else None  # type: ignore[attr-defined]
         therm = thermal() if thermal else None
-        first = int(starts[0]) if len(starts) else end_ns
-        w = Window(i, first, end_ns, samples, energy, therm, starts_ns=starts)
+        w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
         windows.append(w)
         if on_window is not None:
             on_window(w)
@@ -158,8 +157,9 @@ def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np
     enabled = gc.isenabled()
     gc.disable()
     try:
-        until = pc() + span_ns
-        t1 = 0
+        start = pc()
+        until = start + span_ns
+        t1 = start
         while t1 < until:
             t0 = pc()
             fn()
@@ -169,5 +169,5 @@ def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np
     finally:
         if enabled:
             gc.enable()
-    as_array = np.frombuffer
-    return as_array(samples, dtype=np.int64).copy(), as_array(starts, dtype=np.int64).copy(), t1
+    lat = np.frombuffer(samples, dtype=np.int64).copy()
+    return lat, np.frombuffer(starts, dtype=np.int64).copy(), start, t1

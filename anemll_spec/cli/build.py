@@ -21,45 +21,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
-class _Progress:
-    """One status line redrawn in place on a TTY; plain lines otherwise (logs, CI)."""
-
-    def __init__(self, label: str, tty: bool):
-        self.label, self.tty, self.width = label, tty, 0
-
-    def __call__(self, msg: str) -> None:
-        line = f"{self.label} {msg}"
-        if self.tty:
-            pad = max(0, self.width - len(line))
-            sys.stderr.write("\r" + line + " " * pad)
-            sys.stderr.flush()
-            self.width = len(line)
-        else:
-            print(line, file=sys.stderr)
-
-    def done(self) -> None:
-        if self.tty and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from anemll_spec.build import build, estimate
+    from anemll_spec.progress import Progress
     from anemll_spec.spec import load_cases
 
     spec, cases = load_cases(args.spec, max_cases=args.max_cases)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
-    tty = sys.stderr.isatty() and not args.json
+    # bench's progress line: live on a terminal, a line every few seconds in logs
+    progress = Progress(live=sys.stderr.isatty() and not args.json)
     results = []
     for n, case in enumerate(cases, 1):
         est = estimate(case.model)
-        progress = _Progress(f"[{n}/{len(cases)}] {case.model_name}:", tty)
+        progress.case(n, len(cases), case.model_name)
         for w in est.warnings:
-            print(f"warning: {case.model_name}: {w}", file=sys.stderr)
-        built = build(case.model, cache_dir=cache_dir, progress=progress)
-        progress.done()
+            progress.note(f"warning: {case.model_name}: {w}")
+        built = build(
+            case.model, cache_dir=cache_dir, progress=progress.build_step, spec_name=spec.name
+        )
+        progress.close()
         row = {"case": case.key, "model_name": case.model_name, **built.to_json()}
         row["warnings"] = est.warnings
         results.append(row)
