@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.chart.style import esc
+from anemll_spec.text import printable
 
 VL_VERSION = "6.4"  # the Vega-Lite schema Altair 6 writes; vl-convert ships it
 _bundle_memo: dict[str, str] = {}
@@ -118,9 +119,13 @@ def chart_html(spec: dict, title: str) -> str:
 
 
 def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, Path]:
-    """Write NAME.html, NAME.png, NAME.svg and NAME.vl.json; returns format -> path."""
+    """Write NAME.html, NAME.png, NAME.svg and NAME.vl.json; returns format -> path.
+
+    Control characters from stored text are escaped everywhere in the spec first: XML
+    forbids them, and the SVG -> PNG step aborts the process on one (not an exception)."""
     import vl_convert as vlc
 
+    spec = printable_strings(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "html": out_dir / f"{name}.html",
@@ -135,6 +140,17 @@ def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, P
     write_file(files["png"], png)
     write_file(files["json"], json.dumps(spec, indent=2, default=str) + "\n")
     return files
+
+
+def printable_strings(value: Any) -> Any:
+    """`value` with every string (keys too, so field references still match) escaped."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_strings(k): printable_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable_strings(v) for v in value]
+    return value
 
 
 def _umask() -> int:
