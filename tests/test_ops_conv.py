@@ -11,7 +11,7 @@ import coremltools as ct
 import numpy as np
 import pytest
 from fixtures.executor.mil_models import mb
-from fixtures.executor.op_cases import PRECISIONS, Case, Group
+from fixtures.executor.op_cases import Case, group_fixture, op_tests
 
 RNG = np.random.default_rng(3)
 
@@ -309,27 +309,10 @@ CASES_15 = [
 ]
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    return Group(CASES, tmp_path_factory.mktemp("ops_conv"))
+group, test_numpy, test_torch = op_tests(CASES, "ops_conv")
 
 
-@pytest.fixture(scope="module")
-def group15(tmp_path_factory):
-    return Group(CASES_15, tmp_path_factory.mktemp("ops_conv15"), target=ct.target.iOS15)
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_numpy(group, name, precision):
-    group.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_torch(group, name, precision):
-    group.check(name, precision, "torch")
+group15 = group_fixture(CASES_15, "ops_conv15", "group15", target=ct.target.iOS15)
 
 
 @pytest.mark.parametrize("executor", ["numpy", pytest.param("torch", marks=pytest.mark.torch)])

@@ -7,12 +7,11 @@ coremltools' own fp16 pass (fp16 compute, fp32 I/O), as a user's fp16 model is."
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import test_executor_elementwise as ew
 import test_executor_linear as lin
 import test_executor_tensor as tensor
 from fixtures.executor.mil_models import mb
-from fixtures.executor.op_cases import PRECISIONS, Case, Group
+from fixtures.executor.op_cases import Case, op_tests
 
 RNG = np.random.default_rng(29)
 A = (RNG.standard_normal((3, 4)) * 3).astype(np.float32)
@@ -142,19 +141,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    return Group(CASES, tmp_path_factory.mktemp("ops_existing"), fp16_pass=True)
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_numpy(group, name, precision):
-    group.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_torch(group, name, precision):
-    group.check(name, precision, "torch")
+group, test_numpy, test_torch = op_tests(CASES, "ops_existing", fp16_pass=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
 from fixtures.executor.mil_models import mb, save_program
-from fixtures.executor.op_cases import PRECISIONS, Case, Group
+from fixtures.executor.op_cases import Case, op_tests
 
 from anemll_spec.executor import load
 
@@ -421,39 +421,12 @@ CASES_16 = [
 ]
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    return Group(CASES, tmp_path_factory.mktemp("ops_image"))
+group, test_numpy, test_torch = op_tests(CASES, "ops_image")
 
 
-@pytest.fixture(scope="module")
-def group16(tmp_path_factory):
-    return Group(CASES_16, tmp_path_factory.mktemp("ops_image16"), target=ct.target.iOS16)
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_numpy(group, name, precision):
-    group.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_torch(group, name, precision):
-    group.check(name, precision, "torch")
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES_16])
-def test_ios16_numpy(group16, name, precision):
-    group16.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("name", [c.name for c in CASES_16])
-def test_ios16_torch(group16, name):
-    group16.check(name, "fp32", "torch")
+group16, test_ios16_numpy, test_ios16_torch = op_tests(
+    CASES_16, "ops_image16", "group16", torch_fp32_only=True, target=ct.target.iOS16
+)
 
 
 def test_resize_to_a_runtime_shape(tmp_path):

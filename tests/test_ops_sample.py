@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 from fixtures.executor.mil_models import mb
-from fixtures.executor.op_cases import PRECISIONS, Case, Group
+from fixtures.executor.op_cases import Case, op_tests
 
 RNG = np.random.default_rng(19)
 IMG = np.array([11.0, 22.0, 33.0, 44.0], np.float32).reshape(1, 1, 2, 2)
@@ -202,22 +202,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    return Group(CASES, tmp_path_factory.mktemp("ops_sample"))
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_numpy(group, name, precision):
-    group.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_torch(group, name, precision):
-    group.check(name, precision, "torch")
+group, test_numpy, test_torch = op_tests(CASES, "ops_sample")
 
 
 @pytest.mark.torch

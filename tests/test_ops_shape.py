@@ -7,9 +7,8 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pytest
 from fixtures.executor.mil_models import mb
-from fixtures.executor.op_cases import PRECISIONS, Case, Group
+from fixtures.executor.op_cases import Case, op_tests
 
 RNG = np.random.default_rng(7)
 
@@ -248,19 +247,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    return Group(CASES, tmp_path_factory.mktemp("ops_shape"))
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_numpy(group, name, precision):
-    group.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_torch(group, name, precision):
-    group.check(name, precision, "torch")
+group, test_numpy, test_torch = op_tests(CASES, "ops_shape")

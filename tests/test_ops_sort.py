@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import coremltools as ct
 import numpy as np
-import pytest
 from coremltools.converters.mil.mil import types
 from fixtures.executor.mil_models import mb
-from fixtures.executor.op_cases import PRECISIONS, Case, Group
+from fixtures.executor.op_cases import Case, op_tests
 
 RNG = np.random.default_rng(5)
 # distinct values exact in fp16: no ties appear when the program rounds them
@@ -188,39 +187,12 @@ CASES_15 = [
 ]
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    return Group(CASES, tmp_path_factory.mktemp("ops_sort"))
+group, test_numpy, test_torch = op_tests(CASES, "ops_sort")
 
 
-@pytest.fixture(scope="module")
-def group15(tmp_path_factory):
-    return Group(CASES_15, tmp_path_factory.mktemp("ops_sort15"), target=ct.target.iOS16)
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_numpy(group, name, precision):
-    group.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_torch(group, name, precision):
-    group.check(name, precision, "torch")
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name", [c.name for c in CASES_15])
-def test_ios15_numpy(group15, name, precision):
-    group15.check(name, precision, "numpy")
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("name", [c.name for c in CASES_15])
-def test_ios15_torch(group15, name):
-    group15.check(name, "fp32", "torch")
+group15, test_ios15_numpy, test_ios15_torch = op_tests(
+    CASES_15, "ops_sort15", "group15", torch_fp32_only=True, target=ct.target.iOS16
+)
 
 
 def test_one_hot_runtime_size(tmp_path):
