@@ -211,6 +211,17 @@ def _instance_main(k: int, conn, barrier, job: _Job) -> None:
         conn.close()
 
 
+def _instance_preps(
+    prepared: Prepared | Sequence[Prepared], instances: int | None
+) -> list[Prepared]:
+    """One Prepared per instance: `prepared` shared by `instances` (default 1), or a list
+    with one per instance (distinct models)."""
+    preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
+    if not preps:
+        raise ValueError("at least one instance")
+    return preps
+
+
 def time_processes(
     backend: str,
     prepared: Prepared | Sequence[Prepared],
@@ -233,10 +244,8 @@ def time_processes(
     the last one finishes; threads: math-library threads per process ("auto":
     default_threads; None: the libraries' own default). Raises ConcurrencyError naming the
     instance that failed."""
-    preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
+    preps = _instance_preps(prepared, instances)
     n = len(preps)
-    if n < 1:
-        raise ValueError("at least one instance")
     if threads == "auto":
         threads = default_threads(backend, n)
     ctx = multiprocessing.get_context("spawn")
@@ -342,7 +351,7 @@ def time_threads(
 ) -> InstancesResult:
     """Time instances at once in threads of this process (harness.time_concurrent):
     only for backends whose predict releases the GIL."""
-    preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
+    preps = _instance_preps(prepared, instances)
     sessions, fns, load_s = [], [], []
     try:
         for p in preps:
