@@ -11,7 +11,7 @@ boxes and are computed with the array library.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,33 @@ def _rank3(p: Prep) -> int:
     return rank
 
 
+def _scales(p: Prep) -> tuple[float, float]:
+    """An upsample op's (height, width) scale factors, checked > 0."""
+    scales = (p.float("scale_factor_height", 1), p.float("scale_factor_width", 1))
+    p.check(min(scales) > 0, f"scale factors must be > 0, got {scales}")
+    return scales
+
+
+def _resized(
+    p: Prep,
+    rank: int,
+    dims: Sequence[int],
+    sizes: Sequence[int] | None,
+    scales: Sequence[float] | None,
+) -> Iterator[tuple[int, int, int]]:
+    """(axis, size in, size out) of the last two axes of sizes `dims`: the output size is
+    `sizes` (resize ops) or floor(size * scale) (upsample ops), refused below 1."""
+    if scales is not None:
+        outs: Sequence[int] = [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
+    else:
+        assert sizes is not None, "a resize has sizes, an upsample scales"
+        outs = sizes
+    for axis, din, dout in zip((rank - 2, rank - 1), dims, outs, strict=True):
+        if dout < 1:
+            raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
+        yield axis, din, dout
+
+
 @kernel("upsample_nearest_neighbor", "resize_nearest_neighbor")
 def _nearest(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
@@ -93,20 +120,11 @@ def _nearest(p: Prep) -> Run:
         sizes = (p.int("target_size_height"), p.int("target_size_width"))
         scales = None
     else:
-        scales = (p.float("scale_factor_height", 1), p.float("scale_factor_width", 1))
-        p.check(min(scales) > 0, f"scale factors must be > 0, got {scales}")
+        sizes, scales = None, _scales(p)
 
     def nearest(env):
         v = env[x]
-        dims = xp.shape(v)[-2:]
-        outs = (
-            sizes
-            if scales is None
-            else [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
-        )
-        for axis, din, dout in zip((rank - 2, rank - 1), dims, outs, strict=True):
-            if dout < 1:
-                raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
+        for axis, din, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
             v = _nearest_along(p, v, axis, _nearest_index(din, dout))
         return v
 
@@ -121,9 +139,7 @@ def _bilinear(p: Prep) -> Run:
         sizes = (p.int("target_size_height", 1), p.int("target_size_width", 1))
         scales, mode = None, p.choice("sampling_mode", SAMPLING, "DEFAULT")
     else:
-        sizes = None
-        scales = (p.float("scale_factor_height", 1), p.float("scale_factor_width", 1))
-        p.check(min(scales) > 0, f"scale factors must be > 0, got {scales}")
+        sizes, scales = None, _scales(p)
         align = p.bool("align_corners", True)
         half = p.bool("half_pixel_centers", not align)  # iOS16; iOS15 behaves as the default
         p.check(not (align and half), "align_corners and half_pixel_centers are both set")
@@ -131,15 +147,7 @@ def _bilinear(p: Prep) -> Run:
 
     def bilinear(env):
         v = env[x]
-        dims = xp.shape(v)[-2:]
-        outs = (
-            sizes
-            if scales is None
-            else [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
-        )
-        for axis, din, dout in zip((rank - 2, rank - 1), dims, outs, strict=True):
-            if dout < 1:
-                raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
+        for axis, din, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
             v = _linear_along(p, v, axis, grid(mode, din, dout))
         return v
 

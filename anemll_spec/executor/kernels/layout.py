@@ -9,6 +9,8 @@ depth_to_space / space_to_depth and the batch ops as TensorFlow's (block-major:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
 
 
@@ -27,20 +29,36 @@ def _divides(p: Prep, size: int, by: int, what: str) -> None:
         raise p.fail(f"{what} {size} is not divisible by {by}")
 
 
+Rules = Callable[[Sequence[int]], list[tuple[int, int, str]]]
+
+
+def _divisible(p: Prep, rules: Rules) -> Callable[[Sequence[int]], None]:
+    """A check of x's (n, C, H, W) against `rules` (each (size, divisor, what)): made
+    now on x's declared shape when it is known (the op then fails at load, not at run),
+    and returned for the runtime shape."""
+
+    def check(dims: Sequence[int]) -> None:
+        for size, by, what in rules(dims):
+            _divides(p, size, by, what)
+
+    dims = p.dims("x")
+    if dims is not None:
+        check(dims)
+    return check
+
+
 @kernel("pixel_shuffle", "depth_to_space")
 def _to_space(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     _rank4(p)
     torch_order = p.op.type == "pixel_shuffle"
     f = _factor(p, "upscale_factor" if torch_order else "block_size")
-    dims = p.dims("x")
-    if dims is not None:
-        _divides(p, dims[1], f * f, "channels")
+    check = _divisible(p, lambda d: [(d[1], f * f, "channels")])
 
     def to_space(env):
         v = env[x]
+        check(xp.shape(v))
         n, c, h, w = xp.shape(v)
-        _divides(p, c, f * f, "channels")
         co = c // (f * f)
         if torch_order:  # channel c * f * f + i * f + j -> (c, h * f + i, w * f + j)
             v = xp.permute_dims(xp.reshape(v, [n, co, f, f, h, w]), [0, 1, 4, 2, 5, 3])
@@ -57,16 +75,12 @@ def _to_depth(p: Prep) -> Run:
     _rank4(p)
     torch_order = p.op.type == "pixel_unshuffle"
     f = _factor(p, "downscale_factor" if torch_order else "block_size")
-    dims = p.dims("x")
-    if dims is not None:
-        _divides(p, dims[2], f, "height")
-        _divides(p, dims[3], f, "width")
+    check = _divisible(p, lambda d: [(d[2], f, "height"), (d[3], f, "width")])
 
     def to_depth(env):
         v = env[x]
+        check(xp.shape(v))
         n, c, h, w = xp.shape(v)
-        _divides(p, h, f, "height")
-        _divides(p, w, f, "width")
         v = xp.reshape(v, [n, c, h // f, f, w // f, f])
         perm = [0, 1, 3, 5, 2, 4] if torch_order else [0, 3, 5, 1, 2, 4]
         return xp.reshape(xp.permute_dims(v, perm), [n, c * f * f, h // f, w // f])
@@ -87,17 +101,18 @@ def _blocks(p: Prep, other: str) -> tuple[list[int], list[list[int]]]:
 def _space_to_batch(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     (b0, b1), pads = _blocks(p, "paddings")
-    dims = p.dims("x")
-    if dims is not None:
-        _, _, h, w = dims
-        _divides(p, h + sum(pads[0]), b0, "padded height")
-        _divides(p, w + sum(pads[1]), b1, "padded width")
+    check = _divisible(
+        p,
+        lambda d: [
+            (d[2] + sum(pads[0]), b0, "padded height"),
+            (d[3] + sum(pads[1]), b1, "padded width"),
+        ],
+    )
 
     def space_to_batch(env):
+        check(xp.shape(env[x]))
         v = xp.pad(env[x], [(0, 0), (0, 0), tuple(pads[0]), tuple(pads[1])], "constant", 0.0)
         n, c, h, w = xp.shape(v)
-        _divides(p, h, b0, "padded height")
-        _divides(p, w, b1, "padded width")
         v = xp.reshape(v, [n, c, h // b0, b0, w // b1, b1])
         v = xp.permute_dims(v, [3, 5, 0, 1, 2, 4])  # (b0, b1, n, C, H/b0, W/b1)
         return xp.reshape(v, [b0 * b1 * n, c, h // b0, w // b1])
@@ -109,14 +124,12 @@ def _space_to_batch(p: Prep) -> Run:
 def _batch_to_space(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     (b0, b1), crops = _blocks(p, "crops")
-    dims = p.dims("x")
-    if dims is not None:
-        _divides(p, dims[0], b0 * b1, "batch")
+    check = _divisible(p, lambda d: [(d[0], b0 * b1, "batch")])
 
     def batch_to_space(env):
         v = env[x]
+        check(xp.shape(v))
         nb, c, h, w = xp.shape(v)
-        _divides(p, nb, b0 * b1, "batch")
         n = nb // (b0 * b1)
         v = xp.permute_dims(xp.reshape(v, [b0, b1, n, c, h, w]), [2, 3, 4, 0, 5, 1])
         v = xp.reshape(v, [n, c, h * b0, w * b1])
