@@ -11,3 +11,11 @@ def printable(text: object) -> str:
     if s.isprintable():
         return s
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def quoted(value: object, limit: int = 60) -> str:
+    """`value` quoted for a message (as repr), control characters escaped, cut to `limit`
+    characters (an ellipsis marks the cut): a hostile value can neither reach a terminal
+    raw nor flood the line."""
+    text = printable(value)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")

@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class SpecFile:
     """A spec file as read: its text, the YAML document and where each value sits."""

@@ -38,8 +38,8 @@ from anemll_spec.store import schema
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_run
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
-from anemll_spec.store.trust import Origin, check_staged, show
-from anemll_spec.text import printable
+from anemll_spec.store.trust import Origin, check_staged
+from anemll_spec.text import printable, quoted
 
 BUNDLE_KIND = "results"
 KEY = "anemll_spec."
@@ -156,7 +156,7 @@ def read_header(path: Path) -> dict:
         version = int(kv.get("schema_version", ""))
     except ValueError:
         raise InputError(
-            f"{path}: unreadable schema_version {show(kv.get('schema_version'))}"
+            f"{path}: unreadable schema_version {quoted(kv.get('schema_version'))}"
         ) from None
     if version > schema.SCHEMA_VERSION:
         raise InputError(
@@ -185,7 +185,7 @@ def read_header(path: Path) -> dict:
         if missing:
             parts.append(f"missing columns {', '.join(missing)}")
         if extra:
-            parts.append(f"unknown columns {', '.join(show(e) for e in extra[:10])}")
+            parts.append(f"unknown columns {', '.join(quoted(e) for e in extra[:10])}")
         raise InputError(f"{path}: {'; '.join(parts)}")
     wrong = [f"{n} is {found[n]}, expected {t}" for n, t in expected.items() if found[n] != t]
     if wrong:
@@ -255,7 +255,7 @@ def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Ori
     carried = {t.name for t in schema.bundle_tables(header["version"])}
     bad = sorted(str(k[0]) for k in kinds if k[0] not in carried)
     if bad:
-        raise InputError(f"{path}: rows of unknown tables: {', '.join(show(b) for b in bad[:5])}")
+        raise InputError(f"{path}: rows of unknown tables: {', '.join(quoted(b) for b in bad[:5])}")
     staged = {t.name: f"{prefix}_{t.name}" for t in BUNDLE_TABLES}
     for t in BUNDLE_TABLES:
         cols = ", ".join(

@@ -9,17 +9,15 @@ listed in docs/store.md ("The trust boundary").
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from anemll_spec.errors import InputError
-from anemll_spec.store import derive, energy_checks, recompute
+from anemll_spec.store import derive, energy_checks, stat_checks
 from anemll_spec.store.published import MODEL_WEIGHT_BYTES
 from anemll_spec.store.rows import utc_now
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
-from anemll_spec.text import printable
+from anemll_spec.text import printable, quoted
 
 CLOCK_SKEW = dt.timedelta(minutes=5)  # a timestamp later than now + this is refused
 # RE2 classes of the control characters a field refuses (C0, DEL, C1)
@@ -76,7 +74,7 @@ def check_staged(
     _check_hosts(con, label, staged["hosts"])
     _check_json_shapes(con, label, staged["cases"])
     _check_specs(con, label, staged)
-    dropped = _check_statistics(con, label, staged)
+    dropped = stat_checks.check_statistics(con, label, staged)
     found = energy_checks.problem(con, staged)
     if found is not None:
         _fail(label, printable(found))
@@ -88,14 +86,20 @@ def check_staged(
     return {"runs": int(n_runs), "drift_slope_dropped": dropped}
 
 
-def show(value, limit: int = 60) -> str:
-    """A staged value for a message: control characters escaped, cut short."""
-    text = printable(str(value))
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
-
-
 def _fail(label: str, what: str) -> None:
     raise InputError(f"{label}: {what}")
+
+
+def _refuse_first(
+    con, label: str, checks: Sequence[tuple[str, str]], params: Sequence = ()
+) -> None:
+    """Each check: a query for one offending value (LIMIT 1) and the message naming it
+    ({}); fails with the first that finds a row. `params`: values for the queries' `?`,
+    each taking as many as it has."""
+    for sql, message in checks:
+        row = con.execute(sql, list(params)[: sql.count("?")]).fetchone()
+        if row is not None:
+            _fail(label, message.format(quoted(row[0])))
 
 
 # Columns that must equal an id of another staged table (checked by _check_references):
@@ -161,11 +165,7 @@ def _check_unique(con, label: str, t: Table, rel: str) -> None:
         f"SELECT {cols} FROM {rel} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
     ).fetchone()
     if row is not None:
-        _fail(label, f"duplicate {t.name} key ({cols}) = {show(row)}")
-
-
-def _first(con, sql: str) -> tuple | None:
-    return con.execute(sql).fetchone()
+        _fail(label, f"duplicate {t.name} key ({cols}) = {quoted(row)}")
 
 
 def _check_references(con, label: str, s: Mapping[str, str]) -> None:
@@ -210,10 +210,7 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
             "case {} is already in the store under another run",
         ),
     ]
-    for sql, message in checks:
-        row = _first(con, sql)
-        if row is not None:
-            _fail(label, message.format(show(row[0])))
+    _refuse_first(con, label, checks)
 
 
 def _check_ids_and_times(con, label: str, s: Mapping[str, str], now: dt.datetime) -> None:
@@ -243,10 +240,7 @@ def _check_ids_and_times(con, label: str, s: Mapping[str, str], now: dt.datetime
             "run {} finished before it started",
         ),
     ]
-    for sql, message in checks:
-        row = con.execute(sql, [latest] * sql.count("?")).fetchone()
-        if row is not None:
-            _fail(label, message.format(show(row[0])))
+    _refuse_first(con, label, checks, [latest, latest])
 
 
 def _check_hosts(con, label: str, rel: str) -> None:
@@ -257,40 +251,37 @@ def _check_hosts(con, label: str, rel: str) -> None:
         if not derive.host_id_matches(row):
             _fail(
                 label,
-                f"host {show(row['host_id'])}: host_id is not the hash of the host's fields "
+                f"host {quoted(row['host_id'])}: host_id is not the hash of the host's fields "
                 "(a bundle cannot re-attribute runs to another host)",
             )
 
 
 def _check_json_shapes(con, label: str, rel: str) -> None:
-    row = _first(
-        con,
-        f"SELECT case_id FROM {rel} WHERE params IS NOT NULL AND (json_type(params) <> 'OBJECT' "
-        f"OR len(list_filter(json_keys(params), "
-        f"k -> NOT regexp_full_match(k, {sql_literal(PARAM_KEY)}))) > 0) LIMIT 1",
-    )
-    if row is not None:
-        _fail(label, f"case {show(row[0])}: params must map field paths (model.x, run.x) to values")
-    row = _first(
-        con,
-        f"SELECT case_id FROM {rel} WHERE notes IS NOT NULL AND (json_type(notes) <> 'ARRAY' "
-        f"OR len(list_filter(json_type(notes, '$[*]'), t -> t <> 'VARCHAR')) > 0) LIMIT 1",
-    )
-    if row is not None:
-        _fail(label, f"case {show(row[0])}: notes must be a list of strings")
+    checks = [
+        (
+            f"SELECT case_id FROM {rel} WHERE params IS NOT NULL "
+            f"AND (json_type(params) <> 'OBJECT' OR len(list_filter(json_keys(params), "
+            f"k -> NOT regexp_full_match(k, {sql_literal(PARAM_KEY)}))) > 0) LIMIT 1",
+            "case {}: params must map field paths (model.x, run.x) to values",
+        ),
+        (
+            f"SELECT case_id FROM {rel} WHERE notes IS NOT NULL AND (json_type(notes) <> 'ARRAY' "
+            f"OR len(list_filter(json_type(notes, '$[*]'), t -> t <> 'VARCHAR')) > 0) LIMIT 1",
+            "case {}: notes must be a list of strings",
+        ),
+    ]
+    _refuse_first(con, label, checks)
 
 
 def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
     """spec_sha256, and the keys and published names derived from each run's spec: in
     SQL down to the distinct (spec, case, variant) claims, each checked once."""
     r, c = s["runs"], s["cases"]
-    row = _first(
-        con,
+    sql = (
         f"SELECT run_id FROM {r} WHERE spec_yaml IS NOT NULL AND spec_sha256 IS NOT NULL "
-        f"AND sha256(spec_yaml) <> spec_sha256 LIMIT 1",
+        f"AND sha256(spec_yaml) <> spec_sha256 LIMIT 1"
     )
-    if row is not None:
-        _fail(label, f"run {show(row[0])}: spec_sha256 is not the hash of its spec text")
+    _refuse_first(con, label, [(sql, "run {}: spec_sha256 is not the hash of its spec text")])
     published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)
     cur = con.execute(
         f"SELECT any_value(r.spec_yaml), min(c.case_id), c.case_index, c.case_key, "
@@ -308,103 +299,3 @@ def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
         problem = checker.check_run(row["spec"], [row])
         if problem:
             _fail(label, printable(problem))
-
-
-STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
-
-
-def _check_statistics(con, label: str, s: Mapping[str, str]) -> int:
-    """Every statistic against the one its samples give; returns the number of cases
-    whose drift slope was dropped (no start times)."""
-    c, smp = s["cases"], s["samples"]
-    row = _first(
-        con,
-        f"SELECT case_id FROM {c} WHERE n_samples = 0 AND ("
-        + " OR ".join(f"{n} IS NOT NULL" for n in (*STAT_COLUMNS, "runtime_median_ms"))
-        + ") LIMIT 1",
-    )
-    if row is not None:
-        _fail(label, f"case {show(row[0])}: statistics without samples")
-    row = _first(
-        con,
-        f"SELECT case_id FROM {smp} GROUP BY case_id "
-        f"HAVING count(start_ns) NOT IN (0, count(*)) LIMIT 1",
-    )
-    if row is not None:
-        _fail(label, f"case {show(row[0])}: start_ns is missing for some of its samples")
-    row = _first(
-        con,
-        f"SELECT c.case_id FROM {c} c JOIN (SELECT case_id, median(runtime_ns) / 1e6 AS m "
-        f"FROM {smp} GROUP BY case_id) k USING (case_id) "
-        f"WHERE c.runtime_median_ms IS NOT NULL AND (k.m IS NULL OR abs(c.runtime_median_ms - "
-        f"k.m) > greatest({recompute.REL_TOL} * abs(k.m), {recompute.ABS_TOL_MS})) LIMIT 1",
-    )
-    if row is not None:
-        _fail(label, f"case {show(row[0])}: runtime_median_ms is not the median of its runtime_ns")
-    cases = con.execute(
-        f"SELECT case_id, n_samples, weight_bytes::DOUBLE AS wb, flops::DOUBLE AS fl, "
-        f"coalesce(concurrency, 1) AS conc, {', '.join(STAT_COLUMNS)} "
-        f"FROM {c} WHERE n_samples > 0 ORDER BY case_id"
-    ).fetchnumpy()
-    if not len(cases["case_id"]):
-        return 0
-    smp_np = con.execute(f"SELECT wall_ns, start_ns FROM {smp} ORDER BY case_id, idx").fetchnumpy()
-    wall = np.asarray(smp_np["wall_ns"], dtype=np.int64)
-    start_col = smp_np["start_ns"]
-    start_mask = np.ma.getmaskarray(start_col)
-    starts = np.asarray(np.ma.filled(start_col, 0), dtype=np.int64)
-    n = np.asarray(cases["n_samples"], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(n)])
-    no_starts = np.zeros(len(n), dtype=bool)
-    for k, idx in recompute.groups(n):
-        rows = offsets[idx][:, None] + np.arange(k)[None, :]
-        w = wall[rows]
-        has_start = ~start_mask[rows].any(axis=1)
-        no_starts[idx] = ~has_start
-        got = recompute.recompute(
-            w, starts[rows], _floats(cases["wb"], idx), _floats(cases["fl"], idx)
-        )
-        st = starts[rows]
-        seconds = (st.max(axis=1) - st.min(axis=1)) / 1e9
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(seconds > 0, (w.max(axis=1) - w.min(axis=1)) / 1e6 / seconds, 0.0)
-        for col in STAT_COLUMNS:
-            claimed = ~np.ma.getmaskarray(cases[col])[idx]
-            if col == "drift_slope_ms_per_s":
-                claimed &= has_start
-            if col == "throughput_ips":
-                claimed &= np.asarray(cases["conc"])[idx] == 1
-            stored = np.ma.filled(np.ma.asarray(cases[col])[idx].astype(np.float64), np.nan)
-            bad = claimed & ~recompute.agree(
-                stored, got[col], col, scale if col == "drift_slope_ms_per_s" else None
-            )
-            if bad.any():
-                j = int(np.flatnonzero(bad)[0])
-                i = idx[j]
-                _fail(
-                    label,
-                    f"case {show(cases['case_id'][i])}: {col} = {_num(stored[j])} but its "
-                    f"{k} samples give {_num(float(got[col][j]))}",
-                )
-    dropped = no_starts & ~np.ma.getmaskarray(cases["drift_slope_ms_per_s"])
-    if dropped.any():
-        ids = np.asarray(cases["case_id"], dtype=object)[dropped]
-        con.register("_trust_dropped", {"case_id": ids})
-        try:
-            con.execute(
-                f"UPDATE {c} SET drift_slope_ms_per_s = NULL "
-                f"WHERE case_id IN (SELECT case_id FROM _trust_dropped)"
-            )
-        finally:
-            con.unregister("_trust_dropped")
-    return int(dropped.sum())
-
-
-def _floats(col, idx: np.ndarray) -> np.ndarray:
-    return np.ma.filled(np.ma.asarray(col, dtype=np.float64)[idx], np.nan)
-
-
-def _num(v) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "no value (NULL)"
-    return f"{float(v)!r}"

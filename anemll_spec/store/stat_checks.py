@@ -1,0 +1,118 @@
+"""The statistics a staged case claims, checked against its samples (the trust
+boundary's part that needs numpy: trust.check_staged calls it).
+
+Every figure `anemll_spec.stats.summarize` stores (median, CI, percentiles, GB/s,
+TFLOPS, drift slope, ...) is recomputed from the staged samples by `recompute` and
+compared within its tolerance; the runtime median and the presence of start times are
+checked in SQL. A drift slope cannot be recomputed without start times (older bundles):
+it is dropped (set NULL) and counted, not refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import recompute
+from anemll_spec.text import quoted
+
+STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
+
+
+def check_statistics(con, label: str, s: Mapping[str, str]) -> int:
+    """Every statistic of the staged cases (s['cases']) against the one its samples
+    (s['samples']) give; InputError (`label: what`) on the first that differs. Returns
+    the number of cases whose drift slope was dropped (no start times)."""
+    c, smp = s["cases"], s["samples"]
+    checks = [
+        (
+            f"SELECT case_id FROM {c} WHERE n_samples = 0 AND ("
+            + " OR ".join(f"{n} IS NOT NULL" for n in (*STAT_COLUMNS, "runtime_median_ms"))
+            + ") LIMIT 1",
+            "statistics without samples",
+        ),
+        (
+            f"SELECT case_id FROM {smp} GROUP BY case_id "
+            f"HAVING count(start_ns) NOT IN (0, count(*)) LIMIT 1",
+            "start_ns is missing for some of its samples",
+        ),
+        (
+            f"SELECT c.case_id FROM {c} c JOIN (SELECT case_id, median(runtime_ns) / 1e6 AS m "
+            f"FROM {smp} GROUP BY case_id) k USING (case_id) "
+            f"WHERE c.runtime_median_ms IS NOT NULL AND (k.m IS NULL OR abs(c.runtime_median_ms"
+            f" - k.m) > greatest({recompute.REL_TOL} * abs(k.m), {recompute.ABS_TOL_MS})) LIMIT 1",
+            "runtime_median_ms is not the median of its runtime_ns",
+        ),
+    ]
+    for sql, what in checks:
+        row = con.execute(sql).fetchone()
+        if row is not None:
+            raise InputError(f"{label}: case {quoted(row[0])}: {what}")
+    cases = con.execute(
+        f"SELECT case_id, n_samples, weight_bytes::DOUBLE AS wb, flops::DOUBLE AS fl, "
+        f"coalesce(concurrency, 1) AS conc, {', '.join(STAT_COLUMNS)} "
+        f"FROM {c} WHERE n_samples > 0 ORDER BY case_id"
+    ).fetchnumpy()
+    if not len(cases["case_id"]):
+        return 0
+    smp_np = con.execute(f"SELECT wall_ns, start_ns FROM {smp} ORDER BY case_id, idx").fetchnumpy()
+    wall = np.asarray(smp_np["wall_ns"], dtype=np.int64)
+    start_col = smp_np["start_ns"]
+    start_mask = np.ma.getmaskarray(start_col)
+    starts = np.asarray(np.ma.filled(start_col, 0), dtype=np.int64)
+    n = np.asarray(cases["n_samples"], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n)])
+    no_starts = np.zeros(len(n), dtype=bool)
+    for k, idx in recompute.groups(n):
+        rows = offsets[idx][:, None] + np.arange(k)[None, :]
+        w = wall[rows]
+        has_start = ~start_mask[rows].any(axis=1)
+        no_starts[idx] = ~has_start
+        got = recompute.recompute(
+            w, starts[rows], _floats(cases["wb"], idx), _floats(cases["fl"], idx)
+        )
+        st = starts[rows]
+        seconds = (st.max(axis=1) - st.min(axis=1)) / 1e9
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(seconds > 0, (w.max(axis=1) - w.min(axis=1)) / 1e6 / seconds, 0.0)
+        for col in STAT_COLUMNS:
+            claimed = ~np.ma.getmaskarray(cases[col])[idx]
+            if col == "drift_slope_ms_per_s":
+                claimed &= has_start
+            if col == "throughput_ips":
+                claimed &= np.asarray(cases["conc"])[idx] == 1
+            stored = np.ma.filled(np.ma.asarray(cases[col])[idx].astype(np.float64), np.nan)
+            bad = claimed & ~recompute.agree(
+                stored, got[col], col, scale if col == "drift_slope_ms_per_s" else None
+            )
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                i = idx[j]
+                raise InputError(
+                    f"{label}: case {quoted(cases['case_id'][i])}: {col} = {_num(stored[j])} "
+                    f"but its {k} samples give {_num(float(got[col][j]))}"
+                )
+    dropped = no_starts & ~np.ma.getmaskarray(cases["drift_slope_ms_per_s"])
+    if dropped.any():
+        ids = np.asarray(cases["case_id"], dtype=object)[dropped]
+        con.register("_trust_dropped", {"case_id": ids})
+        try:
+            con.execute(
+                f"UPDATE {c} SET drift_slope_ms_per_s = NULL "
+                f"WHERE case_id IN (SELECT case_id FROM _trust_dropped)"
+            )
+        finally:
+            con.unregister("_trust_dropped")
+    return int(dropped.sum())
+
+
+def _floats(col, idx: np.ndarray) -> np.ndarray:
+    return np.ma.filled(np.ma.asarray(col, dtype=np.float64)[idx], np.nan)
+
+
+def _num(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "no value (NULL)"
+    return f"{float(v)!r}"
