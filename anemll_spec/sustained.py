@@ -147,9 +147,9 @@ def run_sustained(
     return Sustained(windows, verdict, window_s, duration_s)
 
 
-def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Time calls until `span_ns` of wall time has passed since the first one: (latencies,
-    start times, end). Same timed region as the harness, GC off while timing; samples go
+def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Time calls until `span_ns` of wall time has passed since the window began: (latencies,
+    start times, window start, window end). Same timed region as the harness, GC off while timing; samples go
     into array('q')s (amortised O(1) append, no float boxing)."""
     pc = time.perf_counter_ns
     samples, starts = array("q"), array("q")
