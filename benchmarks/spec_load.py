@@ -20,11 +20,12 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _worktree import BEFORE, ROOT, checkout  # noqa: E402
+
 LOAD = """
 import json, sys, time
 from pathlib import Path
@@ -66,29 +67,21 @@ def _lines(paths: list[Path]) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", default="c749b53", help="commit of the dict-based spec")
+    ap.add_argument("--before", default=BEFORE, help="commit of the dict-based spec")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=20)
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "old"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old), a.before],
-            check=True,
+    with checkout(a.before) as old:
+        # both load the same (current) spec files; comments are all the new ones add
+        specs = ROOT / "specs"
+        old_s, new_s = [], []
+        for _ in range(a.rounds):
+            old_s.append(_load(old, specs, a.repeat))
+            new_s.append(_load(ROOT, specs, a.repeat))
+        old_lines = _lines(
+            [old / "anemll_spec/spec/schema.py", old / "anemll_spec/spec/validate.py"]
         )
-        try:
-            # both load the same (current) spec files; comments are all the new ones add
-            specs = ROOT / "specs"
-            old_s, new_s = [], []
-            for _ in range(a.rounds):
-                old_s.append(_load(old, specs, a.repeat))
-                new_s.append(_load(ROOT, specs, a.repeat))
-            old_lines = _lines(
-                [old / "anemll_spec/spec/schema.py", old / "anemll_spec/spec/validate.py"]
-            )
-            old_package = _lines(sorted((old / "anemll_spec/spec").glob("*.py")))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)])
+        old_package = _lines(sorted((old / "anemll_spec/spec").glob("*.py")))
     helps = []
     for _ in range(5):
         t = time.perf_counter()

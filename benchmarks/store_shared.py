@@ -30,7 +30,7 @@ sys.path.insert(0, str(TESTS))
 import pg  # noqa: E402
 from fixtures.store.synth import bulk_store, case, host, run, samples_ns  # noqa: E402
 
-from anemll_spec.store import append_case, begin_run, lake, open_store  # noqa: E402
+from anemll_spec.store import append_case, begin_run, lake, lake_target, open_store  # noqa: E402
 
 APPENDS = 15
 REPEATS = 7
@@ -142,10 +142,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
 
-            def lake_target(name: str) -> str:
+            def target_named(name: str) -> str:
                 return cluster.target(cluster.new_db(name), tmp / f"{name}-data")
 
-            shared_ms = median_append_ms(lake_target("append"))
+            shared_ms = median_append_ms(target_named("append"))
             file_ms = median_append_ms(tmp / "append.duckdb")
             emit(
                 "store_shared_append",
@@ -157,7 +157,7 @@ def main() -> None:
 
             big = tmp / "big.duckdb"
             bulk_store(big, N_CASES, samples_per_case=10, n_runs=1000)
-            target = lake_target("big")
+            target = target_named("big")
             open_store(target).close()
             copy_into_lake(big, target)
             sql = "SELECT * FROM chip_factors"
@@ -172,10 +172,10 @@ def main() -> None:
                 file_q,
             )
 
-            many = lake_target("writers")
+            many = target_named("writers")
             open_store(many).close()
             wall_many, ids_many = writers(many, tmp, WRITERS, CASES_EACH)
-            one = lake_target("one")
+            one = target_named("one")
             open_store(one).close()
             wall_one, ids_one = writers(one, tmp, 1, WRITERS * CASES_EACH)
             check = stored_once(many, ids_many)
@@ -196,7 +196,7 @@ def main() -> None:
                 )
             )
             for t in (many, one, target):
-                lake.forget(lake.parse_target(t))
+                lake.forget(lake_target.parse_target(t))
     finally:
         pg.remove(cluster)
 

@@ -18,7 +18,15 @@ import pytest
 from fixtures.store.synth import case, host, run, samples_ns
 
 from anemll_spec.errors import InputError
-from anemll_spec.store import append_case, begin_run, finish_run, lake, migrations, open_store
+from anemll_spec.store import (
+    append_case,
+    begin_run,
+    finish_run,
+    lake,
+    lake_target,
+    migrations,
+    open_store,
+)
 from anemll_spec.store.connection import default_target
 from anemll_spec.store.fallback import BenchStore
 from anemll_spec.store.sync import copy_runs
@@ -62,7 +70,7 @@ def rows(target, sql: str) -> list[tuple]:
 
 
 def test_target_forms_parse_and_redact(tmp_path):
-    t = lake.parse_target(
+    t = lake_target.parse_target(
         "ducklake:postgres:host=db.lab dbname=anemll user=bench password='p w\\'x' "
         "data_path=/Volumes/lab/data"
     )
@@ -70,26 +78,26 @@ def test_target_forms_parse_and_redact(tmp_path):
     assert "data_path" not in t.conninfo and "password='p w\\'x'" in t.conninfo
     assert "p w" not in t.shown and "password=***" in t.shown
 
-    u = lake.parse_target(
+    u = lake_target.parse_target(
         "ducklake:postgres://bench:hunter2@db.lab:5432/anemll?data_path=rel&sslmode=require"
     )
     assert u.conninfo == "postgresql://bench:hunter2@db.lab:5432/anemll?sslmode=require"
     assert u.data_path == str(Path("rel").absolute())  # every machine: one absolute path
     assert "hunter2" not in u.shown and "bench:***@db.lab" in u.shown
 
-    f = lake.parse_target(f"ducklake:{tmp_path}/cat.ducklake")
+    f = lake_target.parse_target(f"ducklake:{tmp_path}/cat.ducklake")
     assert (f.catalog, f.conninfo) == ("duckdb", f"{tmp_path}/cat.ducklake")
     with pytest.raises(InputError, match="catalog 'mysql' is not supported") as e:
-        lake.parse_target("ducklake:mysql:host=x password=topsecret")
+        lake_target.parse_target("ducklake:mysql:host=x password=topsecret")
     assert "topsecret" not in str(e.value)
-    cmd = lake.redact_command(["anemll-spec", "bench", "--store", u.text])
+    cmd = lake_target.redact_command(["anemll-spec", "bench", "--store", u.text])
     assert "hunter2" not in cmd and "bench:***@" in cmd
 
 
 def test_a_plain_path_is_still_a_file_store(tmp_path):
     from anemll_spec.store import store_path
 
-    assert not lake.is_lake(str(tmp_path / "x.duckdb"))
+    assert not lake_target.is_lake(str(tmp_path / "x.duckdb"))
     assert store_path(tmp_path / "x.duckdb") == tmp_path / "x.duckdb"
     # a shared store names no file of its own (and never its password)
     named = store_path("ducklake:postgres:host=x password=zzz")
@@ -186,7 +194,7 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
 
 
 def _v1_lake(target: str) -> None:
-    t = lake.parse_target(target)
+    t = lake_target.parse_target(target)
     con = lake._attach(t, read_only=False)
     try:
         con.execute("BEGIN")
@@ -213,10 +221,10 @@ def test_an_older_shared_store_upgrades_on_a_write_and_is_refused_read_only(shar
 
 def test_a_newer_shared_store_is_refused(shared):
     fill(shared, n_runs=1)
-    con = lake._attach(lake.parse_target(shared), read_only=False)
+    con = lake._attach(lake_target.parse_target(shared), read_only=False)
     con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    lake.forget(lake.parse_target(shared))
+    lake.forget(lake_target.parse_target(shared))
     from anemll_spec.store import connection
 
     connection._READY.clear()
@@ -226,7 +234,7 @@ def test_a_newer_shared_store_is_refused(shared):
 
 
 def rows_raw(target: str, sql: str) -> list[tuple]:
-    con = lake._attach(lake.parse_target(target), read_only=True)
+    con = lake._attach(lake_target.parse_target(target), read_only=True)
     try:
         return con.execute(sql).fetchall()
     finally:
@@ -323,7 +331,7 @@ def test_pgpassword_pgpass_and_a_service_file_work(postgres, tmp_path, monkeypat
     monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
     fill(target, n_runs=1)
     monkeypatch.delenv("PGPASSWORD")
-    lake.forget(lake.parse_target(target))
+    lake.forget(lake_target.parse_target(target))
     service = tmp_path / "pg_service.conf"
     service.write_text(
         f"[anemll]\nhost=127.0.0.1\nport={postgres.port}\nuser={pg.USER}\ndbname={db}\n"

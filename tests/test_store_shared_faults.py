@@ -16,7 +16,7 @@ from pathlib import Path
 import pg
 import pytest
 
-from anemll_spec.store import lake, open_store
+from anemll_spec.store import lake_target, open_store
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -215,7 +215,7 @@ def test_a_store_unreachable_from_the_start_runs_locally(tmp_path):
     assert proc.returncode == 0, err
     assert len(stored(tmp_path / "local.duckdb")) == 2
     assert "hunter2" not in out + err and "anemll-spec push" in out
-    lake.redact(target)  # (the same redaction the message used)
+    lake_target.redact(target)  # (the same redaction the message used)
 
 
 def _closed_port() -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import lake, migrations, published, schema, views
+from anemll_spec.store import lake, lake_target, migrations, published, schema, views
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -54,7 +54,7 @@ def describe_target(target: str | os.PathLike | None = None) -> str:
     """The store as messages name it: a file's path, or a shared store's target with
     any password redacted."""
     text = default_target(None if target is None else str(target))
-    return lake.redact(text) if lake.is_lake(text) else str(Path(text).expanduser())
+    return lake_target.redact(text) if lake_target.is_lake(text) else str(Path(text).expanduser())
 
 
 def store_path(target: str | os.PathLike | None = None) -> Path:
@@ -63,12 +63,12 @@ def store_path(target: str | os.PathLike | None = None) -> Path:
     nowhere, so callers that only compare with it or name it in a message (out_file,
     import's clean-up, write errors) work unchanged and never see a password."""
     text = str(default_target(None if target is None else str(target)))
-    if lake.is_lake(text):
-        t = lake.parse_target(text)
+    if lake_target.is_lake(text):
+        t = lake_target.parse_target(text)
         return Path(t.conninfo) if t.catalog == "duckdb" else Path(t.shown)
     if "://" in text or text.startswith(("postgres:", "md:", "s3:")):
         raise InputError(
-            f"store {lake.redact(text)!r}: give a DuckDB file path, or a shared store as "
+            f"store {lake_target.redact(text)!r}: give a DuckDB file path, or a shared store as "
             "ducklake:postgres:<connection> data_path=<folder> (docs/store.md)"
         )
     if text == ":memory:":
@@ -106,8 +106,8 @@ def open_store(
     """
     text = default_target(None if target is None else str(target))
     timeout = lock_timeout(lock_timeout_s)
-    if lake.is_lake(text):
-        return _open_lake(lake.parse_target(text), read_only, sandbox, timeout)
+    if lake_target.is_lake(text):
+        return _open_lake(lake_target.parse_target(text), read_only, sandbox, timeout)
     path = store_path(text)
     if read_only:
         if not path.is_file():
@@ -149,7 +149,7 @@ def _check_readable(con, where, *, shared: bool = False) -> None:
 _READY: set[tuple[str, bool]] = set()
 
 
-def _open_lake(target: lake.LakeTarget, read_only: bool, sandbox: bool, timeout: float):
+def _open_lake(target: lake_target.LakeTarget, read_only: bool, sandbox: bool, timeout: float):
     con = lake.connect(target, read_only=read_only, sandbox=sandbox, timeout=timeout)
     key = (target.text, read_only)
     try:
@@ -175,7 +175,7 @@ def _open_lake(target: lake.LakeTarget, read_only: bool, sandbox: bool, timeout:
     return con
 
 
-def _prepare_lake(con, target: lake.LakeTarget, attempts: int = 30) -> None:
+def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> None:
     """_prepare, retried: writers that create, upgrade or refresh the same lake at once
     conflict in DuckLake; the loser re-reads and finds the work done."""
     for attempt in range(attempts):
@@ -206,7 +206,7 @@ def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
 
 
 def _damaged(where, exc: BaseException) -> InputError:
-    first = lake.redact(str(exc)).strip().splitlines()
+    first = lake_target.redact(str(exc)).strip().splitlines()
     reason = first[0] if first else type(exc).__name__
     if "not a valid DuckDB database file" in reason:
         return InputError(f"{where} is not a DuckDB database ({reason}); give a results store")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from anemll_spec.errors import AnemllError
-from anemll_spec.store import lake, schema, writer
+from anemll_spec.store import lake, lake_target, schema, writer
 from anemll_spec.store.connection import DEFAULT_PATH, default_target, lock_timeout, open_store
 from anemll_spec.store.rows import check_row, utc_now
 
@@ -42,7 +42,7 @@ class BenchStore:
         timeout_s: float | None = None,
     ):
         self.target = default_target(target)
-        self.shared = lake.is_lake(self.target)
+        self.shared = lake_target.is_lake(self.target)
         self.local = local or os.environ.get(ENV_FALLBACK) or DEFAULT_PATH
         self.note = note
         self.timeout = lock_timeout(timeout_s)
@@ -55,7 +55,7 @@ class BenchStore:
     @property
     def where(self) -> str:
         """The store the run is in, as it may be printed (password redacted)."""
-        return self.local if self.fell_back else lake.redact(self.target)
+        return self.local if self.fell_back else lake_target.redact(self.target)
 
     @property
     def message(self) -> str | None:
@@ -63,17 +63,17 @@ class BenchStore:
         if not self.fell_back:
             return None
         return (
-            f"the shared store {lake.redact(self.target)} was unreachable ({self.fell_back}); "
+            f"the shared store {lake_target.redact(self.target)} was unreachable ({self.fell_back}); "
             f"this run is in the local store {self.local}. When the shared store is back, "
             f"push it: anemll-spec push {' '.join(sorted(self._moved))} --store {self.local} "
-            f"--to '{lake.redact(self.target)}'"
+            f"--to '{lake_target.redact(self.target)}'"
         )
 
     # ---- the write API
     def begin_run(self, target, run: Mapping, host: Mapping, **kw) -> str:
         run = dict(run)
         if run.get("command"):
-            run["command"] = lake.redact(run["command"])
+            run["command"] = lake_target.redact(run["command"])
         run.setdefault("started_at", utc_now())  # fixed now: a retry can find its own run
         self._host = dict(host)
         if not self.shared:
@@ -150,7 +150,7 @@ class BenchStore:
                 return call()
             except (duckdb.Error, lake.StoreUnreachable, writer.StoreWriteFailed) as exc:
                 last = exc  # an InputError (a refused value) is the caller's: raised
-            lake.forget(lake.parse_target(self.target))
+            lake.forget(lake_target.parse_target(self.target))
             if time.monotonic() + delay > deadline:
                 raise _Unreachable(lake._message(last)) from None
             time.sleep(delay)
@@ -160,7 +160,7 @@ class BenchStore:
         if not self.fell_back:
             self.fell_back = why
             self.note(
-                f"shared store {lake.redact(self.target)} unreachable ({why}): writing the "
+                f"shared store {lake_target.redact(self.target)} unreachable ({why}): writing the "
                 f"rest of this run to the local store {self.local}"
             )
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError
-from anemll_spec.store import lake, schema
+from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.bundle import _first_line, file_sha256, read_header, stage
 from anemll_spec.store.connection import open_store, store_path
 from anemll_spec.store.schema import BUNDLE_TABLES, LONG_NAME, Table
@@ -34,7 +34,7 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     """Import bundles (all or nothing); returns per-file summaries."""
     files = [Path(p) for p in paths]
     headers = [read_header(p) for p in files]  # every file, before the store is touched
-    shared = lake.is_lake(str(target)) if target is not None else False
+    shared = lake_target.is_lake(str(target)) if target is not None else False
     path = store_path(target)
     created = not shared and not path.exists()
     for attempt in range(ATTEMPTS):

@@ -10,7 +10,7 @@ A target names it in one string (docs/store.md, "A shared store"):
 After `ducklake:postgres:` comes a libpq connection string (key=value or URI), so
 $PGPASSWORD, ~/.pgpass and `service=` work as for every PostgreSQL client; our one extra
 key, `data_path`, is taken out before libpq sees it. A password written in the target
-is accepted but never shown: every message goes through `redact`.
+is accepted but never shown: every message goes through `lake_target.redact`.
 
 DuckLake gives snapshot isolation, atomic multi-table commits and automatic retry of
 commits that do not conflict. What it lacks (PRIMARY KEY/UNIQUE) we add: the DDL here
@@ -21,25 +21,19 @@ DuckLake's own conflict check then turns the loser into a retry.
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from anemll_spec.errors import InputError, RunFailed
+from anemll_spec.store.lake_target import ALIAS, LakeTarget, redact
 
-PREFIX = "ducklake:"
-ALIAS = "lake"  # the attached catalog; `USE lake` makes every unqualified name resolve there
 EXTRA = "anemll-spec[lake]"
 # DuckLake's retries of non-conflicting concurrent commits (its defaults: 10 x 100 ms x 1.5):
 # ~30 s in all, so 8 writers committing at once never give up.
 RETRY_SETTINGS = {"ducklake_max_retry_count": 20, "ducklake_retry_wait_ms": 50}
 RETRY_BACKOFF = 1.3
-SECRET_KEYS = ("password", "passfile", "sslpassword")
 
 
 class StoreUnreachable(RunFailed):
@@ -48,121 +42,6 @@ class StoreUnreachable(RunFailed):
 
 class ExtensionMissing(InputError):
     """A DuckDB extension the shared store needs cannot be loaded."""
-
-
-@dataclass(frozen=True)
-class LakeTarget:
-    text: str  # as given (may hold a password: never print it, print `shown`)
-    catalog: str  # 'postgres' | 'duckdb'
-    conninfo: str  # libpq connection string, or the catalog file's path
-    data_path: str | None
-
-    @property
-    def shown(self) -> str:
-        return redact(self.text)
-
-    @property
-    def extensions(self) -> tuple[str, ...]:
-        return ("ducklake", "postgres_scanner") if self.catalog == "postgres" else ("ducklake",)
-
-    def attach_sql(self, read_only: bool) -> str:
-        from anemll_spec.store.schema import sql_literal
-
-        where = f"postgres:{self.conninfo}" if self.catalog == "postgres" else self.conninfo
-        opts = []
-        if self.data_path:
-            opts.append(f"DATA_PATH {sql_literal(self.data_path)}")
-        if read_only:
-            opts.append("READ_ONLY")
-        tail = f" ({', '.join(opts)})" if opts else ""
-        return f"ATTACH {sql_literal(PREFIX + where)} AS {ALIAS}{tail}"
-
-
-def is_lake(text: str | os.PathLike | None) -> bool:
-    return isinstance(text, str) and text.startswith(PREFIX)
-
-
-def parse_target(text: str) -> LakeTarget:
-    """A `ducklake:` target, checked (InputError with the redacted text if malformed)."""
-    rest = text[len(PREFIX) :]
-    if rest.startswith("postgres:") or rest.startswith("postgresql:"):
-        info = rest.split(":", 1)[1]
-        if info.startswith("//"):  # postgres://...: a URI, written with its scheme
-            info = "postgresql:" + info
-        conninfo, data_path = _split_data_path(info, text)
-        return LakeTarget(text, "postgres", conninfo, _absolute(data_path))
-    scheme = rest.split(":", 1)[0]
-    if ":" in rest and scheme.isalpha() and len(scheme) > 1:
-        raise InputError(
-            f"store {redact(text)!r}: catalog {scheme!r} is not supported; use "
-            "ducklake:postgres:<connection> data_path=<folder> or ducklake:<file>.ducklake"
-        )
-    if not rest.strip():
-        raise InputError(f"store {text!r}: give a catalog after 'ducklake:'")
-    return LakeTarget(text, "duckdb", str(Path(rest).expanduser().absolute()), None)
-
-
-def _split_data_path(info: str, text: str) -> tuple[str, str | None]:
-    """(libpq conninfo without data_path, data_path)."""
-    if info.startswith("postgresql://"):
-        parts = urlsplit(info)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        data = [v for k, v in query if k == "data_path"]
-        rest = urlencode([(k, v) for k, v in query if k != "data_path"])
-        return urlunsplit(parts._replace(query=rest)), (data[-1] if data else None)
-    try:
-        pairs = _kv_pairs(info)
-    except ValueError as exc:
-        raise InputError(f"store {redact(text)!r}: {exc}") from None
-    data = [v for k, v in pairs if k == "data_path"]
-    rest = " ".join(f"{k}={_kv_quote(v)}" for k, v in pairs if k != "data_path")
-    return rest, (data[-1] if data else None)
-
-
-_KV = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)")
-
-
-def _kv_pairs(info: str) -> list[tuple[str, str]]:
-    """libpq key=value pairs (values may be 'quoted' with \\ escapes)."""
-    out, pos = [], 0
-    while info[pos:].strip():
-        m = _KV.match(info, pos)
-        if m is None:
-            raise ValueError(f"cannot read the connection string at {info[pos : pos + 20]!r}")
-        value = m.group(2)
-        if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        out.append((m.group(1), value))
-        pos = m.end()
-    return out
-
-
-def _kv_quote(value: str) -> str:
-    if value and not re.search(r"[\s'\\]", value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _absolute(path: str | None) -> str | None:
-    if not path or "://" in path:  # object storage (s3://...) as given
-        return path
-    return str(Path(path).expanduser().absolute())
-
-
-_SECRET_KV = re.compile(
-    r"((?:" + "|".join(SECRET_KEYS) + r")\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"&]+)", re.I
-)
-_SECRET_URI = re.compile(r"(\w+://[^:/@\s'\"]*):[^@\s'\"]*@")
-
-
-def redact(text: str) -> str:
-    """`text` with every password of a connection string replaced by ***."""
-    return _SECRET_URI.sub(r"\1:***@", _SECRET_KV.sub(r"\1***", str(text)))
-
-
-def redact_command(argv: list[str]) -> str:
-    """A command line to store or print, passwords redacted."""
-    return redact(shlex.join(argv))
 
 
 # ---------------------------------------------------------------- extensions

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anemll_spec.errors import InputError
-from anemll_spec.store import lake, schema
+from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.connection import default_target, open_store
 
 ATTEMPTS = 30
@@ -40,15 +40,15 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     src, dst = default_target(source), default_target(dest)
     if src == dst:
         raise InputError("the source and destination are the same store")
-    if lake.is_lake(dst):
+    if lake_target.is_lake(dst):
         origin = Origin("pushed", ref=socket.gethostname())
     else:
-        origin = Origin("imported", ref=lake.redact(src)[-200:])
+        origin = Origin("imported", ref=lake_target.redact(src)[-200:])
     with tempfile.TemporaryDirectory(prefix="anemll-sync-") as tmp:
         path = Path(tmp) / "runs.parquet"
         exported = export_bundle(src, path, run_refs)
         header = read_header(path)
-        counts = _merge(dst, path, header, origin, label=lake.redact(src))
+        counts = _merge(dst, path, header, origin, label=lake_target.redact(src))
     return {"runs": exported["runs"], **counts}
 
 
@@ -59,8 +59,8 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
 
     from anemll_spec.store.bundle import stage
 
-    shared = lake.is_lake(dest)
-    shown = lake.redact(dest)
+    shared = lake_target.is_lake(dest)
+    shown = lake_target.redact(dest)
     for attempt in range(ATTEMPTS):
         con = open_store(dest)
         try:

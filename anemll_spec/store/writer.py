@@ -14,7 +14,7 @@ import numpy as np
 
 from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import extras, lake, schema
+from anemll_spec.store import extras, lake_target, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
 from anemll_spec.store.rows import (  # noqa: I001
     check_row,
@@ -65,7 +65,7 @@ def transaction(target, *, checkpoint: bool = False, **open_kw) -> Iterator:
         try:
             yield con
             con.execute("COMMIT")
-            if checkpoint and not lake.is_lake(default_target(target)):
+            if checkpoint and not lake_target.is_lake(default_target(target)):
                 with contextlib.suppress(duckdb.Error):
                     con.execute("CHECKPOINT")
         except BaseException as exc:
