@@ -65,7 +65,7 @@ def _package(tree: Path) -> str:
     code = "import anemll_spec; print(anemll_spec.__file__)"
     env = {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tree, check=True
     ).stdout.strip()
 
 
