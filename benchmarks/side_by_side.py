@@ -71,10 +71,14 @@ def _package(tree: Path) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("names", nargs="*", default=list(FIGURES), choices=list(FIGURES))
+    ap.add_argument("names", nargs="*", help=f"any of {', '.join(FIGURES)} (default: all)")
     ap.add_argument("--before", default=BEFORE, help="the older commit")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
+    unknown = [n for n in a.names if n not in FIGURES]
+    if unknown:
+        ap.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(FIGURES)}")
+    a.names = a.names or list(FIGURES)
     with checkout(a.before) as old:
         trees = {"before": old, "now": ROOT}
         for label, tree in trees.items():
