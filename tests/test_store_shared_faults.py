@@ -187,6 +187,14 @@ def test_an_unreachable_shared_store_loses_no_results(shared, postgres, tmp_path
     in_shared = stored(shared)
     in_local = stored(local)
     assert set(in_shared) | set(in_local) == set(expected) and len(in_shared) >= 3
+    # the run moved to the local store is the run begun in the shared one, field for field
+    same = "run_id, started_at, tool_version, host_id, spec_sha256, git_commit, command"
+    runs = []
+    for where in (shared, local):
+        con = open_store(where, read_only=True)
+        runs.append(con.execute(f"SELECT {same} FROM runs").fetchall())
+        con.close()
+    assert runs[0] == runs[1] and len(runs[0]) == 1 and runs[0][0][2] is not None
     # the message's own command completes the run in the shared store
     cmd = shlex.split(message.split(": ", 1)[1].split("push it: ", 1)[1])
     assert cmd[:2] == ["anemll-spec", "push"]

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from anemll_spec.errors import AnemllError
-from anemll_spec.store import lake, lake_target, schema, writer
+from anemll_spec.store import lake, lake_target, writer
 from anemll_spec.store.connection import DEFAULT_PATH, default_target, lock_timeout, open_store
-from anemll_spec.store.rows import check_row, utc_now
+from anemll_spec.store.rows import utc_now
 
 ENV_FALLBACK = "ANEMLL_SPEC_FALLBACK_STORE"
 
@@ -168,24 +168,9 @@ class BenchStore:
         """The run's host and run rows in the local store, under the same ids."""
         if run_id in self._moved or self._run is None or self._host is None:
             return
-        host = check_row(schema.HOSTS, self._host, managed=("host_id",), what="host")
-        hid = writer.host_id(host)
-        run = check_row(schema.RUNS, self._run, managed=writer.RUN_MANAGED, what="run")
-        run.update(
-            run_id=run_id,
-            status="running",
-            finished_at=None,
-            host_id=hid,
-            writer_pid=os.getpid(),
-            writer_hostname=socket.gethostname(),
-        )
-        if "origin" in schema.RUNS.names:
-            run.update(origin="measured", origin_at=utc_now())
+        host, _, run = writer.run_rows(self._run, self._host, run_id)
         with writer.transaction(self.local) as con:
-            if con.execute("SELECT 1 FROM hosts WHERE host_id = ?", [hid]).fetchone() is None:
-                writer._insert(con, "hosts", {"host_id": hid, **host})
-            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is None:
-                writer._insert(con, "runs", run)
+            writer.insert_run(con, host, run)
         self._moved.add(run_id)
 
     def _announce(self) -> None:

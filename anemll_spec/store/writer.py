@@ -103,15 +103,26 @@ def begin_run(target, run: Mapping, host: Mapping, *, lock_timeout_s: float | No
     origin is 'measured' (here).
     Also marks this host's earlier runs whose process died as 'interrupted'.
     """
+    host_row, hid, run_row = run_rows(run, host)
+    with transaction(target, lock_timeout_s=lock_timeout_s) as con:
+        mark_interrupted(con)
+        insert_run(con, host_row, run_row)
+    return run_row["run_id"]
+
+
+def run_rows(run: Mapping, host: Mapping, run_id: str | None = None) -> tuple[dict, str, dict]:
+    """(host row, host_id, run row) of a run measured here, checked: the run 'running',
+    written by this process, origin 'measured'; started_at defaults to now, tool_version
+    to this anemll-spec's, run_id to a new one (the fallback store gives the shared
+    store's, so the run keeps its id)."""
     host_row = check_row(schema.HOSTS, host, managed=("host_id",), what="host")
     hid = host_id(host_row)
     values = dict(run)
     values.setdefault("started_at", utc_now())
     values.setdefault("tool_version", __version__)
     run_row = check_row(schema.RUNS, values, managed=RUN_MANAGED, what="run")
-    run_id = new_run_id(run_row["started_at"])
     run_row.update(
-        run_id=run_id,
+        run_id=run_id or new_run_id(run_row["started_at"]),
         status="running",
         finished_at=None,
         host_id=hid,
@@ -122,12 +133,16 @@ def begin_run(target, run: Mapping, host: Mapping, *, lock_timeout_s: float | No
         origin_sha256=None,
         origin_at=utc_now(),
     )
-    with transaction(target, lock_timeout_s=lock_timeout_s) as con:
-        mark_interrupted(con)
-        if con.execute("SELECT 1 FROM hosts WHERE host_id = ?", [hid]).fetchone() is None:
-            _insert(con, "hosts", {"host_id": hid, **host_row})
+    return host_row, hid, run_row
+
+
+def insert_run(con, host_row: Mapping, run_row: Mapping) -> None:
+    """The run's host (unless stored) and the run (unless stored), in `con`'s transaction."""
+    hid = run_row["host_id"]
+    if con.execute("SELECT 1 FROM hosts WHERE host_id = ?", [hid]).fetchone() is None:
+        _insert(con, "hosts", {"host_id": hid, **host_row})
+    if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_row["run_id"]]).fetchone() is None:
         _insert(con, "runs", run_row)
-    return run_id
 
 
 def append_case(
