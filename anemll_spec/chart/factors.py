@@ -44,7 +44,7 @@ METRICS = (
 )  # fmt: skip
 # Columns later versions of the view added; a store too old to have them (opened
 # read-only, so not upgraded) reads them as NULL, and the chart words them itself.
-OPTIONAL = ("os_name", "os_version", "provenance", "baseline_label")
+OPTIONAL: tuple[str, ...] = ("os_name", "os_version", "provenance", "baseline_label")
 OPTIONAL += tuple(m[4] for m in METRICS)
 MEASURED = "NOT starts_with(source, 'published: ')"  # own, imported or pushed runs
 LIKE_PUBLISHED = ("coreml", "CPU_AND_NE")  # how the published figures were measured

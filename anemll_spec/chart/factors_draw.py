@@ -160,7 +160,7 @@ def series_scales(rows: list[dict[str, Any]], by: str) -> tuple[list[str], list[
     if by == "os":
         bases = sorted({s.removesuffix(", derived") for s in present}, key=natural)
         base_color = {b: style.OKABE_ITO[i % len(style.OKABE_ITO)] for i, b in enumerate(bases)}
-        stroke = {b: None for b in bases}
+        stroke: dict[str, str | None] = {b: None for b in bases}
     else:
         # own runs orange; imported and pushed ones (someone else's numbers) apart
         bases = ["published", *MEASURED_COLORS]
@@ -202,7 +202,7 @@ def chart(rows: list[dict[str, Any]], opts, notes: Sequence[str] = ()) -> dict[s
     tooltip = _tooltip(opts.baseline)
     grid = []
     for model in models:
-        panels = []
+        panels: list[Any] = []
         for metric, axis_title in AXIS_TITLES.items():
             mine = [r for r in rows if r["model"] == model and r["metric"] == metric]
             if mine:

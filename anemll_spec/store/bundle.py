@@ -270,7 +270,7 @@ def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Ori
             )
         except duckdb.Error as exc:
             raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
-        (n,) = con.execute(f"SELECT count(*) FROM {staged[t.name]}").fetchone()  # type: ignore[misc]
+        (n,) = con.execute(f"SELECT count(*) FROM {staged[t.name]}").fetchone()
         if n != header["counts"].get(t.name, 0):
             raise InputError(
                 f"{path}: {t.name} has {n} rows but the bundle says "

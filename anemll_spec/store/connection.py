@@ -259,7 +259,9 @@ def locked_by_another(path: Path, *, write: bool) -> bool:
 
 
 def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
-    config = {"enable_external_access": False, "lock_configuration": True} if sandbox else {}
+    config: dict[str, str | bool | int | float | list[str]] = (
+        {"enable_external_access": False, "lock_configuration": True} if sandbox else {}
+    )
     deadline = time.monotonic() + timeout
     delay = 0.01
     warned = False
@@ -300,14 +302,14 @@ def _version(con, path) -> int | None:
     except duckdb.CatalogException:
         (n,) = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone()
         if n == 0:
             return None
         raise InputError(
             f"{path} is a DuckDB database but not an anemll-spec results store"
         ) from None
     try:
-        return int(row[0])  # type: ignore[index]
+        return int(row[0])
     except (TypeError, ValueError):
         raise InputError(f"{path}: the store's schema_version is missing or unreadable") from None
 

@@ -150,7 +150,7 @@ def sustained_rows(s) -> dict:
             row["energy_total_mj"] = float(w.energy.total_mj)
             row["energy_interval_s"] = float(w.energy.interval_s)
             of = w.index  # the window's own reader: its timeline is this window's
-            points += energy_rows(w.energy, w.calls, t0_ns=t0, window_of=lambda _t, i=of: i)[
+            points += energy_rows(w.energy, w.calls, t0_ns=t0, window_of=_constant(of))[
                 "power_samples"
             ]
         row.update(_thermal(w.thermal))
@@ -235,3 +235,8 @@ def _combined(wins):
         extra=dict(readings[-1].extra),
         parts_mj=parts,
     )
+
+
+def _constant(index: int) -> Callable[[int], int | None]:
+    """window_of for a reading that covers one window: every sample is in it."""
+    return lambda _t_ns: index

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import numpy as np
 
@@ -100,11 +101,12 @@ def _fill_window(v: dict, wall: np.ndarray, windows: np.ndarray | None) -> None:
             v["power_w_mean"] = float(total) / 1e3 / v["energy_interval_s"]
 
 
-def _num(x) -> bool:
+def _num(x: object) -> TypeGuard[float]:
+    """A real number (numpy's too), not a bool: narrows `x` for the type checker."""
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
 
 
-def _pos(x) -> bool:
+def _pos(x: object) -> TypeGuard[float]:
     return _num(x) and x > 0
 
 

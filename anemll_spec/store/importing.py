@@ -104,14 +104,14 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         f"CREATE TEMP TABLE {new} AS SELECT run_id FROM {r} "
         f"WHERE run_id NOT IN (SELECT run_id FROM runs)"
     )
-    (added,) = con.execute(f"SELECT count(*) FROM {new}").fetchone()  # type: ignore[misc]
-    (total,) = con.execute(f"SELECT count(*) FROM {r}").fetchone()  # type: ignore[misc]
+    (added,) = con.execute(f"SELECT count(*) FROM {new}").fetchone()
+    (total,) = con.execute(f"SELECT count(*) FROM {r}").fetchone()
 
     def copy(table: Table, src: str, where: str) -> int:
         cols = ", ".join(table.names)
         (n,) = con.execute(
             f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone()
         return int(n)
 
     case_filter = (

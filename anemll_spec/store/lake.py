@@ -25,6 +25,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store.lake_target import ALIAS, LakeTarget, redact
@@ -143,7 +144,7 @@ def transient(exc: BaseException) -> bool:
 # (target text, read_only) -> a connection whose database has the lake attached. Loading
 # the two extensions takes ~250 ms, four times an append; so a process loads them once
 # and every open_store is a cursor of it (a PostgreSQL catalog holds no lock to release).
-_POOL: dict[tuple[str, bool], object] = {}
+_POOL: dict[tuple[str, bool], Any] = {}  # duckdb connections (duckdb is imported lazily)
 
 
 def connect(target: LakeTarget, *, read_only: bool, sandbox: bool, timeout: float):
@@ -218,7 +219,7 @@ def _attach(target: LakeTarget, read_only: bool):
 def forget(target: LakeTarget) -> None:
     """Drop this process's pooled connections to `target` (the next open reconnects)."""
     for key in [k for k in _POOL if k[0] == target.text]:
-        _POOL.pop(key).close()  # type: ignore[attr-defined]
+        _POOL.pop(key).close()
 
 
 def _message(exc: BaseException, target: LakeTarget | None = None) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from pathlib import Path
+from typing import Any
 
 # The repo's store/ folder in a checkout; a wheel carries it as anemll_spec/_data/.
 _CHECKOUT_STORE = Path(__file__).resolve().parents[2] / "store"
@@ -39,7 +40,9 @@ def published_rows(path: Path = PUBLISHED_CSV) -> list[dict]:
         reader = csv.DictReader(f)
         if reader.fieldnames != CSV_COLUMNS:
             raise ValueError(f"{path}: expected columns {CSV_COLUMNS}, got {reader.fieldnames}")
-        rows = [{**r, "value": float(r["value"]), "derived": False} for r in reader]
+        rows: list[dict[str, Any]] = [
+            {**r, "value": float(r["value"]), "derived": False} for r in reader
+        ]
     have = {(r["source"], r["chip"], r["model"], r["metric"]) for r in rows}
     derived = []
     for r in rows:

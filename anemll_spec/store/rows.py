@@ -93,7 +93,7 @@ def _by_type(col: Column, value, where: str):
             raise InputError(f"{where} must be an integer, not {type(value).__name__}")
         if not isinstance(value, numbers.Integral) and not float(value).is_integer():
             raise InputError(f"{where} = {value!r} must be an integer")
-        i = int(value)
+        i = int(float(value)) if not isinstance(value, numbers.Integral) else int(value)
         lo, hi = _INT_RANGE[t]
         if not lo <= i <= hi:
             raise InputError(f"{where} = {i} does not fit {t}")

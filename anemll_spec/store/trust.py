@@ -82,7 +82,7 @@ def check_staged(
         f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
         [origin.kind, origin.ref, origin.sha256, now],
     )
-    (n_runs,) = con.execute(f"SELECT count(*) FROM {staged['runs']}").fetchone()  # type: ignore[misc]
+    (n_runs,) = con.execute(f"SELECT count(*) FROM {staged['runs']}").fetchone()
     return {"runs": int(n_runs), "drift_slope_dropped": dropped}
 
 
