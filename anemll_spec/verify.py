@@ -4,13 +4,17 @@ All outputs are compared together, flattened and concatenated in the reference's
 output order, in float64: max |out - ref|, ||out - ref||_2 / ||ref||_2, cosine
 similarity; for LM heads also top-1 agreement (argmax over the concatenated logits
 chunks, per position). A result beyond tolerance is a FAILED case.
+
+A classifier's outputs are host values: its {label: probability} dict must have the
+reference's labels, and its probabilities join the float comparison above (reference
+label order); its predicted label (str or int) must equal the reference's exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +55,9 @@ def check_outputs(
     missing = [k for k in reference if k not in outputs]
     if missing:
         return Verdict("fail", note=f"outputs missing: {', '.join(missing)}")
+    host = [k for k, v in reference.items() if isinstance(v, (Mapping, str, int))]
+    if host:
+        return _check_with_values(outputs, reference, host, tolerance)
     bad_shape = [
         f"{k} {np.shape(outputs[k])} vs {np.shape(v)}"
         for k, v in reference.items()
@@ -103,6 +110,49 @@ def check_outputs(
         top1_agreement=top1,
         note="beyond tolerance: " + "; ".join(failed) if failed else None,
     )
+
+
+def _check_with_values(
+    outputs: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    host: list[str],
+    tolerance: Tolerance,
+) -> Verdict:
+    """A classifier's outputs: labels exactly, dict keys exactly, probabilities (as arrays
+    in the reference's key order) and any array outputs by the float comparison."""
+    differ: list[str] = []
+    arrays_out: dict[str, Any] = {}
+    arrays_ref: dict[str, Any] = {}
+    for k, ref in reference.items():
+        out = _host_value(outputs[k]) if k in host else outputs[k]
+        if k not in host:
+            arrays_out[k], arrays_ref[k] = out, ref
+        elif isinstance(ref, Mapping):
+            if not isinstance(out, Mapping) or set(out) != set(ref):
+                got = sorted(map(str, out)) if isinstance(out, Mapping) else type(out).__name__
+                differ.append(f"{k} has labels {got}, the reference {sorted(map(str, ref))}")
+            else:
+                arrays_out[k] = np.array([out[c] for c in ref], np.float64)
+                arrays_ref[k] = np.array(list(ref.values()), np.float64)
+        elif not (isinstance(out, (str, int)) and out == ref):
+            differ.append(f"{k} is {out!r}, the reference {ref!r}")
+    v = check_outputs(arrays_out, arrays_ref, tolerance) if arrays_ref else Verdict("pass")
+    if not differ:
+        same = ", ".join(
+            f"{k} {reference[k]!r}" for k in host if not isinstance(reference[k], Mapping)
+        )
+        said = f"labels equal the reference ({same})" if same else ""
+        return replace(v, note="; ".join(n for n in (said, v.note) if n) or None)
+    notes = "; ".join(differ) + (f"; {v.note}" if v.note else "")
+    return replace(v, status="fail", note="labels differ from the reference: " + notes)
+
+
+def _host_value(v: Any) -> Any:
+    """A label or dict as a Python value: the Core ML backend hands every output over
+    through np.asarray, which wraps a str, an int or a dict in a 0-d array."""
+    if isinstance(v, np.ndarray) and v.ndim == 0 or isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 def vocab_axis(shape: tuple[int, ...], vocab_chunk: int) -> int:

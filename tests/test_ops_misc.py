@@ -1,7 +1,7 @@
 """Bad input fails at load, before anything runs, in one line naming the op, its index and
 why: random ops are refused; attribute values outside their documented range (written
-into saved programs the builder would have refused) are refused; ops the program cannot
-hold yet (lists, classify) are refused as `anemll-spec ops` says."""
+into saved programs the builder would have refused) are refused. List ops run here;
+classify has its own file (tests/test_ops_classify.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from anemll_spec.cli import main
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
 from anemll_spec.executor.kernels.coverage import op_coverage
-from anemll_spec.executor.kernels.misc import PENDING
 
 
 def _one_op_program(build, shape=(2, 3, 4, 5), dtype=types.fp32):
@@ -201,22 +200,3 @@ def test_list_ops(tmp_path, executor):
     np.testing.assert_array_equal(out["gather"], np.stack([2 * x, x, 0 * x]))
     assert int(out["length"]) == 4
     np.testing.assert_array_equal(out["scattered"], np.stack([x, x, x, 2 * x]))
-
-
-def test_classify_is_still_refused_by_the_program(tmp_path):
-    """classify's kernel is here, but the program cannot hold its list of class labels nor
-    its str/dict outputs yet: loading refuses it, as the ops table says. When the program
-    learns them, this fails: then drop classify from misc.PENDING."""
-    classifier = ct.convert(
-        _one_op_program(lambda x: mb.softmax(x=x), shape=(1, 3)),
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS18,
-        classifier_config=ct.ClassifierConfig(["a", "b", "c"]),
-        skip_model_load=True,
-    )
-    classifier.save(str(tmp_path / "cls.mlpackage"))
-    with pytest.raises(InputError, match=r"listType|dictionaryType|string"):
-        load(tmp_path / "cls.mlpackage")
-    assert set(PENDING) == {"classify"}
-    assert op_coverage("classify").numpy.status == "not supported"
-    assert op_coverage("make_list").numpy.status == "supported"

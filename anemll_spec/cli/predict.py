@@ -22,7 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=".mlpackage or .mlmodelc to run")
     p.add_argument("--inputs", metavar="NPZ", type=nonempty, help="input arrays by name (.npz)")
     p.add_argument(
-        "--out", metavar="NPZ", type=nonempty, help="write the outputs to this .npz (replaced)"
+        "--out",
+        metavar="NPZ",
+        type=nonempty,
+        help="write the outputs to this .npz (replaced); a classifier's {label: probability} "
+        "output NAME as the arrays NAME.keys and NAME.values, in class order",
     )
     p.add_argument("--fp16", action="store_true", help="round every op's output to fp16")
     p.add_argument(
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **outputs)
+        np.savez(out, **npz_arrays(outputs))
     stats = {name: summarise(arr) for name, arr in outputs.items()}
     if args.json:
         print_json(
@@ -84,16 +88,19 @@ def run(args: argparse.Namespace) -> int:
             n,
             "x".join(map(str, s["shape"])) or "scalar",
             s["dtype"],
-            _g(s["min"]),
-            _g(s["max"]),
-            _g(s["mean"]),
-            _g(s["std"]),
-            s["nan"],
-            s["inf"],
+            _g(s.get("min")),
+            _g(s.get("max")),
+            _g(s.get("mean")),
+            _g(s.get("std")),
+            s.get("nan", "-"),
+            s.get("inf", "-"),
         ]
         for n, s in stats.items()
     ]
     print(table(rows, ["output", "shape", "dtype", "min", "max", "mean", "std", "nan", "inf"]))
+    for n, s in stats.items():
+        if "value" in s:
+            print(f"{n}: {_value_line(s)}")
     print(
         f"\ninputs: {source}; load {prog.load_s:.2f} s, predict {predict_s * 1e3:.1f} ms"
         + (" (fp16)" if args.fp16 else ""),
@@ -103,9 +110,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summarise(arr: Any) -> dict[str, Any]:
-    """Shape, dtype and statistics over the finite values, plus nan/inf counts."""
+    """Shape, dtype and statistics over the finite values, plus nan/inf counts; a
+    classifier's label or {label: probability} output: its value, no statistics."""
     import numpy as np
 
+    if isinstance(arr, dict):  # JSON keys are strings: key_dtype says what they were
+        keys = {type(k).__name__ for k in arr}
+        return {
+            "shape": [],
+            "dtype": "dict",
+            "key_dtype": "int64" if keys == {"int"} else "str",
+            "size": len(arr),
+            "value": {str(k): float(v) for k, v in arr.items()},
+        }
+    if isinstance(arr, (str, int)):
+        return {"shape": [], "dtype": "str" if isinstance(arr, str) else "int64", "value": arr}
     a = np.asarray(arr)
     stats: dict[str, Any] = {"shape": list(a.shape), "dtype": str(a.dtype), "nan": 0, "inf": 0}
     v = a.astype(np.float64).reshape(-1)
@@ -120,6 +139,31 @@ def summarise(arr: Any) -> dict[str, Any]:
     else:
         stats.update(min=None, max=None, mean=None, std=None)
     return stats
+
+
+def npz_arrays(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Outputs as named arrays an .npz holds without pickling: a dict output NAME as
+    NAME.keys and NAME.values (class order)."""
+    import numpy as np
+
+    arrays: dict[str, Any] = {}
+    for name, value in outputs.items():
+        if isinstance(value, dict):
+            arrays[f"{name}.keys"] = np.asarray(list(value.keys()))
+            arrays[f"{name}.values"] = np.asarray(list(value.values()), dtype=np.float64)
+        else:
+            arrays[name] = np.asarray(value)
+    return arrays
+
+
+def _value_line(s: dict[str, Any], top: int = 5) -> str:
+    """A label as is; a {label: probability} dict: its size and highest entries."""
+    if s["dtype"] != "dict":
+        return repr(s["value"])
+    best = sorted(s["value"].items(), key=lambda kv: -kv[1])[:top]
+    shown = ", ".join(f"{k} {v:.6g}" for k, v in best)
+    head = f"highest {len(best)}" if len(best) < s["size"] else "all"
+    return f"{s['size']} classes ({s['key_dtype']} labels), {head}: {shown}"
 
 
 def synthesise(path: Path, seed: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@
     prog = load("model.mlpackage")            # fp16=False: fp16 tensors computed in fp32
     prog.inputs, prog.outputs, prog.states    # name -> TensorSpec(name, shape, dtype)
     state = prog.make_state()                 # zeros; predict() updates it in place
-    out = prog.predict({"x": x}, state=state) # name -> np.ndarray
+    out = prog.predict({"x": x}, state=state) # name -> np.ndarray (a classifier: str/int, dict)
 
 What it reads: the program as `anemll_spec.mlmodel` parses it (the protobuf of an
 .mlpackage, found through Manifest.json, or the model.mil text of a compiled .mlmodelc,

@@ -18,9 +18,9 @@ from anemll_spec.executor.control import CONTROL_OPS, BlockPlan, make_cond, make
 from anemll_spec.executor.decompress import evaluate, is_compile_time
 from anemll_spec.executor.inputs import check_sizes, convert_inputs, match_description
 from anemll_spec.executor.kernels import KERNELS
-from anemll_spec.executor.kernels.base import STATE_KEY, Prep, Run
+from anemll_spec.executor.kernels.base import STATE_KEY, VALUE_OPS, Prep, Run
 from anemll_spec.executor.state import State
-from anemll_spec.mlmodel.dtypes import FLOAT_NAMES, np_name
+from anemll_spec.mlmodel.dtypes import FLOAT_NAMES, VALUE_DTYPES, np_name
 from anemll_spec.mlmodel.features import TensorSpec
 from anemll_spec.mlmodel.ir import Function, Op, VarType, materialize, walk
 from anemll_spec.mlmodel.model import open_model
@@ -52,8 +52,8 @@ class Step:
     free: list[str]  # variables whose last use is this step
 
 
-def _spec_of(v: VarType) -> TensorSpec:
-    name = np_name(v.dtype)
+def _spec_of(v: VarType, output: bool = False) -> TensorSpec:
+    name = np_name(v.dtype) or (VALUE_DTYPES.get(v.dtype) if output else None)
     if name is None:
         raise InputError(f"'{v.name}': data type {v.dtype} is not supported by the executor")
     return TensorSpec(v.name, tuple(v.shape), name)
@@ -150,7 +150,7 @@ class Program:
         order = [n for n in (input_order or []) if n in by_name]
         order += [n for n in by_name if n not in order]
         self.inputs = {n: _spec_of(by_name[n]) for n in order}
-        self.outputs = {n: _spec_of(types[n]) for n in fn.outputs}
+        self.outputs = {n: _spec_of(types[n], output=True) for n in fn.outputs}
         self.states = {v.name: _spec_of(v) for v in fn.inputs if v.is_state}
         self.op_counts = Counter(op.type for op in walk(fn.ops))
         check_sizes(types, fn.name)
@@ -238,7 +238,11 @@ class Program:
                 f"function '{fn_name}')"
             )
         run = factory(self._prep(op, fn_name, consts, types))
-        return Step(op.index, op.type, op.name, run, [_out_of(o) for o in op.outputs], [])
+        if op.type in VALUE_OPS:
+            outs = [_Out(o.name, "value", "", None) for o in op.outputs]
+        else:
+            outs = [_out_of(o) for o in op.outputs]
+        return Step(op.index, op.type, op.name, run, outs, [])
 
     def _prepare_control(
         self, op: Op, consts: dict[str, Any], types: dict[str, VarType], fn_name: str
@@ -277,12 +281,16 @@ class Program:
         """Fresh state tensors (zeros) for this program; `predict` updates them in place."""
         return State(dict(self.states), self.xp, self)
 
-    def predict(self, inputs: dict[str, Any], state: State | None = None) -> dict[str, np.ndarray]:
-        """Run the function. Float outputs come back as float32 (float16 with fp16=True)."""
+    def predict(self, inputs: dict[str, Any], state: State | None = None) -> dict[str, Any]:
+        """Run the function. Float outputs come back as float32 (float16 with fp16=True);
+        a classifier's label and probabilities as Core ML returns them (str or int, dict)."""
         xp = self.xp
         tensors = self.run(convert_inputs(self, inputs), state)
-        out = {}
+        out: dict[str, Any] = {}
         for name in self.outputs:
+            if is_host_value(tensors[name]):
+                out[name] = tensors[name]
+                continue
             arr = np.asarray(xp.to_numpy(tensors[name]))
             if arr.dtype.kind == "f":
                 arr = arr.astype(np.float16 if self.fp16 else np.float32, copy=False)
@@ -343,6 +351,11 @@ class Program:
                 f"{tuple(xp.shape(value))}, the program declares {spec.shape}"
             )
         return value
+
+
+def is_host_value(value: Any) -> bool:
+    """A classifier's label or probabilities (str, int, dict), not an array."""
+    return isinstance(value, (str, int, dict))
 
 
 def _resolver(op: Op, consts: dict[str, Any]) -> Callable[[str], Any]:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.program import Program, load
+from anemll_spec.executor.program import Program, is_host_value, load
 from anemll_spec.executor.simplify import simplify
 from anemll_spec.executor.state import State
 from anemll_spec.executor.torch_arrays import TorchOps
@@ -129,8 +129,9 @@ class TorchRunner:
                 return g.replay(feed)
         return self.program.run(feed, state)
 
-    def predict(self, inputs: dict[str, Any], state: Any = None) -> dict[str, np.ndarray]:
-        """Like Program.predict: host inputs, host outputs (float32 for float outputs)."""
+    def predict(self, inputs: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        """Like Program.predict: host inputs, host outputs (float32 for float outputs; a
+        classifier's label and probabilities as str or int, dict)."""
         if self.states and state is None:
             state = self.make_state()
         feed = inputs if _on_device(inputs, self.device) else self.convert(inputs)
@@ -213,7 +214,9 @@ def _on_device(inputs: dict[str, Any], device: torch.device) -> bool:
     )
 
 
-def _host(v: Any) -> np.ndarray:
+def _host(v: Any) -> Any:
+    if is_host_value(v):
+        return v
     arr = v.detach().float().cpu().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
     return np.asarray(arr)
 

@@ -115,6 +115,12 @@ SCHEMA_DTYPES: dict[str, str] = {
 }
 
 
+# Outputs that are host values, not arrays (a classifier's label and its probabilities, as
+# Core ML returns them: str, or int for int64 labels, and a dict): MIL type -> the name a
+# model's description gives them. No numpy dtype has these names.
+VALUE_DTYPES: dict[str, str] = {"string": "str", "dict": "dict"}
+
+
 def np_name(mil_name: str) -> str | None:
     """numpy dtype name of a MIL type's values as a model's caller sees them (None: none)."""
     t = BY_NAME.get(mil_name)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import InputError
-from anemll_spec.mlmodel.dtypes import FEATURE_ARRAY_DTYPES, SCHEMA_DTYPES, np_name
+from anemll_spec.mlmodel.dtypes import FEATURE_ARRAY_DTYPES, SCHEMA_DTYPES, VALUE_DTYPES, np_name
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class TensorSpec:
 
     name: str
     shape: tuple[int | None, ...]
-    dtype: str  # numpy dtype name: float16, float32, float64, int32, int8, ...
+    dtype: str  # numpy dtype name: float16, float32, int32, ...; "str", "dict": host values
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -62,8 +62,12 @@ def _by_name(items: list[TensorSpec], name: str, what: str) -> TensorSpec:
 # ---------------------------------------------------------------- protobuf description
 
 
-def _feature(fd, where: Path | str) -> TensorSpec:
+def _feature(fd, where: Path | str, output: bool = False) -> TensorSpec:
     which = fd.type.WhichOneof("Type")
+    if output and which in ("stringType", "int64Type"):  # a classifier's label: a scalar
+        return TensorSpec(fd.name, (), "str" if which == "stringType" else "int64")
+    if output and which == "dictionaryType":  # a classifier's {label: probability}
+        return TensorSpec(fd.name, (), "dict")
     if which == "multiArrayType":
         arr = fd.type.multiArrayType
     elif which == "stateType":
@@ -90,7 +94,7 @@ def from_description(spec, kind: str, where: Path | str) -> ModelIO:
     d = spec.description
     return ModelIO(
         inputs=[_feature(f, where) for f in d.input],
-        outputs=[_feature(f, where) for f in d.output],
+        outputs=[_feature(f, where, output=True) for f in d.output],
         states=[_feature(f, where) for f in d.state],
         kind=kind,
     )
@@ -159,8 +163,8 @@ def from_function(fn, kind: str, where: Path | str) -> ModelIO:
     """ModelIO of a program function's signature and returned values."""
     from anemll_spec.mlmodel.ir import walk
 
-    def spec(v) -> TensorSpec:
-        dt = np_name(v.dtype)
+    def spec(v, output: bool = False) -> TensorSpec:
+        dt = np_name(v.dtype) or (VALUE_DTYPES.get(v.dtype) if output else None)
         if dt is None:
             raise InputError(f"{where}: {v.name!r} has data type {v.dtype}, not supported")
         return TensorSpec(v.name, tuple(v.shape), dt)
@@ -173,7 +177,7 @@ def from_function(fn, kind: str, where: Path | str) -> ModelIO:
         raise InputError(f"{where}: returned value {missing[0]!r} is never defined")
     return ModelIO(
         inputs=[spec(v) for v in fn.inputs if not v.is_state],
-        outputs=[spec(types[n]) for n in fn.outputs],
+        outputs=[spec(types[n], output=True) for n in fn.outputs],
         states=[spec(v) for v in fn.inputs if v.is_state],
         kind=kind,
     )

@@ -107,6 +107,8 @@ class _Reader:
     def value(self, value, where: str) -> tuple[Any, str]:
         """(decoded value, MIL dtype name) of a proto Value."""
         vtype = value.type.WhichOneof("type")
+        if vtype == "listType":
+            return self.list_value(value, where), "list"
         if vtype != "tensorType":
             raise InputError(f"{where}: values of type {vtype} are not supported")
         t, shape = tensor_type(value.type.tensorType, where)
@@ -131,6 +133,33 @@ class _Reader:
             data = getattr(tv, field).values
         return immediate(t, shape, field, data, where), t.name  # type: ignore[arg-type]
 
+    def list_value(self, value, where: str) -> list:
+        """An inline list (classify's class labels): its elements decoded, each a tensor of
+        the declared element type, as many as a fixed declared length says."""
+        lt = value.type.listType
+        if value.WhichOneof("value") != "immediateValue" or (
+            value.immediateValue.WhichOneof("value") != "list"
+        ):
+            raise InputError(f"{where}: a list value without its elements")
+        items = value.immediateValue.list.values
+        if lt.length.WhichOneof("dimension") == "constant" and lt.length.constant.size != len(
+            items
+        ):
+            raise InputError(
+                f"{where}: list declares {lt.length.constant.size} elements, holds {len(items)}"
+            )
+        declared = (
+            lt.type.tensorType.dataType if lt.type.WhichOneof("type") == "tensorType" else None
+        )
+        out = []
+        for i, item in enumerate(items):
+            if item.type.WhichOneof("type") != "tensorType" or (
+                declared is not None and item.type.tensorType.dataType != declared
+            ):
+                raise InputError(f"{where}: list element {i} is not of the list's element type")
+            out.append(self.value(item, f"{where} element {i}")[0])
+        return out
+
     def var_type(self, nvt, where: str) -> VarType:
         vt = nvt.type
         kind = vt.WhichOneof("type")
@@ -141,6 +170,8 @@ class _Reader:
             wrapped = vt.stateType.wrappedType
             t, shape = tensor_type(wrapped.tensorType, where)
             return VarType(nvt.name, t.name, shape, is_state=True)
+        if kind == "dictionaryType":  # classify's {label: probability}
+            return VarType(nvt.name, "dict", ())
         return VarType(nvt.name, kind or "unknown", ())
 
     def block(self, block, where: str) -> Block:

@@ -31,6 +31,9 @@ HOST_OPS: dict[str, str] = {}
 HOST_READS: dict[str, str] = {}
 # op type -> why a program holding it is refused at load (`anemll-spec ops` shows it)
 REFUSED: dict[str, str] = {}
+# op types whose outputs are host values (classify: a str or int label and a dict), kept
+# as the kernel returns them: no dtype, shape or backend conversion
+VALUE_OPS: set[str] = set()
 STATE_KEY = "@state"  # env key of the State object during a predict call
 
 _MISSING = object()
@@ -43,15 +46,17 @@ class ToBackend(Protocol):
 
 
 def kernel(
-    *op_types: str, host: str | None = None, reads: str | None = None
+    *op_types: str, host: str | None = None, reads: str | None = None, values: bool = False
 ) -> Callable[[Factory], Factory]:
     """Register `fn` as the kernel factory of `op_types`; `host` says why the kernel
     computes on the host (numpy) on a device array library, `reads` what it reads on the
-    host when that input is not a constant."""
+    host when that input is not a constant; `values`: its outputs are host values."""
 
     def register(fn: Factory) -> Factory:
         for t in op_types:
             KERNELS[t] = fn
+            if values:
+                VALUE_OPS.add(t)
             if host:
                 HOST_OPS[t] = host
             if reads:

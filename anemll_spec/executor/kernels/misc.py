@@ -23,10 +23,9 @@ refuse(
     "random_uniform",
 )
 
-# ops whose kernels are here but whose values the program IR cannot carry yet: classify's
-# list of labels and its str and dictionary outputs. The program refuses it at load
-# (tests/test_ops_misc.py checks that it still does, so this stays true).
-PENDING = {"classify": "the program cannot hold its list input and str/dict outputs yet"}
+# ops whose kernels are here but whose values the program cannot carry yet, and why
+# (`anemll-spec ops` lists them as not supported; none today)
+PENDING: dict[str, str] = {}
 
 QUANT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
@@ -83,13 +82,25 @@ def _const_symbolic(p: Prep) -> Run:
     return lambda env: value
 
 
-@kernel("classify")
+@kernel("classify", host="its label and dictionary are host values", values=True)
 def _classify(p: Prep) -> Run:
     """(the label of the highest probability, {label: probability}) over the flattened
-    probabilities; labels are str or int64."""
+    probabilities, as Core ML returns them: a str (or int for int64 labels) and a dict of
+    float64 values; the first of equal maxima wins (numpy's argmax)."""
     xp, probs = p.xp, p.ref("probabilities")
-    classes = list(np.asarray(p.const("classes"), dtype=object).reshape(-1))
-    labels = [c if isinstance(c, str) else int(c) for c in classes]
+    classes = p.const("classes")
+    p.check(isinstance(classes, list) and bool(classes), "classes must be a non-empty list")
+    labels = [c if isinstance(c, str) else int(np.asarray(c).reshape(())) for c in classes]
+    p.check(
+        all(isinstance(c, str) for c in labels) or not any(isinstance(c, str) for c in labels),
+        "classes mix str and int labels",
+    )
+    dims = p.dims("probabilities")
+    if dims is not None:
+        p.check(
+            int(np.prod(dims)) == len(labels),
+            f"{int(np.prod(dims))} probabilities (shape {list(dims)}) for {len(labels)} classes",
+        )
 
     def classify(env):
         values = np.asarray(xp.to_numpy(env[probs]), dtype=np.float64).reshape(-1)
