@@ -101,3 +101,25 @@ def test_a_cache_hit_never_imports_coremltools(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert built.key in r.stdout
+
+
+def test_cache_list_starts_without_the_spec_models(tmp_path):
+    """`cache list` reads manifests only: it must not pay pydantic's import (~140 ms,
+    which made it slower than before issue 20) through `anemll_spec.build`."""
+    import subprocess
+    import sys
+
+    built = build(matmul(), cache_dir=tmp_path)
+    code = (
+        "import sys\n"
+        "from anemll_spec.cli import main\n"
+        f"code = main(['cache', 'list', '--cache-dir', {str(tmp_path)!r}])\n"
+        "heavy = [m for m in ('pydantic', 'anemll_spec.spec', 'coremltools', 'numpy')"
+        " if m in sys.modules]\n"
+        "print('heavy', heavy)\n"
+        "raise SystemExit(code)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert built.key in r.stdout
+    assert "heavy []" in r.stdout, r.stdout

@@ -20,13 +20,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anemll_spec.build.cache import BUILDER_VERSION, cache_key, default_cache_dir
 from anemll_spec.build.records import Built, Estimate
 from anemll_spec.errors import InputError
-from anemll_spec.spec.base import TARGET_VERSION
-from anemll_spec.spec.compression import Palettize, Quantize, config
-from anemll_spec.spec.families import BUILT_FAMILIES, External, ModelBase
+from anemll_spec.vocab import TARGET_VERSION
+
+if TYPE_CHECKING:  # the spec (pydantic) is imported where a model is used: `cache list`
+    # and every other reader of build.cache start without it
+    from anemll_spec.spec.compression import Palettize, Quantize
+    from anemll_spec.spec.families import ModelBase
 
 __all__ = [
     "BUILDER_VERSION",
@@ -45,6 +49,8 @@ _PAD = 64  # blob data is 64-byte aligned in weight.bin
 def plan_of(model: ModelBase):
     import importlib
 
+    from anemll_spec.spec.families import BUILT_FAMILIES
+
     family = model.family
     if family not in BUILT_FAMILIES:
         raise InputError(f"model.family: cannot build family {family!r}")
@@ -60,6 +66,8 @@ def _blob_sizes(w, itemsize: int, cfg: Palettize | Quantize | None) -> list[tupl
 
     Values of fewer than 10 elements are stored inline in the proto, not in weight.bin.
     """
+    from anemll_spec.spec.compression import Palettize
+
     n = math.prod(w.shape)
     if cfg is None:
         return [(n * itemsize, n)]
@@ -78,6 +86,9 @@ def _blob_sizes(w, itemsize: int, cfg: Palettize | Quantize | None) -> list[tupl
 
 def estimate(model: ModelBase) -> Estimate:
     """Weight bytes, FLOPs, peak build memory and ANE warnings, without building."""
+    from anemll_spec.spec.compression import Quantize, config
+    from anemll_spec.spec.families import External
+
     if isinstance(model, External):
         from anemll_spec.build import external
 
@@ -195,6 +206,7 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
     runs this for every case first, so bad input stops the run before anything is
     written (exit 2), not as a failed case."""
     from anemll_spec.build import cache
+    from anemll_spec.spec.families import External
 
     if isinstance(model, External):
         from anemll_spec.model_io import describe, synth_inputs
@@ -236,6 +248,7 @@ def build(
     for the last group."""
     from anemll_spec.build import cache
     from anemll_spec.mlmodel.inspect import weight_files, weights_sha256
+    from anemll_spec.spec.families import External
 
     t0 = time.perf_counter()
     if isinstance(model, External):
