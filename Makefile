@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 BENCH_FLAGS := $(if $(BACKEND),--backend $(BACKEND)) $(if $(STORE),--store $(STORE))
 
-.PHONY: venv bench test test-slow lint typecheck-todo clean
+.PHONY: venv bench test test-slow lint clean
 
 # The stamp depends on pyproject.toml, so a re-run installs nothing unless it changed.
 $(STAMP): pyproject.toml
@@ -45,11 +45,6 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check anemll_spec tests benchmarks
 	$(VENV)/bin/ruff format --check anemll_spec tests benchmarks
 	$(VENV)/bin/mypy
-
-# mypy without pyproject.toml's mypy-todo list: the type errors still left in those modules.
-typecheck-todo: $(STAMP)
-	@sed '/# BEGIN mypy-todo/,/# END mypy-todo/d' pyproject.toml > $(VENV)/mypy-todo.toml
-	-$(VENV)/bin/mypy --config-file $(VENV)/mypy-todo.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

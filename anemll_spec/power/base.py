@@ -12,7 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")  # what a reader's read() returns: a counter value or a tuple of them
 
 UNITS_TO_MJ = {"J": 1e3, "mJ": 1.0, "uJ": 1e-3, "µJ": 1e-3, "nJ": 1e-6}
 
@@ -94,7 +96,7 @@ class Reader(Protocol):
     def stop(self, *, timed_only: bool = True) -> Energy | Unavailable: ...
 
 
-class Sampler:
+class Sampler(Generic[T]):
     """A daemon thread that calls `read()` every `period_s` and keeps (t_ns, value).
 
     The first and last reads are made by start()/stop() in the caller's thread, so the
@@ -102,10 +104,10 @@ class Sampler:
     in between. It sleeps on an Event, so stop() does not wait for a period to end.
     """
 
-    def __init__(self, read: Callable[[], object], period_s: float | None):
+    def __init__(self, read: Callable[[], T], period_s: float | None):
         self._read = read
         self.period_s = period_s
-        self.points: list[tuple[int, object]] = []
+        self.points: list[tuple[int, T]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -122,7 +124,7 @@ class Sampler:
             t = time.perf_counter_ns()  # stamped before the read, as in start() and stop()
             self.points.append((t, self._read()))
 
-    def stop(self) -> list[tuple[int, object]]:
+    def stop(self) -> list[tuple[int, T]]:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from anemll_spec.power.base import Energy, PowerSample, Sampler, Unavailable, to_mj
 
@@ -132,6 +132,10 @@ class _Lib:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
             setattr(self, name, fn)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for the type checker: the functions above are set per instance, by name."""
+        raise AttributeError(name)
 
     def cfstr(self, s: str) -> int:
         return self.CFStringCreateWithCString(None, s.encode(), _UTF8)

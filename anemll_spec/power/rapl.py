@@ -96,7 +96,7 @@ class RaplReader:
         timeline: list[PowerSample] = []
         for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
             dt = (t1 - t0) / 1e9
-            for z, a, b in zip(self.zones, v0, v1, strict=True):  # type: ignore[arg-type]
+            for z, a, b in zip(self.zones, v0, v1, strict=True):
                 mj = counter_delta(a, b, z.max_range_uj) / 1e3
                 rails[z.rail] += mj
                 if dt > 0:
