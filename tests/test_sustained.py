@@ -90,11 +90,19 @@ def test_real_numpy_workload_in_windows(tmp_path):
     assert [m for _, m in seen] == [w.median_ms for w in res.windows]
     for w in res.windows:
         assert w.calls > 10
-        assert 0.5 <= w.wall_s < 0.5 + 0.1
+        # the window's rule, exact whatever the load: every call but the last ended inside
+        # it, the last began inside it, and the window ends when that call ended
+        assert w.wall_s >= 0.5
+        ends = w.starts_ns + w.samples_ns
+        assert w.end_ns == ends[-1] and w.starts_ns[-1] - w.start_ns < 0.5e9
+        assert ends[:-1].max() - w.start_ns < 0.5e9
         assert w.samples_ns.sum() <= w.end_ns - w.start_ns  # calls inside the window
         assert w.median_ms == pytest.approx(float(np.median(w.samples_ns)) / 1e6)
         assert w.throughput_per_s == pytest.approx(w.calls / w.wall_s)
-        assert w.energy.rails_mj == {"package-0": 0.0} and 0.5 <= w.energy.interval_s < 0.7
+        assert (
+            w.energy.rails_mj == {"package-0": 0.0}
+            and w.wall_s <= w.energy.interval_s < w.wall_s + 0.5
+        )
         if sys.platform != "darwin":
             assert isinstance(w.thermal, Unavailable)  # no thermal source for numpy on Linux
     v = res.verdict
