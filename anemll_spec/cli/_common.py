@@ -195,3 +195,18 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# The energy and sustained tables (schema v4) a copy of runs may add rows to, as the
+# import, push and pull summaries name them.
+EXTRA_ROWS = (
+    ("case_energy_rails", "energy rail row(s)"),
+    ("power_samples", "power sample(s)"),
+    ("sustained_windows", "sustained window(s)"),
+)
+
+
+def extra_rows(counts: dict, suffix: str = "") -> list[str]:
+    """'3 power sample(s)', ... for each extra table with rows in `counts` (key: the table
+    name + `suffix`)."""
+    return [f"{counts[t + suffix]} {what}" for t, what in EXTRA_ROWS if counts.get(t + suffix)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.cli._common import add_json, add_store, extra_rows, print_json
 
 HELP = "add results bundles to the store (runs already present are skipped)"
 DESCRIPTION = (
@@ -40,15 +40,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{s['runs_skipped']} already present; {r['cases']} case(s), "
                 f"{r['samples']} sample(s)"
             )
-            v4 = [
-                f"{r.get(t, 0)} {what}"
-                for t, what in (
-                    ("case_energy_rails", "energy rail row(s)"),
-                    ("power_samples", "power sample(s)"),
-                    ("sustained_windows", "sustained window(s)"),
-                )
-                if r.get(t)
-            ]
+            v4 = extra_rows(r)
             if v4:
                 line += ", " + ", ".join(v4)
             if s["drift_slope_dropped"]:

@@ -129,6 +129,8 @@ BUDGET_FIELDS = (
 
 
 def print_plan(doc: dict) -> None:
+    from anemll_spec.progress import seconds
+
     items = doc["cases"]
     print(f"{doc['name']}: {len(items)} case{'s' * (len(items) != 1)}  ({doc['spec']})")
     for n in doc["notes"]:
@@ -158,14 +160,6 @@ def print_plan(doc: dict) -> None:
         for n in it["notes"]:
             print(f"    note: {n}")
     print(
-        f"timing takes at most {human_seconds(doc['time_bound_s'])} "
+        f"timing takes at most {seconds(doc['time_bound_s'])} "
         "(warm-up and timing each capped by max_time_s per variant; builds not included)"
     )
-
-
-def human_seconds(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, nonempty, print_json
+from anemll_spec.cli._common import add_json, add_store, extra_rows, nonempty, print_json
 
 HELP = "copy runs from the local store into a shared store (idempotent)"
 DESCRIPTION = (
@@ -40,14 +40,6 @@ def report(summary: dict, as_json: bool, verb: str) -> int:
         f"{verb} {len(summary['runs'])} run(s): {summary['runs_added']} added, "
         f"{summary['runs_updated']} updated, {summary['cases_added']} case(s) and "
         f"{summary['samples_added']} sample(s) added (the rest were already there)"
-        + "".join(
-            f"; {summary[k]} {what}"
-            for k, what in (
-                ("case_energy_rails_added", "energy rail row(s)"),
-                ("power_samples_added", "power sample(s)"),
-                ("sustained_windows_added", "sustained window(s)"),
-            )
-            if summary.get(k)
-        )
+        + "".join(f"; {e}" for e in extra_rows(summary, "_added"))
     )
     return 0
