@@ -151,6 +151,10 @@ class Program:
         order += [n for n in by_name if n not in order]
         self.inputs = {n: _spec_of(by_name[n]) for n in order}
         self.outputs = {n: _spec_of(types[n], output=True) for n in fn.outputs}
+        # outputs a value op makes (a classifier's label and dict): returned as they are
+        self.value_outputs = frozenset(
+            o.name for op in walk(fn.ops) if op.type in VALUE_OPS for o in op.outputs
+        ) & set(fn.outputs)
         self.states = {v.name: _spec_of(v) for v in fn.inputs if v.is_state}
         self.op_counts = Counter(op.type for op in walk(fn.ops))
         check_sizes(types, fn.name)
@@ -288,7 +292,7 @@ class Program:
         tensors = self.run(convert_inputs(self, inputs), state)
         out: dict[str, Any] = {}
         for name in self.outputs:
-            if is_host_value(tensors[name]):
+            if name in self.value_outputs:
                 out[name] = tensors[name]
                 continue
             arr = np.asarray(xp.to_numpy(tensors[name]))
@@ -351,11 +355,6 @@ class Program:
                 f"{tuple(xp.shape(value))}, the program declares {spec.shape}"
             )
         return value
-
-
-def is_host_value(value: Any) -> bool:
-    """A classifier's label or probabilities (str, int, dict), not an array."""
-    return isinstance(value, (str, int, dict))
 
 
 def _resolver(op: Op, consts: dict[str, Any]) -> Callable[[str], Any]:

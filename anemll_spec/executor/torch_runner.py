@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.program import Program, is_host_value, load
+from anemll_spec.executor.program import Program, load
 from anemll_spec.executor.simplify import simplify
 from anemll_spec.executor.state import State
 from anemll_spec.executor.torch_arrays import TorchOps
@@ -138,7 +138,8 @@ class TorchRunner:
         outs = self.run(feed, state)
         self.synchronize()
         self.check()
-        return {n: _host(v) for n, v in outs.items()}
+        values = self.program.value_outputs
+        return {n: v if n in values else _host(v) for n, v in outs.items()}
 
     def check(self) -> None:
         """Raise what the device-side checks of earlier calls found (bad runtime indices
@@ -214,9 +215,7 @@ def _on_device(inputs: dict[str, Any], device: torch.device) -> bool:
     )
 
 
-def _host(v: Any) -> Any:
-    if is_host_value(v):
-        return v
+def _host(v: Any) -> np.ndarray:
     arr = v.detach().float().cpu().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
     return np.asarray(arr)
 
