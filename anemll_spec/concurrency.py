@@ -178,8 +178,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
-def _instance_main(k: int, conn, barrier, job: _Job) -> None:
-    """A spawned instance: load, warm, wait for all, time, send the samples back."""
+def _instance_main(k: int, conn, gates: tuple, job: _Job) -> None:
+    """A spawned instance: load, warm, wait for all, time, send the samples back.
+
+    gates: (ready, go), barriers of every instance and the parent: all are warm at
+    `ready`; the parent starts the power reader between the two, so its reading covers
+    the timed calls, not the loads and warm-ups."""
     session = None
     try:
         t0 = time.perf_counter()
@@ -191,11 +195,12 @@ def _instance_main(k: int, conn, barrier, job: _Job) -> None:
         timer = Timer(fn, job.budget, after=session.runtime_probe, on_progress=report)
         timer.warm()
     except BaseException as exc:
-        barrier.abort()
+        _abort(gates)
         conn.send(("error", _one_line(exc), traceback.format_exc()))
         return
     try:
-        barrier.wait(job.start_timeout_s)
+        for gate in gates:
+            gate.wait(job.start_timeout_s)
     except Exception:  # BrokenBarrierError: another instance failed (or the wait timed out)
         conn.send(("aborted",))
         return
@@ -209,6 +214,12 @@ def _instance_main(k: int, conn, barrier, job: _Job) -> None:
     finally:
         session.close()
         conn.close()
+
+
+def _abort(gates: tuple) -> None:
+    """Break every gate: no instance (nor the parent) waits for one that failed."""
+    for gate in gates:
+        gate.abort()
 
 
 def _instance_preps(
@@ -239,9 +250,9 @@ def time_processes(
 
     prepared: one Prepared shared by `instances` processes, or one per instance (distinct
     models); options: the backend's load options; inputs: the host inputs (each instance
-    converts them with its own feed()); reader: a power reader started as the instances
-    are released from the start barrier (this process is its last party) and stopped when
-    the last one finishes; threads: math-library threads per process ("auto":
+    converts them with its own feed()); reader: a power reader started once every
+    instance is loaded and warm, just before they are released together, and stopped
+    when the last one finishes; threads: math-library threads per process ("auto":
     default_threads; None: the libraries' own default). Raises ConcurrencyError naming the
     instance that failed."""
     preps = _instance_preps(prepared, instances)
@@ -249,7 +260,8 @@ def time_processes(
     if threads == "auto":
         threads = default_threads(backend, n)
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(n + 1)  # the instances, and this process (to start the reader)
+    # the instances and this process: all warm at `ready`; the reader starts; `go` releases
+    gates = (ctx.Barrier(n + 1), ctx.Barrier(n + 1))
     conns, procs = [], []
     energy = None
     try:
@@ -260,18 +272,19 @@ def time_processes(
             )  # fmt: skip
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(
-                target=_instance_main, args=(k, send, barrier, job), name=f"instance-{k}"
+                target=_instance_main, args=(k, send, gates, job), name=f"instance-{k}"
             )
             with _child_env(threads):
                 proc.start()
             send.close()  # the child holds its end; EOF here once it exits
             conns.append(recv)
             procs.append(proc)
-        if reader is not None:
-            reader.start()
         with contextlib.suppress(Exception):  # broken: an instance failed; _collect says which
-            barrier.wait(start_timeout_s)
-        done = _collect(conns, procs, barrier, on_progress)
+            gates[0].wait(start_timeout_s)
+            if reader is not None:
+                reader.start()
+            gates[1].wait(start_timeout_s)
+        done = _collect(conns, procs, gates, on_progress)
         if reader is not None:
             energy = reader.stop(timed_only=True)
     finally:
@@ -293,7 +306,7 @@ def time_processes(
     )
 
 
-def _collect(conns, procs, barrier, on_progress) -> dict[int, tuple]:
+def _collect(conns, procs, gates, on_progress) -> dict[int, tuple]:
     """Every instance's ("done", ...) message; ConcurrencyError on any failure."""
     done: dict[int, tuple] = {}
     errors: list[str] = []
@@ -316,7 +329,7 @@ def _collect(conns, procs, barrier, on_progress) -> dict[int, tuple]:
             elif msg[0] == "eof":
                 procs[k].join(timeout=5)
                 errors.append(f"instance {k} exited (code {procs[k].exitcode}) without a result")
-                barrier.abort()
+                _abort(gates)
     if not errors and len(done) < len(conns):
         errors.append("not every instance reached the start barrier in time")
     if errors:

@@ -134,15 +134,15 @@ def test_a_failing_instance_fails_the_run_without_hanging(models, inputs, tmp_pa
 def test_an_instance_that_dies_silently_is_reported():
     """A process that exits without a word (a crash in native code) is named."""
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(1)
+    gates = (ctx.Barrier(2), ctx.Barrier(2))
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=os._exit, args=(3,))
     proc.start()
     send.close()
     with pytest.raises(concurrency.ConcurrencyError, match=r"instance 0 exited \(code 3\)"):
-        concurrency._collect([recv], [proc], barrier, None)
+        concurrency._collect([recv], [proc], gates, None)
     proc.join()
-    assert barrier.broken  # the others waiting at the barrier are released
+    assert all(g.broken for g in gates)  # the others waiting at either gate are released
 
 
 def test_threads_mode_and_defaults(models, inputs):
@@ -178,3 +178,34 @@ def test_children_get_split_math_thread_pools_and_the_parent_keeps_its_own(monke
     assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
     with concurrency._child_env(None):
         assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
+class ClockReader:
+    """A power reader that only records when it was started and stopped (perf_counter_ns,
+    one clock for every process on the machine)."""
+
+    method = "clock"
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter_ns()
+
+    def stop(self, *, timed_only: bool = True):
+        self.t1 = time.perf_counter_ns()
+        return ("read", timed_only)
+
+
+def test_the_reader_covers_the_timed_phase_not_the_loads_and_warm_ups(models, inputs):
+    """The reading is stored as timed-only and divided by the timed calls: it must start
+    once every instance is loaded and warm (here 1 s of warm-up each, after a spawn and a
+    load), and end with the last timed call."""
+    reader = ClockReader()
+    warm = Budget(warmup=2, warmup_s=1.0, iterations=20, min_iterations=5, max_time_s=300.0)
+    res = concurrency.time_processes(
+        "numpy", _prepared(models[1][0]), OPTIONS, inputs, warm, instances=2, reader=reader
+    )
+    first = min(int(t.starts_ns[0]) for t in res.per_instance)
+    last = max(int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance)
+    assert reader.t0 <= first and reader.t1 >= last  # every timed call inside
+    # and little else: releasing the instances and collecting their results, not a warm-up
+    assert (reader.t1 - reader.t0) - (last - first) < 0.5e9
+    assert res.energy == ("read", True)
