@@ -342,3 +342,31 @@ def test_compressed_weights_on_the_executor_say_what_gbps_counts(tmp_path, cache
     assert any("GB/s counts the stored (compressed) bytes" in n for n in res.notes), res.notes
     plain = _run(_spec(tmp_path, LM_HEAD, "plain.yaml"), tmp_path / "s.duckdb", cache)
     assert not any("compressed" in n for x in plain.results for n in x.notes)
+
+
+def test_a_case_the_store_refuses_is_stored_failed_without_its_figures(tmp_path, cache):
+    """A value the store refuses (here an infinite verify error) fails that case: it is
+    stored again as failed, with the reason, and with none of its measured figures (a
+    failed row with a throughput or a dispatch floor would still be charted)."""
+    import dataclasses
+
+    from anemll_spec.runner import record
+    from anemll_spec.store import writer
+
+    spec = _spec(tmp_path, LM_HEAD.split("sweep:")[0])
+    store = tmp_path / "s.duckdb"
+    res = _run(spec, store, cache)
+    (m,) = res.results
+    (stored,) = _cases(store)
+    assert stored["status"] == "ok" and stored["throughput_ips"] is not None
+    m.verdict = dataclasses.replace(m.verdict, max_abs_error=float("inf"))
+    case_id = record.store_measurement(writer, str(store), stored["run_id"], m)
+    (row,) = [c for c in _cases(store) if c["case_id"] == case_id]
+    assert row["status"] == "failed" and "could not be stored as measured" in row["error"]
+    assert "max_abs_error" in row["error"]
+    measured = [
+        "n_samples", "median_ms", "mean_ms", "throughput_ips", "bandwidth_gbps",
+        "dispatch_floor_ms", "verify_max_abs_error", "energy_total_mj",
+    ]  # fmt: skip
+    assert {k: row[k] for k in measured} == {k: (0 if k == "n_samples" else None) for k in measured}
+    assert row["case_key"] == stored["case_key"]  # the same case, named as before

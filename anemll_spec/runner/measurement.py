@@ -9,7 +9,7 @@ schema's column list (store.rows.row_from) and no column name is spelled out her
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -102,6 +102,20 @@ class Measurement:
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+    # what a failed case keeps when its figures cannot be stored: what it is, why it
+    # failed, and the facts about how it got there (build, device, phase times)
+    KEPT_ON_DISCARD = frozenset(
+        {"variant", "status", "error", "device", "built", "phases_ms", "compile_cached",
+         "notes", "case_id"}
+    )  # fmt: skip
+
+    def discard_figures(self) -> None:
+        """Every measured figure back to its default (a field added later included)."""
+        for f in fields(self):
+            if f.name not in self.KEPT_ON_DISCARD:
+                fresh = f.default_factory() if f.default_factory is not MISSING else f.default
+                setattr(self, f.name, fresh)
 
     # -- under the store's names
     @property

@@ -49,9 +49,7 @@ def store_measurement(store: Any, target: str, run_id: str, m: Measurement) -> s
         return store.append_case(target, run_id, row, m.samples, **kw)
     except InputError as exc:
         m.fail(f"could not be stored as measured: {exc}")
-        m.summary = m.verdict = m.sustained = m.energy = None
-        m.wall_ns = m.starts_ns = m.runtime_ns = m.window_of = None
-        m.placements = []
+        m.discard_figures()
         row, kw = case_row(m)
         return store.append_case(target, run_id, row, m.samples, **kw)
 
