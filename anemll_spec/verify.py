@@ -21,11 +21,6 @@ import numpy as np
 if TYPE_CHECKING:
     from anemll_spec.spec.run_section import Tolerance
 
-SELF_COMPARISON = (
-    "the numpy backend is the reference executor: verifying it would compare the "
-    "reference with itself"
-)
-
 
 @dataclass(frozen=True)
 class Verdict:

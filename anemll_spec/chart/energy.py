@@ -164,9 +164,10 @@ def fewer(rows: list[dict[str, Any]], opts: Options) -> tuple[list[dict[str, Any
     if opts.where or max(per_model.values(), default=0) <= MANY:
         return rows, []
     from anemll_spec.chart.factors import like_published_first
+    from anemll_spec.chart.style import os_label
 
     for r in rows:
         r["own"] = not r["published"]
-        r["os"] = " ".join(x for x in (r.get("os_name"), r.get("os_version")) if x) or None
+        r["os"] = os_label(r)
     kept, note = like_published_first(rows)
     return kept, [note] if note else []

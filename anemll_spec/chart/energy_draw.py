@@ -57,7 +57,7 @@ def label_rows(rows: list[dict[str, Any]]) -> list[str]:
     kinds = {variant(r) for r in measured}
     systems: dict[tuple, set] = {}
     for r in measured:
-        r["os"] = " ".join(x for x in (r.get("os_name"), r.get("os_version")) if x) or None
+        r["os"] = style.os_label(r)
         systems.setdefault((r["model"], r["source"], r["chip"]), set()).add(r["os"])
     notes = [f"Measured rows: {next(iter(kinds))}."] if len(kinds) == 1 else []
     taken: dict[str, set[str]] = {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from anemll_spec.chart.factors_draw import LABEL_CHARS, TITLE, chart, how, label_rows
 from anemll_spec.chart.source import NoData, Options, fetch, where_sql
-from anemll_spec.chart.style import fmt_factor
+from anemll_spec.chart.style import fmt_factor, os_label
 from anemll_spec.errors import InputError
 from anemll_spec.text import printable
 
@@ -104,12 +104,6 @@ def query(con, opts: Options, run_id: str | None = None) -> list[dict[str, Any]]
         r["against"] = against(r)
         r["factor_label"] = factor_text(r)
     return rows
-
-
-def os_label(row: dict[str, Any]) -> str | None:
-    """'macOS 15.3.1' (own rows; the published tables name no OS version)."""
-    parts = [p for p in (row.get("os_name"), row.get("os_version")) if p]
-    return " ".join(parts) or None
 
 
 def against(row: dict[str, Any]) -> str | None:

@@ -63,9 +63,7 @@ def energy_section(con, run_id: str, cases: list[dict], opts: Options, charts) -
 
 
 def _energy_row(c: dict[str, Any]) -> str:
-    ipj = c.get("inferences_per_joule")
-    if ipj is None and c.get("energy_mj_per_inference"):
-        ipj = 1000 / c["energy_mj_per_inference"]
+    ipj = c.get("inferences_per_joule")  # the results view's, like every figure here
     cells = [
         num(c.get("case_index")),
         f"<td>{esc(c.get('model_name'))}</td>",

@@ -12,7 +12,7 @@ from typing import Any
 
 from anemll_spec.chart import factors
 from anemll_spec.chart.source import Options, fetch
-from anemll_spec.chart.style import esc, fmt_factor, fmt_num
+from anemll_spec.chart.style import esc, fmt_factor, fmt_num, os_label
 
 PUBLISHED_NOTE = (
     '<p class="muted">The published tables\' GB/s belong to llama_lm_head (fp16) and '
@@ -136,7 +136,7 @@ def os_section(con, run: dict, cases: list[dict], opts: Options, charts) -> str:
            ORDER BY model, backend, compute_units, os_name, os_version""",
         [opts.baseline, sorted(chips), kinds],
     )
-    versions = sorted({factors.os_label(r) or "OS not recorded" for r in rows})
+    versions = sorted({os_label(r) or "OS not recorded" for r in rows})
     this_os = " ".join(str(run.get(k)) for k in ("os_name", "os_version") if run.get(k))
     if len(versions) < 2:
         return head + (
@@ -149,7 +149,7 @@ def os_section(con, run: dict, cases: list[dict], opts: Options, charts) -> str:
         + "".join(
             f"<td>{esc(v)}</td>"
             for v in (
-                factors.os_label(r) or "OS not recorded",
+                os_label(r) or "OS not recorded",
                 r.get("provenance") or r["source"],
                 r["chip"],
                 r["model"],

@@ -191,3 +191,9 @@ def fmt_num(value: Any, digits: int = 3) -> str:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def os_label(row: dict[str, Any]) -> str | None:
+    """'macOS 15.3.1' (own rows; the published tables name no OS version)."""
+    parts = [p for p in (row.get("os_name"), row.get("os_version")) if p]
+    return " ".join(parts) or None

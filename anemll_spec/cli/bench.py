@@ -129,6 +129,8 @@ def summary(result: Any) -> str:
 
 def _lines(m: Any) -> list[str]:
     """What a reader of the table must also know about one result."""
+    from anemll_spec.stats import bandwidth_gbps
+
     v = m.variant
     where = f"#{v.case.index} {v.label}"
     out = []
@@ -140,7 +142,7 @@ def _lines(m: Any) -> list[str]:
         out.append(f"verify {where}: {m.verdict.note}")
     rt = m.runtime_median_ms
     if rt is not None and m.summary is not None:
-        gbps = m.weight_bytes / (rt * 1e6) if m.weight_bytes else None
+        gbps = bandwidth_gbps(m.weight_bytes, rt)
         out.append(
             f"runtime {where}: {rt:.3f} ms the runtime's own"
             + (f" ({gbps:.2f} GB/s)" if gbps else "")

@@ -10,8 +10,6 @@ from pydantic import Discriminator, Field, Tag
 
 from anemll_spec.spec.base import TARGET_VERSION, Rules, SpecModel, WeightDecl
 
-PALETTE_BITS = (1, 2, 3, 4, 6, 8)
-
 
 class Palettize(SpecModel):
     nbits: Literal[1, 2, 3, 4, 6, 8]
