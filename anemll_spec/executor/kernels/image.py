@@ -48,16 +48,19 @@ def grid(mode: str, xin: int, xout: int) -> np.ndarray:
     return np.clip(g, 0, xin - 1)
 
 
-def _linear_along(p: Prep, v: Any, axis: int, coords: np.ndarray) -> Any:
-    """v resampled along `axis` at the (shape-derived) coordinates, linearly."""
+def _linear_along(p: Prep, v: Any, axis: int, mode: str, dout: int) -> Any:
+    """v resampled linearly along `axis` to `dout` points of the sampling `mode`'s grid.
+    The index and weight tables depend only on (axis, mode, sizes): made on the first
+    call that needs them and kept, so a call does no numpy work besides the takes."""
     xp = p.xp
     size, rank = xp.shape(v)[axis], len(xp.shape(v))
-    key = ("linear", axis, size, coords.tobytes())
+    key = ("linear", axis, mode, size, dout)
 
     def tables():
-        lo = np.floor(coords).astype(np.int32)
+        g = grid(mode, size, dout)
+        lo = np.floor(g).astype(np.int32)
         hi = np.minimum(lo + 1, size - 1).astype(np.int32)
-        w = (coords - lo).astype(np.float32).reshape([-1] + [1] * (rank - 1 - axis))
+        w = (g - lo).astype(np.float32).reshape([-1] + [1] * (rank - 1 - axis))
         return lo, hi, w
 
     def table(i: int) -> Callable[[], np.ndarray]:
@@ -68,15 +71,24 @@ def _linear_along(p: Prep, v: Any, axis: int, coords: np.ndarray) -> Any:
     return a + (b - a) * w
 
 
-def _nearest_along(p: Prep, v: Any, axis: int, index: np.ndarray) -> Any:
-    key = ("nearest", axis, index.tobytes())
-    return p.xp.take(v, p.derived(key, lambda: index.astype(np.int32)), axis)
+def _nearest_along(p: Prep, v: Any, axis: int, rule: str, dout: int) -> Any:
+    """v read along `axis` at `dout` nearest points (`rule`: see _nearest_index); the
+    index table is made once per (axis, rule, sizes), as _linear_along's."""
+    din = p.xp.shape(v)[axis]
+    table = p.derived(
+        ("nearest", axis, rule, din, dout),
+        lambda: _nearest_index(rule, din, dout).astype(np.int32),
+    )
+    return p.xp.take(v, table, axis)
 
 
-def _nearest_index(xin: int, xout: int) -> np.ndarray:
-    """floor(i * in / out): what upsample with a recomputed scale and TensorFlow's legacy
-    resize_nearest_neighbor read (coremltools' reference values agree)."""
-    return np.minimum((np.arange(xout) * xin) // xout, xin - 1)
+def _nearest_index(rule: str, xin: int, xout: int) -> np.ndarray:
+    """ "floor": floor(i * in / out), what upsample with a recomputed scale and
+    TensorFlow's legacy resize_nearest_neighbor read (coremltools' reference values
+    agree); a sampling mode: that mode's grid point rounded half up (resize)."""
+    if rule == "floor":
+        return np.minimum((np.arange(xout) * xin) // xout, xin - 1)
+    return np.minimum(np.floor(grid(rule, xin, xout) + 0.5), xin - 1)
 
 
 def _rank3(p: Prep) -> int:
@@ -98,18 +110,18 @@ def _resized(
     dims: Sequence[int],
     sizes: Sequence[int] | None,
     scales: Sequence[float] | None,
-) -> Iterator[tuple[int, int, int]]:
-    """(axis, size in, size out) of the last two axes of sizes `dims`: the output size is
+) -> Iterator[tuple[int, int]]:
+    """(axis, size out) of the last two axes of sizes `dims`: the output size is
     `sizes` (resize ops) or floor(size * scale) (upsample ops), refused below 1."""
     if scales is not None:
         outs: Sequence[int] = [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
     else:
         assert sizes is not None, "a resize has sizes, an upsample scales"
         outs = sizes
-    for axis, din, dout in zip((rank - 2, rank - 1), dims, outs, strict=True):
+    for axis, dout in zip((rank - 2, rank - 1), outs, strict=True):
         if dout < 1:
             raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
-        yield axis, din, dout
+        yield axis, dout
 
 
 @kernel("upsample_nearest_neighbor", "resize_nearest_neighbor")
@@ -124,8 +136,8 @@ def _nearest(p: Prep) -> Run:
 
     def nearest(env):
         v = env[x]
-        for axis, din, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
-            v = _nearest_along(p, v, axis, _nearest_index(din, dout))
+        for axis, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
+            v = _nearest_along(p, v, axis, "floor", dout)
         return v
 
     return nearest
@@ -147,8 +159,8 @@ def _bilinear(p: Prep) -> Run:
 
     def bilinear(env):
         v = env[x]
-        for axis, din, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
-            v = _linear_along(p, v, axis, grid(mode, din, dout))
+        for axis, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
+            v = _linear_along(p, v, axis, mode, dout)
         return v
 
     return bilinear
@@ -176,12 +188,9 @@ def _resize(p: Prep) -> Run:
             raise p.fail(f"shape {target} must hold resized_dims {count} to {rank} values")
         for j in range(count):
             axis = rank - count + j
-            din, dout = xp.shape(v)[axis], target[len(target) - count + j] or xp.shape(v)[axis]
-            g = grid(mode, din, dout)
-            if linear:
-                v = _linear_along(p, v, axis, g)
-            else:
-                v = _nearest_along(p, v, axis, np.minimum(np.floor(g + 0.5), din - 1))
+            dout = target[len(target) - count + j] or xp.shape(v)[axis]
+            along = _linear_along if linear else _nearest_along
+            v = along(p, v, axis, mode, dout)
         return v
 
     return resize
