@@ -182,17 +182,19 @@ def power_columns(power_samples) -> dict[str, np.ndarray] | None:
     return out
 
 
-def insert_rows(con, table: schema.Table, case_id: str, rows: list[dict]) -> None:
+def insert_rows(
+    con, table: schema.Table, case_id: str, rows: list[dict], into: str | None = None
+) -> None:
     """Checked dicts (every column of `table` but case_id) as rows of case `case_id`:
     multi-row INSERT ... VALUES with parameters, a few hundred rows per statement.
     (Registering Python objects with DuckDB costs ~5 ms per relation and per scan; the
-    statement costs one bind.)"""
+    statement costs one bind.) into: another table of the same columns (staging)."""
     cols = [c for c in table.names if c != "case_id"]
     one = "(?, " + ", ".join("?" * len(cols)) + ")"
     for start in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[start : start + ROWS_PER_INSERT]
         con.execute(
-            f"INSERT INTO {table.name} (case_id, {', '.join(cols)}) VALUES "
+            f"INSERT INTO {into or table.name} (case_id, {', '.join(cols)}) VALUES "
             + ", ".join([one] * len(chunk)),
             [v for r in chunk for v in (case_id, *(r[c] for c in cols))],
         )
@@ -203,38 +205,52 @@ ROWS_PER_INSERT = 256
 
 def insert(con, case_id: str, ex: Extras, samples_rel: str, row: Mapping) -> list[str]:
     """Insert the extras of case `case_id` (a store-made id: safe in SQL text), then hold
-    them and the case `row` to energy_checks (the groups they can fail); returns the
-    names registered (the caller unregisters them). `samples_rel`: the case's samples
-    as a relation (case_id, idx, wall_ns, window_index)."""
+    them and the case `row` (every column but case_id) to energy_checks (the groups they
+    can fail); returns the names registered (the caller unregisters them). `samples_rel`:
+    the case's samples as a relation (case_id, idx, wall_ns, window_index).
+
+    The checks read this case's rows from temporary tables staged here, never the store's
+    tables: a scan of those grows with the store (cases has no index; a shared store's
+    are Parquet files), and a write must cost the same on the millionth case."""
     from anemll_spec.store import energy_checks
     from anemll_spec.store.trust import check_values
 
     names: list[str] = []
-    rels = {"cases": f"(SELECT * FROM cases WHERE case_id = '{case_id}')", "samples": samples_rel}
+    staged: list[str] = []
+
+    def stage(table: schema.Table, rows: list[dict]) -> str:
+        staged.append(f"_anemll_staged_{table.name}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {staged[-1]} AS SELECT * FROM {table.name} LIMIT 0"
+        )
+        insert_rows(con, table, case_id, rows, into=staged[-1])
+        return staged[-1]
+
+    rels = {"cases": stage(schema.CASES, [dict(row)]), "samples": samples_rel}
     for table, rows in (
         (schema.CASE_ENERGY_RAILS, ex.rails),
         (schema.SUSTAINED_WINDOWS, ex.windows),
     ):
+        rels[table.name] = stage(table, rows)
         if rows:
-            insert_rows(con, table, case_id, rows)
-            rels[table.name] = f"(SELECT * FROM {table.name} WHERE case_id = '{case_id}')"
-        else:
-            rels[table.name] = f"(SELECT * FROM {table.name} WHERE false)"
+            con.execute(f"INSERT INTO {table.name} SELECT * FROM {rels[table.name]}")
     if ex.power is not None:
         names.append("_anemll_power")
         con.register(names[-1], {k: v for k, v in ex.power.items() if k != "names"})
         text = "[" + ", ".join(sql_literal(str(t)) for t in ex.power["names"]) + "]::VARCHAR[]"
-        rels["power_samples"] = (
+        typed = (
             f"(SELECT '{case_id}' AS case_id, CAST(idx AS INTEGER) AS idx, t_s, "
             f"({text})[rail_code] AS rail, watts, CAST(CASE WHEN window_ok THEN window_index "
             f"END AS INTEGER) AS window_index, ({text})[part_code] AS part FROM _anemll_power)"
         )
-        check_values(con, "power_samples", schema.POWER_SAMPLES, rels["power_samples"])
+        check_values(con, "power_samples", schema.POWER_SAMPLES, typed)
         idx, counts = np.unique(ex.power["idx"], return_counts=True)
         if (counts > 1).any():
             raise InputError(f"power_samples: idx {int(idx[counts > 1][0])} is given twice")
-        con.execute(f"INSERT INTO power_samples SELECT * FROM {rels['power_samples']}")
-        rels["power_samples"] = f"(SELECT * FROM power_samples WHERE case_id = '{case_id}')"
+        staged.append("_anemll_staged_power_samples")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {staged[-1]} AS SELECT * FROM {typed}")
+        con.execute(f"INSERT INTO power_samples SELECT * FROM {staged[-1]}")
+        rels["power_samples"] = staged[-1]
     else:
         rels["power_samples"] = "(SELECT * FROM power_samples WHERE false)"
     groups = ["case"]
@@ -247,4 +263,6 @@ def insert(con, case_id: str, ex: Extras, samples_rel: str, row: Mapping) -> lis
     found = energy_checks.problem(con, rels, groups)
     if found is not None:
         raise InputError(found)
+    for name in staged:
+        con.execute(f"DROP TABLE {name}")
     return names

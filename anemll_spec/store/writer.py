@@ -220,7 +220,9 @@ def append_case(
                     if len(wall)
                     else "(SELECT * FROM samples WHERE false)"
                 )
-                registered += extras.insert(con, case_id, more, samples_rel, row)
+                registered += extras.insert(
+                    con, case_id, more, samples_rel, {"run_id": run_id, **row}
+                )
         finally:
             for name in registered:
                 con.unregister(name)
