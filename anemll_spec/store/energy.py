@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from anemll_spec.store.columns import ENERGY_METHODS, NAME, TEXT
+
 
 def rail_and_part(method: str, rail: str) -> tuple[str, str | None]:
     """A reader's rail name -> (store rail, part)."""
@@ -86,7 +88,7 @@ def energy_rows(
 
 
 def _none(note: str) -> dict:
-    return {"case": {"energy_note": _text(note, 16_384)}, "rails": [], "power_samples": []}
+    return {"case": {"energy_note": _text(note, TEXT)}, "rails": [], "power_samples": []}
 
 
 def unusable(energy, calls) -> str | None:
@@ -98,12 +100,12 @@ def unusable(energy, calls) -> str | None:
     bad = [r for r, mj in energy.rails_mj.items() if not (math.isfinite(mj) and mj >= 0)]
     if bad:
         return f"rail {bad[0]} read {energy.rails_mj[bad[0]]!r} mJ"
-    if energy.method not in ("ioreport", "powermetrics", "nvml", "rapl"):
+    if energy.method not in ENERGY_METHODS:
         return f"unknown reader {energy.method!r}"
     return None
 
 
-def _text(value: str, limit: int = 256) -> str:
+def _text(value: str, limit: int = NAME) -> str:
     """Single-line text as the store takes it: control characters replaced, clipped."""
     return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", str(value))[:limit]
 
