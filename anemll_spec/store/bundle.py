@@ -58,8 +58,8 @@ _WHERE = {
     "cases": "WHERE run_id IN (SELECT run_id FROM _x)",
     "samples": "WHERE case_id IN (SELECT case_id FROM cases WHERE run_id IN (SELECT run_id FROM _x))",
 }
-for _t in ("placements", "case_energy_rails", "power_samples", "sustained_windows"):
-    _WHERE[_t] = _WHERE["samples"]
+for _t in schema.CASE_TABLES:
+    _WHERE[_t.name] = _WHERE["samples"]
 
 
 def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) -> dict:

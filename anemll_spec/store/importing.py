@@ -23,7 +23,7 @@ from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.bundle import _first_line, file_sha256, read_header, stage
 from anemll_spec.store.connection import open_store, store_path
-from anemll_spec.store.schema import BUNDLE_TABLES, LONG_NAME, Table
+from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin
 from anemll_spec.text import printable
 
@@ -134,11 +134,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         ),
         "runs": copy(schema.RUNS, r, f"WHERE run_id IN (SELECT run_id FROM {new})"),
         "cases": copy(schema.CASES, c, f"WHERE run_id IN (SELECT run_id FROM {new})"),
-        **{
-            t.name: copy(t, staged["staged"][t.name], case_filter)
-            for t in BUNDLE_TABLES
-            if t.name not in ("hosts", "runs", "cases")
-        },
+        **{t.name: copy(t, staged["staged"][t.name], case_filter) for t in schema.CASE_TABLES},
     }
     return {
         "file": str(path),

@@ -356,6 +356,11 @@ BUNDLE_TABLES: tuple[Table, ...] = (
     POWER_SAMPLES,
     SUSTAINED_WINDOWS,
 )
+# The bundled tables whose rows belong to a case (by case_id): exported, checked and
+# merged with their case. A new such table needs no edit where these are handled.
+CASE_TABLES: tuple[Table, ...] = tuple(
+    t for t in BUNDLE_TABLES if t is not CASES and "case_id" in t.names
+)
 
 
 def bundle_tables(version: int = SCHEMA_VERSION) -> tuple[Table, ...]:

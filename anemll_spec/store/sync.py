@@ -122,9 +122,5 @@ def _insert(con, staged: dict[str, str]) -> dict:
         "runs_added": copy(schema.RUNS, r, "WHERE run_id NOT IN (SELECT run_id FROM runs)"),
         "runs_updated": int(updated),
         "cases_added": copy(schema.CASES, c, new_cases),
-        **{
-            f"{t.name}_added": copy(t, staged[t.name], new_cases)
-            for t in schema.BUNDLE_TABLES
-            if t.name not in ("hosts", "runs", "cases")
-        },
+        **{f"{t.name}_added": copy(t, staged[t.name], new_cases) for t in schema.CASE_TABLES},
     }

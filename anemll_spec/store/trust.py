@@ -16,7 +16,7 @@ from anemll_spec.errors import InputError
 from anemll_spec.store import derive, energy_checks, stat_checks
 from anemll_spec.store.published import MODEL_WEIGHT_BYTES
 from anemll_spec.store.rows import utc_now
-from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
+from anemll_spec.store.schema import BUNDLE_TABLES, CASE_TABLES, Table, sql_literal
 from anemll_spec.text import printable, quoted
 
 CLOCK_SKEW = dt.timedelta(minutes=5)  # a timestamp later than now + this is refused
@@ -104,14 +104,7 @@ def _refuse_first(
 
 # Columns that must equal an id of another staged table (checked by _check_references):
 # their form, length and characters are that id's, so they are not scanned again.
-_REFERENCES = {
-    ("samples", "case_id"),
-    ("placements", "case_id"),
-    ("cases", "run_id"),
-    ("case_energy_rails", "case_id"),
-    ("power_samples", "case_id"),
-    ("sustained_windows", "case_id"),
-}
+_REFERENCES = {("cases", "run_id")} | {(t.name, "case_id") for t in CASE_TABLES}
 
 
 def check_values(con, label: str, t: Table, rel: str) -> None:
@@ -194,7 +187,8 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
                 "LIMIT 1",
                 f"a row of {t} refers to case {{}}, which is not in the bundle",
             )
-            for t in ("case_energy_rails", "power_samples", "sustained_windows")
+            for t in (t.name for t in CASE_TABLES)
+            if t not in ("samples", "placements")  # named above in their own words
         ),
         (
             f"SELECT c.case_id FROM {c} c LEFT JOIN (SELECT case_id, count(*) AS n, "
