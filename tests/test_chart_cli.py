@@ -107,6 +107,13 @@ def test_filter_check_accepts_expressions_with_keywords_in_strings():
     assert check_filter("  ") is None
     with pytest.raises(InputError, match="not allowed"):
         check_filter("copy_to = 1 OR COPY")
+    # a placeholder would take one of the chart's own parameters (the energy chart bound
+    # it to the run id); inside a string it is text
+    with pytest.raises(InputError, match=r"parameters \('\?'\) are not allowed"):
+        check_filter("coalesce(run_id = ?, true)")
+    with pytest.raises(InputError, match="parameters"):
+        check_filter("chip = $1")
+    assert check_filter("chip <> '?'") == "chip <> '?'"
 
 
 def test_good_where_filters_the_chart(cli, store, tmp_path):

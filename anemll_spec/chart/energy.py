@@ -79,7 +79,8 @@ def query(
     WHERE ? IS NULL OR {PUBLISHED} OR {mine} {beside}
     ORDER BY model, inferences_per_joule DESC NULLS LAST, chip
     """
-    n_mine = sql.count("run_id = ?")
+    # `mine` binds the run once where it appears: once, and twice more inside `beside`
+    n_mine = (1 + 2 * bool(others)) if "run_id" in have else 0
     params = [opts.baseline, opts.model, opts.model, run_id, *[run_id] * n_mine]
     return fetch(con, sql, params)
 

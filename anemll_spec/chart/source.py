@@ -73,6 +73,8 @@ def check_filter(text: str | None) -> str | None:
             raise InputError(f"--where {text!r}: ';' is not allowed (one filter expression only)")
         if tok in ("--", "/*", "*/"):
             raise InputError(f"--where {text!r}: SQL comments are not allowed")
+        if tok in ("?", "$"):  # the chart's own query binds its parameters by position
+            raise InputError(f"--where {text!r}: parameters ('{tok}') are not allowed")
         if tok == "(":
             depth += 1
         elif tok == ")":
