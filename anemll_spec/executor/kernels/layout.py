@@ -34,17 +34,24 @@ Rules = Callable[[Sequence[int]], list[tuple[int, int, str]]]
 
 def _divisible(p: Prep, rules: Rules) -> Callable[[Sequence[int]], None]:
     """A check of x's (n, C, H, W) against `rules` (each (size, divisor, what)): made
-    now on x's declared shape when it is known (the op then fails at load, not at run),
-    and returned for the runtime shape."""
+    now on x's declared shape when it is known (the op then fails at load, not at run;
+    the runtime shape is that shape, as every input and op output is checked against its
+    declaration, so the returned check has nothing left to do), else returned for the
+    runtime shape."""
 
     def check(dims: Sequence[int]) -> None:
         for size, by, what in rules(dims):
             _divides(p, size, by, what)
 
     dims = p.dims("x")
-    if dims is not None:
-        check(dims)
-    return check
+    if dims is None:
+        return check
+    check(dims)
+    return _checked
+
+
+def _checked(dims: Sequence[int]) -> None:
+    """The run-time check of a shape already checked at load."""
 
 
 @kernel("pixel_shuffle", "depth_to_space")
