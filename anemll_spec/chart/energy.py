@@ -40,13 +40,6 @@ OPTIONAL = {
 }
 
 
-def has_energy(con) -> bool:
-    """The store has the energy views (schema v4)."""
-    # the view is installed with the macro; listing views is cheap, functions are not
-    rows = fetch(con, "SELECT 1 AS x FROM duckdb_views() WHERE view_name = 'energy_factors'")
-    return bool(rows)
-
-
 def view_columns(con, baseline: str) -> set[str]:
     cur = con.execute("SELECT * FROM energy_factors_vs(?) LIMIT 0", [baseline])
     return {d[0] for d in cur.description}
@@ -133,11 +126,6 @@ def why_none(con, opts: Options) -> NoData:
 
 
 def build(con, opts: Options, run_id: str | None = None, *, others: bool = False) -> dict:
-    if not has_energy(con):
-        raise NoData(
-            "this store has no energy data (its schema is older than v4: the next bench, "
-            "import or push into it upgrades it)"
-        )
     if run_id is None and opts.runs:
         from anemll_spec.store.lookup import resolve_run
 

@@ -28,15 +28,6 @@ MAX_CASES = 4
 POWER_POINTS = 600  # per case and rail, at most
 
 
-def has_sustained(con) -> bool:
-    rows = fetch(
-        con,
-        """SELECT 1 AS x FROM duckdb_columns()
-           WHERE table_name = 'results' AND column_name = 'sustained_windows'""",
-    )
-    return bool(rows)
-
-
 def query(con, opts: Options, run_id: str) -> dict[str, Any]:
     """{cases, windows, samples, power, n_cases}: the rows drawn, by case label."""
     cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
@@ -106,11 +97,6 @@ def query(con, opts: Options, run_id: str) -> dict[str, Any]:
 
 
 def build(con, opts: Options) -> dict[str, Any]:
-    if not has_sustained(con):
-        raise NoData(
-            "this store has no sustained-run data (its schema is older than v4: the next "
-            "bench, import or push into it upgrades it)"
-        )
     try:
         run_id = pick_run(con, opts, needs=NEEDS)
     except NoData:
