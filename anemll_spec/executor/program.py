@@ -20,8 +20,8 @@ from anemll_spec.executor.inputs import check_sizes, convert_inputs, match_descr
 from anemll_spec.executor.kernels import KERNELS
 from anemll_spec.executor.kernels.base import STATE_KEY, VALUE_OPS, Prep, Run
 from anemll_spec.executor.state import State
-from anemll_spec.mlmodel.dtypes import FLOAT_NAMES, VALUE_DTYPES, np_name
-from anemll_spec.mlmodel.features import TensorSpec
+from anemll_spec.mlmodel.dtypes import FLOAT_NAMES, np_name
+from anemll_spec.mlmodel.features import TensorSpec, spec_of
 from anemll_spec.mlmodel.ir import Function, Op, VarType, materialize, walk
 from anemll_spec.mlmodel.model import open_model
 
@@ -53,10 +53,7 @@ class Step:
 
 
 def _spec_of(v: VarType, output: bool = False) -> TensorSpec:
-    name = np_name(v.dtype) or (VALUE_DTYPES.get(v.dtype) if output else None)
-    if name is None:
-        raise InputError(f"'{v.name}': data type {v.dtype} is not supported by the executor")
-    return TensorSpec(v.name, tuple(v.shape), name)
+    return spec_of(v, "the executor", output)
 
 
 def _out_of(v: VarType) -> _Out:

@@ -159,15 +159,21 @@ def from_metadata(meta: dict, where: Path) -> ModelIO:
 # ---------------------------------------------------------------- function signature
 
 
+def spec_of(v, where: Path | str, output: bool = False) -> TensorSpec:
+    """The TensorSpec of a program variable; an output may also be a host value (a
+    classifier's str label or dict). InputError for a dtype nothing here can hold."""
+    dt = np_name(v.dtype) or (VALUE_DTYPES.get(v.dtype) if output else None)
+    if dt is None:
+        raise InputError(f"{where}: {v.name!r} has data type {v.dtype}, not supported")
+    return TensorSpec(v.name, tuple(v.shape), dt)
+
+
 def from_function(fn, kind: str, where: Path | str) -> ModelIO:
     """ModelIO of a program function's signature and returned values."""
     from anemll_spec.mlmodel.ir import walk
 
     def spec(v, output: bool = False) -> TensorSpec:
-        dt = np_name(v.dtype) or (VALUE_DTYPES.get(v.dtype) if output else None)
-        if dt is None:
-            raise InputError(f"{where}: {v.name!r} has data type {v.dtype}, not supported")
-        return TensorSpec(v.name, tuple(v.shape), dt)
+        return spec_of(v, where, output)
 
     types = {v.name: v for v in fn.inputs}
     for op in walk(fn.ops):

@@ -34,7 +34,7 @@ import numpy as np
 from anemll_spec.errors import InputError
 from anemll_spec.mlmodel.dtypes import BY_NAME, MilType
 from anemll_spec.mlmodel.ir import Arg, Function, Op, Program, VarType
-from anemll_spec.mlmodel.limits import check_alloc, element_count
+from anemll_spec.mlmodel.limits import check_alloc, element_count, fixed_shape
 from anemll_spec.mlmodel.miltokens import Tokens
 from anemll_spec.mlmodel.protoread import WeightFiles
 
@@ -159,9 +159,7 @@ class _Parser:
         mil = BY_NAME.get(ty.dtype)
         if mil is None or mil.np_dtype is None or ty.shape is None:
             raise InputError(f"{where}: values of type {ty.dtype} are not supported")
-        shape = tuple(d for d in ty.shape if d is not None)
-        if len(shape) != len(ty.shape):
-            raise InputError(f"{where}: constant with a non-fixed shape")
+        shape = fixed_shape(ty.shape, where)
         count = element_count(shape, where)
         vals = [_number(v, mil, where) for v in flat]
         if len(vals) == 1 and count != 1:  # one value for the whole shape
