@@ -41,15 +41,23 @@ class Extras:
 
 def fill_case(values: dict) -> None:
     """Energy per inference and mean power of a case, when the caller left them out."""
-    total, calls, interval = (
-        values.get(k) for k in ("energy_total_mj", "energy_calls", "energy_interval_s")
-    )
-    if not _num(total):
+    _fill_energy(
+        values, "energy_total_mj", "energy_mj_per_inference", "power_w_mean",
+        values.get("energy_calls"), values.get("energy_interval_s"),
+    )  # fmt: skip
+
+
+def _fill_energy(v: dict, total: str, per_call: str, power: str, calls, interval) -> None:
+    """v[per_call] = v[total] / calls (mJ per inference) and v[power] = v[total] / 1e3 /
+    interval (mean W), each only where left out and computable: the one definition the
+    case, its rails and its windows share (energy_checks recomputes them in SQL)."""
+    mj = v.get(total)
+    if not _num(mj):
         return
-    if values.get("energy_mj_per_inference") is None and _pos(calls):
-        values["energy_mj_per_inference"] = float(total) / calls
-    if values.get("power_w_mean") is None and _pos(interval):
-        values["power_w_mean"] = float(total) / 1e3 / interval
+    if v.get(per_call) is None and _pos(calls):
+        v[per_call] = float(mj) / calls
+    if v.get(power) is None and _pos(interval):
+        v[power] = float(mj) / 1e3 / interval
 
 
 def prepare(
@@ -65,11 +73,7 @@ def prepare(
     calls, interval = row.get("energy_calls"), row.get("energy_interval_s")
     for i, r in enumerate(rails):
         v = dict(r)
-        if _num(v.get("energy_mj")):
-            if v.get("mj_per_inference") is None and _pos(calls):
-                v["mj_per_inference"] = float(v["energy_mj"]) / calls
-            if v.get("mean_power_w") is None and _pos(interval):
-                v["mean_power_w"] = float(v["energy_mj"]) / 1e3 / interval
+        _fill_energy(v, "energy_mj", "mj_per_inference", "mean_power_w", calls, interval)
         out.rails.append(
             check_row(schema.CASE_ENERGY_RAILS, v, managed=("case_id",), what=f"rail {i}")
         )
@@ -93,12 +97,10 @@ def _fill_window(v: dict, wall: np.ndarray, windows: np.ndarray | None) -> None:
     calls, wall_s = v.get("calls"), v.get("wall_s")
     if v.get("throughput_ips") is None and _num(calls) and _pos(wall_s):
         v["throughput_ips"] = calls / wall_s
-    total = v.get("energy_total_mj")
-    if _num(total):
-        if v.get("energy_mj_per_inference") is None and _pos(calls):
-            v["energy_mj_per_inference"] = float(total) / calls
-        if v.get("power_w_mean") is None and _pos(v.get("energy_interval_s")):
-            v["power_w_mean"] = float(total) / 1e3 / v["energy_interval_s"]
+    _fill_energy(
+        v, "energy_total_mj", "energy_mj_per_inference", "power_w_mean",
+        calls, v.get("energy_interval_s"),
+    )  # fmt: skip
 
 
 def _num(x: object) -> TypeGuard[float]:
