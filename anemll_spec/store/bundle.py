@@ -102,7 +102,7 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
             os.replace(tmp, out)
         except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
             raise InputError(
-                f"cannot write {out}: {printable(_first_line(exc))}; nothing written"
+                f"cannot write {out}: {printable(first_line(exc))}; nothing written"
             ) from None
         finally:
             tmp.unlink(missing_ok=True)
@@ -137,7 +137,7 @@ def read_header(path: Path) -> dict:
                 [str(path)],
             ).fetchone()  # type: ignore[misc]
         except duckdb.Error as exc:
-            raise InputError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
+            raise InputError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
     finally:
         con.close()
     if uncompressed > MAX_BUNDLE_BYTES:
@@ -225,7 +225,7 @@ def _check_text_lengths(con, path: Path, columns: set[str]) -> None:
     try:
         longest = con.execute(f"SELECT {sql} FROM read_parquet(?)", [str(path)]).fetchone()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
+        raise InputError(f"{path}: unreadable bundle ({first_line(exc)})") from None
     for n, got in zip(names, longest, strict=True):
         if got > limits[n]:
             raise InputError(
@@ -251,7 +251,7 @@ def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Ori
     try:
         kinds = con.execute('SELECT DISTINCT "table" FROM read_parquet(?)', [str(path)]).fetchall()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
+        raise InputError(f"{path}: unreadable bundle ({first_line(exc)})") from None
     carried = {t.name for t in schema.bundle_tables(header["version"])}
     bad = sorted(str(k[0]) for k in kinds if k[0] not in carried)
     if bad:
@@ -269,7 +269,7 @@ def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Ori
                 [str(path), t.name],
             )
         except duckdb.Error as exc:
-            raise InputError(f"{path}: unreadable bundle ({_first_line(exc)})") from None
+            raise InputError(f"{path}: unreadable bundle ({first_line(exc)})") from None
         (n,) = con.execute(f"SELECT count(*) FROM {staged[t.name]}").fetchone()
         if n != header["counts"].get(t.name, 0):
             raise InputError(
@@ -280,6 +280,17 @@ def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Ori
     return {**checked, "staged": staged}
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line (DuckDB's messages run on with context), or its type."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def copy_rows(con, table: Table, src: str, where: str) -> int:
+    """INSERT the rows of staged `src` that `where` selects into `table`, by the table's
+    column names; returns how many (import and push/pull merge staged bundles so)."""
+    cols = ", ".join(table.names)
+    (n,) = con.execute(
+        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
+    ).fetchone()
+    return int(n)

@@ -21,7 +21,7 @@ import duckdb
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
-from anemll_spec.store.bundle import _first_line, file_sha256, read_header, stage
+from anemll_spec.store.bundle import copy_rows, file_sha256, first_line, read_header, stage
 from anemll_spec.store.connection import open_store, store_path
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin
@@ -46,13 +46,13 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
                 continue
             _forget(path if created else None)
             raise InputError(
-                f"import failed, nothing written: {printable(_first_line(exc))}"
+                f"import failed, nothing written: {printable(first_line(exc))}"
             ) from None
         except BaseException as exc:
             _forget(path if created else None)
             if isinstance(exc, duckdb.Error):
                 raise InputError(
-                    f"import failed, nothing written: {printable(_first_line(exc))}"
+                    f"import failed, nothing written: {printable(first_line(exc))}"
                 ) from None
             raise
     raise AssertionError("unreachable")
@@ -108,11 +108,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     (total,) = con.execute(f"SELECT count(*) FROM {r}").fetchone()
 
     def copy(table: Table, src: str, where: str) -> int:
-        cols = ", ".join(table.names)
-        (n,) = con.execute(
-            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
-        ).fetchone()
-        return int(n)
+        return copy_rows(con, table, src, where)
 
     case_filter = (
         f"WHERE case_id IN (SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}))"

@@ -98,14 +98,12 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
 
 def _insert(con, staged: dict[str, str]) -> dict:
     """Merge the staged tables into the store; returns rows added per table."""
+    from anemll_spec.store.bundle import copy_rows
+
     h, r, c = (staged[t] for t in ("hosts", "runs", "cases"))
 
     def copy(table: schema.Table, src: str, where: str) -> int:
-        cols = ", ".join(table.names)
-        (n,) = con.execute(
-            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} {where}"
-        ).fetchone()
-        return int(n)
+        return copy_rows(con, table, src, where)
 
     con.execute(
         f"CREATE TEMP TABLE _new_cases AS SELECT case_id FROM {c} "
