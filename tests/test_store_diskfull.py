@@ -76,6 +76,7 @@ def test_a_bench_write_on_a_full_disk_is_one_line_and_keeps_finished_cases(tmp_p
         from anemll_spec.store import StoreWriteFailed, append_case, finish_run
         store = sys.argv[1]
         run_id = new_run(store)
+        print("RUN", run_id)
         append_case(store, run_id, case(), [5_000_000, 5_100_000])
         big = np.arange(1, 400_001, dtype=np.int64) * 10
         try:
@@ -89,11 +90,12 @@ def test_a_bench_write_on_a_full_disk_is_one_line_and_keeps_finished_cases(tmp_p
     (line,) = [x for x in r.stdout.splitlines() if x.startswith("EXIT")]
     assert line.startswith("EXIT 1 | could not write the store")
     assert "File too large" in line and "rolled back, earlier ones are kept" in line
+    (run_id,) = [x.split()[1] for x in r.stdout.splitlines() if x.startswith("RUN ")]
     con = open_store(store, read_only=True)
     try:
+        # the child's run by its id: two runs begun in one second need not sort by age
         n_ok, n_samples = con.execute(
-            "SELECT count(*), sum(n_samples) FROM cases WHERE run_id = "
-            "(SELECT max(run_id) FROM runs)"
+            "SELECT count(*), sum(n_samples) FROM cases WHERE run_id = ?", [run_id]
         ).fetchone()
         assert (n_ok, n_samples) == (1, 2)  # the finished case, not the failed one
         assert con.execute("SELECT count(*) FROM samples").fetchone() == (52,)
