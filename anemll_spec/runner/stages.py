@@ -188,11 +188,17 @@ def _open_one(cr: CaseRun, m: Measurement) -> Opened:
 def _prepared(cr: CaseRun, backend: Backend) -> Prepared:
     if backend.name not in cr.prepared:
         cr.env.progress.phase("compile" if backend.compiles else "prepare")
-        p = backend.prepare(cr.built.path, cr.env.workdir)
-        p.input_dtypes = {t.name: t.dtype for t in cr.io.inputs}
-        p.states = tuple(t.name for t in cr.io.states)
-        cr.prepared[backend.name] = p
+        cr.prepared[backend.name] = prepare(backend, cr.built.path, cr.env.workdir, cr.io)
     return cr.prepared[backend.name]
+
+
+def prepare(backend: Backend, path: Path, workdir: Path, io: Any) -> Prepared:
+    """The backend's prepared copy of a saved model, told the model's input dtypes and
+    states (from its description `io`): every prepare of the runner goes through here."""
+    p = backend.prepare(path, workdir)
+    p.input_dtypes = {t.name: t.dtype for t in io.inputs}
+    p.states = tuple(t.name for t in io.states)
+    return p
 
 
 def close(cr: CaseRun) -> None:
@@ -230,8 +236,7 @@ def _floor(cr: CaseRun, m: Measurement) -> float | None:
         built = build_model(tiny, cache_dir=env.cache_dir)
         io = describe(built.path)
         backend = env.backend(v.backend)
-        prepared = backend.prepare(built.path, env.workdir / "floor")
-        prepared.input_dtypes = {t.name: t.dtype for t in io.inputs}
+        prepared = prepare(backend, built.path, env.workdir / "floor", io)
         run = cr.case.run.model_copy(update={"fp16_reference": False})
         sess = backend.load(prepared, backend.options(run, v.compute_units))
         try:

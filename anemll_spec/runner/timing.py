@@ -14,7 +14,7 @@ from anemll_spec.backends.base import Prepared
 from anemll_spec.harness import Budget, Timer, time_interleaved
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
-from anemll_spec.runner.stages import CaseRun, Opened, attempt, err
+from anemll_spec.runner.stages import CaseRun, Opened, attempt, err, prepare
 
 
 def time_variants(cr: CaseRun) -> None:
@@ -188,10 +188,8 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
         for k, model in enumerate(plan.models):
             progress.phase("build", f"instance {k}: distinct weights")
             built = build_model(model, cache_dir=cr.env.cache_dir, spec_name=cr.env.spec_name)
-            p = backend.prepare(built.path, cr.env.workdir / f"instance-{k}")
-            base = cr.prepared[backend.name]
-            p.input_dtypes, p.states = base.input_dtypes, base.states
-            preps.append(p)
+            # distinct weights, the same inputs and states: the case's description holds
+            preps.append(prepare(backend, built.path, cr.env.workdir / f"instance-{k}", cr.io))
         prepared = preps
     reader = energy.reader(run, m.variant.backend, m.device)
     progress.phase("timing", f"{m.variant.label} x{run.concurrency} {plan.instances}")
