@@ -403,3 +403,28 @@ print(",".join(searched))
         check=True,
     )
     assert out.stdout.strip() == "", f"an append searched for modules: {out.stdout.strip()}"
+
+
+def block_size(store) -> int:
+    return read(store, "SELECT block_size FROM pragma_database_size()")[0][0]
+
+
+def test_a_new_store_gets_small_blocks_and_an_old_one_keeps_its_own(tmp_path):
+    """A store this code creates uses 64 KiB blocks (a checkpoint's cost per column
+    follows the block size); one made with DuckDB's default 256 KiB keeps it, and both
+    take appends and give back exactly what was written."""
+    from anemll_spec.store import connection
+
+    new = tmp_path / "new.duckdb"
+    old = tmp_path / "old.duckdb"
+    duckdb.connect(str(old)).close()  # an empty file of DuckDB's default block size
+    wall = np.random.default_rng(5).integers(1_000_000, 2_000_000, 3_000)
+    for store in (new, old):
+        run_id = new_run(store)
+        append_case(store, run_id, case(wall=wall), wall)
+        finish_run(store, run_id, "finished")
+        assert read(store, "SELECT count(*), sum(wall_ns) FROM samples") == [
+            (3_000, int(wall.sum()))
+        ]
+    assert block_size(new) == connection.NEW_STORE_BLOCK_SIZE == 65_536
+    assert block_size(old) == 262_144
