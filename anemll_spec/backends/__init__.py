@@ -67,15 +67,22 @@ def why_not(name: str, model: Any) -> str | None:
     return check(model) if check is not None else None
 
 
-def check_runs(name: str, model: Any, what: str = "this case") -> None:
-    """InputError (one line, before anything is built) if backend `name` cannot run
-    `what` here; call it for explicitly named backends (auto resolves around it)."""
+def why_refused(name: str, model: Any, what: str = "this case") -> str | None:
+    """Why backend `name` cannot run `what` here, in the words bench refuses with (None:
+    it can). For explicitly named backends; auto resolves around it."""
     a = availability(name)
     if not a.available:
-        raise InputError(f"backend {name} is not available here: {a.reason}")
+        return f"backend {name} is not available here: {a.reason}"
     reason = why_not(name, model)
-    if reason:
-        raise InputError(f"backend {name} cannot run {what} here: {reason}")
+    return f"backend {name} cannot run {what} here: {reason}" if reason else None
+
+
+def check_runs(name: str, model: Any, what: str = "this case") -> None:
+    """InputError (one line, before anything is built) if backend `name` cannot run
+    `what` here."""
+    problem = why_refused(name, model, what)
+    if problem:
+        raise InputError(problem)
 
 
 def resolve_auto(model: Any = None) -> tuple[str, str]:

@@ -69,21 +69,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def plan_one(path: str, args: argparse.Namespace) -> dict:
-    from anemll_spec.runner.plan import (
-        check_backends,
-        override_backend,
-        resolve_variants,
-        time_bound_s,
-    )
+    from anemll_spec.runner.plan import override_backend, plan_cases, time_bound_s
     from anemll_spec.spec import load_cases
     from anemll_spec.spec.compression import describe
 
     spec, cases = load_cases(path, max_cases=args.max_cases)
-    cases = override_backend(cases, args.backend)
-    notes = check_backends(cases, preview=True)
+    planned, notes = plan_cases(override_backend(cases, args.backend), preview=True)
     items = []
-    for case in cases:
-        variants, vnotes = resolve_variants(case)
+    for p in planned:
+        case = p.case
         items.append(
             {
                 "index": case.index,
@@ -96,14 +90,15 @@ def plan_one(path: str, args: argparse.Namespace) -> dict:
                 "dtype": case.model.dtype,
                 "compression": describe(case.model.compression),
                 "estimate": estimate(case.model),
-                "variants": [{"backend": b, "compute_units": cu} for b, cu in variants],
+                "variants": [
+                    {"backend": v.backend, "compute_units": v.compute_units} for v in p.variants
+                ],
                 "budget": {k: getattr(case.run, k) for k in BUDGET_FIELDS},
                 "budget_text": budget(case.run),
-                "time_bound_s": time_bound_s(case, len(variants)),
-                "notes": [n for n in vnotes if not n.startswith("backend auto")],
+                "time_bound_s": time_bound_s(case, len(p.variants)),
+                "notes": p.notes,
             }
         )
-    notes += [n for c in cases for n in resolve_variants(c)[1] if n.startswith("backend auto")]
     return {
         "spec": str(spec.path),
         "name": spec.name,

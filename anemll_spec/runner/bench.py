@@ -13,15 +13,14 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 from anemll_spec.progress import Progress
 from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
-from anemll_spec.runner.measurement import Measurement, Variant
-from anemll_spec.spec import Case
+from anemll_spec.runner.measurement import Measurement
 
 
 @dataclass
@@ -53,13 +52,6 @@ class BenchResult:
         }
 
 
-@dataclass
-class PlannedCase:
-    case: Case
-    variants: list[Variant]
-    notes: list[str] = field(default_factory=list)
-
-
 class Runner:
     def __init__(
         self,
@@ -76,15 +68,8 @@ class Runner:
         from anemll_spec.store import default_target
 
         self.spec, cases = load_cases(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
-        cases = plan.override_backend(cases, backend)
-        self.notes = plan.check_backends(cases)
-        self.cases = []
-        for case in cases:
-            pairs, notes = plan.resolve_variants(case)
-            variants = [Variant(case, b, cu) for b, cu in pairs]
-            run_wide = [n for n in notes if n.startswith("backend auto")]  # said once
-            self.notes += [n for n in run_wide if n not in self.notes]
-            self.cases.append(PlannedCase(case, variants, [n for n in notes if n not in run_wide]))
+        # named backends that cannot run are refused by _preflight, before anything is built
+        self.cases, self.notes = plan.plan_cases(plan.override_backend(cases, backend))
         self.target = default_target(store)
         self.progress = progress or Progress()
         self.cache_dir = cache_dir

@@ -4,9 +4,10 @@ previews exactly what `bench` would do."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 from anemll_spec import backends
-from anemll_spec.errors import InputError
+from anemll_spec.runner.measurement import Variant
 from anemll_spec.spec import Case
 from anemll_spec.spec.base import COMPUTE_UNIT_BACKENDS
 from anemll_spec.spec.families import LmHead, ModelBase
@@ -21,45 +22,50 @@ def override_backend(cases: list[Case], backend: str | None) -> list[Case]:
     ]
 
 
-def check_backends(cases: list[Case], *, preview: bool = False) -> list[str]:
-    """Refuse explicitly named backends that are not available here, or that cannot run a
-    case (a deployment target newer than this macOS), before anything is built; `preview`
-    (plan) notes them instead: it runs nothing."""
-    notes: list[str] = []
-    named = dict.fromkeys(b for c in cases for b in c.run.backends if b != "auto")
-    for name in named:
-        a = backends.availability(name)
-        problems = (
-            [f"backend {name} is not available here ({a.reason})"]
-            if not a.available
-            else [
-                f"backend {name} cannot run {c.model_name} ({why})"
-                for c in cases
-                if name in c.run.backends and (why := backends.why_not(name, c.model))
-            ]
-        )
-        if problems and not preview:
-            raise InputError(problems[0])
-        notes += [
-            f"{p}: bench would refuse" for p in problems if f"{p}: bench would refuse" not in notes
-        ]
-    return notes
+@dataclass
+class PlannedCase:
+    """One case and the variants it measures, with the notes about this case alone."""
+
+    case: Case
+    variants: list[Variant]
+    notes: list[str] = field(default_factory=list)
 
 
-def resolve_auto(case: Case) -> tuple[str, str]:
-    """`auto` for this case: the first backend that is available and can run it."""
-    return backends.resolve_auto(case.model)
+def plan_cases(cases: list[Case], *, preview: bool = False) -> tuple[list[PlannedCase], list[str]]:
+    """Each case's variants, and the run-wide notes, said once rather than per case: where
+    `auto` went and, for `plan` (`preview`: it runs nothing), what bench would refuse."""
+    run_notes = refusals(cases) if preview else []
+    planned: list[PlannedCase] = []
+    for case in cases:
+        auto = None
+        if "auto" in case.run.backends:
+            auto, why = backends.resolve_auto(case.model)
+            if f"backend {why}" not in run_notes:
+                run_notes.append(f"backend {why}")
+        pairs, notes = resolve_variants(case, auto)
+        planned.append(PlannedCase(case, [Variant(case, b, cu) for b, cu in pairs], notes))
+    return planned, run_notes
+
+
+def refusals(cases: list[Case]) -> list[str]:
+    """The explicitly named backends that bench would refuse before building anything
+    (not available here, or a case they cannot run), as `plan` notes them."""
+    found = (
+        backends.why_refused(b, c.model, c.model_name)
+        for c in cases
+        for b in c.run.backends
+        if b != "auto"
+    )
+    return [f"{p}: bench would refuse" for p in dict.fromkeys(p for p in found if p)]
 
 
 def resolve_variants(
     case: Case, auto: str | None = None
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """(backend, compute units) to measure, `auto` resolved for this case (or to `auto`
-    when given); compute units collapse where they do not apply."""
-    notes: list[str] = []
+    """(backend, compute units) to measure, `auto` standing for the given backend (or
+    resolved for this case); compute units collapse where they do not apply (the notes)."""
     if auto is None and "auto" in case.run.backends:
-        auto, why = resolve_auto(case)
-        notes.append(f"backend {why}")
+        auto = backends.resolve_auto(case.model)[0]
     out: list[tuple[str, str | None]] = []
     collapsed: dict[str, int] = {}
     for b, cu in case.variants():
@@ -70,7 +76,7 @@ def resolve_variants(
             cu = None
         if (rb, cu) not in out:
             out.append((rb, cu))
-    notes += [
+    notes = [
         f"{b}: compute units do not apply; {n} compute-unit variants collapsed into one"
         for b, n in collapsed.items()
         if n > 1
