@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import uuid
@@ -90,7 +92,7 @@ def test_target_forms_parse_and_redact(tmp_path):
     with pytest.raises(InputError, match="catalog 'mysql' is not supported") as e:
         lake_target.parse_target("ducklake:mysql:host=x password=topsecret")
     assert "topsecret" not in str(e.value)
-    cmd = lake_target.redact_command(["anemll-spec", "bench", "--store", u.text])
+    cmd = lake_target.redact(shlex.join(["anemll-spec", "bench", "--store", u.text]))
     assert "hunter2" not in cmd and "bench:***@" in cmd
 
 
@@ -199,7 +201,7 @@ def _v1_lake(target: str) -> None:
     try:
         con.execute("BEGIN")
         for stmt in migrations.V1_DDL:
-            con.execute(lake.without_primary_key(stmt))
+            con.execute(re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", stmt))  # as DuckLake takes it
         con.execute("COMMIT")
     finally:
         con.close()

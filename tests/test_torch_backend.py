@@ -135,7 +135,6 @@ def test_nvidia_smi_runs_once_per_process(tmp_path, monkeypatch):
     """GPU facts are collected once: host capture and torch_info share one nvidia-smi
     answer (a stand-in nvidia-smi on PATH counts its runs)."""
     from anemll_spec import host
-    from anemll_spec.executor import torch_host
 
     calls = tmp_path / "calls"
     tool = tmp_path / "nvidia-smi"
@@ -145,7 +144,7 @@ def test_nvidia_smi_runs_once_per_process(tmp_path, monkeypatch):
     host.nvidia_gpus.cache_clear()
     try:
         gpu = host.capture_linux()["gpu"]
-        first, second = torch_host.nvidia_gpus(), torch_host.nvidia_gpus()
+        first, second = host.nvidia_gpus(), host.nvidia_gpus()
     finally:
         host.nvidia_gpus.cache_clear()
     assert first == second == ({"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15"},)

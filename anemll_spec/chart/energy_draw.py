@@ -246,9 +246,9 @@ def _rails_panel(model: str, slug: str, mine, segments) -> dict[str, Any]:
     keep = alt.FieldEqualPredicate(field="model", equal=model)
     y = alt.Y("label:N", title=None, sort=alt.EncodingSortField("order", op="min"), axis=None)
     shares = style.needs_log(r["energy_mj_per_inference"] for r in mine)
-    rails = sorted({s["rail"] for s in segments}, key=_rail_rank)
+    rails = sorted({s["rail"] for s in segments}, key=rail_rank)
     color = alt.Color("rail:N", title="rail", sort=rails, scale=alt.Scale(
-        domain=rails, range=[_rail_color(r) for r in rails]))  # fmt: skip
+        domain=rails, range=[rail_color(r) for r in rails]))  # fmt: skip
     field = "share" if shares else "mj_per_inference"
     title = ("share of each row's mJ per inference (%; totals span > "
              f"{style.LOG_SPAN:g}x: see the text)" if shares
@@ -300,13 +300,13 @@ def _series_color(s: str) -> str:
     return style.PUBLISHED_COLOR if s == "published" else MEASURED_COLORS.get(s, style.NEUTRAL)
 
 
-def _rail_rank(rail: str) -> tuple[int, str]:
+def rail_rank(rail: str) -> tuple[int, str]:
     if rail == UNSPLIT:
         return (len(RAIL_ORDER) + 1, rail)
     return (RAIL_ORDER.index(rail) if rail in RAIL_ORDER else len(RAIL_ORDER), rail)
 
 
-def _rail_color(rail: str) -> str:
+def rail_color(rail: str) -> str:
     return UNSPLIT_COLOR if rail == UNSPLIT else RAIL_COLORS.get(rail, OTHER_RAIL)
 
 

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from anemll_spec.chart import robust, style
-from anemll_spec.chart.energy_draw import _rail_color, _rail_rank
+from anemll_spec.chart.energy_draw import rail_color, rail_rank
 
 TITLE = "Sustained run"
 
@@ -32,9 +32,9 @@ def chart(data: dict[str, Any], run_id: str, opts) -> dict[str, Any]:
             if w["window_index"] % 2
             else None
         )
-    rails = sorted({p["rail"] for p in data["power"]}, key=_rail_rank)
+    rails = sorted({p["rail"] for p in data["power"]}, key=rail_rank)
     color = alt.Color("rail:N", title="power rail", sort=rails,
-                      scale=alt.Scale(domain=rails, range=[_rail_color(r) for r in rails]))  # fmt: skip
+                      scale=alt.Scale(domain=rails, range=[rail_color(r) for r in rails]))  # fmt: skip
     shades = [k for k in SHADES if any(w["shade"] == k for w in windows)]  # drawn ones
     shade = alt.Fill("shade:N", title="window", scale=alt.Scale(
         domain=shades, range=[SHADES[k] for k in shades]))  # fmt: skip

@@ -1,7 +1,7 @@
 """Torch host facts: which devices this torch can use, and the versions and GPU of a run.
 
-Each fact is collected once per process (`nvidia-smi` runs at most once). torch is imported
-inside the functions, so `nvidia_gpus` can be used where torch must not be imported.
+Each fact is collected once per process (`nvidia-smi` runs at most once: host.nvidia_gpus).
+torch is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -47,13 +47,6 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def nvidia_gpus() -> tuple[dict[str, str], ...]:
-    """The GPUs `nvidia-smi` lists: the host capture's one answer (host.nvidia_gpus)."""
-    from anemll_spec.host import nvidia_gpus as listed
-
-    return listed()
-
-
 def torch_info(device: str | torch.device | None = "auto") -> dict[str, Any]:
     """Versions and the GPU, for the run's host record (keys as the store's `hosts`).
 
@@ -85,6 +78,8 @@ def _torch_info(kind: str, index: int) -> dict[str, Any]:
     info["torch_device"] = kind
     if kind == "cuda":
         props = torch.cuda.get_device_properties(index)
+        from anemll_spec.host import nvidia_gpus  # the host capture's one nvidia-smi answer
+
         gpus = nvidia_gpus()
         info.update(
             gpu=props.name,

@@ -91,18 +91,27 @@ def _finish_plain(m: Measurement, out: Any) -> None:
     if isinstance(out, BaseException):
         m.fail(f"predict failed while timing: {err(out)}")
         return
-    runtime = None
-    if out.runtime_ns is not None:
-        runtime = np.where(out.runtime_ns >= 0, out.runtime_ns, np.nan).astype(np.float64)
+    runtime = None if out.runtime_ns is None else _runtime(out.runtime_ns)
     summarize(m, out, out.samples_ns, out.starts_ns, runtime)
-    m.throughput_ips = 1e3 / m.summary.mean_ms if m.summary and m.summary.mean_ms else None
 
 
-def summarize(m: Measurement, timing: Any, wall, starts, runtime) -> None:
-    """The statistics of what was timed, and the notes they call for."""
+def _runtime(runtime_ns: np.ndarray) -> np.ndarray:
+    """Core ML's runtime durations as float ns, NaN where a call reported none (< 0)."""
+    return np.where(runtime_ns >= 0, runtime_ns, np.nan).astype(np.float64)
+
+
+def summarize(
+    m: Measurement, timing: Any, wall, starts, runtime, throughput_ips: float | None = None
+) -> None:
+    """The statistics of what was timed, and the notes they call for. Throughput is 1000 /
+    mean ms (one definition for any timed loop) unless measured otherwise (concurrency:
+    every instance's calls over the wall time they shared)."""
     m.timing = timing
     m.wall_ns, m.starts_ns, m.runtime_ns = np.asarray(wall), starts, runtime
     m.summary = s = stats.summarize(np.asarray(wall), starts, seed=0)
+    if throughput_ips is None and s.mean_ms:
+        throughput_ips = 1e3 / s.mean_ms
+    m.throughput_ips = throughput_ips
     m.energy_t0_ns = int(starts[0]) if starts is not None and len(starts) else None
     if s.noisy:
         m.note(f"noisy: CV {s.cv:.1%} > {stats.NOISY_CV:.0%}")
@@ -160,10 +169,7 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     wall = np.concatenate([w.samples_ns for w in result.windows])
     starts = np.concatenate([w.starts_ns for w in result.windows if w.starts_ns is not None])
     m.window_of = np.repeat(np.arange(len(result.windows)), [w.calls for w in result.windows])
-    summarize(m, None, wall, starts, None)
-    # one definition of a case's throughput (1000 / mean ms, as for any timed loop); each
-    # window's own calls per second of wall time are in its sustained_windows row
-    m.throughput_ips = 1e3 / m.summary.mean_ms if m.summary and m.summary.mean_ms else None
+    summarize(m, None, wall, starts, None)  # each window's own calls/s: sustained_windows
     v = result.verdict
     m.note(
         f"sustained {run.duration_s:g} s: {v.verdict}, last/first-window throughput "
@@ -205,8 +211,8 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
         reader=reader if energy.is_reader(reader) else None,
     )
     wall, starts = res.pooled()
-    summarize(m, res.per_instance[0], wall, starts, _pooled_runtime(res.per_instance))
-    m.throughput_ips = res.throughput_per_s
+    runtime = _pooled_runtime(res.per_instance)
+    summarize(m, res.per_instance[0], wall, starts, runtime, res.throughput_per_s)
     m.energy = res.energy if energy.is_reader(reader) else reader
     m.reading_calls = res.calls
     per = ", ".join(f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance)
@@ -222,5 +228,4 @@ def _pooled_runtime(timings: list[Any]) -> np.ndarray | None:
     if any(t.runtime_ns is None for t in timings):
         return None
     order = np.argsort(np.concatenate([t.starts_ns for t in timings]), kind="stable")
-    pooled = np.concatenate([t.runtime_ns for t in timings])[order]
-    return np.where(pooled >= 0, pooled, np.nan).astype(np.float64)
+    return _runtime(np.concatenate([t.runtime_ns for t in timings])[order])

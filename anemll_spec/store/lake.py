@@ -264,11 +264,6 @@ def create_table_sql(table) -> str:
     return f"CREATE TABLE {table.name} (\n" + ",\n".join(cols) + "\n)"
 
 
-def without_primary_key(stmt: str) -> str:
-    """A frozen DDL statement (migrations.V1_DDL) as DuckLake accepts it."""
-    return re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", stmt)
-
-
 CLAIM_KEY = "writer_claim"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -130,8 +129,3 @@ _SECRET_URI = re.compile(r"(\w+://[^:/@\s'\"]*):[^@\s'\"]*@")
 def redact(text: str) -> str:
     """`text` with every password of a connection string replaced by ***."""
     return _SECRET_URI.sub(r"\1:***@", _SECRET_KV.sub(r"\1***", str(text)))
-
-
-def redact_command(argv: list[str]) -> str:
-    """A command line to store or print, passwords redacted."""
-    return redact(shlex.join(argv))
