@@ -80,11 +80,10 @@ class Progress:
             text += f", run {seconds(run_eta)}"
         self._tick(text)
 
-    def window(self, variant: str, w: Any, run: Any) -> None:
+    def window(self, variant: str, w: Any, n_windows: int) -> None:
         """Sustained runs: each window's median as it ends (always a line of its own)."""
-        n = int(run.duration_s // run.window_s)
         self._print(
-            f"{self.prefix}  {variant}  window {w.index + 1}/{n}  median {w.median_ms:.3f} ms"
+            f"{self.prefix}  {variant}  window {w.index + 1}/{n_windows}  median {w.median_ms:.3f} ms"
             f"  {w.throughput_per_s:.1f}/s"
         )
 

@@ -107,6 +107,11 @@ def judge(
     )
 
 
+def window_count(duration_s: float, window_s: float) -> int:
+    """How many whole windows a sustained run of `duration_s` times."""
+    return int(duration_s // window_s)
+
+
 def run_sustained(
     fn: Callable[[], object],
     duration_s: float,
@@ -127,7 +132,7 @@ def run_sustained(
         raise ValueError(
             f"duration_s ({duration_s}) must hold at least two windows of {window_s} s"
         )
-    n_windows = int(duration_s // window_s)
+    n_windows = window_count(duration_s, window_s)
     for _ in range(warmup):
         fn()
     windows: list[Window] = []

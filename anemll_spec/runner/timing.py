@@ -146,13 +146,14 @@ def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
 
 
 def _sustained(cr: CaseRun, o: Opened) -> None:
-    from anemll_spec.sustained import run_sustained
+    from anemll_spec.sustained import run_sustained, window_count
 
     run, m, progress = cr.case.run, o.m, cr.env.progress
     reader = energy.reader(run, m.variant.backend, m.device)
     thermal = energy.thermal(m.variant.backend, m.device)
     progress.phase("sustained", f"{m.variant.label} {run.duration_s:g} s")
     assert run.duration_s is not None
+    n_windows = window_count(run.duration_s, run.window_s)
     result = run_sustained(
         o.session.bind(o.feed, o.state),
         run.duration_s,
@@ -160,7 +161,7 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         warmup=run.warmup,
         reader=reader if energy.is_reader(reader) else None,
         thermal=thermal,
-        on_window=lambda w: progress.window(m.variant.label, w, run),
+        on_window=lambda w: progress.window(m.variant.label, w, n_windows),
         seed=0,
     )
     m.sustained = result
