@@ -125,3 +125,32 @@ def test_plan_previews_a_backend_this_machine_lacks(cli):
     assert all(v["backend"] == missing[0] for c in doc["cases"] for v in c["variants"])
     bench = cli("bench", SPECS / "smoke.yaml", "--backend", missing[0], "--store", "/nonexistent/x")
     assert bench.returncode == 2 and "not available here" in bench.stderr
+
+
+def test_bench_checks_every_spec_before_running_any(cli, tmp_path):
+    """`bench a.yaml b.yaml`: b's bad input (here a model far too big for this machine, or
+    a backend this machine lacks) stops the command before a runs: exit 2, no store."""
+    from anemll_spec import backends
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "name: good\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], iterations: 10, dispatch_floor: false}\n"
+    )
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(
+        "name: huge\nmodel: {family: lm_head, hidden_size: 1048576, vocab_size: 1048576, "
+        "chunks: 1024}\nrun: {backends: [numpy]}\n"
+    )
+    bad = [(huge, "memory")]
+    missing = [n for n in ("coreml", "torch") if not backends.availability(n).available]
+    if missing:
+        lacking = tmp_path / "lacking.yaml"
+        lacking.write_text(good.read_text().replace("[numpy]", f"[{missing[0]}]"))
+        bad.append((lacking, "not available here"))
+    for spec, why in bad:
+        store = tmp_path / f"{spec.stem}.duckdb"
+        res = cli("bench", good, spec, "--store", store)
+        assert res.returncode == 2, res.stderr
+        assert why in res.stderr and "Traceback" not in res.stderr
+        assert not store.exists()  # good.yaml did not run first

@@ -356,7 +356,7 @@ def test_notes_and_start_times_are_stored(tmp_path):
 
 
 def test_finish_run_leaves_no_write_ahead_log(tmp_path):
-    """Appends only log (the checkpoint waits for 2 MB of log); finish_run checkpoints,
+    """Appends only log (the checkpoint waits for 1.5 MB of log); finish_run checkpoints,
     so a finished run's store is one self-contained file that readers replay nothing of."""
     store = tmp_path / "r.duckdb"
     wal = tmp_path / "r.duckdb.wal"
@@ -428,3 +428,13 @@ def test_a_new_store_gets_small_blocks_and_an_old_one_keeps_its_own(tmp_path):
         ]
     assert block_size(new) == connection.NEW_STORE_BLOCK_SIZE == 65_536
     assert block_size(old) == 262_144
+    # docs/store.md: export, then import into a new store, moves an old store over
+    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.importing import import_bundles
+
+    moved = tmp_path / "moved.duckdb"
+    export_bundle(old, tmp_path / "old.parquet")
+    import_bundles(moved, [tmp_path / "old.parquet"])
+    assert block_size(moved) == 65_536
+    sql = "SELECT case_id, idx, wall_ns FROM samples ORDER BY case_id, idx"
+    assert read(moved, sql) == read(old, sql)

@@ -68,17 +68,17 @@ class Runner:
         from anemll_spec.store import default_target
 
         self.spec, cases = load_cases(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
-        # named backends that cannot run are refused by _preflight, before anything is built
         self.cases, self.notes = plan.plan_cases(plan.override_backend(cases, backend))
         self.target = default_target(store)
         self.progress = progress or Progress()
         self.cache_dir = cache_dir
         self.command = command or shlex.join(["anemll-spec", *sys.argv[1:]])
+        # at construction, so `bench a.yaml b.yaml` refuses b's bad input before a runs
+        self._preflight()
 
     def run(self) -> BenchResult:
         from anemll_spec.store.fallback import BenchStore
 
-        self._preflight()
         host = self._host()
         store = BenchStore(self.target, note=self.progress.note)
         run_id = store.begin_run(self.target, self._run_row(host), self._host_row(host))
@@ -119,7 +119,7 @@ class Runner:
         )  # fmt: skip
 
     def _preflight(self) -> None:
-        """Every case's build and backend checks before the run begins: bad input (a model
+        """Every case's build and backend checks before any run begins: bad input (a model
         too big for this machine, a cache path that is a file, an external model's unknown
         inputs, a deployment target this macOS cannot run) stops here with exit 2 and
         nothing stored, not as failed cases."""

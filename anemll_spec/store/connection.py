@@ -36,10 +36,12 @@ DEFAULT_LOCK_TIMEOUT_S = 60.0
 # every close: a checkpoint rewrites the open row group of every changed table (the
 # 80-column `cases` and the samples), and the runner closes the store after every case.
 # A case of 10,000 samples logs ~650 KB (its case_id is repeated on every sample row), so
-# at 2 MB two appends in three log and one checkpoints (at 1 MB it was one in two), and
-# an open replays at most ~2 MB (~20 ms). finish_run checkpoints, so a finished run
-# leaves no log behind for readers to replay (benchmarks/store_append.py: side by side).
-WAL_CHECKPOINT_THRESHOLD = "2MB"
+# at 1.5 MB two appends in three only log and the third checkpoints, and an open replays
+# at most ~1.3 MB. A larger log costs every open more than the rarer checkpoints save:
+# with 64 KiB blocks (below) a checkpoint costs ~20 ms, and 1.5 MB beat 1 and 2 MB on
+# median and mean (benchmarks/store_append.py, docs/performance.md). finish_run
+# checkpoints, so a finished run leaves no log behind for readers to replay.
+WAL_CHECKPOINT_THRESHOLD = "1.5MB"
 # The block size of a store this code creates (DuckDB's default is 256 KiB; a store keeps
 # the block size it was made with). A checkpoint rewrites the open row group of every
 # changed table column by column, and a column's cost follows its block size: a cold
