@@ -46,14 +46,13 @@ def query(con, opts: Options, run_id: str) -> list[dict]:
 
 
 def build(con, opts: Options) -> dict[str, Any]:
-    try:
-        run_id = pick_run(con, opts, needs=NEEDS)
-    except NoData:
-        pick_run(con, opts)  # no case at all passes the filters: that NoData says so
-        raise NoData(
-            f"no case has op placements in the store ({opts.describe()}): placement is "
-            "recorded by the coreml backend on macOS (Core ML's compute plan)"
-        ) from None
+    run_id = pick_run(
+        con,
+        opts,
+        needs=NEEDS,
+        lacking="no case has op placements in the store ({filters}): placement is "
+        "recorded by the coreml backend on macOS (Core ML's compute plan)",
+    )
     rows = query(con, opts, run_id)
     if not rows:
         raise NoData(

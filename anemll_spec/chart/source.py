@@ -118,10 +118,12 @@ def where_sql(opts: Options) -> str:
     return f"({expr})" if expr else "TRUE"
 
 
-def pick_run(con, opts: Options, *, needs: str = "TRUE") -> str:
+def pick_run(con, opts: Options, *, needs: str = "TRUE", lacking: str = "") -> str:
     """The run a single-run chart draws: --run, else the latest run with matching cases.
 
-    `needs` is an extra SQL condition on `results` rows (e.g. that samples exist).
+    `needs` is an extra SQL condition on `results` rows (e.g. that samples exist);
+    `lacking` says what is missing when cases pass the filters but none meets `needs`
+    ("{filters}" in it stands for the filters).
     """
     if opts.runs:
         from anemll_spec.store.lookup import resolve_run
@@ -135,6 +137,9 @@ def pick_run(con, opts: Options, *, needs: str = "TRUE") -> str:
         [opts.model, opts.model],
     )
     if not rows:
+        if lacking and needs != "TRUE":
+            pick_run(con, opts)  # no case at all passes the filters: that NoData says so
+            raise NoData(lacking.format(filters=opts.describe()))
         raise NoData(f"no cases to draw in the store ({opts.describe()})")
     return rows[0]["run_id"]
 

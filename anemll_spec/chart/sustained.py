@@ -97,14 +97,13 @@ def query(con, opts: Options, run_id: str) -> dict[str, Any]:
 
 
 def build(con, opts: Options) -> dict[str, Any]:
-    try:
-        run_id = pick_run(con, opts, needs=NEEDS)
-    except NoData:
-        pick_run(con, opts)  # no case at all passes the filters: that NoData says so
-        raise NoData(
-            f"no sustained run in the store ({opts.describe()}): give a spec "
-            "run.duration_s (e.g. 600) to time it in windows"
-        ) from None
+    run_id = pick_run(
+        con,
+        opts,
+        needs=NEEDS,
+        lacking="no sustained run in the store ({filters}): give a spec run.duration_s "
+        "(e.g. 600) to time it in windows",
+    )
     data = query(con, opts, run_id)
     if not data["cases"]:
         raise NoData(f"run {run_id} has no sustained case ({opts.describe()})")
