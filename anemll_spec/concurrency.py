@@ -27,7 +27,7 @@ import multiprocessing.connection
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -99,53 +99,6 @@ def _child_env(threads: int | None) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@dataclass(frozen=True)
-class InstancePlan:
-    """What each instance loads: `models[k]` is instance k's model (0 is the case's)."""
-
-    instances: Instances
-    models: list[Any]
-    distinct_weights: bool
-    note: str
-
-
-def _with_seed(model: Any, seed: int) -> Any:
-    if isinstance(model, Mapping):
-        return {**model, "seed": seed}
-    return model.model_copy(update={"seed": seed})
-
-
-def _get(model: Any, name: str, default: Any = None) -> Any:
-    if isinstance(model, Mapping):
-        return model.get(name, default)
-    return getattr(model, name, default)
-
-
-def plan_instances(model: Any, n: int, instances: Instances) -> InstancePlan:
-    """The model of each of n instances. shared: the case's model n times (one package,
-    one compiled model). distinct: instance k gets seed + k: n packages whose weights all
-    differ, so no instance can reuse another's weights. An external model cannot be
-    re-seeded: refused for distinct (ValueError)."""
-    if n < 1:
-        raise ValueError("instances must be >= 1")
-    if instances == "shared":
-        return InstancePlan(
-            "shared", [model] * n, False, f"{n} instances of one model (same compiled model)"
-        )
-    if instances != "distinct":
-        raise ValueError(f"instances must be 'shared' or 'distinct', not {instances!r}")
-    if _get(model, "family") == "external":
-        raise ValueError(
-            "distinct instances need a built family (each gets its own seeded weights); an "
-            "external model can only run shared"
-        )
-    seed = int(_get(model, "seed", 0))
-    models = [_with_seed(model, seed + k) for k in range(n)]
-    return InstancePlan(
-        "distinct", models, True, f"{n} instances with distinct weights (seeds {seed}..)"
-    )
 
 
 @dataclass
@@ -415,11 +368,9 @@ def time_instances(
 
 __all__ = [
     "ConcurrencyError",
-    "InstancePlan",
     "InstancesResult",
     "default_mode",
     "default_threads",
-    "plan_instances",
     "time_instances",
     "time_processes",
     "time_threads",

@@ -18,6 +18,8 @@ from anemll_spec import concurrency
 from anemll_spec.backends.base import Prepared
 from anemll_spec.backends.numpy_ import ExecutorOptions
 from anemll_spec.harness import Budget
+from anemll_spec.runner.plan import plan_instances
+from anemll_spec.spec.families import External
 
 ITER = 30
 OPTIONS = ExecutorOptions()
@@ -41,9 +43,7 @@ def models(tmp_path_factory):
     from anemll_spec.build import build
 
     cache = tmp_path_factory.mktemp("cache")
-    plan = concurrency.plan_instances(
-        lm_head(hidden_size=64, vocab_size=256, chunks=2), 2, "distinct"
-    )
+    plan = plan_instances(lm_head(hidden_size=64, vocab_size=256, chunks=2), 2, "distinct")
     return plan, [build(m, cache_dir=cache) for m in plan.models]
 
 
@@ -109,17 +109,18 @@ def test_distinct_instances_load_distinct_weights(models, inputs):
 
 def test_plan_instances():
     m = lm_head(seed=7)
-    shared = concurrency.plan_instances(m, 3, "shared")
+    shared = plan_instances(m, 3, "shared")
     assert shared.models == [m, m, m] and not shared.distinct_weights
-    distinct = concurrency.plan_instances(m, 3, "distinct")
+    distinct = plan_instances(m, 3, "distinct")
     assert [x.seed for x in distinct.models] == [7, 8, 9]
     assert distinct.models[0] == m  # instance 0 is the case itself
-    d = concurrency.plan_instances({"family": "lm_head", "seed": 2}, 2, "distinct")
-    assert [x["seed"] for x in d.models] == [2, 3]
+    # only the seed differs: every other field, and so the shapes, stay the case's
+    assert all(x.model_copy(update={"seed": 7}) == m for x in distinct.models)
+    external = External.model_construct(family="external", path="x.mlpackage")
     with pytest.raises(ValueError, match="external model can only run shared"):
-        concurrency.plan_instances({"family": "external", "path": "x"}, 2, "distinct")
+        plan_instances(external, 2, "distinct")
     with pytest.raises(ValueError, match="'shared' or 'distinct'"):
-        concurrency.plan_instances(m, 2, "both")
+        plan_instances(m, 2, "both")  # type: ignore[arg-type]
 
 
 def test_a_failing_instance_fails_the_run_without_hanging(models, inputs, tmp_path):

@@ -11,6 +11,7 @@ from anemll_spec.runner.measurement import Variant
 from anemll_spec.spec import Case
 from anemll_spec.spec.base import COMPUTE_UNIT_BACKENDS
 from anemll_spec.spec.families import LmHead, ModelBase
+from anemll_spec.vocab import Instances
 
 
 def override_backend(cases: list[Case], backend: str | None) -> list[Case]:
@@ -82,6 +83,39 @@ def resolve_variants(
         if n > 1
     ]
     return out, notes
+
+
+@dataclass(frozen=True)
+class InstancePlan:
+    """What each concurrent instance loads: `models[k]` is instance k's (0 is the case's)."""
+
+    instances: Instances
+    models: list[ModelBase]
+    distinct_weights: bool
+    note: str
+
+
+def plan_instances(model: ModelBase, n: int, instances: Instances) -> InstancePlan:
+    """The model of each of n instances. shared: the case's model n times (one package,
+    one compiled model). distinct: instance k gets seed + k: n packages whose weights all
+    differ, so no instance can reuse another's weights. An external model cannot be
+    re-seeded: refused for distinct (ValueError)."""
+    if n < 1:
+        raise ValueError("instances must be >= 1")
+    if instances == "shared":
+        return InstancePlan(
+            "shared", [model] * n, False, f"{n} instances of one model (same compiled model)"
+        )
+    if instances != "distinct":
+        raise ValueError(f"instances must be 'shared' or 'distinct', not {instances!r}")
+    if model.family == "external":
+        raise ValueError(
+            "distinct instances need a built family (each gets its own seeded weights); an "
+            "external model can only run shared"
+        )
+    models = [model.model_copy(update={"seed": model.seed + k}) for k in range(n)]
+    note = f"{n} instances with distinct weights (seeds {model.seed}..)"
+    return InstancePlan("distinct", models, True, note)
 
 
 def tiny_model(like: ModelBase) -> LmHead:

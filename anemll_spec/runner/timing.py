@@ -14,6 +14,7 @@ from anemll_spec.backends.base import Prepared
 from anemll_spec.harness import Budget, Timer, time_interleaved
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
+from anemll_spec.runner.plan import plan_instances
 from anemll_spec.runner.stages import CaseRun, Opened, attempt, err, prepare
 
 
@@ -188,7 +189,7 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
     run, m, progress = cr.case.run, o.m, cr.env.progress
     o.session.close()
     backend = cr.env.backend(m.variant.backend)
-    plan = concurrency.plan_instances(cr.case.model, run.concurrency, run.instances)
+    plan = plan_instances(cr.case.model, run.concurrency, run.instances)
     prepared: list[Prepared] | Prepared = cr.prepared[backend.name]
     if plan.distinct_weights:
         preps = []
