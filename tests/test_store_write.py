@@ -438,3 +438,18 @@ def test_a_new_store_gets_small_blocks_and_an_old_one_keeps_its_own(tmp_path):
     assert block_size(moved) == 65_536
     sql = "SELECT case_id, idx, wall_ns FROM samples ORDER BY case_id, idx"
     assert read(moved, sql) == read(old, sql)
+
+
+def test_a_new_store_takes_a_second_writer_in_the_same_process(tmp_path):
+    """Every writable open gives DuckDB the same configuration (block size included):
+    DuckDB refuses a second connection to one file in one process under another one, so
+    a caller holding the store open can still append through the API."""
+    store = tmp_path / "s.duckdb"
+    held = open_store(store)  # creates the file
+    try:
+        run_id = new_run(store)
+        wall = np.arange(1_000, 1_100, dtype=np.int64)
+        append_case(store, run_id, case(wall=wall), wall)
+        assert held.execute("SELECT count(*) FROM samples").fetchone() == (100,)
+    finally:
+        held.close()

@@ -132,8 +132,9 @@ def test_torch_info_names_versions_and_gpu():
 
 
 def test_nvidia_smi_runs_once_per_process(tmp_path, monkeypatch):
-    """GPU facts are collected once: host capture and torch_info share one nvidia-smi
-    answer (a stand-in nvidia-smi on PATH counts its runs)."""
+    """GPU facts are collected once: host.nvidia_gpus caches its one nvidia-smi answer,
+    which the host capture and torch_info (torch_host) both read (a stand-in nvidia-smi
+    on PATH counts its runs)."""
     from anemll_spec import host
 
     calls = tmp_path / "calls"

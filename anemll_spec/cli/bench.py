@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.runner import Runner
 
     # every spec is checked before the first one runs: bad input stops all, writes nothing
-    runners = [
-        Runner(spec, backend=args.backend, store=args.store, max_cases=args.max_cases)
-        for spec in args.specs
-    ]
+    with stdout_to_stderr(args.json):  # in --json mode, stdout holds only the JSON
+        runners = [
+            Runner(spec, backend=args.backend, store=args.store, max_cases=args.max_cases)
+            for spec in args.specs
+        ]
     docs, status = [], 0
     for runner in runners:
         # in --json mode, whatever a native library prints goes to stderr, not the JSON

@@ -57,7 +57,7 @@ def refusals(cases: list[Case]) -> list[str]:
         for b in c.run.backends
         if b != "auto"
     )
-    return [f"{p}: bench would refuse" for p in dict.fromkeys(p for p in found if p)]
+    return [f"bench would refuse: {p}" for p in dict.fromkeys(p for p in found if p)]
 
 
 def resolve_variants(

@@ -35,21 +35,21 @@ DEFAULT_LOCK_TIMEOUT_S = 60.0
 # Checkpoint (merge the WAL into the file) only once the WAL passes this size, not at
 # every close: a checkpoint rewrites the open row group of every changed table (the
 # 80-column `cases` and the samples), and the runner closes the store after every case.
-# A case of 10,000 samples logs ~650 KB (its case_id is repeated on every sample row), so
-# at 1.5 MB two appends in three only log and the third checkpoints, and an open replays
-# at most ~1.3 MB. A larger log costs every open more than the rarer checkpoints save:
-# with 64 KiB blocks (below) a checkpoint costs ~20 ms, and 1.5 MB beat 1 and 2 MB on
-# median and mean (benchmarks/store_append.py, docs/performance.md). finish_run
-# checkpoints, so a finished run leaves no log behind for readers to replay.
+# A case of 10,000 samples logs ~667 KB (its case_id is repeated on every sample row), so
+# at 1.5 MB (1,500,000 bytes) two appends in three only log and the third checkpoints,
+# and an open replays at most ~1.3 MB. With 64 KiB blocks (below) a checkpoint adds ~20 ms
+# to its append, so checkpointing every third case beats a longer log replayed at every
+# open: 1.5 MB beat 1 and 2 MB on median and mean (benchmarks/store_append.py,
+# docs/performance.md). finish_run checkpoints, so a finished run leaves no log behind.
 WAL_CHECKPOINT_THRESHOLD = "1.5MB"
-# The block size of a store this code creates (DuckDB's default is 256 KiB; a store keeps
-# the block size it was made with). A checkpoint rewrites the open row group of every
-# changed table column by column, and a column's cost follows its block size: a cold
-# checkpoint of one row of an 80-column table takes ~20 ms with 256 KiB blocks and ~5 ms
-# with 16 KiB. At 64 KiB an append of a 10,000-sample case takes ~40 ms instead of ~49
-# (median), the file is 16% smaller (segments fill their blocks better) and scans are as
-# fast; 16 KiB appends about as fast but doubles the file (benchmarks/store_append.py,
-# docs/performance.md). Readable by DuckDB 1.2 and later.
+# The block size of a store file this code creates (DuckDB's default is 256 KiB; a store
+# keeps the block size it was made with). A checkpoint rewrites the open row group of
+# every changed table column by column, and a column's cost follows its block size: a
+# cold checkpoint of one row of an 80-column table takes ~20 ms with 256 KiB blocks and
+# ~5 ms with 16 KiB. At 64 KiB an append of a 10,000-sample case took ~40 ms instead of
+# ~49 (median, 2 MB threshold), the file is 16% smaller (segments fill their blocks
+# better) and scans are as fast; 16 KiB appends about as fast but doubles the file
+# (docs/performance.md). DuckDB 1.1 and later open such a file; 1.0 cannot.
 NEW_STORE_BLOCK_SIZE = 65_536
 
 
@@ -273,7 +273,9 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
     config: dict[str, str | bool | int | float | list[str]] = (
         {"enable_external_access": False, "lock_configuration": True} if sandbox else {}
     )
-    if not read_only and NEW_STORE_BLOCK_SIZE and not path.exists():
+    if not read_only:  # used only where the file is created; an existing file keeps its own
+        # (given on every writable open: DuckDB refuses a second connection to one file
+        # in one process under a different configuration)
         config["default_block_size"] = str(NEW_STORE_BLOCK_SIZE)
     deadline = time.monotonic() + timeout
     delay = 0.01
