@@ -121,7 +121,8 @@ def test_plan_previews_a_backend_this_machine_lacks(cli):
     res = cli("plan", SPECS / "smoke.yaml", "--backend", missing[0], "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert any(f"backend {missing[0]} is not available here" in n for n in doc["notes"]), doc
+    why = backends.availability(missing[0]).reason  # the words plan has always used
+    assert f"backend {missing[0]} is not available here ({why}): bench would refuse" in doc["notes"]
     assert all(v["backend"] == missing[0] for c in doc["cases"] for v in c["variants"])
     bench = cli("bench", SPECS / "smoke.yaml", "--backend", missing[0], "--store", "/nonexistent/x")
     assert bench.returncode == 2 and "not available here" in bench.stderr

@@ -67,22 +67,23 @@ def why_not(name: str, model: Any) -> str | None:
     return check(model) if check is not None else None
 
 
-def why_refused(name: str, model: Any, what: str = "this case") -> str | None:
-    """Why backend `name` cannot run `what` here, in the words bench refuses with (None:
-    it can). For explicitly named backends; auto resolves around it."""
+def why_refused(name: str, model: Any, what: str = "this case") -> tuple[str, str] | None:
+    """(what is refused, why) if backend `name` cannot run `what` here, else None: the
+    one check behind bench's refusal and plan's note. For explicitly named backends;
+    auto resolves around it."""
     a = availability(name)
     if not a.available:
-        return f"backend {name} is not available here: {a.reason}"
+        return f"backend {name} is not available here", a.reason
     reason = why_not(name, model)
-    return f"backend {name} cannot run {what} here: {reason}" if reason else None
+    return (f"backend {name} cannot run {what} here", reason) if reason else None
 
 
 def check_runs(name: str, model: Any, what: str = "this case") -> None:
     """InputError (one line, before anything is built) if backend `name` cannot run
     `what` here."""
-    problem = why_refused(name, model, what)
-    if problem:
-        raise InputError(problem)
+    refused = why_refused(name, model, what)
+    if refused:
+        raise InputError(": ".join(refused))
 
 
 def resolve_auto(model: Any = None) -> tuple[str, str]:

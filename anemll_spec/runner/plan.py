@@ -57,7 +57,7 @@ def refusals(cases: list[Case]) -> list[str]:
         for b in c.run.backends
         if b != "auto"
     )
-    return [f"bench would refuse: {p}" for p in dict.fromkeys(p for p in found if p)]
+    return [f"{it} ({why}): bench would refuse" for it, why in dict.fromkeys(f for f in found if f)]
 
 
 def resolve_variants(
