@@ -13,6 +13,7 @@ import time
 
 import pytest
 from build_util import lm_head
+from power_util import ClockReader
 
 from anemll_spec import concurrency
 from anemll_spec.backends.base import Prepared
@@ -179,20 +180,6 @@ def test_children_get_split_math_thread_pools_and_the_parent_keeps_its_own(monke
     assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
     with concurrency._child_env(None):
         assert os.environ["OMP_NUM_THREADS"] == "7"
-
-
-class ClockReader:
-    """A power reader that only records when it was started and stopped (perf_counter_ns,
-    one clock for every process on the machine)."""
-
-    method = "clock"
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter_ns()
-
-    def stop(self, *, timed_only: bool = True):
-        self.t1 = time.perf_counter_ns()
-        return ("read", timed_only)
 
 
 def test_the_reader_covers_the_timed_phase_not_the_loads_and_warm_ups(models, inputs):

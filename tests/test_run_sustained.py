@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from power_util import ClockReader
 
 from anemll_spec.harness import Budget, time_concurrent
 from anemll_spec.progress import Progress
@@ -109,19 +110,6 @@ def test_distinct_instances_each_load_their_own_weights(tmp_path):
     assert len({m["weights_sha256"] for m in manifests}) == 2
     shared = res.results[0].variant.case.run.model_copy(update={"instances": "shared"})
     assert shared.measured() != res.results[0].variant.case.run.measured()
-
-
-class ClockReader:
-    """A reader that only records when it was started and stopped (perf_counter_ns)."""
-
-    method = "clock"
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter_ns()
-
-    def stop(self, *, timed_only: bool = True):
-        self.t1 = time.perf_counter_ns()
-        return ("read", timed_only)
 
 
 def test_a_reader_spans_the_instances_common_timed_phase():
