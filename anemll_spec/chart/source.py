@@ -137,7 +137,7 @@ def pick_run(con, opts: Options, *, needs: str = "TRUE", lacking: str = "") -> s
         [opts.model, opts.model],
     )
     if not rows:
-        if lacking and needs != "TRUE":
+        if lacking:
             pick_run(con, opts)  # no case at all passes the filters: that NoData says so
             raise NoData(lacking.format(filters=opts.describe()))
         raise NoData(f"no cases to draw in the store ({opts.describe()})")

@@ -61,12 +61,11 @@ def refusals(cases: list[Case]) -> list[str]:
 
 
 def resolve_variants(
-    case: Case, auto: str | None = None
+    case: Case, auto: str | None
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """(backend, compute units) to measure, `auto` standing for the given backend (or
-    resolved for this case); compute units collapse where they do not apply (the notes)."""
-    if auto is None and "auto" in case.run.backends:
-        auto = backends.resolve_auto(case.model)[0]
+    """(backend, compute units) to measure, with `auto` standing for the backend it
+    resolved to (None where the case names no `auto`); compute units collapse where they
+    do not apply (the notes)."""
     out: list[tuple[str, str | None]] = []
     collapsed: dict[str, int] = {}
     for b, cu in case.variants():
