@@ -46,6 +46,7 @@ def test_key_covers_build_fields_only(tmp_path):
     assert cache_key(m) != cache_key(lm_head(seed=1))
     assert cache_key(m) != cache_key(lm_head(layout="linear"))
     (tmp_path / "x.mlpackage").mkdir()
+    (tmp_path / "x.mlpackage" / "Manifest.json").write_text("{}")  # what the spec checks
     ext = model({"family": "external", "path": str(tmp_path / "x.mlpackage")})
     ranged = model({**ext.to_json(), "input_ranges": {"p": [0, 5]}})
     assert cache_key(ranged) == cache_key(ext)

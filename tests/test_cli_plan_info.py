@@ -143,15 +143,37 @@ def test_bench_checks_every_spec_before_running_any(cli, tmp_path):
         "name: huge\nmodel: {family: lm_head, hidden_size: 1048576, vocab_size: 1048576, "
         "chunks: 1024}\nrun: {backends: [numpy]}\n"
     )
-    bad = [(huge, "memory")]
+    calls = tmp_path / "calls.yaml"  # small weights, but a call's tensors fit nowhere
+    calls.write_text(
+        "name: calls\nmodel: {family: lm_head, hidden_size: 8, vocab_size: 1024, chunks: 1, "
+        "seq_len: 65536, batch: 4096}\nrun: {backends: [numpy]}\n"
+    )
+    (tmp_path / "x.mlpackage").mkdir()
+    (tmp_path / "x.mlpackage" / "Manifest.json").write_text("not json")
+    damaged = tmp_path / "damaged.yaml"
+    damaged.write_text("name: damaged\nmodel: {family: external, path: x.mlpackage}\n")
+    bad = [
+        (huge, f"{huge}: huge: model.lm_head: building needs about"),
+        (calls, f"{calls}: calls: model.lm_head: one call's inputs and outputs need at least"),
+        (damaged, f"{damaged}: damaged: model.path: "),
+    ]
     missing = [n for n in ("coreml", "torch") if not backends.availability(n).available]
     if missing:
         lacking = tmp_path / "lacking.yaml"
         lacking.write_text(good.read_text().replace("[numpy]", f"[{missing[0]}]"))
         bad.append((lacking, "not available here"))
+    if "torch" not in missing:
+        import torch
+
+        if not torch.cuda.is_available():
+            cuda = tmp_path / "cuda.yaml"
+            cuda.write_text(good.read_text().replace("[numpy]", "[torch], device: cuda"))
+            bad.append((cuda, f"{cuda}: run.device: torch device cuda: CUDA is not available"))
     for spec, why in bad:
         store = tmp_path / f"{spec.stem}.duckdb"
-        res = cli("bench", good, spec, "--store", store)
+        cache = tmp_path / f"{spec.stem}.cache"
+        res = cli("bench", good, spec, "--store", store, env={"ANEMLL_SPEC_CACHE": str(cache)})
         assert res.returncode == 2, res.stderr
         assert why in res.stderr and "Traceback" not in res.stderr
         assert not store.exists()  # good.yaml did not run first
+        assert not cache.exists() or not any(cache.iterdir())  # nor was anything built

@@ -183,9 +183,10 @@ def test_failed_case_is_recorded_and_the_run_goes_on(cli, tmp_path, cache):
     shutil.copytree(good.path, tmp_path / "good.mlpackage")
     broken = tmp_path / "broken.mlpackage"
     shutil.copytree(good.path, broken)
-    for f in broken.rglob("*"):
-        if f.is_file():
-            f.write_bytes(b"\x00garbage")  # every file of the package corrupted
+    # the weights corrupted, the manifest and I/O intact: bench's checks before the run
+    # pass (a package that is no model at all is refused up front), its case fails
+    (weights,) = broken.rglob("weight.bin")
+    weights.write_bytes(b"\x00garbage")
     spec = _spec(
         tmp_path,
         "name: ext\nmodel: {family: external, path: broken.mlpackage}\n"

@@ -199,6 +199,60 @@ CASES = {
         "model.chunks: [1",
         r"2 is listed twice",
     ),
+    "sweep_key_not_a_path": (
+        GOOD + "sweep:\n  m: [1, 2]\n",
+        "sweep.m",
+        "m: [1",
+        r"sweep path 'm' must start with model. or run.",
+    ),
+    "sweep_inside_a_value": (
+        GOOD + "sweep:\n  model.chunks.max: [1, 2]\n",
+        "sweep.model.chunks.max",
+        "chunks.max",
+        r"goes inside model.chunks, which is a value, not a section",
+    ),
+    "sweep_nested_typo": (
+        GOOD + "sweep:\n  run.tolerance.min_cos: [0.5]\n",
+        "sweep.run.tolerance.min_cos",
+        "min_cos",
+        r"no field 'min_cos' in run.tolerance; did you mean 'min_cosine'",
+    ),
+    "sweep_same_case": (
+        GOOD + "sweep:\n  run.compute_units: [CPU_ONLY, [CPU_ONLY]]\n",
+        "sweep.run.compute_units[1]",
+        "compute_units",
+        r"\['CPU_ONLY'\] makes the same case as 'CPU_ONLY'",
+    ),
+    "sweep_default_written_out": (
+        GOOD + "sweep:\n  model.compute_precision: [null, float16]\n",
+        "sweep.model.compute_precision[1]",
+        "compute_precision",
+        r"'float16' makes the same case as None",
+    ),
+    "yaml_1_1_boolean": (
+        GOOD + "  verify: yes\n",
+        "run.verify",
+        "verify",
+        r"must be true or false, got 'yes'",
+    ),
+    "yaml_1_1_sexagesimal": (
+        GOOD.replace("iterations: 5", "iterations: 1:30"),
+        "run.iterations",
+        "iterations",
+        r"must be an integer, got a string '1:30'",
+    ),
+    "null_value": (
+        GOOD.replace("iterations: 5", "iterations: null"),
+        "run.iterations",
+        "iterations",
+        r"must not be empty \(null\)",
+    ),
+    "control_character": (
+        GOOD.replace("name: t", "name: t\x07"),
+        "",
+        "name",
+        r"character U\+0007 is not allowed in YAML text",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",
@@ -312,3 +366,73 @@ def test_a_sweep_problem_is_reported_once_in_file_order(cli, tmp_path):
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 2, err  # -5 fails at 2 sweep points: one line, saying so
     assert "model.colour" in errors[0] and "at 2 sweep points" in errors[1], err
+
+
+def test_every_duplicate_key_at_once(cli, tmp_path):
+    text = GOOD.replace("chunks: 2", "chunks: 2\n  chunks: 4") + "  iterations: 6\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 2 and all("duplicate key" in ln for ln in lines), err
+    assert ":7:3: model.chunks:" in lines[0] and ":11:3: run.iterations:" in lines[1], err
+
+
+def test_merge_keys_are_refused_by_name(cli, tmp_path):
+    text = "base: &b {family: lm_head}\n" + GOOD.replace("  family: lm_head", "  <<: *b")
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert ":4:3: model.<<: YAML merge keys (<<) are not supported" in err, err
+
+
+def test_yaml_1_2_numbers(tmp_path):
+    """Plain scalars resolve by YAML 1.2's core schema, as an editor's language server
+    reads them: 017 is 17 (not octal 15), 0o17 is 15, 0x10 is 16."""
+    from anemll_spec.spec import load_cases
+
+    text = GOOD.replace("hidden_size: 64", "hidden_size: 0x40").replace("chunks: 2", "chunks: 02")
+    text = text.replace("iterations: 5", "iterations: 017\n  warmup: 0o17")
+    (case,) = load_cases(write(tmp_path, text))[1]
+    assert (case.model.hidden_size, case.model.chunks) == (64, 2)
+    assert (case.run.iterations, case.run.warmup) == (17, 15)
+
+
+def test_a_misspelt_family_is_named(cli, tmp_path):
+    text = GOOD.replace("family: lm_head", "famly: lm_head")
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert ":2:1: model: missing required field 'family'" in err, err
+    assert ":3:3: model.famly: unknown key 'famly'; did you mean 'family'?" in err, err
+
+
+def test_control_characters_in_keys_reach_no_terminal(cli, tmp_path):
+    err = refused(cli, tmp_path, write(tmp_path, GOOD + '"\\e[31mx\\rOK": 1\n'))
+    assert "\x1b" not in err and "\r" not in err, repr(err)
+    assert "unknown key '\\x1b[31mx\\rOK'" in err, err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_spec_that_is_not_a_regular_file(cli, tmp_path, kind):
+    path = Path("/dev/zero") if kind == "device" else tmp_path / "fifo.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: reading it would block forever
+    assert "not a regular file" in refused(cli, tmp_path, path)
+
+
+def test_sweep_over_the_flags_limit_says_so(cli, tmp_path):
+    values = ", ".join(map(str, range(1, 401)))
+    text = GOOD + f"sweep:\n  model.seed: [{values}]\n  run.iterations: [{values}]\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert "160,000 cases" in err and "--max-cases allows at most 100,000" in err, err
+    assert "pass --max-cases" not in err
+
+
+def test_external_paths_that_are_no_model(cli, tmp_path):
+    (tmp_path / "file.mlpackage").write_text("x")
+    (tmp_path / "empty.mlpackage").mkdir()
+    text = "name: e\nmodel:\n  family: external\n  path: {}\n"
+    expect = {
+        "file.mlpackage": "a .mlpackage is a folder, this is a file",
+        "empty.mlpackage": "not an .mlpackage (Manifest.json missing)",
+        "a" * 300 + ".mlpackage": "cannot use this path: File name too long",
+        "/": "must be a .mlpackage or .mlmodelc, got '/'",
+    }
+    for i, (name, message) in enumerate(expect.items()):
+        err = refused(cli, tmp_path, write(tmp_path, text.format(name), f"e{i}.yaml"))
+        assert ":4:9: model.path: " in err and message in err, err

@@ -30,6 +30,10 @@ KNOWN_DIFFERENCES = {
     "sweep_path": "the sweep's paths name fields of the model's family",
     "swept_value_bad": "a swept value meets the cross-field rules at one sweep point",
     "sweep_value_twice": "a sweep value listed twice",
+    "sweep_inside_a_value": "the sweep's paths name fields of the model's family",
+    "sweep_nested_typo": "the sweep's paths name fields of the model's family",
+    "sweep_same_case": "two sweep values that resolve to the same case",
+    "sweep_default_written_out": "two sweep values that resolve to the same case",
 }
 
 

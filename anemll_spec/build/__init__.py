@@ -213,14 +213,35 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
 
         try:
             io = describe(model.path)
-        except Exception:  # an unreadable package fails its case, recorded with the error
-            return
+        except InputError as exc:  # not a model (no Manifest.json, unreadable I/O)
+            raise InputError(f"model.path: {exc}") from None
         # input_ranges naming inputs the model does not have: the spec's mistake
         synth_inputs(io, int_ranges=model.input_ranges)
         return
+    _check_call_memory(model)
     cache_dir = _cache_folder(cache_dir)
     if cache.lookup(cache_dir, cache_key(model))[0] is None:
         _check_memory(model, estimate(model))
+
+
+def _check_call_memory(model: ModelBase) -> None:
+    """A call's inputs (drawn in float32, then cast) and outputs must fit in memory: a
+    spec of batch 4096 x seq_len 65536 is refused here, not after its build."""
+    import numpy as np
+
+    from anemll_spec.mlmodel.limits import check_alloc, element_count
+
+    plan = plan_of(model)
+    where = f"model.{model.family}"
+    need = sum(
+        element_count(t.shape, f"{where}: input {t.name!r}") * (np.dtype(t.dtype).itemsize + 8)
+        for t in plan.inputs
+    )
+    need += sum(
+        element_count(t.shape, f"{where}: output {t.name!r}") * np.dtype(t.dtype).itemsize
+        for t in plan.outputs
+    )
+    check_alloc(need, where, "one call's inputs and outputs need at least")
 
 
 def _cache_folder(cache_dir: Path | None) -> Path:

@@ -33,7 +33,8 @@ def budget(run: Run) -> str:
     text = f"warmup {run.warmup}"
     if run.warmup_s:
         text += f" (>= {run.warmup_s:g} s)"
-    text += f", {run.min_iterations}..{run.iterations} it, <= {run.max_time_s:g} s per variant"
+    low = min(run.min_iterations, run.iterations)  # the harness caps the minimum
+    text += f", {low}..{run.iterations} it, <= {run.max_time_s:g} s per variant"
     if run.target_ci_pct:
         text += f", stop at CI +-{run.target_ci_pct:g}%"
     if run.concurrency > 1:

@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.errors import SpecError
     from anemll_spec.spec import expand, parse
+    from anemll_spec.text import printable
 
     results = []
     failed = False
@@ -33,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
             )
             if not args.json:
                 for p in exc.problems:
-                    print(f"error: {p}", file=sys.stderr)
+                    print(f"error: {printable(p)}", file=sys.stderr)
             continue
         results.append({"file": path, "ok": True, "name": spec.name, "cases": len(cases)})
         if not args.json:
-            print(f"ok: {path} ({spec.name}, {len(cases)} case{'s' * (len(cases) != 1)})")
+            print(
+                f"ok: {printable(path)} ({printable(spec.name)}, {len(cases)} case{'s' * (len(cases) != 1)})"
+            )
     if args.json:
         print_json(results)
     return 2 if failed else 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from anemll_spec.errors import InputError
 from anemll_spec.progress import Progress
 from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
@@ -127,12 +128,25 @@ class Runner:
         from anemll_spec.build import preflight
 
         seen: set[str] = set()
+        devices: set[str] = set()
         for p in self.cases:
-            for v in p.variants:
-                backends.check_runs(v.backend, p.case.model, what=p.case.model_name)
-            if p.case.build_key not in seen:
-                seen.add(p.case.build_key)
-                preflight(p.case.model, self.cache_dir)
+            try:
+                for v in p.variants:
+                    backends.check_runs(v.backend, p.case.model, what=p.case.model_name)
+                    devices |= {p.case.run.device} if v.backend == "torch" else set()
+                if p.case.build_key not in seen:
+                    seen.add(p.case.build_key)
+                    preflight(p.case.model, self.cache_dir)
+            except InputError as exc:  # which spec and case, when bench runs several
+                raise InputError(f"{self.spec.path}: {p.case.model_name}: {exc}") from None
+        if devices:  # a torch device this machine lacks (cuda without CUDA)
+            from anemll_spec.executor.torch_host import resolve_device
+
+            for device in sorted(devices):
+                try:
+                    resolve_device(device)
+                except InputError as exc:
+                    raise InputError(f"{self.spec.path}: run.device: {exc}") from None
 
     def _host(self) -> dict:
         """Host facts (host.capture), and the GPU's and torch's where a case runs on torch

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import Problem, SpecError
+from anemll_spec.hashing import digest
 from anemll_spec.spec.case import Case, published_model
 from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
 from anemll_spec.vocab import DEFAULT_MAX_CASES, MAX_CASES_LIMIT
@@ -107,20 +108,20 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
     if spec.n_cases > max_cases:
         sizes = " x ".join(str(len(v)) for v in spec.sweep.values())
         at = problems_mod.Locator(str(spec.path), spec.positions)
-        raise SpecError(
-            [
-                at.problem(
-                    ("sweep",),
-                    f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
-                    f"{max_cases}; pass --max-cases {spec.n_cases} to allow it",
-                )
-            ]
+        allow = (
+            f"pass --max-cases {spec.n_cases} to allow it"
+            if spec.n_cases <= MAX_CASES_LIMIT
+            else f"--max-cases allows at most {MAX_CASES_LIMIT:,}: split the sweep"
         )
+        message = f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
+        raise SpecError([at.problem(("sweep",), f"{message}{max_cases}; {allow}")])
     context = {"base": str(spec.path.parent)}
     base = {k: v for k, v in spec.doc.items() if k != "sweep"}
     keys = list(spec.sweep)
     per_point: list[tuple[dict, list[Problem]]] = []
     cases: list[Case] = []
+    resolved: dict[str, tuple] = {}  # what a point resolves to -> its sweep value indices
+    twice: dict[Problem, None] = {}
     for index, combo in enumerate(itertools.product(*(enumerate(spec.sweep[k]) for k in keys))):
         doc = copy.deepcopy(base)
         overrides: dict[tuple, tuple] = {}
@@ -128,7 +129,7 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
         for key, (i, value) in zip(keys, combo, strict=True):
             section, *rest = key.split(".")
             if not _set_path(doc, [section, *rest], copy.deepcopy(value)):
-                break  # a section that is not a mapping: reported by validation
+                continue  # a section that is not a mapping: reported by validation
             overrides[(section, *rest)] = ("sweep", key, i)
             params[key] = value
         try:
@@ -139,10 +140,28 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
             continue
         per_point.append((params, []))
         cases.append(Case(valid.name, index, valid.model, valid.run, params))
-    found = list(spec.problems) + _located_sweep_problems(per_point)
+        same = resolved.setdefault(digest([valid.model.to_json(), valid.run.to_json()]), combo)
+        if same is not combo:
+            twice[_same_case(spec, keys, same, combo)] = None
+    found = list(spec.problems) + _located_sweep_problems(per_point) + list(twice)
     if found:  # in the file's order
         raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
     return cases
+
+
+def _same_case(spec: SpecFile, keys: list[str], first: tuple, later: tuple) -> Problem:
+    """Two sweep values that resolve to the same settings (`CPU_ONLY` and `[CPU_ONLY]`, a
+    default written out) would measure one case twice under one key."""
+    from anemll_spec.spec.problems import Locator
+
+    key, (i, value), (_, other) = next(
+        (k, b, a) for k, a, b in zip(keys, first, later, strict=True) if a[0] != b[0]
+    )
+    message = (
+        f"{value!r} makes the same case as {other!r} (both resolve to the same settings): "
+        "each value must make its cases once"
+    )
+    return Locator(str(spec.path), spec.positions).problem(("sweep", key, i), message)
 
 
 def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list[Problem]:

@@ -54,12 +54,13 @@ class Spec(SpecModel):
 def json_schema() -> dict[str, Any]:
     """The spec's JSON Schema for editors (yaml-language-server) and other tools.
 
-    pydantic's schema of `Spec`, plus what the validator accepts beyond the field types: a
-    single backend or compute unit may be written without a list, and list values are
-    unique. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema."""
+    pydantic's schema of `Spec`, plus what the validator says beyond the field types: a
+    single backend or compute unit may be written without a list, list values are
+    unique, and a sweep key that is no field path is refused. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema."""
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "anemll-spec benchmark spec"
+    schema["properties"]["sweep"]["additionalProperties"] = False  # a path or nothing
     run = schema["$defs"]["Run"]["properties"]
     for name in ("backends", "compute_units"):
         field = run[name]

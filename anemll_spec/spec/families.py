@@ -230,11 +230,18 @@ class External(ModelBase):
         p = Path(value).expanduser()
         if not p.is_absolute():
             p = Path((info.context or {}).get("base", ".")) / p
-        if not p.exists():
-            raise ValueError(f"no such model: {p}")
         if p.suffix not in (".mlpackage", ".mlmodelc"):
-            raise ValueError(f"must be a .mlpackage or .mlmodelc, got {p.name}")
-        return str(p.resolve())
+            raise ValueError(f"must be a .mlpackage or .mlmodelc, got {p.name or str(p)!r}")
+        try:
+            if not p.exists():
+                raise ValueError(f"no such model: {p}")
+            if not p.is_dir():  # both forms are folders
+                raise ValueError(f"{p}: a {p.suffix} is a folder, this is a file")
+            if p.suffix == ".mlpackage" and not (p / "Manifest.json").is_file():
+                raise ValueError(f"{p}: not an .mlpackage (Manifest.json missing)")
+            return str(p.resolve())
+        except OSError as exc:  # a name too long, a symlink loop: the path is unusable
+            raise ValueError(f"cannot use this path: {exc.strerror or exc}") from None
 
     def check_rules(self, rules: Rules) -> None:
         if self.compression != "none":

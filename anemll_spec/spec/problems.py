@@ -138,6 +138,8 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         "starting with a letter or digit",
     }
     if kind in simple:
+        if value is None and kind != "string_pattern_mismatch":
+            return [at.problem(path, "must not be empty (null)")]
         return [at.problem(path, simple[kind])]
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return [at.problem(path, f"must be {_bound(ctx)}, got {value}")]
@@ -159,8 +161,14 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         model = value if isinstance(value, dict) else None
         if model is None:
             return [at.problem(path, f"must be a mapping, got {type_name(value)}")]
-        if "family" not in model:
-            return [at.problem(path, "missing required field 'family'", key=True)]
+        if "family" not in model:  # and a key that is no family's is likely it, misspelt
+            allowed = allowed_keys(path, doc)
+            unknown = [
+                at.problem(path + (k,), f"unknown key '{k}'{did_you_mean(k, allowed)}", key=True)
+                for k in model
+                if k not in allowed
+            ]
+            return [at.problem(path, "missing required field 'family'", key=True), *unknown]
         from anemll_spec.spec.families import FAMILIES
 
         msg = f"unknown value {model['family']!r}; choose one of {', '.join(FAMILIES)}"

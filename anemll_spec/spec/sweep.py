@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from anemll_spec.errors import Problem
-from anemll_spec.spec.problems import Locator, did_you_mean
+from anemll_spec.hashing import canonical_json
+from anemll_spec.spec.problems import Locator, allowed_keys, did_you_mean
 
 
 def sweepable(doc: dict) -> dict[str, list[str]]:
@@ -37,7 +38,7 @@ def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]
     out: dict[str, list] = {}
     problems: list[Problem] = []
     for key, values in sweep.items():
-        problem = _entry_problem(str(key), values, known)
+        problem = _entry_problem(str(key), values, known, doc)
         if problem:
             message, on_key = problem
             problems.append(at.problem(("sweep", key), message, key=on_key))
@@ -46,7 +47,9 @@ def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]
     return out, problems
 
 
-def _entry_problem(key: str, values: Any, known: dict[str, list[str]]) -> tuple[str, bool] | None:
+def _entry_problem(
+    key: str, values: Any, known: dict[str, list[str]], doc: dict
+) -> tuple[str, bool] | None:
     parts = key.split(".")
     if len(parts) < 2 or parts[0] not in known:
         return f"sweep path '{key}' must start with model. or run.", True
@@ -54,13 +57,34 @@ def _entry_problem(key: str, values: Any, known: dict[str, list[str]]) -> tuple[
         hint = did_you_mean(parts[1], known[parts[0]])
         hint = hint.replace("'", f"'{parts[0]}.", 1) if "did you mean" in hint else ""
         return f"sweep path '{key}' does not exist: no field '{parts[1]}' in {parts[0]}{hint}", True
+    inside = _inside_problem(key, parts, doc)
+    if inside:
+        return inside, True
     if not isinstance(values, list):
         return "must be a list of values to sweep over", False
     if not values:
         return "empty sweep list: give at least one value", False
-    seen: list = []
+    seen: set[str] = set()
     for v in values:
-        if any(v == w and type(v) is type(w) for w in seen):
+        typed = canonical_json([type(v).__name__, v])  # 1 and 1.0 differ, as in the model
+        if typed in seen:
             return f"{v!r} is listed twice: each value makes its cases once", False
-        seen.append(v)
+        seen.add(typed)
+    return None
+
+
+def _inside_problem(key: str, parts: list[str], doc: dict) -> str | None:
+    """A path below a field must go through sections (run.tolerance.min_cosine,
+    model.compression.palettize.nbits) or name one entry of a map (model.input_ranges.ids)."""
+    for i in range(2, len(parts)):
+        inner = tuple(parts[:i])
+        if inner[-1] == "input_ranges" and i == 2 and len(parts) == 3:
+            return None
+        allowed = allowed_keys(inner, doc)
+        if not allowed:
+            where = ".".join(inner)
+            return f"sweep path '{key}' goes inside {where}, which is a value, not a section"
+        if parts[i] not in allowed:
+            hint = did_you_mean(parts[i], allowed)
+            return f"sweep path '{key}' does not exist: no field '{parts[i]}' in {'.'.join(inner)}{hint}"
     return None

@@ -2,16 +2,21 @@
 
 Specs are small, declarative documents. We compose the YAML node graph with
 PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
+- read plain scalars by YAML 1.2's core schema, as editors' language servers do: `yes`,
+  `off` are strings, `017` is 17, `1:30` a string, `1e-05` a float (PyYAML's YAML 1.1
+  reads them as booleans, octal 15, 90 and a string);
 - record where every key and value sits (for error messages),
-- refuse duplicate keys (YAML would silently keep the last one),
+- refuse duplicate keys (YAML would silently keep the last one) and merge keys (`<<`),
 - bound the expanded size, which defeats alias bombs ("billion laughs"), and the nesting
   depth (PyYAML composes recursively: 500 levels would be a RecursionError),
-- refuse files that are huge, binary, or not files at all.
+- refuse files that are huge, binary, or not regular files (a device or FIFO never ends).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +29,60 @@ MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
 Pos = tuple[int, int]  # 1-based line, column
 Positions = dict[tuple, Pos]  # path tuple -> position of the value (keys: path + ("<key>",))
 
+_TAG = "tag:yaml.org,2002:"
+# YAML 1.2.2, 10.3.2 (the core schema): how a plain scalar resolves, in this order
+_CORE = (
+    ("null", r"(?:~|null|Null|NULL|)\Z", "~nN"),
+    ("bool", r"(?:true|True|TRUE|false|False|FALSE)\Z", "tTfF"),
+    ("int", r"(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)\Z", "-+0123456789"),
+    ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z", "-+.0123456789"),
+    ("float", r"(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)\Z", "-+."),
+)
+_PLAIN_TAGS = frozenset(_TAG + t for t in ("map", "seq", "str", "int", "float", "bool", "null"))
+
 
 def read_text(path: Path) -> str:
     """Read a spec file, refusing what cannot be a spec."""
     name = str(path)
-    if not path.exists():
-        raise SpecError([Problem(name, "", "no such file")])
-    if path.is_dir():
-        raise SpecError([Problem(name, "", "is a directory, not a spec file")])
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise SpecError(
-            [Problem(name, "", f"file is {size:,} bytes; a spec must be under {MAX_FILE_BYTES:,}")]
-        )
-    data = path.read_bytes()
+
+    def refuse(message: str) -> SpecError:
+        return SpecError([Problem(name, "", message)])
+
+    try:
+        if not path.exists():
+            raise refuse("no such file")
+        if path.is_dir():
+            raise refuse("is a directory, not a spec file")
+        if not path.is_file():
+            raise refuse("not a regular file (a device, FIFO or socket), not a spec file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise refuse(f"file is {size:,} bytes; a spec must be under {MAX_FILE_BYTES:,}")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # the file may grow after stat
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refuse(f"file is over {MAX_FILE_BYTES:,} bytes; a spec must be under that")
     if b"\x00" in data:
-        raise SpecError([Problem(name, "", "binary file (contains NUL bytes), not a YAML spec")])
+        raise refuse("binary file (contains NUL bytes), not a YAML spec")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(
-            [Problem(name, "", f"not UTF-8 text (byte {exc.start}): not a YAML spec")]
-        ) from None
+        raise refuse(f"not UTF-8 text (byte {exc.start}): not a YAML spec") from None
+
+
+@cache
+def _loader() -> type:
+    """SafeLoader with the core schema's resolvers instead of YAML 1.1's."""
+    import yaml
+
+    class CoreLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers: dict = {}
+
+    for tag, pattern, first in _CORE:
+        CoreLoader.add_implicit_resolver(_TAG + tag, re.compile(pattern), [*first, ""])
+    return CoreLoader
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
@@ -53,14 +90,20 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     import yaml
 
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_loader())
     except RecursionError:
         raise SpecError(
             [Problem(file, "", f"nested too deeply: a spec nests at most {MAX_DEPTH} levels")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a byte"
+        msg = f"YAML syntax error: character {char} is not allowed in YAML text"
+        raise SpecError([Problem(file, "", msg, line, col)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        msg = getattr(exc, "problem", None) or str(exc)
+        msg = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         ctx = getattr(exc, "context", None)
         if ctx:
             msg = f"{ctx}, {msg}"
@@ -69,91 +112,97 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         raise SpecError([Problem(file, "", f"YAML syntax error: {msg}", line, col)]) from None
     if node is None:
         raise SpecError([Problem(file, "", "empty document: a spec needs at least name and model")])
-    positions: Positions = {}
-    counter = [0]
-    value = _convert(node, (), positions, counter, file)
-    return value, positions
+    convert = _Converter(file)
+    value = convert(node, ())
+    if convert.problems:  # every duplicate or merge key at once
+        raise SpecError(convert.problems)
+    return value, convert.positions
 
 
-# unquoted exponent floats without a dot (1e-05, 5E3), which YAML 1.1 reads as strings
-_EXP_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+\Z")
-
-_PLAIN_TAGS = frozenset(
-    f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")
-)
-
-
-def _pos(node) -> Pos:
+def _pos(node: Any) -> Pos:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _convert(node, path: tuple, positions: Positions, counter: list[int], file: str) -> Any:
-    import yaml
+class _Converter:
+    """Node graph -> plain values, recording positions and bounding size and depth."""
 
-    counter[0] += 1
-    if counter[0] > MAX_NODES:
-        line, col = _pos(node)
-        raise SpecError(
-            [
-                Problem(
-                    file,
-                    _dotted(path),
-                    f"document expands to more than {MAX_NODES:,} nodes "
-                    "(an alias bomb?); specs must be small",
-                    line,
-                    col,
-                )
-            ]
-        )
-    positions.setdefault(path, _pos(node))
-    if len(path) > MAX_DEPTH:
-        line, col = _pos(node)
-        raise SpecError(
-            [
-                Problem(
-                    file,
-                    _dotted(path[:MAX_DEPTH]),
-                    f"nested too deeply: a spec nests at most {MAX_DEPTH} levels",
-                    line,
-                    col,
-                )
-            ]
-        )
-    if node.tag not in _PLAIN_TAGS:
-        # A tag asks for a type the spec does not have (or for Python objects): refuse
-        # it, with where it is; untagged nodes resolve to the plain tags below.
-        line, col = _pos(node)
-        raise SpecError(
-            [Problem(file, _dotted(path), f"unsupported YAML tag {node.tag!r}", line, col)]
-        )
-    if isinstance(node, yaml.MappingNode):
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.positions: Positions = {}
+        self.nodes = 0
+        self.problems: list[Problem] = []
+
+    def refuse(self, node: Any, path: tuple, message: str) -> SpecError:
+        return SpecError([Problem(self.file, dotted(path), message, *_pos(node))])
+
+    def __call__(self, node: Any, path: tuple) -> Any:
+        import yaml
+
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.refuse(
+                node,
+                path,
+                f"document expands to more than {MAX_NODES:,} nodes "
+                "(an alias bomb?); specs must be small",
+            )
+        self.positions.setdefault(path, _pos(node))
+        if len(path) > MAX_DEPTH:
+            msg = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
+            raise self.refuse(node, path[:MAX_DEPTH], msg)
+        if node.tag not in _PLAIN_TAGS:
+            # A tag asks for a type the spec does not have (or for Python objects): refuse
+            # it, with where it is; untagged nodes resolve to the plain tags below.
+            raise self.refuse(node, path, f"unsupported YAML tag {node.tag!r}")
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.scalar(node, path)
+
+    def mapping(self, node: Any, path: tuple) -> dict:
+        import yaml
+
         out: dict = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                line, col = _pos(key_node)
-                raise SpecError(
-                    [Problem(file, _dotted(path), "keys must be plain scalars", line, col)]
-                )
-            key = yaml.SafeLoader.construct_scalar(yaml.SafeLoader(""), key_node)
+                raise self.refuse(key_node, path, "keys must be plain scalars")
+            key = key_node.value
+            where = (self.file, dotted(path + (key,)))
+            if key == "<<" and key_node.style is None:
+                msg = "YAML merge keys (<<) are not supported: write the fields out"
+                self.problems.append(Problem(*where, msg, *_pos(key_node)))
+                continue
             if key in out:
-                line, col = _pos(key_node)
-                raise SpecError([Problem(file, _dotted(path + (key,)), "duplicate key", line, col)])
-            positions[path + (key, "<key>")] = _pos(key_node)
-            out[key] = _convert(value_node, path + (key,), positions, counter, file)
+                self.problems.append(Problem(*where, "duplicate key", *_pos(key_node)))
+                continue
+            self.positions[path + (key, "<key>")] = _pos(key_node)
+            out[key] = self(value_node, path + (key,))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _convert(item, path + (i,), positions, counter, file)
-            for i, item in enumerate(node.value)
-        ]
-    # scalars: resolve with the safe constructor (ints, floats, bools, null, strings)
-    if node.tag == "tag:yaml.org,2002:str" and node.style is None and _EXP_FLOAT.match(node.value):
-        return float(node.value)  # 1e-05: a float in YAML 1.2, a string to PyYAML's 1.1
-    loader = yaml.SafeLoader("")
-    return loader.construct_object(node, deep=True)
+
+    def scalar(self, node: Any, path: tuple) -> Any:
+        """A scalar by its tag (resolved by the core schema, or written explicitly)."""
+        kind, text = node.tag[len(_TAG) :], node.value
+        try:
+            if kind == "null":
+                return None
+            if kind == "bool":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError
+                return text.lower() == "true"
+            if kind == "int":
+                return int(text, 0) if re.match(r"[-+]?0[oxOX]", text) else int(text, 10)
+            if kind == "float":
+                special = {".inf": math.inf, ".nan": math.nan}.get(text.lower().lstrip("+-"))
+                if special is None:
+                    return float(text)
+                return -special if text.startswith("-") else special
+        except ValueError:
+            raise self.refuse(node, path, f"{text!r} is not a YAML {kind}") from None
+        return text
 
 
-def _dotted(path: tuple) -> str:
+def dotted(path: tuple) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -161,6 +210,3 @@ def _dotted(path: tuple) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
-
-
-dotted = _dotted
