@@ -96,11 +96,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
             [Problem(file, "", f"nested too deeply: a spec nests at most {MAX_DEPTH} levels")]
         ) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        at = exc.position
+        where = (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))  # line, column
         char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a byte"
         msg = f"YAML syntax error: character {char} is not allowed in YAML text"
-        raise SpecError([Problem(file, "", msg, line, col)]) from None
+        raise SpecError([Problem(file, "", msg, *where)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         msg = getattr(exc, "problem", None) or str(exc).splitlines()[0]
