@@ -98,6 +98,7 @@ def test_predict_checks_its_paths_and_seed_first(cli, tmp_path):
     npy = tmp_path / "x.npy"
     np.save(npy, np.zeros(3, np.float32))
     refused(cli("predict", model, "--inputs", npy), "one unnamed array (.npy)")
+    refused(cli("predict", model, "--function", "foo"), "no function 'foo' (has: main)")
     assert [p.name for p in tmp_path.glob("*.npz")] == ["out.npz"]  # the folder, untouched
 
 
@@ -191,3 +192,77 @@ def test_every_json_output_is_strict(capsys):
     out = capsys.readouterr().out
     doc = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
     assert doc == {"ci_pct": None, "x": [1.0, None], "s": {"y": None}}
+
+
+def test_unknown_arguments_are_named_by_their_command(cli):
+    """The command's own parser answers, so its usage shows the flags it does have."""
+    r = cli("info", "--bogus")
+    refused(
+        r, "usage: anemll-spec info", "anemll-spec info: error: unrecognized arguments: --bogus"
+    )
+    refused(cli("--bogus"), "anemll-spec: error: unrecognized arguments: --bogus")
+
+
+def test_share_json_and_an_unknown_baseline(cli, store):
+    text = cli("share", "--store", store)
+    r = cli("share", "--store", store, "--json")
+    assert text.returncode == 0 and r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["markdown"] == text.stdout and doc["baseline"] == "M1 Max"
+    assert doc["export_command"] in text.stdout and doc["run_id"] in doc["export_command"]
+    refused(
+        cli("share", "--store", store, "--baseline", "M9"),
+        "--baseline 'M9': no chip of that name in the store; chips: ",
+        "'M1 Max'",
+    )
+
+
+def test_empty_charts_say_why(cli, store, tmp_path):
+    r = cli("chart", "sweep", "--store", store, "--out", tmp_path / "s")
+    refused(r, "no run with a sweep has ok cases in the store", "`sweep:`")
+    for kind in ("latency", "timeline", "sweep"):
+        r = cli("chart", kind, "--store", store, "--model", "nope", "--out", tmp_path / kind)
+        refused(r, "no model of that name; models: 'llama_lm_head', 'llama_lm_head_lut6'")
+    assert not any(tmp_path.glob("*/*.html"))
+
+
+def test_report_out_must_be_a_page(cli, store, tmp_path):
+    refused(cli("report", "--store", store, "--out", tmp_path / "r.txt"), "name it FILE.html")
+    assert not (tmp_path / "r.txt").exists()
+
+
+def test_query_help_names_every_table_view_and_macro(tmp_path):
+    """--help's list of what a query may read is the store's own, kept in step here."""
+    from anemll_spec.cli import query
+
+    con = open_store(tmp_path / "s.duckdb")
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        views = {r[0] for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}  # fmt: skip
+        macros = {r[0] for r in con.execute(
+            "SELECT function_name FROM duckdb_functions() WHERE function_type = 'table_macro' "
+            "AND NOT internal").fetchall()}  # fmt: skip
+    finally:
+        con.close()
+    assert set(query.TABLES) == tables - {"meta"}
+    assert set(query.VIEWS) == views
+    assert set(query.MACROS) == macros - {"factors_of", "energy_factors_of"}  # internal steps
+
+
+def test_a_dispatch_floor_above_the_median_claims_no_share():
+    """The floor is a 64 -> 64 model: a smaller model can be faster than it, and then the
+    floor is no part of its latency."""
+    from types import SimpleNamespace as NS
+
+    from anemll_spec.cli.bench import _lines
+
+    def floor_line(median_ms: float) -> str:
+        v = NS(case=NS(index=0, model_name="m"), label="numpy")
+        m = NS(variant=v, status="ok", verdict=None, runtime_median_ms=None, energy=None,
+               notes=[], dispatch_floor_ms=0.015, summary=NS(median_ms=median_ms))  # fmt: skip
+        (line,) = [ln for ln in _lines(m) if ln.startswith("dispatch floor")]
+        return line
+
+    assert floor_line(0.03).endswith("0.015 ms for a tiny 64->64 model = 50% of this median")
+    assert "at or above this median" in floor_line(0.01) and "%" not in floor_line(0.01)

@@ -134,7 +134,7 @@ def build(con, opts: Options, run_id: str | None = None, *, others: bool = False
     if not any(r["inferences_per_joule"] for r in rows):
         raise why_none(con, opts)
     if not any(r.get("energy_factor") is not None for r in rows):
-        from anemll_spec.chart.factors import check_baseline
+        from anemll_spec.store.factors import check_baseline
 
         check_baseline(con, opts.baseline)  # no factor at all: maybe a misspelt chip
     rows, notes = fewer(rows, opts)

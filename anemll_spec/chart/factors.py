@@ -19,6 +19,7 @@ from anemll_spec.chart.factors_draw import LABEL_CHARS, TITLE, chart, how, label
 from anemll_spec.chart.source import NoData, Options, fetch, where_sql
 from anemll_spec.chart.style import fmt_factor, os_label
 from anemll_spec.errors import InputError
+from anemll_spec.store.factors import check_baseline
 from anemll_spec.text import printable
 
 KIND = "factors"
@@ -131,16 +132,6 @@ def factor_text(row: dict[str, Any]) -> str:
         if row.get("own"):
             text += f" vs {row['against']}"
     return text + (" (derived)" if row.get("derived") else "")
-
-
-def check_baseline(con, baseline: str) -> None:
-    """A baseline chip no row has would silently give 'no baseline' everywhere."""
-    chips = [r["chip"] for r in fetch(con, "SELECT DISTINCT chip FROM chip_factors ORDER BY 1")]
-    if chips and baseline not in chips:
-        raise InputError(
-            f"--baseline {baseline!r}: no chip of that name in the store; chips: "
-            + printable(", ".join(map(repr, chips)))
-        )
 
 
 def known_models(con) -> list[str]:

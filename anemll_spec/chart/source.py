@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anemll_spec.errors import InputError
+from anemll_spec.text import printable
 
 DEFAULT_BASELINE = "M1 Max"  # the published tables' baseline (store.views.DEFAULT_BASELINE)
 
@@ -140,8 +141,22 @@ def pick_run(con, opts: Options, *, needs: str = "TRUE", lacking: str = "") -> s
         if lacking:
             pick_run(con, opts)  # no case at all passes the filters: that NoData says so
             raise NoData(lacking.format(filters=opts.describe()))
-        raise NoData(f"no cases to draw in the store ({opts.describe()})")
+        raise NoData(f"no cases to draw in the store ({opts.describe()}){_models(con, opts)}")
     return rows[0]["run_id"]
+
+
+def _models(con, opts: Options) -> str:
+    """For an unknown --model, the model names there are (a swept case is named
+    `spec[param=value]`, which a user cannot guess)."""
+    if not opts.model or fetch(con, "SELECT 1 FROM results WHERE model_name = ?", [opts.model]):
+        return ""
+    names = [r["model_name"] for r in fetch(
+        con, "SELECT DISTINCT model_name FROM results WHERE model_name IS NOT NULL ORDER BY 1"
+    )]  # fmt: skip
+    shown = ", ".join(map(repr, names[:20])) + (
+        f" and {len(names) - 20} more" if len(names) > 20 else ""
+    )
+    return f": no model of that name; models: {printable(shown)}" if names else ""
 
 
 # A readable, unique label for a case inside one run (labels are data, never markup).

@@ -125,7 +125,13 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
 
 
 def build(con, opts: Options) -> dict[str, Any]:
-    run_id = pick_run(con, opts, needs=NEEDS)
+    run_id = pick_run(
+        con,
+        opts,
+        needs=NEEDS,
+        lacking="no run with a sweep has ok cases in the store ({filters}): give a spec a "
+        "`sweep:` (e.g. model.vocab_size: [32000, 128256]) and bench it",
+    )
     rows, param, metric, others = _query(con, opts, run_id)
     if not rows:
         raise NoData(

@@ -155,10 +155,12 @@ def _lines(m: Any) -> list[str]:
     for n in m.notes:
         out.append(f"note {where}: {n}")
     if m.dispatch_floor_ms and m.summary:
-        out.append(
-            f"dispatch floor {where}: {m.dispatch_floor_ms:.3f} ms for a tiny 64->64 model = "
-            f"{pct(m.dispatch_floor_ms / m.summary.median_ms)} of this median"
-        )
+        floor = f"dispatch floor {where}: {m.dispatch_floor_ms:.3f} ms for a tiny 64->64 model"
+        if m.dispatch_floor_ms >= m.summary.median_ms:  # the floor model is the bigger one
+            floor += " (at or above this median: this model is smaller; no overhead share)"
+        else:
+            floor += f" = {pct(m.dispatch_floor_ms / m.summary.median_ms)} of this median"
+        out.append(floor)
     return out
 
 

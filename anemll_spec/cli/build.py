@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help="cache folder (default: $ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME/anemll-spec)",
+        help="cache folder (default: $ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or ~/.cache, "
+        "/anemll-spec)",
     )
     add_max_cases(p)
     add_json(p)

@@ -93,7 +93,16 @@ def _print(result: dict) -> None:
 
     pct = int(round(result["level"] * 100))
     print(f"A = {printable(result['run_a'])}\nB = {printable(result['run_b'])}")
-    columns = ["model", "backend", "units", "A ms", "B ms", "B/A", f"{pct}% CI", "verdict"]
+    columns = [
+        "model",
+        "backend",
+        "units",
+        "A median ms",
+        "B median ms",
+        "B/A",
+        f"{pct}% CI",
+        "verdict",
+    ]
     rows = [
         (
             c["model_name"] or c["variant_key"],

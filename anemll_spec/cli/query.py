@@ -10,13 +10,19 @@ from anemll_spec.cli._common import add_json, add_store, json_value
 from anemll_spec.text import printable
 
 HELP = "run SQL on the results store (read-only)"
+# What a query may read, for --help (a test keeps these in step with the store's schema)
+TABLES = ("runs", "hosts", "cases", "samples", "placements", "reference", "case_energy_rails",
+          "power_samples", "sustained_windows")  # fmt: skip
+VIEWS = ("results", "chip_factors", "energy_factors")
+MACROS = ("chip_factors_vs", "case_factors_vs", "energy_factors_vs")
 DESCRIPTION = (
     "Run SQL on the results store. The store is opened read-only with file access "
     "disabled, so a query can never change it. SQL may be given inline, as a .sql file, "
     "or as the name of a query in store/queries/ (e.g. chip_factors). "
-    "Tables: runs, hosts, cases, samples, placements, reference (the published "
-    "results); views: results, chip_factors; table macros: chip_factors_vs('M4 Max'), "
-    "case_factors_vs('M4 Max'). Text SQL longer than a file name is never read as a "
+    f"Tables: {', '.join(TABLES)} (reference: the published results); views: "
+    f"{', '.join(VIEWS)}; table macros: "
+    + ", ".join(f"{m}('M4 Max')" for m in MACROS)
+    + ". Text SQL longer than a file name is never read as a "
     "path; a single word is a query name, or SQL (CHECKPOINT) when no query has that "
     "name. See docs/store.md."
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_store
+from anemll_spec.cli._common import add_json, add_store, print_json
 
 HELP = "print a run as Markdown to paste into a GitHub issue (table, host, factors)"
 DESCRIPTION = (
@@ -13,7 +13,8 @@ DESCRIPTION = (
     "the host (chip, OS, versions), the comparison with published results (factors "
     "against --baseline, by the store's one factor rule) and the exact command that "
     "exports the run's bundle to attach. Text from the store is escaped: a name cannot "
-    "break the table."
+    "break the table. --json: the same block as {run_id, baseline, markdown, "
+    "export_command}, for scripts that post it."
 )
 
 
@@ -32,20 +33,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="chip the factors are against (default M1 Max, as published)",
     )
     add_store(p)
+    add_json(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from anemll_spec.store import default_target, open_store
+    from anemll_spec.store.factors import check_baseline
     from anemll_spec.store.lookup import resolve_run
-    from anemll_spec.store.share import share_markdown
+    from anemll_spec.store.share import export_command, share_markdown
 
     con = open_store(default_target(args.store), read_only=True)
     try:
         run_id = resolve_run(con, args.run)
+        check_baseline(con, args.baseline)  # a misspelt chip: 'no baseline' everywhere
         text = share_markdown(con, run_id, baseline=args.baseline, store_arg=args.store)
     finally:
         con.close()
-    sys.stdout.write(text)
+    if args.json:
+        command = export_command(run_id, args.store)
+        print_json({"run_id": run_id, "baseline": args.baseline, "markdown": text,
+                    "export_command": command})  # fmt: skip
+    else:
+        sys.stdout.write(text)
     return 0

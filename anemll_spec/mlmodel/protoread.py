@@ -227,6 +227,8 @@ def read_program(spec, weights: WeightFiles, where: Path | str, only: str | None
     default = spec.description.defaultFunctionName or "main"
     if default not in protos and protos:
         default = next(iter(protos))
+    if only is not None and only not in protos:  # parse none, but say what there is
+        raise InputError(f"{where}: no function '{only}' (has: {', '.join(sorted(protos))})")
     functions = {}
     for name in protos:
         if only is None or name == only:

@@ -9,7 +9,9 @@ report all read it, so they cannot disagree.
 
 from __future__ import annotations
 
+from anemll_spec.errors import InputError
 from anemll_spec.store.views import DEFAULT_BASELINE
+from anemll_spec.text import printable
 
 COLUMNS = (
     "case_id",
@@ -59,3 +61,16 @@ def energy_for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[d
         [baseline, run_id],
     )
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def check_baseline(con, baseline: str) -> None:
+    """A baseline chip no row has would silently give 'no baseline' everywhere: share,
+    the charts and the report refuse it alike, naming the chips there are."""
+    chips = [
+        r[0] for r in con.execute("SELECT DISTINCT chip FROM chip_factors ORDER BY 1").fetchall()
+    ]
+    if chips and baseline not in chips:
+        raise InputError(
+            f"--baseline {baseline!r}: no chip of that name in the store; chips: "
+            + printable(", ".join(map(repr, chips)))
+        )
