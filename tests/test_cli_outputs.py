@@ -266,3 +266,11 @@ def test_a_dispatch_floor_above_the_median_claims_no_share():
 
     assert floor_line(0.03).endswith("0.015 ms for a tiny 64->64 model = 50% of this median")
     assert "at or above this median" in floor_line(0.01) and "%" not in floor_line(0.01)
+
+
+def test_compare_refuses_numbers_that_are_not_finite(cli, store):
+    """nan makes every comparison false: --fail-on-regression nan would pass anything."""
+    for flag in ("--fail-on-regression", "--noise-floor", "--level"):
+        for value in ("nan", "inf"):
+            r = cli("compare", "previous", "latest", "--store", store, flag, value)
+            refused(r, f"argument {flag}: must be a finite number, got '{value}'")

@@ -182,7 +182,7 @@ def test_a_damaged_store_is_reported_as_damaged_at_once_not_as_locked(tmp_path, 
 def test_a_locked_store_is_still_waited_for(tmp_path):
     """The OS says who holds the lock: a real holder is waited for, then StoreLocked."""
     from anemll_spec.store import StoreLocked, open_store
-    from anemll_spec.store.connection import locked_by_another
+    from anemll_spec.store.diagnose import locked_by_another
 
     store = tmp_path / "held.duckdb"
     new_run(store)

@@ -232,3 +232,69 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_server_lost_under_a_command_is_one_line_without_the_password(
+    postgres, tmp_path, capsys, monkeypatch
+):
+    """The catalog server goes away while a command holds the shared store (stopped for
+    real, at a chosen step of the command): compare, export and import each end in one
+    line, exit 1 (the store failed, not the input), the password never shown, nothing
+    written."""
+    from fixtures.store.synth import case, new_run
+
+    from anemll_spec.cli import main
+    from anemll_spec.store import append_case, bundle, finish_run, importing, lookup
+
+    db = postgres.new_db("g_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "lake-data", password=True)
+    local = tmp_path / "local.duckdb"
+    for where in (target, target, local):
+        run_id = new_run(where)
+        append_case(where, run_id, case(), [5_000_000, 5_100_000])
+        finish_run(where, run_id, "finished")
+    extra = tmp_path / "local.parquet"
+    bundle.export_bundle(local, extra)  # a run the shared store lacks
+    monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
+
+    def stop_after(module, name: str) -> None:
+        """The server stops right after `module.name` returns (once)."""
+        real = getattr(module, name)
+
+        def step(*args, **kw):
+            out = real(*args, **kw)
+            monkeypatch.setattr(module, name, real)
+            postgres.stop("immediate")
+            return out
+
+        monkeypatch.setattr(module, name, step)
+
+    steps = {
+        "compare": (["compare", "previous", "latest"], lookup, "resolve_run"),
+        "export": (["export", "--out", str(tmp_path / "x.parquet")], bundle, "_select"),
+        "import": (["import", str(extra)], importing, "_stage"),
+    }
+    for command, (args, module, name) in steps.items():
+        assert main(["query", "SELECT count(*) FROM runs", "--store", target]) == 0
+        capsys.readouterr()
+        stop_after(module, name)
+        try:
+            code = main([*args, "--store", target])
+        finally:
+            postgres.start()
+        err = capsys.readouterr().err
+        assert code == 1, (command, err)
+        lines = err.strip().splitlines()  # import retries: a 'waiting for' line first
+        assert "Traceback" not in err and len(lines) <= 2, err
+        assert lines[-1].startswith(f"anemll-spec {command}: error: "), err
+        assert pg.PASSWORD not in err, err
+    assert not (tmp_path / "x.parquet").exists()
+    assert len(rows_of(target)) == 2  # the import added nothing
+
+
+def rows_of(target) -> list:
+    con = open_store(target, read_only=True)
+    try:
+        return con.execute("SELECT run_id FROM runs").fetchall()
+    finally:
+        con.close()

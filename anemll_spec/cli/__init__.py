@@ -93,3 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         text = printable(f"{exc.strerror or exc}{where}")
         print(f"anemll-spec {args.command}: error: {text}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.lstrip("_").startswith("duckdb"):
+            raise
+        # the store failed under the command (a shared store's server went away, a
+        # disk): one line, its connection string redacted, exit 1 as for a locked store
+        from anemll_spec.store.lake import _message
+
+        text = printable(_message(exc))
+        print(f"anemll-spec {args.command}: error: the store failed: {text}", file=sys.stderr)
+        return 1

@@ -31,6 +31,20 @@ def nonnegative_int(value: str) -> int:
     return n
 
 
+def finite_float(value: str) -> float:
+    """argparse type: a number; 'nan' or 'inf' would make every comparison false and
+    switch a gate off without a word."""
+    import math
+
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value!r}")
+    return x
+
+
 def positive_int(value: str) -> int:
     n = nonnegative_int(value)
     if n == 0:

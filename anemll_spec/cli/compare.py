@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, nonnegative_int, print_json
+from anemll_spec.cli._common import add_json, add_store, finite_float, nonnegative_int, print_json
 
 HELP = "compare two runs case by case (ratio of medians with bootstrap CI)"
 DESCRIPTION = (
@@ -30,19 +30,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_b", metavar="RUN_B", help="run to judge (e.g. latest)")
     p.add_argument(
         "--fail-on-regression",
-        type=float,
+        type=finite_float,
         metavar="PCT",
         help="exit 1 when a case got slower by more than PCT percent "
         "(judged by the CI's low end: low > 1 + PCT/100)",
     )
     p.add_argument(
         "--noise-floor",
-        type=float,
+        type=finite_float,
         default=1.0,
         metavar="PCT",
         help="changes smaller than PCT percent are 'no change' (default 1)",
     )
-    p.add_argument("--level", type=float, default=0.95, help="confidence level (0.95)")
+    p.add_argument("--level", type=finite_float, default=0.95, help="confidence level (0.95)")
     p.add_argument("--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (0)")
     add_json(p)

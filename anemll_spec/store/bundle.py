@@ -34,8 +34,8 @@ import numpy as np
 
 from anemll_spec import __version__
 from anemll_spec.errors import InputError
-from anemll_spec.store import schema
-from anemll_spec.store.connection import open_store
+from anemll_spec.store import lake_target, schema
+from anemll_spec.store.connection import default_target, open_store
 from anemll_spec.store.lookup import resolve_run
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
 from anemll_spec.store.trust import Origin, check_staged
@@ -101,6 +101,13 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
             )
             os.replace(tmp, out)
         except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
+            if lake_target.is_lake(default_target(target)) and str(tmp) not in str(exc):
+                from anemll_spec.store.lake import StoreUnreachable, _message
+
+                raise StoreUnreachable(  # the shared store failed while it was read
+                    f"the shared store {lake_target.redact(str(target))} failed while "
+                    f"exporting: {printable(_message(exc))}; nothing written"
+                ) from None
             raise InputError(
                 f"cannot write {out}: {printable(first_line(exc))}; nothing written"
             ) from None
@@ -116,6 +123,8 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
 MIN_VERSION = 2  # bundles of schema v2 and later import (older columns upgraded)
 # Limits checked from the file's own metadata before any of its data is read.
 MAX_BUNDLE_BYTES = 512 * 2**20  # uncompressed (sum of the parquet column chunks)
+MAX_BUNDLE_ROWS = MAX_BUNDLE_BYTES // 8  # a real row holds at least an 8-byte value
+STAGED_ROW_BYTES = 80  # measured: 300 M staged sample rows took 20 GB
 MAX_FILE_BYTES = MAX_BUNDLE_BYTES  # on disk
 
 
@@ -135,6 +144,9 @@ def read_header(path: Path) -> dict:
             (uncompressed,) = con.execute(
                 "SELECT coalesce(sum(total_uncompressed_size), 0) FROM parquet_metadata(?)",
                 [str(path)],
+            ).fetchone()  # type: ignore[misc]
+            (rows,) = con.execute(
+                "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)", [str(path)]
             ).fetchone()  # type: ignore[misc]
         except duckdb.Error as exc:
             raise InputError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
@@ -176,6 +188,7 @@ def read_header(path: Path) -> dict:
             raise ValueError
     except (KeyError, ValueError, TypeError, AttributeError):
         raise InputError(f"{path}: missing or malformed {KEY}counts metadata") from None
+    _check_rows(path, int(rows), counts)
     expected = schema.bundle_columns(version)
     found = {str(r[0]): str(r[1]) for r in described}
     missing = sorted(set(expected) - set(found))
@@ -191,6 +204,24 @@ def read_header(path: Path) -> dict:
     if wrong:
         raise InputError(f"{path}: wrong column types: {'; '.join(wrong)}")
     return {"version": version, "counts": counts, "meta": kv, "columns": set(expected)}
+
+
+def _check_rows(path: Path, rows: int, counts: dict[str, int]) -> None:
+    """The footer's row count, before a row is read: it must be what the counts say, and
+    staging it must fit. Constant columns compress to nothing, so a file of a few hundred
+    KB (and few uncompressed bytes by the footer's reckoning) can hold 300 million rows."""
+    from anemll_spec.mlmodel.limits import check_alloc
+
+    if rows != sum(counts.values()):
+        raise InputError(
+            f"{path}: the file holds {rows:,} rows, its counts say {sum(counts.values()):,}"
+        )
+    if rows > MAX_BUNDLE_ROWS:
+        raise InputError(
+            f"{path}: {rows:,} rows, over the limit of {MAX_BUNDLE_ROWS:,} for one bundle "
+            "(export fewer runs per bundle)"
+        )
+    check_alloc(rows * STAGED_ROW_BYTES, str(path), f"staging its {rows:,} rows needs about")
 
 
 def _check_file(path: Path) -> None:

@@ -14,7 +14,6 @@ holds its lock; otherwise it is damaged, and the message says so.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import importlib.util
 import os
@@ -27,6 +26,7 @@ import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import lake, lake_target, migrations, published, schema, views
+from anemll_spec.store.diagnose import cannot_open, locked_by_another
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -159,7 +159,7 @@ def _check_readable(con, where, *, shared: bool = False) -> None:
     except duckdb.Error as exc:
         if shared:  # a catalog error, not a damaged file: _open_lake words it
             raise
-        raise _damaged(where, exc) from None
+        raise cannot_open(where, exc) from None
     if version is None:
         raise InputError(f"{where} is an empty database, not a results store yet")
     _check_not_newer(version, where)
@@ -224,49 +224,17 @@ def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
         con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
         try:
             _prepare(con, path)
-        except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
-            raise _damaged(path, exc) from None
+        except (
+            duckdb.IOException,
+            duckdb.InternalException,
+            duckdb.SerializationException,
+            duckdb.TransactionException,  # a COMMIT whose log cannot be written
+        ) as exc:
+            raise cannot_open(path, exc) from None
     except BaseException:
         con.close()
         raise
     return con
-
-
-def _damaged(where, exc: BaseException) -> InputError:
-    first = lake_target.redact(str(exc)).strip().splitlines()
-    reason = first[0] if first else type(exc).__name__
-    if "not a valid DuckDB database file" in reason:
-        return InputError(f"{where} is not a DuckDB database ({reason}); give a results store")
-    return InputError(
-        f"the store {where} is damaged ({reason}); it was not changed. Move it aside "
-        "(keep it for recovery) and restore a copy, or start a new store and import your "
-        "exported bundles or pull from a shared store"
-    )
-
-
-def locked_by_another(path: Path, *, write: bool) -> bool:
-    """Whether another process holds a lock on `path` that a connection in this mode
-    would conflict with. DuckDB reports a lock conflict and a damaged block with the same
-    exception type (and "block" contains "lock"), so ask the OS instead of the message.
-    DuckDB takes POSIX record locks (fcntl), the kind lockf tests."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDWR if write else os.O_RDONLY)
-    except OSError:
-        try:
-            fd, write = os.open(path, os.O_RDONLY), False
-        except OSError:
-            return False
-    try:
-        fcntl.lockf(fd, (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EACCES, errno.EAGAIN)
-    else:
-        fcntl.lockf(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
@@ -290,7 +258,7 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
                 if not retried:  # the holder may have let go just now: look once more
                     retried = True
                     continue
-                raise _damaged(path, exc) from None
+                raise cannot_open(path, exc) from None
             now = time.monotonic()
             if now >= deadline:
                 raise StoreLocked(

@@ -37,6 +37,8 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     shared = lake_target.is_lake(str(target)) if target is not None else False
     path = store_path(target)
     created = not shared and not path.exists()
+    if not shared and not created and _older_store(path):
+        _check_in_scratch(files, headers)  # before opening it to write upgrades it
     for attempt in range(ATTEMPTS):
         try:
             return _import_once(target, files, headers, shared)
@@ -45,15 +47,11 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
                 time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
                 continue
             _forget(path if created else None)
-            raise InputError(
-                f"import failed, nothing written: {printable(first_line(exc))}"
-            ) from None
+            raise _failed(target, shared, exc) from None
         except BaseException as exc:
             _forget(path if created else None)
             if isinstance(exc, duckdb.Error):
-                raise InputError(
-                    f"import failed, nothing written: {printable(first_line(exc))}"
-                ) from None
+                raise _failed(target, shared, exc) from None
             raise
     raise AssertionError("unreachable")
 
@@ -83,12 +81,56 @@ def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -
         except BaseException:
             lake._rollback(con)
             raise
+        if not shared:  # into the file, as finish_run does: a copy of it alone is whole
+            with contextlib.suppress(duckdb.Error):
+                con.execute("CHECKPOINT")
         if shared and any(s["rows"]["hosts"] for s in summaries):
             lake.dedupe_hosts(con)
     finally:
         with contextlib.suppress(duckdb.Error):
             con.close()
     return summaries
+
+
+def _failed(target, shared: bool, exc: BaseException) -> Exception:
+    """The error of an import the store refused: a shared store's failure (its server
+    went away) is the store's, exit 1; a file store's write is reported as bad input."""
+    if shared:
+        return lake.StoreUnreachable(
+            f"the shared store {lake_target.redact(str(target))} failed during the import: "
+            f"{printable(lake._message(exc))}; nothing written"
+        )
+    return InputError(f"import failed, nothing written: {printable(first_line(exc))}")
+
+
+def _older_store(path: Path) -> bool:
+    """Whether the file store at `path` has an older schema (a writable open upgrades it)."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return False  # locked or damaged: open_store says which
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return row is not None and int(row[0]) < schema.SCHEMA_VERSION
+    except (duckdb.Error, ValueError):
+        return False
+    finally:
+        con.close()
+
+
+def _check_in_scratch(files: list[Path], headers: list[dict]) -> None:
+    """Every bundle staged and held to the trust boundary in an empty in-memory store, so
+    a bad bundle is refused while an older store is still as it was (not upgraded). What
+    only the store itself can refuse (a case id it holds under another run) is refused
+    after the upgrade, in the import's own transaction."""
+    con = duckdb.connect()
+    try:
+        for table in schema.TABLES:
+            con.execute(schema.create_table_sql(table))
+        for i, (p, h) in enumerate(zip(files, headers, strict=True)):
+            _stage(con, i, p, h)
+    finally:
+        con.close()
 
 
 def _stage(con, i: int, path: Path, header: dict) -> dict:

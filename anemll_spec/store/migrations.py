@@ -8,6 +8,8 @@ A test checks that v1 + every step gives the same tables as a fresh store.
 
 from __future__ import annotations
 
+import contextlib
+
 V1_DDL: tuple[str, ...] = (
     "CREATE TABLE meta (key VARCHAR NOT NULL, value VARCHAR, PRIMARY KEY (key))",
     """CREATE TABLE hosts (
@@ -160,7 +162,10 @@ def upgrade(con, from_version: int) -> int:
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(target)])
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            import duckdb
+
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
+                con.execute("ROLLBACK")
             raise
         version = target
     return version

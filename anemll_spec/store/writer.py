@@ -16,6 +16,7 @@ from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import extras, lake_target, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
+from anemll_spec.store.diagnose import unwritable
 from anemll_spec.store.rows import (  # noqa: I001
     check_row,
     host_id,
@@ -60,10 +61,12 @@ def transaction(target, *, checkpoint: bool = False, **open_kw) -> Iterator:
     import duckdb
 
     con = open_store(target, **open_kw)
+    committing = False
     try:
         con.execute("BEGIN")
         try:
             yield con
+            committing = True  # a COMMIT that fails is a write that failed (WAL, disk)
             con.execute("COMMIT")
             if checkpoint and not lake_target.is_lake(default_target(target)):
                 with contextlib.suppress(duckdb.Error):
@@ -71,7 +74,9 @@ def transaction(target, *, checkpoint: bool = False, **open_kw) -> Iterator:
         except BaseException as exc:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
-            if isinstance(exc, duckdb.IOException):
+            if isinstance(exc, duckdb.IOException) or (
+                committing and isinstance(exc, duckdb.Error)
+            ):
                 raise StoreWriteFailed(write_failure(target, exc)) from None
             raise
     finally:
@@ -81,11 +86,13 @@ def transaction(target, *, checkpoint: bool = False, **open_kw) -> Iterator:
 
 def write_failure(target, exc: BaseException) -> str:
     """One line for a failed write: which file, DuckDB's reason, what was kept."""
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    reason = reason.removeprefix("IO Error: ")
+    reason = (lake_target.redact(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
+    reason = reason.removeprefix("IO Error: ").removeprefix("TransactionContext Error: ")
+    meaning = unwritable(reason)
     return (
-        f"could not write the store {describe_target(target)}: {printable(reason)} "
-        "(disk full?); this write was rolled back, earlier ones are kept"
+        f"could not write the store {describe_target(target)}: {printable(reason)}"
+        + (f" ({meaning})" if meaning else "")
+        + "; this write was rolled back, earlier ones are kept"
     )
 
 

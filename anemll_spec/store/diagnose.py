@@ -1,0 +1,68 @@
+"""Why a store file cannot be opened or written, in the user's terms: locked by another
+process, not a DuckDB file, not writable here, a full disk, or damaged. DuckDB raises one
+exception type for most of these; the OS and the message tell them apart."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import lake_target
+
+
+def unwritable(reason: str) -> str:
+    """What a failed write's reason means, in a few words ('' where it says itself)."""
+    text = reason.lower()
+    if "no space left" in text or "disk quota" in text:
+        return "the disk is full"
+    if "permission denied" in text or "read-only file system" in text:
+        return "the store or its folder is not writable here"
+    return ""
+
+
+def cannot_open(where, exc: BaseException) -> InputError:
+    """The error for a store that failed to open: never 'damaged' for a healthy store
+    that only cannot be written here."""
+    first = lake_target.redact(str(exc)).strip().splitlines()
+    reason = first[0] if first else type(exc).__name__
+    if "not a valid DuckDB database file" in reason:
+        return InputError(f"{where} is not a DuckDB database ({reason}); give a results store")
+    meaning = unwritable(reason)
+    if meaning:
+        return InputError(
+            f"the store {where} cannot be written here: {meaning} ({reason}); it was not "
+            "changed. Give a --store in a writable folder with room (query and export "
+            "only read a store)"
+        )
+    return InputError(
+        f"the store {where} is damaged ({reason}); it was not changed. Move it aside "
+        "(keep it for recovery) and restore a copy, or start a new store and import your "
+        "exported bundles or pull from a shared store"
+    )
+
+
+def locked_by_another(path: Path, *, write: bool) -> bool:
+    """Whether another process holds a lock on `path` that a connection in this mode
+    would conflict with. DuckDB reports a lock conflict and a damaged block with the same
+    exception type (and "block" contains "lock"), so ask the OS instead of the message.
+    DuckDB takes POSIX record locks (fcntl), the kind lockf tests."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR if write else os.O_RDONLY)
+    except OSError:
+        try:
+            fd, write = os.open(path, os.O_RDONLY), False
+        except OSError:
+            return False
+    try:
+        fcntl.lockf(fd, (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EACCES, errno.EAGAIN)
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
