@@ -40,11 +40,20 @@ class Comparison:
     ratio: float  # median B / median A
     ci_low: float
     ci_high: float
-    verdict: str  # 'faster' | 'slower' | 'no change'
+    verdict: str  # 'faster' | 'slower' | 'no change' | 'too few samples'
     regression: bool
 
 
-def verdict(ratio: float, low: float, high: float, noise_floor_pct: float) -> str:
+# Below this many samples a side, a bootstrap CI is a few distinct values (at n = 1 a
+# single point): no verdict (the order-statistic interval is unbounded there too).
+MIN_SAMPLES = 6
+
+
+def verdict(
+    ratio: float, low: float, high: float, noise_floor_pct: float, n: int = MIN_SAMPLES
+) -> str:
+    if n < MIN_SAMPLES:
+        return "too few samples"
     if low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
         return "no change"
     return "slower" if low > 1.0 else "faster"
@@ -90,8 +99,11 @@ def compare_runs(
                     ratio=ci.estimate,
                     ci_low=ci.low,
                     ci_high=ci.high,
-                    verdict=verdict(ci.estimate, ci.low, ci.high, noise_floor_pct),
+                    verdict=verdict(
+                        ci.estimate, ci.low, ci.high, noise_floor_pct, min(len(sa), len(sb))
+                    ),
                     regression=fail_on_regression_pct is not None
+                    and min(len(sa), len(sb)) >= MIN_SAMPLES
                     and ci.low > 1.0 + fail_on_regression_pct / 100.0,
                 )
             )

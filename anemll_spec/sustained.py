@@ -118,13 +118,15 @@ def run_sustained(
     window_s: float,
     *,
     warmup: int = 10,
+    warmup_s: float = 0.0,
     reader: object | None = None,
     thermal: Callable[[], object] | None = None,
     on_window: Callable[[Window], None] | None = None,
     seed: int = 0,
 ) -> Sustained:
-    """Warm up, then time `fn` for `duration_s` in windows of `window_s` (at least two
-    windows, so there is a first and a last to compare).
+    """Warm up (`warmup` calls, and for at least `warmup_s` seconds), then time `fn` for
+    `duration_s` in windows of `window_s` (at least two windows, so there is a first and
+    a last to compare).
 
     reader: a power reader (anemll_spec.power.open_reader), started and stopped around
     each window. thermal: a callable read at each window's end (power.thermal)."""
@@ -133,8 +135,10 @@ def run_sustained(
             f"duration_s ({duration_s}) must hold at least two windows of {window_s} s"
         )
     n_windows = window_count(duration_s, window_s)
-    for _ in range(warmup):
+    calls, until = 0, time.perf_counter() + warmup_s  # `warmup` calls and >= warmup_s
+    while calls < warmup or time.perf_counter() < until:
         fn()
+        calls += 1
     windows: list[Window] = []
     for i in range(n_windows):
         if reader is not None:

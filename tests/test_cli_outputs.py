@@ -274,3 +274,21 @@ def test_compare_refuses_numbers_that_are_not_finite(cli, store):
         for value in ("nan", "inf"):
             r = cli("compare", "previous", "latest", "--store", store, flag, value)
             refused(r, f"argument {flag}: must be a finite number, got '{value}'")
+
+
+def test_compare_gives_no_verdict_on_too_few_samples(tmp_path):
+    """One sample a side: a bootstrap 'CI' of zero width must not make a regression."""
+    from fixtures.store.synth import case, new_run
+
+    from anemll_spec.compare import compare_runs
+    from anemll_spec.store import append_case, finish_run
+
+    store = tmp_path / "s.duckdb"
+    for wall in ([1_000_000], [2_000_000]):
+        run_id = new_run(store)
+        append_case(store, run_id, case(wall=np.array(wall)), wall)
+        finish_run(store, run_id, "finished")
+    out = compare_runs(store, "previous", "latest", fail_on_regression_pct=5)
+    (row,) = out["comparisons"]
+    assert row["ratio"] == 2.0 and row["verdict"] == "too few samples"
+    assert out["regressions"] == 0

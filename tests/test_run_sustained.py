@@ -72,6 +72,11 @@ def test_a_sustained_run_stores_its_windows_and_verdict(tmp_path):
     assert case["sustained_throughput_ratio"] == pytest.approx(v.throughput_ratio)
     assert case["sustained_verdict"] == v.verdict
     assert case["n_samples"] == len(samples)
+    # beside the median ratio, the calls/s a caller got (stalls included), window by window
+    delivered = windows[-1]["throughput_ips"] / windows[0]["throughput_ips"]
+    (note,) = [n for n in res.results[0].notes if n.startswith("sustained ")]
+    assert f"median throughput {v.throughput_ratio:.3f}x" in note
+    assert f"calls/s delivered {delivered:.3f}x (stalls included)" in note
     # progress shows each window's median as it ends
     shown = [line.split("window ")[1].split()[0] for line in log.splitlines() if "window " in line]
     assert shown == ["1/4", "2/4", "3/4", "4/4"]

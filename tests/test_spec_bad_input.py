@@ -253,6 +253,12 @@ CASES = {
         "name",
         r"character U\+0007 is not allowed in YAML text",
     ),
+    "sustained_concurrency": (
+        GOOD + "  duration_s: 20\n  concurrency: 2\n",
+        "run.concurrency",
+        "concurrency",
+        r"a sustained run \(duration_s\) times one instance: concurrency must be 1",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

@@ -34,6 +34,7 @@ KNOWN_DIFFERENCES = {
     "sweep_nested_typo": "the sweep's paths name fields of the model's family",
     "sweep_same_case": "two sweep values that resolve to the same case",
     "sweep_default_written_out": "two sweep values that resolve to the same case",
+    "sustained_concurrency": "cross-field: a sustained run has one instance",
 }
 
 

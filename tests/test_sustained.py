@@ -115,3 +115,17 @@ def test_real_numpy_workload_in_windows(tmp_path):
 def test_needs_two_windows():
     with pytest.raises(ValueError, match="two windows"):
         run_sustained(lambda: None, duration_s=1.0, window_s=0.6)
+
+
+def test_warm_up_takes_its_calls_and_its_seconds():
+    """`warmup` calls and at least `warmup_s` seconds before the first window (as the
+    harness warms up), so a sustained run's first window is not a cold start."""
+    import time
+
+    calls: list[float] = []
+    t0 = time.perf_counter()
+    res = run_sustained(lambda: calls.append(time.perf_counter()), 0.2, 0.1, warmup=3, warmup_s=0.3)
+    timed = sum(w.calls for w in res.windows)
+    warm = len(calls) - timed
+    assert warm >= 3 and calls[warm - 1] - t0 >= 0.3
+    assert calls[warm] - t0 >= 0.3  # the first timed call came after the warm-up

@@ -160,6 +160,7 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         run.duration_s,
         run.window_s,
         warmup=run.warmup,
+        warmup_s=run.warmup_s,
         reader=reader if energy.is_reader(reader) else None,
         thermal=thermal,
         on_window=lambda w: progress.window(m.variant.label, w, n_windows),
@@ -173,9 +174,11 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     m.window_of = np.repeat(np.arange(len(result.windows)), [w.calls for w in result.windows])
     summarize(m, None, wall, starts, None)  # each window's own calls/s: sustained_windows
     v = result.verdict
+    first, last = result.windows[0], result.windows[-1]
     m.note(
-        f"sustained {run.duration_s:g} s: {v.verdict}, last/first-window throughput "
-        f"{v.throughput_ratio:.3f}x [{v.ci_low:.3f}, {v.ci_high:.3f}]"
+        f"sustained {run.duration_s:g} s: {v.verdict}, last/first-window median throughput "
+        f"{v.throughput_ratio:.3f}x [{v.ci_low:.3f}, {v.ci_high:.3f}]; calls/s delivered "
+        f"{last.throughput_per_s / first.throughput_per_s:.3f}x (stalls included)"
         + ("" if v.throttled is None else f", throttled: {'yes' if v.throttled else 'no'}")
     )
 

@@ -108,6 +108,11 @@ class Run(SpecModel):
                 f"duration_s ({self.duration_s:g}) must hold two windows of window_s "
                 f"({self.window_s:g}): a sustained run compares its first and last window",
             )
+        if self.duration_s is not None and self.concurrency > 1:
+            rules.add(
+                "concurrency",
+                "a sustained run (duration_s) times one instance: concurrency must be 1",
+            )
         if "min_iterations" in self.model_fields_set and self.min_iterations > self.iterations:
             # given both, the user expects both to hold; alone, the default is capped
             rules.add(
