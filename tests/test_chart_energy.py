@@ -245,7 +245,9 @@ def test_sustained_panels_share_one_time_axis_and_say_the_verdict(store):
         sub = " ".join(part["title"]["subtitle"])
         ratio, lo, hi = (c[k] for k in ("sustained_throughput_ratio", "sustained_ci_low",
                                         "sustained_ci_high"))  # fmt: skip
-        assert f"{c['sustained_verdict']}: last-window throughput {ratio:.3f}x the first" in sub
+        assert (
+            f"{c['sustained_verdict']}: last-window median throughput {ratio:.3f}x the first" in sub
+        )
         assert f"(95% CI {lo:.3f}–{hi:.3f})" in sub
         states = [w["thermal_state"] for w in sorted(
             (w for w in windows if w["case_id"] == cid), key=lambda w: w["window_index"])]  # fmt: skip

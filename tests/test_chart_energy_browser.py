@@ -160,7 +160,7 @@ def test_sustained_panels_line_up_on_one_time_axis(chromium, store, tmp_path):
     texts = dom.svg_texts(root)
     assert texts.count("time since the first timed call (s)") == 2  # once per case
     caption = " ".join(texts)  # subtitle lines are tspans of one text element
-    assert "degraded: last-window throughput" in caption
+    assert "degraded: last-window median throughput" in caption
     assert "3–5 throttled: CPU_Speed_Limit 80" in caption
     assert {"alternate window", "throttled window", "ane", "cpu", "dram", "gpu"} <= set(
         legend(root)

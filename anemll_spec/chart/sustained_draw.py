@@ -256,14 +256,14 @@ def thermal_runs(windows: list[dict[str, Any]]) -> str:
 
 
 def verdict_words(case: dict[str, Any]) -> str:
-    """'degraded: last-window throughput 0.885x the first (95% CI 0.881–0.890)'."""
+    """'degraded: last-window median throughput 0.885x the first (95% CI 0.881–0.890)'."""
     ratio = case.get("sustained_throughput_ratio")
     if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
         return f"{case.get('sustained_verdict') or 'no verdict'}"
     lo, hi = case.get("sustained_ci_low"), case.get("sustained_ci_high")
     ci = f" (95% CI {lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
     return (
-        f"{case.get('sustained_verdict') or 'no verdict'}: last-window throughput "
+        f"{case.get('sustained_verdict') or 'no verdict'}: last-window median throughput "
         f"{ratio:.3f}x the first{ci}"
     )
 
