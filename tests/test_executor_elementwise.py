@@ -220,3 +220,37 @@ def test_fp16_mode_rounds_every_op_and_overflows_like_fp16(tmp_path):
     x16 = x.astype(np.float16).astype(np.float32)
     expected = (x16[1:3] * np.float32(1000)).astype(np.float16)
     np.testing.assert_array_equal(half["big"][1:3], expected)
+
+
+def test_erf_and_softplus_keep_their_relative_precision_in_the_tails(tmp_path):
+    """Absolute tolerances hide these: erf near 0 (the erfc fit's error is relative to
+    erfc ~ 1, so 1 - erfc lost erf(1e-8) by 66%) and softplus far below 0 (1 + e^x rounds
+    to 1 in fp32 from x = -17, and log gave 0)."""
+    tiny = np.array([1e-8, -1e-7, 1e-6, 1e-5, 1e-4, 0.3, 0.49, 0.51, 2.0, -3.0], np.float32)
+    low = np.array([-10.0, -17.0, -20.0, -30.0, -80.0, 0.0, 5.0, 30.0], np.float32)
+    c = np.array([1.0, 2.0], np.float32).reshape(2, 1, 1)
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((10,), dtype=types.fp32), mb.TensorSpec((8,), dtype=types.fp32),
+                     mb.TensorSpec((1, 2, 8), dtype=types.fp32)],
+        opset_version=ct.target.iOS18,
+    )  # fmt: skip
+    def prog(t, s, s3):
+        return (
+            mb.erf(x=t, name="erf"),
+            mb.softplus(x=s, name="softplus"),
+            mb.softplus_parametric(x=s3, alpha=c.ravel(), beta=c.ravel(), name="parametric"),
+        )
+
+    out = load(save_program(prog, tmp_path / "tails.mlpackage")).predict(
+        {"t": tiny, "s": low, "s3": np.stack([low, low])[None]}
+    )
+    x = tiny.astype(np.float64)
+    np.testing.assert_allclose(out["erf"], erf(x), rtol=1e-6, atol=0)
+    y = low.astype(np.float64)
+    softplus = np.maximum(y, 0) + np.log1p(np.exp(-np.abs(y)))
+    np.testing.assert_allclose(out["softplus"], softplus, rtol=1e-6, atol=0)
+    assert out["softplus"][3] > 0  # softplus(-30) = 9.4e-14, representable in fp32
+    cz = c.reshape(1, 2, 1) * np.stack([y, y])[None]
+    parametric = c.reshape(1, 2, 1) * (np.maximum(cz, 0) + np.log1p(np.exp(-np.abs(cz))))
+    np.testing.assert_allclose(out["parametric"], parametric, rtol=1e-6, atol=1e-37)  # fp32 range

@@ -281,3 +281,46 @@ def test_ios16_gather_wraps_negative_indices(tmp_path):
     x = RNG.standard_normal((3, 4)).astype(np.float32)
     out = load(path).predict({"x": x, "i": np.array([-1, -4], np.int32)})["g"]
     np.testing.assert_array_equal(out, x[:, [3, 0]])
+
+
+def test_begin_mask_wins_over_begin_on_a_squeezed_axis(tmp_path):
+    """iOS15 slice_by_index: begin_mask[i] ignores begin[i] (0), and squeeze_mask[i] then
+    indexes at that begin: x[0, :, 2:3, :], not x[1, ...]. slice_update reads the same."""
+    x = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    upd = -np.ones((3, 1, 5), np.float32)
+    kw = dict(
+        begin=np.array([1, 0, 2, 0], np.int32),
+        end=np.array([2, 3, 3, 5], np.int32),
+        begin_mask=np.array([True, False, False, False]),
+        squeeze_mask=np.array([True, False, False, False]),
+    )
+
+    @mb.program(input_specs=[mb.TensorSpec((2, 3, 4, 5), dtype=types.fp32)],
+                opset_version=ct.target.iOS18)  # fmt: skip
+    def prog(x):
+        return (
+            mb.slice_by_index(x=x, name="sliced", **kw),
+            mb.slice_update(x=x, update=upd, name="updated", **kw),
+        )
+
+    out = load(save_program(prog, tmp_path / "s.mlpackage")).predict({"x": x})
+    np.testing.assert_array_equal(out["sliced"], x[0, :, 2:3, :])
+    expected = x.copy()
+    expected[0, :, 2:3, :] = upd
+    np.testing.assert_array_equal(out["updated"], expected)
+
+
+def test_pad_may_be_a_runtime_vector(tmp_path):
+    """iOS15 pad: 'If pad is not a constant, it must be a vector of length 2 * rank(x)'."""
+    @mb.program(input_specs=[mb.TensorSpec((1, 2, 3), dtype=types.fp32),
+                             mb.TensorSpec((6,), dtype=types.int32)],
+                opset_version=ct.target.iOS18)  # fmt: skip
+    def prog(x, p):
+        return mb.pad(x=x, pad=p, constant_val=7.0, name="padded")
+
+    model = load(save_program(prog, tmp_path / "p.mlpackage"))
+    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    for pads in ([0, 0, 1, 0, 2, 1], [1, 1, 0, 0, 0, 3]):
+        got = model.predict({"x": x, "p": np.array(pads, np.int32)})["padded"]
+        want = np.pad(x, list(zip(pads[::2], pads[1::2], strict=True)), constant_values=7.0)
+        np.testing.assert_array_equal(got, want)

@@ -223,6 +223,7 @@ class TorchOps(DeviceChecks, TorchLinalg):
     exp = staticmethod(torch.exp)
     exp2 = staticmethod(torch.exp2)
     log = staticmethod(torch.log)
+    log1p = staticmethod(torch.log1p)
     sqrt = staticmethod(torch.sqrt)
     reciprocal = staticmethod(torch.reciprocal)
     square = staticmethod(torch.square)

@@ -206,8 +206,9 @@ def _sigmoid_hard(p: Prep) -> Run:
 @kernel("softplus")
 def _softplus(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
-    # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), never overflows
-    return lambda env: xp.maximum(env[x], 0.0) + xp.log(1.0 + xp.exp(-xp.abs(env[x])))
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never overflows, and log1p keeps the
+    # tail (x <= -17 in fp32: 1 + e^x rounds to 1, log would give 0)
+    return lambda env: xp.maximum(env[x], 0.0) + xp.log1p(xp.exp(-xp.abs(env[x])))
 
 
 @kernel("softsign")
@@ -228,7 +229,7 @@ def _softplus_parametric(p: Prep) -> Run:
 
     def softplus_parametric(env):
         z = env[x] * beta
-        return alpha * (xp.maximum(z, 0.0) + xp.log(1.0 + xp.exp(-xp.abs(z))))
+        return alpha * (xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z))))
 
     return softplus_parametric
 

@@ -250,10 +250,11 @@ def _range_1d(p: Prep) -> Run:
     return range_1d
 
 
-@kernel("pad")
+@kernel("pad", reads="a runtime pad")
 def _pad(p: Prep) -> Run:
+    """`pad` may be a runtime vector of 2 x rank(x) (iOS15 defs), read per call."""
     xp, x = p.xp, p.ref("x")
-    flat = p.ints("pad")
+    static, key = maybe_static(p, "pad")
     mode = p.str("mode", "constant")
     value = p.scalar("constant_val", 0.0)
     if mode not in ("constant", "reflect", "replicate"):
@@ -262,6 +263,7 @@ def _pad(p: Prep) -> Run:
     def pad(env):
         v = env[x]
         rank = len(xp.shape(v))
+        flat = runtime_ints(xp, env, static, key)
         pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
         pads = [(0, 0)] * (rank - len(pairs)) + pairs
         return xp.pad(v, pads, mode, value)

@@ -24,9 +24,9 @@ def _index_slices(shape, begin, end, stride, begin_mask, end_mask, squeeze_mask)
     stride = stride or [1] * rank
     out = []
     for i in range(rank):
-        if squeeze_mask and squeeze_mask[i]:
-            b = begin[i] + shape[i] if begin[i] < 0 else begin[i]
-            out.append(b)  # pure index: this axis disappears
+        if squeeze_mask and squeeze_mask[i]:  # a pure index: this axis disappears
+            b = 0 if begin_mask and begin_mask[i] else begin[i]  # the mask wins (iOS15 defs)
+            out.append(b + shape[i] if b < 0 else b)
             continue
         b = None if begin_mask and begin_mask[i] else begin[i]
         e = None if end_mask and end_mask[i] else end[i]
