@@ -312,6 +312,7 @@ def test_begin_mask_wins_over_begin_on_a_squeezed_axis(tmp_path):
 
 def test_pad_may_be_a_runtime_vector(tmp_path):
     """iOS15 pad: 'If pad is not a constant, it must be a vector of length 2 * rank(x)'."""
+
     @mb.program(input_specs=[mb.TensorSpec((1, 2, 3), dtype=types.fp32),
                              mb.TensorSpec((6,), dtype=types.int32)],
                 opset_version=ct.target.iOS18)  # fmt: skip
