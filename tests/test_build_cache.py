@@ -66,7 +66,7 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     "damage", ["truncate", "delete_weights", "delete_manifest", "bad_manifest"]
 )
-def test_damaged_entry_is_rebuilt(tmp_path, damage):
+def test_damaged_entry_is_rebuilt(tmp_path, damage, capsys):
     m = matmul()
     first = build(m, cache_dir=tmp_path)
     good = weight_bin(first.path).read_bytes()
@@ -79,8 +79,11 @@ def test_damaged_entry_is_rebuilt(tmp_path, damage):
         manifest.unlink()
     else:
         manifest.write_text("{not json")
+    capsys.readouterr()
     again = build(m, cache_dir=tmp_path)
     assert not again.cached
+    # said where it stays (a throttled progress line could be lost), whatever the caller
+    assert f"build cache entry {again.key} damaged (" in capsys.readouterr().err
     assert weight_bin(again.path).read_bytes() == good
     assert cache_mod.lookup(tmp_path, again.key)[0] is not None
 

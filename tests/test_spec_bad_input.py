@@ -259,6 +259,20 @@ CASES = {
         "concurrency",
         r"a sustained run \(duration_s\) times one instance: concurrency must be 1",
     ),
+    "odd_head_dim": (
+        "name: t\nmodel:\n  family: attention\n  hidden_size: 64\n  heads: 2\n  kv_heads: 2\n"
+        "  head_dim: 33\n  context_length: 16\n",
+        "model.head_dim",
+        "head_dim",
+        r"head_dim \(33\) must be even: RoPE rotates halves",
+    ),
+    "fp16_epsilon_zero": (
+        "name: t\nmodel:\n  family: ffn\n  hidden_size: 64\n  intermediate_size: 128\n"
+        "  rms_norm_eps: 1.0e-8\n",
+        "model.rms_norm_eps",
+        "rms_norm_eps",
+        r"rms_norm_eps 1e-08 rounds to 0 in float16",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

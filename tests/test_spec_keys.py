@@ -48,3 +48,26 @@ def test_compression_sweep_points_get_short_names():
 def test_every_shipped_spec_is_recorded():
     shipped = {p.name for p in (HERE.parents[2] / "specs").glob("*.yaml")}
     assert shipped <= set(RECORDED)
+
+
+def test_a_size_the_granularity_does_not_use_gives_no_new_key(tmp_path):
+    """group_size with per_tensor (block_size with per_channel) builds the same package:
+    it is held at its default, so the keys are the default's (and a granularity sweep
+    over a spec that sets the size still works)."""
+    from anemll_spec.spec import load_cases
+
+    base = "name: t\nmodel: {family: matmul, m: 8, k: 64, n: 64, compression: %s}\n"
+    keys = {}
+    for name, comp in {
+        "lut": "{palettize: {nbits: 4}}",
+        "lut_g16": "{palettize: {nbits: 4, group_size: 16}}",
+        "int8": "{quantize: {dtype: int8}}",
+        "int8_b16": "{quantize: {dtype: int8, block_size: 16}}",
+        "grouped": "{palettize: {nbits: 4, granularity: per_grouped_channel, group_size: 16}}",
+    }.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(base % comp)
+        (case,) = load_cases(path)[1]
+        keys[name] = (case.key, case.build_key)
+    assert keys["lut"] == keys["lut_g16"] and keys["int8"] == keys["int8_b16"]
+    assert keys["grouped"] != keys["lut"]  # where the size is used, it is in the key

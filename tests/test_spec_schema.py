@@ -35,6 +35,8 @@ KNOWN_DIFFERENCES = {
     "sweep_same_case": "two sweep values that resolve to the same case",
     "sweep_default_written_out": "two sweep values that resolve to the same case",
     "sustained_concurrency": "cross-field: a sustained run has one instance",
+    "odd_head_dim": "a rule of the attention family (RoPE rotates halves)",
+    "fp16_epsilon_zero": "cross-field: rms_norm_eps against the compute precision",
 }
 
 

@@ -281,9 +281,8 @@ def build(
     entry, problem = cache.lookup(cache_dir, key)
     if entry is not None:
         return _built(entry, key, t0, cached=True)
-    if problem:
-        if progress:
-            progress(f"cache entry {key} damaged ({problem}); rebuilding")
+    if problem:  # a warning that stays (progress lines are throttled and overwritten)
+        sys.stderr.write(f"anemll-spec: build cache entry {key} damaged ({problem}); rebuilding\n")
         cache.discard(cache_dir / key)
     est = estimate(model)
     _check_memory(model, est)

@@ -10,7 +10,10 @@ the very code `cto.palettize_weights(model, config)` runs). So the constexpr ops
 their names (`<weight>_palettized`, `<weight>_quantized`), block sizes, channel axes
 and iOS16-vs-iOS18 forms are stock. Doing it per const keeps memory to one
 uncompressed weight at a time. k-means palettization swaps in the fast palettizer
-(`palettize.grouped_kmeans`), which returns stock's exact LUT and indices. What Core ML
+(`palettize.grouped_kmeans`), which returns stock's clusters and indices, and its LUT
+up to the rounding of a centroid that falls exactly halfway between two fp16 values
+(ours is computed exactly; kmeans1d's float sums can round it the other way: seen once,
+one entry in 2,048, one fp16 step, same SSE). What Core ML
 can express (targets, group and block sizes) is checked by the spec
 (`anemll_spec.spec.compression`), once.
 """

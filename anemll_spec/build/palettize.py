@@ -9,9 +9,10 @@ counts as weights; the LUT is the centroids cast to fp16 (zero-filled when a gro
 has fewer distinct values than entries), each weight's index is its value's cluster.
 It does one group at a time, in one process, through Python lists of ctypes doubles.
 
-What we do: the same exact optimum on the same (values, counts), so the LUT and the
-indices are identical (tests/test_build_palettize.py proves it against the stock
-palettizer). The speed comes from
+What we do: the same exact optimum on the same (values, counts), so the clusters and
+the indices are identical (tests/test_build_palettize.py proves it against the stock
+palettizer), and so is the LUT, but for a centroid exactly halfway between two fp16
+values, which our exact mean may round the other way than kmeans1d's float sums. The speed comes from
 - the histogram: fp16 bit patterns map to order-preserving 16-bit keys, and a
   65,536-bin `bincount` replaces `np.unique`'s sort of fp16 values (numpy sorts
   fp16 by converting every comparison; per tensor this was most of the time);

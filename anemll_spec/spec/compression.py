@@ -6,9 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from anemll_spec.spec.base import TARGET_VERSION, Rules, SpecModel, WeightDecl
+
+
+SIZE_MAX = 1 << 20
+
+
+def _unused_at_default(data: Any, field: str, used_with: str, default: str) -> Any:
+    """A size the chosen granularity does not use is held at its default: it would give
+    one package two keys (and `group_size: 16` with per_tensor is sweepable that way)."""
+    if isinstance(data, dict) and data.get("granularity", default) != used_with:
+        value = data.get(field)
+        valid = type(value) is int and 0 < value <= SIZE_MAX  # else its problem is reported
+        return {k: v for k, v in data.items() if k != field or not valid}
+    return data
 
 
 class Palettize(SpecModel):
@@ -16,10 +29,15 @@ class Palettize(SpecModel):
     """bits per index"""
     granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
     """LUT sharing"""
-    group_size: Annotated[int, Field(gt=0, le=1 << 20)] = 8
+    group_size: Annotated[int, Field(gt=0, le=SIZE_MAX)] = 8
     """output channels per LUT (per_grouped_channel)"""
     mode: Literal["kmeans", "uniform"] = "kmeans"
     """how the LUT is found"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _group_size_only_grouped(cls, data: Any) -> Any:
+        return _unused_at_default(data, "group_size", "per_grouped_channel", "per_tensor")
 
 
 class Quantize(SpecModel):
@@ -27,8 +45,13 @@ class Quantize(SpecModel):
     """weight dtype"""
     granularity: Literal["per_channel", "per_block"] = "per_channel"
     """scale sharing"""
-    block_size: Annotated[int, Field(gt=0, le=1 << 20)] = 32
+    block_size: Annotated[int, Field(gt=0, le=SIZE_MAX)] = 32
     """input channels per scale (per_block)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _block_size_only_per_block(cls, data: Any) -> Any:
+        return _unused_at_default(data, "block_size", "per_block", "per_channel")
 
 
 class PalettizeForm(SpecModel):
@@ -107,6 +130,7 @@ def check(
             rules.add((*where, "nbits"), "3-bit LUTs need deployment_target iOS18")
         if cfg.granularity == "per_grouped_channel":
             _divides(rules, (*where, "group_size"), cfg.group_size, weights, "output")
+
     else:
         where = ("compression", "quantize")
         if (cfg.dtype == "int4" or cfg.granularity == "per_block") and old:

@@ -21,6 +21,7 @@ DIM_MAX = 1 << 20
 Dim = Annotated[int, Field(gt=0, le=DIM_MAX)]
 Tokens = Annotated[int, Field(gt=0, le=1 << 16)]
 Layout = Literal["conv", "linear"]
+FP16_ROUNDS_TO_ZERO = 2.0**-25  # half the smallest float16 above 0: this and below are 0
 CONV_HELP = "conv: conv 1x1 heads on (B,C,1,S), fed (B,S,C) like the published model | linear"
 
 
@@ -133,6 +134,15 @@ class Ffn(ModelBase):
     """RMSNorm epsilon"""
     layout: Annotated[Layout, Field(description=CONV_HELP)] = "conv"
 
+    def check_rules(self, rules: Rules) -> None:
+        if self.precision == "float16" and self.rms_norm_eps <= FP16_ROUNDS_TO_ZERO:
+            rules.add(
+                "rms_norm_eps",
+                f"rms_norm_eps {self.rms_norm_eps:g} rounds to 0 in float16 (as does anything "
+                f"<= {FP16_ROUNDS_TO_ZERO:.3g}), and 0 divides by zero on a zero input: "
+                "compute_precision float32 keeps it",
+            )
+
     def shapes(self) -> str:
         h, i = self.hidden_size, self.intermediate_size
         return f"{h} -> {i} -> {h} ({self.layout}), seq {self.seq_len}, batch {self.batch}"
@@ -175,6 +185,8 @@ class Attention(ModelBase):
             rules.add("seq_len", "seq_len must not exceed context_length")
         if self.deployment_target != "iOS18":
             rules.add("deployment_target", "attention uses a stateful KV cache, which needs iOS18")
+        if self.head_dim % 2:
+            rules.add("head_dim", f"head_dim ({self.head_dim}) must be even: RoPE rotates halves")
 
     def shapes(self) -> str:
         return (
