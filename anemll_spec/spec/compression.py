@@ -10,7 +10,6 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from anemll_spec.spec.base import TARGET_VERSION, Rules, SpecModel, WeightDecl
 
-
 SIZE_MAX = 1 << 20
 
 
