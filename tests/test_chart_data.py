@@ -438,3 +438,102 @@ def test_latency_and_timeline_of_a_case_with_300k_samples(tmp_path):
         points = spec["datasets"][name]
         assert 50 <= len(points) <= Options().max_points + 2 * 500
         assert max(p["idx"] for p in points) > 271_178  # 2**31 / 7919: past the old overflow
+
+
+def _color_domains(spec, field: str) -> list[list]:
+    """Every colour/fill scale domain on `field` in a Vega-Lite spec."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("color", "fill"):
+                enc = node.get(key)
+                if isinstance(enc, dict) and enc.get("field") == field and "scale" in enc:
+                    found.append(enc["scale"].get("domain"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec)
+    return found
+
+
+def test_legends_list_only_what_is_drawn(store):
+    spec = build_chart("compare", str(store["path"]), Options(runs=(store["lm_a"], store["lm_b"])))
+    domains = _color_domains(spec, "verdict")
+    assert domains and all(d == ["slower"] for d in domains)  # both rows are slower
+    spec = build_chart("placement", str(store["path"]), Options(runs=(store["sweep"],)))
+    drawn = {r["device"] for r in spec["datasets"]["placements"]}
+    domains = _color_domains(spec, "device")
+    assert domains and all(set(d) == drawn and len(d) == len(drawn) for d in domains)
+
+
+def test_sweep_throughput_is_the_stored_figure_without_a_median_ci(store):
+    con = connect(str(store["path"]))
+    try:
+        rows, _, metric = sweep.query(con, Options(metric="throughput_ips"), store["sweep"])
+        stored = dict(
+            con.execute(
+                "SELECT case_id, coalesce(throughput_ips, 1e3 / mean_ms) FROM results "
+                "WHERE run_id = ?",
+                [store["sweep"]],
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert metric == "throughput_ips" and rows
+    for r in rows:  # calls over time (1000 / mean): no CI of the median belongs to it
+        assert r["value"] == pytest.approx(stored[r["case_id"]])
+        assert r["ci_lo"] is None and r["ci_hi"] is None
+
+
+def test_a_long_case_name_is_cut_in_its_middle_keeping_what_tells_rows_apart():
+    import duckdb
+
+    from anemll_spec.chart.source import CASE_LABEL, LABEL_MAX
+
+    name = "a_very_long_spec_name_of_a_sweep" + "[vocab_size=128256]"
+    labels = [
+        duckdb.sql(
+            f"SELECT {CASE_LABEL} FROM (SELECT ? AS model_name, NULL AS spec_name, "
+            "'coreml' AS backend, ? AS compute_units, NULL AS device)",
+            params=[name, cu],
+        ).fetchone()[0]
+        for cu in ("CPU_AND_NE", "CPU_AND_GPU")
+    ]
+    for label, cu in zip(labels, ("CPU_AND_NE", "CPU_AND_GPU"), strict=True):
+        head = label.split(" · ")[0]
+        assert len(head) == LABEL_MAX and "…" in head
+        assert head.startswith(name[:10]) and head.endswith("[vocab_size=128256]")
+        assert label.endswith(f" · coreml · {cu}")
+
+
+def test_report_gives_cv_in_percent_and_names_a_run_once(store, tmp_path):
+    from anemll_spec.chart.report import write_report
+
+    page = write_report(store["path"], store["lm_a"], tmp_path / "r.html").read_text()
+    assert "<th>CV (%)</th>" in page
+    con = connect(str(store["path"]))
+    try:
+        cvs = [
+            r[0]
+            for r in con.execute(
+                "SELECT cv FROM results WHERE run_id = ?", [store["lm_a"]]
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    assert cvs and all(v is not None and v < 1 for v in cvs)  # fractions in the store
+    from anemll_spec.chart.report_published import num
+
+    assert all(num(100 * v) in page for v in cvs)
+
+
+def test_a_message_that_names_the_run_does_not_name_it_again(store):
+    from anemll_spec.chart.source import NoData
+
+    with pytest.raises(NoData) as err:
+        build_chart("sweep", str(store["path"]), Options(runs=(store["lm_a"],)))
+    assert f"run {store['lm_a']} swept no parameter (no filter)" in str(err.value)

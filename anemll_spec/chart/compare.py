@@ -17,6 +17,7 @@ VERDICT_COLORS = {
     "faster": style.OKABE_ITO[2],
     "slower": style.OKABE_ITO[5],
     "no change": "#888888",
+    "too few samples": "#cccccc",
 }
 VARIANT = ("variant_key", "backend", "device", "compute_units", "concurrency")
 
@@ -99,10 +100,14 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     hi = max(max(r["ci_high"] for r in rows), 1.0)
     pad = (hi - lo) * 0.08 or 0.02
     xscale = alt.Scale(domain=[lo - pad, hi + pad], zero=False)
+    drawn = {r["verdict"] for r in rows}
     color = alt.Color(
         "verdict:N",
         title="verdict",
-        scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
+        scale=alt.Scale(
+            domain=[v for v in VERDICT_COLORS if v in drawn],  # the legend's
+            range=[c for v, c in VERDICT_COLORS.items() if v in drawn],
+        ),  # fmt: skip
     )
     base = alt.Chart(style.named("comparisons"), height=alt.Step(26), width=520)
     ci = (

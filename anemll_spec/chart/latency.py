@@ -94,7 +94,7 @@ def build(con, opts: Options) -> dict[str, Any]:
     run_id = pick_run(con, opts, needs=NEEDS)
     boxes, points = query(con, opts, run_id)
     if not boxes:
-        raise NoData(f"no latency samples to draw in run {run_id} ({opts.describe()})")
+        raise NoData(f"no latency samples to draw in run {run_id} ({opts.describe(run=False)})")
     clip = clip_range(boxes, log_axis(boxes))
     return chart(boxes, points, run_id, opts, n_clipped(con, opts, run_id, clip) if clip else 0)
 

@@ -56,7 +56,7 @@ def build(con, opts: Options) -> dict[str, Any]:
     rows = query(con, opts, run_id)
     if not rows:
         raise NoData(
-            f"no op placements in run {run_id} ({opts.describe()}): placements come from "
+            f"no op placements in run {run_id} ({opts.describe(run=False)}): placements come from "
             "Core ML's compute plan (coreml backend on macOS)"
         )
     return chart(rows, run_id, opts)
@@ -65,10 +65,12 @@ def build(con, opts: Options) -> dict[str, Any]:
 def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
     import altair as alt
 
-    devices = list(style.DEVICE_COLORS)
-    extra = sorted({r["device"] for r in rows} - set(devices))
-    domain = devices + extra
-    colors = list(style.DEVICE_COLORS.values()) + list(style.OKABE_ITO[5 : 5 + len(extra)])
+    # only the devices drawn (the legend lists its domain), each in its fixed colour
+    drawn = {r["device"] for r in rows}
+    extra = sorted(drawn - set(style.DEVICE_COLORS))
+    fixed = [(d, c) for d, c in style.DEVICE_COLORS.items() if d in drawn]
+    domain = [d for d, _ in fixed] + extra
+    colors = [c for _, c in fixed] + list(style.OKABE_ITO[5 : 5 + len(extra)])
     tip = [
         alt.Tooltip("row_label:N", title="case"),
         alt.Tooltip("measure:N", title="measure"),

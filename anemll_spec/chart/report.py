@@ -66,7 +66,7 @@ CASE_COLUMNS = (
     ("ci", "95% CI of median (ms)", False),
     ("p90_ms", "p90 (ms)", True),
     ("p99_ms", "p99 (ms)", True),
-    ("cv", "CV", True),
+    ("cv_pct", "CV (%)", True),
     ("bandwidth_gbps", "GB/s", True),
     ("tflops", "TFLOP/s", True),
     ("dispatch_floor_ms", "dispatch floor (ms)", True),
@@ -213,6 +213,8 @@ def _cases_table(cases: list[dict]) -> str:
             if c.get("ci_low_ms") is not None
             else None
         )
+        cv = c.get("cv")  # stored as a fraction; bench prints it in percent
+        c["cv_pct"] = None if cv is None else 100.0 * cv
         c["flags"] = (
             ", ".join(
                 f for f, on in (("throttled", c.get("throttled")), ("noisy", c.get("noisy"))) if on

@@ -50,10 +50,11 @@ class Options:
     by: str = "chip"  # factors: one row per chip (and OS where several), or by OS version
     max_points: int = 4000  # raw sample points drawn per chart, at most
 
-    def describe(self) -> str:
-        """The filters in words, for 'nothing to draw' messages and subtitles."""
+    def describe(self, run: bool = True) -> str:
+        """The filters in words, for 'nothing to draw' messages and subtitles (run=False:
+        for a message that names the run already)."""
         parts = []
-        if self.runs:
+        if self.runs and run:
             parts.append("run " + " vs ".join(self.runs))
         if self.model:
             parts.append(f"model = {self.model!r}")
@@ -160,12 +161,16 @@ def _models(con, opts: Options) -> str:
 
 
 # A readable, unique label for a case inside one run (labels are data, never markup).
-# The name is cut to LABEL_MAX characters: a label is repeated in every sample point a
-# chart draws, so a huge stored name must not make a huge page.
-LABEL_MAX = 120
+# The name is cut in its middle to LABEL_MAX characters, its start and its end kept (a
+# sweep point's `[vocab_size=128256]`), so that the whole label, with the backend and
+# compute unit that tell rows apart, fits the axis' LABEL_LIMIT (Vega would cut the end);
+# a label is also repeated in every sample point, so a huge name must not make a huge page.
+LABEL_MAX = 40
+_HEAD = (LABEL_MAX - 1) // 2
 CASE_LABEL = f"""concat_ws(' · ',
     CASE WHEN length(coalesce(model_name, spec_name)) > {LABEL_MAX}
-         THEN left(coalesce(model_name, spec_name), {LABEL_MAX - 1}) || '…'
+         THEN left(coalesce(model_name, spec_name), {_HEAD}) || '…'
+              || right(coalesce(model_name, spec_name), {LABEL_MAX - 1 - _HEAD})
          ELSE coalesce(model_name, spec_name) END,
     backend, nullif(compute_units, ''), CASE WHEN backend = 'torch' THEN device END)"""
 

@@ -33,7 +33,7 @@ DEVICE_COLORS = {
     "unknown": "#BBBBBB",
 }
 
-LABEL_LIMIT = 280  # px; longer chip/case names are ellipsised (the tooltip has them whole)
+LABEL_LIMIT = 360  # px; longer chip/case names are ellipsised (the tooltip has them whole)
 BAR_STEP = 18  # px per bar: 15+ chips stay readable without overlapping labels
 
 

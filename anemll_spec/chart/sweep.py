@@ -2,9 +2,11 @@
 series (backend, compute units and every other swept parameter, e.g.
 `numpy · model.chunks=1`), with the 95% CI of the median as a band.
 
-The CI is stored for the median latency; metrics inversely proportional to latency
-(GB/s, TFLOPS, predictions/s) get theirs by the same ratio: value * median / ci_high
-to value * median / ci_low.
+The CI is stored for the median latency; metrics inversely proportional to the median
+(GB/s, TFLOPS) get theirs by the same ratio: value * median / ci_high to value * median
+/ ci_low. Throughput (calls/s) is the stored `throughput_ips`, which counts calls over
+time (1000 / mean latency at concurrency 1): no median CI belongs to it, so none is
+drawn.
 """
 
 from __future__ import annotations
@@ -22,19 +24,19 @@ TITLE = "Sweep"
 # cases of a sweep carry their swept values in `params`; others have '{}'
 NEEDS = "status = 'ok' AND median_ms > 0 AND coalesce(params::VARCHAR, '{}') <> '{}'"
 
-# metric -> (SQL of its value, axis title, inverse of latency?)
-METRICS: dict[str, tuple[str, str, bool]] = {
+# metric -> (SQL of its value, axis title, CI: 'latency' | 'inverse' of the median | None)
+METRICS: dict[str, tuple[str, str, str | None]] = {
     "bandwidth_gbps": (
         "coalesce(bandwidth_gbps, weight_bytes / (median_ms * 1e6))",
         "bandwidth (GB/s)",
-        True,
+        "inverse",
     ),
-    "median_ms": ("median_ms", "median latency (ms)", False),
-    "tflops": ("coalesce(tflops, flops / (median_ms * 1e9))", "compute (TFLOP/s)", True),
+    "median_ms": ("median_ms", "median latency (ms)", "latency"),
+    "tflops": ("coalesce(tflops, flops / (median_ms * 1e9))", "compute (TFLOP/s)", "inverse"),
     "throughput_ips": (
-        "coalesce(throughput_ips, coalesce(concurrency, 1) * 1e3 / median_ms)",
-        "throughput (predictions/s)",
-        True,
+        "coalesce(throughput_ips, coalesce(concurrency, 1) * 1e3 / mean_ms)",
+        "throughput (calls/s, 1000 / mean latency per instance)",
+        None,
     ),
 }
 # Parameters that are already the line's identity, never the x axis by default.
@@ -85,17 +87,19 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
     param = pick_param(found, opts.param)
     if param is None:
         raise NoData(
-            f"run {run_id} swept no parameter ({opts.describe()}): every case has the same "
+            f"run {run_id} swept no parameter ({opts.describe(run=False)}): every case has the same "
             "params; the sweep chart needs a spec with a `sweep:`"
         )
     metric = opts.metric or "bandwidth_gbps"
     if metric not in METRICS:
         raise InputError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
-    value_sql, _title, inverse = METRICS[metric]
-    if inverse:
+    value_sql, _title, ci_kind = METRICS[metric]
+    if ci_kind == "inverse":
         lo, hi = "value * median_ms / ci_high_ms", "value * median_ms / ci_low_ms"
-    else:
+    elif ci_kind == "latency":
         lo, hi = "ci_low_ms", "ci_high_ms"
+    else:
+        lo, hi = "NULL::DOUBLE", "NULL::DOUBLE"
     others = [p for p, n in found.items() if n > 1 and p != param and p not in SERIES_PARAMS]
     # parameter names are data: bound as parameters, never spliced into the SQL
     other_sql = (
@@ -136,7 +140,7 @@ def build(con, opts: Options) -> dict[str, Any]:
     if not rows:
         raise NoData(
             f"no {opts.metric or 'bandwidth_gbps'} values to draw in run {run_id} "
-            f"({opts.describe()})"
+            f"({opts.describe(run=False)})"
         )
     return chart(rows, param, metric, run_id, opts, others)
 
@@ -265,7 +269,10 @@ def chart(
     layered = alt.layer(ci, marks).properties(
         title=style.title(
             f"{TITLE}: {y_title} against {param} — run {run_id}",
-            f"{shape_words} the 95% CI of the median (bootstrap), converted to this metric.",
+            f"{shape_words} the 95% CI of the median (bootstrap), converted to this metric."
+            if METRICS[metric][2]
+            else f"{shape_words} not drawn: throughput counts calls over time (1000 / mean "
+            "latency), and no CI of the median belongs to it.",
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )

@@ -102,7 +102,7 @@ def build(con, opts: Options) -> dict[str, Any]:
     run_id = pick_run(con, opts, needs=NEEDS)
     points, bins, n_cases, clips = query(con, opts, run_id)
     if not points:
-        raise NoData(f"no latency samples to draw in run {run_id} ({opts.describe()})")
+        raise NoData(f"no latency samples to draw in run {run_id} ({opts.describe(run=False)})")
     return chart(points, bins, n_cases, run_id, opts, clips)
 
 
