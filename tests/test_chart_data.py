@@ -537,3 +537,45 @@ def test_a_message_that_names_the_run_does_not_name_it_again(store):
     with pytest.raises(NoData) as err:
         build_chart("sweep", str(store["path"]), Options(runs=(store["lm_a"],)))
     assert f"run {store['lm_a']} swept no parameter (no filter)" in str(err.value)
+
+
+def test_factors_of_a_replaced_run_say_why_it_is_not_drawn(store):
+    """chip_factors keeps a chip's latest run of a model: an older run asked for by a
+    prefix is resolved, and the chart says why none of its rows is there."""
+    older, newer = store["lm_a"], store["lm_b"]
+    spec = build_chart("factors", str(store["path"]), Options(runs=(older[:20],)))
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert f"Not shown: run {older} has no row in chip_factors" in subtitle
+    spec = build_chart("factors", str(store["path"]), Options(runs=(newer[:20],)))
+    assert "has no row in chip_factors" not in " ".join(spec["title"]["subtitle"])
+    assert any(r.get("run_id") == newer for rows in spec["datasets"].values() for r in rows)
+
+
+def test_a_baseline_chip_on_two_os_versions_is_named_with_its_version(tmp_path):
+    """Each OS version of a chip is its own row and, as the baseline, its own figure: a
+    label '1.0x vs M4 Max' on both would read as if the two versions were equal."""
+    path = tmp_path / "os.duckdb"
+    syn.lm_head_run(path, seed=1)
+    syn.lm_head_run(path, seed=2, scale=1.1, host={**syn.MAC_HOST, "os_version": "26.0"})
+    con = connect(str(path))
+    try:
+        rows = con.execute(
+            "SELECT os_version, baseline_label, bandwidth_factor FROM chip_factors_vs('M4 Max') "
+            "WHERE source = 'own' AND model = 'llama_lm_head' ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    one = tmp_path / "one.duckdb"
+    syn.lm_head_run(one, seed=1)
+    con = connect(str(one))
+    try:
+        single = con.execute(
+            "SELECT DISTINCT baseline_label FROM chip_factors_vs('M4 Max') WHERE source = 'own'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [
+        ("15.3.1", "M4 Max macOS 15.3.1 (own, Core ML ANE)", pytest.approx(1.0)),
+        ("26.0", "M4 Max macOS 26.0 (own, Core ML ANE)", pytest.approx(1.0)),
+    ]
+    assert single == [("M4 Max (own, Core ML ANE)",)]  # one version: none named

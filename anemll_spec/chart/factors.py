@@ -186,10 +186,20 @@ def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
     """The Vega-Lite spec (a grid: one row per model, bandwidth | latency)."""
     if opts.by not in BY:
         raise InputError(f"--by {opts.by!r}: choose one of {', '.join(BY)}")
-    rows = query(con, opts, run_id or (opts.runs[0] if opts.runs else None))
+    if run_id is None and opts.runs:  # a prefix, 'latest' or 'previous', as elsewhere
+        from anemll_spec.store.lookup import resolve_run
+
+        run_id = resolve_run(con, opts.runs[0])
+    rows = query(con, opts, run_id)
     if not any(r["baseline_source"] for r in rows):
         check_baseline(con, opts.baseline)  # no factor at all: maybe a misspelt chip
     notes = []
+    if run_id and not any(r["own"] and r["run_id"] == run_id for r in rows):
+        notes.append(
+            f"Not shown: run {run_id} has no row in chip_factors, which holds each chip's "
+            "latest run of a model (a later run replaced it) with something to compare; "
+            f"case_factors_vs('{opts.baseline}') has its factors (anemll-spec query)."
+        )
     if opts.by == "os":
         # the published tables name no OS: only own rows can be compared across versions
         n_pub = len({r["label"] for r in rows if not r["own"]})

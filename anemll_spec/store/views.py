@@ -161,8 +161,10 @@ points AS (
     UNION ALL BY NAME
     SELECT * FROM published
 ),
-base AS (
-    SELECT * FROM points WHERE chip = baseline AND latest
+base AS (  -- n_os: on how many OS versions the baseline chip has this row
+    SELECT *, count(DISTINCT os_version) OVER (
+        PARTITION BY source, model, backend, device, compute_units) AS n_os
+    FROM points WHERE chip = baseline AND latest
 ),
 picked AS (  -- the rows asked for: one run's, or each chip's latest (chip_factors)
     SELECT * FROM points
@@ -187,7 +189,11 @@ SELECT
     baseline AS baseline_chip,
     b.source AS baseline_source,
     b.os_version AS baseline_os_version,
-    CASE WHEN b.source IS NOT NULL THEN baseline || ' ('
+    -- a baseline chip measured on two OS versions names the one (each is its own row)
+    CASE WHEN b.source IS NOT NULL THEN baseline
+        || CASE WHEN b.n_os > 1 THEN ' ' || coalesce(b.os_name || ' ', '') || b.os_version
+                ELSE '' END
+        || ' ('
         || CASE WHEN starts_with(b.source, 'published: ') THEN 'published' ELSE b.source END
         || ', ' || {WHAT.format(p="b.")} || ')' END AS baseline_label,
     b.bandwidth_gbps AS baseline_bandwidth_gbps,
