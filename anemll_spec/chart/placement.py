@@ -71,6 +71,8 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
     fixed = [(d, c) for d, c in style.DEVICE_COLORS.items() if d in drawn]
     domain = [d for d, _ in fixed] + extra
     colors = [c for _, c in fixed] + list(style.OKABE_ITO[5 : 5 + len(extra)])
+    for r in rows:  # a quantitative order (Vega-Lite warns of a nominal one)
+        r["device_order"] = domain.index(r["device"])
     tip = [
         alt.Tooltip("row_label:N", title="case"),
         alt.Tooltip("measure:N", title="measure"),
@@ -103,7 +105,7 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
                 color=alt.Color(
                     "device:N", title="device", scale=alt.Scale(domain=domain, range=colors)
                 ),
-                order=alt.Order("device:N"),
+                order=alt.Order("device_order:Q"),  # stacked in legend order
                 tooltip=tip,
             )
             .properties(
