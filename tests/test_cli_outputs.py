@@ -292,3 +292,15 @@ def test_compare_gives_no_verdict_on_too_few_samples(tmp_path):
     (row,) = out["comparisons"]
     assert row["ratio"] == 2.0 and row["verdict"] == "too few samples"
     assert out["regressions"] == 0
+
+
+def test_chart_options_that_would_be_ignored_are_refused(cli, store, tmp_path):
+    """--metric on a latency chart used to be dropped without a word."""
+    for kind, flag, value, applies in (
+        ("latency", "--metric", "tflops", "sweep only"),
+        ("factors", "--param", "model.n", "sweep only"),
+        ("timeline", "--baseline", "M4 Max", "factors and energy only"),
+    ):
+        r = cli("chart", kind, "--store", store, "--out", tmp_path / kind, flag, value)
+        refused(r, f"chart {kind}: {flag} applies to {applies}")
+        assert not (tmp_path / kind).exists()

@@ -8,6 +8,7 @@ import sys
 from anemll_spec.chart import KINDS
 from anemll_spec.cli._common import add_json, add_store, nonempty, out_dir, print_json
 
+BASELINE = "M1 Max"  # the published tables' baseline
 HELP = "draw a chart from the store (offline HTML, PNG, SVG and Vega-Lite JSON)"
 DESCRIPTION = (
     HELP
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--baseline",
         metavar="CHIP",
-        default="M1 Max",
+        default=BASELINE,
         help="factors, energy: baseline chip (M1 Max)",
     )
     p.add_argument(
@@ -78,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"chart {args.kind}: give at most one --run")
     if args.by != "chip" and args.kind != "factors":
         raise InputError(f"chart {args.kind}: --by applies to the factors chart only")
+    for flag, value, kinds in (
+        ("--metric", args.metric, ("sweep",)),
+        ("--param", args.param, ("sweep",)),
+        ("--baseline", args.baseline != BASELINE, ("factors", "energy")),
+    ):  # an option that would be ignored is refused: the user expects it to act
+        if value and args.kind not in kinds:
+            raise InputError(f"chart {args.kind}: {flag} applies to {' and '.join(kinds)} only")
     opts = Options(
         model=args.model,
         baseline=args.baseline,
