@@ -72,7 +72,9 @@ def test_report_replaces_its_own_page_only(cli, store, tmp_path):
     assert forced.returncode == 0, forced.stderr
     data = tmp_path / "data.csv"
     data.write_text("a,b\n")
-    refused(cli("report", "--store", store, "--out", data), "exists", "--force")
+    # not a page's name: refused for that first (--force could not make it one)
+    refused(cli("report", "--store", store, "--out", data), "name it FILE.html")
+    refused(cli("report", "--store", store, "--out", data, "--force"), "name it FILE.html")
     assert data.read_text() == "a,b\n"
     refused(cli("report", "--store", store, "--out", tmp_path), "is a folder")
     refused(cli("report", "--store", store, "--out", "/proc/nope/r.html"), "/proc/nope")

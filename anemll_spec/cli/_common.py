@@ -68,10 +68,11 @@ def out_file(
     store: str | None = None,
     force: bool = False,
     replaceable: Callable[[Path], bool] | None = None,
+    kind: tuple[str, str] | None = None,
 ) -> Path:
     """Check a file to write before any work: not a folder, its folder writable, never
-    the store (or its log), and an existing file only with `force` or when
-    `replaceable(path)` says it is ours to replace. Returns the Path."""
+    the store (or its log), named as `kind` = (suffix, what) says, and an existing file
+    only with `force` or when `replaceable(path)` says it is ours to replace."""
 
     from anemll_spec.errors import InputError
 
@@ -84,6 +85,8 @@ def out_file(
         db = store_path(store)  # as the store itself resolves it (~, $ANEMLL_SPEC_STORE)
         if path.resolve() in (db.resolve(), db.with_name(db.name + ".wal").resolve()):
             raise InputError(f"{flag} {value}: that is the results store; give another file")
+    if kind and path.suffix.lower() != kind[0]:
+        raise InputError(f"{flag} {value}: {kind[1]}: name it FILE{kind[0]}")
     _writable(path, flag, value)
     if path.exists() and not force and not (replaceable and replaceable(path)):
         raise InputError(f"{flag} {value}: the file exists; give --force to replace it")

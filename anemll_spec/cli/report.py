@@ -47,9 +47,8 @@ def run(args: argparse.Namespace) -> int:
             store=store,
             force=args.force,
             replaceable=lambda p: is_report_of(p, run_id),
+            kind=(".html", "a report is an HTML page"),
         )
-        if Path(target).suffix.lower() not in (".html", ".htm"):  # a page, opened by a browser
-            raise InputError(f"--out {target}: a report is an HTML page: name it FILE.html")
         path = write_report(store, run_id, Path(target), baseline=args.baseline, force=args.force)
     except InputError as exc:  # its text may quote stored text: no control characters raw
         raise InputError(printable(exc)) from None
