@@ -83,6 +83,7 @@ def compare_runs(
             if len(sa) == 0 or len(sb) == 0:
                 continue
             ci = ratio_of_medians_ci(sa, sb, level=level, n_boot=n_boot, seed=seed)
+            n = min(len(sa), len(sb))
             variant_key, backend, device, compute_units, concurrency = key
             rows.append(
                 Comparison(
@@ -99,11 +100,9 @@ def compare_runs(
                     ratio=ci.estimate,
                     ci_low=ci.low,
                     ci_high=ci.high,
-                    verdict=verdict(
-                        ci.estimate, ci.low, ci.high, noise_floor_pct, min(len(sa), len(sb))
-                    ),
+                    verdict=verdict(ci.estimate, ci.low, ci.high, noise_floor_pct, n),
                     regression=fail_on_regression_pct is not None
-                    and min(len(sa), len(sb)) >= MIN_SAMPLES
+                    and n >= MIN_SAMPLES
                     and ci.low > 1.0 + fail_on_regression_pct / 100.0,
                 )
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from anemll_spec.errors import InputError
 from anemll_spec.mlmodel.features import ModelIO, TensorSpec
@@ -35,6 +36,22 @@ def _rng(seed: int, name: str):
     return stream(seed, name)
 
 
+def synth_bytes(tensors: Sequence[Any], where: str = "") -> int:
+    """Memory synth_inputs needs for these inputs (anything with .name, .shape, .dtype):
+    float32 draws are made first, then cast, so each element counts both."""
+    import numpy as np
+
+    need = 0
+    for t in tensors:
+        at = f"{where}input {t.name!r}"
+        try:
+            itemsize = np.dtype(t.dtype).itemsize
+        except TypeError:
+            raise InputError(f"{at}: cannot synthesise dtype {t.dtype}") from None
+        need += element_count(t.shape, at) * (itemsize + 8)
+    return need
+
+
 def synth_inputs(
     io: ModelIO, seed: int = 0, int_ranges: Mapping[str, Sequence[int]] | None = None
 ) -> dict:
@@ -51,15 +68,7 @@ def synth_inputs(
     unknown = set(ranges) - {t.name for t in io.inputs}
     if unknown:
         raise InputError(f"input_ranges names inputs the model does not have: {sorted(unknown)}")
-    need = 0
-    for t in io.inputs:
-        where = f"input {t.name!r}"
-        try:
-            itemsize = np.dtype(t.dtype).itemsize
-        except TypeError:
-            raise InputError(f"{where}: cannot synthesise dtype {t.dtype}") from None
-        # float32 draws are made first, then cast: count both
-        need += element_count(t.shape, where) * (itemsize + 8)
+    need = synth_bytes(io.inputs)
     check_alloc(need, f"the model's inputs ({len(io.inputs)})", "synthesising them needs")
     out: dict[str, np.ndarray] = {}
     for t in io.inputs:

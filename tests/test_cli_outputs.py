@@ -302,6 +302,7 @@ def test_chart_options_that_would_be_ignored_are_refused(cli, store, tmp_path):
         ("latency", "--metric", "tflops", "sweep only"),
         ("factors", "--param", "model.n", "sweep only"),
         ("timeline", "--baseline", "M4 Max", "factors and energy only"),
+        ("latency", "--baseline", "M1 Max", "factors and energy only"),  # the default, given
     ):
         r = cli("chart", kind, "--store", store, "--out", tmp_path / kind, flag, value)
         refused(r, f"chart {kind}: {flag} applies to {applies}")

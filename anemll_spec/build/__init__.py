@@ -230,13 +230,11 @@ def _check_call_memory(model: ModelBase) -> None:
     import numpy as np
 
     from anemll_spec.mlmodel.limits import check_alloc, element_count
+    from anemll_spec.model_io import synth_bytes
 
     plan = plan_of(model)
     where = f"model.{model.family}"
-    need = sum(
-        element_count(t.shape, f"{where}: input {t.name!r}") * (np.dtype(t.dtype).itemsize + 8)
-        for t in plan.inputs
-    )
+    need = synth_bytes(plan.inputs, f"{where}: ")
     need += sum(
         element_count(t.shape, f"{where}: output {t.name!r}") * np.dtype(t.dtype).itemsize
         for t in plan.outputs

@@ -12,13 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from anemll_spec.chart import compare, factors, latency, placement, render, sweep, timeline
+from anemll_spec.chart import compare, latency, placement, render, sweep, timeline
 from anemll_spec.chart.report_energy import energy_section, sustained_section
 from anemll_spec.chart.report_out import default_out, is_report_of, meta
 from anemll_spec.chart.report_published import num, os_section, published_section
 from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect, fetch
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.errors import InputError
+from anemll_spec.store.factors import check_baseline
 from anemll_spec.text import printable
 
 __all__ = ["default_out", "is_report_of", "resolve", "write_report"]
@@ -91,7 +92,7 @@ def _resolve(con, ref: str | None, baseline: str) -> str:
     if not fetch(con, "SELECT 1 FROM runs LIMIT 1"):
         raise InputError("the store holds no runs yet: run `anemll-spec bench SPEC` first")
     # a chip no row has would silently give 'no baseline' everywhere (as in factors)
-    factors.check_baseline(con, baseline)
+    check_baseline(con, baseline)
     return resolve_run(con, ref or "latest")
 
 

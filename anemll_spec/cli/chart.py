@@ -26,7 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--baseline",
         metavar="CHIP",
-        default=BASELINE,
         help="factors, energy: baseline chip (M1 Max)",
     )
     p.add_argument(
@@ -82,13 +81,13 @@ def run(args: argparse.Namespace) -> int:
     for flag, value, kinds in (
         ("--metric", args.metric, ("sweep",)),
         ("--param", args.param, ("sweep",)),
-        ("--baseline", args.baseline != BASELINE, ("factors", "energy")),
+        ("--baseline", args.baseline, ("factors", "energy")),
     ):  # an option that would be ignored is refused: the user expects it to act
         if value and args.kind not in kinds:
             raise InputError(f"chart {args.kind}: {flag} applies to {' and '.join(kinds)} only")
     opts = Options(
         model=args.model,
-        baseline=args.baseline,
+        baseline=args.baseline or BASELINE,
         where=args.where,
         runs=runs,
         metric=args.metric,

@@ -133,7 +133,8 @@ class Runner:
             try:
                 for v in p.variants:
                     backends.check_runs(v.backend, p.case.model, what=p.case.model_name)
-                    devices |= {p.case.run.device} if v.backend == "torch" else set()
+                    if v.backend == "torch":
+                        devices.add(p.case.run.device)
                 if p.case.build_key not in seen:
                     seen.add(p.case.build_key)
                     preflight(p.case.model, self.cache_dir)

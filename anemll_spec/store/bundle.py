@@ -102,12 +102,10 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
             os.replace(tmp, out)
         except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
             if lake_target.is_lake(default_target(target)) and str(tmp) not in str(exc):
-                from anemll_spec.store.lake import StoreUnreachable, _message
+                from anemll_spec.store import lake  # it failed while it was read
 
-                raise StoreUnreachable(  # the shared store failed while it was read
-                    f"the shared store {lake_target.redact(str(target))} failed while "
-                    f"exporting: {printable(_message(exc))}; nothing written"
-                ) from None
+                shown = lake_target.redact(str(target))
+                raise lake.failed(shown, exc, " while exporting", "; nothing written") from None
             raise InputError(
                 f"cannot write {out}: {printable(first_line(exc))}; nothing written"
             ) from None

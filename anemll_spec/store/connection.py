@@ -155,7 +155,7 @@ def open_store(
 def _check_readable(con, where, *, shared: bool = False) -> None:
     """The store at `where` is at the current version (read-only opens change nothing)."""
     try:
-        version = _version(con, where)
+        version = read_version(con, where)
     except duckdb.Error as exc:
         if shared:  # a catalog error, not a damaged file: _open_lake words it
             raise
@@ -190,9 +190,7 @@ def _open_lake(target: lake_target.LakeTarget, read_only: bool, sandbox: bool, t
     except duckdb.Error as exc:
         con.close()
         if lake.transient(exc):
-            raise lake.StoreUnreachable(
-                f"the shared store {target.shown} failed: {lake._message(exc, target)}"
-            ) from None
+            raise lake.failed(target.shown, exc, target=target) from None
         raise InputError(
             f"cannot open the store {target.shown}: {lake._message(exc, target)}"
         ) from None
@@ -278,7 +276,7 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
             raise InputError(f"cannot open the store {path}: {exc}") from None
 
 
-def _version(con, path) -> int | None:
+def read_version(con, path) -> int | None:
     """Schema version; None for an empty file; InputError for a foreign database."""
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -316,7 +314,7 @@ def _prepare(con, path, *, shared: bool = False) -> None:
     """Create, upgrade, or refresh the derived objects of a writable store.
 
     shared: a DuckLake (no primary keys; the row that `lake.claim` deletes is made)."""
-    version = _version(con, path)
+    version = read_version(con, path)
     fingerprint = _derived_fingerprint()
     if version is None:
         con.execute("BEGIN")

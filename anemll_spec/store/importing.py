@@ -22,7 +22,7 @@ import duckdb
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.bundle import copy_rows, file_sha256, first_line, read_header, stage
-from anemll_spec.store.connection import open_store, store_path
+from anemll_spec.store.connection import open_store, read_version, store_path
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin
 from anemll_spec.text import printable
@@ -96,10 +96,8 @@ def _failed(target, shared: bool, exc: BaseException) -> Exception:
     """The error of an import the store refused: a shared store's failure (its server
     went away) is the store's, exit 1; a file store's write is reported as bad input."""
     if shared:
-        return lake.StoreUnreachable(
-            f"the shared store {lake_target.redact(str(target))} failed during the import: "
-            f"{printable(lake._message(exc))}; nothing written"
-        )
+        shown = lake_target.redact(str(target))
+        return lake.failed(shown, exc, " during the import", "; nothing written")
     return InputError(f"import failed, nothing written: {printable(first_line(exc))}")
 
 
@@ -110,9 +108,9 @@ def _older_store(path: Path) -> bool:
     except duckdb.Error:
         return False  # locked or damaged: open_store says which
     try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return row is not None and int(row[0]) < schema.SCHEMA_VERSION
-    except (duckdb.Error, ValueError):
+        version = read_version(con, path)
+        return version is not None and version < schema.SCHEMA_VERSION
+    except (duckdb.Error, InputError):  # not a store: the writable open says so
         return False
     finally:
         con.close()

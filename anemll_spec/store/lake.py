@@ -41,6 +41,18 @@ class StoreUnreachable(RunFailed):
     """The shared store's catalog did not answer within the timeout (exit status 1)."""
 
 
+def failed(
+    shown: str, exc: BaseException, doing: str = "", after: str = "", target=None
+) -> StoreUnreachable:
+    """The shared store's own failure under a command (its server went away): one
+    redacted line, exit status 1 (not the user's input). `shown`: the target, redacted."""
+    from anemll_spec.text import printable
+
+    return StoreUnreachable(
+        f"the shared store {shown} failed{doing}: {printable(_message(exc, target))}{after}"
+    )
+
+
 class ExtensionMissing(InputError):
     """A DuckDB extension the shared store needs cannot be loaded."""
 
