@@ -8,7 +8,6 @@ import sys
 from anemll_spec.chart import KINDS
 from anemll_spec.cli._common import add_json, add_store, nonempty, out_dir, print_json
 
-BASELINE = "M1 Max"  # the published tables' baseline
 HELP = "draw a chart from the store (offline HTML, PNG, SVG and Vega-Lite JSON)"
 DESCRIPTION = (
     HELP
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from anemll_spec.chart import write_chart
-    from anemll_spec.chart.source import Options
+    from anemll_spec.chart.source import DEFAULT_BASELINE, Options
     from anemll_spec.errors import InputError
     from anemll_spec.store import default_target
     from anemll_spec.text import printable
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"chart {args.kind}: {flag} applies to {' and '.join(kinds)} only")
     opts = Options(
         model=args.model,
-        baseline=args.baseline or BASELINE,
+        baseline=args.baseline or DEFAULT_BASELINE,
         where=args.where,
         runs=runs,
         metric=args.metric,
