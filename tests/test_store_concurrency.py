@@ -52,7 +52,9 @@ def reported(lines: list[str]) -> dict[str, tuple[int, int]]:
     out = {}
     for line in lines:
         parts = line.split()
-        if parts and parts[0] == "case":
+        # a writer killed mid-print leaves its last line cut: that case counts as the
+        # one in flight (committed, never reported), not as a reported one
+        if len(parts) == 4 and parts[0] == "case":
             out[parts[1]] = (int(parts[2]), int(parts[3]))
     return out
 

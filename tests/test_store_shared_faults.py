@@ -65,7 +65,7 @@ def reported(lines: list[str]) -> dict[str, tuple[int, int]]:
     out = {}
     for line in lines:
         parts = line.split()
-        if parts and parts[0] == "case":
+        if len(parts) == 4 and parts[0] == "case":  # a kill can cut the last line
             out[parts[1]] = (int(parts[2]), int(parts[3]))
     return out
 
