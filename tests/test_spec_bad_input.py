@@ -456,3 +456,23 @@ def test_external_paths_that_are_no_model(cli, tmp_path):
     for i, (name, message) in enumerate(expect.items()):
         err = refused(cli, tmp_path, write(tmp_path, text.format(name), f"e{i}.yaml"))
         assert ":4:9: model.path: " in err and message in err, err
+
+
+def test_distinct_instances_of_an_external_model_are_refused_with_its_other_problems(cli, tmp_path):
+    """The rule needs the family and the run: it is reported even where the model has a
+    problem of its own (every problem at once), and at the sweep entry that causes it."""
+    text = "name: e\nmodel:\n  family: external\n  path: missing.mlpackage\nrun:\n"
+    err = refused(cli, tmp_path, write(tmp_path, text + "  instances: distinct\n"))
+    assert ":4:9: model.path: no such model" in err, err
+    assert ":6:14: run.instances: distinct instances get their own seeded weights" in err, err
+    swept = (
+        text.replace("missing", "m")
+        + "  concurrency: 2\nsweep:\n  run.instances: [shared, distinct]\n"
+    )
+    (tmp_path / "m.mlpackage").mkdir()
+    (tmp_path / "m.mlpackage" / "Manifest.json").write_text("{}")
+    err = refused(cli, tmp_path, write(tmp_path, swept, "s.yaml"))
+    assert (
+        ":8:27: run.instances: distinct instances" in err and "run.instances='distinct'" in err
+    ), err
+    assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err

@@ -115,7 +115,6 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
         )
         message = f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
         raise SpecError([at.problem(("sweep",), f"{message}{max_cases}; {allow}")])
-    context = {"base": str(spec.path.parent)}
     base = {k: v for k, v in spec.doc.items() if k != "sweep"}
     keys = list(spec.sweep)
     per_point: list[tuple[dict, list[Problem]]] = []
@@ -132,6 +131,9 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
                 continue  # a section that is not a mapping: reported by validation
             overrides[(section, *rest)] = ("sweep", key, i)
             params[key] = value
+        model = doc.get("model")
+        family = model.get("family") if isinstance(model, dict) else None
+        context = {"base": str(spec.path.parent), "family": family}  # for run's rules
         try:
             valid = Spec.model_validate(doc, context=context)
         except ValidationError as exc:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from anemll_spec.spec.base import Rules, SpecModel
+from anemll_spec.spec.base import SpecModel
 from anemll_spec.spec.families import Model
 from anemll_spec.spec.run_section import Run
 
@@ -36,19 +36,6 @@ class Spec(SpecModel):
     ] = {}
     """map of field path (`model.X`, `run.X`) to a non-empty list; cases are the
     cartesian product"""
-
-    @model_validator(mode="after")
-    def _rules(self) -> Spec:
-        """Rules across the model and the run."""
-        rules = Rules()
-        if self.run.instances == "distinct" and self.model.family == "external":
-            rules.add(
-                ("run", "instances"),
-                "distinct instances get their own seeded weights; an external model can only "
-                "run shared",
-            )
-        rules.check()
-        return self
 
 
 def json_schema() -> dict[str, Any]:

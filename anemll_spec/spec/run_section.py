@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from anemll_spec.spec.base import BackendName, ComputeUnit, Rules, SpecModel, TorchDevice
 from anemll_spec.vocab import Instances
@@ -100,8 +100,15 @@ class Run(SpecModel):
         return values
 
     @model_validator(mode="after")
-    def _rules(self) -> Run:
+    def _rules(self, info: ValidationInfo) -> Run:
         rules = Rules()
+        if self.instances == "distinct" and (info.context or {}).get("family") == "external":
+            # the family comes from the document, so this holds even where the model is bad
+            rules.add(
+                "instances",
+                "distinct instances get their own seeded weights; an external model can only "
+                "run shared",
+            )
         if self.duration_s is not None and self.duration_s < 2 * self.window_s:
             rules.add(
                 "duration_s",
