@@ -273,6 +273,14 @@ CASES = {
         "rms_norm_eps",
         r"rms_norm_eps 1e-08 rounds to 0 in float16",
     ),
+    "alias_to_a_bad_value": (  # the alias's line, not its anchor's
+        GOOD.replace("name: t", "name: t\ndescription: &text x").replace(
+            "chunks: 2", "chunks: *text"
+        ),
+        "model.chunks",
+        "chunks",
+        r"must be an integer, got a string 'x'",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

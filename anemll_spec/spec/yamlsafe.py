@@ -14,6 +14,7 @@ PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from functools import cache
@@ -79,6 +80,16 @@ def _loader() -> type:
 
     class CoreLoader(yaml.SafeLoader):
         yaml_implicit_resolvers: dict = {}
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            """An alias is its anchor's node: a copy marked where the alias is written,
+            so that a problem with the value points there, not at the anchor."""
+            if not self.check_event(yaml.AliasEvent):
+                return super().compose_node(parent, index)
+            mark = self.peek_event().start_mark
+            node: Any = copy.copy(super().compose_node(parent, index))
+            node.start_mark = mark
+            return node
 
     for tag, pattern, first in _CORE:
         CoreLoader.add_implicit_resolver(_TAG + tag, re.compile(pattern), [*first, ""])
