@@ -240,3 +240,25 @@ def test_compile_notes_say_whether_load_ms_is_a_first_load():
     assert "first load" in coreml_compile.NOTES["temp"]
     assert "warm" in coreml_compile.NOTES["reused"]
     assert all(("{path}" in n) == (k != "temp") for k, n in coreml_compile.NOTES.items())
+
+
+@pytest.mark.parametrize(
+    "make, runtime",
+    [("coreml.CoreMLBackend()", "coremltools.models.utils"), ("torch_.TorchBackend()", "torch")],
+)
+def test_a_backend_imports_its_runtime_when_made_not_when_timed(make, runtime):
+    """Importing coremltools takes seconds: inside prepare or load it was counted as the
+    first variant's compile_ms or load_ms. The runner makes its backends before it times
+    anything, so making one must import the runtime (a fresh process, nothing imported)."""
+    import subprocess
+    import sys
+
+    if runtime == "torch":
+        pytest.importorskip("torch")
+    code = (
+        "import sys\nfrom anemll_spec.backends import coreml, torch_\n"
+        f"assert {runtime!r} not in sys.modules\n{make}\nprint({runtime!r} in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
