@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from anemll_spec.backends.base import Options, Prepared
 from anemll_spec.harness import Budget, Concurrent, Timer, time_concurrent
+from anemll_spec.power.base import stop_reading
 
 Instances = Literal["shared", "distinct"]
 Mode = Literal["threads", "processes"]
@@ -240,7 +241,7 @@ def time_processes(
             gates[1].wait(start_timeout_s)
         done = _collect(conns, procs, gates, on_progress)
         if reader is not None:
-            energy = reader.stop(timed_only=True)
+            energy = stop_reading(reader, timed_only=True)
     finally:
         for proc in procs:
             proc.join(timeout=10)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anemll_spec.power.base import stop_reading
 from anemll_spec.stats import order_stat_ci_pct
 
 if TYPE_CHECKING:
@@ -305,7 +306,7 @@ def time_concurrent(
         th.start()
     for th in threads:
         th.join()
-    energy = reader.stop(timed_only=True) if reader is not None and not errors else None
+    energy = stop_reading(reader, timed_only=True) if reader is not None and not errors else None
     if errors:
         raise errors[0]
     wall_ns = max(b[1] for b in bounds) - min(b[0] for b in bounds)

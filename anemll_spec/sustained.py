@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
+from anemll_spec.power.base import Reader, stop_reading
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
 
@@ -119,7 +120,7 @@ def run_sustained(
     *,
     warmup: int = 10,
     warmup_s: float = 0.0,
-    reader: object | None = None,
+    reader: Reader | None = None,
     thermal: Callable[[], object] | None = None,
     on_window: Callable[[Window], None] | None = None,
     seed: int = 0,
@@ -142,9 +143,9 @@ def run_sustained(
     windows: list[Window] = []
     for i in range(n_windows):
         if reader is not None:
-            reader.start()  # type: ignore[attr-defined]
+            reader.start()
         samples, starts, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
-        energy = reader.stop() if reader is not None else None  # type: ignore[attr-defined]
+        energy = stop_reading(reader) if reader is not None else None
         therm = thermal() if thermal else None
         w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
         windows.append(w)

@@ -152,6 +152,12 @@ def test_placement_rows_from_plain_compute_plan():
     assert coreml.placement_shares(nocost) == pytest.approx(
         {"CPU": 0.25, "GPU": 0.25, "NeuralEngine": 0.5}
     )
+    # what was divided is said: costs, op counts, or costs with some ops left out
+    assert coreml.placement_basis(rows) == "estimated cost"
+    assert coreml.placement_basis(nocost) == "op count (4 ops; Core ML estimated no costs)"
+    mixed = [rows[0], *nocost[1:]]
+    assert coreml.placement_shares(mixed) == {rows[0]["preferred_device"]: 1.0}
+    assert coreml.placement_basis(mixed) == "estimated cost (3 of 4 ops had none: left out)"
 
 
 def test_placement_rows_fit_the_store_schema():

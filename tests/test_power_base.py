@@ -75,3 +75,75 @@ def test_linux_cpu_backends_use_rapl_and_cuda_uses_nvml():
     assert open_reader("numpy", "cpu").method == "rapl"
     assert open_reader("torch", "cpu").method == "rapl"
     assert open_reader("torch", "cuda:0").method == "nvml"
+
+
+def _rapl_that_breaks(tmp_path):
+    """A real RAPL reader over a sysfs-shaped tree whose counter is gone by stop()."""
+    from anemll_spec.power.rapl import open_rapl
+
+    zone = tmp_path / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "energy_uj").write_text("1000\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    reader = open_rapl(tmp_path / "powercap", period_s=None)
+    assert not isinstance(reader, Unavailable)
+    return reader, zone / "energy_uj"
+
+
+def test_a_reading_that_fails_is_missing_with_its_error_not_a_failed_timing(tmp_path):
+    """Counters that cannot be read at stop() (a zone gone, NVML's NotSupported, a unit
+    IOReport never used) cost the energy, not the calls timed meanwhile."""
+    from anemll_spec.harness import Budget, time_concurrent
+    from anemll_spec.power.base import stop_reading
+
+    reader, counter = _rapl_that_breaks(tmp_path)
+    reader.start()
+    counter.unlink()
+    got = stop_reading(reader)
+    assert isinstance(got, Unavailable) and got.method == "rapl"
+    assert got.reason.startswith("the energy reading failed: ") and "energy_uj" in got.reason
+
+    reader, counter = _rapl_that_breaks(tmp_path / "again")
+    budget = Budget(warmup=1, warmup_s=0.0, iterations=12, min_iterations=12, max_time_s=10)
+
+    calls = []
+
+    def call() -> None:
+        time.sleep(0.001)
+        calls.append(1)
+        if len(calls) > 6:  # both warm-up calls done, and the reader started
+            counter.unlink(missing_ok=True)  # gone while the calls are timed
+
+    res = time_concurrent([call, call], budget, reader=reader)
+    assert [t.n for t in res.per_instance] == [12, 12]
+    assert isinstance(res.energy, Unavailable) and "energy_uj" in res.energy.reason
+
+
+def test_nvml_state_a_board_cannot_read_is_none_not_an_error():
+    """pynvml raises for a call the board does not support; thermal_state reads each
+    value on its own, and the window's thermal state says it cannot be read."""
+    from anemll_spec.power.nvml import thermal_state
+    from anemll_spec.power.thermal import from_nvml_state
+
+    class NotSupported(Exception):
+        pass
+
+    class Board:  # a driver that supports none of the calls (each raises, as pynvml does)
+        NVML_TEMPERATURE_GPU = 0
+
+        def __getattr__(self, name: str):
+            def call(*args):
+                raise NotSupported(name)
+
+            return call
+
+    state = thermal_state(Board(), handle=object())
+    assert state == {
+        "temperature_c": None,
+        "power_w": None,
+        "power_limit_w": None,
+        "clock_event_reasons": [],
+        "throttled": None,
+    }
+    assert isinstance(from_nvml_state(state), Unavailable)

@@ -36,6 +36,7 @@ from anemll_spec.backends.coreml_plan import (  # noqa: F401 - re-exported (run.
     DEVICE_NAMES,
     OpPlan,
     device_name,
+    placement_basis,
     placement_rows,
     placement_shares,
 )

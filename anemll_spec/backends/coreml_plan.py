@@ -96,8 +96,20 @@ def placement_rows(ops: Iterable[OpPlan], compute_units: str) -> list[dict]:
     return rows
 
 
+def placement_basis(rows: Iterable[Mapping]) -> str:
+    """What placement_shares divides: Core ML's estimated costs where it gave any (ops
+    without one are left out, and said so), else op counts."""
+    rows = list(rows)
+    costed = sum(r.get("estimated_cost") is not None for r in rows)
+    if not costed:
+        return f"op count ({len(rows)} ops; Core ML estimated no costs)"
+    left = len(rows) - costed
+    return "estimated cost" + (f" ({left} of {len(rows)} ops had none: left out)" if left else "")
+
+
 def placement_shares(rows: Iterable[Mapping]) -> dict[str, float]:
-    """Share of the estimated cost per preferred device (by op count where no costs)."""
+    """Share of the estimated cost per preferred device (by op count where no costs;
+    placement_basis says which)."""
     rows = list(rows)
     costed = [r for r in rows if r.get("estimated_cost") is not None]
     use = costed if costed else rows

@@ -96,6 +96,17 @@ class Reader(Protocol):
     def stop(self, *, timed_only: bool = True) -> Energy | Unavailable: ...
 
 
+def stop_reading(reader: Reader, *, timed_only: bool = True) -> Energy | Unavailable:
+    """reader.stop(), where counters that fail to read are the reading's failure, not the
+    timing's: the calls were timed all the same, so they keep their result, and the
+    energy is missing with the error as its reason."""
+    try:
+        return reader.stop(timed_only=timed_only)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        return Unavailable(f"the energy reading failed: {why}", getattr(reader, "method", None))
+
+
 class Sampler(Generic[T]):
     """A daemon thread that calls `read()` every `period_s` and keeps (t_ns, value).
 

@@ -14,6 +14,7 @@ an M5 Max; the ctypes part only runs on a Mac (`macos`-marked tests).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 from collections.abc import Iterable
@@ -162,17 +163,19 @@ class IOReportReader:
         lib.CFRelease(group)
         if not chans:
             raise OSError("IOReportCopyChannelsInGroup('Energy Model') returned NULL")
+        self._sub = None
         self._chan = lib.CFDictionaryCreateMutableCopy(None, lib.CFDictionaryGetCount(chans), chans)
         lib.CFRelease(chans)
         key = lib.cfstr("IOReportChannels")
         has_channels = bool(lib.CFDictionaryGetValue(self._chan, key))
         lib.CFRelease(key)
-        if not has_channels:
-            raise OSError("the Energy Model group has no IOReportChannels")
         out = ctypes.c_void_p()
-        self._sub = lib.IOReportCreateSubscription(None, self._chan, ctypes.byref(out), 0, None)
+        if has_channels:
+            self._sub = lib.IOReportCreateSubscription(None, self._chan, ctypes.byref(out), 0, None)
         if not self._sub:
-            raise OSError("IOReportCreateSubscription failed")
+            self.close()
+            why = "IOReportCreateSubscription failed" if has_channels else "no IOReportChannels"
+            raise OSError(f"the Energy Model group: {why}")
         self._sampler = Sampler(self._sample, period_s)
 
     def _sample(self) -> int:
@@ -246,6 +249,10 @@ class IOReportReader:
             if ref:
                 self._lib.CFRelease(ref)
         self._sub = self._chan = None
+
+    def __del__(self) -> None:  # a reader per variant: each one's references freed with it
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 def open_ioreport(period_s: float | None = 0.25) -> IOReportReader | Unavailable:

@@ -89,16 +89,29 @@ def _torch_uuid(device: str) -> str | None:
 
 
 def thermal_state(nv: Any, handle: Any) -> dict:
-    """Temperature, power, limit and clock-event reasons of one GPU, right now."""
-    get = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    get = get or nv.nvmlDeviceGetCurrentClocksThrottleReasons  # nvidia-ml-py < 12.535
-    reasons = decode_reasons(int(get(handle)))
+    """Temperature, power, limit and clock-event reasons of one GPU, right now. Each is
+    read on its own: one a board does not support (NVML raises NotSupported) is None,
+    and never costs the others or the energy reading around it."""
+
+    def read(name: str, *args: Any) -> Any:
+        try:
+            return getattr(nv, name)(handle, *args)
+        except Exception:  # pynvml.NVMLError, or a call this nvidia-ml-py lacks
+            return None
+
+    events = "nvmlDeviceGetCurrentClocksEventReasons"
+    if not hasattr(nv, events):
+        events = "nvmlDeviceGetCurrentClocksThrottleReasons"  # nvidia-ml-py < 12.535
+    mask = read(events)
+    reasons = [] if mask is None else decode_reasons(int(mask))
+    temperature = read("nvmlDeviceGetTemperature", getattr(nv, "NVML_TEMPERATURE_GPU", 0))
+    power, limit = read("nvmlDeviceGetPowerUsage"), read("nvmlDeviceGetEnforcedPowerLimit")
     return {
-        "temperature_c": float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)),
-        "power_w": nv.nvmlDeviceGetPowerUsage(handle) / 1e3,
-        "power_limit_w": nv.nvmlDeviceGetEnforcedPowerLimit(handle) / 1e3,
+        "temperature_c": None if temperature is None else float(temperature),
+        "power_w": None if power is None else power / 1e3,
+        "power_limit_w": None if limit is None else limit / 1e3,
         "clock_event_reasons": reasons,
-        "throttled": bool(THROTTLING.intersection(reasons)),
+        "throttled": None if mask is None else bool(THROTTLING.intersection(reasons)),
     }
 
 

@@ -36,7 +36,9 @@ def from_pmset(text: str) -> Thermal | Unavailable:
     return Thermal("pmset", state, state != "nominal", parsed)
 
 
-def from_nvml_state(state: dict) -> Thermal:
+def from_nvml_state(state: dict) -> Thermal | Unavailable:
+    if state["throttled"] is None:
+        return Unavailable("NVML cannot read this GPU's clock-event reasons", "nvml")
     reasons = [r for r in state["clock_event_reasons"] if r != "gpu_idle"]
     label = "throttled: " + ", ".join(reasons) if state["throttled"] else "nominal"
     return Thermal("nvml", label, bool(state["throttled"]), state)

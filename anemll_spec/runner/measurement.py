@@ -221,6 +221,7 @@ class Measurement:
             "stop": None if t is None else t.stop,
             "verify": self.verdict.to_dict() if self.verdict else None,
             "placement_shares": _shares(self.placements),
+            "placement_basis": _basis(self.placements),
             "factors": self.factors,
             "energy": self.energy_json(),
             "sustained": _sustained_json(self.sustained),
@@ -236,6 +237,12 @@ def _shares(placements: list[dict]) -> dict[str, float] | None:
     from anemll_spec.backends.coreml import placement_shares
 
     return placement_shares(placements)
+
+
+def _basis(placements: list[dict]) -> str | None:
+    from anemll_spec.backends.coreml import placement_basis
+
+    return placement_basis(placements) if placements else None
 
 
 def _sustained_json(sus: Any) -> dict | None:

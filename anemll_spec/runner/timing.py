@@ -12,6 +12,7 @@ import numpy as np
 from anemll_spec import stats
 from anemll_spec.backends.base import Prepared
 from anemll_spec.harness import Budget, Timer, time_interleaved
+from anemll_spec.power.base import stop_reading
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
 from anemll_spec.runner.plan import plan_instances
@@ -73,7 +74,7 @@ def _plain(cr: CaseRun, opened: list[Opened]) -> None:
                 reader.start()
             t.step()
             if energy.is_reader(reader):
-                o.m.energy, o.m.reading_calls = reader.stop(timed_only=True), t.n
+                o.m.energy, o.m.reading_calls = stop_reading(reader, timed_only=True), t.n
             else:
                 o.m.energy = reader  # why there is none
             _finish_plain(o.m, t.result())
@@ -139,7 +140,7 @@ def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
     while time.perf_counter_ns() < until:
         fn()
         calls += 1
-    o.m.energy = reader.stop(timed_only=False)
+    o.m.energy = stop_reading(reader, timed_only=False)
     o.m.reading_calls, o.m.energy_t0_ns = calls, t0
     o.m.note(
         f"energy read over {calls} back-to-back calls after timing ({run.energy_s:g} s): {why}"
