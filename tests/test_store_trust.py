@@ -102,6 +102,15 @@ ATTACKS = {
         sub("spec_yaml", "runs", "spec_yaml || '# x'"),
         "spec_sha256 is not the hash of its spec text",
     ),
+    # a run id names one run: the victim's run, but another command or writer under its id
+    "a stored run's id on another command": (
+        sub("command", "runs", "'anemll-spec bench specs/other.yaml'"),
+        "is already in the store as another run",
+    ),
+    "a stored run's id from another writer": (
+        sub("writer_hostname", "runs", "'attacker-mac'"),
+        "is already in the store as another run",
+    ),
     "case key not its spec's": (
         sub("case_key", "cases", "'0123456789abcdef'"),
         "case_key is not the hash of its spec's case",

@@ -61,7 +61,8 @@ def check_staged(
     give (median, CI, percentiles, GB/s, TFLOPS, ...); a published model with other
     weight bytes; an energy or sustained-run figure that its inputs do not give
     (energy_checks: per-inference energy, mean power, window medians and calls, the
-    sustained ratio, CI and verdict). Then normalises the staged tables in place: drift_slope_ms_per_s
+    sustained ratio, CI and verdict); a run whose id the store has, but which is another
+    run (another host, start, spec, command or writer). Then normalises the staged tables in place: drift_slope_ms_per_s
     becomes NULL where samples carry no start times (it cannot be recomputed), and
     every run gets origin = origin.kind, origin_ref, origin_sha256, origin_at = now.
     Returns counts of what was checked and normalised."""
@@ -78,6 +79,7 @@ def check_staged(
     found = energy_checks.problem(con, staged)
     if found is not None:
         _fail(label, printable(found))
+    _check_same_runs(con, label, staged["runs"])
     con.execute(
         f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
         [origin.kind, origin.ref, origin.sha256, now],
@@ -205,6 +207,26 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
         ),
     ]
     _refuse_first(con, label, checks)
+
+
+def _check_same_runs(con, label: str, r: str) -> None:
+    """A run id names one run: a staged run whose id the store has must be that run (a
+    push completes it with the cases it lacks), not another one under its id. Checked
+    last, so that a run altered in transit is named by what was altered."""
+    differs = " OR ".join(f"x.{n} IS DISTINCT FROM y.{n}" for n in RUN_IDENTITY)
+    _refuse_first(con, label, [(
+        f"SELECT x.run_id FROM {r} x JOIN runs y USING (run_id) WHERE {differs} LIMIT 1",
+        "run {} is already in the store as another run (its host, start, spec, command "
+        "or writer differ): a run id names one run, and its cases are that run's",
+    )])  # fmt: skip
+
+
+# What makes a run that run (origin and status are not: a pushed copy has its own
+# origin, and a run may finish after it was pushed).
+RUN_IDENTITY = (
+    "started_at", "spec_name", "spec_sha256", "spec_yaml", "tool_version", "git_commit",
+    "git_dirty", "host_id", "command", "writer_pid", "writer_hostname",
+)  # fmt: skip
 
 
 def _check_ids_and_times(con, label: str, s: Mapping[str, str], now: dt.datetime) -> None:
