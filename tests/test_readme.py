@@ -215,12 +215,12 @@ def _shell(root: Path, script: str, env: dict, timeout: float = 1800):
 
 def _postgres_env(request, root: Path, stores: bool) -> dict[str, str]:
     """libpq's settings for the test cluster, and with `stores` two shared stores on it:
-    $ANEMLL_SPEC_STORE (as the set-up block exports) and $SHARED (push/pull's peer)."""
+    $ANEMLL_SPEC_STORE, as the set-up block exports it."""
     cluster = request.getfixturevalue("postgres")
     import pg
 
     targets = {}
-    for var in ("ANEMLL_SPEC_STORE", "SHARED") if stores else ():
+    for var in ("ANEMLL_SPEC_STORE",) if stores else ():
         db = cluster.new_db(f"readme_{var.lower()}")
         targets[var] = cluster.target(db, data_path=root.parent / f"lake-{var.lower()}")
     return {
@@ -238,8 +238,8 @@ def test_readme_block_runs_as_written(block: Block, request):
     `latest` (`chart compare --runs previous latest` wants two runs of one spec)."""
     root = request.getfixturevalue("fresh_root" if SLOW.search(block.code) else "copy_root")
     extra: dict[str, str] = {}
-    if re.search(r"createdb|\$SHARED", block.code):
-        extra = _postgres_env(request, root, stores="$SHARED" in block.code)
+    if re.search(r"createdb|\$ANEMLL_SPEC_STORE", block.code):
+        extra = _postgres_env(request, root, stores="$ANEMLL_SPEC_STORE" in block.code)
     if block.code.startswith("make "):
         _venv_is_current(root)
     r = _shell(root, block.script, _env(root, **extra))

@@ -96,6 +96,24 @@ def test_target_forms_parse_and_redact(tmp_path):
     assert "hunter2" not in cmd and "bench:***@" in cmd
 
 
+@pytest.mark.parametrize(
+    "target, shown",
+    [  # an unquoted libpq value runs to the next space; a URI query's to the next '&'
+        ('host=h password=Xy&SEC"tail user=u', "host=h password=*** user=u"),
+        ("host=h PASSWORD = Xy'SEC user=u", "host=h PASSWORD = *** user=u"),
+        ('postgres://u:pa"SEC@h/db', "postgres://u:***@h/db"),
+        ("postgres://u:p@SEC@h/db", "postgres://u:***@h/db"),  # a raw '@' in the password
+        (
+            "postgres://u@h/db?password=SEC&sslmode=require",
+            "postgres://u@h/db?password=***&sslmode=require",
+        ),
+        ("host=h mypassword=kept", "host=h mypassword=kept"),  # no such key: not a secret
+    ],
+)
+def test_a_password_is_redacted_whole(target, shown):
+    assert lake_target.redact(f"ducklake:{target}") == f"ducklake:{shown}"
+
+
 def test_a_plain_path_is_still_a_file_store(tmp_path):
     from anemll_spec.store import store_path
 
@@ -303,6 +321,37 @@ def test_push_adds_the_cases_a_run_lacks_and_its_final_status(shared, tmp_path):
     assert (got["runs_added"], got["runs_updated"], got["cases_added"]) == (0, 1, 2)
     assert _tables(shared) == _tables(local)
     assert cid0 in {c for c, *_ in rows(shared, "SELECT case_id FROM cases")}
+
+
+def test_a_push_under_a_shared_runs_id_from_another_run_is_refused(shared, tmp_path):
+    """A run id names one run: a push whose run has a shared run's id, but another
+    command (or host, spec, writer), is refused, not merged into the shared run."""
+    local = tmp_path / "mine.duckdb"
+    (rid, *_) = fill(local, n_runs=1)
+    copy_runs(local, shared)
+    before = _tables(shared)
+    con = duckdb.connect(str(local))
+    con.execute("UPDATE runs SET command = 'anemll-spec bench other.yaml' WHERE run_id = ?", [rid])
+    con.close()
+    with pytest.raises(InputError, match=f"run '{rid}' is already in the store as another run"):
+        copy_runs(local, shared)
+    assert _tables(shared) == before
+
+
+def test_a_failure_after_the_commit_says_written_not_nothing_written(shared, tmp_path, monkeypatch):
+    """Removing duplicate host rows follows the commit: its failure is a warning saying
+    the runs are in (and to run the command again), never "nothing written"."""
+    local = tmp_path / "mine.duckdb"
+    fill(local, n_runs=2)
+
+    def lost(con, attempts=20):
+        raise duckdb.IOException("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(lake, "dedupe_hosts", lost)
+    got = copy_runs(local, shared)
+    assert got["runs_added"] == 4
+    assert got["warning"].startswith("written, but removing duplicate host rows failed")
+    assert _tables(shared) == _tables(local)
 
 
 # ---------------------------------------------------------------- credentials

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from anemll_spec.cli._common import add_json, add_store, extra_rows, print_json
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.text import printable
 
     summaries = import_bundles(default_target(args.store), args.files)
+    if summaries and summaries[0].get("warning"):
+        print(f"warning: {summaries[0]['warning']}", file=sys.stderr)
     if args.json:
         print_json(summaries)
     else:

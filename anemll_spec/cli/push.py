@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from anemll_spec.cli._common import add_json, add_store, extra_rows, nonempty, print_json
 
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(summary: dict, as_json: bool, verb: str) -> int:
+    if summary.get("warning"):
+        print(f"warning: {summary['warning']}", file=sys.stderr)
     if as_json:
         print_json(summary)
         return 0

@@ -84,8 +84,9 @@ def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -
         if not shared:  # into the file, as finish_run does: a copy of it alone is whole
             with contextlib.suppress(duckdb.Error):
                 con.execute("CHECKPOINT")
-        if shared and any(s["rows"]["hosts"] for s in summaries):
-            lake.dedupe_hosts(con)
+        warning = lake.tidy_hosts(con) if shared else None
+        if warning:
+            summaries = [{**s, "warning": warning} for s in summaries]
     finally:
         with contextlib.suppress(duckdb.Error):
             con.close()

@@ -329,6 +329,22 @@ def dedupe_hosts(con, attempts: int = 20) -> int:
     return removed
 
 
+def tidy_hosts(con) -> str | None:
+    """dedupe_hosts after a commit, which it can no longer undo: the rows are in, so a
+    failure here is a warning (what to do), not "nothing written". Always run, not only
+    when this writer added a host, so that running the command again finishes it."""
+    import duckdb
+
+    try:
+        dedupe_hosts(con)
+    except duckdb.Error as exc:
+        return (
+            f"written, but removing duplicate host rows failed ({_message(exc)}): "
+            "run the command again to finish"
+        )
+    return None
+
+
 def _rollback(con) -> None:
     import contextlib
 

@@ -120,12 +120,16 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().absolute())
 
 
-_SECRET_KV = re.compile(
-    r"((?:" + "|".join(SECRET_KEYS) + r")\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"&]+)", re.I
-)
-_SECRET_URI = re.compile(r"(\w+://[^:/@\s'\"]*):[^@\s'\"]*@")
+_KEYS = "|".join(SECRET_KEYS)
+# key=value (libpq): a quoted value, or an unquoted one, which runs to the next space
+_SECRET_KV = re.compile(r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+# a URI's query parameter runs to the next '&'
+_SECRET_QUERY = re.compile(r"([?&](?:" + _KEYS + r")=)[^&\s]*", re.I)
+# a URI's user:password@ runs to the last '@' of the URI (a raw '@' in it is common)
+_SECRET_URI = re.compile(r"(\w+://[^:/@\s]*):\S*@(?=[^@\s]*(?:\s|$))")
 
 
 def redact(text: str) -> str:
     """`text` with every password of a connection string replaced by ***."""
-    return _SECRET_URI.sub(r"\1:***@", _SECRET_KV.sub(r"\1***", str(text)))
+    text = _SECRET_QUERY.sub(r"\1***", _SECRET_KV.sub(r"\1***", str(text)))
+    return _SECRET_URI.sub(r"\1:***@", text)

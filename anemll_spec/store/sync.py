@@ -13,6 +13,7 @@ at once conflict in DuckLake, and the loser is retried and then finds the run th
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
-from anemll_spec.store.connection import default_target, open_store
+from anemll_spec.store.connection import ENV_STORE, default_target, open_store
 
 ATTEMPTS = 30
 _RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
@@ -39,7 +40,15 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
 
     src, dst = default_target(source), default_target(dest)
     if src == dst:
-        raise InputError("the source and destination are the same store")
+        unnamed = "--store" if source is None or dest is None else None
+        raise InputError(
+            "the source and destination are the same store"
+            + (
+                f" ({unnamed} defaults to ${ENV_STORE}: name the local file with --store)"
+                if unnamed and os.environ.get(ENV_STORE)
+                else ""
+            )
+        )
     if lake_target.is_lake(dst):
         origin = Origin("pushed", ref=socket.gethostname())
     else:
@@ -70,9 +79,6 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             staged = stage(con, "_imp0", path, header, label=label, origin=origin)["staged"]
             counts = _insert(con, staged)
             con.execute("COMMIT")
-            if shared and counts["hosts_added"]:
-                lake.dedupe_hosts(con)
-            return counts
         except duckdb.TransactionException:
             lake._rollback(con)
             if not shared or attempt == ATTEMPTS - 1:
@@ -91,6 +97,9 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
         except BaseException:
             lake._rollback(con)
             raise
+        else:  # committed: nothing below may say "nothing written"
+            warning = lake.tidy_hosts(con) if shared else None
+            return {**counts, **({"warning": warning} if warning else {})}
         finally:
             con.close()
     raise AssertionError("unreachable")
