@@ -307,6 +307,18 @@ def test_a_push_is_checked_like_import_and_all_or_nothing(shared, tmp_path, cli)
     assert rows(shared, "SELECT count(*) FROM runs") == [(0,)]  # not even the good run
 
 
+def test_a_refused_pull_into_a_new_store_leaves_no_file(tmp_path):
+    local = tmp_path / "mine.duckdb"
+    ids = fill(local, n_runs=1)
+    con = duckdb.connect(str(local))
+    con.execute("UPDATE cases SET median_ms = 9999 WHERE run_id = ?", [ids[0]])
+    con.close()
+    new = tmp_path / "new.duckdb"
+    with pytest.raises(InputError, match="median"):
+        copy_runs(local, new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.duckdb"]
+
+
 def test_push_adds_the_cases_a_run_lacks_and_its_final_status(shared, tmp_path):
     local = tmp_path / "mine.duckdb"
     rng = np.random.default_rng(3)

@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pg
 import pytest
 
@@ -129,6 +130,57 @@ def test_eight_concurrent_writers_lose_nothing_and_store_each_case_once(shared, 
     finally:
         con.close()
     assert not any((tmp_path / f"local{w}.duckdb").exists() for w in range(8))
+
+
+MACHINES = 6
+
+
+def test_machines_creating_a_new_shared_store_at_once_all_succeed(postgres, tmp_path, monkeypatch):
+    """The first pushes into a fresh catalog race to create DuckLake's tables and then the
+    store's: the losers wait and find them made (they exited 2, 'duplicate key', 'not a
+    results store'), and every run arrives once."""
+    from fixtures.store.synth import case, host, run, samples_ns
+
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
+    db = postgres.new_db("race_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "lake-data")
+    rng = np.random.default_rng(5)
+    locals_ = []
+    for w in range(MACHINES):
+        local = tmp_path / f"m{w}.duckdb"
+        rid = begin_run(local, run(), host(hostname=f"mac{w}"))
+        wall = samples_ns(rng, 50, 5.0)
+        append_case(local, rid, case(wall=wall), wall)
+        finish_run(local, rid, "finished")
+        locals_.append(local)
+    env = {**os.environ, "PGPASSWORD": pg.PASSWORD, "ANEMLL_SPEC_CACHE": str(tmp_path / "c")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "anemll_spec", "push", "--store", str(m), "--to", target],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for m in locals_
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    con = open_store(target, read_only=True)
+    try:
+        assert con.execute("SELECT count(*), count(DISTINCT run_id) FROM runs").fetchone() == (
+            MACHINES,
+            MACHINES,
+        )
+        assert con.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchone() == (
+            1,
+        )
+    finally:
+        con.close()
 
 
 def test_a_writer_killed_mid_case_leaves_no_partial_case(shared, tmp_path):

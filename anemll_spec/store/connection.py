@@ -207,7 +207,10 @@ def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> No
         try:
             _prepare(con, target.shown, shared=True)
             return
-        except duckdb.TransactionException:
+        except (duckdb.TransactionException, duckdb.CatalogException) as exc:
+            # two creators at once: the loser's CREATE conflicts, or finds the table made
+            if isinstance(exc, duckdb.CatalogException) and "already exists" not in str(exc):
+                raise
             lake._rollback(con)
             if attempt == attempts - 1:
                 raise
@@ -278,17 +281,21 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
 
 def read_version(con, path) -> int | None:
     """Schema version; None for an empty file; InputError for a foreign database."""
+    sql = "SELECT value FROM meta WHERE key = 'schema_version'"
     try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = con.execute(sql).fetchone()
     except duckdb.CatalogException:
         (n,) = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
         ).fetchone()
         if n == 0:
             return None
-        raise InputError(
-            f"{path} is a DuckDB database but not an anemll-spec results store"
-        ) from None
+        try:  # another writer may have created the store between the two reads (shared)
+            row = con.execute(sql).fetchone()
+        except duckdb.CatalogException:
+            raise InputError(
+                f"{path} is a DuckDB database but not an anemll-spec results store"
+            ) from None
     try:
         return int(row[0])
     except (TypeError, ValueError):

@@ -46,18 +46,18 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
             if shared and attempt < ATTEMPTS - 1:  # lost the claim: look again
                 time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
                 continue
-            _forget(path if created else None)
+            forget_created(path if created else None)
             raise _failed(target, shared, exc) from None
         except BaseException as exc:
-            _forget(path if created else None)
+            forget_created(path if created else None)
             if isinstance(exc, duckdb.Error):
                 raise _failed(target, shared, exc) from None
             raise
     raise AssertionError("unreachable")
 
 
-def _forget(path: Path | None) -> None:
-    """A store made only for this import goes with it: nothing written."""
+def forget_created(path: Path | None) -> None:
+    """A store made only for this import (or pull) goes with it: nothing written."""
     if path is not None:
         for f in (path, path.with_name(path.name + ".wal")):
             f.unlink(missing_ok=True)

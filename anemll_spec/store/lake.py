@@ -21,6 +21,7 @@ DuckLake's own conflict check then turns the loser into a retry.
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 import time
@@ -145,6 +146,14 @@ _FATAL = (
 )
 
 
+def creating_at_once(exc: BaseException) -> bool:
+    """Two writers attaching a new catalog at the same moment: both create DuckLake's
+    own tables, and PostgreSQL refuses the second's (a retry finds them made)."""
+    msg = str(exc).lower()
+    made = ("duplicate key value", "already exists")
+    return "failed to initialize ducklake" in msg and any(m in msg for m in made)
+
+
 def transient(exc: BaseException) -> bool:
     """A catalog or network failure that may pass (retry), not a mistake in the target."""
     msg = str(exc).lower()
@@ -187,6 +196,9 @@ def connect(target: LakeTarget, *, read_only: bool, sandbox: bool, timeout: floa
                 con.close()
             if pooled and base is not None:
                 base.close()
+            if creating_at_once(exc) and time.monotonic() < deadline:
+                time.sleep(0.05 * (1 + random.random()))
+                continue
             msg = _message(exc, target)
             if "data_path is not set" in msg:
                 raise InputError(

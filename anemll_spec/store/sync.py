@@ -22,7 +22,7 @@ from pathlib import Path
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
-from anemll_spec.store.connection import ENV_STORE, default_target, open_store
+from anemll_spec.store.connection import ENV_STORE, default_target, open_store, store_path
 
 ATTEMPTS = 30
 _RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
@@ -36,6 +36,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     import socket
 
     from anemll_spec.store.bundle import export_bundle, read_header
+    from anemll_spec.store.importing import forget_created
     from anemll_spec.store.trust import Origin
 
     src, dst = default_target(source), default_target(dest)
@@ -53,11 +54,18 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
         origin = Origin("pushed", ref=socket.gethostname())
     else:
         origin = Origin("imported", ref=lake_target.redact(src)[-200:])
+    created = None if lake_target.is_lake(dst) else store_path(dst)
+    if created is not None and created.exists():
+        created = None
     with tempfile.TemporaryDirectory(prefix="anemll-sync-") as tmp:
         path = Path(tmp) / "runs.parquet"
         exported = export_bundle(src, path, run_refs)
         header = read_header(path)
-        counts = _merge(dst, path, header, origin, label=lake_target.redact(src))
+        try:
+            counts = _merge(dst, path, header, origin, label=lake_target.redact(src))
+        except BaseException:
+            forget_created(created)  # a pull refused: no empty store left behind
+            raise
     return {"runs": exported["runs"], **counts}
 
 
