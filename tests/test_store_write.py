@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -242,6 +244,29 @@ def test_foreign_files_are_refused(tmp_path):
         open_store(text)
     with pytest.raises(InputError, match="no results store at"):
         open_store(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_a_bundle_or_csv_given_as_the_store_is_refused_and_unchanged(tmp_path, cli):
+    """DuckDB opens a Parquet or CSV file as an in-memory database: an import or a bench
+    'into' one was kept in memory and lost (exit 0). Refused before anything runs."""
+    bundle = tmp_path / "runs.parquet"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store" / "v2.parquet", bundle)
+    table = tmp_path / "runs.csv"
+    table.write_text("a,b\n1,2\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\nmodel: {family: matmul, m: 8, k: 8, n: 8}\nrun: {backends: [numpy]}\n"
+    )
+    for store, says in (
+        (bundle, "is a Parquet file (a results bundle?)"),
+        (table, "is not a DuckDB"),
+    ):
+        before = store.read_bytes()
+        for args in (("import", bundle), ("query", "SELECT 1"), ("bench", spec)):
+            r = cli(*args, "--store", store)
+            assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert store.read_bytes() == before
+    assert "anemll-spec import" in cli("query", "SELECT 1", "--store", bundle).stderr
 
 
 HOLD_LOCK = """

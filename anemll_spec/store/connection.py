@@ -136,6 +136,7 @@ def open_store(
     if lake_target.is_lake(text):
         return _open_lake(lake_target.parse_target(text), read_only, sandbox, timeout)
     path = store_path(text)
+    _check_duckdb_file(path)
     if read_only:
         if not path.is_file():
             raise InputError(
@@ -150,6 +151,25 @@ def open_store(
             raise
         return con
     return _connect_prepared(path, timeout)
+
+
+def _check_duckdb_file(path: Path) -> None:
+    """A file that is there must be a DuckDB database: DuckDB opens a Parquet or CSV file
+    as an in-memory database holding a view of it, so a bundle given as --store would be
+    'written' to memory and lost."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return  # missing (created by a writing open), or unreadable: the open says which
+    if not head or head[8:12] == b"DUCK":
+        return
+    if head.startswith(b"PAR1"):
+        raise InputError(
+            f"{path} is a Parquet file (a results bundle?), not a results store: import it "
+            f"into one with `anemll-spec import {path}`"
+        )
+    raise InputError(f"{path} is not a DuckDB database: give a results store (a .duckdb file)")
 
 
 def _check_readable(con, where, *, shared: bool = False) -> None:
