@@ -123,6 +123,7 @@ def test_bench_cli_end_to_end(cli, tmp_path):
     store = tmp_path / "store.duckdb"
     res = cli("bench", spec, "--store", store, "--json")
     assert res.returncode == 0, res.stderr
+    assert f"note: no store at {store} yet: this run creates it" in res.stderr
     doc = json.loads(res.stdout)
     assert doc["status"] == "finished" and len(doc["results"]) == 2
     rows = _cases(store)
@@ -151,9 +152,10 @@ def test_bench_cli_end_to_end(cli, tmp_path):
         ".".join(map(str, sys.version_info[:3])),
         __import__("numpy").__version__,
     )
-    # the text summary
-    res = cli("bench", spec, "--store", store)
+    # the text summary; the store, named relative to the working folder, by its full path
+    res = cli("bench", spec, "--store", store.name, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert "note: no store" not in res.stderr and f"stored in {store}\n" in res.stdout
     assert "median ms [95% CI]" in res.stdout and "tiny_head[layout=linear]" in res.stdout
     assert "MEDIAN latency (anemll-bench divides by the mean)" in res.stdout
 

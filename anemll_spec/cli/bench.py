@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             Runner(spec, backend=args.backend, store=args.store, max_cases=args.max_cases)
             for spec in args.specs
         ]
+    _say_if_new(runners[0].target)
     docs, status = [], 0
     for runner in runners:
         # in --json mode, whatever a native library prints goes to stderr, not the JSON
@@ -66,6 +67,22 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(docs[0] if len(docs) == 1 else docs)
     return status
+
+
+def _say_if_new(target: str) -> None:
+    """A store that is not there yet is made by this run: say where, so that a typo in
+    --store (or a bench run from another folder) is not a silent second store."""
+    from anemll_spec.store import lake_target
+
+    if not lake_target.is_lake(target) and not Path(target).expanduser().exists():
+        print(f"note: no store at {_shown(target)} yet: this run creates it", file=sys.stderr)
+
+
+def _shown(store: str) -> str:
+    """A file store by its absolute path (a shared store's target is already redacted)."""
+    from anemll_spec.store import lake_target
+
+    return store if lake_target.is_lake(store) else str(Path(store).expanduser().absolute())
 
 
 def _sig(x: float | None, digits: int = 3) -> str:
@@ -122,7 +139,7 @@ def summary(result: Any) -> str:
         "rule defines it; mJ/inference: the SoC's or GPU's own energy counters, not wall "
         "power."
     )
-    out.append(f"run {result.run_id} ({result.status}) stored in {result.store}")
+    out.append(f"run {result.run_id} ({result.status}) stored in {_shown(result.store)}")
     if result.store_message:
         out.append(result.store_message)
     return "\n".join(out)
