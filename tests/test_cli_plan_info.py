@@ -64,6 +64,19 @@ def test_plan_text_and_warnings(cli, tmp_path):
     assert "warning:" in res.stdout and "16384" in res.stdout  # rows above the ANE limit
 
 
+def test_plan_says_a_sustained_run_times_for_its_duration(cli, tmp_path):
+    """Not the iteration range, which a sustained run does not use."""
+    spec = tmp_path / "sus.yaml"
+    spec.write_text(
+        "name: sus\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy], duration_s: 12, window_s: 3, warmup: 5}\n"
+    )
+    res = cli("plan", spec)
+    assert res.returncode == 0, res.stderr
+    assert "warmup 5 (<= 120 s), sustained 12 s in 3 s windows" in res.stdout
+    assert " it, " not in res.stdout
+
+
 def test_plan_builds_nothing_and_imports_no_coremltools(tmp_path):
     import subprocess
 

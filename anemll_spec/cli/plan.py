@@ -33,6 +33,9 @@ def budget(run: Run) -> str:
     text = f"warmup {run.warmup}"
     if run.warmup_s:
         text += f" (>= {run.warmup_s:g} s)"
+    if run.duration_s is not None:  # a sustained run times for its duration, in windows
+        windows = f"{run.window_s:g} s windows"
+        return text + f" (<= {run.max_time_s:g} s), sustained {run.duration_s:g} s in {windows}"
     low = min(run.min_iterations, run.iterations)  # the harness caps the minimum
     text += f", {low}..{run.iterations} it, <= {run.max_time_s:g} s per variant"
     if run.target_ci_pct:
