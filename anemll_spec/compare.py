@@ -37,6 +37,8 @@ class Comparison:
     n_b: int
     median_a_ms: float
     median_b_ms: float
+    cases_a: int  # stored cases of the variant pooled on each side (repeats in one run)
+    cases_b: int
     ratio: float  # median B / median A
     ci_low: float
     ci_high: float
@@ -78,7 +80,7 @@ def compare_runs(
             raise InputError(f"run A and run B are the same run ({a})")
         va, vb = _variants(con, a), _variants(con, b)
         rows: list[Comparison] = []
-        for key in sorted(set(va) & set(vb), key=_sort_key):
+        for key in sorted(set(va) & set(vb), key=lambda k: (va[k][2], _sort_key(k))):
             sa, sb = _samples(con, va[key][1]), _samples(con, vb[key][1])
             if len(sa) == 0 or len(sb) == 0:
                 continue
@@ -95,6 +97,8 @@ def compare_runs(
                     concurrency=concurrency,
                     n_a=len(sa),
                     n_b=len(sb),
+                    cases_a=len(va[key][1]),
+                    cases_b=len(vb[key][1]),
                     median_a_ms=float(np.median(sa)) / 1e6,
                     median_b_ms=float(np.median(sb)) / 1e6,
                     ratio=ci.estimate,
@@ -121,16 +125,17 @@ def compare_runs(
     }
 
 
-def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str]]]:
-    """variant -> (model_name, case_ids) of the run's ok cases."""
-    out: dict[tuple, tuple[str | None, list[str]]] = {}
+def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str], int]]:
+    """variant -> (model_name, case_ids, case_index) of the run's ok cases, named and
+    ordered by the variant's first case in the spec's expansion."""
+    out: dict[tuple, tuple[str | None, list[str], int]] = {}
     for row in con.execute(
-        f"SELECT {', '.join(VARIANT)}, model_name, case_id FROM cases "
-        "WHERE run_id = ? AND status = 'ok' ORDER BY case_id",
+        f"SELECT {', '.join(VARIANT)}, model_name, case_id, coalesce(case_index, 0) "
+        "FROM cases WHERE run_id = ? AND status = 'ok' ORDER BY case_index, case_id",
         [run_id],
     ).fetchall():
-        key, model, case_id = tuple(row[: len(VARIANT)]), row[-2], row[-1]
-        out.setdefault(key, (model, []))[1].append(case_id)
+        key, (model, case_id, index) = tuple(row[: len(VARIANT)]), row[len(VARIANT) :]
+        out.setdefault(key, (model, [], index))[1].append(case_id)
     return out
 
 
@@ -149,3 +154,11 @@ def _sort_key(key: tuple) -> tuple:
 def _label(key: tuple, model: str | None) -> str:
     extras = "/".join(str(v) for v in key[1:] if v is not None)
     return f"{model or key[0]} ({extras})" if extras else str(model or key[0])
+
+
+def pooled_name(c: dict) -> str:
+    """The variant's name; where a run measured it more than once (a sweep over a field
+    it does not use), the medians are of its cases pooled, and the name says so."""
+    name = c["model_name"] or c["variant_key"]
+    n = max(c["cases_a"], c["cases_b"])
+    return f"{name} ({n} cases pooled)" if n > 1 else name

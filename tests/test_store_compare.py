@@ -108,6 +108,35 @@ def test_compare_runs_known_shifts(runs):
     assert compare_runs(store, a, b, fail_on_regression_pct=10) == result
 
 
+def test_rows_follow_the_spec_and_a_pooled_row_says_so(tmp_path, cli):
+    """Rows come in case order (not by key hash); a variant a run measured twice (a sweep
+    over a field it does not use) is one row over both cases' samples, and says so."""
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(4)
+    ids, walls = [], {}
+    for r in range(2):
+        run_id = new_run(store)
+        for index, (key, model) in enumerate(
+            [("a", "alpha"), ("z", "zeta"), ("p", "pooled[cu=ALL]"), ("p", "pooled[cu=CPU]")]
+        ):
+            wall = samples_ns(rng, 40, 2.0 + index, noise=0.05)
+            walls[r, index] = wall
+            append_case(store, run_id, case(key, model, wall=wall, case_index=index), wall)
+        finish_run(store, run_id, "finished")
+        ids.append(run_id)
+    assert digest("a") > digest("z")  # key order would put zeta first
+    result = compare_runs(store, *ids)
+    rows = result["comparisons"]
+    assert [c["model_name"] for c in rows] == ["alpha", "zeta", "pooled[cu=ALL]"]
+    pooled = rows[2]
+    assert (pooled["cases_a"], pooled["cases_b"], pooled["n_a"]) == (2, 2, 80)
+    both = np.concatenate([walls[0, 2], walls[0, 3]])
+    assert pooled["median_a_ms"] == pytest.approx(np.median(both) / 1e6)
+    out = cli("compare", *ids, "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert "pooled[cu=ALL] (2 cases pooled)" in out.stdout and "alpha (" not in out.stdout
+
+
 def test_compare_cli(cli, runs):
     store, (a, b) = runs
     out = cli("compare", "previous", "latest", "--store", store)

@@ -48,9 +48,11 @@ def keep(con, result: dict, opts: Options) -> list[dict]:
             )
         }
         rows = [r for r in rows if tuple(r[c] for c in VARIANT) in ok]
+    from anemll_spec.compare import pooled_name
+
     for r in rows:
         extras = " · ".join(str(r[c]) for c in ("backend", "compute_units") if r[c])
-        r["label"] = " · ".join(x for x in (r["model_name"] or r["variant_key"], extras) if x)
+        r["label"] = " · ".join(x for x in (pooled_name(r), extras) if x)
         r["change_pct"] = (r["ratio"] - 1.0) * 100.0
     return rows
 

@@ -90,6 +90,7 @@ def _print(result: dict) -> None:
     """The text report; store text (model names, ids) is data: control characters are
     shown escaped (render_table escapes its cells)."""
     from anemll_spec.cli.query import render_table
+    from anemll_spec.compare import pooled_name
     from anemll_spec.text import printable
 
     pct = int(round(result["level"] * 100))
@@ -106,7 +107,7 @@ def _print(result: dict) -> None:
     ]
     rows = [
         (
-            c["model_name"] or c["variant_key"],
+            pooled_name(c),
             c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
             c["compute_units"] or "-",  # as bench's summary shows it
             round(c["median_a_ms"], 4),
