@@ -57,6 +57,20 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test's built models and cached Vega bundle go to a cache of the session's
+    own, never the user's ~/.cache/anemll-spec: nothing written outside the tests' temp
+    folders, and no result that depends on what an earlier run left there."""
+    before = os.environ.get("ANEMLL_SPEC_CACHE")
+    os.environ["ANEMLL_SPEC_CACHE"] = str(tmp_path_factory.mktemp("anemll-cache"))
+    yield
+    if before is None:
+        os.environ.pop("ANEMLL_SPEC_CACHE", None)
+    else:
+        os.environ["ANEMLL_SPEC_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     path = _chromium()

@@ -164,7 +164,9 @@ def test_placement_rows_fit_the_store_schema():
     from anemll_spec.store import schema
     from anemll_spec.store.rows import check_row
 
-    for i, r in enumerate(coreml.placement_rows(_plan(), "ALL")):
+    rows = coreml.placement_rows(_plan(), "ALL")
+    assert len(rows) == sum(op.op_type != "const" for op in _plan()) == 4
+    for i, r in enumerate(rows):
         check_row(schema.PLACEMENTS, r, managed=("case_id",), what=f"placement {i}")
 
 
