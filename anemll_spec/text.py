@@ -19,3 +19,11 @@ def quoted(value: object, limit: int = 60) -> str:
     raw nor flood the line."""
     text = printable(value)
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def did_you_mean(key: object, allowed: list[str]) -> str:
+    """The hint after an unknown name: the closest allowed one, else all of them."""
+    import difflib
+
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"

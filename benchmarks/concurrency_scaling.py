@@ -6,7 +6,8 @@ throughput (all calls / wall time from the first start to the last end) of
 - N instances in threads of this process (harness.time_concurrent),
 - N instances in spawned processes (concurrency.time_processes), each process's math
   library pools split (default_threads: cpus // N) and, for contrast, full-size,
-and each one's ratio to the baseline. N instances that run at once give a ratio near N
+and each one's ratio to the baseline (medians over rounds, each round's ratio to the
+single instance timed just before and just after it). N instances that run at once give a ratio near N
 (when the machine has the cores); a ratio near 1 means they took turns (the GIL, or one
 resource all share). concurrency.THREADS_RUN_AT_ONCE records the verdict.
 Prints one JSON line.
@@ -18,17 +19,36 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import statistics
 import tempfile
-import time
 from pathlib import Path
+
+ROUNDS = 3
+
+
+def _throughput(backend, prepared, options, inputs, device, n: int, mode: str | None) -> float:
+    """Calls per second of n instances (threads, processes with split pools, or with
+    mode None processes each with a full-size math pool)."""
+    from anemll_spec import concurrency
+
+    if mode is None:
+        r = concurrency.time_processes(
+            backend, prepared, options, inputs, _budget(), instances=n, threads=None
+        )
+    else:
+        r = concurrency.time_instances(
+            backend, prepared, options, inputs, _budget(), instances=n, mode=mode, device=device
+        )
+    return r.throughput_per_s
 
 
 def _budget():
     from anemll_spec.harness import Budget
 
-    return Budget(warmup=5, warmup_s=0.5, iterations=400, min_iterations=20, max_time_s=8.0)
+    return Budget(warmup=5, warmup_s=0.5, iterations=400, min_iterations=20, max_time_s=4.0)
 
 
 def main() -> None:
@@ -47,7 +67,7 @@ def main() -> None:
 
     import importlib.util
 
-    from anemll_spec import backends, concurrency
+    from anemll_spec import backends
     from anemll_spec.backends.base import Prepared
     from anemll_spec.model_io import describe, synth_inputs
     from anemll_spec.spec.run_section import Run
@@ -82,30 +102,31 @@ def main() -> None:
         device = a.device if backend == "torch" else None
         options = backends.get(backend).options(Run(device=device or "auto"))
         row: dict = {"backend": backend, "device": device}
-        for label, n, mode in (
-            ("serial", 1, "threads"),
-            ("threads", a.instances, "threads"),
-            ("processes", a.instances, "processes"),  # pools split: default_threads
-            ("processes_full_pools", a.instances, None),  # every process a full pool
-            ("serial_again", 1, "threads"),
-        ):
-            t0 = time.perf_counter()
-            if mode is None:
-                r = concurrency.time_processes(
-                    backend, prepared, options, inputs, _budget(), instances=n, threads=None
-                )
-            else:
-                r = concurrency.time_instances(
-                    backend, prepared, options, inputs, _budget(), instances=n, mode=mode,
-                    device=device,
-                )  # fmt: skip
-            row[f"{label}_ips"] = round(r.throughput_per_s, 2)
-            row[f"{label}_s"] = round(time.perf_counter() - t0, 1)
-        base = (row["serial_ips"] + row["serial_again_ips"]) / 2
-        row["threads_ratio"] = round(row["threads_ips"] / base, 3)
-        row["processes_ratio"] = round(row["processes_ips"] / base, 3)
-        row["processes_full_pools_ratio"] = round(row["processes_full_pools_ips"] / base, 3)
-        row["threads_per_process"] = concurrency.default_threads(backend, a.instances)
+
+        throughput = functools.partial(_throughput, backend, prepared, options, inputs, device)
+        parallel = (
+            ("threads", "threads"),
+            ("processes", "processes"),  # pools split: default_threads
+            ("processes_full_pools", None),
+        )
+        # Rounds: 1 instance, then the parallel forms (in a rotating order), then 1 instance
+        # again, which also opens the next round; each round's ratios are to the mean of
+        # the single instance just before and just after it, so drift cancels.
+        serial = [throughput(1, "threads")]
+        ips: dict[str, list[float]] = {label: [] for label, _ in parallel}
+        ratios: dict[str, list[float]] = {label: [] for label, _ in parallel}
+        for r in range(ROUNDS):
+            order = parallel[r % 3 :] + parallel[: r % 3]
+            got = {label: throughput(a.instances, mode) for label, mode in order}
+            serial.append(throughput(1, "threads"))
+            base = (serial[-2] + serial[-1]) / 2
+            for label, value in got.items():
+                ips[label].append(value)
+                ratios[label].append(value / base)
+        row["serial_ips"] = round(statistics.median(serial), 2)
+        for label, _ in parallel:
+            row[f"{label}_ips"] = round(statistics.median(ips[label]), 2)
+            row[f"{label}_ratio"] = round(statistics.median(ratios[label]), 3)
         results.append(row)
     print(
         json.dumps(
@@ -119,7 +140,8 @@ def main() -> None:
                     k: os.environ.get(k)
                     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
                 },
-                "baseline": "mean throughput of 1 instance, timed before and after",
+                "baseline": "1 instance, timed before and after each round",
+                "measures": f"medians over {ROUNDS} rounds of per-round ratios to the baseline",
                 "results": results,
             }
         )

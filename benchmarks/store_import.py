@@ -1,13 +1,15 @@
 """Import of results bundles of 25k / 50k / 100k cases: linear, not quadratic.
 
 Each bundle holds 10 samples per case and 100 cases per run. The 25k import is the
-baseline; a linear import gives time(100k) / time(25k) ~ 4 (quadratic: ~16).
-Prints one JSON line.
+baseline; a linear import gives time(100k) / time(25k) ~ 4 (quadratic: ~16). Each size
+is imported ROUNDS times, interleaved with the others after an untimed warm-up; the
+figures are medians. Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -20,26 +22,28 @@ from anemll_spec.store.bundle import export_bundle
 from anemll_spec.store.importing import import_bundles  # noqa: E402
 
 SIZES = (25_000, 50_000, 100_000)
-REPEATS = 2
+ROUNDS = 5
 
 
 def main() -> None:
-    seconds = {}
+    times: dict[int, list[float]] = {n: [] for n in SIZES}
     with tempfile.TemporaryDirectory() as d:
+        bundles = {}
         for n in SIZES:
             src = Path(d) / f"src{n}.duckdb"
-            bundle = Path(d) / f"b{n}.parquet"
+            bundles[n] = Path(d) / f"b{n}.parquet"
             bulk_store(src, n, samples_per_case=10, n_runs=n // 100)
-            export_bundle(src, bundle)
-            best = None
-            for r in range(REPEATS):
+            export_bundle(src, bundles[n])
+        import_bundles(Path(d) / "warm.duckdb", [bundles[SIZES[0]]])  # first-call costs, untimed
+        for r in range(ROUNDS):  # sizes interleaved, in a rotating order: drift hits all
+            for n in SIZES[r % len(SIZES) :] + SIZES[: r % len(SIZES)]:
                 dest = Path(d) / f"dest{n}_{r}.duckdb"
                 t0 = time.perf_counter()
-                (summary,) = import_bundles(dest, [bundle])
-                dt = time.perf_counter() - t0
+                (summary,) = import_bundles(dest, [bundles[n]])
+                times[n].append(time.perf_counter() - t0)
                 assert summary["rows"]["cases"] == n
-                best = dt if best is None else min(best, dt)
-            seconds[n] = best
+                dest.unlink()
+    seconds = {n: statistics.median(ts) for n, ts in times.items()}
     ratio = seconds[SIZES[-1]] / seconds[SIZES[0]]
     print(
         json.dumps(
@@ -47,7 +51,8 @@ def main() -> None:
                 "benchmark": "store_import",
                 "seconds": {str(k): round(v, 3) for k, v in seconds.items()},
                 "us_per_case": {str(k): round(v / k * 1e6, 2) for k, v in seconds.items()},
-                "baseline": f"import of {SIZES[0]} cases",
+                "measures": f"median of {ROUNDS} imports per size, sizes interleaved",
+                "baseline": f"import of {SIZES[0]} cases (median)",
                 "ratio_100k_vs_25k": round(ratio, 2),
                 "linear_ratio": SIZES[-1] / SIZES[0],
                 "ok": ratio < 6.0,

@@ -20,11 +20,12 @@ import chart_synthetic as syn  # noqa: E402
 from anemll_spec.store import open_store  # noqa: E402
 
 
-def refused(r, *needles: str) -> None:
+def refused(r, *needles: str) -> str:
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr, r.stderr
     for n in needles:
         assert n in r.stderr, r.stderr
+    return r.stderr
 
 
 def runs_in(store: Path) -> int:
@@ -172,8 +173,11 @@ def test_bench_stops_before_writing_on_unknown_external_inputs(cli, tmp_path):
         "run: {backends: [numpy], iterations: 5}\n"
     )
     store = tmp_path / "s.duckdb"
-    refused(cli("bench", spec, "--store", store), "input_ranges names inputs", "nope")
+    refused(cli("bench", spec, "--store", store), "model.input_ranges.nope", "no input 'nope'")
     assert not store.exists()
+    # validate already knows: the names are the model's inputs, read from the package
+    err = refused(cli("validate", spec), "ext.yaml:2:67: model.input_ranges.nope")
+    assert "the model has no input 'nope'; allowed: x" in err
 
 
 def test_export_knows_the_store_however_it_is_named(cli, store, tmp_path):

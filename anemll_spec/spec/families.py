@@ -266,6 +266,22 @@ class External(ModelBase):
                     ("input_ranges", name),
                     f"must be [low, high] with low <= high, got {[low, high]}",
                 )
+        if self.input_ranges:  # names the model's inputs: read them (not its weights)
+            self._check_input_names(rules)
+
+    def _check_input_names(self, rules: Rules) -> None:
+        from anemll_spec.errors import InputError
+        from anemll_spec.model_io import describe
+        from anemll_spec.text import did_you_mean
+
+        try:
+            inputs = [t.name for t in describe(self.path).inputs]
+        except InputError:
+            return  # a model that cannot be read: bench's preflight says why
+        for name in self.input_ranges:
+            if name not in inputs:
+                hint = did_you_mean(name, inputs)
+                rules.add(("input_ranges", name), f"the model has no input {name!r}{hint}")
 
 
 FAMILIES: dict[str, type[ModelBase]] = {

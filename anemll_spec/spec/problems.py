@@ -8,7 +8,6 @@ error URLs, no input_type=...).
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +15,7 @@ from pydantic_core import ErrorDetails
 
 from anemll_spec.errors import Problem
 from anemll_spec.spec.yamlsafe import Positions, dotted
+from anemll_spec.text import did_you_mean
 
 Path_ = tuple[Any, ...]
 
@@ -52,11 +52,6 @@ def type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), type(value).__name__
     )
-
-
-def did_you_mean(key: Any, allowed: list[str]) -> str:
-    hint = difflib.get_close_matches(str(key), allowed, n=1)
-    return f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
 
 
 def _strip_tags(loc: tuple) -> Path_:

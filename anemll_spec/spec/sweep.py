@@ -6,7 +6,8 @@ from typing import Any
 
 from anemll_spec.errors import Problem
 from anemll_spec.hashing import canonical_json
-from anemll_spec.spec.problems import Locator, allowed_keys, did_you_mean
+from anemll_spec.spec.problems import Locator, allowed_keys
+from anemll_spec.text import did_you_mean
 
 
 def sweepable(doc: dict) -> dict[str, list[str]]:
