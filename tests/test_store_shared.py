@@ -229,8 +229,9 @@ def test_an_older_shared_store_upgrades_on_a_write_and_is_refused_read_only(shar
     from anemll_spec.store.schema import SCHEMA_VERSION
 
     _v1_lake(shared)
-    with pytest.raises(InputError, match="read-only commands never change a store"):
+    with pytest.raises(InputError, match="read-only commands never change a store") as e:
         open_store(shared, read_only=True)
+    assert "older anemll-spec versions can no longer write it" in str(e.value)  # shared: said
     assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
     fill(shared, n_runs=1)  # a writing open upgrades it
     assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [

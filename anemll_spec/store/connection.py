@@ -188,6 +188,7 @@ def _check_readable(con, where, *, shared: bool = False) -> None:
             f"the store {where} has schema v{version}, older than this anemll-spec's "
             f"v{schema.SCHEMA_VERSION}; read-only commands never change a store: the next "
             "bench, import or push into it upgrades it in place"
+            + (" (after that, older anemll-spec versions can no longer write it)" if shared else "")
         )
 
 
