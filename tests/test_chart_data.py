@@ -274,6 +274,15 @@ def test_sweep_picks_the_swept_field_and_converts_the_ci(store):
             r["median_ms"],
             r["ci_high_ms"],
         )
+    # a whole-number field has whole-number ticks (no 1.5 vocab); a fractional one keeps them
+    spec = sweep.chart(rows, param, metric, "r", Options())
+    layers = spec.get("layer") or [spec]
+    axes = [layer["encoding"]["x"].get("axis", {}) for layer in layers]
+    assert all(a == {"format": "d", "tickMinStep": 1} for a in axes), axes
+    halves = [{**r, "x_num": r["x_num"] + 0.5} for r in rows]
+    spec = sweep.chart(halves, param, metric, "r", Options())
+    layers = spec.get("layer") or [spec]
+    assert all("format" not in layer["encoding"]["x"].get("axis", {}) for layer in layers)
 
 
 def test_placement_shares_count_ops_per_device(store):

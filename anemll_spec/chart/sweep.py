@@ -156,10 +156,12 @@ def chart(
     if numeric:
         xs = [r["x_num"] for r in rows]
         log = min(xs) > 0 and max(xs) / min(xs) >= 16
+        whole = all(float(v).is_integer() for v in xs)  # sizes, counts: no 1.5 tick
         x = alt.X(
             "x_num:Q",
             title=axis_title + (", log scale" if log else ""),
             scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
+            axis=alt.Axis(tickMinStep=1, format="d") if whole else alt.Axis(),
         )
     else:
         x = alt.X("x_text:N", title=axis_title, sort=None, axis=alt.Axis(labelAngle=0))
