@@ -311,3 +311,13 @@ def test_chart_options_that_would_be_ignored_are_refused(cli, store, tmp_path):
         r = cli("chart", kind, "--store", store, "--out", tmp_path / kind, flag, value)
         refused(r, f"chart {kind}: {flag} applies to {applies}")
         assert not (tmp_path / kind).exists()
+
+
+def test_a_run_interrupted_before_any_case_says_so_not_an_empty_table(tmp_path):
+    from anemll_spec.cli.bench import summary
+    from anemll_spec.runner.bench import BenchResult
+
+    store = tmp_path / "s.duckdb"
+    text = summary(BenchResult("r1", "interrupted", str(store), "s.yaml", {}, [], []))
+    assert text.splitlines()[0] == "no case finished: nothing to summarise"
+    assert "median ms" not in text and f"run r1 (interrupted) stored in {store}" in text

@@ -129,7 +129,7 @@ def summary(result: Any) -> str:
         )
     header = ["#", "case", "backend", "units", "median ms [95% CI]", "p90 ms", "p99 ms"]
     header += ["GB/s", "TFLOPS", "mJ/inference", "verify", "factor"]
-    out = [table(rows, header)]
+    out = [table(rows, header) if rows else "no case finished: nothing to summarise"]
     for m in result.results:
         out += _lines(m)
     out.append(
