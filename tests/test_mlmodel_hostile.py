@@ -231,6 +231,28 @@ def test_manifest_symlink_out_of_the_package_is_refused(good, tmp_path, capsys):
     _refused(pkg, r"links outside the model", capsys)
 
 
+def test_a_data_folder_linked_out_of_the_package_is_refused(good, tmp_path, capsys):
+    """Data/ itself a symlink to another model's: its manifest path stays 'inside Data/',
+    which is elsewhere; predict ran the other model."""
+    pkg = _copy(good, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(pkg / "Data", elsewhere)
+    os.symlink(elsewhere, pkg / "Data")
+    _refused(pkg, r"links outside the model", capsys)
+
+
+def test_brackets_nested_too_deeply_in_model_mil_are_refused(tmp_path, capsys):
+    """The parser descends once per bracket: 5,000 of them were a RecursionError traceback."""
+    from fixtures.build.make_compiled import HERE
+
+    mlc = shutil.copytree(HERE / "lm_head_tiny.mlmodelc", tmp_path / "m.mlmodelc")
+    mil = mlc / "model.mil"
+    text = mil.read_text()
+    arg = "x = hidden_states"  # an argument of the first transpose, wrapped in brackets
+    mil.write_text(text.replace(arg, "x = " + "(" * 5000 + "hidden_states" + ")" * 5000, 1))
+    _refused(mlc, r"nested too deeply", capsys)
+
+
 @pytest.mark.parametrize("name", ["@model_path/../../../outside.bin", "/tmp/outside.bin"])
 def test_weight_path_outside_the_model_is_refused(good, tmp_path, capsys, name):
     pkg = _copy(good, tmp_path)

@@ -101,6 +101,7 @@ def _package(pkg: Path) -> ModelFiles:
         raise InputError(f"{where} is damaged (no item entry for the root model {root_id!r})")
     data = pkg / "Data"
     model = inside(data, entry.get("path"), where, "the root model path")
+    check_contained(pkg, model, where, "the root model path")  # Data/ itself may be a link
     if not model.is_file():
         raise InputError(
             f"{pkg}: the model file Data/{entry['path']} named in Manifest.json is missing"

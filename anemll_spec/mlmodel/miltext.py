@@ -315,7 +315,10 @@ def read_program(
     input_order: list[str] | None = None,
 ) -> Program:
     """The functions of a model.mil text (the default is `main`, else the first)."""
-    functions = _Parser(text, where, weights).program()
+    try:
+        functions = _Parser(text, where, weights).program()
+    except RecursionError:  # the parser descends once per bracket: a hostile nesting
+        raise InputError(f"{where}: brackets nested too deeply to be a model") from None
     default = "main" if "main" in functions else next(iter(functions))
     order = {default: list(input_order)} if input_order else {}
     return Program(functions, default, spec_version, order)
