@@ -23,9 +23,10 @@ from anemll_spec.mlmodel.model import open_model
 __all__ = ["ModelIO", "TensorSpec", "describe", "synth_inputs"]
 
 
-def describe(path: str | Path) -> ModelIO:
-    """Inputs, outputs and states of the model at `path` (InputError if it is not one)."""
-    return open_model(path).io()
+def describe(path: str | Path, function: str | None = None) -> ModelIO:
+    """Inputs, outputs and states of the model at `path` (of `function`, else the default
+    one, for a multi-function model; InputError if it is not a model)."""
+    return open_model(path).io(function)
 
 
 def _rng(seed: int, name: str):

@@ -262,3 +262,36 @@ def test_a_backend_imports_its_runtime_when_made_not_when_timed(make, runtime):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_a_multi_function_model_describes_the_function_that_runs(multifunction, capsys):
+    """Its top-level I/O lists are empty: inspect showed none, predict synthesised none."""
+    import coremltools as ct
+
+    from anemll_spec.cli import main
+    from anemll_spec.model_io import describe
+
+    spec = ct.models.MLModel(str(multifunction), skip_model_load=True).get_spec()
+    declared = {f.name: f for f in spec.description.functions}
+    for name, io in (
+        ("second", describe(multifunction)),
+        ("first", describe(multifunction, "first")),
+    ):
+        want = declared[name]
+        assert [t.name for t in io.inputs] == [f.name for f in want.input]
+        assert [t.shape for t in io.outputs] == [
+            tuple(f.type.multiArrayType.shape) for f in want.output
+        ]
+    assert describe(multifunction).outputs[0].shape[-1] == 256  # the default: 'second'
+    with pytest.raises(InputError, match=r"no function 'third' \(has: first, second\)"):
+        describe(multifunction, "third")
+    assert main(["inspect", str(multifunction), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [t["name"] for t in shown["inputs"]] == [f.name for f in declared["second"].input]
+    for function, width in ((None, 256), ("first", 128)):
+        args = ["predict", str(multifunction), "--json"] + (
+            ["--function", function] if function else []
+        )
+        assert main(args) == 0
+        (out,) = json.loads(capsys.readouterr().out)["outputs"].values()
+        assert out["shape"][-1] == width

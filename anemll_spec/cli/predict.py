@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.inputs:
         inputs, source = _read_npz(Path(args.inputs)), "file"
     else:
-        inputs, source = synthesise(Path(args.model), args.seed), f"seed {args.seed}"
+        inputs = synthesise(Path(args.model), args.seed, args.function)
+        source = f"seed {args.seed}"
     state = prog.make_state() if prog.states else None
     t0 = time.perf_counter()
     outputs = prog.predict(inputs, state=state)
@@ -166,11 +167,12 @@ def _value_line(s: dict[str, Any], top: int = 5) -> str:
     return f"{s['size']} classes ({s['key_dtype']} labels), {head}: {shown}"
 
 
-def synthesise(path: Path, seed: int) -> dict[str, Any]:
-    """Seeded inputs, made exactly as the runner makes them (`model_io.synth_inputs`)."""
+def synthesise(path: Path, seed: int, function: str | None = None) -> dict[str, Any]:
+    """Seeded inputs of the function that runs, made exactly as the runner makes them
+    (`model_io.synth_inputs`)."""
     from anemll_spec import model_io
 
-    return model_io.synth_inputs(model_io.describe(path), seed=seed)
+    return model_io.synth_inputs(model_io.describe(path, function), seed=seed)
 
 
 def _read_npz(path: Path) -> dict[str, Any]:

@@ -89,9 +89,19 @@ def _feature(fd, where: Path | str, output: bool = False) -> TensorSpec:
     return TensorSpec(fd.name, shape, dtype)
 
 
-def from_description(spec, kind: str, where: Path | str) -> ModelIO:
-    """ModelIO of a Model message's description."""
+def from_description(spec, kind: str, where: Path | str, function: str | None = None) -> ModelIO:
+    """ModelIO of a Model message's description. A multi-function model describes each
+    function on its own (the top-level lists are empty): `function`'s, else the default's."""
     d = spec.description
+    if d.functions:
+        name = function or d.defaultFunctionName or d.functions[0].name
+        found = [f for f in d.functions if f.name == name]
+        if not found:
+            names = ", ".join(sorted(f.name for f in d.functions))
+            raise InputError(f"{where}: no function '{name}' (has: {names})")
+        d = found[0]
+    elif function not in (None, "main"):
+        raise InputError(f"{where}: no function '{function}' (has: main)")
     return ModelIO(
         inputs=[_feature(f, where) for f in d.input],
         outputs=[_feature(f, where, output=True) for f in d.output],

@@ -75,10 +75,11 @@ class SavedModel:
         except (TypeError, ValueError):
             raise InputError(f"{self.path}: metadata.json specificationVersion {v!r}") from None
 
-    def io(self) -> ModelIO:
-        """Inputs, outputs and states, from the model's own description."""
+    def io(self, function: str | None = None) -> ModelIO:
+        """Inputs, outputs and states, from the model's own description (of `function`,
+        else the default function, for a multi-function model)."""
         if self.spec is not None:
-            return features.from_description(self.spec, self.kind, self.path)
+            return features.from_description(self.spec, self.kind, self.path, function)
         if features.has_schema(self.metadata):
             return features.from_metadata(self.metadata, self.path)  # type: ignore[arg-type]
         if self.files.mil_file is None:
