@@ -14,6 +14,9 @@ from typing import NamedTuple
 import numpy as np
 
 DEFAULT_N_BOOT = 2000
+# Below this many samples a side, a bootstrap CI is a few distinct values (at n = 1 a
+# single point, a CI of no width): no verdict is drawn from it.
+MIN_SAMPLES = 6
 _CHUNK_ELEMENTS = 4_000_000
 
 

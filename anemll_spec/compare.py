@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
+from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
 from anemll_spec.errors import InputError
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_pair
@@ -44,11 +44,6 @@ class Comparison:
     ci_high: float
     verdict: str  # 'faster' | 'slower' | 'no change' | 'too few samples'
     regression: bool
-
-
-# Below this many samples a side, a bootstrap CI is a few distinct values (at n = 1 a
-# single point): no verdict (the order-statistic interval is unbounded there too).
-MIN_SAMPLES = 6
 
 
 def verdict(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
+from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
 from anemll_spec.power.base import Reader, stop_reading
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
@@ -63,7 +63,7 @@ class Verdict:
     ci_high: float
     level: float
     throttled: bool | None  # None: no window had a thermal reading
-    verdict: str  # 'sustained' | 'degraded' | 'improved'
+    verdict: str  # 'sustained' | 'degraded' | 'improved' | 'too few calls' (a window < 6)
 
 
 @dataclass
@@ -91,7 +91,9 @@ def judge(
     ci = ratio_of_medians_ci(first_ns, last_ns, level=level, n_boot=n_boot, seed=seed)
     ratio = 1.0 / ci.estimate
     low, high = 1.0 / ci.high, 1.0 / ci.low
-    if low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
+    if min(len(first_ns), len(last_ns)) < MIN_SAMPLES:  # a CI of a few points: no verdict
+        word = "too few calls"
+    elif low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
         word = "sustained"
     else:
         word = "degraded" if high < 1.0 else "improved"
@@ -120,12 +122,14 @@ def run_sustained(
     *,
     warmup: int = 10,
     warmup_s: float = 0.0,
+    max_warmup_s: float = math.inf,
     reader: Reader | None = None,
     thermal: Callable[[], object] | None = None,
     on_window: Callable[[Window], None] | None = None,
     seed: int = 0,
 ) -> Sustained:
-    """Warm up (`warmup` calls, and for at least `warmup_s` seconds), then time `fn` for
+    """Warm up (`warmup` calls, and for at least `warmup_s` seconds, but no longer than
+    `max_warmup_s`), then time `fn` for
     `duration_s` in windows of `window_s` (at least two windows, so there is a first and
     a last to compare).
 
@@ -136,8 +140,10 @@ def run_sustained(
             f"duration_s ({duration_s}) must hold at least two windows of {window_s} s"
         )
     n_windows = window_count(duration_s, window_s)
-    calls, until = 0, time.perf_counter() + warmup_s  # `warmup` calls and >= warmup_s
-    while calls < warmup or time.perf_counter() < until:
+    # `warmup` calls and >= warmup_s, but never past max_warmup_s (run.max_time_s)
+    start = time.perf_counter()
+    calls, until, cap = 0, start + warmup_s, start + max_warmup_s
+    while (calls < warmup or time.perf_counter() < until) and time.perf_counter() < cap:
         fn()
         calls += 1
     windows: list[Window] = []

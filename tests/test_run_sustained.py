@@ -125,3 +125,93 @@ def test_a_reader_spans_the_instances_common_timed_phase():
     last = max(int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance)
     assert reader.t0 <= first and reader.t1 >= last  # warm-ups outside, every timed call inside
     assert res.energy == ("read", True)
+
+
+def test_windows_of_too_few_calls_give_no_verdict():
+    """One call per window gave 'improved' with a CI of no width, and the next run
+    'degraded': a bootstrap of a few points decides nothing."""
+    rng = np.random.default_rng(0)
+    few = judge(rng.normal(100, 5, 5), rng.normal(200, 5, 5), seed=0)
+    assert few.verdict == "too few calls" and few.throughput_ratio < 0.6
+    enough = judge(rng.normal(100, 5, 6), rng.normal(200, 5, 6), seed=0)
+    assert enough.verdict == "degraded"
+
+
+def test_a_sustained_warm_up_stops_at_max_time():
+    """docs/metrics.md: warm-up never runs longer than max_time_s (a huge count)."""
+    from anemll_spec.sustained import run_sustained
+
+    t0 = time.perf_counter()
+    res = run_sustained(lambda: time.sleep(0.001), 0.4, 0.2, warmup=10**9, max_warmup_s=0.3)
+    assert time.perf_counter() - t0 < 2.0 and len(res.windows) == 2
+
+
+class _Rapl:
+    """A sysfs-shaped RAPL tree whose counter a thread advances at `watts` (the kernel's
+    interface, as tests/test_power_rapl.py builds it; the reader code is the real one)."""
+
+    def __init__(self, root: Path, watts: float) -> None:
+        self.zone = root / "intel-rapl:0"
+        self.zone.mkdir(parents=True)
+        (self.zone / "name").write_text("package-0\n")
+        (self.zone / "max_energy_range_uj").write_text("262143328850\n")
+        self.root, self.watts, self.t0 = root, watts, time.perf_counter()
+        self._write()
+
+    def _write(self) -> None:
+        uj = int((time.perf_counter() - self.t0) * self.watts * 1e6)
+        tmp = self.zone / "energy_uj.tmp"
+        tmp.write_text(f"{uj}\n")
+        tmp.replace(self.zone / "energy_uj")
+
+    def reader(self, *args):
+        from anemll_spec.power.rapl import open_rapl
+
+        self._write()
+        r = open_rapl(self.root, period_s=None)
+        read = r._sampler._read
+
+        def sampled():
+            self._write()  # the counter is where the clock says
+            return read()
+
+        r._sampler._read = sampled
+        return r
+
+
+def test_sustained_energy_reaches_the_summary_and_a_skipped_pass_says_why(tmp_path, monkeypatch):
+    from anemll_spec.cli.bench import summary
+    from anemll_spec.runner import energy
+
+    rapl = _Rapl(tmp_path / "powercap", watts=10.0)
+    monkeypatch.setattr(energy, "reader", rapl.reader)
+    store = tmp_path / "s.duckdb"
+    res, _ = _bench(tmp_path, SUSTAINED, store)
+    (m,) = res.results
+    (case,) = _one(store, "SELECT * FROM cases")
+    assert case["energy_method"] == "rapl" and case["energy_mj_per_inference"] > 0
+    assert m.energy.total_mj / m.reading_calls == pytest.approx(case["energy_mj_per_inference"])
+    assert f"{case['energy_mj_per_inference']:.3g}" in summary(res)  # not "-"
+
+
+def test_interleaved_variants_without_an_energy_pass_say_why(tmp_path, monkeypatch):
+    """A chip-wide counter cannot split interleaved calls; with energy_s 0 there is no
+    separate pass, and the NULL energy says so (it had no reason at all)."""
+    pytest.importorskip("torch")
+    from anemll_spec.runner import energy
+
+    monkeypatch.setattr(energy, "reader", _Rapl(tmp_path / "powercap", watts=10.0).reader)
+    store = tmp_path / "s.duckdb"
+    text = (
+        "name: il\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy, torch], device: cpu, warmup: 1, iterations: 8, "
+        "dispatch_floor: false, energy_s: 0}\n"
+    )
+    res, _ = _bench(tmp_path, text, store)
+    assert res.status == "finished", [m.error for m in res.results]
+    rows = _one(store, "SELECT backend, energy_method, energy_note FROM cases ORDER BY backend")
+    assert [(r["backend"], r["energy_method"]) for r in rows] == [("numpy", None), ("torch", None)]
+    for r in rows:
+        assert r["energy_note"] == (
+            "not read: the variants were interleaved, and run.energy_s is 0 (no energy pass)"
+        )

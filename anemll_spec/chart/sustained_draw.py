@@ -50,7 +50,8 @@ def chart(data: dict[str, Any], run_id: str, opts) -> dict[str, Any]:
             "Top: each call's latency at the time it started (dots; thinned evenly for long "
             "runs) and each window's median (black segments).",
             "Bottom: each rail's mean power over each sampling period (lines) and each "
-            "window's mean power, all rails (black segments).",
+            "window's mean power of the rails in the case's total (black segments; a rail "
+            "inside another, such as core inside package, counted once).",
             "One time axis: seconds since the first timed call. Shaded: every other window; "
             "red tint: windows whose thermal state said throttled.",
             "Verdict: throughput of the last window / the first (first-window median / "

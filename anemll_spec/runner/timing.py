@@ -12,7 +12,7 @@ import numpy as np
 from anemll_spec import stats
 from anemll_spec.backends.base import Prepared
 from anemll_spec.harness import Budget, Timer, time_interleaved
-from anemll_spec.power.base import stop_reading
+from anemll_spec.power.base import Unavailable, stop_reading
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
 from anemll_spec.runner.plan import plan_instances
@@ -129,8 +129,9 @@ def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
     if not energy.is_reader(reader):
         o.m.energy = reader  # why there is none
         return
-    if run.energy_s <= 0:
-        return  # not asked for
+    if run.energy_s <= 0:  # not asked for: said, as any missing reading is
+        o.m.energy = Unavailable(f"not read: {why}, and run.energy_s is 0 (no energy pass)")
+        return
     cr.env.progress.phase("energy", f"{o.m.variant.label} {run.energy_s:g} s")
     fn = o.session.bind(o.feed, o.state)
     calls = 0
@@ -162,14 +163,26 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         run.window_s,
         warmup=run.warmup,
         warmup_s=run.warmup_s,
+        max_warmup_s=run.max_time_s,
         reader=reader if energy.is_reader(reader) else None,
         thermal=thermal,
         on_window=lambda w: progress.window(m.variant.label, w, n_windows),
         seed=0,
     )
     m.sustained = result
-    if not energy.is_reader(reader):
+    if energy.is_reader(reader):  # the windows' readings as one: what the summary shows
+        from anemll_spec.store.energy import combined_energy
+
+        m.energy = combined_energy(result.windows)
+        m.reading_calls = sum(w.calls for w in result.windows)
+    else:
         m.energy = reader  # why there is no energy
+    timed_s = n_windows * run.window_s
+    if timed_s < run.duration_s:
+        m.note(
+            f"sustained: {n_windows} whole windows of {run.window_s:g} s timed {timed_s:g} s "
+            f"of the {run.duration_s:g} s asked"
+        )
     wall = np.concatenate([w.samples_ns for w in result.windows])
     starts = np.concatenate([w.starts_ns for w in result.windows if w.starts_ns is not None])
     m.window_of = np.repeat(np.arange(len(result.windows)), [w.calls for w in result.windows])

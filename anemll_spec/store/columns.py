@@ -20,7 +20,8 @@ BACKENDS = RESOLVED_BACKENDS  # 'auto' is never stored
 PLACEMENT_DEVICES = ("NeuralEngine", "GPU", "CPU")
 ORIGINS = ("measured", "imported", "pushed")  # how a run entered this store
 ENERGY_METHODS = ("ioreport", "powermetrics", "nvml", "rapl")  # anemll_spec.power readers
-SUSTAINED_VERDICTS = ("sustained", "degraded", "improved")  # anemll_spec.sustained.judge
+# anemll_spec.sustained.judge; "too few calls": a first or last window under 6 calls
+SUSTAINED_VERDICTS = ("sustained", "degraded", "improved", "too few calls")
 
 # The documented forms of ids and hashes (checked on import: the trust boundary).
 HEX16 = r"[0-9a-f]{16}"

@@ -170,7 +170,7 @@ def sustained_rows(s) -> dict:
         "sustained_verdict": v.verdict,
         "sustained_throttled": v.throttled,
     }
-    combined = _combined(wins)
+    combined = combined_energy(wins)
     energy = energy_rows(combined, sum(w.calls for w in wins), t0_ns=t0)
     case.update(energy["case"])
     for i, w in enumerate(points):
@@ -199,7 +199,7 @@ def _thermal(t) -> dict:
     }
 
 
-def _combined(wins):
+def combined_energy(wins):
     """All windows' energy as one reading (None when no window had a reader; the first
     window's Unavailable when any window had none)."""
     from anemll_spec.power.base import Energy, Unavailable
