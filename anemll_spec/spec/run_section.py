@@ -65,7 +65,8 @@ class Run(SpecModel):
     tolerance: Tolerance = Tolerance()
     """verify tolerances (fp16 defaults)"""
     fp16_reference: bool = False
-    """round each reference op to fp16"""
+    """round each reference-executor op to fp16 (the numpy and torch backends run, and are
+    timed, that way too)"""
     instances: Instances = "shared"
     """with concurrency > 1: shared = every instance loads the one compiled model; distinct =
     each its own weights (seed + k), so Core ML can share nothing between them"""
