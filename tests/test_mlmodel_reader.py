@@ -4,6 +4,7 @@ model.mil text reader on the syntax the compiler writes."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -153,3 +154,43 @@ def test_weights_of_a_compiled_model_are_mapped_not_read():
         (64, "fp16", (32, 64, 1, 1)),
         (4224, "fp16", (32, 64, 1, 1)),
     ]
+
+
+def _flexible(path, shape):
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import get_new_symbol
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(1, get_new_symbol(), 8))], opset_version=ct.target.iOS17
+    )
+    def prog(x):
+        return mb.mul(x=x, y=2.0, name="y")
+
+    ct.convert(
+        prog,
+        inputs=[ct.TensorType(name="x", shape=shape)],
+        minimum_deployment_target=ct.target.iOS17,
+        compute_precision=ct.precision.FLOAT32,
+    ).save(str(path))
+    return path
+
+
+def test_a_flexible_input_takes_only_the_shapes_its_model_allows(tmp_path):
+    """A range (2..16) or an enumerated set (3 or 5): Core ML refuses anything else, and so
+    must the reference executor (it computed whatever came)."""
+    import coremltools as ct
+
+    ranged = load(_flexible(tmp_path / "r.mlpackage", (1, ct.RangeDim(2, 16, default=4), 8)))
+    shapes = ct.EnumeratedShapes(shapes=[(1, 3, 8), (1, 5, 8)], default=(1, 5, 8))
+    enumerated = load(_flexible(tmp_path / "e.mlpackage", shapes))
+    for prog, n in ((ranged, 2), (ranged, 16), (enumerated, 3), (enumerated, 5)):
+        x = np.arange(n * 8, dtype=np.float32).reshape(1, n, 8)
+        np.testing.assert_array_equal(prog.predict({"x": x})["y"], 2 * x)
+    for prog, n, says in (
+        (ranged, 1, "the model allows 1x[2..16]x8"),
+        (ranged, 17, "the model allows 1x[2..16]x8"),
+        (enumerated, 4, "the model allows only"),
+    ):
+        with pytest.raises(InputError, match=re.escape(f"shape (1, {n}, 8), {says}")):
+            prog.predict({"x": np.zeros((1, n, 8), np.float32)})

@@ -94,6 +94,10 @@ def _convert(prog: Program, name: str, value: Any) -> Any:
             f"input '{name}': shape {tuple(arr.shape)}, the model expects "
             f"{tuple('?' if d is None else d for d in shape)}"
         )
+    flexible = prog.flexible.get(name)
+    problem = flexible.shape_problem(tuple(arr.shape)) if flexible is not None else None
+    if problem:
+        raise InputError(f"input '{name}': shape {tuple(arr.shape)}, {problem}")
     xp = prog.xp
     target = np.dtype(spec.dtype)
     if target.kind == "f":

@@ -104,6 +104,9 @@ def load(
         and fn.name == parsed.default_function
     ):
         match_description(prog, model.io(), path)
+    if model.spec is not None:  # a flexible input's ranges or enumerated shapes
+        declared = model.io(fn.name if function is not None else None).inputs
+        prog.flexible = {t.name: t for t in declared if t.ranges or t.shapes}
     model.weights.release_pages(0)  # decoded weights are copies: the file pages can go
     prog.load_s = time.perf_counter() - t0
     if verbose:
@@ -135,6 +138,7 @@ class Program:
         self.path = path
         self.function_name = fn.name
         self.load_s = 0.0
+        self.flexible: dict[str, Any] = {}  # input -> its description, where flexible
         types: dict[str, VarType] = {v.name: v for v in fn.inputs}
         for op in walk(fn.ops):
             types.update({o.name: o for o in op.outputs})

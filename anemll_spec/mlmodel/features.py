@@ -25,6 +25,25 @@ class TensorSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: str  # numpy dtype name: float16, float32, int32, ...; "str", "dict": host values
+    # a flexible input's allowed shapes (protobuf descriptions): per-dimension [low, high]
+    # (high None: unbounded), or the enumerated shapes; None: the shape above, as it is
+    ranges: tuple[tuple[int, int | None], ...] | None = None
+    shapes: tuple[tuple[int, ...], ...] | None = None
+
+    def shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why `shape` is not one this input allows (None: it is)."""
+        ranges = self.ranges if self.ranges and len(self.ranges) == len(shape) else ()
+        if any(
+            d < lo or (hi is not None and d > hi)
+            for d, (lo, hi) in zip(shape, ranges, strict=False)
+        ):
+            dims = "x".join(
+                str(lo) if lo == hi else f"[{lo}..{'' if hi is None else hi}]" for lo, hi in ranges
+            )
+            return f"the model allows {dims}"
+        if self.shapes and tuple(shape) not in self.shapes:
+            return "the model allows only " + ", ".join("x".join(map(str, s)) for s in self.shapes)
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -79,14 +98,22 @@ def _feature(fd, where: Path | str, output: bool = False) -> TensorSpec:
     else:
         raise InputError(f"{where}: feature {fd.name!r} has type {which}, which is not supported")
     shape = tuple(int(d) for d in arr.shape)
-    if not shape and arr.HasField("shapeRange"):
-        shape = tuple(int(r.lowerBound) for r in arr.shapeRange.sizeRanges)
-    if not shape and arr.HasField("enumeratedShapes") and arr.enumeratedShapes.shapes:
-        shape = tuple(int(d) for d in arr.enumeratedShapes.shapes[0].shape)
+    ranges = shapes = None
+    if arr.HasField("shapeRange") and arr.shapeRange.sizeRanges:
+        ranges = tuple(
+            (int(r.lowerBound), None if r.upperBound < 0 else int(r.upperBound))
+            for r in arr.shapeRange.sizeRanges
+        )
+        shape = shape or tuple(lo for lo, _ in ranges)
+    if arr.HasField("enumeratedShapes") and arr.enumeratedShapes.shapes:
+        shapes = tuple(tuple(int(d) for d in s.shape) for s in arr.enumeratedShapes.shapes)
+        shape = shape or shapes[0]
+    if any(d < 0 for d in shape):
+        raise InputError(f"{where}: feature {fd.name!r} has a negative dimension {list(shape)}")
     dtype = FEATURE_ARRAY_DTYPES.get(arr.dataType)
     if dtype is None:
         raise InputError(f"{where}: feature {fd.name!r} has an unknown data type {arr.dataType}")
-    return TensorSpec(fd.name, shape, dtype)
+    return TensorSpec(fd.name, shape, dtype, ranges, shapes)
 
 
 def from_description(spec, kind: str, where: Path | str, function: str | None = None) -> ModelIO:
