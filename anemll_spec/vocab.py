@@ -27,3 +27,6 @@ TARGET_VERSION = {"iOS16": 16, "iOS17": 17, "iOS18": 18}
 # the product is checked before anything is expanded.
 DEFAULT_MAX_CASES = 256
 MAX_CASES_LIMIT = 100_000
+
+# The chip factors are against unless told otherwise: the published tables' baseline.
+DEFAULT_BASELINE = "M1 Max"

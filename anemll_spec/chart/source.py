@@ -17,8 +17,7 @@ from typing import Any
 
 from anemll_spec.errors import InputError
 from anemll_spec.text import printable
-
-DEFAULT_BASELINE = "M1 Max"  # the published tables' baseline (store.views.DEFAULT_BASELINE)
+from anemll_spec.vocab import DEFAULT_BASELINE
 
 # Words that start or smuggle a statement; a filter is an expression, never one of these.
 _STATEMENT_WORDS = frozenset(

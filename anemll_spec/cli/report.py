@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from anemll_spec.cli._common import add_json, add_store, nonempty, out_file, print_json
+from anemll_spec.vocab import DEFAULT_BASELINE
 
 HELP = "write the HTML report of a run (offline, one self-contained file)"
 
@@ -15,7 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_store(p)
     p.add_argument(
-        "--baseline", metavar="CHIP", default="M1 Max", help="baseline chip of the factors (M1 Max)"
+        "--baseline",
+        metavar="CHIP",
+        default=DEFAULT_BASELINE,
+        help=f"baseline chip of the factors ({DEFAULT_BASELINE})",
     )
     p.add_argument(
         "--out",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.vocab import DEFAULT_BASELINE
 
 HELP = "print a run as Markdown to paste into a GitHub issue (table, host, factors)"
 DESCRIPTION = (
@@ -28,9 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--baseline",
-        default="M1 Max",
+        default=DEFAULT_BASELINE,
         metavar="CHIP",
-        help="chip the factors are against (default M1 Max, as published)",
+        help=f"chip the factors are against (default {DEFAULT_BASELINE}, as published)",
     )
     add_store(p)
     add_json(p)

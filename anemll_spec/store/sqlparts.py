@@ -3,7 +3,7 @@ factor is against in words, and how a factor is printed."""
 
 from __future__ import annotations
 
-DEFAULT_BASELINE = "M1 Max"  # the published tables' baseline chip
+from anemll_spec.vocab import DEFAULT_BASELINE  # noqa: F401 - the views' baseline, re-exported
 
 # Where a run came from: `source` for filters, `provenance` in words (one definition,
 # used by `results` and by the factor rows).
