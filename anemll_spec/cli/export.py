@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, nonempty, out_file, print_json
+from anemll_spec.cli._common import (
+    add_json,
+    add_store,
+    extra_rows,
+    nonempty,
+    out_file,
+    print_json,
+)
 
 HELP = "write runs to a self-describing parquet bundle (for sharing)"
 DESCRIPTION = (
     "Write runs (all, or those given with --run; ids may be unique prefixes, 'latest' "
-    "or 'previous') with their hosts, cases, samples, placements and spec text to one "
-    "parquet file that `anemll-spec import` reads and plain DuckDB SQL can query."
+    "or 'previous') with their hosts, cases, samples, placements, energy readings, "
+    "sustained windows and spec text to one parquet file that `anemll-spec import` reads "
+    "and plain DuckDB SQL can query."
 )
 
 
@@ -49,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"wrote {printable(summary['file'])}: {c['runs']} run(s), {c['cases']} case(s), "
             f"{c['samples']} sample(s), {c['placements']} placement(s), {c['hosts']} host(s)"
+            + "".join(f", {e}" for e in extra_rows(c))
         )
     return 0

@@ -8,8 +8,6 @@ in step with it by tests/test_ops_table.py, so `anemll-spec ops` needs no coreml
 
 from __future__ import annotations
 
-OPSETS_NAMES = ("iOS15", "iOS16", "iOS17", "iOS18")
-
 # ops saved programs hold that the registry does not define: coremltools saves the coreml
 # dialect's coreml_update_state as write_state + read_state
 SAVED_ONLY = {"write_state": "coreml_update_state as saved (write_state, then read_state)"}
