@@ -81,6 +81,19 @@ def test_session_predicts_verifies_and_times_like_the_runner(cache, tmp_path):
     sess.close()
 
 
+def test_fp16_reference_is_part_of_what_the_torch_run_times_and_says_so(cache, tmp_path):
+    """run.fp16_reference makes the executor round every op (torch runs the reference
+    executor): that is timed too, so the session's note says it."""
+    path = build(lm_head(**HEAD), cache_dir=cache).path
+    backend = backends._module("torch").backend("cpu")
+    prepared = backend.prepare(path, tmp_path)
+    for fp16, said in ((False, False), (True, True)):
+        sess = backend.load(prepared, backend.options(Run(fp16_reference=fp16, device="cpu")))
+        sess.bind(sess.feed(synth_inputs(describe(path), seed=0)), None)()
+        assert ("every op rounded to fp16" in sess.notes[0]) is said, sess.notes
+        sess.close()
+
+
 def test_stateful_session_keeps_state_across_calls(cache, tmp_path):
     m = attention(hidden_size=64, heads=4, kv_heads=2, head_dim=16, context_length=8)
     path = build(m, cache_dir=cache).path
