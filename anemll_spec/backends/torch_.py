@@ -7,10 +7,9 @@ the forward pass is replayed as a CUDA graph where it can be captured (otherwise
 and `notes` says why).
 
 What the harness times (`bind`): copy the (already device-resident) inputs into the
-graph's input buffers, replay (or run eagerly), and wait for that work (on CUDA, on the
-session's own stream, up to an event after the call; on MPS `torch.mps.synchronize()`),
-so wall time covers the whole device work, never an asynchronous launch alone, and
-instances timed at once do not wait for each other. Outputs stay on the device (a consumer
+graph's input buffers, replay (or run eagerly), and wait for the device
+(`torch.cuda.synchronize()` / `torch.mps.synchronize()`), so wall time covers the whole
+device work, never an asynchronous launch alone. Outputs stay on the device (a consumer
 of logits on the GPU reads them there); `predict` copies them to the host for verify.
 On CUDA, `runtime_probe` reports the CUDA-event time of the same region.
 
@@ -51,16 +50,11 @@ class TorchSession(Session):
         self.device = runner.device.type  # store column `device`: cuda | mps | cpu
         self.notes: list[str] = []
         self._events = None
-        self._stream = None
         if runner.device.type == "cuda":
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             self._events = (start, end)
             self.runtime_probe = self._event_ns
-            # The session's own stream: instances timed at once (threads of one process)
-            # queue their kernels apart, and each call waits for its own work only; on the
-            # shared default stream, with a device-wide sync, each waited for all of them.
-            self._stream = torch.cuda.Stream(runner.device)
 
     @property
     def device_name(self) -> str:
@@ -95,32 +89,24 @@ class TorchSession(Session):
         runner, sync = self.runner, self.runner.synchronize
         if self.runner.states and state is None:
             state = runner.make_state()
-        if self._stream is None:  # CPU, MPS
-            runner.run(feed, state)
-            sync()
-            runner.check()
-            self._note_execution()
+        runner.run(feed, state)  # capture (or learn that it cannot) before timing
+        sync()
+        runner.check()  # device-side index checks: the timed calls repeat this feed
+        self._note_execution()
+        if self._events is None:
 
             def call() -> None:
                 runner.run(feed, state)
                 sync()
 
             return call
-        assert self._events is not None  # made with the stream
-        cuda, stream, (start, end) = self._torch.cuda, self._stream, self._events
-        stream.wait_stream(cuda.current_stream(runner.device))  # the feed is made
-        with cuda.stream(stream):
-            runner.run(feed, state)  # capture (or learn that it cannot) before timing
-        stream.synchronize()
-        runner.check()  # device-side index checks: the timed calls repeat this feed
-        self._note_execution()
+        start, end = self._events
 
         def timed_call() -> None:
-            with cuda.stream(stream):
-                start.record()
-                runner.run(feed, state)
-                end.record()
-            end.synchronize()  # this call's work, all of it; not other instances'
+            start.record()
+            runner.run(feed, state)
+            end.record()
+            sync()
 
         return timed_call
 
