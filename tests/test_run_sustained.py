@@ -198,9 +198,10 @@ def test_interleaved_variants_without_an_energy_pass_say_why(tmp_path, monkeypat
     """A chip-wide counter cannot split interleaved calls; with energy_s 0 there is no
     separate pass, and the NULL energy says so (it had no reason at all)."""
     pytest.importorskip("torch")
-    from anemll_spec.runner import energy
+    from anemll_spec.runner import energy, timing
 
     monkeypatch.setattr(energy, "reader", _Rapl(tmp_path / "powercap", watts=10.0).reader)
+    monkeypatch.setattr(timing, "_cpu_pools", lambda opened: None)  # interleave them here
     store = tmp_path / "s.duckdb"
     text = (
         "name: il\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
@@ -215,3 +216,18 @@ def test_interleaved_variants_without_an_energy_pass_say_why(tmp_path, monkeypat
         assert r["energy_note"] == (
             "not read: the variants were interleaved, and run.energy_s is 0 (no energy pass)"
         )
+
+
+def test_numpy_and_torch_on_the_cpu_are_not_interleaved(tmp_path):
+    """Their thread pools fight in one process: timed one after the other, and said."""
+    pytest.importorskip("torch")
+    text = (
+        "name: both\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy, torch], device: cpu, warmup: 1, iterations: 8, "
+        "dispatch_floor: false}\n"
+    )
+    res, log = _bench(tmp_path, text, tmp_path / "s.duckdb")
+    assert res.status == "finished", [m.error for m in res.results]
+    for m in res.results:
+        assert any(n.startswith("not interleaved: numpy and torch on the CPU") for n in m.notes)
+    assert "interleaved: " not in log.replace("not interleaved: ", "")

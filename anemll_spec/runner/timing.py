@@ -55,7 +55,11 @@ def _plain(cr: CaseRun, opened: list[Opened]) -> None:
         )
         for o in opened
     ]
-    if run.interleave and len(timers) > 1:
+    clash = _cpu_pools(opened)
+    if run.interleave and len(timers) > 1 and clash:
+        for o in opened:
+            o.m.note(f"not interleaved: {clash}")
+    if run.interleave and len(timers) > 1 and not clash:
         progress.phase("timing", "interleaved: " + " ".join(o.m.variant.label for o in opened))
         outcomes: list[Any] = time_interleaved(timers, block=1, isolate=True)
         for o, out in zip(opened, outcomes, strict=True):
@@ -87,6 +91,19 @@ def _plain(cr: CaseRun, opened: list[Opened]) -> None:
         if short is not None and short < run.energy_s and o.m.status == "ok":
             with attempt(o.m, "energy: "):  # too short for the counters: read a longer pass
                 _energy_pass(cr, o, why=f"the timed loop lasted {short:.2g} s")
+
+
+def _cpu_pools(opened: list[Opened]) -> str | None:
+    """Why the variants must not alternate call by call: numpy's BLAS pool and torch's
+    CPU pool, each as large as the machine, spin against each other in one process, and
+    each call of one waits for the other's threads (numpy's median rose 70x here)."""
+    on_cpu = {o.m.variant.backend for o in opened if o.m.device in (None, "cpu")}
+    if {"numpy", "torch"} <= on_cpu:
+        return (
+            "numpy and torch on the CPU would fight over the cores call by call, so they "
+            "were timed one after the other"
+        )
+    return None
 
 
 def _finish_plain(m: Measurement, out: Any) -> None:
