@@ -321,3 +321,13 @@ def test_a_run_interrupted_before_any_case_says_so_not_an_empty_table(tmp_path):
     text = summary(BenchResult("r1", "interrupted", str(store), "s.yaml", {}, [], []))
     assert text.splitlines()[0] == "no case finished: nothing to summarise"
     assert "median ms" not in text and f"run r1 (interrupted) stored in {store}" in text
+
+
+def test_tables_escape_control_characters_from_outside():
+    """inspect, predict, cache list and bench print names read from a model or a store
+    through one table: an escape sequence in a tensor name never reaches the terminal."""
+    from anemll_spec.cli._common import table
+
+    text = table([["logits\x1b[2J", 3], ["ok", 12]], ["name", "n"])
+    assert "\x1b" not in text and "logits\\x1b[2J" in text
+    assert text.splitlines()[2].endswith(" 3")  # numbers still right-aligned

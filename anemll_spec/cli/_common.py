@@ -191,8 +191,12 @@ def human_flops(n: float | None) -> str:
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:
-    """A plain aligned text table (numbers right-aligned)."""
-    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    """A plain aligned text table (numbers right-aligned). Cells may hold text from
+    outside (a model's tensor names, a stored name): control characters are escaped."""
+    from anemll_spec.text import printable
+
+    cells = [[printable(c) for c in header]]
+    cells += [["-" if c is None else printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     numeric = [
         all(_is_num(r[i]) for r in rows if r[i] is not None) and rows != []
