@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import sys
 
-from anemll_spec.power.base import Energy, PowerSample, Reader, Unavailable
+from anemll_spec.power.base import DEFAULT_PERIOD_S, Energy, PowerSample, Reader, Unavailable
 
 __all__ = ["Energy", "PowerSample", "Reader", "Unavailable", "open_reader"]
 
 
-def open_reader(backend: str, device: str = "auto", *, period_s: float | None = 0.1):
+def open_reader(backend: str, device: str = "auto", *, period_s: float | None = DEFAULT_PERIOD_S):
     """The reader for a backend/device here, or Unavailable saying exactly why not.
 
     period_s: the timeline's sampling period (None: no sampler thread, energy only).
@@ -59,7 +59,7 @@ def _open_macos(period_s: float | None):
     first = open_ioreport(None if period_s is None else max(period_s, 0.25))
     if not isinstance(first, Unavailable):
         return first
-    second = open_powermetrics(period_s or 0.1)
+    second = open_powermetrics(period_s or DEFAULT_PERIOD_S)
     if not isinstance(second, Unavailable):
         return second
     return Unavailable(f"{first.reason}; {second.reason}")

@@ -78,6 +78,10 @@ class Energy:
         return out
 
 
+# How often a reader samples power for the timeline (s): the one default of every reader.
+DEFAULT_PERIOD_S = 0.1
+
+
 @dataclass(frozen=True)
 class Unavailable:
     """No reading here, and exactly why (stored as the reason beside NULL energy)."""

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from anemll_spec.power.base import Energy, PowerSample, Sampler, Unavailable
+from anemll_spec.power.base import DEFAULT_PERIOD_S, Energy, PowerSample, Sampler, Unavailable
 
 # NVML clock event reasons (nvmlClocksEventReason*): bit -> name
 REASONS = {
@@ -120,7 +120,7 @@ class NvmlReader:
 
     method = "nvml"
 
-    def __init__(self, nv: Any, handle: Any, period_s: float | None = 0.1):
+    def __init__(self, nv: Any, handle: Any, period_s: float | None = DEFAULT_PERIOD_S):
         self.nv, self.handle = nv, handle
         self.name = nv.nvmlDeviceGetName(handle)
         self.name = self.name.decode() if isinstance(self.name, bytes) else str(self.name)
@@ -158,7 +158,9 @@ class NvmlReader:
         )
 
 
-def open_nvml(device: str = "cuda", period_s: float | None = 0.1) -> NvmlReader | Unavailable:
+def open_nvml(
+    device: str = "cuda", period_s: float | None = DEFAULT_PERIOD_S
+) -> NvmlReader | Unavailable:
     try:
         import pynvml as nv
     except ImportError:

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from anemll_spec.power.base import Energy, PowerSample, Unavailable
+from anemll_spec.power.base import DEFAULT_PERIOD_S, Energy, PowerSample, Unavailable
 
 CMD = ("powermetrics", "--samplers", "cpu_power,gpu_power,ane_power", "-f", "plist")
 RAILS = ("cpu", "gpu", "ane", "dram")  # summed into the total; 'package' overlaps them
@@ -142,7 +142,7 @@ class PowermetricsReader:
 
     method = "powermetrics"
 
-    def __init__(self, period_s: float = 0.1):
+    def __init__(self, period_s: float = DEFAULT_PERIOD_S):
         self.period_ms = max(10, int(period_s * 1e3))
         self._proc: subprocess.Popen | None = None
         self._samples: list[PMSample] = []
@@ -191,7 +191,7 @@ class PowermetricsReader:
         return energy_from_samples(self._samples, self._t_start, t_stop)
 
 
-def open_powermetrics(period_s: float = 0.1) -> PowermetricsReader | Unavailable:
+def open_powermetrics(period_s: float = DEFAULT_PERIOD_S) -> PowermetricsReader | Unavailable:
     if sys.platform != "darwin":
         return Unavailable("powermetrics exists on macOS only", "powermetrics")
     path = shutil.which("powermetrics") or "/usr/bin/powermetrics"

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from anemll_spec.power.base import Energy, PowerSample, Sampler, Unavailable
+from anemll_spec.power.base import DEFAULT_PERIOD_S, Energy, PowerSample, Sampler, Unavailable
 
 ROOT = Path("/sys/class/powercap")
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")  # intel-rapl-mmio duplicates package
@@ -79,7 +79,7 @@ class RaplReader:
 
     method = "rapl"
 
-    def __init__(self, zones: list[Zone], period_s: float | None = 0.1):
+    def __init__(self, zones: list[Zone], period_s: float | None = DEFAULT_PERIOD_S):
         self.zones = zones
         self._sampler = Sampler(self._read, period_s)
 
@@ -113,7 +113,9 @@ class RaplReader:
         )
 
 
-def open_rapl(root: Path = ROOT, period_s: float | None = 0.1) -> RaplReader | Unavailable:
+def open_rapl(
+    root: Path = ROOT, period_s: float | None = DEFAULT_PERIOD_S
+) -> RaplReader | Unavailable:
     zones = find_zones(root)
     return zones if isinstance(zones, Unavailable) else RaplReader(zones, period_s)
 
