@@ -589,3 +589,9 @@ def test_a_baseline_chip_on_two_os_versions_is_named_with_its_version(tmp_path):
         ("26.0", "M4 Max macOS 26.0 (own, Core ML ANE)", pytest.approx(1.0)),
     ]
     assert single == [("M4 Max (own, Core ML ANE)",)]  # one version: none named
+
+
+def test_the_cli_offers_exactly_the_sweep_metrics_the_chart_draws():
+    from anemll_spec.chart import DEFAULT_SWEEP_METRIC, SWEEP_METRICS
+
+    assert tuple(sweep.METRICS) == SWEEP_METRICS and DEFAULT_SWEEP_METRIC in SWEEP_METRICS

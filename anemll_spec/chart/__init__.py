@@ -27,6 +27,12 @@ KINDS: dict[str, str] = {
 }
 
 
+# The sweep chart's metrics (each one's SQL is in chart.sweep.METRICS) and its default,
+# here so that the CLI can offer them without importing the chart.
+SWEEP_METRICS = ("bandwidth_gbps", "median_ms", "tflops", "throughput_ips")
+DEFAULT_SWEEP_METRIC = "bandwidth_gbps"
+
+
 def module(kind: str):
     if kind not in KINDS:
         from anemll_spec.errors import InputError

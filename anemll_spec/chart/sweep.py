@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from anemll_spec.chart import style
+from anemll_spec.chart import DEFAULT_SWEEP_METRIC, style
 from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
 from anemll_spec.errors import InputError
 
@@ -24,7 +24,8 @@ TITLE = "Sweep"
 # cases of a sweep carry their swept values in `params`; others have '{}'
 NEEDS = "status = 'ok' AND median_ms > 0 AND coalesce(params::VARCHAR, '{}') <> '{}'"
 
-# metric -> (SQL of its value, axis title, CI: 'latency' | 'inverse' of the median | None)
+# metric -> (SQL of its value, axis title, CI: 'latency' | 'inverse' of the median | None);
+# the names are chart.SWEEP_METRICS (the CLI offers them without importing this module)
 METRICS: dict[str, tuple[str, str, str | None]] = {
     "bandwidth_gbps": (
         "coalesce(bandwidth_gbps, weight_bytes / (median_ms * 1e6))",
@@ -90,7 +91,7 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
             f"run {run_id} swept no parameter ({opts.describe(run=False)}): every case has the same "
             "params; the sweep chart needs a spec with a `sweep:`"
         )
-    metric = opts.metric or "bandwidth_gbps"
+    metric = opts.metric or DEFAULT_SWEEP_METRIC
     if metric not in METRICS:
         raise InputError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     value_sql, _title, ci_kind = METRICS[metric]
@@ -139,7 +140,7 @@ def build(con, opts: Options) -> dict[str, Any]:
     rows, param, metric, others = _query(con, opts, run_id)
     if not rows:
         raise NoData(
-            f"no {opts.metric or 'bandwidth_gbps'} values to draw in run {run_id} "
+            f"no {opts.metric or DEFAULT_SWEEP_METRIC} values to draw in run {run_id} "
             f"({opts.describe(run=False)})"
         )
     return chart(rows, param, metric, run_id, opts, others)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anemll_spec.chart import KINDS
+from anemll_spec.chart import DEFAULT_SWEEP_METRIC, KINDS, SWEEP_METRICS
 from anemll_spec.cli._common import add_json, add_store, nonempty, out_dir, print_json
 
 HELP = "draw a chart from the store (offline HTML, PNG, SVG and Vega-Lite JSON)"
@@ -49,8 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--metric",
-        choices=["bandwidth_gbps", "median_ms", "tflops", "throughput_ips"],
-        help="sweep: the metric on y (bandwidth_gbps)",
+        choices=SWEEP_METRICS,
+        help=f"sweep: the metric on y ({DEFAULT_SWEEP_METRIC})",
     )
     p.add_argument(
         "--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size"
