@@ -120,3 +120,28 @@ def test_compiled_histogram_counts_are_proto_counts():
     """The fixture's histogram was written from the package proto it was made from."""
     info = inspect_model(FIX / "attention_tiny.mlmodelc", sha=False)
     assert Counter(info["ops"])["write_state"] == 2
+
+
+def test_a_neural_network_model_says_what_inspect_does_not_read(tmp_path, capsys):
+    """Its layers and weights are not read: 'ops: n/a', not an empty list and 0 B as if
+    measured; an output whose description gives no shape is unknown, not a scalar."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    from anemll_spec.cli import main
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))])
+    def prog(x):
+        return mb.mul(x=x, y=2.0, name="y")
+
+    path = tmp_path / "nn.mlmodel"
+    ct.convert(prog, convert_to="neuralnetwork").save(str(path))
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    assert spec.WhichOneof("Type") == "neuralNetwork"
+    assert not spec.description.output[0].type.multiArrayType.shape  # what converters write
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ops: n/a (a neuralNetwork model, not an ML Program" in out
+    assert "y     ? (not declared)  float32" in out and "scalar" not in out
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_type"] == "neuralNetwork"

@@ -14,10 +14,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+def _shape(t: dict) -> str:
+    """'1x4096'; a classifier's label or dict is a scalar; an array whose description
+    gives no shape (older converters leave outputs' out) is '?' (unknown, not rank 0)."""
+    if t["shape"]:
+        return "x".join("?" if d is None else str(d) for d in t["shape"])
+    return "scalar" if t["dtype"] in ("str", "dict") else "? (not declared)"
+
+
 def _tensors(title: str, items: list[dict]) -> list[str]:
     if not items:
         return []
-    rows = [[t["name"], "x".join(map(str, t["shape"])) or "scalar", t["dtype"]] for t in items]
+    rows = [[t["name"], _shape(t), t["dtype"]] for t in items]
     return [f"{title}:", table(rows, ["name", "shape", "dtype"]), ""]
 
 
@@ -41,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
     out += _tensors("inputs", info["inputs"])
     out += _tensors("outputs", info["outputs"])
     out += _tensors("states", info["states"])
-    out.append("ops: " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
+    if info["model_type"] != "mlProgram":  # a neuralNetwork, a pipeline, ...: not read
+        out.append(
+            f"ops: n/a (a {info['model_type']} model, not an ML Program: its layers, "
+            "weights and FLOPs are not read, and the figures above count none)"
+        )
+    else:
+        out.append("ops: " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
     if info["compression"]:
         rows = [
             [

@@ -198,7 +198,8 @@ def inspect_model(path: str | Path, *, sha: bool = True) -> dict:
     model = SavedModel(locate(path))
     io = model.io()
     opset, ops_list, fn_inputs = "", [], []
-    if model.spec is None or model.spec.WhichOneof("Type") == "mlProgram":
+    model_type = "mlProgram" if model.spec is None else model.spec.WhichOneof("Type")
+    if model_type == "mlProgram":
         prog = model.program()
         fn = prog.function(None, str(model.path))
         opset, ops_list, fn_inputs = fn.opset, list(walk(fn.ops)), fn.inputs
@@ -215,6 +216,7 @@ def inspect_model(path: str | Path, *, sha: bool = True) -> dict:
     return {
         "path": str(model.path),
         "kind": model.kind,
+        "model_type": model_type,  # mlProgram; else ops, weights and FLOPs are not read
         "deployment_target": model.deployment_target(opset),
         "spec_version": model.spec_version,
         "opset": opset,
