@@ -7,9 +7,10 @@ the forward pass is replayed as a CUDA graph where it can be captured (otherwise
 and `notes` says why).
 
 What the harness times (`bind`): copy the (already device-resident) inputs into the
-graph's input buffers, replay (or run eagerly), and wait for the device
-(`torch.cuda.synchronize()` / `torch.mps.synchronize()`), so wall time covers the whole
-device work, never an asynchronous launch alone. Outputs stay on the device (a consumer
+graph's input buffers, replay (or run eagerly), and wait for that work (on CUDA, on the
+session's own stream, up to an event after the call; on MPS `torch.mps.synchronize()`),
+so wall time covers the whole device work, never an asynchronous launch alone, and
+instances timed at once do not wait for each other. Outputs stay on the device (a consumer
 of logits on the GPU reads them there); `predict` copies them to the host for verify.
 On CUDA, `runtime_probe` reports the CUDA-event time of the same region.
 
@@ -19,6 +20,7 @@ torch is imported only when a session is loaded; `available()` is cheap.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,11 +52,16 @@ class TorchSession(Session):
         self.device = runner.device.type  # store column `device`: cuda | mps | cpu
         self.notes: list[str] = []
         self._events = None
+        self._stream = None
         if runner.device.type == "cuda":
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             self._events = (start, end)
             self.runtime_probe = self._event_ns
+            # The session's own stream: instances timed at once (threads of one process)
+            # queue their kernels apart, and each call waits for its own work only; on the
+            # shared default stream, with a device-wide sync, each waited for all of them.
+            self._stream = torch.cuda.Stream(runner.device)
 
     @property
     def device_name(self) -> str:
@@ -89,24 +96,38 @@ class TorchSession(Session):
         runner, sync = self.runner, self.runner.synchronize
         if self.runner.states and state is None:
             state = runner.make_state()
-        runner.run(feed, state)  # capture (or learn that it cannot) before timing
-        sync()
-        runner.check()  # device-side index checks: the timed calls repeat this feed
-        self._note_execution()
-        if self._events is None:
+        if self._stream is None:  # CPU, MPS
+            runner.run(feed, state)
+            sync()
+            runner.check()
+            self._note_execution()
 
             def call() -> None:
                 runner.run(feed, state)
                 sync()
 
             return call
-        start, end = self._events
+        assert self._events is not None  # made with the stream
+        cuda, stream, (start, end) = self._torch.cuda, self._stream, self._events
+        stream.wait_stream(cuda.current_stream(runner.device))  # the feed is made
+        with cuda.stream(stream):
+            runner.run(feed, state)  # capture (or learn that it cannot) before timing
+        stream.synchronize()
+        runner.check()  # device-side index checks: the timed calls repeat this feed
+        self._note_execution()
+
+        made_current = threading.local()
 
         def timed_call() -> None:
+            # The stream is made the calling thread's current stream once, at its first
+            # call: `with torch.cuda.stream(...)` cost ~10 us a call on an H100.
+            if getattr(made_current, "stream", None) is not stream:
+                cuda.set_stream(stream)
+                made_current.stream = stream
             start.record()
             runner.run(feed, state)
             end.record()
-            sync()
+            end.synchronize()  # this call's work, all of it; not other instances'
 
         return timed_call
 
