@@ -137,3 +137,25 @@ def test_readers_do_not_import_the_builders():
     for m in readers:
         assert not any(t.startswith("anemll_spec.build") for t in g[m]), m
         assert not any(t.startswith("anemll_spec.executor") for t in g[m]), m
+
+
+def test_data_flows_one_way_the_store_never_imports_the_runner_or_the_charts():
+    """spec -> cases -> built models -> timed runs -> store -> charts: a stage may use the
+    ones before it, never one after (the store re-derived case keys through runner.plan)."""
+    g = import_graph()
+    later = {
+        "anemll_spec.spec": (
+            "anemll_spec.build",
+            "anemll_spec.runner",
+            "anemll_spec.store",
+            "anemll_spec.chart",
+        ),
+        "anemll_spec.store": ("anemll_spec.runner", "anemll_spec.chart", "anemll_spec.cli"),
+        "anemll_spec.runner": ("anemll_spec.chart", "anemll_spec.cli"),
+    }
+    for stage, forbidden in later.items():
+        mods = [m for m in g if m == stage or m.startswith(stage + ".")]
+        assert mods, stage
+        for m in mods:
+            bad = sorted(t for t in g[m] if t.startswith(forbidden))
+            assert not bad, f"{m} imports {bad}"

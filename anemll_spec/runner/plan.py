@@ -3,7 +3,6 @@ previews exactly what `bench` would do."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from anemll_spec import backends
@@ -16,11 +15,7 @@ from anemll_spec.vocab import Instances
 
 def override_backend(cases: list[Case], backend: str | None) -> list[Case]:
     """--backend replaces the spec's backends (so the case keys say what was measured)."""
-    if not backend:
-        return cases
-    return [
-        dataclasses.replace(c, run=c.run.model_copy(update={"backends": [backend]})) for c in cases
-    ]
+    return [c.with_backend(backend) for c in cases]
 
 
 @dataclass

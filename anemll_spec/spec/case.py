@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -82,6 +82,13 @@ class Case:
     @cached_property
     def build_key(self) -> str:
         return digest(self.model.build_fields())
+
+    def with_backend(self, backend: str | None) -> Case:
+        """This case measured on `backend` instead of the spec's backends (`--backend`):
+        a case of its own, whose key says what was measured."""
+        if not backend:
+            return self
+        return replace(self, run=self.run.model_copy(update={"backends": [backend]}))
 
     def variant_key(self, backend: str, compute_units: str | None, device: str | None) -> str:
         """Key of one measured variant: the model, the resolved backend, compute unit and

@@ -131,9 +131,7 @@ class SpecChecker:
 def _case_keys(case, backend: str | None) -> set[str]:
     """The case keys a bench of this case may have stored: the spec's own, or with its
     backends replaced by `--backend X` (which the key records)."""
-    from anemll_spec.runner.plan import override_backend
-
     keys = {case.key}
     for b in {backend, "auto"} - {None}:
-        keys.add(override_backend([case], b)[0].key)
+        keys.add(case.with_backend(b).key)
     return keys
