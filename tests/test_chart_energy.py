@@ -480,3 +480,23 @@ def test_published_energy_rows_would_be_drawn_beside_measured_ones():
     sub = spec["title"]["subtitle"]
     assert "Published energy rows are drawn beside measured ones." in sub
     assert not any("No published energy figures exist" in s for s in sub)
+
+
+def test_power_breaks_between_windows_and_a_missing_total_says_why(store):
+    """Step lines per rail ran across a window without readings (the next window's first
+    point drawn over it); the subtitle dropped the stored reason for the missing total."""
+    from anemll_spec.chart.sustained_draw import _subtitle
+
+    spec = build_chart("sustained", str(store["path"]), Options())
+    lines = [
+        layer
+        for part in spec["vconcat"]
+        for panel in part["vconcat"]
+        for layer in panel.get("layer", [])
+        if layer.get("name") == "power_lines"
+    ]
+    assert lines and all(ly["encoding"]["detail"]["field"] == "window_index" for ly in lines)
+    case = {"energy_method": None, "energy_note": "no energy for window 1 of 3: the energy "
+            "reading failed: OSError: gone"}  # fmt: skip
+    sub = " ".join(_subtitle(case, [], {}, None, has_power=True))
+    assert "No energy for the run: no energy for window 1 of 3: the energy reading failed" in sub

@@ -145,6 +145,7 @@ def _case(case: dict[str, Any], data: dict[str, Any], color, shade) -> dict[str,
                 x=x,
                 y=alt.Y("watts:Q", title="power (W)"),
                 color=color,
+                detail="window_index:N",  # a line per window: a window without readings is a gap
                 tooltip=[
                     alt.Tooltip("rail:N", title="rail"),
                     alt.Tooltip("t_s:Q", title="period end (s)", format=".2f"),
@@ -207,6 +208,8 @@ def _subtitle(case, windows, spread, clip, has_power: bool) -> list[str]:
         lines.append(f"No power readings: {note}.")
     elif case.get("energy_method"):
         lines.append(f"Power: {case['energy_method']}.")
+    else:  # some windows were read, the case's total was not: say why
+        lines.append(f"No energy for the run: {case.get('energy_note') or 'not read'}.")
     if clip:
         lines.append(
             f"Latency axis clipped to {clip.lo:.4g}–{clip.hi:.4g} ms (quartiles ± "
