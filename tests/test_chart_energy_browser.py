@@ -145,7 +145,9 @@ def test_sustained_panels_line_up_on_one_time_axis(chromium, store, tmp_path):
     assert len(mark_items(root, "window_medians")) == len(ds["windows"])
     assert len(mark_items(root, "window_tags")) == len(ds["windows"])
     rails = {p["rail"] for p in ds["power"]}
-    assert len(mark_items(root, "power_lines")) == len(rails) == 4  # one line per rail
+    per_window = {(p["rail"], p["window_index"]) for p in ds["power"]}
+    assert len(rails) == 4 and len(per_window) == 4 * 6  # a line per rail and per window
+    assert len(mark_items(root, "power_lines")) == len(per_window)
     # the shaded windows of the latency panel and of the power panel: same x on the page
     shaded = [w for w in ds["windows"] if w["shade"]]
     top = [rect_box(i) for i in mark_items(root, "shade_latency")]
