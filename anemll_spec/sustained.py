@@ -72,6 +72,7 @@ class Sustained:
     verdict: Verdict
     window_s: float
     duration_s: float
+    interrupted: bool = False  # Ctrl-C after two or more windows: these are kept
 
 
 def judge(
@@ -134,7 +135,9 @@ def run_sustained(
     a last to compare).
 
     reader: a power reader (anemll_spec.power.open_reader), started and stopped around
-    each window. thermal: a callable read at each window's end (power.thermal)."""
+    each window. thermal: a callable read at each window's end (power.thermal).
+    Ctrl-C after two windows ends the run early, with `interrupted` set and the windows
+    finished so far (the one in progress is dropped); before that, it propagates."""
     if window_s <= 0 or duration_s < 2 * window_s:
         raise ValueError(
             f"duration_s ({duration_s}) must hold at least two windows of {window_s} s"
@@ -147,20 +150,30 @@ def run_sustained(
         fn()
         calls += 1
     windows: list[Window] = []
-    for i in range(n_windows):
-        if reader is not None:
-            reader.start()
-        samples, starts, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
-        energy = stop_reading(reader) if reader is not None else None
-        therm = thermal() if thermal else None
-        w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
-        windows.append(w)
-        if on_window is not None:
-            on_window(w)
+    interrupted = reading = False
+    try:
+        for i in range(n_windows):
+            if reader is not None:
+                reader.start()
+                reading = True
+            samples, starts, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
+            energy = stop_reading(reader) if reader is not None else None
+            reading = False
+            therm = thermal() if thermal else None
+            w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
+            windows.append(w)
+            if on_window is not None:
+                on_window(w)
+    except KeyboardInterrupt:  # a long run stopped: its finished windows still tell
+        if reading and reader is not None:
+            stop_reading(reader)  # the window in progress: its sampler must not run on
+        if len(windows) < 2:
+            raise
+        interrupted = True
     verdict = judge(
         windows[0].samples_ns, windows[-1].samples_ns, [w.thermal for w in windows], seed=seed
     )
-    return Sustained(windows, verdict, window_s, duration_s)
+    return Sustained(windows, verdict, window_s, duration_s, interrupted)
 
 
 def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np.ndarray, int, int]:

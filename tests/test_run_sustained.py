@@ -231,3 +231,48 @@ def test_numpy_and_torch_on_the_cpu_are_not_interleaved(tmp_path):
     for m in res.results:
         assert any(n.startswith("not interleaved: numpy and torch on the CPU") for n in m.notes)
     assert "interleaved: " not in log.replace("not interleaved: ", "")
+
+
+def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
+    """A 30-minute sustained run stopped at minute 20 kept nothing: its finished windows
+    are stored (the one in progress is dropped), judged first against last, and the run
+    is marked interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    spec = tmp_path / "long.yaml"
+    spec.write_text(
+        "name: long\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], warmup: 2, duration_s: 60, window_s: 0.5, "
+        "dispatch_floor: false}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "ANEMLL_SPEC_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "window 3/" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(seen) + err
+    (case,) = _one(store, "SELECT * FROM cases")
+    windows = _one(store, "SELECT * FROM sustained_windows ORDER BY window_index")
+    samples = _one(store, "SELECT wall_ns, window_index FROM samples ORDER BY idx")
+    assert 3 <= len(windows) == case["sustained_windows"] < 120
+    assert case["n_samples"] == len(samples) == sum(w["calls"] for w in windows)
+    first = np.array([s["wall_ns"] for s in samples if s["window_index"] == 0])
+    last = np.array([s["wall_ns"] for s in samples if s["window_index"] == len(windows) - 1])
+    assert case["sustained_verdict"] == judge(first, last, seed=0).verdict
+    assert "interrupted after" in case["notes"]
+    assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"

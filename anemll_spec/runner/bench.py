@@ -96,10 +96,16 @@ class Runner:
                     self.progress.phase("cooldown", f"{p.case.run.cooldown_s:g} s")
                     time.sleep(p.case.run.cooldown_s)
                 self.progress.case(i + 1, len(self.cases), p.case.model_name)
-                for m in case_mod.run_case(env, p.case, p.variants, p.notes):
+                measured = case_mod.run_case(env, p.case, p.variants, p.notes)
+                stop = any(m.interrupted for m in measured)
+                for m in measured:
+                    if stop and m.status == "ok" and m.summary is None:
+                        continue  # its turn never came: nothing was measured
                     m.case_id = record.store_measurement(store, self.target, run_id, m)
                     results.append(m)
                     self.progress.note(_one_line(m))
+                if stop:
+                    raise KeyboardInterrupt  # what was finished is stored: stop here
         except KeyboardInterrupt:
             status = "interrupted"
             self.progress.note("interrupted: finished cases are kept; run marked 'interrupted'")

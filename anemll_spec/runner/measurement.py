@@ -90,6 +90,7 @@ class Measurement:
     reading_calls: int | None = None  # the calls the energy reading covers (its divisor)
     energy_t0_ns: int | None = None  # perf_counter_ns the power timeline counts from
     sustained: Any = None  # sustained.Sustained
+    interrupted: bool = False  # Ctrl-C ended it early: stored as far as it got, then the run stops
     notes: list[str] = field(default_factory=list)
     case_id: str | None = None
     factors: dict | None = None  # store.factors.for_run's row for this case

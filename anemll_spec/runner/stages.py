@@ -214,8 +214,8 @@ def close(cr: CaseRun) -> None:
 
 
 def dispatch_floor(cr: CaseRun) -> None:
-    if not cr.case.run.dispatch_floor:
-        return
+    if not cr.case.run.dispatch_floor or any(m.interrupted for m in cr.measurements):
+        return  # not asked for, or the run was stopped (Ctrl-C): store what there is
     for m in cr.live:
         m.dispatch_floor_ms = _floor(cr, m)
 

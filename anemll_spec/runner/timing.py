@@ -29,6 +29,8 @@ def time_variants(cr: CaseRun) -> None:
         for o in opened:
             with attempt(o.m, "predict failed while timing: "):
                 _sustained(cr, o)
+            if o.m.interrupted:  # Ctrl-C: the variants after it are not timed
+                break
         return
     if run.concurrency > 1:
         for o in opened:
@@ -195,7 +197,13 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     else:
         m.energy = reader  # why there is no energy
     timed_s = n_windows * run.window_s
-    if timed_s < run.duration_s:
+    if result.interrupted:  # stored, then the run stops (bench)
+        m.interrupted = True
+        m.note(
+            f"sustained: interrupted after {len(result.windows)} of {n_windows} windows; "
+            "the verdict compares the first and the last finished window"
+        )
+    elif timed_s < run.duration_s:
         m.note(
             f"sustained: {n_windows} whole windows of {run.window_s:g} s timed {timed_s:g} s "
             f"of the {run.duration_s:g} s asked"
