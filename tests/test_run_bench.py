@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,8 +15,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from bench_util import interrupted_bench
 from build_util import lm_head
-from conftest import ROOT
 
 from anemll_spec.progress import Progress
 from anemll_spec.runner import Runner
@@ -264,27 +262,10 @@ def test_ctrl_c_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, cac
         "sweep: {run.max_time_s: [0.2, 120]}\n",
     )
     store = tmp_path / "s.duckdb"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**__import__("os").environ, "ANEMLL_SPEC_CACHE": str(cache)},
+    status, said = interrupted_bench(
+        spec, store, cache, lambda ln: "[2/2]" in ln and "timing" in ln, delay_s=0.5
     )
-    seen = []
-    try:
-        for line in proc.stderr:
-            seen.append(line)
-            if "[2/2]" in line and "timing" in line:
-                break
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, "".join(seen) + err
+    assert status == 130, said
     rows = _cases(store)
     assert len(rows) == 1 and rows[0]["status"] == "ok"
     con = duckdb.connect(str(store), read_only=True)

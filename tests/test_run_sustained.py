@@ -237,10 +237,7 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     """A 30-minute sustained run stopped at minute 20 kept nothing: its finished windows
     are stored (the one in progress is dropped), judged first against last, and the run
     is marked interrupted."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    from bench_util import interrupted_bench
 
     spec = tmp_path / "long.yaml"
     spec.write_text(
@@ -249,23 +246,8 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
         "dispatch_floor: false}\n"
     )
     store = tmp_path / "s.duckdb"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "ANEMLL_SPEC_CACHE": str(tmp_path / "cache")},
-    )  # fmt: skip
-    seen = []
-    try:
-        for line in proc.stderr:
-            seen.append(line)
-            if "window 3/" in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, "".join(seen) + err
+    status, said = interrupted_bench(spec, store, tmp_path / "cache", lambda ln: "window 3/" in ln)
+    assert status == 130, said
     (case,) = _one(store, "SELECT * FROM cases")
     windows = _one(store, "SELECT * FROM sustained_windows ORDER BY window_index")
     samples = _one(store, "SELECT wall_ns, window_index FROM samples ORDER BY idx")

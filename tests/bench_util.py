@@ -1,0 +1,40 @@
+"""A real `anemll-spec bench` in a subprocess, stopped with Ctrl-C (SIGINT) once a line
+of its progress says so: what the Ctrl-C tests share."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def interrupted_bench(
+    spec: Path, store: Path, cache: Path, when: Callable[[str], bool], delay_s: float = 0.0
+) -> tuple[int, str]:
+    """(exit status, everything it printed on stderr) of a bench sent SIGINT `delay_s`
+    after the first stderr line for which `when(line)` holds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "ANEMLL_SPEC_CACHE": str(cache)},
+    )  # fmt: skip
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if when(line):
+                break
+        time.sleep(delay_s)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(seen) + err
