@@ -112,8 +112,9 @@ def judge(
 
 
 def window_count(duration_s: float, window_s: float) -> int:
-    """How many whole windows a sustained run of `duration_s` times."""
-    return int(duration_s // window_s)
+    """How many whole windows a sustained run of `duration_s` times (rounding kept out:
+    1.0 // 0.1 is 9.0 in floats)."""
+    return math.floor(duration_s / window_s + 1e-9)
 
 
 def run_sustained(

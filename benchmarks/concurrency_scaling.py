@@ -116,7 +116,8 @@ def main() -> None:
         ips: dict[str, list[float]] = {label: [] for label, _ in parallel}
         ratios: dict[str, list[float]] = {label: [] for label, _ in parallel}
         for r in range(ROUNDS):
-            order = parallel[r % 3 :] + parallel[: r % 3]
+            k = r % len(parallel)
+            order = parallel[k:] + parallel[:k]
             got = {label: throughput(a.instances, mode) for label, mode in order}
             serial.append(throughput(1, "threads"))
             base = (serial[-2] + serial[-1]) / 2

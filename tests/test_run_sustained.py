@@ -191,6 +191,11 @@ def test_sustained_energy_reaches_the_summary_and_a_skipped_pass_says_why(tmp_pa
     (case,) = _one(store, "SELECT * FROM cases")
     assert case["energy_method"] == "rapl" and case["energy_mj_per_inference"] > 0
     assert m.energy.total_mj / m.reading_calls == pytest.approx(case["energy_mj_per_inference"])
+    # against the counter's own rate: 10 W over the windows' time, per call (±5%)
+    windows = _one(store, "SELECT wall_s, calls FROM sustained_windows")
+    joules = 10.0 * sum(w["wall_s"] for w in windows)
+    per_call_mj = 1e3 * joules / sum(w["calls"] for w in windows)
+    assert case["energy_mj_per_inference"] == pytest.approx(per_call_mj, rel=0.05)
     assert f"{case['energy_mj_per_inference']:.3g}" in summary(res)  # not "-"
 
 
@@ -258,3 +263,31 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     assert case["sustained_verdict"] == judge(first, last, seed=0).verdict
     assert "interrupted after" in case["notes"]
     assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
+
+
+def test_ctrl_c_in_a_later_variants_first_window_keeps_the_finished_variant(tmp_path):
+    """Variant 1 ran its whole duration; Ctrl-C before variant 2 had two windows lost
+    both. Variant 1 is stored, variant 2 is not, and the run is interrupted."""
+    pytest.importorskip("torch")
+    from bench_util import interrupted_bench
+
+    spec = tmp_path / "two.yaml"
+    spec.write_text(
+        "name: two\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy, torch], device: cpu, warmup: 2, duration_s: 2, "
+        "window_s: 1, dispatch_floor: false}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    status, said = interrupted_bench(
+        spec, store, tmp_path / "cache", lambda ln: "sustained" in ln and "torch" in ln
+    )
+    assert status == 130, said
+    rows = _one(store, "SELECT backend, sustained_windows FROM cases")
+    assert rows == [{"backend": "numpy", "sustained_windows": 2}]
+    assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
+
+
+def test_whole_windows_are_counted_without_float_rounding():
+    from anemll_spec.sustained import window_count
+
+    assert (window_count(1.0, 0.1), window_count(6, 0.2), window_count(2.9, 1)) == (10, 30, 2)

@@ -317,3 +317,21 @@ def test_an_imported_baseline_is_not_compared_with_own_energy(tmp_path):
     finally:
         con.close()
     assert rows == [("imported", "M1 Max", 1.0, "imported"), ("own", "M4 Max", None, None)]
+
+
+def test_an_older_verdict_on_windows_of_too_few_calls_still_imports(tmp_path):
+    """'too few calls' is newer than runs already stored and shared: a run whose first or
+    last window has under 6 calls may hold the verdict the older judge gave it (its CI is
+    still checked); pulls of such runs were refused whole."""
+    from fixtures.store.energy import sustained_case, synthetic_sustained
+
+    from anemll_spec.sustained import judge
+
+    s = synthetic_sustained(n_windows=3, calls=4)
+    assert judge(s.windows[0].samples_ns, s.windows[-1].samples_ns).verdict == "too few calls"
+    for old in ("sustained", "degraded"):
+        src = tmp_path / f"{old}.duckdb"
+        sustained_case(src, new_run(src), s, sustained_verdict=old)
+        export_bundle(src, tmp_path / f"{old}.parquet")
+        (got,) = import_bundles(tmp_path / f"into-{old}.duckdb", [tmp_path / f"{old}.parquet"])
+        assert got["runs_added"] == 1

@@ -108,6 +108,7 @@ def test_target_forms_parse_and_redact(tmp_path):
             "postgres://u@h/db?password=***&sslmode=require",
         ),
         ("host=h mypassword=kept", "host=h mypassword=kept"),  # no such key: not a secret
+        ("h password=pw' AS lake", "h password=***' AS lake"),  # the SQL string's quote stays
     ],
 )
 def test_a_password_is_redacted_whole(target, shown):

@@ -72,17 +72,19 @@ def run(args: argparse.Namespace) -> int:
 def _say_if_new(target: str) -> None:
     """A store that is not there yet is made by this run: say where, so that a typo in
     --store (or a bench run from another folder) is not a silent second store."""
-    from anemll_spec.store import lake_target
+    from anemll_spec.store import lake_target, store_path
 
-    if not lake_target.is_lake(target) and not Path(target).expanduser().exists():
+    path = store_path(target)  # a file store's file, or a shared store's catalog file
+    if not path.exists() and (not lake_target.is_lake(target) or path.suffix == ".ducklake"):
         print(f"note: no store at {_shown(target)} yet: this run creates it", file=sys.stderr)
 
 
 def _shown(store: str) -> str:
     """A file store by its absolute path (a shared store's target is already redacted)."""
     from anemll_spec.store import lake_target
+    from anemll_spec.store.connection import describe_target
 
-    return store if lake_target.is_lake(store) else str(Path(store).expanduser().absolute())
+    return store if lake_target.is_lake(store) else str(Path(describe_target(store)).absolute())
 
 
 def _sig(x: float | None, digits: int = 3) -> str:

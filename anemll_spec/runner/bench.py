@@ -100,7 +100,7 @@ class Runner:
                 stop = any(m.interrupted for m in measured)
                 for m in measured:
                     if stop and m.status == "ok" and m.summary is None:
-                        continue  # its turn never came: nothing was measured
+                        continue  # its turn never came, or Ctrl-C came first: nothing kept
                     m.case_id = record.store_measurement(store, self.target, run_id, m)
                     results.append(m)
                     self.progress.note(_one_line(m))

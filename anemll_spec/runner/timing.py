@@ -26,9 +26,14 @@ def time_variants(cr: CaseRun) -> None:
     if not opened:
         return
     if run.duration_s:
-        for o in opened:
-            with attempt(o.m, "predict failed while timing: "):
-                _sustained(cr, o)
+        for i, o in enumerate(opened):
+            try:
+                with attempt(o.m, "predict failed while timing: "):
+                    _sustained(cr, o)
+            except KeyboardInterrupt:  # before this variant had two windows
+                if not any(p.m.sustained is not None for p in opened[:i]):
+                    raise
+                o.m.interrupted = True  # nothing of it is kept; the variants before it are
             if o.m.interrupted:  # Ctrl-C: the variants after it are not timed
                 break
         return
@@ -57,10 +62,9 @@ def _plain(cr: CaseRun, opened: list[Opened]) -> None:
         )
         for o in opened
     ]
-    clash = _cpu_pools(opened)
-    if run.interleave and len(timers) > 1 and clash:
-        for o in opened:
-            o.m.note(f"not interleaved: {clash}")
+    clash = _cpu_pools(opened) if run.interleave and len(timers) > 1 else None
+    for o in opened if clash else ():
+        o.m.note(f"not interleaved: {clash}")
     if run.interleave and len(timers) > 1 and not clash:
         progress.phase("timing", "interleaved: " + " ".join(o.m.variant.label for o in opened))
         outcomes: list[Any] = time_interleaved(timers, block=1, isolate=True)

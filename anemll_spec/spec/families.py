@@ -6,6 +6,7 @@ weights (declared once: validation checks compression against them, the builder 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -270,18 +271,28 @@ class External(ModelBase):
             self._check_input_names(rules)
 
     def _check_input_names(self, rules: Rules) -> None:
-        from anemll_spec.errors import InputError
-        from anemll_spec.model_io import describe
         from anemll_spec.text import did_you_mean
 
-        try:
-            inputs = [t.name for t in describe(self.path).inputs]
-        except InputError:
+        inputs = _input_names(self.path)
+        if inputs is None:
             return  # a model that cannot be read: bench's preflight says why
         for name in self.input_ranges:
             if name not in inputs:
                 hint = did_you_mean(name, inputs)
                 rules.add(("input_ranges", name), f"the model has no input {name!r}{hint}")
+
+
+@functools.lru_cache(maxsize=64)
+def _input_names(path: str) -> list[str] | None:
+    """An external model's input names (None: unreadable), read once per path and process:
+    every sweep point of a spec validates its model again."""
+    from anemll_spec.errors import InputError
+    from anemll_spec.model_io import describe
+
+    try:
+        return [t.name for t in describe(path).inputs]
+    except InputError:
+        return None
 
 
 FAMILIES: dict[str, type[ModelBase]] = {

@@ -281,7 +281,10 @@ def sustained_problem(con, rels: Mapping[str, str]) -> str | None:
                     f"case {_show(case_id)}: {name} = {_show(stored)} but the windows' "
                     f"samples give {got!r} (sustained.judge, seed 0)"
                 )
-        if verdict != v.verdict:
+        # "too few calls" is newer than some stored runs: one with a short first or last
+        # window may hold the verdict an older judge gave it (the CI above still holds)
+        older = v.verdict == "too few calls" and verdict in ("sustained", "degraded", "improved")
+        if verdict != v.verdict and not older:
             return (
                 f"case {_show(case_id)}: sustained_verdict = {_show(verdict)} but the windows' "
                 f"samples give {v.verdict!r} (ratio {v.throughput_ratio:.4g}, CI "

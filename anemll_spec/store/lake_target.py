@@ -122,7 +122,10 @@ def _absolute(path: str | None) -> str | None:
 
 _KEYS = "|".join(SECRET_KEYS)
 # key=value (libpq): a quoted value, or an unquoted one, which runs to the next space
-_SECRET_KV = re.compile(r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+# (a quote closing the SQL string around it is left: `ATTACH '...password=pw' AS`)
+_SECRET_KV = re.compile(
+    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)('(?:[^'\\]|\\.)*'|\S+?(?='?(?:\s|$)))", re.I
+)
 # a URI's query parameter runs to the next '&'
 _SECRET_QUERY = re.compile(r"([?&](?:" + _KEYS + r")=)[^&\s]*", re.I)
 # a URI's user:password@ runs to the last '@' of the URI (a raw '@' in it is common)
