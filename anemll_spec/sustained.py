@@ -179,8 +179,10 @@ def run_sustained(
 
 def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Time calls until `span_ns` of wall time has passed since the window began: (latencies,
-    start times, window start, window end). Same timed region as the harness, GC off while timing; samples go
-    into array('q')s (amortised O(1) append, no float boxing)."""
+    start times, window start, window end). A call starts while the window is open (its
+    start is the clock read just after that check) and the window ends when its last call
+    ends. Same timed region as the harness (the call alone), GC off while timing; samples
+    go into array('q')s (amortised O(1) append, no float boxing)."""
     pc = time.perf_counter_ns
     samples, starts = array("q"), array("q")
     append, append_start = samples.append, starts.append
