@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 class ClockReader:
@@ -18,3 +19,45 @@ class ClockReader:
     def stop(self, *, timed_only: bool = True):
         self.t1 = time.perf_counter_ns()
         return ("read", timed_only)
+
+
+def rapl_zone(root: Path, energy_uj: int = 1000, max_range_uj: int = 262143328850) -> Path:
+    """One package zone of a sysfs-shaped powercap tree under `root` (the kernel's
+    documented layout, which the real RAPL reader reads); returns its energy_uj file."""
+    zone = root / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "energy_uj").write_text(f"{energy_uj}\n")
+    (zone / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
+    return zone / "energy_uj"
+
+
+class ClockedRapl:
+    """A RAPL tree whose counter stands where `watts` since it was made says, written
+    (atomically, as sysfs does) whenever the real reader reads it."""
+
+    def __init__(self, root: Path, watts: float) -> None:
+        self.counter = rapl_zone(root)
+        self.root, self.watts, self.t0 = root, watts, time.perf_counter()
+        self._write()
+
+    def _write(self) -> None:
+        uj = int((time.perf_counter() - self.t0) * self.watts * 1e6)
+        tmp = self.counter.with_name("energy_uj.tmp")
+        tmp.write_text(f"{uj}\n")
+        tmp.replace(self.counter)
+
+    def reader(self, *args):
+        """A real RAPL reader over the tree (the runner's `energy.reader` signature)."""
+        from anemll_spec.power.rapl import open_rapl
+
+        self._write()
+        r = open_rapl(self.root, period_s=None)
+        read = r._sampler._read
+
+        def sampled():
+            self._write()  # the counter is where the clock says
+            return read()
+
+        r._sampler._read = sampled
+        return r

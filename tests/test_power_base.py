@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from power_util import rapl_zone
 
 from anemll_spec.power import open_reader
 from anemll_spec.power.base import Energy, Sampler, Unavailable, to_mj
@@ -81,14 +82,10 @@ def _rapl_that_breaks(tmp_path):
     """A real RAPL reader over a sysfs-shaped tree whose counter is gone by stop()."""
     from anemll_spec.power.rapl import open_rapl
 
-    zone = tmp_path / "powercap" / "intel-rapl:0"
-    zone.mkdir(parents=True)
-    (zone / "name").write_text("package-0\n")
-    (zone / "energy_uj").write_text("1000\n")
-    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    counter = rapl_zone(tmp_path / "powercap")
     reader = open_rapl(tmp_path / "powercap", period_s=None)
     assert not isinstance(reader, Unavailable)
-    return reader, zone / "energy_uj"
+    return reader, counter
 
 
 def test_a_reading_that_fails_is_missing_with_its_error_not_a_failed_timing(tmp_path):

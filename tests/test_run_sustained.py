@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from power_util import ClockReader
+from power_util import ClockedRapl, ClockReader
 
 from anemll_spec.harness import Budget, time_concurrent
 from anemll_spec.progress import Progress
@@ -146,44 +146,11 @@ def test_a_sustained_warm_up_stops_at_max_time():
     assert time.perf_counter() - t0 < 2.0 and len(res.windows) == 2
 
 
-class _Rapl:
-    """A sysfs-shaped RAPL tree whose counter a thread advances at `watts` (the kernel's
-    interface, as tests/test_power_rapl.py builds it; the reader code is the real one)."""
-
-    def __init__(self, root: Path, watts: float) -> None:
-        self.zone = root / "intel-rapl:0"
-        self.zone.mkdir(parents=True)
-        (self.zone / "name").write_text("package-0\n")
-        (self.zone / "max_energy_range_uj").write_text("262143328850\n")
-        self.root, self.watts, self.t0 = root, watts, time.perf_counter()
-        self._write()
-
-    def _write(self) -> None:
-        uj = int((time.perf_counter() - self.t0) * self.watts * 1e6)
-        tmp = self.zone / "energy_uj.tmp"
-        tmp.write_text(f"{uj}\n")
-        tmp.replace(self.zone / "energy_uj")
-
-    def reader(self, *args):
-        from anemll_spec.power.rapl import open_rapl
-
-        self._write()
-        r = open_rapl(self.root, period_s=None)
-        read = r._sampler._read
-
-        def sampled():
-            self._write()  # the counter is where the clock says
-            return read()
-
-        r._sampler._read = sampled
-        return r
-
-
 def test_sustained_energy_reaches_the_summary_and_a_skipped_pass_says_why(tmp_path, monkeypatch):
     from anemll_spec.cli.bench import summary
     from anemll_spec.runner import energy
 
-    rapl = _Rapl(tmp_path / "powercap", watts=10.0)
+    rapl = ClockedRapl(tmp_path / "powercap", watts=10.0)
     monkeypatch.setattr(energy, "reader", rapl.reader)
     store = tmp_path / "s.duckdb"
     res, _ = _bench(tmp_path, SUSTAINED, store)
@@ -205,7 +172,7 @@ def test_interleaved_variants_without_an_energy_pass_say_why(tmp_path, monkeypat
     pytest.importorskip("torch")
     from anemll_spec.runner import energy, timing
 
-    monkeypatch.setattr(energy, "reader", _Rapl(tmp_path / "powercap", watts=10.0).reader)
+    monkeypatch.setattr(energy, "reader", ClockedRapl(tmp_path / "powercap", watts=10.0).reader)
     monkeypatch.setattr(timing, "_cpu_pools", lambda opened: None)  # interleave them here
     store = tmp_path / "s.duckdb"
     text = (

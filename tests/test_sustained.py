@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from power_util import rapl_zone
 
 from anemll_spec.bootstrap import ratio_of_medians_ci
 from anemll_spec.power.base import Unavailable
@@ -67,14 +68,7 @@ def test_real_numpy_workload_in_windows(tmp_path):
 
     # a real reader: RAPL over a sysfs-shaped tree (its counters stand still here, so each
     # window's energy is 0 mJ over a real interval)
-    zone = tmp_path / "intel-rapl:0"
-    zone.mkdir()
-    for name, text in (
-        ("name", "package-0"),
-        ("energy_uj", "1000"),
-        ("max_energy_range_uj", "99999999"),
-    ):
-        (zone / name).write_text(text + "\n")
+    rapl_zone(tmp_path, energy_uj=1000, max_range_uj=99999999)
     reader = open_rapl(tmp_path, period_s=None)
     seen = []
     res = run_sustained(
