@@ -74,8 +74,9 @@ def _say_if_new(target: str) -> None:
     --store (or a bench run from another folder) is not a silent second store."""
     from anemll_spec.store import lake_target, store_path
 
-    path = store_path(target)  # a file store's file, or a shared store's catalog file
-    if not path.exists() and (not lake_target.is_lake(target) or path.suffix == ".ducklake"):
+    if lake_target.is_lake(target) and lake_target.parse_target(target).catalog != "duckdb":
+        return  # a catalog on a server: no file here to make
+    if not store_path(target).exists():  # the store's file, or its DuckDB catalog file
         print(f"note: no store at {_shown(target)} yet: this run creates it", file=sys.stderr)
 
 

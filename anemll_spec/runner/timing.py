@@ -200,14 +200,14 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         m.reading_calls = sum(w.calls for w in result.windows)
     else:
         m.energy = reader  # why there is no energy
-    timed_s = n_windows * run.window_s
+    timed_s = n_windows * run.window_s  # window_count's rule: equal up to rounding
     if result.interrupted:  # stored, then the run stops (bench)
         m.interrupted = True
         m.note(
             f"sustained: interrupted after {len(result.windows)} of {n_windows} windows; "
             "the verdict compares the first and the last finished window"
         )
-    elif timed_s < run.duration_s:
+    elif run.duration_s - timed_s > 1e-9 * run.duration_s:
         m.note(
             f"sustained: {n_windows} whole windows of {run.window_s:g} s timed {timed_s:g} s "
             f"of the {run.duration_s:g} s asked"
