@@ -290,7 +290,7 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
     postgres, tmp_path, capsys, monkeypatch
 ):
     """The catalog server goes away while a command holds the shared store (stopped for
-    real, at a chosen step of the command): compare, export and import each end in one
+    real, at a chosen step of the command): compare, export, import and push each end in one
     line, exit 1 (the store failed, not the input), the password never shown, nothing
     written."""
     from fixtures.store.synth import case, new_run
@@ -340,8 +340,18 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
         assert "Traceback" not in err and len(lines) <= 2, err
         assert lines[-1].startswith(f"anemll-spec {command}: error: "), err
         assert pg.PASSWORD not in err, err
+    # push: the server stops once the runs are staged, before the commit
+    stop_after(bundle, "stage")
+    try:
+        code = main(["push", "--store", str(local), "--to", target])
+    finally:
+        postgres.start()
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and pg.PASSWORD not in err, err
+    assert "the shared store " in err and " failed during the copy: " in err, err
+    assert err.rstrip().endswith("; nothing written"), err
     assert not (tmp_path / "x.parquet").exists()
-    assert len(rows_of(target)) == 2  # the import added nothing
+    assert len(rows_of(target)) == 2  # the import and the push added nothing
 
 
 def rows_of(target) -> list:

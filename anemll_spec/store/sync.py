@@ -96,11 +96,12 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
         except duckdb.Error as exc:
             lake._rollback(con)
-            msg = lake._message(exc)
+            parsed = lake_target.parse_target(dest) if shared else None  # named <catalog>
             if lake.transient(exc):
-                raise lake.StoreUnreachable(
-                    f"the store {shown} failed during the copy; nothing written ({msg})"
+                raise lake.failed(
+                    shown, exc, " during the copy", "; nothing written", parsed
                 ) from None
+            msg = lake._message(exc, parsed)
             raise InputError(f"copy into {shown} failed, nothing written: {msg}") from None
         except BaseException:
             lake._rollback(con)
