@@ -123,5 +123,7 @@ def test_warm_up_takes_its_calls_and_its_seconds():
     res = run_sustained(lambda: calls.append(time.perf_counter()), 0.2, 0.1, warmup=3, warmup_s=0.3)
     timed = sum(w.calls for w in res.windows)
     warm = len(calls) - timed
-    assert warm >= 3 and calls[warm - 1] - t0 >= 0.3
+    # the warm-up ends at the first check past warmup_s, not at a call: under load its
+    # last call may start a few ms before (CI saw 0.2947 s once), the first timed one not
+    assert warm >= 3
     assert calls[warm] - t0 >= 0.3  # the first timed call came after the warm-up
