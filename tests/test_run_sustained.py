@@ -173,7 +173,7 @@ def test_interleaved_variants_without_an_energy_pass_say_why(tmp_path, monkeypat
     from anemll_spec.runner import energy, timing
 
     monkeypatch.setattr(energy, "reader", ClockedRapl(tmp_path / "powercap", watts=10.0).reader)
-    monkeypatch.setattr(timing, "_cpu_pools", lambda opened: None)  # interleave them here
+    monkeypatch.setattr(timing, "_interleave_groups", lambda opened: [opened])  # interleave them
     store = tmp_path / "s.duckdb"
     text = (
         "name: il\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
@@ -258,3 +258,49 @@ def test_whole_windows_are_counted_without_float_rounding():
     from anemll_spec.sustained import window_count
 
     assert (window_count(1.0, 0.1), window_count(6, 0.2), window_count(2.9, 1)) == (10, 30, 2)
+
+
+def test_torch_on_the_cpu_alone_leaves_the_others_interleaved(tmp_path):
+    """On a Mac a case may list Core ML, numpy and torch on the CPU: only torch is kept
+    apart, Core ML and numpy still take turns (they used to lose interleaving all three)."""
+    from anemll_spec.runner.measurement import Measurement, Variant
+    from anemll_spec.runner.stages import Opened
+    from anemll_spec.runner.timing import _interleave_groups
+    from anemll_spec.spec import load_cases
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: g\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n")
+    _, (case,) = load_cases(spec)
+
+    def opened(backend: str, device: str | None = None) -> Opened:
+        cu = "CPU_AND_NE" if backend == "coreml" else None
+        m = Measurement(Variant(case, backend, cu), device=device)
+        return Opened(m, session=None, feed=None, state=None)  # type: ignore[arg-type]
+
+    coreml, numpy_, torch_cpu, torch_mps = (
+        opened("coreml"),
+        opened("numpy"),
+        opened("torch", "cpu"),
+        opened("torch", "mps"),
+    )
+    groups = _interleave_groups([coreml, numpy_, torch_cpu])
+    assert [[o.m.variant.backend for o in g] for g in groups] == [["coreml", "numpy"], ["torch"]]
+    assert not coreml.m.notes and numpy_.m.notes and torch_cpu.m.notes
+    # torch on the GPU beside numpy clashes with nothing; nor torch on the CPU alone
+    assert _interleave_groups([coreml, numpy_, torch_mps]) == [[coreml, numpy_, torch_mps]]
+    assert _interleave_groups([coreml, opened("torch", "cpu")])[0][0] is coreml
+
+
+def test_a_sustained_run_says_its_variants_were_not_interleaved(tmp_path):
+    """Sustained runs time each variant for its whole duration, one after another: with
+    interleave on (the default) and two variants, each result says so."""
+    pytest.importorskip("torch")
+    text = SUSTAINED.replace("backends: [numpy]", "backends: [numpy, torch], device: cpu")
+    res, _ = _bench(tmp_path, text.replace("duration_s: 2", "duration_s: 1"), tmp_path / "s.db")
+    assert res.status == "finished", [m.error for m in res.results]
+    assert len(res.results) == 2
+    for m in res.results:
+        assert (
+            "not interleaved: a sustained run times each variant for its whole duration, "
+            "one after the other" in m.notes
+        )

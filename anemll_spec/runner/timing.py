@@ -26,6 +26,11 @@ def time_variants(cr: CaseRun) -> None:
     if not opened:
         return
     if run.duration_s:
+        for o in opened if run.interleave and len(opened) > 1 else ():
+            o.m.note(
+                "not interleaved: a sustained run times each variant for its whole "
+                "duration, one after the other"
+            )
         for i, o in enumerate(opened):
             try:
                 with attempt(o.m, "predict failed while timing: "):
@@ -51,65 +56,83 @@ def _on_progress(cr: CaseRun, m: Measurement) -> Callable[[int, float, float], N
 
 
 def _plain(cr: CaseRun, opened: list[Opened]) -> None:
-    run, progress = cr.case.run, cr.env.progress
-    budget = Budget.from_run(run)
-    timers = [
-        Timer(
-            o.session.bind(o.feed, o.state),
-            budget,
-            after=o.session.runtime_probe,
-            on_progress=_on_progress(cr, o.m),
-        )
-        for o in opened
-    ]
-    clash = _cpu_pools(opened) if run.interleave and len(timers) > 1 else None
-    for o in opened if clash else ():
-        o.m.note(f"not interleaved: {clash}")
-    if run.interleave and len(timers) > 1 and not clash:
-        progress.phase("timing", "interleaved: " + " ".join(o.m.variant.label for o in opened))
-        outcomes: list[Any] = time_interleaved(timers, block=1, isolate=True)
-        for o, out in zip(opened, outcomes, strict=True):
-            _finish_plain(o.m, out)
-            if o.m.status == "ok":  # a chip-wide counter cannot split interleaved calls
-                with attempt(o.m, "energy: "):
-                    _energy_pass(cr, o, why="the variants were interleaved")
+    run = cr.case.run
+    groups = _interleave_groups(opened) if run.interleave and len(opened) > 1 else [opened]
+    for group in groups:
+        if run.interleave and len(group) > 1:
+            _interleaved(cr, group)
+        else:
+            for o in group:
+                _one_by_one(cr, o)
+
+
+def _timer(cr: CaseRun, o: Opened) -> Timer:
+    return Timer(
+        o.session.bind(o.feed, o.state),
+        Budget.from_run(cr.case.run),
+        after=o.session.runtime_probe,
+        on_progress=_on_progress(cr, o.m),
+    )
+
+
+def _interleaved(cr: CaseRun, group: list[Opened]) -> None:
+    """The variants take turns call by call; a chip-wide counter cannot split their calls,
+    so each one's energy is read over a pass of its own."""
+    cr.env.progress.phase("timing", "interleaved: " + " ".join(o.m.variant.label for o in group))
+    outcomes: list[Any] = time_interleaved([_timer(cr, o) for o in group], block=1, isolate=True)
+    for o, out in zip(group, outcomes, strict=True):
+        _finish_plain(o.m, out)
+        if o.m.status == "ok":
+            with attempt(o.m, "energy: "):
+                _energy_pass(cr, o, why="the variants were interleaved")
+
+
+def _one_by_one(cr: CaseRun, o: Opened) -> None:
+    run, progress, t = cr.case.run, cr.env.progress, _timer(cr, o)
+    progress.phase("warmup", o.m.variant.label)
+    reader = energy.reader(run, o.m.variant.backend, o.m.device)
+    try:
+        t.warm()
+        progress.phase("timing", o.m.variant.label)
+        if energy.is_reader(reader):
+            reader.start()
+        t.step()
+        if energy.is_reader(reader):
+            o.m.energy, o.m.reading_calls = stop_reading(reader, timed_only=True), t.n
+        else:
+            o.m.energy = reader  # why there is none
+        _finish_plain(o.m, t.result())
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        _finish_plain(o.m, exc)
         return
-    for o, t in zip(opened, timers, strict=True):
-        progress.phase("warmup", o.m.variant.label)
-        reader = energy.reader(run, o.m.variant.backend, o.m.device)
-        try:
-            t.warm()
-            progress.phase("timing", o.m.variant.label)
-            if energy.is_reader(reader):
-                reader.start()
-            t.step()
-            if energy.is_reader(reader):
-                o.m.energy, o.m.reading_calls = stop_reading(reader, timed_only=True), t.n
-            else:
-                o.m.energy = reader  # why there is none
-            _finish_plain(o.m, t.result())
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            _finish_plain(o.m, exc)
-            continue
-        short = getattr(o.m.energy, "interval_s", None)
-        if short is not None and short < run.energy_s and o.m.status == "ok":
-            with attempt(o.m, "energy: "):  # too short for the counters: read a longer pass
-                _energy_pass(cr, o, why=f"the timed loop lasted {short:.2g} s")
+    short = getattr(o.m.energy, "interval_s", None)
+    if short is not None and short < run.energy_s and o.m.status == "ok":
+        with attempt(o.m, "energy: "):  # too short for the counters: read a longer pass
+            _energy_pass(cr, o, why=f"the timed loop lasted {short:.2g} s")
 
 
-def _cpu_pools(opened: list[Opened]) -> str | None:
-    """Why the variants must not alternate call by call: numpy's BLAS pool and torch's
-    CPU pool, each as large as the machine, spin against each other in one process, and
-    each call of one waits for the other's threads (numpy's median rose 70x here)."""
-    on_cpu = {o.m.variant.backend for o in opened if o.m.device in (None, "cpu")}
-    if {"numpy", "torch"} <= on_cpu:
-        return (
-            "numpy and torch on the CPU would fight over the cores call by call, so they "
-            "were timed one after the other"
-        )
-    return None
+def _interleave_groups(opened: list[Opened]) -> list[list[Opened]]:
+    """Which variants may take turns call by call. numpy's BLAS pool and torch's CPU pool,
+    each as large as the machine, spin against each other in one process, and each call
+    of one waits for the other's threads (numpy's median rose 70x here). So torch on the
+    CPU takes turns only with itself, after the others, which still take turns among
+    themselves (Core ML beside numpy on a Mac, say); each variant of the clash says so."""
+
+    def backend(o: Opened) -> str | None:
+        return o.m.variant.backend if o.m.device in (None, "cpu") else None
+
+    torch_cpu = [o for o in opened if backend(o) == "torch"]
+    if not torch_cpu or not any(backend(o) == "numpy" for o in opened):
+        return [opened]
+    for o in opened:
+        if backend(o) in ("numpy", "torch"):
+            o.m.note(
+                "not interleaved: numpy and torch on the CPU would fight over the cores call "
+                "by call, so torch on the CPU was timed after the other variants"
+            )
+    return [[o for o in opened if backend(o) != "torch"], torch_cpu]
 
 
 def _finish_plain(m: Measurement, out: Any) -> None:
