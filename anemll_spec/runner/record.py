@@ -21,11 +21,8 @@ def case_row(m: Measurement) -> tuple[dict[str, Any], dict[str, Any]]:
 
     kw: dict[str, Any] = {"placements": m.placements, "starts_ns": m.starts_ns}
     if m.sustained is not None:
-        rows = store_energy.sustained_rows(m.sustained)
+        rows = store_energy.sustained_rows(m.sustained, m.energy)  # as the summary shows it
         extra = rows["case"]
-        if "energy_method" not in extra and m.energy is not None:
-            why = store_energy.energy_rows(m.energy, m.reading_calls, t0_ns=m.energy_t0_ns or 0)
-            extra = {**extra, **why["case"]}  # why the windows have no energy
         kw.update(
             sample_windows=rows["sample_windows"],
             windows=rows["windows"],

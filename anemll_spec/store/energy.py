@@ -134,9 +134,12 @@ def rail_rows(energy) -> list[dict]:
     return rows
 
 
-def sustained_rows(s) -> dict:
+def sustained_rows(s, energy=None) -> dict:
     """append_case arguments of a sustained.Sustained: {'case', 'samples',
-    'sample_windows', 'windows', 'rails', 'power_samples'}."""
+    'sample_windows', 'windows', 'rails', 'power_samples'}.
+
+    energy: the case's energy as the runner already summed it for the summary (or why
+    there is none), so the store holds what was shown; None: `combined_energy` here."""
     wins = s.windows
     t0 = wins[0].start_ns
     windows, points = [], []
@@ -170,9 +173,10 @@ def sustained_rows(s) -> dict:
         "sustained_verdict": v.verdict,
         "sustained_throttled": v.throttled,
     }
-    combined = combined_energy(wins)
-    energy = energy_rows(combined, sum(w.calls for w in wins), t0_ns=t0)
-    case.update(energy["case"])
+    whole = energy_rows(
+        combined_energy(wins) if energy is None else energy, sum(w.calls for w in wins), t0_ns=t0
+    )
+    case.update(whole["case"])
     for i, w in enumerate(points):
         w["idx"] = i
     return {
@@ -180,7 +184,7 @@ def sustained_rows(s) -> dict:
         "samples": np.concatenate([w.samples_ns for w in wins]),
         "sample_windows": np.repeat(np.arange(len(wins)), [w.calls for w in wins]),
         "windows": windows,
-        "rails": energy["rails"],
+        "rails": whole["rails"],
         "power_samples": points,
     }
 
