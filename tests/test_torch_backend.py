@@ -363,3 +363,17 @@ def test_python_number_operands_can_be_captured():
     graph.replay()
     torch.cuda.synchronize()
     torch.testing.assert_close(out, torch.clamp(x, min=0.0) / 2.0)
+
+
+@cuda_only
+def test_closing_a_cuda_session_gives_the_thread_its_stream_back(cache, tmp_path):
+    """A timed call makes the session's stream the thread's current one (once: cheaper
+    than a `with` per call); after close, later work must not queue on it."""
+    path = build(lm_head(**HEAD), cache_dir=cache).path
+    before = torch.cuda.current_stream()
+    sess = open_session(path, tmp_path, device="cuda")
+    call = sess.bind(sess.feed(synth_inputs(describe(path), seed=0)))
+    call()
+    assert torch.cuda.current_stream() != before  # the session's own stream, while timing
+    sess.close()
+    assert torch.cuda.current_stream() == before

@@ -62,6 +62,9 @@ class TorchSession(Session):
             # queue their kernels apart, and each call waits for its own work only; on the
             # shared default stream, with a device-wide sync, each waited for all of them.
             self._stream = torch.cuda.Stream(runner.device)
+        # threads whose current stream a timed call set, and what it was before (close
+        # gives the closing thread its own back: later work must not queue on this one)
+        self._replaced: dict[int, Any] = {}
 
     @property
     def device_name(self) -> str:
@@ -122,6 +125,7 @@ class TorchSession(Session):
             # The stream is made the calling thread's current stream once, at its first
             # call: `with torch.cuda.stream(...)` cost ~10 us a call on an H100.
             if getattr(made_current, "stream", None) is not stream:
+                self._replaced.setdefault(threading.get_ident(), cuda.current_stream())
                 cuda.set_stream(stream)
                 made_current.stream = stream
             start.record()
@@ -149,6 +153,10 @@ class TorchSession(Session):
     def close(self) -> None:
         self.runner = None
         if self.device == "cuda":
+            cuda = self._torch.cuda
+            previous = self._replaced.pop(threading.get_ident(), None)
+            if previous is not None and cuda.current_stream() == self._stream:
+                cuda.set_stream(previous)
             self._torch.cuda.empty_cache()
 
 
