@@ -274,3 +274,24 @@ def test_weight_file_symlinked_out_of_the_model_is_refused(good, tmp_path, capsy
     _refused(pkg, r"links outside the model", capsys)
     with pytest.raises(InputError, match="links outside"):
         inspect_model(pkg, sha=True)  # the hash must not read the outside file either
+
+
+@pytest.mark.parametrize("how", ["cycle", "out_of_order"])
+def test_an_op_reading_what_nothing_defined_before_it_is_refused(good, tmp_path, capsys, how):
+    """A cycle (an op reading its own output) or a read of a later op's output: coremltools
+    never writes either, and both used to pass `inspect` and fail only mid-run."""
+    pkg = _copy(good, tmp_path)
+
+    def rebind(spec):
+        ops = _ops(spec)
+        linear = next(op for op in ops if op.type == "linear")
+        add = next(op for op in ops if op.type == "add")
+        if how == "cycle":
+            linear.inputs["x"].arguments[0].name = "y"
+        else:  # the linear reads the add's output, which comes after it
+            linear.inputs["x"].arguments[0].name = "zb"
+            assert list(ops).index(linear) < list(ops).index(add)
+
+    _edit(pkg, rebind)
+    want = "y" if how == "cycle" else "zb"
+    _refused(pkg, rf"op \d+ 'y' \(linear\) reads '{want}', which nothing defines before it", capsys)

@@ -120,6 +120,26 @@ def block_reads(block: Block) -> Iterator[str]:
             yield name
 
 
+def undefined_reads(fn: Function) -> Iterator[tuple[Op, str]]:
+    """Each (op, name) where an op reads a variable nothing defined before it: a cycle or
+    ops out of order, which a saved program cannot mean (coremltools writes ops in
+    order). Found at load, so `inspect` and the executor refuse it alike."""
+
+    def visit(ops: list[Op], visible: set[str]) -> Iterator[tuple[Op, str]]:
+        visible = set(visible)
+        for op in ops:
+            for args in op.inputs.values():
+                yield from ((op, a.ref) for a in args if a.ref and a.ref not in visible)
+            for block in op.blocks:
+                inner = visible | {v.name for v in block.inputs}
+                yield from visit(block.ops, inner)
+                inner |= {o.name for b_op in walk(block.ops) for o in b_op.outputs}
+                yield from ((op, name) for name in block.outputs if name not in inner)
+            visible.update(o.name for o in op.outputs)
+
+    yield from visit(fn.ops, {v.name for v in fn.inputs})
+
+
 def walk(ops: list[Op]) -> Iterator[Op]:
     """Every op, those inside nested blocks included, in program order."""
     for op in ops:

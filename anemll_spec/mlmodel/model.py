@@ -92,7 +92,18 @@ class SavedModel:
         return features.from_function(fn, self.kind, self.path)
 
     def program(self, function: str | None = None) -> ir.Program:
-        """The ML Program (every function, or only `function`) as the IR."""
+        """The ML Program (every function, or only `function`) as the IR, its ops in an
+        order they can run in (checked here, for every reader of it)."""
+        prog = self._read_program(function)
+        for fn in prog.functions.values():
+            for op, name in ir.undefined_reads(fn):
+                raise InputError(
+                    f"{self.path}: function '{fn.name}': {op.where()} reads '{name}', which "
+                    "nothing defines before it (a cycle, or ops out of order)"
+                )
+        return prog
+
+    def _read_program(self, function: str | None) -> ir.Program:
         if self.spec is not None:
             from anemll_spec.mlmodel.protoread import read_program
 
