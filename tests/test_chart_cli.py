@@ -169,7 +169,7 @@ def test_report_page_has_every_section_and_escapes_labels(cli, store, tmp_path):
     r = cli("report", "--store", store["path"], "--run", xss, "--out", out, "--json")
     assert r.returncode == 0, r.stderr
     html = out.read_text()
-    assert json.loads(r.stdout) == {"report": str(out)}
+    assert json.loads(r.stdout) == {"report": str(out), "run_id": xss}
     assert syn.XSS not in html  # neither in the tables nor inside the charts' JSON
     assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in html
     for heading in (

@@ -93,7 +93,7 @@ def _resolve(con, ref: str | None, baseline: str) -> str:
         raise InputError("the store holds no runs yet: run `anemll-spec bench SPEC` first")
     # a chip no row has would silently give 'no baseline' everywhere (as in factors)
     check_baseline(con, baseline)
-    return resolve_run(con, ref or "latest")
+    return resolve_run(con, "latest" if ref is None else ref)
 
 
 def write_report(

@@ -61,6 +61,38 @@ def add_store(p: argparse.ArgumentParser) -> None:
     )
 
 
+RUN_FORMS = "a run id, a unique prefix, 'latest' or 'previous'"
+
+
+def add_run_flag(p: argparse.ArgumentParser, what: str, *, dest: str = "run_flag") -> None:
+    """`--run RUN` (repeatable), taken by every command that reads stored runs, beside
+    the positional form some of them also take: one way to name runs works everywhere."""
+    p.add_argument(
+        "--run", dest=dest, action="append", default=[], type=nonempty, metavar="RUN",
+        help=f"{what}: {RUN_FORMS} (repeatable)",
+    )  # fmt: skip
+
+
+def runs_given(
+    args: argparse.Namespace,
+    positional: str,
+    *,
+    exactly: int | None = None,
+    at_most: int | None = None,
+) -> list[str]:
+    """The runs named by position and by --run, in that order; InputError when they are
+    not as many as the command takes (never one silently dropped)."""
+    from anemll_spec.errors import InputError
+
+    named = getattr(args, positional)
+    refs = ([named] if isinstance(named, str) else list(named or ())) + list(args.run_flag)
+    if exactly is not None and len(refs) != exactly:
+        raise InputError(f"give {exactly} runs (as RUN arguments or --run), got {len(refs)}")
+    if at_most is not None and len(refs) > at_most:
+        raise InputError(f"give at most {at_most} run (as RUN or --run), got {len(refs)}")
+    return refs  # '' among them: the lookup refuses it ("an empty run id")
+
+
 def out_file(
     value: str,
     flag: str = "--out",

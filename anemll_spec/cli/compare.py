@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, finite_float, nonnegative_int, print_json
+from anemll_spec.cli._common import (
+    add_json,
+    add_run_flag,
+    add_store,
+    finite_float,
+    nonnegative_int,
+    print_json,
+    runs_given,
+)
 
 HELP = "compare two runs case by case (ratio of medians with bootstrap CI)"
 DESCRIPTION = (
@@ -26,9 +34,13 @@ MAX_N_BOOT = 100_000  # more resamples change nothing but the memory used
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "run_a", metavar="RUN_A", help="baseline run ('previous': of RUN_B's spec, before it)"
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="two runs: RUN_A, the baseline ('previous': of RUN_B's spec, before it), then the run to "
+        "judge (e.g. latest)",
     )
-    p.add_argument("run_b", metavar="RUN_B", help="run to judge (e.g. latest)")
+    add_run_flag(p, "RUN_A, then RUN_B, as flags")
     p.add_argument(
         "--fail-on-regression",
         type=finite_float,
@@ -63,10 +75,11 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 0:
             raise InputError(f"--{name.replace('_', '-')} must not be negative")
+    run_a, run_b = runs_given(args, "runs", exactly=2)
     result = compare_runs(
         default_target(args.store),
-        args.run_a,
-        args.run_b,
+        run_a,
+        run_b,
         level=args.level,
         n_boot=args.n_boot,
         seed=args.seed,

@@ -6,16 +6,18 @@ import argparse
 
 from anemll_spec.cli._common import (
     add_json,
+    add_run_flag,
     add_store,
     extra_rows,
     nonempty,
     out_file,
     print_json,
+    runs_given,
 )
 
 HELP = "write runs to a self-describing parquet bundle (for sharing)"
 DESCRIPTION = (
-    "Write runs (all, or those given with --run; ids may be unique prefixes, 'latest' "
+    "Write runs (all, or those given as RUN or with --run; ids may be unique prefixes, 'latest' "
     "or 'previous') with their hosts, cases, samples, placements, energy readings, "
     "sustained windows and spec text to one parquet file that `anemll-spec import` reads "
     "and plain DuckDB SQL can query."
@@ -23,9 +25,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--run", action="append", default=[], metavar="ID", help="a run to export (repeatable)"
-    )
+    p.add_argument("runs", nargs="*", metavar="RUN", help="runs to export (default: all)")
+    add_run_flag(p, "a run to export")
     p.add_argument(
         "--out", required=True, type=nonempty, metavar="FILE.parquet", help="bundle to write"
     )
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             f"--out {printable(args.out)}: a bundle is a parquet file; give a name ending in "
             ".parquet (it is not CSV: `anemll-spec query ... --format csv` writes CSV)"
         )
-    summary = export_bundle(store, args.out, args.run)
+    summary = export_bundle(store, args.out, runs_given(args, "runs"))
     if args.json:
         print_json(summary)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, nonempty
+from anemll_spec.cli._common import add_json, add_run_flag, add_store, nonempty, runs_given
 
 HELP = "copy runs from a shared store into the local store (idempotent)"
 DESCRIPTION = (
@@ -16,6 +16,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN_ID", help="runs to pull (default: all)")
+    add_run_flag(p, "a run to pull")
     p.add_argument(
         "--from",
         dest="source",
@@ -32,4 +33,4 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.cli.push import report
     from anemll_spec.store.sync import copy_runs
 
-    return report(copy_runs(args.source, args.store, args.runs), args.json, "pulled")
+    return report(copy_runs(args.source, args.store, runs_given(args, "runs")), args.json, "pulled")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anemll_spec.cli._common import add_json, add_store, extra_rows, nonempty, print_json
+from anemll_spec.cli._common import (
+    add_json,
+    add_run_flag,
+    add_store,
+    extra_rows,
+    nonempty,
+    print_json,
+    runs_given,
+)
 
 HELP = "copy runs from the local store into a shared store (idempotent)"
 DESCRIPTION = (
@@ -20,6 +28,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN_ID", help="runs to push (default: all)")
+    add_run_flag(p, "a run to push")
     p.add_argument(
         "--to", required=True, type=nonempty, metavar="TARGET", help="the store to copy into"
     )
@@ -30,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store.sync import copy_runs
 
-    return report(copy_runs(args.store, args.to, args.runs), args.json, "pushed")
+    return report(copy_runs(args.store, args.to, runs_given(args, "runs")), args.json, "pushed")
 
 
 def report(summary: dict, as_json: bool, verb: str) -> int:

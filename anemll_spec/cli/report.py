@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, nonempty, out_file, print_json
+from anemll_spec.cli._common import (
+    add_json,
+    add_run_flag,
+    add_store,
+    nonempty,
+    out_file,
+    print_json,
+    runs_given,
+)
 from anemll_spec.vocab import DEFAULT_BASELINE
 
 HELP = "write the HTML report of a run (offline, one self-contained file)"
@@ -12,8 +20,10 @@ HELP = "write the HTML report of a run (offline, one self-contained file)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--run", metavar="ID", help="run id, unique prefix, 'latest' or 'previous' (latest)"
-    )
+        "run", nargs="?", metavar="RUN", help="run id, unique prefix, 'latest' or 'previous' "
+        "(default: latest)"
+    )  # fmt: skip
+    add_run_flag(p, "the run to report, instead of RUN")
     add_store(p)
     p.add_argument(
         "--baseline",
@@ -43,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = default_target(args.store)
     try:
-        run_id = resolve(store, args.run, args.baseline)
+        (ref,) = runs_given(args, "run", at_most=1) or ["latest"]
+        run_id = resolve(store, ref, args.baseline)
         # the path comes from the user, or from stored text through a safe-name mapping
         target = args.out or str(default_out(run_id))
         out_file(
@@ -57,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:  # its text may quote stored text: no control characters raw
         raise InputError(printable(exc)) from None
     if args.json:
-        print_json({"report": str(path)})
+        print_json({"report": str(path), "run_id": run_id})
     else:
         print(f"report: {printable(path)}")
     return 0

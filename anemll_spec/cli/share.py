@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_store, print_json
+from anemll_spec.cli._common import add_json, add_run_flag, add_store, print_json, runs_given
 from anemll_spec.vocab import DEFAULT_BASELINE
 
 HELP = "print a run as Markdown to paste into a GitHub issue (table, host, factors)"
@@ -23,10 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "run",
         nargs="?",
-        default="latest",
         metavar="RUN",
         help="run id, unique prefix, 'latest' (default) or 'previous'",
     )
+    add_run_flag(p, "the run to share, instead of RUN")
     p.add_argument(
         "--baseline",
         default=DEFAULT_BASELINE,
@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store.lookup import resolve_run
     from anemll_spec.store.share import export_command, share_markdown
 
+    (ref,) = runs_given(args, "run", at_most=1) or ["latest"]
     con = open_store(default_target(args.store), read_only=True)
     try:
-        run_id = resolve_run(con, args.run)
+        run_id = resolve_run(con, ref)
         check_baseline(con, args.baseline)  # a misspelt chip: 'no baseline' everywhere
         text = share_markdown(con, run_id, baseline=args.baseline, store_arg=args.store)
     finally:

@@ -5,25 +5,23 @@ from __future__ import annotations
 from anemll_spec.errors import InputError
 from anemll_spec.text import printable
 
-SHORTCUTS = {"latest": 0, "previous": 1}
+SHORTCUTS = ("latest", "previous")
+# a run that stored no case (stopped before its first) is nothing to show, share or
+# compare: the shortcuts skip it, in every command alike
+HAS_CASES = "EXISTS (SELECT 1 FROM cases c WHERE c.run_id = {run}.run_id)"
 
 
 def resolve_run(con, ref: str, *, previous_of: str | None = None) -> str:
     """The run_id meant by `ref` (InputError when none or several match).
 
-    'latest' is the run started last; 'previous' is the one before it, or, with
-    `previous_of` (a run id), the run of the same spec started last before that run."""
+    'latest' is the run started last of those that stored a case; 'previous' is the run
+    of the same spec started last before `previous_of` (a run id; default: 'latest'),
+    again of those that stored a case. Every command means the same by them."""
     ref = ref.strip()
-    if ref.lower() == "previous" and previous_of is not None:
-        return _previous_of(con, previous_of)
-    if ref.lower() in SHORTCUTS:
-        rows = con.execute(
-            "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?",
-            [SHORTCUTS[ref.lower()]],
-        ).fetchall()
-        if not rows:
-            raise InputError(f"run {ref!r}: the store does not hold that many runs")
-        return rows[0][0]
+    if ref.lower() == "latest":
+        return _latest(con)
+    if ref.lower() == "previous":
+        return _previous_of(con, previous_of or _latest(con))
     if not ref:
         raise InputError("an empty run id")
     shown = printable(ref)
@@ -46,7 +44,7 @@ def resolve_run(con, ref: str, *, previous_of: str | None = None) -> str:
 def resolve_pair(con, ref_a: str, ref_b: str) -> tuple[str, str]:
     """Two runs to compare. 'previous' on one side means the previous run of the SAME
     spec as the other side's run (so `previous latest` still pairs two runs of one spec
-    after an unrelated bench); 'previous' on both sides is the overall previous run."""
+    after an unrelated bench); on both sides, the one before 'latest'."""
     a_prev = ref_a.strip().lower() == "previous"
     b_prev = ref_b.strip().lower() == "previous"
     if a_prev and not b_prev:
@@ -58,10 +56,23 @@ def resolve_pair(con, ref_a: str, ref_b: str) -> tuple[str, str]:
     return resolve_run(con, ref_a), resolve_run(con, ref_b)
 
 
+def _latest(con) -> str:
+    row = con.execute(
+        f"SELECT run_id FROM runs r WHERE {HAS_CASES.format(run='r')} "
+        "ORDER BY started_at DESC, run_id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        (n,) = con.execute("SELECT count(*) FROM runs").fetchone()
+        held = f"its {n} run(s) stored no case" if n else "it holds no run"
+        raise InputError(f"run 'latest': {held} (run `anemll-spec bench` first)")
+    return row[0]
+
+
 def _previous_of(con, run_id: str) -> str:
     row = con.execute(
         "SELECT p.run_id FROM runs r JOIN runs p ON p.spec_name IS NOT DISTINCT FROM r.spec_name "
-        "AND (p.started_at, p.run_id) < (r.started_at, r.run_id) WHERE r.run_id = ? "
+        "AND (p.started_at, p.run_id) < (r.started_at, r.run_id) "
+        f"WHERE r.run_id = ? AND {HAS_CASES.format(run='p')} "
         "ORDER BY p.started_at DESC, p.run_id DESC LIMIT 1",
         [run_id],
     ).fetchone()
