@@ -101,8 +101,21 @@ def test_predict_checks_its_paths_and_seed_first(cli, tmp_path):
     npy = tmp_path / "x.npy"
     np.save(npy, np.zeros(3, np.float32))
     refused(cli("predict", model, "--inputs", npy), "one unnamed array (.npy)")
+    objects = tmp_path / "objects.npz"  # members are read only when asked for
+    np.savez(objects, x=np.array([{"a": 1}], dtype=object))
+    refused(cli("predict", model, "--inputs", objects), "cannot read input arrays (ValueError")
+    corrupt = tmp_path / "corrupt.npz"
+    np.savez(corrupt, x=np.arange(64, dtype=np.float32))
+    data = bytearray(corrupt.read_bytes())
+    data[data.index(b"\x93NUMPY") + 200] ^= 0xFF  # a byte of the array: its CRC fails
+    corrupt.write_bytes(bytes(data))
+    refused(cli("predict", model, "--inputs", corrupt), "cannot read input arrays (BadZipFile")
     refused(cli("predict", model, "--function", "foo"), "no function 'foo' (has: main)")
-    assert [p.name for p in tmp_path.glob("*.npz")] == ["out.npz"]  # the folder, untouched
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "corrupt.npz",
+        "objects.npz",
+        "out.npz",
+    ]
 
 
 def test_query_refuses_empty_sql_and_mixed_formats_and_keeps_json_valid(cli, tmp_path):

@@ -244,6 +244,22 @@ CASES = [
         lambda v, f: mb.batch_to_space(x=v["x"], block_shape=[2, 3], crops=[[0, 1], [1, 2]]),
         lambda v, f: _batch_to_space(v["x"], (2, 3), ((0, 1), (1, 2))),
     ),
+    *[  # shape arithmetic of traced models: scalars picked by gather, joined by concat
+        Case(
+            f"concat_of_scalars{'_interleave' if il else ''}",
+            {"x": rand(4)},
+            lambda v, f, il=il: (
+                mb.gather(x=v["x"], indices=np.int32(1), axis=0),
+                mb.concat(
+                    values=[mb.gather(x=v["x"], indices=np.int32(i), axis=0) for i in (0, 2)],
+                    axis=0,
+                    interleave=il,
+                ),
+            ),
+            lambda v, f: (v["x"][1], v["x"][[0, 2]]),
+        )
+        for il in (False, True)
+    ],
 ]
 
 

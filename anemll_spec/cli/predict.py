@@ -176,6 +176,8 @@ def synthesise(path: Path, seed: int, function: str | None = None) -> dict[str, 
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
+    import zipfile
+
     import numpy as np
 
     from anemll_spec.errors import InputError
@@ -190,7 +192,13 @@ def _read_npz(path: Path) -> dict[str, Any]:
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise InputError(f"{path}: one unnamed array (.npy); give an .npz of named arrays")
     with data:
-        return {k: data[k] for k in data.files}
+        try:  # members are read (and may fail) only here
+            return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(
+                f"{path}: cannot read input arrays ({type(exc).__name__}: {exc}); give an "
+                ".npz of named numeric arrays (numpy.savez)"
+            ) from None
 
 
 def _g(v: float | None) -> str:

@@ -295,7 +295,7 @@ class TorchOps(DeviceChecks, TorchLinalg):
         idx = indices.to(torch.long)
         axis = axis % x.dim()
         flat = torch.index_select(x, axis, idx.reshape(-1))
-        return flat.reshape(*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :])
+        return flat.reshape((*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :]))  # () too
 
     @staticmethod
     def take_along_axis(x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:

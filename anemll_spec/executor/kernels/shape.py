@@ -123,11 +123,20 @@ def _squeeze(p: Prep) -> Run:
 
 @kernel("concat")
 def _concat(p: Prep) -> Run:
+    """Scalars (all values have one rank) concatenate as a vector: the def counts a rank-0
+    value as length 1 and stacks them; traced shape arithmetic (`torch.ones(t, t)` with
+    a flexible t) builds shapes that way."""
     xp, xs, axis = p.xp, p.refs("values"), p.int("axis")
+
+    def scalars(vals):
+        return not xp.shape(vals[0])
+
     if p.bool("interleave", False):
 
         def interleave(env):
             vals = [env[k] for k in xs]
+            if scalars(vals):
+                return xp.stack(vals, 0)
             shape = list(xp.shape(vals[0]))
             a = axis + len(shape) if axis < 0 else axis
             stacked = xp.stack(vals, a + 1)
@@ -135,7 +144,12 @@ def _concat(p: Prep) -> Run:
             return xp.reshape(stacked, shape)
 
         return interleave
-    return lambda env: xp.concat([env[k] for k in xs], axis)
+
+    def concat(env):
+        vals = [env[k] for k in xs]
+        return xp.stack(vals, 0) if scalars(vals) else xp.concat(vals, axis)
+
+    return concat
 
 
 @kernel("stack")
