@@ -167,3 +167,44 @@ def test_attention_with_kv_cache_across_steps(cache, impl, dtype):
             assert np.any(got[:, :, pos : pos + s] != 0)  # this step's keys were written
             assert not np.any(got[:, :, pos + s :])  # and nothing past them
             state.write(name, want)  # continue from the reference: errors do not compound
+
+
+def test_fp16_norms_of_large_activations_do_not_overflow(tmp_path):
+    """Hidden states of 300 (LLaMA's outlier channels) square past fp16's 65504: torch in
+    fp16 returned zeros for layer_norm and inf for reduce_l2_norm. The statistics are
+    taken in fp32, the result rounded once, like the numpy reference."""
+    import coremltools as ct
+    from coremltools.converters.mil.mil import types
+    from fixtures.executor.mil_models import mb, save_program
+
+    from anemll_spec.executor.torch_runner import load_torch
+
+    x = (np.random.default_rng(8).standard_normal((1, 4, 64)) * 300).astype(np.float16)
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(x.shape, dtype=types.fp16)], opset_version=ct.target.iOS18
+    )
+    def prog(v):
+        return (
+            mb.layer_norm(x=v, axes=[-1], epsilon=1e-5, name="ln"),
+            mb.l2_norm(x=v, name="l2"),
+            mb.reduce_l2_norm(x=v, axes=[-1], name="rl2"),
+            mb.instance_norm(x=mb.reshape(x=v, shape=[1, 4, 8, 8]), name="inorm"),
+        )
+
+    path = save_program(prog, tmp_path / "norms.mlpackage", precision="fp16")
+    out = load_torch(path, device=device()).predict({"v": x})
+    f = x.astype(np.float64)
+    centered = f - f.mean(-1, keepdims=True)
+    want = {
+        "ln": centered / np.sqrt((centered**2).mean(-1, keepdims=True) + 1e-5),
+        "l2": f / np.sqrt((f**2).sum() + 1e-6),
+        "rl2": np.sqrt((f**2).sum(-1)),
+    }
+    sq = f.reshape(1, 4, 64)
+    c4 = sq - sq.mean(-1, keepdims=True)
+    want["inorm"] = (c4 / np.sqrt((c4**2).mean(-1, keepdims=True) + 1e-5)).reshape(1, 4, 8, 8)
+    for k, w in want.items():
+        got = np.asarray(out[k], np.float64)
+        assert np.isfinite(got).all(), k
+        np.testing.assert_allclose(got, w, rtol=2e-3, atol=2e-3 * np.abs(w).max(), err_msg=k)

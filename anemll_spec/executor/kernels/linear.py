@@ -95,7 +95,8 @@ def _sdpa(p: Prep) -> Run:
     def sdpa(env):
         qv, kv, vv = env[q], env[k], env[v]
         scale = 1.0 / math.sqrt(xp.shape(qv)[-1])
-        scores = xp.matmul(qv, _swap_last(xp, kv)) * scale
+        # q scaled first: q.k summed over a head overflows fp16 before a later scale would
+        scores = xp.matmul(qv * scale, _swap_last(xp, kv))
         if mask is not None:
             m = env[mask]
             is_bool = bool_mask if bool_mask is not None else xp.dtype_name(m) == "bool"

@@ -8,6 +8,18 @@ import numpy as np
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
 
 
+def wide(xp, v):
+    """`v` in fp32 where the executor computes in fp16 (torch on an fp16 model), else as
+    it is. Squares of activations overflow fp16 (300^2 > 65504: LLaMA's outlier channels
+    reach that), so a norm's statistics are taken in fp32 and only its result is rounded
+    back (`narrow`): the numpy reference computes every op in fp32 the same way."""
+    return xp.astype(v, "float32") if xp.float_dtype == "float16" else v
+
+
+def narrow(xp, out):
+    return xp.astype(out, "float16") if xp.float_dtype == "float16" else out
+
+
 @kernel("layer_norm")
 def _layer_norm(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
@@ -22,7 +34,7 @@ def _layer_norm(p: Prep) -> Run:
     beta = _affine(p, "beta", axes_list, rank)
 
     def layer_norm(env):
-        v = env[x]
+        v = wide(xp, env[x])
         r = len(xp.shape(v))
         axes = tuple(sorted(a + r if a < 0 else a for a in axes_list))
         centered = v - xp.mean(v, axes, True)
@@ -31,7 +43,7 @@ def _layer_norm(p: Prep) -> Run:
             out = out * gamma
         if beta is not None:
             out = out + beta
-        return out
+        return narrow(xp, out)
 
     return layer_norm
 
@@ -89,12 +101,12 @@ def _instance_norm(p: Prep) -> Run:
     gamma, beta = _channel_vec(p, "gamma", rank), _channel_vec(p, "beta", rank)
 
     def instance_norm(env):
-        v = env[x]
+        v = wide(xp, env[x])
         centered = v - xp.mean(v, axes, True)
         out = centered / xp.sqrt(xp.mean(centered * centered, axes, True) + eps)
         if gamma is not None:
             out = out * gamma
-        return out if beta is None else out + beta
+        return narrow(xp, out if beta is None else out + beta)
 
     return instance_norm
 
@@ -107,7 +119,12 @@ def _l2_norm(p: Prep) -> Run:
     p.check(rank >= 3, f"x must have rank >= 3, got rank {rank}")
     eps = p.scalar("epsilon", 1e-6)
     axes = (rank - 3, rank - 2, rank - 1)
-    return lambda env: env[x] / xp.sqrt(xp.sum(env[x] * env[x], axes, True) + eps)
+
+    def l2_norm(env):
+        v = wide(xp, env[x])
+        return narrow(xp, v / xp.sqrt(xp.sum(v * v, axes, True) + eps))
+
+    return l2_norm
 
 
 @kernel("local_response_norm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
+from anemll_spec.executor.kernels.normalization import narrow, wide
 
 SIMPLE = {
     "reduce_sum": "sum",
@@ -35,12 +36,16 @@ def _reduce(p: Prep) -> Run:
 def _reduce_composite(p: Prep) -> Run:
     xp, x, axes, keep = p.xp, p.ref("x"), _axes(p), p.bool("keep_dims", False)
     t = p.op.type
-    if t == "reduce_sum_square":
-        return lambda env: xp.sum(env[x] * env[x], axes, keep)
+    if t in ("reduce_sum_square", "reduce_l2_norm"):  # squares in fp32 (see wide)
+        root = xp.sqrt if t == "reduce_l2_norm" else (lambda s: s)
+
+        def sum_square(env):
+            v = wide(xp, env[x])
+            return narrow(xp, root(xp.sum(v * v, axes, keep)))
+
+        return sum_square
     if t == "reduce_l1_norm":
         return lambda env: xp.sum(xp.abs(env[x]), axes, keep)
-    if t == "reduce_l2_norm":
-        return lambda env: xp.sqrt(xp.sum(env[x] * env[x], axes, keep))
     if t == "reduce_log_sum":
         return lambda env: xp.log(xp.sum(env[x], axes, keep))
 
