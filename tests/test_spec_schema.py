@@ -68,6 +68,28 @@ def test_schema_file_is_the_commands_output():
     )
 
 
+def test_schema_out_replaces_its_own_file_and_nothing_else(cli, tmp_path):
+    """`schema --out` once wrote over any file, the results store included."""
+    from anemll_spec.store import open_store
+
+    out = tmp_path / "spec.schema.json"
+    out.write_text("{}")  # a user's JSON: kept
+    r = cli("schema", "--out", out)
+    assert r.returncode == 2 and "the file exists; give --force" in r.stderr
+    assert out.read_text() == "{}"
+    assert cli("schema", "--out", out, "--force").returncode == 0
+    assert out.read_text() == (ROOT / "specs" / "spec.schema.json").read_text()
+    assert cli("schema", "--out", out).returncode == 0  # its own output: replaced
+    store = tmp_path / "results.duckdb"
+    open_store(store).close()
+    before = store.read_bytes()
+    for args in (["--out", store], ["--out", store, "--force"]):
+        r = cli("schema", *args, env={"ANEMLL_SPEC_STORE": str(store)})
+        assert r.returncode == 2 and "that is the results store" in r.stderr, r.stderr
+    assert store.read_bytes() == before
+    assert cli("schema", "--out", "").returncode == 2
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_specs_name_the_schema_and_pass_it(path, tmp_path):
     assert path.read_text().startswith("# yaml-language-server: $schema=spec.schema.json\n")
