@@ -336,6 +336,32 @@ def test_stale_running_runs_become_interrupted(tmp_path):
     assert dict(read(store, "SELECT run_id, status FROM runs"))[mine] == "running"
 
 
+def test_an_imported_running_run_is_not_marked_interrupted(tmp_path):
+    """A run exported while running, by a writer whose pid means nothing in the store it
+    is imported into: the next bench there must not call it interrupted."""
+    from anemll_spec.store.importing import import_bundles
+
+    src, dest = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    code = (
+        "import sys; from fixtures.store.synth import new_run; "
+        "from anemll_spec.store.bundle import export_bundle; "
+        "r = new_run(sys.argv[1]); export_bundle(sys.argv[1], sys.argv[2]); print(r)"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp_path / "b.parquet")],
+        capture_output=True, text=True, check=True, cwd=os.path.dirname(__file__),
+    )  # fmt: skip
+    running = child.stdout.strip()
+    import_bundles(dest, [tmp_path / "b.parquet"])
+    mine = new_run(dest)  # begin_run looks for dead writers of this host's runs
+    assert dict(read(dest, "SELECT run_id, status FROM runs")) == {
+        running: "running",
+        mine: "running",
+    }
+    new_run(src)  # in the store it was measured in, its writer is gone: interrupted
+    assert dict(read(src, "SELECT run_id, status FROM runs"))[running] == "interrupted"
+
+
 def test_v3_gpu_facts_are_stored_and_part_of_the_host_id(tmp_path):
     """Issue 13.4: the facts torch collects reach `hosts`, and host_id hashes them."""
     import hashlib

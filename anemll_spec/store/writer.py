@@ -288,14 +288,17 @@ def mark_interrupted(con) -> list[str]:
     """Runs of this host still 'running' whose writer process is gone -> 'interrupted'.
 
     A process counts as gone when its pid does not exist or was started after the run
-    (pid reuse). Runs written elsewhere are left alone (their pids mean nothing here).
+    (pid reuse). Runs written elsewhere are left alone (their pids mean nothing here), and
+    so are runs imported or pulled from another store, whatever host wrote them: an
+    exported run that was still running may be running yet, and its bundle says so.
     finished_at becomes the time of the run's last case (or its start).
     """
     import psutil
 
     rows = con.execute(
         "SELECT run_id, writer_pid, epoch(started_at) FROM runs "
-        "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL",
+        "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL "
+        "AND origin = 'measured'",
         [socket.gethostname()],
     ).fetchall()
     dead = [run_id for run_id, pid, started in rows if not _alive(pid, started, psutil)]
