@@ -115,6 +115,32 @@ def duckdb_json(sql: str) -> list[dict]:
     return json.loads(result.stdout)
 
 
+def test_a_run_exported_while_running_is_completed_by_its_later_bundle(cli, tmp_path):
+    """Exported after one case, then again once finished with two: importing both gives
+    the whole run, as `pull` would (the second import added nothing and said success)."""
+    src = tmp_path / "src.duckdb"
+    rng = np.random.default_rng(3)
+    run_id = new_run(src)
+    for i in range(2):
+        wall = samples_ns(rng, 20, 5.0 + i)
+        append_case(src, run_id, case(wall=wall), wall)  # the spec's case, measured twice
+        if i == 0:
+            export_bundle(src, tmp_path / "part.parquet")
+    finish_run(src, run_id, "finished")
+    export_bundle(src, tmp_path / "whole.parquet")
+    dest = tmp_path / "dest.duckdb"
+    (first,) = import_bundles(dest, [tmp_path / "part.parquet"])
+    assert first["rows"]["cases"] == 1
+    r = cli("import", tmp_path / "whole.parquet", "--store", dest)
+    assert r.returncode == 0, r.stderr
+    assert "0 run(s) added, 1 already present (1 now with a later status" in r.stdout
+    assert "; 1 case(s), 20 sample(s)" in r.stdout
+    assert content(dest) == content(src)
+    (again,) = import_bundles(dest, [tmp_path / "part.parquet"])  # an older bundle later
+    assert sum(again["rows"].values()) == 0 and again["runs_updated"] == 0
+    assert content(dest) == content(src)  # still finished, still both cases
+
+
 def test_bundle_is_plain_duckdb_readable(bundle):
     path = sql_literal(str(bundle))
     rows = duckdb_json(f'SELECT "table", count(*) AS n FROM {path} GROUP BY 1 ORDER BY 1')

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store(p)
 
 
+_later = "with a later status: interrupted, finished or failed"
+
+
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.importing import import_bundles
@@ -40,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
             r = s["rows"]
             line = (
                 f"{printable(s['file'])}: {s['runs_added']} run(s) added, "
-                f"{s['runs_skipped']} already present; {r['cases']} case(s), "
+                f"{s['runs_skipped']} already present"
+                + (f" ({s['runs_updated']} now {_later})" if s["runs_updated"] else "")
+                + f"; {r['cases']} case(s), "
                 f"{r['samples']} sample(s)"
             )
             v4 = extra_rows(r)

@@ -48,6 +48,11 @@ KEY = "anemll_spec."
 # ---------------------------------------------------------------- export
 
 
+# a run's status only moves forward when runs merge (import, push, pull):
+# running -> interrupted -> finished or failed
+STATUS_RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
+
+
 def _select(table: Table, where: str) -> str:
     return f"SELECT '{table.name}' AS \"table\", {', '.join(table.names)} FROM {table.name} {where}"
 

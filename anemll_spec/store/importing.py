@@ -21,7 +21,14 @@ import duckdb
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
-from anemll_spec.store.bundle import copy_rows, file_sha256, first_line, read_header, stage
+from anemll_spec.store.bundle import (
+    STATUS_RANK,
+    copy_rows,
+    file_sha256,
+    first_line,
+    read_header,
+    stage,
+)
 from anemll_spec.store.connection import open_store, read_version, store_path
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin
@@ -139,38 +146,45 @@ def _stage(con, i: int, path: Path, header: dict) -> dict:
 
 
 def _insert(con, i: int, path: Path, staged: dict) -> dict:
+    """Merge one staged bundle, as `pull` merges: new runs come whole, and a run the store
+    holds gains the cases it lacks and its later status (a bundle exported while the run
+    was still running, then again when it finished)."""
     h, r, c = (staged["staged"][n] for n in ("hosts", "runs", "cases"))
-    new = f"_imp{i}_new"
-    con.execute(
-        f"CREATE TEMP TABLE {new} AS SELECT run_id FROM {r} "
-        f"WHERE run_id NOT IN (SELECT run_id FROM runs)"
-    )
-    (added,) = con.execute(f"SELECT count(*) FROM {new}").fetchone()
+    new_runs = "WHERE run_id NOT IN (SELECT run_id FROM runs)"
+    (added,) = con.execute(f"SELECT count(*) FROM {r} {new_runs}").fetchone()
     (total,) = con.execute(f"SELECT count(*) FROM {r}").fetchone()
 
     def copy(table: Table, src: str, where: str) -> int:
         return copy_rows(con, table, src, where)
 
-    case_filter = (
-        f"WHERE case_id IN (SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}))"
-    )
     # _stage checked against the store as it was; an earlier bundle of this same import
-    # may have added a case id since (the schema's uniqueness is the writers' to keep)
+    # may have added a case id since, under another run (the writers keep ids unique)
     clash = con.execute(
-        f"SELECT case_id FROM {c} WHERE run_id IN (SELECT run_id FROM {new}) "
-        f"AND case_id IN (SELECT case_id FROM cases) LIMIT 1"
+        f"SELECT x.case_id FROM {c} x JOIN cases s USING (case_id) "
+        "WHERE s.run_id <> x.run_id LIMIT 1"
     ).fetchone()
     if clash is not None:
         raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
+    new = f"_imp{i}_new_cases"
+    con.execute(
+        f"CREATE TEMP TABLE {new} AS SELECT case_id FROM {c} "
+        "WHERE case_id NOT IN (SELECT case_id FROM cases)"
+    )
+    case_filter = f"WHERE case_id IN (SELECT case_id FROM {new})"
+    (updated,) = con.execute(
+        f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {r} x "
+        f"WHERE runs.run_id = x.run_id AND {STATUS_RANK.format('x.status')} > "
+        f"{STATUS_RANK.format('runs.status')}"
+    ).fetchone()
     counts = {
         "hosts": copy(
             schema.HOSTS,
             h,
             f"WHERE host_id NOT IN (SELECT host_id FROM hosts) AND host_id IN "
-            f"(SELECT host_id FROM {r} WHERE run_id IN (SELECT run_id FROM {new}))",
+            f"(SELECT host_id FROM {r} {new_runs})",
         ),
-        "runs": copy(schema.RUNS, r, f"WHERE run_id IN (SELECT run_id FROM {new})"),
-        "cases": copy(schema.CASES, c, f"WHERE run_id IN (SELECT run_id FROM {new})"),
+        "runs": copy(schema.RUNS, r, new_runs),
+        "cases": copy(schema.CASES, c, case_filter),
         **{t.name: copy(t, staged["staged"][t.name], case_filter) for t in schema.CASE_TABLES},
     }
     return {
@@ -178,6 +192,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         "schema_version": staged["version"],
         "runs_added": int(added),
         "runs_skipped": int(total - added),
+        "runs_updated": int(updated),
         "rows": counts,
         "drift_slope_dropped": staged["drift_slope_dropped"],
     }

@@ -25,7 +25,6 @@ from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.connection import ENV_STORE, default_target, open_store, store_path
 
 ATTEMPTS = 30
-_RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
 
 
 def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
@@ -116,7 +115,7 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
 
 def _insert(con, staged: dict[str, str]) -> dict:
     """Merge the staged tables into the store; returns rows added per table."""
-    from anemll_spec.store.bundle import copy_rows
+    from anemll_spec.store.bundle import STATUS_RANK, copy_rows
 
     h, r, c = (staged[t] for t in ("hosts", "runs", "cases"))
 
@@ -130,8 +129,8 @@ def _insert(con, staged: dict[str, str]) -> dict:
     new_cases = "WHERE case_id IN (SELECT case_id FROM _new_cases)"
     (updated,) = con.execute(
         f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {r} x "
-        f"WHERE runs.run_id = x.run_id AND {_RANK.format('x.status')} > "
-        f"{_RANK.format('runs.status')}"
+        f"WHERE runs.run_id = x.run_id AND {STATUS_RANK.format('x.status')} > "
+        f"{STATUS_RANK.format('runs.status')}"
     ).fetchone()
     return {
         "hosts_added": copy(schema.HOSTS, h, "WHERE host_id NOT IN (SELECT host_id FROM hosts)"),
