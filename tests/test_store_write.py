@@ -269,6 +269,28 @@ def test_a_bundle_or_csv_given_as_the_store_is_refused_and_unchanged(tmp_path, c
     assert "anemll-spec import" in cli("query", "SELECT 1", "--store", bundle).stderr
 
 
+def test_a_folder_or_a_path_under_a_file_as_the_store_is_not_called_damaged(tmp_path, cli):
+    """`--store store` (the folder) was 'damaged; move it aside' to bench and 'run bench
+    first' to query; a path under a file was 'damaged' too."""
+    folder = tmp_path / "store"
+    open_store(folder / "results.duckdb").close()
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n")
+    held = sorted(p.name for p in folder.iterdir())
+    for store, says in (
+        (folder, f"is a folder: give the results store's file, e.g. {folder}/results.duckdb"),
+        (afile / "x.duckdb", f"{afile} is a file, not a folder"),
+    ):
+        v2 = Path(__file__).parent / "fixtures" / "store" / "v2.parquet"
+        for args in (("query", "SELECT 1"), ("bench", spec), ("import", v2)):
+            r = cli(*args, "--store", store)
+            assert r.returncode == 2 and says in r.stderr, r.stderr
+            assert "damaged" not in r.stderr and "Traceback" not in r.stderr
+    assert afile.read_text() == "x" and sorted(p.name for p in folder.iterdir()) == held
+
+
 HOLD_LOCK = """
 import sys, time, duckdb
 con = duckdb.connect(sys.argv[1])

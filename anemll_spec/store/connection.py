@@ -156,7 +156,15 @@ def open_store(
 def _check_duckdb_file(path: Path) -> None:
     """A file that is there must be a DuckDB database: DuckDB opens a Parquet or CSV file
     as an in-memory database holding a view of it, so a bundle given as --store would be
-    'written' to memory and lost."""
+    'written' to memory and lost. A folder, or a path under a file, is no store either
+    (DuckDB's own words for them read like a damaged store)."""
+    if path.is_dir():
+        inside = path / "results.duckdb"
+        hint = f", e.g. {inside}" if inside.is_file() else ""
+        raise InputError(f"{path} is a folder: give the results store's file{hint}")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"cannot make a store at {path}: {above} is a file, not a folder")
     try:
         with path.open("rb") as f:
             head = f.read(12)

@@ -67,7 +67,8 @@ def forget_created(path: Path | None) -> None:
     """A store made only for this import (or pull) goes with it: nothing written."""
     if path is not None:
         for f in (path, path.with_name(path.name + ".wal")):
-            f.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never made
+                f.unlink()
 
 
 def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -> list[dict]:
