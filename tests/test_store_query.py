@@ -215,15 +215,20 @@ def test_markdown_format_is_a_table_a_hostile_name_cannot_break(cli, store):
 
 def test_long_inline_sql_and_single_words(cli, store):
     """Issue 15.10: SQL over 255 characters is SQL, not a file name; a single word is a
-    query name when one has it, else SQL (CHECKPOINT), else an unknown query name."""
+    query name when one has it, else SQL (SHOW), else an unknown query name. CHECKPOINT
+    is refused: it said Success on the read-only connection and folded nothing in."""
     long_sql = "SELECT 42 AS answer -- " + "x" * 400
     r = cli("query", long_sql, "--store", store, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [{"answer": 42}]
     before = digest(store)
-    r = cli("query", "CHECKPOINT", "--store", store)
-    assert r.returncode == 0 and r.stdout.startswith("Success"), r.stderr  # run as SQL
-    assert digest(store) == before  # read-only: nothing to fold in, nothing changed
+    r = cli("query", "SHOW", "--store", store, "--json")
+    assert r.returncode == 0, r.stderr  # run as SQL: the store's tables and views
+    assert {"runs", "results"} <= {t["name"] for t in json.loads(r.stdout)}
+    for sql in ("CHECKPOINT", "force checkpoint", "SELECT 1; CHECKPOINT"):
+        r = cli("query", sql, "--store", store)
+        assert r.returncode == 2 and "duckdb STORE -c CHECKPOINT" in r.stderr, r.stderr
+    assert digest(store) == before  # read-only: nothing changed
     r = cli("query", "chip_factor", "--store", store)
     assert r.returncode == 2 and "no query named 'chip_factor'" in r.stderr
 

@@ -23,8 +23,8 @@ DESCRIPTION = (
     f"{', '.join(VIEWS)}; table macros: "
     + ", ".join(f"{m}('M4 Max')" for m in MACROS)
     + ". Text SQL longer than a file name is never read as a "
-    "path; a single word is a query name, or SQL (CHECKPOINT) when no query has that "
-    "name. See docs/store.md."
+    "path; a single word is a query name, or SQL when no query has that name. See "
+    "docs/store.md."
 )
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             if not _has_statement(con, text):
                 raise InputError("the query is empty (no SQL statement, only blanks or comments)")
+            if _checkpoints(con, text):
+                raise InputError(
+                    "query opens the store read-only, where CHECKPOINT does nothing; with no "
+                    "bench running: .venv/bin/duckdb STORE -c CHECKPOINT"
+                )
             cur = con.execute(text)
             if cur.description is None:
                 return 0
@@ -67,6 +72,20 @@ def run(args: argparse.Namespace) -> int:
         con.close()
     sys.stdout.write(render(columns, rows, fmt))
     return 0
+
+
+def _checkpoints(con, text: str) -> bool:
+    """A CHECKPOINT said 'Success' on the read-only connection and folded nothing into
+    the file: a copy made next then lacked the logged cases."""
+    import re
+
+    import duckdb
+
+    try:
+        statements = con.extract_statements(text)
+    except duckdb.Error:
+        return False
+    return any(re.match(r"\s*(force\s+)?checkpoint\b", st.query, re.I) for st in statements)
 
 
 def _has_statement(con, text: str) -> bool:
@@ -83,7 +102,7 @@ def sql_text(arg: str) -> str:
 
     A file is an argument ending in .sql or naming an existing file (never a text too
     long or multi-line to be a path); a single word is a query name when store/queries/
-    has it, else SQL when it parses as SQL (CHECKPOINT), else an unknown query name."""
+    has it, else SQL when it parses as SQL, else an unknown query name."""
     from anemll_spec.errors import InputError
     from anemll_spec.store.published import QUERIES_DIR
 
