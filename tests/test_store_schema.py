@@ -158,6 +158,27 @@ def test_read_only_open_of_a_v1_store_never_upgrades_it(tmp_path):
         con.close()
 
 
+def test_an_upgrade_stopped_before_its_views_says_so_and_is_completed_later(tmp_path):
+    """Killed between the committed upgrade steps and the re-install of the views: read
+    commands met 'Table with name results does not exist!'. They now say what happened;
+    the next writing open completes it."""
+    from anemll_spec.store import migrations
+
+    store = tmp_path / "old.duckdb"
+    shutil.copy(V1, store)
+    con = duckdb.connect(str(store))
+    migrations.upgrade(con, 1)  # what a kill right after it leaves
+    con.close()
+    with pytest.raises(InputError, match="lacks its views .* the next bench, import or push"):
+        open_store(store, read_only=True)
+    open_store(store).close()
+    con = open_store(store, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM results").fetchone()[0] > 0
+    finally:
+        con.close()
+
+
 def test_the_fixture_script_rebuilds_an_equivalent_v1_store(tmp_path):
     out = tmp_path / "v1.duckdb"
     subprocess.run(

@@ -198,6 +198,11 @@ def _check_readable(con, where, *, shared: bool = False) -> None:
             "bench, import or push into it upgrades it in place"
             + (" (after that, older anemll-spec versions can no longer write it)" if shared else "")
         )
+    if con.execute("SELECT 1 FROM meta WHERE key = 'derived_sha256'").fetchone() is None:
+        raise InputError(  # an upgrade stopped between its steps and the views' re-install
+            f"the store {where} lacks its views (an upgrade of it was stopped before it "
+            "finished); the next bench, import or push into it completes it"
+        )
 
 
 # Shared stores this process has checked (version) and prepared: done once per process,

@@ -160,6 +160,9 @@ def upgrade(con, from_version: int) -> int:
             for stmt in STEPS[target]:
                 con.execute(stmt)
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(target)])
+            # the views are gone or stale until the caller re-installs them: a store left
+            # here (a kill) says so to readers, and its next writing open re-installs them
+            con.execute("DELETE FROM meta WHERE key = 'derived_sha256'")
             con.execute("COMMIT")
         except Exception:
             import duckdb
