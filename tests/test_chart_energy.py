@@ -60,8 +60,10 @@ def latest_energy_cases(path: Path) -> dict[tuple, dict]:
     """(chip, backend, compute units) -> the latest case with energy, from raw tables."""
     rows = raw(
         path,
-        """SELECT c.*, r.started_at, regexp_replace(coalesce(h.chip, h.cpu_model),
-                  '^Apple\\s+', '') AS chip
+        """SELECT c.*, r.started_at, CASE WHEN c.device = 'cuda' AND h.gpu IS NOT NULL
+                  THEN regexp_replace(h.gpu, '^NVIDIA\\s+', '')  -- a CUDA case: its GPU
+                  ELSE regexp_replace(coalesce(h.chip, h.cpu_model), '^Apple\\s+', '')
+                  END AS chip
            FROM cases c JOIN runs r USING (run_id) JOIN hosts h USING (host_id)
            WHERE c.energy_total_mj IS NOT NULL ORDER BY r.started_at, c.finished_at""",
     )

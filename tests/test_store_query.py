@@ -247,3 +247,52 @@ def test_csv_and_errors_never_send_control_characters(cli, store):
     assert r.stdout.splitlines() == ["h\\x1b[31m", "\\x1b[2J\\nx"]
     r = cli("query", 'SELECT * FROM "evil' + "\x1b" + '[2Jtable"', "--store", store)
     assert r.returncode == 2 and "\x1b" not in r.stderr and "evil\\x1b[2Jtable" in r.stderr
+
+
+def test_chip_factors_query_keeps_os_versions_and_gpus_apart(cli, tmp_path):
+    """One chip on two macOS versions was joined 2 x 2 (one OS's GB/s beside the other's
+    ms); a CUDA run was named after its host's CPU. Each (chip, OS, device) is one row,
+    its figures from its own cases, and a CUDA case's chip is its GPU."""
+    from fixtures.store.synth import host, run
+
+    from anemll_spec.store import begin_run
+
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(9)
+    want = {}
+    for os_version, scale in (("14.6", 1.0), ("15.3", 0.8)):
+        for model, ms in (("llama_lm_head", 20.0), ("llama_lm_head_lut6", 9.0)):
+            run_id = begin_run(store, run(model), host(chip="Apple M4 Max", os_version=os_version))
+            wall = samples_ns(rng, 30, ms * scale)
+            append_case(store, run_id, case(model=model, wall=wall), wall)
+            finish_run(store, run_id, "finished")
+            want[(os_version, model)] = np.median(wall) / 1e6
+    gpu = host(
+        chip=None, cpu_model="Intel(R) Xeon(R)", gpu="NVIDIA H100 80GB HBM3", os_name="Linux"
+    )
+    run_id = begin_run(store, run("llama_lm_head"), gpu)
+    wall = samples_ns(rng, 30, 0.4)
+    cuda = case(
+        model="llama_lm_head", wall=wall, backend="torch", device="cuda", compute_units=None
+    )
+    append_case(store, run_id, cuda, wall)
+    finish_run(store, run_id, "finished")
+
+    r = cli("query", "chip_factors", "--store", store, "--json")
+    assert r.returncode == 0, r.stderr
+    own = [row for row in json.loads(r.stdout) if row["source"] == "own"]
+    m4 = sorted((row for row in own if row["chip"] == "M4 Max"), key=lambda x: x["os_version"])
+    assert [row["os_version"] for row in m4] == ["14.6", "15.3"]
+    weight = 1_050_673_728
+    for row in m4:
+        v = row["os_version"]
+        assert row["lut6_inference_ms"] == pytest.approx(want[(v, "llama_lm_head_lut6")], abs=0.01)
+        gbps = weight / (want[(v, "llama_lm_head")] * 1e6)
+        assert row["fp16_bandwidth_gbps"] == pytest.approx(gbps, abs=0.01)
+    (h100,) = [row for row in own if row["device"] == "cuda"]
+    assert h100["chip"] == "H100 80GB HBM3" and h100["backend"] == "torch"
+    assert len(own) == 3
+    share = cli("share", run_id, "--store", store)
+    assert share.stdout.startswith("### anemll-spec: lm\\_head on H100 80GB HBM3"), share.stdout[
+        :80
+    ]

@@ -61,7 +61,13 @@ def share_markdown(con, run_id: str, *, baseline: str, store_arg: str | None = N
         "FROM hosts WHERE host_id = ?",
         [run["host_id"]],
     )
-    chip = (host.get("chip") or host.get("cpu_model") or "unknown chip").removeprefix("Apple ")
+    # what the cases ran on, as the views name it (a CUDA run's GPU, not the host's CPU)
+    chips = [r[0] for r in con.execute(
+        "SELECT DISTINCT chip FROM results WHERE run_id = ? AND chip IS NOT NULL ORDER BY 1",
+        [run_id],
+    ).fetchall()]  # fmt: skip
+    chip = " + ".join(chips) or (host.get("chip") or host.get("cpu_model") or "unknown chip")
+    chip = chip.removeprefix("Apple ")
     out = [
         f"### anemll-spec: {escape(run['spec_name'] or 'unnamed spec')} on {escape(chip)}",
         "",

@@ -2,7 +2,7 @@
 
 - `results`: one row per case with its run and host; `chip` normalised like the
   published names ('Apple M4 Max' -> 'M4 Max'; the host's CPU model where the OS
-  names no chip), `chip_raw` as captured; provenance: `source` ('own' for runs
+  names no chip; a CUDA case's GPU, 'NVIDIA H100 80GB HBM3' -> 'H100 80GB HBM3'), `chip_raw` as captured; provenance: `source` ('own' for runs
   measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
   file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
   overhead (wall - runtime); energy: inferences_per_joule (1000 / mJ per inference) and
@@ -46,7 +46,8 @@ SELECT
     r.command,
     r.host_id,
     h.hostname,
-    h.chip_name AS chip,
+    CASE WHEN c.device = 'cuda' AND h.gpu_name IS NOT NULL THEN h.gpu_name
+        ELSE h.chip_name END AS chip,
     h.chip AS chip_raw,
     h.model_identifier,
     h.os_name,
@@ -101,7 +102,8 @@ LEFT JOIN (  -- per-rail energy per inference, each rail's parts summed
     GROUP BY case_id
 ) e ON e.case_id = c.case_id
 LEFT JOIN (  -- the chip's name computed once per host, not once per case
-    SELECT *, regexp_replace(trim(coalesce(chip, cpu_model)), '^Apple\s+', '') AS chip_name
+    SELECT *, regexp_replace(trim(coalesce(chip, cpu_model)), '^Apple\s+', '') AS chip_name,
+        nullif(regexp_replace(trim(gpu), '^NVIDIA\s+', ''), '') AS gpu_name
     FROM hosts
 ) h ON h.host_id = r.host_id
 """

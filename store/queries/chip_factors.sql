@@ -14,7 +14,10 @@ SELECT * EXCLUDE (sort_factor) FROM (
 SELECT
     coalesce(bw.source, ms.source) AS source,
     coalesce(bw.chip, ms.chip) AS chip,
+    coalesce(bw.os_name, ms.os_name) AS os_name,
+    coalesce(bw.os_version, ms.os_version) AS os_version,
     coalesce(bw.backend, ms.backend) AS backend,
+    coalesce(bw.device, ms.device) AS device,
     coalesce(bw.compute_units, ms.compute_units) AS compute_units,
     round(bw.bandwidth_gbps, 2) AS fp16_bandwidth_gbps,
     round(ms.latency_ms, 2) AS lut6_inference_ms,
@@ -25,7 +28,11 @@ SELECT
 FROM bw
 FULL OUTER JOIN ms
     ON bw.source = ms.source AND bw.chip = ms.chip
+    -- one chip on two OS versions (or a GPU and its host's CPU) is two rows, never mixed
+    AND bw.os_name IS NOT DISTINCT FROM ms.os_name
+    AND bw.os_version IS NOT DISTINCT FROM ms.os_version
     AND bw.backend IS NOT DISTINCT FROM ms.backend
+    AND bw.device IS NOT DISTINCT FROM ms.device
     AND bw.compute_units IS NOT DISTINCT FROM ms.compute_units
 )
-ORDER BY source <> 'own', source, sort_factor NULLS LAST, chip;
+ORDER BY source <> 'own', source, sort_factor NULLS LAST, chip, os_version;
