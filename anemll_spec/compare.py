@@ -99,17 +99,25 @@ def compare_runs(
                     ratio=ci.estimate,
                     ci_low=ci.low,
                     ci_high=ci.high,
-                    verdict=verdict(ci.estimate, ci.low, ci.high, noise_floor_pct, n),
+                    verdict=(judged := verdict(ci.estimate, ci.low, ci.high, noise_floor_pct, n)),
+                    # a regression is a 'slower' verdict past the threshold: never one
+                    # that the noise floor calls 'no change'
                     regression=fail_on_regression_pct is not None
-                    and n >= MIN_SAMPLES
+                    and judged == "slower"
                     and ci.low > 1.0 + fail_on_regression_pct / 100.0,
                 )
             )
+        hosts = {side: _host(con, run) for side, run in (("a", a), ("b", b))}
     finally:
         con.close()
+    differ = [k for k in HOST_FIELDS if hosts["a"].get(k) != hosts["b"].get(k)]
     return {
         "run_a": a,
         "run_b": b,
+        "host_a": hosts["a"],
+        "host_b": hosts["b"],
+        # another machine or OS: the ratio then measures that too, not only the change
+        "hosts_differ": differ,
         "level": level,
         "noise_floor_pct": noise_floor_pct,
         "fail_on_regression_pct": fail_on_regression_pct,
@@ -118,6 +126,20 @@ def compare_runs(
         "only_in_b": sorted(_label(k, vb[k][0]) for k in set(vb) - set(va)),
         "regressions": sum(r.regression for r in rows),
     }
+
+
+HOST_FIELDS = ("hostname", "chip", "os_name", "os_version")
+
+
+def _host(con, run_id: str) -> dict[str, str | None]:
+    """Where a run was measured, as the results view names the chip."""
+    row = con.execute(
+        "SELECT h.hostname, regexp_replace(trim(coalesce(h.chip, h.cpu_model)), '^Apple\\s+', ''),"
+        " h.os_name, h.os_version FROM runs r LEFT JOIN hosts h USING (host_id) "
+        "WHERE r.run_id = ?",
+        [run_id],
+    ).fetchone()
+    return dict(zip(HOST_FIELDS, row or (None,) * len(HOST_FIELDS), strict=True))
 
 
 def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str], int]]:

@@ -152,6 +152,41 @@ def test_compare_cli(cli, runs):
     assert bad.returncode == 2 and "no run 'nope'" in bad.stderr
 
 
+def test_a_regression_is_a_slower_verdict_never_a_no_change(runs):
+    """--noise-floor 60 calls the 1.2x case 'no change'; the gate used to count it as a
+    regression anyway ('no change REGRESSION', exit 1)."""
+    store, (a, b) = runs
+    result = compare_runs(store, a, b, noise_floor_pct=60, fail_on_regression_pct=5)
+    shift = next(c for c in result["comparisons"] if c["model_name"] == "model_shift")
+    assert shift["verdict"] == "no change" and shift["ci_low"] > 1.05
+    assert shift["regression"] is False and result["regressions"] == 0
+
+
+def test_runs_of_two_machines_say_so(cli, tmp_path):
+    """'previous' pairs by spec: after a pull it can be a colleague's machine. The header
+    names each side's chip, OS and host, and a note says they differ."""
+    from fixtures.store.synth import host, run
+
+    from anemll_spec.store import begin_run
+
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(2)
+    for chip, os_version in (("Apple M1 Max", "15.1"), ("Apple M4 Max", "15.3")):
+        run_id = begin_run(store, run(), host(chip=chip, os_version=os_version))
+        wall = samples_ns(rng, 40, 10.0)
+        append_case(store, run_id, case(wall=wall), wall)
+        finish_run(store, run_id, "finished")
+    out = cli("compare", "previous", "latest", "--store", store)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith("(M1 Max, macOS, 15.1, synthetic-host)")
+    assert lines[1].endswith("(M4 Max, macOS, 15.3, synthetic-host)")
+    assert lines[2].startswith("note: A and B differ in chip, os_version:")
+    data = json.loads(cli("compare", "previous", "latest", "--store", store, "--json").stdout)
+    assert data["hosts_differ"] == ["chip", "os_version"]
+    assert data["host_a"]["chip"] == "M1 Max" and data["host_b"]["os_version"] == "15.3"
+
+
 def test_ambiguous_prefix_is_refused(runs):
     store, (a, b) = runs
     common = a[:9]  # 'YYYYmmdd-' is shared by both runs

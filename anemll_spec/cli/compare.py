@@ -107,7 +107,15 @@ def _print(result: dict) -> None:
     from anemll_spec.text import printable
 
     pct = int(round(result["level"] * 100))
-    print(f"A = {printable(result['run_a'])}\nB = {printable(result['run_b'])}")
+    for side in ("a", "b"):
+        h = result[f"host_{side}"]
+        where = ", ".join(str(h[k]) for k in ("chip", "os_name", "os_version", "hostname") if h[k])
+        print(printable(f"{side.upper()} = {result[f'run_{side}']} ({where or 'host unknown'})"))
+    if result["hosts_differ"]:
+        print(
+            f"note: A and B differ in {', '.join(result['hosts_differ'])}: each ratio "
+            "compares the machines too, not only what changed between the runs"
+        )
     columns = [
         "model",
         "backend",
