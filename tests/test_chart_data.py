@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
+import vl_convert
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
 import chart_synthetic as syn  # noqa: E402
@@ -278,7 +280,19 @@ def test_sweep_picks_the_swept_field_and_converts_the_ci(store):
     spec = sweep.chart(rows, param, metric, "r", Options())
     layers = spec.get("layer") or [spec]
     axes = [layer["encoding"]["x"].get("axis", {}) for layer in layers]
-    assert all(a == {"format": "d", "tickMinStep": 1} for a in axes), axes
+    ticks = [16000, 32000, 64000, 128256]  # a few whole values: each one a tick
+    assert all(a == {"format": "d", "values": ticks} for a in axes), axes
+    # two values (concurrency 1, 2): Vega put a tick at 1.5, labelled "2" (1 2 2)
+    pair = [r for r in rows if r["x_num"] in (16000, 32000)]
+    pair = [{**r, "x_num": 1.0 if r["x_num"] == 16000 else 2.0} for r in pair]
+    spec = sweep.chart(pair, "run.concurrency", metric, "r", Options())
+    svg = vl_convert.vegalite_to_svg(spec)
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert labels.count("2") == 1 and labels.count("1") == 1, labels
+    many = [{**r, "x_num": float(i + 1)} for i, r in enumerate(rows * 4)]  # 32 values
+    spec = sweep.chart(many, param, metric, "r", Options())
+    x = (spec.get("layer") or [spec])[0]["encoding"]["x"]["axis"]
+    assert x == {"format": "d", "tickMinStep": 1}
     halves = [{**r, "x_num": r["x_num"] + 0.5} for r in rows]
     spec = sweep.chart(halves, param, metric, "r", Options())
     layers = spec.get("layer") or [spec]
@@ -595,3 +609,35 @@ def test_the_cli_offers_exactly_the_sweep_metrics_the_chart_draws():
     from anemll_spec.chart import DEFAULT_SWEEP_METRIC, SWEEP_METRICS
 
     assert tuple(sweep.METRICS) == SWEEP_METRICS and DEFAULT_SWEEP_METRIC in SWEEP_METRICS
+
+
+def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
+    """`chart sweep --param model.vocab_size` failed ('not a swept parameter here') when
+    the latest sweep run swept something else, though the store held one that swept it."""
+    from fixtures.store.synth import samples_ns as ns
+
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "s.duckdb"
+    vocab = syn.sweep_run(path)
+    later = begin_run(path, {"spec_name": "conc", "command": "synthetic"}, syn.LINUX_HOST)
+    for i, n in enumerate((1, 2)):
+        wall = ns(np.random.default_rng(i), 40, 2.0 * n)
+        row = syn.case_row(f"conc[concurrency={n}]", wall, weight_bytes=10**8, backend="numpy",
+                           compute_units=None, index=i, params={"run.concurrency": n})  # fmt: skip
+        append_case(path, later, {**row, "concurrency": n}, wall)
+    finish_run(path, later, "finished")
+    con = connect(str(path))
+    try:
+        assert sweep.pick_run(con, Options(), needs=sweep.NEEDS) == later
+        spec = sweep.build(con, Options(param="model.vocab_size"))
+        assert vocab in json.dumps(spec["title"])
+        with pytest.raises(NoData, match="no run swept 'model.nothing'"):
+            sweep.build(con, Options(param="model.nothing"))
+        # N instances at once: GB/s is each call's, and the title says so
+        conc = json.dumps(sweep.build(con, Options(param="run.concurrency"))["title"])
+        assert "per call (several instances at once)" in conc
+        tput = sweep.build(con, Options(param="run.concurrency", metric="throughput_ips"))
+        assert "calls/s of all instances together" in json.dumps(tput["title"])
+    finally:
+        con.close()

@@ -36,7 +36,7 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
     "tflops": ("coalesce(tflops, flops / (median_ms * 1e9))", "compute (TFLOP/s)", "inverse"),
     "throughput_ips": (
         "coalesce(throughput_ips, coalesce(concurrency, 1) * 1e3 / mean_ms)",
-        "throughput (calls/s, 1000 / mean latency per instance)",
+        "throughput (calls/s of all instances together)",
         None,
     ),
 }
@@ -117,7 +117,7 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
         WITH sel AS ({cases_sql}),
         v AS (SELECT *, {value_sql} AS value, json_extract(params, ?) AS xj FROM sel)
         SELECT label, case_id, median_ms, ci_low_ms, ci_high_ms, n_samples, backend,
-               compute_units, device, model_name, value, {lo} AS ci_lo, {hi} AS ci_hi,
+               compute_units, device, concurrency, model_name, value, {lo} AS ci_lo, {hi} AS ci_hi,
                TRY_CAST(xj::VARCHAR AS DOUBLE) AS x_num, trim(xj::VARCHAR, '"') AS x_text,
                concat_ws(' · ', backend, nullif(compute_units, ''),
                          CASE WHEN backend = 'torch' THEN device END, {other_sql}) AS series
@@ -130,12 +130,21 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
 
 
 def build(con, opts: Options) -> dict[str, Any]:
+    from anemll_spec.store.columns import sql_literal
+
+    needs = NEEDS
+    if opts.param:  # the latest run that swept it, not the latest sweep of anything
+        needs += f" AND json_extract(params, {sql_literal(_json_path(opts.param))}) IS NOT NULL"
     run_id = pick_run(
         con,
         opts,
-        needs=NEEDS,
-        lacking="no run with a sweep has ok cases in the store ({filters}): give a spec a "
-        "`sweep:` (e.g. model.vocab_size: [32000, 128256]) and bench it",
+        needs=needs,
+        lacking=(
+            f"no run swept {opts.param!r} with ok cases in the store ({{filters}})"
+            if opts.param
+            else "no run with a sweep has ok cases in the store ({filters})"
+        )
+        + ": give a spec a `sweep:` (e.g. model.vocab_size: [32000, 128256]) and bench it",
     )
     rows, param, metric, others = _query(con, opts, run_id)
     if not rows:
@@ -158,15 +167,28 @@ def chart(
         xs = [r["x_num"] for r in rows]
         log = min(xs) > 0 and max(xs) / min(xs) >= 16
         whole = all(float(v).is_integer() for v in xs)  # sizes, counts: no 1.5 tick
+        # tickMinStep alone still let Vega draw a 1.5 tick, shown as "2" (1 2 2): a few
+        # whole values are the ticks themselves
+        ticks = sorted(set(xs)) if whole and len(set(xs)) <= 12 else None
         x = alt.X(
             "x_num:Q",
             title=axis_title + (", log scale" if log else ""),
             scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
-            axis=alt.Axis(tickMinStep=1, format="d") if whole else alt.Axis(),
+            axis=(
+                alt.Axis(values=ticks, format="d")
+                if ticks
+                else alt.Axis(tickMinStep=1, format="d")
+                if whole
+                else alt.Axis()
+            ),
         )
     else:
         x = alt.X("x_text:N", title=axis_title, sort=None, axis=alt.Axis(labelAngle=0))
     _sql, y_title, _inv = METRICS[metric]
+    if metric in ("bandwidth_gbps", "tflops", "median_ms") and any(
+        (r.get("concurrency") or 1) > 1 for r in rows
+    ):  # N calls at once: each call's figure, not the instances' sum
+        y_title += ", per call (several instances at once)"
     # What a series is, as the SQL names it: backend · compute units · other params.
     parts = ["backend", *(["compute units"] if any(r["compute_units"] for r in rows) else [])]
     parts += ["device"] if any(r["backend"] == "torch" for r in rows) else []
