@@ -27,3 +27,23 @@ def did_you_mean(key: object, allowed: list[str]) -> str:
 
     hint = difflib.get_close_matches(str(key), allowed, n=1)
     return f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
+
+
+def ratios(*values: float | None) -> list[str]:
+    """A ratio near 1, and its CI's ends, with as many decimals (3 to 6) as keep the two
+    ends apart and each figure apart from 1: '1.000 – 1.000' hid a CI [1.00012, 1.00035]
+    that excludes 1."""
+    known = [v for v in values if v is not None and v == v]
+    ends = [v for v in values[1:3] if v is not None and v == v]
+    digits = 3
+    while digits < 6:
+        one = f"{1:.{digits}f}"
+        apart = (
+            len(ends) < 2
+            or ends[0] == ends[1]
+            or f"{ends[0]:.{digits}f}" != f"{ends[1]:.{digits}f}"
+        )
+        if apart and all(f"{v:.{digits}f}" != one for v in known if v != 1):
+            break
+        digits += 1
+    return ["–" if v is None or v != v else f"{v:.{digits}f}" for v in values]

@@ -9,6 +9,7 @@ chart_sustained.py), not measurements.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -228,6 +229,16 @@ def test_sustained_windows_samples_and_power_equal_the_store(store):
     assert all(drawn_power[k] == pytest.approx(v) for k, v in want.items())
 
 
+def test_ratios_near_one_get_the_decimals_that_tell_them_apart():
+    """A CI [1.00012, 1.00035] that excludes 1 showed as '1.000 – 1.000'."""
+    from anemll_spec.text import ratios
+
+    assert ratios(1.0002318, 1.0001159, 1.0003478) == ["1.0002", "1.0001", "1.0003"]
+    assert ratios(0.885, 0.881, 0.890) == ["0.885", "0.881", "0.890"]
+    assert ratios(1.0, 0.99999, 1.00001) == ["1.00000", "0.99999", "1.00001"]
+    assert ratios(1.2, None, None) == ["1.200", "–", "–"]
+
+
 def test_sustained_panels_share_one_time_axis_and_say_the_verdict(store):
     spec = build_chart("sustained", str(store["path"]), Options())
     windows = raw(store["path"], "SELECT * FROM sustained_windows")
@@ -247,10 +258,18 @@ def test_sustained_panels_share_one_time_axis_and_say_the_verdict(store):
         sub = " ".join(part["title"]["subtitle"])
         ratio, lo, hi = (c[k] for k in ("sustained_throughput_ratio", "sustained_ci_low",
                                         "sustained_ci_high"))  # fmt: skip
-        assert (
-            f"{c['sustained_verdict']}: last-window median throughput {ratio:.3f}x the first" in sub
+        got = re.search(
+            rf"{c['sustained_verdict']}: last-window median throughput ([\d.]+)x the first "
+            r"\(95% CI ([\d.]+)–([\d.]+)\); calls/s delivered ([\d.]+)x \(stalls included\)",
+            sub,
         )
-        assert f"(95% CI {lo:.3f}–{hi:.3f})" in sub
+        assert got, sub
+        mine = sorted((w for w in windows if w["case_id"] == cid), key=lambda w: w["window_index"])
+        calls = mine[-1]["throughput_ips"] / mine[0]["throughput_ips"]
+        for shown, value in zip(got.groups(), (ratio, lo, hi, calls), strict=True):
+            decimals = len(shown.split(".")[1])
+            assert decimals >= 3 and float(shown) == pytest.approx(value, abs=0.51 * 10**-decimals)
+        assert got[2] != got[3]  # the CI's ends told apart
         states = [w["thermal_state"] for w in sorted(
             (w for w in windows if w["case_id"] == cid), key=lambda w: w["window_index"])]  # fmt: skip
         if c["sustained_throttled"]:
@@ -296,8 +315,17 @@ def test_report_sections_only_where_the_run_has_the_data(store, tmp_path):
     from anemll_spec.chart.style import fmt_num
 
     for v in (c["energy_mj_per_inference"], 1000 / c["energy_mj_per_inference"],
-              c["power_w_mean"], c["sustained_throughput_ratio"]):  # fmt: skip
+              c["power_w_mean"]):  # fmt: skip
         assert f'<td class="num">{fmt_num(v, 4)}</td>' in page
+    # the sustained ratios: 3 decimals at least, more where needed to tell the CI from 1
+    ratio, lo, hi = (c[k] for k in ("sustained_throughput_ratio", "sustained_ci_low",
+                                    "sustained_ci_high"))  # fmt: skip
+    assert f'<td class="num">{ratio:.3f}</td>' in page
+    assert f'<td class="num">{lo:.3f} – {hi:.3f}</td>' in page
+    wins = raw(store["path"], "SELECT * FROM sustained_windows WHERE case_id = ? "
+               "ORDER BY window_index", [c["case_id"]])  # fmt: skip
+    calls = wins[-1]["throughput_ips"] / wins[0]["throughput_ips"]
+    assert f'<td class="num">{calls:.3f}</td>' in page and "last/first calls/s" in page
     assert "not wall power" in page and "degraded" in page
     # a run without energy or sustained cases: neither section
     page = write_report(store["path"], store["none"], tmp_path / "n.html").read_text()

@@ -13,8 +13,10 @@ from typing import Any
 from anemll_spec.chart import energy, sustained
 from anemll_spec.chart.energy_draw import CAVEAT, variant
 from anemll_spec.chart.report_published import num
-from anemll_spec.chart.source import NoData, Options
+from anemll_spec.chart.source import NoData, Options, fetch
 from anemll_spec.chart.style import esc, fmt_num
+from anemll_spec.chart.sustained_draw import calls_ratio
+from anemll_spec.text import ratios
 
 RAILS = ("ane", "cpu", "gpu", "dram")
 ENERGY_HEADS = (
@@ -23,8 +25,9 @@ ENERGY_HEADS = (
     "calls", "counter reads", "GPU power limit (W)", "note",
 )  # fmt: skip
 SUSTAINED_HEADS = (
-    "#", "model", "variant", "verdict", "last/first throughput", "95% CI", "throttled",
-    "windows", "window (s)", "first-window median (ms)", "last-window median (ms)",
+    "#", "model", "variant", "verdict", "last/first median throughput", "95% CI",
+    "last/first calls/s", "throttled", "windows", "window (s)", "first-window median (ms)",
+    "last-window median (ms)",
 )  # fmt: skip
 
 
@@ -89,13 +92,28 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     if not shown:
         return ""
     head = "".join(f"<th>{esc(h)}</th>" for h in SUSTAINED_HEADS)
+    windows = fetch(
+        con,
+        "SELECT case_id, window_index, throughput_ips FROM sustained_windows WHERE case_id IN "
+        "(SELECT case_id FROM cases WHERE run_id = ?)",
+        [run_id],
+    )
+
+    def cell(text: str | None) -> str:
+        return f'<td class="num">{esc(text)}</td>'
+
+    def calls(c: dict[str, Any]) -> str | None:
+        ratio = calls_ratio([w for w in windows if w["case_id"] == c["case_id"]])
+        return None if ratio is None else ratios(ratio)[0]
+
     body = "".join(
         "<tr>"
         + num(c.get("case_index"))
         + f"<td>{esc(c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
         + f"<td>{esc(c.get('sustained_verdict'))}</td>"
-        + num(c.get("sustained_throughput_ratio"))
-        + f'<td class="num">{esc(_ci(c))}</td>'
+        + cell(_ratio(c)[0])
+        + cell(_ratio(c)[1])
+        + cell(calls(c))
         + f"<td>{esc(sustained.throttled_words(c.get('sustained_throttled')))}</td>"
         + num(c.get("sustained_windows"))
         + num(c.get("sustained_window_s"))
@@ -107,10 +125,12 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     html = (
         "<h2>Sustained run</h2>\n"
         f"<table><tr>{head}</tr>{body}</table>"
-        '<p class="muted">Last/first throughput = first-window median / last-window median '
-        "(below 1: slower at the end), with a 95% bootstrap CI; degraded or improved when "
-        "the CI excludes 1 and the change exceeds 2%, else sustained. Throttled: a window's "
-        "thermal state said so (macOS pmset, NVML clock-event reasons).</p>"
+        '<p class="muted">Last/first median throughput = first-window median / last-window '
+        "median (below 1: slower at the end), with a 95% bootstrap CI; degraded or improved "
+        "when the CI excludes 1 and the change exceeds 2%, else sustained. Last/first calls/s "
+        "= the last window's calls per second over the first's: the calls delivered, stalls "
+        "included, which the medians leave out. Throttled: a window's thermal state said so "
+        "(macOS pmset, NVML clock-event reasons).</p>"
     )
     try:
         spec = sustained.build(con, Options(runs=(run_id,)))
@@ -120,8 +140,11 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     return html + '<div id="chart-sustained" class="chart"></div>'
 
 
-def _ci(c: dict[str, Any]) -> str | None:
-    lo, hi = c.get("sustained_ci_low"), c.get("sustained_ci_high")
-    if lo is None or hi is None:
-        return None
-    return f"{fmt_num(lo, 4)} – {fmt_num(hi, 4)}"
+def _ratio(c: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The ratio and its CI with decimals enough to tell the CI's ends from 1."""
+    ratio, lo, hi = (c.get(k) for k in ("sustained_throughput_ratio", "sustained_ci_low",
+                                          "sustained_ci_high"))  # fmt: skip
+    r, lo_t, hi_t = ratios(ratio, lo, hi)
+    return (None if ratio is None else r), (
+        None if lo is None or hi is None else f"{lo_t} – {hi_t}"
+    )

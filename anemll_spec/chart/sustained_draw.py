@@ -7,10 +7,12 @@ panels share one x domain, so they line up pixel for pixel.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from anemll_spec.chart import robust, style
 from anemll_spec.chart.energy_draw import rail_color, rail_rank
+from anemll_spec.text import ratios
 
 TITLE = "Sustained run"
 
@@ -197,7 +199,7 @@ def _x_title(part: dict[str, Any], title: str | None) -> dict[str, Any]:
 
 def _subtitle(case, windows, spread, clip, has_power: bool) -> list[str]:
     lines = [
-        f"{verdict_words(case)}; {throttled_words(case.get('sustained_throttled'))}.",
+        f"{verdict_words(case, windows)}; {throttled_words(case.get('sustained_throttled'))}.",
         f"Window medians: first {style.fmt_num(case.get('sustained_first_median_ms'), 4)} ms, "
         f"last {style.fmt_num(case.get('sustained_last_median_ms'), 4)} ms; "
         f"{len(windows)} windows of {style.fmt_num(case.get('sustained_window_s'))} s.",
@@ -259,17 +261,29 @@ def thermal_runs(windows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def verdict_words(case: dict[str, Any]) -> str:
-    """'degraded: last-window median throughput 0.885x the first (95% CI 0.881–0.890)'."""
+def verdict_words(case: dict[str, Any], windows: Sequence[dict[str, Any]] = ()) -> str:
+    """'degraded: last-window median throughput 0.885x the first (95% CI 0.881–0.890);
+    calls/s 0.870x' (the calls delivered, stalls included, from the windows)."""
     ratio = case.get("sustained_throughput_ratio")
     if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
         return f"{case.get('sustained_verdict') or 'no verdict'}"
     lo, hi = case.get("sustained_ci_low"), case.get("sustained_ci_high")
-    ci = f" (95% CI {lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
+    r, lo_t, hi_t = ratios(ratio, lo, hi)
+    ci = f" (95% CI {lo_t}–{hi_t})" if lo is not None and hi is not None else ""
+    calls = calls_ratio(windows)
     return (
         f"{case.get('sustained_verdict') or 'no verdict'}: last-window median throughput "
-        f"{ratio:.3f}x the first{ci}"
+        f"{r}x the first{ci}"
+        + ("" if calls is None else f"; calls/s delivered {ratios(calls)[0]}x (stalls included)")
     )
+
+
+def calls_ratio(windows: Sequence[dict[str, Any]]) -> float | None:
+    """Last window's calls/s over the first's: what the median ratio leaves out (stalls)."""
+    tput = [w.get("throughput_ips") for w in sorted(windows, key=lambda w: w["window_index"])]
+    if len(tput) < 2 or not tput[0] or tput[-1] is None:
+        return None
+    return float(tput[-1]) / float(tput[0])
 
 
 def throttled_words(value: bool | None) -> str:

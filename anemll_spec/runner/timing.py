@@ -11,12 +11,14 @@ import numpy as np
 
 from anemll_spec import stats
 from anemll_spec.backends.base import Prepared
+from anemll_spec.bootstrap import MIN_SAMPLES
 from anemll_spec.harness import Budget, Timer, time_interleaved
 from anemll_spec.power.base import Unavailable, stop_reading
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
 from anemll_spec.runner.plan import plan_instances
 from anemll_spec.runner.stages import CaseRun, Opened, attempt, err, prepare
+from anemll_spec.text import ratios
 
 
 def time_variants(cr: CaseRun) -> None:
@@ -161,6 +163,11 @@ def summarize(
         throughput_ips = 1e3 / s.mean_ms
     m.throughput_ips = throughput_ips
     m.energy_t0_ns = int(starts[0]) if starts is not None and len(starts) else None
+    if len(m.wall_ns) < MIN_SAMPLES:  # a bootstrap of so few resamples their range
+        m.note(
+            f"only {len(m.wall_ns)} samples: the 95% CI of the median is about their range "
+            f"(fewer than {MIN_SAMPLES}; compare gives no verdict on them)"
+        )
     if s.noisy:
         m.note(f"noisy: CV {s.cv:.1%} > {stats.NOISY_CV:.0%}")
     if s.throttled:
@@ -241,10 +248,11 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     summarize(m, None, wall, starts, None)  # each window's own calls/s: sustained_windows
     v = result.verdict
     first, last = result.windows[0], result.windows[-1]
+    r, lo, hi = ratios(v.throughput_ratio, v.ci_low, v.ci_high)
     m.note(
         f"sustained {run.duration_s:g} s: {v.verdict}, last/first-window median throughput "
-        f"{v.throughput_ratio:.3f}x [{v.ci_low:.3f}, {v.ci_high:.3f}]; calls/s delivered "
-        f"{last.throughput_per_s / first.throughput_per_s:.3f}x (stalls included)"
+        f"{r}x [{lo}, {hi}]; calls/s delivered "
+        f"{ratios(last.throughput_per_s / first.throughput_per_s)[0]}x (stalls included)"
         + ("" if v.throttled is None else f", throttled: {'yes' if v.throttled else 'no'}")
     )
 
