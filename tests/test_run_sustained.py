@@ -304,3 +304,17 @@ def test_a_sustained_run_says_its_variants_were_not_interleaved(tmp_path):
             "not interleaved: a sustained run times each variant for its whole duration, "
             "one after the other" in m.notes
         )
+
+
+def test_too_few_samples_for_a_ci_are_said(tmp_path):
+    """With 3 samples the bootstrap 'CI' of the median is about their range (compare
+    gives no verdict below 6): the result says so instead of passing it off as 95%."""
+    text = (
+        "name: few\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 3, min_iterations: 1, "
+        "dispatch_floor: false}\n"
+    )
+    res, _ = _bench(tmp_path, text, tmp_path / "s.duckdb")
+    (m,) = res.results
+    assert len(m.wall_ns) == 3
+    assert "only 3 samples: the 95% CI of the median is about their range" in " ".join(m.notes)
