@@ -344,3 +344,57 @@ def test_tables_escape_control_characters_from_outside():
     text = table([["logits\x1b[2J", 3], ["ok", 12]], ["name", "n"])
     assert "\x1b" not in text and "logits\\x1b[2J" in text
     assert text.splitlines()[2].endswith(" 3")  # numbers still right-aligned
+
+
+def test_build_takes_several_specs_and_bench_the_same_cache_dir(cli, tmp_path):
+    """build took one SPEC and bench had no --cache-dir, so `build --cache-dir X` filled
+    a cache bench could never use; an empty --cache-dir meant the default cache, and a
+    file given as one was listed as an empty cache."""
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text("name: one\nmodel: {family: matmul, m: 4, k: 8, n: 8}\n")
+    two.write_text("name: two\nmodel: {family: matmul, m: 4, k: 8, n: 16}\n")
+    cache = tmp_path / "mine"
+    r = cli("build", one, two, "--cache-dir", cache, "--json")
+    assert r.returncode == 0, r.stderr
+    built = json.loads(r.stdout)
+    assert [b["spec"] for b in built] == ["one", "two"] and not any(b["cached"] for b in built)
+    assert all(Path(b["path"]).is_relative_to(cache) for b in built)
+    store = tmp_path / "s.duckdb"
+    r = cli("bench", one, "--cache-dir", cache, "--store", store, "--backend", "numpy", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "no store at" in r.stderr and str(store) in r.stderr  # a new store is said
+    con = duckdb.connect(str(store), read_only=True)
+    try:  # the model build made, found where bench looked
+        assert con.execute("SELECT build_cached FROM cases").fetchall() == [(True,)]
+    finally:
+        con.close()
+    refused(cli("build", one, "--cache-dir", ""), "must not be empty")
+    refused(cli("cache", "list", "--cache-dir", one), "is a file, not a folder")
+    refused(cli("build", one, tmp_path / "missing.yaml", "--cache-dir", tmp_path / "c2"))
+    assert not (tmp_path / "c2").exists()  # every spec checked before the first build
+
+
+def test_a_spec_given_to_inspect_says_how_to_get_its_models(cli, tmp_path):
+    r = refused(cli("inspect", "specs/smoke.yaml"), "a spec, not a model")
+    assert "`anemll-spec build specs/smoke.yaml`" in r and "which inspect takes" in r
+
+
+def test_import_says_it_makes_a_new_store_and_push_knows_one_store_spelt_twice(cli, tmp_path):
+    from fixtures.store.synth import case, new_run
+
+    from anemll_spec.store import append_case, finish_run
+
+    src = tmp_path / "a.duckdb"
+    run_id = new_run(src)
+    append_case(src, run_id, case(), [5_000_000, 5_100_000])
+    finish_run(src, run_id, "finished")
+    bundle = tmp_path / "a.parquet"
+    assert cli("export", "--store", src, "--out", bundle).returncode == 0
+    new = tmp_path / "sub" / "new.duckdb"
+    r = cli("import", bundle, "--store", new)
+    assert r.returncode == 0 and f"note: no store at {new} yet: this import creates it" in r.stderr
+    r = cli("import", bundle, "--store", new)
+    assert "no store at" not in r.stderr
+    for spelt in (f"./{src.name}", str(src)):
+        r = cli("push", "--store", src, "--to", spelt, cwd=tmp_path)
+        refused(r, "the source and destination are the same store")

@@ -263,3 +263,57 @@ def extra_rows(counts: dict, suffix: str = "") -> list[str]:
     """'3 power sample(s)', ... for each extra table with rows in `counts` (key: the table
     name + `suffix`)."""
     return [f"{counts[t + suffix]} {what}" for t, what in EXTRA_ROWS if counts.get(t + suffix)]
+
+
+def note_new_store(target: str, what: str) -> None:
+    """A store that is not there yet is made by `what` (this run, this import): say where,
+    so that a typo in --store (or a command run from another folder) is not a silent
+    second store."""
+    from anemll_spec.store import lake_target, store_path
+
+    if lake_target.is_lake(target) and lake_target.parse_target(target).catalog != "duckdb":
+        return  # a catalog on a server: no file here to make
+    if not store_path(target).exists():  # the store's file, or its DuckDB catalog file
+        print(f"note: no store at {shown_store(target)} yet: {what} creates it", file=sys.stderr)
+
+
+def shown_store(store: str) -> str:
+    """A file store by its absolute path (a shared store's target is already redacted)."""
+    from anemll_spec.store import lake_target
+    from anemll_spec.store.connection import describe_target
+
+    return store if lake_target.is_lake(store) else str(Path(describe_target(store)).absolute())
+
+
+def add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        type=nonempty,
+        help="build cache folder (default: $ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or "
+        "~/.cache, /anemll-spec)",
+    )
+
+
+def cache_dir_of(args: argparse.Namespace) -> Path | None:
+    """--cache-dir as a folder (None: the default); a file there is refused, not listed
+    as an empty cache."""
+    from anemll_spec.errors import InputError
+
+    if not args.cache_dir:
+        return None
+    path = Path(args.cache_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--cache-dir {args.cache_dir}: is a file, not a folder")
+    return path
+
+
+def refuse_spec(path: str, command: str) -> None:
+    """A spec given where a saved model is wanted: say how to get its models."""
+    from anemll_spec.errors import InputError
+
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        raise InputError(
+            f"{path}: a spec, not a model; `anemll-spec build {path}` builds its models and "
+            f"prints their paths, which {command} takes"
+        )

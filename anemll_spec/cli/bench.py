@@ -9,10 +9,14 @@ from typing import Any
 
 from anemll_spec.cli._common import (
     add_backend,
+    add_cache_dir,
     add_json,
     add_max_cases,
     add_store,
+    cache_dir_of,
+    note_new_store,
     print_json,
+    shown_store,
     table,
 )
 
@@ -29,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
     add_backend(p, "run every case on this backend instead of the spec's run.backends")
     add_store(p)
+    add_cache_dir(p)
     add_max_cases(p)
     p.add_argument("--report", action="store_true", help="also write each run's HTML report")
     add_json(p)
@@ -41,10 +46,16 @@ def run(args: argparse.Namespace) -> int:
     # every spec is checked before the first one runs: bad input stops all, writes nothing
     with stdout_to_stderr(args.json):  # in --json mode, stdout holds only the JSON
         runners = [
-            Runner(spec, backend=args.backend, store=args.store, max_cases=args.max_cases)
+            Runner(
+                spec,
+                backend=args.backend,
+                store=args.store,
+                max_cases=args.max_cases,
+                cache_dir=cache_dir_of(args),
+            )
             for spec in args.specs
         ]
-    _say_if_new(runners[0].target)
+    note_new_store(runners[0].target, "this run")
     docs, status = [], 0
     for runner in runners:
         # in --json mode, whatever a native library prints goes to stderr, not the JSON
@@ -67,25 +78,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(docs[0] if len(docs) == 1 else docs)
     return status
-
-
-def _say_if_new(target: str) -> None:
-    """A store that is not there yet is made by this run: say where, so that a typo in
-    --store (or a bench run from another folder) is not a silent second store."""
-    from anemll_spec.store import lake_target, store_path
-
-    if lake_target.is_lake(target) and lake_target.parse_target(target).catalog != "duckdb":
-        return  # a catalog on a server: no file here to make
-    if not store_path(target).exists():  # the store's file, or its DuckDB catalog file
-        print(f"note: no store at {_shown(target)} yet: this run creates it", file=sys.stderr)
-
-
-def _shown(store: str) -> str:
-    """A file store by its absolute path (a shared store's target is already redacted)."""
-    from anemll_spec.store import lake_target
-    from anemll_spec.store.connection import describe_target
-
-    return store if lake_target.is_lake(store) else str(Path(describe_target(store)).absolute())
 
 
 def _sig(x: float | None, digits: int = 3) -> str:
@@ -142,7 +134,7 @@ def summary(result: Any) -> str:
         "rule defines it; mJ/inference: the SoC's or GPU's own energy counters, not wall "
         "power."
     )
-    out.append(f"run {result.run_id} ({result.status}) stored in {_shown(result.store)}")
+    out.append(f"run {result.run_id} ({result.status}) stored in {shown_store(result.store)}")
     if result.store_message:
         out.append(result.store_message)
     return "\n".join(out)

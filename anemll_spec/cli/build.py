@@ -1,50 +1,56 @@
-"""anemll-spec build SPEC: build (or fetch from the cache) every case's Core ML model."""
+"""anemll-spec build SPEC...: build (or fetch from the cache) every case's Core ML model."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from anemll_spec.cli._common import add_json, add_max_cases, human_bytes, human_flops, print_json
+from anemll_spec.cli._common import (
+    add_cache_dir,
+    add_json,
+    add_max_cases,
+    cache_dir_of,
+    human_bytes,
+    human_flops,
+    print_json,
+)
 
 HELP = "build every case of a spec as a Core ML package (cached)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help="YAML spec file")
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="cache folder (default: $ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or ~/.cache, "
-        "/anemll-spec)",
-    )
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
+    add_cache_dir(p)
     add_max_cases(p)
     add_json(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from anemll_spec.build import build, estimate
     from anemll_spec.progress import Progress
     from anemll_spec.spec import load_cases
 
-    spec, cases = load_cases(args.spec, max_cases=args.max_cases)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    # every spec is checked before the first build: bad input stops all, builds nothing
+    loaded = [load_cases(path, max_cases=args.max_cases) for path in args.specs]
+    cache_dir = cache_dir_of(args)
     # bench's progress line: live on a terminal, a line every few seconds in logs
     progress = Progress(live=sys.stderr.isatty() and not args.json)
     results = []
-    for n, case in enumerate(cases, 1):
+    for spec, case, n, total in (
+        (spec, case, n, len(cases)) for spec, cases in loaded for n, case in enumerate(cases, 1)
+    ):
         est = estimate(case.model)
-        progress.case(n, len(cases), case.model_name)
+        progress.case(n, total, case.model_name)
         for w in est.warnings:
             progress.note(f"warning: {case.model_name}: {w}")
         built = build(
             case.model, cache_dir=cache_dir, progress=progress.build_step, spec_name=spec.name
         )
         progress.close()
-        row = {"case": case.key, "model_name": case.model_name, **built.to_json()}
-        row["warnings"] = est.warnings
+        row: dict[str, Any] = {"spec": spec.name, "case": case.key, "model_name": case.model_name}
+        row.update(built.to_json(), warnings=est.warnings)
         results.append(row)
         if not args.json:
             state = "cached" if built.cached else f"built in {built.build_s:.1f} s"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import re
 
-from anemll_spec.cli._common import add_json, human_bytes, print_json, table
+from anemll_spec.cli._common import (
+    add_cache_dir,
+    add_json,
+    cache_dir_of,
+    human_bytes,
+    print_json,
+    table,
+)
 
 HELP = "list or clear the cache of built models"
 
@@ -28,12 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["list", "clear"],
         help="list entries, or delete them (only the folders the cache made)",
     )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="cache folder (default: $ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or ~/.cache, "
-        "/anemll-spec)",
-    )
+    add_cache_dir(p)
     p.add_argument(
         "--older-than",
         metavar="AGE",
@@ -48,11 +50,9 @@ def _what(e: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from anemll_spec.build import cache
 
-    cache_dir = Path(args.cache_dir) if args.cache_dir else cache.default_cache_dir()
+    cache_dir = cache_dir_of(args) or cache.default_cache_dir()
     if args.action == "clear":
         removed = cache.clear(cache_dir, older_than_s=args.older_than)
         entries = [e for e in removed if e["kind"] == "entry"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anemll_spec.cli._common import add_json, add_store, extra_rows, print_json
+from anemll_spec.cli._common import add_json, add_store, extra_rows, note_new_store, print_json
 
 HELP = "add results bundles to the store (runs already present are skipped)"
 DESCRIPTION = (
@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store.importing import import_bundles
     from anemll_spec.text import printable
 
-    summaries = import_bundles(default_target(args.store), args.files)
+    target = default_target(args.store)
+    note_new_store(target, "this import")
+    summaries = import_bundles(target, args.files)
     if summaries and summaries[0].get("warning"):
         print(f"warning: {summaries[0]['warning']}", file=sys.stderr)
     if args.json:

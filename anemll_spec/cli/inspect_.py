@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, human_bytes, human_flops, print_json, table
+from anemll_spec.cli._common import (
+    add_json,
+    human_bytes,
+    human_flops,
+    print_json,
+    refuse_spec,
+    table,
+)
 
 HELP = "show a model's inputs, outputs, states, ops, weights, FLOPs and compression"
 
@@ -32,6 +39,7 @@ def _tensors(title: str, items: list[dict]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.mlmodel.inspect import inspect_model
 
+    refuse_spec(args.model, "inspect")
     info = inspect_model(args.model)
     if args.json:
         print_json(info)

@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anemll_spec.cli._common import add_json, nonempty, nonnegative_int, out_file, print_json, table
+from anemll_spec.cli._common import (
+    add_json,
+    nonempty,
+    nonnegative_int,
+    out_file,
+    print_json,
+    refuse_spec,
+    table,
+)
 
 HELP = "run a saved model with the reference (numpy) executor and summarise its outputs"
 DESCRIPTION = (
@@ -43,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.errors import InputError
     from anemll_spec.executor import load
 
-    if Path(args.model).suffix.lower() in (".yaml", ".yml"):
-        raise InputError(
-            f"{args.model}: a spec, not a model; `anemll-spec build {args.model}` builds its "
-            "models and prints their paths, which predict takes"
-        )
+    refuse_spec(args.model, "predict")
     if args.out:  # checked before the work, not after it
         if Path(args.out).suffix != ".npz":
             raise InputError(f"--out {args.out}: expected a .npz file name")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from anemll_spec.cli._common import add_json, add_run_flag, add_store, nonempty, runs_given
+from anemll_spec.cli._common import (
+    add_json,
+    add_run_flag,
+    add_store,
+    nonempty,
+    note_new_store,
+    runs_given,
+)
 
 HELP = "copy runs from a shared store into the local store (idempotent)"
 DESCRIPTION = (
@@ -31,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.cli.push import report
+    from anemll_spec.store import default_target
     from anemll_spec.store.sync import copy_runs
 
+    note_new_store(default_target(args.store), "this pull")
     return report(copy_runs(args.source, args.store, runs_given(args, "runs")), args.json, "pulled")

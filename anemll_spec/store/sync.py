@@ -27,6 +27,16 @@ from anemll_spec.store.connection import ENV_STORE, default_target, open_store, 
 ATTEMPTS = 30
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Two spellings of one file store (./x.duckdb and /abs/x.duckdb)."""
+    if lake_target.is_lake(a) or lake_target.is_lake(b):
+        return False
+    try:
+        return store_path(a).resolve() == store_path(b).resolve()
+    except (InputError, OSError):
+        return False
+
+
 def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     """Copy the runs `run_refs` (all when empty) from `source` into `dest`.
 
@@ -39,7 +49,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     from anemll_spec.store.trust import Origin
 
     src, dst = default_target(source), default_target(dest)
-    if src == dst:
+    if src == dst or _same_file(src, dst):
         unnamed = "--store" if source is None or dest is None else None
         raise InputError(
             "the source and destination are the same store"
