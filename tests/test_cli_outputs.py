@@ -89,6 +89,25 @@ def test_chart_out_must_be_a_folder(cli, store, tmp_path):
     assert f.read_text() == "x"
 
 
+def test_chart_replaces_its_own_files_and_nothing_else(cli, store, tmp_path):
+    """A user's latency.html in --out was silently replaced by the chart."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    notes = mine / "latency.html"
+    notes.write_text("my notes")
+    refused(cli("chart", "latency", "--store", store, "--out", mine), "latency.html exists")
+    assert notes.read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == [
+        "latency.html"
+    ]
+    (mine / "latency.png").write_bytes(b"x")  # a png alone, beside no chart page
+    notes.unlink()
+    refused(cli("chart", "latency", "--store", store, "--out", mine), "latency.png exists")
+    assert cli("chart", "latency", "--store", store, "--out", mine, "--force").returncode == 0
+    assert (mine / "latency.png").read_bytes().startswith(b"\x89PNG")
+    again = cli("chart", "latency", "--store", store, "--out", mine)  # its own: replaced
+    assert again.returncode == 0, again.stderr
+
+
 def test_predict_checks_its_paths_and_seed_first(cli, tmp_path):
     from build_util import matmul
 

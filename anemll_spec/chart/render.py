@@ -114,9 +114,27 @@ def page(title: str, body: str, charts: dict[str, dict], head: str = "") -> str:
     )
 
 
+CHART_GENERATOR = '<meta name="generator" content="anemll-spec chart">\n'
+CHART_FILES = {"html": ".html", "png": ".png", "svg": ".svg", "json": ".vl.json"}
+
+
 def chart_html(spec: dict, title: str) -> str:
-    """One chart as a page of its own."""
-    return page(title, '<div id="chart" class="chart"></div>', {"chart": spec})
+    """One chart as a page of its own, marked as this command's (so a later chart of the
+    same kind may replace it, and nothing else)."""
+    return page(title, '<div id="chart" class="chart"></div>', {"chart": spec}, CHART_GENERATOR)
+
+
+def foreign_files(out_dir: Path, name: str) -> list[Path]:
+    """The files a chart would write over that are not an earlier chart's: any of
+    NAME.{html,png,svg,vl.json} there, unless NAME.html is a chart page of ours."""
+    paths = [out_dir / f"{name}{suffix}" for suffix in CHART_FILES.values()]
+    there = [p for p in paths if p.exists()]
+    try:
+        with open(paths[0], "rb") as f:
+            ours = CHART_GENERATOR in f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        ours = False
+    return [] if ours else there
 
 
 def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, Path]:
@@ -128,12 +146,7 @@ def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, P
 
     spec = printable_strings(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "html": out_dir / f"{name}.html",
-        "png": out_dir / f"{name}.png",
-        "svg": out_dir / f"{name}.svg",
-        "json": out_dir / f"{name}.vl.json",
-    }
+    files = {fmt: out_dir / f"{name}{suffix}" for fmt, suffix in CHART_FILES.items()}
     svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
     png = vlc.svg_to_png(svg, scale=2)
     write_file(files["html"], chart_html(spec, title))

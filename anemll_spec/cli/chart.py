@@ -56,8 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size"
     )
     p.add_argument(
-        "--out", metavar="DIR", required=True, type=nonempty, help="directory to write the files to"
+        "--out",
+        metavar="DIR",
+        required=True,
+        type=nonempty,
+        help="directory to write KIND.html, .png, .svg and .vl.json to (an earlier chart "
+        "there is replaced, other files only with --force)",
     )
+    p.add_argument("--force", action="store_true", help="replace whatever files --out holds")
     add_json(p)
 
 
@@ -94,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
         by=args.by,
     )
     out_dir(args.out)
+    from anemll_spec.chart.render import foreign_files
+
+    theirs = [] if args.force else foreign_files(Path(args.out), args.kind)
+    if theirs:
+        raise InputError(
+            f"--out {printable(args.out)}: {printable(theirs[0].name)} exists and is not a "
+            f"chart of this command; give --force to replace it (or another --out)"
+        )
     try:
         files = write_chart(args.kind, default_target(args.store), opts, Path(args.out))
     except InputError as exc:  # its text may quote stored text: no control characters raw
