@@ -154,6 +154,11 @@ def test_chart_and_report_say_what_the_view_says(store, tmp_path):
     row = mine[0]
     assert row["baseline_source"] and row["baseline_source"].startswith("published: ")
     assert row["inference_factor"] == pytest.approx(row["baseline_latency_ms"] / row["latency_ms"])
+    # M1 Max's fp16-head time is its published GB/s turned into ms: a derived baseline,
+    # which every label says (its GB/s is published as is)
+    assert row["baseline_latency_derived"] and not row["baseline_bandwidth_derived"]
+    assert row["inference_factor_label"].endswith("x (derived baseline)")
+    assert "derived" not in row["bandwidth_factor_label"]
     spec = build_chart("factors", str(store["path"]), Options())
     drawn = [r for r in spec["datasets"]["factors"] if r["run_id"] == store["linux"]]
     assert {r["metric"] for r in drawn} == {"bandwidth", "latency"}

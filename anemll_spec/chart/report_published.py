@@ -30,11 +30,19 @@ def factor_cells(row: dict[str, Any]) -> str:
         num(row["bandwidth_gbps"])
         + num(row["latency_ms"])
         + "".join(
-            f'<td class="num">{esc(fmt_factor(row[k]))}</td>'
+            f'<td class="num">{esc(fmt_factor(row[k]) + _derived(row, k))}</td>'
             for k in ("bandwidth_factor", "inference_factor")
         )
         + f"<td>{esc(factors.against(row) or 'no baseline')}</td>"
     )
+
+
+def _derived(row: dict[str, Any], factor: str) -> str:
+    """As the view's factor labels say it: a baseline figure derived, not published."""
+    flag = (
+        "baseline_bandwidth_derived" if factor == "bandwidth_factor" else "baseline_latency_derived"
+    )
+    return " (derived baseline)" if row.get(factor) is not None and row.get(flag) else ""
 
 
 FACTOR_HEADS = (
