@@ -526,3 +526,49 @@ def test_a_new_store_takes_a_second_writer_in_the_same_process(tmp_path):
         assert held.execute("SELECT count(*) FROM samples").fetchone() == (100,)
     finally:
         held.close()
+
+
+def test_a_bench_whose_store_stays_locked_says_what_was_lost(tmp_path, monkeypatch):
+    """Another process holds the store while a case is timed: the bench stops with what is
+    lost (that case, the run left 'running'), waits for the lock once (not again to
+    finish the run), and never repeats DuckDB's '-readonly' hint meant for its CLI."""
+    import io
+
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+
+    store = tmp_path / "s.duckdb"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: locked\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 20, dispatch_floor: false}\n"
+    )
+    monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
+    holder: list[subprocess.Popen] = []
+
+    class Log(io.StringIO):
+        def write(self, text: str) -> int:  # the timing starts: someone takes the store
+            if "timing" in text and not holder:
+                holder.append(subprocess.Popen(
+                    [sys.executable, "-c", HOLD_LOCK, str(store), "8"],
+                    stdout=subprocess.PIPE, text=True,
+                ))  # fmt: skip
+                assert holder[0].stdout.readline().strip() == "locked"
+            return super().write(text)
+
+    runner = Runner(spec, store=str(store), cache_dir=tmp_path / "c", progress=Progress(Log()))
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(StoreLocked) as caught:
+            runner.run()
+        waited = time.monotonic() - t0
+    finally:
+        for h in holder:
+            h.kill()
+            h.wait()
+    message = str(caught.value)
+    assert "The case just measured (locked on numpy) is not stored" in message
+    assert "stays 'running' there until the next bench marks it interrupted" in message
+    assert "However" not in message and "-readonly" not in message
+    assert waited < 6  # one wait of 1 s, not a second one to finish the run
+    assert read(store, "SELECT status, (SELECT count(*) FROM cases) FROM runs") == [("running", 0)]

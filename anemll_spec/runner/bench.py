@@ -22,6 +22,7 @@ from anemll_spec.progress import Progress
 from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
 from anemll_spec.runner.measurement import Measurement
+from anemll_spec.store.connection import StoreLocked
 
 
 @dataclass
@@ -101,7 +102,15 @@ class Runner:
                 for m in measured:
                     if stop and m.status == "ok" and m.summary is None:
                         continue  # its turn never came, or Ctrl-C came first: nothing kept
-                    m.case_id = record.store_measurement(store, self.target, run_id, m)
+                    try:
+                        m.case_id = record.store_measurement(store, self.target, run_id, m)
+                    except StoreLocked as exc:  # what is lost, and what the store holds
+                        raise StoreLocked(
+                            f"{exc}. The case just measured ({p.case.model_name} on "
+                            f"{m.variant.label}) is not stored, nor is anything after it; "
+                            f"run {run_id} stays 'running' there until the next bench "
+                            "marks it interrupted"
+                        ) from None
                     results.append(m)
                     self.progress.note(_one_line(m))
                 if stop:
@@ -109,15 +118,21 @@ class Runner:
         except KeyboardInterrupt:
             status = "interrupted"
             self.progress.note("interrupted: finished cases are kept; run marked 'interrupted'")
+        except StoreLocked:
+            status = "locked"  # finishing the run would wait for the lock all over again
+            raise
         except BaseException:
-            status = "failed"  # e.g. the store stayed locked: close the run, then report
+            status = "failed"  # close the run, then report
             raise
         finally:
             self.progress.close()
             shutil.rmtree(workdir, ignore_errors=True)
-            if status != "interrupted" and any(m.status == "failed" for m in results):
+            if status not in ("interrupted", "locked") and any(
+                m.status == "failed" for m in results
+            ):
                 status = "failed"
-            store.finish_run(self.target, run_id, status)
+            if status != "locked":
+                store.finish_run(self.target, run_id, status)
         where = store.local if store.fell_back else self.target
         record.add_factors(where, results, run_id)
         return BenchResult(

@@ -298,7 +298,8 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
             if now >= deadline:
                 raise StoreLocked(
                     f"the store {path} stayed locked by another process for {timeout:g} s "
-                    f"({msg.split(' See also')[0]}); retry when it is done, or use --store"
+                    f"({msg.split(' See also')[0].split(' However,')[0]}); retry when it is "
+                    "done, or use --store"
                 ) from None
             if not warned:
                 print(
