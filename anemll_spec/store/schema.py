@@ -142,9 +142,20 @@ HOSTS = Table(
         C("duckdb_version", "VARCHAR", "duckdb version"),
         C("torch_version", "VARCHAR", "PyTorch version (NULL when not installed)"),
         C("gpu_driver", "VARCHAR", "GPU driver version", since=2),
-        C("cuda_version", "VARCHAR", "CUDA version torch was built with", since=2),
+        C(
+            "cuda_version",
+            "VARCHAR",
+            "CUDA version torch was built with (read only by runs on torch: NULL otherwise)",
+            since=2,
+        ),
         # added in v3: what torch learns about the GPU (part of host_id's hash)
-        C("triton_version", "VARCHAR", "Triton version (NULL when not installed)", since=3),
+        C(
+            "triton_version",
+            "VARCHAR",
+            "Triton version (read only by runs on torch: NULL otherwise, or not installed; "
+            "so one machine's numpy and torch runs have two host rows)",
+            since=3,
+        ),
         C("gpu_memory_bytes", "BIGINT", "GPU memory (torch/cuda)", "bytes", min=0, since=3),
         C("gpu_sm_count", "INTEGER", "streaming multiprocessors (torch/cuda)", min=0, since=3),
         C("gpu_capability", "VARCHAR", "CUDA compute capability, e.g. '9.0'", since=3),
