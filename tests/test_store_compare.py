@@ -185,6 +185,11 @@ def test_runs_of_two_machines_say_so(cli, tmp_path):
     data = json.loads(cli("compare", "previous", "latest", "--store", store, "--json").stdout)
     assert data["hosts_differ"] == ["chip", "os_version"]
     assert data["host_a"]["chip"] == "M1 Max" and data["host_b"]["os_version"] == "15.3"
+    page = tmp_path / "r.html"
+    assert cli("report", "--store", store, "--out", page).returncode == 0
+    assert "measured on different machines or systems (chip: M1 Max then M4 Max; " in (
+        page.read_text()
+    )
 
 
 def test_ambiguous_prefix_is_refused(runs):

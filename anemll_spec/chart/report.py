@@ -158,14 +158,13 @@ def _sections(con, run_id: str, baseline: str):
         sections.append(
             _chart_section(mod.TITLE, mod.KIND, lambda m=mod: m.build(con, opts), charts)
         )
-    previous = fetch(
-        con,
-        """SELECT run_id FROM runs WHERE spec_name IS NOT DISTINCT FROM ? AND run_id <> ?
-             AND started_at <= ? AND status IN ('finished', 'failed')
-           ORDER BY started_at DESC, run_id DESC LIMIT 1""",
-        [run.get("spec_name"), run_id, run["started_at"]],
-    )
-    return run, sections, charts, previous[0]["run_id"] if previous else None
+    from anemll_spec.store.lookup import resolve_run
+
+    try:  # 'previous' as every command means it: the same spec's run before, with cases
+        previous: str | None = resolve_run(con, "previous", previous_of=run_id)
+    except InputError:
+        previous = None
+    return run, sections, charts, previous
 
 
 def _chart_section(heading: str, kind: str, make, charts: dict[str, dict]) -> str:
@@ -190,7 +189,17 @@ def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
             "variant in common.</p>"
         )
     charts["chart-compare"] = compare.chart(rows, result, opts)
-    return head + '<div id="chart-compare" class="chart"></div>'
+    note = ""
+    if result["hosts_differ"]:  # a pulled run of another machine, say
+        a, b = result["host_a"], result["host_b"]
+        where = "; ".join(
+            f"{k}: {a.get(k) or '?'} then {b.get(k) or '?'}" for k in result["hosts_differ"]
+        )
+        note = (
+            f'<p class="note">The two runs were measured on different machines or systems '
+            f"({esc(where)}): each ratio compares those too, not only what changed.</p>"
+        )
+    return head + note + '<div id="chart-compare" class="chart"></div>'
 
 
 def _kv_table(heading: str, row: dict[str, Any], fields) -> str:
