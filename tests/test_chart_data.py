@@ -641,3 +641,29 @@ def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
         assert "calls/s of all instances together" in json.dumps(tput["title"])
     finally:
         con.close()
+
+
+def test_latency_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
+    """900 far-out samples, of which only the farthest MAX_CLIPPED are marked: the
+    subtitle said all of them were drawn."""
+    from anemll_spec.chart.latency import MAX_CLIPPED
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "s.duckdb"
+    run_id = begin_run(path, {"spec_name": "far", "command": "synthetic"}, syn.LINUX_HOST)
+    rng = np.random.default_rng(1)
+    wall = np.concatenate([rng.normal(5e6, 5e4, 10_000), rng.normal(5e7, 1e6, 900)])
+    wall = np.round(wall).astype(np.int64)
+    row = syn.case_row("far", wall, weight_bytes=10**6, backend="numpy", compute_units=None)
+    append_case(path, run_id, row, wall)
+    finish_run(path, run_id, "finished")
+    con = connect(str(path))
+    try:
+        spec = latency.build(con, Options())
+    finally:
+        con.close()
+    drawn = [p for p in spec["datasets"]["points"] if p["clipped"]]
+    assert MAX_CLIPPED <= len(drawn) < 900
+    sub = " ".join(spec["title"]["subtitle"])
+    assert f"900 sample(s) lie beyond it, {len(drawn)} of them (the farthest" in sub
+    assert f"and {len(drawn)} beyond the clipped axis" in sub

@@ -177,9 +177,10 @@ def chart(
         layers.append(beyond)
     n_total = sum(b["n"] for b in boxes)
     shown = len(points)
+    marked = sum(1 for p in points if p["clipped"])
     sub = (
         f"Points: {shown:,} of {n_total:,} samples (a fixed subsample"
-        + (", and the clipped ones)." if clip else ").")
+        + (f", and {marked:,} beyond the clipped axis)." if clip and marked else ").")
         if shown < n_total
         else f"Points: all {n_total:,} samples."
     )
@@ -188,7 +189,7 @@ def chart(
         title=style.title(
             f"{TITLE} per case — run {run_id}",
             "Box: quartiles; black tick: median; whiskers: 1.5 IQR (Tukey). " + sub,
-            clip.words(clipped) if clip else "",
+            clip.words(clipped, drawn=marked) if clip else "",
             f"Filters: {opts.describe()}. Source: samples table (wall_ns).",
         )
     )

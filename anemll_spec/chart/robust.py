@@ -44,11 +44,18 @@ class Clip:
     def domain(self) -> list[float]:
         return [self.lo_edge, self.hi_edge]
 
-    def words(self, n: int, unit: str = "ms") -> str:
-        """The subtitle sentence for `n` clipped samples."""
+    def words(self, n: int, unit: str = "ms", drawn: int | None = None) -> str:
+        """The subtitle sentence for `n` clipped samples, of which `drawn` are marked
+        (None: all of them)."""
+        marked = (
+            f"{n:,} sample(s) beyond it are drawn as triangles at the edge"
+            if drawn is None or drawn >= n
+            else f"{n:,} sample(s) lie beyond it, {drawn:,} of them (the farthest, and those "
+            "of the subsample) drawn as triangles at the edge"
+        )
         return (
             f"Axis clipped to {self.lo:.4g}–{self.hi:.4g} {unit} (quartiles ± {FENCE:g} IQR): "
-            f"{n:,} sample(s) beyond it are drawn as triangles at the edge (tooltip: real value)."
+            f"{marked} (tooltip: real value)."
         )
 
 
