@@ -39,6 +39,7 @@ class Comparison:
     median_b_ms: float
     cases_a: int  # stored cases of the variant pooled on each side (repeats in one run)
     cases_b: int
+    pooled_names: list[str]  # the names of the pooled cases, both sides, in case order
     ratio: float  # median B / median A
     ci_low: float
     ci_high: float
@@ -94,6 +95,7 @@ def compare_runs(
                     n_b=len(sb),
                     cases_a=len(va[key][1]),
                     cases_b=len(vb[key][1]),
+                    pooled_names=list(dict.fromkeys(va[key][3] + vb[key][3])),
                     median_a_ms=float(np.median(sa)) / 1e6,
                     median_b_ms=float(np.median(sb)) / 1e6,
                     ratio=ci.estimate,
@@ -142,17 +144,20 @@ def _host(con, run_id: str) -> dict[str, str | None]:
     return dict(zip(HOST_FIELDS, row or (None,) * len(HOST_FIELDS), strict=True))
 
 
-def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str], int]]:
-    """variant -> (model_name, case_ids, case_index) of the run's ok cases, named and
-    ordered by the variant's first case in the spec's expansion."""
-    out: dict[tuple, tuple[str | None, list[str], int]] = {}
+def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str], int, list[str]]]:
+    """variant -> (model_name, case_ids, case_index, every case's name) of the run's ok
+    cases, named and ordered by the variant's first case in the spec's expansion."""
+    out: dict[tuple, tuple[str | None, list[str], int, list[str]]] = {}
     for row in con.execute(
         f"SELECT {', '.join(VARIANT)}, model_name, case_id, coalesce(case_index, 0) "
         "FROM cases WHERE run_id = ? AND status = 'ok' ORDER BY case_index, case_id",
         [run_id],
     ).fetchall():
         key, (model, case_id, index) = tuple(row[: len(VARIANT)]), row[len(VARIANT) :]
-        out.setdefault(key, (model, [], index))[1].append(case_id)
+        entry = out.setdefault(key, (model, [], index, []))
+        entry[1].append(case_id)
+        if model is not None and model not in entry[3]:
+            entry[3].append(model)
     return out
 
 
@@ -178,4 +183,12 @@ def pooled_name(c: dict) -> str:
     it does not use), the medians are of its cases pooled, and the name says so."""
     name = c["model_name"] or c["variant_key"]
     n = max(c["cases_a"], c["cases_b"])
-    return f"{name} ({n} cases pooled)" if n > 1 else name
+    if n <= 1:
+        return name
+    names = c.get("pooled_names") or [name]
+    base = names[0].split("[", 1)[0]
+    if len(names) > 1 and all(x.startswith(base + "[") and x.endswith("]") for x in names):
+        name = base + "[" + " | ".join(x[len(base) + 1 : -1] for x in names) + "]"
+    elif len(names) > 1:
+        name = " | ".join(names)
+    return f"{name} ({n} cases pooled)"

@@ -134,7 +134,8 @@ def test_rows_follow_the_spec_and_a_pooled_row_says_so(tmp_path, cli):
     assert pooled["median_a_ms"] == pytest.approx(np.median(both) / 1e6)
     out = cli("compare", *ids, "--store", store)
     assert out.returncode == 0, out.stderr
-    assert "pooled[cu=ALL] (2 cases pooled)" in out.stdout and "alpha (" not in out.stdout
+    assert "pooled[cu=ALL | cu=CPU] (2 cases pooled)" in out.stdout and "alpha (" not in out.stdout
+    assert pooled["pooled_names"] == ["pooled[cu=ALL]", "pooled[cu=CPU]"]
 
 
 def test_compare_cli(cli, runs):
