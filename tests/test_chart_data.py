@@ -667,3 +667,20 @@ def test_latency_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
     sub = " ".join(spec["title"]["subtitle"])
     assert f"900 sample(s) lie beyond it, {len(drawn)} of them (the farthest" in sub
     assert f"and {len(drawn)} beyond the clipped axis" in sub
+
+
+def test_a_users_submitted_run_is_labelled_with_its_issue(store):
+    """M3 Ultra's only figures are one user's run (an issue): its bars were labelled
+    like the results tables' rows, the source only in the tooltip (lost in PNG/SVG)."""
+    con = connect(str(store["path"]))
+    try:
+        rows = factors.query(con, Options())
+    finally:
+        con.close()
+    submitted = [r for r in rows if "user submission" in r["source"]]
+    assert submitted
+    for r in submitted:
+        issue = r["source"].split("(")[0].replace("published: ", "").strip()
+        assert r["label"] == f"{r['chip']} · {issue}", r["label"]
+    tables = [r for r in rows if "results table" in r["source"] and r["chip"] == "M1 Max"]
+    assert tables and all(r["label"] == "M1 Max" for r in tables)

@@ -89,8 +89,11 @@ def query(con, opts: Options, run_id: str | None = None) -> list[dict[str, Any]]
         CASE
             WHEN {MEASURED} THEN source || ': ' || chip
             -- one label per row of the panel pair: a chip with several published
-            -- sources names its source, in both metrics alike
+            -- sources names its source, in both metrics alike, and so does one user's
+            -- submitted run (an issue), which the PNG and SVG would otherwise show
+            -- like a row of the results tables
             WHEN count(DISTINCT source) OVER (PARTITION BY model, chip, {MEASURED}) > 1
+                OR source LIKE '%user submission%'
             THEN chip || ' · '
                 || regexp_replace(replace(source, 'published: ', ''), '\\s*\\(.*$', '')
             ELSE chip
