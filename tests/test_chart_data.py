@@ -684,3 +684,31 @@ def test_a_users_submitted_run_is_labelled_with_its_issue(store):
         assert r["label"] == f"{r['chip']} · {issue}", r["label"]
     tables = [r for r in rows if "results table" in r["source"] and r["chip"] == "M1 Max"]
     assert tables and all(r["label"] == "M1 Max" for r in tables)
+
+
+def test_placement_cost_shares_say_how_many_ops_had_a_cost(tmp_path):
+    """Core ML gives some ops no cost: the cost shares divide only the others, and the
+    chart now says so (`costed` was computed and never shown)."""
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "s.duckdb"
+    run_id = begin_run(path, {"spec_name": "p", "command": "synthetic"}, syn.MAC_HOST)
+    plan = syn.placements("CPU_AND_NE")
+    for p in plan[:2]:
+        p["estimated_cost"] = None  # two ops without an estimate
+    wall = syn.samples_ns(5.0, 30, 3)
+    append_case(path, run_id, syn.case_row("p", wall, weight_bytes=10**6), wall, plan)
+    finish_run(path, run_id, "finished")
+    con = connect(str(path))
+    try:
+        rows = placement.query(con, Options(), run_id)
+        spec = placement.build(con, Options())
+    finally:
+        con.close()
+    cost = [r for r in rows if r["measure"] == "share of estimated cost"]
+    assert {(r["costed_ops"], r["total_ops"]) for r in cost} == {(10, 12)}
+    known = [p for p in plan if p["estimated_cost"] is not None]
+    ane = sum(p["estimated_cost"] for p in known if p["preferred_device"] == "NeuralEngine")
+    (r,) = [r for r in cost if r["device"] == "NeuralEngine"]
+    assert r["share"] == pytest.approx(ane / sum(p["estimated_cost"] for p in known))
+    assert "(10 of 12 in p" in json.dumps(spec["title"])

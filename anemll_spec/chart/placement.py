@@ -31,13 +31,16 @@ def query(con, opts: Options, run_id: str) -> list[dict]:
               GROUP BY ALL),
         long AS (
             SELECT row_label, case_id, device, 'share of ops' AS measure, ops::DOUBLE AS amount,
-                   ops, cost FROM g
+                   ops, cost, costed FROM g
             UNION ALL
-            SELECT row_label, case_id, device, 'share of estimated cost', cost, ops, cost
+            SELECT row_label, case_id, device, 'share of estimated cost', cost, ops, cost,
+                   costed
             FROM g WHERE cost IS NOT NULL)
         SELECT *, amount / sum(amount) OVER (PARTITION BY case_id, row_label, measure)
                   AS share,
-               sum(ops) OVER (PARTITION BY case_id, row_label, measure) AS total_ops
+               sum(ops) OVER (PARTITION BY case_id, row_label, measure) AS total_ops,
+               -- the cost shares divide only the ops Core ML gave a cost: said, not hidden
+               sum(costed) OVER (PARTITION BY case_id, row_label, measure) AS costed_ops
         FROM long
         ORDER BY row_label, measure, device
         """,
@@ -81,6 +84,7 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
         alt.Tooltip("ops:Q", title="ops on this device"),
         alt.Tooltip("total_ops:Q", title="ops in the plan"),
         alt.Tooltip("cost:Q", title="estimated cost (relative)", format=".4g"),
+        alt.Tooltip("costed_ops:Q", title="ops with a cost estimate (of the plan's)"),
         alt.Tooltip("case_id:N", title="case (store)"),
     ]
     measures = [
@@ -114,6 +118,19 @@ def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:
             )
         )
     no_cost = "" if len(measures) == 2 else " Core ML gave no cost estimates for these plans."
+    partial = {
+        r["row_label"]: (r["costed_ops"], r["total_ops"])
+        for r in rows
+        if r["measure"] == "share of estimated cost" and r["costed_ops"] < r["total_ops"]
+    }
+    if partial:  # e.g. 'cost known for 118 of 120 ops'
+        label, (known, total) = next(iter(partial.items()))
+        no_cost += (
+            f" Cost shares divide only the ops with a cost estimate ({known} of {total} in "
+            f"{label}"
+            + (f", and {len(partial) - 1} more case(s)" if len(partial) > 1 else "")
+            + ")."
+        )
     top = alt.hconcat(*panels, spacing=30).properties(
         title=style.title(
             f"{TITLE} per device — run {run_id}",
