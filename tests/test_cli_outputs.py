@@ -382,11 +382,14 @@ def test_build_takes_several_specs_and_bench_the_same_cache_dir(cli, tmp_path):
     r = cli("bench", one, "--cache-dir", cache, "--store", store, "--backend", "numpy", "--json")
     assert r.returncode == 0, r.stderr
     assert "no store at" in r.stderr and str(store) in r.stderr  # a new store is said
+    assert json.loads(r.stdout)["store"] == str(store.absolute())
     con = duckdb.connect(str(store), read_only=True)
     try:  # the model build made, found where bench looked
         assert con.execute("SELECT build_cached FROM cases").fetchall() == [(True,)]
     finally:
         con.close()
+    r = cli("bench", one, "--cache-dir", cache, "--store", "s.duckdb", "--json", cwd=tmp_path)
+    assert json.loads(r.stdout)["store"] == str(store.absolute())  # relative: made absolute
     refused(cli("build", one, "--cache-dir", ""), "must not be empty")
     refused(cli("cache", "list", "--cache-dir", one), "is a file, not a folder")
     refused(cli("build", one, tmp_path / "missing.yaml", "--cache-dir", tmp_path / "c2"))

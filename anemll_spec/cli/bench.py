@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             report = write_report(result) if args.report else None
         if args.json:
             doc = result.to_json()
+            doc["store"] = shown_store(result.store)  # as the text says it: absolute
             if args.report:
                 doc["report"] = report
             docs.append(doc)
