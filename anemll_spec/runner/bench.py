@@ -22,7 +22,6 @@ from anemll_spec.progress import Progress
 from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
 from anemll_spec.runner.measurement import Measurement
-from anemll_spec.store.connection import StoreLocked
 
 
 @dataclass
@@ -79,6 +78,7 @@ class Runner:
         self._preflight()
 
     def run(self) -> BenchResult:
+        from anemll_spec.store.connection import StoreLocked  # duckdb: only when running
         from anemll_spec.store.fallback import BenchStore
 
         host = self._host()
