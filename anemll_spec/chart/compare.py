@@ -53,6 +53,7 @@ def keep(con, result: dict, opts: Options) -> list[dict]:
     for r in rows:
         extras = " · ".join(str(r[c]) for c in ("backend", "compute_units") if r[c])
         r["label"] = " · ".join(x for x in (pooled_name(r), extras) if x)
+        r.pop("pooled_names", None)  # in the label (cut to size): not again in full
         r["change_pct"] = (r["ratio"] - 1.0) * 100.0
     return rows
 
