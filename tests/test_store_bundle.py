@@ -141,6 +141,30 @@ def test_a_run_exported_while_running_is_completed_by_its_later_bundle(cli, tmp_
     assert content(dest) == content(src)  # still finished, still both cases
 
 
+def test_a_bundle_cannot_add_cases_to_a_run_measured_here(tmp_path):
+    """An exported copy of a local run with one more case: importing it back would file
+    that case under 'own, measured here' and pool it into compare."""
+    import shutil
+
+    here = tmp_path / "here.duckdb"
+    rng = np.random.default_rng(5)
+    run_id = new_run(here)
+    wall = samples_ns(rng, 20, 5.0)
+    append_case(here, run_id, case(wall=wall), wall)
+    finish_run(here, run_id, "finished")
+    forged = tmp_path / "forged.duckdb"
+    shutil.copy(here, forged)
+    wall = samples_ns(rng, 20, 0.002)
+    append_case(forged, run_id, case(wall=wall), wall)
+    export_bundle(forged, tmp_path / "forged.parquet")
+    before = content(here)
+    assert_refused(here, before, [tmp_path / "forged.parquet"], "was measured in this store")
+    # a bundle of the run as it is adds nothing and is no problem
+    export_bundle(here, tmp_path / "same.parquet")
+    (same,) = import_bundles(here, [tmp_path / "same.parquet"])
+    assert sum(same["rows"].values()) == 0 and content(here) == before
+
+
 def test_bundle_is_plain_duckdb_readable(bundle):
     path = sql_literal(str(bundle))
     rows = duckdb_json(f'SELECT "table", count(*) AS n FROM {path} GROUP BY 1 ORDER BY 1')

@@ -382,6 +382,15 @@ def test_an_imported_running_run_is_not_marked_interrupted(tmp_path):
     }
     new_run(src)  # in the store it was measured in, its writer is gone: interrupted
     assert dict(read(src, "SELECT run_id, status FROM runs"))[running] == "interrupted"
+    # a run stored before v3 has no origin: it was measured here, and is marked too
+    con = duckdb.connect(str(src))
+    con.execute(
+        "UPDATE runs SET status = 'running', origin = NULL, finished_at = NULL WHERE run_id = ?",
+        [running],
+    )
+    con.close()
+    new_run(src)
+    assert dict(read(src, "SELECT run_id, status FROM runs"))[running] == "interrupted"
 
 
 def test_v3_gpu_facts_are_stored_and_part_of_the_host_id(tmp_path):

@@ -166,6 +166,18 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     ).fetchone()
     if clash is not None:
         raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
+    # a run measured in this store takes no cases from a file: they would count as
+    # measured here (origin NULL: stored before v3, when only measuring wrote runs)
+    own = con.execute(
+        f"SELECT x.run_id FROM {c} x JOIN runs s USING (run_id) "
+        "WHERE coalesce(s.origin, 'measured') = 'measured' "
+        "AND x.case_id NOT IN (SELECT case_id FROM cases) LIMIT 1"
+    ).fetchone()
+    if own is not None:
+        raise InputError(
+            f"{path}: run {own[0]} was measured in this store; a bundle cannot add cases to it "
+            "(they would count as measured here)"
+        )
     new = f"_imp{i}_new_cases"
     con.execute(
         f"CREATE TEMP TABLE {new} AS SELECT case_id FROM {c} "
@@ -177,6 +189,12 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         f"WHERE runs.run_id = x.run_id AND {STATUS_RANK.format('x.status')} > "
         f"{STATUS_RANK.format('runs.status')}"
     ).fetchone()
+    # a run completed from this bundle names it (its provenance is per run, not per case)
+    con.execute(
+        f"UPDATE runs SET origin_ref = x.origin_ref, origin_sha256 = x.origin_sha256, "
+        f"origin_at = x.origin_at FROM {r} x WHERE runs.run_id = x.run_id "
+        f"AND runs.run_id IN (SELECT run_id FROM {c} WHERE case_id IN (SELECT case_id FROM {new}))"
+    )
     counts = {
         "hosts": copy(
             schema.HOSTS,

@@ -298,7 +298,7 @@ def mark_interrupted(con) -> list[str]:
     rows = con.execute(
         "SELECT run_id, writer_pid, epoch(started_at) FROM runs "
         "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL "
-        "AND origin = 'measured'",
+        "AND coalesce(origin, 'measured') = 'measured'",  # NULL: before v3, measured
         [socket.gethostname()],
     ).fetchall()
     dead = [run_id for run_id, pid, started in rows if not _alive(pid, started, psutil)]
