@@ -103,7 +103,7 @@ def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store
     # name keeps it (each chip is on one OS: the tooltip names it)
     assert "own: M4 Max (coreml CPU_AND_NE)" in texts
     assert any(t.startswith("own: Intel(R) Xeon(R)") and t.endswith("… (numpy)") for t in texts)
-    assert any(t.endswith("(derived)") for t in texts)
+    assert any(t.endswith("(derived, derived baseline)") for t in texts)
     assert not any("Not shown" in t and "own result" in t for t in texts)
     # the legend lists exactly the series drawn, each swatch the colour of its bars
     legend = {}

@@ -128,13 +128,19 @@ def factor_text(row: dict[str, Any]) -> str:
     """The label drawn beside a bar: the view's factor label and, for a measured row,
     what it is against (a published row's factor is against the baseline chip's
     published figure: the subtitle says so once, and the tooltip names the table)."""
+    flags = ["derived"] if row.get("derived") else []
     if row.get("factor") is None:
         text = "no baseline"
     else:
         text = row.get("view_factor_label") or fmt_factor(row["factor"])
+        if flags and text.endswith(DERIVED_BASELINE):  # said once, beside the bar's flag
+            text, flags = text.removesuffix(DERIVED_BASELINE), [*flags, "derived baseline"]
         if row.get("own"):
             text += f" vs {row['against']}"
-    return text + (" (derived)" if row.get("derived") else "")
+    return text + (f" ({', '.join(flags)})" if flags else "")
+
+
+DERIVED_BASELINE = " (derived baseline)"  # as the view's factor labels end
 
 
 def known_models(con) -> list[str]:

@@ -23,7 +23,7 @@ DESCRIPTION = (
     "verdict: 'slower' / 'faster' when the whole CI is above / below 1.0 and the change "
     "exceeds the noise floor, else 'no change'; 'too few samples' (never a regression) "
     "when a side has fewer than 6. Run ids may be unique prefixes, "
-    "'latest' (the run started last) or 'previous': the previous run of the SAME spec as "
+    "'latest' (the last run that stored a case) or 'previous': the previous run of the SAME spec as "
     "the other run (so `compare previous latest` compares the latest run with the run of "
     "its spec before it, whatever else ran in between)."
 )

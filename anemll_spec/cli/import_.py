@@ -7,14 +7,15 @@ import sys
 
 from anemll_spec.cli._common import add_json, add_store, extra_rows, note_new_store, print_json
 
-HELP = "add results bundles to the store (runs already present are skipped)"
+HELP = "add results bundles to the store (merged: present runs gain only what they lack)"
 DESCRIPTION = (
     "Import parquet bundles written by `anemll-spec export` (schema v2 and later). A "
     "bundle is untrusted: its size and text lengths are checked from the file first, "
     "then every value, id and hash, and every statistic is recomputed from its samples; "
     "a bundle whose figures disagree is refused. All bundles are written in one "
-    "transaction, or none; runs already in the store are skipped, so importing twice "
-    "changes nothing. Imported runs are marked with the bundle's name and sha256 "
+    "transaction, or none. They merge as `pull` does: a run already in the store gains "
+    "only the cases it lacks and a later status (so importing twice changes nothing), "
+    "and a run measured in the store itself takes none. Imported runs are marked with the bundle's name and sha256 "
     "(results.source = 'imported'). See docs/store.md, 'The trust boundary'."
 )
 
