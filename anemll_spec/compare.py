@@ -134,11 +134,11 @@ HOST_FIELDS = ("hostname", "chip", "os_name", "os_version")
 
 
 def _host(con, run_id: str) -> dict[str, str | None]:
-    """Where a run was measured, as the results view names the chip."""
+    """Where a run was measured; its chip as the results view names its cases' (a CUDA
+    case's GPU, not the host's CPU)."""
     row = con.execute(
-        "SELECT h.hostname, regexp_replace(trim(coalesce(h.chip, h.cpu_model)), '^Apple\\s+', ''),"
-        " h.os_name, h.os_version FROM runs r LEFT JOIN hosts h USING (host_id) "
-        "WHERE r.run_id = ?",
+        "SELECT any_value(hostname), string_agg(DISTINCT chip, ' + ' ORDER BY chip), "
+        "any_value(os_name), any_value(os_version) FROM results WHERE run_id = ?",
         [run_id],
     ).fetchone()
     return dict(zip(HOST_FIELDS, row or (None,) * len(HOST_FIELDS), strict=True))

@@ -252,3 +252,24 @@ def test_compare_text_escapes_store_text(cli, tmp_path):
     out = cli("compare", "previous", "latest", "--store", store)
     assert out.returncode == 0, out.stderr
     assert "\x1b" not in out.stdout and "only in A: evil\\x1b[2J" in out.stdout
+
+
+def test_two_gpus_behind_one_cpu_are_told_apart(cli, tmp_path):
+    """CUDA runs on an H100 and an H200 of one host type: compare named both by the
+    host's CPU and saw no difference."""
+    from fixtures.store.synth import host, run
+
+    from anemll_spec.store import begin_run
+
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(3)
+    for gpu in ("NVIDIA H100 80GB HBM3", "NVIDIA H200"):
+        h = host(chip=None, cpu_model="Intel(R) Xeon(R)", gpu=gpu, os_name="Linux")
+        run_id = begin_run(store, run(), h)
+        wall = samples_ns(rng, 40, 0.4)
+        row = case(wall=wall, backend="torch", device="cuda", compute_units=None)
+        append_case(store, run_id, row, wall)
+        finish_run(store, run_id, "finished")
+    data = json.loads(cli("compare", "previous", "latest", "--store", store, "--json").stdout)
+    assert data["host_a"]["chip"] == "H100 80GB HBM3" and data["host_b"]["chip"] == "H200"
+    assert data["hosts_differ"] == ["chip"]
