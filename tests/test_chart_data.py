@@ -700,6 +700,9 @@ def test_placement_cost_shares_say_how_many_ops_had_a_cost(tmp_path):
     plan = syn.placements("CPU_AND_NE")
     for p in plan[:2]:
         p["estimated_cost"] = None  # two ops without an estimate
+    plan += [  # and a device none of whose ops has one (consts, say)
+        {**plan[0], "op_name": f"c_{i}", "preferred_device": "GPU"} for i in range(3)
+    ]
     wall = syn.samples_ns(5.0, 30, 3)
     append_case(path, run_id, syn.case_row("p", wall, weight_bytes=10**6), wall, plan)
     finish_run(path, run_id, "finished")
@@ -710,9 +713,10 @@ def test_placement_cost_shares_say_how_many_ops_had_a_cost(tmp_path):
     finally:
         con.close()
     cost = [r for r in rows if r["measure"] == "share of estimated cost"]
-    assert {(r["costed_ops"], r["total_ops"]) for r in cost} == {(10, 12)}
+    assert {(r["costed_ops"], r["total_ops"]) for r in cost} == {(10, 15)}
+    assert not any(r["device"] == "GPU" for r in cost)  # no cost: no share of it
     known = [p for p in plan if p["estimated_cost"] is not None]
     ane = sum(p["estimated_cost"] for p in known if p["preferred_device"] == "NeuralEngine")
     (r,) = [r for r in cost if r["device"] == "NeuralEngine"]
     assert r["share"] == pytest.approx(ane / sum(p["estimated_cost"] for p in known))
-    assert "(10 of 12 in p" in json.dumps(spec["title"])
+    assert "(10 of 15 in p" in json.dumps(spec["title"])

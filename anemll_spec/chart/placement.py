@@ -29,18 +29,20 @@ def query(con, opts: Options, run_id: str) -> list[dict]:
                      count(p.estimated_cost) AS costed
               FROM placements p JOIN sel ON p.case_id = sel.case_id
               GROUP BY ALL),
+        -- the plan's op counts, taken before a device with no cost at all leaves the
+        -- cost measure: the cost shares divide only the ops Core ML gave a cost, said
+        t AS (SELECT *, sum(ops) OVER (PARTITION BY case_id, row_label) AS total_ops,
+                     sum(costed) OVER (PARTITION BY case_id, row_label) AS costed_ops
+              FROM g),
         long AS (
             SELECT row_label, case_id, device, 'share of ops' AS measure, ops::DOUBLE AS amount,
-                   ops, cost, costed FROM g
+                   ops, cost, costed, total_ops, costed_ops FROM t
             UNION ALL
             SELECT row_label, case_id, device, 'share of estimated cost', cost, ops, cost,
-                   costed
-            FROM g WHERE cost IS NOT NULL)
+                   costed, total_ops, costed_ops
+            FROM t WHERE cost IS NOT NULL)
         SELECT *, amount / sum(amount) OVER (PARTITION BY case_id, row_label, measure)
-                  AS share,
-               sum(ops) OVER (PARTITION BY case_id, row_label, measure) AS total_ops,
-               -- the cost shares divide only the ops Core ML gave a cost: said, not hidden
-               sum(costed) OVER (PARTITION BY case_id, row_label, measure) AS costed_ops
+                  AS share
         FROM long
         ORDER BY row_label, measure, device
         """,
