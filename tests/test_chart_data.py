@@ -636,8 +636,11 @@ def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
         assert sweep.pick_run(con, Options(), needs=sweep.NEEDS) == later
         spec = sweep.build(con, Options(param="model.vocab_size"))
         assert vocab in json.dumps(spec["title"])
-        with pytest.raises(NoData, match="no run swept 'model.nothing'"):
-            sweep.build(con, Options(param="model.nothing"))
+        for typo in ("model.vocab_sise", "model.{x}", "model.vocab_size}"):
+            with pytest.raises(compare.InputError, match="no run in the store swept it .swept: "
+                               "model.vocab_size, run.compute_units, run.concurrency"):  # fmt: skip
+                sweep.build(con, Options(param=typo))
+
         # N instances at once: GB/s is each call's, and the title says so
         conc = json.dumps(sweep.build(con, Options(param="run.concurrency"))["title"])
         assert "per call (several instances at once)" in conc

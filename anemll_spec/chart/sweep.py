@@ -133,14 +133,28 @@ def build(con, opts: Options) -> dict[str, Any]:
     from anemll_spec.store.columns import sql_literal
 
     needs = NEEDS
-    if opts.param:  # the latest run that swept it, not the latest sweep of anything
+    if opts.param and not opts.runs:  # the latest run that swept it, not the latest sweep
+        known = [
+            r["param"]
+            for r in fetch(
+                con,
+                "SELECT DISTINCT e.key AS param FROM results c, json_each(c.params) AS e "
+                f"WHERE {NEEDS} ORDER BY 1",
+            )
+        ]
+        if opts.param not in known:  # a typo, most likely: say what there is
+            raise InputError(
+                f"--param {opts.param!r}: no run in the store swept it (swept: "
+                f"{', '.join(known) or 'none'})"
+            )
         needs += f" AND json_extract(params, {sql_literal(_json_path(opts.param))}) IS NOT NULL"
+    shown = repr(opts.param).replace("{", "{{").replace("}", "}}")  # lacking is formatted
     run_id = pick_run(
         con,
         opts,
         needs=needs,
         lacking=(
-            f"no run swept {opts.param!r} with ok cases in the store ({{filters}})"
+            f"no run swept {shown} with ok cases in the store ({{filters}})"
             if opts.param
             else "no run with a sweep has ok cases in the store ({filters})"
         )
