@@ -225,7 +225,9 @@ def test_long_inline_sql_and_single_words(cli, store):
     r = cli("query", "SHOW", "--store", store, "--json")
     assert r.returncode == 0, r.stderr  # run as SQL: the store's tables and views
     assert {"runs", "results"} <= {t["name"] for t in json.loads(r.stdout)}
-    for sql in ("CHECKPOINT", "force checkpoint", "SELECT 1; CHECKPOINT"):
+    for sql in ("CHECKPOINT", "force checkpoint", "SELECT 1; CHECKPOINT",
+                "-- fold the log first\nCHECKPOINT;\n", "/* x */ CHECKPOINT",
+                "CALL checkpoint()", "call force_checkpoint()"):  # fmt: skip
         r = cli("query", sql, "--store", store)
         assert r.returncode == 2 and "duckdb STORE -c CHECKPOINT" in r.stderr, r.stderr
     assert digest(store) == before  # read-only: nothing changed

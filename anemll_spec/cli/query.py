@@ -45,21 +45,26 @@ def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from anemll_spec.errors import InputError
-    from anemll_spec.store import default_target, open_store
+    from anemll_spec.store import default_target, lake_target, open_store
 
     text = sql_text(args.sql)
     if args.json and args.format not in ("table", "json"):
         raise InputError(f"give --json or --format {args.format}, not both")
     fmt = "json" if args.json else args.format
-    con = open_store(default_target(args.store), read_only=True, sandbox=True)
+    target = default_target(args.store)
+    con = open_store(target, read_only=True, sandbox=True)
     try:
         try:
             if not _has_statement(con, text):
                 raise InputError("the query is empty (no SQL statement, only blanks or comments)")
             if _checkpoints(con, text):
                 raise InputError(
-                    "query opens the store read-only, where CHECKPOINT does nothing; with no "
-                    "bench running: .venv/bin/duckdb STORE -c CHECKPOINT"
+                    "query opens the store read-only, where CHECKPOINT does nothing; "
+                    + (
+                        "a shared store keeps no log of its own to fold in"
+                        if lake_target.is_lake(target)
+                        else "with no bench running: .venv/bin/duckdb STORE -c CHECKPOINT"
+                    )
                 )
             cur = con.execute(text)
             if cur.description is None:
@@ -85,7 +90,12 @@ def _checkpoints(con, text: str) -> bool:
         statements = con.extract_statements(text)
     except duckdb.Error:
         return False
-    return any(re.match(r"\s*(force\s+)?checkpoint\b", st.query, re.I) for st in statements)
+
+    def bare(sql: str) -> str:  # comments off: a .sql file may start with one
+        return re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S)
+
+    form = re.compile(r"\s*(force\s+checkpoint|checkpoint|call\s+(force_)?checkpoint)\b", re.I)
+    return any(form.match(bare(st.query)) for st in statements)
 
 
 def _has_statement(con, text: str) -> bool:
