@@ -413,10 +413,15 @@ def test_import_says_it_makes_a_new_store_and_push_knows_one_store_spelt_twice(c
     bundle = tmp_path / "a.parquet"
     assert cli("export", "--store", src, "--out", bundle).returncode == 0
     new = tmp_path / "sub" / "new.duckdb"
+    r = cli("import", tmp_path / "missing.parquet", "--store", new)
+    assert r.returncode == 2 and "note:" not in r.stderr and not new.exists()
     r = cli("import", bundle, "--store", new)
-    assert r.returncode == 0 and f"note: no store at {new} yet: this import creates it" in r.stderr
+    assert r.returncode == 0 and f"note: this import created the store {new}" in r.stderr
     r = cli("import", bundle, "--store", new)
-    assert "no store at" not in r.stderr
+    assert "created the store" not in r.stderr
+    pushed = tmp_path / "pushed.duckdb"
+    r = cli("push", "--store", src, "--to", pushed)
+    assert r.returncode == 0 and f"note: this push created the store {pushed}" in r.stderr
     for spelt in (f"./{src.name}", str(src)):
         r = cli("push", "--store", src, "--to", spelt, cwd=tmp_path)
         refused(r, "the source and destination are the same store")

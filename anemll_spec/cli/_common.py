@@ -266,15 +266,26 @@ def extra_rows(counts: dict, suffix: str = "") -> list[str]:
 
 
 def note_new_store(target: str, what: str) -> None:
-    """A store that is not there yet is made by `what` (this run, this import): say where,
-    so that a typo in --store (or a command run from another folder) is not a silent
-    second store."""
+    """A store that is not there yet is made by `what` (this run): say where, so that a
+    typo in --store (or a command run from another folder) is not a silent second store."""
+    if is_new_store(target):
+        print(f"note: no store at {shown_store(target)} yet: {what} creates it", file=sys.stderr)
+
+
+def is_new_store(target: str) -> bool:
+    """Whether the store's file (or a shared store's DuckDB catalog file) is not there yet."""
     from anemll_spec.store import lake_target, store_path
 
     if lake_target.is_lake(target) and lake_target.parse_target(target).catalog != "duckdb":
-        return  # a catalog on a server: no file here to make
-    if not store_path(target).exists():  # the store's file, or its DuckDB catalog file
-        print(f"note: no store at {shown_store(target)} yet: {what} creates it", file=sys.stderr)
+        return False  # a catalog on a server: no file here to make
+    return not store_path(target).exists()
+
+
+def note_created(target: str, was_new: bool, what: str) -> None:
+    """After a command that copies runs succeeded: the store it made, if it made one
+    (said after, not before: a refused import makes none)."""
+    if was_new and not is_new_store(target):
+        print(f"note: {what} created the store {shown_store(target)}", file=sys.stderr)
 
 
 def shown_store(store: str) -> str:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anemll_spec.cli._common import add_json, add_store, extra_rows, note_new_store, print_json
+from anemll_spec.cli._common import (
+    add_json,
+    add_store,
+    extra_rows,
+    is_new_store,
+    note_created,
+    print_json,
+)
 
 HELP = "add results bundles to the store (merged: present runs gain only what they lack)"
 DESCRIPTION = (
@@ -35,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.text import printable
 
     target = default_target(args.store)
-    note_new_store(target, "this import")
+    was_new = is_new_store(target)
     summaries = import_bundles(target, args.files)
+    note_created(target, was_new, "this import")
     if summaries and summaries[0].get("warning"):
         print(f"warning: {summaries[0]['warning']}", file=sys.stderr)
     if args.json:

@@ -8,8 +8,9 @@ from anemll_spec.cli._common import (
     add_json,
     add_run_flag,
     add_store,
+    is_new_store,
     nonempty,
-    note_new_store,
+    note_created,
     runs_given,
 )
 
@@ -41,5 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import default_target
     from anemll_spec.store.sync import copy_runs
 
-    note_new_store(default_target(args.store), "this pull")
-    return report(copy_runs(args.source, args.store, runs_given(args, "runs")), args.json, "pulled")
+    target = default_target(args.store)
+    was_new = is_new_store(target)
+    summary = copy_runs(args.source, args.store, runs_given(args, "runs"))
+    note_created(target, was_new, "this pull")
+    return report(summary, args.json, "pulled")

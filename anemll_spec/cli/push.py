@@ -10,7 +10,9 @@ from anemll_spec.cli._common import (
     add_run_flag,
     add_store,
     extra_rows,
+    is_new_store,
     nonempty,
+    note_created,
     print_json,
     runs_given,
 )
@@ -39,7 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store.sync import copy_runs
 
-    return report(copy_runs(args.store, args.to, runs_given(args, "runs")), args.json, "pushed")
+    was_new = is_new_store(args.to)
+    summary = copy_runs(args.store, args.to, runs_given(args, "runs"))
+    note_created(args.to, was_new, "this push")
+    return report(summary, args.json, "pushed")
 
 
 def report(summary: dict, as_json: bool, verb: str) -> int:
