@@ -106,6 +106,21 @@ def test_chart_replaces_its_own_files_and_nothing_else(cli, store, tmp_path):
     assert (mine / "latency.png").read_bytes().startswith(b"\x89PNG")
     again = cli("chart", "latency", "--store", store, "--out", mine)  # its own: replaced
     assert again.returncode == 0, again.stderr
+    # a user's PNG beside our page is not ours: written at another time, or beside a
+    # page of another kind renamed
+    import os
+
+    (mine / "latency.png").write_bytes(b"mine")
+    old = (mine / "latency.html").stat().st_mtime - 3600
+    os.utime(mine / "latency.png", (old, old))
+    refused(cli("chart", "latency", "--store", store, "--out", mine), "latency.png exists")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "latency.html").write_text((mine / "latency.html").read_text().replace(
+        'content="anemll-spec chart latency"', 'content="anemll-spec chart timeline"'))  # fmt: skip
+    (other / "latency.png").write_bytes(b"mine")
+    refused(cli("chart", "latency", "--store", store, "--out", other), "exists")
+    assert (other / "latency.png").read_bytes() == b"mine"
 
 
 def test_predict_checks_its_paths_and_seed_first(cli, tmp_path):

@@ -8,6 +8,7 @@ the cache directory, keyed by the vl-convert and Vega-Lite versions.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import tempfile
@@ -114,27 +115,36 @@ def page(title: str, body: str, charts: dict[str, dict], head: str = "") -> str:
     )
 
 
-CHART_GENERATOR = '<meta name="generator" content="anemll-spec chart">\n'
 CHART_FILES = {"html": ".html", "png": ".png", "svg": ".svg", "json": ".vl.json"}
+WRITTEN_TOGETHER_S = 120.0  # a chart's four files are written within this of each other
 
 
-def chart_html(spec: dict, title: str) -> str:
-    """One chart as a page of its own, marked as this command's (so a later chart of the
-    same kind may replace it, and nothing else)."""
-    return page(title, '<div id="chart" class="chart"></div>', {"chart": spec}, CHART_GENERATOR)
+def generator(name: str) -> str:
+    """The <meta> that marks NAME.html as this command's chart of kind NAME."""
+    return f'<meta name="generator" content="anemll-spec chart {html.escape(name)}">\n'
+
+
+def chart_html(spec: dict, title: str, name: str) -> str:
+    """One chart as a page of its own, marked as this command's chart of kind `name` (so
+    a later chart of that kind may replace it, and nothing else)."""
+    return page(title, '<div id="chart" class="chart"></div>', {"chart": spec}, generator(name))
 
 
 def foreign_files(out_dir: Path, name: str) -> list[Path]:
     """The files a chart would write over that are not an earlier chart's: any of
-    NAME.{html,png,svg,vl.json} there, unless NAME.html is a chart page of ours."""
+    NAME.{html,png,svg,vl.json} there, unless NAME.html is our chart of that kind and
+    each other file was written with it (a user's PNG beside our page is not ours)."""
     paths = [out_dir / f"{name}{suffix}" for suffix in CHART_FILES.values()]
     there = [p for p in paths if p.exists()]
     try:
         with open(paths[0], "rb") as f:
-            ours = CHART_GENERATOR in f.read(4096).decode("utf-8", "replace")
+            ours = generator(name) in f.read(4096).decode("utf-8", "replace")
+        written = paths[0].stat().st_mtime
     except OSError:
-        ours = False
-    return [] if ours else there
+        return there
+    if not ours:
+        return there
+    return [p for p in there[1:] if abs(p.stat().st_mtime - written) > WRITTEN_TOGETHER_S]
 
 
 def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, Path]:
@@ -149,7 +159,7 @@ def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, P
     files = {fmt: out_dir / f"{name}{suffix}" for fmt, suffix in CHART_FILES.items()}
     svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
     png = vlc.svg_to_png(svg, scale=2)
-    write_file(files["html"], chart_html(spec, title))
+    write_file(files["html"], chart_html(spec, title, name))
     write_file(files["svg"], svg)
     write_file(files["png"], png)
     write_file(files["json"], json.dumps(spec, indent=2, default=str) + "\n")
