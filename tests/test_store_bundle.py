@@ -384,3 +384,28 @@ def test_an_import_leaves_its_rows_in_the_file_not_the_log(bundle, tmp_path):
     copy.parent.mkdir()
     shutil.copy(dest, copy)
     assert content(copy) == content(dest) and content(copy)["runs"]
+
+
+def test_an_import_recomputes_its_statistics_without_the_stores_lock(bundle, tmp_path, monkeypatch):
+    """Every statistic of a bundle is recomputed from its samples (21 s per million): done
+    while the store was open for writing, it made a bench started meanwhile fail after
+    the lock timeout. Now the store is free during the check (another process opens it
+    for writing, for real), and the rows are the same."""
+    from anemll_spec.store import stat_checks
+
+    dest = tmp_path / "dest.duckdb"
+    open_store(dest).close()
+    real = stat_checks.check_statistics
+    opened: list[int] = []
+
+    def checking(con, label, staged):
+        probe = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+        opened.append(subprocess.run([sys.executable, "-c", probe, str(dest)]).returncode)
+        return real(con, label, staged)
+
+    monkeypatch.setattr(stat_checks, "check_statistics", checking)
+    (summary,) = import_bundles(dest, [bundle])
+    assert opened == [0]  # checked once, with the store free; not again under its lock
+    assert summary["runs_added"] == 2
+    import_bundles(tmp_path / "other.duckdb", [bundle])
+    assert content(dest) == content(tmp_path / "other.duckdb")

@@ -275,12 +275,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Origin) -> dict:
+def stage(
+    con,
+    prefix: str,
+    path: Path,
+    header: dict,
+    *,
+    label: str,
+    origin: Origin,
+    recomputed: bool = False,
+) -> dict:
     """Load one bundle into temp tables `<prefix>_<table>` (upgraded to the current
     columns: a column or table the bundle's version lacks is NULL or empty) and hold
     them to the trust boundary, `trust.check_staged`; InputError on any problem.
     The one way rows from elsewhere are staged: import and push/pull both call it.
-    Returns check_staged's counts and `staged` (table -> temp table)."""
+    Returns check_staged's counts and `staged` (table -> temp table); `recomputed`: see
+    check_staged."""
     _check_text_lengths(con, path, header["columns"])
     try:
         kinds = con.execute('SELECT DISTINCT "table" FROM read_parquet(?)', [str(path)]).fetchall()
@@ -310,7 +320,7 @@ def stage(con, prefix: str, path: Path, header: dict, *, label: str, origin: Ori
                 f"{path}: {t.name} has {n} rows but the bundle says "
                 f"{header['counts'].get(t.name, 0)}"
             )
-    checked = check_staged(con, staged, label=label, origin=origin)
+    checked = check_staged(con, staged, label=label, origin=origin, recomputed=recomputed)
     return {**checked, "staged": staged}
 
 

@@ -44,11 +44,12 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     shared = lake_target.is_lake(str(target)) if target is not None else False
     path = store_path(target)
     created = not shared and not path.exists()
-    if not shared and not created and _older_store(path):
-        _check_in_scratch(files, headers)  # before opening it to write upgrades it
+    checked: list[str] | None = None
+    if not shared:  # without the store's lock: a bench may write meanwhile, and an older
+        checked = _check_in_scratch(files, headers)  # store is refused nothing un-upgraded
     for attempt in range(ATTEMPTS):
         try:
-            return _import_once(target, files, headers, shared)
+            return _import_once(target, files, headers, shared, checked)
         except duckdb.TransactionException as exc:
             if shared and attempt < ATTEMPTS - 1:  # lost the claim: look again
                 time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
@@ -71,7 +72,10 @@ def forget_created(path: Path | None) -> None:
                 f.unlink()
 
 
-def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -> list[dict]:
+def _import_once(
+    target, files: list[Path], headers: list[dict], shared: bool, checked: list[str] | None
+) -> list[dict]:
+    """checked: each file's sha256 when its rows passed the trust checks in scratch."""
     con = open_store(target)
     try:
         con.execute("SET enable_progress_bar = false")  # long scans must not draw on stderr
@@ -80,7 +84,8 @@ def _import_once(target, files: list[Path], headers: list[dict], shared: bool) -
             if shared:
                 lake.claim(con)
             staged = [
-                _stage(con, i, p, h) for i, (p, h) in enumerate(zip(files, headers, strict=True))
+                _stage(con, i, p, h, checked[i] if checked else None)
+                for i, (p, h) in enumerate(zip(files, headers, strict=True))
             ]
             summaries = [
                 _insert(con, i, p, s) for i, (p, s) in enumerate(zip(files, staged, strict=True))
@@ -125,25 +130,40 @@ def _older_store(path: Path) -> bool:
         con.close()
 
 
-def _check_in_scratch(files: list[Path], headers: list[dict]) -> None:
-    """Every bundle staged and held to the trust boundary in an empty in-memory store, so
-    a bad bundle is refused while an older store is still as it was (not upgraded). What
-    only the store itself can refuse (a case id it holds under another run) is refused
-    after the upgrade, in the import's own transaction."""
+def _check_in_scratch(files: list[Path], headers: list[dict]) -> list[str]:
+    """Every bundle staged and held to the trust boundary in an empty in-memory store,
+    before the store is opened: a bad bundle is refused while an older store is still as
+    it was (not upgraded), and the costly part (every statistic recomputed from its
+    samples) runs without the store's write lock, which a bench started meanwhile waits
+    for. What only the store itself can refuse (a case id it holds under another run, a
+    run of the same id that is another run) is refused in the import's own transaction.
+    Returns each file's sha256 as checked."""
     con = duckdb.connect()
     try:
         for table in schema.TABLES:
             con.execute(schema.create_table_sql(table))
-        for i, (p, h) in enumerate(zip(files, headers, strict=True)):
-            _stage(con, i, p, h)
+        return [
+            _stage(con, i, p, h)["sha256"]
+            for i, (p, h) in enumerate(zip(files, headers, strict=True))
+        ]
     finally:
         con.close()
 
 
-def _stage(con, i: int, path: Path, header: dict) -> dict:
-    origin = Origin("imported", ref=printable(path.name)[:LONG_NAME], sha256=file_sha256(path))
-    checked = stage(con, f"_imp{i}", path, header, label=str(path), origin=origin)
-    return {"counts": header["counts"], "version": header["version"], **checked}
+def _stage(con, i: int, path: Path, header: dict, checked: str | None = None) -> dict:
+    """One bundle staged and checked; `checked`: its sha256 when the same file passed every
+    check in scratch (so its statistics are not recomputed again: see check_staged)."""
+    sha256 = file_sha256(path)
+    if checked is not None and sha256 != checked:
+        raise InputError(f"{path}: the file changed while it was imported; nothing written")
+    origin = Origin("imported", ref=printable(path.name)[:LONG_NAME], sha256=sha256)
+    result = stage(
+        con, f"_imp{i}", path, header, label=str(path), origin=origin,
+        recomputed=checked is not None,
+    )  # fmt: skip
+    if checked is not None and file_sha256(path) != checked:  # changed while read
+        raise InputError(f"{path}: the file changed while it was imported; nothing written")
+    return {"counts": header["counts"], "version": header["version"], "sha256": sha256, **result}
 
 
 def _insert(con, i: int, path: Path, staged: dict) -> dict:

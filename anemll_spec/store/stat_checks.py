@@ -116,3 +116,19 @@ def _num(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "no value (NULL)"
     return f"{float(v)!r}"
+
+
+def drop_unprovable_drift(con, s: Mapping[str, str]) -> int:
+    """What check_statistics normalises, alone, for rows already checked against their
+    samples (an import's second staging of a file it has checked): a drift slope of a
+    case whose samples lack start times becomes NULL. Returns how many."""
+    c, smp = s["cases"], s["samples"]
+    missing = (
+        f"SELECT case_id FROM {c} WHERE n_samples > 0 AND drift_slope_ms_per_s IS NOT NULL "
+        f"AND case_id IN (SELECT case_id FROM {smp} GROUP BY case_id "
+        "HAVING count(start_ns) < count(*))"
+    )
+    (n,) = con.execute(f"SELECT count(*) FROM ({missing})").fetchone()
+    if n:
+        con.execute(f"UPDATE {c} SET drift_slope_ms_per_s = NULL WHERE case_id IN ({missing})")
+    return int(n)
