@@ -51,6 +51,13 @@ def test_latest_and_previous_mean_the_same_run_in_every_command(cli, runs, tmp_p
         assert _json(cli, "export", *forms, "--store", store, "--out", bundle)["runs"] == [ids["c"]]
         pushed = _json(cli, "push", *forms, "--store", store, "--to", tmp_path / "p.duckdb")
         assert pushed["runs"] == [ids["c"]]
+    for forms in ([], ["--run", "latest"]):  # a chart says the run it drew
+        drew = _json(cli, "chart", "latency", *forms, "--store", store, "--out", tmp_path / "c")
+        assert drew["runs"] == [ids["c"]]
+    drew = _json(cli, "chart", "compare", "--runs", "previous", "latest", "--store", store,
+                 "--out", tmp_path / "c")  # fmt: skip
+    assert drew["runs"] == [ids["a"], ids["c"]]
+    assert _json(cli, "chart", "factors", "--store", store, "--out", tmp_path / "c")["runs"] == []
     # 'previous': the run of latest's spec before it (not the lut6 run between them)
     assert _json(cli, "share", "previous", "--store", store)["run_id"] == ids["a"]
     assert _json(cli, "share", "--run", "previous", "--store", store)["run_id"] == ids["a"]

@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from anemll_spec.chart import write_chart
+    from anemll_spec.chart import build_chart, render
     from anemll_spec.chart.source import DEFAULT_BASELINE, Options
     from anemll_spec.errors import InputError
     from anemll_spec.store import default_target
@@ -109,11 +109,15 @@ def run(args: argparse.Namespace) -> int:
             f"chart of this command; give --force to replace it (or another --out)"
         )
     try:
-        files = write_chart(args.kind, default_target(args.store), opts, Path(args.out))
+        spec = build_chart(args.kind, default_target(args.store), opts)
+        files = render.write_chart(spec, Path(args.out), args.kind, f"anemll-spec {args.kind}")
     except InputError as exc:  # its text may quote stored text: no control characters raw
         raise InputError(printable(exc)) from None
     if args.json:
-        print_json({"kind": args.kind, "files": {k: str(v) for k, v in files.items()}})
+        runs = spec.get("usermeta", {}).get("runs", [])  # [] : every chip's latest rows
+        print_json(
+            {"kind": args.kind, "runs": runs, "files": {k: str(v) for k, v in files.items()}}
+        )
     else:
         for fmt, path in files.items():
             print(f"{fmt:>4}: {printable(path)}", file=sys.stdout)
