@@ -2,10 +2,13 @@
 
 Every file is checked from its metadata (bundle.read_header), then staged in temp tables
 and checked (bundle.stage -> trust.check_staged), and only then written, all bundles in
-one transaction. Runs already in the store are skipped, so importing twice changes
-nothing. Into a shared store (DuckLake) the transaction `claim`s the lake right after
-BEGIN, as push/pull do: two imports of one bundle at once conflict at COMMIT, and the
-loser is retried, finds the winner's runs and skips them (no run is added twice).
+one transaction. Into a file store the checks run first in an in-memory scratch store,
+without the store's write lock. Bundles merge as pull does: a run already in the store
+gains only the cases it lacks and a later status, so importing twice changes nothing,
+and a run measured in the store takes none. Into a shared store (DuckLake) the
+transaction `claim`s the lake right after BEGIN, as push/pull do: two imports of one
+bundle at once conflict at COMMIT, and the loser is retried and finds the winner's rows
+(no run is added twice).
 """
 
 from __future__ import annotations
