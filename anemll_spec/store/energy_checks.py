@@ -159,19 +159,22 @@ def _checks(r: Mapping[str, str]) -> dict[str, list[tuple[str, str]]]:
                 f"SELECT x.case_id, x.window_index, x.calls, coalesce(k.n, 0) FROM {w} x "
                 f"LEFT JOIN (SELECT case_id, window_index, count(*) AS n FROM {s} "
                 f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
-                f"USING (case_id, window_index) WHERE x.calls <> coalesce(k.n, 0)",
+                f"USING (case_id, window_index) WHERE x.calls <> coalesce(k.n, 0) "
+                "ORDER BY x.case_id, x.window_index",  # the first one, every time
                 "case {}: window {} has calls = {} but {} samples",
             ),
             (
                 f"SELECT x.case_id, x.window_index, x.median_ms, k.m FROM {w} x "
                 f"JOIN (SELECT case_id, window_index, median(wall_ns) / 1e6 AS m FROM {s} "
                 f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
-                f"USING (case_id, window_index) WHERE {differs('x.median_ms', 'k.m')}",
+                f"USING (case_id, window_index) WHERE {differs('x.median_ms', 'k.m')} "
+                "ORDER BY x.case_id, x.window_index",
                 "case {}: window {} median_ms = {} but its samples give {}",
             ),
             (
                 f"SELECT case_id, window_index, throughput_ips, calls / wall_s FROM {w} "
-                f"WHERE {differs('throughput_ips', 'CASE WHEN wall_s > 0 THEN calls / wall_s END')}",
+                f"WHERE {differs('throughput_ips', 'CASE WHEN wall_s > 0 THEN calls / wall_s END')} "
+                "ORDER BY case_id, window_index",
                 "case {}: window {} throughput_ips = {} but calls / wall_s = {}",
             ),
             (
