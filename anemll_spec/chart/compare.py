@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from anemll_spec.chart import style
-from anemll_spec.chart.source import NoData, Options, drawn_runs, fetch, where_sql
+from anemll_spec.chart.source import NoData, Options, fetch, where_sql
 from anemll_spec.errors import InputError
 
 KIND = "compare"
@@ -71,7 +71,7 @@ def build_from(target, con_factory, opts: Options) -> dict[str, Any]:
             f"runs {result['run_a']} and {result['run_b']} have no variant in common to "
             f"compare ({opts.describe()})"
         )
-    return drawn_runs(chart(rows, result, opts), result["run_a"], result["run_b"])
+    return style.drawn_runs(chart(rows, result, opts), result["run_a"], result["run_b"])
 
 
 def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from anemll_spec.chart import energy_draw
+from anemll_spec.chart import energy_draw, style
 from anemll_spec.chart.energy_draw import TITLE  # noqa: F401 - the kind's title
-from anemll_spec.chart.source import NoData, Options, drawn_runs, fetch, where_sql
+from anemll_spec.chart.source import NoData, Options, fetch, where_sql
 from anemll_spec.text import printable
 
 KIND = "energy"
@@ -139,7 +139,7 @@ def build(con, opts: Options, run_id: str | None = None, *, others: bool = False
         check_baseline(con, opts.baseline)  # no factor at all: maybe a misspelt chip
     rows, notes = fewer(rows, opts)
     segments = rails(con, [r["case_id"] for r in rows if r.get("case_id")])
-    return drawn_runs(energy_draw.chart(rows, segments, opts, notes), run_id)
+    return style.drawn_runs(energy_draw.chart(rows, segments, opts, notes), run_id)
 
 
 def fewer(rows: list[dict[str, Any]], opts: Options) -> tuple[list[dict[str, Any]], list[str]]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from anemll_spec.chart import style
 from anemll_spec.chart.factors_draw import LABEL_CHARS, TITLE, chart, how, label_rows
-from anemll_spec.chart.source import NoData, Options, drawn_runs, fetch, where_sql
+from anemll_spec.chart.source import NoData, Options, fetch, where_sql
 from anemll_spec.chart.style import fmt_factor, os_label
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
@@ -235,4 +236,4 @@ def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
             )
     if not rows:
         raise no_rows(con, opts)
-    return drawn_runs(chart(rows, opts, notes), run_id)
+    return style.drawn_runs(chart(rows, opts, notes), run_id)

@@ -11,14 +11,7 @@ from typing import Any
 
 from anemll_spec.chart import style
 from anemll_spec.chart.robust import clip_range
-from anemll_spec.chart.source import (
-    NoData,
-    Options,
-    drawn_runs,
-    fetch,
-    pick_run,
-    selected_cases_sql,
-)
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
 
 KIND = "latency"
 TITLE = "Latency distribution"
@@ -104,7 +97,7 @@ def build(con, opts: Options) -> dict[str, Any]:
         raise NoData(f"no latency samples to draw in run {run_id} ({opts.describe(run=False)})")
     clip = clip_range(boxes, log_axis(boxes))
     spec = chart(boxes, points, run_id, opts, n_clipped(con, opts, run_id, clip) if clip else 0)
-    return drawn_runs(spec, run_id)
+    return style.drawn_runs(spec, run_id)
 
 
 def chart(

@@ -7,14 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from anemll_spec.chart import style
-from anemll_spec.chart.source import (
-    NoData,
-    Options,
-    drawn_runs,
-    fetch,
-    pick_run,
-    selected_cases_sql,
-)
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
 
 KIND = "placement"
 TITLE = "Op placement"
@@ -71,7 +64,7 @@ def build(con, opts: Options) -> dict[str, Any]:
             f"no op placements in run {run_id} ({opts.describe(run=False)}): placements come from "
             "Core ML's compute plan (coreml backend on macOS)"
         )
-    return drawn_runs(chart(rows, run_id, opts), run_id)
+    return style.drawn_runs(chart(rows, run_id, opts), run_id)
 
 
 def chart(rows: list[dict], run_id: str, opts: Options) -> dict[str, Any]:

@@ -193,11 +193,3 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and v != v:
         return None
     return v
-
-
-def drawn_runs(spec: dict[str, Any], *runs: str | None) -> dict[str, Any]:
-    """The spec, noting which runs it draws (usermeta, which renderers ignore): `chart
-    --json` says them, as every command that reads runs says which it read. None: a
-    chart of every chip's latest rows, not of one run."""
-    spec["usermeta"] = {**spec.get("usermeta", {}), "runs": [r for r in runs if r]}
-    return spec

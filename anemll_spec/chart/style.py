@@ -197,3 +197,11 @@ def os_label(row: dict[str, Any]) -> str | None:
     """'macOS 15.3.1' (own rows; the published tables name no OS version)."""
     parts = [p for p in (row.get("os_name"), row.get("os_version")) if p]
     return " ".join(parts) or None
+
+
+def drawn_runs(spec: dict[str, Any], *runs: str | None) -> dict[str, Any]:
+    """The spec, noting which runs it draws (usermeta, which renderers ignore): `chart
+    --json` says them, as every command that reads runs says which it read. None: a
+    chart of every chip's latest rows, not of one run."""
+    spec["usermeta"] = {**spec.get("usermeta", {}), "runs": [r for r in runs if r]}
+    return spec

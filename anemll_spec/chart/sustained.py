@@ -13,15 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from anemll_spec.chart import robust, sustained_draw
-from anemll_spec.chart.source import (
-    NoData,
-    Options,
-    drawn_runs,
-    fetch,
-    pick_run,
-    selected_cases_sql,
-)
+from anemll_spec.chart import robust, style, sustained_draw
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
 from anemll_spec.chart.sustained_draw import (  # noqa: F401 - the kind's title, words
     TITLE,
     thermal_runs,
@@ -116,4 +109,4 @@ def build(con, opts: Options) -> dict[str, Any]:
         raise NoData(f"run {run_id} has no sustained case ({opts.describe()})")
     for s in data["spread"].values():  # a few far outliers must not flatten a panel
         s["clip"] = robust.clip_range([s])
-    return drawn_runs(sustained_draw.chart(data, run_id, opts), run_id)
+    return style.drawn_runs(sustained_draw.chart(data, run_id, opts), run_id)

@@ -16,14 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from anemll_spec.chart import DEFAULT_SWEEP_METRIC, style
-from anemll_spec.chart.source import (
-    NoData,
-    Options,
-    drawn_runs,
-    fetch,
-    pick_run,
-    selected_cases_sql,
-)
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
 from anemll_spec.errors import InputError
 
 KIND = "sweep"
@@ -173,7 +166,7 @@ def build(con, opts: Options) -> dict[str, Any]:
             f"no {opts.metric or DEFAULT_SWEEP_METRIC} values to draw in run {run_id} "
             f"({opts.describe(run=False)})"
         )
-    return drawn_runs(chart(rows, param, metric, run_id, opts, others), run_id)
+    return style.drawn_runs(chart(rows, param, metric, run_id, opts, others), run_id)
 
 
 def chart(

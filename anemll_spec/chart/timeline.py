@@ -8,14 +8,7 @@ from typing import Any
 
 from anemll_spec.chart import robust, style
 from anemll_spec.chart.robust import Clip, clip_range
-from anemll_spec.chart.source import (
-    NoData,
-    Options,
-    drawn_runs,
-    fetch,
-    pick_run,
-    selected_cases_sql,
-)
+from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_cases_sql
 
 KIND = "timeline"
 TITLE = "Latency over the run"
@@ -110,7 +103,7 @@ def build(con, opts: Options) -> dict[str, Any]:
     points, bins, n_cases, clips = query(con, opts, run_id)
     if not points:
         raise NoData(f"no latency samples to draw in run {run_id} ({opts.describe(run=False)})")
-    return drawn_runs(chart(points, bins, n_cases, run_id, opts, clips), run_id)
+    return style.drawn_runs(chart(points, bins, n_cases, run_id, opts, clips), run_id)
 
 
 def chart(
