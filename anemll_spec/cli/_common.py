@@ -64,11 +64,12 @@ def add_store(p: argparse.ArgumentParser) -> None:
 RUN_FORMS = "a run id, a unique prefix, 'latest' or 'previous'"
 
 
-def add_run_flag(p: argparse.ArgumentParser, what: str, *, dest: str = "run_flag") -> None:
-    """`--run RUN` (repeatable), taken by every command that reads stored runs, beside
-    the positional form some of them also take: one way to name runs works everywhere."""
+def add_run_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """`--run RUN` (repeatable, as args.run_flag), taken by every command that reads
+    stored runs, beside the positional form some of them also take: one way to name runs
+    works everywhere."""
     p.add_argument(
-        "--run", dest=dest, action="append", default=[], type=nonempty, metavar="RUN",
+        "--run", dest="run_flag", action="append", default=[], type=nonempty, metavar="RUN",
         help=f"{what}: {RUN_FORMS} (repeatable)",
     )  # fmt: skip
 

@@ -48,9 +48,7 @@ KEY = "anemll_spec."
 # ---------------------------------------------------------------- export
 
 
-# a run's status only moves forward when runs merge (import, push, pull):
-# running -> interrupted -> finished or failed
-STATUS_RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
+_STATUS_RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
 
 
 def _select(table: Table, where: str) -> str:
@@ -328,6 +326,18 @@ def first_line(exc: BaseException) -> str:
     """An error's first line (DuckDB's messages run on with context), or its type."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def advance_status(con, runs: str) -> int:
+    """Runs the store holds take the status (and finish time) of staged `runs` where it is
+    later: a status only moves forward when runs merge (import, push, pull): running ->
+    interrupted -> finished or failed. Returns how many runs changed."""
+    (n,) = con.execute(
+        f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {runs} x "
+        f"WHERE runs.run_id = x.run_id AND {_STATUS_RANK.format('x.status')} > "
+        f"{_STATUS_RANK.format('runs.status')}"
+    ).fetchone()
+    return int(n)
 
 
 def copy_rows(con, table: Table, src: str, where: str) -> int:

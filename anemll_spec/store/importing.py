@@ -25,14 +25,14 @@ import duckdb
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.bundle import (
-    STATUS_RANK,
+    advance_status,
     copy_rows,
     file_sha256,
     first_line,
     read_header,
     stage,
 )
-from anemll_spec.store.connection import open_store, read_version, store_path
+from anemll_spec.store.connection import open_store, store_path
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin
 from anemll_spec.text import printable
@@ -118,21 +118,6 @@ def _failed(target, shared: bool, exc: BaseException) -> Exception:
     return InputError(f"import failed, nothing written: {printable(first_line(exc))}")
 
 
-def _older_store(path: Path) -> bool:
-    """Whether the file store at `path` has an older schema (a writable open upgrades it)."""
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error:
-        return False  # locked or damaged: open_store says which
-    try:
-        version = read_version(con, path)
-        return version is not None and version < schema.SCHEMA_VERSION
-    except (duckdb.Error, InputError):  # not a store: the writable open says so
-        return False
-    finally:
-        con.close()
-
-
 def _check_in_scratch(files: list[Path], headers: list[dict]) -> list[str]:
     """Every bundle staged and held to the trust boundary in an empty in-memory store,
     before the store is opened: a bad bundle is refused while an older store is still as
@@ -207,11 +192,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         "WHERE case_id NOT IN (SELECT case_id FROM cases)"
     )
     case_filter = f"WHERE case_id IN (SELECT case_id FROM {new})"
-    (updated,) = con.execute(
-        f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {r} x "
-        f"WHERE runs.run_id = x.run_id AND {STATUS_RANK.format('x.status')} > "
-        f"{STATUS_RANK.format('runs.status')}"
-    ).fetchone()
+    updated = advance_status(con, r)
     # a run completed from this bundle names it (its provenance is per run, not per case)
     con.execute(
         f"UPDATE runs SET origin_ref = x.origin_ref, origin_sha256 = x.origin_sha256, "

@@ -125,7 +125,7 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
 
 def _insert(con, staged: dict[str, str]) -> dict:
     """Merge the staged tables into the store; returns rows added per table."""
-    from anemll_spec.store.bundle import STATUS_RANK, copy_rows
+    from anemll_spec.store.bundle import advance_status, copy_rows
 
     h, r, c = (staged[t] for t in ("hosts", "runs", "cases"))
 
@@ -137,11 +137,7 @@ def _insert(con, staged: dict[str, str]) -> dict:
         f"WHERE case_id NOT IN (SELECT case_id FROM cases)"
     )
     new_cases = "WHERE case_id IN (SELECT case_id FROM _new_cases)"
-    (updated,) = con.execute(
-        f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {r} x "
-        f"WHERE runs.run_id = x.run_id AND {STATUS_RANK.format('x.status')} > "
-        f"{STATUS_RANK.format('runs.status')}"
-    ).fetchone()
+    updated = advance_status(con, r)
     return {
         "hosts_added": copy(schema.HOSTS, h, "WHERE host_id NOT IN (SELECT host_id FROM hosts)"),
         "runs_added": copy(schema.RUNS, r, "WHERE run_id NOT IN (SELECT run_id FROM runs)"),
