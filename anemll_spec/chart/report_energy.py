@@ -92,36 +92,15 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     if not shown:
         return ""
     head = "".join(f"<th>{esc(h)}</th>" for h in SUSTAINED_HEADS)
-    windows = fetch(
+    windows: dict[str, list[dict]] = {}  # each case's windows, read once for the run
+    for w in fetch(
         con,
         "SELECT case_id, window_index, throughput_ips FROM sustained_windows WHERE case_id IN "
         "(SELECT case_id FROM cases WHERE run_id = ?)",
         [run_id],
-    )
-
-    def cell(text: str | None) -> str:
-        return f'<td class="num">{esc(text)}</td>'
-
-    def calls(c: dict[str, Any]) -> str | None:
-        ratio = calls_ratio([w for w in windows if w["case_id"] == c["case_id"]])
-        return None if ratio is None else ratios(ratio)[0]
-
-    body = "".join(
-        "<tr>"
-        + num(c.get("case_index"))
-        + f"<td>{esc(c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
-        + f"<td>{esc(c.get('sustained_verdict'))}</td>"
-        + cell(_ratio(c)[0])
-        + cell(_ratio(c)[1])
-        + cell(calls(c))
-        + f"<td>{esc(sustained.throttled_words(c.get('sustained_throttled')))}</td>"
-        + num(c.get("sustained_windows"))
-        + num(c.get("sustained_window_s"))
-        + num(c.get("sustained_first_median_ms"))
-        + num(c.get("sustained_last_median_ms"))
-        + "</tr>"
-        for c in shown
-    )
+    ):
+        windows.setdefault(w["case_id"], []).append(w)
+    body = "".join(_sustained_row(c, windows.get(c["case_id"], [])) for c in shown)
     html = (
         "<h2>Sustained run</h2>\n"
         f"<table><tr>{head}</tr>{body}</table>"
@@ -140,11 +119,27 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     return html + '<div id="chart-sustained" class="chart"></div>'
 
 
-def _ratio(c: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The ratio and its CI with decimals enough to tell the CI's ends from 1."""
+def _sustained_row(c: dict[str, Any], windows: list[dict]) -> str:
+    """One case's row: its ratios with the decimals that tell the CI's ends from 1."""
     ratio, lo, hi = (c.get(k) for k in ("sustained_throughput_ratio", "sustained_ci_low",
                                           "sustained_ci_high"))  # fmt: skip
     r, lo_t, hi_t = ratios(ratio, lo, hi)
-    return (None if ratio is None else r), (
-        None if lo is None or hi is None else f"{lo_t} – {hi_t}"
+    calls = calls_ratio(windows)
+    shown = (
+        None if ratio is None else r,
+        None if lo is None or hi is None else f"{lo_t} – {hi_t}",
+        None if calls is None else ratios(calls)[0],
+    )
+    return (
+        "<tr>"
+        + num(c.get("case_index"))
+        + f"<td>{esc(c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
+        + f"<td>{esc(c.get('sustained_verdict'))}</td>"
+        + "".join(f'<td class="num">{esc(text)}</td>' for text in shown)
+        + f"<td>{esc(sustained.throttled_words(c.get('sustained_throttled')))}</td>"
+        + num(c.get("sustained_windows"))
+        + num(c.get("sustained_window_s"))
+        + num(c.get("sustained_first_median_ms"))
+        + num(c.get("sustained_last_median_ms"))
+        + "</tr>"
     )
