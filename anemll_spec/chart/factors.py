@@ -21,6 +21,7 @@ from anemll_spec.chart.source import NoData, Options, fetch, where_sql
 from anemll_spec.chart.style import fmt_factor, os_label
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
+from anemll_spec.store.sqlparts import DERIVED_BASELINE
 from anemll_spec.text import printable
 
 KIND = "factors"
@@ -139,9 +140,6 @@ def factor_text(row: dict[str, Any]) -> str:
         if row.get("own"):
             text += f" vs {row['against']}"
     return text + (f" ({', '.join(flags)})" if flags else "")
-
-
-DERIVED_BASELINE = " (derived baseline)"  # as the view's factor labels end
 
 
 def known_models(con) -> list[str]:

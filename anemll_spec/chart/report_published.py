@@ -13,6 +13,7 @@ from typing import Any
 from anemll_spec.chart import factors
 from anemll_spec.chart.source import Options, fetch
 from anemll_spec.chart.style import esc, fmt_factor, fmt_num, os_label
+from anemll_spec.store.sqlparts import DERIVED_BASELINE
 
 PUBLISHED_NOTE = (
     '<p class="muted">The published tables\' GB/s belong to llama_lm_head (fp16) and '
@@ -42,7 +43,7 @@ def _derived(row: dict[str, Any], factor: str) -> str:
     flag = (
         "baseline_bandwidth_derived" if factor == "bandwidth_factor" else "baseline_latency_derived"
     )
-    return " (derived baseline)" if row.get(factor) is not None and row.get(flag) else ""
+    return DERIVED_BASELINE if row.get(factor) is not None and row.get(flag) else ""
 
 
 FACTOR_HEADS = (

@@ -25,6 +25,16 @@ CASE WHEN {p}backend = 'coreml' THEN 'Core ML ' || CASE {p}compute_units
 """
 
 
+# What a factor label says when its baseline figure is derived, not published (M1 Max's
+# fp16-head ms is its GB/s turned into time): the views append it, charts and pages read it.
+DERIVED_BASELINE = " (derived baseline)"
+
+
+def derived_suffix(flag: str) -> str:
+    """SQL: DERIVED_BASELINE where the boolean `flag` holds, else ''."""
+    return f"CASE WHEN {flag} THEN '{DERIVED_BASELINE}' ELSE '' END"
+
+
 def factor_label(expr: str) -> str:
     """'2.3x' as published from 1x up; two significant digits below ('0.88x', '0.023x',
     where one decimal would print '0.0x'), as the charts' fmt_factor."""

@@ -2,7 +2,8 @@
 
 - `results`: one row per case with its run and host; `chip` normalised like the
   published names ('Apple M4 Max' -> 'M4 Max'; the host's CPU model where the OS
-  names no chip; a CUDA case's GPU, 'NVIDIA H100 80GB HBM3' -> 'H100 80GB HBM3'), `chip_raw` as captured; provenance: `source` ('own' for runs
+  names no chip; a CUDA case's GPU, 'NVIDIA H100 80GB HBM3' -> 'H100 80GB HBM3'),
+  `chip_raw` as captured; provenance: `source` ('own' for runs
   measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
   file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
   overhead (wall - runtime); energy: inferences_per_joule (1000 / mJ per inference) and
@@ -27,7 +28,14 @@
 from __future__ import annotations
 
 from anemll_spec.store import views_energy
-from anemll_spec.store.sqlparts import DEFAULT_BASELINE, PROVENANCE, SOURCE, WHAT, factor_label
+from anemll_spec.store.sqlparts import (
+    DEFAULT_BASELINE,
+    PROVENANCE,
+    SOURCE,
+    WHAT,
+    derived_suffix,
+    factor_label,
+)
 
 __all__ = ["ALL", "DEFAULT_BASELINE", "install"]
 
@@ -205,11 +213,9 @@ SELECT
     -- a baseline figure derived from the other published one (M1 Max's fp16-head ms is
     -- its GB/s turned into time) says so beside the factor
     {factor_label("p.bandwidth_gbps / b.bandwidth_gbps")}
-        || CASE WHEN b.bandwidth_derived THEN ' (derived baseline)' ELSE '' END
-        AS bandwidth_factor_label,
+        || {derived_suffix("b.bandwidth_derived")} AS bandwidth_factor_label,
     {factor_label("b.latency_ms / p.latency_ms")}
-        || CASE WHEN b.latency_derived THEN ' (derived baseline)' ELSE '' END
-        AS inference_factor_label,
+        || {derived_suffix("b.latency_derived")} AS inference_factor_label,
     b.bandwidth_derived AS baseline_bandwidth_derived,
     b.latency_derived AS baseline_latency_derived,
     p.run_id,
