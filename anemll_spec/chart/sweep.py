@@ -134,14 +134,7 @@ def build(con, opts: Options) -> dict[str, Any]:
 
     needs = NEEDS
     if opts.param and not opts.runs:  # the latest run that swept it, not the latest sweep
-        known = [
-            r["param"]
-            for r in fetch(
-                con,
-                "SELECT DISTINCT e.key AS param FROM results c, json_each(c.params) AS e "
-                f"WHERE {NEEDS} ORDER BY 1",
-            )
-        ]
+        known = sorted(swept_params(con, f"SELECT params FROM results WHERE {NEEDS}", []))
         if opts.param not in known:  # a typo, most likely: say what there is
             raise InputError(
                 f"--param {opts.param!r}: no run in the store swept it (swept: "
