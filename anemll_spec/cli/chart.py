@@ -100,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
         by=args.by,
     )
     out_dir(args.out)
-    from anemll_spec.chart.render import foreign_files
-
-    theirs = [] if args.force else foreign_files(Path(args.out), args.kind)
+    theirs = [] if args.force else render.foreign_files(Path(args.out), args.kind)
     if theirs:
         raise InputError(
             f"--out {printable(args.out)}: {printable(theirs[0].name)} exists and is not a "

@@ -55,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
     con = open_store(target, read_only=True, sandbox=True)
     try:
         try:
-            if not _has_statement(con, text):
+            statements = _statements(con, text)
+            if statements == []:
                 raise InputError("the query is empty (no SQL statement, only blanks or comments)")
-            if _checkpoints(con, text):
+            if _checkpoints(statements or []):
                 raise InputError(
                     "query opens the store read-only, where CHECKPOINT does nothing; "
                     + (
@@ -79,32 +80,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoints(con, text: str) -> bool:
-    """A CHECKPOINT said 'Success' on the read-only connection and folded nothing into
-    the file: a copy made next then lacked the logged cases."""
-    import re
-
+def _statements(con, text: str) -> list | None:
+    """The statements of `text` as DuckDB parses them (None: it cannot; execute then
+    reports the syntax error in its own words)."""
     import duckdb
 
     try:
-        statements = con.extract_statements(text)
+        return con.extract_statements(text)
     except duckdb.Error:
-        return False
+        return None
+
+
+def _checkpoints(statements: list) -> bool:
+    """A CHECKPOINT said 'Success' on the read-only connection and folded nothing into
+    the file: a copy made next then lacked the logged cases."""
+    import re
 
     def bare(sql: str) -> str:  # comments off: a .sql file may start with one
         return re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S)
 
     form = re.compile(r"\s*(force\s+checkpoint|checkpoint|call\s+(force_)?checkpoint)\b", re.I)
     return any(form.match(bare(st.query)) for st in statements)
-
-
-def _has_statement(con, text: str) -> bool:
-    import duckdb
-
-    try:
-        return bool(con.extract_statements(text))
-    except duckdb.Error:
-        return True  # let execute report the syntax error
 
 
 def sql_text(arg: str) -> str:
