@@ -5,7 +5,6 @@ from __future__ import annotations
 from anemll_spec.errors import InputError
 from anemll_spec.text import printable
 
-SHORTCUTS = ("latest", "previous")
 # a run that stored no case (stopped before its first) is nothing to show, share or
 # compare: the shortcuts skip it, in every command alike
 HAS_CASES = "EXISTS (SELECT 1 FROM cases c WHERE c.run_id = {run}.run_id)"

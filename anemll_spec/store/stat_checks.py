@@ -21,10 +21,10 @@ from anemll_spec.text import quoted
 STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
 
 
-def check_statistics(con, label: str, s: Mapping[str, str]) -> int:
+def check_statistics(con, label: str, s: Mapping[str, str]) -> None:
     """Every statistic of the staged cases (s['cases']) against the one its samples
-    (s['samples']) give; InputError (`label: what`) on the first that differs. Returns
-    the number of cases whose drift slope was dropped (no start times)."""
+    (s['samples']) give; InputError (`label: what`) on the first that differs. A drift
+    slope of samples without start times is not checked: drop_unprovable_drift drops it."""
     c, smp = s["cases"], s["samples"]
     checks = [
         (
@@ -56,7 +56,7 @@ def check_statistics(con, label: str, s: Mapping[str, str]) -> int:
         f"FROM {c} WHERE n_samples > 0 ORDER BY case_id"
     ).fetchnumpy()
     if not len(cases["case_id"]):
-        return 0
+        return
     smp_np = con.execute(f"SELECT wall_ns, start_ns FROM {smp} ORDER BY case_id, idx").fetchnumpy()
     wall = np.asarray(smp_np["wall_ns"], dtype=np.int64)
     start_col = smp_np["start_ns"]
@@ -64,12 +64,10 @@ def check_statistics(con, label: str, s: Mapping[str, str]) -> int:
     starts = np.asarray(np.ma.filled(start_col, 0), dtype=np.int64)
     n = np.asarray(cases["n_samples"], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(n)])
-    no_starts = np.zeros(len(n), dtype=bool)
     for k, idx in recompute.groups(n):
         rows = offsets[idx][:, None] + np.arange(k)[None, :]
         w = wall[rows]
         has_start = ~start_mask[rows].any(axis=1)
-        no_starts[idx] = ~has_start
         got = recompute.recompute(
             w, starts[rows], _floats(cases["wb"], idx), _floats(cases["fl"], idx)
         )
@@ -94,18 +92,6 @@ def check_statistics(con, label: str, s: Mapping[str, str]) -> int:
                     f"{label}: case {quoted(cases['case_id'][i])}: {col} = {_num(stored[j])} "
                     f"but its {k} samples give {_num(float(got[col][j]))}"
                 )
-    dropped = no_starts & ~np.ma.getmaskarray(cases["drift_slope_ms_per_s"])
-    if dropped.any():
-        ids = np.asarray(cases["case_id"], dtype=object)[dropped]
-        con.register("_trust_dropped", {"case_id": ids})
-        try:
-            con.execute(
-                f"UPDATE {c} SET drift_slope_ms_per_s = NULL "
-                f"WHERE case_id IN (SELECT case_id FROM _trust_dropped)"
-            )
-        finally:
-            con.unregister("_trust_dropped")
-    return int(dropped.sum())
 
 
 def _floats(col, idx: np.ndarray) -> np.ndarray:
@@ -119,9 +105,8 @@ def _num(v) -> str:
 
 
 def drop_unprovable_drift(con, s: Mapping[str, str]) -> int:
-    """What check_statistics normalises, alone, for rows already checked against their
-    samples (an import's second staging of a file it has checked): a drift slope of a
-    case whose samples lack start times becomes NULL. Returns how many."""
+    """A drift slope of a case whose samples lack start times becomes NULL: it cannot be
+    recomputed (check_statistics leaves it unchecked). Returns how many."""
     c, smp = s["cases"], s["samples"]
     missing = (
         f"SELECT case_id FROM {c} WHERE n_samples > 0 AND drift_slope_ms_per_s IS NOT NULL "

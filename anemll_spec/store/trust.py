@@ -80,13 +80,12 @@ def check_staged(
     _check_hosts(con, label, staged["hosts"])
     _check_json_shapes(con, label, staged["cases"])
     _check_specs(con, label, staged)
-    if recomputed:
-        dropped = stat_checks.drop_unprovable_drift(con, staged)
-    else:
-        dropped = stat_checks.check_statistics(con, label, staged)
+    if not recomputed:
+        stat_checks.check_statistics(con, label, staged)
         found = energy_checks.problem(con, staged)
         if found is not None:
             _fail(label, printable(found))
+    dropped = stat_checks.drop_unprovable_drift(con, staged)
     _check_same_runs(con, label, staged["runs"])
     con.execute(
         f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
