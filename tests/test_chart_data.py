@@ -684,11 +684,12 @@ def test_a_users_submitted_run_is_labelled_with_its_issue(store):
         rows = factors.query(con, Options())
     finally:
         con.close()
-    submitted = [r for r in rows if "user submission" in r["source"]]
-    assert submitted
-    for r in submitted:
-        issue = r["source"].split("(")[0].replace("published: ", "").strip()
-        assert r["label"] == f"{r['chip']} · {issue}", r["label"]
+    submitted = {r["label"] for r in rows if "user submission" in r["source"]}
+    assert submitted == {  # the reference table's three issues, as a reader names them
+        "M3 Ultra · anemll-bench issue #8",
+        "M4 Max · anemll-bench issue #1",
+        "M4 · anemll-bench issue #5",
+    }
     tables = [r for r in rows if "results table" in r["source"] and r["chip"] == "M1 Max"]
     assert tables and all(r["label"] == "M1 Max" for r in tables)
 
