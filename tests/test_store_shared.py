@@ -255,6 +255,31 @@ def test_a_newer_shared_store_is_refused(shared):
             open_store(shared, read_only=ro)
 
 
+def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared):
+    """The v5 step (runs.writer_machine) on DuckLake, with the views installed: a store
+    made v4 again (the column dropped, the version set back) gets it back on a write; the
+    v4 run keeps its rows and has no machine, the new run has this one's."""
+    from anemll_spec.machine_id import machine_id
+
+    olds = fill(shared, n_runs=1)
+    before = rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1")
+    con = lake._attach(lake_target.parse_target(shared), read_only=False)
+    con.execute("ALTER TABLE runs DROP COLUMN writer_machine")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.close()
+    lake.forget(lake_target.parse_target(shared))
+    from anemll_spec.store import connection
+
+    connection._READY.clear()
+    with pytest.raises(InputError, match="schema v4, older than"):
+        open_store(shared, read_only=True)
+    new = begin_run(shared, run("llama_lm_head"), host())
+    assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
+    machines = dict(rows(shared, "SELECT run_id, writer_machine FROM runs"))
+    assert [machines[r] for r in olds] == [None, None] and machines[new] == machine_id()
+    assert rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1") == before
+
+
 def rows_raw(target: str, sql: str) -> list[tuple]:
     con = lake._attach(lake_target.parse_target(target), read_only=True)
     try:

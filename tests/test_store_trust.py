@@ -206,6 +206,32 @@ def test_the_checks_name_values_safely(good, tmp_path):
     assert "\x1b" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("column", "table", "expr", "names"),
+    [
+        ("spec_yaml", "runs", "spec_yaml || '# x'", "run {}: spec_sha256 is not the hash"),
+        ("median_ms", "cases", "median_ms * 2", "case {}: median_ms = "),
+    ],
+)
+def test_of_several_offenders_the_least_is_named_every_time(
+    good, tmp_path, column, table, expr, names
+):
+    """Every run (or case) of the bundle is bad and its rows come in descending order:
+    the message names the least id, not whichever row a scan met first."""
+    ids = sorted(r[0] for r in duckdb.sql(
+        f"SELECT {table[:-1]}_id FROM read_parquet('{good}') WHERE \"table\" = '{table}'"
+    ).fetchall())  # fmt: skip
+    assert len(ids) == 2
+    select = f"SELECT * FROM ({sub(column, table, expr)}) ORDER BY run_id DESC NULLS LAST"
+    bad = rewrite(good, tmp_path / "bad.parquet", select)
+    first = duckdb.sql(
+        f"SELECT {table[:-1]}_id FROM read_parquet('{bad}') WHERE \"table\" = '{table}' LIMIT 1"
+    ).fetchone()
+    assert first == (ids[-1],)  # the scan meets the greater id first
+    with pytest.raises(InputError, match=re.escape(names.format(repr(ids[0])))):
+        import_bundles(tmp_path / "d.duckdb", [bad])
+
+
 def test_imported_runs_carry_their_provenance(good, source, tmp_path):
     dest = tmp_path / "d.duckdb"
     (summary,) = import_bundles(dest, [good])

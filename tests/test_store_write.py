@@ -358,6 +358,56 @@ def test_stale_running_runs_become_interrupted(tmp_path):
     assert dict(read(store, "SELECT run_id, status FROM runs"))[mine] == "running"
 
 
+def _dead_writers_run(store: Path) -> str:
+    """A run left 'running' by a process that has ended (a child begins it and exits)."""
+    code = "import sys; from fixtures.store.synth import new_run; print(new_run(sys.argv[1]))"
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(store)],
+        capture_output=True, text=True, check=True, cwd=os.path.dirname(__file__),
+    )  # fmt: skip
+    return child.stdout.strip()
+
+
+def this_machine() -> str | None:
+    """runs.writer_machine as the docs define it, computed here from the file itself."""
+    import hashlib
+
+    for name in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        if os.path.isfile(name) and (raw := Path(name).read_text().strip()):
+            salted = b"anemll-spec writer machine\0" + raw.lower().encode()
+            return hashlib.sha256(salted).hexdigest()[:16]
+    return None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's machine-id")
+def test_a_run_records_its_writer_machine(tmp_path):
+    store = tmp_path / "r.duckdb"
+    new_run(store)
+    assert read(store, "SELECT writer_machine FROM runs") == [(this_machine(),)]
+
+
+def test_a_same_named_machines_live_run_is_not_marked_interrupted(tmp_path):
+    """Two lab Macs named alike write one shared store: a run whose writer_machine is
+    another machine's is left alone, though its pid does not exist here; a run without
+    one (stored before v5) is matched by hostname alone, as before."""
+    store = tmp_path / "r.duckdb"
+    theirs = _dead_writers_run(store)
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE runs SET writer_machine = '0123456789abcdef'")  # another machine's
+    con.close()
+    assert this_machine() != "0123456789abcdef"
+    mine = new_run(store)
+    assert dict(read(store, "SELECT run_id, status FROM runs")) == {
+        theirs: "running",
+        mine: "running",
+    }
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE runs SET writer_machine = NULL WHERE run_id = ?", [theirs])
+    con.close()
+    new_run(store)
+    assert dict(read(store, "SELECT run_id, status FROM runs"))[theirs] == "interrupted"
+
+
 def test_an_imported_running_run_is_not_marked_interrupted(tmp_path):
     """A run exported while running, by a writer whose pid means nothing in the store it
     is imported into: the next bench there must not call it interrupted."""

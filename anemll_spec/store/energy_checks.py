@@ -159,22 +159,19 @@ def _checks(r: Mapping[str, str]) -> dict[str, list[tuple[str, str]]]:
                 f"SELECT x.case_id, x.window_index, x.calls, coalesce(k.n, 0) FROM {w} x "
                 f"LEFT JOIN (SELECT case_id, window_index, count(*) AS n FROM {s} "
                 f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
-                f"USING (case_id, window_index) WHERE x.calls <> coalesce(k.n, 0) "
-                "ORDER BY x.case_id, x.window_index",  # the first one, every time
+                f"USING (case_id, window_index) WHERE x.calls <> coalesce(k.n, 0)",
                 "case {}: window {} has calls = {} but {} samples",
             ),
             (
                 f"SELECT x.case_id, x.window_index, x.median_ms, k.m FROM {w} x "
                 f"JOIN (SELECT case_id, window_index, median(wall_ns) / 1e6 AS m FROM {s} "
                 f"WHERE window_index IS NOT NULL GROUP BY case_id, window_index) k "
-                f"USING (case_id, window_index) WHERE {differs('x.median_ms', 'k.m')} "
-                "ORDER BY x.case_id, x.window_index",
+                f"USING (case_id, window_index) WHERE {differs('x.median_ms', 'k.m')}",
                 "case {}: window {} median_ms = {} but its samples give {}",
             ),
             (
                 f"SELECT case_id, window_index, throughput_ips, calls / wall_s FROM {w} "
-                f"WHERE {differs('throughput_ips', 'CASE WHEN wall_s > 0 THEN calls / wall_s END')} "
-                "ORDER BY case_id, window_index",
+                f"WHERE {differs('throughput_ips', 'CASE WHEN wall_s > 0 THEN calls / wall_s END')}",
                 "case {}: window {} throughput_ips = {} but calls / wall_s = {}",
             ),
             (
@@ -228,7 +225,8 @@ def problem(con, rels: Mapping[str, str], groups: Iterable[str] = GROUPS) -> str
     rels: 'cases', 'samples', 'case_energy_rails', 'power_samples', 'sustained_windows'
     -> relation names; their columns are the current schema's. groups: which checks
     (a write asks only those its rows can fail). The SQL checks run as one query (one
-    round trip: a write pays it once per case)."""
+    round trip: a write pays it once per case); each names its least offender (ORDER BY
+    ALL), the same one every time."""
     groups = set(groups)
     by_group = _checks(rels)
     checks = [c for g in GROUPS if g in groups for c in by_group[g]]
@@ -239,7 +237,9 @@ def problem(con, rels: Mapping[str, str], groups: Iterable[str] = GROUPS) -> str
         pad = ", ".join(["NULL::VARCHAR"] * (MAX_DETAILS - n))
         branches.append(
             f"(SELECT {k} AS k, {', '.join(p for p in (cols, pad) if p)} "
-            f"FROM ({sql} LIMIT 1) x(" + ", ".join(f"column{i}" for i in range(n)) + "))"
+            f"FROM (SELECT * FROM ({sql}) ORDER BY ALL LIMIT 1) x("
+            + ", ".join(f"column{i}" for i in range(n))
+            + "))"
         )
     if branches:
         row = con.execute(" UNION ALL ".join(branches) + " ORDER BY k LIMIT 1").fetchone()

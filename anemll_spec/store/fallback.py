@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from anemll_spec.errors import AnemllError
+from anemll_spec.machine_id import machine_id
 from anemll_spec.store import lake, lake_target, writer
 from anemll_spec.store.connection import DEFAULT_PATH, default_target, lock_timeout, open_store
 from anemll_spec.store.rows import utc_now
@@ -184,8 +185,9 @@ class _Unreachable(AnemllError):
 
 def _own_run(con, started_at) -> str | None:
     row = con.execute(
-        "SELECT run_id FROM runs WHERE started_at = ? AND writer_pid = ? AND writer_hostname = ?",
-        [started_at, os.getpid(), socket.gethostname()],
+        "SELECT run_id FROM runs WHERE started_at = ? AND writer_pid = ? AND writer_hostname = ? "
+        "AND writer_machine IS NOT DISTINCT FROM ?",
+        [started_at, os.getpid(), socket.gethostname(), machine_id()],
     ).fetchone()
     return None if row is None else row[0]
 

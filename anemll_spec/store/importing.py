@@ -170,7 +170,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     # may have added a case id since, under another run (the writers keep ids unique)
     clash = con.execute(
         f"SELECT x.case_id FROM {c} x JOIN cases s USING (case_id) "
-        "WHERE s.run_id <> x.run_id LIMIT 1"
+        "WHERE s.run_id <> x.run_id ORDER BY 1 LIMIT 1"
     ).fetchone()
     if clash is not None:
         raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
@@ -179,7 +179,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     own = con.execute(
         f"SELECT x.run_id FROM {c} x JOIN runs s USING (run_id) "
         "WHERE coalesce(s.origin, 'measured') = 'measured' "
-        "AND x.case_id NOT IN (SELECT case_id FROM cases) LIMIT 1"
+        "AND x.case_id NOT IN (SELECT case_id FROM cases) ORDER BY 1 LIMIT 1"
     ).fetchone()
     if own is not None:
         raise InputError(

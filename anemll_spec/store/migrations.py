@@ -139,6 +139,11 @@ STEPS: dict[int, tuple[str, ...]] = {
         DOUBLE, thermal_state VARCHAR, throttled BOOLEAN, temperature_c DOUBLE,
         clock_event_reasons VARCHAR, energy_interval_s DOUBLE)""",
     ),
+    5: (
+        # v5 tells apart writers that share a hostname (stale-run detection).
+        # Views are re-created after every upgrade.
+        "ALTER TABLE runs ADD COLUMN writer_machine VARCHAR",
+    ),
 }
 
 

@@ -53,7 +53,7 @@ from anemll_spec.store.schema_cases import CASES
 from anemll_spec.store.schema_energy import CASE_ENERGY_RAILS, POWER_SAMPLES, SUSTAINED_WINDOWS
 
 # = max(migrations.STEPS): a test keeps the two in step
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 __all__ = [  # the vocabulary of columns.py is re-exported: import it from here
     "BACKENDS",
@@ -228,6 +228,15 @@ RUNS = Table(
             since=3,
         ),
         C("origin_at", "TIMESTAMP", "when the run entered this store (UTC)", "UTC", since=3),
+        # added in v5: two writers of one store may share a hostname
+        C(
+            "writer_machine",
+            "VARCHAR",
+            "hash (16 hex) of the writing machine's id (macOS hardware UUID, Linux machine-id); "
+            "NULL: unknown or stored before v5",
+            pattern=HEX16,
+            since=5,
+        ),
     ),
     unique=("run_id",),
 )

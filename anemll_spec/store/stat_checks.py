@@ -30,19 +30,19 @@ def check_statistics(con, label: str, s: Mapping[str, str]) -> None:
         (
             f"SELECT case_id FROM {c} WHERE n_samples = 0 AND ("
             + " OR ".join(f"{n} IS NOT NULL" for n in (*STAT_COLUMNS, "runtime_median_ms"))
-            + ") LIMIT 1",
+            + ") ORDER BY 1 LIMIT 1",
             "statistics without samples",
         ),
         (
             f"SELECT case_id FROM {smp} GROUP BY case_id "
-            f"HAVING count(start_ns) NOT IN (0, count(*)) LIMIT 1",
+            f"HAVING count(start_ns) NOT IN (0, count(*)) ORDER BY 1 LIMIT 1",
             "start_ns is missing for some of its samples",
         ),
         (
             f"SELECT c.case_id FROM {c} c JOIN (SELECT case_id, median(runtime_ns) / 1e6 AS m "
             f"FROM {smp} GROUP BY case_id) k USING (case_id) "
             f"WHERE c.runtime_median_ms IS NOT NULL AND (k.m IS NULL OR abs(c.runtime_median_ms"
-            f" - k.m) > greatest({recompute.REL_TOL} * abs(k.m), {recompute.ABS_TOL_MS})) LIMIT 1",
+            f" - k.m) > greatest({recompute.REL_TOL} * abs(k.m), {recompute.ABS_TOL_MS})) ORDER BY 1 LIMIT 1",
             "runtime_median_ms is not the median of its runtime_ns",
         ),
     ]

@@ -102,9 +102,9 @@ def _fail(label: str, what: str) -> None:
 def _refuse_first(
     con, label: str, checks: Sequence[tuple[str, str]], params: Sequence = ()
 ) -> None:
-    """Each check: a query for one offending value (LIMIT 1) and the message naming it
-    ({}); fails with the first that finds a row. `params`: values for the queries' `?`,
-    each taking as many as it has."""
+    """Each check: a query for the least offending value (ORDER BY 1 LIMIT 1: the same
+    one every time) and the message naming it ({}); fails with the first that finds a
+    row. `params`: values for the queries' `?`, each taking as many as it has."""
     for sql, message in checks:
         row = con.execute(sql, list(params)[: sql.count("?")]).fetchone()
         if row is not None:
@@ -164,7 +164,7 @@ def _check_unique(con, label: str, t: Table, rel: str) -> None:
         return
     cols = ", ".join(key)
     row = con.execute(
-        f"SELECT {cols} FROM {rel} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
+        f"SELECT {cols} FROM {rel} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
     ).fetchone()
     if row is not None:
         _fail(label, f"duplicate {t.name} key ({cols}) = {quoted(row)}")
@@ -175,25 +175,25 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
     checks = [
         (
             f"SELECT host_id FROM {r} WHERE host_id IS NOT NULL "
-            f"AND host_id NOT IN (SELECT host_id FROM {h}) LIMIT 1",
+            f"AND host_id NOT IN (SELECT host_id FROM {h}) ORDER BY 1 LIMIT 1",
             "a run refers to host {}, which is not in the bundle",
         ),
         (
-            f"SELECT run_id FROM {c} WHERE run_id NOT IN (SELECT run_id FROM {r}) LIMIT 1",
+            f"SELECT run_id FROM {c} WHERE run_id NOT IN (SELECT run_id FROM {r}) ORDER BY 1 LIMIT 1",
             "a case refers to run {}, which is not in the bundle",
         ),
         (
-            f"SELECT case_id FROM {smp} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
+            f"SELECT case_id FROM {smp} WHERE case_id NOT IN (SELECT case_id FROM {c}) ORDER BY 1 LIMIT 1",
             "a sample refers to case {}, which is not in the bundle",
         ),
         (
-            f"SELECT case_id FROM {p} WHERE case_id NOT IN (SELECT case_id FROM {c}) LIMIT 1",
+            f"SELECT case_id FROM {p} WHERE case_id NOT IN (SELECT case_id FROM {c}) ORDER BY 1 LIMIT 1",
             "a placement refers to case {}, which is not in the bundle",
         ),
         *(
             (
                 f"SELECT case_id FROM {s[t]} WHERE case_id NOT IN (SELECT case_id FROM {c}) "
-                "LIMIT 1",
+                "ORDER BY 1 LIMIT 1",
                 f"a row of {t} refers to case {{}}, which is not in the bundle",
             )
             for t in (t.name for t in CASE_TABLES)
@@ -204,12 +204,12 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
             f"count(DISTINCT idx) AS d, min(idx) AS lo, max(idx) AS hi FROM {smp} "
             f"GROUP BY case_id) k USING (case_id) "
             f"WHERE coalesce(k.n, 0) <> c.n_samples OR coalesce(k.d, 0) <> c.n_samples "
-            f"OR coalesce(k.lo, 0) <> 0 OR coalesce(k.hi, -1) <> c.n_samples - 1 LIMIT 1",
+            f"OR coalesce(k.lo, 0) <> 0 OR coalesce(k.hi, -1) <> c.n_samples - 1 ORDER BY 1 LIMIT 1",
             "case {}: n_samples does not match its samples (count or idx 0..n-1, each once)",
         ),
         (
             f"SELECT case_id FROM {c} WHERE case_id IN (SELECT case_id FROM cases) "
-            f"AND run_id NOT IN (SELECT run_id FROM runs) LIMIT 1",
+            f"AND run_id NOT IN (SELECT run_id FROM runs) ORDER BY 1 LIMIT 1",
             "case {} is already in the store under another run",
         ),
     ]
@@ -222,7 +222,7 @@ def _check_same_runs(con, label: str, r: str) -> None:
     last, so that a run altered in transit is named by what was altered."""
     differs = " OR ".join(f"x.{n} IS DISTINCT FROM y.{n}" for n in RUN_IDENTITY)
     _refuse_first(con, label, [(
-        f"SELECT x.run_id FROM {r} x JOIN runs y USING (run_id) WHERE {differs} LIMIT 1",
+        f"SELECT x.run_id FROM {r} x JOIN runs y USING (run_id) WHERE {differs} ORDER BY 1 LIMIT 1",
         "run {} is already in the store as another run (its host, start, spec, command "
         "or writer differ): a run id names one run, and its cases are that run's",
     )])  # fmt: skip
@@ -232,7 +232,7 @@ def _check_same_runs(con, label: str, r: str) -> None:
 # origin, and a run may finish after it was pushed).
 RUN_IDENTITY = (
     "started_at", "spec_name", "spec_sha256", "spec_yaml", "tool_version", "git_commit",
-    "git_dirty", "host_id", "command", "writer_pid", "writer_hostname",
+    "git_dirty", "host_id", "command", "writer_pid", "writer_hostname", "writer_machine",
 )  # fmt: skip
 
 
@@ -242,24 +242,24 @@ def _check_ids_and_times(con, label: str, s: Mapping[str, str], now: dt.datetime
     checks = [
         (
             f"SELECT run_id FROM {r} WHERE left(run_id, 15) <> "
-            f"strftime(started_at, '%Y%m%d-%H%M%S') LIMIT 1",
+            f"strftime(started_at, '%Y%m%d-%H%M%S') ORDER BY 1 LIMIT 1",
             "run {}: its id does not start with its start time (YYYYmmdd-HHMMSS)",
         ),
         (
-            f"SELECT case_id FROM {c} WHERE NOT starts_with(case_id, run_id || '-') LIMIT 1",
+            f"SELECT case_id FROM {c} WHERE NOT starts_with(case_id, run_id || '-') ORDER BY 1 LIMIT 1",
             "case {}: its id does not start with its run's id",
         ),
         (
             f"SELECT run_id FROM {r} WHERE started_at > ?::TIMESTAMP "
-            f"OR finished_at > ?::TIMESTAMP LIMIT 1",
+            f"OR finished_at > ?::TIMESTAMP ORDER BY 1 LIMIT 1",
             "run {} is dated in the future (later than now + the clock skew allowed)",
         ),
         (
-            f"SELECT case_id FROM {c} WHERE finished_at > ?::TIMESTAMP LIMIT 1",
+            f"SELECT case_id FROM {c} WHERE finished_at > ?::TIMESTAMP ORDER BY 1 LIMIT 1",
             "case {} is dated in the future (later than now + the clock skew allowed)",
         ),
         (
-            f"SELECT run_id FROM {r} WHERE finished_at < started_at - INTERVAL 5 MINUTE LIMIT 1",
+            f"SELECT run_id FROM {r} WHERE finished_at < started_at - INTERVAL 5 MINUTE ORDER BY 1 LIMIT 1",
             "run {} finished before it started",
         ),
     ]
@@ -284,12 +284,12 @@ def _check_json_shapes(con, label: str, rel: str) -> None:
         (
             f"SELECT case_id FROM {rel} WHERE params IS NOT NULL "
             f"AND (json_type(params) <> 'OBJECT' OR len(list_filter(json_keys(params), "
-            f"k -> NOT regexp_full_match(k, {sql_literal(PARAM_KEY)}))) > 0) LIMIT 1",
+            f"k -> NOT regexp_full_match(k, {sql_literal(PARAM_KEY)}))) > 0) ORDER BY 1 LIMIT 1",
             "case {}: params must map field paths (model.x, run.x) to values",
         ),
         (
             f"SELECT case_id FROM {rel} WHERE notes IS NOT NULL AND (json_type(notes) <> 'ARRAY' "
-            f"OR len(list_filter(json_type(notes, '$[*]'), t -> t <> 'VARCHAR')) > 0) LIMIT 1",
+            f"OR len(list_filter(json_type(notes, '$[*]'), t -> t <> 'VARCHAR')) > 0) ORDER BY 1 LIMIT 1",
             "case {}: notes must be a list of strings",
         ),
     ]
@@ -302,7 +302,7 @@ def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
     r, c = s["runs"], s["cases"]
     sql = (
         f"SELECT run_id FROM {r} WHERE spec_yaml IS NOT NULL AND spec_sha256 IS NOT NULL "
-        f"AND sha256(spec_yaml) <> spec_sha256 LIMIT 1"
+        f"AND sha256(spec_yaml) <> spec_sha256 ORDER BY 1 LIMIT 1"
     )
     _refuse_first(con, label, [(sql, "run {}: spec_sha256 is not the hash of its spec text")])
     published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)

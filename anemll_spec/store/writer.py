@@ -14,6 +14,7 @@ import numpy as np
 
 from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
+from anemll_spec.machine_id import machine_id
 from anemll_spec.store import extras, lake_target, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
 from anemll_spec.store.diagnose import unwritable
@@ -33,6 +34,7 @@ RUN_MANAGED = (
     "host_id",
     "writer_pid",
     "writer_hostname",
+    "writer_machine",
     "origin",
     "origin_ref",
     "origin_sha256",
@@ -135,6 +137,7 @@ def run_rows(run: Mapping, host: Mapping, run_id: str | None = None) -> tuple[di
         host_id=hid,
         writer_pid=os.getpid(),
         writer_hostname=socket.gethostname(),
+        writer_machine=machine_id(),
         origin="measured",
         origin_ref=None,
         origin_sha256=None,
@@ -285,21 +288,24 @@ def finish_run(target, run_id: str, status: str, *, lock_timeout_s: float | None
 
 
 def mark_interrupted(con) -> list[str]:
-    """Runs of this host still 'running' whose writer process is gone -> 'interrupted'.
+    """Runs of this machine still 'running' whose writer process is gone -> 'interrupted'.
 
     A process counts as gone when its pid does not exist or was started after the run
-    (pid reuse). Runs written elsewhere are left alone (their pids mean nothing here), and
-    so are runs imported or pulled from another store, whatever host wrote them: an
-    exported run that was still running may be running yet, and its bundle says so.
-    finished_at becomes the time of the run's last case (or its start).
+    (pid reuse). Runs written elsewhere are left alone (their pids mean nothing here):
+    elsewhere is another hostname, or the same hostname on another machine (`writer_machine`
+    differs; a run without one, from before v5 or a machine without an id, is matched by
+    hostname alone). So are runs imported or pulled from another store, whatever host
+    wrote them: an exported run that was still running may be running yet, and its bundle
+    says so. finished_at becomes the time of the run's last case (or its start).
     """
     import psutil
 
     rows = con.execute(
         "SELECT run_id, writer_pid, epoch(started_at) FROM runs "
         "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL "
+        "AND (writer_machine IS NULL OR writer_machine = ?) "
         "AND coalesce(origin, 'measured') = 'measured'",  # NULL: before v3, measured
-        [socket.gethostname()],
+        [socket.gethostname(), machine_id()],
     ).fetchall()
     dead = [run_id for run_id, pid, started in rows if not _alive(pid, started, psutil)]
     for run_id in dead:

@@ -1,0 +1,98 @@
+"""A store and a bundle written by the v4 code itself (tests/fixtures/store/make_v4.py,
+commit 002326c) under the v5 code: the store, views and all, upgrades in place with its
+data intact; the bundle imports, every figure checked. v5 adds runs.writer_machine, NULL
+for what v4 wrote."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from fixtures.store.bundles import kv_of
+from fixtures.store.synth import new_run
+
+from anemll_spec.errors import InputError
+from anemll_spec.store import open_store, schema
+from anemll_spec.store.importing import import_bundles
+
+FIXTURES = Path(__file__).parent / "fixtures" / "store"
+V4_STORE, V4_BUNDLE = FIXTURES / "v4.duckdb.gz", FIXTURES / "v4.parquet"
+DATA = "SELECT run_id, runs.status, host_id, case_key, median_ms, ci_low_ms FROM cases JOIN runs USING (run_id) ORDER BY ALL"
+
+
+def read(path: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def v4_store(tmp_path) -> Path:
+    path = tmp_path / "v4.duckdb"
+    with gzip.open(V4_STORE) as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return path
+
+
+def test_the_fixture_is_v4_with_v4s_views(v4_store):
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    views = {
+        r[0] for r in read(v4_store, "SELECT view_name FROM duckdb_views() WHERE NOT internal")
+    }
+    assert {"results", "chip_factors"} <= views
+    names = {
+        r[0]
+        for r in read(
+            v4_store, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'"
+        )
+    }
+    assert "writer_machine" not in names
+
+
+def test_a_v4_store_is_refused_read_only_then_upgraded_by_a_bench(v4_store, tmp_path):
+    before = read(v4_store, DATA)
+    assert len(before) == 2
+    with pytest.raises(InputError, match="schema v4, older than this anemll-spec's v5"):
+        open_store(v4_store, read_only=True)
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    mine = new_run(v4_store)  # a writing open upgrades it
+    fresh = tmp_path / "fresh.duckdb"
+    open_store(fresh).close()
+    cols = (
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE NOT internal ORDER BY ALL"
+    )
+    assert read(v4_store, cols) == read(fresh, cols)
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(schema.SCHEMA_VERSION),)
+    ]
+    assert read(v4_store, DATA) == before  # v4's rows as v4 wrote them
+    machines = dict(read(v4_store, "SELECT run_id, writer_machine FROM runs"))
+    assert [machines[r] for r, *_ in before] == [None, None]
+    assert set(machines) == {r for r, *_ in before} | {mine}
+    # the re-installed results view reads the old rows (runs an hour apart: M1, then M4)
+    chips = read(
+        v4_store,
+        "SELECT chip, round(median_ms, 9) FROM results WHERE run_id <> '" + mine + "' ORDER BY 1",
+    )
+    assert chips == sorted(
+        (c, round(m, 9))
+        for c, m in zip(
+            ("M1 Max", "M4 Max"), [b[4] for b in before], strict=True
+        )  # results.chip: normalised
+    )
+
+
+def test_a_v4_bundle_imports_into_a_v5_store(tmp_path):
+    assert kv_of(V4_BUNDLE)["anemll_spec.schema_version"] == "4"
+    dest = tmp_path / "d.duckdb"
+    (summary,) = import_bundles(dest, [V4_BUNDLE])
+    assert (summary["schema_version"], summary["runs_added"]) == (4, 2)
+    assert summary["drift_slope_dropped"] == 0  # start times: recomputed and checked
+    assert read(dest, "SELECT count(*), count(writer_machine) FROM runs") == [(2, 0)]
+    assert read(dest, "SELECT DISTINCT origin FROM runs") == [("imported",)]
