@@ -51,7 +51,11 @@ assert Path(connection.__file__).is_relative_to(tree), connection.__file__
 store, run_id = sys.argv[2], sys.argv[3]
 con = duckdb.connect(store)
 con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION)])
-con.execute("UPDATE meta SET value = ? WHERE key = 'derived_sha256'", [connection._derived_fingerprint()])
+try:  # the fingerprint moved to store/prepare.py; older trees keep it in connection.py
+    from anemll_spec.store.prepare import derived_fingerprint
+except ImportError:
+    derived_fingerprint = connection._derived_fingerprint
+con.execute("UPDATE meta SET value = ? WHERE key = 'derived_sha256'", [derived_fingerprint()])
 con.execute("CHECKPOINT")
 con.close()
 if sys.argv[5]:

@@ -2,7 +2,8 @@
 
 Everything opens the store through `open_store`, which resolves the target, waits
 (with exponential backoff) while another process holds DuckDB's single-writer lock,
-creates a fresh store, upgrades an older one in place, and refuses a newer one.
+creates a fresh store, upgrades an older one in place, and refuses a newer one (those
+three in store/prepare.py).
 A `ducklake:` target opens the shared store (store/lake.py) through the same steps:
 what differs is only how the connection is made.
 
@@ -14,7 +15,6 @@ holds its lock; otherwise it is damaged, and the message says so.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import random
@@ -25,8 +25,9 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import lake, lake_target, migrations, published, schema, views
+from anemll_spec.store import lake, lake_target
 from anemll_spec.store.diagnose import cannot_open, locked_by_another
+from anemll_spec.store.prepare import check_readable, prepare
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -145,7 +146,7 @@ def open_store(
             )
         con = _connect(path, read_only=True, timeout=timeout, sandbox=sandbox)
         try:
-            _check_readable(con, path)
+            check_readable(con, path)
         except BaseException:
             con.close()
             raise
@@ -180,31 +181,6 @@ def _check_duckdb_file(path: Path) -> None:
     raise InputError(f"{path} is not a DuckDB database: give a results store (a .duckdb file)")
 
 
-def _check_readable(con, where, *, shared: bool = False) -> None:
-    """The store at `where` is at the current version (read-only opens change nothing)."""
-    try:
-        version = read_version(con, where)
-    except duckdb.Error as exc:
-        if shared:  # a catalog error, not a damaged file: _open_lake words it
-            raise
-        raise cannot_open(where, exc) from None
-    if version is None:
-        raise InputError(f"{where} is an empty database, not a results store yet")
-    _check_not_newer(version, where)
-    if version < schema.SCHEMA_VERSION:
-        raise InputError(
-            f"the store {where} has schema v{version}, older than this anemll-spec's "
-            f"v{schema.SCHEMA_VERSION}; read-only commands never change a store: the next "
-            "bench, import or push into it upgrades it in place"
-            + (" (after that, older anemll-spec versions can no longer write it)" if shared else "")
-        )
-    if con.execute("SELECT 1 FROM meta WHERE key = 'derived_sha256'").fetchone() is None:
-        raise InputError(  # an upgrade stopped between its steps and the views' re-install
-            f"the store {where} lacks its views (an upgrade of it was stopped before it "
-            "finished); the next bench, import or push into it completes it"
-        )
-
-
 # Shared stores this process has checked (version) and prepared: done once per process,
 # as its pooled connection stays attached (store/lake.py).
 _READY: set[tuple[str, bool]] = set()
@@ -217,7 +193,7 @@ def _open_lake(target: lake_target.LakeTarget, read_only: bool, sandbox: bool, t
         if key in _READY and not sandbox:
             return con
         if read_only:
-            _check_readable(con, target.shown, shared=True)
+            check_readable(con, target.shown, shared=True)
         else:
             _prepare_lake(con, target)
         _READY.add(key)
@@ -235,11 +211,11 @@ def _open_lake(target: lake_target.LakeTarget, read_only: bool, sandbox: bool, t
 
 
 def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> None:
-    """_prepare, retried: writers that create, upgrade or refresh the same lake at once
+    """prepare, retried: writers that create, upgrade or refresh the same lake at once
     conflict in DuckLake; the loser re-reads and finds the work done."""
     for attempt in range(attempts):
         try:
-            _prepare(con, target.shown, shared=True)
+            prepare(con, target.shown, shared=True)
             return
         except (duckdb.TransactionException, duckdb.CatalogException) as exc:
             # two creators at once: the loser's CREATE conflicts, or finds the table made
@@ -258,7 +234,7 @@ def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
         con.execute("PRAGMA disable_checkpoint_on_shutdown")
         con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
         try:
-            _prepare(con, path)
+            prepare(con, path)
         except (
             duckdb.IOException,
             duckdb.InternalException,
@@ -312,92 +288,3 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
             delay = min(delay * 2, 1.0)
         except duckdb.Error as exc:
             raise InputError(f"cannot open the store {path}: {exc}") from None
-
-
-def read_version(con, path) -> int | None:
-    """Schema version; None for an empty file; InputError for a foreign database."""
-    sql = "SELECT value FROM meta WHERE key = 'schema_version'"
-    try:
-        row = con.execute(sql).fetchone()
-    except duckdb.CatalogException:
-        (n,) = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
-        ).fetchone()
-        if n == 0:
-            return None
-        try:  # another writer may have created the store between the two reads (shared)
-            row = con.execute(sql).fetchone()
-        except duckdb.CatalogException:
-            raise InputError(
-                f"{path} is a DuckDB database but not an anemll-spec results store"
-            ) from None
-    try:
-        return int(row[0])
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: the store's schema_version is missing or unreadable") from None
-
-
-def _check_not_newer(version: int, path) -> None:
-    if version > schema.SCHEMA_VERSION:
-        raise InputError(
-            f"the store {path} has schema v{version}, written by a newer anemll-spec; "
-            f"this one reads up to v{schema.SCHEMA_VERSION}: upgrade anemll-spec"
-        )
-
-
-def _derived_fingerprint() -> str:
-    """Views, comments and reference data: re-installed whenever this changes."""
-    parts = [*views.ALL, *(s for t in schema.TABLES for s in schema.comment_sql(t))]
-    parts.append(published.fingerprint())
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-
-def _prepare(con, path, *, shared: bool = False) -> None:
-    """Create, upgrade, or refresh the derived objects of a writable store.
-
-    shared: a DuckLake (no primary keys; the row that `lake.claim` deletes is made)."""
-    version = read_version(con, path)
-    fingerprint = _derived_fingerprint()
-    if version is None:
-        con.execute("BEGIN")
-        for table in schema.TABLES:
-            con.execute(lake.create_table_sql(table) if shared else schema.create_table_sql(table))
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
-        if shared:
-            lake.ensure_claim_row(con)
-        _install_derived(con, fingerprint)
-        con.execute("COMMIT")
-        return
-    _check_not_newer(version, path)
-    upgraded = version < schema.SCHEMA_VERSION
-    if upgraded:  # steps may drop views and reference data: install them whatever the hash
-        migrations.upgrade(con, version)
-    if (
-        shared
-        and con.execute("SELECT 1 FROM meta WHERE key = ?", [lake.CLAIM_KEY]).fetchone() is None
-    ):
-        con.execute("BEGIN")
-        lake.ensure_claim_row(con)
-        con.execute("COMMIT")
-    row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
-    if upgraded or row is None or row[0] != fingerprint:
-        con.execute("BEGIN")
-        _install_derived(con, fingerprint)
-        con.execute("COMMIT")
-
-
-def _install_derived(con, fingerprint: str) -> None:
-    views.install(con)
-    for table in schema.TABLES:
-        for stmt in schema.comment_sql(table):
-            con.execute(stmt)
-    if published.PUBLISHED_CSV.is_file():
-        published.reload(con)
-    else:
-        print(
-            f"warning: {published.PUBLISHED_CSV} not found; the reference table stays empty",
-            file=sys.stderr,
-        )
-    # DELETE + INSERT, not INSERT OR REPLACE: a DuckLake table has no primary key
-    con.execute("DELETE FROM meta WHERE key = 'derived_sha256'")
-    con.execute("INSERT INTO meta VALUES ('derived_sha256', ?)", [fingerprint])
