@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "chart": "chart",
     "report": "report",
     "share": "share",
+    "upgrade": "upgrade",
 }
 
 

@@ -1,0 +1,69 @@
+"""anemll-spec upgrade [--store PATH]: bring a store to this anemll-spec's schema on purpose.
+
+Read-only commands (query, chart, report, compare, export, share) never change a store, so
+after installing a newer anemll-spec they refuse an older store until something writes to
+it; this is that write, and nothing else: no run is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from anemll_spec.cli._common import add_json, add_store, is_new_store, print_json, shown_store
+
+HELP = "upgrade a results store to this anemll-spec's schema (read-only commands never do)"
+DESCRIPTION = (
+    "Upgrade the store in place to this anemll-spec's schema version and re-install its "
+    "views, macros and reference rows, each step in a transaction (a kill leaves it "
+    "readable, and running upgrade again completes it). A store at the current version is "
+    "left as it is. After upgrading a shared store, older anemll-spec versions can no "
+    "longer write it. A missing store is not created."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_json(p)
+    add_store(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import SCHEMA_VERSION, default_target, open_store
+    from anemll_spec.store.prepare import StoreOutdated
+
+    target = default_target(args.store)
+    shown = shown_store(target)
+    if is_new_store(target):
+        raise InputError(f"no store at {shown}: nothing to upgrade")
+    try:
+        before, stale = SCHEMA_VERSION, _views_stale(open_store(target, read_only=True))
+    except StoreOutdated as exc:
+        before, stale = exc.version, True
+    if stale:
+        open_store(target).close()  # a writing open upgrades, completes, re-installs views
+    if args.json:
+        print_json(
+            {"store": shown, "from_version": before, "to_version": SCHEMA_VERSION,
+             "upgraded": stale}
+        )  # fmt: skip
+    elif before < SCHEMA_VERSION:
+        print(f"upgraded {shown} from schema v{before} to v{SCHEMA_VERSION}")
+    elif stale:
+        print(
+            f"{shown} is at schema v{SCHEMA_VERSION}; re-installed its views, macros and "
+            "reference rows (they were another anemll-spec's, or an upgrade had stopped)"
+        )
+    else:
+        print(f"{shown} is already at schema v{SCHEMA_VERSION}: nothing to do")
+    return 0
+
+
+def _views_stale(con) -> bool:
+    """Whether the store's derived objects are not this anemll-spec's (then closes it)."""
+    from anemll_spec.store.prepare import derived_fingerprint
+
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
+    finally:
+        con.close()
+    return row is None or row[0] != derived_fingerprint()
