@@ -255,10 +255,11 @@ def test_a_newer_shared_store_is_refused(shared):
             open_store(shared, read_only=ro)
 
 
-def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared):
+def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared, cli):
     """The v5 step (runs.writer_machine) on DuckLake, with the views installed: a store
-    made v4 again (the column dropped, the version set back) gets it back on a write; the
-    v4 run keeps its rows and has no machine, the new run has this one's."""
+    made v4 again (the column dropped, the version set back) gets it back from
+    `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run has
+    this one's."""
     from anemll_spec.machine_id import machine_id
 
     olds = fill(shared, n_runs=1)
@@ -271,10 +272,13 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared):
     from anemll_spec.store import connection
 
     connection._READY.clear()
-    with pytest.raises(InputError, match="schema v4, older than"):
+    with pytest.raises(InputError, match="schema v4, older than.*`anemll-spec upgrade`"):
         open_store(shared, read_only=True)
-    new = begin_run(shared, run("llama_lm_head"), host())
+    res = cli("upgrade", "--json", env={"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["from_version"] == 4
     assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
+    new = begin_run(shared, run("llama_lm_head"), host())
     machines = dict(rows(shared, "SELECT run_id, writer_machine FROM runs"))
     assert [machines[r] for r in olds] == [None, None] and machines[new] == machine_id()
     assert rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1") == before
