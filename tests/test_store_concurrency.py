@@ -106,12 +106,13 @@ def test_kill_9_mid_write_leaves_a_consistent_store(tmp_path):
     killed_runs = []
     for round_ in range(6):
         proc = spawn(store, 100 + round_, 10_000)  # would run far longer than we let it
-        time.sleep(rnd.uniform(0.8, 2.5))  # interpreter start-up is ~0.5 s of that
+        first = proc.stdout.readline()  # its run has begun: the store exists (start-up
+        assert first.startswith("run "), proc.stderr.read()  # took 0.5 s to 2 s here)
+        time.sleep(rnd.uniform(0.3, 1.7))  # then it appends cases, one every few ms
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
-        lines = out.splitlines()
-        if lines and lines[0].startswith("run "):
-            killed_runs.append(lines[0].split()[1])
+        lines = [first, *out.splitlines()]
+        killed_runs.append(first.split()[1])
         now = stored(store)  # readable, every case complete
         done = reported(lines)
         # every case the writer saw committed is there with its exact samples
@@ -124,17 +125,16 @@ def test_kill_9_mid_write_leaves_a_consistent_store(tmp_path):
     assert killed_runs and survivors
 
     con = duckdb.connect(str(store), read_only=True)
-    status = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+    runs = con.execute("SELECT run_id, status FROM runs ORDER BY started_at, run_id").fetchall()
     con.close()
     # never 'finished': each begin_run marked the runs killed before it; the last still runs
-    assert [status[r] for r in killed_runs] == ["interrupted"] * (len(killed_runs) - 1) + [
-        "running"
-    ]
+    assert killed_runs == [r for r, _ in runs]
+    assert [s for _, s in runs] == ["interrupted"] * (len(runs) - 1) + ["running"]
     new_run(store)  # the next run on this host marks the dead ones
     con = duckdb.connect(str(store), read_only=True)
     status = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
     con.close()
-    assert all(status[r] == "interrupted" for r in killed_runs)
+    assert all(status[r] == "interrupted" for r, _ in runs)
 
 
 @pytest.mark.parametrize("value", ["-5", "abc", "nan"])

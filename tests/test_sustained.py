@@ -85,12 +85,12 @@ def test_real_numpy_workload_in_windows(tmp_path):
     for w in res.windows:
         assert w.calls > 10
         # the window's rule, whatever the load: every call but the last ended inside it,
-        # the last began inside it (its start is the clock read just after the check that
-        # the window is open: under load, up to a few us later; seen once at 78 ns), and
-        # the window ends when that call ended
+        # the last began after the one before it ended (the check that the window is open
+        # reads that end: a preemption may put the start itself past the window's end), and
+        # the window ends when the last call ended
         assert w.wall_s >= 0.5
         ends = w.starts_ns + w.samples_ns
-        assert w.end_ns == ends[-1] and w.starts_ns[-1] - w.start_ns < 0.5e9 + 1e5
+        assert w.end_ns == ends[-1] and w.starts_ns[-1] >= ends[-2]
         assert ends[:-1].max() - w.start_ns < 0.5e9
         assert w.samples_ns.sum() <= w.end_ns - w.start_ns  # calls inside the window
         assert w.median_ms == pytest.approx(float(np.median(w.samples_ns)) / 1e6)
