@@ -47,3 +47,21 @@ def ratios(*values: float | None) -> list[str]:
             break
         digits += 1
     return ["–" if v is None or v != v else f"{v:.{digits}f}" for v in values]
+
+
+def aligned(header: list[str], cells: list[list[str]], numeric: list[bool]) -> list[str]:
+    """A text table's lines: the header, a rule, then the rows; columns padded to their
+    widest cell, numeric ones right-aligned (not the header), trailing blanks cut. Cells
+    are text already formatted (the callers differ in how they show None and floats);
+    the header is escaped here."""
+    header = [printable(h) for h in header]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+
+    def line(values: list[str], is_header: bool = False) -> str:
+        parts = [
+            v.rjust(w) if numeric[i] and not is_header else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(header, True), "  ".join("-" * w for w in widths), *(line(r) for r in cells)]

@@ -224,27 +224,16 @@ def human_flops(n: float | None) -> str:
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:
-    """A plain aligned text table (numbers right-aligned). Cells may hold text from
-    outside (a model's tensor names, a stored name): control characters are escaped."""
-    from anemll_spec.text import printable
+    """A plain aligned text table (numbers right-aligned, None as '-'). Cells may hold text
+    from outside (a model's tensor names, a stored name): control characters are escaped."""
+    from anemll_spec.text import aligned, printable
 
-    cells = [[printable(c) for c in header]]
-    cells += [["-" if c is None else printable(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    cells = [["-" if c is None else printable(c) for c in r] for r in rows]
     numeric = [
         all(_is_num(r[i]) for r in rows if r[i] is not None) and rows != []
         for i in range(len(header))
     ]
-    lines = []
-    for n, r in enumerate(cells):
-        parts = [
-            c.rjust(w) if numeric[i] and n else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        lines.append("  ".join(parts).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(aligned(header, cells, numeric))
 
 
 def _is_num(v: Any) -> bool:

@@ -175,23 +175,13 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
 
 def render_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
     """Aligned columns: numbers right-aligned, NULL shown as NULL, long text cut."""
+    from anemll_spec.text import aligned
+
     cells = [[_cell(v, max_width) for v in r] for r in rows]
     numeric = [
         bool(rows) and all(_is_num(r[i]) or r[i] is None for r in rows) for i in range(len(columns))
     ]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-
-    def line(values: list[str], header: bool = False) -> str:
-        parts = [
-            v.rjust(w) if numeric[i] and not header else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    columns = [printable(c) for c in columns]
-    widths = [max(len(c), w) for c, w in zip(columns, widths, strict=True)]
-    out = [line(columns, header=True), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells]
+    out = aligned(columns, cells, numeric)
     out.append(f"({len(rows)} row{'s' * (len(rows) != 1)})")
     return "\n".join(out) + "\n"
 
