@@ -380,6 +380,22 @@ def test_tables_escape_control_characters_from_outside():
     assert text.splitlines()[2].endswith(" 3")  # numbers still right-aligned
 
 
+def test_both_text_tables_share_one_layout():
+    """info/ops/inspect ('-' for None) and query (NULL, a row count) lay out alike: widest
+    cell per column, two spaces between, numbers right-aligned under a left-aligned header."""
+    from anemll_spec.cli._common import table
+    from anemll_spec.cli.query import render_table
+
+    want = ["name    n", "------  --", "a       12", "longer   3"]
+    assert table([["a", 12], ["longer", 3]], ["name", "n"]).splitlines() == want
+    assert render_table(["name", "n"], [("a", 12), ("longer", 3)]).splitlines() == [
+        *want,
+        "(2 rows)",
+    ]
+    assert table([["a", None]], ["name", "n"]).splitlines()[2] == "a     -"
+    assert render_table(["name", "n"], [("a", None)]).splitlines()[2] == "a     NULL"
+
+
 def test_build_takes_several_specs_and_bench_the_same_cache_dir(cli, tmp_path):
     """build took one SPEC and bench had no --cache-dir, so `build --cache-dir X` filled
     a cache bench could never use; an empty --cache-dir meant the default cache, and a
