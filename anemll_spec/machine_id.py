@@ -61,6 +61,6 @@ def macos_raw() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def machine_id() -> str | None:
-    """This machine's id as the store keeps it (`runs.writer_machine`); None if unknown."""
+    """This machine's id as the store keeps it (`runs.writer_machine_id`); None if unknown."""
     raw = macos_raw() if sys.platform == "darwin" else linux_raw()
     return None if raw is None else hashed(raw)

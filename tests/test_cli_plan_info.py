@@ -109,6 +109,10 @@ def test_info_json_names_every_backend_with_its_reason(cli):
     assert set(got) == {"coreml", "numpy", "torch"}
     assert got["numpy"]["available"] is True
     assert doc["host"]["python_version"] == ".".join(map(str, sys.version_info[:3]))
+    # the id a store keeps of the machines that write it, as runs.writer_machine_id holds it
+    from anemll_spec.machine_id import machine_id
+
+    assert doc["host"]["machine_id"] == machine_id()
     if sys.platform != "darwin":
         assert got["coreml"] == {
             "name": "coreml",

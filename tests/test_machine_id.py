@@ -1,4 +1,4 @@
-"""runs.writer_machine: the hash of this machine's own id (issue: same-hostname writers of
+"""runs.writer_machine_id: the hash of this machine's own id (issue: same-hostname writers of
 one store). The stored form is re-derived here with hashlib from the documented rule."""
 
 from __future__ import annotations

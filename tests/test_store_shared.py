@@ -256,7 +256,7 @@ def test_a_newer_shared_store_is_refused(shared):
 
 
 def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared, cli):
-    """The v5 step (runs.writer_machine) on DuckLake, with the views installed: a store
+    """The v5 step (runs.writer_machine_id) on DuckLake, with the views installed: a store
     made v4 again (the column dropped, the version set back) gets it back from
     `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run has
     this one's."""
@@ -265,7 +265,7 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared, cli):
     olds = fill(shared, n_runs=1)
     before = rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1")
     con = lake._attach(lake_target.parse_target(shared), read_only=False)
-    con.execute("ALTER TABLE runs DROP COLUMN writer_machine")
+    con.execute("ALTER TABLE runs DROP COLUMN writer_machine_id")
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
     lake.forget(lake_target.parse_target(shared))
@@ -279,7 +279,7 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared, cli):
     assert json.loads(res.stdout)["from_version"] == 4
     assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
     new = begin_run(shared, run("llama_lm_head"), host())
-    machines = dict(rows(shared, "SELECT run_id, writer_machine FROM runs"))
+    machines = dict(rows(shared, "SELECT run_id, writer_machine_id FROM runs"))
     assert [machines[r] for r in olds] == [None, None] and machines[new] == machine_id()
     assert rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1") == before
 

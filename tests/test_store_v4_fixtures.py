@@ -1,6 +1,6 @@
 """A store and a bundle written by the v4 code itself (tests/fixtures/store/make_v4.py,
 commit 002326c) under the v5 code: the store, views and all, upgrades in place with its
-data intact; the bundle imports, every figure checked. v5 adds runs.writer_machine, NULL
+data intact; the bundle imports, every figure checked. v5 adds runs.writer_machine_id, NULL
 for what v4 wrote."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_the_fixture_is_v4_with_v4s_views(v4_store):
             v4_store, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'"
         )
     }
-    assert "writer_machine" not in names
+    assert "writer_machine_id" not in names
 
 
 def test_a_v4_store_is_refused_read_only_then_upgraded_by_a_bench(v4_store, tmp_path):
@@ -72,7 +72,7 @@ def test_a_v4_store_is_refused_read_only_then_upgraded_by_a_bench(v4_store, tmp_
         (str(schema.SCHEMA_VERSION),)
     ]
     assert read(v4_store, DATA) == before  # v4's rows as v4 wrote them
-    machines = dict(read(v4_store, "SELECT run_id, writer_machine FROM runs"))
+    machines = dict(read(v4_store, "SELECT run_id, writer_machine_id FROM runs"))
     assert [machines[r] for r, *_ in before] == [None, None]
     assert set(machines) == {r for r, *_ in before} | {mine}
     # the re-installed results view reads the old rows (runs an hour apart: M1, then M4)
@@ -94,5 +94,5 @@ def test_a_v4_bundle_imports_into_a_v5_store(tmp_path):
     (summary,) = import_bundles(dest, [V4_BUNDLE])
     assert (summary["schema_version"], summary["runs_added"]) == (4, 2)
     assert summary["drift_slope_dropped"] == 0  # start times: recomputed and checked
-    assert read(dest, "SELECT count(*), count(writer_machine) FROM runs") == [(2, 0)]
+    assert read(dest, "SELECT count(*), count(writer_machine_id) FROM runs") == [(2, 0)]
     assert read(dest, "SELECT DISTINCT origin FROM runs") == [("imported",)]

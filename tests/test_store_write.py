@@ -370,7 +370,7 @@ def _dead_writers_run(store: Path) -> str:
 
 
 def this_machine() -> str | None:
-    """runs.writer_machine as the docs define it, computed here from the file itself."""
+    """runs.writer_machine_id as the docs define it, computed here from the file itself."""
     import hashlib
 
     for name in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
@@ -381,20 +381,20 @@ def this_machine() -> str | None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux's machine-id")
-def test_a_run_records_its_writer_machine(tmp_path):
+def test_a_run_records_its_writer_machine_id(tmp_path):
     store = tmp_path / "r.duckdb"
     new_run(store)
-    assert read(store, "SELECT writer_machine FROM runs") == [(this_machine(),)]
+    assert read(store, "SELECT writer_machine_id FROM runs") == [(this_machine(),)]
 
 
 def test_a_same_named_machines_live_run_is_not_marked_interrupted(tmp_path):
-    """Two lab Macs named alike write one shared store: a run whose writer_machine is
+    """Two lab Macs named alike write one shared store: a run whose writer_machine_id is
     another machine's is left alone, though its pid does not exist here; a run without
     one (stored before v5) is matched by hostname alone, as before."""
     store = tmp_path / "r.duckdb"
     theirs = _dead_writers_run(store)
     con = duckdb.connect(str(store))
-    con.execute("UPDATE runs SET writer_machine = '0123456789abcdef'")  # another machine's
+    con.execute("UPDATE runs SET writer_machine_id = '0123456789abcdef'")  # another machine's
     con.close()
     assert this_machine() != "0123456789abcdef"
     mine = new_run(store)
@@ -403,7 +403,7 @@ def test_a_same_named_machines_live_run_is_not_marked_interrupted(tmp_path):
         mine: "running",
     }
     con = duckdb.connect(str(store))
-    con.execute("UPDATE runs SET writer_machine = NULL WHERE run_id = ?", [theirs])
+    con.execute("UPDATE runs SET writer_machine_id = NULL WHERE run_id = ?", [theirs])
     con.close()
     new_run(store)
     assert dict(read(store, "SELECT run_id, status FROM runs"))[theirs] == "interrupted"

@@ -15,7 +15,8 @@ _HOST_LINES = (
     ("OS version", "os_version"),
     ("OS build", "os_build"),
     ("kernel", "kernel"),
-    ("machine", "machine"),
+    ("architecture", "machine"),
+    ("machine id", "machine_id"),
     ("cores", "cores_total"),
     ("P cores", "cores_p"),
     ("E cores", "cores_e"),
@@ -43,8 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec import backends, host
     from anemll_spec.errors import InputError
+    from anemll_spec.machine_id import machine_id
 
-    info = host.capture()
+    # the id a store keeps of its writers (runs.writer_machine_id): not a hosts column
+    info = {**host.capture(), "machine_id": machine_id()}
     avail = backends.all_availability()
     try:
         auto, why = backends.resolve_auto()

@@ -186,7 +186,7 @@ class _Unreachable(AnemllError):
 def _own_run(con, started_at) -> str | None:
     row = con.execute(
         "SELECT run_id FROM runs WHERE started_at = ? AND writer_pid = ? AND writer_hostname = ? "
-        "AND writer_machine IS NOT DISTINCT FROM ?",
+        "AND writer_machine_id IS NOT DISTINCT FROM ?",
         [started_at, os.getpid(), socket.gethostname(), machine_id()],
     ).fetchone()
     return None if row is None else row[0]

@@ -142,7 +142,7 @@ STEPS: dict[int, tuple[str, ...]] = {
     5: (
         # v5 tells apart writers that share a hostname (stale-run detection).
         # Views are re-created after every upgrade.
-        "ALTER TABLE runs ADD COLUMN writer_machine VARCHAR",
+        "ALTER TABLE runs ADD COLUMN writer_machine_id VARCHAR",
     ),
 }
 

@@ -230,7 +230,7 @@ RUNS = Table(
         C("origin_at", "TIMESTAMP", "when the run entered this store (UTC)", "UTC", since=3),
         # added in v5: two writers of one store may share a hostname
         C(
-            "writer_machine",
+            "writer_machine_id",
             "VARCHAR",
             "hash (16 hex) of the writing machine's id (macOS hardware UUID, Linux machine-id); "
             "NULL: unknown or stored before v5",

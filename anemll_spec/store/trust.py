@@ -232,7 +232,7 @@ def _check_same_runs(con, label: str, r: str) -> None:
 # origin, and a run may finish after it was pushed).
 RUN_IDENTITY = (
     "started_at", "spec_name", "spec_sha256", "spec_yaml", "tool_version", "git_commit",
-    "git_dirty", "host_id", "command", "writer_pid", "writer_hostname", "writer_machine",
+    "git_dirty", "host_id", "command", "writer_pid", "writer_hostname", "writer_machine_id",
 )  # fmt: skip
 
 

@@ -34,7 +34,7 @@ RUN_MANAGED = (
     "host_id",
     "writer_pid",
     "writer_hostname",
-    "writer_machine",
+    "writer_machine_id",
     "origin",
     "origin_ref",
     "origin_sha256",
@@ -137,7 +137,7 @@ def run_rows(run: Mapping, host: Mapping, run_id: str | None = None) -> tuple[di
         host_id=hid,
         writer_pid=os.getpid(),
         writer_hostname=socket.gethostname(),
-        writer_machine=machine_id(),
+        writer_machine_id=machine_id(),
         origin="measured",
         origin_ref=None,
         origin_sha256=None,
@@ -292,9 +292,9 @@ def mark_interrupted(con) -> list[str]:
 
     A process counts as gone when its pid does not exist or was started after the run
     (pid reuse). Runs written elsewhere are left alone (their pids mean nothing here):
-    elsewhere is another hostname, or the same hostname on another machine (`writer_machine`
-    differs; a run without one, from before v5 or a machine without an id, is matched by
-    hostname alone). So are runs imported or pulled from another store, whatever host
+    elsewhere is another hostname, or the same hostname on another machine (another
+    `writer_machine_id`; a run without one, from before v5 or a machine without an id, is
+    matched by hostname alone). So are runs imported or pulled from another store, whatever host
     wrote them: an exported run that was still running may be running yet, and its bundle
     says so. finished_at becomes the time of the run's last case (or its start).
     """
@@ -303,7 +303,7 @@ def mark_interrupted(con) -> list[str]:
     rows = con.execute(
         "SELECT run_id, writer_pid, epoch(started_at) FROM runs "
         "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL "
-        "AND (writer_machine IS NULL OR writer_machine = ?) "
+        "AND (writer_machine_id IS NULL OR writer_machine_id = ?) "
         "AND coalesce(origin, 'measured') = 'measured'",  # NULL: before v3, measured
         [socket.gethostname(), machine_id()],
     ).fetchall()
