@@ -15,7 +15,7 @@ import pytest
 from fixtures.store.synth import new_run
 
 from anemll_spec.store import SCHEMA_VERSION
-from anemll_spec.store.prepare import derived_fingerprint
+from anemll_spec.store.prepare import Prepared, derived_fingerprint
 
 V4_STORE = Path(__file__).parent / "fixtures" / "store" / "v4.duckdb.gz"
 
@@ -45,7 +45,8 @@ def v4(tmp_path) -> Path:
 def test_an_older_store_is_refused_by_reading_commands_and_upgraded_by_upgrade(cli, v4):
     refused = cli("query", "SELECT count(*) FROM runs", "--store", v4)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "has schema v4" in refused.stderr and "`anemll-spec upgrade`" in refused.stderr
+    assert "has schema v4" in refused.stderr
+    assert f"`anemll-spec upgrade --store {v4}` upgrades it in place" in refused.stderr
     assert meta(v4)["schema_version"] == "4"  # refusing changed nothing
 
     res = cli("upgrade", "--store", v4)
@@ -98,3 +99,13 @@ def test_a_newer_store_is_refused_unchanged(cli, tmp_path):
     res = cli("upgrade", "--store", store)
     assert res.returncode == 2 and "written by a newer anemll-spec" in res.stderr
     assert store.read_bytes() == before
+
+
+def test_an_upgrade_another_process_did_first_is_not_reported_as_this_ones(v4):
+    """Two upgrades that both found v4: the second writing open finds v5 and changes
+    nothing, and says so (what prepare did, not what the first read saw)."""
+    from anemll_spec.store.connection import upgrade_store
+
+    assert upgrade_store(v4) == Prepared(4, True)
+    assert upgrade_store(v4) == Prepared(SCHEMA_VERSION, False)
+    assert meta(v4)["schema_version"] == str(SCHEMA_VERSION)

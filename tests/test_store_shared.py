@@ -255,13 +255,17 @@ def test_a_newer_shared_store_is_refused(shared):
             open_store(shared, read_only=ro)
 
 
-def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared, cli):
+def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli):
     """The v5 step (runs.writer_machine_id) on DuckLake, with the views installed: a store
-    made v4 again (the column dropped, the version set back) gets it back from
-    `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run has
-    this one's."""
+    made v4 again (the column dropped, the version set back) is refused by reading
+    commands, which name the command that upgrades that store, and gets the column back
+    from `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run
+    has this one's. The target carries its password: no output shows it."""
     from anemll_spec.machine_id import machine_id
+    from anemll_spec.store import connection
 
+    shared = postgres.target(postgres.new_db("v_" + uuid.uuid4().hex[:12]),
+                             tmp_path / "lake-data", password=True)  # fmt: skip
     olds = fill(shared, n_runs=1)
     before = rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1")
     con = lake._attach(lake_target.parse_target(shared), read_only=False)
@@ -269,14 +273,22 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(shared, cli):
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
     lake.forget(lake_target.parse_target(shared))
-    from anemll_spec.store import connection
-
     connection._READY.clear()
-    with pytest.raises(InputError, match="schema v4, older than.*`anemll-spec upgrade`"):
+    with pytest.raises(InputError, match="schema v4, older than.*`anemll-spec upgrade --store "):
         open_store(shared, read_only=True)
-    res = cli("upgrade", "--json", env={"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD})
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["from_version"] == 4
+    local = tmp_path / "local.duckdb"
+    pulled = cli("pull", "--from", shared, "--store", local)  # --store: the local copy
+    assert pulled.returncode == 2 and pg.PASSWORD not in pulled.stderr, pulled.stderr
+    hint = pulled.stderr.split("`anemll-spec upgrade --store ", 1)[1].split("`")[0]
+    assert hint.startswith("'ducklake:postgres:") and "password=***" in hint, hint
+    res = cli("upgrade", "--store", shared, "--json")
+    assert res.returncode == 0 and pg.PASSWORD not in res.stdout + res.stderr, res.stderr
+    doc = json.loads(res.stdout)
+    assert (doc["from_version"], doc["to_version"], doc["upgraded"]) == (4, 5, True)
+    assert "password=***" in doc["store"]
+    again = cli("upgrade", "--store", shared)
+    assert again.returncode == 0 and pg.PASSWORD not in again.stdout + again.stderr
+    assert again.stdout.rstrip().endswith("is already at schema v5: nothing to do")
     assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
     new = begin_run(shared, run("llama_lm_head"), host())
     machines = dict(rows(shared, "SELECT run_id, writer_machine_id FROM runs"))

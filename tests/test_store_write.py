@@ -291,11 +291,12 @@ def test_a_folder_or_a_path_under_a_file_as_the_store_is_not_called_damaged(tmp_
     assert afile.read_text() == "x" and sorted(p.name for p in folder.iterdir()) == held
 
 
+# Holds a store's lock for argv[2] seconds, or until a line arrives on stdin ("told").
 HOLD_LOCK = """
 import sys, time, duckdb
 con = duckdb.connect(sys.argv[1])
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline() if sys.argv[2] == "told" else time.sleep(float(sys.argv[2]))
 con.close()
 """
 
@@ -320,43 +321,44 @@ def test_waits_for_a_locked_store_then_fails_clearly(tmp_path, capfd):
 
 
 def test_waits_until_the_lock_is_released(tmp_path, capsys):
+    """The holder lets go only once the writer said it is waiting: no clock decides."""
+    import threading
+
     store = tmp_path / "r.duckdb"
     run_id = new_run(store)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(store), "1.0"], stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", HOLD_LOCK, str(store), "told"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            append_case(store, run_id, case(), [1, 2, 3], lock_timeout_s=120)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failed.append(exc)
+
+    writer = threading.Thread(target=write)
     try:
         assert holder.stdout.readline().strip() == "locked"
         capsys.readouterr()
-        append_case(store, run_id, case(), [1, 2, 3], lock_timeout_s=30)
-        # it did wait (said so once), and got the store once the holder let go
-        assert capsys.readouterr().err.count("waiting for the store") == 1
+        writer.start()
+        said = ""
+        while "waiting for the store" not in said:
+            assert writer.is_alive(), failed
+            said += capsys.readouterr().err
+            time.sleep(0.02)
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        writer.join(timeout=120)
+        assert not writer.is_alive() and not failed, failed
+        said += capsys.readouterr().err
+        assert said.count("waiting for the store") == 1  # said once, however long
     finally:
+        holder.kill()
         holder.wait(timeout=30)
+        writer.join(timeout=1)
     assert read(store, "SELECT count(*) FROM samples") == [(3,)]
-
-
-def test_stale_running_runs_become_interrupted(tmp_path):
-    store = tmp_path / "r.duckdb"
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from fixtures.store.synth import new_run; print(new_run(sys.argv[1]))",
-            str(store),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=os.path.dirname(__file__),
-    )
-    dead_run = child.stdout.strip()
-    mine = new_run(store)  # begin_run notices the dead writer of the first run
-    status = dict(read(store, "SELECT run_id, status FROM runs"))
-    assert status == {dead_run: "interrupted", mine: "running"}
-    # a live writer's run is left alone
-    new_run(store)
-    assert dict(read(store, "SELECT run_id, status FROM runs"))[mine] == "running"
 
 
 def _dead_writers_run(store: Path) -> str:

@@ -84,13 +84,12 @@ def test_real_numpy_workload_in_windows(tmp_path):
     assert [m for _, m in seen] == [w.median_ms for w in res.windows]
     for w in res.windows:
         assert w.calls > 10
-        # the window's rule, whatever the load: every call but the last ended inside it,
-        # the last began after the one before it ended (the check that the window is open
-        # reads that end: a preemption may put the start itself past the window's end), and
-        # the window ends when the last call ended
+        # the window's rule, whatever the load: every call but the last ended inside it
+        # (so the last one began after a check that the window was open), and the window
+        # ends when the last call ended, at or past its span
         assert w.wall_s >= 0.5
         ends = w.starts_ns + w.samples_ns
-        assert w.end_ns == ends[-1] and w.starts_ns[-1] >= ends[-2]
+        assert w.end_ns == ends[-1]
         assert ends[:-1].max() - w.start_ns < 0.5e9
         assert w.samples_ns.sum() <= w.end_ns - w.start_ns  # calls inside the window
         assert w.median_ms == pytest.approx(float(np.median(w.samples_ns)) / 1e6)

@@ -64,13 +64,14 @@ def add_store(p: argparse.ArgumentParser) -> None:
 RUN_FORMS = "a run id, a unique prefix, 'latest' or 'previous'"
 
 
-def add_run_flag(p: argparse.ArgumentParser, what: str) -> None:
-    """`--run RUN` (repeatable, as args.run_flag), taken by every command that reads
-    stored runs, beside the positional form some of them also take: one way to name runs
-    works everywhere."""
+def add_run_flag(p: argparse.ArgumentParser, what: str, *, repeatable: bool = True) -> None:
+    """`--run RUN` (as args.run_flag, a list), taken by every command that reads stored
+    runs, beside the positional form some of them also take: one way to name runs works
+    everywhere. repeatable: whether the command takes several (share and report take one,
+    and refuse a second with a message that says so)."""
     p.add_argument(
         "--run", dest="run_flag", action="append", default=[], type=nonempty, metavar="RUN",
-        help=f"{what}: {RUN_FORMS} (repeatable)",
+        help=f"{what}: {RUN_FORMS}" + (" (repeatable)" if repeatable else ""),
     )  # fmt: skip
 
 
@@ -279,11 +280,13 @@ def note_created(target: str, was_new: bool, what: str) -> None:
 
 
 def shown_store(store: str) -> str:
-    """A file store by its absolute path (a shared store's target is already redacted)."""
+    """A file store by its absolute path, a shared store with its password redacted."""
     from anemll_spec.store import lake_target
     from anemll_spec.store.connection import describe_target
 
-    return store if lake_target.is_lake(store) else str(Path(describe_target(store)).absolute())
+    if lake_target.is_lake(store):
+        return lake_target.redact(store)
+    return str(Path(describe_target(store)).absolute())
 
 
 def add_cache_dir(p: argparse.ArgumentParser) -> None:

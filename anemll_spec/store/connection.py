@@ -27,7 +27,7 @@ import duckdb
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import lake, lake_target
 from anemll_spec.store.diagnose import cannot_open, locked_by_another
-from anemll_spec.store.prepare import check_readable, prepare
+from anemll_spec.store.prepare import Prepared, check_readable, prepare
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -135,7 +135,7 @@ def open_store(
     text = default_target(None if target is None else str(target))
     timeout = lock_timeout(lock_timeout_s)
     if lake_target.is_lake(text):
-        return _open_lake(lake_target.parse_target(text), read_only, sandbox, timeout)
+        return _open_lake(lake_target.parse_target(text), read_only, sandbox, timeout)[0]
     path = store_path(text)
     _check_duckdb_file(path)
     if read_only:
@@ -151,7 +151,24 @@ def open_store(
             con.close()
             raise
         return con
-    return _connect_prepared(path, timeout)
+    return _connect_prepared(path, timeout)[0]
+
+
+def upgrade_store(target: str | os.PathLike, *, lock_timeout_s: float | None = None) -> Prepared:
+    """A writing open that says what it did (`anemll-spec upgrade`), then closes: the
+    version it found and whether it changed anything. Another process that upgraded the
+    store first leaves nothing to do here."""
+    text = default_target(str(target))
+    timeout = lock_timeout(lock_timeout_s)
+    if lake_target.is_lake(text):
+        con, done = _open_lake(lake_target.parse_target(text), False, False, timeout, force=True)
+    else:
+        path = store_path(text)
+        _check_duckdb_file(path)
+        con, done = _connect_prepared(path, timeout)
+    con.close()
+    assert done is not None  # a writing open prepared the store
+    return done
 
 
 def _check_duckdb_file(path: Path) -> None:
@@ -186,16 +203,25 @@ def _check_duckdb_file(path: Path) -> None:
 _READY: set[tuple[str, bool]] = set()
 
 
-def _open_lake(target: lake_target.LakeTarget, read_only: bool, sandbox: bool, timeout: float):
+def _open_lake(
+    target: lake_target.LakeTarget,
+    read_only: bool,
+    sandbox: bool,
+    timeout: float,
+    force: bool = False,
+) -> tuple[duckdb.DuckDBPyConnection, Prepared | None]:
+    """The connection, and what preparing the store did (None: checked or known ready).
+    force: prepare even where this process already did."""  # fmt: skip
     con = lake.connect(target, read_only=read_only, sandbox=sandbox, timeout=timeout)
     key = (target.text, read_only)
+    done = None
     try:
-        if key in _READY and not sandbox:
-            return con
+        if key in _READY and not sandbox and not force:
+            return con, None
         if read_only:
             check_readable(con, target.shown, shared=True)
         else:
-            _prepare_lake(con, target)
+            done = _prepare_lake(con, target)
         _READY.add(key)
     except duckdb.Error as exc:
         con.close()
@@ -207,16 +233,15 @@ def _open_lake(target: lake_target.LakeTarget, read_only: bool, sandbox: bool, t
     except BaseException:
         con.close()
         raise
-    return con
+    return con, done
 
 
-def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> None:
+def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> Prepared:
     """prepare, retried: writers that create, upgrade or refresh the same lake at once
     conflict in DuckLake; the loser re-reads and finds the work done."""
     for attempt in range(attempts):
         try:
-            prepare(con, target.shown, shared=True)
-            return
+            return prepare(con, target.shown, shared=True)
         except (duckdb.TransactionException, duckdb.CatalogException) as exc:
             # two creators at once: the loser's CREATE conflicts, or finds the table made
             if isinstance(exc, duckdb.CatalogException) and "already exists" not in str(exc):
@@ -225,16 +250,17 @@ def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> No
             if attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
+def _connect_prepared(path: Path, timeout: float) -> tuple[duckdb.DuckDBPyConnection, Prepared]:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only=False, timeout=timeout, sandbox=False)
     try:
         con.execute("PRAGMA disable_checkpoint_on_shutdown")
         con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
         try:
-            prepare(con, path)
+            done = prepare(con, path)
         except (
             duckdb.IOException,
             duckdb.InternalException,
@@ -245,7 +271,7 @@ def _connect_prepared(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     except BaseException:
         con.close()
         raise
-    return con
+    return con, done
 
 
 def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from dataclasses import dataclass
 
 import duckdb
 
@@ -30,7 +31,14 @@ class StoreOutdated(InputError):
         self.version = version
 
 
-UPGRADE_HINT = "`anemll-spec upgrade` (same --store) upgrades it in place, as does the next bench, import or push into it"
+def _upgrade_hint(where, done: str = "upgrades it in place") -> str:
+    """What upgrades the store `where` (as shown: a shared store's password redacted)."""
+    import shlex
+
+    return (
+        f"`anemll-spec upgrade --store {shlex.quote(str(where))}` {done}, as does the next "
+        "bench, import or push into it"
+    )
 
 
 def check_readable(con, where, *, shared: bool = False) -> None:
@@ -48,16 +56,18 @@ def check_readable(con, where, *, shared: bool = False) -> None:
         raise StoreOutdated(
             f"the store {where} has schema v{version}, older than this anemll-spec's "
             f"v{schema.SCHEMA_VERSION}; read-only commands never change a store: "
-            + UPGRADE_HINT
+            + _upgrade_hint(where)
             + (
-                " (after that, older anemll-spec versions can no longer write it)" if shared else ""
-            ),
+                " (after that, older anemll-spec versions can no longer read or write it)"
+                if shared
+                else ""
+            ),  # fmt: skip
             version,
         )
     if con.execute("SELECT 1 FROM meta WHERE key = 'derived_sha256'").fetchone() is None:
         raise StoreOutdated(  # an upgrade stopped between its steps and the views' re-install
             f"the store {where} lacks its views (an upgrade of it was stopped before it "
-            "finished); " + UPGRADE_HINT.replace("upgrades it in place", "completes it"),
+            "finished); " + _upgrade_hint(where, "completes it"),
             version,
         )
 
@@ -100,7 +110,16 @@ def derived_fingerprint() -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def prepare(con, path, *, shared: bool = False) -> None:
+@dataclass(frozen=True)
+class Prepared:
+    """What a writing open did to the store: its version as found (None: it created the
+    store) and whether it changed anything (created, upgraded, views re-installed)."""
+
+    version: int | None
+    changed: bool
+
+
+def prepare(con, path, *, shared: bool = False) -> Prepared:
     """Create, upgrade, or refresh the derived objects of a writable store.
 
     shared: a DuckLake (no primary keys; the row that `lake.claim` deletes is made)."""
@@ -115,7 +134,7 @@ def prepare(con, path, *, shared: bool = False) -> None:
             lake.ensure_claim_row(con)
         _install_derived(con, fingerprint)
         con.execute("COMMIT")
-        return
+        return Prepared(None, True)
     check_not_newer(version, path)
     upgraded = version < schema.SCHEMA_VERSION
     if upgraded:  # steps may drop views and reference data: install them whatever the hash
@@ -128,10 +147,12 @@ def prepare(con, path, *, shared: bool = False) -> None:
         lake.ensure_claim_row(con)
         con.execute("COMMIT")
     row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
-    if upgraded or row is None or row[0] != fingerprint:
+    stale = upgraded or row is None or row[0] != fingerprint
+    if stale:
         con.execute("BEGIN")
         _install_derived(con, fingerprint)
         con.execute("COMMIT")
+    return Prepared(version, stale)
 
 
 def _install_derived(con, fingerprint: str) -> None:
