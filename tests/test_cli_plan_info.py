@@ -77,6 +77,30 @@ def test_plan_says_a_sustained_run_times_for_its_duration(cli, tmp_path):
     assert " it, " not in res.stdout
 
 
+@pytest.mark.parametrize(
+    ("run", "per_variant_s"),
+    [
+        # warm-up 7 + timing 7 + dispatch floor 1 + an energy pass of 4
+        ("{max_time_s: 7, energy_s: 4}", 7 + 7 + 1 + 4),
+        ("{max_time_s: 7, energy_s: 4, power: false, dispatch_floor: false}", 7 + 7),
+        # sustained: warm-up 7 + the duration; its energy is read in its windows
+        ("{max_time_s: 7, energy_s: 4, duration_s: 12, window_s: 3}", 7 + 12 + 1),
+        ("{max_time_s: 7, energy_s: 4, concurrency: 2}", 7 + 7 + 1),
+    ],
+)
+def test_plans_time_bound_counts_every_phase(cli, tmp_path, run, per_variant_s):
+    """`plan`'s "timing takes at most": per variant, and the cooldown once per case."""
+    spec = tmp_path / "b.yaml"
+    spec.write_text(
+        "name: b\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        f"run: {run[:-1]}, backends: [numpy], cooldown_s: 2}}\n"
+    )
+    res = cli("plan", spec, "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["time_bound_s"] == pytest.approx(per_variant_s + 2)
+
+
 def test_plan_builds_nothing_and_imports_no_coremltools(tmp_path):
     import subprocess
 

@@ -94,3 +94,13 @@ def test_latest_of_a_store_whose_runs_stored_nothing_says_so(cli, tmp_path):
     r = cli("share", "--store", store)
     assert r.returncode == 2
     assert "run 'latest': its 1 run(s) stored no case" in r.stderr, r.stderr
+
+
+def test_run_flag_help_says_repeatable_only_where_it_is():
+    """share and report take one run (a second is refused); the help must not invite it."""
+    from anemll_spec.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name in ("share", "report", "export", "compare", "push", "pull"):
+        (flag,) = [a for a in sub[name]._actions if "--run" in a.option_strings]
+        assert ("(repeatable)" in (flag.help or "")) == (name not in ("share", "report")), name

@@ -144,6 +144,34 @@ def test_the_duckdb_cli_runs_every_query_file(store, query_file):
     assert rows, f"{query_file.name} returned no rows"
 
 
+def test_latest_per_chip_model_keeps_an_imported_run_apart(cli, store, tmp_path):
+    """A newer run of the same chip from a bundle is the latest 'imported' row; the own
+    rows stay the latest measured here."""
+    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.importing import import_bundles
+
+    other = tmp_path / "other.duckdb"
+    rng = np.random.default_rng(9)
+    run_id = new_run(other, chip="Apple M4 Max")
+    wall = samples_ns(rng, 100, 7.0)
+    append_case(other, run_id, case(wall=wall), wall)
+    finish_run(other, run_id, "finished")
+    export_bundle(other, tmp_path / "b.parquet")
+    mine = tmp_path / "mine.duckdb"
+    mine.write_bytes(store.read_bytes())
+    import_bundles(mine, [tmp_path / "b.parquet"])
+    res = cli("query", "latest_per_chip_model", "--json", "--store", mine)
+    assert res.returncode == 0, res.stderr
+    rows = [r for r in json.loads(res.stdout)
+            if (r["chip"], r["model_name"], r["compute_units"])
+            == ("M4 Max", "llama_lm_head", "CPU_AND_NE")]  # fmt: skip
+    by_source = {r["source"]: r for r in rows}
+    assert sorted(by_source) == ["imported", "own"]
+    assert by_source["imported"]["run_id"] == run_id
+    assert by_source["imported"]["median_ms"] == pytest.approx(np.median(wall) / 1e6, abs=1e-3)
+    assert by_source["own"]["run_id"] != run_id
+
+
 def test_the_duckdb_cli_runs_the_factor_macro(store):
     result = subprocess.run(
         [

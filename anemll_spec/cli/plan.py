@@ -160,5 +160,7 @@ def print_plan(doc: dict) -> None:
             print(f"    note: {n}")
     print(
         f"timing takes at most {seconds(doc['time_bound_s'])} "
-        "(warm-up and timing each capped by max_time_s per variant; builds not included)"
+        "(per variant: warm-up and timing each capped by max_time_s, an energy pass of "
+        "energy_s where power is read; builds not included; min_iterations calls slower "
+        "than max_time_s take longer)"
     )

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "run", nargs="?", metavar="RUN", help="run id, unique prefix, 'latest' or 'previous' "
         "(default: latest)"
     )  # fmt: skip
-    add_run_flag(p, "the run to report, instead of RUN")
+    add_run_flag(p, "the run to report, instead of RUN", repeatable=False)
     add_store(p)
     p.add_argument(
         "--baseline",

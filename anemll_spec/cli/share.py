@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RUN",
         help="run id, unique prefix, 'latest' (default) or 'previous'",
     )
-    add_run_flag(p, "the run to share, instead of RUN")
+    add_run_flag(p, "the run to share, instead of RUN", repeatable=False)
     p.add_argument(
         "--baseline",
         default=DEFAULT_BASELINE,

@@ -127,9 +127,14 @@ def tiny_model(like: ModelBase) -> LmHead:
 
 
 def time_bound_s(case: Case, n_variants: int) -> float:
-    """The most timing can take for one case (warm-up and timed calls are each capped by
-    max_time_s; the dispatch floor by a second): what `plan` and progress estimate with."""
+    """The most timing can take for one case, what `plan` and progress estimate with:
+    per variant, warm-up and timed calls each capped by max_time_s (the timed ones by a
+    sustained run's duration), the dispatch floor by a second, and where energy is read
+    one pass of energy_s (a loop shorter than that, or interleaved variants, get one;
+    sustained and concurrent runs read theirs while timing); then the cooldown. Only
+    min_iterations calls that outlast max_time_s take longer."""
     r = case.run
     per_variant = r.max_time_s + (r.duration_s or r.max_time_s)  # warm-up, then timing
     floor = 1.0 if r.dispatch_floor else 0.0
-    return n_variants * (per_variant + floor) + r.cooldown_s
+    energy_pass = r.energy_s if r.power and not r.duration_s and r.concurrency == 1 else 0.0
+    return n_variants * (per_variant + floor + energy_pass) + r.cooldown_s

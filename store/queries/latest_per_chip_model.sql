@@ -1,13 +1,15 @@
--- Latest result per chip and model: for every chip x model x backend x compute units,
--- the most recent ok case of our own runs (median latency, its 95% CI, bandwidth),
--- next to the range of published figures for the same chip and model (published
--- latency is a mean; values derived from the other metric are left out).
+-- Latest result per chip and model: for every source x chip x model x backend x compute
+-- units, the most recent ok case (median latency, its 95% CI, bandwidth), next to the
+-- range of published figures for the same chip and model (published latency is a mean;
+-- values derived from the other metric are left out). source says whose it is: 'own'
+-- (measured in this store), 'imported' (a bundle) or 'pushed' (a shared store's writers),
+-- so a run from another machine never passes for one measured here.
 WITH latest AS (
     SELECT *
     FROM results
     WHERE status = 'ok' AND coalesce(concurrency, 1) = 1  -- concurrent medians are per call under load
     QUALIFY row_number() OVER (
-        PARTITION BY chip, model_name, backend, device, compute_units
+        PARTITION BY source, chip, model_name, backend, device, compute_units
         ORDER BY run_started_at DESC, finished_at DESC NULLS LAST
     ) = 1
 ),
@@ -22,6 +24,7 @@ published AS (
     GROUP BY chip, model
 )
 SELECT
+    l.source,
     l.chip,
     l.model_name,
     l.backend,
@@ -39,4 +42,4 @@ SELECT
     l.run_started_at
 FROM latest l
 LEFT JOIN published p ON p.chip = l.chip AND p.model = l.model_name
-ORDER BY l.model_name, l.chip, l.backend, l.compute_units;
+ORDER BY l.model_name, l.chip, l.source, l.backend, l.compute_units;
