@@ -76,10 +76,11 @@ class Run(SpecModel):
     """a sustained run's window length (seconds; SoC energy counters want >= 10)"""
     power: bool = True
     """read the energy counters around the timed calls where the platform allows"""
-    energy_s: Seconds = 5.0
-    """an energy reading covers at least this many seconds of calls: where the timed loop is
-    shorter, or variants were interleaved (a chip-wide counter cannot split their calls),
-    it is read over a separate pass of back-to-back calls after timing; 0: no such pass"""
+    energy_s: Seconds = 10.0
+    """an energy reading covers at least this many seconds of calls (SoC counters want >= 10):
+    where the timed loop is shorter, or variants were interleaved (a chip-wide counter
+    cannot split their calls), it is read over a separate pass of back-to-back calls after
+    timing; 0: no such pass"""
 
     @model_validator(mode="before")
     @classmethod
