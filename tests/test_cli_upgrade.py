@@ -54,6 +54,9 @@ def test_an_older_store_is_refused_by_reading_commands_and_upgraded_by_upgrade(c
     assert res.stdout.strip() == f"upgraded {v4} from schema v4 to v{SCHEMA_VERSION}"
     assert meta(v4)["schema_version"] == str(SCHEMA_VERSION)
     assert meta(v4)["derived_sha256"] == derived_fingerprint()
+    # checkpointed: the .duckdb alone (copied to share it) is the upgraded store
+    wal = Path(str(v4) + ".wal")
+    assert not wal.exists() or wal.stat().st_size == 0
     query = cli("query", "SELECT count(*) AS n FROM runs", "--store", v4, "--json")
     assert query.returncode == 0 and json.loads(query.stdout) == [{"n": 2}]  # no run added
 

@@ -409,3 +409,29 @@ def test_an_import_recomputes_its_statistics_without_the_stores_lock(bundle, tmp
     assert summary["runs_added"] == 2
     import_bundles(tmp_path / "other.duckdb", [bundle])
     assert content(dest) == content(tmp_path / "other.duckdb")
+
+
+def test_a_store_export_cannot_read_is_not_blamed_on_the_output(tmp_path):
+    """A store whose tables are not this version's (a column gone) fails the export while
+    it is read: the message says so, not that the bundle could not be written."""
+    store = tmp_path / "s.duckdb"
+    new_run(store)
+    con = duckdb.connect(str(store))
+    con.execute("ALTER TABLE runs DROP COLUMN command")
+    con.close()
+    out = tmp_path / "b.parquet"
+    with pytest.raises(InputError) as err:
+        export_bundle(store, out)
+    assert str(err.value).startswith(f"cannot read the store {store}: ")
+    assert "command" in str(err.value) and str(err.value).endswith("; nothing written")
+    assert not out.exists()
+    # a file that cannot be written is still named as such
+    with pytest.raises(InputError, match=r"^cannot write /proc/nope\.parquet: "):
+        export_bundle(_fresh(tmp_path), "/proc/nope.parquet")
+
+
+def _fresh(tmp_path: Path) -> Path:
+    store = tmp_path / "fresh.duckdb"
+    run_id = new_run(store)
+    finish_run(store, run_id, "finished")
+    return store

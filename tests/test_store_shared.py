@@ -71,6 +71,14 @@ def rows(target, sql: str) -> list[tuple]:
 # ---------------------------------------------------------------- target strings
 
 
+def test_an_error_of_a_target_without_connection_text_stays_readable():
+    """`ducklake:postgres:` alone (libpq reads PG* variables): the error text is kept as
+    DuckDB wrote it; replacing the empty connection text put '<catalog>' between letters."""
+    t = lake_target.parse_target("ducklake:postgres:")
+    msg = lake._message(RuntimeError("IO Error: connection refused"), t)
+    assert msg == "IO Error: connection refused"
+
+
 def test_target_forms_parse_and_redact(tmp_path):
     t = lake_target.parse_target(
         "ducklake:postgres:host=db.lab dbname=anemll user=bench password='p w\\'x' "

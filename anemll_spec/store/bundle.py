@@ -35,7 +35,7 @@ import numpy as np
 from anemll_spec import __version__
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake_target, schema
-from anemll_spec.store.connection import default_target, open_store
+from anemll_spec.store.connection import default_target, describe_target, open_store
 from anemll_spec.store.lookup import resolve_run
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
 from anemll_spec.store.trust import Origin, check_staged
@@ -109,8 +109,13 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
 
                 shown = lake_target.redact(str(target))
                 raise lake.failed(shown, exc, " while exporting", "; nothing written") from None
-            raise InputError(
-                f"cannot write {out}: {printable(first_line(exc))}; nothing written"
+            if isinstance(exc, duckdb.IOException) or str(tmp) in str(exc):
+                raise InputError(
+                    f"cannot write {out}: {printable(first_line(exc))}; nothing written"
+                ) from None
+            raise InputError(  # a store whose tables are not what this version reads
+                f"cannot read the store {describe_target(target)}: "
+                f"{printable(first_line(exc))}; nothing written"
             ) from None
         finally:
             tmp.unlink(missing_ok=True)

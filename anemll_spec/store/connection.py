@@ -15,6 +15,7 @@ holds its lock; otherwise it is damaged, and the message says so.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -166,6 +167,9 @@ def upgrade_store(target: str | os.PathLike, *, lock_timeout_s: float | None = N
         path = store_path(text)
         _check_duckdb_file(path)
         con, done = _connect_prepared(path, timeout)
+        if done.changed:  # into the file itself: a copy of the .duckdb alone is upgraded
+            with contextlib.suppress(duckdb.Error):  # the log keeps it all the same
+                con.execute("CHECKPOINT")
     con.close()
     assert done is not None  # a writing open prepared the store
     return done

@@ -249,8 +249,8 @@ def forget(target: LakeTarget) -> None:
 def _message(exc: BaseException, target: LakeTarget | None = None) -> str:
     """One redacted line of a DuckDB error (DuckLake repeats the connection string)."""
     text = redact(str(exc))
-    if target is not None and target.catalog == "postgres":
-        text = text.replace(redact(target.conninfo), "<catalog>")
+    if target is not None and target.catalog == "postgres" and target.conninfo.strip():
+        text = text.replace(redact(target.conninfo), "<catalog>")  # (an empty one: PG* vars)
     text = re.sub(r'Failed to attach DuckLake MetaData "[^"]*" at path \+ "[^"]*"', "", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(lines)[:400] if lines else type(exc).__name__
