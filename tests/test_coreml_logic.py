@@ -236,6 +236,25 @@ def test_other_packages_compile_into_the_run_folder_each_time(built, tmp_path):
     assert coreml_compile.cache_home(fake) is None
 
 
+def test_compile_cached_is_null_where_nothing_was_compiled(built, tmp_path):
+    """cases.compile_cached: true for a compiled model reused from the build cache, false
+    for a fresh compile, NULL for an external .mlmodelc used as it is (the real prepare
+    of the Core ML backend: it compiles nothing for one) and for other backends."""
+    from anemll_spec.runner.stages import compile_cached
+
+    compiled = Path(__file__).parent / "fixtures" / "build" / "lm_head_tiny.mlmodelc"
+    prepared = coreml.backend().prepare(compiled, tmp_path / "work")
+    assert prepared.compile_s is None and prepared.path == compiled
+    assert compile_cached(True, prepared.compile_s) is None
+    assert not (tmp_path / "work").exists()  # nothing compiled, nothing written
+    compiler = _Compiler()
+    _, first, _ = coreml_compile.compiled(built.path, tmp_path, compile_fn=compiler, build="CC1")
+    _, again, _ = coreml_compile.compiled(built.path, tmp_path, compile_fn=compiler, build="CC1")
+    assert first > 0 and again == 0.0  # compiled now, then reused
+    assert compile_cached(True, first) is False and compile_cached(True, again) is True
+    assert compile_cached(False, None) is None
+
+
 def test_compile_notes_say_whether_load_ms_is_a_first_load():
     assert "first load" in coreml_compile.NOTES["temp"]
     assert "warm" in coreml_compile.NOTES["reused"]

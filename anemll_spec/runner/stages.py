@@ -147,12 +147,19 @@ def open_variants(cr: CaseRun) -> None:
             cr.opened.append(_open_one(cr, m))
 
 
+def compile_cached(compiles: bool, compile_s: float | None) -> bool | None:
+    """cases.compile_cached: whether Core ML's compiled model came from the build cache
+    (compile_s 0); None where nothing was compiled (another backend, or an external
+    .mlmodelc used as it is: compile_s None)."""
+    return None if not compiles or compile_s is None else compile_s == 0.0
+
+
 def _open_one(cr: CaseRun, m: Measurement) -> Opened:
     v, run, progress = m.variant, cr.case.run, cr.env.progress
     backend = cr.env.backend(v.backend)
     prepared = _prepared(cr, backend)
     m.phases_ms["compile"] = None if prepared.compile_s is None else prepared.compile_s * 1e3
-    m.compile_cached = prepared.compile_s == 0.0 if backend.compiles else None
+    m.compile_cached = compile_cached(backend.compiles, prepared.compile_s)
     progress.phase("load", v.label)
     t0 = time.perf_counter()
     session = backend.load(prepared, backend.options(run, v.compute_units))
