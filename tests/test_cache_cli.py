@@ -61,6 +61,34 @@ def test_clear_older_than_removes_only_old_entries_and_says_what(two_entries, ca
     assert report["freed_bytes"] > 0 and size > 0
 
 
+def test_the_chart_javascript_in_the_cache_is_listed_and_cleared(two_entries, capsys, monkeypatch):
+    """chart and report keep the Vega bundle under the cache folder: `cache list` names it
+    and counts it, `cache clear` removes it; a folder the cache did not make stays."""
+    from anemll_spec.chart.render import vega_bundle
+
+    cache, fresh, old = two_entries
+    mine = cache / "notes"  # someone's own folder under a wrong --cache-dir
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    from anemll_spec.chart import render
+
+    monkeypatch.setenv("ANEMLL_SPEC_CACHE", str(cache))
+    monkeypatch.setattr(render, "_bundle_memo", {})
+    assert "vegaEmbed" in vega_bundle()  # written into this cache, as a chart would
+    vega = _disk(cache / "vega")
+    assert vega > 100_000
+    assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(a["name"], a["bytes"]) for a in listed["assets"]] == [("vega", vega)]
+    assert listed["total_bytes"] == _disk(cache / fresh) + _disk(cache / old) + vega
+    assert cli_main(["cache", "list", "--cache-dir", str(cache)]) == 0
+    assert "also vega/: the Vega JavaScript" in capsys.readouterr().out
+    assert cli_main(["cache", "clear", "--json", "--cache-dir", str(cache)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {i["key"] for i in report["items"]} == {fresh, old, "vega"}
+    assert not (cache / "vega").exists() and (mine / "keep.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -200,14 +200,34 @@ def _created(root: Path, manifest: dict | None) -> float:
         return root.stat().st_mtime
 
 
+# Folders other stages keep in the cache folder, by name: what they hold. They are made
+# again on demand, so `cache clear` removes them with the entries, and `cache list` names
+# them.
+ASSETS = {"vega": "the Vega JavaScript that chart HTML inlines (made again on demand)"}
+
+
+def assets(cache_dir: Path) -> list[dict]:
+    """The asset folders present, for `cache list`: name, what, bytes."""
+    return [
+        {"name": name, "what": what, "bytes": _size(cache_dir / name)}
+        for name, what in ASSETS.items()
+        if (cache_dir / name).is_dir() and not (cache_dir / name).is_symlink()
+    ]
+
+
+def _size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
 def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
     """Delete entries (all, or those made more than `older_than_s` seconds ago) and stale
     staging folders; returns what was removed, one dict each: key, kind (entry | staging |
     trash), spec and family (entries), bytes.
 
-    Only folders the cache made are touched (key-named entries, `.tmp-` staging, `.trash-`): a
-    wrong --cache-dir or $ANEMLL_SPEC_CACHE must never cost anyone their files. Staging
-    folders of builds running now (younger than STALE_STAGING_S) are left alone.
+    Only folders the cache made are touched (key-named entries, `.tmp-` staging, `.trash-`,
+    the ASSETS folders, kind 'assets'): a wrong --cache-dir or $ANEMLL_SPEC_CACHE must
+    never cost anyone their files. Staging folders of builds running now (younger than
+    STALE_STAGING_S) are left alone.
     """
     removed: list[dict] = []
     if not cache_dir.is_dir():
@@ -220,12 +240,14 @@ def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
         if root.name.startswith(".trash-"):  # left by an interrupted discard
             kind = "trash"
         if kind == "entry" and not is_entry_name(root.name):
-            continue
+            if root.name not in ASSETS:
+                continue
+            kind = "assets"
         if kind == "staging" and now - root.stat().st_mtime < STALE_STAGING_S:
             continue
         manifest = check_entry(root)[0] if kind == "entry" else None
         young = older_than_s is not None and now - _created(root, manifest) < older_than_s
-        if kind == "entry" and young:
+        if kind in ("entry", "assets") and young:
             continue
         m = manifest or {}
         removed.append(
@@ -234,7 +256,7 @@ def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
                 "kind": kind,
                 "spec": m.get("spec"),
                 "family": (m.get("model") or {}).get("family"),
-                "bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
+                "bytes": _size(root),
             }
         )
         discard(root)

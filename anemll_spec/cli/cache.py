@@ -79,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--older-than applies to `cache clear` only")
     items = cache.entries(cache_dir)
-    total = sum(e["disk_bytes"] for e in items)
+    extra = cache.assets(cache_dir)
+    total = sum(e["disk_bytes"] for e in items) + sum(a["bytes"] for a in extra)
     if args.json:
-        print_json({"cache_dir": str(cache_dir), "total_bytes": total, "entries": items})
+        print_json(
+            {"cache_dir": str(cache_dir), "total_bytes": total, "entries": items, "assets": extra}
+        )
         return 0
     print(f"cache: {cache_dir}")
     rows = [
@@ -101,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         if rows
         else "(empty)"
     )
-    if rows:
-        print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {human_bytes(total)} on disk")
+    for a in extra:
+        print(f"also {a['name']}/: {a['what']}, {human_bytes(a['bytes'])}")
+    if rows or extra:
+        n = len(rows)
+        print(f"{n} entr{'y' if n == 1 else 'ies'}, {human_bytes(total)} on disk in all")
     return 0
