@@ -112,3 +112,15 @@ def postgres():
         yield cluster
     finally:
         pg.remove(cluster)
+
+
+@pytest.fixture
+def v4_store(tmp_path) -> Path:
+    """A copy of the store the v4 code itself wrote, views and all (tests/fixtures/store/
+    make_v4.py): what an upgrade to this version starts from."""
+    import gzip
+
+    path = tmp_path / "v4.duckdb"
+    with gzip.open(ROOT / "tests" / "fixtures" / "store" / "v4.duckdb.gz") as src:
+        path.write_bytes(src.read())
+    return path

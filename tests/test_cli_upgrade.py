@@ -5,9 +5,7 @@ another anemll-spec leaves them; the outcome is read back from the file."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -16,8 +14,6 @@ from fixtures.store.synth import new_run
 
 from anemll_spec.store import SCHEMA_VERSION
 from anemll_spec.store.prepare import Prepared, derived_fingerprint
-
-V4_STORE = Path(__file__).parent / "fixtures" / "store" / "v4.duckdb.gz"
 
 
 def meta(path: Path) -> dict[str, str]:
@@ -34,36 +30,28 @@ def set_meta(path: Path, sql: str) -> None:
     con.close()
 
 
-@pytest.fixture
-def v4(tmp_path) -> Path:
-    path = tmp_path / "v4.duckdb"
-    with gzip.open(V4_STORE) as src, open(path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    return path
-
-
-def test_an_older_store_is_refused_by_reading_commands_and_upgraded_by_upgrade(cli, v4):
-    refused = cli("query", "SELECT count(*) FROM runs", "--store", v4)
+def test_an_older_store_is_refused_by_reading_commands_and_upgraded_by_upgrade(cli, v4_store):
+    refused = cli("query", "SELECT count(*) FROM runs", "--store", v4_store)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "has schema v4" in refused.stderr
-    assert f"`anemll-spec upgrade --store {v4}` upgrades it in place" in refused.stderr
-    assert meta(v4)["schema_version"] == "4"  # refusing changed nothing
+    assert f"`anemll-spec upgrade --store {v4_store}` upgrades it in place" in refused.stderr
+    assert meta(v4_store)["schema_version"] == "4"  # refusing changed nothing
 
-    res = cli("upgrade", "--store", v4)
+    res = cli("upgrade", "--store", v4_store)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == f"upgraded {v4} from schema v4 to v{SCHEMA_VERSION}"
-    assert meta(v4)["schema_version"] == str(SCHEMA_VERSION)
-    assert meta(v4)["derived_sha256"] == derived_fingerprint()
+    assert res.stdout.strip() == f"upgraded {v4_store} from schema v4 to v{SCHEMA_VERSION}"
+    assert meta(v4_store)["schema_version"] == str(SCHEMA_VERSION)
+    assert meta(v4_store)["derived_sha256"] == derived_fingerprint()
     # checkpointed: the .duckdb alone (copied to share it) is the upgraded store
-    wal = Path(str(v4) + ".wal")
+    wal = Path(str(v4_store) + ".wal")
     assert not wal.exists() or wal.stat().st_size == 0
-    query = cli("query", "SELECT count(*) AS n FROM runs", "--store", v4, "--json")
+    query = cli("query", "SELECT count(*) AS n FROM runs", "--store", v4_store, "--json")
     assert query.returncode == 0 and json.loads(query.stdout) == [{"n": 2}]  # no run added
 
-    again = cli("upgrade", "--store", v4, "--json")
+    again = cli("upgrade", "--store", v4_store, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {
-        "store": str(v4), "from_version": SCHEMA_VERSION, "to_version": SCHEMA_VERSION,
+        "store": str(v4_store), "from_version": SCHEMA_VERSION, "to_version": SCHEMA_VERSION,
         "upgraded": False,
     }  # fmt: skip
 
@@ -104,11 +92,11 @@ def test_a_newer_store_is_refused_unchanged(cli, tmp_path):
     assert store.read_bytes() == before
 
 
-def test_an_upgrade_another_process_did_first_is_not_reported_as_this_ones(v4):
+def test_an_upgrade_another_process_did_first_is_not_reported_as_this_ones(v4_store):
     """Two upgrades that both found v4: the second writing open finds v5 and changes
     nothing, and says so (what prepare did, not what the first read saw)."""
     from anemll_spec.store.connection import upgrade_store
 
-    assert upgrade_store(v4) == Prepared(4, True)
-    assert upgrade_store(v4) == Prepared(SCHEMA_VERSION, False)
-    assert meta(v4)["schema_version"] == str(SCHEMA_VERSION)
+    assert upgrade_store(v4_store) == Prepared(4, True)
+    assert upgrade_store(v4_store) == Prepared(SCHEMA_VERSION, False)
+    assert meta(v4_store)["schema_version"] == str(SCHEMA_VERSION)

@@ -5,8 +5,6 @@ for what v4 wrote."""
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -19,7 +17,7 @@ from anemll_spec.store import open_store, schema
 from anemll_spec.store.importing import import_bundles
 
 FIXTURES = Path(__file__).parent / "fixtures" / "store"
-V4_STORE, V4_BUNDLE = FIXTURES / "v4.duckdb.gz", FIXTURES / "v4.parquet"
+V4_BUNDLE = FIXTURES / "v4.parquet"  # the store: the v4_store fixture (conftest.py)
 DATA = "SELECT run_id, runs.status, host_id, case_key, median_ms, ci_low_ms FROM cases JOIN runs USING (run_id) ORDER BY ALL"
 
 
@@ -29,14 +27,6 @@ def read(path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
-
-
-@pytest.fixture
-def v4_store(tmp_path) -> Path:
-    path = tmp_path / "v4.duckdb"
-    with gzip.open(V4_STORE) as src, open(path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    return path
 
 
 def test_the_fixture_is_v4_with_v4s_views(v4_store):
