@@ -151,7 +151,8 @@ def test_refuses_model_larger_than_free_memory(tmp_path, monkeypatch):
 def test_cache_cli_list_and_clear(tmp_path, cli):
     build(matmul(), cache_dir=tmp_path)
     # what the cache did not make is neither listed nor deleted (a wrong --cache-dir
-    # must not cost anyone their files): a user's folder, the charts' Vega bundle
+    # must not cost anyone their files): a user's folder, a file in the charts' folder
+    # that is not a Vega bundle the charts wrote (vega-bundle-<versions>.js)
     (tmp_path / "important").mkdir()
     (tmp_path / "important" / "file.txt").write_text("keep")
     (tmp_path / "vega").mkdir()

@@ -63,7 +63,7 @@ def test_clear_older_than_removes_only_old_entries_and_says_what(two_entries, ca
 
 def test_the_chart_javascript_in_the_cache_is_listed_and_cleared(two_entries, capsys, monkeypatch):
     """chart and report keep the Vega bundle under the cache folder: `cache list` names it
-    and counts it, `cache clear` removes it; a folder the cache did not make stays."""
+    and counts it, `cache clear` removes it; what the cache did not make stays."""
     from anemll_spec.chart.render import vega_bundle
 
     cache, fresh, old = two_entries
@@ -79,14 +79,21 @@ def test_the_chart_javascript_in_the_cache_is_listed_and_cleared(two_entries, ca
     assert vega > 100_000
     assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(a["name"], a["bytes"]) for a in listed["assets"]] == [("vega", vega)]
+    assert [(a["name"], a["files"], a["bytes"]) for a in listed["assets"]] == [("vega", 1, vega)]
     assert listed["total_bytes"] == _disk(cache / fresh) + _disk(cache / old) + vega
     assert cli_main(["cache", "list", "--cache-dir", str(cache)]) == 0
     assert "also vega/: the Vega JavaScript" in capsys.readouterr().out
     assert cli_main(["cache", "clear", "--json", "--cache-dir", str(cache)]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert {i["key"] for i in report["items"]} == {fresh, old, "vega"}
+    keys = {i["key"] for i in report["items"]}
+    assert {k for k in keys if not k.startswith("vega/vega-bundle-")} == {fresh, old}
+    assert len(keys) == 3 and report["freed_bytes"] >= vega
     assert not (cache / "vega").exists() and (mine / "keep.txt").read_text() == "mine"
+    # a folder of that name holding someone else's files is not ours: kept, not counted
+    (cache / "vega").mkdir()
+    (cache / "vega" / "chart.json").write_text("{}")
+    assert cli_main(["cache", "clear", "--cache-dir", str(cache)]) == 0
+    assert (cache / "vega" / "chart.json").read_text() == "{}"
 
 
 @pytest.mark.parametrize(

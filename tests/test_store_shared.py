@@ -240,7 +240,7 @@ def test_an_older_shared_store_upgrades_on_a_write_and_is_refused_read_only(shar
     _v1_lake(shared)
     with pytest.raises(InputError, match="read-only commands never change a store") as e:
         open_store(shared, read_only=True)
-    assert "older anemll-spec versions can no longer write it" in str(e.value)  # shared: said
+    assert "older anemll-spec versions can no longer read or write it" in str(e.value)  # shared
     assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
     fill(shared, n_runs=1)  # a writing open upgrades it
     assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [

@@ -12,6 +12,7 @@ size) is moved aside and rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -200,19 +201,50 @@ def _created(root: Path, manifest: dict | None) -> float:
         return root.stat().st_mtime
 
 
-# Folders other stages keep in the cache folder, by name: what they hold. They are made
-# again on demand, so `cache clear` removes them with the entries, and `cache list` names
-# them.
-ASSETS = {"vega": "the Vega JavaScript that chart HTML inlines (made again on demand)"}
+# Files other stages keep in the cache folder: folder -> (the names they write, what they
+# hold). They are made again on demand, so `cache clear` removes them with the entries
+# (those names only: a folder of the same name is not ours), and `cache list` counts them.
+ASSETS = {
+    "vega": (
+        "vega-bundle-*.js",
+        "the Vega JavaScript that chart HTML inlines (made again on demand)",
+    )
+}
+
+
+def _asset_files(cache_dir: Path, name: str) -> list[Path]:
+    root = cache_dir / name
+    if not root.is_dir() or root.is_symlink():
+        return []
+    return sorted(p for p in root.glob(ASSETS[name][0]) if p.is_file() and not p.is_symlink())
 
 
 def assets(cache_dir: Path) -> list[dict]:
-    """The asset folders present, for `cache list`: name, what, bytes."""
-    return [
-        {"name": name, "what": what, "bytes": _size(cache_dir / name)}
-        for name, what in ASSETS.items()
-        if (cache_dir / name).is_dir() and not (cache_dir / name).is_symlink()
-    ]
+    """The asset files present, per folder, for `cache list`: name, what, files, bytes."""
+    out = []
+    for name, (_, what) in ASSETS.items():
+        files = _asset_files(cache_dir, name)
+        if files:
+            size = sum(p.stat().st_size for p in files)
+            out.append({"name": name, "what": what, "files": len(files), "bytes": size})
+    return out
+
+
+def _clear_assets(cache_dir: Path, older_than_s: float | None, now: float) -> list[dict]:
+    removed = []
+    for name in ASSETS:
+        for p in _asset_files(cache_dir, name):
+            if older_than_s is not None and now - p.stat().st_mtime < older_than_s:
+                continue
+            size = p.stat().st_size
+            p.unlink(missing_ok=True)
+            removed.append(
+                {"key": f"{name}/{p.name}", "kind": "assets", "spec": None, "family": None,
+                 "bytes": size}
+            )  # fmt: skip
+        with contextlib.suppress(OSError):  # only if nothing else is in it
+            (cache_dir / name).rmdir()
+    return removed
 
 
 def _size(root: Path) -> int:
@@ -224,9 +256,9 @@ def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
     staging folders; returns what was removed, one dict each: key, kind (entry | staging |
     trash), spec and family (entries), bytes.
 
-    Only folders the cache made are touched (key-named entries, `.tmp-` staging, `.trash-`,
-    the ASSETS folders, kind 'assets'): a wrong --cache-dir or $ANEMLL_SPEC_CACHE must
-    never cost anyone their files. Staging folders of builds running now (younger than
+    Only what the cache made is touched (key-named entries, `.tmp-` staging, `.trash-`,
+    the ASSETS files, kind 'assets'): a wrong --cache-dir or $ANEMLL_SPEC_CACHE must never
+    cost anyone their files. Staging folders of builds running now (younger than
     STALE_STAGING_S) are left alone.
     """
     removed: list[dict] = []
@@ -240,14 +272,12 @@ def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
         if root.name.startswith(".trash-"):  # left by an interrupted discard
             kind = "trash"
         if kind == "entry" and not is_entry_name(root.name):
-            if root.name not in ASSETS:
-                continue
-            kind = "assets"
+            continue
         if kind == "staging" and now - root.stat().st_mtime < STALE_STAGING_S:
             continue
         manifest = check_entry(root)[0] if kind == "entry" else None
         young = older_than_s is not None and now - _created(root, manifest) < older_than_s
-        if kind in ("entry", "assets") and young:
+        if kind == "entry" and young:
             continue
         m = manifest or {}
         removed.append(
@@ -260,4 +290,4 @@ def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
             }
         )
         discard(root)
-    return removed
+    return removed + _clear_assets(cache_dir, older_than_s, now)
