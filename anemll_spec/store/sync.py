@@ -87,8 +87,12 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
 
     shared = lake_target.is_lake(dest)
     shown = lake_target.redact(dest)
+    parsed = lake_target.parse_target(dest) if shared else None  # named <catalog>
     for attempt in range(ATTEMPTS):
-        con = open_store(dest)
+        try:
+            con = open_store(dest)
+        except lake.StoreUnreachable as exc:  # an earlier attempt was rolled back
+            raise lake.StoreUnreachable(f"{exc}; nothing written") if attempt else exc from None
         try:
             con.execute("BEGIN")
             if shared:
@@ -96,8 +100,13 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             staged = stage(con, "_imp0", path, header, label=label, origin=origin)["staged"]
             counts = _insert(con, staged)
             con.execute("COMMIT")
-        except duckdb.TransactionException:
+        except duckdb.TransactionException as exc:
             lake._rollback(con)
+            gone = _gone(con, exc) if shared else None  # a dead server, not a conflict
+            if gone is not None:
+                raise lake.failed(
+                    shown, gone, " during the copy", "; nothing written", parsed
+                ) from None
             if not shared or attempt == ATTEMPTS - 1:
                 raise InputError(
                     f"could not write to {shown}: other writers kept conflicting; nothing written"
@@ -105,7 +114,6 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
         except duckdb.Error as exc:
             lake._rollback(con)
-            parsed = lake_target.parse_target(dest) if shared else None  # named <catalog>
             if lake.transient(exc):
                 raise lake.failed(
                     shown, exc, " during the copy", "; nothing written", parsed
@@ -121,6 +129,21 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
         finally:
             con.close()
     raise AssertionError("unreachable")
+
+
+def _gone(con, exc: BaseException) -> BaseException | None:
+    """Why a failed commit is the catalog's loss, not a write conflict to retry: the
+    failure itself says so, or the catalog no longer answers (a commit cut off by the
+    server's stop says only 'Failed to execute query "ROLLBACK": ')."""
+    import duckdb
+
+    if lake.transient(exc):
+        return exc
+    try:
+        con.execute("SELECT count(*) FROM meta").fetchone()
+    except duckdb.Error as probe:
+        return probe if lake.transient(probe) else None
+    return None
 
 
 def _insert(con, staged: dict[str, str]) -> dict:
