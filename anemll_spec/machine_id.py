@@ -6,23 +6,17 @@ a hostname alone would let one Mac mark another's live run. The id is a hash of 
 machine's own identity, so a shared store never holds the hardware UUID itself:
 - macOS: the hardware UUID (IOPlatformUUID, which System Information shows), read with
   `ioreg` once per process;
-- Linux: systemd's /etc/machine-id (or D-Bus's copy);
-- elsewhere (containers often have neither): an id made once and kept in this user's
-  state folder ($XDG_STATE_HOME or ~/.local/state, /anemll-spec/machine-id). A container
-  started afresh makes a new one, which is right: its pids are its own.
-None where even that cannot be kept (a read-only home): such a writer is told apart by
-hostname alone, as before v5.
+- Linux: systemd's /etc/machine-id (or D-Bus's copy).
+None where neither exists: such a writer is told apart by hostname alone, as before v5.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 LINUX_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
@@ -65,45 +59,8 @@ def macos_raw() -> str | None:
     return parse_ioreg_uuid(res.stdout) if res.returncode == 0 else None
 
 
-def state_file() -> Path:
-    """Where a made id is kept: $XDG_STATE_HOME, else ~/.local/state, /anemll-spec."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "anemll-spec" / "machine-id"
-
-
-def made_raw(path: Path) -> str | None:
-    """The id kept at `path`, made there first if there is none. It is written to a file
-    of this process and linked into place, so the file is never seen half-written and two
-    processes making it at once keep the one that was linked first. None where it can be
-    neither read nor made (a read-only home, a file system without links)."""
-    for _ in range(2):
-        try:
-            text: str | None = path.read_text().strip()
-        except FileNotFoundError:
-            text = None
-        except (OSError, UnicodeDecodeError):
-            return None
-        if text is not None:
-            return "made:" + text if text else None  # never the text of a system id
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            mine = path.with_name(f".{path.name}.{os.getpid()}")
-            mine.write_text(uuid.uuid4().hex + "\n")
-            try:
-                os.link(mine, path)
-            except FileExistsError:
-                pass  # another process made it first: read theirs
-            finally:
-                mine.unlink(missing_ok=True)
-        except OSError:
-            return None
-    return None
-
-
 @functools.lru_cache(maxsize=1)
 def machine_id() -> str | None:
     """This machine's id as the store keeps it (`runs.writer_machine_id`); None if unknown."""
     raw = macos_raw() if sys.platform == "darwin" else linux_raw()
-    if raw is None:
-        raw = made_raw(state_file())
     return None if raw is None else hashed(raw)

@@ -372,19 +372,14 @@ def _dead_writers_run(store: Path) -> str:
 
 
 def this_machine() -> str | None:
-    """runs.writer_machine_id as the docs define it, computed here from the file itself
-    (the system's machine-id, else the id made in the state folder)."""
+    """runs.writer_machine_id as the docs define it, computed here from the file itself."""
     import hashlib
-
-    from anemll_spec.machine_id import state_file
 
     for name in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         if os.path.isfile(name) and (raw := Path(name).read_text().strip()):
-            break
-    else:
-        raw = "made:" + state_file().read_text().strip()
-    salted = b"anemll-spec writer machine\0" + raw.lower().encode()
-    return hashlib.sha256(salted).hexdigest()[:16]
+            salted = b"anemll-spec writer machine\0" + raw.lower().encode()
+            return hashlib.sha256(salted).hexdigest()[:16]
+    return None
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux's machine-id")

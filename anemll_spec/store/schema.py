@@ -232,8 +232,8 @@ RUNS = Table(
         C(
             "writer_machine_id",
             "VARCHAR",
-            "hash (16 hex) of the writing machine's id (macOS hardware UUID, Linux machine-id, "
-            "else one made once per user); NULL: unknown or stored before v5",
+            "hash (16 hex) of the writing machine's id (macOS hardware UUID, Linux machine-id); "
+            "NULL: unknown or stored before v5",
             pattern=HEX16,
             since=5,
         ),
