@@ -8,6 +8,9 @@ machine's own identity, so a shared store never holds the hardware UUID itself:
   `ioreg` once per process;
 - Linux: systemd's /etc/machine-id (or D-Bus's copy).
 None where neither exists: such a writer is told apart by hostname alone, as before v5.
+(An id made and kept in the home folder was tried and dropped: a container restarted with
+a fresh home would make a new one, and its predecessor's dead runs, matched by neither,
+would stay 'running' for good. Containers usually differ by hostname anyway.)
 """
 
 from __future__ import annotations
