@@ -435,3 +435,32 @@ def _fresh(tmp_path: Path) -> Path:
     run_id = new_run(store)
     finish_run(store, run_id, "finished")
     return store
+
+
+def test_a_damaged_block_of_the_store_is_blamed_on_the_store(tmp_path):
+    """A store that opens but one of whose data blocks is corrupt fails the export while
+    it is read: the store is named damaged; neither --out nor a temp file is blamed. Each
+    block is corrupted in turn (in a copy) until one opens and fails the export."""
+    from test_store_diskfull import store_with_a_run
+
+    good = tmp_path / "good.duckdb"
+    store_with_a_run(good, n=20_000)  # samples span several blocks
+    data = good.read_bytes()
+    block = 65_536  # what this version makes new stores with (NEW_STORE_BLOCK_SIZE)
+    found = None
+    for start in range(12_288 + block, len(data) - 64, block):
+        bad = tmp_path / "bad.duckdb"
+        bad.write_bytes(data[: start + 16] + bytes(64) + data[start + 80 :])
+        try:
+            open_store(bad, read_only=True).close()
+        except InputError:
+            continue  # the catalog's own block: refused when opened (tested elsewhere)
+        out = tmp_path / "b.parquet"
+        try:
+            export_bundle(bad, out)
+        except InputError as exc:
+            found = str(exc)
+            break
+    assert found is not None, "no data block failed the export"
+    assert found.startswith(f"the store {tmp_path / 'bad.duckdb'} is damaged ("), found
+    assert "cannot write" not in found and not out.exists()

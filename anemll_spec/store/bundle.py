@@ -36,6 +36,7 @@ from anemll_spec import __version__
 from anemll_spec.errors import InputError
 from anemll_spec.store import lake_target, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
+from anemll_spec.store.diagnose import cannot_open
 from anemll_spec.store.lookup import resolve_run
 from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
 from anemll_spec.store.trust import Origin, check_staged
@@ -65,24 +66,53 @@ for _t in schema.CASE_TABLES:
     _WHERE[_t.name] = _WHERE["samples"]
 
 
+def _chosen(con, run_refs: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """The runs to export (as temp table _x) and the rows of each table they have."""
+    if run_refs:
+        run_ids = list(dict.fromkeys(resolve_run(con, r) for r in run_refs))
+    else:
+        run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
+    if not run_ids:
+        raise InputError("the store holds no runs to export")
+    con.register("_x_ids", {"run_id": np.array(run_ids, dtype=object)})
+    con.execute("CREATE TEMP TABLE _x AS SELECT CAST(run_id AS VARCHAR) AS run_id FROM _x_ids")
+    con.unregister("_x_ids")
+    counts = {
+        t.name: con.execute(f"SELECT count(*) FROM {t.name} {_WHERE[t.name]}").fetchone()[0]
+        for t in BUNDLE_TABLES
+    }
+    return run_ids, counts
+
+
+def _damaged(exc: BaseException) -> bool:
+    return "corrupt database file" in str(exc).lower()  # a block of the store
+
+
+def _read_failed(target, exc: BaseException) -> Exception:
+    """A failure while the store was read, named as the store's (never the output's): a
+    shared store's server, a damaged block, or tables this version does not read."""
+    if lake_target.is_lake(default_target(target)):
+        from anemll_spec.store import lake
+
+        shown = lake_target.redact(str(target))
+        return lake.failed(shown, exc, " while exporting", "; nothing written")
+    if _damaged(exc):
+        return cannot_open(describe_target(target), exc)
+    return InputError(
+        f"cannot read the store {describe_target(target)}: {printable(first_line(exc))}; "
+        "nothing written"
+    )
+
+
 def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) -> dict:
     """Write the given runs (all when none given) to `out`; returns a summary."""
     out = Path(out)
     con = open_store(target, read_only=True)
     try:
-        if run_refs:
-            run_ids = list(dict.fromkeys(resolve_run(con, r) for r in run_refs))
-        else:
-            run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
-        if not run_ids:
-            raise InputError("the store holds no runs to export")
-        con.register("_x_ids", {"run_id": np.array(run_ids, dtype=object)})
-        con.execute("CREATE TEMP TABLE _x AS SELECT CAST(run_id AS VARCHAR) AS run_id FROM _x_ids")
-        con.unregister("_x_ids")
-        counts = {
-            t.name: con.execute(f"SELECT count(*) FROM {t.name} {_WHERE[t.name]}").fetchone()[0]  # type: ignore[index]
-            for t in BUNDLE_TABLES
-        }
+        try:
+            run_ids, counts = _chosen(con, run_refs)
+        except duckdb.Error as exc:
+            raise _read_failed(target, exc) from None
         meta = {
             "bundle": BUNDLE_KIND,
             "schema_version": str(schema.SCHEMA_VERSION),
@@ -104,19 +134,14 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
             )
             os.replace(tmp, out)
         except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
-            if lake_target.is_lake(default_target(target)) and str(tmp) not in str(exc):
-                from anemll_spec.store import lake  # it failed while it was read
-
-                shown = lake_target.redact(str(target))
-                raise lake.failed(shown, exc, " while exporting", "; nothing written") from None
-            if isinstance(exc, duckdb.IOException) or str(tmp) in str(exc):
+            lake = lake_target.is_lake(default_target(target))
+            if str(tmp) in str(exc) or (
+                isinstance(exc, duckdb.IOException) and not lake and not _damaged(exc)
+            ):
                 raise InputError(
                     f"cannot write {out}: {printable(first_line(exc))}; nothing written"
                 ) from None
-            raise InputError(  # a store whose tables are not what this version reads
-                f"cannot read the store {describe_target(target)}: "
-                f"{printable(first_line(exc))}; nothing written"
-            ) from None
+            raise _read_failed(target, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
     finally:
