@@ -4,6 +4,7 @@ says what it removed and takes --older-than (issue 14 item 12)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -75,20 +76,29 @@ def test_the_chart_javascript_in_the_cache_is_listed_and_cleared(two_entries, ca
     monkeypatch.setenv("ANEMLL_SPEC_CACHE", str(cache))
     monkeypatch.setattr(render, "_bundle_memo", {})
     assert "vegaEmbed" in vega_bundle()  # written into this cache, as a chart would
-    vega = _disk(cache / "vega")
+    # a partial copy a killed chart left (old), and one a chart is writing now (fresh)
+    (bundle,) = (cache / "vega").glob("vega-bundle-*.js")
+    stale, writing = (cache / "vega" / f".{bundle.name}.{x}" for x in ("k1ll3d", "n0w"))
+    stale.write_text("x" * 1000)
+    writing.write_text("y" * 10)
+    day_ago = time.time() - 86_400
+    os.utime(stale, (day_ago, day_ago))
+    vega = _disk(cache / "vega") - 10  # not the file being written
     assert vega > 100_000
     assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(a["name"], a["files"], a["bytes"]) for a in listed["assets"]] == [("vega", 1, vega)]
+    assert [(a["name"], a["files"], a["bytes"]) for a in listed["assets"]] == [("vega", 2, vega)]
     assert listed["total_bytes"] == _disk(cache / fresh) + _disk(cache / old) + vega
     assert cli_main(["cache", "list", "--cache-dir", str(cache)]) == 0
     assert "also vega/: the Vega JavaScript" in capsys.readouterr().out
     assert cli_main(["cache", "clear", "--json", "--cache-dir", str(cache)]) == 0
     report = json.loads(capsys.readouterr().out)
     keys = {i["key"] for i in report["items"]}
-    assert {k for k in keys if not k.startswith("vega/vega-bundle-")} == {fresh, old}
-    assert len(keys) == 3 and report["freed_bytes"] >= vega
-    assert not (cache / "vega").exists() and (mine / "keep.txt").read_text() == "mine"
+    assert keys == {fresh, old, f"vega/{bundle.name}", f"vega/{stale.name}"}
+    assert report["freed_bytes"] >= vega and (mine / "keep.txt").read_text() == "mine"
+    assert [p.name for p in (cache / "vega").iterdir()] == [writing.name]  # left to its writer
+    writing.unlink()
+    (cache / "vega").rmdir()
     # a folder of that name holding someone else's files is not ours: kept, not counted
     (cache / "vega").mkdir()
     (cache / "vega" / "chart.json").write_text("{}")

@@ -289,6 +289,7 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli
     assert pulled.returncode == 2 and pg.PASSWORD not in pulled.stderr, pulled.stderr
     hint = pulled.stderr.split("`anemll-spec upgrade --store ", 1)[1].split("`")[0]
     assert hint.startswith("'ducklake:postgres:") and "password=***" in hint, hint
+    assert "` (with the password for ***) upgrades it in place" in pulled.stderr
     res = cli("upgrade", "--store", shared, "--json")
     assert res.returncode == 0 and pg.PASSWORD not in res.stdout + res.stderr, res.stderr
     doc = json.loads(res.stdout)

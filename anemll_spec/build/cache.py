@@ -213,10 +213,16 @@ ASSETS = {
 
 
 def _asset_files(cache_dir: Path, name: str) -> list[Path]:
+    """The asset files of folder `name`: finished ones, and the hidden partial copies a
+    killed writer left (`.<name>.<suffix>`, older than a running write could be)."""
     root = cache_dir / name
     if not root.is_dir() or root.is_symlink():
         return []
-    return sorted(p for p in root.glob(ASSETS[name][0]) if p.is_file() and not p.is_symlink())
+    pattern = ASSETS[name][0]
+    now = time.time()
+    done = [p for p in root.glob(pattern)]
+    left = [p for p in root.glob(f".{pattern}.*") if now - p.stat().st_mtime > STALE_STAGING_S]
+    return sorted(p for p in done + left if p.is_file() and not p.is_symlink())
 
 
 def assets(cache_dir: Path) -> list[dict]:

@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         table(rows, ["key", "spec", "family", "weights", "on disk", "created", "state"])
         if rows
+        else "(no built models)"
+        if extra
         else "(empty)"
     )
     for a in extra:

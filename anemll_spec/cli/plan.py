@@ -160,7 +160,8 @@ def print_plan(doc: dict) -> None:
             print(f"    note: {n}")
     print(
         f"timing takes at most {seconds(doc['time_bound_s'])} "
-        "(per variant: warm-up and timing each capped by max_time_s, an energy pass of "
-        "energy_s where power is read; builds not included; min_iterations calls slower "
-        "than max_time_s take longer)"
+        "(per variant: warm-up and timing each capped by max_time_s, and an energy pass "
+        "of energy_s counted whenever run.power is on, though only a machine that reads "
+        "power makes one; builds not included; min_iterations calls slower than "
+        "max_time_s take longer)"
     )

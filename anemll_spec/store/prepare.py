@@ -35,9 +35,10 @@ def _upgrade_hint(where, done: str = "upgrades it in place") -> str:
     """What upgrades the store `where` (as shown: a shared store's password redacted)."""
     import shlex
 
+    secret = " (with the password for ***)" if "***" in str(where) else ""
     return (
-        f"`anemll-spec upgrade --store {shlex.quote(str(where))}` {done}, as does the next "
-        "bench, import or push into it"
+        f"`anemll-spec upgrade --store {shlex.quote(str(where))}`{secret} {done}, as does the "
+        "next bench, import or push into it"
     )
 
 
