@@ -18,6 +18,9 @@ CI_LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = bootstrap.DEFAULT_N_BOOT
 THROTTLE_RATIO = 1.10  # last-decile median / first-decile median above this: throttling
 NOISY_CV = 0.10  # std / mean above this: noisy
+DRIFT_PARTS = 10  # drift_ratio compares the first and the last tenth of the samples
+DRIFT_MIN_N = 20  # fewer samples: no drift ratio (a tenth of them is too few)
+SLOPE_MIN_N = 3  # fewer samples: no drift slope
 _Z95 = 1.959963984540054
 
 
@@ -155,7 +158,7 @@ def order_stat_ci_pct(x: np.ndarray) -> float:
 
 def drift_slope(t_s: np.ndarray, y_ms: np.ndarray) -> float | None:
     """Least-squares slope of latency (ms) against run time (s): ms per second of run."""
-    if t_s.size < 3:
+    if t_s.size < SLOPE_MIN_N:
         return None
     tc = t_s - t_s.mean()
     denom = float(np.dot(tc, tc))
@@ -167,9 +170,9 @@ def drift_slope(t_s: np.ndarray, y_ms: np.ndarray) -> float | None:
 def decile_ratio(y_ms: np.ndarray) -> float | None:
     """Median of the last tenth of samples over the median of the first tenth."""
     n = y_ms.size
-    if n < 20:
+    if n < DRIFT_MIN_N:
         return None
-    d = n // 10
+    d = n // DRIFT_PARTS
     first = float(np.median(y_ms[:d]))
     last = float(np.median(y_ms[-d:]))
     return last / first if first > 0 else None

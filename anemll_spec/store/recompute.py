@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from anemll_spec import bootstrap, stats
+from anemll_spec.outliers import MILD_IQR
 
 # Relative tolerance of a stored figure against the recomputed one: recomputation is
 # exact up to floating-point summation order (numpy version, stacking).
@@ -87,7 +88,7 @@ def recompute(
     std = x.std(axis=1, ddof=1) if n > 1 else np.zeros(m)
     iqr = p75 - p25
     mad = np.median(np.abs(x - np.median(x, axis=1)[:, None]), axis=1)
-    lo_m, hi_m = p25 - 1.5 * iqr, p75 + 1.5 * iqr
+    lo_m, hi_m = p25 - MILD_IQR * iqr, p75 + MILD_IQR * iqr
     outliers = (x < lo_m[:, None]).sum(axis=1) + (x > hi_m[:, None]).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         cv = np.where(mean > 0, std / mean, np.nan)
@@ -170,9 +171,9 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def _decile_ratio(x: np.ndarray) -> np.ndarray:
     m, n = x.shape
-    if n < 20:
+    if n < stats.DRIFT_MIN_N:
         return np.full(m, np.nan)
-    d = n // 10
+    d = n // stats.DRIFT_PARTS
     first = np.median(x[:, :d], axis=1)
     last = np.median(x[:, -d:], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -181,7 +182,7 @@ def _decile_ratio(x: np.ndarray) -> np.ndarray:
 
 def _slope(x: np.ndarray, starts_ns: np.ndarray | None) -> np.ndarray:
     m, n = x.shape
-    if starts_ns is None or n < 3:
+    if starts_ns is None or n < stats.SLOPE_MIN_N:
         return np.full(m, np.nan)
     st = np.asarray(starts_ns, dtype=np.float64)
     t = (st - st[:, :1]) / 1e9
