@@ -323,12 +323,14 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
 
         monkeypatch.setattr(module, name, step)
 
-    steps = {
-        "compare": (["compare", "previous", "latest"], lookup, "resolve_run"),
-        "export": (["export", "--out", str(tmp_path / "x.parquet")], bundle, "_select"),
-        "import": (["import", str(extra)], importing, "_stage"),
-    }
-    for command, (args, module, name) in steps.items():
+    steps = [
+        ("compare", ["compare", "previous", "latest"], lookup, "resolve_run"),
+        ("export", ["export", "--out", str(tmp_path / "x.parquet")], bundle, "_select"),
+        ("import", ["import", str(extra)], importing, "_stage"),
+        # the commit meets a dead server: the store's failure, not a conflict to retry
+        ("import", ["import", str(extra)], importing, "_insert"),
+    ]
+    for command, args, module, name in steps:
         # the server must answer before the step: after an immediate stop and restart,
         # pooled connections of this process may be refused for over a second under load
         monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "30")
@@ -346,6 +348,10 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
         assert "Traceback" not in err and len(lines) <= 2, err
         assert lines[-1].startswith(f"anemll-spec {command}: error: "), err
         assert pg.PASSWORD not in err, err
+        if name == "_insert":
+            assert " failed during the import: " in err and err.rstrip().endswith(
+                "; nothing written"
+            ), err
     # push: the server stops once the runs are staged, or once they are inserted (the
     # commit then meets a dead server: no write conflict to retry). It must be up first,
     # as above (seen refused for over a second in 2 of 5 loaded full runs)

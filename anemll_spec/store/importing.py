@@ -94,8 +94,15 @@ def _import_once(
                 _insert(con, i, p, s) for i, (p, s) in enumerate(zip(files, staged, strict=True))
             ]
             con.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             lake._rollback(con)
+            gone = (
+                lake.lost_catalog(con, exc)
+                if shared and isinstance(exc, duckdb.TransactionException)
+                else None
+            )
+            if gone is not None:  # not a conflict to retry: the store's failure
+                raise _failed(target, shared, gone) from None
             raise
         if not shared:  # into the file, as finish_run does: a copy of it alone is whole
             with contextlib.suppress(duckdb.Error):

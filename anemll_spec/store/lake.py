@@ -162,6 +162,22 @@ def transient(exc: BaseException) -> bool:
     return any(s in msg for s in _TRANSIENT)
 
 
+def lost_catalog(con, exc: BaseException) -> BaseException | None:
+    """Why a failed commit is the catalog's loss, not a write conflict to retry (None): the
+    failure itself says so, or the catalog no longer answers (a commit cut off by the
+    server's stop says only 'Failed to execute query "ROLLBACK": '). Call it after the
+    rollback; push, pull and import all decide with it."""
+    import duckdb
+
+    if transient(exc):
+        return exc
+    try:
+        con.execute("SELECT count(*) FROM meta").fetchone()
+    except duckdb.Error as probe:
+        return probe if transient(probe) else None
+    return None
+
+
 # (target text, read_only) -> a connection whose database has the lake attached. Loading
 # the two extensions takes ~250 ms, four times an append; so a process loads them once
 # and every open_store is a cursor of it (a PostgreSQL catalog holds no lock to release).

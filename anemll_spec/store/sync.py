@@ -102,7 +102,7 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             con.execute("COMMIT")
         except duckdb.TransactionException as exc:
             lake._rollback(con)
-            gone = _gone(con, exc) if shared else None  # a dead server, not a conflict
+            gone = lake.lost_catalog(con, exc) if shared else None  # not a conflict
             if gone is not None:
                 raise lake.failed(
                     shown, gone, " during the copy", "; nothing written", parsed
@@ -129,21 +129,6 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
         finally:
             con.close()
     raise AssertionError("unreachable")
-
-
-def _gone(con, exc: BaseException) -> BaseException | None:
-    """Why a failed commit is the catalog's loss, not a write conflict to retry: the
-    failure itself says so, or the catalog no longer answers (a commit cut off by the
-    server's stop says only 'Failed to execute query "ROLLBACK": ')."""
-    import duckdb
-
-    if lake.transient(exc):
-        return exc
-    try:
-        con.execute("SELECT count(*) FROM meta").fetchone()
-    except duckdb.Error as probe:
-        return probe if lake.transient(probe) else None
-    return None
 
 
 def _insert(con, staged: dict[str, str]) -> dict:
