@@ -220,7 +220,7 @@ def _asset_files(cache_dir: Path, name: str) -> list[Path]:
         return []
     pattern = ASSETS[name][0]
     now = time.time()
-    done = [p for p in root.glob(pattern)]
+    done = list(root.glob(pattern))
     left = [p for p in root.glob(f".{pattern}.*") if now - p.stat().st_mtime > STALE_STAGING_S]
     return sorted(p for p in done + left if p.is_file() and not p.is_symlink())
 

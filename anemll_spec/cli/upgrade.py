@@ -31,14 +31,18 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.errors import InputError
     from anemll_spec.store import SCHEMA_VERSION, default_target, open_store
     from anemll_spec.store.connection import upgrade_store
-    from anemll_spec.store.prepare import StoreOutdated
+    from anemll_spec.store.prepare import StoreOutdated, views_stale
 
     target = default_target(args.store)
     shown = shown_store(target)
     if is_new_store(target):
         raise InputError(f"no store at {shown}: nothing to upgrade")
     try:  # read first: a store with nothing to do is not opened for writing
-        before, changed = SCHEMA_VERSION, _views_stale(open_store(target, read_only=True))
+        con = open_store(target, read_only=True)
+        try:
+            before, changed = SCHEMA_VERSION, views_stale(con)
+        finally:
+            con.close()
     except StoreOutdated as exc:
         before, changed = exc.version, True
     if changed:  # what the writing open did (another process may have done it first)
@@ -59,14 +63,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{shown} is already at schema v{SCHEMA_VERSION}: nothing to do")
     return 0
-
-
-def _views_stale(con) -> bool:
-    """Whether the store's derived objects are not this anemll-spec's (then closes it)."""
-    from anemll_spec.store.prepare import derived_fingerprint
-
-    try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
-    finally:
-        con.close()
-    return row is None or row[0] != derived_fingerprint()

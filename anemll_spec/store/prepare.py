@@ -104,6 +104,13 @@ def check_not_newer(version: int, path) -> None:
         )
 
 
+def views_stale(con, fingerprint: str | None = None) -> bool:
+    """Whether the store's views, comments and reference rows are not this anemll-spec's
+    (or were never installed: an upgrade stopped before them)."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
+    return row is None or row[0] != (fingerprint or derived_fingerprint())
+
+
 def derived_fingerprint() -> str:
     """Views, comments and reference data: re-installed whenever this changes."""
     parts = [*views.ALL, *(s for t in schema.TABLES for s in schema.comment_sql(t))]
@@ -147,8 +154,7 @@ def prepare(con, path, *, shared: bool = False) -> Prepared:
         con.execute("BEGIN")
         lake.ensure_claim_row(con)
         con.execute("COMMIT")
-    row = con.execute("SELECT value FROM meta WHERE key = 'derived_sha256'").fetchone()
-    stale = upgraded or row is None or row[0] != fingerprint
+    stale = upgraded or views_stale(con, fingerprint)
     if stale:
         con.execute("BEGIN")
         _install_derived(con, fingerprint)
