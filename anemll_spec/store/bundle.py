@@ -134,9 +134,9 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
             )
             os.replace(tmp, out)
         except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
-            lake = lake_target.is_lake(default_target(target))
+            shared = lake_target.is_lake(default_target(target))
             if str(tmp) in str(exc) or (
-                isinstance(exc, duckdb.IOException) and not lake and not _damaged(exc)
+                isinstance(exc, duckdb.IOException) and not shared and not _damaged(exc)
             ):
                 raise InputError(
                     f"cannot write {out}: {printable(first_line(exc))}; nothing written"
