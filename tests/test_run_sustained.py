@@ -99,7 +99,7 @@ def test_a_sustained_run_stores_its_windows_and_verdict(tmp_path):
 def _reimported_cases(store: Path, tmp_path: Path) -> int:
     """What bench stored passes the import's checks (every figure recomputed from the
     samples): exported and imported into a fresh store."""
-    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.exporting import export_bundle
     from anemll_spec.store.importing import import_bundles
 
     export_bundle(str(store), tmp_path / "b.parquet")

@@ -15,7 +15,7 @@ from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, finish_run, open_store, schema
-from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.importing import import_bundles
 from anemll_spec.store.schema import sql_literal
 

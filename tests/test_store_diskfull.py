@@ -22,7 +22,7 @@ from fixtures.store.bundles import content
 from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.store import append_case, finish_run, open_store
-from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.exporting import export_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,8 +24,8 @@ from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, open_store
-from anemll_spec.store.bundle import export_bundle
 from anemll_spec.store.energy import energy_rows, rail_and_part, sustained_rows
+from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.importing import import_bundles
 from anemll_spec.sustained import judge
 

@@ -19,7 +19,7 @@ from fixtures.store.energy import energy_store
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import open_store, writer
-from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.sync import copy_runs
 
 TESTS = Path(__file__).resolve().parent

@@ -147,7 +147,7 @@ def test_the_duckdb_cli_runs_every_query_file(store, query_file):
 def test_latest_per_chip_model_keeps_an_imported_run_apart(cli, store, tmp_path):
     """A newer run of the same chip from a bundle is the latest 'imported' row; the own
     rows stay the latest measured here."""
-    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.exporting import export_bundle
     from anemll_spec.store.importing import import_bundles
 
     other = tmp_path / "other.duckdb"

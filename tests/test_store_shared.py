@@ -265,10 +265,11 @@ def test_a_newer_shared_store_is_refused(shared):
 
 def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli):
     """The v5 step (runs.writer_machine_id) on DuckLake, with the views installed: a store
-    made v4 again (the column dropped, the version set back) is refused by reading
-    commands, which name the command that upgrades that store, and gets the column back
-    from `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run
-    has this one's. The target carries its password: no output shows it."""
+        made v4 again (the column dropped, the version set back) is refused by reading
+        commands, which name the command that upgrades that store, but pulled from as it is
+    (export reads an older store's own layout), and gets the column back
+        from `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run
+        has this one's. The target carries its password: no output shows it."""
     from anemll_spec.machine_id import machine_id
     from anemll_spec.store import connection
 
@@ -284,12 +285,19 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli
     connection._READY.clear()
     with pytest.raises(InputError, match="schema v4, older than.*`anemll-spec upgrade --store "):
         open_store(shared, read_only=True)
+    # pull reads it as it is (teammates still on v4 keep using it): the runs arrive
     local = tmp_path / "local.duckdb"
     pulled = cli("pull", "--from", shared, "--store", local)  # --store: the local copy
-    assert pulled.returncode == 2 and pg.PASSWORD not in pulled.stderr, pulled.stderr
-    hint = pulled.stderr.split("`anemll-spec upgrade --store ", 1)[1].split("`")[0]
+    assert pulled.returncode == 0 and pg.PASSWORD not in pulled.stdout + pulled.stderr
+    assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    got = duckdb.connect(str(local), read_only=True)
+    assert got.execute("SELECT case_id, median_ms FROM results ORDER BY 1").fetchall() == before
+    got.close()
+    queried = cli("query", "SELECT 1", "--store", shared)  # its views are v4's: refused
+    assert queried.returncode == 2 and pg.PASSWORD not in queried.stderr, queried.stderr
+    hint = queried.stderr.split("`anemll-spec upgrade --store ", 1)[1].split("`")[0]
     assert hint.startswith("'ducklake:postgres:") and "password=***" in hint, hint
-    assert "` (with the password for ***) upgrades it in place" in pulled.stderr
+    assert "` (with the password for ***) upgrades it in place" in queried.stderr
     res = cli("upgrade", "--store", shared, "--json")
     assert res.returncode == 0 and pg.PASSWORD not in res.stdout + res.stderr, res.stderr
     doc = json.loads(res.stdout)

@@ -298,7 +298,7 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
     from fixtures.store.synth import case, new_run
 
     from anemll_spec.cli import main
-    from anemll_spec.store import append_case, bundle, finish_run, importing, lookup
+    from anemll_spec.store import append_case, bundle, exporting, finish_run, importing, lookup
 
     db = postgres.new_db("g_" + uuid.uuid4().hex[:12])
     target = postgres.target(db, tmp_path / "lake-data", password=True)
@@ -308,7 +308,7 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
         append_case(where, run_id, case(), [5_000_000, 5_100_000])
         finish_run(where, run_id, "finished")
     extra = tmp_path / "local.parquet"
-    bundle.export_bundle(local, extra)  # a run the shared store lacks
+    exporting.export_bundle(local, extra)  # a run the shared store lacks
     monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
 
     def stop_after(module, name: str) -> None:
@@ -325,7 +325,7 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
 
     steps = [
         ("compare", ["compare", "previous", "latest"], lookup, "resolve_run"),
-        ("export", ["export", "--out", str(tmp_path / "x.parquet")], bundle, "_select"),
+        ("export", ["export", "--out", str(tmp_path / "x.parquet")], exporting, "_select"),
         ("import", ["import", str(extra)], importing, "_stage"),
         # the commit meets a dead server: the store's failure, not a conflict to retry
         ("import", ["import", str(extra)], importing, "_insert"),

@@ -20,7 +20,7 @@ from fixtures.store.synth import case, new_run, samples_ns
 from anemll_spec import stats
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, bundle, finish_run, open_store
-from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.importing import import_bundles
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -86,3 +86,58 @@ def test_a_v4_bundle_imports_into_a_v5_store(tmp_path):
     assert summary["drift_slope_dropped"] == 0  # start times: recomputed and checked
     assert read(dest, "SELECT count(*), count(writer_machine_id) FROM runs") == [(2, 0)]
     assert read(dest, "SELECT DISTINCT origin FROM runs") == [("imported",)]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_v4_store_exports_as_v4_wrote_it_and_stays_unchanged(v4_store, tmp_path, capsys):
+    """Export reads an older store as it is (read-only commands never upgrade): the
+    bundle is in v4's layout, row for row what v4's own export wrote from it."""
+    from anemll_spec.cli import main
+
+    before = _sha256(v4_store)
+    out = tmp_path / "ours.parquet"
+    assert main(["export", "--store", str(v4_store), "--out", str(out), "--json"]) == 0
+    said = capsys.readouterr()
+    assert '"schema_version": 4' in said.out
+    assert "note: the store is at schema v4 (not upgraded)" in said.err
+    assert _sha256(v4_store) == before  # not upgraded, not touched
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    mine, theirs = kv_of(out), kv_of(V4_BUNDLE)
+    for key in ("schema_version", "counts", "columns"):
+        assert mine[f"anemll_spec.{key}"] == theirs[f"anemll_spec.{key}"], key
+    con = duckdb.connect()
+    rows = "SELECT * FROM read_parquet(?) ORDER BY ALL"
+    assert (
+        con.execute(rows, [str(out)]).fetchall() == con.execute(rows, [str(V4_BUNDLE)]).fetchall()
+    )
+
+
+def test_pull_from_a_v4_store_copies_its_runs_and_leaves_it_v4(v4_store, tmp_path):
+    """A teammate still on v4 keeps using the shared store: pulling from it does not
+    upgrade it (which would lock them out), and every run arrives, checked as on import."""
+    from anemll_spec.cli import main
+
+    before = _sha256(v4_store)
+    dest = tmp_path / "mine.duckdb"
+    assert main(["pull", "--from", str(v4_store), "--store", str(dest)]) == 0
+    assert _sha256(v4_store) == before
+    assert read(dest, DATA) == read(v4_store, DATA)
+    assert read(dest, "SELECT DISTINCT origin FROM runs") == [("imported",)]
+
+
+def test_a_v1_store_is_still_refused_by_export_with_the_upgrade_hint(tmp_path):
+    """Bundles start at v2: a v1 store must be upgraded first (it says how)."""
+    import shutil
+
+    from anemll_spec.store.exporting import export_bundle
+
+    v1 = tmp_path / "v1.duckdb"
+    shutil.copy(FIXTURES / "v1.duckdb", v1)
+    with pytest.raises(InputError, match=r"schema v1, older .*anemll-spec upgrade --store"):
+        export_bundle(v1, tmp_path / "b.parquet")
+    assert not (tmp_path / "b.parquet").exists()

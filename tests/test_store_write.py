@@ -419,7 +419,7 @@ def test_an_imported_running_run_is_not_marked_interrupted(tmp_path):
     src, dest = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
     code = (
         "import sys; from fixtures.store.synth import new_run; "
-        "from anemll_spec.store.bundle import export_bundle; "
+        "from anemll_spec.store.exporting import export_bundle; "
         "r = new_run(sys.argv[1]); export_bundle(sys.argv[1], sys.argv[2]); print(r)"
     )
     child = subprocess.run(
@@ -564,7 +564,7 @@ def test_a_new_store_gets_small_blocks_and_an_old_one_keeps_its_own(tmp_path):
     assert block_size(new) == connection.NEW_STORE_BLOCK_SIZE == 65_536
     assert block_size(old) == 262_144
     # docs/store.md: export, then import into a new store, moves an old store over
-    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store.exporting import export_bundle
     from anemll_spec.store.importing import import_bundles
 
     moved = tmp_path / "moved.duckdb"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from anemll_spec.cli._common import (
     add_json,
@@ -36,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anemll_spec.store import default_target
-    from anemll_spec.store.bundle import export_bundle
+    from anemll_spec.store import SCHEMA_VERSION, default_target
+    from anemll_spec.store.exporting import export_bundle
     from anemll_spec.text import printable
 
     store = default_target(args.store)
@@ -51,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
             ".parquet (it is not CSV: `anemll-spec query ... --format csv` writes CSV)"
         )
     summary = export_bundle(store, args.out, runs_given(args, "runs"))
+    if summary["schema_version"] < SCHEMA_VERSION:
+        print(
+            f"note: the store is at schema v{summary['schema_version']} (not upgraded): the "
+            "bundle is written in that version, which `import` reads",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(summary)
     else:

@@ -1,5 +1,6 @@
-"""Results bundles: the contribution path between stores (export here; the file's checks
-and staging, which import and push/pull share; import itself is store/importing.py).
+"""Results bundles: the contribution path between stores. Here: the format, the file's
+checks and staging, which import and push/pull share (export is store/exporting.py,
+import store/importing.py).
 
 A bundle is ONE parquet file, readable with plain DuckDB SQL:
 
@@ -22,135 +23,23 @@ tables and held to `trust.check_staged` (ids, hashes and every statistic recompu
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
-from anemll_spec import __version__
 from anemll_spec.errors import InputError
-from anemll_spec.store import lake_target, schema
-from anemll_spec.store.connection import default_target, describe_target, open_store
-from anemll_spec.store.diagnose import cannot_open
-from anemll_spec.store.lookup import resolve_run
-from anemll_spec.store.schema import BUNDLE_TABLES, Table, sql_literal
+from anemll_spec.store import schema
+from anemll_spec.store.schema import BUNDLE_TABLES, Table
 from anemll_spec.store.trust import Origin, check_staged
-from anemll_spec.text import printable, quoted
+from anemll_spec.text import quoted
 
 BUNDLE_KIND = "results"
 KEY = "anemll_spec."
 
 
-# ---------------------------------------------------------------- export
-
-
 _STATUS_RANK = "CASE {} WHEN 'running' THEN 0 WHEN 'interrupted' THEN 1 ELSE 2 END"
-
-
-def _select(table: Table, where: str) -> str:
-    return f"SELECT '{table.name}' AS \"table\", {', '.join(table.names)} FROM {table.name} {where}"
-
-
-_WHERE = {
-    "hosts": "WHERE host_id IN (SELECT host_id FROM runs WHERE run_id IN (SELECT run_id FROM _x))",
-    "runs": "WHERE run_id IN (SELECT run_id FROM _x)",
-    "cases": "WHERE run_id IN (SELECT run_id FROM _x)",
-    "samples": "WHERE case_id IN (SELECT case_id FROM cases WHERE run_id IN (SELECT run_id FROM _x))",
-}
-for _t in schema.CASE_TABLES:
-    _WHERE[_t.name] = _WHERE["samples"]
-
-
-def _chosen(con, run_refs: Sequence[str]) -> tuple[list[str], dict[str, int]]:
-    """The runs to export (as temp table _x) and the rows of each table they have."""
-    if run_refs:
-        run_ids = list(dict.fromkeys(resolve_run(con, r) for r in run_refs))
-    else:
-        run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
-    if not run_ids:
-        raise InputError("the store holds no runs to export")
-    con.register("_x_ids", {"run_id": np.array(run_ids, dtype=object)})
-    con.execute("CREATE TEMP TABLE _x AS SELECT CAST(run_id AS VARCHAR) AS run_id FROM _x_ids")
-    con.unregister("_x_ids")
-    counts = {
-        t.name: con.execute(f"SELECT count(*) FROM {t.name} {_WHERE[t.name]}").fetchone()[0]
-        for t in BUNDLE_TABLES
-    }
-    return run_ids, counts
-
-
-def _damaged(exc: BaseException) -> bool:
-    return "corrupt database file" in str(exc).lower()  # a block of the store
-
-
-def _read_failed(target, exc: BaseException) -> Exception:
-    """A failure while the store was read, named as the store's (never the output's): a
-    shared store's server, a damaged block, or tables this version does not read."""
-    if lake_target.is_lake(default_target(target)):
-        from anemll_spec.store import lake
-
-        shown = lake_target.redact(str(target))
-        return lake.failed(shown, exc, " while exporting", "; nothing written")
-    if _damaged(exc):
-        return cannot_open(describe_target(target), exc)
-    return InputError(
-        f"cannot read the store {describe_target(target)}: {printable(first_line(exc))}; "
-        "nothing written"
-    )
-
-
-def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) -> dict:
-    """Write the given runs (all when none given) to `out`; returns a summary."""
-    out = Path(out)
-    con = open_store(target, read_only=True)
-    try:
-        try:
-            run_ids, counts = _chosen(con, run_refs)
-        except duckdb.Error as exc:
-            raise _read_failed(target, exc) from None
-        meta = {
-            "bundle": BUNDLE_KIND,
-            "schema_version": str(schema.SCHEMA_VERSION),
-            "tool_version": __version__,
-            "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "counts": json.dumps(counts, sort_keys=True),
-            "columns": json.dumps(
-                {t.name: [[c.name, c.type, c.unit] for c in t.columns] for t in BUNDLE_TABLES}
-            ),
-        }
-        kv = ", ".join(f"{sql_literal(KEY + k)}: {sql_literal(v)}" for k, v in meta.items())
-        union = " UNION ALL BY NAME ".join(_select(t, _WHERE[t.name]) for t in BUNDLE_TABLES)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            con.execute(
-                f"COPY ({union}) TO {sql_literal(str(tmp))} "
-                f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{kv}}})"
-            )
-            os.replace(tmp, out)
-        except duckdb.Error as exc:  # disk full, a path the system refuses (/proc/x)
-            shared = lake_target.is_lake(default_target(target))
-            if str(tmp) in str(exc) or (
-                isinstance(exc, duckdb.IOException) and not shared and not _damaged(exc)
-            ):
-                raise InputError(
-                    f"cannot write {out}: {printable(first_line(exc))}; nothing written"
-                ) from None
-            raise _read_failed(target, exc) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-    finally:
-        con.close()
-    return {"file": str(out), "runs": run_ids, "counts": counts}
-
-
-# ---------------------------------------------------------------- import
-
 MIN_VERSION = 2  # bundles of schema v2 and later import (older columns upgraded)
 # Limits checked from the file's own metadata before any of its data is read.
 MAX_BUNDLE_BYTES = 512 * 2**20  # uncompressed (sum of the parquet column chunks)

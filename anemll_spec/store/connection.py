@@ -124,11 +124,14 @@ def open_store(
     read_only: bool = False,
     lock_timeout_s: float | None = None,
     sandbox: bool = False,
+    check: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Open the store, ready to use at the current schema version.
 
     read_only: the connection cannot change the store (a missing store is an error; an
     older store is refused, never upgraded: only a writing open upgrades).
+    check: False skips a read-only open's version check, for a caller that knows the
+    store's version and reads only that version's tables (export of an older store).
     sandbox: also deny the SQL any file or network access (for users' SQL: no ATTACH of
     other files, no COPY TO, no extension installs).
     Close the connection soon: while it is open, no other process can write a file store.
@@ -136,7 +139,8 @@ def open_store(
     text = default_target(None if target is None else str(target))
     timeout = lock_timeout(lock_timeout_s)
     if lake_target.is_lake(text):
-        return _open_lake(lake_target.parse_target(text), read_only, sandbox, timeout)[0]
+        target = lake_target.parse_target(text)
+        return _open_lake(target, read_only, sandbox, timeout, check=check)[0]
     path = store_path(text)
     _check_duckdb_file(path)
     if read_only:
@@ -147,7 +151,8 @@ def open_store(
             )
         con = _connect(path, read_only=True, timeout=timeout, sandbox=sandbox)
         try:
-            check_readable(con, path)
+            if check:
+                check_readable(con, path)
         except BaseException:
             con.close()
             raise
@@ -213,14 +218,15 @@ def _open_lake(
     sandbox: bool,
     timeout: float,
     force: bool = False,
+    check: bool = True,
 ) -> tuple[duckdb.DuckDBPyConnection, Prepared | None]:
     """The connection, and what preparing the store did (None: checked or known ready).
-    force: prepare even where this process already did."""  # fmt: skip
+    force: prepare even where this process already did; check: see open_store."""
     con = lake.connect(target, read_only=read_only, sandbox=sandbox, timeout=timeout)
     key = (target.text, read_only)
     done = None
     try:
-        if key in _READY and not sandbox and not force:
+        if (key in _READY and not sandbox and not force) or (read_only and not check):
             return con, None
         if read_only:
             check_readable(con, target.shown, shared=True)

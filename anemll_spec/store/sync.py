@@ -44,7 +44,8 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     entering a local store from a shared one, 'imported' from it (its redacted name)."""
     import socket
 
-    from anemll_spec.store.bundle import export_bundle, read_header
+    from anemll_spec.store.bundle import read_header
+    from anemll_spec.store.exporting import export_bundle
     from anemll_spec.store.importing import forget_created
     from anemll_spec.store.trust import Origin
 
