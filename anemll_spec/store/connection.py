@@ -139,8 +139,8 @@ def open_store(
     text = default_target(None if target is None else str(target))
     timeout = lock_timeout(lock_timeout_s)
     if lake_target.is_lake(text):
-        target = lake_target.parse_target(text)
-        return _open_lake(target, read_only, sandbox, timeout, check=check)[0]
+        lake_at = lake_target.parse_target(text)
+        return _open_lake(lake_at, read_only, sandbox, timeout, check=check)[0]
     path = store_path(text)
     _check_duckdb_file(path)
     if read_only:
