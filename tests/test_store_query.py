@@ -326,3 +326,23 @@ def test_chip_factors_query_keeps_os_versions_and_gpus_apart(cli, tmp_path):
     assert share.stdout.startswith("### anemll-spec: lm\\_head on H100 80GB HBM3"), share.stdout[
         :80
     ]
+
+
+@pytest.mark.parametrize(
+    ("sql", "hint"),
+    [
+        ("select medianms from results", "median_ms"),  # Candidate bindings kept
+        ("selec * from results", 'syntax error at or near "selec"'),
+        ("select * from resuls", 'Did you mean "results"'),
+    ],
+)
+def test_a_failed_query_is_one_line(cli, store, sql, hint):
+    """Stop 27: DuckDB's message printed with literal \\n and its caret line; the LINE
+    echo and the caret are dropped, the rest joined with '; '."""
+    r = cli("query", sql, "--store", store)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("anemll-spec query: error: query failed: ")
+    assert hint in lines[0] and "\\n" not in lines[0] and "^" not in lines[0]
+    assert "LINE 1" not in lines[0]

@@ -73,11 +73,23 @@ def run(args: argparse.Namespace) -> int:
             columns = [d[0] for d in cur.description]
             rows = cur.fetchall()
         except duckdb.Error as exc:  # its text may quote store data: escaped
-            raise InputError(f"query failed: {printable(str(exc))}") from None
+            raise InputError(f"query failed: {one_line(str(exc))}") from None
     finally:
         con.close()
     sys.stdout.write(render(columns, rows, fmt))
     return 0
+
+
+def one_line(message: str) -> str:
+    """DuckDB's error on one line: its `LINE n:` echo of the SQL and the caret under it
+    point at a column only in a terminal's fixed layout (escaped, they printed as
+    literal \\n and a stray ^); the rest (the error, 'Did you mean', 'Candidate
+    bindings') is kept, joined with '; ', control characters escaped."""
+    import re
+
+    lines = [line.strip(" ") for line in message.split("\n")]
+    kept = [ln for ln in lines if ln and ln != "^" and not re.match(r"LINE \d+:", ln)]
+    return printable("; ".join(kept))
 
 
 def _statements(con, text: str) -> list | None:
