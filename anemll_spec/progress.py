@@ -20,13 +20,17 @@ PLAIN_EVERY_S = 5.0
 LIVE_EVERY_S = 0.1
 
 
-def seconds(s: float) -> str:
-    """A duration for people: 42 s, 3 min, 1.5 h."""
+def seconds(s: float, *, up: bool = False) -> str:
+    """A duration for people: 42 s, 3 min, 1.5 h. `up`: rounded up, for a bound ("at
+    most"), which rounded to the nearest read 131 s as "at most 2 min"."""
+    import math
+
+    s = max(s, 0)
     if s < 90:
-        return f"{max(s, 0):.0f} s"
+        return f"{math.ceil(s) if up else round(s)} s"
     if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
+        return f"{math.ceil(s / 60) if up else round(s / 60)} min"
+    return f"{math.ceil(s / 360) / 10 if up else round(s / 3600, 1):.1f} h"
 
 
 class Progress:

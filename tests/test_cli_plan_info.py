@@ -101,6 +101,19 @@ def test_plans_time_bound_counts_every_phase(cli, tmp_path, run, per_variant_s):
     assert doc["time_bound_s"] == pytest.approx(per_variant_s + 2)
 
 
+@pytest.mark.parametrize("name", ["lm_head.yaml", "lm_head_lut6.yaml", "smoke.yaml"])
+def test_plans_printed_bound_is_at_least_the_bound(cli, name):
+    """Stop 27: "at most" rounded the bound down (131 s printed as "at most 2 min")."""
+    import re
+
+    bound = json.loads(cli("plan", SPECS / name, "--json").stdout)["time_bound_s"]
+    text = cli("plan", SPECS / name).stdout
+    got = re.search(r"timing takes at most ([\d.]+) (s|min|h) ", text)
+    assert got, text
+    printed = float(got[1]) * {"s": 1, "min": 60, "h": 3600}[got[2]]
+    assert printed >= bound
+
+
 def test_plan_builds_nothing_and_imports_no_coremltools(tmp_path):
     import subprocess
 

@@ -68,6 +68,15 @@ def test_seconds_read_as_people_say_them():
         "60 min",
         "2.5 h",
     ]
+    # a bound rounds up: 131 s read "at most 2 min" (stop 27)
+    assert [progress.seconds(s, up=True) for s in (0.4, 42, 131, 3600, 9000, 9001)] == [
+        "1 s",
+        "42 s",
+        "3 min",
+        "60 min",
+        "2.5 h",
+        "2.6 h",
+    ]
 
 
 def test_every_stored_metric_is_documented():

@@ -159,7 +159,7 @@ def print_plan(doc: dict) -> None:
         for n in it["notes"]:
             print(f"    note: {n}")
     print(
-        f"timing takes at most {seconds(doc['time_bound_s'])} "
+        f"timing takes at most {seconds(doc['time_bound_s'], up=True)} "
         "(per variant: warm-up and timing each capped by max_time_s, and an energy pass "
         "of energy_s counted whenever run.power is on, though only a machine that reads "
         "power makes one; builds not included; min_iterations calls slower than "
