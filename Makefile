@@ -16,9 +16,22 @@ BENCH_FLAGS := $(if $(BACKEND),--backend $(BACKEND)) $(if $(STORE),--store $(STO
 
 .PHONY: venv bench test test-slow lint clean
 
+# anemll-spec needs Python 3.11+. Said in one line, before pip fails with a wall of
+# "Requires-Python" lines; a .venv an older Python made would stick, so it is named too.
+NEED_PY := import sys; sys.exit(sys.version_info < (3, 11))
+OLD_PY  := anemll-spec needs Python 3.11 or newer
+
 # The stamp depends on pyproject.toml, so a re-run installs nothing unless it changed.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if test -x $(PY); then \
+	  $(PY) -c '$(NEED_PY)' || { echo "$(OLD_PY); $(VENV) was made with $$($(PY) -V 2>&1):" \
+	    "remove it (make clean) and run make again (PYTHON=python3.11 or newer)" >&2; exit 2; }; \
+	else \
+	  $(PYTHON) -c '$(NEED_PY)' 2>/dev/null || { echo "$(OLD_PY); PYTHON=$(PYTHON) is" \
+	    "$$(command -v $(PYTHON) >/dev/null && $(PYTHON) -V 2>&1 || echo 'not found'): run make PYTHON=python3.11 (or newer)" >&2; \
+	    exit 2; }; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
 	@echo "installing anemll-spec[$(EXTRAS)] into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" 2>$(VENV)/pip.log; \
 	  status=$$?; grep -v "is ignored: it is neither" $(VENV)/pip.log >&2; exit $$status

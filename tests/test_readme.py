@@ -262,6 +262,8 @@ def _check_effects(block: Block, root: Path, stdout: str) -> None:
         for kind in ("factors", "sweep", "compare", "sustained"):
             for ext in ("html", "png", "svg", "vl.json"):
                 assert (root / "charts" / f"{kind}.{ext}").stat().st_size > 0, (kind, ext)
+        for folder in ("m4max", "by-os"):  # each factors example keeps its own chart
+            assert (root / "charts" / folder / "factors.png").stat().st_size > 0, folder
     if "report --run latest --out report.html" in text:
         page = (root / "report.html").read_text()
         assert "readme_seed" in page

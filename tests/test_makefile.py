@@ -1,0 +1,77 @@
+"""The Makefile's set-up on a Python too old for anemll-spec: one line naming what is
+needed, exit 2, before pip (whose refusal is a wall of 'Requires-Python' lines) and before
+a .venv is made; a .venv an older Python made is named too (it would stick otherwise)."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _older_python() -> str | None:
+    """An interpreter older than 3.11 on this machine (pyenv keeps several), or None."""
+    found = [shutil.which(f"python3.{m}") for m in (10, 9, 8)]
+    found += sorted(glob.glob("/root/.pyenv/versions/3.[0-9].*/bin/python3"))
+    found += sorted(glob.glob("/root/.pyenv/versions/3.10.*/bin/python3"))
+    for exe in filter(None, found):
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print(sys.version_info[:2] < (3, 11))"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return exe
+    return None
+
+
+OLD = _older_python()
+needs_old = pytest.mark.skipif(OLD is None, reason="no Python older than 3.11 here")
+
+
+def _copy(tmp_path: Path) -> Path:
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def _make(root: Path, python: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "venv", f"PYTHON={python}"], cwd=root, capture_output=True, text=True
+    )
+
+
+@needs_old
+def test_an_old_python_is_refused_in_one_line_before_anything_is_made(tmp_path):
+    root = _copy(tmp_path)
+    res = _make(root, str(OLD))
+    said = [line for line in res.stderr.splitlines() if not line.startswith("make")]
+    assert res.returncode == 2, res.stderr
+    assert len(said) == 1 and "needs Python 3.11 or newer" in said[0], res.stderr
+    version = subprocess.run([str(OLD), "-V"], capture_output=True, text=True)
+    assert (version.stdout or version.stderr).strip() in said[0]  # what it found
+    assert "PYTHON=python3.11" in said[0]
+    assert "Requires-Python" not in res.stdout + res.stderr
+    assert not (root / ".venv").exists()
+
+
+@needs_old
+def test_a_venv_an_old_python_made_is_named_with_the_way_out(tmp_path):
+    root = _copy(tmp_path)
+    subprocess.run([str(OLD), "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+    res = _make(root, sys.executable)  # a good Python now: the old .venv would stick
+    assert res.returncode == 2, res.stderr
+    assert ".venv was made with Python 3." in res.stderr and "make clean" in res.stderr
+    assert not list((root / ".venv").glob(".installed-*"))
+
+
+def test_a_missing_python_is_named(tmp_path):
+    res = _make(_copy(tmp_path), str(tmp_path / "no-such-python"))
+    assert res.returncode == 2
+    assert "is not found: run make PYTHON=python3.11" in res.stderr, res.stderr
