@@ -361,3 +361,35 @@ def test_a_case_the_store_refuses_is_stored_failed_without_its_figures(tmp_path,
     ]  # fmt: skip
     assert {k: row[k] for k in measured} == {k: (0 if k == "n_samples" else None) for k in measured}
     assert row["case_key"] == stored["case_key"]  # the same case, named as before
+
+
+def test_attention_says_what_its_gbps_counts_and_leaves_out(tmp_path, cache):
+    """Attention's weight file holds the whole RoPE tables (a call gathers seq_len rows)
+    and not the KV cache (read whole each call): the stored note says both sizes. The
+    tables' size is checked against the stored weight bytes of two context lengths."""
+    import re
+
+    text = ATTENTION.replace(
+        "context_length: 32}", "context_length: 32}\nsweep:\n  model.context_length: [32, 96]"
+    )
+    store = tmp_path / "s.duckdb"
+    assert _run(_spec(tmp_path, text), store, cache).status == "finished"
+    rows = _cases(store)
+    sizes = {}
+    for row in rows:
+        ctx = json.loads(row["params"])["model.context_length"]
+        (note,) = [n for n in json.loads(row["notes"]) if n.startswith("GB/s counts the weight")]
+        rope_mb, kv_mb = map(float, re.findall(r"([\d.]+) MB", note))
+        assert "of which a call reads 1 row(s)" in note
+        kv = 2 * 1 * 2 * ctx * 16 * 2  # key + value, batch 1, 2 kv heads, head_dim 16, fp16
+        assert kv_mb == pytest.approx(kv / 1e6, rel=1e-3)
+        sizes[ctx] = (rope_mb, row["weight_bytes"])
+    (r32, w32), (r96, w96) = sizes[32], sizes[96]
+    # the tables, read back from the stored sizes (the note rounds to 3 digits)
+    assert (r96 - r32) * 1e6 == pytest.approx(w96 - w32, rel=1e-2)
+    others = _cases_of(_run(_spec(tmp_path, LM_HEAD, "h.yaml"), tmp_path / "h.duckdb", cache))
+    assert not any("GB/s counts the weight" in n for n in others)
+
+
+def _cases_of(result) -> list[str]:
+    return [n for x in result.results for n in x.notes]

@@ -78,6 +78,11 @@ class ModelBase(SpecModel):
         """The family's key shapes in one line (what `plan` shows)."""
         return "-"
 
+    def bandwidth_caveat(self) -> str | None:
+        """Where GB/s (weight-file bytes / latency) is not the bytes a call reads: said
+        on each case, so the figure is never read as more than it is."""
+        return None
+
     @property
     def precision(self) -> Dtype:
         return self.compute_precision or self.dtype
@@ -193,6 +198,15 @@ class Attention(ModelBase):
         return (
             f"hidden {self.hidden_size}, {self.heads}/{self.kv_heads} heads x {self.head_dim}, "
             f"context {self.context_length} ({self.impl}), seq {self.seq_len}"
+        )
+
+    def bandwidth_caveat(self) -> str | None:
+        rope = 2 * self.context_length * self.head_dim * (2 if self.dtype == "float16" else 4)
+        kv = 2 * self.batch * self.kv_heads * self.context_length * self.head_dim * 2  # fp16
+        return (
+            f"GB/s counts the weight file: the projections and the whole RoPE tables "
+            f"({rope / 1e6:.3g} MB, of which a call reads {self.seq_len} row(s)), not the "
+            f"{kv / 1e6:.3g} MB fp16 KV cache each call reads"
         )
 
     def weights(self) -> list[WeightDecl]:
