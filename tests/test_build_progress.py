@@ -12,7 +12,7 @@ import sys
 import pytest
 from build_util import ffn, lm_head, matmul, updated
 
-from anemll_spec.build import build
+from anemll_spec.build import build, kmeans_groups
 from anemll_spec.build.palettize import GroupsDone, GroupTally, workers
 
 
@@ -93,8 +93,10 @@ def test_groups_done_is_a_message_with_its_numbers():
     ids=["lm_head-streamed", "ffn-three-weights", "matmul-const-axis1", "per-tensor"],
 )
 def test_a_kmeans_build_reports_every_group_against_the_declared_total(tmp_path, model, total):
-    _, groups = _build(tmp_path, model())
+    m = model()
+    _, groups = _build(tmp_path, m)
     assert groups, "no k-means progress reported"
+    assert kmeans_groups(m) == total  # what plan warns of, before any build
     assert {g.total for g in groups} == {total}  # declared right: never had to grow
     assert groups[-1].done == total
     dones = [g.done for g in groups]
@@ -109,6 +111,7 @@ def test_uniform_and_quantized_builds_report_no_kmeans_groups(tmp_path):
     for i, comp in enumerate([_lut(mode="uniform"), q, "none"]):
         messages, groups = _build(tmp_path / str(i), updated(base, compression=comp))
         assert messages and groups == []
+        assert kmeans_groups(updated(base, compression=comp)) == 0
 
 
 def test_workers_follow_the_env_then_the_cores_we_may_use(monkeypatch):

@@ -114,6 +114,45 @@ def test_plans_printed_bound_is_at_least_the_bound(cli, name):
     assert printed >= bound
 
 
+def _kmeans_warnings(doc: dict) -> list[str]:
+    return [w for w in doc["cases"][0]["estimate"]["warnings"] if "k-means" in w]
+
+
+def test_plan_warns_of_the_kmeans_build_with_its_group_count(cli, tmp_path):
+    """Stop 27: a LUT6 head's first run spends minutes in k-means, which plan never said.
+    The count: each chunk's rows (vocab / chunks) in groups of group_size."""
+    import yaml
+
+    spec = yaml.safe_load((SPECS / "lm_head_lut6.yaml").read_text())
+    m = spec["model"]
+    pal = m["compression"]["palettize"]
+    groups = m["chunks"] * (m["vocab_size"] // m["chunks"] // pal["group_size"])
+    doc = json.loads(cli("plan", SPECS / "lm_head_lut6.yaml", "--json").stdout)
+    assert _kmeans_warnings(doc) == [
+        f"build: k-means over {groups:,} LUT groups: minutes on a laptop the first time "
+        "(cached after)"
+    ]
+    assert "k-means over 16,032 LUT groups" in cli("plan", SPECS / "lm_head_lut6.yaml").stdout
+    # per tensor: one group per weight (here the 3 projections); uniform and dense: none
+    for compression, want in [
+        ("{palettize: {nbits: 4}}", "build: k-means over 3 LUT groups: the first build only "
+         "(cached after)"),
+        ("{palettize: {nbits: 4, granularity: per_grouped_channel, group_size: 16}}",
+         f"build: k-means over {(64 + 64 + 32) // 16} LUT groups"),
+        ("{palettize: {nbits: 4, mode: uniform}}", None),
+        ("none", None),
+    ]:  # fmt: skip
+        path = tmp_path / "f.yaml"
+        path.write_text(
+            "name: f\nmodel: {family: ffn, hidden_size: 32, intermediate_size: 64, "
+            f"compression: {compression}}}\nrun: {{backends: [numpy]}}\n"
+        )
+        res = cli("plan", path, "--json")
+        assert res.returncode == 0, res.stderr
+        got = _kmeans_warnings(json.loads(res.stdout))
+        assert (got[0].startswith(want) and len(got) == 1) if want else got == [], got
+
+
 def test_plan_builds_nothing_and_imports_no_coremltools(tmp_path):
     import subprocess
 

@@ -38,6 +38,7 @@ __all__ = [
     "Estimate",
     "build",
     "estimate",
+    "kmeans_groups",
     "default_cache_dir",
     "cache_key",
 ]
@@ -145,6 +146,22 @@ def estimate(model: ModelBase) -> Estimate:
             held += 2 * largest_dense
     peak = int(held + 300e6)  # + interpreter, coremltools and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
+
+
+def kmeans_groups(model: ModelBase) -> int:
+    """The LUT groups k-means palettization clusters when `model` is built (0: none): the
+    longest step of a first build (16,032 for the LUT6 LLaMA head), which `plan` warns of.
+    One group per compressible weight per tensor, else its output channels / group size
+    (the total graph._kmeans_tally counts down as the build runs)."""
+    from anemll_spec.spec.compression import Palettize, config
+
+    c = config(model.compression)
+    if not isinstance(c, Palettize) or c.mode != "kmeans":
+        return 0
+    grouped = c.granularity == "per_grouped_channel"
+    return sum(
+        w.out_channels // c.group_size if grouped else 1 for w in model.weights() if w.compressible
+    )
 
 
 def _check_memory(model: ModelBase, est: Estimate) -> None:

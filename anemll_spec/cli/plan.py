@@ -46,8 +46,10 @@ def budget(run: Run) -> str:
 
 
 def estimate(model: ModelBase) -> dict:
-    """The builder's analytic estimate (weights, FLOPs, ANE warnings); never builds."""
+    """The builder's analytic estimate (weights, FLOPs, ANE warnings), and what a first
+    build will cost (k-means groups); never builds."""
     from anemll_spec.build import estimate as build_estimate
+    from anemll_spec.build import kmeans_groups
 
     try:
         est = build_estimate(model)
@@ -56,8 +58,17 @@ def estimate(model: ModelBase) -> dict:
     return {
         "weight_bytes": est.weight_bytes,
         "flops": est.flops,
-        "warnings": [str(w) for w in est.warnings],
+        "warnings": [str(w) for w in est.warnings] + kmeans_warning(kmeans_groups(model)),
     }
+
+
+def kmeans_warning(groups: int) -> list[str]:
+    """k-means palettization is a first run's longest step (bench counts its groups down):
+    said before it starts. Minutes are claimed only for thousands of groups."""
+    if not groups:
+        return []
+    cost = "minutes on a laptop the first time" if groups >= 1000 else "the first build only"
+    return [f"build: k-means over {groups:,} LUT groups: {cost} (cached after)"]
 
 
 def run(args: argparse.Namespace) -> int:
