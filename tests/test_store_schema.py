@@ -237,3 +237,12 @@ def test_results_view_carries_every_host_column(tmp_path):
 
 def test_schema_version_is_the_last_migration_step():
     assert max(migrations.STEPS) == schema.SCHEMA_VERSION
+
+
+def test_a_cases_throttled_flag_is_described_as_the_drift_rule_it_is():
+    """cases.throttled is stats' drift rule, not a thermal reading: its doc says the
+    rule's own threshold (kept in step with stats.THROTTLE_RATIO)."""
+    from anemll_spec import stats
+
+    doc = schema.CASES.column("throttled").doc
+    assert f"drift_ratio > {stats.THROTTLE_RATIO:.2f}" in doc and "not a thermal reading" in doc

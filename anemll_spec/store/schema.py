@@ -11,8 +11,9 @@ Rules that keep migrations and bundles simple:
 - a column added by a later schema version goes at the END of its table and carries
   `since=<version>` (ALTER TABLE ADD COLUMN appends, so a migrated store and a fresh
   one then have identical tables; tests check it); a table added later carries `since`;
-- a column name means the same thing with the same SQL type in every table (export
-  writes all tables into one parquet file whose columns are the union by name).
+- a column name has the same SQL type in every bundled table (export writes them into
+  one parquet file whose columns are the union by name). Its meaning is the table's:
+  `throttled` of a case is drift, of a sustained window the thermal state.
 """
 
 from __future__ import annotations
@@ -331,12 +332,7 @@ REFERENCE = Table(
         C("value", "DOUBLE", "the number", min=0.0, required=True),
         C("unit", "VARCHAR", "'GB/s' or 'ms'"),
         C("source", "VARCHAR", "where it was published", required=True),
-        C(
-            "note",
-            "VARCHAR",
-            "provenance; for derived rows, how it was derived",
-            max_len=TEXT,
-        ),
+        C("note", "VARCHAR", "provenance; for derived rows, how it was derived", max_len=TEXT),
         C("derived", "BOOLEAN", "computed by us from a published number", required=True, since=2),
     ),
 )

@@ -106,7 +106,12 @@ CASES = Table(
             "slope of latency against elapsed time of the timed loop",
             "ms/s",
         ),
-        C("throttled", "BOOLEAN", "latency drifted up during the run (thermal throttling)"),
+        C(
+            "throttled",
+            "BOOLEAN",
+            "drift_ratio > 1.10: latency drifted up during the timed loop, a possible sign "
+            "of throttling, not a thermal reading (sustained runs read the thermal state)",
+        ),
         C("noisy", "BOOLEAN", "dispersion above the noise threshold"),
         C("bandwidth_gbps", "DOUBLE", "weight_bytes / median latency", "GB/s (1e9)", min=0.0),
         C("tflops", "DOUBLE", "flops / median latency", "TFLOP/s", min=0.0),
