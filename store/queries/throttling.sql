@@ -1,8 +1,9 @@
 -- Throttling check: did latency drift up during the timed loop? drift_ratio is the
 -- median of the last tenth of the samples over the median of the first tenth
 -- (> 1.05: the end was 5% slower), drift_slope_ms_per_s the fitted slope. Cases with
--- the throttled flag, or a drift ratio above 1.05, first; with the host's thermal state
--- and power source at the start of the run.
+-- the throttled flag (drift_ratio > 1.10: a sign, not a thermal reading), or a drift
+-- ratio above 1.05, first; with the host's thermal state and power source at the start
+-- of the run (sustained runs read the thermal state per window: sustained_windows).
 SELECT
     chip,
     model_name,
