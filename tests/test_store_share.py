@@ -10,6 +10,8 @@ import pytest
 from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.store import append_case, finish_run
+from anemll_spec.store.markdown import escape
+from anemll_spec.store.share import PUBLISHED_CAVEAT
 
 
 def cells(line: str) -> list[str]:
@@ -54,6 +56,16 @@ def test_share_prints_a_pasteable_block(cli, store, tmp_path):
     assert numpy_row[-1] == "M1 Max (published, Core ML ANE)"
     assert re.fullmatch(r"0\.0\d+x", numpy_row[5])
     assert "**Host**: chip Apple M4 Max; OS macOS 15.3;" in text
+    # memory in GB (10^9), as report and info give it, not raw bytes (stop 27)
+    host = next(ln for ln in lines if ln.startswith("**Host**"))
+    assert f"; memory {64 * 2**30 / 1e9:.1f} GB;" in host and "bytes" not in host
+    # under the comparison, what the published figures are (stop 27): a mean, not a median;
+    # GB/s of the fp16 head, ms of the LUT6 head
+    after = text[text.index("**Compared with published results**") :].split("\n\n")
+    caveat = after[2]  # the heading, the table, then the caveat
+    assert caveat == escape(PUBLISHED_CAVEAT)
+    assert "mean of time.time() samples; ours is a median" in caveat
+    assert r"GB/s belong to llama\_lm\_head (fp16) and their ms to llama\_lm\_head\_lut6" in caveat
     assert f"id {run_id}; status finished" in text
     # the exact export command, and it works
     block = text[text.index("```sh\n") + 6 : text.rindex("\n```")]

@@ -14,6 +14,15 @@ import shlex
 from anemll_spec.store import factors, markdown
 from anemll_spec.store.markdown import escape
 
+# What the published figures are, said under the comparison as the report and the factors
+# chart say it (chart/report_published.PUBLISHED_NOTE): a reader of the issue compares a
+# mean with a median, and the GB/s and ms of two different heads, otherwise.
+PUBLISHED_CAVEAT = (
+    "The published tables' GB/s belong to llama_lm_head (fp16) and their ms to "
+    "llama_lm_head_lut6; the other figure of each is derived (weight bytes / the published "
+    "one). Published latency is a mean of time.time() samples; ours is a median."
+)
+
 _SUMMARY = (
     "model_name",
     "backend",
@@ -36,7 +45,7 @@ _HOST = (
     ("os", "OS"),
     ("cpu_model", "CPU"),
     ("cores_total", "cores"),
-    ("memory_bytes", "memory (bytes)"),
+    ("memory_bytes", "memory"),
     ("gpu", "GPU"),
     ("power_source", "power"),
     ("low_power_mode", "Low Power Mode"),
@@ -74,7 +83,7 @@ def share_markdown(con, run_id: str, *, baseline: str, store_arg: str | None = N
         _summary(con, run_id),
         "**Host**: "
         + "; ".join(
-            f"{label} {escape(_fmt(host.get(key)))}"
+            f"{label} {escape(_host_value(key, host.get(key)))}"
             for key, label in _HOST
             if host.get(key) not in (None, "")
         ),
@@ -164,7 +173,9 @@ def _factors(con, run_id: str, baseline: str) -> str:
     )
     return (
         f"**Compared with published results** (bandwidth factor = GB/s / the baseline's; "
-        f"inference factor = the baseline's ms / ms; baseline {escape(baseline)}):\n\n" + table
+        f"inference factor = the baseline's ms / ms; baseline {escape(baseline)}):\n\n"
+        + table
+        + f"\n{escape(PUBLISHED_CAVEAT)}\n"
     )
 
 
@@ -179,6 +190,13 @@ def _one(con, sql: str, params: list) -> dict:
     cur = con.execute(sql, params)
     row = cur.fetchone()
     return {} if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _host_value(key: str, v) -> str:
+    """Memory in GB (10^9 bytes, as report and info give it), the rest as stored."""
+    if key == "memory_bytes" and isinstance(v, int | float):
+        return f"{v / 1e9:.1f} GB"
+    return _fmt(v)
 
 
 def _fmt(v) -> str:
