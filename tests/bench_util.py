@@ -15,10 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def interrupted_bench(
-    spec: Path, store: Path, cache: Path, when: Callable[[str], bool], delay_s: float = 0.0
+    spec: Path,
+    store: Path,
+    cache: Path,
+    when: Callable[[str], bool],
+    delay_s: float = 0.0,
+    stdout: list[str] | None = None,
 ) -> tuple[int, str]:
     """(exit status, everything it printed on stderr) of a bench sent SIGINT `delay_s`
-    after the first stderr line for which `when(line)` holds."""
+    after the first stderr line for which `when(line)` holds; what it printed on stdout
+    is appended to `stdout` when given."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -33,7 +39,9 @@ def interrupted_bench(
                 break
         time.sleep(delay_s)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
+        if stdout is not None:
+            stdout.append(out)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -368,6 +368,7 @@ def test_a_run_interrupted_before_any_case_says_so_not_an_empty_table(tmp_path):
     text = summary(BenchResult("r1", "interrupted", str(store), "s.yaml", {}, [], []))
     assert text.splitlines()[0] == "no case finished: nothing to summarise"
     assert "median ms" not in text and f"run r1 (interrupted) stored in {store}" in text
+    assert "GB/s" not in text  # no legend for the table not printed (stop 27)
 
 
 def test_tables_escape_control_characters_from_outside():

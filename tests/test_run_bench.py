@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -278,6 +279,27 @@ def test_ctrl_c_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, cac
     con = duckdb.connect(str(store), read_only=True)
     assert con.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
     con.close()
+
+
+def test_ctrl_c_before_any_case_finishes_prints_no_table_legend(tmp_path, cache):
+    """Stop 27: 'no case finished' was followed by the GB/s ... legend of a table that was
+    not printed. The run's line still says where it is stored."""
+    spec = _spec(
+        tmp_path,
+        "name: early\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 1000000, max_time_s: 120}\n",
+    )
+    store = tmp_path / "s.duckdb"
+    out: list[str] = []
+    status, said = interrupted_bench(
+        spec, store, cache, lambda ln: "[1/1]" in ln and "timing" in ln, 0.3, stdout=out
+    )
+    assert status == 130, said
+    assert _cases(store) == []
+    lines = out[0].splitlines()
+    assert lines[0] == "no case finished: nothing to summarise", out[0]
+    assert re.fullmatch(r"run \S+ \(interrupted\) stored in .*s\.duckdb", lines[1]), out[0]
+    assert "GB/s" not in out[0] and "MEDIAN" not in out[0]
 
 
 def test_compare_pairs_the_same_variant_across_spec_lists_and_backend_override(tmp_path, cache):

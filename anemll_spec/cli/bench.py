@@ -128,13 +128,14 @@ def summary(result: Any) -> str:
     out = [table(rows, header) if rows else "no case finished: nothing to summarise"]
     for m in result.results:
         out += _lines(m)
-    out.append(
-        "GB/s = weight bytes / MEDIAN latency (anemll-bench divides by the mean); "
-        "TFLOPS = analytic FLOPs / median latency; CI: bootstrap 95% of the median; "
-        "factor: against the baseline chip (default M1 Max) as the store's chip_factors "
-        "rule defines it; mJ/inference: the SoC's or GPU's own energy counters, not wall "
-        "power."
-    )
+    if rows:  # the table's legend: none for a table not printed (Ctrl-C before any case)
+        out.append(
+            "GB/s = weight bytes / MEDIAN latency (anemll-bench divides by the mean); "
+            "TFLOPS = analytic FLOPs / median latency; CI: bootstrap 95% of the median; "
+            "factor: against the baseline chip (default M1 Max) as the store's chip_factors "
+            "rule defines it; mJ/inference: the SoC's or GPU's own energy counters, not wall "
+            "power."
+        )
     out.append(f"run {result.run_id} ({result.status}) stored in {shown_store(result.store)}")
     if result.store_message:
         out.append(result.store_message)
