@@ -1,4 +1,4 @@
-"""anemll-spec compare RUN_A RUN_B: per case, the ratio of medians B/A with a 95% CI."""
+"""anemll-spec compare RUN_A RUN_B: per variant, the ratio of medians B/A with a 95% CI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from anemll_spec.cli._common import (
     runs_given,
 )
 
-HELP = "compare two runs case by case (ratio of medians with bootstrap CI)"
+HELP = "compare two runs variant by variant (ratio of medians with bootstrap CI)"
 DESCRIPTION = (
     "For every measured variant (variant_key, i.e. the model and what was measured, x "
     "backend x device x compute units x concurrency) in both runs: median B / median A "
@@ -103,7 +103,7 @@ def _print(result: dict) -> None:
     """The text report; store text (model names, ids) is data: control characters are
     shown escaped (render_table escapes its cells)."""
     from anemll_spec.cli.query import render_table
-    from anemll_spec.compare import pooled_name
+    from anemll_spec.compare import hosts_note, pooled_name
     from anemll_spec.text import printable
 
     pct = int(round(result["level"] * 100))
@@ -111,11 +111,8 @@ def _print(result: dict) -> None:
         h = result[f"host_{side}"]
         where = ", ".join(str(h[k]) for k in ("chip", "os_name", "os_version", "hostname") if h[k])
         print(printable(f"{side.upper()} = {result[f'run_{side}']} ({where or 'host unknown'})"))
-    if result["hosts_differ"]:
-        print(
-            f"note: A and B differ in {', '.join(result['hosts_differ'])}: each ratio "
-            "compares the machines too, not only what changed between the runs"
-        )
+    if note := hosts_note(result):
+        print(f"note: {note}")
     columns = [
         "model",
         "backend",

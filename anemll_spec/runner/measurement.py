@@ -21,7 +21,9 @@ from anemll_spec.verify import Verdict
 
 @dataclass(frozen=True)
 class Variant:
-    """One variant of a case: what is measured."""
+    """One variant of a case: what is measured (docs/architecture.md, "Words"). The
+    device (torch) is resolved when the session opens, so it is kept on the Measurement,
+    and the variant key takes it from there."""
 
     case: Case
     backend: str  # resolved: coreml | numpy | torch

@@ -1,9 +1,10 @@
 """Views and macros of the store: derived objects, re-created on create and upgrade.
 
-- `results`: one row per case with its run and host; `chip` normalised like the
-  published names ('Apple M4 Max' -> 'M4 Max'; the host's CPU model where the OS
-  names no chip; a CUDA case's GPU, 'NVIDIA H100 80GB HBM3' -> 'H100 80GB HBM3'),
-  `chip_raw` as captured; provenance: `source` ('own' for runs
+- `results`: one row per measured variant (a row of `cases`) with its run and host;
+  `chip` normalised like the published names ('Apple M4 Max' -> 'M4 Max'; the host's
+  CPU model where the OS names no chip; a CUDA case's GPU, 'NVIDIA H100 80GB HBM3' ->
+  'H100 80GB HBM3'), `chip_raw` the host's chip as captured (on a CUDA case the host's,
+  not the GPU); provenance: `source` ('own' for runs
   measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
   file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
   overhead (wall - runtime); energy: inferences_per_joule (1000 / mJ per inference) and
