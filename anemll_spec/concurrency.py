@@ -74,14 +74,14 @@ def default_mode(backend: str, device: str | None = None) -> Mode:
     return "threads" if THREADS_RUN_AT_ONCE.get((backend, kind), False) else "processes"
 
 
-def default_threads(backend: str, instances: int, cpus: int | None = None) -> int | None:
+def default_threads(backend: str, n_instances: int, cpus: int | None = None) -> int | None:
     """Math-library threads per instance process: the CPUs split between the instances
     for the CPU backends (N processes each with a pool as large as the machine spin
     against each other: 2-45x less throughput than one instance, docs/coreml.md); None
     for Core ML, whose work is not on these pools."""
     if backend == "coreml":
         return None
-    return max(1, (cpus or os.cpu_count() or 1) // max(1, instances))
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, n_instances))
 
 
 @contextlib.contextmanager
@@ -178,11 +178,11 @@ def _abort(gates: tuple) -> None:
 
 
 def _instance_preps(
-    prepared: Prepared | Sequence[Prepared], instances: int | None
+    prepared: Prepared | Sequence[Prepared], n_instances: int | None
 ) -> list[Prepared]:
-    """One Prepared per instance: `prepared` shared by `instances` (default 1), or a list
+    """One Prepared per instance: `prepared` shared by `n_instances` (default 1), or a list
     with one per instance (distinct models)."""
-    preps = [prepared] * int(instances or 1) if isinstance(prepared, Prepared) else list(prepared)
+    preps = [prepared] * int(n_instances or 1) if isinstance(prepared, Prepared) else list(prepared)
     if not preps:
         raise ValueError("at least one instance")
     return preps
@@ -195,7 +195,7 @@ def time_processes(
     inputs: dict[str, Any],
     budget: Budget,
     *,
-    instances: int | None = None,
+    n_instances: int | None = None,
     on_progress: Progress | None = None,
     reader: Any = None,
     start_timeout_s: float = 900.0,
@@ -203,14 +203,14 @@ def time_processes(
 ) -> InstancesResult:
     """Time instances at once, each in its own spawned process.
 
-    prepared: one Prepared shared by `instances` processes, or one per instance (distinct
+    prepared: one Prepared shared by `n_instances` processes, or one per instance (distinct
     models); options: the backend's load options; inputs: the host inputs (each instance
     converts them with its own feed()); reader: a power reader started once every
     instance is loaded and warm, just before they are released together, and stopped
     when the last one finishes; threads: math-library threads per process ("auto":
     default_threads; None: the libraries' own default). Raises ConcurrencyError naming the
     instance that failed."""
-    preps = _instance_preps(prepared, instances)
+    preps = _instance_preps(prepared, n_instances)
     n = len(preps)
     if threads == "auto":
         threads = default_threads(backend, n)
@@ -313,13 +313,13 @@ def time_threads(
     inputs: dict[str, Any],
     budget: Budget,
     *,
-    instances: int | None = None,
+    n_instances: int | None = None,
     on_progress: Progress | None = None,
     reader: Any = None,
 ) -> InstancesResult:
     """Time instances at once in threads of this process (harness.time_concurrent):
     only for backends whose predict releases the GIL."""
-    preps = _instance_preps(prepared, instances)
+    preps = _instance_preps(prepared, n_instances)
     sessions, fns, load_s = [], [], []
     loader = _backend(backend)
     try:
@@ -346,7 +346,7 @@ def time_instances(
     inputs: dict[str, Any],
     budget: Budget,
     *,
-    instances: int | None = None,
+    n_instances: int | None = None,
     mode: Mode | None = None,
     device: str | None = None,
     on_progress: Progress | None = None,
@@ -364,7 +364,7 @@ def time_instances(
         raise ValueError(f"mode must be 'threads' or 'processes', not {how!r}")
     return run(
         backend, prepared, options, inputs, budget,
-        instances=instances, on_progress=on_progress, reader=reader,
+        n_instances=n_instances, on_progress=on_progress, reader=reader,
     )  # fmt: skip
 
 

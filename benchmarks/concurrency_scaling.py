@@ -36,11 +36,11 @@ def _throughput(backend, prepared, options, inputs, device, n: int, mode: str | 
 
     if mode is None:
         r = concurrency.time_processes(
-            backend, prepared, options, inputs, _budget(), instances=n, threads=None
+            backend, prepared, options, inputs, _budget(), n_instances=n, threads=None
         )
     else:
         r = concurrency.time_instances(
-            backend, prepared, options, inputs, _budget(), instances=n, mode=mode, device=device
+            backend, prepared, options, inputs, _budget(), n_instances=n, mode=mode, device=device
         )
     return r.throughput_per_s
 

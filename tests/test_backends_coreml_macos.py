@@ -207,7 +207,7 @@ def test_processes_report_core_mls_own_duration_per_instance(built, prepared):
         CoremlOptions("CPU_ONLY"),
         synth_inputs(describe(built.path), seed=0),
         Budget(warmup=3, warmup_s=0, iterations=40, min_iterations=5, max_time_s=30),
-        instances=2,
+        n_instances=2,
     )
     assert res.mode == "processes" and [t.n for t in res.per_instance] == [40, 40]
     for t in res.per_instance:

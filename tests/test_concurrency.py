@@ -64,7 +64,7 @@ def shared_run(models, inputs):
         OPTIONS,
         inputs,
         TIMED,
-        instances=2,
+        n_instances=2,
         on_progress=lambda n, med, s: progress.append((n, med)),
     )
     return res, progress
@@ -156,7 +156,7 @@ def test_threads_mode_and_defaults(models, inputs):
     assert concurrency.default_threads("numpy", 3, cpus=2) == 1
     assert concurrency.default_threads("coreml", 2, cpus=16) is None
     res = concurrency.time_instances(
-        "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, instances=2, mode="threads"
+        "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, n_instances=2, mode="threads"
     )
     assert res.mode == "threads" and [t.n for t in res.per_instance] == [ITER, ITER]
     with pytest.raises(ValueError, match="'threads' or 'processes'"):
@@ -189,7 +189,7 @@ def test_the_reader_covers_the_timed_phase_not_the_loads_and_warm_ups(models, in
     reader = ClockReader()
     warm = Budget(warmup=2, warmup_s=1.0, iterations=20, min_iterations=5, max_time_s=300.0)
     res = concurrency.time_processes(
-        "numpy", _prepared(models[1][0]), OPTIONS, inputs, warm, instances=2, reader=reader
+        "numpy", _prepared(models[1][0]), OPTIONS, inputs, warm, n_instances=2, reader=reader
     )
     first = min(int(t.starts_ns[0]) for t in res.per_instance)
     last = max(int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance)

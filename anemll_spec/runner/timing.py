@@ -284,7 +284,7 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
         backend.options(run, m.variant.compute_units),
         cr.inputs,
         Budget.from_run(run),
-        instances=run.concurrency,
+        n_instances=run.concurrency,
         device=m.device,
         on_progress=_on_progress(cr, m),
         reader=reader if energy.is_reader(reader) else None,
