@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -145,7 +147,9 @@ def test_bench_cli_end_to_end(cli, tmp_path):
     host = con.execute("SELECT python_version, numpy_version FROM hosts").fetchone()
     con.close()
     assert run[0] == "finished" and run[1] == "tiny_head" and run[2] == spec.read_text()
-    assert "bench" in run[3]
+    assert run[3] == shlex.join(
+        ["anemll-spec", "bench", str(spec), "--store", str(store), "--json"]
+    )
     assert host == (
         ".".join(map(str, sys.version_info[:3])),
         __import__("numpy").__version__,
@@ -300,6 +304,26 @@ def test_ctrl_c_before_any_case_finishes_prints_no_table_legend(tmp_path, cache)
     assert lines[0] == "no case finished: nothing to summarise", out[0]
     assert re.fullmatch(r"run \S+ \(interrupted\) stored in .*s\.duckdb", lines[1]), out[0]
     assert "GB/s" not in out[0] and "MEDIAN" not in out[0]
+
+
+def test_a_run_started_from_python_records_the_command_that_ran(tmp_path, cache):
+    """Stop 27: Runner(...).run() from Python recorded 'anemll-spec', a command never run;
+    it records the Python command line (here `python -c CODE`), the CLI its own."""
+    import subprocess
+
+    spec = _spec(tmp_path, LM_HEAD[: LM_HEAD.index("sweep:")])  # one case
+    store = tmp_path / "s.duckdb"
+    code = (
+        "from anemll_spec.runner import Runner\n"
+        f"Runner({str(spec)!r}, backend='numpy', store={str(store)!r}).run()\n"
+    )
+    env = {**os.environ, "ANEMLL_SPEC_CACHE": str(cache)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    con = duckdb.connect(str(store), read_only=True)
+    (command,) = con.execute("SELECT command FROM runs").fetchone()
+    con.close()
+    assert command == shlex.join([sys.executable, "-c", code])
 
 
 def test_compare_pairs_the_same_variant_across_spec_lists_and_backend_override(tmp_path, cache):

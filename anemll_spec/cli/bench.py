@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     from anemll_spec.backends.coreml_stdout import stdout_to_stderr
     from anemll_spec.runner import Runner
 
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 store=args.store,
                 max_cases=args.max_cases,
                 cache_dir=cache_dir_of(args),
+                command=shlex.join(["anemll-spec", *sys.argv[1:]]),
             )
             for spec in args.specs
         ]

@@ -73,7 +73,9 @@ class Runner:
         self.target = default_target(store)
         self.progress = progress or Progress()
         self.cache_dir = cache_dir
-        self.command = command or shlex.join(["anemll-spec", *sys.argv[1:]])
+        # runs.command: what the CLI was given (it passes it), else the Python command line
+        # that really ran (a script, `python -c ...`), never an anemll-spec never run
+        self.command = command or shlex.join(sys.orig_argv)
         # at construction, so `bench a.yaml b.yaml` refuses b's bad input before a runs
         self._preflight()
 
