@@ -32,7 +32,7 @@ def describe(path: str | Path, function: str | None = None) -> ModelIO:
 def _rng(seed: int, name: str):
     # Keyed by name (the weights' stream), so an input's values do not depend on the
     # order of the others.
-    from anemll_spec.build.weights import stream
+    from anemll_spec.seeding import stream
 
     return stream(seed, name)
 

@@ -159,3 +159,32 @@ def test_data_flows_one_way_the_store_never_imports_the_runner_or_the_charts():
         for m in mods:
             bad = sorted(t for t in g[m] if t.startswith(forbidden))
             assert not bad, f"{m} imports {bad}"
+
+
+def _reach(g: dict[str, set[str]], start: list[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        m = todo.pop()
+        for t in g.get(m, ()):
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return seen
+
+
+def test_the_spec_and_the_model_reader_reach_no_builder_even_through_others():
+    """Validating a spec reads an external model's inputs (model_io), and reading a model
+    never needs the code that writes models: not directly, and not through model_io (its
+    seeded inputs share `seeding` with the builder's weights)."""
+    g = import_graph()
+    for stage in ("anemll_spec.spec", "anemll_spec.model_io", "anemll_spec.mlmodel"):
+        mods = [m for m in g if m == stage or m.startswith(stage + ".")]
+        later = (
+            "anemll_spec.build",
+            "anemll_spec.runner",
+            "anemll_spec.store",
+            "anemll_spec.chart",
+        )
+        bad = sorted(t for t in _reach(g, mods) if t.startswith(later))
+        assert not bad, f"{stage} reaches {bad}"

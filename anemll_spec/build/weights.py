@@ -1,6 +1,6 @@
 """Deterministic random weights, generated fast and chunk by chunk.
 
-Each tensor has its own PCG64 stream keyed by (seed, crc32(name)), so a tensor's
+Each tensor has its own stream (`seeding.stream`, keyed by seed and name), so a tensor's
 values depend only on the seed and its name: adding a layer or reordering the
 graph changes no other tensor, and the same case gives a byte-identical weight.bin.
 Values are drawn as float32 N(0, 1) in slices of `_SLICE` elements, scaled and
@@ -9,16 +9,11 @@ cast into the destination in place, so no full-size float32 copy ever exists.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
+from anemll_spec.seeding import stream
+
 _SLICE = 1 << 22  # 4M values: 16 MB of float32 scratch
-
-
-def stream(seed: int, name: str) -> np.random.Generator:
-    ss = np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(name.encode()),))
-    return np.random.Generator(np.random.PCG64(ss))
 
 
 def normal(
