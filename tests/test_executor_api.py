@@ -181,6 +181,29 @@ def test_cli_predict_with_input_file_and_fp16(model, tmp_path, capsys):
     np.testing.assert_array_equal(y, expected)
 
 
+def test_cli_predict_says_its_outputs_are_fp32_where_the_model_declares_fp16(model, capsys):
+    """Stop 27: predict's dtype column said float32 where inspect says float16, unexplained.
+    The declared dtype is read back from the model file (model_io.describe)."""
+    from anemll_spec.model_io import describe
+
+    declared = {t.name: t.dtype for t in describe(model).outputs}
+    assert declared == {"y": "float16", "rows": "float16"}
+    assert cli_main(["predict", str(model)]) == 0
+    got = capsys.readouterr()
+    y_row = next(ln.split() for ln in got.out.splitlines() if ln.startswith("y "))
+    assert y_row[2] == "float32"  # computed in fp32, not the declared fp16
+    note = got.err.strip().splitlines()[-1]
+    assert note.endswith(
+        "; float outputs computed in fp32 by the reference executor (the model declares "
+        "float16); --fp16 rounds every op's output to fp16"
+    ), note
+    assert cli_main(["predict", str(model), "--fp16"]) == 0
+    got = capsys.readouterr()
+    y_row = next(ln.split() for ln in got.out.splitlines() if ln.startswith("y "))
+    assert y_row[2] == "float16"
+    assert got.err.strip().endswith("with every op rounded to fp16"), got.err
+
+
 def test_cli_predict_bad_input_file_exits_2(model, tmp_path, capsys):
     inputs = tmp_path / "in.npz"
     np.savez(inputs, x=np.zeros((2, 4), np.float32))  # ids missing

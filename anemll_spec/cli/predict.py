@@ -107,11 +107,24 @@ def run(args: argparse.Namespace) -> int:
         if "value" in s:
             print(f"{n}: {_value_line(s)}")
     print(
-        f"\ninputs: {source}; load {prog.load_s:.2f} s, predict {predict_s * 1e3:.1f} ms"
-        + (" (fp16)" if args.fp16 else ""),
+        f"\ninputs: {source}; load {prog.load_s:.2f} s, predict {predict_s * 1e3:.1f} ms; "
+        + precision_note(prog, args.fp16),
         file=sys.stderr,
     )
     return 0
+
+
+def precision_note(prog: Any, fp16: bool) -> str:
+    """Why the dtype column may differ from `inspect`'s: the reference executor computes
+    floats in fp32 whatever the model declares (Core ML runs an fp16 model in fp16)."""
+    declared = sorted({t.dtype for t in prog.outputs.values() if t.dtype.startswith("float")})
+    if fp16:
+        return "float outputs computed by the reference executor with every op rounded to fp16"
+    said = f" (the model declares {', '.join(declared)})" if declared else ""
+    return (
+        f"float outputs computed in fp32 by the reference executor{said}; --fp16 rounds "
+        "every op's output to fp16"
+    )
 
 
 def summarise(arr: Any) -> dict[str, Any]:
