@@ -133,6 +133,17 @@ def compare_runs(
 HOST_FIELDS = ("hostname", "chip", "os_name", "os_version")
 
 
+def hosts_note(result: dict) -> str | None:
+    """The one sentence that says two runs ran on different machines or systems (compare,
+    its chart), or None when their hosts agree."""
+    if not result["hosts_differ"]:
+        return None
+    return (
+        f"A and B differ in {', '.join(result['hosts_differ'])}: each ratio compares the "
+        "machines too, not only what changed between the runs"
+    )
+
+
 def _host(con, run_id: str) -> dict[str, str | None]:
     """Where a run was measured; its chip as the results view names its cases' (a CUDA
     case's GPU, not the host's CPU)."""

@@ -74,8 +74,18 @@ def build_from(target, con_factory, opts: Options) -> dict[str, Any]:
     return style.drawn_runs(chart(rows, result, opts), result["run_a"], result["run_b"])
 
 
+def hosts_where(result: dict) -> str:
+    """How the two runs' hosts differ, field by field: 'hostname: mac-a then mac-b'."""
+    a, b = result["host_a"], result["host_b"]
+    return "; ".join(
+        f"{k}: {a.get(k) or '?'} then {b.get(k) or '?'}" for k in result["hosts_differ"]
+    )
+
+
 def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     import altair as alt
+
+    from anemll_spec.compare import hosts_note
 
     # labels must be unique on the y axis; repeated variants get their index
     seen: dict[str, int] = {}
@@ -140,6 +150,11 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
             "Ratio of median latencies B/A with its bootstrap 95% CI; the dashed line is no "
             f"change. Noise floor {result['noise_floor_pct']:g}%.",
             f"Filters: {opts.describe()}. Source: samples of both runs (anemll-spec compare).",
+            *(
+                [f"Note: {note}.", f"Hosts (A then B): {hosts_where(result)}."]
+                if (note := hosts_note(result))
+                else []
+            ),
         )
     )
     return style.finish(

@@ -20,6 +20,7 @@ from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect,
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
+from anemll_spec.store.sqlparts import PROVENANCE
 from anemll_spec.text import printable
 
 __all__ = ["default_out", "is_report_of", "resolve", "write_report"]
@@ -43,10 +44,14 @@ HOST_FIELDS = (
     ("numpy_version", "numpy"),
     ("duckdb_version", "duckdb"),
     ("torch_version", "torch"),
+    ("cuda_version", "CUDA"),
+    ("gpu_driver", "GPU driver"),
 )
 RUN_FIELDS = (
     ("run_id", "run"),
     ("spec_name", "spec"),
+    ("spec_sha256", "spec sha256"),
+    ("provenance", "provenance"),
     ("status", "status"),
     ("started_at", "started (UTC)"),
     ("finished_at", "finished (UTC)"),
@@ -134,7 +139,8 @@ def _sections(con, run_id: str, baseline: str):
     """(run row, HTML sections, charts by element id, previous run of the same spec)."""
     run = fetch(
         con,
-        """SELECT h.*, r.*, h.chip AS chip_raw, round(h.memory_bytes / 1e9, 1) AS memory_gb
+        f"""SELECT h.*, r.*, h.chip AS chip_raw, round(h.memory_bytes / 1e9, 1) AS memory_gb,
+                  {PROVENANCE.format(r="r.")} AS provenance
            FROM runs r LEFT JOIN hosts h ON h.host_id = r.host_id WHERE r.run_id = ?""",
         [run_id],
     )[0]
@@ -191,13 +197,10 @@ def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
     charts["chart-compare"] = compare.chart(rows, result, opts)
     note = ""
     if result["hosts_differ"]:  # a pulled run of another machine, say
-        a, b = result["host_a"], result["host_b"]
-        where = "; ".join(
-            f"{k}: {a.get(k) or '?'} then {b.get(k) or '?'}" for k in result["hosts_differ"]
-        )
         note = (
             f'<p class="note">The two runs were measured on different machines or systems '
-            f"({esc(where)}): each ratio compares those too, not only what changed.</p>"
+            f"({esc(compare.hosts_where(result))}): each ratio compares those too, not only "
+            "what changed.</p>"
         )
     return head + note + '<div id="chart-compare" class="chart"></div>'
 

@@ -110,11 +110,11 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
         "<table><tr><th>model</th><th>metric</th><th>chips</th><th>range</th>"
         f"<th>kind</th></tr>{pub_rows}</table>" + PUBLISHED_NOTE
     )
-    # the chart shows this run's own rows by the chart's default: every backend
+    # the chart shows this run's measured rows by the chart's default: every backend
     fopts = Options(baseline=opts.baseline)
     frows = [r for r in factors.query(con, fopts, run_id) if r["model"] in measured]
     frows, note = factors.like_published_first(frows)  # the chart's default, as `chart`
-    notes = ["Own rows: this run only.", *([note] if note else [])]
+    notes = ["Measured rows: this run only.", *([note] if note else [])]
     charts["chart-factors"] = factors.chart(frows, fopts, notes)
     return head + own_html + pub_html + '<div id="chart-factors" class="chart"></div>'
 
