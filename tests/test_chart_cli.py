@@ -346,4 +346,4 @@ def test_by_os_through_the_cli(cli, tmp_path):
     empty = tmp_path / "empty.duckdb"
     open_store(empty).close()
     r = cli("chart", "factors", "--by", "os", "--store", empty, "--out", tmp_path / "e")
-    assert r.returncode == 2 and "no own runs to compare across OS versions" in r.stderr
+    assert r.returncode == 2 and "no measured runs to compare across OS versions" in r.stderr

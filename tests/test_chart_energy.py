@@ -102,10 +102,12 @@ def test_energy_rows_and_factors_equal_the_store(store):
     # the M4 Max ANE row is the sustained case (the latest), not the earlier energy run
     m4 = next(d for d in drawn if d["chip"] == "M4 Max" and d["compute_units"] == "CPU_AND_NE")
     assert m4["case_id"] == store["sustained_cases"][0]["case_id"]
-    # ordered by inferences per joule, highest first; a CUDA row is named by its GPU
+    # ordered by inferences per joule, highest first; a CUDA row is named by its GPU, as
+    # the view names it (the chip that --where and --baseline take)
     ipj = [d["inferences_per_joule"] for d in drawn]
     assert ipj == sorted(ipj, reverse=True)
-    gpu = next(d for d in drawn if d["label"] == "own: NVIDIA H100 80GB HBM3 (torch cuda)")
+    gpu = next(d for d in drawn if d["label"] == "own: H100 80GB HBM3 (torch cuda)")
+    assert gpu["chip"] == "H100 80GB HBM3"
     assert gpu["total_text"] == "204 mJ · 505 W (limit 700 W)"  # the GPU's limit, for scale
 
 
@@ -273,14 +275,14 @@ def test_sustained_panels_share_one_time_axis_and_say_the_verdict(store):
         states = [w["thermal_state"] for w in sorted(
             (w for w in windows if w["case_id"] == cid), key=lambda w: w["window_index"])]  # fmt: skip
         if c["sustained_throttled"]:
-            assert "; throttled." in sub
+            assert "Throttled." in part["title"]["subtitle"]
             assert states[0] == "nominal" and states[-1].startswith("throttled")
             assert (
                 "Thermal state per window: 0–2 nominal; 3–5 throttled: CPU_Speed_Limit 80." in sub
             )
             assert len(part["vconcat"]) == 2  # latency over power
         else:
-            assert "throttling not read (no thermal reading)" in sub
+            assert "Throttling not read (no thermal reading)." in part["title"]["subtitle"]
             assert "No power readings: no power reader on this host (synthetic)." in sub
             assert len(part["vconcat"]) == 1  # nothing to draw below
     assert "not wall power" in " ".join(spec["title"]["subtitle"])

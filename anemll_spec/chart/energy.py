@@ -54,11 +54,6 @@ def query(
     have = view_columns(con, opts.baseline)
     extra = "".join(f", NULL::{t} AS {c}" for c, t in OPTIONAL.items() if c not in have)
     mine = "run_id = ?" if "run_id" in have else "FALSE"
-    # the GPU a CUDA row ran on (NVML measures the board): from the case's host
-    gpu = "NULL::VARCHAR"
-    if "case_id" in have:  # through the tables: the results view would join every case
-        gpu = """(SELECT any_value(h.gpu) FROM cases c JOIN runs r USING (run_id)
-                  JOIN hosts h USING (host_id) WHERE c.case_id = f0.case_id)"""
     beside = (
         f"""OR (NOT {PUBLISHED} AND chip NOT IN (SELECT chip FROM f0 WHERE {mine})
                 AND model IN (SELECT model FROM f0 WHERE {mine}))"""
@@ -68,7 +63,7 @@ def query(
     sql = f"""
     WITH f0 AS (SELECT *{extra} FROM energy_factors_vs(?)
                 WHERE (? IS NULL OR model = ?) AND {where_sql(opts)})
-    SELECT *, {PUBLISHED} AS published, {gpu} AS gpu FROM f0
+    SELECT *, {PUBLISHED} AS published FROM f0
     WHERE ? IS NULL OR {PUBLISHED} OR {mine} {beside}
     ORDER BY model, inferences_per_joule DESC NULLS LAST, chip
     """

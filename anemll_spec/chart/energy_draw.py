@@ -62,32 +62,26 @@ def label_rows(rows: list[dict[str, Any]]) -> list[str]:
     notes = [f"Measured rows: {next(iter(kinds))}."] if len(kinds) == 1 else []
     taken: dict[str, set[str]] = {}
     for i, r in enumerate(rows):
-        tail = ""
+        system = kind = ""
         if r["published"]:
             label = r["chip"]
             r["series"] = "published"
         else:
-            label = f"{r['source']}: {device_name(r)}"
+            # the view's chip: a CUDA case's GPU ('H100 80GB HBM3'), as --where and
+            # --baseline name it
+            label = f"{r['source']}: {r['chip']}"
             if len(systems[(r["model"], r["source"], r["chip"])]) > 1:
-                tail += f" · {r['os'] or 'OS not recorded'}"
+                system = f" · {r['os'] or 'OS not recorded'}"
             if len(kinds) > 1:
-                tail += f" ({variant(r)})"
+                kind = f" ({variant(r)})"
             r["series"] = f"{r['source']} run"
         mine = taken.setdefault(r["model"], set())
-        r["label"] = _shorten(label + tail, mine, tail)
+        r["label"] = _shorten(label + system + kind, mine, system, kind)
         mine.add(r["label"])
         r["order"] = i  # rows arrive by model, then inferences per joule (highest first)
         r["variant"] = variant(r)
         r["factor_label"] = factor_text(r)
     return notes
-
-
-def device_name(row: dict[str, Any]) -> str:
-    """The chip, or for a CUDA row the GPU (NVML measures the board, not the host CPU
-    the store names as a Linux host's chip)."""
-    if row.get("device") == "cuda" and row.get("gpu"):
-        return str(row["gpu"])
-    return str(row["chip"])
 
 
 def factor_text(row: dict[str, Any]) -> str:

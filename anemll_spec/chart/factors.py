@@ -1,14 +1,14 @@
 """Chip comparison: bandwidth and latency per chip with factors against a baseline chip.
 
 The role of anemll-bench's chip comparison chart, drawn from the store's `chip_factors`
-(published rows and the user's own runs together). One row of panels per model, so
+(published rows and measured runs, the user's own and imported or pushed ones, together). One row of panels per model, so
 models never mix in a panel: the published tables' GB/s belong to llama_lm_head (fp16)
 and their ms to llama_lm_head_lut6; the other figure of each is derived, drawn in a
 lighter shade and labelled so.
 
 Every factor is the view's (`chip_factors_vs`): the chart and the report never compute
 one; they only say what it is against (`against`). `--by os` compares the OS versions
-of each chip (own runs only: the published tables name no OS version).
+of each chip (measured runs only: the published tables name no OS version).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def known_models(con) -> list[str]:
     """Models with chip results (published ones first), for 'no such model' messages."""
     rows = fetch(
         con,
-        """SELECT model, bool_or(source <> 'own') AS published FROM chip_factors
+        f"""SELECT model, bool_or(NOT ({MEASURED})) AS published FROM chip_factors
            GROUP BY model ORDER BY published DESC, model""",
     )
     return [r["model"] for r in rows]
@@ -209,14 +209,14 @@ def build(con, opts: Options, run_id: str | None = None) -> dict[str, Any]:
             f"case_factors_vs('{opts.baseline}') has its factors (anemll-spec query)."
         )
     if opts.by == "os":
-        # the published tables name no OS: only own rows can be compared across versions
+        # the published tables name no OS: only measured rows can be compared across versions
         n_pub = len({r["label"] for r in rows if not r["own"]})
         rows = [r for r in rows if r["own"]]
         if n_pub:
             notes.append("Published rows are left out: they record no OS version.")
         if not rows:
             raise NoData(
-                f"no own runs to compare across OS versions ({opts.describe()}): run "
+                f"no measured runs to compare across OS versions ({opts.describe()}): run "
                 "`anemll-spec bench` on each OS version first"
             )
     if not opts.where:  # any --where replaces this default

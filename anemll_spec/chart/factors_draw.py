@@ -52,18 +52,15 @@ def label_rows(rows: list[dict[str, Any]], by: str = "chip") -> list[str]:
     per_chip: dict[tuple, set] = {}
     for r in own:
         per_chip.setdefault((r["model"], r["label"]), set()).add(r.get("os"))
-    tails: dict[str, str] = {}  # label -> the part a cut must keep
+    tails: dict[str, tuple[str, str]] = {}  # label -> its OS and its backend (kept by a cut)
     for r in own:
         several = len(per_chip[(r["model"], r["label"])]) > 1
         if by == "os" and r.get("source", "own") == "own":
             r["label"] = r["label"].removeprefix("own: ")  # own rows are the rule here
-        tail = ""
-        if several or by == "os":
-            tail += f" · {r.get('os') or 'OS not recorded'}"
-        if len(kinds) > 1:
-            tail += f" ({how(r)})"
-        r["label"] += tail
-        tails[r["label"]] = tail
+        system = f" · {r.get('os') or 'OS not recorded'}" if several or by == "os" else ""
+        kind = f" ({how(r)})" if len(kinds) > 1 else ""
+        r["label"] += system + kind
+        tails[r["label"]] = (system, kind)
     if own and len(kinds) == 1:
         on = f" on {next(iter(systems))}" if len(systems) == 1 and None not in systems else ""
         who = "Own" if all(r.get("source", "own") == "own" for r in own) else "Measured"
@@ -80,7 +77,7 @@ def label_rows(rows: list[dict[str, Any]], by: str = "chip") -> list[str]:
         key = (r["model"], r["label"])
         if key not in short:
             taken = {v for (m, _), v in short.items() if m == r["model"]}
-            short[key] = _shorten(r["label"], taken, tails.get(r["label"], ""))
+            short[key] = _shorten(r["label"], taken, *tails.get(r["label"], ("", "")))
     order = {k: i for i, k in enumerate(_ranked(rows, by))}
     for r in rows:
         key = (r["model"], r["label"])
@@ -120,21 +117,33 @@ def how(row: dict[str, Any]) -> str:
     return " ".join(x for x in (row.get("backend"), row.get("compute_units"), device) if x)
 
 
-def _shorten(label: str, taken: set[str], tail: str = "") -> str:
-    """`label` cut to LABEL_CHARS with an ellipsis, kept distinct from `taken`; the cut
-    falls before `tail` (its OS and backend), which stays whole when it can."""
+def _shorten(label: str, taken: set[str], tail: str = "", keep: str = "") -> str:
+    """`label` cut to LABEL_CHARS with an ellipsis, kept distinct from `taken`. `label`
+    ends with `tail` (its OS) then `keep` (its backend), which the cut spares: the OS
+    text gives way first (down to what half a label of chip name leaves), never the
+    backend, which is what tells a chip's rows apart."""
     if len(label) <= LABEL_CHARS and label not in taken:
         return label
-    if len(tail) > LABEL_CHARS - 12:
-        tail = ""
-    head = label[: len(label) - len(tail)]
+    head = label[: len(label) - len(tail) - len(keep)]
+    keep = _cut(keep, LABEL_CHARS // 2)  # whole, unless absurdly long
+    tail = _cut(tail, LABEL_CHARS - len(keep) - min(len(head), LABEL_CHARS // 2))
+    end = tail + keep
+    if len(head) + len(end) <= LABEL_CHARS and head + end not in taken:
+        return head + end
     n = 1
     while True:
         mark = "…" if n == 1 else f"… #{n}"
-        cut = head[: LABEL_CHARS - len(mark) - len(tail)] + mark + tail
+        cut = head[: LABEL_CHARS - len(mark) - len(end)] + mark + end
         if cut not in taken:
             return cut
         n += 1
+
+
+def _cut(text: str, room: int) -> str:
+    """`text` in at most `room` characters, ending in an ellipsis where it was cut."""
+    if len(text) <= room:
+        return text
+    return text[: room - 1].rstrip() + "…" if room > 1 else ""
 
 
 def key_factor_labels(rows: list[dict[str, Any]]) -> list[str]:
@@ -212,8 +221,8 @@ def chart(rows: list[dict[str, Any]], opts, notes: Sequence[str] = ()) -> dict[s
         if panels:
             grid.append({"hconcat": panels, "spacing": 70, "resolve": {"scale": {"y": "shared"}}})
     if by == "os":
-        what = ["Own runs by OS version (one colour per version); labels say what each factor "
-                "is against."]  # fmt: skip
+        what = ["Measured runs by OS version (one colour per version); labels say what each "
+                "factor is against."]  # fmt: skip
     else:
         what = [
             "Published anemll-bench results and measured runs (outlined: 'own: …' yours, "

@@ -89,7 +89,20 @@ def check_filter(text: str | None) -> str | None:
             )
     if depth != 0:
         raise InputError(f"--where {text!r}: unbalanced parentheses")
+    _check_syntax(text)
     return text.strip()
+
+
+def _check_syntax(text: str) -> None:
+    """Parse the filter alone (nothing runs): a syntax error in it is told against the
+    user's text, not the chart's SQL around it (which the parser would quote instead)."""
+    import duckdb
+
+    for sql in (f"SELECT 1 WHERE {text}", f"SELECT 1 WHERE ({text})"):
+        try:
+            duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise InputError(f"--where {text!r}: {str(exc).splitlines()[0]}") from None
 
 
 def connect(target: str | None):

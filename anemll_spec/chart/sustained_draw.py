@@ -199,7 +199,9 @@ def _x_title(part: dict[str, Any], title: str | None) -> dict[str, Any]:
 
 def _subtitle(case, windows, spread, clip, has_power: bool) -> list[str]:
     lines = [
-        f"{verdict_words(case, windows)}; {throttled_words(case.get('sustained_throttled'))}.",
+        f"{verdict_words(case, windows)}.",
+        # a line of its own: after the verdict it was cut off at the title's limit
+        f"{_capital(throttled_words(case.get('sustained_throttled')))}.",
         f"Window medians: first {style.fmt_num(case.get('sustained_first_median_ms'), 4)} ms, "
         f"last {style.fmt_num(case.get('sustained_last_median_ms'), 4)} ms; "
         f"{len(windows)} windows of {style.fmt_num(case.get('sustained_window_s'))} s.",
@@ -284,6 +286,10 @@ def calls_ratio(windows: Sequence[dict[str, Any]]) -> float | None:
     if len(tput) < 2 or not tput[0] or tput[-1] is None:
         return None
     return float(tput[-1]) / float(tput[0])
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def throttled_words(value: bool | None) -> str:

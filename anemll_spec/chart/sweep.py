@@ -85,12 +85,9 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
     """query(), plus the other swept parameters that are part of each series' name."""
     cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
     found = swept_params(con, cases_sql, params)
-    param = pick_param(found, opts.param)
+    param = pick_param(found, opts.param) if not opts.param or opts.param in found else None
     if param is None:
-        raise NoData(
-            f"run {run_id} swept no parameter ({opts.describe(run=False)}): every case has the same "
-            "params; the sweep chart needs a spec with a `sweep:`"
-        )
+        raise _nothing_swept(con, opts, run_id)
     metric = opts.metric or DEFAULT_SWEEP_METRIC
     if metric not in METRICS:
         raise InputError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
@@ -127,6 +124,37 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
         [*params, _json_path(param), *other_params],
     )
     return rows, param, metric, others
+
+
+def _nothing_swept(con, opts: Options, run_id: str) -> Exception:
+    """Why the run's ok cases give no swept parameter to draw: a run whose sweep failed
+    (its parameters counted over all its cases, failed ones too) is told from one that
+    swept nothing."""
+    all_sql, all_params = selected_cases_sql(opts, run_id)
+    swept = pick_param(swept_params(con, all_sql, all_params), opts.param)  # --param: known?
+    if swept is None:
+        return NoData(
+            f"run {run_id} swept no parameter ({opts.describe(run=False)}): every case has the same "
+            "params; the sweep chart needs a spec with a `sweep:`"
+        )
+    n = fetch(
+        con,
+        f"""SELECT count(*) FILTER (WHERE {NEEDS}) AS ok,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE status = 'skipped') AS skipped
+            FROM ({all_sql}) AS c""",
+        all_params,
+    )[0]
+    counts = f"{n['failed']} failed" + (f", {n['skipped']} skipped" if n["skipped"] else "")
+    what = (
+        "fewer than 2 ok cases to draw"
+        if n["ok"] < 2
+        else f"no 2 ok cases that differ in {swept} to draw"
+    )
+    filters = opts.describe(run=False)
+    if filters != "no filter":
+        counts += f"; {filters}"
+    return NoData(f"run {run_id} swept {swept} but has {what} ({counts})")
 
 
 def build(con, opts: Options) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["chip", "os"],
         default="chip",
         help="factors: one row per chip (chip, the default: OS versions apart where a chip "
-        "has several) or compare each chip's OS versions (os: own runs only)",
+        "has several) or compare each chip's OS versions (os: measured runs only)",
     )
     p.add_argument(
         "--metric",
