@@ -20,6 +20,12 @@ def test_build_spec_json_then_cached(tmp_path, cli):
     r = cli("build", ROOT / "specs" / "smoke.yaml", "--cache-dir", tmp_path)
     assert r.returncode == 0
     assert r.stdout.count("cached") == 2 and "smoke[layout=conv]" in r.stdout
+    # the 16-hex case key is labelled 'case'; the path holds the 24-hex cache key (stop 27)
+    lines = r.stdout.splitlines()
+    for row in rows:
+        at = lines.index(f"case {row['case']}  {row['model_name']}")
+        assert lines[at + 1].strip() == row["path"]
+        assert Path(row["path"]).parent.name == row["key"] != row["case"]
     assert "Running MIL" not in r.stderr
 
 

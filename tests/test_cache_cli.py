@@ -47,6 +47,10 @@ def test_list_shows_spec_and_total(two_entries, capsys):
     assert cli_main(["cache", "list", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
     assert "myspec" in out and "2 entries" in out and "on disk" in out
+    # the column is the cache key (the folder's name), labelled so, not a case key (stop 27)
+    header, _, *rows = out.splitlines()[1:5]
+    assert header.startswith("cache key  ") and "spec" in header
+    assert {r.split()[0] for r in rows} == {fresh, old}
 
 
 def test_clear_older_than_removes_only_old_entries_and_says_what(two_entries, capsys):

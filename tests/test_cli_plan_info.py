@@ -106,8 +106,11 @@ def test_plans_printed_bound_is_at_least_the_bound(cli, name):
     """Stop 27: "at most" rounded the bound down (131 s printed as "at most 2 min")."""
     import re
 
-    bound = json.loads(cli("plan", SPECS / name, "--json").stdout)["time_bound_s"]
+    doc = json.loads(cli("plan", SPECS / name, "--json").stdout)
+    bound = doc["time_bound_s"]
     text = cli("plan", SPECS / name).stdout
+    for c in doc["cases"]:  # the 16-hex case key, labelled as one (not the build or cache key)
+        assert f"\n#{c['index']} case {c['key']}: warmup " in text
     got = re.search(r"timing takes at most ([\d.]+) (s|min|h) ", text)
     assert got, text
     printed = float(got[1]) * {"s": 1, "min": 60, "h": 3600}[got[2]]

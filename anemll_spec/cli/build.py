@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             state = "cached" if built.cached else f"built in {built.build_s:.1f} s"
             print(
-                f"{case.key}  {case.model_name}\n"
+                f"case {case.key}  {case.model_name}\n"
                 f"    {built.path}\n"
                 f"    weights {human_bytes(built.weight_bytes)} ({built.weight_bytes:,} B), "
                 f"{human_flops(built.flops)}, {state}"

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         for e in items
     ]
     print(
-        table(rows, ["key", "spec", "family", "weights", "on disk", "created", "state"])
+        table(rows, ["cache key", "spec", "family", "weights", "on disk", "created", "state"])
         if rows
         else "(no built models)"
         if extra

@@ -164,7 +164,7 @@ def print_plan(doc: dict) -> None:
         )
     print(table(rows, ["#", "case", "shapes", "compression", "weights", "FLOPs", "variants"]))
     for it in items:
-        print(f"#{it['index']} {it['key']}: {it['budget_text']}")
+        print(f"#{it['index']} case {it['key']}: {it['budget_text']}")
         for w in it["estimate"]["warnings"]:
             print(f"    warning: {w}")
         for n in it["notes"]:
