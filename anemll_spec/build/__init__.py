@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from anemll_spec.build.cache import BUILDER_VERSION, cache_key, default_cache_dir
+from anemll_spec.build.cache import BUILDER_VERSION, cache_key
 from anemll_spec.build.records import Built, Estimate
 from anemll_spec.errors import InputError
+from anemll_spec.paths import default_cache_dir
 from anemll_spec.vocab import TARGET_VERSION
 
 if TYPE_CHECKING:  # the spec (pydantic) is imported where a model is used: `cache list`

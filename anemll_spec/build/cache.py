@@ -33,15 +33,6 @@ PACKAGE = "model.mlpackage"
 BUILDER_VERSION = 1
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("ANEMLL_SPEC_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "anemll-spec"
-
-
 def cache_key(model: ModelBase) -> str:
     from importlib.metadata import version  # importing coremltools takes seconds
 

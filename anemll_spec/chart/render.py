@@ -23,8 +23,8 @@ _bundle_memo: dict[str, str] = {}
 
 
 def cache_dir() -> Path:
-    """The build cache's directory ($ANEMLL_SPEC_CACHE, else the XDG cache)."""
-    from anemll_spec.build.cache import default_cache_dir
+    """anemll-spec's cache folder ($ANEMLL_SPEC_CACHE, else the XDG cache)."""
+    from anemll_spec.paths import default_cache_dir
 
     return default_cache_dir()
 

@@ -51,8 +51,9 @@ def _what(e: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.build import cache
+    from anemll_spec.paths import default_cache_dir
 
-    cache_dir = cache_dir_of(args) or cache.default_cache_dir()
+    cache_dir = cache_dir_of(args) or default_cache_dir()
     if args.action == "clear":
         removed = cache.clear(cache_dir, older_than_s=args.older_than)
         entries = [e for e in removed if e["kind"] == "entry"]
