@@ -13,7 +13,6 @@ import re
 import sys
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
 import chart_energy as ce  # noqa: E402
 import chart_sustained as cs  # noqa: E402
 import chart_synthetic as syn  # noqa: E402
+from db_util import dict_rows
 
 from anemll_spec.chart import build_chart  # noqa: E402
 from anemll_spec.chart.report import write_report  # noqa: E402
@@ -47,14 +47,7 @@ def store(tmp_path_factory) -> dict:
     return out
 
 
-def raw(path: Path, sql: str, params=()) -> list[dict]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
+raw = dict_rows
 
 
 def latest_energy_cases(path: Path) -> dict[tuple, dict]:

@@ -15,13 +15,13 @@ import re
 import sys
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
 import chart_dom as dom  # noqa: E402
 import chart_synthetic as syn  # noqa: E402
+from db_util import dict_rows
 
 from anemll_spec.chart import build_chart, latency, robust, timeline  # noqa: E402
 from anemll_spec.chart.report import write_report  # noqa: E402
@@ -43,14 +43,7 @@ def store(tmp_path_factory) -> dict:
     return {"path": path, **ids}
 
 
-def view(path: Path, sql: str, params=()) -> list[dict]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
+view = dict_rows
 
 
 def samples(path: Path, run_id: str) -> dict[str, np.ndarray]:

@@ -13,13 +13,13 @@ import html
 import sys
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
 import chart_energy as ce  # noqa: E402
 import chart_sustained as cs  # noqa: E402
+from db_util import dict_rows
 from fixtures.store.synth import case, host, run, samples_ns  # noqa: E402
 
 from anemll_spec.chart import build_chart  # noqa: E402
@@ -44,14 +44,7 @@ GPU_HOST = host(
 )
 
 
-def raw(path: Path, sql: str, params=()) -> list[dict]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
+raw = dict_rows
 
 
 def gpu_run(path: Path, seed: int, model: str = "llama_lm_head") -> str:

@@ -9,9 +9,9 @@ import re
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
+from db_util import dict_rows
 from power_util import ClockedRapl, ClockReader
 
 from anemll_spec.harness import Budget, time_concurrent
@@ -41,13 +41,7 @@ def _bench(tmp_path: Path, text: str, store: Path):
 
 
 def _one(store: Path, sql: str, *args):
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        cur = con.execute(sql, list(args))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
+    return dict_rows(store, sql, args)
 
 
 def test_a_sustained_run_stores_its_windows_and_verdict(tmp_path):
