@@ -11,7 +11,7 @@ from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.store import append_case, finish_run
 from anemll_spec.store.markdown import escape
-from anemll_spec.store.share import PUBLISHED_CAVEAT
+from anemll_spec.store.published import CAVEAT as PUBLISHED_CAVEAT
 
 
 def cells(line: str) -> list[str]:

@@ -150,19 +150,11 @@ def estimate(model: ModelBase) -> Estimate:
 
 
 def kmeans_groups(model: ModelBase) -> int:
-    """The LUT groups k-means palettization clusters when `model` is built (0: none): the
-    longest step of a first build (16,032 for the LUT6 LLaMA head), which `plan` warns of.
-    One group per compressible weight per tensor, else its output channels / group size
-    (the total graph._kmeans_tally counts down as the build runs)."""
-    from anemll_spec.spec.compression import Palettize, config
+    """The LUT groups k-means palettization clusters when `model` is built (0: none):
+    compress.kmeans_groups over the family's declared weights."""
+    from anemll_spec.build.compress import kmeans_groups as count
 
-    c = config(model.compression)
-    if not isinstance(c, Palettize) or c.mode != "kmeans":
-        return 0
-    grouped = c.granularity == "per_grouped_channel"
-    return sum(
-        w.out_channels // c.group_size if grouped else 1 for w in model.weights() if w.compressible
-    )
+    return count(model.compression, model.weights())
 
 
 def _check_memory(model: ModelBase, est: Estimate) -> None:

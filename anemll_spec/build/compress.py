@@ -20,12 +20,26 @@ can express (targets, group and block sizes) is checked by the spec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from anemll_spec.spec.compression import Palettize, Quantize
+from anemll_spec.spec.base import WeightDecl
+from anemll_spec.spec.compression import Compression, Palettize, Quantize, config
 
 if TYPE_CHECKING:
     from anemll_spec.build.palettize import GroupTally
+
+
+def kmeans_groups(compression: Compression, weights: Sequence[WeightDecl]) -> int:
+    """The LUT groups k-means palettization clusters over `weights` (0: no k-means): one
+    per compressible weight per tensor, else its output channels / group size. The
+    build's progress counts them down; `plan` warns of them (the longest step of a first
+    build: 16,032 for the LUT6 LLaMA head)."""
+    c = config(compression)
+    if not isinstance(c, Palettize) or c.mode != "kmeans":
+        return 0
+    grouped = c.granularity == "per_grouped_channel"
+    return sum(w.out_channels // c.group_size if grouped else 1 for w in weights if w.compressible)
 
 
 def op_config(cfg: Palettize | Quantize):

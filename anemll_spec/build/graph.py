@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from anemll_spec.build import weights as wgen
-from anemll_spec.build.compress import Compressor
+from anemll_spec.build.compress import Compressor, kmeans_groups
 from anemll_spec.spec.base import TARGET_VERSION, WeightDecl
 from anemll_spec.spec.compression import Palettize, Quantize, config
 from anemll_spec.spec.families import ModelBase
@@ -50,17 +50,12 @@ def _kmeans_tally(
     model: ModelBase, declared: list[WeightDecl], progress: Callable[[str], None]
 ) -> GroupTally | None:
     """The k-means group counter of a build, reporting to `progress` as GroupsDone messages
-    (a str with .done, .total, .elapsed_s, .eta_s); None unless k-means palettizes. Total:
-    one group per compressible weight per tensor, else its output channels / group size."""
-    c = config(model.compression)
-    if not isinstance(c, Palettize) or c.mode != "kmeans":
+    (a str with .done, .total, .elapsed_s, .eta_s); None unless k-means palettizes."""
+    total = kmeans_groups(model.compression, declared)
+    if not total:
         return None
     from anemll_spec.build.palettize import GroupsDone, GroupTally
 
-    grouped = c.granularity == "per_grouped_channel"
-    total = sum(
-        w.out_channels // c.group_size if grouped else 1 for w in declared if w.compressible
-    )
     tally: GroupTally
 
     def report(done: int, total: int) -> None:

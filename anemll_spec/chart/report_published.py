@@ -13,14 +13,12 @@ from typing import Any
 from anemll_spec.chart import factors
 from anemll_spec.chart.source import Options, fetch
 from anemll_spec.chart.style import esc, fmt_factor, fmt_num, os_label
+from anemll_spec.store import published
 from anemll_spec.store.sqlparts import DERIVED_BASELINE
 
 PUBLISHED_NOTE = (
-    '<p class="muted">The published tables\' GB/s belong to llama_lm_head (fp16) and '
-    "their ms to llama_lm_head_lut6; the other figure of each is derived (weight "
-    "bytes / the published one). Published latency is a mean of time.time() samples; "
-    "ours is a median. Factors: bandwidth = GB/s / baseline GB/s, inference = baseline "
-    "ms / ms; each names what it is against.</p>"
+    f'<p class="muted">{esc(published.CAVEAT)} Factors: bandwidth = GB/s / baseline '
+    "GB/s, inference = baseline ms / ms; each names what it is against.</p>"
 )
 
 

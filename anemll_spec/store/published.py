@@ -25,6 +25,13 @@ PUBLISHED_DIR = STORE_DIR / "reference"  # the folder keeps its name (data, docs
 QUERIES_DIR = STORE_DIR / "queries"
 PUBLISHED_CSV = PUBLISHED_DIR / "anemll_bench_published.csv"
 
+# What every comparison with the published figures says beside them (share, report).
+CAVEAT = (
+    "The published tables' GB/s belong to llama_lm_head (fp16) and their ms to "
+    "llama_lm_head_lut6; the other figure of each is derived (weight bytes / the published "
+    "one). Published latency is a mean of time.time() samples; ours is a median."
+)
+
 # Weight bytes on disk of the published models (store/reference/README.md).
 MODEL_WEIGHT_BYTES = {"llama_lm_head": 1_050_673_728, "llama_lm_head_lut6": 396_055_616}
 

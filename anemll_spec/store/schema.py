@@ -106,6 +106,7 @@ __all__ = [  # the vocabulary of columns.py is re-exported: import it from here
 ]
 
 C = Column
+COMMAND_DOC = "the command that started the run (`anemll-spec ...`; from Python: `python ...`)"
 
 
 HOSTS = Table(
@@ -202,7 +203,7 @@ RUNS = Table(
             "the checkout had uncommitted changes to tracked files (untracked files do not count)",
         ),
         C("host_id", "VARCHAR", "-> hosts.host_id", pattern=HEX16),
-        C("command", "VARCHAR", "command line", max_len=TEXT, multiline=True),
+        C("command", "VARCHAR", COMMAND_DOC, max_len=TEXT, multiline=True),
         C("writer_pid", "INTEGER", "pid of the writing process (stale-run detection)", since=2),
         C("writer_hostname", "VARCHAR", "host of the writing process", since=2),
         # added in v3: provenance

@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import shlex
 
-from anemll_spec.store import factors, markdown
+from anemll_spec.store import factors, markdown, published
 from anemll_spec.store.markdown import escape
 
 # What the published figures are, said under the comparison as the report and the factors
 # chart say it (chart/report_published.PUBLISHED_NOTE): a reader of the issue compares a
 # mean with a median, and the GB/s and ms of two different heads, otherwise.
-PUBLISHED_CAVEAT = (
-    "The published tables' GB/s belong to llama_lm_head (fp16) and their ms to "
-    "llama_lm_head_lut6; the other figure of each is derived (weight bytes / the published "
-    "one). Published latency is a mean of time.time() samples; ours is a median."
-)
-
 _SUMMARY = (
     "model_name",
     "backend",
@@ -175,7 +169,7 @@ def _factors(con, run_id: str, baseline: str) -> str:
         f"**Compared with published results** (bandwidth factor = GB/s / the baseline's; "
         f"inference factor = the baseline's ms / ms; baseline {escape(baseline)}):\n\n"
         + table
-        + f"\n{escape(PUBLISHED_CAVEAT)}\n"
+        + f"\n{escape(published.CAVEAT)}\n"
     )
 
 
