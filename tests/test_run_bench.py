@@ -132,6 +132,7 @@ def test_bench_cli_end_to_end(cli, tmp_path):
         assert row["status"] == "ok" and row["backend"] == "numpy"
         assert row["compute_units"] is None and row["n_samples"] == 40
         assert row["case_id"] == got["case_id"] and row["median_ms"] == got["stats"]["median_ms"]
+        assert row["variant_key"] == got["variant_key"]  # what compare pairs runs on
         # numpy is the reference executor: it is checked against the program in fp16
         assert row["verify_status"] == "pass", row["verify_note"]
         assert row["verify_note"] == (

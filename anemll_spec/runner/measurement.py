@@ -205,6 +205,7 @@ class Measurement:
         return {
             "case_id": self.case_id,
             "case_key": v.case_key,
+            "variant_key": self.variant_key,  # what `compare` pairs runs on
             "case_index": v.case_index,
             "model_name": v.model_name,
             "params": v.params,
