@@ -55,7 +55,7 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class SustainedVerdict:
     first_median_ms: float
     last_median_ms: float
     throughput_ratio: float  # median(first) / median(last): < 1 means slower at the end
@@ -69,7 +69,7 @@ class Verdict:
 @dataclass
 class Sustained:
     windows: list[Window]
-    verdict: Verdict
+    verdict: SustainedVerdict
     window_s: float
     duration_s: float
     interrupted: bool = False  # Ctrl-C after two or more windows: these are kept
@@ -84,7 +84,7 @@ def judge(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     noise_floor_pct: float = NOISE_FLOOR_PCT,
-) -> Verdict:
+) -> SustainedVerdict:
     """Throughput of the last window relative to the first, with its bootstrap CI.
 
     ratio_of_medians_ci(first, last) gives median(last)/median(first) (latency); the
@@ -99,7 +99,7 @@ def judge(
     else:
         word = "degraded" if high < 1.0 else "improved"
     flags = [t.throttled for t in thermals or [] if hasattr(t, "throttled")]
-    return Verdict(
+    return SustainedVerdict(
         first_median_ms=float(np.median(first_ns)) / 1e6,
         last_median_ms=float(np.median(last_ns)) / 1e6,
         throughput_ratio=ratio,

@@ -13,7 +13,7 @@ import pytest
 from fixtures.store.synth import new_run
 
 from anemll_spec.store import SCHEMA_VERSION
-from anemll_spec.store.prepare import Prepared, derived_fingerprint
+from anemll_spec.store.prepare import StorePrepared, derived_fingerprint
 
 
 def meta(path: Path) -> dict[str, str]:
@@ -97,6 +97,6 @@ def test_an_upgrade_another_process_did_first_is_not_reported_as_this_ones(v4_st
     nothing, and says so (what prepare did, not what the first read saw)."""
     from anemll_spec.store.connection import upgrade_store
 
-    assert upgrade_store(v4_store) == Prepared(4, True)
-    assert upgrade_store(v4_store) == Prepared(SCHEMA_VERSION, False)
+    assert upgrade_store(v4_store) == StorePrepared(4, True)
+    assert upgrade_store(v4_store) == StorePrepared(SCHEMA_VERSION, False)
     assert meta(v4_store)["schema_version"] == str(SCHEMA_VERSION)

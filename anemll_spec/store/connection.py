@@ -28,7 +28,7 @@ import duckdb
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import lake, lake_target
 from anemll_spec.store.diagnose import cannot_open, locked_by_another
-from anemll_spec.store.prepare import Prepared, check_readable, prepare
+from anemll_spec.store.prepare import StorePrepared, check_readable, prepare
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -160,7 +160,9 @@ def open_store(
     return _connect_prepared(path, timeout)[0]
 
 
-def upgrade_store(target: str | os.PathLike, *, lock_timeout_s: float | None = None) -> Prepared:
+def upgrade_store(
+    target: str | os.PathLike, *, lock_timeout_s: float | None = None
+) -> StorePrepared:
     """A writing open that says what it did (`anemll-spec upgrade`), then closes: the
     version it found and whether it changed anything. Another process that upgraded the
     store first leaves nothing to do here."""
@@ -219,7 +221,7 @@ def _open_lake(
     timeout: float,
     force: bool = False,
     check: bool = True,
-) -> tuple[duckdb.DuckDBPyConnection, Prepared | None]:
+) -> tuple[duckdb.DuckDBPyConnection, StorePrepared | None]:
     """The connection, and what preparing the store did (None: checked or known ready).
     force: prepare even where this process already did; check: see open_store."""
     con = lake.connect(target, read_only=read_only, sandbox=sandbox, timeout=timeout)
@@ -246,7 +248,7 @@ def _open_lake(
     return con, done
 
 
-def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> Prepared:
+def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> StorePrepared:
     """prepare, retried: writers that create, upgrade or refresh the same lake at once
     conflict in DuckLake; the loser re-reads and finds the work done."""
     for attempt in range(attempts):
@@ -263,7 +265,9 @@ def _prepare_lake(con, target: lake_target.LakeTarget, attempts: int = 30) -> Pr
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _connect_prepared(path: Path, timeout: float) -> tuple[duckdb.DuckDBPyConnection, Prepared]:
+def _connect_prepared(
+    path: Path, timeout: float
+) -> tuple[duckdb.DuckDBPyConnection, StorePrepared]:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only=False, timeout=timeout, sandbox=False)
     try:

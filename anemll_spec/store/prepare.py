@@ -119,7 +119,7 @@ def derived_fingerprint() -> str:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class StorePrepared:
     """What a writing open did to the store: its version as found (None: it created the
     store) and whether it changed anything (created, upgraded, views re-installed)."""
 
@@ -127,7 +127,7 @@ class Prepared:
     changed: bool
 
 
-def prepare(con, path, *, shared: bool = False) -> Prepared:
+def prepare(con, path, *, shared: bool = False) -> StorePrepared:
     """Create, upgrade, or refresh the derived objects of a writable store.
 
     shared: a DuckLake (no primary keys; the row that `lake.claim` deletes is made)."""
@@ -142,7 +142,7 @@ def prepare(con, path, *, shared: bool = False) -> Prepared:
             lake.ensure_claim_row(con)
         _install_derived(con, fingerprint)
         con.execute("COMMIT")
-        return Prepared(None, True)
+        return StorePrepared(None, True)
     check_not_newer(version, path)
     upgraded = version < schema.SCHEMA_VERSION
     if upgraded:  # steps may drop views and reference data: install them whatever the hash
@@ -159,7 +159,7 @@ def prepare(con, path, *, shared: bool = False) -> Prepared:
         con.execute("BEGIN")
         _install_derived(con, fingerprint)
         con.execute("COMMIT")
-    return Prepared(version, stale)
+    return StorePrepared(version, stale)
 
 
 def _install_derived(con, fingerprint: str) -> None:
