@@ -75,6 +75,28 @@ def test_plan_says_a_sustained_run_times_for_its_duration(cli, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "warmup 5 (<= 120 s), sustained 12 s in 3 s windows" in res.stdout
     assert " it, " not in res.stdout
+    assert "not interleaved" not in res.stdout  # one variant: nothing to take turns with
+
+
+def test_plan_says_a_sustained_run_times_its_variants_one_after_the_other(cli, tmp_path):
+    """As bench notes on each result (and the same words): `interleave` does not apply
+    to a sustained run's variants."""
+    spec = tmp_path / "sus.yaml"
+    spec.write_text(
+        "name: sus\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy, torch], device: cpu, duration_s: 12, window_s: 3}\n"
+    )
+    res = cli("plan", spec, "--json")
+    assert res.returncode == 0, res.stderr
+    (case,) = json.loads(res.stdout)["cases"]
+    assert (
+        "not interleaved: a sustained run times each variant for its whole duration, one "
+        "after the other" in case["notes"]
+    )
+    off = spec.read_text().replace("window_s: 3}", "window_s: 3, interleave: false}")
+    spec.write_text(off)
+    (case,) = json.loads(cli("plan", spec, "--json").stdout)["cases"]
+    assert not any("interleaved" in n for n in case["notes"])
 
 
 @pytest.mark.parametrize(

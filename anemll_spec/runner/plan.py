@@ -55,6 +55,12 @@ def refusals(cases: list[Case]) -> list[str]:
     return [f"{it} ({why}): bench would refuse" for it, why in dict.fromkeys(f for f in found if f)]
 
 
+SUSTAINED_IN_TURN = (
+    "not interleaved: a sustained run times each variant for its whole duration, one "
+    "after the other"
+)
+
+
 def resolve_variants(
     case: Case, auto: str | None
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
@@ -76,6 +82,8 @@ def resolve_variants(
         for b, n in collapsed.items()
         if n > 1
     ]
+    if case.run.duration_s is not None and case.run.interleave and len(out) > 1:
+        notes.append(SUSTAINED_IN_TURN)
     return out, notes
 
 

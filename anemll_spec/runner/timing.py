@@ -27,12 +27,7 @@ def time_variants(cr: CaseRun) -> None:
     opened = [o for o in cr.opened if o.m.status == "ok"]
     if not opened:
         return
-    if run.duration_s:
-        for o in opened if run.interleave and len(opened) > 1 else ():
-            o.m.note(
-                "not interleaved: a sustained run times each variant for its whole "
-                "duration, one after the other"
-            )
+    if run.duration_s:  # one variant after the other (plan.resolve_variants notes it)
         for i, o in enumerate(opened):
             try:
                 with attempt(o.m, "predict failed while timing: "):
