@@ -413,27 +413,32 @@ def test_a_case_the_store_refuses_is_stored_failed_without_its_figures(tmp_path,
 def test_attention_says_what_its_gbps_counts_and_leaves_out(tmp_path, cache):
     """Attention's weight file holds the whole RoPE tables (a call gathers seq_len rows)
     and not the KV cache (read whole each call): the stored note says both sizes. The
-    tables' size is checked against the stored weight bytes of two context lengths."""
+    tables' size is checked against the stored weight bytes of two context lengths, at
+    each compute precision (the tables are stored in it; the cache is always fp16)."""
     import re
 
     text = ATTENTION.replace(
-        "context_length: 32}", "context_length: 32}\nsweep:\n  model.context_length: [32, 96]"
+        "context_length: 32}",
+        "context_length: 32}\nsweep:\n  model.context_length: [32, 96]\n"
+        "  model.compute_precision: [float16, float32]",
     )
     store = tmp_path / "s.duckdb"
     assert _run(_spec(tmp_path, text), store, cache).status == "finished"
-    rows = _cases(store)
-    sizes = {}
-    for row in rows:
-        ctx = json.loads(row["params"])["model.context_length"]
+    sizes: dict[str, dict[int, tuple[float, int]]] = {}
+    for row in _cases(store):
+        params = json.loads(row["params"])
+        ctx, precision = params["model.context_length"], params["model.compute_precision"]
         (note,) = [n for n in json.loads(row["notes"]) if n.startswith("GB/s counts the weight")]
         rope_mb, kv_mb = map(float, re.findall(r"([\d.]+) MB", note))
         assert "of which a call reads 1 row(s)" in note
         kv = 2 * 1 * 2 * ctx * 16 * 2  # key + value, batch 1, 2 kv heads, head_dim 16, fp16
         assert kv_mb == pytest.approx(kv / 1e6, rel=1e-3)
-        sizes[ctx] = (rope_mb, row["weight_bytes"])
-    (r32, w32), (r96, w96) = sizes[32], sizes[96]
-    # the tables, read back from the stored sizes (the note rounds to 3 digits)
-    assert (r96 - r32) * 1e6 == pytest.approx(w96 - w32, rel=1e-2)
+        sizes.setdefault(precision, {})[ctx] = (rope_mb, row["weight_bytes"])
+    assert set(sizes) == {"float16", "float32"}
+    for by_ctx in sizes.values():
+        (r32, w32), (r96, w96) = by_ctx[32], by_ctx[96]
+        # the tables, read back from the stored sizes (the note rounds to 3 digits)
+        assert (r96 - r32) * 1e6 == pytest.approx(w96 - w32, rel=1e-2)
     others = _cases_of(_run(_spec(tmp_path, LM_HEAD, "h.yaml"), tmp_path / "h.duckdb", cache))
     assert not any("GB/s counts the weight" in n for n in others)
 

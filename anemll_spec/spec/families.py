@@ -201,7 +201,7 @@ class Attention(ModelBase):
         )
 
     def bandwidth_caveat(self) -> str | None:
-        rope = 2 * self.context_length * self.head_dim * (2 if self.dtype == "float16" else 4)
+        rope = 2 * self.context_length * self.head_dim * (2 if self.precision == "float16" else 4)
         kv = 2 * self.batch * self.kv_heads * self.context_length * self.head_dim * 2  # fp16
         return (
             f"GB/s counts the weight file: the projections and the whole RoPE tables "
