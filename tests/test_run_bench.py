@@ -327,6 +327,34 @@ def test_a_run_started_from_python_records_the_command_that_ran(tmp_path, cache)
     assert command == shlex.join([sys.executable, "-c", code])
 
 
+def test_an_embedded_interpreter_records_no_command(tmp_path, cache, monkeypatch):
+    """An interpreter embedded in another program has no command line (sys.orig_argv is
+    empty): NULL, not an empty string."""
+    monkeypatch.setattr(sys, "orig_argv", [])
+    spec = _spec(tmp_path, LM_HEAD[: LM_HEAD.index("sweep:")])
+    store = tmp_path / "s.duckdb"
+    assert _run(spec, store, cache).status == "finished"
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("SELECT command FROM runs").fetchall() == [(None,)]
+    con.close()
+
+
+def test_the_cli_called_from_python_records_the_command_it_was_given(tmp_path, cache, monkeypatch):
+    """main(argv) records its own argv, not the process's sys.argv (a driver script's
+    flags, or pytest's)."""
+    from anemll_spec.cli import main
+
+    spec = _spec(tmp_path, LM_HEAD[: LM_HEAD.index("sweep:")])
+    store = tmp_path / "s.duckdb"
+    monkeypatch.setattr(sys, "argv", ["driver.py", "--my-flag"])
+    argv = ["bench", str(spec), "--store", str(store), "--backend", "numpy"]
+    assert main(argv) == 0
+    con = duckdb.connect(str(store), read_only=True)
+    (command,) = con.execute("SELECT command FROM runs").fetchone()
+    con.close()
+    assert command == shlex.join(["anemll-spec", *argv])
+
+
 def test_compare_pairs_the_same_variant_across_spec_lists_and_backend_override(tmp_path, cache):
     """Run A lists auto with two compute units (one numpy variant on Linux); run B is the
     same model forced with --backend numpy. They measured the same thing: compare pairs them."""

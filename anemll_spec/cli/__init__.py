@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_coremltools()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    # the command line as given (runs.command): main's own argv, not the process's
+    args.argv = ["anemll-spec", *(sys.argv[1:] if argv is None else argv)]
     if extra:  # said by the command's own parser, which shows the flags it has
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 store=args.store,
                 max_cases=args.max_cases,
                 cache_dir=cache_dir_of(args),
-                command=shlex.join(["anemll-spec", *sys.argv[1:]]),
+                command=shlex.join(map(str, args.argv)),
             )
             for spec in args.specs
         ]

@@ -75,7 +75,7 @@ class Runner:
         self.cache_dir = cache_dir
         # runs.command: what the CLI was given (it passes it), else the Python command line
         # that really ran (a script, `python -c ...`), never an anemll-spec never run
-        self.command = command or shlex.join(sys.orig_argv)
+        self.command = command or shlex.join(sys.orig_argv) or None  # None: embedded
         # at construction, so `bench a.yaml b.yaml` refuses b's bad input before a runs
         self._preflight()
 
