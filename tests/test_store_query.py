@@ -334,6 +334,7 @@ def test_chip_factors_query_keeps_os_versions_and_gpus_apart(cli, tmp_path):
         ("select medianms from results", "median_ms"),  # Candidate bindings kept
         ("selec * from results", 'syntax error at or near "selec"'),
         ("select * from resuls", 'Did you mean "results"'),
+        ("select 'a' + 1", "+(INTEGER, INTEGER) -> INTEGER"),  # tab-indented candidates
     ],
 )
 def test_a_failed_query_is_one_line(cli, store, sql, hint):
@@ -345,4 +346,5 @@ def test_a_failed_query_is_one_line(cli, store, sql, hint):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("anemll-spec query: error: query failed: ")
     assert hint in lines[0] and "\\n" not in lines[0] and "^" not in lines[0]
+    assert "\\t" not in lines[0]
     assert "LINE 1" not in lines[0]

@@ -87,7 +87,7 @@ def one_line(message: str) -> str:
     bindings') is kept, joined with '; ', control characters escaped."""
     import re
 
-    lines = [line.strip(" ") for line in message.split("\n")]
+    lines = [line.strip() for line in message.split("\n")]  # DuckDB indents with tabs
     kept = [ln for ln in lines if ln and ln != "^" and not re.match(r"LINE \d+:", ln)]
     return printable("; ".join(kept))
 
