@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 	  $(PY) -c '$(NEED_PY)' || { echo "$(OLD_PY); $(VENV) was made with $$($(PY) -V 2>&1):" \
 	    "remove it (make clean) and run make again (PYTHON=python3.11 or newer)" >&2; exit 2; }; \
 	else \
+	  v=$$($(PYTHON) -V 2>/dev/null) || { echo "PYTHON=$(PYTHON) does not run here" \
+	    "(not installed, or a pyenv shim of a version not selected): run make" \
+	    "PYTHON=python3.11 (or newer)" >&2; exit 2; }; \
 	  $(PYTHON) -c '$(NEED_PY)' 2>/dev/null || { echo "$(OLD_PY); PYTHON=$(PYTHON) is" \
-	    "$$(command -v $(PYTHON) >/dev/null && $(PYTHON) -V 2>&1 || echo 'not found'): run make PYTHON=python3.11 (or newer)" >&2; \
-	    exit 2; }; \
+	    "$${v:-an older Python}: run make PYTHON=python3.11 (or newer)" >&2; exit 2; }; \
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 	@echo "installing anemll-spec[$(EXTRAS)] into $(VENV)"

@@ -74,4 +74,21 @@ def test_a_venv_an_old_python_made_is_named_with_the_way_out(tmp_path):
 def test_a_missing_python_is_named(tmp_path):
     res = _make(_copy(tmp_path), str(tmp_path / "no-such-python"))
     assert res.returncode == 2
-    assert "is not found: run make PYTHON=python3.11" in res.stderr, res.stderr
+    assert "does not run here" in res.stderr and "PYTHON=python3.11" in res.stderr, res.stderr
+
+
+def test_a_python_that_fails_to_run_is_one_line_not_its_own_error(tmp_path):
+    """A pyenv shim of a version not selected prints several lines of its own and exits
+    127: one line of ours, not theirs, and not 'too old' (it may be newer)."""
+    shim = tmp_path / "python3.12"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\n"
+                    "echo 'The python3.12 command exists in these Python versions:' >&2\n"
+                    "exit 127\n")  # fmt: skip
+    shim.chmod(0o755)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    res = _make(_copy(tree), str(shim))
+    said = [line for line in res.stderr.splitlines() if not line.startswith("make")]
+    assert res.returncode == 2 and len(said) == 1, res.stderr
+    assert "does not run here" in said[0] and "pyenv:" not in said[0]
+    assert "needs Python 3.11" not in said[0]
