@@ -84,3 +84,24 @@ def test_share_names_a_run_and_refuses_an_unknown_one(cli, store):
     assert "M4 Pro (published, Core ML ANE)" in r.stdout
     bad = cli("share", "nope", "--store", path)
     assert bad.returncode == 2 and "no run 'nope'" in bad.stderr
+
+
+def test_a_comparison_with_no_published_figure_is_not_headed_published(cli, tmp_path):
+    """A model no one published, compared with a measured run of the baseline chip: the
+    block is headed by the baseline chip, and the published figures' caveat is left out
+    (no figure in it is a published one)."""
+    path = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(3)
+    for chip, ms in (("Apple M1 Max", 20.0), ("Apple M4 Max", 9.0)):
+        run_id = new_run(path, chip=chip)
+        wall = samples_ns(rng, 100, ms)
+        append_case(path, run_id, case("tiny", "tiny_head", wall=wall), wall)
+        finish_run(path, run_id, "finished")
+    r = cli("share", "--store", path)
+    assert r.returncode == 0, r.stderr
+    assert "**Compared with the baseline chip**" in r.stdout, r.stdout
+    assert "Compared with published results" not in r.stdout
+    assert escape(PUBLISHED_CAVEAT) not in r.stdout
+    rows = [cells(ln) for ln in r.stdout.splitlines() if ln.startswith(r"| tiny\_head")]
+    (row,) = [c for c in rows if len(c) == 8]  # the comparison's row
+    assert row[-1].startswith("M1 Max (own")  # against the measured M1 Max run

@@ -163,7 +163,7 @@ def no_rows(con, opts: Options) -> NoData:
             if models
             else f"{msg}: the store has no chip results at all"
         )
-    return NoData(f"{msg}: the store has no published or own rows that pass the filters")
+    return NoData(f"{msg}: the store has no published or measured rows that pass the filters")
 
 
 def like_published_first(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:

@@ -229,7 +229,7 @@ def chart(rows: list[dict[str, Any]], opts, notes: Sequence[str] = ()) -> dict[s
             "'imported: …' from a bundle, 'pushed: …' from a shared store). "
             "Lighter bars are derived from the other published figure, not measured.",
             f"Factors of published rows are against {opts.baseline}'s published figure (of "
-            "the same table where it has one); own rows' labels say what theirs are against.",
+            "the same table where it has one); measured rows' labels say what theirs are against.",
         ]
     return style.concat(
         "vconcat",
@@ -239,7 +239,7 @@ def chart(rows: list[dict[str, Any]], opts, notes: Sequence[str] = ()) -> dict[s
             f"{TITLE}: bandwidth and latency per chip, factors vs {opts.baseline}",
             *what,
             "Published tables: GB/s belong to llama_lm_head (fp16), ms to llama_lm_head_lut6;"
-            " each panel shows one model. Published latency is a mean, own latency a median.",
+            " each panel shows one model. Published latency is a mean, measured latency a median.",
             f"Filters: {opts.describe()}.",
             *notes,
         ),
