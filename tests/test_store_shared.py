@@ -313,6 +313,32 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli
     assert rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1") == before
 
 
+def test_a_push_that_upgrades_an_older_shared_store_says_so(postgres, tmp_path, cli):
+    """Teammates on the older anemll-spec can no longer use a store a push upgraded: the
+    push says it did (upgrade, which exists to do it, reports it itself)."""
+    from anemll_spec.store import connection
+
+    shared = postgres.target(postgres.new_db("u_" + uuid.uuid4().hex[:12]),
+                             tmp_path / "lake-data", password=True)  # fmt: skip
+    fill(shared, n_runs=1)
+    con = lake._attach(lake_target.parse_target(shared), read_only=False)
+    con.execute("ALTER TABLE runs DROP COLUMN writer_machine_id")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.close()
+    lake.forget(lake_target.parse_target(shared))
+    connection._READY.clear()
+    local = tmp_path / "local.duckdb"
+    fill(local, n_runs=1, chips=("Apple M2 Max",), seed=5)
+    pushed = cli("push", "--store", local, "--to", shared)
+    assert pushed.returncode == 0, pushed.stderr
+    note = [ln for ln in pushed.stderr.splitlines() if "upgraded the shared store" in ln]
+    assert len(note) == 1 and "from v4 to v5" in note[0], pushed.stderr
+    assert "can no longer read or write it" in note[0] and pg.PASSWORD not in pushed.stderr
+    assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
+    again = cli("push", "--store", local, "--to", shared)  # nothing left to upgrade
+    assert again.returncode == 0 and "upgraded" not in again.stderr, again.stderr
+
+
 def rows_raw(target: str, sql: str) -> list[tuple]:
     con = lake._attach(lake_target.parse_target(target), read_only=True)
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store import lake, lake_target
+from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.diagnose import cannot_open, locked_by_another
 from anemll_spec.store.prepare import StorePrepared, check_readable, prepare
 
@@ -234,6 +234,13 @@ def _open_lake(
             check_readable(con, target.shown, shared=True)
         else:
             done = _prepare_lake(con, target)
+            if not force and done.version is not None and done.version < schema.SCHEMA_VERSION:
+                print(  # `upgrade` (force) reports it itself
+                    f"note: this command upgraded the shared store {target.shown} from "
+                    f"v{done.version} to v{schema.SCHEMA_VERSION}: older anemll-spec versions "
+                    "can no longer read or write it",
+                    file=sys.stderr,
+                )
         _READY.add(key)
     except duckdb.Error as exc:
         con.close()
