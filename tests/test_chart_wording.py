@@ -176,6 +176,13 @@ def test_a_sweep_whose_cases_failed_says_what_it_swept(tmp_path):
     with pytest.raises(NoData, match=r"swept model\.layout but has fewer than 2 ok cases to "
                        r"draw \(2 failed\)"):  # fmt: skip
         build_chart("sweep", str(store), Options(runs=(one_ok,)))
+    # a --where that leaves one ok case of a sweep says what was swept, and the filter
+    two_ok = _sweep_run(store, ["ok", "ok", "failed"])
+    where = "json_extract_string(params, '$.\"model.layout\"') = 'nchw'"  # one of the two ok cases
+    with pytest.raises(NoData) as exc:
+        build_chart("sweep", str(store), Options(runs=(two_ok,), where=where))
+    assert f"run {two_ok} swept model.layout but has fewer than 2 ok cases" in str(exc.value)
+    assert "--where" in str(exc.value)
     # --param of a parameter no case has is still refused with what was swept
     with pytest.raises(Exception, match=r"not a swept parameter here \(swept: model\.layout\)"):
         build_chart("sweep", str(store), Options(runs=(all_failed,), param="model.nope"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from anemll_spec.chart import DEFAULT_SWEEP_METRIC, style
@@ -128,10 +129,11 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
 
 def _nothing_swept(con, opts: Options, run_id: str) -> Exception:
     """Why the run's ok cases give no swept parameter to draw: a run whose sweep failed
-    (its parameters counted over all its cases, failed ones too) is told from one that
-    swept nothing."""
+    or was filtered out (its parameters counted over all its cases, failed ones too, and
+    before --where) is told from one that swept nothing."""
+    every_sql, every_params = selected_cases_sql(replace(opts, where=None), run_id)
+    swept = pick_param(swept_params(con, every_sql, every_params), opts.param)  # --param: known?
     all_sql, all_params = selected_cases_sql(opts, run_id)
-    swept = pick_param(swept_params(con, all_sql, all_params), opts.param)  # --param: known?
     if swept is None:
         return NoData(
             f"run {run_id} swept no parameter ({opts.describe(run=False)}): every case has the same "
