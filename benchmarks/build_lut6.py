@@ -47,7 +47,9 @@ OURS = """
 import json, resource, sys, time
 from pathlib import Path
 from anemll_spec.build import build
+from anemll_spec.spec.families import FAMILIES
 m = json.loads(sys.argv[2])
+m = FAMILIES[m["family"]].model_validate(m)  # the builder takes the typed spec
 t = time.perf_counter()
 b = build(m, cache_dir=Path(sys.argv[1]))
 print(json.dumps({"s": time.perf_counter() - t, "weight_bytes": b.weight_bytes,
@@ -60,7 +62,9 @@ from pathlib import Path
 import coremltools as ct
 import coremltools.optimize.coreml as cto
 from anemll_spec.build import build_package
+from anemll_spec.spec.families import FAMILIES
 m = json.loads(sys.argv[2])
+m = FAMILIES[m["family"]].model_validate(m)
 t = time.perf_counter()
 build_package(m, Path(sys.argv[1]) / "dense.mlpackage")
 t_dense = time.perf_counter() - t

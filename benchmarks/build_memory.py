@@ -27,6 +27,8 @@ m = dict(family="lm_head", hidden_size=4096, vocab_size=128256, chunks=8, layout
          deployment_target="iOS18", compression="none", seed=0, weight_std=0.02)
 if len(sys.argv) > 2:
     m["compression"] = json.loads(sys.argv[2])
+from anemll_spec.spec.families import FAMILIES
+m = FAMILIES["lm_head"].model_validate(m)  # the builder takes the typed spec
 t = time.perf_counter()
 b = build(m, cache_dir=Path(sys.argv[1]))
 dt = time.perf_counter() - t

@@ -58,7 +58,7 @@ def main() -> None:
     from anemll_spec.verify import check_outputs
 
     (case,) = expand(parse(Path(args.spec)))
-    m = dict(case.model)
+    m = case.model
     t0 = time.perf_counter()
     built = build(m, cache_dir=Path(args.cache) if args.cache else None)
     build_s = time.perf_counter() - t0
@@ -95,7 +95,7 @@ def main() -> None:
             {
                 **provenance("gpu_attention", args.device),
                 "model": {
-                    k: m[k]
+                    k: getattr(m, k)
                     for k in ("hidden_size", "heads", "kv_heads", "head_dim", "context_length")
                 },
                 "position": POSITION,

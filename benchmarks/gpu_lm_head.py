@@ -37,16 +37,17 @@ from anemll_spec.spec.run_section import Tolerance
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def case_model(spec: Path, vocab: int | None, hidden: int | None) -> dict:
+def case_model(spec: Path, vocab: int | None, hidden: int | None):
+    """The spec's (typed) model, with --vocab / --hidden applied and validated again."""
     from anemll_spec.spec import expand, parse
 
     (case,) = expand(parse(spec))
-    m = dict(case.model)
+    m = case.model.to_json()
     if vocab:
         m["vocab_size"] = vocab
     if hidden:
         m["hidden_size"] = hidden
-    return m
+    return type(case.model).model_validate(m)
 
 
 def gemv_sweep(torch, session, vocab: int, hidden: int) -> dict:
@@ -109,7 +110,7 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     dev = torch.device(args.device)
     events = dev.type == "cuda"
-    hidden, vocab, chunks = m["hidden_size"], m["vocab_size"], m["chunks"]
+    hidden, vocab, chunks = m.hidden_size, m.vocab_size, m.chunks
     rows = vocab // chunks
     g = torch.Generator(device=dev).manual_seed(0)
 
@@ -128,7 +129,7 @@ def main() -> None:
 
     # ours: the backend as the runner drives it
     io = describe(built.path)
-    inputs = synth_inputs(io, seed=m.get("seed", 0))
+    inputs = synth_inputs(io, seed=m.seed)
     workdir = Path(tempfile.mkdtemp(prefix="gpu-lm-head-"))
     sessions, variants, load_s = {}, [], {}
     for name, opts in (
@@ -199,7 +200,7 @@ def main() -> None:
                     "hidden": hidden,
                     "vocab": vocab,
                     "chunks": chunks,
-                    "dtype": m["dtype"],
+                    "dtype": m.dtype,
                     "weight_bytes": wbytes,
                     "build_s": round(build_s, 1),
                     "cached": built.cached,
