@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fixtures.store.synth import bulk_store  # noqa: E402
 
-from anemll_spec.store.bundle import export_bundle
+from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.importing import import_bundles  # noqa: E402
 
 SIZES = (25_000, 50_000, 100_000)
