@@ -13,6 +13,7 @@ reads any saved model back.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import math
 import shutil
@@ -305,6 +306,7 @@ def build(
     try:
         package = staging / cache.PACKAGE
         build_package(model, package, progress)
+        gc.collect()  # the built program (cyclic: ops <-> vars) holds every weight
         files = weight_files(package)
         weight_bytes = sum(p.stat().st_size for p in files)
         sha = weights_sha256(package)

@@ -26,6 +26,9 @@ __all__ = ["inspect_model", "op_compression", "op_flops", "weight_files", "weigh
 from anemll_spec.mlmodel.ir import BlobRef, Op, VarType, walk
 from anemll_spec.mlmodel.model import SavedModel
 
+_SLICE = 1 << 26  # a multiple of every page size (madvise takes page-aligned starts)
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # absent on some platforms: just hash
+
 
 def weights_sha256(path: Path | ModelFiles) -> str:
     """sha256 over the weight files (relative name, then content), in name order."""
@@ -39,10 +42,14 @@ def weights_sha256(path: Path | ModelFiles) -> str:
             if not size:
                 continue
             # hashed straight from the page cache (no copy into Python buffers), in slices
-            # so the GIL-free hashing of each slice stays cache-friendly
+            # so the GIL-free hashing of each slice stays cache-friendly; each slice is
+            # unmapped from this process once hashed, or a 1 GB file adds 1 GB to its RSS
+            # (a build's peak, while the built program is still held)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as mv:
-                for i in range(0, size, 1 << 26):
-                    h.update(mv[i : i + (1 << 26)])
+                for i in range(0, size, _SLICE):
+                    h.update(mv[i : i + _SLICE])
+                    if _DONTNEED is not None:
+                        mm.madvise(_DONTNEED, i, min(_SLICE, size - i))
     return h.hexdigest()
 
 
