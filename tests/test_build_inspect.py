@@ -145,3 +145,26 @@ def test_a_neural_network_model_says_what_inspect_does_not_read(tmp_path, capsys
     assert "y     ? (not declared)  float32" in out and "scalar" not in out
     assert main(["inspect", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model_type"] == "neuralNetwork"
+
+
+def test_the_weights_hash_is_the_same_in_a_process_whose_memory_is_locked(tmp_path):
+    """The hash drops each hashed slice of its mapping (madvise, so a 1 GB file does not
+    sit in the build's RSS); that is advice, and a process with locked memory, where
+    Linux refuses it (EINVAL), still gets the hash, the same as hashlib's."""
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "m.mlpackage"
+    build_package(matmul(), pkg)
+    code = (
+        "import ctypes, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "if libc.mlockall(3) != 0: print('no-lock'); sys.exit(0)\n"  # MCL_CURRENT|MCL_FUTURE
+        "from anemll_spec.mlmodel.inspect import weights_sha256\n"
+        "print(weights_sha256(sys.argv[1]))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(pkg)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    if res.stdout.strip() == "no-lock":
+        pytest.skip("this process may not lock its memory")
+    assert res.stdout.strip() == _sha(pkg)

@@ -183,6 +183,9 @@ def test_a_sweep_whose_cases_failed_says_what_it_swept(tmp_path):
         build_chart("sweep", str(store), Options(runs=(two_ok,), where=where))
     assert f"run {two_ok} swept model.layout but has fewer than 2 ok cases" in str(exc.value)
     assert "--where" in str(exc.value)
+    # and so does --model, which names one case of a sweep
+    with pytest.raises(NoData, match=f"run {two_ok} swept model.layout but has fewer than 2"):
+        build_chart("sweep", str(store), Options(runs=(two_ok,), model="layouts[layout=nchw]"))
     # --param of a parameter no case has is still refused with what was swept
     with pytest.raises(Exception, match=r"not a swept parameter here \(swept: model\.layout\)"):
         build_chart("sweep", str(store), Options(runs=(all_failed,), param="model.nope"))

@@ -130,8 +130,8 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
 def _nothing_swept(con, opts: Options, run_id: str) -> Exception:
     """Why the run's ok cases give no swept parameter to draw: a run whose sweep failed
     or was filtered out (its parameters counted over all its cases, failed ones too, and
-    before --where) is told from one that swept nothing."""
-    every_sql, every_params = selected_cases_sql(replace(opts, where=None), run_id)
+    before --where and --model) is told from one that swept nothing."""
+    every_sql, every_params = selected_cases_sql(replace(opts, where=None, model=None), run_id)
     swept = pick_param(swept_params(con, every_sql, every_params), opts.param)  # --param: known?
     all_sql, all_params = selected_cases_sql(opts, run_id)
     if swept is None:

@@ -9,6 +9,7 @@ its file's metadata record (type, size) while the program is read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import mmap
@@ -42,14 +43,15 @@ def weights_sha256(path: Path | ModelFiles) -> str:
             if not size:
                 continue
             # hashed straight from the page cache (no copy into Python buffers), in slices
-            # so the GIL-free hashing of each slice stays cache-friendly; each slice is
-            # unmapped from this process once hashed, or a 1 GB file adds 1 GB to its RSS
-            # (a build's peak, while the built program is still held)
+            # so the GIL-free hashing of each slice stays cache-friendly; each hashed slice
+            # is dropped from this process's pages (Linux; macOS may only deactivate them),
+            # or a 1 GB file adds 1 GB to its RSS (a build's peak, the program still held)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as mv:
                 for i in range(0, size, _SLICE):
                     h.update(mv[i : i + _SLICE])
                     if _DONTNEED is not None:
-                        mm.madvise(_DONTNEED, i, min(_SLICE, size - i))
+                        with contextlib.suppress(OSError):  # advice (locked memory refuses)
+                            mm.madvise(_DONTNEED, i, min(_SLICE, size - i))
     return h.hexdigest()
 
 
