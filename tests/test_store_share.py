@@ -105,3 +105,19 @@ def test_a_comparison_with_no_published_figure_is_not_headed_published(cli, tmp_
     rows = [cells(ln) for ln in r.stdout.splitlines() if ln.startswith(r"| tiny\_head")]
     (row,) = [c for c in rows if len(c) == 8]  # the comparison's row
     assert row[-1].startswith("M1 Max (own")  # against the measured M1 Max run
+
+
+def test_a_run_with_nothing_to_compare_says_why(cli, tmp_path):
+    """Cases that ran several instances at once are never compared: said so, not blamed
+    on the published models."""
+    path = tmp_path / "s.duckdb"
+    run_id = new_run(path)
+    wall = samples_ns(np.random.default_rng(2), 100, 9.0)
+    append_case(path, run_id, case(wall=wall, concurrency=2), wall)
+    finish_run(path, run_id, "finished")
+    r = cli("share", "--store", path)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("**Compared with"))
+    assert line.startswith("**Compared with the baseline chip**: no case of this run can be")
+    assert "1 of its 1 ok case(s) ran several instances at once" in line
+    assert "published models" not in line

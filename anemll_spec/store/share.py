@@ -141,11 +141,20 @@ def _summary(con, run_id: str) -> str:
 
 def _factors(con, run_id: str, baseline: str) -> str:
     rows = factors.for_run(con, run_id, baseline)
-    if not rows:
+    if not rows:  # factors compare ok cases of one instance at a time only
+        ok, concurrent = con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'ok'), "
+            "count(*) FILTER (WHERE status = 'ok' AND concurrency > 1) "
+            "FROM cases WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        if concurrent:
+            why = f"{concurrent} of its {ok} ok case(s) ran several instances at once"
+        else:
+            why = "none finished ok" if not ok else "its cases name no model or chip"
         return (
-            f"**Compared with published results**: no case of this run has a model with "
-            f"a figure for {escape(baseline)} (published models: llama_lm_head, "
-            "llama_lm_head_lut6).\n"
+            f"**Compared with the baseline chip**: no case of this run can be compared with "
+            f"{escape(baseline)} ({why}; factors compare ok cases that ran one instance).\n"
         )
     table = markdown.table(
         ["model", "backend", "units", "GB/s", "ms", "bandwidth factor", "inference factor", "vs"],
