@@ -24,10 +24,12 @@ OLD_PY  := anemll-spec needs Python 3.11 or newer
 # The stamp depends on pyproject.toml, so a re-run installs nothing unless it changed.
 $(STAMP): pyproject.toml
 	@if test -x $(PY); then \
-	  $(PY) -c '$(NEED_PY)' || { echo "$(OLD_PY); $(VENV) was made with $$($(PY) -V 2>&1):" \
+	  v=$$($(PY) -V 2>&1) || { echo "$(VENV)'s Python does not run here: remove it" \
+	    "(make clean) and run make again" >&2; exit 2; }; \
+	  $(PY) -c '$(NEED_PY)' 2>/dev/null || { echo "$(OLD_PY); $(VENV) was made with $$v:" \
 	    "remove it (make clean) and run make again (PYTHON=python3.11 or newer)" >&2; exit 2; }; \
 	else \
-	  v=$$($(PYTHON) -V 2>/dev/null) || { echo "PYTHON=$(PYTHON) does not run here" \
+	  v=$$($(PYTHON) -V 2>&1) || { echo "PYTHON=$(PYTHON) does not run here" \
 	    "(not installed, or a pyenv shim of a version not selected): run make" \
 	    "PYTHON=python3.11 (or newer)" >&2; exit 2; }; \
 	  $(PYTHON) -c '$(NEED_PY)' 2>/dev/null || { echo "$(OLD_PY); PYTHON=$(PYTHON) is" \

@@ -92,3 +92,18 @@ def test_a_python_that_fails_to_run_is_one_line_not_its_own_error(tmp_path):
     assert res.returncode == 2 and len(said) == 1, res.stderr
     assert "does not run here" in said[0] and "pyenv:" not in said[0]
     assert "needs Python 3.11" not in said[0]
+
+
+def test_a_venv_whose_python_does_not_run_is_one_line(tmp_path):
+    """A .venv whose interpreter fails (a pyenv shim left behind) is named in one line of
+    ours, without the shim's own lines."""
+    root = _copy(tmp_path)
+    bindir = root / ".venv" / "bin"
+    bindir.mkdir(parents=True)
+    shim = bindir / "python"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    res = _make(root, sys.executable)
+    said = [line for line in res.stderr.splitlines() if not line.startswith("make")]
+    assert res.returncode == 2 and len(said) == 1, res.stderr
+    assert ".venv's Python does not run here" in said[0] and "pyenv:" not in said[0]
