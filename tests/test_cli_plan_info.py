@@ -93,6 +93,12 @@ def test_plan_says_a_sustained_run_times_its_variants_one_after_the_other(cli, t
         "not interleaved: a sustained run times each variant for its whole duration, one "
         "after the other" in case["notes"]
     )
+    # concurrent instances are timed one variant at a time too
+    conc = spec.read_text().replace("duration_s: 12, window_s: 3}", "concurrency: 2}")
+    spec.write_text(conc)
+    (case,) = json.loads(cli("plan", spec, "--json").stdout)["cases"]
+    assert any(n.startswith("not interleaved: concurrent instances") for n in case["notes"])
+    spec.write_text(conc.replace("concurrency: 2}", "duration_s: 12, window_s: 3}"))
     off = spec.read_text().replace("window_s: 3}", "window_s: 3, interleave: false}")
     spec.write_text(off)
     (case,) = json.loads(cli("plan", spec, "--json").stdout)["cases"]

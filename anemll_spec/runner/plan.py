@@ -61,6 +61,12 @@ SUSTAINED_IN_TURN = (
 )
 
 
+CONCURRENT_IN_TURN = (
+    "not interleaved: concurrent instances are timed one variant at a time (every instance "
+    "of a variant at once, then the next variant's)"
+)
+
+
 def resolve_variants(
     case: Case, auto: str | None
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
@@ -82,8 +88,11 @@ def resolve_variants(
         for b, n in collapsed.items()
         if n > 1
     ]
-    if case.run.duration_s is not None and case.run.interleave and len(out) > 1:
-        notes.append(SUSTAINED_IN_TURN)
+    if case.run.interleave and len(out) > 1:
+        if case.run.duration_s is not None:
+            notes.append(SUSTAINED_IN_TURN)
+        elif case.run.concurrency > 1:
+            notes.append(CONCURRENT_IN_TURN)
     return out, notes
 
 
