@@ -106,7 +106,7 @@ __all__ = [  # the vocabulary of columns.py is re-exported: import it from here
 ]
 
 C = Column
-COMMAND_DOC = "the command that started the run (`anemll-spec ...`; from Python: `python ...`; NULL: none)"
+COMMAND_DOC = "the command that started the run (`anemll-spec ...` or `python ...`; NULL: none)"
 
 
 HOSTS = Table(
