@@ -263,6 +263,19 @@ def test_a_newer_shared_store_is_refused(shared):
             open_store(shared, read_only=ro)
 
 
+def _back_to_v4(shared: str) -> None:
+    """Make a v5 shared store v4 again (its one v5 column dropped, the version set back),
+    forgotten by this process as every other process would have it."""
+    from anemll_spec.store import connection
+
+    con = lake._attach(lake_target.parse_target(shared), read_only=False)
+    con.execute("ALTER TABLE runs DROP COLUMN writer_machine_id")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.close()
+    lake.forget(lake_target.parse_target(shared))
+    connection._READY.clear()
+
+
 def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli):
     """The v5 step (runs.writer_machine_id) on DuckLake, with the views installed: a store
         made v4 again (the column dropped, the version set back) is refused by reading
@@ -271,18 +284,12 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli
         from `anemll-spec upgrade`; the v4 runs keep their rows and have no machine, a new run
         has this one's. The target carries its password: no output shows it."""
     from anemll_spec.machine_id import machine_id
-    from anemll_spec.store import connection
 
     shared = postgres.target(postgres.new_db("v_" + uuid.uuid4().hex[:12]),
                              tmp_path / "lake-data", password=True)  # fmt: skip
     olds = fill(shared, n_runs=1)
     before = rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1")
-    con = lake._attach(lake_target.parse_target(shared), read_only=False)
-    con.execute("ALTER TABLE runs DROP COLUMN writer_machine_id")
-    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    con.close()
-    lake.forget(lake_target.parse_target(shared))
-    connection._READY.clear()
+    _back_to_v4(shared)
     with pytest.raises(InputError, match="schema v4, older than.*`anemll-spec upgrade --store "):
         open_store(shared, read_only=True)
     # pull reads it as it is (teammates still on v4 keep using it): the runs arrive
@@ -316,17 +323,11 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli
 def test_a_push_that_upgrades_an_older_shared_store_says_so(postgres, tmp_path, cli):
     """Teammates on the older anemll-spec can no longer use a store a push upgraded: the
     push says it did (upgrade, which exists to do it, reports it itself)."""
-    from anemll_spec.store import connection
 
     shared = postgres.target(postgres.new_db("u_" + uuid.uuid4().hex[:12]),
                              tmp_path / "lake-data", password=True)  # fmt: skip
     fill(shared, n_runs=1)
-    con = lake._attach(lake_target.parse_target(shared), read_only=False)
-    con.execute("ALTER TABLE runs DROP COLUMN writer_machine_id")
-    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    con.close()
-    lake.forget(lake_target.parse_target(shared))
-    connection._READY.clear()
+    _back_to_v4(shared)
     local = tmp_path / "local.duckdb"
     fill(local, n_runs=1, chips=("Apple M2 Max",), seed=5)
     pushed = cli("push", "--store", local, "--to", shared)
