@@ -144,6 +144,15 @@ def hosts_note(result: dict) -> str | None:
     )
 
 
+def hosts_where(result: dict) -> str:
+    """How the two runs' hosts differ, field by field ('hostname: mac-a then mac-b'): the
+    detail under hosts_note's sentence."""
+    a, b = result["host_a"], result["host_b"]
+    return "; ".join(
+        f"{k}: {a.get(k) or '?'} then {b.get(k) or '?'}" for k in result["hosts_differ"]
+    )
+
+
 def _host(con, run_id: str) -> dict[str, str | None]:
     """Where a run was measured; its chip as the results view names its cases' (a CUDA
     case's GPU, not the host's CPU)."""

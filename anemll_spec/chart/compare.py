@@ -74,18 +74,10 @@ def build_from(target, con_factory, opts: Options) -> dict[str, Any]:
     return style.drawn_runs(chart(rows, result, opts), result["run_a"], result["run_b"])
 
 
-def hosts_where(result: dict) -> str:
-    """How the two runs' hosts differ, field by field: 'hostname: mac-a then mac-b'."""
-    a, b = result["host_a"], result["host_b"]
-    return "; ".join(
-        f"{k}: {a.get(k) or '?'} then {b.get(k) or '?'}" for k in result["hosts_differ"]
-    )
-
-
 def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     import altair as alt
 
-    from anemll_spec.compare import hosts_note
+    from anemll_spec.compare import hosts_note, hosts_where
 
     # labels must be unique on the y axis; repeated variants get their index
     seen: dict[str, int] = {}

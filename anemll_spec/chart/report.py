@@ -18,6 +18,7 @@ from anemll_spec.chart.report_out import default_out, is_report_of, meta
 from anemll_spec.chart.report_published import num, os_section, published_section
 from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect, fetch
 from anemll_spec.chart.style import esc, fmt_num
+from anemll_spec.compare import hosts_where
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
 from anemll_spec.store.sqlparts import PROVENANCE
@@ -199,7 +200,7 @@ def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
     if result["hosts_differ"]:  # a pulled run of another machine, say
         note = (
             f'<p class="note">The two runs were measured on different machines or systems '
-            f"({esc(compare.hosts_where(result))}): each ratio compares those too, not only "
+            f"({esc(hosts_where(result))}): each ratio compares those too, not only "
             "what changed.</p>"
         )
     return head + note + '<div id="chart-compare" class="chart"></div>'
