@@ -301,3 +301,12 @@ def test_bench_checks_every_spec_before_running_any(cli, tmp_path):
         assert why in res.stderr and "Traceback" not in res.stderr
         assert not store.exists()  # good.yaml did not run first
         assert not cache.exists() or not any(cache.iterdir())  # nor was anything built
+
+
+def test_plan_says_what_attentions_gbps_counts(cli):
+    """The attention caveat is a fact of the case: plan says it before anything runs."""
+    (case,) = json.loads(cli("plan", SPECS / "attention.yaml", "--json").stdout)["cases"]
+    (note,) = [n for n in case["notes"] if n.startswith("GB/s counts the weight file")]
+    # specs/attention.yaml: batch 1, 8 kv heads, context 512, head_dim 128
+    kv = 2 * 1 * 8 * 512 * 128 * 2  # key + value, fp16
+    assert f"not the {kv / 1e6:.3g} MB fp16 KV cache" in note

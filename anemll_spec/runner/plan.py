@@ -39,6 +39,8 @@ def plan_cases(cases: list[Case], *, preview: bool = False) -> tuple[list[Planne
             if f"backend {why}" not in run_notes:
                 run_notes.append(f"backend {why}")
         pairs, notes = resolve_variants(case, auto)
+        caveat = case.model.bandwidth_caveat()  # what its GB/s counts: a fact of the case
+        notes += [caveat] if caveat else []
         planned.append(PlannedCase(case, [Variant(case, b, cu) for b, cu in pairs], notes))
     return planned, run_notes
 

@@ -174,9 +174,6 @@ def _open_one(cr: CaseRun, m: Measurement) -> Opened:
         m.phases_ms["first_predict"] = (time.perf_counter() - t0) * 1e3
         for n in getattr(session, "notes", []):  # e.g. why a CUDA graph fell back to eager
             m.note(n)
-        caveat = cr.case.model.bandwidth_caveat()
-        if caveat:
-            m.note(caveat)
         if cr.case.model.compression != "none" and backend.decodes_weights:
             m.note(
                 f"{v.backend} decodes the compressed weights once, at load: each call reads "
