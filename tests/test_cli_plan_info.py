@@ -118,14 +118,12 @@ def test_plan_says_a_sustained_run_times_its_variants_one_after_the_other(cli, t
 )
 def test_plans_time_bound_counts_every_phase(cli, tmp_path, run, per_variant_s):
     """`plan`'s "timing takes at most": per variant, and the cooldown once per case."""
-    spec = tmp_path / "b.yaml"
-    spec.write_text(
+    doc = _plan_json(
+        cli,
+        tmp_path / "b.yaml",
         "name: b\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
-        f"run: {run[:-1]}, backends: [numpy], cooldown_s: 2}}\n"
+        f"run: {run[:-1]}, backends: [numpy], cooldown_s: 2}}\n",
     )
-    res = cli("plan", spec, "--json")
-    assert res.returncode == 0, res.stderr
-    doc = json.loads(res.stdout)
     assert doc["time_bound_s"] == pytest.approx(per_variant_s + 2)
 
 
@@ -173,14 +171,13 @@ def test_plan_warns_of_the_kmeans_build_with_its_group_count(cli, tmp_path):
         ("{palettize: {nbits: 4, mode: uniform}}", None),
         ("none", None),
     ]:  # fmt: skip
-        path = tmp_path / "f.yaml"
-        path.write_text(
+        doc = _plan_json(
+            cli,
+            tmp_path / "f.yaml",
             "name: f\nmodel: {family: ffn, hidden_size: 32, intermediate_size: 64, "
-            f"compression: {compression}}}\nrun: {{backends: [numpy]}}\n"
+            f"compression: {compression}}}\nrun: {{backends: [numpy]}}\n",
         )
-        res = cli("plan", path, "--json")
-        assert res.returncode == 0, res.stderr
-        got = _kmeans_warnings(json.loads(res.stdout))
+        got = _kmeans_warnings(doc)
         assert (got[0].startswith(want) and len(got) == 1) if want else got == [], got
 
 
@@ -310,3 +307,11 @@ def test_plan_says_what_attentions_gbps_counts(cli):
     # specs/attention.yaml: batch 1, 8 kv heads, context 512, head_dim 128
     kv = 2 * 1 * 8 * 512 * 128 * 2  # key + value, fp16
     assert f"not the {kv / 1e6:.3g} MB fp16 KV cache" in note
+
+
+def _plan_json(cli, path, text: str) -> dict:
+    """`plan --json` of a spec written from `text` (which must plan)."""
+    path.write_text(text)
+    res = cli("plan", path, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
