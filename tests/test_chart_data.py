@@ -724,3 +724,14 @@ def test_placement_cost_shares_say_how_many_ops_had_a_cost(tmp_path):
     (r,) = [r for r in cost if r["device"] == "NeuralEngine"]
     assert r["share"] == pytest.approx(ane / sum(p["estimated_cost"] for p in known))
     assert "(10 of 15 in p" in json.dumps(spec["title"])
+
+
+@pytest.mark.parametrize("kind", ["factors", "latency", "timeline", "sweep", "placement"])
+def test_every_kind_draws_the_same_spec_each_time(store, kind):
+    """Rows that tie on the sort (two published sources of one chip with the same figure)
+    come out in one order: the same store gives the same files, byte for byte."""
+    opts = Options(runs=(store["sweep"],)) if kind in ("sweep", "placement") else Options()
+    drawn = {
+        json.dumps(build_chart(kind, str(store["path"]), opts), default=str) for _ in range(6)
+    }
+    assert len(drawn) == 1

@@ -374,6 +374,13 @@ def test_both_kinds_are_valid_vega_lite_with_units_in_their_axes(store, kind):
     assert all(u in text for u in units)
 
 
+@pytest.mark.parametrize("kind", ["energy", "sustained"])
+def test_both_kinds_draw_the_same_spec_each_time(store, kind):
+    """Rows that tie on the sort come out in one order: the same store, the same files."""
+    drawn = {json.dumps(build_chart(kind, str(store["path"]), Options())) for _ in range(6)}
+    assert len(drawn) == 1
+
+
 def test_many_rows_show_each_chips_ane_row_and_name_the_baseline_by_a_key():
     """Past MANY rows of a model: the factors chart's default (a chip's Core ML ANE row
     where it has one), said in the subtitle; factor labels name their baseline by a key."""

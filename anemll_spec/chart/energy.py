@@ -65,7 +65,8 @@ def query(
                 WHERE (? IS NULL OR model = ?) AND {where_sql(opts)})
     SELECT *, {PUBLISHED} AS published FROM f0
     WHERE ? IS NULL OR {PUBLISHED} OR {mine} {beside}
-    ORDER BY model, inferences_per_joule DESC NULLS LAST, chip
+    ORDER BY model, inferences_per_joule DESC NULLS LAST, chip, source, os_version, backend,
+             compute_units, concurrency, instances, run_id, case_id
     """
     # `mine` binds the run once where it appears: once, and twice more inside `beside`
     n_mine = (1 + 2 * bool(others)) if "run_id" in have else 0

@@ -102,7 +102,9 @@ def query(con, opts: Options, run_id: str | None = None) -> list[dict[str, Any]]
         END AS label,
         CASE metric WHEN 'bandwidth' THEN 'GB/s' ELSE 'ms' END AS unit
     FROM long
-    ORDER BY model, metric, value
+    -- a total order: rows of equal value come out the same way each time, and so do
+    -- the files drawn from them
+    ORDER BY model, metric, value, label, source, os_version, backend, compute_units, run_id
     """
     rows = fetch(con, sql, [opts.baseline, opts.model, opts.model, run_id, run_id])
     for r in rows:

@@ -40,7 +40,7 @@ def query(con, opts: Options, run_id: str) -> tuple[list[dict], list[dict]]:
         SELECT q.*, w.whisker_lo, w.whisker_hi, sel.backend, sel.compute_units,
                sel.model_name, sel.spec_name, sel.ci_low_ms, sel.ci_high_ms
         FROM q JOIN sel ON sel.case_id = q.case_id JOIN w ON w.case_id = q.case_id
-        ORDER BY q.median
+        ORDER BY q.median, q.label, q.case_id
         """,
         params,
     )
@@ -64,7 +64,8 @@ def query(con, opts: Options, run_id: str) -> tuple[list[dict], list[dict]]:
         FROM s
         WHERE pick <= ? OR ms > ? OR ms < ?
         QUALIFY pick <= ? OR row_number() OVER (PARTITION BY case_id, ms BETWEEN ? AND ?
-                                                ORDER BY abs(ms - ?) DESC) <= {MAX_CLIPPED}
+                                                ORDER BY abs(ms - ?) DESC, idx) <= {MAX_CLIPPED}
+        ORDER BY label, idx
         """,
         [*params, hi, lo, per_case, hi, lo, per_case, lo, hi, (lo + hi) / 2 if clip else 0.0],
     )

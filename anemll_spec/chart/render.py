@@ -13,12 +13,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anemll_spec.chart.style import esc
 from anemll_spec.text import printable
 
+if TYPE_CHECKING:
+    from anemll_spec.chart.render_worker import Worker
+
 VL_VERSION = "6.4"  # the Vega-Lite schema Altair 6 writes; vl-convert ships it
+PNG_SCALE = 2
 _bundle_memo: dict[str, str] = {}
 
 
@@ -147,18 +151,32 @@ def foreign_files(out_dir: Path, name: str) -> list[Path]:
     return [p for p in there[1:] if abs(p.stat().st_mtime - written) > WRITTEN_TOGETHER_S]
 
 
-def write_chart(spec: dict, out_dir: Path, name: str, title: str) -> dict[str, Path]:
+def draw(spec: dict) -> tuple[str, bytes]:
+    """The chart as SVG and as PNG (twice the SVG's size, for high-density screens)."""
+    import vl_convert as vlc
+
+    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    return svg, vlc.svg_to_png(svg, scale=PNG_SCALE)
+
+
+def warm_up() -> None:
+    """Start what `draw` needs (the JavaScript engine, this Vega-Lite version, the fonts)
+    on a one-word chart: a process's first render pays ~0.4 s for it."""
+    draw({"mark": "text", "encoding": {"text": {"value": "warm"}}})
+
+
+def write_chart(
+    spec: dict, out_dir: Path, name: str, title: str, worker: Worker | None = None
+) -> dict[str, Path]:
     """Write NAME.html, NAME.png, NAME.svg and NAME.vl.json; returns format -> path.
+    `worker`: a render_worker.Worker started earlier draws the SVG and PNG.
 
     Control characters from stored text are escaped everywhere in the spec first: XML
     forbids them, and the SVG -> PNG step aborts the process on one (not an exception)."""
-    import vl_convert as vlc
-
     spec = printable_strings(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {fmt: out_dir / f"{name}{suffix}" for fmt, suffix in CHART_FILES.items()}
-    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
-    png = vlc.svg_to_png(svg, scale=2)
+    svg, png = worker.draw(spec) if worker is not None else draw(spec)
     write_file(files["html"], chart_html(spec, title, name))
     write_file(files["svg"], svg)
     write_file(files["png"], png)

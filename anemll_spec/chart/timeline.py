@@ -54,7 +54,7 @@ def query(
         m AS (SELECT *, sum(CAST(clipped <> 0 AS INTEGER)) OVER (PARTITION BY label)
                             AS n_clipped,
                      row_number() OVER (PARTITION BY label, clipped <> 0
-                                        ORDER BY abs(ms - mid) DESC) AS far
+                                        ORDER BY abs(ms - mid) DESC, idx) AS far
               FROM s)
         SELECT label, idx, ms, clipped, n_clipped FROM m
         WHERE idx % greatest(1, CAST(ceil(n_samples / ?) AS INTEGER)) = 0

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from anemll_spec.chart import DEFAULT_SWEEP_METRIC, KINDS, SWEEP_METRICS
 from anemll_spec.cli._common import add_json, add_store, nonempty, out_dir, print_json
+
+if TYPE_CHECKING:
+    from anemll_spec.chart.render_worker import Worker
 
 HELP = "draw a chart from the store (offline HTML, PNG, SVG and Vega-Lite JSON)"
 DESCRIPTION = (
@@ -68,6 +72,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from anemll_spec.chart.render_worker import Worker
+
+    with Worker() as worker:  # warms the renderer on another core while the chart is built
+        return _run(args, worker)
+
+
+def _run(args: argparse.Namespace, worker: Worker) -> int:
     from pathlib import Path
 
     from anemll_spec.chart import build_chart, render
@@ -108,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         spec = build_chart(args.kind, default_target(args.store), opts)
-        files = render.write_chart(spec, Path(args.out), args.kind, f"anemll-spec {args.kind}")
+        title = f"anemll-spec {args.kind}"
+        files = render.write_chart(spec, Path(args.out), args.kind, title, worker)
     except InputError as exc:  # its text may quote stored text: no control characters raw
         raise InputError(printable(exc)) from None
     if args.json:
