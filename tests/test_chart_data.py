@@ -731,7 +731,5 @@ def test_every_kind_draws_the_same_spec_each_time(store, kind):
     """Rows that tie on the sort (two published sources of one chip with the same figure)
     come out in one order: the same store gives the same files, byte for byte."""
     opts = Options(runs=(store["sweep"],)) if kind in ("sweep", "placement") else Options()
-    drawn = {
-        json.dumps(build_chart(kind, str(store["path"]), opts), default=str) for _ in range(6)
-    }
+    drawn = {json.dumps(build_chart(kind, str(store["path"]), opts), default=str) for _ in range(6)}
     assert len(drawn) == 1
