@@ -257,7 +257,9 @@ class CoreMLBackend(Backend):
     def __init__(self) -> None:
         # Imported here, before anything is timed: the import takes seconds, and inside
         # prepare or load it would be counted as the first variant's compile or load.
-        import coremltools.models.utils  # noqa: F401
+        from anemll_spec.interrupts import import_module
+
+        import_module("coremltools.models.utils")  # and a Ctrl-C during it is kept
 
         self._translated = translated()
         self._compiled: dict[Path, str] = {}  # compiled path -> how it was got

@@ -177,9 +177,10 @@ def build_package(
 
     The model is a validated spec model: what Core ML can express (deployment targets,
     compression forms, group and block sizes) was checked there, once."""
-    import coremltools as ct
-
     from anemll_spec.build.graph import Ctx, assemble
+    from anemll_spec.interrupts import import_module
+
+    ct = import_module("coremltools")  # the first import of a build: keeps a Ctrl-C
 
     package = Path(package)
     package.parent.mkdir(parents=True, exist_ok=True)

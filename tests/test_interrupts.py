@@ -1,0 +1,69 @@
+"""A Ctrl-C during an import whose module swallows it (coremltools' bare `except:`) is
+raised again once the import returns, so the command stops instead of going on."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# A module that does what coremltools' __init__ does around its optional imports: the
+# interrupt lands inside a bare except and is lost there.
+SWALLOWS = """
+import os, signal, time
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+except:  # noqa: E722
+    pass
+"""
+
+
+def _import(tmp_path: Path, how: str) -> subprocess.CompletedProcess:
+    (tmp_path / "swallows.py").write_text(SWALLOWS)
+    code = f"{how}('swallows'); print('went on')"
+    return subprocess.run(
+        [sys.executable, "-c", f"import importlib, anemll_spec.interrupts as i; {code}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+
+
+def test_a_plain_import_loses_the_interrupt(tmp_path):
+    r = _import(tmp_path, "importlib.import_module")
+    assert r.returncode == 0 and "went on" in r.stdout  # the hazard itself
+
+
+def test_import_module_raises_it_once_the_import_returns(tmp_path):
+    r = _import(tmp_path, "i.import_module")
+    assert r.returncode != 0 and "went on" not in r.stdout
+    assert r.stderr.strip().endswith("KeyboardInterrupt")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("after_s", [0.3, 1.0])
+def test_a_ctrl_c_during_import_coremltools_stops_the_import(after_s):
+    """The real import: whenever the interrupt lands, the process does not go on."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import anemll_spec.interrupts as i; i.import_module('coremltools'); print('went on')",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    if "went on" in out and not err:  # the import had finished before the signal came
+        pytest.skip("coremltools was imported before the interrupt arrived")
+    assert "went on" not in out and "KeyboardInterrupt" in err
