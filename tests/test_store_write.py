@@ -637,3 +637,18 @@ def test_a_bench_whose_store_stays_locked_says_what_was_lost(tmp_path, monkeypat
     assert capsys.readouterr().err.count("waiting for the store") == 1
     assert waited < 6
     assert read(store, "SELECT status, (SELECT count(*) FROM cases) FROM runs") == [("running", 0)]
+
+
+def test_reading_the_store_does_not_import_the_write_api_or_numpy():
+    """Reading commands (query, chart, report, share) open the store; only writers need
+    numpy, which the write API imports (~70 ms of every read command's start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anemll_spec.store as s; s.open_store; s.default_target;"
+        "print(sorted(m for m in ('numpy', 'anemll_spec.store.writer') if m in sys.modules));"
+        "s.append_case; print('anemll_spec.store.writer' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True"]

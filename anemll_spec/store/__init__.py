@@ -9,6 +9,8 @@ rule (`factors.for_run`, the `case_factors_vs` macro of `views`; energy:
 `open_store` (the one seam between anemll-spec and the storage engine).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from anemll_spec.store.connection import (
     StoreLocked,
     default_target,
@@ -16,13 +18,28 @@ from anemll_spec.store.connection import (
     store_path,
 )
 from anemll_spec.store.schema import SCHEMA_VERSION
-from anemll_spec.store.writer import (
-    StoreWriteFailed,
-    append_case,
-    begin_run,
-    finish_run,
-    mark_interrupted,
-)
+
+if TYPE_CHECKING:
+    from anemll_spec.store.writer import (
+        StoreWriteFailed,
+        append_case,
+        begin_run,
+        finish_run,
+        mark_interrupted,
+    )
+
+_WRITER = ("StoreWriteFailed", "append_case", "begin_run", "finish_run", "mark_interrupted")
+
+
+def __getattr__(name: str) -> Any:
+    """The write API loads on first use: it imports numpy, which reading commands
+    (query, chart, report, share) never need."""
+    if name in _WRITER:
+        from anemll_spec.store import writer
+
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCHEMA_VERSION",
