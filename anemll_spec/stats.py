@@ -136,7 +136,9 @@ def median_ci(
 
 
 def order_stat_ci_pct(x: np.ndarray) -> float:
-    """Cheap distribution-free 95% CI half-width of the median, as % of the median.
+    """How far a cheap distribution-free 95% CI of the median reaches from the median,
+    on its farther side, as % of the median (so "within +-X %" holds on both sides; the
+    half-width would let a skewed interval pass with one end past X %).
 
     The binomial order-statistic interval (ranks n/2 -+ 1.96 sqrt(n)/2): one partition,
     no resampling, so the adaptive stop can check it every few samples.
@@ -153,7 +155,7 @@ def order_stat_ci_pct(x: np.ndarray) -> float:
     med = float(part[lo_mid] + part[hi_mid]) / 2.0
     if med <= 0:
         return float("inf")
-    return 100.0 * float(part[k] - part[j]) / 2.0 / med
+    return 100.0 * max(float(part[k]) - med, med - float(part[j])) / med
 
 
 def drift_slope(t_s: np.ndarray, y_ms: np.ndarray) -> float | None:
