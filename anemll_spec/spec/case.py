@@ -77,11 +77,11 @@ class Case:
         Iteration counts and time budgets are left out on purpose: a run with more
         iterations measures the same thing, and stays comparable.
         """
-        return digest({"model": self.model.to_json(), "run": self.run.measured()})
+        return digest({"model": self.model.key_fields(), "run": self.run.measured()})
 
     @cached_property
     def build_key(self) -> str:
-        return digest(self.model.build_fields())
+        return digest(self.model.build_key_fields())
 
     def with_backend(self, backend: str | None) -> Case:
         """This case measured on `backend` instead of the spec's backends (`--backend`):
@@ -97,7 +97,7 @@ class Case:
         how = {"concurrency": self.run.concurrency, "fp16_reference": self.run.fp16_reference}
         how.update({k: v for k, v in self.run.measured().items() if k not in MEASURED_RUN_FIELDS})
         variant = {"backend": backend, "cu": compute_units, "device": device, **how}
-        return digest({"model": self.model.to_json(), "variant": variant})
+        return digest({"model": self.model.key_fields(), "variant": variant})
 
     @property
     def model_name(self) -> str:

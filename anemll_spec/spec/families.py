@@ -88,8 +88,17 @@ class ModelBase(SpecModel):
         return self.compute_precision or self.dtype
 
     def build_fields(self) -> dict[str, Any]:
-        """The resolved fields that make the package (what build keys hash)."""
+        """The resolved fields that make the package (what the build cache hashes)."""
         return self.model_dump(mode="json", exclude=set(self.NON_BUILD_FIELDS))
+
+    def key_fields(self) -> dict[str, Any]:
+        """What case and variant keys hash: the resolved fields (an external model swaps
+        its path for its content)."""
+        return self.to_json()
+
+    def build_key_fields(self) -> dict[str, Any]:
+        """What build keys hash: the build fields (an external model: its content)."""
+        return self.build_fields()
 
 
 class LmHead(ModelBase):
@@ -270,6 +279,14 @@ class External(ModelBase):
         except OSError as exc:  # a name too long, a symlink loop: the path is unusable
             raise ValueError(f"cannot use this path: {exc.strerror or exc}") from None
 
+    def key_fields(self) -> dict[str, Any]:
+        """The path swapped for the package's content: the same package in another folder,
+        or on another Mac, keys (and pairs in `compare`) as the same model."""
+        return _by_content(self.to_json(), self.path)
+
+    def build_key_fields(self) -> dict[str, Any]:
+        return _by_content(self.build_fields(), self.path)
+
     def check_rules(self, rules: Rules) -> None:
         if self.compression != "none":
             rules.add(
@@ -294,6 +311,14 @@ class External(ModelBase):
             if name not in inputs:
                 hint = did_you_mean(name, inputs)
                 rules.add(("input_ranges", name), f"the model has no input {name!r}{hint}")
+
+
+def _by_content(fields: dict[str, Any], path: str) -> dict[str, Any]:
+    from anemll_spec.spec.content import content_sha256
+
+    out = {k: v for k, v in fields.items() if k != "path"}
+    out["content_sha256"] = content_sha256(path)
+    return out
 
 
 @functools.lru_cache(maxsize=64)

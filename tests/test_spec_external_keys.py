@@ -1,0 +1,84 @@
+"""An external model's keys hash its content, not where it lies: the same package in two
+folders (or on two Macs) pairs in `compare`; different weight bytes never do."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from build_util import matmul
+
+FIX = Path(__file__).parent / "fixtures" / "build"
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    from anemll_spec.build import build_package
+
+    pkg = tmp_path_factory.mktemp("pkg") / "m.mlpackage"
+    build_package(matmul(m=8, k=16, n=8), pkg)
+    return pkg
+
+
+def keys_beside(folder: Path, model: Path) -> tuple:
+    """The case key, a variant key and the build key of a spec next to a copy of `model`."""
+    from anemll_spec.spec import load_cases
+
+    folder.mkdir()
+    shutil.copytree(model, folder / model.name)
+    spec = folder / "spec.yaml"
+    spec.write_text(f"name: e\nmodel: {{family: external, path: {model.name}}}\n")
+    (case,) = load_cases(spec)[1]
+    assert case.model.to_json()["path"] == str((folder / model.name).resolve())  # shown as is
+    return case.key, case.variant_key("numpy", None, "cpu"), case.build_key
+
+
+@pytest.mark.parametrize("form", ["mlpackage", "mlmodelc"])
+def test_the_same_model_in_two_folders_has_the_same_keys(tmp_path, package, form):
+    model = package if form == "mlpackage" else FIX / "lm_head_tiny.mlmodelc"
+    alice = keys_beside(tmp_path / "alice", model)
+    bob = keys_beside(tmp_path / "bob", model)
+    assert alice == bob
+
+    changed = tmp_path / "changed" / model.name
+    shutil.copytree(model, changed)
+    weights = next(p for p in sorted(changed.rglob("*.bin")) if p.parent.name == "weights")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one weight byte differs
+    weights.write_bytes(bytes(data))
+    other = keys_beside(tmp_path / "carol", changed)
+    assert all(a != c for a, c in zip(alice, other, strict=True))
+
+
+def test_content_hash_is_every_regular_file_by_path_and_bytes(tmp_path):
+    """Recomputed here from the definition: sorted relative paths, size and bytes."""
+    from anemll_spec.spec.content import content_sha256
+
+    model = tmp_path / "x.mlmodelc"
+    shutil.copytree(FIX / "lm_head_tiny.mlmodelc", model)
+    h = hashlib.sha256()
+    files = sorted((p.relative_to(model).as_posix(), p) for p in model.rglob("*") if p.is_file())
+    for rel, p in files:
+        data = p.read_bytes()
+        h.update(f"{rel}\0{len(data)}\0".encode() + data)
+    assert content_sha256(str(model.resolve())) == h.hexdigest()
+
+
+def test_validation_alone_hashes_nothing(tmp_path):
+    """validate reads no weights: the content is hashed only where a key is asked for."""
+    from anemll_spec.spec import load_cases
+    from anemll_spec.spec.content import content_sha256
+
+    shutil.copytree(FIX / "lm_head_tiny.mlmodelc", tmp_path / "m.mlmodelc")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: e\nmodel: {family: external, path: m.mlmodelc}\nsweep: {model.seed: [0, 1, 2]}\n"
+    )
+    before = content_sha256.cache_info()
+    cases = load_cases(spec)[1]
+    assert content_sha256.cache_info() == before
+    assert len({c.key for c in cases}) == 3
+    after = content_sha256.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)  # once per path
