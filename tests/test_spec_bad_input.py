@@ -281,6 +281,24 @@ CASES = {
         "chunks",
         r"must be an integer, got a string 'x'",
     ),
+    "sweep_overlap": (  # a path inside another swept one: refused at the later entry
+        GOOD
+        + "sweep:\n  model.compression: [none, {palettize: {nbits: 8}}]\n"
+        + "  model.compression.palettize.nbits: [4, 6]\n",
+        "sweep.model.compression.palettize.nbits",
+        "palettize.nbits",
+        r"sweep path 'model.compression.palettize.nbits' lies inside 'model.compression', "
+        r"which is swept too: sweep one of them",
+    ),
+    "sweep_overlap_reversed": (  # the same in the other order
+        GOOD
+        + "sweep:\n  run.tolerance.min_cosine: [0.5, 0.9]\n"
+        + "  run.tolerance: [{min_cosine: 0.1}, {}]\n",
+        "sweep.run.tolerance",
+        "run.tolerance: [",
+        r"sweep path 'run.tolerance.min_cosine' lies inside 'run.tolerance', "
+        r"which is swept too: sweep one of them",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

@@ -32,6 +32,8 @@ KNOWN_DIFFERENCES = {
     "sweep_value_twice": "a sweep value listed twice",
     "sweep_inside_a_value": "the sweep's paths name fields of the model's family",
     "sweep_nested_typo": "the sweep's paths name fields of the model's family",
+    "sweep_overlap": "a sweep path inside another swept path",
+    "sweep_overlap_reversed": "a sweep path inside another swept path",
     "sweep_same_case": "two sweep values that resolve to the same case",
     "sweep_default_written_out": "two sweep values that resolve to the same case",
     "sustained_concurrency": "cross-field: a sustained run has one instance",

@@ -39,13 +39,27 @@ def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]
     out: dict[str, list] = {}
     problems: list[Problem] = []
     for key, values in sweep.items():
-        problem = _entry_problem(str(key), values, known, doc)
+        problem = _entry_problem(str(key), values, known, doc) or _overlap(str(key), out)
         if problem:
             message, on_key = problem
             problems.append(at.problem(("sweep", key), message, key=on_key))
         else:
             out[key] = values
     return out, problems
+
+
+def _overlap(key: str, earlier: dict[str, list]) -> tuple[str, bool] | None:
+    """Two entries where one lies inside the other (model.compression and
+    model.compression.palettize.nbits) would each rewrite what the other set, and which
+    wins would depend on their order: refused, whichever comes first."""
+    for other in earlier:
+        inner, outer = (key, other) if len(key) > len(other) else (other, key)
+        if inner.startswith(outer + "."):
+            return (
+                f"sweep path '{inner}' lies inside '{outer}', which is swept too: sweep one of them",
+                True,
+            )
+    return None
 
 
 def _entry_problem(
