@@ -82,3 +82,44 @@ def test_validation_alone_hashes_nothing(tmp_path):
     assert len({c.key for c in cases}) == 3
     after = content_sha256.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)  # once per path
+
+
+def test_built_family_fields_are_refused_for_an_external_model(cli, tmp_path):
+    """dtype, compute_precision, deployment_target, batch and weight_std describe what a
+    builder makes: set on an external model (to anything but the default) they changed every
+    key and described nothing of the file. One problem each, at its own line and column;
+    their defaults written out, and seed, stay allowed."""
+    import re
+
+    model = FIX / "lm_head_tiny.mlmodelc"
+    spec = tmp_path / "e.yaml"
+    spec.write_text(
+        f"name: e\nmodel:\n  family: external\n  path: {model}\n  dtype: float32\n"
+        "  batch: 7\n  weight_std: 5\n  deployment_target: iOS16\n  seed: 3\n"
+    )
+    r = cli("validate", spec)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 4, r.stderr
+    for line, (row, name) in zip(
+        lines,
+        [(5, "dtype"), (6, "batch"), (7, "weight_std"), (8, "deployment_target")],
+        strict=True,
+    ):
+        assert re.fullmatch(
+            rf"error: {re.escape(str(spec))}:{row}:\d+: model\.{name}: {name} applies to built "
+            r"families; an external model's own dtype, target and shapes are used",
+            line,
+        ), line
+    spec.write_text(
+        f"name: e\nmodel:\n  family: external\n  path: {model}\n  compute_precision: float32\n"
+    )
+    r = cli("validate", spec)
+    assert r.returncode == 2 and ":5:" in r.stderr and "model.compute_precision:" in r.stderr
+    spec.write_text(
+        f"name: e\nmodel:\n  family: external\n  path: {model}\n  dtype: float16\n"
+        "  compute_precision: float16\n  deployment_target: iOS18\n  batch: 1\n"
+        "  weight_std: 0.02\n  seed: 3\n"
+    )
+    r = cli("validate", spec)
+    assert r.returncode == 0, r.stderr

@@ -247,6 +247,10 @@ class Matmul(ModelBase):
 
 
 Range = Annotated[list[int], Field(min_length=2, max_length=2)]
+# ModelBase fields that only a builder uses: an external model refuses them where set to
+# anything but their default (they changed every key while describing nothing of the file)
+_BUILT_ONLY = ("dtype", "compute_precision", "deployment_target", "batch", "weight_std")
+_DEFAULTS = {name: ModelBase.model_fields[name].default for name in _BUILT_ONLY}
 
 
 class External(ModelBase):
@@ -292,6 +296,15 @@ class External(ModelBase):
             rules.add(
                 "compression", "compression applies to built families, not to an external model"
             )
+        for name in _BUILT_ONLY:  # they describe what a builder makes, not the user's file
+            # compute_precision defaults to the dtype (a dtype set is reported at dtype)
+            default = self.dtype if name == "compute_precision" else _DEFAULTS[name]
+            if getattr(self, name) != default:
+                rules.add(
+                    name,
+                    f"{name} applies to built families; an external model's own dtype, "
+                    "target and shapes are used",
+                )
         for name, (low, high) in self.input_ranges.items():
             if low > high:
                 rules.add(
