@@ -200,6 +200,32 @@ def test_report_of_a_published_model_run(cli, store, tmp_path):
     assert "llama_lm_head_lut6" in html and "inference factor" in html
 
 
+def test_report_of_an_older_run_keeps_its_published_comparison(cli, store, tmp_path):
+    """lm_b (same chip, later) replaced lm_a in chip_factors; lm_a's report still shows
+    lm_a's own rows and factors, the ones share and bench give (store.factors.for_run)."""
+    import duckdb
+
+    from anemll_spec.chart.style import fmt_factor, fmt_num
+    from anemll_spec.store.factors import for_run
+
+    with duckdb.connect(str(store["path"]), read_only=True) as con:
+        mine = {r["model"]: r for r in for_run(con, store["lm_a"])}
+        later = {r["model"]: r for r in for_run(con, store["lm_b"])}
+    assert set(mine) == {"llama_lm_head", "llama_lm_head_lut6"} == set(later)
+    out = tmp_path / "older.html"
+    r = cli("report", "--store", store["path"], "--run", store["lm_a"], "--out", out)
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "None of this run" not in html
+    for model, row in mine.items():
+        ms = fmt_num(row["latency_ms"], 4)  # as the report's number cells
+        assert ms != fmt_num(later[model]["latency_ms"], 4)  # lm_a's own figure, not lm_b's
+        assert f'<td class="num">{ms}</td>' in html
+        for k in ("bandwidth_factor", "inference_factor"):
+            if row[k] is not None:
+                assert f'<td class="num">{fmt_factor(row[k])}' in html
+
+
 def test_commands_import_nothing_heavy():
     code = (
         "import sys, anemll_spec.cli.chart, anemll_spec.cli.report, anemll_spec.chart;"

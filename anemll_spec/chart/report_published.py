@@ -1,9 +1,11 @@
 """The report's comparisons from `chip_factors`: with the published results, and of the
 run's chip across OS versions.
 
-Factors are the view's own (`chip_factors_vs`), formatted and described exactly as the
-factors chart does (factors.against, style.fmt_factor), so the page, its chart and the
-view say the same thing.
+The run's own factors are `factors_of(baseline, run)`'s, the rows `share` and `bench`
+print (store.factors.for_run): an older run keeps its comparison after a later run of
+the same chip replaced it in `chip_factors`. They are formatted and described exactly as
+the factors chart does (factors.against, style.fmt_factor), so the page, its chart and
+the view say the same thing.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
         )
     own = fetch(
         con,
-        """SELECT * FROM chip_factors_vs(?) WHERE run_id = ?
-           ORDER BY model, backend, compute_units""",
+        """SELECT * FROM factors_of(?, ?, false)
+           ORDER BY model, backend, compute_units, case_id""",
         [opts.baseline, run_id],
     )
     rows = [
@@ -83,9 +85,8 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
         + "".join(rows)
         + "</table>"
         if rows
-        else '<p class="note">None of this run\'s published-model cases is in '
-        "chip_factors (it keeps the latest ok case per chip, OS version, model, backend "
-        "and compute units; a later run may have replaced them).</p>"
+        else '<p class="note">None of this run\'s published-model cases has a factor '
+        "(only ok cases of one instance at a time are compared).</p>"
     )
     pub = fetch(
         con,
