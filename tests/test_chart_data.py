@@ -515,6 +515,12 @@ def test_sweep_throughput_is_the_stored_figure_without_a_median_ci(store):
     for r in rows:  # calls over time (1000 / mean): no CI of the median belongs to it
         assert r["value"] == pytest.approx(stored[r["case_id"]])
         assert r["ci_lo"] is None and r["ci_hi"] is None
+    # the subtitle's formula holds for concurrent points too (all instances' calls)
+    spec = build_chart(
+        "sweep", str(store["path"]), Options(runs=(store["sweep"],), metric="throughput_ips")
+    )
+    said = " ".join(spec["title"]["subtitle"])
+    assert "every instance's calls over the wall time (one instance: 1000 / mean" in said
 
 
 def test_a_long_case_name_is_cut_in_its_middle_keeping_what_tells_rows_apart():

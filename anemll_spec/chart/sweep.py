@@ -333,8 +333,8 @@ def chart(
             f"{TITLE}: {y_title} against {param} — run {run_id}",
             f"{shape_words} the 95% CI of the median (bootstrap), converted to this metric."
             if METRICS[metric][2]
-            else f"{shape_words} not drawn: throughput counts calls over time (1000 / mean "
-            "latency), and no CI of the median belongs to it.",
+            else f"{shape_words} not drawn: throughput counts every instance's calls over the "
+            "wall time (one instance: 1000 / mean latency), and no CI of the median belongs to it.",
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )
