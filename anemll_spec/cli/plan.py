@@ -117,7 +117,7 @@ def plan_one(path: str, args: argparse.Namespace) -> dict:
     return {
         "spec": str(spec.path),
         "name": spec.name,
-        "notes": list(dict.fromkeys(notes)),
+        "notes": list(dict.fromkeys(spec.notes + notes)),
         "cases": items,
         "time_bound_s": sum(it["time_bound_s"] for it in items),
     }

@@ -36,11 +36,14 @@ def run(args: argparse.Namespace) -> int:
                 for p in exc.problems:
                     print(f"error: {printable(p)}", file=sys.stderr)
             continue
-        results.append({"file": path, "ok": True, "name": spec.name, "cases": len(cases)})
+        result = {"file": path, "ok": True, "name": spec.name, "cases": len(cases)}
+        results.append({**result, "notes": spec.notes} if spec.notes else result)
         if not args.json:
             print(
                 f"ok: {printable(path)} ({printable(spec.name)}, {len(cases)} case{'s' * (len(cases) != 1)})"
             )
+            for note in spec.notes:
+                print(f"note: {printable(note)}")
     if args.json:
         print_json(results)
     return 2 if failed else 0

@@ -69,7 +69,8 @@ class Runner:
         from anemll_spec.store import default_target
 
         self.spec, cases = load_cases(spec_path, max_cases=max_cases or DEFAULT_MAX_CASES)
-        self.cases, self.notes = plan.plan_cases(plan.override_backend(cases, backend))
+        self.cases, notes = plan.plan_cases(plan.override_backend(cases, backend))
+        self.notes = self.spec.notes + notes  # sweep points measured once, then the plan's
         self.target = default_target(store)
         self.progress = progress or Progress()
         self.cache_dir = cache_dir

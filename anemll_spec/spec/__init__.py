@@ -47,6 +47,7 @@ class SpecFile:
     positions: Positions
     sweep: dict[str, list] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)  # the sweep's; expand() reports them
+    notes: list[str] = field(default_factory=list)  # expand()'s: sweep points measured once
 
     @property
     def name(self) -> str:
@@ -118,9 +119,9 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
     base = {k: v for k, v in spec.doc.items() if k != "sweep"}
     keys = list(spec.sweep)
     per_point: list[tuple[dict, list[Problem]]] = []
-    cases: list[Case] = []
-    resolved: dict[str, tuple] = {}  # what a point resolves to -> its sweep value indices
-    twice: dict[Problem, None] = {}
+    points: list[tuple[tuple, Case]] = []  # (value indices, case) of each valid point
+    resolved: dict[str, int] = {}  # what a point resolves to -> its first point's position
+    same_as: dict[int, int] = {}  # a point's position -> the earlier point it repeats
     for index, combo in enumerate(itertools.product(*(enumerate(spec.sweep[k]) for k in keys))):
         doc = copy.deepcopy(base)
         overrides: dict[tuple, tuple] = {}
@@ -141,28 +142,80 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
             per_point.append((params, problems_mod.convert(exc, doc, at)))
             continue
         per_point.append((params, []))
-        cases.append(Case(valid.name, index, valid.model, valid.run, params))
-        same = resolved.setdefault(digest([valid.model.to_json(), valid.run.to_json()]), combo)
-        if same is not combo:
-            twice[_same_case(spec, keys, same, combo)] = None
-    found = list(spec.problems) + _located_sweep_problems(per_point) + list(twice)
+        settings = digest([valid.model.to_json(), valid.run.settings()])
+        first = resolved.setdefault(settings, len(points))
+        if first != len(points):
+            same_as[len(points)] = first
+        points.append((combo, Case(valid.name, index, valid.model, valid.run, params)))
+    twice, spec.notes = _repeated_points(spec, keys, points, same_as)
+    found = list(spec.problems) + _located_sweep_problems(per_point) + twice
     if found:  # in the file's order
         raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
-    return cases
+    return [case for n, (_, case) in enumerate(points) if n not in same_as]
 
 
-def _same_case(spec: SpecFile, keys: list[str], first: tuple, later: tuple) -> Problem:
+def _repeated_points(
+    spec: SpecFile, keys: list[str], points: list[tuple[tuple, Case]], same_as: dict[int, int]
+) -> tuple[list[Problem], list[str]]:
+    """Points that repeat an earlier one. Where a sweep value makes no case of its own
+    (every point with it repeats another: `CPU_ONLY` and `[CPU_ONLY]`, a default written
+    out), the value is a mistake: a problem. Where each of the point's values makes cases
+    of its own elsewhere (concurrency 1 with `instances: distinct`, which one instance
+    cannot be), the point is measured once: dropped, and said in a note. The kept cases
+    keep their positions in the sweep (`Case.index`), so a dropped point leaves a gap."""
+    own = {
+        (k, c[0])
+        for n, (combo, _) in enumerate(points)
+        if n not in same_as
+        for k, c in zip(keys, combo, strict=True)
+    }
+    problems: dict[Problem, None] = {}
+    dropped: list[Case] = []
+    for later, first in same_as.items():
+        combo, case = points[later]
+        lonely = [k for k, c in zip(keys, combo, strict=True) if (k, c[0]) not in own]
+        if lonely:
+            problems[_same_case(spec, keys, points[first][0], combo, lonely)] = None
+        else:
+            dropped.append(case)
+    notes = []
+    if dropped:
+        n = len(dropped)
+        shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in c.params.items()) for c in dropped[:3])
+        more = f"; and {n - 3} more" if n > 3 else ""
+        why = (
+            " (instances apply with concurrency > 1)"
+            if any(c.run.concurrency == 1 and c.run.instances != "shared" for c in dropped)
+            else ""
+        )
+        what = (
+            "point is the same case as another and is"
+            if n == 1
+            else "points are the same case as others and are"
+        )
+        notes.append(f"{n} sweep {what} measured once: {shown}{more}{why}")
+    return list(problems), notes
+
+
+def _same_case(
+    spec: SpecFile, keys: list[str], first: tuple, later: tuple, lonely: list[str]
+) -> Problem:
     """Two sweep values that resolve to the same settings (`CPU_ONLY` and `[CPU_ONLY]`, a
-    default written out) would measure one case twice under one key."""
+    default written out) would measure one case twice under one key: said at the first
+    value of the later point that differs from the earlier one and makes no case of its own."""
     from anemll_spec.spec.problems import Locator
 
     key, (i, value), (_, other) = next(
-        (k, b, a) for k, a, b in zip(keys, first, later, strict=True) if a[0] != b[0]
+        (k, b, a)
+        for k, a, b in zip(keys, first, later, strict=True)
+        if a[0] != b[0] and k in lonely
     )
     message = (
         f"{value!r} makes the same case as {other!r} (both resolve to the same settings): "
         "each value must make its cases once"
     )
+    if key == "run.instances":  # they differ, so the run has one instance
+        message += " (instances apply with concurrency > 1)"
     return Locator(str(spec.path), spec.positions).problem(("sweep", key, i), message)
 
 

@@ -131,9 +131,18 @@ class Run(SpecModel):
         rules.check()
         return self
 
+    def settings(self) -> dict[str, Any]:
+        """The resolved section as it acts: `instances` applies with concurrency > 1 only
+        (one instance, distinct or shared, is the same one model), so at 1 it reads as the
+        default. Two sweep points with equal settings are one case."""
+        values = self.to_json()
+        if self.concurrency == 1:
+            values["instances"] = MEASURED_IF_SET["instances"]
+        return values
+
     def measured(self) -> dict[str, Any]:
         """The fields that decide what is measured, as the case key hashes them."""
-        values = self.to_json()
+        values = self.settings()
         out = {k: values[k] for k in MEASURED_RUN_FIELDS}
         out.update({k: values[k] for k, d in MEASURED_IF_SET.items() if values[k] != d})
         if self.duration_s is not None:

@@ -1,0 +1,70 @@
+"""Sweep points that are one case: `instances` applies with concurrency > 1 only, so
+`instances: distinct` at concurrency 1 keys (and pairs) as the shared run it is, and a
+sweep point that repeats another while its values make cases elsewhere is measured once."""
+
+from __future__ import annotations
+
+import json
+
+MATMUL = "name: i\nmodel: {family: matmul, m: 8, k: 8, n: 8}\nrun: {backends: [numpy]%s}\n"
+NOTE = (
+    "1 sweep point is the same case as another and is measured once: run.concurrency=1, "
+    "run.instances='distinct' (instances apply with concurrency > 1)"
+)
+
+
+def cases_of(tmp_path, text: str, name: str = "s.yaml"):
+    from anemll_spec.spec import load_cases
+
+    path = tmp_path / name
+    path.write_text(text)
+    return load_cases(path)
+
+
+def test_distinct_instances_at_concurrency_one_key_as_shared(tmp_path):
+    (shared,) = cases_of(tmp_path, MATMUL % "", "a.yaml")[1]
+    (distinct,) = cases_of(tmp_path, MATMUL % ", instances: distinct", "b.yaml")[1]
+    assert distinct.run.instances == "distinct"  # the spec as written is kept
+    assert distinct.key == shared.key
+    assert distinct.variant_key("numpy", None, "cpu") == shared.variant_key("numpy", None, "cpu")
+    # with two instances it is measured differently: a key of its own
+    (two,) = cases_of(tmp_path, MATMUL % ", concurrency: 2", "c.yaml")[1]
+    (two_distinct,) = cases_of(tmp_path, MATMUL % ", concurrency: 2, instances: distinct")[1]
+    assert two.key != two_distinct.key and two.key != shared.key
+
+
+def test_a_point_that_repeats_another_is_measured_once(tmp_path, cli):
+    text = MATMUL % "" + "sweep:\n  run.concurrency: [1, 2]\n  run.instances: [shared, distinct]\n"
+    spec, cases = cases_of(tmp_path, text)
+    # indices are the points' positions in the sweep: the kept ones keep theirs
+    assert [(c.index, c.run.concurrency, c.run.instances) for c in cases] == [
+        (0, 1, "shared"),
+        (2, 2, "shared"),
+        (3, 2, "distinct"),
+    ]
+    assert len({c.key for c in cases}) == 3
+    assert spec.notes == [NOTE]
+    path = tmp_path / "s.yaml"
+    r = cli("validate", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"ok: {path} (i, 3 cases)", f"note: {NOTE}"]
+    r = cli("plan", "--json", path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [c["index"] for c in doc["cases"]] == [0, 2, 3]
+    assert doc["notes"][0] == NOTE
+    r = cli("plan", path)
+    assert r.stdout.splitlines()[1] == NOTE
+
+
+def test_a_value_that_makes_no_case_of_its_own_stays_an_error(tmp_path, cli):
+    """At concurrency 1 alone, `distinct` repeats `shared` at every point: a mistake."""
+    path = tmp_path / "s.yaml"
+    path.write_text(MATMUL % "" + "sweep:\n  run.instances: [shared, distinct]\n")
+    r = cli("validate", path)
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"error: {path}:5:27: sweep.run.instances[1]: 'distinct' makes the same case as "
+        "'shared' (both resolve to the same settings): each value must make its cases once "
+        "(instances apply with concurrency > 1)\n"
+    )
