@@ -299,6 +299,13 @@ CASES = {
         r"sweep path 'run.tolerance.min_cosine' lies inside 'run.tolerance', "
         r"which is swept too: sweep one of them",
     ),
+    "warmup_over_max_time": (  # the harness caps the warm-up at max_time_s
+        GOOD + "  warmup_s: 300\n  max_time_s: 5\n",
+        "run.warmup_s",
+        "warmup_s",
+        r"warmup_s \(300\) exceeds max_time_s \(5\), which caps the warm-up: "
+        r"raise max_time_s or lower warmup_s",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

@@ -37,6 +37,7 @@ KNOWN_DIFFERENCES = {
     "sweep_same_case": "two sweep values that resolve to the same case",
     "sweep_default_written_out": "two sweep values that resolve to the same case",
     "sustained_concurrency": "cross-field: a sustained run has one instance",
+    "warmup_over_max_time": "cross-field: warmup_s <= max_time_s",
     "odd_head_dim": "a rule of the attention family (RoPE rotates halves)",
     "fp16_epsilon_zero": "cross-field: rms_norm_eps against the compute precision",
 }

@@ -111,6 +111,12 @@ class Run(SpecModel):
                 "distinct instances get their own seeded weights; an external model can only "
                 "run shared",
             )
+        if self.warmup_s > self.max_time_s:  # the harness stops warming up at max_time_s
+            rules.add(
+                "warmup_s",
+                f"warmup_s ({self.warmup_s:g}) exceeds max_time_s ({self.max_time_s:g}), which "
+                "caps the warm-up: raise max_time_s or lower warmup_s",
+            )
         if self.duration_s is not None and self.duration_s < 2 * self.window_s:
             rules.add(
                 "duration_s",
