@@ -306,6 +306,24 @@ CASES = {
         r"warmup_s \(300\) exceeds max_time_s \(5\), which caps the warm-up: "
         r"raise max_time_s or lower warmup_s",
     ),
+    "huge_hex_integer": (  # 5,000 hex digits: repr() of it crashed (Python's 4,300 limit)
+        GOOD.replace("chunks: 2", "chunks: 0x" + "f" * 5000),
+        "model.chunks",
+        "chunks",
+        r"integer too large for a spec: '0xf{57}…'$",
+    ),
+    "huge_decimal_integer": (
+        GOOD.replace("chunks: 2", "chunks: " + "9" * 5000),
+        "model.chunks",
+        "chunks",
+        r"integer too large for a spec: '9{59}…'$",
+    ),
+    "integer_over_64_bits": (
+        GOOD.replace("chunks: 2", "chunks: " + str(2**64)),
+        "model.chunks",
+        "chunks",
+        r"integer too large for a spec: '18446744073709551616'$",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

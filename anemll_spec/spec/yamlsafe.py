@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import Problem, SpecError
+from anemll_spec.text import quoted
 
 MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_NODES = 20_000  # nodes after alias expansion
 MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
+MAX_INT_BITS = 64  # every int field is far below; a 5,000-digit one crashed repr()
 
 Pos = tuple[int, int]  # 1-based line, column
 Positions = dict[tuple, Pos]  # path tuple -> position of the value (keys: path + ("<key>",))
@@ -202,15 +204,28 @@ class _Converter:
                     raise ValueError
                 return text.lower() == "true"
             if kind == "int":
-                return int(text, 0) if re.match(r"[-+]?0[oxOX]", text) else int(text, 10)
+                value = _int(text)
+                if value is None or abs(value).bit_length() > MAX_INT_BITS:
+                    raise self.refuse(node, path, f"integer too large for a spec: {quoted(text)}")
+                return value
             if kind == "float":
                 special = {".inf": math.inf, ".nan": math.nan}.get(text.lower().lstrip("+-"))
                 if special is None:
                     return float(text)
                 return -special if text.startswith("-") else special
         except ValueError:
-            raise self.refuse(node, path, f"{text!r} is not a YAML {kind}") from None
+            shown = repr(text) if len(text) <= 60 else quoted(text)  # a line, not a flood
+            raise self.refuse(node, path, f"{shown} is not a YAML {kind}") from None
         return text
+
+
+def _int(text: str) -> int | None:
+    """An int scalar's value; None where it has more digits than Python converts
+    (decimal past 4,300 digits): far too large for a spec either way."""
+    base = 0 if re.match(r"[-+]?0[oxOX]", text) else 10
+    if base == 10 and len(text.lstrip("+-").lstrip("0")) > 4000:
+        return None
+    return int(text, base)
 
 
 def dotted(path: tuple) -> str:
