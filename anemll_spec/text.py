@@ -65,3 +65,10 @@ def aligned(header: list[str], cells: list[list[str]], numeric: list[bool]) -> l
         return "  ".join(parts).rstrip()
 
     return [line(header, True), "  ".join("-" * w for w in widths), *(line(r) for r in cells)]
+
+
+def throttled_words(value: bool | None) -> str:
+    """A sustained case's thermal reading in words (report, chart and share alike)."""
+    if value is None:
+        return "throttling not read (no thermal reading)"
+    return "throttled" if value else "not throttled"

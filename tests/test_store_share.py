@@ -121,3 +121,52 @@ def test_a_run_with_nothing_to_compare_says_why(cli, tmp_path):
     assert line.startswith("**Compared with the baseline chip**: no case of this run can be")
     assert "1 of its 1 ok case(s) ran several instances at once" in line
     assert "published models" not in line
+
+
+def test_share_gives_energy_and_the_sustained_verdict(tmp_path):
+    """A run with energy readings and sustained cases shares both (bench and report show
+    them); figures recomputed here from the raw `cases` columns. A run without either
+    gets neither section."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+    import chart_energy as ce
+    import chart_sustained as cs
+    from db_util import dict_rows
+
+    from anemll_spec.store.connection import open_store
+    from anemll_spec.store.share import share_markdown
+
+    path = tmp_path / "e.duckdb"
+    gpu, _ = ce.gpu_run(path)
+    sus, _ = cs.sustained_run(path)
+    plain, _ = ce.no_energy_run(path, "RAPL: /sys/class/powercap does not exist")
+    con = open_store(path, read_only=True)
+    try:
+        text = {r: share_markdown(con, r, baseline="M1 Max") for r in (gpu, sus, plain)}
+    finally:
+        con.close()
+    (raw,) = dict_rows(path, "SELECT * FROM cases WHERE run_id = ?", [gpu])
+    mj = raw["energy_total_mj"] / raw["energy_calls"]
+    lines = text[gpu].splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("**Energy**")))
+    row = cells(lines[head + 4])
+    assert row[:4] == ["llama\\_lm\\_head", "torch cuda", "-", "1"]
+    assert float(row[4]) == pytest.approx(mj, rel=5e-4)
+    assert float(row[5]) == pytest.approx(1000 / mj, rel=5e-4)
+    assert float(row[6]) == pytest.approx(
+        raw["energy_total_mj"] / 1e3 / raw["energy_interval_s"], rel=5e-4
+    )
+    assert row[7] == "nvml" and "NVML: the GPU board" in text[gpu]
+    assert "**Sustained**" not in text[gpu]
+    stored = dict_rows(path, "SELECT * FROM cases WHERE run_id = ? ORDER BY case_index", [sus])
+    section = text[sus].split("**Sustained**", 1)[1].split("To attach", 1)[0]
+    body = [line for line in section.splitlines() if line.startswith("|")][2:]
+    assert len(stored) == len(body) == 2
+    for c, line in zip(stored, body, strict=True):
+        got = cells(line)
+        assert got[3] == c["sustained_verdict"]
+        assert float(got[4]) == pytest.approx(c["sustained_throughput_ratio"], abs=1e-3)
+        assert got[6] == f"{c['sustained_windows']} x {c['sustained_window_s']:g} s"
+    assert "**Energy**" not in text[plain] and "**Sustained**" not in text[plain]

@@ -16,7 +16,7 @@ from anemll_spec.chart.report_published import num
 from anemll_spec.chart.source import NoData, Options, fetch
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.chart.sustained_draw import calls_ratio
-from anemll_spec.text import ratios
+from anemll_spec.text import ratios, throttled_words
 
 RAILS = ("ane", "cpu", "gpu", "dram")
 ENERGY_HEADS = (
@@ -136,7 +136,7 @@ def _sustained_row(c: dict[str, Any], windows: list[dict]) -> str:
         + f"<td>{esc(c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
         + f"<td>{esc(c.get('sustained_verdict'))}</td>"
         + "".join(f'<td class="num">{esc(text)}</td>' for text in shown)
-        + f"<td>{esc(sustained.throttled_words(c.get('sustained_throttled')))}</td>"
+        + f"<td>{esc(throttled_words(c.get('sustained_throttled')))}</td>"
         + num(c.get("sustained_windows"))
         + num(c.get("sustained_window_s"))
         + num(c.get("sustained_first_median_ms"))

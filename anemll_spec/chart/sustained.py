@@ -18,7 +18,6 @@ from anemll_spec.chart.source import NoData, Options, fetch, pick_run, selected_
 from anemll_spec.chart.sustained_draw import (  # noqa: F401 - the kind's title, words
     TITLE,
     thermal_runs,
-    throttled_words,
     verdict_words,
 )
 

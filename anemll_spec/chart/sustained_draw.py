@@ -12,7 +12,7 @@ from typing import Any
 
 from anemll_spec.chart import robust, style
 from anemll_spec.chart.energy_draw import rail_color, rail_rank
-from anemll_spec.text import ratios
+from anemll_spec.text import ratios, throttled_words
 
 TITLE = "Sustained run"
 
@@ -290,9 +290,3 @@ def calls_ratio(windows: Sequence[dict[str, Any]]) -> float | None:
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def throttled_words(value: bool | None) -> str:
-    if value is None:
-        return "throttling not read (no thermal reading)"
-    return "throttled" if value else "not throttled"

@@ -13,6 +13,7 @@ import shlex
 
 from anemll_spec.store import factors, markdown, published
 from anemll_spec.store.markdown import escape
+from anemll_spec.text import ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
 # chart say it (chart/report_published.PUBLISHED_NOTE): a reader of the issue compares a
@@ -97,6 +98,8 @@ def share_markdown(con, run_id: str, *, baseline: str, store_arg: str | None = N
         ),
         "",
         _factors(con, run_id, baseline),
+        _energy(con, run_id, baseline),
+        _sustained(con, run_id),
         "To attach the full data (every sample, the spec, the host), export the run and "
         "attach the file:",
         "",
@@ -182,6 +185,77 @@ def _factors(con, run_id: str, baseline: str) -> str:
         f"inference factor = the baseline's ms / ms; baseline {escape(baseline)}):\n\n"
         + table
         + (f"\n{escape(published.CAVEAT)}\n" if against_published else "")
+    )
+
+
+def _energy(con, run_id: str, baseline: str) -> str:
+    """Energy per inference of the cases that have it, with what the figure is ('' when
+    none: a run on a machine without power counters)."""
+    rows = factors.energy_for_run(con, run_id, baseline)
+    if not rows:
+        return ""
+    table = markdown.table(
+        ["model", "backend", "units", "n", "mJ per inference", "inferences per J", "mean W",
+         "reader", "timed calls only", f"vs {baseline}"],
+        [
+            (
+                r["model"],
+                r["backend"] + (f" {r['device']}" if r["device"] else ""),
+                r["compute_units"],
+                r["concurrency"],
+                r["energy_mj_per_inference"],
+                r["inferences_per_joule"],
+                r["power_w_mean"],
+                r["energy_method"],
+                r["energy_timed_only"],
+                r["energy_factor_label"] or "no baseline",
+            )
+            for r in rows
+        ],
+        digits=4,
+        null="-",
+    )  # fmt: skip
+    caveats = dict.fromkeys(r["caveat"] for r in rows if r["caveat"])
+    return (
+        "**Energy** (mJ per inference = the counters' energy over the interval / its calls, "
+        "all instances' calls where n > 1):\n\n"
+        + table
+        + "".join(f"\n{escape(c)}." for c in caveats)
+        + "\n"
+    )
+
+
+def _sustained(con, run_id: str) -> str:
+    """The verdict of each sustained case ('' when none)."""
+    cur = con.execute(
+        """SELECT model_name, backend, device, compute_units, sustained_verdict,
+                  sustained_throughput_ratio, sustained_ci_low, sustained_ci_high,
+                  sustained_windows, sustained_window_s, sustained_throttled
+           FROM cases WHERE run_id = ? AND sustained_windows > 0
+           ORDER BY case_index, finished_at, case_id""",
+        [run_id],
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return ""
+    shown = []
+    for model, backend, device, units, verdict, ratio, lo, hi, n, window_s, throttled in rows:
+        r, lo_t, hi_t = ratios(ratio, lo, hi)
+        shown.append((
+            model, backend + (f" {device}" if device else ""), units, verdict,
+            None if ratio is None else r,
+            None if lo is None or hi is None else f"{lo_t} to {hi_t}",
+            f"{n} x {window_s:g} s", throttled_words(throttled),
+        ))  # fmt: skip
+    table = markdown.table(
+        ["model", "backend", "units", "verdict", "last/first throughput", "95% CI", "windows",
+         "thermal"],
+        shown,
+        null="-",
+    )  # fmt: skip
+    return (
+        "**Sustained** (last/first throughput = first-window median / last-window median; "
+        "below 1: slower at the end):\n\n" + table
     )
 
 
