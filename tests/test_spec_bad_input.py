@@ -324,6 +324,18 @@ CASES = {
         "chunks",
         r"integer too large for a spec: '18446744073709551616'$",
     ),
+    "integral_float": (  # 2.0 is no integer to validate; JSON Schema's "integer" takes it
+        GOOD.replace("chunks: 2", "chunks: 2.0"),
+        "model.chunks",
+        "chunks",
+        r"must be an integer, got float 2\.0",
+    ),
+    "non_finite_float": (
+        GOOD + "  tolerance: {max_abs_error: .inf}\n",
+        "run.tolerance.max_abs_error",
+        "max_abs_error",
+        r"must be finite, got inf",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

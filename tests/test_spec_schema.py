@@ -40,6 +40,8 @@ KNOWN_DIFFERENCES = {
     "warmup_over_max_time": "cross-field: warmup_s <= max_time_s",
     "odd_head_dim": "a rule of the attention family (RoPE rotates halves)",
     "fp16_epsilon_zero": "cross-field: rms_norm_eps against the compute precision",
+    "integral_float": "JSON Schema's integer type takes 2.0; validate wants an integer",
+    "non_finite_float": "JSON Schema has no finite-number check for .inf and .nan",
 }
 
 
@@ -123,3 +125,15 @@ def test_schema_describes_every_field_and_a_single_compute_unit(tmp_path):
     assert schema_agrees(text, tmp_path) == (True, True)
     twice = GOOD.replace("backends: [numpy]", "backends: [numpy, numpy]")
     assert schema_agrees(twice, tmp_path) == (False, False)
+
+
+@pytest.mark.parametrize("sweep", ["sweep:\n", "sweep: null\n", "sweep: ~\n"])
+def test_an_empty_sweep_is_no_sweep_to_both(sweep, tmp_path):
+    """validate reads `sweep:` left empty as no sweep; the schema refused it."""
+    assert schema_agrees(GOOD + sweep, tmp_path) == (True, True)
+
+
+def test_non_finite_floats_are_refused_by_validate_alone(tmp_path):
+    for value in (".inf", ".nan"):  # (-.inf is below the minimum 0: both refuse it)
+        text = GOOD + f"  tolerance: {{max_abs_error: {value}}}\n"
+        assert schema_agrees(text, tmp_path) == (True, False), value

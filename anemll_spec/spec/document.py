@@ -43,11 +43,14 @@ def json_schema() -> dict[str, Any]:
 
     pydantic's schema of `Spec`, plus what the validator says beyond the field types: a
     single backend or compute unit may be written without a list, list values are
-    unique, and a sweep key that is no field path is refused. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema."""
+    unique, a sweep key that is no field path is refused, and an empty (null) sweep is
+    none. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema."""
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "anemll-spec benchmark spec"
-    schema["properties"]["sweep"]["additionalProperties"] = False  # a path or nothing
+    sweep = schema["properties"]["sweep"]
+    sweep["additionalProperties"] = False  # a path or nothing
+    sweep["type"] = ["object", "null"]  # `sweep:` left empty is no sweep, as validate reads it
     run = schema["$defs"]["Run"]["properties"]
     for name in ("backends", "compute_units"):
         field = run[name]
