@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from anemll_spec import __version__
-from anemll_spec.errors import AnemllError
+from anemll_spec.errors import AnemllError, SpecError
 from anemll_spec.text import printable
 
 # command name -> module under anemll_spec.cli
@@ -81,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except AnemllError as exc:
-        # one line per problem (a spec's problems are several); store text escaped in each
-        lines = str(exc).split("\n")
+        # one line per problem (a spec's problems are several); store text escaped in each.
+        # A spec's problems are taken one by one: a newline inside one (a key written
+        # "a\nb") is escaped with it, never a forged line of its own
+        lines = (
+            [str(p) for p in exc.problems] if isinstance(exc, SpecError) else str(exc).split("\n")
+        )
         for line in lines:
             print(f"anemll-spec {args.command}: error: {printable(line)}", file=sys.stderr)
         return exc.exit_code

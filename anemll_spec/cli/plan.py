@@ -140,11 +140,13 @@ BUDGET_FIELDS = (
 
 def print_plan(doc: dict) -> None:
     from anemll_spec.progress import seconds
+    from anemll_spec.text import printable
 
     items = doc["cases"]
-    print(f"{doc['name']}: {len(items)} case{'s' * (len(items) != 1)}  ({doc['spec']})")
+    name, path = printable(doc["name"]), printable(doc["spec"])
+    print(f"{name}: {len(items)} case{'s' * (len(items) != 1)}  ({path})")
     for n in doc["notes"]:
-        print(n)
+        print(printable(n))
     rows = []
     for it in items:
         variants = ", ".join(
