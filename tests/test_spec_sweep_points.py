@@ -68,3 +68,26 @@ def test_a_value_that_makes_no_case_of_its_own_stays_an_error(tmp_path, cli):
         "'shared' (both resolve to the same settings): each value must make its cases once "
         "(instances apply with concurrency > 1)\n"
     )
+
+
+def test_sweep_points_of_a_published_model_are_told_apart_in_plan(tmp_path, cli):
+    """Each point is the published llama_lm_head (model_name, which views pair on, stays
+    that); plan's case column adds the sweep's values, or four rows looked the same."""
+    path = tmp_path / "pub.yaml"
+    path.write_text(
+        "name: a\nmodel: {family: lm_head}\nrun: {backends: [numpy]}\n"
+        "sweep:\n  model.seed: [0, 1]\n  run.fp16_reference: [false, true]\n"
+    )
+    doc = json.loads(cli("plan", "--json", path).stdout)
+    assert [c["model_name"] for c in doc["cases"]] == ["llama_lm_head"] * 4
+    labels = [
+        "llama_lm_head[seed=0,fp16_reference=False]",
+        "llama_lm_head[seed=0,fp16_reference=True]",
+        "llama_lm_head[seed=1,fp16_reference=False]",
+        "llama_lm_head[seed=1,fp16_reference=True]",
+    ]
+    assert [c["label"] for c in doc["cases"]] == labels
+    rows = cli("plan", path).stdout.splitlines()[3:7]
+    assert [row.split()[1] for row in rows] == labels
+    (plain,) = json.loads(cli("plan", "--json", "specs/lm_head.yaml").stdout)["cases"]
+    assert plain["label"] == plain["model_name"] == "llama_lm_head"  # no sweep: as before

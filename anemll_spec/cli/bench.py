@@ -113,7 +113,7 @@ def summary(result: Any) -> str:
         rows.append(
             [
                 v.case.index,
-                v.case.model_name,
+                v.case.label,
                 v.backend + (f"/{m.device}" if m.device and v.backend == "torch" else ""),
                 v.compute_units or "-",
                 f"{s.median_ms:.3f} [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}]" if s else "-",

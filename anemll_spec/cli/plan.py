@@ -99,6 +99,7 @@ def plan_one(path: str, args: argparse.Namespace) -> dict:
                 "key": case.key,
                 "build_key": case.build_key,
                 "model_name": case.model_name,
+                "label": case.label,
                 "params": case.params,
                 "family": case.model.family,
                 "shapes": case.model.shapes(),
@@ -156,7 +157,7 @@ def print_plan(doc: dict) -> None:
         rows.append(
             [
                 it["index"],
-                it["model_name"],
+                printable(it["label"]),
                 it["shapes"],
                 it["compression"],
                 human_bytes(it["estimate"]["weight_bytes"]),

@@ -101,13 +101,25 @@ class Case:
 
     @property
     def model_name(self) -> str:
+        """The published model's name where the case is one (views pair on it), else the
+        spec's name with the sweep's values."""
         published = published_model(self.model)
         if published:
             return published
+        return self._with_params(self.spec_name)
+
+    @property
+    def label(self) -> str:
+        """How the case is shown: its model name, with the sweep's values even where it is
+        a published model (four sweep points that are each `llama_lm_head` looked alike)."""
+        published = published_model(self.model)
+        return self._with_params(published) if published else self.model_name
+
+    def _with_params(self, name: str) -> str:
         if not self.params:
-            return self.spec_name
+            return name
         inner = ",".join(f"{k.split('.')[-1]}={self._short(k, v)}" for k, v in self.params.items())
-        return f"{self.spec_name}[{inner}]"
+        return f"{name}[{inner}]"
 
     def _short(self, path: str, value: Any) -> str:
         if path == "model.compression":
