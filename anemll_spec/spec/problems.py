@@ -154,6 +154,8 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         return [at.problem(path, f"unknown key '{path[-1]}'{hint}", key=True)]
     if kind in ("union_tag_not_found", "union_tag_invalid"):  # the family
         model = value if isinstance(value, dict) else None
+        if value is None:  # `model:` left empty, said as every other null is
+            return [at.problem(path, "must not be empty (null)")]
         if model is None:
             return [at.problem(path, f"must be a mapping, got {type_name(value)}")]
         if "family" not in model:  # and a key that is no family's is likely it, misspelt

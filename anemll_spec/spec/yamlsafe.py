@@ -29,6 +29,14 @@ MAX_NODES = 20_000  # nodes after alias expansion
 MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
 MAX_INT_BITS = 64  # every int field is far below; a 5,000-digit one crashed repr()
 
+# byte-order marks of encodings a spec is not in (UTF-32's first: it starts like UTF-16's)
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
 Pos = tuple[int, int]  # 1-based line, column
 Positions = dict[tuple, Pos]  # path tuple -> position of the value (keys: path + ("<key>",))
 
@@ -67,12 +75,19 @@ def read_text(path: Path) -> str:
         raise refuse(f"cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise refuse(f"file is over {MAX_FILE_BYTES:,} bytes; a spec must be under that")
+    for bom, encoding in _BOMS:  # before the NUL check: UTF-16 text is full of NULs
+        if data.startswith(bom):
+            raise refuse(f"{encoding} text: save it as UTF-8")
     if b"\x00" in data:
         raise refuse("binary file (contains NUL bytes), not a YAML spec")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise refuse(f"not UTF-8 text (byte {exc.start}): not a YAML spec") from None
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1  # in characters
+        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8"
+        raise SpecError([Problem(name, "", message, line, column)]) from None
 
 
 @cache
@@ -105,9 +120,8 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     try:
         node = yaml.compose(text, Loader=_loader())
     except RecursionError:
-        raise SpecError(
-            [Problem(file, "", f"nested too deeply: a spec nests at most {MAX_DEPTH} levels")]
-        ) from None
+        msg = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
+        raise SpecError([Problem(file, "", msg, *_too_deep(text))]) from None
     except yaml.reader.ReaderError as exc:
         at = exc.position
         where = (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))  # line, column
@@ -130,6 +144,23 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     if convert.problems:  # every duplicate or merge key at once
         raise SpecError(convert.problems)
     return value, convert.positions
+
+
+def _too_deep(text: str) -> Pos | tuple[()]:
+    """Where flow brackets (`[[[...`, `{{{...`) first nest past MAX_DEPTH: the nesting that
+    outran the parser's recursion, found by counting (quotes and comments are not parsed,
+    so this is a pointer, not a parse). () where block indentation nests instead."""
+    depth, line, start = 0, 1, 0
+    for i, c in enumerate(text):
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line, i - start + 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif c == "\n":
+            line, start = line + 1, i + 1
+    return ()
 
 
 def _pos(node: Any) -> Pos:
