@@ -394,7 +394,7 @@ def test_directory(cli, tmp_path):
 
 def test_binary_garbage(cli, tmp_path):
     p = tmp_path / "garbage.yaml"
-    p.write_bytes(os.urandom(4096) + b"\x00")
+    p.write_bytes(b"\x01" + os.urandom(4096) + b"\x00")  # \x01: never a UTF-16/32 BOM
     assert "binary file" in refused(cli, tmp_path, p)
 
 
