@@ -259,6 +259,12 @@ CASES = {
         "concurrency",
         r"a sustained run \(duration_s\) times one instance: concurrency must be 1",
     ),
+    "matmul_batch": (  # the builder draws x as (m, k): batch was silently ignored
+        "name: t\nmodel:\n  family: matmul\n  m: 4\n  k: 8\n  n: 16\n  batch: 3\n",
+        "model.batch",
+        "batch",
+        r"matmul has no batch dimension: fold batch 3 into m \(the rows of x\)",
+    ),
     "odd_head_dim": (
         "name: t\nmodel:\n  family: attention\n  hidden_size: 64\n  heads: 2\n  kv_heads: 2\n"
         "  head_dim: 33\n  context_length: 16\n",

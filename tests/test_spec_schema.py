@@ -39,6 +39,7 @@ KNOWN_DIFFERENCES = {
     "sustained_concurrency": "cross-field: a sustained run has one instance",
     "warmup_over_max_time": "cross-field: warmup_s <= max_time_s",
     "odd_head_dim": "a rule of the attention family (RoPE rotates halves)",
+    "matmul_batch": "a rule of the matmul family (x has no batch dimension)",
     "fp16_epsilon_zero": "cross-field: rms_norm_eps against the compute precision",
     "integral_float": "JSON Schema's integer type takes 2.0; validate wants an integer",
     "non_finite_float": "JSON Schema has no finite-number check for .inf and .nan",

@@ -206,7 +206,7 @@ class Attention(ModelBase):
     def shapes(self) -> str:
         return (
             f"hidden {self.hidden_size}, {self.heads}/{self.kv_heads} heads x {self.head_dim}, "
-            f"context {self.context_length} ({self.impl}), seq {self.seq_len}"
+            f"context {self.context_length} ({self.impl}), seq {self.seq_len}, batch {self.batch}"
         )
 
     def bandwidth_caveat(self) -> str | None:
@@ -238,6 +238,13 @@ class Matmul(ModelBase):
     """shared dimension"""
     n: Dim = 4096
     """columns of the weight (a constant)"""
+
+    def check_rules(self, rules: Rules) -> None:
+        if self.batch != 1:  # the builder draws x as (m, k): a batch would change nothing
+            rules.add(
+                "batch",
+                f"matmul has no batch dimension: fold batch {self.batch} into m (the rows of x)",
+            )
 
     def shapes(self) -> str:
         return f"({self.m} x {self.k}) @ ({self.k} x {self.n})"
