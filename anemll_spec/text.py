@@ -72,3 +72,24 @@ def throttled_words(value: bool | None) -> str:
     if value is None:
         return "throttling not read (no thermal reading)"
     return "throttled" if value else "not throttled"
+
+
+def sig(x: float | None, digits: int = 3) -> str:
+    """Significant digits, not decimals: 0.000359 stays readable (not '0.00'), and a
+    figure of `digits` or more integer digits prints whole (2877, not '2.88e+03')."""
+    if x is None or x != x:
+        return "-"
+    if abs(x) >= 10 ** (digits - 1):
+        return f"{x:.0f}"
+    return f"{x:.{digits}g}"
+
+
+def with_ci(median: float, low: float, high: float) -> str:
+    """'0.01051 [0.01049, 0.01053]': as many significant digits (3 to 6) as keep the
+    median and the CI's ends apart, so a tight CI does not read as wide or one-sided."""
+    values = (median, low, high)
+    for digits in range(3, 7):
+        text = [sig(v, digits) for v in values]
+        if all(text[i] != text[j] for i, j in ((0, 1), (0, 2), (1, 2)) if values[i] != values[j]):
+            break
+    return f"{text[0]} [{text[1]}, {text[2]}]"

@@ -457,3 +457,48 @@ def test_import_says_it_makes_a_new_store_and_push_knows_one_store_spelt_twice(c
     for spelt in (f"./{src.name}", str(src)):
         r = cli("push", "--store", src, "--to", spelt, cwd=tmp_path)
         refused(r, "the source and destination are the same store")
+
+
+def test_bench_figures_keep_their_meaning_when_small_or_tight():
+    """Fixed decimals turned 0.000359 GB/s into '0.00' and a CI of +-0.2 % into
+    '0.011 [0.010, 0.011]' (median on the CI's edge, the CI ten times as wide)."""
+    from anemll_spec.text import sig, with_ci
+
+    assert sig(0.000359) == "0.000359" and sig(2877.3) == "2877" and sig(12.34) == "12.3"
+    assert with_ci(0.01051, 0.01049, 0.01053) == "0.01051 [0.01049, 0.01053]"
+    assert with_ci(450.1, 449.8, 450.5) == "450.1 [449.8, 450.5]"
+    for m, lo, hi in ((0.010512, 0.010498, 0.010531), (7.6103, 7.6101, 7.6107)):
+        text = with_ci(m, lo, hi)
+        shown = [float(t) for t in text.replace("[", "").replace("]", "").replace(",", "").split()]
+        assert shown[1] < shown[0] < shown[2]  # the median strictly inside, as stored
+        assert all(abs(s - v) / v < 1e-3 for s, v in zip(shown, (m, lo, hi), strict=True))
+
+
+def test_bench_factor_prefers_the_published_figure_over_a_derived_baseline(tmp_path):
+    """A LUT6 head's published figure is its ms; its GB/s baseline is derived from it, so
+    bench's factor column gives the ms factor (review: it gave '0.059x (derived baseline)
+    (GB/s)'). Rows from the store's own for_run over a synthetic run."""
+    import sys
+    from types import SimpleNamespace
+
+    import duckdb
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+    import chart_synthetic as syn
+
+    from anemll_spec.cli.bench import _factor
+    from anemll_spec.store.factors import for_run
+
+    path = tmp_path / "s.duckdb"
+    run_id = syn.lm_head_run(path, seed=5)
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = {r["model"]: r for r in for_run(con, run_id)}
+    lut6, head = rows["llama_lm_head_lut6"], rows["llama_lm_head"]
+    assert lut6["bandwidth_factor_label"].endswith("(derived baseline)")  # the case at hand
+    assert not lut6["inference_factor_label"].endswith("(derived baseline)")
+    got = _factor(SimpleNamespace(factors=lut6))
+    assert got == f"{lut6['inference_factor_label']} (ms) vs {lut6['baseline_label']}"
+    # the fp16 head's published figure is its GB/s: that one stays first
+    assert _factor(SimpleNamespace(factors=head)).startswith(
+        f"{head['bandwidth_factor_label']} (GB/s)"
+    )

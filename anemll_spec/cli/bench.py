@@ -19,6 +19,7 @@ from anemll_spec.cli._common import (
     shown_store,
     table,
 )
+from anemll_spec.text import sig, with_ci
 
 HELP = "run specs' benchmarks, record them in the store and print a summary"
 DESCRIPTION = (
@@ -84,11 +85,6 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _sig(x: float | None, digits: int = 3) -> str:
-    """Significant digits, not decimals: 0.000412 stays readable."""
-    return "-" if x is None else f"{x:.{digits}g}"
-
-
 def pct(share: float) -> str:
     """A share as a percentage people read: 150%, 12%, 3.4%, 0.21%."""
     p = 100 * share
@@ -99,10 +95,15 @@ def _factor(m: Any) -> str:
     f = m.factors
     if not f:
         return "-"
-    label = f["bandwidth_factor_label"] or f["inference_factor_label"]
+    from anemll_spec.store.sqlparts import DERIVED_BASELINE
+
+    bw, ms = f["bandwidth_factor_label"], f["inference_factor_label"]
+    # the factor against a published figure before one against a derived one (a LUT6
+    # head's published figure is its ms; its GB/s baseline is derived from that)
+    derived = [bool(x) and x.endswith(DERIVED_BASELINE) for x in (bw, ms)]
+    label, what = (bw, "GB/s") if bw and not (derived[0] and ms and not derived[1]) else (ms, "ms")
     if not label:
         return "-"
-    what = "GB/s" if f["bandwidth_factor_label"] else "ms"
     return f"{label} ({what}) vs {f['baseline_label']}"
 
 
@@ -116,11 +117,11 @@ def summary(result: Any) -> str:
                 v.case.label,
                 v.backend + (f"/{m.device}" if m.device and v.backend == "torch" else ""),
                 v.compute_units or "-",
-                f"{s.median_ms:.3f} [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}]" if s else "-",
-                f"{s.p90_ms:.3f}" if s else "-",
-                f"{s.p99_ms:.3f}" if s else "-",
-                f"{m.bandwidth_gbps:.2f}" if m.bandwidth_gbps else "-",
-                _sig(m.tflops),
+                with_ci(s.median_ms, s.ci_low_ms, s.ci_high_ms) if s else "-",
+                sig(s.p90_ms, 4) if s else "-",
+                sig(s.p99_ms, 4) if s else "-",
+                sig(m.bandwidth_gbps),
+                sig(m.tflops),
                 _energy(m),
                 _verify(m),
                 _factor(m),
@@ -186,7 +187,7 @@ def _energy(m: Any) -> str:
     if e is None or not hasattr(e, "per_inference_mj") or not calls:
         return "-"
     mj = e.per_inference_mj(calls).get("total")
-    return "-" if mj is None else f"{_sig(mj)} ({_sig(1e3 / mj)}/J)"
+    return "-" if mj is None else f"{sig(mj)} ({sig(1e3 / mj)}/J)"
 
 
 def _verify(m: Any) -> str:

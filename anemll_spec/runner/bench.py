@@ -22,6 +22,7 @@ from anemll_spec.progress import Progress
 from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
 from anemll_spec.runner.measurement import Measurement
+from anemll_spec.text import sig, with_ci
 
 
 @dataclass
@@ -219,7 +220,8 @@ def _one_line(m: Measurement) -> str:
     if m.status != "ok" or m.summary is None:
         return f"  {label}: FAILED: {m.error}"
     s = m.summary
-    text = f"  {label}: median {s.median_ms:.3f} ms [{s.ci_low_ms:.3f}, {s.ci_high_ms:.3f}] n={s.n}"
+    median = with_ci(s.median_ms, s.ci_low_ms, s.ci_high_ms).replace(" [", " ms [", 1)
+    text = f"  {label}: median {median} n={s.n}"
     if m.bandwidth_gbps:
-        text += f", {m.bandwidth_gbps:.2f} GB/s"
+        text += f", {sig(m.bandwidth_gbps)} GB/s"
     return text
