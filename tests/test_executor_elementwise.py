@@ -19,6 +19,7 @@ SIG[0, :3] = [-2.5, 0.5, 1.5]  # round half to even corners
 ROW = RNG.standard_normal((4,)).astype(np.float32)  # broadcasts against (3, 4)
 
 erf = np.vectorize(math.erf)
+PRELU_ALPHA = np.array([0.1, -0.5, 2.0], np.float32)  # one per channel
 
 
 def _sigmoid(v):
@@ -89,6 +90,23 @@ UNARY = {
     "linear_activation": (
         lambda p, s: mb.linear_activation(x=s, alpha=3.0, beta=-1.0),
         lambda p, s: 3 * s - 1,
+    ),
+    # min(beta, x) where x >= 0, min(beta, alpha * x) elsewhere
+    "clamped_relu": (
+        lambda p, s: mb.clamped_relu(x=s, alpha=0.3, beta=1.0),
+        lambda p, s: np.minimum(np.where(s >= 0, s, 0.3 * s), 1.0),
+    ),
+    # x where x >= alpha, else 0
+    "thresholded_relu": (
+        lambda p, s: mb.thresholded_relu(x=s, alpha=0.5),
+        lambda p, s: np.where(s >= 0.5, s, 0.0),
+    ),
+    # x where x > 0, else alpha[c] * x, c the channel (second) axis of a rank-4 x
+    "prelu": (
+        lambda p, s: mb.reshape(
+            x=mb.prelu(x=mb.reshape(x=s, shape=[1, 3, 2, 2]), alpha=PRELU_ALPHA), shape=[3, 4]
+        ),
+        lambda p, s: np.where(s > 0, s, PRELU_ALPHA.astype(np.float64)[:, None] * s),
     ),
 }
 

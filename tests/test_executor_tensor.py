@@ -139,6 +139,18 @@ CASES = {
         lambda x, i, p: mb.reduce_l2_norm(x=x, axes=[3]),
         lambda x: np.sqrt((x * x).sum(axis=3)),
     ),
+    "reduce_l1_norm": (
+        lambda x, i, p: mb.reduce_l1_norm(x=x, axes=[0, 2]),
+        lambda x: np.abs(x).sum(axis=(0, 2)),
+    ),
+    "reduce_log_sum": (  # of |x|: the log of a positive sum
+        lambda x, i, p: mb.reduce_log_sum(x=mb.abs(x=x), axes=[-1], keep_dims=True),
+        lambda x: np.log(np.abs(x).sum(axis=-1, keepdims=True)),
+    ),
+    "fill_like": (
+        lambda x, i, p: mb.fill_like(ref_tensor=x, value=2.5),
+        lambda x: np.full(x.shape, 2.5),
+    ),
     "reduce_log_sum_exp": (
         lambda x, i, p: mb.reduce_log_sum_exp(x=x, axes=[1, 2]),
         lambda x: np.log(np.exp(x).sum(axis=(1, 2))),

@@ -9,7 +9,7 @@ import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
-from fixtures.executor.mil_models import mb, patch_const_input, save_program
+from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
 
 from anemll_spec.cli import main
 from anemll_spec.errors import InputError
@@ -200,3 +200,21 @@ def test_list_ops(tmp_path, executor):
     np.testing.assert_array_equal(out["gather"], np.stack([2 * x, x, 0 * x]))
     assert int(out["length"]) == 4
     np.testing.assert_array_equal(out["scattered"], np.stack([x, x, x, 2 * x]))
+
+
+def test_const_symbolic_runs_from_its_val_attribute(tmp_path):
+    """coremltools saves a _const_symbolic (a MIL-internal constant) without its value:
+    such a program names what is missing at load; one whose op holds `val` as an
+    attribute, as a const does, runs and yields it."""
+    value = np.array([[1.5, -2.0, 0.25]], np.float32)
+    prog = _one_op_program(lambda x: mb.add(x=x, y=mb._const_symbolic(val=value)), shape=(2, 3))
+    path = save_program(prog, tmp_path / "m.mlpackage")
+    with pytest.raises(InputError, match=r"\(_const_symbolic\).*missing required input 'val'"):
+        load(path)
+    set_attribute(path, "_const_symbolic", "val", value)
+    x = RNG_MISC.standard_normal((2, 3)).astype(np.float32)
+    (out,) = load(path).predict({"x": x}).values()
+    np.testing.assert_array_equal(out, x + value)
+
+
+RNG_MISC = np.random.default_rng(41)

@@ -1,4 +1,4 @@
-"""instance_norm, l2_norm, local_response_norm, softplus_parametric and iOS17
+"""batch_norm, instance_norm, l2_norm, local_response_norm, softplus_parametric and iOS17
 quantize / dequantize against the formulas of their definitions, fp32 and fp16, numpy and
 torch."""
 
@@ -25,6 +25,13 @@ def _instance_norm(x, gamma, beta, eps):
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
     shape = (1, -1) + (1,) * (x.ndim - 2)
     return gamma.reshape(shape) * (x - mean) / np.sqrt(var + eps) + beta.reshape(shape)
+
+
+def _batch_norm(x, mean, var, gamma, beta, eps):
+    """gamma * (x - mean) / sqrt(var + eps) + beta, each per channel (the second axis)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    m, v, g, b = (np.asarray(a, np.float64).reshape(shape) for a in (mean, var, gamma, beta))
+    return g * (x - m) / np.sqrt(v + eps) + b
 
 
 def _l2_norm(x, eps):
@@ -63,6 +70,8 @@ def _quantize(x, scale, zero, lo, hi, f, axis=None):
 
 
 X4 = rand(2, 3, 4, 5)
+MEAN = rand(3)
+VAR = np.abs(rand(3)) + 0.2
 SCALE = np.array([0.05, 0.1, 0.02], np.float32)
 
 CASES = [
@@ -82,6 +91,29 @@ CASES = [
         {"x": rand(2, 3, 7)},
         lambda v, f: mb.instance_norm(x=v["x"]),
         lambda v, f: _instance_norm(v["x"], np.ones(3), np.zeros(3), 1e-5),
+        tol16=2e-2,
+    ),
+    Case(
+        "batch_norm_4d",
+        {"x": X4},
+        lambda v, f: mb.batch_norm(
+            x=v["x"],
+            mean=MEAN.astype(f),
+            variance=VAR.astype(f),
+            gamma=G.astype(f),
+            beta=B.astype(f),
+            epsilon=f(0.1),
+        ),
+        lambda v, f: _batch_norm(v["x"], *(a.astype(f) for a in (MEAN, VAR, G, B)), float(f(0.1))),
+        tol16=2e-2,
+    ),  # fmt: skip
+    Case(
+        "batch_norm_3d_defaults",
+        {"x": rand(2, 3, 7)},
+        lambda v, f: mb.batch_norm(x=v["x"], mean=MEAN.astype(f), variance=VAR.astype(f)),
+        lambda v, f: _batch_norm(
+            v["x"], MEAN.astype(f), VAR.astype(f), np.ones(3), np.zeros(3), float(f(1e-5))
+        ),
         tol16=2e-2,
     ),
     Case(

@@ -473,3 +473,52 @@ def test_attention_says_what_its_gbps_counts_and_leaves_out(tmp_path, cache):
 
 def _cases_of(result) -> list[str]:
     return [n for x in result.results for n in x.notes]
+
+
+def test_stored_verify_figures_are_numpy_over_both_precisions(tmp_path, cache):
+    """An LM head's stored verify figures, top-1 included, recomputed here from the
+    executor's two precisions with numpy formulas (the numpy backend is checked in fp32
+    against the same program with every op rounded to fp16)."""
+    from anemll_spec.build import build
+    from anemll_spec.executor import load
+    from anemll_spec.model_io import describe, synth_inputs
+
+    spec = _spec(
+        tmp_path,
+        "name: top1_head\n"
+        "model: {family: lm_head, hidden_size: 64, vocab_size: 256, chunks: 2, seq_len: 5}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 5, dispatch_floor: false}\n"
+        "sweep: {model.layout: [conv, linear]}\n",
+    )
+    store = tmp_path / "store.duckdb"
+    _run(spec, store, cache)
+    rows = _cases(store)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for row, layout in zip(rows, ["conv", "linear"], strict=True):
+        model = lm_head(hidden_size=64, vocab_size=256, chunks=2, seq_len=5, layout=layout)
+        built = build(model, cache_dir=cache)
+        assert built.cached  # the very package the run timed
+        inputs = synth_inputs(describe(built.path), seed=0)
+        fp32 = load(built.path).predict(inputs)
+        fp16 = load(built.path, fp16=True).predict(inputs)
+        out = np.concatenate([np.ravel(fp32[k]).astype(np.float64) for k in fp16])
+        ref = np.concatenate([np.ravel(v).astype(np.float64) for v in fp16.values()])
+        diff = out - ref
+        assert row["verify_max_abs_error"] == pytest.approx(np.abs(diff).max(), rel=1e-12)
+        assert row["verify_rel_l2_error"] == pytest.approx(
+            np.linalg.norm(diff) / np.linalg.norm(ref), rel=1e-9
+        )
+        assert row["verify_cosine"] == pytest.approx(
+            min(1.0, out @ ref / np.linalg.norm(out) / np.linalg.norm(ref)), rel=1e-12
+        )
+
+        def positions(outs: dict) -> np.ndarray:
+            """(positions, vocab): each chunk's logits axis (size 128) last, chunks joined."""
+            parts = [
+                np.moveaxis(np.asarray(c), list(np.shape(c)).index(128), -1) for c in outs.values()
+            ]
+            return np.concatenate(parts, axis=-1).reshape(-1, 256)
+
+        a, b = positions(fp32), positions(fp16)
+        assert a.shape == (5, 256)
+        assert row["verify_top1_agreement"] == np.mean(a.argmax(1) == b.argmax(1))

@@ -79,3 +79,59 @@ def test_a_non_finite_reference_fails_with_the_reason():
     v = check_outputs(out, ref, tol)
     assert v.status == "fail" and "reference has 1 non-finite" in v.note
     assert v.max_abs_error is None  # nothing infinite reaches the store
+
+
+RNG_TOP1 = np.random.default_rng(3)
+ONES = np.ones(1000)
+ALTERNATING = np.where(np.arange(1000) % 2 == 0, 1.0, -1.0)  # orthogonal to ONES
+
+
+def _tol(max_abs: float, rel_l2: float, cosine: float) -> Tolerance:
+    return Tolerance(max_abs_error=max_abs, rel_l2_error=rel_l2, min_cosine=cosine)
+
+
+# (outputs, tolerance) each breaking exactly one criterion; the others hold with room
+ONE_CRITERION = {
+    # one value off by 0.5: max_abs 0.5; rel_l2 0.5/sqrt(1000) = 0.016; cosine 0.99996
+    "max_abs_error": (ONES + np.eye(1, 1000)[0] * 0.5, _tol(0.1, 0.05, 0.999)),
+    # every value 2 % high: max_abs 0.02, rel_l2 0.02, cosine exactly 1
+    "rel_l2_error": (ONES * 1.02, _tol(0.05, 0.01, 0.999)),
+    # an error orthogonal to the reference: rel_l2 0.1, cosine 1 / sqrt(1.01) = 0.99504
+    "cosine": (ONES + 0.1 * ALTERNATING, _tol(0.5, 0.2, 0.999)),
+}
+
+
+@pytest.mark.parametrize("criterion", ONE_CRITERION)
+def test_each_criterion_fails_a_case_on_its_own(criterion):
+    out, tol = ONE_CRITERION[criterion]
+    v = check_outputs({"y": out}, {"y": ONES}, tol)
+    diff = out - ONES
+    assert v.max_abs_error == pytest.approx(np.abs(diff).max())
+    assert v.rel_l2_error == pytest.approx(np.linalg.norm(diff) / np.linalg.norm(ONES))
+    assert v.cosine == pytest.approx(out @ ONES / np.linalg.norm(out) / np.linalg.norm(ONES))
+    assert v.status == "fail"
+    assert v.note.startswith(f"beyond tolerance: {criterion} ") and ";" not in v.note, v.note
+    # the same figures at a tolerance that admits them pass: the limits are inclusive
+    at_limit = Tolerance(
+        max_abs_error=v.max_abs_error, rel_l2_error=v.rel_l2_error, min_cosine=v.cosine
+    )
+    assert check_outputs({"y": out}, {"y": ONES}, at_limit).status == "pass"
+
+
+def test_top1_alone_fails_an_lm_head():
+    """Two near-tied logits swapped at one of four positions: every float figure is tiny,
+    top-1 agreement is 3/4."""
+    ref = RNG_TOP1.standard_normal((1, 4, 8))
+    ref[0, 2, :2] = [5.0, 5.001]
+    out = ref.copy()
+    out[0, 2, :2] = [5.001, 5.0]
+    chunks = {"logits_0": ref[..., :4], "logits_1": ref[..., 4:]}  # two chunks of 4 logits
+    got = {"logits_0": out[..., :4], "logits_1": out[..., 4:]}
+    v = check_outputs(got, chunks, DEFAULT_TOL, vocab_chunk=4)
+    assert v.top1_agreement == pytest.approx(
+        np.mean(out.reshape(4, 8).argmax(1) == ref.reshape(4, 8).argmax(1))
+    )
+    assert v.top1_agreement == 0.75 and v.max_abs_error == pytest.approx(0.001)
+    assert v.status == "fail" and v.note == "beyond tolerance: top1_agreement 0.7500 < 1"
+    # without vocab_chunk (not an LM head) there is no top-1 and the case passes
+    assert check_outputs(got, chunks, DEFAULT_TOL).status == "pass"
