@@ -8,8 +8,10 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from build_util import attention, ffn, lm_head, matmul, op_counts, proto, weight_bin
+from fixtures.executor.mil_models import mb, save_program
 
 from anemll_spec.build import build, build_package
 from anemll_spec.errors import InputError
@@ -168,3 +170,42 @@ def test_the_weights_hash_is_the_same_in_a_process_whose_memory_is_locked(tmp_pa
     if res.stdout.strip() == "no-lock":
         pytest.skip("this process may not lock its memory")
     assert res.stdout.strip() == _sha(pkg)
+
+
+W_LINEAR = np.zeros((48, 32), np.float32)  # (out, in): not square, so in != out
+FLOP_PROGRAMS = {
+    # 2 x out elements x in features
+    "linear": ([(2, 3, 32)], lambda x: mb.linear(x=x, weight=W_LINEAR), 2 * 2 * 3 * 48 * 32),
+    # x (5, 7) transposed: the contracted size is x's first axis (5), out (7, 3)
+    "matmul_transpose_x": (
+        [(5, 7), (5, 3)],
+        lambda x, y: mb.matmul(x=x, y=y, transpose_x=True),
+        2 * 7 * 3 * 5,
+    ),
+    "matmul_transpose_y": (
+        [(4, 6), (9, 6)],
+        lambda x, y: mb.matmul(x=x, y=y, transpose_y=True),
+        2 * 4 * 9 * 6,
+    ),
+    # every letter once: n=2 c=5 h=1 w=6 u=4
+    "einsum": (
+        [(2, 5, 1, 6), (2, 6, 1, 4)],
+        lambda a, b: mb.einsum(values=(a, b), equation="nchw,nwhu->nchu"),
+        2 * 2 * 5 * 1 * 6 * 4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FLOP_PROGRAMS)
+def test_flops_of_each_op_kind(tmp_path, name):
+    shapes, op, flops = FLOP_PROGRAMS[name]
+    specs = [mb.TensorSpec(shape=s) for s in shapes]
+    prog = mb.program(input_specs=specs)(op)
+    pkg = save_program(prog, tmp_path / "m.mlpackage")
+    assert inspect_model(pkg, sha=False)["flops"] == flops
+
+
+def test_flops_of_an_unchunked_linear_head(tmp_path):
+    """One chunk: the weight is (vocab, hidden), 512 x 256, not square."""
+    build_package(lm_head(layout="linear", chunks=1), tmp_path / "m.mlpackage")
+    assert inspect_model(tmp_path / "m.mlpackage", sha=False)["flops"] == 2 * 256 * 512
