@@ -143,6 +143,10 @@ def test_compare_cli(cli, runs):
     out = cli("compare", "previous", "latest", "--store", store)
     assert out.returncode == 0, out.stderr
     assert "slower" in out.stdout and "faster" in out.stdout and "no change" in out.stdout
+    assert " 95% CI " in out.stdout
+    # the header names the level asked for, unrounded
+    out = cli("compare", "previous", "latest", "--store", store, "--level", "0.995")
+    assert out.returncode == 0 and " 99.5% CI " in out.stdout and "100% CI" not in out.stdout
     js = cli("compare", a[:-2], b, "--store", store, "--json", "--fail-on-regression", "10")
     assert js.returncode == 1
     data = json.loads(js.stdout)

@@ -208,6 +208,11 @@ def test_compute_unit_query_speedups(cli, store):
     for r in ne:
         assert r["speedup_vs_cpu_only"] == pytest.approx(4.0, rel=0.02)
         assert r["relative_to_fastest"] == 1.0
+    cpu = [r for r in rows if r["compute_units"] == "CPU_ONLY"]
+    assert len(cpu) == 4
+    for r in cpu:  # 4x slower than the case's fastest unit
+        assert r["speedup_vs_cpu_only"] == 1.0
+        assert r["relative_to_fastest"] == pytest.approx(0.25, rel=0.02)
 
 
 def test_throttling_query_puts_drifting_cases_first(cli, store):

@@ -106,7 +106,7 @@ def _print(result: dict) -> None:
     from anemll_spec.compare import hosts_note, pooled_name
     from anemll_spec.text import printable
 
-    pct = int(round(result["level"] * 100))
+    pct = f"{result['level'] * 100:.6g}"  # 0.995: '99.5', not a rounded '100'
     for side in ("a", "b"):
         h = result[f"host_{side}"]
         where = ", ".join(str(h[k]) for k in ("chip", "os_name", "os_version", "hostname") if h[k])
