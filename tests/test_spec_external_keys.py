@@ -4,6 +4,7 @@ folders (or on two Macs) pairs in `compare`; different weight bytes never do."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -123,3 +124,54 @@ def test_built_family_fields_are_refused_for_an_external_model(cli, tmp_path):
     )
     r = cli("validate", spec)
     assert r.returncode == 0, r.stderr
+
+
+def test_linked_files_are_hashed_by_what_they_point_to(tmp_path):
+    """A Hugging Face snapshot links every file into a blob store: two such models with
+    different weights differ in their keys, and one equals a plain copy of its files.
+    A link to a folder, a dangling link and a link loop are hashed by their text: no walk
+    loops or blocks."""
+    from anemll_spec.spec.content import content_sha256
+
+    src = FIX / "lm_head_tiny.mlmodelc"
+
+    def snapshot(name: str, flip: bool) -> Path:
+        blobs, snap = tmp_path / name / "blobs", tmp_path / name / "snap" / src.name
+        blobs.mkdir(parents=True)
+        for p in sorted(src.rglob("*")):
+            if p.is_dir():
+                (snap / p.relative_to(src)).mkdir(parents=True, exist_ok=True)
+                continue
+            data = bytearray(p.read_bytes())
+            if flip and p.suffix == ".bin":
+                data[-1] ^= 0xFF
+            blob = blobs / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(bytes(data))
+            (snap / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (snap / p.relative_to(src)).symlink_to(
+                os.path.relpath(blob, (snap / p.relative_to(src)).parent)
+            )
+        return snap
+
+    a, b = snapshot("a", False), snapshot("b", True)
+    copy = tmp_path / "copy" / src.name
+    shutil.copytree(src, copy)
+    assert content_sha256(str(a)) == content_sha256(str(copy))
+    assert content_sha256(str(a)) != content_sha256(str(b))
+    assert content_sha256(str(a)) != hashlib.sha256().hexdigest()  # not "no files"
+
+    odd = tmp_path / "odd" / src.name
+    shutil.copytree(src, odd)
+    before = content_sha256(str(odd))
+    (odd / "up").symlink_to("..")  # a folder link back up: never walked into
+    (odd / "gone").symlink_to("nowhere")
+    (odd / "loop").symlink_to("loop")
+    os.mkfifo(odd / "fifo_target")
+    (odd / "fifo").symlink_to("fifo_target")
+    content_sha256.cache_clear()
+    after = content_sha256(str(odd))
+    assert after != before
+    (odd / "gone").unlink()
+    (odd / "gone").symlink_to("elsewhere")  # another link text: another hash
+    content_sha256.cache_clear()
+    assert content_sha256(str(odd)) != after
