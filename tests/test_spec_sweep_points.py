@@ -91,3 +91,29 @@ def test_sweep_points_of_a_published_model_are_told_apart_in_plan(tmp_path, cli)
     assert [row.split()[1] for row in rows] == labels
     (plain,) = json.loads(cli("plan", "--json", "specs/lm_head.yaml").stdout)["cases"]
     assert plain["label"] == plain["model_name"] == "llama_lm_head"  # no sweep: as before
+
+
+def test_a_run_with_a_dropped_point_exports_and_imports(cli, tmp_path):
+    """Its cases keep their sweep positions (0, 2, 3: point 1 was dropped); import checks
+    each stored case against the spec's case of that index, not of that list position."""
+    import duckdb
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        MATMUL % ", warmup: 1, iterations: 3, dispatch_floor: false, verify: false"
+        + "sweep: {run.concurrency: [1, 2], run.instances: [shared, distinct]}\n"
+    )
+    src, dest, out = tmp_path / "src.duckdb", tmp_path / "dest.duckdb", tmp_path / "b.parquet"
+    r = cli("bench", spec, "--store", src)
+    assert r.returncode == 0, r.stderr
+    assert cli("export", "--store", src, "--out", out).returncode == 0
+    r = cli("import", out, "--store", dest)
+    assert r.returncode == 0, r.stderr
+    query = "SELECT case_index, case_key, status FROM cases ORDER BY case_index"
+    rows = {}
+    for store in (src, dest):
+        con = duckdb.connect(str(store), read_only=True)
+        rows[store] = con.execute(query).fetchall()
+        con.close()
+    assert [i for i, _, _ in rows[src]] == [0, 2, 3]
+    assert rows[dest] == rows[src]

@@ -16,6 +16,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from anemll_spec.store import schema
 from anemll_spec.store.published import MODEL_WEIGHT_BYTES
@@ -40,8 +41,9 @@ def spec_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def expand_spec(text: str) -> list | None:
-    """The spec's cases, or None when this anemll-spec cannot expand it here."""
+def expand_spec(text: str) -> dict[int, object] | None:
+    """The spec's cases by their index (a sweep point that repeats an earlier one is left
+    out, so indexes can skip), or None when this anemll-spec cannot expand it here."""
     from anemll_spec.spec import load_cases
 
     with tempfile.TemporaryDirectory(prefix="anemll-spec-import-") as d:
@@ -53,7 +55,7 @@ def expand_spec(text: str) -> list | None:
             return None
     if any(getattr(c.model, "family", None) == "external" for c in cases):
         return None
-    return cases
+    return {c.index: c for c in cases}
 
 
 class SpecChecker:
@@ -62,10 +64,10 @@ class SpecChecker:
     one expansion."""
 
     def __init__(self) -> None:
-        self._specs: dict[str, list | None] = {}
+        self._specs: dict[str, dict[int, object] | None] = {}
         self._keys: dict[tuple, object] = {}
 
-    def cases(self, text: str | None) -> list | None:
+    def cases(self, text: str | None) -> dict[int, object] | None:
         if text is None:
             return None
         sha = spec_sha256(text)
@@ -91,7 +93,9 @@ class SpecChecker:
                 return problem
         return None
 
-    def _check_case(self, sha: str | None, expanded: list | None, c: Mapping) -> str | None:
+    def _check_case(
+        self, sha: str | None, expanded: dict[int, object] | None, c: Mapping
+    ) -> str | None:
         claimed, cid = c["model_name"], c["case_id"]
         if claimed in MODEL_WEIGHT_BYTES and c["weight_bytes"] not in (
             None,
@@ -108,9 +112,9 @@ class SpecChecker:
                 )
             return None
         i = c["case_index"]
-        if i is None or not 0 <= i < len(expanded):
+        case: Any = expanded.get(i) if i is not None else None
+        if case is None:
             return f"case {cid}: case_index {i} is not a case of its run's spec"
-        case = expanded[i]
         name = self._memo((sha, i, "name"), lambda: case.model_name)
         published = name if name in MODEL_WEIGHT_BYTES else None
         if (claimed in MODEL_WEIGHT_BYTES or published) and claimed != published:
