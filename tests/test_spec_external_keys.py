@@ -175,3 +175,31 @@ def test_linked_files_are_hashed_by_what_they_point_to(tmp_path):
     (odd / "gone").symlink_to("elsewhere")  # another link text: another hash
     content_sha256.cache_clear()
     assert content_sha256(str(odd)) != after
+
+
+def test_two_copies_in_one_sweep_are_said_to_share_a_key(cli, tmp_path):
+    """A sweep over two copies of one package makes two cases of one key: plan (and bench)
+    say so; two different packages do not share one."""
+    import json
+
+    src = FIX / "lm_head_tiny.mlmodelc"
+    for name in ("x", "y"):
+        shutil.copytree(src, tmp_path / f"{name}.mlmodelc")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\nmodel: {family: external, path: x.mlmodelc}\nrun: {backends: [numpy]}\n"
+        "sweep: {model.path: [x.mlmodelc, y.mlmodelc]}\n"
+    )
+    r = cli("plan", spec, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    keys = [c["key"] for c in doc["cases"]]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    shared = [n for n in doc["notes"] if "have one key" in n]
+    assert len(shared) == 1 and "#0 " in shared[0] and "#1 " in shared[0], doc["notes"]
+    data = bytearray((tmp_path / "y.mlmodelc" / "weights" / "weight.bin").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "y.mlmodelc" / "weights" / "weight.bin").write_bytes(bytes(data))
+    doc = json.loads(cli("plan", spec, "--json").stdout)
+    assert len({c["key"] for c in doc["cases"]}) == 2
+    assert not [n for n in doc["notes"] if "have one key" in n]

@@ -30,7 +30,7 @@ class PlannedCase:
 def plan_cases(cases: list[Case], *, preview: bool = False) -> tuple[list[PlannedCase], list[str]]:
     """Each case's variants, and the run-wide notes, said once rather than per case: where
     `auto` went and, for `plan` (`preview`: it runs nothing), what bench would refuse."""
-    run_notes = refusals(cases) if preview else []
+    run_notes = (refusals(cases) if preview else []) + shared_keys(cases)
     planned: list[PlannedCase] = []
     for case in cases:
         auto = None
@@ -43,6 +43,22 @@ def plan_cases(cases: list[Case], *, preview: bool = False) -> tuple[list[Planne
         notes += [caveat] if caveat else []
         planned.append(PlannedCase(case, [Variant(case, b, cu) for b, cu in pairs], notes))
     return planned, run_notes
+
+
+def shared_keys(cases: list[Case]) -> list[str]:
+    """Cases that differ in the spec but share a key, which says they measure the same
+    thing: an external model's key hashes its files' content (two copies of one package),
+    and budgets are in no key. Both are measured; compare pools their samples."""
+    by_key: dict[str, list[Case]] = {}
+    for c in cases:
+        by_key.setdefault(c.key, []).append(c)
+    return [
+        f"cases {', '.join(f'#{c.index} {c.label}' for c in same)} have one key (the same "
+        "model content and measurement; budgets are in no key): each is measured, and "
+        "compare pools their samples as repeats of one case"
+        for same in by_key.values()
+        if len(same) > 1
+    ]
 
 
 def refusals(cases: list[Case]) -> list[str]:
