@@ -103,3 +103,34 @@ def _tagged(tag: bytes) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_the_worker_runs_this_package_not_one_in_the_working_folder(drawn, monkeypatch, tmp_path):
+    """`chart` run inside another checkout (or beside a stray vl_convert.py) draws with the
+    code the command itself imported."""
+    spec, svg, png = drawn
+    fake = tmp_path / "anemll_spec" / "chart"
+    fake.mkdir(parents=True)
+    for d in (fake.parent, fake):
+        (d / "__init__.py").write_text("")
+    answer = 'import sys; sys.stdout.buffer.write(b\'{"svg": 3, "png": 1}\\n<s>P\')\n'
+    (fake / "render_worker.py").write_text(answer)
+    (tmp_path / "vl_convert.py").write_text("raise SystemExit('the stray one')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(render, "draw", _refuse)
+    with Worker() as worker:
+        assert worker.draw(spec) == (svg, png)
+
+
+def test_the_worker_and_this_process_take_the_same_json():
+    """Both hand vl-convert the spec as JSON text: a key JSON writes as text (an int) is
+    drawn alike; a value JSON cannot hold fails alike, with the same error."""
+    spec = {"mark": "text", "encoding": {"text": {"value": "k"}}, "usermeta": {7: "int key"}}
+    with Worker() as worker:
+        assert worker.draw(spec) == render.draw(spec)
+    bad = {**spec, "usermeta": {"when": object()}}
+    with pytest.raises(TypeError) as here:
+        render.draw(bad)
+    with Worker() as worker, pytest.raises(TypeError) as there:
+        worker.draw(bad)
+    assert str(there.value) == str(here.value)

@@ -151,12 +151,20 @@ def foreign_files(out_dir: Path, name: str) -> list[Path]:
     return [p for p in there[1:] if abs(p.stat().st_mtime - written) > WRITTEN_TOGETHER_S]
 
 
-def draw(spec: dict) -> tuple[str, bytes]:
-    """The chart as SVG and as PNG (twice the SVG's size, for high-density screens)."""
+def draw(spec: dict | str) -> tuple[str, bytes]:
+    """The chart as SVG and as PNG (twice the SVG's size, for high-density screens).
+    vl-convert is handed the spec as JSON text (`spec_text`), here and in the render
+    worker alike, so both accept and refuse exactly the same specs."""
     import vl_convert as vlc
 
-    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    text = spec if isinstance(spec, str) else spec_text(spec)
+    svg = vlc.vegalite_to_svg(text, vl_version=VL_VERSION)
     return svg, vlc.svg_to_png(svg, scale=PNG_SCALE)
+
+
+def spec_text(spec: dict) -> str:
+    """The spec as one line of JSON: what vl-convert and the render worker receive."""
+    return json.dumps(spec)
 
 
 def warm_up() -> None:

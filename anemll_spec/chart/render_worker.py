@@ -32,7 +32,9 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         try:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-m", __name__],
+                # -P: not the working folder first on sys.path, where another checkout
+                # or a stray vl_convert.py would be imported instead of ours
+                [sys.executable, "-P", "-m", __name__],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -45,13 +47,14 @@ class Worker:
         """The chart's SVG and PNG: from the worker, else drawn in this process."""
         from anemll_spec.chart import render
 
-        drawn = self._ask(spec) if self.proc is not None else None
-        return drawn if drawn is not None else render.draw(spec)
+        text = render.spec_text(spec)  # a spec JSON cannot hold raises here, as in-process
+        drawn = self._ask(text) if self.proc is not None else None
+        return drawn if drawn is not None else render.draw(text)
 
-    def _ask(self, spec: dict[str, Any]) -> tuple[str, bytes] | None:
+    def _ask(self, text: str) -> tuple[str, bytes] | None:
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
         try:
-            self.proc.stdin.write(json.dumps(spec, default=str).encode() + b"\n")
+            self.proc.stdin.write(text.encode() + b"\n")
             self.proc.stdin.close()
             header = json.loads(self.proc.stdout.readline())
             svg, png = (_read(self.proc.stdout, header[k]) for k in ("svg", "png"))
@@ -95,7 +98,7 @@ def main() -> int:
         if not line:
             return 0  # the command ended before it had a chart to draw
         try:
-            svg, png = render.draw(json.loads(line))
+            svg, png = render.draw(line.decode("utf-8"))
         except Exception as exc:  # the parent draws again in-process and raises it there
             out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
             return 1
