@@ -225,3 +225,32 @@ def test_a_read_only_open_never_upgrades_an_older_store(tmp_path):
     assert store.read_bytes() == before and not Path(str(store) + ".wal").exists()
     open_store(store).close()  # a writing open upgrades it
     open_store(store, read_only=True).close()
+
+
+def test_a_lock_let_go_before_the_probe_is_still_a_lock(tmp_path, monkeypatch):
+    """Four writers: the holder lets go between DuckDB's failed open and the OS probe, the
+    next one takes the lock before the retry (make test saw a writer fail so, told its
+    store was damaged). DuckDB's own conflict message is a lock: waited for, never damage."""
+    from anemll_spec.store import StoreLocked, connection, open_store
+
+    store = tmp_path / "held.duckdb"
+    new_run(store)
+    monkeypatch.setattr(connection, "locked_by_another", lambda path, write: False)  # the race
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(store)!r}); "
+            "print('held', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLocked, match="stayed locked"):
+            open_store(store, lock_timeout_s=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+    open_store(store).close()  # free again: opens

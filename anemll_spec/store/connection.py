@@ -312,7 +312,11 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             msg = str(exc)
-            if not locked_by_another(path, write=not read_only):
+            # DuckDB's own word for a lock conflict, or the OS's: with several writers the
+            # holder may let go between the failed open and the OS probe, and the next
+            # writer take it before the retry; the probe alone then called the store damaged
+            conflict = "Could not set lock on file" in msg and "Conflicting lock" in msg
+            if not conflict and not locked_by_another(path, write=not read_only):
                 if not retried:  # the holder may have let go just now: look once more
                     retried = True
                     continue
