@@ -126,43 +126,43 @@ def test_built_family_fields_are_refused_for_an_external_model(cli, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_linked_files_are_hashed_by_what_they_point_to(tmp_path):
-    """A Hugging Face snapshot links every file into a blob store: two such models with
-    different weights differ in their keys, and one equals a plain copy of its files.
-    A link to a folder, a dangling link and a link loop are hashed by their text: no walk
-    loops or blocks."""
+def test_links_inside_are_hashed_by_content_and_others_by_their_text(tmp_path):
+    """A link to a file inside the model is hashed by that file's bytes (a package whose
+    weights are linked equals a plain copy); a link out of the model is never read: its
+    text is hashed, so a link to /proc/self/stat keeps one key. A link to a folder, a
+    dangling link and a link loop are hashed by their text too: no walk loops or blocks."""
     from anemll_spec.spec.content import content_sha256
 
     src = FIX / "lm_head_tiny.mlmodelc"
+    linked = tmp_path / "linked" / src.name
+    shutil.copytree(src, linked)
+    weights = linked / "weights" / "weight.bin"
+    weights.rename(linked / "blob")
+    weights.symlink_to("../blob")
+    plain = tmp_path / "plain" / src.name
+    shutil.copytree(src, plain)
+    (plain / "blob").write_bytes((src / "weights" / "weight.bin").read_bytes())
+    assert content_sha256(str(linked)) == content_sha256(str(plain))
 
-    def snapshot(name: str, flip: bool) -> Path:
-        blobs, snap = tmp_path / name / "blobs", tmp_path / name / "snap" / src.name
-        blobs.mkdir(parents=True)
-        for p in sorted(src.rglob("*")):
-            if p.is_dir():
-                (snap / p.relative_to(src)).mkdir(parents=True, exist_ok=True)
-                continue
-            data = bytearray(p.read_bytes())
-            if flip and p.suffix == ".bin":
-                data[-1] ^= 0xFF
-            blob = blobs / hashlib.sha256(data).hexdigest()
-            blob.write_bytes(bytes(data))
-            (snap / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            (snap / p.relative_to(src)).symlink_to(
-                os.path.relpath(blob, (snap / p.relative_to(src)).parent)
-            )
-        return snap
-
-    a, b = snapshot("a", False), snapshot("b", True)
-    copy = tmp_path / "copy" / src.name
-    shutil.copytree(src, copy)
-    assert content_sha256(str(a)) == content_sha256(str(copy))
-    assert content_sha256(str(a)) != content_sha256(str(b))
-    assert content_sha256(str(a)) != hashlib.sha256().hexdigest()  # not "no files"
+    outside = tmp_path / "outside" / src.name
+    shutil.copytree(src, outside)
+    (outside / "notes").symlink_to("/proc/self/stat")  # different bytes at every read
+    first = content_sha256(str(outside))
+    content_sha256.cache_clear()
+    assert content_sha256(str(outside)) == first
+    secret = tmp_path / "secret.txt"
+    secret.write_text("one")
+    (outside / "other").symlink_to(secret)
+    content_sha256.cache_clear()
+    before = content_sha256(str(outside))
+    secret.write_text("two")  # not read: the key stays
+    content_sha256.cache_clear()
+    assert content_sha256(str(outside)) == before
 
     odd = tmp_path / "odd" / src.name
     shutil.copytree(src, odd)
-    before = content_sha256(str(odd))
+    content_sha256.cache_clear()
+    bare = content_sha256(str(odd))
     (odd / "up").symlink_to("..")  # a folder link back up: never walked into
     (odd / "gone").symlink_to("nowhere")
     (odd / "loop").symlink_to("loop")
@@ -170,7 +170,7 @@ def test_linked_files_are_hashed_by_what_they_point_to(tmp_path):
     (odd / "fifo").symlink_to("fifo_target")
     content_sha256.cache_clear()
     after = content_sha256(str(odd))
-    assert after != before
+    assert after != bare
     (odd / "gone").unlink()
     (odd / "gone").symlink_to("elsewhere")  # another link text: another hash
     content_sha256.cache_clear()

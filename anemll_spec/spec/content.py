@@ -2,10 +2,11 @@
 
 An external model's keys must not hash where it lies: the same package in two folders, or
 on two Macs, is the same model and its runs must pair in `compare`. So they hash what it
-is: every file of the package (or compiled folder), by relative path and bytes. A file
-that is a symlink is hashed by what it points to, as Core ML reads it: a Hugging Face
-snapshot holds nothing but links into its blob store, and two such models differ only
-there.
+is: every file of the package (or compiled folder), by relative path and bytes. A link
+to a file inside the model is hashed by that file's bytes, as Core ML reads it; any other
+link by its text: a model may not make us read (or hash) the user's other files
+(`mlmodel.files.check_contained`, which refuses to load a model that links outside),
+and a link to /proc/self/stat would change the key on every run.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ _CHUNK = 1 << 20  # streamed: a package's weights may be gigabytes
 
 
 def _entries(root: Path) -> list[tuple[str, Path | str]]:
-    """(relative POSIX path, file to read) for every regular file and every symlink to
-    one; (path, link text) for any other symlink (to a folder, dangling, a FIFO ...):
-    never followed, so a link can neither loop the walk nor block it on a device."""
+    """(relative POSIX path, file to read) for every regular file and every link to a
+    regular file inside `root`; (path, link text) for any other link (outside the model,
+    to a folder, dangling, a loop): never followed, so a link can neither loop the walk
+    nor block it on a device nor bring in bytes from elsewhere."""
+    base = root.resolve()
     out: list[tuple[str, Path | str]] = []
     for folder, dirs, names in os.walk(root, followlinks=False):
         for name in names + [d for d in dirs if Path(folder, d).is_symlink()]:
@@ -34,12 +37,16 @@ def _entries(root: Path) -> list[tuple[str, Path | str]]:
             if stat.S_ISREG(mode):
                 out.append((rel, full))
             elif stat.S_ISLNK(mode):
-                try:
-                    regular = stat.S_ISREG(full.stat().st_mode)
-                except OSError:  # dangling, or a loop of links
-                    regular = False
-                out.append((rel, full if regular else os.readlink(full)))
+                out.append((rel, full if _inside_file(full, base) else os.readlink(full)))
     return sorted(out)
+
+
+def _inside_file(link: Path, base: Path) -> bool:
+    try:
+        target = link.resolve(strict=True)
+        return base in target.parents and stat.S_ISREG(target.stat().st_mode)
+    except (OSError, RuntimeError):  # dangling, or a loop of links
+        return False
 
 
 @functools.lru_cache(maxsize=64)
