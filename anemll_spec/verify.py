@@ -90,13 +90,13 @@ def check_outputs(
     failed = []
     tol = tolerance
     if max_abs > tol.max_abs_error:
-        failed.append(f"max_abs_error {max_abs:.4g} > {tol.max_abs_error:g}")
+        failed.append(beyond("max_abs_error", max_abs, ">", tol.max_abs_error))
     if rel_l2 > tol.rel_l2_error:
-        failed.append(f"rel_l2_error {rel_l2:.4g} > {tol.rel_l2_error:g}")
+        failed.append(beyond("rel_l2_error", rel_l2, ">", tol.rel_l2_error))
     if cosine < tol.min_cosine:
-        failed.append(f"cosine {cosine:.6f} < {tol.min_cosine:g}")
+        failed.append(beyond("cosine", cosine, "<", tol.min_cosine))
     if top1 is not None and top1 < tol.min_top1_agreement:
-        failed.append(f"top1_agreement {top1:.4f} < {tol.min_top1_agreement:g}")
+        failed.append(beyond("top1_agreement", top1, "<", tol.min_top1_agreement))
     return Verdict(
         "fail" if failed else "pass",
         max_abs_error=max_abs,
@@ -105,6 +105,18 @@ def check_outputs(
         top1_agreement=top1,
         note="beyond tolerance: " + "; ".join(failed) if failed else None,
     )
+
+
+def beyond(name: str, value: float, sign: str, limit: float) -> str:
+    """'name value sign limit': the limit as written (shortest exact form), the value with
+    as many significant digits (4 at least) as keep the inequality true as printed;
+    0.0100004 against 0.01 printed '0.01 > 0.01' at a fixed 4."""
+    bound = repr(float(limit)).removesuffix(".0")
+    for digits in range(4, 18):
+        shown = f"{value:.{digits}g}"
+        if (float(shown) > limit) if sign == ">" else (float(shown) < limit):
+            break
+    return f"{name} {shown} {sign} {bound}"
 
 
 def _check_with_values(

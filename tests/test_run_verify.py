@@ -132,6 +132,22 @@ def test_top1_alone_fails_an_lm_head():
         np.mean(out.reshape(4, 8).argmax(1) == ref.reshape(4, 8).argmax(1))
     )
     assert v.top1_agreement == 0.75 and v.max_abs_error == pytest.approx(0.001)
-    assert v.status == "fail" and v.note == "beyond tolerance: top1_agreement 0.7500 < 1"
+    assert v.status == "fail" and v.note == "beyond tolerance: top1_agreement 0.75 < 1"
     # without vocab_chunk (not an LM head) there is no top-1 and the case passes
     assert check_outputs(got, chunks, DEFAULT_TOL).status == "pass"
+
+
+@pytest.mark.parametrize(
+    "out, tol, said",
+    [
+        # just past the limit: as many digits as keep the printed inequality true
+        (ONES + np.eye(1, 1000)[0] * 0.0100004, _tol(0.01, 1, 0), "max_abs_error 0.0100004 > 0.01"),
+        (ONES + 6e-4 * ALTERNATING, _tol(1, 1, 0.9999999), "cosine 0.9999998 < 0.9999999"),
+        (ONES * 1.02, _tol(1, 0.01, 0), "rel_l2_error 0.02 > 0.01"),
+    ],
+)
+def test_a_failure_note_never_prints_a_false_inequality(out, tol, said):
+    v = check_outputs({"y": out}, {"y": ONES}, tol)
+    assert v.note == f"beyond tolerance: {said}"
+    value, sign, limit = said.split()[1:]
+    assert (float(value) > float(limit)) if sign == ">" else (float(value) < float(limit))

@@ -138,6 +138,14 @@ def test_rows_follow_the_spec_and_a_pooled_row_says_so(tmp_path, cli):
     assert pooled["pooled_names"] == ["pooled[cu=ALL]", "pooled[cu=CPU]"]
 
 
+def test_the_ci_level_is_shown_as_the_percent_it_is():
+    from anemll_spec.cli.compare import percent
+
+    assert [percent(x) for x in (0.95, 0.995, 0.9999999, 1e-9)] == [
+        "95", "99.5", "99.99999", "0.0000001",
+    ]  # fmt: skip
+
+
 def test_compare_cli(cli, runs):
     store, (a, b) = runs
     out = cli("compare", "previous", "latest", "--store", store)

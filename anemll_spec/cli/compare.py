@@ -99,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result["regressions"] else 0
 
 
+def percent(level: float) -> str:
+    """A confidence level as the percent it is, never rounded to 0 or 100 and never in
+    exponent form: 0.995 -> '99.5', 0.9999999 -> '99.99999', 1e-9 -> '0.0000001'."""
+    from decimal import Decimal
+
+    return format((Decimal(repr(level)) * 100).normalize(), "f")
+
+
 def _print(result: dict) -> None:
     """The text report; store text (model names, ids) is data: control characters are
     shown escaped (render_table escapes its cells)."""
@@ -106,7 +114,7 @@ def _print(result: dict) -> None:
     from anemll_spec.compare import hosts_note, pooled_name
     from anemll_spec.text import printable
 
-    pct = f"{result['level'] * 100:.6g}"  # 0.995: '99.5', not a rounded '100'
+    pct = percent(result["level"])
     for side in ("a", "b"):
         h = result[f"host_{side}"]
         where = ", ".join(str(h[k]) for k in ("chip", "os_name", "os_version", "hostname") if h[k])
