@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -181,13 +182,9 @@ def test_a_damaged_store_is_reported_as_damaged_at_once_not_as_locked(tmp_path, 
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "damaged" in out.stderr
 
 
-def test_a_locked_store_is_still_waited_for(tmp_path):
-    """The OS says who holds the lock: a real holder is waited for, then StoreLocked."""
-    from anemll_spec.store import StoreLocked, open_store
-    from anemll_spec.store.diagnose import locked_by_another
-
-    store = tmp_path / "held.duckdb"
-    new_run(store)
+@contextlib.contextmanager
+def held_by_another_process(store: Path):
+    """A second process holding the store's DuckDB write lock for the block."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -199,13 +196,24 @@ def test_a_locked_store_is_still_waited_for(tmp_path):
         text=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "held"
-        assert locked_by_another(store, write=True)
-        with pytest.raises(StoreLocked, match="stayed locked"):
-            open_store(store, lock_timeout_s=0.5)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_locked_store_is_still_waited_for(tmp_path):
+    """The OS says who holds the lock: a real holder is waited for, then StoreLocked."""
+    from anemll_spec.store import StoreLocked, open_store
+    from anemll_spec.store.diagnose import locked_by_another
+
+    store = tmp_path / "held.duckdb"
+    new_run(store)
+    with held_by_another_process(store):
+        assert locked_by_another(store, write=True)
+        with pytest.raises(StoreLocked, match="stayed locked"):
+            open_store(store, lock_timeout_s=0.5)
     assert not locked_by_another(store, write=True)
 
 
@@ -236,21 +244,6 @@ def test_a_lock_let_go_before_the_probe_is_still_a_lock(tmp_path, monkeypatch):
     store = tmp_path / "held.duckdb"
     new_run(store)
     monkeypatch.setattr(connection, "locked_by_another", lambda path, write: False)  # the race
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb,time; c=duckdb.connect({str(store)!r}); "
-            "print('held', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(StoreLocked, match="stayed locked"):
-            open_store(store, lock_timeout_s=0.5)
-    finally:
-        holder.kill()
-        holder.wait()
+    with held_by_another_process(store), pytest.raises(StoreLocked, match="stayed locked"):
+        open_store(store, lock_timeout_s=0.5)
     open_store(store).close()  # free again: opens
