@@ -100,8 +100,10 @@ def _factor(m: Any) -> str:
     bw, ms = f["bandwidth_factor_label"], f["inference_factor_label"]
     # the factor against a published figure before one against a derived one (a LUT6
     # head's published figure is its ms; its GB/s baseline is derived from that)
-    derived = [bool(x) and x.endswith(DERIVED_BASELINE) for x in (bw, ms)]
-    label, what = (bw, "GB/s") if bw and not (derived[0] and ms and not derived[1]) else (ms, "ms")
+    use_ms = ms and (
+        not bw or (bw.endswith(DERIVED_BASELINE) and not ms.endswith(DERIVED_BASELINE))
+    )
+    label, what = (ms, "ms") if use_ms else (bw, "GB/s")
     if not label:
         return "-"
     return f"{label} ({what}) vs {f['baseline_label']}"
