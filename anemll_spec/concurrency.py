@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from anemll_spec.backends.base import Options, Prepared
 from anemll_spec.harness import Budget, Concurrent, Timer, time_concurrent
-from anemll_spec.power.base import stop_reading
+from anemll_spec.power.base import guard
 
 Instances = Literal["shared", "distinct"]
 Mode = Literal["threads", "processes"]
@@ -212,6 +212,7 @@ def time_processes(
     instance that failed."""
     preps = _instance_preps(prepared, n_instances)
     n = len(preps)
+    reader = guard(reader) if reader is not None else None
     if threads == "auto":
         threads = default_threads(backend, n)
     ctx = multiprocessing.get_context("spawn")
@@ -241,8 +242,10 @@ def time_processes(
             gates[1].wait(start_timeout_s)
         done = _collect(conns, procs, gates, on_progress)
         if reader is not None:
-            energy = stop_reading(reader, timed_only=True)
+            energy = reader.stop(timed_only=True)
     finally:
+        if reader is not None:  # a reading an instance's failure left running
+            reader.close()
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():

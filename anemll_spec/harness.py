@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anemll_spec.power.base import stop_reading
+from anemll_spec.power.base import guard
 from anemll_spec.stats import order_stat_ci_pct
 
 if TYPE_CHECKING:
@@ -284,6 +284,7 @@ def time_concurrent(
     timers = [
         Timer(f, budget, on_progress=on_progress if i == 0 else None) for i, f in enumerate(fns)
     ]
+    reader = guard(reader) if reader is not None else None
     barrier = threading.Barrier(n, action=reader.start if reader is not None else None)
     bounds: list[tuple[int, int]] = [(0, 0)] * n
     errors: list[BaseException] = []
@@ -306,7 +307,10 @@ def time_concurrent(
         th.start()
     for th in threads:
         th.join()
-    energy = stop_reading(reader, timed_only=True) if reader is not None and not errors else None
+    energy = None
+    if reader is not None:
+        energy = None if errors else reader.stop(timed_only=True)
+        reader.close()  # a reading the failed instance left running
     if errors:
         raise errors[0]
     wall_ns = max(b[1] for b in bounds) - min(b[0] for b in bounds)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
-from anemll_spec.power.base import Reader, stop_reading
+from anemll_spec.power.base import Reader, guard
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
 
@@ -151,26 +151,26 @@ def run_sustained(
         fn()
         calls += 1
     windows: list[Window] = []
-    interrupted = reading = False
+    interrupted = False
+    guarded = guard(reader) if reader is not None else None
     try:
         for i in range(n_windows):
-            if reader is not None:
-                reader.start()
-                reading = True
+            if guarded is not None:
+                guarded.start()
             samples, starts, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
-            energy = stop_reading(reader) if reader is not None else None
-            reading = False
+            energy = guarded.stop() if guarded is not None else None
             therm = thermal() if thermal else None
             w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
             windows.append(w)
             if on_window is not None:
                 on_window(w)
     except KeyboardInterrupt:  # a long run stopped: its finished windows still tell
-        if reading and reader is not None:
-            stop_reading(reader)  # the window in progress: its sampler must not run on
         if len(windows) < 2:
             raise
         interrupted = True
+    finally:  # the window in progress (a failed call, Ctrl-C): its reading ends with it
+        if guarded is not None:
+            guarded.close()
     verdict = judge(
         windows[0].samples_ns, windows[-1].samples_ns, [w.thermal for w in windows], seed=seed
     )

@@ -92,12 +92,13 @@ def test_a_reading_that_fails_is_missing_with_its_error_not_a_failed_timing(tmp_
     """Counters that cannot be read at stop() (a zone gone, NVML's NotSupported, a unit
     IOReport never used) cost the energy, not the calls timed meanwhile."""
     from anemll_spec.harness import Budget, time_concurrent
-    from anemll_spec.power.base import stop_reading
+    from anemll_spec.power.base import guard
 
     reader, counter = _rapl_that_breaks(tmp_path)
-    reader.start()
+    guarded = guard(reader)
+    guarded.start()
     counter.unlink()
-    got = stop_reading(reader)
+    got = guarded.stop()
     assert isinstance(got, Unavailable) and got.method == "rapl"
     assert got.reason.startswith("the energy reading failed: ") and "energy_uj" in got.reason
 
@@ -144,3 +145,79 @@ def test_nvml_state_a_board_cannot_read_is_none_not_an_error():
         "throttled": None,
     }
     assert isinstance(from_nvml_state(state), Unavailable)
+
+
+def test_a_reader_that_fails_to_start_is_missing_with_its_error_and_released(tmp_path):
+    """A counter unreadable at start() (gone since open, a driver refusing) costs the
+    reading: stop() answers why, and never raises; what the partial start made is
+    released (the reader's own stop is called)."""
+    from anemll_spec.power.base import guard
+
+    reader, counter = _rapl_that_breaks(tmp_path)
+    counter.unlink()
+    stops = []
+    real_stop = reader.stop
+    reader.stop = lambda **kw: stops.append(kw) or real_stop(**kw)
+    guarded = guard(reader)
+    guarded.start()  # raises nothing
+    got = guarded.stop()
+    assert isinstance(got, Unavailable) and got.method == "rapl"
+    assert got.reason.startswith("the energy reading failed to start: FileNotFoundError")
+    assert len(stops) == 1  # the release
+    guarded.close()  # and nothing is running to close
+    assert len(stops) == 1
+
+
+def test_a_counter_that_fails_in_the_sampler_thread_fails_the_reading_not_the_thread():
+    """A read in the sampler thread that raises ends the thread (no traceback on
+    stderr, no thread left); stop() raises it, so the reading says why."""
+    import threading
+
+    from anemll_spec.power.base import guard
+
+    count = iter(range(10_000))
+
+    def read() -> int:
+        n = next(count)
+        if n == 3:
+            raise OSError("counter gone")
+        return n
+
+    class Reader:
+        method = "test"
+
+        def __init__(self) -> None:
+            self.sampler = Sampler(read, period_s=0.002)
+
+        def start(self) -> None:
+            self.sampler.start()
+
+        def stop(self, *, timed_only: bool = True):
+            return self.sampler.stop()
+
+    r = guard(Reader())
+    r.start()
+    thread = r.reader.sampler._thread
+    assert isinstance(thread, threading.Thread)
+    thread.join(timeout=5)  # it ends on its own at the failed read
+    assert not thread.is_alive() and isinstance(r.reader.sampler.error, OSError)
+    got = r.stop()
+    assert isinstance(got, Unavailable)
+    assert got.reason == "the energy reading failed: OSError: counter gone"
+
+
+def test_close_stops_a_reading_left_running_and_only_that():
+    from power_util import ClockReader
+
+    from anemll_spec.power.base import guard
+
+    r = guard(ClockReader())
+    r.start()
+    r.close()  # timing failed: the reading ends, its result dropped
+    assert hasattr(r.reader, "t1")
+    del r.reader.t1
+    r.close()  # nothing running: nothing to stop
+    assert not hasattr(r.reader, "t1")
+    r.start()
+    assert r.stop() == ("read", True)
+    assert isinstance(r.stop(), Unavailable)  # stopped once only: a second says so

@@ -97,3 +97,42 @@ def test_real_thermal_state():
     s = thermal_state(reader.nv, reader.handle)
     assert 5 < s["temperature_c"] < 110 and s["power_limit_w"] > 50
     assert isinstance(s["throttled"], bool)
+
+
+def test_a_board_without_power_readings_still_gives_its_energy():
+    """nvmlDeviceGetPowerUsage raises NotSupported on some boards while the energy counter
+    works: the reading is the counter's, with no timeline, never a failed start."""
+    from anemll_spec.power.base import guard
+    from anemll_spec.power.nvml import NvmlReader
+
+    class NotSupported(Exception):
+        pass
+
+    class Board:  # energy counts 5 mJ a read; power, clocks and limits are unsupported
+        NVML_TEMPERATURE_GPU = 0
+
+        def __init__(self) -> None:
+            self.mj = 1000
+
+        def nvmlDeviceGetName(self, handle):
+            return b"Board"
+
+        def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+            self.mj += 5
+            return self.mj
+
+        def __getattr__(self, name: str):
+            def call(*args):
+                raise NotSupported(name)
+
+            return call
+
+    board = Board()
+    reader = guard(NvmlReader(board, handle=object(), period_s=0.005))
+    reader.start()
+    time.sleep(0.05)
+    e = reader.stop()
+    assert not isinstance(e, Unavailable), e
+    reads = (board.mj - 1005) // 5 + 1  # every read, the first (1005) included
+    assert e.samples == reads and e.rails_mj == {"gpu": float(board.mj - 1005)}
+    assert e.timeline == ()  # no power readings: no points, not zeros

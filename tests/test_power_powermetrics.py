@@ -111,3 +111,31 @@ def test_live_powermetrics_where_sudo_allows_it():
     e = reader.stop()
     assert not isinstance(e, Unavailable), e.reason
     assert e.samples >= 5 and e.rails_mj["cpu"] > 0
+
+
+def test_samples_with_no_rail_are_no_reading_not_zero():
+    """An Intel Mac's cpu_power sample has package_joules and cpu_watts, none of the rails
+    read here: that is no reading, never 0 mJ per inference."""
+    import plistlib
+
+    doc = {"elapsed_ns": 100_000_000, "processor": {"package_joules": 1.5, "cpu_watts": 9.0}}
+    samples = parse(plistlib.dumps(doc) + b"\x00")
+    assert len(samples) == 1 and samples[0].rails_mj == {}
+    out = energy_from_samples(samples)
+    assert isinstance(out, Unavailable) and "hold no cpu/gpu/ane/dram energy" in out.reason
+
+
+def test_the_gpu_samplers_own_energy_is_read_where_processor_lacks_it():
+    """macOS 26 reports the GPU's energy (mJ) in the gpu sampler's dict, not processor's."""
+    import plistlib
+
+    doc = {
+        "elapsed_ns": 200_000_000,
+        "processor": {"cpu_energy": 40, "ane_power": 50.0},
+        "gpu": {"gpu_energy": 12, "idle_ratio": 0.5},
+    }
+    (s,) = parse(plistlib.dumps(doc) + b"\x00")
+    assert s.rails_mj == {"cpu": 40.0, "ane": 50.0 * 0.2, "gpu": 12.0}
+    doc["processor"]["gpu_energy"] = 7  # where both are given, processor's is kept
+    (s,) = parse(plistlib.dumps(doc) + b"\x00")
+    assert s.rails_mj["gpu"] == 7.0

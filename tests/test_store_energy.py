@@ -285,6 +285,10 @@ def test_a_reading_the_store_cannot_take_is_null_with_the_reason(tmp_path):
     for bad, why in (
         (replace(good, interval_s=0.0), "its interval is 0.0 s"),
         (replace(good, rails_mj={**good.rails_mj, "dram": -3.0}), "rail dram read -3.0 mJ"),
+        (
+            replace(good, rails_mj={}, parts_mj={}, timeline=()),
+            "no rail of its total was read (its total would be 0 mJ)",
+        ),
     ):
         kw = energy_rows(bad, 30, t0_ns=0)
         cid = append_case(store, run_id, {**case(wall=wall), **kw.pop("case")}, wall, **kw)

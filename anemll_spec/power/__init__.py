@@ -1,7 +1,8 @@
 """Energy per inference: one power reader per platform behind one small interface.
 
-    reader = open_reader(backend, device)       # a Reader, or Unavailable(reason)
+    reader = open_reader(backend, device)       # a Guarded reader, or Unavailable(reason)
     reader.start(); ...timed calls...; e = reader.stop()   # Energy, or Unavailable
+    reader.close()                              # where timing failed: ends the reading
     e.per_inference_mj(calls)["total"], e.mean_power_w(), e.method, e.samples
 
 Which reader runs where:
@@ -17,16 +18,32 @@ from __future__ import annotations
 
 import sys
 
-from anemll_spec.power.base import DEFAULT_PERIOD_S, Energy, PowerSample, Reader, Unavailable
+from anemll_spec.power.base import (
+    DEFAULT_PERIOD_S,
+    Energy,
+    Guarded,
+    PowerSample,
+    Reader,
+    Unavailable,
+    guard,
+)
 
 __all__ = ["Energy", "PowerSample", "Reader", "Unavailable", "open_reader"]
 
 
-def open_reader(backend: str, device: str = "auto", *, period_s: float | None = DEFAULT_PERIOD_S):
+def open_reader(
+    backend: str, device: str = "auto", *, period_s: float | None = DEFAULT_PERIOD_S
+) -> Guarded | Unavailable:
     """The reader for a backend/device here, or Unavailable saying exactly why not.
 
     period_s: the timeline's sampling period (None: no sampler thread, energy only).
-    Never raises for an ordinary "not here"."""
+    Never raises for an ordinary "not here"; the reader is Guarded (its start and stop
+    raise nothing, and close() ends a reading that timing left running)."""
+    reader = _open(backend, device, period_s)
+    return reader if isinstance(reader, Unavailable) else guard(reader)
+
+
+def _open(backend: str, device: str, period_s: float | None):
     device = (device or "auto").lower()
     if backend == "torch" and device.startswith("cuda"):
         from anemll_spec.power.nvml import open_nvml

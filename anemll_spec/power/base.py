@@ -8,6 +8,7 @@ number: a benchmark row with NULL energy and a reason beats an invented one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -100,15 +101,55 @@ class Reader(Protocol):
     def stop(self, *, timed_only: bool = True) -> Energy | Unavailable: ...
 
 
-def stop_reading(reader: Reader, *, timed_only: bool = True) -> Energy | Unavailable:
-    """reader.stop(), where counters that fail to read are the reading's failure, not the
-    timing's: the calls were timed all the same, so they keep their result, and the
-    energy is missing with the error as its reason."""
-    try:
-        return reader.stop(timed_only=timed_only)
-    except Exception as exc:
-        why = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-        return Unavailable(f"the energy reading failed: {why}", getattr(reader, "method", None))
+def _failed(reader: Reader, what: str, exc: Exception) -> Unavailable:
+    why = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    return Unavailable(f"the energy reading {what}: {why}", getattr(reader, "method", None))
+
+
+class Guarded:
+    """A reader whose failures cost the energy, never the timing: start() and stop()
+    raise nothing (a counter that fails is the reading's Unavailable, with the error as
+    its reason: the calls were timed all the same), and close() stops a reader that
+    timing left running, so its sampler thread or powermetrics process never outlives
+    the variant it measured. open_reader hands out readers this way."""
+
+    def __init__(self, reader: Reader):
+        self.reader = reader
+        self.method = reader.method
+        self._failure: Unavailable | None = None
+        self._running = False
+
+    def start(self) -> None:
+        self._failure, self._running = None, False
+        try:
+            self.reader.start()
+        except Exception as exc:
+            self._failure = _failed(self.reader, "failed to start", exc)
+            with contextlib.suppress(Exception):  # release what a partial start made
+                self.reader.stop(timed_only=False)
+            return
+        self._running = True
+
+    def stop(self, *, timed_only: bool = True) -> Energy | Unavailable:
+        if self._failure is not None:
+            return self._failure
+        if not self._running:
+            return Unavailable("the energy reading was never started", self.method)
+        self._running = False
+        try:
+            return self.reader.stop(timed_only=timed_only)
+        except Exception as exc:
+            return _failed(self.reader, "failed", exc)
+
+    def close(self) -> None:
+        """Stop a reading still running and drop it (timing failed or was interrupted)."""
+        if self._running:
+            self.stop(timed_only=False)
+
+
+def guard(reader: Reader) -> Guarded:
+    """`reader` as a Guarded (itself where it already is one)."""
+    return reader if isinstance(reader, Guarded) else Guarded(reader)
 
 
 class Sampler(Generic[T]):
@@ -125,9 +166,10 @@ class Sampler(Generic[T]):
         self.points: list[tuple[int, T]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: Exception | None = None
 
     def start(self) -> None:
-        self.points = [(time.perf_counter_ns(), self._read())]
+        self.points, self.error = [(time.perf_counter_ns(), self._read())], None
         self._stop.clear()
         if self.period_s:
             self._thread = threading.Thread(target=self._run, daemon=True, name="power-sampler")
@@ -135,14 +177,22 @@ class Sampler(Generic[T]):
 
     def _run(self) -> None:
         period = self.period_s or 0.0
-        while not self._stop.wait(period):
-            t = time.perf_counter_ns()  # stamped before the read, as in start() and stop()
-            self.points.append((t, self._read()))
+        try:
+            while not self._stop.wait(period):
+                t = time.perf_counter_ns()  # stamped before the read, as in start() and stop()
+                self.points.append((t, self._read()))
+        except Exception as exc:  # a counter that failed mid-run: stop() raises it
+            self.error = exc
 
     def stop(self) -> list[tuple[int, T]]:
+        """The timeline, ending with a read made now; raises what a read in the thread
+        raised (a counter that failed mid-run makes no reading)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
         self.points.append((time.perf_counter_ns(), self._read()))
         return self.points

@@ -126,9 +126,15 @@ class NvmlReader:
         self.name = self.name.decode() if isinstance(self.name, bytes) else str(self.name)
         self._sampler = Sampler(self._read, period_s)
 
-    def _read(self) -> tuple[int, int]:
+    def _read(self) -> tuple[int, int | None]:
+        """The energy counter (mJ) and, for the timeline, the power (mW; None where the
+        board does not report it: the energy stands without it)."""
         nv, h = self.nv, self.handle
-        return nv.nvmlDeviceGetTotalEnergyConsumption(h), nv.nvmlDeviceGetPowerUsage(h)
+        energy = nv.nvmlDeviceGetTotalEnergyConsumption(h)
+        try:
+            return energy, nv.nvmlDeviceGetPowerUsage(h)
+        except Exception:  # pynvml.NVMLError (NotSupported on some boards)
+            return energy, None
 
     def start(self) -> None:
         self._sampler.start()
@@ -144,7 +150,9 @@ class NvmlReader:
             method=self.method,
             samples=len(points),
             timed_only=timed_only,
-            timeline=tuple(PowerSample(t, "gpu", p / 1e3) for t, (_, p) in points[1:-1]),
+            timeline=tuple(
+                PowerSample(t, "gpu", p / 1e3) for t, (_, p) in points[1:-1] if p is not None
+            ),
             notes=(
                 "NVML total energy counter of the whole board (all processes on this GPU)",
                 "timeline: nvmlDeviceGetPowerUsage, averaged over 1 s on Ampere and newer",

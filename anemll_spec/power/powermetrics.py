@@ -55,6 +55,9 @@ def parse_plist_sample(doc: dict) -> PMSample:
             rails[rail] = float(proc[f"{rail}_energy"])
         elif f"{rail}_power" in proc:
             rails[rail] = float(proc[f"{rail}_power"]) * elapsed
+    gpu = doc.get("gpu")
+    if "gpu" not in rails and isinstance(gpu, dict) and "gpu_energy" in gpu:
+        rails["gpu"] = float(gpu["gpu_energy"])  # macOS 26: the gpu sampler's own dict, mJ
     return PMSample(elapsed, rails, doc.get("thermal_pressure"))
 
 
@@ -110,6 +113,12 @@ def energy_from_samples(
             chosen.append(s)
     if not chosen:
         return Unavailable("powermetrics gave no sample within the timed region", "powermetrics")
+    if not any(r in s.rails_mj for s in chosen for r in RAILS):  # 0 mJ would be a figure
+        return Unavailable(
+            f"powermetrics' samples hold no {'/'.join(RAILS)} energy or power (an Intel "
+            "Mac's report has none of them)",
+            "powermetrics",
+        )
     rails: dict[str, float] = {}
     for s in chosen:
         for r, mj in s.rails_mj.items():

@@ -13,7 +13,7 @@ from anemll_spec import stats
 from anemll_spec.backends.base import Prepared
 from anemll_spec.bootstrap import MIN_SAMPLES
 from anemll_spec.harness import Budget, Timer, time_interleaved
-from anemll_spec.power.base import Unavailable, stop_reading
+from anemll_spec.power.base import Guarded, Unavailable
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
 from anemll_spec.runner.plan import plan_instances
@@ -87,15 +87,15 @@ def _interleaved(cr: CaseRun, group: list[Opened]) -> None:
 def _one_by_one(cr: CaseRun, o: Opened) -> None:
     run, progress, t = cr.case.run, cr.env.progress, _timer(cr, o)
     progress.phase("warmup", o.m.variant.label)
-    reader = energy.reader(run, o.m.variant.backend, o.m.device)
+    reader = energy.reading(run, o.m.variant.backend, o.m.device)
     try:
         t.warm()
         progress.phase("timing", o.m.variant.label)
-        if energy.is_reader(reader):
+        if isinstance(reader, Guarded):
             reader.start()
         t.step()
-        if energy.is_reader(reader):
-            o.m.energy, o.m.reading_calls = stop_reading(reader, timed_only=True), t.n
+        if isinstance(reader, Guarded):
+            o.m.energy, o.m.reading_calls = reader.stop(timed_only=True), t.n
         else:
             o.m.energy = reader  # why there is none
         _finish_plain(o.m, t.result())
@@ -104,6 +104,9 @@ def _one_by_one(cr: CaseRun, o: Opened) -> None:
     except Exception as exc:
         _finish_plain(o.m, exc)
         return
+    finally:  # a reading the timing left running ends with it
+        if isinstance(reader, Guarded):
+            reader.close()
     short = getattr(o.m.energy, "interval_s", None)
     if short is not None and short < run.energy_s and o.m.status == "ok":
         with attempt(o.m, "energy: "):  # too short for the counters: read a longer pass
@@ -173,8 +176,8 @@ def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
     """Energy of one variant over `energy_s` of its own back-to-back calls, where the timed
     loop cannot give it (interleaved variants, or a loop too short for the counters)."""
     run = cr.case.run
-    reader = energy.reader(run, o.m.variant.backend, o.m.device)
-    if not energy.is_reader(reader):
+    reader = energy.reading(run, o.m.variant.backend, o.m.device)
+    if not isinstance(reader, Guarded):
         o.m.energy = reader  # why there is none
         return
     if run.energy_s <= 0:  # not asked for: said, as any missing reading is
@@ -184,12 +187,15 @@ def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
     fn = o.session.bind(o.feed, o.state)
     calls = 0
     reader.start()
-    t0 = time.perf_counter_ns()
-    until = t0 + int(run.energy_s * 1e9)
-    while time.perf_counter_ns() < until:
-        fn()
-        calls += 1
-    o.m.energy = stop_reading(reader, timed_only=False)
+    try:
+        t0 = time.perf_counter_ns()
+        until = t0 + int(run.energy_s * 1e9)
+        while time.perf_counter_ns() < until:
+            fn()
+            calls += 1
+        o.m.energy = reader.stop(timed_only=False)
+    finally:  # a call that failed, or Ctrl-C: the reading ends with the pass
+        reader.close()
     o.m.reading_calls, o.m.energy_t0_ns = calls, t0
     o.m.note(
         f"energy read over {calls} back-to-back calls after timing ({run.energy_s:g} s): {why}"
@@ -200,7 +206,7 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     from anemll_spec.sustained import run_sustained, window_count
 
     run, m, progress = cr.case.run, o.m, cr.env.progress
-    reader = energy.reader(run, m.variant.backend, m.device)
+    reader = energy.reading(run, m.variant.backend, m.device)
     thermal = energy.thermal(m.variant.backend, m.device)
     progress.phase("sustained", f"{m.variant.label} {run.duration_s:g} s")
     assert run.duration_s is not None
@@ -212,13 +218,13 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         warmup=run.warmup,
         warmup_s=run.warmup_s,
         max_warmup_s=run.max_time_s,
-        reader=reader if energy.is_reader(reader) else None,
+        reader=reader if isinstance(reader, Guarded) else None,
         thermal=thermal,
         on_window=lambda w: progress.window(m.variant.label, w, n_windows),
         seed=0,
     )
     m.sustained = result
-    if energy.is_reader(reader):  # the windows' readings as one: what the summary shows
+    if isinstance(reader, Guarded):  # the windows' readings as one: what the summary shows
         from anemll_spec.store.energy import combined_energy
 
         m.energy = combined_energy(result.windows)
@@ -271,7 +277,7 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
             # distinct weights, the same inputs and states: the case's description holds
             preps.append(prepare(backend, built.path, cr.env.workdir / f"instance-{k}", cr.io))
         prepared = preps
-    reader = energy.reader(run, m.variant.backend, m.device)
+    reader = energy.reading(run, m.variant.backend, m.device)
     progress.phase("timing", f"{m.variant.label} x{run.concurrency} {plan.instances}")
     res = concurrency.time_instances(
         backend.name,
@@ -282,12 +288,12 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
         n_instances=run.concurrency,
         device=m.device,
         on_progress=_on_progress(cr, m),
-        reader=reader if energy.is_reader(reader) else None,
+        reader=reader if isinstance(reader, Guarded) else None,
     )
     wall, starts = res.pooled()
     runtime = _pooled_runtime(res.per_instance)
     summarize(m, res.per_instance[0], wall, starts, runtime, res.throughput_per_s)
-    m.energy = res.energy if energy.is_reader(reader) else reader
+    m.energy = res.energy if isinstance(reader, Guarded) else reader
     m.reading_calls = res.calls
     per = ", ".join(f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance)
     m.note(

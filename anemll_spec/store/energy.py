@@ -97,6 +97,8 @@ def unusable(energy, calls) -> str | None:
         return f"{calls!r} calls: energy per inference needs at least one"
     if not (math.isfinite(energy.interval_s) and energy.interval_s > 0):
         return f"its interval is {energy.interval_s!r} s"
+    if not any(r in energy.rails_mj for r in energy.total_rails):
+        return "no rail of its total was read (its total would be 0 mJ)"
     bad = [r for r, mj in energy.rails_mj.items() if not (math.isfinite(mj) and mj >= 0)]
     if bad:
         return f"rail {bad[0]} read {energy.rails_mj[bad[0]]!r} mJ"

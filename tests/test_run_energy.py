@@ -1,0 +1,110 @@
+"""The runner's energy readings end with the variant they measure: a call that fails
+while timed, or a counter that fails to start, costs the energy or the case, never
+leaves a sampler running into the next variant, and never fails a timing on its own."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+from db_util import dict_rows
+from power_util import rapl_zone
+
+from anemll_spec import harness
+from anemll_spec.progress import Progress
+from anemll_spec.runner import Runner, energy
+
+MODEL = "name: tiny\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+PLAIN = MODEL + "run: {backends: [numpy], warmup: 1, iterations: 8, dispatch_floor: false}\n"
+SUSTAINED = MODEL + (
+    "run: {backends: [numpy], warmup: 1, duration_s: 1, window_s: 0.5, dispatch_floor: false}\n"
+)
+
+
+def _bench(tmp_path: Path, text: str):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    store = tmp_path / "s.duckdb"
+    runner = Runner(
+        spec, store=str(store), cache_dir=tmp_path / "cache", progress=Progress(io.StringIO())
+    )
+    return runner.run(), store
+
+
+def _samplers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "power-sampler" and t.is_alive()}
+
+
+def _rapl_reader(root: Path, period_s: float | None, *, break_before_start: bool = False):
+    """The runner's `energy.reader`: a real RAPL reader over a fresh sysfs-shaped tree
+    (with a sampler thread where period_s is set), optionally unreadable by the time it
+    starts."""
+    from anemll_spec.power.rapl import open_rapl
+
+    opened = iter(range(1000))
+
+    def reader(run, backend, device):
+        counter = rapl_zone(root / f"tree{next(opened)}")
+        found = open_rapl(counter.parent.parent, period_s=period_s)
+        if break_before_start:
+            counter.unlink()
+        return found
+
+    return reader
+
+
+@pytest.mark.parametrize("text", [PLAIN, SUSTAINED], ids=["plain", "sustained"])
+def test_a_call_that_fails_while_timed_ends_the_reading_with_it(tmp_path, monkeypatch, text):
+    from anemll_spec import sustained
+
+    before = _samplers()
+    monkeypatch.setattr(energy, "reader", _rapl_reader(tmp_path / "powercap", period_s=0.01))
+
+    def failing(*args):
+        raise RuntimeError("the program failed")
+
+    monkeypatch.setattr(harness.Timer, "_step", failing)  # the plain timed loop
+    monkeypatch.setattr(sustained, "_time_window", failing)  # a sustained window
+    res, _ = _bench(tmp_path, text)
+    (m,) = res.results
+    assert m.status == "failed" and "the program failed" in (m.error or "")
+    for t in _samplers() - before:  # a stopped sampler may be on its way out: a moment
+        t.join(timeout=2)
+    assert not (_samplers() - before), "a power sampler outlived the variant it measured"
+
+
+def test_a_counter_that_fails_to_start_costs_the_energy_not_the_timing(tmp_path, monkeypatch):
+    root = tmp_path / "powercap"
+    monkeypatch.setattr(energy, "reader", _rapl_reader(root, None, break_before_start=True))
+    res, store = _bench(tmp_path, PLAIN)
+    assert res.status == "finished", [m.error for m in res.results]
+    (case,) = dict_rows(store, "SELECT * FROM cases")
+    assert case["status"] == "ok" and case["n_samples"] >= 8
+    assert case["energy_total_mj"] is None and case["energy_method"] is None
+    assert case["energy_note"].startswith(
+        "the energy reading failed to start: FileNotFoundError"
+    ), case["energy_note"]
+
+
+def test_an_instance_that_fails_ends_the_concurrent_reading(tmp_path):
+    from anemll_spec.harness import Budget, time_concurrent
+    from anemll_spec.power.rapl import open_rapl
+
+    before = _samplers()
+    rapl_zone(tmp_path / "powercap")
+    reader = open_rapl(tmp_path / "powercap", period_s=0.01)
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        if len(calls) > 4:  # warmed up, the reader started: one instance fails
+            raise RuntimeError("instance failed")
+
+    budget = Budget(warmup=1, warmup_s=0.0, iterations=50, min_iterations=50, max_time_s=10)
+    with pytest.raises(RuntimeError, match="instance failed"):
+        time_concurrent([call, call], budget, reader=reader)
+    for t in _samplers() - before:
+        t.join(timeout=2)
+    assert not (_samplers() - before), "the reading outlived the failed instances"
