@@ -47,8 +47,6 @@ def test_predict_matches_the_reference_executor(built, prepared, cu):
     from anemll_spec.model_io import describe, synth_inputs
     from anemll_spec.verify import check_outputs
 
-    if cu == "CPU_AND_NE" and coreml.translated():
-        pytest.skip("CPU_AND_NE is refused under Rosetta")
     inputs = synth_inputs(describe(built.path), seed=0)
     sess = coreml.backend().load(prepared, CoremlOptions(cu))
     out = sess.predict(sess.feed(inputs))

@@ -502,3 +502,20 @@ def test_bench_factor_prefers_the_published_figure_over_a_derived_baseline(tmp_p
     assert _factor(SimpleNamespace(factors=head)).startswith(
         f"{head['bandwidth_factor_label']} (GB/s)"
     )
+
+
+def test_a_closed_stdout_is_refused_before_any_work(tmp_path):
+    """Started with fd 1 closed (`>&-`), Python's sys.stdout is None: printing the JSON
+    crashed with a traceback after the bench had run; now it is refused up front."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "s.duckdb"
+    cmd = f"{sys.executable} -m anemll_spec bench specs/smoke.yaml --backend numpy --json "
+    out = subprocess.run(
+        ["sh", "-c", f"{cmd} --store {store} >&-"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and not store.exists()
+    assert out.stderr == (
+        "anemll-spec bench: error: stdout is closed; redirect it to a file or /dev/null\n"
+    )

@@ -283,6 +283,35 @@ def test_a_backend_imports_its_runtime_when_made_not_when_timed(make, runtime):
     assert out.stdout.strip() == "True"
 
 
+def test_a_backend_asks_its_environment_questions_when_made_not_when_timed():
+    """CompiledMLModel asks coremltools' _macos_version(), which spawns `sw_vers` once per
+    process: unasked, the first variant's load_ms held that spawn. The coremltools
+    version (a scan of the installed packages) is read once too, not in every load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.metadata\nfrom anemll_spec.backends import coreml\n"
+        "b = coreml.CoreMLBackend()\nfrom coremltools.models import utils\n"
+        "print(utils._macos_version.cache_info().currsize, "
+        "b._ct == importlib.metadata.version('coremltools'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "True"]
+
+
+def test_no_compute_plan_before_macos_14_4_is_said_not_an_empty_plan(monkeypatch, tmp_path):
+    """placements() raises, so the case notes "compute plan unavailable: ..." (an empty
+    list read as a model with no ops placed anywhere)."""
+    from anemll_spec.backends.base import Prepared
+
+    monkeypatch.setattr(coreml, "macos_version", lambda: (14, 2))
+    session = coreml.CoreMLSession(None, Prepared(tmp_path, tmp_path, None), "ALL")
+    with pytest.raises(BackendError, match=r"needs macOS 14\.4 or later \(this Mac: 14\.2\)"):
+        session.placements()
+
+
 def test_a_multi_function_model_describes_the_function_that_runs(multifunction, capsys):
     """Its top-level I/O lists are empty: inspect showed none, predict synthesised none."""
     import coremltools as ct

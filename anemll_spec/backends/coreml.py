@@ -21,6 +21,7 @@ in coremlpython/): instances timed at once must be processes (anemll_spec.concur
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from collections.abc import Callable, Mapping
@@ -225,8 +226,9 @@ class CoreMLSession(Session):
         return functools.partial(m.predict, feed, state)
 
     def placements(self) -> list[dict]:
-        if macos_version() < COMPUTE_PLAN_MACOS:
-            return []  # MLComputePlan needs macOS 14.4
+        if macos_version() < COMPUTE_PLAN_MACOS:  # said in the case's note, not an empty plan
+            have = ".".join(map(str, macos_version())) or "none"
+            raise BackendError(f"MLComputePlan needs macOS 14.4 or later (this Mac: {have})")
         from anemll_spec.backends.coreml_plan import default_function, read_compute_plan
 
         ops = read_compute_plan(
@@ -259,8 +261,12 @@ class CoreMLBackend(Backend):
         # prepare or load it would be counted as the first variant's compile or load.
         from anemll_spec.interrupts import import_module
 
-        import_module("coremltools.models.utils")  # and a Ctrl-C during it is kept
-
+        utils = import_module("coremltools.models.utils")  # and a Ctrl-C during it is kept
+        # CompiledMLModel asks _macos_version(), which runs `sw_vers` once per process and
+        # keeps the answer: asked now, so the first variant's load_ms holds no process spawn
+        with contextlib.suppress(Exception):  # no sw_vers: each load says why
+            utils._macos_version()
+        self._ct = _ct_version()  # read once: a package scan would be timed in every load
         self._translated = translated()
         self._compiled: dict[Path, str] = {}  # compiled path -> how it was got
 
@@ -271,8 +277,8 @@ class CoreMLBackend(Backend):
 
         src = Path(model_path)
         io = describe(src)
-        check_dtypes({t.name: t.dtype for t in io.inputs}, "input", _ct_version())
-        check_dtypes({t.name: t.dtype for t in io.outputs}, "output", _ct_version())
+        check_dtypes({t.name: t.dtype for t in io.inputs}, "input", self._ct)
+        check_dtypes({t.name: t.dtype for t in io.outputs}, "output", self._ct)
         if src.suffix == ".mlmodelc":
             return Prepared(path=src, source=src, compile_s=None)
         path, spent, how = coreml_compile.compiled(src, Path(workdir))
@@ -288,7 +294,7 @@ class CoreMLBackend(Backend):
         assert isinstance(options, CoremlOptions)
         cu = options.compute_units
         to_compute_unit(cu, ct_compute_unit={n: n for n in COMPUTE_UNITS})
-        check_dtypes(prepared.input_dtypes, "input", _ct_version())
+        check_dtypes(prepared.input_dtypes, "input", self._ct)
         notes = [n for n in (rosetta_note(self._translated, cu),) if n]
         how = self._compiled.get(Path(prepared.path))
         if how:

@@ -170,4 +170,8 @@ def read_compute_plan(
                 plan.get_compute_device_usage_for_neuralnetwork_layer(layer)
             )
             out.append(OpPlan(layer.type, tuple(layer.output_names), preferred, supported, None))
+    else:  # a pipeline: its models' plans are not read (said, not an empty plan)
+        from anemll_spec.backends.base import BackendError
+
+        raise BackendError("the compute plan of a pipeline model is not read")
     return out

@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
+    if sys.stdout is None:  # started with fd 1 closed (`>&-`): refused before any work
+        print(
+            f"anemll-spec {args.command}: error: stdout is closed; redirect it to a file "
+            "or /dev/null",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return int(args._run(args) or 0)
     except AnemllError as exc:
