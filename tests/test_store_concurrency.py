@@ -247,3 +247,57 @@ def test_a_lock_let_go_before_the_probe_is_still_a_lock(tmp_path, monkeypatch):
     with held_by_another_process(store), pytest.raises(StoreLocked, match="stayed locked"):
         open_store(store, lock_timeout_s=0.5)
     open_store(store).close()  # free again: opens
+
+
+def test_a_store_locked_mid_bench_loses_no_measured_case(tmp_path, monkeypatch, cli):
+    """Another process (an open `duckdb` session, say) takes the store between two cases
+    and keeps it past the lock timeout: the cases measured from then on go to a store of
+    the run's own beside it, the run finishes there, and the push the message names
+    brings the store whole: every case, the run finished."""
+    import io
+
+    from db_util import dict_rows
+
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+    from anemll_spec.runner import case as case_mod
+
+    monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: two\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
+        "sweep: {model.n: [8, 16]}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    measured = case_mod.run_case
+    with contextlib.ExitStack() as held:
+
+        def run_case(env, case, *args):
+            if case.index == 1:  # the first case is stored: the store is taken now
+                held.enter_context(held_by_another_process(store))
+            return measured(env, case, *args)
+
+        monkeypatch.setattr(case_mod, "run_case", run_case)
+        runner = Runner(
+            spec, store=str(store), cache_dir=tmp_path / "cache", progress=Progress(io.StringIO())
+        )
+        res = runner.run()
+    assert res.status == "finished" and [m.status for m in res.results] == ["ok", "ok"]
+    own = tmp_path / f"s.run-{res.run_id}.duckdb"
+    push = f"anemll-spec push {res.run_id} --store {own} --to {store}"
+    assert res.store_message is not None and res.store_message.endswith(push)
+    count = "SELECT count(*) AS n FROM cases WHERE run_id = ?"
+    status = "SELECT status FROM runs WHERE run_id = ?"
+    assert dict_rows(store, count, [res.run_id]) == [{"n": 1}]
+    assert dict_rows(store, status, [res.run_id]) == [{"status": "running"}]
+    assert dict_rows(own, count, [res.run_id]) == [{"n": 1}]
+    assert dict_rows(own, status, [res.run_id]) == [{"status": "finished"}]
+    out = cli(*push.split()[1:])
+    assert out.returncode == 0, out.stderr
+    assert dict_rows(store, count, [res.run_id]) == [{"n": 2}]
+    assert dict_rows(store, status, [res.run_id]) == [{"status": "finished"}]
+    samples = "SELECT count(*) AS n FROM samples JOIN cases USING (case_id) WHERE run_id = ?"
+    assert dict_rows(store, samples, [res.run_id]) == [
+        {"n": sum(len(m.wall_ns) for m in res.results)}
+    ]

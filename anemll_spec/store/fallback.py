@@ -9,7 +9,10 @@ attempt did commit (a lost acknowledgement), so a case lands once. When the shar
 store stays unreachable, the run moves to the local store (same run id, same host) and
 every later case goes there; `message` then says how to push the run when the shared
 store is back (`anemll-spec push`, which adds the missing cases to the run already
-there). Passwords in the target or the command line are never stored or shown.
+there). A DuckDB file that stays locked by another process (a writer, or a reader such
+as an open `duckdb` session) past the timeout is treated alike: the rest of the run goes
+to a store file of its own beside it (`<store>.run-<run id>.duckdb`), to be pushed once
+the store is free. Passwords in the target or the command line are never stored or shown.
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from anemll_spec.errors import AnemllError
 from anemll_spec.machine_id import machine_id
 from anemll_spec.store import lake, lake_target, writer
-from anemll_spec.store.connection import DEFAULT_PATH, default_target, lock_timeout, open_store
+from anemll_spec.store.connection import (
+    DEFAULT_PATH,
+    StoreLocked,
+    default_target,
+    lock_timeout,
+    open_store,
+)
 from anemll_spec.store.rows import utc_now
 
 ENV_FALLBACK = "ANEMLL_SPEC_FALLBACK_STORE"
@@ -44,6 +54,7 @@ class BenchStore:
     ):
         self.target = default_target(target)
         self.shared = lake_target.is_lake(self.target)
+        # a shared store's fallback; a locked file's is a file of the run's own (_fall_back)
         self.local = local or os.environ.get(ENV_FALLBACK) or DEFAULT_PATH
         self.note = note
         self.timeout = lock_timeout(timeout_s)
@@ -63,11 +74,18 @@ class BenchStore:
         """What to do about a run that fell back to the local store (None if it did not)."""
         if not self.fell_back:
             return None
+        runs, to = " ".join(sorted(self._moved)), lake_target.redact(self.target)
+        if not self.shared:
+            return (
+                f"the store {self.target} stayed locked by another process ({self.fell_back}); "
+                f"the cases of run {runs} measured from then on are in {self.local}. Once "
+                f"the store is free, push them: anemll-spec push {runs} --store {self.local} "
+                f"--to {self.target}"
+            )
         return (
-            f"the shared store {lake_target.redact(self.target)} was unreachable ({self.fell_back}); "
+            f"the shared store {to} was unreachable ({self.fell_back}); "
             f"this run is in the local store {self.local}. When the shared store is back, "
-            f"push it: anemll-spec push {' '.join(sorted(self._moved))} --store {self.local} "
-            f"--to '{lake_target.redact(self.target)}'"
+            f"push it: anemll-spec push {runs} --store {self.local} --to '{to}'"
         )
 
     # ---- the write API
@@ -114,10 +132,13 @@ class BenchStore:
                 )
             except _Unreachable as exc:
                 self._fall_back(str(exc))
-        if self.fell_back:
-            self._move(run_id)
-            return writer.append_case(self.local, run_id, case, samples, placements, **kw)
-        return writer.append_case(self.target, run_id, case, samples, placements, **kw)
+        if not self.fell_back:
+            try:
+                return writer.append_case(self.target, run_id, case, samples, placements, **kw)
+            except StoreLocked as exc:  # the case is measured: it goes to a store of its own
+                self._fall_back(str(exc), run_id)
+        self._move(run_id)
+        return writer.append_case(self.local, run_id, case, samples, placements, **kw)
 
     def finish_run(self, target, run_id: str, status: str, **kw) -> None:
         if self.shared and not self.fell_back:
@@ -126,12 +147,15 @@ class BenchStore:
                 return
             except _Unreachable as exc:
                 self._fall_back(str(exc))
-        if self.fell_back:
-            self._move(run_id)
-            writer.finish_run(self.local, run_id, status, **kw)
-            self._announce()
-            return
-        writer.finish_run(self.target, run_id, status, **kw)
+        if not self.fell_back:
+            try:
+                writer.finish_run(self.target, run_id, status, **kw)
+                return
+            except StoreLocked as exc:
+                self._fall_back(str(exc), run_id)
+        self._move(run_id)
+        writer.finish_run(self.local, run_id, status, **kw)
+        self._announce()
 
     # ---- internals
     def _retry(self, call: Callable, landed: Callable | None):
@@ -157,13 +181,23 @@ class BenchStore:
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _fall_back(self, why: str) -> None:
-        if not self.fell_back:
-            self.fell_back = why
+    def _fall_back(self, why: str, run_id: str | None = None) -> None:
+        if self.fell_back:
+            return
+        self.fell_back = why
+        if not self.shared:  # a file of the run's own: nothing else holds it
+            target = Path(self.target)
+            self.local = str(target.with_name(f"{target.stem}.run-{run_id}.duckdb"))
+            self.fell_back = f"still locked after {self.timeout:g} s"
             self.note(
-                f"shared store {lake_target.redact(self.target)} unreachable ({why}): writing the "
-                f"rest of this run to the local store {self.local}"
+                f"store {self.target} locked by another process: writing the rest of this "
+                f"run to {self.local}"
             )
+            return
+        self.note(
+            f"shared store {lake_target.redact(self.target)} unreachable ({why}): writing the "
+            f"rest of this run to the local store {self.local}"
+        )
 
     def _move(self, run_id: str) -> None:
         """The run's host and run rows in the local store, under the same ids."""
