@@ -538,3 +538,35 @@ def test_power_breaks_between_windows_and_a_missing_total_says_why(store):
             "reading failed: OSError: gone"}  # fmt: skip
     sub = " ".join(_subtitle(case, [], {}, None, has_power=True))
     assert "No energy for the run: no energy for window 1 of 3: the energy reading failed" in sub
+
+
+def test_a_clipped_latency_axis_still_holds_every_window_median(tmp_path):
+    """A fast first window among slow ones, with far outliers: the axis is clipped to the
+    quartiles -/+ 3 IQR of all samples, which left the first window's median below it,
+    drawn at the edge as if it were the fence (the change this chart exists to show)."""
+    plan = cs.Plan(
+        medians_ms=(6.0, 9.0, 9.0, 9.0, 9.0, 9.0),
+        thermal=(None,) * 6,
+        rails_w=None,
+        window_s=1.0,
+        spikes=5,
+    )
+    path = tmp_path / "results.duckdb"
+    _, (written,) = cs.sustained_run(path, (plan,))
+    spec = build_chart("sustained", str(path), Options())
+
+    def layers(node):
+        if isinstance(node, dict):
+            yield node
+            for v in node.values():
+                yield from layers(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from layers(v)
+
+    (rule,) = [n for n in layers(spec) if n.get("name") == "window_medians"]
+    lo, hi = rule["encoding"]["y"]["scale"]["domain"]
+    medians = [w["median_ms"] for w in written["windows"]]
+    assert min(medians) < 7.0 and lo <= min(medians) and max(medians) <= hi
+    assert hi < 9.0 * 40 / 2  # still clipped: the 40x outliers do not set it
+    assert "widened to every window's median" in json.dumps(spec)  # the panel says so

@@ -106,6 +106,10 @@ def build(con, opts: Options) -> dict[str, Any]:
     data = query(con, opts, run_id)
     if not data["cases"]:
         raise NoData(f"run {run_id} has no sustained case ({opts.describe()})")
-    for s in data["spread"].values():  # a few far outliers must not flatten a panel
-        s["clip"] = robust.clip_range([s])
+    for label, s in data["spread"].items():  # a few far outliers must not flatten a panel
+        clip = robust.clip_range([s])
+        medians = [w["median_ms"] for w in data["windows"] if w["label"] == label]
+        if clip and medians:  # but every window's median is drawn at its own value
+            clip = robust.Clip(min(clip.lo, *medians), max(clip.hi, *medians))
+        s["clip"] = clip
     return style.drawn_runs(sustained_draw.chart(data, run_id, opts), run_id)

@@ -217,7 +217,8 @@ def _subtitle(case, windows, spread, clip, has_power: bool) -> list[str]:
     if clip:
         lines.append(
             f"Latency axis clipped to {clip.lo:.4g}–{clip.hi:.4g} ms (quartiles ± "
-            f"{robust.FENCE:g} IQR): slower or faster samples sit at its edge (tooltip: real value)."
+            f"{robust.FENCE:g} IQR, widened to every window's median): slower or faster "
+            "samples sit at its edge (tooltip: real value)."
         )
     placed = (spread.get("unstamped") or 0) - (spread.get("unplaced") or 0)
     if placed:
