@@ -227,6 +227,38 @@ def test_bench_stops_before_writing_on_unknown_external_inputs(cli, tmp_path):
     assert "the model has no input 'nope'; allowed: x" in err
 
 
+def test_input_ranges_must_fit_an_integer_input(cli, tmp_path):
+    """A range beyond the input's dtype wrapped silently when the inputs were cast (ids
+    [4294967296, 4294967299] became 0..3), and a range on a float input was ignored:
+    validate refuses both, at the range."""
+    import coremltools as ct
+    from coremltools.converters.mil.mil import types
+    from fixtures.executor.mil_models import mb, save_program
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((1, 4), dtype=types.fp16), mb.TensorSpec((4,), types.int32)],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x, ids):
+        return mb.gather(x=x, indices=ids, axis=1, name="picked")
+
+    save_program(prog, tmp_path / "m.mlpackage", precision="fp16")
+    spec = tmp_path / "ext.yaml"
+    head = "name: ext\nmodel:\n  family: external\n  path: m.mlpackage\n  input_ranges:\n"
+    run = "run: {backends: [numpy], iterations: 5}\n"
+    spec.write_text(head + "    ids: [4294967296, 4294967299]\n    x: [0, 5]\n" + run)
+    out = cli("validate", spec)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: {spec}:6:10: model.input_ranges.ids: must lie within "
+        "int32 [-2147483648, 2147483647], got [4294967296, 4294967299]",
+        f"error: {spec}:7:8: model.input_ranges.x: input 'x' is "
+        "float16: ranges apply to integer inputs (a float input is drawn from N(0, 1))",
+    ]
+    spec.write_text(head + "    ids: [-2147483648, 2147483647]\n" + run)  # the whole range
+    assert cli("validate", spec).returncode == 0
+
+
 def test_export_knows_the_store_however_it_is_named(cli, store, tmp_path):
     """The store given as ~/... (here through $ANEMLL_SPEC_STORE and HOME) is the store,
     even with --force."""

@@ -319,18 +319,37 @@ class External(ModelBase):
                     f"must be [low, high] with low <= high, got {[low, high]}",
                 )
         if self.input_ranges:  # names the model's inputs: read them (not its weights)
-            self._check_input_names(rules)
+            self._check_input_ranges(rules)
 
-    def _check_input_names(self, rules: Rules) -> None:
+    def _check_input_ranges(self, rules: Rules) -> None:
+        """Each range names an integer input and fits its dtype (a value beyond it
+        wrapped silently when the inputs were cast; a float input's range was ignored)."""
+        import numpy as np
+
         from anemll_spec.text import did_you_mean
 
-        inputs = _input_names(self.path)
+        inputs = _input_dtypes(self.path)
         if inputs is None:
             return  # a model that cannot be read: bench's preflight says why
-        for name in self.input_ranges:
+        for name, (low, high) in self.input_ranges.items():
+            where = ("input_ranges", name)
             if name not in inputs:
-                hint = did_you_mean(name, inputs)
-                rules.add(("input_ranges", name), f"the model has no input {name!r}{hint}")
+                hint = did_you_mean(name, list(inputs))
+                rules.add(where, f"the model has no input {name!r}{hint}")
+            elif np.dtype(inputs[name]).kind not in "iu":
+                rules.add(
+                    where,
+                    f"input {name!r} is {inputs[name]}: ranges apply to integer inputs "
+                    "(a float input is drawn from N(0, 1))",
+                )
+            else:
+                info = np.iinfo(np.dtype(inputs[name]))
+                if low < info.min or high > info.max:
+                    rules.add(
+                        where,
+                        f"must lie within {inputs[name]} [{info.min}, {info.max}], "
+                        f"got {[low, high]}",
+                    )
 
 
 def _by_content(fields: dict[str, Any], path: str) -> dict[str, Any]:
@@ -342,14 +361,14 @@ def _by_content(fields: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _input_names(path: str) -> list[str] | None:
-    """An external model's input names (None: unreadable), read once per path and process:
-    every sweep point of a spec validates its model again."""
+def _input_dtypes(path: str) -> dict[str, str] | None:
+    """An external model's inputs, name -> dtype (None: unreadable), read once per path
+    and process: every sweep point of a spec validates its model again."""
     from anemll_spec.errors import InputError
     from anemll_spec.model_io import describe
 
     try:
-        return [t.name for t in describe(path).inputs]
+        return {t.name: t.dtype for t in describe(path).inputs}
     except InputError:
         return None
 
