@@ -483,6 +483,31 @@ def test_yaml_1_2_numbers(tmp_path):
     assert (case.run.iterations, case.run.warmup) == (17, 15)
 
 
+def test_yaml_1_2_separating_tabs_are_white_space_but_not_indentation(cli, tmp_path):
+    """A tab between tokens (before a comment, after `key:`, left at a line's end) is white
+    space in YAML 1.2, as an editor reads it; PyYAML refused it, so a file the editor showed
+    clean failed validate. Positions hold (one character for one), and a tab that indents
+    a line is still refused, plainly."""
+    from anemll_spec.spec import load_cases
+
+    text = GOOD.replace("chunks: 2", "chunks:\t2\t# two heads\t")
+    text = text.replace("iterations: 5", "iterations: 5 \t") + "sweep: {model.seed: [1,\t2]}\n"
+    cases = load_cases(write(tmp_path, text))[1]
+    assert [(c.model.chunks, c.run.iterations, c.model.seed) for c in cases] == [
+        (2, 5, 1),
+        (2, 5, 2),
+    ]
+    bad = text.replace("chunks:\t2", "chunks:\t3")  # 128 does not split into 3: located
+    err = refused(cli, tmp_path, write(tmp_path, bad))
+    assert f":{line_of(bad, 'chunks:')}:11: model.chunks: " in err, err  # at the 3
+    indented = GOOD.replace("  chunks: 2", "\tchunks: 2")
+    err = refused(cli, tmp_path, write(tmp_path, indented))
+    assert (
+        f":{line_of(indented, 'chunks')}:1: YAML syntax error: a tab indents this line: "
+        "YAML indents with spaces only"
+    ) in err, err
+
+
 def test_a_misspelt_family_is_named(cli, tmp_path):
     text = GOOD.replace("family: lm_head", "famly: lm_head")
     err = refused(cli, tmp_path, write(tmp_path, text))

@@ -118,7 +118,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     import yaml
 
     try:
-        node = yaml.compose(text, Loader=_loader())
+        node = _compose(text, file)
     except RecursionError:
         msg = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
         raise SpecError([Problem(file, "", msg, *_too_deep(text))]) from None
@@ -144,6 +144,32 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     if convert.problems:  # every duplicate or merge key at once
         raise SpecError(convert.problems)
     return value, convert.positions
+
+
+MAX_TAB_RETRIES = 64  # separating tabs PyYAML refuses, mended one parse each
+
+
+def _compose(text: str, file: str):
+    """yaml.compose, with YAML 1.2's separating tabs: a tab between tokens on a line
+    (`m: 8<TAB># note`, `name:<TAB>x`, one left at a line's end) is white space in YAML
+    1.2, as an editor's language server reads it, but PyYAML (YAML 1.1) refuses it.
+    Each one PyYAML stops at is read as a space (one character for one: every position
+    holds). A tab in a line's indentation stays refused: YAML indents with spaces only."""
+    import yaml
+
+    for _ in range(MAX_TAB_RETRIES):
+        try:
+            return yaml.compose(text, Loader=_loader())
+        except yaml.scanner.ScannerError as exc:
+            mark = exc.problem_mark
+            if mark is None or "'\\t'" not in (exc.problem or ""):
+                raise
+            at = mark.index
+            if not text[text.rfind("\n", 0, at) + 1 : at].strip():  # only indentation before
+                msg = "YAML syntax error: a tab indents this line: YAML indents with spaces only"
+                raise SpecError([Problem(file, "", msg, mark.line + 1, mark.column + 1)]) from None
+            text = f"{text[:at]} {text[at + 1 :]}"
+    return yaml.compose(text, Loader=_loader())  # past the bound: PyYAML's own error
 
 
 def _too_deep(text: str) -> Pos | tuple[()]:
