@@ -390,6 +390,8 @@ def test_chart_options_that_would_be_ignored_are_refused(cli, store, tmp_path):
         r = cli("chart", kind, "--store", store, "--out", tmp_path / kind, flag, value)
         refused(r, f"chart {kind}: {flag} applies to {applies}")
         assert not (tmp_path / kind).exists()
+    r = cli("chart", "latency", "--store", store, "--out", tmp_path / "l", "--runs", "a", "b")
+    refused(r, "chart latency: --runs A B applies to chart compare; give one --run")
 
 
 def test_a_run_interrupted_before_any_case_says_so_not_an_empty_table(tmp_path):

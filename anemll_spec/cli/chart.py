@@ -90,6 +90,8 @@ def _run(args: argparse.Namespace, worker: Worker) -> int:
     runs = tuple(args.run) + tuple(args.runs or ())
     if args.kind == "compare" and len(runs) != 2:
         raise InputError("chart compare: give two runs (--run A --run B, or --runs A B)")
+    if args.kind != "compare" and args.runs:
+        raise InputError(f"chart {args.kind}: --runs A B applies to chart compare; give one --run")
     if args.kind != "compare" and len(runs) > 1:
         raise InputError(f"chart {args.kind}: give at most one --run")
     if args.by != "chip" and args.kind != "factors":
