@@ -8,7 +8,7 @@ import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
-from fixtures.executor.mil_models import mb, save_program, saved_op_types
+from fixtures.executor.mil_models import mb, patch_const_input, save_program, saved_op_types
 
 from anemll_spec.executor import load
 
@@ -272,3 +272,29 @@ def test_erf_and_softplus_keep_their_relative_precision_in_the_tails(tmp_path):
     cz = c.reshape(1, 2, 1) * np.stack([y, y])[None]
     parametric = c.reshape(1, 2, 1) * (np.maximum(cz, 0) + np.log1p(np.exp(-np.abs(cz))))
     np.testing.assert_allclose(out["parametric"], parametric, rtol=1e-6, atol=1e-37)  # fp32 range
+
+
+def test_clip_follows_its_opset(tmp_path):
+    """iOS15/16 define clip for any alpha and beta (alpha > beta: beta everywhere); only
+    iOS17 refuses alpha >= beta. The executor refused alpha > beta for every opset, and
+    let iOS17's alpha == beta through."""
+    from anemll_spec.errors import InputError
+
+    @mb.program(input_specs=[mb.TensorSpec((3, 4))], opset_version=ct.target.iOS16)
+    def old(x):
+        return mb.clip(x=x, alpha=2.0, beta=1.0, name="y")
+
+    path = save_program(old, tmp_path / "old.mlpackage", target=ct.target.iOS16)
+    got = load(path).predict({"x": SIG})["y"]
+    np.testing.assert_array_equal(got, np.minimum(np.maximum(SIG, 2.0), 1.0))
+    assert (got == 1.0).all()
+
+    @mb.program(input_specs=[mb.TensorSpec((3, 4))], opset_version=ct.target.iOS18)
+    def new(x):
+        return mb.clip(x=x, alpha=0.5, beta=1.0, name="y")
+
+    path = save_program(new, tmp_path / "new.mlpackage")
+    np.testing.assert_array_equal(load(path).predict({"x": SIG})["y"], np.clip(SIG, 0.5, 1.0))
+    patch_const_input(path, "clip", "alpha", np.float32(1.0))  # alpha = beta: iOS17 refuses
+    with pytest.raises(InputError, match=r"alpha 1\.0 must be below beta 1\.0"):
+        load(path)

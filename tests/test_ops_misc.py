@@ -96,7 +96,7 @@ HOSTILE = [
         "clip",
         "alpha",
         np.float32(2.0),
-        r"alpha 2.0 must not exceed beta 1.0",
+        r"alpha 2.0 must be below beta 1.0",
     ),
     (
         lambda x: mb.conv_transpose(x=x, weight=np.ones((3, 2, 2, 2), np.float32)),

@@ -110,6 +110,27 @@ def test_elementwise_semantics(tx):
     same(tx, tx.clip(tf, -1.0, 2.0), npx.clip(f, -1.0, 2.0))
 
 
+def test_integer_division_by_zero_and_integer_means_as_numpy(tx):
+    """torch raised ZeroDivisionError on an integer floor_divide or mod by 0 where numpy
+    gives 0, so a program finished on one executor and failed on the other; and torch took
+    an integer mean in float32, which loses integers above 2**24 (numpy: float64)."""
+    a = np.array([-7, 7, 5, -5, 0], np.int32)
+    b = np.array([2, 0, 0, -3, 0], np.int32)
+    with np.errstate(divide="ignore"):
+        for name in ("floor_divide", "mod"):
+            got = tx.to_numpy(getattr(tx, name)(tx.asarray(a), tx.asarray(b)))
+            want = getattr(npx, name)(a, b)
+            np.testing.assert_array_equal(got, want, err_msg=name)
+            assert got.dtype == want.dtype == np.int32
+            assert list(want[[1, 2, 4]]) == [0, 0, 0]
+    big = np.full((4,), 2**25 + 1, np.int32)
+    got = tx.to_numpy(tx.mean(tx.asarray(big), None, False))
+    assert got == npx.mean(big, None, False) == 2**25 + 1
+    clipped = tx.to_numpy(tx.clip(tx.asarray(X, "float32"), 2.0, 1.0))  # alpha > beta: beta
+    np.testing.assert_array_equal(clipped, npx.clip(X, 2.0, 1.0))
+    assert (clipped == 1.0).all()
+
+
 def test_conv_and_matmul(tx):
     x = RNG.standard_normal((2, 4, 7, 6)).astype(np.float32)
     w = RNG.standard_normal((6, 2, 3, 2)).astype(np.float32)

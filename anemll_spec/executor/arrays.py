@@ -10,7 +10,9 @@ prepared program runs on it. Semantics worth knowing when implementing another a
 - `getitem(x, slices)` takes a tuple of Python `slice`/int with numpy semantics, including
   negative steps (torch: flip); `setitem(x, slices, value)` returns an updated copy.
 - `mod` is floor-mod (sign of the divisor, numpy/`torch.remainder`); `floor_divide` rounds
-  to -inf; `round` rounds half to even (numpy; `torch.round` does too).
+  to -inf; on integers, both give 0 where the divisor is 0 (numpy's answer; torch raises);
+  `round` rounds half to even (numpy; `torch.round` does too).
+- `mean` of integers is taken in float64 (float32 lost integers above 2**24).
 - reductions take `axis` as a tuple (or None for all) and `keepdims`.
 - `conv(x, w, strides, pads, dilations, groups)`: N-D cross-correlation, x (N, C, *d),
   w (O, C/groups, *k), pads = [(before, after), ...] per spatial dim (torch: F.conv*d).

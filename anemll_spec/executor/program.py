@@ -23,7 +23,7 @@ from anemll_spec.executor.state import State
 from anemll_spec.mlmodel.dtypes import FLOAT_NAMES, np_name
 from anemll_spec.mlmodel.features import TensorSpec, spec_of
 from anemll_spec.mlmodel.ir import Function, Op, VarType, materialize, walk
-from anemll_spec.mlmodel.model import open_model
+from anemll_spec.mlmodel.model import open_model, opset_target
 
 # A lowering pass rewrites a parsed function before kernels are prepared (fusions,
 # re-layouts); it must keep the function's inputs, outputs and semantics.
@@ -170,6 +170,8 @@ class Program:
             n for op in walk(fn.ops) for b in op.blocks for n in b.outputs
         }
         consts: dict[str, Any] = {}
+        target = opset_target(fn.opset)  # what some ops' definitions depend on (clip)
+        self._ios = int(target[3:]) if target else None
         self.steps: list[Step] = self._prepare_ops(
             fn.ops, consts, types, set(fn.outputs) | set(self.states), fn.name
         )
@@ -230,7 +232,7 @@ class Program:
 
     def _prep(self, op: Op, fn_name: str, consts: dict, types: dict) -> Prep:
         return Prep(
-            op, self.xp, consts, self._pool, self._to_backend, self.fp16, types, function=fn_name
+            op, self.xp, consts, self._pool, self._to_backend, self.fp16, types, fn_name, self._ios
         )
 
     def _prepare_op(

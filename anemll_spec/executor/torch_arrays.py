@@ -181,10 +181,23 @@ class TorchOps(DeviceChecks, TorchLinalg):
     power = staticmethod(lambda a, b: torch.pow(a, b))
     maximum = staticmethod(lambda a, b: torch.maximum(*TorchOps._pair(a, b)))
     minimum = staticmethod(lambda a, b: torch.minimum(*TorchOps._pair(a, b)))
+
+    @staticmethod
+    def _int_by_zero(op: Any, a: Any, b: Any) -> torch.Tensor:
+        """An integer op(a, b) with numpy's answer where b is 0: 0 (torch raises), so both
+        executors finish the same programs with the same values."""
+        a, b = TorchOps._pair(a, b)
+        if a.is_floating_point() or b.is_floating_point():
+            return op(a, b)
+        zero = b == 0
+        return torch.where(zero, 0, op(a, torch.where(zero, 1, b))).to(torch.result_type(a, b))
+
     floor_divide = staticmethod(
-        lambda a, b: torch.div(*TorchOps._pair(a, b), rounding_mode="floor")
+        lambda a, b: TorchOps._int_by_zero(
+            lambda x, y: torch.div(x, y, rounding_mode="floor"), a, b
+        )
     )
-    mod = staticmethod(lambda a, b: torch.remainder(*TorchOps._pair(a, b)))
+    mod = staticmethod(lambda a, b: TorchOps._int_by_zero(torch.remainder, a, b))
     equal = staticmethod(lambda a, b: torch.eq(*TorchOps._pair(a, b)))
     not_equal = staticmethod(lambda a, b: torch.ne(*TorchOps._pair(a, b)))
     less = staticmethod(lambda a, b: torch.lt(*TorchOps._pair(a, b)))
@@ -241,8 +254,9 @@ class TorchOps(DeviceChecks, TorchLinalg):
         return torch.sum(x, dim=self._dims(x, axis), keepdim=keepdims) if x.dim() else x
 
     def mean(self, x, axis, keepdims):
-        if not x.is_floating_point():
-            x = x.to(self._dt(self.float_dtype))
+        if not x.is_floating_point():  # as numpy: in float64 (float32 in the compute
+            # dtype lost integers above 2**24; MPS has no float64)
+            x = x.to(torch.float32 if self.device.type == "mps" else torch.float64)
         return torch.mean(x, dim=self._dims(x, axis), keepdim=keepdims) if x.dim() else x
 
     def max(self, x, axis, keepdims):

@@ -31,6 +31,14 @@ TARGET_OF_SPEC = {
 _OPSET_TARGET = {"CoreML5": "iOS15", "CoreML6": "iOS16", "CoreML7": "iOS17", "CoreML8": "iOS18"}
 
 
+def opset_target(opset: str) -> str | None:
+    """A function's opset as the target it needs: 'CoreML7' or 'ios17' -> 'iOS17'."""
+    if opset in _OPSET_TARGET:
+        return _OPSET_TARGET[opset]
+    m = re.fullmatch(r"ios(\d+)", opset or "")
+    return f"iOS{m.group(1)}" if m else None
+
+
 class SavedModel:
     def __init__(self, located: files.ModelFiles):
         self.files = located
@@ -129,10 +137,7 @@ class SavedModel:
     def deployment_target(self, opset: str = "") -> str | None:
         if self.spec_version in TARGET_OF_SPEC:
             return TARGET_OF_SPEC[self.spec_version]
-        if opset in _OPSET_TARGET:
-            return _OPSET_TARGET[opset]
-        m = re.fullmatch(r"ios(\d+)", opset or "")
-        return f"iOS{m.group(1)}" if m else None
+        return opset_target(opset)
 
     def weight_files(self) -> list[Path]:
         return files.weight_files(self.files)

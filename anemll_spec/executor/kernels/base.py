@@ -109,9 +109,11 @@ class Prep:
         fp16: bool,
         types: dict[str, VarType],
         function: str = "",
+        ios: int | None = None,
     ):
         self.op = op
         self.function = function  # the function being prepared, named in errors
+        self.ios = ios  # the iOS version of the function's opset (None: unknown)
         self._types = types  # var name -> declared VarType, for every variable
         self.xp = xp
         self.fp16 = fp16
@@ -127,6 +129,10 @@ class Prep:
         if value is None:
             value = self._derived[key] = self.xp.asarray(make())
         return value
+
+    def since(self, ios: int) -> bool:
+        """The op is defined by opset iOS`ios` or later (an unknown opset: the latest)."""
+        return self.ios is None or self.ios >= ios
 
     def tensor(self, value: Any) -> Any:
         """A load-time constant as a backend tensor, made the way every constant is: float

@@ -86,9 +86,12 @@ def _unary_eps(p: Prep) -> Run:
 
 @kernel("clip")
 def _clip(p: Prep) -> Run:
+    """min(max(x, alpha), beta). iOS17 refuses alpha >= beta; iOS15/16 define any pair
+    (alpha > beta: beta everywhere)."""
     xp, x = p.xp, p.ref("x")
     lo, hi = p.scalar("alpha"), p.scalar("beta")
-    p.check(lo <= hi, f"alpha {lo} must not exceed beta {hi}")
+    if p.since(17):
+        p.check(lo < hi, f"alpha {lo} must be below beta {hi}")
     return lambda env: xp.clip(env[x], lo, hi)
 
 
