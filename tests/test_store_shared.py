@@ -209,14 +209,31 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
         "ATTACH '/tmp/other.duckdb' AS o",
         "CALL lake.merge_adjacent_files()",
         "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'",
+        # the postgres extension reaches the catalog's server past the read-only attach: a
+        # leading COMMIT ended postgres_execute's read-only transaction and deleted every
+        # data file's entry (the samples were gone)
+        "SELECT * FROM postgres_execute('__ducklake_metadata_lake', "
+        "'COMMIT; DELETE FROM ducklake_data_file; BEGIN')",
+        "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT lo_create(0) AS x')",
+        "SELECT * FROM query('DELETE FROM samples')",  # table functions with SQL of their own
+        "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM checkpoint()",
     ):
         out = cli("query", sql, env=env)
         assert out.returncode == 2, (sql, out.stdout, out.stderr)
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+        assert "is not allowed" in out.stderr or "not allowed" in out.stderr, out.stderr
     assert rows(shared, "SELECT count(*), sum(wall_ns) FROM samples") == before
     assert not (tmp_path / "out.csv").exists()
     ok = cli("query", "SELECT count(*) FROM samples", env=env)
     assert ok.returncode == 0 and str(before[0][0]) in ok.stdout
+    reads = (  # table functions that only make rows or describe the schema stay usable
+        "SELECT count(*) AS n FROM range(3), unnest([1, 2]), "
+        "(SELECT 1 FROM duckdb_tables() WHERE table_name = 'samples')"
+    )
+    ok = cli("query", reads, "--json", env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout) == [{"n": 6}], ok.stderr
 
 
 # ---------------------------------------------------------------- migrations

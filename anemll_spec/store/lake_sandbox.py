@@ -5,7 +5,12 @@ Parquet files, so its data folder stays reachable, and with it COPY ... TO that 
 and DuckLake's maintenance functions (which delete or rewrite data files; one of them,
 set_option, crashes DuckDB on a read-only attach). So on a shared store `query` and the
 charts run only statements that read (SELECT, and EXPLAIN without ANALYZE), and none
-that calls a maintenance function. The catalog is attached READ_ONLY besides.
+that calls a maintenance function. The catalog is attached READ_ONLY besides; but the
+postgres extension's functions reach the catalog's server past that (postgres_execute
+runs its text in a transaction that a leading COMMIT ends: writes, server files), and
+table functions run SQL of their own (query, json_execute_serialized_sql) or read files.
+So no function named postgres_* is allowed, and of the built-in table functions only
+those that read nothing outside the query (READ_TABLE_FUNCTIONS).
 """
 
 from __future__ import annotations
@@ -28,6 +33,31 @@ WRITING_FUNCTIONS = (
     "expire_snapshots",
     "ducklake_commit",
     "set_commit_message",
+)
+
+
+# table functions that make rows from their arguments or describe the schema: nothing
+# else (no file, no server, no SQL text of their own, no checkpoint)
+READ_TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "repeat",
+        "repeat_row",
+        "json_each",
+        "json_tree",
+        "summary",
+        "histogram",
+        "histogram_values",
+        "duckdb_columns",
+        "duckdb_tables",
+        "duckdb_views",
+        "duckdb_functions",
+        "duckdb_types",
+        "duckdb_keywords",
+        "pragma_table_info",
+    }
 )
 
 
@@ -79,10 +109,25 @@ def check(con, sql: str) -> None:
                 "(only SELECT and EXPLAIN)"
             )
         inner = re.sub(r"^\s*EXPLAIN\s+", "", text, flags=re.I) if kind == "EXPLAIN" else text
+        tables = _table_functions(con)
         for name in _functions(con, inner):
             low = name.lower()
-            if any(w in low for w in WRITING_FUNCTIONS):
+            bare = low.rsplit(".", 1)[-1]
+            if (
+                any(w in low for w in WRITING_FUNCTIONS)
+                or bare.startswith("postgres")
+                or (bare in tables and bare not in READ_TABLE_FUNCTIONS)
+            ):
                 raise InputError(f"the shared store is read-only here: {name}() is not allowed")
+
+
+def _table_functions(con) -> set[str]:
+    """The built-in table functions this connection has (its extensions' too)."""
+    rows = con.execute(
+        "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+        "WHERE function_type IN ('table', 'table_macro') AND internal"
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def _functions(con, sql: str) -> set[str]:
