@@ -165,6 +165,51 @@ def test_a_bundle_cannot_add_cases_to_a_run_measured_here(tmp_path):
     assert sum(same["rows"].values()) == 0 and content(here) == before
 
 
+def test_two_bundles_of_one_import_are_held_to_one_run_per_id(bundle, tmp_path):
+    """Each bundle was checked against the store as it was before the import, so a second
+    bundle's other run under the first's id (another command, new case ids) was merged
+    into it; imported one after the other it was refused."""
+    other = rewrite(
+        bundle,
+        tmp_path / "other.parquet",
+        "SELECT * REPLACE (regexp_replace(case_id, '-[0-9a-f]{8}$', '-' || left(md5(case_id), 8))"
+        " AS case_id, CASE WHEN \"table\" = 'runs' THEN 'anemll-spec bench specs/other.yaml' "
+        "ELSE command END AS command) FROM b",
+    )
+    dest = tmp_path / "dest.duckdb"
+    open_store(dest).close()
+    before = content(dest)
+    assert_refused(dest, before, [bundle, other], "is already in the store as another run")
+    import_bundles(dest, [bundle])  # and one after the other, as before
+    assert_refused(dest, content(dest), [other], "is already in the store as another run")
+
+
+def test_a_bundle_does_not_change_the_status_of_a_run_measured_here(tmp_path):
+    """An exported copy of an interrupted local run, its status edited to 'finished':
+    importing it made the incomplete run read as finished."""
+    here = tmp_path / "here.duckdb"
+    rng = np.random.default_rng(6)
+    run_id = new_run(here)
+    wall = samples_ns(rng, 20, 5.0)
+    append_case(here, run_id, case(wall=wall), wall)
+    finish_run(here, run_id, "interrupted")
+    export_bundle(here, tmp_path / "own.parquet")
+    edited = rewrite(
+        tmp_path / "own.parquet",
+        tmp_path / "finished.parquet",
+        "SELECT * REPLACE (CASE WHEN \"table\" = 'runs' THEN 'finished' ELSE status END "
+        "AS status) FROM b",
+    )
+    before = content(here)
+    (summary,) = import_bundles(here, [edited])
+    assert summary["runs_updated"] == 0 and content(here) == before
+    con = duckdb.connect(str(here), read_only=True)
+    try:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    finally:
+        con.close()
+
+
 def test_bundle_is_plain_duckdb_readable(bundle):
     path = sql_literal(str(bundle))
     rows = duckdb_json(f'SELECT "table", count(*) AS n FROM {path} GROUP BY 1 ORDER BY 1')

@@ -102,6 +102,10 @@ ATTACKS = {
         sub("spec_yaml", "runs", "spec_yaml || '# x'"),
         "spec_sha256 is not the hash of its spec text",
     ),
+    "a spec without its hash": (
+        sub("spec_sha256", "runs", "NULL"),
+        "spec_sha256 is not the hash of its spec text",
+    ),
     # a run id names one run: the victim's run, but another command or writer under its id
     "a stored run's id on another command": (
         sub("command", "runs", "'anemll-spec bench specs/other.yaml'"),

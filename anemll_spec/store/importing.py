@@ -5,7 +5,8 @@ and checked (bundle.stage -> trust.check_staged), and only then written, all bun
 one transaction. Into a file store the checks run first in an in-memory scratch store,
 without the store's write lock. Bundles merge as pull does: a run already in the store
 gains only the cases it lacks and a later status, so importing twice changes nothing,
-and a run measured in the store takes none. Into a shared store (DuckLake) the
+and a run measured in the store takes neither. Each bundle's runs are held to one run per
+id against the store as the earlier bundles of the same import left it. Into a shared store (DuckLake) the
 transaction `claim`s the lake right after BEGIN, as push/pull do: two imports of one
 bundle at once conflict at COMMIT, and the loser is retried and finds the winner's rows
 (no run is added twice).
@@ -34,7 +35,7 @@ from anemll_spec.store.bundle import (
 )
 from anemll_spec.store.connection import open_store, store_path
 from anemll_spec.store.schema import LONG_NAME, Table
-from anemll_spec.store.trust import Origin
+from anemll_spec.store.trust import Origin, check_same_runs
 from anemll_spec.text import printable
 
 ATTEMPTS = 30  # a shared store: commits that conflict with another claiming writer
@@ -181,6 +182,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     ).fetchone()
     if clash is not None:
         raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
+    check_same_runs(con, str(path), r)  # against the runs an earlier bundle just added too
     # a run measured in this store takes no cases from a file: they would count as
     # measured here (origin NULL: stored before v3, when only measuring wrote runs)
     own = con.execute(
@@ -199,7 +201,13 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         "WHERE case_id NOT IN (SELECT case_id FROM cases)"
     )
     case_filter = f"WHERE case_id IN (SELECT case_id FROM {new})"
-    updated = advance_status(con, r)
+    # a later status, but never for a run measured here: its own writer decides it (an
+    # interrupted run is not made 'finished' by a file)
+    updated = advance_status(
+        con,
+        f"(SELECT * FROM {r} WHERE run_id NOT IN (SELECT run_id FROM runs "
+        "WHERE coalesce(origin, 'measured') = 'measured'))",
+    )
     # a run completed from this bundle names it (its provenance is per run, not per case)
     con.execute(
         f"UPDATE runs SET origin_ref = x.origin_ref, origin_sha256 = x.origin_sha256, "

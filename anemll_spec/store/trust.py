@@ -86,7 +86,7 @@ def check_staged(
         if found is not None:
             _fail(label, printable(found))
     dropped = stat_checks.drop_unprovable_drift(con, staged)
-    _check_same_runs(con, label, staged["runs"])
+    check_same_runs(con, label, staged["runs"])
     con.execute(
         f"UPDATE {staged['runs']} SET origin = ?, origin_ref = ?, origin_sha256 = ?, origin_at = ?",
         [origin.kind, origin.ref, origin.sha256, now],
@@ -216,7 +216,7 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
     _refuse_first(con, label, checks)
 
 
-def _check_same_runs(con, label: str, r: str) -> None:
+def check_same_runs(con, label: str, r: str) -> None:
     """A run id names one run: a staged run whose id the store has must be that run (a
     push completes it with the cases it lacks), not another one under its id. Checked
     last, so that a run altered in transit is named by what was altered."""
@@ -301,9 +301,9 @@ def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
     SQL down to the distinct (spec, case, variant) claims, each checked once."""
     r, c = s["runs"], s["cases"]
     sql = (
-        f"SELECT run_id FROM {r} WHERE spec_yaml IS NOT NULL AND spec_sha256 IS NOT NULL "
-        f"AND sha256(spec_yaml) <> spec_sha256 ORDER BY 1 LIMIT 1"
-    )
+        f"SELECT run_id FROM {r} WHERE spec_yaml IS NOT NULL "
+        f"AND sha256(spec_yaml) IS DISTINCT FROM spec_sha256 ORDER BY 1 LIMIT 1"
+    )  # a spec without its hash (NULL) is refused too: the hash is what runs pair by
     _refuse_first(con, label, [(sql, "run {}: spec_sha256 is not the hash of its spec text")])
     published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)
     cur = con.execute(
