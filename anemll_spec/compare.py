@@ -9,6 +9,8 @@ Verdict:
 - 'slower' when the whole CI is above 1.0 (B takes longer), 'faster' when below.
 A regression (for --fail-on-regression PCT) is a variant whose CI low end is above
 1 + PCT/100: B is slower by more than PCT percent even at the optimistic end of the CI.
+A variant measured in A whose every case failed in B is listed apart (`failed_in_b`):
+the gate fails on it too. One with a median of 0 ns has no ratio (`no_ratio`).
 """
 
 from __future__ import annotations
@@ -75,10 +77,15 @@ def compare_runs(
         if a == b:
             raise InputError(f"run A and run B are the same run ({a})")
         va, vb = _variants(con, a), _variants(con, b)
+        fa, fb = _variants(con, a, "failed"), _variants(con, b, "failed")
         rows: list[Comparison] = []
+        no_ratio: list[str] = []
         for key in sorted(set(va) & set(vb), key=lambda k: (va[k][2], _sort_key(k))):
             sa, sb = _samples(con, va[key][1]), _samples(con, vb[key][1])
             if len(sa) == 0 or len(sb) == 0:
+                continue
+            if np.median(sa) <= 0 or np.median(sb) <= 0:  # a ratio of medians needs both > 0
+                no_ratio.append(_label(key, va[key][0]))
                 continue
             ci = ratio_of_medians_ci(sa, sb, level=level, n_boot=n_boot, seed=seed)
             n = min(len(sa), len(sb))
@@ -124,8 +131,12 @@ def compare_runs(
         "noise_floor_pct": noise_floor_pct,
         "fail_on_regression_pct": fail_on_regression_pct,
         "comparisons": [asdict(r) for r in rows],
-        "only_in_a": sorted(_label(k, va[k][0]) for k in set(va) - set(vb)),
-        "only_in_b": sorted(_label(k, vb[k][0]) for k in set(vb) - set(va)),
+        # measured in one run, every case of it failed in the other: not merely absent
+        "failed_in_a": sorted(_label(k, vb[k][0]) for k in (set(vb) - set(va)) & set(fa)),
+        "failed_in_b": sorted(_label(k, va[k][0]) for k in (set(va) - set(vb)) & set(fb)),
+        "only_in_a": sorted(_label(k, va[k][0]) for k in set(va) - set(vb) - set(fb)),
+        "only_in_b": sorted(_label(k, vb[k][0]) for k in set(vb) - set(va) - set(fa)),
+        "no_ratio": no_ratio,
         "regressions": sum(r.regression for r in rows),
     }
 
@@ -164,14 +175,16 @@ def _host(con, run_id: str) -> dict[str, str | None]:
     return dict(zip(HOST_FIELDS, row or (None,) * len(HOST_FIELDS), strict=True))
 
 
-def _variants(con, run_id: str) -> dict[tuple, tuple[str | None, list[str], int, list[str]]]:
-    """variant -> (model_name, case_ids, case_index, every case's name) of the run's ok
-    cases, named and ordered by the variant's first case in the spec's expansion."""
+def _variants(
+    con, run_id: str, status: str = "ok"
+) -> dict[tuple, tuple[str | None, list[str], int, list[str]]]:
+    """variant -> (model_name, case_ids, case_index, every case's name) of the run's cases
+    of `status`, named and ordered by the variant's first case in the spec's expansion."""
     out: dict[tuple, tuple[str | None, list[str], int, list[str]]] = {}
     for row in con.execute(
         f"SELECT {', '.join(VARIANT)}, model_name, case_id, coalesce(case_index, 0) "
-        "FROM cases WHERE run_id = ? AND status = 'ok' ORDER BY case_index, case_id",
-        [run_id],
+        "FROM cases WHERE run_id = ? AND status = ? ORDER BY case_index, case_id",
+        [run_id, status],
     ).fetchall():
         key, (model, case_id, index) = tuple(row[: len(VARIANT)]), row[len(VARIANT) :]
         entry = out.setdefault(key, (model, [], index, []))

@@ -84,12 +84,19 @@ def sig(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def distinct(values: tuple[float, ...], least: int = 3, most: int = 6) -> list[str]:
+    """The values with as many significant digits (`least` to `most`) as keep unequal
+    ones apart: two medians 40 ns apart must not both print '0.1'."""
+    pairs = [(i, j) for i in range(len(values)) for j in range(i + 1, len(values))]
+    for digits in range(least, most + 1):
+        text = [sig(v, digits) for v in values]
+        if all(text[i] != text[j] for i, j in pairs if values[i] != values[j]):
+            break
+    return text
+
+
 def with_ci(median: float, low: float, high: float) -> str:
     """'0.01051 [0.01049, 0.01053]': as many significant digits (3 to 6) as keep the
     median and the CI's ends apart, so a tight CI does not read as wide or one-sided."""
-    values = (median, low, high)
-    for digits in range(3, 7):
-        text = [sig(v, digits) for v in values]
-        if all(text[i] != text[j] for i, j in ((0, 1), (0, 2), (1, 2)) if values[i] != values[j]):
-            break
-    return f"{text[0]} [{text[1]}, {text[2]}]"
+    m, lo, hi = distinct((median, low, high))
+    return f"{m} [{lo}, {hi}]"

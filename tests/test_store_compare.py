@@ -285,3 +285,58 @@ def test_two_gpus_behind_one_cpu_are_told_apart(cli, tmp_path):
     data = json.loads(cli("compare", "previous", "latest", "--store", store, "--json").stdout)
     assert data["host_a"]["chip"] == "H100 80GB HBM3" and data["host_b"]["chip"] == "H200"
     assert data["hosts_differ"] == ["chip"]
+
+
+def test_a_variant_that_failed_in_b_is_named_and_fails_the_gate(tmp_path, cli):
+    """Only ok cases were compared, so a variant measured in A whose case failed in B
+    read as 'only in A', and --fail-on-regression passed (exit 0)."""
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(11)
+    ids = []
+    for broken in (False, True):
+        run_id = new_run(store)
+        for key in ("kept", "lost"):
+            if broken and key == "lost":
+                append_case(store, run_id, case(key, f"m_{key}", status="failed", error="x"), [])
+                continue
+            wall = samples_ns(rng, 60, 5.0, noise=0.02)
+            append_case(store, run_id, case(key, f"m_{key}", wall=wall), wall)
+        finish_run(store, run_id, "finished")
+        ids.append(run_id)
+    result = compare_runs(store, *ids, fail_on_regression_pct=5)
+    assert result["failed_in_b"] == ["m_lost (coreml/CPU_AND_NE/1)"]
+    assert result["only_in_a"] == [] and result["regressions"] == 0
+    out = cli("compare", *ids, "--store", store, "--fail-on-regression", "5")
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "failed in B (every case): m_lost (coreml/CPU_AND_NE/1)" in out.stdout
+    assert "1 variant(s) measured in A failed in B" in out.stdout
+    assert cli("compare", *ids, "--store", store).returncode == 0  # no gate: reported only
+    back = compare_runs(store, ids[1], ids[0])  # the other way round: failed in A
+    assert back["failed_in_a"] == ["m_lost (coreml/CPU_AND_NE/1)"] and back["only_in_b"] == []
+
+
+def test_the_table_keeps_close_medians_and_a_tight_ci_apart(tmp_path, cli):
+    """Medians 40 ns apart at 0.1 ms printed '0.1' and '0.1', B/A '1' and the CI
+    '[1.000, 1.000]' beside 'slower REGRESSION'; and a median of 0 ns (which the
+    schema allows) ended in a traceback instead of a line saying there is no ratio."""
+    store = tmp_path / "s.duckdb"
+    ids = []
+    for base in (100_000, 100_040):
+        run_id = new_run(store)
+        wall = np.full(60, base, np.int64) + np.arange(60) % 3
+        append_case(store, run_id, case("tight", "m_tight", wall=wall), wall)
+        zero = np.zeros(20, np.int64)
+        append_case(store, run_id, case("zero", "m_zero", wall=zero, case_index=1), zero)
+        finish_run(store, run_id, "finished")
+        ids.append(run_id)
+    out = cli("compare", *ids, "--store", store, "--noise-floor", "0")
+    assert out.returncode == 0, out.stderr
+    (row,) = [line for line in out.stdout.splitlines() if line.startswith("m_tight")]
+    want = compare_runs(store, *ids, noise_floor_pct=0)["comparisons"][0]
+    cells = row.split()
+    a_ms, b_ms, ratio = float(cells[3]), float(cells[4]), float(cells[5])
+    assert a_ms != b_ms and abs(a_ms - want["median_a_ms"]) < 1e-5
+    assert ratio != 1.0 and abs(ratio - want["ratio"]) < 1e-5
+    low, high = (float(x) for x in row.split("[")[1].split("]")[0].split(", "))
+    assert low > 1.0 and "slower" in row  # the printed CI excludes 1, as its verdict says
+    assert "no ratio (a median of 0 ns): m_zero (coreml/CPU_AND_NE/1)" in out.stdout

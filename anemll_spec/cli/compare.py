@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         noise_floor_pct=args.noise_floor,
         fail_on_regression_pct=args.fail_on_regression,
     )
-    if not result["comparisons"]:
+    gate = args.fail_on_regression is not None
+    if not result["comparisons"] and not (gate and result["failed_in_b"]):
         # nothing in common: a gate (--fail-on-regression) must not pass on nothing
         raise InputError(
             f"runs {result['run_a']} and {result['run_b']} have no measured variant in common "
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         _print(result)
-    return 1 if result["regressions"] else 0
+    return 1 if result["regressions"] or (gate and result["failed_in_b"]) else 0
 
 
 def percent(level: float) -> str:
@@ -110,9 +111,11 @@ def percent(level: float) -> str:
 def _print(result: dict) -> None:
     """The text report; store text (model names, ids) is data: control characters are
     shown escaped (render_table escapes its cells)."""
+    from decimal import Decimal
+
     from anemll_spec.cli.query import render_table
     from anemll_spec.compare import hosts_note, pooled_name
-    from anemll_spec.text import printable
+    from anemll_spec.text import distinct, printable, ratios
 
     pct = percent(result["level"])
     for side in ("a", "b"):
@@ -131,23 +134,35 @@ def _print(result: dict) -> None:
         f"{pct}% CI",
         "verdict",
     ]
-    rows = [
-        (
-            pooled_name(c),
-            c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
-            c["compute_units"] or "-",  # as bench's summary shows it
-            round(c["median_a_ms"], 4),
-            round(c["median_b_ms"], 4),
-            round(c["ratio"], 3),
-            f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]",
-            c["verdict"] + (" REGRESSION" if c["regression"] else ""),
+    rows = []
+    for c in result["comparisons"]:
+        # digits enough to tell the medians apart, and the ratio's CI from 1 and itself
+        a_ms, b_ms = distinct((c["median_a_ms"], c["median_b_ms"]), 4, 7)
+        ratio, low, high = ratios(c["ratio"], c["ci_low"], c["ci_high"])
+        rows.append(
+            (
+                pooled_name(c),
+                c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
+                c["compute_units"] or "-",  # as bench's summary shows it
+                Decimal(a_ms),  # numbers (right-aligned) that print as formatted
+                Decimal(b_ms),
+                Decimal(ratio),
+                f"[{low}, {high}]",
+                c["verdict"] + (" REGRESSION" if c["regression"] else ""),
+            )
         )
-        for c in result["comparisons"]
-    ]
-    print(render_table(columns, rows), end="")
-    for side in ("a", "b"):
-        if result[f"only_in_{side}"]:
-            only = ", ".join(printable(x) for x in result[f"only_in_{side}"])
-            print(f"only in {side.upper()}: {only}")
+    if rows:
+        print(render_table(columns, rows), end="")
+    for key, words in (
+        ("failed_in_b", "failed in B (every case)"),
+        ("failed_in_a", "failed in A (every case)"),
+        ("only_in_a", "only in A"),
+        ("only_in_b", "only in B"),
+        ("no_ratio", "no ratio (a median of 0 ns)"),
+    ):
+        if result[key]:
+            print(f"{words}: {', '.join(printable(x) for x in result[key])}")
     if result["regressions"]:
         print(f"{result['regressions']} regression(s) above {result['fail_on_regression_pct']:g}%")
+    if result["failed_in_b"] and result["fail_on_regression_pct"] is not None:
+        print(f"{len(result['failed_in_b'])} variant(s) measured in A failed in B")
