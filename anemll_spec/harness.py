@@ -10,11 +10,12 @@ outside it, into arrays allocated once per variant. Stop rules, in order: the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,31 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, float, float], None]  # (samples so far, median ms, timed s so far)
 _REPORT_NS = 250_000_000  # progress callbacks at most 4 times a second
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0  # timed regions under way in this process (threads time concurrently)
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's garbage collector off while any thread of the process is timing (as in
+    timeit), so a collection set off by the model's allocations is not charged to one
+    unlucky call. The switch is process-wide: it is counted, so the first instance of a
+    concurrent run to finish does not turn it back on under the others."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 @dataclass(frozen=True)
@@ -127,17 +153,11 @@ class Timer:
     def step(self, k: int | None = None) -> bool:
         """Run up to k timed calls (all remaining if None); True once this variant is done.
 
-        Python's garbage collector is off while timing (as in timeit), so a collection
-        set off by the model's allocations is not charged to one unlucky call."""
+        Python's garbage collector is off while timing (gc_paused)."""
         if self.done:
             return True
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             return self._step(k)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _step(self, k: int | None) -> bool:
         b = self.budget

@@ -11,7 +11,6 @@ throttling. A callback sees each window as it ends (progress shows window median
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from array import array
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
+from anemll_spec.harness import gc_paused
 from anemll_spec.power.base import Reader, guard
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
@@ -186,9 +186,7 @@ def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np
     pc = time.perf_counter_ns
     samples, starts = array("q"), array("q")
     append, append_start = samples.append, starts.append
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         start = pc()
         until = start + span_ns
         t1 = start
@@ -198,8 +196,5 @@ def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np
             t1 = pc()
             append(t1 - t0)
             append_start(t0)
-    finally:
-        if enabled:
-            gc.enable()
     lat = np.frombuffer(samples, dtype=np.int64).copy()
     return lat, np.frombuffer(starts, dtype=np.int64).copy(), start, t1

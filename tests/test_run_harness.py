@@ -183,3 +183,43 @@ def test_concurrency_propagates_errors():
 
     with pytest.raises(ValueError, match="bad input"):
         time_concurrent([lambda: None, boom], make_budget(warmup=1, iterations=3))
+
+
+def test_the_garbage_collector_stays_off_until_every_concurrent_instance_is_done():
+    """The GC switch is process-wide: each thread restored what it saw when it finished,
+    so an instance that started timing first and finished first turned it back on while
+    another was still timed (threaded concurrency: torch on CUDA)."""
+    import gc
+    import threading
+
+    from anemll_spec.harness import Budget, Timer
+
+    budget = Budget(warmup=0, warmup_s=0.0, iterations=3, min_iterations=3, max_time_s=30)
+    a_started, b_started, a_done = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def a() -> None:  # times first, waits until b times too, then finishes first
+        a_started.set()
+        assert b_started.wait(10)
+
+    def b() -> None:
+        b_started.set()
+        assert a_done.wait(10)
+        seen.append(gc.isenabled())
+
+    def run_a() -> None:
+        Timer(a, budget).step()
+        a_done.set()
+
+    def run_b() -> None:
+        assert a_started.wait(10)
+        Timer(b, budget).step()
+
+    assert gc.isenabled()
+    threads = [threading.Thread(target=f) for f in (run_a, run_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == [False, False, False]  # b's calls after a was done: still off
+    assert gc.isenabled()  # and on again once both are done
