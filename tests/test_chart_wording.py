@@ -269,3 +269,21 @@ def test_where_syntax_error_quotes_the_users_filter(cli, mixed, tmp_path):
     r = cli("chart", "factors", "--where", "nosuch = 1", "--store", mixed["path"],
             "--out", tmp_path / "y")  # fmt: skip
     assert r.returncode == 2 and 'column "nosuch" not found' in r.stderr
+
+
+def test_a_factor_below_one_never_reads_as_one_and_sql_agrees():
+    """0.996 printed '1x' (two significant digits round it up) beside '1.0x' for 1: a
+    slower figure read as no difference. The views' labels and the charts' agree."""
+    import duckdb
+
+    from anemll_spec.chart.style import fmt_factor
+    from anemll_spec.store.sqlparts import factor_label
+
+    con = duckdb.connect()
+    want = {
+        2.345: "2.3x", 1.0: "1.0x", 0.996: "0.996x", 0.9996: "0.9996x", 0.88: "0.88x",
+        0.023: "0.023x", 0.5: "0.5x", 0.99999999: "0.999999x",
+    }  # fmt: skip
+    for value, label in want.items():
+        (sql,) = con.execute(f"SELECT {factor_label(f'{value!r}::DOUBLE')}").fetchone()
+        assert fmt_factor(value) == sql == label, value

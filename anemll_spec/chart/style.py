@@ -170,10 +170,16 @@ def needs_log(values) -> bool:
 
 def fmt_factor(value: float | None) -> str:
     """A factor as a label: one decimal from 1x up (the published tables' '2.3x'), two
-    significant digits below (0.02x, not 0.0x)."""
+    significant digits below (0.02x, not 0.0x), more where two would round up to 1 (0.996x:
+    a slower figure never reads as no difference), as the views' factor_label."""
     if value is None or value != value:
         return "no baseline"
-    return f"{value:.1f}x" if value >= 1 else f"{value:.2g}x"
+    if value >= 1:
+        return f"{value:.1f}x"
+    for digits in range(2, 7):
+        if (text := f"{value:.{digits}g}") != "1":
+            return f"{text}x"
+    return "0.999999x"
 
 
 def fmt_num(value: Any, digits: int = 3) -> str:

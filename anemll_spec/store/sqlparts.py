@@ -37,5 +37,9 @@ def derived_suffix(flag: str) -> str:
 
 def factor_label(expr: str) -> str:
     """'2.3x' as published from 1x up; two significant digits below ('0.88x', '0.023x',
-    where one decimal would print '0.0x'), as the charts' fmt_factor."""
-    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) ELSE printf('%.2gx', {expr}) END"
+    where one decimal would print '0.0x'), more where two would round up to '1' (0.996:
+    '0.996x', never '1x'), as the charts' fmt_factor."""
+    below = " ".join(
+        f"WHEN printf('%.{d}g', {expr}) <> '1' THEN printf('%.{d}gx', {expr})" for d in range(2, 7)
+    )
+    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) {below} ELSE '0.999999x' END"

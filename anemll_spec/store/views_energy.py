@@ -56,7 +56,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("baseline_inferences_per_joule", "the baseline row's inferences per joule"),
     ("baseline_energy_mj_per_inference", "the baseline row's mJ per inference"),
     ("energy_factor", "inferences_per_joule / baseline_inferences_per_joule"),
-    ("energy_factor_label", "'2.3x' from 1x up, two significant digits below"),
+    ("energy_factor_label", "'2.3x' from 1x up, two significant digits below (more near 1)"),
     ("run_id", "-> runs.run_id"),
     ("case_id", "-> cases.case_id"),
 )
