@@ -287,3 +287,4 @@ def test_a_factor_below_one_never_reads_as_one_and_sql_agrees():
     for value, label in want.items():
         (sql,) = con.execute(f"SELECT {factor_label(f'{value!r}::DOUBLE')}").fetchone()
         assert fmt_factor(value) == sql == label, value
+    assert con.execute(f"SELECT {factor_label('NULL::DOUBLE')}").fetchone() == (None,)

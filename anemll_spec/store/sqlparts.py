@@ -42,4 +42,5 @@ def factor_label(expr: str) -> str:
     below = " ".join(
         f"WHEN printf('%.{d}g', {expr}) <> '1' THEN printf('%.{d}gx', {expr})" for d in range(2, 7)
     )
-    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) {below} ELSE '0.999999x' END"
+    last = f"WHEN {expr} < 1 THEN '0.999999x'"  # NULL stays NULL (no baseline)
+    return f"CASE WHEN {expr} >= 1 THEN printf('%.1fx', {expr}) {below} {last} END"
