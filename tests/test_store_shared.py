@@ -574,3 +574,27 @@ def test_an_extension_built_for_another_duckdb_gives_one_line(tmp_path):
 def test_default_target_may_be_a_shared_store(monkeypatch, shared):
     monkeypatch.setenv("ANEMLL_SPEC_STORE", shared)
     assert default_target() == shared
+
+
+def test_an_export_reads_one_snapshot_while_a_push_adds_cases(shared, tmp_path, monkeypatch):
+    """The row counts and the rows were read in two transactions: a case another writer
+    committed between them made the bundle's counts disagree with its rows, and import
+    (and pull, which exports) refused the bundle."""
+    from anemll_spec.store import exporting
+    from anemll_spec.store.importing import import_bundles
+
+    (run_id, *_) = fill(shared, n_runs=1)
+    chosen = exporting._chosen
+    added = []
+
+    def chosen_then_a_write(con, run_refs, tables):
+        out = chosen(con, run_refs, tables)
+        wall = samples_ns(np.random.default_rng(8), 50, 3.0)  # another writer, committed now
+        added.append(append_case(shared, run_id, case(wall=wall, case_index=1), wall))
+        return out
+
+    monkeypatch.setattr(exporting, "_chosen", chosen_then_a_write)
+    summary = exporting.export_bundle(shared, tmp_path / "b.parquet")
+    assert added and summary["counts"]["cases"] == 2  # the two runs before the write
+    (imported,) = import_bundles(tmp_path / "copy.duckdb", [tmp_path / "b.parquet"])
+    assert imported["rows"]["cases"] == 2  # and its rows are those it counted

@@ -9,6 +9,7 @@ a shared store that teammates on an older anemll-spec still use, without upgradi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -108,6 +109,9 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
     tables = schema.bundle_tables(version)
     try:
         try:
+            # the counts and the rows from one snapshot: on a shared store another writer
+            # may commit between two statements, and the bundle's counts must be its rows
+            con.execute("BEGIN TRANSACTION")
             run_ids, counts = _chosen(con, run_refs, tables)
         except duckdb.Error as exc:
             raise _read_failed(target, exc) from None
@@ -143,5 +147,7 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
         finally:
             tmp.unlink(missing_ok=True)
     finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")  # it only read
         con.close()
     return {"file": str(out), "runs": run_ids, "counts": counts, "schema_version": version}
