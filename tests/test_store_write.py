@@ -590,11 +590,14 @@ def test_a_new_store_takes_a_second_writer_in_the_same_process(tmp_path):
         held.close()
 
 
-def test_a_bench_whose_store_stays_locked_says_what_was_lost(tmp_path, monkeypatch, capsys):
-    """Another process holds the store while a case is timed: the bench stops with what is
-    lost (that case, the run left 'running'), waits for the lock once (not again to
-    finish the run), and never repeats DuckDB's '-readonly' hint meant for its CLI."""
+def test_a_bench_whose_store_stays_locked_loses_nothing(tmp_path, monkeypatch, capsys):
+    """Another process holds the store while a case is timed: the case goes to a store of
+    the run's own beside it, the run finishes there, bench says how to push it, waits for
+    the lock once (not again to finish the run), and never repeats DuckDB's '-readonly'
+    hint meant for its CLI."""
     import io
+
+    from db_util import dict_rows
 
     from anemll_spec.progress import Progress
     from anemll_spec.runner import Runner
@@ -622,17 +625,20 @@ def test_a_bench_whose_store_stays_locked_says_what_was_lost(tmp_path, monkeypat
 
     runner = Runner(spec, store=str(store), cache_dir=tmp_path / "c", progress=Progress(Log()))
     try:
-        with pytest.raises(StoreLocked) as caught:
-            runner.run()
+        res = runner.run()
         waited = time.monotonic() - locked_at[0]
     finally:
         for h in holder:
             h.kill()
             h.wait()
-    message = str(caught.value)
-    assert "The case just measured (locked on numpy) is not stored" in message
-    assert "stays 'running' there until the next bench marks it interrupted" in message
+    assert res.status == "finished" and [m.status for m in res.results] == ["ok"]
+    own = tmp_path / f"s.run-{res.run_id}.duckdb"
+    message = res.store_message or ""
+    assert message.endswith(f"anemll-spec push {res.run_id} --store {own} --to {store}")
     assert "However" not in message and "-readonly" not in message
+    assert dict_rows(own, "SELECT status, (SELECT count(*) FROM cases) AS n FROM runs") == [
+        {"status": "finished", "n": 1}
+    ]
     # one wait of 1 s, not a second one to finish the run, and not until the holder's 8 s
     assert capsys.readouterr().err.count("waiting for the store") == 1
     assert waited < 6
