@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 from fixtures.store.bundles import assert_refused, content, kv_of, rewrite
-from fixtures.store.synth import case, new_run, samples_ns
+from fixtures.store.synth import case, new_run, one_case_run, samples_ns
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, finish_run, open_store, schema
@@ -147,14 +147,10 @@ def test_a_bundle_cannot_add_cases_to_a_run_measured_here(tmp_path):
     import shutil
 
     here = tmp_path / "here.duckdb"
-    rng = np.random.default_rng(5)
-    run_id = new_run(here)
-    wall = samples_ns(rng, 20, 5.0)
-    append_case(here, run_id, case(wall=wall), wall)
-    finish_run(here, run_id, "finished")
+    run_id = one_case_run(here, seed=5)
     forged = tmp_path / "forged.duckdb"
     shutil.copy(here, forged)
-    wall = samples_ns(rng, 20, 0.002)
+    wall = samples_ns(np.random.default_rng(55), 20, 0.002)
     append_case(forged, run_id, case(wall=wall), wall)
     export_bundle(forged, tmp_path / "forged.parquet")
     before = content(here)
@@ -188,11 +184,7 @@ def test_a_bundle_does_not_change_the_status_of_a_run_measured_here(tmp_path):
     """An exported copy of an interrupted local run, its status edited to 'finished':
     importing it made the incomplete run read as finished."""
     here = tmp_path / "here.duckdb"
-    rng = np.random.default_rng(6)
-    run_id = new_run(here)
-    wall = samples_ns(rng, 20, 5.0)
-    append_case(here, run_id, case(wall=wall), wall)
-    finish_run(here, run_id, "interrupted")
+    one_case_run(here, seed=6, status="interrupted")
     export_bundle(here, tmp_path / "own.parquet")
     edited = rewrite(
         tmp_path / "own.parquet",

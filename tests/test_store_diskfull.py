@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.store.bundles import content
-from fixtures.store.synth import case, new_run, samples_ns
+from fixtures.store.synth import case, new_run, one_case_run, samples_ns
 
 from anemll_spec.store import append_case, finish_run, open_store
 from anemll_spec.store.exporting import export_bundle
@@ -105,11 +105,7 @@ def test_a_bench_write_on_a_full_disk_is_one_line_and_keeps_finished_cases(tmp_p
 
 def test_import_on_a_full_disk_is_one_line_exit_2_and_writes_nothing(tmp_path):
     src = tmp_path / "src.duckdb"
-    rng = np.random.default_rng(2)
-    run_id = new_run(src)
-    wall = samples_ns(rng, 200_000, 5.0)
-    append_case(src, run_id, case(wall=wall), wall)
-    finish_run(src, run_id, "finished")
+    one_case_run(src, seed=2, n=200_000)
     big = tmp_path / "big.parquet"
     export_bundle(src, big)
     dest = tmp_path / "dest.duckdb"
