@@ -190,3 +190,25 @@ def test_kmeans_and_uniform_luts_share_one_layout(tmp_path):
         build_package(lm_head(compression=_pal(6, mode=mode)), pkg)
         sizes[mode] = [r[1] for r in blob_records(weight_bin(pkg))]
     assert sizes["kmeans"] == sizes["uniform"]
+
+
+@pytest.mark.parametrize("granularity", ["per_channel", "per_block"])
+def test_int4_stays_int4_when_a_weight_is_compressed_in_slices(tmp_path, monkeypatch, granularity):
+    """A weight over SLICE_ELEMENTS is drawn and quantized in slices; joining them dropped
+    coremltools' int4 marker, so every LLaMA-sized int4 weight was stored as int8 (twice
+    the bytes, under an int4 label). Slices made small here, as a big weight's are."""
+    from anemll_spec.build import graph
+
+    q = {"dtype": "int4", "granularity": granularity}
+    if granularity == "per_block":
+        q["block_size"] = 32
+    spec = lm_head(compression={"quantize": q})  # two (256, 256, 1, 1) conv heads
+    whole, sliced = tmp_path / "whole.mlpackage", tmp_path / "sliced.mlpackage"
+    build_package(spec, whole)
+    monkeypatch.setattr(graph, "SLICE_ELEMENTS", 256 * 32)  # 32 rows a slice: 8 a head
+    build_package(spec, sliced)
+    size = weight_bin(sliced).stat().st_size
+    assert size == weight_bin(whole).stat().st_size == estimate(spec).weight_bytes
+    comp = inspect_model(sliced, sha=False)["compression"][0]
+    assert (comp["dtype"], comp["nbits"]) == ("int4", 4)
+    assert weight_bin(sliced).read_bytes() == weight_bin(whole).read_bytes()  # same data

@@ -27,6 +27,10 @@ from anemll_spec.spec.families import ModelBase
 if TYPE_CHECKING:
     from anemll_spec.build.palettize import GroupTally
 
+# a weight compressed row-wise is drawn and compressed in slices of about this many
+# elements (16 MB of float32), so a big weight never exists whole uncompressed
+SLICE_ELEMENTS = 1 << 22
+
 
 @dataclass
 class TensorDecl:
@@ -172,7 +176,7 @@ class Ctx:
         self.progress(f"weights+{kind} {name} {'x'.join(map(str, shape))}")
         out, row = shape[0], math.prod(shape[1:])
         gen = wgen.stream(self.seed, name)
-        rows_per = rows_unit * max(1, (1 << 22) // (rows_unit * row))
+        rows_per = rows_unit * max(1, SLICE_ELEMENTS // (rows_unit * row))
         scratch = np.empty(min(rows_per, out) * row, dtype=np.float32)
         parts = []
         for r0 in range(0, out, rows_per):
@@ -229,9 +233,9 @@ class Ctx:
         from coremltools.converters.mil import Builder as mb
         from coremltools.optimize import _utils as optimize_utils
 
-        data = np.concatenate([q.data for q in parts], axis=0)
-        scale = np.concatenate([q.scale for q in parts], axis=0)
-        offset = None if parts[0].offset is None else np.concatenate([q.offset for q in parts])
+        data = _joined([q.data for q in parts])
+        scale = _joined([q.scale for q in parts])
+        offset = None if parts[0].offset is None else _joined([q.offset for q in parts])
         params = optimize_utils.QuantParams(
             data=data, scale=scale, offset=offset, nbits=parts[0].nbits
         )
@@ -338,3 +342,11 @@ def assemble(plan: Plan, ctx: Ctx, target: str):
     prog = Program()
     prog.add_function("main", func)
     return prog
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """Slices joined along rows in the first one's dtype, metadata included: coremltools
+    marks int4/uint4 data as int8 arrays whose dtype carries `true_dtype`, which
+    np.concatenate drops (a weight compressed in slices was stored as int8, twice its
+    size, under an int4 label)."""
+    return np.concatenate(arrays, axis=0).view(arrays[0].dtype)
