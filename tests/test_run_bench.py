@@ -522,3 +522,25 @@ def test_stored_verify_figures_are_numpy_over_both_precisions(tmp_path, cache):
         a, b = positions(fp32), positions(fp16)
         assert a.shape == (5, 256)
         assert row["verify_top1_agreement"] == np.mean(a.argmax(1) == b.argmax(1))
+
+
+def test_an_attention_step_that_fills_the_cache_runs_at_position_0(tmp_path):
+    """seq_len == context_length validates, but the position was drawn from [0, 1]: at 1
+    the step's rows ran past the RoPE table and the KV cache, and every case failed."""
+    from anemll_spec.spec import load_cases
+
+    spec = tmp_path / "att.yaml"
+    spec.write_text(
+        "name: full\nmodel: {family: attention, hidden_size: 64, heads: 2, kv_heads: 1, "
+        "head_dim: 32, context_length: 4, seq_len: 4}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 5, dispatch_floor: false}\n"
+        "sweep: {model.seed: [0, 1, 2, 3]}\n"  # seeds whose [0, 1] draw gave position 1
+    )
+    cases = load_cases(spec)[1]
+    assert {c.model.int_ranges()["position"] for c in cases} == {(0, 0)}
+    shorter = cases[0].model.model_copy(update={"seq_len": 3})
+    assert shorter.int_ranges() == {"position": (0, 1)}  # as drawn before: keys' inputs hold
+    out = io.StringIO()
+    res = Runner(spec, store=str(tmp_path / "s.duckdb"), cache_dir=tmp_path / "c",
+                 progress=Progress(out)).run()  # fmt: skip
+    assert [m.status for m in res.results] == ["ok"] * 4, [m.error for m in res.results]

@@ -117,7 +117,7 @@ def build(cr: CaseRun) -> None:
         cr.inputs = synth_inputs(
             cr.io,
             seed=cr.case.model.seed,
-            int_ranges=getattr(cr.case.model, "input_ranges", None),
+            int_ranges=cr.case.model.int_ranges(),
         )
         cr.built = built
         for m in cr.live:

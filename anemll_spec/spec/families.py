@@ -78,6 +78,11 @@ class ModelBase(SpecModel):
         """The family's key shapes in one line (what `plan` shows)."""
         return "-"
 
+    def int_ranges(self) -> dict[str, tuple[int, int]]:
+        """Integer inputs -> the inclusive range the runner draws them from (others:
+        [0, 1], model_io.synth_inputs)."""
+        return {}
+
     def bandwidth_caveat(self) -> str | None:
         """Where GB/s (weight-file bytes / latency) is not the bytes a call reads: said
         on each case, so the figure is never read as more than it is."""
@@ -203,6 +208,11 @@ class Attention(ModelBase):
         if self.head_dim % 2:
             rules.add("head_dim", f"head_dim ({self.head_dim}) must be even: RoPE rotates halves")
 
+    def int_ranges(self) -> dict[str, tuple[int, int]]:
+        """The step's position: its `seq_len` rows must fit the cache from there (at
+        seq_len == context_length only position 0 does; [0, 1] read past the cache)."""
+        return {"position": (0, min(1, self.context_length - self.seq_len))}
+
     def shapes(self) -> str:
         return (
             f"hidden {self.hidden_size}, {self.heads}/{self.kv_heads} heads x {self.head_dim}, "
@@ -289,6 +299,9 @@ class External(ModelBase):
             return str(p.resolve())
         except OSError as exc:  # a name too long, a symlink loop: the path is unusable
             raise ValueError(f"cannot use this path: {exc.strerror or exc}") from None
+
+    def int_ranges(self) -> dict[str, tuple[int, int]]:
+        return {name: (low, high) for name, (low, high) in self.input_ranges.items()}
 
     def key_fields(self) -> dict[str, Any]:
         """The path swapped for the package's content: the same package in another folder,
