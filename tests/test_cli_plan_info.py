@@ -269,13 +269,19 @@ def test_bench_checks_every_spec_before_running_any(cli, tmp_path):
         "name: calls\nmodel: {family: lm_head, hidden_size: 8, vocab_size: 1024, chunks: 1, "
         "seq_len: 65536, batch: 4096}\nrun: {backends: [numpy]}\n"
     )
+    kv = tmp_path / "kv.yaml"  # small weights and inputs; a KV cache of 256 GiB
+    kv.write_text(
+        "name: kv\nmodel: {family: attention, hidden_size: 64, heads: 8, kv_heads: 8, "
+        "head_dim: 8, context_length: 262144, batch: 4096}\nrun: {backends: [numpy]}\n"
+    )
     (tmp_path / "x.mlpackage").mkdir()
     (tmp_path / "x.mlpackage" / "Manifest.json").write_text("not json")
     damaged = tmp_path / "damaged.yaml"
     damaged.write_text("name: damaged\nmodel: {family: external, path: x.mlpackage}\n")
     bad = [
         (huge, f"{huge}: huge: model.lm_head: building needs about"),
-        (calls, f"{calls}: calls: model.lm_head: one call's inputs and outputs need at least"),
+        (calls, f"{calls}: calls: model.lm_head: one call's inputs, outputs and states need"),
+        (kv, f"{kv}: kv: model.attention: one call's inputs, outputs and states need at least"),
         (damaged, f"{damaged}: damaged: model.path: "),
     ]
     missing = [n for n in ("coreml", "torch") if not backends.availability(n).available]

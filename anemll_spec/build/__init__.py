@@ -237,8 +237,9 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
 
 
 def _check_call_memory(model: ModelBase) -> None:
-    """A call's inputs (drawn in float32, then cast) and outputs must fit in memory: a
-    spec of batch 4096 x seq_len 65536 is refused here, not after its build."""
+    """A call's inputs (drawn in float32, then cast), outputs and states (an attention's
+    KV cache, which every session holds) must fit in memory: a spec of batch 4096 x
+    seq_len 65536, or of a KV cache of 256 GiB, is refused here, not after its build."""
     import numpy as np
 
     from anemll_spec.mlmodel.limits import check_alloc, element_count
@@ -249,9 +250,9 @@ def _check_call_memory(model: ModelBase) -> None:
     need = synth_bytes(plan.inputs, f"{where}: ")
     need += sum(
         element_count(t.shape, f"{where}: output {t.name!r}") * np.dtype(t.dtype).itemsize
-        for t in plan.outputs
+        for t in (*plan.outputs, *plan.states)
     )
-    check_alloc(need, where, "one call's inputs and outputs need at least")
+    check_alloc(need, where, "one call's inputs, outputs and states need at least")
 
 
 def _cache_folder(cache_dir: Path | None) -> Path:
