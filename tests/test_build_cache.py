@@ -169,3 +169,29 @@ def test_cache_cli_list_and_clear(tmp_path, cli):
     assert (tmp_path / "important" / "file.txt").read_text() == "keep"
     r = cli("cache", "list", "--cache-dir", tmp_path)
     assert "(empty)" in r.stdout
+
+
+def test_coremltools_writes_its_temporary_weights_in_the_staging_folder(tmp_path, monkeypatch):
+    """convert writes every weight to a TemporaryDirectory before copying it into the
+    package: in /tmp, a build killed meanwhile left the whole weight file there, on a
+    disk the free-space check never looked at. Now it is made in the build's staging
+    folder (which the cache clears when stale), and nothing of it reaches the entry."""
+    import tempfile
+
+    made: list[Path] = []
+    real = tempfile.TemporaryDirectory
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(Path(self.name))
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", Spy)
+    built = build(matmul(), cache_dir=tmp_path)
+    assert made, "coremltools made no temporary folder: the test no longer looks at one"
+    assert all(p.parent.parent == tmp_path and p.parent.name.startswith(".tmp-") for p in made)
+    assert sorted(p.name for p in built.path.parent.iterdir()) == [
+        "manifest.json",
+        "model.mlpackage",
+    ]
+    assert tempfile.gettempdir() != str(made[0].parent)  # the process's own is back

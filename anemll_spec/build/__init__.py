@@ -18,8 +18,9 @@ import io
 import math
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,17 +137,20 @@ def estimate(model: ModelBase) -> Estimate:
             "compute_precision float32: the Neural Engine computes in fp16 only; float32 ops run "
             "on CPU/GPU"
         )
-    # Dense builds hold every weight until saved. Compressed builds hold each compressed
-    # weight at one byte per element (pymil keeps sub-byte values unpacked); grouped,
-    # per-channel and per-block forms are drawn a slice at a time, per-tensor ones need
-    # the dense weight (and a working copy) while compressing.
+    # Dense builds hold every weight until saved, and saving copies the largest about
+    # twice more. Compressed builds hold each compressed weight at one byte per element
+    # (pymil keeps sub-byte values unpacked); grouped, per-channel and per-block forms
+    # are drawn a slice at a time, per-tensor ones need the dense weight (and working
+    # copies) while compressing. Measured peaks (2026-12-06, docs/performance.md): dense
+    # heads of 537 MB 974 MB (8 chunks) and 1,837 MB (1 chunk), a dense FFN of 403 MB
+    # 958 MB, a per-tensor LUT of a 134 MB weight 813 MB; the estimate covers each.
     if cfg is None:
-        held = weight_bytes
+        held = weight_bytes + 2 * largest_dense
     else:
         held = weight_bytes + sum(math.prod(w.shape) for w in plan.weights if w.compressible)
         if cfg.granularity == "per_tensor":
-            held += 2 * largest_dense
-    peak = int(held + 300e6)  # + interpreter, coremltools and per-slice scratch
+            held += 4 * largest_dense
+    peak = int(held + 350e6)  # + interpreter, coremltools (~290 MB) and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
 
 
@@ -171,12 +175,17 @@ def _check_memory(model: ModelBase, est: Estimate) -> None:
 
 
 def build_package(
-    model: ModelBase, package: Path, progress: Callable[[str], None] | None = None
+    model: ModelBase,
+    package: Path,
+    progress: Callable[[str], None] | None = None,
+    temp_dir: Path | None = None,
 ) -> None:
     """Build the model's .mlpackage at `package` (must not exist).
 
     The model is a validated spec model: what Core ML can express (deployment targets,
-    compression forms, group and block sizes) was checked there, once."""
+    compression forms, group and block sizes) was checked there, once. temp_dir: where
+    coremltools writes the weights before it copies them into the package (None: the
+    system's temporary folder)."""
     from anemll_spec.build.graph import Ctx, assemble
     from anemll_spec.interrupts import import_module
 
@@ -196,7 +205,7 @@ def build_package(
     captured = io.StringIO()
     try:
         # coremltools draws tqdm bars for its (here empty) pass pipelines on stderr.
-        with contextlib.redirect_stderr(captured):
+        with contextlib.redirect_stderr(captured), _temp_files_in(temp_dir):
             ct.convert(
                 prog,
                 convert_to="mlprogram",
@@ -210,6 +219,24 @@ def build_package(
         for line in captured.getvalue().replace("\r", "\n").splitlines():
             if line.strip() and "Running MIL" not in line:
                 sys.stderr.write(line + "\n")
+
+
+@contextlib.contextmanager
+def _temp_files_in(folder: Path | None) -> Iterator[None]:
+    """Python's temporary files in `folder` for the block: coremltools' convert writes
+    every weight to a TemporaryDirectory before copying it into the package. In the
+    build's staging folder, a build killed meanwhile leaves it where the cache clears
+    stale staging, and on the disk the build's free-space check looked at (in /tmp,
+    a killed build left the whole weight file behind)."""
+    if folder is None:
+        yield
+        return
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
 
 
 def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
@@ -307,8 +334,11 @@ def build(
     staging = cache.new_staging(cache_dir, key)
     try:
         package = staging / cache.PACKAGE
-        build_package(model, package, progress)
+        build_package(model, package, progress, temp_dir=staging)
         gc.collect()  # the built program (cyclic: ops <-> vars) holds every weight
+        for extra in staging.iterdir():  # coremltools' temporary weights, if still there
+            if extra.name != cache.PACKAGE:
+                shutil.rmtree(extra, ignore_errors=True)
         files = weight_files(package)
         weight_bytes = sum(p.stat().st_size for p in files)
         sha = weights_sha256(package)
