@@ -35,7 +35,7 @@ class ModelBase(SpecModel):
     family: str
     """what to build"""
     dtype: Dtype = "float16"
-    """weight and I/O dtype"""
+    """I/O dtype (weights are stored in compute_precision)"""
     compute_precision: Dtype | None = None
     """precision Core ML computes in (default: same as dtype)"""
     deployment_target: Target = "iOS18"
