@@ -170,3 +170,50 @@ def test_share_gives_energy_and_the_sustained_verdict(tmp_path):
         assert float(got[4]) == pytest.approx(c["sustained_throughput_ratio"], abs=1e-3)
         assert got[6] == f"{c['sustained_windows']} x {c['sustained_window_s']:g} s"
     assert "**Energy**" not in text[plain] and "**Sustained**" not in text[plain]
+
+
+def test_factor_rows_come_in_the_specs_order_not_the_case_ids(tmp_path):
+    """The case id ends in a hash: in its order the share block's comparison listed the
+    cases in another order than the summary above it (which follows the spec)."""
+    import duckdb
+
+    from anemll_spec.store.factors import for_run
+
+    store = tmp_path / "s.duckdb"
+    run_id = new_run(store)
+    rng = np.random.default_rng(3)
+    ids = []
+    for index in range(8):  # ids already in order by chance: 1 in 40,320
+        wall = samples_ns(rng, 20, 8.0 + index)
+        row = case(model="llama_lm_head", wall=wall, case_index=index)
+        ids.append(append_case(store, run_id, row, wall))
+    finish_run(store, run_id, "finished")
+    assert ids != sorted(ids)  # the hashes' order is not the spec's (checked, not assumed)
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        assert [r["case_id"] for r in for_run(con, run_id)] == ids
+    finally:
+        con.close()
+
+
+def test_html_text_shows_control_characters_escaped():
+    from anemll_spec.chart.style import esc
+
+    assert esc("m\x1b[31m<b>\r") == "m\\x1b[31m&lt;b&gt;\\r"
+
+
+def test_a_run_without_cases_says_so_in_the_comparison(tmp_path):
+    """Its comparison said 'none finished ok' of a run that stored no case at all."""
+    import duckdb
+
+    from anemll_spec.store.share import share_markdown
+
+    store = tmp_path / "s.duckdb"
+    run_id = new_run(store)
+    finish_run(store, run_id, "failed")
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        text = share_markdown(con, run_id, baseline="M1 Max")
+    finally:
+        con.close()
+    assert "(it stored no cases; factors compare" in text

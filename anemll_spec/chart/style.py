@@ -148,10 +148,13 @@ def title(text: str, *subtitle: str) -> dict[str, Any]:
 
 
 def esc(value: Any) -> str:
-    """HTML text of any value from the store: store labels are data, never markup."""
+    """HTML text of any value from the store: store labels are data, never markup, and
+    their control characters (ESC, CR) are shown escaped, as in every other output."""
     if value is None:
         return "–"
-    return html.escape(str(value), quote=True)
+    from anemll_spec.text import printable
+
+    return html.escape(printable(value), quote=True)
 
 
 def tint(color: str, amount: float = 0.55) -> str:

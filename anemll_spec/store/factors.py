@@ -35,6 +35,13 @@ COLUMNS = (
 )
 
 
+# rows in the order of the spec's cases, as every other table of a run (the case id is a
+# hash: in its order a share block listed the cases in another order than its summary)
+IN_SPEC_ORDER = (
+    "ORDER BY (SELECT c.case_index FROM cases c WHERE c.case_id = f.case_id) NULLS LAST, case_id"
+)
+
+
 def for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
     """Factors of each ok case of `run_id` (one instance at a time, with a model name
     and a chip) against `baseline`, as dicts with COLUMNS. A case with no baseline
@@ -43,7 +50,7 @@ def for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[dict]:
     absent. `con`: an open store connection (read-only is enough)."""
     cols = ", ".join(COLUMNS)
     cur = con.execute(
-        f"SELECT {cols} FROM factors_of(?, ?, false) ORDER BY case_id",
+        f"SELECT {cols} FROM factors_of(?, ?, false) f {IN_SPEC_ORDER}",
         [baseline, run_id],
     )
     return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
@@ -57,7 +64,7 @@ def energy_for_run(con, run_id: str, baseline: str = DEFAULT_BASELINE) -> list[d
 
     names = [n for n, _ in ENERGY_COLUMNS]
     cur = con.execute(
-        f"SELECT {', '.join(names)} FROM energy_factors_of(?, ?, false) ORDER BY case_id",
+        f"SELECT {', '.join(names)} FROM energy_factors_of(?, ?, false) f {IN_SPEC_ORDER}",
         [baseline, run_id],
     )
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

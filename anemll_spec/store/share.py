@@ -145,14 +145,16 @@ def _summary(con, run_id: str) -> str:
 def _factors(con, run_id: str, baseline: str) -> str:
     rows = factors.for_run(con, run_id, baseline)
     if not rows:  # factors compare ok cases of one instance at a time only
-        ok, concurrent = con.execute(
-            "SELECT count(*) FILTER (WHERE status = 'ok'), "
+        stored, ok, concurrent = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'ok'), "
             "count(*) FILTER (WHERE status = 'ok' AND concurrency > 1) "
             "FROM cases WHERE run_id = ?",
             [run_id],
         ).fetchone()
         if concurrent:
             why = f"{concurrent} of its {ok} ok case(s) ran several instances at once"
+        elif not stored:
+            why = "it stored no cases"
         else:
             why = "none finished ok" if not ok else "its cases name no model or chip"
         return (
