@@ -41,10 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
-
     from anemll_spec.backends.coreml_stdout import stdout_to_stderr
     from anemll_spec.runner import Runner
+    from anemll_spec.store.lake_target import command_text
 
     # every spec is checked before the first one runs: bad input stops all, writes nothing
     with stdout_to_stderr(args.json):  # in --json mode, stdout holds only the JSON
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 store=args.store,
                 max_cases=args.max_cases,
                 cache_dir=cache_dir_of(args),
-                command=shlex.join(map(str, args.argv)),
+                command=command_text(args.argv),
             )
             for spec in args.specs
         ]

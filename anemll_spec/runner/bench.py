@@ -8,7 +8,6 @@ the run goes on; Ctrl-C keeps what finished and marks the run 'interrupted'.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import sys
 import tempfile
@@ -77,7 +76,7 @@ class Runner:
         self.cache_dir = cache_dir
         # runs.command: what the CLI was given (it passes it), else the Python command line
         # that really ran (a script, `python -c ...`), never an anemll-spec never run
-        self.command = command or shlex.join(sys.orig_argv) or None  # None: embedded
+        self.command = command or _command_text(sys.orig_argv) or None  # None: embedded
         # at construction, so `bench a.yaml b.yaml` refuses b's bad input before a runs
         self._preflight()
 
@@ -225,3 +224,9 @@ def _one_line(m: Measurement) -> str:
     if m.bandwidth_gbps:
         text += f", {sig(m.bandwidth_gbps)} GB/s"
     return text
+
+
+def _command_text(argv: list[str]) -> str:
+    from anemll_spec.store.lake_target import command_text  # the store package: duckdb
+
+    return command_text(argv)

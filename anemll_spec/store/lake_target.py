@@ -132,6 +132,15 @@ _SECRET_QUERY = re.compile(r"([?&](?:" + _KEYS + r")=)[^&\s]*", re.I)
 _SECRET_URI = re.compile(r"(\w+://[^:/@\s]*):\S*@(?=[^@\s]*(?:\s|$))")
 
 
+def command_text(argv) -> str:
+    """A command line as it is stored and shown: each word redacted, then quoted for a
+    shell (quoting first turned a quoted password's own quotes into '"'"', which the
+    pattern no longer saw as one value: `password='s3 cr3t'` was stored in clear)."""
+    import shlex
+
+    return shlex.join(redact(str(word)) for word in argv)
+
+
 def redact(text: str) -> str:
     """`text` with every password of a connection string replaced by ***."""
     text = _SECRET_QUERY.sub(r"\1***", _SECRET_KV.sub(r"\1***", str(text)))
