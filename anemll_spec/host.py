@@ -247,14 +247,20 @@ def proc_translated() -> bool | None:
 
 # -- capture ---------------------------------------------------------------------------
 def _cmd(*args: str, timeout: float = 5.0) -> str | None:
-    """stdout of a command, or None where it is missing or fails."""
+    """stdout of a command, or None where it is missing, fails or prints nothing."""
+    return _output(*args, timeout=timeout) or None
+
+
+def _output(*args: str, timeout: float = 5.0) -> str | None:
+    """stdout of a command that succeeded (exit 0; "" when it printed nothing), or None
+    where it is missing, fails or times out: a failed `git status` is not a clean tree."""
     if not shutil.which(args[0]):
         return None
     try:
         res = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return None
-    return res.stdout if res.stdout else None
+    return res.stdout if res.returncode == 0 else None
 
 
 def _read(path: str) -> str | None:
@@ -333,12 +339,12 @@ def git_info(root: Path | None = None) -> dict:
     root = root or Path(__file__).resolve().parents[1]
     if not (root / ".git").exists() or not shutil.which("git"):
         return {"git_commit": None, "git_dirty": None}
-    commit = _cmd("git", "-C", str(root), "rev-parse", "HEAD")
-    status = _cmd("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_commit": commit.strip() if commit else None,
-        "git_dirty": bool(status and status.strip()) if commit else None,
-    }
+    commit = (_output("git", "-C", str(root), "rev-parse", "HEAD") or "").strip()
+    status = _output("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit) or status is None:
+        # no commit yet ('HEAD' is printed), a damaged index, a timeout: unknown, not clean
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": bool(status.strip())}
 
 
 def power_source(raw: str | None) -> str | None:

@@ -172,6 +172,8 @@ def test_git_info_of_a_checkout(tmp_path):
     info = host.git_info(tmp_path)
     assert info == {"git_commit": None, "git_dirty": None}
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    # no commit yet: `git rev-parse HEAD` fails and prints 'HEAD', which was stored
+    assert host.git_info(tmp_path) == {"git_commit": None, "git_dirty": None}
     env = ["-c", "user.email=a@b", "-c", "user.name=t"]
     (tmp_path / "f.txt").write_text("1")
     subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
@@ -190,3 +192,6 @@ def test_git_info_of_a_checkout(tmp_path):
     assert host.git_info(tmp_path)["git_dirty"] is True
     subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
     assert host.git_info(tmp_path)["git_dirty"] is True  # staged, not committed
+    # a status git cannot give (a damaged index) is unknown, never a clean tree
+    (tmp_path / ".git" / "index").write_bytes(b"DIRC\x00\x00")
+    assert host.git_info(tmp_path) == {"git_commit": None, "git_dirty": None}
