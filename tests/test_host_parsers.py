@@ -195,3 +195,14 @@ def test_git_info_of_a_checkout(tmp_path):
     # a status git cannot give (a damaged index) is unknown, never a clean tree
     (tmp_path / ".git" / "index").write_bytes(b"DIRC\x00\x00")
     assert host.git_info(tmp_path) == {"git_commit": None, "git_dirty": None}
+
+
+def test_the_host_row_keeps_a_gpus_torch_facts_where_the_run_used_one():
+    """A sweep over run.device [cpu, cuda] asked torch about the CPU (the first name in
+    order), and the host row kept none of the GPU's memory, SMs or capability."""
+    from anemll_spec.runner.bench import facts_device
+
+    assert facts_device({"cpu", "cuda"}) == "cuda"
+    assert facts_device({"cpu", "mps"}) == "mps"
+    assert facts_device({"auto", "cpu"}) == "auto"
+    assert facts_device({"cpu"}) == "cpu"

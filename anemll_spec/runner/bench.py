@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -186,7 +187,7 @@ class Runner:
             from anemll_spec.backends.torch_ import torch_info
 
             try:
-                found = torch_info(sorted(devices)[0])
+                found = torch_info(facts_device(devices))
             except Exception as exc:  # provenance, not a reason to fail the run
                 self.notes.append(f"torch host info unavailable: {stages.err(exc)}")
             else:
@@ -224,6 +225,13 @@ def _one_line(m: Measurement) -> str:
     if m.bandwidth_gbps:
         text += f", {sig(m.bandwidth_gbps)} GB/s"
     return text
+
+
+def facts_device(devices: Iterable[str]) -> str:
+    """The torch device whose facts a run's host row keeps: a GPU's where the run used one
+    (a sweep over cpu and cuda asked the CPU and stored none of the GPU's), so cuda, then
+    mps, then auto, then cpu."""
+    return min(devices, key=("cuda", "mps", "auto", "cpu").index)
 
 
 def _command_text(argv: list[str]) -> str:
