@@ -25,6 +25,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -108,6 +109,7 @@ class InstancesResult(Concurrent):
 
     mode: str = "processes"
     load_s: list[float] = field(default_factory=list)
+    threads: int | None = None  # math-library threads per instance process (None: as is)
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,11 @@ def _instance_main(k: int, conn, gates: tuple, job: _Job) -> None:
     try:
         for gate in gates:
             gate.wait(job.start_timeout_s)
-    except Exception:  # BrokenBarrierError: another instance failed (or the wait timed out)
-        conn.send(("aborted",))
+    except BaseException:  # BrokenBarrierError (another instance failed, or the wait timed
+        # out), or Ctrl-C at a terminal: a quiet end, never a traceback of this process
+        with contextlib.suppress(Exception):
+            conn.send(("aborted",))
+        session.close()
         return
     try:
         start = time.perf_counter_ns()
@@ -169,6 +174,29 @@ def _instance_main(k: int, conn, gates: tuple, job: _Job) -> None:
     finally:
         session.close()
         conn.close()
+
+
+@contextlib.contextmanager
+def _gates_watched(gates: tuple, procs: list) -> Iterator[None]:
+    """While the parent waits at the gates, a thread breaks them as soon as an instance
+    process ends (killed for memory, say): the parent and the other instances stop
+    waiting then, not after the start timeout (900 s)."""
+    passed = threading.Event()
+
+    def watch() -> None:
+        sentinels = [p.sentinel for p in procs]
+        while not passed.is_set():
+            if multiprocessing.connection.wait(sentinels, timeout=0.2) and not passed.is_set():
+                _abort(gates)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="instance-watcher")
+    watcher.start()
+    try:
+        yield
+    finally:
+        passed.set()
+        watcher.join()
 
 
 def _abort(gates: tuple) -> None:
@@ -235,7 +263,8 @@ def time_processes(
             send.close()  # the child holds its end; EOF here once it exits
             conns.append(recv)
             procs.append(proc)
-        with contextlib.suppress(Exception):  # broken: an instance failed; _collect says which
+        with _gates_watched(gates, procs), contextlib.suppress(Exception):
+            # broken: an instance failed (or died: the watcher broke them); _collect says which
             gates[0].wait(start_timeout_s)
             if reader is not None:
                 reader.start()
@@ -243,6 +272,12 @@ def time_processes(
         done = _collect(conns, procs, gates, on_progress)
         if reader is not None:
             energy = reader.stop(timed_only=True)
+    except BaseException:  # Ctrl-C or a failure here: nobody waits for the instances' end
+        _abort(gates)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        raise
     finally:
         if reader is not None:  # a reading an instance's failure left running
             reader.close()
@@ -261,6 +296,7 @@ def time_processes(
         mode="processes",
         load_s=[done[k][3] for k in range(n)],
         energy=energy,
+        threads=threads,
     )
 
 

@@ -197,3 +197,63 @@ def test_the_reader_covers_the_timed_phase_not_the_loads_and_warm_ups(models, in
     # and little else: releasing the instances and collecting their results, not a warm-up
     assert (reader.t1 - reader.t0) - (last - first) < 0.5e9
     assert res.energy == ("read", True)
+
+
+def test_an_instance_killed_before_the_start_is_reported_at_once(models, inputs):
+    """One instance is killed (the OS out of memory, say) while all warm up: the parent
+    and the other instance waited at the start barrier until its timeout (900 s by
+    default). Now the barrier is broken as the process ends, and the run fails at once."""
+    import signal
+    import threading
+
+    warming = Budget(warmup=1, warmup_s=8.0, iterations=5, min_iterations=5, max_time_s=300.0)
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            children = [p for p in multiprocessing.active_children() if p.name == "instance-1"]
+            if children and children[0].pid:
+                time.sleep(2.0)  # loaded and warming
+                os.kill(children[0].pid, signal.SIGKILL)
+                killed.append(time.monotonic())
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_one, daemon=True).start()
+    with pytest.raises(concurrency.ConcurrencyError, match=r"instance 1 exited \(code -9\)"):
+        concurrency.time_processes(
+            "numpy", _prepared(models[1][0]), OPTIONS, inputs, warming,
+            n_instances=2, start_timeout_s=120,
+        )  # fmt: skip
+    assert killed and time.monotonic() - killed[0] < 40  # not the 120 s timeout
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("instance")]
+
+
+def test_ctrl_c_at_the_start_ends_every_instance_at_once_and_quietly(models, inputs, capfd):
+    """Ctrl-C at a terminal reaches the bench and its instances while they wait at the
+    start: the parent joined each one for 10 s (they waited on, for the start timeout),
+    and an instance printed its KeyboardInterrupt traceback."""
+    import signal
+
+    class CtrlC:  # the parent's reader starts between the two gates: Ctrl-C comes then
+        method = "ctrl-c"
+
+        def start(self) -> None:
+            for p in multiprocessing.active_children():
+                if p.name.startswith("instance") and p.pid:
+                    os.kill(p.pid, signal.SIGINT)
+            raise KeyboardInterrupt
+
+        def stop(self, *, timed_only: bool = True):
+            return None
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        concurrency.time_processes(
+            "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET,
+            n_instances=2, reader=CtrlC(), start_timeout_s=120,
+        )  # fmt: skip
+    assert time.monotonic() - t0 < 15  # not 2 x 10 s of joins
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("instance")]
+    assert "Traceback" not in capfd.readouterr().err

@@ -111,6 +111,13 @@ def test_distinct_instances_each_load_their_own_weights(tmp_path):
     assert _reimported_cases(store, tmp_path) == 1
     (m,) = res.results
     assert any("distinct weights" in n for n in m.notes)
+    # the note says how the CPU was split: each instance's math-library pool
+    import os
+
+    from anemll_spec.concurrency import default_threads
+
+    each = default_threads("numpy", 2, os.cpu_count())
+    assert any(f"(processes, {each} math-library thread(s) each, " in n for n in m.notes), m.notes
     # distinct weights are distinct packages: instance 0 is the case's own, instance 1 seed+1
     import json
 

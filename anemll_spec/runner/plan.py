@@ -132,9 +132,7 @@ def plan_instances(model: ModelBase, n: int, instances: Instances) -> InstancePl
     if n < 1:
         raise ValueError("instances must be >= 1")
     if instances == "shared":
-        return InstancePlan(
-            "shared", [model] * n, False, f"{n} instances of one model (same compiled model)"
-        )
+        return InstancePlan("shared", [model] * n, False, f"{n} instances of one model")
     if instances != "distinct":
         raise ValueError(f"instances must be 'shared' or 'distinct', not {instances!r}")
     if model.family == "external":

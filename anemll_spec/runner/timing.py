@@ -296,10 +296,12 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
     m.energy = res.energy if isinstance(reader, Guarded) else reader
     m.reading_calls = res.calls
     per = ", ".join(f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance)
+    pools = getattr(res, "threads", None)  # the CPU split between the instances
+    threads = f", {pools} math-library thread(s) each" if pools else ""
     m.note(
-        f"concurrency {run.concurrency} ({res.mode}, {plan.note}): {res.throughput_per_s:.1f} "
-        f"inferences/s aggregate; per-instance median ms: {per}; latency statistics pool all "
-        "instances"
+        f"concurrency {run.concurrency} ({res.mode}{threads}, {plan.note}): "
+        f"{res.throughput_per_s:.1f} inferences/s aggregate; per-instance median ms: {per}; "
+        "latency statistics pool all instances"
     )
 
 
