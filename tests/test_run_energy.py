@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from db_util import dict_rows
-from power_util import rapl_zone
+from power_util import ClockedRapl, rapl_zone
 
 from anemll_spec import harness
 from anemll_spec.progress import Progress
@@ -108,3 +108,19 @@ def test_an_instance_that_fails_ends_the_concurrent_reading(tmp_path):
     for t in _samplers() - before:
         t.join(timeout=2)
     assert not (_samplers() - before), "the reading outlived the failed instances"
+
+
+def test_concurrent_instances_too_short_for_the_counters_store_why_not_a_figure(
+    tmp_path, monkeypatch
+):
+    """Two instances timed for 40 ms read 0 mJ on the H100 (NVML's counter moves every
+    100 ms) and the summary crashed; a plain loop that short gets an energy pass, the
+    instances' phase gets none: its energy is NULL, and the note says why."""
+    monkeypatch.setattr(energy, "reader", ClockedRapl(tmp_path / "powercap", 10.0).reader)
+    text = PLAIN.replace("iterations: 8", "iterations: 8, concurrency: 2, energy_s: 5")
+    res, store = _bench(tmp_path, text)
+    assert res.status == "finished", [m.error for m in res.results]
+    (case,) = dict_rows(store, "SELECT energy_total_mj, energy_note FROM cases")
+    assert case["energy_total_mj"] is None
+    assert case["energy_note"].startswith("not read: the instances' timed phase lasted ")
+    assert "under run.energy_s (5 s)" in case["energy_note"]

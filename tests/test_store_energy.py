@@ -289,6 +289,11 @@ def test_a_reading_the_store_cannot_take_is_null_with_the_reason(tmp_path):
             replace(good, rails_mj={}, parts_mj={}, timeline=()),
             "no rail of its total was read (its total would be 0 mJ)",
         ),
+        (  # NVML's counter moves every 100 ms: two instances' 40 ms phase read 0 mJ
+            replace(good, rails_mj=dict.fromkeys(good.rails_mj, 0.0), parts_mj={}, timeline=()),
+            f"its total is 0 mJ over {good.interval_s:.3g} s: the counters did not move (an "
+            "interval shorter than their update period; run.energy_s sets a longer one)",
+        ),
     ):
         kw = energy_rows(bad, 30, t0_ns=0)
         cid = append_case(store, run_id, {**case(wall=wall), **kw.pop("case")}, wall, **kw)
@@ -348,3 +353,18 @@ def test_import_and_push_say_what_energy_rows_came(source, tmp_path, cli):
     pushed = cli("push", "--store", store, "--to", tmp_path / "e.duckdb")
     assert pushed.returncode == 0, pushed.stderr
     assert "; 8 energy rail row(s); 7 power sample(s); 3 sustained window(s)" in pushed.stdout
+
+
+def test_bench_summary_shows_no_energy_for_a_reading_the_store_refuses():
+    """A counter that did not move read 0 mJ: the summary divided by it (a traceback
+    after the run, seen on the H100 with two instances over 40 ms), and showed 0 mJ."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from anemll_spec.cli.bench import _energy
+
+    good = m1_ultra_reading(0)
+    zero = replace(good, rails_mj=dict.fromkeys(good.rails_mj, 0.0), parts_mj={}, timeline=())
+    assert _energy(SimpleNamespace(energy=zero, reading_calls=400)) == "-"
+    shown = _energy(SimpleNamespace(energy=good, reading_calls=400))
+    assert shown != "-" and shown.endswith("/J)")

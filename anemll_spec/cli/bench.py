@@ -184,11 +184,15 @@ def _lines(m: Any) -> list[str]:
 
 
 def _energy(m: Any) -> str:
+    """mJ per inference as the store keeps it: none where the store refuses the reading
+    (store.energy.unusable: a counter that did not move read 0 mJ, and 1/0 crashed here)."""
+    from anemll_spec.store.energy import unusable
+
     e, calls = m.energy, m.reading_calls
-    if e is None or not hasattr(e, "per_inference_mj") or not calls:
+    if e is None or not hasattr(e, "per_inference_mj") or not calls or unusable(e, calls):
         return "-"
     mj = e.per_inference_mj(calls).get("total")
-    return "-" if mj is None else f"{sig(mj)} ({sig(1e3 / mj)}/J)"
+    return "-" if not mj else f"{sig(mj)} ({sig(1e3 / mj)}/J)"
 
 
 def _verify(m: Any) -> str:

@@ -294,6 +294,12 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
     runtime = _pooled_runtime(res.per_instance)
     summarize(m, res.per_instance[0], wall, starts, runtime, res.throughput_per_s)
     m.energy = res.energy if isinstance(reader, Guarded) else reader
+    short = getattr(m.energy, "interval_s", None)
+    if short is not None and short < run.energy_s:  # as a plain loop's: too short to count
+        m.energy = Unavailable(
+            f"not read: the instances' timed phase lasted {short:.2g} s, under run.energy_s "
+            f"({run.energy_s:g} s), and concurrent instances get no separate energy pass"
+        )
     m.reading_calls = res.calls
     per = ", ".join(f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance)
     pools = getattr(res, "threads", None)  # the CPU split between the instances

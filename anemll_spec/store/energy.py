@@ -99,6 +99,11 @@ def unusable(energy, calls) -> str | None:
         return f"its interval is {energy.interval_s!r} s"
     if not any(r in energy.rails_mj for r in energy.total_rails):
         return "no rail of its total was read (its total would be 0 mJ)"
+    if energy.total_mj <= 0:  # nothing draws no power: the counter did not move
+        return (
+            f"its total is 0 mJ over {energy.interval_s:.3g} s: the counters did not move "
+            "(an interval shorter than their update period; run.energy_s sets a longer one)"
+        )
     bad = [r for r, mj in energy.rails_mj.items() if not (math.isfinite(mj) and mj >= 0)]
     if bad:
         return f"rail {bad[0]} read {energy.rails_mj[bad[0]]!r} mJ"
