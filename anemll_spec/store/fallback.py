@@ -135,8 +135,8 @@ class BenchStore:
         if not self.fell_back:
             try:
                 return writer.append_case(self.target, run_id, case, samples, placements, **kw)
-            except StoreLocked as exc:  # the case is measured: it goes to a store of its own
-                self._fall_back(str(exc), run_id)
+            except StoreLocked:  # the case is measured: it goes to a store of its own
+                self._fall_back(self._locked(), run_id)
         self._move(run_id)
         return writer.append_case(self.local, run_id, case, samples, placements, **kw)
 
@@ -151,8 +151,8 @@ class BenchStore:
             try:
                 writer.finish_run(self.target, run_id, status, **kw)
                 return
-            except StoreLocked as exc:
-                self._fall_back(str(exc), run_id)
+            except StoreLocked:
+                self._fall_back(self._locked(), run_id)
         self._move(run_id)
         writer.finish_run(self.local, run_id, status, **kw)
         self._announce()
@@ -188,7 +188,6 @@ class BenchStore:
         if not self.shared:  # a file of the run's own: nothing else holds it
             target = Path(self.target)
             self.local = str(target.with_name(f"{target.stem}.run-{run_id}.duckdb"))
-            self.fell_back = f"still locked after {self.timeout:g} s"
             self.note(
                 f"store {self.target} locked by another process: writing the rest of this "
                 f"run to {self.local}"
@@ -198,6 +197,9 @@ class BenchStore:
             f"shared store {lake_target.redact(self.target)} unreachable ({why}): writing the "
             f"rest of this run to the local store {self.local}"
         )
+
+    def _locked(self) -> str:
+        return f"still locked after {self.timeout:g} s"
 
     def _move(self, run_id: str) -> None:
         """The run's host and run rows in the local store, under the same ids."""

@@ -100,6 +100,7 @@ def check(con, sql: str) -> None:
         statements = con.extract_statements(sql)
     except duckdb.Error:
         return  # a syntax error: executing it reports the error, and runs nothing
+    tables = _table_functions(con)  # once per check, not per statement
     for st in statements:
         kind = st.type.name
         text = st.query.strip()
@@ -109,7 +110,6 @@ def check(con, sql: str) -> None:
                 "(only SELECT and EXPLAIN)"
             )
         inner = re.sub(r"^\s*EXPLAIN\s+", "", text, flags=re.I) if kind == "EXPLAIN" else text
-        tables = _table_functions(con)
         for name in _functions(con, inner):
             low = name.lower()
             bare = low.rsplit(".", 1)[-1]
