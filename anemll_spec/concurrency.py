@@ -6,7 +6,9 @@ gil_scoped_release anywhere in coremlpython/), so Core ML instances in threads o
 process run one prediction at a time: throughput cannot exceed serial, and a thread's
 timed call can include another thread's whole prediction. Each instance here is a
 spawned process that loads its own model, warms up, waits at a shared start barrier,
-times its calls with the harness's Timer, and sends its samples back over a pipe.
+times its calls with the harness's Timer until one instance meets its stop rule (a flag
+in shared memory then stops the others after their call in flight), and sends its
+samples back over a pipe.
 Start times come from perf_counter_ns, a system-wide monotonic clock (CLOCK_MONOTONIC on
 Linux, mach_absolute_time on macOS), so instances' samples pool and their wall time
 (first start to last end) spans processes.
@@ -134,12 +136,13 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
-def _instance_main(k: int, conn, gates: tuple, job: _Job) -> None:
+def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
     """A spawned instance: load, warm, wait for all, time, send the samples back.
 
     gates: (ready, go), barriers of every instance and the parent: all are warm at
     `ready`; the parent starts the power reader between the two, so its reading covers
-    the timed calls, not the loads and warm-ups."""
+    the timed calls, not the loads and warm-ups. ended: a shared flag, set by the first
+    instance to meet its stop rule (or to fail); the others stop at their next call."""
     session = None
     try:
         backend = _backend(job.backend)
@@ -149,7 +152,10 @@ def _instance_main(k: int, conn, gates: tuple, job: _Job) -> None:
         feed = session.feed(job.inputs)
         fn = session.bind(feed, session.new_state())
         report = (lambda i, med, s: conn.send(("progress", i, med, s))) if job.progress else None
-        timer = Timer(fn, job.budget, after=session.runtime_probe, on_progress=report)
+        timer = Timer(
+            fn, job.budget, after=session.runtime_probe, on_progress=report,
+            halt=lambda: ended.value,
+        )  # fmt: skip
         timer.warm()
     except BaseException as exc:
         _abort(gates)
@@ -166,7 +172,10 @@ def _instance_main(k: int, conn, gates: tuple, job: _Job) -> None:
         return
     try:
         start = time.perf_counter_ns()
-        timer.step()
+        try:
+            timer.step()
+        finally:
+            ended.value = 1
         end = time.perf_counter_ns()
         conn.send(("done", timer.result(), start, end, load_s))
     except BaseException as exc:
@@ -246,6 +255,7 @@ def time_processes(
     ctx = multiprocessing.get_context("spawn")
     # the instances and this process: all warm at `ready`; the reader starts; `go` releases
     gates = (ctx.Barrier(n + 1), ctx.Barrier(n + 1))
+    ended = ctx.RawValue("b", 0)  # read after each call: no lock (one writer value, 0 -> 1)
     conns, procs = [], []
     energy = None
     try:
@@ -256,7 +266,7 @@ def time_processes(
             )  # fmt: skip
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(
-                target=_instance_main, args=(k, send, gates, job), name=f"instance-{k}"
+                target=_instance_main, args=(k, send, gates, ended, job), name=f"instance-{k}"
             )
             with _child_env(threads):
                 proc.start()

@@ -5,7 +5,9 @@ bookkeeping (storing the sample, stop checks, Core ML's own duration) happens
 outside it, into arrays allocated once per variant. Stop rules, in order: the
 `iterations` cap; `max_time_s` of this variant's own timed calls (never before
 `min_iterations`); the adaptive stop once the 95% CI of the median is within
-`target_ci_pct` (checked on a geometric schedule, so the cost stays O(n)).
+`target_ci_pct` (checked on a geometric schedule, so the cost stays O(n)). Concurrent
+instances also stop together: once one meets its rule, the others stop after the call
+they are in (stop "peer"), so the aggregate throughput has no tail where fewer run.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class Timing:
     runtime_ns: np.ndarray | None  # int64, the runtime's own duration (-1: not reported)
     warmup_n: int
     warmup_s: float
-    stop: str  # iterations | max_time | target_ci
+    stop: str  # iterations | max_time | target_ci | peer (another instance met its rule)
     timed_s: float  # wall time of this variant's timed calls (incl. bookkeeping)
 
     @property
@@ -100,7 +102,10 @@ class Timing:
 
 class Timer:
     """One variant's timing state; `step` runs up to k timed calls, so variants can
-    take turns (interleaving) without sharing a loop."""
+    take turns (interleaving) without sharing a loop.
+
+    halt: asked after each call (outside the timed region); true ends the loop with stop
+    "peer" (concurrent instances: another one met its rule)."""
 
     def __init__(
         self,
@@ -109,6 +114,7 @@ class Timer:
         *,
         after: Callable[[], int | None] | None = None,
         on_progress: Progress | None = None,
+        halt: Callable[[], object] | None = None,
     ):
         if budget.iterations < 1:
             raise ValueError("iterations must be >= 1")
@@ -116,6 +122,7 @@ class Timer:
         self.budget = budget
         self.after = after
         self.on_progress = on_progress
+        self.halt = halt
         cap = budget.iterations
         self._samples = np.zeros(cap, dtype=np.int64)
         self._starts = np.zeros(cap, dtype=np.int64)
@@ -161,7 +168,7 @@ class Timer:
 
     def _step(self, k: int | None) -> bool:
         b = self.budget
-        fn, after, pc = self.fn, self.after, time.perf_counter_ns
+        fn, after, halt, pc = self.fn, self.after, self.halt, time.perf_counter_ns
         samples, starts, runtime = self._samples, self._starts, self._runtime
         i = self.n
         end = b.iterations if k is None else min(b.iterations, i + k)
@@ -191,6 +198,9 @@ class Timer:
                     stop = "target_ci"
                     break
                 next_check = max(i + b.check_every, int(i * 1.1))
+            if halt is not None and i < b.iterations and halt():
+                stop = "peer"
+                break
             if t1 >= next_report and self.on_progress is not None:
                 elapsed = (self.spent_ns + t1 - block_start) / 1e9
                 self.on_progress(i, float(np.median(samples[:i])) / 1e6, elapsed)
@@ -274,6 +284,12 @@ class Concurrent:
     energy: Any = None  # power.Energy | Unavailable over the timed phases; None: not read
 
     @property
+    def stop(self) -> str:
+        """The rule that ended the phase: the first instance's own (the others stopped
+        with it, "peer")."""
+        return next((t.stop for t in self.per_instance if t.stop != "peer"), "peer")
+
+    @property
     def calls(self) -> int:
         return sum(t.n for t in self.per_instance)
 
@@ -298,11 +314,14 @@ def time_concurrent(
     reader: Any = None,
 ) -> Concurrent:
     """Each fn (one model instance each) warms up, waits at a barrier, then all are
-    timed at once. Throughput = all calls / wall time from first start to last end.
+    timed at once, until the first meets its rule (the others stop after their call in
+    flight). Throughput = all calls / wall time from first start to last end.
     reader: a power reader started as the barrier releases, stopped when all are done."""
     n = len(fns)
+    ended = [False]  # an instance met its rule (or failed): all stop
     timers = [
-        Timer(f, budget, on_progress=on_progress if i == 0 else None) for i, f in enumerate(fns)
+        Timer(f, budget, on_progress=on_progress if i == 0 else None, halt=lambda: ended[0])
+        for i, f in enumerate(fns)
     ]
     reader = guard(reader) if reader is not None else None
     barrier = threading.Barrier(n, action=reader.start if reader is not None else None)
@@ -321,6 +340,8 @@ def time_concurrent(
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
             barrier.abort()
+        finally:
+            ended[0] = True
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
     for th in threads:

@@ -165,16 +165,47 @@ def test_concurrency_aggregate_throughput():
     single = time_one(lambda: time.sleep(0.01), budget)
     single_ips = single.n / (single.samples_ns.sum() / 1e9)
     res = time_concurrent([lambda: time.sleep(0.01)] * 4, budget)
-    assert res.calls == 120 and len(res.per_instance) == 4
-    assert res.throughput_per_s == pytest.approx(120 / res.wall_s)
+    n = [t.n for t in res.per_instance]
+    # the first to reach 30 stops the others after their call in flight
+    assert max(n) == 30 and min(n) >= 20 and len(n) == 4 and res.stop == "iterations"
+    assert res.calls == sum(n)
+    assert res.throughput_per_s == pytest.approx(res.calls / res.wall_s)
     assert res.throughput_per_s > 2.0 * single_ips  # 4 instances overlap
     # every instance's first call started before every other's last call ended
     firsts = [t.starts_ns[0] for t in res.per_instance]
     lasts = [t.starts_ns[-1] + t.samples_ns[-1] for t in res.per_instance]
     assert max(firsts) < min(lasts)
     wall, starts = res.pooled()
-    assert len(wall) == 120 and (np.diff(starts) >= 0).all()
+    assert len(wall) == res.calls and (np.diff(starts) >= 0).all()
     assert (wall >= 10_000_000).all()  # per-instance latency stays ~ one call
+
+
+def test_a_halt_ends_the_loop_after_the_call_in_flight():
+    calls, fn = _counter()
+    budget = make_budget(warmup=0, iterations=100, min_iterations=50, max_time_s=60)
+    t = Timer(fn, budget, halt=lambda: len(calls) >= 7)
+    t.step()
+    res = t.result()
+    # min_iterations is a floor on a variant's own rules, not on another's stop
+    assert (res.n, res.stop, len(calls)) == (7, "peer", 7)
+    # a loop at its last call ends by its own rule, whatever the halt says
+    t = Timer(fn, make_budget(warmup=0, iterations=3, min_iterations=1), halt=lambda: True)
+    assert t.step() and (t.n, t.stop) == (1, "peer")
+    t = Timer(fn, make_budget(warmup=0, iterations=1, min_iterations=1), halt=lambda: True)
+    assert t.step() and (t.n, t.stop) == (1, "iterations")
+
+
+def test_concurrent_instances_stop_together_when_the_first_meets_its_rule():
+    """A fast (1 ms) and a slow (20 ms) instance: the fast one meets `iterations` and the
+    slow one stops after its call in flight, not 20 calls later."""
+    budget = make_budget(warmup=1, iterations=20, min_iterations=1, max_time_s=60)
+    res = time_concurrent([lambda: time.sleep(0.001), lambda: time.sleep(0.02)], budget)
+    fast, slow = res.per_instance
+    assert (fast.n, fast.stop, res.stop) == (20, "iterations", "iterations")
+    assert slow.stop == "peer" and 1 <= slow.n < 20
+    ends = [int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance]
+    assert ends[1] - ends[0] <= 2 * int(slow.samples_ns.max())
+    assert res.wall_s * 1e9 >= max(ends) - min(int(t.starts_ns[0]) for t in res.per_instance)
 
 
 def test_concurrency_propagates_errors():

@@ -3,6 +3,7 @@ loops (interleaved across variants where asked), with the energy read around the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -292,7 +293,9 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
     )
     wall, starts = res.pooled()
     runtime = _pooled_runtime(res.per_instance)
-    summarize(m, res.per_instance[0], wall, starts, runtime, res.throughput_per_s)
+    # the case's stop: the rule that ended the phase (the other instances stopped with it)
+    first = dataclasses.replace(res.per_instance[0], stop=res.stop)
+    summarize(m, first, wall, starts, runtime, res.throughput_per_s)
     m.energy = res.energy if isinstance(reader, Guarded) else reader
     short = getattr(m.energy, "interval_s", None)
     if short is not None and short < run.energy_s:  # as a plain loop's: too short to count
@@ -307,6 +310,7 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
     m.note(
         f"concurrency {run.concurrency} ({res.mode}{threads}, {plan.note}): "
         f"{res.throughput_per_s:.1f} inferences/s aggregate; per-instance median ms: {per}; "
+        f"all stopped when the first met its rule ({res.stop}); "
         "latency statistics pool all instances"
     )
 
