@@ -130,3 +130,24 @@ def test_workers_follow_the_env_then_the_cores_we_may_use(monkeypatch):
     )
     n, cpus = map(int, out.stdout.split())
     assert n == 1 and cpus == os.cpu_count()
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-3", "1.5"])
+def test_a_bad_worker_count_is_refused_before_anything_is_built(cli, tmp_path, value):
+    """It was int()-ed mid-build: a traceback from `build`, and under `bench` every
+    palettized case stored as a failed build ('0' and '-3' quietly became 1)."""
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        "name: p\nmodel: {family: matmul, m: 1, k: 64, n: 64, "
+        "compression: {palettize: {nbits: 4, granularity: per_tensor}}}\n"
+        "run: {backends: [numpy], iterations: 3}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    for args in (["build", spec], ["bench", spec, "--store", store]):
+        res = cli(*args, env={"ANEMLL_SPEC_KMEANS_WORKERS": value})
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == (
+            f"anemll-spec {args[0]}: error: "
+            f"$ANEMLL_SPEC_KMEANS_WORKERS={value!r} is not a whole number >= 1"
+        )
+    assert not store.exists() and not (tmp_path / "cache").exists()

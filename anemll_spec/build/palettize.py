@@ -42,6 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from anemll_spec.errors import InputError
+
+ENV_WORKERS = "ANEMLL_SPEC_KMEANS_WORKERS"
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 _ULONG_P = ctypes.POINTER(ctypes.c_ulong)
 _dll = None
@@ -126,9 +129,11 @@ def workers() -> int:
     """Threads for the groups: $ANEMLL_SPEC_KMEANS_WORKERS, else the cores this process may
     run on. os.cpu_count() counts the host's cores, not the ones a container or `taskset`
     leaves us: more threads than cores only adds GIL hand-offs (docs/performance.md)."""
-    env = os.environ.get("ANEMLL_SPEC_KMEANS_WORKERS")
+    env = os.environ.get(ENV_WORKERS)
     if env:
-        return max(1, int(env))
+        if not env.strip().isdigit() or int(env) < 1:
+            raise InputError(f"${ENV_WORKERS}={env!r} is not a whole number >= 1")
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS has no affinity call

@@ -312,6 +312,14 @@ def cache_dir_of(args: argparse.Namespace) -> Path | None:
     return path
 
 
+def check_build_env() -> None:
+    """The build's settings from the environment, checked before anything runs: a bad one
+    would otherwise fail each palettized case's build, one by one."""
+    from anemll_spec.build.palettize import workers
+
+    workers()
+
+
 def refuse_spec(path: str, command: str) -> None:
     """A spec given where a saved model is wanted: say how to get its models."""
     from anemll_spec.errors import InputError

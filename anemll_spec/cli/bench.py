@@ -14,6 +14,7 @@ from anemll_spec.cli._common import (
     add_max_cases,
     add_store,
     cache_dir_of,
+    check_build_env,
     note_new_store,
     print_json,
     shown_store,
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from anemll_spec.store.lake_target import command_text
 
     # every spec is checked before the first one runs: bad input stops all, writes nothing
+    check_build_env()
     with stdout_to_stderr(args.json):  # in --json mode, stdout holds only the JSON
         runners = [
             Runner(

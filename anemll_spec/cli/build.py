@@ -11,6 +11,7 @@ from anemll_spec.cli._common import (
     add_json,
     add_max_cases,
     cache_dir_of,
+    check_build_env,
     human_bytes,
     human_flops,
     print_json,
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # every spec is checked before the first build: bad input stops all, builds nothing
     loaded = [load_cases(path, max_cases=args.max_cases) for path in args.specs]
     cache_dir = cache_dir_of(args)
+    check_build_env()
     # bench's progress line: live on a terminal, a line every few seconds in logs
     progress = Progress(live=sys.stderr.isatty() and not args.json)
     results = []

@@ -176,6 +176,6 @@ def print_plan(doc: dict) -> None:
         f"timing takes at most {seconds(doc['time_bound_s'], up=True)} "
         "(per variant: warm-up and timing each capped by max_time_s, and an energy pass "
         "of energy_s counted whenever run.power is on, though only a machine that reads "
-        "power makes one; builds not included; min_iterations calls slower than "
-        "max_time_s take longer)"
+        "power makes one, and sustained and concurrent runs read theirs while timing; "
+        "builds not included; min_iterations calls slower than max_time_s take longer)"
     )
