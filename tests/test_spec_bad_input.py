@@ -342,6 +342,19 @@ CASES = {
         "max_abs_error",
         r"must be finite, got inf",
     ),
+    # a family that is no string, in a spec with a sweep: a traceback (unhashable) before
+    "family_list_with_sweep": (
+        GOOD.replace("family: lm_head", "family: [lm_head]") + "sweep: {run.iterations: [3, 4]}\n",
+        "model.family",
+        "family:",
+        r"unknown value \['lm_head'\]; choose one of lm_head, ffn",
+    ),
+    "swept_family_list": (
+        GOOD + "sweep: {model.family: [lm_head, {x: 1}]}\n",
+        "model.family",
+        "sweep:",
+        r"unknown value \{'x': 1\}; .* \(at sweep point model\.family=\{'x': 1\}\)",
+    ),
     "palette_bits": (
         GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 5}}"),
         "model.compression.palettize.nbits",

@@ -29,6 +29,7 @@ KNOWN_DIFFERENCES = {
     "min_iterations_over_iterations": "cross-field: min_iterations <= iterations",
     "sweep_path": "the sweep's paths name fields of the model's family",
     "swept_value_bad": "a swept value meets the cross-field rules at one sweep point",
+    "swept_family_list": "a swept value is checked where it lands (the sweep lists any values)",
     "sweep_value_twice": "a sweep value listed twice",
     "sweep_inside_a_value": "the sweep's paths name fields of the model's family",
     "sweep_nested_typo": "the sweep's paths name fields of the model's family",

@@ -55,11 +55,6 @@ class SpecFile:
         return name if isinstance(name, str) else ""
 
     @property
-    def description(self) -> str:
-        desc = self.doc.get("description", "")
-        return desc if isinstance(desc, str) else ""
-
-    @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 

@@ -103,17 +103,13 @@ class Case:
     def model_name(self) -> str:
         """The published model's name where the case is one (views pair on it), else the
         spec's name with the sweep's values."""
-        published = published_model(self.model)
-        if published:
-            return published
-        return self._with_params(self.spec_name)
+        return published_model(self.model) or self._with_params(self.spec_name)
 
     @property
     def label(self) -> str:
         """How the case is shown: its model name, with the sweep's values even where it is
         a published model (four sweep points that are each `llama_lm_head` looked alike)."""
-        published = published_model(self.model)
-        return self._with_params(published) if published else self.model_name
+        return self._with_params(published_model(self.model) or self.spec_name)
 
     def _with_params(self, name: str) -> str:
         if not self.params:
@@ -132,13 +128,12 @@ class Case:
 
     def variants(self) -> list[tuple[str, str | None]]:
         """(backend, compute unit) pairs; compute units apply to coreml only."""
-        out: list[tuple[str, str | None]] = []
-        for backend in self.run.backends:
-            if backend in COMPUTE_UNIT_BACKENDS:
-                out += [(backend, cu) for cu in self.run.compute_units]
-            else:
-                out.append((backend, None))
-        return out
+        units = self.run.compute_units
+        return [
+            (b, cu)
+            for b in self.run.backends
+            for cu in (units if b in COMPUTE_UNIT_BACKENDS else [None])
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,7 @@ and the rules of what Core ML can express (checked once, here; the builder trust
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
@@ -13,17 +13,25 @@ from anemll_spec.spec.base import TARGET_VERSION, Rules, SpecModel, WeightDecl
 SIZE_MAX = 1 << 20
 
 
-def _unused_at_default(data: Any, field: str, used_with: str, default: str) -> Any:
-    """A size the chosen granularity does not use is held at its default: it would give
-    one package two keys (and `group_size: 16` with per_tensor is sweepable that way)."""
-    if isinstance(data, dict) and data.get("granularity", default) != used_with:
-        value = data.get(field)
-        valid = type(value) is int and 0 < value <= SIZE_MAX  # else its problem is reported
-        return {k: v for k, v in data.items() if k != field or not valid}
-    return data
+class _Sized(SpecModel):
+    SIZE: ClassVar[tuple[str, str]]  # the size field, the one granularity that uses it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unused_at_default(cls, data: Any) -> Any:
+        """A size the chosen granularity does not use is held at its default: it would give
+        one package two keys (and `group_size: 16` with per_tensor is sweepable that way)."""
+        field, used_with = cls.SIZE
+        default = cls.model_fields["granularity"].default
+        if isinstance(data, dict) and data.get("granularity", default) != used_with:
+            value = data.get(field)
+            valid = type(value) is int and 0 < value <= SIZE_MAX  # else its problem is reported
+            return {k: v for k, v in data.items() if k != field or not valid}
+        return data
 
 
-class Palettize(SpecModel):
+class Palettize(_Sized):
+    SIZE = ("group_size", "per_grouped_channel")
     nbits: Literal[1, 2, 3, 4, 6, 8]
     """bits per index"""
     granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
@@ -33,24 +41,15 @@ class Palettize(SpecModel):
     mode: Literal["kmeans", "uniform"] = "kmeans"
     """how the LUT is found"""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _group_size_only_grouped(cls, data: Any) -> Any:
-        return _unused_at_default(data, "group_size", "per_grouped_channel", "per_tensor")
 
-
-class Quantize(SpecModel):
+class Quantize(_Sized):
+    SIZE = ("block_size", "per_block")
     dtype: Literal["int8", "int4"]
     """weight dtype"""
     granularity: Literal["per_channel", "per_block"] = "per_channel"
     """scale sharing"""
     block_size: Annotated[int, Field(gt=0, le=SIZE_MAX)] = 32
     """input channels per scale (per_block)"""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _block_size_only_per_block(cls, data: Any) -> Any:
-        return _unused_at_default(data, "block_size", "per_block", "per_channel")
 
 
 class PalettizeForm(SpecModel):

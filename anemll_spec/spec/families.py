@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
@@ -21,6 +21,7 @@ from anemll_spec.spec.compression import Compression
 DIM_MAX = 1 << 20
 Dim = Annotated[int, Field(gt=0, le=DIM_MAX)]
 Tokens = Annotated[int, Field(gt=0, le=1 << 16)]
+Count = Annotated[int, Field(gt=0, le=1024)]
 Layout = Literal["conv", "linear"]
 FP16_ROUNDS_TO_ZERO = 2.0**-25  # half the smallest float16 above 0: this and below are 0
 CONV_HELP = "conv: conv 1x1 heads on (B,C,1,S), fed (B,S,C) like the published model | linear"
@@ -112,7 +113,7 @@ class LmHead(ModelBase):
     """input features"""
     vocab_size: Dim = 128256
     """output logits (split across chunks)"""
-    chunks: Annotated[int, Field(gt=0, le=1024)] = 8
+    chunks: Count = 8
     """number of heads the vocab is split into (ANE: rows <= 16384)"""
     layout: Annotated[Layout, Field(description=CONV_HELP)] = "conv"
     seq_len: Tokens = 1
@@ -181,9 +182,9 @@ class Attention(ModelBase):
     family: Literal["attention"]
     hidden_size: Dim = 4096
     """model width"""
-    heads: Annotated[int, Field(gt=0, le=1024)] = 32
+    heads: Count = 32
     """query heads"""
-    kv_heads: Annotated[int, Field(gt=0, le=1024)] = 8
+    kv_heads: Count = 8
     """key/value heads (grouped-query attention)"""
     head_dim: Annotated[int, Field(gt=0, le=4096)] = 128
     """per-head width"""
@@ -325,27 +326,21 @@ class External(ModelBase):
                     f"{name} applies to built families; an external model's own dtype, "
                     "target and shapes are used",
                 )
-        for name, (low, high) in self.input_ranges.items():
-            if low > high:
-                rules.add(
-                    ("input_ranges", name),
-                    f"must be [low, high] with low <= high, got {[low, high]}",
-                )
-        if self.input_ranges:  # names the model's inputs: read them (not its weights)
-            self._check_input_ranges(rules)
-
-    def _check_input_ranges(self, rules: Rules) -> None:
-        """Each range names an integer input and fits its dtype (a value beyond it
-        wrapped silently when the inputs were cast; a float input's range was ignored)."""
+        if not self.input_ranges:  # else it names the model's inputs: read them (not its weights)
+            return
         import numpy as np
 
         from anemll_spec.text import did_you_mean
 
-        inputs = _input_dtypes(self.path)
-        if inputs is None:
-            return  # a model that cannot be read: bench's preflight says why
+        # Each range names an integer input and fits its dtype (a value beyond it wrapped
+        # silently when the inputs were cast; a float input's range was ignored).
+        inputs = _input_dtypes(self.path)  # None: unreadable, and bench's preflight says why
         for name, (low, high) in self.input_ranges.items():
             where = ("input_ranges", name)
+            if low > high:
+                rules.add(where, f"must be [low, high] with low <= high, got {[low, high]}")
+            if inputs is None:
+                continue
             if name not in inputs:
                 hint = did_you_mean(name, list(inputs))
                 rules.add(where, f"the model has no input {name!r}{hint}")
@@ -387,13 +382,10 @@ def _input_dtypes(path: str) -> dict[str, str] | None:
 
 
 FAMILIES: dict[str, type[ModelBase]] = {
-    "lm_head": LmHead,
-    "ffn": Ffn,
-    "attention": Attention,
-    "matmul": Matmul,
-    "external": External,
+    get_args(cls.model_fields["family"].annotation)[0]: cls
+    for cls in (LmHead, Ffn, Attention, Matmul, External)
 }
-BUILT_FAMILIES = ("lm_head", "ffn", "attention", "matmul")
+BUILT_FAMILIES = tuple(name for name in FAMILIES if name != "external")
 
 
 def _family(value: Any) -> str | None:

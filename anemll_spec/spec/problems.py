@@ -8,6 +8,7 @@ error URLs, no input_type=...).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,15 +21,13 @@ from anemll_spec.text import did_you_mean
 Path_ = tuple[Any, ...]
 
 
+@dataclass
 class Locator:
     """Where a field path sits in the file; a swept field points at its sweep entry."""
 
-    def __init__(
-        self, file: str, positions: Positions, overrides: dict[Path_, Path_] | None = None
-    ):
-        self.file = file
-        self.positions = positions
-        self.overrides = overrides or {}
+    file: str
+    positions: Positions
+    overrides: dict[Path_, Path_] = field(default_factory=dict)
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
         for n in range(len(path), 0, -1):
@@ -46,6 +45,12 @@ class Locator:
     def problem(self, path: Path_, message: str, key: bool = False) -> Problem:
         line, col = self.where(path, key)
         return Problem(self.file, dotted(path), message, line, col)
+
+    def unknown_key(self, path: Path_, allowed: list[str]) -> Problem:
+        """A key no model at `path[:-1]` has, with the closest allowed one."""
+        return self.problem(
+            path, f"unknown key '{path[-1]}'{did_you_mean(path[-1], allowed)}", True
+        )
 
 
 def type_name(value: Any) -> str:
@@ -118,7 +123,9 @@ def convert(exc: ValidationError, doc: dict, at: Locator) -> list[Problem]:
 
 def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
     kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
-    got = f"got {type_name(value)} {value!r}"
+    if kind.startswith("union_tag") and not isinstance(value, dict):
+        kind = "model_type"  # the family's union: `model:` empty or no mapping, said as elsewhere
+    got, mapping = f"got {type_name(value)} {value!r}", f"must be a mapping, got {type_name(value)}"
     simple = {
         "int_type": f"must be an integer, {got}",
         "float_type": f"must be a number, {got}",
@@ -126,9 +133,9 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         "bool_type": f"must be true or false, got {value!r}",
         "string_type": f"must be a string, got {type_name(value)}",
         "list_type": f"must be a list, {got}",
-        "dict_type": f"must be a mapping, got {type_name(value)}",
-        "model_type": f"must be a mapping, got {type_name(value)}",
-        "model_attributes_type": f"must be a mapping, got {type_name(value)}",
+        "dict_type": mapping,
+        "model_type": mapping,
+        "model_attributes_type": mapping,
         "string_pattern_mismatch": "must be letters, digits, '_', '.', '-' (at most 128), "
         "starting with a letter or digit",
     }
@@ -150,38 +157,21 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         what = "section" if path in (("model",),) else "field"
         return [at.problem(path[:-1], f"missing required {what} '{path[-1]}'", key=True)]
     if kind == "extra_forbidden":
-        hint = did_you_mean(path[-1], allowed_keys(path[:-1], doc))
-        return [at.problem(path, f"unknown key '{path[-1]}'{hint}", key=True)]
+        return [at.unknown_key(path, allowed_keys(path[:-1], doc))]
     if kind in ("union_tag_not_found", "union_tag_invalid"):  # the family
-        model = value if isinstance(value, dict) else None
-        if value is None:  # `model:` left empty, said as every other null is
-            return [at.problem(path, "must not be empty (null)")]
-        if model is None:
-            return [at.problem(path, f"must be a mapping, got {type_name(value)}")]
-        if "family" not in model:  # and a key that is no family's is likely it, misspelt
+        if "family" not in value:  # and a key that is no family's is likely it, misspelt
             allowed = allowed_keys(path, doc)
-            unknown = [
-                at.problem(path + (k,), f"unknown key '{k}'{did_you_mean(k, allowed)}", key=True)
-                for k in model
-                if k not in allowed
-            ]
+            unknown = [at.unknown_key(path + (k,), allowed) for k in value if k not in allowed]
             return [at.problem(path, "missing required field 'family'", key=True), *unknown]
         from anemll_spec.spec.families import FAMILIES
 
-        msg = f"unknown value {model['family']!r}; choose one of {', '.join(FAMILIES)}"
+        msg = f"unknown value {value['family']!r}; choose one of {', '.join(FAMILIES)}"
         return [at.problem(path + ("family",), msg)]
     if kind == "compression_form":
-        if isinstance(value, dict) and value:
-            return [
-                at.problem(
-                    path + (k,),
-                    f"unknown key '{k}'{did_you_mean(k, ['palettize', 'quantize'])}",
-                    key=True,
-                )
-                for k in value
-                if k not in ("palettize", "quantize")
-            ] or [at.problem(path, e["msg"])]
-        return [at.problem(path, e["msg"])]
+        forms = allowed_keys(("model", "compression"), doc)
+        keys = value if isinstance(value, dict) else ()
+        unknown = [at.unknown_key(path + (k,), forms) for k in keys if k not in forms]
+        return unknown or [at.problem(path, e["msg"])]
     if kind == "spec_rules":
         return [at.problem(path + tuple(field), message) for field, message in ctx["problems"]]
     if kind == "value_error":

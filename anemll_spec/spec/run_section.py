@@ -82,15 +82,11 @@ class Run(SpecModel):
     cannot split their calls), it is read over a separate pass of back-to-back calls after
     timing; 0: no such pass"""
 
-    @model_validator(mode="before")
+    @field_validator("backends", "compute_units", mode="before")
     @classmethod
-    def _one_is_a_list(cls, data: Any) -> Any:
+    def _one_is_a_list(cls, value: Any) -> Any:
         """`compute_units: CPU_ONLY` means [CPU_ONLY] (and so for backends)."""
-        if isinstance(data, dict):
-            for name in ("backends", "compute_units"):
-                if isinstance(data.get(name), str):
-                    data = {**data, name: [data[name]]}
-        return data
+        return [value] if isinstance(value, str) else value
 
     @field_validator("backends", "compute_units")
     @classmethod

@@ -18,11 +18,10 @@ def sweepable(doc: dict) -> dict[str, list[str]]:
     found_model, found_sweep = doc.get("model"), doc.get("sweep")
     model: dict = found_model if isinstance(found_model, dict) else {}
     sweep: dict = found_sweep if isinstance(found_sweep, dict) else {}
-    families = {model.get("family")}
-    if isinstance(sweep.get("model.family"), list):
-        families |= set(sweep["model.family"])
-    if not families <= set(FAMILIES):  # an unknown family is reported by validation
-        families = set(FAMILIES)
+    swept = sweep.get("model.family")
+    families = [model.get("family"), *(swept if isinstance(swept, list) else [])]
+    if not all(isinstance(f, str) and f in FAMILIES for f in families):  # reported by validation
+        families = list(FAMILIES)
     fields = [f for fam in FAMILIES if fam in families for f in FAMILIES[fam].model_fields]
     return {"model": list(dict.fromkeys(fields)), "run": list(Run.model_fields)}
 

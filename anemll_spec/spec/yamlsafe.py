@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_NODES = 20_000  # nodes after alias expansion
 MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
 MAX_INT_BITS = 64  # every int field is far below; a 5,000-digit one crashed repr()
+TOO_DEEP = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
 
 # byte-order marks of encodings a spec is not in (UTF-32's first: it starts like UTF-16's)
 _BOMS = (
@@ -52,13 +53,15 @@ _CORE = (
 _PLAIN_TAGS = frozenset(_TAG + t for t in ("map", "seq", "str", "int", "float", "bool", "null"))
 
 
+def _refuse(file: str, message: str, *where: int, path: str = "") -> SpecError:
+    """The error of one problem, at `where` (line, column) where it is known."""
+    return SpecError([Problem(file, path, message, *where)])
+
+
 def read_text(path: Path) -> str:
     """Read a spec file, refusing what cannot be a spec."""
     name = str(path)
-
-    def refuse(message: str) -> SpecError:
-        return SpecError([Problem(name, "", message)])
-
+    refuse = partial(_refuse, name)
     try:
         if not path.exists():
             raise refuse("no such file")
@@ -87,7 +90,7 @@ def read_text(path: Path) -> str:
         line = before.count(b"\n") + 1
         column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1  # in characters
         message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8"
-        raise SpecError([Problem(name, "", message, line, column)]) from None
+        raise refuse(message, line, column) from None
 
 
 @cache
@@ -120,25 +123,23 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     try:
         node = _compose(text, file)
     except RecursionError:
-        msg = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
-        raise SpecError([Problem(file, "", msg, *_too_deep(text))]) from None
+        raise _refuse(file, TOO_DEEP, *_too_deep(text)) from None
     except yaml.reader.ReaderError as exc:
         at = exc.position
         where = (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))  # line, column
         char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a byte"
         msg = f"YAML syntax error: character {char} is not allowed in YAML text"
-        raise SpecError([Problem(file, "", msg, *where)]) from None
+        raise _refuse(file, msg, *where) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         msg = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         ctx = getattr(exc, "context", None)
         if ctx:
             msg = f"{ctx}, {msg}"
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        raise SpecError([Problem(file, "", f"YAML syntax error: {msg}", line, col)]) from None
+        marked = (mark.line + 1, mark.column + 1) if mark else ()
+        raise _refuse(file, f"YAML syntax error: {msg}", *marked) from None
     if node is None:
-        raise SpecError([Problem(file, "", "empty document: a spec needs at least name and model")])
+        raise _refuse(file, "empty document: a spec needs at least name and model")
     convert = _Converter(file)
     value = convert(node, ())
     if convert.problems:  # every duplicate or merge key at once
@@ -167,7 +168,7 @@ def _compose(text: str, file: str):
             at = mark.index
             if not text[text.rfind("\n", 0, at) + 1 : at].strip():  # only indentation before
                 msg = "YAML syntax error: a tab indents this line: YAML indents with spaces only"
-                raise SpecError([Problem(file, "", msg, mark.line + 1, mark.column + 1)]) from None
+                raise _refuse(file, msg, mark.line + 1, mark.column + 1) from None
             text = f"{text[:at]} {text[at + 1 :]}"
     return yaml.compose(text, Loader=_loader())  # past the bound: PyYAML's own error
 
@@ -203,7 +204,7 @@ class _Converter:
         self.problems: list[Problem] = []
 
     def refuse(self, node: Any, path: tuple, message: str) -> SpecError:
-        return SpecError([Problem(self.file, dotted(path), message, *_pos(node))])
+        return _refuse(self.file, message, *_pos(node), path=dotted(path))
 
     def __call__(self, node: Any, path: tuple) -> Any:
         import yaml
@@ -218,8 +219,7 @@ class _Converter:
             )
         self.positions.setdefault(path, _pos(node))
         if len(path) > MAX_DEPTH:
-            msg = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
-            raise self.refuse(node, path[:MAX_DEPTH], msg)
+            raise self.refuse(node, path[:MAX_DEPTH], TOO_DEEP)
         if node.tag not in _PLAIN_TAGS:
             # A tag asks for a type the spec does not have (or for Python objects): refuse
             # it, with where it is; untagged nodes resolve to the plain tags below.
