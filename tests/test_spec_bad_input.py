@@ -399,6 +399,11 @@ def test_sweep_over_limit_names_the_flag(cli, tmp_path):
     ok = cli("validate", path, "--max-cases", "400", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "400 cases" in ok.stdout
+    over = cli("validate", path, "--max-cases", "100", cwd=tmp_path)  # 256 is the default
+    assert "over the limit of 100; pass --max-cases 400" in over.stderr, over.stderr
+    for n in ("0", "-1"):  # -1 was told "must be >= 0", which 0 is not either
+        bad = cli("validate", path, "--max-cases", n, cwd=tmp_path)
+        assert bad.returncode == 2 and f"--max-cases: must be > 0, got {n}" in bad.stderr
 
 
 def test_missing_file(cli, tmp_path):

@@ -21,11 +21,15 @@ def nonempty(value: str) -> str:
     return value
 
 
-def nonnegative_int(value: str) -> int:
+def _integer(value: str) -> int:
     try:
-        n = int(value)
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+
+
+def nonnegative_int(value: str) -> int:
+    n = _integer(value)
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
     return n
@@ -46,9 +50,9 @@ def finite_float(value: str) -> float:
 
 
 def positive_int(value: str) -> int:
-    n = nonnegative_int(value)
-    if n == 0:
-        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    n = _integer(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {n}")
     return n
 
 

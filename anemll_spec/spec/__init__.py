@@ -22,6 +22,7 @@ from anemll_spec.errors import Problem, SpecError
 from anemll_spec.hashing import digest
 from anemll_spec.spec.case import Case, published_model
 from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
+from anemll_spec.text import brief
 from anemll_spec.vocab import DEFAULT_MAX_CASES, MAX_CASES_LIMIT
 
 __all__ = [
@@ -110,7 +111,7 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
             else f"--max-cases allows at most {MAX_CASES_LIMIT:,}: split the sweep"
         )
         message = f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
-        raise SpecError([at.problem(("sweep",), f"{message}{max_cases}; {allow}")])
+        raise SpecError([at.problem(("sweep",), f"{message}{max_cases:,}; {allow}")])
     base = {k: v for k, v in spec.doc.items() if k != "sweep"}
     keys = list(spec.sweep)
     per_point: list[tuple[dict, list[Problem]]] = []
@@ -176,7 +177,9 @@ def _repeated_points(
     notes = []
     if dropped:
         n = len(dropped)
-        shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in c.params.items()) for c in dropped[:3])
+        shown = "; ".join(
+            ", ".join(f"{k}={brief(v)}" for k, v in c.params.items()) for c in dropped[:3]
+        )
         more = f"; and {n - 3} more" if n > 3 else ""
         why = (
             " (instances apply with concurrency > 1)"
@@ -206,7 +209,7 @@ def _same_case(
         if a[0] != b[0] and k in lonely
     )
     message = (
-        f"{value!r} makes the same case as {other!r} (both resolve to the same settings): "
+        f"{brief(value)} makes the same case as {brief(other)} (both resolve to the same settings): "
         "each value must make its cases once"
     )
     if key == "run.instances":  # they differ, so the run has one instance
@@ -226,7 +229,7 @@ def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list
     out: list[Problem] = []
     for p, where in points.items():
         if p not in everywhere:
-            first = ", ".join(f"{k}={v!r}" for k, v in where[0].items())
+            first = ", ".join(f"{k}={brief(v)}" for k, v in where[0].items())
             at = (
                 f"sweep point {first}"
                 if len(where) == 1
@@ -238,16 +241,15 @@ def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list
 
 
 def _set_path(target: dict, parts: list[str], value: Any) -> bool:
-    """Set a dotted path in the document; False where its section is not a mapping."""
-    section = target.setdefault(parts[0], {})
-    if section is None:
-        section = target[parts[0]] = {}
-    if not isinstance(section, dict):
-        return False
-    target = section
-    for part in parts[1:-1]:
-        if not isinstance(target.get(part), dict):
+    """Set a dotted path in the document, making the mappings on its way where they are
+    missing, null or `none` (compression's word for none); False where one is another
+    value, which validation then reports where it is written (it was overwritten)."""
+    for part in parts[:-1]:
+        now = target.get(part)
+        if now is None or (part == "compression" and now == "none"):
             target[part] = {}
+        if not isinstance(target[part], dict):
+            return False
         target = target[part]
     target[parts[-1]] = value
     return True

@@ -15,6 +15,7 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator,
 from anemll_spec.spec import compression
 from anemll_spec.spec.base import Dtype, Rules, SpecModel, Target, WeightDecl
 from anemll_spec.spec.compression import Compression
+from anemll_spec.text import quoted
 
 # Upper bounds keep a typo (an extra zero or three) from becoming an hour-long build or a
 # MemoryError: far above any real LLM layer, far below what would exhaust a machine.
@@ -285,7 +286,13 @@ class External(ModelBase):
     def _exists(cls, value: str, info: ValidationInfo) -> str:
         if not value:
             raise ValueError("must be a path string")
-        p = Path(value).expanduser()
+        try:
+            p = Path(value).expanduser()
+        except RuntimeError:  # `~name/...` for a user this machine does not have
+            user = value.split("/", 1)[0]
+            raise ValueError(
+                f"cannot expand {quoted(user)}: no such user (~/ is your home)"
+            ) from None
         if not p.is_absolute():
             p = Path((info.context or {}).get("base", ".")) / p
         if p.suffix not in (".mlpackage", ".mlmodelc"):
@@ -298,8 +305,10 @@ class External(ModelBase):
             if p.suffix == ".mlpackage" and not (p / "Manifest.json").is_file():
                 raise ValueError(f"{p}: not an .mlpackage (Manifest.json missing)")
             return str(p.resolve())
-        except OSError as exc:  # a name too long, a symlink loop: the path is unusable
-            raise ValueError(f"cannot use this path: {exc.strerror or exc}") from None
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop: unusable
+            raise ValueError(
+                f"cannot use this path: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
 
     def int_ranges(self) -> dict[str, tuple[int, int]]:
         return {name: (low, high) for name, (low, high) in self.input_ranges.items()}

@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 
 from anemll_spec.errors import Problem
 from anemll_spec.spec.yamlsafe import Positions, dotted
-from anemll_spec.text import did_you_mean
+from anemll_spec.text import brief, did_you_mean
 
 Path_ = tuple[Any, ...]
 
@@ -125,12 +125,15 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
     kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
     if kind.startswith("union_tag") and not isinstance(value, dict):
         kind = "model_type"  # the family's union: `model:` empty or no mapping, said as elsewhere
-    got, mapping = f"got {type_name(value)} {value!r}", f"must be a mapping, got {type_name(value)}"
+    got, mapping = (
+        f"got {type_name(value)} {brief(value)}",
+        f"must be a mapping, got {type_name(value)}",
+    )
     simple = {
         "int_type": f"must be an integer, {got}",
         "float_type": f"must be a number, {got}",
-        "finite_number": f"must be finite, got {value!r}",
-        "bool_type": f"must be true or false, got {value!r}",
+        "finite_number": f"must be finite, got {brief(value)}",
+        "bool_type": f"must be true or false, got {brief(value)}",
         "string_type": f"must be a string, got {type_name(value)}",
         "list_type": f"must be a list, {got}",
         "dict_type": mapping,
@@ -147,12 +150,14 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         return [at.problem(path, f"must be {_bound(ctx)}, got {value}")]
     if kind == "literal_error":
         return [
-            at.problem(path, f"unknown value {value!r}; choose one of {_choices(ctx['expected'])}")
+            at.problem(
+                path, f"unknown value {brief(value)}; choose one of {_choices(ctx['expected'])}"
+            )
         ]
     if kind in ("too_short", "too_long"):
         if len(path) >= 2 and path[-2] == "input_ranges":
-            return [at.problem(path, f"must be [low, high] integers, got {value!r}")]
-        return [at.problem(path, f"must be a non-empty list, got {value!r}")]
+            return [at.problem(path, f"must be [low, high] integers, got {brief(value)}")]
+        return [at.problem(path, f"must be a non-empty list, got {brief(value)}")]
     if kind == "missing":
         what = "section" if path in (("model",),) else "field"
         return [at.problem(path[:-1], f"missing required {what} '{path[-1]}'", key=True)]
@@ -165,7 +170,7 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
             return [at.problem(path, "missing required field 'family'", key=True), *unknown]
         from anemll_spec.spec.families import FAMILIES
 
-        msg = f"unknown value {value['family']!r}; choose one of {', '.join(FAMILIES)}"
+        msg = f"unknown value {brief(value['family'])}; choose one of {', '.join(FAMILIES)}"
         return [at.problem(path + ("family",), msg)]
     if kind == "compression_form":
         forms = allowed_keys(("model", "compression"), doc)

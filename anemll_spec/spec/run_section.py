@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from anemll_spec.spec.base import BackendName, ComputeUnit, Rules, SpecModel, TorchDevice
+from anemll_spec.text import brief
 from anemll_spec.vocab import Instances
 
 # Run fields that decide *what* is measured (and so enter the case key). The rest only
@@ -94,7 +95,7 @@ class Run(SpecModel):
         """A value listed twice would be measured twice under one key."""
         twice = [v for i, v in enumerate(values) if v in values[:i]]
         if twice:
-            raise ValueError(f"{twice[0]!r} is listed twice")
+            raise ValueError(f"{brief(twice[0])} is listed twice")
         return values
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from typing import Any
 from anemll_spec.errors import Problem
 from anemll_spec.hashing import canonical_json
 from anemll_spec.spec.problems import Locator, allowed_keys
-from anemll_spec.text import did_you_mean
+from anemll_spec.text import brief, did_you_mean
 
 
 def sweepable(doc: dict) -> dict[str, list[str]]:
@@ -82,7 +82,7 @@ def _entry_problem(
     for v in values:
         typed = canonical_json([type(v).__name__, v])  # 1 and 1.0 differ, as in the model
         if typed in seen:
-            return f"{v!r} is listed twice: each value makes its cases once", False
+            return f"{brief(v)} is listed twice: each value makes its cases once", False
         seen.add(typed)
     return None
 

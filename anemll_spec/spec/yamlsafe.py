@@ -25,7 +25,8 @@ from anemll_spec.errors import Problem, SpecError
 from anemll_spec.text import quoted
 
 MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
-MAX_NODES = 20_000  # nodes after alias expansion
+MAX_NODES = 20_000  # nodes, as parsed and again after alias expansion
+MAX_TEXT = MAX_FILE_BYTES  # characters of keys and scalars after alias expansion
 MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
 MAX_INT_BITS = 64  # every int field is far below; a 5,000-digit one crashed repr()
 TOO_DEEP = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
@@ -101,10 +102,16 @@ def _loader() -> type:
     class CoreLoader(yaml.SafeLoader):
         yaml_implicit_resolvers: dict = {}
 
+        nodes = 0
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             """An alias is its anchor's node: a copy marked where the alias is written,
-            so that a problem with the value points there, not at the anchor."""
+            so that a problem with the value points there, not at the anchor. Nodes are
+            counted as they are parsed: a huge list stops here, not after seconds."""
             if not self.check_event(yaml.AliasEvent):
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    raise _TooManyNodes(self.peek_event().start_mark)
                 return super().compose_node(parent, index)
             mark = self.peek_event().start_mark
             node: Any = copy.copy(super().compose_node(parent, index))
@@ -116,12 +123,20 @@ def _loader() -> type:
     return CoreLoader
 
 
+class _TooManyNodes(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain Python values plus their positions."""
     import yaml
 
     try:
         node = _compose(text, file)
+    except _TooManyNodes as exc:
+        msg = f"document has more than {MAX_NODES:,} nodes; specs must be small"
+        raise _refuse(file, msg, exc.mark.line + 1, exc.mark.column + 1) from None
     except RecursionError:
         raise _refuse(file, TOO_DEEP, *_too_deep(text)) from None
     except yaml.reader.ReaderError as exc:
@@ -147,30 +162,90 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     return value, convert.positions
 
 
-MAX_TAB_RETRIES = 64  # separating tabs PyYAML refuses, mended one parse each
-
-
 def _compose(text: str, file: str):
     """yaml.compose, with YAML 1.2's separating tabs: a tab between tokens on a line
     (`m: 8<TAB># note`, `name:<TAB>x`, one left at a line's end) is white space in YAML
     1.2, as an editor's language server reads it, but PyYAML (YAML 1.1) refuses it.
-    Each one PyYAML stops at is read as a space (one character for one: every position
-    holds). A tab in a line's indentation stays refused: YAML indents with spaces only."""
+    Where PyYAML refuses one, every tab after a line's first token is read as a space
+    (one character for one: every position holds), then those inside quoted and block
+    scalars, which are their content, are put back: at most three parses. A tab in a
+    line's indentation stays refused: YAML indents with spaces only."""
     import yaml
 
-    for _ in range(MAX_TAB_RETRIES):
-        try:
-            return yaml.compose(text, Loader=_loader())
-        except yaml.scanner.ScannerError as exc:
-            mark = exc.problem_mark
-            if mark is None or "'\\t'" not in (exc.problem or ""):
-                raise
-            at = mark.index
-            if not text[text.rfind("\n", 0, at) + 1 : at].strip():  # only indentation before
-                msg = "YAML syntax error: a tab indents this line: YAML indents with spaces only"
-                raise _refuse(file, msg, mark.line + 1, mark.column + 1) from None
-            text = f"{text[:at]} {text[at + 1 :]}"
-    return yaml.compose(text, Loader=_loader())  # past the bound: PyYAML's own error
+    loader = _loader()
+    try:
+        return yaml.compose(text, Loader=loader)
+    except yaml.scanner.ScannerError as exc:
+        _tab_indents(exc, text, file)
+    at = _separating_tabs(text)
+    spaced = _with_spaces(text, at)
+    try:
+        node = yaml.compose(spaced, Loader=loader)
+    except yaml.scanner.ScannerError as exc:
+        _tab_indents(exc, spaced, file)
+        raise
+    content = _in_quoted_scalars(node, at)
+    if not content:
+        return node
+    return yaml.compose(_with_spaces(text, sorted(set(at) - content)), Loader=loader)
+
+
+def _tab_indents(exc: Any, text: str, file: str) -> None:
+    """Re-raise `exc` unless a tab stopped PyYAML; refuse a tab that indents a line."""
+    mark = exc.problem_mark
+    if mark is None or "'\\t'" not in (exc.problem or ""):
+        raise exc
+    at = mark.index
+    if not text[text.rfind("\n", 0, at) + 1 : at].strip():  # only indentation before
+        msg = "YAML syntax error: a tab indents this line: YAML indents with spaces only"
+        raise _refuse(file, msg, mark.line + 1, mark.column + 1) from None
+
+
+def _separating_tabs(text: str) -> list[int]:
+    """Positions of the tabs that follow a line's first non-blank character."""
+    out, blank = [], True
+    for i, c in enumerate(text):
+        if c == "\n":
+            blank = True
+        elif c == "\t":
+            if not blank:
+                out.append(i)
+        elif c != " ":
+            blank = False
+    return out
+
+
+def _with_spaces(text: str, at: list[int]) -> str:
+    chars = list(text)
+    for i in at:
+        chars[i] = " "
+    return "".join(chars)
+
+
+def _in_quoted_scalars(root: Any, at: list[int]) -> set[int]:
+    """The positions in `at` that lie inside a quoted or block scalar (its content)."""
+    import bisect
+
+    import yaml
+
+    found: set[int] = set()
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if node.style in ('"', "'", "|", ">"):
+                lo = bisect.bisect_left(at, node.start_mark.index)
+                hi = bisect.bisect_left(at, node.end_mark.index)
+                found.update(at[lo:hi])
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(x for pair in node.value for x in pair)
+        else:
+            stack.extend(node.value)
+    return found
 
 
 def _too_deep(text: str) -> Pos | tuple[()]:
@@ -201,6 +276,7 @@ class _Converter:
         self.file = file
         self.positions: Positions = {}
         self.nodes = 0
+        self.chars = 0  # of keys and scalars, aliases expanded
         self.problems: list[Problem] = []
 
     def refuse(self, node: Any, path: tuple, message: str) -> SpecError:
@@ -237,7 +313,7 @@ class _Converter:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self.refuse(key_node, path, "keys must be plain scalars")
-            key = key_node.value
+            key = self.text(key_node, path, key_node.value)
             where = (self.file, dotted(path + (key,)))
             if key == "<<" and key_node.style is None:
                 msg = "YAML merge keys (<<) are not supported: write the fields out"
@@ -250,9 +326,25 @@ class _Converter:
             out[key] = self(value_node, path + (key,))
         return out
 
+    def text(self, node: Any, path: tuple, text: str) -> str:
+        """A key's or a scalar's text, counted against MAX_TEXT (an alias of a long string,
+        repeated, is small on disk and huge once expanded), and valid Unicode (YAML's
+        escapes can write a lone surrogate, which no encoder takes)."""
+        self.chars += len(text)
+        if self.chars > MAX_TEXT:
+            msg = f"document expands to more than {MAX_TEXT:,} characters (an alias bomb?)"
+            raise self.refuse(node, path, msg)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(text[exc.start])
+            msg = f"not valid Unicode: \\u{code:04x} is a lone surrogate (write the character)"
+            raise self.refuse(node, path, msg) from None
+        return text
+
     def scalar(self, node: Any, path: tuple) -> Any:
         """A scalar by its tag (resolved by the core schema, or written explicitly)."""
-        kind, text = node.tag[len(_TAG) :], node.value
+        kind, text = node.tag[len(_TAG) :], self.text(node, path, node.value)
         try:
             if kind == "null":
                 return None

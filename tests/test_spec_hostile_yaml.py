@@ -1,0 +1,137 @@
+"""Spec files written to hurt: values that cost far more once expanded than on disk, text
+no encoder takes, many separating tabs, paths through values that are not mappings.
+Each is refused (or read) with a located one-line error, exit 2, quickly and briefly:
+the bounds are checked by counting (characters, parses, nodes), not by timing."""
+
+from __future__ import annotations
+
+import pytest
+from test_spec_bad_input import GOOD, line_of, refused, write
+
+
+def test_an_aliased_long_string_repeated_is_refused_in_one_line(cli, tmp_path):
+    """106 KB on disk, 200 MB once every alias is a copy: it wrote 200 MB of errors."""
+    text = GOOD.replace("name: t", "name: t\ndescription: &b " + "a" * 100_000)
+    text = text.replace(
+        "backends: [numpy]",
+        "backends: [numpy]\n  compute_units: [" + ", ".join(["*b"] * 2000) + "]",
+    )
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert len(err.splitlines()) == 1 and len(err) < 300, err[:500]
+    line = line_of(text, "compute_units")
+    assert (
+        f":{line}:" in err and "expands to more than 1,048,576 characters (an alias bomb?)" in err
+    )
+
+
+def test_echoed_values_are_cut_to_a_pointer(cli, tmp_path):
+    long = "x" * 5000
+    text = GOOD.replace("backends: [numpy]", f"backends: [numpy]\n  compute_units: [{long}]")
+    text += f"sweep:\n  run.device: [{long}1, {long}1]\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert err.count("\n") >= 2 and max(map(len, err.splitlines())) < 400, err[:600]
+    assert "unknown value 'xxxx" in err and "…" in err
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "line"),
+    [
+        ("model.path", 'model: {family: external, path: "\\ud800.mlpackage"}', 2),
+        ("run.device", 'model: {family: matmul, m: 8, k: 8, n: 8}\nrun: {device: "\\udc80"}', 3),
+        ("run", 'model: {family: matmul, m: 8, k: 8, n: 8}\nrun: {"\\udc80": 1}', 3),
+        ("description", 'description: "a\\ud800"\nmodel: {family: matmul, m: 8, k: 8, n: 8}', 2),
+    ],
+)
+def test_a_lone_surrogate_is_refused_where_it_is(cli, tmp_path, where, text, line):
+    """YAML's \\u escapes can write half a UTF-16 pair: a traceback from pydantic's encoder,
+    pydantic's own wording, or (description) stored as is."""
+    err = refused(cli, tmp_path, write(tmp_path, f"name: t\n{text}\n"))
+    assert f":{line}:" in err and f" {where}: not valid Unicode: " in err, err
+    assert "is a lone surrogate" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_home_of_no_user_is_said_so(cli, tmp_path):
+    """`~models/x` for `~/models/x`: expanduser raised RuntimeError, a traceback."""
+    text = "name: t\nmodel: {family: external, path: ~nosuchuser99/m.mlpackage}\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert err.strip().endswith(
+        ":2:33: model.path: cannot expand '~nosuchuser99': no such user (~/ is your home)"
+    ), err
+
+
+def test_many_separating_tabs_cost_two_parses_not_one_each(tmp_path, monkeypatch):
+    """One parse per tab PyYAML refused: 64 tabs in a 200 KB file took 269 s."""
+    import yaml
+
+    from anemll_spec.spec import load_cases
+
+    calls = []
+    compose = yaml.compose
+    monkeypatch.setattr(yaml, "compose", lambda *a, **k: calls.append(1) or compose(*a, **k))
+    text = GOOD.replace("iterations: 5", "iterations:\t5") + "".join(
+        f"k{i}:\t1\t# note\t\n" for i in range(64)
+    )
+    from anemll_spec.errors import SpecError
+
+    with pytest.raises(SpecError) as exc:
+        load_cases(write(tmp_path, text))
+    assert len(calls) == 2  # as written (refused), then every separating tab a space
+    assert len(exc.value.problems) == 64  # every unknown key found, each located
+    assert {p.line for p in exc.value.problems if p.path.startswith("k")} == set(
+        range(line_of(text, "k0:"), line_of(text, "k63:") + 1)
+    )
+
+
+def test_tabs_inside_quoted_and_block_scalars_stay_tabs():
+    """Only separating tabs become spaces: a tab in a quoted or block scalar is content."""
+    from anemll_spec.spec.yamlsafe import load_yaml
+
+    value, pos = load_yaml("a: \"x\ty\"\t# c\nb: |\n  p\tq\n  r\nc: [1,\t2]\nd:\t'u\tv'\n", "t")
+    assert value == {"a": "x\ty", "b": "p\tq\nr\n", "c": [1, 2], "d": "u\tv"}
+    assert pos[("d",)] == (6, 4)  # positions hold: one character for one
+
+
+def test_nodes_are_counted_while_parsing(cli, tmp_path):
+    """A 600 KB list of 300,000 numbers was parsed whole (seconds, hundreds of MB) before
+    the converter counted its nodes; it stops at the 20,001st now, and says where."""
+    text = GOOD + "description: [" + ",".join(["1"] * 300_000) + "]\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    line = line_of(text, "description")
+    # the 20,001st node: name/model/run and their fields come first
+    assert f":{line}:" in err and "document has more than 20,000 nodes" in err, err
+
+
+@pytest.mark.parametrize(
+    ("base", "swept", "said"),
+    [
+        (
+            "run:\n  backends: [numpy]\n  tolerance: garbage\n",
+            "run.tolerance.min_cosine: [0.9, 0.99]",
+            "run.tolerance: must be a mapping, got a string",
+        ),
+        (
+            "run:\n  backends: [numpy]\n  tolerance: [1, 2]\n",
+            "run.tolerance.min_cosine: [0.9, 0.99]",
+            "run.tolerance: must be a mapping, got a list",
+        ),
+    ],
+)
+def test_a_sweep_through_a_value_that_is_no_mapping_does_not_overwrite_it(
+    cli, tmp_path, base, swept, said
+):
+    """The value on the sweep's path was replaced by {} and the spec passed."""
+    text = "name: t\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n" + base + f"sweep: {{{swept}}}\n"
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert f":{line_of(text, 'tolerance:')}:" in err and said in err, err
+
+
+def test_a_swept_compression_field_over_none_makes_the_compression(tmp_path):
+    """`compression: none` is compression's word for no mapping: a sweep inside it makes one."""
+    from anemll_spec.spec import load_cases
+
+    text = (
+        "name: t\nmodel: {family: matmul, m: 8, k: 8, n: 64, compression: none}\n"
+        "run: {backends: [numpy]}\nsweep: {model.compression.palettize.nbits: [4, 6]}\n"
+    )
+    cases = load_cases(write(tmp_path, text))[1]
+    assert [c.model.compression.palettize.nbits for c in cases] == [4, 6]
