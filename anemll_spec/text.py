@@ -33,7 +33,11 @@ def did_you_mean(key: object, allowed: list[str]) -> str:
     """The hint after an unknown name: the closest allowed one, else all of them."""
     import difflib
 
-    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    word = str(key)
+    close = difflib.get_close_matches(word, allowed, n=3)
+    # a name the typo starts with, or that starts with it, beats a closer-scored one:
+    # `warmups` means `warmup` (a count), not `warmup_s` (seconds)
+    hint = [c for c in close if word.startswith(c) or c.startswith(word)] or close
     return f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
 
 

@@ -135,3 +135,11 @@ def test_a_swept_compression_field_over_none_makes_the_compression(tmp_path):
     )
     cases = load_cases(write(tmp_path, text))[1]
     assert [c.model.compression.palettize.nbits for c in cases] == [4, 6]
+
+
+def test_did_you_mean_prefers_the_name_the_typo_starts_with(cli, tmp_path):
+    """`warmups` was told 'warmup_s' (seconds; difflib scores it 0.933) for `warmup` (0.923)."""
+    text = GOOD.replace("iterations: 5", "iterations: 5\n  warmups: 1\n  iteration: 3")
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert "run.warmups: unknown key 'warmups'; did you mean 'warmup'?" in err, err
+    assert "run.iteration: unknown key 'iteration'; did you mean 'iterations'?" in err, err
