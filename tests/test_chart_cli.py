@@ -373,3 +373,18 @@ def test_by_os_through_the_cli(cli, tmp_path):
     open_store(empty).close()
     r = cli("chart", "factors", "--by", "os", "--store", empty, "--out", tmp_path / "e")
     assert r.returncode == 2 and "no measured runs to compare across OS versions" in r.stderr
+
+
+def test_a_report_against_a_measured_baseline_says_so_in_its_heading(cli, store, tmp_path):
+    """`--baseline` a chip the store measured: the factors are against its own rows, and
+    the heading said "Comparison with published results" all the same."""
+    out = tmp_path / "own.html"
+    r = cli("report", "--store", store["path"], "--run", store["lm_b"], "--out", out,
+            "--baseline", "M4 Max")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "<h2>Comparison with baseline M4 Max (measured) and with published results</h2>" in html
+    assert "Comparison with published results (baseline" not in html
+    assert "M4 Max (own, " in html  # each row says what its factor is against
+    r = cli("report", "--store", store["path"], "--run", store["lm_b"], "--out", out, "--force")
+    assert "<h2>Comparison with published results (baseline M1 Max)</h2>" in out.read_text()

@@ -24,9 +24,24 @@ PUBLISHED_NOTE = (
 )
 
 
+def _published(source: object) -> bool:
+    return str(source).startswith("published: ")
+
+
+def _heading(baseline: str, *, own_baseline: bool) -> str:
+    """The section's title: its factors are against the baseline chip's published figures,
+    or (where the store holds that chip's own runs) its measured ones, as each row says."""
+    if own_baseline:
+        return (
+            f"<h2>Comparison with baseline {esc(baseline)} (measured) and with published "
+            "results</h2>"
+        )
+    return f"<h2>Comparison with published results (baseline {esc(baseline)})</h2>"
+
+
 def factor_cells(row: dict[str, Any]) -> str:
     """GB/s, latency, both factors and what they are against: one table's cells."""
-    row = {**row, "own": not str(row.get("source")).startswith("published: ")}
+    row = {**row, "own": not _published(row.get("source"))}
     return (
         num(row["bandwidth_gbps"])
         + num(row["latency_ms"])
@@ -55,7 +70,7 @@ FACTOR_HEADS = (
 def published_section(con, run_id: str, cases: list[dict], opts: Options, charts) -> str:
     """The run's own rows in chip_factors, the published figures of the same models,
     and the factors chart of those models."""
-    head = f"<h2>Comparison with published results (baseline {esc(opts.baseline)})</h2>"
+    head = _heading(opts.baseline, own_baseline=False)
     published_models = {r["model"] for r in fetch(con, "SELECT DISTINCT model FROM reference")}
     measured = sorted({c["model_name"] for c in cases if c["model_name"] in published_models})
     if not measured:
@@ -70,13 +85,15 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
            ORDER BY model, backend, compute_units, case_id""",
         [opts.baseline, run_id],
     )
+    own = [r for r in own if r["model"] in measured]
+    if any(r["baseline_source"] and not _published(r["baseline_source"]) for r in own):
+        head = _heading(opts.baseline, own_baseline=True)
     rows = [
         "<tr>"
         + "".join(f"<td>{esc(v)}</td>" for v in (r["chip"], r["model"], factors.how(r)))
         + factor_cells(r)
         + "</tr>"
         for r in own
-        if r["model"] in measured
     ]
     own_html = (
         "<table><tr><th>chip</th><th>model</th><th>backend</th>"
