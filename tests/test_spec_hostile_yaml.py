@@ -143,3 +143,18 @@ def test_did_you_mean_prefers_the_name_the_typo_starts_with(cli, tmp_path):
     err = refused(cli, tmp_path, write(tmp_path, text))
     assert "run.warmups: unknown key 'warmups'; did you mean 'warmup'?" in err, err
     assert "run.iteration: unknown key 'iteration'; did you mean 'iterations'?" in err, err
+
+
+def test_a_base_value_the_sweep_writes_into_says_so(cli, tmp_path):
+    """Every point shares the problem, so it was reported as the base line's alone, and the
+    user's valid `quantize` line was blamed without a word about the sweep."""
+    text = (
+        "name: t\nmodel:\n  family: matmul\n  m: 8\n  k: 8\n  n: 64\n"
+        "  compression: {quantize: {dtype: int8}}\nrun: {backends: [numpy]}\n"
+        "sweep: {model.compression.palettize.nbits: [4, 6]}\n"
+    )
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert err.strip().endswith(
+        ":7:16: model.compression: must be 'none', {palettize: {...}} or {quantize: {...}} "
+        "(the sweep sets model.compression.palettize.nbits inside it)"
+    ), err

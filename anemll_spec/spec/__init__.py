@@ -144,7 +144,7 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
             same_as[len(points)] = first
         points.append((combo, Case(valid.name, index, valid.model, valid.run, params)))
     twice, spec.notes = _repeated_points(spec, keys, points, same_as)
-    found = list(spec.problems) + _located_sweep_problems(per_point) + twice
+    found = list(spec.problems) + _located_sweep_problems(per_point, keys) + twice
     if found:  # in the file's order
         raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
     return [case for n, (_, case) in enumerate(points) if n not in same_as]
@@ -217,10 +217,13 @@ def _same_case(
     return Locator(str(spec.path), spec.positions).problem(("sweep", key, i), message)
 
 
-def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list[Problem]:
+def _located_sweep_problems(
+    per_point: list[tuple[dict, list[Problem]]], keys: list[str]
+) -> list[Problem]:
     """A problem shared by every sweep point is the base document's: report it once.
     One that only some points have is caused by the sweep: report it once too, saying at
-    which point (or how many, with the first)."""
+    which point (or how many, with the first). One about a value the sweep writes into
+    says so: it is the base's line, but the mix of the two is the problem."""
     everywhere = set.intersection(*(set(ps) for _, ps in per_point)) if per_point else set()
     points: dict[Problem, list[dict]] = {}
     for params, point_problems in per_point:
@@ -228,7 +231,11 @@ def _located_sweep_problems(per_point: list[tuple[dict, list[Problem]]]) -> list
             points.setdefault(p, []).append(params)
     out: list[Problem] = []
     for p, where in points.items():
-        if p not in everywhere:
+        shared = p in everywhere
+        inside = [k for k in keys if p.path and k.startswith(f"{p.path}.")]
+        if inside:
+            p = replace(p, message=f"{p.message} (the sweep sets {inside[0]} inside it)")
+        if not shared:
             first = ", ".join(f"{k}={brief(v)}" for k, v in where[0].items())
             at = (
                 f"sweep point {first}"
