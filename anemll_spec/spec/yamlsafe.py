@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import Problem, SpecError
+from anemll_spec.spec.yamltabs import in_quoted_scalars, separating_tabs, with_spaces
 from anemll_spec.text import quoted
 
 MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
@@ -177,17 +178,17 @@ def _compose(text: str, file: str):
         return yaml.compose(text, Loader=loader)
     except yaml.scanner.ScannerError as exc:
         _tab_indents(exc, text, file)
-    at = _separating_tabs(text)
-    spaced = _with_spaces(text, at)
+    at = separating_tabs(text)
+    spaced = with_spaces(text, at)
     try:
         node = yaml.compose(spaced, Loader=loader)
     except yaml.scanner.ScannerError as exc:
         _tab_indents(exc, spaced, file)
         raise
-    content = _in_quoted_scalars(node, at)
+    content = in_quoted_scalars(node, at)
     if not content:
         return node
-    return yaml.compose(_with_spaces(text, sorted(set(at) - content)), Loader=loader)
+    return yaml.compose(with_spaces(text, sorted(set(at) - content)), Loader=loader)
 
 
 def _tab_indents(exc: Any, text: str, file: str) -> None:
@@ -199,53 +200,6 @@ def _tab_indents(exc: Any, text: str, file: str) -> None:
     if not text[text.rfind("\n", 0, at) + 1 : at].strip():  # only indentation before
         msg = "YAML syntax error: a tab indents this line: YAML indents with spaces only"
         raise _refuse(file, msg, mark.line + 1, mark.column + 1) from None
-
-
-def _separating_tabs(text: str) -> list[int]:
-    """Positions of the tabs that follow a line's first non-blank character."""
-    out, blank = [], True
-    for i, c in enumerate(text):
-        if c == "\n":
-            blank = True
-        elif c == "\t":
-            if not blank:
-                out.append(i)
-        elif c != " ":
-            blank = False
-    return out
-
-
-def _with_spaces(text: str, at: list[int]) -> str:
-    chars = list(text)
-    for i in at:
-        chars[i] = " "
-    return "".join(chars)
-
-
-def _in_quoted_scalars(root: Any, at: list[int]) -> set[int]:
-    """The positions in `at` that lie inside a quoted or block scalar (its content)."""
-    import bisect
-
-    import yaml
-
-    found: set[int] = set()
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            if node.style in ('"', "'", "|", ">"):
-                lo = bisect.bisect_left(at, node.start_mark.index)
-                hi = bisect.bisect_left(at, node.end_mark.index)
-                found.update(at[lo:hi])
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend(x for pair in node.value for x in pair)
-        else:
-            stack.extend(node.value)
-    return found
 
 
 def _too_deep(text: str) -> Pos | tuple[()]:
