@@ -123,6 +123,37 @@ def test_a_password_is_redacted_whole(target, shown):
     assert lake_target.redact(f"ducklake:{target}") == f"ducklake:{shown}"
 
 
+@pytest.mark.parametrize(
+    "conninfo, at",
+    [  # the password's own quote, an unclosed quote, a word without '=' (a password?)
+        ("host=db password=Sup3r'Secret dbname=s1 data_path=/tmp/x", 41),
+        ("host=db password='Sup3r Secret dbname=s1 data_path=/tmp/x", 36),
+        ("host=db Sup3rSecret dbname=s1", 27),
+    ],
+)
+def test_an_unreadable_target_never_shows_its_password(cli, tmp_path, conninfo, at):
+    """The target as far as it was read, redacted, and the position where reading
+    stopped: the text there was quoted (20 characters of it, the password among them)."""
+    target = f"ducklake:postgres:{conninfo}"
+    spec = next((ROOT / "specs").glob("*.yaml"))
+    for args in (
+        ["push", "--store", tmp_path / "l.duckdb", "--to", target],
+        ["bench", spec, "--store", target],
+        ["query", "SELECT 1", "--store", target],
+    ):
+        out = cli(*args, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert "Traceback" not in out.stderr and "Secret" not in out.stderr, out.stderr
+        assert f"cannot read the connection string at character {at} " in out.stderr
+        assert f"store '{lake_target.redact(target[: at - 1])}...'" in out.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_quote_that_never_closes_is_redacted_to_the_end():
+    shown = lake_target.redact("ducklake:postgres:host=h password='s3 cr3t dbname=x")
+    assert shown == "ducklake:postgres:host=h password=***"
+
+
 def test_a_plain_path_is_still_a_file_store(tmp_path):
     from anemll_spec.store import store_path
 

@@ -83,8 +83,13 @@ def _split_data_path(info: str, text: str) -> tuple[str, str | None]:
         return urlunsplit(parts._replace(query=rest)), (data[-1] if data else None)
     try:
         pairs = _kv_pairs(info)
-    except ValueError as exc:
-        raise InputError(f"store {redact(text)!r}: {exc}") from None
+    except ValueError as exc:  # shown up to there: what follows may be a password
+        at = len(text) - len(info) + int(exc.args[0])
+        raise InputError(
+            f"store {redact(text[:at]) + '...'!r}: cannot read the connection string at "
+            f"character {at + 1} (the rest is not shown: it may hold a password); write "
+            "key=value pairs, a value with a space or quote 'in quotes' with \\' and \\\\ escaped"
+        ) from None
     data = [v for k, v in pairs if k == "data_path"]
     rest = " ".join(f"{k}={_kv_quote(v)}" for k, v in pairs if k != "data_path")
     return rest, (data[-1] if data else None)
@@ -94,12 +99,13 @@ _KV = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)")
 
 
 def _kv_pairs(info: str) -> list[tuple[str, str]]:
-    """libpq key=value pairs (values may be 'quoted' with \\ escapes)."""
+    """libpq key=value pairs (values may be 'quoted' with \\ escapes); ValueError(position)
+    where they cannot be read (never the text there: it may be a password)."""
     out, pos = [], 0
     while info[pos:].strip():
         m = _KV.match(info, pos)
         if m is None:
-            raise ValueError(f"cannot read the connection string at {info[pos : pos + 20]!r}")
+            raise ValueError(pos + len(info[pos:]) - len(info[pos:].lstrip()))
         value = m.group(2)
         if value.startswith("'"):
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
@@ -123,8 +129,11 @@ def _absolute(path: str | None) -> str | None:
 _KEYS = "|".join(SECRET_KEYS)
 # key=value (libpq): a quoted value, or an unquoted one, which runs to the next space
 # (a quote closing the SQL string around it is left: `ATTACH '...password=pw' AS`)
+# (a quote that never closes runs to the end: `password='s3 cr3t` hid only `'s3`)
 _SECRET_KV = re.compile(
-    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)('(?:[^'\\]|\\.)*'|\S+?(?='?(?:\s|$)))", re.I
+    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'|'(?:[^'\\]|\\.)*\\?$|\S+?(?='?(?:\s|$)))",
+    re.I | re.S,
 )
 # a URI's query parameter runs to the next '&'
 _SECRET_QUERY = re.compile(r"([?&](?:" + _KEYS + r")=)[^&\s]*", re.I)
