@@ -31,6 +31,7 @@ from anemll_spec.store import (
 )
 from anemll_spec.store.connection import default_target
 from anemll_spec.store.fallback import BenchStore
+from anemll_spec.store.schema import sql_literal
 from anemll_spec.store.sync import copy_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,6 +266,50 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
     )
     ok = cli("query", reads, "--json", env=env)
     assert ok.returncode == 0 and json.loads(ok.stdout) == [{"n": 6}], ok.stderr
+
+
+def test_query_never_shows_the_catalogs_connection_string(postgres, tmp_path, cli, monkeypatch):
+    """DuckDB's views of its attachments and settings show the catalog's connection
+    string, password and all (the view duckdb_databases printed it while the function
+    duckdb_databases() was refused); they are refused, and a failed query is redacted."""
+    from anemll_spec.cli import query
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    target = postgres.target(
+        postgres.new_db("t_" + uuid.uuid4().hex[:12]), tmp_path / "d", password=True
+    )
+    fill(target, n_runs=1)
+    for sql in (
+        "SELECT path FROM duckdb_databases WHERE database_name = 'lake'",
+        "SELECT path::INT FROM duckdb_databases",  # the value in the cast's error
+        "SUMMARIZE duckdb_databases",
+        "SELECT * FROM (FROM system.main.duckdb_databases)",
+        "WITH x AS (SELECT * FROM duckdb_databases) SELECT max(path) FROM x",
+        "SELECT (SELECT max(file) FROM pragma_database_list)",
+        "SELECT * FROM pg_catalog.pg_settings",
+        "SELECT current_setting('allowed_paths')",  # holds the connection string too
+        "SELECT * FROM duckdb_settings()",
+        "SELECT * FROM duckdb_secrets()",
+        "SELECT * FROM duckdb_extensions()",
+        "SELECT * FROM duckdb_logs",
+    ):
+        out = cli("query", sql, "--format", "csv", "--store", target)
+        assert out.returncode == 2, (sql, out.stdout, out.stderr)
+        assert pg.PASSWORD not in out.stdout + out.stderr, (sql, out.stdout, out.stderr)
+        assert out.stderr.count("\n") == 1 and "not allowed" in out.stderr, (sql, out.stderr)
+    for sql in (  # the views that describe the schema stay readable
+        "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = 'lake'",
+        "SELECT count(*) FROM duckdb_schemas WHERE database_name = 'lake'",
+        "SELECT count(*) FROM sqlite_master WHERE name = 'samples'",
+    ):
+        out = cli("query", sql, "--format", "csv", "--store", target)
+        assert out.returncode == 0 and int(out.stdout.split()[-1]) >= 1, (sql, out.stderr)
+    # DuckDB's own text quotes what it could not convert: redacted
+    with pytest.raises(duckdb.ConversionException) as cast:
+        duckdb.connect().execute(f"SELECT {sql_literal(target)}::INT")
+    failed = query._failed(target, cast.value)
+    assert pg.PASSWORD in str(cast.value) and pg.PASSWORD not in str(failed)
+    assert isinstance(failed, InputError) and "password=***" in str(failed)
 
 
 # ---------------------------------------------------------------- migrations

@@ -381,3 +381,40 @@ def rows_of(target) -> list:
         return con.execute("SELECT run_id FROM runs").fetchall()
     finally:
         con.close()
+
+
+def test_a_server_lost_under_a_query_is_the_stores_failure(postgres, tmp_path, capsys, monkeypatch):
+    """The catalog server stops after the query is checked and before it runs (for real):
+    one line naming the store's failure, exit 1 as docs/store.md says (it was `query
+    failed: ...`, exit 2, the user's input), the password never shown."""
+    from fixtures.store.synth import case, new_run
+
+    from anemll_spec.cli import main
+    from anemll_spec.cli import query as query_cli
+    from anemll_spec.store import append_case, finish_run
+
+    db = postgres.new_db("q_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "lake-data", password=True)
+    run_id = new_run(target)
+    append_case(target, run_id, case(), [5_000_000, 5_100_000])
+    finish_run(target, run_id, "finished")
+    real = query_cli._checkpoints
+
+    def stop_then_check(statements):
+        postgres.stop("immediate")
+        return real(statements)
+
+    monkeypatch.setattr(query_cli, "_checkpoints", stop_then_check)
+    capsys.readouterr()
+    try:
+        code = main(["query", "SELECT count(*) FROM runs", "--store", target])
+    finally:
+        postgres.start()
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and pg.PASSWORD not in err, err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        f"anemll-spec query: error: the shared store {lake_target.redact(target)}"
+    )
+    assert " failed during the query: " in err, err
+    assert len(rows_of(target)) == 1  # the server is back, the store as it was

@@ -121,7 +121,11 @@ def fetch(con, sql: str, params: list | tuple = ()) -> list[dict[str, Any]]:
         names = [d[0] for d in cur.description]
         rows = cur.fetchall()
     except duckdb.Error as exc:
-        msg = str(exc).split("\n")[0]
+        from anemll_spec.store import lake, lake_target
+
+        if lake.transient(exc):  # the shared store's server went away: exit 1 (cli.main)
+            raise
+        msg = lake_target.redact(str(exc).split("\n")[0])
         raise InputError(f"the chart's query failed (check --where / --model): {msg}") from None
     return [{n: _jsonable(v) for n, v in zip(names, r, strict=True)} for r in rows]
 

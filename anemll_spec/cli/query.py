@@ -73,11 +73,24 @@ def run(args: argparse.Namespace) -> int:
             columns = [d[0] for d in cur.description]
             rows = cur.fetchall()
         except duckdb.Error as exc:  # its text may quote store data: escaped
-            raise InputError(f"query failed: {one_line(str(exc))}") from None
+            raise _failed(target, exc) from None
     finally:
         con.close()
     sys.stdout.write(render(columns, rows, fmt))
     return 0
+
+
+def _failed(target: str, exc: BaseException) -> Exception:
+    """The query's error: the shared store's server lost under it is the store's failure
+    (exit 1); anything else is the query's (exit 2). Redacted either way: DuckDB may quote
+    the catalog's connection string."""
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import lake, lake_target
+
+    if lake_target.is_lake(target) and lake.transient(exc):
+        parsed = lake_target.parse_target(target)
+        return lake.failed(parsed.shown, exc, " during the query", target=parsed)
+    return InputError(f"query failed: {one_line(lake_target.redact(str(exc)))}")
 
 
 def one_line(message: str) -> str:

@@ -10,11 +10,15 @@ postgres extension's functions reach the catalog's server past that (postgres_ex
 runs its text in a transaction that a leading COMMIT ends: writes, server files), and
 table functions run SQL of their own (query, json_execute_serialized_sql) or read files.
 So no function named postgres_* is allowed, and of the built-in table functions only
-those that read nothing outside the query (READ_TABLE_FUNCTIONS).
+those that read nothing outside the query (READ_TABLE_FUNCTIONS); nor a built-in view
+that calls another (duckdb_databases and pragma_database_list show the attach path, the
+catalog's connection string with its password; pg_settings shows the settings), nor
+current_setting() (the setting allowed_paths holds that connection string too).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -53,12 +57,22 @@ READ_TABLE_FUNCTIONS = frozenset(
         "duckdb_columns",
         "duckdb_tables",
         "duckdb_views",
+        "duckdb_schemas",
+        "duckdb_constraints",
+        "duckdb_indexes",
+        "duckdb_sequences",
+        "duckdb_dependencies",
         "duckdb_functions",
         "duckdb_types",
         "duckdb_keywords",
         "pragma_table_info",
     }
 )
+
+
+# scalar functions that read DuckDB's settings: allowed_paths holds the catalog's
+# connection string, password and all (DuckDB 1.5.5)
+SETTING_FUNCTIONS = frozenset({"current_setting"})
 
 
 class SandboxedConnection:
@@ -110,7 +124,8 @@ def check(con, sql: str) -> None:
                 "(only SELECT and EXPLAIN)"
             )
         inner = re.sub(r"^\s*EXPLAIN\s+", "", text, flags=re.I) if kind == "EXPLAIN" else text
-        for name in _functions(con, inner):
+        functions, relations = _names(con, inner)
+        for name in functions:
             low = name.lower()
             bare = low.rsplit(".", 1)[-1]
             if (
@@ -119,6 +134,17 @@ def check(con, sql: str) -> None:
                 or (bare in tables and bare not in READ_TABLE_FUNCTIONS)
             ):
                 raise InputError(f"the shared store is read-only here: {name}() is not allowed")
+            if bare in SETTING_FUNCTIONS:
+                raise InputError(
+                    f"on the shared store {name}() is not allowed: a setting holds the "
+                    "catalog's connection string"
+                )
+        refused = relations & _refused_views()
+        if refused:
+            raise InputError(
+                f"on the shared store the view {min(refused)} is not allowed: it shows "
+                "DuckDB's attached databases, settings or logs (the catalog's connection string)"
+            )
 
 
 def _table_functions(con) -> set[str]:
@@ -130,16 +156,52 @@ def _table_functions(con) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _functions(con, sql: str) -> set[str]:
-    """Every function name in a SELECT, from DuckDB's own parse tree."""
+@functools.cache
+def _refused_views() -> frozenset[str]:
+    """DuckDB's own views (lower-case names) that call a table function refused here,
+    directly or through another such view, judged from their SQL (so a view a later DuckDB
+    adds is judged alike) once per process, on a bare connection (the built-in views are
+    the same on every connection; listing them on the lake's lists its catalog too). In
+    DuckDB 1.5.5: duckdb_databases, pragma_database_list, pg_database, pg_settings,
+    duckdb_logs, pg_prepared_statements."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT lower(view_name), lower(sql) FROM duckdb_views() WHERE internal"
+        ).fetchall()
+        refused_functions = _table_functions(con) - READ_TABLE_FUNCTIONS
+    finally:
+        con.close()
+    calls = {v: set(re.findall(r"([a-z_]\w*)\s*\(", sql or "")) for v, sql in rows}
+    words = {v: set(re.findall(r"[a-z_]\w*", sql or "")) for v, sql in rows}
+    refused = {v for v, called in calls.items() if called & refused_functions}
+    while True:  # a view of a refused view (as sqlite_schema reads sqlite_master)
+        more = {v for v, w in words.items() if v not in refused and w & refused}
+        if not more:
+            return frozenset(refused)
+        refused |= more
+
+
+def _names(con, sql: str) -> tuple[set[str], set[str]]:
+    """Every function name in a SELECT, and every table or view it names (lower-case,
+    without catalog or schema), from DuckDB's own parse tree."""
     (tree,) = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     doc = json.loads(tree)
-    if doc.get("error"):  # DESCRIBE, SHOW...: no tree; look at the words instead
-        return set(re.findall(r"[A-Za-z_][\w.]*(?=\s*\()", sql))
+    if doc.get("error"):  # no tree: look at the words instead (every word may be a table)
+        words = set(re.findall(r"[A-Za-z_][\w.]*", sql))
+        return (
+            set(re.findall(r"[A-Za-z_][\w.]*(?=\s*\()", sql)),
+            {w.lower().rsplit(".", 1)[-1] for w in words},
+        )
     names: set[str] = set()
+    relations: set[str] = set()
 
     def walk(node) -> None:
         if isinstance(node, dict):
+            if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
+                relations.add(node["table_name"].lower())
             for key, value in node.items():
                 if key == "function_name" and isinstance(value, str):
                     names.add(value)
@@ -150,4 +212,4 @@ def _functions(con, sql: str) -> set[str]:
                 walk(item)
 
     walk(doc)
-    return names
+    return names, relations
