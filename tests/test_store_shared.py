@@ -312,6 +312,31 @@ def test_query_never_shows_the_catalogs_connection_string(postgres, tmp_path, cl
     assert isinstance(failed, InputError) and "password=***" in str(failed)
 
 
+def test_query_and_charts_read_a_store_whose_data_path_is_a_url(postgres, tmp_path, cli):
+    """data_path=file:///...: the sandbox allowed the data folder only when it was no URL,
+    so query and every chart failed on its Parquet files (Permission Error, exit 2).
+    Object storage (s3://) takes the same branch but is untested: no bucket here."""
+    local = tmp_path / "mine.duckdb"
+    rng = np.random.default_rng(7)
+    rid = begin_run(local, run(), host())
+    wall = samples_ns(rng, 3000, 5.0)  # more rows than DuckLake inlines into its catalog
+    append_case(local, rid, case(wall=wall), wall)
+    finish_run(local, rid, "finished")
+    db = postgres.new_db("t_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, f"file://{tmp_path}/lake/")
+    env = {"PGPASSWORD": pg.PASSWORD}
+    push = cli("push", "--store", local, "--to", target, env=env)
+    assert push.returncode == 0, push.stderr
+    assert list((tmp_path / "lake").rglob("*.parquet"))  # the samples are in Parquet files
+    q = cli("query", "SELECT count(*) AS n, sum(wall_ns) AS s FROM samples", "--json",
+            "--store", target, env=env)  # fmt: skip
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout) == [{"n": 3000, "s": int(wall.sum())}]
+    ch = cli("chart", "latency", "--out", tmp_path / "charts", "--store", target, env=env)
+    assert ch.returncode == 0, ch.stderr
+    assert list((tmp_path / "charts").glob("*.html"))
+
+
 # ---------------------------------------------------------------- migrations
 
 

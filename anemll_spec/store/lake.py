@@ -285,9 +285,10 @@ def _sandboxed(con):
     from anemll_spec.store.lake_sandbox import SandboxedConnection
 
     folder = data_path(con)
-    if folder and "://" not in folder:
+    if folder:  # a path or a URL (file://, s3://): DuckDB matches either as a prefix
         from anemll_spec.store.schema import sql_literal
 
+        # (file:// is tested; object storage is not: no httpfs extension or bucket here)
         con.execute(f"SET allowed_directories = [{sql_literal(folder)}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
