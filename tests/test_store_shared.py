@@ -512,6 +512,33 @@ def test_a_push_is_checked_like_import_and_all_or_nothing(shared, tmp_path, cli)
     assert rows(shared, "SELECT count(*) FROM runs") == [(0,)]  # not even the good run
 
 
+def test_a_refused_push_or_pull_names_the_source_store_and_table(postgres, tmp_path, cli):
+    """The runs travel through a temporary bundle, deleted when the command ends: a refusal
+    from its checks named that file (/tmp/anemll-sync-.../runs.parquet), not the store
+    the runs came from (redacted) and the table."""
+    target = postgres.target(postgres.new_db("t_" + uuid.uuid4().hex[:12]), tmp_path / "d",
+                             password=True)  # fmt: skip
+    local = tmp_path / "mine.duckdb"
+    fill(local, n_runs=1)
+    fill(target, n_runs=1)
+    con = duckdb.connect(str(local))
+    con.execute("UPDATE runs SET spec_name = repeat('x', 5000)")
+    con.close()
+    con = open_store(target)
+    con.execute("UPDATE runs SET spec_name = repeat('y', 5000)")
+    con.close()
+    too_long = ": a value of runs.spec_name is 5,000 characters long; the limit is 256\n"
+    out = cli("push", "--store", local, "--to", target)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr == f"anemll-spec push: error: {local}{too_long}"
+    assert rows(target, "SELECT count(*) FROM runs") == [(2,)]  # nothing written
+    new = tmp_path / "new.duckdb"
+    out = cli("pull", "--from", target, "--store", new)
+    assert out.returncode == 2 and pg.PASSWORD not in out.stderr, out.stderr
+    assert out.stderr == f"anemll-spec pull: error: {lake_target.redact(target)}{too_long}"
+    assert not new.exists()
+
+
 def test_a_refused_pull_into_a_new_store_leaves_no_file(tmp_path):
     local = tmp_path / "mine.duckdb"
     ids = fill(local, n_runs=1)

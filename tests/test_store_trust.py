@@ -314,7 +314,7 @@ def test_text_over_its_limit_is_refused_before_anything_is_staged(good, victim, 
     dest, before = victim
     bomb = rewrite(good, tmp_path / "bomb.parquet", sub("spec_yaml", "runs", "repeat('a', 300000)"))
     assert bomb.stat().st_size < 60_000  # compressed: small on disk, large inside
-    assert_refused(dest, before, [bomb], "a value of spec_yaml is 300,000 characters long")
+    assert_refused(dest, before, [bomb], "a value of runs.spec_yaml is 300,000 characters long")
 
 
 def test_a_bundle_over_the_size_limit_is_refused_from_its_footer(

@@ -48,10 +48,13 @@ STAGED_ROW_BYTES = 80  # measured: 300 M staged sample rows took 20 GB
 MAX_FILE_BYTES = MAX_BUNDLE_BYTES  # on disk
 
 
-def read_header(path: Path) -> dict:
+def read_header(path: Path, name: str | None = None) -> dict:
     """The bundle's key-value metadata and columns, checked; InputError if it is no bundle
-    or over the size limits. Reads the parquet footer only (no row data)."""
-    _check_file(path)
+    or over the size limits. Reads the parquet footer only (no row data). `name`: what
+    messages call the file (push/pull: the store its runs came from, not a temp file);
+    kept in the header for `stage`."""
+    where = name or str(path)
+    _check_file(path, where)
     con = duckdb.connect()
     try:
         try:
@@ -69,12 +72,14 @@ def read_header(path: Path) -> dict:
                 "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)", [str(path)]
             ).fetchone()  # type: ignore[misc]
         except duckdb.Error as exc:
-            raise InputError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
+            raise InputError(
+                f"{where}: not a readable parquet file ({_first_line(exc, path, where)})"
+            ) from None
     finally:
         con.close()
     if uncompressed > MAX_BUNDLE_BYTES:
         raise InputError(
-            f"{path}: {uncompressed:,} bytes uncompressed, over the limit of "
+            f"{where}: {uncompressed:,} bytes uncompressed, over the limit of "
             f"{MAX_BUNDLE_BYTES:,} for one bundle (export fewer runs per bundle)"
         )
     kv = {}
@@ -83,21 +88,21 @@ def read_header(path: Path) -> dict:
         if k.startswith(KEY):
             kv[k[len(KEY) :]] = bytes(v).decode("utf-8", "replace")
     if kv.get("bundle") != BUNDLE_KIND:
-        raise InputError(f"{path}: not an anemll-spec results bundle (no {KEY}bundle metadata)")
+        raise InputError(f"{where}: not an anemll-spec results bundle (no {KEY}bundle metadata)")
     try:
         version = int(kv.get("schema_version", ""))
     except ValueError:
         raise InputError(
-            f"{path}: unreadable schema_version {quoted(kv.get('schema_version'))}"
+            f"{where}: unreadable schema_version {quoted(kv.get('schema_version'))}"
         ) from None
     if version > schema.SCHEMA_VERSION:
         raise InputError(
-            f"{path}: bundle of schema v{version}, written by a newer anemll-spec "
+            f"{where}: bundle of schema v{version}, written by a newer anemll-spec "
             f"(this one reads v{schema.SCHEMA_VERSION}): upgrade anemll-spec"
         )
     if version < MIN_VERSION:
         raise InputError(
-            f"{path}: bundle of schema v{version}; this anemll-spec imports bundles of "
+            f"{where}: bundle of schema v{version}; this anemll-spec imports bundles of "
             f"v{MIN_VERSION} to v{schema.SCHEMA_VERSION}"
         )
     try:
@@ -107,8 +112,8 @@ def read_header(path: Path) -> dict:
         ):
             raise ValueError
     except (KeyError, ValueError, TypeError, AttributeError):
-        raise InputError(f"{path}: missing or malformed {KEY}counts metadata") from None
-    _check_rows(path, int(rows), counts)
+        raise InputError(f"{where}: missing or malformed {KEY}counts metadata") from None
+    _check_rows(where, int(rows), counts)
     expected = schema.bundle_columns(version)
     found = {str(r[0]): str(r[1]) for r in described}
     missing = sorted(set(expected) - set(found))
@@ -119,14 +124,20 @@ def read_header(path: Path) -> dict:
             parts.append(f"missing columns {', '.join(missing)}")
         if extra:
             parts.append(f"unknown columns {', '.join(quoted(e) for e in extra[:10])}")
-        raise InputError(f"{path}: {'; '.join(parts)}")
+        raise InputError(f"{where}: {'; '.join(parts)}")
     wrong = [f"{n} is {found[n]}, expected {t}" for n, t in expected.items() if found[n] != t]
     if wrong:
-        raise InputError(f"{path}: wrong column types: {'; '.join(wrong)}")
-    return {"version": version, "counts": counts, "meta": kv, "columns": set(expected)}
+        raise InputError(f"{where}: wrong column types: {'; '.join(wrong)}")
+    return {
+        "version": version,
+        "counts": counts,
+        "meta": kv,
+        "columns": set(expected),
+        "name": where,
+    }
 
 
-def _check_rows(path: Path, rows: int, counts: dict[str, int]) -> None:
+def _check_rows(where: str, rows: int, counts: dict[str, int]) -> None:
     """The footer's row count, before a row is read: it must be what the counts say, and
     staging it must fit. Constant columns compress to nothing, so a file of a few hundred
     KB (and few uncompressed bytes by the footer's reckoning) can hold 300 million rows."""
@@ -134,17 +145,17 @@ def _check_rows(path: Path, rows: int, counts: dict[str, int]) -> None:
 
     if rows != sum(counts.values()):
         raise InputError(
-            f"{path}: the file holds {rows:,} rows, its counts say {sum(counts.values()):,}"
+            f"{where}: the file holds {rows:,} rows, its counts say {sum(counts.values()):,}"
         )
     if rows > MAX_BUNDLE_ROWS:
         raise InputError(
-            f"{path}: {rows:,} rows, over the limit of {MAX_BUNDLE_ROWS:,} for one bundle "
+            f"{where}: {rows:,} rows, over the limit of {MAX_BUNDLE_ROWS:,} for one bundle "
             "(export fewer runs per bundle)"
         )
-    check_alloc(rows * STAGED_ROW_BYTES, str(path), f"staging its {rows:,} rows needs about")
+    check_alloc(rows * STAGED_ROW_BYTES, where, f"staging its {rows:,} rows needs about")
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, where: str) -> None:
     """A bundle is a regular file of bounded size (never opened otherwise: a FIFO
     would block, a folder is no bundle)."""
     import stat
@@ -152,36 +163,40 @@ def _check_file(path: Path) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError(f"{where}: no such file") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise InputError(f"{where}: cannot read it ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path}: is a folder, not a bundle file")
+        raise InputError(f"{where}: is a folder, not a bundle file")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{path}: is not a regular file (a FIFO, socket or device), not a bundle")
+        raise InputError(f"{where}: is not a regular file (a FIFO, socket or device), not a bundle")
     if st.st_size > MAX_FILE_BYTES:
-        raise InputError(f"{path}: {st.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+        raise InputError(f"{where}: {st.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
 
 
-def _check_text_lengths(con, path: Path, columns: set[str]) -> None:
-    """Every text column within its limit, measured on the file (streamed, nothing kept)
-    before anything is staged."""
-    limits: dict[str, int] = {}
-    for t in BUNDLE_TABLES:
-        for c in t.columns:
-            if c.name in columns and c.text_limit is not None:
-                limits[c.name] = max(limits.get(c.name, 0), c.text_limit)
-    names = sorted(limits)
-    sql = ", ".join(f"coalesce(max(length({n})), 0)" for n in names)
+def _check_text_lengths(con, path: Path, where: str, columns: set[str]) -> None:
+    """Every text column within its table's limit, measured on the file per table
+    (streamed, nothing kept) before anything is staged."""
+    limits = {
+        t.name: {c.name: c.text_limit for c in t.columns if c.name in columns and c.text_limit}
+        for t in BUNDLE_TABLES
+    }
+    names = sorted({n for table in limits.values() for n in table})
+    sql = ", ".join(f"max(length({n}))" for n in names)
     try:
-        longest = con.execute(f"SELECT {sql} FROM read_parquet(?)", [str(path)]).fetchone()
+        longest = con.execute(
+            f'SELECT "table", {sql} FROM read_parquet(?) GROUP BY "table"', [str(path)]
+        ).fetchall()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: unreadable bundle ({first_line(exc)})") from None
-    for n, got in zip(names, longest, strict=True):
-        if got > limits[n]:
-            raise InputError(
-                f"{path}: a value of {n} is {got:,} characters long; the limit is {limits[n]:,}"
-            )
+        raise InputError(f"{where}: unreadable bundle ({_first_line(exc, path, where)})") from None
+    for table, *lengths in sorted(longest, key=lambda r: str(r[0])):
+        for n, got in zip(names, lengths, strict=True):
+            limit = limits.get(table, {}).get(n)  # (rows of unknown tables: stage refuses)
+            if limit is not None and got is not None and got > limit:
+                raise InputError(
+                    f"{where}: a value of {table}.{n} is {got:,} characters long; "
+                    f"the limit is {limit:,}"
+                )
 
 
 def file_sha256(path: Path) -> str:
@@ -208,15 +223,18 @@ def stage(
     The one way rows from elsewhere are staged: import and push/pull both call it.
     Returns check_staged's counts and `staged` (table -> temp table); `recomputed`: see
     check_staged."""
-    _check_text_lengths(con, path, header["columns"])
+    where = header.get("name") or str(path)
+    _check_text_lengths(con, path, where, header["columns"])
     try:
         kinds = con.execute('SELECT DISTINCT "table" FROM read_parquet(?)', [str(path)]).fetchall()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: unreadable bundle ({first_line(exc)})") from None
+        raise InputError(f"{where}: unreadable bundle ({_first_line(exc, path, where)})") from None
     carried = {t.name for t in schema.bundle_tables(header["version"])}
     bad = sorted(str(k[0]) for k in kinds if k[0] not in carried)
     if bad:
-        raise InputError(f"{path}: rows of unknown tables: {', '.join(quoted(b) for b in bad[:5])}")
+        raise InputError(
+            f"{where}: rows of unknown tables: {', '.join(quoted(b) for b in bad[:5])}"
+        )
     staged = {t.name: f"{prefix}_{t.name}" for t in BUNDLE_TABLES}
     for t in BUNDLE_TABLES:
         cols = ", ".join(
@@ -230,11 +248,13 @@ def stage(
                 [str(path), t.name],
             )
         except duckdb.Error as exc:
-            raise InputError(f"{path}: unreadable bundle ({first_line(exc)})") from None
+            raise InputError(
+                f"{where}: unreadable bundle ({_first_line(exc, path, where)})"
+            ) from None
         (n,) = con.execute(f"SELECT count(*) FROM {staged[t.name]}").fetchone()
         if n != header["counts"].get(t.name, 0):
             raise InputError(
-                f"{path}: {t.name} has {n} rows but the bundle says "
+                f"{where}: {t.name} has {n} rows but the bundle says "
                 f"{header['counts'].get(t.name, 0)}"
             )
     checked = check_staged(con, staged, label=label, origin=origin, recomputed=recomputed)
@@ -245,6 +265,11 @@ def first_line(exc: BaseException) -> str:
     """An error's first line (DuckDB's messages run on with context), or its type."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _first_line(exc: BaseException, path: Path, where: str) -> str:
+    """first_line, the file named as the messages name it."""
+    return first_line(exc).replace(str(path), where)
 
 
 def advance_status(con, runs: str) -> int:

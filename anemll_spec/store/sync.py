@@ -67,12 +67,13 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     created = None if lake_target.is_lake(dst) else store_path(dst)
     if created is not None and created.exists():
         created = None
+    label = lake_target.redact(src)
     with tempfile.TemporaryDirectory(prefix="anemll-sync-") as tmp:
         path = Path(tmp) / "runs.parquet"
         exported = export_bundle(src, path, run_refs)
-        header = read_header(path)
+        header = read_header(path, name=label)  # a refusal names the store, not the temp file
         try:
-            counts = _merge(dst, path, header, origin, label=lake_target.redact(src))
+            counts = _merge(dst, path, header, origin, label=label)
         except BaseException:
             forget_created(created)  # a pull refused: no empty store left behind
             raise
