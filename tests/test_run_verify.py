@@ -72,13 +72,82 @@ def test_vocab_axis_in_both_layouts():
     assert top1_agreement(a, b, 4) == 0.0
 
 
-def test_a_non_finite_reference_fails_with_the_reason():
+def test_a_non_finite_reference_leaves_nothing_to_verify_against():
+    """An fp16 reference that overflowed is no reference: skipped, as a reference executor
+    that failed is (it failed the case, whose outputs were right)."""
     out = {"y": np.ones(8, np.float32)}
     ref = {"y": np.array([1, 1, np.inf, 1, 1, 1, 1, 1], np.float32)}
     tol = Tolerance(max_abs_error=0.1, rel_l2_error=0.1, min_cosine=0.9)
     v = check_outputs(out, ref, tol)
-    assert v.status == "fail" and "reference has 1 non-finite" in v.note
+    assert v.status == "skipped" and "reference has 1 non-finite" in v.note
     assert v.max_abs_error is None  # nothing infinite reaches the store
+
+
+def test_non_finite_values_equal_to_the_reference_pass_and_others_fail():
+    """An additive mask's -inf, where the reference has it too, is right: it failed."""
+    mask = np.triu(np.full((6, 6), -np.inf), 1)
+    ref = np.arange(36.0).reshape(6, 6) / 10 + mask
+    out = ref + np.where(np.isfinite(ref), 1e-3, 0.0)
+    v = check_outputs({"y": out}, {"y": ref}, DEFAULT_TOL)
+    finite = np.isfinite(ref)
+    a, b = out[finite], ref[finite]
+    assert v.status == "pass" and v.max_abs_error == pytest.approx(1e-3)
+    assert v.rel_l2_error == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b))
+    assert v.note == "15 non-finite values equal the reference's (left out of the figures)"
+    flipped = np.where(np.isfinite(ref), out, np.inf)  # +inf where the reference has -inf
+    assert check_outputs({"y": flipped}, {"y": ref}, DEFAULT_TOL).status == "skipped"
+    out[0, 0] = np.nan  # where the reference is finite: wrong
+    v = check_outputs({"y": out}, {"y": ref}, DEFAULT_TOL)
+    assert v.status == "fail" and v.note.startswith("1 non-finite output values")
+
+
+def test_a_small_wrong_output_beside_a_large_right_one_fails_and_is_named():
+    """32,000 right logits and 64 hidden values all zero: the concatenated figures passed
+    (rel_l2 4.6e-4, cosine 0.9999999)."""
+    rng = np.random.default_rng(0)
+    ref = {"logits": rng.standard_normal(32000), "hidden": 0.01 * rng.standard_normal(64)}
+    out = {"logits": ref["logits"].copy(), "hidden": np.zeros(64)}
+    v = check_outputs(out, ref, DEFAULT_TOL)
+    a = np.concatenate([out[k] for k in ref])
+    b = np.concatenate(list(ref.values()))
+    assert v.rel_l2_error == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b))
+    assert v.rel_l2_error < DEFAULT_TOL.rel_l2_error  # the stored figure is the whole's
+    assert v.status == "fail"
+    assert (
+        v.note
+        == "beyond tolerance: rel_l2_error 1 > 0.01 in output hidden; cosine 0 < 0.999 in output hidden"
+    ), v.note
+
+
+def test_an_all_zero_reference_holds_to_max_abs_only():
+    """Its rel_l2 was the absolute norm and its cosine 0.0: an error of 1e-6 failed."""
+    v = check_outputs({"y": np.full(100, 1e-6)}, {"y": np.zeros(100)}, DEFAULT_TOL)
+    assert (v.status, v.max_abs_error, v.rel_l2_error, v.cosine) == ("pass", 1e-6, None, None)
+    assert "the reference is all zeros: max_abs_error only" in v.note
+    v = check_outputs({"y": np.full(100, 0.5)}, {"y": np.zeros(100)}, DEFAULT_TOL)
+    assert v.status == "fail" and v.note.startswith("beyond tolerance: max_abs_error 0.5 >")
+
+
+def test_identical_outputs_meet_a_cosine_of_exactly_one():
+    x = np.random.default_rng(1).standard_normal(100_000)
+    v = check_outputs(
+        {"y": x.copy()}, {"y": x}, Tolerance(max_abs_error=0, rel_l2_error=0, min_cosine=1)
+    )
+    assert (v.status, v.cosine, v.rel_l2_error, v.max_abs_error) == ("pass", 1.0, 0.0, 0.0)
+
+
+def test_a_classifier_that_passes_is_shown_as_a_pass():
+    """Its verdict has no max_abs_error (labels only): bench's summary raised TypeError."""
+    from types import SimpleNamespace
+
+    from anemll_spec.cli.bench import _verify
+    from anemll_spec.verify import Verdict
+
+    assert _verify(SimpleNamespace(verdict=Verdict("pass"))) == "pass"
+    assert (
+        _verify(SimpleNamespace(verdict=Verdict("pass", max_abs_error=0.0123)))
+        == "pass (max err 0.012)"
+    )
 
 
 RNG_TOP1 = np.random.default_rng(3)

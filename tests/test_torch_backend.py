@@ -377,3 +377,24 @@ def test_closing_a_cuda_session_gives_the_thread_its_stream_back(cache, tmp_path
     assert torch.cuda.current_stream() != before  # the session's own stream, while timing
     sess.close()
     assert torch.cuda.current_stream() == before
+
+
+def test_float32_is_not_run_in_tf32(cache):
+    """cuDNN's convolutions default to TF32 (10-bit mantissas) in torch, matmuls do not:
+    an fp32 conv-layout head on CUDA was timed and verified at TF32, saying nothing. A
+    fresh process, so the switches are torch's defaults until a program loads."""
+    import subprocess
+    import sys
+
+    path = build(lm_head(**HEAD, dtype="float32"), cache_dir=cache).path
+    code = (
+        "import sys, torch\n"
+        "from anemll_spec.executor.torch_runner import load_torch\n"
+        "before = torch.backends.cudnn.allow_tf32\n"
+        "load_torch(sys.argv[1], device='cpu')\n"
+        "print(before, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "False", "False"], out.stdout + out.stderr

@@ -201,7 +201,7 @@ def _verify(m: Any) -> str:
     v = m.verdict
     if v is None:
         return "-"
-    if v.status == "pass":
+    if v.status == "pass" and v.max_abs_error is not None:  # None: a classifier's labels
         return f"pass (max err {v.max_abs_error:.2g})"
     return v.status
 

@@ -220,6 +220,14 @@ def _host(v: Any) -> np.ndarray:
     return np.asarray(arr)
 
 
+def no_tf32() -> None:
+    """float32 means float32: cuDNN convolutions run in TF32 (10-bit mantissas) by torch's
+    default, unlike matmuls, so an fp32 conv-layout head would be timed and verified at
+    TF32. Process-wide switches, set for every program this process runs."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def load_torch(
     path: str | Path,
     *,
@@ -238,6 +246,7 @@ def load_torch(
     device_checks: check runtime indices and slice bounds on the device (default: on CUDA).
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
+    no_tf32()
     if dtype not in ("auto", "float16", "float32"):
         raise InputError(f"torch dtype {dtype!r}: one of auto, float16, float32")
     ops = TorchOps(dev, None if dtype == "auto" else dtype, gemv=gemv, device_checks=device_checks)
