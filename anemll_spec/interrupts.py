@@ -1,4 +1,5 @@
-"""Imports that keep a Ctrl-C.
+"""Work that a Ctrl-C holds off for, to end it whole: imports, a timed variant's statistics,
+a case being stored (`deferred`).
 
 coremltools' package __init__ wraps its optional imports in bare `except:` clauses, so a
 Ctrl-C that lands inside one of them, during the seconds `import coremltools` takes, is
@@ -6,27 +7,34 @@ caught there and the command goes on building; worse, one that lands in a module
 standard library that coremltools imports (asyncio) leaves that module half made, and
 the import fails later with an unrelated NameError. Importing through `import_module`
 notes the first Ctrl-C and raises it once the import has returned (a few seconds at
-most), so no module is cut off half-way; a second Ctrl-C stops at once.
+most), so no module is cut off half-way; a second Ctrl-C stops at once. Likewise the
+statistics of calls already timed (a sustained run's million calls take ~20 s) and the
+store's write of a measured case: cut, they would throw the measurement away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
 
 
-def import_module(name: str) -> ModuleType:
-    """`importlib.import_module(name)`, raising KeyboardInterrupt once it returns (or
-    fails) if a Ctrl-C arrived during it; a second Ctrl-C raises it at once."""
+@contextlib.contextmanager
+def deferred(on_first: Callable[[], None] | None = None) -> Iterator[None]:
+    """Ctrl-C held off until the block ends: the first is noted (`on_first` says what
+    happens meanwhile) and raised as KeyboardInterrupt when the block returns or fails; a
+    second raises at once. Outside the main thread, or under another SIGINT handler (an
+    enclosing deferred block), the block runs as it is."""
     if (
-        name in sys.modules
-        or threading.current_thread() is not threading.main_thread()  # signals: main only
+        threading.current_thread() is not threading.main_thread()  # signals: main only
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # not ours
     ):
-        return importlib.import_module(name)
+        yield
+        return
     interrupted = False
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -34,10 +42,12 @@ def import_module(name: str) -> ModuleType:
         if interrupted:  # the second: the user insists
             raise KeyboardInterrupt
         interrupted = True
+        if on_first is not None:
+            on_first()
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
-        module = importlib.import_module(name)
+        yield
     except Exception as exc:
         if interrupted:
             raise KeyboardInterrupt from exc
@@ -46,4 +56,12 @@ def import_module(name: str) -> ModuleType:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:
         raise KeyboardInterrupt
-    return module
+
+
+def import_module(name: str) -> ModuleType:
+    """`importlib.import_module(name)`, raising KeyboardInterrupt once it returns (or
+    fails) if a Ctrl-C arrived during it; a second Ctrl-C raises it at once."""
+    if name in sys.modules:
+        return importlib.import_module(name)
+    with deferred():
+        return importlib.import_module(name)

@@ -73,6 +73,7 @@ class Sustained:
     window_s: float
     duration_s: float
     interrupted: bool = False  # Ctrl-C after two or more windows: these are kept
+    grid_start_ns: int = 0  # window i ends with the first call past this + (i + 1) window_s
 
 
 def judge(
@@ -137,6 +138,10 @@ def run_sustained(
 
     reader: a power reader (anemll_spec.power.open_reader), started and stopped around
     each window. thermal: a callable read at each window's end (power.thermal).
+    Windows lie on a grid from the first timed call: window i ends with the first call to
+    end past start + (i + 1) * window_s, so the run ends one call past duration_s, and
+    where calls outlast window_s (each window then holds one) it ends at duration_s with
+    fewer windows (at least two), never at n_windows calls.
     Ctrl-C after two windows ends the run early, with `interrupted` set and the windows
     finished so far (the one in progress is dropped); before that, it propagates."""
     if window_s <= 0 or duration_s < 2 * window_s:
@@ -153,11 +158,16 @@ def run_sustained(
     windows: list[Window] = []
     interrupted = False
     guarded = guard(reader) if reader is not None else None
+    window_ns = int(window_s * 1e9)
+    begin_ns = time.perf_counter_ns()
     try:
         for i in range(n_windows):
+            if len(windows) >= 2 and time.perf_counter_ns() >= begin_ns + n_windows * window_ns:
+                break  # calls outlast the windows: duration_s is up
             if guarded is not None:
                 guarded.start()
-            samples, starts, start_ns, end_ns = _time_window(fn, int(window_s * 1e9))
+            until = begin_ns + (i + 1) * window_ns
+            samples, starts, start_ns, end_ns = _time_window(fn, until)
             energy = guarded.stop() if guarded is not None else None
             therm = thermal() if thermal else None
             w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
@@ -174,11 +184,11 @@ def run_sustained(
     verdict = judge(
         windows[0].samples_ns, windows[-1].samples_ns, [w.thermal for w in windows], seed=seed
     )
-    return Sustained(windows, verdict, window_s, duration_s, interrupted)
+    return Sustained(windows, verdict, window_s, duration_s, interrupted, begin_ns)
 
 
-def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Time calls until `span_ns` of wall time has passed since the window began: (latencies,
+def _time_window(fn: Callable[[], object], until: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Time calls until perf_counter_ns passes `until` (at least one call): (latencies,
     start times, window start, window end). A call starts while the window is open (its
     start is the clock read just after that check) and the window ends when its last call
     ends. Same timed region as the harness (the call alone), GC off while timing; samples
@@ -188,13 +198,14 @@ def _time_window(fn: Callable[[], object], span_ns: int) -> tuple[np.ndarray, np
     append, append_start = samples.append, starts.append
     with gc_paused():
         start = pc()
-        until = start + span_ns
         t1 = start
-        while t1 < until:
+        while True:
             t0 = pc()
             fn()
             t1 = pc()
             append(t1 - t0)
             append_start(t0)
+            if t1 >= until:
+                break
     lat = np.frombuffer(samples, dtype=np.int64).copy()
     return lat, np.frombuffer(starts, dtype=np.int64).copy(), start, t1

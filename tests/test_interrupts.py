@@ -94,3 +94,32 @@ def test_an_import_that_fails_after_a_ctrl_c_stops_as_interrupted(tmp_path):
     r = _import(tmp_path, "i.import_module", fails)
     assert "went on" not in r.stdout and r.stderr.strip().endswith("KeyboardInterrupt")
     assert "NameError: half made" in r.stderr  # the cause is kept, chained
+
+
+def _deferred(body: str) -> subprocess.CompletedProcess:
+    code = (
+        "import os, signal, time, anemll_spec.interrupts as i\n"
+        "try:\n"
+        "    with i.deferred(lambda: print('noted', flush=True)):\n"
+        f"{body}"
+        "        print('block ended', flush=True)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('raised after', flush=True)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+
+
+def test_a_deferred_block_ends_whole_and_then_raises_the_ctrl_c():
+    """The statistics of timed calls and a case's write: cut, they lose the measurement."""
+    one = "        os.kill(os.getpid(), signal.SIGINT); time.sleep(0.3)\n"
+    r = _deferred(one)
+    assert r.stdout.split("\n")[:4] == ["noted", "block ended", "raised after", "True"], r
+    two = one + "        os.kill(os.getpid(), signal.SIGINT); time.sleep(0.3)\n"
+    r = _deferred(two)  # a second Ctrl-C: at once, the block does not end
+    assert r.stdout.split("\n")[:3] == ["noted", "raised after", "True"], r
+    r = _deferred("        time.sleep(0.01)\n")  # no Ctrl-C: nothing raised
+    assert r.stdout.split("\n")[:2] == ["block ended", "True"], r

@@ -4,6 +4,7 @@ samples, never from the runner's own objects."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import time
@@ -107,7 +108,8 @@ def test_distinct_instances_each_load_their_own_weights(tmp_path):
     assert res.status == "finished", [m.error for m in res.results]
     (case,) = _one(store, "SELECT * FROM cases")
     assert case["instances"] == "distinct" and case["concurrency"] == 2
-    assert case["n_samples"] == 40  # both instances' calls, pooled
+    # both instances' calls, pooled: one ran its 20, the other stopped with it
+    assert 20 < case["n_samples"] <= 40
     assert _reimported_cases(store, tmp_path) == 1
     (m,) = res.results
     assert any("distinct weights" in n for n in m.notes)
@@ -333,3 +335,80 @@ def test_too_few_samples_for_a_ci_are_said(tmp_path):
     (m,) = res.results
     assert len(m.wall_ns) == 3
     assert "only 3 samples: the 95% CI of the median is about their range" in " ".join(m.notes)
+
+
+def test_calls_that_outlast_the_windows_end_at_duration_not_one_call_per_window():
+    """8 ms calls in 1 ms windows for 0.5 s: 500 windows of one call each took 5 s."""
+    from anemll_spec.sustained import run_sustained
+
+    res = run_sustained(lambda: time.sleep(0.02), 0.2, 0.01, warmup=1)
+    n = len(res.windows)
+    assert 2 <= n < 20 and all(w.calls == 1 for w in res.windows)  # 20 planned
+    took = res.windows[-1].end_ns - res.grid_start_ns
+    longest = max(int(w.samples_ns.max()) for w in res.windows)
+    assert 0.2e9 <= took <= 0.2e9 + 2 * longest  # duration_s, and the call in flight
+
+
+def test_a_sustained_case_whose_calls_outlast_its_windows_says_so(tmp_path):
+    store = tmp_path / "s.duckdb"
+    text = SUSTAINED.replace("duration_s: 2, window_s: 0.5", "duration_s: 0.05, window_s: 0.001")
+    text = text.replace("hidden_size: 64, vocab_size: 128", "hidden_size: 1024, vocab_size: 32768")
+    res, _ = _bench(tmp_path, text, store)
+    (m,) = res.results
+    (case,) = _one(store, "SELECT sustained_windows, notes FROM cases")
+    assert 2 <= case["sustained_windows"] < 50, case
+    assert f"{case['sustained_windows']} of 50 windows" in case["notes"], case["notes"]
+    assert "outlast window_s (0.001 s)" in case["notes"]
+
+
+def test_a_window_under_a_millisecond_is_refused(tmp_path):
+    """1e-300 validated, then the run made no call in any of 2.5e300 windows."""
+    from anemll_spec.errors import SpecError
+    from anemll_spec.spec import load_cases
+
+    spec = tmp_path / "w.yaml"
+    spec.write_text(SUSTAINED.replace("window_s: 0.5", "window_s: 1e-300"))
+    with pytest.raises(SpecError, match=r"run\.window_s: must be >= 0\.001, got 1e-300"):
+        load_cases(spec)
+
+
+def test_the_variants_of_a_sustained_case_cool_down_between_them(tmp_path):
+    """Each variant starts as cool as the first: cooldown_s applied between cases only,
+    so the second started hot and read 'sustained' off a throttled first window."""
+    pytest.importorskip("torch")
+    from anemll_spec.runner.plan import time_bound_s
+    from anemll_spec.spec import load_cases
+
+    text = SUSTAINED.replace("backends: [numpy]", "backends: [numpy, torch], device: cpu")
+    text = text.replace("duration_s: 2", "duration_s: 1, cooldown_s: 0.5")
+    res, said = _bench(tmp_path, text, tmp_path / "s.duckdb")
+    lines = said.splitlines()
+    first = next(i for i, ln in enumerate(lines) if "  sustained  numpy" in ln)
+    second = next(i for i, ln in enumerate(lines) if "  sustained  torch" in ln)
+    assert any("cooldown" in ln and "0.5 s" in ln for ln in lines[first:second]), said
+    spec = tmp_path / "c.yaml"
+    spec.write_text(text)
+    (case,) = load_cases(spec)[1]
+    no_cool = case.run.model_copy(update={"cooldown_s": 0.0})
+    diff = time_bound_s(case, 2) - time_bound_s(dataclasses.replace(case, run=no_cool), 2)
+    assert diff == pytest.approx(2 * 0.5)  # before the case and between its two variants
+
+
+def test_ctrl_c_while_a_sustained_runs_statistics_are_computed_keeps_the_case(tmp_path):
+    """The statistics of its calls (~20 s a million) came after timing: a Ctrl-C there
+    threw every window away. They are finished, the case is stored, the run stops."""
+    from bench_util import interrupted_bench
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SUSTAINED.replace("duration_s: 2, window_s: 0.5", "duration_s: 6, window_s: 2"))
+    store = tmp_path / "s.duckdb"
+    status, said = interrupted_bench(
+        spec, store, tmp_path / "cache", lambda ln: "statistics" in ln, delay_s=0.1
+    )
+    assert status == 130, said
+    assert "Ctrl-C: finishing the statistics of" in said, said
+    (case,) = _one(store, "SELECT sustained_windows, n_samples, median_ms FROM cases")
+    samples = _one(store, "SELECT wall_ns FROM samples")
+    assert case["sustained_windows"] == 3 and case["n_samples"] == len(samples) > 1000
+    assert case["median_ms"] == pytest.approx(np.median([s["wall_ns"] for s in samples]) / 1e6)
+    assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"

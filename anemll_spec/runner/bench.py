@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from anemll_spec.errors import InputError
+from anemll_spec.interrupts import deferred
 from anemll_spec.progress import Progress
 from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
@@ -107,7 +108,9 @@ class Runner:
                     if stop and m.status == "ok" and m.summary is None:
                         continue  # its turn never came, or Ctrl-C came first: nothing kept
                     try:
-                        m.case_id = record.store_measurement(store, self.target, run_id, m)
+                        with deferred(self._storing):  # a case cut mid-write is lost
+                            m.case_id = record.store_measurement(store, self.target, run_id, m)
+                            results.append(m)
                     except StoreLocked as exc:  # what is lost, and what the store holds
                         raise StoreLocked(
                             f"{exc}. The case just measured ({p.case.model_name} on "
@@ -115,7 +118,6 @@ class Runner:
                             f"run {run_id} stays 'running' there until the next bench "
                             "marks it interrupted"
                         ) from None
-                    results.append(m)
                     self.progress.note(_one_line(m))
                 if stop:
                     raise KeyboardInterrupt  # what was finished is stored: stop here
@@ -143,6 +145,10 @@ class Runner:
             run_id, status, store.where, str(self.spec.path), host, results, self.notes,
             store.message, where,
         )  # fmt: skip
+
+    def _storing(self) -> None:
+        """What a first Ctrl-C during a case's write is told: it ends, then the run."""
+        self.progress.note("Ctrl-C: storing the case just measured, then stopping")
 
     def _preflight(self) -> None:
         """Every case's build and backend checks before any run begins: bad input (a model

@@ -39,8 +39,11 @@ def run_case(
             if not cr.live and stage is not close:
                 continue
             stage(cr)
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt:  # after a variant's statistics (the floor, closing): kept
+        if not any(m.summary is not None for m in cr.measurements):
+            raise
+        for m in cr.measurements:
+            m.interrupted = True  # bench stores the summarised ones, then stops
     except Exception as exc:
         for m in cr.live:
             m.fail(f"internal error: {err(exc)}")

@@ -164,10 +164,12 @@ def time_bound_s(case: Case, n_variants: int) -> float:
     per variant, warm-up and timed calls each capped by max_time_s (the timed ones by a
     sustained run's duration), the dispatch floor by a second, and where energy is read
     one pass of energy_s (a loop shorter than that, or interleaved variants, get one;
-    sustained and concurrent runs read theirs while timing); then the cooldown. Only
-    min_iterations calls that outlast max_time_s take longer."""
+    sustained and concurrent runs read theirs while timing); then the cooldown (and one
+    between a sustained case's variants). Only min_iterations calls that outlast
+    max_time_s take longer; the statistics of a sustained run's samples are not counted."""
     r = case.run
     per_variant = r.max_time_s + (r.duration_s or r.max_time_s)  # warm-up, then timing
     floor = 1.0 if r.dispatch_floor else 0.0
     energy_pass = r.energy_s if r.power and not r.duration_s and r.concurrency == 1 else 0.0
-    return n_variants * (per_variant + floor + energy_pass) + r.cooldown_s
+    cooldowns = 1 + (max(0, n_variants - 1) if r.duration_s else 0)  # sustained: between too
+    return n_variants * (per_variant + floor + energy_pass) + cooldowns * r.cooldown_s

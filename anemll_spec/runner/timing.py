@@ -4,6 +4,7 @@ loops (interleaved across variants where asked), with the energy read around the
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from anemll_spec import stats
 from anemll_spec.backends.base import Prepared
 from anemll_spec.bootstrap import MIN_SAMPLES
 from anemll_spec.harness import Budget, Timer, time_interleaved
+from anemll_spec.interrupts import deferred
 from anemll_spec.power.base import Guarded, Unavailable
 from anemll_spec.runner import energy
 from anemll_spec.runner.measurement import Measurement
@@ -30,6 +32,9 @@ def time_variants(cr: CaseRun) -> None:
         return
     if run.duration_s:  # one variant after the other (plan.resolve_variants notes it)
         for i, o in enumerate(opened):
+            if i and run.cooldown_s:  # each starts as cool as the first did
+                cr.env.progress.phase("cooldown", f"{run.cooldown_s:g} s")
+                time.sleep(run.cooldown_s)
             try:
                 with attempt(o.m, "predict failed while timing: "):
                     _sustained(cr, o)
@@ -157,7 +162,8 @@ def summarize(
     every instance's calls over the wall time they shared)."""
     m.timing = timing
     m.wall_ns, m.starts_ns, m.runtime_ns = np.asarray(wall), starts, runtime
-    m.summary = s = stats.summarize(np.asarray(wall), starts, seed=0)
+    with deferred(_finishing("statistics", len(wall))):  # the calls are timed: keep them
+        m.summary = s = stats.summarize(np.asarray(wall), starts, seed=0)
     if throughput_ips is None and s.mean_ms:
         throughput_ips = 1e3 / s.mean_ms
     m.throughput_ips = throughput_ips
@@ -171,6 +177,16 @@ def summarize(
         m.note(f"noisy: CV {s.cv:.1%} > {stats.NOISY_CV:.0%}")
     if s.throttled:
         m.note(f"throttling? last-decile median is {s.drift_ratio:.2f}x the first")
+
+
+def _finishing(what: str, calls: int) -> Callable[[], None]:
+    """What a first Ctrl-C is told while the work it waits for ends."""
+    return lambda: print(
+        f"\nCtrl-C: finishing the {what} of {calls:,} timed calls to keep them, then stopping "
+        "(Ctrl-C again drops them)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
@@ -239,6 +255,13 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
             f"sustained: interrupted after {len(result.windows)} of {n_windows} windows; "
             "the verdict compares the first and the last finished window"
         )
+    elif len(result.windows) < n_windows:  # calls outlast the windows
+        longest = max(float(np.max(w.samples_ns)) for w in result.windows) / 1e9
+        m.note(
+            f"sustained: {len(result.windows)} of {n_windows} windows in the {timed_s:g} s "
+            f"of whole windows: calls (up to {longest:.3g} s) outlast window_s "
+            f"({run.window_s:g} s), so a window holds one call and the run stopped at its time"
+        )
     elif run.duration_s - timed_s > 1e-9 * run.duration_s:
         m.note(
             f"sustained: {n_windows} whole windows of {run.window_s:g} s timed {timed_s:g} s "
@@ -247,6 +270,7 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
     wall = np.concatenate([w.samples_ns for w in result.windows])
     starts = np.concatenate([w.starts_ns for w in result.windows if w.starts_ns is not None])
     m.window_of = np.repeat(np.arange(len(result.windows)), [w.calls for w in result.windows])
+    progress.phase("statistics", f"{m.variant.label}: {len(wall):,} calls")  # ~20 s a million
     summarize(m, None, wall, starts, None)  # each window's own calls/s: sustained_windows
     v = result.verdict
     first, last = result.windows[0], result.windows[-1]

@@ -54,7 +54,7 @@ class Run(SpecModel):
     target_ci_pct: Annotated[float, Field(gt=0, le=100)] | None = None
     """stop once the 95% CI of the median is within +-this % (null: off)"""
     cooldown_s: Seconds = 0.0
-    """sleep between cases (seconds)"""
+    """sleep between cases, and between the variants of a sustained case (seconds)"""
     concurrency: Annotated[int, Field(gt=0, le=64)] = 1
     """model instances run at once"""
     interleave: bool = True
@@ -73,7 +73,7 @@ class Run(SpecModel):
     each its own weights (seed + k), so Core ML can share nothing between them"""
     duration_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
     """sustained run: time in windows for this long (e.g. 600) instead of `iterations`"""
-    window_s: Annotated[float, Field(gt=0, le=3_600)] = 10.0
+    window_s: Annotated[float, Field(ge=0.001, le=3_600)] = 10.0
     """a sustained run's window length (seconds; SoC energy counters want >= 10)"""
     power: bool = True
     """read the energy counters around the timed calls where the platform allows"""
