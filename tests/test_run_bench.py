@@ -546,3 +546,22 @@ def test_an_attention_step_that_fills_the_cache_runs_at_position_0(tmp_path):
     res = Runner(spec, store=str(tmp_path / "s.duckdb"), cache_dir=tmp_path / "c",
                  progress=Progress(out)).run()  # fmt: skip
     assert [m.status for m in res.results] == ["ok"] * 4, [m.error for m in res.results]
+
+
+def test_an_fp32_programs_fp16_deviation_on_numpy_informs_and_does_not_fail(tmp_path, cache):
+    """The numpy backend is checked against every op rounded to fp16; an fp32 program runs
+    in fp32 on every device that runs it, so a deviation past the tolerance there failed a
+    right case (and left it untimed). The fp16 program keeps its verdict."""
+    text = (
+        "name: mm32\nmodel: {family: matmul, m: 4, k: 512, n: 64, dtype: float32}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 5, dispatch_floor: false,\n"
+        "      tolerance: {max_abs_error: 1.0e-6}}\n"
+        "sweep: {model.compute_precision: [float32, float16]}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    _run(_spec(tmp_path, text), store, cache)
+    fp32, fp16 = _cases(store)
+    assert (fp32["status"], fp32["verify_status"]) == ("ok", "skipped")
+    assert fp32["n_samples"] == 5 and fp32["verify_max_abs_error"] > 1e-6  # timed, figures kept
+    assert "for information only: an fp32 program" in fp32["verify_note"]
+    assert (fp16["status"], fp16["verify_status"]) == ("failed", "fail")
