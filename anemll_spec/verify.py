@@ -7,9 +7,10 @@ concatenated logits chunks, per position). With several outputs each is also hel
 relative and cosine tolerances alone, and the worst is named: a small output could be
 wholly wrong inside a large one's figures. A result beyond tolerance is a FAILED case.
 Where the reference is all zeros only max_abs applies (the others are undefined: None).
-Non-finite values equal in both (an additive mask's -inf) are left out of the figures;
-the output's where the reference is finite fail; the reference's where the output
-differs leave nothing to verify against (skipped: an fp16 reference that overflowed).
+Infinities equal in both (an additive mask's -inf) are left out of the figures; a NaN
+output, or an infinite one where the reference is finite, fails; the reference's
+non-finite values where the output differs leave nothing to verify against (skipped: an
+fp16 reference that overflowed).
 
 A classifier's outputs are host values: its {label: probability} dict must have the
 reference's labels, and its probabilities join the float comparison above (reference
@@ -80,6 +81,10 @@ def check_outputs(
             "(fp16 overflow in the reference?): nothing trustworthy to verify against"
         )
     out, ref = (np.concatenate(list(d.values())) for d in (outs, refs))
+    if equal and not out.size:
+        return skipped(
+            f"all {equal} values are infinities equal to the reference's: none to compare"
+        )
     max_abs, rel_l2, cosine = figures(out, ref)
     top1 = None
     if vocab_chunk:
@@ -98,7 +103,7 @@ def check_outputs(
     if rel_l2 is None:
         notes.append("the reference is all zeros: max_abs_error only (rel_l2, cosine undefined)")
     if equal:
-        notes.append(f"{equal} non-finite values equal the reference's (left out of the figures)")
+        notes.append(f"{equal} infinities equal the reference's (left out of the figures)")
     return Verdict(
         "fail" if failed else "pass",
         max_abs_error=max_abs,
@@ -110,18 +115,20 @@ def check_outputs(
 
 
 def _non_finite(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> tuple[int, int, int]:
-    """Counts of non-finite values: the output's where the reference is finite (wrong), the
-    reference's where the output differs (no reference), and those equal in both (the same
-    infinity, or both NaN: an additive mask's -inf), which are dropped from both."""
+    """Counts of non-finite values: the output's that are wrong (a NaN anywhere, an
+    infinity where the reference is finite), the reference's where the output differs (no
+    reference), and infinities equal in both (an additive mask's -inf), which are dropped
+    from both. A NaN is never equal to anything, nor right."""
     broken = untrusted = equal = 0
     for k, r in refs.items():
         o = outs[k]
         bad_o, bad_r = ~np.isfinite(o), ~np.isfinite(r)
         if not (bad_o.any() or bad_r.any()):
             continue
-        same = bad_r & ((o == r) | (np.isnan(o) & np.isnan(r)))
-        broken += int(np.count_nonzero(bad_o & ~bad_r))
-        untrusted += int(np.count_nonzero(bad_r & ~same))
+        nan_o = np.isnan(o)
+        same = np.isinf(r) & (o == r)
+        broken += int(np.count_nonzero(nan_o | (bad_o & ~bad_r)))
+        untrusted += int(np.count_nonzero(bad_r & ~same & ~nan_o))
         equal += int(np.count_nonzero(same))
         outs[k], refs[k] = o[~same], r[~same]
     return broken, untrusted, equal

@@ -93,12 +93,23 @@ def test_non_finite_values_equal_to_the_reference_pass_and_others_fail():
     a, b = out[finite], ref[finite]
     assert v.status == "pass" and v.max_abs_error == pytest.approx(1e-3)
     assert v.rel_l2_error == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b))
-    assert v.note == "15 non-finite values equal the reference's (left out of the figures)"
+    assert v.note == "15 infinities equal the reference's (left out of the figures)"
     flipped = np.where(np.isfinite(ref), out, np.inf)  # +inf where the reference has -inf
     assert check_outputs({"y": flipped}, {"y": ref}, DEFAULT_TOL).status == "skipped"
     out[0, 0] = np.nan  # where the reference is finite: wrong
     v = check_outputs({"y": out}, {"y": ref}, DEFAULT_TOL)
     assert v.status == "fail" and v.note.startswith("1 non-finite output values")
+    # a NaN is never right, nor equal: where the reference has -inf, or NaN, it fails
+    nan_at_mask = np.where(np.isfinite(ref), ref, np.nan)
+    v = check_outputs({"y": nan_at_mask}, {"y": ref}, DEFAULT_TOL)
+    assert v.status == "fail" and v.note.startswith("15 non-finite output values"), v
+    all_nan = {"y": np.full(8, np.nan)}
+    assert check_outputs(all_nan, all_nan, DEFAULT_TOL).status == "fail"  # it passed
+    two = {"a": np.ones(4), "b": np.full(4, np.nan)}
+    assert check_outputs(two, two, DEFAULT_TOL).status == "fail"
+    only_inf = {"y": np.full(4, -np.inf)}  # nothing finite left: no verdict either way
+    v = check_outputs(only_inf, only_inf, DEFAULT_TOL)
+    assert v.status == "skipped" and "none to compare" in v.note
 
 
 def test_a_small_wrong_output_beside_a_large_right_one_fails_and_is_named():

@@ -155,6 +155,17 @@ def test_a_quote_that_never_closes_is_redacted_to_the_end():
     assert shown == "ducklake:postgres:host=h password=***"
 
 
+def test_a_quoted_password_inside_an_sql_literal_is_redacted():
+    """As DuckDB would echo an ATTACH: the target in '...' with its own quotes doubled
+    (`password=''s3 cr3t''`) showed `s3 cr3t''`."""
+    from anemll_spec.store.schema import sql_literal
+
+    target = "ducklake:postgres:dbname=x password='s3 cr3t' host=h"
+    shown = lake_target.redact(f"ATTACH {sql_literal(target)} AS lake")
+    assert shown == "ATTACH 'ducklake:postgres:dbname=x password=*** host=h' AS lake"
+    assert lake_target.redact("password='' host=h") == "password=*** host=h"
+
+
 def test_a_plain_path_is_still_a_file_store(tmp_path):
     from anemll_spec.store import store_path
 

@@ -144,6 +144,8 @@ class TorchSession(Session):
 
     def _note_execution(self) -> None:
         dtype = self.runner.float_dtype
+        if dtype == "float32" and self.device == "cuda":  # torch_runner.no_tf32 (since 12-06)
+            dtype += " (TF32 off)"
         if self.runner.program.fp16:  # run.fp16_reference: part of what is timed
             dtype += ", every op rounded to fp16"
         note = f"torch {self.device} {dtype}: {self.runner.graph_note}"

@@ -104,21 +104,8 @@ class Runner:
                 self.progress.case(i + 1, len(self.cases), p.case.model_name)
                 measured = case_mod.run_case(env, p.case, p.variants, p.notes)
                 stop = any(m.interrupted for m in measured)
-                for m in measured:
-                    if stop and m.status == "ok" and m.summary is None:
-                        continue  # its turn never came, or Ctrl-C came first: nothing kept
-                    try:
-                        with deferred(self._storing):  # a case cut mid-write is lost
-                            m.case_id = record.store_measurement(store, self.target, run_id, m)
-                            results.append(m)
-                    except StoreLocked as exc:  # what is lost, and what the store holds
-                        raise StoreLocked(
-                            f"{exc}. The case just measured ({p.case.model_name} on "
-                            f"{m.variant.label}) is not stored, nor is anything after it; "
-                            f"run {run_id} stays 'running' there until the next bench "
-                            "marks it interrupted"
-                        ) from None
-                    self.progress.note(_one_line(m))
+                with deferred(self._storing):  # a case cut mid-write would be lost
+                    self._store(store, run_id, p, measured, stop, results)
                 if stop:
                     raise KeyboardInterrupt  # what was finished is stored: stop here
         except KeyboardInterrupt:
@@ -146,9 +133,28 @@ class Runner:
             store.message, where,
         )  # fmt: skip
 
+    def _store(self, store, run_id: str, p, measured: list, stop: bool, results: list) -> None:
+        """Every finished variant of a case into the store, each as it is written."""
+        from anemll_spec.store.connection import StoreLocked
+
+        for m in measured:
+            if stop and m.status == "ok" and m.summary is None:
+                continue  # its turn never came, or Ctrl-C came first: nothing kept
+            try:
+                m.case_id = record.store_measurement(store, self.target, run_id, m)
+            except StoreLocked as exc:  # what is lost, and what the store holds
+                raise StoreLocked(
+                    f"{exc}. The case just measured ({p.case.model_name} on "
+                    f"{m.variant.label}) is not stored, nor is anything after it; "
+                    f"run {run_id} stays 'running' there until the next bench "
+                    "marks it interrupted"
+                ) from None
+            results.append(m)
+            self.progress.note(_one_line(m))
+
     def _storing(self) -> None:
         """What a first Ctrl-C during a case's write is told: it ends, then the run."""
-        self.progress.note("Ctrl-C: storing the case just measured, then stopping")
+        self.progress.note("Ctrl-C: storing the variants just measured, then stopping")
 
     def _preflight(self) -> None:
         """Every case's build and backend checks before any run begins: bad input (a model

@@ -115,7 +115,12 @@ def _one_by_one(cr: CaseRun, o: Opened) -> None:
             reader.close()
     short = getattr(o.m.energy, "interval_s", None)
     if short is not None and short < run.energy_s and o.m.status == "ok":
-        with attempt(o.m, "energy: "):  # too short for the counters: read a longer pass
+        # too short for the counters: a longer pass replaces it (a Ctrl-C there keeps none)
+        o.m.energy = Unavailable(
+            f"not read: the timed loop lasted {short:.2g} s and the energy pass that "
+            "replaces it did not finish"
+        )
+        with attempt(o.m, "energy: "):
             _energy_pass(cr, o, why=f"the timed loop lasted {short:.2g} s")
 
 
@@ -146,7 +151,8 @@ def _finish_plain(m: Measurement, out: Any) -> None:
         m.fail(f"predict failed while timing: {err(out)}")
         return
     runtime = None if out.runtime_ns is None else _runtime(out.runtime_ns)
-    summarize(m, out, out.samples_ns, out.starts_ns, runtime)
+    with deferred(_finishing(out.n)):  # the calls are timed: a Ctrl-C waits, then stops
+        summarize(m, out, out.samples_ns, out.starts_ns, runtime)
 
 
 def _runtime(runtime_ns: np.ndarray) -> np.ndarray:
@@ -162,8 +168,7 @@ def summarize(
     every instance's calls over the wall time they shared)."""
     m.timing = timing
     m.wall_ns, m.starts_ns, m.runtime_ns = np.asarray(wall), starts, runtime
-    with deferred(_finishing("statistics", len(wall))):  # the calls are timed: keep them
-        m.summary = s = stats.summarize(np.asarray(wall), starts, seed=0)
+    m.summary = s = stats.summarize(np.asarray(wall), starts, seed=0)
     if throughput_ips is None and s.mean_ms:
         throughput_ips = 1e3 / s.mean_ms
     m.throughput_ips = throughput_ips
@@ -179,11 +184,11 @@ def summarize(
         m.note(f"throttling? last-decile median is {s.drift_ratio:.2f}x the first")
 
 
-def _finishing(what: str, calls: int) -> Callable[[], None]:
-    """What a first Ctrl-C is told while the work it waits for ends."""
+def _finishing(calls: int) -> Callable[[], None]:
+    """What a first Ctrl-C is told while the statistics of timed calls are computed."""
     return lambda: print(
-        f"\nCtrl-C: finishing the {what} of {calls:,} timed calls to keep them, then stopping "
-        "(Ctrl-C again drops them)",
+        f"\nCtrl-C: finishing the statistics of {calls:,} timed calls to keep them, then "
+        "stopping (Ctrl-C again drops them)",
         file=sys.stderr,
         flush=True,
     )
@@ -240,6 +245,17 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         on_window=lambda w: progress.window(m.variant.label, w, n_windows),
         seed=0,
     )
+    with deferred(_finishing(sum(w.calls for w in result.windows))):  # kept whole
+        _finish_sustained(cr, m, result, reader)
+
+
+def _finish_sustained(cr: CaseRun, m: Measurement, result: Any, reader: Any) -> None:
+    """The windows into the measurement: energy, notes, statistics, the verdict's note."""
+    from anemll_spec.sustained import window_count
+
+    run, progress = cr.case.run, cr.env.progress
+    assert run.duration_s is not None
+    n_windows = window_count(run.duration_s, run.window_s)
     m.sustained = result
     if isinstance(reader, Guarded):  # the windows' readings as one: what the summary shows
         from anemll_spec.store.energy import combined_energy
@@ -315,6 +331,13 @@ def _concurrent(cr: CaseRun, o: Opened) -> None:
         on_progress=_on_progress(cr, m),
         reader=reader if isinstance(reader, Guarded) else None,
     )
+    with deferred(_finishing(res.calls)):  # the calls are timed: a Ctrl-C waits, then stops
+        _finish_concurrent(cr, m, res, plan, reader)
+
+
+def _finish_concurrent(cr: CaseRun, m: Measurement, res: Any, plan: Any, reader: Any) -> None:
+    """The instances' calls into the measurement: statistics, energy, the note."""
+    run = cr.case.run
     wall, starts = res.pooled()
     runtime = _pooled_runtime(res.per_instance)
     # the case's stop: the rule that ended the phase (the other instances stopped with it)

@@ -132,7 +132,7 @@ _KEYS = "|".join(SECRET_KEYS)
 # (a quote that never closes runs to the end: `password='s3 cr3t` hid only `'s3`)
 _SECRET_KV = re.compile(
     r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)"
-    r"('(?:[^'\\]|\\.)*'|'(?:[^'\\]|\\.)*\\?$|\S+?(?='?(?:\s|$)))",
+    r"(''(?:[^']|'(?!'))*''|'(?:[^'\\]|\\.)*'|'(?:[^'\\]|\\.)*\\?$|\S+?(?='?(?:\s|$)))",
     re.I | re.S,
 )
 # a URI's query parameter runs to the next '&'

@@ -1,0 +1,114 @@
+"""A Ctrl-C after a variant's calls are timed keeps the measurement whole: the statistics
+finish (interrupts.deferred) with everything that follows them, every finished variant of
+the case is stored, and no reading the Ctrl-C cut short is stored as the case's energy.
+Real SIGINTs, sent by the process to itself at the moment under test, in a fresh process
+(signal handlers live in the main thread of the process that runs the bench)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from db_util import dict_rows
+from power_util import ClockedRapl
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = """
+import os, signal, sys
+from pathlib import Path
+from anemll_spec import stats
+from anemll_spec.progress import Progress
+from anemll_spec.runner import Runner, record
+
+spec, store, cache, when = sys.argv[1:5]
+sent = []
+
+def ctrl_c_in(module, name):
+    real = getattr(module, name)
+    def wrapped(*a, **k):
+        if not sent:
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+    setattr(module, name, wrapped)
+
+ctrl_c_in(stats if when == "statistics" else record,
+          "summarize" if when == "statistics" else "store_measurement")
+res = Runner(Path(spec), store=store, cache_dir=Path(cache), progress=Progress(sys.stderr)).run()
+print(res.status, sent)
+"""
+
+
+def _bench_with_ctrl_c(tmp_path: Path, text: str, when: str) -> tuple[Path, str]:
+    spec, store = tmp_path / "s.yaml", tmp_path / "s.duckdb"
+    spec.write_text(text)
+    r = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(spec), str(store), str(tmp_path / "cache"), when],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return store, r.stdout + r.stderr
+
+
+def test_a_ctrl_c_during_the_statistics_keeps_the_whole_measurement(tmp_path):
+    """deferred() raised as the statistics returned, inside summarize: the case was stored
+    with its throughput (and the notes after the statistics) missing."""
+    store, said = _bench_with_ctrl_c(
+        tmp_path,
+        "name: c\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 40, dispatch_floor: false}\n",
+        "statistics",
+    )
+    assert "interrupted ['summarize']" in said and "finishing the statistics of 40" in said
+    (case,) = dict_rows(store, "SELECT * FROM cases", ())
+    assert case["throughput_ips"] == pytest.approx(1e3 / case["mean_ms"])
+    assert case["n_samples"] == 40 and case["status"] == "ok"
+    assert dict_rows(store, "SELECT status FROM runs", ())[0]["status"] == "interrupted"
+
+
+def test_a_ctrl_c_while_one_variant_is_stored_stores_the_others_too(tmp_path):
+    """The first variant's write ended, then the loop was left: the second variant, timed
+    and finished, was never stored."""
+    pytest.importorskip("torch")
+    store, said = _bench_with_ctrl_c(
+        tmp_path,
+        "name: c\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
+        "run: {backends: [numpy, torch], device: cpu, warmup: 1, iterations: 20, "
+        "dispatch_floor: false}\n",
+        "store",
+    )
+    assert "interrupted ['store_measurement']" in said
+    assert "storing the variants just measured, then stopping" in said
+    rows = dict_rows(store, "SELECT backend, n_samples FROM cases ORDER BY backend", ())
+    assert rows == [{"backend": "numpy", "n_samples": 20}, {"backend": "torch", "n_samples": 20}]
+
+
+def test_an_energy_pass_cut_short_leaves_no_reading(tmp_path, monkeypatch):
+    """The timed loop's reading, too short for the counters, stood while its replacement
+    pass ran: a Ctrl-C in the pass stored it as the case's energy, without a word."""
+    import io
+
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner, energy, timing
+
+    monkeypatch.setattr(energy, "reader", ClockedRapl(tmp_path / "powercap", watts=10.0).reader)
+
+    def cut(*a, **k):
+        raise KeyboardInterrupt  # as a Ctrl-C in the pass's loop would
+
+    monkeypatch.setattr(timing, "_energy_pass", cut)
+    spec = tmp_path / "e.yaml"
+    spec.write_text(
+        "name: e\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 5, dispatch_floor: false, "
+        "energy_s: 3}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    res = Runner(spec, store=str(store), cache_dir=tmp_path / "cache",
+                 progress=Progress(io.StringIO())).run()  # fmt: skip
+    assert res.status == "interrupted"
+    (case,) = dict_rows(store, "SELECT * FROM cases", ())
+    assert case["n_samples"] == 5 and case["energy_method"] is None
+    assert "energy pass that replaces it did not finish" in case["energy_note"], case
