@@ -80,7 +80,7 @@ def default_mode(backend: str, device: str | None = None) -> Mode:
 def default_threads(backend: str, n_instances: int, cpus: int | None = None) -> int | None:
     """Math-library threads per instance process: the CPUs split between the instances
     for the CPU backends (N processes each with a pool as large as the machine spin
-    against each other: 2-45x less throughput than one instance, docs/coreml.md); None
+    against each other: 0.02-0.28x the throughput of one instance, docs/coreml.md); None
     for Core ML, whose work is not on these pools."""
     if backend == "coreml":
         return None
