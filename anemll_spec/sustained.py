@@ -21,6 +21,7 @@ import numpy as np
 
 from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
 from anemll_spec.harness import gc_paused
+from anemll_spec.interrupts import deferred
 from anemll_spec.power.base import Reader, guard
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
@@ -129,6 +130,7 @@ def run_sustained(
     reader: Reader | None = None,
     thermal: Callable[[], object] | None = None,
     on_window: Callable[[Window], None] | None = None,
+    on_finishing: Callable[[int], None] | None = None,
     seed: int = 0,
 ) -> Sustained:
     """Warm up (`warmup` calls, and for at least `warmup_s` seconds, but no longer than
@@ -143,7 +145,9 @@ def run_sustained(
     where calls outlast window_s (each window then holds one) it ends at duration_s with
     fewer windows (at least two), never at n_windows calls.
     Ctrl-C after two windows ends the run early, with `interrupted` set and the windows
-    finished so far (the one in progress is dropped); before that, it propagates."""
+    finished so far (the one in progress is dropped); before that, it propagates. Once
+    the windows end, a first Ctrl-C waits for the verdict (interrupts.deferred), and
+    `on_finishing(calls)` says so."""
     if window_s <= 0 or duration_s < 2 * window_s:
         raise ValueError(
             f"duration_s ({duration_s}) must hold at least two windows of {window_s} s"
@@ -181,9 +185,22 @@ def run_sustained(
     finally:  # the window in progress (a failed call, Ctrl-C): its reading ends with it
         if guarded is not None:
             guarded.close()
-    verdict = judge(
-        windows[0].samples_ns, windows[-1].samples_ns, [w.thermal for w in windows], seed=seed
-    )
+    calls = sum(w.calls for w in windows)
+    if interrupted and on_finishing is not None:
+        on_finishing(calls)  # the verdict's bootstrap takes seconds: say why it waits
+    # a Ctrl-C now would throw the windows away: held until the verdict is made, then the
+    # run counts as interrupted (its caller keeps what was measured and stops)
+    verdict = None
+    try:
+        with deferred(None if on_finishing is None else lambda: on_finishing(calls)):
+            verdict = judge(
+                windows[0].samples_ns, windows[-1].samples_ns, [w.thermal for w in windows],
+                seed=seed,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        if verdict is None:  # a second Ctrl-C: the user insists
+            raise
+        interrupted = True
     return Sustained(windows, verdict, window_s, duration_s, interrupted, begin_ns)
 
 

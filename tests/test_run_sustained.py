@@ -246,6 +246,26 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     last = np.array([s["wall_ns"] for s in samples if s["window_index"] == len(windows) - 1])
     assert case["sustained_verdict"] == judge(first, last, seed=0).verdict
     assert "interrupted after" in case["notes"]
+    # what it ran, not what was asked ("sustained 60 s: ..." for a run of 1.5 s)
+    assert f"sustained {len(windows) * 0.5:g} of 60 s: " in case["notes"], case["notes"]
+    assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
+
+
+def test_ctrl_c_just_after_the_last_window_keeps_the_case(tmp_path):
+    """The first/last-window verdict's bootstrap (seconds for 100k-call windows) ran
+    before the statistics were held from Ctrl-C: one there threw every window away."""
+    from bench_util import interrupted_bench
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SUSTAINED.replace("duration_s: 2, window_s: 0.5", "duration_s: 4, window_s: 2"))
+    store = tmp_path / "s.duckdb"
+    status, said = interrupted_bench(
+        spec, store, tmp_path / "cache", lambda ln: "window 2/2" in ln, delay_s=0.02
+    )
+    assert status == 130, said
+    assert "Ctrl-C: finishing the statistics of" in said, said
+    (case,) = _one(store, "SELECT sustained_windows, n_samples FROM cases")
+    assert case["sustained_windows"] == 2 and case["n_samples"] > 1000
     assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
 
 

@@ -72,15 +72,22 @@ def test_vocab_axis_in_both_layouts():
     assert top1_agreement(a, b, 4) == 0.0
 
 
-def test_a_non_finite_reference_leaves_nothing_to_verify_against():
-    """An fp16 reference that overflowed is no reference: skipped, as a reference executor
-    that failed is (it failed the case, whose outputs were right)."""
+def test_a_non_finite_reference_value_is_left_out_and_the_rest_verified():
+    """An fp16 reference that overflowed has nothing to say there: it failed right outputs,
+    then (skipped whole) let a wholly wrong second output pass as 'skipped'."""
     out = {"y": np.ones(8, np.float32)}
     ref = {"y": np.array([1, 1, np.inf, 1, 1, 1, 1, 1], np.float32)}
     tol = Tolerance(max_abs_error=0.1, rel_l2_error=0.1, min_cosine=0.9)
     v = check_outputs(out, ref, tol)
-    assert v.status == "skipped" and "reference has 1 non-finite" in v.note
-    assert v.max_abs_error is None  # nothing infinite reaches the store
+    assert (v.status, v.max_abs_error, v.rel_l2_error, v.cosine) == ("pass", 0.0, 0.0, 1.0)
+    assert "1 reference values are non-finite where the output is finite" in v.note
+    wrong = {"a": np.array([65504.0, 1, 2, 3]), "b": -50 * np.ones(1000)}
+    ref2 = {"a": np.array([np.inf, 1, 2, 3]), "b": np.ones(1000)}
+    v = check_outputs(wrong, ref2, DEFAULT_TOL)
+    assert v.status == "fail" and v.max_abs_error == 51.0  # b, off everywhere
+    v = check_outputs({"y": np.ones(3)}, {"y": np.full(3, np.inf)}, tol)
+    assert v.status == "skipped" and v.max_abs_error is None  # nothing infinite is stored
+    assert v.note == "no finite value of the reference to compare with"
 
 
 def test_non_finite_values_equal_to_the_reference_pass_and_others_fail():
@@ -95,7 +102,8 @@ def test_non_finite_values_equal_to_the_reference_pass_and_others_fail():
     assert v.rel_l2_error == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b))
     assert v.note == "15 infinities equal the reference's (left out of the figures)"
     flipped = np.where(np.isfinite(ref), out, np.inf)  # +inf where the reference has -inf
-    assert check_outputs({"y": flipped}, {"y": ref}, DEFAULT_TOL).status == "skipped"
+    v = check_outputs({"y": flipped}, {"y": ref}, DEFAULT_TOL)  # the other infinity: wrong
+    assert v.status == "fail" and v.note.startswith("15 non-finite output values"), v
     out[0, 0] = np.nan  # where the reference is finite: wrong
     v = check_outputs({"y": out}, {"y": ref}, DEFAULT_TOL)
     assert v.status == "fail" and v.note.startswith("1 non-finite output values")
@@ -109,7 +117,7 @@ def test_non_finite_values_equal_to_the_reference_pass_and_others_fail():
     assert check_outputs(two, two, DEFAULT_TOL).status == "fail"
     only_inf = {"y": np.full(4, -np.inf)}  # nothing finite left: no verdict either way
     v = check_outputs(only_inf, only_inf, DEFAULT_TOL)
-    assert v.status == "skipped" and "none to compare" in v.note
+    assert v.status == "skipped" and v.note == "no finite value of the reference to compare with"
 
 
 def test_a_small_wrong_output_beside_a_large_right_one_fails_and_is_named():

@@ -287,6 +287,9 @@ def test_a_store_locked_mid_bench_loses_no_measured_case(tmp_path, monkeypatch, 
     own = tmp_path / f"s.run-{res.run_id}.duckdb"
     push = f"anemll-spec push {res.run_id} --store {own} --to {store}"
     assert res.store_message is not None and res.store_message.endswith(push)
+    from anemll_spec.cli.bench import exit_status
+
+    assert exit_status(res) == 1  # the store named lacks the run until the push: not 0
     count = "SELECT count(*) AS n FROM cases WHERE run_id = ?"
     status = "SELECT status FROM runs WHERE run_id = ?"
     assert dict_rows(store, count, [res.run_id]) == [{"n": 1}]

@@ -217,3 +217,42 @@ def test_a_run_without_cases_says_so_in_the_comparison(tmp_path):
     finally:
         con.close()
     assert "(it stored no cases; factors compare" in text
+
+
+def test_a_concurrent_run_says_so_in_share_and_report(tmp_path):
+    """Two instances at once: share and the report showed per-call latency and GB/s as if
+    one stream, and the aggregate inferences/s (the point of the run) nowhere."""
+    import io
+
+    from db_util import dict_rows
+
+    from anemll_spec.chart.report import write_report
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+    from anemll_spec.store.connection import open_store
+    from anemll_spec.store.share import share_markdown
+
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: conc\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 50, concurrency: 2, "
+        "dispatch_floor: false}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    res = Runner(spec, store=str(store), cache_dir=tmp_path / "cache",
+                 progress=Progress(io.StringIO())).run()  # fmt: skip
+    (row,) = dict_rows(store, "SELECT throughput_ips, bandwidth_gbps FROM cases", ())
+    con = open_store(store, read_only=True)
+    try:
+        md = share_markdown(con, res.run_id, baseline="M1 Max")
+    finally:
+        con.close()
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("| conc")]
+    head = next(ln for ln in md.splitlines() if "| instances |" in ln)
+    got = dict(zip(cells(head), cells(line), strict=True))
+    assert got["instances"] == "2 shared"
+    assert float(got["inferences/s"]) == pytest.approx(row["throughput_ips"], rel=1e-3)
+    assert "latency and GB/s are per call under that load" in md
+    write_report(store, res.run_id, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "2 shared instances at once: " in page and "inferences/s in all" in page

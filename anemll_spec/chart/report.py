@@ -235,6 +235,11 @@ def _cases_table(cases: list[dict]) -> str:
             )
             or None
         )
+        if (c.get("concurrency") or 1) > 1:  # latency and GB/s are per call, under load
+            ips = c.get("throughput_ips")
+            at_once = f"{c['concurrency']} {c.get('instances') or 'shared'} instances at once"
+            aggregate = f": {fmt_num(ips, 4)} inferences/s in all" if ips is not None else ""
+            c["flags"] = ", ".join(f for f in (at_once + aggregate, c["flags"]) if f)
         if c.get("status") != "ok" and c.get("error"):
             c["flags"] = f"error: {c['error']}"
         tds = "".join(
@@ -245,5 +250,7 @@ def _cases_table(cases: list[dict]) -> str:
     return (
         f"<h2>Cases ({len(cases)})</h2>\n<table><tr>{head}</tr>{''.join(body)}</table>"
         '<p class="muted">Latency: wall clock per predict call, median with a bootstrap '
-        "95% CI. GB/s = weight bytes / median latency (1 GB = 10^9 bytes).</p>"
+        "95% CI. GB/s = weight bytes / median latency (1 GB = 10^9 bytes). With several "
+        "instances at once, both are per call under that load; the flags give all "
+        "instances' inferences/s.</p>"
     )

@@ -80,10 +80,17 @@ def run(args: argparse.Namespace) -> int:
         if result.status == "interrupted":
             status = 130
             break
-        status = max(status, 1 if result.failed else 0)
+        status = max(status, exit_status(result))
     if args.json:
         print_json(docs[0] if len(docs) == 1 else docs)
     return status
+
+
+def exit_status(result: Any) -> int:
+    """1 where a case failed, or where the run's cases went to another store than the one
+    named (locked, or unreachable: its message prints the push that merges them), so a
+    script that reads the store after `bench && ...` never reads it without them."""
+    return 1 if result.failed or result.store_message else 0
 
 
 def pct(share: float) -> str:

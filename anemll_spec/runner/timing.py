@@ -243,6 +243,7 @@ def _sustained(cr: CaseRun, o: Opened) -> None:
         reader=reader if isinstance(reader, Guarded) else None,
         thermal=thermal,
         on_window=lambda w: progress.window(m.variant.label, w, n_windows),
+        on_finishing=lambda calls: _finishing(calls)(),
         seed=0,
     )
     with deferred(_finishing(sum(w.calls for w in result.windows))):  # kept whole
@@ -291,8 +292,13 @@ def _finish_sustained(cr: CaseRun, m: Measurement, result: Any, reader: Any) -> 
     v = result.verdict
     first, last = result.windows[0], result.windows[-1]
     r, lo, hi = ratios(v.throughput_ratio, v.ci_low, v.ci_high)
+    ran = (
+        f"{len(result.windows) * run.window_s:g} of {run.duration_s:g} s"  # Ctrl-C
+        if result.interrupted
+        else f"{run.duration_s:g} s"
+    )
     m.note(
-        f"sustained {run.duration_s:g} s: {v.verdict}, last/first-window median throughput "
+        f"sustained {ran}: {v.verdict}, last/first-window median throughput "
         f"{r}x [{lo}, {hi}]; calls/s delivered "
         f"{ratios(last.throughput_per_s / first.throughput_per_s)[0]}x (stalls included)"
         + ("" if v.throttled is None else f", throttled: {'yes' if v.throttled else 'no'}")

@@ -33,6 +33,9 @@ _SUMMARY = (
     "bandwidth_gbps",
     "tflops",
     "verify_status",
+    "concurrency",
+    "instances",
+    "throughput_ips",
 )
 _HOST = (
     ("chip", "chip"),
@@ -130,16 +133,24 @@ def _summary(con, run_id: str) -> str:
         return "No cases were stored for this run.\n"
     names = ["model", "backend", "device", "units", "status", "n", "median ms"]
     names += ["95% CI ms", "p90 ms", "p99 ms", "GB/s", "TFLOPS", "verify"]
+    concurrent = any((r[14] or 1) > 1 for r in rows)
     shown = [
         (
             *r[:6],
             r[6],
             None if r[7] is None else f"{r[7]:.4g} to {r[8]:.4g}",
-            *r[9:],
+            *r[9:14],
+            *((f"{r[14]} {r[15]}" if (r[14] or 1) > 1 else "1", r[16]) if concurrent else ()),
         )
         for r in rows
     ]
-    return markdown.table(names, shown, digits=4, null="-")
+    if not concurrent:
+        return markdown.table(names, shown, digits=4, null="-")
+    names += ["instances", "inferences/s"]
+    return markdown.table(names, shown, digits=4, null="-") + (
+        "\nWith several instances at once, latency and GB/s are per call under that load; "
+        "inferences/s counts every instance's calls over the time they ran together.\n"
+    )
 
 
 def _factors(con, run_id: str, baseline: str) -> str:
