@@ -86,12 +86,16 @@ def judge(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     noise_floor_pct: float = NOISE_FLOOR_PCT,
+    resampled: bool = False,
 ) -> SustainedVerdict:
     """Throughput of the last window relative to the first, with its bootstrap CI.
 
     ratio_of_medians_ci(first, last) gives median(last)/median(first) (latency); the
-    throughput ratio is its reciprocal, and so is each end of the CI (swapped)."""
-    ci = ratio_of_medians_ci(first_ns, last_ns, level=level, n_boot=n_boot, seed=seed)
+    throughput ratio is its reciprocal, and so is each end of the CI (swapped).
+    `resampled`: the bootstrap of versions up to b03f3c6 (to check what they stored)."""
+    ci = ratio_of_medians_ci(
+        first_ns, last_ns, level=level, n_boot=n_boot, seed=seed, resampled=resampled
+    )
     ratio = 1.0 / ci.estimate
     low, high = 1.0 / ci.high, 1.0 / ci.low
     if min(len(first_ns), len(last_ns)) < MIN_SAMPLES:  # a CI of a few points: no verdict
@@ -187,7 +191,7 @@ def run_sustained(
             guarded.close()
     calls = sum(w.calls for w in windows)
     if interrupted and on_finishing is not None:
-        on_finishing(calls)  # the verdict's bootstrap takes seconds: say why it waits
+        on_finishing(calls)  # say why it does not stop at once
     # a Ctrl-C now would throw the windows away: held until the verdict is made, then the
     # run counts as interrupted (its caller keeps what was measured and stops)
     verdict = None

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from db_util import dict_rows
 from power_util import ClockedRapl
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """
 import os, signal, sys
 from pathlib import Path
-from anemll_spec import stats
+from anemll_spec import stats, sustained
 from anemll_spec.progress import Progress
 from anemll_spec.runner import Runner, record
 
@@ -34,8 +35,8 @@ def ctrl_c_in(module, name):
         return real(*a, **k)
     setattr(module, name, wrapped)
 
-ctrl_c_in(stats if when == "statistics" else record,
-          "summarize" if when == "statistics" else "store_measurement")
+ctrl_c_in(*{"statistics": (stats, "summarize"), "store": (record, "store_measurement"),
+            "verdict": (sustained, "judge")}[when])
 res = Runner(Path(spec), store=store, cache_dir=Path(cache), progress=Progress(sys.stderr)).run()
 print(res.status, sent)
 """
@@ -65,6 +66,28 @@ def test_a_ctrl_c_during_the_statistics_keeps_the_whole_measurement(tmp_path):
     (case,) = dict_rows(store, "SELECT * FROM cases", ())
     assert case["throughput_ips"] == pytest.approx(1e3 / case["mean_ms"])
     assert case["n_samples"] == 40 and case["status"] == "ok"
+    assert dict_rows(store, "SELECT status FROM runs", ())[0]["status"] == "interrupted"
+
+
+SUSTAINED = (
+    "name: s\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+    "run: {backends: [numpy], warmup: 2, duration_s: 0.6, window_s: 0.2, dispatch_floor: false}\n"
+)
+
+
+@pytest.mark.parametrize("when", ["verdict", "statistics"])
+def test_a_ctrl_c_after_a_sustained_runs_last_window_keeps_the_case(tmp_path, when):
+    """The first/last-window verdict's bootstrap, and the statistics of every call, came
+    after the windows: a Ctrl-C in either threw them all away. Both finish, the case is
+    stored whole, the run stops."""
+    store, said = _bench_with_ctrl_c(tmp_path, SUSTAINED, when)
+    name = {"verdict": "judge", "statistics": "summarize"}[when]
+    assert f"interrupted [{name!r}]" in said and "Ctrl-C: finishing the statistics of" in said
+    (case,) = dict_rows(store, "SELECT * FROM cases", ())
+    walls = [r["wall_ns"] for r in dict_rows(store, "SELECT wall_ns FROM samples", ())]
+    assert case["sustained_windows"] == 3 and case["sustained_verdict"] is not None
+    assert case["n_samples"] == len(walls) > 30 and case["status"] == "ok"
+    assert case["median_ms"] == pytest.approx(np.median(walls) / 1e6)
     assert dict_rows(store, "SELECT status FROM runs", ())[0]["status"] == "interrupted"
 
 

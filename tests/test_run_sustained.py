@@ -251,15 +251,6 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
 
 
-def test_ctrl_c_just_after_the_last_window_keeps_the_case(tmp_path):
-    """The first/last-window verdict's bootstrap (seconds for 100k-call windows) ran
-    before the statistics were held from Ctrl-C: one there threw every window away."""
-    store = _ctrl_c_in_a_sustained_run(tmp_path, 4, lambda ln: "window 2/2" in ln, 0.02)
-    (case,) = _one(store, "SELECT sustained_windows, n_samples FROM cases")
-    assert case["sustained_windows"] == 2 and case["n_samples"] > 1000
-    assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
-
-
 def test_ctrl_c_in_a_later_variants_first_window_keeps_the_finished_variant(tmp_path):
     """Variant 1 ran its whole duration; Ctrl-C before variant 2 had two windows lost
     both. Variant 1 is stored, variant 2 is not, and the run is interrupted."""
@@ -403,30 +394,3 @@ def test_the_variants_of_a_sustained_case_cool_down_between_them(tmp_path):
     no_cool = case.run.model_copy(update={"cooldown_s": 0.0})
     diff = time_bound_s(case, 2) - time_bound_s(dataclasses.replace(case, run=no_cool), 2)
     assert diff == pytest.approx(2 * 0.5)  # before the case and between its two variants
-
-
-def test_ctrl_c_while_a_sustained_runs_statistics_are_computed_keeps_the_case(tmp_path):
-    """The statistics of its calls (~20 s a million) came after timing: a Ctrl-C there
-    threw every window away. They are finished, the case is stored, the run stops."""
-    store = _ctrl_c_in_a_sustained_run(tmp_path, 6, lambda ln: "statistics" in ln, 0.1)
-    (case,) = _one(store, "SELECT sustained_windows, n_samples, median_ms FROM cases")
-    samples = _one(store, "SELECT wall_ns FROM samples")
-    assert case["sustained_windows"] == 3 and case["n_samples"] == len(samples) > 1000
-    assert case["median_ms"] == pytest.approx(np.median([s["wall_ns"] for s in samples]) / 1e6)
-    assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
-
-
-def _ctrl_c_in_a_sustained_run(tmp_path: Path, duration_s: int, when, delay_s: float) -> Path:
-    """A 2 s-window sustained bench sent Ctrl-C `delay_s` after the line `when` picks: it
-    must stop (130) and say it finishes the statistics it holds; its store is returned."""
-    from bench_util import interrupted_bench
-
-    spec = tmp_path / "s.yaml"
-    spec.write_text(
-        SUSTAINED.replace("duration_s: 2, window_s: 0.5", f"duration_s: {duration_s}, window_s: 2")
-    )
-    store = tmp_path / "s.duckdb"
-    status, said = interrupted_bench(spec, store, tmp_path / "cache", when, delay_s=delay_s)
-    assert status == 130, said
-    assert "Ctrl-C: finishing the statistics of" in said, said
-    return store

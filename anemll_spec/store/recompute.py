@@ -7,7 +7,7 @@ stacked into one (cases x samples) array, so a 100,000-case bundle costs numpy p
 not 100,000 Python calls. The bootstrap CI is exact too: with seed 0 every case of n
 samples draws the SAME resample indices, so the two middle ranks of each resample are
 found once per n (by running `bootstrap.bootstrap_medians` itself on two probe
-vectors) and applied to every case of that n (see `_median_ci`).
+vectors) and applied to every case of that n (see `median_ci`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ FLOAT_COLUMNS = (
 EXACT_COLUMNS = ("outliers", "noisy", "throttled")
 
 
-def middle_ranks(n: int, resamples: int = stats.BOOTSTRAP_RESAMPLES) -> tuple[np.ndarray, ...]:
+def middle_ranks(
+    n: int, resamples: int = stats.BOOTSTRAP_RESAMPLES, *, resampled: bool = False
+) -> tuple[np.ndarray, ...]:
     """(lo, hi): per bootstrap resample of n samples (seed 0, as stats.summarize draws
     them), the ranks in the sorted samples of the two middle order statistics.
 
@@ -60,8 +62,8 @@ def middle_ranks(n: int, resamples: int = stats.BOOTSTRAP_RESAMPLES) -> tuple[np
     a = (lo + hi) / 2, with x = ranks**2 it gives b = (lo**2 + hi**2) / 2; then
     hi - lo = 2 sqrt(b - a**2). Every step is exact in float64 for n < 2**26."""
     r = np.arange(n, dtype=np.float64)
-    a = bootstrap.bootstrap_medians(r, resamples, np.random.default_rng(0))
-    b = bootstrap.bootstrap_medians(r * r, resamples, np.random.default_rng(0))
+    a = bootstrap.bootstrap_medians(r, resamples, np.random.default_rng(0), resampled=resampled)
+    b = bootstrap.bootstrap_medians(r * r, resamples, np.random.default_rng(0), resampled=resampled)
     half = np.sqrt(np.maximum(b - a * a, 0.0))
     lo = np.rint(a - half).astype(np.int64)
     hi = np.rint(a + half).astype(np.int64)
@@ -92,7 +94,7 @@ def recompute(
     outliers = (x < lo_m[:, None]).sum(axis=1) + (x > hi_m[:, None]).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         cv = np.where(mean > 0, std / mean, np.nan)
-    ci_low, ci_high = _median_ci(x, resamples)
+    ci_low, ci_high = median_ci(x, resamples)
     ratio = _decile_ratio(x)
     slope = _slope(x, starts_ns)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -127,14 +129,17 @@ def recompute(
     }
 
 
-def _median_ci(x: np.ndarray, resamples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile-bootstrap CI of each row's median, as stats.median_ci computes it.
+def median_ci(
+    x: np.ndarray, resamples: int = stats.BOOTSTRAP_RESAMPLES, *, resampled: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap CI of each row's median, as stats.median_ci computes it
+    (`resampled`: as versions up to b03f3c6 did; see `anemll_spec.bootstrap`).
 
     A resample's median is (xs[lo] + xs[hi]) / 2 over few distinct (lo, hi) pairs (at
     most n(n+1)/2): each row sorts those values, weighted by how often each pair was
     drawn, and reads the CI's order statistics off the cumulative weights."""
     m, n = x.shape
-    lo, hi = middle_ranks(n, resamples)
+    lo, hi = middle_ranks(n, resamples, resampled=resampled)
     codes, counts = np.unique(lo * n + hi, return_counts=True)
     lo_u, hi_u = codes // n, codes % n
     xs = np.sort(x, axis=1)
