@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -76,6 +77,41 @@ def test_target_to_minimum_macos(target, state, macos, refused):
         assert why is None
     else:
         assert why.startswith(refused) and "this Mac runs macOS" in why
+
+
+@pytest.mark.parametrize(
+    ("mac_ver", "asked", "real"),
+    [
+        ("15.3.1", ["26.0"], (15, 3, 1)),  # a real answer: nothing asked
+        ("16.0", ["16.0", "26.0.1"], (26, 0, 1)),  # the sysctl in compat mode too: sw_vers
+        ("10.16", [None, "14.6"], (14, 6)),
+        ("16.1", [None, None], (26, 1)),  # nobody answers: 16.x is 26.x's compat answer
+        ("10.16", [None, None], (10, 16)),  # nothing to say which 11+ it is
+    ],
+)
+def test_a_compatibility_answer_asks_on(mac_ver, asked, real):
+    assert coreml_target.real_macos(mac_ver, *(lambda a=a: a for a in asked)) == real
+
+
+def test_macos_26_seen_as_16_by_an_old_sdk_python_is_26(monkeypatch, tmp_path, int8_package):
+    """CPython gh-135675: on macOS 26, a Python built against an older SDK reads 16.0 from
+    platform.mac_ver() (kern.osproductversion too, in compat mode); coremltools and the
+    host row ask `sw_vers`, which says 26. An iOS26 model was refused ("this Mac runs
+    macOS 16.0"). Here a real `sw_vers` on PATH answers, as on that Mac."""
+    model = {"family": "external", "path": str(int8_package)}  # an iOS26 ML Program
+    sw_vers = tmp_path / "sw_vers"
+    sw_vers.write_text('#!/bin/sh\n[ "$1" = -productVersion ] && echo 26.0.1\n')
+    sw_vers.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr("sys.platform", "darwin")
+    monkeypatch.setattr(platform, "mac_ver", lambda: ("16.0", ("", "", ""), "arm64"))
+    monkeypatch.setattr("anemll_spec.host.sysctl_str", lambda name: "16.0")
+    coreml_target._sw_vers.cache_clear()
+    try:
+        assert coreml_target.macos_version() == (26, 0, 1)
+        assert coreml_target.why_not(model) is None
+    finally:
+        coreml_target._sw_vers.cache_clear()
 
 
 def test_targets_of_built_and_external_models(int8_package):

@@ -12,9 +12,10 @@ default case: `why_not(model)` says so before anything is built.
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +48,47 @@ def parse_macos_version(text: str) -> MacOS:
     return tuple(parts)
 
 
+def compat_answer(v: MacOS) -> bool:
+    """A version macOS answers to a program built against an older SDK (its
+    SYSTEM_VERSION_COMPAT): 10.16 for macOS 11+, 16.x for macOS 26+ (CPython gh-135675);
+    or no answer at all."""
+    return not v or v[:2] == (10, 16) or v[0] == 16
+
+
+def real_macos(mac_ver: str, *asks: Callable[[], str | None]) -> MacOS:
+    """The macOS version from platform.mac_ver()'s text, unless that is a compatibility
+    answer: then the first of `asks` that is not one. 16.x that nothing corrects is 26.x
+    (the compatibility scheme maps 26.x to 16.x; no macOS 16 exists)."""
+    v = parse_macos_version(mac_ver)
+    for ask in asks:
+        if not compat_answer(v):
+            break
+        v = parse_macos_version(ask() or "") or v
+    return (26, *v[1:]) if v[:1] == (16,) else v
+
+
 def macos_version() -> MacOS:
     """This Mac's macOS version; () elsewhere.
 
-    platform.mac_ver() reads SystemVersion.plist, which answers 10.16 to a Python built
-    against an old SDK (macOS 11+ compatibility mode); kern.osproductversion, read
-    in-process, has the real version then.
-    """
+    platform.mac_ver() reads SystemVersion.plist, which answers 10.16 (macOS 11+) or 16.x
+    (macOS 26+) to a Python built against an older SDK: then kern.osproductversion, read
+    in-process, and `sw_vers -productVersion` (what coremltools and the host row ask, a
+    program built with the current SDK) are asked in turn."""
     if sys.platform != "darwin":
         return ()
-    v = parse_macos_version(platform.mac_ver()[0])
-    if not v or v[:2] == (10, 16):
-        from anemll_spec.host import sysctl_str
+    from anemll_spec import host
 
-        v = parse_macos_version(sysctl_str("kern.osproductversion") or "") or v
-    return v
+    return real_macos(
+        platform.mac_ver()[0], lambda: host.sysctl_str("kern.osproductversion"), _sw_vers
+    )
+
+
+@functools.cache
+def _sw_vers() -> str | None:
+    """`sw_vers -productVersion`, run once per process (only where it is asked)."""
+    from anemll_spec.host import _cmd
+
+    return _cmd("sw_vers", "-productVersion")
 
 
 def required(target: str | None, has_state: bool) -> tuple[MacOS, str]:
