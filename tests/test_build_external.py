@@ -55,3 +55,46 @@ def test_external_corrupt_model_mil(tmp_path):
     (bad / "model.mil").write_text("program(1.3)\n{ nonsense }\n")
     with pytest.raises(InputError, match="no function"):
         build(external(bad))
+
+
+def test_a_link_to_a_package_keeps_its_name_and_benches(tmp_path):
+    """A content-addressed store links ext/head.mlpackage -> ../blobs/sha256-abc. The spec
+    kept the link's target (no suffix): validation passed, then bench failed "not a Core
+    ML model" (Core ML picks compile or load by that suffix too). Now the link's own
+    path is kept, and the case keys as a plain copy of the package does."""
+    import json
+    import subprocess
+    import sys
+
+    copy = tmp_path / "copy.mlpackage"
+    build_package(lm_head(hidden_size=64, vocab_size=128, chunks=1, layout="linear"), copy)
+    (tmp_path / "blobs").mkdir()
+    shutil.copytree(copy, tmp_path / "blobs" / "sha256-abc")
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "head.mlpackage").symlink_to("../blobs/sha256-abc")
+    assert external(tmp_path / "ext" / "head.mlpackage").path == str(
+        tmp_path.resolve() / "ext" / "head.mlpackage"
+    )
+    run = "run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}\n"
+    for name, path in (("linked", "ext/head.mlpackage"), ("copied", "copy.mlpackage")):
+        text = f"name: {name}\nmodel: {{family: external, path: {path}}}\n{run}"
+        (tmp_path / f"{name}.yaml").write_text(text)
+    cli = [sys.executable, "-m", "anemll_spec"]
+    out = subprocess.run(
+        [*cli, "bench", str(tmp_path / "linked.yaml"), "--json"]
+        + ["--store", str(tmp_path / "s.duckdb"), "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    (result,) = json.loads(out.stdout)["results"]
+    assert result["status"] == "ok" and result["stats"]["n"] == 5
+    plan = subprocess.run(
+        [*cli, "plan", str(tmp_path / "copied.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert result["case_key"] == json.loads(plan.stdout)["cases"][0]["key"]

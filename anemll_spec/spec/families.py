@@ -304,7 +304,7 @@ class External(ModelBase):
                 raise ValueError(f"{p}: a {p.suffix} is a folder, this is a file")
             if p.suffix == ".mlpackage" and not (p / "Manifest.json").is_file():
                 raise ValueError(f"{p}: not an .mlpackage (Manifest.json missing)")
-            return str(p.resolve())
+            return str(p.parent.resolve() / p.name)  # a link's own suffix: what Core ML sees
         except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop: unusable
             raise ValueError(
                 f"cannot use this path: {getattr(exc, 'strerror', None) or exc}"
