@@ -553,3 +553,23 @@ def test_a_closed_stdout_is_refused_before_any_work(tmp_path):
     assert out.stderr == (
         "anemll-spec bench: error: stdout is closed; redirect it to a file or /dev/null\n"
     )
+
+
+def test_a_closed_stderr_is_refused_before_any_work(tmp_path):
+    """Started with fd 2 closed (`2>&-`), Python's sys.stderr is None: bench crashed (exit
+    1, no word) in its progress display, after fd 1 had been pointed at fd 2, which a file
+    opened meanwhile may hold. Refused up front: exit 2 (no line can be printed), no
+    store, no cache, nothing on stdout."""
+    import subprocess
+    import sys
+
+    store, cache, out = tmp_path / "s.duckdb", tmp_path / "cache", tmp_path / "out.json"
+    cmd = f"{sys.executable} -m anemll_spec bench specs/smoke.yaml --backend numpy --json "
+    res = subprocess.run(
+        ["sh", "-c", f"{cmd} --store {store} --cache-dir {cache} 2>&- >{out}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and (res.stdout, res.stderr) == ("", "")
+    assert out.read_text() == "" and not store.exists() and not cache.exists()

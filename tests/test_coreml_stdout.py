@@ -77,3 +77,28 @@ def test_a_child_process_started_inside_inherits_the_redirect():
     assert res.returncode == 0, res.stderr
     assert res.stdout == "done\n"
     assert "grandchild" in res.stderr
+
+
+def test_with_fd_2_closed_nothing_goes_into_the_file_that_took_it(tmp_path):
+    """Started with fd 2 closed, the first file opened takes fd 2 and sys.stderr is None:
+    the redirect pointed fd 1 into that file, then failed on sys.stderr.flush(). Now the
+    block's writes go to /dev/null: the file gets none, stdout only what follows."""
+    log = tmp_path / "log.txt"
+    code = (
+        "import ctypes, ctypes.util, os, sys\n"
+        "from anemll_spec.backends.coreml_stdout import stdout_to_stderr\n"
+        f"f = open({str(log)!r}, 'w')\n"
+        "assert sys.stderr is None and f.fileno() == 2, (sys.stderr, f.fileno())\n"
+        "with stdout_to_stderr():\n"
+        "    os.write(1, b'raw fd1 write\\n')\n"
+        "    ctypes.CDLL(ctypes.util.find_library('c')).printf(b'C printf\\n')\n"
+        "    print('python print')\n"
+        "f.close()\n"
+        "print('{\"ok\": true}')\n"
+    )
+    res = subprocess.run(
+        ["sh", "-c", f'{sys.executable} -c "$0" 2>&-', code], capture_output=True, text=True
+    )
+    assert log.read_text() == ""
+    assert res.returncode == 0 and res.stderr == ""
+    assert res.stdout == '{"ok": true}\n'

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
+    if sys.stderr is None:  # started with fd 2 closed (`2>&-`): no line can say why, so
+        return 2  # the status does, before any work (a file opened later may take fd 2)
     if sys.stdout is None:  # started with fd 1 closed (`>&-`): refused before any work
         print(
             f"anemll-spec {args.command}: error: stdout is closed; redirect it to a file "
