@@ -166,6 +166,57 @@ def test_lstm_unknown_activation_fails_at_load(tmp_path):
         load(path)
 
 
+# Attributes no kernel check covers, which crashed preparation with a traceback (exit 1):
+# (program, op type, input, hostile value, what the error says)
+UNCHECKED = [
+    (lambda x: mb.sliding_windows(x=x, axis=1, size=2), "sliding_windows", "axis", np.int32(7)),
+    (
+        lambda x: mb.max_pool(x=x, kernel_sizes=[2, 2], strides=[1, 1], pad_type="valid"),
+        "max_pool",
+        "strides",
+        np.array([1], np.int32),
+    ),
+    (
+        lambda x: mb.layer_norm(x=x, axes=[-1], gamma=np.ones(5, np.float32)),
+        "layer_norm",
+        "axes",
+        np.array([9], np.int32),
+    ),
+    (
+        lambda x: mb.batch_norm(x=x, mean=np.zeros(3, np.float32), variance=np.ones(3, np.float32)),
+        "batch_norm",
+        "epsilon",
+        np.array([1e-5, 1e-5], np.float32),
+    ),
+]
+REASON = {
+    "sliding_windows": "IndexError",
+    "max_pool": "ValueError",
+    "layer_norm": "IndexError",
+    "batch_norm": r"input 'epsilon' must be a scalar, got shape \(2,\)",
+}
+
+
+@pytest.mark.parametrize(
+    ("build", "op", "param", "value"), UNCHECKED, ids=[u[1] for u in UNCHECKED]
+)
+def test_unchecked_attribute_is_one_line_exit_2(tmp_path, capsys, build, op, param, value):
+    """A kernel factory's own exception (an attribute its checks missed) refuses the op at
+    load, naming it, as a runtime failure names its op; a scalar attribute given several
+    values is refused as such."""
+    path = save_program(_one_op_program(build), tmp_path / f"{op}.mlpackage")
+    load(path)  # as built, it loads
+    patch_const_input(path, op, param, value)
+    with pytest.raises(
+        InputError, match=rf"^op \d+ '\w+' \({op}\) in function 'main': .*{REASON[op]}"
+    ):
+        load(path)
+    capsys.readouterr()
+    assert main(["predict", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"({op})" in err[0] and "Traceback" not in err[0]
+
+
 def _list_program():
     @mb.program(input_specs=[mb.TensorSpec((1, 3))], opset_version=ct.target.iOS18)
     def prog(x):

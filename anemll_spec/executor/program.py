@@ -244,7 +244,13 @@ class Program:
                 f"unsupported op type '{op.type}' (op '{op.name}', index {op.index} in "
                 f"function '{fn_name}')"
             )
-        run = factory(self._prep(op, fn_name, consts, types))
+        prep = self._prep(op, fn_name, consts, types)
+        try:
+            run = factory(prep)
+        except InputError:
+            raise
+        except Exception as exc:  # an attribute the kernel's checks missed: refuse the op
+            raise prep.fail(f"cannot be prepared: {type(exc).__name__}: {exc}") from exc
         if op.type in VALUE_OPS:
             outs = [_Out(o.name, "value", "", None) for o in op.outputs]
         else:

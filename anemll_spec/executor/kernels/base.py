@@ -221,11 +221,18 @@ class Prep:
         v = self.const(param, default)
         return None if v is None else [int(i) for i in np.asarray(v).reshape(-1)]
 
+    def _one(self, param: builtins.str, default: Any) -> np.ndarray:
+        """The single value of a scalar attribute; any other count of values is refused."""
+        value = np.asarray(self.const(param, default))
+        if value.size != 1:
+            raise self.fail(f"input '{param}' must be a scalar, got shape {value.shape}")
+        return value.reshape(())
+
     def int(self, param: builtins.str, default: Any = _MISSING) -> builtins.int:
-        return int(np.asarray(self.const(param, default)).reshape(()))
+        return int(self._one(param, default))
 
     def float(self, param: builtins.str, default: Any = _MISSING) -> builtins.float:
-        return float(np.asarray(self.const(param, default), dtype=np.float64).reshape(()))
+        return float(self._one(param, default).astype(np.float64))
 
     def scalar(self, param: builtins.str, default: Any = _MISSING) -> builtins.float:
         """A float attribute the op computes with (alpha, epsilon, a padding value): in fp16
@@ -234,7 +241,7 @@ class Prep:
         return float(np.float16(value)) if self.fp16 else value
 
     def bool(self, param: builtins.str, default: Any = _MISSING) -> builtins.bool:
-        return bool(np.asarray(self.const(param, default)).reshape(()))
+        return bool(self._one(param, default))
 
     def bools(self, param: builtins.str) -> list[builtins.bool] | None:
         v = self.const(param, None)
