@@ -15,13 +15,21 @@ X = (RNG.permutation(15).reshape(3, 5) * 0.5 - 3).astype(np.float32)
 XI = RNG.permutation(12).reshape(4, 3).astype(np.int32) - 6
 
 
+def _key(v, descending: bool) -> tuple:
+    """Sort key of one value: NaN is the largest value (np.argmax, np.max and torch.sort)."""
+    if v != v:  # NaN
+        return (0, 0.0) if descending else (1, 0.0)
+    return (1, -v) if descending else (0, v)
+
+
 def _sort_idx(x, axis, descending):
-    """Indices that order x along axis (distinct values: no ties to break)."""
+    """Indices that order x along axis; ties keep their index order (Python's sort is
+    stable), NaN counts as the largest value."""
     moved = np.moveaxis(x, axis, -1)
     out = np.empty(moved.shape, np.int32)
     for pos in np.ndindex(*moved.shape[:-1]):
         row = list(moved[pos])
-        out[pos] = sorted(range(len(row)), key=lambda i: -row[i] if descending else row[i])
+        out[pos] = sorted(range(len(row)), key=lambda i: _key(row[i], descending))
     return np.moveaxis(out, -1, axis)
 
 
@@ -38,6 +46,10 @@ def _one_hot(idx, depth, axis, on, off):
     return np.moveaxis(out, -1, axis)
 
 
+# logits with NaN (above +inf), ties and infinities, exact in fp16
+LOGITS = np.array(
+    [[1.0, np.nan, 3.0, -2.0, np.nan, 3.0], [np.inf, 0.5, np.nan, 2.0, 2.0, -np.inf]], np.float32
+)
 IDX = np.array([[0, 3, 1], [5, -1, 2]], np.int32)  # 5 and -1 are outside [0, 4): all off
 
 CASES = [
@@ -88,6 +100,47 @@ CASES = [
         {"x": XI},
         lambda v, f: mb.argsort(x=v["x"], axis=-1, ascending=True),
         lambda v, f: _sort_idx(v["x"], 1, False),
+    ),
+    Case(
+        "topk_nan_logits",
+        {"x": LOGITS},
+        lambda v, f: mb.topk(x=v["x"], k=3),
+        lambda v, f: (
+            np.array([[np.nan, np.nan, 3.0], [np.nan, np.inf, 2.0]]),
+            np.array([[1, 4, 2], [2, 0, 3]], np.int32),
+        ),
+    ),
+    Case(
+        "topk_nan_logits_ascending",
+        {"x": LOGITS},
+        lambda v, f: mb.topk(x=v["x"], k=6, ascending=True),
+        lambda v, f: _topk(v["x"], 6, 1, False),
+    ),
+    Case(
+        "argsort_nan_descending",
+        {"x": LOGITS},
+        lambda v, f: mb.argsort(x=v["x"]),
+        lambda v, f: _sort_idx(v["x"], 1, True),
+    ),
+    Case(
+        "argsort_nan_ascending",
+        {"x": LOGITS},
+        lambda v, f: mb.argsort(x=v["x"], ascending=True),
+        lambda v, f: _sort_idx(v["x"], 1, False),
+    ),
+    Case(  # the top-1 index of topk is the argmax, and its value the max
+        "argmax_max_nan_logits",
+        {"x": LOGITS},
+        lambda v, f: (
+            mb.reduce_argmax(x=v["x"], axis=-1),
+            mb.reduce_max(x=v["x"], axes=[-1]),
+            mb.topk(x=v["x"], k=1)[1],
+        ),
+        lambda v, f: (
+            np.argmax(v["x"], -1).astype(np.int32),
+            np.max(v["x"], -1),
+            np.argmax(v["x"], -1).astype(np.int32)[:, None],
+        ),
     ),
     *[
         Case(

@@ -19,7 +19,8 @@ prepared program runs on it. Semantics worth knowing when implementing another a
 - `conv_transpose(x, w, strides, dilations, groups)`: the full transposed convolution,
   x (N, C, *d), w (C, O/groups, *k) -> (N, O, *((d-1)*s + (k-1)*dil + 1)); kernels crop
   or pad it to the op's output size.
-- `argsort(x, axis, descending)` is stable: equal values keep their index order.
+- `argsort(x, axis, descending)` is stable: equal values keep their index order; NaN is
+  the largest value (last ascending, first descending), as in argmax, max and `torch.sort`.
 - `scatter_rows(data, rows, updates, mode)`: rows `rows` (1-D ints, in range) of a 2-D
   `data` combined with the rows of `updates` by `mode` (update, add, sub, mul, div, max,
   min); repeated rows accumulate (update: one of them wins).
@@ -207,9 +208,13 @@ class NumpyOps:
 
     @staticmethod
     def argsort(x: np.ndarray, axis: int, descending: bool) -> np.ndarray:
-        if descending:  # negate in a type that holds every value (unsigned, int min)
-            x = ~x if x.dtype.kind == "b" else -x.astype(np.float64)
-        return np.argsort(x, axis=axis, kind="stable")
+        if not descending:  # numpy sorts NaN last: NaN is the largest value
+            return np.argsort(x, axis=axis, kind="stable")
+        # descending: the ascending order of x reversed along the axis, read backwards (so
+        # NaN comes first and equal values keep their index order); any dtype, no negation
+        n = np.shape(x)[axis]
+        order = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+        return (n - 1) - np.flip(order, axis)
 
     @staticmethod
     def scatter_rows(data: np.ndarray, rows: Any, updates: np.ndarray, mode: str) -> np.ndarray:

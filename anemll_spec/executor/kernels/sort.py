@@ -1,7 +1,8 @@
 """Sorting and selection kernels: topk, argsort, one_hot, non_zero,
 non_maximum_suppression.
 
-Sorts are stable (ties keep index order, in both directions). non_zero and
+Sorts are stable (ties keep index order, in both directions) and take NaN as the largest
+value (first descending, last ascending), as reduce_argmax and reduce_max do. non_zero and
 non_maximum_suppression produce data-dependent results: they compute on the host (numpy)
 whatever the array library, which a device library pays for with a read-back.
 """
