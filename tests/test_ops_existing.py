@@ -76,6 +76,17 @@ def _conv(name, kw, expect):
     )
 
 
+def _int_pow(x, y):
+    """x ** y for integers: a negative y gives 1 / x ** |y| truncated toward 0 (0 for x = 0,
+    as an integer division by 0 gives 0); numpy itself refuses negative integer powers."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(x == 0, 0.0, np.trunc(1.0 / x64 ** np.abs(y64)))
+    return np.where(y >= 0, x64 ** np.maximum(y64, 0), inverse).astype(np.int32)
+
+
+POW_X = np.array([2, 1, -1, 0, -1, 3, -2, 0, 5, 7, -3, 1], np.int32)
+POW_Y = np.array([-1, -1, -1, -1, -2, 2, 3, 0, -3, 1, -4, -7], np.int32)
 LA = RNG.standard_normal((2, 5, 6)).astype(np.float32)
 LB = RNG.standard_normal((3, 1, 4, 6)).astype(np.float32)
 LV = RNG.standard_normal((6,)).astype(np.float32)
@@ -101,6 +112,12 @@ CASES = [
             np.where(v["a"] > 0, v["a"], np.broadcast_to(v["b"], v["a"].shape)),
             np.trunc(v["a"]).astype(np.int32),
         ),
+    ),
+    Case(  # numpy raised on a negative integer exponent, torch computed (values below)
+        "int_pow_negative_exponent",
+        {"x": POW_X, "y": POW_Y},
+        lambda v, f: mb.pow(x=v["x"], y=v["y"]),
+        lambda v, f: _int_pow(v["x"], v["y"]),
     ),
     *[_tensor(n, b, e) for n, (b, e) in tensor.CASES.items()],
     *[_int_case(n, b, e) for n, (b, e) in tensor.INT_CASES.items()],

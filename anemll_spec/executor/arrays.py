@@ -12,6 +12,8 @@ prepared program runs on it. Semantics worth knowing when implementing another a
 - `mod` is floor-mod (sign of the divisor, numpy/`torch.remainder`); `floor_divide` rounds
   to -inf; on integers, both give 0 where the divisor is 0 (numpy's answer; torch raises);
   `round` rounds half to even (numpy; `torch.round` does too).
+- `power` of integers: a negative exponent gives 1 / x ** |y| truncated (1 -> 1, -1 -> +-1,
+  anything else, 0 included, -> 0: `integer_power`); numpy raises, torch computes this.
 - `mean` of integers is taken in float64 (float32 lost integers above 2**24).
 - reductions take `axis` as a tuple (or None for all) and `keepdims`.
 - `conv(x, w, strides, pads, dilations, groups)`: N-D cross-correlation, x (N, C, *d),
@@ -99,7 +101,14 @@ class NumpyOps:
     subtract = staticmethod(np.subtract)
     multiply = staticmethod(np.multiply)
     divide = staticmethod(np.true_divide)
-    power = staticmethod(np.power)
+
+    @staticmethod
+    def power(a: Any, b: Any) -> Any:
+        dtype = np.result_type(a, b)
+        if dtype.kind != "i":
+            return np.power(a, b)
+        return integer_power(a, b, np.power, np.where).astype(dtype, copy=False)
+
     maximum = staticmethod(np.maximum)
     minimum = staticmethod(np.minimum)
     floor_divide = staticmethod(np.floor_divide)
@@ -322,6 +331,15 @@ _SCATTER_UFUNCS = {
     "max": np.maximum,
     "min": np.minimum,
 }
+
+
+def integer_power(a: Any, b: Any, pow_: Callable, where: Callable) -> Any:
+    """Integer a ** b, one rule for every array library (numpy raises where b < 0): a
+    negative exponent gives 1 / a ** |b| truncated, so 1 -> 1, -1 -> 1 or -1 (b even or
+    odd) and any other base -> 0, 0 included (as integer division by 0 gives 0 here)."""
+    negative = b < 0
+    inverse = where(a == 1, 1, where(a == -1, 1 - 2 * (b % 2), 0))
+    return where(negative, inverse, pow_(a, where(negative, 0, b)))  # callers set the dtype
 
 
 def host_checked_indices(xp, indices: Any, dim: int, fail: Callable[[str], Exception]) -> Any:

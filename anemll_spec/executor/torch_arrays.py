@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
+from anemll_spec.executor.arrays import integer_power
 from anemll_spec.executor.decompress import is_compile_time
 from anemll_spec.executor.torch_checks import DeviceChecks
 from anemll_spec.executor.torch_linalg import TorchLinalg
@@ -178,7 +179,13 @@ class TorchOps(DeviceChecks, TorchLinalg):
     subtract = staticmethod(lambda a, b: a - b)
     multiply = staticmethod(lambda a, b: a * b)
     divide = staticmethod(lambda a, b: torch.true_divide(*TorchOps._pair(a, b)))
-    power = staticmethod(lambda a, b: torch.pow(a, b))
+
+    @staticmethod
+    def power(a: Any, b: Any) -> torch.Tensor:
+        if a.is_floating_point() or not isinstance(b, torch.Tensor) or b.is_floating_point():
+            return torch.pow(a, b)
+        return integer_power(a, b, torch.pow, torch.where).to(torch.result_type(a, b))
+
     maximum = staticmethod(lambda a, b: torch.maximum(*TorchOps._pair(a, b)))
     minimum = staticmethod(lambda a, b: torch.minimum(*TorchOps._pair(a, b)))
 
