@@ -119,6 +119,12 @@ CASES = [
         lambda v, f: mb.pow(x=v["x"], y=v["y"]),
         lambda v, f: _int_pow(v["x"], v["y"]),
     ),
+    Case(  # torch gave sign(NaN) = 0
+        "unary_sign_nan",
+        {"x": np.array([np.nan, 1.5, -0.0, 0.0, -3.0, np.inf, -np.inf, np.nan], np.float32)},
+        lambda v, f: mb.sign(x=v["x"]),
+        lambda v, f: np.where(np.isnan(v["x"]), np.nan, (v["x"] > 0) * 1.0 - (v["x"] < 0)),
+    ),
     *[_tensor(n, b, e) for n, (b, e) in tensor.CASES.items()],
     *[_int_case(n, b, e) for n, (b, e) in tensor.INT_CASES.items()],
     *[_conv(n, kw, e) for n, (kw, e) in lin.CONVS.items()],

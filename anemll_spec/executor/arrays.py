@@ -14,6 +14,7 @@ prepared program runs on it. Semantics worth knowing when implementing another a
   `round` rounds half to even (numpy; `torch.round` does too).
 - `power` of integers: a negative exponent gives 1 / x ** |y| truncated (1 -> 1, -1 -> +-1,
   anything else, 0 included, -> 0: `integer_power`); numpy raises, torch computes this.
+- `sign(NaN)` is NaN (numpy; `torch.sign` gives 0).
 - `mean` of integers is taken in float64 (float32 lost integers above 2**24).
 - reductions take `axis` as a tuple (or None for all) and `keepdims`.
 - `conv(x, w, strides, pads, dilations, groups)`: N-D cross-correlation, x (N, C, *d),

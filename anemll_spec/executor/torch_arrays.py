@@ -226,7 +226,7 @@ class TorchOps(DeviceChecks, TorchLinalg):
 
     abs = staticmethod(torch.abs)
     negative = staticmethod(torch.neg)
-    sign = staticmethod(torch.sign)
+    sign = staticmethod(lambda x: torch.where(torch.isnan(x), x, torch.sign(x)))  # NaN: NaN
     floor = staticmethod(torch.floor)
     ceil = staticmethod(torch.ceil)
     round = staticmethod(torch.round)
