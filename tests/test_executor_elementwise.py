@@ -298,3 +298,29 @@ def test_clip_follows_its_opset(tmp_path):
     patch_const_input(path, "clip", "alpha", np.float32(1.0))  # alpha = beta: iOS17 refuses
     with pytest.raises(InputError, match=r"alpha 1\.0 must be below beta 1\.0"):
         load(path)
+
+
+@pytest.mark.parametrize("executor", ["numpy", pytest.param("torch", marks=pytest.mark.torch)])
+def test_clip_checks_alpha_below_beta_before_fp16_rounding(tmp_path, executor):
+    """alpha 1.0 < beta 1.0001 is a valid iOS17 clip; both round to 1.0 in fp16, and fp16
+    mode refused the program ("alpha 1.0 must be below beta 1.0") that fp32 ran."""
+
+    @mb.program(input_specs=[mb.TensorSpec((3, 4))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return mb.clip(x=x, alpha=1.0, beta=1.0001, name="y")
+
+    path = save_program(prog, tmp_path / "clip.mlpackage", target=ct.target.iOS17)
+
+    def run(fp16: bool) -> np.ndarray:
+        if executor == "numpy":
+            return load(path, fp16=fp16).predict({"x": SIG})["y"]
+        from anemll_spec.executor.torch_runner import load_torch
+
+        return load_torch(path, device="cpu", fp16=fp16).predict({"x": SIG})["y"]
+
+    beta32 = np.float32(1.0001)
+    np.testing.assert_array_equal(run(False), np.minimum(np.maximum(SIG, 1.0), beta32))
+    assert (run(False) == beta32).any()  # beta clips some values above 1.0
+    got16 = run(True)  # both bounds round to fp16 1.0: every value becomes 1.0
+    assert np.float16(beta32) == 1.0
+    np.testing.assert_array_equal(np.asarray(got16, np.float32), np.ones((3, 4), np.float32))

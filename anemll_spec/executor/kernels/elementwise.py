@@ -87,11 +87,13 @@ def _unary_eps(p: Prep) -> Run:
 @kernel("clip")
 def _clip(p: Prep) -> Run:
     """min(max(x, alpha), beta). iOS17 refuses alpha >= beta; iOS15/16 define any pair
-    (alpha > beta: beta everywhere)."""
+    (alpha > beta: beta everywhere). The check reads the values as saved; fp16 mode then
+    rounds them for computing (alpha 1.0, beta 1.0001 is a valid pair that rounds equal)."""
     xp, x = p.xp, p.ref("x")
-    lo, hi = p.scalar("alpha"), p.scalar("beta")
     if p.since(17):
-        p.check(lo < hi, f"alpha {lo} must be below beta {hi}")
+        alpha, beta = p.float("alpha"), p.float("beta")
+        p.check(alpha < beta, f"alpha {alpha} must be below beta {beta}")
+    lo, hi = p.scalar("alpha"), p.scalar("beta")
     return lambda env: xp.clip(env[x], lo, hi)
 
 
