@@ -217,6 +217,25 @@ def test_unchecked_attribute_is_one_line_exit_2(tmp_path, capsys, build, op, par
     assert len(err) == 1 and f"({op})" in err[0] and "Traceback" not in err[0]
 
 
+@pytest.mark.torch
+def test_a_non_scalar_transpose_is_refused_by_name_before_the_torch_merge(tmp_path):
+    """The torch runner's matmul merge read transpose_y itself, before any op was prepared:
+    [True, False] raised a raw ValueError there (a traceback). It leaves such a matmul to
+    the kernel, whose check names it."""
+    from anemll_spec.executor.torch_runner import load_torch
+
+    weight = np.arange(15, dtype=np.float32).reshape(3, 5)
+    build = lambda x: mb.matmul(x=x, y=weight, transpose_y=True)  # noqa: E731
+    path = save_program(_one_op_program(build, shape=(2, 5)), tmp_path / "mm.mlpackage")
+    x = np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
+    (got,) = load_torch(path, device="cpu").predict({"x": x}).values()  # as built, it runs
+    np.testing.assert_allclose(got, x @ weight.T, rtol=1e-6)
+    patch_const_input(path, "matmul", "transpose_y", np.array([True, False]))
+    for loader in (load, lambda p: load_torch(p, device="cpu")):
+        with pytest.raises(InputError, match=r"\(matmul\).*'transpose_y' must be a scalar"):
+            loader(path)
+
+
 def _list_program():
     @mb.program(input_specs=[mb.TensorSpec((1, 3))], opset_version=ct.target.iOS18)
     def prog(x):

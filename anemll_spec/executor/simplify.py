@@ -254,9 +254,10 @@ def _lower_linear(op: Op, consts: Constants, types: dict[str, VarType]) -> list 
 def _bool_arg(op: Op, consts: Constants, param: str) -> bool | None:
     if not op.inputs.get(param):
         return False
-    if not consts.is_const(op, param):
+    value = np.asarray(consts.value(op, param)) if consts.is_const(op, param) else None
+    if value is None or value.size != 1:  # unknown, or not a flag: the kernel names it
         return None
-    return bool(np.asarray(consts.value(op, param)).reshape(()))
+    return bool(value.reshape(()))
 
 
 def _merge_key(op: Op, consts: Constants) -> tuple | None:
