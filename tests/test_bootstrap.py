@@ -80,7 +80,7 @@ def test_a_bundle_with_the_old_draws_median_ci_imports_and_a_changed_one_does_no
     wall = samples_ns(np.random.default_rng(3), 300, 0.5)
     old = bootstrap.median_ci(wall / 1e6, seed=0, resampled=True)
     new = bootstrap.median_ci(wall / 1e6, seed=0)
-    assert (old.low, old.high) != (new.low, new.high)
+    assert old.low != new.low and old.high != new.high
     row = {**case(wall=wall), "ci_low_ms": old.low, "ci_high_ms": old.high}
     append_case(store, run_id, row, wall)
     finish_run(store, run_id, "finished")
@@ -95,6 +95,10 @@ def test_a_bundle_with_the_old_draws_median_ci_imports_and_a_changed_one_does_no
     bad = rewrite(bundle, tmp_path / "bad.parquet", sub("ci_low_ms", "cases", "ci_low_ms * 0.99"))
     with pytest.raises(InputError, match="ci_low_ms = .* but its 300 samples give"):
         import_bundles(tmp_path / "e.duckdb", [bad])
+    # one end of each draw: a CI no version computed (narrower than both) is refused
+    mixed = rewrite(bundle, tmp_path / "mix.parquet", sub("ci_low_ms", "cases", repr(new.low)))
+    with pytest.raises(InputError, match="ci_high_ms = .* but its 300 samples give"):
+        import_bundles(tmp_path / "f.duckdb", [mixed])
 
 
 def test_a_sustained_case_with_the_old_draws_ci_is_written_and_a_changed_one_is_not(tmp_path):

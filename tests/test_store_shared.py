@@ -578,6 +578,38 @@ def test_push_adds_the_cases_a_run_lacks_and_its_final_status(shared, tmp_path):
     assert cid0 in {c for c, *_ in rows(shared, "SELECT case_id FROM cases")}
 
 
+def test_a_pull_from_a_missing_store_names_it_as_the_source(tmp_path):
+    """It said 'pass --store PATH', the option naming the other store."""
+    with pytest.raises(
+        InputError, match=r"^no results store at .*nosuch.duckdb to copy runs from$"
+    ):
+        copy_runs(tmp_path / "nosuch.duckdb", tmp_path / "mine.duckdb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pull_keeps_the_status_a_run_measured_here_was_given(tmp_path):
+    """Import kept a run measured in the store at its writer's status; pull took any later
+    one, so another store's copy made an interrupted run 'finished'. Only a measured run
+    left 'running' (its server lost, the run finished in a fallback store) takes one."""
+    mine, theirs = tmp_path / "mine.duckdb", tmp_path / "theirs.duckdb"
+    rng = np.random.default_rng(5)
+    ids = [begin_run(mine, run(), host()) for _ in range(2)]
+    w = [samples_ns(rng, 40, 5.0) for _ in range(4)]
+    for rid, wall in zip(ids, w[:2], strict=True):
+        append_case(mine, rid, case(wall=wall), wall)
+    for suffix in ("", ".wal"):  # both stores measured both runs' first case
+        if Path(f"{mine}{suffix}").exists():
+            Path(f"{theirs}{suffix}").write_bytes(Path(f"{mine}{suffix}").read_bytes())
+    finish_run(mine, ids[0], "interrupted")  # ids[1] stays 'running' here
+    for rid, wall in zip(ids, w[2:], strict=True):
+        append_case(theirs, rid, case(wall=wall), wall)
+        finish_run(theirs, rid, "finished")
+    got = copy_runs(theirs, mine)
+    assert (got["runs_updated"], got["cases_added"]) == (1, 2)
+    status = dict(rows(mine, "SELECT run_id, status FROM runs"))
+    assert status == {ids[0]: "interrupted", ids[1]: "finished"}
+
+
 def test_a_push_under_a_shared_runs_id_from_another_run_is_refused(shared, tmp_path):
     """A run id names one run: a push whose run has a shared run's id, but another
     command (or host, spec, writer), is refused, not merged into the shared run."""

@@ -134,6 +134,10 @@ ATTACKS = {
     ),
     "median halved": (sub("median_ms", "cases", "median_ms / 2"), "median_ms = "),
     "CI narrowed": (sub("ci_high_ms", "cases", "ci_low_ms * 1.0001"), "ci_high_ms = "),
+    "runtime 100x the call (a negative binding overhead)": (
+        sub("runtime_ns", "samples", "wall_ns * 100"),
+        "a sample's runtime_ns exceeds its wall_ns",
+    ),
     "p99 trimmed": (sub("p99_ms", "cases", "p50_ms"), "p99_ms = "),
     "TFLOPS without FLOPs": (
         sub("tflops", "cases", "123.0"),
@@ -200,6 +204,21 @@ def test_hostile_bundle_is_refused_and_the_store_unchanged(good, victim, tmp_pat
     assert_refused(
         dest, before, [rewrite(good, tmp_path / "bad.parquet", select)], re.escape(message)
     )
+
+
+def test_a_numpy_case_with_a_runtime_of_its_own_is_refused(tmp_path):
+    """The reference executor reports no runtime: a numpy case's runtime_ns is invented
+    (it gave a binding overhead and a runtime GB/s of nothing measured)."""
+    src, out = tmp_path / "s.duckdb", tmp_path / "b.parquet"
+    run_id = new_run(src)
+    wall = samples_ns(np.random.default_rng(4), 30, 2.0)
+    pairs = np.stack([wall, wall // 2], axis=1)
+    append_case(src, run_id, case(wall=wall, backend="numpy", compute_units=None), pairs)
+    finish_run(src, run_id, "finished")
+    export_bundle(src, out)
+    with pytest.raises(InputError, match="runtime_ns on a numpy case"):
+        import_bundles(tmp_path / "d.duckdb", [out])
+    assert not (tmp_path / "d.duckdb").exists()
 
 
 def test_the_checks_name_values_safely(good, tmp_path):

@@ -60,6 +60,8 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
                 else ""
             )
         )
+    if not lake_target.is_lake(src) and not store_path(src).is_file():  # not --store's hint
+        raise InputError(f"no results store at {store_path(src)} to copy runs from")
     if lake_target.is_lake(dst):
         origin = Origin("pushed", ref=socket.gethostname())
     else:
@@ -147,7 +149,13 @@ def _insert(con, staged: dict[str, str]) -> dict:
         f"WHERE case_id NOT IN (SELECT case_id FROM cases)"
     )
     new_cases = "WHERE case_id IN (SELECT case_id FROM _new_cases)"
-    updated = advance_status(con, r)
+    # a run measured in this store keeps the status its writer gave it; one it left
+    # 'running' (its server was lost and the run went on in a fallback store) takes a later
+    updated = advance_status(
+        con,
+        f"(SELECT * FROM {r} WHERE run_id NOT IN (SELECT run_id FROM runs "
+        "WHERE coalesce(origin, 'measured') = 'measured' AND status <> 'running'))",
+    )
     return {
         "hosts_added": copy(schema.HOSTS, h, "WHERE host_id NOT IN (SELECT host_id FROM hosts)"),
         "runs_added": copy(schema.RUNS, r, "WHERE run_id NOT IN (SELECT run_id FROM runs)"),
