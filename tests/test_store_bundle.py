@@ -303,7 +303,7 @@ def test_bad_bundles_are_rejected_and_change_nothing(bundle, source, tmp_path, k
             "SELECT * FROM b UNION ALL SELECT * FROM b WHERE \"table\" = 'runs'",
             counts=count_minus(bundle, "runs", -2),
         )
-        message = "duplicate runs key"
+        message = "duplicate runs key .run_id. = '[0-9]{8}-[0-9]{6}-[0-9a-f]{8}'$"
     elif kind == "counts lie":
         rewrite(bundle, bad, "SELECT * FROM b WHERE \"table\" <> 'placements' OR op_index > 0",
                 counts=count_minus(bundle, "placements", 0))  # fmt: skip

@@ -167,7 +167,7 @@ def _check_unique(con, label: str, t: Table, rel: str) -> None:
         f"SELECT {cols} FROM {rel} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
     ).fetchone()
     if row is not None:
-        _fail(label, f"duplicate {t.name} key ({cols}) = {quoted(row)}")
+        _fail(label, f"duplicate {t.name} key ({cols}) = {', '.join(quoted(v) for v in row)}")
 
 
 def _check_references(con, label: str, s: Mapping[str, str]) -> None:
