@@ -8,7 +8,7 @@ standard library that coremltools imports (asyncio) leaves that module half made
 the import fails later with an unrelated NameError. Importing through `import_module`
 notes the first Ctrl-C and raises it once the import has returned (a few seconds at
 most), so no module is cut off half-way; a second Ctrl-C stops at once. Likewise the
-statistics of calls already timed (a sustained run's million calls take ~20 s) and the
+statistics of calls already timed (a sustained run's 10 million calls take seconds) and the
 store's write of a measured case: cut, they would throw the measurement away.
 """
 

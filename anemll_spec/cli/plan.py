@@ -177,6 +177,6 @@ def print_plan(doc: dict) -> None:
         "(per variant: warm-up and timing each capped by max_time_s, and an energy pass "
         "of energy_s counted whenever run.power is on, though only a machine that reads "
         "power makes one, and sustained and concurrent runs read theirs while timing; "
-        "builds, and the statistics of a sustained run's calls (about 20 s a million), not "
+        "builds, and the statistics of a sustained run's calls (about 0.3 s a million), not "
         "included; min_iterations calls slower than max_time_s take longer)"
     )
