@@ -61,3 +61,54 @@ class ClockedRapl:
 
         r._sampler._read = sampled
         return r
+
+
+# A stand-in for `sudo -n powermetrics ... -f plist -i MS` (no counters: it measures
+# nothing). Document k covers the k-th period since it started and is written when that
+# period ends; its cpu_energy is k, the window's id, not energy. The NUL between documents
+# goes before each one after the first (as powermetrics writes it: cubestat's
+# platforms/macos.py) or after each one (NUL=after). Each window's real start and end
+# (perf_counter_ns, one clock for every process) go to LOG, one line per window.
+_FAKE_POWERMETRICS = """#!{python}
+import plistlib, sys, time
+ms = int(sys.argv[sys.argv.index("-i") + 1])
+log, out, nul = open({log!r}, "w"), sys.stdout.buffer, {nul!r}
+t0 = time.perf_counter_ns()
+for k in range(1, 10**6):
+    end = t0 + k * ms * 1_000_000
+    while time.perf_counter_ns() < end:
+        time.sleep(0.0005)
+    now, start = time.perf_counter_ns(), t0 + (k - 1) * ms * 1_000_000
+    doc = plistlib.dumps({{"elapsed_ns": now - start, "processor": {{"cpu_energy": float(k)}}}})
+    log.write(f"{{k}} {{start}} {{now}}\\n")
+    log.flush()
+    lead = b"\\x00" if nul == "before" and k > 1 else b""
+    out.write(lead + doc + (b"\\x00" if nul == "after" else b""))
+    out.flush()
+"""
+
+
+def fake_sudo(bin_dir: Path, script: str) -> Path:
+    """An executable `sudo` in `bin_dir` (put it first on PATH) running `script`."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    sudo = bin_dir / "sudo"
+    sudo.write_text(script)
+    sudo.chmod(0o755)
+    return sudo
+
+
+def fake_powermetrics(bin_dir: Path, log: Path, nul: str = "before") -> Path:
+    import sys
+
+    return fake_sudo(
+        bin_dir, _FAKE_POWERMETRICS.format(python=sys.executable, log=str(log), nul=nul)
+    )
+
+
+def windows(log: Path) -> dict[int, tuple[int, int]]:
+    """The fake powermetrics' log: window id -> (start, end) in perf_counter_ns."""
+    out = {}
+    for line in log.read_text().splitlines():
+        k, a, b = (int(x) for x in line.split())
+        out[k] = (a, b)
+    return out

@@ -139,3 +139,36 @@ def test_the_gpu_samplers_own_energy_is_read_where_processor_lacks_it():
     doc["processor"]["gpu_energy"] = 7  # where both are given, processor's is kept
     (s,) = parse(plistlib.dumps(doc) + b"\x00")
     assert s.rails_mj["gpu"] == 7.0
+
+
+@pytest.mark.parametrize("nul", ["before", "after"])
+def test_live_samples_chosen_are_the_windows_inside_the_timed_region(tmp_path, monkeypatch, nul):
+    """A sample is stamped when its document ends (`</plist>`), not when the NUL before the
+    next one arrives a period later: the windows summed are those whose real midpoint lies
+    between start() and stop(), not the ones a period earlier (an idle window before the
+    region counted, the last one in it dropped)."""
+    import os
+
+    from power_util import fake_powermetrics, windows
+
+    from anemll_spec.power.powermetrics import PowermetricsReader
+
+    log = tmp_path / "windows.log"
+    fake_powermetrics(tmp_path / "bin", log, nul)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    period_ns = 100_000_000
+    reader = PowermetricsReader(0.1)
+    reader.start()
+    t_start = reader._t_start  # after the first sample arrived
+    t0 = windows(log)[1][0]
+    k = (t_start - t0) // period_ns + 10  # ten windows on, a quarter into a window:
+    target = t0 + k * period_ns + period_ns // 4  # far from any window's midpoint
+    while time.perf_counter_ns() < target:
+        time.sleep(0.001)
+    t_stop = time.perf_counter_ns()
+    e = reader.stop()
+    assert not isinstance(e, Unavailable), e.reason
+    inside = [k for k, (a, b) in windows(log).items() if t_start <= (a + b) / 2 <= t_stop]
+    assert 9 <= len(inside) <= 11 and inside == list(range(inside[0], inside[-1] + 1))
+    # the chosen windows are contiguous too: their count and the sum of their ids name them
+    assert (e.samples, e.rails_mj["cpu"]) == (len(inside), float(sum(inside)))

@@ -2,7 +2,9 @@
 
 powermetrics needs root, so it runs only where sudo needs no password for it. It prints
 one sample per interval (-i ms); with `-f plist` each sample is a plist document and
-documents are separated by a NUL byte (asitop splits its stream the same way). A sample's
+documents are separated by a NUL byte (asitop splits its stream the same way), written
+just before the next document: the live reader keeps a document when its `</plist>` line
+arrives (as cubestat does), so it is stamped when its window ends. A sample's
 `processor` dict holds `<rail>_energy` (mJ over the sample) and/or `<rail>_power` (mW
 averaged over it), and `elapsed_ns` its length. The text format ("*** Sampled system
 activity (... ) (104.51ms elapsed) ***" ... "ANE Power: 0 mW") is parsed too.
@@ -159,14 +161,16 @@ class PowermetricsReader:
         self._t_start = 0
 
     def _pump(self, stdout) -> None:
+        """Keep each document when its `</plist>` line arrives, as cubestat does: the NUL
+        that separates documents comes just before the next one, on a line that ends only
+        with that next document, so waiting for it stamped every sample a period late."""
         buf = b""
         for line in stdout:
-            if line.startswith(b"\x00"):  # a document ended
+            buf += line.replace(b"\x00", b"")
+            if line.rstrip(b"\x00\r\n\t ").endswith(b"</plist>"):  # a document ended
                 self._take(buf)
-                buf = line[1:]
-            else:
-                buf += line
-        self._take(buf)
+                buf = b""
+        self._take(buf)  # a cut-off last document is dropped by the parser
 
     def _take(self, doc: bytes) -> None:
         now = time.perf_counter_ns()
