@@ -172,3 +172,32 @@ def test_live_samples_chosen_are_the_windows_inside_the_timed_region(tmp_path, m
     assert 9 <= len(inside) <= 11 and inside == list(range(inside[0], inside[-1] + 1))
     # the chosen windows are contiguous too: their count and the sum of their ids name them
     assert (e.samples, e.rails_mj["cpu"]) == (len(inside), float(sum(inside)))
+
+
+def test_powermetrics_that_exits_at_once_says_why_without_waiting(tmp_path, monkeypatch):
+    """`sudo -n -l` allowed it, then powermetrics exited before its first sample: start()
+    waited 5 s (each window of a sustained run) and stop() said "no sample within the
+    timed region". Now the reading's reason is its exit status and stderr, at once."""
+    import os
+
+    from power_util import fake_sudo
+
+    from anemll_spec.power.base import guard
+    from anemll_spec.power.powermetrics import PowermetricsReader
+
+    fake_sudo(
+        tmp_path / "bin",
+        "#!/bin/sh\necho 'powermetrics: must be invoked' >&2\necho '  as the superuser' >&2\n"
+        "exit 3\n",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    reader = guard(PowermetricsReader(0.1))
+    t = time.perf_counter()
+    reader.start()
+    out = reader.stop()
+    assert time.perf_counter() - t < 2.0  # was 5 s: the wait for a first sample
+    assert out == Unavailable(
+        "the energy reading failed to start: RuntimeError: sudo -n powermetrics exited with "
+        "status 3 before its first sample: powermetrics: must be invoked as the superuser",
+        "powermetrics",
+    )

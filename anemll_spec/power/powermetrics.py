@@ -21,9 +21,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from anemll_spec.power.base import DEFAULT_PERIOD_S, Energy, PowerSample, Unavailable
 
@@ -158,6 +160,7 @@ class PowermetricsReader:
         self._proc: subprocess.Popen | None = None
         self._samples: list[PMSample] = []
         self._thread: threading.Thread | None = None
+        self._stderr: Any = None  # a temporary file while powermetrics runs
         self._t_start = 0
 
     def _pump(self, stdout) -> None:
@@ -179,28 +182,51 @@ class PowermetricsReader:
             self._samples.append(s)
 
     def start(self) -> None:
+        """Start powermetrics and wait for its first sample; raises (RuntimeError) with
+        its exit status and what it wrote to stderr where it exits before giving one
+        (`Guarded` makes that the reading's reason)."""
         self._samples = []
+        # a file, not a pipe: a chatty stderr cannot block it; closed by stop()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         cmd = ["sudo", "-n", *CMD, "-i", str(self.period_ms)]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr)
         self._thread = threading.Thread(target=self._pump, args=(self._proc.stdout,), daemon=True)
         self._thread.start()
         # the first sample ends one period after powermetrics starts: wait for it, so
         # the timed region does not begin before sampling does
         deadline = time.perf_counter() + 5.0
         while not self._samples and time.perf_counter() < deadline:
+            if self._proc.poll() is not None:  # it exited: nothing more will come
+                self._thread.join(timeout=5)  # what it printed before exiting
+                if not self._samples:
+                    raise RuntimeError(self._exited())
+                break
             time.sleep(self.period_ms / 4e3)
         self._t_start = time.perf_counter_ns()
 
+    def _exited(self) -> str:
+        """powermetrics (or sudo) exited on its own: its status and its stderr, one line."""
+        assert self._proc is not None
+        code = self._proc.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        self._stderr.seek(0)
+        said = " ".join(self._stderr.read(4096).decode("utf-8", "replace").split())
+        return f"sudo -n powermetrics {how} before its first sample" + (
+            f": {said[:300]}" if said else " (nothing on stderr)"
+        )
+
     def stop(self, *, timed_only: bool = True) -> Energy | Unavailable:
         t_stop = time.perf_counter_ns()
-        time.sleep(self.period_ms * 1.5e-3)  # let the window holding t_stop arrive
         assert self._proc is not None and self._thread is not None
+        if self._proc.poll() is None:
+            time.sleep(self.period_ms * 1.5e-3)  # let the window holding t_stop arrive
         self._proc.terminate()  # sudo relays SIGTERM to powermetrics
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
         self._thread.join(timeout=5)
+        self._stderr.close()
         return energy_from_samples(self._samples, self._t_start, t_stop)
 
 
