@@ -9,7 +9,8 @@ energy columns, its case_energy_rails rows (each rail's parts apart, e.g. an Ult
 ANE0_0 and ANE0_1) and its power_samples (seconds after `t0_ns`, the case's first timed
 call on the perf_counter_ns clock). `sustained_rows` does the same for every window of a
 sustained.Sustained, plus the windows, their samples and the verdict; the case's energy
-is then all windows' together (NULL, with the reason, when any window has none).
+is then all windows' together, windows that read 0 mJ included (NULL, with the reason,
+when any window has no reading, or the total over all of them is 0 mJ).
 Nothing here measures: it only moves figures into the store's columns. Rail names are
 normalised to the store's form (lower case); RAPL zones become rail + part
 ('package-0.dram' -> rail 'dram', part 'package-0').
@@ -91,15 +92,16 @@ def _none(note: str) -> dict:
     return {"case": {"energy_note": _text(note, TEXT)}, "rails": [], "power_samples": []}
 
 
-def unusable(energy, calls) -> str | None:
-    """Why a reading cannot be a figure (a reader's bug or a counter gone wrong), or None."""
+def unusable(energy, calls, *, moved: bool = True) -> str | None:
+    """Why a reading cannot be a figure (a reader's bug or a counter gone wrong), or None.
+    moved=False: a total of 0 mJ passes (a sustained window, counted in the run's sum)."""
     if not (isinstance(calls, int) and calls >= 1):
         return f"{calls!r} calls: energy per inference needs at least one"
     if not (math.isfinite(energy.interval_s) and energy.interval_s > 0):
         return f"its interval is {energy.interval_s!r} s"
     if not any(r in energy.rails_mj for r in energy.total_rails):
         return "no rail of its total was read (its total would be 0 mJ)"
-    if energy.total_mj <= 0:  # nothing draws no power: the counter did not move
+    if moved and energy.total_mj <= 0:  # nothing draws no power: the counter did not move
         return (
             f"its total is 0 mJ over {energy.interval_s:.3g} s: the counters did not move "
             "(an interval shorter than their update period; run.energy_s sets a longer one)"
@@ -211,24 +213,26 @@ def _thermal(t) -> dict:
 
 
 def combined_energy(wins):
-    """All windows' energy as one reading (None when no window had a reader; the first
-    window's Unavailable when any window had none)."""
+    """All windows' energy as one reading (None when no window had a reader).
+
+    Every window whose reading is an Energy counts, 0 mJ included: a window shorter than
+    the counters' update period (NVML's 100 ms) can fall between two updates while the
+    sum over the windows is sound. Unavailable (the first window's reason) where a window
+    has no reading or one the store cannot take for another reason (no interval, a
+    negative rail), and where the total over all windows is 0 mJ."""
     from anemll_spec.power.base import Energy, Unavailable
 
     readings = [w.energy for w in wins]
     if all(r is None for r in readings):
         return None
-    missing = [
-        (i, r)
-        for i, r in enumerate(readings)
-        if not hasattr(r, "rails_mj") or unusable(r, wins[i].calls)
-    ]
-    if missing:
-        i, r = missing[0]
-        why = getattr(r, "reason", None) or "no reader"
-        if hasattr(r, "rails_mj"):
-            why = unusable(r, wins[i].calls)
-        return Unavailable(f"no energy for window {i} of {len(wins)}: {why}")
+    for i, r in enumerate(readings):
+        why = (
+            unusable(r, wins[i].calls, moved=False)
+            if hasattr(r, "rails_mj")
+            else getattr(r, "reason", None) or "no reader"
+        )
+        if why:
+            return Unavailable(f"no energy for window {i} of {len(wins)}: {why}")
     rails: dict[str, float] = {}
     parts: dict[str, float] = {}
     for r in readings:
@@ -237,6 +241,22 @@ def combined_energy(wins):
         for k, v in r.parts_mj.items():
             parts[k] = parts.get(k, 0.0) + v
     notes = list(dict.fromkeys(n for r in readings for n in r.notes))
+    total = sum(rails.get(x, 0.0) for x in {x for r in readings for x in r.total_rails})
+    if total <= 0:
+        seconds = sum(r.interval_s for r in readings)
+        return Unavailable(
+            f"its total is 0 mJ over the {len(readings)} windows' {seconds:.3g} s: the "
+            "counters did not move in any window (shorter than their update period: "
+            "run.window_s and run.duration_s set longer ones)"
+        )
+    still = sum(1 for r in readings if r.total_mj == 0)
+    if still:  # said: their windows' rows have no energy of their own
+        notes.insert(
+            0,
+            f"{still} of the {len(readings)} windows read 0 mJ (a window shorter than the "
+            "counters' update period; run.window_s sets a longer one): their energy is in "
+            "the other windows' readings, and the sum holds it",
+        )
     return Energy(
         rails_mj=rails,
         total_rails=tuple(dict.fromkeys(x for r in readings for x in r.total_rails)),

@@ -1,0 +1,77 @@
+"""A sustained case's energy over its windows: every window's reading counts, one that
+read 0 mJ (between two counter updates) included; written and re-imported with every
+derived figure recomputed (store.energy.combined_energy, store.energy_checks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from fixtures.store.bundles import content
+from fixtures.store.energy import sustained_case, synthetic_sustained
+from fixtures.store.synth import new_run
+
+from anemll_spec.store import finish_run, open_store
+from anemll_spec.store.exporting import export_bundle
+from anemll_spec.store.importing import import_bundles
+
+
+def q(store, sql: str, params=()) -> list[tuple]:
+    con = open_store(store, read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def test_sustained_windows_that_read_0_mj_count_in_the_runs_sum(tmp_path):
+    """A window shorter than the counter's update period (NVML: 100 ms) can read 0 mJ while
+    the next holds that energy: one such window set the whole case's energy NULL (and
+    advised run.energy_s, which a sustained run does not use). The case now sums every
+    window's reading; its rows pass the writer's and the import's recomputation."""
+    s = synthetic_sustained(n_windows=6)
+    for i in (1, 3):  # between two counter updates
+        w = s.windows[i]
+        w.energy = replace(w.energy, rails_mj={"gpu": 0.0}, timeline=())
+    want_mj = sum(206.0 * 60 * (1 + 0.01 * i) for i in (0, 2, 4, 5))  # by hand
+    want_s = sum((w.end_ns - w.start_ns) / 1e9 for w in s.windows)
+    store = tmp_path / "s.duckdb"
+    run_id = new_run(store)
+    cid = sustained_case(store, run_id, s)  # the writer's checks pass
+    finish_run(store, run_id, "finished")
+    ((total, calls, interval, per_inf, watts, note),) = q(
+        store,
+        "SELECT energy_total_mj, energy_calls, energy_interval_s, energy_mj_per_inference, "
+        "power_w_mean, energy_note FROM cases WHERE case_id = ?",
+        [cid],
+    )
+    assert total == pytest.approx(want_mj, rel=1e-12) and calls == 6 * 60
+    assert interval == pytest.approx(want_s, rel=1e-12)
+    assert per_inf == pytest.approx(want_mj / 360, rel=1e-12)
+    assert watts == pytest.approx(want_mj / 1e3 / want_s, rel=1e-12)
+    assert "2 of the 6 windows read 0 mJ" in note and "run.window_s" in note
+    assert q(store, "SELECT rail, energy_mj FROM case_energy_rails WHERE case_id = ?", [cid]) == [
+        ("gpu", pytest.approx(want_mj, rel=1e-12))
+    ]
+    # the windows' own rows as before: a window that read 0 mJ has no energy of its own
+    rows = q(store, "SELECT window_index, energy_total_mj FROM sustained_windows "
+                    "WHERE case_id = ? ORDER BY 1", [cid])  # fmt: skip
+    assert [i for i, mj in rows if mj is None] == [1, 3]
+    out, dest = tmp_path / "b.parquet", tmp_path / "d.duckdb"
+    export_bundle(store, out)
+    import_bundles(dest, [out])  # the import's recomputation agrees
+    assert content(dest) == content(store)
+
+    # 0 mJ in every window: no figure, and the reason names window_s
+    for w in s.windows:
+        w.energy = replace(w.energy, rails_mj={"gpu": 0.0}, timeline=())
+    cid = sustained_case(store, new_run(store), s)
+    ((total, note),) = q(
+        store, "SELECT energy_total_mj, energy_note FROM cases WHERE case_id = ?", [cid]
+    )
+    assert total is None
+    assert note == (
+        f"its total is 0 mJ over the 6 windows' {want_s:.3g} s: the counters did not move "
+        "in any window (shorter than their update period: run.window_s and run.duration_s "
+        "set longer ones)"
+    )
