@@ -124,3 +124,54 @@ def test_concurrent_instances_too_short_for_the_counters_store_why_not_a_figure(
     assert case["energy_total_mj"] is None
     assert case["energy_note"].startswith("not read: the instances' timed phase lasted ")
     assert "under run.energy_s (5 s)" in case["energy_note"]
+
+
+class _FailsAtStop:
+    """A reader whose reading fails at stop() (as IOReport's "counters not published"
+    verdict did for a 1.2 s loop): it reads no counter and makes no figure."""
+
+    method = "rapl"
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, *, timed_only: bool = True):
+        raise OSError("the counter went away")
+
+
+def test_a_short_loop_gets_its_energy_pass_whatever_its_reading_was(tmp_path, monkeypatch):
+    """Whether a timed loop gets a separate energy pass is its own duration's call: a
+    short loop whose reading was an Unavailable got none (IOReport called 0 mJ over 1.2 s
+    "not published", and a 1.2 s loop stored NULL where a 0.9 s loop got its pass)."""
+    rapl = ClockedRapl(tmp_path / "powercap", 10.0)
+    opened = []
+
+    def reader(run, backend, device):  # the timed loop's reader fails, the pass's reads
+        opened.append(backend)
+        return _FailsAtStop() if len(opened) == 1 else rapl.reader()
+
+    monkeypatch.setattr(energy, "reader", reader)
+    res, store = _bench(tmp_path, PLAIN.replace("iterations: 8", "iterations: 8, energy_s: 0.5"))
+    assert res.status == "finished", [m.error for m in res.results]
+    assert len(opened) == 2  # the timed loop's reader, then the pass's
+    (case,) = dict_rows(store, "SELECT * FROM cases")
+    assert case["energy_method"] == "rapl" and case["energy_timed_only"] is False
+    assert case["energy_interval_s"] >= 0.5
+    # the clocked counter's own rate: 10 W over the interval, per call of the pass
+    per_call_mj = 1e3 * 10.0 * case["energy_interval_s"] / case["energy_calls"]
+    assert case["energy_mj_per_inference"] == pytest.approx(per_call_mj, rel=0.01)
+    assert "back-to-back calls after timing (0.5 s): the timed loop lasted" in case["notes"]
+
+
+def test_a_pass_whose_reader_fails_to_start_makes_no_calls(tmp_path, monkeypatch):
+    """The pass's reading never started: its energy_s of calls would measure nothing."""
+    import time
+
+    root = tmp_path / "powercap"
+    monkeypatch.setattr(energy, "reader", _rapl_reader(root, None, break_before_start=True))
+    t = time.perf_counter()
+    res, store = _bench(tmp_path, PLAIN.replace("iterations: 8", "iterations: 8, energy_s: 30"))
+    assert time.perf_counter() - t < 25  # no 30 s pass
+    (case,) = dict_rows(store, "SELECT energy_note, notes FROM cases")
+    assert case["energy_note"].startswith("the energy reading failed to start: FileNotFound")
+    assert "back-to-back" not in (case["notes"] or "")

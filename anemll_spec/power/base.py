@@ -130,6 +130,11 @@ class Guarded:
             return
         self._running = True
 
+    @property
+    def failed(self) -> Unavailable | None:
+        """Why the reading started last failed to start, or None."""
+        return self._failure
+
     def stop(self, *, timed_only: bool = True) -> Energy | Unavailable:
         if self._failure is not None:
             return self._failure

@@ -27,7 +27,9 @@ RAILS = ("cpu", "gpu", "ane", "dram", "gpu_sram")
 TOTAL_RAILS = ("cpu", "gpu", "ane", "dram")  # GPU SRAM: macmon keeps it apart; not summed
 PUBLICATION_GAP_S = 1.7  # longest gap between counter updates seen (M1 Ultra, all-smi #424)
 SHORT_INTERVAL_S = 10.0  # below this, that gap can be over ~17% of the interval
-ZEROED_MIN_S = 1.0
+# 0 mJ for CPU and DRAM over this long is "not published", not a reading between two
+# updates: well above the longest gap (at 1.0 s, a 1.2 s loop was called "not published")
+ZEROED_MIN_S = 2 * PUBLICATION_GAP_S
 _CF = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
 _IOREPORT = "/usr/lib/libIOReport.dylib"
 _UTF8 = 0x08000100  # kCFStringEncodingUTF8

@@ -94,12 +94,15 @@ def _one_by_one(cr: CaseRun, o: Opened) -> None:
     run, progress, t = cr.case.run, cr.env.progress, _timer(cr, o)
     progress.phase("warmup", o.m.variant.label)
     reader = energy.reading(run, o.m.variant.backend, o.m.device)
+    loop_s: float | None = None  # the timed loop's own duration
     try:
         t.warm()
         progress.phase("timing", o.m.variant.label)
         if isinstance(reader, Guarded):
             reader.start()
+        loop_t0 = time.perf_counter_ns()
         t.step()
+        loop_s = (time.perf_counter_ns() - loop_t0) / 1e9
         if isinstance(reader, Guarded):
             o.m.energy, o.m.reading_calls = reader.stop(timed_only=True), t.n
         else:
@@ -113,15 +116,17 @@ def _one_by_one(cr: CaseRun, o: Opened) -> None:
     finally:  # a reading the timing left running ends with it
         if isinstance(reader, Guarded):
             reader.close()
-    short = getattr(o.m.energy, "interval_s", None)
-    if short is not None and short < run.energy_s and o.m.status == "ok":
-        # too short for the counters: a longer pass replaces it (a Ctrl-C there keeps none)
+    ok = o.m.status == "ok" and isinstance(reader, Guarded)
+    if ok and loop_s is not None and loop_s < run.energy_s:
+        # too short for the counters: a longer pass replaces it (a Ctrl-C there keeps
+        # none), decided by the loop's own duration, whatever its reading was (a 0 mJ
+        # total, or IOReport's "counters not published", or a reader that failed)
         o.m.energy = Unavailable(
-            f"not read: the timed loop lasted {short:.2g} s and the energy pass that "
+            f"not read: the timed loop lasted {loop_s:.2g} s and the energy pass that "
             "replaces it did not finish"
         )
         with attempt(o.m, "energy: "):
-            _energy_pass(cr, o, why=f"the timed loop lasted {short:.2g} s")
+            _energy_pass(cr, o, why=f"the timed loop lasted {loop_s:.2g} s")
 
 
 def _interleave_groups(opened: list[Opened]) -> list[list[Opened]]:
@@ -209,6 +214,9 @@ def _energy_pass(cr: CaseRun, o: Opened, *, why: str) -> None:
     fn = o.session.bind(o.feed, o.state)
     calls = 0
     reader.start()
+    if reader.failed is not None:  # no pass of calls for a reading that never started
+        o.m.energy = reader.failed
+        return
     try:
         t0 = time.perf_counter_ns()
         until = t0 + int(run.energy_s * 1e9)
