@@ -124,10 +124,18 @@ def test_a_password_is_redacted_whole(target, shown):
     assert lake_target.redact(f"ducklake:{target}") == f"ducklake:{shown}"
 
 
+def test_a_quote_inside_an_unquoted_value_is_a_character_as_libpq_reads_it():
+    """`password=it's` is a password to libpq (psql connects with it); it was refused as
+    an unreadable connection string."""
+    t = lake_target.parse_target(r"ducklake:postgres:host=db password=it's\ x user=me data_path=/d")
+    assert t.conninfo == r"host=db password='it\'s x' user=me" and t.data_path == "/d"
+    assert "it" not in lake_target.redact(t.text).split("password=")[1].split()[0]
+
+
 @pytest.mark.parametrize(
     "conninfo, at",
-    [  # the password's own quote, an unclosed quote, a word without '=' (a password?)
-        ("host=db password=Sup3r'Secret dbname=s1 data_path=/tmp/x", 41),
+    [  # text glued to a quoted value, an unclosed quote, a word without '=' (a password?)
+        ("host=db password='Sup3r'Secret dbname=s1 data_path=/tmp/x", 43),
         ("host=db password='Sup3r Secret dbname=s1 data_path=/tmp/x", 36),
         ("host=db Sup3rSecret dbname=s1", 27),
     ],
@@ -771,7 +779,7 @@ def test_an_export_reads_one_snapshot_while_a_push_adds_cases(shared, tmp_path, 
     assert imported["rows"]["cases"] == 2  # and its rows are those it counted
 
 
-@pytest.mark.parametrize("password", ["'s3 cr3t'", r"'it\'s cr3t'"])
+@pytest.mark.parametrize("password", ["'s3 cr3t'", r"'it\'s cr3t'", "it's-cr3t"])
 def test_a_quoted_password_never_reaches_the_stored_command(tmp_path, cli, password):
     """libpq quotes a password with a space or quote; the command line was quoted for a
     shell first ('"'"'), and the redaction then missed the password. Run end to end: the

@@ -95,7 +95,10 @@ def _split_data_path(info: str, text: str) -> tuple[str, str | None]:
     return rest, (data[-1] if data else None)
 
 
-_KV = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)")
+# key=value as libpq reads it: a value that starts with a quote runs to its closing quote;
+# any other runs to the next space, a quote in it being a character (password=it's), and
+# in both a backslash takes the next character as it is
+_KV = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)(?:[^\s\\]|\\.)*|)")
 
 
 def _kv_pairs(info: str) -> list[tuple[str, str]]:
@@ -106,9 +109,10 @@ def _kv_pairs(info: str) -> list[tuple[str, str]]:
         m = _KV.match(info, pos)
         if m is None:
             raise ValueError(pos + len(info[pos:]) - len(info[pos:].lstrip()))
+        if info[m.end() : m.end() + 1].strip():  # a quote that never closes
+            raise ValueError(m.end())
         value = m.group(2)
-        if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        value = re.sub(r"\\(.)", r"\1", value[1:-1] if value.startswith("'") else value)
         out.append((m.group(1), value))
         pos = m.end()
     return out
