@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from fixtures.store.synth import case, new_run, samples_ns
 
-from anemll_spec.store import append_case, finish_run
+from anemll_spec.store import append_case, finish_run, lake_target
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.published import CAVEAT as PUBLISHED_CAVEAT
 
@@ -256,3 +257,54 @@ def test_a_concurrent_run_says_so_in_share_and_report(tmp_path):
     write_report(store, res.run_id, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
     assert "2 shared instances at once: " in page and "inferences/s in all" in page
+
+
+def test_share_never_shows_the_shared_stores_password(postgres, cli, tmp_path, monkeypatch):
+    """`share --store ducklake:postgres:... password=...` put the password in the export
+    command of the block (pasted into a public issue) and in --json; it is *** there, as
+    in every other output (docs/store.md, Credentials), and the command otherwise works."""
+    import uuid
+
+    import pg
+    from fixtures.store.synth import host, run
+
+    from anemll_spec.store import begin_run
+    from anemll_spec.store.connection import open_store
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    db = postgres.new_db("t_" + uuid.uuid4().hex[:12])
+    target = postgres.target(db, tmp_path / "lake-data", password=True)
+    run_id = begin_run(target, run(), host())
+    wall = samples_ns(np.random.default_rng(5), 50, 9.0)
+    append_case(target, run_id, case(wall=wall), wall)
+    finish_run(target, run_id, "finished")
+    con = open_store(target, read_only=True)
+    try:  # the run is there, in the shared store (read back with SQL)
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [(run_id,)]
+    finally:
+        con.close()
+    env = {"PGPASSWORD": ""}
+    text = cli("share", "--store", target, env=env)
+    doc = cli("share", "--store", target, "--json", env=env)
+    for r in (text, doc):
+        assert r.returncode == 0, r.stderr
+        assert pg.PASSWORD not in r.stdout + r.stderr
+    block = text.stdout[text.stdout.index("```sh\n") + 6 : text.stdout.rindex("\n```")]
+    words = shlex.split(block)
+    assert words[-2:] == ["--store", lake_target.redact(target)] and "password=***" in words[-1]
+    assert "The store's password is shown as `***`" in text.stdout
+    got = json.loads(doc.stdout)
+    assert got["markdown"] == text.stdout and shlex.split(got["export_command"]) == words
+    # with the password put back, the command exports the run
+    words[-1] = words[-1].replace("password=***", f"password={pg.PASSWORD}")
+    out = cli(*words[1:], cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / f"{run_id}.parquet").is_file()
+    # a file store's path is given as it is, and no password note
+    plain = tmp_path / "s.duckdb"
+    other = new_run(plain)
+    append_case(plain, other, case(wall=wall), wall)
+    finish_run(plain, other, "finished")
+    r = cli("share", "--store", plain)
+    assert r.returncode == 0 and "password" not in r.stdout
+    assert f"--store {shlex.quote(str(plain))}" in r.stdout

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 
-from anemll_spec.store import factors, markdown, published
+from anemll_spec.store import factors, lake_target, markdown, published
 from anemll_spec.store.markdown import escape
 from anemll_spec.text import ratios, throttled_words
 
@@ -111,15 +111,23 @@ def share_markdown(con, run_id: str, *, baseline: str, store_arg: str | None = N
         "```",
         "",
     ]
+    if _redacted(store_arg):
+        out += ["The store's password is shown as `***`: put yours there before running it.", ""]
     return "\n".join(out)
 
 
 def export_command(run_id: str, store_arg: str | None) -> str:
-    """The exact command, quoted for a POSIX shell (ids and paths are data)."""
+    """The exact command, quoted for a POSIX shell (ids and paths are data); a shared
+    store's password is shown as *** (the block is pasted into a public issue)."""
     words = ["anemll-spec", "export", "--run", run_id, "--out", f"{run_id}.parquet"]
     if store_arg:
-        words += ["--store", store_arg]
+        words += ["--store", lake_target.redact(store_arg) if _redacted(store_arg) else store_arg]
     return markdown.printable(shlex.join(words))
+
+
+def _redacted(store_arg: str | None) -> bool:
+    """Whether `store_arg` is a shared store's target with a password in it."""
+    return lake_target.is_lake(store_arg) and lake_target.redact(store_arg or "") != store_arg
 
 
 def _summary(con, run_id: str) -> str:
