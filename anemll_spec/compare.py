@@ -25,6 +25,15 @@ from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_pair
 
 VARIANT = ("coalesce(variant_key, case_key)", "backend", "device", "compute_units", "concurrency")
+# the variants with no ratio, by why: compare prints them under its table, its chart and
+# the report's comparison say them beside what they draw
+UNMATCHED = (
+    ("failed_in_b", "failed in B (every case)"),
+    ("failed_in_a", "failed in A (every case)"),
+    ("only_in_a", "only in A"),
+    ("only_in_b", "only in B"),
+    ("no_ratio", "no ratio (a median of 0 ns)"),
+)
 
 
 @dataclass

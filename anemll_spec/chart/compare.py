@@ -20,6 +20,7 @@ VERDICT_COLORS = {
     "too few samples": "#cccccc",
 }
 VARIANT = ("variant_key", "backend", "device", "compute_units", "concurrency")
+MAX_NAMED = 4  # variants named per line of what is not drawn (`compare` lists them all)
 
 
 def compute(target, opts: Options) -> dict[str, Any]:
@@ -70,8 +71,28 @@ def build_from(target, con_factory, opts: Options) -> dict[str, Any]:
         raise NoData(
             f"runs {result['run_a']} and {result['run_b']} have no variant in common to "
             f"compare ({opts.describe()})"
+            + "".join(f". {line}" for line in unmatched(result, opts))
         )
     return style.drawn_runs(chart(rows, result, opts), result["run_a"], result["run_b"])
+
+
+def unmatched(result: dict, opts: Options) -> list[str]:
+    """What is not drawn and why, a line per reason, as `compare` prints it under its table:
+    variants that failed in every case of one run, ran in one run only, or have no ratio.
+    --model keeps its model's; --where cannot reach them (no row in both runs): said so."""
+    from anemll_spec.compare import UNMATCHED
+    from anemll_spec.text import printable
+
+    lines = []
+    for key, words in UNMATCHED:
+        model = opts.model
+        names = [x for x in result[key] if not model or x == model or x.startswith(f"{model} (")]
+        if names:
+            more = len(names) - MAX_NAMED
+            shown = ", ".join(names[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
+            where = " (--where not applied to these)" if opts.where else ""
+            lines.append(printable(f"Not drawn: {words}: {shown}{where}."))
+    return lines
 
 
 def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
@@ -147,6 +168,7 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
                 if (note := hosts_note(result))
                 else []
             ),
+            *unmatched(result, opts),
         )
     )
     return style.finish(

@@ -190,15 +190,25 @@ def _compare_section(target, run_id: str, previous: str | None, charts) -> str:
     opts = Options(runs=(previous, run_id))
     result = compare.compute(target, opts)
     rows = compare.keep(None, result, opts)
+    # what the chart leaves out (failed in this run, in one run only, no ratio), as
+    # `compare` says it: a variant that failed here must not just vanish
+    lines = compare.unmatched(result, opts)
+    missing = (
+        f'<p class="note">A is run {esc(previous)}, B this run ({esc(run_id)}). '
+        + " ".join(esc(line) for line in lines)
+        + "</p>"
+        if lines
+        else ""
+    )
     if not rows:
         return head + (
             f'<p class="note">Runs {esc(previous)} and {esc(run_id)} have no measured '
-            "variant in common.</p>"
+            "variant in common.</p>" + missing
         )
     charts["chart-compare"] = compare.chart(rows, result, opts)
-    note = ""
+    note = missing
     if result["hosts_differ"]:  # a pulled run of another machine, say
-        note = (
+        note += (
             f'<p class="note">The two runs were measured on different machines or systems '
             f"({esc(hosts_where(result))}): each ratio compares those too, not only "
             "what changed.</p>"

@@ -114,7 +114,7 @@ def _print(result: dict) -> None:
     from decimal import Decimal
 
     from anemll_spec.cli.query import render_table
-    from anemll_spec.compare import hosts_note, pooled_name
+    from anemll_spec.compare import UNMATCHED, hosts_note, pooled_name
     from anemll_spec.text import distinct, printable, ratios
 
     pct = percent(result["level"])
@@ -153,13 +153,7 @@ def _print(result: dict) -> None:
         )
     if rows:
         print(render_table(columns, rows), end="")
-    for key, words in (
-        ("failed_in_b", "failed in B (every case)"),
-        ("failed_in_a", "failed in A (every case)"),
-        ("only_in_a", "only in A"),
-        ("only_in_b", "only in B"),
-        ("no_ratio", "no ratio (a median of 0 ns)"),
-    ):
+    for key, words in UNMATCHED:
         if result[key]:
             print(f"{words}: {', '.join(printable(x) for x in result[key])}")
     if result["regressions"]:
