@@ -21,7 +21,7 @@ from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.compare import hosts_where
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
-from anemll_spec.store.sqlparts import PROVENANCE
+from anemll_spec.store.sqlparts import CASE_ORDER, PROVENANCE
 from anemll_spec.text import printable
 
 __all__ = ["default_out", "is_report_of", "resolve", "write_report"]
@@ -145,9 +145,7 @@ def _sections(con, run_id: str, baseline: str):
            FROM runs r LEFT JOIN hosts h ON h.host_id = r.host_id WHERE r.run_id = ?""",
         [run_id],
     )[0]
-    cases = fetch(
-        con, "SELECT * FROM results WHERE run_id = ? ORDER BY case_index, case_id", [run_id]
-    )
+    cases = fetch(con, f"SELECT * FROM results WHERE run_id = ? ORDER BY {CASE_ORDER}", [run_id])
     charts: dict[str, dict] = {}
     opts = Options(runs=(run_id,), baseline=baseline)
     sections = [

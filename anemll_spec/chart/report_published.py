@@ -16,6 +16,7 @@ from anemll_spec.chart import factors
 from anemll_spec.chart.source import Options, fetch
 from anemll_spec.chart.style import esc, fmt_factor, fmt_num, os_label
 from anemll_spec.store import published
+from anemll_spec.store.factors import IN_SPEC_ORDER
 from anemll_spec.store.sqlparts import DERIVED_BASELINE
 
 PUBLISHED_NOTE = (
@@ -79,11 +80,8 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
             "specs lm_head.yaml and lm_head_lut6.yaml build anemll-bench's exact models), "
             "so there is nothing to compare with published results.</p>"
         )
-    own = fetch(
-        con,
-        """SELECT * FROM factors_of(?, ?, false)
-           ORDER BY model, backend, compute_units, case_id""",
-        [opts.baseline, run_id],
+    own = fetch(  # in the order of the run's other tables
+        con, f"SELECT * FROM factors_of(?, ?, false) f {IN_SPEC_ORDER}", [opts.baseline, run_id]
     )
     own = [r for r in own if r["model"] in measured]
     if any(r["baseline_source"] and not _published(r["baseline_source"]) for r in own):

@@ -35,10 +35,16 @@ COLUMNS = (
 )
 
 
-# rows in the order of the spec's cases, as every other table of a run (the case id is a
-# hash: in its order a share block listed the cases in another order than its summary)
+# rows of `f` in the order of every other table of a run (sqlparts.CASE_ORDER): the spec's,
+# then as bench measured them (the case id is a hash: in its order a share block listed
+# the cases, and a case's backends, in another order than its summary)
 IN_SPEC_ORDER = (
-    "ORDER BY (SELECT c.case_index FROM cases c WHERE c.case_id = f.case_id) NULLS LAST, case_id"
+    "ORDER BY "
+    + ", ".join(
+        f"(SELECT c.{col} FROM cases c WHERE c.case_id = f.case_id) NULLS LAST"
+        for col in ("case_index", "finished_at")
+    )
+    + ", case_id"
 )
 
 

@@ -13,6 +13,7 @@ import shlex
 
 from anemll_spec.store import factors, lake_target, markdown, published
 from anemll_spec.store.markdown import escape
+from anemll_spec.store.sqlparts import CASE_ORDER
 from anemll_spec.text import ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
@@ -133,7 +134,7 @@ def _redacted(store_arg: str | None) -> bool:
 def _summary(con, run_id: str) -> str:
     cols = ", ".join(_SUMMARY)
     cur = con.execute(
-        f"SELECT {cols} FROM cases WHERE run_id = ? ORDER BY case_index, finished_at, case_id",
+        f"SELECT {cols} FROM cases WHERE run_id = ? ORDER BY {CASE_ORDER}",
         [run_id],
     )
     rows = cur.fetchall()
@@ -249,11 +250,11 @@ def _energy(con, run_id: str, baseline: str) -> str:
 def _sustained(con, run_id: str) -> str:
     """The verdict of each sustained case ('' when none)."""
     cur = con.execute(
-        """SELECT model_name, backend, device, compute_units, sustained_verdict,
+        f"""SELECT model_name, backend, device, compute_units, sustained_verdict,
                   sustained_throughput_ratio, sustained_ci_low, sustained_ci_high,
                   sustained_windows, sustained_window_s, sustained_throttled
            FROM cases WHERE run_id = ? AND sustained_windows > 0
-           ORDER BY case_index, finished_at, case_id""",
+           ORDER BY {CASE_ORDER}""",
         [run_id],
     )
     rows = cur.fetchall()

@@ -16,6 +16,11 @@ PROVENANCE = """CASE {r}origin
         ELSE 'stored before v3 (measured here or imported: not recorded)'
     END"""
 
+# The order of a run's cases in every table of it (share's summary, its factor, energy and
+# sustained tables, the report's): the spec's, then as bench measured them (a case's
+# backends share its index, and the case id ends in a hash: alone it shuffled them per run).
+CASE_ORDER = "case_index NULLS LAST, finished_at NULLS LAST, case_id"
+
 # What a factor is against, in words: 'M1 Max (published, Core ML ANE)'.
 WHAT = r"""
 CASE WHEN {p}backend = 'coreml' THEN 'Core ML ' || CASE {p}compute_units

@@ -1,0 +1,122 @@
+"""The rows that `share` and the report show of a run, read back as a user sees them (the
+Markdown block's cells; the report opened in Chromium) and checked against the store
+(SQL): their order, each case's name, and how its figures are written."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from db_util import dict_rows
+
+from anemll_spec.chart.report import write_report
+from anemll_spec.store.connection import open_store
+from anemll_spec.store.share import share_markdown
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+import chart_dom as dom  # noqa: E402
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def unescape(md: str) -> str:
+    return re.sub(r"\\(.)", r"\1", md)
+
+
+def share(store: Path, run_id: str) -> str:
+    con = open_store(store, read_only=True)
+    try:
+        return share_markdown(con, run_id, baseline="M1 Max")
+    finally:
+        con.close()
+
+
+def md_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The rows of the first table after the line starting with `heading` ('' = the
+    summary, the block's first table), as header -> cell."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(heading)) if heading else 0
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
+    head = cells(lines[first])
+    return [dict(zip(head, cells(ln), strict=True)) for ln in lines[first + 2 : end]]
+
+
+def report_table(root: dom.Node, heading: str) -> list[dict[str, str]]:
+    """The rows of the report's table under the <h2> starting with `heading`."""
+    body = root.find("body")[0]
+    kids = body.children
+    at = next(i for i, n in enumerate(kids) if n.tag == "h2" and n.all_text().startswith(heading))
+    table = next(n for n in kids[at + 1 :] if n.tag == "table")
+    rows = table.find("tr")
+    head = [th.all_text() for th in rows[0].find("th")]
+    return [dict(zip(head, [td.all_text() for td in r.find("td")], strict=True)) for r in rows[1:]]
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory) -> tuple[Path, str]:
+    """A real bench of a two-backend sweep (numpy and torch, four points): each case
+    index holds two variants, measured one after the other. Benched again (at most five
+    runs) until the case ids, which end in a random hash, order some case's variants
+    otherwise than bench measured them: else an order by case id would pass unseen."""
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    spec = tmp / "two.yaml"
+    spec.write_text(
+        "name: two\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 256, chunks: 1, "
+        "dtype: float32}\nrun: {backends: [numpy, torch], warmup: 1, iterations: 10, "
+        "dispatch_floor: false, energy_s: 0}\nsweep:\n  model.vocab_size: [256, 320, 384, 448]\n"
+    )
+    store = tmp / "s.duckdb"
+    for _ in range(5):
+        res = Runner(spec, store=str(store), cache_dir=tmp / "cache",
+                     progress=Progress(io.StringIO())).run()  # fmt: skip
+        rows = dict_rows(
+            store,
+            "SELECT case_index, case_id FROM cases WHERE run_id = ? "
+            "ORDER BY case_index, finished_at",
+            [res.run_id],
+        )
+        by_index: dict[int, list[str]] = {}
+        for r in rows:
+            by_index.setdefault(r["case_index"], []).append(r["case_id"])
+        if any(ids != sorted(ids) for ids in by_index.values()):
+            return store, res.run_id
+    raise AssertionError("five runs' case ids all sorted as measured")
+
+
+@pytest.mark.torch
+@pytest.mark.browser
+def test_share_and_the_report_list_a_runs_variants_in_one_order(chromium, sweep_run, tmp_path):
+    """share's summary listed a case's variants as bench measured them, its factor table
+    and the report's tables by case id (a random hash): numpy above torch in one table,
+    below it in the next. Every table now follows the summary's order."""
+    store, run_id = sweep_run
+    measured = [
+        (r["model_name"], r["backend"])
+        for r in dict_rows(
+            store,
+            "SELECT model_name, backend FROM cases WHERE run_id = ? "
+            "ORDER BY case_index, finished_at, case_id",
+            [run_id],
+        )
+    ]
+    assert len(measured) == 8 and {b for _, b in measured} == {"numpy", "torch"}
+    text = share(store, run_id)
+    summary = [(unescape(r["model"]), r["backend"]) for r in md_table(text, "")]
+    factors = [
+        (unescape(r["model"]), r["backend"].split()[0]) for r in md_table(text, "**Compared with")
+    ]
+    assert summary == measured and factors == measured
+    page = write_report(store, run_id, tmp_path / "r.html")
+    root = dom.dump_dom(chromium, page, tmp_path)
+    cases = [(r["model"], r["backend"]) for r in report_table(root, "Cases")]
+    assert cases == measured
+    assert [r["#"] for r in report_table(root, "Cases")] == ["0", "0", "1", "1", "2", "2", "3", "3"]
