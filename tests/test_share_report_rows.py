@@ -120,3 +120,45 @@ def test_share_and_the_report_list_a_runs_variants_in_one_order(chromium, sweep_
     cases = [(r["model"], r["backend"]) for r in report_table(root, "Cases")]
     assert cases == measured
     assert [r["#"] for r in report_table(root, "Cases")] == ["0", "0", "1", "1", "2", "2", "3", "3"]
+
+
+def one_run(path: Path, *rows: tuple[dict, object]) -> str:
+    """A finished run of synthetic cases (row, samples), through the write API."""
+    from fixtures.store.synth import new_run
+
+    from anemll_spec.store import append_case, finish_run
+
+    run_id = new_run(path)
+    for row, wall in rows:
+        append_case(path, run_id, row, wall)
+    finish_run(path, run_id, "finished")
+    return run_id
+
+
+@pytest.mark.browser
+def test_a_tight_ci_never_puts_the_median_on_its_edge(chromium, tmp_path):
+    """At 4 significant digits, a median of 123.449 ms with a CI [123.446, 123.451] read
+    '123.4 | 123.4 to 123.5' in share and the report: the median on its CI's low end.
+    Both now print as many digits as keep the three apart (as bench does)."""
+    import numpy as np
+    from fixtures.store.synth import case, samples_ns
+
+    store = tmp_path / "s.duckdb"
+    wall = samples_ns(np.random.default_rng(11), 200, 123.449, noise=1e-4)
+    run_id = one_run(store, (case(wall=wall), wall))
+    (row,) = dict_rows(store, "SELECT median_ms, ci_low_ms, ci_high_ms FROM cases", ())
+    values = (row["median_ms"], row["ci_low_ms"], row["ci_high_ms"])
+    assert f"{values[0]:.4g}" == f"{values[1]:.4g}"  # the case the old rule failed
+    (got,) = md_table(share(store, run_id), "")
+    low, high = got["95% CI ms"].split(" to ")
+    page = write_report(store, run_id, tmp_path / "r.html")
+    (cases,) = report_table(dom.dump_dom(chromium, page, tmp_path), "Cases")
+    assert (cases["median (ms)"], cases["95% CI of median (ms)"]) == (
+        got["median ms"], f"{low} – {high}"
+    )  # fmt: skip
+    shown = (got["median ms"], low, high)
+    assert len(set(shown)) == 3, shown
+    digits = len(shown[0].replace(".", "")) - 3  # decimals: 123.xxx
+    for text, value in zip(shown, values, strict=True):  # each, rounded, is its value
+        assert float(text) == pytest.approx(value, abs=0.51 * 10**-digits), (text, value)
+    assert float(low) < float(got["median ms"]) < float(high)

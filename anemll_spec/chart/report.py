@@ -22,7 +22,7 @@ from anemll_spec.compare import hosts_where
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
 from anemll_spec.store.sqlparts import CASE_ORDER, PROVENANCE
-from anemll_spec.text import printable
+from anemll_spec.text import distinct, printable
 
 __all__ = ["default_out", "is_report_of", "resolve", "write_report"]
 
@@ -230,11 +230,11 @@ def _cases_table(cases: list[dict]) -> str:
     body = []
     for c in cases:
         c = dict(c)
-        c["ci"] = (
-            f"{fmt_num(c['ci_low_ms'], 4)} – {fmt_num(c['ci_high_ms'], 4)}"
-            if c.get("ci_low_ms") is not None
-            else None
-        )
+        if None not in (c.get("median_ms"), c.get("ci_low_ms"), c.get("ci_high_ms")):
+            # digits enough to keep the median off its CI's ends, as bench and share
+            c["median_ms"], low, high = distinct((c["median_ms"], c["ci_low_ms"],
+                                                  c["ci_high_ms"]), 4, 7)  # fmt: skip
+            c["ci"] = f"{low} – {high}"
         cv = c.get("cv")  # stored as a fraction; bench prints it in percent
         c["cv_pct"] = None if cv is None else 100.0 * cv
         c["flags"] = (

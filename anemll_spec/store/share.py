@@ -10,11 +10,12 @@ command that exports the bundle to attach. Every piece of store text goes throug
 from __future__ import annotations
 
 import shlex
+from decimal import Decimal
 
 from anemll_spec.store import factors, lake_target, markdown, published
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
-from anemll_spec.text import ratios, throttled_words
+from anemll_spec.text import distinct, ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
 # chart say it (chart/report_published.PUBLISHED_NOTE): a reader of the issue compares a
@@ -146,8 +147,7 @@ def _summary(con, run_id: str) -> str:
     shown = [
         (
             *r[:6],
-            r[6],
-            None if r[7] is None else f"{r[7]:.4g} to {r[8]:.4g}",
+            *_median_ci(r[6], r[7], r[8]),
             *r[9:14],
             *((f"{r[14]} {r[15]}" if (r[14] or 1) > 1 else "1", r[16]) if concurrent else ()),
         )
@@ -160,6 +160,16 @@ def _summary(con, run_id: str) -> str:
         "\nWith several instances at once, latency and GB/s are per call under that load; "
         "inferences/s counts every instance's calls over the time they ran together.\n"
     )
+
+
+def _median_ci(median, low, high) -> tuple:
+    """The median (a number, right-aligned as written) and its CI in words, with as many
+    significant digits (4 to 7) as keep the three apart, as bench prints them: 4 digits
+    put a median of 123.449 on its CI's edge ('123.4 | 123.4 to 123.5')."""
+    if median is None or low is None or high is None:
+        return median, None
+    m, lo, hi = distinct((median, low, high), 4, 7)
+    return Decimal(m), f"{lo} to {hi}"
 
 
 def _factors(con, run_id: str, baseline: str) -> str:
