@@ -162,3 +162,71 @@ def test_a_tight_ci_never_puts_the_median_on_its_edge(chromium, tmp_path):
     for text, value in zip(shown, values, strict=True):  # each, rounded, is its value
         assert float(text) == pytest.approx(value, abs=0.51 * 10**-digits), (text, value)
     assert float(low) < float(got["median ms"]) < float(high)
+
+
+@pytest.mark.browser
+def test_sweep_points_of_a_published_model_are_told_apart(chromium, tmp_path):
+    """Two points of a sweep of the published lm_head spec (run.iterations 20 and 40) were
+    each shown as 'llama_lm_head | numpy' in share and the report. They are shown by the
+    label plan and bench give them (spec.case.Case.label); model_name, which the views pair
+    on, stays the published name, so the factors still compare them with published rows."""
+    import numpy as np
+    from fixtures.store.synth import ROOT, case, samples_ns
+
+    from anemll_spec.spec import load_cases
+
+    spec = tmp_path / "lm_head.yaml"
+    text = (ROOT / "specs" / "lm_head.yaml").read_text()
+    spec.write_text(text + "sweep:\n  run.iterations: [20, 40]\n")
+    _, expanded = load_cases(spec)
+    want = [c.label for c in expanded]
+    assert want == ["llama_lm_head[iterations=20]", "llama_lm_head[iterations=40]"]
+    rng = np.random.default_rng(9)
+    rows = []
+    for c, ms in zip(expanded, (10.0, 30.0), strict=True):
+        wall = samples_ns(rng, 60, ms)
+        row = case(wall=wall, model=c.model_name, params=c.params, case_index=c.index,
+                   case_key=c.key, backend="numpy", compute_units=None,
+                   variant_key=c.variant_key("numpy", None, None))  # fmt: skip
+        rows.append((row, wall))
+    store = tmp_path / "s.duckdb"
+    run_id = one_run(store, *rows)
+    stored = dict_rows(store, "SELECT model_name FROM cases ORDER BY case_index", ())
+    # what the views pair on, unchanged
+    assert [r["model_name"] for r in stored] == ["llama_lm_head"] * 2
+    text = share(store, run_id)
+    assert [unescape(r["model"]) for r in md_table(text, "")] == want
+    factors = md_table(text, "**Compared with")
+    assert [unescape(r["model"]) for r in factors] == want
+    assert {r["vs"] for r in factors} == {"M1 Max (published, Core ML ANE)"}
+    page = write_report(store, run_id, tmp_path / "r.html")
+    root = dom.dump_dom(chromium, page, tmp_path)
+    assert [r["model"] for r in report_table(root, "Cases")] == want
+    published = report_table(root, "Comparison with published results")
+    assert [r["model"] for r in published] == want
+
+
+def test_a_stored_label_is_the_one_plan_gives(tmp_path):
+    """labels.case_label rebuilds Case.label from what the store keeps (model_name and the
+    params JSON), for a sweep whose points are published models of their own (compression
+    none and LUT6) and for one that is no published model."""
+    import json
+
+    from fixtures.store.synth import ROOT
+
+    from anemll_spec.spec import load_cases
+    from anemll_spec.store.labels import case_label
+
+    lut6 = "{palettize: {nbits: 6, granularity: per_grouped_channel, group_size: 8}}"
+    spec = tmp_path / "lm_head.yaml"
+    spec.write_text(
+        (ROOT / "specs" / "lm_head.yaml").read_text()
+        + f"sweep:\n  model.compression: [none, {lut6}]\n  run.backends: [[numpy], [torch]]\n"
+        + "  model.vocab_size: [128256, 1024]\n"
+    )
+    _, expanded = load_cases(spec)
+    assert len(expanded) == 8
+    published = {c.model_name for c in expanded if "[" not in c.model_name}
+    assert published == {"llama_lm_head", "llama_lm_head_lut6"}
+    for c in expanded:
+        assert case_label(c.model_name, json.dumps(c.params)) == c.label, c.label

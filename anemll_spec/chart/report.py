@@ -21,6 +21,7 @@ from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.compare import hosts_where
 from anemll_spec.errors import InputError
 from anemll_spec.store.factors import check_baseline
+from anemll_spec.store.labels import case_label
 from anemll_spec.store.sqlparts import CASE_ORDER, PROVENANCE
 from anemll_spec.text import distinct, printable
 
@@ -64,7 +65,7 @@ RUN_FIELDS = (
 # column, header, is-number
 CASE_COLUMNS = (
     ("case_index", "#", True),
-    ("model_name", "model", False),
+    ("label", "model", False),
     ("backend", "backend", False),
     ("compute_units", "compute units", False),
     ("status", "status", False),
@@ -146,6 +147,8 @@ def _sections(con, run_id: str, baseline: str):
         [run_id],
     )[0]
     cases = fetch(con, f"SELECT * FROM results WHERE run_id = ? ORDER BY {CASE_ORDER}", [run_id])
+    for c in cases:  # shown with its sweep's values (model_name alone pairs with others)
+        c["label"] = case_label(c["model_name"], c["params"])
     charts: dict[str, dict] = {}
     opts = Options(runs=(run_id,), baseline=baseline)
     sections = [

@@ -69,7 +69,7 @@ def _energy_row(c: dict[str, Any]) -> str:
     ipj = c.get("inferences_per_joule")  # the results view's, like every figure here
     cells = [
         num(c.get("case_index")),
-        f"<td>{esc(c.get('model_name'))}</td>",
+        f"<td>{esc(c.get('label') or c.get('model_name'))}</td>",
         f"<td>{esc(variant(c))}</td>",
         num(c.get("energy_mj_per_inference")),
         num(ipj),
@@ -133,7 +133,7 @@ def _sustained_row(c: dict[str, Any], windows: list[dict]) -> str:
     return (
         "<tr>"
         + num(c.get("case_index"))
-        + f"<td>{esc(c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
+        + f"<td>{esc(c.get('label') or c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
         + f"<td>{esc(c.get('sustained_verdict'))}</td>"
         + "".join(f'<td class="num">{esc(text)}</td>' for text in shown)
         + f"<td>{esc(throttled_words(c.get('sustained_throttled')))}</td>"

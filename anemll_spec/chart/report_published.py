@@ -84,11 +84,15 @@ def published_section(con, run_id: str, cases: list[dict], opts: Options, charts
         con, f"SELECT * FROM factors_of(?, ?, false) f {IN_SPEC_ORDER}", [opts.baseline, run_id]
     )
     own = [r for r in own if r["model"] in measured]
+    labels = {c["case_id"]: c.get("label") for c in cases}  # a sweep's points apart
     if any(r["baseline_source"] and not _published(r["baseline_source"]) for r in own):
         head = _heading(opts.baseline, own_baseline=True)
     rows = [
         "<tr>"
-        + "".join(f"<td>{esc(v)}</td>" for v in (r["chip"], r["model"], factors.how(r)))
+        + "".join(
+            f"<td>{esc(v)}</td>"
+            for v in (r["chip"], labels.get(r["case_id"]) or r["model"], factors.how(r))
+        )  # fmt: skip
         + factor_cells(r)
         + "</tr>"
         for r in own

@@ -13,6 +13,7 @@ import shlex
 from decimal import Decimal
 
 from anemll_spec.store import factors, lake_target, markdown, published
+from anemll_spec.store.labels import case_label, labels_of
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
 from anemll_spec.text import distinct, ratios, throttled_words
@@ -38,6 +39,7 @@ _SUMMARY = (
     "concurrency",
     "instances",
     "throughput_ips",
+    "params",  # with model_name, the case's label (labels.case_label)
 )
 _HOST = (
     ("chip", "chip"),
@@ -146,7 +148,8 @@ def _summary(con, run_id: str) -> str:
     concurrent = any((r[14] or 1) > 1 for r in rows)
     shown = [
         (
-            *r[:6],
+            case_label(r[0], r[17]),
+            *r[1:6],
             *_median_ci(r[6], r[7], r[8]),
             *r[9:14],
             *((f"{r[14]} {r[15]}" if (r[14] or 1) > 1 else "1", r[16]) if concurrent else ()),
@@ -191,11 +194,12 @@ def _factors(con, run_id: str, baseline: str) -> str:
             f"**Compared with the baseline chip**: no case of this run can be compared with "
             f"{escape(baseline)} ({why}; factors compare ok cases that ran one instance).\n"
         )
+    labels = labels_of(con, run_id)  # a sweep's points apart, as bench shows them
     table = markdown.table(
         ["model", "backend", "units", "GB/s", "ms", "bandwidth factor", "inference factor", "vs"],
         [
             (
-                r["model"],
+                labels.get(r["case_id"], r["model"]),
                 r["backend"] + (f" {r['device']}" if r["device"] else ""),
                 r["compute_units"],
                 r["bandwidth_gbps"],
@@ -226,12 +230,13 @@ def _energy(con, run_id: str, baseline: str) -> str:
     rows = factors.energy_for_run(con, run_id, baseline)
     if not rows:
         return ""
+    labels = labels_of(con, run_id)
     table = markdown.table(
         ["model", "backend", "units", "n", "mJ per inference", "inferences per J", "mean W",
          "reader", "timed calls only", f"vs {baseline}"],
         [
             (
-                r["model"],
+                labels.get(r["case_id"], r["model"]),
                 r["backend"] + (f" {r['device']}" if r["device"] else ""),
                 r["compute_units"],
                 r["concurrency"],
@@ -260,7 +265,7 @@ def _energy(con, run_id: str, baseline: str) -> str:
 def _sustained(con, run_id: str) -> str:
     """The verdict of each sustained case ('' when none)."""
     cur = con.execute(
-        f"""SELECT model_name, backend, device, compute_units, sustained_verdict,
+        f"""SELECT model_name, params, backend, device, compute_units, sustained_verdict,
                   sustained_throughput_ratio, sustained_ci_low, sustained_ci_high,
                   sustained_windows, sustained_window_s, sustained_throttled
            FROM cases WHERE run_id = ? AND sustained_windows > 0
@@ -271,10 +276,11 @@ def _sustained(con, run_id: str) -> str:
     if not rows:
         return ""
     shown = []
-    for model, backend, device, units, verdict, ratio, lo, hi, n, window_s, throttled in rows:
+    for (model, params, backend, device, units, verdict, ratio, lo, hi, n, window_s,
+         throttled) in rows:  # fmt: skip
         r, lo_t, hi_t = ratios(ratio, lo, hi)
         shown.append((
-            model, backend + (f" {device}" if device else ""), units, verdict,
+            case_label(model, params), backend + (f" {device}" if device else ""), units, verdict,
             None if ratio is None else r,
             None if lo is None or hi is None else f"{lo_t} to {hi_t}",
             f"{n} x {window_s:g} s", throttled_words(throttled),
