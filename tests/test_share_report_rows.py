@@ -230,3 +230,32 @@ def test_a_stored_label_is_the_one_plan_gives(tmp_path):
     assert published == {"llama_lm_head", "llama_lm_head_lut6"}
     for c in expanded:
         assert case_label(c.model_name, json.dumps(c.params)) == c.label, c.label
+
+
+@pytest.mark.browser
+def test_large_figures_are_written_whole_as_the_report_does(chromium, tmp_path):
+    """share wrote 10602.7 inferences/s as '1.06e+04' (and a 12.3 s p90 as '1.234e+04')
+    where the report shows 10,603: one rule (text.figure) for both now."""
+    import numpy as np
+    from fixtures.store.synth import case, samples_ns
+
+    rng = np.random.default_rng(12)
+    fast = samples_ns(rng, 60, 0.19)
+    slow = samples_ns(rng, 20, 12_345.0)
+    concurrent = case(wall=fast, concurrency=2, instances="shared", throughput_ips=10602.7)
+    store = tmp_path / "s.duckdb"
+    run_id = one_run(
+        store, (concurrent, fast), (case("slow", "slow_head", wall=slow, case_index=1), slow)
+    )
+    stored = dict_rows(store, "SELECT throughput_ips, p90_ms FROM cases ORDER BY case_index", ())
+    ips, p90 = stored[0]["throughput_ips"], stored[1]["p90_ms"]
+    assert ips >= 1e4 and p90 >= 1e4
+    text = share(store, run_id)
+    assert "e+0" not in text
+    rows = md_table(text, "")
+    assert rows[0]["inferences/s"] == f"{ips:,.0f}" == "10,603"
+    assert rows[1]["p90 ms"] == f"{p90:,.0f}"
+    page = write_report(store, run_id, tmp_path / "r.html")
+    cases = report_table(dom.dump_dom(chromium, page, tmp_path), "Cases")
+    assert f"{rows[0]['inferences/s']} inferences/s in all" in cases[0]["flags"]
+    assert cases[1]["p90 (ms)"] == rows[1]["p90 ms"]

@@ -196,9 +196,9 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "–"
-        if abs(value) >= 10**digits:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}"
+        from anemll_spec.text import figure
+
+        return figure(value, digits)
     return str(value)
 
 

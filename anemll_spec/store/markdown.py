@@ -13,7 +13,7 @@ from __future__ import annotations
 import decimal
 import re
 
-from anemll_spec.text import printable
+from anemll_spec.text import figure, printable
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"}
@@ -37,7 +37,7 @@ def cell(v, digits: int = 6, null: str = "NULL") -> str:
     if isinstance(v, float):
         if v != v or v in (float("inf"), float("-inf")):
             return str(v)
-        return f"{v:.{digits}g}"
+        return figure(v, digits)  # the report's rule: 10,603, not '1.06e+04'
     if is_number(v):
         return str(v)
     return escape(v)
