@@ -86,6 +86,8 @@ def test_a_sustained_run_stores_its_windows_and_verdict(tmp_path):
     # progress shows each window's median as it ends
     shown = [line.split("window ")[1].split()[0] for line in log.splitlines() if "window " in line]
     assert shown == ["1/4", "2/4", "3/4", "4/4"]
+    share, page = _share_and_report(tmp_path, store)  # a whole run is not 'cut short'
+    assert f"| {v.verdict} |" in share and "cut short" not in share + page
     # energy: a figure where this machine has counters, else NULL and why
     assert case["energy_method"] is not None or case["energy_note"]
     assert _reimported_cases(store, tmp_path) == 1
@@ -249,6 +251,24 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     # what it ran, not what was asked ("sustained 60 s: ..." for a run of 1.5 s)
     assert f"sustained {len(windows) * 0.5:g} of 60 s: " in case["notes"], case["notes"]
     assert _one(store, "SELECT status FROM runs")[0]["status"] == "interrupted"
+    # share and the report say it was cut short, and how far it ran (they did not)
+    timed = sum(w["wall_s"] for w in windows)
+    share, page = _share_and_report(tmp_path, store)
+    assert f"{case['sustained_verdict']} (cut short: {timed:.3g} of 60 s)" in share, share
+    assert f"{case['sustained_verdict']} (cut short: {timed:.3g} of 60 s)</td>" in page
+
+
+def _share_and_report(tmp_path: Path, store: Path) -> tuple[str, str]:
+    """What `share` prints and the report's HTML, for the store's latest run."""
+    import contextlib
+
+    from anemll_spec.cli import main
+
+    out, page = io.StringIO(), tmp_path / "report.html"
+    with contextlib.redirect_stdout(out):
+        assert main(["share", "--store", str(store)]) == 0
+        assert main(["report", "--store", str(store), "--out", str(page)]) == 0
+    return out.getvalue(), page.read_text()
 
 
 def test_ctrl_c_in_a_later_variants_first_window_keeps_the_finished_variant(tmp_path):
@@ -277,6 +297,15 @@ def test_whole_windows_are_counted_without_float_rounding():
     from anemll_spec.sustained import window_count
 
     assert (window_count(1.0, 0.1), window_count(6, 0.2), window_count(2.9, 1)) == (10, 30, 2)
+
+
+def test_a_run_is_cut_short_only_when_it_stopped_before_its_last_whole_window():
+    from anemll_spec.sustained import cut_short
+
+    assert cut_short(1.5, 60, 0.5) == " (cut short: 1.5 of 60 s)"
+    assert cut_short(59.5, 60, 0.5) == " (cut short: 59.5 of 60 s)"  # one window short
+    assert cut_short(60.002, 60, 0.5) == cut_short(2.0, 2.9, 1) == ""  # a remainder: by design
+    assert cut_short(2.01, 2.0, 0.05) == cut_short(None, 60, 0.5) == ""  # calls outlast windows
 
 
 def test_torch_on_the_cpu_alone_leaves_the_others_interleaved(tmp_path):

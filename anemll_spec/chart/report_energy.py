@@ -16,6 +16,7 @@ from anemll_spec.chart.report_published import num
 from anemll_spec.chart.source import NoData, Options, fetch
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.chart.sustained_draw import calls_ratio
+from anemll_spec.sustained import cut_short
 from anemll_spec.text import ratios, throttled_words
 
 RAILS = ("ane", "cpu", "gpu", "dram")
@@ -95,7 +96,7 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     windows: dict[str, list[dict]] = {}  # each case's windows, read once for the run
     for w in fetch(
         con,
-        "SELECT case_id, window_index, throughput_ips FROM sustained_windows WHERE case_id IN "
+        "SELECT case_id, window_index, throughput_ips, wall_s FROM sustained_windows WHERE case_id IN "
         "(SELECT case_id FROM cases WHERE run_id = ?)",
         [run_id],
     ):
@@ -125,6 +126,8 @@ def _sustained_row(c: dict[str, Any], windows: list[dict]) -> str:
                                           "sustained_ci_high"))  # fmt: skip
     r, lo_t, hi_t = ratios(ratio, lo, hi)
     calls = calls_ratio(windows)
+    timed = sum(w["wall_s"] for w in windows) if windows else None
+    ran = cut_short(timed, c.get("sustained_duration_s"), c.get("sustained_window_s"))
     shown = (
         None if ratio is None else r,
         None if lo is None or hi is None else f"{lo_t} – {hi_t}",
@@ -134,7 +137,7 @@ def _sustained_row(c: dict[str, Any], windows: list[dict]) -> str:
         "<tr>"
         + num(c.get("case_index"))
         + f"<td>{esc(c.get('label') or c.get('model_name'))}</td><td>{esc(variant(c))}</td>"
-        + f"<td>{esc(c.get('sustained_verdict'))}</td>"
+        + f"<td>{esc(c.get('sustained_verdict'))}{esc(ran)}</td>"
         + "".join(f'<td class="num">{esc(text)}</td>' for text in shown)
         + f"<td>{esc(throttled_words(c.get('sustained_throttled')))}</td>"
         + num(c.get("sustained_windows"))

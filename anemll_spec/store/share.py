@@ -16,6 +16,7 @@ from anemll_spec.store import factors, lake_target, markdown, published
 from anemll_spec.store.labels import case_label, labels_of
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
+from anemll_spec.sustained import cut_short
 from anemll_spec.text import distinct, ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
@@ -267,7 +268,9 @@ def _sustained(con, run_id: str) -> str:
     cur = con.execute(
         f"""SELECT model_name, params, backend, device, compute_units, sustained_verdict,
                   sustained_throughput_ratio, sustained_ci_low, sustained_ci_high,
-                  sustained_windows, sustained_window_s, sustained_throttled
+                  sustained_windows, sustained_window_s, sustained_throttled,
+                  sustained_duration_s, (SELECT sum(w.wall_s) FROM sustained_windows w
+                                         WHERE w.case_id = cases.case_id) AS timed_s
            FROM cases WHERE run_id = ? AND sustained_windows > 0
            ORDER BY {CASE_ORDER}""",
         [run_id],
@@ -277,8 +280,9 @@ def _sustained(con, run_id: str) -> str:
         return ""
     shown = []
     for (model, params, backend, device, units, verdict, ratio, lo, hi, n, window_s,
-         throttled) in rows:  # fmt: skip
+         throttled, duration_s, timed_s) in rows:  # fmt: skip
         r, lo_t, hi_t = ratios(ratio, lo, hi)
+        verdict = (verdict or "-") + cut_short(timed_s, duration_s, window_s)
         shown.append((
             case_label(model, params), backend + (f" {device}" if device else ""), units, verdict,
             None if ratio is None else r,
