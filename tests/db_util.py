@@ -15,3 +15,11 @@ def dict_rows(path: Path, sql: str, params=()) -> list[dict]:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     finally:
         con.close()
+
+
+def rows(path: Path, sql: str, params=()) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()

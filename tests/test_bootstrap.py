@@ -11,6 +11,7 @@ from fractions import Fraction
 import duckdb
 import numpy as np
 import pytest
+from db_util import rows as q
 from fixtures.store.bundles import rewrite, sub
 from fixtures.store.energy import synthetic_sustained
 from fixtures.store.synth import case, new_run, samples_ns
@@ -117,12 +118,4 @@ def test_a_sustained_case_with_the_old_draws_ci_is_written_and_a_changed_one_is_
     written("old", sustained_ci_low=was.ci_low, sustained_ci_high=was.ci_high)
     with pytest.raises(InputError, match="sustained_ci_high = .* but the windows' samples give"):
         written("mixed", sustained_ci_high=was.ci_high * 1.01)
-    assert sorted(_q(store, "SELECT sustained_ci_low FROM cases")) == [(was.ci_low,)]
-
-
-def _q(store, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    assert sorted(q(store, "SELECT sustained_ci_low FROM cases")) == [(was.ci_low,)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from db_util import rows as q
 from fixtures.store.bundles import content
 from fixtures.store.energy import (
     CALLS,
@@ -23,7 +24,7 @@ from fixtures.store.energy import (
 from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.errors import InputError
-from anemll_spec.store import append_case, open_store
+from anemll_spec.store import append_case
 from anemll_spec.store.energy import energy_rows, rail_and_part, sustained_rows
 from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.importing import import_bundles
@@ -34,14 +35,6 @@ from anemll_spec.sustained import judge
 def source(tmp_path_factory):
     path = tmp_path_factory.mktemp("energy") / "src.duckdb"
     return path, energy_store(path)
-
-
-def q(store, sql: str, params=()) -> list[tuple]:
-    con = open_store(store, read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 # ---------------------------------------------------------------- what is stored

@@ -7,21 +7,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from db_util import rows as q
 from fixtures.store.bundles import content
 from fixtures.store.energy import sustained_case, synthetic_sustained
 from fixtures.store.synth import new_run
 
-from anemll_spec.store import finish_run, open_store
+from anemll_spec.store import finish_run
 from anemll_spec.store.exporting import export_bundle
 from anemll_spec.store.importing import import_bundles
-
-
-def q(store, sql: str, params=()) -> list[tuple]:
-    con = open_store(store, read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def test_sustained_windows_that_read_0_mj_count_in_the_runs_sum(tmp_path):
