@@ -241,7 +241,8 @@ def _temp_files_in(folder: Path | None) -> Iterator[None]:
 
 def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
     """The checks `build` makes before any work, without the work: the model's own
-    rules, the cache folder, and (when it would be built) the memory it needs. `bench`
+    rules, the cache folder, and (when it would be built) the memory it needs, a staging
+    folder in the cache (made and removed again) and the disk it needs there. `bench`
     runs this for every case first, so bad input stops the run before anything is
     written (exit 2), not as a failed case."""
     from anemll_spec.build import cache
@@ -259,8 +260,12 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
         return
     _check_call_memory(model)
     cache_dir = _cache_folder(cache_dir)
-    if cache.lookup(cache_dir, cache_key(model))[0] is None:
-        _check_memory(model, estimate(model))
+    key = cache_key(model)
+    if cache.lookup(cache_dir, key)[0] is None:
+        est = estimate(model)
+        _check_memory(model, est)
+        _staging(cache_dir, key).rmdir()  # the cache folder made, and writable
+        _check_disk(cache_dir, est)
 
 
 def _check_call_memory(model: ModelBase) -> None:
@@ -289,6 +294,30 @@ def _cache_folder(cache_dir: Path | None) -> Path:
             f"build cache {path}: is a file, not a folder (--cache-dir or $ANEMLL_SPEC_CACHE)"
         )
     return path
+
+
+def _staging(cache_dir: Path, key: str) -> Path:
+    """The build's staging folder in the cache (made with the cache folder if need be);
+    one that cannot be made (read-only, under a file) is the user's input, refused."""
+    from anemll_spec.build.cache import new_staging
+
+    try:
+        return new_staging(cache_dir, key)
+    except OSError as exc:
+        raise InputError(
+            f"build cache {cache_dir}: cannot make a build folder there "
+            f"({exc.strerror or exc}); use --cache-dir or $ANEMLL_SPEC_CACHE"
+        ) from None
+
+
+def _check_disk(cache_dir: Path, est: Estimate) -> None:
+    """Room on the cache's disk: the package and coremltools' temporary copy of it."""
+    free = shutil.disk_usage(cache_dir).free
+    if est.weight_bytes * 2 > free:
+        raise InputError(
+            f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
+            f"{free / 1e9:.2f} GB free"
+        )
 
 
 def build(
@@ -324,15 +353,9 @@ def build(
         cache.discard(cache_dir / key)
     est = estimate(model)
     _check_memory(model, est)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(cache_dir).free
-    if est.weight_bytes * 2 > free:
-        raise InputError(
-            f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
-            f"{free / 1e9:.2f} GB free"
-        )
-    staging = cache.new_staging(cache_dir, key)
+    staging = _staging(cache_dir, key)
     try:
+        _check_disk(cache_dir, est)
         package = staging / cache.PACKAGE
         build_package(model, package, progress, temp_dir=staging)
         gc.collect()  # the built program (cyclic: ops <-> vars) holds every weight

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from anemll_spec.cli._common import (
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = [load_cases(path, max_cases=args.max_cases) for path in args.specs]
     cache_dir = cache_dir_of(args)
     check_build_env()
+    _preflight(loaded, cache_dir)
     # bench's progress line: live on a terminal, a line every few seconds in logs
     progress = Progress(live=sys.stderr.isatty() and not args.json)
     results = []
@@ -65,3 +67,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(results)
     return 0
+
+
+def _preflight(loaded: list, cache_dir: Path | None) -> None:
+    """Every case of every spec through the build's checks (memory, cache folder, disk)
+    before the first build, each refusal naming its spec and case as bench does."""
+    from anemll_spec.build import preflight
+    from anemll_spec.errors import InputError
+
+    seen: set[str] = set()
+    for spec, cases in loaded:
+        for case in cases:
+            if case.build_key in seen:
+                continue
+            seen.add(case.build_key)
+            try:
+                preflight(case.model, cache_dir)
+            except InputError as exc:
+                raise InputError(f"{spec.path}: {case.model_name}: {exc}") from None

@@ -158,9 +158,10 @@ class Runner:
 
     def _preflight(self) -> None:
         """Every case's build and backend checks before any run begins: bad input (a model
-        too big for this machine, a cache path that is a file, an external model's unknown
-        inputs, a deployment target this macOS cannot run) stops here with exit 2 and
-        nothing stored, not as failed cases."""
+        too big for this machine, a cache folder that is a file, cannot be written or lacks
+        the disk the build needs, an external model's unknown inputs, a deployment target
+        this macOS cannot run) stops here with exit 2 and nothing stored, not as failed
+        cases."""
         from anemll_spec import backends
         from anemll_spec.build import preflight
 

@@ -1,0 +1,131 @@
+"""The build's checks before any work (`build.preflight`), as bench and build run them:
+a cache folder that cannot be written or lacks room, and a model too big for memory, stop
+the command with exit 2 and nothing built or stored, whichever spec or case it is in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from build_util import matmul
+
+from anemll_spec.errors import InputError
+
+TINY = "name: tiny\nmodel: {family: matmul, m: 4, k: 8, n: 8}\nrun: {backends: [numpy]}\n"
+# 2 MB of fp16 weights: the build wants 4 MB of disk
+MID = "name: mid\nmodel: {family: matmul, m: 4, k: 1024, n: 1024}\nrun: {backends: [numpy]}\n"
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, options: str) -> Iterator[Path | None]:
+    """A tmpfs mounted at `where` (None where this process cannot mount)."""
+    where.mkdir()
+    if os.geteuid() != 0:
+        yield None
+        return
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                       capture_output=True)  # fmt: skip
+    if r.returncode:
+        yield None
+        return
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+@contextlib.contextmanager
+def _read_only(where: Path) -> Iterator[Path]:
+    """A folder this process cannot write: chmod as a user, a read-only tmpfs as root."""
+    if os.geteuid() != 0:
+        where.mkdir()
+        where.chmod(0o555)
+        try:
+            yield where
+        finally:
+            where.chmod(0o755)
+        return
+    with _tmpfs(where, "ro,size=1m") as mounted:
+        if mounted is None:
+            pytest.skip("root without mount: no read-only folder to be had")
+        yield mounted
+
+
+def _spec(tmp_path: Path, text: str, name: str) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(text)
+    return p
+
+
+def _refused(r: subprocess.CompletedProcess, *needles: str) -> None:
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", ["bench"])
+def test_a_cache_under_a_file_is_refused_before_anything_runs(tmp_path, cli, command):
+    spec = _spec(tmp_path, TINY, "tiny")
+    (tmp_path / "afile").write_text("x")
+    store = tmp_path / "s.duckdb"
+    extra = ["--store", store] if command == "bench" else []
+    r = cli(command, spec, "--cache-dir", tmp_path / "afile" / "sub", *extra)
+    _refused(r, f"{spec}: tiny: build cache", "cannot make a build folder", "Not a directory")
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("command", ["bench"])
+def test_a_read_only_cache_is_refused_before_anything_runs(tmp_path, cli, command):
+    spec = _spec(tmp_path, TINY, "tiny")
+    store = tmp_path / "s.duckdb"
+    extra = ["--store", store] if command == "bench" else []
+    with _read_only(tmp_path / "ro") as ro:
+        r = cli(command, spec, "--cache-dir", ro / "cache", *extra)
+        _refused(r, f"{spec}: tiny: build cache {ro / 'cache'}: cannot make a build folder")
+        assert not any(ro.iterdir())
+    assert not store.exists()
+
+
+def test_a_cache_disk_without_room_is_refused_by_bench(tmp_path, cli):
+    spec = _spec(tmp_path, MID, "mid")
+    store = tmp_path / "s.duckdb"
+    with _tmpfs(tmp_path / "small", "size=1m") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here (the in-process test covers it)")
+        r = cli("bench", spec, "--cache-dir", small / "cache", "--store", store)
+        _refused(r, f"{spec}: mid: cache {small / 'cache'}: building needs about 0.00 GB of disk")
+        assert not [p for p in (small / "cache").iterdir()]  # no staging left behind
+    assert not store.exists()
+
+
+def test_preflight_checks_the_cache_disk_it_would_build_on(tmp_path, monkeypatch):
+    """In process, with the disk's free figure made small: refused before a build, and a
+    cached model is not refused (it needs no room)."""
+    import shutil
+
+    from anemll_spec.build import build, preflight
+    from anemll_spec.runner import Runner
+
+    m = matmul()
+    key = build(m, cache_dir=tmp_path / "cache").key  # cached: needs no disk
+    real = shutil.disk_usage
+
+    def full(path):
+        return real(path)._replace(free=1000)
+
+    monkeypatch.setattr(shutil, "disk_usage", full)
+    preflight(m, tmp_path / "cache")
+    with pytest.raises(InputError, match=r"building needs about .* GB of disk, 0\.00 GB free"):
+        preflight(matmul(seed=1), tmp_path / "cache")
+    spec = _spec(tmp_path, MID, "mid")
+    with pytest.raises(InputError, match=r"mid\.yaml: mid: cache .*GB of disk"):
+        Runner(spec, store=str(tmp_path / "s.duckdb"), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "s.duckdb").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [key]  # no staging left
