@@ -18,6 +18,10 @@ from anemll_spec.errors import InputError
 TINY = "name: tiny\nmodel: {family: matmul, m: 4, k: 8, n: 8}\nrun: {backends: [numpy]}\n"
 # 2 MB of fp16 weights: the build wants 4 MB of disk
 MID = "name: mid\nmodel: {family: matmul, m: 4, k: 1024, n: 1024}\nrun: {backends: [numpy]}\n"
+HUGE = (
+    "name: huge\nmodel: {family: lm_head, hidden_size: 1048576, vocab_size: 1048576, "
+    "chunks: 64}\nrun: {backends: [numpy]}\n"
+)
 
 
 @contextlib.contextmanager
@@ -70,7 +74,7 @@ def _refused(r: subprocess.CompletedProcess, *needles: str) -> None:
         assert n in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("command", ["bench"])
+@pytest.mark.parametrize("command", ["bench", "build"])
 def test_a_cache_under_a_file_is_refused_before_anything_runs(tmp_path, cli, command):
     spec = _spec(tmp_path, TINY, "tiny")
     (tmp_path / "afile").write_text("x")
@@ -81,7 +85,7 @@ def test_a_cache_under_a_file_is_refused_before_anything_runs(tmp_path, cli, com
     assert not store.exists()
 
 
-@pytest.mark.parametrize("command", ["bench"])
+@pytest.mark.parametrize("command", ["bench", "build"])
 def test_a_read_only_cache_is_refused_before_anything_runs(tmp_path, cli, command):
     spec = _spec(tmp_path, TINY, "tiny")
     store = tmp_path / "s.duckdb"
@@ -129,3 +133,13 @@ def test_preflight_checks_the_cache_disk_it_would_build_on(tmp_path, monkeypatch
         Runner(spec, store=str(tmp_path / "s.duckdb"), cache_dir=tmp_path / "cache")
     assert not (tmp_path / "s.duckdb").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [key]  # no staging left
+
+
+def test_build_checks_every_spec_before_the_first_build(tmp_path, cli):
+    """`build A B` with B too big for memory: refused before A is built, naming B's spec
+    and case as bench does."""
+    tiny, huge = _spec(tmp_path, TINY, "tiny"), _spec(tmp_path, HUGE, "huge")
+    cache = tmp_path / "cache"
+    r = cli("build", tiny, huge, "--cache-dir", cache)
+    _refused(r, f"{huge}: huge: model.lm_head: building needs about")
+    assert not cache.exists() or not any(cache.iterdir())
