@@ -144,12 +144,17 @@ def estimate(model: ModelBase) -> Estimate:
     # copies) while compressing. Measured peaks (2026-12-06, docs/performance.md): dense
     # heads of 537 MB 974 MB (8 chunks) and 1,837 MB (1 chunk), a dense FFN of 403 MB
     # 958 MB, a per-tensor LUT of a 134 MB weight 813 MB; the estimate covers each.
+    # Weights no compression applies to (an attention's RoPE tables, norm weights) are
+    # made whole: saving copies them as it copies dense weights. RoPE tables of context
+    # 16384 x head_dim 1024 (fp16) peaked 158-190 MB over the interpreter, tables 67 MB.
+    consts = sum(math.prod(w.shape) for w in plan.weights if not w.compressible) * itemsize
     if cfg is None:
-        held = weight_bytes + 2 * largest_dense
+        held = weight_bytes + 2 * largest_dense + consts
     else:
         held = weight_bytes + sum(math.prod(w.shape) for w in plan.weights if w.compressible)
         if cfg.granularity == "per_tensor":
             held += 4 * largest_dense
+        held += 2 * consts
     peak = int(held + 350e6)  # + interpreter, coremltools (~290 MB) and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
 
