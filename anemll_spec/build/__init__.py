@@ -116,10 +116,7 @@ def estimate(model: ModelBase) -> Estimate:
             if elements >= 10:
                 weight_bytes += 64 + _pad(size)
                 last_pad = _pad(size) - size
-        n = 1
-        for d in w.shape:
-            n *= d
-        largest_dense = max(largest_dense, n * itemsize)
+        largest_dense = max(largest_dense, math.prod(w.shape) * itemsize)
     weight_bytes -= last_pad
     warnings = []
     for what, shape in plan.ane_dims + [(f"input {t.name}", t.shape) for t in plan.inputs]:
@@ -144,6 +141,9 @@ def estimate(model: ModelBase) -> Estimate:
     # copies) while compressing. Measured peaks (2026-12-06, docs/performance.md): dense
     # heads of 537 MB 974 MB (8 chunks) and 1,837 MB (1 chunk), a dense FFN of 403 MB
     # 958 MB, a per-tensor LUT of a 134 MB weight 813 MB; the estimate covers each.
+    # Only output-axis-0 projections are drawn in slices: matmul's (k, n) weight is drawn
+    # whole and compressed by stock coremltools, as per-tensor forms are (int8 per
+    # channel of 16384 x 16384: 1.88 GB, about 6 bytes an element over the interpreter).
     # Weights no compression applies to (an attention's RoPE tables, norm weights) are
     # made whole: saving copies them as it copies dense weights. RoPE tables of context
     # 16384 x head_dim 1024 (fp16) peaked 158-190 MB over the interpreter, tables 67 MB.
@@ -154,6 +154,9 @@ def estimate(model: ModelBase) -> Estimate:
         held = weight_bytes + sum(math.prod(w.shape) for w in plan.weights if w.compressible)
         if cfg.granularity == "per_tensor":
             held += 4 * largest_dense
+        else:
+            whole = [math.prod(w.shape) for w in plan.weights if w.compressible and w.out_axis]
+            held += 4 * itemsize * max(whole, default=0)
         held += 2 * consts
     peak = int(held + 350e6)  # + interpreter, coremltools (~290 MB) and per-slice scratch
     return Estimate(weight_bytes, plan.flops, peak, warnings)
