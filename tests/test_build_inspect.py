@@ -209,3 +209,25 @@ def test_flops_of_an_unchunked_linear_head(tmp_path):
     """One chunk: the weight is (vocab, hidden), 512 x 256, not square."""
     build_package(lm_head(layout="linear", chunks=1), tmp_path / "m.mlpackage")
     assert inspect_model(tmp_path / "m.mlpackage", sha=False)["flops"] == 2 * 256 * 512
+
+
+@pytest.mark.parametrize(
+    "make, quantize, expect",
+    [
+        (lm_head, {"granularity": "per_channel"}, ("per_channel", None)),
+        (lm_head, {"granularity": "per_block", "block_size": 32}, ("per_block", 32)),
+        # one scale per weight element: still more than one per output channel
+        (lm_head, {"granularity": "per_block", "block_size": 1}, ("per_block", 1)),
+        (matmul, {"granularity": "per_channel"}, ("per_channel", None)),  # output axis 1
+        (matmul, {"granularity": "per_block", "block_size": 1}, ("per_block", 1)),
+    ],
+)
+def test_inspect_reads_quantize_granularity_and_block_size(tmp_path, make, quantize, expect):
+    pkg = tmp_path / "q.mlpackage"
+    fields = {"hidden_size": 64, "vocab_size": 128, "chunks": 1} if make is lm_head else {}
+    build_package(make(compression={"quantize": {"dtype": "int8", **quantize}}, **fields), pkg)
+    (c,) = inspect_model(pkg, sha=False)["compression"]
+    assert (c["op"], c["granularity"], c.get("block_size")) == (
+        "constexpr_blockwise_shift_scale",
+        *expect,
+    )

@@ -186,10 +186,15 @@ def op_compression(op: Op, view: _View) -> dict | None:
         elif op.type == "constexpr_affine_dequantize":
             info["granularity"] = "per_channel"
         else:
-            blocks = [o // s for o, s in zip(out_shape, scale[1], strict=False)]
-            partial = [b for b, o in zip(blocks, out_shape, strict=False) if 1 < b < o]
+            # per block: more than one scale per output channel, i.e. a block smaller
+            # than its axis on an axis besides the output one (blocks of 1 included: a
+            # scale on two axes), not one scale per output channel
+            pairs = [(o // s, o) for o, s in zip(out_shape, scale[1], strict=False) if s > 1]
+            partial = [b for b, o in pairs if 1 < b < o]
             if partial:
                 info.update(granularity="per_block", block_size=partial[0])
+            elif len(pairs) > 1:
+                info.update(granularity="per_block", block_size=1)
             else:
                 info["granularity"] = "per_channel"
         return info
