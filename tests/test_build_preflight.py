@@ -105,7 +105,7 @@ def test_a_cache_disk_without_room_is_refused_by_bench(tmp_path, cli):
             pytest.skip("cannot mount a small tmpfs here (the in-process test covers it)")
         r = cli("bench", spec, "--cache-dir", small / "cache", "--store", store)
         _refused(r, f"{spec}: mid: cache {small / 'cache'}: building needs about 0.00 GB of disk")
-        assert not [p for p in (small / "cache").iterdir()]  # no staging left behind
+        assert not list(small.iterdir())  # no cache folder, no staging left behind
     assert not store.exists()
 
 
@@ -142,4 +142,4 @@ def test_build_checks_every_spec_before_the_first_build(tmp_path, cli):
     cache = tmp_path / "cache"
     r = cli("build", tiny, huge, "--cache-dir", cache)
     _refused(r, f"{huge}: huge: model.lm_head: building needs about")
-    assert not cache.exists() or not any(cache.iterdir())
+    assert not cache.exists()  # nothing written, not even the cache folder

@@ -272,8 +272,7 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
     if cache.lookup(cache_dir, key)[0] is None:
         est = estimate(model)
         _check_memory(model, est)
-        _staging(cache_dir, key).rmdir()  # the cache folder made, and writable
-        _check_disk(cache_dir, est)
+        _check_disk(cache_dir, est, on=_writable(cache_dir))
 
 
 def _check_call_memory(model: ModelBase) -> None:
@@ -318,9 +317,27 @@ def _staging(cache_dir: Path, key: str) -> Path:
         ) from None
 
 
-def _check_disk(cache_dir: Path, est: Estimate) -> None:
-    """Room on the cache's disk: the package and coremltools' temporary copy of it."""
-    free = shutil.disk_usage(cache_dir).free
+def _writable(cache_dir: Path) -> Path:
+    """The cache folder, or the nearest folder above it that exists, once a folder has
+    been made there and removed: nothing is left, not even the cache folder (bad input
+    writes nothing). One that cannot be (read-only, under a file) is refused."""
+    at = cache_dir.absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".tmp-probe-", dir=at)).rmdir()
+    except OSError as exc:
+        raise InputError(
+            f"build cache {cache_dir}: cannot make a build folder there "
+            f"({exc.strerror or exc}); use --cache-dir or $ANEMLL_SPEC_CACHE"
+        ) from None
+    return at
+
+
+def _check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
+    """Room on the cache's disk (`on`: the folder the cache would be made in): the
+    package and coremltools' temporary copy of it."""
+    free = shutil.disk_usage(on or cache_dir).free
     if est.weight_bytes * 2 > free:
         raise InputError(
             f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
