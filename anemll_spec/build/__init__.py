@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anemll_spec.build.cache import BUILDER_VERSION, cache_key
+from anemll_spec.build.checks import (
+    cache_folder,
+    check_call_memory,
+    check_disk,
+    check_memory,
+    new_build_folder,
+    writable,
+)
 from anemll_spec.build.records import Built, Estimate
 from anemll_spec.errors import InputError
 from anemll_spec.paths import default_cache_dir
@@ -40,6 +48,7 @@ __all__ = [
     "Built",
     "Estimate",
     "build",
+    "preflight",
     "estimate",
     "kmeans_groups",
     "default_cache_dir",
@@ -170,18 +179,6 @@ def kmeans_groups(model: ModelBase) -> int:
     return count(model.compression, model.weights())
 
 
-def _check_memory(model: ModelBase, est: Estimate) -> None:
-    import psutil
-
-    avail = psutil.virtual_memory().available
-    if est.build_peak_bytes > avail:
-        raise InputError(
-            f"model.{model.family}: building needs about {est.build_peak_bytes / 1e9:.2f} GB "
-            f"(weights {est.weight_bytes / 1e9:.2f} GB) but only {avail / 1e9:.2f} GB of memory is "
-            "free; use a smaller model or free memory"
-        )
-
-
 def build_package(
     model: ModelBase,
     package: Path,
@@ -266,83 +263,13 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
         # input_ranges naming inputs the model does not have: the spec's mistake
         synth_inputs(io, int_ranges=model.input_ranges)
         return
-    _check_call_memory(model)
-    cache_dir = _cache_folder(cache_dir)
+    check_call_memory(model, plan_of(model))
+    cache_dir = cache_folder(cache_dir)
     key = cache_key(model)
     if cache.lookup(cache_dir, key)[0] is None:
         est = estimate(model)
-        _check_memory(model, est)
-        _check_disk(cache_dir, est, on=_writable(cache_dir))
-
-
-def _check_call_memory(model: ModelBase) -> None:
-    """A call's inputs (drawn in float32, then cast), outputs and states (an attention's
-    KV cache, which every session holds) must fit in memory: a spec of batch 4096 x
-    seq_len 65536, or of a KV cache of 256 GiB, is refused here, not after its build."""
-    import numpy as np
-
-    from anemll_spec.mlmodel.limits import check_alloc, element_count
-    from anemll_spec.model_io import synth_bytes
-
-    plan = plan_of(model)
-    where = f"model.{model.family}"
-    need = synth_bytes(plan.inputs, f"{where}: ")
-    need += sum(
-        element_count(t.shape, f"{where}: output {t.name!r}") * np.dtype(t.dtype).itemsize
-        for t in (*plan.outputs, *plan.states)
-    )
-    check_alloc(need, where, "one call's inputs, outputs and states need at least")
-
-
-def _cache_folder(cache_dir: Path | None) -> Path:
-    path = Path(cache_dir) if cache_dir else default_cache_dir()
-    if path.exists() and not path.is_dir():
-        raise InputError(
-            f"build cache {path}: is a file, not a folder (--cache-dir or $ANEMLL_SPEC_CACHE)"
-        )
-    return path
-
-
-def _staging(cache_dir: Path, key: str) -> Path:
-    """The build's staging folder in the cache (made with the cache folder if need be);
-    one that cannot be made (read-only, under a file) is the user's input, refused."""
-    from anemll_spec.build.cache import new_staging
-
-    try:
-        return new_staging(cache_dir, key)
-    except OSError as exc:
-        raise InputError(
-            f"build cache {cache_dir}: cannot make a build folder there "
-            f"({exc.strerror or exc}); use --cache-dir or $ANEMLL_SPEC_CACHE"
-        ) from None
-
-
-def _writable(cache_dir: Path) -> Path:
-    """The cache folder, or the nearest folder above it that exists, once a folder has
-    been made there and removed: nothing is left, not even the cache folder (bad input
-    writes nothing). One that cannot be (read-only, under a file) is refused."""
-    at = cache_dir.absolute()
-    while not at.exists() and at != at.parent:
-        at = at.parent
-    try:
-        Path(tempfile.mkdtemp(prefix=".tmp-probe-", dir=at)).rmdir()
-    except OSError as exc:
-        raise InputError(
-            f"build cache {cache_dir}: cannot make a build folder there "
-            f"({exc.strerror or exc}); use --cache-dir or $ANEMLL_SPEC_CACHE"
-        ) from None
-    return at
-
-
-def _check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
-    """Room on the cache's disk (`on`: the folder the cache would be made in): the
-    package and coremltools' temporary copy of it."""
-    free = shutil.disk_usage(on or cache_dir).free
-    if est.weight_bytes * 2 > free:
-        raise InputError(
-            f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
-            f"{free / 1e9:.2f} GB free"
-        )
+        check_memory(model, est)
+        check_disk(cache_dir, est, on=writable(cache_dir))
 
 
 def build(
@@ -368,7 +295,7 @@ def build(
         from anemll_spec.build import external
 
         return external.build(model)
-    cache_dir = _cache_folder(cache_dir)
+    cache_dir = cache_folder(cache_dir)
     key = cache_key(model)
     entry, problem = cache.lookup(cache_dir, key)
     if entry is not None:
@@ -377,10 +304,10 @@ def build(
         sys.stderr.write(f"anemll-spec: build cache entry {key} damaged ({problem}); rebuilding\n")
         cache.discard(cache_dir / key)
     est = estimate(model)
-    _check_memory(model, est)
-    staging = _staging(cache_dir, key)
+    check_memory(model, est)
+    staging = new_build_folder(cache_dir, key)
     try:
-        _check_disk(cache_dir, est)
+        check_disk(cache_dir, est)
         package = staging / cache.PACKAGE
         build_package(model, package, progress, temp_dir=staging)
         gc.collect()  # the built program (cyclic: ops <-> vars) holds every weight

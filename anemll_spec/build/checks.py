@@ -1,0 +1,99 @@
+"""The checks a build makes before any work, apart so `bench` can make them for every
+case first: the model's own limits, the memory a build and one call need, and a cache
+folder that can take a build (probed, not made) on a disk with room for it. Bad input
+is refused here (InputError: exit 2), before anything is written."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anemll_spec.build.records import Estimate
+from anemll_spec.errors import InputError
+from anemll_spec.paths import default_cache_dir
+
+if TYPE_CHECKING:
+    from anemll_spec.spec.families import ModelBase
+
+
+def check_memory(model: ModelBase, est: Estimate) -> None:
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    if est.build_peak_bytes > avail:
+        raise InputError(
+            f"model.{model.family}: building needs about {est.build_peak_bytes / 1e9:.2f} GB "
+            f"(weights {est.weight_bytes / 1e9:.2f} GB) but only {avail / 1e9:.2f} GB of memory is "
+            "free; use a smaller model or free memory"
+        )
+
+
+def check_call_memory(model: ModelBase, plan) -> None:
+    """A call's inputs (drawn in float32, then cast), outputs and states (an attention's
+    KV cache, which every session holds) must fit in memory: a spec of batch 4096 x
+    seq_len 65536, or of a KV cache of 256 GiB, is refused here, not after its build."""
+    import numpy as np
+
+    from anemll_spec.mlmodel.limits import check_alloc, element_count
+    from anemll_spec.model_io import synth_bytes
+
+    where = f"model.{model.family}"
+    need = synth_bytes(plan.inputs, f"{where}: ")
+    need += sum(
+        element_count(t.shape, f"{where}: output {t.name!r}") * np.dtype(t.dtype).itemsize
+        for t in (*plan.outputs, *plan.states)
+    )
+    check_alloc(need, where, "one call's inputs, outputs and states need at least")
+
+
+def cache_folder(cache_dir: Path | None) -> Path:
+    path = Path(cache_dir) if cache_dir else default_cache_dir()
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"build cache {path}: is a file, not a folder (--cache-dir or $ANEMLL_SPEC_CACHE)"
+        )
+    return path
+
+
+def new_build_folder(cache_dir: Path, key: str) -> Path:
+    """The build's staging folder in the cache (made with the cache folder if need be);
+    one that cannot be made (read-only, under a file) is the user's input, refused."""
+    from anemll_spec.build.cache import new_staging
+
+    try:
+        return new_staging(cache_dir, key)
+    except OSError as exc:
+        raise InputError(
+            f"build cache {cache_dir}: cannot make a build folder there "
+            f"({exc.strerror or exc}); use --cache-dir or $ANEMLL_SPEC_CACHE"
+        ) from None
+
+
+def writable(cache_dir: Path) -> Path:
+    """The cache folder, or the nearest folder above it that exists, once a folder has
+    been made there and removed: nothing is left, not even the cache folder (bad input
+    writes nothing). One that cannot be (read-only, under a file) is refused."""
+    at = cache_dir.absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".tmp-probe-", dir=at)).rmdir()
+    except OSError as exc:
+        raise InputError(
+            f"build cache {cache_dir}: cannot make a build folder there "
+            f"({exc.strerror or exc}); use --cache-dir or $ANEMLL_SPEC_CACHE"
+        ) from None
+    return at
+
+
+def check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
+    """Room on the cache's disk (`on`: the folder the cache would be made in): the
+    package and coremltools' temporary copy of it."""
+    free = shutil.disk_usage(on or cache_dir).free
+    if est.weight_bytes * 2 > free:
+        raise InputError(
+            f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
+            f"{free / 1e9:.2f} GB free"
+        )
