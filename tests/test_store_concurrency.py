@@ -203,6 +203,26 @@ def held_by_another_process(store: Path):
         holder.wait()
 
 
+def test_an_immutable_store_is_not_writable_not_damaged(tmp_path):
+    """EPERM (chattr +i here; a locked file or a TCC-guarded folder on macOS) was called
+    'damaged', with advice to restore a copy of a healthy store."""
+    import subprocess
+
+    from anemll_spec.errors import InputError
+    from anemll_spec.store import open_store
+
+    store = tmp_path / "locked.duckdb"
+    new_run(store)
+    if subprocess.run(["chattr", "+i", str(store)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        with pytest.raises(InputError, match="cannot be written here: the store or its folder"):
+            open_store(store)
+        open_store(store, read_only=True).close()  # and it still reads
+    finally:
+        subprocess.run(["chattr", "-i", str(store)], check=True)
+
+
 def test_a_locked_store_is_still_waited_for(tmp_path):
     """The OS says who holds the lock: a real holder is waited for, then StoreLocked."""
     from anemll_spec.store import StoreLocked, open_store

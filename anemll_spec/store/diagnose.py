@@ -17,7 +17,9 @@ def unwritable(reason: str) -> str:
     text = reason.lower()
     if "no space left" in text or "disk quota" in text:
         return "the disk is full"
-    if "permission denied" in text or "read-only file system" in text:
+    # EPERM: an immutable file (chattr +i), on macOS a locked one (uchg) or a folder
+    # that privacy settings (TCC) keep from this process
+    if any(w in text for w in ("permission denied", "read-only file system", "not permitted")):
         return "the store or its folder is not writable here"
     return ""
 
