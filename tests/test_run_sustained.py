@@ -256,6 +256,11 @@ def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     share, page = _share_and_report(tmp_path, store)
     assert f"{case['sustained_verdict']} (cut short: {timed:.3g} of 60 s)" in share, share
     assert f"{case['sustained_verdict']} (cut short: {timed:.3g} of 60 s)</td>" in page
+    from anemll_spec.chart import build_chart
+    from anemll_spec.chart.source import Options
+
+    spec = build_chart("sustained", str(store), Options())  # and the chart's subtitle
+    assert f"{case['sustained_verdict']} (cut short: {timed:.3g} of 60 s): " in str(spec)
 
 
 def _share_and_report(tmp_path: Path, store: Path) -> tuple[str, str]:

@@ -267,17 +267,23 @@ def thermal_runs(windows: list[dict[str, Any]]) -> str:
 def verdict_words(case: dict[str, Any], windows: Sequence[dict[str, Any]] = ()) -> str:
     """'degraded: last-window median throughput 0.885x the first (95% CI 0.881–0.890);
     calls/s 0.870x' (the calls delivered, stalls included, from the windows)."""
+    from anemll_spec.sustained import cut_short
+
+    timed = [w["wall_s"] for w in windows if w.get("wall_s") is not None]
+    verdict = (case.get("sustained_verdict") or "no verdict") + cut_short(
+        sum(timed) if timed else None,
+        case.get("sustained_duration_s"),
+        case.get("sustained_window_s"),
+    )
     ratio = case.get("sustained_throughput_ratio")
     if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
-        return f"{case.get('sustained_verdict') or 'no verdict'}"
+        return verdict
     lo, hi = case.get("sustained_ci_low"), case.get("sustained_ci_high")
     r, lo_t, hi_t = ratios(ratio, lo, hi)
     ci = f" (95% CI {lo_t}–{hi_t})" if lo is not None and hi is not None else ""
     calls = calls_ratio(windows)
-    return (
-        f"{case.get('sustained_verdict') or 'no verdict'}: last-window median throughput "
-        f"{r}x the first{ci}"
-        + ("" if calls is None else f"; calls/s delivered {ratios(calls)[0]}x (stalls included)")
+    return f"{verdict}: last-window median throughput {r}x the first{ci}" + (
+        "" if calls is None else f"; calls/s delivered {ratios(calls)[0]}x (stalls included)"
     )
 
 
