@@ -99,10 +99,14 @@ def sig(x: float | None, digits: int = 3) -> str:
 def figure(value: float, digits: int) -> str:
     """A finite float as the report and share write it: `digits` significant digits, and
     from 10**digits on whole, with thousands separators (10,603 inferences/s, not
-    '1.06e+04')."""
-    if abs(value) >= 10**digits:
+    '1.06e+04'), up to 10**15: beyond, a float's whole digits are noise
+    (3.3e25 is 33,000,000,000,000,001,056,964,608), so e-notation."""
+    if 10**digits <= abs(value) < WHOLE_BELOW:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+WHOLE_BELOW = 1e15  # a float64 holds every integer below 2**53 (~9.0e15) exactly
 
 
 def distinct(values: tuple[float, ...], least: int = 3, most: int = 6) -> list[str]:

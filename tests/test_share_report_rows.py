@@ -259,3 +259,15 @@ def test_large_figures_are_written_whole_as_the_report_does(chromium, tmp_path):
     cases = report_table(dom.dump_dom(chromium, page, tmp_path), "Cases")
     assert f"{rows[0]['inferences/s']} inferences/s in all" in cases[0]["flags"]
     assert cases[1]["p90 (ms)"] == rows[1]["p90 ms"]
+
+
+def test_a_figure_past_a_floats_whole_digits_is_not_written_whole():
+    """3.3e25 as '33,000,000,000,000,001,056,964,608' showed float noise as data."""
+    from anemll_spec.text import figure
+
+    assert (figure(10602.7, 4), figure(1.234e14, 4)) == ("10,603", "123,400,000,000,000")
+    assert (figure(3.3e25, 6), figure(-1.234e20, 4), figure(0.5, 4)) == (
+        "3.3e+25",
+        "-1.234e+20",
+        "0.5",
+    )
