@@ -78,6 +78,17 @@ def test_table_csv_json_formats(cli, store):
         assert float(c["median_ms"]) == j["median_ms"]
 
 
+def test_json_refuses_two_columns_of_one_name(cli, store):
+    """A JSON row keeps a name once: the case's status was replaced by the run's, silently."""
+    sql = "SELECT c.status, r.status FROM cases c JOIN runs r USING (run_id) LIMIT 1"
+    table = cli("query", sql, "--store", store)
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["status"] * 2
+    for fmt in (["--json"], ["--format", "json"]):
+        out = cli("query", sql, "--store", store, *fmt)
+        assert out.returncode == 2 and not out.stdout, out.stderr
+        assert "two columns named 'status'" in out.stderr and "(AS)" in out.stderr
+
+
 def test_query_files_and_names(cli, store, tmp_path):
     f = tmp_path / "mine.sql"
     f.write_text("-- count\nSELECT count(*) AS n FROM cases;\n")

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from anemll_spec.cli._common import add_json, add_store, json_value
-from anemll_spec.text import printable
+from anemll_spec.errors import InputError
+from anemll_spec.text import printable, quoted
 
 HELP = "run SQL on the results store (read-only)"
 # What a query may read, for --help (a test keeps these in step with the store's schema)
@@ -44,7 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
-    from anemll_spec.errors import InputError
     from anemll_spec.store import default_target, lake_target, open_store
 
     text = sql_text(args.sql)
@@ -84,7 +84,6 @@ def _failed(target: str, exc: BaseException) -> Exception:
     """The query's error: the shared store's server lost under it is the store's failure
     (exit 1); anything else is the query's (exit 2). Redacted either way: DuckDB may quote
     the catalog's connection string."""
-    from anemll_spec.errors import InputError
     from anemll_spec.store import lake, lake_target
 
     if lake_target.is_lake(target) and lake.transient(exc):
@@ -134,7 +133,6 @@ def sql_text(arg: str) -> str:
     A file is an argument ending in .sql or naming an existing file (never a text too
     long or multi-line to be a path); a single word is a query name when store/queries/
     has it, else SQL when it parses as SQL, else an unknown query name."""
-    from anemll_spec.errors import InputError
     from anemll_spec.store.published import QUERIES_DIR
 
     path = Path(arg)
@@ -180,6 +178,12 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     if fmt == "json":
         import json
 
+        twice = next((c for i, c in enumerate(columns) if c in columns[:i]), None)
+        if twice is not None:  # a JSON object keeps one of them: the other would vanish
+            raise InputError(
+                f"the result has two columns named {quoted(twice)}; a JSON row keeps one name "
+                "once: give one of them another name (AS) for --format json"
+            )
         data = [{c: json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
         return json.dumps(data, indent=2, default=str, allow_nan=False) + "\n"
     if fmt == "csv":
