@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from db_util import rows
 from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.bootstrap import bootstrap_medians, median_ci, ratio_of_medians_ci
@@ -105,6 +106,17 @@ def test_compare_runs_known_shifts(runs):
     assert result["only_in_a"] == ["model_gone (coreml/CPU_AND_NE/1)"]
     assert result["only_in_b"] == ["model_new (coreml/CPU_AND_NE/1)"]
     assert by["shift"]["n_a"] == by["shift"]["n_b"] == 300
+    # a one-case variant's medians are its stored median_ms, to the last digit (share and
+    # the report print those: compare printed 0.08476 beside their 0.08477)
+    stored = dict(
+        ((run, model), median)
+        for run, model, median in rows(store, "SELECT run_id, model_name, median_ms FROM cases")
+    )
+    for c in result["comparisons"]:
+        assert (c["median_a_ms"], c["median_b_ms"]) == (
+            stored[(a, c["model_name"])],
+            stored[(b, c["model_name"])],
+        )
     # same inputs, same answer
     assert compare_runs(store, a, b, fail_on_regression_pct=10) == result
 
