@@ -45,6 +45,7 @@ class Progress:
         self._case_started = self._started
         self._done_s: list[float] = []  # durations of the finished cases
         self._index = 0
+        self.lost = False  # the stream's reader has gone (`| head`): nothing more is shown
 
     # -- the run and its cases
     def begin(self, case_bounds_s: list[float]) -> None:
@@ -102,8 +103,7 @@ class Progress:
 
     def close(self) -> None:
         if self.live and self._status:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+            self._write("\r\033[K")
             self._status = ""
 
     # -- internals
@@ -129,13 +129,20 @@ class Progress:
 
     def _show(self, text: str) -> None:
         self._status = text
-        self.stream.write("\r\033[K" + text)
-        self.stream.flush()
+        self._write("\r\033[K" + text)
 
     def _print(self, text: str) -> None:
-        if self.live and self._status:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        if self.live and self._status:
-            self.stream.write(self._status)
-        self.stream.flush()
+        over = self.live and self._status
+        self._write(("\r\033[K" if over else "") + text + "\n" + (self._status if over else ""))
+
+    def _write(self, text: str) -> None:
+        """Write and flush. A stream whose reader has gone (`bench ... 2>&1 | head`) is
+        left alone from then on: the case in hand is measured and stored, and the runner,
+        seeing `lost`, stops before the next (a failed write had failed the case)."""
+        if self.lost:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self.lost = True

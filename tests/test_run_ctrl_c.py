@@ -135,3 +135,31 @@ def test_an_energy_pass_cut_short_leaves_no_reading(tmp_path, monkeypatch):
     (case,) = dict_rows(store, "SELECT * FROM cases", ())
     assert case["n_samples"] == 5 and case["energy_method"] is None
     assert "energy pass that replaces it did not finish" in case["energy_note"], case
+
+
+def test_a_bench_whose_reader_goes_away_keeps_its_cases_and_exits_141(tmp_path):
+    """`bench ... 2>&1 | head -5`: the failed write of a progress line failed the case in
+    hand ('internal error: BrokenPipeError'), the run was stored 'failed' and bench exited
+    0. Now the case in hand is measured and stored, the run stops as for Ctrl-C
+    ('interrupted') and the status is SIGPIPE's, 141."""
+    import os
+
+    spec, store = tmp_path / "s.yaml", tmp_path / "s.duckdb"
+    spec.write_text(
+        "name: p\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 200, dispatch_floor: false}\n"
+        "sweep: {model.n: [64, 128, 192, 256]}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "ANEMLL_SPEC_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(3)]  # `head -3`, then gone
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141, lines
+    (run,) = dict_rows(store, "SELECT status FROM runs", ())
+    cases = dict_rows(store, "SELECT status, n_samples FROM cases", ())
+    assert run["status"] == "interrupted" and 1 <= len(cases) < 4, cases
+    assert all(c["status"] == "ok" and c["n_samples"] == 200 for c in cases), cases

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # a path the user gave that the system refuses: their input
-        if isinstance(exc, BrokenPipeError):
-            return 0
+        if isinstance(exc, BrokenPipeError):  # `| head` took what it wanted: as SIGPIPE would
+            return 141
         where = f": {exc.filename}" if exc.filename else ""
         text = printable(f"{exc.strerror or exc}{where}")
         print(f"anemll-spec {args.command}: error: {text}", file=sys.stderr)

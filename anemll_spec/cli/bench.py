@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
             print(summary(result))
             if args.report:
                 print(f"report: {report}" if report else "report: not written (see above)")
-        if result.status == "interrupted":
-            status = 130
+        if result.status == "interrupted":  # Ctrl-C, or its output's reader gone (SIGPIPE's)
+            status = 141 if runner.output_lost else 130
             break
         status = max(status, exit_status(result))
     if args.json:

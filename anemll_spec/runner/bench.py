@@ -75,6 +75,7 @@ class Runner:
         self.notes = self.spec.notes + notes  # sweep points measured once, then the plan's
         self.target = default_target(store)
         self.progress = progress or Progress()
+        self.output_lost = False  # the run stopped because its progress had no reader
         self.cache_dir = cache_dir
         # runs.command: what the CLI was given (it passes it), else the Python command line
         # that really ran (a script, `python -c ...`), never an anemll-spec never run
@@ -101,6 +102,11 @@ class Runner:
                 if i and p.case.run.cooldown_s:
                     self.progress.phase("cooldown", f"{p.case.run.cooldown_s:g} s")
                     time.sleep(p.case.run.cooldown_s)
+                if getattr(
+                    self.progress, "lost", False
+                ):  # no one reads what it says: stop as Ctrl-C does
+                    self.output_lost = True
+                    raise KeyboardInterrupt
                 self.progress.case(i + 1, len(self.cases), p.case.model_name)
                 measured = case_mod.run_case(env, p.case, p.variants, p.notes)
                 stop = any(m.interrupted for m in measured)
