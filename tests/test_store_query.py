@@ -78,6 +78,18 @@ def test_table_csv_json_formats(cli, store):
         assert float(c["median_ms"]) == j["median_ms"]
 
 
+def test_several_statements_are_refused_not_all_but_the_last_dropped(cli, store, tmp_path):
+    """`SELECT 1; SELECT 2` printed 2 alone: the first result vanished without a word."""
+    f = tmp_path / "two.sql"
+    f.write_text("SELECT 1 AS a;\n-- and then\nSELECT 2 AS b;\n")
+    for sql in ("SELECT 1 AS a; SELECT 2 AS b", f):
+        out = cli("query", sql, "--store", store)
+        assert out.returncode == 2 and not out.stdout, out.stderr
+        assert "give one statement that returns rows: this text has 2" in out.stderr
+    one = cli("query", "SELECT 1 AS a;  -- a trailing semicolon is one statement", "--store", store)
+    assert one.returncode == 0 and one.stdout.split()[0] == "a", one.stderr
+
+
 def test_json_refuses_two_columns_of_one_name(cli, store):
     """A JSON row keeps a name once: the case's status was replaced by the run's, silently."""
     sql = "SELECT c.status, r.status FROM cases c JOIN runs r USING (run_id) LIMIT 1"

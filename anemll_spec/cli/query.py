@@ -68,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
                     )
                 )
             cur = con.execute(text)
+            shown = [s for s in statements or [] if s.type.name in ("SELECT", "EXPLAIN")]
+            if len(shown) > 1:  # DuckDB returns the last one's rows: the others would vanish
+                raise InputError(
+                    f"give one statement that returns rows: this text has {len(shown)}, and "
+                    "only the last one's result would be shown; run each with its own query"
+                )
             if cur.description is None:
                 return 0
             columns = [d[0] for d in cur.description]
