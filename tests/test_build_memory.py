@@ -33,16 +33,19 @@ def test_rope_tables_are_the_float64_tables_cast_once(context, head_dim, dtype):
 
 def test_the_estimate_counts_what_the_review_found_it_missed():
     """Its rules, exactly (the peaks they cover are benchmarks/build_estimate.py's): the
-    RoPE tables (2 x context x head_dim fp16) count twice more in a dense build, and a
-    matmul weight compressed whole counts four times its dense size."""
+    RoPE tables (2 x context x head_dim fp16) count three times, dense or compressed
+    (twice without the rule), and a matmul weight compressed whole counts four times its
+    dense size."""
 
     def peak(m) -> int:
         return estimate(m).build_peak_bytes
 
     tables = 2 * 16384 * 1024 * 2  # cos and sin, fp16, of the 16384 positions added
-    small, large = (attention(hidden_size=64, heads=1, kv_heads=1, head_dim=1024,
-                              context_length=c) for c in (16384, 32768))  # fmt: skip
-    assert peak(large) - peak(small) >= 2 * tables
+    for comp in (None, {"quantize": {"dtype": "int8"}}):
+        kw = {} if comp is None else {"compression": comp}
+        small, large = (attention(hidden_size=64, heads=1, kv_heads=1, head_dim=1024,
+                                  context_length=c, **kw) for c in (16384, 32768))  # fmt: skip
+        assert peak(large) - peak(small) == 3 * tables, comp
     dense = 8192 * 8192 * 2
     int8 = matmul(m=1, k=8192, n=8192, compression={"quantize": {"dtype": "int8"}})
     assert peak(int8) >= 4 * dense
