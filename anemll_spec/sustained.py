@@ -23,6 +23,7 @@ from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_
 from anemll_spec.harness import gc_paused
 from anemll_spec.interrupts import deferred
 from anemll_spec.power.base import Reader, guard
+from anemll_spec.sustained_grid import window_count
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
 
@@ -115,24 +116,6 @@ def judge(
         throttled=any(flags) if flags else None,
         verdict=word,
     )
-
-
-def window_count(duration_s: float, window_s: float) -> int:
-    """How many whole windows a sustained run of `duration_s` times (rounding kept out:
-    1.0 // 0.1 is 9.0 in floats)."""
-    return math.floor(duration_s / window_s + 1e-9)
-
-
-def cut_short(timed_s: float | None, duration_s: float | None, window_s: float | None) -> str:
-    """' (cut short: 1.5 of 60 s)' for a run stopped before its last window (Ctrl-C after
-    two): its windows timed under all but half a window of the whole windows duration_s
-    holds; '' else (calls that outlast window_s end the run at duration_s with fewer
-    windows but their time; a remainder under one window is never timed)."""
-    if timed_s is None or not duration_s or not window_s:
-        return ""
-    if timed_s >= (window_count(duration_s, window_s) - 0.5) * window_s:
-        return ""
-    return f" (cut short: {timed_s:.3g} of {duration_s:g} s)"
 
 
 def run_sustained(

@@ -305,7 +305,7 @@ def test_whole_windows_are_counted_without_float_rounding():
 
 
 def test_a_run_is_cut_short_only_when_it_stopped_before_its_last_whole_window():
-    from anemll_spec.sustained import cut_short
+    from anemll_spec.sustained_grid import cut_short
 
     assert cut_short(1.5, 60, 0.5) == " (cut short: 1.5 of 60 s)"
     assert cut_short(59.5, 60, 0.5) == " (cut short: 59.5 of 60 s)"  # one window short

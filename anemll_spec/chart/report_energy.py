@@ -16,7 +16,7 @@ from anemll_spec.chart.report_published import num
 from anemll_spec.chart.source import NoData, Options, fetch
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.chart.sustained_draw import calls_ratio
-from anemll_spec.sustained import cut_short
+from anemll_spec.sustained_grid import cut_short
 from anemll_spec.text import ratios, throttled_words
 
 RAILS = ("ane", "cpu", "gpu", "dram")

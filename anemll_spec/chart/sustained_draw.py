@@ -267,7 +267,7 @@ def thermal_runs(windows: list[dict[str, Any]]) -> str:
 def verdict_words(case: dict[str, Any], windows: Sequence[dict[str, Any]] = ()) -> str:
     """'degraded: last-window median throughput 0.885x the first (95% CI 0.881–0.890);
     calls/s 0.870x' (the calls delivered, stalls included, from the windows)."""
-    from anemll_spec.sustained import cut_short
+    from anemll_spec.sustained_grid import cut_short
 
     timed = [w["wall_s"] for w in windows if w.get("wall_s") is not None]
     verdict = (case.get("sustained_verdict") or "no verdict") + cut_short(

@@ -102,9 +102,7 @@ class Runner:
                 if i and p.case.run.cooldown_s:
                     self.progress.phase("cooldown", f"{p.case.run.cooldown_s:g} s")
                     time.sleep(p.case.run.cooldown_s)
-                if getattr(
-                    self.progress, "lost", False
-                ):  # no one reads what it says: stop as Ctrl-C does
+                if self.progress.lost:  # no one reads what it says: stop as Ctrl-C does
                     self.output_lost = True
                     raise KeyboardInterrupt
                 self.progress.case(i + 1, len(self.cases), p.case.model_name)

@@ -16,7 +16,7 @@ from anemll_spec.store import factors, lake_target, markdown, published
 from anemll_spec.store.labels import case_label, labels_of
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
-from anemll_spec.sustained import cut_short
+from anemll_spec.sustained_grid import cut_short
 from anemll_spec.text import distinct, ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
