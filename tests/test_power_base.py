@@ -114,7 +114,11 @@ def test_a_reading_that_fails_is_missing_with_its_error_not_a_failed_timing(tmp_
             counter.unlink(missing_ok=True)  # gone while the calls are timed
 
     res = time_concurrent([call, call], budget, reader=reader)
-    assert [t.n for t in res.per_instance] == [12, 12]
+    # every call timed is kept: one instance ran its 12, the other the same or stopped
+    # with it after its call in flight (stop "peer": instances stop together)
+    done = sorted((t.n, t.stop) for t in res.per_instance)
+    assert done[1] == (12, "iterations") and (done[0][0] == 12 or done[0][1] == "peer"), done
+    assert done[0][0] >= 1
     assert isinstance(res.energy, Unavailable) and "energy_uj" in res.energy.reason
 
 
