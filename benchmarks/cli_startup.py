@@ -12,11 +12,15 @@ times; figures are medians of wall time (seconds). Commands:
 - bench_numpy:   anemll-spec bench <a 3-iteration smoke spec> --backend numpy, every model
                  (the dispatch floor's too) a cache hit; timed once per mode: it runs a
                  benchmark, so it is listed for its imports
+- build_miss:    anemll-spec build <that smoke spec> into an empty cache: it must import
+                 coremltools, and must not import torch (lean_coremltools), so "with torch"
+                 should take what "without torch" takes
 
 "without torch" runs the same command with `import torch` made to fail (as on a machine
 without it). Each command also records whether coremltools or torch got imported (they
 must not be, except torch where torch is asked for). `import coremltools` alone is timed
-too, as the cost every command paid before. With --before DIR (a checkout of an older
+too, as the cost every command paid before, and with torch hidden from it as the CLI
+imports it (`import_coremltools_lean_s`; `lean_ratio` is lean / plain). With --before DIR (a checkout of an older
 commit), the same commands run on that tree in the same loop: ratio_vs_before < 1 is
 faster now.
 
@@ -139,15 +143,26 @@ def main() -> None:
                     wall, mods = _run(argv, envs[name], block, tree)
                     samples.setdefault((name, cmd, block), []).append(wall)
                     imports[(name, cmd, block)] = mods
+    for k in range(args.repeats):
+        for block in (False, True):
+            fresh = ["--cache-dir", str(tmp / f"miss-{k}-{block}")]
+            wall, mods = _run(["build", str(spec), *fresh], envs["now"], block, ROOT)
+            samples.setdefault(("now", "build_miss", block), []).append(wall)
+            imports[("now", "build_miss", block)] = mods
     for cmd, argv in once.items():
         _run(argv, envs["now"], False, ROOT)  # builds the dispatch-floor model: a hit after
         for block in (False, True):
             wall, mods = _run(argv, envs["now"], block, ROOT)
             samples[("now", cmd, block)] = [wall]
             imports[("now", cmd, block)] = mods
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import coremltools"], check=True, capture_output=True)
-    import_ct = time.perf_counter() - t0
+    plain, lean = [], []
+    lean_code = "from anemll_spec import lean_coremltools as L; L.install(); import coremltools"
+    for _ in range(args.repeats):
+        for code, walls in (("import coremltools", plain), (lean_code, lean)):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT)
+            walls.append(time.perf_counter() - t0)
+    import_ct, import_lean = statistics.median(plain), statistics.median(lean)
     bare = statistics.median(bares)
 
     result: dict = {
@@ -156,6 +171,8 @@ def main() -> None:
         "repeats": args.repeats,
         "python_bare_median_s": round(bare, 4),
         "import_coremltools_s": round(import_ct, 3),
+        "import_coremltools_lean_s": round(import_lean, 3),
+        "lean_ratio": round(import_lean / import_ct, 3),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "commands": {},
     }
@@ -177,7 +194,9 @@ def main() -> None:
             entry["target_s"] = TARGETS[cmd]
             entry["ok"] = med <= TARGETS[cmd]
             ok &= entry["ok"]
-        if "coremltools" in entry["imports"]:
+        if cmd == "build_miss":  # builds need coremltools; none needs torch
+            ok &= "torch" not in entry["imports"]
+        elif "coremltools" in entry["imports"]:
             ok = False
         result["commands"].setdefault(cmd, {})["no_torch" if block else "with_torch"] = entry
     result["ok"] = ok
