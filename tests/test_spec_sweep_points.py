@@ -117,3 +117,37 @@ def test_a_run_with_a_dropped_point_exports_and_imports(cli, tmp_path):
         con.close()
     assert [i for i, _, _ in rows[src]] == [0, 2, 3]
     assert rows[dest] == rows[src]
+
+
+def test_points_that_differ_only_where_no_backend_looks_are_measured_once(tmp_path, capsys):
+    """numpy uses neither compute units nor a device: CPU_ONLY/ALL x cpu/mps are one
+    measurement (one variant key), which bench timed four times under four labels. Now the
+    first point is measured and the three others are dropped, said by validate, plan, bench."""
+    import duckdb
+
+    from anemll_spec.cli import main
+
+    path, store = tmp_path / "s.yaml", tmp_path / "s.duckdb"
+    path.write_text(
+        MATMUL % ", warmup: 1, iterations: 3, dispatch_floor: false, verify: false"
+        + "sweep: {run.compute_units: [CPU_ONLY, ALL], run.device: [cpu, mps]}\n"
+    )
+    note = (
+        "3 sweep points measure the same variants as others here, measured once: "
+        "run.compute_units='CPU_ONLY', run.device='mps'; run.compute_units='ALL', "
+        "run.device='cpu'; run.compute_units='ALL', run.device='mps' (once backends are "
+        "resolved, compute units apply to coreml only, device to torch only)"
+    )
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"ok: {path} (i, 1 case)", f"note: {note}"]
+    assert main(["plan", "--json", str(path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [c["index"] for c in doc["cases"]] == [0] and doc["notes"] == [note]
+    assert main(["bench", str(path), "--store", str(store)]) == 0
+    assert note in capsys.readouterr().err
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("SELECT case_index, backend, compute_units, variant_key FROM cases")
+    (row,) = rows.fetchall()
+    con.close()
+    case = cases_of(tmp_path, path.read_text(), "t.yaml")[1][0]
+    assert row == (0, "numpy", None, case.variant_key("numpy", None, None))

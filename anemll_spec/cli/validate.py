@@ -36,13 +36,19 @@ def run(args: argparse.Namespace) -> int:
                 for p in exc.problems:
                     print(f"error: {printable(p)}", file=sys.stderr)
             continue
+        notes = spec.notes
+        if len(cases) > 1:  # sweep points bench measures once on this machine (plan's rule)
+            from anemll_spec.runner.plan import measured_once
+
+            cases, once = measured_once(cases)
+            notes = notes + once
         result = {"file": path, "ok": True, "name": spec.name, "cases": len(cases)}
-        results.append({**result, "notes": spec.notes} if spec.notes else result)
+        results.append({**result, "notes": notes} if notes else result)
         if not args.json:
             print(
                 f"ok: {printable(path)} ({printable(spec.name)}, {len(cases)} case{'s' * (len(cases) != 1)})"
             )
-            for note in spec.notes:
+            for note in notes:
                 print(f"note: {printable(note)}")
     if args.json:
         print_json(results)

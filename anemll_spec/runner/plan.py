@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from anemll_spec import backends
+from anemll_spec.hashing import digest
 from anemll_spec.runner.measurement import Variant
-from anemll_spec.spec import Case
+from anemll_spec.spec import Case, points_text
 from anemll_spec.spec.base import COMPUTE_UNIT_BACKENDS
 from anemll_spec.spec.families import LmHead, ModelBase
 from anemll_spec.vocab import Instances
@@ -30,7 +31,8 @@ class PlannedCase:
 def plan_cases(cases: list[Case], *, preview: bool = False) -> tuple[list[PlannedCase], list[str]]:
     """Each case's variants, and the run-wide notes, said once rather than per case: where
     `auto` went and, for `plan` (`preview`: it runs nothing), what bench would refuse."""
-    run_notes = (refusals(cases) if preview else []) + shared_keys(cases)
+    cases, run_notes = measured_once(cases)
+    run_notes += (refusals(cases) if preview else []) + shared_keys(cases)
     planned: list[PlannedCase] = []
     for case in cases:
         auto = None
@@ -43,6 +45,35 @@ def plan_cases(cases: list[Case], *, preview: bool = False) -> tuple[list[Planne
         notes += [caveat] if caveat else []
         planned.append(PlannedCase(case, [Variant(case, b, cu) for b, cu in pairs], notes))
     return planned, run_notes
+
+
+def measured_once(cases: list[Case]) -> tuple[list[Case], list[str]]:
+    """Sweep points that measure the same variants as an earlier point once the backends
+    are resolved (compute units where none is coreml, as `auto` -> numpy; a device where
+    none is torch) are measured once, as `expand` does with a repeated point: the later
+    ones are dropped (their budgets too must match), with a note. plan, validate, bench."""
+    seen: set[str] = set()
+    kept: list[Case] = []
+    for case in cases:
+        auto = backends.resolve_auto(case.model)[0] if "auto" in case.run.backends else None
+        pairs = resolve_variants(case, auto)[0]
+        run = case.run.settings() | {"backends": pairs, "compute_units": None}
+        run["device"] = run["device"] if any(b == "torch" for b, _ in pairs) else None
+        key = digest([case.model.to_json(), run])
+        kept += [] if key in seen else [case]
+        seen.add(key)
+    dropped = [c for c in cases if all(c is not k for k in kept)]
+    if not dropped:
+        return kept, []
+    what = (
+        "point measures the same variants as another"
+        if len(dropped) == 1
+        else ("points measure the same variants as others")
+    )
+    why = "once backends are resolved, compute units apply to coreml only, device to torch only"
+    return kept, [
+        f"{len(dropped)} sweep {what} here, measured once: {points_text(dropped)} ({why})"
+    ]
 
 
 def shared_keys(cases: list[Case]) -> list[str]:

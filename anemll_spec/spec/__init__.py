@@ -34,6 +34,7 @@ __all__ = [
     "load_cases",
     "load_spec",
     "parse",
+    "points_text",
     "published_model",
 ]
 
@@ -177,10 +178,6 @@ def _repeated_points(
     notes = []
     if dropped:
         n = len(dropped)
-        shown = "; ".join(
-            ", ".join(f"{k}={brief(v)}" for k, v in c.params.items()) for c in dropped[:3]
-        )
-        more = f"; and {n - 3} more" if n > 3 else ""
         why = (
             " (instances apply with concurrency > 1)"
             if any(c.run.concurrency == 1 and c.run.instances != "shared" for c in dropped)
@@ -191,8 +188,14 @@ def _repeated_points(
             if n == 1
             else "points are the same case as others and are"
         )
-        notes.append(f"{n} sweep {what} measured once: {shown}{more}{why}")
+        notes.append(f"{n} sweep {what} measured once: {points_text(dropped)}{why}")
     return list(problems), notes
+
+
+def points_text(cases: list[Case]) -> str:
+    """Sweep points as a note lists them: the first three's values, and how many more."""
+    shown = "; ".join(", ".join(f"{k}={brief(v)}" for k, v in c.params.items()) for c in cases[:3])
+    return shown + (f"; and {len(cases) - 3} more" if len(cases) > 3 else "")
 
 
 def _same_case(
