@@ -158,3 +158,30 @@ def test_a_base_value_the_sweep_writes_into_says_so(cli, tmp_path):
         ":7:16: model.compression: must be 'none', {palettize: {...}} or {quantize: {...}} "
         "(the sweep sets model.compression.palettize.nbits inside it)"
     ), err
+
+
+@pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"])
+def test_nel_ls_and_ps_are_characters_as_yaml_1_2_reads_them(tmp_path, char):
+    """PyYAML (YAML 1.1) breaks lines at NEL, LS and PS; YAML 1.2 and editors do not: every
+    line after one was numbered one too many, one in a comment or a plain scalar was a
+    syntax error, and a quoted NEL was read as a space. Lines count '\\n' only here."""
+    from anemll_spec.errors import SpecError
+    from anemll_spec.spec import load_cases
+    from anemll_spec.spec.yamlsafe import load_yaml
+
+    assert load_yaml(f'a: "b{char}c"\nd: |\n  e{char}f\n', "s.yaml")[0] == {
+        "a": f"b{char}c",
+        "d": f"e{char}f\n",
+    }
+    text = GOOD.replace("name: t", f"name: t  # a{char}b\n# c{char}d\ndescription: e{char}f")
+    text = text.replace("chunks: 2", "chunks: 3").replace("iterations: 5", f"iterations: 5 #{char}")
+    doc, pos = load_yaml(text, "s.yaml")
+    lines = text.split("\n")
+    line = next(i for i, t in enumerate(lines, 1) if t.startswith("description"))
+    assert doc["description"] == f"e{char}f"
+    assert pos[("description",)] == (line, len("description: ") + 1) == (3, 14)
+    with pytest.raises(SpecError) as exc:
+        load_cases(write(tmp_path, text))
+    (p,) = exc.value.problems
+    line = next(i for i, t in enumerate(lines, 1) if "chunks" in t)
+    assert (p.path, p.line, p.column) == ("model.chunks", line, lines[line - 1].index("3") + 1)

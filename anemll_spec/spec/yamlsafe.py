@@ -133,6 +133,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain Python values plus their positions."""
     import yaml
 
+    text, restore = _yaml12_chars(text)
     try:
         node = _compose(text, file)
     except _TooManyNodes as exc:
@@ -152,15 +153,31 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         ctx = getattr(exc, "context", None)
         if ctx:
             msg = f"{ctx}, {msg}"
+        msg = msg.translate(restore)
         marked = (mark.line + 1, mark.column + 1) if mark else ()
         raise _refuse(file, f"YAML syntax error: {msg}", *marked) from None
     if node is None:
         raise _refuse(file, "empty document: a spec needs at least name and model")
-    convert = _Converter(file)
+    convert = _Converter(file, restore)
     value = convert(node, ())
     if convert.problems:  # every duplicate or merge key at once
         raise SpecError(convert.problems)
     return value, convert.positions
+
+
+def _yaml12_chars(text: str) -> tuple[str, dict[int, int]]:
+    """NEL, LS and PS are line breaks to PyYAML (YAML 1.1), ordinary characters to YAML 1.2
+    and editors: each line after one was numbered one too many, and one in a comment or a
+    plain scalar was a syntax error. Each is parsed as a character past U+FFFF that the
+    text does not hold, nor write as an escape (one for one: positions hold; 1 MiB holds
+    at most a quarter of them), and put back in keys, values and messages (`restore`)."""
+    found = [c for c in "\x85\u2028\u2029" if c in text]
+    if not found:
+        return text, {}
+    used = set(map(ord, text)) | {int(h, 16) for h in re.findall(r"\\U([0-9a-fA-F]{8})", text)}
+    free = (c for c in range(0x10000, 0x110000) if c not in used)
+    swap = {ord(c): next(free) for c in found}
+    return text.translate(swap), {v: k for k, v in swap.items()}
 
 
 def _compose(text: str, file: str):
@@ -226,8 +243,8 @@ def _pos(node: Any) -> Pos:
 class _Converter:
     """Node graph -> plain values, recording positions and bounding size and depth."""
 
-    def __init__(self, file: str) -> None:
-        self.file = file
+    def __init__(self, file: str, restore: dict[int, int]) -> None:
+        self.file, self.restore = file, restore
         self.positions: Positions = {}
         self.nodes = 0
         self.chars = 0  # of keys and scalars, aliases expanded
@@ -284,6 +301,7 @@ class _Converter:
         """A key's or a scalar's text, counted against MAX_TEXT (an alias of a long string,
         repeated, is small on disk and huge once expanded), and valid Unicode (YAML's
         escapes can write a lone surrogate, which no encoder takes)."""
+        text = text.translate(self.restore) if self.restore else text
         self.chars += len(text)
         if self.chars > MAX_TEXT:
             msg = f"document expands to more than {MAX_TEXT:,} characters (an alias bomb?)"
