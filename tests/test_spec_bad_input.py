@@ -361,6 +361,18 @@ CASES = {
         "compression",
         r"unknown value 5",
     ),
+    "palette_bits_bool": (  # pydantic's strict Literal[1, ...] took true as 1 (1-bit)
+        GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: true}}"),
+        "model.compression.palettize.nbits",
+        "compression",
+        r"nbits: must be an integer, got a boolean True$",
+    ),
+    "palette_bits_float": (  # and 4.0 as 4, where every other integer field refuses 4.0
+        GOOD.replace("chunks: 2", "chunks: 2\n  compression: {palettize: {nbits: 4.0}}"),
+        "model.compression.palettize.nbits",
+        "compression",
+        r"nbits: must be an integer, got float 4\.0$",
+    ),
 }
 
 

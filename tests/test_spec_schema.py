@@ -43,6 +43,7 @@ KNOWN_DIFFERENCES = {
     "matmul_batch": "a rule of the matmul family (x has no batch dimension)",
     "fp16_epsilon_zero": "cross-field: rms_norm_eps against the compute precision",
     "integral_float": "JSON Schema's integer type takes 2.0; validate wants an integer",
+    "palette_bits_float": "JSON Schema's enum takes 4.0 for 4; validate wants an integer",
     "non_finite_float": "JSON Schema has no finite-number check for .inf and .nan",
 }
 

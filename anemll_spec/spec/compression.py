@@ -6,11 +6,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticKnownError
 
 from anemll_spec.spec.base import TARGET_VERSION, Rules, SpecModel, WeightDecl
 
 SIZE_MAX = 1 << 20
+
+
+def _integer(value: Any) -> Any:
+    """pydantic matches `true` to Literal[1] (and 4.0 to 4) even in strict mode."""
+    if isinstance(value, bool | float):
+        raise PydanticKnownError("int_type")
+    return value
 
 
 class _Sized(SpecModel):
@@ -32,7 +40,7 @@ class _Sized(SpecModel):
 
 class Palettize(_Sized):
     SIZE = ("group_size", "per_grouped_channel")
-    nbits: Literal[1, 2, 3, 4, 6, 8]
+    nbits: Annotated[Literal[1, 2, 3, 4, 6, 8], BeforeValidator(_integer)]
     """bits per index"""
     granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
     """LUT sharing"""
