@@ -195,7 +195,7 @@ CASES = {
     ),
     "sweep_value_twice": (
         GOOD + "sweep:\n  model.chunks: [1, 2, 2]\n",
-        "sweep.model.chunks",
+        "sweep.model.chunks[2]",
         "model.chunks: [1",
         r"2 is listed twice",
     ),
@@ -485,6 +485,29 @@ def test_a_sweep_problem_is_reported_once_in_file_order(cli, tmp_path):
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 2, err  # -5 fails at 2 sweep points: one line, saying so
     assert "model.colour" in errors[0] and "at 2 sweep points" in errors[1], err
+
+
+def test_every_value_listed_twice_is_said_where_it_is_listed_again(cli, tmp_path):
+    """Each at its own second time: the error pointed at the list (run) or at its first
+    value (sweep), and named only the first repeated value."""
+    text = GOOD.replace(
+        "backends: [numpy]",
+        "backends: [numpy]\n  compute_units:\n    - ALL\n    - CPU_ONLY\n    - ALL\n"
+        "    - CPU_ONLY\n    - ALL",
+    )
+    text += "sweep:\n  model.seed: [1, 2, 3, 2, 1.0, 1]\n"
+    path = write(tmp_path, text)
+    lines = text.split("\n")
+    at = [(n, ln.index("- ") + 3) for n, ln in enumerate(lines, 1) if ln.startswith("    - ")]
+    col = lines[-2].index("2, 1.0") + 1
+    assert refused(cli, tmp_path, path).splitlines() == [
+        f"error: {path}:{at[2][0]}:{at[2][1]}: run.compute_units[2]: 'ALL' is listed twice",
+        f"error: {path}:{at[3][0]}:{at[3][1]}: run.compute_units[3]: 'CPU_ONLY' is listed twice",
+        f"error: {path}:{len(lines) - 1}:{col}: sweep.model.seed[3]: 2 is listed twice: "
+        "each value makes its cases once",
+        f"error: {path}:{len(lines) - 1}:{col + 8}: sweep.model.seed[5]: 1 is listed twice: "
+        "each value makes its cases once",
+    ]
 
 
 def test_every_duplicate_key_at_once(cli, tmp_path):

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from anemll_spec.hashing import canonical_json
 from anemll_spec.vocab import (  # noqa: F401 - the spec's vocabulary, re-exported
     COMPUTE_UNIT_BACKENDS,
     TARGET_VERSION,
@@ -55,6 +56,17 @@ class WeightDecl:
     @property
     def in_channels(self) -> int:
         return self.shape[1 - self.out_axis] if len(self.shape) > 1 else 1
+
+
+def repeats(values: list) -> list[int]:
+    """Where a value listed before is listed again: each one's second time (1 and 1.0
+    differ, as in the model)."""
+    first: dict[str, int] = {}
+    second: dict[str, int] = {}
+    for i, v in enumerate(values):
+        typed = canonical_json([type(v).__name__, v])
+        (second if typed in first else first).setdefault(typed, i)
+    return sorted(second.values())
 
 
 class Rules:

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from anemll_spec.spec.base import BackendName, ComputeUnit, Rules, SpecModel, TorchDevice
+from anemll_spec.spec.base import Rules, SpecModel, repeats
 from anemll_spec.text import brief
-from anemll_spec.vocab import Instances
+from anemll_spec.vocab import BackendName, ComputeUnit, Instances, TorchDevice
 
 # Run fields that decide *what* is measured (and so enter the case key). The rest only
 # decide how long and how carefully; runs that differ only in those stay comparable.
@@ -92,10 +92,11 @@ class Run(SpecModel):
     @field_validator("backends", "compute_units")
     @classmethod
     def _once_each(cls, values: list[str]) -> list[str]:
-        """A value listed twice would be measured twice under one key."""
-        twice = [v for i, v in enumerate(values) if v in values[:i]]
-        if twice:
-            raise ValueError(f"{brief(twice[0])} is listed twice")
+        """A value listed twice would be measured twice under one key: said where it is."""
+        rules = Rules()
+        for i in repeats(values):
+            rules.add((i,), f"{brief(values[i])} is listed twice")
+        rules.check()
         return values
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from anemll_spec.errors import Problem
-from anemll_spec.hashing import canonical_json
+from anemll_spec.spec.base import repeats
 from anemll_spec.spec.problems import Locator, allowed_keys
 from anemll_spec.text import brief, did_you_mean
 
@@ -42,7 +42,16 @@ def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]
         if problem:
             message, on_key = problem
             problems.append(at.problem(("sweep", key), message, key=on_key))
-        else:
+            continue
+        twice = [
+            at.problem(
+                ("sweep", key, i),
+                f"{brief(values[i])} is listed twice: each value makes its cases once",
+            )
+            for i in repeats(values)
+        ]
+        problems += twice
+        if not twice:
             out[key] = values
     return out, problems
 
@@ -78,12 +87,6 @@ def _entry_problem(
         return "must be a list of values to sweep over", False
     if not values:
         return "empty sweep list: give at least one value", False
-    seen: set[str] = set()
-    for v in values:
-        typed = canonical_json([type(v).__name__, v])  # 1 and 1.0 differ, as in the model
-        if typed in seen:
-            return f"{brief(v)} is listed twice: each value makes its cases once", False
-        seen.add(typed)
     return None
 
 
