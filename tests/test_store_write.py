@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from fixtures.store.synth import case, host, new_run, run, samples_ns
+from fixtures.store.synth import case, host, new_run, one_case_run, run, samples_ns
 
 from anemll_spec.errors import InputError
 from anemll_spec.hashing import digest
@@ -26,6 +26,7 @@ from anemll_spec.store import (
     finish_run,
     open_store,
     schema,
+    store_path,
 )
 
 
@@ -658,3 +659,28 @@ def test_reading_the_store_does_not_import_the_write_api_or_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "True"]
+
+
+def test_a_store_through_a_symlink_to_a_file_not_yet_made_keeps_its_first_run(tmp_path):
+    """DuckDB wrote the log of a file it created through a link beside the link, and
+    later opens read the log beside the file: the first run lived only in link.wal
+    (bench: "no run '...' in the store", exit 2). The store opens the file behind."""
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "st.duckdb"
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(real)
+    run_id = one_case_run(link, seed=3)
+    assert link.is_symlink() and real.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.duckdb", "real"]  # no link.wal
+    assert read(link, "SELECT run_id, status FROM runs") == [(run_id, "finished")]
+    con = duckdb.connect(str(real), read_only=True)  # the file itself, without anemll-spec
+    assert con.execute("SELECT count(*) FROM samples").fetchone() == (20,)
+    con.close()
+    assert store_path(link) == real
+    with pytest.raises(InputError, match=f"no results store at {tmp_path / 'gone.duckdb'} "):
+        (tmp_path / "gone.duckdb").symlink_to(tmp_path / "nowhere.duckdb")
+        open_store(tmp_path / "gone.duckdb", read_only=True)
+    (tmp_path / "a.duckdb").symlink_to(tmp_path / "b.duckdb")
+    (tmp_path / "b.duckdb").symlink_to(tmp_path / "a.duckdb")
+    with pytest.raises(InputError, match="a.duckdb: a symlink that leads to itself"):
+        open_store(tmp_path / "a.duckdb")

@@ -102,7 +102,19 @@ def store_path(target: str | os.PathLike | None = None) -> Path:
         )
     if text == ":memory:":
         raise InputError("store ':memory:': the store must be a file (each write reopens it)")
-    return Path(text).expanduser()
+    return _behind_links(Path(text).expanduser())
+
+
+def _behind_links(path: Path) -> Path:
+    """The file a symlink names. DuckDB (1.5.5) puts the log of a file it creates through a
+    link beside the link (x.duckdb.wal) but reads the log beside the file on every later
+    open: the run that made the store wrote only to that orphaned log and was lost."""
+    if not path.is_symlink():
+        return path  # as given, so messages name it as the user wrote it
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError):  # a loop of links
+        raise InputError(f"store {path}: a symlink that leads to itself") from None
 
 
 def lock_timeout(value: float | None = None) -> float:
@@ -146,7 +158,7 @@ def open_store(
     if read_only:
         if not path.is_file():
             raise InputError(
-                f"no results store at {path} (run `anemll-spec bench` first, "
+                f"no results store at {describe_target(text)} (run `anemll-spec bench` first, "
                 f"or pass --store PATH / set ${ENV_STORE})"
             )
         con = _connect(path, read_only=True, timeout=timeout, sandbox=sandbox)
