@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -684,3 +685,33 @@ def test_a_store_through_a_symlink_to_a_file_not_yet_made_keeps_its_first_run(tm
     (tmp_path / "b.duckdb").symlink_to(tmp_path / "a.duckdb")
     with pytest.raises(InputError, match="a.duckdb: a symlink that leads to itself"):
         open_store(tmp_path / "a.duckdb")
+
+
+def test_a_fifo_socket_or_device_as_the_store_is_refused_unopened(tmp_path, cli):
+    """A FIFO as the store hung forever (the first bytes were read to tell a DuckDB file);
+    /dev/null was 'damaged ... Move it aside'. One line, exit 2, and nothing opened."""
+    import socket
+
+    fifo = tmp_path / "fifo.duckdb"
+    os.mkfifo(fifo)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n")
+    r = cli("bench", spec, "--store", fifo, timeout=30)  # a hang fails here, not forever
+    said = f"{fifo} is not a regular file (a FIFO, socket or device): give a results store"
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr == f"anemll-spec bench: error: {said} (a .duckdb file)\n"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    sock_path = tmp_path / "sock.duckdb"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    try:
+        for store in (fifo, sock_path, Path("/dev/null")):
+            for read_only in (False, True):
+                with pytest.raises(InputError) as err:
+                    open_store(store, read_only=read_only)
+                assert str(err.value) == (
+                    f"{store} is not a regular file (a FIFO, socket or device): give a results "
+                    "store (a .duckdb file)"
+                )
+    finally:
+        sock.close()

@@ -198,11 +198,18 @@ def _check_duckdb_file(path: Path) -> None:
     """A file that is there must be a DuckDB database: DuckDB opens a Parquet or CSV file
     as an in-memory database holding a view of it, so a bundle given as --store would be
     'written' to memory and lost. A folder, or a path under a file, is no store either
-    (DuckDB's own words for them read like a damaged store)."""
+    (DuckDB's own words for them read like a damaged store); nor is a FIFO, socket or
+    device, which is never opened (reading a FIFO waited forever for a writer, and
+    /dev/null was called damaged)."""
     if path.is_dir():
         inside = path / "results.duckdb"
         hint = f", e.g. {inside}" if inside.is_file() else ""
         raise InputError(f"{path} is a folder: give the results store's file{hint}")
+    if path.exists() and not path.is_file():
+        raise InputError(
+            f"{path} is not a regular file (a FIFO, socket or device): give a results store "
+            "(a .duckdb file)"
+        )
     above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"cannot make a store at {path}: {above} is a file, not a folder")
