@@ -16,11 +16,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from fixtures.store.bundles import content
 from fixtures.store.synth import case, new_run, one_case_run, samples_ns
 
+from anemll_spec.errors import InputError
 from anemll_spec.store import append_case, finish_run, open_store
 from anemll_spec.store.exporting import export_bundle
 
@@ -137,3 +139,92 @@ def test_export_to_a_path_the_system_refuses_is_one_line(cli, tmp_path, where):
     r = cli("export", "--store", src, "--out", where)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def read_runs(store: Path) -> list:
+    con = duckdb.connect(str(store), read_only=True)  # the file itself, without anemll-spec
+    try:
+        return con.execute("SELECT run_id, status FROM runs").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs filled to its last byte (root only: skipped where mount is refused)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        fill = (where / "fill").open("wb", buffering=0)  # unbuffered: nothing left to flush
+        with fill, pytest.raises(OSError, match="No space left"):
+            while True:
+                fill.write(b"\0" * 4096)
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_new_store_on_a_full_disk_says_so_and_leaves_no_file(full_disk):
+    """The first open failed 'No space left on device' and left an empty file; its retry
+    then said 'is not a DuckDB database', and the empty file blocked the path even after
+    space was freed. Now: the first reason, no file, and a store once there is room."""
+    store = full_disk / "s.duckdb"
+    with pytest.raises(InputError) as err:
+        open_store(store)
+    assert str(err.value) == (
+        f"cannot make the store {store}: the disk is full (IO Error: Could not write file "
+        f'"{store}": No space left on device); no file was left there. Give a --store in a '
+        "writable folder with room"
+    )
+    assert sorted(p.name for p in full_disk.iterdir()) == ["fill"]
+    (full_disk / "fill").unlink()
+    run_id = one_case_run(store, seed=4)
+    assert read_runs(store) == [(run_id, "finished")]
+
+
+def test_a_store_whose_making_hit_the_file_size_limit_leaves_no_file(tmp_path):
+    """As on a full disk, with no root needed: the first write of the new file stops after
+    4 KiB (RLIMIT_FSIZE), leaving a piece of a header that DuckDB then called damaged."""
+    store = tmp_path / "deep" / "s.duckdb"
+    child = textwrap.dedent(
+        """
+        import sys
+        from anemll_spec.errors import InputError
+        from anemll_spec.store import open_store
+        try:
+            open_store(sys.argv[1])
+        except InputError as exc:
+            print("REFUSED", exc)
+        """
+    )
+    r = run_limited(["-c", child, store], 4096)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout == (
+        f'REFUSED cannot make the store {store}: IO Error: Could not write file "{store}": '
+        "File too large; no file was left there. Give a --store in a writable folder with "
+        "room\n"
+    )
+    assert list(store.parent.iterdir()) == []
+    run_id = one_case_run(store, seed=5)
+    assert read_runs(store) == [(run_id, "finished")]
+
+
+def test_an_empty_file_is_no_store_yet(tmp_path):
+    """DuckDB refuses an empty file ('not a valid DuckDB database file'): one left by a
+    failed open (older versions) blocked its path. Reading finds no store there; writing
+    makes the store in its place."""
+    from anemll_spec.cli._common import is_new_store
+
+    store = tmp_path / "s.duckdb"
+    store.touch()
+    assert is_new_store(str(store))
+    with pytest.raises(InputError, match=f"^no results store at {store} \\(run `anemll-spec"):
+        open_store(store, read_only=True)
+    assert store.stat().st_size == 0  # reading changed nothing
+    run_id = one_case_run(store, seed=6)
+    assert read_runs(store) == [(run_id, "finished")] and not is_new_store(str(store))

@@ -268,12 +268,14 @@ def note_new_store(target: str, what: str) -> None:
 
 
 def is_new_store(target: str) -> bool:
-    """Whether the store's file (or a shared store's DuckDB catalog file) is not there yet."""
+    """Whether the store's file (or a shared store's DuckDB catalog file) is not there yet
+    (an empty file is none: a writing open makes the store there)."""
     from anemll_spec.store import lake_target, store_path
 
     if lake_target.is_lake(target) and lake_target.parse_target(target).catalog != "duckdb":
         return False  # a catalog on a server: no file here to make
-    return not store_path(target).exists()
+    path = store_path(target)
+    return not path.exists() or (path.is_file() and not path.stat().st_size)
 
 
 def note_created(target: str, was_new: bool, what: str) -> None:

@@ -27,7 +27,13 @@ import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
 from anemll_spec.store import lake, lake_target, schema
-from anemll_spec.store.diagnose import cannot_open, locked_by_another
+from anemll_spec.store.diagnose import (
+    HEADERS_BYTES,
+    cannot_make,
+    cannot_open,
+    locked_by_another,
+    remove_unmade,
+)
 from anemll_spec.store.prepare import StorePrepared, check_readable, prepare
 
 DEFAULT_PATH = "store/results.duckdb"
@@ -156,7 +162,7 @@ def open_store(
     path = store_path(text)
     _check_duckdb_file(path)
     if read_only:
-        if not path.is_file():
+        if not path.is_file() or not path.stat().st_size:  # an empty file: no store yet
             raise InputError(
                 f"no results store at {describe_target(text)} (run `anemll-spec bench` first, "
                 f"or pass --store PATH / set ${ENV_STORE})"
@@ -295,7 +301,12 @@ def _connect_prepared(
     path: Path, timeout: float
 ) -> tuple[duckdb.DuckDBPyConnection, StorePrepared]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = _connect(path, read_only=False, timeout=timeout, sandbox=False)
+    held = remove_unmade(path, 1)  # an empty file is no store yet: DuckDB makes one there
+    try:
+        con = _connect(path, read_only=False, timeout=timeout, sandbox=False)
+    finally:
+        if held is not None:
+            os.close(held)
     try:
         con.execute("PRAGMA disable_checkpoint_on_shutdown")
         con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
@@ -326,6 +337,8 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
     delay = 0.01
     warned = False
     retried = False
+    made = not read_only and not path.exists()  # a failed open leaves no file it made
+    first: duckdb.Error | None = None
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
@@ -336,9 +349,16 @@ def _connect(path: Path, *, read_only: bool, timeout: float, sandbox: bool):
             # writer take it before the retry; the probe alone then called the store damaged
             conflict = "Could not set lock on file" in msg and "Conflicting lock" in msg
             if not conflict and not locked_by_another(path, write=not read_only):
+                if made:  # a full disk: the file it began (empty, or a header or two)
+                    first = first or exc
+                    unmade = remove_unmade(path, HEADERS_BYTES)
+                    if unmade is not None:
+                        os.close(unmade)
                 if not retried:  # the holder may have let go just now: look once more
                     retried = True
                     continue
+                if first is not None:
+                    raise cannot_make(path, first, left=path.exists()) from None
                 raise cannot_open(path, exc) from None
             now = time.monotonic()
             if now >= deadline:

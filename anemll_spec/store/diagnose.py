@@ -24,11 +24,60 @@ def unwritable(reason: str) -> str:
     return ""
 
 
+# A DuckDB file starts with three 4 KiB headers: a shorter one never held a store
+HEADERS_BYTES = 12_288
+
+
+def _reason(exc: BaseException) -> str:
+    first = lake_target.redact(str(exc)).strip().splitlines()
+    return first[0] if first else type(exc).__name__
+
+
+def cannot_make(where, exc: BaseException, left: bool) -> InputError:
+    """The error for a new store that could not be made, with its first reason (the retry
+    found the empty file that the failed open left and called it 'not a DuckDB database').
+    left: whether a file is there all the same."""
+    reason = _reason(exc)
+    meaning = unwritable(reason)
+    return InputError(
+        f"cannot make the store {where}: "
+        + (f"{meaning} ({reason})" if meaning else reason)
+        + ("" if left else "; no file was left there")
+        + ". Give a --store in a writable folder with room"
+    )
+
+
+def remove_unmade(path: Path, below: int) -> int | None:
+    """Remove the file at `path` if it is shorter than `below` bytes and no other process
+    holds its lock: a store that was never made (a full disk leaves an empty file, or the
+    first 4 or 8 KiB of one), which DuckDB refuses ever after ('not a valid DuckDB
+    database file'). Returns the removed file's descriptor, still locked (None: nothing
+    removed): DuckDB creates a file, then locks it, so a process making the store at this
+    moment finds it held and waits; close it once the new store is made."""
+    import fcntl
+
+    try:  # stat first: opening and closing a file this process holds drops its lock
+        if os.stat(path).st_size >= below:
+            return None
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = os.fstat(fd)
+        if held.st_size < below and os.path.samestat(held, os.stat(path)):
+            os.unlink(path)
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 def cannot_open(where, exc: BaseException) -> InputError:
     """The error for a store that failed to open: never 'damaged' for a healthy store
     that only cannot be written here."""
-    first = lake_target.redact(str(exc)).strip().splitlines()
-    reason = first[0] if first else type(exc).__name__
+    reason = _reason(exc)
     if "not a valid DuckDB database file" in reason:
         return InputError(f"{where} is not a DuckDB database ({reason}); give a results store")
     meaning = unwritable(reason)
