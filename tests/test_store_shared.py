@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pg
 import pytest
-from fixtures.store.synth import case, host, run, samples_ns
+from fixtures.store.synth import case, host, one_case_run, run, samples_ns
 
 from anemll_spec.errors import InputError
 from anemll_spec.store import (
@@ -584,6 +584,33 @@ def test_push_adds_the_cases_a_run_lacks_and_its_final_status(shared, tmp_path):
     assert (got["runs_added"], got["runs_updated"], got["cases_added"]) == (0, 1, 2)
     assert _tables(shared) == _tables(local)
     assert cid0 in {c for c, *_ in rows(shared, "SELECT case_id FROM cases")}
+
+
+def test_a_push_to_a_catalog_file_in_a_new_folder_makes_the_folder(tmp_path):
+    """A file store makes its folders; a DuckDB-catalog lake failed 'IO Error: Cannot open
+    file' where its folder was not there yet. Made for a writing open only."""
+    local = tmp_path / "mine.duckdb"
+    rid = one_case_run(local, seed=7, n=30)
+    missing = f"ducklake:{tmp_path}/gone/x.ducklake"
+    with pytest.raises(InputError, match="database does not exist"):
+        open_store(missing, read_only=True)
+    catalog = tmp_path / "new" / "deeper" / "s.ducklake"
+    got = copy_runs(local, f"ducklake:{catalog}")
+    assert (got["runs"], got["runs_added"]) == ([rid], 1)
+    assert sorted(p.name for p in catalog.parent.iterdir()) == ["s.ducklake", "s.ducklake.files"]
+    assert list((catalog.parent / "s.ducklake.files").rglob("*.parquet"))  # the samples
+    got = rows(
+        f"ducklake:{catalog}", "SELECT run_id, status, (FROM samples SELECT count(*)) FROM runs"
+    )
+    assert got == [(rid, "finished", 30)]
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    with pytest.raises(InputError) as err:
+        open_store(f"ducklake:{afile}/sub/s.ducklake")
+    assert str(err.value) == (
+        f"cannot make a store at ducklake:{afile}/sub/s.ducklake: {afile} is a file, not a folder"
+    )
+    assert not (tmp_path / "gone").exists() and afile.read_text() == "x"
 
 
 def test_a_pull_from_a_missing_store_names_it_as_the_source(tmp_path):

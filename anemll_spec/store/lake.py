@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.store.lake_target import ALIAS, LakeTarget, redact
+from anemll_spec.store.lake_target import ALIAS, LakeTarget, make_folder, redact
 
 EXTRA = "anemll-spec[lake]"
 # DuckLake's retries of non-conflicting concurrent commits (its defaults: 10 x 100 ms x 1.5):
@@ -189,6 +189,8 @@ def connect(target: LakeTarget, *, read_only: bool, sandbox: bool, timeout: floa
     seconds for an unreachable catalog, then raises StoreUnreachable."""
     import duckdb
 
+    if not read_only:
+        make_folder(target)
     deadline = time.monotonic() + timeout
     delay, warned = 0.05, False
     pooled = target.catalog == "postgres" and not sandbox

@@ -73,6 +73,24 @@ def parse_target(text: str) -> LakeTarget:
     return LakeTarget(text, "duckdb", str(Path(rest).expanduser().absolute()), None)
 
 
+def make_folder(target: LakeTarget) -> None:
+    """A DuckDB catalog file's folder, made for a writing open as a file store's is
+    (DuckDB made neither: 'Cannot open file'). A catalog on a server has none."""
+    if target.catalog != "duckdb":
+        return
+    catalog = Path(target.conninfo)
+    above = next((p for p in catalog.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"cannot make a store at {target.shown}: {above} is a file, not a folder")
+    try:
+        catalog.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot make a store at {target.shown}: cannot make the folder "
+            f"{catalog.parent} ({exc.strerror or exc})"
+        ) from None
+
+
 def _split_data_path(info: str, text: str) -> tuple[str, str | None]:
     """(libpq conninfo without data_path, data_path)."""
     if info.startswith("postgresql://"):
