@@ -8,13 +8,34 @@ import os
 from pathlib import Path
 
 ENV_CACHE = "ANEMLL_SPEC_CACHE"
+# what Path.home() and Path('~').expanduser() raise (RuntimeError) with no home directory
+NO_HOME_ERROR = "Could not determine home directory"
+
+
+def home_unknown() -> str:
+    """Why there is no home directory, as a user can act on it."""
+    uid = os.getuid() if hasattr(os, "getuid") else "?"
+    return f"the home directory is unknown ($HOME is unset and user id {uid} has no passwd entry)"
 
 
 def default_cache_dir() -> Path:
-    """$ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or ~/.cache, /anemll-spec."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "anemll-spec"
+    """$ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or ~/.cache, /anemll-spec. With neither
+    set and no home directory (a container's arbitrary uid), InputError names the ways
+    to give a folder."""
+    from anemll_spec.errors import InputError
+
+    give = f"give one with --cache-dir, ${ENV_CACHE} or $XDG_CACHE_HOME"
+    for name in (ENV_CACHE, "XDG_CACHE_HOME"):
+        value = os.environ.get(name)
+        if not value:
+            continue
+        try:
+            base = Path(value).expanduser()
+        except RuntimeError:  # '~' or '~user' with no such home
+            raise InputError(f"${name} {value}: its home directory is unknown; {give}") from None
+        return base if name == ENV_CACHE else base / "anemll-spec"
+    try:
+        home = Path.home()
+    except RuntimeError:
+        raise InputError(f"no cache folder: {home_unknown()}; {give}") from None
+    return home / ".cache" / "anemll-spec"

@@ -172,3 +172,55 @@ def test_cache_list_starts_without_the_spec_models(tmp_path):
     assert r.returncode == 0, r.stderr
     assert built.key in r.stdout
     assert "heavy []" in r.stdout, r.stdout
+
+
+def test_no_home_directory_is_one_line_exit_2(tmp_path):
+    """A uid with no passwd entry and $HOME unset (a container's): Path.home() raises
+    RuntimeError, as Python itself does there. The cache folder is then unknown: `cache
+    list` and `bench` say so in one line naming --cache-dir / $ANEMLL_SPEC_CACHE /
+    $XDG_CACHE_HOME, exit 2, no store made; `report` (Altair calls Path.home() on import)
+    says to set $HOME."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+    import chart_synthetic as syn
+
+    charts = tmp_path / "charts.duckdb"
+    syn.lm_head_run(charts, seed=3)
+    spec = Path(__file__).parents[1] / "specs" / "smoke.yaml"
+    store = tmp_path / "bench.duckdb"
+    code = f"""
+        import contextlib, io, json, pathlib, sys
+
+        def no_home(cls):
+            raise RuntimeError("Could not determine home directory.")
+
+        pathlib.Path.home = classmethod(no_home)
+        from anemll_spec.cli import main
+
+        out = []
+        for argv in (["cache", "list"], ["bench", {str(spec)!r}, "--store", {str(store)!r}],
+                     ["report", "--store", {str(charts)!r}, "--out", {str(tmp_path / "r.html")!r}]):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = main(argv)
+            out.append((code, err.getvalue()))
+        print(json.dumps(out))
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+    env.pop("ANEMLL_SPEC_CACHE")
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env
+    )
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    (lc, list_err), (bc, bench_err), (rc, report_err) = json.loads(r.stdout)
+    names = "give one with --cache-dir, $ANEMLL_SPEC_CACHE or $XDG_CACHE_HOME"
+    for code, err in ((lc, list_err), (bc, bench_err)):
+        assert code == 2 and err.count("\n") == 1, err
+        assert "error: " in err and "the home directory is unknown ($HOME is unset" in err
+        assert err.rstrip().endswith(names), err
+    assert rc == 2 and report_err.count("\n") == 1 and report_err.rstrip().endswith("set $HOME")
+    assert not store.exists() and not (tmp_path / "r.html").exists()

@@ -106,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        from anemll_spec.paths import NO_HOME_ERROR, home_unknown
+
+        if not str(exc).startswith(NO_HOME_ERROR):
+            raise
+        # Path.home() with no home (a container's uid): Altair calls it on import, and
+        # a '~' path needs it; the cache folder says so itself (InputError, above)
+        print(f"anemll-spec {args.command}: error: {home_unknown()}; set $HOME", file=sys.stderr)
+        return 2
     except OSError as exc:  # a path the user gave that the system refuses: their input
         if isinstance(exc, BrokenPipeError):  # `| head` took what it wanted: as SIGPIPE would
             return 141
