@@ -136,6 +136,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
+def _send(conn, message: tuple) -> None:
+    """A message to the parent, if it is still there: one killed (SIGTERM, SIGKILL) has
+    closed its end, and the instance then ends quietly, never with a BrokenPipeError
+    traceback of its own (a progress report that fails so stops the timing)."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: this end closed
+        conn.send(message)
+
+
 def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
     """A spawned instance: load, warm, wait for all, time, send the samples back.
 
@@ -159,15 +167,14 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
         timer.warm()
     except BaseException as exc:
         _abort(gates)
-        conn.send(("error", _one_line(exc), traceback.format_exc()))
+        _send(conn, ("error", _one_line(exc), traceback.format_exc()))
         return
     try:
         for gate in gates:
             gate.wait(job.start_timeout_s)
     except BaseException:  # BrokenBarrierError (another instance failed, or the wait timed
         # out), or Ctrl-C at a terminal: a quiet end, never a traceback of this process
-        with contextlib.suppress(Exception):
-            conn.send(("aborted",))
+        _send(conn, ("aborted",))
         session.close()
         return
     try:
@@ -177,9 +184,9 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
         finally:
             ended.value = 1
         end = time.perf_counter_ns()
-        conn.send(("done", timer.result(), start, end, load_s))
-    except BaseException as exc:
-        conn.send(("error", _one_line(exc), traceback.format_exc()))
+        _send(conn, ("done", timer.result(), start, end, load_s))
+    except BaseException as exc:  # a progress report to a parent that is gone ends here too
+        _send(conn, ("error", _one_line(exc), traceback.format_exc()))
     finally:
         session.close()
         conn.close()

@@ -1,5 +1,5 @@
-"""A real `anemll-spec bench` in a subprocess, stopped with Ctrl-C (SIGINT) once a line
-of its progress says so: what the Ctrl-C tests share."""
+"""A real `anemll-spec bench` in a subprocess, stopped with Ctrl-C (SIGINT), or another
+signal, once a line of its progress says so: what the Ctrl-C tests share."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def interrupted_bench(
     when: Callable[[str], bool],
     delay_s: float = 0.0,
     stdout: list[str] | None = None,
+    sig: int = signal.SIGINT,
 ) -> tuple[int, str]:
-    """(exit status, everything it printed on stderr) of a bench sent SIGINT `delay_s`
+    """(exit status, everything it printed on stderr) of a bench sent `sig` `delay_s`
     after the first stderr line for which `when(line)` holds; what it printed on stdout
     is appended to `stdout` when given."""
     proc = subprocess.Popen(
@@ -38,7 +39,7 @@ def interrupted_bench(
             if when(line):
                 break
         time.sleep(delay_s)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         if stdout is not None:
             stdout.append(out)

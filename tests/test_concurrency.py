@@ -39,11 +39,16 @@ def _prepared(built) -> Prepared:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def build_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def models(build_cache):
     """The case's model and a distinct-weights twin (plan_instances), both built."""
     from anemll_spec.build import build
 
-    cache = tmp_path_factory.mktemp("cache")
+    cache = build_cache
     plan = plan_instances(lm_head(hidden_size=64, vocab_size=256, chunks=2), 2, "distinct")
     return plan, [build(m, cache_dir=cache) for m in plan.models]
 
@@ -282,3 +287,33 @@ def test_ctrl_c_at_the_start_ends_every_instance_at_once_and_quietly(models, inp
     assert time.monotonic() - t0 < 15  # not 2 x 10 s of joins
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("instance")]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_killed_bench_leaves_its_instances_quiet(tmp_path, models, build_cache):
+    """SIGTERM to a bench timing two instance processes: the parent dies without a word
+    (its default action), and each instance, whose next progress report or result finds
+    the pipe closed, ends quietly -- no BrokenPipeError traceback on the shared stderr.
+    stderr reaches its end only once both instances have exited (they hold it too). The
+    case's model is the one `models` built (a cache hit: no 3 s build)."""
+    import json
+    import signal
+
+    from bench_util import interrupted_bench
+    from build_util import lm_head_fields
+
+    spec = tmp_path / "c.yaml"
+    model = lm_head_fields(hidden_size=64, vocab_size=256, chunks=2)
+    spec.write_text(
+        f"name: conc\nmodel: {json.dumps(model)}\n"
+        "run: {backends: [numpy], concurrency: 2, warmup: 2, iterations: 1000000, "
+        "max_time_s: 60, energy_s: 0, dispatch_floor: false}\n"
+    )
+    status, said = interrupted_bench(
+        spec, tmp_path / "s.duckdb", build_cache,
+        lambda ln: "timing  numpy x2 shared" in ln,
+        delay_s=1.5,  # the instances are spawned, warm, and timing (progress every 0.25 s)
+        sig=signal.SIGTERM,
+    )  # fmt: skip
+    assert status == -signal.SIGTERM, said
+    assert "build  cache hit" in said, said
+    assert "Traceback" not in said and "BrokenPipeError" not in said, said
