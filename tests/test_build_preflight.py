@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from build_util import matmul
 
+from anemll_spec.cli._common import human_bytes
 from anemll_spec.errors import InputError
 
 TINY = "name: tiny\nmodel: {family: matmul, m: 4, k: 8, n: 8}\nrun: {backends: [numpy]}\n"
@@ -104,8 +106,54 @@ def test_a_cache_disk_without_room_is_refused_by_bench(tmp_path, cli):
         if small is None:
             pytest.skip("cannot mount a small tmpfs here (the in-process test covers it)")
         r = cli("bench", spec, "--cache-dir", small / "cache", "--store", store)
-        _refused(r, f"{spec}: mid: cache {small / 'cache'}: building needs about 0.00 GB of disk")
+        free = human_bytes(shutil.disk_usage(small).free)
+        need = f"{spec}: mid: cache {small / 'cache'}: building needs about 4.40 MB of disk"
+        _refused(r, need, f"(weights 2.10 MB, twice while saving), {free} free")
         assert not list(small.iterdir())  # no cache folder, no staging left behind
+    assert not store.exists()
+
+
+def _on_disk(root: Path) -> int:
+    """Bytes `root` takes on its disk: every file and folder in whole blocks."""
+    return sum(p.lstat().st_blocks * 512 for p in [root, *root.rglob("*")])
+
+
+def test_disk_need_covers_what_a_build_and_its_dispatch_floor_write(tmp_path):
+    """The need is checked against what real builds leave on disk, read back: the cache
+    entry (package and manifest, in blocks) plus coremltools' temporary copy of the
+    weights, and the dispatch-floor model bench builds after the case. Twice the weight
+    bytes, the old need, fell short of that for every model here."""
+    from build_util import attention, lm_head
+
+    from anemll_spec.build import build, estimate
+    from anemll_spec.build.checks import disk_need
+    from anemll_spec.runner.plan import tiny_model
+
+    def written(model) -> int:
+        b = build(model, cache_dir=tmp_path)
+        (weights,) = (tmp_path / b.key).rglob("weight.bin")
+        return _on_disk(tmp_path / b.key) + weights.stat().st_size
+
+    for model in (matmul(), lm_head(hidden_size=64, vocab_size=1024, chunks=16), attention()):
+        used = written(model) + written(tiny_model(model))
+        est = estimate(model)
+        assert 2 * est.weight_bytes < used <= disk_need(est), (model.family, used)
+
+
+def test_a_disk_with_twice_the_weights_free_is_refused_not_a_failed_build(tmp_path, cli):
+    """A tmpfs with room for twice the weights but not the rest: the build used to pass
+    the check and fail as a case ('No space left on device'); now bench refuses it."""
+    from anemll_spec.build import estimate
+
+    spec = _spec(tmp_path, MID, "mid")
+    store = tmp_path / "s.duckdb"
+    size = 2 * estimate(matmul(m=4, k=1024, n=1024)).weight_bytes + 8192
+    with _tmpfs(tmp_path / "small", f"size={size}") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here (the in-process test covers it)")
+        r = cli("bench", spec, "--cache-dir", small / "cache", "--store", store)
+        _refused(r, f"{spec}: mid: cache {small / 'cache'}: building needs about 4.40 MB")
+        assert not list(small.iterdir())
     assert not store.exists()
 
 
@@ -126,10 +174,10 @@ def test_preflight_checks_the_cache_disk_it_would_build_on(tmp_path, monkeypatch
 
     monkeypatch.setattr(shutil, "disk_usage", full)
     preflight(m, tmp_path / "cache")
-    with pytest.raises(InputError, match=r"building needs about .* GB of disk, 0\.00 GB free"):
+    with pytest.raises(InputError, match=r"building needs about .* KB of disk .*, 1.00 KB free"):
         preflight(matmul(seed=1), tmp_path / "cache")
     spec = _spec(tmp_path, MID, "mid")
-    with pytest.raises(InputError, match=r"mid\.yaml: mid: cache .*GB of disk"):
+    with pytest.raises(InputError, match=r"mid\.yaml: mid: cache .*MB of disk"):
         Runner(spec, store=str(tmp_path / "s.duckdb"), cache_dir=tmp_path / "cache")
     assert not (tmp_path / "s.duckdb").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [key]  # no staging left

@@ -168,7 +168,8 @@ def estimate(model: ModelBase) -> Estimate:
             held += 4 * itemsize * max(whole, default=0)
         held += 2 * consts
     peak = int(held + 350e6)  # + interpreter, coremltools (~290 MB) and per-slice scratch
-    return Estimate(weight_bytes, plan.flops, peak, warnings)
+    tensors = sum(map(len, (plan.weights, plan.inputs, plan.outputs, plan.states)))
+    return Estimate(weight_bytes, plan.flops, peak, warnings, tensors)
 
 
 def kmeans_groups(model: ModelBase) -> int:

@@ -88,12 +88,34 @@ def writable(cache_dir: Path) -> Path:
     return at
 
 
+# What a build writes besides its weights, measured (2026-12-07, tmpfs and ext4, 4 KiB
+# blocks): model.mlmodel, the program, is ~2 KB plus 1.6-3 KB per tensor (an LM head of
+# 1,024 chunks: 1.68 MB; an attention of 6 weights: 18.6 KB); Manifest.json and the cache's
+# manifest.json under 1 KB each; and the package's 5 folders and 5 files (with the
+# temporary copy's) each round up to a block. The dispatch-floor model bench builds after
+# the case (a 64 -> 64 head) takes 41-49 KB on disk and its own temporary copy.
+PACKAGE_FILES_BYTES = 64 * 1024
+PER_TENSOR_BYTES = 4 * 1024
+FLOOR_MODEL_BYTES = 128 * 1024
+
+
+def disk_need(est: Estimate) -> int:
+    """Disk a build takes at its peak: the package's weights and coremltools' temporary
+    copy of them, the program and other files, and the dispatch-floor model."""
+    extra = PACKAGE_FILES_BYTES + PER_TENSOR_BYTES * est.tensors + FLOOR_MODEL_BYTES
+    return 2 * est.weight_bytes + extra
+
+
 def check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
-    """Room on the cache's disk (`on`: the folder the cache would be made in): the
-    package and coremltools' temporary copy of it."""
+    """Room on the cache's disk (`on`: the folder the cache would be made in) for
+    `disk_need`: a build that passes this does not run out of disk half-way."""
+    from anemll_spec.cli._common import human_bytes
+
     free = shutil.disk_usage(on or cache_dir).free
-    if est.weight_bytes * 2 > free:
+    need = disk_need(est)
+    if need > free:
         raise InputError(
-            f"cache {cache_dir}: building needs about {2 * est.weight_bytes / 1e9:.2f} GB of disk, "
-            f"{free / 1e9:.2f} GB free"
+            f"cache {cache_dir}: building needs about {human_bytes(need)} of disk "
+            f"(weights {human_bytes(est.weight_bytes)}, twice while saving), "
+            f"{human_bytes(free)} free"
         )

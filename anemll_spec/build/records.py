@@ -38,6 +38,7 @@ class Estimate:
     flops: int
     build_peak_bytes: int
     warnings: list[str]
+    tensors: int = 0  # weights, inputs, outputs and states: each costs the program bytes
 
     def to_json(self) -> dict:
         return {
