@@ -124,8 +124,17 @@ def translated_from(rc: int, value: int, err: int) -> bool | None:
 def parse_cpuinfo(text: str) -> dict:
     """/proc/cpuinfo -> CPU model and logical/physical core counts."""
     models = re.findall(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    if not models:  # arm64 Linux has no 'model name'
-        models = re.findall(r"^(?:Hardware|CPU part)\s*:\s*(.+)$", text, re.MULTILINE)
+    if not models:  # arm64 Linux has no 'model name': its cores are numbered (arm_cpus)
+        from anemll_spec.arm_cpus import chip_name
+
+        ids = []
+        for block in re.split(r"\n\s*\n", text):  # a processor's lines, or all of them
+            impl = re.search(r"^CPU implementer\s*:\s*0x([0-9a-f]+)\s*$", block, re.M | re.I)
+            part = re.search(r"^CPU part\s*:\s*0x([0-9a-f]+)\s*$", block, re.M | re.I)
+            if impl and part:
+                ids.append((int(impl.group(1), 16), int(part.group(1), 16)))
+        name = chip_name(ids)
+        models = [name] if name else re.findall(r"^Hardware\s*:\s*(.+)$", text, re.MULTILINE)
     logical = len(re.findall(r"^processor\s*:", text, re.MULTILINE))
     cores = {
         (p, c)

@@ -116,6 +116,31 @@ def test_linux_cpuinfo_and_meminfo():
     assert host.parse_meminfo(_read("linux_epyc_meminfo.txt")) == 24684092 * 1024
 
 
+@pytest.mark.parametrize(
+    ("fixture", "chip", "n"),
+    [
+        ("neoverse_v2", "ARM Neoverse V2", 4),  # Graviton4, Grace: implementer 0x41 part 0xd4f
+        ("rk3588", "ARM Cortex-A55 + ARM Cortex-A76", 8),  # big.LITTLE: each kind once
+        ("asahi_m1", "Apple M1", 8),  # Asahi Linux: both core kinds name the one SoC
+    ],
+)
+def test_arm64_cpuinfo_names_the_cores_not_their_part_number(fixture, chip, n):
+    """arm64 Linux has no 'model name': the chip was stored as '0xd4f' (the CPU part)."""
+    text = _read(f"linux_arm64_{fixture}_cpuinfo.txt")
+    assert host.parse_cpuinfo(text) == {"chip": chip, "cores_logical": n, "cores_physical": None}
+
+
+def test_arm64_cpuinfo_of_a_core_the_table_lacks_keeps_both_numbers():
+    text = _read("linux_arm64_neoverse_v2_cpuinfo.txt")
+    unknown = text.replace("CPU part\t: 0xd4f", "CPU part\t: 0xdff")
+    assert host.parse_cpuinfo(unknown)["chip"] == "ARM implementer 0x41 part 0xdff"
+    other = text.replace("CPU implementer\t: 0x41", "CPU implementer\t: 0x99")
+    assert host.parse_cpuinfo(other)["chip"] == "ARM implementer 0x99 part 0xd4f"
+    # a 32-bit board's kernel without the IDs: its Hardware line, as before
+    board = "processor\t: 0\nmodel\t\t: ARMv7 Processor rev 4 (v7l)\n\nHardware\t: BCM2835\n"
+    assert host.parse_cpuinfo(board)["chip"] == "BCM2835"
+
+
 def test_nvidia_smi():
     assert host.parse_nvidia_smi(_read("linux_nvidia_smi.txt")) == [
         {"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15"}
