@@ -565,6 +565,37 @@ def test_report_gives_cv_in_percent_and_names_a_run_once(store, tmp_path):
     assert all(num(100 * v) in page for v in cvs)
 
 
+def test_report_cases_tell_torch_devices_apart(tmp_path):
+    """A torch case on the CPU and one on CUDA both read 'torch' in the report's case
+    table; each now reads as bench prints it, backend/device, from its stored device."""
+    import re
+
+    from anemll_spec.chart.report import write_report
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "s.duckdb"
+    run_id = begin_run(path, {"spec_name": "dev", "command": "synthetic"}, syn.LINUX_HOST)
+    for idx, (device, ms) in enumerate((("cpu", 40.0), ("cuda", 2.0), (None, 30.0))):
+        backend = "torch" if device else "numpy"
+        wall = syn.samples_ns(ms, 40, idx)
+        row = syn.case_row("head", wall, weight_bytes=1 << 20, backend=backend,
+                           compute_units=None, index=idx)  # fmt: skip
+        append_case(path, run_id, {**row, "device": device}, wall)
+    finish_run(path, run_id, "finished")
+    page = write_report(path, run_id, tmp_path / "r.html").read_text()
+    table = page.split("<h2>Cases (3)</h2>", 1)[1].split("</table>", 1)[0]
+    shown = [re.findall(r"<td[^>]*>(.*?)</td>", tr)[2] for tr in table.split("<tr>")[2:]]
+    con = connect(str(path))
+    try:
+        stored = con.execute(
+            "SELECT backend, device FROM results WHERE run_id = ? ORDER BY case_index", [run_id]
+        ).fetchall()
+    finally:
+        con.close()
+    assert stored == [("torch", "cpu"), ("torch", "cuda"), ("numpy", None)]
+    assert shown == ["torch/cpu", "torch/cuda", "numpy"]
+
+
 def test_a_message_that_names_the_run_does_not_name_it_again(store):
     from anemll_spec.chart.source import NoData
 

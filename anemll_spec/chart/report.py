@@ -233,6 +233,8 @@ def _cases_table(cases: list[dict]) -> str:
     body = []
     for c in cases:
         c = dict(c)
+        if c.get("backend") == "torch" and c.get("device"):  # as bench prints it: torch/cpu
+            c["backend"] = f"torch/{c['device']}"
         if None not in (c.get("median_ms"), c.get("ci_low_ms"), c.get("ci_high_ms")):
             # digits enough to keep the median off its CI's ends, as bench and share
             c["median_ms"], low, high = distinct((c["median_ms"], c["ci_low_ms"],
