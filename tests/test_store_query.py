@@ -115,6 +115,43 @@ def test_query_files_and_names(cli, store, tmp_path):
     assert missing.returncode == 2 and "chip_factors" in missing.stderr
 
 
+def test_dispatch_floor_share_claims_no_share_where_the_floor_is_not_below(tmp_path):
+    """The floor is timed after the case: at or above its median, floor_share came out
+    1.333 and above_floor_ms negative. There both are NULL and the row is flagged (and
+    listed first); below it, the share is the floor over the median read back."""
+    import duckdb
+
+    path = tmp_path / "s.duckdb"
+    run_id = new_run(path)
+    # medians of 0.3 ms, exactly 0.4 ms and 8.8 ms against a floor of 0.4 ms
+    walls = {
+        "fast": np.full(21, 300_000, dtype=np.int64),
+        "equal": np.full(21, 400_000, dtype=np.int64),
+        "slow": samples_ns(np.random.default_rng(1), 50, 8.8),
+    }
+    for i, (name, wall) in enumerate(walls.items()):
+        append_case(path, run_id, case(name, name, wall=wall, case_index=i,
+                                       dispatch_floor_ms=0.4), wall)  # fmt: skip
+    finish_run(path, run_id, "finished")
+    sql = (ROOT / "store" / "queries" / "dispatch_floor_share.sql").read_text()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+    got = {r["model_name"]: r for r in rows}
+    assert [r["model_name"] for r in rows][2] == "slow"  # the flagged ones first
+    for name in ("fast", "equal"):
+        assert got[name]["floor_at_or_above_median"] is True
+        assert got[name]["floor_share"] is None and got[name]["above_floor_ms"] is None
+    median = float(np.median(walls["slow"])) / 1e6
+    assert got["slow"]["floor_at_or_above_median"] is False
+    assert got["slow"]["floor_share"] == pytest.approx(round(0.4 / median, 3))
+    assert got["slow"]["above_floor_ms"] == pytest.approx(round(median - 0.4, 3))
+
+
 @pytest.mark.parametrize(
     "sql",
     [

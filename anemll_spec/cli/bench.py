@@ -184,8 +184,12 @@ def _lines(m: Any) -> list[str]:
         out.append(f"note {where}: {n}")
     if m.dispatch_floor_ms and m.summary:
         floor = f"dispatch floor {where}: {m.dispatch_floor_ms:.3f} ms for a tiny 64->64 model"
-        if m.dispatch_floor_ms >= m.summary.median_ms:  # the floor model is the bigger one
-            floor += " (at or above this median: this model is smaller; no overhead share)"
+        if m.dispatch_floor_ms >= m.summary.median_ms:  # what is known, not why
+            floor += (
+                f", timed after the case, is at or above its median "
+                f"({m.summary.median_ms:.3f} ms): a model as fast as the tiny one, or "
+                "conditions that changed between the two; no overhead share"
+            )
         else:
             floor += f" = {pct(m.dispatch_floor_ms / m.summary.median_ms)} of this median"
         out.append(floor)
