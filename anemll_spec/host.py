@@ -340,6 +340,18 @@ def versions() -> dict:
     return out
 
 
+def archived_commit(root: Path) -> str | None:
+    """The commit `git archive` wrote into anemll_spec/_commit.txt (export-subst in
+    .gitattributes): a tarball or a wheel built from one is traceable with no .git. A
+    checkout's copy holds the placeholder itself: None. Uncommitted changes to such a
+    tree cannot be told, so git_dirty stays unknown."""
+    try:
+        text = (root / "anemll_spec" / "_commit.txt").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text) else None
+
+
 def git_info(root: Path | None = None) -> dict:
     """Commit and dirty flag of the repository the package runs from, if any.
 
@@ -347,7 +359,7 @@ def git_info(root: Path | None = None) -> dict:
     count (charts and reports this tool writes into the checkout are untracked)."""
     root = root or Path(__file__).resolve().parents[1]
     if not (root / ".git").exists() or not shutil.which("git"):
-        return {"git_commit": None, "git_dirty": None}
+        return {"git_commit": archived_commit(root), "git_dirty": None}
     commit = (_output("git", "-C", str(root), "rev-parse", "HEAD") or "").strip()
     status = _output("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit) or status is None:

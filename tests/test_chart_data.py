@@ -596,6 +596,38 @@ def test_report_cases_tell_torch_devices_apart(tmp_path):
     assert shown == ["torch/cpu", "torch/cuda", "numpy"]
 
 
+def test_a_run_of_no_known_commit_says_so_in_report_and_share(tmp_path):
+    """A run from a tarball or a wheel stores git_commit NULL: the report left the row
+    out and share printed 'commit ?'. Both now say the commit is unknown, and a known
+    one is still shown (the report in full, share its first 12 digits)."""
+    import html
+
+    from anemll_spec.chart.report import write_report
+    from anemll_spec.store import begin_run, finish_run
+    from anemll_spec.store.share import share_markdown
+
+    path = tmp_path / "s.duckdb"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    runs = {}
+    for commit in (None, sha):
+        run = {"spec_name": "c", "command": "synthetic", "git_commit": commit}
+        runs[commit] = begin_run(path, run, syn.LINUX_HOST)
+        finish_run(path, runs[commit], "finished")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        stored = dict(con.execute("SELECT run_id, git_commit FROM runs").fetchall())
+        md = {c: share_markdown(con, r, baseline="M1 Max") for c, r in runs.items()}
+    finally:
+        con.close()
+    assert stored == {runs[None]: None, runs[sha]: sha}
+    unknown = "unknown (not a git checkout)"
+    assert f"commit {unknown}" in md[None] and "commit ?" not in md[None]
+    assert f"commit {sha[:12]}" in md[sha]
+    for commit, want in ((None, unknown), (sha, sha)):
+        page = write_report(path, runs[commit], tmp_path / f"{commit}.html").read_text()
+        assert f"<th>git commit</th><td>{html.escape(want)}</td>" in page
+
+
 def test_a_message_that_names_the_run_does_not_name_it_again(store):
     from anemll_spec.chart.source import NoData
 

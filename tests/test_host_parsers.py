@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import errno
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,6 +193,32 @@ def test_capture_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_git_archive_of_the_package_knows_its_commit(tmp_path):
+    """`git archive` (a release tarball, or a wheel built from one) has no .git: runs
+    from it stored git_commit NULL. export-subst (.gitattributes) writes the archived
+    commit into anemll_spec/_commit.txt, which git_info reads there; a real archive of
+    HEAD, imported by a fresh process, reports HEAD (dirty: unknown). A checkout's own
+    copy is the placeholder, never taken for a commit."""
+    root = Path(host.__file__).resolve().parents[1]
+    if not (root / ".git").exists() or not shutil.which("git"):
+        pytest.skip("not run from a git checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    archive = subprocess.run(["git", "-C", str(root), "archive", "HEAD", "anemll_spec"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    assert not (tmp_path / ".git").exists()
+    code = "import json; from anemll_spec import host; print(json.dumps(host.git_info()))"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, check=True)  # fmt: skip
+    assert json.loads(r.stdout) == {"git_commit": head, "git_dirty": None}
+    assert (root / "anemll_spec" / "_commit.txt").read_text().strip() == "$Format:%H$"
+    assert host.archived_commit(root) is None
+    (tmp_path / "anemll_spec" / "_commit.txt").write_text("not a commit\n")
+    assert host.archived_commit(tmp_path) is None
 
 
 def test_git_info_of_a_checkout(tmp_path):

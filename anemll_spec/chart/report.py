@@ -62,6 +62,7 @@ RUN_FIELDS = (
     ("git_commit", "git commit"),
     ("git_dirty", "uncommitted changes"),
 )
+NO_COMMIT = "unknown (not a git checkout)"  # share says the same
 # column, header, is-number
 CASE_COLUMNS = (
     ("case_index", "#", True),
@@ -146,6 +147,7 @@ def _sections(con, run_id: str, baseline: str):
            FROM runs r LEFT JOIN hosts h ON h.host_id = r.host_id WHERE r.run_id = ?""",
         [run_id],
     )[0]
+    run["git_commit"] = run.get("git_commit") or NO_COMMIT  # a row that says so, not none
     cases = fetch(con, f"SELECT * FROM results WHERE run_id = ? ORDER BY {CASE_ORDER}", [run_id])
     for c in cases:  # shown with its sweep's values (model_name alone pairs with others)
         c["label"] = case_label(c["model_name"], c["params"])
