@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from db_util import rows as db_rows
 from fixtures.store.synth import case, new_run, samples_ns
 
 from anemll_spec.store import append_case, finish_run
@@ -88,6 +89,37 @@ def test_several_statements_are_refused_not_all_but_the_last_dropped(cli, store,
         assert "give one statement that returns rows: this text has 2" in out.stderr
     one = cli("query", "SELECT 1 AS a;  -- a trailing semicolon is one statement", "--store", store)
     assert one.returncode == 0 and one.stdout.split()[0] == "a", one.stderr
+
+
+def test_every_statement_that_returns_rows_is_counted_and_none_dropped(cli, store):
+    """DuckDB gives CALL and EXECUTE types of their own: `SELECT 42; CALL duckdb_tables()`
+    printed the tables alone (exit 0), and `SELECT 42; SET VARIABLE ...` printed DuckDB's
+    'Success' for the SET, the 42 gone. One statement that returns rows, last."""
+    for sql in (
+        "SELECT 42 AS answer; CALL duckdb_tables()",
+        "SELECT 42 AS answer; PREPARE p AS SELECT 1 AS one; EXECUTE p",
+        "CREATE TEMP TABLE t (a INT); INSERT INTO t VALUES (7) RETURNING a; SELECT 42 AS answer",
+    ):
+        out = cli("query", sql, "--store", store)
+        assert out.returncode == 2 and not out.stdout, (sql, out.stdout, out.stderr)
+        assert "give one statement that returns rows: this text has 2" in out.stderr
+    last = cli("query", "SELECT 42 AS answer; SET VARIABLE y = 1", "--store", store)
+    assert last.returncode == 2 and not last.stdout, last.stdout
+    assert "put the statement that returns rows last" in last.stderr and "SET's" in last.stderr
+    tables = sorted(r[0] for r in db_rows(store, "SELECT table_name FROM duckdb_tables()"))
+    for sql, want in (
+        ("SET VARIABLE x = 42; SELECT getvariable('x') AS answer;", [{"answer": 42}]),
+        ("PREPARE p AS SELECT 42 AS answer; EXECUTE p", [{"answer": 42}]),
+        ("CREATE TEMP TABLE t (a INT); INSERT INTO t VALUES (42) RETURNING a", [{"a": 42}]),
+        ("CALL duckdb_tables()", None),
+    ):
+        out = cli("query", sql, "--store", store, "--json")
+        assert out.returncode == 0, (sql, out.stderr)
+        got = json.loads(out.stdout)
+        if want is None:  # the store's own tables, as DuckDB lists them to a reader
+            assert sorted(r["table_name"] for r in got) == tables and "cases" in tables
+        else:
+            assert got == want, sql
 
 
 def test_json_refuses_two_columns_of_one_name(cli, store):

@@ -67,13 +67,8 @@ def run(args: argparse.Namespace) -> int:
                         else "with no bench running: .venv/bin/duckdb STORE -c CHECKPOINT"
                     )
                 )
+            _one_result(statements or [])
             cur = con.execute(text)
-            shown = [s for s in statements or [] if s.type.name in ("SELECT", "EXPLAIN")]
-            if len(shown) > 1:  # DuckDB returns the last one's rows: the others would vanish
-                raise InputError(
-                    f"give one statement that returns rows: this text has {len(shown)}, and "
-                    "only the last one's result would be shown; run each with its own query"
-                )
             if cur.description is None:
                 return 0
             columns = [d[0] for d in cur.description]
@@ -84,6 +79,39 @@ def run(args: argparse.Namespace) -> int:
         con.close()
     sys.stdout.write(render(columns, rows, fmt))
     return 0
+
+
+# statement types whose result is rows (DuckDB gives CALL and EXECUTE types of their own;
+# PRAGMA, SHOW, DESCRIBE and SUMMARIZE parse as SELECT)
+_ROWS = ("SELECT", "EXPLAIN", "CALL", "EXECUTE")
+_CHANGES = ("INSERT", "UPDATE", "DELETE", "MERGE_INTO")  # rows only with RETURNING
+
+
+def _one_result(statements: list) -> None:
+    """DuckDB runs every statement and returns the last one's result alone: a result
+    before another statement would vanish (`SELECT 42; CALL duckdb_tables()` printed the
+    tables; `SELECT 42; SET VARIABLE v = 1` DuckDB's 'Success'). So the text may hold one
+    statement that returns rows, and last (a SET VARIABLE or PREPARE before it)."""
+    import re
+
+    def rows(st) -> bool:
+        kind = st.type.name
+        return kind in _ROWS or (
+            kind in _CHANGES and re.search(r"\bRETURNING\b", st.query, re.I) is not None
+        )
+
+    shown = [i for i, st in enumerate(statements) if rows(st)]
+    if len(shown) > 1:
+        raise InputError(
+            f"give one statement that returns rows: this text has {len(shown)}, and "
+            "only the last one's result would be shown; run each with its own query"
+        )
+    if shown and shown[0] != len(statements) - 1:
+        after = statements[-1].type.name
+        raise InputError(
+            f"put the statement that returns rows last: DuckDB shows the last statement's "
+            f"result alone, here the {after}'s, and the rows would vanish"
+        )
 
 
 def _failed(target: str, exc: BaseException) -> Exception:
