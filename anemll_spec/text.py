@@ -100,8 +100,10 @@ def figure(value: float, digits: int) -> str:
     """A finite float as the report and share write it: `digits` significant digits, and
     from 10**digits on whole, with thousands separators (10,603 inferences/s, not
     '1.06e+04'), up to 10**15: beyond, a float's whole digits are noise
-    (3.3e25 is 33,000,000,000,000,001,056,964,608), so e-notation."""
-    if 10**digits <= abs(value) < WHOLE_BELOW:
+    (3.3e25 is 33,000,000,000,000,001,056,964,608), so e-notation. Decided on the value
+    as `digits` digits round it: 9999.7 at 4 is 10,000 (tested unrounded, it printed
+    '1e+04', one significant digit)."""
+    if 10**digits <= abs(float(f"{value:.{digits}g}")) < WHOLE_BELOW:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 

@@ -261,6 +261,22 @@ def test_large_figures_are_written_whole_as_the_report_does(chromium, tmp_path):
     assert cases[1]["p90 (ms)"] == rows[1]["p90 ms"]
 
 
+def test_a_figure_that_rounds_up_to_ten_to_the_digits_is_written_whole():
+    """9999.7 at 4 digits printed '1e+04' (one significant digit): the whole-number rule
+    looked at the value before rounding. Every value that rounds to 10**digits or more
+    is written whole; one just below keeps its digits."""
+    from anemll_spec.text import figure
+
+    for digits in range(3, 8):
+        top = 10**digits
+        for v in (top - 0.5, top - 0.3, top - 0.01, -(top - 0.3)):
+            assert figure(v, digits) == f"{round(v):,}", (v, digits)
+        below = top - 0.6  # rounds to top - 1: digits significant digits, no e-notation
+        assert figure(below, digits) == str(top - 1) == f"{round(below)}"
+    assert figure(9999.7, 4) == "10,000" and figure(999999.7, 6) == "1,000,000"
+    assert figure(999_999_999_999_999.7, 6) == "1e+15"  # rounds to 10**15: past whole
+
+
 def test_a_figure_past_a_floats_whole_digits_is_not_written_whole():
     """3.3e25 as '33,000,000,000,000,001,056,964,608' showed float noise as data."""
     from anemll_spec.text import figure

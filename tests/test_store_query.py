@@ -336,6 +336,10 @@ def test_markdown_format_is_a_table_a_hostile_name_cannot_break(cli, store):
         r"a\|b\\n\[x\](http://e) &lt;b&gt;&#64;you&lt;/b&gt; \`c\` \*d\*"
     )  # no link, HTML, mention, code or emphasis; the newline renders as the text \n
     assert cells(row2) == [r"llama\_lm\_head", "22.25", "3"]
+    # 6 significant digits; what rounds to 10^6 is written whole ('1e+06' was one digit)
+    r = cli("query", "SELECT 999999.7::DOUBLE, 999999.4::DOUBLE, 1234567.8::DOUBLE", "--store",
+            store, "--format", "markdown")  # fmt: skip
+    assert cells(r.stdout.splitlines()[2]) == [f"{round(999999.7):,}", "999999", "1,234,568"]
 
 
 def test_long_inline_sql_and_single_words(cli, store):
