@@ -380,6 +380,22 @@ def test_csv_and_errors_never_send_control_characters(cli, store):
     assert r.returncode == 2 and "\x1b" not in r.stderr and "evil\\x1b[2Jtable" in r.stderr
 
 
+def test_a_reader_gone_mid_output_ends_the_query_with_141(cli, store):
+    """Over 64 KB written at once into a pipe whose reader left: the OS took part and
+    said so, no error, and Python dropped the rest: `| head -1` exited 0, not 141 (as
+    SIGPIPE would, README's exit statuses). Read whole, not one line is lost."""
+    sql = "SELECT * FROM range(200000)"
+    for fmt in ("csv", "table"):
+        script = f'"$0" -m anemll_spec query "{sql}" --format {fmt} --store "$1" | head -1; '
+        script += 'echo "${PIPESTATUS[0]}"'
+        r = subprocess.run(["bash", "-c", script, sys.executable, str(store)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.stdout.split("\n") == ["range", "141", ""] and r.stderr == "", (fmt, r)
+    whole = cli("query", sql, "--format", "csv", "--store", store)
+    assert whole.returncode == 0
+    assert whole.stdout == "\n".join(["range", *map(str, range(200000))]) + "\n"
+
+
 def test_chip_factors_query_keeps_os_versions_and_gpus_apart(cli, tmp_path):
     """One chip on two macOS versions was joined 2 x 2 (one OS's GB/s beside the other's
     ms); a CUDA run was named after its host's CPU. Each (chip, OS, device) is one row,

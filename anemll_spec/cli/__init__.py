@@ -91,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from anemll_spec.cli._stdout import Stdout, discard
+
+    real, out = sys.stdout, Stdout(sys.stdout)
+    sys.stdout = out
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # what is still buffered fails here, said, not at exit
+        return status
     except AnemllError as exc:
         # one line per problem (a spec's problems are several); store text escaped in each.
         # A spec's problems are taken one by one: a newline inside one (a key written
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # a path the user gave that the system refuses: their input
         if isinstance(exc, BrokenPipeError):  # `| head` took what it wanted: as SIGPIPE would
+            discard(real)
             return 141
         where = f": {exc.filename}" if exc.filename else ""
         text = printable(f"{exc.strerror or exc}{where}")
@@ -132,3 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         text = printable(_message(exc))
         print(f"anemll-spec {args.command}: error: the store failed: {text}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = real
+        try:  # what a command printed before it failed, as Python's exit would flush it
+            out.flush()
+        except (OSError, ValueError):
+            discard(real)
