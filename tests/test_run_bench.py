@@ -357,6 +357,34 @@ def test_the_cli_called_from_python_records_the_command_it_was_given(tmp_path, c
     assert command == shlex.join(["anemll-spec", *argv])
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (Linux has one)")
+def test_bench_on_a_full_disk_says_its_output_failed_and_its_run_is_stored(tmp_path, cache, capsys):
+    """`bench ... > /dev/full` said 'error: No space left on device', exit 2 (bad input),
+    with the run stored 'finished' and not a word of it. Now the output is named, the run
+    and where it is stored, exit 1."""
+    from anemll_spec.cli import main
+
+    spec = _spec(tmp_path, LM_HEAD[: LM_HEAD.index("sweep:")])
+    store = tmp_path / "s.duckdb"
+    argv = ["bench", str(spec), "--store", str(store), "--cache-dir", str(cache)]
+    real = sys.stdout
+    with open("/dev/full", "w") as full:
+        sys.stdout = full
+        try:
+            status = main(argv)
+        finally:
+            sys.stdout = real
+    con = duckdb.connect(str(store), read_only=True)
+    runs = con.execute("SELECT run_id, status FROM runs").fetchall()
+    n_cases = con.execute("SELECT count(*) FROM cases WHERE status = 'ok'").fetchone()
+    con.close()
+    assert status == 1 and len(runs) == 1 and runs[0][1] == "finished" and n_cases == (1,)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "anemll-spec bench: error: could not write the output (stdout): No space left on "
+        f"device; run {runs[0][0]} (finished) is stored in {store}"
+    )
+
+
 def test_compare_pairs_the_same_variant_across_spec_lists_and_backend_override(tmp_path, cache):
     """Run A lists auto with two compute units (one numpy variant on Linux); run B is the
     same model forced with --backend numpy. They measured the same thing: compare pairs them."""

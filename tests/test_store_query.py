@@ -396,6 +396,19 @@ def test_a_reader_gone_mid_output_ends_the_query_with_141(cli, store):
     assert whole.stdout == "\n".join(["range", *map(str, range(200000))]) + "\n"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (Linux has one)")
+def test_stdout_on_a_full_disk_is_the_outputs_failure_not_bad_input(store):
+    """`> /dev/full` said 'error: No space left on device', exit 2 (bad input). Now it
+    names the output, exit 1, one line (and no second error from Python's exit flush)."""
+    for sql in ("SELECT 1 AS a", "SELECT * FROM range(200000)"):  # buffered, and written at once
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([sys.executable, "-m", "anemll_spec", "query", sql, "--store",
+                                str(store)], stdout=full, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT, timeout=60)  # fmt: skip
+        assert (r.returncode, r.stderr) == (1, "anemll-spec query: error: could not write the "
+                                            "output (stdout): No space left on device\n")  # fmt: skip
+
+
 def test_chip_factors_query_keeps_os_versions_and_gpus_apart(cli, tmp_path):
     """One chip on two macOS versions was joined 2 x 2 (one OS's GB/s beside the other's
     ms); a CUDA run was named after its host's CPU. Each (chip, OS, device) is one row,

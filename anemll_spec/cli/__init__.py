@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from anemll_spec.cli._stdout import Stdout, discard
+    from anemll_spec.cli._stdout import OutputError, Stdout, discard
 
     real, out = sys.stdout, Stdout(sys.stdout)
     sys.stdout = out
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for line in lines:
             print(f"anemll-spec {args.command}: error: {printable(line)}", file=sys.stderr)
+        if isinstance(exc, OutputError):
+            discard(real)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
@@ -143,5 +145,5 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = real
         try:  # what a command printed before it failed, as Python's exit would flush it
             out.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, OutputError):
             discard(real)

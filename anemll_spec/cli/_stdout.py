@@ -6,12 +6,35 @@ leaves mid-write (`query ... | head -1`, 64 KB of it in the pipe), the OS takes 
 the text and says so, no error: the rest was dropped and the command exited 0, not 141
 as SIGPIPE would. Here text goes to the byte buffer in a loop until every byte is taken,
 so the next write meets the closed pipe and raises BrokenPipeError.
+
+Any other failure to write stdout (a full disk: `> /dev/full`) is OutputError, said as
+the output's (exit 1), not as the OS error of a path the user gave (exit 2, bad input).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, TextIO
+
+from anemll_spec.errors import AnemllError
+
+
+class OutputError(AnemllError):
+    """stdout could not be written (exit 1): the work is done, its output is lost."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def _said() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:  # its reader went away: 141, as SIGPIPE would
+        raise
+    except OSError as exc:
+        raise OutputError(f"could not write the output (stdout): {exc.strerror or exc}") from None
 
 
 class Stdout:
@@ -38,23 +61,25 @@ class Stdout:
 
     def flush(self) -> None:
         self._drain()
-        self.stream.flush()
+        with _said():
+            self.stream.flush()
 
     def _drain(self) -> None:
         text = "".join(self._pending)
         self._pending, self._size = [], 0
         buffer = getattr(self.stream, "buffer", None)
-        if buffer is None:
-            self.stream.write(text)
-            return
-        if self._before:  # a caller's print before main(), still in the text layer
-            self.stream.flush()
-            self._before = False
-        data = memoryview(text.encode(self.stream.encoding, self.stream.errors or "strict"))
-        while data:  # until the OS took every byte: a closed pipe then raises
-            data = data[buffer.write(data) or 0 :]
-        if self._lines:
-            buffer.flush()
+        with _said():
+            if buffer is None:
+                self.stream.write(text)
+                return
+            if self._before:  # a caller's print before main(), still in the text layer
+                self.stream.flush()
+                self._before = False
+            data = memoryview(text.encode(self.stream.encoding, self.stream.errors or "strict"))
+            while data:  # until the OS took every byte: a closed pipe then raises
+                data = data[buffer.write(data) or 0 :]
+            if self._lines:
+                buffer.flush()
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...
         return getattr(self.stream, name)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,13 @@ def run(args: argparse.Namespace) -> int:
             for spec in args.specs
         ]
     note_new_store(runners[0].target, "this run")
-    docs, status = [], 0
+    docs, status, done = [], 0, []
     for runner in runners:
         # in --json mode, whatever a native library prints goes to stderr, not the JSON
         with stdout_to_stderr(args.json):
             result = runner.run()
             report = write_report(result) if args.report else None
+        done.append(result)
         if args.json:
             doc = result.to_json()
             doc["store"] = shown_store(result.store)  # as the text says it: absolute
@@ -74,16 +77,35 @@ def run(args: argparse.Namespace) -> int:
                 doc["report"] = report
             docs.append(doc)
         else:
-            print(summary(result))
-            if args.report:
-                print(f"report: {report}" if report else "report: not written (see above)")
+            with _stored_anyway(done):  # said now, not after the next spec's run
+                print(summary(result))
+                if args.report:
+                    print(f"report: {report}" if report else "report: not written (see above)")
+                sys.stdout.flush()
         if result.status == "interrupted":  # Ctrl-C, or its output's reader gone (SIGPIPE's)
             status = 141 if runner.output_lost else 130
             break
         status = max(status, exit_status(result))
     if args.json:
-        print_json(docs[0] if len(docs) == 1 else docs)
+        with _stored_anyway(done):
+            print_json(docs[0] if len(docs) == 1 else docs)
+            sys.stdout.flush()
     return status
+
+
+@contextlib.contextmanager
+def _stored_anyway(results: list) -> Iterator[None]:
+    """stdout failing (a full disk) loses the summary, not the runs: the error says
+    where each is stored."""
+    from anemll_spec.cli._stdout import OutputError
+
+    try:
+        yield
+    except OutputError as exc:
+        runs = "; ".join(
+            f"run {r.run_id} ({r.status}) is stored in {shown_store(r.store)}" for r in results
+        )
+        raise OutputError(f"{exc}; {runs}") from None
 
 
 def exit_status(result: Any) -> int:
