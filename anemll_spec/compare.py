@@ -220,20 +220,26 @@ def _label(key: tuple, model: str | None) -> str:
     return f"{model or key[0]} ({extras})" if extras else str(model or key[0])
 
 
-def pooled_name(c: dict) -> str:
+def pooled_name(c: dict, width: int | None = None) -> str:
     """The variant's name; where a run measured it more than once (a sweep over a field
-    it does not use), the medians are of its cases pooled, and the name says so."""
+    it does not use), the medians are of its cases pooled, and the name says so. With
+    `width` (a table's cell), a longer name is cut in the middle, control characters
+    escaped first, and the '(N cases pooled)' marker always kept: cut at the end, a
+    pooled row read as one case."""
+    from anemll_spec.text import middle_cut, printable
+
     name = c["model_name"] or c["variant_key"]
     n = max(c["cases_a"], c["cases_b"])
-    if n <= 1:
-        return name
-    names = c.get("pooled_names") or [name]
+    names = (c.get("pooled_names") or [name]) if n > 1 else [name]
     base = names[0].split("[", 1)[0]
     if len(names) > 1 and all(x.startswith(base + "[") and x.endswith("]") for x in names):
         name = base + "[" + " | ".join(x[len(base) + 1 : -1] for x in names) + "]"
     elif len(names) > 1:
         name = " | ".join(names)
-    return f"{name} ({n} cases pooled)"
+    marker = f" ({n} cases pooled)" if n > 1 else ""
+    if width is not None:
+        name = middle_cut(printable(name), max(width - len(marker), 0))
+    return name + marker
 
 
 def _median_ms(samples_ns) -> float:

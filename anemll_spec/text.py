@@ -29,6 +29,17 @@ def brief(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def middle_cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: a longer one keeps its start and its end,
+    an ellipsis between (a sweep's values, at the end of a case's name, stay readable)."""
+    if len(text) <= limit:
+        return text
+    if limit < 2:
+        return "…"[:limit]
+    head = limit // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
 def did_you_mean(key: object, allowed: list[str]) -> str:
     """The hint after an unknown name: the closest allowed one, else all of them."""
     import difflib

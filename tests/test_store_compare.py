@@ -151,6 +151,40 @@ def test_rows_follow_the_spec_and_a_pooled_row_says_so(tmp_path, cli):
     assert pooled["pooled_names"] == ["pooled[cu=ALL]", "pooled[cu=CPU]"]
 
 
+def test_a_long_pooled_name_is_cut_in_the_middle_and_keeps_its_marker(tmp_path, cli):
+    """The table cut a cell at 60 characters from the end: a long pooled row lost its
+    '(2 cases pooled)' and read as one case. Now the middle of the name goes."""
+    store = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(6)
+    long = "a_spec_with_a_rather_long_name[hidden_size=4096,compute_units="
+    models = [f"{long}ALL]", f"{long}CPU_ONLY]", "another_spec_with_a_long_name_" * 3]
+    ids = []
+    for _ in range(2):
+        run_id = new_run(store)
+        for index, (key, model) in enumerate(zip("ppz", models, strict=True)):
+            wall = samples_ns(rng, 30, 2.0, noise=0.05)
+            append_case(store, run_id, case(key, model, wall=wall, case_index=index), wall)
+        finish_run(store, run_id, "finished")
+        ids.append(run_id)
+    out = cli("compare", *ids, "--store", store)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    rule = next(i for i, x in enumerate(lines) if x.startswith("---"))
+    width = len(lines[rule].split("  ")[0])
+    pooled, single = (x[:width].rstrip() for x in lines[rule + 1 : rule + 3])
+    full = (
+        "a_spec_with_a_rather_long_name[hidden_size=4096,compute_units=ALL | "
+        "hidden_size=4096,compute_units=CPU_ONLY]"
+    )
+    marker = " (2 cases pooled)"
+    assert width == len(pooled) == 60 < len(full) + len(marker) and pooled.endswith(marker)
+    head, tail = pooled[: -len(marker)].split("…")
+    assert full.startswith(head) and full.endswith(tail) and abs(len(head) - len(tail)) <= 1
+    assert tail.endswith("=CPU_ONLY]")  # the last sweep value stays readable
+    head, tail = single.split("…")  # a long name of one case: its middle cut too
+    assert len(single) == 60 and models[2].startswith(head) and models[2].endswith(tail)
+
+
 def test_the_ci_level_is_shown_as_the_percent_it_is():
     from anemll_spec.cli.compare import percent
 

@@ -113,7 +113,7 @@ def _print(result: dict) -> None:
     shown escaped (render_table escapes its cells)."""
     from decimal import Decimal
 
-    from anemll_spec.cli.query import render_table
+    from anemll_spec.cli.query import CELL_WIDTH, render_table
     from anemll_spec.compare import UNMATCHED, hosts_note, pooled_name
     from anemll_spec.text import distinct, printable, ratios
 
@@ -141,7 +141,7 @@ def _print(result: dict) -> None:
         ratio, low, high = ratios(c["ratio"], c["ci_low"], c["ci_high"])
         rows.append(
             (
-                pooled_name(c),
+                pooled_name(c, width=CELL_WIDTH),  # cut in the middle, marker kept
                 c["backend"] if c["device"] is None else f"{c['backend']}:{c['device']}",
                 c["compute_units"] or "-",  # as bench's summary shows it
                 Decimal(a_ms),  # numbers (right-aligned) that print as formatted

@@ -236,7 +236,10 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     return render_table(columns, rows)
 
 
-def render_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
+CELL_WIDTH = 60  # characters of a text cell: a longer one is cut
+
+
+def render_table(columns: list[str], rows: list[tuple], max_width: int = CELL_WIDTH) -> str:
     """Aligned columns: numbers right-aligned, NULL shown as NULL, long text cut."""
     from anemll_spec.text import aligned
 
