@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,13 +334,35 @@ def test_markdown_format_is_a_table_a_hostile_name_cannot_break(cli, store):
     name, v, n = cells(row1)
     assert (v, n) == ("1.5", "NULL")
     assert name == (
-        r"a\|b\\n\[x\](http://e) &lt;b&gt;&#64;you&lt;/b&gt; \`c\` \*d\*"
+        r"a\|b\\n\[x\](http\://e) &lt;b&gt;&#64;you&lt;/b&gt; \`c\` \*d\*"
     )  # no link, HTML, mention, code or emphasis; the newline renders as the text \n
     assert cells(row2) == [r"llama\_lm\_head", "22.25", "3"]
     # 6 significant digits; what rounds to 10^6 is written whole ('1e+06' was one digit)
     r = cli("query", "SELECT 999999.7::DOUBLE, 999999.4::DOUBLE, 1234567.8::DOUBLE", "--store",
             store, "--format", "markdown")  # fmt: skip
     assert cells(r.stdout.splitlines()[2]) == [f"{round(999999.7):,}", "999999", "1,234,568"]
+
+
+def test_markdown_cells_give_githubs_autolinker_no_url(cli, store):
+    """GitHub links a bare `https://...` or `www.x.y` in text: a model named www.evil.com
+    became a link in a pasted table. The ':' of '://' and the '.' after 'www' are
+    backslash-escaped: the text GitHub's autolinker reads (cmark-gfm's url_match and
+    www_match, on the raw line) has neither, and CommonMark renders each escape as the
+    character itself."""
+    from anemll_spec.store.markdown import escape
+
+    names = ["www.evil.com", "https://evil.com/x", "see WWW.Evil.com or ftp://e.org", "a:b"]
+    sql = " UNION ALL ".join(f"SELECT {i} AS i, '{n}' AS name" for i, n in enumerate(names))
+    r = cli("query", sql + " ORDER BY i", "--store", store, "--format", "markdown")
+    assert r.returncode == 0, r.stderr
+    shown = [cells(line)[1] for line in r.stdout.splitlines()[2:]]
+    assert shown == [escape(n) for n in names]
+    for name, md in zip(names, shown, strict=True):
+        # url_match starts at an unescaped ':' before '//'; www_match needs 'www.' raw
+        assert re.search(r"(?<!\\):(?=//)", md) is None and "www." not in md.lower(), md
+        # CommonMark: a backslash before ASCII punctuation shows that character alone
+        assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md) == name
+    assert shown[0] == r"www\.evil.com" and shown[1] == r"https\://evil.com/x"
 
 
 def test_long_inline_sql_and_single_words(cli, store):

@@ -47,7 +47,7 @@ def test_share_prints_a_pasteable_block(cli, store, tmp_path):
     assert len(summary) == 2 + 3  # header, separator, three cases
     assert cells(summary[2])[:4] == [r"llama\_lm\_head", "coreml", "-", r"CPU\_AND\_NE"]
     evil = cells(summary[4])[0]
-    assert evil == r"evil \| name \[x\](http://e) &lt;img src=x&gt; &#64;you"
+    assert evil == r"evil \| name \[x\](http\://e) &lt;img src=x&gt; &#64;you"
     # the comparison: the store's one factor rule, labelled with its baseline
     factors = [ln for ln in tables if len(cells(ln)) == 8]
     assert len(factors) == 2 + 3

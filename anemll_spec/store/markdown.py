@@ -4,8 +4,10 @@ Store text is data: in a cell, control characters are shown escaped, the charact
 that open Markdown inline syntax mid-line (`\\ ` * _ [ ] | ~`) are backslash-escaped
 (so `|` cannot end a cell, `[` cannot start a link or an image), and `<` `>` `&` `@`
 are HTML entities (no raw HTML, no @mention), so a hostile model name renders as text
-and cannot break the table. Text here never starts a line, so the line-start syntax
-(`#`, `-`, `1.`) needs no escape.
+and cannot break the table. GitHub also links bare URLs (`https://...`, `www.x.y`): the
+':' of '://' and the '.' after 'www' are backslash-escaped (rendered as themselves), and
+the raw text its autolinker reads no longer has them. Text here never starts a line, so
+the line-start syntax (`#`, `-`, `1.`) needs no escape.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from anemll_spec.text import figure, printable
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"}
+_AUTOLINK = re.compile(r":(?=//)|(?<=www)\.", re.I)  # cmark-gfm's url_match / www_match
 
 
 def escape(text: object) -> str:
     """One line of Markdown text that shows `text` literally."""
     s = _SPECIAL.sub(r"\\\1", printable(str(text)))
+    s = _AUTOLINK.sub(r"\\\g<0>", s)
     return "".join(_HTML.get(c, c) for c in s)
 
 
