@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from fixtures.store.synth import case, new_run, samples_ns
@@ -13,6 +18,8 @@ from fixtures.store.synth import case, new_run, samples_ns
 from anemll_spec.store import append_case, finish_run, lake_target
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.published import CAVEAT as PUBLISHED_CAVEAT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cells(line: str) -> list[str]:
@@ -76,6 +83,37 @@ def test_share_prints_a_pasteable_block(cli, store, tmp_path):
     out = cli(*words[1:], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / f"{run_id}.parquet").is_file()
+
+
+def test_the_export_command_names_a_path_with_a_newline_or_tab_as_it_is(cli, tmp_path):
+    """The command was escaped after shlex.join: a newline inside the quoted path became
+    the two characters \\n, and bash exported from another (missing) store. A word with
+    a control character is now quoted as $'...': run in bash, it names the same path."""
+    path = tmp_path / "odd\nname\tit's ü\x1b.duckdb"
+    run_id = new_run(path)
+    wall = samples_ns(np.random.default_rng(3), 20, 2.0)
+    append_case(path, run_id, case(wall=wall), wall)
+    finish_run(path, run_id, "finished")
+    text = cli("share", "--store", path)
+    doc = cli("share", "--store", path, "--json")
+    assert text.returncode == doc.returncode == 0, text.stderr + doc.stderr
+    block = text.stdout[text.stdout.index("```sh\n") + 6 : text.stdout.rindex("\n```")]
+    assert block.isprintable() and json.loads(doc.stdout)["export_command"] == block
+    words = subprocess.run(["bash", "-c", f'anemll-spec() {{ printf "%s\\0" "$@"; }}; {block}'],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert words.split("\0")[:-1] == ["export", "--run", run_id, "--out", f"{run_id}.parquet",
+                                       "--store", str(path)]  # fmt: skip
+    # and run as printed, it exports the run from that store
+    shim = f'anemll-spec() {{ {shlex.quote(sys.executable)} -m anemll_spec "$@"; }}; '
+    out = subprocess.run(["bash", "-c", shim + block], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    bundle = tmp_path / f"{run_id}.parquet"
+    got = duckdb.connect().execute(
+        """SELECT "table", run_id, count(*) FROM read_parquet(?) WHERE "table" IN ('runs',
+           'samples') GROUP BY ALL ORDER BY 1""", [str(bundle)]
+    ).fetchall()  # fmt: skip
+    assert got == [("runs", run_id, 1), ("samples", None, 20)]  # the run, and its 20 samples
 
 
 def test_share_names_a_run_and_refuses_an_unknown_one(cli, store):

@@ -127,7 +127,26 @@ def export_command(run_id: str, store_arg: str | None) -> str:
     words = ["anemll-spec", "export", "--run", run_id, "--out", f"{run_id}.parquet"]
     if store_arg:
         words += ["--store", lake_target.redact(store_arg) if _redacted(store_arg) else store_arg]
-    return markdown.printable(shlex.join(words))
+    return " ".join(shell_word(w) for w in words)
+
+
+def shell_word(word: str) -> str:
+    """`word` quoted for bash and zsh. One with a control character (a path with a
+    newline or tab) in bash's $'...' (ANSI-C quoting), each such character as the \\xHH
+    of its UTF-8 bytes (bash 3.2, macOS's, has no \\u): escaped after shlex.join, a
+    newline inside quotes became the two characters \\n, another path. Never a raw
+    control character: the block is pasted into an issue, and read in terminals."""
+    if word.isprintable():
+        return shlex.quote(word)
+    out = []
+    for c in word:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        else:  # a lone surrogate is a byte of a non-UTF-8 file name: that byte
+            out += [f"\\x{b:02x}" for b in c.encode("utf-8", "surrogateescape")]
+    return "$'" + "".join(out) + "'"
 
 
 def _redacted(store_arg: str | None) -> bool:
