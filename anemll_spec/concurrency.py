@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from anemll_spec.backends.base import Options, Prepared
+from anemll_spec.gate import Gate
 from anemll_spec.harness import Budget, Concurrent, Timer, time_concurrent
 from anemll_spec.power.base import guard
 
@@ -147,7 +148,7 @@ def _send(conn, message: tuple) -> None:
 def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
     """A spawned instance: load, warm, wait for all, time, send the samples back.
 
-    gates: (ready, go), barriers of every instance and the parent: all are warm at
+    gates: (ready, go), Gates (gate.py) of every instance and the parent: all are warm at
     `ready`; the parent starts the power reader between the two, so its reading covers
     the timed calls, not the loads and warm-ups. ended: a shared flag, set by the first
     instance to meet its stop rule (or to fail); the others stop at their next call."""
@@ -261,7 +262,7 @@ def time_processes(
         threads = default_threads(backend, n)
     ctx = multiprocessing.get_context("spawn")
     # the instances and this process: all warm at `ready`; the reader starts; `go` releases
-    gates = (ctx.Barrier(n + 1), ctx.Barrier(n + 1))
+    gates = (Gate(ctx, n + 1), Gate(ctx, n + 1))  # never a Barrier: see gate.py
     ended = ctx.RawValue("b", 0)  # read after each call: no lock (one writer value, 0 -> 1)
     conns, procs = [], []
     energy = None

@@ -289,6 +289,45 @@ def test_ctrl_c_at_the_start_ends_every_instance_at_once_and_quietly(models, inp
     assert "Traceback" not in capfd.readouterr().err
 
 
+def test_instances_dead_asleep_at_a_gate_do_not_hang_the_parents_way_out(models, inputs):
+    """Ctrl-C at a terminal can end an instance while it sleeps at a gate, before it says
+    it woke; the parent then broke the gates on its way out, and a multiprocessing
+    barrier's abort waits, unbounded, for every sleeper to say so: bench hung (seen
+    under load). Here each instance is killed asleep at the second gate, for certain."""
+    import signal
+
+    class KillThenCtrlC:  # runs between the gates: every instance is asleep at the second
+        method = "ctrl-c"
+
+        def start(self) -> None:
+            for p in multiprocessing.active_children():
+                if p.name.startswith("instance") and p.pid:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.join(10)
+            raise KeyboardInterrupt
+
+        def stop(self, *, timed_only: bool = True):
+            return None
+
+    class Hung(Exception):
+        pass
+
+    def hung(*_):
+        raise Hung
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            concurrency.time_processes(
+                "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET,
+                n_instances=2, reader=KillThenCtrlC(), start_timeout_s=120,
+            )  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def test_a_killed_bench_leaves_its_instances_quiet(tmp_path, models, build_cache):
     """SIGTERM to a bench timing two instance processes: the parent dies without a word
     (its default action), and each instance, whose next progress report or result finds
@@ -317,3 +356,50 @@ def test_a_killed_bench_leaves_its_instances_quiet(tmp_path, models, build_cache
     assert status == -signal.SIGTERM, said
     assert "build  cache hit" in said, said
     assert "Traceback" not in said and "BrokenPipeError" not in said, said
+
+
+def test_a_gate_opens_for_all_breaks_for_all_and_times_out_broken():
+    """gate.Gate as a Barrier behaves, the way the instances use it (threads here)."""
+    import threading
+
+    from anemll_spec.gate import BrokenGate, Gate
+
+    ctx = multiprocessing.get_context("spawn")
+
+    def run(gate, n, timeout=10.0):
+        out: list = []
+
+        def one():
+            try:
+                gate.wait(timeout)
+                out.append("passed")
+            except BrokenGate:
+                out.append("broken")
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        return threads, out
+
+    gate = Gate(ctx, 3)
+    threads, out = run(gate, 3)
+    for t in threads:
+        t.join(20)
+    assert out == ["passed"] * 3 and not gate.broken
+
+    gate = Gate(ctx, 3)
+    threads, out = run(gate, 2)  # one party never comes: the gate is broken instead
+    time.sleep(0.3)
+    assert out == []
+    gate.abort()
+    for t in threads:
+        t.join(20)
+    assert out == ["broken"] * 2 and gate.broken
+    with pytest.raises(BrokenGate):
+        gate.wait(1)  # a later arrival too
+
+    gate = Gate(ctx, 2)
+    t0 = time.monotonic()
+    with pytest.raises(BrokenGate):
+        gate.wait(0.3)
+    assert 0.25 < time.monotonic() - t0 < 5 and gate.broken
