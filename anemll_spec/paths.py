@@ -13,9 +13,15 @@ NO_HOME_ERROR = "Could not determine home directory"
 
 
 def home_unknown() -> str:
-    """Why there is no home directory, as a user can act on it."""
+    """Why Python found no home directory, as a user can act on it: with $HOME set, a
+    '~user' path named a user this system does not know."""
+    if os.environ.get("HOME"):
+        return "a path starts with '~user' for a user this system does not know"
     uid = os.getuid() if hasattr(os, "getuid") else "?"
-    return f"the home directory is unknown ($HOME is unset and user id {uid} has no passwd entry)"
+    return (
+        f"the home directory is unknown ($HOME is unset and user id {uid} has no passwd "
+        "entry); set $HOME"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -37,5 +43,5 @@ def default_cache_dir() -> Path:
     try:
         home = Path.home()
     except RuntimeError:
-        raise InputError(f"no cache folder: {home_unknown()}; {give}") from None
+        raise InputError(f"no cache folder: {home_unknown()}; or {give}") from None
     return home / ".cache" / "anemll-spec"

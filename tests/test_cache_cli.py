@@ -224,3 +224,16 @@ def test_no_home_directory_is_one_line_exit_2(tmp_path):
         assert err.rstrip().endswith(names), err
     assert rc == 2 and report_err.count("\n") == 1 and report_err.rstrip().endswith("set $HOME")
     assert not store.exists() and not (tmp_path / "r.html").exists()
+
+
+def test_a_tilde_path_of_an_unknown_user_is_said_as_such(cli):
+    """Python raises the same 'Could not determine home directory' for '~nosuchuser': with
+    $HOME set, the message must not blame $HOME (setting it would change nothing)."""
+    for args in (
+        ["query", "--store", "~anemll_no_such_user/x.duckdb", "SELECT 1"],
+        ["cache", "list", "--cache-dir", "~anemll_no_such_user/c"],
+    ):
+        r = cli(*args, env={"HOME": "/tmp"})
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "'~user' for a user this system does not know" in r.stderr, r.stderr
+        assert "$HOME" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -620,7 +620,7 @@ def test_a_run_of_no_known_commit_says_so_in_report_and_share(tmp_path):
     finally:
         con.close()
     assert stored == {runs[None]: None, runs[sha]: sha}
-    unknown = "unknown (not a git checkout)"
+    unknown = "unknown"
     assert f"commit {unknown}" in md[None] and "commit ?" not in md[None]
     assert f"commit {sha[:12]}" in md[sha]
     for commit, want in ((None, unknown), (sha, sha)):

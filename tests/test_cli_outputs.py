@@ -581,3 +581,28 @@ def test_a_closed_stderr_is_refused_before_any_work(tmp_path):
     )
     assert res.returncode == 2 and (res.stdout, res.stderr) == ("", "")
     assert out.read_text() == "" and not store.exists() and not cache.exists()
+
+
+def test_stdout_under_python_u_goes_out_at_each_write():
+    """cli/_stdout gathers small writes; under `python -u` (write_through) a pipe's reader
+    must see each write at once, as without the wrapper; a block-buffered pipe's later."""
+    import io
+    import os
+
+    from anemll_spec.cli._stdout import Stdout
+
+    for through in (True, False):
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        raw = io.FileIO(w, "w")
+        stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", write_through=through)
+        out = Stdout(stream)
+        out.write("one line\n")
+        try:
+            got = os.read(r, 100)
+        except BlockingIOError:
+            got = b""
+        assert got == (b"one line\n" if through else b""), through
+        out.flush()
+        stream.close()
+        os.close(r)

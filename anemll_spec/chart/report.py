@@ -62,7 +62,7 @@ RUN_FIELDS = (
     ("git_commit", "git commit"),
     ("git_dirty", "uncommitted changes"),
 )
-NO_COMMIT = "unknown (not a git checkout)"  # share says the same
+NO_COMMIT = "unknown"  # share says the same: no .git, no git, or git refused (ownership)
 # column, header, is-number
 CASE_COLUMNS = (
     ("case_index", "#", True),

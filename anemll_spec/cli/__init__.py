@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Path.home() with no home (a container's uid): Altair calls it on import, and
         # a '~' path needs it; the cache folder says so itself (InputError, above)
-        print(f"anemll-spec {args.command}: error: {home_unknown()}; set $HOME", file=sys.stderr)
+        print(f"anemll-spec {args.command}: error: {home_unknown()}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path the user gave that the system refuses: their input
         if isinstance(exc, BrokenPipeError):  # `| head` took what it wanted: as SIGPIPE would

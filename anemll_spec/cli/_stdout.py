@@ -50,12 +50,14 @@ class Stdout:
         self._pending: list[str] = []
         self._size = 0
         self._lines = bool(getattr(stream, "line_buffering", False))  # a terminal's
+        # `python -u` / PYTHONUNBUFFERED: every write goes out at once, as it would unwrapped
+        self._direct = bool(getattr(stream, "write_through", False))
         self._before = True  # text the stream holds from before: written first, once
 
     def write(self, text: str) -> int:
         self._pending.append(text)
         self._size += len(text)
-        if self._size >= self.GATHER or (self._lines and "\n" in text):
+        if self._direct or self._size >= self.GATHER or (self._lines and "\n" in text):
             self._drain()  # a terminal sees each line at once, as before
         return len(text)
 
@@ -78,7 +80,7 @@ class Stdout:
             data = memoryview(text.encode(self.stream.encoding, self.stream.errors or "strict"))
             while data:  # until the OS took every byte: a closed pipe then raises
                 data = data[buffer.write(data) or 0 :]
-            if self._lines:
+            if self._lines or self._direct:
                 buffer.flush()
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...

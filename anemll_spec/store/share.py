@@ -98,7 +98,7 @@ def share_markdown(con, run_id: str, *, baseline: str, store_arg: str | None = N
                 f"status {escape(run['status'])}",
                 f"started {escape(_fmt(run['started_at']))} UTC",
                 f"anemll-spec {escape(run['tool_version'] or '?')}",
-                f"commit {escape((run['git_commit'] or '')[:12] or 'unknown (not a git checkout)')}"
+                f"commit {escape((run['git_commit'] or '')[:12] or 'unknown')}"
                 + (" (uncommitted changes)" if run["git_dirty"] else ""),
                 f"spec sha256 {escape((run['spec_sha256'] or '?')[:12])}",
                 _provenance(con, run_id),
