@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,21 +153,48 @@ def test_rows_follow_the_spec_and_a_pooled_row_says_so(tmp_path, cli):
     assert pooled["pooled_names"] == ["pooled[cu=ALL]", "pooled[cu=CPU]"]
 
 
-def test_a_long_pooled_name_is_cut_in_the_middle_and_keeps_its_marker(tmp_path, cli):
-    """The table cut a cell at 60 characters from the end: a long pooled row lost its
-    '(2 cases pooled)' and read as one case. Now the middle of the name goes."""
-    store = tmp_path / "s.duckdb"
+LONG = "a_spec_with_a_rather_long_name[hidden_size=4096,compute_units="
+LONG_MODELS = [f"{LONG}ALL]", f"{LONG}CPU_ONLY]", "another_spec_with_a_long_name_" * 3]
+
+
+def _long_names_runs(store: Path) -> list[str]:
+    """Two runs of a long pooled variant (two cases) and a long one-case variant."""
     rng = np.random.default_rng(6)
-    long = "a_spec_with_a_rather_long_name[hidden_size=4096,compute_units="
-    models = [f"{long}ALL]", f"{long}CPU_ONLY]", "another_spec_with_a_long_name_" * 3]
     ids = []
     for _ in range(2):
         run_id = new_run(store)
-        for index, (key, model) in enumerate(zip("ppz", models, strict=True)):
+        for index, (key, model) in enumerate(zip("ppz", LONG_MODELS, strict=True)):
             wall = samples_ns(rng, 30, 2.0, noise=0.05)
             append_case(store, run_id, case(key, model, wall=wall, case_index=index), wall)
         finish_run(store, run_id, "finished")
         ids.append(run_id)
+    return ids
+
+
+def test_the_compare_chart_keeps_a_long_pooled_names_marker_in_sight(tmp_path):
+    """The chart's labels were cut at their end by Vega (labelLimit): the pooled marker
+    went first. Drawn by vl-convert: the marker and the backend are on the axis."""
+    import vl_convert
+
+    from anemll_spec.chart import build_chart
+    from anemll_spec.chart.source import Options
+
+    store = tmp_path / "s.duckdb"
+    ids = _long_names_runs(store)
+    svg = vl_convert.vegalite_to_svg(build_chart("compare", str(store), Options(runs=tuple(ids))))
+    labels = [t for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg) if "…" in t]
+    assert len(labels) == 2, labels  # both long names cut, in the middle
+    pooled = [t for t in labels if "(2 cases pooled) · coreml · CPU_AND_NE" in t]
+    assert len(pooled) == 1 and len(pooled[0]) == 60, labels
+    assert all(t.startswith(("a_spec_with_a_", "another_spec_")) for t in labels), labels
+
+
+def test_a_long_pooled_name_is_cut_in_the_middle_and_keeps_its_marker(tmp_path, cli):
+    """The table cut a cell at 60 characters from the end: a long pooled row lost its
+    '(2 cases pooled)' and read as one case. Now the middle of the name goes."""
+    store = tmp_path / "s.duckdb"
+    models = LONG_MODELS
+    ids = _long_names_runs(store)
     out = cli("compare", *ids, "--store", store)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

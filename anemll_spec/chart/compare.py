@@ -108,7 +108,8 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
         if n:
             r["label"] = f"{r['label']} #{n + 1}"
     a, b = result["run_a"], result["run_b"]
-    y = alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=style.LABEL_LIMIT))
+    axis = alt.Axis(labelLimit=style.LABEL_LIMIT, labelExpr=style.middle_cut_expr())
+    y = alt.Y("label:N", title=None, sort=None, axis=axis)  # a pooled marker stays in sight
     x_title = f"median latency ratio B/A (B = {b}; < 1 faster, > 1 slower)"
     tip = [
         alt.Tooltip("label:N", title="case"),

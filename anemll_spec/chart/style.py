@@ -34,6 +34,21 @@ DEVICE_COLORS = {
 }
 
 LABEL_LIMIT = 360  # px; longer chip/case names are ellipsised (the tooltip has them whole)
+LABEL_CHARS = 60  # of 11 px text, about LABEL_LIMIT
+
+
+def middle_cut_expr(chars: int = LABEL_CHARS) -> str:
+    """A Vega labelExpr that cuts a longer label in the middle, so its end stays readable
+    (a '(N cases pooled)' marker, the backend, a '#2'): Vega's labelLimit cuts the end. The
+    data keep the whole label, so rows whose labels differ only in the middle stay apart."""
+    head = chars // 4  # the end holds more: marker, backend, compute units
+    tail = chars - head - 1
+    return (
+        f"length(datum.label) > {chars} ? substring(datum.label, 0, {head}) + '…' + "
+        f"substring(datum.label, length(datum.label) - {tail}) : datum.label"
+    )
+
+
 BAR_STEP = 18  # px per bar: 15+ chips stay readable without overlapping labels
 
 
