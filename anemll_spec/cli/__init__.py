@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from anemll_spec import __version__
@@ -56,6 +58,32 @@ def _quiet_coremltools() -> None:
     logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 
+_terminated: list[int] = []  # SIGTERM came (its status, 143, replaces Ctrl-C's 130)
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """SIGTERM (`kill`, `timeout`, a CI job cancelled) ends a command as Ctrl-C does, the
+    cases done kept and the run marked 'interrupted', not killed mid-write with the run
+    left 'running' and instance processes orphaned. It is handed on as SIGINT, so the work
+    Ctrl-C holds off for (interrupts.deferred) is held off for it too. Left alone where
+    a parent process set SIGTERM ignored, or outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        _terminated.append(128 + signum)
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def interrupted_status() -> int:
+    """The exit status of a command stopped by Ctrl-C (130), or by SIGTERM (143)."""
+    return _terminated[0] if _terminated else 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anemll-spec",
@@ -93,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from anemll_spec.cli._stdout import OutputError, Stdout, discard
 
+    _sigterm_as_ctrl_c()
     real, out = sys.stdout, Stdout(sys.stdout)
     sys.stdout = out
     try:
@@ -112,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             discard(real)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"anemll-spec {args.command}: interrupted", file=sys.stderr)
-        return 130
+        said = "terminated (SIGTERM)" if _terminated else "interrupted"
+        print(f"anemll-spec {args.command}: {said}", file=sys.stderr)
+        return interrupted_status()
     except RuntimeError as exc:
         from anemll_spec.paths import NO_HOME_ERROR, home_unknown
 

@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                     print(f"report: {report}" if report else "report: not written (see above)")
                 sys.stdout.flush()
         if result.status == "interrupted":  # Ctrl-C, or its output's reader gone (SIGPIPE's)
-            status = 141 if runner.output_lost else 130
+            from anemll_spec.cli import interrupted_status
+
+            status = 141 if runner.output_lost else interrupted_status()
             break
         status = max(status, exit_status(result))
     if args.json:
