@@ -22,6 +22,7 @@ def interrupted_bench(
     delay_s: float = 0.0,
     stdout: list[str] | None = None,
     sig: int = signal.SIGINT,
+    ignore_sigint: bool = False,
 ) -> tuple[int, str]:
     """(exit status, everything it printed on stderr) of a bench sent `sig` `delay_s`
     after the first stderr line for which `when(line)` holds; what it printed on stdout
@@ -30,6 +31,8 @@ def interrupted_bench(
         [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "ANEMLL_SPEC_CACHE": str(cache)},
+        # as a non-interactive shell starts a background job (`cmd &`): SIGINT ignored
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )  # fmt: skip
     seen = []
     try:

@@ -74,6 +74,8 @@ def _sigterm_as_ctrl_c() -> None:
 
     def on_sigterm(signum: int, frame: object) -> None:
         _terminated.append(128 + signum)
+        if not callable(signal.getsignal(signal.SIGINT)):  # ignored (`cmd &` in a script)
+            raise KeyboardInterrupt  # handed on, it would be ignored with it
         signal.raise_signal(signal.SIGINT)
 
     signal.signal(signal.SIGTERM, on_sigterm)
