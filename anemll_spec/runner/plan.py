@@ -54,15 +54,15 @@ def measured_once(cases: list[Case]) -> tuple[list[Case], list[str]]:
     ones are dropped (their budgets too must match), with a note. plan, validate, bench."""
     seen: set[str] = set()
     kept: list[Case] = []
+    dropped: list[Case] = []
     for case in cases:
         auto = backends.resolve_auto(case.model)[0] if "auto" in case.run.backends else None
         pairs = resolve_variants(case, auto)[0]
         run = case.run.settings() | {"backends": pairs, "compute_units": None}
         run["device"] = run["device"] if any(b == "torch" for b, _ in pairs) else None
         key = digest([case.model.to_json(), run])
-        kept += [] if key in seen else [case]
+        (dropped if key in seen else kept).append(case)
         seen.add(key)
-    dropped = [c for c in cases if all(c is not k for k in kept)]
     if not dropped:
         return kept, []
     what = (
