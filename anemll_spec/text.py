@@ -29,6 +29,17 @@ def brief(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def human_bytes(n: float | None) -> str:
+    """Bytes in decimal units (1 KB = 1000 B): the CLI's tables and the build's refusals."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 def middle_cut(text: str, limit: int) -> str:
     """`text` in at most `limit` characters: a longer one keeps its start and its end,
     an ellipsis between (a sweep's values, at the end of a case's name, stay readable)."""

@@ -109,7 +109,7 @@ def disk_need(est: Estimate) -> int:
 def check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
     """Room on the cache's disk (`on`: the folder the cache would be made in) for
     `disk_need`: a build that passes this does not run out of disk half-way."""
-    from anemll_spec.cli._common import human_bytes
+    from anemll_spec.text import human_bytes
 
     free = shutil.disk_usage(on or cache_dir).free
     need = disk_need(est)
