@@ -328,6 +328,10 @@ def test_bad_bundles_are_rejected_and_change_nothing(bundle, source, tmp_path, k
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         import_bundles(fresh, [bundle, bad])
     assert not fresh.exists() and not (tmp_path / "fresh.duckdb.wal").exists()
+    fresh.touch()  # an empty file is no store yet either: it is left an empty file
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        import_bundles(fresh, [bundle, bad])
+    assert fresh.stat().st_size == 0 and not (tmp_path / "fresh.duckdb.wal").exists()
 
 
 def test_cli_export_import(cli, source, tmp_path):

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 import uuid
@@ -568,6 +569,13 @@ def test_a_refused_pull_into_a_new_store_leaves_no_file(tmp_path):
     with pytest.raises(InputError, match="median"):
         copy_runs(local, new)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.duckdb"]
+    # an empty file there (`touch new.duckdb`) is no store yet, and stays an empty file
+    new.touch(mode=0o640)
+    new.chmod(0o640)
+    with pytest.raises(InputError, match="median"):
+        copy_runs(local, new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.duckdb", "new.duckdb"]
+    assert new.stat().st_size == 0 and stat.S_IMODE(new.stat().st_mode) == 0o640
 
 
 def test_push_adds_the_cases_a_run_lacks_and_its_final_status(shared, tmp_path):

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import stat
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -47,7 +49,7 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     headers = [read_header(p) for p in files]  # every file, before the store is touched
     shared = lake_target.is_lake(str(target)) if target is not None else False
     path = store_path(target)
-    created = not shared and not path.exists()
+    created = None if shared else not_made(path)
     checked: list[str] | None = None
     if not shared:  # without the store's lock: a bench may write meanwhile, and an older
         checked = _check_in_scratch(files, headers)  # store is refused nothing un-upgraded
@@ -58,22 +60,51 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
             if shared and attempt < ATTEMPTS - 1:  # lost the claim: look again
                 time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 10))
                 continue
-            forget_created(path if created else None)
+            forget_created(created)
             raise _failed(target, shared, exc) from None
         except BaseException as exc:
-            forget_created(path if created else None)
+            forget_created(created)
             if isinstance(exc, duckdb.Error):
                 raise _failed(target, shared, exc) from None
             raise
     raise AssertionError("unreachable")
 
 
-def forget_created(path: Path | None) -> None:
-    """A store made only for this import (or pull) goes with it: nothing written."""
-    if path is not None:
-        for f in (path, path.with_name(path.name + ".wal")):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never made
-                f.unlink()
+@dataclass(frozen=True)
+class NotMade:
+    """A store path with no store yet: nothing there, or an empty file (`touch`ed, or
+    left by a full disk), which opening makes a store of."""
+
+    path: Path
+    empty_mode: int | None  # the empty file's permissions; None: there was no file
+
+
+def not_made(path: Path) -> NotMade | None:
+    """What a failed import or pull must leave at `path` (None: a store is there)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return NotMade(path, None)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        return NotMade(path, stat.S_IMODE(st.st_mode))
+    return None
+
+
+def forget_created(created: NotMade | None) -> None:
+    """A store made only for this import (or pull) goes with it, and an empty file that
+    was there is left empty, not a store with no runs: nothing written."""
+    if created is None:
+        return
+    path = created.path
+    for f in (path, path.with_name(path.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never made
+            f.unlink()
+    if created.empty_mode is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, created.empty_mode)
+            os.close(fd)
 
 
 def _import_once(

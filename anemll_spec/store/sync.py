@@ -46,7 +46,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
 
     from anemll_spec.store.bundle import read_header
     from anemll_spec.store.exporting import export_bundle
-    from anemll_spec.store.importing import forget_created
+    from anemll_spec.store.importing import forget_created, not_made
     from anemll_spec.store.trust import Origin
 
     src, dst = default_target(source), default_target(dest)
@@ -66,9 +66,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
         origin = Origin("pushed", ref=socket.gethostname())
     else:
         origin = Origin("imported", ref=lake_target.redact(src)[-200:])
-    created = None if lake_target.is_lake(dst) else store_path(dst)
-    if created is not None and created.exists():
-        created = None
+    created = None if lake_target.is_lake(dst) else not_made(store_path(dst))
     label = lake_target.redact(src)
     with tempfile.TemporaryDirectory(prefix="anemll-sync-") as tmp:
         path = Path(tmp) / "runs.parquet"
