@@ -124,6 +124,7 @@ class _Job:
     budget: Budget
     progress: bool
     start_timeout_s: float
+    lean: bool = False  # import coremltools without torch, as the CLI that spawned us does
 
 
 def _backend(name: str):
@@ -131,6 +132,17 @@ def _backend(name: str):
     from anemll_spec import backends
 
     return backends.get(name)
+
+
+def instance_backend(job: _Job):
+    """An instance's backend. Spawned, an instance runs no CLI main: the lean coremltools
+    import (lean_coremltools: seconds of start-up where torch is installed) comes from
+    the parent, in the job."""
+    if job.lean:
+        from anemll_spec import lean_coremltools
+
+        lean_coremltools.install()
+    return _backend(job.backend)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -154,7 +166,7 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
     instance to meet its stop rule (or to fail); the others stop at their next call."""
     session = None
     try:
-        backend = _backend(job.backend)
+        backend = instance_backend(job)
         t0 = time.perf_counter()
         session = backend.load(job.prepared, job.options)
         load_s = time.perf_counter() - t0
@@ -260,6 +272,8 @@ def time_processes(
     reader = guard(reader) if reader is not None else None
     if threads == "auto":
         threads = default_threads(backend, n)
+    from anemll_spec import lean_coremltools
+
     ctx = multiprocessing.get_context("spawn")
     # the instances and this process: all warm at `ready`; the reader starts; `go` releases
     gates = (Gate(ctx, n + 1), Gate(ctx, n + 1))  # never a Barrier: see gate.py
@@ -271,6 +285,7 @@ def time_processes(
             job = _Job(
                 backend, p, options, dict(inputs), budget,
                 progress=(k == 0 and on_progress is not None), start_timeout_s=start_timeout_s,
+                lean=lean_coremltools.wanted(),
             )  # fmt: skip
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(

@@ -61,11 +61,22 @@ class _Finder:
         return spec
 
 
+_wanted = False  # install() was called: processes this one spawns want it too
+
+
 def install() -> None:
     """Hide torch from coremltools' first import in this process (no-op if done)."""
+    global _wanted
+    _wanted = True
     if "coremltools" in sys.modules or any(isinstance(f, _Finder) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _Finder())
+
+
+def wanted() -> bool:
+    """Whether this process asked for the lean import: a spawned child (bench's instance
+    processes) runs no CLI main, so the parent hands this on and the child installs it."""
+    return _wanted
 
 
 def uninstall() -> None:

@@ -119,3 +119,32 @@ def test_a_build_is_byte_identical_with_torch_hidden_or_not(tmp_path):
         cases = doc["cases"] if isinstance(doc, dict) else doc
         digests[name] = _digest(Path(cases[0]["path"]))
     assert digests["lean"] == digests["torch"] and any("weight" in k for k in digests["lean"])
+
+
+SPAWNED = """
+import multiprocessing, sys
+sys.path.insert(0, {tests!r})
+import lean_probe
+from anemll_spec import lean_coremltools
+{setup}
+ctx = multiprocessing.get_context("spawn")
+recv, send = ctx.Pipe(duplex=False)
+proc = ctx.Process(target=lean_probe.child, args=(lean_coremltools.wanted(), send))
+proc.start()
+print(recv.recv())
+proc.join()
+"""
+
+
+@pytest.mark.slow  # torch's import, in the child that is not lean
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+@pytest.mark.parametrize("setup, torch_imported", [(LEAN, False), ("", True)])
+def test_instance_processes_spawned_by_the_cli_import_coremltools_lean_too(setup, torch_imported):
+    """bench's instances are spawned: no CLI main runs in them, so the parent's wish is
+    handed on; a program using anemll_spec as a library keeps coremltools' own import."""
+    code = SPAWNED.format(tests=str(ROOT / "tests"), setup=setup)
+    r = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, cwd=ROOT
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == str(torch_imported)
