@@ -37,6 +37,14 @@ _DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool,
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
+# torch's CPU kernels for flip, gather and index_put lack the newer unsigned types (2.13:
+# '"flip_cpu" not implemented for UInt16'): those ops run on a lossless wider copy
+_WIDER = {torch.uint16: torch.int32, torch.uint32: torch.int64}
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    wider = _WIDER.get(x.dtype)
+    return x if wider is None else x.to(wider)
 
 
 def compute_dtype(fn: Function) -> str:
@@ -257,20 +265,26 @@ class TorchOps(DeviceChecks, TorchLinalg):
             return tuple(range(x.dim()))
         return tuple(int(a) for a in (axis if isinstance(axis, tuple | list) else (axis,)))
 
+    def _reduce(self, fn, x: torch.Tensor, axis, keepdims: bool) -> torch.Tensor:
+        """numpy's reading of axis: None is every axis, () is none (torch's dim=() is
+        every axis: axes=[] summed the whole tensor)."""
+        dims = self._dims(x, axis)
+        return fn(x, dim=dims, keepdim=keepdims) if x.dim() and dims else x
+
     def sum(self, x, axis, keepdims):
-        return torch.sum(x, dim=self._dims(x, axis), keepdim=keepdims) if x.dim() else x
+        return self._reduce(torch.sum, x, axis, keepdims)
 
     def mean(self, x, axis, keepdims):
         if not x.is_floating_point():  # as numpy: in float64 (float32 in the compute
             # dtype lost integers above 2**24; MPS has no float64)
             x = x.to(torch.float32 if self.device.type == "mps" else torch.float64)
-        return torch.mean(x, dim=self._dims(x, axis), keepdim=keepdims) if x.dim() else x
+        return self._reduce(torch.mean, x, axis, keepdims)
 
     def max(self, x, axis, keepdims):
-        return torch.amax(x, dim=self._dims(x, axis), keepdim=keepdims) if x.dim() else x
+        return self._reduce(torch.amax, x, axis, keepdims)
 
     def min(self, x, axis, keepdims):
-        return torch.amin(x, dim=self._dims(x, axis), keepdim=keepdims) if x.dim() else x
+        return self._reduce(torch.amin, x, axis, keepdims)
 
     def prod(self, x, axis, keepdims):
         dims = sorted((d % x.dim() for d in self._dims(x, axis)), reverse=True)
@@ -320,7 +334,8 @@ class TorchOps(DeviceChecks, TorchLinalg):
 
     @staticmethod
     def take_along_axis(x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:
-        return torch.take_along_dim(x, idx.to(torch.long), dim=axis)
+        wide = _wide(x)
+        return torch.take_along_dim(wide, idx.to(torch.long), dim=axis).to(x.dtype)
 
     @staticmethod
     def _index(x: torch.Tensor, slices) -> tuple[list[int], tuple]:
@@ -350,16 +365,17 @@ class TorchOps(DeviceChecks, TorchLinalg):
 
     def getitem(self, x: torch.Tensor, slices) -> torch.Tensor:
         flips, index = self._index(x, slices)
-        return (x.flip(flips) if flips else x)[index]
+        return (_wide(x).flip(flips).to(x.dtype) if flips else x)[index]
 
     def setitem(self, x: torch.Tensor, slices, value: Any) -> torch.Tensor:
         flips, index = self._index(x, slices)
-        out = x.flip(flips) if flips else x.clone()
+        wide = _wide(x)  # index_put lacks the newer unsigned types too
+        out = wide.flip(flips) if flips else wide.clone()
         target = out[index]
         if isinstance(value, torch.Tensor):
             value = value.reshape(target.shape)
         out[index] = value
-        return out.flip(flips) if flips else out
+        return (out.flip(flips) if flips else out).to(x.dtype)
 
     @staticmethod
     def argsort(x: torch.Tensor, axis: int, descending: bool) -> torch.Tensor:
