@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -63,8 +64,25 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "h" / ".cache" / "anemll-spec"
 
 
+def _edit_manifest(manifest: Path, change) -> None:
+    doc = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(change(doc)))
+
+
+# a manifest of the wrong shape: no traceback (AttributeError, KeyError in _built)
+_MANIFEST_DAMAGE = {
+    "files_list": lambda d: {**d, "files": list(d["files"])},
+    "no_weight_bytes": lambda d: {k: v for k, v in d.items() if k != "weight_bytes"},
+    "flops_text": lambda d: {**d, "flops": "many"},
+    "size_text": lambda d: {**d, "files": {k: str(v) for k, v in d["files"].items()}},
+    "null": lambda d: None,
+}
+
+
 @pytest.mark.parametrize(
-    "damage", ["truncate", "delete_weights", "delete_manifest", "bad_manifest"]
+    "damage",
+    ["truncate", "delete_weights", "delete_manifest", "bad_manifest", "weights_folder_is_a_file"]
+    + list(_MANIFEST_DAMAGE),
 )
 def test_damaged_entry_is_rebuilt(tmp_path, damage, capsys):
     m = matmul()
@@ -77,6 +95,11 @@ def test_damaged_entry_is_rebuilt(tmp_path, damage, capsys):
         wb.unlink()
     elif damage == "delete_manifest":
         manifest.unlink()
+    elif damage == "weights_folder_is_a_file":  # stat of weights/weight.bin: ENOTDIR
+        shutil.rmtree(wb.parent)
+        wb.parent.write_text("not a folder")
+    elif damage in _MANIFEST_DAMAGE:
+        _edit_manifest(manifest, _MANIFEST_DAMAGE[damage])
     else:
         manifest.write_text("{not json")
     capsys.readouterr()
@@ -195,3 +218,38 @@ def test_coremltools_writes_its_temporary_weights_in_the_staging_folder(tmp_path
         "model.mlpackage",
     ]
     assert tempfile.gettempdir() != str(made[0].parent)  # the process's own is back
+
+
+def test_an_entry_the_disk_refuses_to_read_is_damaged_not_an_error(tmp_path, monkeypatch):
+    """PermissionError (or any OSError) from the entry's files: damaged, rebuilt."""
+    m = matmul()
+    first = build(m, cache_dir=tmp_path)
+    wb = weight_bin(first.path)
+    good = wb.read_bytes()
+    stat = Path.stat
+    refusals = []
+
+    def refused(self, *a, **kw):
+        if self == wb and len(refusals) < 2:  # the lookup here, then build's own
+            refusals.append(self)
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "stat", refused)
+    entry, problem = cache_mod.lookup(tmp_path, first.key)
+    assert entry is None and problem == "unreadable: Permission denied"
+    again = build(m, cache_dir=tmp_path)
+    assert len(refusals) == 2 and not again.cached
+    assert weight_bin(again.path).read_bytes() == good
+
+
+def test_discarding_a_file_in_an_entrys_place_leaves_nothing(tmp_path, capsys):
+    """A file named by the key (not a folder): the build says it is damaged, rebuilds,
+    and no .trash-... file is left behind."""
+    m = matmul()
+    key = cache_key(m)
+    (tmp_path / key).write_text("not an entry")
+    built = build(m, cache_dir=tmp_path)
+    assert not built.cached and "damaged (manifest missing)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key]
+    assert (tmp_path / key).is_dir()

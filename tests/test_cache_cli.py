@@ -237,3 +237,26 @@ def test_a_tilde_path_of_an_unknown_user_is_said_as_such(cli):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert "'~user' for a user this system does not know" in r.stderr, r.stderr
         assert "$HOME" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_damaged_entries_are_listed_as_such_and_cleared(two_entries, capsys):
+    """A folder of the package replaced by a file (stat: NotADirectoryError) and a
+    manifest of the wrong shape stopped list and clear with exit 2 half-way: both are
+    damaged entries, listed so and removed."""
+    cache, fresh, old = two_entries
+    weights = cache / fresh / "model.mlpackage" / "Data" / "com.apple.CoreML" / "weights"
+    shutil.rmtree(weights)
+    weights.write_text("not a folder")
+    manifest = cache / old / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**doc, "files": list(doc["files"])}))
+    sizes = {fresh: _disk(cache / fresh), old: _disk(cache / old)}
+    assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
+    listed = {e["key"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert listed[fresh]["problem"].endswith("weight.bin missing")
+    assert listed[old]["problem"] == "manifest unreadable (files missing or not dict)"
+    assert not listed[fresh]["ok"] and not listed[old]["ok"]
+    assert cli_main(["cache", "clear", "--json", "--cache-dir", str(cache)]) == 0
+    cleared = json.loads(capsys.readouterr().out)
+    assert cleared["removed"] == 2 and cleared["freed_bytes"] == sum(sizes.values())
+    assert list(cache.iterdir()) == []

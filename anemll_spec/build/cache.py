@@ -6,8 +6,8 @@ entry is built in <cache>/.tmp-<key>-<pid>-<random>/ and published with one
 os.rename, so a reader sees a complete entry or none, and of two processes building
 one key, one rename wins and the other adopts the winner's entry. A hit reads the
 manifest and stats the files it lists (sizes must match): no hashing of big files.
-A damaged entry (manifest missing or unreadable, a file missing or of the wrong
-size) is moved aside and rebuilt.
+A damaged entry (manifest missing, unreadable or of the wrong shape, a file missing or
+of the wrong size, anything the disk refuses to read) is moved aside and rebuilt.
 """
 
 from __future__ import annotations
@@ -63,22 +63,50 @@ def _listing(pkg: Path) -> dict[str, int]:
     }
 
 
+# What a hit reads from a manifest (build._built), with its type: a manifest without
+# one, or with another type, is a damaged entry (rebuilt), not a traceback.
+_MANIFEST_FIELDS = {"files": dict, "weight_bytes": int, "flops": int, "weights_sha256": str}
+
+
+def _manifest_problem(manifest: object) -> str:
+    if not isinstance(manifest, dict):
+        return "manifest unreadable (not an object)"
+    for field, kind in _MANIFEST_FIELDS.items():
+        value = manifest.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"manifest unreadable ({field} missing or not {kind.__name__})"
+    for rel, size in manifest["files"].items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"manifest unreadable (size of {rel} not a count)"
+    return ""
+
+
 def check_entry(root: Path) -> tuple[dict | None, str]:
-    """(manifest, "") for a sound entry, else (None, what is wrong)."""
+    """(manifest, "") for a sound entry, else (None, what is wrong). Anything the disk
+    says (a folder of the package replaced by a file, no permission) is damage too."""
+    try:
+        return _check_entry(root)
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+
+
+def _check_entry(root: Path) -> tuple[dict | None, str]:
     mpath = root / MANIFEST
     if not mpath.is_file():
         return None, "manifest missing"
     try:
         manifest = json.loads(mpath.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None, "manifest unreadable"
+    problem = _manifest_problem(manifest)
+    if problem:
+        return None, problem
     pkg = root / PACKAGE
-    for rel, size in files.items():
+    for rel, size in manifest["files"].items():
         p = pkg / rel
         try:
             actual = p.stat().st_size
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None, f"{rel} missing"
         if actual != size:
             return None, f"{rel} is {actual} bytes, manifest says {size}"
@@ -103,7 +131,16 @@ def discard(root: Path) -> None:
         os.rename(root, trash)
     except FileNotFoundError:
         return
-    shutil.rmtree(trash, ignore_errors=True)
+    _remove(trash)
+
+
+def _remove(path: Path) -> None:
+    """A folder with what is in it, or a file (or link: never followed)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def new_staging(cache_dir: Path, key: str) -> Path:
@@ -154,7 +191,7 @@ def entries(cache_dir: Path) -> list[dict]:
         if not is_entry_name(root.name) or not root.is_dir():
             continue
         manifest, problem = check_entry(root)
-        size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        size = _size(root)
         m = manifest or {}
         out.append(
             {
@@ -247,7 +284,13 @@ def _clear_assets(cache_dir: Path, older_than_s: float | None, now: float) -> li
 
 
 def _size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    """Bytes of the files under root (root itself if a file); what cannot be read: 0."""
+    total = 0
+    for p in root.rglob("*") if root.is_dir() else [root]:
+        with contextlib.suppress(OSError):
+            if p.is_file() and not p.is_symlink():
+                total += p.lstat().st_size
+    return total
 
 
 def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
