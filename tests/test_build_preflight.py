@@ -5,6 +5,7 @@ the command with exit 2 and nothing built or stored, whichever spec or case it i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -191,3 +192,52 @@ def test_build_checks_every_spec_before_the_first_build(tmp_path, cli):
     r = cli("build", tiny, huge, "--cache-dir", cache)
     _refused(r, f"{huge}: huge: model.lm_head: building needs about")
     assert not cache.exists()  # nothing written, not even the cache folder
+
+
+# 0.52 MB of weights a case, 1.26 MB of disk for one build: three fit a 2 MB disk one by
+# one, not together
+SWEEP = (
+    "name: sweep\nmodel: {family: matmul, m: 4, k: 512, n: 512}\nrun: {backends: [numpy]}\n"
+    "sweep: {model.seed: [SEEDS]}\n"
+)
+
+
+@pytest.mark.parametrize("command", ["bench", "build"])
+def test_a_sweep_whose_builds_fit_one_by_one_but_not_together_is_refused(tmp_path, cli, command):
+    """Each case passed the disk check alone; bench ran case 0, then stored cases 1-2 as
+    FAILED ('needs about 1.26 MB') and exited 1. Now the plan's builds are checked
+    together: refused before any case runs, nothing stored or built."""
+    from anemll_spec.build import estimate
+    from anemll_spec.build.checks import disk_need, plan_disk_need
+
+    spec = _spec(tmp_path, SWEEP.replace("SEEDS", "0, 1, 2"), "sweep")
+    store = tmp_path / "s.duckdb"
+    extra = ["--store", store] if command == "bench" else []
+    with _tmpfs(tmp_path / "small", "size=2m") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here")
+        free = shutil.disk_usage(small).free
+        est = estimate(matmul(m=4, k=512, n=512))
+        assert disk_need(est) < free < plan_disk_need([est] * 3)
+        r = cli(command, spec, "--cache-dir", small / "cache", *extra)
+        need = human_bytes(plan_disk_need([est] * 3))
+        _refused(r, f"{spec}: cache {small / 'cache'}: building the 3 models not yet cached "
+                 f"needs about {need} of disk", f"{human_bytes(free)} free")  # fmt: skip
+        assert not list(small.iterdir())
+    assert not store.exists()
+
+
+def test_a_sweep_that_fits_together_is_built_whole(tmp_path, cli):
+    """Two of those builds fit the 2 MB disk together: preflight passes, both are built."""
+    spec = _spec(tmp_path, SWEEP.replace("SEEDS", "0, 1"), "sweep")
+    with _tmpfs(tmp_path / "small", "size=2m") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here")
+        r = cli("build", spec, "--cache-dir", small / "cache", "--json")
+        assert r.returncode == 0, r.stderr
+        built = json.loads(r.stdout)
+        assert [b["cached"] for b in built] == [False, False]
+        assert len({b["weights_sha256"] for b in built}) == 2
+        assert sorted(p.name for p in (small / "cache").iterdir()) == sorted(
+            b["key"] for b in built
+        )

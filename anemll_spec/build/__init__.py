@@ -30,6 +30,7 @@ from anemll_spec.build.checks import (
     check_call_memory,
     check_disk,
     check_memory,
+    check_plan_disk,
     new_build_folder,
     writable,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Estimate",
     "build",
     "preflight",
+    "preflight_disk",
     "estimate",
     "kmeans_groups",
     "default_cache_dir",
@@ -245,12 +247,13 @@ def _temp_files_in(folder: Path | None) -> Iterator[None]:
         tempfile.tempdir = saved
 
 
-def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
+def preflight(model: ModelBase, cache_dir: Path | None = None) -> Estimate | None:
     """The checks `build` makes before any work, without the work: the model's own
     rules, the cache folder, and (when it would be built) the memory it needs, a staging
     folder in the cache (made and removed again) and the disk it needs there. `bench`
     runs this for every case first, so bad input stops the run before anything is
-    written (exit 2), not as a failed case."""
+    written (exit 2), not as a failed case. Returns the estimate of a model that would be
+    built (None: cached or external), for `preflight_disk`."""
     from anemll_spec.build import cache
     from anemll_spec.spec.families import External
 
@@ -263,14 +266,26 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> None:
             raise InputError(f"model.path: {exc}") from None
         # input_ranges naming inputs the model does not have: the spec's mistake
         synth_inputs(io, int_ranges=model.input_ranges)
-        return
+        return None
     check_call_memory(model, plan_of(model))
     cache_dir = cache_folder(cache_dir)
     key = cache_key(model)
-    if cache.lookup(cache_dir, key)[0] is None:
-        est = estimate(model)
-        check_memory(model, est)
-        check_disk(cache_dir, est, on=writable(cache_dir))
+    if cache.lookup(cache_dir, key)[0] is not None:
+        return None
+    est = estimate(model)
+    check_memory(model, est)
+    check_disk(cache_dir, est, on=writable(cache_dir))
+    return est
+
+
+def preflight_disk(estimates: list[Estimate], cache_dir: Path | None = None) -> None:
+    """Room on the cache's disk for every build of a plan at once (`preflight` of each
+    distinct uncached model gives the estimates): what each leaves in the cache, plus
+    the largest temporary copy and the dispatch-floor model. A sweep whose cases fit one
+    by one but not together is refused before any case runs, not failed half-way."""
+    cache_dir = cache_folder(cache_dir)
+    if len(estimates) > 1:
+        check_plan_disk(cache_dir, estimates, on=writable(cache_dir))
 
 
 def build(

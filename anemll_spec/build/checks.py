@@ -99,11 +99,22 @@ PER_TENSOR_BYTES = 4 * 1024
 FLOOR_MODEL_BYTES = 128 * 1024
 
 
+def kept_bytes(est: Estimate) -> int:
+    """Disk a build's cache entry keeps: the package's weights, program and other files."""
+    return est.weight_bytes + PACKAGE_FILES_BYTES + PER_TENSOR_BYTES * est.tensors
+
+
 def disk_need(est: Estimate) -> int:
     """Disk a build takes at its peak: the package's weights and coremltools' temporary
     copy of them, the program and other files, and the dispatch-floor model."""
-    extra = PACKAGE_FILES_BYTES + PER_TENSOR_BYTES * est.tensors + FLOOR_MODEL_BYTES
-    return 2 * est.weight_bytes + extra
+    return plan_disk_need([est])
+
+
+def plan_disk_need(ests: list[Estimate]) -> int:
+    """Disk the builds of a plan take: every entry stays in the cache, one temporary copy
+    of weights exists at a time (the largest counts), and the dispatch-floor model."""
+    temp = max((e.weight_bytes for e in ests), default=0)
+    return sum(kept_bytes(e) for e in ests) + temp + FLOOR_MODEL_BYTES
 
 
 def check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
@@ -118,4 +129,23 @@ def check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
             f"cache {cache_dir}: building needs about {human_bytes(need)} of disk "
             f"(weights {human_bytes(est.weight_bytes)}, twice while saving), "
             f"{human_bytes(free)} free"
+        )
+
+
+def check_plan_disk(cache_dir: Path, ests: list[Estimate], on: Path | None = None) -> None:
+    """Room for every build of a plan together (`plan_disk_need`); one build alone is
+    check_disk's (its message names the case)."""
+    from anemll_spec.text import human_bytes
+
+    if len(ests) < 2:
+        return
+    free = shutil.disk_usage(on or cache_dir).free
+    need = plan_disk_need(ests)
+    if need > free:
+        weights = sum(e.weight_bytes for e in ests)
+        raise InputError(
+            f"cache {cache_dir}: building the {len(ests)} models not yet cached needs about "
+            f"{human_bytes(need)} of disk (weights {human_bytes(weights)} in all, the "
+            f"largest twice while saving), {human_bytes(free)} free; build fewer cases "
+            "(--max-cases) or free disk"
         )

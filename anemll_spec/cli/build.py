@@ -71,17 +71,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _preflight(loaded: list, cache_dir: Path | None) -> None:
     """Every case of every spec through the build's checks (memory, cache folder, disk)
-    before the first build, each refusal naming its spec and case as bench does."""
-    from anemll_spec.build import preflight
+    before the first build, each refusal naming its spec and case as bench does; then the
+    disk all the builds need together."""
+    from anemll_spec.build import preflight, preflight_disk
     from anemll_spec.errors import InputError
 
     seen: set[str] = set()
+    builds = []  # the estimates of the models to be built: room for all of them
     for spec, cases in loaded:
         for case in cases:
             if case.build_key in seen:
                 continue
             seen.add(case.build_key)
             try:
-                preflight(case.model, cache_dir)
+                est = preflight(case.model, cache_dir)
             except InputError as exc:
                 raise InputError(f"{spec.path}: {case.model_name}: {exc}") from None
+            if est is not None:
+                builds.append(est)
+    try:
+        preflight_disk(builds, cache_dir)
+    except InputError as exc:
+        raise InputError(f"{', '.join(str(s.path) for s, _ in loaded)}: {exc}") from None

@@ -167,10 +167,11 @@ class Runner:
         this macOS cannot run) stops here with exit 2 and nothing stored, not as failed
         cases."""
         from anemll_spec import backends
-        from anemll_spec.build import preflight
+        from anemll_spec.build import preflight, preflight_disk
 
         seen: set[str] = set()
         devices: set[str] = set()
+        builds = []  # the estimates of the models to be built, for the disk they need
         for p in self.cases:
             try:
                 for v in p.variants:
@@ -179,9 +180,15 @@ class Runner:
                         devices.add(p.case.run.device)
                 if p.case.build_key not in seen:
                     seen.add(p.case.build_key)
-                    preflight(p.case.model, self.cache_dir)
+                    est = preflight(p.case.model, self.cache_dir)
+                    if est is not None:
+                        builds.append(est)
             except InputError as exc:  # which spec and case, when bench runs several
                 raise InputError(f"{self.spec.path}: {p.case.model_name}: {exc}") from None
+        try:
+            preflight_disk(builds, self.cache_dir)
+        except InputError as exc:
+            raise InputError(f"{self.spec.path}: {exc}") from None
         if devices:  # a torch device this machine lacks (cuda without CUDA)
             from anemll_spec.executor.torch_host import resolve_device
 
