@@ -180,12 +180,15 @@ def test_cache_cli_list_and_clear(tmp_path, cli):
     (tmp_path / "important" / "file.txt").write_text("keep")
     (tmp_path / "vega").mkdir()
     (tmp_path / "vega" / "vega-bundle.js").write_text("//")
-    (tmp_path / ".trash-0123-abcd").mkdir()  # an interrupted discard's leftovers: the cache's
+    trash = tmp_path / f".trash-{'ab' * 12}-0123abcd"  # an interrupted discard's: the cache's
+    trash.mkdir()
+    (trash / "weight.bin").write_bytes(b"w" * 1000)
     r = cli("cache", "list", "--json", "--cache-dir", tmp_path)
     assert r.returncode == 0, r.stderr
     listed = json.loads(r.stdout)
     assert [e["key"] for e in listed["entries"]] == [cache_key(matmul())]
     assert listed["entries"][0]["ok"] and listed["entries"][0]["family"] == "matmul"
+    assert [(x["name"], x["bytes"]) for x in listed["leftovers"]] == [(trash.name, 1000)]
     r = cli("cache", "clear", "--json", "--cache-dir", tmp_path)
     assert json.loads(r.stdout)["removed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["important", "vega"]

@@ -260,3 +260,53 @@ def test_damaged_entries_are_listed_as_such_and_cleared(two_entries, capsys):
     cleared = json.loads(capsys.readouterr().out)
     assert cleared["removed"] == 2 and cleared["freed_bytes"] == sum(sizes.values())
     assert list(cache.iterdir()) == []
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+    return path
+
+
+def _folder(path: Path, nbytes: int) -> Path:
+    path.mkdir()
+    (path / "weight.bin").write_bytes(b"w" * nbytes)
+    return path
+
+
+def test_clear_touches_only_the_caches_own_staging_and_trash_names(tmp_path, capsys):
+    """Anything named .tmp-* (an hour old) or .trash-* was removed, and list never showed
+    them: a user's .tmp-old-notes/ in a cache set to $HOME was lost. Only the cache's
+    full names count now, and list shows what clear would remove, with its bytes."""
+    key = "ab" * 12
+    theirs = [
+        _folder(tmp_path / ".tmp-old-notes", 10),
+        _folder(tmp_path / ".trash-notes", 10),
+        _folder(tmp_path / f".tmp-{key}-123-notes", 10),  # not hex
+        _folder(tmp_path / f".trash-{key}-0123abcd-x", 10),
+    ]
+    for p in theirs:
+        _aged(p, 2 * 3600)
+    # staging: an hour old is stale, younger is kept
+    other = "0123abcd"
+    stale = _aged(_folder(tmp_path / f".tmp-{key}-999999-{other}", 300), 2 * 3600)
+    young = _aged(_folder(tmp_path / f".tmp-{'cd' * 12}-999999-{other}", 7), 60)
+    trash = _folder(tmp_path / f".trash-{key}-0123abcd", 200)  # any age
+    assert cli_main(["cache", "list", "--json", "--cache-dir", str(tmp_path)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    got = {x["name"]: (x["kind"], x["bytes"], x["stale"]) for x in listed["leftovers"]}
+    assert got == {
+        stale.name: ("staging", 300, True),
+        young.name: ("staging", 7, False),
+        trash.name: ("trash", 200, True),
+    }
+    assert listed["total_bytes"] == 507 and listed["entries"] == []
+    assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"also {stale.name}: staging over an hour old" in out
+    assert f"also {trash.name}: an interrupted discard (clear removes it), 200 B" in out
+    assert cli_main(["cache", "clear", "--json", "--cache-dir", str(tmp_path)]) == 0
+    cleared = json.loads(capsys.readouterr().out)
+    assert {i["key"] for i in cleared["items"]} == {stale.name, trash.name}
+    assert cleared["freed_bytes"] == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [*theirs, young])

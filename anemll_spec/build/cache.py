@@ -2,12 +2,13 @@
 
 Layout: <cache>/<key>/model.mlpackage and <cache>/<key>/manifest.json. The key hashes
 the build-relevant model fields, the coremltools version and BUILDER_VERSION. An
-entry is built in <cache>/.tmp-<key>-<pid>-<random>/ and published with one
+entry is built in <cache>/.tmp-<key>-<pid>-<tag>/ and published with one
 os.rename, so a reader sees a complete entry or none, and of two processes building
 one key, one rename wins and the other adopts the winner's entry. A hit reads the
 manifest and stats the files it lists (sizes must match): no hashing of big files.
 A damaged entry (manifest missing, unreadable or of the wrong shape, a file missing or
 of the wrong size, anything the disk refuses to read) is moved aside and rebuilt.
+Staging folders and trash, their names and when they are stale: `leftovers`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anemll_spec.build import leftovers
+from anemll_spec.build.leftovers import STALE_STAGING_S
 from anemll_spec.hashing import digest
 
 if TYPE_CHECKING:
@@ -126,28 +128,27 @@ def lookup(cache_dir: Path, key: str) -> tuple[Entry | None, str]:
 
 def discard(root: Path) -> None:
     """Move an entry out of the way atomically, then delete it (racing discards are fine)."""
-    trash = root.parent / f".trash-{root.name}-{uuid.uuid4().hex[:8]}"
+    name = leftovers.trash_name(root.name)
+    if name is None:  # trash already: deleted where it is
+        leftovers.remove(root)
+        return
+    trash = root.parent / name
     try:
         os.rename(root, trash)
     except FileNotFoundError:
         return
-    _remove(trash)
-
-
-def _remove(path: Path) -> None:
-    """A folder with what is in it, or a file (or link: never followed)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    leftovers.remove(trash)
 
 
 def new_staging(cache_dir: Path, key: str) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
+    while True:  # the name's random part is short: another thread of this process may
+        tmp = cache_dir / leftovers.staging_name(key)  # have drawn the same
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        return tmp
 
 
 def write_manifest(staging: Path, key: str, info: dict) -> dict:
@@ -191,7 +192,7 @@ def entries(cache_dir: Path) -> list[dict]:
         if not is_entry_name(root.name) or not root.is_dir():
             continue
         manifest, problem = check_entry(root)
-        size = _size(root)
+        size = leftovers.disk_bytes(root)
         m = manifest or {}
         out.append(
             {
@@ -209,9 +210,6 @@ def entries(cache_dir: Path) -> list[dict]:
             }
         )
     return out
-
-
-STALE_STAGING_S = 3600  # a staging folder this old belongs to a build that died
 
 
 def is_entry_name(name: str) -> bool:
@@ -283,52 +281,41 @@ def _clear_assets(cache_dir: Path, older_than_s: float | None, now: float) -> li
     return removed
 
 
-def _size(root: Path) -> int:
-    """Bytes of the files under root (root itself if a file); what cannot be read: 0."""
-    total = 0
-    for p in root.rglob("*") if root.is_dir() else [root]:
-        with contextlib.suppress(OSError):
-            if p.is_file() and not p.is_symlink():
-                total += p.lstat().st_size
-    return total
-
-
 def clear(cache_dir: Path, older_than_s: float | None = None) -> list[dict]:
-    """Delete entries (all, or those made more than `older_than_s` seconds ago) and stale
-    staging folders; returns what was removed, one dict each: key, kind (entry | staging |
-    trash), spec and family (entries), bytes.
+    """Delete entries (all, or those made more than `older_than_s` seconds ago), stale
+    staging folders and trash; returns what was removed, one dict each: key, kind (entry |
+    staging | trash), spec and family (entries), bytes.
 
-    Only what the cache made is touched (key-named entries, `.tmp-` staging, `.trash-`,
-    the ASSETS files, kind 'assets'): a wrong --cache-dir or $ANEMLL_SPEC_CACHE must never
-    cost anyone their files. Staging folders of builds running now (younger than
-    STALE_STAGING_S) are left alone.
+    Only what the cache made is touched (key-named entries, staging and trash by their
+    full names: `leftovers`, the ASSETS files, kind 'assets'): a wrong --cache-dir or
+    $ANEMLL_SPEC_CACHE must never cost anyone their files. Staging folders of builds
+    running now are left alone.
     """
     removed: list[dict] = []
     if not cache_dir.is_dir():
         return removed
     now = time.time()
+    for item in leftovers.found(cache_dir, now):
+        if item["stale"]:
+            removed.append(
+                {"key": item["name"], "kind": item["kind"], "spec": None, "family": None,
+                 "bytes": item["bytes"]}
+            )  # fmt: skip
+            discard(cache_dir / item["name"])
     for root in sorted(cache_dir.iterdir()):
-        if not root.is_dir() or root.is_symlink():
+        if not is_entry_name(root.name) or not root.is_dir() or root.is_symlink():
             continue
-        kind = "staging" if root.name.startswith(".tmp-") else "entry"
-        if root.name.startswith(".trash-"):  # left by an interrupted discard
-            kind = "trash"
-        if kind == "entry" and not is_entry_name(root.name):
-            continue
-        if kind == "staging" and now - root.stat().st_mtime < STALE_STAGING_S:
-            continue
-        manifest = check_entry(root)[0] if kind == "entry" else None
-        young = older_than_s is not None and now - _created(root, manifest) < older_than_s
-        if kind == "entry" and young:
+        manifest = check_entry(root)[0]
+        if older_than_s is not None and now - _created(root, manifest) < older_than_s:
             continue
         m = manifest or {}
         removed.append(
             {
                 "key": root.name,
-                "kind": kind,
+                "kind": "entry",
                 "spec": m.get("spec"),
                 "family": (m.get("model") or {}).get("family"),
-                "bytes": _size(root),
+                "bytes": leftovers.disk_bytes(root),
             }
         )
         discard(root)

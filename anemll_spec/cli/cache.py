@@ -45,12 +45,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+def _leftover(x: dict) -> str:
+    if x["kind"] == "trash":
+        return "an interrupted discard (clear removes it)"
+    if x["stale"]:
+        return "staging over an hour old, of a build that died (clear removes it)"
+    return f"staging of a build (pid {x['pid']}), kept for an hour"
+
+
 def _what(e: dict) -> str:
     return e.get("spec") or e.get("family") or e["kind"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from anemll_spec.build import cache
+    from anemll_spec.build import cache, leftovers
     from anemll_spec.paths import default_cache_dir
 
     cache_dir = cache_dir_of(args) or default_cache_dir()
@@ -81,11 +89,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--older-than applies to `cache clear` only")
     items = cache.entries(cache_dir)
     extra = cache.assets(cache_dir)
+    left = leftovers.found(cache_dir)
     total = sum(e["disk_bytes"] for e in items) + sum(a["bytes"] for a in extra)
+    total += sum(x["bytes"] for x in left)
     if args.json:
         print_json(
-            {"cache_dir": str(cache_dir), "total_bytes": total, "entries": items, "assets": extra}
-        )
+            {"cache_dir": str(cache_dir), "total_bytes": total, "entries": items, "assets": extra,
+             "leftovers": left}
+        )  # fmt: skip
         return 0
     print(f"cache: {cache_dir}")
     rows = [
@@ -104,12 +115,14 @@ def run(args: argparse.Namespace) -> int:
         table(rows, ["cache key", "spec", "family", "weights", "on disk", "created", "state"])
         if rows
         else "(no built models)"
-        if extra
+        if extra or left
         else "(empty)"
     )
     for a in extra:
         print(f"also {a['name']}/: {a['what']}, {human_bytes(a['bytes'])}")
-    if rows or extra:
+    for x in left:
+        print(f"also {x['name']}: {_leftover(x)}, {human_bytes(x['bytes'])}")
+    if rows or extra or left:
         n = len(rows)
         print(f"{n} entr{'y' if n == 1 else 'ies'}, {human_bytes(total)} on disk in all")
     return 0
