@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from build_util import matmul
 
-from anemll_spec.build import build
+from anemll_spec.build import build, leftovers
 from anemll_spec.cli import main as cli_main
 
 
@@ -287,8 +290,9 @@ def test_clear_touches_only_the_caches_own_staging_and_trash_names(tmp_path, cap
     ]
     for p in theirs:
         _aged(p, 2 * 3600)
-    # staging: an hour old is stale, younger is kept
-    other = "0123abcd"
+    # staging whose builder cannot be told (another host, an older version: its tag is
+    # not this host's): an hour old is stale, younger is kept
+    other = "00000000" if leftovers.host_tag() != "000000" else "11111111"
     stale = _aged(_folder(tmp_path / f".tmp-{key}-999999-{other}", 300), 2 * 3600)
     young = _aged(_folder(tmp_path / f".tmp-{'cd' * 12}-999999-{other}", 7), 60)
     trash = _folder(tmp_path / f".trash-{key}-0123abcd", 200)  # any age
@@ -303,10 +307,55 @@ def test_clear_touches_only_the_caches_own_staging_and_trash_names(tmp_path, cap
     assert listed["total_bytes"] == 507 and listed["entries"] == []
     assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert f"also {stale.name}: staging over an hour old" in out
+    assert f"also {stale.name}: staging of another host's or an older build" in out
     assert f"also {trash.name}: an interrupted discard (clear removes it), 200 B" in out
     assert cli_main(["cache", "clear", "--json", "--cache-dir", str(tmp_path)]) == 0
     cleared = json.loads(capsys.readouterr().out)
     assert {i["key"] for i in cleared["items"]} == {stale.name, trash.name}
     assert cleared["freed_bytes"] == 500
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [*theirs, young])
+
+
+_BUILDER = """
+import sys, time
+from pathlib import Path
+from anemll_spec.build import cache
+staging = cache.new_staging(Path(sys.argv[1]), "ef" * 12)
+(staging / "weight.bin").write_bytes(b"w" * 5000)
+print(staging, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_builders_staging_is_stale_at_once_a_live_ones_never(tmp_path, capsys):
+    """A build killed with kill -9 left its staging folder, unlisted, kept an hour by
+    clear though its pid is in the name. Its pid is not alive: stale at once; while the
+    builder lives, its folder is listed as running and kept, whatever its age."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _BUILDER, str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        staging = Path(proc.stdout.readline().strip())
+        assert staging.parent == tmp_path and f"-{proc.pid}-" in staging.name
+        _aged(staging, 2 * 3600)  # older than the age rule: alive still wins
+        assert cli_main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
+        assert staging.is_dir()
+        capsys.readouterr()
+        assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+        assert f"{staging.name}: a build running now (pid {proc.pid}), 5.00 KB" in (
+            capsys.readouterr().out
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    _aged(staging, 0)  # just made, as far as age goes
+    assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{staging.name}: staging of a build that died (pid {proc.pid};" in out
+    assert cli_main(["cache", "clear", "--json", "--cache-dir", str(tmp_path)]) == 0
+    cleared = json.loads(capsys.readouterr().out)
+    assert [(i["key"], i["kind"], i["bytes"]) for i in cleared["items"]] == [
+        (staging.name, "staging", 5000)
+    ]
+    assert list(tmp_path.iterdir()) == []

@@ -1,10 +1,14 @@
 """What builds and discards leave beside the cache's entries, by the cache's own names.
 
-A build stages its entry in `.tmp-<key>-<pid>-<8 hex>` (key: 24 hex digits); a discard
-renames an entry to `.trash-<key>-<8 hex>` before deleting it. Nothing else in the cache
-folder is the cache's (a user's `.tmp-notes/` in a cache set to $HOME is theirs). A
-staging folder is stale, and `cache clear` removes it, when it is older than
-STALE_STAGING_S. Trash is always stale (a discard that was interrupted).
+A build stages its entry in `.tmp-<key>-<pid>-<tag>` (key: 24 hex digits; tag: 8 hex
+digits, the first 6 naming this host and boot, `host_tag`, the last 2 random); a
+discard renames an entry to `.trash-<key>-<8 hex>` before deleting it. Nothing else in
+the cache folder is the cache's (a user's `.tmp-notes/` in a cache set to $HOME is
+theirs). A staging folder is stale, and `cache clear` removes it, when its builder is
+gone: its pid is not alive and it was made on this host since its last boot; where
+that cannot be told (made on another host sharing the cache, or by an older version
+of anemll-spec), when it is older than STALE_STAGING_S. A live builder's folder is
+never removed. Trash is always stale (a discard that was interrupted).
 """
 
 from __future__ import annotations
@@ -15,15 +19,32 @@ import re
 import shutil
 import time
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 STALE_STAGING_S = 3600  # where liveness cannot be told: a staging folder this old is dead
-STAGING = re.compile(r"\.tmp-([0-9a-f]{24})-([0-9]+)-[0-9a-f]{8}")
+STAGING = re.compile(r"\.tmp-([0-9a-f]{24})-([0-9]+)-([0-9a-f]{6})([0-9a-f]{2})")
 TRASH = re.compile(r"\.trash-([0-9a-f]{24})-[0-9a-f]{8}")
 
 
+@lru_cache(maxsize=1)
+def host_tag() -> str:
+    """6 hex digits naming this host and its boot (a pid means something only there)."""
+    import socket
+
+    from anemll_spec.hashing import digest
+
+    try:
+        import psutil
+
+        boot = int(psutil.boot_time())
+    except Exception:  # unknown boot time: the host alone (pids may repeat after a reboot)
+        boot = 0
+    return digest({"host": socket.gethostname(), "boot": boot}, 6)
+
+
 def staging_name(key: str) -> str:
-    return f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f".tmp-{key}-{os.getpid()}-{host_tag()}{uuid.uuid4().hex[:2]}"
 
 
 def trash_name(name: str) -> str | None:
@@ -35,13 +56,28 @@ def trash_name(name: str) -> str | None:
     return f".trash-{key}-{uuid.uuid4().hex[:8]}"
 
 
+def pid_alive(pid: int) -> bool | None:
+    """Whether a process of this pid runs on this host (None: cannot be told)."""
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OSError, OverflowError):
+        return None
+    return True
+
+
 def builder(name: str) -> tuple[int, bool | None] | None:
-    """(pid, alive) of a staging folder's builder (alive None: cannot be told); None if
-    `name` is not staging."""
+    """(pid, alive) of a staging folder's builder; None if `name` is not staging."""
     m = STAGING.fullmatch(name)
     if m is None:
         return None
-    return int(m.group(2)), None
+    pid = int(m.group(2))
+    return pid, (pid_alive(pid) if m.group(3) == host_tag() else None)
 
 
 def disk_bytes(root: Path) -> int:

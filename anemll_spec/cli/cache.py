@@ -48,9 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _leftover(x: dict) -> str:
     if x["kind"] == "trash":
         return "an interrupted discard (clear removes it)"
+    if x["alive"]:
+        return f"a build running now (pid {x['pid']})"
+    if x["alive"] is False:
+        return f"staging of a build that died (pid {x['pid']}; clear removes it)"
     if x["stale"]:
-        return "staging over an hour old, of a build that died (clear removes it)"
-    return f"staging of a build (pid {x['pid']}), kept for an hour"
+        return "staging of another host's or an older build, over an hour old (clear removes it)"
+    return f"staging of another host's or an older build (pid {x['pid']}), kept for an hour"
 
 
 def _what(e: dict) -> str:
