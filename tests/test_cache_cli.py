@@ -359,3 +359,17 @@ def test_a_killed_builders_staging_is_stale_at_once_a_live_ones_never(tmp_path, 
         (staging.name, "staging", 5000)
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ["list", "clear"])
+def test_a_cache_that_is_a_file_is_refused_by_list_and_clear(tmp_path, cli, action):
+    """build refused $ANEMLL_SPEC_CACHE naming a file; list said '(empty)', exit 0."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    r = cli("cache", action, env={"ANEMLL_SPEC_CACHE": str(afile)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"anemll-spec cache: error: build cache {afile}: is a file, not a folder "
+        "(--cache-dir or $ANEMLL_SPEC_CACHE)"
+    ]
+    assert r.stdout == "" and afile.read_text() == "mine"

@@ -63,9 +63,9 @@ def _what(e: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.build import cache, leftovers
-    from anemll_spec.paths import default_cache_dir
+    from anemll_spec.build.checks import cache_folder
 
-    cache_dir = cache_dir_of(args) or default_cache_dir()
+    cache_dir = cache_folder(cache_dir_of(args))  # a file there: refused, as build does
     if args.action == "clear":
         removed = cache.clear(cache_dir, older_than_s=args.older_than)
         entries = [e for e in removed if e["kind"] == "entry"]
