@@ -29,7 +29,7 @@ def _recorded() -> dict[str, str] | None:
 def test_built_package_matches_the_digest_recorded_for_this_builder_version(name):
     recorded = _recorded()
     if recorded is None:
-        pytest.skip(f"no digests recorded for coremltools {recorder.versions()[1]}")
+        pytest.skip(f"no digests recorded for {recorder.versions()[1]}")
     assert name in recorded, f"{name} not recorded: re-record ({RECORD})"
     got = recorder.build_digests([name])[name]
     assert got == recorded[name], (
