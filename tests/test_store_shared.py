@@ -159,6 +159,14 @@ def test_an_unreadable_target_never_shows_its_password(cli, tmp_path, conninfo, 
     assert not (tmp_path / "store").exists()
 
 
+def test_a_url_python_cannot_split_is_one_line_without_its_password(cli, tmp_path):
+    """urlsplit raises on a lone '[' (an IPv6 host half written): a traceback, exit 1."""
+    target = "ducklake:postgres://anemll:Sup3rSecret@[::1/s1?data_path=/tmp/x"
+    out = cli("query", "SELECT 1", "--store", target, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "Sup3rSecret" not in out.stderr and "Invalid IPv6 URL" in out.stderr, out.stderr
+
+
 def test_a_quote_that_never_closes_is_redacted_to_the_end():
     shown = lake_target.redact("ducklake:postgres:host=h password='s3 cr3t dbname=x")
     assert shown == "ducklake:postgres:host=h password=***"
@@ -251,6 +259,7 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
     before = rows(shared, "SELECT count(*), sum(wall_ns) FROM samples")
     data = Path(shared.split("data_path=")[1])
     victim = next(data.rglob("*.parquet"))
+    victim_bytes = victim.read_bytes()
     for sql in (
         "INSERT INTO meta VALUES ('x', 'y')",
         "DELETE FROM samples",
@@ -271,13 +280,25 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
         "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
         "SELECT * FROM read_text('/etc/hostname')",
         "SELECT * FROM checkpoint()",
+        # a comment between EXPLAIN and ANALYZE fooled a text match, and a quoted name (or a
+        # comment before its parenthesis) the word match of SQL with no parse tree: the
+        # samples were gone, a data file overwritten
+        'EXPLAIN -- look\nANALYZE SELECT * FROM "postgres_execute"('
+        "'__ducklake_metadata_lake', 'COMMIT; DELETE FROM ducklake_data_file; BEGIN')",
+        f"EXPLAIN /*c*/ ANALYZE COPY (SELECT 42 AS x) TO '{victim}'",
+        "EXPLAIN (ANALYZE) SELECT count(*) FROM samples",
+        "SELECT * FROM postgres_execute /**/ ('__ducklake_metadata_lake', 'COMMIT; BEGIN')",
     ):
         out = cli("query", sql, env=env)
         assert out.returncode == 2, (sql, out.stdout, out.stderr)
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
         assert "is not allowed" in out.stderr or "not allowed" in out.stderr, out.stderr
     assert rows(shared, "SELECT count(*), sum(wall_ns) FROM samples") == before
-    assert not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "out.csv").exists() and victim.read_bytes() == victim_bytes
+    ok = cli("query", "SELECT count(*) FROM samples", env=env)
+    assert ok.returncode == 0 and str(before[0][0]) in ok.stdout
+    ok = cli("query", "EXPLAIN /* plan */ SELECT count(*) FROM samples", env=env)
+    assert ok.returncode == 0, ok.stderr  # EXPLAIN of a SELECT only shows its plan
     ok = cli("query", "SELECT count(*) FROM samples", env=env)
     assert ok.returncode == 0 and str(before[0][0]) in ok.stdout
     reads = (  # table functions that only make rows or describe the schema stay usable

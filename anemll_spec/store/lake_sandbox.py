@@ -118,12 +118,12 @@ def check(con, sql: str) -> None:
     for st in statements:
         kind = st.type.name
         text = st.query.strip()
-        if kind not in READING or re.match(r"EXPLAIN\s+(ANALY[SZ]E|\()", text, re.I):
+        inner = _explained(con, text) if kind == "EXPLAIN" else text
+        if kind not in READING or inner is None:
             raise InputError(
                 f"the shared store is read-only here: {kind} statements are not allowed "
-                "(only SELECT and EXPLAIN)"
+                "(only SELECT and EXPLAIN of a SELECT)"
             )
-        inner = re.sub(r"^\s*EXPLAIN\s+", "", text, flags=re.I) if kind == "EXPLAIN" else text
         functions, relations = _names(con, inner)
         for name in functions:
             low = name.lower()
@@ -145,6 +145,38 @@ def check(con, sql: str) -> None:
                 f"on the shared store the view {min(refused)} is not allowed: it shows "
                 "DuckDB's attached databases, settings or logs (the catalog's connection string)"
             )
+
+
+def _tokens(sql: str) -> list[tuple[int, str]]:
+    """(offset, text) of each token as DuckDB's own tokenizer reads it: comments are not
+    tokens (a text match was fooled by `EXPLAIN /**/ ANALYZE`); a quoted name is one."""
+    import duckdb
+
+    found = duckdb.tokenize(sql)
+    out = []
+    for i, (start, _) in enumerate(found):
+        end = found[i + 1][0] if i + 1 < len(found) else len(sql)
+        m = re.match(r'"(?:[^"]|"")*"|\w+|\S', sql[start:end])
+        out.append((start, m.group(0) if m else ""))
+    return out
+
+
+def _explained(con, text: str) -> str | None:
+    """The SELECT an EXPLAIN shows, or None where it is not a plain EXPLAIN of one SELECT
+    (EXPLAIN ANALYZE runs its statement; EXPLAIN (options) may ask for that too)."""
+    import duckdb
+
+    tokens = _tokens(text)
+    if len(tokens) < 2 or tokens[1][1].upper() in ("ANALYZE", "ANALYSE", "("):
+        return None
+    inner = text[tokens[1][0] :]
+    try:
+        statements = con.extract_statements(inner)
+    except duckdb.Error:
+        return None
+    if len(statements) != 1 or statements[0].type.name != "SELECT":
+        return None
+    return inner
 
 
 def _table_functions(con) -> set[str]:
@@ -189,12 +221,11 @@ def _names(con, sql: str) -> tuple[set[str], set[str]]:
     without catalog or schema), from DuckDB's own parse tree."""
     (tree,) = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     doc = json.loads(tree)
-    if doc.get("error"):  # no tree: look at the words instead (every word may be a table)
-        words = set(re.findall(r"[A-Za-z_][\w.]*", sql))
-        return (
-            set(re.findall(r"[A-Za-z_][\w.]*(?=\s*\()", sql)),
-            {w.lower().rsplit(".", 1)[-1] for w in words},
-        )
+    if doc.get("error"):  # no tree: look at the tokens instead (every name may be a table,
+        # every name before a '(' a function, quoted or not, comments or not between)
+        words = [t.strip('"').replace('""', '"') for _, t in _tokens(sql)]
+        called = {w for w, after in zip(words, [*words[1:], ""], strict=True) if after == "("}
+        return called, {w.lower() for w in words if w and (w[0].isalpha() or w[0] == "_")}
     names: set[str] = set()
     relations: set[str] = set()
 

@@ -94,8 +94,13 @@ def make_folder(target: LakeTarget) -> None:
 def _split_data_path(info: str, text: str) -> tuple[str, str | None]:
     """(libpq conninfo without data_path, data_path)."""
     if info.startswith("postgresql://"):
-        parts = urlsplit(info)
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        try:
+            parts = urlsplit(info)
+            query = parse_qsl(parts.query, keep_blank_values=True)
+        except ValueError as exc:  # 'Invalid IPv6 URL' (a lone '['): Python's words only
+            raise InputError(
+                f"store {redact(text)!r}: cannot read the connection URL ({exc})"
+            ) from None
         data = [v for k, v in query if k == "data_path"]
         rest = urlencode([(k, v) for k, v in query if k != "data_path"])
         return urlunsplit(parts._replace(query=rest)), (data[-1] if data else None)
