@@ -167,6 +167,20 @@ def test_a_url_python_cannot_split_is_one_line_without_its_password(cli, tmp_pat
     assert "Sup3rSecret" not in out.stderr and "Invalid IPv6 URL" in out.stderr, out.stderr
 
 
+def test_an_unquoted_target_split_into_words_never_shows_its_password(cli, tmp_path):
+    """Without the shell's quotes each key=value is a word of its own: argparse echoed
+    'unrecognized arguments: ... password=...', and push looked for a run of that name."""
+    words = ["ducklake:postgres:host=127.0.0.1", "user=a", "password=Sup3rSecret", "dbname=s1"]
+    fill(tmp_path / "l.duckdb", n_runs=1)
+    for args in (
+        ["query", "--store", *words, "SELECT 1"],
+        ["push", "--store", tmp_path / "l.duckdb", "--to", *words],
+    ):
+        out = cli(*args, cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert "Sup3rSecret" not in out.stderr + out.stdout, out.stderr
+
+
 def test_a_quote_that_never_closes_is_redacted_to_the_end():
     shown = lake_target.redact("ducklake:postgres:host=h password='s3 cr3t dbname=x")
     assert shown == "ducklake:postgres:host=h password=***"

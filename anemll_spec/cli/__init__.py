@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import warnings
+from typing import NoReturn
 
 from anemll_spec import __version__
 from anemll_spec.errors import AnemllError, SpecError
@@ -86,8 +87,18 @@ def interrupted_status() -> int:
     return _terminated[0] if _terminated else 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors redacted: an unquoted shared-store target splits into words,
+    and 'unrecognized arguments: ... password=...' echoed the password."""
+
+    def error(self, message: str) -> NoReturn:
+        from anemll_spec.store.lake_target import redact
+
+        super().error(redact(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anemll-spec",
         description="Declarative benchmarks for Core ML models on Apple's Neural Engine.",
     )
@@ -137,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         lines = (
             [str(p) for p in exc.problems] if isinstance(exc, SpecError) else str(exc).split("\n")
         )
+        from anemll_spec.store.lake_target import redact  # a run ref may be a target's word
+
         for line in lines:
-            print(f"anemll-spec {args.command}: error: {printable(line)}", file=sys.stderr)
+            print(f"anemll-spec {args.command}: error: {printable(redact(line))}", file=sys.stderr)
         if isinstance(exc, OutputError):
             discard(real)
         return exc.exit_code
