@@ -70,9 +70,9 @@ ATTACKS = {
         sub("energy_method", "cases", "'wattmeter'"),
         "energy_method not in",
     ),
-    "instances at concurrency 1": (
+    "instances at concurrency 1": (  # the spec's check names it before energy_checks'
         sub("instances", "cases", "'shared'"),
-        "is for concurrency > 1",
+        "instances 'shared', but its spec runs one instance",
     ),
     "negative watts": (sub("watts", "power_samples", "-watts"), "watts below 0"),
     "a timeline point of a case not in the bundle": (

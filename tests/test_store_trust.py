@@ -127,6 +127,13 @@ ATTACKS = {
         sub("model_name", "cases", "'llama_lm_head_lut6'"),
         "llama_lm_head_lut6 has 396,055,616 weight bytes",
     ),
+    # how a case ran is its spec's (derive.py)
+    "concurrency 4 with 4x the throughput": (
+        "SELECT * REPLACE (CASE WHEN \"table\" = 'cases' THEN 4 ELSE concurrency END "
+        "AS concurrency, CASE WHEN \"table\" = 'cases' THEN 4 * throughput_ips "
+        "ELSE throughput_ips END AS throughput_ips) FROM b",
+        "concurrency 4, but its spec runs 1",
+    ),
     # 15.3: every statistic recomputed from the samples
     "bandwidth 9999 GB/s": (
         sub("bandwidth_gbps", "cases", "9999.0"),

@@ -3,11 +3,14 @@
 - host_id: the hash of the host's fields (writer.host_id) under the columns of any
   schema version up to this one (a v1 host was hashed without the v2 and v3 columns);
 - spec_sha256: sha256 of spec_yaml;
-- case_key, variant_key, build_key and the published model name: re-expanded from the
-  run's spec text, where it expands here (not for external models, whose files are not
-  in the bundle, nor for specs this version cannot read: those keys are not derivable
-  and are taken as data). A case that calls itself a published model must carry a spec
-  that builds exactly that model, with its documented weight bytes.
+- case_key, variant_key, build_key, the published model name, and how each case ran
+  (concurrency and instances): re-expanded from the run's spec text, where it expands
+  here (not for external models, whose files are not in the bundle, nor for specs this
+  version cannot read: those keys are not derivable and are taken as data). A case that
+  calls itself a published model must carry a spec that builds exactly that model,
+  with its documented weight bytes. instances is NULL where concurrency is 1, and a
+  `shared` run's may be NULL (rows written before schema v4, whose concurrent
+  instances were all shared).
 """
 
 from __future__ import annotations
@@ -41,21 +44,22 @@ def spec_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def expand_spec(text: str) -> dict[int, object] | None:
-    """The spec's cases by their index (a sweep point that repeats an earlier one is left
-    out, so indexes can skip), or None when this anemll-spec cannot expand it here."""
+def expand_spec(text: str) -> tuple[str, dict[int, object]] | None:
+    """The spec's name and its cases by their index (a sweep point that repeats an earlier
+    one is left out, so indexes can skip), or None when this anemll-spec cannot expand it
+    here."""
     from anemll_spec.spec import load_cases
 
     with tempfile.TemporaryDirectory(prefix="anemll-spec-import-") as d:
         path = Path(d) / "spec.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            _, cases = load_cases(path, max_cases=MAX_DERIVED_CASES)
+            spec, cases = load_cases(path, max_cases=MAX_DERIVED_CASES)
         except Exception:  # noqa: BLE001  (RecursionError too) a spec this version cannot read
             return None
     if any(getattr(c.model, "family", None) == "external" for c in cases):
         return None
-    return {c.index: c for c in cases}
+    return spec.name, {c.index: c for c in cases}
 
 
 class SpecChecker:
@@ -64,16 +68,20 @@ class SpecChecker:
     one expansion."""
 
     def __init__(self) -> None:
-        self._specs: dict[str, dict[int, object] | None] = {}
+        self._specs: dict[str, tuple[str, dict[int, object]] | None] = {}
         self._keys: dict[tuple, object] = {}
 
-    def cases(self, text: str | None) -> dict[int, object] | None:
+    def _expanded(self, text: str | None) -> tuple[str, dict[int, object]] | None:
         if text is None:
             return None
         sha = spec_sha256(text)
         if sha not in self._specs:
             self._specs[sha] = expand_spec(text)
         return self._specs[sha]
+
+    def cases(self, text: str | None) -> dict[int, object] | None:
+        expanded = self._expanded(text)
+        return None if expanded is None else expanded[1]
 
     def _memo(self, key: tuple, make):
         if key not in self._keys:
@@ -84,7 +92,8 @@ class SpecChecker:
         """What is wrong with the keys and names of one run's cases, or None.
 
         cases: rows with case_id, case_index, case_key, variant_key, build_key,
-        model_name, backend, compute_units, device, weight_bytes."""
+        model_name, concurrency, instances, backend, compute_units, device,
+        weight_bytes."""
         expanded = self.cases(spec_text)
         sha = spec_sha256(spec_text) if spec_text is not None else None
         for c in cases:
@@ -119,6 +128,9 @@ class SpecChecker:
         published = name if name in MODEL_WEIGHT_BYTES else None
         if (claimed in MODEL_WEIGHT_BYTES or published) and claimed != published:
             return f"case {cid} calls itself {claimed!r}, but its spec builds {name!r}"
+        problem = _check_claims(cid, case, c)
+        if problem:
+            return problem
         build_key = self._memo((sha, i, "build"), lambda: case.build_key)
         if c["build_key"] is not None and c["build_key"] != build_key:
             return f"case {cid}: build_key is not the hash of its spec's model"
@@ -130,6 +142,21 @@ class SpecChecker:
         if c["case_key"] not in keys:
             return f"case {cid}: case_key is not the hash of its spec's case"
         return None
+
+
+def _check_claims(cid: str, case: Any, c: Mapping) -> str | None:
+    """How the case ran against its spec's case."""
+    run = case.run
+    concurrency = 1 if c["concurrency"] is None else c["concurrency"]
+    if concurrency != run.concurrency:
+        return f"case {cid}: concurrency {concurrency}, but its spec runs {run.concurrency}"
+    instances = run.instances if run.concurrency > 1 else None
+    older = instances == "shared" and c["instances"] is None  # written before schema v4
+    if c["instances"] != instances and not older:
+        shown = "NULL" if c["instances"] is None else repr(c["instances"])
+        runs = f"{instances!r} instances" if instances else "one instance (instances NULL)"
+        return f"case {cid}: instances {shown}, but its spec runs {runs}"
+    return None
 
 
 def _case_keys(case, backend: str | None) -> set[str]:

@@ -305,18 +305,17 @@ def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
         f"AND sha256(spec_yaml) IS DISTINCT FROM spec_sha256 ORDER BY 1 LIMIT 1"
     )  # a spec without its hash (NULL) is refused too: the hash is what runs pair by
     _refuse_first(con, label, [(sql, "run {}: spec_sha256 is not the hash of its spec text")])
-    published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)
-    cur = con.execute(
-        f"SELECT any_value(r.spec_yaml), min(c.case_id), c.case_index, c.case_key, "
-        f"c.variant_key, c.build_key, c.model_name, c.backend, c.compute_units, c.device, "
-        f"c.weight_bytes FROM {c} c JOIN {r} r USING (run_id) "
-        f"WHERE r.spec_yaml IS NOT NULL OR c.model_name IN ({published}) "
-        f"GROUP BY sha256(r.spec_yaml), c.case_index, c.case_key, c.variant_key, c.build_key, "
-        f"c.model_name, c.backend, c.compute_units, c.device, c.weight_bytes"
-    )
-    names = ["spec", "case_id", "case_index", "case_key", "variant_key", "build_key"]
-    names += ["model_name", "backend", "compute_units", "device", "weight_bytes"]
     checker = derive.SpecChecker()
+    published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)
+    claims = "c.case_index, c.case_key, c.variant_key, c.build_key, c.model_name, "
+    claims += "c.concurrency, c.instances, c.backend, c.compute_units, c.device, "
+    claims += "c.weight_bytes"
+    cur = con.execute(
+        f"SELECT any_value(r.spec_yaml), min(c.case_id), {claims} FROM {c} c "
+        f"JOIN {r} r USING (run_id) WHERE r.spec_yaml IS NOT NULL OR c.model_name IN "
+        f"({published}) GROUP BY sha256(r.spec_yaml), {claims} ORDER BY 2"
+    )
+    names = ["spec", "case_id", *(n.strip().removeprefix("c.") for n in claims.split(","))]
     for values in cur.fetchall():
         row = dict(zip(names, values, strict=True))
         problem = checker.check_run(row["spec"], [row])
