@@ -127,7 +127,19 @@ ATTACKS = {
         sub("model_name", "cases", "'llama_lm_head_lut6'"),
         "llama_lm_head_lut6 has 396,055,616 weight bytes",
     ),
-    # how a case ran is its spec's (derive.py)
+    # what names the run and its cases, and how they ran, is its spec's (derive.py)
+    "spec name not its spec's": (
+        sub("spec_name", "runs", "'smoke'"),
+        "spec_name 'smoke', but its spec is named 'lm_head'",
+    ),
+    "model family not its spec's": (
+        sub("model_family", "cases", "'attention'"),
+        "model_family 'attention', but its spec builds 'lm_head'",
+    ),
+    "params not its sweep point's": (
+        sub("params", "cases", "'{\"model.vocab_size\": 32000}'::JSON"),
+        'params {"model.vocab_size": 32000} are not its sweep point\'s',
+    ),
     "concurrency 4 with 4x the throughput": (
         "SELECT * REPLACE (CASE WHEN \"table\" = 'cases' THEN 4 ELSE concurrency END "
         "AS concurrency, CASE WHEN \"table\" = 'cases' THEN 4 * throughput_ips "

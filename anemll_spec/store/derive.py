@@ -3,19 +3,23 @@
 - host_id: the hash of the host's fields (writer.host_id) under the columns of any
   schema version up to this one (a v1 host was hashed without the v2 and v3 columns);
 - spec_sha256: sha256 of spec_yaml;
-- case_key, variant_key, build_key, the published model name, and how each case ran
-  (concurrency and instances): re-expanded from the run's spec text, where it expands
+- case_key, variant_key, build_key, the published model name, and what names the case
+  and how it ran (runs.spec_name; each case's model_name, params, model_family,
+  concurrency and instances): re-expanded from the run's spec text, where it expands
   here (not for external models, whose files are not in the bundle, nor for specs this
   version cannot read: those keys are not derivable and are taken as data). A case that
   calls itself a published model must carry a spec that builds exactly that model,
-  with its documented weight bytes. instances is NULL where concurrency is 1, and a
-  `shared` run's may be NULL (rows written before schema v4, whose concurrent
-  instances were all shared).
+  with its documented weight bytes. A NULL name, params or family claims nothing and is
+  kept; a model_name is the current one or the one the code before f30637f wrote (a
+  swept compression named by its JSON, not lut6/g8); instances is NULL where
+  concurrency is 1, and a `shared` run's may be NULL (rows written before schema v4,
+  whose concurrent instances were all shared).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -83,6 +87,14 @@ class SpecChecker:
         expanded = self._expanded(text)
         return None if expanded is None else expanded[1]
 
+    def check_spec_name(self, spec_text: str | None, spec_name: str | None) -> str | None:
+        """What is wrong with a run's spec_name (its spec's `name`), or None. Not checked
+        where the spec does not expand here, or the run names none (NULL)."""
+        expanded = self._expanded(spec_text)
+        if expanded is None or spec_name is None or spec_name == expanded[0]:
+            return None
+        return f"spec_name {spec_name!r}, but its spec is named {expanded[0]!r}"
+
     def _memo(self, key: tuple, make):
         if key not in self._keys:
             self._keys[key] = make()
@@ -92,8 +104,8 @@ class SpecChecker:
         """What is wrong with the keys and names of one run's cases, or None.
 
         cases: rows with case_id, case_index, case_key, variant_key, build_key,
-        model_name, concurrency, instances, backend, compute_units, device,
-        weight_bytes."""
+        model_name, params, model_family, concurrency, instances, backend, compute_units,
+        device, weight_bytes."""
         expanded = self.cases(spec_text)
         sha = spec_sha256(spec_text) if spec_text is not None else None
         for c in cases:
@@ -145,7 +157,16 @@ class SpecChecker:
 
 
 def _check_claims(cid: str, case: Any, c: Mapping) -> str | None:
-    """How the case ran against its spec's case."""
+    """The case's names and how it ran against its spec's case (the published name is
+    checked by the caller)."""
+    claimed = c["model_name"]
+    if claimed is not None and claimed not in (case.model_name, _name_before_f30637f(case)):
+        return f"case {cid} calls itself {claimed!r}, but its spec names it {case.model_name!r}"
+    if c["params"] is not None and json.loads(c["params"]) != _as_stored(case.params):
+        return f"case {cid}: params {c['params']} are not its sweep point's"
+    family = case.model.family
+    if c["model_family"] is not None and c["model_family"] != family:
+        return f"case {cid}: model_family {c['model_family']!r}, but its spec builds {family!r}"
     run = case.run
     concurrency = 1 if c["concurrency"] is None else c["concurrency"]
     if concurrency != run.concurrency:
@@ -157,6 +178,29 @@ def _check_claims(cid: str, case: Any, c: Mapping) -> str | None:
         runs = f"{instances!r} instances" if instances else "one instance (instances NULL)"
         return f"case {cid}: instances {shown}, but its spec runs {runs}"
     return None
+
+
+def _as_stored(params: Mapping) -> object:
+    """Params as the writer stores them (rows.py: JSON, non-JSON values as text)."""
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+def _name_before_f30637f(case: Any) -> str:
+    """model_name as the code before f30637f wrote it: a swept compression by its JSON."""
+    from anemll_spec.hashing import canonical_json
+
+    def short(value: Any) -> str:
+        if isinstance(value, list):
+            return "+".join(map(str, value))
+        return canonical_json(value) if isinstance(value, dict) else str(value)
+
+    from anemll_spec.spec.case import published_model
+
+    name = case.model_name
+    if not case.params or published_model(case.model):
+        return name
+    inner = ",".join(f"{k.split('.')[-1]}={short(v)}" for k, v in case.params.items())
+    return f"{case.spec_name}[{inner}]"
 
 
 def _case_keys(case, backend: str | None) -> set[str]:

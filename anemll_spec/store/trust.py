@@ -306,10 +306,18 @@ def _check_specs(con, label: str, s: Mapping[str, str]) -> None:
     )  # a spec without its hash (NULL) is refused too: the hash is what runs pair by
     _refuse_first(con, label, [(sql, "run {}: spec_sha256 is not the hash of its spec text")])
     checker = derive.SpecChecker()
+    runs = con.execute(
+        f"SELECT any_value(spec_yaml), spec_name, min(run_id) FROM {r} "
+        "WHERE spec_yaml IS NOT NULL GROUP BY sha256(spec_yaml), spec_name ORDER BY 3"
+    ).fetchall()
+    for text, spec_name, run_id in runs:  # `previous` finds runs by their spec's name
+        problem = checker.check_spec_name(text, spec_name)
+        if problem:
+            _fail(label, printable(f"run {run_id}: {problem}"))
     published = ", ".join(sql_literal(m) for m in MODEL_WEIGHT_BYTES)
-    claims = "c.case_index, c.case_key, c.variant_key, c.build_key, c.model_name, "
-    claims += "c.concurrency, c.instances, c.backend, c.compute_units, c.device, "
-    claims += "c.weight_bytes"
+    claims = "c.case_index, c.case_key, c.variant_key, c.build_key, c.model_name, c.params, "
+    claims += "c.model_family, c.concurrency, c.instances, c.backend, c.compute_units, "
+    claims += "c.device, c.weight_bytes"
     cur = con.execute(
         f"SELECT any_value(r.spec_yaml), min(c.case_id), {claims} FROM {c} c "
         f"JOIN {r} r USING (run_id) WHERE r.spec_yaml IS NOT NULL OR c.model_name IN "
