@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from db_util import rows
 from fixtures.store.bundles import assert_refused, content, kv_of, rewrite, sub
 from fixtures.store.energy import TOTAL_MJ, energy_case, energy_store
 from fixtures.store.synth import case, new_run, samples_ns
@@ -328,11 +329,28 @@ def test_an_older_verdict_on_windows_of_too_few_calls_still_imports(tmp_path):
 
     from anemll_spec.sustained import judge
 
-    s = synthetic_sustained(n_windows=3, calls=4)
-    assert judge(s.windows[0].samples_ns, s.windows[-1].samples_ns).verdict == "too few calls"
-    for old in ("sustained", "degraded"):
+    s = synthetic_sustained(n_windows=3, calls=4, slow_down=1.3)
+    v = judge(s.windows[0].samples_ns, s.windows[-1].samples_ns)
+    assert v.verdict == "too few calls"
+    # the older rule on this CI (a throughput ratio of ~0.6: its CI below 1)
+    assert v.ci_high < 1.0 and abs(v.throughput_ratio - 1) > 0.02
+    for old in ("too few calls", "degraded"):
         src = tmp_path / f"{old}.duckdb"
         sustained_case(src, new_run(src), s, sustained_verdict=old)
         export_bundle(src, tmp_path / f"{old}.parquet")
         (got,) = import_bundles(tmp_path / f"into-{old}.duckdb", [tmp_path / f"{old}.parquet"])
         assert got["runs_added"] == 1
+        assert rows(tmp_path / f"into-{old}.duckdb", "SELECT sustained_verdict FROM cases") == [
+            (old,)
+        ]
+    # a verdict its own CI contradicts is refused, whatever the windows' calls (the writer
+    # refuses to store one: the bundle is rewritten)
+    for wrong in ("sustained", "improved"):
+        bad = rewrite(
+            tmp_path / "degraded.parquet",
+            tmp_path / f"{wrong}.parquet",
+            sub("sustained_verdict", "cases", f"'{wrong}'"),
+        )
+        with pytest.raises(InputError, match=f"sustained_verdict = {wrong} but the windows'"):
+            import_bundles(tmp_path / f"into-{wrong}.duckdb", [bad])
+        assert not (tmp_path / f"into-{wrong}.duckdb").exists()
