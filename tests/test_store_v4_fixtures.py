@@ -141,3 +141,24 @@ def test_a_v1_store_is_still_refused_by_export_with_the_upgrade_hint(tmp_path):
     with pytest.raises(InputError, match=r"schema v1, older .*anemll-spec upgrade --store"):
         export_bundle(v1, tmp_path / "b.parquet")
     assert not (tmp_path / "b.parquet").exists()
+
+
+def test_a_refused_import_leaves_a_v4_store_as_it_was(v4_store, tmp_path, capsys):
+    """A run of the v4 bundle, under its id in the v4 store but with another command, is
+    refused before the store is opened for writing: still v4, byte for byte, no .wal (it
+    was upgraded to v5 and then refused). The bundle as v4 wrote it then imports."""
+    from fixtures.store.bundles import rewrite, sub
+
+    from anemll_spec.cli import main
+
+    bad = rewrite(V4_BUNDLE, tmp_path / "bad.parquet", sub("command", "runs", "'x'"))
+    before = _sha256(v4_store)
+    assert main(["import", "--store", str(v4_store), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is already in the store as another run" in err
+    assert _sha256(v4_store) == before
+    assert not v4_store.with_name(v4_store.name + ".wal").exists()
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    (summary,) = import_bundles(v4_store, [V4_BUNDLE])  # the same runs: nothing to add
+    assert (summary["runs_added"], summary["runs_skipped"]) == (0, 2)
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]

@@ -38,7 +38,7 @@ from anemll_spec.store.bundle import (
 from anemll_spec.store.connection import open_store, store_path
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin, check_same_runs
-from anemll_spec.text import printable
+from anemll_spec.text import printable, quoted
 
 ATTEMPTS = 30  # a shared store: commits that conflict with another claiming writer
 
@@ -52,7 +52,8 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     created = None if shared else not_made(path)
     checked: list[str] | None = None
     if not shared:  # without the store's lock: a bench may write meanwhile, and an older
-        checked = _check_in_scratch(files, headers)  # store is refused nothing un-upgraded
+        # store is refused nothing un-upgraded (nor left with a .wal)
+        checked = _check_in_scratch(files, headers, None if created else path)
     for attempt in range(ATTEMPTS):
         try:
             return _import_once(target, files, headers, shared, checked)
@@ -157,24 +158,74 @@ def _failed(target, shared: bool, exc: BaseException) -> Exception:
     return InputError(f"import failed, nothing written: {printable(first_line(exc))}")
 
 
-def _check_in_scratch(files: list[Path], headers: list[dict]) -> list[str]:
+def _check_in_scratch(files: list[Path], headers: list[dict], store: Path | None) -> list[str]:
     """Every bundle staged and held to the trust boundary in an empty in-memory store,
-    before the store is opened: a bad bundle is refused while an older store is still as
-    it was (not upgraded), and the costly part (every statistic recomputed from its
-    samples) runs without the store's write lock, which a bench started meanwhile waits
-    for. What only the store itself can refuse (a case id it holds under another run, a
-    run of the same id that is another run) is refused in the import's own transaction.
-    Returns each file's sha256 as checked."""
+    before the store is opened for writing: a bad bundle is refused while an older store
+    is still as it was (not upgraded), and the costly part (every statistic recomputed
+    from its samples) runs without the store's write lock, which a bench started
+    meanwhile waits for. What the store itself refuses (a case id it holds under another
+    run, a run of the same id that is another run, cases added to a run measured there)
+    is checked here against `store` opened read-only (None: no store yet), and again in
+    the import's own transaction (the store may change in between). Returns each file's
+    sha256 as checked."""
     con = duckdb.connect()
     try:
         for table in schema.TABLES:
             con.execute(schema.create_table_sql(table))
-        return [
-            _stage(con, i, p, h)["sha256"]
-            for i, (p, h) in enumerate(zip(files, headers, strict=True))
-        ]
+        staged = [_stage(con, i, p, h) for i, (p, h) in enumerate(zip(files, headers, strict=True))]
+        if store is not None:
+            _check_against_store(con, store, files, [s["staged"] for s in staged])
+        return [s["sha256"] for s in staged]
     finally:
         con.close()
+
+
+def _check_against_store(con, store: Path, files: list[Path], staged: list[dict]) -> None:
+    """The staged bundles against the store's runs and cases of the same ids, copied
+    from a read-only open (check=False: an older store is read as it is, its missing
+    columns NULL, as upgrading it would make them)."""
+    runs = " UNION ALL ".join(f"SELECT run_id FROM {s['runs']}" for s in staged)
+    cases = " UNION ALL ".join(f"SELECT case_id FROM {s['cases']}" for s in staged)
+    run_ids = [r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM ({runs})").fetchall()]
+    case_ids = [c for (c,) in con.execute(f"SELECT DISTINCT case_id FROM ({cases})").fetchall()]
+    src = open_store(store, read_only=True, check=False)
+    try:
+        have = {d[0] for d in src.execute("SELECT * FROM runs LIMIT 0").description}
+        cols = [c for c in schema.RUNS.names if c in have]
+        wanted = "IN (SELECT unnest(?::VARCHAR[]))"
+        cur = src.execute(f"SELECT {', '.join(cols)} FROM runs WHERE run_id {wanted}", [run_ids])
+        stored_runs = cur.fetchall()
+        cur = src.execute(f"SELECT case_id, run_id FROM cases WHERE case_id {wanted}", [case_ids])
+        stored_cases = cur.fetchall()
+    finally:
+        src.close()
+    con.execute("CREATE TEMP TABLE _store_runs AS SELECT * FROM runs LIMIT 0")
+    if stored_runs:
+        marks = ", ".join("?" * len(cols))
+        con.executemany(
+            f"INSERT INTO _store_runs ({', '.join(cols)}) VALUES ({marks})", stored_runs
+        )
+    con.execute("CREATE TEMP TABLE _store_cases (case_id VARCHAR, run_id VARCHAR)")
+    if stored_cases:
+        con.executemany("INSERT INTO _store_cases VALUES (?, ?)", stored_cases)
+    for path, s in zip(files, staged, strict=True):
+        c = s["cases"]
+        clash = con.execute(
+            f"SELECT x.case_id FROM {c} x JOIN _store_cases y USING (case_id) "
+            "WHERE x.run_id NOT IN (SELECT run_id FROM _store_runs) ORDER BY 1 LIMIT 1"
+        ).fetchone()
+        if clash is not None:
+            raise InputError(
+                f"{path}: case {quoted(clash[0])} is already in the store under another run"
+            )
+        check_same_runs(con, str(path), s["runs"], stored="_store_runs")
+        own = con.execute(
+            f"SELECT x.run_id FROM {c} x JOIN _store_runs y USING (run_id) "
+            "WHERE coalesce(y.origin, 'measured') = 'measured' "
+            "AND x.case_id NOT IN (SELECT case_id FROM _store_cases) ORDER BY 1 LIMIT 1"
+        ).fetchone()
+        if own is not None:
+            raise InputError(_measured_here(path, own[0]))
 
 
 def _stage(con, i: int, path: Path, header: dict, checked: str | None = None) -> dict:
@@ -191,6 +242,13 @@ def _stage(con, i: int, path: Path, header: dict, checked: str | None = None) ->
     if checked is not None and file_sha256(path) != checked:  # changed while read
         raise InputError(f"{path}: the file changed while it was imported; nothing written")
     return {"counts": header["counts"], "version": header["version"], "sha256": sha256, **result}
+
+
+def _measured_here(path: Path, run_id: str) -> str:
+    return (
+        f"{path}: run {run_id} was measured in this store; a bundle cannot add cases to it "
+        "(they would count as measured here)"
+    )
 
 
 def _insert(con, i: int, path: Path, staged: dict) -> dict:
@@ -222,10 +280,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
         "AND x.case_id NOT IN (SELECT case_id FROM cases) ORDER BY 1 LIMIT 1"
     ).fetchone()
     if own is not None:
-        raise InputError(
-            f"{path}: run {own[0]} was measured in this store; a bundle cannot add cases to it "
-            "(they would count as measured here)"
-        )
+        raise InputError(_measured_here(path, own[0]))
     new = f"_imp{i}_new_cases"
     con.execute(
         f"CREATE TEMP TABLE {new} AS SELECT case_id FROM {c} "

@@ -216,13 +216,15 @@ def _check_references(con, label: str, s: Mapping[str, str]) -> None:
     _refuse_first(con, label, checks)
 
 
-def check_same_runs(con, label: str, r: str) -> None:
+def check_same_runs(con, label: str, r: str, stored: str = "runs") -> None:
     """A run id names one run: a staged run whose id the store has must be that run (a
     push completes it with the cases it lacks), not another one under its id. Checked
-    last, so that a run altered in transit is named by what was altered."""
+    last, so that a run altered in transit is named by what was altered. stored: the
+    store's runs (a copy of those of the staged ids, for import's scratch pass)."""
     differs = " OR ".join(f"x.{n} IS DISTINCT FROM y.{n}" for n in RUN_IDENTITY)
     _refuse_first(con, label, [(
-        f"SELECT x.run_id FROM {r} x JOIN runs y USING (run_id) WHERE {differs} ORDER BY 1 LIMIT 1",
+        f"SELECT x.run_id FROM {r} x JOIN {stored} y USING (run_id) WHERE {differs} "
+        "ORDER BY 1 LIMIT 1",
         "run {} is already in the store as another run (its host, start, spec, command "
         "or writer differ): a run id names one run, and its cases are that run's",
     )])  # fmt: skip
