@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from fixtures.store.bundles import assert_refused, content, kv_of, rewrite
+from fixtures.store.bundles import assert_refused, content, kv_of, rewrite, sub
 from fixtures.store.synth import case, new_run, one_case_run, samples_ns
 
 from anemll_spec.errors import InputError
@@ -355,6 +355,19 @@ def test_cli_export_import(cli, source, tmp_path):
     res = cli("export", "--store", source, "--out", tmp_path / "x.csv")
     assert res.returncode == 2 and "give a name ending in .parquet" in res.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_bundle_named_with_a_newline_is_refused_in_one_line(cli, bundle, tmp_path):
+    """A refusal quotes the bundle's name: one named $'ev\\x1b[31mil\\nforged: ok.parquet'
+    gave two 'error:' lines, the second forged; now one line, the newline escaped."""
+    bad = rewrite(bundle, tmp_path / "ev\x1b[31mil\nforged: ok.parquet",
+                  sub("median_ms", "cases", "median_ms / 2"))  # fmt: skip
+    res = cli("import", bad, "--store", tmp_path / "d.duckdb")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"anemll-spec import: error: {tmp_path}/ev\\x1b[31mil\\nforged: ok")
+    assert "\x1b" not in line and "median_ms = " in line
+    assert not (tmp_path / "d.duckdb").exists()
 
 
 def test_a_case_cannot_move_to_another_run(bundle, tmp_path):

@@ -143,11 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except AnemllError as exc:
         # one line per problem (a spec's problems are several); store text escaped in each.
-        # A spec's problems are taken one by one: a newline inside one (a key written
-        # "a\nb") is escaped with it, never a forged line of its own
-        lines = (
-            [str(p) for p in exc.problems] if isinstance(exc, SpecError) else str(exc).split("\n")
-        )
+        # A spec's problems are taken one by one, and any other error is one: a newline
+        # inside it (a key written "a\nb", a file named $'x\nforged: ok') is escaped with
+        # it, never a forged line of its own
+        lines = [str(p) for p in exc.problems] if isinstance(exc, SpecError) else [str(exc)]
         from anemll_spec.store.lake_target import redact  # a run ref may be a target's word
 
         for line in lines:
