@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -518,3 +519,26 @@ def test_a_damaged_block_of_the_store_is_blamed_on_the_store(tmp_path):
     assert found is not None, "no data block failed the export"
     assert found.startswith(f"the store {tmp_path / 'bad.duckdb'} is damaged ("), found
     assert "cannot write" not in found and not out.exists()
+
+
+@pytest.mark.parametrize("length", [250, 255])
+def test_export_takes_any_legal_file_name(source, tmp_path, length):
+    """Its temporary name was `.<name>.<pid>.tmp`, past 255 bytes for a name of 245 and
+    more: export refused a legal name. Now a short one of its own, gone afterwards (and
+    after a failure), and the bundle has the umask's permissions, as any new file."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / ("b" * (length - len(".parquet")) + ".parquet")
+    assert len(out.name) == length
+    export_bundle(source, out)
+    assert [p.name for p in folder.iterdir()] == [out.name]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    dest = tmp_path / "d.duckdb"
+    import_bundles(dest, [out])
+    assert content(dest) == content(source)
+    (folder / "taken").mkdir()  # os.replace onto a folder fails: no temp file is left
+    with pytest.raises(OSError):
+        export_bundle(source, folder / "taken")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([out.name, "taken"])

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,7 +129,16 @@ def export_bundle(target, out: str | os.PathLike, run_refs: Sequence[str] = ()) 
         kv = ", ".join(f"{sql_literal(KEY + k)}: {sql_literal(v)}" for k, v in meta.items())
         union = " UNION ALL BY NAME ".join(_select(t, version) for t in tables)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        # a short name of its own beside `out` (os.replace stays in one file system): one
+        # built from out's name went past 255 bytes for a legal name of 245 and more
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=".anemll-export-", suffix=".tmp")
+        except OSError as exc:  # a folder it may not write in, a full disk
+            raise InputError(
+                f"cannot write {printable(out)}: {exc.strerror or exc}; nothing written"
+            ) from None
+        os.close(fd)  # DuckDB's COPY writes it anew (with the umask's permissions)
+        tmp = Path(tmp_name)
         try:
             con.execute(
                 f"COPY ({union}) TO {sql_literal(str(tmp))} "
