@@ -123,6 +123,17 @@ def test_target_forms_parse_and_redact(tmp_path):
 )
 def test_a_password_is_redacted_whole(target, shown):
     assert lake_target.redact(f"ducklake:{target}") == f"ducklake:{shown}"
+    # every error line is redacted once more where it is printed: a message that shows a
+    # target redacted (and cut, '...') stays as it is
+    assert (
+        lake_target.redact(f"store 'ducklake:{shown}...' cut") == f"store 'ducklake:{shown}...' cut"
+    )
+
+
+@pytest.mark.parametrize("secret", ["***real", "...real", "'*** real'", "****"])
+def test_a_password_that_looks_redacted_is_redacted_too(secret):
+    assert "real" not in lake_target.redact(f"host=h password={secret} user=u")
+    assert lake_target.redact(f"host=h password={secret} user=u").endswith("password=*** user=u")
 
 
 def test_a_quote_inside_an_unquoted_value_is_a_character_as_libpq_reads_it():

@@ -158,12 +158,12 @@ _KEYS = "|".join(SECRET_KEYS)
 # (a quote closing the SQL string around it is left: `ATTACH '...password=pw' AS`)
 # (a quote that never closes runs to the end: `password='s3 cr3t` hid only `'s3`)
 _SECRET_KV = re.compile(
-    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)"
+    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)(?!(?:\*\*\*|\.\.\.)+(?:'|\s|$))"  # shown
     r"(''(?:[^']|'(?!'))*''|'(?:[^'\\]|\\.)*'|'(?:[^'\\]|\\.)*\\?$|\S+?(?='?(?:\s|$)))",
     re.I | re.S,
 )
 # a URI's query parameter runs to the next '&'
-_SECRET_QUERY = re.compile(r"([?&](?:" + _KEYS + r")=)[^&\s]*", re.I)
+_SECRET_QUERY = re.compile(r"([?&](?:" + _KEYS + r")=)(?!\*\*\*(?:&|\s|$))[^&\s]*", re.I)
 # a URI's user:password@ runs to the last '@' of the URI (a raw '@' in it is common)
 _SECRET_URI = re.compile(r"(\w+://[^:/@\s]*):\S*@(?=[^@\s]*(?:\s|$))")
 
