@@ -219,13 +219,7 @@ def _check_against_store(con, store: Path, files: list[Path], staged: list[dict]
                 f"{path}: case {quoted(clash[0])} is already in the store under another run"
             )
         check_same_runs(con, str(path), s["runs"], stored="_store_runs")
-        own = con.execute(
-            f"SELECT x.run_id FROM {c} x JOIN _store_runs y USING (run_id) "
-            "WHERE coalesce(y.origin, 'measured') = 'measured' "
-            "AND x.case_id NOT IN (SELECT case_id FROM _store_cases) ORDER BY 1 LIMIT 1"
-        ).fetchone()
-        if own is not None:
-            raise InputError(_measured_here(path, own[0]))
+        _refuse_measured_here(con, path, c, "_store_runs", "_store_cases")
 
 
 def _stage(con, i: int, path: Path, header: dict, checked: str | None = None) -> dict:
@@ -244,11 +238,20 @@ def _stage(con, i: int, path: Path, header: dict, checked: str | None = None) ->
     return {"counts": header["counts"], "version": header["version"], "sha256": sha256, **result}
 
 
-def _measured_here(path: Path, run_id: str) -> str:
-    return (
-        f"{path}: run {run_id} was measured in this store; a bundle cannot add cases to it "
-        "(they would count as measured here)"
-    )
+def _refuse_measured_here(con, path: Path, cases: str, runs: str, known: str) -> None:
+    """A run measured in this store (`runs`; origin NULL: stored before v3, when only
+    measuring wrote runs) takes no case from a file that `known` lacks: it would count as
+    measured here."""
+    own = con.execute(
+        f"SELECT x.run_id FROM {cases} x JOIN {runs} s USING (run_id) "
+        "WHERE coalesce(s.origin, 'measured') = 'measured' "
+        f"AND x.case_id NOT IN (SELECT case_id FROM {known}) ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    if own is not None:
+        raise InputError(
+            f"{path}: run {own[0]} was measured in this store; a bundle cannot add cases to "
+            "it (they would count as measured here)"
+        )
 
 
 def _insert(con, i: int, path: Path, staged: dict) -> dict:
@@ -272,15 +275,7 @@ def _insert(con, i: int, path: Path, staged: dict) -> dict:
     if clash is not None:
         raise InputError(f"{path}: case {clash[0]!r} is already in another bundle of this import")
     check_same_runs(con, str(path), r)  # against the runs an earlier bundle just added too
-    # a run measured in this store takes no cases from a file: they would count as
-    # measured here (origin NULL: stored before v3, when only measuring wrote runs)
-    own = con.execute(
-        f"SELECT x.run_id FROM {c} x JOIN runs s USING (run_id) "
-        "WHERE coalesce(s.origin, 'measured') = 'measured' "
-        "AND x.case_id NOT IN (SELECT case_id FROM cases) ORDER BY 1 LIMIT 1"
-    ).fetchone()
-    if own is not None:
-        raise InputError(_measured_here(path, own[0]))
+    _refuse_measured_here(con, path, c, "runs", "cases")
     new = f"_imp{i}_new_cases"
     con.execute(
         f"CREATE TEMP TABLE {new} AS SELECT case_id FROM {c} "
