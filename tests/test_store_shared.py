@@ -130,7 +130,9 @@ def test_a_password_is_redacted_whole(target, shown):
     )
 
 
-@pytest.mark.parametrize("secret", ["***real", "...real", "'*** real'", "****"])
+@pytest.mark.parametrize(
+    "secret", ["***real", "...real", "'*** real'", "****", "******", "......", "...***"]
+)
 def test_a_password_that_looks_redacted_is_redacted_too(secret):
     assert "real" not in lake_target.redact(f"host=h password={secret} user=u")
     assert lake_target.redact(f"host=h password={secret} user=u").endswith("password=*** user=u")
@@ -278,6 +280,9 @@ def test_cli_commands_on_the_shared_store(shared, tmp_path, cli):
     assert ids[-1] in (tmp_path / "r.html").read_text()
 
 
+_ANALYZE_READ = "ANALYZE SELECT * FROM read_text('/etc/hostname') UNION ALL "
+
+
 def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
     fill(shared, n_runs=1)
     env = {"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD}
@@ -313,6 +318,9 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
         f"EXPLAIN /*c*/ ANALYZE COPY (SELECT 42 AS x) TO '{victim}'",
         "EXPLAIN (ANALYZE) SELECT count(*) FROM samples",
         "SELECT * FROM postgres_execute /**/ ('__ducklake_metadata_lake', 'COMMIT; BEGIN')",
+        # DuckDB's token offsets count UTF-8 bytes: read as characters, two-byte letters in
+        # a comment shifted the words checked past ANALYZE and the refused call
+        "EXPLAIN /*" + "é" * len(_ANALYZE_READ) + "*/ " + _ANALYZE_READ + "SELECT 'a', 1",
     ):
         out = cli("query", sql, env=env)
         assert out.returncode == 2, (sql, out.stdout, out.stderr)
@@ -322,7 +330,7 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
     assert not (tmp_path / "out.csv").exists() and victim.read_bytes() == victim_bytes
     ok = cli("query", "SELECT count(*) FROM samples", env=env)
     assert ok.returncode == 0 and str(before[0][0]) in ok.stdout
-    ok = cli("query", "EXPLAIN /* plan */ SELECT count(*) FROM samples", env=env)
+    ok = cli("query", "EXPLAIN /* café */ SELECT count(*) FROM samples", env=env)
     assert ok.returncode == 0, ok.stderr  # EXPLAIN of a SELECT only shows its plan
     ok = cli("query", "SELECT count(*) FROM samples", env=env)
     assert ok.returncode == 0 and str(before[0][0]) in ok.stdout

@@ -146,6 +146,6 @@ def check_plan_disk(cache_dir: Path, ests: list[Estimate], on: Path | None = Non
         raise InputError(
             f"cache {cache_dir}: building the {len(ests)} models not yet cached needs about "
             f"{human_bytes(need)} of disk (weights {human_bytes(weights)} in all, the "
-            f"largest twice while saving), {human_bytes(free)} free; build fewer cases "
-            "(--max-cases) or free disk"
+            f"largest twice while saving), {human_bytes(free)} free; shorten the sweep, "
+            "build the specs one at a time, or free disk"
         )

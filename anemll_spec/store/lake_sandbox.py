@@ -149,14 +149,18 @@ def check(con, sql: str) -> None:
 
 def _tokens(sql: str) -> list[tuple[int, str]]:
     """(offset, text) of each token as DuckDB's own tokenizer reads it: comments are not
-    tokens (a text match was fooled by `EXPLAIN /**/ ANALYZE`); a quoted name is one."""
+    tokens (a text match was fooled by `EXPLAIN /**/ ANALYZE`); a quoted name is one.
+    Offsets are in the UTF-8 bytes, as DuckDB counts (characters, they were fooled by
+    multi-byte letters in a comment)."""
     import duckdb
 
+    data = sql.encode()
     found = duckdb.tokenize(sql)
     out = []
     for i, (start, _) in enumerate(found):
-        end = found[i + 1][0] if i + 1 < len(found) else len(sql)
-        m = re.match(r'"(?:[^"]|"")*"|\w+|\S', sql[start:end])
+        end = found[i + 1][0] if i + 1 < len(found) else len(data)
+        piece = data[start:end].decode(errors="replace")
+        m = re.match(r'"(?:[^"]|"")*"|\w+|\S', piece)
         out.append((start, m.group(0) if m else ""))
     return out
 
@@ -169,7 +173,7 @@ def _explained(con, text: str) -> str | None:
     tokens = _tokens(text)
     if len(tokens) < 2 or tokens[1][1].upper() in ("ANALYZE", "ANALYSE", "("):
         return None
-    inner = text[tokens[1][0] :]
+    inner = text.encode()[tokens[1][0] :].decode()
     try:
         statements = con.extract_statements(inner)
     except duckdb.Error:

@@ -158,7 +158,7 @@ _KEYS = "|".join(SECRET_KEYS)
 # (a quote closing the SQL string around it is left: `ATTACH '...password=pw' AS`)
 # (a quote that never closes runs to the end: `password='s3 cr3t` hid only `'s3`)
 _SECRET_KV = re.compile(
-    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)(?!(?:\*\*\*|\.\.\.)+(?:'|\s|$))"  # shown
+    r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)(?!(?:\*\*\*|\.\.\.|\*\*\*\.\.\.)(?:'|\s|$))"  # shown
     r"(''(?:[^']|'(?!'))*''|'(?:[^'\\]|\\.)*'|'(?:[^'\\]|\\.)*\\?$|\S+?(?='?(?:\s|$)))",
     re.I | re.S,
 )
