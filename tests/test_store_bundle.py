@@ -542,3 +542,28 @@ def test_export_takes_any_legal_file_name(source, tmp_path, length):
     with pytest.raises(OSError):
         export_bundle(source, folder / "taken")
     assert sorted(p.name for p in folder.iterdir()) == sorted([out.name, "taken"])
+
+
+def test_a_failed_import_removes_only_the_store_it_made(tmp_path):
+    """Between the check that no store was there and a late failure, a bench may have
+    made the store and stored runs in it: those are not the import's to remove. What the
+    import itself made (a store with no runs, or bytes DuckDB cannot read) goes."""
+    from anemll_spec.store.importing import forget_created, not_made
+
+    theirs = tmp_path / "theirs.duckdb"
+    made = not_made(theirs)
+    new_run(theirs, chip="Apple M4 Max")  # a bench, meanwhile
+    forget_created(made)
+    assert theirs.exists() and open_store(theirs, read_only=True).execute(
+        "SELECT count(*) FROM runs"
+    ).fetchone() == (1,)
+    ours = tmp_path / "ours.duckdb"
+    made = not_made(ours)
+    open_store(ours).close()  # the import's open made it; nothing committed
+    forget_created(made)
+    assert not ours.exists()
+    torn = tmp_path / "torn.duckdb"
+    made = not_made(torn)
+    torn.write_bytes(b"\0" * 4096)  # a full disk's leftover
+    forget_created(made)
+    assert not torn.exists()

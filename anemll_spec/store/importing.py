@@ -96,7 +96,7 @@ def not_made(path: Path) -> NotMade | None:
 def forget_created(created: NotMade | None) -> None:
     """A store made only for this import (or pull) goes with it, and an empty file that
     was there is left empty, not a store with no runs: nothing written."""
-    if created is None:
+    if created is None or _holds_runs(created.path):
         return
     path = created.path
     for f in (path, path.with_name(path.name + ".wal")):
@@ -106,6 +106,27 @@ def forget_created(created: NotMade | None) -> None:
         with contextlib.suppress(OSError):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, created.empty_mode)
             os.close(fd)
+
+
+def _holds_runs(path: Path) -> bool:
+    """Whether another process (a bench started meanwhile) made a store here and wrote runs
+    to it: then it is theirs, not ours to remove. Locked by a writer: kept too; a file
+    DuckDB cannot read (what a full disk left of ours) is not a store with runs."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        con = duckdb.connect(str(path), read_only=True)
+    except OSError:
+        return True
+    except duckdb.Error as exc:
+        return "lock" in str(exc).lower()
+    try:
+        (n,) = con.execute("SELECT count(*) FROM runs").fetchone() or (0,)
+        return n > 0
+    except duckdb.Error:
+        return False  # no runs table: only the header of a store this process began
+    finally:
+        con.close()
 
 
 def _import_once(
