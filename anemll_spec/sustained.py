@@ -78,6 +78,16 @@ class Sustained:
     grid_start_ns: int = 0  # window i ends with the first call past this + (i + 1) window_s
 
 
+def ci_verdict(
+    ratio: float, low: float, high: float, noise_floor_pct: float = NOISE_FLOOR_PCT
+) -> str:
+    """The verdict of a throughput ratio and its CI (before "too few calls" existed, the
+    verdict of every run: import checks older runs by it)."""
+    if low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
+        return "sustained"
+    return "degraded" if high < 1.0 else "improved"
+
+
 def judge(
     first_ns: np.ndarray,
     last_ns: np.ndarray,
@@ -101,10 +111,8 @@ def judge(
     low, high = 1.0 / ci.high, 1.0 / ci.low
     if min(len(first_ns), len(last_ns)) < MIN_SAMPLES:  # a CI of a few points: no verdict
         word = "too few calls"
-    elif low <= 1.0 <= high or abs(ratio - 1.0) * 100 < noise_floor_pct:
-        word = "sustained"
     else:
-        word = "degraded" if high < 1.0 else "improved"
+        word = ci_verdict(ratio, low, high, noise_floor_pct)
     flags = [t.throttled for t in thermals or [] if hasattr(t, "throttled")]
     return SustainedVerdict(
         first_median_ms=float(np.median(first_ns)) / 1e6,

@@ -255,7 +255,7 @@ MAX_DETAILS = 4
 def sustained_problem(con, rels: Mapping[str, str]) -> str | None:
     """The sustained CI and verdict against `judge` on the first and last windows'
     samples (in the order taken), per sustained case."""
-    from anemll_spec.sustained import judge
+    from anemll_spec.sustained import ci_verdict, judge
 
     c, s = rels["cases"], rels["samples"]
     cases = con.execute(
@@ -282,7 +282,9 @@ def sustained_problem(con, rels: Mapping[str, str]) -> str | None:
             return problem
         # "too few calls" is newer than some stored runs: one with a short first or last
         # window may hold the verdict the older judge gave from its CI (checked above)
-        older = v.verdict == "too few calls" and verdict == older_verdict(v)
+        older = v.verdict == "too few calls" and verdict == ci_verdict(
+            v.throughput_ratio, v.ci_low, v.ci_high
+        )
         if verdict != v.verdict and not older:
             return (
                 f"case {_show(case_id)}: sustained_verdict = {_show(verdict)} but the windows' "
@@ -290,16 +292,6 @@ def sustained_problem(con, rels: Mapping[str, str]) -> str | None:
                 f"{v.ci_low:.4g} to {v.ci_high:.4g})"
             )
     return None
-
-
-def older_verdict(v) -> str:
-    """The verdict the judge gave before "too few calls" (sustained.judge's else branch):
-    from the throughput ratio and its CI, whatever the windows' calls."""
-    from anemll_spec.sustained import NOISE_FLOOR_PCT
-
-    if v.ci_low <= 1.0 <= v.ci_high or abs(v.throughput_ratio - 1.0) * 100 < NOISE_FLOOR_PCT:
-        return "sustained"
-    return "degraded" if v.ci_high < 1.0 else "improved"
 
 
 def _ci_problem(case_id, low, high, v) -> str | None:
