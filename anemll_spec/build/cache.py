@@ -214,7 +214,7 @@ def entries(cache_dir: Path) -> list[dict]:
 
 def is_entry_name(name: str) -> bool:
     """A folder the cache made for a model: named by its 24-hex-digit key."""
-    return len(name) == 24 and all(c in "0123456789abcdef" for c in name)
+    return leftovers.KEY.fullmatch(name) is not None
 
 
 def _created(root: Path, manifest: dict | None) -> float:

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 STALE_STAGING_S = 3600  # where liveness cannot be told: a staging folder this old is dead
+KEY = re.compile(r"[0-9a-f]{24}")  # an entry's folder: its cache key
 STAGING = re.compile(r"\.tmp-([0-9a-f]{24})-([0-9]+)-([0-9a-f]{6})([0-9a-f]{2})")
 TRASH = re.compile(r"\.trash-([0-9a-f]{24})-[0-9a-f]{8}")
 
@@ -51,7 +52,7 @@ def trash_name(name: str) -> str | None:
     """The trash name of an entry or a staging folder (None: trash already, or not ours)."""
     m = STAGING.fullmatch(name)
     key = m.group(1) if m else name
-    if len(key) != 24 or not all(c in "0123456789abcdef" for c in key):
+    if not KEY.fullmatch(key):
         return None
     return f".trash-{key}-{uuid.uuid4().hex[:8]}"
 
