@@ -188,13 +188,12 @@ def _as_stored(params: Mapping) -> object:
 def _name_before_f30637f(case: Any) -> str:
     """model_name as the code before f30637f wrote it: a swept compression by its JSON."""
     from anemll_spec.hashing import canonical_json
+    from anemll_spec.spec.case import published_model
 
     def short(value: Any) -> str:
         if isinstance(value, list):
             return "+".join(map(str, value))
         return canonical_json(value) if isinstance(value, dict) else str(value)
-
-    from anemll_spec.spec.case import published_model
 
     name = case.model_name
     if not case.params or published_model(case.model):
