@@ -532,6 +532,31 @@ def test_a_push_that_upgrades_an_older_shared_store_says_so(postgres, tmp_path, 
     assert again.returncode == 0 and "upgraded" not in again.stderr, again.stderr
 
 
+def test_a_refused_push_or_import_leaves_an_older_shared_store_as_it_was(postgres, tmp_path, cli):
+    """A push (or import) the checks refuse wrote nothing, so it must not upgrade the
+    shared store either (teammates still on v4 would be locked out by a push that failed):
+    the checks run before the store is opened for writing."""
+    shared = postgres.target(postgres.new_db("r_" + uuid.uuid4().hex[:12]),
+                             tmp_path / "lake-data", password=True)  # fmt: skip
+    fill(shared, n_runs=1)
+    local = tmp_path / "local.duckdb"
+    assert cli("pull", "--from", shared, "--store", local).returncode == 0
+    con = duckdb.connect(str(local))
+    con.execute("UPDATE runs SET command = 'x'")  # the same run ids, another run
+    con.close()
+    bundle = tmp_path / "b.parquet"
+    assert cli("export", "--store", local, "--out", bundle).returncode == 0
+    _back_to_v4(shared)
+    for args in (("push", "--store", local, "--to", shared), ("import", "--store", shared, bundle)):
+        res = cli(*args)
+        assert res.returncode == 2, res.stderr
+        assert "is already in the store as another run" in res.stderr, res.stderr
+        assert "upgraded" not in res.stderr and pg.PASSWORD not in res.stderr, res.stderr
+        assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+            ("4",)
+        ], args
+
+
 def rows_raw(target: str, sql: str) -> list[tuple]:
     con = lake._attach(lake_target.parse_target(target), read_only=True)
     try:
@@ -583,7 +608,13 @@ def test_a_push_is_checked_like_import_and_all_or_nothing(shared, tmp_path, cli)
     con.close()
     out = cli("push", "--store", local, "--to", shared, env={"PGPASSWORD": pg.PASSWORD})
     assert out.returncode == 2 and "median" in out.stderr, out.stderr
-    assert rows(shared, "SELECT count(*) FROM runs") == [(0,)]  # not even the good run
+    # refused before the store was opened for writing: not even made, so no good run either
+    with pytest.raises(InputError, match="does not exist"):
+        rows(shared, "SELECT count(*) FROM runs")
+    fill(shared, n_runs=1)  # a store there: refused the same, and nothing written
+    out = cli("push", "--store", local, "--to", shared, env={"PGPASSWORD": pg.PASSWORD})
+    assert out.returncode == 2 and "median" in out.stderr, out.stderr
+    assert rows(shared, "SELECT count(*) FROM runs") == [(2,)]
 
 
 def test_a_refused_push_or_pull_names_the_source_store_and_table(postgres, tmp_path, cli):

@@ -298,7 +298,7 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
     from fixtures.store.synth import case, new_run
 
     from anemll_spec.cli import main
-    from anemll_spec.store import append_case, bundle, exporting, finish_run, importing, lookup
+    from anemll_spec.store import append_case, exporting, finish_run, importing, lookup
 
     db = postgres.new_db("g_" + uuid.uuid4().hex[:12])
     target = postgres.target(db, tmp_path / "lake-data", password=True)
@@ -311,33 +311,39 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
     exporting.export_bundle(local, extra)  # a run the shared store lacks
     monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
 
-    def stop_after(module, name: str) -> None:
-        """The server stops right after `module.name` returns (once)."""
+    def stop_after(module, name: str, nth: int = 1) -> None:
+        """The server stops right after the `nth` call of `module.name` returns (once)."""
         real = getattr(module, name)
+        calls = []
 
         def step(*args, **kw):
             out = real(*args, **kw)
-            monkeypatch.setattr(module, name, real)
-            postgres.stop("immediate")
+            calls.append(name)
+            if len(calls) == nth:
+                monkeypatch.setattr(module, name, real)
+                postgres.stop("immediate")
             return out
 
         monkeypatch.setattr(module, name, step)
 
     steps = [
-        ("compare", ["compare", "previous", "latest"], lookup, "resolve_run"),
-        ("export", ["export", "--out", str(tmp_path / "x.parquet")], exporting, "_select"),
-        ("import", ["import", str(extra)], importing, "_stage"),
+        ("compare", ["compare", "previous", "latest"], lookup, "resolve_run", 1),
+        ("export", ["export", "--out", str(tmp_path / "x.parquet")], exporting, "_select", 1),
+        # checked in scratch (read-only), then staged again in the writing transaction
+        ("import", ["import", str(extra)], importing, "stage_file", 1),
+        ("import", ["import", str(extra)], importing, "check_in_scratch", 1),
+        ("import", ["import", str(extra)], importing, "stage_file", 2),
         # the commit meets a dead server: the store's failure, not a conflict to retry
-        ("import", ["import", str(extra)], importing, "_insert"),
+        ("import", ["import", str(extra)], importing, "_insert", 1),
     ]
-    for command, args, module, name in steps:
+    for command, args, module, name, nth in steps:
         # the server must answer before the step: after an immediate stop and restart,
         # pooled connections of this process may be refused for over a second under load
         monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "30")
         assert main(["query", "SELECT count(*) FROM runs", "--store", target]) == 0
         monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
         capsys.readouterr()
-        stop_after(module, name)
+        stop_after(module, name, nth)
         try:
             code = main([*args, "--store", target])
         finally:
@@ -352,25 +358,35 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
             assert " failed during the import: " in err and err.rstrip().endswith(
                 "; nothing written"
             ), err
-    # push: the server stops once the runs are staged, or once they are inserted (the
-    # commit then meets a dead server: no write conflict to retry). It must be up first,
-    # as above (seen refused for over a second in 2 of 5 loaded full runs)
+    # push: the server stops once the runs are checked in scratch, once they are staged
+    # in the transaction, or once they are inserted (the commit then meets a dead server:
+    # no write conflict to retry). It must be up first, as above (seen refused for over a
+    # second in 2 of 5 loaded full runs)
     from anemll_spec.store import sync
 
-    for module, name in ((bundle, "stage"), (sync, "_insert")):
+    for module, name, nth in (
+        (importing, "stage_file", 1),
+        (importing, "check_in_scratch", 1),
+        (importing, "stage_file", 2),
+        (sync, "_insert", 1),
+    ):
         monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "30")
         assert len(rows_of(target)) == 2
         monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
         capsys.readouterr()
-        stop_after(module, name)
+        stop_after(module, name, nth)
         try:
             code = main(["push", "--store", str(local), "--to", target])
         finally:
             postgres.start()
         err = capsys.readouterr().err
+        lines = err.strip().splitlines()  # a 'waiting for' line first, at most
         assert code == 1 and "Traceback" not in err and pg.PASSWORD not in err, (name, err)
-        assert "the shared store " in err and " failed during the copy: " in err, (name, err)
-        assert err.rstrip().endswith("; nothing written"), (name, err)
+        assert len(lines) <= 2 and lines[-1].startswith("anemll-spec push: error: "), err
+        assert "the shared store " in lines[-1], (name, err)
+        if nth == 2 or name == "_insert":  # in the transaction
+            assert " failed during the copy: " in err, (name, err)
+            assert err.rstrip().endswith("; nothing written"), (name, err)
     assert not (tmp_path / "x.parquet").exists()
     assert len(rows_of(target)) == 2  # the import and the pushes added nothing
 

@@ -162,3 +162,25 @@ def test_a_refused_import_leaves_a_v4_store_as_it_was(v4_store, tmp_path, capsys
     (summary,) = import_bundles(v4_store, [V4_BUNDLE])  # the same runs: nothing to add
     assert (summary["runs_added"], summary["runs_skipped"]) == (0, 2)
     assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
+
+
+def test_a_refused_pull_leaves_a_v4_store_as_it_was(v4_store, tmp_path, capsys):
+    """pull is checked as import is: a run under one of the v4 store's ids but with another
+    command is refused before the store is opened for writing, so the store a teammate on
+    v4 still uses is not upgraded by a pull that wrote nothing (byte for byte, no .wal)."""
+    from fixtures.store.bundles import rewrite, sub
+
+    from anemll_spec.cli import main
+
+    other = tmp_path / "other.duckdb"
+    import_bundles(
+        other, [rewrite(V4_BUNDLE, tmp_path / "b.parquet", sub("command", "runs", "'x'"))]
+    )
+    before = _sha256(v4_store)
+    assert main(["pull", "--from", str(other), "--store", str(v4_store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is already in the store as another run" in err, err
+    assert str(other) in err and "b.parquet" not in err and "runs.parquet" not in err
+    assert _sha256(v4_store) == before
+    assert not v4_store.with_name(v4_store.name + ".wal").exists()
+    assert read(v4_store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]

@@ -2,8 +2,9 @@
 
 Every file is checked from its metadata (bundle.read_header), then staged in temp tables
 and checked (bundle.stage -> trust.check_staged), and only then written, all bundles in
-one transaction. Into a file store the checks run first in an in-memory scratch store,
-without the store's write lock. Bundles merge as pull does: a run already in the store
+one transaction. The checks run first in an in-memory scratch store (push and pull
+too), without the store's write lock and before a writing open could upgrade an older
+store that the bundle then fails. Bundles merge as pull does: a run already in the store
 gains only the cases it lacks and a later status, so importing twice changes nothing,
 and a run measured in the store takes neither. Each bundle's runs are held to one run per
 id against the store as the earlier bundles of the same import left it. Into a shared store (DuckLake) the
@@ -50,10 +51,10 @@ def import_bundles(target, paths: Sequence[str | os.PathLike]) -> list[dict]:
     shared = lake_target.is_lake(str(target)) if target is not None else False
     path = store_path(target)
     created = None if shared else not_made(path)
-    checked: list[str] | None = None
-    if not shared:  # without the store's lock: a bench may write meanwhile, and an older
-        # store is refused nothing un-upgraded (nor left with a .wal)
-        checked = _check_in_scratch(files, headers, None if created else path)
+    # without the store's lock (a bench may write meanwhile), and a refused import leaves
+    # an older store un-upgraded (a file store with no .wal; a shared one still usable by
+    # teammates on the older version)
+    checked = check_in_scratch(files, headers, target if shared else None if created else path)
     for attempt in range(ATTEMPTS):
         try:
             return _import_once(target, files, headers, shared, checked)
@@ -130,7 +131,7 @@ def _holds_runs(path: Path) -> bool:
 
 
 def _import_once(
-    target, files: list[Path], headers: list[dict], shared: bool, checked: list[str] | None
+    target, files: list[Path], headers: list[dict], shared: bool, checked: list[str]
 ) -> list[dict]:
     """checked: each file's sha256 when its rows passed the trust checks in scratch."""
     con = open_store(target)
@@ -141,7 +142,7 @@ def _import_once(
             if shared:
                 lake.claim(con)
             staged = [
-                _stage(con, i, p, h, checked[i] if checked else None)
+                stage_file(con, i, p, h, checked[i])
                 for i, (p, h) in enumerate(zip(files, headers, strict=True))
             ]
             summaries = [
@@ -179,37 +180,60 @@ def _failed(target, shared: bool, exc: BaseException) -> Exception:
     return InputError(f"import failed, nothing written: {printable(first_line(exc))}")
 
 
-def _check_in_scratch(files: list[Path], headers: list[dict], store: Path | None) -> list[str]:
+def check_in_scratch(
+    files: list[Path],
+    headers: list[dict],
+    store: str | Path | None,
+    *,
+    label: str | None = None,
+    origin: Origin | None = None,
+    measured_here: bool = True,
+) -> list[str]:
     """Every bundle staged and held to the trust boundary in an empty in-memory store,
-    before the store is opened for writing: a bad bundle is refused while an older store
-    is still as it was (not upgraded), and the costly part (every statistic recomputed
-    from its samples) runs without the store's write lock, which a bench started
-    meanwhile waits for. What the store itself refuses (a case id it holds under another
-    run, a run of the same id that is another run, cases added to a run measured there)
-    is checked here against `store` opened read-only (None: no store yet), and again in
-    the import's own transaction (the store may change in between). Returns each file's
-    sha256 as checked."""
+    before the store is opened for writing (import, push and pull): a bad bundle is
+    refused while an older store is still as it was (not upgraded), and the costly part
+    (every statistic recomputed from its samples) runs without the store's write lock,
+    which a bench started meanwhile waits for. What the store itself refuses (a case id
+    it holds under another run, a run of the same id that is another run, cases added to
+    a run measured there) is checked here against `store` opened read-only (None: no
+    store yet), and again in the writing transaction (the store may change in between).
+    label/origin: as stage_file's; measured_here: refuse cases for a run measured in the
+    store (import; a push completes such a run). Returns each file's sha256 as checked."""
     con = duckdb.connect()
     try:
         for table in schema.TABLES:
             con.execute(schema.create_table_sql(table))
-        staged = [_stage(con, i, p, h) for i, (p, h) in enumerate(zip(files, headers, strict=True))]
-        if store is not None:
-            _check_against_store(con, store, files, [s["staged"] for s in staged])
+        staged = [
+            stage_file(con, i, p, h, label=label, origin=origin)
+            for i, (p, h) in enumerate(zip(files, headers, strict=True))
+        ]
+        stored = None if store is None else _read_store(con, store, [s["staged"] for s in staged])
+        if stored is not None:
+            staged_tables = [s["staged"] for s in staged]
+            _check_against_store(con, stored, files, staged_tables, label, measured_here)
         return [s["sha256"] for s in staged]
     finally:
         con.close()
 
 
-def _check_against_store(con, store: Path, files: list[Path], staged: list[dict]) -> None:
-    """The staged bundles against the store's runs and cases of the same ids, copied
-    from a read-only open (check=False: an older store is read as it is, its missing
-    columns NULL, as upgrading it would make them)."""
+def _read_store(con, store: str | Path, staged: list[dict]) -> tuple[list, list, list] | None:
+    """The store's runs and cases of the staged ids, read from a read-only open
+    (check=False: an older store is read as it is, its missing columns NULL, as upgrading
+    it would make them): (run columns, runs, (case_id, run_id) rows). None where a shared
+    store cannot be read so (not made yet): the writing transaction checks it all."""
     runs = " UNION ALL ".join(f"SELECT run_id FROM {s['runs']}" for s in staged)
     cases = " UNION ALL ".join(f"SELECT case_id FROM {s['cases']}" for s in staged)
     run_ids = [r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM ({runs})").fetchall()]
     case_ids = [c for (c,) in con.execute(f"SELECT DISTINCT case_id FROM ({cases})").fetchall()]
-    src = open_store(store, read_only=True, check=False)
+    shared = lake_target.is_lake(str(store))
+    try:
+        src = open_store(store, read_only=True, check=False)
+    except lake.StoreUnreachable:
+        raise
+    except (InputError, duckdb.Error):
+        if shared:
+            return None
+        raise
     try:
         have = {d[0] for d in src.execute("SELECT * FROM runs LIMIT 0").description}
         cols = [c for c in schema.RUNS.names if c in have]
@@ -218,8 +242,28 @@ def _check_against_store(con, store: Path, files: list[Path], staged: list[dict]
         stored_runs = cur.fetchall()
         cur = src.execute(f"SELECT case_id, run_id FROM cases WHERE case_id {wanted}", [case_ids])
         stored_cases = cur.fetchall()
+    except duckdb.Error as exc:
+        if shared and not lake.transient(exc):  # a lake with no tables yet
+            return None
+        if shared:
+            at = lake_target.parse_target(str(store))
+            raise lake.failed(at.shown, exc, " as it was read", "; nothing written", at) from None
+        raise
     finally:
         src.close()
+    return cols, stored_runs, stored_cases
+
+
+def _check_against_store(
+    con,
+    stored: tuple[list, list, list],
+    files: list[Path],
+    staged: list[dict],
+    label: str | None,
+    measured_here: bool,
+) -> None:
+    """The staged bundles against the store's runs and cases of the same ids (_read_store)."""
+    cols, stored_runs, stored_cases = stored
     con.execute("CREATE TEMP TABLE _store_runs AS SELECT * FROM runs LIMIT 0")
     if stored_runs:
         marks = ", ".join("?" * len(cols))
@@ -230,36 +274,50 @@ def _check_against_store(con, store: Path, files: list[Path], staged: list[dict]
     if stored_cases:
         con.executemany("INSERT INTO _store_cases VALUES (?, ?)", stored_cases)
     for path, s in zip(files, staged, strict=True):
-        c = s["cases"]
+        c, where = s["cases"], label or str(path)
         clash = con.execute(
             f"SELECT x.case_id FROM {c} x JOIN _store_cases y USING (case_id) "
             "WHERE x.run_id NOT IN (SELECT run_id FROM _store_runs) ORDER BY 1 LIMIT 1"
         ).fetchone()
         if clash is not None:
             raise InputError(
-                f"{path}: case {quoted(clash[0])} is already in the store under another run"
+                f"{where}: case {quoted(clash[0])} is already in the store under another run"
             )
-        check_same_runs(con, str(path), s["runs"], stored="_store_runs")
-        _refuse_measured_here(con, path, c, "_store_runs", "_store_cases")
+        check_same_runs(con, where, s["runs"], stored="_store_runs")
+        if measured_here:
+            _refuse_measured_here(con, where, c, "_store_runs", "_store_cases")
 
 
-def _stage(con, i: int, path: Path, header: dict, checked: str | None = None) -> dict:
-    """One bundle staged and checked; `checked`: its sha256 when the same file passed every
-    check in scratch (so its statistics are not recomputed again: see check_staged)."""
+def stage_file(
+    con,
+    i: int,
+    path: Path,
+    header: dict,
+    checked: str | None = None,
+    *,
+    label: str | None = None,
+    origin: Origin | None = None,
+) -> dict:
+    """One bundle staged (as `_imp<i>_*`) and checked; `checked`: its sha256 when the
+    same file passed every check in scratch (so its statistics are not recomputed again:
+    see check_staged). label: what errors name (default: the file); origin: what its runs
+    are stamped (default: imported from this file)."""
+    where = label or str(path)
     sha256 = file_sha256(path)
     if checked is not None and sha256 != checked:
-        raise InputError(f"{path}: the file changed while it was imported; nothing written")
-    origin = Origin("imported", ref=printable(path.name)[:LONG_NAME], sha256=sha256)
+        raise InputError(f"{where}: the file changed while it was imported; nothing written")
+    if origin is None:
+        origin = Origin("imported", ref=printable(path.name)[:LONG_NAME], sha256=sha256)
     result = stage(
-        con, f"_imp{i}", path, header, label=str(path), origin=origin,
+        con, f"_imp{i}", path, header, label=where, origin=origin,
         recomputed=checked is not None,
     )  # fmt: skip
     if checked is not None and file_sha256(path) != checked:  # changed while read
-        raise InputError(f"{path}: the file changed while it was imported; nothing written")
+        raise InputError(f"{where}: the file changed while it was imported; nothing written")
     return {"counts": header["counts"], "version": header["version"], "sha256": sha256, **result}
 
 
-def _refuse_measured_here(con, path: Path, cases: str, runs: str, known: str) -> None:
+def _refuse_measured_here(con, path: Path | str, cases: str, runs: str, known: str) -> None:
     """A run measured in this store (`runs`; origin NULL: stored before v3, when only
     measuring wrote runs) takes no case from a file that `known` lacks: it would count as
     measured here."""

@@ -46,7 +46,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
 
     from anemll_spec.store.bundle import read_header
     from anemll_spec.store.exporting import export_bundle
-    from anemll_spec.store.importing import forget_created, not_made
+    from anemll_spec.store.importing import check_in_scratch, forget_created, not_made
     from anemll_spec.store.trust import Origin
 
     src, dst = default_target(source), default_target(dest)
@@ -73,19 +73,27 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
         exported = export_bundle(src, path, run_refs)
         header = read_header(path, name=label)  # a refusal names the store, not the temp file
         try:
-            counts = _merge(dst, path, header, origin, label=label)
+            # checked before the destination is opened for writing, which would upgrade an
+            # older one (a teammate still on that version is then locked out) even where
+            # the copy is refused; and the statistics are recomputed without its lock
+            (checked,) = check_in_scratch(
+                [path], [header], None if created else dst, label=label, origin=origin,
+                measured_here=False,
+            )  # fmt: skip
+            counts = _merge(dst, path, header, origin, label=label, checked=checked)
         except BaseException:
             forget_created(created)  # a pull refused: no empty store left behind
             raise
     return {"runs": exported["runs"], **counts}
 
 
-def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
-    """Stage the bundle (bundle.stage: the very checks of `import`) and merge it, in one
-    transaction; on a shared store, claimed and retried when another writer won."""
+def _merge(dest: str, path: Path, header: dict, origin, label: str, checked: str) -> dict:
+    """Stage the bundle (the very checks of `import`; `checked`: its sha256 as it passed
+    them in scratch, so they are not recomputed) and merge it, in one transaction; on a
+    shared store, claimed and retried when another writer won."""
     import duckdb
 
-    from anemll_spec.store.bundle import stage
+    from anemll_spec.store.importing import stage_file
 
     shared = lake_target.is_lake(dest)
     shown = lake_target.redact(dest)
@@ -99,7 +107,7 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             con.execute("BEGIN")
             if shared:
                 lake.claim(con)
-            staged = stage(con, "_imp0", path, header, label=label, origin=origin)["staged"]
+            staged = stage_file(con, 0, path, header, checked, label=label, origin=origin)["staged"]
             counts = _insert(con, staged)
             con.execute("COMMIT")
         except duckdb.TransactionException as exc:
