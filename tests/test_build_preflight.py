@@ -241,3 +241,27 @@ def test_a_sweep_that_fits_together_is_built_whole(tmp_path, cli):
         assert sorted(p.name for p in (small / "cache").iterdir()) == sorted(
             b["key"] for b in built
         )
+
+
+def test_specs_whose_builds_fit_one_by_one_but_not_together_are_refused_by_bench(tmp_path, cli):
+    """`bench a.yaml b.yaml`, each spec's two builds fitting the 2 MB disk, all three
+    distinct ones (seed 1 is in both) not: bench ran a, then stored b's second case as
+    FAILED. Now refused before a runs, naming both specs; nothing stored or built."""
+    from anemll_spec.build import estimate
+    from anemll_spec.build.checks import plan_disk_need
+
+    a = _spec(tmp_path, SWEEP.replace("SEEDS", "0, 1"), "a")
+    b = _spec(tmp_path, SWEEP.replace("SEEDS", "1, 2"), "b")
+    store = tmp_path / "s.duckdb"
+    with _tmpfs(tmp_path / "small", "size=2m") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here")
+        free = shutil.disk_usage(small).free
+        est = estimate(matmul(m=4, k=512, n=512))
+        assert plan_disk_need([est] * 2) < free < plan_disk_need([est] * 3)
+        r = cli("bench", a, b, "--cache-dir", small / "cache", "--store", store)
+        need = human_bytes(plan_disk_need([est] * 3))
+        _refused(r, f"{a}, {b} together: cache {small / 'cache'}: building the 3 models "
+                 f"not yet cached needs about {need} of disk")  # fmt: skip
+        assert not list(small.iterdir())
+    assert not store.exists()

@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.backends.coreml_stdout import stdout_to_stderr
     from anemll_spec.runner import Runner
+    from anemll_spec.runner.bench import preflight_together
     from anemll_spec.store.lake_target import command_text
 
     # every spec is checked before the first one runs: bad input stops all, writes nothing
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             )
             for spec in args.specs
         ]
+        preflight_together(runners)
     note_new_store(runners[0].target, "this run")
     docs, status, done = [], 0, []
     for runner in runners:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from anemll_spec.errors import InputError
 from anemll_spec.interrupts import deferred
@@ -24,6 +25,9 @@ from anemll_spec.runner import case as case_mod
 from anemll_spec.runner import plan, record, stages
 from anemll_spec.runner.measurement import Measurement
 from anemll_spec.text import sig, with_ci
+
+if TYPE_CHECKING:
+    from anemll_spec.build.records import Estimate
 
 
 @dataclass
@@ -171,7 +175,9 @@ class Runner:
 
         seen: set[str] = set()
         devices: set[str] = set()
-        builds = []  # the estimates of the models to be built, for the disk they need
+        # build key -> the estimate of a model to be built, for the disk they need (and
+        # bench's check of several specs' builds together: preflight_specs)
+        self.builds: dict[str, Estimate] = {}
         for p in self.cases:
             try:
                 for v in p.variants:
@@ -182,11 +188,11 @@ class Runner:
                     seen.add(p.case.build_key)
                     est = preflight(p.case.model, self.cache_dir)
                     if est is not None:
-                        builds.append(est)
+                        self.builds[p.case.build_key] = est
             except InputError as exc:  # which spec and case, when bench runs several
                 raise InputError(f"{self.spec.path}: {p.case.model_name}: {exc}") from None
         try:
-            preflight_disk(builds, self.cache_dir)
+            preflight_disk(list(self.builds.values()), self.cache_dir)
         except InputError as exc:
             raise InputError(f"{self.spec.path}: {exc}") from None
         if devices:  # a torch device this machine lacks (cuda without CUDA)
@@ -237,6 +243,22 @@ class Runner:
         )
         # the checkout's provenance (tool version, commit, dirty) comes with the host facts
         return row_from(schema.RUNS, spec, info, managed=RUN_MANAGED)
+
+
+def preflight_together(runners: list[Runner]) -> None:
+    """The specs of one bench share the build cache: room on its disk for all their
+    builds at once (each spec's own were checked as it was read), so `bench a.yaml
+    b.yaml` whose specs fit one by one but not together stops before a, not mid-b."""
+    from anemll_spec.build import preflight_disk
+
+    if len(runners) < 2:
+        return
+    builds = {k: e for r in runners for k, e in r.builds.items()}  # a model shared: once
+    try:
+        preflight_disk(list(builds.values()), runners[0].cache_dir)
+    except InputError as exc:
+        specs = ", ".join(str(r.spec.path) for r in runners)
+        raise InputError(f"{specs} together: {exc}") from None
 
 
 def _one_line(m: Measurement) -> str:
