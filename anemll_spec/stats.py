@@ -50,14 +50,17 @@ class Summary:
     noisy: bool
 
     @property
-    def ci_pct(self) -> float:
-        """Half-width of the median's CI as % of the median."""
+    def ci_reach_pct(self) -> float:
+        """How far the median's CI reaches from the median on its farther side, as % of
+        the median: what `target_ci_pct` is met by (within +-X % on both sides; the
+        half-width would show a skewed interval as tighter than it is)."""
         if not self.median_ms:
             return float("nan")
-        return 100.0 * (self.ci_high_ms - self.ci_low_ms) / 2.0 / self.median_ms
+        m = self.median_ms
+        return 100.0 * max(self.ci_high_ms - m, m - self.ci_low_ms) / m
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ci_pct": self.ci_pct}
+        return {**asdict(self), "ci_reach_pct": self.ci_reach_pct}
 
     def case_columns(self) -> dict:
         """The statistics as the store's `cases` columns (names as stored)."""

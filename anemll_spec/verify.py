@@ -71,10 +71,14 @@ def check_outputs(
         )
     outs = {k: np.asarray(outputs[k], np.float64).ravel() for k in reference}
     refs = {k: np.asarray(v, np.float64).ravel() for k, v in reference.items()}
-    broken, untrusted, equal = _non_finite(outs, refs)  # equal ones are dropped from both
-    if broken:
-        note = f"{broken} non-finite output values (inf/nan) the reference does not have"
-        return Verdict("fail", note=note)
+    broken, nan_both, untrusted, equal = _non_finite(outs, refs)  # equal ones: dropped
+    if broken or nan_both:
+        notes = [f"{broken} non-finite output values (inf/nan) the reference does not have"]
+        if nan_both:  # not "does not have": it does, and it is wrong there too
+            notes = notes[:1] if broken else []
+            notes.append(f"{nan_both} NaN output values where the reference is NaN too (a "
+                         "NaN is never a right value, in either)")  # fmt: skip
+        return Verdict("fail", note="; ".join(notes))
     out, ref = (np.concatenate(list(d.values())) for d in (outs, refs))
     if (equal or untrusted) and not out.size:
         return skipped("no finite value of the reference to compare with")
@@ -112,13 +116,16 @@ def check_outputs(
     )
 
 
-def _non_finite(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> tuple[int, int, int]:
-    """Counts of non-finite values: the output's that are wrong (a NaN anywhere, an
-    infinity the reference does not have there), the reference's where the output is
-    finite (no reference there), and infinities equal in both (an additive mask's -inf). Wherever
-    the reference is non-finite both are dropped: the rest is verified. A NaN is never
-    equal to anything, nor right."""
-    broken = untrusted = equal = 0
+def _non_finite(
+    outs: dict[str, np.ndarray], refs: dict[str, np.ndarray]
+) -> tuple[int, int, int, int]:
+    """Counts of non-finite values: the output's that are wrong (a NaN where the reference
+    has none, an infinity the reference does not have there), the output's NaNs where
+    the reference has NaN too (wrong as well: a NaN is never equal to anything, nor
+    right), the reference's where the output is finite (no reference there), and
+    infinities equal in both (an additive mask's -inf). Wherever the reference is
+    non-finite both are dropped: the rest is verified."""
+    broken = nan_both = untrusted = equal = 0
     for k, r in refs.items():
         o = outs[k]
         bad_o, bad_r = ~np.isfinite(o), ~np.isfinite(r)
@@ -126,11 +133,13 @@ def _non_finite(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> tup
             continue
         nan_o = np.isnan(o)
         same = np.isinf(r) & (o == r)
-        broken += int(np.count_nonzero(nan_o | (bad_o & ~same)))  # NaN, or the other inf
+        both = nan_o & np.isnan(r)
+        broken += int(np.count_nonzero((nan_o | (bad_o & ~same)) & ~both))  # or the other inf
+        nan_both += int(np.count_nonzero(both))
         untrusted += int(np.count_nonzero(bad_r & ~bad_o))
         equal += int(np.count_nonzero(same))
         outs[k], refs[k] = o[~bad_r], r[~bad_r]
-    return broken, untrusted, equal
+    return broken, nan_both, untrusted, equal
 
 
 def figures(out: np.ndarray, ref: np.ndarray) -> tuple[float, float | None, float | None]:

@@ -273,10 +273,10 @@ def test_every_json_output_is_strict(capsys):
     """print_json (every command's --json) writes null for NaN/inf at any depth."""
     from anemll_spec.cli._common import print_json
 
-    print_json({"ci_pct": float("nan"), "x": [1.0, float("inf")], "s": {"y": float("-inf")}})
+    print_json({"ci_reach_pct": float("nan"), "x": [1.0, float("inf")], "s": {"y": float("-inf")}})
     out = capsys.readouterr().out
     doc = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
-    assert doc == {"ci_pct": None, "x": [1.0, None], "s": {"y": None}}
+    assert doc == {"ci_reach_pct": None, "x": [1.0, None], "s": {"y": None}}
 
 
 def test_unknown_arguments_are_named_by_their_command(cli):

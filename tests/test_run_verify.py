@@ -112,9 +112,17 @@ def test_non_finite_values_equal_to_the_reference_pass_and_others_fail():
     v = check_outputs({"y": nan_at_mask}, {"y": ref}, DEFAULT_TOL)
     assert v.status == "fail" and v.note.startswith("15 non-finite output values"), v
     all_nan = {"y": np.full(8, np.nan)}
-    assert check_outputs(all_nan, all_nan, DEFAULT_TOL).status == "fail"  # it passed
+    v = check_outputs(all_nan, all_nan, DEFAULT_TOL)  # it passed
+    # said as it is: not "values the reference does not have" (it has them)
+    assert (v.status, v.note) == ("fail", "8 NaN output values where the reference is NaN "
+                                  "too (a NaN is never a right value, in either)")  # fmt: skip
     two = {"a": np.ones(4), "b": np.full(4, np.nan)}
     assert check_outputs(two, two, DEFAULT_TOL).status == "fail"
+    mixed = np.array([np.nan, np.nan, np.inf, 1.0])
+    v = check_outputs({"y": mixed}, {"y": np.array([np.nan, 2.0, 3.0, 1.0])}, DEFAULT_TOL)
+    assert (v.status, v.note) == ("fail", "2 non-finite output values (inf/nan) the reference "
+                                  "does not have; 1 NaN output values where the reference is "
+                                  "NaN too (a NaN is never a right value, in either)")  # fmt: skip
     only_inf = {"y": np.full(4, -np.inf)}  # nothing finite left: no verdict either way
     v = check_outputs(only_inf, only_inf, DEFAULT_TOL)
     assert v.status == "skipped" and v.note == "no finite value of the reference to compare with"

@@ -31,8 +31,16 @@ def test_summary_matches_numpy_formulas():
     assert s.mad_ms == pytest.approx(np.median(np.abs(ms - np.median(ms))))
     assert s.cv == pytest.approx(ms.std(ddof=1) / ms.mean())
     assert s.ci_low_ms <= s.median_ms <= s.ci_high_ms
-    # the CI half-width in % of the median: [9, 11] around 10 ms is +-10%
-    assert replace(s, median_ms=10.0, ci_low_ms=9.0, ci_high_ms=11.0).ci_pct == pytest.approx(10.0)
+    # how far the CI reaches from the median, in % of it: [9, 11] around 10 ms is +-10%;
+    # a skewed [9.9, 13] reaches 30% (its half-width, 15.5%, reads tighter than it is)
+    assert replace(s, median_ms=10.0, ci_low_ms=9.0, ci_high_ms=11.0).ci_reach_pct == pytest.approx(
+        10.0
+    )
+    skewed = replace(s, median_ms=10.0, ci_low_ms=9.9, ci_high_ms=13.0)
+    assert skewed.ci_reach_pct == pytest.approx(30.0)
+    assert (
+        skewed.to_dict()["ci_reach_pct"] == pytest.approx(30.0) and "ci_pct" not in skewed.to_dict()
+    )
 
 
 def test_bootstrap_ci_is_seeded_and_shrinks_with_n():
