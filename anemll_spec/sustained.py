@@ -179,7 +179,7 @@ def run_sustained(
                 guarded.start()
             until = begin_ns + (i + 1) * window_ns
             samples, starts, start_ns, end_ns = _time_window(fn, until)
-            energy = guarded.stop() if guarded is not None else None
+            energy = guarded.stop(alone=False) if guarded is not None else None
             therm = thermal() if thermal else None
             w = Window(i, start_ns, end_ns, samples, energy, therm, starts_ns=starts)
             windows.append(w)

@@ -3,6 +3,7 @@ without one). On the GPU machine: `python3 -m pytest tests/test_power_nvml.py`."
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -130,9 +131,25 @@ def test_a_board_without_power_readings_still_gives_its_energy():
     board = Board()
     reader = guard(NvmlReader(board, handle=object(), period_s=0.005))
     reader.start()
-    time.sleep(0.05)
+    time.sleep(0.15)  # longer than the counter's update period (0.1 s)
     e = reader.stop()
     assert not isinstance(e, Unavailable), e
     reads = (board.mj - 1005) // 5 + 1  # every read, the first (1005) included
     assert e.samples == reads and e.rails_mj == {"gpu": float(board.mj - 1005)}
     assert e.timeline == ()  # no power readings: no points, not zeros
+    # a reading shorter than the counter's 100 ms steps is no figure (a 40 ms one can hold
+    # 2.5x its energy, or none): said why; one window of a sustained run's sum is kept
+    reader.start()
+    time.sleep(0.02)
+    short = reader.stop()
+    assert isinstance(short, Unavailable) and short.method == "nvml", short
+    assert re.fullmatch(
+        r"nvml reading over 0\.0\d+ s, shorter than the counter's update period \(up to 0\.1 "
+        r"s\): one update there holds up to [\d.]+ times the interval's energy, or none does "
+        r"\(run\.energy_s sets a longer reading\)",
+        short.reason,
+    ), short.reason
+    reader.start()
+    time.sleep(0.02)
+    window = reader.stop(alone=False)
+    assert not isinstance(window, Unavailable) and window.interval_s < 0.1

@@ -361,3 +361,25 @@ def test_bench_summary_shows_no_energy_for_a_reading_the_store_refuses():
     assert _energy(SimpleNamespace(energy=zero, reading_calls=400)) == "-"
     shown = _energy(SimpleNamespace(energy=good, reading_calls=400))
     assert shown != "-" and shown.endswith("/J)")
+
+
+def test_bench_summary_says_why_a_reading_is_no_figure():
+    """The table's "-" for a reading the store refused (a counter that did not move) came
+    with no reason (the store kept it): the lines under the table say it as energy_note
+    does."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from anemll_spec.cli.bench import _lines
+
+    good = m1_ultra_reading(0)
+    short = replace(good, rails_mj=dict.fromkeys(good.rails_mj, 0.0), parts_mj={}, timeline=())
+    variant = SimpleNamespace(case=SimpleNamespace(index=3, model_name="m"), label="coreml ALL")
+    m = SimpleNamespace(
+        variant=variant, status="ok", error=None, verdict=None, runtime_median_ms=None,
+        summary=None, energy=short, reading_calls=50, notes=[], dispatch_floor_ms=None,
+    )  # fmt: skip
+    note = energy_rows(short, 50, t0_ns=0)["case"]["energy_note"]
+    assert _lines(m) == [f"energy #3 coreml ALL: not measured: {note}"]
+    assert note.startswith("ioreport reading not stored: its total is 0 mJ over 0.326 s")
+    assert _lines(SimpleNamespace(**{**vars(m), "energy": good})) == []

@@ -34,8 +34,8 @@ OTHER_RAIL = style.NEUTRAL
 UNSPLIT_COLOR = style.DEVICE_COLORS["unknown"]
 REST_SHARE = 1e-3  # a total this much above its rails' sum gets an 'unsplit' segment
 CAVEAT = (
-    "An estimate from the SoC's or GPU's own energy counters (IOReport or powermetrics on a "
-    "Mac, NVML on NVIDIA, RAPL on Linux), not wall power. powermetrics' manual warns "
+    "An estimate from the SoC's, GPU board's or CPU package's own energy counters (IOReport "
+    "or powermetrics on a Mac, NVML on NVIDIA, RAPL on Linux), not wall power. powermetrics' manual warns "
     "against comparing its estimates across devices: compare chips as a rough guide only."
 )
 

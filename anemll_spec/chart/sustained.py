@@ -2,8 +2,8 @@
 
 Per case (a run.duration_s run timed in windows): on top, every call's latency at the
 time it started (samples.start_ns; thinned evenly for long runs) and each window's
-median (sustained_windows); below, each rail's mean power over each sampling period
-(power_samples, a rail's parts summed) and each window's mean power. Both panels have
+median (sustained_windows); below, each rail's power at each sampling period (the
+mean over it; NVML's own reading is a 1 s trailing average) (power_samples, a rail's parts summed) and each window's mean power. Both panels have
 the same x domain, from the first timed call to the last window's end, so a step in
 latency lines up with a step in power. The verdict (last/first throughput with its CI,
 throttled or not, thermal state per window) is the case's subtitle.

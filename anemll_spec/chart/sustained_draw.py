@@ -51,14 +51,17 @@ def chart(data: dict[str, Any], run_id: str, opts) -> dict[str, Any]:
             f"{TITLE}: latency and power over time — run {run_id}",
             "Top: each call's latency at the time it started (dots; thinned evenly for long "
             "runs) and each window's median (black segments).",
-            "Bottom: each rail's mean power over each sampling period (lines) and each "
+            "Bottom: each rail's power at each sampling period (lines: the mean over the "
+            "period, from the energy counters; NVML's is its own power reading, a 1 s "
+            "trailing average on Ampere and newer) and each "
             "window's mean power of the rails in the case's total (black segments; a rail "
             "inside another, such as core inside package, counted once).",
             "One time axis: seconds since the first timed call. Shaded: every other window; "
             "red tint: windows whose thermal state said throttled.",
             "Verdict: throughput of the last window / the first (first-window median / "
             "last-window median) with its 95% bootstrap CI.",
-            "Power is the hardware's own energy estimate (SoC or GPU counters), not wall power.",
+            "Power is the hardware's own energy estimate (the SoC's, GPU board's or CPU "
+            "package's counters), not wall power.",
             f"Filters: {opts.describe()}.{more}",
         ),
         resolve={"scale": {"color": "shared", "fill": "shared"}},

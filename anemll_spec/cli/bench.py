@@ -173,8 +173,8 @@ def summary(result: Any) -> str:
             "GB/s = weight bytes / MEDIAN latency (anemll-bench divides by the mean); "
             "TFLOPS = analytic FLOPs / median latency; CI: bootstrap 95% of the median; "
             "factor: against the baseline chip (default M1 Max) as the store's chip_factors "
-            "rule defines it; mJ/inference: the SoC's or GPU's own energy counters, not wall "
-            "power."
+            "rule defines it; mJ/inference: the SoC's, GPU board's or CPU package's own energy "
+            "counters (an estimate), not wall power."
         )
     out.append(f"run {result.run_id} ({result.status}) stored in {shown_store(result.store)}")
     if result.store_message:
@@ -203,7 +203,7 @@ def _lines(m: Any) -> list[str]:
             + (f" ({gbps:.2f} GB/s)" if gbps else "")
             + f"; call overhead (wall - runtime) {m.summary.median_ms - rt:.3f} ms"
         )
-    reason = getattr(m.energy, "reason", None)
+    reason = getattr(m.energy, "reason", None) or _refused(m)
     if reason:
         out.append(f"energy {where}: not measured: {reason}")
     for n in m.notes:
@@ -220,6 +220,18 @@ def _lines(m: Any) -> list[str]:
             floor += f" = {pct(m.dispatch_floor_ms / m.summary.median_ms)} of this median"
         out.append(floor)
     return out
+
+
+def _refused(m: Any) -> str | None:
+    """Why the store took a reading as no figure (as its energy_note words it), or None:
+    the table's "-" is then explained, not silent."""
+    from anemll_spec.store.energy import unusable
+
+    e, calls = m.energy, m.reading_calls
+    if e is None or not hasattr(e, "rails_mj") or m.status != "ok":
+        return None
+    why = unusable(e, calls)
+    return f"{e.method} reading not stored: {why}" if why else None
 
 
 def _energy(m: Any) -> str:

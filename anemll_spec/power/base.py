@@ -30,7 +30,10 @@ def to_mj(value: float, unit: str) -> float:
 
 @dataclass(frozen=True)
 class PowerSample:
-    """One point of a power timeline: mean power of `rail` over the period ending at t_ns.
+    """One point of a power timeline: power of `rail` over the period ending at t_ns (the
+    mean over it where the reader differences energy counters: IOReport, RAPL,
+    powermetrics; NVML's is the board's own power reading, a 1 s trailing average on
+    Ampere and newer).
 
     t_ns is `time.perf_counter_ns()`, the clock of the harness's `starts_ns`, so the
     timeline lines up with the per-call latencies."""
@@ -81,6 +84,13 @@ class Energy:
 
 # How often a reader samples power for the timeline (s): the one default of every reader.
 DEFAULT_PERIOD_S = 0.1
+# How far apart a reader's energy counter can move (the longest gap seen): a single
+# reading over a shorter interval may hold no update or one whose energy is many times
+# the interval's, so the runner takes it as no figure (Guarded.stop). IOReport:
+# gaps up to 1.7 s on an M1 Ultra (lablup/all-smi #424); NVML: 100 ms steps on an H100
+# (benchmarks/gpu_energy.py). RAPL updates about every millisecond; powermetrics reads
+# whole sample windows of its own.
+UPDATE_PERIOD_S = {"ioreport": 1.7, "nvml": 0.1}
 
 
 @dataclass(frozen=True)
@@ -135,16 +145,28 @@ class Guarded:
         """Why the reading started last failed to start, or None."""
         return self._failure
 
-    def stop(self, *, timed_only: bool = True) -> Energy | Unavailable:
+    def stop(self, *, timed_only: bool = True, alone: bool = True) -> Energy | Unavailable:
+        """The reading; alone=False: one of several summed (a sustained run's windows),
+        which may be shorter than the counter's update period (the sum is sound)."""
         if self._failure is not None:
             return self._failure
         if not self._running:
             return Unavailable("the energy reading was never started", self.method)
         self._running = False
         try:
-            return self.reader.stop(timed_only=timed_only)
+            energy = self.reader.stop(timed_only=timed_only)
         except Exception as exc:
             return _failed(self.reader, "failed", exc)
+        period, seconds = UPDATE_PERIOD_S.get(self.method), getattr(energy, "interval_s", 0)
+        if alone and period is not None and 0 < seconds < period:
+            return Unavailable(
+                f"{self.method} reading over {seconds:.3g} s, shorter than the counter's "
+                f"update period (up to {period} s): one update there holds up to "
+                f"{period / seconds:.3g} times the interval's energy, or none does "
+                "(run.energy_s sets a longer reading)",
+                self.method,
+            )
+        return energy
 
     def close(self) -> None:
         """Stop a reading still running and drop it (timing failed or was interrupted)."""

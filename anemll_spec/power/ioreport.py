@@ -20,12 +20,19 @@ import sys
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from anemll_spec.power.base import Energy, PowerSample, Sampler, Unavailable, to_mj
+from anemll_spec.power.base import (
+    UPDATE_PERIOD_S,
+    Energy,
+    PowerSample,
+    Sampler,
+    Unavailable,
+    to_mj,
+)
 
 GROUP = "Energy Model"
 RAILS = ("cpu", "gpu", "ane", "dram", "gpu_sram")
 TOTAL_RAILS = ("cpu", "gpu", "ane", "dram")  # GPU SRAM: macmon keeps it apart; not summed
-PUBLICATION_GAP_S = 1.7  # longest gap between counter updates seen (M1 Ultra, all-smi #424)
+PUBLICATION_GAP_S = UPDATE_PERIOD_S["ioreport"]  # longest gap between updates seen
 SHORT_INTERVAL_S = 10.0  # below this, that gap can be over ~17% of the interval
 # 0 mJ for CPU and DRAM over this long is "not published", not a reading between two
 # updates: well above the longest gap (at 1.0 s, a 1.2 s loop was called "not published")
@@ -97,7 +104,7 @@ def check_reading(rails: dict[str, float], interval_s: float) -> Unavailable | l
         notes.append(
             f"interval {interval_s:.2f} s is short: IOReport updates the mJ counters at "
             f"irregular steps (up to {PUBLICATION_GAP_S} s apart on an M1 Ultra), so the "
-            f"error can reach ~{min(1.0, PUBLICATION_GAP_S / interval_s):.0%} of the figure"
+            f"error can reach ~{PUBLICATION_GAP_S / interval_s:.0%} of the figure"
         )
     return notes
 
