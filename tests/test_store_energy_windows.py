@@ -68,3 +68,33 @@ def test_sustained_windows_that_read_0_mj_count_in_the_runs_sum(tmp_path):
         "in any window (shorter than their update period: run.window_s and run.duration_s "
         "set longer ones)"
     )
+
+
+def test_zeroed_ioreport_counters_over_short_windows_are_named_as_not_published():
+    """macOS 27 on M5 publishes 0 for every mJ channel. No window under 3.4 s can tell that
+    from a window between two updates, so 600 windows of 0.98 s (588 s) all reading 0 mJ
+    were stored as "did not move in any window ... set longer windows", advice that cannot
+    help. The reader's own check of the sum says what it is."""
+    from types import SimpleNamespace
+
+    from anemll_spec.power.base import Energy, Unavailable
+    from anemll_spec.store.energy import combined_energy
+
+    zero = {"cpu": 0.0, "gpu": 0.0, "ane": 0.0, "dram": 0.0}
+
+    def window(mj: dict) -> SimpleNamespace:
+        e = Energy(rails_mj=mj, total_rails=("cpu", "gpu", "ane", "dram"), interval_s=0.98,
+                   method="ioreport", samples=2, timed_only=True)  # fmt: skip
+        return SimpleNamespace(energy=e, calls=100)
+
+    got = combined_energy([window(zero) for _ in range(600)])
+    assert isinstance(got, Unavailable)
+    assert got.reason == (
+        "IOReport Energy Model read 0 mJ for CPU and DRAM over 588.00 s: this macOS does not "
+        "publish the counters (seen on macOS 27 with M5) (the 600 windows summed)"
+    )
+    # counters that moved in some windows: the sum, as before
+    moving = [window(zero if i % 2 else {**zero, "cpu": 5.0, "dram": 1.0}) for i in range(6)]
+    summed = combined_energy(moving)
+    assert isinstance(summed, Energy) and summed.total_mj == 18.0
+    assert summed.interval_s == pytest.approx(5.88)

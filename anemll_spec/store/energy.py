@@ -219,7 +219,9 @@ def combined_energy(wins):
     the counters' update period (NVML's 100 ms) can fall between two updates while the
     sum over the windows is sound. Unavailable (the first window's reason) where a window
     has no reading or one the store cannot take for another reason (no interval, a
-    negative rail), and where the total over all windows is 0 mJ."""
+    negative rail), where the total over all windows is 0 mJ, and where the reader's own
+    check of the summed reading refuses it (IOReport's zeroed counters, which no window
+    is long enough to tell by itself)."""
     from anemll_spec.power.base import Energy, Unavailable
 
     readings = [w.energy for w in wins]
@@ -242,8 +244,14 @@ def combined_energy(wins):
             parts[k] = parts.get(k, 0.0) + v
     notes = list(dict.fromkeys(n for r in readings for n in r.notes))
     total = sum(rails.get(x, 0.0) for x in {x for r in readings for x in r.total_rails})
+    seconds = sum(r.interval_s for r in readings)
+    if readings[0].method == "ioreport":
+        from anemll_spec.power.ioreport import check_reading
+
+        found = check_reading(rails, seconds)
+        if isinstance(found, Unavailable):  # "not published" over the windows together
+            return Unavailable(f"{found.reason} (the {len(readings)} windows summed)", "ioreport")
     if total <= 0:
-        seconds = sum(r.interval_s for r in readings)
         return Unavailable(
             f"its total is 0 mJ over the {len(readings)} windows' {seconds:.3g} s: the "
             "counters did not move in any window (shorter than their update period: "
