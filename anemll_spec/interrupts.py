@@ -22,16 +22,23 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
 
+# the handler of the deferred block under way (one at most: an inner one runs as it is)
+_active: list[Callable[[int, FrameType | None], None]] = []
+
 
 @contextlib.contextmanager
 def deferred(on_first: Callable[[], None] | None = None) -> Iterator[None]:
     """Ctrl-C held off until the block ends: the first is noted (`on_first` says what
     happens meanwhile) and raised as KeyboardInterrupt when the block returns or fails; a
-    second raises at once. Outside the main thread, or under another SIGINT handler (an
-    enclosing deferred block), the block runs as it is."""
+    second raises at once. Where SIGINT is ignored (a script's background job, `cmd &`)
+    it stays ignored, and what `interrupt()` asks for (SIGTERM) is held off alike.
+    Outside the main thread, or under another SIGINT handler (an enclosing deferred
+    block), the block runs as it is."""
+    handler = signal.getsignal(signal.SIGINT)
     if (
         threading.current_thread() is not threading.main_thread()  # signals: main only
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # not ours
+        or _active  # an enclosing block holds it off
+        or handler not in (signal.default_int_handler, signal.SIG_IGN)  # not ours
     ):
         yield
         return
@@ -45,7 +52,9 @@ def deferred(on_first: Callable[[], None] | None = None) -> Iterator[None]:
         if on_first is not None:
             on_first()
 
-    signal.signal(signal.SIGINT, on_sigint)
+    _active.append(on_sigint)
+    if handler is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
     except Exception as exc:
@@ -53,8 +62,20 @@ def deferred(on_first: Callable[[], None] | None = None) -> Iterator[None]:
             raise KeyboardInterrupt from exc
         raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _active.clear()
+        if handler is signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:
+        raise KeyboardInterrupt
+
+
+def interrupt() -> None:
+    """A Ctrl-C that SIGINT cannot carry (it is ignored: SIGTERM to a script's background
+    job): the deferred block under way notes it as it would a Ctrl-C (a second raises at
+    once); outside one, KeyboardInterrupt now."""
+    if _active:
+        _active[-1](signal.SIGINT, None)
+    else:
         raise KeyboardInterrupt
 
 

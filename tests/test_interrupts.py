@@ -123,3 +123,45 @@ def test_a_deferred_block_ends_whole_and_then_raises_the_ctrl_c():
     assert r.stdout.split("\n")[:3] == ["noted", "raised after", "True"], r
     r = _deferred("        time.sleep(0.01)\n")  # no Ctrl-C: nothing raised
     assert r.stdout.split("\n")[:2] == ["block ended", "True"], r
+
+
+# bench with SIGINT ignored (a script's `anemll-spec bench ... &`), SIGTERM'd as its case is
+# being stored: the signal is sent by the store's write itself, so it lands there for sure
+TERM_WHILE_STORING = """
+import os, signal, sys
+if sys.argv[1] == "ignored":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+from anemll_spec.cli import main
+from anemll_spec.runner import record
+write = record.store_measurement
+def storing(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return write(*args, **kwargs)
+record.store_measurement = storing
+sys.exit(main(["bench", sys.argv[2], "--store", sys.argv[3], "--cache-dir", sys.argv[4]]))
+"""
+
+
+@pytest.mark.parametrize("sigint", ["ignored", "default"])
+def test_sigterm_while_a_case_is_stored_keeps_the_case(tmp_path, sigint):
+    """SIGTERM to a bench run as a script's background job (SIGINT ignored) was raised at
+    once, not held off as a Ctrl-C is: the case being written was lost (0 cases stored,
+    exit 143). Now it is stored whole, then the run stops, as with SIGINT at its default."""
+    from db_util import rows
+
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        "name: t\nmodel: {family: matmul, m: 4, k: 8, n: 8}\nrun: {backends: [numpy], "
+        "warmup: 1, iterations: 20, energy_s: 0, dispatch_floor: false}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    r = subprocess.run(
+        [sys.executable, "-c", TERM_WHILE_STORING, sigint, str(spec), str(store),
+         str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(Path(__file__).parents[1]), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert r.returncode == 143, r.stderr
+    assert "Traceback" not in r.stderr and "run marked 'interrupted'" in r.stderr, r.stderr
+    assert rows(store, "SELECT status FROM runs") == [("interrupted",)]
+    assert rows(store, "SELECT count(*), min(n_samples) FROM cases") == [(1, 20)]

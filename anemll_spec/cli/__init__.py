@@ -65,8 +65,9 @@ _terminated: list[int] = []  # SIGTERM came (its status, 143, replaces Ctrl-C's 
 def _sigterm_as_ctrl_c() -> None:
     """SIGTERM (`kill`, `timeout`, a CI job cancelled) ends a command as Ctrl-C does, the
     cases done kept and the run marked 'interrupted', not killed mid-write with the run
-    left 'running' and instance processes orphaned. It is handed on as SIGINT, so the work
-    Ctrl-C holds off for (interrupts.deferred) is held off for it too. Left alone where
+    left 'running' and instance processes orphaned. It is handed on as SIGINT (where SIGINT
+    is ignored, to interrupts.interrupt), so the work Ctrl-C holds off for
+    (interrupts.deferred) is held off for it too. Left alone where
     a parent process set SIGTERM ignored, or outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -75,8 +76,11 @@ def _sigterm_as_ctrl_c() -> None:
 
     def on_sigterm(signum: int, frame: object) -> None:
         _terminated.append(128 + signum)
-        if not callable(signal.getsignal(signal.SIGINT)):  # ignored (`cmd &` in a script)
-            raise KeyboardInterrupt  # handed on, it would be ignored with it
+        if not callable(signal.getsignal(signal.SIGINT)):  # ignored (`cmd &` in a script):
+            from anemll_spec.interrupts import interrupt  # handed on, it would be ignored
+
+            interrupt()  # with it; a deferred block holds it off as it would a Ctrl-C
+            return
         signal.raise_signal(signal.SIGINT)
 
     signal.signal(signal.SIGTERM, on_sigterm)
