@@ -265,3 +265,34 @@ def test_specs_whose_builds_fit_one_by_one_but_not_together_are_refused_by_bench
                  f"not yet cached needs about {need} of disk")  # fmt: skip
         assert not list(small.iterdir())
     assert not store.exists()
+
+
+DISTINCT = (
+    "name: dist\nmodel: {family: matmul, m: 4, k: 512, n: 512}\n"
+    "run: {backends: [numpy], concurrency: 3, instances: distinct, iterations: 20, "
+    "energy_s: 0, dispatch_floor: false}\n"
+)
+
+
+def test_distinct_instances_whose_builds_do_not_fit_are_refused_before_the_run(tmp_path, cli):
+    """`instances: distinct` builds a model per instance (seeds +1..+N-1) that the preflight
+    never saw: concurrency 3 passed it, built instance 0's and stored the case FAILED
+    ('building needs about ...'), exit 1. Now every instance's model is checked with the
+    case's: refused up front, nothing stored or built, as the same at concurrency 1 is."""
+    from anemll_spec.build import estimate
+    from anemll_spec.build.checks import disk_need, plan_disk_need
+
+    spec = _spec(tmp_path, DISTINCT, "dist")
+    store = tmp_path / "s.duckdb"
+    with _tmpfs(tmp_path / "small", "size=2m") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here")
+        free = shutil.disk_usage(small).free
+        est = estimate(matmul(m=4, k=512, n=512))
+        assert disk_need(est) < free < plan_disk_need([est] * 3)
+        r = cli("bench", spec, "--cache-dir", small / "cache", "--store", store)
+        need = human_bytes(plan_disk_need([est] * 3))
+        _refused(r, f"{spec}: cache {small / 'cache'}: building the 3 models not yet cached "
+                 f"needs about {need} of disk", f"{human_bytes(free)} free")  # fmt: skip
+        assert not list(small.iterdir())
+    assert not store.exists()

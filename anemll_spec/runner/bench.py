@@ -172,6 +172,7 @@ class Runner:
         cases."""
         from anemll_spec import backends
         from anemll_spec.build import preflight, preflight_disk
+        from anemll_spec.hashing import digest
 
         seen: set[str] = set()
         devices: set[str] = set()
@@ -184,11 +185,13 @@ class Runner:
                     backends.check_runs(v.backend, p.case.model, what=p.case.model_name)
                     if v.backend == "torch":
                         devices.add(p.case.run.device)
-                if p.case.build_key not in seen:
-                    seen.add(p.case.build_key)
-                    est = preflight(p.case.model, self.cache_dir)
-                    if est is not None:
-                        self.builds[p.case.build_key] = est
+                for model in _models_built(p.case):
+                    key = digest(model.build_key_fields())
+                    if key not in seen:
+                        seen.add(key)
+                        est = preflight(model, self.cache_dir)
+                        if est is not None:
+                            self.builds[key] = est
             except InputError as exc:  # which spec and case, when bench runs several
                 raise InputError(f"{self.spec.path}: {p.case.model_name}: {exc}") from None
         try:
@@ -259,6 +262,15 @@ def preflight_together(runners: list[Runner]) -> None:
     except InputError as exc:
         specs = ", ".join(str(r.spec.path) for r in runners)
         raise InputError(f"{specs} together: {exc}") from None
+
+
+def _models_built(case) -> list:
+    """The models a case builds: its own, and with `instances: distinct` each instance's
+    (seeds +1..+N-1, plan_instances), built when its instances are timed."""
+    run = case.run
+    if run.concurrency > 1 and not run.duration_s and run.instances == "distinct":
+        return plan.plan_instances(case.model, run.concurrency, run.instances).models
+    return [case.model]
 
 
 def _one_line(m: Measurement) -> str:
