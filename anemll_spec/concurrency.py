@@ -180,6 +180,7 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
         timer.warm()
     except BaseException as exc:
         _abort(gates)
+        ended.value = 1  # the others stop warming up (Timer.warm asks `halt` too)
         _send(conn, ("error", _one_line(exc), traceback.format_exc()))
         return
     try:
@@ -302,7 +303,7 @@ def time_processes(
             if reader is not None:
                 reader.start()
             gates[1].wait(start_timeout_s)
-        done = _collect(conns, procs, gates, on_progress)
+        done = _collect(conns, procs, gates, on_progress, ended)
         if reader is not None:
             energy = reader.stop(timed_only=True)
     except BaseException:  # Ctrl-C or a failure here: nobody waits for the instances' end
@@ -333,8 +334,10 @@ def time_processes(
     )
 
 
-def _collect(conns, procs, gates, on_progress) -> dict[int, tuple]:
-    """Every instance's ("done", ...) message; ConcurrencyError on any failure."""
+def _collect(conns, procs, gates, on_progress, ended=None) -> dict[int, tuple]:
+    """Every instance's ("done", ...) message; ConcurrencyError on any failure. An
+    instance that fails or dies stops the others (the gates broken, `ended` set: they
+    stop at their next call, not after their whole budget), whose results then come."""
     done: dict[int, tuple] = {}
     errors: list[str] = []
     open_ = set(range(len(conns)))
@@ -351,12 +354,15 @@ def _collect(conns, procs, gates, on_progress) -> dict[int, tuple]:
             open_.discard(k)
             if msg[0] == "done":
                 done[k] = msg[1:]
-            elif msg[0] == "error":
+                continue
+            if msg[0] == "error":
                 errors.append(f"instance {k}: {msg[1]}")
             elif msg[0] == "eof":
                 procs[k].join(timeout=5)
                 errors.append(f"instance {k} exited (code {procs[k].exitcode}) without a result")
-                _abort(gates)
+            _abort(gates)
+            if ended is not None:
+                ended.value = 1
     if not errors and len(done) < len(conns):
         errors.append("not every instance reached the start barrier in time")
     if errors:

@@ -140,18 +140,19 @@ class Timer:
 
     def warm(self) -> None:
         """Untimed calls: `warmup` of them, and for at least `warmup_s` seconds, but never
-        longer than `max_time_s` (a huge warm-up count is not an unbounded run)."""
-        fn, pc = self.fn, time.perf_counter_ns
+        longer than `max_time_s` (a huge warm-up count is not an unbounded run). `halt`
+        (another concurrent instance failed) ends it after the call in flight."""
+        fn, pc, halt = self.fn, time.perf_counter_ns, self.halt or (lambda: False)
         t_start = pc()
         cap = t_start + int(self.budget.max_time_s * 1e9)
         n = 0
         while n < self.budget.warmup:
             fn()
             n += 1
-            if pc() >= cap:
+            if pc() >= cap or halt():
                 break
         until = min(t_start + int(self.budget.warmup_s * 1e9), cap)
-        while pc() < until:
+        while pc() < until and not halt():
             fn()
             n += 1
         self.warmup_n = n

@@ -261,6 +261,42 @@ def test_an_instance_killed_before_the_start_is_reported_at_once(models, inputs)
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("instance")]
 
 
+def test_an_instance_killed_while_timing_stops_the_others_at_once(models, inputs):
+    """One of two instances SIGKILLed mid-timing (max_time_s 60): the other timed on to
+    its whole budget before the run failed (16 s after the kill at max_time_s 20). Now
+    it stops at its next call: the error comes at once."""
+    import signal
+
+    killed: list[float] = []
+
+    def kill_one(n: int, med: float, s: float) -> None:  # instance 0 is timing
+        if not killed:
+            victim = [p for p in multiprocessing.active_children() if p.name == "instance-1"]
+            os.kill(victim[0].pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+
+    long = Budget(warmup=2, warmup_s=0.0, iterations=10**7, min_iterations=5, max_time_s=60.0)
+    with pytest.raises(concurrency.ConcurrencyError, match=r"instance 1 exited \(code -9\)"):
+        concurrency.time_processes(
+            "numpy", _prepared(models[1][0]), OPTIONS, inputs, long, n_instances=2,
+            on_progress=kill_one,
+        )  # fmt: skip
+    assert killed and time.monotonic() - killed[0] < 3
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("instance")]
+
+
+def test_an_instance_that_fails_to_load_cuts_the_others_warm_up_short(models, inputs, tmp_path):
+    """An instance that cannot load: the other warmed up for its whole warmup_s (30 s
+    here) before reaching the broken start gate. Now it stops after its call in flight."""
+    good = _prepared(models[1][0])
+    bad = Prepared(path=tmp_path / "missing.mlpackage", source=tmp_path, compile_s=None)
+    warm = Budget(warmup=2, warmup_s=30.0, iterations=5, min_iterations=5, max_time_s=60.0)
+    t0 = time.monotonic()
+    with pytest.raises(concurrency.ConcurrencyError, match=r"^instance 1: .*missing"):
+        concurrency.time_processes("numpy", [good, bad], OPTIONS, inputs, warm)
+    assert time.monotonic() - t0 < 10
+
+
 def test_ctrl_c_at_the_start_ends_every_instance_at_once_and_quietly(models, inputs, capfd):
     """Ctrl-C at a terminal reaches the bench and its instances while they wait at the
     start: the parent joined each one for 10 s (they waited on, for the start timeout),
