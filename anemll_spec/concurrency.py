@@ -27,6 +27,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 import time
 import traceback
@@ -166,6 +167,8 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
     instance to meet its stop rule (or to fail); the others stop at their next call."""
     session = None
     try:
+        # Ctrl-C came blocked (spawned under _sigint_blocked): it lands here, handled
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         backend = instance_backend(job)
         t0 = time.perf_counter()
         session = backend.load(job.prepared, job.options)
@@ -204,6 +207,25 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
     finally:
         session.close()
         conn.close()
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked while an instance is spawned: the child inherits the mask, so a
+    Ctrl-C at a terminal that reaches it while Python starts and multiprocessing's
+    bootstrap unpickles its job (no handler of ours yet: a KeyboardInterrupt traceback
+    from spawn.py per instance) waits until _instance_main unblocks it inside its
+    handler. Here, it comes once the block ends. multiprocessing's resource tracker,
+    started first if it is not running, unblocks SIGINT as it starts: it is not left to
+    do that inside the block."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
@@ -292,11 +314,11 @@ def time_processes(
             proc = ctx.Process(
                 target=_instance_main, args=(k, send, gates, ended, job), name=f"instance-{k}"
             )
-            with _child_env(threads):
+            with _child_env(threads), _sigint_blocked():
                 proc.start()
-            send.close()  # the child holds its end; EOF here once it exits
-            conns.append(recv)
-            procs.append(proc)
+                send.close()  # the child holds its end; EOF here once it exits
+                conns.append(recv)
+                procs.append(proc)  # a Ctrl-C held off comes once it is there to end
         with _gates_watched(gates, procs), contextlib.suppress(Exception):
             # broken: an instance failed (or died: the watcher broke them); _collect says which
             gates[0].wait(start_timeout_s)

@@ -326,6 +326,42 @@ def test_ctrl_c_at_the_start_ends_every_instance_at_once_and_quietly(models, inp
     assert "Traceback" not in capfd.readouterr().err
 
 
+def _ctrl_c_on_arrival(value):
+    """Called as an instance unpickles its job, in multiprocessing's spawn bootstrap
+    (before _instance_main runs): a Ctrl-C at a terminal lands there, for certain."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)  # its handler runs here, unless SIGINT is blocked
+    return value
+
+
+class CtrlCOnArrival:
+    """An input whose unpickling (in the instance) sends the instance a SIGINT."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return _ctrl_c_on_arrival, (self.value,)
+
+
+def test_ctrl_c_while_instances_start_up_is_quiet(models, inputs, capfd):
+    """Ctrl-C while the instances were starting landed in each one's spawn bootstrap,
+    before its handler: a `Traceback ... multiprocessing/spawn.py ... KeyboardInterrupt`
+    per instance on the terminal. Now SIGINT is blocked as they are spawned and unblocked
+    inside _instance_main's handler: each ends quietly, saying why."""
+    name = next(iter(inputs))
+    tricked = {**inputs, name: CtrlCOnArrival(inputs[name])}
+    with pytest.raises(concurrency.ConcurrencyError, match=r"^instance 0: KeyboardInterrupt"):
+        concurrency.time_processes(
+            "numpy", _prepared(models[1][0]), OPTIONS, tricked, BUDGET, n_instances=2
+        )
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("instance")]
+
+
 def test_instances_dead_asleep_at_a_gate_do_not_hang_the_parents_way_out(models, inputs):
     """Ctrl-C at a terminal can end an instance while it sleeps at a gate, before it says
     it woke; the parent then broke the gates on its way out, and a multiprocessing
