@@ -344,11 +344,23 @@ def time_concurrent(
         finally:
             ended[0] = True
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    threads = [
+        threading.Thread(target=work, args=(i,), daemon=True, name=f"instance-{i}")
+        for i in range(n)
+    ]
     for th in threads:
         th.start()
-    for th in threads:
-        th.join()
+    try:
+        for th in threads:
+            th.join()
+    except BaseException:  # Ctrl-C: the instances stop after their call in flight, and
+        ended[0] = True  # are gone before the caller closes their sessions
+        barrier.abort()
+        for th in threads:
+            th.join()
+        if reader is not None:
+            reader.close()
+        raise
     energy = None
     if reader is not None:
         energy = None if errors else reader.stop(timed_only=True)

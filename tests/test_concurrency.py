@@ -196,6 +196,29 @@ def test_threads_mode_and_defaults(models, inputs):
         )
 
 
+def test_ctrl_c_in_threads_mode_stops_every_timing_thread(models, inputs):
+    """Ctrl-C while instances time in threads (torch on CUDA): the KeyboardInterrupt left
+    the joins, but the threads kept calling predict on sessions already closed (alive
+    6 s later). Now they stop after their call in flight, before it is raised."""
+    import signal
+    import threading
+
+    long = Budget(warmup=2, warmup_s=0.0, iterations=10**7, min_iterations=5, max_time_s=60.0)
+    ctrl_c = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    before = set(threading.enumerate()) | {ctrl_c}
+    ctrl_c.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        concurrency.time_instances(
+            "numpy", _prepared(models[1][0]), OPTIONS, inputs, long, n_instances=2,
+            mode="threads",
+        )  # fmt: skip
+    assert time.monotonic() - t0 < 5
+    # the timing threads: named instance-k now, 'Thread-N (work)' before
+    timing = [t for t in threading.enumerate() if t not in before]
+    assert not [t for t in timing if t.name.startswith("instance") or "work" in t.name], timing
+
+
 def test_children_get_split_math_thread_pools_and_the_parent_keeps_its_own(monkeypatch):
     """N processes each with a machine-sized BLAS/OpenMP pool spin against each other
     (2-45x less throughput than one instance, measured): children get the pool size."""
