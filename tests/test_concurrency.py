@@ -463,6 +463,43 @@ def test_a_killed_bench_leaves_its_instances_quiet(tmp_path, models, build_cache
     assert rows(store, "SELECT status FROM runs") == [("interrupted",)]
 
 
+def test_a_bench_whose_instance_dies_stores_the_error_as_said(tmp_path, build_cache):
+    """An instance SIGKILLed mid-timing in a real bench: the case is stored FAILED with
+    the ConcurrencyError's own message, which was followed by '(at concurrency.py:363)'
+    as if it were a bug of ours."""
+    import io
+    import json
+    import signal
+
+    from build_util import lm_head_fields
+
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner.bench import Runner
+
+    class KillOne(Progress):  # instance 0's first report: both instances are timing
+        def samples(self, *args, **kwargs) -> None:
+            for p in multiprocessing.active_children():
+                if p.name == "instance-1":
+                    os.kill(p.pid, signal.SIGKILL)
+
+    spec = tmp_path / "c.yaml"
+    model = lm_head_fields(hidden_size=64, vocab_size=256, chunks=2)
+    spec.write_text(
+        f"name: conc\nmodel: {json.dumps(model)}\n"
+        "run: {backends: [numpy], concurrency: 2, warmup: 2, iterations: 1000000, "
+        "max_time_s: 60, energy_s: 0, dispatch_floor: false}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    progress = KillOne(io.StringIO(), live=False)
+    res = Runner(spec, store=str(store), cache_dir=build_cache, progress=progress).run()
+    assert res.status == "failed"
+    [(status, error)] = rows(store, "SELECT status, error FROM cases")
+    assert status == "failed" and error == (
+        "concurrent instances failed: ConcurrencyError: "
+        "instance 1 exited (code -9) without a result"
+    )
+
+
 def test_a_gate_opens_for_all_breaks_for_all_and_times_out_broken():
     """gate.Gate as a Barrier behaves, the way the instances use it (threads here)."""
     import threading

@@ -77,9 +77,12 @@ class CaseRun:
 
 
 def err(exc: BaseException) -> str:
-    """One line naming the error (and, for our own bugs, where it happened)."""
+    """One line naming the error (and, for our own bugs, where it happened: never for
+    the expected failures, which say what went wrong themselves)."""
+    from anemll_spec.concurrency import ConcurrencyError
+
     text = f"{type(exc).__name__}: {exc}".strip()
-    if not isinstance(exc, InputError | BackendError):
+    if not isinstance(exc, InputError | BackendError | ConcurrencyError):
         tb = traceback.extract_tb(exc.__traceback__)
         if tb:
             text += f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})"
