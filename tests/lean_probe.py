@@ -7,7 +7,7 @@ import sys
 
 
 def child(lean: bool, conn) -> None:
-    from anemll_spec.concurrency import _Job, instance_backend
+    from anemll_spec.instance import _Job, instance_backend
 
     job = _Job("numpy", None, None, {}, None, progress=False, start_timeout_s=1.0, lean=lean)  # type: ignore[arg-type]
     instance_backend(job)
