@@ -227,10 +227,10 @@ def _refused(m: Any) -> str | None:
     the table's "-" is then explained, not silent."""
     from anemll_spec.store.energy import unusable
 
-    e, calls = m.energy, m.reading_calls
+    e = m.energy
     if e is None or not hasattr(e, "rails_mj") or m.status != "ok":
         return None
-    why = unusable(e, calls)
+    why = unusable(e, m.reading_calls)
     return f"{e.method} reading not stored: {why}" if why else None
 
 
