@@ -30,8 +30,7 @@ def query(con, opts: Options, run_id: str) -> tuple[list[dict], list[dict]]:
               FROM samples x JOIN sel ON x.case_id = sel.case_id),
         q AS (SELECT case_id, any_value(label) AS label, count(*) AS n,
                      quantile_cont(ms, 0.25) AS q1, quantile_cont(ms, 0.5) AS median,
-                     quantile_cont(ms, 0.75) AS q3, min(ms) AS min_ms, max(ms) AS max_ms,
-                     avg(ms) AS mean_ms
+                     quantile_cont(ms, 0.75) AS q3, min(ms) AS min_ms, max(ms) AS max_ms
               FROM s GROUP BY case_id),
         w AS (SELECT s.case_id,
                      min(s.ms) FILTER (WHERE s.ms >= q.q1 - 1.5 * (q.q3 - q.q1)) AS whisker_lo,
