@@ -745,6 +745,31 @@ def test_latency_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
     assert f"and {len(drawn)} beyond the clipped axis" in sub
 
 
+def test_timeline_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
+    """900 far-out samples, of which the farthest MAX_CLIPPED (and those of the thinning)
+    are marked: the timeline's subtitle said it drew all 900 as triangles."""
+    from anemll_spec.chart.timeline import MAX_CLIPPED
+    from anemll_spec.store import append_case, begin_run, finish_run
+
+    path = tmp_path / "s.duckdb"
+    run_id = begin_run(path, {"spec_name": "far", "command": "synthetic"}, syn.LINUX_HOST)
+    rng = np.random.default_rng(1)
+    wall = np.concatenate([rng.normal(5e6, 5e4, 10_000), rng.normal(5e7, 1e6, 900)])
+    wall = np.round(wall).astype(np.int64)
+    row = syn.case_row("far", wall, weight_bytes=10**6, backend="numpy", compute_units=None)
+    append_case(path, run_id, row, wall)
+    finish_run(path, run_id, "finished")
+    spec = build_chart("timeline", str(path), Options())
+    drawn = [p for p in spec["datasets"]["samples"] if p["clipped"]]
+    assert MAX_CLIPPED <= len(drawn) < 900
+    assert {p["n_clipped"] for p in drawn} == {900}
+    sub = " ".join(spec["title"]["subtitle"])
+    assert f": 900 sample(s) beyond, {len(drawn)} of them (the farthest" in sub
+    assert "draw the 900" not in sub
+    (panel,) = spec["vconcat"]
+    assert panel["title"]["subtitle"].endswith(f"900 sample(s) beyond, {len(drawn)} of them drawn")
+
+
 def test_a_users_submitted_run_is_labelled_with_its_issue(store):
     """M3 Ultra's only figures are one user's run (an issue): its bars were labelled
     like the results tables' rows, the source only in the tooltip (lost in PNG/SVG)."""

@@ -163,7 +163,7 @@ def chart(
         else ""
     )
     panels = []
-    n_clipped = 0
+    n_clipped = drawn = 0
     for label in sorted({p["label"] for p in points}):
         keep = alt.FieldEqualPredicate(field="label", equal=label)
         clip = clips.get(label)
@@ -172,8 +172,10 @@ def chart(
         subtitle = ""
         if clip:
             n = next(p["n_clipped"] for p in points if p["label"] == label)
-            n_clipped += n
+            m = sum(1 for p in points if p["label"] == label and p["clipped"])
+            n_clipped, drawn = n_clipped + n, drawn + m
             subtitle = f"y clipped to {clip.lo:.4g}–{clip.hi:.4g} ms: {n:,} sample(s) beyond"
+            subtitle += f", {m:,} of them drawn" if m < n else ""
             scale = alt.Scale(domain=clip.domain, nice=False, zero=False)
             layers = [
                 layers[0].encode(y=alt.Y("ms:Q", title="latency (ms)", scale=scale)),
@@ -198,10 +200,14 @@ def chart(
             )
         )
     clipped_words = (
-        f" Clipped panels (quartiles ± {robust.FENCE:g} IQR) draw the {n_clipped:,} "
+        ""
+        if not n_clipped
+        else f" Clipped panels (quartiles ± {robust.FENCE:g} IQR) draw the {n_clipped:,} "
         "sample(s) beyond as triangles at the edge (tooltip: real value)."
-        if n_clipped
-        else ""
+        if drawn >= n_clipped
+        else f" Clipped panels (quartiles ± {robust.FENCE:g} IQR): {n_clipped:,} sample(s) "
+        f"beyond, {drawn:,} of them (the farthest, and those of the thinning) drawn as "
+        "triangles at the edge (tooltip: real value)."
     )
     return style.concat(
         "vconcat",
