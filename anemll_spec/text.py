@@ -64,19 +64,17 @@ def did_you_mean(key: object, allowed: list[str]) -> str:
 
 
 def ratios(*values: float | None) -> list[str]:
-    """A ratio near 1, and its CI's ends, with as many decimals (3 to 6) as keep the two
-    ends apart and each figure apart from 1: '1.000 – 1.000' hid a CI [1.00012, 1.00035]
-    that excludes 1."""
+    """A ratio near 1, and its CI's ends, with as many decimals (3 to 6) as keep unequal
+    figures apart, the ratio from each end included, and each figure apart from 1:
+    '1.000 – 1.000' hid a CI [1.00012, 1.00035] that excludes 1, and '1.006 [1.005, 1.006]'
+    put a ratio of 1.00585 on its CI's upper end (1.00619)."""
     known = [v for v in values if v is not None and v == v]
-    ends = [v for v in values[1:3] if v is not None and v == v]
+    firsts = [v for v in values[:3] if v is not None and v == v]
+    pairs = [(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1 :] if a != b]
     digits = 3
     while digits < 6:
         one = f"{1:.{digits}f}"
-        apart = (
-            len(ends) < 2
-            or ends[0] == ends[1]
-            or f"{ends[0]:.{digits}f}" != f"{ends[1]:.{digits}f}"
-        )
+        apart = all(f"{a:.{digits}f}" != f"{b:.{digits}f}" for a, b in pairs)
         if apart and all(f"{v:.{digits}f}" != one for v in known if v != 1):
             break
         digits += 1

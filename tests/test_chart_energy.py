@@ -232,6 +232,10 @@ def test_ratios_near_one_get_the_decimals_that_tell_them_apart():
     assert ratios(0.885, 0.881, 0.890) == ["0.885", "0.881", "0.890"]
     assert ratios(1.0, 0.99999, 1.00001) == ["1.00000", "0.99999", "1.00001"]
     assert ratios(1.2, None, None) == ["1.200", "–", "–"]
+    # the ratio apart from its ends, not only the ends apart: '1.006 [1.005, 1.006]'
+    assert ratios(1.0058537, 1.0054142, 1.0061922) == ["1.0059", "1.0054", "1.0062"]
+    assert ratios(1.0114, 1.0112, 1.05) == ["1.0114", "1.0112", "1.0500"]
+    assert ratios(1.0114, 1.0114, 1.05) == ["1.011", "1.011", "1.050"]  # equal: alike
 
 
 def test_sustained_panels_share_one_time_axis_and_say_the_verdict(store):

@@ -211,6 +211,39 @@ def test_share_gives_energy_and_the_sustained_verdict(tmp_path):
     assert "**Energy**" not in text[plain] and "**Sustained**" not in text[plain]
 
 
+def test_a_sustained_ratio_is_printed_apart_from_its_ci_ends(tmp_path):
+    """A ratio of 1.00551 with its CI [1.00484, 1.00610] (two windows of 25,000 calls)
+    read '1.006 | 1.005 to 1.006', the ratio on its CI's edge: each figure now gets the
+    decimals that keep it apart from the other two."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "chart"))
+    import chart_sustained as cs
+    from db_util import dict_rows
+
+    from anemll_spec.store.connection import open_store
+    from anemll_spec.store.share import share_markdown
+
+    path = tmp_path / "s.duckdb"
+    plan = cs.Plan(medians_ms=(0.1, 0.0995), thermal=(None, None), rails_w=None,
+                   window_s=3.0, backend="numpy", compute_units=None, model="smoke")  # fmt: skip
+    run_id, _ = cs.sustained_run(path, (plan,), seed=2)
+    con = open_store(path, read_only=True)
+    try:
+        text = share_markdown(con, run_id, baseline="M1 Max")
+    finally:
+        con.close()
+    (c,) = dict_rows(path, "SELECT * FROM cases WHERE run_id = ?", [run_id])
+    ratio, lo, hi = (c[f"sustained_{k}"] for k in ("throughput_ratio", "ci_low", "ci_high"))
+    assert lo < ratio < hi and f"{ratio:.3f}" in (f"{lo:.3f}", f"{hi:.3f}")  # the case
+    section = text.split("**Sustained**", 1)[1]
+    (row,) = [cells(line) for line in section.splitlines() if line.startswith("| smoke")]
+    low, high = row[5].split(" to ")
+    assert len({row[4], low, high}) == 3
+    digits = len(row[4].split(".")[1])
+    assert (row[4], low, high) == tuple(f"{v:.{digits}f}" for v in (ratio, lo, hi))
+
+
 def test_factor_rows_come_in_the_specs_order_not_the_case_ids(tmp_path):
     """The case id ends in a hash: in its order the share block's comparison listed the
     cases in another order than the summary above it (which follows the spec)."""
