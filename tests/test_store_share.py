@@ -381,3 +381,41 @@ def test_share_never_shows_the_shared_stores_password(postgres, cli, tmp_path, m
     r = cli("share", "--store", plain)
     assert r.returncode == 0 and "password" not in r.stdout
     assert f"--store {shlex.quote(str(plain))}" in r.stdout
+
+
+def test_share_says_why_a_case_failed(tmp_path):
+    """A failed row read '| failed | 0 | - |' and its stored error appeared nowhere (the
+    report and bench show it): a line under the table now gives it, on one line, cut,
+    escaped as the rest of the block."""
+    from db_util import dict_rows
+
+    from anemll_spec.store.connection import open_store
+    from anemll_spec.store.share import ERROR_LIMIT, share_markdown
+
+    path = tmp_path / "s.duckdb"
+    run_id = new_run(path)
+    wall = samples_ns(np.random.default_rng(3), 50, 9.0)
+    append_case(path, run_id, case(wall=wall), wall)
+    hostile = "predict failed: | <img src=x> [x](http://e)\n### forged\n" + "y" * 1000
+    append_case(path, run_id, case("b", "broken", status="failed", error=hostile), [])
+    append_case(path, run_id, case("c", "boom", status="failed", error="boom"), [])
+    finish_run(path, run_id, "finished")
+    con = open_store(path, read_only=True)
+    try:
+        text = share_markdown(con, run_id, baseline="M1 Max")
+    finally:
+        con.close()
+    stored = dict_rows(path, "SELECT model_name, error FROM cases WHERE status = 'failed'")
+    assert {r["model_name"]: r["error"] for r in stored} == {"broken": hostile, "boom": "boom"}
+    lines = text.splitlines()
+    rows = [cells(ln)[0] for ln in lines if ln.startswith("|") and len(cells(ln)) == 13][2:]
+    assert rows == [r"llama\_lm\_head", "broken", "boom"]
+    why = [ln for ln in lines if ln.startswith("case ")]
+    assert why[1] == "case 3 (boom, coreml) failed: boom"
+    assert why[0].startswith(
+        r"case 2 (broken, coreml) failed: predict failed: \| &lt;img src=x&gt; "
+        r"\[x\](http\://e)\\n### forged\\nyyy"  # one line: '\n' shows as written
+    )
+    one_line = hostile.replace("\n", "\\n")  # as text.printable writes a newline
+    assert why[0].split(" failed: ", 1)[1] == escape(one_line[: ERROR_LIMIT - 1] + "…")
+    assert [ln for ln in lines if ln.startswith("#")] == [lines[0]] and "<img" not in text

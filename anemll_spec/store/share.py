@@ -17,7 +17,7 @@ from anemll_spec.store.labels import case_label, labels_of
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
 from anemll_spec.sustained_grid import cut_short
-from anemll_spec.text import distinct, ratios, throttled_words
+from anemll_spec.text import distinct, printable, ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
 # chart say it (chart/report_published.PUBLISHED_NOTE): a reader of the issue compares a
@@ -41,7 +41,9 @@ _SUMMARY = (
     "instances",
     "throughput_ips",
     "params",  # with model_name, the case's label (labels.case_label)
+    "error",  # said under the table, one line a case that is not ok
 )
+ERROR_LIMIT = 300  # characters of a case's error said under the table
 _HOST = (
     ("chip", "chip"),
     ("model_identifier", "model"),
@@ -176,13 +178,28 @@ def _summary(con, run_id: str) -> str:
         )
         for r in rows
     ]
-    if not concurrent:
-        return markdown.table(names, shown, digits=4, null="-")
-    names += ["instances", "inferences/s"]
-    return markdown.table(names, shown, digits=4, null="-") + (
-        "\nWith several instances at once, latency and GB/s are per call under that load; "
-        "inferences/s counts every instance's calls over the time they ran together.\n"
+    if concurrent:
+        names += ["instances", "inferences/s"]
+    return (
+        markdown.table(names, shown, digits=4, null="-")
+        + "".join(_why_not_ok(i, r) for i, r in enumerate(rows, 1) if r[4] != "ok")
+        + (
+            "\nWith several instances at once, latency and GB/s are per call under that load; "
+            "inferences/s counts every instance's calls over the time they ran together.\n"
+            if concurrent
+            else ""
+        )
     )
+
+
+def _why_not_ok(row_number: int, r: tuple) -> str:
+    """The line under the table for a case that is not ok: its row and its stored error
+    (as the report and bench show it), on one line, cut to ERROR_LIMIT characters."""
+    error = printable(r[18] or "no error was stored")
+    if len(error) > ERROR_LIMIT:
+        error = error[: ERROR_LIMIT - 1] + "…"
+    what = escape(f"{case_label(r[0], r[17])}, {r[1]}")
+    return f"\ncase {row_number} ({what}) {escape(r[4])}: {escape(error)}\n"
 
 
 def _median_ci(median, low, high) -> tuple:
