@@ -29,6 +29,14 @@ def brief(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def path_word(path: object) -> str:
+    """A store path as a printed command's argument: a relative one starting with '-'
+    gets './' (argparse read `--store -dash.duckdb` as a missing value and another
+    option). Quote it for a shell after this."""
+    text = str(path)
+    return "./" + text if text.startswith("-") else text
+
+
 def human_bytes(n: float | None) -> str:
     """Bytes in decimal units (1 KB = 1000 B): the CLI's tables and the build's refusals."""
     if n is None:

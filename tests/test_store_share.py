@@ -419,3 +419,36 @@ def test_share_says_why_a_case_failed(tmp_path):
     one_line = hostile.replace("\n", "\\n")  # as text.printable writes a newline
     assert why[0].split(" failed: ", 1)[1] == escape(one_line[: ERROR_LIMIT - 1] + "…")
     assert [ln for ln in lines if ln.startswith("#")] == [lines[0]] and "<img" not in text
+
+
+def test_printed_commands_name_a_store_path_starting_with_a_dash(cli, tmp_path, v4_store):
+    """`share --store=-dash.duckdb` printed `--store -dash.duckdb`, which argparse refuses
+    (an option, not a value): each printed command now names such a path as ./-dash.duckdb,
+    and run as printed, it works (export; import of a bundle given as --store; upgrade)."""
+    from anemll_spec.store.fallback import BenchStore
+
+    run_id = new_run(tmp_path / "-dash.duckdb")
+    wall = samples_ns(np.random.default_rng(3), 20, 2.0)
+    append_case(tmp_path / "-dash.duckdb", run_id, case(wall=wall), wall)
+    finish_run(tmp_path / "-dash.duckdb", run_id, "finished")
+    text = cli("share", "--store=-dash.duckdb", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    block = text.stdout[text.stdout.index("```sh\n") + 6 : text.stdout.rindex("\n```")]
+    words = shlex.split(block)
+    assert words[-2:] == ["--store", "./-dash.duckdb"]
+    out = cli(*words[1:], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (tmp_path / f"{run_id}.parquet").rename(tmp_path / "-b.parquet")
+    refused = cli("query", "--store=-b.parquet", "SELECT 1", cwd=tmp_path)
+    assert refused.returncode == 2 and "`anemll-spec import ./-b.parquet`" in refused.stderr
+    done = cli("import", "./-b.parquet", "--store", tmp_path / "new.duckdb", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    v4_store.rename(tmp_path / "-old.duckdb")
+    refused = cli("query", "--store=-old.duckdb", "SELECT 1", cwd=tmp_path)
+    hint = refused.stderr.split("`anemll-spec upgrade ", 1)[1].split("`")[0]
+    assert hint == "--store ./-old.duckdb"
+    assert cli("upgrade", *shlex.split(hint), cwd=tmp_path).returncode == 0
+    store = BenchStore(str(tmp_path / "s.duckdb"))
+    store.local, store.fell_back, store._moved = "-own.duckdb", "locked", {run_id}
+    assert store.message is not None
+    assert store.message.endswith(f"--store ./-own.duckdb --to {tmp_path / 's.duckdb'}")

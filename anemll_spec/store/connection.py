@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from anemll_spec.store.diagnose import (
     remove_unmade,
 )
 from anemll_spec.store.prepare import StorePrepared, check_readable, prepare
+from anemll_spec.text import path_word
 
 DEFAULT_PATH = "store/results.duckdb"
 ENV_STORE = "ANEMLL_SPEC_STORE"
@@ -229,7 +231,7 @@ def _check_duckdb_file(path: Path) -> None:
     if head.startswith(b"PAR1"):
         raise InputError(
             f"{path} is a Parquet file (a results bundle?), not a results store: import it "
-            f"into one with `anemll-spec import {path}`"
+            f"into one with `anemll-spec import {shlex.quote(path_word(path))}`"
         )
     raise InputError(f"{path} is not a DuckDB database: give a results store (a .duckdb file)")
 

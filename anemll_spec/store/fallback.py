@@ -18,6 +18,7 @@ the store is free. Passwords in the target or the command line are never stored 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
 import time
@@ -35,6 +36,7 @@ from anemll_spec.store.connection import (
     open_store,
 )
 from anemll_spec.store.rows import utc_now
+from anemll_spec.text import path_word
 
 ENV_FALLBACK = "ANEMLL_SPEC_FALLBACK_STORE"
 
@@ -75,17 +77,18 @@ class BenchStore:
         if not self.fell_back:
             return None
         runs, to = " ".join(sorted(self._moved)), lake_target.redact(self.target)
+        local = shlex.quote(path_word(self.local))  # a command to paste: a shell's words
         if not self.shared:
             return (
                 f"the store {self.target} stayed locked by another process ({self.fell_back}); "
                 f"the cases of run {runs} measured from then on are in {self.local}. Once "
-                f"the store is free, push them: anemll-spec push {runs} --store {self.local} "
-                f"--to {self.target}"
+                f"the store is free, push them: anemll-spec push {runs} --store {local} "
+                f"--to {shlex.quote(path_word(self.target))}"
             )
         return (
             f"the shared store {to} was unreachable ({self.fell_back}); "
             f"this run is in the local store {self.local}. When the shared store is back, "
-            f"push it: anemll-spec push {runs} --store {self.local} --to '{to}'"
+            f"push it: anemll-spec push {runs} --store {local} --to '{to}'"
         )
 
     # ---- the write API

@@ -35,10 +35,12 @@ def _upgrade_hint(where, done: str = "upgrades it in place") -> str:
     """What upgrades the store `where` (as shown: a shared store's password redacted)."""
     import shlex
 
+    from anemll_spec.text import path_word
+
     secret = " (with the password for ***)" if "***" in str(where) else ""
     return (
-        f"`anemll-spec upgrade --store {shlex.quote(str(where))}`{secret} {done}, as does the "
-        "next bench, import or push into it"
+        f"`anemll-spec upgrade --store {shlex.quote(path_word(where))}`{secret} {done}, as "
+        "does the next bench, import or push into it"
     )
 
 

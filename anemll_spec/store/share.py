@@ -17,7 +17,7 @@ from anemll_spec.store.labels import case_label, labels_of
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
 from anemll_spec.sustained_grid import cut_short
-from anemll_spec.text import distinct, printable, ratios, throttled_words
+from anemll_spec.text import distinct, path_word, printable, ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
 # chart say it (chart/report_published.PUBLISHED_NOTE): a reader of the issue compares a
@@ -128,7 +128,8 @@ def export_command(run_id: str, store_arg: str | None) -> str:
     store's password is shown as *** (the block is pasted into a public issue)."""
     words = ["anemll-spec", "export", "--run", run_id, "--out", f"{run_id}.parquet"]
     if store_arg:
-        words += ["--store", lake_target.redact(store_arg) if _redacted(store_arg) else store_arg]
+        shown = lake_target.redact(store_arg) if _redacted(store_arg) else path_word(store_arg)
+        words += ["--store", shown]
     return " ".join(shell_word(w) for w in words)
 
 
