@@ -101,3 +101,32 @@ def test_with_nothing_in_common_the_chart_says_what_failed(tmp_path):
     page = (write_report(str(path), ids[1], tmp_path / "r.html")).read_text()
     assert 'no measured variant in common.</p><p class="note">A is run' in page
     assert "Not drawn: failed in B (every case): llama_lm_head (coreml/CPU_AND_NE" in page
+
+
+def test_the_no_data_message_says_each_reason_once_with_one_period(tmp_path, cli):
+    """Two reasons, numpy failed in B and a model only in B, read
+    '... (numpy/1).. Not drawn: only in B: ...': each line's period, then the join's."""
+    path = tmp_path / "s.duckdb"
+    rng = np.random.default_rng(7)
+    ids = []
+    for fails in (False, True):
+        run_id = new_run(path)
+        if fails:
+            append_case(path, run_id, case(**NUMPY, status="failed", error="boom"), [])
+            wall = samples_ns(rng, 30, 2.0)
+            append_case(path, run_id, case("tiny", "tiny_head", wall=wall, case_index=1), wall)
+        else:
+            wall = samples_ns(rng, 30, 9.0)
+            append_case(path, run_id, case(**NUMPY, wall=wall), wall)
+        finish_run(path, run_id, "finished")
+        ids.append(run_id)
+    result = compare_runs(str(path), *ids)
+    (failed,) = result["failed_in_b"]
+    (only_b,) = result["only_in_b"]
+    r = cli("chart", "compare", "--store", path, "--runs", *ids, "--out", tmp_path / "o")
+    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.splitlines()) == 1
+    assert r.stderr.endswith(
+        f"have no variant in common to compare (run {ids[0]} vs {ids[1]}). "
+        f"Not drawn: failed in B (every case): {failed}. Not drawn: only in B: {only_b}.\n"
+    ), r.stderr
+    assert ".." not in r.stderr

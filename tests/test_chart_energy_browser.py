@@ -179,3 +179,27 @@ def test_report_draws_the_energy_and_sustained_charts(chromium, store, tmp_path)
     # the report's energy chart: this run's rows beside the other chips' latest
     chips = {aria(n)["chip"] for n, _, _ in mark_items(root, "ipj_llama_lm_head")}
     assert "M1 Max" in chips and "M4 Max" in chips
+
+
+def test_a_sustained_chart_without_power_says_no_power_panel_and_cuts_no_line(chromium, tmp_path):
+    """Without power samples the chart has no power panel, but its subtitle described the
+    'Bottom: each rail's power' panel; and a panel's clipped-axis line (160 characters)
+    was cut at the title's 700 px limit, '... sit at its edge (…'."""
+    path = tmp_path / "s.duckdb"
+    plan = cs.Plan(medians_ms=(2.0, 1.97, 1.96), thermal=(None, None, None), rails_w=None,
+                   window_s=1.0, backend="numpy", compute_units=None, model="smoke",
+                   spikes=12)  # fmt: skip
+    cs.sustained_run(path, (plan,))
+    spec = build_chart("sustained", str(path), Options())
+    assert spec["datasets"]["power"] == []
+    files = write_chart("sustained", str(path), Options(), tmp_path / "s")
+    root = dom.dump_dom(chromium, files["html"], tmp_path)
+    rendered(root)
+    texts = dom.svg_texts(root)
+    caption = " ".join(texts)
+    assert "Bottom:" not in caption and "rail" not in caption
+    assert "Each call's latency at the time it started" in caption
+    assert "Latency axis clipped to" in caption  # the panel's clipped line, whole:
+    assert "sit at its edge (tooltip: real value)." in caption
+    assert not [t for t in texts if "…" in t]
+    assert not mark_items(root, "power_lines")

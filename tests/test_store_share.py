@@ -190,6 +190,8 @@ def test_share_gives_energy_and_the_sustained_verdict(tmp_path):
     mj = raw["energy_total_mj"] / raw["energy_calls"]
     lines = text[gpu].splitlines()
     head = lines.index(next(line for line in lines if line.startswith("**Energy**")))
+    # 'n' there was the concurrency while the summary's 'n' counts samples
+    assert cells(lines[head + 2])[:4] == ["model", "backend", "units", "instances"]
     row = cells(lines[head + 4])
     assert row[:4] == ["llama\\_lm\\_head", "torch cuda", "-", "1"]
     assert float(row[4]) == pytest.approx(mj, rel=5e-4)

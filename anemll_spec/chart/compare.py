@@ -68,10 +68,11 @@ def build_from(target, con_factory, opts: Options) -> dict[str, Any]:
     finally:
         con.close()
     if not rows:
+        lines = unmatched(result, opts)  # sentences, each ending in its period
         raise NoData(
             f"runs {result['run_a']} and {result['run_b']} have no variant in common to "
             f"compare ({opts.describe()})"
-            + "".join(f". {line}" for line in unmatched(result, opts))
+            + ("." + "".join(f" {x}" for x in lines) if lines else "")
         )
     return style.drawn_runs(chart(rows, result, opts), result["run_a"], result["run_b"])
 

@@ -18,6 +18,7 @@ TITLE = "Sustained run"
 
 SHADES = {"alternate window": "#ececec", "throttled window": style.tint(style.OKABE_ITO[5], 0.7)}
 WIDTH = 640
+SUBTITLE_CHARS = 110  # a panel's subtitle line, at 11 px Helvetica, fits WIDTH + 60 px
 
 
 def chart(data: dict[str, Any], run_id: str, opts) -> dict[str, Any]:
@@ -49,19 +50,25 @@ def chart(data: dict[str, Any], run_id: str, opts) -> dict[str, Any]:
         spacing=40,
         title=style.title(
             f"{TITLE}: latency and power over time — run {run_id}",
-            "Top: each call's latency at the time it started (dots; thinned evenly for long "
+            ("Top: each" if rails else "Each")
+            + " call's latency at the time it started (dots; thinned evenly for long "
             "runs) and each window's median (black segments).",
+            # the power panel is drawn only where power was sampled
             "Bottom: each rail's power at each sampling period (lines: the mean over the "
             "period, from the energy counters; NVML's is its own power reading, a 1 s "
             "trailing average on Ampere and newer) and each "
             "window's mean power of the rails in the case's total (black segments; a rail "
-            "inside another, such as core inside package, counted once).",
+            "inside another, such as core inside package, counted once)."
+            if rails
+            else "",
             "One time axis: seconds since the first timed call. Shaded: every other window; "
             "red tint: windows whose thermal state said throttled.",
             "Verdict: throughput of the last window / the first (first-window median / "
             "last-window median) with its 95% bootstrap CI.",
             "Power is the hardware's own energy estimate (the SoC's, GPU board's or CPU "
-            "package's counters), not wall power.",
+            "package's counters), not wall power."
+            if rails or any(c.get("energy_method") for c in data["cases"])
+            else "",
             f"Filters: {opts.describe()}.{more}",
         ),
         resolve={"scale": {"color": "shared", "fill": "shared"}},
@@ -184,7 +191,7 @@ def _case(case: dict[str, Any], data: dict[str, Any], color, shade) -> dict[str,
         "spacing": 8,
         "title": {
             "text": label,
-            "subtitle": _subtitle(case, mine, spread, clip, has_power),
+            "subtitle": _wrapped(_subtitle(case, mine, spread, clip, has_power)),
             "fontSize": 13,
             "limit": WIDTH + 60,
         },  # fmt: skip
@@ -198,6 +205,15 @@ def _x_title(part: dict[str, Any], title: str | None) -> dict[str, Any]:
         if x is not None and "field" in x:
             x["title"] = title
     return part
+
+
+def _wrapped(lines: list[str]) -> list[str]:
+    """Lines of at most SUBTITLE_CHARS characters, a longer one wrapped at its spaces:
+    Vega cuts a line at the title's limit (WIDTH + 60 px), and the last line, the
+    clipped axis' (160 characters), lost its end."""
+    import textwrap
+
+    return [part for line in lines for part in textwrap.wrap(line, SUBTITLE_CHARS) or [""]]
 
 
 def _subtitle(case, windows, spread, clip, has_power: bool) -> list[str]:

@@ -270,7 +270,7 @@ def _energy(con, run_id: str, baseline: str) -> str:
         return ""
     labels = labels_of(con, run_id)
     table = markdown.table(
-        ["model", "backend", "units", "n", "mJ per inference", "inferences per J", "mean W",
+        ["model", "backend", "units", "instances", "mJ per inference", "inferences per J", "mean W",
          "reader", "timed calls only", f"vs {baseline}"],
         [
             (
@@ -293,7 +293,7 @@ def _energy(con, run_id: str, baseline: str) -> str:
     caveats = dict.fromkeys(r["caveat"] for r in rows if r["caveat"])
     return (
         "**Energy** (mJ per inference = the counters' energy over the interval / its calls, "
-        "all instances' calls where n > 1):\n\n"
+        "all instances' calls where several ran at once):\n\n"
         + table
         + "".join(f"\n{escape(c)}." for c in caveats)
         + "\n"
