@@ -98,3 +98,43 @@ def test_zeroed_ioreport_counters_over_short_windows_are_named_as_not_published(
     summed = combined_energy(moving)
     assert isinstance(summed, Energy) and summed.total_mj == 18.0
     assert summed.interval_s == pytest.approx(5.88)
+
+
+def test_windows_that_together_are_shorter_than_the_counters_update_period_are_no_figure():
+    """Each window may be shorter than the counter's update period (the sum holds what
+    one window missed), but a sum that is itself that short is one short reading: two
+    0.5 s IOReport windows stored 1,800 mJ where one update can hold 1.7 s of energy,
+    while a single 1 s reading is refused."""
+    from types import SimpleNamespace
+
+    from anemll_spec.power.base import Energy, Unavailable
+    from anemll_spec.store.energy import combined_energy
+
+    def windows(method: str, seconds: float, mj: list[float]) -> list[SimpleNamespace]:
+        rail = "cpu" if method == "ioreport" else "gpu"
+        return [
+            SimpleNamespace(
+                energy=Energy(
+                    rails_mj={rail: x, **({"dram": x} if rail == "cpu" else {})},
+                    total_rails=(rail,),
+                    interval_s=seconds,
+                    method=method,
+                    samples=2,
+                    timed_only=True,
+                ),  # fmt: skip
+                calls=10,
+            )
+            for x in mj
+        ]
+
+    got = combined_energy(windows("ioreport", 0.5, [1800.0, 0.0]))
+    assert isinstance(got, Unavailable) and got.method == "ioreport"
+    assert got.reason == (
+        "the 2 windows' readings together cover 1 s, shorter than the ioreport counter's "
+        "update period (up to 1.7 s): one update there holds up to 1.7 times their energy, "
+        "or none does (run.duration_s sets a longer run)"
+    )
+    got = combined_energy(windows("nvml", 0.02, [30.0, 0.0]))
+    assert isinstance(got, Unavailable) and "cover 0.04 s, shorter than the nvml" in got.reason
+    ok = combined_energy(windows("nvml", 0.06, [30.0, 0.0]))  # 0.12 s together: a figure
+    assert isinstance(ok, Energy) and ok.total_mj == 30.0

@@ -248,6 +248,28 @@ def test_foreign_files_are_refused(tmp_path):
         open_store(tmp_path / "missing.duckdb", read_only=True)
 
 
+def test_import_or_pull_into_another_database_is_refused_as_not_a_store(tmp_path, cli):
+    """The scratch check read such a file's `runs` without asking what it is: DuckDB then
+    scanned a Python string of that name in its place ('Python Object "runs" of type
+    "str" ... not suitable for replacement scans', exit 1). Refused, exit 2, unchanged."""
+    other = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(other))
+    con.execute("CREATE TABLE foo (x INTEGER)")
+    con.close()
+    src = tmp_path / "src.duckdb"
+    one_case_run(src, seed=1)
+    bundle = tmp_path / "b.parquet"
+    assert cli("export", "--store", src, "--out", bundle).returncode == 0
+    before = other.read_bytes()
+    for args in (("pull", "--from", src), ("import", bundle)):
+        r = cli(*args, "--store", other)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.endswith(
+            f"{other} is a DuckDB database but not an anemll-spec results store\n"
+        )
+        assert other.read_bytes() == before
+
+
 def test_a_bundle_or_csv_given_as_the_store_is_refused_and_unchanged(tmp_path, cli):
     """DuckDB opens a Parquet or CSV file as an in-memory database: an import or a bench
     'into' one was kept in memory and lost (exit 0). Refused before anything runs."""

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from anemll_spec.power.base import UPDATE_PERIOD_S
 from anemll_spec.store.columns import ENERGY_METHODS, NAME, TEXT
 
 
@@ -219,7 +220,9 @@ def combined_energy(wins):
     the counters' update period (NVML's 100 ms) can fall between two updates while the
     sum over the windows is sound. Unavailable (the first window's reason) where a window
     has no reading or one the store cannot take for another reason (no interval, a
-    negative rail), where the total over all windows is 0 mJ, and where the reader's own
+    negative rail), where the windows together are shorter than the counter's update
+    period (then as short as a single reading, which Guarded.stop refuses), where the
+    total over all windows is 0 mJ, and where the reader's own
     check of the summed reading refuses it (IOReport's zeroed counters, which no window
     is long enough to tell by itself)."""
     from anemll_spec.power.base import Energy, Unavailable
@@ -245,6 +248,15 @@ def combined_energy(wins):
     notes = list(dict.fromkeys(n for r in readings for n in r.notes))
     total = sum(rails.get(x, 0.0) for x in {x for r in readings for x in r.total_rails})
     seconds = sum(r.interval_s for r in readings)
+    period = UPDATE_PERIOD_S.get(readings[0].method)
+    if period is not None and seconds < period:  # the sum is one short reading
+        return Unavailable(
+            f"the {len(readings)} windows' readings together cover {seconds:.3g} s, shorter "
+            f"than the {readings[0].method} counter's update period (up to {period} s): one "
+            f"update there holds up to {period / seconds:.3g} times their energy, or none "
+            "does (run.duration_s sets a longer run)",
+            readings[0].method,
+        )
     if readings[0].method == "ioreport":
         from anemll_spec.power.ioreport import check_reading
 

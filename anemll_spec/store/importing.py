@@ -37,6 +37,8 @@ from anemll_spec.store.bundle import (
     stage,
 )
 from anemll_spec.store.connection import open_store, store_path
+from anemll_spec.store.diagnose import cannot_open
+from anemll_spec.store.prepare import check_not_newer, read_version
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin, check_same_runs
 from anemll_spec.text import printable, quoted
@@ -221,10 +223,11 @@ def _read_store(con, store: str | Path, staged: list[dict]) -> tuple[list, list,
     (check=False: an older store is read as it is, its missing columns NULL, as upgrading
     it would make them): (run columns, runs, (case_id, run_id) rows). None where a shared
     store cannot be read so (not made yet): the writing transaction checks it all."""
-    runs = " UNION ALL ".join(f"SELECT run_id FROM {s['runs']}" for s in staged)
-    cases = " UNION ALL ".join(f"SELECT case_id FROM {s['cases']}" for s in staged)
-    run_ids = [r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM ({runs})").fetchall()]
-    case_ids = [c for (c,) in con.execute(f"SELECT DISTINCT case_id FROM ({cases})").fetchall()]
+    # (no Python local may be named like a table: DuckDB would scan it in place of one)
+    run_sql = " UNION ALL ".join(f"SELECT run_id FROM {s['runs']}" for s in staged)
+    case_sql = " UNION ALL ".join(f"SELECT case_id FROM {s['cases']}" for s in staged)
+    run_ids = [r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM ({run_sql})").fetchall()]
+    case_ids = [c for (c,) in con.execute(f"SELECT DISTINCT case_id FROM ({case_sql})").fetchall()]
     shared = lake_target.is_lake(str(store))
     try:
         src = open_store(store, read_only=True, check=False)
@@ -235,6 +238,11 @@ def _read_store(con, store: str | Path, staged: list[dict]) -> tuple[list, list,
             return None
         raise
     try:
+        if not shared:  # a results store (not another database), not newer than this code
+            version = read_version(src, store)
+            if version is None:  # an empty database: no store yet
+                return None
+            check_not_newer(version, store)
         have = {d[0] for d in src.execute("SELECT * FROM runs LIMIT 0").description}
         cols = [c for c in schema.RUNS.names if c in have]
         wanted = "IN (SELECT unnest(?::VARCHAR[]))"
@@ -248,7 +256,7 @@ def _read_store(con, store: str | Path, staged: list[dict]) -> tuple[list, list,
         if shared:
             at = lake_target.parse_target(str(store))
             raise lake.failed(at.shown, exc, " as it was read", "; nothing written", at) from None
-        raise
+        raise cannot_open(store, exc) from None
     finally:
         src.close()
     return cols, stored_runs, stored_cases
