@@ -3,6 +3,7 @@ raised again once the import returns, so the command stops instead of going on."
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,14 @@ except:  # noqa: E722
 """
 
 
+def _pythonpath() -> str:
+    """This checkout first, then whatever PYTHONPATH the tests run under (an install whose
+    dependencies live on PYTHONPATH, as on the GPU machine, needs them in the child)."""
+    return os.pathsep.join(
+        p for p in (str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")) if p
+    )
+
+
 def _import(tmp_path: Path, how: str, module: str = SWALLOWS) -> subprocess.CompletedProcess:
     (tmp_path / "swallows.py").write_text(module)
     code = f"{how}('swallows'); print('went on')"
@@ -32,7 +41,7 @@ def _import(tmp_path: Path, how: str, module: str = SWALLOWS) -> subprocess.Comp
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PYTHONPATH": str(Path(__file__).parents[1])},
+        env={"PYTHONPATH": _pythonpath()},
     )
 
 
@@ -109,7 +118,7 @@ def _deferred(body: str) -> subprocess.CompletedProcess:
     )
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-        env={"PYTHONPATH": str(Path(__file__).parents[1])},
+        env={"PYTHONPATH": _pythonpath()},
     )  # fmt: skip
 
 
@@ -159,7 +168,7 @@ def test_sigterm_while_a_case_is_stored_keeps_the_case(tmp_path, sigint):
         [sys.executable, "-c", TERM_WHILE_STORING, sigint, str(spec), str(store),
          str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=120,
-        env={"PYTHONPATH": str(Path(__file__).parents[1]), "HOME": str(tmp_path)},
+        env={"PYTHONPATH": _pythonpath(), "HOME": str(tmp_path)},
     )  # fmt: skip
     assert r.returncode == 143, r.stderr
     assert "Traceback" not in r.stderr and "run marked 'interrupted'" in r.stderr, r.stderr

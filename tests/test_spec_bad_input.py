@@ -79,6 +79,13 @@ CASES = {
         r"unknown key .*did you mean 'vocab_size'",
     ),
     "unknown_top_key": (GOOD + "runs: {}\n", "runs", "runs:", r"unknown key 'runs'"),
+    # a toy model named like a published one was stored and charted as it, with its factors
+    "published_name": (
+        GOOD.replace("name: t", "name: llama_lm_head"),
+        "name",
+        "name:",
+        r"'llama_lm_head' is a published model's name, which a case takes by itself",
+    ),
     "zero_size": (
         GOOD.replace("hidden_size: 64", "hidden_size: 0"),
         "model.hidden_size",

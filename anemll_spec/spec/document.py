@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from anemll_spec.spec.base import SpecModel
 from anemll_spec.spec.families import Model
@@ -37,6 +37,21 @@ class Spec(SpecModel):
     """map of field path (`model.X`, `run.X`) to a non-empty list; cases are the
     cartesian product"""
 
+    @field_validator("name")
+    @classmethod
+    def _not_published(cls, name: str) -> str:
+        """A case whose model is not a published one is named by its spec: a spec named
+        like one would be stored and charted as that model, with its published factors."""
+        from anemll_spec.spec.case import PUBLISHED_MODELS
+
+        if name in PUBLISHED_MODELS:
+            raise ValueError(
+                f"{name!r} is a published model's name, which a case takes by itself when it "
+                "builds exactly that model; a spec so named would pass another model off as "
+                "it (its factors against the published figures): name the spec otherwise"
+            )
+        return name
+
 
 def json_schema() -> dict[str, Any]:
     """The spec's JSON Schema for editors (yaml-language-server) and other tools.
@@ -48,6 +63,9 @@ def json_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "anemll-spec benchmark spec"
+    from anemll_spec.spec.case import PUBLISHED_MODELS
+
+    schema["properties"]["name"]["not"] = {"enum": sorted(PUBLISHED_MODELS)}
     sweep = schema["properties"]["sweep"]
     sweep["additionalProperties"] = False  # a path or nothing
     sweep["type"] = ["object", "null"]  # `sweep:` left empty is no sweep, as validate reads it
