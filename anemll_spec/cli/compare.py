@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=finite_float,
         metavar="PCT",
         help="exit 1 when a case got slower by more than PCT percent "
-        "(judged by the CI's low end: low > 1 + PCT/100)",
+        "(judged by the CI's low end: low > 1 + PCT/100), or when a variant measured in "
+        "RUN_A failed in every case of RUN_B",
     )
     p.add_argument(
         "--noise-floor",
