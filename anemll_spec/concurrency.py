@@ -222,7 +222,7 @@ def _collect(conns, procs, gates, on_progress, ended=None) -> dict[int, tuple]:
     instance that fails or dies stops the others (the gates broken, `ended` set: they
     stop at their next call, not after their whole budget), whose results then come."""
     done: dict[int, tuple] = {}
-    errors: list[str] = []
+    errors: list[tuple[int, str]] = []  # in instance order when raised: the same each time
     open_ = set(range(len(conns)))
     while open_:
         multiprocessing.connection.wait(
@@ -239,17 +239,19 @@ def _collect(conns, procs, gates, on_progress, ended=None) -> dict[int, tuple]:
                 done[k] = msg[1:]
                 continue
             if msg[0] == "error":
-                errors.append(f"instance {k}: {msg[1]}")
+                errors.append((k, f"instance {k}: {msg[1]}"))
             elif msg[0] == "eof":
                 procs[k].join(timeout=5)
-                errors.append(f"instance {k} exited (code {procs[k].exitcode}) without a result")
+                errors.append(
+                    (k, f"instance {k} exited (code {procs[k].exitcode}) without a result")
+                )
             _abort(gates)
             if ended is not None:
                 ended.value = 1
     if not errors and len(done) < len(conns):
-        errors.append("not every instance reached the start barrier in time")
+        errors.append((len(conns), "not every instance reached the start barrier in time"))
     if errors:
-        raise ConcurrencyError("; ".join(errors))
+        raise ConcurrencyError("; ".join(text for _, text in sorted(errors)))
     return done
 
 
