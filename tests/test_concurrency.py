@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from pathlib import Path
 
 import pytest
 from build_util import lm_head
@@ -433,19 +434,11 @@ def test_a_killed_bench_leaves_its_instances_quiet(tmp_path, models, build_cache
     case's model is the one `models` built (a cache hit: no 3 s build). SIGTERM ends it as
     Ctrl-C does: the instances ended by the parent, the run marked 'interrupted', exit 143,
     and nothing of multiprocessing's left behind (no 'leaked semaphore' warning)."""
-    import json
     import signal
 
     from bench_util import interrupted_bench
-    from build_util import lm_head_fields
 
-    spec = tmp_path / "c.yaml"
-    model = lm_head_fields(hidden_size=64, vocab_size=256, chunks=2)
-    spec.write_text(
-        f"name: conc\nmodel: {json.dumps(model)}\n"
-        "run: {backends: [numpy], concurrency: 2, warmup: 2, iterations: 1000000, "
-        "max_time_s: 60, energy_s: 0, dispatch_floor: false}\n"
-    )
+    spec = _two_instances_spec(tmp_path)
     store = tmp_path / "s.duckdb"
     status, said = interrupted_bench(
         spec, store, build_cache,
@@ -468,10 +461,7 @@ def test_a_bench_whose_instance_dies_stores_the_error_as_said(tmp_path, build_ca
     the ConcurrencyError's own message, which was followed by '(at concurrency.py:363)'
     as if it were a bug of ours."""
     import io
-    import json
     import signal
-
-    from build_util import lm_head_fields
 
     from anemll_spec.progress import Progress
     from anemll_spec.runner.bench import Runner
@@ -482,13 +472,7 @@ def test_a_bench_whose_instance_dies_stores_the_error_as_said(tmp_path, build_ca
                 if p.name == "instance-1":
                     os.kill(p.pid, signal.SIGKILL)
 
-    spec = tmp_path / "c.yaml"
-    model = lm_head_fields(hidden_size=64, vocab_size=256, chunks=2)
-    spec.write_text(
-        f"name: conc\nmodel: {json.dumps(model)}\n"
-        "run: {backends: [numpy], concurrency: 2, warmup: 2, iterations: 1000000, "
-        "max_time_s: 60, energy_s: 0, dispatch_floor: false}\n"
-    )
+    spec = _two_instances_spec(tmp_path)
     store = tmp_path / "s.duckdb"
     progress = KillOne(io.StringIO(), live=False)
     res = Runner(spec, store=str(store), cache_dir=build_cache, progress=progress).run()
@@ -545,3 +529,19 @@ def test_a_gate_opens_for_all_breaks_for_all_and_times_out_broken():
     with pytest.raises(BrokenGate):
         gate.wait(0.3)
     assert 0.25 < time.monotonic() - t0 < 5 and gate.broken
+
+
+def _two_instances_spec(tmp_path: Path) -> Path:
+    """A tiny head timed by two numpy instances until stopped (a million calls, 60 s)."""
+    import json
+
+    from build_util import lm_head_fields
+
+    spec = tmp_path / "c.yaml"
+    model = lm_head_fields(hidden_size=64, vocab_size=256, chunks=2)
+    spec.write_text(
+        f"name: conc\nmodel: {json.dumps(model)}\n"
+        "run: {backends: [numpy], concurrency: 2, warmup: 2, iterations: 1000000, "
+        "max_time_s: 60, energy_s: 0, dispatch_floor: false}\n"
+    )
+    return spec
