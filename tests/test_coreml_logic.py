@@ -243,6 +243,81 @@ def test_build_cache_package_compiled_once_and_reused(built, tmp_path):
     assert how == "cached" and other != path and compiler.calls == 2
 
 
+def test_a_copy_for_a_new_macos_build_replaces_the_older_builds_copies(built, tmp_path):
+    """Each compiled copy is a full copy of the weights: every OS update left one more per
+    entry (four builds: 4 copies of a model, cache list still 'ok'). Publishing a copy
+    for a new build removes the earlier builds' copies of this architecture."""
+    home = coreml_compile.cache_home(built.path)
+    compiler = _Compiler()
+    arch = platform.machine()
+    elsewhere = home / "compiled-24A335-otherarch" / coreml_compile.COMPILED
+    _Compiler()(built.path, elsewhere)  # another architecture's copy (a shared cache)
+    for build in ("24A335", "24B83", "24C101"):
+        path, _, how = coreml_compile.compiled(
+            built.path, tmp_path, compile_fn=compiler, build=build
+        )
+        assert how == "cached"
+    assert sorted(p.name for p in home.glob("compiled-*")) == [
+        "compiled-24A335-otherarch",
+        f"compiled-24C101-{arch}",
+    ]
+    assert path.is_dir() and not list(home.glob(".tmp-compiled-*"))
+
+
+def test_a_dead_compilers_staging_folder_is_dropped_even_when_the_copy_is_reused(built, tmp_path):
+    """A compile killed mid-way left its staging folder (the model's size) for good once
+    a later run published the copy: reuse never looked again, and the one-hour rule asked
+    no pid. A dead compiler's folder goes on the next use; a live one's stays."""
+    import subprocess
+    import sys
+
+    from anemll_spec.build.leftovers import host_tag
+
+    home = coreml_compile.cache_home(built.path)
+    compiler = _Compiler()
+    coreml_compile.compiled(built.path, tmp_path, compile_fn=compiler, build="LEAK1")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = home / f".tmp-compiled-{int(gone.stdout)}-{host_tag()}ab"
+    live = home / f".tmp-compiled-{os.getpid()}-{host_tag()}cd"
+    for p in (dead, live):
+        (p / coreml_compile.COMPILED).mkdir(parents=True)
+        (p / coreml_compile.COMPILED / "weight.bin").write_bytes(b"\0" * 1024)
+    _, _, how = coreml_compile.compiled(built.path, tmp_path, compile_fn=compiler, build="LEAK1")
+    assert how == "reused" and compiler.calls == 1
+    assert not dead.exists() and live.is_dir()
+    shutil.rmtree(live)  # this test's own: the entry is shared with the other tests
+
+
+def test_a_read_only_cache_compiles_into_the_run_folder_not_a_failed_case(built, tmp_path):
+    """Builds are served from a read-only cache (numpy and torch ran), but Core ML's
+    prepare made its staging folder in the entry: OSError, every Core ML case FAILED.
+    It compiles into the run's folder then, and says why load_ms is a first load."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(ro)],
+                      capture_output=True).returncode:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        entry = ro / built.path.parent.name
+        shutil.copytree(built.path.parent, entry)
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        src = entry / built.path.name
+        assert coreml_compile.cache_home(src) == entry
+        before = sorted(p.name for p in entry.iterdir())
+        compiler = _Compiler()
+        path, spent, how = coreml_compile.compiled(
+            src, tmp_path / "work", compile_fn=compiler, build="RO1"
+        )
+        assert how == "unwritable" and compiler.calls == 1 and spent >= 0
+        assert (tmp_path / "work") in path.parents and path.is_dir()
+        assert sorted(p.name for p in entry.iterdir()) == before  # nothing written there
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
 def test_a_lost_publishing_race_adopts_the_winner(built, tmp_path):
     home = coreml_compile.cache_home(built.path)
     final = home / coreml_compile.tag("RACE1") / coreml_compile.COMPILED
@@ -294,7 +369,10 @@ def test_compile_cached_is_null_where_nothing_was_compiled(built, tmp_path):
 def test_compile_notes_say_whether_load_ms_is_a_first_load():
     assert "first load" in coreml_compile.NOTES["temp"]
     assert "warm" in coreml_compile.NOTES["reused"]
-    assert all(("{path}" in n) == (k != "temp") for k, n in coreml_compile.NOTES.items())
+    assert "read-only" in coreml_compile.NOTES["unwritable"]
+    assert all(
+        ("{path}" in n) == (k in ("reused", "cached")) for k, n in coreml_compile.NOTES.items()
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,16 @@ macOS build and CPU architecture (the compiler is the OS's Core ML, not coremlto
 <cache>/<key>/compiled-<os build>-<arch>/model.mlmodelc, published with one rename (a
 reader sees a complete copy or none; of two racing compilers one wins). Other models
 (external .mlpackage files) are compiled into the run's temp folder, as before: their
-loads stay first loads, and the session says so.
+loads stay first loads, and the session says so; so is a cache package whose entry
+cannot be written (a read-only cache serves builds; Core ML still runs).
+
+A compiled copy is a full copy of the weights: publishing one for a new macOS build
+removes the entry's copies for earlier builds of the same architecture (an OS update
+left one more each time). Two Macs on different builds sharing one cache folder so
+each recompile after the other. A compile's staging folder, `.tmp-compiled-<pid>-
+<host tag><2 hex>`, is dropped by the next compile of the entry, or reuse of it, once
+its compiler is dead (leftovers.builder's rule: a pid of this host and boot not
+running) or, where that cannot be told, after an hour.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -33,6 +43,8 @@ from pathlib import Path
 
 COMPILED = "model.mlmodelc"
 STALE_S = 3600  # a staging folder this old belongs to a compile that died
+# a compile's staging folder: pid, then leftovers.host_tag() and 2 random hex digits
+STAGING = re.compile(r"\.tmp-compiled-([0-9]+)-([0-9a-f]{6})[0-9a-f]{2}")
 
 
 def cache_home(src: Path) -> Path | None:
@@ -69,14 +81,42 @@ def _core_ml_compile(src: Path, dest: Path) -> Path:
     return Path(compile_model(str(src), str(dest)))
 
 
+def _staging_name() -> str:
+    from anemll_spec.build.leftovers import host_tag
+
+    return f".tmp-compiled-{os.getpid()}-{host_tag()}{uuid.uuid4().hex[:2]}"
+
+
 def _drop_stale(home: Path) -> None:
+    """Staging folders of compiles that died: their pid, on this host and boot, is not
+    running; or (another host's, an older name) they are over STALE_S old."""
+    from anemll_spec.build.leftovers import host_tag, pid_alive
+
     now = time.time()
     for p in home.glob(".tmp-compiled-*"):
+        m = STAGING.fullmatch(p.name)
+        alive = pid_alive(int(m.group(1))) if m and m.group(2) == host_tag() else None
         try:
-            if now - p.stat().st_mtime > STALE_S:
+            if alive is False or (alive is None and now - p.stat().st_mtime > STALE_S):
                 shutil.rmtree(p, ignore_errors=True)
         except OSError:
             pass
+
+
+def _drop_older_builds(home: Path, current: Path) -> None:
+    """The entry's compiled copies for other macOS builds of this architecture (each a
+    full copy of the weights): an OS update otherwise left one more per entry. Renamed
+    aside first, so no reader finds half a folder."""
+    arch = current.name.rsplit("-", 1)[-1]
+    for p in home.glob(f"compiled-*-{arch}"):
+        if p == current or not p.is_dir():
+            continue
+        aside = home / f".tmp-compiled-old-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(p, aside)
+        except OSError:
+            continue
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def compiled(
@@ -90,7 +130,8 @@ def compiled(
 
     how: 'reused' (an earlier run's compiled copy in the build cache; 0 s), 'cached'
     (compiled now into the build cache), 'temp' (compiled now into workdir: not a build-
-    cache package). compile_fn(src, dest) writes dest and returns it (Core ML's compiler;
+    cache package), 'unwritable' (compiled now into workdir: a cache package whose entry
+    cannot be written). compile_fn(src, dest) writes dest and returns it (Core ML's compiler;
     replaceable so the publishing logic is testable without a Mac)."""
     src = Path(src)
     home = cache_home(src)
@@ -101,11 +142,18 @@ def compiled(
         path = compile_fn(src, dest)
         return Path(path), time.perf_counter() - t0, "temp"
     final = home / tag(build if build is not None else os_build()) / COMPILED
+    _drop_stale(home)
     if final.is_dir():
         return final, 0.0, "reused"
-    _drop_stale(home)
-    staging = home / f".tmp-compiled-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    staging = home / _staging_name()
+    try:
+        staging.mkdir()
+    except OSError:  # a read-only cache: its builds serve, the compile goes to the run
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(dir=workdir)) / COMPILED
+        t0 = time.perf_counter()
+        path = compile_fn(src, dest)
+        return Path(path), time.perf_counter() - t0, "unwritable"
     try:
         t0 = time.perf_counter()
         compile_fn(src, staging / COMPILED)
@@ -116,6 +164,7 @@ def compiled(
             if not final.is_dir():  # not a lost race: something else is in the way
                 raise
             return final, spent, "cached"  # another process published first: use its copy
+        _drop_older_builds(home, final.parent)
         return final, spent, "cached"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -128,4 +177,6 @@ NOTES = {
     "copy's first load; later runs reuse it",
     "temp": "compiled into a temporary folder (not a build-cache package): load_ms is "
     "this compiled copy's first load, on every run",
+    "unwritable": "compiled into a temporary folder (the build cache cannot be written "
+    "here: a read-only cache): load_ms is this compiled copy's first load, on every run",
 }
