@@ -136,7 +136,7 @@ def test_points_that_differ_only_where_no_backend_looks_are_measured_once(tmp_pa
         "3 sweep points measure the same variants as others here, measured once: "
         "run.compute_units='CPU_ONLY', run.device='mps'; run.compute_units='ALL', "
         "run.device='cpu'; run.compute_units='ALL', run.device='mps' (once backends are "
-        "resolved, compute units apply to coreml only, device to torch only)"
+        "resolved, in any order; compute units apply to coreml only, device to torch only)"
     )
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().out.splitlines() == [f"ok: {path} (i, 1 case)", f"note: {note}"]
@@ -151,3 +151,52 @@ def test_points_that_differ_only_where_no_backend_looks_are_measured_once(tmp_pa
     con.close()
     case = cases_of(tmp_path, path.read_text(), "t.yaml")[1][0]
     assert row == (0, "numpy", None, case.variant_key("numpy", None, None))
+
+
+def test_the_same_backends_or_compute_units_in_another_order_are_one_case(tmp_path, cli):
+    """`[numpy, torch]` and `[torch, numpy]` measure the same variants: the later value
+    makes no case of its own, so it is refused as the same case, as `[CPU_ONLY]` next to
+    `CPU_ONLY` is (plan showed 2 cases and bench stored each variant twice)."""
+    path = tmp_path / "s.yaml"
+    for entry, col, said in (
+        ("run.backends: [[numpy, torch], [torch, numpy]]", 34, "['torch', 'numpy']"),
+        ("run.compute_units: [[ALL, CPU_ONLY], [CPU_ONLY, ALL]]", 40, "['CPU_ONLY', 'ALL']"),
+    ):
+        path.write_text(MATMUL % "" + f"sweep:\n  {entry}\n")
+        r = cli("validate", path)
+        assert r.returncode == 2 and r.stdout == ""
+        first = said.replace("[", "").replace("]", "").split(", ")
+        assert r.stderr == (
+            f"error: {path}:5:{col}: sweep.{entry.split(':')[0]}[1]: {said} makes the same "
+            f"case as [{', '.join(reversed(first))}] (both resolve to the same settings): "
+            "each value must make its cases once\n"
+        )
+
+
+def test_points_whose_backends_resolve_to_the_same_set_are_measured_once(tmp_path, capsys):
+    """[auto, torch] (auto -> numpy here) and [torch, numpy] are one pair of variants in
+    another order: measured once, with the note; bench stores each variant once."""
+    import duckdb
+
+    from anemll_spec.cli import main
+
+    path, store = tmp_path / "s.yaml", tmp_path / "s.duckdb"
+    path.write_text(
+        MATMUL % ", warmup: 1, iterations: 3, dispatch_floor: false, verify: false"
+        + "sweep: {run.backends: [[auto, torch], [torch, numpy]]}\n"
+    )
+    note = (
+        "1 sweep point measures the same variants as another here, measured once: "
+        "run.backends=['torch', 'numpy'] (once backends are resolved, in any order; "
+        "compute units apply to coreml only, device to torch only)"
+    )
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"ok: {path} (i, 1 case)", f"note: {note}"]
+    assert main(["bench", str(path), "--store", str(store)]) == 0
+    assert note in capsys.readouterr().err
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("SELECT case_index, backend, variant_key FROM cases ORDER BY backend")
+    found = rows.fetchall()
+    con.close()
+    assert [(i, b) for i, b, _ in found] == [(0, "numpy"), (0, "torch")]
+    assert len({k for _, _, k in found}) == 2

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from anemll_spec import backends
 from anemll_spec.hashing import digest
 from anemll_spec.runner.measurement import Variant
-from anemll_spec.spec import Case, points_text
+from anemll_spec.spec import Case, points_text, same_case_settings
 from anemll_spec.spec.base import COMPUTE_UNIT_BACKENDS
 from anemll_spec.spec.families import LmHead, ModelBase
 from anemll_spec.vocab import Instances
@@ -60,7 +60,7 @@ def measured_once(cases: list[Case]) -> tuple[list[Case], list[str]]:
         pairs = resolve_variants(case, auto)[0]
         run = case.run.settings() | {"backends": pairs, "compute_units": None}
         run["device"] = run["device"] if any(b == "torch" for b, _ in pairs) else None
-        key = digest([case.model.to_json(), run])
+        key = digest([case.model.to_json(), same_case_settings(run)])  # variants as a set
         (dropped if key in seen else kept).append(case)
         seen.add(key)
     if not dropped:
@@ -70,7 +70,10 @@ def measured_once(cases: list[Case]) -> tuple[list[Case], list[str]]:
         if len(dropped) == 1
         else ("points measure the same variants as others")
     )
-    why = "once backends are resolved, compute units apply to coreml only, device to torch only"
+    why = (
+        "once backends are resolved, in any order; compute units apply to coreml only, "
+        "device to torch only"
+    )
     return kept, [
         f"{len(dropped)} sweep {what} here, measured once: {points_text(dropped)} ({why})"
     ]

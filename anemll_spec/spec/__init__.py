@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "parse",
     "points_text",
     "published_model",
+    "same_case_settings",
 ]
 
 
@@ -139,7 +141,7 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
             per_point.append((params, problems_mod.convert(exc, doc, at)))
             continue
         per_point.append((params, []))
-        settings = digest([valid.model.to_json(), valid.run.settings()])
+        settings = digest([valid.model.to_json(), same_case_settings(valid.run.settings())])
         first = resolved.setdefault(settings, len(points))
         if first != len(points):
             same_as[len(points)] = first
@@ -149,6 +151,17 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
     if found:  # in the file's order
         raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
     return [case for n, (_, case) in enumerate(points) if n not in same_as]
+
+
+def same_case_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as "the same case" compares them: backends and compute units as
+    sets (`[numpy, torch]` and `[torch, numpy]` measure the same variants). Only for
+    comparing: the case key hashes the lists as written, so no stored key changes."""
+    out = dict(settings)
+    for k in ("backends", "compute_units"):
+        if isinstance(out.get(k), list):
+            out[k] = sorted(out[k], key=lambda v: json.dumps(v, sort_keys=True))
+    return out
 
 
 def _repeated_points(
