@@ -200,3 +200,32 @@ def test_points_whose_backends_resolve_to_the_same_set_are_measured_once(tmp_pat
     con.close()
     assert [(i, b) for i, b, _ in found] == [(0, "numpy"), (0, "torch")]
     assert len({k for _, _, k in found}) == 2
+
+
+def test_a_sweep_over_the_limit_still_reports_every_other_problem(tmp_path, cli):
+    """The size check raised alone: a typo, a bad sweep path, a bad base value and a bad
+    sweep value came out only once --max-cases allowed the sweep. Now one validate says all
+    of them, checking each sweep value once (not the 1,000 x 2 points)."""
+    seeds = ", ".join(map(str, range(1000)))
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\nmodel: {family: lm_head, hidden_size: 256, vocab_size: 2048, chunks: 3}\n"
+        f"run: {{iteratons: 50}}\nsweep:\n  model.sed: [1, 2]\n  model.seed: [{seeds}]\n"
+        "  run.warmup: [1, -2]\n"
+    )
+    r = cli("validate", path)
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == [
+        f"error: {path}:2:70: model.chunks: vocab_size 2048 does not split into 3 equal "
+        "chunks (2048 % 3 = 2)",
+        f"error: {path}:3:7: run.iteratons: unknown key 'iteratons'; did you mean 'iterations'?",
+        f"error: {path}:5:3: sweep: sweep expands to 2,000 cases (1000 x 2), over the limit "
+        "of 256; pass --max-cases 2000 to allow it",
+        f"error: {path}:5:3: sweep.model.sed: sweep path 'model.sed' does not exist: no field "
+        "'sed' in model; did you mean 'model.seed'?",
+        f"error: {path}:7:19: run.warmup: must be >= 0, got -2 (at sweep points such as "
+        "model.seed=0, run.warmup=-2)",
+    ]
+    r = cli("validate", path, "--max-cases", "2000")  # the same problems, counted per point
+    assert "over the limit" not in r.stderr
+    assert "(at 1000 sweep points, e.g. model.seed=0, run.warmup=-2)" in r.stderr

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from anemll_spec.errors import Problem, SpecError
 from anemll_spec.hashing import digest
 from anemll_spec.spec.case import Case, published_model
-from anemll_spec.spec.yamlsafe import Positions, load_yaml, read_text
+from anemll_spec.spec.yamlsafe import MAX_NODES, Positions, load_yaml, read_text
 from anemll_spec.text import brief
 from anemll_spec.vocab import DEFAULT_MAX_CASES, MAX_CASES_LIMIT
 
@@ -99,12 +100,17 @@ def parse(path: str | Path) -> SpecFile:
 
 
 def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
-    """The cartesian product of the sweep, each point validated as a whole document."""
-    from pydantic import ValidationError
+    """The cartesian product of the sweep, each point validated as a whole document.
 
+    A sweep over `max_cases` is refused, and still checked without expanding it: each
+    sweep value once, the others at their first value (the lists' summed lengths: at most
+    MAX_NODES points, about 80 us each), so the size is reported with the base document's
+    and the values' problems, not alone."""
     from anemll_spec.spec import problems as problems_mod
-    from anemll_spec.spec.document import Spec
 
+    keys = list(spec.sweep)
+    too_many: list[Problem] = []
+    combos: Iterable[tuple]
     if spec.n_cases > max_cases:
         sizes = " x ".join(str(len(v)) for v in spec.sweep.values())
         at = problems_mod.Locator(str(spec.path), spec.positions)
@@ -114,14 +120,49 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
             else f"--max-cases allows at most {MAX_CASES_LIMIT:,}: split the sweep"
         )
         message = f"sweep expands to {spec.n_cases:,} cases ({sizes}), over the limit of "
-        raise SpecError([at.problem(("sweep",), f"{message}{max_cases:,}; {allow}")])
+        too_many = [at.problem(("sweep",), f"{message}{max_cases:,}; {allow}")]
+        combos = itertools.islice(_each_value_once(spec, keys), MAX_NODES)
+    else:
+        combos = itertools.product(*(enumerate(spec.sweep[k]) for k in keys))
+    per_point, points, same_as = _validate_points(spec, keys, combos)
+    twice, spec.notes = _repeated_points(spec, keys, points, same_as) if not too_many else ([], [])
+    found = (
+        too_many
+        + list(spec.problems)
+        + _located_sweep_problems(per_point, keys, not too_many)
+        + twice
+    )
+    if found:  # in the file's order
+        raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
+    return [case for n, (_, case) in enumerate(points) if n not in same_as]
+
+
+def _each_value_once(spec: SpecFile, keys: list[str]) -> Iterator[tuple]:
+    """Sweep points that hold every value once: the first values, then each entry's other
+    values with the rest at their first (the sum of the lists' lengths, not their product)."""
+    first = tuple((0, spec.sweep[k][0]) for k in keys)
+    yield first
+    for n, key in enumerate(keys):
+        for i, value in enumerate(spec.sweep[key][1:], 1):
+            yield first[:n] + ((i, value),) + first[n + 1 :]
+
+
+def _validate_points(
+    spec: SpecFile, keys: list[str], combos: Iterable[tuple]
+) -> tuple[list[tuple[dict, list[Problem]]], list[tuple[tuple, Case]], dict[int, int]]:
+    """Each sweep point (value indices and values per key) validated as a whole document:
+    its params and problems, the valid points' cases, and which repeat an earlier one."""
+    from pydantic import ValidationError
+
+    from anemll_spec.spec import problems as problems_mod
+    from anemll_spec.spec.document import Spec
+
     base = {k: v for k, v in spec.doc.items() if k != "sweep"}
-    keys = list(spec.sweep)
     per_point: list[tuple[dict, list[Problem]]] = []
     points: list[tuple[tuple, Case]] = []  # (value indices, case) of each valid point
     resolved: dict[str, int] = {}  # what a point resolves to -> its first point's position
     same_as: dict[int, int] = {}  # a point's position -> the earlier point it repeats
-    for index, combo in enumerate(itertools.product(*(enumerate(spec.sweep[k]) for k in keys))):
+    for index, combo in enumerate(combos):
         doc = copy.deepcopy(base)
         overrides: dict[tuple, tuple] = {}
         params: dict[str, Any] = {}
@@ -146,11 +187,7 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
         if first != len(points):
             same_as[len(points)] = first
         points.append((combo, Case(valid.name, index, valid.model, valid.run, params)))
-    twice, spec.notes = _repeated_points(spec, keys, points, same_as)
-    found = list(spec.problems) + _located_sweep_problems(per_point, keys) + twice
-    if found:  # in the file's order
-        raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
-    return [case for n, (_, case) in enumerate(points) if n not in same_as]
+    return per_point, points, same_as
 
 
 def same_case_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -234,12 +271,13 @@ def _same_case(
 
 
 def _located_sweep_problems(
-    per_point: list[tuple[dict, list[Problem]]], keys: list[str]
+    per_point: list[tuple[dict, list[Problem]]], keys: list[str], every_point: bool = True
 ) -> list[Problem]:
     """A problem shared by every sweep point is the base document's: report it once.
     One that only some points have is caused by the sweep: report it once too, saying at
     which point (or how many, with the first). One about a value the sweep writes into
-    says so: it is the base's line, but the mix of the two is the problem."""
+    says so: it is the base's line, but the mix of the two is the problem. Where not
+    `every_point` was checked (each value once), how many points have it is not known."""
     everywhere = set.intersection(*(set(ps) for _, ps in per_point)) if per_point else set()
     points: dict[Problem, list[dict]] = {}
     for params, point_problems in per_point:
@@ -253,11 +291,14 @@ def _located_sweep_problems(
             p = replace(p, message=f"{p.message} (the sweep sets {inside[0]} inside it)")
         if not shared:
             first = ", ".join(f"{k}={brief(v)}" for k, v in where[0].items())
-            at = (
-                f"sweep point {first}"
-                if len(where) == 1
-                else f"{len(where)} sweep points, e.g. {first}"
-            )
+            if not every_point:
+                at = f"sweep points such as {first}"
+            else:
+                at = (
+                    f"sweep point {first}"
+                    if len(where) == 1
+                    else f"{len(where)} sweep points, e.g. {first}"
+                )
             p = replace(p, message=f"{p.message} (at {at})")
         out.append(p)
     return out
