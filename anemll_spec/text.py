@@ -61,14 +61,40 @@ def middle_cut(text: str, limit: int) -> str:
 
 def did_you_mean(key: object, allowed: list[str]) -> str:
     """The hint after an unknown name: the closest allowed one, else all of them."""
+    match = closest(str(key), allowed)
+    return f"; did you mean '{match}'?" if match else f"; allowed: {', '.join(allowed)}"
+
+
+def closest(word: str, allowed: list[str]) -> str | None:
+    """The allowed name `word` most likely means, over all of them: one it starts with or
+    that starts with it (`warmups`, `warmup_iterations` -> `warmup`), then one it ends
+    with or that ends with it (`precision` -> `compute_precision`), then one sharing a
+    word (`iteration_count` -> `iterations`), then difflib's closest; within a tier, the
+    most similar. Affixes under 3 letters and words under 4 count for nothing
+    (`s`, `min`)."""
     import difflib
 
-    word = str(key)
-    close = difflib.get_close_matches(word, allowed, n=3)
-    # a name the typo starts with, or that starts with it, beats a closer-scored one:
-    # `warmups` means `warmup` (a count), not `warmup_s` (seconds)
-    hint = [c for c in close if word.startswith(c) or c.startswith(word)] or close
-    return f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
+    def ratio(name: str) -> float:
+        return difflib.SequenceMatcher(None, word, name).ratio()
+
+    def words(name: str) -> set[str]:
+        return {w for w in name.split("_") if len(w) >= 4}  # not `min`, `max`
+
+    def same_word(a: str, b: str) -> bool:  # `iteration` and `iterations`
+        return a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
+
+    def affix(name: str, test: str) -> bool:
+        short, long = sorted((word, name), key=len)
+        return len(short) >= 3 and getattr(long, test)(short)
+
+    tiers = (
+        [c for c in allowed if affix(c, "startswith")],
+        [c for c in allowed if affix(c, "endswith")],
+        [c for c in allowed if any(same_word(a, b) for a in words(word) for b in words(c))],
+        difflib.get_close_matches(word, allowed, n=1),
+    )
+    tier = next((t for t in tiers if t), [])
+    return max(tier, key=ratio) if tier else None
 
 
 def ratios(*values: float | None) -> list[str]:

@@ -46,10 +46,12 @@ class Locator:
         line, col = self.where(path, key)
         return Problem(self.file, dotted(path), message, line, col)
 
-    def unknown_key(self, path: Path_, allowed: list[str]) -> Problem:
-        """A key no model at `path[:-1]` has, with the closest allowed one."""
+    def unknown_key(self, path: Path_, allowed: list[str], doc: dict | None = None) -> Problem:
+        """A key no model at `path[:-1]` has, with the closest allowed one, or the other
+        section it is a field of (with the document, `doc`)."""
+        hint = elsewhere(path, doc) if doc is not None else None
         return self.problem(
-            path, f"unknown key '{path[-1]}'{did_you_mean(path[-1], allowed)}", True
+            path, f"unknown key '{path[-1]}'{hint or did_you_mean(path[-1], allowed)}", True
         )
 
 
@@ -97,6 +99,39 @@ def allowed_keys(path: Path_, doc: dict) -> list[str]:
         return list(compression.FORMS)
     cls = table.get(path)
     return list(cls.model_fields) if cls else []
+
+
+SECTIONS: dict[Path_, str] = {
+    (): "the top level",
+    ("model",): "model",
+    ("run",): "run",
+    ("run", "tolerance"): "run.tolerance",
+}
+
+
+def other_section(path: Path_, doc: dict) -> tuple[Path_, str] | None:
+    """The other section that has the unknown key at `path` as a field (or as its plural
+    or singular: `compute_unit` in model is run's `compute_units`): (section, field)."""
+    word, here = str(path[-1]), path[:-1]
+    if here not in SECTIONS:
+        return None
+    for section in SECTIONS:
+        fields = [] if section == here else allowed_keys(section, doc)
+        for name in (word, f"{word}s", word.removesuffix("s")):
+            if name and name in fields:
+                return section, name
+    return None
+
+
+def elsewhere(path: Path_, doc: dict) -> str | None:
+    """'seed' is a field of model, not run: the hint for a key put in the wrong section."""
+    found = other_section(path, doc)
+    if found is None:
+        return None
+    (section, name), here = found, SECTIONS[path[:-1]]
+    if name == path[-1]:
+        return f"; '{name}' is a field of {SECTIONS[section]}, not {here}"
+    return f"; did you mean '{name}'? It is a field of {SECTIONS[section]}, not {here}"
 
 
 def _bound(ctx: dict) -> str:
@@ -162,11 +197,11 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
         what = "section" if path in (("model",),) else "field"
         return [at.problem(path[:-1], f"missing required {what} '{path[-1]}'", key=True)]
     if kind == "extra_forbidden":
-        return [at.unknown_key(path, allowed_keys(path[:-1], doc))]
+        return [at.unknown_key(path, allowed_keys(path[:-1], doc), doc)]
     if kind in ("union_tag_not_found", "union_tag_invalid"):  # the family
         if "family" not in value:  # and a key that is no family's is likely it, misspelt
             allowed = allowed_keys(path, doc)
-            unknown = [at.unknown_key(path + (k,), allowed) for k in value if k not in allowed]
+            unknown = [at.unknown_key(path + (k,), allowed, doc) for k in value if k not in allowed]
             return [at.problem(path, "missing required field 'family'", key=True), *unknown]
         from anemll_spec.spec.families import FAMILIES
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from anemll_spec.errors import Problem
 from anemll_spec.spec.base import repeats
-from anemll_spec.spec.problems import Locator, allowed_keys
+from anemll_spec.spec.problems import Locator, allowed_keys, other_section
 from anemll_spec.text import brief, did_you_mean
 
 
@@ -79,6 +79,9 @@ def _entry_problem(
     if parts[1] not in known[parts[0]]:
         hint = did_you_mean(parts[1], known[parts[0]])
         hint = hint.replace("'", f"'{parts[0]}.", 1) if "did you mean" in hint else ""
+        other = other_section((parts[0], parts[1]), doc)  # run.seed: model.seed
+        if other and other[0]:  # a section's field (not a top-level one: not sweepable)
+            hint = f"; did you mean '{'.'.join((*map(str, other[0]), other[1]))}'?"
         return f"sweep path '{key}' does not exist: no field '{parts[1]}' in {parts[0]}{hint}", True
     inside = _inside_problem(key, parts, doc)
     if inside:
