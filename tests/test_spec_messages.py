@@ -40,3 +40,26 @@ def test_runaway_flow_nesting_is_located(cli, tmp_path):
     err, path = refused(cli, tmp_path, TEXT.encode() + b"description: " + b"[" * 100_000 + b"\n")
     # the 17th bracket: column 14 is the first
     assert err == f"error: {path}:3:30: nested too deeply: a spec nests at most 16 levels"
+
+
+CR = b"name: t\rmodel:\r  family: lm_head\r"  # an old Mac's line endings: \r alone
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (CR + b"description: a\x07b\r", "4:15: YAML syntax error: character U+0007 is not allowed"),
+        (CR + b"description: \xc3\xa9\xffb\r", "4:15: not UTF-8 text (byte 0xff)"),
+        (CR + b"description: " + b"[" * 100_000 + b"\r", "4:30: nested too deeply"),
+        (CR.replace(b"  family", b"\tfamily"), "3:1: YAML syntax error: a tab indents this line"),
+        (CR + b"\r\n\n  seed: \x00\r", "6:9: binary file (contains NUL bytes), not a YAML spec"),
+        (TEXT.encode() + b"description: a\x00", "3:15: binary file (contains NUL bytes)"),
+    ],
+    ids=["control", "utf8", "nesting", "tab", "nul_mixed", "nul_lf"],
+)
+def test_positions_count_every_line_break_yaml_does(cli, tmp_path, data, expected):
+    """\\r alone breaks a line, as PyYAML reads it: positions counted \\n only, so every
+    error of a CR-only file was on line 1 (1:48), a tab indenting one of its lines was
+    taken for a separating tab and accepted, and a NUL byte had no line:col at all."""
+    err, path = refused(cli, tmp_path, data)
+    assert err.startswith(f"error: {path}:{expected}"), err

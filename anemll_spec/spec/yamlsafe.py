@@ -84,15 +84,30 @@ def read_text(path: Path) -> str:
         if data.startswith(bom):
             raise refuse(f"{encoding} text: save it as UTF-8")
     if b"\x00" in data:
-        raise refuse("binary file (contains NUL bytes), not a YAML spec")
+        before = data[: data.index(b"\x00")].decode("utf-8", errors="replace")
+        message = "binary file (contains NUL bytes), not a YAML spec"
+        raise refuse(message, *line_col(before, len(before)))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line = before.count(b"\n") + 1
-        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1  # in characters
+        before = data[: exc.start].decode("utf-8")  # columns count characters
         message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8"
-        raise refuse(message, line, column) from None
+        raise refuse(message, *line_col(before, len(before))) from None
+
+
+_BREAKS = re.compile(r"\r\n|\r|\n")
+
+
+def line_col(text: str, at: int) -> Pos:
+    """The 1-based line and column of offset `at`, lines broken where PyYAML breaks them:
+    at \\r\\n, \\r (a file from an old Mac has only \\r) and \\n."""
+    lines = _BREAKS.split(text[:at])
+    return len(lines), len(lines[-1]) + 1
+
+
+def line_start(text: str, at: int) -> int:
+    """The offset where the line holding offset `at` starts (after \\r\\n, \\r or \\n)."""
+    return max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
 
 
 @cache
@@ -143,7 +158,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         raise _refuse(file, TOO_DEEP, *_too_deep(text)) from None
     except yaml.reader.ReaderError as exc:
         at = exc.position
-        where = (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))  # line, column
+        where = line_col(text, at)
         char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a byte"
         msg = f"YAML syntax error: character {char} is not allowed in YAML text"
         raise _refuse(file, msg, *where) from None
@@ -214,7 +229,7 @@ def _tab_indents(exc: Any, text: str, file: str) -> None:
     if mark is None or "'\\t'" not in (exc.problem or ""):
         raise exc
     at = mark.index
-    if not text[text.rfind("\n", 0, at) + 1 : at].strip():  # only indentation before
+    if not text[line_start(text, at) : at].strip():  # only indentation before
         msg = "YAML syntax error: a tab indents this line: YAML indents with spaces only"
         raise _refuse(file, msg, mark.line + 1, mark.column + 1) from None
 
@@ -223,16 +238,14 @@ def _too_deep(text: str) -> Pos | tuple[()]:
     """Where flow brackets (`[[[...`, `{{{...`) first nest past MAX_DEPTH: the nesting that
     outran the parser's recursion, found by counting (quotes and comments are not parsed,
     so this is a pointer, not a parse). () where block indentation nests instead."""
-    depth, line, start = 0, 1, 0
+    depth = 0
     for i, c in enumerate(text):
         if c in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                return line, i - start + 1
+                return line_col(text, i)
         elif c in "]}":
             depth = max(0, depth - 1)
-        elif c == "\n":
-            line, start = line + 1, i + 1
     return ()
 
 

@@ -12,7 +12,7 @@ def separating_tabs(text: str) -> list[int]:
     """Positions of the tabs that follow a line's first non-blank character."""
     out, blank = [], True
     for i, c in enumerate(text):
-        if c == "\n":
+        if c in "\r\n":  # PyYAML breaks lines at \\r too (old Mac files)
             blank = True
         elif c == "\t":
             if not blank:
