@@ -185,3 +185,35 @@ def test_nel_ls_and_ps_are_characters_as_yaml_1_2_reads_them(tmp_path, char):
     (p,) = exc.value.problems
     line = next(i for i, t in enumerate(lines, 1) if "chunks" in t)
     assert (p.path, p.line, p.column) == ("model.chunks", line, lines[line - 1].index("3") + 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            '!!int "\u0662\u0665\u0666"',
+            "'\u0662\u0665\u0666' is not a YAML int",
+        ),  # Arabic-Indic 256
+        ('!!int "1_0_24"', "'1_0_24' is not a YAML int"),
+        ('!!int " 256 "', "' 256 ' is not a YAML int"),
+        ("!!int 0X100", "'0X100' is not a YAML int"),
+        ('!!float "1_0"', "'1_0' is not a YAML float"),
+        ('!!float "inf"', "'inf' is not a YAML float"),
+    ],
+)
+def test_an_explicit_number_tag_takes_only_yaml_numbers(cli, tmp_path, value, said):
+    """A !!int or !!float tag took whatever Python's int() and float() take: Arabic-Indic
+    digits, underscores, blanks around it, 'inf' (`hidden_size: !!int "1_0_24"` was 1024).
+    The core schema's forms only, as an untagged scalar reads them."""
+    text = GOOD.replace("hidden_size: 64", f"hidden_size: {value}")
+    err = refused(cli, tmp_path, write(tmp_path, text))
+    assert err == f"error: {tmp_path / 'spec.yaml'}:4:16: model.hidden_size: {said}\n"
+
+
+def test_an_explicit_number_tag_on_a_yaml_number_is_read(tmp_path):
+    from anemll_spec.spec import load_cases
+
+    text = GOOD.replace("hidden_size: 64", 'hidden_size: !!int "0x40"')
+    text = text.replace("iterations: 5", "iterations: !!int +5\n  max_time_s: !!float 1e1")
+    (case,) = load_cases(write(tmp_path, text))[1]
+    assert (case.model.hidden_size, case.run.iterations, case.run.max_time_s) == (64, 5, 10.0)

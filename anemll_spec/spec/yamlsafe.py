@@ -52,6 +52,11 @@ _CORE = (
     ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z", "-+.0123456789"),
     ("float", r"(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)\Z", "-+."),
 )
+# what an explicit !!int or !!float tag takes: the same ASCII forms (no `1_000`, no
+# Arabic-Indic digits, no blanks around it, all of which Python's int() and float() take)
+_CORE_FORMS = {
+    tag: [re.compile(pattern) for t, pattern, _ in _CORE if t == tag] for tag in ("int", "float")
+}
 _PLAIN_TAGS = frozenset(_TAG + t for t in ("map", "seq", "str", "int", "float", "bool", "null"))
 
 
@@ -337,6 +342,8 @@ class _Converter:
                 if text.lower() not in ("true", "false"):
                     raise ValueError
                 return text.lower() == "true"
+            if kind in _CORE_FORMS and not any(p.match(text) for p in _CORE_FORMS[kind]):
+                raise ValueError  # written with a tag: `!!int "1_0_24"`
             if kind == "int":
                 value = _int(text)
                 if value is None or abs(value).bit_length() > MAX_INT_BITS:
