@@ -495,8 +495,8 @@ def test_a_sweep_problem_is_reported_once_in_file_order(cli, tmp_path):
 
 
 def test_every_value_listed_twice_is_said_where_it_is_listed_again(cli, tmp_path):
-    """Each at its own second time: the error pointed at the list (run) or at its first
-    value (sweep), and named only the first repeated value."""
+    """Each at every later time it is listed: the error pointed at the list (run) or at
+    its first value (sweep), and named only the first repeated value."""
     text = GOOD.replace(
         "backends: [numpy]",
         "backends: [numpy]\n  compute_units:\n    - ALL\n    - CPU_ONLY\n    - ALL\n"
@@ -508,8 +508,9 @@ def test_every_value_listed_twice_is_said_where_it_is_listed_again(cli, tmp_path
     at = [(n, ln.index("- ") + 3) for n, ln in enumerate(lines, 1) if ln.startswith("    - ")]
     col = lines[-2].index("2, 1.0") + 1
     assert refused(cli, tmp_path, path).splitlines() == [
-        f"error: {path}:{at[2][0]}:{at[2][1]}: run.compute_units[2]: 'ALL' is listed twice",
+        f"error: {path}:{at[2][0]}:{at[2][1]}: run.compute_units[2]: 'ALL' is listed 3 times",
         f"error: {path}:{at[3][0]}:{at[3][1]}: run.compute_units[3]: 'CPU_ONLY' is listed twice",
+        f"error: {path}:{at[4][0]}:{at[4][1]}: run.compute_units[4]: 'ALL' is listed 3 times",
         f"error: {path}:{len(lines) - 1}:{col}: sweep.model.seed[3]: 2 is listed twice: "
         "each value makes its cases once",
         f"error: {path}:{len(lines) - 1}:{col + 8}: sweep.model.seed[5]: 1 is listed twice: "

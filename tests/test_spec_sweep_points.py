@@ -229,3 +229,25 @@ def test_a_sweep_over_the_limit_still_reports_every_other_problem(tmp_path, cli)
     r = cli("validate", path, "--max-cases", "2000")  # the same problems, counted per point
     assert "over the limit" not in r.stderr
     assert "(at 1000 sweep points, e.g. model.seed=0, run.warmup=-2)" in r.stderr
+
+
+def test_a_value_listed_three_times_is_said_at_each_later_time_as_written(tmp_path, cli):
+    """[true, True, TRUE] was one error, at [1], 'True is listed twice' (Python's True,
+    not the spec's text): each later time is said now, with how many times and the
+    spec's own spelling."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        MATMUL % ", compute_units: [ALL, ALL, ALL]"
+        + "sweep:\n  run.verify: [true, True, TRUE]\n  model.seed: [1, 0x1, 1, '1']\n"
+    )
+    r = cli("validate", path)
+    assert r.returncode == 2 and r.stdout == ""
+    once = ": each value makes its cases once"
+    assert r.stderr.splitlines() == [
+        f"error: {path}:3:47: run.compute_units[1]: 'ALL' is listed 3 times",
+        f"error: {path}:3:52: run.compute_units[2]: 'ALL' is listed 3 times",
+        f"error: {path}:5:22: sweep.run.verify[1]: True (the same as true) is listed 3 times{once}",
+        f"error: {path}:5:28: sweep.run.verify[2]: TRUE (the same as true) is listed 3 times{once}",
+        f"error: {path}:6:19: sweep.model.seed[1]: 0x1 (the same as 1) is listed 3 times{once}",
+        f"error: {path}:6:24: sweep.model.seed[2]: 1 is listed 3 times{once}",
+    ]

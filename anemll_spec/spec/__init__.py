@@ -91,11 +91,12 @@ def parse(path: str | Path) -> SpecFile:
 
     path = Path(path)
     text = read_text(path)
-    doc, positions = load_yaml(text, str(path))
+    written: dict[tuple, str] = {}  # how scalars that are no strings were written
+    doc, positions = load_yaml(text, str(path), written)
     at = Locator(str(path), positions)
     if not isinstance(doc, dict):
         raise SpecError([at.problem((), "a spec must be a mapping with name, model and run")])
-    sweep, problems = check_sweep(doc, at)
+    sweep, problems = check_sweep(doc, at, written)
     return SpecFile(path, text, doc, positions, sweep, problems)
 
 

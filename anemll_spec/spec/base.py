@@ -58,15 +58,26 @@ class WeightDecl:
         return self.shape[1 - self.out_axis] if len(self.shape) > 1 else 1
 
 
-def repeats(values: list) -> list[int]:
-    """Where a value listed before is listed again: each one's second time (1 and 1.0
-    differ, as in the model)."""
+def repeats(values: list) -> list[tuple[int, int, int]]:
+    """Every value listed before, each time it is listed again: (its index, the first
+    one's index, how many times it is listed). 1 and 1.0 differ, as in the model."""
     first: dict[str, int] = {}
-    second: dict[str, int] = {}
+    times: dict[str, int] = {}
+    later: list[tuple[int, str]] = []
     for i, v in enumerate(values):
         typed = canonical_json([type(v).__name__, v])
-        (second if typed in first else first).setdefault(typed, i)
-    return sorted(second.values())
+        times[typed] = times.get(typed, 0) + 1
+        if typed in first:
+            later.append((i, typed))
+        first.setdefault(typed, i)
+    return [(i, first[typed], times[typed]) for i, typed in later]
+
+
+def listed(value: str, times: int, first: str | None = None) -> str:
+    """'2 is listed twice', 'TRUE (the same as true) is listed 3 times': a repeated
+    value as the spec wrote it, and as it was written first where that differs."""
+    same = f" (the same as {first})" if first is not None and first != value else ""
+    return f"{value}{same} is listed {'twice' if times == 2 else f'{times} times'}"
 
 
 class Rules:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from anemll_spec.spec.base import Rules, SpecModel, repeats
+from anemll_spec.spec.base import Rules, SpecModel, listed, repeats
 from anemll_spec.text import brief
 from anemll_spec.vocab import BackendName, ComputeUnit, Instances, TorchDevice
 
@@ -94,8 +94,8 @@ class Run(SpecModel):
     def _once_each(cls, values: list[str]) -> list[str]:
         """A value listed twice would be measured twice under one key: said where it is."""
         rules = Rules()
-        for i in repeats(values):
-            rules.add((i,), f"{brief(values[i])} is listed twice")
+        for i, _, times in repeats(values):
+            rules.add((i,), listed(brief(values[i]), times))
         rules.check()
         return values
 

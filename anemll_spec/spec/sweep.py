@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from anemll_spec.errors import Problem
-from anemll_spec.spec.base import repeats
+from anemll_spec.spec.base import listed, repeats
 from anemll_spec.spec.problems import Locator, allowed_keys, other_section
-from anemll_spec.text import brief, did_you_mean
+from anemll_spec.text import brief, did_you_mean, middle_cut
 
 
 def sweepable(doc: dict) -> dict[str, list[str]]:
@@ -26,8 +26,17 @@ def sweepable(doc: dict) -> dict[str, list[str]]:
     return {"model": list(dict.fromkeys(fields)), "run": list(Run.model_fields)}
 
 
-def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]:
-    """The valid sweep entries and the problems of the others."""
+def check_sweep(
+    doc: dict, at: Locator, written: dict[tuple, str] | None = None
+) -> tuple[dict[str, list], list[Problem]]:
+    """The valid sweep entries and the problems of the others; a value listed again is
+    shown as `written` (the spec's text of scalars that are no strings) where known."""
+    written = written or {}
+
+    def shown(key: str, values: list, i: int) -> str:
+        text = written.get(("sweep", key, i))
+        return brief(values[i]) if text is None else middle_cut(text, 80)
+
     sweep = doc.get("sweep")
     if sweep is None:
         return {}, []
@@ -46,9 +55,10 @@ def check_sweep(doc: dict, at: Locator) -> tuple[dict[str, list], list[Problem]]
         twice = [
             at.problem(
                 ("sweep", key, i),
-                f"{brief(values[i])} is listed twice: each value makes its cases once",
+                f"{listed(shown(key, values, i), times, shown(key, values, first))}: "
+                "each value makes its cases once",
             )
-            for i in repeats(values)
+            for i, first, times in repeats(values)
         ]
         problems += twice
         if not twice:

@@ -149,8 +149,12 @@ class _TooManyNodes(Exception):
         self.mark = mark
 
 
-def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
-    """Parse one YAML document into plain Python values plus their positions."""
+def load_yaml(
+    text: str, file: str, written: dict[tuple, str] | None = None
+) -> tuple[Any, Positions]:
+    """Parse one YAML document into plain Python values plus their positions; `written`,
+    where given, gets each scalar that is no string as the spec wrote it (`TRUE`, `0x10`),
+    for messages that show a value (repr would say True, 16)."""
     import yaml
 
     text, restore = _yaml12_chars(text)
@@ -178,7 +182,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         raise _refuse(file, f"YAML syntax error: {msg}", *marked) from None
     if node is None:
         raise _refuse(file, "empty document: a spec needs at least name and model")
-    convert = _Converter(file, restore)
+    convert = _Converter(file, restore, written)
     value = convert(node, ())
     if convert.problems:  # every duplicate or merge key at once
         raise SpecError(convert.problems)
@@ -261,8 +265,11 @@ def _pos(node: Any) -> Pos:
 class _Converter:
     """Node graph -> plain values, recording positions and bounding size and depth."""
 
-    def __init__(self, file: str, restore: dict[int, int]) -> None:
+    def __init__(
+        self, file: str, restore: dict[int, int], written: dict[tuple, str] | None = None
+    ) -> None:
         self.file, self.restore = file, restore
+        self.written = {} if written is None else written
         self.positions: Positions = {}
         self.nodes = 0
         self.chars = 0  # of keys and scalars, aliases expanded
@@ -293,7 +300,10 @@ class _Converter:
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self.scalar(node, path)
+        value = self.scalar(node, path)
+        if not isinstance(value, str):
+            self.written[path] = node.value.translate(self.restore)
+        return value
 
     def mapping(self, node: Any, path: tuple) -> dict:
         import yaml
