@@ -719,10 +719,8 @@ def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
         con.close()
 
 
-def test_latency_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
-    """900 far-out samples, of which only the farthest MAX_CLIPPED are marked: the
-    subtitle said all of them were drawn."""
-    from anemll_spec.chart.latency import MAX_CLIPPED
+def _far_store(tmp_path: Path) -> Path:
+    """A store of one case: 10,000 samples around 5 ms and 900 far out, around 50 ms."""
     from anemll_spec.store import append_case, begin_run, finish_run
 
     path = tmp_path / "s.duckdb"
@@ -733,6 +731,15 @@ def test_latency_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
     row = syn.case_row("far", wall, weight_bytes=10**6, backend="numpy", compute_units=None)
     append_case(path, run_id, row, wall)
     finish_run(path, run_id, "finished")
+    return path
+
+
+def test_latency_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
+    """900 far-out samples, of which only the farthest MAX_CLIPPED are marked: the
+    subtitle said all of them were drawn."""
+    from anemll_spec.chart.latency import MAX_CLIPPED
+
+    path = _far_store(tmp_path)
     con = connect(str(path))
     try:
         spec = latency.build(con, Options())
@@ -749,16 +756,8 @@ def test_timeline_subtitle_counts_the_clipped_samples_it_draws(tmp_path):
     """900 far-out samples, of which the farthest MAX_CLIPPED (and those of the thinning)
     are marked: the timeline's subtitle said it drew all 900 as triangles."""
     from anemll_spec.chart.timeline import MAX_CLIPPED
-    from anemll_spec.store import append_case, begin_run, finish_run
 
-    path = tmp_path / "s.duckdb"
-    run_id = begin_run(path, {"spec_name": "far", "command": "synthetic"}, syn.LINUX_HOST)
-    rng = np.random.default_rng(1)
-    wall = np.concatenate([rng.normal(5e6, 5e4, 10_000), rng.normal(5e7, 1e6, 900)])
-    wall = np.round(wall).astype(np.int64)
-    row = syn.case_row("far", wall, weight_bytes=10**6, backend="numpy", compute_units=None)
-    append_case(path, run_id, row, wall)
-    finish_run(path, run_id, "finished")
+    path = _far_store(tmp_path)
     spec = build_chart("timeline", str(path), Options())
     drawn = [p for p in spec["datasets"]["samples"] if p["clipped"]]
     assert MAX_CLIPPED <= len(drawn) < 900
