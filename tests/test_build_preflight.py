@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from build_util import matmul
@@ -202,22 +203,29 @@ SWEEP = (
 )
 
 
+@contextlib.contextmanager
+def _two_mb(tmp_path: Path) -> Iterator[tuple[Path, int, Any]]:
+    """A 2 MB tmpfs (the test skipped where none can be mounted), its free bytes, and the
+    estimate of one build of SWEEP or DISTINCT (each case's model is the same size)."""
+    from anemll_spec.build import estimate
+
+    with _tmpfs(tmp_path / "small", "size=2m") as small:
+        if small is None:
+            pytest.skip("cannot mount a small tmpfs here")
+        yield small, shutil.disk_usage(small).free, estimate(matmul(m=4, k=512, n=512))
+
+
 @pytest.mark.parametrize("command", ["bench", "build"])
 def test_a_sweep_whose_builds_fit_one_by_one_but_not_together_is_refused(tmp_path, cli, command):
     """Each case passed the disk check alone; bench ran case 0, then stored cases 1-2 as
     FAILED ('needs about 1.26 MB') and exited 1. Now the plan's builds are checked
     together: refused before any case runs, nothing stored or built."""
-    from anemll_spec.build import estimate
     from anemll_spec.build.checks import disk_need, plan_disk_need
 
     spec = _spec(tmp_path, SWEEP.replace("SEEDS", "0, 1, 2"), "sweep")
     store = tmp_path / "s.duckdb"
     extra = ["--store", store] if command == "bench" else []
-    with _tmpfs(tmp_path / "small", "size=2m") as small:
-        if small is None:
-            pytest.skip("cannot mount a small tmpfs here")
-        free = shutil.disk_usage(small).free
-        est = estimate(matmul(m=4, k=512, n=512))
+    with _two_mb(tmp_path) as (small, free, est):
         assert disk_need(est) < free < plan_disk_need([est] * 3)
         r = cli(command, spec, "--cache-dir", small / "cache", *extra)
         need = human_bytes(plan_disk_need([est] * 3))
@@ -230,9 +238,7 @@ def test_a_sweep_whose_builds_fit_one_by_one_but_not_together_is_refused(tmp_pat
 def test_a_sweep_that_fits_together_is_built_whole(tmp_path, cli):
     """Two of those builds fit the 2 MB disk together: preflight passes, both are built."""
     spec = _spec(tmp_path, SWEEP.replace("SEEDS", "0, 1"), "sweep")
-    with _tmpfs(tmp_path / "small", "size=2m") as small:
-        if small is None:
-            pytest.skip("cannot mount a small tmpfs here")
+    with _two_mb(tmp_path) as (small, _, _):
         r = cli("build", spec, "--cache-dir", small / "cache", "--json")
         assert r.returncode == 0, r.stderr
         built = json.loads(r.stdout)
@@ -247,17 +253,12 @@ def test_specs_whose_builds_fit_one_by_one_but_not_together_are_refused_by_bench
     """`bench a.yaml b.yaml`, each spec's two builds fitting the 2 MB disk, all three
     distinct ones (seed 1 is in both) not: bench ran a, then stored b's second case as
     FAILED. Now refused before a runs, naming both specs; nothing stored or built."""
-    from anemll_spec.build import estimate
     from anemll_spec.build.checks import plan_disk_need
 
     a = _spec(tmp_path, SWEEP.replace("SEEDS", "0, 1"), "a")
     b = _spec(tmp_path, SWEEP.replace("SEEDS", "1, 2"), "b")
     store = tmp_path / "s.duckdb"
-    with _tmpfs(tmp_path / "small", "size=2m") as small:
-        if small is None:
-            pytest.skip("cannot mount a small tmpfs here")
-        free = shutil.disk_usage(small).free
-        est = estimate(matmul(m=4, k=512, n=512))
+    with _two_mb(tmp_path) as (small, free, est):
         assert plan_disk_need([est] * 2) < free < plan_disk_need([est] * 3)
         r = cli("bench", a, b, "--cache-dir", small / "cache", "--store", store)
         need = human_bytes(plan_disk_need([est] * 3))
@@ -279,16 +280,11 @@ def test_distinct_instances_whose_builds_do_not_fit_are_refused_before_the_run(t
     never saw: concurrency 3 passed it, built instance 0's and stored the case FAILED
     ('building needs about ...'), exit 1. Now every instance's model is checked with the
     case's: refused up front, nothing stored or built, as the same at concurrency 1 is."""
-    from anemll_spec.build import estimate
     from anemll_spec.build.checks import disk_need, plan_disk_need
 
     spec = _spec(tmp_path, DISTINCT, "dist")
     store = tmp_path / "s.duckdb"
-    with _tmpfs(tmp_path / "small", "size=2m") as small:
-        if small is None:
-            pytest.skip("cannot mount a small tmpfs here")
-        free = shutil.disk_usage(small).free
-        est = estimate(matmul(m=4, k=512, n=512))
+    with _two_mb(tmp_path) as (small, free, est):
         assert disk_need(est) < free < plan_disk_need([est] * 3)
         r = cli("bench", spec, "--cache-dir", small / "cache", "--store", store)
         need = human_bytes(plan_disk_need([est] * 3))
