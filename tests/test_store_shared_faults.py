@@ -362,12 +362,12 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
     # in the transaction, or once they are inserted (the commit then meets a dead server:
     # no write conflict to retry). It must be up first, as above (seen refused for over a
     # second in 2 of 5 loaded full runs)
-    from anemll_spec.store import sync
+    from anemll_spec.store import bundle, sync
 
     for module, name, nth in (
         (importing, "stage_file", 1),
         (importing, "check_in_scratch", 1),
-        (importing, "stage_file", 2),
+        (bundle, "stage", 1),  # the transaction's (scratch calls it through importing's name)
         (sync, "_insert", 1),
     ):
         monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "30")
@@ -384,7 +384,7 @@ def test_a_server_lost_under_a_command_is_one_line_without_the_password(
         assert code == 1 and "Traceback" not in err and pg.PASSWORD not in err, (name, err)
         assert len(lines) <= 2 and lines[-1].startswith("anemll-spec push: error: "), err
         assert "the shared store " in lines[-1], (name, err)
-        if nth == 2 or name == "_insert":  # in the transaction
+        if name in ("stage", "_insert"):  # in the transaction
             assert " failed during the copy: " in err, (name, err)
             assert err.rstrip().endswith("; nothing written"), (name, err)
     assert not (tmp_path / "x.parquet").exists()

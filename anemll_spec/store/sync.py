@@ -76,24 +76,24 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
             # checked before the destination is opened for writing, which would upgrade an
             # older one (a teammate still on that version is then locked out) even where
             # the copy is refused; and the statistics are recomputed without its lock
-            (checked,) = check_in_scratch(
+            check_in_scratch(
                 [path], [header], None if created else dst, label=label, origin=origin,
                 measured_here=False,
             )  # fmt: skip
-            counts = _merge(dst, path, header, origin, label=label, checked=checked)
+            counts = _merge(dst, path, header, origin, label=label)
         except BaseException:
             forget_created(created)  # a pull refused: no empty store left behind
             raise
     return {"runs": exported["runs"], **counts}
 
 
-def _merge(dest: str, path: Path, header: dict, origin, label: str, checked: str) -> dict:
-    """Stage the bundle (the very checks of `import`; `checked`: its sha256 as it passed
-    them in scratch, so they are not recomputed) and merge it, in one transaction; on a
-    shared store, claimed and retried when another writer won."""
+def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
+    """Stage the bundle (the very checks of `import`, its statistics already recomputed
+    in scratch by copy_runs) and merge it, in one transaction; on a shared store, claimed
+    and retried when another writer won."""
     import duckdb
 
-    from anemll_spec.store.importing import stage_file
+    from anemll_spec.store.bundle import stage
 
     shared = lake_target.is_lake(dest)
     shown = lake_target.redact(dest)
@@ -107,7 +107,11 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str, checked: str
             con.execute("BEGIN")
             if shared:
                 lake.claim(con)
-            staged = stage_file(con, 0, path, header, checked, label=label, origin=origin)["staged"]
+            # our own temporary file, checked whole in scratch: not recomputed, nor hashed
+            # again (stage_file's guards are for files someone else may change meanwhile)
+            staged = stage(con, "_imp0", path, header, label=label, origin=origin, recomputed=True)[
+                "staged"
+            ]
             counts = _insert(con, staged)
             con.execute("COMMIT")
         except duckdb.TransactionException as exc:
