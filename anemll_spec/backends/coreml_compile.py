@@ -170,6 +170,31 @@ def compiled(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def compile_need(
+    cache_dir: Path, key: str, package_bytes: int | None = None, *, build: str | None = None
+) -> int:
+    """Disk the compiled copy of cache entry `key` takes in the cache when a Core ML case
+    first loads it on this macOS build, for bench's disk preflight: 0 where that copy is
+    there, or where the entry cannot be written (the compile goes to the run's folder);
+    else about the package's size (the same weights, the program as text, a few small
+    files). package_bytes: the package's estimated size where it is yet to be built;
+    None reads it from the entry's manifest (no sound entry: 0, it is rebuilt and
+    counted by the caller). build: the macOS build (None: this Mac's)."""
+    from anemll_spec.build import cache
+
+    home = Path(cache_dir) / key
+    if (home / tag(build if build is not None else os_build()) / COMPILED).is_dir():
+        return 0
+    if home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
+        return 0
+    if package_bytes is None:
+        entry, _ = cache.lookup(Path(cache_dir), key)
+        if entry is None:
+            return 0
+        package_bytes = sum(entry.manifest["files"].values())
+    return package_bytes
+
+
 NOTES = {
     "reused": "compiled model reused from the build cache ({path}): Core ML may also "
     "reuse its device-specialised copy from an earlier load, so load_ms can be a warm load",

@@ -278,14 +278,18 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> Estimate | Non
     return est
 
 
-def preflight_disk(estimates: list[Estimate], cache_dir: Path | None = None) -> None:
+def preflight_disk(
+    estimates: list[Estimate], cache_dir: Path | None = None, compiled: int = 0
+) -> None:
     """Room on the cache's disk for every build of a plan at once (`preflight` of each
     distinct uncached model gives the estimates): what each leaves in the cache, plus
-    the largest temporary copy and the dispatch-floor model. A sweep whose cases fit one
-    by one but not together is refused before any case runs, not failed half-way."""
+    the largest temporary copy and the dispatch-floor model, plus `compiled`, the bytes
+    of the compiled copies Core ML writes into the cache for the plan's cases
+    (coreml_compile.compile_need). A sweep whose cases fit one by one but not together
+    is refused before any case runs, not failed half-way."""
     cache_dir = cache_folder(cache_dir)
-    if len(estimates) > 1:
-        check_plan_disk(cache_dir, estimates, on=writable(cache_dir))
+    if len(estimates) > 1 or compiled:
+        check_plan_disk(cache_dir, estimates, on=writable(cache_dir), compiled=compiled)
 
 
 def build(

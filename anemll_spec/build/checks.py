@@ -132,20 +132,29 @@ def check_disk(cache_dir: Path, est: Estimate, on: Path | None = None) -> None:
         )
 
 
-def check_plan_disk(cache_dir: Path, ests: list[Estimate], on: Path | None = None) -> None:
-    """Room for every build of a plan together (`plan_disk_need`); one build alone is
-    check_disk's (its message names the case)."""
+def check_plan_disk(
+    cache_dir: Path, ests: list[Estimate], on: Path | None = None, compiled: int = 0
+) -> None:
+    """Room for every build of a plan together (`plan_disk_need`) and the `compiled`
+    bytes of Core ML's compiled copies the plan's cases write into the cache; one build
+    alone, with no compiled copy, is check_disk's (its message names the case)."""
     from anemll_spec.text import human_bytes
 
-    if len(ests) < 2:
+    if len(ests) < 2 and not compiled:
         return
     free = shutil.disk_usage(on or cache_dir).free
-    need = plan_disk_need(ests)
+    need = plan_disk_need(ests) + compiled
     if need > free:
         weights = sum(e.weight_bytes for e in ests)
+        n = len(ests)
+        what = f"building the {n} models not yet cached" if n > 1 else "building the model"
+        what = what if n else "loading the cached models in Core ML"
+        parts = [f"weights {human_bytes(weights)} in all, the largest twice while saving"]
+        parts = parts if n else []
+        if compiled:
+            parts.append(f"Core ML's compiled copies {human_bytes(compiled)}")
         raise InputError(
-            f"cache {cache_dir}: building the {len(ests)} models not yet cached needs about "
-            f"{human_bytes(need)} of disk (weights {human_bytes(weights)} in all, the "
-            f"largest twice while saving), {human_bytes(free)} free; shorten the sweep, "
+            f"cache {cache_dir}: {what} needs about {human_bytes(need)} of disk "
+            f"({'; '.join(parts)}), {human_bytes(free)} free; shorten the sweep, "
             "build the specs one at a time, or free disk"
         )

@@ -177,14 +177,17 @@ class Runner:
         seen: set[str] = set()
         devices: set[str] = set()
         # build key -> the estimate of a model to be built, for the disk they need (and
-        # bench's check of several specs' builds together: preflight_specs)
+        # bench's check of several specs' builds together: preflight_together); and the
+        # bytes of the compiled copies Core ML will write into the cache
         self.builds: dict[str, Estimate] = {}
+        self.compiles: dict[str, int] = {}
         for p in self.cases:
             try:
                 for v in p.variants:
                     backends.check_runs(v.backend, p.case.model, what=p.case.model_name)
                     if v.backend == "torch":
                         devices.add(p.case.run.device)
+                coreml = any(v.backend == "coreml" for v in p.variants)
                 for model in _models_built(p.case):
                     key = digest(model.build_key_fields())
                     if key not in seen:
@@ -192,10 +195,12 @@ class Runner:
                         est = preflight(model, self.cache_dir)
                         if est is not None:
                             self.builds[key] = est
+                    if coreml and key not in self.compiles:
+                        self.compiles[key] = _compile_need(model, self.builds.get(key), self)
             except InputError as exc:  # which spec and case, when bench runs several
                 raise InputError(f"{self.spec.path}: {p.case.model_name}: {exc}") from None
         try:
-            preflight_disk(list(self.builds.values()), self.cache_dir)
+            preflight_disk(list(self.builds.values()), self.cache_dir, sum(self.compiles.values()))
         except InputError as exc:
             raise InputError(f"{self.spec.path}: {exc}") from None
         if devices:  # a torch device this machine lacks (cuda without CUDA)
@@ -257,11 +262,27 @@ def preflight_together(runners: list[Runner]) -> None:
     if len(runners) < 2:
         return
     builds = {k: e for r in runners for k, e in r.builds.items()}  # a model shared: once
+    compiles = {k: n for r in runners for k, n in r.compiles.items()}
     try:
-        preflight_disk(list(builds.values()), runners[0].cache_dir)
+        preflight_disk(list(builds.values()), runners[0].cache_dir, sum(compiles.values()))
     except InputError as exc:
         specs = ", ".join(str(r.spec.path) for r in runners)
         raise InputError(f"{specs} together: {exc}") from None
+
+
+def _compile_need(model, est: Estimate | None, runner: Runner) -> int:
+    """Bytes of the compiled copy Core ML writes into the cache for `model`
+    (coreml_compile.compile_need): none for an external model (compiled into the run's
+    folder); a model to be built counts its estimated package."""
+    from anemll_spec.backends.coreml_compile import compile_need
+    from anemll_spec.build import cache_folder, cache_key
+    from anemll_spec.build.checks import kept_bytes
+    from anemll_spec.spec.families import External
+
+    if isinstance(model, External):
+        return 0
+    size = kept_bytes(est) if est is not None else None
+    return compile_need(cache_folder(runner.cache_dir), cache_key(model), size)
 
 
 def _models_built(case) -> list:
