@@ -3,7 +3,8 @@ peak real builds reach, each in a fresh process (ru_maxrss), for the two forms a
 found undercounted: attention's RoPE tables (context 16384 x head_dim 1024; their whole
 float64 working copies peaked at 0.77 GB against an estimate of 0.49 GB) and a matmul
 weight compressed whole by stock coremltools (int8 per channel, 8192 x 8192: 0.70 GB
-against 0.48 GB). A peak varies from run to run (threads, allocator arenas; up to a third
+against 0.48 GB); and k-means of fp32 weights, whose exact DP holds a table of 2**nbits x
+distinct values (8-bit LUT of 1024 x 1024: 2.37 GB against 0.37 GB). A peak varies from run to run (threads, allocator arenas; up to a third
 on a busy machine), so it is measured REPEATS times and the highest is held to the
 estimate. Prints one JSON line.
 
@@ -37,6 +38,10 @@ CASES = {
     "matmul_8192_int8_per_channel": {
         "family": "matmul", "m": 1, "k": 8192, "n": 8192,
         "compression": {"quantize": {"dtype": "int8"}},
+    },
+    "matmul_1024_fp32_kmeans8_per_tensor": {
+        "family": "matmul", "m": 8, "k": 1024, "n": 1024, "compute_precision": "float32",
+        "compression": {"palettize": {"nbits": 8, "mode": "kmeans"}},
     },
 }  # fmt: skip
 

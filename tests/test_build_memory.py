@@ -49,3 +49,42 @@ def test_the_estimate_counts_what_the_review_found_it_missed():
     dense = 8192 * 8192 * 2
     int8 = matmul(m=1, k=8192, n=8192, compression={"quantize": {"dtype": "int8"}})
     assert peak(int8) >= 4 * dense
+
+
+def test_kmeans_of_fp32_weights_counts_its_dp_table():
+    """The exact k-means DP holds an int64 table of 2**nbits x distinct values per group
+    (and five float64 rows): at most 65,536 distinct values in fp16, every weight in fp32.
+    The estimate missed it: an 8-bit LUT of a 1024 x 1024 fp32 weight peaked at 2.37 GB
+    against an estimate of 0.37 GB (benchmarks/build_estimate.py holds the peak to it)."""
+
+    def peak(mode: str, precision: str, kn: int = 1024) -> int:
+        comp = {"palettize": {"nbits": 8, "mode": mode}}
+        m = matmul(m=8, k=kn, n=kn, compute_precision=precision, compression=comp)
+        return estimate(m).build_peak_bytes
+
+    weights = 1024 * 1024  # one group: per tensor, on one thread
+    assert peak("kmeans", "float32") - peak("uniform", "float32") == (
+        8 * (256 + 5) * weights + 24 * weights
+    )
+    assert peak("kmeans", "float16") - peak("uniform", "float16") == 8 * (256 + 5) * 65536
+    assert peak("kmeans", "float32", 4096) > 32e9  # refused on a 24 GB machine
+
+
+def test_a_kmeans_build_too_big_for_memory_is_refused_up_front(tmp_path, cli):
+    import psutil
+
+    spec = tmp_path / "km.yaml"
+    spec.write_text(
+        "name: km\nmodel: {family: matmul, m: 8, k: 4096, n: 4096, compute_precision: "
+        "float32, compression: {palettize: {nbits: 8, mode: kmeans}}}\n"
+        "run: {backends: [numpy]}\n"
+    )
+    need = estimate(matmul(m=8, k=4096, n=4096, compute_precision="float32",
+                           compression={"palettize": {"nbits": 8, "mode": "kmeans"}}))  # fmt: skip
+    if psutil.virtual_memory().available >= 8 * 256 * 4096 * 4096:  # the DP's table alone
+        pytest.skip("this machine has the memory for it")
+    r = cli("build", spec, "--cache-dir", tmp_path / "cache")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"building needs about {need.build_peak_bytes / 1e9:.2f} GB" in r.stderr
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -101,6 +101,7 @@ def _blob_sizes(w, itemsize: int, cfg: Palettize | Quantize | None) -> list[tupl
 
 def estimate(model: ModelBase) -> Estimate:
     """Weight bytes, FLOPs, peak build memory and ANE warnings, without building."""
+    from anemll_spec.build.compress import kmeans_scratch_bytes
     from anemll_spec.spec.compression import Quantize, config
     from anemll_spec.spec.families import External
 
@@ -168,7 +169,7 @@ def estimate(model: ModelBase) -> Estimate:
         else:
             whole = [math.prod(w.shape) for w in plan.weights if w.compressible and w.out_axis]
             held += 4 * itemsize * max(whole, default=0)
-        held += 2 * consts
+        held += 2 * consts + kmeans_scratch_bytes(model.compression, plan.weights, itemsize)
     peak = int(held + 350e6)  # + interpreter, coremltools (~290 MB) and per-slice scratch
     tensors = sum(map(len, (plan.weights, plan.inputs, plan.outputs, plan.states)))
     return Estimate(weight_bytes, plan.flops, peak, warnings, tensors)

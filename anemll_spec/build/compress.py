@@ -20,6 +20,7 @@ can express (targets, group and block sizes) is checked by the spec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,31 @@ def kmeans_groups(compression: Compression, weights: Sequence[WeightDecl]) -> in
         return 0
     grouped = c.granularity == "per_grouped_channel"
     return sum(w.out_channels // c.group_size if grouped else 1 for w in weights if w.compressible)
+
+
+def kmeans_scratch_bytes(
+    compression: Compression, weights: Sequence[WeightDecl], itemsize: int
+) -> int:
+    """Working memory of the exact k-means DP (build/kmeans1d.py) on the threads running
+    at once: per group, a (2**nbits x distinct values) int64 table of split points and
+    five float64 rows; in fp32 also np.unique's sorted copy, inverse and counts. Distinct
+    values are at most 65,536 in fp16 but up to every weight of the group in fp32: an
+    8-bit LUT of a 1024 x 1024 fp32 weight needs ~2.2 GB (2.37 GB measured), of a 4096 x
+    4096 one ~35 GB, which the estimate must show so the build is refused, not killed."""
+    from anemll_spec.build.palettize import workers
+
+    c = config(compression)
+    if not isinstance(c, Palettize) or c.mode != "kmeans":
+        return 0
+    grouped = c.granularity == "per_grouped_channel"
+    ws = [w for w in weights if w.compressible]
+    counts = [w.out_channels // c.group_size if grouped else 1 for w in ws]
+    if not ws:
+        return 0
+    group = max(math.prod(w.shape) // n for w, n in zip(ws, counts, strict=True))
+    distinct = min(group, 1 << 16) if itemsize == 2 else group
+    one = 8 * ((1 << c.nbits) + 5) * distinct + (0 if itemsize == 2 else 24 * group)
+    return one * min(workers(), sum(counts))
 
 
 def op_config(cfg: Palettize | Quantize):
