@@ -324,3 +324,45 @@ def test_a_store_locked_mid_bench_loses_no_measured_case(tmp_path, monkeypatch, 
     assert dict_rows(store, samples, [res.run_id]) == [
         {"n": sum(len(m.wall_ns) for m in res.results)}
     ]
+
+
+def test_a_run_marked_interrupted_before_its_push_is_finished_by_it(tmp_path, cli):
+    """The run a locked store's bench finished in a file of its own stays 'running' in
+    the store under a pid that has exited: the next bench on this machine marks it
+    'interrupted', and the push bench had printed then added the missing case but left
+    the run 'interrupted' for good (a finished run, whole, labelled as cut short). The
+    push moves it on, as docs/store.md says."""
+    from db_util import dict_rows
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: two\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
+        "sweep: {model.n: [8, 16]}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    env = {**os.environ, "ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S": "1", "PYTHONPATH": str(TESTS.parent)}
+    args = [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store),
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    bench = subprocess.Popen(
+        args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert bench.stderr is not None
+    for line in bench.stderr:  # the first case is stored: the store is taken now
+        if line.startswith("[2/2]"):
+            break
+    with held_by_another_process(store):
+        out, err = bench.communicate(timeout=120)
+    assert bench.returncode == 1, err
+    run_id = dict_rows(store, "SELECT run_id FROM runs")[0]["run_id"]
+    own = tmp_path / f"s.run-{run_id}.duckdb"
+    assert f"anemll-spec push {run_id} --store {own} --to {store}" in out + err
+    later = cli("bench", spec, "--store", store, "--cache-dir", tmp_path / "cache")
+    assert later.returncode == 0, later.stderr
+    status = "SELECT status FROM runs WHERE run_id = ?"
+    assert dict_rows(store, status, [run_id]) == [{"status": "interrupted"}]
+    push = cli("push", run_id, "--store", own, "--to", store)
+    assert push.returncode == 0, push.stderr
+    assert dict_rows(store, status, [run_id]) == [{"status": "finished"}]
+    count = "SELECT count(*) AS n FROM cases WHERE run_id = ?"
+    assert dict_rows(store, count, [run_id]) == [{"n": 2}]

@@ -145,6 +145,15 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
     raise AssertionError("unreachable")
 
 
+# A run writer.mark_interrupted closed, not its writer: its finished_at is its last
+# case's, or its start (a writer's own finish_run sets the time after its last case).
+_LAST_CASE = "(SELECT max(c.finished_at) FROM cases c WHERE c.run_id = runs.run_id)"
+MARKED_INTERRUPTED = (
+    "status = 'interrupted' AND finished_at IS NOT DISTINCT FROM "
+    f"coalesce({_LAST_CASE}, started_at)"
+)
+
+
 def _insert(con, staged: dict[str, str]) -> dict:
     """Merge the staged tables into the store; returns rows added per table."""
     from anemll_spec.store.bundle import advance_status, copy_rows
@@ -160,11 +169,15 @@ def _insert(con, staged: dict[str, str]) -> dict:
     )
     new_cases = "WHERE case_id IN (SELECT case_id FROM _new_cases)"
     # a run measured in this store keeps the status its writer gave it; one it left
-    # 'running' (its server was lost and the run went on in a fallback store) takes a later
+    # 'running' (its store was locked or its server lost, and the run went on in a store
+    # of its own) takes a later, also once a later bench here marked it 'interrupted'
+    # (writer.mark_interrupted, its pid having exited), which it tells by finished_at:
+    # its last case's (or its start), where a writer's own finish_run sets the time after
     updated = advance_status(
         con,
         f"(SELECT * FROM {r} WHERE run_id NOT IN (SELECT run_id FROM runs "
-        "WHERE coalesce(origin, 'measured') = 'measured' AND status <> 'running'))",
+        "WHERE coalesce(origin, 'measured') = 'measured' AND status <> 'running' "
+        f"AND NOT ({MARKED_INTERRUPTED})))",
     )
     return {
         "hosts_added": copy(schema.HOSTS, h, "WHERE host_id NOT IN (SELECT host_id FROM hosts)"),

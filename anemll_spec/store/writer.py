@@ -296,7 +296,8 @@ def mark_interrupted(con) -> list[str]:
     `writer_machine_id`; a run without one, from before v5 or a machine without an id, is
     matched by hostname alone). So are runs imported or pulled from another store, whatever host
     wrote them: an exported run that was still running may be running yet, and its bundle
-    says so. finished_at becomes the time of the run's last case (or its start).
+    says so. finished_at becomes the time of the run's last case (or its start): how a
+    push tells such a run from one its writer interrupted (sync.MARKED_INTERRUPTED).
     """
     import psutil
 
