@@ -292,3 +292,40 @@ def test_distinct_instances_whose_builds_do_not_fit_are_refused_before_the_run(t
                  f"needs about {need} of disk", f"{human_bytes(free)} free")  # fmt: skip
         assert not list(small.iterdir())
     assert not store.exists()
+
+
+
+def test_a_disk_filled_by_another_process_mid_build_is_said_so(tmp_path):
+    """Two builds into one cache each passed check_disk, then filled the disk together:
+    the second ended in coremltools' 'RuntimeError: filesystem error: cannot copy:
+    Input/output error' (or '[MIL FileWriter] Unknown error'), a traceback. Another
+    process fills the disk while this build converts: one line saying so, nothing kept."""
+    import gc
+    import re
+
+    from anemll_spec.build import build, cache_key, estimate
+    from anemll_spec.build.checks import disk_need
+
+    with _two_mb(tmp_path) as (small, _, _):
+        model = matmul(m=4, k=512, n=512)
+        filler = small / "other-process.bin"
+
+        def progress(step: str) -> None:
+            if "convert" in step and not filler.exists():  # the weights are about to be saved
+                filler.write_bytes(b"\0" * (shutil.disk_usage(small).free - 64 * 1024))
+
+        message = ""
+        try:
+            build(model, cache_dir=small / "cache", progress=progress)
+        except InputError as exc:
+            message = str(exc)
+        gc.collect()  # coremltools' failed writer, held by the exception's frames
+        assert re.fullmatch(
+            re.escape(f"cache {small / 'cache'}: the disk filled while building "
+                      f"{cache_key(model)} (") + r"[0-9.]+ [KM]?B" + re.escape(
+                f" free now, about {human_bytes(disk_need(estimate(model)))} needed; "
+                "another process writing there?); nothing kept: free disk and run again"),
+            message,
+        ), message  # fmt: skip
+        assert sorted(p.name for p in small.iterdir()) == ["cache", filler.name]
+        assert not list((small / "cache").iterdir())

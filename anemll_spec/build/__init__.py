@@ -31,6 +31,7 @@ from anemll_spec.build.checks import (
     check_disk,
     check_memory,
     check_plan_disk,
+    disk_filled,
     new_build_folder,
     writable,
 )
@@ -356,6 +357,12 @@ def build(
             },
         )
         entry = cache.publish(cache_dir, key, staging)
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        full = disk_filled(cache_dir, key, est, exc)
+        if full:
+            raise InputError(full) from None
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -158,3 +158,26 @@ def check_plan_disk(
             f"({'; '.join(parts)}), {human_bytes(free)} free; shorten the sweep, "
             "build the specs one at a time, or free disk"
         )
+
+
+def disk_filled(cache_dir: Path, key: str, est: Estimate, exc: BaseException) -> str:
+    """What to say when a build that passed check_disk failed for want of disk (another
+    process filled it meanwhile): coremltools says so as 'Input/output error' or '[MIL
+    FileWriter] Unknown error', so the disk is asked, with the build's staging gone. ''
+    when the disk has the room (another failure, raised as it is)."""
+    import errno
+
+    from anemll_spec.text import human_bytes
+
+    try:
+        free = shutil.disk_usage(cache_dir).free
+    except OSError:
+        return ""
+    need = disk_need(est)
+    if free >= need and getattr(exc, "errno", None) != errno.ENOSPC:
+        return ""
+    return (
+        f"cache {cache_dir}: the disk filled while building {key} ({human_bytes(free)} free "
+        f"now, about {human_bytes(need)} needed; another process writing there?); nothing "
+        "kept: free disk and run again"
+    )
