@@ -294,7 +294,6 @@ def test_distinct_instances_whose_builds_do_not_fit_are_refused_before_the_run(t
     assert not store.exists()
 
 
-
 def test_a_disk_filled_by_another_process_mid_build_is_said_so(tmp_path):
     """Two builds into one cache each passed check_disk, then filled the disk together:
     the second ended in coremltools' 'RuntimeError: filesystem error: cannot copy:
