@@ -171,24 +171,49 @@ def sql_text(arg: str) -> str:
 
     path = Path(arg)
     if arg.lower().endswith(".sql") or _is_file(path, arg):
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read {printable(arg)}: {exc.strerror}") from None
+        return read_sql(path, arg)
+    _utf8(arg, "the SQL")
     if arg.replace("_", "").replace("-", "").isalnum():
         named = QUERIES_DIR / f"{arg}.sql"
         if named.is_file():
-            return named.read_text(encoding="utf-8")
+            return read_sql(named, str(named))
         if not _parses(arg):
             names = sorted(q.stem for q in QUERIES_DIR.glob("*.sql"))
             raise InputError(f"no query named {arg!r}; store/queries/ has: {', '.join(names)}")
     return arg
 
 
+def read_sql(path: Path, shown: str) -> str:
+    """A .sql file's text; one that cannot be read, or is not UTF-8, is bad input (a
+    byte like 0xff raised UnicodeDecodeError, a traceback)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {printable(shown)}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"cannot read {printable(shown)}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def _utf8(text: str, what: str) -> None:
+    """SQL given inline must be UTF-8: bytes that are not arrive as surrogates, which
+    DuckDB cannot take (UnicodeEncodeError, a traceback)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        at = len(text[: exc.start].encode("utf-8", "surrogateescape"))
+        raise InputError(f"{what} is not UTF-8 text (byte {at})") from None
+
+
 def _is_file(path: Path, arg: str) -> bool:
     """An existing file, asked only of text that can be a path (a name of at most 255
     bytes per component, one line); OS errors (name too long) mean 'not a file'."""
-    if "\n" in arg or any(len(p.encode()) > 255 for p in path.parts):
+    import os
+
+    if "\n" in arg or any(len(os.fsencode(p)) > 255 for p in path.parts):
         return False
     try:
         return path.is_file()
