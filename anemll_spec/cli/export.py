@@ -38,10 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.store import SCHEMA_VERSION, default_target
+    from anemll_spec.store.connection import utf8_name
     from anemll_spec.store.exporting import export_bundle
     from anemll_spec.text import printable
 
     store = default_target(args.store)
+    utf8_name(args.out, "--out")  # DuckDB writes it (its folder; import reads it by name)
     # what the path is first (the store itself, a folder, a file to keep), then its name
     out_file(args.out, store=store, force=args.force)
     if not args.out.lower().endswith(".parquet"):

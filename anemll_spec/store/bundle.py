@@ -53,7 +53,10 @@ def read_header(path: Path, name: str | None = None) -> dict:
     or over the size limits. Reads the parquet footer only (no row data). `name`: what
     messages call the file (push/pull: the store its runs came from, not a temp file);
     kept in the header for `stage`."""
+    from anemll_spec.store.connection import utf8_name
+
     where = name or str(path)
+    utf8_name(str(path), "bundle")  # DuckDB reads it by name
     _check_file(path, where)
     con = duckdb.connect()
     try:

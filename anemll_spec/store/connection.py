@@ -84,7 +84,23 @@ class StoreLocked(RunFailed):
 
 def default_target(cli_value: str | None = None) -> str:
     """--store > $ANEMLL_SPEC_STORE > store/results.duckdb (relative to the cwd)."""
-    return cli_value or os.environ.get(ENV_STORE) or DEFAULT_PATH
+    text = cli_value or os.environ.get(ENV_STORE) or DEFAULT_PATH
+    name = str(text)  # API callers pass a Path
+    utf8_name(name, "store", lake_target.redact if lake_target.is_lake(name) else str)
+    return text
+
+
+def utf8_name(text: str, what: str, shown=str) -> None:
+    """A name DuckDB is given must be UTF-8: bytes that are not (0xff) arrive from the
+    command line as surrogates, which it cannot take (UnicodeEncodeError, or pybind11's
+    'Unable to cast Python instance', a traceback, after the command's checks)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"{what} {shown(text)!r}: the name is not UTF-8 text, which DuckDB "
+            "cannot take; give it a UTF-8 name"
+        ) from None
 
 
 def describe_target(target: str | os.PathLike | None = None) -> str:
