@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -184,21 +183,22 @@ def add_max_cases(p: argparse.ArgumentParser) -> None:
 
 
 def print_json(value: Any) -> None:
-    """Strict JSON on stdout: NaN and infinities, however deep, become null."""
-    json.dump(json_value(value), sys.stdout, indent=2, default=str, allow_nan=False)
-    sys.stdout.write("\n")
+    """Strict JSON on stdout: NaN and infinities, however deep, become null; a Decimal is
+    written exactly (json_text)."""
+    sys.stdout.write(json_text(value) + "\n")
 
 
 def json_value(v: Any) -> Any:
     """A value JSON can hold, however deep: lists and structs (dicts) are walked, so a NaN
-    inside a list becomes null too (bare NaN/Infinity are not JSON)."""
+    inside a list becomes null too (bare NaN/Infinity are not JSON). A Decimal stays one
+    (json_text writes its digits; a float would round DECIMAL(18,9) to 17 digits)."""
     import datetime as dt
     import decimal
 
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return None
     if isinstance(v, decimal.Decimal):
-        return json_value(float(v))
+        return v if v.is_finite() else None
     if isinstance(v, dt.datetime | dt.date | dt.time):
         return v.isoformat()
     if isinstance(v, bytes):
@@ -208,6 +208,50 @@ def json_value(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): json_value(x) for k, x in v.items()}
     return v
+
+
+def json_text(value: Any, indent: int | None = 2, ascii_only: bool = True) -> str:
+    """`value` as json.dumps(json_value(value), indent=indent, default=str) writes it, but
+    a Decimal as the number it is: its own digits (str), e.g. 12345678901234567.5, where
+    json (through float) wrote 1.2345678901234568e+16. ascii_only=False: other text kept
+    as it is (json.dumps' ensure_ascii=False)."""
+    from json.encoder import encode_basestring, encode_basestring_ascii
+
+    quote = encode_basestring_ascii if ascii_only else encode_basestring
+    out: list[str] = []
+    _encode(json_value(value), out, quote, indent, 0)
+    return "".join(out)
+
+
+def _encode(v: Any, out: list[str], quote: Callable[[str], str], indent, level: int) -> None:
+    import decimal
+
+    if isinstance(v, str):
+        out.append(quote(v))
+    elif v is None or isinstance(v, bool):
+        out.append({None: "null", True: "true", False: "false"}[v])
+    elif isinstance(v, int):
+        out.append(int.__repr__(v))
+    elif isinstance(v, float):
+        out.append(float.__repr__(v))  # finite: json_value made NaN null
+    elif isinstance(v, decimal.Decimal):
+        out.append(str(v))  # digits, '.', 'E+n': a JSON number as it is
+    elif isinstance(v, list | dict):
+        items = list(v.items()) if isinstance(v, dict) else [(None, x) for x in v]
+        ends = "{}" if isinstance(v, dict) else "[]"
+        if not items:
+            out.append(ends)
+            return
+        pad = "" if indent is None else "\n" + " " * (indent * (level + 1))
+        out.append(ends[0])
+        for i, (k, x) in enumerate(items):
+            out.append(("," if indent is not None else ", ") * (i > 0) + pad)
+            if k is not None:
+                out.append(quote(k) + ": ")
+            _encode(x, out, quote, indent, level + 1)
+        out.append(("" if indent is None else "\n" + " " * (indent * level)) + ends[1])
+    else:
+        out.append(quote(str(v)))  # json.dumps' default=str
 
 
 def human_flops(n: float | None) -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anemll_spec.cli._common import add_json, add_store, json_value
+from anemll_spec.cli._common import add_json, add_store, json_text
 from anemll_spec.errors import InputError
 from anemll_spec.text import printable, quoted
 
@@ -235,16 +235,15 @@ def _parses(text: str) -> bool:
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     if fmt == "json":
-        import json
-
         twice = next((c for i, c in enumerate(columns) if c in columns[:i]), None)
         if twice is not None:  # a JSON object keeps one of them: the other would vanish
             raise InputError(
                 f"the result has two columns named {quoted(twice)}; a JSON row keeps one name "
                 "once: give one of them another name (AS) for --format json"
             )
-        data = [{c: json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
-        return json.dumps(data, indent=2, default=str, allow_nan=False) + "\n"
+        data = [dict(zip(columns, r, strict=True)) for r in rows]
+        return json_text(data) + "\n"
+    rows = [tuple(map(_plain, r)) for r in rows]
     if fmt == "csv":
         import csv
         import io
@@ -259,6 +258,28 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
 
         return markdown.table(columns, rows)
     return render_table(columns, rows)
+
+
+def _plain(v):
+    """A list, struct or map as one line of JSON (--json's conversion: a CSV reader gets it
+    back with json.loads; str() wrote Python's repr, datetime.datetime(2026, ...) and
+    Decimal('0.3')), a BLOB as hex, as --json writes them; anything else as it is."""
+    if isinstance(v, bytes):
+        return v.hex()
+    if not isinstance(v, list | tuple | dict):
+        return v
+    text = json_text(v, indent=None, ascii_only=False)
+    return "".join(c if c.isprintable() else _u_escape(c) for c in text)
+
+
+def _u_escape(c: str) -> str:
+    """A character JSON keeps raw but a terminal should not get (DEL, U+2028, ...) as the
+    JSON escape it reads back the same (two for one beyond U+FFFF)."""
+    n = ord(c)
+    if n <= 0xFFFF:
+        return f"\\u{n:04x}"
+    n -= 0x10000
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
 
 
 CELL_WIDTH = 60  # characters of a text cell: a longer one is cut
