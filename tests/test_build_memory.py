@@ -55,7 +55,8 @@ def test_kmeans_of_fp32_weights_counts_its_dp_table():
     """The exact k-means DP holds an int64 table of 2**nbits x distinct values per group
     (and five float64 rows): at most 65,536 distinct values in fp16, every weight in fp32.
     The estimate missed it: an 8-bit LUT of a 1024 x 1024 fp32 weight peaked at 2.37 GB
-    against an estimate of 0.37 GB (benchmarks/build_estimate.py holds the peak to it)."""
+    against an estimate of 0.37 GB (benchmarks/build_estimate.py holds the peak to it:
+    2.63 GB measured there, 2.69 GB estimated)."""
 
     def peak(mode: str, precision: str, kn: int = 1024) -> int:
         comp = {"palettize": {"nbits": 8, "mode": mode}}
@@ -64,7 +65,7 @@ def test_kmeans_of_fp32_weights_counts_its_dp_table():
 
     weights = 1024 * 1024  # one group: per tensor, on one thread
     assert peak("kmeans", "float32") - peak("uniform", "float32") == (
-        8 * (256 + 5) * weights + 24 * weights
+        8 * (256 + 5) * weights + 128 * weights
     )
     assert peak("kmeans", "float16") - peak("uniform", "float16") == 8 * (256 + 5) * 65536
     assert peak("kmeans", "float32", 4096) > 32e9  # refused on a 24 GB machine

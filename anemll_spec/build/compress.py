@@ -48,10 +48,11 @@ def kmeans_scratch_bytes(
 ) -> int:
     """Working memory of the exact k-means DP (build/kmeans1d.py) on the threads running
     at once: per group, a (2**nbits x distinct values) int64 table of split points and
-    five float64 rows; in fp32 also np.unique's sorted copy, inverse and counts. Distinct
+    five float64 rows; in fp32 also np.unique's copies (sorted, permutation, inverse),
+    the values and counts in float64 and the labels: about 128 bytes a weight. Distinct
     values are at most 65,536 in fp16 but up to every weight of the group in fp32: an
-    8-bit LUT of a 1024 x 1024 fp32 weight needs ~2.2 GB (2.37 GB measured), of a 4096 x
-    4096 one ~35 GB, which the estimate must show so the build is refused, not killed."""
+    8-bit LUT of a 1024 x 1024 fp32 weight peaked at 2.37-2.63 GB, of a 4096 x 4096 one
+    it needs ~37 GB, which the estimate must show so the build is refused, not killed."""
     from anemll_spec.build.palettize import workers
 
     c = config(compression)
@@ -64,7 +65,7 @@ def kmeans_scratch_bytes(
         return 0
     group = max(math.prod(w.shape) // n for w, n in zip(ws, counts, strict=True))
     distinct = min(group, 1 << 16) if itemsize == 2 else group
-    one = 8 * ((1 << c.nbits) + 5) * distinct + (0 if itemsize == 2 else 24 * group)
+    one = 8 * ((1 << c.nbits) + 5) * distinct + (0 if itemsize == 2 else 128 * group)
     return one * min(workers(), sum(counts))
 
 
