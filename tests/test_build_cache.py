@@ -82,6 +82,7 @@ _MANIFEST_DAMAGE = {
 @pytest.mark.parametrize(
     "damage",
     ["truncate", "delete_weights", "delete_manifest", "bad_manifest", "weights_folder_is_a_file"]
+    + ["nested_too_deeply"]  # json.loads: RecursionError, was a traceback
     + list(_MANIFEST_DAMAGE),
 )
 def test_damaged_entry_is_rebuilt(tmp_path, damage, capsys):
@@ -100,6 +101,8 @@ def test_damaged_entry_is_rebuilt(tmp_path, damage, capsys):
         wb.parent.write_text("not a folder")
     elif damage in _MANIFEST_DAMAGE:
         _edit_manifest(manifest, _MANIFEST_DAMAGE[damage])
+    elif damage == "nested_too_deeply":
+        manifest.write_text("[" * 100_000 + "]" * 100_000)
     else:
         manifest.write_text("{not json")
     capsys.readouterr()

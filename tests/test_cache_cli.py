@@ -265,6 +265,17 @@ def test_damaged_entries_are_listed_as_such_and_cleared(two_entries, capsys):
     assert list(cache.iterdir()) == []
 
 
+def test_a_manifest_nested_too_deeply_is_a_damaged_entry(two_entries, capsys):
+    """100,000 nested brackets: json.loads raised RecursionError, a traceback in `cache
+    list` (and in a build reading the entry); now the entry is damaged, listed so."""
+    cache, fresh, old = two_entries
+    (cache / old / "manifest.json").write_text("[" * 100_000)
+    assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
+    listed = {e["key"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert listed[old]["problem"] == "manifest unreadable" and not listed[old]["ok"]
+    assert listed[fresh]["ok"]
+
+
 def _aged(path: Path, seconds: float) -> Path:
     t = time.time() - seconds
     os.utime(path, (t, t))

@@ -98,7 +98,7 @@ def _check_entry(root: Path) -> tuple[dict | None, str]:
         return None, "manifest missing"
     try:
         manifest = json.loads(mpath.read_text())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: brackets nested too deeply
         return None, "manifest unreadable"
     problem = _manifest_problem(manifest)
     if problem:

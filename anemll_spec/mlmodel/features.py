@@ -155,7 +155,7 @@ def _schema_shape(entry: dict, where: Path) -> tuple[int, ...]:
     try:
         dims = json.loads(raw) if isinstance(raw, str) else raw
         shape = tuple(int(d) for d in dims)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deeply
         raise InputError(
             f"{where}: feature {entry.get('name')!r} has a bad shape {raw!r}"
         ) from None

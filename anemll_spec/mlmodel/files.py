@@ -88,7 +88,7 @@ def _package(pkg: Path) -> ModelFiles:
     where = f"{pkg}: Manifest.json"
     try:
         doc = json.loads(manifest.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting too deep
         raise InputError(f"{where} is damaged (not JSON: {exc})") from None
     entries = doc.get("itemInfoEntries") if isinstance(doc, dict) else None
     root_id = doc.get("rootModelIdentifier") if isinstance(doc, dict) else None
@@ -133,7 +133,7 @@ def read_compiled_metadata(path: Path) -> dict | None:
     check_contained(path, meta, str(path), "metadata.json")
     try:
         doc = json.loads(meta.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting too deep
         raise InputError(f"{path}: metadata.json is not valid JSON ({exc})") from None
     if isinstance(doc, list) and doc and isinstance(doc[0], dict):
         return doc[0]
