@@ -51,9 +51,14 @@ def inside(root: Path, rel: object, where: str, what: str) -> Path:
 
 
 def check_contained(root: Path, path: Path, where: str, what: str) -> None:
-    """Refuse `path` if, with symlinks resolved, it is not under `root`."""
-    base = root.resolve()
-    target = path.resolve()
+    """Refuse `path` if, with symlinks resolved, it is not under `root` (or if resolving
+    fails: a symlink loop is RuntimeError on Python 3.11, OSError ELOOP on 3.13)."""
+    try:
+        base = root.resolve()
+        target = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        why = "symlink loop" if "loop" in str(exc).lower() else getattr(exc, "strerror", exc)
+        raise InputError(f"{where}: {what} {path.name!r} cannot be resolved ({why})") from None
     if target != base and base not in target.parents:
         raise InputError(f"{where}: {what} {path.name!r} links outside the model ({target})")
 
