@@ -1,10 +1,14 @@
 """Damaged and hostile saved models, second round (review 36): JSON nested too deeply,
-symlink loops. Each is one line and exit 2, never a traceback."""
+symlink loops, a damaged weight file refused before bench runs anything. Each is one
+line and exit 2, never a traceback or a FAILED run in the store."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,52 @@ def test_weight_files_linked_in_a_loop_are_refused(good, tmp_path, capsys):  # n
     with pytest.raises(InputError, match=r"weight file 'a' cannot be resolved \(symlink loop\)"):
         inspect_model(pkg, sha=False)
     _one_line_exit_2(pkg, "weight file 'a' cannot be resolved (symlink loop)", capsys, ["inspect"])
+
+
+def _damage(pkg: Path, how: str, tmp_path: Path) -> str:
+    """Damage the package's weights (or manifest); the message bench must give."""
+    wb = pkg / "Data/com.apple.CoreML/weights/weight.bin"
+    data = bytearray(wb.read_bytes())
+    if how == "bad_sentinel":
+        data[64:68] = b"\0\0\0\0"  # the first blob's metadata record
+        wb.write_bytes(bytes(data))
+        return "no blob metadata at offset 64 (bad sentinel)"
+    if how == "truncated":
+        wb.write_bytes(bytes(data[: len(data) // 2]))
+        return "runs past the end of the file (truncated?)"
+    if how == "linked_out":
+        wb.unlink()
+        os.symlink("/etc/passwd", wb)
+        return "links outside the model"
+    if how == "symlink_loop":
+        (wb.parent / "a").symlink_to("b")
+        (wb.parent / "b").symlink_to("a")
+        return "weight file 'a' cannot be resolved (symlink loop)"
+    (pkg / "Manifest.json").write_text(DEEP)
+    return "Manifest.json is damaged (not JSON: maximum recursion depth"
+
+
+@pytest.mark.parametrize(
+    "how", ["bad_sentinel", "truncated", "linked_out", "symlink_loop", "deep_manifest"]
+)
+def test_bench_refuses_a_damaged_external_model_before_running(good, tmp_path, how):  # noqa: F811
+    """The weights were read only when the case ran: bench stored a FAILED run, exit 1.
+    Now preflight reads the program and checks every weight it references: exit 2, one
+    line naming model.path, and no store written."""
+    pkg = _copy(good, tmp_path)
+    want = _damage(pkg, how, tmp_path)
+    run = "run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}"
+    spec = tmp_path / "ext.yaml"
+    spec.write_text(f"name: ext\nmodel: {{family: external, path: {pkg.name}}}\n{run}\n")
+    store = tmp_path / "s.duckdb"
+    out = subprocess.run(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)]
+        + ["--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr + out.stdout
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "ext: model.path: " in out.stderr and want in out.stderr, out.stderr
+    assert not store.exists()

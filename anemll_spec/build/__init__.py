@@ -260,12 +260,19 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> Estimate | Non
     from anemll_spec.spec.families import External
 
     if isinstance(model, External):
+        from anemll_spec.build import external
         from anemll_spec.model_io import describe, synth_inputs
 
         try:
             io = describe(model.path)
-        except InputError as exc:  # not a model (no Manifest.json, unreadable I/O)
-            raise InputError(f"model.path: {exc}") from None
+            # the program and every weight it references, checked against the weight
+            # file's records (a damaged or truncated weight.bin), without hashing
+            external.validate(model, sha=False)
+        except InputError as exc:  # not a model, or a damaged one
+            msg = str(exc)
+            raise InputError(
+                msg if msg.startswith("model.path:") else f"model.path: {msg}"
+            ) from None
         # input_ranges naming inputs the model does not have: the spec's mistake
         synth_inputs(io, int_ranges=model.input_ranges)
         return None
