@@ -1,11 +1,13 @@
 """Damaged and hostile saved models, second round (review 36): JSON nested too deeply,
-symlink loops, a damaged weight file refused before bench runs anything. Each is one
-line and exit 2, never a traceback or a FAILED run in the store."""
+symlink loops, a damaged weight file refused before bench runs anything, strings of
+model.mil read as written (a bad escape refused at its line). Each is one line and exit 2,
+never a traceback or a FAILED run in the store."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,3 +122,45 @@ def test_bench_refuses_a_damaged_external_model_before_running(good, tmp_path, h
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
     assert "ext: model.path: " in out.stderr and want in out.stderr, out.stderr
     assert not store.exists()
+
+
+def _compiled_with(tmp_path: Path, old: str, new: str) -> Path:
+    """lm_head_tiny.mlmodelc with `old` replaced by `new` (once) in its model.mil, read
+    from the program (no metadata.json, so inspect reads the I/O from the text too)."""
+    mlc = shutil.copytree(HERE / "lm_head_tiny.mlmodelc", tmp_path / "m.mlmodelc")
+    mil = mlc / "model.mil"
+    text = mil.read_text()
+    assert old in text
+    mil.write_text(text.replace(old, new, 1), encoding="utf-8")
+    (mlc / "metadata.json").unlink()
+    return mlc
+
+
+def _op_names(mlc: Path) -> list[str]:
+    from anemll_spec.mlmodel.files import locate
+    from anemll_spec.mlmodel.model import SavedModel
+
+    return [op.name for op in SavedModel(locate(mlc)).program().function(None, "t").ops]
+
+
+@pytest.mark.parametrize(
+    "written, read",
+    [
+        ("c_\u00e9\u4e2d", "c_\u00e9\u4e2d"),  # UTF-8 text: was 'c_Ã©ä¸\\xad'
+        (r"a\"b\\c\n\t", 'a"b\\c\n\t'),
+        (r"\x41\u00e9\U0001F600\101", "A\u00e9\U0001f600A"),
+    ],
+)
+def test_strings_of_model_mil_read_back_as_written(tmp_path, written, read):
+    mlc = _compiled_with(tmp_path, 'string("transpose_0")', f'string("{written}")')
+    assert read in _op_names(mlc)
+
+
+@pytest.mark.parametrize("escape", [r"\x", r"\u12", r"\q", r"\uD800"])
+def test_a_bad_escape_in_a_string_of_model_mil_is_refused_at_its_line(tmp_path, capsys, escape):
+    """bytes.decode('unicode_escape') raised UnicodeDecodeError: a traceback."""
+    mlc = _compiled_with(tmp_path, 'string("transpose_0")', f'string("c_{escape}")')
+    want = f"model.mil:6: bad escape {escape[:2]}"
+    with pytest.raises(InputError, match=re.escape(want)):
+        _op_names(mlc)
+    _one_line_exit_2(mlc, want, capsys)

@@ -41,6 +41,32 @@ from anemll_spec.mlmodel.protoread import WeightFiles
 _SCALARS = frozenset(BY_NAME) | {"string"}
 
 
+# The C escapes a string of model.mil may hold (the text is UTF-8: any other character,
+# non-ASCII included, stands for itself).
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{1,3}|(.)?)", re.S)
+_SIMPLE = {'"': '"', "'": "'", "\\": "\\", "?": "?", "a": "\a", "b": "\b", "f": "\f"}
+_SIMPLE |= {"n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def unescape(body: str, where: str) -> str:
+    """The value of a string literal's body (between its quotes); InputError at `where`
+    (file:line) for an escape that is none."""
+
+    def one(m: re.Match) -> str:
+        esc = m.group()
+        if m.group(1) is None and len(esc) > 1:  # \xHH, \uHHHH, \UHHHHHHHH or octal
+            code = int(esc[2:], 16) if esc[1] in "xuU" else int(esc[1:], 8)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise InputError(f"{where}: bad escape {esc} in a string (no such character)")
+            return chr(code)
+        if m.group(1) in _SIMPLE:
+            return _SIMPLE[m.group(1)]
+        shown = esc if esc.isprintable() else repr(esc)
+        raise InputError(f"{where}: bad escape {shown} in a string")
+
+    return _ESCAPE.sub(one, body) if "\\" in body else body
+
+
 class _Type:
     def __init__(self, dtype: str, shape: tuple[int | None, ...] | None, state: bool = False):
         self.dtype = dtype
@@ -96,7 +122,7 @@ class _Parser:
             return t.items("]", self.literal)
         kind, tok = t.kind(), t.next()
         if kind == "str":
-            return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+            return unescape(tok[1:-1], f"{self.where}:{t.toks[t.i - 1][2]}")
         if kind == "num":
             return tok
         if tok in ("true", "false"):
