@@ -164,3 +164,37 @@ def test_a_bad_escape_in_a_string_of_model_mil_is_refused_at_its_line(tmp_path, 
     with pytest.raises(InputError, match=re.escape(want)):
         _op_names(mlc)
     _one_line_exit_2(mlc, want, capsys)
+
+
+def test_an_integer_constant_out_of_its_types_range_in_model_mil_is_refused(tmp_path, capsys):
+    """int32 4294967297 was wrapped silently by astype, to 1: a permutation that looks
+    right; 999 as int8 read as -25."""
+    mlc = _compiled_with(
+        tmp_path,
+        "val = tensor<int32, [3]>([0, 2, 1])",
+        "val = tensor<int32, [3]>([0, 2, 4294967297])",
+    )
+    want = "model.mil:5: value 4294967297 is out of range for int32 (-2147483648..2147483647)"
+    with pytest.raises(InputError, match=re.escape(want)):
+        _op_names(mlc)
+    _one_line_exit_2(mlc, want, capsys)
+
+
+def test_an_int_immediate_value_out_of_range_in_the_proto_is_refused(good, tmp_path, capsys):  # noqa: F811
+    from coremltools.proto import MIL_pb2
+    from test_mlmodel_hostile import _const, _edit
+
+    pkg = _copy(good, tmp_path)
+
+    def as_int8(spec):
+        op = _const(spec, "immediateValue")
+        val = op.attributes["val"]
+        for tt in (val.type.tensorType, op.outputs[0].type.tensorType):
+            tt.dataType = MIL_pb2.DataType.Value("INT8")
+        tensor = val.immediateValue.tensor
+        tensor.Clear()
+        tensor.ints.values.extend([-7, 65, 999])
+
+    _edit(pkg, as_int8)
+    want = "value 999 is out of range for int8 (-128..127)"
+    _refused(pkg, re.escape(want), capsys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from anemll_spec.errors import InputError
 
@@ -66,3 +67,20 @@ def check_alloc(nbytes: int, where: str, what: str = "needs") -> None:
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def as_array(vals: list, np_dtype: Any, name: str, where: str) -> Any:
+    """np.array(vals) in `np_dtype`, an integer value outside the type's range refused
+    (astype wraps it: 999 as int8 is -25) with one line naming it."""
+    import numpy as np
+
+    dt = np.dtype(np_dtype)
+    if dt.kind in "iu" and vals:
+        info = np.iinfo(dt)
+        lo, hi = min(vals), max(vals)  # Python numbers: exact comparisons
+        if lo < info.min or hi > info.max:
+            bad = lo if lo < info.min else hi
+            raise InputError(
+                f"{where}: value {bad} is out of range for {name} ({info.min}..{info.max})"
+            )
+    return np.array(vals).astype(dt)

@@ -34,7 +34,7 @@ import numpy as np
 from anemll_spec.errors import InputError
 from anemll_spec.mlmodel.dtypes import BY_NAME, MilType
 from anemll_spec.mlmodel.ir import Arg, Function, Op, Program, VarType
-from anemll_spec.mlmodel.limits import check_alloc, element_count, fixed_shape
+from anemll_spec.mlmodel.limits import as_array, check_alloc, element_count, fixed_shape
 from anemll_spec.mlmodel.miltokens import Tokens
 from anemll_spec.mlmodel.protoread import WeightFiles
 
@@ -190,10 +190,10 @@ class _Parser:
         vals = [_number(v, mil, where) for v in flat]
         if len(vals) == 1 and count != 1:  # one value for the whole shape
             check_alloc(count * mil.np_dtype.itemsize, where, "this constant needs")
-            return np.full(shape, vals[0]).astype(mil.np_dtype)
+            return np.full(shape, as_array(vals, mil.np_dtype, mil.name, where)[0])
         if len(vals) != count:
             raise InputError(f"{where}: {len(vals)} values for a shape of {count} elements")
-        arr = np.array(vals).astype(mil.np_dtype).reshape(shape)
+        arr = as_array(vals, mil.np_dtype, mil.name, where).reshape(shape)
         return arr if shape else arr[()]
 
     def arg(self) -> list[Arg]:

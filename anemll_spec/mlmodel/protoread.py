@@ -17,7 +17,7 @@ from anemll_spec.mlmodel.blob import BlobFile
 from anemll_spec.mlmodel.dtypes import BY_PROTO, MilType, bf16_to_fp32, unpack_bits
 from anemll_spec.mlmodel.files import inside
 from anemll_spec.mlmodel.ir import Arg, BlobRef, Block, Function, Op, Program, VarType
-from anemll_spec.mlmodel.limits import element_count
+from anemll_spec.mlmodel.limits import as_array, element_count
 
 
 class WeightFiles:
@@ -97,7 +97,7 @@ def immediate(t: MilType, shape: tuple[int, ...], kind: str | None, data: Any, w
     vals = list(data)
     if len(vals) != count:
         raise InputError(f"{where}: immediate value holds {len(vals)} values, shape needs {count}")
-    return np.array(vals).astype(t.np_dtype).reshape(shape)
+    return as_array(vals, t.np_dtype, t.name, where).reshape(shape)
 
 
 class _Reader:
