@@ -198,3 +198,20 @@ def test_an_int_immediate_value_out_of_range_in_the_proto_is_refused(good, tmp_p
     _edit(pkg, as_int8)
     want = "value 999 is out of range for int8 (-128..127)"
     _refused(pkg, re.escape(want), capsys)
+
+
+def test_an_error_in_the_proto_program_names_the_model(good, tmp_path, capsys):  # noqa: F811
+    """'error: op 0 ... immediate value holds 3 values, shape needs 5' named no model: in
+    a bench of several external models, which one was it?"""
+    from test_mlmodel_hostile import _const, _edit, _set_dims
+
+    pkg = _copy(good, tmp_path)
+    _edit(pkg, lambda s: _set_dims(_const(s, "immediateValue"), [5]))
+    want = f"{pkg}: function 'main': op "
+    with pytest.raises(InputError, match=re.escape(want)):
+        inspect_model(pkg, sha=False)
+    for cmd in ("inspect", "predict"):
+        assert cli_main([cmd, str(pkg)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"anemll-spec {cmd}: error: {want}"), err
+        assert err.endswith("holds 3 values, shape needs 5\n") and err.count("\n") == 1, err

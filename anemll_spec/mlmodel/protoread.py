@@ -232,7 +232,14 @@ def read_program(spec, weights: WeightFiles, where: Path | str, only: str | None
     functions = {}
     for name in protos:
         if only is None or name == only:
-            functions[name] = reader.function(protos[name], name)
+            try:
+                functions[name] = reader.function(protos[name], name)
+            except InputError as exc:  # said at the op: name the model (and function) too
+                msg = str(exc)
+                if msg.startswith(str(where)):  # a weight file of the model, named in full
+                    raise
+                fn = "" if msg.startswith("function '") else f"function '{name}': "
+                raise InputError(f"{where}: {fn}{msg}") from None
     order = {f.name: [i.name for i in f.input] for f in spec.description.functions}
     order.setdefault(default, [i.name for i in spec.description.input])
     return Program(functions, default, spec.specificationVersion, order)
