@@ -210,12 +210,51 @@ def _read_npz(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: one unnamed array (.npy); give an .npz of named arrays")
     with data:
         try:  # members are read (and may fail) only here
+            _check_members(path, data.zip)
             return {k: data[k] for k in data.files}
+        except MemoryError:
+            raise InputError(f"{path}: an input array does not fit in memory") from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(
                 f"{path}: cannot read input arrays ({type(exc).__name__}: {exc}); give an "
                 ".npz of named numeric arrays (numpy.savez)"
             ) from None
+
+
+def _check_members(path: Path, archive: Any) -> None:
+    """Refuse a member whose .npy header claims more bytes than the member holds, or more
+    memory than is available, before numpy allocates the claimed array (a header of
+    shape (2**40,) in a 300-byte file was a MemoryError traceback)."""
+    import math
+
+    import numpy as np
+
+    from anemll_spec.errors import InputError
+    from anemll_spec.mlmodel.limits import check_alloc
+
+    fmt = np.lib.format
+    for info in archive.infolist():
+        where = f"{path}: member {info.filename!r}"
+        with archive.open(info) as f:
+            if f.read(len(fmt.MAGIC_PREFIX)) != fmt.MAGIC_PREFIX:  # kept as raw bytes
+                check_alloc(info.file_size, where, "reading it needs")
+                continue
+            f.seek(0)
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:  # 3.0 (UTF-8 field names): numpy's own (private) reader of that header
+                shape, _, dtype = getattr(fmt, "_read_array_header")(f, version)  # noqa: B009
+            claimed = math.prod(shape) * dtype.itemsize  # Python ints: exact
+            held = info.file_size - f.tell()
+            if claimed > held:
+                raise InputError(
+                    f"{where} claims shape {shape} of {dtype} ({claimed:,} bytes) but holds "
+                    f"{held:,} bytes (damaged?)"
+                )
+            check_alloc(claimed, where, "reading it needs")
 
 
 def _g(v: float | None) -> str:
