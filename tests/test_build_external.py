@@ -98,3 +98,82 @@ def test_a_link_to_a_package_keeps_its_name_and_benches(tmp_path):
     )
     assert plan.returncode == 0, plan.stderr
     assert result["case_key"] == json.loads(plan.stdout)["cases"][0]["key"]
+
+
+@pytest.fixture(scope="module")
+def two_functions(tmp_path_factory) -> Path:
+    """A small (16 x 256) and a big (4096 x 256) fp16 linear in one package, the small one
+    the default: the weight file holds both functions' weights."""
+    import coremltools as ct
+    import numpy as np
+    from coremltools.converters.mil.mil import types
+    from fixtures.executor.mil_models import mb, save_program
+
+    tmp = tmp_path_factory.mktemp("multi")
+    rng = np.random.default_rng(0)
+
+    def linear(out: int):
+        w = rng.standard_normal((out, 256)).astype(np.float16)
+        b = rng.standard_normal(out).astype(np.float16)
+
+        @mb.program(
+            input_specs=[mb.TensorSpec((1, 256), dtype=types.fp16)],
+            opset_version=ct.target.iOS18,
+        )
+        def prog(x):
+            return mb.linear(x=x, weight=w, bias=b, name="y")
+
+        return save_program(prog, tmp / f"f{out}.mlpackage", precision="fp16")
+
+    desc = ct.utils.MultiFunctionDescriptor()
+    desc.add_function(str(linear(16)), src_function_name="main", target_function_name="small")
+    desc.add_function(str(linear(4096)), src_function_name="main", target_function_name="big")
+    desc.default_function_name = "small"
+    ct.utils.save_multifunction(desc, str(tmp / "multi.mlpackage"))
+    return tmp / "multi.mlpackage"
+
+
+def test_a_multi_function_models_weight_bytes_are_its_default_functions(two_functions, capsys):
+    """They were the whole weight file, every function's (2.11 MB for 8 KB of the run
+    function's): GB/s ~250x too high. Now the blobs the default function references."""
+    from anemll_spec.cli import main as cli_main
+
+    small = (16 * 256 + 16) * 2  # fp16 weight and bias
+    b = build(external(two_functions))
+    assert b.weight_bytes == small == estimate(external(two_functions)).weight_bytes
+    assert b.flops == 2 * 16 * 256
+    assert weight_bin(two_functions).stat().st_size > 4096 * 256 * 2  # both are in the file
+    assert cli_main(["inspect", str(two_functions)]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.startswith(f"weights 8.22 KB ({small:,} B: the 2 blobs function 'small' "), line
+    assert "the default of 2 (big, small)" in line and "all functions hold 2.11 MB" in line, line
+
+
+@pytest.mark.slow  # a real bench process: ~10 s on a busy 2-core machine
+def test_a_multi_function_models_bench_stores_its_default_functions_bytes(two_functions, tmp_path):
+    import subprocess
+    import sys
+
+    import duckdb
+
+    run = "run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}"
+    spec = tmp_path / "mf.yaml"
+    spec.write_text(f"name: mf\nmodel: {{family: external, path: {two_functions}}}\n{run}\n")
+    store = tmp_path / "s.duckdb"
+    out = subprocess.run(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)]
+        + ["--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        ((nbytes, gbps, median_ms),) = con.execute(
+            "SELECT weight_bytes, bandwidth_gbps, median_ms FROM results"
+        ).fetchall()
+    finally:
+        con.close()
+    assert nbytes == (16 * 256 + 16) * 2
+    assert gbps == pytest.approx(nbytes / (median_ms * 1e-3) / 1e9, rel=1e-6)

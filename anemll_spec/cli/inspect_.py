@@ -36,6 +36,21 @@ def _tensors(title: str, items: list[dict]) -> list[str]:
     return [f"{title}:", table(rows, ["name", "shape", "dtype"]), ""]
 
 
+def _weights(info: dict) -> str:
+    """The weights line; of a multi-function model, said to be the default function's."""
+    n, files = info["weight_bytes"], info["weight_files"]
+    if len(info["functions"]) > 1:
+        where = (
+            f": the {info['blobs']} blobs function '{info['function']}' references, the "
+            f"default of {len(info['functions'])} ({', '.join(info['functions'])}), whose ops "
+            f"and FLOPs are below too; the weight files of all functions hold "
+            f"{human_bytes(sum(files.values()))}"
+        )
+    else:
+        where = f" in {len(files)} file(s), {info['blobs']} blobs"
+    return f"weights {human_bytes(n)} ({n:,} B{where}), sha256 {info['weights_sha256']}"
+
+
 def run(args: argparse.Namespace) -> int:
     from anemll_spec.mlmodel.inspect import inspect_model
 
@@ -48,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
         f"{info['path']} ({info['kind']})",
         f"deployment target {info['deployment_target'] or '?'} "
         f"(spec version {info['spec_version']}, opset {info['opset'] or '?'})",
-        f"weights {human_bytes(info['weight_bytes'])} ({info['weight_bytes']:,} B in "
-        f"{len(info['weight_files'])} file(s), {info['blobs']} blobs), sha256 {info['weights_sha256']}",
+        _weights(info),
         f"FLOPs {human_flops(info['flops'])} ({info['flops']:,}) "
         + ", ".join(f"{k} {human_flops(v)}" for k, v in info["flops_by_op"].items()),
         "",

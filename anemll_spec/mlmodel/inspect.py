@@ -3,7 +3,8 @@
 Everything comes from the files (the protobuf or model.mil, and the weight files), never
 from builder memory, so `inspect` reports what a device would load. "Weight bytes" is
 anemll-bench's definition: the bytes of the files under Data/com.apple.CoreML/weights
-(weights/ in a compiled model). Every weight the program references is checked against
+(weights/ in a compiled model); of a multi-function model, whose files hold every
+function's weights, the bytes of the blobs the default function references (each once). Every weight the program references is checked against
 its file's metadata record (type, size) while the program is read.
 """
 
@@ -202,21 +203,28 @@ def op_compression(op: Op, view: _View) -> dict | None:
     return info
 
 
-def _blob_count(op: Op) -> int:
-    n = sum(isinstance(a.value, BlobRef) for args in op.inputs.values() for a in args)
-    return n + sum(isinstance(v[0], BlobRef) for v in op.attrs.values())
+def _blobs(op: Op) -> list[BlobRef]:
+    refs = [a.value for args in op.inputs.values() for a in args if isinstance(a.value, BlobRef)]
+    return refs + [v[0] for v in op.attrs.values() if isinstance(v[0], BlobRef)]
+
+
+def _blob_bytes(refs: list[BlobRef]) -> int:
+    """Bytes of the distinct blobs referenced (each its metadata record's size)."""
+    seen = {(str(r.blob.path), r.offset): r for r in refs}
+    return sum(r.blob.meta(r.offset).size for r in seen.values())
 
 
 def inspect_model(path: str | Path, *, sha: bool = True) -> dict:
     """Everything `anemll-spec inspect` prints, as a JSON-able dict."""
     model = SavedModel(locate(path))
     io = model.io()
-    opset, ops_list, fn_inputs = "", [], []
+    opset, ops_list, fn_inputs, fn_names, fn_name = "", [], [], [], None
     model_type = "mlProgram" if model.spec is None else model.spec.WhichOneof("Type")
     if model_type == "mlProgram":
         prog = model.program()
         fn = prog.function(None, str(model.path))
         opset, ops_list, fn_inputs = fn.opset, list(walk(fn.ops)), fn.inputs
+        fn_names, fn_name = sorted(prog.functions), fn.name
     view = _View(fn_inputs, ops_list)
     ops = Counter(op.type for op in ops_list)
     flops_by_op: Counter = Counter()
@@ -227,6 +235,10 @@ def inspect_model(path: str | Path, *, sha: bool = True) -> dict:
     files = model.weight_files()
     base = model.files.weights_dir
     compression = [c for op in ops_list if (c := op_compression(op, view))]
+    blobs = [r for op in ops_list for r in _blobs(op)]
+    weight_bytes = sum(f.stat().st_size for f in files)
+    if len(fn_names) > 1:  # the files hold every function's weights: count the run one's
+        weight_bytes = _blob_bytes(blobs)
     return {
         "path": str(model.path),
         "kind": model.kind,
@@ -237,10 +249,14 @@ def inspect_model(path: str | Path, *, sha: bool = True) -> dict:
         "inputs": [t.to_json() for t in io.inputs],
         "outputs": [t.to_json() for t in io.outputs],
         "states": [t.to_json() for t in io.states],
+        # ops, blobs, FLOPs and (of a multi-function model) weight_bytes are the function's
+        # that runs when none is named
+        "function": fn_name,
+        "functions": fn_names,
         "ops": dict(sorted(ops.items())),
-        "weight_bytes": sum(f.stat().st_size for f in files),
+        "weight_bytes": weight_bytes,
         "weight_files": {str(f.relative_to(base)): f.stat().st_size for f in files},
-        "blobs": sum(_blob_count(op) for op in ops_list),
+        "blobs": len(blobs),
         "flops": sum(flops_by_op.values()),
         "flops_by_op": dict(flops_by_op),
         "compression": compression,
