@@ -149,6 +149,29 @@ def test_a_neural_network_model_says_what_inspect_does_not_read(tmp_path, capsys
     assert json.loads(capsys.readouterr().out)["model_type"] == "neuralNetwork"
 
 
+def test_an_mlmodel_file_has_no_weights_folder(tmp_path, capsys):
+    """proj/nn.mlmodel beside proj/weights/checkpoint.pt: the folder was reported (and
+    hashed) as the model's weights, 'weights 3.00 MB'. A single .mlmodel holds its own."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    from anemll_spec.cli import main
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))])
+    def prog(x):
+        return mb.mul(x=x, y=2.0, name="y")
+
+    path = tmp_path / "nn.mlmodel"
+    ct.convert(prog, convert_to="neuralnetwork").save(str(path))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "checkpoint.pt").write_bytes(b"\0" * 3_000_000)
+    info = inspect_model(path)
+    assert (info["weight_bytes"], info["weight_files"]) == (0, {})
+    assert info["weights_sha256"] == hashlib.sha256().hexdigest()  # nothing hashed
+    assert main(["inspect", str(path)]) == 0
+    assert "weights 0 B (0 B in 0 file(s), 0 blobs)" in capsys.readouterr().out
+
+
 def test_the_weights_hash_is_the_same_in_a_process_whose_memory_is_locked(tmp_path):
     """The hash drops each hashed slice of its mapping (madvise, so a 1 GB file does not
     sit in the build's RSS); that is advice, and a process with locked memory, where

@@ -4,7 +4,8 @@ Three forms:
 - `.mlpackage`: a folder; Manifest.json names the root model file under Data/
   (`itemInfoEntries[rootModelIdentifier].path`, normally com.apple.CoreML/model.mlmodel);
   weights live in Data/com.apple.CoreML/weights/.
-- `.mlmodel`: one protobuf file (weights, if any, next to it).
+- `.mlmodel`: one protobuf file, its weights inside it: it has no weights folder (a
+  `weights/` beside it belongs to whatever else lives in that folder).
 - `.mlmodelc`: a folder the compiler writes: model.mil (the program as text),
   weights/weight.bin, metadata.json (the I/O description), coremldata.bin (undocumented).
 
@@ -118,7 +119,7 @@ def weight_files(model: ModelFiles | str | Path) -> list[Path]:
     """Files under the weights folder, name order (each checked to stay inside the model)."""
     files = model if isinstance(model, ModelFiles) else locate(model)
     d = files.weights_dir
-    if not d.is_dir():
+    if files.kind == "mlmodel" or not d.is_dir():
         return []
     check_contained(files.root, d, str(files.path), "weights folder")
     out = []
