@@ -180,3 +180,12 @@ def test_core_ml_cases_count_their_compiled_copy(tmp_path):
     est = estimate(matmul(m=4, k=64, n=64))
     assert list(runner.compiles.values()) == [kept_bytes(est)]
     assert list(runner.compiles) == list(runner.builds)
+
+
+def test_a_manifest_nested_too_deeply_is_no_cache_entry_to_compile_into(tmp_path):
+    """json.loads raises RecursionError on a deeply nested manifest: cache_home must say
+    'not a cache entry' (compiled into the run's folder), not end the case in a traceback."""
+    built = _build(tmp_path / "cache", m=4, k=64, n=64)
+    assert coreml_compile.cache_home(built.path) == built.path.parent
+    (built.path.parent / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    assert coreml_compile.cache_home(built.path) is None

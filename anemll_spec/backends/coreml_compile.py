@@ -55,7 +55,7 @@ def cache_home(src: Path) -> Path | None:
         return None
     try:
         manifest = json.loads((src.parent / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # damaged: not a cache entry here
         return None
     if not isinstance(manifest, dict) or manifest.get("key") != src.parent.name:
         return None
