@@ -136,7 +136,8 @@ def test_bench_cli_end_to_end(cli, tmp_path):
         # numpy is the reference executor: it is checked against the program in fp16
         assert row["verify_status"] == "pass", row["verify_note"]
         assert row["verify_note"] == (
-            "compared: numpy executor fp32 vs the same program in fp16 (every op rounded)"
+            "compared: the same program in fp16 (every op rounded) as the output, numpy "
+            "executor fp32 as the reference"
         )
         assert 0 < row["verify_max_abs_error"] <= 0.05  # fp16 rounding shows, within tolerance
         assert row["load_ms"] > 0 and row["first_predict_ms"] > 0 and row["compile_ms"] is None
@@ -531,8 +532,9 @@ def test_stored_verify_figures_are_numpy_over_both_precisions(tmp_path, cache):
         inputs = synth_inputs(describe(built.path), seed=0)
         fp32 = load(built.path).predict(inputs)
         fp16 = load(built.path, fp16=True).predict(inputs)
-        out = np.concatenate([np.ravel(fp32[k]).astype(np.float64) for k in fp16])
-        ref = np.concatenate([np.ravel(v).astype(np.float64) for v in fp16.values()])
+        # the fp16 program is the side judged (the output), fp32 the reference
+        out = np.concatenate([np.ravel(fp16[k]).astype(np.float64) for k in fp32])
+        ref = np.concatenate([np.ravel(v).astype(np.float64) for v in fp32.values()])
         diff = out - ref
         assert row["verify_max_abs_error"] == pytest.approx(np.abs(diff).max(), rel=1e-12)
         assert row["verify_rel_l2_error"] == pytest.approx(

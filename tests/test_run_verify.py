@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from build_util import lm_head
@@ -247,3 +249,38 @@ def test_a_failure_note_never_prints_a_false_inequality(out, tol, said):
     assert v.note == f"beyond tolerance: {said}"
     value, sign, limit = said.split()[1:]
     assert (float(value) > float(limit)) if sign == ">" else (float(value) < float(limit))
+
+
+def test_an_fp16_overflow_on_the_numpy_backend_fails_in_both_roles(tmp_path):
+    """The numpy backend times fp32 and judges the same program in fp16: that fp16 run
+    was passed as the reference, so its infs (fp32 finite there) were 'reference values
+    non-finite ... left out' and the case passed, though an fp16 device (the ANE)
+    overflows the same way and Core ML's verify fails it. Now the fp16 side is the one
+    judged in both settings of run.fp16_reference, and both fail on its infs."""
+    import duckdb
+
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+
+    spec = tmp_path / "ovf.yaml"
+    spec.write_text(
+        "name: ovf\nmodel: {family: lm_head, hidden_size: 65536, vocab_size: 64, chunks: 1,\n"
+        "  layout: linear, weight_std: 100}\n"
+        "run: {backends: [numpy], iterations: 3, warmup: 0, energy_s: 0, dispatch_floor: false,"
+        "\n  tolerance: {max_abs_error: 100}}\nsweep: {run.fp16_reference: [false, true]}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    res = Runner(spec, store=str(store), cache_dir=tmp_path / "c",
+                 progress=Progress(io.StringIO(), live=False)).run()  # fmt: skip
+    assert res.failed
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute(
+            "SELECT status, verify_status, verify_note FROM cases ORDER BY case_index"
+        ).fetchall()
+    lost = "2 non-finite output values (inf/nan) the reference does not have"
+    assert rows == [
+        ("failed", "fail", "compared: the same program in fp16 (every op rounded) as the "
+         f"output, numpy executor fp32 as the reference; {lost}"),
+        ("failed", "fail", "compared: numpy executor fp16 (every op rounded) as the output, "
+         f"the same program in fp32 as the reference; {lost}"),
+    ]  # fmt: skip

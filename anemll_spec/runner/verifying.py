@@ -4,7 +4,10 @@ Core ML and torch are compared with the reference executor's fp32 result (fp16 w
 run.fp16_reference). The numpy backend IS the reference executor: comparing it with
 itself would check nothing, so its output is compared with the same program computed in
 the other precision (fp32 against every op rounded to fp16, as an fp16 device computes):
-the deviation fp16 execution shows, held to the same tolerances; for a program computed
+the deviation fp16 execution shows, held to the same tolerances. The fp16 side is the
+one judged (the 'output', fp32 the 'reference'), whichever of the two numpy timed: an
+fp16 value that overflowed to inf where fp32 is finite fails, as it does on an fp16
+device, instead of being left out as an untrusted reference value; for a program computed
 in fp32, which no fp16 device runs, a deviation past them is for information only
 (skipped, figures kept). The verdict's note says what was compared."""
 
@@ -53,13 +56,16 @@ def verdict(m: Any, outputs: dict[str, Any], references: dict[bool, Any], case: 
         why = f"{type(ref).__name__}: {ref}" if ref is not None else "not computed"
         return skipped(f"the reference executor failed: {why}")
     chunk = case.model.vocab_size // case.model.chunks if isinstance(case.model, LmHead) else None
-    v = check_outputs(outputs, ref, case.run.tolerance, vocab_chunk=chunk)
+    judged, against = outputs, ref
     own = _mode(case.run.fp16_reference)
-    what = (
-        f"numpy executor {own} vs the same program in {_mode(fp16)}"
-        if m.variant.backend == "numpy"
-        else f"{m.variant.backend} vs the reference executor in {_mode(fp16)}"
-    )
+    if m.variant.backend != "numpy":
+        what = f"{m.variant.backend} vs the reference executor in {_mode(fp16)}"
+    elif fp16:  # the fp16 program is judged: its overflows (inf) are failures, as on the ANE
+        judged, against = ref, outputs
+        what = _roles(f"the same program in {_mode(fp16)}", f"numpy executor {own}")
+    else:
+        what = _roles(f"numpy executor {own}", f"the same program in {_mode(fp16)}")
+    v = check_outputs(judged, against, case.run.tolerance, vocab_chunk=chunk)
     note = f"compared: {what}" + (f"; {v.note}" if v.note else "")
     if m.variant.backend == "numpy" and fp16 and _fp32_program(case) and v.status == "fail":
         return dataclasses.replace(
@@ -67,6 +73,11 @@ def verdict(m: Any, outputs: dict[str, Any], references: dict[bool, Any], case: 
             "fp32 (no fp16 device computes it), so fp16's deviation is no verdict on it"
         )  # fmt: skip
     return dataclasses.replace(v, note=note)
+
+
+def _roles(output: str, reference: str) -> str:
+    """Which side is which in the verdict's notes ('output values ... the reference ...')."""
+    return f"{output} as the output, {reference} as the reference"
 
 
 def _fp32_program(case: Case) -> bool:
