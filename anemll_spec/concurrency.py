@@ -7,11 +7,11 @@ process run one prediction at a time: throughput cannot exceed serial, and a thr
 timed call can include another thread's whole prediction. Each instance here is a
 spawned process that loads its own model, warms up, waits at a shared start barrier,
 times its calls with the harness's Timer until one instance meets its stop rule (a flag
-in shared memory then stops the others after their call in flight), and sends its
-samples back over a pipe.
+in shared memory, read before every call, then stops the others after their call in
+flight; one released after that makes no call), and sends its samples back over a pipe.
 Start times come from perf_counter_ns, a system-wide monotonic clock (CLOCK_MONOTONIC on
 Linux, mach_absolute_time on macOS), so instances' samples pool and their wall time
-(first start to last end) spans processes.
+(the first call's start to the last call's end) spans processes.
 
 Shared or distinct instances (issue 18 item 5): `shared` gives every instance the same
 prepared model (for Core ML: the same compiled .mlmodelc, each process loading it);
@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from anemll_spec.backends.base import Options, Prepared
 from anemll_spec.gate import Gate
-from anemll_spec.harness import Budget, Concurrent, time_concurrent
+from anemll_spec.harness import Budget, Concurrent, calls_wall_s, time_concurrent
 from anemll_spec.instance import (
     _abort,
     _backend,
@@ -206,12 +206,11 @@ def time_processes(
         for c in conns:
             c.close()
     timings = [done[k][0] for k in range(n)]
-    wall_ns = max(done[k][2] for k in range(n)) - min(done[k][1] for k in range(n))
     return InstancesResult(
         timings,
-        wall_ns / 1e9,
+        calls_wall_s(timings),
         mode="processes",
-        load_s=[done[k][3] for k in range(n)],
+        load_s=[done[k][1] for k in range(n)],
         energy=energy,
         threads=threads,
     )

@@ -7,7 +7,9 @@ outside it, into arrays allocated once per variant. Stop rules, in order: the
 `min_iterations`); the adaptive stop once the 95% CI of the median is within
 `target_ci_pct` (checked on a geometric schedule, so the cost stays O(n)). Concurrent
 instances also stop together: once one meets its rule, the others stop after the call
-they are in (stop "peer"), so the aggregate throughput has no tail where fewer run.
+they are in (stop "peer"; the flag is read before every call, the first included, so an
+instance released late makes none), so the aggregate throughput has no tail where fewer
+run. Each instance's span is its own calls' (first start to last end).
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ class Timer:
     """One variant's timing state; `step` runs up to k timed calls, so variants can
     take turns (interleaving) without sharing a loop.
 
-    halt: asked after each call (outside the timed region); true ends the loop with stop
-    "peer" (concurrent instances: another one met its rule)."""
+    halt: asked before each call, the first included (outside the timed region); true
+    ends the loop with stop "peer" (concurrent instances: another one met its rule), so
+    no call starts after another instance stopped."""
 
     def __init__(
         self,
@@ -180,6 +183,9 @@ class Timer:
         next_report = self._next_report
         stop = ""
         while i < end:
+            if halt is not None and halt():
+                stop = "peer"
+                break
             t0 = pc()
             fn()
             t1 = pc()
@@ -199,9 +205,6 @@ class Timer:
                     stop = "target_ci"
                     break
                 next_check = max(i + b.check_every, int(i * 1.1))
-            if halt is not None and i < b.iterations and halt():
-                stop = "peer"
-                break
             if t1 >= next_report and self.on_progress is not None:
                 elapsed = (self.spent_ns + t1 - block_start) / 1e9
                 self.on_progress(i, float(np.median(samples[:i])) / 1e6, elapsed)
@@ -276,12 +279,26 @@ def time_interleaved(
     return [errors[i] if i in errors else t.result() for i, t in enumerate(timers)]
 
 
+def span_ns(t: Timing) -> tuple[int, int] | None:
+    """An instance's own calls: its first call's start and its last call's end (None:
+    it made no call)."""
+    if not t.n:
+        return None
+    return int(t.starts_ns[0]), int(t.starts_ns[-1] + t.samples_ns[-1])
+
+
+def calls_wall_s(timings: Sequence[Timing]) -> float:
+    """First call's start to last call's end over the instances that made calls."""
+    spans = [s for t in timings if (s := span_ns(t)) is not None]
+    return (max(e for _, e in spans) - min(b for b, _ in spans)) / 1e9 if spans else 0.0
+
+
 @dataclass
 class Concurrent:
     """N instances timed at once, each in its own thread."""
 
     per_instance: list[Timing]
-    wall_s: float  # first start to last finish of the timed phases
+    wall_s: float  # first call's start to last call's end over all instances (calls_wall_s)
     energy: Any = None  # power.Energy | Unavailable over the timed phases; None: not read
 
     @property
@@ -296,8 +313,29 @@ class Concurrent:
 
     @property
     def throughput_per_s(self) -> float:
-        """Aggregate inferences per second over all instances."""
-        return self.calls / self.wall_s if self.wall_s > 0 else float("nan")
+        """Aggregate inferences per second over all instances; NaN where they did not all
+        run at once (apart): no aggregate of N instances was measured."""
+        if self.apart() or self.wall_s <= 0:
+            return float("nan")
+        return self.calls / self.wall_s
+
+    def apart(self) -> str | None:
+        """Why the instances did not all run at once, or None where they did: an instance
+        that made no call (released after another had met its rule), or one whose first
+        call began only after another's last had ended (no window common to all)."""
+        spans = [span_ns(t) for t in self.per_instance]
+        if none := [k for k, s in enumerate(spans) if s is None]:
+            who = f"instance {none[0]}" if len(none) == 1 else f"instances {none}"
+            return f"{who} made no call: released after another had met its rule"
+        got = [s for s in spans if s is not None]
+        late = max(range(len(got)), key=lambda k: got[k][0])
+        early = min(range(len(got)), key=lambda k: got[k][1])
+        if got[late][0] < got[early][1]:
+            return None
+        return (
+            f"instance {late}'s first call began {(got[late][0] - got[early][1]) / 1e6:.3g} "
+            f"ms after instance {early}'s last ended"
+        )
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray]:
         """All instances' samples (and starts), in start order: per-call latency under load."""
@@ -326,16 +364,13 @@ def time_concurrent(
     ]
     reader = guard(reader) if reader is not None else None
     barrier = threading.Barrier(n, action=reader.start if reader is not None else None)
-    bounds: list[tuple[int, int]] = [(0, 0)] * n
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:
             timers[i].warm()
             barrier.wait()
-            t0 = time.perf_counter_ns()
             timers[i].step()
-            bounds[i] = (t0, time.perf_counter_ns())
         except threading.BrokenBarrierError:
             pass
         except BaseException as exc:  # re-raised in the caller's thread
@@ -367,5 +402,5 @@ def time_concurrent(
         reader.close()  # a reading the failed instance left running
     if errors:
         raise errors[0]
-    wall_ns = max(b[1] for b in bounds) - min(b[0] for b in bounds)
-    return Concurrent([t.result() for t in timers], wall_ns / 1e9, energy)
+    timings = [t.result() for t in timers]
+    return Concurrent(timings, calls_wall_s(timings), energy)

@@ -124,13 +124,11 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
         session.close()
         return
     try:
-        start = time.perf_counter_ns()
         try:
-            timer.step()
+            timer.step()  # asks `ended` before every call: none once another stopped
         finally:
             ended.value = 1
-        end = time.perf_counter_ns()
-        _send(conn, ("done", timer.result(), start, end, load_s))
+        _send(conn, ("done", timer.result(), load_s))
     except BaseException as exc:  # a progress report to a parent that is gone ends here too
         _send(conn, ("error", _one_line(exc), traceback.format_exc()))
     finally:

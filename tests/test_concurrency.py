@@ -92,7 +92,7 @@ def test_processes_time_every_instance_and_start_them_together(shared_run):
     first = [int(t.starts_ns[0]) for t in res.per_instance]
     last_end = [int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance]
     assert first[0] < last_end[1] and first[1] < last_end[0]
-    assert res.wall_s * 1e9 >= max(last_end) - min(first)
+    assert res.wall_s * 1e9 == pytest.approx(max(last_end) - min(first), abs=1)  # calls
     # pooled samples are every instance's, in start order
     wall, starts = res.pooled()
     assert len(wall) == sum(n) and (starts[1:] >= starts[:-1]).all()
@@ -115,7 +115,9 @@ def test_distinct_instances_load_distinct_weights(models, inputs):
         "numpy", [_prepared(b) for b in built], OPTIONS, inputs, BUDGET
     )
     n = [t.n for t in res.per_instance]
-    assert max(n) == ITER and min(n) >= 1 and res.stop == "iterations"
+    # one released after the other met its rule makes no call (test_concurrency_overlap)
+    assert max(n) == ITER and res.stop == "iterations"
+    assert all(t.stop == "peer" for t in res.per_instance if t.n < ITER)
 
 
 def test_instances_stop_together_when_the_first_meets_its_rule(models, inputs, tmp_path):
@@ -190,7 +192,7 @@ def test_threads_mode_and_defaults(models, inputs):
         "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, n_instances=2, mode="threads"
     )
     n = [t.n for t in res.per_instance]
-    assert res.mode == "threads" and max(n) == ITER and min(n) >= 1 and res.calls == sum(n)
+    assert res.mode == "threads" and max(n) == ITER and res.calls == sum(n)
     with pytest.raises(ValueError, match="'threads' or 'processes'"):
         concurrency.time_instances(
             "numpy", _prepared(models[1][0]), OPTIONS, inputs, BUDGET, mode="x"
@@ -247,8 +249,9 @@ def test_the_reader_covers_the_timed_phase_not_the_loads_and_warm_ups(models, in
     res = concurrency.time_processes(
         "numpy", _prepared(models[1][0]), OPTIONS, inputs, warm, n_instances=2, reader=reader
     )
-    first = min(int(t.starts_ns[0]) for t in res.per_instance)
-    last = max(int(t.starts_ns[-1] + t.samples_ns[-1]) for t in res.per_instance)
+    ran = [t for t in res.per_instance if t.n]  # one released late may make no call
+    first = min(int(t.starts_ns[0]) for t in ran)
+    last = max(int(t.starts_ns[-1] + t.samples_ns[-1]) for t in ran)
     assert reader.t0 <= first and reader.t1 >= last  # every timed call inside
     # and little else: releasing the instances and collecting their results, not a warm-up
     assert (reader.t1 - reader.t0) - (last - first) < 0.5e9

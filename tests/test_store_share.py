@@ -309,7 +309,9 @@ def test_a_concurrent_run_says_so_in_share_and_report(tmp_path):
     spec = tmp_path / "c.yaml"
     spec.write_text(
         "name: conc\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
-        "run: {backends: [numpy], warmup: 1, iterations: 50, concurrency: 2, "
+        # timed for 0.2 s: 50 calls of microseconds ended before a late instance began
+        "run: {backends: [numpy], warmup: 1, iterations: 1000000, max_time_s: 0.2, "
+        "concurrency: 2, "
         "dispatch_floor: false}\n"
     )
     store = tmp_path / "s.duckdb"

@@ -19,7 +19,8 @@ from anemll_spec.store.importing import import_bundles
 
 SPEC = (
     "name: conc\nmodel: {family: matmul, m: 4, k: 64, n: 64}\n"
-    "run: {backends: [numpy], warmup: 1, iterations: 40, concurrency: 2, "
+    # timed for 0.2 s: 40 calls of microseconds ended before a late instance began
+    "run: {backends: [numpy], warmup: 1, iterations: 1000000, max_time_s: 0.2, concurrency: 2, "
     "instances: distinct, dispatch_floor: false}\n"
     "sweep: {model.n: [32, 64]}\n"
 )

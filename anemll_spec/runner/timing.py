@@ -356,7 +356,10 @@ def _finish_concurrent(cr: CaseRun, m: Measurement, res: Any, plan: Any, reader:
     runtime = _pooled_runtime(res.per_instance)
     # the case's stop: the rule that ended the phase (the other instances stopped with it)
     first = dataclasses.replace(res.per_instance[0], stop=res.stop)
-    summarize(m, first, wall, starts, runtime, res.throughput_per_s)
+    apart = res.apart()  # then no aggregate of N instances was measured: none is stored
+    summarize(m, first, wall, starts, runtime, None if apart else res.throughput_per_s)
+    if apart:
+        m.throughput_ips = None
     m.energy = res.energy if isinstance(reader, Guarded) else reader
     short = getattr(m.energy, "interval_s", None)
     if short is not None and short < run.energy_s:  # as a plain loop's: too short to count
@@ -365,14 +368,22 @@ def _finish_concurrent(cr: CaseRun, m: Measurement, res: Any, plan: Any, reader:
             f"({run.energy_s:g} s), and concurrent instances get no separate energy pass"
         )
     m.reading_calls = res.calls
-    per = ", ".join(f"{float(np.median(t.samples_ns)) / 1e6:.3f}" for t in res.per_instance)
+    per = ", ".join(
+        f"{float(np.median(t.samples_ns)) / 1e6:.3f}" if t.n else "- (no call)"
+        for t in res.per_instance
+    )
     pools = getattr(res, "threads", None)  # the CPU split between the instances
     threads = f", {pools} math-library thread(s) each" if pools else ""
+    aggregate = (
+        f"the instances did not all run at once ({apart}), so no aggregate throughput is "
+        "stored; more iterations or a longer max_time_s give them time to overlap"
+        if apart
+        else f"{res.throughput_per_s:.1f} inferences/s aggregate"
+    )
     m.note(
-        f"concurrency {run.concurrency} ({res.mode}{threads}, {plan.note}): "
-        f"{res.throughput_per_s:.1f} inferences/s aggregate; per-instance median ms: {per}; "
-        f"all stopped when the first met its rule ({res.stop}); "
-        "latency statistics pool all instances"
+        f"concurrency {run.concurrency} ({res.mode}{threads}, {plan.note}): {aggregate}; "
+        f"per-instance median ms: {per}; all stopped when the first met its rule "
+        f"({res.stop}); latency statistics pool all instances"
     )
 
 
