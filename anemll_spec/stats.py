@@ -29,7 +29,7 @@ class Summary:
     n: int
     median_ms: float
     mean_ms: float
-    std_ms: float
+    std_ms: float | None  # ddof = 1: undefined (None) for fewer than 2 samples
     min_ms: float
     max_ms: float
     p5_ms: float
@@ -46,8 +46,8 @@ class Summary:
     drift_slope_ms_per_s: float | None  # least-squares slope of latency over run time
     drift_ratio: float | None  # median(last decile) / median(first decile)
     throttled: bool  # drift_ratio above THROTTLE_RATIO
-    cv: float  # std / mean
-    noisy: bool
+    cv: float | None  # std / mean; None where std is undefined (n < 2)
+    noisy: bool  # cv > NOISY_CV; False where cv is undefined
 
     @property
     def ci_reach_pct(self) -> float:
@@ -92,7 +92,7 @@ def summarize(
         raise ValueError("no samples to summarise")
     p5, p25, p50, p75, p90, p95, p99 = np.percentile(x, [5, 25, 50, 75, 90, 95, 99])
     mean = float(x.mean())
-    std = float(x.std(ddof=1)) if n > 1 else 0.0
+    std = float(x.std(ddof=1)) if n > 1 else None  # one sample has no spread to measure
     lo, hi = median_ci(x, seed=seed, resamples=resamples)
     counts = tukey(x)
     if starts_ns is None:
@@ -102,7 +102,7 @@ def summarize(
         t_s = (st - st[0]) / 1e9
     slope = drift_slope(t_s, x)
     ratio = decile_ratio(x)
-    cv = std / mean if mean > 0 else float("nan")
+    cv = None if std is None else std / mean if mean > 0 else float("nan")
     return Summary(
         n=n,
         median_ms=float(p50),
@@ -125,7 +125,7 @@ def summarize(
         drift_ratio=ratio,
         throttled=ratio is not None and ratio > THROTTLE_RATIO,
         cv=cv,
-        noisy=bool(cv > NOISY_CV),
+        noisy=cv is not None and bool(cv > NOISY_CV),
     )
 
 

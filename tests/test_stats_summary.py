@@ -134,6 +134,49 @@ def test_bandwidth_and_tflops_formulas():
 
 def test_single_sample_and_empty():
     s = stats.summarize(np.array([1_000_000]))
-    assert s.median_ms == 1.0 and s.ci_low_ms == s.ci_high_ms == 1.0 and s.std_ms == 0.0
+    assert s.median_ms == 1.0 and s.ci_low_ms == s.ci_high_ms == 1.0
+    # ddof = 1 has no spread of one sample: undefined, not 0 (a 0 read as 'no noise')
+    assert (s.std_ms, s.cv, s.noisy) == (None, None, False)
     with pytest.raises(ValueError):
         stats.summarize(np.array([], dtype=np.int64))
+
+
+def test_a_single_sample_case_stores_no_spread(tmp_path):
+    """bench with iterations 1 stored std_ms 0 and cv 0 (noisy false), where the sample
+    standard deviation (ddof = 1) of one sample is undefined: now NULL, read back from
+    the store; two samples store their ddof = 1 figures, and the store's own statistics
+    check (import of an exported bundle) accepts the NULLs."""
+    import io
+
+    import duckdb
+
+    from anemll_spec.cli import main
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+
+    spec = tmp_path / "one.yaml"
+    spec.write_text(
+        "name: one\nmodel: {family: lm_head, hidden_size: 64, vocab_size: 128, chunks: 1}\n"
+        "run: {backends: [numpy], warmup: 0, energy_s: 0, dispatch_floor: false}\n"
+        "sweep: {run.iterations: [1, 2]}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    Runner(spec, store=str(store), progress=Progress(io.StringIO(), live=False)).run()
+    bundle, again = tmp_path / "b.parquet", tmp_path / "again.duckdb"
+    assert main(["export", "--store", str(store), "--out", str(bundle)]) == 0
+    assert main(["import", "--store", str(again), str(bundle)]) == 0
+    for path in (store, again):
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows = con.execute(
+                "SELECT c.n_samples, c.std_ms, c.cv, c.noisy, list(s.wall_ns ORDER BY s.idx) "
+                "FROM cases c JOIN samples s USING (case_id) "
+                "GROUP BY ALL ORDER BY c.n_samples"
+            ).fetchall()
+        assert [r[:4] for r in rows[:1]] == [(1, None, None, False)]
+        n, std, cv, _, wall = rows[1]
+        ms = np.array(wall) / 1e6
+        assert (
+            n == 2
+            and std == pytest.approx(ms.std(ddof=1))
+            and cv == pytest.approx(ms.std(ddof=1) / ms.mean())
+        )
