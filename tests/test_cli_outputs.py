@@ -343,21 +343,27 @@ def test_a_dispatch_floor_above_the_median_claims_no_share():
 
     from anemll_spec.cli.bench import _lines
 
-    def floor_line(median_ms: float) -> str:
+    def floor_line(median_ms: float, after: int = 0) -> str:
         v = NS(case=NS(index=0, model_name="m"), label="numpy")
         m = NS(variant=v, status="ok", verdict=None, runtime_median_ms=None, energy=None,
-               notes=[], dispatch_floor_ms=0.015, summary=NS(median_ms=median_ms))  # fmt: skip
+               notes=[], dispatch_floor_ms=0.015, dispatch_floor_after=after,
+               summary=NS(median_ms=median_ms))  # fmt: skip
         (line,) = [ln for ln in _lines(m) if ln.startswith("dispatch floor")]
         return line
 
-    assert floor_line(0.03).endswith("0.015 ms for a tiny 64->64 model = 50% of this median")
+    assert floor_line(0.03).endswith(
+        "0.015 ms for a tiny 64->64 model (timed after this case) = 50% of this median"
+    )
     above = floor_line(0.01)
     assert above.endswith(
-        "0.015 ms for a tiny 64->64 model, timed after the case, is at or above its median "
+        "0.015 ms for a tiny 64->64 model, timed after this case, is at or above its median "
         "(0.010 ms): a model as fast as the tiny one, or conditions that changed between "
         "the two; no overhead share"
     )
     assert "smaller" not in above and "%" not in above
+    # timed once per run: a floor reused from an earlier case says which
+    assert "(timed after case #3, reused) = 50% of this median" in floor_line(0.03, after=3)
+    assert ", timed after case #3, reused, is at or above its median" in floor_line(0.01, 3)
     assert "at or above its median (0.015 ms)" in floor_line(0.015)  # equal: no share either
 
 

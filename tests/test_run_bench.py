@@ -595,3 +595,28 @@ def test_an_fp32_programs_fp16_deviation_on_numpy_informs_and_does_not_fail(tmp_
     assert fp32["n_samples"] == 5 and fp32["verify_max_abs_error"] > 1e-6  # timed, figures kept
     assert "for information only: an fp32 program" in fp32["verify_note"]
     assert (fp16["status"], fp16["verify_status"]) == ("failed", "fail")
+
+
+def test_a_reused_dispatch_floor_names_the_case_it_was_timed_after(cli, tmp_path):
+    """The floor is timed once per run and kind of tiny model, after the first case that
+    needs it; a later case's line said it was 'timed after the case' (its own). Each line
+    now names the case: its own, or the earlier one whose floor it reuses (stored the
+    same)."""
+    spec = _spec(
+        tmp_path,
+        "name: two\nmodel: {family: lm_head, hidden_size: 256, vocab_size: 2048, chunks: 2}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 20, energy_s: 0}\n"
+        "sweep: {model.seed: [1, 2]}\n",
+    )
+    store = tmp_path / "s.duckdb"
+    res = cli("bench", spec, "--store", store)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("dispatch floor #")]
+    assert len(lines) == 2, res.stdout
+    floors = [r["dispatch_floor_ms"] for r in _cases(store)]
+    assert floors[0] == floors[1] > 0  # timed once, after case #0
+    shown = f"{floors[0]:.3f} ms for a tiny 64->64 model"
+    assert lines[0].startswith(f"dispatch floor #0 numpy: {shown}")
+    assert lines[1].startswith(f"dispatch floor #1 numpy: {shown}")
+    assert "timed after this case" in lines[0] and "case #" not in lines[0]
+    assert "timed after case #0, reused" in lines[1] and "this case" not in lines[1]

@@ -209,15 +209,18 @@ def _lines(m: Any) -> list[str]:
     for n in m.notes:
         out.append(f"note {where}: {n}")
     if m.dispatch_floor_ms and m.summary:
+        after = m.dispatch_floor_after  # timed once per run and kind: said where it was
+        when = "this case" if after in (None, v.case.index) else f"case #{after}, reused"
         floor = f"dispatch floor {where}: {m.dispatch_floor_ms:.3f} ms for a tiny 64->64 model"
         if m.dispatch_floor_ms >= m.summary.median_ms:  # what is known, not why
             floor += (
-                f", timed after the case, is at or above its median "
+                f", timed after {when}, is at or above its median "
                 f"({m.summary.median_ms:.3f} ms): a model as fast as the tiny one, or "
                 "conditions that changed between the two; no overhead share"
             )
         else:
-            floor += f" = {pct(m.dispatch_floor_ms / m.summary.median_ms)} of this median"
+            share = pct(m.dispatch_floor_ms / m.summary.median_ms)
+            floor += f" (timed after {when}) = {share} of this median"
         out.append(floor)
     return out
 

@@ -87,6 +87,7 @@ class Measurement:
     verdict: Verdict | None = None
     placements: list[dict] = field(default_factory=list)
     dispatch_floor_ms: float | None = None
+    dispatch_floor_after: int | None = None  # the case (index) the floor was timed after
     compile_cached: bool | None = None
     energy: Any = None  # power.Energy | power.Unavailable | None (not read)
     reading_calls: int | None = None  # the calls the energy reading covers (its divisor)
