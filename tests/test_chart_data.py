@@ -715,6 +715,16 @@ def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
         assert "per call (several instances at once)" in conc
         tput = sweep.build(con, Options(param="run.concurrency", metric="throughput_ips"))
         assert "calls/s of all instances together" in json.dumps(tput["title"])
+        # no throughput stored at concurrency 2 (its instances did not all run at once):
+        # no aggregate is made up for it; concurrency 1's is 1000 / its mean
+        opts = Options(param="run.concurrency", metric="throughput_ips")
+        rows, _, _ = sweep.query(con, opts, later)
+        mean = con.execute(
+            "SELECT 1e3 / avg(wall_ns / 1e6) FROM samples JOIN cases USING (case_id) "
+            "WHERE run_id = ? AND case_index = 0",
+            [later],
+        ).fetchone()[0]
+        assert [r["value"] for r in rows] == [pytest.approx(mean)]
     finally:
         con.close()
 

@@ -36,7 +36,9 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
     "median_ms": ("median_ms", "median latency (ms)", "latency"),
     "tflops": ("coalesce(tflops, flops / (median_ms * 1e9))", "compute (TFLOP/s)", "inverse"),
     "throughput_ips": (
-        "coalesce(throughput_ips, coalesce(concurrency, 1) * 1e3 / mean_ms)",
+        # a store before throughput_ips: 1000 / mean at concurrency 1; never an aggregate
+        # where none was measured (NULL: the instances did not all run at once)
+        "coalesce(throughput_ips, CASE WHEN coalesce(concurrency, 1) = 1 THEN 1e3 / mean_ms END)",
         "throughput (calls/s of all instances together)",
         None,
     ),
