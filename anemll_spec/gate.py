@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+POLL_S = 0.25  # how often a waiter with a give_up rule asks it
 
 BrokenGate = threading.BrokenBarrierError  # what a Barrier raises: callers catch either
 
@@ -32,7 +35,10 @@ class Gate:
     def broken(self) -> bool:
         return self._state.value < 0
 
-    def wait(self, timeout: float | None = None) -> None:
+    def wait(self, timeout: float | None = None, give_up: Callable[[], bool] | None = None) -> None:
+        """Wait for every party. give_up: asked every POLL_S while waiting; True breaks the
+        gate (an instance whose parent died: nobody else will come, and waiting out the
+        timeout, 15 minutes, left it holding the model and the terminal's stderr)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         lock = self._count.get_lock()
         if not lock.acquire(timeout=timeout):
@@ -51,10 +57,14 @@ class Gate:
             for _ in range(self.parties - 1):
                 self._open.release()
             return
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._open.acquire(timeout=left):
-            self.abort()
-            raise BrokenGate
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            last_try = give_up is None or (left is not None and left <= POLL_S)
+            if self._open.acquire(timeout=left if last_try else POLL_S):
+                break
+            if last_try or (give_up is not None and give_up()):
+                self.abort()
+                raise BrokenGate
         if self.broken:
             raise BrokenGate
 

@@ -12,7 +12,7 @@ import signal
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from anemll_spec.backends.base import Options, Prepared
@@ -55,6 +55,10 @@ class _Job:
     progress: bool
     start_timeout_s: float
     lean: bool = False  # import coremltools without torch, as the CLI that spawned us does
+    # the spawning process (bench): once it is gone (SIGKILL), nobody comes to the gates.
+    # Read in the parent: a child that asked getppid() itself, after a kill that came while
+    # Python started, got init's pid and waited out start_timeout_s.
+    parent_pid: int = field(default_factory=os.getpid)
 
 
 def _backend(name: str):
@@ -117,7 +121,7 @@ def _instance_main(k: int, conn, gates: tuple, ended, job: _Job) -> None:
         return
     try:
         for gate in gates:
-            gate.wait(job.start_timeout_s)
+            gate.wait(job.start_timeout_s, give_up=lambda: os.getppid() != job.parent_pid)
     except BaseException:  # BrokenBarrierError (another instance failed, or the wait timed
         # out), or Ctrl-C at a terminal: a quiet end, never a traceback of this process
         _send(conn, ("aborted",))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -533,6 +535,66 @@ def test_a_gate_opens_for_all_breaks_for_all_and_times_out_broken():
     with pytest.raises(BrokenGate):
         gate.wait(0.3)
     assert 0.25 < time.monotonic() - t0 < 5 and gate.broken
+
+
+def test_a_gate_waiter_gives_up_when_told_and_breaks_the_gate():
+    """An instance whose bench was SIGKILLed before all came to the gate waited out the
+    15-minute start timeout, holding the model and the terminal's stderr. give_up is
+    asked while it waits; the gate breaks for everyone within a poll or two."""
+    import threading
+
+    from anemll_spec.gate import POLL_S, BrokenGate, Gate
+
+    gate = Gate(multiprocessing.get_context("spawn"), 3)
+    told = threading.Event()
+    threading.Timer(0.3, told.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(BrokenGate):
+        gate.wait(900.0, give_up=told.is_set)
+    assert 0.3 <= time.monotonic() - t0 < 0.3 + 4 * POLL_S and gate.broken
+    gate = Gate(multiprocessing.get_context("spawn"), 2)  # never told: its timeout holds
+    t0 = time.monotonic()
+    with pytest.raises(BrokenGate):
+        gate.wait(0.6, give_up=lambda: False)
+    assert 0.55 < time.monotonic() - t0 < 5
+
+
+def test_instances_of_a_bench_killed_before_the_gate_end_at_once(tmp_path, build_cache):
+    """SIGKILL to bench while its instance processes still start (load, warm-up): they
+    came to the start gate, where nobody else would come, and waited there for the
+    15-minute start timeout. They now see their parent gone and end within a second."""
+    import signal
+
+    import psutil
+
+    spec = _two_instances_spec(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(tmp_path / "s.duckdb")],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "ANEMLL_SPEC_CACHE": str(build_cache)},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "timing  numpy x2 shared" in line:  # the instances are being spawned
+                break
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            kids = [p for p in psutil.Process(proc.pid).children()
+                    if "spawn_main" in " ".join(p.cmdline())]  # fmt: skip
+            if len(kids) == 2:
+                break
+            time.sleep(0.01)
+        assert len(kids) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    gone, alive = psutil.wait_procs(kids, timeout=20)
+    for p in alive:
+        p.kill()
+    assert not alive, "instances still waiting 20 s after their bench was killed"
 
 
 def _two_instances_spec(tmp_path: Path) -> Path:
