@@ -149,6 +149,7 @@ def _op_names(mlc: Path) -> list[str]:
         ("c_\u00e9\u4e2d", "c_\u00e9\u4e2d"),  # UTF-8 text: was 'c_Ã©ä¸\\xad'
         (r"a\"b\\c\n\t", 'a"b\\c\n\t'),
         (r"\x41\u00e9\U0001F600\101", "A\u00e9\U0001f600A"),
+        (r"a\/b\q", r"a\/b\q"),  # escapes C does not know stand for themselves, as before
     ],
 )
 def test_strings_of_model_mil_read_back_as_written(tmp_path, written, read):
@@ -156,7 +157,7 @@ def test_strings_of_model_mil_read_back_as_written(tmp_path, written, read):
     assert read in _op_names(mlc)
 
 
-@pytest.mark.parametrize("escape", [r"\x", r"\u12", r"\q", r"\uD800"])
+@pytest.mark.parametrize("escape", [r"\x", r"\u12", r"\uD800"])
 def test_a_bad_escape_in_a_string_of_model_mil_is_refused_at_its_line(tmp_path, capsys, escape):
     """bytes.decode('unicode_escape') raised UnicodeDecodeError: a traceback."""
     mlc = _compiled_with(tmp_path, 'string("transpose_0")', f'string("c_{escape}")')

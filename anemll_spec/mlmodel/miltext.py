@@ -49,8 +49,11 @@ _SIMPLE |= {"n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
 def unescape(body: str, where: str) -> str:
-    """The value of a string literal's body (between its quotes); InputError at `where`
-    (file:line) for an escape that is none."""
+    r"""The value of a string literal's body (between its quotes); InputError at `where`
+    (file:line) for a \x, \u or \U escape without its digits or naming no character. An
+    escape C does not know (\q) stands for itself, backslash included, as Python's
+    unicode_escape (what this read before) keeps it: a name Apple's compiler wrote so
+    must not make the whole model unreadable."""
 
     def one(m: re.Match) -> str:
         esc = m.group()
@@ -61,6 +64,8 @@ def unescape(body: str, where: str) -> str:
             return chr(code)
         if m.group(1) in _SIMPLE:
             return _SIMPLE[m.group(1)]
+        if m.group(1) is None or m.group(1) not in "xuU":
+            return esc
         shown = esc if esc.isprintable() else repr(esc)
         raise InputError(f"{where}: bad escape {shown} in a string")
 
