@@ -71,6 +71,30 @@ def test_kmeans_of_fp32_weights_counts_its_dp_table():
     assert peak("kmeans", "float32", 4096) > 32e9  # refused on a 24 GB machine
 
 
+@pytest.mark.parametrize("granularity", ["per_tensor", "per_grouped_channel"])
+def test_kmeans_scratch_is_the_largest_weights_not_a_sum_over_weights(monkeypatch, granularity):
+    """grouped_kmeans clusters one weight at a time (its groups on up to workers() threads;
+    a per-tensor weight is one group): an fp32 FFN's three per-tensor weights were counted
+    as min(cores, 3) at once, 7.3 GB on 16 cores against a 2.4 GB peak, and refused."""
+    from build_util import ffn
+
+    from anemll_spec.build.compress import kmeans_scratch_bytes
+
+    comp = {"palettize": {"nbits": 8, "mode": "kmeans", "granularity": granularity,
+                          "group_size": 256}}  # fmt: skip
+    model = ffn(hidden_size=1024, intermediate_size=1024, compute_precision="float32",
+                compression=comp)  # fmt: skip
+    got = {}
+    for n in (1, 2, 16):
+        monkeypatch.setenv("ANEMLL_SPEC_KMEANS_WORKERS", str(n))
+        got[n] = kmeans_scratch_bytes(model.compression, model.weights(), 4)
+    if granularity == "per_tensor":  # one 1024 x 1024 group at a time, whatever the cores
+        assert got[1] == got[2] == got[16] == (8 * (256 + 5) + 128) * 1024 * 1024
+    else:  # 4 groups of 256 x 1024 per weight, on up to 4 threads
+        one = (8 * (256 + 5) + 128) * 256 * 1024
+        assert (got[1], got[2], got[16]) == (one, 2 * one, 4 * one)
+
+
 def test_a_kmeans_build_too_big_for_memory_is_refused_up_front(tmp_path, cli):
     import psutil
 

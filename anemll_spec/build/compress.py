@@ -46,27 +46,31 @@ def kmeans_groups(compression: Compression, weights: Sequence[WeightDecl]) -> in
 def kmeans_scratch_bytes(
     compression: Compression, weights: Sequence[WeightDecl], itemsize: int
 ) -> int:
-    """Working memory of the exact k-means DP (build/kmeans1d.py) on the threads running
-    at once: per group, a (2**nbits x distinct values) int64 table of split points and
-    five float64 rows; in fp32 also np.unique's copies (sorted, permutation, inverse),
-    the values and counts in float64 and the labels: about 128 bytes a weight. Distinct
-    values are at most 65,536 in fp16 but up to every weight of the group in fp32: an
-    8-bit LUT of a 1024 x 1024 fp32 weight peaked at 2.37-2.63 GB, of a 4096 x 4096 one
-    it needs ~37 GB, which the estimate must show so the build is refused, not killed."""
+    """Working memory of the exact k-means DP (build/kmeans1d.py) at its peak: per group a
+    (2**nbits x distinct values) int64 table of split points and five float64 rows; in
+    fp32 also np.unique's copies (sorted, permutation, inverse), the values and counts in
+    float64 and the labels: about 128 bytes a weight. Distinct values are at most 65,536
+    in fp16 but up to every weight of the group in fp32: an 8-bit LUT of a 1024 x 1024
+    fp32 weight peaked at 2.37-2.63 GB, of a 4096 x 4096 one it needs ~37 GB, which the
+    estimate must show so the build is refused, not killed. grouped_kmeans clusters one
+    weight at a time, its groups on up to workers() threads (a per-tensor weight is one
+    group, on one thread): the peak is the largest weight's, not a sum over weights."""
     from anemll_spec.build.palettize import workers
 
     c = config(compression)
     if not isinstance(c, Palettize) or c.mode != "kmeans":
         return 0
-    grouped = c.granularity == "per_grouped_channel"
-    ws = [w for w in weights if w.compressible]
-    counts = [w.out_channels // c.group_size if grouped else 1 for w in ws]
-    if not ws:
-        return 0
-    group = max(math.prod(w.shape) // n for w, n in zip(ws, counts, strict=True))
-    distinct = min(group, 1 << 16) if itemsize == 2 else group
-    one = 8 * ((1 << c.nbits) + 5) * distinct + (0 if itemsize == 2 else 128 * group)
-    return one * min(workers(), sum(counts))
+    grouped, lut = c.granularity == "per_grouped_channel", 1 << c.nbits
+    peak = 0
+    for w in weights:
+        if not w.compressible:
+            continue
+        groups = w.out_channels // c.group_size if grouped else 1
+        group = math.prod(w.shape) // groups
+        distinct = min(group, 1 << 16) if itemsize == 2 else group
+        one = 8 * (lut + 5) * distinct + (0 if itemsize == 2 else 128 * group)
+        peak = max(peak, one * min(workers(), groups))
+    return peak
 
 
 def op_config(cfg: Palettize | Quantize):
