@@ -50,3 +50,18 @@ def interrupted_bench(
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, "".join(seen) + err
+
+
+def bench_external(
+    path: str | Path, tmp_path: Path, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """A real bench of a short spec of the external model at `path` (5 calls, no energy),
+    into tmp_path/s.duckdb with a cache of its own."""
+    run = "run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}"
+    spec = tmp_path / "ext.yaml"
+    spec.write_text(f"name: ext\nmodel: {{family: external, path: {path}}}\n{run}\n")
+    return subprocess.run(
+        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(tmp_path / "s.duckdb"),
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+    )  # fmt: skip

@@ -151,22 +151,11 @@ def test_a_multi_function_models_weight_bytes_are_its_default_functions(two_func
 
 @pytest.mark.slow  # a real bench process: ~10 s on a busy 2-core machine
 def test_a_multi_function_models_bench_stores_its_default_functions_bytes(two_functions, tmp_path):
-    import subprocess
-    import sys
-
     import duckdb
+    from bench_util import bench_external
 
-    run = "run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}"
-    spec = tmp_path / "mf.yaml"
-    spec.write_text(f"name: mf\nmodel: {{family: external, path: {two_functions}}}\n{run}\n")
+    out = bench_external(two_functions, tmp_path)
     store = tmp_path / "s.duckdb"
-    out = subprocess.run(
-        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)]
-        + ["--cache-dir", str(tmp_path / "cache")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
     assert out.returncode == 0, out.stderr
     con = duckdb.connect(str(store), read_only=True)
     try:

@@ -9,11 +9,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bench_util import bench_external
 from fixtures.build.make_compiled import HERE
 from test_mlmodel_hostile import _copy, _model_file, _refused, good  # noqa: F401 (fixture)
 
@@ -107,17 +106,8 @@ def test_bench_refuses_a_damaged_external_model_before_running(good, tmp_path, h
     line naming model.path, and no store written."""
     pkg = _copy(good, tmp_path)
     want = _damage(pkg, how, tmp_path)
-    run = "run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}"
-    spec = tmp_path / "ext.yaml"
-    spec.write_text(f"name: ext\nmodel: {{family: external, path: {pkg.name}}}\n{run}\n")
+    out = bench_external(pkg.name, tmp_path, timeout=120)
     store = tmp_path / "s.duckdb"
-    out = subprocess.run(
-        [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store)]
-        + ["--cache-dir", str(tmp_path / "cache")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
     assert out.returncode == 2, out.stderr + out.stdout
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
     assert "ext: model.path: " in out.stderr and want in out.stderr, out.stderr

@@ -16,6 +16,12 @@ import pytest
 from fixtures.store.synth import new_run
 
 TESTS = Path(__file__).resolve().parent
+# a bench of two quick cases: the store is taken from another process between them
+TWO_CASES = (
+    "name: two\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+    "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
+    "sweep: {model.n: [8, 16]}\n"
+)
 
 WRITER = """
 import sys
@@ -284,11 +290,7 @@ def test_a_store_locked_mid_bench_loses_no_measured_case(tmp_path, monkeypatch, 
 
     monkeypatch.setenv("ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S", "1")
     spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "name: two\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
-        "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
-        "sweep: {model.n: [8, 16]}\n"
-    )
+    spec.write_text(TWO_CASES)
     store = tmp_path / "s.duckdb"
     measured = case_mod.run_case
     with contextlib.ExitStack() as held:
@@ -335,11 +337,7 @@ def test_a_run_marked_interrupted_before_its_push_is_finished_by_it(tmp_path, cl
     from db_util import dict_rows
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "name: two\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
-        "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
-        "sweep: {model.n: [8, 16]}\n"
-    )
+    spec.write_text(TWO_CASES)
     store = tmp_path / "s.duckdb"
     env = {**os.environ, "ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S": "1", "PYTHONPATH": str(TESTS.parent)}
     args = [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store),
