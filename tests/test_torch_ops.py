@@ -210,12 +210,12 @@ def test_update_slice_on_the_device_matches_numpy(begin, end):
 def test_update_slice_out_of_range_or_wrong_size_is_an_error(begin, end):
     from anemll_spec.executor.torch_arrays import TorchOps
 
-    with pytest.raises(ValueError, match="does not fill the slice"):
+    with pytest.raises(ValueError, match="does not match the slice"):
         npx.slice_where(np.array(begin), np.array(end), X.shape, UPDATE.shape, _fail)
     dx = TorchOps("cpu", "float32", device_checks=True)
     b, e = dx.asarray(np.array(begin, np.int32)), dx.asarray(np.array(end, np.int32))
     dx.slice_where(b, e, X.shape, UPDATE.shape, _fail)
-    with pytest.raises(ValueError, match="does not fill the slice.*checked on the device"):
+    with pytest.raises(ValueError, match="does not match the slice.*checked on the device"):
         dx.raise_device_errors()
     dx.raise_device_errors()  # cleared once raised
 

@@ -8,7 +8,8 @@ prepared program runs on it. Semantics worth knowing when implementing another a
 - dtypes are named by strings: "float32", "float16", "int8", "uint8", "int16", "uint16",
   "int32", "bool"; `xp.float_dtype` is the dtype float tensors are computed in.
 - `getitem(x, slices)` takes a tuple of Python `slice`/int with numpy semantics, including
-  negative steps (torch: flip); `setitem(x, slices, value)` returns an updated copy.
+  negative steps (torch: flip); `setitem(x, slices, value)` returns an updated copy, `value`
+  of the slice's own shape (never reshaped into it: a ValueError otherwise).
 - `mod` is floor-mod (sign of the divisor, numpy/`torch.remainder`); `floor_divide` rounds
   to -inf; on integers, both give 0 where the divisor is 0 (numpy's answer; torch raises);
   `round` rounds half to even (numpy; `torch.round` does too).
@@ -201,7 +202,8 @@ class NumpyOps:
     @staticmethod
     def setitem(x: np.ndarray, slices: tuple, value: np.ndarray) -> np.ndarray:
         out = np.array(x, copy=True)
-        out[slices] = np.reshape(value, out[slices].shape)
+        check_fits(np.shape(value), out[slices].shape)
+        out[slices] = value
         return out
 
     @staticmethod
@@ -356,14 +358,23 @@ def host_checked_indices(xp, indices: Any, dim: int, fail: Callable[[str], Excep
 
 def host_slice_where(xp, begin: Any, end: Any, shape: tuple, size: tuple, fail) -> tuple:
     """The slices of slice_update with unit strides, the bounds read on the host (numpy
-    semantics: negative counts from the end, then clamped); the update must fill them."""
+    semantics: negative counts from the end, then clamped); the update must have their
+    shape, dimension by dimension (iOS18 slice_update)."""
     b = [int(v) for v in xp.to_numpy(begin).reshape(-1)]
     e = [int(v) for v in xp.to_numpy(end).reshape(-1)]
     index = tuple(slice(bi, ei) for bi, ei in zip(b, e, strict=True))
     target = tuple(len(range(*s.indices(d))) for s, d in zip(index, shape, strict=True))
-    if math.prod(target) != math.prod(size):
+    if target != tuple(size):
         raise fail(
-            f"update of shape {tuple(size)} does not fill the slice "
+            f"update of shape {tuple(size)} does not match the slice "
             f"begin={b} end={e} of shape {target}"
         )
     return index
+
+
+def check_fits(value_shape: tuple, slice_shape: tuple) -> None:
+    """setitem's rule: the value has the slice's shape (kernels check it first, by name)."""
+    if tuple(value_shape) != tuple(slice_shape):
+        raise ValueError(
+            f"value of shape {tuple(value_shape)} for a slice of shape {tuple(slice_shape)}"
+        )

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.arrays import integer_power
+from anemll_spec.executor.arrays import check_fits, integer_power
 from anemll_spec.executor.decompress import is_compile_time
 from anemll_spec.executor.torch_checks import DeviceChecks
 from anemll_spec.executor.torch_linalg import TorchLinalg
@@ -371,9 +371,8 @@ class TorchOps(DeviceChecks, TorchLinalg):
         flips, index = self._index(x, slices)
         wide = _wide(x)  # index_put lacks the newer unsigned types too
         out = wide.flip(flips) if flips else wide.clone()
-        target = out[index]
         if isinstance(value, torch.Tensor):
-            value = value.reshape(target.shape)
+            check_fits(tuple(value.shape), tuple(out[index].shape))
         out[index] = value
         return (out.flip(flips) if flips else out).to(x.dtype)
 

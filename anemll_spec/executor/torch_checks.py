@@ -50,7 +50,7 @@ class DeviceChecks:
         b, e = be[0], be[1]
         self._defer(
             e - b != self._const(size),
-            f"update of shape {size} does not fill the slice begin:end of x {shape}",
+            f"update of shape {size} does not match the slice begin:end of x {shape}",
             fail,
         )
         # a bad slice still writes in bounds (then raises)

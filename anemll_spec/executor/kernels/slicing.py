@@ -79,7 +79,28 @@ def _slice_update(p: Prep) -> Run:
 
         return slice_update
     slices = _slice_params(p)
-    return lambda env: xp.setitem(env[x], slices(xp, env, xp.shape(env[x])), env[upd])
+    dims, size = p.dims("x"), p.dims("update")
+    if not runtime and dims is not None and size is not None:  # a bad update fails at load
+        index = _index_slices(dims, p.ints("begin"), p.ints("end"), stride, *masks)
+        _check_update(p, index, dims, size)
+
+    def slice_update_at(env):
+        v, u = env[x], env[upd]
+        shape = xp.shape(v)
+        index = slices(xp, env, shape)
+        _check_update(p, index, shape, xp.shape(u))
+        return xp.setitem(v, index, u)
+
+    return slice_update_at
+
+
+def _check_update(p: Prep, index: tuple, shape: tuple, size: tuple) -> None:
+    """iOS18 slice_update: the update has the shape of the slice, dimension by dimension
+    (an update of as many elements in another shape is refused, never reshaped)."""
+    pairs = zip(index, shape, strict=True)
+    target = tuple(len(range(*s.indices(d))) for s, d in pairs if isinstance(s, slice))
+    if target != tuple(size):
+        raise p.fail(f"update of shape {tuple(size)} does not match the slice's shape {target}")
 
 
 def per_call(env: dict, key: tuple, make: Callable[[], Any]) -> Any:
