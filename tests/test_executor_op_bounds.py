@@ -1,6 +1,7 @@
 """What an op's definition bounds, refused by both executors alike (numpy and torch on
 CPU) in one line rather than computed into something the definition does not give:
-slice_update's update shape at runtime bounds (iOS18 def: the update has the slice's shape)."""
+slice_update's update shape at runtime bounds (iOS18 def: the update has the slice's shape);
+negative gather/scatter indices from iOS17 (out of range there, wrapped up to iOS16)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,93 @@ def test_predict_refuses_a_misshapen_update_in_one_line(slice_update, tmp_path, 
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert "'unit' (slice_update)" in r.stderr and "of shape (3, 2)" in r.stderr, r.stderr
     assert not (tmp_path / "out.npz").exists()
+
+
+# -- negative gather / scatter indices from iOS17 -------------------------------------------
+
+X32 = np.arange(6, dtype=np.float32).reshape(3, 2)
+GOOD = {"i1": [2], "i2": [[2, 0]], "ind": [[2, 1]]}  # row 2; rows 2, 0 along axis 0; x[2, 1]
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["validate", "no_validate"])
+def gathers17(request, tmp_path_factory):
+    """Every gather and scatter op of iOS17 at runtime indices: i1 (1,), i2 (1, 2) along
+    axis 0, ind (1, 2) one element; validate_indices as the param says."""
+    v = {"validate_indices": request.param}
+    i32 = {"dtype": types.int32}
+
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((3, 2)),
+            mb.TensorSpec((1,), **i32),
+            mb.TensorSpec((1, 2), **i32),
+            mb.TensorSpec((1, 2), **i32),
+        ],
+        opset_version=ct.target.iOS17,
+    )
+    def prog(x, i1, i2, ind):
+        u1, u2, u0 = np.full((1, 2), 9, np.float32), np.full((1, 2), 9, np.float32), [9.0]
+        return (
+            mb.gather(x=x, indices=i1, axis=0, name="gather", **v),
+            mb.gather_along_axis(x=x, indices=i2, axis=0, name="gather_along_axis", **v),
+            mb.gather_nd(x=x, indices=ind, name="gather_nd", **v),
+            mb.scatter(data=x, indices=i1, updates=u1, mode="update", name="scatter", **v),
+            mb.scatter_along_axis(
+                data=x, indices=i2, updates=u2, mode="update", name="scatter_along_axis", **v
+            ),
+            mb.scatter_nd(
+                data=x,
+                indices=ind,
+                updates=np.array(u0, np.float32),
+                mode="update",
+                name="scatter_nd",
+                **v,
+            ),
+        )
+
+    folder = tmp_path_factory.mktemp("gathers17")
+    return save_program(prog, folder / "g.mlpackage", target=ct.target.iOS17)
+
+
+def _g_feed(**bad) -> dict:
+    feed = {k: np.array(v, np.int32) for k, v in {**GOOD, **bad}.items()}
+    return {"x": X32, **feed}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_ios17_gathers_and_scatters_at_in_range_indices(gathers17, executor):
+    out = _run(gathers17, _g_feed(), executor)
+    np.testing.assert_array_equal(out["gather"], X32[[2]])
+    np.testing.assert_array_equal(out["gather_along_axis"], [[4.0, 1.0]])
+    np.testing.assert_array_equal(out["gather_nd"], [5.0])
+    rows = X32.copy()
+    rows[2] = 9
+    np.testing.assert_array_equal(out["scatter"], rows)
+    along = X32.copy()
+    along[2, 0] = along[0, 1] = 9
+    np.testing.assert_array_equal(out["scatter_along_axis"], along)
+    one = X32.copy()
+    one[2, 1] = 9
+    np.testing.assert_array_equal(out["scatter_nd"], one)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize(
+    "bad, ops",
+    [
+        ({"i1": [-1]}, "gather|scatter"),  # the first op reading i1 names it
+        ({"i2": [[2, -3]]}, "gather_along_axis|scatter_along_axis"),
+        ({"ind": [[-1, 1]]}, "gather_nd|scatter_nd"),
+        ({"ind": [[2, -2]]}, "gather_nd|scatter_nd"),
+    ],
+)
+def test_ios17_negative_indices_are_out_of_range(gathers17, executor, bad, ops):
+    """iOS17 defs: negative indices are out of bounds (Core ML raises with
+    validate_indices, else the result is undefined); both executors wrapped them (gather
+    [-1] gave row 2, scatter wrote it)."""
+    match = rf"\(({ops})\) in function 'main': index out of range \[0, \d\): min -\d.*undefined"
+    with pytest.raises(InputError, match=match):
+        _run(gathers17, _g_feed(**bad), executor)
+    if executor == "torch":
+        with pytest.raises(InputError, match=r"index out of range \[0, \d\) \(from iOS17"):
+            _run(gathers17, _g_feed(**bad), executor, device_checks=True)

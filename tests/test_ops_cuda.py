@@ -18,7 +18,7 @@ pytestmark = [
 # test module -> its case lists (and their targets) under the names the module uses
 MODULES = {
     "test_ops_shape": [("CASES", None)],
-    "test_ops_gather": [("CASES", None)],
+    "test_ops_gather": [("CASES", None), ("CASES16", "iOS16")],
     "test_ops_sort": [("CASES", None), ("CASES_15", "iOS16")],
     "test_ops_conv": [("CASES", None), ("CASES_15", "iOS15")],
     "test_ops_norm": [("CASES", None)],

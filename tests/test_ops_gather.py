@@ -4,6 +4,7 @@ torch; out-of-range runtime indices are an error."""
 
 from __future__ import annotations
 
+import coremltools as ct
 import numpy as np
 import pytest
 from fixtures.executor.mil_models import mb
@@ -78,12 +79,6 @@ D = rand(4, 3)
 I2 = np.array([3, 1], np.int32)
 
 CASES = [
-    Case(
-        "gather_nd_k2_negative",
-        {"x": rand(4, 5, 3), "i": np.array([[1, 2], [3, -1]], np.int32)},
-        lambda v, f: mb.gather_nd(x=v["x"], indices=v["i"]),
-        lambda v, f: _gather_nd(v["x"], v["i"], 0),
-    ),
     Case(
         "gather_nd_k1",
         {"x": rand(4, 5, 3), "i": np.array([[2], [0], [3]], np.int32)},
@@ -194,6 +189,32 @@ CASES = [
 
 group, test_numpy, test_torch = op_tests(CASES, "ops_gather")
 
+# Negative indices wrap up to iOS16 (from iOS17 they are out of range: test_executor_op_bounds)
+CASES16 = [
+    Case(
+        "gather_nd_k2_negative",
+        {"x": rand(4, 5, 3), "i": np.array([[1, 2], [3, -1]], np.int32)},
+        lambda v, f: mb.gather_nd(x=v["x"], indices=v["i"]),
+        lambda v, f: _gather_nd(v["x"], v["i"], 0),
+    ),
+    Case(
+        "scatter_negative_add",
+        {"d": D, "i": np.array([-1, 1, -3], np.int32), "u": positive(3, 3)},
+        lambda v, f: mb.scatter(data=v["d"], indices=v["i"], updates=v["u"], mode="add"),
+        lambda v, f: _scatter(v["d"], v["i"] % 4, v["u"], 0, "add"),
+    ),
+    Case(
+        "scatter_nd_negative_update",
+        {"d": rand(4, 5), "i": np.array([[-4, 1], [3, -1]], np.int32), "u": positive(2)},
+        lambda v, f: mb.scatter_nd(data=v["d"], indices=v["i"], updates=v["u"], mode="update"),
+        lambda v, f: _scatter_nd(v["d"], v["i"] % [4, 5], v["u"], "update"),
+    ),
+]
+
+group16, test_numpy16, test_torch16 = op_tests(
+    CASES16, "ops_gather16", fixture="group16", target=ct.target.iOS16
+)
+
 
 def test_out_of_range_scatter_index_is_an_error(group):
     from fixtures.executor.op_cases import feeds
@@ -203,6 +224,6 @@ def test_out_of_range_scatter_index_is_an_error(group):
     inputs = feeds(list(group.cases.values()), "fp32")
     inputs["scatter_add__i"] = np.array([4, 1], np.int32)  # data has 4 rows
     with pytest.raises(
-        InputError, match=r"\(scatter\) in function 'main': index out of range \[-4, 4\)"
+        InputError, match=r"\(scatter\) in function 'main': index out of range \[0, 4\)"
     ):
         load(group.path("fp32")).predict(inputs)

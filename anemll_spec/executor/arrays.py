@@ -31,12 +31,14 @@ prepared program runs on it. Semantics worth knowing when implementing another a
 - `matmul` follows numpy broadcasting (including 1-D operands).
 - `to_numpy(x)` returns a numpy array (host copy where needed); `asarray(a, dtype)` builds a
   tensor of the library from a numpy array or Python scalar.
-- Runtime indices and bounds: `checked_indices(indices, dim, fail)` wraps negative indices
-  and rejects out-of-range ones with `fail(message)` (an exception); slice_update with
-  runtime bounds and unit strides is `write_slice(x, slice_where(begin, end, x_shape,
-  update_shape, fail), update)`, `slice_where`'s result being opaque (numpy: slices). numpy
-  checks on the host; a device library may check on the device and raise after the call
-  (torch on CUDA does, so that such a program can be captured as a CUDA graph).
+- Runtime indices and bounds: `checked_indices(indices, dim, fail, wrap=True)` takes
+  [-dim, dim) and wraps negative indices with `wrap` (iOS15/16 gather/scatter), else
+  [0, dim) (iOS17+), and rejects out-of-range ones with `fail(message)` (an exception);
+  slice_update with runtime bounds and unit strides is `write_slice(x, slice_where(begin,
+  end, x_shape, update_shape, fail), update)`, `slice_where`'s result being opaque (numpy:
+  slices). numpy checks on the host; a device library may check on the device and raise
+  after the call (torch on CUDA does, so that such a program can be captured as a CUDA
+  graph).
 """
 
 from __future__ import annotations
@@ -207,8 +209,10 @@ class NumpyOps:
         return out
 
     @staticmethod
-    def checked_indices(indices: Any, dim: int, fail: Callable[[str], Exception]) -> Any:
-        return host_checked_indices(numpy_ops, indices, dim, fail)
+    def checked_indices(
+        indices: Any, dim: int, fail: Callable[[str], Exception], wrap: bool = True
+    ) -> Any:
+        return host_checked_indices(numpy_ops, indices, dim, fail, wrap)
 
     @staticmethod
     def slice_where(begin: Any, end: Any, shape: tuple, size: tuple, fail) -> tuple:
@@ -345,13 +349,16 @@ def integer_power(a: Any, b: Any, pow_: Callable, where: Callable) -> Any:
     return where(negative, inverse, pow_(a, where(negative, 0, b)))  # callers set the dtype
 
 
-def host_checked_indices(xp, indices: Any, dim: int, fail: Callable[[str], Exception]) -> Any:
-    """Wrap negative indices (iOS15/16 semantics); out-of-range ones are an error, never
-    silently clamped (iOS17+ leaves them undefined). Reads the indices on the host."""
+def host_checked_indices(
+    xp, indices: Any, dim: int, fail: Callable[[str], Exception], wrap: bool = True
+) -> Any:
+    """With `wrap`, negative indices wrap (iOS15/16 semantics), else they are out of range
+    (iOS17+ gather/scatter); out-of-range ones are an error, never silently clamped (iOS17+
+    leaves them undefined). Reads the indices on the host."""
     idx = xp.to_numpy(indices)
-    if idx.size and (idx.min() < -dim or idx.max() >= dim):
-        raise fail(f"index out of range [{-dim}, {dim}): min {idx.min()}, max {idx.max()}")
-    if idx.size and idx.min() < 0:
+    if idx.size and (idx.min() < (-dim if wrap else 0) or idx.max() >= dim):
+        raise fail(index_range(dim, wrap, f": min {idx.min()}, max {idx.max()}"))
+    if wrap and idx.size and idx.min() < 0:
         indices = xp.where(indices < 0, indices + dim, indices)
     return indices
 
@@ -378,3 +385,13 @@ def check_fits(value_shape: tuple, slice_shape: tuple) -> None:
         raise ValueError(
             f"value of shape {tuple(value_shape)} for a slice of shape {tuple(slice_shape)}"
         )
+
+
+def index_range(dim: int, wrap: bool, found: str = "") -> str:
+    """The message of an out-of-range index (`checked_indices`), `found` after the range."""
+    if wrap:
+        return f"index out of range [{-dim}, {dim}){found}"
+    return (
+        f"index out of range [0, {dim}){found} (from iOS17 negative indices are out of "
+        "range: Core ML raises with validate_indices, else the result is undefined)"
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from anemll_spec.executor.arrays import host_checked_indices, host_slice_where
+from anemll_spec.executor.arrays import host_checked_indices, host_slice_where, index_range
 
 
 class DeviceChecks:
@@ -28,12 +28,13 @@ class DeviceChecks:
     # -- runtime indices and bounds, checked on the device ----------------------------
     # Few kernels on purpose: in a captured decode step these small launches are a good
     # share of the time.
-    def checked_indices(self, indices: torch.Tensor, dim: int, fail) -> torch.Tensor:
+    def checked_indices(
+        self, indices: torch.Tensor, dim: int, fail, wrap: bool = True
+    ) -> torch.Tensor:
         if not self.device_checks:
-            return host_checked_indices(self, indices, dim, fail)
-        self._defer(
-            (indices < -dim) | (indices >= dim), f"index out of range [{-dim}, {dim})", fail
-        )
+            return host_checked_indices(self, indices, dim, fail, wrap)
+        low = -dim if wrap else 0
+        self._defer((indices < low) | (indices >= dim), index_range(dim, wrap), fail)
         # floor-mod wraps a negative index; a bad one lands in range too (then raises)
         return torch.remainder(indices, dim)
 

@@ -1,8 +1,10 @@
 """Gather and scatter kernels: gather, gather_along_axis, gather_nd, scatter,
 scatter_along_axis, scatter_nd.
 
-Indices: negative ones wrap (iOS15/16 semantics); out-of-range ones are an error, never
-clamped (iOS17+ leaves them undefined, `validate_indices` or not). Every scatter is one
+Indices: negative ones wrap up to iOS16 (-D <= i < D); from iOS17 they are out of range
+(the iOS17 defs: "negative values are considered out-of-bound"). Out-of-range ones are an
+error, never clamped or wrapped: with `validate_indices` Core ML raises too, without it the
+result is undefined, which the executors do not make up. Every scatter is one
 `xp.scatter_rows` on a 2-D view of the data: rows are the addressed slices, so repeated
 indices accumulate in the add/sub/mul/div/max/min modes (update: one of them wins).
 """
@@ -20,12 +22,19 @@ from anemll_spec.executor.kernels.slicing import per_call
 SCATTER_MODES = ("update", "add", "sub", "mul", "div", "max", "min")
 
 
+def _wraps(p: Prep) -> bool:
+    """Whether negative indices wrap: up to iOS16 (from iOS17 they are out of range)."""
+    return not p.since(17)
+
+
 def _checked(p: Prep, env: dict, ind: str, dim: int) -> Any:
-    """The gather indices bound to `ind`, checked and wrapped for a dimension `dim`."""
+    """The gather indices bound to `ind`, checked (and wrapped up to iOS16) for a
+    dimension `dim`."""
+    wrap = _wraps(p)
     return per_call(
         env,
-        ("checked_indices", ind, dim),
-        lambda: p.xp.astype(p.xp.checked_indices(env[ind], dim, p.fail), "int32"),
+        ("checked_indices", ind, dim, wrap),
+        lambda: p.xp.astype(p.xp.checked_indices(env[ind], dim, p.fail, wrap), "int32"),
     )
 
 
@@ -81,7 +90,7 @@ def _nd_rows(p: Prep, idx: Any, shape: tuple, batch_dims: int) -> Any:
     strides = _strides(dims)
     rows = None
     for j in range(k):
-        col = xp.checked_indices(xp.getitem(idx, (Ellipsis, j)), dims[j], p.fail)
+        col = xp.checked_indices(xp.getitem(idx, (Ellipsis, j)), dims[j], p.fail, _wraps(p))
         term = xp.astype(col, "int32") * strides[j]
         rows = term if rows is None else rows + term
     if rows is None:  # k == 0: whole slices
