@@ -1,7 +1,8 @@
 """What an op's definition bounds, refused by both executors alike (numpy and torch on
 CPU) in one line rather than computed into something the definition does not give:
 slice_update's update shape at runtime bounds (iOS18 def: the update has the slice's shape);
-negative gather/scatter indices from iOS17 (out of range there, wrapped up to iOS16)."""
+negative gather/scatter indices from iOS17 (out of range there, wrapped up to iOS16); pad
+amounts (iOS15 def: >= 0, at most D - 1 to reflect, D to replicate)."""
 
 from __future__ import annotations
 
@@ -191,3 +192,95 @@ def test_ios17_negative_indices_are_out_of_range(gathers17, executor, bad, ops):
     if executor == "torch":
         with pytest.raises(InputError, match=r"index out of range \[0, \d\) \(from iOS17"):
             _run(gathers17, _g_feed(**bad), executor, device_checks=True)
+
+
+# -- pad amounts -----------------------------------------------------------------------------
+
+X13 = np.array([[1.0, 2.0, 3.0]], np.float32)
+MOST = {"constant": [0, 0, 4, 5], "reflect": [0, 0, 2, 2], "replicate": [0, 0, 3, 3]}
+NP_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
+
+
+def _pad_program(folder, pads: dict):
+    """x (1, 3) padded in each mode: by a runtime pad (inputs named after the modes), and
+    by the constant `pads` (outputs named c_<mode>)."""
+
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((1, 3)),
+            *(mb.TensorSpec((4,), dtype=types.int32) for _ in range(3)),
+        ],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x, constant, reflect, replicate):
+        runtime = {"constant": constant, "reflect": reflect, "replicate": replicate}
+        return (
+            *(mb.pad(x=x, pad=v, mode=m, name=m) for m, v in runtime.items()),
+            *(
+                mb.pad(x=x, pad=np.array(v, np.int32), mode=m, name=f"c_{m}")
+                for m, v in pads.items()
+            ),
+        )
+
+    return save_program(prog, folder / "pad.mlpackage")
+
+
+@pytest.fixture(scope="module")
+def pads(tmp_path_factory):
+    return _pad_program(tmp_path_factory.mktemp("pad"), MOST)
+
+
+def _pad_feed(**bad) -> dict:
+    return {"x": X13, **{m: np.array(v, np.int32) for m, v in {**MOST, **bad}.items()}}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_pad_computes_up_to_the_most_each_mode_takes(pads, executor):
+    out = _run(pads, _pad_feed(), executor)
+    for mode, amounts in MOST.items():
+        want = np.pad(X13, [(0, 0), tuple(amounts[2:])], mode=NP_MODE[mode])
+        np.testing.assert_array_equal(out[mode], want)
+        np.testing.assert_array_equal(out[f"c_{mode}"], want)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            {"constant": [0, 0, -1, 0]},
+            r"'constant' \(pad\).*pad amounts must be >= 0, got \[0, 0, -1, 0\]",
+        ),
+        ({"replicate": [-1, 0, 0, 0]}, r"'replicate' \(pad\).*must be >= 0"),
+        (
+            {"reflect": [0, 0, 3, 0]},
+            r"reflect pads at most 2 on axis 1 of size 3 \(D - 1\), got \(3, 0\)",
+        ),
+        (
+            {"replicate": [0, 0, 0, 4]},
+            r"replicate pads at most 3 on axis 1 of size 3 \(D\), got \(0, 4\)",
+        ),
+        ({"reflect": [1, 0, 0, 0]}, r"reflect pads at most 0 on axis 0 of size 1"),
+    ],
+)
+def test_a_runtime_pad_outside_the_definition_is_refused(pads, executor, bad, message):
+    """numpy raised 'index can't contain negative values' for a negative pad (an
+    ExecutionError) while torch cropped [[2., 3.]]; reflect 3 and replicate 4 of a
+    dimension of 3 were computed (by repeating the reflection or the edge)."""
+    with pytest.raises(InputError, match=message):
+        _run(pads, _pad_feed(**bad), executor)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("mode, amounts", [("reflect", [0, 0, 3, 5]), ("replicate", [0, 0, 4, 4])])
+def test_a_constant_pad_outside_the_definition_is_refused_at_load(
+    tmp_path, executor, mode, amounts
+):
+    path = _pad_program(tmp_path, {mode: amounts})
+    with pytest.raises(InputError, match=rf"'c_{mode}' \(pad\).*{mode} pads at most"):
+        if executor == "numpy":
+            load(path)
+        else:
+            from anemll_spec.executor.torch_runner import load_torch
+
+            load_torch(path, device="cpu")

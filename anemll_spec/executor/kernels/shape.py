@@ -266,21 +266,43 @@ def _range_1d(p: Prep) -> Run:
 
 @kernel("pad", reads="a runtime pad")
 def _pad(p: Prep) -> Run:
-    """`pad` may be a runtime vector of 2 x rank(x) (iOS15 defs), read per call."""
+    """`pad` may be a runtime vector of 2 x rank(x) (iOS15 defs), read per call. Every
+    amount is >= 0, at most D - 1 in reflect mode and D in replicate mode (iOS15 pad),
+    checked at load for a constant pad on a known shape, else per call."""
     xp, x = p.xp, p.ref("x")
     static, key = maybe_static(p, "pad")
     mode = p.str("mode", "constant")
     value = p.scalar("constant_val", 0.0)
     if mode not in ("constant", "reflect", "replicate"):
         raise p.fail(f"pad mode '{mode}' is not supported")
+    limit = {"reflect": 1, "replicate": 0}.get(mode)  # the most a side pads is D - limit
+
+    def amounts(flat: list[int], shape: tuple) -> list[tuple[int, int]]:
+        rank = len(shape)
+        if len(flat) % 2 or len(flat) > 2 * rank:
+            raise p.fail(f"pad has {len(flat)} values: 2 per padded dimension of rank {rank}")
+        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
+        pads = [(0, 0)] * (rank - len(pairs)) + pairs
+        for axis, ((before, after), d) in enumerate(zip(pads, shape, strict=True)):
+            if min(before, after) < 0:
+                raise p.fail(f"pad amounts must be >= 0, got {flat}")
+            if limit is not None and max(before, after) > d - limit:
+                raise p.fail(
+                    f"{mode} pads at most {d - limit} on axis {axis} of size {d} "
+                    f"(D{' - 1' if limit else ''}), got {(before, after)}"
+                )
+        return pads
+
+    dims = p.dims("x")
+    if static is not None and dims is not None:  # checked once, at load
+        fixed = amounts(static, dims)
+        return lambda env: xp.pad(env[x], fixed, mode, value)
+    if static is not None and min(static, default=0) < 0:
+        raise p.fail(f"pad amounts must be >= 0, got {static}")
 
     def pad(env):
         v = env[x]
-        rank = len(xp.shape(v))
-        flat = runtime_ints(xp, env, static, key)
-        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
-        pads = [(0, 0)] * (rank - len(pairs)) + pairs
-        return xp.pad(v, pads, mode, value)
+        return xp.pad(v, amounts(runtime_ints(xp, env, static, key), xp.shape(v)), mode, value)
 
     return pad
 
