@@ -2,7 +2,8 @@
 CPU) in one line rather than computed into something the definition does not give:
 slice_update's update shape at runtime bounds (iOS18 def: the update has the slice's shape);
 negative gather/scatter indices from iOS17 (out of range there, wrapped up to iOS16); pad
-amounts (iOS15 def: >= 0, at most D - 1 to reflect, D to replicate)."""
+amounts (iOS15 def: >= 0, at most D - 1 to reflect, D to replicate); quantize's per-channel
+scale holding a 0 (iOS17 def: only a scale 0 everywhere is refused)."""
 
 from __future__ import annotations
 
@@ -284,3 +285,48 @@ def test_a_constant_pad_outside_the_definition_is_refused_at_load(
             from anemll_spec.executor.torch_runner import load_torch
 
             load_torch(path, device="cpu")
+
+
+# -- quantize with a zero in a per-channel scale ------------------------------------------------
+
+QX = np.array([[1.0, -2.0, 3.0], [-4.0, 5.0, 0.5]], np.float32)
+QUANT = {  # output dtype -> (scale along axis 1, zero point)
+    "int8": (np.array([0.5, 0.0, 2.0], np.float32), np.array([0, 3, -1], np.int8)),
+    "uint8": (np.array([0.0, 1.0, 0.25], np.float32), np.array([10, 0, 128], np.uint8)),
+}
+
+
+@pytest.fixture(scope="module")
+def quantize(tmp_path_factory):
+    @mb.program(input_specs=[mb.TensorSpec((2, 3))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return tuple(
+            mb.quantize(input=x, scale=s, zero_point=z, axis=1, output_dtype=d, name=f"q_{d}")
+            for d, (s, z) in QUANT.items()
+        )
+
+    folder = tmp_path_factory.mktemp("quantize")
+    return save_program(prog, folder / "q.mlpackage", target=ct.target.iOS17)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_per_channel_scale_holding_a_zero_quantizes(quantize, executor):
+    """x / 0 is +-inf, saturated by the clip, as coremltools' value_inference computes it
+    (the executors refused the op at load: 'scale must not be 0')."""
+    from coremltools.optimize._utils import quantize_by_scale_and_zp
+
+    out = _run(quantize, {"x": QX}, executor)
+    for dtype, (scale, zero) in QUANT.items():
+        with np.errstate(divide="ignore"):
+            want = quantize_by_scale_and_zp(QX, scale.reshape(1, 3), zero.reshape(1, 3), dtype)
+        np.testing.assert_array_equal(out[f"q_{dtype}"], want)
+    assert out["q_int8"][:, 1].tolist() == [-128, 127] and out["q_uint8"][:, 0].tolist() == [255, 0]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_zero_over_a_zero_scale_is_refused(quantize, executor):
+    """0 / 0 is NaN: coremltools' value_inference casts it to an undefined integer."""
+    x = QX.copy()
+    x[1, 1] = 0.0  # int8's channel 1 has scale 0
+    with pytest.raises(InputError, match=r"'q_int8' \(quantize\).*input 0 \(or NaN\) in channel 1"):
+        _run(quantize, {"x": x}, executor)

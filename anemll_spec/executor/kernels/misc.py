@@ -52,17 +52,45 @@ def _axis(p: Prep, rank: int) -> int | None:
 
 @kernel("quantize")
 def _quantize(p: Prep) -> Run:
-    """clip(round(x / scale) + zero_point) in int8 / uint8, rounding half to even."""
+    """clip(round(x / scale) + zero_point) in int8 / uint8, rounding half to even.
+
+    A scale that is 0 everywhere is refused (coremltools' def); a per-channel scale may
+    hold a 0: x / 0 is then +-inf, which the clip saturates (as coremltools'
+    value_inference computes it), but 0 / 0 (or NaN / 0) is NaN, which has no int8 / uint8
+    value (its cast is undefined): a call with one in such a channel is refused."""
     xp, x = p.xp, p.ref("input")
     dtype = p.choice("output_dtype", tuple(QUANT_RANGE))
     rank = p.rank("input")
     axis = _axis(p, rank)
     scale = _per_axis(p, "scale", rank, axis, 1.0)
-    p.check(bool(np.all(np.asarray(p.const("scale")) != 0)), "scale must not be 0")
+    zeros = np.asarray(p.const("scale")).reshape(-1) == 0
+    p.check(not zeros.all(), "scale must not be 0 everywhere")
     zero = _per_axis(p, "zero_point", rank, axis, 0.0)
     lo, hi = QUANT_RANGE[dtype]
-    # x / scale is held in fp16 in fp16 mode (as fp16 hardware computes it) before rounding
-    return lambda env: xp.astype(xp.clip(xp.round(p.round(env[x] / scale)) + zero, lo, hi), dtype)
+
+    def scaled(env):  # held in fp16 in fp16 mode (as fp16 hardware computes it)
+        return p.round(env[x] / scale)
+
+    def finish(q):
+        return xp.astype(xp.clip(xp.round(q) + zero, lo, hi), dtype)
+
+    if not zeros.any():
+        return lambda env: finish(scaled(env))
+    a = norm_axis(axis, rank) if axis is not None else 0
+
+    def quantize(env):
+        q = scaled(env)
+        nan = xp.to_numpy(xp.not_equal(q, q))  # a host read, for such a scale only
+        others = tuple(i for i in range(nan.ndim) if i != a)
+        bad = np.flatnonzero(nan.any(axis=others) & zeros)
+        if bad.size:
+            raise p.fail(
+                f"input 0 (or NaN) in channel {bad[0]} of axis {a}, whose scale is 0: "
+                f"0 / 0 is NaN, which has no {dtype} value"
+            )
+        return finish(q)
+
+    return quantize
 
 
 @kernel("dequantize")
