@@ -189,10 +189,17 @@ def test_failed_case_is_recorded_and_the_run_goes_on(cli, tmp_path, cache):
     shutil.copytree(good.path, tmp_path / "good.mlpackage")
     broken = tmp_path / "broken.mlpackage"
     shutil.copytree(good.path, broken)
-    # the weights corrupted, the manifest and I/O intact: bench's checks before the run
-    # pass (a package that is no model at all is refused up front), its case fails
-    (weights,) = broken.rglob("weight.bin")
-    weights.write_bytes(b"\x00garbage")
+    # an op no runtime knows, the package whole: bench's checks before the run pass (a
+    # package that is no model, or whose weights are damaged, is refused up front), the
+    # case fails when its program is prepared
+    from coremltools.proto import Model_pb2
+
+    model_file = broken / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    proto = Model_pb2.Model()
+    proto.ParseFromString(model_file.read_bytes())
+    for block in proto.mlProgram.functions["main"].block_specializations.values():
+        block.operations[-1].type = "made_up_op"
+    model_file.write_bytes(proto.SerializeToString())
     spec = _spec(
         tmp_path,
         "name: ext\nmodel: {family: external, path: broken.mlpackage}\n"
@@ -205,7 +212,7 @@ def test_failed_case_is_recorded_and_the_run_goes_on(cli, tmp_path, cache):
     assert "FAILED #0" in res.stdout
     rows = _cases(store)
     assert [r["status"] for r in rows] == ["failed", "ok"]
-    assert rows[0]["error"] and "broken.mlpackage" in rows[0]["error"]
+    assert "unsupported op type 'made_up_op'" in rows[0]["error"]
     assert rows[0]["n_samples"] == 0 and rows[0]["median_ms"] is None
     assert rows[1]["n_samples"] == 10
     con = duckdb.connect(str(store), read_only=True)
