@@ -210,6 +210,20 @@ FLOP_PROGRAMS = {
         lambda x, y: mb.matmul(x=x, y=y, transpose_y=True),
         2 * 4 * 9 * 6,
     ),
+    # each of x's 1 x 8 x 16 x 16 elements meets the 4 x 2 x 2 weights of its input channel
+    # (weight: C_in, C_out / groups, kH, kW); 0 before, with no note
+    "conv_transpose": (
+        [(1, 8, 16, 16)],
+        lambda x: mb.conv_transpose(x=x, weight=np.zeros((8, 4, 2, 2), np.float32), strides=[2, 2]),
+        2 * (8 * 16 * 16) * (4 * 2 * 2),
+    ),
+    "conv_transpose_groups": (
+        [(1, 8, 16, 16)],
+        lambda x: mb.conv_transpose(
+            x=x, weight=np.zeros((8, 2, 2, 2), np.float32), strides=[2, 2], groups=2
+        ),
+        2 * (8 * 16 * 16) * (2 * 2 * 2),
+    ),
     # every letter once: n=2 c=5 h=1 w=6 u=4
     "einsum": (
         [(2, 5, 1, 6), (2, 6, 1, 4)],

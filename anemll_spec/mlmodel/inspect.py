@@ -114,6 +114,9 @@ def op_flops(op: Op, view: _View) -> int:
     if t == "conv":
         w = view.shape(op, "weight")
         return 2 * _prod(out) * _prod(w[1:]) if w else 0
+    if t == "conv_transpose":  # every input element meets C_out / groups x kernel weights
+        x, w = view.shape(op, "x"), view.shape(op, "weight")
+        return 2 * _prod(x) * _prod(w[1:]) if x and w else 0
     if t == "linear":
         w = view.shape(op, "weight")
         return 2 * _prod(out) * w[-1] if w else 0
