@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -267,4 +268,31 @@ def test_inspect_reads_quantize_granularity_and_block_size(tmp_path, make, quant
     assert (c["op"], c["granularity"], c.get("block_size")) == (
         "constexpr_blockwise_shift_scale",
         *expect,
+    )
+
+
+def test_inspect_reads_a_block_on_two_axes_as_its_shape(tmp_path, capsys):
+    """block_size [4, 16] (coremltools' per-axis form) was shown as 'per_block 4'."""
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    w = np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 128))], opset_version=ct.target.iOS18)
+    def prog(x):
+        return mb.linear(x=x, weight=w)
+
+    model = ct.convert(prog, minimum_deployment_target=ct.target.iOS18)
+    cfg = cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric", granularity="per_block", block_size=[4, 16], weight_threshold=0
+    )
+    model = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=cfg))
+    model.save(str(tmp_path / "q.mlpackage"))
+    (c,) = inspect_model(tmp_path / "q.mlpackage", sha=False)["compression"]
+    assert (c["granularity"], c["block_size"]) == ("per_block", [4, 16])
+    from anemll_spec.cli import main
+
+    assert main(["inspect", str(tmp_path / "q.mlpackage")]) == 0
+    assert re.search(
+        r"constexpr_blockwise_shift_scale +8 +per_block +4x16\n", capsys.readouterr().out
     )

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 c["op"],
                 c.get("nbits"),
                 c.get("granularity"),
-                c.get("group_size") or c.get("block_size"),
+                _block(c.get("group_size") or c.get("block_size")),
             ]
             for c in info["compression"]
         ]
@@ -98,3 +98,8 @@ def run(args: argparse.Namespace) -> int:
         out.append("compression: none")
     print("\n".join(out))
     return 0
+
+
+def _block(size: int | list[int] | None) -> int | str | None:
+    """A group or block size; a block on several axes as its shape (4x16)."""
+    return "x".join(map(str, size)) if isinstance(size, list) else size

@@ -195,7 +195,10 @@ def op_compression(op: Op, view: _View) -> dict | None:
             # scale on two axes), not one scale per output channel
             pairs = [(o // s, o) for o, s in zip(out_shape, scale[1], strict=False) if s > 1]
             partial = [b for b, o in pairs if 1 < b < o]
-            if partial:
+            if len(partial) > 1:  # blocks on several axes: the block's shape, per axis
+                block = [o // s for o, s in zip(out_shape, scale[1], strict=False)]
+                info.update(granularity="per_block", block_size=block)
+            elif partial:
                 info.update(granularity="per_block", block_size=partial[0])
             elif len(pairs) > 1:
                 info.update(granularity="per_block", block_size=1)
