@@ -194,3 +194,31 @@ def test_a_flexible_input_takes_only_the_shapes_its_model_allows(tmp_path):
     ):
         with pytest.raises(InputError, match=re.escape(f"shape (1, {n}, 8), {says}")):
             prog.predict({"x": np.zeros((1, n, 8), np.float32)})
+
+
+def test_inspect_shows_what_a_flexible_input_allows(tmp_path, capsys):
+    """inspect showed only the default shape (1x4x8, 1x5x8), so the input read as fixed;
+    its JSON had no ranges or shapes."""
+    import json
+
+    import coremltools as ct
+
+    from anemll_spec.cli import main
+
+    ranged = _flexible(tmp_path / "r.mlpackage", (1, ct.RangeDim(2, 16, default=4), 8))
+    shapes = ct.EnumeratedShapes(shapes=[(1, 3, 8), (1, 5, 8)], default=(1, 5, 8))
+    enumerated = _flexible(tmp_path / "e.mlpackage", shapes)
+    # the enumerated shapes in the order the model stores them (coremltools' own reader)
+    desc = ct.models.MLModel(str(enumerated), skip_model_load=True).get_spec().description
+    stored = [list(s.shape) for s in desc.input[0].type.multiArrayType.enumeratedShapes.shapes]
+    assert sorted(stored) == [[1, 3, 8], [1, 5, 8]]
+    listed = ", ".join("x".join(map(str, s)) for s in stored)
+    for path, text, field in (
+        (ranged, "1x[2..16]x8 (default 1x4x8)", {"ranges": [[1, 1], [2, 16], [8, 8]]}),
+        (enumerated, f"1x5x8 (one of {listed})", {"shapes": stored}),
+    ):
+        assert main(["inspect", str(path)]) == 0
+        assert re.search(rf"\nx +{re.escape(text)} +float32\n", capsys.readouterr().out)
+        assert main(["inspect", str(path), "--json"]) == 0
+        (x,) = json.loads(capsys.readouterr().out)["inputs"]
+        assert x == {"name": "x", "shape": x["shape"], "dtype": "float32", **field}

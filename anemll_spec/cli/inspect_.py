@@ -22,11 +22,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _shape(t: dict) -> str:
-    """'1x4096'; a classifier's label or dict is a scalar; an array whose description
+    """'1x4096'; a flexible input '1x[1..512] (default 1x1)' or '1x16 (one of 1x16, 1x32)';
+    a classifier's label or dict is a scalar; an array whose description
     gives no shape (older converters leave outputs' out) is '?' (unknown, not rank 0)."""
+    if t.get("ranges"):  # a flexible input: what it allows, and the shape used by default
+        from anemll_spec.mlmodel.features import range_text
+
+        return f"{range_text(t['ranges'])} (default {_fixed(t['shape'])})"
+    if t.get("shapes"):
+        shapes = ", ".join(_fixed(s) for s in t["shapes"])
+        return f"{_fixed(t['shape'])} (one of {shapes})"
     if t["shape"]:
-        return "x".join("?" if d is None else str(d) for d in t["shape"])
+        return _fixed(t["shape"])
     return "scalar" if t["dtype"] in ("str", "dict") else "? (not declared)"
+
+
+def _fixed(shape: list) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
 
 
 def _tensors(title: str, items: list[dict]) -> list[str]:

@@ -37,16 +37,27 @@ class TensorSpec:
             d < lo or (hi is not None and d > hi)
             for d, (lo, hi) in zip(shape, ranges, strict=False)
         ):
-            dims = "x".join(
-                str(lo) if lo == hi else f"[{lo}..{'' if hi is None else hi}]" for lo, hi in ranges
-            )
-            return f"the model allows {dims}"
+            return f"the model allows {range_text(ranges)}"
         if self.shapes and tuple(shape) not in self.shapes:
             return "the model allows only " + ", ".join("x".join(map(str, s)) for s in self.shapes)
         return None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        """name, shape (a flexible input's default), dtype; and a flexible input's allowed
+        `ranges` ([low, high or null] per dimension) or enumerated `shapes`."""
+        out: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.ranges:
+            out["ranges"] = [list(r) for r in self.ranges]
+        if self.shapes:
+            out["shapes"] = [list(s) for s in self.shapes]
+        return out
+
+
+def range_text(ranges) -> str:
+    """A flexible shape as people write it: 1x3x[4..64] ([4..] unbounded)."""
+    return "x".join(
+        str(lo) if lo == hi else f"[{lo}..{'' if hi is None else hi}]" for lo, hi in ranges
+    )
 
 
 @dataclass(frozen=True)
