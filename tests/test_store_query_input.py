@@ -51,6 +51,17 @@ def test_decimals_are_exact_and_nested_values_are_json_in_every_format(cli, stor
     assert got == [{"big": decimal.Decimal("12345678901234567.5"),
                     "dc": decimal.Decimal("123456789.123456789")}]  # fmt: skip
 
+    # a small DECIMAL with its digits, as DuckDB shows it: str(Decimal) wrote 0E-9, 1.00E-7
+    sql = "SELECT 0::DECIMAL(18,9) AS z, 0.0000001::DECIMAL(18,9) AS s, [1e-9::DECIMAL(18,9)] AS l"
+    digits = ["0.000000000", "0.000000100", "[0.000000001]"]
+    r = cli("query", sql, "--store", store, "--format", "csv")
+    assert r.stdout.splitlines()[1].split(",") == digits, r.stdout
+    assert cli("query", sql, "--store", store).stdout.splitlines()[2].split() == digits
+    md = cli("query", sql, "--store", store, "--format", "markdown").stdout.splitlines()
+    assert md[2] == r"| 0.000000000 | 0.000000100 | \[0.000000001\] |"
+    r = cli("query", sql, "--store", store, "--json")
+    assert '"z": 0.000000000,' in r.stdout and '"s": 0.000000100,' in r.stdout, r.stdout
+
     ((started,),) = db_rows(store, "SELECT started_at FROM runs")
     sql = "SELECT list(started_at) AS ts, {'n': NULL, 'm': 0.1 + 0.2} AS st, [1.50] AS d FROM runs"
     want = {"ts": [started.isoformat()], "st": {"n": None, "m": decimal.Decimal("0.3")},

@@ -235,7 +235,7 @@ def _encode(v: Any, out: list[str], quote: Callable[[str], str], indent, level: 
     elif isinstance(v, float):
         out.append(float.__repr__(v))  # finite: json_value made NaN null
     elif isinstance(v, decimal.Decimal):
-        out.append(str(v))  # digits, '.', 'E+n': a JSON number as it is
+        out.append(format(v, "f"))  # its digits, no exponent (0.000000100, as DuckDB shows)
     elif isinstance(v, list | dict):
         items = list(v.items()) if isinstance(v, dict) else [(None, x) for x in v]
         ends = "{}" if isinstance(v, dict) else "[]"

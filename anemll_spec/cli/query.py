@@ -309,8 +309,18 @@ def _cell(v, max_width: int) -> str:
         return "NULL"
     if isinstance(v, bool):
         return "true" if v else "false"
-    text = _float(v) if isinstance(v, float) else printable(str(v))
+    text = _float(v) if isinstance(v, float) else printable(_decimal(v))
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _decimal(v) -> str:
+    """A DECIMAL with its digits, as DuckDB shows it (0.000000100; str() wrote 1.00E-7);
+    any other value as str() writes it."""
+    import decimal
+
+    if isinstance(v, decimal.Decimal) and v.is_finite():
+        return format(v, "f")
+    return str(v)
 
 
 def _float(v: float) -> str:
@@ -329,4 +339,6 @@ def _csv_value(v):
         return repr(v)
     if isinstance(v, str):
         return printable(v)
-    return v
+    import decimal
+
+    return _decimal(v) if isinstance(v, decimal.Decimal) else v

@@ -42,6 +42,8 @@ def cell(v, digits: int = 6, null: str = "NULL") -> str:
         if v != v or v in (float("inf"), float("-inf")):
             return str(v)
         return figure(v, digits)  # the report's rule: 10,603, not '1.06e+04'
+    if isinstance(v, decimal.Decimal) and v.is_finite():
+        return format(v, "f")  # its digits, as DuckDB shows them: 0.000000100, not 1.00E-7
     if is_number(v):
         return str(v)
     return escape(v)

@@ -2,7 +2,8 @@
 -- cost of one prediction on that backend / compute unit (the median latency of a tiny
 -- model, dispatch_floor_ms). A share near 1 means the case measures overhead, not the
 -- model; bandwidth and TFLOP/s figures of such cases understate the hardware.
--- The floor is timed after the case: where it came out at or above the case's median
+-- The floor is timed once per run and kind of tiny model, after the first case that
+-- needs it, and reused by later ones: where it came out at or above the case's median
 -- (a model as fast as the tiny one, or conditions that changed between the two), no
 -- share is claimed: floor_share and above_floor_ms are NULL and
 -- floor_at_or_above_median is true (those rows first).
