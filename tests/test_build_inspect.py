@@ -173,6 +173,19 @@ def test_an_mlmodel_file_has_no_weights_folder(tmp_path, capsys):
     assert "weights 0 B (0 B in 0 file(s), 0 blobs)" in capsys.readouterr().out
 
 
+def test_an_ml_program_mlmodel_counts_the_weights_beside_it(tmp_path):
+    """The fix above gave every .mlmodel 0 B, the model.mlmodel of a package too, whose
+    program reads ../weights/weight.bin: inspect said 'weights 0 B ... 2 blobs' and the
+    hash of nothing. An ML Program's weights are the package's."""
+    pkg = tmp_path / "m.mlpackage"
+    build_package(matmul(), pkg)
+    inner = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    whole, alone = inspect_model(pkg), inspect_model(inner)
+    on_disk = (pkg / "Data" / "com.apple.CoreML" / "weights" / "weight.bin").stat().st_size
+    assert alone["weight_bytes"] == whole["weight_bytes"] == on_disk > 0
+    assert alone["weights_sha256"] == whole["weights_sha256"] == _sha(pkg)
+
+
 def test_the_weights_hash_is_the_same_in_a_process_whose_memory_is_locked(tmp_path):
     """The hash drops each hashed slice of its mapping (madvise, so a 1 GB file does not
     sit in the build's RSS); that is advice, and a process with locked memory, where

@@ -4,8 +4,9 @@ Three forms:
 - `.mlpackage`: a folder; Manifest.json names the root model file under Data/
   (`itemInfoEntries[rootModelIdentifier].path`, normally com.apple.CoreML/model.mlmodel);
   weights live in Data/com.apple.CoreML/weights/.
-- `.mlmodel`: one protobuf file, its weights inside it: it has no weights folder (a
-  `weights/` beside it belongs to whatever else lives in that folder).
+- `.mlmodel`: one protobuf file. A neural network's weights are inside it: it has no
+  weights folder (a `weights/` beside it belongs to whatever else lives in that folder).
+  An ML Program's are in `weights/` beside it, as in a package's Data folder.
 - `.mlmodelc`: a folder the compiler writes: model.mil (the program as text),
   weights/weight.bin, metadata.json (the I/O description), coremldata.bin (undocumented).
 
@@ -119,7 +120,7 @@ def weight_files(model: ModelFiles | str | Path) -> list[Path]:
     """Files under the weights folder, name order (each checked to stay inside the model)."""
     files = model if isinstance(model, ModelFiles) else locate(model)
     d = files.weights_dir
-    if files.kind == "mlmodel" or not d.is_dir():
+    if not d.is_dir() or (files.kind == "mlmodel" and not _ml_program(files)):
         return []
     check_contained(files.root, d, str(files.path), "weights folder")
     out = []
@@ -146,3 +147,11 @@ def read_compiled_metadata(path: Path) -> dict | None:
     if isinstance(doc, dict):
         return doc
     raise InputError(f"{path}: metadata.json is not a list holding one model description")
+
+
+def _ml_program(files: ModelFiles) -> bool:
+    """Whether a lone .mlmodel is an ML Program (its weights in the weights/ beside it)."""
+    from anemll_spec.mlmodel.proto import parse_model
+
+    assert files.spec_file is not None
+    return parse_model(files.spec_file.read_bytes(), files.path).WhichOneof("Type") == "mlProgram"
