@@ -520,7 +520,7 @@ def test_sweep_throughput_is_the_stored_figure_without_a_median_ci(store):
         "sweep", str(store["path"]), Options(runs=(store["sweep"],), metric="throughput_ips")
     )
     said = " ".join(spec["title"]["subtitle"])
-    assert "every instance's calls over the wall time (one instance: 1000 / mean" in said
+    assert "every instance's calls over the span of their calls (one instance: 1000 / mean" in said
 
 
 def test_a_long_case_name_is_cut_in_its_middle_keeping_what_tells_rows_apart():
@@ -684,22 +684,61 @@ def test_the_cli_offers_exactly_the_sweep_metrics_the_chart_draws():
     assert tuple(sweep.METRICS) == SWEEP_METRICS and DEFAULT_SWEEP_METRIC in SWEEP_METRICS
 
 
-def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
-    """`chart sweep --param model.vocab_size` failed ('not a swept parameter here') when
-    the latest sweep run swept something else, though the store held one that swept it."""
+def _concurrency_run(path: Path) -> str:
+    """A run of concurrency 1 and 2 whose 2 instances stored no throughput (they did not
+    all run at once); its id."""
     from fixtures.store.synth import samples_ns as ns
 
     from anemll_spec.store import append_case, begin_run, finish_run
 
-    path = tmp_path / "s.duckdb"
-    vocab = syn.sweep_run(path)
-    later = begin_run(path, {"spec_name": "conc", "command": "synthetic"}, syn.LINUX_HOST)
+    run_id = begin_run(path, {"spec_name": "conc", "command": "synthetic"}, syn.LINUX_HOST)
     for i, n in enumerate((1, 2)):
         wall = ns(np.random.default_rng(i), 40, 2.0 * n)
         row = syn.case_row(f"conc[concurrency={n}]", wall, weight_bytes=10**8, backend="numpy",
                            compute_units=None, index=i, params={"run.concurrency": n})  # fmt: skip
-        append_case(path, later, {**row, "concurrency": n}, wall)
-    finish_run(path, later, "finished")
+        kind = {"instances": "shared"} if n > 1 else {}
+        append_case(path, run_id, {**row, "concurrency": n, **kind}, wall)
+    finish_run(path, run_id, "finished")
+    return run_id
+
+
+def test_instances_that_did_not_run_at_once_are_said_so_everywhere(tmp_path):
+    """No throughput is stored where a case's instances did not all run at once: the
+    report called it '2 shared instances at once', share showed '-' with no reason, and
+    chart sweep drew concurrency 1 alone with nothing said of the rest."""
+    from anemll_spec.chart import report
+    from anemll_spec.store.share import share_markdown
+
+    path = tmp_path / "s.duckdb"
+    run_id = _concurrency_run(path)
+    con = connect(str(path))
+    try:
+        opts = Options(param="run.concurrency", metric="throughput_ips")
+        subtitle = " ".join(sweep.build(con, opts)["title"]["subtitle"])
+        md = share_markdown(con, run_id, baseline="M1 Max")
+        cases = [dict(zip([d[0] for d in con.description], r, strict=True))
+                 for r in con.execute("SELECT * FROM results WHERE run_id = ? ORDER BY case_index",
+                                      [run_id]).fetchall()]  # fmt: skip
+    finally:
+        con.close()
+    assert (
+        "Not drawn, 1 case(s) with no throughput_ips: conc[concurrency=2] · numpy (their "
+        "instances did not all run at once: no aggregate was measured" in subtitle
+    ), subtitle
+    assert "Row 2: its 2 instances did not all run at once" in md, md
+    assert "Row 1:" not in md
+    table = report._cases_table(cases)
+    assert "2 shared instances, not all at once (no aggregate measured)" in table
+    assert "2 shared instances at once" not in table
+
+
+def test_sweep_param_picks_the_latest_run_that_swept_it(tmp_path):
+    """`chart sweep --param model.vocab_size` failed ('not a swept parameter here') when
+    the latest sweep run swept something else, though the store held one that swept it."""
+
+    path = tmp_path / "s.duckdb"
+    vocab = syn.sweep_run(path)
+    later = _concurrency_run(path)
     con = connect(str(path))
     try:
         assert sweep.pick_run(con, Options(), needs=sweep.NEEDS) == later

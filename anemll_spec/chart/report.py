@@ -252,8 +252,11 @@ def _cases_table(cases: list[dict]) -> str:
         )
         if (c.get("concurrency") or 1) > 1:  # latency and GB/s are per call, under load
             ips = c.get("throughput_ips")
-            at_once = f"{c['concurrency']} {c.get('instances') or 'shared'} instances at once"
+            n, kind = c["concurrency"], c.get("instances") or "shared"
+            at_once = f"{n} {kind} instances at once"
             aggregate = f": {fmt_num(ips, 4)} inferences/s in all" if ips is not None else ""
+            if ips is None and c.get("status") == "ok":  # no overlap: no aggregate measured
+                at_once = f"{n} {kind} instances, not all at once (no aggregate measured)"
             c["flags"] = ", ".join(f for f in (at_once + aggregate, c["flags"]) if f)
         if c.get("status") != "ok" and c.get("error"):
             c["flags"] = f"error: {c['error']}"

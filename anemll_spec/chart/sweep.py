@@ -80,12 +80,14 @@ def pick_param(found: dict[str, int], wanted: str | None) -> str | None:
 
 def query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str]:
     """(rows, swept parameter on x, metric); each row's `series` names its line."""
-    rows, param, metric, _others = _query(con, opts, run_id)
+    rows, param, metric, _others, _left = _query(con, opts, run_id)
     return rows, param, metric
 
 
-def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[str]]:
-    """query(), plus the other swept parameters that are part of each series' name."""
+def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[str], list[str]]:
+    """query(), plus the other swept parameters that are part of each series' name and the
+    labels of the cases left out for having no value of the metric (a throughput where the
+    instances did not all run at once)."""
     cases_sql, params = selected_cases_sql(opts, run_id, needs=NEEDS)
     found = swept_params(con, cases_sql, params)
     param = pick_param(found, opts.param) if not opts.param or opts.param in found else None
@@ -121,12 +123,13 @@ def _query(con, opts: Options, run_id: str) -> tuple[list[dict], str, str, list[
                TRY_CAST(xj::VARCHAR AS DOUBLE) AS x_num, trim(xj::VARCHAR, '"') AS x_text,
                concat_ws(' · ', backend, nullif(compute_units, ''),
                          CASE WHEN backend = 'torch' THEN device END, {other_sql}) AS series
-        FROM v WHERE value IS NOT NULL AND xj IS NOT NULL
+        FROM v WHERE xj IS NOT NULL
         ORDER BY series, x_num, x_text
         """,
         [*params, _json_path(param), *other_params],
     )
-    return rows, param, metric, others
+    left = [r["label"] for r in rows if r["value"] is None]
+    return [r for r in rows if r["value"] is not None], param, metric, others, left
 
 
 def _nothing_swept(con, opts: Options, run_id: str) -> Exception:
@@ -185,19 +188,40 @@ def build(con, opts: Options) -> dict[str, Any]:
         )
         + ": give a spec a `sweep:` (e.g. model.vocab_size: [32000, 128256]) and bench it",
     )
-    rows, param, metric, others = _query(con, opts, run_id)
+    rows, param, metric, others, left = _query(con, opts, run_id)
     if not rows:
         raise NoData(
             f"no {opts.metric or DEFAULT_SWEEP_METRIC} values to draw in run {run_id} "
-            f"({opts.describe(run=False)})"
+            f"({opts.describe(run=False)}){_left_out(left, metric, ': ')}"
         )
-    return style.drawn_runs(chart(rows, param, metric, run_id, opts, others), run_id)
+    return style.drawn_runs(chart(rows, param, metric, run_id, opts, others, left), run_id)
+
+
+def _left_out(left: Sequence[str], metric: str, lead: str = "") -> str:
+    """Which cases have no value of `metric` to draw, and why (empty: none)."""
+    if not left:
+        return ""
+    names = ", ".join(left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else "")
+    why = (
+        "their instances did not all run at once: no aggregate was measured; each case's "
+        "note says which made no call"
+        if metric == "throughput_ips"
+        else "none stored"
+    )
+    return f"{lead}not drawn, {len(left)} case(s) with no {metric}: {names} ({why})"
 
 
 def chart(
-    rows, param: str, metric: str, run_id: str, opts: Options, others: Sequence[str] = ()
+    rows,
+    param: str,
+    metric: str,
+    run_id: str,
+    opts: Options,
+    others: Sequence[str] = (),
+    left: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """`others`: the swept parameters besides `param` that name the series."""
+    """`others`: the swept parameters besides `param` that name the series; `left`: the
+    labels of cases with no value of the metric, said in the subtitle."""
     import altair as alt
 
     numeric = all(r["x_num"] is not None for r in rows)
@@ -336,7 +360,9 @@ def chart(
             f"{shape_words} the 95% CI of the median (bootstrap), converted to this metric."
             if METRICS[metric][2]
             else f"{shape_words} not drawn: throughput counts every instance's calls over the "
-            "wall time (one instance: 1000 / mean latency), and no CI of the median belongs to it.",
+            "span of their calls (one instance: 1000 / mean latency), and no CI of the median "
+            "belongs to it.",
+            *(["N" + _left_out(left, metric)[1:] + "."] if left else []),
             f"Filters: {opts.describe()}. Source: cases table.",
         )
     )

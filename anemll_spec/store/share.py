@@ -184,6 +184,13 @@ def _summary(con, run_id: str) -> str:
     return (
         markdown.table(names, shown, digits=4, null="-")
         + "".join(_why_not_ok(i, r) for i, r in enumerate(rows, 1) if r[4] != "ok")
+        + "".join(
+            f"\nRow {i}: its {r[14]} instances did not all run at once (too few calls to "
+            "overlap), so no aggregate inferences/s was measured; the case's note says which "
+            "made no call.\n"
+            for i, r in enumerate(rows, 1)
+            if r[4] == "ok" and (r[14] or 1) > 1 and r[16] is None
+        )
         + (
             "\nWith several instances at once, latency and GB/s are per call under that load; "
             "inferences/s counts every instance's calls over the time they ran together.\n"
