@@ -119,6 +119,11 @@ def test_target_forms_parse_and_redact(tmp_path):
         ),
         ("host=h mypassword=kept", "host=h mypassword=kept"),  # no such key: not a secret
         ("h password=pw' AS lake", "h password=***' AS lake"),  # the SQL string's quote stays
+        # libpq's escaped space is part of an unquoted value (the part after it was shown
+        # and stored in runs.command), and so is an escaped backslash or a final one
+        ("host=h password=p\u00e4\\ ss'w\\\\o=rd user=u", "host=h password=*** user=u"),
+        ("host=h password=wrong\\ SECRETTAIL", "host=h password=***"),
+        ("host=h password=SEC\\", "host=h password=***"),
     ],
 )
 def test_a_password_is_redacted_whole(target, shown):
