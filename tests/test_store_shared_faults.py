@@ -434,3 +434,21 @@ def test_a_server_lost_under_a_query_is_the_stores_failure(postgres, tmp_path, c
     )
     assert " failed during the query: " in err, err
     assert len(rows_of(target)) == 1  # the server is back, the store as it was
+
+
+def test_the_printed_push_is_one_shell_word_for_a_target_with_quoted_values(tmp_path):
+    """The target was wrapped in raw single quotes: a quoted libpq value (a data_path with a
+    space) closed them early, and the printed push failed, 'unrecognized arguments'."""
+    from anemll_spec.store.fallback import BenchStore
+
+    target = (
+        "ducklake:postgres:dbname=lake user=anemll password='s3 cr3t' "
+        f"data_path='{tmp_path / 'lab share'}'"
+    )
+    bs = BenchStore(target, local=str(tmp_path / "local store.duckdb"))
+    bs.fell_back, bs._moved = "connection refused", {"20261207-000000-0123abcd"}
+    words = shlex.split(bs.message.split("push it: ", 1)[1])
+    assert words == ["anemll-spec", "push", "20261207-000000-0123abcd", "--store",
+                     str(tmp_path / "local store.duckdb"), "--to",
+                     lake_target.redact(target)]  # fmt: skip
+    assert "s3" not in bs.message and "cr3t" not in bs.message

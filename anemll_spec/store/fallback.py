@@ -88,7 +88,7 @@ class BenchStore:
         return (
             f"the shared store {to} was unreachable ({self.fell_back}); "
             f"this run is in the local store {self.local}. When the shared store is back, "
-            f"push it: anemll-spec push {runs} --store {local} --to '{to}'"
+            f"push it: anemll-spec push {runs} --store {local} --to {shlex.quote(to)}"
         )
 
     # ---- the write API
