@@ -452,3 +452,25 @@ def test_the_printed_push_is_one_shell_word_for_a_target_with_quoted_values(tmp_
                      str(tmp_path / "local store.duckdb"), "--to",
                      lake_target.redact(target)]  # fmt: skip
     assert "s3" not in bs.message and "cr3t" not in bs.message
+
+
+@pytest.mark.parametrize("where", ["/proc/fb.duckdb", "fb\udcff.duckdb", "file/fb.duckdb"])
+def test_a_fallback_store_that_could_not_take_the_run_is_refused_up_front(tmp_path, where, cli):
+    """A lost server moved the run to a local store found unwritable only then (exit 2,
+    the case just measured and the rest lost, the shared copy left 'running'). bench
+    refuses such a fallback before anything is measured, naming the variable to set."""
+    (tmp_path / "file").write_text("a file, not a folder")
+    target = (
+        f"ducklake:postgres:host=127.0.0.1 port={_closed_port()} user=x dbname=y "
+        f"password=hunter2 data_path={tmp_path / 'd'}"
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: fb\nmodel: {family: matmul, m: 4, k: 8, n: 8}\nrun: {backends: [numpy]}\n"
+    )
+    env = {"ANEMLL_SPEC_FALLBACK_STORE": where if where.startswith("/") else str(tmp_path / where)}
+    r = cli("bench", spec, "--store", target, env=env, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "hunter2" not in r.stderr
+    assert "fallback store ($ANEMLL_SPEC_FALLBACK_STORE)" in r.stderr, r.stderr
+    assert "timing" not in r.stderr and not (tmp_path / "d").exists()

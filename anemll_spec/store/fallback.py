@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from anemll_spec.errors import AnemllError
+from anemll_spec.errors import AnemllError, InputError
 from anemll_spec.machine_id import machine_id
 from anemll_spec.store import lake, lake_target, writer
 from anemll_spec.store.connection import (
@@ -39,6 +39,36 @@ from anemll_spec.store.rows import utc_now
 from anemll_spec.text import path_word
 
 ENV_FALLBACK = "ANEMLL_SPEC_FALLBACK_STORE"
+
+
+def _check_fallback(local: str, named: bool) -> None:
+    """The local store a shared store's run moves to when its server is lost must take it:
+    found unwritable only then (a name DuckDB cannot take, a folder this process cannot
+    write), the case just measured and the rest of the run were lost, exit 2."""
+    import tempfile
+
+    from anemll_spec.store.connection import store_path, utf8_name
+
+    utf8_name(local, f"fallback store (${ENV_FALLBACK})" if named else "fallback store")
+    where = f"(${ENV_FALLBACK}) {local}" if named else local
+    fix = f"set ${ENV_FALLBACK} to a file in a writable folder"
+    path = store_path(local)
+    if path.exists():
+        ok, why = path.is_file() and os.access(path, os.W_OK), "not a writable file"
+    else:
+        at = path.absolute().parent
+        while not at.exists() and at != at.parent:
+            at = at.parent
+        try:  # a real probe: root passes access() checks that the file system refuses
+            Path(tempfile.mkdtemp(prefix=".tmp-probe-", dir=at)).rmdir()
+            ok, why = True, ""
+        except OSError as exc:
+            ok, why = False, f"cannot write in {at} ({exc.strerror or exc})"
+    if not ok:
+        raise InputError(
+            f"fallback store {where}: {why}; a run moves there if the shared store becomes "
+            f"unreachable, and would be lost: {fix}"
+        )
 
 
 def _stderr(text: str) -> None:
@@ -58,6 +88,8 @@ class BenchStore:
         self.shared = lake_target.is_lake(self.target)
         # a shared store's fallback; a locked file's is a file of the run's own (_fall_back)
         self.local = local or os.environ.get(ENV_FALLBACK) or DEFAULT_PATH
+        if self.shared:  # where a lost server's run goes: checked before anything is measured
+            _check_fallback(self.local, named=not local and bool(os.environ.get(ENV_FALLBACK)))
         self.note = note
         self.timeout = lock_timeout(timeout_s)
         self.fell_back: str | None = None  # why the run moved to the local store
