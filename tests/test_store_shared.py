@@ -62,10 +62,10 @@ def fill(target, n_runs=2, chips=("Apple M1 Max", "Apple M4 Max"), seed=0) -> li
     return ids
 
 
-def rows(target, sql: str) -> list[tuple]:
+def rows(target, sql: str, params: list | None = None) -> list[tuple]:
     con = open_store(target, read_only=True)
     try:
-        return con.execute(sql).fetchall()
+        return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
 
@@ -741,6 +741,39 @@ def test_a_pull_keeps_the_status_a_run_measured_here_was_given(tmp_path):
     assert (got["runs_updated"], got["cases_added"]) == (1, 2)
     status = dict(rows(mine, "SELECT run_id, status FROM runs"))
     assert status == {ids[0]: "interrupted", ids[1]: "finished"}
+
+
+def test_a_run_interrupted_in_both_stores_ends_after_its_last_case(tmp_path):
+    """A run marked 'interrupted' here (its writer's pid gone: its case's time), then
+    interrupted by its writer in the store it went on in: the pull brought the later
+    cases but kept the earlier finish time (same status), a run ending before its cases."""
+    mine, theirs = tmp_path / "mine.duckdb", tmp_path / "theirs.duckdb"
+    code = (
+        "import sys\nfrom fixtures.store.synth import case, host, run, samples_ns\n"
+        "import numpy as np\nfrom anemll_spec.store import append_case, begin_run\n"
+        "rid = begin_run(sys.argv[1], run(), host())\n"
+        "w = samples_ns(np.random.default_rng(1), 40, 5.0)\n"
+        "append_case(sys.argv[1], rid, case(wall=w), w)\nprint(rid)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-c", code, str(mine)], capture_output=True,
+                         text=True, env=env, check=True)  # fmt: skip
+    rid = out.stdout.strip()
+    for suffix in ("", ".wal"):  # the run went on in a copy of the store
+        if Path(f"{mine}{suffix}").exists():
+            Path(f"{theirs}{suffix}").write_bytes(Path(f"{mine}{suffix}").read_bytes())
+    w = samples_ns(np.random.default_rng(2), 40, 5.0)
+    append_case(theirs, rid, case(wall=w), w)
+    finish_run(theirs, rid, "interrupted")  # its writer's Ctrl-C there
+    begin_run(mine, run(), host())  # a later bench here marks it: its pid has exited
+    last = "SELECT status, finished_at FROM runs WHERE run_id = ?"
+    (marked,) = rows(mine, last, [rid])
+    assert marked[0] == "interrupted"
+    got = copy_runs(theirs, mine)
+    assert (got["runs_updated"], got["cases_added"]) == (1, 1)
+    assert rows(mine, last, [rid]) == rows(theirs, last, [rid])
+    (latest,) = rows(mine, "SELECT max(finished_at) FROM cases WHERE run_id = ?", [rid])
+    assert rows(mine, last, [rid])[0][1] >= latest[0] > marked[1]
 
 
 def test_a_push_under_a_shared_runs_id_from_another_run_is_refused(shared, tmp_path):

@@ -278,11 +278,14 @@ def _first_line(exc: BaseException, path: Path, where: str) -> str:
 def advance_status(con, runs: str) -> int:
     """Runs the store holds take the status (and finish time) of staged `runs` where it is
     later: a status only moves forward when runs merge (import, push, pull): running ->
-    interrupted -> finished or failed. Returns how many runs changed."""
+    interrupted -> finished or failed; with the same status, a later finish time (a run
+    marked interrupted here, then interrupted in the store it went on in, ended after its
+    last case there, not before it). Returns how many runs changed."""
+    new, old = _STATUS_RANK.format("x.status"), _STATUS_RANK.format("runs.status")
     (n,) = con.execute(
         f"UPDATE runs SET status = x.status, finished_at = x.finished_at FROM {runs} x "
-        f"WHERE runs.run_id = x.run_id AND {_STATUS_RANK.format('x.status')} > "
-        f"{_STATUS_RANK.format('runs.status')}"
+        f"WHERE runs.run_id = x.run_id AND ({new} > {old} OR ({new} = {old} AND "
+        "x.status = runs.status AND x.finished_at > runs.finished_at))"
     ).fetchone()
     return int(n)
 
