@@ -155,13 +155,15 @@ def _absolute(path: str | None) -> str | None:
 
 _KEYS = "|".join(SECRET_KEYS)
 # key=value (libpq): a quoted value, or an unquoted one, which runs to the next space
-# not escaped (libpq's `\ ` is part of the value, as _KV reads it: `password=pä\ ss`)
+# not escaped (libpq's `\ ` is part of the value, as _KV reads it: `password=pä\ ss`; a
+# backslash before the quote closing an SQL string leaves that quote: `password=pw\' AS`)
 # (a quote closing the SQL string around it is left: `ATTACH '...password=pw' AS`)
 # (a quote that never closes runs to the end: `password='s3 cr3t` hid only `'s3`)
 _SECRET_KV = re.compile(
     r"((?<![?&\w])(?:" + _KEYS + r")\s*=\s*)(?!(?:\*\*\*|\.\.\.|\*\*\*\.\.\.)(?:'|\s|$))"  # shown
     r"(''(?:[^']|'(?!'))*''|'(?:[^'\\]|\\.)*'|'(?:[^'\\]|\\.)*\\?$"
-    r"|(?:[^\s'\\]|\\.|\\$)(?:[^\s\\]|\\.)*?(?:\\$)?(?='?(?:\s|$)))",
+    r"|(?:[^\s'\\]|\\(?!'(?:\s|$)).|\\(?='(?:\s|$))|\\$)"
+    r"(?:[^\s\\]|\\(?!'(?:\s|$)).|\\(?='(?:\s|$)))*?(?:\\$)?(?='?(?:\s|$)))",
     re.I | re.S,
 )
 # a URI's query parameter runs to the next '&'
