@@ -175,3 +175,74 @@ def test_a_pass_whose_reader_fails_to_start_makes_no_calls(tmp_path, monkeypatch
     (case,) = dict_rows(store, "SELECT energy_note, notes FROM cases")
     assert case["energy_note"].startswith("the energy reading failed to start: FileNotFound")
     assert "back-to-back" not in (case["notes"] or "")
+
+
+def _reading(interval_s: float):
+    from anemll_spec.power.base import Energy
+
+    return Energy({"package": 1000.0}, ("package",), interval_s, "rapl", 2, True)
+
+
+def test_a_concurrent_reading_is_kept_only_as_the_energy_of_overlapping_calls():
+    """The reading runs from the instances' release to their last result: for 20 fast calls
+    it lasted 0.214 s against 16 ms of calls (13x the energy per inference), and it was kept
+    where the instances had not run at once at all (a lone instance's calls filed as
+    'concurrency 2'). Kept: within 10% of the calls' span, instances overlapping."""
+    from types import SimpleNamespace
+
+    from anemll_spec.runner.energy import SPAN_SLACK, concurrent_energy
+
+    ok = _reading(0.105)
+    assert concurrent_energy(ok, SimpleNamespace(wall_s=0.1), 0.0, None) is ok
+    long = concurrent_energy(_reading(0.214), SimpleNamespace(wall_s=0.01645), 0.0, None)
+    assert long.reason == (
+        "not kept: the reading lasted 0.21 s, 13x the instances' calls (0.016 s): it counts "
+        "their release and the hand-back of their results, not only the calls; more "
+        "iterations or a longer max_time_s make that share small"
+    )
+    apart = concurrent_energy(
+        _reading(0.1), SimpleNamespace(wall_s=0.1), 0.0, "instance 1 made no call"
+    )
+    assert apart.reason.startswith("not kept: the instances did not all run at once (instance 1")
+    short = concurrent_energy(_reading(0.1), SimpleNamespace(wall_s=0.1), 2.0, None)
+    assert short.reason.startswith("not read: the instances' timed phase lasted 0.1 s, under")
+    assert SPAN_SLACK == 1.1
+
+
+def test_twenty_fast_concurrent_calls_store_no_energy_figure(tmp_path, monkeypatch):
+    """A real bench, a counter at 10 W: 20 calls of a tiny model on 2 instances with
+    energy_s 0 stored 32 mJ per inference (about 60x the calls' own) as a 'concurrency 2'
+    figure. Now NULL, and the note says why."""
+    monkeypatch.setattr(energy, "reader", ClockedRapl(tmp_path / "powercap", 10.0).reader)
+    text = PLAIN.replace("iterations: 8", "iterations: 20, concurrency: 2, energy_s: 0")
+    res, store = _bench(tmp_path, text)
+    assert res.status == "finished", [m.error for m in res.results]
+    (case,) = dict_rows(store, "SELECT energy_total_mj, energy_note FROM cases")
+    assert case["energy_total_mj"] is None
+    assert case["energy_note"].startswith("not kept: the "), case["energy_note"]
+
+
+def test_a_window_shorter_than_its_counters_update_period_stores_no_energy_of_its_own():
+    """Sustained windows of 0.055 s on a counter that moves every 100 ms (NVML) stored
+    1000 mJ for every other window, 'power_w_mean' 17-18 W for a 10 W device, drawn as
+    each window's power. Such a window keeps no energy of its own; the case sums them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from anemll_spec.power.base import Energy
+    from anemll_spec.store.energy import sustained_rows
+
+    def window(i: int, seconds: float, mj: float):
+        e = Energy({"gpu": mj}, ("gpu",), seconds, "nvml", 2, True)
+        return SimpleNamespace(index=i, start_ns=i * 10**9, wall_s=seconds, calls=10,
+                               median_ms=1.0, energy=e, thermal=None,
+                               samples_ns=np.full(10, 10**6, np.int64))  # fmt: skip
+
+    wins = [window(0, 0.055, 1000.0), window(1, 0.055, 0.0), window(2, 0.15, 1500.0)]
+    verdict = SimpleNamespace(first_median_ms=1.0, last_median_ms=1.0, throughput_ratio=1.0,
+                              ci_low=1.0, ci_high=1.0, verdict="stable", throttled=False)  # fmt: skip
+    s = SimpleNamespace(windows=wins, verdict=verdict, duration_s=1.0, window_s=0.055)
+    rows = sustained_rows(s)
+    assert [r.get("energy_total_mj") for r in rows["windows"]] == [None, None, 1500.0]
+    assert rows["case"]["energy_total_mj"] == 2500.0  # the case still sums every window

@@ -361,12 +361,7 @@ def _finish_concurrent(cr: CaseRun, m: Measurement, res: Any, plan: Any, reader:
     if apart:
         m.throughput_ips = None
     m.energy = res.energy if isinstance(reader, Guarded) else reader
-    short = getattr(m.energy, "interval_s", None)
-    if short is not None and short < run.energy_s:  # as a plain loop's: too short to count
-        m.energy = Unavailable(
-            f"not read: the instances' timed phase lasted {short:.2g} s, under run.energy_s "
-            f"({run.energy_s:g} s), and concurrent instances get no separate energy pass"
-        )
+    m.energy = energy.concurrent_energy(m.energy, res, run.energy_s, apart)
     m.reading_calls = res.calls
     per = ", ".join(
         f"{float(np.median(t.samples_ns)) / 1e6:.3f}" if t.n else "- (no call)"

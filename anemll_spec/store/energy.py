@@ -161,7 +161,14 @@ def sustained_rows(s, energy=None) -> dict:
             "calls": w.calls,
             "median_ms": w.median_ms,
         }
-        if hasattr(w.energy, "rails_mj") and not unusable(w.energy, w.calls):
+        # a window shorter than its counter's update period has no energy of its own (one
+        # update may hold several windows' worth): the case's figure sums the windows
+        period = UPDATE_PERIOD_S.get(getattr(w.energy, "method", ""), 0.0)
+        if (
+            hasattr(w.energy, "rails_mj")
+            and not unusable(w.energy, w.calls)
+            and w.energy.interval_s >= period
+        ):
             row["energy_total_mj"] = float(w.energy.total_mj)
             row["energy_interval_s"] = float(w.energy.interval_s)
             of = w.index  # the window's own reader: its timeline is this window's
