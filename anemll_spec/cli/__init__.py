@@ -100,6 +100,14 @@ class _Parser(argparse.ArgumentParser):
 
         super().error(redact(message))
 
+    def _get_values(self, action, arg_strings):
+        """`--opt=--`: argparse (3.11) strips the '--' and hands the option [] as its
+        value, past type= and choices=: `cache clear --cache-dir=--` cleared the default
+        cache, `bench --store=--` wrote to the default store, others raised tracebacks."""
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
