@@ -38,3 +38,42 @@ def test_cache_clear_with_dashdash_clears_nothing(cli, tmp_path):
     r = cli("cache", "clear", "--cache-dir=--", env={"ANEMLL_SPEC_CACHE": str(cache)})
     assert r.returncode == 2 and "expected one argument" in r.stderr, r.stderr
     assert entry.is_dir()
+
+
+def test_query_and_predict_refuse_files_that_are_not_regular(cli, tmp_path):
+    """A FIFO hung `query q.sql` and `predict --inputs`; /dev/zero as a .sql filled memory
+    (a MemoryError traceback); an empty .npz raised EOFError, a traceback."""
+    import os
+
+    fifo = tmp_path / "q.sql"
+    os.mkfifo(fifo)
+    (tmp_path / "z.sql").symlink_to("/dev/zero")
+    (tmp_path / "zero.npz").write_bytes(b"")
+    model = "tests/fixtures/build/lm_head_tiny.mlmodelc"
+    for args, says in (
+        (["query", fifo], "not a regular file (a FIFO, socket or device)"),
+        (["query", tmp_path / "z.sql"], "not a regular file (a FIFO, socket or device)"),
+        (["predict", model, "--inputs", fifo], "not a regular file (a FIFO, socket or device)"),
+        (["predict", model, "--inputs", tmp_path / "zero.npz"], "cannot read input arrays"),
+    ):
+        r = (
+            cli(*args, "--store", tmp_path / "s.duckdb", timeout=60)
+            if args[0] == "query"
+            else cli(*args, timeout=60)
+        )
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert says in r.stderr, r.stderr
+
+
+def test_a_chart_folder_is_never_the_stores_log_and_an_empty_baseline_is_refused(cli, tmp_path):
+    """`chart --out store.duckdb.wal` made a folder there: the healthy store then read as
+    damaged ('Move it aside ... restore a copy'). `--baseline ''` became M1 Max silently."""
+    from fixtures.store.synth import one_case_run
+
+    store = tmp_path / "s.duckdb"
+    one_case_run(store, seed=1)
+    r = cli("chart", "factors", "--store", store, "--out", f"{store}.wal")
+    assert r.returncode == 2 and "that is the results store" in r.stderr, r.stderr
+    assert not (tmp_path / "s.duckdb.wal").exists()
+    r = cli("chart", "factors", "--store", store, "--baseline", "", "--out", tmp_path / "c")
+    assert r.returncode == 2 and "--baseline ''" in r.stderr, r.stderr

@@ -118,12 +118,7 @@ def out_file(
     path = Path(value)
     if path.is_dir():
         raise InputError(f"{flag} {value}: is a folder; give a file name")
-    if store is not None:
-        from anemll_spec.store.connection import store_path
-
-        db = store_path(store)  # as the store itself resolves it (~, $ANEMLL_SPEC_STORE)
-        if path.resolve() in (db.resolve(), db.with_name(db.name + ".wal").resolve()):
-            raise InputError(f"{flag} {value}: that is the results store; give another file")
+    _not_the_store(path, flag, value, store, "file")
     if kind and path.suffix.lower() != kind[0]:
         raise InputError(f"{flag} {value}: {kind[1]}: name it FILE{kind[0]}")
     _writable(path, flag, value)
@@ -132,16 +127,30 @@ def out_file(
     return path
 
 
-def out_dir(value: str, flag: str = "--out") -> Path:
-    """Check a folder to write into before any work (created when missing)."""
+def out_dir(value: str, flag: str = "--out", *, store: str | None = None) -> Path:
+    """Check a folder to write into before any work (created when missing): never the
+    store or its log (a folder named store.duckdb.wal made the store read as damaged)."""
 
     from anemll_spec.errors import InputError
 
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {value}: is a file; give a folder")
+    _not_the_store(path, flag, value, store, "folder")
     _writable(path / "_", flag, value)
     return path
+
+
+def _not_the_store(path: Path, flag: str, value: str, store: str | None, what: str) -> None:
+    from anemll_spec.errors import InputError
+
+    if store is None:
+        return
+    from anemll_spec.store.connection import store_path
+
+    db = store_path(store)  # as the store itself resolves it (~, $ANEMLL_SPEC_STORE)
+    if path.resolve() in (db.resolve(), db.with_name(db.name + ".wal").resolve()):
+        raise InputError(f"{flag} {value}: that is the results store; give another {what}")
 
 
 def _writable(path: Path, flag: str, value: str) -> None:

@@ -105,14 +105,14 @@ def _run(args: argparse.Namespace, worker: Worker) -> int:
             raise InputError(f"chart {args.kind}: {flag} applies to {' and '.join(kinds)} only")
     opts = Options(
         model=args.model,
-        baseline=args.baseline or DEFAULT_BASELINE,
+        baseline=DEFAULT_BASELINE if args.baseline is None else args.baseline,
         where=args.where,
         runs=runs,
         metric=args.metric,
         param=args.param,
         by=args.by,
     )
-    out_dir(args.out)
+    out_dir(args.out, store=args.store)
     theirs = [] if args.force else render.foreign_files(Path(args.out), args.kind)
     if theirs:
         raise InputError(
