@@ -56,11 +56,8 @@ def test_query_and_predict_refuse_files_that_are_not_regular(cli, tmp_path):
         (["predict", model, "--inputs", fifo], "not a regular file (a FIFO, socket or device)"),
         (["predict", model, "--inputs", tmp_path / "zero.npz"], "cannot read input arrays"),
     ):
-        r = (
-            cli(*args, "--store", tmp_path / "s.duckdb", timeout=60)
-            if args[0] == "query"
-            else cli(*args, timeout=60)
-        )
+        store = ["--store", tmp_path / "s.duckdb"] if args[0] == "query" else []
+        r = cli(*args, *store, timeout=60)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert says in r.stderr, r.stderr
 
