@@ -5,11 +5,26 @@ both stages so that the charts need no builder code to find it."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 ENV_CACHE = "ANEMLL_SPEC_CACHE"
 # what Path.home() and Path('~').expanduser() raise (RuntimeError) with no home directory
 NO_HOME_ERROR = "Could not determine home directory"
+# what every input that must be a file says of a FIFO, socket or device
+NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+
+
+def is_special(path: Path | None = None, mode: int | None = None) -> bool:
+    """True for a path that is there and is neither a folder nor a regular file: a FIFO,
+    socket or device. Such a path is never opened as input: a FIFO blocks its reader
+    until a writer comes, and /dev/zero never ends. Give `mode` where a stat is at hand."""
+    if mode is None:
+        try:
+            mode = (path or Path()).stat().st_mode
+        except OSError:
+            return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def home_unknown() -> str:

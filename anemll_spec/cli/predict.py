@@ -193,16 +193,16 @@ def synthesise(path: Path, seed: int, function: str | None = None) -> dict[str, 
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
-    import stat
     import zipfile
 
     import numpy as np
 
     from anemll_spec.errors import InputError
+    from anemll_spec.paths import NOT_REGULAR, is_special
 
     try:  # a FIFO hung np.load; an empty file raised EOFError, a traceback
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise InputError(f"{path}: not a regular file (a FIFO, socket or device); give an .npz")
+        if is_special(path):
+            raise InputError(f"{path}: {NOT_REGULAR}; give an .npz")
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(

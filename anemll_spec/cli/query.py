@@ -189,14 +189,12 @@ MAX_SQL_BYTES = 16 * 2**20  # a .sql file larger than this is no query
 def read_sql(path: Path, shown: str) -> str:
     """A .sql file's text; one that cannot be read, or is not UTF-8, is bad input (a
     byte like 0xff raised UnicodeDecodeError, a traceback)."""
-    import stat
+    from anemll_spec.paths import NOT_REGULAR, is_special
 
     try:
         st = path.stat()  # a FIFO hung the read, /dev/zero filled memory
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(
-                f"cannot read {printable(shown)}: not a regular file (a FIFO, socket or device)"
-            )
+        if is_special(mode=st.st_mode):
+            raise InputError(f"cannot read {printable(shown)}: {NOT_REGULAR}")
         if st.st_size > MAX_SQL_BYTES:
             raise InputError(
                 f"cannot read {printable(shown)}: {st.st_size:,} bytes, more than a query's "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from anemll_spec.errors import Problem, SpecError
+from anemll_spec.paths import NOT_REGULAR, is_special
 from anemll_spec.spec.yamltabs import in_quoted_scalars, separating_tabs, with_spaces
 from anemll_spec.text import quoted
 
@@ -74,8 +75,8 @@ def read_text(path: Path) -> str:
             raise refuse("no such file")
         if path.is_dir():
             raise refuse("is a directory, not a spec file")
-        if not path.is_file():
-            raise refuse("not a regular file (a device, FIFO or socket), not a spec file")
+        if is_special(path):
+            raise refuse(f"{NOT_REGULAR}, not a spec file")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise refuse(f"file is {size:,} bytes; a spec must be under {MAX_FILE_BYTES:,}")

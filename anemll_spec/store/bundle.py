@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError
+from anemll_spec.paths import NOT_REGULAR, is_special
 from anemll_spec.store import schema
 from anemll_spec.store.schema import BUNDLE_TABLES, Table
 from anemll_spec.store.trust import Origin, check_staged
@@ -171,8 +172,8 @@ def _check_file(path: Path, where: str) -> None:
         raise InputError(f"{where}: cannot read it ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{where}: is a folder, not a bundle file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{where}: is not a regular file (a FIFO, socket or device), not a bundle")
+    if is_special(mode=st.st_mode):
+        raise InputError(f"{where}: is {NOT_REGULAR}, not a bundle")
     if st.st_size > MAX_FILE_BYTES:
         raise InputError(f"{where}: {st.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from anemll_spec.errors import InputError, RunFailed
+from anemll_spec.paths import NOT_REGULAR, is_special
 from anemll_spec.store import lake, lake_target, schema
 from anemll_spec.store.diagnose import (
     HEADERS_BYTES,
@@ -229,11 +230,8 @@ def _check_duckdb_file(path: Path) -> None:
         inside = path / "results.duckdb"
         hint = f", e.g. {inside}" if inside.is_file() else ""
         raise InputError(f"{path} is a folder: give the results store's file{hint}")
-    if path.exists() and not path.is_file():
-        raise InputError(
-            f"{path} is not a regular file (a FIFO, socket or device): give a results store "
-            "(a .duckdb file)"
-        )
+    if is_special(path):
+        raise InputError(f"{path} is {NOT_REGULAR}: give a results store (a .duckdb file)")
     above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"cannot make a store at {path}: {above} is a file, not a folder")
