@@ -1,7 +1,8 @@
 """What an op's definition bounds, refused by both executors alike (numpy and torch on
 CPU) in one line rather than computed into something the definition does not give:
 slice_update's update shape at runtime bounds (iOS18 def: the update has the slice's shape);
-negative gather/scatter indices from iOS17 (out of range there, wrapped up to iOS16); pad
+negative gather/scatter indices and crop_resize box_indices from iOS17 (out of range there,
+gather/scatter indices wrapped up to iOS16); pad
 amounts (iOS15 def: >= 0, at most D - 1 to reflect, D to replicate); quantize's per-channel
 scale holding a 0 (iOS17 def: only a scale 0 everywhere is refused)."""
 
@@ -193,6 +194,54 @@ def test_ios17_negative_indices_are_out_of_range(gathers17, executor, bad, ops):
     if executor == "torch":
         with pytest.raises(InputError, match=r"index out of range \[0, \d\) \(from iOS17"):
             _run(gathers17, _g_feed(**bad), executor, device_checks=True)
+
+
+@pytest.fixture(scope="module")
+def crop17(tmp_path_factory):
+    """iOS17 crop_resize of x (2, 1, 3, 3) by one box (rows 0-2, cols 0-2, 3 x 3: the
+    whole image, read at the grid points) at a runtime box index `bi` (1,)."""
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((2, 1, 3, 3)), mb.TensorSpec((1,), dtype=types.int32)],
+        opset_version=ct.target.iOS17,
+    )
+    def prog(x, bi):
+        box = np.array([[0, 0, 2, 2]], np.float32)
+        return mb.crop_resize(
+            x=x,
+            boxes=box,
+            box_indices=bi,
+            target_height=3,
+            target_width=3,
+            sampling_mode="STRICT_ALIGN_CORNERS",
+            name="crop",
+        )
+
+    folder = tmp_path_factory.mktemp("crop17")
+    return save_program(prog, folder / "crop.mlpackage", target=ct.target.iOS17)
+
+
+X2133 = np.arange(18, dtype=np.float32).reshape(2, 1, 3, 3)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_ios17_crop_resize_box_index_picks_the_image(crop17, executor):
+    out = _run(crop17, {"x": X2133, "bi": np.array([1], np.int32)}, executor)
+    np.testing.assert_array_equal(out["crop"], X2133[[1]])
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("index", [-1, 2])
+def test_ios17_crop_resize_box_index_out_of_range(crop17, executor, index):
+    """A negative box index is out of bound from iOS17, as gather's; both executors
+    wrapped -1 to the last image (crop of image 1)."""
+    match = r"\(crop_resize\) in function 'main': index out of range \[0, 2\)"
+    with pytest.raises(InputError, match=match):
+        _run(crop17, {"x": X2133, "bi": np.array([index], np.int32)}, executor)
+    if executor == "torch":  # the checks CUDA runs: deferred, on the device
+        with pytest.raises(InputError, match=r"index out of range \[0, 2\)"):
+            feed = {"x": X2133, "bi": np.array([index], np.int32)}
+            _run(crop17, feed, executor, device_checks=True)
 
 
 # -- pad amounts -----------------------------------------------------------------------------

@@ -221,7 +221,10 @@ def _crop_resize(p: Prep) -> Run:
         if ios17:
             n = xp.shape(boxes)[0]
             index = env[index_key] if index_key else p.derived(("arange", n), lambda: np.arange(n))
-            images = xp.expand_dims(xp.take(v, xp.checked_indices(index, batch, p.fail), 0), [1])
+            # an image index, never wrapped: iOS17's defs call negative indices out of
+            # bound (gather, scatter) and check only the upper bound here
+            index = xp.checked_indices(index, batch, p.fail, wrap=False)
+            images = xp.expand_dims(xp.take(v, index, 0), [1])
         else:
             n, width4 = xp.shape(boxes)[0], xp.shape(boxes)[2]
             boxes = xp.reshape(boxes, [n, width4])
