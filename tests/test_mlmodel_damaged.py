@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,8 +112,37 @@ def test_bench_refuses_a_damaged_external_model_before_running(good, tmp_path, h
     store = tmp_path / "s.duckdb"
     assert out.returncode == 2, out.stderr + out.stdout
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
-    assert "ext: model.path: " in out.stderr and want in out.stderr, out.stderr
+    # at model.path's value, as validate points: 'model: {family: external, path: ' is 32
+    at = f"{tmp_path / 'ext.yaml'}:2:33: ext: model.path: "
+    assert f"error: {at}" in out.stderr and want in out.stderr, out.stderr
     assert not store.exists()
+
+
+@pytest.mark.parametrize("command", ["bench", "build"])
+def test_a_swept_damaged_model_is_refused_at_its_sweep_entry(good, tmp_path, command):  # noqa: F811
+    """A sweep over model.path: the damaged package is named at its own value in the
+    sweep list (line 5, its column), not at the spec file alone; nothing stored."""
+    pkg = _copy(good, tmp_path)
+    shutil.copytree(pkg, tmp_path / "bad.mlpackage")
+    want = _damage(tmp_path / "bad.mlpackage", "truncated", tmp_path)
+    spec = tmp_path / "sw.yaml"
+    spec.write_text(
+        "name: sw\nmodel: {family: external, path: m.mlpackage}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 5, energy_s: 0}\nsweep:\n"
+        "  model.path: [m.mlpackage, bad.mlpackage]\n"
+    )
+    store = tmp_path / "s.duckdb"
+    args = ["--store", str(store)] if command == "bench" else []
+    out = subprocess.run(
+        [sys.executable, "-m", "anemll_spec", command, str(spec), "--cache-dir",
+         str(tmp_path / "cache"), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr + out.stdout
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    col = len("  model.path: [m.mlpackage, ") + 1
+    assert f"error: {spec}:5:{col}: sw[path=bad.mlpackage]: model.path: " in out.stderr, out.stderr
+    assert want in out.stderr and not store.exists(), out.stderr
 
 
 def _compiled_with(tmp_path: Path, old: str, new: str) -> Path:

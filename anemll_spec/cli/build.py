@@ -86,7 +86,8 @@ def _preflight(loaded: list, cache_dir: Path | None) -> None:
             try:
                 est = preflight(case.model, cache_dir)
             except InputError as exc:
-                raise InputError(f"{spec.path}: {case.model_name}: {exc}") from None
+                where = spec.refused_at(case, str(exc))
+                raise InputError(f"{where}: {case.model_name}: {exc}") from None
             if est is not None:
                 builds.append(est)
     try:

@@ -198,7 +198,8 @@ class Runner:
                     if coreml and key not in self.compiles:
                         self.compiles[key] = _compile_need(model, self.builds.get(key), self)
             except InputError as exc:  # which spec and case, when bench runs several
-                raise InputError(f"{self.spec.path}: {p.case.model_name}: {exc}") from None
+                where = self.spec.refused_at(p.case, str(exc))
+                raise InputError(f"{where}: {p.case.model_name}: {exc}") from None
         try:
             preflight_disk(list(self.builds.values()), self.cache_dir, sum(self.compiles.values()))
         except InputError as exc:

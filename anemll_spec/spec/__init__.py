@@ -67,6 +67,28 @@ class SpecFile:
     def n_cases(self) -> int:
         return math.prod(len(values) for values in self.sweep.values())
 
+    def where(self, case: Case, dotted: str) -> str:
+        """'file:line:col' of a case's field as written: its sweep entry's value where
+        the case sweeps it, else the field itself (later stages' refusals of a value,
+        such as a damaged external model, point where validate's would)."""
+        from anemll_spec.spec.problems import Locator
+
+        at: tuple = tuple(dotted.split("."))
+        if dotted in case.params:
+            values = self.sweep.get(dotted, [])
+            same = [i for i, v in enumerate(values) if v == case.params[dotted]]
+            at = ("sweep", dotted, same[0]) if same else ("sweep", dotted)
+        line, col = Locator(str(self.path), self.positions).where(at)
+        return f"{self.path}:{line}:{col}" if line else str(self.path)
+
+    def refused_at(self, case: Case, message: str) -> str:
+        """Where a later stage's refusal of a case points: the line and column of the
+        model field it starts with ('model.path: ...'), else the file."""
+        head = message.split(":", 1)[0]
+        if head.startswith("model.") and head.replace(".", "").replace("_", "").isalnum():
+            return self.where(case, head)
+        return str(self.path)
+
 
 def load_spec(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> SpecFile:
     """Read and fully validate a spec (every sweep point too); raise SpecError on any problem."""
