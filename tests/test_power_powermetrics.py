@@ -88,9 +88,32 @@ def test_only_samples_inside_the_timed_region_count():
     stop = samples[5].t_ns - int(samples[5].elapsed_s * 4e8)
     e = energy_from_samples(samples, start, stop)
     assert e.samples == 4
-    assert e.rails_mj["cpu"] == pytest.approx(sum(r[0] * r[1] for r in ROWS[2:6]) / 1e3)
+    # the four windows' mean power times the region's length (their sum charged the
+    # region the windows' ends outside it too), and the region as the interval
+    windows_s = sum(s.elapsed_s for s in samples[2:6])
+    region_s = (stop - start) / 1e9
+    cpu_mj = sum(r[0] * r[1] for r in ROWS[2:6]) / 1e3
+    assert e.interval_s == pytest.approx(region_s) and region_s < windows_s
+    assert e.rails_mj["cpu"] == pytest.approx(cpu_mj * region_s / windows_s)
     none = energy_from_samples(samples, 0, 10)
     assert isinstance(none, Unavailable) and "no sample" in none.reason
+
+
+def test_a_region_shorter_than_two_windows_is_no_reading():
+    """A 30 ms loop inside one 100 ms window was charged the whole window (3.3x its
+    energy per inference); a region must hold two windows' time."""
+    samples = parse_text((FIX / "powermetrics_m1_macbookair10_1.txt").read_text())
+    t = 0
+    for s in samples:
+        t += int(s.elapsed_s * 1e9)
+        s.t_ns = t
+    mid = samples[3].t_ns - int(samples[3].elapsed_s * 5e8)
+    short = energy_from_samples(samples, mid - 15_000_000, mid + 15_000_000)
+    assert isinstance(short, Unavailable), short
+    assert "reading over 0.03 s, shorter than 2 of its" in short.reason
+    assert "run.energy_s sets a longer reading" in short.reason
+    two = int(2.01 * samples[3].elapsed_s * 1e9)  # two windows' time: read
+    assert not isinstance(energy_from_samples(samples, mid - two // 2, mid + two // 2), Unavailable)
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS: the live test below")
@@ -170,8 +193,13 @@ def test_live_samples_chosen_are_the_windows_inside_the_timed_region(tmp_path, m
     assert not isinstance(e, Unavailable), e.reason
     inside = [k for k, (a, b) in windows(log).items() if t_start <= (a + b) / 2 <= t_stop]
     assert 9 <= len(inside) <= 11 and inside == list(range(inside[0], inside[-1] + 1))
-    # the chosen windows are contiguous too: their count and the sum of their ids name them
-    assert (e.samples, e.rails_mj["cpu"]) == (len(inside), float(sum(inside)))
+    # the chosen windows are contiguous too: their count and the sum of their ids name
+    # them (cpu_energy of window k is k mJ), scaled to the region by their mean power
+    win = windows(log)
+    windows_s = sum(win[k][1] - win[k][0] for k in inside) / 1e9
+    assert e.samples == len(inside)
+    assert t_stop - t_start <= e.interval_s * 1e9 < t_stop - t_start + 50_000_000
+    assert e.rails_mj["cpu"] == pytest.approx(sum(inside) * e.interval_s / windows_s)
 
 
 def test_powermetrics_that_exits_at_once_says_why_without_waiting(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ layout), with counter wraps; and what this machine itself says."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -78,6 +79,20 @@ def test_energy_between_two_reads_hand_computed(tree: Path):
     assert e.per_inference_mj(100)["total"] == pytest.approx(34.00001)
     assert e.per_inference_mj(100)["package-0.dram"] == pytest.approx(4.0)
     assert e.mean_power_w()["total"] == pytest.approx(3.400001 / e.interval_s)
+    # the label says what the total holds: the package's DRAM too (it said the package)
+    assert e.notes == (
+        "RAPL: the CPU's own energy model of the whole package and its DRAM, all processes",
+    )
+
+
+def test_without_a_dram_zone_the_label_names_the_package_alone(tree: Path):
+    shutil.rmtree(tree / "intel-rapl:0:1")
+    reader = open_rapl(tree, period_s=None)
+    assert not isinstance(reader, Unavailable)
+    reader.start()
+    e = reader.stop()
+    assert e.total_rails == ("package-0",)
+    assert e.notes == ("RAPL: the CPU's own energy model of the whole package, all processes",)
 
 
 def test_sampler_catches_more_than_one_wrap(tree: Path):

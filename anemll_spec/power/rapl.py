@@ -109,8 +109,16 @@ class RaplReader:
             samples=len(points),
             timed_only=timed_only,
             timeline=tuple(timeline),
-            notes=("RAPL: the CPU's own energy model of the whole package, all processes",),
+            notes=(_note(self.zones),),
         )
+
+
+def _note(zones: list[Zone]) -> str:
+    """What the total holds: the package, and DRAM where its zone is exposed (counted in
+    the total, so said: the label once named the package alone)."""
+    dram = any(z.in_total and z.rail.endswith(".dram") for z in zones)
+    held = "the whole package and its DRAM" if dram else "the whole package"
+    return f"RAPL: the CPU's own energy model of {held}, all processes"
 
 
 def open_rapl(

@@ -64,7 +64,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 _CAVEAT = """CASE {p}energy_method
         WHEN 'nvml' THEN 'NVML: the GPU board''s own energy counter (the whole board, every '
             || 'process on it), not wall power'
-        WHEN 'rapl' THEN 'RAPL: the CPU package''s own energy model, not wall power'
+        WHEN 'rapl' THEN 'RAPL: the CPU package''s own energy model (with its DRAM where '
+            || 'exposed), not wall power'
         ELSE {p}energy_method || ': the SoC''s own energy estimate, not wall power; '
             || 'powermetrics'' manual warns against comparing its estimates across devices'
     END"""
