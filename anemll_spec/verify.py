@@ -10,7 +10,8 @@ Where the reference is all zeros only max_abs applies (the others are undefined:
 Infinities equal in both (an additive mask's -inf) are left out of the figures; a NaN
 output, or an infinity the reference does not have there, fails; where the reference is
 non-finite and the output finite (an fp16 reference that overflowed) there is nothing
-to verify against: those values are left out, said in the note, and the rest verified.
+to verify against: those values are left out, said in the note, and the rest verified
+(top-1 leaves out the positions holding them: a NaN or inf wins the reference's argmax).
 
 A classifier's outputs are host values: its {label: probability} dict must have the
 reference's labels, and its probabilities join the float comparison above (reference
@@ -83,9 +84,9 @@ def check_outputs(
     if (equal or untrusted) and not out.size:
         return skipped("no finite value of the reference to compare with")
     max_abs, rel_l2, cosine = figures(out, ref)
-    top1 = None
+    top1, top1_out = None, 0
     if vocab_chunk:
-        top1 = top1_agreement(
+        top1, top1_out = top1_counted(
             [np.asarray(outputs[k]) for k in reference],
             [np.asarray(v) for v in reference.values()],
             vocab_chunk,
@@ -105,6 +106,11 @@ def check_outputs(
         notes.append(
             f"{untrusted} reference values are non-finite where the output is finite (fp16 "
             "overflow in the reference?): left out of the figures"
+        )
+    if top1_out:
+        notes.append(
+            f"{top1_out} position{'s' if top1_out > 1 else ''} left out of top1_agreement "
+            "(the reference's top-1 there is unknown: non-finite)"
         )
     return Verdict(
         "fail" if failed else "pass",
@@ -246,8 +252,18 @@ def vocab_axis(shape: tuple[int, ...], vocab_chunk: int) -> int:
     raise ValueError(f"no axis of size {vocab_chunk} in output shape {shape}")
 
 
-def top1_agreement(outs: list[np.ndarray], refs: list[np.ndarray], vocab_chunk: int) -> float:
-    """Share of positions whose argmax over the concatenated chunks matches the reference."""
+def top1_agreement(
+    outs: list[np.ndarray], refs: list[np.ndarray], vocab_chunk: int
+) -> float | None:
+    """Share of positions whose argmax over the concatenated chunks matches the reference
+    (None: no position's reference top-1 is known)."""
+    return top1_counted(outs, refs, vocab_chunk)[0]
+
+
+def top1_counted(
+    outs: list[np.ndarray], refs: list[np.ndarray], vocab_chunk: int
+) -> tuple[float | None, int]:
+    """top1_agreement, and how many positions it left out (reference top-1 unknown)."""
 
     def logits(chunks: list[np.ndarray], shapes: list[tuple[int, ...]]) -> np.ndarray:
         parts = []
@@ -258,6 +274,19 @@ def top1_agreement(outs: list[np.ndarray], refs: list[np.ndarray], vocab_chunk: 
         return full.reshape(-1, full.shape[-1])
 
     shapes = [tuple(r.shape) for r in refs]
-    a = logits(outs, shapes).argmax(axis=-1)
-    b = logits(refs, shapes).argmax(axis=-1)
-    return float(np.mean(a == b))
+    o, r = logits(outs, shapes), logits(refs, shapes)
+    kept = top1_rows(o, r)
+    left_out = int(kept.size - np.count_nonzero(kept))
+    if not kept.any():
+        return None, left_out
+    return float(np.mean(o[kept].argmax(axis=-1) == r[kept].argmax(axis=-1))), left_out
+
+
+def top1_rows(o: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The positions whose reference top-1 is known: every non-finite reference value
+    there is the output's too (an additive mask's -inf). Where the reference overflowed
+    and the output did not, its argmax (a NaN or an inf wins) says nothing: such a
+    position is left out, as its values are left out of the figures."""
+    with np.errstate(invalid="ignore"):
+        unknown = ~np.isfinite(r) & ~(o == r)
+    return ~unknown.any(axis=-1)

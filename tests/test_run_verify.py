@@ -65,6 +65,34 @@ def test_wrong_outputs_fail(outputs):
     assert v.status == "fail" and "non-finite" in v.note
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_top1_leaves_out_positions_whose_reference_overflowed(bad):
+    """A reference NaN/inf where the output is finite is left out of the figures; argmax
+    still took it (a NaN or inf wins), so a case whose every compared value matched
+    FAILED with top1_agreement 0. Now the position is left out of top-1 too, and said."""
+    rows = np.array([[1, 0, 3, 2], [5, 1, 0, 2], [0, 4, 1, 2]], np.float32)  # top-1: 2, 0, 1
+    other = np.full((3, 4), 0.5, np.float32)
+    out = {"logits1": rows[None], "logits2": other[None]}
+    ref_rows = rows.copy()
+    ref_rows[0, 1] = bad  # position 0's reference overflowed; the output there is finite
+    ref = {"logits1": ref_rows[None], "logits2": other[None]}
+    v = check_outputs(out, ref, DEFAULT_TOL, vocab_chunk=4)
+    assert v.status == "pass", v.note
+    assert v.top1_agreement == 1.0 and v.max_abs_error == 0.0
+    assert "1 position left out of top1_agreement" in v.note
+    # every position overflowed: no top-1 figure at all, never 0
+    ref_all = {"logits1": np.full((1, 3, 4), bad, np.float32), "logits2": other[None]}
+    v = check_outputs(out, ref_all, DEFAULT_TOL, vocab_chunk=4)
+    assert v.top1_agreement is None and "3 positions left out" in v.note
+    # a real top-1 miss at a finite position still fails
+    wrong = rows.copy()
+    wrong[1] = [0, 9, 0, 0]
+    v = check_outputs(
+        {"logits1": wrong[None], "logits2": other[None]}, ref, DEFAULT_TOL, vocab_chunk=4
+    )
+    assert v.status == "fail" and v.top1_agreement == 0.5
+
+
 def test_vocab_axis_in_both_layouts():
     assert vocab_axis((1, 1, 16032), 16032) == 2
     assert vocab_axis((1, 16032, 1, 4), 16032) == 1
