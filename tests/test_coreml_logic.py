@@ -57,6 +57,11 @@ def int8_package(tmp_path_factory) -> Path:
     return _mil_package(tmp_path_factory.mktemp("int8") / "int8io.mlpackage", int8=True)
 
 
+@pytest.fixture(scope="module")
+def fp32_package(tmp_path_factory) -> Path:
+    return _mil_package(tmp_path_factory.mktemp("fp32") / "fp32io.mlpackage", int8=False)
+
+
 # -- 19.3 deployment target -> macOS ---------------------------------------------------
 @pytest.mark.parametrize(
     ("target", "state", "macos", "refused"),
@@ -93,12 +98,12 @@ def test_a_compatibility_answer_asks_on(mac_ver, asked, real):
     assert coreml_target.real_macos(mac_ver, *(lambda a=a: a for a in asked)) == real
 
 
-def test_macos_26_seen_as_16_by_an_old_sdk_python_is_26(monkeypatch, tmp_path, int8_package):
+def test_macos_26_seen_as_16_by_an_old_sdk_python_is_26(monkeypatch, tmp_path, fp32_package):
     """CPython gh-135675: on macOS 26, a Python built against an older SDK reads 16.0 from
     platform.mac_ver() (kern.osproductversion too, in compat mode); coremltools and the
     host row ask `sw_vers`, which says 26. An iOS26 model was refused ("this Mac runs
     macOS 16.0"). Here a real `sw_vers` on PATH answers, as on that Mac."""
-    model = {"family": "external", "path": str(int8_package)}  # an iOS26 ML Program
+    model = {"family": "external", "path": str(fp32_package)}  # an iOS26 ML Program
     sw_vers = tmp_path / "sw_vers"
     sw_vers.write_text('#!/bin/sh\n[ "$1" = -productVersion ] && echo 26.0.1\n')
     sw_vers.chmod(0o755)
@@ -168,6 +173,30 @@ def test_int8_package_refused_before_compiling(int8_package, tmp_path):
     with pytest.raises(BackendError, match=r"input x \(int8\).*Python binding cannot pass"):
         coreml.backend().prepare(int8_package, tmp_path / "work")
     assert not (tmp_path / "work").exists()  # nothing compiled, nothing written
+
+
+def test_int8_io_is_known_before_the_run(monkeypatch, int8_package, fp32_package):
+    """check_dtypes refused int8 I/O only in prepare: on macOS 26, auto picked coreml for
+    an int8 model (which then FAILED, numpy never tried) and a named coreml was not
+    refused up front (exit 1 and a failed case, not exit 2). Availability on a macOS 26
+    Mac simulated, as in the auto test above; the models are real iOS26 packages."""
+    real = backends.availability
+    monkeypatch.setattr(
+        backends,
+        "availability",
+        lambda n: backends.Availability("coreml", True, "macOS 26") if n == "coreml" else real(n),
+    )
+    monkeypatch.setattr(coreml_target, "macos_version", lambda: (26, 0))
+    int8 = {"family": "external", "path": str(int8_package)}
+    why = coreml_target.why_not(int8)
+    assert why is not None and why.startswith("input x (int8): coremltools ")
+    name, said = backends.resolve_auto(int8)
+    assert name == "numpy" and "coreml: input x (int8)" in said, said
+    with pytest.raises(InputError, match=r"backend coreml cannot run case 1 here: input x"):
+        backends.check_runs("coreml", int8, "case 1")
+    fp32 = {"family": "external", "path": str(fp32_package)}
+    assert coreml_target.why_not(fp32) is None
+    assert backends.resolve_auto(fp32)[0] == "coreml"
 
 
 # -- 19.9 the default function -----------------------------------------------------------

@@ -41,17 +41,19 @@ from anemll_spec.backends.coreml_plan import (  # noqa: F401 - re-exported (run.
     placement_rows,
     placement_shares,
 )
-from anemll_spec.backends.coreml_target import macos_version, parse_macos_version  # noqa: F401
+from anemll_spec.backends.coreml_target import (  # noqa: F401
+    UNSUPPORTED_DTYPES,
+    _ct_version,
+    macos_version,
+    parse_macos_version,
+    unsupported_io,
+)
 from anemll_spec.vocab import COMPUTE_UNITS
 
 NAME = "coreml"
 
 MIN_MACOS = (13, 0)  # CPU_AND_NE and ML Programs with iOS16+ targets
 COMPUTE_PLAN_MACOS = (14, 4)
-# dtypes coremltools 9.0's binding cannot pass: MLMultiArrayDataTypeInt8 is compiled out
-# (BUILT_WITH_MACOS26_SDK is defined only in CoreMLPython.mm, and tested in
-# CoreMLPythonArray.mm / CoreMLPythonUtils.mm, where it is undefined, so 0).
-UNSUPPORTED_DTYPES = {"int8": "int8"}
 
 
 # -- pure logic (tested on Linux) ------------------------------------------------------
@@ -82,15 +84,9 @@ def rosetta_note(translated: bool | None, compute_units: str) -> str | None:
 
 def check_dtypes(io_dtypes: Mapping[str, str], what: str, ct_version: str | None) -> None:
     """Refuse inputs/outputs the binding cannot convert, before anything is loaded."""
-    bad = {n: d for n, d in io_dtypes.items() if d in UNSUPPORTED_DTYPES}
-    if bad:
-        names = ", ".join(f"{n} ({d})" for n, d in bad.items())
-        raise BackendError(
-            f"{what} {names}: coremltools {ct_version or '?'}'s Python binding cannot pass "
-            "int8 arrays (its int8 support is compiled out: an int8 input fails with 'value "
-            "type not convertible', an int8 output hits assert(false)); use an int32 or "
-            "float16 model I/O, or another backend"
-        )
+    why = unsupported_io(io_dtypes, what, ct_version)
+    if why:
+        raise BackendError(why)
 
 
 def availability_of(
@@ -146,15 +142,6 @@ def _by_array(arr: np.ndarray) -> str:
 
 
 # -- environment -----------------------------------------------------------------------
-def _ct_version() -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("coremltools")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _has_libcoremlpython() -> bool:
     """Look for the native module without importing coremltools (it is slow to import)."""
     spec = importlib.util.find_spec("coremltools")

@@ -133,7 +133,47 @@ def model_target(model: Mapping[str, Any]) -> tuple[str | None, bool]:
 def why_not(model: Mapping[str, Any] | Any, macos: MacOS | None = None) -> str | None:
     """One line why Core ML on this Mac (or on `macos`) cannot run the case; None if it can.
 
-    `model`: the case's resolved model fields (a dict, or a model object with to_json())."""
+    `model`: the case's resolved model fields (a dict, or a model object with to_json()).
+    An external model's int8 inputs/outputs too: known before the run, so auto picks
+    another backend and a named coreml is refused (exit 2), not a FAILED case."""
     fields = model.to_json() if hasattr(model, "to_json") else model
     target, has_state = model_target(fields)
-    return why_not_on(target, has_state, macos_version() if macos is None else macos)
+    why = why_not_on(target, has_state, macos_version() if macos is None else macos)
+    if why is None and fields.get("family") == "external":
+        from anemll_spec.mlmodel import open_model
+
+        io = open_model(Path(fields["path"])).io()
+        ct = _ct_version()
+        why = unsupported_io({t.name: t.dtype for t in io.inputs}, "input", ct) or (
+            unsupported_io({t.name: t.dtype for t in io.outputs}, "output", ct)
+        )
+    return why
+
+
+# dtypes coremltools 9.0's binding cannot pass: MLMultiArrayDataTypeInt8 is compiled out
+# (BUILT_WITH_MACOS26_SDK is defined only in CoreMLPython.mm, and tested in
+# CoreMLPythonArray.mm / CoreMLPythonUtils.mm, where it is undefined, so 0).
+UNSUPPORTED_DTYPES = {"int8": "int8"}
+
+
+def unsupported_io(io_dtypes: Mapping[str, str], what: str, ct_version: str | None) -> str | None:
+    """Why the binding cannot pass these inputs/outputs (`what`), or None."""
+    bad = {n: d for n, d in io_dtypes.items() if d in UNSUPPORTED_DTYPES}
+    if not bad:
+        return None
+    names = ", ".join(f"{n} ({d})" for n, d in bad.items())
+    return (
+        f"{what} {names}: coremltools {ct_version or '?'}'s Python binding cannot pass "
+        "int8 arrays (its int8 support is compiled out: an int8 input fails with 'value "
+        "type not convertible', an int8 output hits assert(false)); use an int32 or "
+        "float16 model I/O, or another backend"
+    )
+
+
+def _ct_version() -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("coremltools")
+    except importlib.metadata.PackageNotFoundError:
+        return None
