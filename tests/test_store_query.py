@@ -365,6 +365,18 @@ def test_markdown_cells_give_githubs_autolinker_no_url(cli, store):
     assert shown[0] == r"www\.evil.com" and shown[1] == r"https\://evil.com/x"
 
 
+def test_markdown_cells_open_no_math(cli, store):
+    r"""GitHub renders `$...$` as math: a path like /Users/me/$HOME/x/$\mathbf{10x}$ in a
+    shared error read as a formula. Each `$` is backslash-escaped (CommonMark shows `\$`
+    as `$`; GitHub's math never opens at an escaped one)."""
+    name = r"/Users/me/$HOME/m/$\mathbf{FAKE}$.mlpackage"
+    r = cli("query", f"SELECT '{name}' AS name", "--store", store, "--format", "markdown")
+    assert r.returncode == 0, r.stderr
+    (md,) = cells(r.stdout.splitlines()[2])
+    assert re.search(r"(?<!\\)\$", md) is None, md  # every $ escaped
+    assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md) == name
+
+
 def test_long_inline_sql_and_single_words(cli, store):
     """Issue 15.10: SQL over 255 characters is SQL, not a file name; a single word is a
     query name when one has it, else SQL (SHOW), else an unknown query name. CHECKPOINT

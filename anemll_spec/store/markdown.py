@@ -1,12 +1,12 @@
 """Store rows as GitHub-flavoured Markdown (`query --format markdown`, `share`).
 
 Store text is data: in a cell, control characters are shown escaped, the characters
-that open Markdown inline syntax mid-line (`\\ ` * _ [ ] | ~`) are backslash-escaped
-(so `|` cannot end a cell, `[` cannot start a link or an image), and `<` `>` `&` `@`
-are HTML entities (no raw HTML, no @mention), so a hostile model name renders as text
-and cannot break the table. GitHub also links bare URLs (`https://...`, `www.x.y`): the
-':' of '://' and the '.' after 'www' are backslash-escaped (rendered as themselves), and
-the raw text its autolinker reads no longer has them. Text here never starts a line, so
+that open Markdown inline syntax mid-line (`\\ ` * _ [ ] | ~ $`) are backslash-escaped
+(so `|` cannot end a cell, `[` cannot start a link or an image, `$` cannot open GitHub's
+math), and `<` `>` `&` `@` are HTML entities (no raw HTML, no @mention), so a hostile
+model name renders as text and cannot break the table. GitHub also links bare URLs
+(`https://...`, `www.x.y`): the ':' of '://' and the '.' after 'www' are backslash-escaped
+(rendered as themselves), and the raw text its autolinker reads no longer has them. Text here never starts a line, so
 the line-start syntax (`#`, `-`, `1.`) needs no escape.
 """
 
@@ -17,7 +17,7 @@ import re
 
 from anemll_spec.text import figure, printable
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"}
 _AUTOLINK = re.compile(r":(?=//)|(?<=www)\.", re.I)  # cmark-gfm's url_match / www_match
 
