@@ -40,7 +40,8 @@ def home_unknown() -> str:
 
 
 def default_cache_dir() -> Path:
-    """$ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME or ~/.cache, /anemll-spec. With neither
+    """$ANEMLL_SPEC_CACHE, else $XDG_CACHE_HOME (when absolute, as the XDG spec says) or
+    ~/.cache, /anemll-spec. With neither
     set and no home directory (a container's arbitrary uid), InputError names the ways
     to give a folder."""
     from anemll_spec.errors import InputError
@@ -54,6 +55,8 @@ def default_cache_dir() -> Path:
             base = Path(value).expanduser()
         except RuntimeError:  # '~' or '~user' with no such home
             raise InputError(f"${name} {value}: its home directory is unknown; {give}") from None
+        if name != ENV_CACHE and not base.is_absolute():
+            continue  # the XDG spec: a relative path there is invalid, to be ignored
         return base if name == ENV_CACHE else base / "anemll-spec"
     try:
         home = Path.home()

@@ -62,6 +62,12 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
     assert default_cache_dir() == tmp_path / "h" / ".cache" / "anemll-spec"
+    # a relative $XDG_CACHE_HOME is invalid (the XDG spec: ignored); it was taken as a
+    # folder under whatever directory the command ran in
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/x")
+    assert default_cache_dir() == tmp_path / "h" / ".cache" / "anemll-spec"
+    monkeypatch.setenv("ANEMLL_SPEC_CACHE", "mine")  # our own variable: as given
+    assert default_cache_dir() == Path("mine")
 
 
 def _edit_manifest(manifest: Path, change) -> None:

@@ -107,3 +107,34 @@ def test_a_venv_whose_python_does_not_run_is_one_line(tmp_path):
     said = [line for line in res.stderr.splitlines() if not line.startswith("make")]
     assert res.returncode == 2 and len(said) == 1, res.stderr
     assert ".venv's Python does not run here" in said[0] and "pyenv:" not in said[0]
+
+
+def test_make_bench_takes_paths_with_spaces(tmp_path):
+    """SPEC and STORE reached the shell unquoted: `STORE="my store.duckdb"` became
+    `--store my` and a second spec `store.duckdb`. A real `make bench` of a small spec
+    (numpy) in a folder with a space, into a store whose name has one, read back."""
+    import duckdb
+
+    folder = tmp_path / "my specs"
+    folder.mkdir()
+    spec = folder / "smoke copy.yaml"
+    spec.write_text(
+        "name: smoke\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+        "run: {backends: [numpy], warmup: 1, iterations: 8, energy_s: 0, dispatch_floor: false}\n"
+    )
+    store = tmp_path / "my store.duckdb"
+    r = subprocess.run(
+        ["make", "-s", "bench", f"SPEC={spec}", f"STORE={store}", "BACKEND=numpy"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "ANEMLL_SPEC_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (report,) = [line[8:] for line in r.stdout.splitlines() if line.startswith("report: ")]
+    assert Path(report).is_file()
+    Path(report).unlink()  # make bench writes it under the checkout's reports/
+    con = duckdb.connect(str(store), read_only=True)
+    runs = con.execute("SELECT spec_name, spec_yaml FROM runs").fetchall()
+    (cases,) = con.execute("SELECT count(*) FROM cases WHERE status = 'ok'").fetchone()
+    con.close()
+    assert runs == [("smoke", spec.read_text())] and cases > 0
+    assert not (ROOT / "my").exists()

@@ -57,7 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="changes smaller than PCT percent are 'no change' (default 1)",
     )
     p.add_argument("--level", type=finite_float, default=0.95, help="confidence level (0.95)")
-    p.add_argument("--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument(
+        "--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples (2000)"
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (0)")
     add_json(p)
     add_store(p)
