@@ -39,8 +39,10 @@ class Summary:
     p99_ms: float
     iqr_ms: float
     mad_ms: float
-    ci_low_ms: float  # bootstrap 95% CI of the median
-    ci_high_ms: float
+    # bootstrap 95% CI of the median; None under bootstrap.MIN_SAMPLES samples (one
+    # sample gave a CI of no width; two, one that held the median half the time)
+    ci_low_ms: float | None
+    ci_high_ms: float | None
     outliers: int  # Tukey, beyond 1.5 IQR (mild + severe)
     outliers_severe: int  # beyond 3 IQR
     drift_slope_ms_per_s: float | None  # least-squares slope of latency over run time
@@ -53,8 +55,8 @@ class Summary:
     def ci_reach_pct(self) -> float:
         """How far the median's CI reaches from the median on its farther side, as % of
         the median: what `target_ci_pct` is met by (within +-X % on both sides; the
-        half-width would show a skewed interval as tighter than it is)."""
-        if not self.median_ms:
+        half-width would show a skewed interval as tighter than it is). NaN: no CI."""
+        if not self.median_ms or self.ci_low_ms is None or self.ci_high_ms is None:
             return float("nan")
         m = self.median_ms
         return 100.0 * max(self.ci_high_ms - m, m - self.ci_low_ms) / m
@@ -93,7 +95,8 @@ def summarize(
     p5, p25, p50, p75, p90, p95, p99 = np.percentile(x, [5, 25, 50, 75, 90, 95, 99])
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if n > 1 else None  # one sample has no spread to measure
-    lo, hi = median_ci(x, seed=seed, resamples=resamples)
+    few = n < bootstrap.MIN_SAMPLES  # a CI of a few points covers far less than 95%
+    lo, hi = (None, None) if few else median_ci(x, seed=seed, resamples=resamples)
     counts = tukey(x)
     if starts_ns is None:
         t_s = (np.cumsum(x) - x) / 1e3

@@ -176,8 +176,11 @@ def distinct(values: tuple[float, ...], least: int = 3, most: int = 6) -> list[s
     return text
 
 
-def with_ci(median: float, low: float, high: float) -> str:
+def with_ci(median: float, low: float | None, high: float | None) -> str:
     """'0.01051 [0.01049, 0.01053]': as many significant digits (3 to 6) as keep the
-    median and the CI's ends apart, so a tight CI does not read as wide or one-sided."""
+    median and the CI's ends apart, so a tight CI does not read as wide or one-sided;
+    '0.0105 [no CI]' where there is none (too few samples)."""
+    if low is None or high is None:
+        return f"{sig(median, 4)} [no CI]"
     m, lo, hi = distinct((median, low, high))
     return f"{m} [{lo}, {hi}]"

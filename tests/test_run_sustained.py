@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from db_util import dict_rows
@@ -362,9 +363,22 @@ def test_a_sustained_run_says_its_variants_were_not_interleaved(tmp_path):
         )
 
 
+def test_the_verdict_names_the_time_it_judged(tmp_path):
+    """duration_s 1.2 in 0.5 s windows times two whole windows (1 s): the verdict's note
+    said "sustained 1.2 s" though 1 s was judged."""
+    text = SUSTAINED.replace("duration_s: 2", "duration_s: 1.2")
+    res, _ = _bench(tmp_path, text, tmp_path / "s.duckdb")
+    (m,) = res.results
+    assert len(m.sustained.windows) == 2
+    notes = " | ".join(m.notes)
+    assert "2 whole windows of 0.5 s timed 1 s of the 1.2 s asked" in notes, notes
+    (verdict,) = [n for n in m.notes if n.startswith("sustained ") and "median throughput" in n]
+    assert verdict.startswith("sustained 1 of 1.2 s: "), verdict
+
+
 def test_too_few_samples_for_a_ci_are_said(tmp_path):
-    """With 3 samples the bootstrap 'CI' of the median is about their range (compare
-    gives no verdict below 6): the result says so instead of passing it off as 95%."""
+    """With 3 samples a bootstrap 'CI' of the median held it 76% of the time, at 1 sample
+    it had no width (compare gives no verdict below 6): no CI is stored, and said."""
     text = (
         "name: few\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
         "run: {backends: [numpy], warmup: 1, iterations: 3, min_iterations: 1, "
@@ -373,7 +387,12 @@ def test_too_few_samples_for_a_ci_are_said(tmp_path):
     res, _ = _bench(tmp_path, text, tmp_path / "s.duckdb")
     (m,) = res.results
     assert len(m.wall_ns) == 3
-    assert "only 3 samples: the 95% CI of the median is about their range" in " ".join(m.notes)
+    assert "only 3 samples: no 95% CI of the median (fewer than 6" in " ".join(m.notes)
+    assert m.summary.ci_low_ms is None and m.summary.ci_high_ms is None
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    row = con.execute("SELECT n_samples, ci_low_ms, ci_high_ms, median_ms FROM cases").fetchone()
+    con.close()
+    assert row[:3] == (3, None, None) and row[3] == pytest.approx(np.median(m.wall_ns) / 1e6)
 
 
 def test_calls_that_outlast_the_windows_end_at_duration_not_one_call_per_window():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -134,7 +135,13 @@ def test_bandwidth_and_tflops_formulas():
 
 def test_single_sample_and_empty():
     s = stats.summarize(np.array([1_000_000]))
-    assert s.median_ms == 1.0 and s.ci_low_ms == s.ci_high_ms == 1.0
+    # no CI under 6 samples: one sample's was [1, 1], a CI of no width ("within +-0 %")
+    assert s.median_ms == 1.0 and s.ci_low_ms is None and s.ci_high_ms is None
+    assert math.isnan(s.ci_reach_pct)
+    five = stats.summarize(np.arange(1, 6) * 1_000_000)
+    assert five.ci_low_ms is None and five.median_ms == 3.0
+    six = stats.summarize(np.arange(1, 7) * 1_000_000)
+    assert six.ci_low_ms is not None and six.ci_low_ms <= six.median_ms <= six.ci_high_ms
     # ddof = 1 has no spread of one sample: undefined, not 0 (a 0 read as 'no noise')
     assert (s.std_ms, s.cv, s.noisy) == (None, None, False)
     with pytest.raises(ValueError):

@@ -178,10 +178,10 @@ def summarize(
         throughput_ips = 1e3 / s.mean_ms
     m.throughput_ips = throughput_ips
     m.energy_t0_ns = int(starts[0]) if starts is not None and len(starts) else None
-    if len(m.wall_ns) < MIN_SAMPLES:  # a bootstrap of so few resamples their range
+    if len(m.wall_ns) < MIN_SAMPLES:  # a bootstrap of so few covers far less than 95%
         m.note(
-            f"only {len(m.wall_ns)} samples: the 95% CI of the median is about their range "
-            f"(fewer than {MIN_SAMPLES}; compare gives no verdict on them)"
+            f"only {len(m.wall_ns)} samples: no 95% CI of the median (fewer than "
+            f"{MIN_SAMPLES}; compare gives no verdict on them)"
         )
     if s.noisy:
         m.note(f"noisy: CV {s.cv:.1%} > {stats.NOISY_CV:.0%}")
@@ -300,11 +300,10 @@ def _finish_sustained(cr: CaseRun, m: Measurement, result: Any, reader: Any) -> 
     v = result.verdict
     first, last = result.windows[0], result.windows[-1]
     r, lo, hi = ratios(v.throughput_ratio, v.ci_low, v.ci_high)
-    ran = (
-        f"{len(result.windows) * run.window_s:g} of {run.duration_s:g} s"  # Ctrl-C
-        if result.interrupted
-        else f"{run.duration_s:g} s"
-    )
+    # what was judged: the whole windows timed (Ctrl-C: those finished), not what was asked
+    judged = len(result.windows) * run.window_s if result.interrupted else timed_s
+    whole = abs(judged - run.duration_s) <= 1e-9 * run.duration_s
+    ran = f"{judged:g} s" if whole else f"{judged:g} of {run.duration_s:g} s"
     m.note(
         f"sustained {ran}: {v.verdict}, last/first-window median throughput "
         f"{r}x [{lo}, {hi}]; calls/s delivered "
