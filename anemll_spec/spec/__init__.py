@@ -85,9 +85,10 @@ class SpecFile:
         """Where a later stage's refusal of a case points: the line and column of the
         model field it starts with ('model.path: ...'), else the file."""
         head = message.split(":", 1)[0]
-        if head.startswith("model.") and head.replace(".", "").replace("_", "").isalnum():
+        section, _, name = head.partition(".")
+        if section == "model" and name in type(case.model).model_fields:
             return self.where(case, head)
-        return str(self.path)
+        return str(self.path)  # 'model.lm_head: building needs ...' is of no one field
 
 
 def load_spec(path: str | Path, *, max_cases: int = DEFAULT_MAX_CASES) -> SpecFile:
