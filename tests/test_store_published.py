@@ -159,6 +159,22 @@ def test_sources_without_the_baseline_borrow_the_published_one(store):
     assert factor == pytest.approx(bw13["M5"] / bw6["M1 Max"])
 
 
+def test_of_several_published_baselines_the_measured_one_is_taken(store):
+    """M4's fp16 head is published by Results.MD (GB/s; its ms derived) and by issue #5
+    (both measured): the name's order picked Results.MD ('a' < 'r' after 'anemll-bench ')
+    and its derived ms; the source with more measured figures wins."""
+    rows = query(
+        store,
+        "SELECT baseline_source, baseline_latency_ms, baseline_latency_derived, "
+        "inference_factor_label FROM case_factors_vs('M4') "
+        "WHERE chip = 'M1 Max' AND model = 'llama_lm_head'",
+    )
+    issue5 = "anemll-bench issue #5 (user submission; M4 16GB)"
+    ms = published(issue5, "llama_lm_head", "latency_ms")["M4"]
+    assert rows and {r[:3] for r in rows} == {(f"published: {issue5}", ms, False)}
+    assert all("derived" not in r[3] for r in rows)
+
+
 def test_own_runs_side_by_side_with_published(store):
     rng = np.random.default_rng(3)
     # an own M4 Max run, no own M1 Max: the factor uses the published M1 Max

@@ -38,8 +38,9 @@ def schema_markdown() -> str:
         "",
         "One row per source x chip x OS version x model x variant x power reader (the "
         "latest with energy). Every energy figure is the hardware's own estimate from its "
-        "energy counters (the SoC's energy model, the GPU board's, the CPU package's RAPL), "
-        "not wall power; powermetrics' own manual warns against comparing its estimates "
+        "energy counters (the SoC's energy model, the GPU board's, the CPU package's RAPL, "
+        "with its DRAM where exposed), not wall power; powermetrics' own manual warns "
+        "against comparing its estimates "
         "across devices: a factor between two chips is a rough guide.",
         "",
         "| column | description |",

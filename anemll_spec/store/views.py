@@ -238,6 +238,10 @@ QUALIFY row_number() OVER (
     ORDER BY (b.source = p.source) DESC NULLS LAST,
              (b.os_version IS NOT DISTINCT FROM p.os_version) DESC,
              b.run_started_at DESC NULLS LAST,
+             -- of several published sources: the one with the most figures as measured
+             -- (a derived or missing one counts against it), then by name
+             (b.bandwidth_gbps IS NULL OR coalesce(b.bandwidth_derived, false))::INT
+                 + (b.latency_ms IS NULL OR coalesce(b.latency_derived, false))::INT,
              b.source
 ) = 1
 """
