@@ -337,6 +337,36 @@ def test_compare_chart_draws_what_compare_runs_computes(store):
         assert (d["ratio"], d["ci_low"], d["ci_high"]) == (w["ratio"], w["ci_low"], w["ci_high"])
     # B is 5% slower by construction of the synthetic data
     assert all(d["verdict"] == "slower" and d["ratio"] > 1.02 for d in drawn)
+    # the x axis's labels are our round ticks inside its domain, which holds every CI
+    # and 1 (Vega's own drew one past each end, against its neighbour: "0.500.55")
+    axes = [layer["encoding"]["x"] for layer in spec["layer"] if "axis" in layer["encoding"]["x"]]
+    assert axes
+    for x in axes:
+        low, high = x["scale"]["domain"]
+        values = x["axis"]["values"]
+        assert 2 <= len(values) <= 10 and all(low <= v <= high for v in values)
+        assert low <= min(min(d["ci_low"] for d in drawn), 1.0)
+        assert high >= max(max(d["ci_high"] for d in drawn), 1.0)
+
+
+@pytest.mark.parametrize(
+    "low, high, want",
+    [
+        (0.5887, 1.2504, [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]),
+        (0.98, 1.031, [0.98, 0.99, 1.0, 1.01, 1.02, 1.03]),
+        (0.2, 3.1, [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]),
+        (0.9991, 1.0012, None),  # a tight CI: steps of 0.0005 or finer
+    ],
+)
+def test_compare_ticks_are_round_and_inside(low, high, want):
+    got = compare.ticks(low, high)
+    assert 2 <= len(got) <= 10 and all(low <= v <= high for v in got)
+    steps = np.diff(got)
+    assert np.allclose(steps, steps[0])  # evenly spaced
+    mantissa = steps[0] / 10 ** np.floor(np.log10(steps[0]))
+    assert any(np.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
+    if want is not None:
+        assert got == pytest.approx(want)
 
 
 @pytest.mark.parametrize("kind", ["factors", "latency", "timeline", "sweep", "placement"])

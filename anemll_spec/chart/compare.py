@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from anemll_spec.chart import style
@@ -127,7 +129,10 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     lo = min(min(r["ci_low"] for r in rows), 1.0)
     hi = max(max(r["ci_high"] for r in rows), 1.0)
     pad = (hi - lo) * 0.08 or 0.02
-    xscale = alt.Scale(domain=[lo - pad, hi + pad], zero=False)
+    xscale = alt.Scale(domain=[lo - pad, hi + pad], zero=False, nice=False)
+    # ticks of our own, inside the domain: Vega's drew one past each end, flush against
+    # its neighbour ("0.500.55", "1.251.30")
+    xaxis = alt.Axis(values=ticks(lo - pad, hi + pad))
     drawn = {r["verdict"] for r in rows}
     color = alt.Color(
         "verdict:N",
@@ -141,7 +146,7 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     ci = (
         base.mark_rule(strokeWidth=2)
         .encode(
-            x=alt.X("ci_low:Q", title=x_title, scale=xscale),
+            x=alt.X("ci_low:Q", title=x_title, scale=xscale, axis=xaxis),
             x2="ci_high:Q",
             y=y,
             color=color,
@@ -157,7 +162,7 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     one = (
         alt.Chart(alt.Data(values=[{"one": 1.0}]))
         .mark_rule(color="#000000", strokeDash=[4, 3])
-        .encode(x="one:Q")
+        .encode(x=alt.X("one:Q", scale=xscale, axis=xaxis))
     )
     layered = alt.layer(ci, point, one).properties(
         title=style.title(
@@ -176,3 +181,13 @@ def chart(rows: list[dict], result: dict, opts: Options) -> dict[str, Any]:
     return style.finish(
         layered, datasets={"comparisons": rows}, description=f"comparison of runs {a} and {b}"
     )
+
+
+def ticks(low: float, high: float, most: int = 10) -> list[float]:
+    """Round values inside [low, high], at most `most` of them: the smallest step of
+    1, 2, 2.5 or 5 times a power of ten that keeps to that many."""
+    span = high - low
+    power = 10.0 ** math.floor(math.log10(span / most)) if span > 0 else 1.0
+    step = next(power * m for m in (1, 2, 2.5, 5, 10) if span / (power * m) <= most)
+    first = math.ceil(low / step - 1e-9)
+    return [round(k * step, 10) for k in range(first, math.floor(high / step + 1e-9) + 1)]
