@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 from anemll_spec.chart import style
