@@ -488,7 +488,8 @@ def test_import_says_it_makes_a_new_store_and_push_knows_one_store_spelt_twice(c
 
     src = tmp_path / "a.duckdb"
     run_id = new_run(src)
-    append_case(src, run_id, case(), [5_000_000, 5_100_000])
+    wall = [5_000_000, 5_100_000]  # its statistics stored with it: an import checks them
+    append_case(src, run_id, case(wall=wall), wall)
     finish_run(src, run_id, "finished")
     bundle = tmp_path / "a.parquet"
     assert cli("export", "--store", src, "--out", bundle).returncode == 0

@@ -9,6 +9,12 @@ concurrent_most); the runtime median and the presence of start times are
 checked in SQL. A CI stored by a version that drew every resample (up to b03f3c6)
 is checked against that draw. A drift slope cannot be recomputed without start times (older bundles):
 it is dropped (set NULL) and counted, not refused.
+
+A statistic left NULL where the samples define it is refused too (REQUIRED): NULL is
+a claim that hides a figure (a median, a noisy flag), not an absence. Every writer of
+an importable bundle (schema v2 on, bundle.MIN_VERSION) filled these columns (v2-v4:
+stats.case_columns of e0d3d3c, eac1b97, 002326c), and all of them exist since v2
+(drift_ratio came with v2, the rest with v1): no bundle version is exempt.
 """
 
 from __future__ import annotations
@@ -23,6 +29,17 @@ from anemll_spec.text import quoted
 
 STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
 CI_COLUMNS = ("ci_low_ms", "ci_high_ms")
+# never NULL where the samples define them (recompute gives a number): of one sample,
+# std, CV and the CI may be NULL (std and CV are undefined, the CI is the sample's
+# own value or NULL); the drift ratio is defined from DRIFT_MIN_N samples, the drift
+# slope from SLOPE_MIN_N samples with start times. Not required: GB/s and TFLOPS (the
+# views derive them where NULL) and throughput (not stored for instances measured apart).
+REQUIRED = (
+    *("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p5_ms", "p50_ms"),
+    *("p90_ms", "p95_ms", "p99_ms", "iqr_ms", "mad_ms", *CI_COLUMNS, "cv"),
+    *("drift_ratio", "drift_slope_ms_per_s", "outliers", "noisy", "throttled"),
+)
+FROM_TWO = ("std_ms", "cv", *CI_COLUMNS)
 # Core ML's and CUDA's own durations come from other clocks than the call's wall time
 RUNTIME_SLACK, RUNTIME_SLACK_NS = 1.01, 5_000
 
@@ -115,6 +132,13 @@ def check_statistics(con, label: str, s: Mapping[str, str]) -> None:
                 off_old |= ~np.isnan(stored[col]) & ~recompute.agree(stored[col], o, col)
             for col in CI_COLUMNS:
                 bad[col] &= off_old
+        for col in REQUIRED:  # NULL where the samples give a figure
+            defined = ~np.isnan(np.asarray(got[col], dtype=np.float64))
+            if col in FROM_TWO and k < 2:
+                defined[:] = False
+            if col == "drift_slope_ms_per_s":
+                defined &= has_start
+            bad[col] |= defined & np.ma.getmaskarray(cases[col])[idx]
         for col in STAT_COLUMNS:
             bad_col, stored_col = bad[col], stored[col]
             if bad_col.any():
