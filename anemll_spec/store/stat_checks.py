@@ -23,6 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from anemll_spec.bootstrap import MIN_SAMPLES
 from anemll_spec.errors import InputError
 from anemll_spec.store import recompute
 from anemll_spec.text import quoted
@@ -30,8 +31,9 @@ from anemll_spec.text import quoted
 STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
 CI_COLUMNS = ("ci_low_ms", "ci_high_ms")
 # never NULL where the samples define them (recompute gives a number): of one sample,
-# std, CV and the CI may be NULL (std and CV are undefined, the CI is the sample's
-# own value or NULL); the drift ratio is defined from DRIFT_MIN_N samples, the drift
+# std and CV may be NULL (undefined); under bootstrap.MIN_SAMPLES the CI may be NULL
+# (stats.summarize stores none there since 2026-12-07; older runs stored one, still
+# checked against the samples where given); the drift ratio is defined from DRIFT_MIN_N samples, the drift
 # slope from SLOPE_MIN_N samples with start times. Not required: GB/s and TFLOPS (the
 # views derive them where NULL) and throughput (not stored for instances measured apart).
 REQUIRED = (
@@ -39,7 +41,7 @@ REQUIRED = (
     *("p90_ms", "p95_ms", "p99_ms", "iqr_ms", "mad_ms", *CI_COLUMNS, "cv"),
     *("drift_ratio", "drift_slope_ms_per_s", "outliers", "noisy", "throttled"),
 )
-FROM_TWO = ("std_ms", "cv", *CI_COLUMNS)
+FROM_TWO = ("std_ms", "cv")
 # Core ML's and CUDA's own durations come from other clocks than the call's wall time
 RUNTIME_SLACK, RUNTIME_SLACK_NS = 1.01, 5_000
 
@@ -134,7 +136,7 @@ def check_statistics(con, label: str, s: Mapping[str, str]) -> None:
                 bad[col] &= off_old
         for col in REQUIRED:  # NULL where the samples give a figure
             defined = ~np.isnan(np.asarray(got[col], dtype=np.float64))
-            if col in FROM_TWO and k < 2:
+            if col in FROM_TWO and k < 2 or col in CI_COLUMNS and k < MIN_SAMPLES:
                 defined[:] = False
             if col == "drift_slope_ms_per_s":
                 defined &= has_start
