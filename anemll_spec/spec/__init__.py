@@ -51,7 +51,8 @@ class SpecFile:
     doc: dict
     positions: Positions
     sweep: dict[str, list] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)  # the sweep's; expand() reports them
+    problems: list[Problem] = field(default_factory=list)  # YAML's, sweep's; expand() reports them
+    refused: set[tuple] = field(default_factory=set)  # (line, col) of values YAML refused
     notes: list[str] = field(default_factory=list)  # expand()'s: sweep points measured once
 
     @property
@@ -107,20 +108,30 @@ def load_cases(
 def parse(path: str | Path) -> SpecFile:
     """Read a spec and check its sweep; `expand` validates the cases and raises.
 
-    Only unreadable input raises here, so that `expand` can report the sweep's problems
-    and the cases' together."""
+    Only unreadable input raises here, so that `expand` can report the YAML's problems
+    (duplicate keys, tags), the sweep's and the cases' together."""
     from anemll_spec.spec.problems import Locator
     from anemll_spec.spec.sweep import check_sweep
 
     path = Path(path)
     text = read_text(path)
     written: dict[tuple, str] = {}  # how scalars that are no strings were written
-    doc, positions = load_yaml(text, str(path), written)
+    found: list[Problem] = []  # the YAML's: a value refused is None, said once, where it is
+    doc, positions = load_yaml(text, str(path), written, found)
     at = Locator(str(path), positions)
+    refused = {(p.line, p.column) for p in found}
     if not isinstance(doc, dict):
-        raise SpecError([at.problem((), "a spec must be a mapping with name, model and run")])
+        problem = at.problem((), "a spec must be a mapping with name, model and run")
+        raise SpecError(_in_order(found, [problem], refused))
     sweep, problems = check_sweep(doc, at, written)
-    return SpecFile(path, text, doc, positions, sweep, problems)
+    return SpecFile(path, text, doc, positions, sweep, _in_order(found, problems, refused), refused)
+
+
+def _in_order(found: list[Problem], later: list[Problem], refused: set[tuple]) -> list[Problem]:
+    """The YAML's problems and later ones in the file's order, less the later ones about a
+    value the YAML refused (`name: !!binary eA==` is not also an empty name)."""
+    kept = [p for p in later if (p.line, p.column) not in refused]
+    return sorted(found + kept, key=lambda p: (p.line or 0, p.column or 0))
 
 
 def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
@@ -150,14 +161,9 @@ def expand(spec: SpecFile, *, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
         combos = itertools.product(*(enumerate(spec.sweep[k]) for k in keys))
     per_point, points, same_as = _validate_points(spec, keys, combos)
     twice, spec.notes = _repeated_points(spec, keys, points, same_as) if not too_many else ([], [])
-    found = (
-        too_many
-        + list(spec.problems)
-        + _located_sweep_problems(per_point, keys, not too_many)
-        + twice
-    )
-    if found:  # in the file's order
-        raise SpecError(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
+    found = _located_sweep_problems(per_point, keys, not too_many) + twice
+    if too_many or spec.problems or found:  # in the file's order
+        raise SpecError(_in_order(too_many + spec.problems, found, spec.refused))
     return [case for n, (_, case) in enumerate(points) if n not in same_as]
 
 

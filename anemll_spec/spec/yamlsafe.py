@@ -6,7 +6,9 @@ PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
   `off` are strings, `017` is 17, `1:30` a string, `1e-05` a float (PyYAML's YAML 1.1
   reads them as booleans, octal 15, 90 and a string);
 - record where every key and value sits (for error messages),
-- refuse duplicate keys (YAML would silently keep the last one) and merge keys (`<<`),
+- refuse duplicate keys (YAML would silently keep the last one: the first is kept here),
+  merge keys (`<<`) and tags the spec has no type for: each is a problem recorded with
+  the others (`load_yaml`'s `problems`), its value left out,
 - bound the expanded size, which defeats alias bombs ("billion laughs"), and the nesting
   depth (PyYAML composes recursively: 500 levels would be a RecursionError),
 - refuse files that are huge, binary, or not regular files (a device or FIFO never ends).
@@ -151,11 +153,17 @@ class _TooManyNodes(Exception):
 
 
 def load_yaml(
-    text: str, file: str, written: dict[tuple, str] | None = None
+    text: str,
+    file: str,
+    written: dict[tuple, str] | None = None,
+    problems: list[Problem] | None = None,
 ) -> tuple[Any, Positions]:
     """Parse one YAML document into plain Python values plus their positions; `written`,
     where given, gets each scalar that is no string as the spec wrote it (`TRUE`, `0x10`),
-    for messages that show a value (repr would say True, 16)."""
+    for messages that show a value (repr would say True, 16). A duplicate or merge key, a
+    refused tag or a scalar its tag does not take is a problem: raised, all at once, or,
+    given `problems`, added to it, the rest of the document read (a refused value is None,
+    and a problem is where it was written: a later one there is about the same thing)."""
     import yaml
 
     text, restore = _yaml12_chars(text)
@@ -185,7 +193,9 @@ def load_yaml(
         raise _refuse(file, "empty document: a spec needs at least name and model")
     convert = _Converter(file, restore, written)
     value = convert(node, ())
-    if convert.problems:  # every duplicate or merge key at once
+    if problems is not None:
+        problems.extend(convert.problems)
+    elif convert.problems:  # every one at once
         raise SpecError(convert.problems)
     return value, convert.positions
 
@@ -279,6 +289,10 @@ class _Converter:
     def refuse(self, node: Any, path: tuple, message: str) -> SpecError:
         return _refuse(self.file, message, *_pos(node), path=dotted(path))
 
+    def skip(self, node: Any, path: tuple, message: str) -> None:
+        """A problem with this node, recorded; its value is left out (None)."""
+        self.problems.append(Problem(self.file, dotted(path), message, *_pos(node)))
+
     def __call__(self, node: Any, path: tuple) -> Any:
         import yaml
 
@@ -293,10 +307,9 @@ class _Converter:
         self.positions.setdefault(path, _pos(node))
         if len(path) > MAX_DEPTH:
             raise self.refuse(node, path[:MAX_DEPTH], TOO_DEEP)
-        if node.tag not in _PLAIN_TAGS:
-            # A tag asks for a type the spec does not have (or for Python objects): refuse
-            # it, with where it is; untagged nodes resolve to the plain tags below.
-            raise self.refuse(node, path, f"unsupported YAML tag {node.tag!r}")
+        misfit = _misfit(node)
+        if misfit:
+            return self.skip(node, path, misfit)
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -312,9 +325,14 @@ class _Converter:
         out: dict = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise self.refuse(key_node, path, "keys must be plain scalars")
+                self.skip(key_node, path, "keys must be plain scalars")
+                continue
             key = self.text(key_node, path, key_node.value)
             where = (self.file, dotted(path + (key,)))
+            misfit = _misfit(key_node)
+            if misfit:
+                self.problems.append(Problem(*where, misfit, *_pos(key_node)))
+                continue
             if key == "<<" and key_node.style is None:
                 msg = "YAML merge keys (<<) are not supported: write the fields out"
                 self.problems.append(Problem(*where, msg, *_pos(key_node)))
@@ -358,7 +376,7 @@ class _Converter:
             if kind == "int":
                 value = _int(text)
                 if value is None or abs(value).bit_length() > MAX_INT_BITS:
-                    raise self.refuse(node, path, f"integer too large for a spec: {quoted(text)}")
+                    return self.skip(node, path, f"integer too large for a spec: {quoted(text)}")
                 return value
             if kind == "float":
                 special = {".inf": math.inf, ".nan": math.nan}.get(text.lower().lstrip("+-"))
@@ -367,8 +385,16 @@ class _Converter:
                 return -special if text.startswith("-") else special
         except ValueError:
             shown = repr(text) if len(text) <= 60 else quoted(text)  # a line, not a flood
-            raise self.refuse(node, path, f"{shown} is not a YAML {kind}") from None
+            return self.skip(node, path, f"{shown} is not a YAML {kind}")
         return text
+
+
+def _misfit(node: Any) -> str | None:
+    """Why a node's tag is refused: a type the spec does not have (or Python objects);
+    None for the plain tags, which untagged nodes resolve to."""
+    if node.tag not in _PLAIN_TAGS:
+        return f"unsupported YAML tag {node.tag!r}"
+    return None
 
 
 def _int(text: str) -> int | None:
