@@ -65,3 +65,52 @@ def test_a_refused_top_level_and_sweep_value_say_only_why(cli, tmp_path):
         f"error: {path}:9:15: run.max_time_s: '1_0' is not a YAML float",
         f"error: {path}:10:8: sweep: unsupported YAML tag 'tag:yaml.org,2002:set'",
     ]
+
+
+def test_a_tag_on_the_wrong_kind_of_node_is_refused(cli, tmp_path):
+    """`name: !!seq t`, `family: !!map lm_head`, `backends: !!str [numpy]` validated (the
+    tag was ignored); PyYAML's safe_load refuses them. A key's tag is checked too."""
+    text = (
+        "name: !!seq t\nmodel:\n  family: !!map lm_head\n  hidden_size: 256\n"
+        "  vocab_size: 2048\n  !!map chunks: 2\nrun:\n  backends: !!str [numpy]\n"
+        "  tolerance: !!seq {min_cosine: 0.9}\n"
+    )
+    path, lines = validate(cli, tmp_path, text)
+    assert lines == [
+        f"error: {path}:1:7: name: YAML tag '!!seq' is for a sequence, not a scalar",
+        f"error: {path}:3:11: model.family: YAML tag '!!map' is for a mapping, not a scalar",
+        f"error: {path}:6:3: model.chunks: YAML tag '!!map' is for a mapping, not a scalar",
+        f"error: {path}:8:13: run.backends: YAML tag '!!str' is for a scalar, not a sequence",
+        f"error: {path}:9:14: run.tolerance: YAML tag '!!seq' is for a sequence, not a mapping",
+    ]
+
+
+def test_null_and_bool_tags_take_only_the_core_schema_forms(cli, tmp_path):
+    """`!!null float32` was None (compute_precision fell back to float16, a CI target of
+    `!!null 5` turned it off) and `!!bool tRuE` was true: each tag now takes what an
+    untagged scalar of its type is written as, and nothing else."""
+    text = (
+        "name: t\nmodel:\n  family: lm_head\n  hidden_size: 256\n  vocab_size: 2048\n"
+        "  compute_precision: !!null float32\nrun:\n  verify: !!bool tRuE\n"
+        "  target_ci_pct: !!null 5\n"
+    )
+    path, lines = validate(cli, tmp_path, text)
+    assert lines == [
+        f"error: {path}:6:22: model.compute_precision: 'float32' is not a YAML null",
+        f"error: {path}:8:11: run.verify: 'tRuE' is not a YAML bool",
+        f"error: {path}:9:18: run.target_ci_pct: '5' is not a YAML null",
+    ]
+
+
+def test_core_null_and_bool_forms_with_their_tags_are_read(tmp_path):
+    from anemll_spec.spec import load_cases
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\nmodel:\n  family: lm_head\n  hidden_size: 256\n  vocab_size: 2048\n"
+        "  compute_precision: !!null ~\nrun:\n  verify: !!bool FALSE\n"
+        "  target_ci_pct: !!null\n  backends: !!seq [numpy]\n"
+    )
+    (case,) = load_cases(path)[1]
+    assert (case.run.verify, case.run.target_ci_pct, case.run.backends) == (False, None, ["numpy"])
+    assert case.model.compute_precision == "float16"

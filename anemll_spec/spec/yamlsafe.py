@@ -7,8 +7,8 @@ PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
   reads them as booleans, octal 15, 90 and a string);
 - record where every key and value sits (for error messages),
 - refuse duplicate keys (YAML would silently keep the last one: the first is kept here),
-  merge keys (`<<`) and tags the spec has no type for: each is a problem recorded with
-  the others (`load_yaml`'s `problems`), its value left out,
+  merge keys (`<<`) and tags the spec has no type for, or on the wrong kind of node: each
+  is a problem recorded with the others (`load_yaml`'s `problems`), its value left out,
 - bound the expanded size, which defeats alias bombs ("billion laughs"), and the nesting
   depth (PyYAML composes recursively: 500 levels would be a RecursionError),
 - refuse files that are huge, binary, or not regular files (a device or FIFO never ends).
@@ -55,10 +55,12 @@ _CORE = (
     ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z", "-+.0123456789"),
     ("float", r"(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)\Z", "-+."),
 )
-# what an explicit !!int or !!float tag takes: the same ASCII forms (no `1_000`, no
-# Arabic-Indic digits, no blanks around it, all of which Python's int() and float() take)
+# what an explicit tag takes: the same ASCII forms (no `1_000`, no Arabic-Indic digits, no
+# blanks around it, all of which Python's int() and float() take; `!!null float32` is no
+# null, `!!bool tRuE` no boolean)
 _CORE_FORMS = {
-    tag: [re.compile(pattern) for t, pattern, _ in _CORE if t == tag] for tag in ("int", "float")
+    tag: [re.compile(pattern) for t, pattern, _ in _CORE if t == tag]
+    for tag in ("null", "bool", "int", "float")
 }
 _PLAIN_TAGS = frozenset(_TAG + t for t in ("map", "seq", "str", "int", "float", "bool", "null"))
 
@@ -365,14 +367,10 @@ class _Converter:
         """A scalar by its tag (resolved by the core schema, or written explicitly)."""
         kind, text = node.tag[len(_TAG) :], self.text(node, path, node.value)
         try:
-            if kind == "null":
-                return None
-            if kind == "bool":
-                if text.lower() not in ("true", "false"):
-                    raise ValueError
-                return text.lower() == "true"
             if kind in _CORE_FORMS and not any(p.match(text) for p in _CORE_FORMS[kind]):
                 raise ValueError  # written with a tag: `!!int "1_0_24"`
+            if kind in ("null", "bool"):
+                return None if kind == "null" else text.lower() == "true"
             if kind == "int":
                 value = _int(text)
                 if value is None or abs(value).bit_length() > MAX_INT_BITS:
@@ -390,11 +388,17 @@ class _Converter:
 
 
 def _misfit(node: Any) -> str | None:
-    """Why a node's tag is refused: a type the spec does not have (or Python objects);
-    None for the plain tags, which untagged nodes resolve to."""
+    """Why a node's tag is refused: a type the spec does not have (or Python objects), or
+    one for another kind of node (`!!seq t`, `!!str [a]`: PyYAML's safe_load refuses
+    those too); None for the plain tags, which untagged nodes resolve to."""
+    import yaml
+
     if node.tag not in _PLAIN_TAGS:
         return f"unsupported YAML tag {node.tag!r}"
-    return None
+    tag = node.tag[len(_TAG) :]
+    shape = {yaml.MappingNode: "mapping", yaml.SequenceNode: "sequence"}.get(type(node), "scalar")
+    wanted = {"map": "mapping", "seq": "sequence"}.get(tag, "scalar")
+    return None if wanted == shape else f"YAML tag '!!{tag}' is for a {wanted}, not a {shape}"
 
 
 def _int(text: str) -> int | None:
