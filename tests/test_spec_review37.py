@@ -114,3 +114,28 @@ def test_core_null_and_bool_forms_with_their_tags_are_read(tmp_path):
     (case,) = load_cases(path)[1]
     assert (case.run.verify, case.run.target_ci_pct, case.run.backends) == (False, None, ["numpy"])
     assert case.model.compute_precision == "float16"
+
+
+def test_hints_name_the_family_a_key_belongs_to_and_never_a_key_already_there(cli, tmp_path):
+    """An ffn's `vocab_size` was told "did you mean 'hidden_size'?" (set already: following
+    it wrote hidden_size twice), lm_head's `path` "did you mean 'batch'?", and a sweep
+    path `model.path` 'model.batch'. A field of another family says so; a typo of a
+    key the mapping has is never told to be it."""
+    text = (
+        "name: t\nmodel:\n  family: ffn\n  hidden_size: 64\n  intermediate_size: 128\n"
+        "  vocab_size: 2048\n  hiden_size: 64\n"
+        "  compression: {palettize: {nbits: 4}, palettiz: {}}\n"
+        "sweep:\n  model.path: [x.mlpackage]\n  model.seed: [1]\n  model.sed: [2]\n"
+    )
+    path, lines = validate(cli, tmp_path, text)
+    unknown = f"error: {path}:%s: unknown key %s"
+    sweep = "sweep path 'model.%s' does not exist: no field '%s' in model; %s"
+    assert lines == [
+        unknown
+        % ("6:3: model.vocab_size", "'vocab_size'; 'vocab_size' is a field of lm_head, not ffn"),
+        unknown % ("7:3: model.hiden_size", "'hiden_size'; 'hidden_size' is set already"),
+        unknown % ("8:40: model.compression.palettiz", "'palettiz'; 'palettize' is set already"),
+        f"error: {path}:10:3: sweep.model.path: "
+        + sweep % ("path", "path", "'path' is a field of external, not ffn"),
+        f"error: {path}:12:3: sweep.model.sed: " + sweep.removesuffix("; %s") % ("sed", "sed"),
+    ]

@@ -222,7 +222,7 @@ def test_a_sweep_over_the_limit_still_reports_every_other_problem(tmp_path, cli)
         f"error: {path}:5:3: sweep: sweep expands to 2,000 cases (1000 x 2), over the limit "
         "of 256; pass --max-cases 2000 to allow it",
         f"error: {path}:5:3: sweep.model.sed: sweep path 'model.sed' does not exist: no field "
-        "'sed' in model; did you mean 'model.seed'?",
+        "'sed' in model",  # model.seed is swept already: not "did you mean" it
         f"error: {path}:7:19: run.warmup: must be >= 0, got -2 (at sweep points such as "
         "model.seed=0, run.warmup=-2)",
     ]

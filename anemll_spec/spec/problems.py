@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 
 from anemll_spec.errors import Problem
 from anemll_spec.spec.yamlsafe import Positions, dotted
-from anemll_spec.text import brief, did_you_mean
+from anemll_spec.text import brief, closest
 
 Path_ = tuple[Any, ...]
 
@@ -47,12 +47,52 @@ class Locator:
         return Problem(self.file, dotted(path), message, line, col)
 
     def unknown_key(self, path: Path_, allowed: list[str], doc: dict | None = None) -> Problem:
-        """A key no model at `path[:-1]` has, with the closest allowed one, or the other
-        section it is a field of (with the document, `doc`)."""
-        hint = elsewhere(path, doc) if doc is not None else None
+        """A key no model at `path[:-1]` has, with the other family or section it is a
+        field of, or the closest allowed one the mapping does not have yet (with the
+        document, `doc`: `hidden_size` for `vocab_size` in an ffn that has one would be
+        written twice)."""
+        hint = None
+        if doc is not None:
+            found = doc.get("model")
+            family = found.get("family") if isinstance(found, dict) else None
+            if path[:-1] == ("model",) and isinstance(family, str):
+                hint = other_family(str(path[-1]), [family])
+            hint = hint or elsewhere(path, doc)
+        taken = _keys_at(doc, path[:-1]) if doc is not None else set()
         return self.problem(
-            path, f"unknown key '{path[-1]}'{hint or did_you_mean(path[-1], allowed)}", True
+            path, f"unknown key '{path[-1]}'{hint or suggest(path[-1], allowed, taken)}", True
         )
+
+
+def suggest(word: object, allowed: list[str], taken: set | frozenset = frozenset()) -> str:
+    """The hint after an unknown name: the closest allowed one, else all of them; where
+    it is `taken` (a key the mapping has already: following the hint would write it
+    twice), that it is set already."""
+    match = closest(str(word), allowed)
+    if match in taken:
+        return f"; '{match}' is set already"
+    return f"; did you mean '{match}'?" if match else f"; allowed: {', '.join(allowed)}"
+
+
+def other_family(word: str, families: list[str]) -> str | None:
+    """'; 'vocab_size' is a field of lm_head, not ffn': the hint for a model key of other
+    families than the spec's (`families`: the one it is, or those it is swept over)."""
+    from anemll_spec.spec.families import FAMILIES
+
+    if not all(f in FAMILIES for f in families):
+        return None
+    others = [f for f, c in FAMILIES.items() if f not in families and word in c.model_fields]
+    if not others:
+        return None
+    return f"; '{word}' is a field of {' and '.join(others)}, not {' or '.join(families)}"
+
+
+def _keys_at(doc: dict, path: Path_) -> set:
+    """The keys of the mapping at `path` in the document (none where it is no mapping)."""
+    node: Any = doc
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return set(node) if isinstance(node, dict) else set()
 
 
 def type_name(value: Any) -> str:
@@ -210,7 +250,7 @@ def _one(e: ErrorDetails, path: Path_, doc: dict, at: Locator) -> list[Problem]:
     if kind == "compression_form":
         forms = allowed_keys(("model", "compression"), doc)
         keys = value if isinstance(value, dict) else ()
-        unknown = [at.unknown_key(path + (k,), forms) for k in keys if k not in forms]
+        unknown = [at.unknown_key(path + (k,), forms, doc) for k in keys if k not in forms]
         return unknown or [at.problem(path, e["msg"])]
     if kind == "spec_rules":
         return [at.problem(path + tuple(field), message) for field, message in ctx["problems"]]

@@ -6,8 +6,23 @@ from typing import Any
 
 from anemll_spec.errors import Problem
 from anemll_spec.spec.base import listed, repeats
-from anemll_spec.spec.problems import Locator, allowed_keys, other_section
-from anemll_spec.text import brief, did_you_mean, middle_cut
+from anemll_spec.spec.problems import Locator, allowed_keys, other_family, other_section, suggest
+from anemll_spec.text import brief, middle_cut
+
+
+def families(doc: dict) -> list[str]:
+    """The families the spec can be: its own and those it is swept over (all of them
+    where one is no family: validation reports it)."""
+    from anemll_spec.spec.families import FAMILIES
+
+    found_model, found_sweep = doc.get("model"), doc.get("sweep")
+    model: dict = found_model if isinstance(found_model, dict) else {}
+    sweep: dict = found_sweep if isinstance(found_sweep, dict) else {}
+    swept = sweep.get("model.family")
+    found = [model.get("family"), *(swept if isinstance(swept, list) else [])]
+    if not all(isinstance(f, str) and f in FAMILIES for f in found):
+        return list(FAMILIES)
+    return list(dict.fromkeys(found))
 
 
 def sweepable(doc: dict) -> dict[str, list[str]]:
@@ -15,14 +30,8 @@ def sweepable(doc: dict) -> dict[str, list[str]]:
     from anemll_spec.spec.families import FAMILIES
     from anemll_spec.spec.run_section import Run
 
-    found_model, found_sweep = doc.get("model"), doc.get("sweep")
-    model: dict = found_model if isinstance(found_model, dict) else {}
-    sweep: dict = found_sweep if isinstance(found_sweep, dict) else {}
-    swept = sweep.get("model.family")
-    families = [model.get("family"), *(swept if isinstance(swept, list) else [])]
-    if not all(isinstance(f, str) and f in FAMILIES for f in families):  # reported by validation
-        families = list(FAMILIES)
-    fields = [f for fam in FAMILIES if fam in families for f in FAMILIES[fam].model_fields]
+    can_be = families(doc)
+    fields = [f for fam in FAMILIES if fam in can_be for f in FAMILIES[fam].model_fields]
     return {"model": list(dict.fromkeys(fields)), "run": list(Run.model_fields)}
 
 
@@ -87,11 +96,15 @@ def _entry_problem(
     if len(parts) < 2 or parts[0] not in known:
         return f"sweep path '{key}' must start with model. or run.", True
     if parts[1] not in known[parts[0]]:
-        hint = did_you_mean(parts[1], known[parts[0]])
+        sweep: dict = doc.get("sweep") or {}
+        swept = {str(k).split(".")[1] for k in sweep if str(k).startswith(f"{parts[0]}.")}
+        hint = suggest(parts[1], known[parts[0]], swept)  # not a field swept already
         hint = hint.replace("'", f"'{parts[0]}.", 1) if "did you mean" in hint else ""
         other = other_section((parts[0], parts[1]), doc)  # run.seed: model.seed
         if other and other[0]:  # a section's field (not a top-level one: not sweepable)
             hint = f"; did you mean '{'.'.join((*map(str, other[0]), other[1]))}'?"
+        if parts[0] == "model":  # model.vocab_size of an ffn: lm_head's
+            hint = other_family(parts[1], families(doc)) or hint
         return f"sweep path '{key}' does not exist: no field '{parts[1]}' in {parts[0]}{hint}", True
     inside = _inside_problem(key, parts, doc)
     if inside:
@@ -115,6 +128,6 @@ def _inside_problem(key: str, parts: list[str], doc: dict) -> str | None:
             where = ".".join(inner)
             return f"sweep path '{key}' goes inside {where}, which is a value, not a section"
         if parts[i] not in allowed:
-            hint = did_you_mean(parts[i], allowed)
+            hint = suggest(parts[i], allowed)
             return f"sweep path '{key}' does not exist: no field '{parts[i]}' in {'.'.join(inner)}{hint}"
     return None
