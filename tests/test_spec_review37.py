@@ -212,3 +212,23 @@ def test_the_stored_name_leaves_out_what_the_case_does_not_use(cli, tmp_path):
         "model.compression.palettize.granularity": "per_tensor",
         "model.compression.palettize.group_size": 8,
     }
+
+
+def test_a_byte_order_mark_is_no_column(cli, tmp_path):
+    """A BOM before `name: a<BEL>b` put the control character at :1:9 (it is the 8th
+    column: PyYAML's own marks skip the BOM, the offsets counted here did not), and so
+    for a NUL or a byte that is not UTF-8 on line 1."""
+    bom = b"\xef\xbb\xbf"
+    cases = [
+        (b"name: a\x07b\n", "1:8: YAML syntax error: character U+0007 is not allowed in YAML text"),
+        (b"name: t\x00\n", "1:8: binary file (contains NUL bytes), not a YAML spec"),
+        (b"name: \xff\n", "1:7: not UTF-8 text (byte 0xff): save it as UTF-8"),
+        (b"name: 5\n", "1:7: name: must be a string, got int"),
+        (
+            b"name: t\nmodel: a\x07\n",
+            "2:9: YAML syntax error: character U+0007 is not allowed in YAML text",
+        ),
+    ]
+    for data, said in cases:
+        path, lines = validate(cli, tmp_path, bom + data)
+        assert f"error: {path}:{said}" in lines, lines

@@ -110,9 +110,11 @@ _BREAKS = re.compile(r"\r\n|\r|\n")
 
 def line_col(text: str, at: int) -> Pos:
     """The 1-based line and column of offset `at`, lines broken where PyYAML breaks them:
-    at \\r\\n, \\r (a file from an old Mac has only \\r) and \\n."""
+    at \\r\\n, \\r (a file from an old Mac has only \\r) and \\n; a byte-order mark
+    that starts the text is no column (as PyYAML's marks and editors count)."""
     lines = _BREAKS.split(text[:at])
-    return len(lines), len(lines[-1]) + 1
+    bom = len(lines) == 1 and lines[0].startswith("\ufeff")
+    return len(lines), len(lines[-1]) + 1 - bom
 
 
 def line_start(text: str, at: int) -> int:
