@@ -140,3 +140,14 @@ def test_non_finite_floats_are_refused_by_validate_alone(tmp_path):
     for value in (".inf", ".nan"):  # (-.inf is below the minimum 0: both refuse it)
         text = GOOD + f"  tolerance: {{max_abs_error: {value}}}\n"
         assert schema_agrees(text, tmp_path) == (True, False), value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [GOOD.replace("name: t", 'name: "t\\n"'), GOOD + 'sweep:\n  "model.seed\\n": [1, 2]\n'],
+    ids=["name", "sweep_path"],
+)
+def test_a_trailing_newline_is_refused_by_both(text, tmp_path):
+    """Python's re (the jsonschema library's) lets `$` match before a final newline: the
+    schema took a name or a sweep path ending in one, which validate refuses."""
+    assert schema_agrees(text, tmp_path) == (False, False)

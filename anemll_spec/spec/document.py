@@ -59,15 +59,21 @@ def json_schema() -> dict[str, Any]:
     pydantic's schema of `Spec`, plus what the validator says beyond the field types: a
     single backend or compute unit may be written without a list, list values are
     unique, a sweep key that is no field path is refused, and an empty (null) sweep is
-    none. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema."""
+    none. Cross-field rules (vocab divisible by chunks, ...) are beyond JSON Schema.
+
+    A name or sweep path ending in a newline is refused apart: `$` matches before a final
+    newline in Python's re (the jsonschema library's), not in JavaScript's or pydantic's,
+    and a lookahead (`$(?!\n)`) is no pattern pydantic's Rust regex reads."""
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "anemll-spec benchmark spec"
     from anemll_spec.spec.case import PUBLISHED_MODELS
 
-    schema["properties"]["name"]["not"] = {"enum": sorted(PUBLISHED_MODELS)}
+    newline = {"pattern": "\n"}
+    schema["properties"]["name"]["not"] = {"anyOf": [{"enum": sorted(PUBLISHED_MODELS)}, newline]}
     sweep = schema["properties"]["sweep"]
     sweep["additionalProperties"] = False  # a path or nothing
+    sweep["propertyNames"] = {"not": newline}
     sweep["type"] = ["object", "null"]  # `sweep:` left empty is no sweep, as validate reads it
     run = schema["$defs"]["Run"]["properties"]
     for name in ("backends", "compute_units"):
