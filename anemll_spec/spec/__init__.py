@@ -23,7 +23,8 @@ from typing import Any
 from anemll_spec.errors import Problem, SpecError
 from anemll_spec.hashing import digest
 from anemll_spec.spec.case import Case, published_model
-from anemll_spec.spec.yamlsafe import MAX_NODES, Positions, load_yaml, read_text
+from anemll_spec.spec.textfile import read_text
+from anemll_spec.spec.yamlsafe import MAX_NODES, Positions, load_yaml
 from anemll_spec.text import brief
 from anemll_spec.vocab import DEFAULT_MAX_CASES, MAX_CASES_LIMIT
 

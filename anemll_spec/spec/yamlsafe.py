@@ -11,7 +11,8 @@ PyYAML's SafeLoader (no tags, no code) and convert it ourselves so we can:
   is a problem recorded with the others (`load_yaml`'s `problems`), its value left out,
 - bound the expanded size, which defeats alias bombs ("billion laughs"), and the nesting
   depth (PyYAML composes recursively: 500 levels would be a RecursionError),
-- refuse files that are huge, binary, or not regular files (a device or FIFO never ends).
+- refuse files that are huge, binary, or not regular files (a device or FIFO never ends:
+  `textfile.read_text`).
 """
 
 from __future__ import annotations
@@ -19,31 +20,21 @@ from __future__ import annotations
 import copy
 import math
 import re
-from functools import cache, partial
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 from anemll_spec.errors import Problem, SpecError
-from anemll_spec.paths import NOT_REGULAR, is_special
+from anemll_spec.spec.textfile import MAX_FILE_BYTES, Pos, line_col, line_start
+from anemll_spec.spec.textfile import error as _refuse
 from anemll_spec.spec.yamltabs import in_quoted_scalars, separating_tabs, with_spaces
 from anemll_spec.text import quoted
 
-MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_NODES = 20_000  # nodes, as parsed and again after alias expansion
 MAX_TEXT = MAX_FILE_BYTES  # characters of keys and scalars after alias expansion
 MAX_DEPTH = 16  # a spec nests 4 deep (model.compression.palettize.nbits)
 MAX_INT_BITS = 64  # every int field is far below; a 5,000-digit one crashed repr()
 TOO_DEEP = f"nested too deeply: a spec nests at most {MAX_DEPTH} levels"
 
-# byte-order marks of encodings a spec is not in (UTF-32's first: it starts like UTF-16's)
-_BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "UTF-32"),
-    (b"\xff\xfe", "UTF-16"),
-    (b"\xfe\xff", "UTF-16"),
-)
-
-Pos = tuple[int, int]  # 1-based line, column
 Positions = dict[tuple, Pos]  # path tuple -> position of the value (keys: path + ("<key>",))
 
 _TAG = "tag:yaml.org,2002:"
@@ -63,63 +54,6 @@ _CORE_FORMS = {
     for tag in ("null", "bool", "int", "float")
 }
 _PLAIN_TAGS = frozenset(_TAG + t for t in ("map", "seq", "str", "int", "float", "bool", "null"))
-
-
-def _refuse(file: str, message: str, *where: int, path: str = "") -> SpecError:
-    """The error of one problem, at `where` (line, column) where it is known."""
-    return SpecError([Problem(file, path, message, *where)])
-
-
-def read_text(path: Path) -> str:
-    """Read a spec file, refusing what cannot be a spec."""
-    name = str(path)
-    refuse = partial(_refuse, name)
-    try:
-        if not path.exists():
-            raise refuse("no such file")
-        if path.is_dir():
-            raise refuse("is a directory, not a spec file")
-        if is_special(path):
-            raise refuse(f"{NOT_REGULAR}, not a spec file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise refuse(f"file is {size:,} bytes; a spec must be under {MAX_FILE_BYTES:,}")
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)  # the file may grow after stat
-    except OSError as exc:
-        raise refuse(f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise refuse(f"file is over {MAX_FILE_BYTES:,} bytes; a spec must be under that")
-    for bom, encoding in _BOMS:  # before the NUL check: UTF-16 text is full of NULs
-        if data.startswith(bom):
-            raise refuse(f"{encoding} text: save it as UTF-8")
-    if b"\x00" in data:
-        before = data[: data.index(b"\x00")].decode("utf-8", errors="replace")
-        message = "binary file (contains NUL bytes), not a YAML spec"
-        raise refuse(message, *line_col(before, len(before)))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start].decode("utf-8")  # columns count characters
-        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8"
-        raise refuse(message, *line_col(before, len(before))) from None
-
-
-_BREAKS = re.compile(r"\r\n|\r|\n")
-
-
-def line_col(text: str, at: int) -> Pos:
-    """The 1-based line and column of offset `at`, lines broken where PyYAML breaks them:
-    at \\r\\n, \\r (a file from an old Mac has only \\r) and \\n; a byte-order mark
-    that starts the text is no column (as PyYAML's marks and editors count)."""
-    lines = _BREAKS.split(text[:at])
-    bom = len(lines) == 1 and lines[0].startswith("\ufeff")
-    return len(lines), len(lines[-1]) + 1 - bom
-
-
-def line_start(text: str, at: int) -> int:
-    """The offset where the line holding offset `at` starts (after \\r\\n, \\r or \\n)."""
-    return max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
 
 
 @cache
