@@ -7,7 +7,6 @@ stat_checks.concurrent_most)."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import duckdb
@@ -127,7 +126,7 @@ def test_a_claim_its_spec_does_not_make_is_refused(good, tmp_path, attack):
 def test_names_the_older_code_wrote_are_accepted_and_no_others():
     """Before f30637f a swept compression was named by its JSON (canonical, as _short
     wrote it), not lut6/g8: such rows are in stores and bundles, and still import."""
-    from anemll_spec.store.derive import SpecChecker, _as_stored
+    from anemll_spec.store.derive import SpecChecker
 
     text = (
         "name: mm\nmodel: {family: matmul, m: 4, k: 64, n: 64}\nrun: {backends: [numpy]}\n"
@@ -152,24 +151,6 @@ def test_names_the_older_code_wrote_are_accepted_and_no_others():
         assert "calls itself" in checker.check_run(text, [{**row, "model_name": name}])
     assert checker.check_spec_name(text, "mm") is None
     assert checker.check_spec_name(text, None) is None
-    # before e623be1 a case was named by every swept value, also one that does not
-    # apply to it (instances at concurrency 1): such names still import, beside a
-    # swept compression too (the pre-f30637f rule alone did not rebuild them)
-    sweep = "  run.concurrency: [1, 2]\n  run.instances: [shared, distinct]\n"
-    text2 = text.replace("  model.compression:", sweep + "  model.compression:")
-    case2 = next(c for c in checker.cases(text2).values() if c.params["run.concurrency"] == 1
-                 and c.params["model.compression"] != "none")  # fmt: skip
-    assert case2.model_name == "mm[concurrency=1,compression=lut6/g8]"
-    assert case2.inert == {"run.instances"}
-    params2 = json.dumps(_as_stored(case2.params), sort_keys=True)
-    row2 = {**row, "case_index": case2.index, "case_key": case2.key, "params": params2}
-    for name in (
-        "mm[concurrency=1,instances=shared,compression=lut6/g8]",  # before e623be1
-        "mm[concurrency=1,compression=lut6/g8]",
-    ):
-        assert checker.check_run(text2, [{**row2, "model_name": name}]) is None, name
-    for name in ("mm[concurrency=1,instances=distinct,compression=lut6/g8]", "mm[concurrency=1]"):
-        assert "calls itself" in checker.check_run(text2, [{**row2, "model_name": name}])
     assert (
         checker.check_spec_name(text, "lm_head")
         == "spec_name 'lm_head', but its spec is named 'mm'"
