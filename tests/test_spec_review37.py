@@ -4,10 +4,7 @@ and the schema's name pattern."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import pytest
 
 
 def validate(cli, tmp_path: Path, text: str | bytes) -> tuple[Path, list[str]]:
@@ -142,76 +139,6 @@ def test_hints_name_the_family_a_key_belongs_to_and_never_a_key_already_there(cl
         + sweep % ("path", "path", "'path' is a field of external, not ffn"),
         f"error: {path}:12:3: sweep.model.sed: " + sweep.removesuffix("; %s") % ("sed", "sed"),
     ]
-
-
-GS_SWEEP = """\
-name: t
-model:
-  family: matmul
-  m: 8
-  k: 64
-  n: 64
-  compression: {palettize: {nbits: 4%s}}
-run: {backends: [numpy], warmup: 1, iterations: 5, max_time_s: 1, energy_s: 0}
-"""
-GS_AXES = (
-    "sweep:\n  model.compression.palettize.granularity: [per_tensor, per_grouped_channel]\n"
-    "  model.compression.palettize.group_size: [8, 16]\n"
-)
-
-
-def planned(cli, path: Path) -> list[dict]:
-    r = cli("plan", "--json", path)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["cases"]
-
-
-def test_a_swept_value_the_case_does_not_use_is_not_in_its_name(cli, tmp_path):
-    """granularity [per_tensor, per_grouped_channel] x group_size [8, 16] named case #0
-    `t[granularity=per_tensor,group_size=8]`, though group_size does nothing per tensor
-    (its 16 is the same case, measured once). The name leaves it out; the params keep the
-    sweep point as written, and the keys are those of the same case written unswept."""
-    swept, alone = tmp_path / "swept.yaml", tmp_path / "alone.yaml"
-    swept.write_text(GS_SWEEP % "" + GS_AXES)
-    alone.write_text(GS_SWEEP % ", granularity: per_tensor")
-    cases = planned(cli, swept)
-    assert [c["label"] for c in cases] == [c["model_name"] for c in cases]
-    assert [(c["index"], c["model_name"]) for c in cases] == [
-        (0, "t[granularity=per_tensor]"),
-        (2, "t[granularity=per_grouped_channel,group_size=8]"),
-        (3, "t[granularity=per_grouped_channel,group_size=16]"),
-    ]
-    assert cases[0]["params"] == {
-        "model.compression.palettize.granularity": "per_tensor",
-        "model.compression.palettize.group_size": 8,
-    }
-    (one,) = planned(cli, alone)
-    assert (cases[0]["key"], cases[0]["build_key"]) == (one["key"], one["build_key"])
-
-
-@pytest.mark.slow
-def test_the_stored_name_leaves_out_what_the_case_does_not_use(cli, tmp_path):
-    """The same sweep benched for real (numpy, 5 calls a case, about 10 s): the store's
-    model_name is the short name, its params the sweep point as written."""
-    import duckdb
-
-    spec, store = tmp_path / "s.yaml", tmp_path / "s.duckdb"
-    spec.write_text(GS_SWEEP % "" + GS_AXES)
-    r = cli("bench", spec, "--store", store)
-    assert r.returncode == 0, r.stderr
-    with duckdb.connect(str(store), read_only=True) as con:
-        rows = con.execute(
-            "SELECT case_index, model_name, params FROM cases ORDER BY case_index"
-        ).fetchall()
-    assert [(i, name) for i, name, _ in rows] == [
-        (0, "t[granularity=per_tensor]"),
-        (2, "t[granularity=per_grouped_channel,group_size=8]"),
-        (3, "t[granularity=per_grouped_channel,group_size=16]"),
-    ]
-    assert json.loads(rows[0][2]) == {
-        "model.compression.palettize.granularity": "per_tensor",
-        "model.compression.palettize.group_size": 8,
-    }
 
 
 def test_a_byte_order_mark_is_no_column(cli, tmp_path):

@@ -193,7 +193,6 @@ def _validate_points(
     points: list[tuple[tuple, Case]] = []  # (value indices, case) of each valid point
     resolved: dict[str, int] = {}  # what a point resolves to -> its first point's position
     same_as: dict[int, int] = {}  # a point's position -> the earlier point it repeats
-    settled: dict[tuple, str] = {}  # a valid point's value indices -> what it resolves to
     for index, combo in enumerate(combos):
         doc = copy.deepcopy(base)
         overrides: dict[tuple, tuple] = {}
@@ -218,31 +217,8 @@ def _validate_points(
         first = resolved.setdefault(settings, len(points))
         if first != len(points):
             same_as[len(points)] = first
-        settled[tuple(i for i, _ in combo)] = settings
         points.append((combo, Case(valid.name, index, valid.model, valid.run, params)))
-    return per_point, _with_inert(spec, keys, points, settled), same_as
-
-
-def _with_inert(
-    spec: SpecFile, keys: list[str], points: list[tuple[tuple, Case]], settled: dict[tuple, str]
-) -> list[tuple[tuple, Case]]:
-    """The cases, each told which of its swept values do not apply to it: those whose
-    every other value of the sweep makes the same case (group_size with per_tensor,
-    instances at concurrency 1). Its name leaves them out; its params and keys keep them."""
-    out = []
-    for combo, case in points:
-        at = tuple(i for i, _ in combo)
-        inert = frozenset(
-            key
-            for n, key in enumerate(keys)
-            if len(spec.sweep[key]) > 1
-            and all(
-                settled.get(at[:n] + (j,) + at[n + 1 :]) == settled[at]
-                for j in range(len(spec.sweep[key]))
-            )
-        )
-        out.append((combo, replace(case, inert=inert) if inert else case))
-    return out
+    return per_point, points, same_as
 
 
 def same_case_settings(settings: dict[str, Any]) -> dict[str, Any]:

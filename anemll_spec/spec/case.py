@@ -69,7 +69,6 @@ class Case:
     model: ModelBase
     run: Run
     params: dict[str, Any] = field(default_factory=dict)  # this case's swept values
-    inert: frozenset[str] = frozenset()  # swept paths whose values do not apply to it
 
     @cached_property
     def key(self) -> str:
@@ -113,12 +112,9 @@ class Case:
         return self._with_params(published_model(self.model) or self.spec_name)
 
     def _with_params(self, name: str) -> str:
-        """`name[key=value,...]` of the swept values that apply to this case: group_size
-        with per_tensor is not named (each of its values makes this same case)."""
-        shown = {k: v for k, v in self.params.items() if k not in self.inert}
-        if not shown:
+        if not self.params:
             return name
-        inner = ",".join(f"{k.split('.')[-1]}={self._short(k, v)}" for k, v in shown.items())
+        inner = ",".join(f"{k.split('.')[-1]}={self._short(k, v)}" for k, v in self.params.items())
         return f"{name}[{inner}]"
 
     def _short(self, path: str, value: Any) -> str:
