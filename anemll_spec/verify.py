@@ -283,10 +283,10 @@ def top1_counted(
 
 
 def top1_rows(o: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """The positions whose reference top-1 is known: every non-finite reference value
-    there is the output's too (an additive mask's -inf). Where the reference overflowed
-    and the output did not, its argmax (a NaN or an inf wins) says nothing: such a
-    position is left out, as its values are left out of the figures."""
+    """The positions whose reference top-1 is known. A NaN or +inf in the reference
+    that the output does not have wins its argmax and says nothing (an fp16 overflow):
+    such a position is left out, as its values are left out of the figures. A -inf
+    never wins, so it leaves the top-1 known, unless the whole row is -inf."""
     with np.errstate(invalid="ignore"):
-        unknown = ~np.isfinite(r) & ~(o == r)
-    return ~unknown.any(axis=-1)
+        unknown = (np.isnan(r) | (r == np.inf)) & ~(o == r)
+    return ~(unknown.any(axis=-1) | (r == -np.inf).all(axis=-1))

@@ -93,6 +93,30 @@ def test_top1_leaves_out_positions_whose_reference_overflowed(bad):
     assert v.status == "fail" and v.top1_agreement == 0.5
 
 
+def test_a_reference_minus_inf_leaves_top1_known():
+    """A -inf never wins argmax: a reference that overflowed to -inf on one logit keeps
+    its top-1, and a real top-1 miss still fails (every position was left out, top-1
+    None, and the case passed)."""
+    ref = np.zeros((1, 8, 64), np.float32)
+    ref[..., 10] = 5.0  # the reference's top-1: 10
+    ref[..., 5] = -np.inf  # an fp16 overflow, below every other logit
+    out = ref.copy()
+    out[..., 5] = -65520.0
+    out[..., 10], out[..., 11] = 4.0, 5.0  # the output's top-1: 11, everywhere
+    v = check_outputs(
+        {"logits1": out},
+        {"logits1": ref},
+        Tolerance(max_abs_error=2.0, rel_l2_error=1.0, min_cosine=0.0),
+        vocab_chunk=64,
+    )
+    assert v.top1_agreement == 0.0 and v.status == "fail", v
+    assert "top1_agreement 0 < 1" in v.note and "left out of top1" not in v.note
+    # a row of -inf only has no top-1: left out
+    all_minus = np.full((1, 1, 64), -np.inf, np.float32)
+    v = check_outputs({"logits1": all_minus}, {"logits1": all_minus}, DEFAULT_TOL, vocab_chunk=64)
+    assert v.top1_agreement is None
+
+
 def test_vocab_axis_in_both_layouts():
     assert vocab_axis((1, 1, 16032), 16032) == 2
     assert vocab_axis((1, 16032, 1, 4), 16032) == 1
