@@ -12,7 +12,8 @@ EXTRAS ?= dev,lake
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-# quoted for the shell: a path with a space is one argument (a ' in it is not supported)
+# STORE and BACKEND are one value each, quoted for the shell (a path with a space is one
+# argument; a ' in it is not supported); SPEC may name several specs or a glob, unquoted
 BENCH_FLAGS := $(if $(BACKEND),--backend '$(BACKEND)') $(if $(STORE),--store '$(STORE)')
 
 .PHONY: venv bench test test-slow lint clean
@@ -45,7 +46,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/anemll-spec bench '$(SPEC)' $(BENCH_FLAGS) --report
+	$(VENV)/bin/anemll-spec bench $(SPEC) $(BENCH_FLAGS) --report
 
 # The default suite leaves out the tests marked `slow` (full-size builds, the README's
 # full-size commands); `make test-slow` runs only those. CI runs both (.ci/run). One
