@@ -199,6 +199,43 @@ def test_int8_io_is_known_before_the_run(monkeypatch, int8_package, fp32_package
     assert backends.resolve_auto(fp32)[0] == "coreml"
 
 
+@pytest.mark.parametrize("backends_field", ["auto", "coreml"])
+def test_a_damaged_model_on_a_mac_is_refused_at_model_path(
+    monkeypatch, tmp_path, fp32_package, backends_field
+):
+    """On a Mac, auto and coreml asked why_not first, which opened the model and raised
+    its error bare (no spec, case or line): now why_not cannot tell, and the build's
+    preflight refuses it at model.path's line:col, as on Linux. Availability on a macOS
+    26 Mac simulated; the package is a real one with its proto cut short."""
+    import shutil
+    from io import StringIO
+
+    from anemll_spec.progress import Progress
+    from anemll_spec.runner import Runner
+
+    real = backends.availability
+    monkeypatch.setattr(
+        backends,
+        "availability",
+        lambda n: backends.Availability("coreml", True, "macOS 26") if n == "coreml" else real(n),
+    )
+    monkeypatch.setattr(coreml_target, "macos_version", lambda: (26, 0))
+    pkg = shutil.copytree(fp32_package, tmp_path / "bad.mlpackage")
+    proto = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    proto.write_bytes(proto.read_bytes()[:40])
+    assert coreml_target.why_not({"family": "external", "path": str(pkg)}) is None
+    spec = tmp_path / "ext.yaml"
+    spec.write_text(
+        f"name: ext\nmodel: {{family: external, path: bad.mlpackage}}\n"
+        f"run: {{backends: [{backends_field}], iterations: 5}}\n"
+    )
+    with pytest.raises(InputError) as err:
+        Runner(spec, store=str(tmp_path / "s.duckdb"), cache_dir=tmp_path / "c",
+               progress=Progress(StringIO())).run()  # fmt: skip
+    assert str(err.value).startswith(f"{spec}:2:33: ext: model.path: {pkg}"), str(err.value)
+    assert not (tmp_path / "s.duckdb").exists()
+
+
 # -- 19.9 the default function -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def multifunction(cache, tmp_path_factory) -> Path:

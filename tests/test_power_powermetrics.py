@@ -112,6 +112,9 @@ def test_a_region_shorter_than_two_windows_is_no_reading():
     assert isinstance(short, Unavailable), short
     assert "reading over 0.03 s, shorter than 2 of its" in short.reason
     assert "run.energy_s sets a longer reading" in short.reason
+    # a capture read back from disk (no bounds) is its windows' sum, one window too
+    one = energy_from_samples(samples[3:4])
+    assert not isinstance(one, Unavailable) and one.rails_mj == samples[3].rails_mj
     two = int(2.01 * samples[3].elapsed_s * 1e9)  # two windows' time: read
     assert not isinstance(energy_from_samples(samples, mid - two // 2, mid + two // 2), Unavailable)
 

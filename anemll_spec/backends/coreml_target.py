@@ -136,17 +136,22 @@ def why_not(model: Mapping[str, Any] | Any, macos: MacOS | None = None) -> str |
     `model`: the case's resolved model fields (a dict, or a model object with to_json()).
     An external model's int8 inputs/outputs too: known before the run, so auto picks
     another backend and a named coreml is refused (exit 2), not a FAILED case."""
-    fields = model.to_json() if hasattr(model, "to_json") else model
-    target, has_state = model_target(fields)
-    why = why_not_on(target, has_state, macos_version() if macos is None else macos)
-    if why is None and fields.get("family") == "external":
-        from anemll_spec.mlmodel import open_model
+    from anemll_spec.errors import InputError
 
-        io = open_model(Path(fields["path"])).io()
-        ct = _ct_version()
-        why = unsupported_io({t.name: t.dtype for t in io.inputs}, "input", ct) or (
-            unsupported_io({t.name: t.dtype for t in io.outputs}, "output", ct)
-        )
+    fields = model.to_json() if hasattr(model, "to_json") else model
+    try:
+        target, has_state = model_target(fields)
+        why = why_not_on(target, has_state, macos_version() if macos is None else macos)
+        if why is None and fields.get("family") == "external":
+            from anemll_spec.mlmodel import open_model
+
+            io = open_model(Path(fields["path"])).io()
+            ct = _ct_version()
+            why = unsupported_io({t.name: t.dtype for t in io.inputs}, "input", ct) or (
+                unsupported_io({t.name: t.dtype for t in io.outputs}, "output", ct)
+            )
+    except InputError:  # a damaged external model: cannot tell here; the build's
+        return None  # preflight refuses it, at model.path's line and column
     return why
 
 

@@ -132,11 +132,10 @@ def energy_from_samples(
             "powermetrics",
         )
     windows_s = sum(s.elapsed_s for s in chosen)
-    region_s = (
-        windows_s if t_start_ns is None or t_stop_ns is None else (t_stop_ns - t_start_ns) / 1e9
-    )
+    bounded = t_start_ns is not None and t_stop_ns is not None
+    region_s = (t_stop_ns - t_start_ns) / 1e9 if bounded else windows_s  # type: ignore[operator]
     window_s = windows_s / len(chosen)
-    if region_s < MIN_WINDOWS * window_s:
+    if bounded and region_s < MIN_WINDOWS * window_s:  # a capture from disk: its own windows
         return Unavailable(
             f"powermetrics reading over {region_s:.3g} s, shorter than {MIN_WINDOWS} of its "
             f"{window_s:.3g} s sample windows: they hold mostly time outside the timed "
