@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,7 +146,6 @@ def test_a_run_exported_while_running_is_completed_by_its_later_bundle(cli, tmp_
 def test_a_bundle_cannot_add_cases_to_a_run_measured_here(tmp_path):
     """An exported copy of a local run with one more case: importing it back would file
     that case under 'own, measured here' and pool it into compare."""
-    import shutil
 
     here = tmp_path / "here.duckdb"
     run_id = one_case_run(here, seed=5)
@@ -411,7 +411,6 @@ def test_a_row_bomb_is_refused_from_the_footer(bundle, tmp_path, monkeypatch):
 def test_a_refused_import_leaves_an_older_store_as_it_was(bundle, tmp_path):
     """Opening an older store to write upgrades it: a bad bundle is refused first, so the
     store stays at its version and older anemll-spec can still open it."""
-    import shutil
 
     old = tmp_path / "v1.duckdb"
     shutil.copy(Path(__file__).parent / "fixtures" / "store" / "v1.duckdb", old)
@@ -430,7 +429,6 @@ def test_a_refused_import_leaves_an_older_store_as_it_was(bundle, tmp_path):
 
 def test_an_import_leaves_its_rows_in_the_file_not_the_log(bundle, tmp_path):
     """As finish_run does: a copy of the store file alone holds what was imported."""
-    import shutil
 
     dest = tmp_path / "dest.duckdb"
     import_bundles(dest, [bundle])
@@ -567,3 +565,31 @@ def test_a_failed_import_removes_only_the_store_it_made(tmp_path):
     torn.write_bytes(b"\0" * 4096)  # a full disk's leftover
     forget_created(made)
     assert not torn.exists()
+    # a damaged block: DuckDB's message ("... in block at location ...") holds "lock",
+    # which was read as held by a writer, and the import's own leftover was kept
+    duckdb.connect(str(theirs)).execute("CHECKPOINT").close()  # its blocks in the file
+    data = bytearray(theirs.read_bytes())
+    data[12288 : 12288 + 4096] = bytes(b ^ 0xFF for b in data[12288 : 12288 + 4096])
+    damaged = tmp_path / "damaged.duckdb"
+    made = not_made(damaged)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(duckdb.IOException, match="block at location"):
+        duckdb.connect(str(damaged), read_only=True)
+    forget_created(made)
+    assert not damaged.exists()
+    # held by a writer in another process: theirs, kept
+    held = tmp_path / "held.duckdb"
+    made = not_made(held)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "c.execute('CREATE TABLE t (x INT)'); print('ready', flush=True); time.sleep(60)",
+         str(held)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        forget_created(made)
+        assert held.exists()
+    finally:
+        writer.kill()
+        writer.wait()

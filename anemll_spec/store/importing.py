@@ -37,7 +37,7 @@ from anemll_spec.store.bundle import (
     stage,
 )
 from anemll_spec.store.connection import open_store, store_path
-from anemll_spec.store.diagnose import cannot_open
+from anemll_spec.store.diagnose import cannot_open, locked_by_another
 from anemll_spec.store.prepare import check_not_newer, read_version
 from anemll_spec.store.schema import LONG_NAME, Table
 from anemll_spec.store.trust import Origin, check_same_runs
@@ -121,8 +121,8 @@ def _holds_runs(path: Path) -> bool:
         con = duckdb.connect(str(path), read_only=True)
     except OSError:
         return True
-    except duckdb.Error as exc:
-        return "lock" in str(exc).lower()
+    except duckdb.Error:  # held by a writer (asked of the OS: DuckDB's word for a damaged
+        return locked_by_another(path, write=False)  # block holds "lock" too), or damaged
     try:
         (n,) = con.execute("SELECT count(*) FROM runs").fetchone() or (0,)
         return n > 0
