@@ -777,6 +777,45 @@ def test_a_run_interrupted_in_both_stores_ends_after_its_last_case(tmp_path):
     assert rows(mine, last, [rid])[0][1] >= latest[0] > marked[1]
 
 
+def test_a_marked_run_pushed_while_its_copy_still_runs_ends_at_its_last_case(tmp_path):
+    """The order the reviewer hit: marked 'interrupted' here, then pushed its later cases
+    while the copy elsewhere was still 'running' (no status to take): the finish time
+    stayed before those cases, so the next push, of the copy's own later 'interrupted',
+    read it as one its writer ended, and it kept ending before its cases for good."""
+    mine, theirs = tmp_path / "mine.duckdb", tmp_path / "theirs.duckdb"
+    code = (
+        "import sys\nfrom fixtures.store.synth import case, host, run, samples_ns\n"
+        "import numpy as np\nfrom anemll_spec.store import append_case, begin_run\n"
+        "rid = begin_run(sys.argv[1], run(), host())\n"
+        "w = samples_ns(np.random.default_rng(1), 40, 5.0)\n"
+        "append_case(sys.argv[1], rid, case(wall=w), w)\nprint(rid)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-c", code, str(mine)], capture_output=True,
+                         text=True, env=env, check=True)  # fmt: skip
+    rid = out.stdout.strip()
+    for suffix in ("", ".wal"):  # the run went on in a copy of the store
+        if Path(f"{mine}{suffix}").exists():
+            Path(f"{theirs}{suffix}").write_bytes(Path(f"{mine}{suffix}").read_bytes())
+    w = samples_ns(np.random.default_rng(2), 40, 5.0)
+    append_case(theirs, rid, case(wall=w), w)  # still 'running' there
+    begin_run(mine, run(), host())  # a later bench here marks it: its pid has exited
+    last = "SELECT status, finished_at FROM runs WHERE run_id = ?"
+    cases_end = "SELECT max(finished_at) FROM cases WHERE run_id = ?"
+    copy_runs(theirs, mine)  # its later case, and no status to take
+    ((status, ended),) = rows(mine, last, [rid])
+    ((latest,),) = rows(mine, cases_end, [rid])
+    assert status == "interrupted" and ended == latest  # ends at its last case, as marked
+    w = samples_ns(np.random.default_rng(3), 40, 5.0)
+    append_case(theirs, rid, case(wall=w), w)
+    finish_run(theirs, rid, "interrupted")  # its writer's Ctrl-C there, later
+    got = copy_runs(theirs, mine)
+    assert (got["runs_updated"], got["cases_added"]) == (1, 1)
+    assert rows(mine, last, [rid]) == rows(theirs, last, [rid])
+    ((latest,),) = rows(mine, cases_end, [rid])
+    assert rows(mine, last, [rid])[0][1] >= latest
+
+
 def test_a_push_under_a_shared_runs_id_from_another_run_is_refused(shared, tmp_path):
     """A run id names one run: a push whose run has a shared run's id, but another
     command (or host, spec, writer), is refused, not merged into the shared run."""

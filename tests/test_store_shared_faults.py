@@ -448,14 +448,19 @@ def test_the_printed_push_is_one_shell_word_for_a_target_with_quoted_values(tmp_
     )
     bs = BenchStore(target, local=str(tmp_path / "local store.duckdb"))
     bs.fell_back, bs._moved = "connection refused", {"20261207-000000-0123abcd"}
-    words = shlex.split(bs.message.split("push it: ", 1)[1])
+    command, said = bs.message.split("push it: ", 1)[1].split(" (with the password", 1)
+    words = shlex.split(command)
     assert words == ["anemll-spec", "push", "20261207-000000-0123abcd", "--store",
                      str(tmp_path / "local store.duckdb"), "--to",
                      lake_target.redact(target)]  # fmt: skip
     assert "s3" not in bs.message and "cr3t" not in bs.message
+    # pasted as printed it failed to log in ('password=***'): the message says what to do
+    assert said == " in place of ***)"
 
 
-@pytest.mark.parametrize("where", ["/proc/fb.duckdb", "fb\udcff.duckdb", "file/fb.duckdb"])
+@pytest.mark.parametrize(
+    "where", ["/proc/fb.duckdb", "fb\udcff.duckdb", "file/fb.duckdb", "ducklake:fb.ducklake"]
+)
 def test_a_fallback_store_that_could_not_take_the_run_is_refused_up_front(tmp_path, where, cli):
     """A lost server moved the run to a local store found unwritable only then (exit 2,
     the case just measured and the rest lost, the shared copy left 'running'). bench
@@ -469,7 +474,10 @@ def test_a_fallback_store_that_could_not_take_the_run_is_refused_up_front(tmp_pa
     spec.write_text(
         "name: fb\nmodel: {family: matmul, m: 4, k: 8, n: 8}\nrun: {backends: [numpy]}\n"
     )
-    env = {"ANEMLL_SPEC_FALLBACK_STORE": where if where.startswith("/") else str(tmp_path / where)}
+    # a shared store as the fallback passed the check (its redacted name exists nowhere,
+    # so no folder was probed) and the run "fell back" into the lost server: lost
+    at = where if where.startswith(("/", "ducklake:")) else str(tmp_path / where)
+    env = {"ANEMLL_SPEC_FALLBACK_STORE": at}
     r = cli("bench", spec, "--store", target, env=env, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and "hunter2" not in r.stderr

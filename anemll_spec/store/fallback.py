@@ -50,8 +50,13 @@ def _check_fallback(local: str, named: bool) -> None:
     from anemll_spec.store.connection import store_path, utf8_name
 
     utf8_name(local, f"fallback store (${ENV_FALLBACK})" if named else "fallback store")
-    where = f"(${ENV_FALLBACK}) {local}" if named else local
+    where = f"(${ENV_FALLBACK}) {lake_target.redact(local)}" if named else local
     fix = f"set ${ENV_FALLBACK} to a file in a writable folder"
+    if lake_target.is_lake(local):  # the run would "fall back" into a lost server
+        raise InputError(
+            f"fallback store {where}: a shared store; a run moves there when the shared "
+            f"store becomes unreachable, so it must be a local file: {fix}"
+        )
     path = store_path(local)
     if path.exists():
         ok, why = path.is_file() and os.access(path, os.W_OK), "not a writable file"
@@ -117,10 +122,11 @@ class BenchStore:
                 f"the store is free, push them: anemll-spec push {runs} --store {local} "
                 f"--to {shlex.quote(path_word(self.target))}"
             )
+        secret = " (with the password in place of ***)" if "***" in to else ""
         return (
             f"the shared store {to} was unreachable ({self.fell_back}); "
             f"this run is in the local store {self.local}. When the shared store is back, "
-            f"push it: anemll-spec push {runs} --store {local} --to {shlex.quote(to)}"
+            f"push it: anemll-spec push {runs} --store {local} --to {shlex.quote(to)}{secret}"
         )
 
     # ---- the write API

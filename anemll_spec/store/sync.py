@@ -173,16 +173,24 @@ def _insert(con, staged: dict[str, str]) -> dict:
     # of its own) takes a later, also once a later bench here marked it 'interrupted'
     # (writer.mark_interrupted, its pid having exited), which it tells by finished_at:
     # its last case's (or its start), where a writer's own finish_run sets the time after
+    con.execute(f"CREATE TEMP TABLE _marked AS SELECT run_id FROM runs WHERE {MARKED_INTERRUPTED}")
     updated = advance_status(
         con,
         f"(SELECT * FROM {r} WHERE run_id NOT IN (SELECT run_id FROM runs "
         "WHERE coalesce(origin, 'measured') = 'measured' AND status <> 'running' "
         f"AND NOT ({MARKED_INTERRUPTED})))",
     )
-    return {
+    counts = {
         "hosts_added": copy(schema.HOSTS, h, "WHERE host_id NOT IN (SELECT host_id FROM hosts)"),
         "runs_added": copy(schema.RUNS, r, "WHERE run_id NOT IN (SELECT run_id FROM runs)"),
-        "runs_updated": int(updated),
         "cases_added": copy(schema.CASES, c, new_cases),
         **{f"{t.name}_added": copy(t, staged[t.name], new_cases) for t in schema.CASE_TABLES},
     }
+    # a run marked interrupted here ends at its last case: with later cases pushed into it
+    # (its copy elsewhere still 'running'), its finish moves to theirs, so it stays one a
+    # later push can tell as marked (MARKED_INTERRUPTED), not one its writer ended
+    (moved,) = con.execute(
+        f"UPDATE runs SET finished_at = {_LAST_CASE} WHERE run_id IN (SELECT run_id FROM "
+        f"_marked) AND status = 'interrupted' AND {_LAST_CASE} > finished_at"
+    ).fetchone()
+    return {**counts, "runs_updated": int(updated) + int(moved)}
