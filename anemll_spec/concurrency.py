@@ -63,6 +63,19 @@ THREADS_RUN_AT_ONCE: dict[tuple[str, str | None], bool] = {
 }
 
 
+# What an instance may spend loading its model before its warm-up: a Core ML load
+# (compiling for the device) of several instances at once takes minutes.
+LOAD_ALLOWANCE_S = 900.0
+
+
+def start_limit_s(budget: Budget) -> float:
+    """How long the instances may take to be loaded and warm, all of them: the load
+    allowance plus the warm-up's own budget (Timer.warm stops warming up at max_time_s,
+    the spec's warmup_s never exceeds it), so a long warm-up the spec asks for is never
+    cut short as if an instance had hung."""
+    return LOAD_ALLOWANCE_S + budget.max_time_s
+
+
 class ConcurrencyError(RuntimeError):
     """An instance failed to load, warm up or time (its message names which and why)."""
 
@@ -99,7 +112,7 @@ class InstancesResult(Concurrent):
 def _gates_watched(gates: tuple, procs: list) -> Iterator[None]:
     """While the parent waits at the gates, a thread breaks them as soon as an instance
     process ends (killed for memory, say): the parent and the other instances stop
-    waiting then, not after the start timeout (900 s)."""
+    waiting then, not after the start limit (start_limit_s)."""
     passed = threading.Event()
 
     def watch() -> None:
@@ -139,7 +152,7 @@ def time_processes(
     n_instances: int | None = None,
     on_progress: Progress | None = None,
     reader: Any = None,
-    start_timeout_s: float = 900.0,
+    start_timeout_s: float | None = None,
     threads: int | None | Literal["auto"] = "auto",
 ) -> InstancesResult:
     """Time instances at once, each in its own spawned process.
@@ -148,10 +161,13 @@ def time_processes(
     models); options: the backend's load options; inputs: the host inputs (each instance
     converts them with its own feed()); reader: a power reader started once every
     instance is loaded and warm, just before they are released together, and stopped
-    when the last one finishes; threads: math-library threads per process ("auto":
-    default_threads; None: the libraries' own default). Raises ConcurrencyError naming the
-    instance that failed."""
+    when the last one finishes; start_timeout_s: how long all may take to be loaded and
+    warm (None: start_limit_s(budget)); past it they stop at once, and ConcurrencyError
+    says so; threads: math-library threads per process ("auto": default_threads; None:
+    the libraries' own default). Raises ConcurrencyError naming the instance that failed."""
     preps = _instance_preps(prepared, n_instances)
+    if start_timeout_s is None:
+        start_timeout_s = start_limit_s(budget)
     n = len(preps)
     reader = guard(reader) if reader is not None else None
     if threads == "auto":
@@ -182,11 +198,16 @@ def time_processes(
                 procs.append(proc)  # a Ctrl-C held off comes once it is there to end
         with _gates_watched(gates, procs), contextlib.suppress(Exception):
             # broken: an instance failed (or died: the watcher broke them); _collect says which
-            gates[0].wait(start_timeout_s)
+            try:
+                gates[0].wait(start_timeout_s)
+            except BaseException:  # past the limit too: those still warming up stop now
+                ended.value = 1
+                _abort(gates)
+                raise
             if reader is not None:
                 reader.start()
             gates[1].wait(start_timeout_s)
-        done = _collect(conns, procs, gates, on_progress, ended)
+        done = _collect(conns, procs, gates, on_progress, ended, start_timeout_s)
         if reader is not None:
             energy = reader.stop(timed_only=True)
     except BaseException:  # Ctrl-C or a failure here: nobody waits for the instances' end
@@ -216,7 +237,7 @@ def time_processes(
     )
 
 
-def _collect(conns, procs, gates, on_progress, ended=None) -> dict[int, tuple]:
+def _collect(conns, procs, gates, on_progress, ended=None, limit_s=None) -> dict[int, tuple]:
     """Every instance's ("done", ...) message; ConcurrencyError on any failure. An
     instance that fails or dies stops the others (the gates broken, `ended` set: they
     stop at their next call, not after their whole budget), whose results then come."""
@@ -248,7 +269,9 @@ def _collect(conns, procs, gates, on_progress, ended=None) -> dict[int, tuple]:
             if ended is not None:
                 ended.value = 1
     if not errors and len(done) < len(conns):
-        errors.append((len(conns), "not every instance reached the start barrier in time"))
+        within = "in time" if limit_s is None else f"within {limit_s:g} s"
+        late = f"not every instance was loaded and warm {within} (load + warm-up allowance)"
+        errors.append((len(conns), late))
     if errors:
         raise ConcurrencyError("; ".join(text for _, text in sorted(errors)))
     return done

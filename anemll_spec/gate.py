@@ -38,7 +38,7 @@ class Gate:
     def wait(self, timeout: float | None = None, give_up: Callable[[], bool] | None = None) -> None:
         """Wait for every party. give_up: asked every POLL_S while waiting; True breaks the
         gate (an instance whose parent died: nobody else will come, and waiting out the
-        timeout, 15 minutes, left it holding the model and the terminal's stderr)."""
+        start limit, 15 minutes and more, left it holding the model and the terminal's stderr)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         lock = self._count.get_lock()
         if not lock.acquire(timeout=timeout):
