@@ -314,7 +314,8 @@ def time_threads(
             load_s.append(time.perf_counter() - t0)
             sessions.append(s)
             fns.append(s.bind(s.feed(inputs), s.new_state()))
-        res = time_concurrent(fns, budget, on_progress=on_progress, reader=reader)
+        probes = [s.runtime_probe for s in sessions]  # as each instance's own, in processes
+        res = time_concurrent(fns, budget, on_progress=on_progress, reader=reader, afters=probes)
     finally:
         fns.clear()
         for s in sessions:

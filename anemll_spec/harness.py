@@ -351,16 +351,20 @@ def time_concurrent(
     *,
     on_progress: Progress | None = None,
     reader: Any = None,
+    afters: Sequence[Callable[[], int | None] | None] | None = None,
 ) -> Concurrent:
     """Each fn (one model instance each) warms up, waits at a barrier, then all are
     timed at once, until the first meets its rule (the others stop after their call in
     flight). Throughput = all calls / wall time from first start to last end.
-    reader: a power reader started as the barrier releases, stopped when all are done."""
+    reader: a power reader started as the barrier releases, stopped when all are done;
+    afters: per fn, its session's runtime_probe (Timer's `after`), or None."""
     n = len(fns)
     ended = [False]  # an instance met its rule (or failed): all stop
+    probes = list(afters) if afters is not None else [None] * n
+    reports = [on_progress if i == 0 else None for i in range(n)]
     timers = [
-        Timer(f, budget, on_progress=on_progress if i == 0 else None, halt=lambda: ended[0])
-        for i, f in enumerate(fns)
+        Timer(f, budget, after=a, on_progress=r, halt=lambda: ended[0])
+        for f, a, r in zip(fns, probes, reports, strict=True)
     ]
     reader = guard(reader) if reader is not None else None
     barrier = threading.Barrier(n, action=reader.start if reader is not None else None)

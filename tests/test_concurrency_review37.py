@@ -5,16 +5,21 @@ SIGTERM or are stopped, within a bounded time."""
 
 from __future__ import annotations
 
+import io
+import json
 import multiprocessing
 import time
 
 import pytest
-from build_util import lm_head
+from build_util import lm_head, lm_head_fields
+from db_util import rows
 
 from anemll_spec import concurrency
 from anemll_spec.backends.base import Prepared
-from anemll_spec.backends.numpy_ import ExecutorOptions
+from anemll_spec.backends.numpy_ import ExecutorOptions, NumpyBackend
 from anemll_spec.harness import Budget
+from anemll_spec.progress import Progress
+from anemll_spec.runner import Runner
 
 OPTIONS = ExecutorOptions()
 
@@ -88,3 +93,38 @@ def test_a_warm_up_longer_than_the_load_allowance_is_not_cut_short(prepared, inp
     res = concurrency.time_processes("numpy", prepared, OPTIONS, inputs, warm, n_instances=2)
     assert [t.warmup_s >= 4.0 for t in res.per_instance] == [True, True]
     assert res.calls >= 5
+
+
+def test_threads_mode_keeps_each_calls_runtime_duration_in_the_store(
+    tmp_path, monkeypatch, build_cache, built
+):
+    """torch on CUDA at concurrency > 1 runs in threads, where each instance's Timer got
+    no `after`: samples.runtime_ns and runtime_median_ms were NULL for every concurrent
+    CUDA case (concurrency 1 and processes mode kept the CUDA-event times). Here numpy
+    sessions carry a runtime_probe, as torch's do on CUDA, and run in threads."""
+    load = NumpyBackend.load
+
+    def probed(self, prepared, options):
+        s = load(self, prepared, options)
+        s.runtime_probe = lambda: 1000  # 1 us: well under any call's wall time
+        return s
+
+    monkeypatch.setattr(NumpyBackend, "load", probed)
+    monkeypatch.setitem(concurrency.THREADS_RUN_AT_ONCE, ("numpy", None), True)
+
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        f"name: thr\nmodel: {json.dumps(lm_head_fields(hidden_size=64, vocab_size=256, chunks=2))}"
+        "\nrun: {backends: [numpy], concurrency: 2, warmup: 2, iterations: 40, "
+        "min_iterations: 5, max_time_s: 1, energy_s: 0, dispatch_floor: false}\n"
+    )
+    store = tmp_path / "s.duckdb"
+    res = Runner(
+        spec, store=str(store), cache_dir=build_cache, progress=Progress(io.StringIO())
+    ).run()
+    assert [m.status for m in res.results] == ["ok"], [m.error for m in res.results]
+    got = rows(store, "SELECT count(*), count(runtime_ns), min(runtime_ns) FROM samples")
+    n = got[0][0]
+    assert n >= 2 and got == [(n, n, 1000)]
+    ((median, notes),) = rows(store, "SELECT runtime_median_ms, notes FROM cases")
+    assert median == pytest.approx(0.001) and "concurrency 2 (threads" in notes, notes
