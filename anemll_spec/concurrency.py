@@ -76,6 +76,12 @@ def start_limit_s(budget: Budget) -> float:
     return LOAD_ALLOWANCE_S + budget.max_time_s
 
 
+# How long instances may take to end once told to (their call in flight, sending their
+# samples) before they are sent SIGTERM; and after it, before SIGKILL.
+REAP_GRACE_S = 10.0
+TERM_GRACE_S = 2.0
+
+
 class ConcurrencyError(RuntimeError):
     """An instance failed to load, warm up or time (its message names which and why)."""
 
@@ -211,6 +217,7 @@ def time_processes(
         if reader is not None:
             energy = reader.stop(timed_only=True)
     except BaseException:  # Ctrl-C or a failure here: nobody waits for the instances' end
+        ended.value = 1  # they stop after their call in flight, SIGTERM ignored or not
         _abort(gates)
         for proc in procs:
             if proc.is_alive():
@@ -219,13 +226,9 @@ def time_processes(
     finally:
         if reader is not None:  # a reading an instance's failure left running
             reader.close()
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
-        for c in conns:
+        for c in conns:  # first: an instance still sending its samples ends quietly
             c.close()
+        _reap(procs)
     timings = [done[k][0] for k in range(n)]
     return InstancesResult(
         timings,
@@ -235,6 +238,24 @@ def time_processes(
         energy=energy,
         threads=threads,
     )
+
+
+def _reap(procs: list) -> None:
+    """Every instance process ended, within a bounded time: REAP_GRACE_S (all together)
+    to end on its own, then SIGTERM, then SIGKILL (for one that ignores SIGTERM, or one
+    stopped by SIGSTOP, where SIGTERM stays pending). None is left for multiprocessing's
+    exit handler, which joins every non-daemon child without a limit."""
+    grace_s = REAP_GRACE_S
+    for end in (lambda p: p.terminate(), lambda p: p.kill(), None):  # SIGTERM, SIGKILL
+        deadline = time.monotonic() + grace_s
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = [p for p in procs if p.is_alive()]
+        if not alive or end is None:
+            return
+        for proc in alive:
+            end(proc)
+        grace_s = TERM_GRACE_S
 
 
 def _collect(conns, procs, gates, on_progress, ended=None, limit_s=None) -> dict[int, tuple]:

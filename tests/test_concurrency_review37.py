@@ -8,7 +8,10 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from build_util import lm_head, lm_head_fields
@@ -22,6 +25,8 @@ from anemll_spec.progress import Progress
 from anemll_spec.runner import Runner
 
 OPTIONS = ExecutorOptions()
+# timed until stopped: a million calls, 60 s
+LONG = Budget(warmup=2, warmup_s=0.0, iterations=10**6, min_iterations=5, max_time_s=60.0)
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +133,78 @@ def test_threads_mode_keeps_each_calls_runtime_duration_in_the_store(
     assert n >= 2 and got == [(n, n, 1000)]
     ((median, notes),) = rows(store, "SELECT runtime_median_ms, notes FROM cases")
     assert median == pytest.approx(0.001) and "concurrency 2 (threads" in notes, notes
+
+
+def _ctrl_c_while_timing(then=None):
+    """An on_progress callback that, at instance 0's first report (both instances timing),
+    runs `then` and sends this process (the bench, alone) a real SIGINT."""
+
+    def report(*_):
+        if then is not None:
+            then()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    return report
+
+
+def _end(procs: list) -> list:
+    """Kill and reap what a test left behind (else multiprocessing's exit handler would
+    wait for it at the end of the session); the ones that were still there."""
+    left = [p for p in procs if p.is_alive()]
+    for p in left:
+        p.kill()
+        p.join(5)
+    return left
+
+
+def test_ctrl_c_ends_instances_that_ignore_sigterm_at_once(prepared, inputs):
+    """Ctrl-C to the bench alone, its instances ignoring SIGTERM (a supervising parent's
+    `trap '' TERM`): the bench only sent SIGTERM, never set `ended`, and joined each
+    instance for 10 s, then 5 s more: 30 s, the instances timing on to max_time_s (60 s
+    here) and left running. Now `ended` is set first: they stop after their call."""
+    old = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the instances inherit it
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            concurrency.time_processes(
+                "numpy", prepared, OPTIONS, inputs, LONG, n_instances=2,
+                on_progress=_ctrl_c_while_timing(),
+            )  # fmt: skip
+        took = time.monotonic() - t0
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        left = _end(_instances_left())
+    assert not left
+    assert took < 8, took
+
+
+def test_ctrl_c_ends_a_stopped_instance_within_a_bounded_time(prepared, inputs, monkeypatch):
+    """Ctrl-C to the bench while one instance is stopped (SIGSTOP): SIGTERM stays pending
+    on a stopped process, the bench gave up on it after 15 s of joins, and at exit
+    multiprocessing joined it without a limit: bench never exited. Now SIGKILL follows
+    the graces (here 0.5 s, then 0.2 s after SIGTERM)."""
+    monkeypatch.setattr(concurrency, "REAP_GRACE_S", 0.5, raising=False)
+    monkeypatch.setattr(concurrency, "TERM_GRACE_S", 0.2, raising=False)
+    stopped: list[int] = []
+
+    def stop_instance_1() -> None:
+        (p,) = [p for p in _instances_left() if p.name == "instance-1"]
+        os.kill(p.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10  # stopped, for certain: a SIGTERM that came before
+        while "T (stopped)" not in Path(f"/proc/{p.pid}/status").read_text():  # the stop
+            assert time.monotonic() < deadline  # (a lower signal number) would end it
+            time.sleep(0.01)
+        stopped.append(p.pid)
+
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            concurrency.time_processes(
+                "numpy", prepared, OPTIONS, inputs, LONG, n_instances=2,
+                on_progress=_ctrl_c_while_timing(stop_instance_1),
+            )  # fmt: skip
+        took = time.monotonic() - t0
+    finally:
+        left = _end(_instances_left())
+    assert stopped and not left
+    assert took < 8, took
