@@ -82,6 +82,11 @@ _MANIFEST_DAMAGE = {
     "flops_text": lambda d: {**d, "flops": "many"},
     "size_text": lambda d: {**d, "files": {k: str(v) for k, v in d["files"].items()}},
     "null": lambda d: None,
+    # served as hits before: a model that is no object made `cache list`/`clear` raise
+    # AttributeError; a negative weight_bytes ran a whole bench, lost at the store
+    "model_text": lambda d: {**d, "model": "lm_head"},
+    "weight_bytes_negative": lambda d: {**d, "weight_bytes": -d["weight_bytes"]},
+    "weight_bytes_off": lambda d: {**d, "weight_bytes": d["weight_bytes"] + 1},
 }
 
 

@@ -199,3 +199,15 @@ def test_estimate_warns_about_ane_limits():
     assert any("32768" in w and "16384" in w for w in warnings)
     assert estimate(lm_head(hidden_size=64, vocab_size=32768, chunks=2)).warnings == []
     assert any("float32" in w for w in estimate(matmul(compute_precision="float32")).warnings)
+
+
+def test_attention_says_its_rope_tables_stay_dense_under_compression():
+    """coremltools' own quantize pass (over 2048 elements) would compress the RoPE
+    tables too; ours keeps them dense (declared so, and GB/s counts them): the caveat
+    says so where a compression is set."""
+    plain = attention(context_length=256)
+    int8 = attention(context_length=256, compression={"quantize": {"dtype": "int8"}})
+    assert "dense under the compression" not in plain.bandwidth_caveat()
+    assert "MB, dense under the compression, of which a call reads" in int8.bandwidth_caveat()
+    rope = [w for w in int8.weights() if w.name.startswith("rope.")]
+    assert len(rope) == 2 and not any(w.compressible for w in rope)

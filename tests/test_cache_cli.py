@@ -252,12 +252,17 @@ def test_damaged_entries_are_listed_as_such_and_cleared(two_entries, capsys):
     weights.write_text("not a folder")
     manifest = cache / old / "manifest.json"
     doc = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**doc, "files": list(doc["files"])}))
-    sizes = {fresh: _disk(cache / fresh), old: _disk(cache / old)}
+    # a model that is no object: AttributeError in list and clear (clear removed nothing)
+    manifest.write_text(json.dumps({**doc, "files": list(doc["files"]), "model": "lm_head"}))
     assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
     listed = {e["key"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
     assert listed[fresh]["problem"].endswith("weight.bin missing")
     assert listed[old]["problem"] == "manifest unreadable (files missing or not dict)"
+    manifest.write_text(json.dumps({**doc, "model": "lm_head"}))
+    assert cli_main(["cache", "list", "--json", "--cache-dir", str(cache)]) == 0
+    listed = {e["key"]: e for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert listed[old]["problem"] == "manifest unreadable (model missing or not dict)"
+    sizes = {fresh: _disk(cache / fresh), old: _disk(cache / old)}
     assert not listed[fresh]["ok"] and not listed[old]["ok"]
     assert cli_main(["cache", "clear", "--json", "--cache-dir", str(cache)]) == 0
     cleared = json.loads(capsys.readouterr().out)

@@ -67,7 +67,10 @@ def _listing(pkg: Path) -> dict[str, int]:
 
 # What a hit reads from a manifest (build._built), with its type: a manifest without
 # one, or with another type, is a damaged entry (rebuilt), not a traceback.
-_MANIFEST_FIELDS = {"files": dict, "weight_bytes": int, "flops": int, "weights_sha256": str}
+_MANIFEST_FIELDS = {
+    "files": dict, "model": dict, "weight_bytes": int, "flops": int, "weights_sha256": str
+}  # fmt: skip
+WEIGHTS_DIR = "Data/com.apple.CoreML/weights/"  # a built package's weight files, by name
 
 
 def _manifest_problem(manifest: object) -> str:
@@ -77,9 +80,17 @@ def _manifest_problem(manifest: object) -> str:
         value = manifest.get(field)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"manifest unreadable ({field} missing or not {kind.__name__})"
+    for field in ("weight_bytes", "flops"):
+        if manifest[field] < 0:
+            return f"manifest unreadable ({field} {manifest[field]} below 0)"
     for rel, size in manifest["files"].items():
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             return f"manifest unreadable (size of {rel} not a count)"
+    # the figure GB/s divides: the weight files' bytes, as the build summed them (a
+    # hit served a negative one, and the run was lost at the store after timing)
+    held = sum(size for rel, size in manifest["files"].items() if rel.startswith(WEIGHTS_DIR))
+    if manifest["weight_bytes"] != held:
+        return f"weight_bytes {manifest['weight_bytes']}, but its weight files hold {held}"
     return ""
 
 

@@ -224,10 +224,13 @@ class Attention(ModelBase):
     def bandwidth_caveat(self) -> str | None:
         rope = 2 * self.context_length * self.head_dim * (2 if self.precision == "float16" else 4)
         kv = 2 * self.batch * self.kv_heads * self.context_length * self.head_dim * 2  # fp16
+        # the tables stay dense under compression (coremltools' own pass, over 2048
+        # elements, would compress them too): said, as they may be much of the file
+        dense = ", dense under the compression" if self.compression != "none" else ""
         return (
             f"GB/s counts the weight file: the projections and the whole RoPE tables "
-            f"({rope / 1e6:.3g} MB, of which a call reads {self.seq_len} row(s)), not the "
-            f"{kv / 1e6:.3g} MB fp16 KV cache each call reads"
+            f"({rope / 1e6:.3g} MB{dense}, of which a call reads {self.seq_len} row(s)), not "
+            f"the {kv / 1e6:.3g} MB fp16 KV cache each call reads"
         )
 
     def weights(self) -> list[WeightDecl]:
