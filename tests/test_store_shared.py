@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -710,6 +711,24 @@ def test_a_push_to_a_catalog_file_in_a_new_folder_makes_the_folder(tmp_path):
         f"cannot make a store at ducklake:{afile}/sub/s.ducklake: {afile} is a file, not a folder"
     )
     assert not (tmp_path / "gone").exists() and afile.read_text() == "x"
+
+
+def test_a_pulled_or_pushed_file_store_is_whole_without_its_wal(tmp_path, cli):
+    """pull and push into a local file left what they added in its .wal (stores open
+    with checkpoint-on-shutdown off): a copy of the file alone lost the pulled run, and
+    a new store pushed into read as an empty database. Now they checkpoint, as import."""
+    source = tmp_path / "source.duckdb"
+    ids = fill(source, n_runs=2)
+    for cmd in (["pull", "--store", tmp_path / "mine.duckdb", "--from", source],
+                ["push", *ids, "--store", source, "--to", tmp_path / "mine2.duckdb"]):  # fmt: skip
+        r = cli(*cmd)
+        assert r.returncode == 0, r.stderr
+        dest = Path(cmd[cmd.index("--store" if cmd[0] == "pull" else "--to") + 1])
+        assert not Path(f"{dest}.wal").exists()
+        copy = tmp_path / "copies" / dest.name
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(dest, copy)  # the file alone
+        assert sorted(r[0] for r in rows(copy, "SELECT run_id FROM runs")) == sorted(ids)
 
 
 def test_a_pull_from_a_missing_store_names_it_as_the_source(tmp_path):

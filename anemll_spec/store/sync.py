@@ -13,6 +13,7 @@ at once conflict in DuckLake, and the loser is retried and then finds the run th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -138,6 +139,9 @@ def _merge(dest: str, path: Path, header: dict, origin, label: str) -> dict:
             lake._rollback(con)
             raise
         else:  # committed: nothing below may say "nothing written"
+            if not shared:  # into the file, as import does: a copy of it alone is whole
+                with contextlib.suppress(duckdb.Error):  # (what pull added sat in the .wal)
+                    con.execute("CHECKPOINT")
             warning = lake.tidy_hosts(con) if shared else None
             return {**counts, **({"warning": warning} if warning else {})}
         finally:
