@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 ENV_CACHE = "ANEMLL_SPEC_CACHE"
 # what Path.home() and Path('~').expanduser() raise (RuntimeError) with no home directory
@@ -63,3 +66,29 @@ def default_cache_dir() -> Path:
     except RuntimeError:
         raise InputError(f"no cache folder: {home_unknown()}; or {give}") from None
     return home / ".cache" / "anemll-spec"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_file(path: Path, data: str | bytes | Callable[[BinaryIO], None]) -> None:
+    """Write `data` (text, bytes, or a writer of an open binary file) via a temporary
+    file beside `path`, then rename it over `path`: no half-written file is ever left (a
+    full disk kept the old file whole), a FIFO there is replaced, not waited on, and a
+    link there is replaced, not written through."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

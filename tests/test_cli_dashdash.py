@@ -62,6 +62,28 @@ def test_query_and_predict_refuse_files_that_are_not_regular(cli, tmp_path):
         assert says in r.stderr, r.stderr
 
 
+def test_predict_out_replaces_a_fifo_and_writes_a_whole_npz(cli, tmp_path):
+    """`predict --out o.npz` with a FIFO there hung (np.savez opened it for writing);
+    now it writes beside the name and renames: the FIFO is replaced by the .npz, whose
+    arrays read back as the outputs --json reports."""
+    import json
+    import os
+
+    import numpy as np
+
+    out = tmp_path / "o.npz"
+    os.mkfifo(out)
+    model = "tests/fixtures/build/lm_head_tiny.mlmodelc"
+    r = cli("predict", model, "--out", out, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".o.npz")]
+    said = json.loads(r.stdout)["outputs"]
+    with np.load(out) as got:
+        assert sorted(got.files) == sorted(said)
+        for name, arr in got.items():
+            assert list(arr.shape) == said[name]["shape"]
+
+
 def test_a_chart_folder_is_never_the_stores_log_and_an_empty_baseline_is_refused(cli, tmp_path):
     """`chart --out store.duckdb.wal` made a folder there: the healthy store then read as
     damaged ('Move it aside ... restore a copy'). `--baseline ''` became M1 Max silently."""
@@ -74,3 +96,24 @@ def test_a_chart_folder_is_never_the_stores_log_and_an_empty_baseline_is_refused
     assert not (tmp_path / "s.duckdb.wal").exists()
     r = cli("chart", "factors", "--store", store, "--baseline", "", "--out", tmp_path / "c")
     assert r.returncode == 2 and "--baseline ''" in r.stderr, r.stderr
+
+
+def test_chart_filters_given_empty_are_refused(cli, tmp_path):
+    """`chart latency --model ''` said "no cases to draw (no filter)" (the SQL read '' as a
+    filter, the message as none); `chart sweep --param ''` drew the default field. An
+    empty --model, --param, --where, --run or --runs is refused, as --out '' is."""
+    from fixtures.store.synth import one_case_run
+
+    store = tmp_path / "s.duckdb"
+    one_case_run(store, seed=1)
+    for kind, args in (
+        ("latency", ["--model", ""]),
+        ("sweep", ["--param", ""]),
+        ("latency", ["--where", " "]),
+        ("latency", ["--run", ""]),
+        ("compare", ["--runs", "latest", ""]),
+    ):
+        r = cli("chart", kind, "--store", store, "--out", tmp_path / "c", *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert f"error: argument {args[0]}: must not be empty" in r.stderr, r.stderr
+        assert not (tmp_path / "c").exists()

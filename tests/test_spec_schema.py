@@ -98,6 +98,44 @@ def test_schema_out_replaces_its_own_file_and_nothing_else(cli, tmp_path):
     assert cli("schema", "--out", "").returncode == 2
 
 
+def test_schema_out_replaces_a_fifo_or_link_and_keeps_the_old_file_on_a_full_disk(cli, tmp_path):
+    """`schema --out` wrote in place: a FIFO there hung it, a link there was written
+    through (a link to a results store made the store JSON), and a full disk left half a
+    schema where the old one was, in an error naming no file. Now it writes beside the
+    file and renames: the FIFO and the link are replaced, their targets untouched."""
+    import os
+    import subprocess
+
+    want = (ROOT / "specs" / "spec.schema.json").read_text()
+    fifo = tmp_path / "f.json"
+    os.mkfifo(fifo)
+    r = cli("schema", "--out", fifo, "--force", timeout=60)
+    assert r.returncode == 0 and fifo.is_file() and fifo.read_text() == want, r.stderr
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"precious")
+    link = tmp_path / "v.json"
+    link.symlink_to(victim)
+    assert cli("schema", "--out", link, "--force").returncode == 0
+    assert victim.read_bytes() == b"precious" and not link.is_symlink()
+    assert link.read_text() == want
+    if os.geteuid() != 0:
+        return
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)]).returncode:
+        return
+    try:
+        (tiny / "good.json").write_text(want)  # the old schema
+        (tiny / "fill").write_bytes(b"x" * (64 * 1024 - len(want.encode()) - 4096))
+        r = cli("schema", "--out", tiny / "good.json", "--force")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"--out {tiny / 'good.json'}: cannot write it: No space left" in r.stderr
+        assert (tiny / "good.json").read_text() == want  # whole, as it was
+        assert sorted(p.name for p in tiny.iterdir()) == ["fill", "good.json"]
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_specs_name_the_schema_and_pass_it(path, tmp_path):
     assert path.read_text().startswith("# yaml-language-server: $schema=spec.schema.json\n")

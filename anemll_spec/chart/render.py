@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anemll_spec.chart.style import esc
+from anemll_spec.paths import write_file
 from anemll_spec.text import printable
 
 if TYPE_CHECKING:
@@ -201,23 +200,3 @@ def printable_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [printable_strings(v) for v in value]
     return value
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_file(path: Path, data: str | bytes) -> None:
-    """Write via a temporary file and rename, so no half-written file is ever left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,7 +25,8 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=list(KINDS), metavar="KIND", help=", ".join(KINDS))
     add_store(p)
-    p.add_argument("--model", metavar="M", help="only this model (model_name)")
+    # '' is a mistake, not "no filter" (the SQL read it as one, the messages as none)
+    p.add_argument("--model", type=nonempty, metavar="M", help="only this model (model_name)")
     p.add_argument(
         "--baseline",
         metavar="CHIP",
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--where",
+        type=nonempty,
         metavar="SQL",
         help="filter expression over the chart's source rows, e.g. \"backend = 'coreml'\"",
     )
@@ -40,10 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--run",
         action="append",
         default=[],
+        type=nonempty,
         metavar="ID",
         help="run id, unique prefix, 'latest' or 'previous' (compare: give it twice)",
     )
-    p.add_argument("--runs", nargs=2, metavar=("A", "B"), help="compare: the two runs")
+    p.add_argument(
+        "--runs", nargs=2, type=nonempty, metavar=("A", "B"), help="compare: the two runs"
+    )
     p.add_argument(
         "--by",
         choices=["chip", "os"],
@@ -57,7 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"sweep: the metric on y ({DEFAULT_SWEEP_METRIC})",
     )
     p.add_argument(
-        "--param", metavar="FIELD", help="sweep: the swept field on x, e.g. model.vocab_size"
+        "--param",
+        type=nonempty,
+        metavar="FIELD",
+        help="sweep: the swept field on x, e.g. model.vocab_size",
     )
     p.add_argument(
         "--out",

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from anemll_spec.errors import InputError
     from anemll_spec.executor import load
+    from anemll_spec.paths import write_file
 
     refuse_spec(args.model, "predict")
     if args.out:  # checked before the work, not after it
@@ -66,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     outputs = prog.predict(inputs, state=state)
     predict_s = time.perf_counter() - t0
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **npz_arrays(outputs))
+    if args.out:  # beside it, then renamed: no half-written .npz, a FIFO not waited on
+        arrays = npz_arrays(outputs)
+        try:
+            write_file(Path(args.out), lambda f: np.savez(f, **arrays))
+        except OSError as exc:
+            raise InputError(f"--out {args.out}: cannot write it: {exc.strerror or exc}") from None
     stats = {name: summarise(arr) for name, arr in outputs.items()}
     if args.json:
         print_json(

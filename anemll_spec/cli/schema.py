@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from anemll_spec.errors import InputError
+    from anemll_spec.paths import write_file
     from anemll_spec.spec.document import json_schema
     from anemll_spec.store import default_target
 
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
             replaceable=lambda p: _is_schema(p, schema["title"]),
             kind=(".json", "a JSON Schema"),
         )
-        path.write_text(text)
+        try:  # beside it, then renamed: a full disk leaves the old schema whole
+            write_file(path, text)
+        except OSError as exc:
+            raise InputError(f"--out {args.out}: cannot write it: {exc.strerror or exc}") from None
     else:
         print(text, end="")
     return 0
