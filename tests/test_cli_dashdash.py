@@ -117,3 +117,16 @@ def test_chart_filters_given_empty_are_refused(cli, tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
         assert f"error: argument {args[0]}: must not be empty" in r.stderr, r.stderr
         assert not (tmp_path / "c").exists()
+
+
+def test_an_empty_spec_model_or_bundle_path_is_refused(cli, tmp_path):
+    """`validate ""` and the like said '.: is a directory' (Path('') is the current
+    folder): an empty path is refused by name, as --out '' is."""
+    for args, name in (
+        (["validate", ""], "SPEC"), (["plan", ""], "SPEC"), (["bench", ""], "SPEC"),
+        (["build", ""], "SPEC"), (["inspect", ""], "MODEL"), (["predict", ""], "MODEL"),
+        (["import", "", "--store", tmp_path / "s.duckdb"], "FILE"),
+    ):  # fmt: skip
+        r = cli(*args)
+        assert r.returncode == 2 and f"error: argument {name}: must not be empty" in r.stderr
+    assert not (tmp_path / "s.duckdb").exists()

@@ -17,6 +17,7 @@ from anemll_spec.cli._common import (
     add_store,
     cache_dir_of,
     check_build_env,
+    nonempty,
     note_new_store,
     print_json,
     shown_store,
@@ -34,7 +35,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
+    p.add_argument("specs", nargs="+", type=nonempty, metavar="SPEC", help="YAML spec files")
     add_backend(p, "run every case on this backend instead of the spec's run.backends")
     add_store(p)
     add_cache_dir(p)

@@ -15,6 +15,7 @@ from anemll_spec.cli._common import (
     check_build_env,
     human_bytes,
     human_flops,
+    nonempty,
     print_json,
 )
 
@@ -22,7 +23,7 @@ HELP = "build every case of a spec as a Core ML package (cached)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
+    p.add_argument("specs", nargs="+", type=nonempty, metavar="SPEC", help="YAML spec files")
     add_cache_dir(p)
     add_max_cases(p)
     add_json(p)

@@ -10,6 +10,7 @@ from anemll_spec.cli._common import (
     add_store,
     extra_rows,
     is_new_store,
+    nonempty,
     note_created,
     print_json,
 )
@@ -28,7 +29,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="bundles (.parquet)")
+    p.add_argument("files", nargs="+", type=nonempty, metavar="FILE", help="bundles (.parquet)")
     add_json(p)
     add_store(p)
 

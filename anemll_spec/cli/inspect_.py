@@ -8,6 +8,7 @@ from anemll_spec.cli._common import (
     add_json,
     human_bytes,
     human_flops,
+    nonempty,
     print_json,
     refuse_spec,
     table,
@@ -17,7 +18,7 @@ HELP = "show a model's inputs, outputs, states, ops, weights, FLOPs and compress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help=".mlpackage or .mlmodelc")
+    p.add_argument("model", type=nonempty, metavar="MODEL", help=".mlpackage or .mlmodelc")
     add_json(p)
 
 

@@ -11,6 +11,7 @@ from anemll_spec.cli._common import (
     add_max_cases,
     human_bytes,
     human_flops,
+    nonempty,
     print_json,
     table,
 )
@@ -23,7 +24,7 @@ HELP = "list specs' cases: shapes, estimated size and FLOPs, variants, time budg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
+    p.add_argument("specs", nargs="+", type=nonempty, metavar="SPEC", help="YAML spec files")
     add_backend(p, "plan as if run with bench --backend B")
     add_max_cases(p)
     add_json(p)

@@ -27,7 +27,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help=".mlpackage or .mlmodelc to run")
+    p.add_argument("model", type=nonempty, metavar="MODEL", help=".mlpackage or .mlmodelc to run")
     p.add_argument("--inputs", metavar="NPZ", type=nonempty, help="input arrays by name (.npz)")
     p.add_argument(
         "--out",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anemll_spec.cli._common import add_json, add_max_cases, print_json
+from anemll_spec.cli._common import add_json, add_max_cases, nonempty, print_json
 
 HELP = "check spec files and report every problem"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="YAML spec files")
+    p.add_argument("specs", nargs="+", type=nonempty, metavar="SPEC", help="YAML spec files")
     add_max_cases(p)
     add_json(p)
 
