@@ -175,11 +175,10 @@ def test_int8_package_refused_before_compiling(int8_package, tmp_path):
     assert not (tmp_path / "work").exists()  # nothing compiled, nothing written
 
 
-def test_int8_io_is_known_before_the_run(monkeypatch, int8_package, fp32_package):
-    """check_dtypes refused int8 I/O only in prepare: on macOS 26, auto picked coreml for
-    an int8 model (which then FAILED, numpy never tried) and a named coreml was not
-    refused up front (exit 1 and a failed case, not exit 2). Availability on a macOS 26
-    Mac simulated, as in the auto test above; the models are real iOS26 packages."""
+@pytest.fixture
+def on_macos_26(monkeypatch):
+    """Core ML available on a macOS 26 Mac, simulated (the availability and version
+    checks only: nothing of Core ML runs)."""
     real = backends.availability
     monkeypatch.setattr(
         backends,
@@ -187,6 +186,13 @@ def test_int8_io_is_known_before_the_run(monkeypatch, int8_package, fp32_package
         lambda n: backends.Availability("coreml", True, "macOS 26") if n == "coreml" else real(n),
     )
     monkeypatch.setattr(coreml_target, "macos_version", lambda: (26, 0))
+
+
+def test_int8_io_is_known_before_the_run(on_macos_26, int8_package, fp32_package):
+    """check_dtypes refused int8 I/O only in prepare: on macOS 26, auto picked coreml for
+    an int8 model (which then FAILED, numpy never tried) and a named coreml was not
+    refused up front (exit 1 and a failed case, not exit 2). Availability on a macOS 26
+    Mac simulated, as in the auto test above; the models are real iOS26 packages."""
     int8 = {"family": "external", "path": str(int8_package)}
     why = coreml_target.why_not(int8)
     assert why is not None and why.startswith("input x (int8): coremltools ")
@@ -201,7 +207,7 @@ def test_int8_io_is_known_before_the_run(monkeypatch, int8_package, fp32_package
 
 @pytest.mark.parametrize("backends_field", ["auto", "coreml"])
 def test_a_damaged_model_on_a_mac_is_refused_at_model_path(
-    monkeypatch, tmp_path, fp32_package, backends_field
+    on_macos_26, tmp_path, fp32_package, backends_field
 ):
     """On a Mac, auto and coreml asked why_not first, which opened the model and raised
     its error bare (no spec, case or line): now why_not cannot tell, and the build's
@@ -213,13 +219,6 @@ def test_a_damaged_model_on_a_mac_is_refused_at_model_path(
     from anemll_spec.progress import Progress
     from anemll_spec.runner import Runner
 
-    real = backends.availability
-    monkeypatch.setattr(
-        backends,
-        "availability",
-        lambda n: backends.Availability("coreml", True, "macOS 26") if n == "coreml" else real(n),
-    )
-    monkeypatch.setattr(coreml_target, "macos_version", lambda: (26, 0))
     pkg = shutil.copytree(fp32_package, tmp_path / "bad.mlpackage")
     proto = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
     proto.write_bytes(proto.read_bytes()[:40])

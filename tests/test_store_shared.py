@@ -763,11 +763,9 @@ def test_a_pull_keeps_the_status_a_run_measured_here_was_given(tmp_path):
     assert status == {ids[0]: "interrupted", ids[1]: "finished"}
 
 
-def test_a_run_interrupted_in_both_stores_ends_after_its_last_case(tmp_path):
-    """A run marked 'interrupted' here (its writer's pid gone: its case's time), then
-    interrupted by its writer in the store it went on in: the pull brought the later
-    cases but kept the earlier finish time (same status), a run ending before its cases."""
-    mine, theirs = tmp_path / "mine.duckdb", tmp_path / "theirs.duckdb"
+def _a_dead_writers_run_copied(mine: Path, theirs: Path) -> str:
+    """A run with one case in `mine`, written by a process that has exited (a later bench
+    there marks it interrupted), copied to `theirs` where it went on; its id."""
     code = (
         "import sys\nfrom fixtures.store.synth import case, host, run, samples_ns\n"
         "import numpy as np\nfrom anemll_spec.store import append_case, begin_run\n"
@@ -778,10 +776,18 @@ def test_a_run_interrupted_in_both_stores_ends_after_its_last_case(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
     out = subprocess.run([sys.executable, "-c", code, str(mine)], capture_output=True,
                          text=True, env=env, check=True)  # fmt: skip
-    rid = out.stdout.strip()
     for suffix in ("", ".wal"):  # the run went on in a copy of the store
         if Path(f"{mine}{suffix}").exists():
             Path(f"{theirs}{suffix}").write_bytes(Path(f"{mine}{suffix}").read_bytes())
+    return out.stdout.strip()
+
+
+def test_a_run_interrupted_in_both_stores_ends_after_its_last_case(tmp_path):
+    """A run marked 'interrupted' here (its writer's pid gone: its case's time), then
+    interrupted by its writer in the store it went on in: the pull brought the later
+    cases but kept the earlier finish time (same status), a run ending before its cases."""
+    mine, theirs = tmp_path / "mine.duckdb", tmp_path / "theirs.duckdb"
+    rid = _a_dead_writers_run_copied(mine, theirs)
     w = samples_ns(np.random.default_rng(2), 40, 5.0)
     append_case(theirs, rid, case(wall=w), w)
     finish_run(theirs, rid, "interrupted")  # its writer's Ctrl-C there
@@ -802,20 +808,7 @@ def test_a_marked_run_pushed_while_its_copy_still_runs_ends_at_its_last_case(tmp
     stayed before those cases, so the next push, of the copy's own later 'interrupted',
     read it as one its writer ended, and it kept ending before its cases for good."""
     mine, theirs = tmp_path / "mine.duckdb", tmp_path / "theirs.duckdb"
-    code = (
-        "import sys\nfrom fixtures.store.synth import case, host, run, samples_ns\n"
-        "import numpy as np\nfrom anemll_spec.store import append_case, begin_run\n"
-        "rid = begin_run(sys.argv[1], run(), host())\n"
-        "w = samples_ns(np.random.default_rng(1), 40, 5.0)\n"
-        "append_case(sys.argv[1], rid, case(wall=w), w)\nprint(rid)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    out = subprocess.run([sys.executable, "-c", code, str(mine)], capture_output=True,
-                         text=True, env=env, check=True)  # fmt: skip
-    rid = out.stdout.strip()
-    for suffix in ("", ".wal"):  # the run went on in a copy of the store
-        if Path(f"{mine}{suffix}").exists():
-            Path(f"{theirs}{suffix}").write_bytes(Path(f"{mine}{suffix}").read_bytes())
+    rid = _a_dead_writers_run_copied(mine, theirs)
     w = samples_ns(np.random.default_rng(2), 40, 5.0)
     append_case(theirs, rid, case(wall=w), w)  # still 'running' there
     begin_run(mine, run(), host())  # a later bench here marks it: its pid has exited
