@@ -43,7 +43,7 @@ from anemll_spec.backends.coreml_plan import (  # noqa: F401 - re-exported (run.
 )
 from anemll_spec.backends.coreml_target import (  # noqa: F401
     UNSUPPORTED_DTYPES,
-    _ct_version,
+    ct_version,
     macos_version,
     parse_macos_version,
     unsupported_io,
@@ -121,7 +121,7 @@ def coreml_feed(inputs: Mapping[str, Any], dtypes: Mapping[str, str]) -> dict[st
         arr = np.asarray(value)
         declared = dtypes.get(name) or _by_array(arr)
         if declared in UNSUPPORTED_DTYPES:
-            check_dtypes({name: declared}, "input", _ct_version())
+            check_dtypes({name: declared}, "input", ct_version())
         if declared in ("float16", "float32"):
             arr = arr.astype(np.float32, copy=False)
         elif declared == "float64":
@@ -158,7 +158,7 @@ def translated() -> bool:
 
 
 def available() -> tuple[bool, str]:
-    return availability_of(sys.platform, _has_libcoremlpython(), macos_version(), _ct_version())
+    return availability_of(sys.platform, _has_libcoremlpython(), macos_version(), ct_version())
 
 
 def why_not(model: Any) -> str | None:
@@ -253,7 +253,7 @@ class CoreMLBackend(Backend):
         # keeps the answer: asked now, so the first variant's load_ms holds no process spawn
         with contextlib.suppress(Exception):  # no sw_vers: each load says why
             utils._macos_version()
-        self._ct = _ct_version()  # read once: a package scan would be timed in every load
+        self._ct = ct_version()  # read once: a package scan would be timed in every load
         self._translated = translated()
         self._compiled: dict[Path, str] = {}  # compiled path -> how it was got
 

@@ -146,7 +146,7 @@ def why_not(model: Mapping[str, Any] | Any, macos: MacOS | None = None) -> str |
             from anemll_spec.mlmodel import open_model
 
             io = open_model(Path(fields["path"])).io()
-            ct = _ct_version()
+            ct = ct_version()
             why = unsupported_io({t.name: t.dtype for t in io.inputs}, "input", ct) or (
                 unsupported_io({t.name: t.dtype for t in io.outputs}, "output", ct)
             )
@@ -175,7 +175,7 @@ def unsupported_io(io_dtypes: Mapping[str, str], what: str, ct_version: str | No
     )
 
 
-def _ct_version() -> str | None:
+def ct_version() -> str | None:
     import importlib.metadata
 
     try:

@@ -20,6 +20,7 @@ from anemll_spec.chart.source import DEFAULT_BASELINE, NoData, Options, connect,
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.compare import hosts_where
 from anemll_spec.errors import InputError
+from anemll_spec.paths import write_file
 from anemll_spec.store.factors import check_baseline
 from anemll_spec.store.labels import case_label
 from anemll_spec.store.sqlparts import CASE_ORDER, PROVENANCE
@@ -134,7 +135,7 @@ def write_report(
     sections.append(_compare_section(target, run_id, previous, charts))
     title = f"anemll-spec report: {run.get('spec_name') or ''} run {run_id}"
     body = f"<h1>{esc(title)}</h1>\n" + "\n".join(sections)
-    render.write_file(path, render.page(title, body, charts, head=meta(run_id)))
+    write_file(path, render.page(title, body, charts, head=meta(run_id)))
     return path
 
 

@@ -133,7 +133,9 @@ def energy_from_samples(
         )
     windows_s = sum(s.elapsed_s for s in chosen)
     bounded = t_start_ns is not None and t_stop_ns is not None
-    region_s = (t_stop_ns - t_start_ns) / 1e9 if bounded else windows_s  # type: ignore[operator]
+    region_s = windows_s
+    if t_start_ns is not None and t_stop_ns is not None:
+        region_s = (t_stop_ns - t_start_ns) / 1e9
     window_s = windows_s / len(chosen)
     if bounded and region_s < MIN_WINDOWS * window_s:  # a capture from disk: its own windows
         return Unavailable(
