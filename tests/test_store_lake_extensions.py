@@ -64,9 +64,7 @@ def _loaded_from(con) -> dict[str, str]:
     return dict(rows)
 
 
-def test_an_extension_duckdb_lacks_loads_from_its_package_without_a_download(
-    tmp_path, repository
-):
+def test_an_extension_duckdb_lacks_loads_from_its_package_without_a_download(tmp_path, repository):
     url, asked = repository
     con = _connect(tmp_path / "ext", url)
     lake.load_extensions(con, NAMES)
