@@ -11,6 +11,11 @@ stays inside it. A block returns the values its outputs name.
   their inputs. The condition runs first (a zero-trip loop returns `loop_vars`
   unchanged); while it is true the body's outputs become the next loop variables
   (tf.while_loop's semantics, as coremltools' defs describe them).
+
+A loop that never ends must not hang the bench: it is refused (InputError) when a body
+trip leaves every loop variable the condition reads unchanged while the condition holds
+(a condition without random or state ops then holds forever), and after MAX_TRIPS trips
+in any case.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ import numpy as np
 from anemll_spec.errors import InputError
 
 CONTROL_OPS = ("cond", "while_loop")
+# Trips after which a while_loop is refused as endless: far above any loop a model runs
+# per prediction (a token loop, an unrolled sequence), reached in seconds by a small body.
+MAX_TRIPS = 1_000_000
+# Loop variables compared for the endless-loop check are copied to the host: larger ones
+# are not compared (the trip limit still applies).
+_COMPARE_MAX_ELEMENTS = 1 << 16
 
 
 @dataclass
@@ -77,7 +88,17 @@ def make_cond(op, pred: str, plans: list[BlockPlan], xp: Any, run_steps: RunStep
     return run
 
 
-def make_while(op, loop_vars: list[str], plans: list[BlockPlan], xp: Any, run_steps: RunSteps):
+def make_while(
+    op,
+    loop_vars: list[str],
+    plans: list[BlockPlan],
+    xp: Any,
+    run_steps: RunSteps,
+    cond_reads: list[int] | None = None,
+):
+    """`cond_reads`: positions of the loop variables the condition block reads, where the
+    condition is a pure function of them and of values fixed during the loop (None: it
+    is not, e.g. it draws random numbers or reads a state; only the trip limit applies)."""
     if len(plans) != 2:
         raise InputError(f"{op.where()}: while_loop needs 2 blocks, has {len(plans)}")
     cond_plan, body_plan = plans
@@ -91,8 +112,36 @@ def make_while(op, loop_vars: list[str], plans: list[BlockPlan], xp: Any, run_st
 
     def run(env):
         values = [env[k] for k in loop_vars]
+        trips = 0
         while _truth(xp, run_block(cond_plan, env, values, run_steps)[0], op.where()):
-            values = run_block(body_plan, env, values, run_steps)
+            if trips == MAX_TRIPS:
+                raise InputError(
+                    f"{op.where()}: the loop is still running after {MAX_TRIPS:,} trips; "
+                    "refused as a loop that does not end"
+                )
+            new = run_block(body_plan, env, values, run_steps)
+            trips += 1
+            if cond_reads is not None and all(_same(xp, values[k], new[k]) for k in cond_reads):
+                names = ", ".join(cond_plan.inputs[k] for k in cond_reads) or "none"
+                raise InputError(
+                    f"{op.where()}: the loop never ends: trip {trips} left the variables "
+                    f"its condition reads ({names}) unchanged while the condition holds"
+                )
+            values = new
         return _result(values)
 
     return run
+
+
+def _same(xp: Any, old: Any, new: Any) -> bool:
+    """Whether a loop variable is certainly unchanged by a trip (False when unsure)."""
+    if old is new:
+        return True
+    if not hasattr(old, "shape") or not hasattr(new, "shape"):
+        return False  # a list value: not compared
+    if tuple(xp.shape(old)) != tuple(xp.shape(new)):
+        return False
+    if int(np.prod(xp.shape(old))) > _COMPARE_MAX_ELEMENTS:
+        return False
+    a, b = np.asarray(xp.to_numpy(old)), np.asarray(xp.to_numpy(new))
+    return a.dtype == b.dtype and bool(np.array_equal(a, b))

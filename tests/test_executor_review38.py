@@ -1,0 +1,125 @@
+"""Review 38 of the reference executor: endless while_loops are refused instead of hanging
+the bench. Programs built with coremltools' MIL builder, saved, and run by the executor;
+expected trip counts and values from plain Python loops written from the op defs."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+import coremltools as ct
+import numpy as np
+import pytest
+from coremltools.converters.mil.mil import types
+from fixtures.executor.mil_models import mb, save_program
+
+from anemll_spec.errors import InputError
+from anemll_spec.executor import control, load
+
+
+@contextmanager
+def deadline(seconds: float):
+    """Fail (rather than hang the suite) when the block runs longer than `seconds`: the
+    loops below are Python loops, which a SIGALRM handler interrupts."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: the loop was not refused")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _int(n: int) -> np.ndarray:
+    return np.array([n], np.int32)
+
+
+@pytest.fixture(scope="module")
+def loops(tmp_path_factory):
+    """Three loops over (i, acc): `count` adds 1 to i while i < n (n trips); `stuck` adds
+    0 to i (i never changes: endless for n > 0); `flip` sets i = 1 - i (0, 1, 0, ...:
+    endless for n > 1, and no trip leaves i unchanged). acc += x on every trip."""
+    folder = tmp_path_factory.mktemp("loops")
+    return {
+        name: save_program(_loop(step), folder / f"{name}.mlpackage")
+        for name, step in (("count", 1), ("stuck", 0), ("flip", None))
+    }
+
+
+def _loop(step: int | None):
+    @mb.program(
+        input_specs=[mb.TensorSpec((2,)), mb.TensorSpec((1,), dtype=types.int32)],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x, n):
+        limit = mb.squeeze(x=n)
+
+        def cond(i, acc):
+            return mb.less(x=i, y=limit)
+
+        def body(i, acc):
+            nxt = mb.sub(x=np.int32(1), y=i) if step is None else mb.add(x=i, y=step)
+            return nxt, mb.add(x=acc, y=x)
+
+        i, acc = mb.while_loop(_cond=cond, _body=body, loop_vars=(np.int32(0), x))
+        return mb.identity(x=i, name="i"), mb.identity(x=acc, name="acc")
+
+    return prog
+
+
+X = np.array([0.5, -1.25], np.float32)
+
+
+def test_a_loop_that_changes_nothing_its_condition_reads_is_refused_at_once(loops):
+    prog = load(loops["stuck"])
+    with deadline(20), pytest.raises(InputError) as err:
+        prog.predict({"x": X, "n": _int(3)})
+    message = str(err.value)
+    assert "(while_loop)" in message and "never ends" in message and "trip 1 " in message
+    out = prog.predict({"x": X, "n": _int(0)})  # the condition false at once: zero trips
+    assert int(out["i"]) == 0
+    np.testing.assert_array_equal(out["acc"], X)
+
+
+def test_a_cycling_loop_stops_at_the_trip_limit(loops, monkeypatch):
+    monkeypatch.setattr(control, "MAX_TRIPS", 40)
+    flip, count = load(loops["flip"]), load(loops["count"])
+    with deadline(20), pytest.raises(InputError, match=r"\(while_loop\).*after 40 trips"):
+        flip.predict({"x": X, "n": _int(5)})
+    out = flip.predict({"x": X, "n": _int(1)})  # 0 -> 1: one trip, then i < 1 is false
+    assert int(out["i"]) == 1
+    # exactly the limit runs; one trip more is refused
+    out = count.predict({"x": X, "n": _int(40)})
+    acc = X.copy()
+    for _ in range(40):
+        acc = acc + X
+    assert int(out["i"]) == 40
+    np.testing.assert_allclose(out["acc"], acc, rtol=1e-6)
+    with deadline(20), pytest.raises(InputError, match="after 40 trips"):
+        count.predict({"x": X, "n": _int(41)})
+
+
+def test_a_condition_on_values_fixed_during_the_loop(tmp_path):
+    """The condition reads only an outer input: true once, true forever (refused after the
+    first trip); false: zero trips."""
+
+    @mb.program(input_specs=[mb.TensorSpec((2,))], opset_version=ct.target.iOS18)
+    def prog(x):
+        flag = mb.greater(x=mb.reduce_sum(x=x), y=0.0)
+
+        def cond(acc):
+            return flag
+
+        def body(acc):
+            return (mb.add(x=acc, y=1.0),)
+
+        return mb.identity(x=mb.while_loop(_cond=cond, _body=body, loop_vars=(x,)), name="y")
+
+    loaded = load(save_program(prog, tmp_path / "flag.mlpackage"))
+    with deadline(20), pytest.raises(InputError, match=r"never ends.*\(none\)"):
+        loaded.predict({"x": X * -4})
+    np.testing.assert_array_equal(loaded.predict({"x": X})["y"], X)  # sum(X) < 0
