@@ -1,6 +1,7 @@
 """Review 38 of the reference executor: endless while_loops are refused instead of hanging
-the bench. Programs built with coremltools' MIL builder, saved, and run by the executor;
-expected trip counts and values from plain Python loops written from the op defs."""
+the bench, and a damaged compressed weight is refused with one line. Programs built with
+coremltools' MIL builder, saved, and run by the executor; expected trip counts and values
+from plain Python loops written from the op defs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
-from fixtures.executor.mil_models import mb, save_program
+from fixtures.executor.mil_models import mb, save_program, set_attribute
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import control, load
@@ -123,3 +124,24 @@ def test_a_condition_on_values_fixed_during_the_loop(tmp_path):
     with deadline(20), pytest.raises(InputError, match=r"never ends.*\(none\)"):
         loaded.predict({"x": X * -4})
     np.testing.assert_array_equal(loaded.predict({"x": X})["y"], X)  # sum(X) < 0
+
+
+def test_a_one_entry_lut_is_refused_with_one_line(tmp_path):
+    """iOS16 constexpr_lut_to_dense takes n = log2(lut size) bits per index; a lut of one
+    entry (n = 0, which the def does not allow) divided by zero while unpacking."""
+
+    @mb.program(input_specs=[mb.TensorSpec((4,))], opset_version=ct.target.iOS16)
+    def prog(x):
+        w = mb.constexpr_lut_to_dense(
+            indices=np.array([0b11100100], np.uint8),  # 2-bit indices 0, 1, 2, 3
+            lut=np.array([1.0, 2.0, 3.0, 4.0], np.float32),
+            shape=np.array([4], np.uint32),
+        )
+        return mb.add(x=x, y=w)
+
+    path = save_program(prog, tmp_path / "lut.mlpackage", target=ct.target.iOS16)
+    out = load(path).predict({"x": np.zeros(4, np.float32)})
+    np.testing.assert_array_equal(next(iter(out.values())), [1.0, 2.0, 3.0, 4.0])
+    set_attribute(path, "constexpr_lut_to_dense", "lut", np.array([1.5], np.float32))
+    with pytest.raises(InputError, match=r"\(constexpr_lut_to_dense\).*lut size 1"):
+        load(path)

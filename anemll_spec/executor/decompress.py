@@ -51,7 +51,7 @@ def evaluate(op: Op, arg: Resolve, fp16: bool = False) -> Any:
         out = fn(arg, fp16)
     except InputError:
         raise
-    except (ValueError, IndexError, TypeError) as exc:
+    except (ValueError, IndexError, TypeError, ArithmeticError) as exc:
         raise InputError(f"{op.where()}: cannot decompress: {exc}") from exc
     outs = out if isinstance(out, tuple) else (out,)
     if len(outs) != len(op.outputs):
@@ -142,8 +142,8 @@ def _lut_to_dense(arg: Resolve, fp16: bool) -> np.ndarray:
         lut = np.asarray(arg("lut")).reshape(-1)
         shape = tuple(int(s) for s in np.asarray(arg("shape")).reshape(-1))
         nbits = int(np.log2(lut.size)) if lut.size else 0
-        if lut.size == 0 or 2**nbits != lut.size:
-            raise ValueError(f"lut size {lut.size} is not a power of two")
+        if not 1 <= nbits <= 8 or 2**nbits != lut.size:  # 1 entry: 0-bit indices
+            raise ValueError(f"lut size {lut.size} is not 2 to 256, a power of two")
         count = element_count(shape, "constexpr_lut_to_dense shape")
         return lut[unpack_bits(indices, nbits, count, False)].reshape(shape)
     return _lut_to_dense_ios18(
