@@ -145,3 +145,43 @@ def test_a_one_entry_lut_is_refused_with_one_line(tmp_path):
     set_attribute(path, "constexpr_lut_to_dense", "lut", np.array([1.5], np.float32))
     with pytest.raises(InputError, match=r"\(constexpr_lut_to_dense\).*lut size 1"):
         load(path)
+
+
+@pytest.fixture(scope="module")
+def runtime_resize(tmp_path_factory):
+    @mb.program(
+        input_specs=[mb.TensorSpec((1, 1, 2, 3)), mb.TensorSpec((4,), dtype=types.int32)],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x, shape):
+        return mb.resize(x=x, shape=shape, resized_dims=np.uint32(2), sampling_mode="DEFAULT")
+
+    return load(save_program(prog, tmp_path_factory.mktemp("rs") / "resize.mlpackage"))
+
+
+IMG = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+
+
+def test_a_runtime_resize_target_of_a_negative_size_is_refused(runtime_resize):
+    """iOS17 resize reads its target from a tensor; -3 rows gave an empty output."""
+    with pytest.raises(InputError, match=r"\(resize\).*shape \[1, 1, -3, 2\] holds a negative"):
+        runtime_resize.predict({"x": IMG, "shape": np.array([1, 1, -3, 2], np.int32)})
+    # 0 keeps the input's rows; the columns 3 -> 4 on the DEFAULT grid i * (3 - 3/4) / 3
+    out = next(iter(runtime_resize.predict({"x": IMG, "shape": _int4(1, 1, 0, 4)}).values()))
+    g = np.arange(4) * (3 - 3 / 4) / 3
+    lo = np.floor(g).astype(int)
+    hi = np.minimum(lo + 1, 2)
+    want = IMG[..., lo] + (IMG[..., hi] - IMG[..., lo]) * (g - lo)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def test_a_runtime_resize_target_too_large_is_refused_before_allocating(runtime_resize):
+    """2**31 - 1 by 2**31 - 1 pixels: refused by the size check, nothing allocated (the
+    first axis alone asked for 17 GB of grid and was killed for memory)."""
+    big = 2**31 - 1
+    with pytest.raises(InputError, match=r"\(resize\).*elements \(limit"):
+        runtime_resize.predict({"x": IMG, "shape": _int4(1, 1, big, big)})
+
+
+def _int4(*values: int) -> np.ndarray:
+    return np.array(values, np.int32)

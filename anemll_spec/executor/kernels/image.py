@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
+from anemll_spec.mlmodel.limits import check_alloc, element_count
 
 SAMPLING = ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS", "DEFAULT", "OFFSET_CORNERS", "UNALIGN_CORNERS")
 BOX_MODES = (
@@ -186,14 +187,29 @@ def _resize(p: Prep) -> Run:
         )
         if not count <= len(target) <= rank:
             raise p.fail(f"shape {target} must hold resized_dims {count} to {rank} values")
-        for j in range(count):
-            axis = rank - count + j
-            dout = target[len(target) - count + j] or xp.shape(v)[axis]
+        sizes = _resize_sizes(p, xp.shape(v), target, count)
+        for j, dout in enumerate(sizes):
             along = _linear_along if linear else _nearest_along
-            v = along(p, v, axis, mode, dout)
+            v = along(p, v, rank - count + j, mode, dout)
         return v
 
     return resize
+
+
+def _resize_sizes(p: Prep, dims: Sequence[int], target: Sequence[int], count: int) -> list[int]:
+    """Sizes of the last `count` axes (a target 0 keeps the input's size). A runtime target
+    is untrusted: a negative size is refused (it gave an empty tensor), and so is one whose
+    output the memory available could not hold (checked past 2**24 elements only, to keep
+    /proc reads off ordinary calls)."""
+    wanted = list(target[len(target) - count :])
+    if any(t < 0 for t in wanted):
+        raise p.fail(f"shape {list(target)} holds a negative size")
+    sizes = [t or d for t, d in zip(wanted, dims[len(dims) - count :], strict=True)]
+    out = [*dims[: len(dims) - count], *sizes]
+    n = element_count(out, p.op.where())
+    if n > 1 << 24:
+        check_alloc(n * 8, p.op.where(), f"a resize to {out} needs")
+    return sizes
 
 
 @kernel("crop_resize")
