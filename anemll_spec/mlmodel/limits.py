@@ -17,6 +17,9 @@ from anemll_spec.errors import InputError
 # A declared shape may not imply more than this many elements even where memory would
 # allow it (e.g. a sparse or palettized weight): 2**40 covers any model a phone could run.
 MAX_ELEMENTS = 1 << 40
+# Past this many elements an allocation a runtime value decides is checked against the
+# memory available first (below it, no /proc read on an ordinary call)
+CHECK_MEMORY_FROM = 1 << 24
 
 
 def fixed_shape(shape: Iterable[int | None], where: str) -> tuple[int, ...]:
@@ -38,6 +41,19 @@ def element_count(shape: Iterable[int | None], where: str) -> int:
     n = math.prod(fixed_shape(dims, where))
     if n > MAX_ELEMENTS:
         raise InputError(f"{where}: shape {dims} declares {n:,} elements (limit {MAX_ELEMENTS:,})")
+    return n
+
+
+def check_size(shape: Iterable[int], where: str, what: str, itemsize: int = 8) -> int:
+    """Element count of a tensor whose shape a runtime value decides (a fill shape, tile
+    reps, a range's bounds), checked before it is made: a negative dimension, more than
+    MAX_ELEMENTS, or (past CHECK_MEMORY_FROM elements) more than the memory available for
+    `itemsize` bytes an element is an InputError naming `what`. An allocation that does
+    not fit would get the process killed, not an exception."""
+    dims = list(shape)
+    n = element_count(dims, where)
+    if n > CHECK_MEMORY_FROM:
+        check_alloc(n * itemsize, where, f"{what} of shape {dims} needs")
     return n
 
 

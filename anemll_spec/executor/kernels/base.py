@@ -10,13 +10,14 @@ runtime tensors from `env` by the keys `p.ref(...)` handed out and returns the o
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
 
 import numpy as np
 
 from anemll_spec.errors import InputError
 from anemll_spec.mlmodel.ir import Op, VarType, materialize
+from anemll_spec.mlmodel.limits import check_size
 
 Env = dict[str, Any]
 Run = Callable[[Env], Any]
@@ -141,9 +142,21 @@ class Prep:
         return self._to_backend(value)
 
     # -- errors -----------------------------------------------------------------------
-    def fail(self, message: str) -> InputError:
+    def where(self) -> builtins.str:
+        """The op (and its function) as errors name it."""
         where = f" in function '{self.function}'" if self.function else ""
-        return InputError(f"{self.op.where()}{where}: {message}")
+        return f"{self.op.where()}{where}"
+
+    def fail(self, message: builtins.str) -> InputError:
+        return InputError(f"{self.where()}: {message}")
+
+    def sized(self, shape: Sequence[builtins.int], what: builtins.str) -> list[builtins.int]:
+        """`shape`, of a tensor whose size a runtime value decides, checked before it is
+        made (limits.check_size: no negative size, at most 2**40 elements, and no more
+        than the memory available): an allocation past it would get the process killed."""
+        dims = [builtins.int(d) for d in shape]
+        check_size(dims, self.where(), what)
+        return dims
 
     def check(self, ok: bool, message: str) -> None:
         """Refuse the op at load unless `ok` (an attribute outside its documented range)."""

@@ -11,13 +11,12 @@ boxes and are computed with the array library.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
-from anemll_spec.mlmodel.limits import check_alloc, element_count
 
 SAMPLING = ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS", "DEFAULT", "OFFSET_CORNERS", "UNALIGN_CORNERS")
 BOX_MODES = (
@@ -108,12 +107,14 @@ def _scales(p: Prep) -> tuple[float, float]:
 def _resized(
     p: Prep,
     rank: int,
-    dims: Sequence[int],
+    shape: Sequence[int],
     sizes: Sequence[int] | None,
     scales: Sequence[float] | None,
-) -> Iterator[tuple[int, int]]:
-    """(axis, size out) of the last two axes of sizes `dims`: the output size is
-    `sizes` (resize ops) or floor(size * scale) (upsample ops), refused below 1."""
+) -> list[tuple[int, int]]:
+    """(axis, size out) of the last two axes of x of `shape`: the output size is `sizes`
+    (resize ops) or floor(size * scale) (upsample ops), refused below 1, and the output
+    checked before it is made (a scale of 1e9 is a constant the def allows)."""
+    dims = shape[-2:]
     if scales is not None:
         outs: Sequence[int] = [math.floor(d * s) for d, s in zip(dims, scales, strict=True)]
     else:
@@ -122,7 +123,8 @@ def _resized(
     for axis, dout in zip((rank - 2, rank - 1), outs, strict=True):
         if dout < 1:
             raise p.fail(f"output size {dout} along axis {axis} must be >= 1")
-        yield axis, dout
+    p.sized([*shape[:-2], *outs], "the resized tensor")
+    return list(zip((rank - 2, rank - 1), outs, strict=True))
 
 
 @kernel("upsample_nearest_neighbor", "resize_nearest_neighbor")
@@ -137,7 +139,7 @@ def _nearest(p: Prep) -> Run:
 
     def nearest(env):
         v = env[x]
-        for axis, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
+        for axis, dout in _resized(p, rank, xp.shape(v), sizes, scales):
             v = _nearest_along(p, v, axis, "floor", dout)
         return v
 
@@ -160,7 +162,7 @@ def _bilinear(p: Prep) -> Run:
 
     def bilinear(env):
         v = env[x]
-        for axis, dout in _resized(p, rank, xp.shape(v)[-2:], sizes, scales):
+        for axis, dout in _resized(p, rank, xp.shape(v), sizes, scales):
             v = _linear_along(p, v, axis, mode, dout)
         return v
 
@@ -205,10 +207,7 @@ def _resize_sizes(p: Prep, dims: Sequence[int], target: Sequence[int], count: in
     if any(t < 0 for t in wanted):
         raise p.fail(f"shape {list(target)} holds a negative size")
     sizes = [t or d for t, d in zip(wanted, dims[len(dims) - count :], strict=True)]
-    out = [*dims[: len(dims) - count], *sizes]
-    n = element_count(out, p.op.where())
-    if n > 1 << 24:
-        check_alloc(n * 8, p.op.where(), f"a resize to {out} needs")
+    p.sized([*dims[: len(dims) - count], *sizes], "the resized tensor")
     return sizes
 
 

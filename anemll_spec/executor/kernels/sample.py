@@ -112,7 +112,8 @@ def _affine(p: Prep) -> Run:
 
     def affine(env):
         v = env[x]
-        b, _, h, w = xp.shape(v)
+        b, c, h, w = xp.shape(v)
+        p.sized([b, c, oh, ow], "the transformed tensor")
         m = xp.reshape(xp.astype(env[matrix], xp.float_dtype), [-1, 2, 3])
         if xp.shape(m)[0] not in (1, b):
             raise p.fail(f"transform_matrix has {xp.shape(m)[0]} rows for a batch of {b}")

@@ -184,11 +184,30 @@ def _split(p: Prep) -> Run:
     return split
 
 
+def _at_least_one(p: Prep, values: list[int], name: str) -> list[int]:
+    """`values` (a fill shape, tile reps), each >= 1 as the defs ask: a 0 gave an empty
+    tensor where the op has none, a negative a backend's own error."""
+    if min(values, default=1) < 1:
+        raise p.fail(f"{name} {values} must all be >= 1")
+    return values
+
+
 @kernel("tile", reads="runtime reps")
 def _tile(p: Prep) -> Run:
+    """reps: one value >= 1 per dimension of x (iOS15 def); fewer gave numpy's broadcast."""
     xp, x = p.xp, p.ref("x")
     reps, key = maybe_static(p, "reps")
-    return lambda env: xp.tile(env[x], runtime_ints(xp, env, reps, key))
+
+    def tile(env):
+        v = env[x]
+        shape = xp.shape(v)
+        r = _at_least_one(p, runtime_ints(xp, env, reps, key), "reps")
+        if len(r) != len(shape):
+            raise p.fail(f"reps {r} must hold one value per dimension of x (rank {len(shape)})")
+        p.sized([d * n for d, n in zip(shape, r, strict=True)], "the tiled tensor")
+        return xp.tile(v, r)
+
+    return tile
 
 
 def _fill_dtype(p: Prep, value) -> str:
@@ -205,7 +224,15 @@ def _fill(p: Prep) -> Run:
     value = p.const("value", 0.0)
     dtype = _fill_dtype(p, value)
     v = np.asarray(value).item()
-    return lambda env: xp.full(runtime_ints(xp, env, shape, key), v, dtype)
+    if shape is not None:  # a constant shape: checked once
+        fixed = p.sized(_at_least_one(p, shape, "shape"), "the filled tensor")
+        return lambda env: xp.full(fixed, v, dtype)
+
+    def fill(env):
+        dims = _at_least_one(p, runtime_ints(xp, env, shape, key), "shape")
+        return xp.full(p.sized(dims, "the filled tensor"), v, dtype)
+
+    return fill
 
 
 @kernel("fill_like")
@@ -253,15 +280,35 @@ def _range_1d(p: Prep) -> Run:
     dtype = xp.float_dtype if p.out().dtype in ("fp16", "fp32") else "int32"
     if all(p.is_const(k) for k in names):  # a constant range: made once
         s, e, st = (np.asarray(p.const(k)).item() for k in names)
+        _range_length(p, s, e, st)
         value = p.tensor(np.arange(s, e, st)) if dtype != "int32" else xp.arange(s, e, st, dtype)
         return lambda env: value
     keys = {k: p.ref(k) for k in names}
 
     def range_1d(env):
         s, e, st = (xp.to_numpy(env[keys[k]]).item() for k in names)
+        if not _range_length(p, s, e, st):  # numpy's empty range (torch refuses one)
+            return xp.full([0], 0, dtype)
         return xp.arange(s, e, st, dtype)
 
     return range_1d
+
+
+def _range_length(p: Prep, start, end, step) -> int:
+    """Length of the range, checked before it is made: a step of 0, a bound that is not
+    finite or a length past the memory available is refused (numpy's and torch's own
+    errors, or a process killed for memory); an end before the start is empty (the def:
+    numpy-like)."""
+    if not all(math.isfinite(v) for v in (start, end, step)):
+        raise p.fail(f"range from {start} to {end} by {step}: the values must be finite")
+    if step == 0:
+        raise p.fail(f"range from {start} to {end} by {step}: the step must not be 0")
+    if all(isinstance(v, int) for v in (start, end, step)):
+        n = len(range(start, end, step))
+    else:  # numpy's length: ceil((end - start) / step)
+        n = max(0, math.ceil((end - start) / step))
+    p.sized([n], "the range")
+    return n
 
 
 @kernel("pad", reads="a runtime pad")
@@ -293,16 +340,27 @@ def _pad(p: Prep) -> Run:
                 )
         return pads
 
+    def padded(pads: list[tuple[int, int]], shape: tuple) -> list[tuple[int, int]]:
+        out = [d + b + a for d, (b, a) in zip(shape, pads, strict=True)]
+        p.sized(out, "the padded tensor")
+        return pads
+
     dims = p.dims("x")
     if static is not None and dims is not None:  # checked once, at load
-        fixed = amounts(static, dims)
+        fixed = padded(amounts(static, dims), dims)
         return lambda env: xp.pad(env[x], fixed, mode, value)
     if static is not None and min(static, default=0) < 0:
         raise p.fail(f"pad amounts must be >= 0, got {static}")
 
     def pad(env):
         v = env[x]
-        return xp.pad(v, amounts(runtime_ints(xp, env, static, key), xp.shape(v)), mode, value)
+        shape = xp.shape(v)
+        flat = runtime_ints(xp, env, static, key)
+        if key is not None and len(flat) != 2 * len(shape):  # the def: N == D_in
+            raise p.fail(
+                f"a runtime pad needs 2 values per dimension of rank {len(shape)}, got {len(flat)}"
+            )
+        return xp.pad(v, padded(amounts(flat, shape), shape), mode, value)
 
     return pad
 

@@ -81,6 +81,10 @@ def _one_hot(p: Prep) -> Run:
         depth = depth_const
         if depth is None:  # a runtime size: the output shape needs it on the host
             depth = int(xp.to_numpy(env[depth_key]).reshape(()))
+            if depth < 0:  # np.arange(-2) is empty: an output with no vectors
+                raise p.fail(f"one_hot_vector_size {depth} must be >= 0")
+        shape = list(xp.shape(env[ind]))
+        p.sized([*shape[:a], depth, *shape[a:]], "the one-hot tensor")
         positions = p.derived(
             ("positions", depth, a),
             lambda: np.arange(depth, dtype=np.int32).reshape([-1] + [1] * (rank - 1 - a)),
