@@ -105,6 +105,12 @@ def models(tmp_path_factory):
                 lambda x, p: mb.pad(x=x, pad=p),
             )
         ),
+        "slice": _build(
+            d,
+            "slice",
+            [mb.TensorSpec((2, 3)), mb.TensorSpec((2,), dtype=I32), mb.TensorSpec((2,), dtype=I32)],
+            lambda x, b, s: mb.slice_by_size(x=x, begin=b, size=s),
+        ),
     }
     return {name: _runners(path) for name, path in paths.items()}
 
@@ -217,6 +223,32 @@ def test_a_runtime_pad_holds_two_values_per_dimension(models):
 
 def test_a_runtime_pad_past_the_memory_available_is_refused(models, little_memory):
     _refused(models["pad"], {"x": X, "p": _ints(0, 0, 0, 2**24)}, rf"\(pad\).*{MEMORY}")
+
+
+# -- slice_by_size -------------------------------------------------------------------------
+
+
+def _sl(begin, size):
+    return {"x": X, "b": _ints(*begin), "s": _ints(*size)}
+
+
+def test_slice_by_size_reads_inside_the_tensor(models):
+    for run in models["slice"].values():
+        np.testing.assert_array_equal(run(_sl((-1, 1), (1, 2))), X[1:2, 1:3])
+        np.testing.assert_array_equal(run(_sl((0, 1), (-1, -1))), X[0:, 1:])
+
+
+@pytest.mark.parametrize(
+    ("begin", "size", "why"),
+    [
+        ((0, 1), (2, -3), r"size -3 on axis 1 is outside \[0, 2\]"),  # was an empty slice
+        ((0, 2), (2, 5), r"size 5 on axis 1 is outside \[0, 1\]"),  # was cut to 1
+        ((0, 7), (2, 1), r"begin 7 is outside \[-3, 3\)"),  # was empty
+        ((-3, 0), (1, 1), r"begin -3 is outside \[-2, 2\)"),  # was x[-1:0]: empty
+    ],
+)
+def test_slice_by_size_refuses_bounds_outside_the_tensor(models, begin, size, why):
+    _refused(models["slice"], _sl(begin, size), rf"\(slice_by_size\).*{why}")
 
 
 # -- constant sizes the defs leave unbounded -----------------------------------------------

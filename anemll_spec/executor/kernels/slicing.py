@@ -124,13 +124,31 @@ def _slice_by_size(p: Prep) -> Run:
         shape = xp.shape(v)
         b = runtime_ints(xp, env, begin, bkey)
         s = runtime_ints(xp, env, size, skey)
-        idx = []
-        for i, (bi, si) in enumerate(zip(b, s, strict=True)):
-            bi = bi + shape[i] if bi < 0 else bi
-            idx.append(slice(bi, None if si == -1 else bi + si))
-        return xp.getitem(v, tuple(idx))
+        return xp.getitem(v, _sized_slices(p, shape, b, s))
 
     return slice_by_size
+
+
+def _sized_slices(p: Prep, shape: tuple, begin: list[int], size: list[int]) -> tuple:
+    """slice_by_size's index (iOS15 def): one begin and size per dimension, a begin in
+    [-D, D), a size of -1 (the rest) or one that stays inside the dimension. numpy slicing
+    would have cut an overlong size short and made a negative one (or a begin past the
+    end) an empty slice, a result with other sizes than the ones asked for."""
+    rank = len(shape)
+    if len(begin) != rank or len(size) != rank:
+        raise p.fail(f"begin {begin} and size {size} need {rank} values each (rank of x)")
+    idx = []
+    for i, (bi, si, d) in enumerate(zip(begin, size, shape, strict=True)):
+        if not -d <= bi < d:
+            raise p.fail(f"begin {bi} is outside [-{d}, {d}) on axis {i} (begin {begin})")
+        bi = bi + d if bi < 0 else bi
+        if si != -1 and not 0 <= si <= d - bi:
+            raise p.fail(
+                f"size {si} on axis {i} is outside [0, {d - bi}] for begin {bi} of a "
+                f"dimension of {d} (-1: the rest; size {size})"
+            )
+        idx.append(slice(bi, None if si == -1 else bi + si))
+    return tuple(idx)
 
 
 @kernel("sliding_windows")
