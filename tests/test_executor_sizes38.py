@@ -251,6 +251,46 @@ def test_slice_by_size_refuses_bounds_outside_the_tensor(models, begin, size, wh
     _refused(models["slice"], _sl(begin, size), rf"\(slice_by_size\).*{why}")
 
 
+# -- lists ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lists(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lists38")
+
+    def made(n):
+        ls = mb.make_list(init_length=mb.squeeze(x=n), elem_shape=[1, 3], dtype="fp32")
+        return mb.list_length(ls=ls)
+
+    def written(x, i):
+        ls = mb.make_list(init_length=1, elem_shape=[1, 3], dtype="fp32")
+        ls = mb.list_write(ls=ls, index=mb.squeeze(x=i), value=x)
+        return mb.list_length(ls=ls)
+
+    spec = mb.TensorSpec((1,), dtype=I32)
+    return {
+        "make": _runners(_build(d, "make", [spec], made)),
+        "write": _runners(_build(d, "write", [mb.TensorSpec((1, 3)), spec], written)),
+    }
+
+
+def test_a_list_of_a_negative_runtime_length_is_refused(lists):
+    """[None] * -3 made an empty list."""
+    for run in lists["make"].values():
+        assert int(run({"n": _ints(3)})) == 3
+    _refused(lists["make"], {"n": _ints(-3)}, r"\(make_list\).*init_length -3 must be >= 0")
+
+
+def test_a_list_longer_than_the_memory_available_is_refused(lists, little_memory):
+    """A list slot costs 8 bytes (a pointer); an index of 2**31 - 1 grew a dynamic list to
+    16 GiB of slots."""
+    _refused(lists["make"], {"n": _ints(2**24 + 1)}, rf"\(make_list\).*{MEMORY}")
+    row = np.ones((1, 3), np.float32)
+    for run in lists["write"].values():
+        assert int(run({"x": row, "i": _ints(4)})) == 5
+    _refused(lists["write"], {"x": row, "i": _ints(2**24)}, rf"\(list_write\).*{MEMORY}")
+
+
 # -- constant sizes the defs leave unbounded -----------------------------------------------
 
 

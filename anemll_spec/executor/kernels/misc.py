@@ -176,6 +176,9 @@ def _make_list(p: Prep) -> Run:
 
     def make_list(env):
         length = 1 if length_key is None else _index(xp, env[length_key])
+        if length < 0:  # [None] * -3 is an empty list
+            raise p.fail(f"init_length {length} must be >= 0")
+        p.sized([length], "a list")
         return TensorList([None] * length, elem_shape, dtype, dynamic)
 
     return make_list
@@ -197,7 +200,8 @@ def _write(p: Prep, ls: TensorList, writes: list[tuple[int, Any]]) -> TensorList
     for i, value in writes:
         if i < 0 or (i >= len(items) and not ls.dynamic):
             raise p.fail(f"index {i} is outside the list of length {len(items)}")
-        items += [None] * (i + 1 - len(items))
+        if i >= len(items):  # a dynamic list grows to i + 1 slots: checked first
+            items += [None] * (p.sized([i + 1], "a list")[0] - len(items))
         items[i] = value
     return ls.copy_with(items)
 
