@@ -236,6 +236,7 @@ def test_commands_import_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # every README chart command in a fresh process: 16-19 s (make test-slow; CI runs both)
 def test_readme_chart_examples_run_as_written(cli, tmp_path):
     """Every `anemll-spec chart` / `report` line of the README's charts section runs, on a
     store with energy and sustained runs, a sweep run and then two head runs (the order

@@ -106,6 +106,7 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
     con.close()
 
 
+@pytest.mark.slow  # writer processes killed mid-write, round after round: 10-13 s (make test-slow; CI runs both)
 def test_kill_9_mid_write_leaves_a_consistent_store(tmp_path):
     store = tmp_path / "killed.duckdb"
     rnd = random.Random(1234)

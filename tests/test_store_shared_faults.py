@@ -106,6 +106,7 @@ def shared(postgres, tmp_path, monkeypatch):
     return target
 
 
+@pytest.mark.slow  # eight writer processes: 10-13 s (make test-slow; CI runs both)
 def test_eight_concurrent_writers_lose_nothing_and_store_each_case_once(shared, tmp_path):
     procs = [spawn(shared, tmp_path / f"local{w}.duckdb", w, 10) for w in range(8)]
     lines = []
@@ -135,6 +136,7 @@ def test_eight_concurrent_writers_lose_nothing_and_store_each_case_once(shared, 
 MACHINES = 6
 
 
+@pytest.mark.slow  # six push processes racing on two cores: 11-18 s (make test-slow; CI runs both)
 def test_machines_creating_a_new_shared_store_at_once_all_succeed(postgres, tmp_path, monkeypatch):
     """The first pushes into a fresh catalog race to create DuckLake's tables and then the
     store's: the losers wait and find them made (they exited 2, 'duplicate key', 'not a
@@ -218,6 +220,7 @@ def test_the_catalog_restarted_mid_bench_is_waited_for(shared, postgres, tmp_pat
     assert len(expected) == 12 and stored(shared) == expected
 
 
+@pytest.mark.slow  # a bench process across a stopped server: ~15 s (make test-slow; CI runs both)
 def test_an_unreachable_shared_store_loses_no_results(shared, postgres, tmp_path):
     local = tmp_path / "local.duckdb"
     proc = spawn(shared, local, 2, 8, pause=1.0, timeout_s=3)  # stopped before the 5 left
@@ -288,6 +291,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # the server stopped and started at each of many steps: 15-17 s (make test-slow; CI runs both)
 def test_a_server_lost_under_a_command_is_one_line_without_the_password(
     postgres, tmp_path, capsys, monkeypatch
 ):
