@@ -74,17 +74,6 @@ def _pypi_file(name: str, version: str) -> tuple[Path | None, list[str]]:
     return (path if path.is_file() else None), found
 
 
-def _installed(con, name: str) -> bool:
-    """Whether DuckDB has the extension loaded or in its own folder. Asked first because
-    `LOAD name` of one it lacks tries to download it (autoinstall): on a machine with no
-    route out that costs ~0.5 s per extension and connection before the PyPI file is
-    tried (benchmarks/lake_connect.py)."""
-    row = con.execute(
-        "SELECT loaded OR installed FROM duckdb_extensions() WHERE extension_name = ?", [name]
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def load_extensions(con, names: tuple[str, ...]) -> None:
     """LOAD each extension: installed (DuckDB's folder), else the PyPI package's file, else
     INSTALL from DuckDB's repository. One clear line when none works."""
@@ -92,12 +81,11 @@ def load_extensions(con, names: tuple[str, ...]) -> None:
 
     version = duckdb.__version__
     for name in names:
-        if _installed(con, name):
-            try:
-                con.execute(f"LOAD {name}")
-                continue
-            except duckdb.Error:
-                pass
+        try:
+            con.execute(f"LOAD {name}")
+            continue
+        except duckdb.Error:
+            pass
         path, versions = _pypi_file(name, version)
         if path is not None:
             con.execute(f"LOAD '{path}'")
