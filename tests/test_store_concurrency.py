@@ -191,14 +191,22 @@ def test_a_damaged_store_is_reported_as_damaged_at_once_not_as_locked(tmp_path, 
 
 @contextlib.contextmanager
 def held_by_another_process(store: Path):
-    """A second process holding the store's DuckDB write lock for the block."""
+    """A second process holding the store's DuckDB write lock for the block. It takes the
+    lock as soon as it is free (a bench between two cases may still hold it for a moment:
+    one try lost that race now and then), trying for up to 20 s."""
+    take = (
+        "import duckdb,time\n"
+        "end = time.monotonic() + 20\n"
+        "while True:\n"
+        "    try:\n"
+        f"        c = duckdb.connect({str(store)!r}); break\n"
+        "    except duckdb.IOException:\n"
+        "        if time.monotonic() > end: raise\n"
+        "        time.sleep(0.02)\n"
+        "print('held', flush=True); time.sleep(30)\n"
+    )
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb,time; c=duckdb.connect({str(store)!r}); "
-            "print('held', flush=True); time.sleep(30)",
-        ],
+        [sys.executable, "-c", take],
         stdout=subprocess.PIPE,
         text=True,
     )
