@@ -13,9 +13,12 @@ stays inside it. A block returns the values its outputs name.
   (tf.while_loop's semantics, as coremltools' defs describe them).
 
 A loop that never ends must not hang the bench: it is refused (InputError) when a body
-trip leaves every loop variable the condition reads unchanged while the condition holds
-(a condition without random or state ops then holds forever), and after MAX_TRIPS trips
-in any case.
+trip leaves unchanged, while the condition holds, every loop variable the condition
+depends on: those it reads and, through the body, those they are computed from (no
+random or state op on that path: the same values then give the same trip forever). The
+check runs on trips 1, 2, 4, 8, ... (a loop at a fixed point stays there, so it is caught
+by twice the trips; each check copies the variables to the host). After MAX_TRIPS trips a
+loop is refused in any case.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.errors import InputError
+from anemll_spec.mlmodel.ir import Block, Op, walk
 
 CONTROL_OPS = ("cond", "while_loop")
 # Trips after which a while_loop is refused as endless: far above any loop a model runs
@@ -94,11 +98,10 @@ def make_while(
     plans: list[BlockPlan],
     xp: Any,
     run_steps: RunSteps,
-    cond_reads: list[int] | None = None,
+    state: list[int] | None = None,
 ):
-    """`cond_reads`: positions of the loop variables the condition block reads, where the
-    condition is a pure function of them and of values fixed during the loop (None: it
-    is not, e.g. it draws random numbers or reads a state; only the trip limit applies)."""
+    """`state`: positions of the loop variables the condition depends on (loop_state), or
+    None where it cannot tell (only the trip limit applies)."""
     if len(plans) != 2:
         raise InputError(f"{op.where()}: while_loop needs 2 blocks, has {len(plans)}")
     cond_plan, body_plan = plans
@@ -121,11 +124,12 @@ def make_while(
                 )
             new = run_block(body_plan, env, values, run_steps)
             trips += 1
-            if cond_reads is not None and all(_same(xp, values[k], new[k]) for k in cond_reads):
-                names = ", ".join(cond_plan.inputs[k] for k in cond_reads) or "none"
+            checked = state is not None and trips & (trips - 1) == 0  # 1, 2, 4, ...
+            if checked and all(_same(xp, values[k], new[k]) for k in state or ()):
+                names = ", ".join(cond_plan.inputs[k] for k in state or ()) or "none"
                 raise InputError(
                     f"{op.where()}: the loop never ends: trip {trips} left the variables "
-                    f"its condition reads ({names}) unchanged while the condition holds"
+                    f"its condition depends on ({names}) unchanged while the condition holds"
                 )
             values = new
         return _result(values)
@@ -134,7 +138,8 @@ def make_while(
 
 
 def _same(xp: Any, old: Any, new: Any) -> bool:
-    """Whether a loop variable is certainly unchanged by a trip (False when unsure)."""
+    """Whether a loop variable is certainly unchanged by a trip, bit for bit (False when
+    unsure: a list, a large tensor)."""
     if old is new:
         return True
     if not hasattr(old, "shape") or not hasattr(new, "shape"):
@@ -144,4 +149,50 @@ def _same(xp: Any, old: Any, new: Any) -> bool:
     if int(np.prod(xp.shape(old))) > _COMPARE_MAX_ELEMENTS:
         return False
     a, b = np.asarray(xp.to_numpy(old)), np.asarray(xp.to_numpy(new))
-    return a.dtype == b.dtype and bool(np.array_equal(a, b))
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+_IMPURE = "\0impure"  # in a dependency set: a random draw or a state read decides the value
+
+
+def loop_state(op: Op) -> list[int] | None:
+    """Positions of the loop variables a while_loop's condition depends on: those it reads,
+    and through the body those they are computed from, until closed. The condition is
+    then a function of these alone and of values fixed during the loop, so a trip that
+    leaves them all unchanged repeats forever. None where a random or state op decides
+    one of them (an unchanged trip proves nothing)."""
+    if len(op.blocks) != 2:
+        return None
+    cond, body = op.blocks
+    outs = _depends(body)
+    if len(cond.outputs) != 1 or len(outs) != len(body.inputs):
+        return None
+    at_cond = {v.name: k for k, v in enumerate(cond.inputs)}
+    at_body = {v.name: k for k, v in enumerate(body.inputs)}
+    (need,) = _depends(cond)
+    if _IMPURE in need:
+        return None
+    found = {at_cond[n] for n in need if n in at_cond}
+    todo = list(found)
+    while todo:
+        deps = outs[todo.pop()]
+        if _IMPURE in deps:
+            return None
+        for k in {at_body[n] for n in deps if n in at_body} - found:
+            found.add(k)
+            todo.append(k)
+    return sorted(found)
+
+
+def _depends(block: Block) -> list[set[str]]:
+    """For each output of `block`, the block inputs it is computed from (values from
+    outside the block are fixed during a loop), with _IMPURE where a random or state op
+    on the way decides it."""
+    deps: dict[str, set[str]] = {v.name: {v.name} for v in block.inputs}
+    for op in block.ops:
+        d: set[str] = set().union(*(deps.get(r, set()) for r in op.refs()))
+        if any(o.type.startswith("random") or o.type == "read_state" for o in walk([op])):
+            d.add(_IMPURE)
+        for o in op.outputs:
+            deps[o.name] = d
+    return [deps.get(n, set()) for n in block.outputs]

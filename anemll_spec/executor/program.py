@@ -14,7 +14,13 @@ import numpy as np
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor.arrays import numpy_ops
-from anemll_spec.executor.control import CONTROL_OPS, BlockPlan, make_cond, make_while
+from anemll_spec.executor.control import (
+    CONTROL_OPS,
+    BlockPlan,
+    loop_state,
+    make_cond,
+    make_while,
+)
 from anemll_spec.executor.decompress import evaluate, is_compile_time
 from anemll_spec.executor.inputs import check_sizes, convert_inputs, match_description
 from anemll_spec.executor.kernels import KERNELS
@@ -277,7 +283,7 @@ class Program:
             run = make_cond(op, prep.ref("pred"), plans, self.xp, self._run_steps)
         else:
             run = make_while(
-                op, prep.refs("loop_vars"), plans, self.xp, self._run_steps, _cond_reads(op)
+                op, prep.refs("loop_vars"), plans, self.xp, self._run_steps, loop_state(op)
             )
         return Step(op.index, op.type, op.name, run, [_out_of(o) for o in op.outputs], [])
 
@@ -366,19 +372,6 @@ class Program:
                 f"{tuple(xp.shape(value))}, the program declares {spec.shape}"
             )
         return value
-
-
-def _cond_reads(op: Op) -> list[int] | None:
-    """Positions of the loop variables a while_loop's condition block reads, or None where
-    its result may change with the same inputs (random draws, state reads)."""
-    if not op.blocks:
-        return None
-    block = op.blocks[0]
-    ops = list(walk(block.ops))
-    if any(o.type.startswith("random") or o.type == "read_state" for o in ops):
-        return None
-    read = {r for o in ops for r in o.refs()} | set(block.outputs)
-    return [k for k, v in enumerate(block.inputs) if v.name in read]
 
 
 def _resolver(op: Op, consts: dict[str, Any]) -> Callable[[str], Any]:
