@@ -243,8 +243,8 @@ def test_slice_by_size_reads_inside_the_tensor(models):
     [
         ((0, 1), (2, -3), r"size -3 on axis 1 is outside \[0, 2\]"),  # was an empty slice
         ((0, 2), (2, 5), r"size 5 on axis 1 is outside \[0, 1\]"),  # was cut to 1
-        ((0, 7), (2, 1), r"begin 7 is outside \[-3, 3\)"),  # was empty
-        ((-3, 0), (1, 1), r"begin -3 is outside \[-2, 2\)"),  # was x[-1:0]: empty
+        ((0, 7), (2, 1), r"begin 7 is outside \[-3, 3\]"),  # was empty
+        ((-3, 0), (1, 1), r"begin -3 is outside \[-2, 2\]"),  # was x[-1:0]: empty
     ],
 )
 def test_slice_by_size_refuses_bounds_outside_the_tensor(models, begin, size, why):

@@ -134,3 +134,44 @@ def test_a_long_loop_copies_its_variables_to_the_host_a_logarithmic_number_of_ti
         reads.append(ops.host_reads - before)
     extra_trips = 3 * 128 - 3 * 64
     assert extra_trips <= reads[1] - reads[0] <= extra_trips + 2 * 2
+
+
+# -- slice_by_size: a begin at the end of the dimension ------------------------------------
+
+X = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory):
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((2, 3)),
+            mb.TensorSpec((2,), dtype=types.int32),
+            mb.TensorSpec((2,), dtype=types.int32),
+        ],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x, b, s):
+        return mb.slice_by_size(x=x, begin=b, size=s, name="y")
+
+    return load(save_program(prog, tmp_path_factory.mktemp("slice") / "s.mlpackage"))
+
+
+@pytest.mark.parametrize(
+    ("begin", "size", "index"),
+    [
+        ((0, 3), (-1, -1), np.s_[0:, 3:]),  # the rest from the end: empty
+        ((0, 3), (2, 0), np.s_[0:2, 3:3]),  # TF's Slice(begin = D, size = 0)
+        ((2, 0), (0, 3), np.s_[2:2, 0:3]),
+    ],
+)
+def test_slice_by_size_takes_the_empty_slice_at_the_end(sliced, begin, size, index):
+    """coremltools' type and value inference give shape (2, 0) for begin 3 on a dimension
+    of 3 (x[0:, 3:]); the executor had refused begin 3 as outside [-3, 3)."""
+    feed = {"x": X, "b": np.array(begin, np.int32), "s": np.array(size, np.int32)}
+    out = sliced.predict(feed)["y"]
+    assert out.shape == X[index].shape and out.size == 0
+    feed["b"] = np.array([0, 3], np.int32)
+    feed["s"] = np.array([2, 1], np.int32)  # one element past the end: still refused
+    with pytest.raises(InputError, match=r"\(slice_by_size\).*size 1 on axis 1"):
+        sliced.predict(feed)

@@ -131,16 +131,18 @@ def _slice_by_size(p: Prep) -> Run:
 
 def _sized_slices(p: Prep, shape: tuple, begin: list[int], size: list[int]) -> tuple:
     """slice_by_size's index (iOS15 def): one begin and size per dimension, a begin in
-    [-D, D), a size of -1 (the rest) or one that stays inside the dimension. numpy slicing
+    [-D, D], a size of -1 (the rest) or one that stays inside the dimension. numpy slicing
     would have cut an overlong size short and made a negative one (or a begin past the
-    end) an empty slice, a result with other sizes than the ones asked for."""
+    end) an empty slice, a result with other sizes than the ones asked for. A begin of D
+    is the empty slice at the end (size 0 or -1), as coremltools' inference and TF's
+    Slice, which converts to this op, have it."""
     rank = len(shape)
     if len(begin) != rank or len(size) != rank:
         raise p.fail(f"begin {begin} and size {size} need {rank} values each (rank of x)")
     idx = []
     for i, (bi, si, d) in enumerate(zip(begin, size, shape, strict=True)):
-        if not -d <= bi < d:
-            raise p.fail(f"begin {bi} is outside [-{d}, {d}) on axis {i} (begin {begin})")
+        if not -d <= bi <= d:
+            raise p.fail(f"begin {bi} is outside [-{d}, {d}] on axis {i} (begin {begin})")
         bi = bi + d if bi < 0 else bi
         if si != -1 and not 0 <= si <= d - bi:
             raise p.fail(
