@@ -233,15 +233,16 @@ def _crop_resize(p: Prep) -> Run:
         v = env[x]
         batch, channels, height, width = xp.shape(v)
         boxes = xp.astype(env[boxes_key], xp.float_dtype)
+        n = xp.shape(boxes)[0]
+        _check_crop_sizes(p, n, xp.shape(v), ios17 or xp.shape(boxes)[2] == 5, th, tw)
         if ios17:
-            n = xp.shape(boxes)[0]
             index = env[index_key] if index_key else p.derived(("arange", n), lambda: np.arange(n))
             # an image index, never wrapped: iOS17's defs call negative indices out of
             # bound (gather, scatter) and check only the upper bound here
             index = xp.checked_indices(index, batch, p.fail, wrap=False)
             images = xp.expand_dims(xp.take(v, index, 0), [1])
         else:
-            n, width4 = xp.shape(boxes)[0], xp.shape(boxes)[2]
+            width4 = xp.shape(boxes)[2]
             boxes = xp.reshape(boxes, [n, width4])
             if width4 == 5:  # the first value picks the image
                 index = xp.astype(xp.getitem(boxes, (slice(None), 0)), "int32")
@@ -262,6 +263,20 @@ def _crop_resize(p: Prep) -> Run:
         return xp.reshape(out, [n, channels, th, tw]) if ios17 else out
 
     return crop_resize
+
+
+def _check_crop_sizes(
+    p: Prep, n: int, shape: Sequence[int], indexed: bool, th: int, tw: int
+) -> None:
+    """The tensors crop_resize makes for `n` boxes (a runtime count) times the constant
+    target size, checked before any is made: the boxes' images (copied where each box picks
+    one), the rows sampled, the output."""
+    batch, channels, height, width = shape
+    lead = [n, 1 if indexed else batch, channels]
+    if indexed:
+        p.sized([n, channels, height, width], "the boxes' images")
+    p.sized([*lead, th, width], "the rows sampled")
+    p.sized([*lead, th, tw], "the cropped tensor")
 
 
 def _sample_boxes(xp, images: Any, ys: Any, xs: Any, pad_value: float) -> Any:

@@ -156,6 +156,8 @@ def _nms(p: Prep) -> Run:
         if ios17:  # boxes last: (n, 4, B) -> (n, B, 4)
             boxes, scores = np.swapaxes(boxes, 1, 2), np.swapaxes(scores, 1, 2)
         n = boxes.shape[0]
+        for width, what in ((4, "the kept boxes"), (scores.shape[2], "the kept scores")):
+            p.sized([n, max_boxes, width], what)  # max_boxes: a constant the def leaves open
         out_boxes = np.zeros((n, max_boxes, 4), boxes.dtype)
         out_scores = np.zeros((n, max_boxes, scores.shape[2]), scores.dtype)
         out_idx = np.full((n, max_boxes), -1, np.int32)

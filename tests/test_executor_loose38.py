@@ -1,0 +1,181 @@
+"""Loose ends of review 38 of the reference executor: crop_resize and NMS outputs (a constant
+times a runtime box count) checked before they are made. Programs built with coremltools'
+MIL builder, saved, and run by the executors (numpy, and torch on the CPU); expected values
+from numpy formulas.
+
+No test allocates more than ~40 MB: an oversized request is refused with the memory
+available reported as a few MiB and the memory check made from 2**16 elements on
+(`tight_memory`), so that the check, not the machine, refuses it.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import coremltools as ct
+import numpy as np
+import pytest
+from coremltools.converters.mil.mil import get_new_symbol, types
+from fixtures.executor.mil_models import mb, save_program
+
+from anemll_spec.errors import InputError
+from anemll_spec.executor import load
+from anemll_spec.mlmodel import limits
+
+MEMORY = r"needs [\d.,]+ MiB of memory, [\d.,]+ MiB is available"
+MIB = 1 << 20
+
+
+def _backends():
+    yield "numpy", None
+    torch_arrays = pytest.importorskip("anemll_spec.executor.torch_arrays")
+    yield "torch", torch_arrays.TorchOps("cpu", "float32")
+
+
+def _programs(path):
+    return {name: load(path) if xp is None else load(path, xp=xp) for name, xp in _backends()}
+
+
+@pytest.fixture
+def tight_memory(monkeypatch):
+    """Sets the memory available (MiB) and checks runtime sizes against it from 2**16
+    elements on: a request of a few MiB is then refused by the check."""
+    monkeypatch.setattr(limits, "CHECK_MEMORY_FROM", 1 << 16)
+
+    def set_available(mib: float) -> None:
+        monkeypatch.setattr(limits, "available_bytes", lambda: int(mib * MIB))
+
+    return set_available
+
+
+def _refused_before_allocating(programs, feed, pattern: str) -> None:
+    """Each program refuses `feed`; the numpy one with less than 1 MiB allocated (numpy
+    reports its buffers to tracemalloc): the check came before the output was made."""
+    for name, prog in programs.items():
+        tracemalloc.start()
+        try:
+            with pytest.raises(InputError, match=pattern):
+                prog.predict(feed)
+                pytest.fail(f"{name}: not refused")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        if name == "numpy":
+            assert peak < MIB, f"{peak / MIB:.1f} MiB allocated before the refusal"
+
+
+# -- crop_resize: N boxes x target_height x target_width -----------------------------------
+
+IMG = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)  # value 3 * row + column
+T = 1024  # target height and width: a box's output is 1 Mi values (8 MiB at the check's 8 B)
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """iOS16: roi [N, 1, 4, 1, 1] of a flexible N (1 or 2); iOS17: boxes [2, 4] with
+    box_indices, x of a flexible channel count (the output shape is then not declared)."""
+    d = tmp_path_factory.mktemp("crop")
+    common = {"target_height": T, "target_width": T, "sampling_mode": "ALIGN_CORNERS"}
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((1, 1, 2, 3)), mb.TensorSpec((get_new_symbol(), 1, 4, 1, 1))],
+        opset_version=ct.target.iOS16,
+    )
+    def roi(x, r):
+        return mb.crop_resize(x=x, roi=r, **common)
+
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((1, get_new_symbol(), 2, 3)),
+            mb.TensorSpec((2, 4)),
+            mb.TensorSpec((2,), dtype=types.int32),
+        ],
+        opset_version=ct.target.iOS18,
+    )
+    def boxes(x, b, i):
+        return mb.crop_resize(x=x, boxes=b, box_indices=i, **common)
+
+    return {
+        "roi": _programs(save_program(roi, d / "roi.mlpackage", target=ct.target.iOS16)),
+        "boxes": _programs(save_program(boxes, d / "boxes.mlpackage")),
+    }
+
+
+BOX = [0.0, 0.0, 1.0, 2.0]  # the whole image, corners (h0, w0, h1, w1)
+
+
+def _roi(n: int) -> dict[str, np.ndarray]:
+    return {"x": IMG, "r": np.array([BOX] * n, np.float32).reshape(n, 1, 4, 1, 1)}
+
+
+def test_crop_resize_of_more_boxes_than_memory_holds_is_refused_before_allocating(
+    crops, tight_memory
+):
+    """A box's output takes 8 MiB (at the check's 8 bytes a value), 12 MiB are available:
+    one box runs, two are refused (they ran before: the count was never checked)."""
+    tight_memory(12)
+    rows, cols = np.meshgrid(np.arange(T) / (T - 1), 2 * np.arange(T) / (T - 1), indexing="ij")
+    want = (3 * rows + cols).astype(np.float32)  # bilinear reads of a linear image: exact
+    for prog in crops["roi"].values():
+        out = next(iter(prog.predict(_roi(1)).values()))
+        assert out.shape == (1, 1, 1, T, T)
+        np.testing.assert_allclose(out[0, 0, 0], want, rtol=1e-5, atol=1e-5)
+    pattern = rf"\(crop_resize\).*the cropped tensor of shape \[2, 1, 1, {T}, {T}\] {MEMORY}"
+    _refused_before_allocating(crops["roi"], _roi(2), pattern)
+
+
+def test_crop_resize_with_box_indices_is_checked_before_allocating(crops, tight_memory):
+    """iOS17: the output [N, C, th, tw], of a runtime channel count here, is checked too."""
+    tight_memory(1)
+    feed = {"x": IMG, "b": np.array([BOX, BOX], np.float32), "i": np.zeros(2, np.int32)}
+    pattern = rf"\(crop_resize\).*the cropped tensor of shape \[2, 1, 1, {T}, {T}\] {MEMORY}"
+    _refused_before_allocating(crops["boxes"], feed, pattern)
+
+
+# -- non_maximum_suppression: n x max_boxes ------------------------------------------------
+
+MAX_BOXES = 100_000  # a constant the def leaves open
+
+
+@pytest.fixture(scope="module")
+def nms(tmp_path_factory):
+    n = get_new_symbol()  # the batch: 1 or 2
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((n, 5, 4)), mb.TensorSpec((n, 5, 3))],
+        opset_version=ct.target.iOS15,
+    )
+    def prog(b, s):
+        return mb.non_maximum_suppression(
+            boxes=b, scores=s, iou_threshold=0.5, score_threshold=0.0, max_boxes=MAX_BOXES
+        )
+
+    path = tmp_path_factory.mktemp("nms") / "nms.mlpackage"
+    return _programs(save_program(prog, path, target=ct.target.iOS15))
+
+
+def _detections(n: int) -> dict[str, np.ndarray]:
+    """5 disjoint unit boxes (centre x = 2k: no overlap) with scores in (0.1, 1)."""
+    rng = np.random.default_rng(38)
+    boxes = np.zeros((n, 5, 4), np.float32)
+    boxes[..., 0] = 2 * np.arange(5)
+    boxes[..., 2:] = 1.0
+    return {"b": boxes, "s": rng.uniform(0.1, 1.0, (n, 5, 3)).astype(np.float32)}
+
+
+def test_nms_of_a_batch_past_the_memory_available_is_refused_before_allocating(nms, tight_memory):
+    """[n, 100000, 4] kept boxes take 3.1 MiB per image at 8 bytes a value: with 4 MiB
+    available one image runs (no box overlaps another: all 5 kept, best score first,
+    the rest zeros and -1), two are refused."""
+    tight_memory(4)
+    feed = _detections(1)
+    order = np.argsort(-feed["s"][0].max(axis=1), kind="stable")
+    for prog in nms.values():
+        boxes, scores, idx, count = prog.predict(feed).values()
+        assert boxes.shape == (1, MAX_BOXES, 4) and int(count[0]) == 5
+        np.testing.assert_array_equal(idx[0, :5], order)
+        np.testing.assert_array_equal(boxes[0, :5], feed["b"][0, order])
+        np.testing.assert_array_equal(scores[0, :5], feed["s"][0, order])
+        assert not boxes[0, 5:].any() and (idx[0, 5:] == -1).all()
+    pattern = rf"\(non_maximum_suppression\).*the kept boxes of shape \[2, {MAX_BOXES}, 4\]"
+    _refused_before_allocating(nms, _detections(2), rf"{pattern} {MEMORY}")
