@@ -1,7 +1,7 @@
 """Loose ends of review 38 of the reference executor: crop_resize and NMS outputs (a constant
-times a runtime box count) checked before they are made. Programs built with coremltools'
-MIL builder, saved, and run by the executors (numpy, and torch on the CPU); expected values
-from numpy formulas.
+times a runtime box count) checked before they are made; upsample scale factors that are
+NaN or inf refused at load. Programs built with coremltools' MIL builder, saved, and run
+by the executors (numpy, and torch on the CPU); expected values from numpy formulas.
 
 No test allocates more than ~40 MB: an oversized request is refused with the memory
 available reported as a few MiB and the memory check made from 2**16 elements on
@@ -16,7 +16,7 @@ import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import get_new_symbol, types
-from fixtures.executor.mil_models import mb, save_program
+from fixtures.executor.mil_models import mb, patch_const_input, save_program
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
@@ -179,3 +179,28 @@ def test_nms_of_a_batch_past_the_memory_available_is_refused_before_allocating(n
         assert not boxes[0, 5:].any() and (idx[0, 5:] == -1).all()
     pattern = rf"\(non_maximum_suppression\).*the kept boxes of shape \[2, {MAX_BOXES}, 4\]"
     _refused_before_allocating(nms, _detections(2), rf"{pattern} {MEMORY}")
+
+
+# -- upsample scale factors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["upsample_nearest_neighbor", "upsample_bilinear"])
+@pytest.mark.parametrize("param", ["scale_factor_height", "scale_factor_width"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_an_upsample_scale_not_finite_is_refused_at_load(tmp_path, op, param, value):
+    """NaN as the width passed `min(scales) > 0` (min(2, nan) is 2), inf passed > 0: both
+    failed at run with a generic error (cannot convert to integer)."""
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((1, 1, get_new_symbol(), get_new_symbol()))],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x):
+        return getattr(mb, op)(x=x, scale_factor_height=2.0, scale_factor_width=3.0)
+
+    path = save_program(prog, tmp_path / "up.mlpackage")
+    out = next(iter(load(path).predict({"x": np.ones((1, 1, 2, 2), np.float32)}).values()))
+    assert out.shape == (1, 1, 4, 6)
+    patch_const_input(path, op, param, np.float32(value))
+    with pytest.raises(InputError, match=rf"\({op}\).*{param} {value} must be finite and > 0$"):
+        load(path)

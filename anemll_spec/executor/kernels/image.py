@@ -98,10 +98,14 @@ def _rank3(p: Prep) -> int:
 
 
 def _scales(p: Prep) -> tuple[float, float]:
-    """An upsample op's (height, width) scale factors, checked > 0."""
-    scales = (p.float("scale_factor_height", 1), p.float("scale_factor_width", 1))
-    p.check(min(scales) > 0, f"scale factors must be > 0, got {scales}")
-    return scales
+    """An upsample op's (height, width) scale factors, each checked finite and > 0 at load
+    (a NaN passed a check of the smaller one, an inf passed > 0: both failed at run)."""
+    scales = []
+    for name in ("scale_factor_height", "scale_factor_width"):
+        value = p.float(name, 1)
+        p.check(math.isfinite(value) and value > 0, f"{name} {value} must be finite and > 0")
+        scales.append(value)
+    return scales[0], scales[1]
 
 
 def _resized(
