@@ -1,7 +1,8 @@
 """Loose ends of review 38 of the reference executor: crop_resize and NMS outputs (a constant
 times a runtime box count) checked before they are made; upsample scale factors that are
-NaN or inf refused at load. Programs built with coremltools' MIL builder, saved, and run
-by the executors (numpy, and torch on the CPU); expected values from numpy formulas.
+NaN or inf refused at load; recurrent activation names in any case (as coremltools' lstm
+def reads them). Programs built with coremltools' MIL builder, saved, and run by the
+executors (numpy, and torch on the CPU); expected values from numpy formulas.
 
 No test allocates more than ~40 MB: an oversized request is refused with the memory
 available reported as a few MiB and the memory check made from 2**16 elements on
@@ -203,4 +204,75 @@ def test_an_upsample_scale_not_finite_is_refused_at_load(tmp_path, op, param, va
     assert out.shape == (1, 1, 4, 6)
     patch_const_input(path, op, param, np.float32(value))
     with pytest.raises(InputError, match=rf"\({op}\).*{param} {value} must be finite and > 0$"):
+        load(path)
+
+
+# -- recurrent activation names ------------------------------------------------------------
+
+H, IN, STEPS = 3, 2, 4
+RNG = np.random.default_rng(7)
+SEQ = RNG.standard_normal((STEPS, 1, IN)).astype(np.float32)
+H0 = RNG.standard_normal((1, H)).astype(np.float32)
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _relu(v):
+    return np.maximum(v, 0)
+
+
+def _reference(kind: str, w_ih: np.ndarray, w_hh: np.ndarray) -> np.ndarray:
+    """The last hidden state, written from the defs' equations (gate orders: gru r, o, z;
+    lstm i, f, o, z), with the activations the names below ask for."""
+    h, c = H0.astype(np.float64), H0.astype(np.float64)
+    for xt in SEQ.astype(np.float64):
+        gx, gh = xt @ w_ih.T, h @ w_hh.T
+        if kind == "rnn":  # activation "RELU"
+            h = _relu(gx + gh)
+        elif kind == "gru":  # recurrent_activation "SIGMOID", activation "Tanh"
+            r = _sigmoid(gx[:, :H] + gh[:, :H])
+            z = _sigmoid(gx[:, 2 * H :] + gh[:, 2 * H :])
+            o = np.tanh(gx[:, H : 2 * H] + (r * h) @ w_hh[H : 2 * H].T)
+            h = (1 - z) * o + z * h
+        else:  # recurrent "SIGMOID", cell "Tanh", activation "RELU"
+            g = gx + gh
+            i, f, o = (_sigmoid(g[:, k * H : (k + 1) * H]) for k in range(3))
+            c = f * c + i * np.tanh(g[:, 3 * H :])
+            h = o * _relu(c)
+    return h
+
+
+NAMES = {
+    "rnn": {"activation": "RELU"},
+    "gru": {"recurrent_activation": "SIGMOID", "activation": "Tanh"},
+    "lstm": {"recurrent_activation": "SIGMOID", "cell_activation": "Tanh", "activation": "RELU"},
+}
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_recurrent_activation_names_are_read_in_any_case(tmp_path, kind):
+    """coremltools' lstm def checks `activation.lower()`; its gru and rnn defs check
+    nothing: a name in capitals builds and saves, and the executor refused it."""
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[kind]
+    w_ih = RNG.standard_normal((gates * H, IN)).astype(np.float32)
+    w_hh = RNG.standard_normal((gates * H, H)).astype(np.float32)
+    extra = {"initial_c": np.zeros((1, H), np.float32)} if kind == "lstm" else {}
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((STEPS, 1, IN)), mb.TensorSpec((1, H))],
+        opset_version=ct.target.iOS15,
+    )
+    def prog(x, h):
+        op = getattr(mb, kind)
+        return op(x=x, initial_h=h, weight_ih=w_ih, weight_hh=w_hh, **extra, **NAMES[kind])[1]
+
+    path = save_program(prog, tmp_path / f"{kind}.mlpackage", target=ct.target.iOS15)
+    want = _reference(kind, w_ih.astype(np.float64), w_hh.astype(np.float64))
+    for name, loaded in _programs(path).items():
+        out = next(iter(loaded.predict({"x": SEQ, "h": H0}).values()))
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5, err_msg=name)
+    patch_const_input(path, kind, "activation", "Softmax")
+    with pytest.raises(InputError, match=rf"\({kind}\).*activation 'Softmax' is not one of"):
         load(path)

@@ -22,9 +22,12 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "scaled_tanh", "hard_sigmoid
 
 def _activation(p: Prep, param: str, default: str) -> Callable[[Any], Any]:
     """The named activation with its standard parameters (scaled_tanh: alpha = beta = 1;
-    hard_sigmoid: 0.2 x + 0.5, clipped), as coremltools' reference implementation."""
+    hard_sigmoid: 0.2 x + 0.5, clipped), as coremltools' reference implementation. The
+    name in any case: coremltools' lstm def checks it lower-cased (gru and rnn check none)."""
     xp = p.xp
-    name = p.choice(param, ACTIVATIONS, default).lower()
+    given = p.str(param, default)
+    name = given.lower()
+    p.check(name in ACTIVATIONS, f"{param} '{given}' is not one of {', '.join(ACTIVATIONS)}")
     return {
         "sigmoid": xp.sigmoid,
         "tanh": xp.tanh,
