@@ -1,8 +1,9 @@
 """Loose ends of review 38 of the reference executor: crop_resize and NMS outputs (a constant
 times a runtime box count) checked before they are made; upsample scale factors that are
 NaN or inf refused at load; recurrent activation names in any case (as coremltools' lstm
-def reads them). Programs built with coremltools' MIL builder, saved, and run by the
-executors (numpy, and torch on the CPU); expected values from numpy formulas.
+def reads them); iOS16 lut sizes as the def lists them. Programs built with coremltools'
+MIL builder, saved, and run by the executors (numpy, and torch on the CPU); expected
+values from numpy formulas.
 
 No test allocates more than ~40 MB: an oversized request is refused with the memory
 available reported as a few MiB and the memory check made from 2**16 elements on
@@ -17,7 +18,7 @@ import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import get_new_symbol, types
-from fixtures.executor.mil_models import mb, patch_const_input, save_program
+from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
@@ -275,4 +276,52 @@ def test_recurrent_activation_names_are_read_in_any_case(tmp_path, kind):
         np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5, err_msg=name)
     patch_const_input(path, kind, "activation", "Softmax")
     with pytest.raises(InputError, match=rf"\({kind}\).*activation 'Softmax' is not one of"):
+        load(path)
+
+
+# -- iOS16 constexpr_lut_to_dense: lut sizes -----------------------------------------------
+
+
+def _pack(indices: list[int], bits: int) -> np.ndarray:
+    """Indices packed LSB first, as the iOS16 def draws them."""
+    stream = sum(v << (k * bits) for k, v in enumerate(indices))
+    return np.frombuffer(stream.to_bytes(-(-len(indices) * bits // 8), "little"), np.uint8)
+
+
+@pytest.fixture
+def lut_model(tmp_path):
+    """w = lut[indices] of shape [8], added to x; built with a 2-bit (4-entry) lut."""
+
+    @mb.program(input_specs=[mb.TensorSpec((8,))], opset_version=ct.target.iOS16)
+    def prog(x):
+        w = mb.constexpr_lut_to_dense(
+            indices=_pack([0, 1, 2, 3, 3, 2, 1, 0], 2),
+            lut=np.array([1.0, 2.0, 3.0, 4.0], np.float32),
+            shape=np.array([8], np.uint32),
+        )
+        return mb.add(x=x, y=w)
+
+    return save_program(prog, tmp_path / "lut.mlpackage", target=ct.target.iOS16)
+
+
+def _with_lut(path, size: int, indices: list[int]):
+    bits = size.bit_length() - 1
+    set_attribute(path, "constexpr_lut_to_dense", "lut", np.arange(size, dtype=np.float32) / 2)
+    set_attribute(path, "constexpr_lut_to_dense", "indices", _pack(indices, bits))
+    return path
+
+
+def test_a_six_bit_lut_decodes_as_the_def_packs_it(lut_model):
+    indices = [63, 0, 17, 42, 5, 63, 1, 30]
+    out = load(_with_lut(lut_model, 64, indices)).predict({"x": np.zeros(8, np.float32)})
+    np.testing.assert_array_equal(next(iter(out.values())), np.array(indices, np.float32) / 2)
+
+
+@pytest.mark.parametrize("size", [8, 32, 128])
+def test_a_lut_size_the_ios16_def_does_not_list_is_refused(lut_model, size):
+    """The def: NUM_PALETTES in {2, 4, 16, 64, 256} (1, 2, 4, 6, 8 bits); 3, 5 and 7-bit
+    indices were decoded."""
+    path = _with_lut(lut_model, size, [size - 1, 0, 1, 2, 3, 4, 5, 6])
+    pattern = rf"\(constexpr_lut_to_dense\).*lut size {size} is not one of 2, 4, 16, 64, 256"
+    with pytest.raises(InputError, match=pattern):
         load(path)

@@ -136,14 +136,21 @@ def _blockwise(data: np.ndarray, scale: np.ndarray, offset: Any, fp16: bool) -> 
     return out.reshape(data.shape)
 
 
+# iOS16 constexpr_lut_to_dense: NUM_PALETTES in {2, 4, 16, 64, 256} (n_bits 1, 2, 4, 6, 8)
+_LUT_SIZES = (2, 4, 16, 64, 256)
+
+
 def _lut_to_dense(arg: Resolve, fp16: bool) -> np.ndarray:
     if arg("shape") is not None:  # iOS16 form
         indices = np.asarray(arg("indices"), dtype=np.uint8).reshape(-1)
         lut = np.asarray(arg("lut")).reshape(-1)
         shape = tuple(int(s) for s in np.asarray(arg("shape")).reshape(-1))
-        nbits = int(np.log2(lut.size)) if lut.size else 0
-        if not 1 <= nbits <= 8 or 2**nbits != lut.size:  # 1 entry: 0-bit indices
-            raise ValueError(f"lut size {lut.size} is not 2 to 256, a power of two")
+        if lut.size not in _LUT_SIZES:  # 1 entry: 0-bit indices; 8, 32, 128: 3, 5, 7 bits
+            raise ValueError(
+                f"lut size {lut.size} is not one of {', '.join(map(str, _LUT_SIZES))} "
+                "(the iOS16 def's 1, 2, 4, 6 or 8 bits per index)"
+            )
+        nbits = int(lut.size).bit_length() - 1
         count = element_count(shape, "constexpr_lut_to_dense shape")
         return lut[unpack_bits(indices, nbits, count, False)].reshape(shape)
     return _lut_to_dense_ios18(
