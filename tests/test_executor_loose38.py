@@ -1,9 +1,9 @@
 """Loose ends of review 38 of the reference executor: crop_resize and NMS outputs (a constant
 times a runtime box count) checked before they are made; upsample scale factors that are
 NaN or inf refused at load; recurrent activation names in any case (as coremltools' lstm
-def reads them); iOS16 lut sizes as the def lists them. Programs built with coremltools'
-MIL builder, saved, and run by the executors (numpy, and torch on the CPU); expected
-values from numpy formulas.
+def reads them); iOS16 lut sizes as the def lists them; a while_loop whose body reads a
+state. Programs built with coremltools' MIL builder, saved, and run by the executors
+(numpy, and torch on the CPU); expected values from numpy formulas and Python loops.
 
 No test allocates more than ~40 MB: an oversized request is refused with the memory
 available reported as a few MiB and the memory check made from 2**16 elements on
@@ -21,7 +21,7 @@ from coremltools.converters.mil.mil import get_new_symbol, types
 from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor import load
+from anemll_spec.executor import control, load
 from anemll_spec.mlmodel import limits
 
 MEMORY = r"needs [\d.,]+ MiB of memory, [\d.,]+ MiB is available"
@@ -325,3 +325,63 @@ def test_a_lut_size_the_ios16_def_does_not_list_is_refused(lut_model, size):
     pattern = rf"\(constexpr_lut_to_dense\).*lut size {size} is not one of 2, 4, 16, 64, 256"
     with pytest.raises(InputError, match=pattern):
         load(path)
+
+
+# -- a while_loop whose body reads a state -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def state_loop(tmp_path_factory):
+    """while i < n: s = read_state(s) + step (written back); i += floor(s / 3). With
+    step 1, i stays 0 for the first two trips while the state moves on: the loop ends
+    all the same; with step 0 nothing ever changes."""
+
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec((1,), dtype=types.fp16),
+            mb.TensorSpec((1,), dtype=types.fp16),
+            mb.StateTensorSpec((1,), dtype=types.fp16),
+        ],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(n, step, s):
+        def cond(i):
+            return mb.less(x=mb.squeeze(x=i), y=mb.squeeze(x=n))
+
+        def body(i):
+            v = mb.add(x=mb.read_state(input=s), y=step)
+            v = mb.coreml_update_state(state=s, value=v)
+            return (mb.add(x=i, y=mb.floor(x=mb.real_div(x=v, y=np.float16(3)))),)
+
+        i = mb.while_loop(_cond=cond, _body=body, loop_vars=(mb.sub(x=n, y=n),))
+        return mb.identity(x=i, name="i")
+
+    path = save_program(prog, tmp_path_factory.mktemp("sl") / "loop.mlpackage", precision="fp16")
+    return _programs(path)
+
+
+def _f16(v: float) -> np.ndarray:
+    return np.array([v], np.float16)
+
+
+def test_a_loop_whose_body_reads_a_state_runs_to_its_end(state_loop):
+    i = s = trips = 0
+    while i < 10:
+        s += 1
+        i += s // 3
+        trips += 1
+    for name, prog in state_loop.items():
+        state = prog.make_state()
+        out = prog.predict({"n": _f16(10), "step": _f16(1)}, state=state)
+        assert float(out["i"][0]) == i, name
+        assert float(state.read("s")[0]) == trips, name
+
+
+def test_a_loop_on_a_state_that_does_not_move_stops_at_the_trip_limit(state_loop, monkeypatch):
+    """A state read decides i: an unchanged trip proves nothing, the trip limit refuses."""
+    monkeypatch.setattr(control, "MAX_TRIPS", 40)
+    for name, prog in state_loop.items():
+        state = prog.make_state()
+        with pytest.raises(InputError, match=r"\(while_loop\).*after 40 trips"):
+            prog.predict({"n": _f16(10), "step": _f16(0)}, state=state)
+            pytest.fail(f"{name}: not refused")
