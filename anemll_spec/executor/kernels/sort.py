@@ -101,39 +101,56 @@ def _non_zero(p: Prep) -> Run:
     return lambda env: xp.asarray(np.argwhere(xp.to_numpy(env[x])).astype(np.int32))
 
 
-def _iou(boxes: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over union of (x, y, w, h) centre-size boxes (0 where the
-    union is empty)."""
+def _corners(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """lo_x, hi_x, lo_y, hi_y and area (float64) of (x, y, w, h) centre-size boxes."""
     cx, cy, w, h = (boxes[:, i].astype(np.float64) for i in range(4))
     x1, x2 = cx - w / 2, cx + w / 2
     y1, y2 = cy - h / 2, cy + h / 2
     lo_x, hi_x = np.minimum(x1, x2), np.maximum(x1, x2)
     lo_y, hi_y = np.minimum(y1, y2), np.maximum(y1, y2)
-    iw = np.minimum(hi_x[:, None], hi_x[None]) - np.maximum(lo_x[:, None], lo_x[None])
-    ih = np.minimum(hi_y[:, None], hi_y[None]) - np.maximum(lo_y[:, None], lo_y[None])
+    return lo_x, hi_x, lo_y, hi_y, (hi_x - lo_x) * (hi_y - lo_y)
+
+
+def _iou_with(c: tuple[np.ndarray, ...], i: int, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of box i with each box of `others` (0 where the union is
+    empty). One row at a time: the full pairwise matrix of a detector's ~25,000 boxes
+    would take ~5 GB a temporary."""
+    lo_x, hi_x, lo_y, hi_y, area = c
+    iw = np.minimum(hi_x[i], hi_x[others]) - np.maximum(lo_x[i], lo_x[others])
+    ih = np.minimum(hi_y[i], hi_y[others]) - np.maximum(lo_y[i], lo_y[others])
     inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    area = (hi_x - lo_x) * (hi_y - lo_y)
-    union = area[:, None] + area[None] - inter
+    union = area[i] + area[others] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def nms_select(
-    boxes: np.ndarray, scores: np.ndarray, iou_max: float, score_min: float | None, per_class: bool
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_max: float,
+    score_min: float | None,
+    per_class: bool,
+    limit: int | None = None,
 ) -> list[int]:
     """Box indices NMS keeps, best score first (TensorFlow's non_max_suppression, which
     coremltools' reference follows): a box's score is its best class score; boxes scoring
     <= score_min are dropped; a box whose IoU with a kept box (of its class, per_class)
-    exceeds iou_max is suppressed. Nothing left: the best box alone."""
+    exceeds iou_max is suppressed. Nothing left: the best box alone. `limit`: stop once
+    that many are kept (later ones would be cut). Each candidate is compared with the
+    kept boxes only: memory grows with the boxes, not their square."""
     best = scores.max(axis=1)
     classes = scores.argmax(axis=1)
     order = np.argsort(-best.astype(np.float64), kind="stable")
-    iou = _iou(boxes)
+    corners = _corners(boxes)
     kept: list[int] = []
     for i in order:
+        if limit is not None and len(kept) >= limit:
+            break
         if score_min is not None and not best[i] > score_min:
             continue
-        rivals = [j for j in kept if not per_class or classes[j] == classes[i]]
-        if all(not iou[i, j] > iou_max for j in rivals):
+        rivals = np.asarray(kept, dtype=np.int64)
+        if per_class:
+            rivals = rivals[classes[rivals] == classes[i]]
+        if not np.any(_iou_with(corners, int(i), rivals) > iou_max):
             kept.append(int(i))
     return kept or [int(order[0])]
 
@@ -163,7 +180,7 @@ def _nms(p: Prep) -> Run:
         out_idx = np.full((n, max_boxes), -1, np.int32)
         counts = np.zeros((n,), np.int32)
         for b in range(n):
-            kept = nms_select(boxes[b], scores[b], iou_max, score_min, per_class)[:max_boxes]
+            kept = nms_select(boxes[b], scores[b], iou_max, score_min, per_class, max_boxes)
             out_boxes[b, : len(kept)] = boxes[b, kept]
             out_scores[b, : len(kept)] = scores[b, kept]
             out_idx[b, : len(kept)] = kept
