@@ -5,34 +5,15 @@ from plain Python loops written from the op defs."""
 
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
-
 import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
+from deadline_util import deadline
 from fixtures.executor.mil_models import mb, save_program, set_attribute
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import control, load
-
-
-@contextmanager
-def deadline(seconds: float):
-    """Fail (rather than hang the suite) when the block runs longer than `seconds`: the
-    loops below are Python loops, which a SIGALRM handler interrupts."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: the loop was not refused")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _int(n: int) -> np.ndarray:

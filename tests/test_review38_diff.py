@@ -4,33 +4,15 @@ executor; expected values from plain Python loops and numpy slicing written from
 
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
-
 import coremltools as ct
 import numpy as np
 import pytest
 from coremltools.converters.mil.mil import types
+from deadline_util import deadline
 from fixtures.executor.mil_models import mb, save_program
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
-
-
-@contextmanager
-def deadline(seconds: float):
-    """Fail rather than hang when a loop is neither ended nor refused."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _n(value: int) -> dict[str, np.ndarray]:
