@@ -22,6 +22,14 @@ TWO_CASES = (
     "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
     "sweep: {model.n: [8, 16]}\n"
 )
+# the second case warms up for 2 s: a lock holder started when "[2/2]" is printed takes
+# the store before that case is stored (with no warm-up the case was done in ~0.1 s, and
+# a holder still starting lost the race now and then)
+TWO_CASES_SLOW_SECOND = (
+    "name: two\nmodel: {family: matmul, m: 8, k: 8, n: 8}\n"
+    "run: {backends: [numpy], warmup: 1, iterations: 10, dispatch_floor: false}\n"
+    "sweep: {run.warmup_s: [0, 2]}\n"
+)
 
 WRITER = """
 import sys
@@ -346,7 +354,7 @@ def test_a_run_marked_interrupted_before_its_push_is_finished_by_it(tmp_path, cl
     from db_util import dict_rows
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text(TWO_CASES)
+    spec.write_text(TWO_CASES_SLOW_SECOND)
     store = tmp_path / "s.duckdb"
     env = {**os.environ, "ANEMLL_SPEC_STORE_LOCK_TIMEOUT_S": "1", "PYTHONPATH": str(TESTS.parent)}
     args = [sys.executable, "-m", "anemll_spec", "bench", str(spec), "--store", str(store),
