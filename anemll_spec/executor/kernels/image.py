@@ -204,9 +204,8 @@ def _resize(p: Prep) -> Run:
 
 def _resize_sizes(p: Prep, dims: Sequence[int], target: Sequence[int], count: int) -> list[int]:
     """Sizes of the last `count` axes (a target 0 keeps the input's size). A runtime target
-    is untrusted: a negative size is refused (it gave an empty tensor), and so is one whose
-    output the memory available could not hold (checked past 2**24 elements only, to keep
-    /proc reads off ordinary calls)."""
+    is untrusted: a negative size is refused (it gave an empty tensor), and the output is
+    checked before it is made (Prep.sized)."""
     wanted = list(target[len(target) - count :])
     if any(t < 0 for t in wanted):
         raise p.fail(f"shape {list(target)} holds a negative size")
