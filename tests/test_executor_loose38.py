@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from coremltools.converters.mil.mil import get_new_symbol, types
 from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
+from torch_util import torch_devices
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import control, load
@@ -31,7 +32,8 @@ MIB = 1 << 20
 def _backends():
     yield "numpy", None
     torch_arrays = pytest.importorskip("anemll_spec.executor.torch_arrays")
-    yield "torch", torch_arrays.TorchOps("cpu", "float32")
+    for device in torch_devices():
+        yield f"torch-{device}", torch_arrays.TorchOps(device, "float32")
 
 
 def _programs(path):

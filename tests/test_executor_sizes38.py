@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from coremltools.converters.mil.mil import get_new_symbol, types
 from fixtures.executor.mil_models import mb, save_program
+from torch_util import torch_devices
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
@@ -41,7 +42,8 @@ def _runners(path):
     """The numpy executor and the torch one (CPU), each as predict(feed) -> first output."""
     from anemll_spec.executor.torch_runner import load_torch
 
-    programs = {"numpy": load(path), "torch": load_torch(path, device="cpu")}
+    programs = {"numpy": load(path)}
+    programs |= {f"torch-{d}": load_torch(path, device=d) for d in torch_devices()}
     return {
         kind: (lambda feed, prog=prog: np.asarray(next(iter(prog.predict(feed).values()))))
         for kind, prog in programs.items()

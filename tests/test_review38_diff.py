@@ -10,6 +10,7 @@ import pytest
 from coremltools.converters.mil.mil import types
 from deadline_util import deadline
 from fixtures.executor.mil_models import mb, save_program
+from torch_util import torch_devices
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
@@ -71,7 +72,8 @@ def loops(tmp_path_factory):
 def _backends():
     yield "numpy", None
     torch_arrays = pytest.importorskip("anemll_spec.executor.torch_arrays")
-    yield "torch", torch_arrays.TorchOps("cpu", "float32")
+    for device in torch_devices():
+        yield f"torch-{device}", torch_arrays.TorchOps(device, "float32")
 
 
 @pytest.mark.parametrize("n", [1, 4, 7])
