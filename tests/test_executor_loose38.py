@@ -229,7 +229,7 @@ def _relu(v):
 def _reference(kind: str, w_ih: np.ndarray, w_hh: np.ndarray) -> np.ndarray:
     """The last hidden state, written from the defs' equations (gate orders: gru r, o, z;
     lstm i, f, o, z), with the activations the names below ask for."""
-    h, c = H0.astype(np.float64), H0.astype(np.float64)
+    h, c = H0.astype(np.float64), np.zeros((1, H))  # the program's initial_c: zeros
     for xt in SEQ.astype(np.float64):
         gx, gh = xt @ w_ih.T, h @ w_hh.T
         if kind == "rnn":  # activation "RELU"
@@ -259,8 +259,9 @@ def test_recurrent_activation_names_are_read_in_any_case(tmp_path, kind):
     """coremltools' lstm def checks `activation.lower()`; its gru and rnn defs check
     nothing: a name in capitals builds and saves, and the executor refused it."""
     gates = {"rnn": 1, "gru": 3, "lstm": 4}[kind]
-    w_ih = RNG.standard_normal((gates * H, IN)).astype(np.float32)
-    w_hh = RNG.standard_normal((gates * H, H)).astype(np.float32)
+    rng = np.random.default_rng(gates)  # each kind its own weights, whatever runs first
+    w_ih = rng.standard_normal((gates * H, IN)).astype(np.float32)
+    w_hh = rng.standard_normal((gates * H, H)).astype(np.float32)
     extra = {"initial_c": np.zeros((1, H), np.float32)} if kind == "lstm" else {}
 
     @mb.program(
