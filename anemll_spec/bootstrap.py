@@ -19,10 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from anemll_spec.vocab import MIN_SAMPLES  # noqa: F401 - no CI under it (vocab says why)
+
 DEFAULT_N_BOOT = 2000
-# Below this many samples a side, a bootstrap CI is a few distinct values (at n = 1 a
-# single point, a CI of no width): no verdict is drawn from it.
-MIN_SAMPLES = 6
 _CHUNK_ELEMENTS = 4_000_000
 
 

@@ -30,3 +30,8 @@ MAX_CASES_LIMIT = 100_000
 
 # The chip factors are against unless told otherwise: the published tables' baseline.
 DEFAULT_BASELINE = "M1 Max"
+
+# Below this many samples a side, a bootstrap CI is a few distinct values (at n = 1 a
+# single point, a CI of no width): none is stored or shown, and no verdict is drawn from
+# it (here, not in `bootstrap`, so the store's views read it without numpy).
+MIN_SAMPLES = 6

@@ -160,7 +160,7 @@ def _redacted(store_arg: str | None) -> bool:
 def _summary(con, run_id: str) -> str:
     cols = ", ".join(_SUMMARY)
     cur = con.execute(
-        f"SELECT {cols} FROM cases WHERE run_id = ? ORDER BY {CASE_ORDER}",
+        f"SELECT {cols} FROM results WHERE run_id = ? ORDER BY {CASE_ORDER}",
         [run_id],
     )
     rows = cur.fetchall()

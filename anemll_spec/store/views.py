@@ -8,7 +8,9 @@
   measured here, 'imported', 'pushed') and `provenance` (in words, with the bundle's
   file and sha256 or the pushing host); Core ML's own runtime as GB/s and the binding
   overhead (wall - runtime); energy: inferences_per_joule (1000 / mJ per inference) and
-  energy_{cpu,gpu,ane,dram}_mj_per_inference (case_energy_rails, each rail's parts summed).
+  energy_{cpu,gpu,ane,dram}_mj_per_inference (case_energy_rails, each rail's parts summed);
+  the CI of the median NULL under vocab.MIN_SAMPLES samples, where a bootstrap CI
+  covers far less than 95% (`cases` keeps what older versions stored there).
 - `factors_of(baseline, run, latest_only)` / `case_factors_vs(baseline)`: table
   macros, THE factor rule, for every measured case
   (ok, one instance at a time) and every published row: bandwidth_factor = GB/s /
@@ -37,13 +39,17 @@ from anemll_spec.store.sqlparts import (
     derived_suffix,
     factor_label,
 )
+from anemll_spec.vocab import MIN_SAMPLES
 
 __all__ = ["ALL", "DEFAULT_BASELINE", "install"]
 
 RESULTS = rf"""
 CREATE OR REPLACE VIEW results AS
 SELECT
-    c.*,
+    c.* REPLACE (  -- no CI under MIN_SAMPLES (runs stored before 2026-12-07 have one)
+        CASE WHEN c.n_samples >= {MIN_SAMPLES} THEN c.ci_low_ms END AS ci_low_ms,
+        CASE WHEN c.n_samples >= {MIN_SAMPLES} THEN c.ci_high_ms END AS ci_high_ms
+    ),
     r.status AS run_status,
     r.started_at AS run_started_at,
     r.finished_at AS run_finished_at,
