@@ -226,6 +226,8 @@ def _crop_resize(p: Prep) -> Run:
     p.check(th >= 1 and tw >= 1, f"target size {th} x {tw} must be >= 1")
     normalized = p.bool("normalized_coordinates", False)
     scale = p.float("spatial_scale", 1.0)
+    # NaN or inf put every box off the image: each output read pad_value, silently
+    p.check(math.isfinite(scale), f"spatial_scale {scale} must be finite")
     box_mode = p.choice("box_coordinate_mode", BOX_MODES, "CORNERS_HEIGHT_FIRST")
     mode = p.choice("sampling_mode", SAMPLING, "DEFAULT")
     pad_value = p.scalar("pad_value", 0.0)
