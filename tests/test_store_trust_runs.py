@@ -145,8 +145,12 @@ def test_names_the_older_code_wrote_are_accepted_and_no_others():
     }  # fmt: skip
     old = 'mm[compression={"palettize":{"granularity":"per_grouped_channel","group_size":8,'
     old += '"mode":"kmeans","nbits":6}}]'
-    for name in ("mm[compression=lut6/g8]", old, None):
+    for name in ("mm[compression=lut6/g8]", old):
         assert checker.check_run(text, [{**row, "model_name": name}]) is None
+    # every writer filled the names where the run carries its spec: NULL hides them
+    for key in ("model_name", "params", "model_family"):
+        got = checker.check_run(text, [{**row, "model_name": "mm[compression=lut6/g8]", key: None}])
+        assert got == f"case c: {key} is NULL, but the run's spec gives it", key
     for name in ("mm[compression=none]", 'mm[compression={"palettize":{}}]', "mm"):
         assert "calls itself" in checker.check_run(text, [{**row, "model_name": name}])
     assert checker.check_spec_name(text, "mm") is None

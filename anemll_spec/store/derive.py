@@ -9,9 +9,10 @@
   here (not for external models, whose files are not in the bundle, nor for specs this
   version cannot read: those keys are not derivable and are taken as data). A case that
   calls itself a published model must carry a spec that builds exactly that model,
-  with its documented weight bytes. A NULL name, params or family claims nothing and is
-  kept; a model_name is the current one or the one the code before f30637f wrote (a
-  swept compression named by its JSON, not lut6/g8); instances is NULL where
+  with its documented weight bytes. Where the spec expands, a NULL name, params or
+  family is refused (every writer filled them from it; NULL hid the claim); a model_name
+  is the current one or the one the code before f30637f wrote (a swept compression
+  named by its JSON, not lut6/g8); instances is NULL where
   concurrency is 1, and a `shared` run's may be NULL (rows written before schema v4,
   whose concurrent instances were all shared).
 """
@@ -159,13 +160,17 @@ class SpecChecker:
 def _check_claims(cid: str, case: Any, c: Mapping) -> str | None:
     """The case's names and how it ran against its spec's case (the published name is
     checked by the caller)."""
+    missing = [k for k in ("model_name", "params", "model_family") if c[k] is None]
+    if missing:  # every writer filled them (v1 on): NULL hides what the spec says
+        are, them = ("is", "it") if len(missing) == 1 else ("are", "them")
+        return f"case {cid}: {', '.join(missing)} {are} NULL, but the run's spec gives {them}"
     claimed = c["model_name"]
-    if claimed is not None and claimed not in (case.model_name, _name_before_f30637f(case)):
+    if claimed not in (case.model_name, _name_before_f30637f(case)):
         return f"case {cid} calls itself {claimed!r}, but its spec names it {case.model_name!r}"
-    if c["params"] is not None and json.loads(c["params"]) != _as_stored(case.params):
+    if json.loads(c["params"]) != _as_stored(case.params):
         return f"case {cid}: params {c['params']} are not its sweep point's"
     family = case.model.family
-    if c["model_family"] is not None and c["model_family"] != family:
+    if c["model_family"] != family:
         return f"case {cid}: model_family {c['model_family']!r}, but its spec builds {family!r}"
     run = case.run
     concurrency = 1 if c["concurrency"] is None else c["concurrency"]
