@@ -49,8 +49,9 @@ bench: $(STAMP)
 	$(VENV)/bin/anemll-spec bench $(SPEC) $(BENCH_FLAGS) --report
 
 # The default suite leaves out the tests marked `slow` (full-size builds, the README's
-# full-size commands, the heaviest fault-injection runs: a server stopped, writers killed,
-# processes racing); `make test-slow` runs only those. CI runs both (.ci/run). One
+# full-size commands, the end-to-end tests of 7 s or more each: many CLI processes,
+# Chromium, sustained runs, a server stopped, writers killed, processes racing);
+# `make test-slow` runs only those. CI runs both (.ci/run). One
 # pytest-xdist worker per core (PYTEST_ARGS="-n 0": one process); worksteal keeps both
 # busy to the end.
 XDIST := -n auto --dist worksteal

@@ -57,6 +57,7 @@ def test_external_corrupt_model_mil(tmp_path):
         build(external(bad))
 
 
+@pytest.mark.slow  # a real bench process: ~7 s (make test-slow; CI runs both)
 def test_a_link_to_a_package_keeps_its_name_and_benches(tmp_path):
     """A content-addressed store links ext/head.mlpackage -> ../blobs/sha256-abc. The spec
     kept the link's target (no suffix): validation passed, then bench failed "not a Core

@@ -146,6 +146,7 @@ def test_factors_one_bar_per_chip_with_units_and_readable_labels(chromium, store
         assert min(b - a for a, b in zip(ys, ys[1:], strict=False)) >= 12  # 11 px font
 
 
+@pytest.mark.slow  # every chart kind drawn and opened in Chromium: ~13 s (make test-slow; CI runs both)
 def test_every_kind_renders_in_the_browser(chromium, store, tmp_path):
     cases = {
         "latency": (Options(runs=(store["lm_a"],)), "latency (ms, wall clock per predict call)"),
@@ -213,6 +214,7 @@ def test_report_renders_every_chart_and_reads_well(chromium, store, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # a report opened in Chromium: ~7 s (make test-slow; CI runs both)
 def test_report_compares_os_versions_and_marks_clipped_samples(chromium, tmp_path):
     """Two macOS versions of one chip, and a smoke-like layout sweep with far outliers:
     the report draws the OS comparison, the categorical sweep as points, and the

@@ -55,6 +55,7 @@ def test_chart_writes_html_png_svg_and_json(cli, store, tmp_path):
     assert "default-src 'none'" in html
 
 
+@pytest.mark.slow  # chart processes: ~8 s (make test-slow; CI runs both)
 def test_compare_takes_two_runs_either_way(cli, store, tmp_path):
     a, b = store["lm_a"], store["lm_b"]
     for args in (["--run", a, "--run", b], ["--runs", a, b]):
@@ -135,6 +136,7 @@ def test_good_where_filters_the_chart(cli, store, tmp_path):
     assert any("compute_units = 'CPU_AND_NE'" in s for s in spec["title"]["subtitle"])
 
 
+@pytest.mark.slow  # chart processes: ~9 s (make test-slow; CI runs both)
 def test_empty_or_missing_store_is_a_clear_input_error(cli, tmp_path):
     from anemll_spec.store import open_store
 
@@ -356,6 +358,7 @@ def test_report_refuses_an_unknown_baseline_chip(cli, store, tmp_path):
     assert "baseline M4 Pro" in out.read_text()
 
 
+@pytest.mark.slow  # chart processes: ~9 s (make test-slow; CI runs both)
 def test_by_os_through_the_cli(cli, tmp_path):
     path = tmp_path / "results.duckdb"
     syn.lm_head_run(path, seed=1, host={**syn.MAC_HOST, "os_version": "14.7"})
@@ -376,6 +379,7 @@ def test_by_os_through_the_cli(cli, tmp_path):
     assert r.returncode == 2 and "no measured runs to compare across OS versions" in r.stderr
 
 
+@pytest.mark.slow  # report processes: ~7 s (make test-slow; CI runs both)
 def test_a_report_against_a_measured_baseline_says_so_in_its_heading(cli, store, tmp_path):
     """`--baseline` a chip the store measured: the factors are against its own rows, and
     the heading said "Comparison with published results" all the same."""

@@ -341,6 +341,7 @@ def test_report_sections_only_where_the_run_has_the_data(store, tmp_path):
     assert f'<td class="num">{fmt_num(700.0, 4)}</td>' in page  # the GPU's power limit
 
 
+@pytest.mark.slow  # chart processes: ~10 s (make test-slow; CI runs both)
 def test_cli_draws_both_kinds_and_explains_an_empty_one(cli, store, tmp_path):
     for kind in ("energy", "sustained"):
         r = cli("chart", kind, "--store", store["path"], "--out", tmp_path / kind, "--json")

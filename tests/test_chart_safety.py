@@ -75,6 +75,7 @@ def test_report_of_a_hostile_run_id_stays_in_reports(cli, tmp_path):
     assert json.loads(r.stdout)["report"] == str(Path("reports") / f"{safe_name(dotdot)}.html")
 
 
+@pytest.mark.slow  # report processes: ~9 s (make test-slow; CI runs both)
 def test_report_replaces_only_its_own_run_report(cli, tmp_path):
     store = tmp_path / "results.duckdb"
     a = syn.lm_head_run(store, seed=1)
@@ -124,6 +125,7 @@ def test_library_write_report_refuses_to_overwrite(tmp_path, monkeypatch):
     assert write_report(store, run_id) == squatter  # its own report: replaced
 
 
+@pytest.mark.slow  # chart and report processes: ~10 s (make test-slow; CI runs both)
 def test_control_characters_never_reach_the_terminal(cli, tmp_path):
     store = tmp_path / "results.duckdb"
     good = syn.lm_head_run(store, seed=1)

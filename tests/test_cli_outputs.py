@@ -60,6 +60,7 @@ def test_export_never_writes_over_the_store_or_another_file(cli, store, tmp_path
     assert other.read_bytes()[:4] == b"PAR1"
 
 
+@pytest.mark.slow  # report processes, round after round: ~12 s (make test-slow; CI runs both)
 def test_report_replaces_its_own_page_only(cli, store, tmp_path):
     refused(cli("report", "--store", store, "--out", store), "that is the results store")
     assert runs_in(store) == 2

@@ -41,6 +41,7 @@ def _json(cli, *args):
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow  # some 20 command processes: ~14 s (make test-slow; CI runs both)
 def test_latest_and_previous_mean_the_same_run_in_every_command(cli, runs, tmp_path):
     store, ids = runs
     for forms in (["latest"], ["--run", "latest"]):

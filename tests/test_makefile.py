@@ -109,6 +109,7 @@ def test_a_venv_whose_python_does_not_run_is_one_line(tmp_path):
     assert ".venv's Python does not run here" in said[0] and "pyenv:" not in said[0]
 
 
+@pytest.mark.slow  # make bench, two benches: ~9 s (make test-slow; CI runs both)
 def test_make_bench_takes_a_store_path_with_spaces_and_several_specs(tmp_path):
     """STORE reached the shell unquoted: `STORE="my store.duckdb"` became `--store my` and
     a second spec `store.duckdb`. SPEC stays a list (several specs, or a glob). A real

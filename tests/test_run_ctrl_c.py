@@ -75,6 +75,7 @@ SUSTAINED = (
 )
 
 
+@pytest.mark.slow  # a sustained bench process and its Ctrl-C, each: ~7 s (make test-slow; CI runs both)
 @pytest.mark.parametrize("when", ["verdict", "statistics"])
 def test_a_ctrl_c_after_a_sustained_runs_last_window_keeps_the_case(tmp_path, when):
     """The first/last-window verdict's bootstrap, and the statistics of every call, came
@@ -91,6 +92,7 @@ def test_a_ctrl_c_after_a_sustained_runs_last_window_keeps_the_case(tmp_path, wh
     assert dict_rows(store, "SELECT status FROM runs", ())[0]["status"] == "interrupted"
 
 
+@pytest.mark.slow  # a bench process and its Ctrl-C: ~9 s (make test-slow; CI runs both)
 def test_a_ctrl_c_while_one_variant_is_stored_stores_the_others_too(tmp_path):
     """The first variant's write ended, then the loop was left: the second variant, timed
     and finished, was never stored."""

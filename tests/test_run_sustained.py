@@ -46,6 +46,7 @@ def _one(store: Path, sql: str, *args):
     return dict_rows(store, sql, args)
 
 
+@pytest.mark.slow  # a sustained run of seconds, twice: ~12 s (make test-slow; CI runs both)
 def test_a_sustained_run_stores_its_windows_and_verdict(tmp_path):
     store = tmp_path / "s.duckdb"
     res, log = _bench(tmp_path, SUSTAINED, store)
@@ -228,6 +229,7 @@ def test_numpy_and_torch_on_the_cpu_are_not_interleaved(tmp_path):
     assert "interleaved: " not in log.replace("not interleaved: ", "")
 
 
+@pytest.mark.slow  # a sustained bench process and its Ctrl-C: ~8 s (make test-slow; CI runs both)
 def test_ctrl_c_keeps_a_sustained_runs_finished_windows(tmp_path):
     """A 30-minute sustained run stopped at minute 20 kept nothing: its finished windows
     are stored (the one in progress is dropped), judged first against last, and the run
@@ -280,6 +282,7 @@ def _share_and_report(tmp_path: Path, store: Path) -> tuple[str, str]:
     return out.getvalue(), page.read_text()
 
 
+@pytest.mark.slow  # a sustained bench process and its Ctrl-C: ~11 s (make test-slow; CI runs both)
 def test_ctrl_c_in_a_later_variants_first_window_keeps_the_finished_variant(tmp_path):
     """Variant 1 ran its whole duration; Ctrl-C before variant 2 had two windows lost
     both. Variant 1 is stored, variant 2 is not, and the run is interrupted."""

@@ -345,6 +345,7 @@ def test_a_store_locked_mid_bench_loses_no_measured_case(tmp_path, monkeypatch, 
     ]
 
 
+@pytest.mark.slow  # a bench process and a lock holder: ~9 s (make test-slow; CI runs both)
 def test_a_run_marked_interrupted_before_its_push_is_finished_by_it(tmp_path, cli):
     """The run a locked store's bench finished in a file of its own stays 'running' in
     the store under a pid that has exited: the next bench on this machine marks it

@@ -95,6 +95,7 @@ print(s["runs_added"], flush=True)
 """
 
 
+@pytest.mark.slow  # import processes racing on the shared store: ~10 s (make test-slow; CI runs both)
 def test_concurrent_imports_of_one_bundle_add_each_run_once(shared, tmp_path):
     src = tmp_path / "src.duckdb"
     for chip in ("Apple M1 Max", "Apple M4 Max", "Apple M2 Max"):

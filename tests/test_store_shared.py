@@ -261,6 +261,7 @@ def test_writes_views_and_factors_match_a_file_store(shared, tmp_path):
     assert rows(shared, "SELECT key, count(*) FROM meta GROUP BY 1 HAVING count(*) > 1") == []
 
 
+@pytest.mark.slow  # every command against the shared store, a process each: ~16 s (make test-slow; CI runs both)
 def test_cli_commands_on_the_shared_store(shared, tmp_path, cli):
     ids = fill(shared, n_runs=3, chips=("Apple M1 Max", "Apple M4 Max", "Apple M4 Max"))
     env = {"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD}
@@ -290,6 +291,7 @@ def test_cli_commands_on_the_shared_store(shared, tmp_path, cli):
 _ANALYZE_READ = "ANALYZE SELECT * FROM read_text('/etc/hostname') UNION ALL "
 
 
+@pytest.mark.slow  # some 25 query processes on the shared store: ~18 s (make test-slow; CI runs both)
 def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
     fill(shared, n_runs=1)
     env = {"ANEMLL_SPEC_STORE": shared, "PGPASSWORD": pg.PASSWORD}
@@ -349,6 +351,7 @@ def test_query_on_the_shared_store_cannot_change_it(shared, cli, tmp_path):
     assert ok.returncode == 0 and json.loads(ok.stdout) == [{"n": 6}], ok.stderr
 
 
+@pytest.mark.slow  # query processes on the shared store: ~10 s (make test-slow; CI runs both)
 def test_query_never_shows_the_catalogs_connection_string(postgres, tmp_path, cli, monkeypatch):
     """DuckDB's views of its attachments and settings show the catalog's connection
     string, password and all (the view duckdb_databases printed it while the function
@@ -585,6 +588,7 @@ def _tables(target) -> dict:
     return {k: rows(target, v) for k, v in q.items()}
 
 
+@pytest.mark.slow  # push and pull processes: ~9 s (make test-slow; CI runs both)
 def test_push_then_pull_keeps_ids_and_is_idempotent(shared, tmp_path, cli):
     local = tmp_path / "mine.duckdb"
     ids = fill(local, n_runs=3)
