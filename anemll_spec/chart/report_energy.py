@@ -16,7 +16,7 @@ from anemll_spec.chart.report_published import num
 from anemll_spec.chart.source import NoData, Options, fetch
 from anemll_spec.chart.style import esc, fmt_num
 from anemll_spec.chart.sustained_draw import calls_ratio
-from anemll_spec.sustained_grid import cut_short
+from anemll_spec.sustained_grid import cut_short, windows_span_s
 from anemll_spec.text import ratios, throttled_words
 
 RAILS = ("ane", "cpu", "gpu", "dram")
@@ -96,7 +96,8 @@ def sustained_section(con, run_id: str, cases: list[dict], charts) -> str:
     windows: dict[str, list[dict]] = {}  # each case's windows, read once for the run
     for w in fetch(
         con,
-        "SELECT case_id, window_index, throughput_ips, wall_s FROM sustained_windows WHERE case_id IN "
+        "SELECT case_id, window_index, throughput_ips, start_s, wall_s FROM sustained_windows "
+        "WHERE case_id IN "
         "(SELECT case_id FROM cases WHERE run_id = ?)",
         [run_id],
     ):
@@ -126,7 +127,7 @@ def _sustained_row(c: dict[str, Any], windows: list[dict]) -> str:
                                           "sustained_ci_high"))  # fmt: skip
     r, lo_t, hi_t = ratios(ratio, lo, hi)
     calls = calls_ratio(windows)
-    timed = sum(w["wall_s"] for w in windows) if windows else None
+    timed = windows_span_s(windows)
     ran = cut_short(timed, c.get("sustained_duration_s"), c.get("sustained_window_s"))
     shown = (
         None if ratio is None else r,

@@ -286,11 +286,11 @@ def thermal_runs(windows: list[dict[str, Any]]) -> str:
 def verdict_words(case: dict[str, Any], windows: Sequence[dict[str, Any]] = ()) -> str:
     """'degraded: last-window median throughput 0.885x the first (95% CI 0.881–0.890);
     calls/s 0.870x' (the calls delivered, stalls included, from the windows)."""
-    from anemll_spec.sustained_grid import cut_short
+    from anemll_spec.sustained_grid import cut_short, windows_span_s
 
-    timed = [w["wall_s"] for w in windows if w.get("wall_s") is not None]
+    timed = [w for w in windows if w.get("wall_s") is not None]
     verdict = (case.get("sustained_verdict") or "no verdict") + cut_short(
-        sum(timed) if timed else None,
+        windows_span_s(timed),
         case.get("sustained_duration_s"),
         case.get("sustained_window_s"),
     )

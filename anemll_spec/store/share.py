@@ -16,7 +16,7 @@ from anemll_spec.store import factors, lake_target, markdown, published
 from anemll_spec.store.labels import case_label, labels_of
 from anemll_spec.store.markdown import escape
 from anemll_spec.store.sqlparts import CASE_ORDER
-from anemll_spec.sustained_grid import cut_short
+from anemll_spec.sustained_grid import SPAN_SQL, cut_short
 from anemll_spec.text import distinct, path_word, printable, ratios, throttled_words
 
 # What the published figures are, said under the comparison as the report and the factors
@@ -313,7 +313,7 @@ def _sustained(con, run_id: str) -> str:
         f"""SELECT model_name, params, backend, device, compute_units, sustained_verdict,
                   sustained_throughput_ratio, sustained_ci_low, sustained_ci_high,
                   sustained_windows, sustained_window_s, sustained_throttled,
-                  sustained_duration_s, (SELECT sum(w.wall_s) FROM sustained_windows w
+                  sustained_duration_s, (SELECT {SPAN_SQL} FROM sustained_windows w
                                          WHERE w.case_id = cases.case_id) AS timed_s
            FROM cases WHERE run_id = ? AND sustained_windows > 0
            ORDER BY {CASE_ORDER}""",
