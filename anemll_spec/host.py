@@ -26,6 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from anemll_spec.machine_id import hostname
+from anemll_spec.text import store_line
+
 SYSCTL_KEYS = (
     "machdep.cpu.brand_string",
     "hw.model",
@@ -273,8 +276,10 @@ def _output(*args: str, timeout: float = 5.0) -> str | None:
 
 
 def _read(path: str) -> str | None:
+    """A file's text; bytes that are no UTF-8 (an odd os-release) kept as surrogates for
+    capture() to show as \\xNN, not a UnicodeDecodeError out of bench and info."""
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
         return None
 
@@ -379,15 +384,19 @@ def capture() -> dict:
     """Everything known about this host, as one flat dict.
 
     Its keys are the store's `hosts` columns where one exists (plus tool_version and
-    git_* for `runs`, and a few extras that `info` shows).
+    git_* for `runs`, and a few extras that `info` shows). Text values are store lines
+    (text.store_line): printable, UTF-8, within the store's name limit.
     """
     base = capture_macos() if sys.platform == "darwin" else capture_linux()
-    return {
+    info = {
         **base,
-        "hostname": platform.node() or None,
+        "hostname": hostname(),
         "platform": sys.platform,
         "machine": platform.machine(),
         "kernel": platform.release(),
         **versions(),
         **git_info(),
     }
+    # every text the OS hands over as one store line: a control character in a name read
+    # from /etc/os-release or cpuinfo made the store refuse the host, so bench could not run
+    return {k: store_line(v) if isinstance(v, str) else v for k, v in info.items()}

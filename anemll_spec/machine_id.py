@@ -18,9 +18,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from anemll_spec.text import store_line
 
 LINUX_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 SALT = b"anemll-spec writer machine\0"
@@ -67,3 +70,15 @@ def machine_id() -> str | None:
     """This machine's id as the store keeps it (`runs.writer_machine_id`); None if unknown."""
     raw = macos_raw() if sys.platform == "darwin" else linux_raw()
     return None if raw is None else hashed(raw)
+
+
+def hostname() -> str | None:
+    """This machine's name as the store keeps it (hosts.hostname, runs.writer_hostname):
+    the kernel's name made store text (text.store_line). Linux takes any bytes as a name
+    (sethostname); a raw one with ESC was refused by the store, so bench could not run,
+    and one that is no UTF-8 crashed it. Writing and matching use this one form."""
+    try:
+        raw = socket.gethostname()
+    except OSError:
+        return None
+    return store_line(raw) or None

@@ -184,3 +184,13 @@ def with_ci(median: float, low: float | None, high: float | None) -> str:
         return f"{sig(median, 4)} [no CI]"
     m, lo, hi = distinct((median, low, high))
     return f"{m} [{lo}, {hi}]"
+
+
+def store_line(raw: str, limit: int = 256) -> str:
+    """A fact the OS hands over (hostname, os-release, cpuinfo) as one line the store
+    takes: bytes that are no UTF-8 (which Python passes on as lone surrogates, and DuckDB
+    cannot bind) shown as \\xNN, control characters escaped (the store refuses them, a
+    terminal would obey them), cut to `limit` (the store's name limit, columns.NAME).
+    Deterministic: one machine's name reads the same in every row and every process."""
+    text = printable(raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"

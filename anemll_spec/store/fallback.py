@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from anemll_spec.errors import AnemllError, InputError
-from anemll_spec.machine_id import machine_id
+from anemll_spec.machine_id import hostname, machine_id
 from anemll_spec.store import lake, lake_target, writer
 from anemll_spec.store.connection import (
     DEFAULT_PATH,
@@ -264,7 +263,7 @@ def _own_run(con, started_at) -> str | None:
     row = con.execute(
         "SELECT run_id FROM runs WHERE started_at = ? AND writer_pid = ? AND writer_hostname = ? "
         "AND writer_machine_id IS NOT DISTINCT FROM ?",
-        [started_at, os.getpid(), socket.gethostname(), machine_id()],
+        [started_at, os.getpid(), hostname(), machine_id()],
     ).fetchone()
     return None if row is None else row[0]
 

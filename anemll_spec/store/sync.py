@@ -43,8 +43,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
 
     Runs entering a shared store are stamped origin 'pushed' (by this host); runs
     entering a local store from a shared one, 'imported' from it (its redacted name)."""
-    import socket
-
+    from anemll_spec.machine_id import hostname
     from anemll_spec.store.bundle import read_header
     from anemll_spec.store.exporting import export_bundle
     from anemll_spec.store.importing import check_in_scratch, forget_created, not_made
@@ -64,7 +63,7 @@ def copy_runs(source, dest, run_refs: Sequence[str] = ()) -> dict:
     if not lake_target.is_lake(src) and not store_path(src).is_file():  # not --store's hint
         raise InputError(f"no results store at {store_path(src)} to copy runs from")
     if lake_target.is_lake(dst):
-        origin = Origin("pushed", ref=socket.gethostname())
+        origin = Origin("pushed", ref=hostname())
     else:
         origin = Origin("imported", ref=lake_target.redact(src)[-200:])
     created = None if lake_target.is_lake(dst) else not_made(store_path(dst))

@@ -7,14 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
 from anemll_spec import __version__
 from anemll_spec.errors import InputError, RunFailed
-from anemll_spec.machine_id import machine_id
+from anemll_spec.machine_id import hostname, machine_id
 from anemll_spec.store import extras, lake_target, schema
 from anemll_spec.store.connection import default_target, describe_target, open_store
 from anemll_spec.store.diagnose import unwritable
@@ -136,7 +135,7 @@ def run_rows(run: Mapping, host: Mapping, run_id: str | None = None) -> tuple[di
         finished_at=None,
         host_id=hid,
         writer_pid=os.getpid(),
-        writer_hostname=socket.gethostname(),
+        writer_hostname=hostname(),
         writer_machine_id=machine_id(),
         origin="measured",
         origin_ref=None,
@@ -306,7 +305,7 @@ def mark_interrupted(con) -> list[str]:
         "WHERE status = 'running' AND writer_hostname = ? AND writer_pid IS NOT NULL "
         "AND (writer_machine_id IS NULL OR writer_machine_id = ?) "
         "AND coalesce(origin, 'measured') = 'measured'",  # NULL: before v3, measured
-        [socket.gethostname(), machine_id()],
+        [hostname(), machine_id()],
     ).fetchall()
     dead = [run_id for run_id, pid, started in rows if not _alive(pid, started, psutil)]
     for run_id in dead:

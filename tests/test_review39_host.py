@@ -1,0 +1,119 @@
+"""Review 39, provenance: host facts the OS hands over as odd bytes, and the git commit
+of the right checkout. The odd facts are made for real in a private namespace (a UTS
+namespace for the hostname, a mount namespace for /etc/os-release), where root may."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from anemll_spec import host
+from anemll_spec.store.columns import NAME
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = """\
+name: tiny
+model:
+  family: lm_head
+  hidden_size: 64
+  vocab_size: 256
+  chunks: 1
+  dtype: float16
+run:
+  backends: [numpy]
+  compute_units: [CPU_ONLY]
+  warmup: 1
+  iterations: 3
+  max_time_s: 2
+  energy_s: 0
+"""
+
+
+def _can_unshare(flag: str) -> bool:
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return False
+    return subprocess.run(["unshare", flag, "true"], capture_output=True).returncode == 0
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _expected(raw: bytes) -> str:
+    """The stored form, worked out here by hand: undecodable bytes as \\xNN, control
+    characters as Python's escapes."""
+    out = []
+    for ch in raw.decode("utf-8", "backslashreplace"):
+        out.append(ch if ch.isprintable() else repr(ch)[1:-1])
+    return "".join(out)
+
+
+def test_store_line_shows_undecodable_bytes_and_control_characters():
+    from anemll_spec.text import store_line
+
+    raw = os.fsdecode(b"lab\xff\x1b[2Jx\x07")  # as os.uname and gethostname hand it over
+    assert store_line(raw) == _expected(b"lab\xff\x1b[2Jx\x07")
+    assert store_line(raw) == "lab\\xff\\x1b[2Jx\\x07"
+    store_line(raw).encode("utf-8")  # no lone surrogate left: DuckDB can bind it
+    assert store_line("MacBook-Pro") == "MacBook-Pro"
+    long = store_line("\x1b" * NAME)
+    assert len(long) == NAME and long.endswith("…")
+
+
+def _in_namespace(flag: str, setup: str, args: list[str], cwd: Path):
+    """`python -m anemll_spec ARGS` in a new namespace, after the shell line `setup`."""
+    cmd = ["unshare", flag, "sh", "-c", setup + ' && exec "$0" "$@"', sys.executable]
+    return subprocess.run(
+        [*cmd, "-m", "anemll_spec", *args], cwd=cwd, env=_env(), capture_output=True, text=True
+    )
+
+
+def _bench_args(tmp_path: Path) -> list[str]:
+    (tmp_path / "tiny.yaml").write_text(SPEC)
+    store = str(tmp_path / "s.duckdb")
+    return ["bench", "tiny.yaml", "--store", store, "--cache-dir", str(tmp_path / "cache")]
+
+
+@pytest.mark.skipif(not _can_unshare("--uts"), reason="needs root and unshare --uts")
+@pytest.mark.parametrize("raw", [b"lab\x1b[2Jx", b"lab\xffx"])
+def test_bench_on_a_host_whose_name_has_odd_bytes(tmp_path, raw):
+    """Linux takes any bytes as a hostname. One with ESC made the store refuse the host
+    (bench exit 2, nothing measured); one that is no UTF-8 crashed bench (traceback).
+    Both are stored escaped, the same in hosts.hostname and runs.writer_hostname."""
+    (tmp_path / "name").write_bytes(raw)
+    setup = f"cat '{tmp_path / 'name'}' > /proc/sys/kernel/hostname"
+    res = _in_namespace("--uts", setup, _bench_args(tmp_path), tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    store = tmp_path / "s.duckdb"
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute(
+            "SELECT h.hostname, r.writer_hostname, r.status FROM runs r JOIN hosts h USING (host_id)"
+        ).fetchall()
+    assert rows == [(_expected(raw), _expected(raw), "finished")]
+
+
+@pytest.mark.skipif(not _can_unshare("--mount"), reason="needs root and unshare --mount")
+@pytest.mark.parametrize("pretty", [b"Odd \xff Linux", b"Odd \x1b[2J Linux"])
+def test_an_os_release_with_odd_bytes(tmp_path, pretty):
+    """An /etc/os-release that is no UTF-8 crashed info and bench (UnicodeDecodeError);
+    one with ESC in PRETTY_NAME made the store refuse the host."""
+    fake = tmp_path / "os-release"
+    fake.write_bytes(b'NAME="Odd"\nPRETTY_NAME="' + pretty + b'"\n')
+    setup = f"mount --bind '{fake}' /etc/os-release"
+    info = _in_namespace("--mount", setup, ["info", "--json"], tmp_path)
+    assert info.returncode == 0, info.stderr[-2000:]
+    assert json.loads(info.stdout)["host"]["os_version"] == _expected(pretty)
+    res = _in_namespace("--mount", setup, _bench_args(tmp_path), tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    store = tmp_path / "s.duckdb"
+    with duckdb.connect(str(store), read_only=True) as con:
+        got = con.execute("SELECT os_version FROM hosts").fetchall()
+    assert got == [(_expected(pretty),)]
+    assert host.capture()["os_version"] != _expected(pretty)  # this process saw the real one
