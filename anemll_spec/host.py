@@ -6,9 +6,7 @@ metadata, so nothing heavy (coremltools, torch) is imported.
 
 Whether THIS process runs under Rosetta is asked in-process (`sysctlbyname` through
 ctypes): a `sysctl` child process would report its own (native) translation state.
-`git_dirty` means changes to tracked files only: files the tool itself writes into the
-checkout (charts/, report.html, reports/) are untracked and must not make every later
-run claim a dirty tree.
+The checkout's commit and dirty flag come from `checkout`.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from anemll_spec.checkout import archived_commit, git_info  # noqa: F401 (host.git_info)
 from anemll_spec.machine_id import hostname
 from anemll_spec.text import store_line
 
@@ -343,34 +342,6 @@ def versions() -> dict:
 
     out["tool_version"] = __version__
     return out
-
-
-def archived_commit(root: Path) -> str | None:
-    """The commit `git archive` wrote into anemll_spec/_commit.txt (export-subst in
-    .gitattributes): a tarball or a wheel built from one is traceable with no .git. A
-    checkout's copy holds the placeholder itself: None. Uncommitted changes to such a
-    tree cannot be told, so git_dirty stays unknown."""
-    try:
-        text = (root / "anemll_spec" / "_commit.txt").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return text if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text) else None
-
-
-def git_info(root: Path | None = None) -> dict:
-    """Commit and dirty flag of the repository the package runs from, if any.
-
-    Dirty = a tracked file differs from HEAD (staged or not); untracked files do not
-    count (charts and reports this tool writes into the checkout are untracked)."""
-    root = root or Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists() or not shutil.which("git"):
-        return {"git_commit": archived_commit(root), "git_dirty": None}
-    commit = (_output("git", "-C", str(root), "rev-parse", "HEAD") or "").strip()
-    status = _output("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
-    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit) or status is None:
-        # no commit yet ('HEAD' is printed), a damaged index, a timeout: unknown, not clean
-        return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit, "git_dirty": bool(status.strip())}
 
 
 def power_source(raw: str | None) -> str | None:

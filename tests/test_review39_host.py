@@ -117,3 +117,51 @@ def test_an_os_release_with_odd_bytes(tmp_path, pretty):
         got = con.execute("SELECT os_version FROM hosts").fetchall()
     assert got == [(_expected(pretty),)]
     assert host.capture()["os_version"] != _expected(pretty)  # this process saw the real one
+
+
+def _clean_git(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
+
+
+def _repo_with_a_change(path: Path) -> str:
+    """A repository whose one tracked file differs from its commit; its HEAD."""
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    (path / "f.txt").write_text("1")
+    _clean_git("-C", str(path), "add", "f.txt")
+    _clean_git("-C", str(path), "-c", "user.email=a@b", "-c", "user.name=t", "commit", "-qm", "x")
+    (path / "f.txt").write_text("2")
+    return _clean_git("-C", str(path), "rev-parse", "HEAD")
+
+
+@pytest.mark.skipif(not shutil.which("git"), reason="needs git")
+@pytest.mark.parametrize(
+    "variables", [("GIT_DIR", "GIT_WORK_TREE"), ("GIT_DIR",), ("GIT_INDEX_FILE",)]
+)
+def test_git_info_reads_the_packages_checkout_whatever_git_variables_say(tmp_path, variables):
+    """Run from a git hook of another repository (hooks export GIT_DIR, GIT_INDEX_FILE),
+    or with GIT_DIR kept in a shell, `git -C <checkout>` read THAT repository: runs stored
+    its commit, or its index's dirty state, as anemll-spec's. The package's own checkout
+    (this test's repository, imported by path) is what must be read, from any folder."""
+    other = tmp_path / "other"
+    other_head = _repo_with_a_change(other)
+    values = {
+        "GIT_DIR": str(other / ".git"),
+        "GIT_WORK_TREE": str(other),
+        "GIT_INDEX_FILE": str(other / ".git" / "index"),
+    }
+    env = {**_env(), **{k: values[k] for k in variables}}
+    code = "import json; from anemll_spec import host; print(json.dumps(host.git_info()))"
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=other, env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    if not (REPO / ".git").exists():
+        pytest.skip("the package does not run from a git checkout here")
+    head = _clean_git("-C", str(REPO), "rev-parse", "HEAD")
+    dirty = bool(_clean_git("-C", str(REPO), "status", "--porcelain", "--untracked-files=no"))
+    assert head != other_head
+    assert got == {"git_commit": head, "git_dirty": dirty}
