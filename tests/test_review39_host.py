@@ -165,3 +165,55 @@ def test_git_info_reads_the_packages_checkout_whatever_git_variables_say(tmp_pat
     dirty = bool(_clean_git("-C", str(REPO), "status", "--porcelain", "--untracked-files=no"))
     assert head != other_head
     assert got == {"git_commit": head, "git_dirty": dirty}
+
+
+def _memory_cgroup(tmp_name: str) -> tuple[Path, str] | None:
+    """A new memory cgroup (v1 or v2) and the file that sets its limit; None where none
+    can be made here (not root, no memory controller)."""
+    for base, limit in (
+        (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),
+        (Path("/sys/fs/cgroup"), "memory.max"),
+    ):
+        if os.geteuid() != 0 or not (base / "cgroup.procs").exists():
+            continue
+        if limit == "memory.max" and "memory" not in (base / "cgroup.subtree_control").read_text():
+            continue
+        group = base / tmp_name
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        return group, limit
+    return None
+
+
+def test_memory_and_cores_are_the_machines_and_the_schema_says_so(tmp_path):
+    """In a container limited to 1 GiB, hosts.memory_bytes is still the machine's
+    MemTotal (and cores_total its cores): the column docs said only 'physical memory' and
+    'CPU cores', so a reader could take them for what the run could use."""
+    from anemll_spec.store import schema
+
+    hosts = next(t for t in schema.TABLES if t.name == "hosts")
+    assert "not a container's cgroup limit" in hosts.column("memory_bytes").doc
+    assert "not a container's CPU quota" in hosts.column("cores_total").doc
+    doc = (REPO / "docs" / "store.md").read_text()
+    assert hosts.column("memory_bytes").doc in doc
+    made = _memory_cgroup(f"review39-{os.getpid()}")
+    if made is None:
+        pytest.skip("no memory cgroup can be made here")
+    group, limit = made
+    try:
+        (group / limit).write_text(str(1 << 30))
+        code = "import json; from anemll_spec import host; print(json.dumps(host.capture()))"
+        script = f'echo $$ > "{group}/cgroup.procs" && exec "$0" -c "$1"'
+        res = subprocess.run(
+            ["sh", "-c", script, sys.executable, code], env=_env(), capture_output=True, text=True
+        )
+    finally:
+        group.rmdir()
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    meminfo = Path("/proc/meminfo").read_text().split("\n")
+    total = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:"))
+    assert total > 1 << 30
+    assert got["memory_bytes"] == total

@@ -129,10 +129,24 @@ HOSTS = Table(
         C("os_build", "VARCHAR", "e.g. '24D70'"),
         C("kernel", "VARCHAR", "kernel release"),
         C("cpu_model", "VARCHAR", "CPU brand string"),
-        C("cores_total", "INTEGER", "CPU cores", "cores", min=0),
+        C(
+            "cores_total",
+            "INTEGER",
+            "physical CPU cores of the machine (Linux: /proc/cpuinfo, a VM's own; "
+            "not a container's CPU quota or affinity)",
+            "cores",
+            min=0,
+        ),
         C("cores_p", "INTEGER", "performance cores", "cores", min=0),
         C("cores_e", "INTEGER", "efficiency cores", "cores", min=0),
-        C("memory_bytes", "BIGINT", "physical memory", "bytes", min=0),
+        C(
+            "memory_bytes",
+            "BIGINT",
+            "physical memory of the machine (Linux: MemTotal, a VM's own; "
+            "not a container's cgroup limit)",
+            "bytes",
+            min=0,
+        ),
         C("gpu", "VARCHAR", "GPU name"),
         C("power_source", "VARCHAR", "'AC' or 'Battery' at the start of the run"),
         C("low_power_mode", "BOOLEAN", "macOS Low Power Mode on"),
