@@ -35,3 +35,7 @@ DEFAULT_BASELINE = "M1 Max"
 # single point, a CI of no width): none is stored or shown, and no verdict is drawn from
 # it (here, not in `bootstrap`, so the store's views read it without numpy).
 MIN_SAMPLES = 6
+
+# characters of a spec's text the store keeps (runs.spec_yaml); a longer spec is refused
+# when read, so that spec_sha256 is always the hash of the text stored
+SPEC_TEXT = 262_144

@@ -217,3 +217,96 @@ def test_memory_and_cores_are_the_machines_and_the_schema_says_so(tmp_path):
     total = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:"))
     assert total > 1 << 30
     assert got["memory_bytes"] == total
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "anemll_spec", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_spec_longer_than_the_store_keeps_is_refused(tmp_path):
+    """A spec may be 1 MiB, but runs.spec_yaml keeps 262,144 characters: the store cut
+    the text, so spec_sha256 was not the hash of the text stored, and import refused the
+    run's exported bundle. Such a spec is now refused when read (exit 2), before anything
+    runs."""
+    text = SPEC + "# " + "x" * 270_000 + "\n"
+    (tmp_path / "odd.yaml").write_text(text, encoding="utf-8")
+    bench = ["bench", "odd.yaml", "--store", str(tmp_path / "s.duckdb"), "--cache-dir", "c"]
+    for args in (["validate", "odd.yaml"], bench):
+        res = _cli(args, tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert f"odd.yaml: {len(text):,} characters long" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_a_spec_with_nel_is_stored_verbatim_and_its_bundle_imports(tmp_path):
+    """NEL (U+0085) is a character the spec reader takes (as YAML 1.2 reads it). The
+    store escaped it in runs.spec_yaml, so spec_sha256 was not the hash of the text
+    stored, and import refused the run's bundle ('spec_sha256 is not the hash of its
+    spec text'). spec_yaml now keeps it as written."""
+    import hashlib
+
+    text = SPEC.replace("name: tiny", "name: tiny  # caf\u0085e")
+    (tmp_path / "nel.yaml").write_text(text, encoding="utf-8")
+    store, other = tmp_path / "s.duckdb", tmp_path / "t.duckdb"
+    res = _cli(["bench", "nel.yaml", "--store", str(store), "--cache-dir", "c"], tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with duckdb.connect(str(store), read_only=True) as con:
+        got = con.execute("SELECT spec_sha256, sha256(spec_yaml), spec_yaml FROM runs").fetchall()
+    file_hash = hashlib.sha256((tmp_path / "nel.yaml").read_bytes()).hexdigest()
+    assert got == [(file_hash, file_hash, text)]
+    res = _cli(["export", "--store", str(store), "--out", "b.parquet"], tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _cli(["import", "b.parquet", "--store", str(other)], tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with duckdb.connect(str(other), read_only=True) as con:
+        assert con.execute("SELECT spec_yaml FROM runs").fetchall() == [(text,)]
+
+
+def test_spec_sha256_is_the_hash_of_the_stored_text_wherever_the_file_is(tmp_path):
+    """The hash names the text, not the file: the same bytes at two paths hash alike; a
+    copy with CRLF line ends is other text, stored verbatim, and hashes as its bytes."""
+    import hashlib
+
+    hashes = []
+    for name, text in (("a/tiny.yaml", SPEC), ("b/other.yaml", SPEC), ("c/tiny.yaml", SPEC)):
+        data = text.encode() if name[0] != "c" else text.replace("\n", "\r\n").encode()
+        path = tmp_path / name
+        path.parent.mkdir()
+        path.write_bytes(data)
+        store = tmp_path / "s.duckdb"
+        res = _cli(["bench", str(path), "--store", str(store), "--cache-dir", "cache"], tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+        hashes.append(hashlib.sha256(data).hexdigest())
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT spec_sha256, sha256(spec_yaml), spec_yaml FROM runs ORDER BY started_at"
+        ).fetchall()
+    assert [r[0] for r in rows] == [r[1] for r in rows] == hashes
+    assert hashes[0] == hashes[1] != hashes[2]
+    assert rows[2][2] == SPEC.replace("\n", "\r\n")
+
+
+def test_spec_yaml_keeps_nel_and_no_other_control_character():
+    """The writer's rule (rows) and import's (trust, in DuckDB's RE2) agree: of C0, DEL
+    and C1, spec_yaml keeps tab, newline, CR and NEL; other multi-line text keeps no NEL."""
+    from anemll_spec.store import rows, schema, trust
+
+    assert schema.RUNS.column("spec_yaml").verbatim
+    assert not schema.RUNS.column("command").verbatim
+    kept = {"\t", "\n", "\r", "\x85"}
+    chars = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
+    with duckdb.connect() as con:
+        for ch in chars:
+            writer = rows.CONTROL_VERBATIM.search(ch) is None
+            importer = not con.execute(
+                f"SELECT regexp_matches(?, '{trust._CONTROL_VERBATIM}')", [ch]
+            ).fetchone()[0]
+            assert writer == importer == (ch in kept), hex(ord(ch))
+            assert (rows.CONTROL_MULTILINE.search(ch) is None) == (ch in kept - {"\x85"})

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from anemll_spec.errors import Problem, SpecError
 from anemll_spec.paths import NOT_REGULAR, is_special
+from anemll_spec.vocab import SPEC_TEXT
 
 MAX_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 
 Pos = tuple[int, int]  # 1-based line, column
+
 
 # byte-order marks of encodings a spec is not in (UTF-32's first: it starts like UTF-16's)
 _BOMS = (
@@ -55,11 +57,23 @@ def read_text(path: Path) -> str:
         message = "binary file (contains NUL bytes), not a YAML spec"
         raise refuse(message, *line_col(before, len(before)))
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         before = data[: exc.start].decode("utf-8")  # columns count characters
         message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8"
         raise refuse(message, *line_col(before, len(before))) from None
+    return storable(name, text)
+
+
+def storable(name: str, text: str) -> str:
+    """`text`, refused where the store would cut it (runs.spec_yaml keeps SPEC_TEXT
+    characters): spec_sha256 must be the hash of the text stored, or import refuses the
+    run's bundle. (The control characters a spec may hold, only NEL past YAML's reader,
+    spec_yaml keeps as written: schema's `verbatim`.)"""
+    if len(text) > SPEC_TEXT:
+        message = f"{len(text):,} characters long; the store keeps a spec of up to {SPEC_TEXT:,}"
+        raise error(name, message)
+    return text
 
 
 _BREAKS = re.compile(r"\r\n|\r|\n")

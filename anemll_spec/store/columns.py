@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anemll_spec.vocab import COMPUTE_UNITS, DEVICES, INSTANCES, RESOLVED_BACKENDS  # noqa: F401
+# SPEC_TEXT: a spec's text (shipped specs are ~2 KB); in vocab, as spec reading checks it
+from anemll_spec.vocab import (  # noqa: F401
+    COMPUTE_UNITS,
+    DEVICES,
+    INSTANCES,
+    RESOLVED_BACKENDS,
+    SPEC_TEXT,
+)
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 CASE_STATUSES = ("ok", "failed", "skipped")
@@ -35,7 +42,6 @@ RAIL = r"[a-z][a-z0-9_.-]*"  # a power rail: cpu, gpu, ane, dram, package, ...
 NAME = 256  # names, versions, labels
 LONG_NAME = 1024  # model names of sweeps, op names, where a bundle came from
 TEXT = 16_384  # error messages, command lines, params
-SPEC_TEXT = 262_144  # a spec file (shipped specs are ~2 KB)
 NOTES_TEXT = 65_536
 MAX_CALL_NS = 3_600_000_000_000  # one hour: a longer "sample" is no real call
 MAX_WATTS = 100_000.0  # no chip, board or rail a benchmark runs on draws 100 kW
@@ -56,6 +62,9 @@ class Column:
     max_len: int | None = None  # characters (VARCHAR, JSON); None: the type's default
     pattern: str | None = None  # the documented form of an id (regex), checked on import
     multiline: bool = False  # free text: tab, newline and CR allowed
+    # a file's text kept as written (a spec; its sha256 is stored): NEL (U+0085) allowed
+    # too, a character the spec reader takes as YAML 1.2 does; multi-line text escaped it
+    verbatim: bool = False
 
     @property
     def text_limit(self) -> int | None:

@@ -113,6 +113,7 @@ def _by_type(col: Column, value, where: str):
 # Control characters a single-line field refuses; multi-line text allows \t \n \r.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONTROL_VERBATIM = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")  # NEL kept
 TRUNCATED = " [... truncated]"
 
 
@@ -127,7 +128,8 @@ def _text(col: Column, value: str, where: str) -> str:
         if len(value) > limit:
             raise InputError(f"{where} is {len(value):,} characters long; the limit is {limit:,}")
         return value
-    value = CONTROL_MULTILINE.sub(lambda m: repr(m.group())[1:-1], value)
+    control = CONTROL_VERBATIM if col.verbatim else CONTROL_MULTILINE
+    value = control.sub(lambda m: repr(m.group())[1:-1], value)
     if len(value) > limit:
         value = value[: limit - len(TRUNCATED)] + TRUNCATED
     return value

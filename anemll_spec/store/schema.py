@@ -208,7 +208,14 @@ RUNS = Table(
         ),
         C("spec_name", "VARCHAR", "spec `name`"),
         C("spec_sha256", "VARCHAR", "sha256 of the spec file's text", pattern=HEX64),
-        C("spec_yaml", "VARCHAR", "full text of the spec file", max_len=SPEC_TEXT, multiline=True),
+        C(
+            "spec_yaml",
+            "VARCHAR",
+            "full text of the spec file",
+            max_len=SPEC_TEXT,
+            multiline=True,
+            verbatim=True,
+        ),
         C("tool_version", "VARCHAR", "anemll-spec version"),
         C("git_commit", "VARCHAR", "commit of the anemll-spec checkout, if any"),
         C(

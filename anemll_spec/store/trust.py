@@ -23,6 +23,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)  # a timestamp later than now + this is ref
 # RE2 classes of the control characters a field refuses (C0, DEL, C1)
 _CONTROL = r"[\x00-\x1f\x7f-\x{9f}]"
 _CONTROL_MULTILINE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}]"
+_CONTROL_VERBATIM = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{84}\x{86}-\x{9f}]"  # NEL kept
 PARAM_KEY = r"(model|run)(\.[A-Za-z_][A-Za-z0-9_]*)+"  # a sweep field path
 
 
@@ -143,6 +144,7 @@ def check_values(con, label: str, t: Table, rel: str) -> None:
         if c.text_limit is not None:
             checks.append((f"length({n}) > {c.text_limit}", f"{n} over {c.text_limit:,} chars"))
             ctl = _CONTROL_MULTILINE if c.multiline or c.type == "JSON" else _CONTROL
+            ctl = _CONTROL_VERBATIM if c.verbatim else ctl
             checks.append((f"regexp_matches({n}, '{ctl}')", f"a control character in {n}"))
         if c.pattern is not None:
             checks.append(
