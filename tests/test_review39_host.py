@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -310,3 +311,25 @@ def test_spec_yaml_keeps_nel_and_no_other_control_character():
             ).fetchone()[0]
             assert writer == importer == (ch in kept), hex(ord(ch))
             assert (rows.CONTROL_MULTILINE.search(ch) is None) == (ch in kept - {"\x85"})
+
+
+def test_bench_of_a_spec_whose_file_name_is_no_utf8(tmp_path):
+    """A file name's bytes that are no UTF-8 reach argv as lone surrogates: storing the
+    run's command line crashed bench (a DuckDB cast traceback, nothing stored). The
+    command keeps those bytes as \\xNN."""
+    name = os.fsdecode(b"sp\xffec.yaml")
+    (tmp_path / name).write_text(SPEC)
+    store = tmp_path / "s.duckdb"
+    res = subprocess.run(
+        [sys.executable, "-m", "anemll_spec", "bench", name, "--store", str(store)]
+        + ["--cache-dir", "c"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute("SELECT status, command FROM runs").fetchall()
+    assert len(rows) == 1 and rows[0][0] == "finished"
+    word = shlex.quote(b"sp\xffec.yaml".decode("utf-8", "backslashreplace"))
+    assert f" bench {word} " in rows[0][1], rows[0][1]

@@ -175,10 +175,13 @@ _SECRET_URI = re.compile(r"(\w+://[^:/@\s]*):\S*@(?=[^@\s]*(?:\s|$))")
 def command_text(argv) -> str:
     """A command line as it is stored and shown: each word redacted, then quoted for a
     shell (quoting first turned a quoted password's own quotes into '"'"', which the
-    pattern no longer saw as one value: `password='s3 cr3t'` was stored in clear)."""
+    pattern no longer saw as one value: `password='s3 cr3t'` was stored in clear). A word
+    that is no UTF-8 (a file name's bytes, passed on as lone surrogates, which DuckDB
+    cannot bind: bench crashed storing its run) shows those bytes as \\xNN."""
     import shlex
 
-    return shlex.join(redact(str(word)) for word in argv)
+    line = shlex.join(redact(str(word)) for word in argv)
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def redact(text: str) -> str:
