@@ -324,10 +324,28 @@ def capture_linux() -> dict:
     }
 
 
+_OS_RELEASE_LINE = re.compile(r"""^([A-Za-z0-9_]+)=(["']?)(.*)\2$""")
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """os-release(5) -> {key: value}: a value may be in double or single quotes, and
+    \\ escapes $ " ' ` and \\ itself (as platform.freedesktop_os_release reads it;
+    a single-quoted PRETTY_NAME was stored with its quotes, an escaped quote cut it)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _OS_RELEASE_LINE.match(line.strip())
+        if m:
+            out[m.group(1)] = re.sub(r"\\([\\$\"'`])", r"\1", m.group(3))
+    return out
+
+
 def _os_release() -> str | None:
-    text = _read("/etc/os-release") or ""
-    m = re.search(r'^PRETTY_NAME="?([^"\n]+)"?', text, re.MULTILINE)
-    return m.group(1) if m else None
+    """PRETTY_NAME of /etc/os-release, or of /usr/lib/os-release where the first is
+    missing (os-release(5): a system may ship only the second)."""
+    text = _read("/etc/os-release")
+    if text is None:
+        text = _read("/usr/lib/os-release") or ""
+    return parse_os_release(text).get("PRETTY_NAME") or None
 
 
 def versions() -> dict:

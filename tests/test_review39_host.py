@@ -333,3 +333,35 @@ def test_bench_of_a_spec_whose_file_name_is_no_utf8(tmp_path):
     assert len(rows) == 1 and rows[0][0] == "finished"
     word = shlex.quote(b"sp\xffec.yaml".decode("utf-8", "backslashreplace"))
     assert f" bench {word} " in rows[0][1], rows[0][1]
+
+
+OS_RELEASE = (
+    "NAME='Odd Linux'\n"
+    "PRETTY_NAME='Odd Linux 1 (\"quoted\")'\n"
+    'VERSION="1 \\"LTS\\" \\$x \\\\ \\`y\\`"\n'
+    "ID=odd\n"
+    "# a comment\n"
+)
+
+
+def test_os_release_values_as_the_standard_library_reads_them():
+    """os-release(5) values may be single-quoted and may escape quotes: a single-quoted
+    PRETTY_NAME was stored with its quotes, an escaped quote cut the value."""
+    import platform
+
+    want = platform._parse_os_release(OS_RELEASE.splitlines())  # type: ignore[attr-defined]
+    got = host.parse_os_release(OS_RELEASE)
+    assert got == {k: want[k] for k in got}
+    assert set(got) == {"NAME", "PRETTY_NAME", "VERSION", "ID"}
+    assert got["PRETTY_NAME"] == 'Odd Linux 1 ("quoted")'
+
+
+@pytest.mark.skipif(not _can_unshare("--mount"), reason="needs root and unshare --mount")
+def test_a_single_quoted_pretty_name_is_stored_without_its_quotes(tmp_path):
+    fake = tmp_path / "os-release"
+    fake.write_text(OS_RELEASE)
+    res = _in_namespace(
+        "--mount", f"mount --bind '{fake}' /etc/os-release", ["info", "--json"], tmp_path
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["host"]["os_version"] == 'Odd Linux 1 ("quoted")'
