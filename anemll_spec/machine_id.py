@@ -36,13 +36,15 @@ def hashed(raw: str) -> str:
 
 
 def linux_raw(files: tuple[str, ...] = LINUX_FILES) -> str | None:
-    """The first non-empty machine-id file's text; None where there is none."""
+    """The first machine-id file that holds an id (machine-id(5): 32 hex digits); None
+    where there is none. An image's 'uninitialized' (systemd writes it until first boot)
+    or other text is no id: every machine built from that image would share it."""
     for name in files:
         try:
             text = Path(name).read_text().strip()
         except (OSError, UnicodeDecodeError):
             continue
-        if text:
+        if re.fullmatch(r"[0-9a-fA-F]{32}", text):
             return text
     return None
 

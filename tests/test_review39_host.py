@@ -365,3 +365,19 @@ def test_a_single_quoted_pretty_name_is_stored_without_its_quotes(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)["host"]["os_version"] == 'Odd Linux 1 ("quoted")'
+
+
+def test_a_machine_id_file_that_holds_no_id_is_none(tmp_path):
+    """machine-id(5): 32 lowercase hex digits, or 'uninitialized' in an image not yet
+    booted. That word (or other text) was hashed as the machine's id, so every machine
+    built from one image claimed the same identity in runs.writer_machine_id."""
+    from anemll_spec import machine_id as mid
+
+    first, second = tmp_path / "etc-machine-id", tmp_path / "dbus-machine-id"
+    first.write_text("uninitialized\n")
+    real = os.urandom(16).hex()
+    second.write_text(real + "\n")
+    assert mid.linux_raw((str(first),)) is None
+    assert mid.linux_raw((str(first), str(second))) == real
+    first.write_text("not an id\n")
+    assert mid.linux_raw((str(first),)) is None
