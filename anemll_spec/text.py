@@ -192,5 +192,11 @@ def store_line(raw: str, limit: int = 256) -> str:
     cannot bind) shown as \\xNN, control characters escaped (the store refuses them, a
     terminal would obey them), cut to `limit` (the store's name limit, columns.NAME).
     Deterministic: one machine's name reads the same in every row and every process."""
-    text = printable(raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    text = printable(undecodable_as_hex(raw))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def undecodable_as_hex(text: str) -> str:
+    """`text` with the bytes that were no UTF-8 (lone surrogates, as Python passes on a
+    file name's or an OS name's bytes) written \\xNN: DuckDB cannot bind a surrogate."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

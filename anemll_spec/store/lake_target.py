@@ -180,8 +180,9 @@ def command_text(argv) -> str:
     cannot bind: bench crashed storing its run) shows those bytes as \\xNN."""
     import shlex
 
-    line = shlex.join(redact(str(word)) for word in argv)
-    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    from anemll_spec.text import undecodable_as_hex
+
+    return undecodable_as_hex(shlex.join(redact(str(word)) for word in argv))
 
 
 def redact(text: str) -> str:
