@@ -19,8 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from anemll_spec.vocab import MIN_SAMPLES  # noqa: F401 - no CI under it (vocab says why)
-
 DEFAULT_N_BOOT = 2000
 _CHUNK_ELEMENTS = 4_000_000
 

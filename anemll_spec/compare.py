@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
+from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
 from anemll_spec.errors import InputError
 from anemll_spec.store.connection import open_store
 from anemll_spec.store.lookup import resolve_pair
+from anemll_spec.vocab import MIN_SAMPLES
 
 VARIANT = ("coalesce(variant_key, case_key)", "backend", "device", "compute_units", "concurrency")
 # the variants with no ratio, by why: compare prints them under its table, its chart and

@@ -13,6 +13,7 @@ import numpy as np
 
 from anemll_spec import bootstrap
 from anemll_spec.outliers import mad, tukey
+from anemll_spec.vocab import MIN_SAMPLES
 
 CI_LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = bootstrap.DEFAULT_N_BOOT
@@ -39,7 +40,7 @@ class Summary:
     p99_ms: float
     iqr_ms: float
     mad_ms: float
-    # bootstrap 95% CI of the median; None under bootstrap.MIN_SAMPLES samples (one
+    # bootstrap 95% CI of the median; None under vocab.MIN_SAMPLES samples (one
     # sample gave a CI of no width; two, one that held the median half the time)
     ci_low_ms: float | None
     ci_high_ms: float | None
@@ -95,7 +96,7 @@ def summarize(
     p5, p25, p50, p75, p90, p95, p99 = np.percentile(x, [5, 25, 50, 75, 90, 95, 99])
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if n > 1 else None  # one sample has no spread to measure
-    few = n < bootstrap.MIN_SAMPLES  # a CI of a few points covers far less than 95%
+    few = n < MIN_SAMPLES  # a CI of a few points covers far less than 95%
     lo, hi = (None, None) if few else median_ci(x, seed=seed, resamples=resamples)
     counts = tukey(x)
     if starts_ns is None:

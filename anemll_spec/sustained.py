@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anemll_spec.bootstrap import DEFAULT_N_BOOT, MIN_SAMPLES, ratio_of_medians_ci
+from anemll_spec.bootstrap import DEFAULT_N_BOOT, ratio_of_medians_ci
 from anemll_spec.harness import gc_paused
 from anemll_spec.interrupts import deferred
 from anemll_spec.power.base import Reader, guard
 from anemll_spec.sustained_grid import window_count
+from anemll_spec.vocab import MIN_SAMPLES
 
 NOISE_FLOOR_PCT = 2.0  # a CI-significant change smaller than this is still 'sustained'
 

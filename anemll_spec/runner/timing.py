@@ -13,7 +13,6 @@ import numpy as np
 
 from anemll_spec import stats
 from anemll_spec.backends.base import Prepared
-from anemll_spec.bootstrap import MIN_SAMPLES
 from anemll_spec.harness import Budget, Timer, time_interleaved
 from anemll_spec.interrupts import deferred
 from anemll_spec.power.base import Guarded, Unavailable
@@ -22,6 +21,7 @@ from anemll_spec.runner.measurement import Measurement
 from anemll_spec.runner.plan import plan_instances
 from anemll_spec.runner.stages import CaseRun, Opened, attempt, err, prepare
 from anemll_spec.text import ratios
+from anemll_spec.vocab import MIN_SAMPLES
 
 
 def time_variants(cr: CaseRun) -> None:

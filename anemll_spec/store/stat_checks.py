@@ -23,15 +23,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from anemll_spec.bootstrap import MIN_SAMPLES
 from anemll_spec.errors import InputError
 from anemll_spec.store import recompute
 from anemll_spec.text import quoted
+from anemll_spec.vocab import MIN_SAMPLES
 
 STAT_COLUMNS = recompute.FLOAT_COLUMNS + recompute.EXACT_COLUMNS
 CI_COLUMNS = ("ci_low_ms", "ci_high_ms")
 # never NULL where the samples define them (recompute gives a number): of one sample,
-# std and CV may be NULL (undefined); under bootstrap.MIN_SAMPLES the CI may be NULL
+# std and CV may be NULL (undefined); under vocab.MIN_SAMPLES the CI may be NULL
 # (stats.summarize stores none there since 2026-12-07; older runs stored one, still
 # checked against the samples where given); the drift ratio is defined from DRIFT_MIN_N samples, the drift
 # slope from SLOPE_MIN_N samples with start times. Not required: GB/s and TFLOPS (the
