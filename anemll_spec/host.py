@@ -182,7 +182,7 @@ def macos_fields(
         v = sysctl.get(key)
         return int(v) if v and v.isdigit() else None
 
-    low_power = settings.get("lowpowermode")
+    mode = energy_mode(settings.get("powermode"))
     brand = sysctl.get("machdep.cpu.brand_string")
     return {
         "os_name": "macOS",
@@ -197,11 +197,35 @@ def macos_fields(
         "memory_bytes": num("hw.memsize"),
         "power_source": power_source(batt.get("power_source")),
         "battery_pct": batt.get("battery_pct"),
-        "low_power_mode": None if low_power is None else low_power == "1",
-        "power_mode": settings.get("powermode"),
+        "low_power_mode": low_power_mode(settings, mode),
+        "energy_mode": mode,
         "thermal_state": therm.get("thermal_state"),
         "translated": translated,
     }
+
+
+# pmset's `powermode` (Macs with High Power Mode) -> System Settings' Energy Mode.
+ENERGY_MODES = {"0": "automatic", "1": "low power", "2": "high power"}
+
+
+def energy_mode(raw: str | None) -> str | None:
+    """pmset's `powermode` as its Energy Mode ('automatic', 'low power', 'high power');
+    a value not known here is kept as pmset says it; None on a Mac without the setting
+    (no High Power Mode: it has `lowpowermode` alone)."""
+    if raw is None:
+        return None
+    return ENERGY_MODES.get(raw, f"pmset powermode {raw}")
+
+
+def low_power_mode(settings: dict, mode: str | None) -> bool | None:
+    """Low Power Mode on: pmset's `lowpowermode`, or, on a Mac that shows only
+    `powermode` (those with High Power Mode), its Energy Mode 'low power'."""
+    raw = settings.get("lowpowermode")
+    if raw is not None:
+        return raw == "1"
+    if mode in ENERGY_MODES.values():
+        return mode == "low power"
+    return None
 
 
 # -- in-process sysctl (macOS) ---------------------------------------------------------

@@ -93,7 +93,7 @@ def test_a_newer_store_is_refused_unchanged(cli, tmp_path):
 
 
 def test_an_upgrade_another_process_did_first_is_not_reported_as_this_ones(v4_store):
-    """Two upgrades that both found v4: the second writing open finds v5 and changes
+    """Two upgrades that both found v4: the second writing open finds the latest and changes
     nothing, and says so (what prepare did, not what the first read saw)."""
     from anemll_spec.store.connection import upgrade_store
 

@@ -39,7 +39,7 @@ def test_m4_max_capture():
     assert h["memory_bytes"] == 128 * 1024**3
     assert (h["os_name"], h["os_version"], h["os_build"]) == ("macOS", "15.1.1", "24B91")
     assert h["power_source"] == "AC" and h["battery_pct"] == 100
-    assert h["low_power_mode"] is False and h["power_mode"] == "2"
+    assert h["low_power_mode"] is False and h["energy_mode"] == "high power"
     assert h["thermal_state"] == "nominal"
     assert h["translated"] is False
 
@@ -51,9 +51,30 @@ def test_m1_on_battery_in_low_power_under_rosetta():
     assert h["memory_bytes"] == 16 * 1024**3
     assert h["os_version"] == "14.6.1" and h["os_build"] == "23G93"
     assert h["power_source"] == "Battery" and h["battery_pct"] == 76
-    assert h["low_power_mode"] is True
+    assert h["low_power_mode"] is True and h["energy_mode"] is None  # no High Power Mode
     assert h["thermal_state"] == "throttled: CPU_Speed_Limit 80"
     assert h["translated"] is True
+
+
+@pytest.mark.parametrize(
+    ("lines", "low", "mode"),
+    [
+        # a Mac with High Power Mode shows powermode alone: its Energy Mode, Low Power
+        # Mode read from it (it was NULL: only lowpowermode was read)
+        (" powermode 0\n", False, "automatic"),
+        (" powermode 1\n", True, "low power"),
+        (" powermode 2\n", False, "high power"),
+        (" powermode 7\n", None, "pmset powermode 7"),  # not known: kept, no claim
+        (" lowpowermode 1\n", True, None),
+        (" lowpowermode 0\n", False, None),
+        (" lowpowermode 0\n powermode 1\n", False, "low power"),  # lowpowermode first
+        (" standby 1\n", None, None),
+    ],
+)
+def test_energy_mode_and_low_power_mode(lines, low, mode):
+    settings = host.parse_pmset_settings("Currently in use:\n" + lines)
+    h = host.macos_fields({}, {}, {}, settings, {})
+    assert (h["low_power_mode"], h["energy_mode"]) == (low, mode)
 
 
 def test_pmset_settings_prefers_currently_in_use():

@@ -232,7 +232,7 @@ BAD = {
     "truncated": (None, "not a readable parquet file"),
     "no metadata": ("plain", "not an anemll-spec results bundle"),
     "newer version": ({"schema_version": "99"}, "newer anemll-spec"),
-    "older version": ({"schema_version": "1"}, "imports bundles of v2 to v5"),
+    "older version": ({"schema_version": "1"}, "imports bundles of v2 to v6"),
     "garbled version": ({"schema_version": "2; DROP TABLE runs"}, "unreadable schema_version"),
     "missing column": ("SELECT * EXCLUDE (median_ms) FROM b", "missing columns median_ms"),
     "extra column": ('SELECT *, 1 AS "x; DROP TABLE runs" FROM b', "unknown columns"),

@@ -109,7 +109,7 @@ def test_v1_store_upgrades_in_place(tmp_path):
     con = duckdb.connect(str(store), read_only=True)
     try:
         version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == (str(schema.SCHEMA_VERSION),) == ("5",)
+        assert version == (str(schema.SCHEMA_VERSION),) == ("6",)
         assert con.execute("SELECT count(runtime_ns), count(start_ns) FROM samples").fetchone() == (
             0,
             0,

@@ -33,6 +33,7 @@ from anemll_spec.store import (
 )
 from anemll_spec.store.connection import default_target
 from anemll_spec.store.fallback import BenchStore
+from anemll_spec.store.schema import SCHEMA_VERSION as LATEST
 from anemll_spec.store.schema import sql_literal
 from anemll_spec.store.sync import copy_runs
 
@@ -466,20 +467,25 @@ def test_a_newer_shared_store_is_refused(shared):
 
 
 def _back_to_v4(shared: str) -> None:
-    """Make a v5 shared store v4 again (its one v5 column dropped, the version set back),
-    forgotten by this process as every other process would have it."""
-    from anemll_spec.store import connection
+    """Make a shared store v4 again (the columns of later versions dropped, as schema.py
+    declares them, the version set back), forgotten by this process as every other
+    process would have it."""
+    from anemll_spec.store import connection, schema
 
     con = lake._attach(lake_target.parse_target(shared), read_only=False)
-    con.execute("ALTER TABLE runs DROP COLUMN writer_machine_id")
+    for table in schema.TABLES:
+        for c in table.columns:
+            if c.since > 4:
+                con.execute(f"ALTER TABLE {table.name} DROP COLUMN {c.name}")
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
     lake.forget(lake_target.parse_target(shared))
     connection._READY.clear()
 
 
-def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli):
-    """The v5 step (runs.writer_machine_id) on DuckLake, with the views installed: a store
+def test_a_v4_shared_store_with_its_views_upgrades_to_the_latest(postgres, tmp_path, cli):
+    """The v5 and later steps (runs.writer_machine_id, hosts.energy_mode) on DuckLake,
+    with the views installed: a store
         made v4 again (the column dropped, the version set back) is refused by reading
         commands, which name the command that upgrades that store, but pulled from as it is
     (export reads an older store's own layout), and gets the column back
@@ -510,15 +516,17 @@ def test_a_v4_shared_store_with_its_views_upgrades_to_v5(postgres, tmp_path, cli
     res = cli("upgrade", "--store", shared, "--json")
     assert res.returncode == 0 and pg.PASSWORD not in res.stdout + res.stderr, res.stderr
     doc = json.loads(res.stdout)
-    assert (doc["from_version"], doc["to_version"], doc["upgraded"]) == (4, 5, True)
+    assert (doc["from_version"], doc["to_version"], doc["upgraded"]) == (4, LATEST, True)
     assert "password=***" in doc["store"]
     again = cli("upgrade", "--store", shared)
     assert again.returncode == 0 and pg.PASSWORD not in again.stdout + again.stderr
-    assert again.stdout.rstrip().endswith("is already at schema v5: nothing to do")
-    assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
-    new = begin_run(shared, run("llama_lm_head"), host())
+    assert again.stdout.rstrip().endswith(f"is already at schema v{LATEST}: nothing to do")
+    assert rows(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(LATEST),)]
+    new = begin_run(shared, run("llama_lm_head"), {**host(), "energy_mode": "high power"})
     machines = dict(rows(shared, "SELECT run_id, writer_machine_id FROM runs"))
     assert [machines[r] for r in olds] == [None, None] and machines[new] == machine_id()
+    modes = dict(rows(shared, "SELECT run_id, energy_mode FROM runs JOIN hosts USING (host_id)"))
+    assert [modes[r] for r in olds] == [None, None] and modes[new] == "high power"
     assert rows(shared, "SELECT case_id, median_ms FROM results ORDER BY 1") == before
 
 
@@ -535,9 +543,11 @@ def test_a_push_that_upgrades_an_older_shared_store_says_so(postgres, tmp_path, 
     pushed = cli("push", "--store", local, "--to", shared)
     assert pushed.returncode == 0, pushed.stderr
     note = [ln for ln in pushed.stderr.splitlines() if "upgraded the shared store" in ln]
-    assert len(note) == 1 and "from v4 to v5" in note[0], pushed.stderr
+    assert len(note) == 1 and f"from v4 to v{LATEST}" in note[0], pushed.stderr
     assert "can no longer read or write it" in note[0] and pg.PASSWORD not in pushed.stderr
-    assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
+    assert rows_raw(shared, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(LATEST),)
+    ]
     again = cli("push", "--store", local, "--to", shared)  # nothing left to upgrade
     assert again.returncode == 0 and "upgraded" not in again.stderr, again.stderr
 

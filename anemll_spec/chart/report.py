@@ -41,6 +41,7 @@ HOST_FIELDS = (
     ("gpu", "GPU"),
     ("power_source", "power source"),
     ("low_power_mode", "low power mode"),
+    ("energy_mode", "energy mode"),
     ("thermal_state", "thermal state"),
     ("python_version", "Python"),
     ("coremltools_version", "coremltools"),

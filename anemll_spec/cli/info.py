@@ -24,6 +24,7 @@ _HOST_LINES = (
     ("GPU", "gpu"),
     ("power source", "power_source"),
     ("low power mode", "low_power_mode"),
+    ("energy mode", "energy_mode"),
     ("thermal state", "thermal_state"),
     ("Rosetta", "translated"),
     ("Python", "python_version"),

@@ -144,6 +144,11 @@ STEPS: dict[int, tuple[str, ...]] = {
         # Views are re-created after every upgrade.
         "ALTER TABLE runs ADD COLUMN writer_machine_id VARCHAR",
     ),
+    6: (
+        # v6 keeps the Energy Mode of Macs with High Power Mode (pmset powermode).
+        # Views are re-created after every upgrade.
+        "ALTER TABLE hosts ADD COLUMN energy_mode VARCHAR",
+    ),
 }
 
 

@@ -54,7 +54,7 @@ from anemll_spec.store.schema_cases import CASES
 from anemll_spec.store.schema_energy import CASE_ENERGY_RAILS, POWER_SAMPLES, SUSTAINED_WINDOWS
 
 # = max(migrations.STEPS): a test keeps the two in step
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 __all__ = [  # the vocabulary of columns.py is re-exported: import it from here
     "BACKENDS",
@@ -149,7 +149,12 @@ HOSTS = Table(
         ),
         C("gpu", "VARCHAR", "GPU name"),
         C("power_source", "VARCHAR", "'AC' or 'Battery' at the start of the run"),
-        C("low_power_mode", "BOOLEAN", "macOS Low Power Mode on"),
+        C(
+            "low_power_mode",
+            "BOOLEAN",
+            "macOS Low Power Mode on (pmset lowpowermode; on a Mac with High Power Mode, "
+            "energy_mode 'low power': NULL there before v6)",
+        ),
         C("thermal_state", "VARCHAR", "thermal state at the start of the run"),
         C("translated", "BOOLEAN", "Python runs under Rosetta translation"),
         C("python_version", "VARCHAR", "Python version"),
@@ -181,6 +186,14 @@ HOSTS = Table(
             "cuDNN version as torch reports it (e.g. 91002 = 9.10.2)",
             min=0,
             since=3,
+        ),
+        C(
+            "energy_mode",
+            "VARCHAR",
+            "macOS Energy Mode of a Mac with High Power Mode (pmset powermode): 'automatic', "
+            "'low power' or 'high power' ('pmset powermode N' for a value not known); NULL on "
+            "other hosts and before v6",
+            since=6,
         ),
     ),
     unique=("host_id",),

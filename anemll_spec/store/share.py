@@ -54,6 +54,7 @@ _HOST = (
     ("gpu", "GPU"),
     ("power_source", "power"),
     ("low_power_mode", "Low Power Mode"),
+    ("energy_mode", "Energy Mode"),
     ("thermal_state", "thermal state"),
     ("python_version", "Python"),
     ("coremltools_version", "coremltools"),

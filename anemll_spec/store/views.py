@@ -78,6 +78,7 @@ SELECT
     h.gpu_driver,
     h.power_source,
     h.low_power_mode,
+    h.energy_mode,
     h.thermal_state,
     h.translated,
     h.python_version,
