@@ -14,8 +14,11 @@ feeding `lut`).
 
 Numerics: the result has the op's declared dtype. Shift-scale is `scale * (data - offset)`;
 the fp32 reference computes it in fp32 and rounds once to the declared dtype; with
-`fp16=True` an fp16 result is computed as Core ML computes fp16 (coremltools' own
-`decompress`): every step (the subtraction, the product) is rounded to fp16.
+`fp16=True` iOS18's fp16 result is computed as coremltools' own `decompress` computes it:
+every step (the subtraction, the product) is rounded to fp16. iOS16's
+`constexpr_affine_dequantize` is computed as coremltools' value_inference computes it
+(`optimize/_utils.dequantize_by_scale_and_zp`), in both modes: data and zero point as
+fp32, the subtraction and the product in fp32, one rounding to the scale's dtype.
 """
 
 from __future__ import annotations
@@ -103,11 +106,30 @@ def _shift_scale(data: np.ndarray, scale: np.ndarray, offset: Any, fp16: bool) -
     return out.astype(scale.dtype, copy=False)
 
 
+# iOS16 constexpr_affine_dequantize's type domains (SrcT, ZeroPointT, DstT of its def), as
+# the numpy dtypes their values decode to; shown in MIL's spelling
+_AFFINE_DTYPES = {
+    "quantized_data": ("int8", "uint8"),
+    "zero_point": ("int8", "uint8", "float32"),
+    "scale": ("float16", "float32"),
+}
+_MIL_NAME = {"float16": "fp16", "float32": "fp32", "float64": "fp64"}
+
+
 def _affine_dequantize(arg: Resolve, fp16: bool) -> np.ndarray:
-    """iOS16: scale * (quantized_data - zero_point), scale/zero_point scalar or along axis."""
+    """iOS16: scale * (quantized_data - zero_point), scale/zero_point scalar or along axis,
+    in fp32 with one rounding to the scale's dtype whatever `fp16` is: coremltools'
+    value_inference (`dequantize_by_scale_and_zp`) casts data and zero point to fp32,
+    subtracts and multiplies in fp32 and casts the product once; an fp16 subtraction
+    rounded a fractional zero point to fp16 first."""
     data = np.asarray(arg("quantized_data"))
     scale = np.asarray(arg("scale"))
     zero = np.asarray(arg("zero_point"))
+    for name, value in (("quantized_data", data), ("zero_point", zero), ("scale", scale)):
+        if value.dtype.name not in _AFFINE_DTYPES[name]:
+            allowed = ", ".join(_MIL_NAME.get(d, d) for d in _AFFINE_DTYPES[name])
+            got = _MIL_NAME.get(value.dtype.name, value.dtype.name)
+            raise ValueError(f"{name} is {got}; the iOS16 def takes {allowed}")
     axis = int(arg("axis"))
     axis = axis + data.ndim if axis < 0 else axis
     if not 0 <= axis < data.ndim:
@@ -120,7 +142,7 @@ def _affine_dequantize(arg: Resolve, fp16: bool) -> np.ndarray:
         shape[axis] = v.shape[0]
         return v.reshape(shape)
 
-    return _shift_scale(data, along(scale), along(zero), fp16)
+    return _shift_scale(data, along(scale), along(zero), False)
 
 
 def _blockwise_shift_scale(arg: Resolve, fp16: bool) -> np.ndarray:
