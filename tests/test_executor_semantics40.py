@@ -6,6 +6,10 @@ executor and the torch one (the CPU, and CUDA where the host has it).
   (`optimize/_utils.dequantize_by_scale_and_zp`: fp32 data and zero point, the subtraction
   and the product in fp32, one cast to the scale's dtype), with fp16=True too; types its
   def does not take (an fp16 quantized_data) refused at load.
+- Resizing an int32 x: the iOS15 defs (upsample_*, resize_nearest_neighbor,
+  resize_bilinear, crop_resize) take fp16 or fp32 only and refuse it at load; iOS17's
+  resize takes int32 but defines no rounding of a LINEAR result, so LINEAR of an int32 x
+  is refused at load (it was truncated) and NEAREST_NEIGHBOR, a copy, runs.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from coremltools.converters.mil.mil import types
 from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import (
     constexpr_affine_dequantize,
 )
+from coremltools.proto import FeatureTypes_pb2, MIL_pb2
 from fixtures.executor.mil_models import mb, save_program, set_attribute
 from torch_util import torch_devices
 
@@ -100,4 +105,110 @@ def test_affine_dequantize_of_fp16_quantized_data_is_refused_at_load(affine, tmp
         match=r"\(constexpr_affine_dequantize\).*quantized_data is fp16; the iOS16 def takes "
         r"int8, uint8$",
     ):
+        load(path)
+
+
+# -- resizing an int32 x ---------------------------------------------------------------------
+
+IMG = np.array([[0, -7, 2**30 + 1]], np.int32).reshape(1, 1, 1, 3)  # 2**30 + 1: no fp32 value
+I32 = types.int32
+
+
+def _resize(folder, mode: str, dtype=I32):
+    """iOS17 resize of a (1, 1, 1, 3) x to 5 columns (resized_dims 1), DEFAULT sampling."""
+
+    @mb.program(input_specs=[mb.TensorSpec(IMG.shape, dtype=dtype)],
+                opset_version=ct.target.iOS17)  # fmt: skip
+    def prog(x):
+        return mb.resize(x=x, shape=[1, 5], resized_dims=np.uint32(1), interpolation_mode=mode)
+
+    return save_program(prog, folder / f"resize_{mode}.mlpackage", target=ct.target.iOS17)
+
+
+def test_a_linear_resize_of_an_int32_x_is_refused_at_load(tmp_path):
+    """T: fp16, fp32, int32 (iOS17/image_resizing.py), no value_inference and no rounding
+    in the def: the interpolated values (0, -2.8, -5.6, ...) were truncated to int32."""
+    path = _resize(tmp_path, "LINEAR")
+    pattern = r"\(resize\).*LINEAR interpolation of an int32 x: the def defines no rounding"
+    with pytest.raises(InputError, match=pattern):
+        load(path)
+    from anemll_spec.executor.torch_runner import load_torch
+
+    for device in torch_devices():
+        with pytest.raises(InputError, match=pattern):
+            load_torch(path, device=device)
+
+
+def test_a_nearest_resize_of_an_int32_x_copies_elements_exactly(tmp_path):
+    """NEAREST_NEIGHBOR reads x at the DEFAULT grid point i * (in - in / out) / (out - 1)
+    rounded half up (the resize_bilinear def's sampling modes): integers copied, exactly."""
+    xin, xout = 3, 5
+    grid = np.arange(xout) * (xin - xin / xout) / (xout - 1)
+    want = IMG[..., np.minimum(np.floor(grid + 0.5).astype(int), xin - 1)]
+    for kind, run in _runners(_resize(tmp_path, "NEAREST_NEIGHBOR")).items():
+        got = run({"x": IMG})
+        assert got.dtype == np.int32, kind
+        np.testing.assert_array_equal(got, want, err_msg=kind)
+
+
+def test_a_linear_resize_of_a_float_x_is_unchanged(tmp_path):
+    """coremltools' own test of this op (TestResize.test_resize_linear) expects
+    [0, 1] -> [0, 0.4, 0.8, 1, 1] for 5 columns at DEFAULT sampling."""
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 1, 2))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return mb.resize(x=x, shape=[1, 1, 5], resized_dims=np.uint32(2))
+
+    path = save_program(prog, tmp_path / "linear.mlpackage", target=ct.target.iOS17)
+    for kind, run in _runners(path).items():
+        got = run({"x": np.array([[[0, 1]]], np.float32)})
+        np.testing.assert_allclose(got.reshape(-1), [0, 0.4, 0.8, 1, 1], rtol=1e-6, err_msg=kind)
+
+
+def _as_int32_input(path, name: str) -> None:
+    """Declare the saved program's input `name` (and its feature) int32: an x the builder
+    refuses for the iOS15 resize ops, as a hand-written or damaged model could hold."""
+    from coremltools.proto import Model_pb2
+
+    spec_file = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_file.read_bytes())
+    fn = spec.mlProgram.functions["main"]
+    next(i for i in fn.inputs if i.name == name).type.tensorType.dataType = MIL_pb2.INT32
+    feature = next(f for f in spec.description.input if f.name == name)
+    feature.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.INT32
+    spec_file.write_bytes(spec.SerializeToString())
+
+
+IOS15_RESIZES = {
+    "upsample_nearest_neighbor": lambda x, b: mb.upsample_nearest_neighbor(
+        x=x, scale_factor_height=2, scale_factor_width=2
+    ),
+    "resize_nearest_neighbor": lambda x, b: mb.resize_nearest_neighbor(
+        x=x, target_size_height=4, target_size_width=4
+    ),
+    "upsample_bilinear": lambda x, b: mb.upsample_bilinear(
+        x=x, scale_factor_height=2.0, scale_factor_width=2.0
+    ),
+    "resize_bilinear": lambda x, b: mb.resize_bilinear(
+        x=x, target_size_height=4, target_size_width=4
+    ),
+    "crop_resize": lambda x, b: mb.crop_resize(x=x, boxes=b, target_height=2, target_width=2),
+}
+
+
+@pytest.mark.parametrize("op", sorted(IOS15_RESIZES))
+def test_an_int32_x_of_the_float_only_resize_ops_is_refused_at_load(tmp_path, op):
+    """T: fp16, fp32 (iOS15/image_resizing.py; iOS16's upsample_bilinear and iOS17's
+    crop_resize keep it): an int32 x ran, bilinear ones truncating their results."""
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 1, 2, 2)), mb.TensorSpec((1, 4))],
+                opset_version=ct.target.iOS17)  # fmt: skip
+    def prog(x, b):
+        return mb.add(x=b, y=0.0), IOS15_RESIZES[op](x, b)
+
+    path = save_program(prog, tmp_path / f"{op}.mlpackage", target=ct.target.iOS17)
+    load(path)  # fp32: loads
+    _as_int32_input(path, "x")
+    with pytest.raises(InputError, match=rf"\({op}\).*x is int32; the {op} def takes fp16 or fp32"):
         load(path)

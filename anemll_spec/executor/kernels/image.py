@@ -91,7 +91,22 @@ def _nearest_index(rule: str, xin: int, xout: int) -> np.ndarray:
     return np.minimum(np.floor(grid(rule, xin, xout) + 0.5), xin - 1)
 
 
+def _x_dtype(p: Prep) -> str:
+    """x's MIL dtype: its declared type, or (an inline x) the output's, which is x's."""
+    t = p.input_type("x")
+    return t.dtype if t is not None else p.out().dtype
+
+
+def _float_x(p: Prep) -> None:
+    """The defs of upsample_*, resize_nearest_neighbor, resize_bilinear and crop_resize
+    (iOS15-iOS17) take an fp16 or fp32 x (T: fp16, fp32); an int32 x was interpolated in
+    float and cast back, a result no def gives. iOS17's resize also takes int32 (_resize)."""
+    dtype = _x_dtype(p)
+    p.check(dtype in ("fp16", "fp32"), f"x is {dtype}; the {p.op.type} def takes fp16 or fp32")
+
+
 def _rank3(p: Prep) -> int:
+    _float_x(p)
     rank = p.rank("x")
     p.check(rank >= 3, f"x must have rank >= 3, got rank {rank}")
     return rank
@@ -176,11 +191,22 @@ def _bilinear(p: Prep) -> Run:
 @kernel("resize", reads="a runtime target shape")
 def _resize(p: Prep) -> Run:
     """The last `resized_dims` dims of x take the last `resized_dims` values of `shape`
-    (0: keep); NEAREST_NEIGHBOR reads the input at the grid point rounded (half up)."""
+    (0: keep); NEAREST_NEIGHBOR reads the input at the grid point rounded (half up).
+    The def takes an int32 x (T: fp16, fp32, int32) but defines no rounding of an
+    interpolated int32 value (no value_inference, nothing in its text): LINEAR of an int32
+    x is refused, not truncated; NEAREST_NEIGHBOR only copies elements."""
     xp, x = p.xp, p.ref("x")
     rank = p.rank("x")
     count = p.int("resized_dims")
     linear = p.choice("interpolation_mode", ("LINEAR", "NEAREST_NEIGHBOR"), "LINEAR") == "LINEAR"
+    dtype = _x_dtype(p)
+    allowed = dtype in ("fp16", "fp32", "int32")
+    p.check(allowed, f"x is {dtype}; the resize def takes fp16, fp32 or int32")
+    p.check(
+        not linear or dtype != "int32",
+        "LINEAR interpolation of an int32 x: the def defines no rounding of the "
+        "interpolated values (NEAREST_NEIGHBOR copies elements and is defined)",
+    )
     mode = p.choice("sampling_mode", SAMPLING, "DEFAULT")
     p.check(0 <= count <= rank, f"resized_dims {count} is outside [0, {rank}]")
     static = p.ints("shape") if p.is_const("shape") else None
@@ -220,6 +246,7 @@ def _crop_resize(p: Prep) -> Run:
     [start, end] output i reads start + a * i + b, the sampling mode's grid with in - 1 =
     end - start; a point outside the image reads pad_value (iOS16+, 0 before)."""
     xp, x = p.xp, p.ref("x")
+    _float_x(p)
     p.check(p.rank("x") == 4, f"x must have rank 4, got rank {p.rank('x')}")
     ios17 = p.has("boxes")
     th, tw = p.int("target_height", 1), p.int("target_width", 1)
