@@ -10,6 +10,9 @@ executor and the torch one (the CPU, and CUDA where the host has it).
   resize_bilinear, crop_resize) take fp16 or fp32 only and refuse it at load; iOS17's
   resize takes int32 but defines no rounding of a LINEAR result, so LINEAR of an int32 x
   is refused at load (it was truncated) and NEAREST_NEIGHBOR, a copy, runs.
+- slice_by_size: -1 is the rest of the dimension, 0 an empty slice (the def's text and
+  type_inference; its value_inference reads every size <= 0 as the rest, against the
+  shape its type_inference declares); constant bounds it forbids are refused at load.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import (
     constexpr_affine_dequantize,
 )
 from coremltools.proto import FeatureTypes_pb2, MIL_pb2
-from fixtures.executor.mil_models import mb, save_program, set_attribute
+from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
 from torch_util import torch_devices
 
 from anemll_spec.errors import InputError
@@ -211,4 +214,84 @@ def test_an_int32_x_of_the_float_only_resize_ops_is_refused_at_load(tmp_path, op
     load(path)  # fp32: loads
     _as_int32_input(path, "x")
     with pytest.raises(InputError, match=rf"\({op}\).*x is int32; the {op} def takes fp16 or fp32"):
+        load(path)
+
+
+# -- slice_by_size: a size of -1 or 0 -------------------------------------------------------
+
+X = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+
+def _slice(folder, name: str, begin, size):
+    @mb.program(input_specs=[mb.TensorSpec(X.shape)], opset_version=ct.target.iOS18)
+    def prog(x):
+        return mb.slice_by_size(x=x, begin=begin, size=size)
+
+    return prog, save_program(prog, folder / f"{name}.mlpackage")
+
+
+def test_a_size_of_0_is_an_empty_slice_as_the_program_declares(tmp_path):
+    """coremltools' type_inference (what the saved program declares) gives 0 rows for a
+    size of 0 and 4 - 1 columns for -1; both executors give x[1:1, 1:]."""
+    prog, path = _slice(tmp_path, "zero", [1, 1], [0, -1])
+    assert prog.functions["main"].outputs[0].shape == (0, 3)
+    for kind, run in _runners(path).items():
+        got = run({"x": X})
+        assert got.shape == (0, 3), kind
+
+
+def test_coremltools_value_inference_reads_a_size_of_0_as_the_rest():
+    """Why the executor follows the text and type_inference, not value_inference: folded
+    on a constant x, the op's value has 2 rows where its declared type has 0."""
+
+    @mb.program(input_specs=[mb.TensorSpec(X.shape)], opset_version=ct.target.iOS18)
+    def prog(x):
+        return mb.slice_by_size(x=X, begin=[1, 1], size=[0, -1])
+
+    out = prog.functions["main"].outputs[0]
+    assert out.shape == (0, 3)
+    np.testing.assert_array_equal(out.val, X[1:, 1:])
+
+
+def test_runtime_sizes_of_minus_1_and_0(tmp_path):
+    """begin and size as inputs (declared shape unknown): -1 from a negative begin reads
+    to the end, 0 reads nothing; numpy slices of the def's reading."""
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(X.shape), mb.TensorSpec((2,), dtype=I32),
+                     mb.TensorSpec((2,), dtype=I32)],
+        opset_version=ct.target.iOS18,
+    )  # fmt: skip
+    def prog(x, b, s):
+        return mb.slice_by_size(x=x, begin=b, size=s)
+
+    path = save_program(prog, tmp_path / "runtime.mlpackage")
+    cases = [
+        ([-1, 1], [-1, -1], X[2:, 1:]),
+        ([-3, 0], [-1, 2], X[0:, 0:2]),
+        ([1, 4], [2, 0], X[1:3, 4:4]),
+        ([2, 1], [0, -1], X[2:2, 1:]),
+    ]
+    for kind, run in _runners(path).items():
+        for begin, size, want in cases:
+            feed = {"x": X, "b": np.array(begin, np.int32), "s": np.array(size, np.int32)}
+            got = run(feed)
+            assert got.shape == want.shape, (kind, begin, size)
+            np.testing.assert_array_equal(got, want, err_msg=f"{kind} {begin} {size}")
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        ([-2, -1], r"size -2 on axis 0 is outside \[0, 2\] for begin 1"),
+        ([3, -1], r"size 3 on axis 0 is outside \[0, 2\] for begin 1"),
+    ],
+    ids=["minus_2", "past_the_end"],
+)
+def test_constant_sizes_the_def_forbids_are_refused_at_load(tmp_path, size, message):
+    """Only -1 is special (the def's text); a size of -2 (type_inference: a dimension of
+    -2) or past the end was refused at the first call, now at load."""
+    _, path = _slice(tmp_path, "bad", [1, 1], [1, -1])
+    patch_const_input(path, "slice_by_size", "size", np.array(size, np.int32))
+    with pytest.raises(InputError, match=rf"\(slice_by_size\).*{message}"):
         load(path)

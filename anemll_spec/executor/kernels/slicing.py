@@ -118,6 +118,9 @@ def _slice_by_size(p: Prep) -> Run:
     xp, x = p.xp, p.ref("x")
     begin, bkey = maybe_static(p, "begin")
     size, skey = maybe_static(p, "size")
+    dims = p.dims("x")
+    if begin is not None and size is not None and dims is not None:
+        _sized_slices(p, dims, begin, size)  # constant bounds the def forbids: at load
 
     def slice_by_size(env):
         v = env[x]
@@ -135,7 +138,11 @@ def _sized_slices(p: Prep, shape: tuple, begin: list[int], size: list[int]) -> t
     would have cut an overlong size short and made a negative one (or a begin past the
     end) an empty slice, a result with other sizes than the ones asked for. A begin of D
     is the empty slice at the end (size 0 or -1), as coremltools' inference and TF's
-    Slice, which converts to this op, have it."""
+    Slice, which converts to this op, have it. A size of 0 is an empty slice anywhere:
+    the def's size is the count sliced, -1 its one special value, and its type_inference
+    declares a dimension of 0 (its value_inference, which reads every size <= 0 as the
+    rest, contradicts the shape it declares). Constant bounds of an x of known shape are
+    checked at load."""
     rank = len(shape)
     if len(begin) != rank or len(size) != rank:
         raise p.fail(f"begin {begin} and size {size} need {rank} values each (rank of x)")
