@@ -5,7 +5,9 @@ executor and the torch one (the CPU, and CUDA where the host has it).
 - iOS16 constexpr_affine_dequantize: computed as coremltools' value_inference computes it
   (`optimize/_utils.dequantize_by_scale_and_zp`: fp32 data and zero point, the subtraction
   and the product in fp32, one cast to the scale's dtype), with fp16=True too; types its
-  def does not take (an fp16 quantized_data) refused at load.
+  def does not take (an fp16 quantized_data) refused at load. iOS18's
+  constexpr_blockwise_shift_scale with fp16=True: coremltools' decompress, whose numpy
+  promotion keeps an fp32 (fractional) offset in fp32 instead of rounding it to fp16.
 - Resizing an int32 x: the iOS15 defs (upsample_*, resize_nearest_neighbor,
   resize_bilinear, crop_resize) take fp16 or fp32 only and refuse it at load; iOS17's
   resize takes int32 but defines no rounding of a LINEAR result, so LINEAR of an int32 x
@@ -25,6 +27,9 @@ import pytest
 from coremltools.converters.mil.mil import types
 from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import (
     constexpr_affine_dequantize,
+)
+from coremltools.converters.mil.mil.ops.defs.iOS18.compression import (
+    constexpr_blockwise_shift_scale,
 )
 from coremltools.proto import FeatureTypes_pb2, MIL_pb2
 from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
@@ -109,6 +114,39 @@ def test_affine_dequantize_of_fp16_quantized_data_is_refused_at_load(affine, tmp
         r"int8, uint8$",
     ):
         load(path)
+
+
+BLOCK_SCALE = (RNG.random((8, 2)) * 0.1 + 0.01).astype(np.float16)  # blocks of 32 columns
+
+
+@pytest.mark.parametrize(
+    "data, offset",
+    [
+        (Q.astype(np.float16), (RNG.random((8, 2)) * 10 - 5).astype(np.float32)),
+        (Q, (RNG.random((8, 2)) * 10 - 5).astype(np.float32)),
+        (Q, (RNG.random((8, 2)) * 10 - 5).astype(np.float16)),
+        (Q, RNG.integers(-5, 5, (8, 2)).astype(np.int8)),
+    ],
+    ids=["fp16_data_fp32_offset", "int8_data_fp32_offset", "fp16_offset", "int8_offset"],
+)
+def test_blockwise_shift_scale_in_fp16_mode_is_coremltools_decompress(tmp_path, data, offset):
+    """iOS18 (SrcT takes fp16 data, OffsetT an fp32 offset): coremltools' decompress casts
+    data to the scale's fp16 and lets numpy promote, so an fp32 offset makes the steps
+    fp32 (its value is fp32, the declared type fp16: one rounding). The fp16 mode rounded
+    the fractional offset to fp16 and stepped in fp16 (the first two cases differed)."""
+
+    @mb.program(input_specs=[mb.TensorSpec(Q.shape, dtype=types.fp16)],
+                opset_version=ct.target.iOS18)  # fmt: skip
+    def prog(y):
+        w = mb.constexpr_blockwise_shift_scale(data=data, scale=BLOCK_SCALE, offset=offset)
+        return mb.add(x=y, y=w, name="w")
+
+    path = save_program(prog, tmp_path / "shift_scale.mlpackage", "fp16")
+    want = constexpr_blockwise_shift_scale.decompress(data, BLOCK_SCALE, offset)
+    want = want.astype(np.float16)  # the declared fp16 of an fp32-offset value
+    feed = {"y": np.zeros(Q.shape, np.float16)}
+    for kind, run in _runners(path, fp16=True).items():
+        np.testing.assert_array_equal(run(feed).astype(np.float16), want, err_msg=kind)
 
 
 # -- resizing an int32 x ---------------------------------------------------------------------

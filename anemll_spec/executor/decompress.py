@@ -15,7 +15,7 @@ feeding `lut`).
 Numerics: the result has the op's declared dtype. Shift-scale is `scale * (data - offset)`;
 the fp32 reference computes it in fp32 and rounds once to the declared dtype; with
 `fp16=True` iOS18's fp16 result is computed as coremltools' own `decompress` computes it:
-every step (the subtraction, the product) is rounded to fp16. iOS16's
+the subtraction and the product in fp16, or in fp32 where the offset is fp32. iOS16's
 `constexpr_affine_dequantize` is computed as coremltools' value_inference computes it
 (`optimize/_utils.dequantize_by_scale_and_zp`), in both modes: data and zero point as
 fp32, the subtraction and the product in fp32, one rounding to the scale's dtype.
@@ -98,11 +98,18 @@ def _shift_scale(data: np.ndarray, scale: np.ndarray, offset: Any, fp16: bool) -
     scale = np.asarray(scale)
     if scale.dtype.kind != "f":
         raise ValueError(f"scale must be a float tensor, got {scale.dtype}")
-    step = np.float16 if fp16 and scale.dtype == np.float16 else np.float32
-    out: np.ndarray = data.astype(step)
+    if fp16 and scale.dtype == np.float16:
+        # coremltools' decompress (iOS18 compression.py): data cast to fp16, then numpy's
+        # promotion: an integer or fp16 offset keeps both steps in fp16, an fp32 one
+        # (fractional, not rounded to fp16 first) makes them fp32; one cast at the end
+        steps: np.ndarray = data.astype(np.float16)
+        if offset is not None:
+            steps = steps - np.asarray(offset)
+        return (scale * steps).astype(np.float16, copy=False)
+    out: np.ndarray = data.astype(np.float32)
     if offset is not None:
-        out -= np.asarray(offset).astype(step)
-    out *= scale.astype(step)
+        out -= np.asarray(offset).astype(np.float32)
+    out *= scale.astype(np.float32)
     return out.astype(scale.dtype, copy=False)
 
 
