@@ -49,7 +49,7 @@ class Summary:
     drift_slope_ms_per_s: float | None  # least-squares slope of latency over run time
     drift_ratio: float | None  # median(last decile) / median(first decile)
     throttled: bool  # drift_ratio above THROTTLE_RATIO
-    cv: float | None  # std / mean; None where std is undefined (n < 2)
+    cv: float | None  # std / mean; None where std is undefined (n < 2) or the mean is 0
     noisy: bool  # cv > NOISY_CV; False where cv is undefined
 
     @property
@@ -106,7 +106,7 @@ def summarize(
         t_s = (st - st[0]) / 1e9
     slope = drift_slope(t_s, x)
     ratio = decile_ratio(x)
-    cv = None if std is None else std / mean if mean > 0 else float("nan")
+    cv = std / mean if std is not None and mean > 0 else None  # zero-length calls: no ratio
     return Summary(
         n=n,
         median_ms=float(p50),

@@ -127,6 +127,17 @@ def test_noisy_flag_follows_cv():
     assert not quiet.noisy and loud.noisy
 
 
+def test_zero_length_calls_have_no_cv():
+    """A mean of 0 (every call under the clock's tick) has no std/mean: cv None, as
+    docs/metrics.md says, not NaN."""
+    s = stats.summarize(np.zeros(40, dtype=np.int64))
+    assert (s.std_ms, s.cv, s.noisy) == (0.0, None, False)
+    # no start times: each call's is the sum of those before it, all 0: one instant
+    assert s.drift_slope_ms_per_s is None
+    starts = np.arange(40) * 1_000_000
+    assert stats.summarize(np.zeros(40, dtype=np.int64), starts).drift_slope_ms_per_s == 0.0
+
+
 def test_bandwidth_and_tflops_formulas():
     assert stats.bandwidth_gbps(1_050_673_728, 8.74) == pytest.approx(1_050_673_728 / 8.74e-3 / 1e9)
     assert stats.tflops(137_438_953_472, 100.0) == pytest.approx(137_438_953_472 / 0.1 / 1e12)
