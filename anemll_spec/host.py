@@ -410,6 +410,11 @@ def capture() -> dict:
         **versions(),
         **git_info(),
     }
-    # every text the OS hands over as one store line: a control character in a name read
-    # from /etc/os-release or cpuinfo made the store refuse the host, so bench could not run
+    return store_lines(info)
+
+
+def store_lines(info: dict) -> dict:
+    """Every text of `info` as one store line: a control character in a name read from
+    /etc/os-release or cpuinfo (or a driver's GPU name) made the store refuse the host,
+    so bench could not run."""
     return {k: store_line(v) if isinstance(v, str) else v for k, v in info.items()}

@@ -381,3 +381,19 @@ def test_a_machine_id_file_that_holds_no_id_is_none(tmp_path):
     assert mid.linux_raw((str(first), str(second))) == real
     first.write_text("not an id\n")
     assert mid.linux_raw((str(first),)) is None
+
+
+def test_torch_gpu_facts_are_store_lines(monkeypatch):
+    """The GPU's name comes from the driver (torch's device properties): it is made a
+    store line as host.capture's texts are (it reached the store as the driver wrote it)."""
+    pytest.importorskip("torch")
+    from anemll_spec.executor import torch_host
+    from anemll_spec.text import store_line
+
+    name = "NVIDIA H100\x1b[2J" + "x" * 300
+    monkeypatch.setattr(
+        torch_host, "_torch_info", lambda kind, index: {"gpu": name, "gpu_sm_count": 132}
+    )
+    got = torch_host.torch_info("cpu")
+    assert got == {"gpu": store_line(name), "gpu_sm_count": 132}
+    assert got["gpu"].startswith("NVIDIA H100\\x1b[2J") and len(got["gpu"]) == 256

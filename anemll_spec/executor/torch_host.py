@@ -50,14 +50,17 @@ def synchronize(device: torch.device) -> None:
 def torch_info(device: str | torch.device | None = "auto") -> dict[str, Any]:
     """Versions and the GPU, for the run's host record (keys as the store's `hosts`).
 
-    Collected once per process and device; each call returns a fresh dict."""
+    Collected once per process and device; each call returns a fresh dict, its texts
+    store lines (host.store_lines), as host.capture's."""
     import torch
 
     try:
         dev = device if isinstance(device, torch.device) else resolve_device(device)
     except InputError:
         dev = torch.device("cpu")
-    return dict(_torch_info(dev.type, dev.index or 0))
+    from anemll_spec.host import store_lines  # the driver's GPU name: a store line too
+
+    return store_lines(_torch_info(dev.type, dev.index or 0))
 
 
 @functools.cache
