@@ -28,6 +28,7 @@ from anemll_spec.build.cache import BUILDER_VERSION, cache_key
 from anemll_spec.build.checks import (
     cache_folder,
     check_call_memory,
+    check_compile_temp,
     check_disk,
     check_memory,
     check_plan_disk,
@@ -288,17 +289,23 @@ def preflight(model: ModelBase, cache_dir: Path | None = None) -> Estimate | Non
 
 
 def preflight_disk(
-    estimates: list[Estimate], cache_dir: Path | None = None, compiled: int = 0
+    estimates: list[Estimate],
+    cache_dir: Path | None = None,
+    compiled: int = 0,
+    largest_compile: int = 0,
 ) -> None:
     """Room on the cache's disk for every build of a plan at once (`preflight` of each
     distinct uncached model gives the estimates): what each leaves in the cache, plus
     the largest temporary copy and the dispatch-floor model, plus `compiled`, the bytes
     of the compiled copies Core ML writes into the cache for the plan's cases
     (coreml_compile.compile_need). A sweep whose cases fit one by one but not together
-    is refused before any case runs, not failed half-way."""
+    is refused before any case runs, not failed half-way. largest_compile: the largest
+    of those copies, which Core ML first writes into the temp folder (check_compile_temp)."""
     cache_dir = cache_folder(cache_dir)
     if len(estimates) > 1 or compiled:
-        check_plan_disk(cache_dir, estimates, on=writable(cache_dir), compiled=compiled)
+        on = writable(cache_dir)
+        check_plan_disk(cache_dir, estimates, on=on, compiled=compiled)
+        check_compile_temp(cache_dir, largest_compile, on=on)
 
 
 def build(

@@ -160,6 +160,34 @@ def check_plan_disk(
         )
 
 
+def check_compile_temp(
+    cache_dir: Path, largest: int, on: Path | None = None, temp: Path | None = None
+) -> None:
+    """Core ML compiles a model into a temporary folder of its own and coremltools then
+    moves the copy into the cache (models.utils.compile_model): where that folder is on
+    another disk than the cache, it needs room for the largest compiled copy (they are
+    compiled one at a time). On one disk the move is a rename, counted in the cache's
+    need. on: the cache's nearest existing folder (writable()); temp: the temp folder
+    ($TMPDIR, the Mac's per-user temp folder, which Core ML uses too)."""
+    from anemll_spec.text import human_bytes
+
+    if largest <= 0:
+        return
+    temp = Path(temp or tempfile.gettempdir())
+    try:
+        if temp.stat().st_dev == (on or cache_dir).stat().st_dev:
+            return
+        free = shutil.disk_usage(temp).free
+    except OSError:  # not readable: the compile says what is wrong
+        return
+    if largest > free:
+        raise InputError(
+            f"temp folder {temp}: Core ML compiles each model there before it is moved into "
+            f"the cache {cache_dir} (another disk): the largest needs about "
+            f"{human_bytes(largest)}, {human_bytes(free)} free; free disk there"
+        )
+
+
 def disk_filled(cache_dir: Path, key: str, est: Estimate, exc: BaseException) -> str:
     """What to say when a build that passed check_disk failed for want of disk (another
     process filled it meanwhile): coremltools says so as 'Input/output error' or '[MIL

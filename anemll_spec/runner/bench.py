@@ -201,7 +201,10 @@ class Runner:
                 where = self.spec.refused_at(p.case, str(exc))
                 raise InputError(f"{where}: {p.case.model_name}: {exc}") from None
         try:
-            preflight_disk(list(self.builds.values()), self.cache_dir, sum(self.compiles.values()))
+            sizes = self.compiles.values()
+            preflight_disk(
+                list(self.builds.values()), self.cache_dir, sum(sizes), max(sizes, default=0)
+            )
         except InputError as exc:
             raise InputError(f"{self.spec.path}: {exc}") from None
         if devices:  # a torch device this machine lacks (cuda without CUDA)
@@ -265,7 +268,10 @@ def preflight_together(runners: list[Runner]) -> None:
     builds = {k: e for r in runners for k, e in r.builds.items()}  # a model shared: once
     compiles = {k: n for r in runners for k, n in r.compiles.items()}
     try:
-        preflight_disk(list(builds.values()), runners[0].cache_dir, sum(compiles.values()))
+        sizes = compiles.values()
+        preflight_disk(
+            list(builds.values()), runners[0].cache_dir, sum(sizes), max(sizes, default=0)
+        )
     except InputError as exc:
         specs = ", ".join(str(r.spec.path) for r in runners)
         raise InputError(f"{specs} together: {exc}") from None
