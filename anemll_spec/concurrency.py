@@ -63,17 +63,19 @@ THREADS_RUN_AT_ONCE: dict[tuple[str, str | None], bool] = {
 }
 
 
-# What an instance may spend loading its model before its warm-up: a Core ML load
-# (compiling for the device) of several instances at once takes minutes.
+# What one instance may spend loading its model before its warm-up: a Core ML load
+# (compiling for the device) takes minutes for a large model.
 LOAD_ALLOWANCE_S = 900.0
 
 
-def start_limit_s(budget: Budget) -> float:
+def start_limit_s(budget: Budget, n_instances: int = 1) -> float:
     """How long the instances may take to be loaded and warm, all of them: the load
-    allowance plus the warm-up's own budget (Timer.warm stops warming up at max_time_s,
-    the spec's warmup_s never exceeds it), so a long warm-up the spec asks for is never
-    cut short as if an instance had hung."""
-    return LOAD_ALLOWANCE_S + budget.max_time_s
+    allowance of each (they load at once, but nothing says Core ML compiles them side by
+    side rather than one after another: 8 slow loads must not read as a hang) plus the
+    warm-up's own budget (Timer.warm stops warming up at max_time_s, the spec's warmup_s
+    never exceeds it), so a long warm-up the spec asks for is never cut short as if an
+    instance had hung. An instance that dies is seen at once (_gates_watched)."""
+    return LOAD_ALLOWANCE_S * max(1, n_instances) + budget.max_time_s
 
 
 # How long instances may take to end once told to (their call in flight, sending their
@@ -172,9 +174,9 @@ def time_processes(
     says so; threads: math-library threads per process ("auto": default_threads; None:
     the libraries' own default). Raises ConcurrencyError naming the instance that failed."""
     preps = _instance_preps(prepared, n_instances)
-    if start_timeout_s is None:
-        start_timeout_s = start_limit_s(budget)
     n = len(preps)
+    if start_timeout_s is None:
+        start_timeout_s = start_limit_s(budget, n)
     reader = guard(reader) if reader is not None else None
     if threads == "auto":
         threads = default_threads(backend, n)

@@ -65,6 +65,24 @@ def test_the_start_limit_is_the_load_allowance_plus_the_warm_up_budget():
     b = Budget(warmup=5, warmup_s=3000.0, iterations=10, min_iterations=5, max_time_s=3600.0)
     assert concurrency.start_limit_s(b) == concurrency.LOAD_ALLOWANCE_S + 3600.0
     assert concurrency.LOAD_ALLOWANCE_S >= 900.0  # a slow Core ML load keeps its 15 minutes
+    # each instance has its allowance: 8 loads that Core ML runs one after another are
+    # not a hang (the limit was one allowance for all of them)
+    assert concurrency.start_limit_s(b, 8) == 8 * concurrency.LOAD_ALLOWANCE_S + 3600.0
+
+
+def test_the_instances_start_limit_counts_each_instance(prepared, inputs, monkeypatch):
+    """time_processes gives its instances the start limit of their number (it gave two
+    instances, or eight, the allowance of one)."""
+    asked = []
+
+    def limit(budget, n_instances=1):
+        asked.append(n_instances)
+        return 120.0
+
+    monkeypatch.setattr(concurrency, "start_limit_s", limit)
+    quick = Budget(warmup=1, warmup_s=0.0, iterations=3, min_iterations=3, max_time_s=5.0)
+    res = concurrency.time_processes("numpy", prepared, OPTIONS, inputs, quick, n_instances=2)
+    assert asked == [2] and len(res.per_instance) == 2
 
 
 def test_past_the_start_limit_the_instances_stop_warming_up_and_the_error_names_it(
