@@ -5,8 +5,9 @@ tree, side by side on this machine.
 
 Each NAME is a benchmark script (harness_overhead, store_append, executor_lm_head by
 default). The older commit is checked out into a temporary worktree; each round runs the
-script of each tree in a fresh process, the trees alternating (before, now, before, now
-...) so load on the machine falls on both alike. Each tree runs its own copy of the
+script of each tree in a fresh process, the trees alternating and the one that goes
+first swapping every round (before, now, now, before, ...), so load on the machine falls
+on both alike. Each tree runs its own copy of the
 script against its own package (PYTHONPATH = that tree), so the script measures the code
 of its time. Prints one JSON line per benchmark: the medians over rounds of its figure,
 and now / before (lower is better for every figure here: > 1 is worse).
@@ -88,8 +89,9 @@ def main() -> int:
         for name in a.names:
             key, measures, _ = FIGURES[name]
             got: dict[str, list[float]] = {"before": [], "now": []}
-            for _ in range(a.rounds):
-                for label, tree in trees.items():
+            order = list(trees.items())
+            for r in range(a.rounds):  # who goes first alternates: drift favours neither
+                for label, tree in order if r % 2 == 0 else order[::-1]:
                     got[label].append(float(_run(tree, name, cache / label)[key]))
             before, now = (statistics.median(got[k]) for k in ("before", "now"))
             print(

@@ -5,9 +5,10 @@ dict-based one it replaced (issue 12), side by side in one run.
 
 The old code is checked out from git (`--before`, default the last commit before the
 typed spec) into a temporary worktree; each side runs in its own fresh process, the
-rounds interleaved (old, new, old, new ...), and each process loads all shipped specs
+rounds interleaved, and each process loads all shipped specs
 `--repeat` times in-process after one untimed warm-up load (imports and pydantic's model
-building are start-up, which `--help`'s own figure covers). Prints one JSON line: medians
+building are start-up, which `--help`'s own figure covers); which tree goes first
+alternates from round to round (old, new, new, old, ...). Prints one JSON line: medians
 per load of all specs, their ratio (target <= 1.2), `--help`'s wall time (target < 0.5 s),
 and the line counts of the old schema.py + validate.py against the new spec package's
 validation modules.
@@ -76,10 +77,11 @@ def main() -> int:
         # knew, such as run.energy_s, which it refuses); the typed spec reads them as is
         specs = old / "specs"
         n_specs = len(list(specs.glob("*.yaml")))
-        old_s, new_s = [], []
-        for _ in range(a.rounds):
-            old_s.append(_load(old, specs, a.repeat))
-            new_s.append(_load(ROOT, specs, a.repeat))
+        got: dict[Path, list[float]] = {old: [], ROOT: []}
+        for r in range(a.rounds):  # who goes first alternates: drift favours neither
+            for tree in (old, ROOT) if r % 2 == 0 else (ROOT, old):
+                got[tree].append(_load(tree, specs, a.repeat))
+        old_s, new_s = got[old], got[ROOT]
         old_lines = _lines(
             [old / "anemll_spec/spec/schema.py", old / "anemll_spec/spec/validate.py"]
         )

@@ -1,0 +1,114 @@
+"""The benchmark scripts run in a quick mode (their module constants or arguments made
+small) and print what the project's standard asks of them: one JSON line with the figure,
+the baseline measured in the same process and their ratio, which must be the ratio of the
+printed numbers (up to their rounding). Where a script compares two sides, the side that
+goes first alternates, so drift on the machine favours neither; that is checked on the
+order of the calls, with the measuring itself stubbed out.
+
+Nothing here checks a target: a quick run on a loaded test machine says nothing about one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str, monkeypatch):
+    """The benchmark script as a fresh module (its helpers importable, as when run)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench40_{name}", BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def printed(capsys) -> dict:
+    """The one JSON line the script printed (the last line of its stdout)."""
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines, "the benchmark printed nothing"
+    return json.loads(lines[-1])
+
+
+def digits(x: float) -> int:
+    """Decimal places of a number as json printed it (round(v, k) prints <= k places)."""
+    text = repr(float(x))
+    return 0 if "e" in text else len(text.split(".")[1].rstrip("0"))
+
+
+def assert_ratio(
+    ratio: float, num: float, den: float, places: int | None = None, terms: int = 1
+) -> None:
+    """`ratio` is num / den of the printed numbers, which were rounded to `places` decimal
+    places (default: as many as they show; num and den each a sum of `terms` of them):
+    the quotient's range over every value they can have been rounded from, widened by
+    the ratio's own rounding."""
+    p = places if places is not None else max(digits(num), digits(den))
+    e = terms * 0.5 * 10.0**-p
+    e_ratio = 0.5 * 10.0 ** -digits(ratio) if digits(ratio) else 0.5
+    assert abs(den) > e, "the baseline rounds to zero: no ratio can be checked"
+    corners = [(num + a) / (den + b) for a in (-e, e) for b in (-e, e)]
+    lo, hi = min(corners), max(corners)
+    assert lo - e_ratio <= ratio <= hi + e_ratio, (ratio, num, den, lo, hi)
+
+
+def _fake_checkout(tmp_path: Path):
+    """A stand-in for _worktree.checkout: an 'old tree' with specs and the old modules."""
+    old = tmp_path / "before"
+    (old / "specs").mkdir(parents=True)
+    (old / "anemll_spec" / "spec").mkdir(parents=True)
+    for name in ("schema.py", "validate.py"):
+        (old / "anemll_spec" / "spec" / name).write_text("x = 1\n")
+
+    @contextlib.contextmanager
+    def checkout(commit):
+        yield old
+
+    return old, checkout
+
+
+def test_spec_load_alternates_which_tree_goes_first(monkeypatch, capsys, tmp_path):
+    m = load("spec_load", monkeypatch)
+    old, checkout = _fake_checkout(tmp_path)
+    order: list[str] = []
+
+    def fake_load(tree, specs, repeat):
+        order.append("old" if tree == old else "new")
+        return 0.02 if tree == old else 0.03  # seconds per load of all specs
+
+    monkeypatch.setattr(m, "checkout", checkout)
+    monkeypatch.setattr(m, "_load", fake_load)
+    monkeypatch.setattr(m.subprocess, "run", lambda *a, **kw: None)  # --help's timing
+    monkeypatch.setattr(sys, "argv", ["spec_load.py", "--rounds", "4", "--repeat", "1"])
+    assert m.main() == 0
+    assert order == ["old", "new", "new", "old", "old", "new", "new", "old"]
+    got = printed(capsys)
+    assert (got["new_median_ms"], got["baseline_median_ms"]) == (30.0, 20.0)
+    assert_ratio(got["ratio_vs_baseline"], got["new_median_ms"], got["baseline_median_ms"])
+
+
+def test_side_by_side_alternates_which_tree_goes_first(monkeypatch, capsys, tmp_path):
+    m = load("side_by_side", monkeypatch)
+    old, checkout = _fake_checkout(tmp_path)
+    order: list[str] = []
+
+    def fake_run(tree, name, cache):
+        order.append("before" if tree == old else "now")
+        return {"median_ms": 40.0 if tree == old else 30.0}
+
+    monkeypatch.setattr(m, "checkout", checkout)
+    monkeypatch.setattr(m, "_run", fake_run)
+    monkeypatch.setattr(m, "_package", lambda tree: str(tree / "anemll_spec" / "__init__.py"))
+    monkeypatch.setattr(sys, "argv", ["side_by_side.py", "store_append", "--rounds", "4"])
+    assert m.main() == 0
+    assert order == ["before", "now", "now", "before", "before", "now", "now", "before"]
+    got = printed(capsys)
+    assert (got["before_median"], got["now_median"]) == (40.0, 30.0)
+    assert_ratio(got["ratio_now_vs_before"], got["now_median"], got["before_median"])
