@@ -112,3 +112,37 @@ def test_side_by_side_alternates_which_tree_goes_first(monkeypatch, capsys, tmp_
     got = printed(capsys)
     assert (got["before_median"], got["now_median"]) == (40.0, 30.0)
     assert_ratio(got["ratio_now_vs_before"], got["now_median"], got["before_median"])
+
+
+class _Recording:
+    """A store connection whose queries are recorded in order."""
+
+    def __init__(self, con, log: list[str]):
+        self._con, self._log = con, log
+
+    def execute(self, sql, *args):
+        self._log.append(sql)
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_store_chip_factors_quick_and_alternating(monkeypatch, capsys):
+    m = load("store_chip_factors", monkeypatch)
+    monkeypatch.setattr(m, "N_CASES", 400)
+    monkeypatch.setattr(m, "REPEATS", 4)
+    bulk = m.bulk_store
+    monkeypatch.setattr(m, "bulk_store", lambda p, n, **kw: bulk(p, n, **{**kw, "n_runs": 4}))
+    log: list[str] = []
+    opened = m.open_store
+    monkeypatch.setattr(m, "open_store", lambda *a, **kw: _Recording(opened(*a, **kw), log))
+    m.main()
+    got = printed(capsys)
+    assert got["cases"] == 400 and got["rows"] > 0
+    assert_ratio(got["ratio_vs_baseline"], got["median_ms"], got["baseline_median_ms"])
+    assert got["ok"] == (got["median_ms"] <= got["target_ms"])
+    # every query after the count: the view or the baseline's scan, taking turns, the one
+    # that goes first swapping every round, after one untimed run of each
+    timed = ["view" if "chip_factors" in q else "base" for q in log[1:]]
+    assert timed == ["view", "base"] + ["view", "base", "base", "view"] * 2
