@@ -18,13 +18,32 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fixtures.store.synth import bulk_store  # noqa: E402
+from fixtures.store.synth import MODELS, bulk_store, spec_case  # noqa: E402
 
-from anemll_spec.store.exporting import export_bundle
+from anemll_spec.store.exporting import export_bundle  # noqa: E402
 from anemll_spec.store.importing import import_bundles  # noqa: E402
 
 SIZES = (25_000, 50_000, 100_000)
 ROUNDS = 5
+
+
+def fill_claims(path: Path) -> None:
+    """The sweep point's params and the model family of each case, from its run's spec,
+    as every writer stores them: bulk_store leaves them NULL, and an import refuses a
+    case that leaves out what its run's spec gives (since d842c55)."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    try:
+        for model in MODELS:
+            _, c = spec_case(model)
+            con.execute(
+                "UPDATE cases SET params = ?, model_family = ? WHERE model_name = ?",
+                [json.dumps(c.params, sort_keys=True), c.model.family, model],
+            )
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
 
 
 def main() -> None:
@@ -35,6 +54,7 @@ def main() -> None:
             src = Path(d) / f"src{n}.duckdb"
             bundles[n] = Path(d) / f"b{n}.parquet"
             bulk_store(src, n, samples_per_case=10, n_runs=n // 100)
+            fill_claims(src)
             export_bundle(src, bundles[n])
         import_bundles(Path(d) / "warm.duckdb", [bundles[SIZES[0]]])  # first-call costs, untimed
         for r in range(ROUNDS):  # sizes interleaved, in a rotating order: drift hits all

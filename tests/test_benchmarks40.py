@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -146,3 +148,20 @@ def test_store_chip_factors_quick_and_alternating(monkeypatch, capsys):
     # that goes first swapping every round, after one untimed run of each
     timed = ["view" if "chip_factors" in q else "base" for q in log[1:]]
     assert timed == ["view", "base"] + ["view", "base", "base", "view"] * 2
+
+
+@pytest.mark.slow
+def test_store_import_quick(monkeypatch, capsys):
+    m = load("store_import", monkeypatch)
+    monkeypatch.setattr(m, "SIZES", (100, 200, 400))
+    monkeypatch.setattr(m, "ROUNDS", 1)
+    m.main()
+    got = printed(capsys)
+    s = {int(k): v for k, v in got["seconds"].items()}
+    assert sorted(s) == [100, 200, 400] and all(v > 0 for v in s.values())
+    assert_ratio(got["ratio_100k_vs_25k"], s[400], s[100], places=3)
+    for n, us in got["us_per_case"].items():
+        assert us == pytest.approx(s[int(n)] / int(n) * 1e6, abs=0.5e-3 / int(n) * 1e6 + 0.005)
+    if s[200] - s[100] > 0.01:  # the step ratio from the printed seconds (if well defined)
+        assert_ratio(got["step_ratio"], s[400] - s[200], s[200] - s[100], places=3, terms=2)
+    assert got["ok"] == (got["step_ratio"] < 3.0)
