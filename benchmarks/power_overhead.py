@@ -118,6 +118,7 @@ def measure(fn, make_reader) -> dict:
         "call_median_ms_off": round(statistics.median(off) / 1e6, 4),
         "call_median_ms_on": round(statistics.median(on) / 1e6, 4),
         "ratio": round(med, 4),
+        "ratio_is": "median over rounds of median(on) / median(off), adjacent blocks",
         "overhead_pct": round((med - 1) * 100, 3),
         "round_ratio_iqr": [round(q1, 4), round(q3, 4)],
         "reader_reads": reads,

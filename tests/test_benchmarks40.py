@@ -165,3 +165,19 @@ def test_store_import_quick(monkeypatch, capsys):
     if s[200] - s[100] > 0.01:  # the step ratio from the printed seconds (if well defined)
         assert_ratio(got["step_ratio"], s[400] - s[200], s[200] - s[100], places=3, terms=2)
     assert got["ok"] == (got["step_ratio"] < 3.0)
+
+
+def test_power_overhead_quick(monkeypatch, capsys):
+    m = load("power_overhead", monkeypatch)
+    monkeypatch.setattr(m, "ROUNDS", 4)
+    monkeypatch.setattr(m, "CALLS", 20)
+    m.main([])
+    got = printed(capsys)
+    for period in m.PERIODS:
+        r = got[f"period_{period}s"]
+        assert r["call_median_ms_off"] > 0 and r["call_median_ms_on"] > 0
+        # the figure is the median of the rounds' ratios (on / off, adjacent blocks), not
+        # the ratio of the pooled medians: the line says so
+        assert r["overhead_pct"] == pytest.approx((r["ratio"] - 1) * 100, abs=0.006)
+        assert "median" in r["ratio_is"] and "round" in r["ratio_is"]
+    assert got["overhead_pct_default_period"] == got[f"period_{m.PERIODS[0]}s"]["overhead_pct"]
