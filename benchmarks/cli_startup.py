@@ -183,6 +183,7 @@ def main() -> None:
         med = statistics.median(walls)
         entry = {
             "median_s": round(med, 3),
+            "n": len(walls),  # bench_numpy: one timing per mode, not a median of several
             "ratio_vs_bare": round(med / bare, 2),
             "imports": imports[(name, cmd, block)],
         }

@@ -181,3 +181,37 @@ def test_power_overhead_quick(monkeypatch, capsys):
         assert r["overhead_pct"] == pytest.approx((r["ratio"] - 1) * 100, abs=0.006)
         assert "median" in r["ratio_is"] and "round" in r["ratio_is"]
     assert got["overhead_pct_default_period"] == got[f"period_{m.PERIODS[0]}s"]["overhead_pct"]
+
+
+def test_cli_startup_says_how_many_timings_each_median_has(monkeypatch, capsys, tmp_path):
+    m = load("cli_startup", monkeypatch)
+    walls = {"help": 0.2, "build_miss": 1.5, "bench_numpy": 0.9}
+
+    def fake_run(args, env, block, tree):
+        cmd = "build_miss" if "--cache-dir" in args else args[0].lstrip("-")
+        cmd = "bench_numpy" if cmd == "bench" else cmd
+        return walls.get(cmd, 0.3), (["coremltools"] if cmd == "build_miss" else [])
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(m, "_run", fake_run)
+    monkeypatch.setattr(m, "_bare", lambda: 0.02)
+    monkeypatch.setattr(m, "_package", lambda tree, env, spec: tmp_path / "model.mlpackage")
+    monkeypatch.setattr(m.subprocess, "run", lambda *a, **kw: Done())
+    monkeypatch.setattr(m.tempfile, "mkdtemp", lambda prefix: str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["cli_startup.py", "--repeats", "3"])
+    m.main()
+    got = printed(capsys)
+    commands = got["commands"]
+    assert set(commands) == {
+        "help", "build_hit", "inspect_1gb", "predict_smoke", "cache_list", "build_miss",
+        "bench_numpy",
+    }  # fmt: skip
+    for cmd, modes in commands.items():
+        for entry in modes.values():
+            # bench runs once per mode: its "median" is one timing, and the line says so
+            assert entry["n"] == (1 if cmd == "bench_numpy" else 3), cmd
+            assert_ratio(entry["ratio_vs_bare"], entry["median_s"], got["python_bare_median_s"])
+    assert commands["help"]["with_torch"]["median_s"] == 0.2
+    assert got["ok"] is True
