@@ -126,12 +126,12 @@ def cli(target: Path, out: Path):
     return lambda: subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
 
 
-def main(repeats: int = 5) -> None:
+def main(repeats: int = 5, n_cases: int = N_CASES) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         big, small = tmp / "big.duckdb", tmp / "small.duckdb"
         t0 = time.perf_counter()
-        make_store(big)
+        make_store(big, n_cases)
         big_run = add_energy(big, 600)
         gen_s = time.perf_counter() - t0
         make_store(small, n_cases=CASES_PER_RUN)
@@ -150,7 +150,7 @@ def main(repeats: int = 5) -> None:
                 times[k][0].append(timed(a))
                 times[k][1].append(timed(b))
         targets = {"energy": 2.0, "sustained": 2.0, "report": 5.0, "energy_cli": 2.0}
-        out: dict = {"benchmark": "chart_energy", "cases": N_CASES}
+        out: dict = {"benchmark": "chart_energy", "cases": n_cases}
         for k, (a, b) in times.items():
             big_s, small_s = statistics.median(a), statistics.median(b)
             out[f"{k}_median_s"] = round(big_s, 4)

@@ -215,3 +215,18 @@ def test_cli_startup_says_how_many_timings_each_median_has(monkeypatch, capsys, 
             assert_ratio(entry["ratio_vs_bare"], entry["median_s"], got["python_bare_median_s"])
     assert commands["help"]["with_torch"]["median_s"] == 0.2
     assert got["ok"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["chart_factors", "chart_report"])
+def test_chart_benchmark_quick(name, monkeypatch, capsys):
+    pytest.importorskip("vl_convert")
+    m = load(name, monkeypatch)
+    m.main(repeats=1, n_cases=300)
+    got = printed(capsys)
+    assert got["benchmark"] == name and got["cases"] == 300
+    assert got["median_s"] > 0 and got["baseline_median_s"] > 0 and got["cli_median_s"] > 0
+    assert_ratio(got["ratio_vs_baseline"], got["median_s"], got["baseline_median_s"])
+    assert got["ok"] == (
+        got["median_s"] <= got["target_s"] and got["cli_median_s"] <= got["target_s"]
+    )
