@@ -230,3 +230,42 @@ def test_chart_benchmark_quick(name, monkeypatch, capsys):
     assert got["ok"] == (
         got["median_s"] <= got["target_s"] and got["cli_median_s"] <= got["target_s"]
     )
+
+
+def test_harness_overhead_quick(monkeypatch, capsys):
+    m = load("harness_overhead", monkeypatch)
+    monkeypatch.setattr(m, "N", 2_000)
+    monkeypatch.setattr(m, "REPEATS", 3)
+    m.main()
+    got = printed(capsys)
+    assert got["benchmark"] == "harness_overhead"
+    assert (got["iterations"], got["repeats"]) == (2_000, 3)
+    bare, harness = got["bare_loop_ns_per_iter_median"], got["harness_ns_per_iter_median"]
+    assert bare > 0 and harness > 0
+    assert got["overhead_ns_per_iter"] == pytest.approx(harness - bare, abs=0.11)
+    assert_ratio(got["ratio"], harness, bare, places=1)
+
+
+def test_bootstrap_ci_quick(monkeypatch, capsys):
+    m = load("bootstrap_ci", monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["bootstrap_ci.py", "3000"])
+    monkeypatch.setattr(m, "REPEATS", 1)
+    m.main()
+    got = printed(capsys)
+    assert got["benchmark"] == "bootstrap_ci" and got["samples"] == 3000
+    assert got["summarize_s"] > 0 and got["summarize_resampled_s"] > 0
+    # speedup = the replaced draw's seconds / the figure's seconds (baseline / figure)
+    assert_ratio(got["speedup"], got["summarize_resampled_s"], got["summarize_s"], places=4)
+    assert "median of" in got["what"]
+
+
+def test_store_append_quick(monkeypatch, capsys):
+    m = load("store_append", monkeypatch)
+    monkeypatch.setattr(m, "REPEATS", 2)
+    m.main()
+    got = printed(capsys)
+    assert got["repeats"] == 2 and got["samples_per_case"] == 10_000
+    assert_ratio(got["ratio_vs_baseline"], got["median_ms"], got["baseline_median_ms"])
+    assert_ratio(got["ratio_vs_before"], got["median_ms"], got["before_median_ms"])
+    assert_ratio(got["energy_ratio_vs_plain"], got["energy_case_median_ms"], got["median_ms"])
+    assert got["ok"] == (got["median_ms"] <= got["target_ms"])
