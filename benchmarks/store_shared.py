@@ -10,6 +10,9 @@ line per figure:
   BenchStore) at once vs the same 80 cases by one process: wall time, and whether all 80
   are stored, none twice, none lost.
 
+In the first two, after one untimed call on each store, the two stores take turns, the
+one that goes first swapping every round, so drift favours neither.
+
 Needs PostgreSQL (initdb/pg_ctl, as the tests) and the `lake` extra.
 """
 
@@ -55,31 +58,43 @@ assert store.fell_back is None, store.message
 """
 
 
-def median_append_ms(target) -> float:
+def median_append_ms(targets: list) -> list[float]:
+    """Median ms of append_case into each target: one untimed append each (the first
+    open: schema check, attach), then the targets take turns, the one that goes first
+    swapping every round, so drift on the machine favours none."""
     rng = np.random.default_rng(0)
-    rid = begin_run(target, run(), host())
     wall = samples_ns(rng, 10_000, 5.0)
     row = case(wall=wall)
-    append_case(target, rid, row, wall)  # first open: schema check, attach
-    times = []
-    for _ in range(APPENDS):
-        t0 = time.perf_counter()
-        append_case(target, rid, row, wall)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
-
-
-def median_query_ms(target, sql: str) -> tuple[float, int]:
-    con = open_store(target, read_only=True)
-    try:
-        times, n = [], 0
-        for _ in range(REPEATS):
+    runs = [begin_run(t, run(), host()) for t in targets]
+    for t, rid in zip(targets, runs, strict=True):
+        append_case(t, rid, row, wall)
+    times: list[list[float]] = [[] for _ in targets]
+    order = list(range(len(targets)))
+    for r in range(APPENDS):
+        for i in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
-            n = len(con.execute(sql).fetchall())
-            times.append(time.perf_counter() - t0)
+            append_case(targets[i], runs[i], row, wall)
+            times[i].append(time.perf_counter() - t0)
+    return [float(np.median(t)) * 1e3 for t in times]
+
+
+def median_query_ms(targets: list, sql: str) -> list[tuple[float, int]]:
+    """(median ms, rows) of `sql` on each target: one untimed run each, then in turns as
+    median_append_ms takes them."""
+    cons = [open_store(t, read_only=True) for t in targets]
+    try:
+        rows = [len(con.execute(sql).fetchall()) for con in cons]
+        times: list[list[float]] = [[] for _ in cons]
+        order = list(range(len(cons)))
+        for r in range(REPEATS):
+            for i in order if r % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                rows[i] = len(cons[i].execute(sql).fetchall())
+                times[i].append(time.perf_counter() - t0)
     finally:
-        con.close()
-    return float(np.median(times)) * 1e3, n
+        for con in cons:
+            con.close()
+    return [(float(np.median(t)) * 1e3, n) for t, n in zip(times, rows, strict=True)]
 
 
 def copy_into_lake(src: Path, target: str) -> None:
@@ -145,8 +160,7 @@ def main() -> None:
             def target_named(name: str) -> str:
                 return cluster.target(cluster.new_db(name), tmp / f"{name}-data")
 
-            shared_ms = median_append_ms(target_named("append"))
-            file_ms = median_append_ms(tmp / "append.duckdb")
+            shared_ms, file_ms = median_append_ms([target_named("append"), tmp / "append.duckdb"])
             emit(
                 "store_shared_append",
                 "median append_case, one case of 10,000 samples",
@@ -161,8 +175,7 @@ def main() -> None:
             open_store(target).close()
             copy_into_lake(big, target)
             sql = "SELECT * FROM chip_factors"
-            shared_q, rows = median_query_ms(target, sql)
-            file_q, file_rows = median_query_ms(big, sql)
+            (shared_q, rows), (file_q, file_rows) = median_query_ms([target, big], sql)
             assert rows == file_rows, (rows, file_rows)
             emit(
                 "store_shared_chip_factors",

@@ -269,3 +269,36 @@ def test_store_append_quick(monkeypatch, capsys):
     assert_ratio(got["ratio_vs_before"], got["median_ms"], got["before_median_ms"])
     assert_ratio(got["energy_ratio_vs_plain"], got["energy_case_median_ms"], got["median_ms"])
     assert got["ok"] == (got["median_ms"] <= got["target_ms"])
+
+
+def test_store_shared_takes_the_two_stores_in_turns(monkeypatch):
+    m = load("store_shared", monkeypatch)
+    calls: list[str] = []
+
+    class Con:
+        def __init__(self, target):
+            self.target = target
+
+        def execute(self, sql):
+            calls.append(f"query {self.target}")
+            return self
+
+        def fetchall(self):
+            return [(1,), (2,)]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(m, "APPENDS", 4)
+    monkeypatch.setattr(m, "REPEATS", 4)
+    monkeypatch.setattr(m, "begin_run", lambda target, *a: f"run-{target}")
+    monkeypatch.setattr(m, "append_case", lambda t, rid, row, wall: calls.append(f"append {t}"))
+    monkeypatch.setattr(m, "open_store", lambda target, read_only: Con(target))
+    turns = ["lake", "file", "file", "lake"] * 2
+    got = m.median_append_ms(["lake", "file"])
+    assert len(got) == 2 and all(ms >= 0 for ms in got)
+    assert calls == [f"append {t}" for t in ["lake", "file", *turns]]  # one untimed each
+    calls.clear()
+    (_, rows), (_, file_rows) = m.median_query_ms(["lake", "file"], "SELECT 1")
+    assert (rows, file_rows) == (2, 2)
+    assert calls == [f"query {t}" for t in ["lake", "file", *turns]]
