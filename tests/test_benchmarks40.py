@@ -187,6 +187,7 @@ def test_power_overhead_quick(monkeypatch, capsys):
         assert r["overhead_pct"] == pytest.approx((r["ratio"] - 1) * 100, abs=0.006)
         assert "median" in r["ratio_is"] and "round" in r["ratio_is"]
     assert got["overhead_pct_default_period"] == got[f"period_{m.PERIODS[0]}s"]["overhead_pct"]
+    assert got["ok"] == (got["overhead_pct_default_period"] < got["target_overhead_pct"])
 
 
 def test_cli_startup_says_how_many_timings_each_median_has(monkeypatch, capsys, tmp_path):
@@ -250,6 +251,7 @@ def test_harness_overhead_quick(monkeypatch, capsys):
     assert bare > 0 and harness > 0
     assert got["overhead_ns_per_iter"] == pytest.approx(harness - bare, abs=0.16)
     assert_ratio(got["ratio"], harness, bare, places=1)
+    assert got["ok"] == (got["overhead_ns_per_iter"] < got["target_overhead_ns"])
 
 
 def test_bootstrap_ci_quick(monkeypatch, capsys):
