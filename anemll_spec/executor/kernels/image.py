@@ -97,16 +97,17 @@ def _x_dtype(p: Prep) -> str:
     return t.dtype if t is not None else p.out().dtype
 
 
-def _float_x(p: Prep) -> None:
-    """The defs of upsample_*, resize_nearest_neighbor, resize_bilinear and crop_resize
-    (iOS15-iOS17) take an fp16 or fp32 x (T: fp16, fp32); an int32 x was interpolated in
-    float and cast back, a result no def gives. iOS17's resize also takes int32 (_resize)."""
+def float_x(p: Prep) -> None:
+    """The defs of upsample_*, resize_nearest_neighbor, resize_bilinear, crop_resize,
+    resample and affine (iOS15-iOS17) take an fp16 or fp32 x (T: fp16, fp32); an int32 x
+    was interpolated in float and cast back, a result no def gives. iOS17's resize also
+    takes int32 (_resize)."""
     dtype = _x_dtype(p)
     p.check(dtype in ("fp16", "fp32"), f"x is {dtype}; the {p.op.type} def takes fp16 or fp32")
 
 
 def _rank3(p: Prep) -> int:
-    _float_x(p)
+    float_x(p)
     rank = p.rank("x")
     p.check(rank >= 3, f"x must have rank >= 3, got rank {rank}")
     return rank
@@ -246,7 +247,7 @@ def _crop_resize(p: Prep) -> Run:
     [start, end] output i reads start + a * i + b, the sampling mode's grid with in - 1 =
     end - start; a point outside the image reads pad_value (iOS16+, 0 before)."""
     xp, x = p.xp, p.ref("x")
-    _float_x(p)
+    float_x(p)
     p.check(p.rank("x") == 4, f"x must have rank 4, got rank {p.rank('x')}")
     ios17 = p.has("boxes")
     th, tw = p.int("target_height", 1), p.int("target_width", 1)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from anemll_spec.executor.kernels.base import Prep, Run, kernel
+from anemll_spec.executor.kernels.image import float_x
 
 COORDS = ("unnormalized", "normalized_minus_one_to_one", "normalized_zero_to_one")
 PADDING = ("constant", "border", "reflection", "symmetric")
@@ -69,6 +70,7 @@ def grid_sample(xp, v: Any, px: Any, py: Any, nearest: bool, padding: str, pad_v
 @kernel("resample")
 def _resample(p: Prep) -> Run:
     xp, x, coords = p.xp, p.ref("x"), p.ref("coordinates")
+    float_x(p)
     p.check(p.rank("x") == 4, f"x must have rank 4, got rank {p.rank('x')}")
     p.check(p.rank("coordinates") == 4, "coordinates must have rank 4 (B, H2, W2, 2)")
     nearest = p.choice("sampling_mode", ("bilinear", "nearest")) == "nearest"
@@ -93,6 +95,7 @@ def _affine(p: Prep) -> Run:
     (a0 x + a1 y + a2, b0 x + b1 y + b2), bilinearly, zero outside (the only settings the
     def allows)."""
     xp, x, matrix = p.xp, p.ref("x"), p.ref("transform_matrix")
+    float_x(p)
     p.check(p.rank("x") == 4, f"x must have rank 4, got rank {p.rank('x')}")
     oh, ow = p.int("output_height"), p.int("output_width")
     p.check(oh >= 1 and ow >= 1, f"output size {oh} x {ow} must be >= 1")
