@@ -16,6 +16,9 @@
 Constant weights are decoded here, once (constexpr chains evaluated by the executor's own
 `decompress.evaluate`), and stored as plain `const` ops; the rewritten function keeps the
 original's inputs, outputs and semantics, and runs on every backend (numpy included).
+The decoding passes take the program's `fp16` mode (`functools.partial(simplify,
+fp16=True)` for a program loaded with fp16=True): an fp16 mode decodes as the program
+itself would (iOS18 shift-scale in coremltools' fp16 steps), not as the fp32 reference.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from anemll_spec.mlmodel.ir import Arg, Function, Op, VarType, materialize
 class Constants:
     """Values of a function's compile-time variables, decoded on demand."""
 
-    def __init__(self, fn: Function):
+    def __init__(self, fn: Function, fp16: bool = False):
+        self.fp16 = fp16  # decode as a program loaded with this fp16 mode does
         self.producers = {
             o.name: op for op in fn.ops if is_compile_time(op.type) for o in op.outputs
         }
@@ -61,7 +65,7 @@ class Constants:
             args = op.inputs.get(param)
             return self._arg(args[0]) if args else None
 
-        value = evaluate(op, resolve)
+        value = evaluate(op, resolve, self.fp16)
         if len(op.outputs) > 1:  # sparse constexprs give (mask, values)
             return value[[o.name for o in op.outputs].index(name)]
         return value
@@ -138,9 +142,9 @@ def _trivial_pointwise(op: Op, consts: Constants, w_shape: tuple[int, ...]) -> b
     return pad_type in ("valid", "same", "same_lower")  # a 1x1 kernel pads nothing
 
 
-def pointwise_to_matmul(fn: Function) -> Function:
+def pointwise_to_matmul(fn: Function, fp16: bool = False) -> Function:
     """1x1 convs and linears with constant weights -> matmul (+ add for a nonzero bias)."""
-    consts = Constants(fn)
+    consts = Constants(fn, fp16)
     types = {v.name: v for v in fn.inputs}
     for op in fn.ops:
         types.update({o.name: o for o in op.outputs})
@@ -286,9 +290,9 @@ def _merge_key(op: Op, consts: Constants) -> tuple | None:
     return (data, side, shape[1], consts.producers[w.ref].outputs[0].dtype)
 
 
-def merge_parallel_matmuls(fn: Function, min_group: int = 2) -> Function:
+def merge_parallel_matmuls(fn: Function, min_group: int = 2, fp16: bool = False) -> Function:
     """Matmuls reading one runtime tensor with constant weights of one width -> one matmul."""
-    consts = Constants(fn)
+    consts = Constants(fn, fp16)
     groups: dict[tuple, list[Op]] = {}
     for op in fn.ops:
         key = _merge_key(op, consts)
@@ -378,8 +382,8 @@ PASSES: tuple[Callable[[Function], Function], ...] = (
 )
 
 
-def simplify(fn: Function) -> Function:
-    """All the load-time simplifications, in order."""
-    for p in PASSES:
-        fn = p(fn)
-    return fn
+def simplify(fn: Function, fp16: bool = False) -> Function:
+    """All the load-time simplifications, in order (PASSES); fp16: the program's fp16
+    mode, in which the passes that decode constant weights decode them."""
+    fn = drop_dead_constants(pointwise_to_matmul(fn, fp16=fp16))
+    return drop_dead_constants(merge_parallel_matmuls(fn, fp16=fp16))

@@ -28,6 +28,7 @@ This module imports torch at module level: import it only where torch is wanted.
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from anemll_spec.errors import InputError
-from anemll_spec.executor.program import Program, load
+from anemll_spec.executor.program import Pass, Program, load
 from anemll_spec.executor.simplify import simplify
 from anemll_spec.executor.state import State
 from anemll_spec.executor.torch_arrays import TorchOps
@@ -250,6 +251,8 @@ def load_torch(
     if dtype not in ("auto", "float16", "float32"):
         raise InputError(f"torch dtype {dtype!r}: one of auto, float16, float32")
     ops = TorchOps(dev, None if dtype == "auto" else dtype, gemv=gemv, device_checks=device_checks)
-    passes = [ops.adopt_dtype, *([simplify] if simplify_graph else [])]
+    # the weights simplify decodes are decoded in the program's fp16 mode, as its own are
+    lowered = functools.partial(simplify, fp16=fp16)
+    passes: list[Pass] = [ops.adopt_dtype, *([lowered] if simplify_graph else [])]
     program = load(path, fp16=fp16, verbose=verbose, xp=ops, passes=passes)
     return TorchRunner(program, ops, graphs=graphs)
