@@ -1,5 +1,6 @@
 """A Mac's Energy Mode (pmset `powermode`, v6's hosts.energy_mode) from capture to what
-users read: the results view, `share`'s host line, the report's host table and `info`.
+users read: the results view, `share`'s host line and the report's host table (`info`
+lists it beside Low Power Mode, read from this host: none here)
 Before v6 a Mac with High Power Mode stored neither its mode nor Low Power Mode."""
 
 from __future__ import annotations

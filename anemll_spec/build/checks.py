@@ -167,8 +167,8 @@ def check_compile_temp(
     moves the copy into the cache (models.utils.compile_model): where that folder is on
     another disk than the cache, it needs room for the largest compiled copy (they are
     compiled one at a time). On one disk the move is a rename, counted in the cache's
-    need. on: the cache's nearest existing folder (writable()); temp: the temp folder
-    ($TMPDIR, the Mac's per-user temp folder, which Core ML uses too)."""
+    need. on: the cache's nearest existing folder (writable()); temp: Python's temp
+    folder ($TMPDIR: on a Mac the per-user one Core ML writes to)."""
     from anemll_spec.text import human_bytes
 
     if largest <= 0:
