@@ -374,16 +374,13 @@ def drop_dead_constants(fn: Function) -> Function:
         ops = kept
 
 
-PASSES: tuple[Callable[[Function], Function], ...] = (
-    pointwise_to_matmul,
-    drop_dead_constants,
-    merge_parallel_matmuls,
-    drop_dead_constants,
-)
+# the load-time passes, in order, each followed by drop_dead_constants
+PASSES: tuple[Callable[..., Function], ...] = (pointwise_to_matmul, merge_parallel_matmuls)
 
 
 def simplify(fn: Function, fp16: bool = False) -> Function:
     """All the load-time simplifications, in order (PASSES); fp16: the program's fp16
     mode, in which the passes that decode constant weights decode them."""
-    fn = drop_dead_constants(pointwise_to_matmul(fn, fp16=fp16))
-    return drop_dead_constants(merge_parallel_matmuls(fn, fp16=fp16))
+    for p in PASSES:
+        fn = drop_dead_constants(p(fn, fp16=fp16))
+    return fn
