@@ -1,6 +1,5 @@
 """A Mac's Energy Mode (pmset `powermode`, v6's hosts.energy_mode) from capture to what
-users read: the results view, `share`'s host line and the report's host table (`info`
-lists it beside Low Power Mode, read from this host: none here)
+users read: the results view, `share`'s host line, the report's host table and `info`.
 Before v6 a Mac with High Power Mode stored neither its mode nor Low Power Mode."""
 
 from __future__ import annotations
@@ -69,3 +68,17 @@ def test_a_mac_without_the_mode_shows_none(tmp_path):
     assert "Energy Mode" not in md and "Low Power Mode on" in md
     page = write_report(store, run_id, tmp_path / "r.html").read_text()
     assert "<th>energy mode</th>" not in page
+
+
+def test_info_shows_a_macs_mode(monkeypatch, capsys):
+    """`info` on the M4 Max fixture's `pmset -g` (parsed by host.py's own parsers; the
+    rest of the capture is this host's): the mode beside Low Power Mode."""
+    from anemll_spec.cli import main
+
+    text = (FIXTURES / "m4max_pmset_g.txt").read_text()
+    mac = host_mod.macos_fields({}, {}, {}, host_mod.parse_pmset_settings(text), {})
+    real = host_mod.capture
+    monkeypatch.setattr(host_mod, "capture", lambda: {**real(), **mac})
+    assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "low power mode: no" in lines and "energy mode:    high power" in lines
