@@ -33,7 +33,7 @@ from coremltools.converters.mil.mil.ops.defs.iOS18.compression import (
 )
 from coremltools.proto import FeatureTypes_pb2, MIL_pb2
 from fixtures.executor.mil_models import mb, patch_const_input, save_program, set_attribute
-from torch_util import torch_devices
+from torch_util import refused_at_load, torch_devices
 
 from anemll_spec.errors import InputError
 from anemll_spec.executor import load
@@ -171,13 +171,7 @@ def test_a_linear_resize_of_an_int32_x_is_refused_at_load(tmp_path):
     in the def: the interpolated values (0, -2.8, -5.6, ...) were truncated to int32."""
     path = _resize(tmp_path, "LINEAR")
     pattern = r"\(resize\).*LINEAR interpolation of an int32 x: the def defines no rounding"
-    with pytest.raises(InputError, match=pattern):
-        load(path)
-    from anemll_spec.executor.torch_runner import load_torch
-
-    for device in torch_devices():
-        with pytest.raises(InputError, match=pattern):
-            load_torch(path, device=device)
+    refused_at_load(path, pattern)
 
 
 def test_a_nearest_resize_of_an_int32_x_copies_elements_exactly(tmp_path):

@@ -10,3 +10,20 @@ def torch_devices() -> list[str]:
     except ImportError:
         return []
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def refused_at_load(path, pattern: str) -> None:
+    """The numpy executor, and the torch one on each of torch_devices(), refuse the saved
+    program at `path` at load with an InputError matching `pattern`."""
+    import pytest
+
+    from anemll_spec.errors import InputError
+    from anemll_spec.executor import load
+
+    with pytest.raises(InputError, match=pattern):
+        load(path)
+    from anemll_spec.executor.torch_runner import load_torch
+
+    for device in torch_devices():
+        with pytest.raises(InputError, match=pattern):
+            load_torch(path, device=device)
